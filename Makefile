@@ -1,0 +1,39 @@
+# Townflow: `make up` runs the whole system, `make test` runs every test. Both install what is
+# missing first (a virtualenv, the Python packages, Kafka's jars), on a fresh machine too.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal
+PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+
+.PHONY: install up test lint typecheck unit kafka-jars clean
+
+$(STAMP): requirements-dev.txt $(PYPROJECTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
+	touch $(STAMP)
+
+install: $(STAMP) kafka-jars
+
+kafka-jars: $(STAMP)
+	$(PY) -c "from devstack.kafka import kafka_jars; print('kafka jars:', kafka_jars())"
+
+up: install
+	$(PY) -m devstack up
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check shared services devstack tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q shared/tests services/*/tests
+
+test: install lint typecheck
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""A throw-away PostgreSQL cluster from the machine's binaries, one database per service.
+
+PostgreSQL refuses to run as root, and CI runs as root: then the cluster runs as the `postgres`
+user that the Debian package creates, in a folder handed to that user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .processes import Child, free_port, wait_until
+
+
+def pg_bindir() -> Path:
+    if env := os.environ.get("TOWNFLOW_PG_BINDIR"):
+        return Path(env)
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not found:
+        if which := shutil.which("postgres"):
+            return Path(which).parent
+        raise RuntimeError("PostgreSQL server binaries not found; install postgresql (15+)")
+    return Path(found[-1]).parent
+
+
+def _run_as() -> str | None:
+    return "postgres" if os.geteuid() == 0 else None
+
+
+@dataclass
+class Postgres:
+    workdir: Path
+    databases: list[str] = field(default_factory=list)
+    port: int = 0
+    child: Child | None = None
+
+    @property
+    def user(self) -> str:
+        return "postgres"
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _chown(self, path: Path) -> None:
+        if (user := _run_as()) is not None:
+            entry = pwd.getpwnam(user)
+            for p in [path, *path.rglob("*")]:
+                os.chown(p, entry.pw_uid, entry.pw_gid)
+
+    def _as_user(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", user, "--", *argv] if (user := _run_as()) else argv
+
+    def start(self, timeout: float = 60.0) -> Postgres:
+        bindir = pg_bindir()
+        self.port = self.port or free_port()
+        data = self.workdir / "data"
+        sockets = self.workdir / "sockets"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        sockets.mkdir(exist_ok=True)
+        os.chmod(self.workdir, 0o755)
+        self._chown(self.workdir)
+        if not (data / "PG_VERSION").exists():
+            subprocess.run(
+                self._as_user([str(bindir / "initdb"), "-D", str(data), "-A", "trust",
+                               "-U", "postgres", "-E", "UTF8", "--no-locale"]),
+                check=True, capture_output=True,
+            )
+        self.child = Child(
+            "postgres",
+            [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+             "-k", str(sockets), "-c", "listen_addresses=127.0.0.1",
+             "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+             "-c", "fsync=on", "-c", "synchronous_commit=on"],
+            log=self.workdir / "postgres.log",
+            user=_run_as(),
+            stop_signal=signal.SIGINT,  # "fast" shutdown: SIGTERM would wait for clients
+        ).start()
+        wait_until(self._ready, timeout, f"PostgreSQL on port {self.port}")
+        for db in self.databases:
+            self.create_database(db)
+        return self
+
+    def _psql(self, sql: str, database: str = "postgres") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(pg_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+             "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
+            capture_output=True, text=True,
+        )
+
+    def _ready(self) -> bool:
+        assert self.child is not None
+        self.child.check_alive()
+        return self._psql("select 1").returncode == 0
+
+    def create_database(self, name: str) -> None:
+        exists = self._psql(f"select 1 from pg_database where datname = '{name}'").stdout.strip()
+        if not exists:
+            result = self._psql(f'create database "{name}"')
+            if result.returncode != 0:
+                raise RuntimeError(f"create database {name}: {result.stderr}")
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop(timeout=30)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

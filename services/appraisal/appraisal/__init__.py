@@ -1,0 +1,1 @@
+"""Appraisal (考核): rates, points, four-dimension scores, bonus split, accountability alerts."""

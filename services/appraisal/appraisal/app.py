@@ -1,0 +1,21 @@
+"""Appraisal's wiring: settings, subscribers, HTTP routes. No rules here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from townflow_shared.runtime import ServiceRuntime
+
+from .settings import AppraisalSettings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def create_runtime(settings: AppraisalSettings | None = None) -> ServiceRuntime:
+    return ServiceRuntime(settings or AppraisalSettings(), MIGRATIONS)
+
+
+def create_app(settings: AppraisalSettings | None = None) -> FastAPI:
+    return create_runtime(settings).http_app("Townflow appraisal", [])

@@ -1,0 +1,25 @@
+"""Dispatch's wiring: settings, subscribers, HTTP routes. No rules here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from townflow_shared.events import RequestFiled
+from townflow_shared.runtime import ServiceRuntime
+
+from . import api, handlers
+from .settings import DispatchSettings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
+    runtime = ServiceRuntime(settings or DispatchSettings(), MIGRATIONS)
+    runtime.on(RequestFiled)(handlers.request_filed)
+    return runtime
+
+
+def create_app(settings: DispatchSettings | None = None) -> FastAPI:
+    return create_runtime(settings).http_app("Townflow dispatch", [api.router])

@@ -1,0 +1,95 @@
+"""Intake's event handlers: the citizen's status timeline, built from what dispatch and
+enforcement publish. Each runs in one transaction with its inbox row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from townflow_shared.events import (
+    InspectionDone,
+    TaskAccepted,
+    TaskCompleted,
+    TaskDispatched,
+    TaskExtended,
+    TaskReturned,
+    TaskSupervised,
+    TaskVerified,
+)
+from townflow_shared.runtime import ServiceRuntime
+
+from . import store
+
+
+async def _step(conn: asyncpg.Connection, request_id: str, at: datetime, step: str,
+                detail: dict[str, Any], event_id: uuid.UUID, status: str | None = None,
+                completed_at: datetime | None = None) -> None:
+    rid = uuid.UUID(request_id)
+    if not await store.request_exists(conn, rid):
+        return  # a matter filed by another town's intake; nothing of ours to update
+    await store.add_timeline(conn, rid, at, step, detail, event_id)
+    if status is not None:
+        await conn.execute(
+            "UPDATE requests SET status = $2, status_at = $3,"
+            " completed_at = COALESCE($4, completed_at)"
+            " WHERE request_id = $1 AND (status_at IS NULL OR status_at <= $3)",
+            rid, status, at, completed_at)
+
+
+async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, _: ServiceRuntime) -> None:
+    d = event.data
+    await conn.execute("INSERT INTO task_requests (task_id, request_id) VALUES ($1, $2)"
+                       " ON CONFLICT DO NOTHING", d.task_id, uuid.UUID(d.request_id))
+    await _step(conn, d.request_id, d.dispatched_at, "dispatched",
+                {"task_id": d.task_id, "module": d.lead_module, "colour": d.colour,
+                 "resolve_by": d.resolve_by.isoformat()}, event.id, status="dispatched")
+
+
+async def task_accepted(conn: asyncpg.Connection, event: TaskAccepted, _: ServiceRuntime) -> None:
+    d = event.data
+    await _step(conn, d.request_id, d.accepted_at, "accepted", {"task_id": d.task_id},
+                event.id, status="in_progress")
+
+
+async def task_returned(conn: asyncpg.Connection, event: TaskReturned, _: ServiceRuntime) -> None:
+    d = event.data
+    await _step(conn, d.request_id, d.returned_at, "returned", {"task_id": d.task_id},
+                event.id, status="returned")
+
+
+async def task_supervised(conn: asyncpg.Connection, event: TaskSupervised, _: ServiceRuntime) -> None:
+    d = event.data
+    await _step(conn, d.request_id, d.at, "supervised", {"level": d.level}, event.id)
+
+
+async def task_extended(conn: asyncpg.Connection, event: TaskExtended, _: ServiceRuntime) -> None:
+    d = event.data
+    await _step(conn, d.request_id, event.time, "extended",
+                {"days": d.days, "resolve_by": d.resolve_by.isoformat()}, event.id)
+
+
+async def task_completed(conn: asyncpg.Connection, event: TaskCompleted, _: ServiceRuntime) -> None:
+    d = event.data
+    await _step(conn, d.request_id, d.completed_at, "completed",
+                {"task_id": d.task_id, "on_time": d.on_time}, event.id,
+                status="completed", completed_at=d.completed_at)
+
+
+async def task_verified(conn: asyncpg.Connection, event: TaskVerified, _: ServiceRuntime) -> None:
+    d = event.data
+    await _step(conn, d.request_id, d.at, "verified", {"passed": d.passed}, event.id,
+                status="closed" if d.passed else "rework")
+
+
+async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, _: ServiceRuntime) -> None:
+    d = event.data
+    rows = await conn.fetch("SELECT task_id, request_id FROM task_requests WHERE task_id = ANY($1)",
+                            d.task_ids)
+    outcomes = {f.task_id: f.outcome for f in d.findings}
+    for row in rows:
+        await _step(conn, str(row["request_id"]), d.finished_at, "inspected",
+                    {"inspection_id": d.inspection_id, "outcome": outcomes.get(row["task_id"])},
+                    event.id)

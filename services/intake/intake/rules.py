@@ -1,0 +1,108 @@
+"""Intake's business rules as pure functions: no I/O, no clock reads."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import date
+
+from townflow_shared.events import Colour
+from townflow_shared.town import CatalogItem, IntakeRules, Town
+
+COLOURS: tuple[Colour, ...] = ("yellow", "orange", "red")
+# No 0/O or 1/I/L: the citizen reads the code off a slip or hears it on the phone.
+ACCESS_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def normalise_id_number(id_number: str) -> str:
+    return re.sub(r"\s+", "", id_number).upper()
+
+
+def normalise_phone(phone: str) -> str:
+    digits = re.sub(r"\D", "", phone)
+    return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
+
+
+def citizen_ref(key: bytes, id_number: str | None, phone: str | None) -> str:
+    """HMAC-SHA256 of the normalised id number, else phone: links a citizen's matters without
+    revealing who they are to anyone who reads the topics."""
+    if id_number:
+        basis = "id:" + normalise_id_number(id_number)
+    elif phone:
+        basis = "phone:" + normalise_phone(phone)
+    else:
+        raise ValueError("an id number or a phone is needed to identify the citizen")
+    return hmac.new(key, basis.encode(), hashlib.sha256).hexdigest()
+
+
+def ticket_number(town_code: str, day: date, sequence: int) -> str:
+    if not 1 <= sequence <= 99_999:
+        raise ValueError(f"daily sequence {sequence} is outside 1..99999")
+    return f"{town_code}-{day:%Y%m%d}-{sequence:05d}"
+
+
+def new_access_code() -> str:
+    return "".join(secrets.choice(ACCESS_CODE_ALPHABET) for _ in range(6))
+
+
+def raise_colour(colour: Colour) -> Colour:
+    return COLOURS[min(COLOURS.index(colour) + 1, len(COLOURS) - 1)]
+
+
+def colour_for(requested: Colour | None, item: CatalogItem, earlier_filings: int,
+               rules: IntakeRules) -> Colour:
+    """The filer's choice, else the item's default; raised one level when this is the same
+    citizen's Nth filing of the same item within the window (default: 3rd in 30 days)."""
+    colour = requested or item.default_colour
+    if earlier_filings + 1 >= rules.repeat_filing_count:
+        colour = raise_colour(colour)
+    return colour
+
+
+def closest_items(query: str, town: Town, limit: int = 3) -> list[CatalogItem]:
+    """Catalog items nearest to an unknown code, by code and by (Chinese) name."""
+    query = query.strip()
+    if not query:
+        return []
+
+    def score(item: CatalogItem) -> float:
+        by_code = difflib.SequenceMatcher(None, query.upper(), item.code.upper()).ratio()
+        by_name = difflib.SequenceMatcher(None, query, item.name).ratio()
+        contains = 1.0 if query in item.name or item.name in query else 0.0
+        return max(by_code, by_name, contains)
+
+    ranked = sorted(town.catalog.values(), key=lambda item: (-score(item), item.code))
+    return [item for item in ranked[:limit] if score(item) > 0.2]
+
+
+def filing_problems(*, town: Town, item: CatalogItem, channel: str, village: str,
+                    target: str | None, proxy_agent_id: str | None,
+                    village_record_id: str | None) -> list[tuple[str, str]]:
+    """Every (field, problem) that makes a filing invalid beyond its types."""
+    problems: list[tuple[str, str]] = []
+    if village not in town.villages:
+        problems.append(("village", f"unknown village {village!r}; known: {', '.join(town.villages)}"))
+    if channel == "proxy" and not proxy_agent_id:
+        problems.append(("proxy_agent_id", "required when the channel is proxy (代办)"))
+    if channel == "village_station" and not village_record_id:
+        problems.append(("village_record_id", "required when the channel is village_station (三转)"))
+    if item.task_kind in ("enforcement", "joint_visit") and not target:
+        problems.append(("target", f"required for {item.task_kind} items: the enterprise's unified "
+                                   "social credit code or the site id"))
+    return problems
+
+
+TIMELINE_STEPS = ("filed", "dispatched", "accepted", "returned", "supervised", "inspected",
+                  "completed", "verified", "rated")
+
+
+def may_rate(status: str, already_rated: bool) -> str | None:
+    """None when a rating is allowed, else why not."""
+    if already_rated:
+        return "this matter has already been rated"
+    if status not in ("completed", "closed"):
+        return "a matter can be rated only after it is completed"
+    return None

@@ -1,0 +1,67 @@
+"""Intake's rules without I/O."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from intake import rules
+from townflow_shared.settings import DEMO_TOWN_DIR
+from townflow_shared.town import IntakeRules, load_town
+
+TOWN = load_town(DEMO_TOWN_DIR)
+
+
+def test_ticket_number_has_town_day_and_five_digit_sequence() -> None:
+    assert rules.ticket_number("321003104", date(2026, 11, 23), 7) == "321003104-20261123-00007"
+    with pytest.raises(ValueError):
+        rules.ticket_number("321003104", date(2026, 11, 23), 100_000)
+
+
+def test_citizen_ref_is_keyed_and_normalised() -> None:
+    key = b"secret"
+    a = rules.citizen_ref(key, "32100319900101123x", None)
+    assert a == rules.citizen_ref(key, " 32100319900101123X ", "13900000000")
+    assert a != rules.citizen_ref(b"other", "32100319900101123X", None)
+    assert rules.citizen_ref(key, None, "+86 139-0000-0000") == rules.citizen_ref(key, None, "13900000000")
+    assert "32100319900101123" not in a
+
+
+def test_colour_is_the_filers_choice_else_the_items_default() -> None:
+    item = TOWN.catalog["S005"]  # default orange
+    assert rules.colour_for(None, item, 0, IntakeRules()) == "orange"
+    assert rules.colour_for("yellow", item, 0, IntakeRules()) == "yellow"
+
+
+@pytest.mark.parametrize(("earlier", "colour", "expected"), [
+    (0, "yellow", "yellow"), (1, "yellow", "yellow"), (2, "yellow", "orange"),
+    (2, "orange", "red"), (2, "red", "red"), (5, "yellow", "orange"),
+])
+def test_third_filing_in_the_window_raises_one_level(earlier: int, colour: str, expected: str) -> None:
+    item = TOWN.catalog["S001"]
+    assert rules.colour_for(colour, item, earlier, IntakeRules()) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("S00l", "S001"), ("新生儿", "S001"), ("农村建房", "J001"), ("占道", "E001"), ("e003", "E003"),
+])
+def test_closest_items_by_code_and_chinese_name(query: str, expected: str) -> None:
+    assert expected in [i.code for i in rules.closest_items(query, TOWN)]
+
+
+def test_channel_and_kind_requirements() -> None:
+    item = TOWN.catalog["E003"]
+    problems = rules.filing_problems(town=TOWN, item=item, channel="proxy", village="V99",
+                                     target=None, proxy_agent_id=None, village_record_id=None)
+    assert {f for f, _ in problems} == {"village", "proxy_agent_id", "target"}
+    ok = rules.filing_problems(town=TOWN, item=TOWN.catalog["S001"], channel="village_station",
+                               village="V01", target=None, proxy_agent_id=None, village_record_id="VR-1")
+    assert ok == []
+
+
+def test_rating_only_once_and_only_after_completion() -> None:
+    assert rules.may_rate("completed", False) is None
+    assert rules.may_rate("closed", False) is None
+    assert rules.may_rate("dispatched", False) is not None
+    assert rules.may_rate("completed", True) is not None

@@ -1,0 +1,1 @@
+"""Townflow's common library. Nothing of one service's business rules lives here."""

@@ -1,0 +1,88 @@
+"""Dead letters: a message that cannot be parsed, validated or handled goes, unchanged, to
+`<topic>.dlq` with headers naming the error, the service and where it came from; the consumer
+then moves on. Errors that pass (database or broker unreachable) are retried instead."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from faststream import BaseMiddleware
+from pydantic import ValidationError
+
+from .events import dlq_topic
+from .metrics import DLQ_MESSAGES
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+RETRY_PAUSE_SECONDS = 1.0
+
+
+def describe(exc: BaseException) -> str:
+    """A reason without the offending values: a bad message may hold what must not be logged."""
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                 for e in exc.errors(include_input=False, include_url=False)]
+        return f"validation failed: {'; '.join(parts)}"[:1000]
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return f"not JSON: {type(exc).__name__} at position {getattr(exc, 'pos', '?')}"
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def dead_letter_headers(record: ConsumerRecord, service: str, exc: BaseException) -> list[tuple[str, bytes]]:
+    original = [(k, v) for k, v in (record.headers or ()) if not k.startswith("x-dlq-")]
+    return [
+        *original,
+        ("x-dlq-error", describe(exc).encode()),
+        ("x-dlq-error-type", type(exc).__name__.encode()),
+        ("x-dlq-service", service.encode()),
+        ("x-dlq-topic", record.topic.encode()),
+        ("x-dlq-partition", str(record.partition).encode()),
+        ("x-dlq-offset", str(record.offset).encode()),
+    ]
+
+
+def dead_letter_middleware(service: str, producer: AIOKafkaProducer) -> Any:
+    """A FastStream middleware class bound to this service's producer."""
+
+    class DeadLetterMiddleware(BaseMiddleware):
+        async def after_processed(
+            self,
+            exc_type: type[BaseException] | None = None,
+            exc_val: BaseException | None = None,
+            exc_tb: TracebackType | None = None,
+        ) -> bool | None:
+            if exc_val is None or isinstance(exc_val, asyncio.CancelledError):
+                return False
+            if isinstance(exc_val, TRANSIENT_ERRORS):
+                log.warning("transient error, message will be redelivered: %s", describe(exc_val))
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                return False  # FastStream nacks: the consumer seeks back and tries again
+            record: ConsumerRecord = self.msg
+            await producer.send_and_wait(
+                dlq_topic(record.topic), value=record.value, key=record.key,
+                headers=dead_letter_headers(record, service, exc_val),
+            )
+            DLQ_MESSAGES.labels(service, record.topic).inc()
+            log.error("dead-lettered %s[%s]@%s: %s", record.topic, record.partition,
+                      record.offset, describe(exc_val))
+            return True  # handled: the offset is committed and the consumer moves on
+
+    return DeadLetterMiddleware

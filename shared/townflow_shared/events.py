@@ -1,0 +1,353 @@
+"""Event contracts: the envelope and one pydantic model per topic (SPEC §3.1).
+
+Topic names are `<service>.<entity>.<event>.v<major>`. Consumers ignore fields they do not know,
+so adding an optional field is a minor change; removing or retyping one needs a new major version
+on a new topic. No model here may carry a citizen's name, phone or id number.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Colour = Literal["yellow", "orange", "red"]
+Channel = Literal["window", "proxy", "village_station", "hotline", "online", "self_service"]
+TaskKind = Literal["service", "enforcement", "joint_visit"]
+AssignedVia = Literal["A", "B", "leader", "command_centre"]
+Rating = Literal["satisfied", "basically_satisfied", "unsatisfied"]
+SupervisionLevel = Literal["reminder", "overdue", "escalated"]
+Outcome = Literal["compliant", "rectify", "violation", "not_delegated", "criminal"]
+CaseStep = Literal["filed", "investigated", "reviewed", "decided", "closed", "transferred"]
+SubjectType = Literal["staff", "module", "village", "seconded_unit"]
+AlertLevel = Literal["reminder", "talk", "accountability"]
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Envelope(BaseModel):
+    """Every event on every topic. `subject` is the entity id; the Kafka key is `key`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    topic: ClassVar[str]
+    # Inspections, plans and scores are keyed by their own id; everything else by its matter.
+    keyed_by_subject: ClassVar[bool] = False
+    id: uuid.UUID
+    type: str
+    version: int
+    source: str
+    time: datetime
+    town_code: str
+    subject: str
+    correlation_id: str
+    causation_id: str | None = None
+    data: EventData
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: the matter's request id, so all its events stay in order."""
+        return self.subject if self.keyed_by_subject else self.correlation_id
+
+
+# --- intake ---------------------------------------------------------------------------------
+class RequestFiledData(EventData):
+    request_id: str
+    ticket_no: str
+    channel: Channel
+    item_code: str
+    colour: Colour
+    description: str
+    village: str
+    location: str
+    target: str | None = None
+    citizen_ref: str = Field(description="HMAC-SHA256 of the citizen's normalised id (never the id)")
+    proxy_agent_id: str | None = None
+    village_record_id: str | None = None
+    filed_at: datetime
+
+
+class RequestFiled(Envelope):
+    topic: ClassVar[str] = "intake.request.filed.v1"
+    type: Literal["intake.request.filed"] = "intake.request.filed"
+    version: Literal[1] = 1
+    data: RequestFiledData
+
+
+class RequestRatedData(EventData):
+    request_id: str
+    ticket_no: str
+    rating: Rating
+    rated_at: datetime
+
+
+class RequestRated(Envelope):
+    topic: ClassVar[str] = "intake.request.rated.v1"
+    type: Literal["intake.request.rated"] = "intake.request.rated"
+    version: Literal[1] = 1
+    data: RequestRatedData
+
+
+# --- dispatch -------------------------------------------------------------------------------
+class TaskDispatchedData(EventData):
+    task_id: str
+    request_id: str
+    item_code: str
+    kind: TaskKind
+    colour: Colour
+    village: str
+    location: str
+    target: str | None = None
+    lead_module: str
+    cooperating_modules: list[str] = []
+    post: str
+    assignee: str
+    assigned_via: AssignedVia
+    respond_by: datetime
+    resolve_by: datetime
+    dispatched_at: datetime
+    redispatch_of: str | None = None
+
+
+class TaskDispatched(Envelope):
+    topic: ClassVar[str] = "dispatch.task.dispatched.v1"
+    type: Literal["dispatch.task.dispatched"] = "dispatch.task.dispatched"
+    version: Literal[1] = 1
+    data: TaskDispatchedData
+
+
+class TaskAcceptedData(EventData):
+    task_id: str
+    request_id: str
+    by: str
+    accepted_at: datetime
+
+
+class TaskAccepted(Envelope):
+    topic: ClassVar[str] = "dispatch.task.accepted.v1"
+    type: Literal["dispatch.task.accepted"] = "dispatch.task.accepted"
+    version: Literal[1] = 1
+    data: TaskAcceptedData
+
+
+class TaskReturnedData(EventData):
+    task_id: str
+    request_id: str
+    by: str
+    reason: str
+    returned_at: datetime
+
+
+class TaskReturned(Envelope):
+    topic: ClassVar[str] = "dispatch.task.returned.v1"
+    type: Literal["dispatch.task.returned"] = "dispatch.task.returned"
+    version: Literal[1] = 1
+    data: TaskReturnedData
+
+
+class TaskSupervisedData(EventData):
+    task_id: str
+    request_id: str
+    level: SupervisionLevel
+    notified: list[str]
+    at: datetime
+
+
+class TaskSupervised(Envelope):
+    topic: ClassVar[str] = "dispatch.task.supervised.v1"
+    type: Literal["dispatch.task.supervised"] = "dispatch.task.supervised"
+    version: Literal[1] = 1
+    data: TaskSupervisedData
+
+
+class TaskCompletedData(EventData):
+    task_id: str
+    request_id: str
+    by: str
+    resolution: str
+    completed_at: datetime
+    on_time: bool
+    inspection_id: str | None = None
+
+
+class TaskCompleted(Envelope):
+    topic: ClassVar[str] = "dispatch.task.completed.v1"
+    type: Literal["dispatch.task.completed"] = "dispatch.task.completed"
+    version: Literal[1] = 1
+    data: TaskCompletedData
+
+
+class TaskExtendedData(EventData):
+    task_id: str
+    request_id: str
+    days: int
+    reason: str
+    approved_by: str
+    resolve_by: datetime
+
+
+class TaskExtended(Envelope):
+    topic: ClassVar[str] = "dispatch.task.extended.v1"
+    type: Literal["dispatch.task.extended"] = "dispatch.task.extended"
+    version: Literal[1] = 1
+    data: TaskExtendedData
+
+
+class TaskVerifiedData(EventData):
+    task_id: str
+    request_id: str
+    passed: bool
+    note: str
+    by: str
+    at: datetime
+
+
+class TaskVerified(Envelope):
+    topic: ClassVar[str] = "dispatch.task.verified.v1"
+    type: Literal["dispatch.task.verified"] = "dispatch.task.verified"
+    version: Literal[1] = 1
+    data: TaskVerifiedData
+
+
+# --- enforcement ----------------------------------------------------------------------------
+class Finding(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    task_id: str
+    outcome: Outcome
+    note: str = ""
+    rectify_by: date | None = None
+
+
+class InspectionDoneData(EventData):
+    inspection_id: str
+    target: str
+    task_ids: list[str]
+    units: list[str]
+    officers: list[str]
+    findings: list[Finding]
+    started_at: datetime
+    finished_at: datetime
+
+
+class InspectionDone(Envelope):
+    topic: ClassVar[str] = "enforcement.inspection.done.v1"
+    keyed_by_subject: ClassVar[bool] = True
+    type: Literal["enforcement.inspection.done"] = "enforcement.inspection.done"
+    version: Literal[1] = 1
+    data: InspectionDoneData
+
+
+class CaseUpdatedData(EventData):
+    case_id: str
+    task_id: str
+    request_id: str
+    step: CaseStep
+    decision: str | None = None
+    transferred_to: str | None = None
+    at: datetime
+
+
+class CaseUpdated(Envelope):
+    topic: ClassVar[str] = "enforcement.case.updated.v1"
+    type: Literal["enforcement.case.updated"] = "enforcement.case.updated"
+    version: Literal[1] = 1
+    data: CaseUpdatedData
+
+
+class PlannedTarget(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    target: str
+    officers: list[str]
+
+
+class PlanPublishedData(EventData):
+    plan_id: str
+    seed: int
+    targets: list[PlannedTarget]
+    published_at: datetime
+
+
+class PlanPublished(Envelope):
+    topic: ClassVar[str] = "enforcement.plan.published.v1"
+    keyed_by_subject: ClassVar[bool] = True
+    type: Literal["enforcement.plan.published"] = "enforcement.plan.published"
+    version: Literal[1] = 1
+    data: PlanPublishedData
+
+
+# --- appraisal ------------------------------------------------------------------------------
+class ScoreUpdatedData(EventData):
+    subject_type: SubjectType
+    subject_id: str
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    rates: dict[str, float | None]
+    points: float
+    dimensions: dict[str, float]
+    composite: float | None
+    rank: int | None = None
+    cause_event_id: str
+
+
+class ScoreUpdated(Envelope):
+    topic: ClassVar[str] = "appraisal.score.updated.v1"
+    keyed_by_subject: ClassVar[bool] = True
+    type: Literal["appraisal.score.updated"] = "appraisal.score.updated"
+    version: Literal[1] = 1
+    data: ScoreUpdatedData
+
+
+class AlertRaisedData(EventData):
+    staff_id: str
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    level: AlertLevel
+    reasons: list[str]
+
+
+class AlertRaised(Envelope):
+    topic: ClassVar[str] = "appraisal.alert.raised.v1"
+    keyed_by_subject: ClassVar[bool] = True
+    type: Literal["appraisal.alert.raised"] = "appraisal.alert.raised"
+    version: Literal[1] = 1
+    data: AlertRaisedData
+
+
+EVENT_TYPES: tuple[type[Envelope], ...] = (
+    RequestFiled, RequestRated,
+    TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended,
+    TaskVerified,
+    InspectionDone, CaseUpdated, PlanPublished,
+    ScoreUpdated, AlertRaised,
+)
+TOPICS: dict[str, type[Envelope]] = {event.topic: event for event in EVENT_TYPES}
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def new_event(
+    event_type: type[Envelope],
+    data: EventData,
+    *,
+    source: str,
+    town_code: str,
+    subject: str,
+    correlation_id: str,
+    time: datetime,
+    causation_id: str | uuid.UUID | None = None,
+) -> Any:
+    """Build an event of `event_type` with a fresh id; the caller's clock gives the time."""
+    return event_type(  # type and version are the subclass's defaults
+        id=uuid.uuid4(),
+        source=source,
+        time=time,
+        town_code=town_code,
+        subject=subject,
+        correlation_id=correlation_id,
+        causation_id=str(causation_id) if causation_id is not None else None,
+        data=data,
+    )  # type: ignore[call-arg]

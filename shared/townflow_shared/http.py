@@ -1,0 +1,115 @@
+"""HTTP pieces every service mounts: health, readiness, metrics, RED metrics, and the test clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, model_validator
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from .auth import Principal, require
+from .metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
+
+if TYPE_CHECKING:
+    from .runtime import ServiceRuntime
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+Runtime = Annotated["ServiceRuntime", Depends(runtime_of)]
+
+ops = APIRouter(tags=["operations"])
+
+
+@ops.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Alive: the process answers. Kubernetes restarts it when this fails."""
+    return {"status": "ok"}
+
+
+@ops.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready only when PostgreSQL and Kafka both answer."""
+    runtime = runtime_of(request)
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(2):
+            await runtime.pool.fetchval("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means not ready
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        checks["kafka"] = "ok" if await runtime.broker.ping(timeout=2) else "unavailable"
+    except Exception as exc:
+        checks["kafka"] = f"unavailable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+@ops.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+class ClockChange(BaseModel):
+    now: datetime | None = None
+    advance: timedelta | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ClockChange:
+        if (self.now is None) == (self.advance is None):
+            raise ValueError("give exactly one of 'now' (RFC 3339) or 'advance' (ISO 8601 duration)")
+        if self.now is not None and self.now.tzinfo is None:
+            raise ValueError("'now' needs a UTC offset")
+        return self
+
+
+test_clock = APIRouter(tags=["test clock"])
+
+
+@test_clock.post("/v1/admin/clock")
+async def move_clock(change: ClockChange, request: Request,
+                     _: Annotated[Principal, Depends(require("admin"))]) -> dict[str, Any]:
+    """Only mounted with TOWNFLOW_TEST_CLOCK=1: set or advance this service's clock."""
+    clock = runtime_of(request).clock
+    now = clock.set(change.now) if change.now is not None else clock.advance(change.advance)  # type: ignore[arg-type]
+    return {"now": now.isoformat()}
+
+
+class RedMetricsMiddleware(BaseHTTPMiddleware):
+    """Rate, errors and duration per route template (not per raw path: ids would explode labels)."""
+
+    def __init__(self, app: Any, service: str) -> None:
+        super().__init__(app)
+        self.service = service
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            if template != "/metrics":
+                HTTP_REQUESTS.labels(self.service, request.method, template, str(status)).inc()
+                HTTP_DURATION.labels(self.service, request.method, template).observe(
+                    time.perf_counter() - started)
+
+
+def mount_common(app: FastAPI, service: str, with_test_clock: bool) -> None:
+    app.include_router(ops)
+    if with_test_clock:
+        app.include_router(test_clock)
+    app.add_middleware(RedMetricsMiddleware, service=service)

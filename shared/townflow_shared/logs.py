@@ -1,0 +1,38 @@
+"""One log format for every service: time, level, service, trace id, message. No payloads:
+events and requests may hold what must not reach a log line."""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry import trace
+
+from .settings import ServiceSettings
+
+
+class _TraceIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = trace.get_current_span().get_span_context()
+        record.trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else "-"
+        return True
+
+
+def setup_logging(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(_TraceIdFilter())
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s %(levelname)s {service} trace=%(trace_id)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def serve(app_factory: str, settings: ServiceSettings) -> None:
+    """Run a service's ASGI app with uvicorn, logs set up first."""
+    import uvicorn
+
+    setup_logging(settings.service_name, settings.log_level)
+    uvicorn.run(app_factory, factory=True, host=settings.http_host, port=settings.http_port,
+                log_config=None, access_log=False)

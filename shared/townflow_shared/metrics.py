@@ -1,0 +1,45 @@
+"""Prometheus metrics shared by every service, on one registry served at /metrics.
+
+Kafka consume/publish counters and handler durations come from FastStream's Prometheus
+middleware on the same registry; the outbox, DLQ and HTTP figures are ours.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+OUTBOX_PUBLISHED = Counter(
+    "townflow_outbox_published_total", "Events the outbox relay published, by topic",
+    ["service", "topic"], registry=REGISTRY,
+)
+OUTBOX_BACKLOG = Gauge(
+    "townflow_outbox_backlog", "Events written to the outbox and not yet published",
+    ["service"], registry=REGISTRY,
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "townflow_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event",
+    ["service"], registry=REGISTRY,
+)
+OUTBOX_ERRORS = Counter(
+    "townflow_outbox_relay_errors_total", "Relay cycles that failed and will be retried",
+    ["service"], registry=REGISTRY,
+)
+DLQ_MESSAGES = Counter(
+    "townflow_dlq_messages_total", "Messages sent to a dead-letter topic, by original topic",
+    ["service", "topic"], registry=REGISTRY,
+)
+DUPLICATES_SKIPPED = Counter(
+    "townflow_inbox_duplicates_total", "Redelivered events the inbox recognised and skipped",
+    ["service", "topic"], registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "townflow_http_requests_total", "HTTP requests by route and status",
+    ["service", "method", "route", "status"], registry=REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "townflow_http_request_duration_seconds", "HTTP request duration by route",
+    ["service", "method", "route"], registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

@@ -1,0 +1,133 @@
+"""The transactional outbox (SPEC §6).
+
+`enqueue` writes events in the caller's transaction, so a state change and the events it causes
+commit together. `OutboxRelay` publishes committed rows in id order with acks=all and the
+idempotent producer, then deletes them. A crash between publish and delete publishes a row
+again; consumers' inboxes make that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate, trace
+
+from .events import Envelope
+from .metrics import OUTBOX_BACKLOG, OUTBOX_ERRORS, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
+from .telemetry import current_trace_headers, tracer
+
+log = logging.getLogger(__name__)
+NOTIFY_CHANNEL = "townflow_outbox"
+# Only one relay of a service publishes at a time, so rows leave in id order even with replicas.
+_RELAY_LOCK = 72_410_002
+
+
+def encode(event: Envelope) -> bytes:
+    return event.model_dump_json().encode()
+
+
+async def enqueue(conn: asyncpg.Connection, *events: Envelope) -> None:
+    """Add events to the outbox inside the caller's open transaction."""
+    if not events:
+        return
+    headers = current_trace_headers()
+    await conn.executemany(
+        "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
+        [(e.topic, e.key, encode(e), headers) for e in events],
+    )
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+class OutboxRelay:
+    def __init__(self, service: str, pool: asyncpg.Pool, producer: AIOKafkaProducer,
+                 batch_size: int = 500, poll_seconds: float = 1.0) -> None:
+        self.service = service
+        self.pool = pool
+        self.producer = producer
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        listener: asyncpg.Connection | None = None
+        try:
+            while True:
+                if listener is None or listener.is_closed():
+                    listener = await self._listen()
+                try:
+                    published = await self.publish_batch()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    OUTBOX_ERRORS.labels(self.service).inc()
+                    log.exception("outbox relay cycle failed; retrying")
+                    await asyncio.sleep(min(self.poll_seconds * 2, 5))
+                    continue
+                if published < self.batch_size:
+                    await self._wait()
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await self.pool.release(listener)
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        """A connection held for LISTEN, so a commit wakes the relay at once; polling backs it up."""
+        try:
+            conn = await self.pool.acquire()
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        except Exception:
+            log.warning("outbox relay could not LISTEN; polling every %ss", self.poll_seconds)
+            return None
+        return conn
+
+    async def _wait(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        self._wake.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def publish_batch(self) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
+                return 0
+            rows = await conn.fetch(
+                "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1",
+                self.batch_size,
+            )
+            if rows:
+                futures = []
+                for row in rows:
+                    futures.append(await self._send(row))
+                await asyncio.gather(*futures)  # every send acknowledged by the broker (acks=all)
+                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+                                   [r["id"] for r in rows])
+                for row in rows:
+                    OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
+            stats = await conn.fetchrow("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox")
+        OUTBOX_BACKLOG.labels(self.service).set(stats["n"])
+        oldest = stats["oldest"]
+        OUTBOX_OLDEST_AGE.labels(self.service).set(
+            (datetime.now(UTC) - oldest).total_seconds() if oldest else 0
+        )
+        return len(rows)
+
+    async def _send(self, row: asyncpg.Record) -> asyncio.Future[object]:
+        parent = propagate.extract(row["headers"] or {})
+        with tracer().start_as_current_span(
+            f"{row['topic']} publish", context=parent, kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"],
+                        "messaging.kafka.message.key": row["key"], "townflow.outbox_id": row["id"]},
+        ):
+            carrier = current_trace_headers()
+        headers = [(k, v.encode()) for k, v in carrier.items()]
+        headers.append(("content-type", b"application/json"))
+        return await self.producer.send(
+            row["topic"], value=bytes(row["payload"]), key=row["key"].encode(), headers=headers,
+        )

@@ -1,0 +1,175 @@
+"""The wiring every service shares: settings, town, clock, database, Kafka, outbox relay,
+and one FastStream subscriber per service whose handlers run exactly once per event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, Union
+
+import asyncpg
+from fastapi import FastAPI
+from faststream.kafka import KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.middlewares import AckPolicy
+from pydantic import Field
+
+from . import db
+from .clock import Clock
+from .dlq import dead_letter_middleware
+from .events import TOPICS, Envelope, dlq_topic
+from .http import mount_common
+from .inbox import handle_once
+from .kafka import create_broker, create_producer, ensure_topics
+from .metrics import REGISTRY
+from .outbox import OutboxRelay
+from .settings import ServiceSettings
+from .telemetry import setup_tracing
+from .town import Town, load_town
+
+log = logging.getLogger(__name__)
+E = TypeVar("E", bound=Envelope)
+Handler = Callable[[asyncpg.Connection, Any, "ServiceRuntime"], Awaitable[None]]
+
+
+class TopicMismatch(ValueError):
+    """An event arrived on a topic other than its own."""
+
+
+class ServiceRuntime:
+    def __init__(self, settings: ServiceSettings, migrations: Path) -> None:
+        self.settings = settings
+        self.service = settings.service_name
+        self.town: Town = load_town(settings.town_dir)  # a wrong town fails start-up here
+        self.clock = Clock()
+        self.migrations = migrations
+        self.handlers: dict[type[Envelope], tuple[str, Handler]] = {}
+        self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
+        self.producer = create_producer(settings)
+        self.broker = create_broker(settings, middlewares=[
+            KafkaTelemetryMiddleware(),
+            KafkaPrometheusMiddleware(registry=REGISTRY, app_name=self.service),
+            dead_letter_middleware(self.service, self.producer),
+        ])
+        self.relay: OutboxRelay | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the service has not started")
+        return self._pool
+
+    # --- registration -------------------------------------------------------------------
+    def on(self, event_type: type[E]) -> Callable[[Handler], Handler]:
+        """Register `handler(conn, event, runtime)` for one event type; it runs exactly once."""
+
+        def register(handler: Handler) -> Handler:
+            if event_type in self.handlers:
+                raise ValueError(f"{event_type.__name__} already has a handler")
+            self.handlers[event_type] = (f"{self.service}.{handler.__name__}", handler)
+            return handler
+
+        return register
+
+    def every(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+        """Run a background loop (e.g. supervision) for the life of the service."""
+        self.background.append(task)
+
+    def _subscribe(self) -> None:
+        if not self.handlers:
+            return
+        types = tuple(self.handlers)
+        payload: Any = types[0] if len(types) == 1 else Annotated[
+            Union[types], Field(discriminator="type")]  # noqa: UP007 - a runtime-built union
+        by_type = {t.model_fields["type"].default: t for t in types}
+
+        async def consume(event: Any, message: KafkaMessage) -> None:
+            expected = type(event)
+            topic = message.raw_message.topic  # type: ignore[union-attr]
+            if topic != expected.topic:
+                raise TopicMismatch(f"{event.type} does not belong on {topic}")
+            name, handler = self.handlers[by_type[event.type]]
+            await handle_once(self.pool, self.service, name, event,
+                              lambda conn: handler(conn, event, self))
+
+        consume.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter("event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=payload),
+            inspect.Parameter("message", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=KafkaMessage),
+        ], return_annotation=None)
+        consume.__name__ = f"{self.service}_consumer"
+        self.broker.subscriber(
+            *(t.topic for t in types),
+            group_id=self.service,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=f"{self.service} consumer",
+        )(consume)
+
+    # --- life cycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        setup_tracing(self.service, self.settings.otlp_endpoint)
+        self._pool = await db.create_pool(self.settings.database_url.get_secret_value(),
+                                          self.settings.db_pool_min, self.settings.db_pool_max)
+        applied = await db.migrate(self._pool, [db.SHARED_MIGRATIONS, self.migrations])
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        contract = [*TOPICS, *(dlq_topic(t) for t in TOPICS)]
+        await ensure_topics(self.settings, contract, self.settings.kafka_partitions)
+        await self.producer.start()
+        if self.settings.outbox_relay:
+            self.relay = OutboxRelay(self.service, self._pool, self.producer,
+                                     self.settings.outbox_batch_size, self.settings.outbox_poll_seconds)
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        for task in self.background:
+            self._tasks.append(asyncio.create_task(self._guard(task), name=task.__name__))
+        self._subscribe()
+        await self.broker.start()
+        log.info("%s started", self.service)
+
+    async def _guard(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+        """Keep a background loop alive through passing errors."""
+        while True:
+            try:
+                await task(self)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s failed; restarting", task.__name__)
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+
+    def http_app(self, title: str, routers: list[Any]) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(title=title, version="1.0.0", lifespan=lifespan)
+        app.state.runtime = self
+        for router in routers:
+            app.include_router(router)
+        mount_common(app, self.service, self.settings.test_clock)
+        return app

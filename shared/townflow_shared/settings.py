@@ -1,0 +1,39 @@
+"""Settings every service reads from `TOWNFLOW_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_TOWN_DIR = Path(__file__).with_name("demo_town")
+
+
+class ServiceSettings(BaseSettings):
+    """The settings table in the README lists every field here (env name = TOWNFLOW_ + upper)."""
+
+    model_config = SettingsConfigDict(env_prefix="TOWNFLOW_", extra="ignore")
+
+    service_name: str = "townflow"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/townflow")
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_partitions: int = 3
+    kafka_replication: int = 1
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    town_dir: Path = DEMO_TOWN_DIR
+    jwt_secret: SecretStr | None = None
+    jwt_audience: str | None = None
+    test_clock: bool = False
+    outbox_relay: bool = True
+    outbox_batch_size: int = 500
+    outbox_poll_seconds: float = 1.0
+    otlp_endpoint: str | None = None
+    log_level: str = "INFO"

@@ -1,0 +1,73 @@
+"""Reading and writing the real topics from tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+
+async def read_all(bootstrap: str, topic: str, timeout: float = 20.0) -> list[ConsumerRecord]:
+    """Every record on `topic` up to its end offsets as they stand now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} did not reach its end offsets")
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_record(bootstrap: str, topic: str, match: Callable[[ConsumerRecord], bool],
+                          timeout: float = 30.0) -> ConsumerRecord:
+    """The first record on `topic` (from the beginning) that `match` accepts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in await read_all(bootstrap, topic):
+            if match(record):
+                return record
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"no matching record on {topic} within {timeout}s")
+
+
+def event_of(record: ConsumerRecord) -> dict[str, Any]:
+    return json.loads(record.value)
+
+
+def about(request_id: str) -> Callable[[ConsumerRecord], bool]:
+    def match(record: ConsumerRecord) -> bool:
+        try:
+            return event_of(record)["data"].get("request_id") == request_id
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return False
+
+    return match
+
+
+async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None,
+                  headers: list[tuple[str, bytes]] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value=value, key=key, headers=headers or [])
+    finally:
+        await producer.stop()
