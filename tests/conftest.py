@@ -118,3 +118,46 @@ def filing(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+async def set_clocks(stack: Stack, now: str) -> None:
+    """Move every service's test clock to the same moment (RFC 3339)."""
+    for name in stack.services:
+        response = await Api(stack, name).call("POST", "/v1/admin/clock", as_=ADMIN, json={"now": now})
+        assert response.status_code == 200, response.text
+
+
+async def advance_clocks(stack: Stack, duration: str) -> None:
+    for name in stack.services:
+        response = await Api(stack, name).call("POST", "/v1/admin/clock", as_=ADMIN,
+                                               json={"advance": duration})
+        assert response.status_code == 200, response.text
+
+
+async def file_matter(intake: Api, **overrides: Any) -> dict[str, Any]:
+    response = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(**overrides))
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def task_of(dispatch: Api, request_id: str, status: str | None = None) -> dict[str, Any]:
+    """The newest task of a matter, once dispatch has created it (and it has `status`)."""
+    async def find() -> dict[str, Any] | None:
+        response = await dispatch.call("GET", "/v1/tasks", as_=COMMAND, params={"request_id": request_id})
+        tasks = response.json()
+        if tasks and (status is None or tasks[0]["status"] == status):
+            return dict(tasks[0])
+        return None
+
+    return await eventually(find, what=f"a task for {request_id}")
+
+
+async def status_of(intake: Api, ticket: dict[str, Any], status: str) -> dict[str, Any]:
+    """The citizen's view of a matter, once intake shows `status`."""
+    async def find() -> dict[str, Any] | None:
+        response = await intake.call("GET", f"/v1/requests/{ticket['ticket_no']}",
+                                     params={"code": ticket["access_code"]})
+        view = response.json()
+        return dict(view) if view.get("status") == status else None
+
+    return await eventually(find, what=f"intake to show {ticket['ticket_no']} as {status}")

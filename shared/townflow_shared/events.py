@@ -111,6 +111,8 @@ class TaskDispatchedData(EventData):
     resolve_by: datetime
     dispatched_at: datetime
     redispatch_of: str | None = None
+    # v1.1, optional: on a redispatch, whether the command centre judged the return invalid.
+    invalid_return: bool | None = None
 
 
 class TaskDispatched(Envelope):

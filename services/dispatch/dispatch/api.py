@@ -1,20 +1,341 @@
-"""Dispatch's HTTP API."""
+"""Dispatch's HTTP API (SPEC §5.3): post holders act on tasks, the command centre redispatches,
+approves extensions, checks closures and watches the board."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from townflow_shared.auth import Principal, require
+from townflow_shared.db import transaction
+from townflow_shared.events import (
+    Colour,
+    TaskAccepted,
+    TaskAcceptedData,
+    TaskExtended,
+    TaskExtendedData,
+    TaskReturned,
+    TaskReturnedData,
+    TaskVerified,
+    TaskVerifiedData,
+)
 from townflow_shared.http import Runtime
+from townflow_shared.outbox import enqueue
+from townflow_shared.runtime import ServiceRuntime
 
-from . import store
+from . import flows, rules, store
 
-router = APIRouter(tags=["dispatch"])
+router = APIRouter(tags=["tasks"])
+POST_HOLDERS = ("staff", "module_leader", "officer", "command_centre")
+READERS = (*POST_HOLDERS, "appraisal_admin")
+Holder = Annotated[Principal, Depends(require(*POST_HOLDERS))]
+CommandCentre = Annotated[Principal, Depends(require("command_centre"))]
 
 
-@router.get("/v1/matters/count")
-async def matters_count(runtime: Runtime,
-                        _: Annotated[Principal, Depends(require("command_centre"))]) -> dict[str, Any]:
-    return {"matters": await store.matter_count(runtime.pool)}
+class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resolution: str = Field(min_length=1, max_length=2000)
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class Redispatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    post: str | None = None
+    assignee: str | None = None
+    return_valid: bool = True
+
+    @model_validator(mode="after")
+    def _one(self) -> Redispatch:
+        if (self.post is None) == (self.assignee is None):
+            raise ValueError("give exactly one of 'post' or 'assignee'")
+        return self
+
+
+class ExtensionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    days: int = Field(ge=1, le=60)
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class Verification(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    passed: bool
+    note: str = Field(default="", max_length=1000)
+
+
+class OffPost(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: datetime = Field(alias="from")
+    to: datetime
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _order(self) -> OffPost:
+        if self.from_.tzinfo is None or self.to.tzinfo is None:
+            raise ValueError("'from' and 'to' need a UTC offset")
+        if self.to <= self.from_:
+            raise ValueError("'to' must be after 'from'")
+        return self
+
+
+def _task_id(task_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(task_id)
+    except ValueError as exc:
+        raise HTTPException(404, detail="no such task") from exc
+
+
+async def _locked_task(conn: asyncpg.Connection, task_id: str) -> asyncpg.Record:
+    task = await store.task_for_update(conn, _task_id(task_id))
+    if task is None:
+        raise HTTPException(404, detail="no such task")
+    return task
+
+
+def _check(action: str, task: asyncpg.Record) -> None:
+    if error := rules.transition_error(action, task["status"]):
+        raise HTTPException(409, detail=error)
+
+
+def _may_act(runtime: ServiceRuntime, principal: Principal, task: asyncpg.Record) -> None:
+    if not rules.may_act(principal, task["assignee"], runtime.town.posts.get(task["post"]), runtime.town):
+        raise HTTPException(403, detail="only the assignee or the module leader may act on this task")
+
+
+def _view(task: asyncpg.Record, now: datetime) -> dict[str, Any]:
+    out = {k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v)
+           for k, v in dict(task).items()}
+    out["overdue"] = rules.is_overdue(task["status"], task["resolve_by"], now)
+    return out
+
+
+@router.post("/v1/tasks/{task_id}/accept")
+async def accept(task_id: str, runtime: Runtime, principal: Holder) -> dict[str, Any]:
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        task = await _locked_task(conn, task_id)
+        _may_act(runtime, principal, task)
+        _check("accept", task)
+        await store.update_task(conn, task["task_id"], status="accepted", accepted_at=now)
+        await enqueue(conn, flows.task_event(runtime, TaskAccepted, TaskAcceptedData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=principal.sub,
+            accepted_at=now), task["task_id"], task["request_id"], now))
+    return {"task_id": task_id, "status": "accepted", "accepted_at": now.isoformat(),
+            "in_time": now <= task["respond_by"]}
+
+
+@router.post("/v1/tasks/{task_id}/complete")
+async def complete(task_id: str, body: Resolution, runtime: Runtime, principal: Holder) -> dict[str, Any]:
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        task = await _locked_task(conn, task_id)
+        _may_act(runtime, principal, task)
+        _check("complete", task)
+        on_time = await flows.complete_task(conn, runtime, task, by=principal.sub,
+                                            resolution=body.resolution, now=now)
+    return {"task_id": task_id, "status": "completed", "on_time": on_time}
+
+
+@router.post("/v1/tasks/{task_id}/return")
+async def return_task(task_id: str, body: Reason, runtime: Runtime, principal: Holder) -> dict[str, Any]:
+    """退回: allowed within the return window after dispatch (default 2 working hours)."""
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        task = await _locked_task(conn, task_id)
+        _may_act(runtime, principal, task)
+        _check("return", task)
+        limit = rules.return_deadline(task["dispatched_at"], runtime.town.calendar, runtime.town.rules.dispatch)
+        if now > limit:
+            raise HTTPException(409, detail=f"the return window closed at {limit.isoformat()}")
+        await store.update_task(conn, task["task_id"], status="returned", returned_at=now,
+                                return_reason=body.reason)
+        await enqueue(conn, flows.task_event(runtime, TaskReturned, TaskReturnedData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=principal.sub,
+            reason=body.reason, returned_at=now), task["task_id"], task["request_id"], now))
+    return {"task_id": task_id, "status": "returned"}
+
+
+@router.post("/v1/tasks/{task_id}/redispatch", status_code=201)
+async def redispatch(task_id: str, body: Redispatch, runtime: Runtime,
+                     principal: CommandCentre) -> dict[str, Any]:
+    town = runtime.town
+    if body.post is not None and body.post not in town.posts:
+        raise HTTPException(422, detail=[{"loc": ["body", "post"], "msg": f"unknown post {body.post!r}",
+                                          "type": "value_error"}])
+    if body.assignee is not None and body.assignee not in town.staff:
+        raise HTTPException(422, detail=[{"loc": ["body", "assignee"], "type": "value_error",
+                                          "msg": f"unknown staff id {body.assignee!r}"}])
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        task = await _locked_task(conn, task_id)
+        _check("redispatch", task)
+        await store.update_task(conn, task["task_id"], status="redispatched")
+        matter = flows.Matter(task["request_id"], task["ticket_no"], task["item_code"], task["colour"],
+                              task["village"], task["location"], task["target"])
+        post = body.post or task["post"]  # an explicit assignee keeps the task's post
+        new_id = await flows.dispatch_matter(conn, runtime, matter, now=now, post_code=post,
+                                             assignee=body.assignee, redispatch_of=task["task_id"],
+                                             invalid_return=not body.return_valid)
+        new_task = await store.task(conn, new_id)
+    assert new_task is not None
+    return _view(new_task, now)
+
+
+@router.post("/v1/tasks/{task_id}/extend", status_code=202)
+async def request_extension(task_id: str, body: ExtensionRequest, runtime: Runtime,
+                            principal: Holder) -> dict[str, Any]:
+    """延期申请: asked before resolve_by; the command centre approves or refuses it."""
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        task = await _locked_task(conn, task_id)
+        _may_act(runtime, principal, task)
+        _check("extend", task)
+        if now > task["resolve_by"]:
+            raise HTTPException(409, detail="an extension must be asked before resolve_by "
+                                            f"({task['resolve_by'].isoformat()})")
+        extension_id = await store.add_extension(conn, task["task_id"], body.days, body.reason,
+                                                 principal.sub, now)
+        if extension_id is None:
+            raise HTTPException(409, detail="an extension request is already pending for this task")
+    return {"task_id": task_id, "extension_id": str(extension_id), "status": "pending"}
+
+
+async def _decide(task_id: str, approve: bool, body: Decision, runtime: ServiceRuntime,
+                  principal: Principal) -> dict[str, Any]:
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        task = await _locked_task(conn, task_id)
+        pending = await store.pending_extension(conn, task["task_id"])
+        if pending is None:
+            raise HTTPException(409, detail="no extension request is pending for this task")
+        await store.decide_extension(conn, pending["extension_id"], "approved" if approve else "refused",
+                                     principal.sub, now, body.note)
+        result: dict[str, Any] = {"task_id": task_id, "status": "approved" if approve else "refused"}
+        if approve:
+            resolve_by = rules.extended_resolve_by(task["resolve_by"], pending["days"], runtime.town.calendar)
+            await store.update_task(conn, task["task_id"], resolve_by=resolve_by,
+                                    extension_count=task["extension_count"] + 1)
+            await enqueue(conn, flows.task_event(runtime, TaskExtended, TaskExtendedData(
+                task_id=str(task["task_id"]), request_id=str(task["request_id"]), days=pending["days"],
+                reason=pending["reason"], approved_by=principal.sub, resolve_by=resolve_by),
+                task["task_id"], task["request_id"], now))
+            result["resolve_by"] = resolve_by.isoformat()
+    return result
+
+
+@router.post("/v1/tasks/{task_id}/extension/approve")
+async def approve_extension(task_id: str, runtime: Runtime, principal: CommandCentre,
+                            body: Decision | None = None) -> dict[str, Any]:
+    return await _decide(task_id, True, body or Decision(), runtime, principal)
+
+
+@router.post("/v1/tasks/{task_id}/extension/refuse")
+async def refuse_extension(task_id: str, runtime: Runtime, principal: CommandCentre,
+                           body: Decision | None = None) -> dict[str, Any]:
+    return await _decide(task_id, False, body or Decision(), runtime, principal)
+
+
+@router.post("/v1/tasks/{task_id}/verify")
+async def verify(task_id: str, body: Verification, runtime: Runtime,
+                 principal: CommandCentre) -> dict[str, Any]:
+    """核查结案: passed closes the task; failed sends it back to the same assignee as rework."""
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        task = await _locked_task(conn, task_id)
+        _check("verify", task)
+        if body.passed:
+            await store.update_task(conn, task["task_id"], status="closed")
+        else:
+            await store.update_task(
+                conn, task["task_id"], status="rework", window_start=now,
+                resolve_by=rules.rework_resolve_by(now, task["window_start"], task["resolve_by"]),
+                rework_count=task["rework_count"] + 1, completed_at=None, on_time=None)
+            await conn.execute("DELETE FROM supervisions WHERE task_id = $1", task["task_id"])
+        await enqueue(conn, flows.task_event(runtime, TaskVerified, TaskVerifiedData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=body.passed,
+            note=body.note, by=principal.sub, at=now), task["task_id"], task["request_id"], now))
+        updated = await store.task(conn, task["task_id"])
+    assert updated is not None
+    return _view(updated, now)
+
+
+@router.post("/v1/staff/{staff_id}/off-post", status_code=201)
+async def register_off_post(staff_id: str, body: OffPost, runtime: Runtime, principal: Holder) -> dict[str, Any]:
+    """离岗登记 by the person, their module leader or the command centre; dispatch honours it from then on."""
+    staff = runtime.town.staff.get(staff_id)
+    if staff is None:
+        raise HTTPException(404, detail="no such staff member")
+    leader = runtime.town.modules[staff.module].leader
+    if principal.sub not in (staff_id, leader) and not principal.has_any(["command_centre"]):
+        raise HTTPException(403, detail="only the person, their module leader or the command centre may register this")
+    async with transaction(runtime.pool) as conn:
+        entry = await store.add_off_post(conn, staff_id, body.from_, body.to, body.reason, principal.sub)
+    return {"id": entry, "staff_id": staff_id, "from": body.from_.isoformat(), "to": body.to.isoformat()}
+
+
+@router.get("/v1/tasks")
+async def list_tasks(
+    runtime: Runtime,
+    _: Annotated[Principal, Depends(require(*READERS))],
+    assignee: str | None = None,
+    module: str | None = None,
+    status: str | None = None,
+    colour: Colour | None = None,
+    overdue: bool | None = None,
+    request_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    now = runtime.clock.now()
+    rows = await store.list_tasks(runtime.pool, now=now, assignee=assignee, module=module, status=status,
+                                  colour=colour, overdue=overdue, request_id=request_id, limit=limit)
+    return [_view(r, now) for r in rows]
+
+
+@router.get("/v1/tasks/{task_id}")
+async def get_task(task_id: str, runtime: Runtime,
+                   _: Annotated[Principal, Depends(require(*READERS))]) -> dict[str, Any]:
+    task = await store.task(runtime.pool, _task_id(task_id))
+    if task is None:
+        raise HTTPException(404, detail="no such task")
+    now = runtime.clock.now()
+    view = _view(task, now)
+    view["supervisions"] = [{"level": s["level"], "at": s["at"].isoformat(), "notified": s["notified"]}
+                            for s in await store.supervision_levels(runtime.pool, task["task_id"])]
+    view["extensions"] = [{"days": e["days"], "status": e["status"], "reason": e["reason"]}
+                          for e in await store.extensions_of(runtime.pool, task["task_id"])]
+    return view
+
+
+@router.get("/v1/board")
+async def board(runtime: Runtime, _: CommandCentre) -> dict[str, Any]:
+    """The command centre's live board: counts by colour × status, overdue, escalated, returned."""
+    now = runtime.clock.now()
+    counts: dict[str, dict[str, int]] = {c: {} for c in ("red", "orange", "yellow")}
+    for row in await store.board_counts(runtime.pool):
+        counts.setdefault(row["colour"], {})[row["status"]] = row["n"]
+
+    def brief(t: asyncpg.Record) -> dict[str, Any]:
+        return {"task_id": str(t["task_id"]), "ticket_no": t["ticket_no"], "colour": t["colour"],
+                "assignee": t["assignee"], "resolve_by": t["resolve_by"].isoformat(), "status": t["status"]}
+
+    return {
+        "at": now.isoformat(),
+        "counts": counts,
+        "overdue": [brief(t) for t in await store.overdue_tasks(runtime.pool, now)],
+        "escalated": [brief(t) for t in await store.escalated_tasks(runtime.pool)],
+        "returned": [brief(t) for t in await store.returned_queue(runtime.pool)],
+    }

@@ -1,4 +1,4 @@
-"""Dispatch's wiring: settings, subscribers, HTTP routes. No rules here."""
+"""Dispatch's wiring: settings, subscribers, background loops, HTTP routes. No rules here."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.events import RequestFiled
+from townflow_shared.events import InspectionDone, RequestFiled
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers
@@ -18,6 +18,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(settings or DispatchSettings(), MIGRATIONS)
     runtime.on(RequestFiled)(handlers.request_filed)
+    runtime.on(InspectionDone)(handlers.inspection_done)
+    runtime.every(handlers.supervision_loop)
     return runtime
 
 

@@ -2,15 +2,58 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 
-from townflow_shared.events import RequestFiled
+from townflow_shared.db import transaction
+from townflow_shared.events import InspectionDone, RequestFiled
 from townflow_shared.runtime import ServiceRuntime
 
-from . import store
+from . import flows, store
+from .metrics import refresh_gauges
+from .settings import DispatchSettings
+
+
+class UnknownItem(ValueError):
+    """The filed item is not in this town's catalog: the event goes to the DLQ."""
 
 
 async def request_filed(conn: asyncpg.Connection, event: RequestFiled, runtime: ServiceRuntime) -> None:
-    if event.data.item_code not in runtime.town.catalog:
-        raise ValueError(f"item {event.data.item_code!r} is not in this town's catalog")
-    await store.record_matter(conn, event.data, event.id, runtime.clock.now())
+    d = event.data
+    if d.item_code not in runtime.town.catalog:
+        raise UnknownItem(f"item {d.item_code!r} is not in this town's catalog")
+    now = runtime.clock.now()
+    await store.record_matter(conn, d, event.id, now)
+    matter = flows.Matter(uuid.UUID(d.request_id), d.ticket_no, d.item_code, d.colour, d.village,
+                          d.location, d.target)
+    await flows.dispatch_matter(conn, runtime, matter, now=now, causation_id=event.id)
+
+
+async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, runtime: ServiceRuntime) -> None:
+    """The tasks an inspection covered are completed with its outcome (and verified by it)."""
+    d = event.data
+    outcomes = {f.task_id: f for f in d.findings}
+    ids = [uuid.UUID(t) for t in d.task_ids]
+    now = runtime.clock.now()
+    for task in await store.tasks_for_update(conn, ids):
+        if task["status"] not in ("dispatched", "accepted", "rework"):
+            continue  # already completed or handed back: the inspection does not reopen it
+        finding = outcomes.get(str(task["task_id"]))
+        outcome = finding.outcome if finding else "inspected"
+        note = f" — {finding.note}" if finding and finding.note else ""
+        await flows.complete_task(conn, runtime, task, by=",".join(d.officers),
+                                  resolution=f"inspection {d.inspection_id}: {outcome}{note}",
+                                  now=now, inspection_id=d.inspection_id, causation_id=event.id)
+
+
+async def supervision_loop(runtime: ServiceRuntime) -> None:
+    """督办 on the clock: wakes every few seconds, or at once when a test moves the clock."""
+    settings = runtime.settings
+    interval = settings.supervision_seconds if isinstance(settings, DispatchSettings) else 10.0
+    while True:
+        now = runtime.clock.now()
+        async with transaction(runtime.pool) as conn:
+            await flows.supervise(conn, runtime, now)
+        await refresh_gauges(runtime.pool, now)
+        await runtime.clock.wait_moved(interval)

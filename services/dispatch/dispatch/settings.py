@@ -4,3 +4,5 @@ from townflow_shared.settings import ServiceSettings
 class DispatchSettings(ServiceSettings):
     service_name: str = "dispatch"
     http_port: int = 8002
+    # How often supervision (督办) checks deadlines; a moved test clock wakes it at once.
+    supervision_seconds: float = 10.0

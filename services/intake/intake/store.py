@@ -89,7 +89,7 @@ async def request_for_update(conn: asyncpg.Connection, ticket_no: str) -> asyncp
 
 async def timeline_of(conn: asyncpg.Connection | asyncpg.Pool, request_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT at, step, detail FROM timeline WHERE request_id = $1 ORDER BY at, step", request_id)
+        "SELECT at, step, detail FROM timeline WHERE request_id = $1 ORDER BY at, seq", request_id)
 
 
 async def save_rating(conn: asyncpg.Connection, request_id: uuid.UUID, rating: str,

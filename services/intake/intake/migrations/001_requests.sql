@@ -43,6 +43,7 @@ CREATE TABLE idempotency_keys (
 
 -- The status timeline shown to the citizen, built from the events intake consumes.
 CREATE TABLE timeline (
+    seq        bigserial PRIMARY KEY,
     request_id uuid NOT NULL REFERENCES requests (request_id),
     at         timestamptz NOT NULL,
     step       text NOT NULL,

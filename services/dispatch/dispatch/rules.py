@@ -1,0 +1,125 @@
+"""Dispatch's business rules as pure functions: the time comes in as an argument."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from townflow_shared.auth import Principal
+from townflow_shared.calendar import WorkCalendar
+from townflow_shared.events import AssignedVia, Colour, SupervisionLevel
+from townflow_shared.town import CatalogItem, DispatchRules, Post, Town
+
+OPEN_STATUSES = ("dispatched", "accepted", "rework")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    assignee: str
+    via: AssignedVia
+
+
+def assign(post: Post, town: Town, unavailable: set[str]) -> Assignment:
+    """A holder unless off-post or at the load cap, then B under the same test, else the
+    module leader (A/B岗互为备岗)."""
+    if post.a_holder not in unavailable:
+        return Assignment(post.a_holder, "A")
+    if post.b_holder not in unavailable:
+        return Assignment(post.b_holder, "B")
+    return Assignment(town.modules[post.module].leader, "leader")
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    respond_by: datetime
+    resolve_by: datetime
+
+
+def deadlines(colour: Colour, item: CatalogItem, start: datetime, calendar: WorkCalendar,
+              rules: DispatchRules) -> Deadlines:
+    """差别化督办: red answers in hours, orange in the sooner of the item's limit and 3wd."""
+    respond_by = calendar.deadline(start, rules.respond_by[colour])
+    item_due = calendar.deadline(start, item.time_limit)
+    if colour == "red":
+        resolve_by = calendar.deadline(start, rules.resolve_by_red)
+    elif colour == "orange":
+        resolve_by = min(item_due, calendar.deadline(start, rules.resolve_by_orange_cap))
+    else:
+        resolve_by = item_due
+    return Deadlines(respond_by, resolve_by)
+
+
+def may_act(principal: Principal, assignee: str, post: Post | None, town: Town) -> bool:
+    """Only the assignee or the leader of the post's module (or an admin) acts on a task."""
+    if "admin" in principal.roles or principal.sub == assignee:
+        return True
+    return post is not None and town.modules[post.module].leader == principal.sub
+
+
+def return_deadline(dispatched_at: datetime, calendar: WorkCalendar, rules: DispatchRules) -> datetime:
+    return calendar.deadline(dispatched_at, rules.return_window)
+
+
+def supervision_moments(window_start: datetime, resolve_by: datetime,
+                        rules: DispatchRules) -> dict[SupervisionLevel, datetime]:
+    """When each supervision level falls due: 80 %, 100 % and 150 % of the resolution window."""
+    window = resolve_by - window_start
+    return {
+        "reminder": window_start + window * rules.reminder_at,
+        "overdue": window_start + window * rules.overdue_at,
+        "escalated": window_start + window * rules.escalated_at,
+    }
+
+
+def supervision_due(window_start: datetime, resolve_by: datetime, sent: set[str], now: datetime,
+                    rules: DispatchRules) -> list[SupervisionLevel]:
+    """Levels due by `now` and not yet sent, in ladder order (a service that was down catches
+    up on every level it missed)."""
+    moments = supervision_moments(window_start, resolve_by, rules)
+    return [level for level, moment in moments.items() if moment <= now and level not in sent]
+
+
+def notified_for(level: SupervisionLevel, assignee: str, post: Post | None, town: Town) -> list[str]:
+    if level == "reminder":
+        return [assignee]
+    if level == "overdue":
+        leader = town.modules[post.module].leader if post else None
+        return list(dict.fromkeys([assignee, *([leader] if leader else [])]))
+    return list(dict.fromkeys([*town.info.command_centre_duty, town.info.party_secretary]))
+
+
+def extended_resolve_by(resolve_by: datetime, days: int, calendar: WorkCalendar) -> datetime:
+    """An approved extension adds working days to the current deadline (延期)."""
+    return calendar.add_working_days(resolve_by, days)
+
+
+def rework_resolve_by(now: datetime, window_start: datetime, resolve_by: datetime) -> datetime:
+    """A failed closure check gives the same assignee the original window again (返工)."""
+    return now + (resolve_by - window_start)
+
+
+def is_on_time(completed_at: datetime, resolve_by: datetime) -> bool:
+    return completed_at <= resolve_by
+
+
+def transition_error(action: str, status: str) -> str | None:
+    """None if `action` is allowed from `status`, else why not."""
+    allowed = {
+        "accept": ("dispatched",),
+        "complete": OPEN_STATUSES,
+        "return": ("dispatched", "accepted"),
+        "extend": OPEN_STATUSES,
+        "redispatch": ("returned",),
+        "verify": ("completed",),
+    }[action]
+    if status in allowed:
+        return None
+    return f"cannot {action} a task that is {status} (allowed when {' or '.join(allowed)})"
+
+
+def is_overdue(status: str, resolve_by: datetime, now: datetime) -> bool:
+    return status in OPEN_STATUSES and now > resolve_by
+
+
+def window_of(window_start: datetime, resolve_by: datetime) -> timedelta:
+    return resolve_by - window_start

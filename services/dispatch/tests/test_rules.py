@@ -1,0 +1,95 @@
+"""Dispatch's rules without I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dispatch import rules
+from townflow_shared.auth import Principal
+from townflow_shared.settings import DEMO_TOWN_DIR
+from townflow_shared.town import DispatchRules, load_town
+
+TOWN = load_town(DEMO_TOWN_DIR)
+TZ = ZoneInfo("Asia/Shanghai")
+R = DispatchRules()
+
+
+def at(*args: int) -> datetime:
+    return datetime(*args, tzinfo=TZ)  # type: ignore[misc]
+
+
+def test_assignment_goes_a_then_b_then_leader() -> None:
+    post = TOWN.posts["mediation"]
+    assert rules.assign(post, TOWN, set()) == rules.Assignment("s017", "A")
+    assert rules.assign(post, TOWN, {"s017"}) == rules.Assignment("s018", "B")
+    assert rules.assign(post, TOWN, {"s017", "s018"}) == rules.Assignment("s004", "leader")
+
+
+def test_red_deadlines_are_in_clock_hours() -> None:
+    due = rules.deadlines("red", TOWN.catalog["T003"], at(2026, 11, 21, 22), TOWN.calendar, R)
+    assert due.respond_by == at(2026, 11, 21, 23)
+    assert due.resolve_by == at(2026, 11, 22, 22)
+
+
+def test_orange_takes_the_sooner_of_item_limit_and_three_working_days() -> None:
+    long_item = TOWN.catalog["S004"]  # 15wd
+    due = rules.deadlines("orange", long_item, at(2026, 11, 20, 10), TOWN.calendar, R)
+    assert due.respond_by == at(2026, 11, 20, 14)
+    assert due.resolve_by == at(2026, 11, 25, 17, 30)
+    short_item = TOWN.catalog["E001"]  # 2wd
+    assert rules.deadlines("orange", short_item, at(2026, 11, 20, 10), TOWN.calendar, R).resolve_by == \
+        at(2026, 11, 24, 17, 30)
+
+
+def test_yellow_uses_the_item_limit_across_a_holiday() -> None:
+    due = rules.deadlines("yellow", TOWN.catalog["S003"], at(2026, 9, 30, 10), TOWN.calendar, R)
+    assert due.respond_by == at(2026, 10, 8, 17, 30)
+    assert due.resolve_by == at(2026, 10, 10, 17, 30)  # Saturday 调休 working day
+
+
+def test_supervision_levels_fall_at_80_100_150_percent() -> None:
+    start, end = at(2026, 11, 23, 10), at(2026, 11, 24, 10)
+    moments = rules.supervision_moments(start, end, R)
+    assert moments == {"reminder": start + timedelta(hours=19.2), "overdue": end,
+                       "escalated": start + timedelta(hours=36)}
+    assert rules.supervision_due(start, end, set(), at(2026, 11, 24, 5, 30), R) == ["reminder"]
+    assert rules.supervision_due(start, end, {"reminder"}, at(2026, 11, 25, 0), R) == ["overdue", "escalated"]
+    assert rules.supervision_due(start, end, {"reminder", "overdue", "escalated"}, at(2026, 12, 1), R) == []
+
+
+def test_who_is_notified_climbs_the_ladder() -> None:
+    post = TOWN.posts["welfare"]
+    assert rules.notified_for("reminder", "s014", post, TOWN) == ["s014"]
+    assert rules.notified_for("overdue", "s014", post, TOWN) == ["s014", "s002"]
+    assert rules.notified_for("escalated", "s014", post, TOWN) == ["s030", "s031", "s000"]
+
+
+def test_only_assignee_or_module_leader_may_act() -> None:
+    post = TOWN.posts["welfare"]
+    assert rules.may_act(Principal(sub="s014", roles=frozenset({"staff"})), "s014", post, TOWN)
+    assert rules.may_act(Principal(sub="s002", roles=frozenset({"module_leader"})), "s014", post, TOWN)
+    assert not rules.may_act(Principal(sub="s015", roles=frozenset({"staff"})), "s014", post, TOWN)
+
+
+@pytest.mark.parametrize(("action", "status", "ok"), [
+    ("accept", "dispatched", True), ("accept", "accepted", False), ("complete", "rework", True),
+    ("return", "completed", False), ("verify", "completed", True), ("redispatch", "dispatched", False),
+])
+def test_transitions(action: str, status: str, ok: bool) -> None:
+    assert (rules.transition_error(action, status) is None) is ok
+
+
+def test_return_window_counts_working_hours() -> None:
+    assert rules.return_deadline(at(2026, 11, 20, 16, 30), TOWN.calendar, R) == at(2026, 11, 23, 9, 30)
+
+
+def test_rework_gets_the_original_window_again() -> None:
+    assert rules.rework_resolve_by(at(2026, 11, 25, 9), at(2026, 11, 23, 9), at(2026, 11, 24, 9)) == \
+        at(2026, 11, 26, 9)
+
+
+def test_extension_adds_working_days_to_resolve_by() -> None:
+    assert rules.extended_resolve_by(at(2026, 11, 20, 17, 30), 2, TOWN.calendar) == at(2026, 11, 24, 17, 30)

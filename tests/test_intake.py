@@ -1,0 +1,138 @@
+"""Intake on the real stack (SPEC §5.2): channels, validation, colours, tickets, the timeline,
+rating, and who sees what."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from devstack.stack import Stack
+
+from .conftest import CLERK, COMMAND, Api, file_matter, filing, set_clocks, status_of, task_of
+from .kafka_tools import about, event_of, wait_for_record
+
+CHANNEL_EXTRAS = {
+    "window": {}, "hotline": {}, "online": {}, "self_service": {},
+    "proxy": {"proxy_agent_id": "s035"},
+    "village_station": {"village_record_id": "QH-2026-001"},
+}
+
+
+async def test_every_channel_files_and_reaches_dispatch(stack: Stack, intake: Api, dispatch: Api,
+                                                        bootstrap: str) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    for channel, extras in CHANNEL_EXTRAS.items():
+        ticket = await file_matter(intake, channel=channel, item_code="S002", **extras)
+        record = await wait_for_record(bootstrap, "intake.request.filed.v1", about(ticket["request_id"]))
+        data = event_of(record)["data"]
+        assert data["channel"] == channel
+        for field, value in extras.items():
+            assert data[field] == value
+        task = await task_of(dispatch, ticket["request_id"])
+        assert task["post"] == "social-security"
+
+
+async def test_channel_specific_fields_are_required_and_named(intake: Api) -> None:
+    for channel, field in (("proxy", "proxy_agent_id"), ("village_station", "village_record_id")):
+        response = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(channel=channel))
+        assert response.status_code == 422
+        assert ["body", field] in [d["loc"] for d in response.json()["detail"]]
+
+
+async def test_every_invalid_field_is_named(intake: Api) -> None:
+    cases = [
+        (filing(channel="fax"), ["body", "channel"]),
+        (filing(colour="purple"), ["body", "colour"]),
+        (filing(description=""), ["body", "description"]),
+        (filing(village="V99"), ["body", "village"]),
+        (filing(citizen={"name": "某人", "phone": "abc"}), ["body", "citizen", "phone"]),
+        (filing(citizen={"name": "某人", "id_number": "123"}), ["body", "citizen", "id_number"]),
+        (filing(item_code="E003"), ["body", "target"]),
+        (filing(unexpected=1), ["body", "unexpected"]),
+    ]
+    for body, loc in cases:
+        response = await intake.call("POST", "/v1/requests", as_=CLERK, json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert loc in [d["loc"] for d in response.json()["detail"]], (loc, response.text)
+
+
+async def test_unknown_item_answers_with_the_closest_items(intake: Api) -> None:
+    response = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(item_code="农村建房"))
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", "item_code"]
+    assert "J001" in [s["code"] for s in detail["suggestions"]]
+    response = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(item_code="S0O1"))
+    assert "S001" in [s["code"] for s in response.json()["detail"][0]["suggestions"]]
+
+
+async def test_third_filing_of_the_same_item_by_the_same_citizen_is_raised_one_colour(
+        stack: Stack, intake: Api) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    citizen = {"name": "重复来访", "id_number": f"3210031990{uuid.uuid4().int % 10**7:07d}X"}
+    colours = [(await file_matter(intake, item_code="S007", citizen=citizen))["colour"] for _ in range(3)]
+    assert colours == ["yellow", "yellow", "orange"]
+    other_item = await file_matter(intake, item_code="S006", citizen=citizen)
+    assert other_item["colour"] == "yellow"
+
+
+async def test_ticket_numbers_never_repeat_under_concurrent_filing(stack: Stack, intake: Api) -> None:
+    await set_clocks(stack, "2026-12-01T09:00:00+08:00")
+    tickets = await asyncio.gather(*(file_matter(intake, item_code="S010") for _ in range(20)))
+    numbers = [t["ticket_no"] for t in tickets]
+    assert len(set(numbers)) == 20
+    assert all(n.startswith("321003104-20261201-") for n in numbers)
+    sequences = sorted(int(n.rsplit("-", 1)[1]) for n in numbers)
+    assert sequences == list(range(sequences[0], sequences[0] + 20))
+
+
+async def test_status_needs_the_access_code_and_hides_personal_data(stack: Stack, intake: Api,
+                                                                    dispatch: Api) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    ticket = await file_matter(intake)
+    path = f"/v1/requests/{ticket['ticket_no']}"
+    assert (await intake.call("GET", path)).status_code == 404
+    assert (await intake.call("GET", path, params={"code": "WRONG1"})).status_code == 404
+    assert (await intake.call("GET", "/v1/requests/321003104-20261123-99999",
+                              params={"code": ticket["access_code"]})).status_code == 404
+    view = await status_of(intake, ticket, "dispatched")
+    assert "citizen" not in view and "测试群众" not in str(view)
+    assert [s["step"] for s in view["timeline"]][:2] == ["filed", "dispatched"]
+    clerk_view = (await intake.call("GET", path, as_=CLERK)).json()
+    assert clerk_view["citizen"]["name"] == "测试群众"
+
+
+async def test_rating_only_after_completion_and_only_once(stack: Stack, intake: Api, dispatch: Api,
+                                                          bootstrap: str) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    ticket = await file_matter(intake, item_code="S002")
+    rate = f"/v1/requests/{ticket['ticket_no']}/rating"
+    code = {"code": ticket["access_code"]}
+    task = await task_of(dispatch, ticket["request_id"])
+    early = await intake.call("POST", rate, params=code, json={"rating": "satisfied"})
+    assert early.status_code == 409
+
+    assignee = (task["assignee"], "staff")
+    assert (await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/accept", as_=assignee)).status_code == 200
+    done = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/complete", as_=assignee,
+                               json={"resolution": "已参保"})
+    assert done.status_code == 200, done.text
+    await status_of(intake, ticket, "completed")
+
+    assert (await intake.call("POST", rate, params={"code": "ZZZZZZ"},
+                              json={"rating": "satisfied"})).status_code == 404
+    assert (await intake.call("POST", rate, params=code, json={"rating": "great"})).status_code == 422
+    first = await intake.call("POST", rate, params=code, json={"rating": "basically_satisfied"})
+    assert first.status_code == 200, first.text
+    again = await intake.call("POST", rate, params=code, json={"rating": "satisfied"})
+    assert again.status_code == 409
+    record = await wait_for_record(bootstrap, "intake.request.rated.v1", about(ticket["request_id"]))
+    assert event_of(record)["data"]["rating"] == "basically_satisfied"
+    view = (await intake.call("GET", f"/v1/requests/{ticket['ticket_no']}", params=code)).json()
+    assert [s["step"] for s in view["timeline"]] == ["filed", "dispatched", "accepted", "completed", "rated"]
+
+
+async def test_catalog_lists_items_to_any_signed_in_caller(intake: Api) -> None:
+    assert (await intake.call("GET", "/v1/catalog")).status_code == 401
+    items = (await intake.call("GET", "/v1/catalog", as_=COMMAND)).json()
+    assert {"S001", "J001", "E006"} <= {i["code"] for i in items}
