@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -112,9 +113,11 @@ ADMIN = ("s000", "admin")
 
 
 def filing(**overrides: Any) -> dict[str, Any]:
+    """A valid filing; each has its own citizen, so the repeat-filing rule only applies on purpose."""
+    phone = f"138{uuid.uuid4().int % 10**8:08d}"
     body: dict[str, Any] = {
         "channel": "window", "item_code": "S001", "description": "为新生儿办理户口登记",
-        "village": "V01", "location": "青禾村五组", "citizen": {"name": "测试群众", "phone": "13800000000"},
+        "village": "V01", "location": "青禾村五组", "citizen": {"name": "测试群众", "phone": phone},
     }
     body.update(overrides)
     return body

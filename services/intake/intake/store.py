@@ -64,7 +64,7 @@ async def add_timeline(conn: asyncpg.Connection, request_id: uuid.UUID, at: date
                        detail: dict[str, Any], event_id: uuid.UUID | None) -> None:
     await conn.execute(
         "INSERT INTO timeline (request_id, at, step, detail, event_id) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (event_id) DO NOTHING",
+        " ON CONFLICT (event_id, request_id) DO NOTHING",
         request_id, at, step, detail, event_id,
     )
 

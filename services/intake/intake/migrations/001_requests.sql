@@ -48,7 +48,8 @@ CREATE TABLE timeline (
     at         timestamptz NOT NULL,
     step       text NOT NULL,
     detail     jsonb NOT NULL DEFAULT '{}'::jsonb,
-    event_id   uuid UNIQUE
+    event_id   uuid,
+    UNIQUE (event_id, request_id)  -- one inspection event steps several matters
 );
 CREATE INDEX timeline_request_idx ON timeline (request_id, at);
 
