@@ -40,18 +40,90 @@ FILINGS: list[dict[str, Any]] = [
 ]
 
 
+class Demo:
+    """Calls the services as the town's people would, with tokens for their staff ids."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.client = httpx.Client(timeout=20)
+
+    def url(self, service: str, path: str) -> str:
+        return f"{self.stack.services[service].url}{path}"
+
+    def call(self, method: str, service: str, path: str, who: tuple[str, ...] | None = None,
+             **kwargs: Any) -> Any:
+        headers = {}
+        if who:
+            headers["Authorization"] = f"Bearer {issue_token(self.stack.jwt_secret, who[0], who[1:])}"
+        response = self.client.request(method, self.url(service, path), headers=headers, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def wait(self, what: str, check: Any, timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if value := check():
+                return value
+            time.sleep(0.2)
+        raise TimeoutError(f"demo: timed out waiting for {what}")
+
+    def task_of(self, request_id: str) -> dict[str, Any]:
+        return self.wait(f"the task of {request_id}", lambda: next(iter(self.call(
+            "GET", "dispatch", "/v1/tasks", ("s030", "command_centre"), params={"request_id": request_id})), None))
+
+
+COMMAND = ("s030", "command_centre")
+
+
 def run_demo(stack: Stack) -> list[dict[str, Any]]:
-    clerk = {"Authorization": f"Bearer {issue_token(stack.jwt_secret, 's010', ['clerk'])}"}
-    intake = stack.services["intake"].url
+    demo = Demo(stack)
     filed: list[dict[str, Any]] = []
-    with httpx.Client(timeout=20) as client:
-        for n, filing in enumerate(FILINGS, start=1):
-            body = {**filing, "citizen": {"name": f"演示群众{n}", "phone": f"1390000{n:04d}"}}
-            response = client.post(f"{intake}/v1/requests", json=body, headers=clerk)
-            response.raise_for_status()
-            ticket = response.json()
-            filed.append(ticket)
-            print(f"  filed {ticket['ticket_no']}  {filing['item_code']:<5} {ticket['colour']:<6} "
-                  f"via {filing['channel']:<15} code {ticket['access_code']}")
-        time.sleep(0)  # the rest of the walk-through follows the matters as they are dispatched
+    for n, filing in enumerate(FILINGS, start=1):
+        body = {**filing, "citizen": {"name": f"演示群众{n}", "phone": f"1390000{n:04d}"}}
+        ticket = demo.call("POST", "intake", "/v1/requests", ("s010", "clerk"), json=body)
+        filed.append(ticket)
+        print(f"  filed {ticket['ticket_no']}  {filing['item_code']:<5} {ticket['colour']:<6} "
+              f"via {filing['channel']:<15} code {ticket['access_code']}")
+    tasks = [demo.task_of(t["request_id"]) for t in filed]
+    for task in tasks:
+        print(f"  dispatched {task['ticket_no']} -> {task['assignee']} ({task['assigned_via']}岗) "
+              f"{task['kind']:<11} resolve by {task['resolve_by'][:16]}")
+
+    # Four service matters are accepted, completed, checked and rated.
+    for n in (0, 1, 2, 10):
+        ticket, task = filed[n], tasks[n]
+        holder = (task["assignee"], "staff")
+        demo.call("POST", "dispatch", f"/v1/tasks/{task['task_id']}/accept", holder)
+        demo.call("POST", "dispatch", f"/v1/tasks/{task['task_id']}/complete", holder,
+                  json={"resolution": "已办结，材料齐全"})
+        demo.call("POST", "dispatch", f"/v1/tasks/{task['task_id']}/verify", COMMAND,
+                  json={"passed": True, "note": "电话回访核实"})
+        demo.wait("intake to see the completion", lambda t=ticket: demo.call(
+            "GET", "intake", f"/v1/requests/{t['ticket_no']}", params={"code": t["access_code"]}
+        )["status"] in ("completed", "closed"))
+        demo.call("POST", "intake", f"/v1/requests/{ticket['ticket_no']}/rating",
+                  params={"code": ticket["access_code"]}, json={"rating": "satisfied"})
+        print(f"  closed and rated {ticket['ticket_no']}")
+
+    # The road repair is returned as the wrong post and redispatched by the command centre.
+    road = tasks[3]
+    demo.call("POST", "dispatch", f"/v1/tasks/{road['task_id']}/return", (road["assignee"], "staff"),
+              json={"reason": "属交通部门养护路段，请指挥中心改派"})
+    new = demo.call("POST", "dispatch", f"/v1/tasks/{road['task_id']}/redispatch", COMMAND,
+                    json={"assignee": "s022"})
+    print(f"  returned and redispatched {road['ticket_no']} -> {new['assignee']}")
+
+    # The mediation needs more time: an extension asked and approved.
+    mediation = tasks[11]
+    demo.call("POST", "dispatch", f"/v1/tasks/{mediation['task_id']}/accept", (mediation["assignee"], "staff"))
+    demo.call("POST", "dispatch", f"/v1/tasks/{mediation['task_id']}/extend", (mediation["assignee"], "staff"),
+              json={"days": 5, "reason": "需村两委共同调解"})
+    demo.call("POST", "dispatch", f"/v1/tasks/{mediation['task_id']}/extension/approve", COMMAND,
+              json={"note": "同意延期"})
+    print(f"  extension approved for {mediation['ticket_no']}")
+
+    board = demo.call("GET", "dispatch", "/v1/board", COMMAND)
+    print("  command-centre board (colour: status counts):")
+    for colour, counts in board["counts"].items():
+        print(f"    {colour:<6} {counts}")
     return filed

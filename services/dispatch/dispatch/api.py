@@ -116,8 +116,10 @@ def _may_act(runtime: ServiceRuntime, principal: Principal, task: asyncpg.Record
         raise HTTPException(403, detail="only the assignee or the module leader may act on this task")
 
 
-def _view(task: asyncpg.Record, now: datetime) -> dict[str, Any]:
-    out = {k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v)
+def _view(task: asyncpg.Record, now: datetime, tz: Any) -> dict[str, Any]:
+    """A task as the town reads it: times in the town's time zone."""
+    out = {k: (v.astimezone(tz).isoformat() if isinstance(v, datetime)
+               else str(v) if isinstance(v, uuid.UUID) else v)
            for k, v in dict(task).items()}
     out["overdue"] = rules.is_overdue(task["status"], task["resolve_by"], now)
     return out
@@ -192,7 +194,7 @@ async def redispatch(task_id: str, body: Redispatch, runtime: Runtime,
                                              invalid_return=not body.return_valid)
         new_task = await store.task(conn, new_id)
     assert new_task is not None
-    return _view(new_task, now)
+    return _view(new_task, now, runtime.town.calendar.tz)
 
 
 @router.post("/v1/tasks/{task_id}/extend", status_code=202)
@@ -270,7 +272,7 @@ async def verify(task_id: str, body: Verification, runtime: Runtime,
             note=body.note, by=principal.sub, at=now), task["task_id"], task["request_id"], now))
         updated = await store.task(conn, task["task_id"])
     assert updated is not None
-    return _view(updated, now)
+    return _view(updated, now, runtime.town.calendar.tz)
 
 
 @router.post("/v1/staff/{staff_id}/off-post", status_code=201)
@@ -302,7 +304,7 @@ async def list_tasks(
     now = runtime.clock.now()
     rows = await store.list_tasks(runtime.pool, now=now, assignee=assignee, module=module, status=status,
                                   colour=colour, overdue=overdue, request_id=request_id, limit=limit)
-    return [_view(r, now) for r in rows]
+    return [_view(r, now, runtime.town.calendar.tz) for r in rows]
 
 
 @router.get("/v1/tasks/{task_id}")
@@ -312,7 +314,7 @@ async def get_task(task_id: str, runtime: Runtime,
     if task is None:
         raise HTTPException(404, detail="no such task")
     now = runtime.clock.now()
-    view = _view(task, now)
+    view = _view(task, now, runtime.town.calendar.tz)
     view["supervisions"] = [{"level": s["level"], "at": s["at"].isoformat(), "notified": s["notified"]}
                             for s in await store.supervision_levels(runtime.pool, task["task_id"])]
     view["extensions"] = [{"days": e["days"], "status": e["status"], "reason": e["reason"]}
@@ -330,7 +332,8 @@ async def board(runtime: Runtime, _: CommandCentre) -> dict[str, Any]:
 
     def brief(t: asyncpg.Record) -> dict[str, Any]:
         return {"task_id": str(t["task_id"]), "ticket_no": t["ticket_no"], "colour": t["colour"],
-                "assignee": t["assignee"], "resolve_by": t["resolve_by"].isoformat(), "status": t["status"]}
+                "assignee": t["assignee"], "status": t["status"],
+                "resolve_by": t["resolve_by"].astimezone(runtime.town.calendar.tz).isoformat()}
 
     return {
         "at": now.isoformat(),
