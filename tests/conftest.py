@@ -164,3 +164,22 @@ async def status_of(intake: Api, ticket: dict[str, Any], status: str) -> dict[st
         return dict(view) if view.get("status") == status else None
 
     return await eventually(find, what=f"intake to show {ticket['ticket_no']} as {status}")
+
+
+_STACK: list[Stack] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remember_stack(stack: Stack) -> None:
+    _STACK.append(stack)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, attach the services' last log lines: the evidence is gone after the run."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and _STACK:
+        for process in _STACK[0].services.values():
+            if process.child is not None:
+                report.sections.append((f"{process.name} log", process.child.tail(40)))

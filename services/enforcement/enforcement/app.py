@@ -1,4 +1,4 @@
-"""Enforcement's wiring: settings, subscribers, HTTP routes. No rules here."""
+"""Enforcement's wiring: settings, subscribers, background loops, HTTP routes. No rules here."""
 
 from __future__ import annotations
 
@@ -6,16 +6,21 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from townflow_shared.events import TaskDispatched
 from townflow_shared.runtime import ServiceRuntime
 
+from . import api, handlers
 from .settings import EnforcementSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntime:
-    return ServiceRuntime(settings or EnforcementSettings(), MIGRATIONS)
+    runtime = ServiceRuntime(settings or EnforcementSettings(), MIGRATIONS)
+    runtime.on(TaskDispatched)(handlers.task_dispatched)
+    runtime.every(handlers.case_deadline_loop)
+    return runtime
 
 
 def create_app(settings: EnforcementSettings | None = None) -> FastAPI:
-    return create_runtime(settings).http_app("Townflow enforcement", [])
+    return create_runtime(settings).http_app("Townflow enforcement", [api.router])

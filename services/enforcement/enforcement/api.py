@@ -1,0 +1,280 @@
+"""Enforcement's HTTP API (SPEC §5.4): combined inspections, cases, random inspection plans."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from townflow_shared.auth import Principal, require
+from townflow_shared.db import transaction
+from townflow_shared.events import (
+    CaseStep,
+    Finding,
+    InspectionDone,
+    InspectionDoneData,
+    Outcome,
+    PlannedTarget,
+    PlanPublished,
+    PlanPublishedData,
+)
+from townflow_shared.http import Runtime
+from townflow_shared.outbox import enqueue
+from townflow_shared.runtime import ServiceRuntime
+
+from . import flows, rules, store
+
+router = APIRouter(tags=["enforcement"])
+Officer = Annotated[Principal, Depends(require("officer", "module_leader"))]
+Reader = Annotated[Principal, Depends(require("officer", "module_leader", "command_centre", "appraisal_admin"))]
+
+
+class FindingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task_id: str
+    outcome: Outcome
+    note: str = Field(default="", max_length=2000)
+    rectify_by: date | None = None
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    officers: list[str] = Field(min_length=1, max_length=20)
+    present_units: list[str]
+    findings: list[FindingIn]
+
+
+class StepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    step: CaseStep
+    decision: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ExtensionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    targets: list[str] = Field(min_length=1, max_length=10_000)
+    sample_size: int = Field(ge=1)
+    seed: int = Field(ge=0, le=2**62)
+
+
+def _id(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise HTTPException(404, detail=f"no such {what}") from exc
+
+
+def _plain(row: asyncpg.Record | dict[str, Any], tz: Any) -> dict[str, Any]:
+    return {k: (v.astimezone(tz).isoformat() if isinstance(v, datetime)
+                else str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(row).items()}
+
+
+async def _inspection_view(runtime: ServiceRuntime, row: asyncpg.Record) -> dict[str, Any]:
+    tz = runtime.town.calendar.tz
+    view = _plain(row, tz)
+    view["needs"] = [_plain(n, tz) for n in await store.needs_of(runtime.pool, row["inspection_id"])]
+    return view
+
+
+@router.get("/v1/inspections")
+async def list_inspections(runtime: Runtime, _: Reader, status: str | None = None, target: str | None = None,
+                           unit: str | None = None,
+                           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
+    rows = await store.list_inspections(runtime.pool, status, target, unit, limit)
+    return [await _inspection_view(runtime, r) for r in rows]
+
+
+@router.get("/v1/inspections/{inspection_id}")
+async def get_inspection(inspection_id: str, runtime: Runtime, _: Reader) -> dict[str, Any]:
+    row = await store.inspection(runtime.pool, _id(inspection_id, "inspection"))
+    if row is None:
+        raise HTTPException(404, detail="no such inspection")
+    return await _inspection_view(runtime, row)
+
+
+@router.post("/v1/inspections/{inspection_id}/start")
+async def start_inspection(inspection_id: str, runtime: Runtime, principal: Officer) -> dict[str, Any]:
+    """From now on new needs for this target open a new inspection."""
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        row = await store.inspection_for_update(conn, _id(inspection_id, "inspection"))
+        if row is None:
+            raise HTTPException(404, detail="no such inspection")
+        if row["status"] != "planned":
+            raise HTTPException(409, detail=f"the inspection is {row['status']}, not planned")
+        await store.set_inspection(conn, row["inspection_id"], status="started", started_at=now,
+                                   started_by=principal.sub)
+        updated = await store.inspection(conn, row["inspection_id"])
+    assert updated is not None
+    return await _inspection_view(runtime, updated)
+
+
+def _unprocessable(problems: list[tuple[str, str]]) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": ["body", f], "msg": m, "type": "value_error"} for f, m in problems])
+
+
+@router.post("/v1/inspections/{inspection_id}/result")
+async def record_result(inspection_id: str, body: Result, runtime: Runtime, principal: Officer) -> dict[str, Any]:
+    town = runtime.town
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        row = await store.inspection_for_update(conn, _id(inspection_id, "inspection"))
+        if row is None:
+            raise HTTPException(404, detail="no such inspection")
+        if row["status"] != "started":
+            raise HTTPException(409, detail=f"the inspection is {row['status']}; start it before the result")
+        needs = await store.needs_of(conn, row["inspection_id"])
+        covered = list(dict.fromkeys(n["task_id"] for n in needs if n["task_id"]))
+        problems = rules.result_problems(
+            town=town, rules=town.rules.enforcement, units=row["units"], officers=body.officers,
+            present_units=body.present_units, finding_task_ids=[f.task_id for f in body.findings],
+            covered_task_ids=covered,
+            rectify_missing_dates=[f.task_id for f in body.findings if f.outcome == "rectify" and not f.rectify_by])
+        if problems:
+            raise _unprocessable(problems)
+        officers = list(dict.fromkeys(body.officers))
+        findings = [Finding(task_id=f.task_id, outcome=f.outcome, note=f.note, rectify_by=f.rectify_by)
+                    for f in body.findings]
+        await store.set_inspection(conn, row["inspection_id"], status="done", finished_at=now,
+                                   officers=officers, present_units=body.present_units,
+                                   findings=[f.model_dump(mode="json") for f in findings])
+        first_request = next((n["request_id"] for n in needs if n["request_id"]), str(row["inspection_id"]))
+        await enqueue(conn, flows.event(runtime, InspectionDone, InspectionDoneData(
+            inspection_id=str(row["inspection_id"]), target=row["target"], task_ids=covered,
+            units=row["units"], officers=officers, findings=findings, started_at=row["started_at"],
+            finished_at=now), row["inspection_id"], first_request, now))
+        need_by_task = {n["task_id"]: n for n in needs if n["task_id"]}
+        cases = []
+        for finding in findings:
+            need = need_by_task[finding.task_id]
+            if finding.outcome in ("violation", "not_delegated", "criminal"):
+                cases.append(str(await flows.open_case(conn, runtime, need=need, inspection_id=row["inspection_id"],
+                                                       outcome=finding.outcome, by=principal.sub, now=now)))
+            elif finding.outcome == "rectify":
+                assert finding.rectify_by is not None
+                due = datetime.combine(finding.rectify_by, time(17, 30), tzinfo=town.calendar.tz)
+                await flows.add_need(conn, runtime, target=row["target"], item_code=need["item_code"],
+                                     source="rectify", task_id=need["task_id"], request_id=need["request_id"],
+                                     now=now, due=due)
+        done = await store.inspection(conn, row["inspection_id"])
+    assert done is not None
+    view = await _inspection_view(runtime, done)
+    view["cases"] = cases
+    return view
+
+
+def _case_view(runtime: ServiceRuntime, row: asyncpg.Record, steps: list[asyncpg.Record] | None = None) -> dict[str, Any]:
+    view = _plain(row, runtime.town.calendar.tz)
+    decided = row["step"] in ("decided", "closed", "transferred")
+    view["flag"] = rules.case_flag(row["filed_at"], row["extended"], decided, runtime.clock.now(),
+                                   runtime.town.rules.enforcement)
+    if steps is not None:
+        view["steps"] = [_plain(s, runtime.town.calendar.tz) for s in steps]
+    return view
+
+
+@router.get("/v1/cases")
+async def list_cases(runtime: Runtime, _: Reader, step: str | None = None, overdue: bool | None = None,
+                     inspection_id: uuid.UUID | None = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
+    views = [_case_view(runtime, r) for r in await store.list_cases(runtime.pool, step, inspection_id, limit)]
+    if overdue is not None:
+        views = [v for v in views if (v["flag"] == "overdue") == overdue]
+    return views
+
+
+@router.get("/v1/cases/{case_id}")
+async def get_case(case_id: str, runtime: Runtime, _: Reader) -> dict[str, Any]:
+    row = await store.case(runtime.pool, _id(case_id, "case"))
+    if row is None:
+        raise HTTPException(404, detail="no such case")
+    return _case_view(runtime, row, await store.case_steps(runtime.pool, row["case_id"]))
+
+
+@router.post("/v1/cases/{case_id}/steps")
+async def add_step(case_id: str, body: StepIn, runtime: Runtime, principal: Officer) -> dict[str, Any]:
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        row = await store.case_for_update(conn, _id(case_id, "case"))
+        if row is None:
+            raise HTTPException(404, detail="no such case")
+        if body.step == "transferred":
+            raise HTTPException(409, detail="transfers follow from a not_delegated or criminal finding")
+        if error := rules.step_error(row["step"], body.step):
+            raise HTTPException(409, detail=error)
+        if body.step == "decided" and not body.decision:
+            raise _unprocessable([("decision", "a decision step records the decision")])
+        fields: dict[str, Any] = {"step": body.step}
+        if body.step == "decided":
+            fields.update(decision=body.decision, decided_at=now)
+        await store.set_case(conn, row["case_id"], **fields)
+        await store.add_case_step(conn, row["case_id"], body.step, now, principal.sub, body.note)
+        await flows.case_event(conn, runtime, row, body.step, now, decision=body.decision)
+        updated = await store.case(conn, row["case_id"])
+        steps = await store.case_steps(conn, row["case_id"])
+    assert updated is not None
+    return _case_view(runtime, updated, steps)
+
+
+@router.post("/v1/cases/{case_id}/extension")
+async def extend_case(case_id: str, body: ExtensionIn, runtime: Runtime, principal: Officer) -> dict[str, Any]:
+    """The one 30-day extension of the decision limit, recorded before day 90."""
+    now = runtime.clock.now()
+    limits = runtime.town.rules.enforcement
+    async with transaction(runtime.pool) as conn:
+        row = await store.case_for_update(conn, _id(case_id, "case"))
+        if row is None:
+            raise HTTPException(404, detail="no such case")
+        if row["step"] not in ("filed", "investigated", "reviewed"):
+            raise HTTPException(409, detail=f"the case is {row['step']}; nothing left to extend")
+        if error := rules.extension_error(row["filed_at"], row["extended"], now, limits):
+            raise HTTPException(409, detail=error)
+        await store.set_case(conn, row["case_id"], extended=True, extension_reason=body.reason,
+                             decision_due=rules.decision_due(row["filed_at"], True, limits), overdue_at=None)
+        updated = await store.case(conn, row["case_id"])
+    assert updated is not None
+    return _case_view(runtime, updated)
+
+
+@router.post("/v1/random-plans", status_code=201)
+async def random_plan(body: PlanIn, runtime: Runtime, principal: Officer) -> dict[str, Any]:
+    """双随机一公开: random targets and two random certified officers each, reproducible by seed."""
+    officers = [s.id for s in runtime.town.staff.values() if s.enforcement_certificate]
+    try:
+        drawn = rules.draw_plan(body.targets, body.sample_size, body.seed, officers)
+    except ValueError as exc:
+        raise _unprocessable([("sample_size", str(exc))]) from exc
+    now = runtime.clock.now()
+    plan_id = uuid.uuid4()
+    targets = [PlannedTarget(target=t, officers=o) for t, o in drawn]
+    async with transaction(runtime.pool) as conn:
+        await store.save_plan(conn, plan_id, body.seed, body.sample_size, sorted(set(body.targets)),
+                              [t.model_dump() for t in targets], now, principal.sub)
+        await enqueue(conn, flows.event(runtime, PlanPublished, PlanPublishedData(
+            plan_id=str(plan_id), seed=body.seed, targets=targets, published_at=now), plan_id, plan_id, now))
+    return {"plan_id": str(plan_id), "seed": body.seed, "targets": [t.model_dump() for t in targets],
+            "published_at": now.isoformat()}
+
+
+@router.get("/v1/plans")
+async def list_plans(runtime: Runtime, _: Reader,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
+    return [_plain(p, runtime.town.calendar.tz) for p in await store.plans(runtime.pool, limit)]
+
+
+@router.get("/v1/plans/{plan_id}")
+async def get_plan(plan_id: str, runtime: Runtime, _: Reader) -> dict[str, Any]:
+    row = await store.plan(runtime.pool, _id(plan_id, "plan"))
+    if row is None:
+        raise HTTPException(404, detail="no such plan")
+    return _plain(row, runtime.town.calendar.tz)

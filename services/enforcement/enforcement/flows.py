@@ -1,0 +1,93 @@
+"""Enforcement's operations inside the caller's transaction: rules decide, store writes,
+the outbox carries the events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from townflow_shared.events import CaseUpdated, CaseUpdatedData, EventData, new_event
+from townflow_shared.events import Envelope as _Envelope
+from townflow_shared.outbox import enqueue
+from townflow_shared.runtime import ServiceRuntime
+
+from . import rules, store
+
+
+def event(runtime: ServiceRuntime, event_type: type[_Envelope], data: EventData, subject: Any,
+          correlation_id: Any, now: datetime, causation_id: Any = None) -> _Envelope:
+    return new_event(event_type, data, source="enforcement", town_code=runtime.town.code,
+                     subject=str(subject), correlation_id=str(correlation_id), time=now,
+                     causation_id=causation_id)
+
+
+async def add_need(conn: asyncpg.Connection, runtime: ServiceRuntime, *, target: str, item_code: str,
+                   source: str, task_id: str | None, request_id: str | None, now: datetime,
+                   due: datetime | None = None) -> uuid.UUID | None:
+    """综合查一次: join the target's planned inspection, or plan a new one. None if the task
+    already has its need (a redelivered event)."""
+    units = rules.need_units(runtime.town.catalog[item_code])
+    planned = await store.planned_inspection_for_update(conn, target)
+    if planned is None:
+        inspection_id = await store.create_inspection(conn, target, units, now)
+    else:
+        inspection_id = planned["inspection_id"]
+    added = await store.add_need(conn, inspection_id=inspection_id, source=source, task_id=task_id,
+                                 request_id=request_id, item_code=item_code, target=target, units=units,
+                                 due=due, now=now)
+    if not added:
+        return None
+    needs = await store.needs_of(conn, inspection_id)
+    await store.set_inspection(conn, inspection_id,
+                               units=rules.union_units(*(n["units"] for n in needs)),
+                               visits_saved=rules.visits_saved([n["units"] for n in needs]))
+    return inspection_id
+
+
+async def case_event(conn: asyncpg.Connection, runtime: ServiceRuntime, case: dict[str, Any] | asyncpg.Record,
+                     step: str, now: datetime, *, decision: str | None = None,
+                     transferred_to: str | None = None, causation_id: Any = None) -> None:
+    await enqueue(conn, event(runtime, CaseUpdated, CaseUpdatedData(
+        case_id=str(case["case_id"]), task_id=case["task_id"], request_id=case["request_id"],
+        step=step, decision=decision, transferred_to=transferred_to, at=now),  # type: ignore[arg-type]
+        case["case_id"], case["request_id"], now, causation_id))
+
+
+async def open_case(conn: asyncpg.Connection, runtime: ServiceRuntime, *, need: asyncpg.Record,
+                    inspection_id: uuid.UUID, outcome: str, by: str, now: datetime) -> uuid.UUID:
+    """立案 for a violation; a not-delegated or criminal finding is filed and transferred at once."""
+    item = runtime.town.catalog[need["item_code"]]
+    case_id = uuid.uuid4()
+    destination = rules.transfer_destination(outcome, item)
+    row = {
+        "case_id": case_id, "task_id": need["task_id"], "request_id": need["request_id"],
+        "inspection_id": inspection_id, "item_code": item.code, "target": need["target"],
+        "step": "transferred" if destination else "filed", "filed_at": now,
+        "decision_due": rules.decision_due(now, False, runtime.town.rules.enforcement),
+        "transferred_to": destination,
+    }
+    await store.create_case(conn, row)
+    await store.add_case_step(conn, case_id, "filed", now, by, f"inspection finding: {outcome}")
+    await case_event(conn, runtime, row, "filed", now)
+    if destination:
+        await store.add_case_step(conn, case_id, "transferred", now, by, destination)
+        await case_event(conn, runtime, row, "transferred", now, transferred_to=destination)
+    return case_id
+
+
+async def flag_cases(conn: asyncpg.Connection, runtime: ServiceRuntime, now: datetime) -> int:
+    """Mark undecided cases past day 60 (warning) and past their decision limit (overdue)."""
+    changed = 0
+    rules_ = runtime.town.rules.enforcement
+    for case in await store.undecided_cases(conn):
+        flag = rules.case_flag(case["filed_at"], case["extended"], False, now, rules_)
+        if flag in ("warning", "overdue") and case["warned_at"] is None:
+            await store.set_case(conn, case["case_id"], warned_at=now)
+            changed += 1
+        if flag == "overdue" and case["overdue_at"] is None:
+            await store.set_case(conn, case["case_id"], overdue_at=now)
+            changed += 1
+    return changed

@@ -1,0 +1,129 @@
+"""Enforcement's business rules as pure functions: no I/O, the time comes in as an argument."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from townflow_shared.town import CatalogItem, EnforcementRules, Town
+
+CASE_STEPS = ("filed", "investigated", "reviewed", "decided", "closed")
+JUDICIAL_ORGANS = "公安机关（涉嫌犯罪移送）"
+
+
+def need_units(item: CatalogItem) -> list[str]:
+    """Who must attend: every joint unit of a joint-visit item; for an enforcement item, the
+    county department whose power it is (delegated or not)."""
+    if item.joint_units:
+        return list(item.joint_units)
+    if item.department:
+        return [item.department]
+    return [item.lead_module]
+
+
+def union_units(*groups: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(unit for group in groups for unit in group))
+
+
+def visits_saved(needs_units: Sequence[Sequence[str]]) -> int:
+    """Without 综合查一次 each unit of each matter visits on its own; combined, it is one visit."""
+    separate = sum(len(units) for units in needs_units)
+    return max(separate - 1, 0)
+
+
+def result_problems(*, town: Town, rules: EnforcementRules, units: Sequence[str], officers: Sequence[str],
+                    present_units: Sequence[str], finding_task_ids: Sequence[str],
+                    covered_task_ids: Sequence[str], rectify_missing_dates: Sequence[str]) -> list[tuple[str, str]]:
+    """Every reason a result may not be recorded (Administrative Penalty Law art. 42: at least
+    two certified officers; every unit present; one finding per covered task)."""
+    problems: list[tuple[str, str]] = []
+    unknown = [o for o in officers if o not in town.staff]
+    if unknown:
+        problems.append(("officers", f"unknown staff: {', '.join(unknown)}"))
+    certified = {o for o in officers if o in town.staff and town.staff[o].enforcement_certificate}
+    if len(certified) < rules.min_officers:
+        uncertified = [o for o in officers if o in town.staff and o not in certified]
+        extra = f" ({', '.join(uncertified)} hold no enforcement certificate)" if uncertified else ""
+        problems.append(("officers", f"at least {rules.min_officers} officers holding enforcement "
+                                     f"certificates are required, got {len(certified)}{extra}"))
+    absent = [u for u in units if u not in present_units]
+    if absent:
+        problems.append(("present_units", f"every unit must be present; absent: {', '.join(absent)}"))
+    strangers = [u for u in present_units if u not in units]
+    if strangers:
+        problems.append(("present_units", f"not units of this inspection: {', '.join(strangers)}"))
+    missing = [t for t in covered_task_ids if t not in finding_task_ids]
+    if missing:
+        problems.append(("findings", f"one finding per covered task; missing: {', '.join(missing)}"))
+    extra_tasks = [t for t in finding_task_ids if t not in covered_task_ids]
+    if extra_tasks:
+        problems.append(("findings", f"tasks not covered by this inspection: {', '.join(extra_tasks)}"))
+    if len(set(finding_task_ids)) != len(finding_task_ids):
+        problems.append(("findings", "one finding per task, not more"))
+    for task_id in rectify_missing_dates:
+        problems.append(("findings", f"a rectify outcome needs rectify_by (task {task_id})"))
+    return problems
+
+
+def transfer_destination(outcome: str, item: CatalogItem) -> str | None:
+    """not_delegated goes back to the county department that keeps the power; criminal to the
+    judicial organs (行刑衔接)."""
+    if outcome == "not_delegated":
+        return item.department or "县级主管部门"
+    if outcome == "criminal":
+        return JUDICIAL_ORGANS
+    return None
+
+
+def step_error(current: str, requested: str) -> str | None:
+    """Case steps go filed → investigated → reviewed (法制审核) → decided → closed, in order."""
+    if current == "transferred":
+        return "the case was transferred and is no longer handled here"
+    if requested not in CASE_STEPS:
+        return f"unknown step {requested!r}"
+    expected_index = CASE_STEPS.index(current) + 1
+    if expected_index >= len(CASE_STEPS):
+        return "the case is closed"
+    if CASE_STEPS.index(requested) != expected_index:
+        return f"the next step after {current} is {CASE_STEPS[expected_index]}, not {requested}"
+    return None
+
+
+def decision_due(filed_at: datetime, extended: bool, rules: EnforcementRules) -> datetime:
+    days = rules.decision_limit_days + (rules.extension_days if extended else 0)
+    return filed_at + timedelta(days=days)
+
+
+def extension_error(filed_at: datetime, extended: bool, now: datetime, rules: EnforcementRules) -> str | None:
+    if extended:
+        return "the one extension has already been recorded"
+    if now >= filed_at + timedelta(days=rules.decision_limit_days):
+        return f"an extension must be recorded before day {rules.decision_limit_days}"
+    return None
+
+
+def case_flag(filed_at: datetime, extended: bool, decided: bool, now: datetime,
+              rules: EnforcementRules) -> str:
+    """'ok', 'warning' (past day 60 without a decision) or 'overdue' (past the limit)."""
+    if decided:
+        return "ok"
+    if now > decision_due(filed_at, extended, rules):
+        return "overdue"
+    if now >= filed_at + timedelta(days=rules.decision_warning_day):
+        return "warning"
+    return "ok"
+
+
+def draw_plan(targets: Sequence[str], sample_size: int, seed: int,
+              officers: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """双随机一公开: draw targets and two certified officers per target, reproducibly from the
+    seed (the same seed and lists always draw the same plan, whatever their order)."""
+    if sample_size > len(set(targets)):
+        raise ValueError(f"sample_size {sample_size} exceeds the {len(set(targets))} distinct targets")
+    if len(set(officers)) < 2:
+        raise ValueError("at least two certified officers are needed")
+    rng = random.Random(seed)  # reproducibility is the point here, not secrecy
+    chosen = rng.sample(sorted(set(targets)), sample_size)
+    pool = sorted(set(officers))
+    return [(target, sorted(rng.sample(pool, 2))) for target in chosen]

@@ -1,0 +1,125 @@
+"""Every SQL statement of enforcement, as named functions over asyncpg."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+
+async def planned_inspection_for_update(conn: asyncpg.Connection, target: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM inspections WHERE target = $1 AND status = 'planned' FOR UPDATE", target)
+
+
+async def create_inspection(conn: asyncpg.Connection, target: str, units: list[str], now: datetime) -> uuid.UUID:
+    inspection_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO inspections (inspection_id, target, status, units, created_at)"
+        " VALUES ($1, $2, 'planned', $3, $4)", inspection_id, target, units, now)
+    return inspection_id
+
+
+async def set_inspection(conn: asyncpg.Connection, inspection_id: uuid.UUID, **fields: Any) -> None:
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
+    await conn.execute(f"UPDATE inspections SET {sets} WHERE inspection_id = $1", inspection_id,
+                       *fields.values())
+
+
+async def add_need(conn: asyncpg.Connection, *, inspection_id: uuid.UUID, source: str, task_id: str | None,
+                   request_id: str | None, item_code: str, target: str, units: list[str],
+                   due: datetime | None, now: datetime) -> bool:
+    return bool(await conn.fetchval(
+        "INSERT INTO needs (need_id, inspection_id, source, task_id, request_id, item_code, target,"
+        " units, due, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        uuid.uuid4(), inspection_id, source, task_id, request_id, item_code, target, units, due, now))
+
+
+async def needs_of(db: Db, inspection_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM needs WHERE inspection_id = $1 ORDER BY created_at", inspection_id)
+
+
+async def inspection(db: Db, inspection_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM inspections WHERE inspection_id = $1", inspection_id)
+
+
+async def inspection_for_update(conn: asyncpg.Connection, inspection_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM inspections WHERE inspection_id = $1 FOR UPDATE", inspection_id)
+
+
+async def list_inspections(db: Db, status: str | None, target: str | None, unit: str | None,
+                           limit: int) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT * FROM inspections WHERE ($1::text IS NULL OR status = $1)"
+        " AND ($2::text IS NULL OR target = $2) AND ($3::text IS NULL OR $3 = ANY(units))"
+        " ORDER BY created_at DESC LIMIT $4", status, target, unit, limit)
+
+
+async def create_case(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+    columns = list(row)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    await conn.execute(f"INSERT INTO cases ({', '.join(columns)}) VALUES ({placeholders})", *row.values())
+
+
+async def add_case_step(conn: asyncpg.Connection, case_id: uuid.UUID, step: str, at: datetime, by: str,
+                        note: str | None) -> None:
+    await conn.execute("INSERT INTO case_steps (case_id, step, at, by, note) VALUES ($1, $2, $3, $4, $5)",
+                       case_id, step, at, by, note)
+
+
+async def case_for_update(conn: asyncpg.Connection, case_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+
+
+async def case(db: Db, case_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+
+
+async def case_steps(db: Db, case_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT step, at, by, note FROM case_steps WHERE case_id = $1 ORDER BY at", case_id)
+
+
+async def set_case(conn: asyncpg.Connection, case_id: uuid.UUID, **fields: Any) -> None:
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
+    await conn.execute(f"UPDATE cases SET {sets} WHERE case_id = $1", case_id, *fields.values())
+
+
+async def list_cases(db: Db, step: str | None, inspection_id: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT * FROM cases WHERE ($1::text IS NULL OR step = $1)"
+        " AND ($2::uuid IS NULL OR inspection_id = $2) ORDER BY filed_at DESC LIMIT $3",
+        step, inspection_id, limit)
+
+
+async def undecided_cases(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM cases WHERE step IN ('filed', 'investigated', 'reviewed') FOR UPDATE SKIP LOCKED")
+
+
+async def save_plan(conn: asyncpg.Connection, plan_id: uuid.UUID, seed: int, sample_size: int,
+                    population: list[str], targets: list[dict[str, Any]], at: datetime, by: str) -> None:
+    await conn.execute(
+        "INSERT INTO plans (plan_id, seed, sample_size, population, targets, published_at, published_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)", plan_id, seed, sample_size, population, targets, at, by)
+
+
+async def plans(db: Db, limit: int) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM plans ORDER BY published_at DESC LIMIT $1", limit)
+
+
+async def plan(db: Db, plan_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM plans WHERE plan_id = $1", plan_id)
+
+
+async def counts(db: Db) -> asyncpg.Record:
+    return await db.fetchrow(
+        "SELECT (SELECT count(*) FROM inspections WHERE status = 'planned') AS planned,"
+        " (SELECT count(*) FROM cases WHERE warned_at IS NOT NULL AND overdue_at IS NULL"
+        "   AND step IN ('filed', 'investigated', 'reviewed')) AS near_limit,"
+        " (SELECT count(*) FROM cases WHERE overdue_at IS NOT NULL"
+        "   AND step IN ('filed', 'investigated', 'reviewed')) AS overdue")

@@ -1,0 +1,90 @@
+"""Enforcement's rules without I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from enforcement import rules
+from townflow_shared.settings import DEMO_TOWN_DIR
+from townflow_shared.town import EnforcementRules, load_town
+
+TOWN = load_town(DEMO_TOWN_DIR)
+R = EnforcementRules()
+FILED = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+def test_units_of_a_need() -> None:
+    assert rules.need_units(TOWN.catalog["J001"]) == ["land", "planning", "agri"]
+    assert rules.need_units(TOWN.catalog["E003"]) == ["县应急管理局"]
+
+
+def test_three_needs_one_visit_saves_the_rest() -> None:
+    groups = [["县应急管理局"], ["县生态环境局"], ["县市场监督管理局"]]
+    assert rules.union_units(*groups) == ["县应急管理局", "县生态环境局", "县市场监督管理局"]
+    assert rules.visits_saved(groups) == 2
+    assert rules.visits_saved([["land", "planning", "agri"]]) == 2
+    assert rules.visits_saved([]) == 0
+
+
+def _problems(**overrides: object) -> list[tuple[str, str]]:
+    args: dict[str, object] = dict(town=TOWN, rules=R, units=["land", "planning"], officers=["s026", "s027"],
+                                   present_units=["land", "planning"], finding_task_ids=["t1"],
+                                   covered_task_ids=["t1"], rectify_missing_dates=[])
+    args.update(overrides)
+    return rules.result_problems(**args)  # type: ignore[arg-type]
+
+
+def test_a_complete_result_has_no_problem() -> None:
+    assert _problems() == []
+
+
+@pytest.mark.parametrize(("overrides", "field", "text"), [
+    ({"officers": ["s026"]}, "officers", "at least 2"),
+    ({"officers": ["s026", "s029"]}, "officers", "s029 hold no enforcement certificate"),
+    ({"present_units": ["land"]}, "present_units", "absent: planning"),
+    ({"finding_task_ids": []}, "findings", "missing: t1"),
+    ({"finding_task_ids": ["t1", "t9"]}, "findings", "not covered"),
+    ({"rectify_missing_dates": ["t1"]}, "findings", "rectify_by"),
+])
+def test_each_missing_piece_is_named(overrides: dict[str, object], field: str, text: str) -> None:
+    problems = _problems(**overrides)
+    assert any(f == field and text in m for f, m in problems), problems
+
+
+def test_case_steps_go_in_order() -> None:
+    assert rules.step_error("filed", "investigated") is None
+    assert rules.step_error("filed", "decided") is not None
+    assert rules.step_error("decided", "closed") is None
+    assert rules.step_error("closed", "closed") is not None
+    assert rules.step_error("transferred", "investigated") is not None
+
+
+def test_decision_limit_warning_and_extension() -> None:
+    assert rules.case_flag(FILED, False, False, FILED + timedelta(days=59), R) == "ok"
+    assert rules.case_flag(FILED, False, False, FILED + timedelta(days=60), R) == "warning"
+    assert rules.case_flag(FILED, False, False, FILED + timedelta(days=90, seconds=1), R) == "overdue"
+    assert rules.case_flag(FILED, True, False, FILED + timedelta(days=100), R) == "warning"
+    assert rules.case_flag(FILED, False, True, FILED + timedelta(days=200), R) == "ok"
+    assert rules.extension_error(FILED, False, FILED + timedelta(days=89), R) is None
+    assert rules.extension_error(FILED, False, FILED + timedelta(days=90), R) is not None
+    assert rules.extension_error(FILED, True, FILED + timedelta(days=10), R) is not None
+
+
+def test_transfers() -> None:
+    assert rules.transfer_destination("not_delegated", TOWN.catalog["E006"]) == "县生态环境局"
+    assert rules.transfer_destination("criminal", TOWN.catalog["E003"]) == rules.JUDICIAL_ORGANS
+    assert rules.transfer_destination("violation", TOWN.catalog["E003"]) is None
+
+
+def test_random_plan_is_reproducible_and_never_repeats_an_officer_per_target() -> None:
+    targets = [f"T{i:03d}" for i in range(40)]
+    officers = ["s006", "s026", "s027", "s028", "s040"]
+    first = rules.draw_plan(targets, 10, 42, officers)
+    assert first == rules.draw_plan(list(reversed(targets)), 10, 42, officers)
+    assert first != rules.draw_plan(targets, 10, 43, officers)
+    assert len({t for t, _ in first}) == 10
+    assert all(len(set(o)) == 2 and set(o) <= set(officers) for _, o in first)
+    with pytest.raises(ValueError):
+        rules.draw_plan(targets[:3], 4, 1, officers)

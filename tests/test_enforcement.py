@@ -1,0 +1,257 @@
+"""Enforcement on the real stack (SPEC §5.4): combined inspections, the result rules, cases within
+their legal limits, transfers, random plans."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from devstack.stack import Stack
+
+from .conftest import Api, eventually, file_matter, set_clocks, task_of
+from .kafka_tools import event_of, wait_for_record
+
+OFFICER = ("s026", "officer")
+CERTIFIED = ["s026", "s027"]
+
+
+def new_target() -> str:
+    return f"91321003MA{uuid.uuid4().hex[:8].upper()}"
+
+
+async def inspection_with(enforcement: Api, target: str, needs: int, status: str = "planned") -> dict[str, Any]:
+    async def find() -> dict[str, Any] | None:
+        rows = (await enforcement.call("GET", "/v1/inspections", as_=OFFICER,
+                                       params={"target": target, "status": status})).json()
+        return next((r for r in rows if len(r["needs"]) >= needs), None)
+
+    return await eventually(find, what=f"an inspection of {target} with {needs} needs")
+
+
+async def file_for(intake: Api, dispatch: Api, item: str, target: str) -> dict[str, Any]:
+    ticket = await file_matter(intake, item_code=item, target=target)
+    return await task_of(dispatch, ticket["request_id"])
+
+
+async def test_three_matters_about_one_enterprise_become_one_inspection(
+        stack: Stack, intake: Api, dispatch: Api, enforcement: Api, bootstrap: str) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    target = new_target()
+    tasks = [await file_for(intake, dispatch, item, target) for item in ("E003", "E007", "E004")]
+    inspection = await inspection_with(enforcement, target, 3)
+    assert set(inspection["units"]) == {"县应急管理局", "县生态环境局", "县市场监督管理局"}
+    assert inspection["visits_saved"] == 2
+    assert {n["task_id"] for n in inspection["needs"]} == {t["task_id"] for t in tasks}
+    by_unit = (await enforcement.call("GET", "/v1/inspections", as_=OFFICER,
+                                      params={"unit": "县生态环境局", "status": "planned"})).json()
+    assert inspection["inspection_id"] in [i["inspection_id"] for i in by_unit]
+
+    path = f"/v1/inspections/{inspection['inspection_id']}"
+    early = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+        "officers": CERTIFIED, "present_units": inspection["units"], "findings": []})
+    assert early.status_code == 409
+    assert (await enforcement.call("POST", f"{path}/start", as_=("s014", "staff"))).status_code == 403
+    assert (await enforcement.call("POST", f"{path}/start", as_=OFFICER)).status_code == 200
+    assert (await enforcement.call("POST", f"{path}/start", as_=OFFICER)).status_code == 409
+
+    # A need arriving after the start opens a new inspection.
+    late = await file_for(intake, dispatch, "E009", target)
+    newer = await inspection_with(enforcement, target, 1)
+    assert newer["inspection_id"] != inspection["inspection_id"]
+    assert [n["task_id"] for n in newer["needs"]] == [late["task_id"]]
+
+    result = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+        "officers": CERTIFIED, "present_units": inspection["units"],
+        "findings": [{"task_id": t["task_id"], "outcome": "compliant"} for t in tasks]})
+    assert result.status_code == 200, result.text
+    record = await wait_for_record(bootstrap, "enforcement.inspection.done.v1",
+                                   lambda r: event_of(r)["data"]["inspection_id"] == inspection["inspection_id"])
+    done = event_of(record)
+    assert record.key == inspection["inspection_id"].encode()
+    assert set(done["data"]["task_ids"]) == {t["task_id"] for t in tasks}
+    assert done["data"]["officers"] == CERTIFIED
+    for task in tasks:
+        closed = await task_of(dispatch, task["request_id"], status="closed")
+        assert closed["inspection_id"] == inspection["inspection_id"]
+
+
+async def test_joint_house_building_visit_needs_every_unit_and_two_certified_officers(
+        stack: Stack, intake: Api, dispatch: Api, enforcement: Api) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    site = f"SITE-{uuid.uuid4().hex[:6]}"
+    task = await file_for(intake, dispatch, "J001", site)
+    assert task["kind"] == "joint_visit"
+    inspection = await inspection_with(enforcement, site, 1)
+    assert inspection["units"] == ["land", "planning", "agri"]
+    path = f"/v1/inspections/{inspection['inspection_id']}"
+    await enforcement.call("POST", f"{path}/start", as_=OFFICER)
+    finding = [{"task_id": task["task_id"], "outcome": "compliant", "note": "选址符合规划"}]
+
+    absent = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+        "officers": ["s040", "s041"], "present_units": ["land", "planning"], "findings": finding})
+    assert absent.status_code == 422
+    assert any(d["loc"] == ["body", "present_units"] and "agri" in d["msg"] for d in absent.json()["detail"])
+
+    one_officer = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+        "officers": ["s040", "s029"], "present_units": ["land", "planning", "agri"], "findings": finding})
+    assert one_officer.status_code == 422
+    assert any(d["loc"] == ["body", "officers"] and "s029" in d["msg"] for d in one_officer.json()["detail"])
+
+    no_finding = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+        "officers": ["s040", "s041"], "present_units": ["land", "planning", "agri"], "findings": []})
+    assert no_finding.status_code == 422
+    assert any(d["loc"] == ["body", "findings"] for d in no_finding.json()["detail"])
+
+    ok = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+        "officers": ["s040", "s041"], "present_units": ["land", "planning", "agri"], "findings": finding})
+    assert ok.status_code == 200, ok.text
+    await task_of(dispatch, task["request_id"], status="closed")
+
+
+async def _inspect(enforcement: Api, inspection: dict[str, Any], findings: list[dict[str, Any]]) -> dict[str, Any]:
+    path = f"/v1/inspections/{inspection['inspection_id']}"
+    assert (await enforcement.call("POST", f"{path}/start", as_=OFFICER)).status_code == 200
+    result = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+        "officers": CERTIFIED, "present_units": inspection["units"], "findings": findings})
+    assert result.status_code == 200, result.text
+    return dict(result.json())
+
+
+async def test_rectify_creates_a_re_inspection(stack: Stack, intake: Api, dispatch: Api, enforcement: Api) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    target = new_target()
+    task = await file_for(intake, dispatch, "E003", target)
+    inspection = await inspection_with(enforcement, target, 1)
+    bad = await enforcement.call("POST", f"/v1/inspections/{inspection['inspection_id']}/start", as_=OFFICER)
+    assert bad.status_code == 200
+    missing_date = await enforcement.call(
+        "POST", f"/v1/inspections/{inspection['inspection_id']}/result", as_=OFFICER,
+        json={"officers": CERTIFIED, "present_units": inspection["units"],
+              "findings": [{"task_id": task["task_id"], "outcome": "rectify"}]})
+    assert missing_date.status_code == 422
+    ok = await enforcement.call(
+        "POST", f"/v1/inspections/{inspection['inspection_id']}/result", as_=OFFICER,
+        json={"officers": CERTIFIED, "present_units": inspection["units"],
+              "findings": [{"task_id": task["task_id"], "outcome": "rectify", "rectify_by": "2026-12-10",
+                            "note": "灭火器过期，限期更换"}]})
+    assert ok.status_code == 200, ok.text
+    again = await inspection_with(enforcement, target, 1)
+    assert again["inspection_id"] != inspection["inspection_id"]
+    need = again["needs"][0]
+    assert need["source"] == "rectify" and need["task_id"] == task["task_id"]
+    assert need["due"].startswith("2026-12-10T17:30")
+
+
+async def _case_for(enforcement: Api, inspection_id: str) -> dict[str, Any]:
+    rows = (await enforcement.call("GET", "/v1/cases", as_=OFFICER, params={"inspection_id": inspection_id})).json()
+    assert len(rows) == 1
+    return dict(rows[0])
+
+
+async def test_a_case_walks_every_step_in_order_within_its_limits(
+        stack: Stack, intake: Api, dispatch: Api, enforcement: Api, bootstrap: str) -> None:
+    await set_clocks(stack, "2026-03-02T09:00:00+08:00")
+    cases = []
+    for _ in range(2):
+        target = new_target()
+        task = await file_for(intake, dispatch, "E001", target)
+        inspection = await inspection_with(enforcement, target, 1)
+        await _inspect(enforcement, inspection, [{"task_id": task["task_id"], "outcome": "violation"}])
+        cases.append(await _case_for(enforcement, inspection["inspection_id"]))
+    walked, idle = cases
+    assert walked["step"] == "filed" and walked["flag"] == "ok"
+    steps = f"/v1/cases/{walked['case_id']}/steps"
+
+    out_of_order = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "decided", "decision": "罚款"})
+    assert out_of_order.status_code == 409
+    for step in ("investigated", "reviewed"):
+        assert (await enforcement.call("POST", steps, as_=OFFICER, json={"step": step})).status_code == 200
+    assert (await enforcement.call("POST", steps, as_=OFFICER, json={"step": "decided"})).status_code == 422
+
+    # Day 61: both undecided cases are warned; the walked one records its one extension.
+    await set_clocks(stack, "2026-05-02T09:00:00+08:00")
+    async def warned(case_id: str) -> bool:
+        return (await enforcement.call("GET", f"/v1/cases/{case_id}", as_=OFFICER)).json()["warned_at"] is not None
+
+    await eventually(lambda: warned(idle["case_id"]), what="the day-60 warning")
+    assert (await enforcement.call("GET", f"/v1/cases/{idle['case_id']}", as_=OFFICER)).json()["flag"] == "warning"
+    extension = await enforcement.call("POST", f"/v1/cases/{walked['case_id']}/extension", as_=OFFICER,
+                                       json={"reason": "案情复杂，经负责人批准延长"})
+    assert extension.status_code == 200, extension.text
+    assert (await enforcement.call("POST", f"/v1/cases/{walked['case_id']}/extension", as_=OFFICER,
+                                   json={"reason": "again"})).status_code == 409
+
+    # Day 95: the idle case is overdue; the extended one is not.
+    await set_clocks(stack, "2026-06-05T09:00:00+08:00")
+
+    async def overdue(case_id: str) -> bool:
+        return (await enforcement.call("GET", f"/v1/cases/{case_id}", as_=OFFICER)).json()["overdue_at"] is not None
+
+    await eventually(lambda: overdue(idle["case_id"]), what="the overdue flag")
+    flagged = (await enforcement.call("GET", "/v1/cases", as_=OFFICER, params={"overdue": "true"})).json()
+    assert idle["case_id"] in [c["case_id"] for c in flagged]
+    assert walked["case_id"] not in [c["case_id"] for c in flagged]
+    late_extension = await enforcement.call("POST", f"/v1/cases/{idle['case_id']}/extension", as_=OFFICER,
+                                            json={"reason": "too late"})
+    assert late_extension.status_code == 409
+
+    decided = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "decided", "decision": "罚款500元"})
+    assert decided.status_code == 200
+    closed = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "closed"})
+    assert [s["step"] for s in closed.json()["steps"]] == ["filed", "investigated", "reviewed", "decided", "closed"]
+    assert (await enforcement.call("POST", steps, as_=OFFICER, json={"step": "closed"})).status_code == 409
+
+    async def published() -> list[str] | None:
+        from .kafka_tools import read_all
+        got = [event_of(r)["data"]["step"] for r in await read_all(bootstrap, "enforcement.case.updated.v1")
+               if event_of(r)["data"]["case_id"] == walked["case_id"]]
+        return got if len(got) == 5 else None
+
+    assert await eventually(published, what="five case events") == \
+        ["filed", "investigated", "reviewed", "decided", "closed"]
+
+
+async def test_not_delegated_and_criminal_findings_are_transferred(
+        stack: Stack, intake: Api, dispatch: Api, enforcement: Api, bootstrap: str) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    target = new_target()
+    pollution = await file_for(intake, dispatch, "E006", target)
+    fire = await file_for(intake, dispatch, "E003", target)
+    inspection = await inspection_with(enforcement, target, 2)
+    await _inspect(enforcement, inspection, [
+        {"task_id": pollution["task_id"], "outcome": "not_delegated", "note": "超标排放，权限在县局"},
+        {"task_id": fire["task_id"], "outcome": "criminal", "note": "涉嫌重大责任事故"}])
+    rows = (await enforcement.call("GET", "/v1/cases", as_=OFFICER,
+                                   params={"inspection_id": inspection["inspection_id"]})).json()
+    destinations = {r["task_id"]: r["transferred_to"] for r in rows}
+    assert destinations[pollution["task_id"]] == "县生态环境局"
+    assert "公安机关" in destinations[fire["task_id"]]
+    assert {r["step"] for r in rows} == {"transferred"}
+    record = await wait_for_record(
+        bootstrap, "enforcement.case.updated.v1",
+        lambda r: event_of(r)["data"]["task_id"] == pollution["task_id"] and event_of(r)["data"]["step"] == "transferred")
+    assert event_of(record)["data"]["transferred_to"] == "县生态环境局"
+    case_id = rows[0]["case_id"]
+    refused = await enforcement.call("POST", f"/v1/cases/{case_id}/steps", as_=OFFICER, json={"step": "investigated"})
+    assert refused.status_code == 409
+
+
+async def test_the_same_seed_draws_the_same_random_plan(enforcement: Api, bootstrap: str) -> None:
+    targets = [f"91321003MA{n:08d}" for n in range(30)]
+    body = {"targets": targets, "sample_size": 6, "seed": 20261123}
+    first = await enforcement.call("POST", "/v1/random-plans", as_=OFFICER, json=body)
+    second = await enforcement.call("POST", "/v1/random-plans", as_=OFFICER,
+                                    json={**body, "targets": list(reversed(targets))})
+    other = await enforcement.call("POST", "/v1/random-plans", as_=OFFICER, json={**body, "seed": 7})
+    assert first.status_code == second.status_code == 201, first.text
+    assert first.json()["targets"] == second.json()["targets"]
+    assert first.json()["targets"] != other.json()["targets"]
+    for entry in first.json()["targets"]:
+        assert len(set(entry["officers"])) == 2
+    record = await wait_for_record(bootstrap, "enforcement.plan.published.v1",
+                                   lambda r: event_of(r)["data"]["plan_id"] == first.json()["plan_id"])
+    assert event_of(record)["data"]["targets"] == first.json()["targets"]
+    too_many = await enforcement.call("POST", "/v1/random-plans", as_=OFFICER,
+                                      json={**body, "sample_size": 31})
+    assert too_many.status_code == 422
+    assert (await enforcement.call("GET", f"/v1/plans/{first.json()['plan_id']}", as_=OFFICER)).status_code == 200
