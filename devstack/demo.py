@@ -122,6 +122,28 @@ def run_demo(stack: Stack) -> list[dict[str, Any]]:
               json={"note": "同意延期"})
     print(f"  extension approved for {mediation['ticket_no']}")
 
+    # 综合查一次: three matters about one enterprise, one combined visit, one case.
+    officer = ("s026", "officer")
+    enterprise = "91321003MA1XYZ0001"
+    enterprise_tasks = {tasks[n]["task_id"] for n in (6, 7, 8)}
+    inspection = demo.wait("the combined inspection", lambda: next((
+        i for i in demo.call("GET", "enforcement", "/v1/inspections", officer,
+                             params={"target": enterprise, "status": "planned"})
+        if {n["task_id"] for n in i["needs"]} >= enterprise_tasks), None))
+    print(f"  combined inspection of {enterprise}: units {', '.join(inspection['units'])}; "
+          f"{inspection['visits_saved']} separate visits saved")
+    path = f"/v1/inspections/{inspection['inspection_id']}"
+    demo.call("POST", "enforcement", f"{path}/start", officer)
+    outcomes = {tasks[6]["task_id"]: "compliant", tasks[7]["task_id"]: "violation", tasks[8]["task_id"]: "rectify"}
+    result = demo.call("POST", "enforcement", f"{path}/result", officer, json={
+        "officers": ["s026", "s027"], "present_units": inspection["units"],
+        "findings": [{"task_id": t, "outcome": o, "note": "现场检查记录",
+                      **({"rectify_by": "2026-12-31"} if o == "rectify" else {})} for t, o in outcomes.items()]})
+    case_id = result["cases"][0]
+    for step in ("investigated", "reviewed"):
+        demo.call("POST", "enforcement", f"/v1/cases/{case_id}/steps", officer, json={"step": step})
+    print(f"  inspection done; case {case_id[:8]} opened for the noise violation and reviewed (法制审核)")
+
     board = demo.call("GET", "dispatch", "/v1/board", COMMAND)
     print("  command-centre board (colour: status counts):")
     for colour, counts in board["counts"].items():
