@@ -288,7 +288,7 @@ class ScoreUpdatedData(EventData):
     period: str = Field(pattern=r"^\d{4}-\d{2}$")
     rates: dict[str, float | None]
     points: float
-    dimensions: dict[str, float]
+    dimensions: dict[str, float | None]
     composite: float | None
     rank: int | None = None
     cause_event_id: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
@@ -87,3 +87,17 @@ async def ensure_topics(settings: ServiceSettings, topics: list[str], partitions
         return missing
     finally:
         await admin.close()
+
+
+async def topic_partitions(bootstrap: str, topics: list[str], **security: Any) -> list[TopicPartition]:
+    """Every partition of `topics`, read from the cluster's metadata."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+                  if t.get("error_code", 0) == 0)

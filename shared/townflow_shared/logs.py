@@ -26,6 +26,7 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("faststream").setLevel(logging.WARNING)  # one line per message is noise at our volume
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 

@@ -66,6 +66,10 @@ class ServiceRuntime:
             raise RuntimeError("the service has not started")
         return self._pool
 
+    def use_pool(self, pool: asyncpg.Pool) -> None:
+        """Run handlers against another database (the appraisal rebuild replays into a fresh one)."""
+        self._pool = pool
+
     # --- registration -------------------------------------------------------------------
     def on(self, event_type: type[E]) -> Callable[[Handler], Handler]:
         """Register `handler(conn, event, runtime)` for one event type; it runs exactly once."""

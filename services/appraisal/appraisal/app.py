@@ -8,14 +8,17 @@ from fastapi import FastAPI
 
 from townflow_shared.runtime import ServiceRuntime
 
+from . import api, handlers
 from .settings import AppraisalSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def create_runtime(settings: AppraisalSettings | None = None) -> ServiceRuntime:
-    return ServiceRuntime(settings or AppraisalSettings(), MIGRATIONS)
+    runtime = ServiceRuntime(settings or AppraisalSettings(), MIGRATIONS)
+    handlers.register(runtime)
+    return runtime
 
 
 def create_app(settings: AppraisalSettings | None = None) -> FastAPI:
-    return create_runtime(settings).http_app("Townflow appraisal", [])
+    return create_runtime(settings).http_app("Townflow appraisal", [api.router])

@@ -21,22 +21,19 @@ from townflow_shared.events import (
 )
 from townflow_shared.runtime import ServiceRuntime
 
-from . import store
+from . import rules, store
 
 
 async def _step(conn: asyncpg.Connection, request_id: str, at: datetime, step: str,
                 detail: dict[str, Any], event_id: uuid.UUID, status: str | None = None,
                 completed_at: datetime | None = None) -> None:
     rid = uuid.UUID(request_id)
-    if not await store.request_exists(conn, rid):
+    current = await store.status_for_update(conn, rid)
+    if current is None:
         return  # a matter filed by another town's intake; nothing of ours to update
     await store.add_timeline(conn, rid, at, step, detail, event_id)
-    if status is not None:
-        await conn.execute(
-            "UPDATE requests SET status = $2, status_at = $3,"
-            " completed_at = COALESCE($4, completed_at)"
-            " WHERE request_id = $1 AND (status_at IS NULL OR status_at <= $3)",
-            rid, status, at, completed_at)
+    if status is not None and rules.newer_status(current["status"], current["status_at"], status, at):
+        await store.set_status(conn, rid, status, at, completed_at)
 
 
 async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, _: ServiceRuntime) -> None:

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import date
+from datetime import date, datetime
 
 from townflow_shared.events import Colour
 from townflow_shared.town import CatalogItem, IntakeRules, Town
@@ -106,3 +106,19 @@ def may_rate(status: str, already_rated: bool) -> str | None:
     if status not in ("completed", "closed"):
         return "a matter can be rated only after it is completed"
     return None
+
+
+# Where a status stands in a matter's life; breaks ties between events stamped at the same moment
+# (topics are consumed side by side, so "completed" may arrive before "dispatched").
+STATUS_ORDER = {"filed": 0, "dispatched": 1, "returned": 2, "in_progress": 2, "completed": 3,
+                "rework": 4, "closed": 5}
+
+
+def newer_status(current: str, current_at: datetime | None, candidate: str, candidate_at: datetime) -> bool:
+    """Whether an event's status replaces the matter's current one: the later event wins; at
+    the same moment, the one further along the matter's life."""
+    if current_at is None or candidate_at > current_at:
+        return True
+    if candidate_at < current_at:
+        return False
+    return STATUS_ORDER.get(candidate, 0) >= STATUS_ORDER.get(current, 0)

@@ -69,14 +69,16 @@ async def add_timeline(conn: asyncpg.Connection, request_id: uuid.UUID, at: date
     )
 
 
-async def set_status(conn: asyncpg.Connection, request_id: uuid.UUID, status: str,
-                     completed_at: datetime | None = None) -> bool:
-    result = await conn.execute(
-        "UPDATE requests SET status = $2, completed_at = COALESCE($3, completed_at)"
-        " WHERE request_id = $1",
-        request_id, status, completed_at,
-    )
-    return result != "UPDATE 0"
+async def status_for_update(conn: asyncpg.Connection, request_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT status, status_at FROM requests WHERE request_id = $1 FOR UPDATE",
+                               request_id)
+
+
+async def set_status(conn: asyncpg.Connection, request_id: uuid.UUID, status: str, at: datetime,
+                     completed_at: datetime | None = None) -> None:
+    await conn.execute(
+        "UPDATE requests SET status = $2, status_at = $3, completed_at = COALESCE($4, completed_at)"
+        " WHERE request_id = $1", request_id, status, at, completed_at)
 
 
 async def request_by_ticket(conn: asyncpg.Connection | asyncpg.Pool, ticket_no: str) -> asyncpg.Record | None:
@@ -100,5 +102,3 @@ async def save_rating(conn: asyncpg.Connection, request_id: uuid.UUID, rating: s
     )
 
 
-async def request_exists(conn: asyncpg.Connection, request_id: uuid.UUID) -> bool:
-    return bool(await conn.fetchval("SELECT true FROM requests WHERE request_id = $1", request_id))

@@ -65,3 +65,12 @@ def test_rating_only_once_and_only_after_completion() -> None:
     assert rules.may_rate("closed", False) is None
     assert rules.may_rate("dispatched", False) is not None
     assert rules.may_rate("completed", True) is not None
+
+
+def test_a_later_event_sets_the_status_and_ties_go_forward() -> None:
+    from datetime import UTC, datetime
+    t = datetime(2026, 11, 23, 1, tzinfo=UTC)
+    assert rules.newer_status("completed", t, "dispatched", t) is False
+    assert rules.newer_status("dispatched", t, "completed", t) is True
+    assert rules.newer_status("completed", t, "rework", t.replace(hour=2)) is True
+    assert rules.newer_status("rework", t.replace(hour=2), "completed", t) is False

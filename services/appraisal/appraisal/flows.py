@@ -1,0 +1,121 @@
+"""Appraisal's operations inside the caller's transaction: read facts, let the rules compute,
+publish score.updated and alert.raised through the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import asyncpg
+
+from townflow_shared.events import (
+    AlertRaised,
+    AlertRaisedData,
+    Envelope,
+    ScoreUpdated,
+    ScoreUpdatedData,
+    new_event,
+)
+from townflow_shared.outbox import enqueue
+from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.town import Town
+
+from . import rules, store
+
+Subject = tuple[rules.SubjectType, str]
+
+
+def task_fact(row: asyncpg.Record) -> rules.TaskFact:
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    return rules.TaskFact(
+        task_id=row["task_id"], period=row["period"], assignee=row["assignee"], module=row["module"],
+        village=row["village"], seconded_unit=row["seconded_unit"], colour=row["colour"],
+        difficulty=row["difficulty"] or 1.0, responded=row["responded"], completions=row["completions"],
+        failed_checks=row["failed_checks"], last_on_time=row["last_on_time"], extensions=row["extensions"],
+        superseded=row["superseded"], returned_invalid=row["returned_invalid"], rating=row["rating"],
+        completed_event=text(row["completed_event"]), overdue_event=text(row["overdue_event"]),
+        escalated_event=text(row["escalated_event"]), invalid_return_event=text(row["invalid_return_event"]),
+        rated_event=text(row["rated_event"]))
+
+
+def inspection_fact(row: asyncpg.Record) -> rules.InspectionFact:
+    return rules.InspectionFact(row["inspection_id"], row["period"], tuple(row["officers"]), row["task_count"],
+                                str(row["event_id"]))
+
+
+def subjects_of_task(row: asyncpg.Record | None) -> list[Subject]:
+    if row is None or row["dispatched_event"] is None:
+        return []
+    pairs: list[Subject] = [("staff", row["assignee"]), ("module", row["module"]),
+                            ("village", row["village"]), ("seconded_unit", row["seconded_unit"])]
+    return [(t, i) for t, i in pairs if i]
+
+
+def module_staff(town: Town, module: str) -> list[str]:
+    return [s.id for s in town.staff.values() if s.module == module]
+
+
+async def subject_figures(conn: asyncpg.Connection | asyncpg.Pool, town: Town, subject_type: rules.SubjectType,
+                          subject_id: str, period: str, median_points: float | None) -> rules.Figures:
+    tasks = [task_fact(r) for r in await store.facts_of_subject(conn, period, subject_type, subject_id)]
+    if subject_type == "staff":
+        officers: list[str] | None = [subject_id]
+    elif subject_type in ("module", "seconded_unit"):
+        officers = module_staff(town, subject_id)
+    else:
+        officers = []
+    inspections = [inspection_fact(r) for r in await store.inspections_of(conn, period, officers)] if officers else []
+    entries = rules.ledger(tasks, inspections, town, town.rules.appraisal)
+    return rules.figures_of(subject_type, subject_id, period, tasks, entries, median_points, town.rules.appraisal)
+
+
+async def publish_scores(conn: asyncpg.Connection, runtime: ServiceRuntime, subjects: Iterable[Subject],
+                         period: str | None, cause: Envelope) -> None:
+    """score.updated for each subject whose figures the event touched; alerts for staff."""
+    if period is None:
+        return
+    town = runtime.town
+    events: list[Envelope] = []
+    for subject_type, subject_id in dict.fromkeys(subjects):
+        module = town.staff[subject_id].module if subject_type == "staff" and subject_id in town.staff else None
+        peers = await store.cached_peer_points(conn, subject_type, period, module)
+        figs = await subject_figures(conn, town, subject_type, subject_id, period, rules.median(peers))
+        rank = await store.cache_score(conn, subject_type, subject_id, period, figs.composite, figs.points, module)
+        events.append(new_event(ScoreUpdated, ScoreUpdatedData(
+            subject_type=subject_type, subject_id=subject_id, period=period, rates=figs.rates,
+            points=figs.points, dimensions=figs.dimensions, composite=figs.composite, rank=rank,
+            cause_event_id=str(cause.id)), source="appraisal", town_code=town.code,
+            subject=f"{subject_type}:{subject_id}", correlation_id=cause.correlation_id,
+            time=cause.time, causation_id=cause.id))
+        if subject_type == "staff":
+            events.extend(await _alerts(conn, runtime, subject_id, period, figs, cause))
+    await enqueue(conn, *events)
+
+
+async def _alerts(conn: asyncpg.Connection, runtime: ServiceRuntime, staff_id: str, period: str,
+                  figs: rules.Figures, cause: Envelope) -> list[Envelope]:
+    raised = []
+    for level, reasons in rules.alert_levels(figs.counts, runtime.town.rules.appraisal).items():
+        if await store.raise_alert(conn, staff_id, period, level, reasons, cause.time, cause.id):
+            raised.append(new_event(AlertRaised, AlertRaisedData(
+                staff_id=staff_id, period=period, level=level, reasons=reasons),  # type: ignore[arg-type]
+                source="appraisal", town_code=runtime.town.code, subject=f"staff:{staff_id}",
+                correlation_id=cause.correlation_id, time=cause.time, causation_id=cause.id))
+    return raised
+
+
+async def period_figures(db: asyncpg.Pool | asyncpg.Connection, town: Town,
+                         period: str) -> dict[rules.SubjectType, list[rules.Figures]]:
+    """Every subject's exact figures for a period, straight from the facts."""
+    tasks = [task_fact(r) for r in await store.facts_of_period(db, period)]
+    inspections = [inspection_fact(r) for r in await store.inspections_of(db, period)]
+    return rules.all_figures(period, tasks, inspections, town, town.rules.appraisal)
+
+
+def as_dict(f: rules.Figures, extra: dict[str, object] | None = None) -> dict[str, object]:
+    return {"subject_type": f.subject_type, "subject_id": f.subject_id, "period": f.period,
+            "rates": f.rates, "points": f.points, "dimensions": f.dimensions, "composite": f.composite,
+            "rank": f.rank, "counts": vars(f.counts), **(extra or {})}
+
+

@@ -1,0 +1,183 @@
+"""Every SQL statement of appraisal, as named functions over asyncpg."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+SUBJECT_COLUMNS = {"staff": "assignee", "module": "module", "village": "village", "seconded_unit": "seconded_unit"}
+
+# A task fact as the rules read it: whether it stands (not redispatched away) and was answered in time.
+_FACTS = """
+SELECT t.*, m.rating, m.rated_event,
+       EXISTS (SELECT 1 FROM task_facts n WHERE n.redispatch_of = t.task_id
+               AND n.dispatched_event IS NOT NULL) AS superseded,
+       coalesce(t.accepted_at <= t.respond_by
+                OR (t.accepted_at IS NULL AND t.first_completed_at <= t.respond_by), false) AS responded
+FROM task_facts t LEFT JOIN matter_facts m ON m.request_id = t.request_id
+WHERE t.dispatched_event IS NOT NULL AND t.period = $1
+"""
+
+
+async def upsert_matter(conn: asyncpg.Connection, request_id: str, **fields: Any) -> None:
+    columns = ["request_id", *fields]
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in fields)
+    await conn.execute(f"INSERT INTO matter_facts ({', '.join(columns)}) VALUES ({values})"
+                       f" ON CONFLICT (request_id) DO UPDATE SET {updates}", request_id, *fields.values())
+
+
+async def upsert_dispatched(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+    columns = list(row)
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "task_id")
+    await conn.execute(f"INSERT INTO task_facts ({', '.join(columns)}) VALUES ({values})"
+                       f" ON CONFLICT (task_id) DO UPDATE SET {updates}", *row.values())
+
+
+async def ensure_task(conn: asyncpg.Connection, task_id: str, request_id: str) -> None:
+    """Facts of a task may arrive before its dispatch (topics are consumed side by side)."""
+    await conn.execute("INSERT INTO task_facts (task_id, request_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                       task_id, request_id)
+
+
+async def mark_invalid_return(conn: asyncpg.Connection, task_id: str, request_id: str, event_id: uuid.UUID) -> None:
+    await ensure_task(conn, task_id, request_id)
+    await conn.execute("UPDATE task_facts SET returned_invalid = true, invalid_return_event = $2"
+                       " WHERE task_id = $1", task_id, event_id)
+
+
+async def record_accepted(conn: asyncpg.Connection, task_id: str, request_id: str, at: datetime,
+                          event_id: uuid.UUID) -> None:
+    await ensure_task(conn, task_id, request_id)
+    await conn.execute("UPDATE task_facts SET accepted_at = least(coalesce(accepted_at, $2), $2),"
+                       " accepted_event = coalesce(accepted_event, $3) WHERE task_id = $1", task_id, at, event_id)
+
+
+async def record_completed(conn: asyncpg.Connection, task_id: str, request_id: str, at: datetime,
+                           on_time: bool, event_id: uuid.UUID) -> None:
+    await ensure_task(conn, task_id, request_id)
+    await conn.execute(
+        "UPDATE task_facts SET completions = completions + 1,"
+        " first_completed_at = least(coalesce(first_completed_at, $2), $2),"
+        " last_on_time = CASE WHEN last_completed_at IS NULL OR $2 >= last_completed_at THEN $3 ELSE last_on_time END,"
+        " last_completed_at = greatest(coalesce(last_completed_at, $2), $2),"
+        " completed_event = coalesce(completed_event, $4) WHERE task_id = $1",
+        task_id, at, on_time, event_id)
+
+
+async def record_supervised(conn: asyncpg.Connection, task_id: str, request_id: str, level: str,
+                            event_id: uuid.UUID) -> None:
+    await ensure_task(conn, task_id, request_id)
+    if level in ("overdue", "escalated"):
+        await conn.execute(f"UPDATE task_facts SET {level}_event = coalesce({level}_event, $2) WHERE task_id = $1",
+                           task_id, event_id)
+
+
+async def record_extended(conn: asyncpg.Connection, task_id: str, request_id: str, event_id: uuid.UUID) -> None:
+    await ensure_task(conn, task_id, request_id)
+    await conn.execute("UPDATE task_facts SET extensions = extensions + 1,"
+                       " extended_event = coalesce(extended_event, $2) WHERE task_id = $1", task_id, event_id)
+
+
+async def record_failed_check(conn: asyncpg.Connection, task_id: str, request_id: str, event_id: uuid.UUID) -> None:
+    await ensure_task(conn, task_id, request_id)
+    await conn.execute("UPDATE task_facts SET failed_checks = failed_checks + 1,"
+                       " rework_event = coalesce(rework_event, $2) WHERE task_id = $1", task_id, event_id)
+
+
+async def record_inspection(conn: asyncpg.Connection, inspection_id: str, period: str, officers: list[str],
+                            task_count: int, finished_at: datetime, event_id: uuid.UUID) -> None:
+    await conn.execute(
+        "INSERT INTO inspection_facts (inspection_id, period, officers, task_count, finished_at, event_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        inspection_id, period, officers, task_count, finished_at, event_id)
+
+
+async def task_row(conn: asyncpg.Connection, task_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM task_facts WHERE task_id = $1", task_id)
+
+
+async def standing_tasks_of_request(conn: asyncpg.Connection, request_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM task_facts t WHERE t.request_id = $1 AND t.dispatched_event IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM task_facts n WHERE n.redispatch_of = t.task_id"
+        " AND n.dispatched_event IS NOT NULL)", request_id)
+
+
+async def facts_of_subject(db: Db, period: str, subject_type: str, subject_id: str) -> list[asyncpg.Record]:
+    column = SUBJECT_COLUMNS[subject_type]
+    return await db.fetch(_FACTS + f" AND t.{column} = $2", period, subject_id)
+
+
+async def facts_of_period(db: Db, period: str) -> list[asyncpg.Record]:
+    return await db.fetch(_FACTS, period)
+
+
+async def inspections_of(db: Db, period: str, officers: list[str] | None = None) -> list[asyncpg.Record]:
+    if officers is None:
+        return await db.fetch("SELECT * FROM inspection_facts WHERE period = $1", period)
+    return await db.fetch("SELECT * FROM inspection_facts WHERE period = $1 AND officers && $2::text[]",
+                          period, officers)
+
+
+async def cached_peer_points(conn: asyncpg.Connection, subject_type: str, period: str,
+                             module: str | None) -> list[float]:
+    if subject_type == "staff":
+        rows = await conn.fetch("SELECT points FROM score_cache WHERE subject_type = 'staff' AND period = $1"
+                                " AND module IS NOT DISTINCT FROM $2", period, module)
+    else:
+        rows = await conn.fetch("SELECT points FROM score_cache WHERE subject_type = $1 AND period = $2",
+                                subject_type, period)
+    return [r["points"] for r in rows]
+
+
+async def cache_score(conn: asyncpg.Connection, subject_type: str, subject_id: str, period: str,
+                      composite: float | None, points: float, module: str | None) -> int | None:
+    """Remember the subject's latest figures; return its rank among the cached peers."""
+    await conn.execute(
+        "INSERT INTO score_cache (subject_type, subject_id, period, composite, points, module)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_type, subject_id, period)"
+        " DO UPDATE SET composite = EXCLUDED.composite, points = EXCLUDED.points",
+        subject_type, subject_id, period, composite, points, module)
+    if composite is None:
+        return None
+    return 1 + int(await conn.fetchval(
+        "SELECT count(*) FROM score_cache WHERE subject_type = $1 AND period = $2 AND composite > $3",
+        subject_type, period, composite))
+
+
+async def raise_alert(conn: asyncpg.Connection, staff_id: str, period: str, level: str, reasons: list[str],
+                      at: datetime, cause: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(
+        "INSERT INTO alerts (staff_id, period, level, reasons, raised_at, cause_event_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
+        staff_id, period, level, reasons, at, cause))
+
+
+async def alerts(db: Db, period: str | None, staff_id: str | None) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT * FROM alerts WHERE ($1::text IS NULL OR period = $1) AND ($2::text IS NULL OR staff_id = $2)"
+        " ORDER BY raised_at, staff_id, level", period, staff_id)
+
+
+async def post_seconded_score(conn: asyncpg.Connection, unit: str, period: str, score: float, by: str,
+                              at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO seconded_scores (unit, period, score, posted_by, posted_at) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (unit, period) DO UPDATE SET score = EXCLUDED.score, posted_by = EXCLUDED.posted_by,"
+        " posted_at = EXCLUDED.posted_at", unit, period, score, by, at)
+
+
+async def seconded_scores(db: Db, period: str) -> dict[str, float]:
+    return {r["unit"]: r["score"] for r in await db.fetch(
+        "SELECT unit, score FROM seconded_scores WHERE period = $1", period)}
+
+
+async def all_seconded_scores(db: Db) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM seconded_scores")
