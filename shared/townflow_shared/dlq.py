@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import logging
 from types import TracebackType
 from typing import Any
@@ -38,12 +39,20 @@ RETRY_PAUSE_SECONDS = 1.0
 def describe(exc: BaseException) -> str:
     """A reason without the offending values: a bad message may hold what must not be logged."""
     if isinstance(exc, ValidationError):
-        parts = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+        parts = [f"{_field_path(e['loc'])}: {e['msg']}"
                  for e in exc.errors(include_input=False, include_url=False)]
         return f"validation failed: {'; '.join(parts)}"[:1000]
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
         return f"not JSON: {type(exc).__name__} at position {getattr(exc, 'pos', '?')}"
     return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """`data.ticket_no`, without the handler's parameter name and the union's event-type tag."""
+    parts = [str(p) for p in loc]
+    while parts and (parts[0] == "event" or re.fullmatch(r"[a-z_]+\.[a-z_]+\.[a-z_]+", parts[0])):
+        parts.pop(0)
+    return ".".join(parts) or "(message)"
 
 
 def dead_letter_headers(record: ConsumerRecord, service: str, exc: BaseException) -> list[tuple[str, bytes]]:
