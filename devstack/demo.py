@@ -148,4 +148,26 @@ def run_demo(stack: Stack) -> list[dict[str, Any]]:
     print("  command-centre board (colour: status counts):")
     for colour, counts in board["counts"].items():
         print(f"    {colour:<6} {counts}")
+    print_scoreboard(demo, expected_matters=len(filed))
     return filed
+
+
+def print_scoreboard(demo: Demo, expected_matters: int) -> None:
+    """What the appraisal office reads at the end of the morning."""
+    office = ("s032", "appraisal_admin")
+    modules = demo.wait("appraisal to count every matter", lambda: (lambda rows: rows if sum(
+        r["counts"]["dispatched"] for r in rows) >= expected_matters else None)(
+        demo.call("GET", "appraisal", "/v1/scores", office, params={"subject_type": "module"})))
+    print("  appraisal scoreboard by module (响应率 / 办结率 / 满意率, composite, points):")
+
+    def pct(value: float | None) -> str:
+        return "  -  " if value is None else f"{100 * value:4.0f}%"
+
+    for row in sorted(modules, key=lambda r: (r["rank"] or 99, r["subject_id"])):
+        r = row["rates"]
+        composite = "  -  " if row["composite"] is None else f"{row['composite']:5.1f}"
+        print(f"    #{row['rank'] or '-':<2} {row['subject_id']:<15} {pct(r['response'])} {pct(r['resolution'])} "
+              f"{pct(r['satisfaction'])}  {composite}  {row['points']:6.1f}")
+    split = demo.call("GET", "appraisal", "/v1/bonus", office, params={"pool": "50000.00"})
+    top = ", ".join(f"{s['staff_id']} ¥{s['share']}" for s in split["shares"][:5])
+    print(f"  bonus pool ¥{split['pool']} split by coefficient × points; top five: {top}")
