@@ -78,6 +78,7 @@ class Stack:
     postgres: Postgres | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     extra_children: list[Child] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def in_temp_dir(cls, **kwargs: object) -> Stack:
@@ -99,12 +100,13 @@ class Stack:
             "TOWNFLOW_DATABASE_URL": self.postgres.dsn(name),
             "TOWNFLOW_JWT_SECRET": self.jwt_secret,
             "TOWNFLOW_OUTBOX_POLL_SECONDS": "0.5",
+            "TOWNFLOW_LAG_SECONDS": "5",
         }
         if name == "intake":
             env["TOWNFLOW_CITIZEN_REF_KEY"] = self.citizen_ref_key
         if self.test_clock:
             env["TOWNFLOW_TEST_CLOCK"] = "1"
-        return env
+        return env | self.extra_env
 
     def add_service(self, name: str) -> ServiceProcess:
         default = SERVICES[name]

@@ -16,12 +16,22 @@ import pytest
 from devstack.stack import Stack
 from townflow_shared.auth import issue_token
 
+from .otlp_receiver import OtlpReceiver
+
 T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    s = Stack.in_temp_dir(test_clock=True, kafka_heap="384m")
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(otlp: OtlpReceiver) -> Iterator[Stack]:
+    s = Stack.in_temp_dir(test_clock=True, kafka_heap="384m", extra_env={
+        "TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"})
     try:
         s.start_infra()
         s.start_services()

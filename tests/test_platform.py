@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+import httpx
 
 from devstack.stack import Stack
 from townflow_shared.events import RequestFiled, RequestFiledData, new_event
@@ -106,7 +107,7 @@ def _good_event(item_code: str = "S002") -> RequestFiled:
 
 
 async def test_malformed_and_invalid_messages_go_to_dlq_and_the_next_good_one_is_handled(
-        bootstrap: str, databases: dict[str, asyncpg.Pool]) -> None:
+        stack: Stack, bootstrap: str, databases: dict[str, asyncpg.Pool]) -> None:
     garbage = f"{{not json {uuid.uuid4()}".encode()
     invalid = json.dumps({"id": str(uuid.uuid4()), "type": "intake.request.filed", "version": 1,
                           "source": "intake", "time": datetime.now(UTC).isoformat(),
@@ -132,6 +133,10 @@ async def test_malformed_and_invalid_messages_go_to_dlq_and_the_next_good_one_is
         assert headers["x-dlq-topic"] == FILED.encode()
         assert int(headers["x-dlq-offset"]) >= 0 and int(headers["x-dlq-partition"]) >= 0
     assert b"JSON" in dead[garbage]["x-dlq-error"]
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{stack.services['dispatch'].url}/metrics")).text
+    assert any(line.startswith("townflow_dlq_messages_total{") and f'topic="{FILED}"' in line
+               and float(line.rsplit(" ", 1)[1]) >= 2 for line in metrics.splitlines())
     assert b"data.ticket_no: Field required" in dead[invalid]["x-dlq-error"]
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import logging
+import re
 from types import TracebackType
 from typing import Any
 

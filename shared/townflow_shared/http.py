@@ -86,13 +86,19 @@ async def move_clock(change: ClockChange, request: Request,
 
 
 class RedMetricsMiddleware(BaseHTTPMiddleware):
-    """Rate, errors and duration per route template (not per raw path: ids would explode labels)."""
+    """Rate, errors and duration per route template (not per raw path: ids would explode the
+    labels). FastAPI itself opens the server span of each request (its built-in OpenTelemetry
+    support continues the caller's W3C context)."""
+
+    QUIET = frozenset({"/metrics", "/healthz", "/readyz"})
 
     def __init__(self, app: Any, service: str) -> None:
         super().__init__(app)
         self.service = service
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if request.url.path in self.QUIET:
+            return await call_next(request)
         started = time.perf_counter()
         status = 500
         try:
@@ -100,12 +106,9 @@ class RedMetricsMiddleware(BaseHTTPMiddleware):
             status = response.status_code
             return response
         finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            if template != "/metrics":
-                HTTP_REQUESTS.labels(self.service, request.method, template, str(status)).inc()
-                HTTP_DURATION.labels(self.service, request.method, template).observe(
-                    time.perf_counter() - started)
+            template = getattr(request.scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, request.method, template, str(status)).inc()
+            HTTP_DURATION.labels(self.service, request.method, template).observe(time.perf_counter() - started)
 
 
 def mount_common(app: FastAPI, service: str, with_test_clock: bool) -> None:

@@ -26,6 +26,7 @@ from .events import TOPICS, Envelope, dlq_topic
 from .http import mount_common
 from .inbox import handle_once
 from .kafka import create_broker, create_producer, ensure_topics
+from .lag import measure_lag_forever
 from .metrics import REGISTRY
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
@@ -135,6 +136,10 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(self._guard(task), name=task.__name__))
         self._subscribe()
         await self.broker.start()
+        if self.handlers:
+            self._tasks.append(asyncio.create_task(measure_lag_forever(
+                self.settings, self.service, [t.topic for t in self.handlers], self.settings.lag_seconds),
+                name="consumer-lag"))
         log.info("%s started", self.service)
 
     async def _guard(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:

@@ -35,5 +35,6 @@ class ServiceSettings(BaseSettings):
     outbox_relay: bool = True
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 1.0
+    lag_seconds: float = 15.0
     otlp_endpoint: str | None = None
     log_level: str = "INFO"

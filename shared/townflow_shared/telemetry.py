@@ -43,3 +43,12 @@ def current_trace_headers() -> dict[str, str]:
 
 def tracer() -> trace.Tracer:
     return trace.get_tracer("townflow")
+
+
+def link_to(carrier: dict[str, str] | None, relation: str = "matter") -> None:
+    """Link the current span to another trace (a human action to the matter it acts on)."""
+    if not carrier:
+        return
+    linked = trace.get_current_span(propagate.extract(carrier)).get_span_context()
+    if linked.is_valid:
+        trace.get_current_span().add_link(linked, {"townflow.link": relation})

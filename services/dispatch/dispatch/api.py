@@ -27,6 +27,7 @@ from townflow_shared.events import (
 from townflow_shared.http import Runtime
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.telemetry import link_to
 
 from . import flows, rules, store
 
@@ -103,6 +104,7 @@ async def _locked_task(conn: asyncpg.Connection, task_id: str) -> asyncpg.Record
     task = await store.task_for_update(conn, _task_id(task_id))
     if task is None:
         raise HTTPException(404, detail="no such task")
+    link_to(task["trace_headers"])  # a person's action: its own trace, linked to the matter's
     return task
 
 
@@ -121,6 +123,7 @@ def _view(task: asyncpg.Record, now: datetime, tz: Any) -> dict[str, Any]:
     out = {k: (v.astimezone(tz).isoformat() if isinstance(v, datetime)
                else str(v) if isinstance(v, uuid.UUID) else v)
            for k, v in dict(task).items()}
+    out.pop("trace_headers", None)
     out["overdue"] = rules.is_overdue(task["status"], task["resolve_by"], now)
     return out
 

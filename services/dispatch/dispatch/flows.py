@@ -25,6 +25,7 @@ from townflow_shared.events import (
 )
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.telemetry import current_trace_headers
 
 from . import rules, store
 
@@ -70,6 +71,7 @@ async def dispatch_matter(conn: asyncpg.Connection, runtime: ServiceRuntime, mat
         "post": post.code, "assignee": assignment.assignee, "assigned_via": assignment.via,
         "status": "dispatched", "dispatched_at": now, "window_start": now,
         "respond_by": due.respond_by, "resolve_by": due.resolve_by, "redispatch_of": redispatch_of,
+        "trace_headers": current_trace_headers(),
     }
     await store.insert_task(conn, row)
     data = TaskDispatchedData(

@@ -25,6 +25,7 @@ from townflow_shared.events import (
 from townflow_shared.http import Runtime
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.telemetry import link_to
 
 from . import flows, rules, store
 
@@ -82,7 +83,8 @@ def _plain(row: asyncpg.Record | dict[str, Any], tz: Any) -> dict[str, Any]:
 async def _inspection_view(runtime: ServiceRuntime, row: asyncpg.Record) -> dict[str, Any]:
     tz = runtime.town.calendar.tz
     view = _plain(row, tz)
-    view["needs"] = [_plain(n, tz) for n in await store.needs_of(runtime.pool, row["inspection_id"])]
+    view["needs"] = [{k: v for k, v in _plain(n, tz).items() if k != "trace_headers"}
+                     for n in await store.needs_of(runtime.pool, row["inspection_id"])]
     return view
 
 
@@ -112,6 +114,8 @@ async def start_inspection(inspection_id: str, runtime: Runtime, principal: Offi
             raise HTTPException(404, detail="no such inspection")
         if row["status"] != "planned":
             raise HTTPException(409, detail=f"the inspection is {row['status']}, not planned")
+        for need in await store.needs_of(conn, row["inspection_id"]):
+            link_to(need["trace_headers"])
         await store.set_inspection(conn, row["inspection_id"], status="started", started_at=now,
                                    started_by=principal.sub)
         updated = await store.inspection(conn, row["inspection_id"])
@@ -134,6 +138,8 @@ async def record_result(inspection_id: str, body: Result, runtime: Runtime, prin
         if row["status"] != "started":
             raise HTTPException(409, detail=f"the inspection is {row['status']}; start it before the result")
         needs = await store.needs_of(conn, row["inspection_id"])
+        for need in needs:
+            link_to(need["trace_headers"])  # the officer's result: its own trace, linked to each matter
         covered = list(dict.fromkeys(n["task_id"] for n in needs if n["task_id"]))
         problems = rules.result_problems(
             town=town, rules=town.rules.enforcement, units=row["units"], officers=body.officers,

@@ -13,6 +13,7 @@ from townflow_shared.events import CaseUpdated, CaseUpdatedData, EventData, new_
 from townflow_shared.events import Envelope as _Envelope
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.telemetry import current_trace_headers
 
 from . import rules, store
 
@@ -37,7 +38,7 @@ async def add_need(conn: asyncpg.Connection, runtime: ServiceRuntime, *, target:
         inspection_id = planned["inspection_id"]
     added = await store.add_need(conn, inspection_id=inspection_id, source=source, task_id=task_id,
                                  request_id=request_id, item_code=item_code, target=target, units=units,
-                                 due=due, now=now)
+                                 due=due, now=now, trace_headers=current_trace_headers())
     if not added:
         return None
     needs = await store.needs_of(conn, inspection_id)

@@ -32,12 +32,13 @@ async def set_inspection(conn: asyncpg.Connection, inspection_id: uuid.UUID, **f
 
 async def add_need(conn: asyncpg.Connection, *, inspection_id: uuid.UUID, source: str, task_id: str | None,
                    request_id: str | None, item_code: str, target: str, units: list[str],
-                   due: datetime | None, now: datetime) -> bool:
+                   due: datetime | None, now: datetime, trace_headers: dict[str, str]) -> bool:
     return bool(await conn.fetchval(
         "INSERT INTO needs (need_id, inspection_id, source, task_id, request_id, item_code, target,"
-        " units, due, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " units, due, created_at, trace_headers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         " ON CONFLICT DO NOTHING RETURNING true",
-        uuid.uuid4(), inspection_id, source, task_id, request_id, item_code, target, units, due, now))
+        uuid.uuid4(), inspection_id, source, task_id, request_id, item_code, target, units, due, now,
+        trace_headers))
 
 
 async def needs_of(db: Db, inspection_id: uuid.UUID) -> list[asyncpg.Record]:

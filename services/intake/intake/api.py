@@ -27,6 +27,7 @@ from townflow_shared.events import (
 from townflow_shared.http import Runtime
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.telemetry import current_trace_headers, link_to
 
 from . import rules, store
 
@@ -135,7 +136,7 @@ async def file_request(
             "citizen_phone": body.citizen.phone, "citizen_id_number": body.citizen.id_number,
             "citizen_ref": ref, "proxy_agent_id": body.proxy_agent_id,
             "village_record_id": body.village_record_id, "filed_by": principal.sub,
-            "filed_at": now, "status": "filed", "status_at": now,
+            "filed_at": now, "status": "filed", "status_at": now, "trace_headers": current_trace_headers(),
         })
         await store.add_timeline(conn, request_id, now, "filed", {"channel": body.channel}, None)
         await enqueue(conn, new_event(
@@ -199,6 +200,7 @@ async def rate_request(ticket_no: str, body: RatingBody, runtime: Runtime,
         row = await store.request_for_update(conn, ticket_no)
         if row is None or not _code_matches(row, code):
             raise HTTPException(404, detail="no such ticket, or the access code does not match")
+        link_to(row["trace_headers"])
         refusal = rules.may_rate(row["status"], row["rating"] is not None)
         if refusal:
             raise HTTPException(409, detail=refusal)

@@ -1,0 +1,125 @@
+"""Observability on the real stack (SPEC §6): one trace per matter across the four services,
+human actions linked to it, and the metrics each service exposes."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from typing import Any
+
+import httpx
+
+from devstack.stack import Stack
+
+from .conftest import CLERK, Api, eventually, filing, set_clocks, task_of
+from .otlp_receiver import OtlpReceiver
+
+OFFICER = ("s026", "officer")
+
+
+async def test_one_trace_follows_a_matter_through_every_service(
+        stack: Stack, intake: Api, dispatch: Api, enforcement: Api, otlp: OtlpReceiver) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    target = f"91321003MA{uuid.uuid4().hex[:8].upper()}"
+    response = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(item_code="E003", target=target),
+                                 headers={"traceparent": f"00-{trace_id}-{caller_span}-01"})
+    assert response.status_code == 201, response.text
+    task = await task_of(dispatch, response.json()["request_id"])
+
+    def services() -> set[str]:
+        return {s.service for s in otlp.trace(trace_id)}
+
+    async def everywhere() -> bool:
+        return services() >= {"intake", "dispatch", "enforcement", "appraisal"}
+
+    await eventually(everywhere, timeout=30, what=f"spans of all four services in trace {trace_id}")
+    spans = otlp.trace(trace_id)
+    by_id = {s.span_id: s for s in spans}
+    server = next(s for s in spans if s.service == "intake" and s.name == "POST /v1/requests")
+    assert server.parent_span_id == caller_span
+    publish = next(s for s in spans if s.name == "intake.request.filed.v1 publish")
+    assert by_id[publish.parent_span_id].service == "intake"  # the relay continues the request's trace
+
+    def crosses(child_service: str, parent_service: str) -> bool:
+        return any(s.service == child_service and s.parent_span_id in by_id
+                   and by_id[s.parent_span_id].service == parent_service for s in spans)
+
+    assert crosses("dispatch", "intake")        # through intake.request.filed
+    assert crosses("enforcement", "dispatch")   # through dispatch.task.dispatched
+    assert crosses("appraisal", "dispatch")
+
+    # An officer's result is a later human action: its own trace, linked to the matter's.
+    inspection = await eventually(lambda: _planned(enforcement, target), what="the inspection")
+    path = f"/v1/inspections/{inspection['inspection_id']}"
+    assert (await enforcement.call("POST", f"{path}/start", as_=OFFICER)).status_code == 200
+    result = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+        "officers": ["s026", "s027"], "present_units": inspection["units"],
+        "findings": [{"task_id": task["task_id"], "outcome": "compliant"}]})
+    assert result.status_code == 200
+
+    async def linked() -> list[Any]:
+        return [s for s in otlp.linking_to(trace_id)
+                if ("code.function.name", "enforcement.api.record_result") in s.attributes]
+
+    action = (await eventually(linked, what="the result span linked to the matter"))[0]
+    assert action.trace_id != trace_id
+    action_trace = otlp.trace(action.trace_id)
+    assert any(s.name == "POST /v1/inspections/{inspection_id}/result" and s.kind == 2 for s in action_trace)
+
+
+async def _planned(enforcement: Api, target: str) -> dict[str, Any] | None:
+    rows = (await enforcement.call("GET", "/v1/inspections", as_=OFFICER,
+                                   params={"target": target, "status": "planned"})).json()
+    return rows[0] if rows else None
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """Prometheus text samples of one metric: '{labels}' -> value."""
+    found = {}
+    for line in text.splitlines():
+        match = re.match(rf"^{re.escape(name)}(\{{[^}}]*\}})? ([0-9.eE+-]+|NaN)$", line)
+        if match:
+            found[match.group(1) or ""] = float(match.group(2))
+    return found
+
+
+async def test_metrics_are_scraped_from_live_services(stack: Stack, intake: Api, dispatch: Api) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    filed = (await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(item_code="S002", colour="red"))).json()
+    await task_of(dispatch, filed["request_id"])
+    await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(item_code="NOPE"))
+
+    async def scrape(service: str) -> str:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{stack.services[service].url}/metrics")).text
+
+    async def consumer_lag_reported() -> bool:
+        return bool(_samples(await scrape("dispatch"), "townflow_consumer_lag"))
+
+    await eventually(consumer_lag_reported, timeout=40, what="the consumer lag gauge")
+    intake_text = await scrape("intake")
+    published = _samples(intake_text, "townflow_outbox_published_total")
+    assert any('topic="intake.request.filed.v1"' in k and v >= 1 for k, v in published.items())
+    assert any('status="422"' in k for k in _samples(intake_text, "townflow_http_requests_total"))
+    assert any('route="/v1/requests"' in k for k in _samples(intake_text, "townflow_http_request_duration_seconds_count"))
+    assert _samples(intake_text, "townflow_outbox_backlog")
+    assert _samples(intake_text, "townflow_outbox_oldest_age_seconds")
+
+    dispatch_text = await scrape("dispatch")
+    consumed = _samples(dispatch_text, "faststream_received_messages_total")
+    assert any("intake.request.filed.v1" in k and v >= 1 for k, v in consumed.items())
+    assert _samples(dispatch_text, "faststream_received_processed_messages_duration_seconds_count")
+    async def red_open() -> bool:  # refreshed by the supervision loop
+        samples = _samples(await scrape("dispatch"), "townflow_dispatch_open_tasks")
+        return any('colour="red"' in k and v >= 1 for k, v in samples.items())
+
+    await eventually(red_open, what="the open red tasks gauge")
+    assert _samples(dispatch_text, "townflow_dispatch_supervision_events")
+    lag = _samples(dispatch_text, "townflow_consumer_lag")
+    assert any('topic="intake.request.filed.v1"' in k and 'partition="' in k for k in lag)
+
+    enforcement_text = await scrape("enforcement")
+    assert "townflow_enforcement_inspections_planned" in enforcement_text
+    assert "townflow_enforcement_cases_near_limit" in enforcement_text
