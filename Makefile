@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test lint typecheck unit kafka-jars clean
+.PHONY: install up test lint typecheck unit kafka-jars prometheus contracts clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,14 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-install: $(STAMP) kafka-jars
+install: $(STAMP) kafka-jars prometheus
+
+# Prometheus and promtool from Debian's packages: `make up` runs Prometheus, `make test` checks
+# the alert rules with promtool. Installed when missing and we may (root with apt-get).
+prometheus:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+	  >/dev/null; } || echo "prometheus not installed (apt-get install prometheus): its checks are skipped"
 
 kafka-jars: $(STAMP)
 	$(PY) -c "from devstack.kafka import kafka_jars; print('kafka jars:', kafka_jars())"
@@ -34,6 +41,9 @@ unit: $(STAMP)
 
 test: install lint typecheck
 	$(PY) -m pytest
+
+contracts: $(STAMP)
+	$(PY) -m devstack.contracts
 
 clean:
 	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -68,7 +69,7 @@ def dead_letter_headers(record: ConsumerRecord, service: str, exc: BaseException
     ]
 
 
-def dead_letter_middleware(service: str, producer: AIOKafkaProducer) -> Any:
+def dead_letter_middleware(service: str, producer_of: Callable[[], AIOKafkaProducer]) -> Any:
     """A FastStream middleware class bound to this service's producer."""
 
     class DeadLetterMiddleware(BaseMiddleware):
@@ -85,7 +86,7 @@ def dead_letter_middleware(service: str, producer: AIOKafkaProducer) -> Any:
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
                 return False  # FastStream nacks: the consumer seeks back and tries again
             record: ConsumerRecord = self.msg
-            await producer.send_and_wait(
+            await producer_of().send_and_wait(
                 dlq_topic(record.topic), value=record.value, key=record.key,
                 headers=dead_letter_headers(record, service, exc_val),
             )

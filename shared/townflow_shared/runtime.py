@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from faststream.kafka import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -51,15 +52,22 @@ class ServiceRuntime:
         self.migrations = migrations
         self.handlers: dict[type[Envelope], tuple[str, Handler]] = {}
         self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
-        self.producer = create_producer(settings)
+        self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
         self.broker = create_broker(settings, middlewares=[
             KafkaTelemetryMiddleware(),
             KafkaPrometheusMiddleware(registry=REGISTRY, app_name=self.service),
-            dead_letter_middleware(self.service, self.producer),
+            dead_letter_middleware(self.service, lambda: self.producer),
         ])
         self.relay: OutboxRelay | None = None
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = False
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the service has not started")
+        return self._producer
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -83,13 +91,30 @@ class ServiceRuntime:
 
         return register
 
+    def publishes(self, *event_types: type[Envelope]) -> None:
+        """Declare the events this service publishes (through its outbox), for its AsyncAPI document."""
+        for event_type in event_types:
+            self.broker.publisher(event_type.topic, schema=event_type, title=f"{event_type.topic}:publish",
+                                  description=(event_type.__doc__ or "").strip() or None)
+
+    def asyncapi(self) -> Any:
+        """The service's AsyncAPI document, generated from its subscribers and publishers."""
+        from faststream.specification import AsyncAPI
+
+        self._subscribe()
+        return AsyncAPI(self.broker, title=f"Townflow {self.service}", version="1.0.0",
+                        description=f"Events consumed and published by Townflow's {self.service} service. "
+                                    "Kafka key: the matter's request_id (inspections, plans, scores: their own id).",
+                        ).to_specification()
+
     def every(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
         """Run a background loop (e.g. supervision) for the life of the service."""
         self.background.append(task)
 
     def _subscribe(self) -> None:
-        if not self.handlers:
+        if not self.handlers or self._subscribed:
             return
+        self._subscribed = True
         types = tuple(self.handlers)
         payload: Any = types[0] if len(types) == 1 else Annotated[
             Union[types], Field(discriminator="type")]  # noqa: UP007 - a runtime-built union
@@ -127,6 +152,7 @@ class ServiceRuntime:
             log.info("applied migrations: %s", ", ".join(applied))
         contract = [*TOPICS, *(dlq_topic(t) for t in TOPICS)]
         await ensure_topics(self.settings, contract, self.settings.kafka_partitions)
+        self._producer = create_producer(self.settings)
         await self.producer.start()
         if self.settings.outbox_relay:
             self.relay = OutboxRelay(self.service, self._pool, self.producer,
@@ -162,8 +188,9 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        with contextlib.suppress(Exception):
-            await self.producer.stop()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from townflow_shared.events import AlertRaised, ScoreUpdated
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers
@@ -17,6 +18,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_runtime(settings: AppraisalSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(settings or AppraisalSettings(), MIGRATIONS)
     handlers.register(runtime)
+    runtime.publishes(ScoreUpdated, AlertRaised)
     return runtime
 
 

@@ -6,7 +6,17 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.events import InspectionDone, RequestFiled
+from townflow_shared.events import (
+    InspectionDone,
+    RequestFiled,
+    TaskAccepted,
+    TaskCompleted,
+    TaskDispatched,
+    TaskExtended,
+    TaskReturned,
+    TaskSupervised,
+    TaskVerified,
+)
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers
@@ -20,6 +30,7 @@ def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     runtime.on(RequestFiled)(handlers.request_filed)
     runtime.on(InspectionDone)(handlers.inspection_done)
     runtime.every(handlers.supervision_loop)
+    runtime.publishes(TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended, TaskVerified)
     return runtime
 
 

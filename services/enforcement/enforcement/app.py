@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.events import TaskDispatched
+from townflow_shared.events import CaseUpdated, InspectionDone, PlanPublished, TaskDispatched
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers
@@ -19,6 +19,7 @@ def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntim
     runtime = ServiceRuntime(settings or EnforcementSettings(), MIGRATIONS)
     runtime.on(TaskDispatched)(handlers.task_dispatched)
     runtime.every(handlers.case_deadline_loop)
+    runtime.publishes(InspectionDone, CaseUpdated, PlanPublished)
     return runtime
 
 

@@ -8,6 +8,8 @@ from fastapi import FastAPI
 
 from townflow_shared.events import (
     InspectionDone,
+    RequestFiled,
+    RequestRated,
     TaskAccepted,
     TaskCompleted,
     TaskDispatched,
@@ -34,6 +36,7 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
     runtime.on(TaskCompleted)(handlers.task_completed)
     runtime.on(TaskVerified)(handlers.task_verified)
     runtime.on(InspectionDone)(handlers.inspection_done)
+    runtime.publishes(RequestFiled, RequestRated)
     return runtime
 
 
