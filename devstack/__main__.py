@@ -16,7 +16,12 @@ STATE = REPO / ".stack" / "state.json"
 
 
 def up(args: argparse.Namespace) -> int:
-    stack = Stack.in_temp_dir(preferred_ports=True, test_clock=args.test_clock)
+    from .processes import free_port, port_open
+    from .traces import OtlpReceiver
+
+    traces = OtlpReceiver(16686 if not port_open(16686) else free_port()).start()
+    stack = Stack.in_temp_dir(preferred_ports=True, test_clock=args.test_clock,
+                              extra_env={"TOWNFLOW_OTLP_ENDPOINT": traces.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "1000"})
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
@@ -36,6 +41,7 @@ def up(args: argparse.Namespace) -> int:
             print(f"  {name:<11} {process.url}  (OpenAPI: {process.url}/docs, metrics: {process.url}/metrics)")
         for line in observers:
             print(f"  {line}")
+        print(f"  traces      {traces.endpoint}/api/traces?service=intake  (one trace: {traces.endpoint}/api/traces/<trace id>)")
         print(f"  logs        {stack.workdir / 'logs'}")
         print(f"  tokens      {sys.executable} -m devstack token s030 command_centre")
         if not args.no_demo:
@@ -55,6 +61,7 @@ def up(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop
         print("\nstopping ...", flush=True)
         stack.stop()
+        traces.stop()
         STATE.unlink(missing_ok=True)
     return 0
 

@@ -14,9 +14,8 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from devstack.traces import OtlpReceiver
 from townflow_shared.auth import issue_token
-
-from .otlp_receiver import OtlpReceiver
 
 T = TypeVar("T")
 

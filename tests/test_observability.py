@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 
 from devstack.stack import Stack
+from devstack.traces import OtlpReceiver
 
 from .conftest import CLERK, Api, eventually, filing, set_clocks, task_of
-from .otlp_receiver import OtlpReceiver
 
 OFFICER = ("s026", "officer")
 
