@@ -56,18 +56,24 @@ def module_staff(town: Town, module: str) -> list[str]:
     return [s.id for s in town.staff.values() if s.module == module]
 
 
-async def subject_figures(conn: asyncpg.Connection | asyncpg.Pool, town: Town, subject_type: rules.SubjectType,
+async def refresh_contribution(conn: asyncpg.Connection, town: Town, task_id: str) -> None:
+    """Recompute what a task adds to its subjects, after any of its facts changed."""
+    row = await store.fact_of_task(conn, task_id)
+    if row is None:
+        return  # not dispatched yet: it counts once its dispatch arrives
+    c, points = rules.contribution(task_fact(row), town, town.rules.appraisal)
+    await store.set_contribution(conn, task_id, vars(c), points)
+
+
+async def subject_figures(conn: asyncpg.Connection, town: Town, subject_type: rules.SubjectType,
                           subject_id: str, period: str, median_points: float | None) -> rules.Figures:
-    tasks = [task_fact(r) for r in await store.facts_of_subject(conn, period, subject_type, subject_id)]
-    if subject_type == "staff":
-        officers: list[str] | None = [subject_id]
-    elif subject_type in ("module", "seconded_unit"):
-        officers = module_staff(town, subject_id)
-    else:
-        officers = []
-    inspections = [inspection_fact(r) for r in await store.inspections_of(conn, period, officers)] if officers else []
-    entries = rules.ledger(tasks, inspections, town, town.rules.appraisal)
-    return rules.figures_of(subject_type, subject_id, period, tasks, entries, median_points, town.rules.appraisal)
+    """A subject's figures from the sums of its contributions (one indexed query each)."""
+    sums, points = await store.subject_sums(conn, period, subject_type, subject_id)
+    c = rules.Counts(**sums)
+    r = rules.rates(c)
+    a = town.rules.appraisal
+    return rules.Figures(subject_type, subject_id, period, c, r, points,
+                         rules.dimensions(r, c, points, median_points, a), rules.composite(r, a))
 
 
 async def publish_scores(conn: asyncpg.Connection, runtime: ServiceRuntime, subjects: Iterable[Subject],

@@ -29,6 +29,7 @@ def _period(runtime: ServiceRuntime, row: asyncpg.Record | None) -> str | None:
 
 
 async def _task_changed(conn: asyncpg.Connection, runtime: ServiceRuntime, task_id: str, event: object) -> None:
+    await flows.refresh_contribution(conn, runtime.town, task_id)
     row = await store.task_row(conn, task_id)
     await flows.publish_scores(conn, runtime, flows.subjects_of_task(row), _period(runtime, row), event)  # type: ignore[arg-type]
 
@@ -41,6 +42,7 @@ async def request_rated(conn: asyncpg.Connection, event: RequestRated, runtime: 
     d = event.data
     await store.upsert_matter(conn, d.request_id, rating=d.rating, rated_at=d.rated_at, rated_event=event.id)
     for row in await store.standing_tasks_of_request(conn, d.request_id):
+        await flows.refresh_contribution(conn, runtime.town, row["task_id"])
         await flows.publish_scores(conn, runtime, flows.subjects_of_task(row), row["period"], event)
 
 
@@ -108,6 +110,13 @@ async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, runti
     town = runtime.town
     period = rules.period_of(d.finished_at, town.calendar.tz)
     await store.record_inspection(conn, d.inspection_id, period, d.officers, len(d.task_ids), d.finished_at, event.id)
+    fact = rules.InspectionFact(d.inspection_id, period, tuple(d.officers), len(d.task_ids), str(event.id))
+    per_officer: dict[str, tuple[str | None, str | None, float]] = {}
+    for entry in rules.ledger([], [fact], town, town.rules.appraisal):
+        module, seconded, points = per_officer.get(entry.staff_id, (entry.module, entry.seconded_unit, 0.0))
+        per_officer[entry.staff_id] = (module, seconded, points + entry.points)
+    await store.add_inspection_points(conn, [(d.inspection_id, staff, module, seconded, period, points)
+                                             for staff, (module, seconded, points) in per_officer.items()])
     subjects: list[flows.Subject] = []
     for officer in d.officers:
         subjects.append(("staff", officer))

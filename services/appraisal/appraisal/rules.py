@@ -191,6 +191,12 @@ def ledger(tasks: Iterable[TaskFact], inspections: Iterable[InspectionFact], tow
     return entries
 
 
+def contribution(task: TaskFact, town: Town, rules: AppraisalRules) -> tuple[Counts, float]:
+    """What one task adds to its subjects' counts and points: the same rules as for a whole
+    month, applied to the task alone, so sums of contributions equal the month's figures."""
+    return counts([task]), round(sum(e.points for e in ledger([task], [], town, rules)), 4)
+
+
 def dimensions(r: Mapping[str, float | None], c: Counts, points: float, median_points: float | None,
                rules: AppraisalRules) -> dict[str, float | None]:
     """月度四维考核, each 0–25: efficiency, quality, workload (points against the median of the

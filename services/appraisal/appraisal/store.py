@@ -181,3 +181,39 @@ async def seconded_scores(db: Db, period: str) -> dict[str, float]:
 
 async def all_seconded_scores(db: Db) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM seconded_scores")
+
+
+_COUNT_COLUMNS = ("dispatched", "responded", "resolved", "completed", "reworked", "extended", "rated",
+                  "satisfied", "overdue", "escalated", "escalated_red")
+
+
+async def fact_of_task(conn: asyncpg.Connection, task_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(_FACTS.replace("t.period = $1", "t.task_id = $1"), task_id)
+
+
+async def set_contribution(conn: asyncpg.Connection, task_id: str, counts: dict[str, int], points: float) -> None:
+    sets = ", ".join(f"c_{c} = ${i}" for i, c in enumerate(_COUNT_COLUMNS, start=2))
+    await conn.execute(f"UPDATE task_facts SET {sets}, c_points = ${len(_COUNT_COLUMNS) + 2} WHERE task_id = $1",
+                       task_id, *(counts[c] for c in _COUNT_COLUMNS), points)
+
+
+async def subject_sums(conn: asyncpg.Connection, period: str, subject_type: str,
+                       subject_id: str) -> tuple[dict[str, int], float]:
+    """A subject's counts and points: the sums of its tasks' and inspections' contributions."""
+    column = SUBJECT_COLUMNS[subject_type]
+    sums = ", ".join(f"coalesce(sum(c_{c}), 0)::int AS {c}" for c in _COUNT_COLUMNS)
+    row = await conn.fetchrow(f"SELECT {sums}, coalesce(sum(c_points), 0) AS points FROM task_facts"
+                              f" WHERE period = $1 AND {column} = $2", period, subject_id)
+    inspection_column = {"staff": "staff_id", "module": "module", "seconded_unit": "seconded_unit"}.get(subject_type)
+    extra = 0.0
+    if inspection_column:
+        extra = float(await conn.fetchval(
+            f"SELECT coalesce(sum(points), 0) FROM inspection_points WHERE period = $1 AND {inspection_column} = $2",
+            period, subject_id))
+    return {c: row[c] for c in _COUNT_COLUMNS}, round(float(row["points"]) + extra, 4)
+
+
+async def add_inspection_points(conn: asyncpg.Connection, rows: list[tuple[str, str, str | None, str | None, str, float]]) -> None:
+    await conn.executemany(
+        "INSERT INTO inspection_points (inspection_id, staff_id, module, seconded_unit, period, points)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", rows)

@@ -1,0 +1,1 @@
+"""Townflow's benchmark and fault-injection suite (`make bench`, `make chaos`)."""

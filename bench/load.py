@@ -1,0 +1,138 @@
+"""Load generation and measurement against a running stack: matters filed over HTTP at a fixed
+offered rate, latency measured to the first appraisal.score.updated of each matter."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from devstack.stack import Stack
+from townflow_shared.auth import issue_token
+
+# A realistic morning: mostly service items, some territorial, one in ten needs an inspection.
+MIX = [("S001", None), ("S002", None), ("S010", None), ("S007", None), ("T001", None), ("T002", None),
+       ("S003", None), ("T005", None), ("S011", None), ("E001", "SITE")]
+VILLAGES = ["V01", "V02", "V03", "V04", "V05", "V06"]
+
+
+@dataclass
+class Run:
+    offered_rate: float
+    sent: dict[str, float] = field(default_factory=dict)      # request_id -> send time
+    scored: dict[str, float] = field(default_factory=dict)    # request_id -> first score time
+    errors: int = 0
+    started: float = 0.0
+    finished_filing: float = 0.0
+
+    def latencies_ms(self) -> list[float]:
+        return sorted(1000 * (self.scored[r] - t) for r, t in self.sent.items() if r in self.scored)
+
+    def summary(self) -> dict[str, Any]:
+        lat = self.latencies_ms()
+        done = [self.scored[r] for r in self.sent if r in self.scored]
+        span = (max(done) - self.started) if done else 0.0
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 1) if lat else None
+        return {
+            "offered_rate": self.offered_rate, "filed": len(self.sent), "scored": len(done), "errors": self.errors,
+            "sustained_throughput": round(len(done) / span, 1) if span else 0.0,
+            "filing_rate": round(len(self.sent) / max(self.finished_filing - self.started, 1e-9), 1),
+            "latency_ms": {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99),
+                           "mean": round(statistics.fmean(lat), 1) if lat else None},
+        }
+
+
+async def watch_scores(bootstrap: str, run: Run, stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer("appraisal.score.updated.v1", bootstrap_servers=bootstrap,
+                                auto_offset_reset="latest", enable_auto_commit=False,
+                                group_id=f"bench-{uuid.uuid4()}")
+    await consumer.start()
+    try:
+        while consumer.assignment() == set():
+            await asyncio.sleep(0.05)
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.monotonic()
+            for records in batch.values():
+                for record in records:
+                    request_id = json.loads(record.value)["correlation_id"]
+                    run.scored.setdefault(request_id, now)
+    finally:
+        await consumer.stop()
+
+
+async def complete_inspections(stack: Stack, stop: asyncio.Event) -> None:
+    """The enforcement team at work: start and finish every planned inspection."""
+    officer = {"Authorization": f"Bearer {issue_token(stack.jwt_secret, 's026', ['officer'])}"}
+    base = stack.services["enforcement"].url
+    async with httpx.AsyncClient(timeout=30, headers=officer) as client:
+        while not stop.is_set():
+            planned = (await client.get(f"{base}/v1/inspections", params={"status": "planned", "limit": 200})).json()
+            for inspection in planned:
+                path = f"{base}/v1/inspections/{inspection['inspection_id']}"
+                if (await client.post(f"{path}/start")).status_code != 200:
+                    continue
+                await client.post(f"{path}/result", json={
+                    "officers": ["s026", "s027"], "present_units": inspection["units"],
+                    "findings": [{"task_id": n["task_id"], "outcome": "compliant"}
+                                 for n in inspection["needs"] if n["task_id"]]})
+            await asyncio.sleep(1.0)
+
+
+async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurrency: int = 64) -> None:
+    clerk = {"Authorization": f"Bearer {issue_token(stack.jwt_secret, 's010', ['clerk'])}"}
+    url = f"{stack.services['intake'].url}/v1/requests"
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    gate = asyncio.Semaphore(concurrency)
+    mix = itertools.cycle(MIX)
+    async with httpx.AsyncClient(timeout=60, headers=clerk, limits=limits) as client:
+
+        async def one(n: int, item: str, target: str | None) -> None:
+            body = {"channel": "window", "item_code": item, "description": "bench", "village": VILLAGES[n % 6],
+                    "location": "bench", "citizen": {"name": "压测", "phone": f"139{n % 10**8:08d}"}}
+            if target:
+                body["target"] = f"{target}-{n % 50}"
+            async with gate:
+                sent = time.monotonic()
+                try:
+                    response = await client.post(url, json=body)
+                    response.raise_for_status()
+                    run.sent[response.json()["request_id"]] = sent
+                except httpx.HTTPError:
+                    run.errors += 1
+
+        run.started = time.monotonic()
+        tasks = []
+        for n in range(count):
+            due = run.started + n / rate
+            if (delay := due - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            item, target = next(mix)
+            tasks.append(asyncio.create_task(one(n, item, target)))
+        await asyncio.gather(*tasks)
+        run.finished_filing = time.monotonic()
+
+
+async def measure(stack: Stack, count: int, rate: float, settle_seconds: float = 120.0) -> Run:
+    assert stack.kafka is not None
+    run = Run(offered_rate=rate)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_scores(stack.kafka.bootstrap, run, stop))
+    inspector = asyncio.create_task(complete_inspections(stack, stop))
+    await asyncio.sleep(2)  # the score watcher joins its group
+    await file_at_rate(stack, run, count, rate)
+    deadline = time.monotonic() + settle_seconds
+    while time.monotonic() < deadline and len([r for r in run.sent if r in run.scored]) < len(run.sent):
+        await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.gather(watcher, inspector, return_exceptions=True)
+    return run
