@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test lint typecheck unit kafka-jars prometheus contracts clean
+.PHONY: install up test lint typecheck unit kafka-jars prometheus contracts bench chaos clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ up: install
 	$(PY) -m devstack up
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services devstack tests
+	$(VENV)/bin/ruff check shared services devstack tests bench
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -41,6 +41,15 @@ unit: $(STAMP)
 
 test: install lint typecheck
 	$(PY) -m pytest
+
+# The benchmark (minutes): figures and a plot under bench/results/. BENCH_ARGS=--matters 2000 for a short run.
+bench: install
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) -m bench $(BENCH_ARGS)
+
+# Faults under load: kill -9, broker and database restarts, poison messages, redelivery.
+chaos: install
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 contracts: $(STAMP)
 	$(PY) -m devstack.contracts

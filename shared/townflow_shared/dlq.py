@@ -69,7 +69,8 @@ def dead_letter_headers(record: ConsumerRecord, service: str, exc: BaseException
     ]
 
 
-def dead_letter_middleware(service: str, producer_of: Callable[[], AIOKafkaProducer]) -> Any:
+def dead_letter_middleware(service: str, producer_of: Callable[[], AIOKafkaProducer],
+                           handled: Callable[[ConsumerRecord], None]) -> Any:
     """A FastStream middleware class bound to this service's producer."""
 
     class DeadLetterMiddleware(BaseMiddleware):
@@ -82,15 +83,18 @@ def dead_letter_middleware(service: str, producer_of: Callable[[], AIOKafkaProdu
             if exc_val is None or isinstance(exc_val, asyncio.CancelledError):
                 return False
             if isinstance(exc_val, TRANSIENT_ERRORS):
-                log.warning("transient error, message will be redelivered: %s", describe(exc_val))
+                # Raised before the handler (the handler's own are retried where they happen):
+                # let it propagate; the consumer's loop logs it and carries on with this message.
+                log.warning("transient error outside the handler: %s", describe(exc_val))
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
-                return False  # FastStream nacks: the consumer seeks back and tries again
+                return False
             record: ConsumerRecord = self.msg
             await producer_of().send_and_wait(
                 dlq_topic(record.topic), value=record.value, key=record.key,
                 headers=dead_letter_headers(record, service, exc_val),
             )
             DLQ_MESSAGES.labels(service, record.topic).inc()
+            handled(record)  # its offset may be committed: it will not be dead-lettered twice
             log.error("dead-lettered %s[%s]@%s: %s", record.topic, record.partition,
                       record.offset, describe(exc_val))
             return True  # handled: the offset is committed and the consumer moves on

@@ -22,13 +22,14 @@ from pydantic import Field
 
 from . import db
 from .clock import Clock
-from .dlq import dead_letter_middleware
+from .dlq import RETRY_PAUSE_SECONDS, TRANSIENT_ERRORS, dead_letter_middleware
 from .events import TOPICS, Envelope, dlq_topic
 from .http import mount_common
 from .inbox import handle_once
 from .kafka import create_broker, create_producer, ensure_topics
 from .lag import measure_lag_forever
 from .metrics import REGISTRY
+from .offsets import OffsetCommitter
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
 from .telemetry import setup_tracing
@@ -53,10 +54,13 @@ class ServiceRuntime:
         self.handlers: dict[type[Envelope], tuple[str, Handler]] = {}
         self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
         self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
+        self.offsets = OffsetCommitter(settings.commit_interval_seconds)
         self.broker = create_broker(settings, middlewares=[
             KafkaTelemetryMiddleware(),
             KafkaPrometheusMiddleware(registry=REGISTRY, app_name=self.service),
-            dead_letter_middleware(self.service, lambda: self.producer),
+            dead_letter_middleware(self.service, lambda: self.producer,
+                                   lambda record: self.offsets.mark_record(record.topic, record.partition,
+                                                                           record.offset)),
         ])
         self.relay: OutboxRelay | None = None
         self._pool: asyncpg.Pool | None = None
@@ -122,25 +126,36 @@ class ServiceRuntime:
 
         async def consume(event: Any, message: KafkaMessage) -> None:
             expected = type(event)
-            topic = message.raw_message.topic  # type: ignore[union-attr]
+            record = message.raw_message
+            topic = record.topic  # type: ignore[union-attr]
             if topic != expected.topic:
                 raise TopicMismatch(f"{event.type} does not belong on {topic}")
             name, handler = self.handlers[by_type[event.type]]
-            await handle_once(self.pool, self.service, name, event,
-                              lambda conn: handler(conn, event, self))
+            try:
+                await handle_once(self.pool, self.service, name, event,
+                                  lambda conn: handler(conn, event, self))
+            except TRANSIENT_ERRORS as exc:
+                # The database is away: seek back and try this message again, nothing is skipped.
+                log.warning("transient error, will redeliver: %s", exc)
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                await message.nack()
+                return
+            self.offsets.mark(message.consumer, topic, record.partition, record.offset)  # type: ignore[union-attr]
 
         consume.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
             inspect.Parameter("event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=payload),
             inspect.Parameter("message", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=KafkaMessage),
         ], return_annotation=None)
         consume.__name__ = f"{self.service}_consumer"
-        self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             *(t.topic for t in types),
             group_id=self.service,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            ack_policy=AckPolicy.MANUAL,  # offsets are committed in batches by self.offsets
             title=f"{self.service} consumer",
-        )(consume)
+        )
+        subscriber(consume)
+        self.offsets.consumer_of = lambda: getattr(subscriber, "consumer", None)
 
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -162,6 +177,7 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(self._guard(task), name=task.__name__))
         self._subscribe()
         await self.broker.start()
+        self._tasks.append(asyncio.create_task(self.offsets.run(), name="offset-commits"))
         if self.handlers:
             self._tasks.append(asyncio.create_task(measure_lag_forever(
                 self.settings, self.service, [t.topic for t in self.handlers], self.settings.lag_seconds),
@@ -181,6 +197,8 @@ class ServiceRuntime:
                 await asyncio.sleep(1)
 
     async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.offsets.commit()  # what is handled is committed before the consumer leaves
         with contextlib.suppress(Exception):
             await self.broker.stop()
         for task in self._tasks:

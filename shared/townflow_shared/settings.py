@@ -36,5 +36,6 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 1.0
     lag_seconds: float = 15.0
+    commit_interval_seconds: float = 0.2
     otlp_endpoint: str | None = None
     log_level: str = "INFO"

@@ -1,0 +1,119 @@
+"""`make bench`: start the real stack, find the knee with a short ramp, then file N matters at a
+fixed offered rate and measure sustained throughput and latency from filing to the first
+appraisal.score.updated, each service's CPU and peak memory, and — in the same run, on the same
+broker — a bare aiokafka chain of the same hop count. Writes bench/results/<time>.json and .png.
+
+    python -m bench [--matters 20000] [--rate 25] [--ramp 10,20,40,80] [--step-matters 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from devstack.stack import Stack
+
+from .bare_chain import run_bare_chain
+from .load import Run, measure
+from .procstats import cpu_seconds, peak_rss_mib
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    stack = Stack.in_temp_dir(kafka_heap="512m")
+    try:
+        stack.start_infra()
+        stack.start_services()
+        assert stack.kafka is not None and stack.postgres is not None
+        pids = {name: p.child.proc.pid for name, p in stack.services.items()  # type: ignore[union-attr]
+                } | {"kafka": stack.kafka.child.proc.pid}  # type: ignore[union-attr]
+        ramp = []
+        for rate in [float(r) for r in args.ramp.split(",") if r]:
+            step = await measure(stack, args.step_matters, rate, settle_seconds=60)
+            ramp.append(step.summary())
+            print(f"ramp {rate:>6.0f}/s offered: {ramp[-1]['sustained_throughput']}/s sustained, "
+                  f"p99 {ramp[-1]['latency_ms']['p99']} ms", flush=True)
+        cpu_before = {n: cpu_seconds(p) for n, p in pids.items()}
+        t0 = time.monotonic()
+        main: Run = await measure(stack, args.matters, args.rate, settle_seconds=300)
+        elapsed = time.monotonic() - t0
+        resources = {n: {"cpu_cores": round((cpu_seconds(p) - cpu_before[n]) / elapsed, 2),
+                         "peak_rss_mib": round(peak_rss_mib(p), 1)} for n, p in pids.items()}
+        summary = main.summary()
+        print(f"main run: {summary}", flush=True)
+        bare = await run_bare_chain(stack.kafka.bootstrap, args.bare_messages)
+        print(f"bare aiokafka chain: {bare}", flush=True)
+        return {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+            "ramp": ramp, "main": summary, "resources": resources, "bare_chain": bare,
+            "ratio_to_bare_chain": round(summary["sustained_throughput"] / bare["throughput"], 4)
+            if bare["throughput"] else None,
+            "latencies_ms": main.latencies_ms(),
+        }
+    finally:
+        stack.stop()
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    lat = result["latencies_ms"]
+    if lat:
+        left.plot(lat, [i / len(lat) for i in range(len(lat))])
+    left.set_xlabel("filed → first score.updated (ms)")
+    left.set_ylabel("fraction of matters")
+    left.set_title(f"latency CDF at {result['main']['offered_rate']:.0f}/s offered")
+    left.grid(True, alpha=0.3)
+    offered = [s["offered_rate"] for s in result["ramp"]]
+    right.plot(offered, [s["sustained_throughput"] for s in result["ramp"]], "o-", label="sustained matters/s")
+    right.plot(offered, offered, "--", alpha=0.4, label="offered")
+    twin = right.twinx()
+    twin.plot(offered, [s["latency_ms"]["p99"] or 0 for s in result["ramp"]], "s-", color="tab:red", label="p99 ms")
+    twin.set_ylabel("p99 latency (ms)")
+    right.set_xlabel("offered matters/s")
+    right.set_ylabel("sustained matters/s")
+    right.set_title("ramp: where the knee is")
+    right.legend(loc="upper left")
+    right.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--matters", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=20.0, help="offered matters per second in the main run")
+    parser.add_argument("--ramp", default="10,20,30,40,60", help="offered rates of the ramp steps")
+    parser.add_argument("--step-matters", type=int, default=300)
+    parser.add_argument("--bare-messages", type=int, default=20_000)
+    args = parser.parse_args()
+    result = asyncio.run(bench(args))
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    plot(result, stem.with_suffix(".png"))
+    stored = {k: v for k, v in result.items() if k != "latencies_ms"}
+    stem.with_suffix(".json").write_text(json.dumps(stored, indent=2) + "\n")
+    (RESULTS / "latest.json").write_text(json.dumps(stored, indent=2) + "\n")
+    print(f"wrote {stem}.json and {stem}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Every endpoint × every role: 401 without a token, 403 with a role the endpoint does not admit,
+and neither with one it does (the documented matrix below, also in the README)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from devstack.stack import Stack
+
+from .conftest import Api
+
+ROLES = ("clerk", "proxy_agent", "village_station", "command_centre", "staff", "module_leader",
+         "officer", "appraisal_admin")
+ANY = frozenset(ROLES)
+HOLDERS = frozenset({"staff", "module_leader", "officer", "command_centre"})
+READ_TASKS = HOLDERS | {"appraisal_admin"}
+ENF = frozenset({"officer", "module_leader"})
+ENF_READ = ENF | {"command_centre", "appraisal_admin"}
+APPRAISAL_READ = frozenset({"appraisal_admin", "command_centre", "module_leader"})
+FAKE = str(uuid.uuid4())
+
+# (service, method, path, roles admitted; None = public with the ticket's access code)
+MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
+    ("intake", "POST", "/v1/requests", frozenset({"clerk", "proxy_agent", "village_station", "command_centre"})),
+    ("intake", "GET", "/v1/catalog", ANY),
+    ("dispatch", "POST", f"/v1/tasks/{FAKE}/accept", HOLDERS),
+    ("dispatch", "POST", f"/v1/tasks/{FAKE}/complete", HOLDERS),
+    ("dispatch", "POST", f"/v1/tasks/{FAKE}/return", HOLDERS),
+    ("dispatch", "POST", f"/v1/tasks/{FAKE}/extend", HOLDERS),
+    ("dispatch", "POST", f"/v1/tasks/{FAKE}/redispatch", frozenset({"command_centre"})),
+    ("dispatch", "POST", f"/v1/tasks/{FAKE}/extension/approve", frozenset({"command_centre"})),
+    ("dispatch", "POST", f"/v1/tasks/{FAKE}/extension/refuse", frozenset({"command_centre"})),
+    ("dispatch", "POST", f"/v1/tasks/{FAKE}/verify", frozenset({"command_centre"})),
+    ("dispatch", "POST", "/v1/staff/s999/off-post", HOLDERS),
+    ("dispatch", "GET", "/v1/tasks", READ_TASKS),
+    ("dispatch", "GET", f"/v1/tasks/{FAKE}", READ_TASKS),
+    ("dispatch", "GET", "/v1/board", frozenset({"command_centre"})),
+    ("enforcement", "GET", "/v1/inspections", ENF_READ),
+    ("enforcement", "GET", f"/v1/inspections/{FAKE}", ENF_READ),
+    ("enforcement", "POST", f"/v1/inspections/{FAKE}/start", ENF),
+    ("enforcement", "POST", f"/v1/inspections/{FAKE}/result", ENF),
+    ("enforcement", "GET", "/v1/cases", ENF_READ),
+    ("enforcement", "GET", f"/v1/cases/{FAKE}", ENF_READ),
+    ("enforcement", "POST", f"/v1/cases/{FAKE}/steps", ENF),
+    ("enforcement", "POST", f"/v1/cases/{FAKE}/extension", ENF),
+    ("enforcement", "POST", "/v1/random-plans", ENF),
+    ("enforcement", "GET", "/v1/plans", ENF_READ),
+    ("appraisal", "GET", "/v1/scores", APPRAISAL_READ),
+    ("appraisal", "GET", "/v1/rates", APPRAISAL_READ),
+    ("appraisal", "GET", "/v1/rankings", APPRAISAL_READ),
+    ("appraisal", "GET", "/v1/alerts", APPRAISAL_READ),
+    ("appraisal", "GET", "/v1/scores/staff/s010/2026-11/ledger", APPRAISAL_READ),
+    ("appraisal", "GET", "/v1/bonus?pool=100", frozenset({"appraisal_admin"})),
+    ("appraisal", "POST", "/v1/seconded-scores", frozenset({"appraisal_admin"})),
+]
+
+
+@pytest.mark.parametrize(("service", "method", "path", "admitted"), MATRIX,
+                         ids=[f"{s}:{m} {p.split('?')[0]}" for s, m, p, _ in MATRIX])
+async def test_role_matrix(stack: Stack, service: str, method: str, path: str,
+                           admitted: frozenset[str]) -> None:
+    api = Api(stack, service)
+    body = {} if method == "POST" else None
+    assert (await api.call(method, path, json=body)).status_code == 401
+    for role in ROLES:
+        status = (await api.call(method, path, as_=("s999", role), json=body)).status_code
+        if role in admitted:
+            assert status not in (401, 403), (role, status)
+        else:
+            assert status == 403, (role, status)
+    # admin holds every role
+    assert (await api.call(method, path, as_=("s000", "admin"), json=body)).status_code not in (401, 403)
+
+
+async def test_every_route_of_every_service_is_in_the_matrix(stack: Stack) -> None:
+    listed = {(s, m, p.split("?")[0].replace(FAKE, "{}").replace("s999", "{}")) for s, m, p, _ in MATRIX}
+    public = {"/healthz", "/readyz", "/metrics", "/v1/admin/clock", "/v1/requests/{}", "/v1/requests/{}/rating",
+              "/v1/plans/{}"}
+    for service in stack.services:
+        spec = (await Api(stack, service).call("GET", "/openapi.json")).json()
+        for path, operations in spec["paths"].items():
+            generic = path
+            for part in path.split("/"):
+                if part.startswith("{"):
+                    generic = generic.replace(part, "{}")
+            generic = generic.replace("/staff/{}/{}/ledger", "/staff/{}/2026-11/ledger")
+            for method in operations:
+                if generic in public or generic.startswith("/v1/scores/{}"):
+                    continue
+                assert (service, method.upper(), generic) in listed, (service, method, path)
