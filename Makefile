@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test lint typecheck unit kafka-jars prometheus contracts bench chaos clean
+.PHONY: install up test lint typecheck unit kafka-jars prometheus contracts bench chaos fuzz clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: install
 # Faults under load: kill -9, broker and database restarts, poison messages, redelivery.
 chaos: install
 	$(PY) -m bench.chaos $(CHAOS_ARGS)
+
+# Property-based fuzzing of every HTTP API from its OpenAPI document: no 5xx.
+fuzz: install
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) -m bench.fuzz $(FUZZ_ARGS)
 
 contracts: $(STAMP)
 	$(PY) -m devstack.contracts
