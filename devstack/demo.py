@@ -155,8 +155,10 @@ def run_demo(stack: Stack) -> list[dict[str, Any]]:
 def print_scoreboard(demo: Demo, expected_matters: int) -> None:
     """What the appraisal office reads at the end of the morning."""
     office = ("s032", "appraisal_admin")
+    # Four matters closed by hand and three by the inspection: wait until appraisal has them all.
     modules = demo.wait("appraisal to count every matter", lambda: (lambda rows: rows if sum(
-        r["counts"]["dispatched"] for r in rows) >= expected_matters else None)(
+        r["counts"]["dispatched"] for r in rows) >= expected_matters and sum(
+        r["counts"]["resolved"] for r in rows) >= 7 else None)(
         demo.call("GET", "appraisal", "/v1/scores", office, params={"subject_type": "module"})))
     print("  appraisal scoreboard by module (响应率 / 办结率 / 满意率, composite, points):")
 
