@@ -21,6 +21,7 @@ from devstack.stack import Stack
 
 from .bare_chain import run_bare_chain
 from .load import Run, measure
+from .privacy import scan_topics
 from .procstats import cpu_seconds, peak_rss_mib
 
 RESULTS = Path(__file__).with_name("results")
@@ -55,11 +56,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                          "peak_rss_mib": round(peak_rss_mib(p), 1)} for n, p in pids.items()}
         summary = main.summary()
         print(f"main run: {summary}", flush=True)
+        privacy = await scan_topics(stack.kafka.bootstrap, ["压测"])
+        print(f"privacy scan of every topic: {privacy}", flush=True)
         bare = await run_bare_chain(stack.kafka.bootstrap, args.bare_messages)
         print(f"bare aiokafka chain: {bare}", flush=True)
         return {
             "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
             "ramp": ramp, "main": summary, "resources": resources, "bare_chain": bare,
+            "privacy_scan": privacy,
             "ratio_to_bare_chain": round(summary["sustained_throughput"] / bare["throughput"], 4)
             if bare["throughput"] else None,
             "latencies_ms": main.latencies_ms(),
