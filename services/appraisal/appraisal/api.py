@@ -7,12 +7,12 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from townflow_shared.auth import Principal, require
 from townflow_shared.db import transaction
-from townflow_shared.http import Runtime
+from townflow_shared.http import Runtime, unprocessable
 from townflow_shared.runtime import ServiceRuntime
 
 from . import flows, rules, store
@@ -87,10 +87,9 @@ async def bonus(runtime: Runtime, _: Annotated[Principal, Depends(require("appra
     try:
         amount = Decimal(pool)
     except InvalidOperation as exc:
-        raise HTTPException(422, detail=[{"loc": ["query", "pool"], "msg": "not an amount", "type": "value_error"}]) from exc
+        raise unprocessable([("pool", "not an amount")], where="query") from exc
     if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise HTTPException(422, detail=[{"loc": ["query", "pool"], "type": "value_error",
-                                           "msg": "a non-negative amount in yuan with at most two decimals"}])
+        raise unprocessable([("pool", "a non-negative amount in yuan with at most two decimals")], where="query")
     p = _period(runtime, period)
     figures = await flows.period_figures(runtime.pool, runtime.town, p)
     points = {f.subject_id: f.points for f in figures["staff"]}
@@ -99,7 +98,7 @@ async def bonus(runtime: Runtime, _: Annotated[Principal, Depends(require("appra
     try:
         shares = rules.bonus_split(amount, weights)
     except ValueError as exc:
-        raise HTTPException(422, detail=[{"loc": ["query", "pool"], "msg": str(exc), "type": "value_error"}]) from exc
+        raise unprocessable([("pool", str(exc))], where="query") from exc
     rows = [{"staff_id": sid, "module": town.staff[sid].module, "post_coefficient": town.staff[sid].post_coefficient,
              "points": points.get(sid, 0.0), "weight": round(weights[sid], 4), "share": str(share)}
             for sid, share in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))]
@@ -120,7 +119,7 @@ async def ledger(subject_type: rules.SubjectType, subject_id: str,
                  runtime: Runtime, _: Reader) -> dict[str, Any]:
     """Every points entry of a subject's month with the event behind it, for audit."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
-        raise HTTPException(422, detail=[{"loc": ["path", "period"], "msg": "period is YYYY-MM", "type": "value_error"}])
+        raise unprocessable([("period", "period is YYYY-MM")], where="path")
     figures = await flows.period_figures(runtime.pool, runtime.town, period)
     mine = next((f for f in figures[subject_type] if f.subject_id == subject_id), None)
     entries = mine.entries if mine else []
@@ -135,8 +134,7 @@ async def post_seconded_score(body: SecondedScore, runtime: Runtime, principal: 
     """The parent county department's score of a seconded unit (双向考评)."""
     module = runtime.town.modules.get(body.unit)
     if module is None or module.kind != "seconded":
-        raise HTTPException(422, detail=[{"loc": ["body", "unit"], "type": "value_error",
-                                          "msg": f"{body.unit!r} is not a seconded unit of this town"}])
+        raise unprocessable([("unit", f"{body.unit!r} is not a seconded unit of this town")])
     async with transaction(runtime.pool) as conn:
         await store.post_seconded_score(conn, body.unit, body.period, body.score, principal.sub, runtime.clock.now())
     figures = await flows.period_figures(runtime.pool, runtime.town, body.period)

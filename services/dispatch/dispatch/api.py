@@ -24,7 +24,7 @@ from townflow_shared.events import (
     TaskVerified,
     TaskVerifiedData,
 )
-from townflow_shared.http import Runtime
+from townflow_shared.http import Runtime, unprocessable
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import link_to
@@ -118,6 +118,15 @@ def _may_act(runtime: ServiceRuntime, principal: Principal, task: asyncpg.Record
         raise HTTPException(403, detail="only the assignee or the module leader may act on this task")
 
 
+async def _task_to_act_on(conn: asyncpg.Connection, runtime: ServiceRuntime, principal: Principal,
+                          task_id: str, action: str) -> asyncpg.Record:
+    """The locked task, once the caller may act on it and `action` is allowed from its status."""
+    task = await _locked_task(conn, task_id)
+    _may_act(runtime, principal, task)
+    _check(action, task)
+    return task
+
+
 def _view(task: asyncpg.Record, now: datetime, tz: Any) -> dict[str, Any]:
     """A task as the town reads it: times in the town's time zone."""
     out = {k: (v.astimezone(tz).isoformat() if isinstance(v, datetime)
@@ -132,9 +141,7 @@ def _view(task: asyncpg.Record, now: datetime, tz: Any) -> dict[str, Any]:
 async def accept(task_id: str, runtime: Runtime, principal: Holder) -> dict[str, Any]:
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _locked_task(conn, task_id)
-        _may_act(runtime, principal, task)
-        _check("accept", task)
+        task = await _task_to_act_on(conn, runtime, principal, task_id, "accept")
         await store.update_task(conn, task["task_id"], status="accepted", accepted_at=now)
         await enqueue(conn, flows.task_event(runtime, TaskAccepted, TaskAcceptedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=principal.sub,
@@ -147,9 +154,7 @@ async def accept(task_id: str, runtime: Runtime, principal: Holder) -> dict[str,
 async def complete(task_id: str, body: Resolution, runtime: Runtime, principal: Holder) -> dict[str, Any]:
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _locked_task(conn, task_id)
-        _may_act(runtime, principal, task)
-        _check("complete", task)
+        task = await _task_to_act_on(conn, runtime, principal, task_id, "complete")
         on_time = await flows.complete_task(conn, runtime, task, by=principal.sub,
                                             resolution=body.resolution, now=now)
     return {"task_id": task_id, "status": "completed", "on_time": on_time}
@@ -160,9 +165,7 @@ async def return_task(task_id: str, body: Reason, runtime: Runtime, principal: H
     """退回: allowed within the return window after dispatch (default 2 working hours)."""
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _locked_task(conn, task_id)
-        _may_act(runtime, principal, task)
-        _check("return", task)
+        task = await _task_to_act_on(conn, runtime, principal, task_id, "return")
         limit = rules.return_deadline(task["dispatched_at"], runtime.town.calendar, runtime.town.rules.dispatch)
         if now > limit:
             raise HTTPException(409, detail=f"the return window closed at {limit.isoformat()}")
@@ -179,11 +182,9 @@ async def redispatch(task_id: str, body: Redispatch, runtime: Runtime,
                      principal: CommandCentre) -> dict[str, Any]:
     town = runtime.town
     if body.post is not None and body.post not in town.posts:
-        raise HTTPException(422, detail=[{"loc": ["body", "post"], "msg": f"unknown post {body.post!r}",
-                                          "type": "value_error"}])
+        raise unprocessable([("post", f"unknown post {body.post!r}")])
     if body.assignee is not None and body.assignee not in town.staff:
-        raise HTTPException(422, detail=[{"loc": ["body", "assignee"], "type": "value_error",
-                                          "msg": f"unknown staff id {body.assignee!r}"}])
+        raise unprocessable([("assignee", f"unknown staff id {body.assignee!r}")])
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
         task = await _locked_task(conn, task_id)
@@ -206,9 +207,7 @@ async def request_extension(task_id: str, body: ExtensionRequest, runtime: Runti
     """延期申请: asked before resolve_by; the command centre approves or refuses it."""
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _locked_task(conn, task_id)
-        _may_act(runtime, principal, task)
-        _check("extend", task)
+        task = await _task_to_act_on(conn, runtime, principal, task_id, "extend")
         if now > task["resolve_by"]:
             raise HTTPException(409, detail="an extension must be asked before resolve_by "
                                             f"({task['resolve_by'].isoformat()})")

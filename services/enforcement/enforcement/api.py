@@ -22,7 +22,7 @@ from townflow_shared.events import (
     PlanPublished,
     PlanPublishedData,
 )
-from townflow_shared.http import Runtime
+from townflow_shared.http import Runtime, unprocessable
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import link_to
@@ -104,16 +104,22 @@ async def get_inspection(inspection_id: str, runtime: Runtime, _: Reader) -> dic
     return await _inspection_view(runtime, row)
 
 
+async def _locked_inspection(conn: asyncpg.Connection, inspection_id: str, status: str,
+                             refusal: str) -> asyncpg.Record:
+    row = await store.inspection_for_update(conn, _id(inspection_id, "inspection"))
+    if row is None:
+        raise HTTPException(404, detail="no such inspection")
+    if row["status"] != status:
+        raise HTTPException(409, detail=f"the inspection is {row['status']}{refusal}")
+    return row
+
+
 @router.post("/v1/inspections/{inspection_id}/start")
 async def start_inspection(inspection_id: str, runtime: Runtime, principal: Officer) -> dict[str, Any]:
     """From now on new needs for this target open a new inspection."""
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        row = await store.inspection_for_update(conn, _id(inspection_id, "inspection"))
-        if row is None:
-            raise HTTPException(404, detail="no such inspection")
-        if row["status"] != "planned":
-            raise HTTPException(409, detail=f"the inspection is {row['status']}, not planned")
+        row = await _locked_inspection(conn, inspection_id, "planned", ", not planned")
         for need in await store.needs_of(conn, row["inspection_id"]):
             link_to(need["trace_headers"])
         await store.set_inspection(conn, row["inspection_id"], status="started", started_at=now,
@@ -123,20 +129,12 @@ async def start_inspection(inspection_id: str, runtime: Runtime, principal: Offi
     return await _inspection_view(runtime, updated)
 
 
-def _unprocessable(problems: list[tuple[str, str]]) -> HTTPException:
-    return HTTPException(422, detail=[{"loc": ["body", f], "msg": m, "type": "value_error"} for f, m in problems])
-
-
 @router.post("/v1/inspections/{inspection_id}/result")
 async def record_result(inspection_id: str, body: Result, runtime: Runtime, principal: Officer) -> dict[str, Any]:
     town = runtime.town
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        row = await store.inspection_for_update(conn, _id(inspection_id, "inspection"))
-        if row is None:
-            raise HTTPException(404, detail="no such inspection")
-        if row["status"] != "started":
-            raise HTTPException(409, detail=f"the inspection is {row['status']}; start it before the result")
+        row = await _locked_inspection(conn, inspection_id, "started", "; start it before the result")
         needs = await store.needs_of(conn, row["inspection_id"])
         for need in needs:
             link_to(need["trace_headers"])  # the officer's result: its own trace, linked to each matter
@@ -147,7 +145,7 @@ async def record_result(inspection_id: str, body: Result, runtime: Runtime, prin
             covered_task_ids=covered,
             rectify_missing_dates=[f.task_id for f in body.findings if f.outcome == "rectify" and not f.rectify_by])
         if problems:
-            raise _unprocessable(problems)
+            raise unprocessable(problems)
         officers = list(dict.fromkeys(body.officers))
         findings = [Finding(task_id=f.task_id, outcome=f.outcome, note=f.note, rectify_by=f.rectify_by)
                     for f in body.findings]
@@ -219,7 +217,7 @@ async def add_step(case_id: str, body: StepIn, runtime: Runtime, principal: Offi
         if error := rules.step_error(row["step"], body.step):
             raise HTTPException(409, detail=error)
         if body.step == "decided" and not body.decision:
-            raise _unprocessable([("decision", "a decision step records the decision")])
+            raise unprocessable([("decision", "a decision step records the decision")])
         fields: dict[str, Any] = {"step": body.step}
         if body.step == "decided":
             fields.update(decision=body.decision, decided_at=now)
@@ -259,7 +257,7 @@ async def random_plan(body: PlanIn, runtime: Runtime, principal: Officer) -> dic
     try:
         drawn = rules.draw_plan(body.targets, body.sample_size, body.seed, officers)
     except ValueError as exc:
-        raise _unprocessable([("sample_size", str(exc))]) from exc
+        raise unprocessable([("sample_size", str(exc))]) from exc
     now = runtime.clock.now()
     plan_id = uuid.uuid4()
     targets = [PlannedTarget(target=t, officers=o) for t, o in drawn]

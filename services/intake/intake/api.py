@@ -24,7 +24,7 @@ from townflow_shared.events import (
     RequestRatedData,
     new_event,
 )
-from townflow_shared.http import Runtime
+from townflow_shared.http import Runtime, unprocessable
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import current_trace_headers, link_to
@@ -76,12 +76,6 @@ class RatingBody(BaseModel):
     rating: Rating
 
 
-def unprocessable(problems: list[tuple[str, str]], **extra: Any) -> HTTPException:
-    detail = [{"loc": ["body", field], "msg": msg, "type": "value_error", **extra}
-              for field, msg in problems]
-    return HTTPException(422, detail=detail)
-
-
 def _citizen_key(runtime: ServiceRuntime) -> bytes:
     key = getattr(runtime.settings, "citizen_ref_key", None)
     if key is None:
@@ -117,9 +111,8 @@ async def file_request(
             prior = await store.claim_idempotency_key(conn, principal.sub, idempotency_key, fingerprint)
             if prior is not None:
                 if prior["fingerprint"] != fingerprint:
-                    raise HTTPException(422, detail=[{
-                        "loc": ["header", "Idempotency-Key"], "type": "value_error",
-                        "msg": "this key was used before with a different request body"}])
+                    raise unprocessable([("Idempotency-Key", "this key was used before with a different "
+                                                               "request body")], where="header")
                 return JSONResponse(prior["response"], status_code=prior["status"])
         window = timedelta(days=town.rules.intake.repeat_filing_window_days)
         earlier = await store.count_recent_filings(conn, ref, item.code, now - window)
