@@ -108,9 +108,12 @@ async def test_metrics_are_scraped_from_live_services(stack: Stack, intake: Api,
     assert _samples(intake_text, "townflow_outbox_oldest_age_seconds")
 
     dispatch_text = await scrape("dispatch")
-    consumed = _samples(dispatch_text, "faststream_received_messages_total")
-    assert any("intake.request.filed.v1" in k and v >= 1 for k, v in consumed.items())
-    assert _samples(dispatch_text, "faststream_received_processed_messages_duration_seconds_count")
+    consumed = _samples(dispatch_text, "townflow_events_consumed_total")
+    assert any('topic="intake.request.filed.v1"' in k and 'outcome="handled"' in k and v >= 1
+               for k, v in consumed.items())
+    durations = _samples(dispatch_text, "townflow_event_handler_duration_seconds_count")
+    assert any('topic="intake.request.filed.v1"' in k and v >= 1 for k, v in durations.items())
+    assert _samples(dispatch_text, "townflow_consume_batch_size_count")
     async def red_open() -> bool:  # refreshed by the supervision loop
         samples = _samples(await scrape("dispatch"), "townflow_dispatch_open_tasks")
         return any('colour="red"' in k and v >= 1 for k, v in samples.items())

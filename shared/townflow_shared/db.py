@@ -20,8 +20,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _no_session_reset(conn: asyncpg.Connection) -> None:
+    """asyncpg still rolls back an open transaction and drops listeners on release. Its reset
+    query (a round trip per acquire) is not needed: we keep no session state (no SET, session
+    advisory locks are released where taken, LISTEN only on the relay's own connection)."""
+
+
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+                                     reset=_no_session_reset)
     assert pool is not None
     return pool
 

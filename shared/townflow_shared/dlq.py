@@ -1,26 +1,16 @@
 """Dead letters: a message that cannot be parsed, validated or handled goes, unchanged, to
 `<topic>.dlq` with headers naming the error, the service and where it came from; the consumer
-then moves on. Errors that pass (database or broker unreachable) are retried instead."""
+then moves on (see consumer.py). Errors that pass (database or broker unreachable) are retried
+instead."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import re
-from collections.abc import Callable
-from types import TracebackType
-from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer, ConsumerRecord
-from faststream import BaseMiddleware
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
-
-from .events import dlq_topic
-from .metrics import DLQ_MESSAGES
-
-log = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
@@ -67,36 +57,3 @@ def dead_letter_headers(record: ConsumerRecord, service: str, exc: BaseException
         ("x-dlq-partition", str(record.partition).encode()),
         ("x-dlq-offset", str(record.offset).encode()),
     ]
-
-
-def dead_letter_middleware(service: str, producer_of: Callable[[], AIOKafkaProducer],
-                           handled: Callable[[ConsumerRecord], None]) -> Any:
-    """A FastStream middleware class bound to this service's producer."""
-
-    class DeadLetterMiddleware(BaseMiddleware):
-        async def after_processed(
-            self,
-            exc_type: type[BaseException] | None = None,
-            exc_val: BaseException | None = None,
-            exc_tb: TracebackType | None = None,
-        ) -> bool | None:
-            if exc_val is None or isinstance(exc_val, asyncio.CancelledError):
-                return False
-            if isinstance(exc_val, TRANSIENT_ERRORS):
-                # Raised before the handler (the handler's own are retried where they happen):
-                # let it propagate; the consumer's loop logs it and carries on with this message.
-                log.warning("transient error outside the handler: %s", describe(exc_val))
-                await asyncio.sleep(RETRY_PAUSE_SECONDS)
-                return False
-            record: ConsumerRecord = self.msg
-            await producer_of().send_and_wait(
-                dlq_topic(record.topic), value=record.value, key=record.key,
-                headers=dead_letter_headers(record, service, exc_val),
-            )
-            DLQ_MESSAGES.labels(service, record.topic).inc()
-            handled(record)  # its offset may be committed: it will not be dead-lettered twice
-            log.error("dead-lettered %s[%s]@%s: %s", record.topic, record.partition,
-                      record.offset, describe(exc_val))
-            return True  # handled: the offset is committed and the consumer moves on
-
-    return DeadLetterMiddleware

@@ -3,6 +3,7 @@ aiokafka producer (acks=all) for the outbox relay and dead letters."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -47,6 +48,7 @@ def create_broker(settings: ServiceSettings, middlewares: list[Any]) -> KafkaBro
         client_id=settings.service_name,
         security=_security(settings),
         middlewares=middlewares,
+        log_level=logging.DEBUG,  # "Received"/"Processed" for every batch is noise at INFO
         acks="all",
         enable_idempotence=True,
     )

@@ -1,7 +1,8 @@
 """Prometheus metrics shared by every service, on one registry served at /metrics.
 
-Kafka consume/publish counters and handler durations come from FastStream's Prometheus
-middleware on the same registry; the outbox, DLQ and HTTP figures are ours.
+Events consumed (by topic and outcome), handler durations and batch sizes are counted by our
+batch consumer (FastStream's Prometheus middleware would count batches, not events); the
+outbox, DLQ and HTTP figures are ours too.
 """
 
 from __future__ import annotations
@@ -42,4 +43,17 @@ HTTP_DURATION = Histogram(
     "townflow_http_request_duration_seconds", "HTTP request duration by route",
     ["service", "method", "route"], registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENTS_CONSUMED = Counter(
+    "townflow_events_consumed_total", "Consumed events by topic and outcome (handled, duplicate, dead_lettered)",
+    ["service", "topic", "outcome"], registry=REGISTRY,
+)
+HANDLER_DURATION = Histogram(
+    "townflow_event_handler_duration_seconds", "Time one event's handler took, by topic",
+    ["service", "topic"], registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+BATCH_SIZE = Histogram(
+    "townflow_consume_batch_size", "Records per consumed batch (one transaction each)",
+    ["service"], registry=REGISTRY, buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )

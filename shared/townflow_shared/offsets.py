@@ -19,13 +19,6 @@ class OffsetCommitter:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._pending: dict[int, tuple[Any, dict[TopicPartition, int]]] = {}
-        self.consumer_of: Any = None  # set by the runtime: the subscriber's current consumer
-
-    def mark_record(self, topic: str, partition: int, offset: int) -> None:
-        """A message handled without its consumer at hand (a dead letter)."""
-        consumer = self.consumer_of() if self.consumer_of is not None else None
-        if consumer is not None:
-            self.mark(consumer, topic, partition, offset)
 
     def mark(self, consumer: Any, topic: str, partition: int, offset: int) -> None:
         """The message at `offset` is handled: the consumer may resume after it."""

@@ -36,11 +36,13 @@ async def enqueue(conn: asyncpg.Connection, *events: Envelope) -> None:
     if not events:
         return
     headers = current_trace_headers()
-    await conn.executemany(
-        "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
-        [(e.topic, e.key, encode(e), headers) for e in events],
+    # One statement whatever the number of events; the table's trigger NOTIFYs the relay at commit.
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, payload, headers)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::jsonb[])",
+        [e.topic for e in events], [e.key for e in events], [encode(e) for e in events],
+        [headers] * len(events),
     )
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 class OutboxRelay:

@@ -1,5 +1,5 @@
 """The wiring every service shares: settings, town, clock, database, Kafka, outbox relay,
-and one FastStream subscriber per service whose handlers run exactly once per event."""
+and one FastStream batch subscriber per service whose handlers run exactly once per event."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union
 
@@ -15,20 +15,17 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from faststream.kafka import KafkaMessage
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
-from pydantic import Field
+from pydantic import Field, SkipValidation, TypeAdapter
 
 from . import db
 from .clock import Clock
-from .dlq import RETRY_PAUSE_SECONDS, TRANSIENT_ERRORS, dead_letter_middleware
+from .consumer import BatchConsumer, Registered
+from .dlq import RETRY_PAUSE_SECONDS
 from .events import TOPICS, Envelope, dlq_topic
 from .http import mount_common
-from .inbox import handle_once
 from .kafka import create_broker, create_producer, ensure_topics
 from .lag import measure_lag_forever
-from .metrics import REGISTRY
 from .offsets import OffsetCommitter
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
@@ -40,10 +37,6 @@ E = TypeVar("E", bound=Envelope)
 Handler = Callable[[asyncpg.Connection, Any, "ServiceRuntime"], Awaitable[None]]
 
 
-class TopicMismatch(ValueError):
-    """An event arrived on a topic other than its own."""
-
-
 class ServiceRuntime:
     def __init__(self, settings: ServiceSettings, migrations: Path) -> None:
         self.settings = settings
@@ -51,17 +44,13 @@ class ServiceRuntime:
         self.town: Town = load_town(settings.town_dir)  # a wrong town fails start-up here
         self.clock = Clock()
         self.migrations = migrations
-        self.handlers: dict[type[Envelope], tuple[str, Handler]] = {}
+        self.handlers: dict[type[Envelope], Registered] = {}
         self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
         self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
         self.offsets = OffsetCommitter(settings.commit_interval_seconds)
-        self.broker = create_broker(settings, middlewares=[
-            KafkaTelemetryMiddleware(),
-            KafkaPrometheusMiddleware(registry=REGISTRY, app_name=self.service),
-            dead_letter_middleware(self.service, lambda: self.producer,
-                                   lambda record: self.offsets.mark_record(record.topic, record.partition,
-                                                                           record.offset)),
-        ])
+        # No FastStream middlewares: they would see batches; spans, metrics and dead letters are
+        # made per event by the BatchConsumer.
+        self.broker = create_broker(settings, middlewares=[])
         self.relay: OutboxRelay | None = None
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,7 +79,7 @@ class ServiceRuntime:
         def register(handler: Handler) -> Handler:
             if event_type in self.handlers:
                 raise ValueError(f"{event_type.__name__} already has a handler")
-            self.handlers[event_type] = (f"{self.service}.{handler.__name__}", handler)
+            self.handlers[event_type] = Registered(f"{self.service}.{handler.__name__}", handler)
             return handler
 
         return register
@@ -122,28 +111,23 @@ class ServiceRuntime:
         types = tuple(self.handlers)
         payload: Any = types[0] if len(types) == 1 else Annotated[
             Union[types], Field(discriminator="type")]  # noqa: UP007 - a runtime-built union
-        by_type = {t.model_fields["type"].default: t for t in types}
+        batches = BatchConsumer(self.service, self.handlers, TypeAdapter(payload),
+                                lambda: self.pool, lambda: self.producer, self)
 
         async def consume(event: Any, message: KafkaMessage) -> None:
-            expected = type(event)
-            record = message.raw_message
-            topic = record.topic  # type: ignore[union-attr]
-            if topic != expected.topic:
-                raise TopicMismatch(f"{event.type} does not belong on {topic}")
-            name, handler = self.handlers[by_type[event.type]]
-            try:
-                await handle_once(self.pool, self.service, name, event,
-                                  lambda conn: handler(conn, event, self))
-            except TRANSIENT_ERRORS as exc:
-                # The database is away: seek back and try this message again, nothing is skipped.
-                log.warning("transient error, will redeliver: %s", exc)
+            records: Sequence[Any] = message.raw_message  # type: ignore[assignment]
+            if not await batches.handle(records):
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
-                await message.nack()
+                await message.nack()  # rewinds every partition of the batch to its first record
                 return
-            self.offsets.mark(message.consumer, topic, record.partition, record.offset)  # type: ignore[union-attr]
+            for record in records:
+                self.offsets.mark(message.consumer, record.topic, record.partition, record.offset)
 
+        # The signature is for the AsyncAPI document: every Kafka message is one of these events.
+        # FastStream skips validating it (SkipValidation): the BatchConsumer validates record by
+        # record, so one bad record cannot sink its batch.
         consume.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-            inspect.Parameter("event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=payload),
+            inspect.Parameter("event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[payload, SkipValidation()]),
             inspect.Parameter("message", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=KafkaMessage),
         ], return_annotation=None)
         consume.__name__ = f"{self.service}_consumer"
@@ -151,11 +135,13 @@ class ServiceRuntime:
             *(t.topic for t in types),
             group_id=self.service,
             auto_offset_reset="earliest",
+            batch=True,
+            max_records=self.settings.consume_batch_max,
+            decoder=_records_undecoded,
             ack_policy=AckPolicy.MANUAL,  # offsets are committed in batches by self.offsets
             title=f"{self.service} consumer",
         )
         subscriber(consume)
-        self.offsets.consumer_of = lambda: getattr(subscriber, "consumer", None)
 
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -227,3 +213,8 @@ class ServiceRuntime:
             app.include_router(router)
         mount_common(app, self.service, self.settings.test_clock)
         return app
+
+
+async def _records_undecoded(message: KafkaMessage) -> None:
+    """FastStream would JSON-decode the whole batch at once; the BatchConsumer does it per record."""
+    return None

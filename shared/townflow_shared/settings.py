@@ -37,5 +37,6 @@ class ServiceSettings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     lag_seconds: float = 15.0
     commit_interval_seconds: float = 0.2
+    consume_batch_max: int = 500
     otlp_endpoint: str | None = None
     log_level: str = "INFO"

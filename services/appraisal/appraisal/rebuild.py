@@ -47,8 +47,8 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
                 await store.post_seconded_score(conn, row["unit"], row["period"], row["score"],
                                                 row["posted_by"], row["posted_at"])
         runtime.use_pool(target)
-        by_topic = {event_type.topic: (event_type, name, handler)
-                    for event_type, (name, handler) in runtime.handlers.items()}
+        by_topic = {event_type.topic: (event_type, registered.name, registered.handler)
+                    for event_type, registered in runtime.handlers.items()}
         await consumer.start()
         partitions = await topic_partitions(settings.kafka_bootstrap, list(by_topic))
         consumer.assign(partitions)
