@@ -6,7 +6,7 @@ HS256 with TOWNFLOW_JWT_SECRET here; production points the same check at an OIDC
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
 import jwt
@@ -51,7 +51,9 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def optional_principal(
+# The dependencies are `async def` although they never wait: FastAPI runs a plain `def` in a
+# worker thread, a thread hop per dependency per request.
+async def optional_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal | None:
@@ -68,13 +70,13 @@ def optional_principal(
         raise _unauthorized(f"invalid token: {exc}") from exc
 
 
-def require(*roles: str) -> Callable[..., Principal]:
+def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: the caller must hold one of `roles` (admin holds all)."""
     unknown = set(roles) - ROLES
     if unknown:
         raise ValueError(f"unknown roles {unknown}")
 
-    def dependency(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    async def dependency(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
         if principal is None:
             raise _unauthorized("a bearer token is required")
         if roles and not principal.has_any(roles):

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, model_validator
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import Principal, require
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
@@ -30,7 +30,12 @@ def runtime_of(request: Request) -> ServiceRuntime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-Runtime = Annotated["ServiceRuntime", Depends(runtime_of)]
+async def _runtime_dependency(request: Request) -> ServiceRuntime:
+    """`async` although it never waits: FastAPI would run a plain `def` in a worker thread."""
+    return runtime_of(request)
+
+
+Runtime = Annotated["ServiceRuntime", Depends(_runtime_dependency)]
 
 ops = APIRouter(tags=["operations"])
 
@@ -91,30 +96,37 @@ async def move_clock(change: ClockChange, request: Request,
     return {"now": now.isoformat()}
 
 
-class RedMetricsMiddleware(BaseHTTPMiddleware):
+class RedMetricsMiddleware:
     """Rate, errors and duration per route template (not per raw path: ids would explode the
     labels). FastAPI itself opens the server span of each request (its built-in OpenTelemetry
-    support continues the caller's W3C context)."""
+    support continues the caller's W3C context). Plain ASGI: Starlette's BaseHTTPMiddleware
+    costs a task group and a stream per request."""
 
     QUIET = frozenset({"/metrics", "/healthz", "/readyz"})
 
-    def __init__(self, app: Any, service: str) -> None:
-        super().__init__(app)
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
         self.service = service
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if request.url.path in self.QUIET:
-            return await call_next(request)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.QUIET:
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_recording_status)
         finally:
-            template = getattr(request.scope.get("route"), "path", "unmatched")
-            HTTP_REQUESTS.labels(self.service, request.method, template, str(status)).inc()
-            HTTP_DURATION.labels(self.service, request.method, template).observe(time.perf_counter() - started)
+            template = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, scope["method"], template, str(status)).inc()
+            HTTP_DURATION.labels(self.service, scope["method"], template).observe(time.perf_counter() - started)
 
 
 def mount_common(app: FastAPI, service: str, with_test_clock: bool) -> None:
