@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 from aiokafka import AIOKafkaConsumer
 
@@ -89,12 +90,15 @@ async def complete_inspections(stack: Stack, stop: asyncio.Event) -> None:
 
 
 async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurrency: int = 64) -> None:
+    """aiohttp, not httpx, here: the load generator shares the machine's two cores with the
+    system it measures, and aiohttp's client costs about half the CPU per request."""
     clerk = {"Authorization": f"Bearer {issue_token(stack.jwt_secret, 's010', ['clerk'])}"}
     url = f"{stack.services['intake'].url}/v1/requests"
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     gate = asyncio.Semaphore(concurrency)
     mix = itertools.cycle(MIX)
-    async with httpx.AsyncClient(timeout=60, headers=clerk, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(headers=clerk, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as client:
 
         async def one(n: int, item: str, target: str | None) -> None:
             body = {"channel": "window", "item_code": item, "description": "bench", "village": VILLAGES[n % 6],
@@ -104,10 +108,10 @@ async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurre
             async with gate:
                 sent = time.monotonic()
                 try:
-                    response = await client.post(url, json=body)
-                    response.raise_for_status()
-                    run.sent[response.json()["request_id"]] = sent
-                except httpx.HTTPError:
+                    async with client.post(url, json=body) as response:
+                        response.raise_for_status()
+                        run.sent[(await response.json())["request_id"]] = sent
+                except (aiohttp.ClientError, TimeoutError):
                     run.errors += 1
 
         run.started = time.monotonic()

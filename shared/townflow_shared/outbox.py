@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 
 import asyncpg
@@ -54,6 +55,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._stats_due = 0.0
 
     async def run(self) -> None:
         listener: asyncpg.Connection | None = None
@@ -96,28 +98,27 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_batch(self) -> int:
+        """Take the oldest rows, publish them, and let them go only if every send is acknowledged
+        (acks=all): a failed send rolls the delete back and the rows stay for the next cycle."""
         async with self.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
                 return 0
-            rows = await conn.fetch(
-                "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1",
-                self.batch_size,
-            )
+            rows = sorted(await conn.fetch(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT $1)"
+                " RETURNING id, topic, key, payload, headers", self.batch_size,
+            ), key=lambda r: r["id"])
             if rows:
-                futures = []
-                for row in rows:
-                    futures.append(await self._send(row))
-                await asyncio.gather(*futures)  # every send acknowledged by the broker (acks=all)
-                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
-                                   [r["id"] for r in rows])
+                futures = [await self._send(row) for row in rows]
+                await asyncio.gather(*futures)
                 for row in rows:
                     OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
-            stats = await conn.fetchrow("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox")
-        OUTBOX_BACKLOG.labels(self.service).set(stats["n"])
-        oldest = stats["oldest"]
-        OUTBOX_OLDEST_AGE.labels(self.service).set(
-            (datetime.now(UTC) - oldest).total_seconds() if oldest else 0
-        )
+            if time.monotonic() >= self._stats_due:  # a scan of the table: once a second is enough
+                self._stats_due = time.monotonic() + 1.0
+                stats = await conn.fetchrow("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox")
+                OUTBOX_BACKLOG.labels(self.service).set(stats["n"])
+                oldest = stats["oldest"]
+                OUTBOX_OLDEST_AGE.labels(self.service).set(
+                    (datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
         return len(rows)
 
     async def _send(self, row: asyncpg.Record) -> asyncio.Future[object]:

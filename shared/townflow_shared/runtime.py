@@ -137,6 +137,8 @@ class ServiceRuntime:
             auto_offset_reset="earliest",
             batch=True,
             max_records=self.settings.consume_batch_max,
+            fetch_min_bytes=self.settings.kafka_fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             decoder=_records_undecoded,
             ack_policy=AckPolicy.MANUAL,  # offsets are committed in batches by self.offsets
             title=f"{self.service} consumer",

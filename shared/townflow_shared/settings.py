@@ -38,5 +38,7 @@ class ServiceSettings(BaseSettings):
     lag_seconds: float = 15.0
     commit_interval_seconds: float = 0.2
     consume_batch_max: int = 500
+    kafka_fetch_min_bytes: int = 1
+    kafka_fetch_max_wait_ms: int = 500
     otlp_endpoint: str | None = None
     log_level: str = "INFO"

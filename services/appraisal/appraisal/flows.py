@@ -66,14 +66,14 @@ async def refresh_contribution(conn: asyncpg.Connection, town: Town, task_id: st
 
 
 async def subject_figures(conn: asyncpg.Connection, town: Town, subject_type: rules.SubjectType,
-                          subject_id: str, period: str, median_points: float | None) -> rules.Figures:
-    """A subject's figures from the sums of its contributions (one indexed query each)."""
-    sums, points = await store.subject_sums(conn, period, subject_type, subject_id)
+                          subject_id: str, period: str, module: str | None) -> rules.Figures:
+    """A subject's figures from the sums of its contributions, in one query."""
+    sums, points, peers = await store.subject_state(conn, period, subject_type, subject_id, module)
     c = rules.Counts(**sums)
     r = rules.rates(c)
     a = town.rules.appraisal
     return rules.Figures(subject_type, subject_id, period, c, r, points,
-                         rules.dimensions(r, c, points, median_points, a), rules.composite(r, a))
+                         rules.dimensions(r, c, points, rules.median(peers), a), rules.composite(r, a))
 
 
 async def publish_scores(conn: asyncpg.Connection, runtime: ServiceRuntime, subjects: Iterable[Subject],
@@ -85,8 +85,7 @@ async def publish_scores(conn: asyncpg.Connection, runtime: ServiceRuntime, subj
     events: list[Envelope] = []
     for subject_type, subject_id in dict.fromkeys(subjects):
         module = town.staff[subject_id].module if subject_type == "staff" and subject_id in town.staff else None
-        peers = await store.cached_peer_points(conn, subject_type, period, module)
-        figs = await subject_figures(conn, town, subject_type, subject_id, period, rules.median(peers))
+        figs = await subject_figures(conn, town, subject_type, subject_id, period, module)
         rank = await store.cache_score(conn, subject_type, subject_id, period, figs.composite, figs.points, module)
         events.append(new_event(ScoreUpdated, ScoreUpdatedData(
             subject_type=subject_type, subject_id=subject_id, period=period, rates=figs.rates,

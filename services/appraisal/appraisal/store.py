@@ -126,30 +126,18 @@ async def inspections_of(db: Db, period: str, officers: list[str] | None = None)
                           period, officers)
 
 
-async def cached_peer_points(conn: asyncpg.Connection, subject_type: str, period: str,
-                             module: str | None) -> list[float]:
-    if subject_type == "staff":
-        rows = await conn.fetch("SELECT points FROM score_cache WHERE subject_type = 'staff' AND period = $1"
-                                " AND module IS NOT DISTINCT FROM $2", period, module)
-    else:
-        rows = await conn.fetch("SELECT points FROM score_cache WHERE subject_type = $1 AND period = $2",
-                                subject_type, period)
-    return [r["points"] for r in rows]
-
-
 async def cache_score(conn: asyncpg.Connection, subject_type: str, subject_id: str, period: str,
                       composite: float | None, points: float, module: str | None) -> int | None:
-    """Remember the subject's latest figures; return its rank among the cached peers."""
-    await conn.execute(
-        "INSERT INTO score_cache (subject_type, subject_id, period, composite, points, module)"
+    """Remember the subject's latest figures; return its rank among the cached peers (one
+    statement: the count reads the snapshot before the upsert, so the subject itself is left out)."""
+    ahead = await conn.fetchval(
+        "WITH upsert AS (INSERT INTO score_cache (subject_type, subject_id, period, composite, points, module)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_type, subject_id, period)"
-        " DO UPDATE SET composite = EXCLUDED.composite, points = EXCLUDED.points",
+        " DO UPDATE SET composite = EXCLUDED.composite, points = EXCLUDED.points)"
+        " SELECT count(*) FROM score_cache WHERE subject_type = $1 AND period = $3 AND composite > $4"
+        " AND subject_id <> $2",
         subject_type, subject_id, period, composite, points, module)
-    if composite is None:
-        return None
-    return 1 + int(await conn.fetchval(
-        "SELECT count(*) FROM score_cache WHERE subject_type = $1 AND period = $2 AND composite > $3",
-        subject_type, period, composite))
+    return None if composite is None else 1 + int(ahead)
 
 
 async def raise_alert(conn: asyncpg.Connection, staff_id: str, period: str, level: str, reasons: list[str],
@@ -197,20 +185,26 @@ async def set_contribution(conn: asyncpg.Connection, task_id: str, counts: dict[
                        task_id, *(counts[c] for c in _COUNT_COLUMNS), points)
 
 
-async def subject_sums(conn: asyncpg.Connection, period: str, subject_type: str,
-                       subject_id: str) -> tuple[dict[str, int], float]:
-    """A subject's counts and points: the sums of its tasks' and inspections' contributions."""
+async def subject_state(conn: asyncpg.Connection, period: str, subject_type: str, subject_id: str,
+                        module: str | None) -> tuple[dict[str, int], float, list[float]]:
+    """In one round trip: a subject's counts and points (the sums of its tasks' and inspections'
+    contributions) and its peers' cached points (for the median)."""
     column = SUBJECT_COLUMNS[subject_type]
     sums = ", ".join(f"coalesce(sum(c_{c}), 0)::int AS {c}" for c in _COUNT_COLUMNS)
-    row = await conn.fetchrow(f"SELECT {sums}, coalesce(sum(c_points), 0) AS points FROM task_facts"
-                              f" WHERE period = $1 AND {column} = $2", period, subject_id)
     inspection_column = {"staff": "staff_id", "module": "module", "seconded_unit": "seconded_unit"}.get(subject_type)
-    extra = 0.0
-    if inspection_column:
-        extra = float(await conn.fetchval(
-            f"SELECT coalesce(sum(points), 0) FROM inspection_points WHERE period = $1 AND {inspection_column} = $2",
-            period, subject_id))
-    return {c: row[c] for c in _COUNT_COLUMNS}, round(float(row["points"]) + extra, 4)
+    inspection_points = (f"(SELECT coalesce(sum(points), 0) FROM inspection_points WHERE period = $1"
+                         f" AND {inspection_column} = $2)" if inspection_column else "0")
+    args: tuple[str | None, ...] = (period, subject_id, subject_type)
+    same_module = ""
+    if subject_type == "staff":  # a staff member's peers are the staff of the same module
+        args, same_module = (*args, module), " AND module IS NOT DISTINCT FROM $4"
+    row = await conn.fetchrow(
+        f"SELECT {sums}, coalesce(sum(c_points), 0) + {inspection_points} AS points,"
+        f" (SELECT coalesce(array_agg(points), '{{}}') FROM score_cache"
+        f"  WHERE subject_type = $3 AND period = $1{same_module}) AS peers"
+        f" FROM task_facts WHERE period = $1 AND {column} = $2", *args)
+    return ({c: row[c] for c in _COUNT_COLUMNS}, round(float(row["points"]), 4),
+            [float(p) for p in row["peers"]])
 
 
 async def add_inspection_points(conn: asyncpg.Connection, rows: list[tuple[str, str, str | None, str | None, str, float]]) -> None:
