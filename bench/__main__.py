@@ -3,7 +3,7 @@ fixed offered rate and measure sustained throughput and latency from filing to t
 appraisal.score.updated, each service's CPU and peak memory, and — in the same run, on the same
 broker — a bare aiokafka chain of the same hop count. Writes bench/results/<time>.json and .png.
 
-    python -m bench [--matters 20000] [--rate 25] [--ramp 10,20,40,80] [--step-matters 300]
+    python -m bench [--matters 20000] [--rate 50] [--ramp 20,40,60,80,100,120] [--step-matters 300]
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--matters", type=int, default=20_000)
-    parser.add_argument("--rate", type=float, default=20.0, help="offered matters per second in the main run")
-    parser.add_argument("--ramp", default="10,20,30,40,60", help="offered rates of the ramp steps")
+    parser.add_argument("--rate", type=float, default=50.0, help="offered matters per second in the main run")
+    parser.add_argument("--ramp", default="20,40,60,80,100,120", help="offered rates of the ramp steps")
     parser.add_argument("--step-matters", type=int, default=300)
     parser.add_argument("--bare-messages", type=int, default=20_000)
     args = parser.parse_args()

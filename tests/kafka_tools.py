@@ -72,6 +72,20 @@ async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = 
         await producer.stop()
 
 
+async def produce_together(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """(key, value) pairs sent in one go, so a consumer most likely fetches them in one batch."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                linger_ms=50)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value=value, key=key,
+                                    headers=[("content-type", b"application/json")])
+                for key, value in messages]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
 async def group_caught_up(bootstrap: str, group: str, topics: list[str]) -> bool:
     """True when `group` has committed offsets up to the end of every partition of `topics`."""
     from aiokafka.admin import AIOKafkaAdminClient

@@ -4,12 +4,18 @@ rating, and who sees what."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
 
 from devstack.stack import Stack
+from townflow_shared.events import Finding, InspectionDone, InspectionDoneData, TaskDispatched, new_event
 
-from .conftest import CLERK, COMMAND, Api, file_matter, filing, set_clocks, status_of, task_of
-from .kafka_tools import about, event_of, wait_for_record
+from .conftest import CLERK, COMMAND, Api, eventually, file_matter, filing, set_clocks, status_of, task_of
+from .kafka_tools import about, event_of, produce, wait_for_record
 
 CHANNEL_EXTRAS = {
     "window": {}, "hotline": {}, "online": {}, "self_service": {},
@@ -136,3 +142,34 @@ async def test_catalog_lists_items_to_any_signed_in_caller(intake: Api) -> None:
     assert (await intake.call("GET", "/v1/catalog")).status_code == 401
     items = (await intake.call("GET", "/v1/catalog", as_=COMMAND)).json()
     assert {"S001", "J001", "E006"} <= {i["code"] for i in items}
+
+
+async def test_an_inspection_arriving_before_the_dispatch_it_covers_still_reaches_the_timeline(
+        stack: Stack, intake: Api, bootstrap: str, databases: dict[str, asyncpg.Pool]) -> None:
+    """inspection.done and task.dispatched travel on different topics, with no order between them."""
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    ticket = await file_matter(intake, item_code="S002")
+    dispatched = event_of(await wait_for_record(
+        bootstrap, TaskDispatched.topic, lambda r: event_of(r)["data"]["request_id"] == ticket["request_id"]))
+    # A second task of the same matter (as after a redispatch) whose inspection arrives first.
+    late = dict(dispatched, id=str(uuid.uuid4()), data=dict(dispatched["data"], task_id=str(uuid.uuid4())))
+    now = datetime.fromisoformat("2026-11-23T11:00:00+08:00")
+    inspection_id = str(uuid.uuid4())
+    early = new_event(InspectionDone, InspectionDoneData(
+        inspection_id=inspection_id, target="site-1", task_ids=[late["data"]["task_id"]], units=["enforcement"],
+        officers=["s026"], findings=[Finding(task_id=late["data"]["task_id"], outcome="compliant")],
+        started_at=now, finished_at=now), source="enforcement", town_code="321003104", subject=inspection_id,
+        correlation_id=ticket["request_id"], time=now)
+    await produce(bootstrap, InspectionDone.topic, early.model_dump_json().encode(), key=early.key.encode())
+    await eventually(lambda: databases["intake"].fetchval(  # handled while the task is still unknown
+        "SELECT true FROM early_inspection_steps WHERE task_id = $1", late["data"]["task_id"]),
+        what="the inspection waiting for its task")
+    await produce(bootstrap, TaskDispatched.topic, json.dumps(late).encode(), key=ticket["request_id"].encode())
+
+    async def inspected() -> list[dict[str, Any]]:
+        view = (await intake.call("GET", f"/v1/requests/{ticket['ticket_no']}",
+                                  params={"code": ticket["access_code"]})).json()
+        return [s for s in view["timeline"] if s["step"] == "inspected"]
+
+    steps = await eventually(inspected, what="the early inspection on the timeline")
+    assert len(steps) == 1

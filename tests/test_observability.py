@@ -42,13 +42,16 @@ async def test_one_trace_follows_a_matter_through_every_service(
     publish = next(s for s in spans if s.name == "intake.request.filed.v1 publish")
     assert by_id[publish.parent_span_id].service == "intake"  # the relay continues the request's trace
 
-    def crosses(child_service: str, parent_service: str) -> bool:
+    async def crosses(child_service: str, parent_service: str) -> bool:
+        # Each service exports its spans in its own batches: wait for the pair, do not snapshot.
+        spans = otlp.trace(trace_id)
+        by_id = {s.span_id: s for s in spans}
         return any(s.service == child_service and s.parent_span_id in by_id
                    and by_id[s.parent_span_id].service == parent_service for s in spans)
 
-    assert crosses("dispatch", "intake")        # through intake.request.filed
-    assert crosses("enforcement", "dispatch")   # through dispatch.task.dispatched
-    assert crosses("appraisal", "dispatch")
+    await eventually(lambda: crosses("dispatch", "intake"), what="dispatch's span under intake's")
+    await eventually(lambda: crosses("enforcement", "dispatch"), what="enforcement's span under dispatch's")
+    await eventually(lambda: crosses("appraisal", "dispatch"), what="appraisal's span under dispatch's")
 
     # An officer's result is a later human action: its own trace, linked to the matter's.
     inspection = await eventually(lambda: _planned(enforcement, target), what="the inspection")

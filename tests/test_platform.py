@@ -14,7 +14,7 @@ from devstack.stack import Stack
 from townflow_shared.events import RequestFiled, RequestFiledData, new_event
 
 from .conftest import ADMIN, CLERK, Api, eventually, filing
-from .kafka_tools import about, event_of, produce, read_all, wait_for_record
+from .kafka_tools import about, event_of, produce, produce_together, read_all, wait_for_record
 
 FILED = "intake.request.filed.v1"
 
@@ -138,6 +138,27 @@ async def test_malformed_and_invalid_messages_go_to_dlq_and_the_next_good_one_is
     assert any(line.startswith("townflow_dlq_messages_total{") and f'topic="{FILED}"' in line
                and float(line.rsplit(" ", 1)[1]) >= 2 for line in metrics.splitlines())
     assert b"data.ticket_no: Field required" in dead[invalid]["x-dlq-error"]
+
+
+async def test_a_handler_rejecting_one_event_of_a_batch_dead_letters_only_that_one(
+        bootstrap: str, databases: dict[str, asyncpg.Pool]) -> None:
+    first, rejected, last = _good_event(), _good_event(item_code="X999"), _good_event()
+    key = first.key.encode()  # one partition: the three arrive in one fetch, so in one batch
+    await produce_together(bootstrap, FILED, [(key, e.model_dump_json().encode()) for e in (first, rejected, last)])
+    db = databases["dispatch"]
+    for good in (first, last):
+        await eventually(lambda g=good: db.fetchval("SELECT true FROM matters WHERE request_id = $1",
+                                                    uuid.UUID(g.data.request_id)), what="the good events")
+    assert await db.fetchval("SELECT count(*) FROM inbox WHERE event_id = ANY($1)", [first.id, last.id]) == 2
+    assert not await db.fetchval("SELECT true FROM inbox WHERE event_id = $1", rejected.id)
+
+    async def dead_lettered() -> list[dict[str, bytes]]:
+        return [dict(r.headers) for r in await read_all(bootstrap, FILED + ".dlq")
+                if dict(r.headers).get("x-dlq-service") == b"dispatch" and str(rejected.id).encode() in r.value]
+
+    dead = await eventually(dead_lettered, what="the rejected event in the dead-letter topic")
+    assert len(dead) == 1
+    assert dead[0]["x-dlq-error-type"] == b"UnknownItem" and b"X999" in dead[0]["x-dlq-error"]
 
 
 async def test_the_same_event_delivered_twice_changes_nothing(

@@ -43,6 +43,8 @@ async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, _: Se
     await _step(conn, d.request_id, d.dispatched_at, "dispatched",
                 {"task_id": d.task_id, "module": d.lead_module, "colour": d.colour,
                  "resolve_by": d.resolve_by.isoformat()}, event.id, status="dispatched")
+    for early in await conn.fetch("DELETE FROM early_inspection_steps WHERE task_id = $1 RETURNING *", d.task_id):
+        await _step(conn, d.request_id, early["at"], "inspected", early["detail"], early["event_id"])
 
 
 async def task_accepted(conn: asyncpg.Connection, event: TaskAccepted, _: ServiceRuntime) -> None:
@@ -86,7 +88,12 @@ async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, _: Se
     rows = await conn.fetch("SELECT task_id, request_id FROM task_requests WHERE task_id = ANY($1)",
                             d.task_ids)
     outcomes = {f.task_id: f.outcome for f in d.findings}
-    for row in rows:
-        await _step(conn, str(row["request_id"]), d.finished_at, "inspected",
-                    {"inspection_id": d.inspection_id, "outcome": outcomes.get(row["task_id"])},
-                    event.id)
+    known = {row["task_id"]: str(row["request_id"]) for row in rows}
+    for task_id in d.task_ids:
+        detail = {"inspection_id": d.inspection_id, "outcome": outcomes.get(task_id)}
+        if task_id in known:
+            await _step(conn, known[task_id], d.finished_at, "inspected", detail, event.id)
+        else:  # its dispatch has not reached us yet: the step waits for it (see task_dispatched)
+            await conn.execute("INSERT INTO early_inspection_steps (task_id, at, detail, event_id)"
+                               " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                               task_id, d.finished_at, detail, event.id)
