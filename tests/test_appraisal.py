@@ -9,6 +9,7 @@ import sys
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 
 from devstack.stack import REPO, Stack
@@ -218,3 +219,36 @@ async def test_replaying_all_topics_twice_gives_the_same_scores(stack: Stack, bo
         assert result.returncode == 0, result.stdout + result.stderr
         assert "figures identical to the live database" in result.stdout
         assert "replaying" in result.stdout
+
+
+async def test_running_totals_equal_the_sums_of_every_contribution(
+        stack: Stack, intake: Api, dispatch: Api, bootstrap: str, databases: dict[str, asyncpg.Pool]) -> None:
+    """The triggers' running totals (read on every event) against a SUM over all facts, for every subject."""
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    for code in ("S001", "S002", "T001"):
+        await task_of(dispatch, (await file_matter(intake, item_code=code))["request_id"])
+    consumed = [t for t in TOPICS if not t.startswith("appraisal.")]
+    await eventually(lambda: group_caught_up(bootstrap, "appraisal", consumed), timeout=60,
+                     what="appraisal caught up")
+    counts = ("dispatched", "responded", "resolved", "completed", "reworked", "extended", "rated",
+              "satisfied", "overdue", "escalated", "escalated_red")
+    summed = ", ".join(f"sum(c_{c})::int AS {c}" for c in counts)
+    zeros = ", ".join(f"0 AS c_{c}" for c in counts)
+    facts = ", ".join(f"c_{c}" for c in counts)
+    expected = await databases["appraisal"].fetch(f"""
+        SELECT subject_type, subject_id, period, {summed}, round(sum(points), 6) AS points FROM (
+            SELECT 'staff' AS subject_type, assignee AS subject_id, period, {facts}, c_points::numeric AS points
+              FROM task_facts WHERE assignee IS NOT NULL
+            UNION ALL SELECT 'module', module, period, {facts}, c_points::numeric FROM task_facts WHERE module IS NOT NULL
+            UNION ALL SELECT 'village', village, period, {facts}, c_points::numeric FROM task_facts WHERE village IS NOT NULL
+            UNION ALL SELECT 'seconded_unit', seconded_unit, period, {facts}, c_points::numeric
+              FROM task_facts WHERE seconded_unit IS NOT NULL
+            UNION ALL SELECT 'staff', staff_id, period, {zeros}, points::numeric FROM inspection_points
+            UNION ALL SELECT 'module', module, period, {zeros}, points::numeric FROM inspection_points WHERE module IS NOT NULL
+            UNION ALL SELECT 'seconded_unit', seconded_unit, period, {zeros}, points::numeric
+              FROM inspection_points WHERE seconded_unit IS NOT NULL) AS c
+        WHERE period IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")
+    totals = await databases["appraisal"].fetch(
+        f"SELECT subject_type, subject_id, period, {', '.join(counts)}, round(points, 6) AS points"
+        " FROM subject_totals ORDER BY 1, 2, 3")
+    assert expected and [dict(r) for r in totals] == [dict(r) for r in expected]

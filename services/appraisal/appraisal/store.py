@@ -187,23 +187,18 @@ async def set_contribution(conn: asyncpg.Connection, task_id: str, counts: dict[
 
 async def subject_state(conn: asyncpg.Connection, period: str, subject_type: str, subject_id: str,
                         module: str | None) -> tuple[dict[str, int], float, list[float]]:
-    """In one round trip: a subject's counts and points (the sums of its tasks' and inspections'
-    contributions) and its peers' cached points (for the median)."""
-    column = SUBJECT_COLUMNS[subject_type]
-    sums = ", ".join(f"coalesce(sum(c_{c}), 0)::int AS {c}" for c in _COUNT_COLUMNS)
-    inspection_column = {"staff": "staff_id", "module": "module", "seconded_unit": "seconded_unit"}.get(subject_type)
-    inspection_points = (f"(SELECT coalesce(sum(points), 0) FROM inspection_points WHERE period = $1"
-                         f" AND {inspection_column} = $2)" if inspection_column else "0")
+    """In one round trip: a subject's counts and points (its running totals: the sums of its
+    tasks' and inspections' contributions, kept by triggers) and its peers' cached points."""
     args: tuple[str | None, ...] = (period, subject_id, subject_type)
     same_module = ""
     if subject_type == "staff":  # a staff member's peers are the staff of the same module
         args, same_module = (*args, module), " AND module IS NOT DISTINCT FROM $4"
     row = await conn.fetchrow(
-        f"SELECT {sums}, coalesce(sum(c_points), 0) + {inspection_points} AS points,"
-        f" (SELECT coalesce(array_agg(points), '{{}}') FROM score_cache"
+        "SELECT t.*, (SELECT coalesce(array_agg(points), '{}') FROM score_cache"
         f"  WHERE subject_type = $3 AND period = $1{same_module}) AS peers"
-        f" FROM task_facts WHERE period = $1 AND {column} = $2", *args)
-    return ({c: row[c] for c in _COUNT_COLUMNS}, round(float(row["points"]), 4),
+        " FROM (SELECT 1) AS one LEFT JOIN subject_totals t"
+        "  ON t.subject_type = $3 AND t.subject_id = $2 AND t.period = $1", *args)
+    return ({c: row[c] or 0 for c in _COUNT_COLUMNS}, round(float(row["points"] or 0), 4),
             [float(p) for p in row["peers"]])
 
 
