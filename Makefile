@@ -53,7 +53,6 @@ chaos: install
 
 # Property-based fuzzing of every HTTP API from its OpenAPI document: no 5xx.
 fuzz: install
-	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) -m bench.fuzz $(FUZZ_ARGS)
 
 contracts: $(STAMP)

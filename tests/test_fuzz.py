@@ -1,0 +1,32 @@
+"""`make fuzz` at a reduced size, on a stack of its own (the fuzzer files, rates and moves clocks
+at random): every service's HTTP API from its OpenAPI document, with an admin token and without
+one; no request may get a 5xx answer."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from bench.fuzz import fuzz
+from devstack.stack import Stack
+from townflow_shared.auth import issue_token
+
+
+@pytest.mark.timeout(900)
+async def test_no_request_generated_from_the_openapi_documents_gets_a_5xx() -> None:
+    seed = random.SystemRandom().randrange(2**31)
+    print(f"fuzz seed {seed} (replay: python -m bench.fuzz --seed {seed} --examples 10)")
+    stack = Stack.in_temp_dir()
+    try:
+        await asyncio.to_thread(stack.start_infra)
+        await asyncio.to_thread(stack.start_services)
+        admin = issue_token(stack.jwt_secret, "s000", ["admin"])
+        for name, service in stack.services.items():
+            for token in (admin, None):
+                result = await asyncio.to_thread(fuzz, service.url, token, 10, seed)
+                assert result.returncode == 0, f"{name} ({'admin' if token else 'no token'}), seed {seed}:\n" \
+                                               f"{result.stdout[-4000:]}"
+    finally:
+        await asyncio.to_thread(stack.stop)
