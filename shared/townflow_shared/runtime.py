@@ -20,7 +20,7 @@ from pydantic import Field, SkipValidation, TypeAdapter
 
 from . import db
 from .clock import Clock
-from .consumer import BatchConsumer, Registered
+from .consumer import BatchConsumer, Handler, Registered
 from .dlq import RETRY_PAUSE_SECONDS
 from .events import TOPICS, Envelope, dlq_topic
 from .http import mount_common
@@ -34,7 +34,6 @@ from .town import Town, load_town
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Envelope)
-Handler = Callable[[asyncpg.Connection, Any, "ServiceRuntime"], Awaitable[None]]
 
 
 class ServiceRuntime:
@@ -116,7 +115,12 @@ class ServiceRuntime:
 
         async def consume(event: Any, message: KafkaMessage) -> None:
             records: Sequence[Any] = message.raw_message  # type: ignore[assignment]
-            if not await batches.handle(records):
+            try:
+                handled = await batches.handle(records)
+            except Exception:  # e.g. the broker refused a dead letter: deliver the batch again, lose nothing
+                log.exception("a batch failed outside its handlers; it will be delivered again")
+                handled = False
+            if not handled:
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
                 await message.nack()  # rewinds every partition of the batch to its first record
                 return
