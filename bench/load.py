@@ -65,8 +65,9 @@ async def watch_scores(bootstrap: str, run: Run, stop: asyncio.Event) -> None:
             now = time.monotonic()
             for records in batch.values():
                 for record in records:
-                    request_id = json.loads(record.value)["correlation_id"]
-                    run.scored.setdefault(request_id, now)
+                    event = json.loads(record.value)
+                    for request_id in [event["correlation_id"], *event["data"].get("correlation_ids", ())]:
+                        run.scored.setdefault(request_id, now)
     finally:
         await consumer.stop()
 

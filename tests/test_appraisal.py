@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,10 +15,10 @@ import asyncpg
 import pytest
 
 from devstack.stack import REPO, Stack
-from townflow_shared.events import TOPICS
+from townflow_shared.events import TOPICS, ScoreUpdated, TaskDispatched, TaskDispatchedData, new_event
 
 from .conftest import COMMAND, Api, eventually, file_matter, set_clocks, task_of
-from .kafka_tools import event_of, group_caught_up, read_all
+from .kafka_tools import event_of, group_caught_up, produce_together, read_all
 
 APPRAISER = ("s032", "appraisal_admin")
 
@@ -103,7 +105,34 @@ async def test_rates_of_a_staff_member_who_took_over_as_b(stack: Stack, intake: 
     updates = [event_of(r)["data"] for r in await read_all(bootstrap, "appraisal.score.updated.v1")
                if event_of(r)["data"]["subject_id"] == "s015" and event_of(r)["data"]["period"] == "2027-04"]
     assert updates and updates[-1]["rates"]["satisfaction"] == pytest.approx(2 / 3)
-    assert {u["cause_event_id"] for u in updates} >= {e["event_id"] for e in ledger["entries"] if e["reason"] == "unsatisfied"}
+    assert {c for u in updates for c in u["cause_event_ids"]} >= {e["event_id"] for e in ledger["entries"] if e["reason"] == "unsatisfied"}
+
+
+async def test_a_batch_publishes_each_changed_subjects_figures_once(bootstrap: str, appraisal: Api) -> None:
+    """Three dispatches of one staff member arriving in one fetch: one score.updated per subject,
+    with the final figures and every cause listed."""
+    dispatched_at = datetime.fromisoformat("2031-01-15T09:00:00+08:00")
+    events = [new_event(TaskDispatched, TaskDispatchedData(
+        task_id=str(uuid.uuid4()), request_id=request_id, item_code="S005", kind="service", colour="yellow",
+        village="V02", location="测试", lead_module="social", post="welfare", assignee="s014", assigned_via="A",
+        respond_by=dispatched_at + timedelta(hours=4), resolve_by=dispatched_at + timedelta(days=5),
+        dispatched_at=dispatched_at), source="dispatch", town_code="321003104", subject=request_id,
+        correlation_id=request_id, time=dispatched_at)
+        for request_id in (str(uuid.uuid4()) for _ in range(3))]
+    key = b"one-partition"  # one partition and one producer batch: one fetch, one consumer batch
+    await produce_together(bootstrap, TaskDispatched.topic, [(key, e.model_dump_json().encode()) for e in events])
+    await figures_when(appraisal, "2031-01", "staff", "s014", lambda f: f["counts"]["dispatched"] == 3)
+
+    async def updates_of(subject_type: str, subject_id: str) -> list[dict[str, Any]]:
+        return [d for d in (event_of(r)["data"] for r in await read_all(bootstrap, ScoreUpdated.topic))
+                if d["period"] == "2031-01" and (d["subject_type"], d["subject_id"]) == (subject_type, subject_id)]
+
+    for subject in (("staff", "s014"), ("module", "social"), ("village", "V02")):
+        updates = await eventually(lambda s=subject: updates_of(*s), what=f"the score.updated of {subject}")
+        assert len(updates) == 1, updates
+        assert updates[0]["cause_event_ids"] == [str(e.id) for e in events]
+        assert updates[0]["cause_event_id"] == str(events[-1].id)
+        assert updates[0]["correlation_ids"] == [e.correlation_id for e in events]
 
 
 async def test_a_redispatched_matter_counts_once_against_the_final_assignee(

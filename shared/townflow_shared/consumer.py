@@ -104,14 +104,15 @@ class BatchConsumer:
                 [p.registered.name for p in batch], [p.event.id for p in batch], [p.record.topic for p in batch],
             )}
             outcomes = []
-            for p in batch:
-                key = (p.registered.name, p.event.id)
-                if key not in fresh:  # handled before, or twice in this very batch
-                    outcomes.append((p, "duplicate"))
-                    continue
-                fresh.discard(key)
-                await self._run(conn, p)
-                outcomes.append((p, "handled"))
+            async with self.runtime.transaction_scope(conn):
+                for p in batch:
+                    key = (p.registered.name, p.event.id)
+                    if key not in fresh:  # handled before, or twice in this very batch
+                        outcomes.append((p, "duplicate"))
+                        continue
+                    fresh.discard(key)
+                    await self._run(conn, p)
+                    outcomes.append((p, "handled"))
         for p, outcome in outcomes:  # counted once committed
             self._count(p, outcome)
             if outcome == "duplicate":
@@ -122,7 +123,7 @@ class BatchConsumer:
         for p in batch:
             try:
                 fresh = await handle_once(self.pool_of(), self.service, p.registered.name, p.event,
-                                          lambda conn, p=p: self._run(conn, p))  # type: ignore[misc]
+                                          lambda conn, p=p: self._scoped(conn, p))  # type: ignore[misc]
             except TRANSIENT_ERRORS:
                 raise
             except Exception as exc:
@@ -130,6 +131,10 @@ class BatchConsumer:
                 continue
             self._count(p, "handled" if fresh else "duplicate")  # handle_once counts its duplicates
         return failed
+
+    async def _scoped(self, conn: asyncpg.Connection, p: Parsed) -> None:
+        async with self.runtime.transaction_scope(conn):
+            await self._run(conn, p)
 
     async def _run(self, conn: asyncpg.Connection, p: Parsed) -> None:
         """The handler inside a consumer span that continues the trace the event carries."""

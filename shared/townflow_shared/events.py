@@ -292,6 +292,10 @@ class ScoreUpdatedData(EventData):
     composite: float | None
     rank: int | None = None
     cause_event_id: str
+    # A consumer batch publishes a subject's figures once, after all of its events: every event
+    # and matter whose change the figures include (cause_event_id is the last of them).
+    cause_event_ids: list[str] = Field(default_factory=list)
+    correlation_ids: list[str] = Field(default_factory=list)
 
 
 class ScoreUpdated(Envelope):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -32,17 +33,21 @@ def encode(event: Envelope) -> bytes:
     return event.model_dump_json().encode()
 
 
-async def enqueue(conn: asyncpg.Connection, *events: Envelope) -> None:
-    """Add events to the outbox inside the caller's open transaction."""
+async def enqueue(conn: asyncpg.Connection, *events: Envelope,
+                  trace_headers: Sequence[dict[str, str]] | None = None) -> None:
+    """Add events to the outbox inside the caller's open transaction, each carrying the current
+    trace context, or its own from `trace_headers` (one per event) when it belongs to another."""
     if not events:
         return
-    headers = current_trace_headers()
+    headers = list(trace_headers) if trace_headers is not None else [current_trace_headers()] * len(events)
+    if len(headers) != len(events):
+        raise ValueError("give one trace context per event")
     # One statement whatever the number of events; the table's trigger NOTIFYs the relay at commit.
     await conn.execute(
         "INSERT INTO outbox (topic, key, payload, headers)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::jsonb[])",
         [e.topic for e in events], [e.key for e in events], [encode(e) for e in events],
-        [headers] * len(events),
+        headers,
     )
 
 

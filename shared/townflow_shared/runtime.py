@@ -8,6 +8,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union
 
@@ -45,6 +46,8 @@ class ServiceRuntime:
         self.migrations = migrations
         self.handlers: dict[type[Envelope], Registered] = {}
         self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
+        self.transaction_scope: Callable[[asyncpg.Connection], AbstractAsyncContextManager[None]] = (
+            lambda conn: contextlib.nullcontext())
         self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
         self.offsets = OffsetCommitter(settings.commit_interval_seconds)
         # No FastStream middlewares: they would see batches; spans, metrics and dead letters are
@@ -82,6 +85,11 @@ class ServiceRuntime:
             return handler
 
         return register
+
+    def around_handlers(self, scope: Callable[[asyncpg.Connection], AbstractAsyncContextManager[None]]) -> None:
+        """Wrap every consumer transaction's handlers, e.g. to publish once what a whole batch
+        changed (its exit runs inside the transaction, before the commit)."""
+        self.transaction_scope = scope
 
     def publishes(self, *event_types: type[Envelope]) -> None:
         """Declare the events this service publishes (through its outbox), for its AsyncAPI document."""

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from townflow_shared.events import AlertRaised, ScoreUpdated
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, handlers
+from . import api, flows, handlers
 from .settings import AppraisalSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -18,6 +18,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_runtime(settings: AppraisalSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(settings or AppraisalSettings(), MIGRATIONS)
     handlers.register(runtime)
+    runtime.around_handlers(flows.scores_once_per_transaction(runtime))
     runtime.publishes(ScoreUpdated, AlertRaised)
     return runtime
 

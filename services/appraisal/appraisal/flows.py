@@ -3,7 +3,10 @@ publish score.updated and alert.raised through the outbox."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -17,6 +20,7 @@ from townflow_shared.events import (
 )
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.telemetry import current_trace_headers
 from townflow_shared.town import Town
 
 from . import rules, store
@@ -76,26 +80,78 @@ async def subject_figures(conn: asyncpg.Connection, town: Town, subject_type: ru
                          rules.dimensions(r, c, points, rules.median(peers), a), rules.composite(r, a))
 
 
+@dataclass
+class _Changed:
+    """A subject's figures changed in this transaction: by which events, under whose trace."""
+    causes: list[Envelope] = field(default_factory=list)
+    trace: dict[str, str] = field(default_factory=dict)
+
+
+_changed_in_transaction: ContextVar[dict[tuple[Subject, str], _Changed] | None] = ContextVar(
+    "appraisal_changed_in_transaction", default=None)
+
+
+def scores_once_per_transaction(runtime: ServiceRuntime) -> Callable[[asyncpg.Connection],
+                                                                      AbstractAsyncContextManager[None]]:
+    """A consumer batch publishes each changed subject's figures once, after all its events:
+    at load a batch holds many events of the same staff, module and village, and one
+    score.updated with the final figures says all that the intermediate ones would have."""
+
+    @asynccontextmanager
+    async def scope(conn: asyncpg.Connection) -> AsyncIterator[None]:
+        changed: dict[tuple[Subject, str], _Changed] = {}
+        token = _changed_in_transaction.set(changed)
+        try:
+            yield
+        finally:
+            _changed_in_transaction.reset(token)
+        await _publish(conn, runtime, changed)  # only when every handler succeeded
+
+    return scope
+
+
 async def publish_scores(conn: asyncpg.Connection, runtime: ServiceRuntime, subjects: Iterable[Subject],
                          period: str | None, cause: Envelope) -> None:
-    """score.updated for each subject whose figures the event touched; alerts for staff."""
+    """score.updated for each subject whose figures the event touched (once per consumer
+    transaction, see scores_once_per_transaction; at once elsewhere); alerts for staff."""
     if period is None:
         return
+    batch = _changed_in_transaction.get()
+    changed = batch if batch is not None else {}
+    trace = current_trace_headers()  # the score follows the trace of the matter that changed it last
+    for subject in dict.fromkeys(subjects):
+        entry = changed.setdefault((subject, period), _Changed())
+        entry.causes.append(cause)
+        entry.trace = trace
+    if batch is None:
+        await _publish(conn, runtime, changed)
+
+
+async def _publish(conn: asyncpg.Connection, runtime: ServiceRuntime,
+                   changed: dict[tuple[Subject, str], _Changed]) -> None:
     town = runtime.town
     events: list[Envelope] = []
-    for subject_type, subject_id in dict.fromkeys(subjects):
+    traces: list[dict[str, str]] = []
+    for ((subject_type, subject_id), period), entry in changed.items():
+        cause = entry.causes[-1]
         module = town.staff[subject_id].module if subject_type == "staff" and subject_id in town.staff else None
         figs = await subject_figures(conn, town, subject_type, subject_id, period, module)
         rank = await store.cache_score(conn, subject_type, subject_id, period, figs.composite, figs.points, module)
         events.append(new_event(ScoreUpdated, ScoreUpdatedData(
             subject_type=subject_type, subject_id=subject_id, period=period, rates=figs.rates,
             points=figs.points, dimensions=figs.dimensions, composite=figs.composite, rank=rank,
-            cause_event_id=str(cause.id)), source="appraisal", town_code=town.code,
+            cause_event_id=str(cause.id),
+            cause_event_ids=list(dict.fromkeys(str(c.id) for c in entry.causes)),
+            correlation_ids=list(dict.fromkeys(c.correlation_id for c in entry.causes))),
+            source="appraisal", town_code=town.code,
             subject=f"{subject_type}:{subject_id}", correlation_id=cause.correlation_id,
             time=cause.time, causation_id=cause.id))
+        traces.append(entry.trace)
         if subject_type == "staff":
-            events.extend(await _alerts(conn, runtime, subject_id, period, figs, cause))
-    await enqueue(conn, *events)
+            alerts = await _alerts(conn, runtime, subject_id, period, figs, cause)
+            events.extend(alerts)
+            traces.extend([entry.trace] * len(alerts))
+    await enqueue(conn, *events, trace_headers=traces)
 
 
 async def _alerts(conn: asyncpg.Connection, runtime: ServiceRuntime, staff_id: str, period: str,
