@@ -5,6 +5,7 @@ HS256 with TOWNFLOW_JWT_SECRET here; production points the same check at an OIDC
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 ROLES = frozenset({
     "clerk", "proxy_agent", "village_station", "command_centre", "staff", "module_leader",
@@ -22,6 +23,7 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 class Principal(BaseModel):
+    model_config = ConfigDict(frozen=True)  # shared between calls by the token cache
     sub: str
     roles: frozenset[str]
 
@@ -39,12 +41,22 @@ def issue_token(secret: str, sub: str, roles: Iterable[str], ttl_seconds: int = 
 
 
 def decode_token(secret: str, token: str, audience: str | None = None) -> Principal:
+    principal, expires = _verified(secret, token, audience)
+    if expires <= time.time():
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    return principal
+
+
+# A client sends the same token with every call until it expires: verify it once (a failure is
+# not cached), then only its expiry is checked again.
+@functools.lru_cache(maxsize=4096)
+def _verified(secret: str, token: str, audience: str | None) -> tuple[Principal, float]:
     claims = jwt.decode(token, secret, algorithms=["HS256"], audience=audience,
                         options={"require": ["sub", "exp"], "verify_aud": audience is not None})
     roles = claims.get("roles", [])
     if not isinstance(roles, list):
         raise jwt.InvalidTokenError("roles must be a list")
-    return Principal(sub=str(claims["sub"]), roles=frozenset(str(r) for r in roles))
+    return Principal(sub=str(claims["sub"]), roles=frozenset(str(r) for r in roles)), float(claims["exp"])
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -6,6 +6,7 @@ the outbox row, so one trace follows a matter across every service.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from opentelemetry import propagate, trace
@@ -41,7 +42,10 @@ def current_trace_headers() -> dict[str, str]:
     return carrier
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    # Once per process: get_tracer builds a tracer and resets warning filters on every call, a
+    # measurable share of a handler's CPU. Before set-up it is a proxy that follows the provider.
     return trace.get_tracer("townflow")
 
 
