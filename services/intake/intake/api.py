@@ -115,9 +115,9 @@ async def file_request(
                                                                "request body")], where="header")
                 return JSONResponse(prior["response"], status_code=prior["status"])
         window = timedelta(days=town.rules.intake.repeat_filing_window_days)
-        earlier = await store.count_recent_filings(conn, ref, item.code, now - window)
+        sequence, earlier = await store.claim_ticket(conn, town.calendar.local(now).date(), ref, item.code,
+                                                     now - window)
         colour = rules.colour_for(body.colour, item, earlier, town.rules.intake)
-        sequence = await store.next_ticket_sequence(conn, town.calendar.local(now).date())
         request_id = uuid.uuid4()
         ticket_no = rules.ticket_number(town.code, town.calendar.local(now).date(), sequence)
         access_code = rules.new_access_code()
@@ -130,8 +130,7 @@ async def file_request(
             "citizen_ref": ref, "proxy_agent_id": body.proxy_agent_id,
             "village_record_id": body.village_record_id, "filed_by": principal.sub,
             "filed_at": now, "status": "filed", "status_at": now, "trace_headers": current_trace_headers(),
-        })
-        await store.add_timeline(conn, request_id, now, "filed", {"channel": body.channel}, None)
+        }, "filed", {"channel": body.channel})
         await enqueue(conn, new_event(
             RequestFiled,
             RequestFiledData(

@@ -28,22 +28,20 @@ async def _step(conn: asyncpg.Connection, request_id: str, at: datetime, step: s
                 detail: dict[str, Any], event_id: uuid.UUID, status: str | None = None,
                 completed_at: datetime | None = None) -> None:
     rid = uuid.UUID(request_id)
-    current = await store.status_for_update(conn, rid)
+    current = await store.step_and_status(conn, rid, at, step, detail, event_id)
     if current is None:
         return  # a matter filed by another town's intake; nothing of ours to update
-    await store.add_timeline(conn, rid, at, step, detail, event_id)
     if status is not None and rules.newer_status(current["status"], current["status_at"], status, at):
         await store.set_status(conn, rid, status, at, completed_at)
 
 
 async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, _: ServiceRuntime) -> None:
     d = event.data
-    await conn.execute("INSERT INTO task_requests (task_id, request_id) VALUES ($1, $2)"
-                       " ON CONFLICT DO NOTHING", d.task_id, uuid.UUID(d.request_id))
+    early_steps = await store.link_task(conn, d.task_id, uuid.UUID(d.request_id))
     await _step(conn, d.request_id, d.dispatched_at, "dispatched",
                 {"task_id": d.task_id, "module": d.lead_module, "colour": d.colour,
                  "resolve_by": d.resolve_by.isoformat()}, event.id, status="dispatched")
-    for early in await conn.fetch("DELETE FROM early_inspection_steps WHERE task_id = $1 RETURNING *", d.task_id):
+    for early in early_steps:
         await _step(conn, d.request_id, early["at"], "inspected", early["detail"], early["event_id"])
 
 
@@ -85,15 +83,11 @@ async def task_verified(conn: asyncpg.Connection, event: TaskVerified, _: Servic
 
 async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, _: ServiceRuntime) -> None:
     d = event.data
-    rows = await conn.fetch("SELECT task_id, request_id FROM task_requests WHERE task_id = ANY($1)",
-                            d.task_ids)
+    known = await store.requests_of_tasks(conn, d.task_ids)
     outcomes = {f.task_id: f.outcome for f in d.findings}
-    known = {row["task_id"]: str(row["request_id"]) for row in rows}
     for task_id in d.task_ids:
         detail = {"inspection_id": d.inspection_id, "outcome": outcomes.get(task_id)}
         if task_id in known:
             await _step(conn, known[task_id], d.finished_at, "inspected", detail, event.id)
         else:  # its dispatch has not reached us yet: the step waits for it (see task_dispatched)
-            await conn.execute("INSERT INTO early_inspection_steps (task_id, at, detail, event_id)"
-                               " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                               task_id, d.finished_at, detail, event.id)
+            await store.keep_early_inspection_step(conn, task_id, d.finished_at, detail, event.id)
