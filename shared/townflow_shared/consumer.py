@@ -1,8 +1,9 @@
 """Consumed records handled a batch at a time, each event exactly once.
 
 A batch is what one fetch returned (up to `consume_batch_max` records). Its events are validated
-one by one; the valid ones run in ONE PostgreSQL transaction with ONE inbox insert, so a batch
-costs two round trips plus what the handlers themselves need, instead of five per event. If a
+one by one; the valid ones run in ONE PostgreSQL transaction with ONE inbox insert and ONE
+outbox insert of every event they publish, so a batch costs three round trips plus what the
+handlers themselves read and write, instead of five per event. If a
 handler fails, the transaction is rolled back and the batch is handled again event by event, so
 only the failing event goes to its `.dlq` topic. A database or broker that is away rewinds the
 batch; the inbox makes the redelivery harmless. Offsets are marked only after all of it.
@@ -27,6 +28,7 @@ from .dlq import TRANSIENT_ERRORS, dead_letter_headers, describe
 from .events import Envelope, dlq_topic
 from .inbox import handle_once
 from .metrics import BATCH_SIZE, DLQ_MESSAGES, DUPLICATES_SKIPPED, EVENTS_CONSUMED, HANDLER_DURATION
+from .outbox import one_insert_per_transaction
 from .telemetry import tracer
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,7 @@ class BatchConsumer:
                 [p.registered.name for p in batch], [p.event.id for p in batch], [p.record.topic for p in batch],
             )}
             outcomes = []
-            async with self.runtime.transaction_scope(conn):
+            async with one_insert_per_transaction(conn), self.runtime.transaction_scope(conn):
                 for p in batch:
                     key = (p.registered.name, p.event.id)
                     if key not in fresh:  # handled before, or twice in this very batch
@@ -133,7 +135,7 @@ class BatchConsumer:
         return failed
 
     async def _scoped(self, conn: asyncpg.Connection, p: Parsed) -> None:
-        async with self.runtime.transaction_scope(conn):
+        async with one_insert_per_transaction(conn), self.runtime.transaction_scope(conn):
             await self._run(conn, p)
 
     async def _run(self, conn: asyncpg.Connection, p: Parsed) -> None:

@@ -1,11 +1,14 @@
-"""HTTP pieces every service mounts: health, readiness, metrics, RED metrics, and the test clock."""
+"""HTTP pieces every service mounts: health, readiness, metrics, RED metrics, the refusal of NUL
+characters, and the test clock."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -129,8 +132,85 @@ class RedMetricsMiddleware:
             HTTP_DURATION.labels(self.service, scope["method"], template).observe(time.perf_counter() - started)
 
 
+class NulCharacterMiddleware:
+    """PostgreSQL text cannot hold U+0000, so a NUL in a query parameter, the path or a JSON
+    string is refused with a 422 naming where it is, before any handler could turn it into a
+    database error (a 500). Plain ASGI; a body is looked into only if it holds an escaped NUL."""
+
+    MESSAGE = "text may not contain the NUL character (U+0000)"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query: bytes = scope.get("query_string", b"")
+        if b"%00" in query or b"\x00" in query:
+            for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                if "\x00" in name or "\x00" in value:
+                    await self._refuse(send, ["query", name.replace("\x00", "")])
+                    return
+        if "\x00" in scope["path"]:
+            await self._refuse(send, ["path"])
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        body = b"".join(m.get("body", b"") for m in messages)
+        if b"\\u0000" in body:
+            where = _nul_in_json(body)
+            if where is not None:
+                await self._refuse(send, ["body", *where])
+                return
+        replay = iter(messages)
+
+        async def receive_again() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, receive_again, send)
+
+    async def _refuse(self, send: Send, loc: list[str | int]) -> None:
+        await JSONResponse({"detail": [{"loc": loc, "msg": self.MESSAGE, "type": "value_error"}]},
+                           status_code=422)({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _nul_in_json(body: bytes) -> list[str | int] | None:
+    """Where the first string holding a NUL is, as a FastAPI `loc`; None if none (or not JSON)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None  # FastAPI answers the broken JSON itself
+
+    def search(value: Any, path: list[str | int]) -> list[str | int] | None:
+        if isinstance(value, str):
+            return path if "\x00" in value else None
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            if isinstance(key, str) and "\x00" in key:
+                return [*path, key.replace("\x00", "")]
+            found = search(item, [*path, key])
+            if found is not None:
+                return found
+        return None
+
+    return search(document, [])
+
+
 def mount_common(app: FastAPI, service: str, with_test_clock: bool) -> None:
     app.include_router(ops)
     if with_test_clock:
         app.include_router(test_clock)
+    app.add_middleware(NulCharacterMiddleware)
     app.add_middleware(RedMetricsMiddleware, service=service)

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 import asyncpg
@@ -33,6 +35,10 @@ def encode(event: Envelope) -> bytes:
     return event.model_dump_json().encode()
 
 
+# Set inside a consumer's transaction: events wait here and are written in one statement.
+_held: ContextVar[list[tuple[Envelope, dict[str, str]]] | None] = ContextVar("townflow_outbox_held", default=None)
+
+
 async def enqueue(conn: asyncpg.Connection, *events: Envelope,
                   trace_headers: Sequence[dict[str, str]] | None = None) -> None:
     """Add events to the outbox inside the caller's open transaction, each carrying the current
@@ -42,12 +48,33 @@ async def enqueue(conn: asyncpg.Connection, *events: Envelope,
     headers = list(trace_headers) if trace_headers is not None else [current_trace_headers()] * len(events)
     if len(headers) != len(events):
         raise ValueError("give one trace context per event")
+    held = _held.get()
+    if held is not None:
+        held.extend(zip(events, headers, strict=True))
+        return
+    await _insert(conn, events, headers)
+
+
+@asynccontextmanager
+async def one_insert_per_transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """Hold what the handlers of a consumer batch enqueue and write it in one statement before
+    the commit, in the order it was enqueued (nothing is written if a handler fails)."""
+    held: list[tuple[Envelope, dict[str, str]]] = []
+    token = _held.set(held)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+    if held:
+        await _insert(conn, [e for e, _ in held], [h for _, h in held])
+
+
+async def _insert(conn: asyncpg.Connection, events: Sequence[Envelope], headers: Sequence[dict[str, str]]) -> None:
     # One statement whatever the number of events; the table's trigger NOTIFYs the relay at commit.
     await conn.execute(
         "INSERT INTO outbox (topic, key, payload, headers)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::jsonb[])",
-        [e.topic for e in events], [e.key for e in events], [encode(e) for e in events],
-        headers,
+        [e.topic for e in events], [e.key for e in events], [encode(e) for e in events], list(headers),
     )
 
 
