@@ -60,13 +60,15 @@ def module_staff(town: Town, module: str) -> list[str]:
     return [s.id for s in town.staff.values() if s.module == module]
 
 
-async def refresh_contribution(conn: asyncpg.Connection, town: Town, task_id: str) -> None:
-    """Recompute what a task adds to its subjects, after any of its facts changed."""
+async def refresh_contribution(conn: asyncpg.Connection, town: Town, task_id: str) -> asyncpg.Record | None:
+    """Recompute what a task adds to its subjects, after any of its facts changed; return the
+    task's facts (its subjects and period), or None while its dispatch has not arrived."""
     row = await store.fact_of_task(conn, task_id)
     if row is None:
-        return  # not dispatched yet: it counts once its dispatch arrives
+        return None  # not dispatched yet: it counts once its dispatch arrives
     c, points = rules.contribution(task_fact(row), town, town.rules.appraisal)
     await store.set_contribution(conn, task_id, vars(c), points)
+    return row
 
 
 async def subject_figures(conn: asyncpg.Connection, town: Town, subject_type: rules.SubjectType,

@@ -29,8 +29,7 @@ def _period(runtime: ServiceRuntime, row: asyncpg.Record | None) -> str | None:
 
 
 async def _task_changed(conn: asyncpg.Connection, runtime: ServiceRuntime, task_id: str, event: object) -> None:
-    await flows.refresh_contribution(conn, runtime.town, task_id)
-    row = await store.task_row(conn, task_id)
+    row = await flows.refresh_contribution(conn, runtime.town, task_id)
     await flows.publish_scores(conn, runtime, flows.subjects_of_task(row), _period(runtime, row), event)  # type: ignore[arg-type]
 
 

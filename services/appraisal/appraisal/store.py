@@ -99,10 +99,6 @@ async def record_inspection(conn: asyncpg.Connection, inspection_id: str, period
         inspection_id, period, officers, task_count, finished_at, event_id)
 
 
-async def task_row(conn: asyncpg.Connection, task_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM task_facts WHERE task_id = $1", task_id)
-
-
 async def standing_tasks_of_request(conn: asyncpg.Connection, request_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT * FROM task_facts t WHERE t.request_id = $1 AND t.dispatched_event IS NOT NULL"
