@@ -3,7 +3,7 @@ fixed offered rate and measure sustained throughput and latency from filing to t
 appraisal.score.updated, each service's CPU and peak memory, and — in the same run, on the same
 broker — a bare aiokafka chain of the same hop count. Writes bench/results/<time>.json and .png.
 
-    python -m bench [--matters 20000] [--rate 50] [--ramp 20,40,...,160] [--step-matters 300]
+    python -m bench [--matters 20000] [--rate 50] [--ramp 20,50,...,200] [--step-matters 600]
                      [--env TOWNFLOW_X=VALUE ...]
 """
 
@@ -116,8 +116,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--matters", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=50.0, help="offered matters per second in the main run")
-    parser.add_argument("--ramp", default="20,40,60,80,100,120,140,160", help="offered rates of the ramp steps")
-    parser.add_argument("--step-matters", type=int, default=300)
+    parser.add_argument("--ramp", default="20,50,80,110,140,170,200", help="offered rates of the ramp steps")
+    parser.add_argument("--step-matters", type=int, default=600)
     parser.add_argument("--bare-messages", type=int, default=20_000)
     parser.add_argument("--env", type=_setting, action="append", default=[], metavar="TOWNFLOW_X=VALUE",
                         help="a service setting for this run (repeatable), e.g. TOWNFLOW_KAFKA_FETCH_MIN_BYTES=65536")
