@@ -121,7 +121,7 @@ async def test_a_batch_publishes_each_changed_subjects_figures_once(bootstrap: s
         for request_id in (str(uuid.uuid4()) for _ in range(3))]
     key = b"one-partition"  # one partition and one producer batch: one fetch, one consumer batch
     await produce_together(bootstrap, TaskDispatched.topic, [(key, e.model_dump_json().encode()) for e in events])
-    await figures_when(appraisal, "2031-01", "staff", "s014", lambda f: f["counts"]["dispatched"] == 3)
+    exact = await figures_when(appraisal, "2031-01", "staff", "s014", lambda f: f["counts"]["dispatched"] == 3)
 
     async def updates_of(subject_type: str, subject_id: str) -> list[dict[str, Any]]:
         return [d for d in (event_of(r)["data"] for r in await read_all(bootstrap, ScoreUpdated.topic))
@@ -133,6 +133,10 @@ async def test_a_batch_publishes_each_changed_subjects_figures_once(bootstrap: s
         assert updates[0]["cause_event_ids"] == [str(e.id) for e in events]
         assert updates[0]["cause_event_id"] == str(events[-1].id)
         assert updates[0]["correlation_ids"] == [e.correlation_id for e in events]
+        assert updates[0]["rank"] == 1  # the first of its kind scored this month
+    staff_update = (await updates_of("staff", "s014"))[0]
+    assert staff_update["rates"] == exact["rates"] and staff_update["points"] == exact["points"]
+    assert staff_update["composite"] == pytest.approx(exact["composite"])
 
 
 async def test_a_redispatched_matter_counts_once_against_the_final_assignee(

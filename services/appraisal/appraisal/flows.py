@@ -71,15 +71,14 @@ async def refresh_contribution(conn: asyncpg.Connection, town: Town, task_id: st
     return row
 
 
-async def subject_figures(conn: asyncpg.Connection, town: Town, subject_type: rules.SubjectType,
-                          subject_id: str, period: str, module: str | None) -> rules.Figures:
-    """A subject's figures from the sums of its contributions, in one query."""
-    sums, points, peers = await store.subject_state(conn, period, subject_type, subject_id, module)
-    c = rules.Counts(**sums)
+def figures_of(town: Town, subject_type: rules.SubjectType, subject_id: str, period: str,
+               state: store.SubjectState) -> rules.Figures:
+    """A subject's figures from the sums of its contributions and its peers' points."""
+    c = rules.Counts(**state.sums)
     r = rules.rates(c)
     a = town.rules.appraisal
-    return rules.Figures(subject_type, subject_id, period, c, r, points,
-                         rules.dimensions(r, c, points, rules.median(peers), a), rules.composite(r, a))
+    return rules.Figures(subject_type, subject_id, period, c, r, state.points,
+                         rules.dimensions(r, c, state.points, rules.median(state.peers), a), rules.composite(r, a))
 
 
 @dataclass
@@ -131,14 +130,20 @@ async def publish_scores(conn: asyncpg.Connection, runtime: ServiceRuntime, subj
 
 async def _publish(conn: asyncpg.Connection, runtime: ServiceRuntime,
                    changed: dict[tuple[Subject, str], _Changed]) -> None:
+    """Every changed subject's figures in one query and their cache in one statement: the
+    peers' points and ranks are those from before this batch."""
     town = runtime.town
+    keys = [(subject_type, subject_id, period, _module_of(town, subject_type, subject_id))
+            for (subject_type, subject_id), period in changed]
+    states = await store.subjects_state(conn, keys)
+    figures = [figures_of(town, t, i, p, state) for (t, i, p, _), state in zip(keys, states, strict=True)]
+    ranks = await store.cache_scores(conn, [(t, i, p, f.composite, f.points, m)
+                                            for (t, i, p, m), f in zip(keys, figures, strict=True)])
     events: list[Envelope] = []
     traces: list[dict[str, str]] = []
-    for ((subject_type, subject_id), period), entry in changed.items():
+    for ((subject_type, subject_id, period, _), figs, rank, entry) in zip(
+            keys, figures, ranks, changed.values(), strict=True):
         cause = entry.causes[-1]
-        module = town.staff[subject_id].module if subject_type == "staff" and subject_id in town.staff else None
-        figs = await subject_figures(conn, town, subject_type, subject_id, period, module)
-        rank = await store.cache_score(conn, subject_type, subject_id, period, figs.composite, figs.points, module)
         events.append(new_event(ScoreUpdated, ScoreUpdatedData(
             subject_type=subject_type, subject_id=subject_id, period=period, rates=figs.rates,
             points=figs.points, dimensions=figs.dimensions, composite=figs.composite, rank=rank,
@@ -154,6 +159,11 @@ async def _publish(conn: asyncpg.Connection, runtime: ServiceRuntime,
             events.extend(alerts)
             traces.extend([entry.trace] * len(alerts))
     await enqueue(conn, *events, trace_headers=traces)
+
+
+def _module_of(town: Town, subject_type: str, subject_id: str) -> str | None:
+    """A staff member's module: their peers for the workload median are its staff."""
+    return town.staff[subject_id].module if subject_type == "staff" and subject_id in town.staff else None
 
 
 async def _alerts(conn: asyncpg.Connection, runtime: ServiceRuntime, staff_id: str, period: str,

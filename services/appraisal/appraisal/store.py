@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -122,18 +124,25 @@ async def inspections_of(db: Db, period: str, officers: list[str] | None = None)
                           period, officers)
 
 
-async def cache_score(conn: asyncpg.Connection, subject_type: str, subject_id: str, period: str,
-                      composite: float | None, points: float, module: str | None) -> int | None:
-    """Remember the subject's latest figures; return its rank among the cached peers (one
-    statement: the count reads the snapshot before the upsert, so the subject itself is left out)."""
-    ahead = await conn.fetchval(
-        "WITH upsert AS (INSERT INTO score_cache (subject_type, subject_id, period, composite, points, module)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_type, subject_id, period)"
-        " DO UPDATE SET composite = EXCLUDED.composite, points = EXCLUDED.points)"
-        " SELECT count(*) FROM score_cache WHERE subject_type = $1 AND period = $3 AND composite > $4"
-        " AND subject_id <> $2",
-        subject_type, subject_id, period, composite, points, module)
-    return None if composite is None else 1 + int(ahead)
+async def cache_scores(conn: asyncpg.Connection,
+                       rows: Sequence[tuple[str, str, str, float | None, float, str | None]]) -> list[int | None]:
+    """Remember subjects' latest figures, each (subject_type, subject_id, period, composite,
+    points, module) once; return each one's rank among its cached peers, in one statement (the
+    counts read the snapshot before the upsert, so a subject does not count itself)."""
+    if not rows:
+        return []
+    ahead = await conn.fetch(
+        "WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[],"
+        "  $6::text[]) WITH ORDINALITY AS s(subject_type, subject_id, period, composite, points, module, ord)),"
+        " upsert AS (INSERT INTO score_cache (subject_type, subject_id, period, composite, points, module)"
+        "  SELECT subject_type, subject_id, period, composite, points, module FROM s"
+        "  ON CONFLICT (subject_type, subject_id, period)"
+        "  DO UPDATE SET composite = EXCLUDED.composite, points = EXCLUDED.points)"
+        " SELECT (SELECT count(*) FROM score_cache c WHERE c.subject_type = s.subject_type"
+        "  AND c.period = s.period AND c.composite > s.composite AND c.subject_id <> s.subject_id) AS ahead"
+        " FROM s ORDER BY s.ord",
+        *(list(column) for column in zip(*rows, strict=True)))
+    return [None if row[3] is None else 1 + int(a["ahead"]) for row, a in zip(rows, ahead, strict=True)]
 
 
 async def raise_alert(conn: asyncpg.Connection, staff_id: str, period: str, level: str, reasons: list[str],
@@ -181,21 +190,31 @@ async def set_contribution(conn: asyncpg.Connection, task_id: str, counts: dict[
                        task_id, *(counts[c] for c in _COUNT_COLUMNS), points)
 
 
-async def subject_state(conn: asyncpg.Connection, period: str, subject_type: str, subject_id: str,
-                        module: str | None) -> tuple[dict[str, int], float, list[float]]:
-    """In one round trip: a subject's counts and points (its running totals: the sums of its
-    tasks' and inspections' contributions, kept by triggers) and its peers' cached points."""
-    args: tuple[str | None, ...] = (period, subject_id, subject_type)
-    same_module = ""
-    if subject_type == "staff":  # a staff member's peers are the staff of the same module
-        args, same_module = (*args, module), " AND module IS NOT DISTINCT FROM $4"
-    row = await conn.fetchrow(
-        "SELECT t.*, (SELECT coalesce(array_agg(points), '{}') FROM score_cache"
-        f"  WHERE subject_type = $3 AND period = $1{same_module}) AS peers"
-        " FROM (SELECT 1) AS one LEFT JOIN subject_totals t"
-        "  ON t.subject_type = $3 AND t.subject_id = $2 AND t.period = $1", *args)
-    return ({c: row[c] or 0 for c in _COUNT_COLUMNS}, round(float(row["points"] or 0), 4),
-            [float(p) for p in row["peers"]])
+@dataclass(frozen=True)
+class SubjectState:
+    sums: dict[str, int]   # running totals of the subject's counts
+    points: float
+    peers: list[float]     # cached points of its peers (itself included, as last published)
+
+
+async def subjects_state(conn: asyncpg.Connection,
+                         keys: Sequence[tuple[str, str, str, str | None]]) -> list[SubjectState]:
+    """In one round trip, for each (subject_type, subject_id, period, module): its running totals
+    (the sums of its tasks' and inspections' contributions, kept by triggers) and its peers'
+    cached points — a staff member's peers are the staff of the same module."""
+    if not keys:
+        return []
+    rows = await conn.fetch(
+        "SELECT t.*, (SELECT coalesce(array_agg(c.points), '{}') FROM score_cache c"
+        "  WHERE c.subject_type = s.subject_type AND c.period = s.period"
+        "  AND (s.subject_type <> 'staff' OR c.module IS NOT DISTINCT FROM s.module)) AS peers"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+        "  WITH ORDINALITY AS s(subject_type, subject_id, period, module, ord)"
+        " LEFT JOIN subject_totals t ON t.subject_type = s.subject_type AND t.subject_id = s.subject_id"
+        "  AND t.period = s.period ORDER BY s.ord",
+        *(list(column) for column in zip(*keys, strict=True)))
+    return [SubjectState({c: row[c] or 0 for c in _COUNT_COLUMNS}, round(float(row["points"] or 0), 4),
+                         [float(p) for p in row["peers"]]) for row in rows]
 
 
 async def add_inspection_points(conn: asyncpg.Connection, rows: list[tuple[str, str, str | None, str | None, str, float]]) -> None:
