@@ -15,8 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devstack.processes import Child
-from devstack.stack import ServiceProcess, Stack
+from devstack.stack import Stack
 
 from .load import measure
 from .procstats import cpu_seconds
@@ -73,22 +72,9 @@ leave()
 """
 
 
-def profiled_start(outdir: Path):  # type: ignore[no-untyped-def]
-    def start(self: ServiceProcess, wait: bool = True, **overrides: str) -> ServiceProcess:
-        import os
-
-        env = {**os.environ, **self.env}
-        self.child = Child(self.name, [sys.executable, "-c", PROFILED, self.name, str(outdir / f"{self.name}.prof")],
-                           log=self.log, env=env, cwd=Path.cwd()).start()
-        if wait:
-            self.wait_ready()
-        return self
-    return start
-
-
 async def run(args: argparse.Namespace, outdir: Path) -> None:
-    ServiceProcess.start = profiled_start(outdir)  # type: ignore[method-assign]
     stack = Stack.in_temp_dir()
+    stack.service_argv = lambda name: [sys.executable, "-c", PROFILED, name, str(outdir / f"{name}.prof")]
     try:
         stack.start_infra()
         stack.start_services()

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class ServiceProcess:
     env: dict[str, str]
     log: Path
     child: Child | None = None
+    argv: list[str] = field(default_factory=list)  # how it is launched; `python -m <name>` if empty
 
     @property
     def url(self) -> str:
@@ -43,7 +45,7 @@ class ServiceProcess:
 
     def start(self, wait: bool = True, **overrides: str) -> ServiceProcess:
         env = {**os.environ, **self.env, **{f"TOWNFLOW_{k.upper()}": v for k, v in overrides.items()}}
-        self.child = Child(self.name, [sys.executable, "-m", self.name], log=self.log, env=env,
+        self.child = Child(self.name, self.argv or [sys.executable, "-m", self.name], log=self.log, env=env,
                            cwd=REPO).start()
         if wait:
             self.wait_ready()
@@ -79,6 +81,8 @@ class Stack:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     extra_children: list[Child] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # How each service is launched, when not `python -m <name>` (the profiler wraps it).
+    service_argv: Callable[[str], list[str]] | None = None
 
     @classmethod
     def in_temp_dir(cls, **kwargs: object) -> Stack:
@@ -112,7 +116,8 @@ class Stack:
         default = SERVICES[name]
         port = default if self.preferred_ports and not port_open(default) else free_port()
         process = ServiceProcess(name, port, self.service_env(name) | {"TOWNFLOW_HTTP_PORT": str(port)},
-                                 self.workdir / "logs" / f"{name}.log")
+                                 self.workdir / "logs" / f"{name}.log",
+                                 argv=self.service_argv(name) if self.service_argv else [])
         self.services[name] = process
         return process
 

@@ -12,10 +12,11 @@ batch; the inbox makes the redelivery harmless. Offsets are marked only after al
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +107,7 @@ class BatchConsumer:
                 [p.registered.name for p in batch], [p.event.id for p in batch], [p.record.topic for p in batch],
             )}
             outcomes = []
-            async with one_insert_per_transaction(conn), self.runtime.transaction_scope(conn):
+            async with self._around_handlers(conn):
                 for p in batch:
                     key = (p.registered.name, p.event.id)
                     if key not in fresh:  # handled before, or twice in this very batch
@@ -135,8 +136,15 @@ class BatchConsumer:
         return failed
 
     async def _scoped(self, conn: asyncpg.Connection, p: Parsed) -> None:
-        async with one_insert_per_transaction(conn), self.runtime.transaction_scope(conn):
+        async with self._around_handlers(conn):
             await self._run(conn, p)
+
+    @contextlib.asynccontextmanager
+    async def _around_handlers(self, conn: asyncpg.Connection) -> AsyncIterator[None]:
+        """What every consumer transaction does around its handlers: the service's own scope
+        (e.g. appraisal's scores once per batch) inside, the events all enqueued written at once."""
+        async with one_insert_per_transaction(conn), self.runtime.transaction_scope(conn):
+            yield
 
     async def _run(self, conn: asyncpg.Connection, p: Parsed) -> None:
         """The handler inside a consumer span that continues the trace the event carries."""
