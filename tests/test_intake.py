@@ -92,6 +92,41 @@ async def test_ticket_numbers_never_repeat_under_concurrent_filing(stack: Stack,
     assert sequences == list(range(sequences[0], sequences[0] + 20))
 
 
+async def test_filings_arriving_together_are_written_together_and_keep_every_rule(
+        stack: Stack, intake: Api, databases: dict[str, asyncpg.Pool]) -> None:
+    """Concurrent filings share transactions (group commit); within one, the repeat rule, the
+    gap-free tickets and a retried Idempotency-Key must hold as they do one at a time."""
+    await set_clocks(stack, "2026-12-02T09:00:00+08:00")
+    citizen = {"name": "同时来访", "id_number": f"3210031991{uuid.uuid4().int % 10**7:07d}X"}
+    key, body = f"burst-{uuid.uuid4()}", filing(item_code="S010")
+
+    def post(json: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        return intake.call("POST", "/v1/requests", as_=CLERK, json=json, headers=headers or {})
+
+    answers = await asyncio.gather(
+        *(post(filing(item_code="S007", citizen=citizen)) for _ in range(3)),
+        *(post(body, {"Idempotency-Key": key}) for _ in range(3)),
+        post({**body, "description": "另一件事"}, {"Idempotency-Key": key}),
+        *(post(filing(item_code="S001")) for _ in range(25)))
+    repeats, retried, reused, others = answers[:3], answers[3:6], answers[6], answers[7:]
+    assert all(a.status_code == 201 for a in [*repeats, *retried, *others]), [a.text for a in answers]
+    assert sorted(a.json()["colour"] for a in repeats) == ["orange", "yellow", "yellow"]
+    assert len({a.json()["request_id"] for a in retried}) == 1
+    assert reused.status_code == 422 and reused.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+
+    filed = [a.json() for a in [*repeats, retried[0], *others]]
+    sequences = sorted(int(f["ticket_no"].rsplit("-", 1)[1]) for f in filed)
+    assert sequences == list(range(sequences[0], sequences[0] + len(filed)))  # no gap, none twice
+    rows = await databases["intake"].fetch(
+        "SELECT request_id::text, ticket_no, colour FROM requests WHERE ticket_no = ANY($1)",
+        [f["ticket_no"] for f in filed])
+    assert sorted((r["request_id"], r["ticket_no"], r["colour"]) for r in rows) == sorted(
+        (f["request_id"], f["ticket_no"], f["colour"]) for f in filed)
+    batches = await databases["intake"].fetchval(
+        "SELECT count(DISTINCT xmin::text) FROM requests WHERE ticket_no = ANY($1)", [f["ticket_no"] for f in filed])
+    assert batches < len(filed)  # some of them did share a transaction
+
+
 async def test_status_needs_the_access_code_and_hides_personal_data(stack: Stack, intake: Api,
                                                                     dispatch: Api) -> None:
     await set_clocks(stack, "2026-11-23T09:00:00+08:00")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
@@ -18,8 +16,6 @@ from townflow_shared.events import (
     Channel,
     Colour,
     Rating,
-    RequestFiled,
-    RequestFiledData,
     RequestRated,
     RequestRatedData,
     new_event,
@@ -29,7 +25,7 @@ from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import current_trace_headers, link_to
 
-from . import rules, store
+from . import flows, rules, store
 
 router = APIRouter(tags=["requests"])
 FILERS = ("clerk", "proxy_agent", "village_station", "command_centre")
@@ -102,50 +98,19 @@ async def file_request(
         proxy_agent_id=body.proxy_agent_id, village_record_id=body.village_record_id)
     if problems:
         raise unprocessable(problems)
-    ref = rules.citizen_ref(_citizen_key(runtime), body.citizen.id_number, body.citizen.phone)
-    fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    now = runtime.clock.now()
-
-    async with transaction(runtime.pool) as conn:
-        if idempotency_key:
-            prior = await store.claim_idempotency_key(conn, principal.sub, idempotency_key, fingerprint)
-            if prior is not None:
-                if prior["fingerprint"] != fingerprint:
-                    raise unprocessable([("Idempotency-Key", "this key was used before with a different "
-                                                               "request body")], where="header")
-                return JSONResponse(prior["response"], status_code=prior["status"])
-        window = timedelta(days=town.rules.intake.repeat_filing_window_days)
-        sequence, earlier = await store.claim_ticket(conn, town.calendar.local(now).date(), ref, item.code,
-                                                     now - window)
-        colour = rules.colour_for(body.colour, item, earlier, town.rules.intake)
-        request_id = uuid.uuid4()
-        ticket_no = rules.ticket_number(town.code, town.calendar.local(now).date(), sequence)
-        access_code = rules.new_access_code()
-        await store.insert_request(conn, {
-            "request_id": request_id, "ticket_no": ticket_no, "access_code": access_code,
-            "channel": body.channel, "item_code": item.code, "colour": colour,
-            "description": body.description, "village": body.village, "location": body.location,
-            "target": body.target, "citizen_name": body.citizen.name,
-            "citizen_phone": body.citizen.phone, "citizen_id_number": body.citizen.id_number,
-            "citizen_ref": ref, "proxy_agent_id": body.proxy_agent_id,
-            "village_record_id": body.village_record_id, "filed_by": principal.sub,
-            "filed_at": now, "status": "filed", "status_at": now, "trace_headers": current_trace_headers(),
-        }, "filed", {"channel": body.channel})
-        await enqueue(conn, new_event(
-            RequestFiled,
-            RequestFiledData(
-                request_id=str(request_id), ticket_no=ticket_no, channel=body.channel,
-                item_code=item.code, colour=colour, description=body.description,
-                village=body.village, location=body.location, target=body.target,
-                citizen_ref=ref, proxy_agent_id=body.proxy_agent_id,
-                village_record_id=body.village_record_id, filed_at=now),
-            source="intake", town_code=town.code, subject=str(request_id),
-            correlation_id=str(request_id), time=now))
-        response = Filed(request_id=str(request_id), ticket_no=ticket_no, access_code=access_code,
-                         colour=colour, status="filed").model_dump()
-        if idempotency_key:
-            await store.save_idempotent_response(conn, principal.sub, idempotency_key, 201, response)
-    return JSONResponse(response, status_code=201)
+    fields = body.model_dump(include={"channel", "description", "village", "location", "target",
+                                      "proxy_agent_id", "village_record_id"})
+    fields |= {"citizen_name": body.citizen.name, "citizen_phone": body.citizen.phone,
+               "citizen_id_number": body.citizen.id_number}
+    filing = flows.Filing(
+        filed_by=principal.sub, idempotency_key=idempotency_key,
+        fingerprint=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
+        item=item, requested_colour=body.colour,
+        citizen_ref=rules.citizen_ref(_citizen_key(runtime), body.citizen.id_number, body.citizen.phone),
+        fields=fields, trace_headers=current_trace_headers())
+    # Written with the filings that arrive meanwhile, in one transaction (see flows).
+    status, answer = await flows.filing_writer(runtime).submit(filing)
+    return JSONResponse(answer, status_code=status)
 
 
 def _code_matches(row: Any, code: str | None) -> bool:

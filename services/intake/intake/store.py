@@ -9,58 +9,63 @@ from typing import Any
 import asyncpg
 
 
-async def claim_ticket(conn: asyncpg.Connection, day: date, citizen_ref: str, item_code: str,
-                       since: datetime) -> tuple[int, int]:
-    """The day's next ticket sequence, and how often this citizen filed this item since `since`:
-    one round trip. The day's sequence row stays locked until the filing commits."""
+async def claim_tickets(conn: asyncpg.Connection, day: date, citizen_refs: list[str], item_codes: list[str],
+                        since: datetime) -> tuple[int, list[int]]:
+    """The day's next len(citizen_refs) ticket sequences (the last one is returned), and how often
+    each citizen filed each item since `since`: one round trip. The day's sequence row stays
+    locked until the filings commit, so the numbers have no gaps."""
     row = await conn.fetchrow(
-        "WITH seq AS (INSERT INTO ticket_sequences (day, last) VALUES ($1, 1)"
-        "  ON CONFLICT (day) DO UPDATE SET last = ticket_sequences.last + 1 RETURNING last)"
-        " SELECT (SELECT last FROM seq) AS sequence, (SELECT count(*) FROM requests"
-        "  WHERE citizen_ref = $2 AND item_code = $3 AND filed_at >= $4) AS earlier",
-        day, citizen_ref, item_code, since,
+        "WITH seq AS (INSERT INTO ticket_sequences (day, last) VALUES ($1, $2)"
+        "  ON CONFLICT (day) DO UPDATE SET last = ticket_sequences.last + $2 RETURNING last)"
+        " SELECT (SELECT last FROM seq) AS last, ARRAY("
+        "  SELECT (SELECT count(*) FROM requests r WHERE r.citizen_ref = f.ref AND r.item_code = f.item"
+        "          AND r.filed_at >= $5)"
+        "  FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS f(ref, item, n) ORDER BY f.n) AS earlier",
+        day, len(citizen_refs), citizen_refs, item_codes, since,
     )
-    return int(row["sequence"]), int(row["earlier"])
+    return int(row["last"]), [int(n) for n in row["earlier"]]
 
 
-async def claim_idempotency_key(conn: asyncpg.Connection, scope: str, key: str,
-                                fingerprint: str) -> asyncpg.Record | None:
-    """None when the key is new (and now ours); else the stored row of the first call.
+async def claim_idempotency_keys(conn: asyncpg.Connection, keys: list[tuple[str, str, str]],
+                                 ) -> dict[tuple[str, str], asyncpg.Record]:
+    """Claim (scope, key, fingerprint) entries; the stored rows of those claimed before.
 
-    A concurrent retry with the same key waits on the primary key until the first commits."""
-    claimed = await conn.fetchval(
-        "INSERT INTO idempotency_keys (scope, key, fingerprint) VALUES ($1, $2, $3)"
-        " ON CONFLICT DO NOTHING RETURNING true",
-        scope, key, fingerprint,
-    )
-    if claimed:
-        return None
-    return await conn.fetchrow(
-        "SELECT fingerprint, status, response FROM idempotency_keys WHERE scope = $1 AND key = $2",
-        scope, key,
-    )
-
-
-async def save_idempotent_response(conn: asyncpg.Connection, scope: str, key: str, status: int,
-                                   response: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2",
-        scope, key, status, response,
-    )
+    A concurrent claim of the same key waits on the primary key until the first commits; the
+    stored rows are read by a second statement, so it sees that commit."""
+    claimed = {(r["scope"], r["key"]) for r in await conn.fetch(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING RETURNING scope, key",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])}
+    earlier = [k for k in keys if (k[0], k[1]) not in claimed]
+    if not earlier:
+        return {}
+    rows = await conn.fetch(
+        "SELECT scope, key, fingerprint, status, response FROM idempotency_keys"
+        " WHERE (scope, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        [k[0] for k in earlier], [k[1] for k in earlier])
+    return {(r["scope"], r["key"]): r for r in rows}
 
 
-async def insert_request(conn: asyncpg.Connection, row: dict[str, Any], first_step: str,
-                         detail: dict[str, Any]) -> None:
-    """A new request with the first step of its timeline, in one statement."""
-    columns = list(row)
+async def save_idempotent_responses(conn: asyncpg.Connection,
+                                    answers: list[tuple[str, str, int, dict[str, Any]]]) -> None:
+    """(scope, key, status, response) of each claimed key, in one pipelined round trip."""
+    await conn.executemany(
+        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2", answers)
+
+
+async def insert_requests(conn: asyncpg.Connection, rows: list[dict[str, Any]], first_step: str,
+                          details: list[dict[str, Any]]) -> None:
+    """New requests, each with the first step of its timeline: one statement, run for every row
+    in one pipelined round trip."""
+    columns = list(rows[0])
     placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     n = len(columns)
-    await conn.execute(
+    await conn.executemany(
         f"WITH r AS (INSERT INTO requests ({', '.join(columns)}) VALUES ({placeholders})"
         "  RETURNING request_id, filed_at)"
         f" INSERT INTO timeline (request_id, at, step, detail) SELECT request_id, filed_at, ${n + 1}::text,"
         f" ${n + 2}::jsonb FROM r",
-        *row.values(), first_step, detail,
+        [(*row.values(), first_step, detail) for row, detail in zip(rows, details, strict=True)],
     )
 
 

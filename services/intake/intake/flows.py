@@ -1,0 +1,156 @@
+"""Intake's filing, written a batch at a time (SPEC §5.2, §6).
+
+The HTTP route validates a filing and hands it to the service's `GroupCommit`; the filings that
+wait together are written here in one transaction: idempotency keys claimed, ticket numbers and
+repeat counts taken in one statement, the requests with their first timeline step, the
+`intake.request.filed` events into the outbox (each with its own request's trace), the
+idempotent answers saved. Each filing gets its own answer: (status, body) or the 422 meant for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import asyncpg
+
+from townflow_shared.db import transaction
+from townflow_shared.events import Colour, RequestFiled, RequestFiledData, new_event
+from townflow_shared.group_commit import GroupCommit
+from townflow_shared.http import unprocessable
+from townflow_shared.outbox import enqueue
+from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.town import CatalogItem, Town
+
+from . import rules, store
+
+Answer = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Filing:
+    """A validated filing waiting to be written."""
+
+    filed_by: str
+    idempotency_key: str | None
+    fingerprint: str
+    item: CatalogItem
+    requested_colour: Colour | None
+    citizen_ref: str
+    fields: dict[str, Any]  # the request's columns that come from the body as they are
+    trace_headers: dict[str, str]
+
+    @property
+    def scope_and_key(self) -> tuple[str, str] | None:
+        return (self.filed_by, self.idempotency_key) if self.idempotency_key else None
+
+
+_writers: WeakKeyDictionary[ServiceRuntime, GroupCommit[Filing, Answer]] = WeakKeyDictionary()
+
+
+def filing_writer(runtime: ServiceRuntime) -> GroupCommit[Filing, Answer]:
+    """The service's one writer of filings."""
+    writer = _writers.get(runtime)
+    if writer is None:
+        async def write(filings: Sequence[Filing]) -> list[Answer | BaseException]:
+            async with transaction(runtime.pool) as conn:
+                return await file_requests(conn, filings, runtime.town, runtime.clock.now())
+
+        writer = _writers[runtime] = GroupCommit(write)
+    return writer
+
+
+def _key_reused(fingerprint: str, answer: Answer | BaseException, first_fingerprint: str) -> Answer | BaseException:
+    """A repeated Idempotency-Key: the first answer for the same body, else a 422."""
+    if fingerprint != first_fingerprint:
+        return unprocessable([("Idempotency-Key", "this key was used before with a different request body")],
+                             where="header")
+    return answer
+
+
+async def file_requests(conn: asyncpg.Connection, filings: Sequence[Filing], town: Town,
+                        now: datetime) -> list[Answer | BaseException]:
+    answers: list[Answer | BaseException | None] = [None] * len(filings)
+    # An Idempotency-Key answers as it did the first time: from the database, or from the
+    # first filing of this very batch that carried it.
+    first_with_key: dict[tuple[str, str], int] = {}
+    repeated: list[tuple[int, int]] = []
+    for i, filing in enumerate(filings):
+        if (key := filing.scope_and_key) is not None:
+            if key in first_with_key:
+                repeated.append((i, first_with_key[key]))
+            else:
+                first_with_key[key] = i
+    stored: dict[tuple[str, str], asyncpg.Record] = {}
+    if first_with_key:
+        stored = await store.claim_idempotency_keys(
+            conn, [(*key, filings[i].fingerprint) for key, i in first_with_key.items()])
+        for key, prior in stored.items():
+            i = first_with_key[key]
+            answers[i] = _key_reused(filings[i].fingerprint, (prior["status"], prior["response"]),
+                                     prior["fingerprint"])
+    waiting_on_first = {i for i, _ in repeated}
+    new = [i for i in range(len(filings)) if answers[i] is None and i not in waiting_on_first]
+
+    if new:
+        day = town.calendar.local(now).date()
+        window = timedelta(days=town.rules.intake.repeat_filing_window_days)
+        last, earlier = await store.claim_tickets(conn, day, [filings[i].citizen_ref for i in new],
+                                                  [filings[i].item.code for i in new], now - window)
+        in_this_batch: Counter[tuple[str, str]] = Counter()
+        rows, events, headers, saved = [], [], [], []
+        for sequence, i, earlier_filings in zip(range(last - len(new) + 1, last + 1), new, earlier, strict=True):
+            filing = filings[i]
+            repeat_key = (filing.citizen_ref, filing.item.code)
+            colour = rules.colour_for(filing.requested_colour, filing.item,
+                                      earlier_filings + in_this_batch[repeat_key], town.rules.intake)
+            in_this_batch[repeat_key] += 1
+            request_id = uuid.uuid4()
+            ticket_no = rules.ticket_number(town.code, day, sequence)
+            access_code = rules.new_access_code()
+            fields = filing.fields
+            rows.append({
+                "request_id": request_id, "ticket_no": ticket_no, "access_code": access_code,
+                "item_code": filing.item.code, "colour": colour, **fields,
+                "citizen_ref": filing.citizen_ref, "filed_by": filing.filed_by,
+                "filed_at": now, "status": "filed", "status_at": now, "trace_headers": filing.trace_headers,
+            })
+            events.append(new_event(
+                RequestFiled,
+                RequestFiledData(
+                    request_id=str(request_id), ticket_no=ticket_no, channel=fields["channel"],
+                    item_code=filing.item.code, colour=colour, description=fields["description"],
+                    village=fields["village"], location=fields["location"], target=fields["target"],
+                    citizen_ref=filing.citizen_ref, proxy_agent_id=fields["proxy_agent_id"],
+                    village_record_id=fields["village_record_id"], filed_at=now),
+                source="intake", town_code=town.code, subject=str(request_id),
+                correlation_id=str(request_id), time=now))
+            headers.append(filing.trace_headers)
+            answer: Answer = (201, {"request_id": str(request_id), "ticket_no": ticket_no,
+                                    "access_code": access_code, "colour": colour, "status": "filed"})
+            answers[i] = answer
+            if (key := filing.scope_and_key) is not None:
+                saved.append((*key, *answer))
+        await store.insert_requests(conn, rows, "filed", [{"channel": filing.fields["channel"]}
+                                                          for filing in (filings[i] for i in new)])
+        await enqueue(conn, *events, trace_headers=headers)
+        if saved:
+            await store.save_idempotent_responses(conn, saved)
+
+    for i, first in repeated:
+        key = filings[first].scope_and_key
+        assert key is not None
+        if key in stored:
+            first_answer: Answer | BaseException | None = (stored[key]["status"], stored[key]["response"])
+            first_fingerprint = stored[key]["fingerprint"]
+        else:
+            first_answer, first_fingerprint = answers[first], filings[first].fingerprint
+        assert first_answer is not None
+        answers[i] = _key_reused(filings[i].fingerprint, first_answer, first_fingerprint)
+    assert all(a is not None for a in answers)
+    return answers  # type: ignore[return-value]
