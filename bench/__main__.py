@@ -5,7 +5,7 @@ broker and database — two yardsticks: a bare aiokafka chain of the same hop co
 HTTP app writing one row per request (the floor of the first hop alone). Writes
 bench/results/<time>.json and .png.
 
-    python -m bench [--matters 20000] [--rate 50] [--ramp 20,50,...,200] [--step-matters 600]
+    python -m bench [--matters 20000] [--rate 50] [--ramp 50,100,...,350] [--step-matters 1500]
                      [--env TOWNFLOW_X=VALUE ...]
 """
 
@@ -128,8 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--matters", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=50.0, help="offered matters per second in the main run")
-    parser.add_argument("--ramp", default="20,50,80,110,140,170,200", help="offered rates of the ramp steps")
-    parser.add_argument("--step-matters", type=int, default=600)
+    parser.add_argument("--ramp", default="50,100,150,200,250,300,350", help="offered rates of the ramp steps")
+    parser.add_argument("--step-matters", type=int, default=1500)
     parser.add_argument("--bare-messages", type=int, default=20_000)
     parser.add_argument("--env", type=_setting, action="append", default=[], metavar="TOWNFLOW_X=VALUE",
                         help="a service setting for this run (repeatable), e.g. TOWNFLOW_KAFKA_FETCH_MIN_BYTES=65536")
