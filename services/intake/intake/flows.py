@@ -75,82 +75,97 @@ def _key_reused(fingerprint: str, answer: Answer | BaseException, first_fingerpr
 
 async def file_requests(conn: asyncpg.Connection, filings: Sequence[Filing], town: Town,
                         now: datetime) -> list[Answer | BaseException]:
+    """Every filing's answer, in order: replayed for a known Idempotency-Key, else a new request."""
     answers: list[Answer | BaseException | None] = [None] * len(filings)
-    # An Idempotency-Key answers as it did the first time: from the database, or from the
-    # first filing of this very batch that carried it.
+    keys = await _claim_keys(conn, filings)
+    for i, (fingerprint, answer) in keys.replayed.items():
+        answers[i] = _key_reused(filings[i].fingerprint, answer, fingerprint)
+    new = [i for i in range(len(filings)) if answers[i] is None and i not in keys.repeated]
+    if new:
+        answers_of_new = await _file_new(conn, [filings[i] for i in new], town, now)
+        for i, answer in zip(new, answers_of_new, strict=True):
+            answers[i] = answer
+    for i, first in keys.repeated.items():  # after their first, whose answer they repeat
+        key = filings[first].scope_and_key
+        assert key is not None  # only filings with a key repeat one
+        fingerprint, first_answer = keys.stored[key] if key in keys.stored else (
+            filings[first].fingerprint, answers[first])
+        assert first_answer is not None
+        answers[i] = _key_reused(filings[i].fingerprint, first_answer, fingerprint)
+    assert all(a is not None for a in answers)
+    return answers  # type: ignore[return-value]
+
+
+@dataclass
+class _Keys:
+    replayed: dict[int, tuple[str, Answer]]      # filing -> (first fingerprint, first answer) from the database
+    repeated: dict[int, int]                     # filing -> the earlier filing of this batch with its key
+    stored: dict[tuple[str, str], tuple[str, Answer]]  # key -> what the database holds
+
+
+async def _claim_keys(conn: asyncpg.Connection, filings: Sequence[Filing]) -> _Keys:
+    """An Idempotency-Key answers as it did the first time: from the database, or from the
+    first filing of this very batch that carried it."""
     first_with_key: dict[tuple[str, str], int] = {}
-    repeated: list[tuple[int, int]] = []
+    repeated: dict[int, int] = {}
     for i, filing in enumerate(filings):
         if (key := filing.scope_and_key) is not None:
             if key in first_with_key:
-                repeated.append((i, first_with_key[key]))
+                repeated[i] = first_with_key[key]
             else:
                 first_with_key[key] = i
-    stored: dict[tuple[str, str], asyncpg.Record] = {}
-    if first_with_key:
-        stored = await store.claim_idempotency_keys(
-            conn, [(*key, filings[i].fingerprint) for key, i in first_with_key.items()])
-        for key, prior in stored.items():
-            i = first_with_key[key]
-            answers[i] = _key_reused(filings[i].fingerprint, (prior["status"], prior["response"]),
-                                     prior["fingerprint"])
-    waiting_on_first = {i for i, _ in repeated}
-    new = [i for i in range(len(filings)) if answers[i] is None and i not in waiting_on_first]
+    if not first_with_key:
+        return _Keys({}, repeated, {})
+    rows = await store.claim_idempotency_keys(
+        conn, [(*key, filings[i].fingerprint) for key, i in first_with_key.items()])
+    stored = {
+        key: (row["fingerprint"], (row["status"], row["response"])) for key, row in rows.items()}
+    replayed = {first_with_key[key]: stored[key] for key in rows}
+    return _Keys(replayed, repeated, stored)
 
-    if new:
-        day = town.calendar.local(now).date()
-        window = timedelta(days=town.rules.intake.repeat_filing_window_days)
-        last, earlier = await store.claim_tickets(conn, day, [filings[i].citizen_ref for i in new],
-                                                  [filings[i].item.code for i in new], now - window)
-        in_this_batch: Counter[tuple[str, str]] = Counter()
-        rows, events, headers, saved = [], [], [], []
-        for sequence, i, earlier_filings in zip(range(last - len(new) + 1, last + 1), new, earlier, strict=True):
-            filing = filings[i]
-            repeat_key = (filing.citizen_ref, filing.item.code)
-            colour = rules.colour_for(filing.requested_colour, filing.item,
-                                      earlier_filings + in_this_batch[repeat_key], town.rules.intake)
-            in_this_batch[repeat_key] += 1
-            request_id = uuid.uuid4()
-            ticket_no = rules.ticket_number(town.code, day, sequence)
-            access_code = rules.new_access_code()
-            fields = filing.fields
-            rows.append({
-                "request_id": request_id, "ticket_no": ticket_no, "access_code": access_code,
-                "item_code": filing.item.code, "colour": colour, **fields,
-                "citizen_ref": filing.citizen_ref, "filed_by": filing.filed_by,
-                "filed_at": now, "status": "filed", "status_at": now, "trace_headers": filing.trace_headers,
-            })
-            events.append(new_event(
-                RequestFiled,
-                RequestFiledData(
-                    request_id=str(request_id), ticket_no=ticket_no, channel=fields["channel"],
-                    item_code=filing.item.code, colour=colour, description=fields["description"],
-                    village=fields["village"], location=fields["location"], target=fields["target"],
-                    citizen_ref=filing.citizen_ref, proxy_agent_id=fields["proxy_agent_id"],
-                    village_record_id=fields["village_record_id"], filed_at=now),
-                source="intake", town_code=town.code, subject=str(request_id),
-                correlation_id=str(request_id), time=now))
-            headers.append(filing.trace_headers)
-            answer: Answer = (201, {"request_id": str(request_id), "ticket_no": ticket_no,
-                                    "access_code": access_code, "colour": colour, "status": "filed"})
-            answers[i] = answer
-            if (key := filing.scope_and_key) is not None:
-                saved.append((*key, *answer))
-        await store.insert_requests(conn, rows, "filed", [{"channel": filing.fields["channel"]}
-                                                          for filing in (filings[i] for i in new)])
-        await enqueue(conn, *events, trace_headers=headers)
-        if saved:
-            await store.save_idempotent_responses(conn, saved)
 
-    for i, first in repeated:
-        key = filings[first].scope_and_key
-        assert key is not None
-        if key in stored:
-            first_answer: Answer | BaseException | None = (stored[key]["status"], stored[key]["response"])
-            first_fingerprint = stored[key]["fingerprint"]
-        else:
-            first_answer, first_fingerprint = answers[first], filings[first].fingerprint
-        assert first_answer is not None
-        answers[i] = _key_reused(filings[i].fingerprint, first_answer, first_fingerprint)
-    assert all(a is not None for a in answers)
-    return answers  # type: ignore[return-value]
+async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], town: Town,
+                    now: datetime) -> list[Answer]:
+    """New requests: gap-free tickets and repeat counts in one statement, the rows, the events."""
+    day = town.calendar.local(now).date()
+    window = timedelta(days=town.rules.intake.repeat_filing_window_days)
+    last, earlier = await store.claim_tickets(conn, day, [f.citizen_ref for f in filings],
+                                              [f.item.code for f in filings], now - window)
+    in_this_batch: Counter[tuple[str, str]] = Counter()
+    rows, events, answers, saved = [], [], [], []
+    for sequence, filing, earlier_filings in zip(range(last - len(filings) + 1, last + 1), filings, earlier,
+                                                 strict=True):
+        repeat_key = (filing.citizen_ref, filing.item.code)
+        colour = rules.colour_for(filing.requested_colour, filing.item,
+                                  earlier_filings + in_this_batch[repeat_key], town.rules.intake)
+        in_this_batch[repeat_key] += 1
+        request_id = uuid.uuid4()
+        ticket_no = rules.ticket_number(town.code, day, sequence)
+        access_code = rules.new_access_code()
+        fields = filing.fields
+        rows.append({
+            "request_id": request_id, "ticket_no": ticket_no, "access_code": access_code,
+            "item_code": filing.item.code, "colour": colour, **fields,
+            "citizen_ref": filing.citizen_ref, "filed_by": filing.filed_by,
+            "filed_at": now, "status": "filed", "status_at": now, "trace_headers": filing.trace_headers,
+        })
+        events.append(new_event(
+            RequestFiled,
+            RequestFiledData(
+                request_id=str(request_id), ticket_no=ticket_no, channel=fields["channel"],
+                item_code=filing.item.code, colour=colour, description=fields["description"],
+                village=fields["village"], location=fields["location"], target=fields["target"],
+                citizen_ref=filing.citizen_ref, proxy_agent_id=fields["proxy_agent_id"],
+                village_record_id=fields["village_record_id"], filed_at=now),
+            source="intake", town_code=town.code, subject=str(request_id),
+            correlation_id=str(request_id), time=now))
+        answer: Answer = (201, {"request_id": str(request_id), "ticket_no": ticket_no,
+                                "access_code": access_code, "colour": colour, "status": "filed"})
+        answers.append(answer)
+        if (key := filing.scope_and_key) is not None:
+            saved.append((*key, *answer))
+    await store.insert_requests(conn, rows, "filed", [{"channel": f.fields["channel"]} for f in filings])
+    await enqueue(conn, *events, trace_headers=[f.trace_headers for f in filings])
+    if saved:
+        await store.save_idempotent_responses(conn, saved)
+    return answers
