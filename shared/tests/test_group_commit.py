@@ -67,3 +67,17 @@ async def test_batches_are_capped_and_a_caller_that_leaves_does_not_stop_the_oth
         await rest[0]
     assert await asyncio.gather(*rest[1:]) == [30, 40, 50]
     assert recorder.batches == [[1], [2, 3], [4, 5]]
+
+
+async def test_a_writer_stopped_mid_write_fails_everyone_waiting_instead_of_leaving_them_hanging() -> None:
+    recorder = Recorder()
+    writer: GroupCommit[int, int] = GroupCommit(recorder.write)
+    first = asyncio.create_task(writer.submit(1))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(writer.submit(2))
+    await asyncio.sleep(0)
+    assert writer._writer is not None
+    writer._writer.cancel()  # as at shutdown, while the first transaction is being written
+    outcomes = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), timeout=5)
+    assert all(isinstance(o, RuntimeError) and "writer stopped" in str(o) for o in outcomes)
+    assert await asyncio.wait_for(writer.submit(3), timeout=5) == 30  # a new writer takes over

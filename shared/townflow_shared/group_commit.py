@@ -43,10 +43,18 @@ class GroupCommit(Generic[C, R]):
         return await future  # cancelled when the caller goes away; the write goes on
 
     async def _write_while_waiting(self) -> None:
+        batch: list[tuple[C, asyncio.Future[R]]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
                 await self._write_batch(batch)
+        except BaseException:
+            # Stopped mid-write (the service shutting down): nobody may wait for ever.
+            left, self._waiting = [*batch, *self._waiting], []
+            for _, future in left:
+                if not future.done():
+                    future.set_exception(RuntimeError("the writer stopped before this was written"))
+            raise
         finally:
             self._writer = None
 
