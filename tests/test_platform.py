@@ -189,7 +189,7 @@ async def test_health_readiness_and_metrics_answer_without_a_token(stack: Stack)
         assert (await api.call("GET", "/healthz")).status_code == 200
         ready = await api.call("GET", "/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
+        assert ready.json()["checks"] == {"database": "ok", "kafka": "ok", "consumer": "ok"}
         metrics = await api.call("GET", "/metrics")
         assert metrics.status_code == 200
         assert "townflow_http_requests_total" in metrics.text

@@ -1,12 +1,16 @@
-"""Consumed records handled a batch at a time, each event exactly once.
+"""Consumed records handled a batch at a time, each event exactly once (SPEC §6, §6.1).
 
-A batch is what one fetch returned (up to `consume_batch_max` records). Its events are validated
-one by one; the valid ones run in ONE PostgreSQL transaction with ONE inbox insert and ONE
-outbox insert of every event they publish, so a batch costs three round trips plus what the
-handlers themselves read and write, instead of five per event. If a
-handler fails, the transaction is rolled back and the batch is handled again event by event, so
-only the failing event goes to its `.dlq` topic. A database or broker that is away rewinds the
-batch; the inbox makes the redelivery harmless. Offsets are marked only after all of it.
+A batch is what one fetch returned (up to `consume_batch_max` records). Its records are parsed
+one by one; those that never will parse are poison. The valid events run in ONE PostgreSQL
+transaction with ONE inbox insert and ONE outbox insert of every event they publish. If a handler
+refuses an event by its own rules (`Rejected`), the transaction is rolled back and the batch runs
+again without that event, which joins the poison; nothing else is ever dead-lettered. Poison goes
+to its `.dlq` only after the batch's effects commit, so a batch that is retried does not
+dead-letter twice. Any other error leaves `handle` for the caller to wait out and retry (the
+offsets are not moved); the inbox makes the redelivery harmless.
+
+The live service and appraisal's rebuild both consume through this class; they differ only in
+where poison goes (`DeadLetters`).
 """
 
 from __future__ import annotations
@@ -18,26 +22,22 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from opentelemetry import propagate, trace
 from pydantic import TypeAdapter
 
-from .dlq import TRANSIENT_ERRORS, dead_letter_headers, describe
+from .dlq import UNPARSABLE, Rejected, TopicMismatch, dead_letter_headers, describe
 from .events import Envelope, dlq_topic
-from .inbox import handle_once
 from .metrics import BATCH_SIZE, DLQ_MESSAGES, DUPLICATES_SKIPPED, EVENTS_CONSUMED, HANDLER_DURATION
 from .outbox import one_insert_per_transaction
 from .telemetry import tracer
 
 log = logging.getLogger(__name__)
 Handler = Callable[[asyncpg.Connection, Any, Any], Awaitable[None]]
-
-
-class TopicMismatch(ValueError):
-    """An event arrived on a topic other than its own."""
+Poison = tuple[ConsumerRecord, BaseException]
 
 
 @dataclass(frozen=True)
@@ -53,42 +53,53 @@ class Parsed:
     registered: Registered
 
 
+class DeadLetters(Protocol):
+    async def __call__(self, poison: Sequence[Poison]) -> None: ...
+
+
+class _RejectedEvent(Exception):
+    """A handler's `Rejected`, with the event it refused."""
+
+    def __init__(self, parsed: Parsed, cause: Rejected) -> None:
+        super().__init__(str(cause))
+        self.parsed = parsed
+        self.cause = cause
+
+
 class BatchConsumer:
     def __init__(self, service: str, handlers: dict[type[Envelope], Registered], adapter: TypeAdapter[Any],
-                 pool_of: Callable[[], asyncpg.Pool], producer_of: Callable[[], AIOKafkaProducer],
-                 runtime: Any) -> None:
+                 pool_of: Callable[[], asyncpg.Pool], dead_letters: DeadLetters, runtime: Any) -> None:
         self.service = service
         self.by_type = {t.model_fields["type"].default: r for t, r in handlers.items()}
         self.adapter = adapter
         self.pool_of = pool_of
-        self.producer_of = producer_of
+        self.dead_letters = dead_letters
         self.runtime = runtime
 
-    async def handle(self, records: Sequence[ConsumerRecord]) -> bool:
-        """Handle a batch; False when a passing error means it must be delivered again."""
+    async def handle(self, records: Sequence[ConsumerRecord]) -> int:
+        """Handle a batch; the number of poison records dead-lettered. Raises whatever is not
+        poison (an outage): nothing of the batch is then lost, and retrying it is harmless."""
         BATCH_SIZE.labels(self.service).observe(len(records))
         parsed: list[Parsed] = []
-        bad: list[tuple[ConsumerRecord, BaseException]] = []
+        poison: list[Poison] = []
         for record in in_arrival_order(records):
             try:
                 parsed.append(self._parse(record))
-            except Exception as exc:  # not JSON, not the schema, wrong topic: a dead letter
-                bad.append((record, exc))
-        try:
+            except UNPARSABLE as exc:  # not JSON, not the schema, wrong topic
+                poison.append((record, exc))
+        while True:
             try:
                 await self._in_one_transaction(parsed)
-            except TRANSIENT_ERRORS:
-                raise
-            except Exception as exc:
-                log.warning("a handler failed in a batch of %d (%s); handling it event by event",
-                            len(parsed), describe(exc))
-                bad.extend(await self._one_by_one(parsed))
-            # Dead letters after the effects commit: a rewound batch does not dead-letter twice.
-            await self._dead_letter(bad)
-        except TRANSIENT_ERRORS as exc:
-            log.warning("transient error, the batch will be delivered again: %s", describe(exc))
-            return False
-        return True
+                break
+            except _RejectedEvent as rejected:  # the batch again without it
+                log.warning("%s refused an event: %s", rejected.parsed.registered.name, describe(rejected.cause))
+                parsed = [p for p in parsed if p is not rejected.parsed]
+                poison.append((rejected.parsed.record, rejected.cause))
+        if poison:
+            await self.dead_letters(poison)
+            for record, _ in poison:
+                EVENTS_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
+        return len(poison)
 
     def _parse(self, record: ConsumerRecord) -> Parsed:
         event: Envelope = self.adapter.validate_json(record.value or b"")
@@ -117,27 +128,9 @@ class BatchConsumer:
                     await self._run(conn, p)
                     outcomes.append((p, "handled"))
         for p, outcome in outcomes:  # counted once committed
-            self._count(p, outcome)
+            EVENTS_CONSUMED.labels(self.service, p.record.topic, outcome).inc()
             if outcome == "duplicate":
                 DUPLICATES_SKIPPED.labels(self.service, p.record.topic).inc()
-
-    async def _one_by_one(self, batch: list[Parsed]) -> list[tuple[ConsumerRecord, BaseException]]:
-        failed: list[tuple[ConsumerRecord, BaseException]] = []
-        for p in batch:
-            try:
-                fresh = await handle_once(self.pool_of(), self.service, p.registered.name, p.event,
-                                          lambda conn, p=p: self._scoped(conn, p))  # type: ignore[misc]
-            except TRANSIENT_ERRORS:
-                raise
-            except Exception as exc:
-                failed.append((p.record, exc))
-                continue
-            self._count(p, "handled" if fresh else "duplicate")  # handle_once counts its duplicates
-        return failed
-
-    async def _scoped(self, conn: asyncpg.Connection, p: Parsed) -> None:
-        async with self._around_handlers(conn):
-            await self._run(conn, p)
 
     @contextlib.asynccontextmanager
     async def _around_handlers(self, conn: asyncpg.Connection) -> AsyncIterator[None]:
@@ -159,23 +152,28 @@ class BatchConsumer:
                         "messaging.kafka.message.offset": record.offset,
                         "messaging.message.id": str(p.event.id), "townflow.handler": p.registered.name},
         ):
-            await p.registered.handler(conn, p.event, self.runtime)
+            try:
+                await p.registered.handler(conn, p.event, self.runtime)
+            except Rejected as exc:
+                raise _RejectedEvent(p, exc) from exc
         HANDLER_DURATION.labels(self.service, record.topic).observe(time.perf_counter() - started)
 
-    def _count(self, p: Parsed, outcome: str) -> None:
-        EVENTS_CONSUMED.labels(self.service, p.record.topic, outcome).inc()
 
-    async def _dead_letter(self, bad: list[tuple[ConsumerRecord, BaseException]]) -> None:
-        if not bad:
-            return
+class KafkaDeadLetters:
+    """Poison to `<topic>.dlq`, every send acknowledged before the offsets move on."""
+
+    def __init__(self, service: str, producer_of: Callable[[], AIOKafkaProducer]) -> None:
+        self.service = service
+        self.producer_of = producer_of
+
+    async def __call__(self, poison: Sequence[Poison]) -> None:
         producer = self.producer_of()
         sent = [await producer.send(dlq_topic(record.topic), value=record.value, key=record.key,
                                     headers=dead_letter_headers(record, self.service, exc))
-                for record, exc in bad]
-        await asyncio.gather(*sent)  # every dead letter acknowledged before the offsets move on
-        for record, exc in bad:
+                for record, exc in poison]
+        await asyncio.gather(*sent)
+        for record, exc in poison:
             DLQ_MESSAGES.labels(self.service, record.topic).inc()
-            EVENTS_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
             log.error("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, describe(exc))
 
 

@@ -11,6 +11,17 @@ from pathlib import Path
 import asyncpg
 
 SHARED_MIGRATIONS = Path(str(resources.files("townflow_shared") / "migrations"))
+# A database that is away, restarting or read-only (a managed PostgreSQL's failover): what the
+# consumers wait out and the HTTP routes answer with 503 instead of 500.
+OUTAGES: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections
+    OSError,
+    TimeoutError,
+)
 # Any constant works; it keeps two replicas from migrating the same database at once.
 _MIGRATION_LOCK = 72_410_001
 

@@ -1,30 +1,32 @@
-"""Dead letters: a message that cannot be parsed, validated or handled goes, unchanged, to
-`<topic>.dlq` with headers naming the error, the service and where it came from; the consumer
-then moves on (see consumer.py). Errors that pass (database or broker unreachable) are retried
-instead."""
+"""Dead letters (SPEC §6.1): only poison goes to `<topic>.dlq`.
+
+A record is poison when it can never succeed, and that is decided positively: it is not JSON,
+does not validate as its topic's event, belongs on another topic, or a handler refuses it by the
+service's own rules (`Rejected`). It goes, unchanged, to `<topic>.dlq` with headers naming the
+error, the service and where it came from. Everything else — a database that is away, read-only
+after a failover, full or slow, a lock or serialisation failure, a broker error, even a bug — is
+an outage to wait out: the batch is retried (see retry.py), never dead-lettered.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 
-import asyncpg
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
-RETRY_PAUSE_SECONDS = 1.0
+
+class Rejected(Exception):
+    """A handler refuses an event by the service's own rules: it can never succeed."""
+
+
+class TopicMismatch(ValueError):
+    """An event arrived on a topic other than its own."""
+
+
+# What parsing a record can raise for a record that will never parse.
+UNPARSABLE: tuple[type[BaseException], ...] = (ValidationError, ValueError, UnicodeDecodeError, TopicMismatch)
 
 
 def describe(exc: BaseException) -> str:

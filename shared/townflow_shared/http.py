@@ -17,6 +17,7 @@ from pydantic import BaseModel, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import Principal, require
+from .db import OUTAGES
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
 
 if TYPE_CHECKING:
@@ -51,19 +52,22 @@ async def healthz() -> dict[str, str]:
 
 @ops.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready only when PostgreSQL and Kafka both answer."""
+    """Ready only when PostgreSQL takes writes, Kafka answers and the consumer is not waiting
+    out an error."""
     runtime = runtime_of(request)
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(2):
-            await runtime.pool.fetchval("SELECT 1")
-        checks["database"] = "ok"
+            # A failover's read-only window answers SELECT 1 but refuses every write.
+            read_only = await runtime.pool.fetchval("SELECT current_setting('transaction_read_only')")
+        checks["database"] = "read-only" if read_only == "on" else "ok"
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"unavailable: {type(exc).__name__}"
     try:
         checks["kafka"] = "ok" if await runtime.broker.ping(timeout=2) else "unavailable"
     except Exception as exc:
         checks["kafka"] = f"unavailable: {type(exc).__name__}"
+    checks["consumer"] = runtime.retrying.status()
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status_code=200 if ready else 503)
@@ -208,7 +212,18 @@ def _nul_in_json(body: bytes) -> list[str | int] | None:
     return search(document, [])
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """An outage, not a fault of the caller's request nor of ours: 503, to be tried again."""
+    return JSONResponse({"detail": "the database is not available right now; try again shortly"},
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+RETRY_AFTER_SECONDS = 5
+
+
 def mount_common(app: FastAPI, service: str, with_test_clock: bool) -> None:
+    for outage in OUTAGES:
+        app.add_exception_handler(outage, _database_unavailable)
     app.include_router(ops)
     if with_test_clock:
         app.include_router(test_clock)

@@ -31,6 +31,15 @@ DLQ_MESSAGES = Counter(
     "townflow_dlq_messages_total", "Messages sent to a dead-letter topic, by original topic",
     ["service", "topic"], registry=REGISTRY,
 )
+CONSUMER_RETRIES = Counter(
+    "townflow_consumer_retries_total",
+    "Consumed batches that failed for a reason other than poison and will be retried, by error type",
+    ["service", "error"], registry=REGISTRY,
+)
+CONSUMER_RETRYING = Gauge(
+    "townflow_consumer_retrying", "1 while the consumer waits out an error (database or broker away), else 0",
+    ["service"], registry=REGISTRY,
+)
 DUPLICATES_SKIPPED = Counter(
     "townflow_inbox_duplicates_total", "Redelivered events the inbox recognised and skipped",
     ["service", "topic"], registry=REGISTRY,

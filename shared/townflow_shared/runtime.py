@@ -21,14 +21,16 @@ from pydantic import Field, SkipValidation, TypeAdapter
 
 from . import db
 from .clock import Clock
-from .consumer import BatchConsumer, Handler, Registered
-from .dlq import RETRY_PAUSE_SECONDS
+from .consumer import BatchConsumer, DeadLetters, Handler, KafkaDeadLetters, Registered
+from .db import OUTAGES
+from .dlq import describe
 from .events import TOPICS, Envelope, dlq_topic
 from .http import mount_common
 from .kafka import create_broker, create_producer, ensure_topics
 from .lag import measure_lag_forever
 from .offsets import OffsetCommitter
 from .outbox import OutboxRelay
+from .retry import Retrying
 from .settings import ServiceSettings
 from .telemetry import setup_tracing
 from .town import Town, load_town
@@ -54,6 +56,8 @@ class ServiceRuntime:
         # made per event by the BatchConsumer.
         self.broker = create_broker(settings, middlewares=[])
         self.relay: OutboxRelay | None = None
+        self.retrying = Retrying(self.service, settings.retry_base_seconds, settings.retry_max_seconds)
+        self.subscriber: Any = None  # FastStream's subscriber: its consumer knows the assignment
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
@@ -111,29 +115,41 @@ class ServiceRuntime:
         """Run a background loop (e.g. supervision) for the life of the service."""
         self.background.append(task)
 
+    def _payload(self) -> Any:
+        """Every event this service consumes, as one type (a union told apart by `type`)."""
+        types = tuple(self.handlers)
+        return types[0] if len(types) == 1 else Annotated[
+            Union[types], Field(discriminator="type")]  # noqa: UP007 - a runtime-built union
+
+    def batch_consumer(self, dead_letters: DeadLetters) -> BatchConsumer:
+        """The one way this service's events are consumed: live, or replayed by a rebuild."""
+        return BatchConsumer(self.service, self.handlers, TypeAdapter(self._payload()), lambda: self.pool,
+                             dead_letters, self)
+
     def _subscribe(self) -> None:
         if not self.handlers or self._subscribed:
             return
         self._subscribed = True
         types = tuple(self.handlers)
-        payload: Any = types[0] if len(types) == 1 else Annotated[
-            Union[types], Field(discriminator="type")]  # noqa: UP007 - a runtime-built union
-        batches = BatchConsumer(self.service, self.handlers, TypeAdapter(payload),
-                                lambda: self.pool, lambda: self.producer, self)
+        payload = self._payload()
+        batches = self.batch_consumer(KafkaDeadLetters(self.service, lambda: self.producer))
 
         async def consume(event: Any, message: KafkaMessage) -> None:
             records: Sequence[Any] = message.raw_message  # type: ignore[assignment]
             try:
-                handled = await batches.handle(records)
-            except Exception:  # e.g. the broker refused a dead letter: deliver the batch again, lose nothing
-                log.exception("a batch failed outside its handlers; it will be delivered again")
-                handled = False
-            if not handled:
-                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                dead_lettered = await batches.handle(records)
+            except Exception as exc:  # not poison: an outage (or a bug) to wait out, never a dead letter
+                delay = self.retrying.failed(exc)
+                report = log.warning if isinstance(exc, OUTAGES) else log.exception
+                report("a batch of %d failed (%s); it is delivered again in %.1fs", len(records), describe(exc), delay)
+                await asyncio.sleep(delay)
                 await message.nack()  # rewinds every partition of the batch to its first record
                 return
+            self.retrying.succeeded()
             for record in records:
                 self.offsets.mark(message.consumer, record.topic, record.partition, record.offset)
+            if dead_lettered:
+                await self.offsets.commit()  # at once: a redelivery would dead-letter them again
 
         # The signature is for the AsyncAPI document: every Kafka message is one of these events.
         # FastStream skips validating it (SkipValidation): the BatchConsumer validates record by
@@ -156,6 +172,7 @@ class ServiceRuntime:
             title=f"{self.service} consumer",
         )
         subscriber(consume)
+        self.subscriber = subscriber
 
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:

@@ -42,3 +42,6 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = 500
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
+    # Waiting out an outage (SPEC §6.1): back-off from base, doubling, capped, with full jitter.
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 10.0

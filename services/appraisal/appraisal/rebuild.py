@@ -9,26 +9,43 @@ dropped, not published again: subscribers have had them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer
-from pydantic import ValidationError
 
 from townflow_shared import db
-from townflow_shared.inbox import handle_once
+from townflow_shared.consumer import Poison
+from townflow_shared.dlq import describe
 from townflow_shared.kafka import topic_partitions
+from townflow_shared.retry import Retrying
 
 from . import flows, store
 from .app import MIGRATIONS, create_runtime
 from .settings import AppraisalSettings
 
+log = logging.getLogger(__name__)
+
 
 class NotEmpty(RuntimeError):
     """The target database already holds handled events; a rebuild starts from nothing."""
+
+
+class _CountPoison:
+    """The live consumer dead-lettered these already: a replay only counts and names them."""
+
+    def __init__(self, report: Callable[[str], None]) -> None:
+        self.report = report
+        self.count = 0
+
+    async def __call__(self, poison: Sequence[Poison]) -> None:
+        for record, exc in poison:
+            self.count += 1
+            self.report(f"  {record.topic}[{record.partition}]@{record.offset} skipped: {describe(exc)}")
 
 
 async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str], None] = print,
@@ -37,7 +54,7 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
     live = await db.create_pool(settings.database_url.get_secret_value(), 1, 2)
     target = await db.create_pool(into, 1, 4)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=500)
+                                auto_offset_reset="earliest", max_poll_records=settings.consume_batch_max)
     try:
         await db.migrate(target, [db.SHARED_MIGRATIONS, MIGRATIONS])
         if await target.fetchval("SELECT count(*) FROM inbox"):
@@ -47,48 +64,40 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
                 await store.post_seconded_score(conn, row["unit"], row["period"], row["score"],
                                                 row["posted_by"], row["posted_at"])
         runtime.use_pool(target)
-        by_topic = {event_type.topic: (event_type, registered.name, registered.handler)
-                    for event_type, registered in runtime.handlers.items()}
+        poison = _CountPoison(report)
+        batches = runtime.batch_consumer(poison)
+        topics = [event_type.topic for event_type in runtime.handlers]
         await consumer.start()
-        partitions = await topic_partitions(settings.kafka_bootstrap, list(by_topic))
+        partitions = await topic_partitions(settings.kafka_bootstrap, topics)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         total = sum(ends.values())
-        stats = {"total": total, "replayed": 0, "applied": 0, "skipped_invalid": 0, "failed": 0}
-        report(f"replaying {total} messages from {len(by_topic)} topics")
+        replayed, next_report = 0, every
+        report(f"replaying {total} messages from {len(topics)} topics")
         started = time.monotonic()
+        retrying = Retrying(f"{runtime.service}-rebuild", settings.retry_base_seconds, settings.retry_max_seconds)
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    stats["replayed"] += 1
-                    event_type, name, handler = by_topic[record.topic]
-                    try:
-                        event = event_type.model_validate_json(record.value)
-                    except (ValidationError, ValueError):
-                        stats["skipped_invalid"] += 1  # the live consumer dead-lettered it too
-                        continue
-
-                    async def effect(conn: asyncpg.Connection, e: Any = event, h: Any = handler) -> None:
-                        await h(conn, e, runtime)
-
-                    try:
-                        if await handle_once(target, runtime.service, name, event, effect):
-                            stats["applied"] += 1
-                    except (ValueError, KeyError) as exc:  # the live consumer dead-lettered these too
-                        stats["failed"] += 1
-                        report(f"  {record.topic}[{record.partition}]@{record.offset} rejected: {exc}")
-                    if stats["replayed"] % every == 0:
-                        rate = stats["replayed"] / max(time.monotonic() - started, 1e-9)
-                        report(f"  {stats['replayed']}/{total} ({100 * stats['replayed'] / max(total, 1):.0f}%), "
-                               f"{rate:.0f} msg/s")
+            fetched = await consumer.getmany(timeout_ms=500)
+            records = [r for tp, rs in fetched.items() for r in rs if r.offset < ends[tp]]
+            while records:  # the same one loop as the live consumer, the same waiting out of outages
+                try:
+                    await batches.handle(records)
+                    break
+                except Exception as exc:
+                    delay = retrying.failed(exc)
+                    report(f"  a batch failed ({describe(exc)}); again in {delay:.1f}s")
+                    await asyncio.sleep(delay)
+            retrying.succeeded()
+            replayed += len(records)
+            if replayed >= next_report:
+                next_report += every
+                rate = replayed / max(time.monotonic() - started, 1e-9)
+                report(f"  {replayed}/{total} ({100 * replayed / max(total, 1):.0f}%), {rate:.0f} msg/s")
         await target.execute("DELETE FROM outbox")
-        report(f"replayed {stats['replayed']} messages: {stats['applied']} applied, "
-               f"{stats['skipped_invalid']} invalid skipped, {stats['failed']} rejected")
-        return stats
+        applied = await target.fetchval("SELECT count(*) FROM inbox")
+        report(f"replayed {replayed} messages: {applied} applied, {poison.count} poison skipped")
+        return {"total": total, "replayed": replayed, "applied": applied, "poison": poison.count}
     finally:
         await consumer.stop()
         await live.close()

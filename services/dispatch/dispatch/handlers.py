@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 
 from townflow_shared.db import transaction
+from townflow_shared.dlq import Rejected
 from townflow_shared.events import InspectionDone, RequestFiled
 from townflow_shared.runtime import ServiceRuntime
 
@@ -15,7 +16,7 @@ from .metrics import refresh_gauges
 from .settings import DispatchSettings
 
 
-class UnknownItem(ValueError):
+class UnknownItem(Rejected):
     """The filed item is not in this town's catalog: the event goes to the DLQ."""
 
 

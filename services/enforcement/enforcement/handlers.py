@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from townflow_shared.db import transaction
+from townflow_shared.dlq import Rejected
 from townflow_shared.events import TaskDispatched
 from townflow_shared.runtime import ServiceRuntime
 
@@ -18,7 +19,7 @@ async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, runti
     if d.kind not in ("enforcement", "joint_visit"):
         return
     if d.item_code not in runtime.town.catalog:
-        raise ValueError(f"item {d.item_code!r} is not in this town's catalog")
+        raise Rejected(f"item {d.item_code!r} is not in this town's catalog")
     await flows.add_need(conn, runtime, target=d.target or d.location, item_code=d.item_code,
                          source="task", task_id=d.task_id, request_id=d.request_id,
                          now=runtime.clock.now())

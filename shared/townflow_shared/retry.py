@@ -1,0 +1,55 @@
+"""Waiting out an outage: exponential back-off with full jitter, and the state that `/readyz`
+and the metrics report while a consumer is retrying (SPEC §6.1).
+
+Jitter keeps the replicas of every service from hammering a database that has just come back
+all at the same instant."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from .dlq import describe
+from .metrics import CONSUMER_RETRIES, CONSUMER_RETRYING
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (1, 2, …): uniform in [0, min(cap, base·2^(attempt-1))]
+    ("full jitter"), never less than a tenth of `base` so a loop cannot spin."""
+    if attempt < 1:
+        raise ValueError("attempts count from 1")
+    ceiling = min(cap, base * 2 ** min(attempt - 1, 30))
+    return max((rng or random).uniform(0, ceiling), base / 10)
+
+
+class Retrying:
+    """Whether a service's consumer is waiting out an error, since when, and why."""
+
+    def __init__(self, service: str, base: float, cap: float) -> None:
+        self.service = service
+        self.base = base
+        self.cap = cap
+        self.attempts = 0
+        self.since: float | None = None
+        self.reason = ""
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failed attempt; the seconds to wait before the next."""
+        self.attempts += 1
+        if self.since is None:
+            self.since = time.monotonic()
+        self.reason = describe(exc)
+        CONSUMER_RETRIES.labels(self.service, type(exc).__name__).inc()
+        CONSUMER_RETRYING.labels(self.service).set(1)
+        return backoff_delay(self.attempts, self.base, self.cap)
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            self.attempts, self.since, self.reason = 0, None, ""
+            CONSUMER_RETRYING.labels(self.service).set(0)
+
+    def status(self) -> str:
+        """`ok`, or what `/readyz` says while retrying."""
+        if self.since is None:
+            return "ok"
+        return f"retrying for {time.monotonic() - self.since:.0f}s ({self.attempts} attempts): {self.reason}"[:300]
