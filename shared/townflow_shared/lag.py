@@ -1,41 +1,50 @@
 """Consumer lag per partition, measured from the broker: the end offset minus what this service's
-consumer group has committed. Seen from outside the consumer, so a stuck handler shows too."""
+consumer group has committed. Seen from outside the consumer, so a stuck handler shows too.
+
+Each replica reports only the partitions assigned to it, so summing the series of every replica
+gives the group's true lag whatever the replica count (two replicas each reporting the whole
+group would read double)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Collection
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge
 
-from .kafka import _producer_security_args, topic_partitions
+from .kafka import _producer_security_args
 from .metrics import REGISTRY
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-CONSUMER_LAG = Gauge("townflow_consumer_lag", "Messages not yet handled, by topic and partition",
+CONSUMER_LAG = Gauge("townflow_consumer_lag",
+                     "Messages not yet handled, by topic and partition, on the replica the partition is assigned to",
                      ["service", "topic", "partition"], registry=REGISTRY)
 
 
-async def measure_lag_forever(settings: ServiceSettings, group: str, topics: list[str], interval: float) -> None:
+async def measure_lag_forever(settings: ServiceSettings, group: str, interval: float,
+                              assigned: Callable[[], Collection[TopicPartition]]) -> None:
     security = _producer_security_args(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **security)
     await admin.start()
     await consumer.start()
+    reported: set[TopicPartition] = set()
     try:
         while True:
             try:
-                partitions = await topic_partitions(settings.kafka_bootstrap, topics, **security)
-                committed = await admin.list_consumer_group_offsets(group)
-                ends = await consumer.end_offsets(partitions)
-                for tp in partitions:
-                    done = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
-                    CONSUMER_LAG.labels(settings.service_name, tp.topic, str(tp.partition)).set(
-                        max(ends[tp] - done, 0))
+                partitions = set(assigned())
+                lag = await _lag(admin, consumer, group, partitions) if partitions else {}
+                for tp in reported - partitions:  # moved to another replica: it reports them now
+                    with contextlib.suppress(KeyError):
+                        CONSUMER_LAG.remove(settings.service_name, tp.topic, str(tp.partition))
+                for tp, n in lag.items():
+                    CONSUMER_LAG.labels(settings.service_name, tp.topic, str(tp.partition)).set(n)
+                reported = partitions
             except Exception as exc:  # the broker may be restarting; try again next round
                 log.warning("could not measure consumer lag: %s", exc)
             await asyncio.sleep(interval)
@@ -44,3 +53,11 @@ async def measure_lag_forever(settings: ServiceSettings, group: str, topics: lis
             await consumer.stop()
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+async def _lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str,
+               partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+    committed = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
+    ends = await consumer.end_offsets(list(partitions))
+    return {tp: max(ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0), 0)
+            for tp in partitions}

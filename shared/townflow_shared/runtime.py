@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 from faststream.kafka import KafkaMessage
 from faststream.middlewares import AckPolicy
+from prometheus_client import Gauge
 from pydantic import Field, SkipValidation, TypeAdapter
 
 from . import db
@@ -25,6 +26,7 @@ from .consumer import BatchConsumer, DeadLetters, Handler, KafkaDeadLetters, Reg
 from .db import OUTAGES
 from .dlq import describe
 from .events import TOPICS, Envelope, dlq_topic
+from .group_gauges import GroupGauges, Refresh
 from .http import mount_common
 from .kafka import create_broker, create_producer, ensure_topics
 from .lag import measure_lag_forever
@@ -57,6 +59,7 @@ class ServiceRuntime:
         self.broker = create_broker(settings, middlewares=[])
         self.relay: OutboxRelay | None = None
         self.retrying = Retrying(self.service, settings.retry_base_seconds, settings.retry_max_seconds)
+        self.group_gauges = GroupGauges(lambda: self.pool, settings.group_gauges_seconds)
         self.subscriber: Any = None  # FastStream's subscriber: its consumer knows the assignment
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,6 +113,10 @@ class ServiceRuntime:
                         description=f"Events consumed and published by Townflow's {self.service} service. "
                                     "Kafka key: the matter's request_id (inspections, plans, scores: their own id).",
                         ).to_specification()
+
+    def reports(self, refresh: Refresh, *gauges: Gauge) -> None:
+        """Gauges that describe the whole service, set by `refresh` on one replica at a time."""
+        self.group_gauges.add(refresh, *gauges)
 
     def every(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
         """Run a background loop (e.g. supervision) for the life of the service."""
@@ -174,6 +181,11 @@ class ServiceRuntime:
         subscriber(consume)
         self.subscriber = subscriber
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this replica consumes now (none before it joined its group)."""
+        consumer = getattr(self.subscriber, "consumer", None)
+        return set(consumer.assignment()) if consumer is not None else set()
+
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
         setup_tracing(self.service, self.settings.otlp_endpoint)
@@ -192,13 +204,13 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         for task in self.background:
             self._tasks.append(asyncio.create_task(self._guard(task), name=task.__name__))
+        self._tasks.append(asyncio.create_task(self.group_gauges.run(), name="group-gauges"))
         self._subscribe()
         await self.broker.start()
         self._tasks.append(asyncio.create_task(self.offsets.run(), name="offset-commits"))
         if self.handlers:
             self._tasks.append(asyncio.create_task(measure_lag_forever(
-                self.settings, self.service, [t.topic for t in self.handlers], self.settings.lag_seconds),
-                name="consumer-lag"))
+                self.settings, self.service, self.settings.lag_seconds, self.assignment), name="consumer-lag"))
         log.info("%s started", self.service)
 
     async def _guard(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:

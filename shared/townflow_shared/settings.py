@@ -36,6 +36,7 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 1.0
     lag_seconds: float = 15.0
+    group_gauges_seconds: float = 5.0
     commit_interval_seconds: float = 0.2
     consume_batch_max: int = 500
     kafka_fetch_min_bytes: int = 1

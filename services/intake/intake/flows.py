@@ -2,7 +2,7 @@
 
 The HTTP route validates a filing and hands it to the service's `GroupCommit`; the filings that
 wait together are written here in one transaction: idempotency keys claimed, ticket numbers and
-repeat counts taken in one statement, the requests with their first timeline step, the
+then repeat counts, the requests with their first timeline step, the
 `intake.request.filed` events into the outbox (each with its own request's trace), the
 idempotent answers saved. Each filing gets its own answer: (status, body) or the 422 meant for it.
 """
@@ -126,11 +126,13 @@ async def _claim_keys(conn: asyncpg.Connection, filings: Sequence[Filing]) -> _K
 
 async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], town: Town,
                     now: datetime) -> list[Answer]:
-    """New requests: gap-free tickets and repeat counts in one statement, the rows, the events."""
+    """New requests: gap-free tickets, then repeat counts that see every committed filing, the rows,
+    the events."""
     day = town.calendar.local(now).date()
     window = timedelta(days=town.rules.intake.repeat_filing_window_days)
-    last, earlier = await store.claim_tickets(conn, day, [f.citizen_ref for f in filings],
-                                              [f.item.code for f in filings], now - window)
+    last = await store.claim_tickets(conn, day, len(filings))
+    earlier = await store.repeat_counts(conn, [f.citizen_ref for f in filings], [f.item.code for f in filings],
+                                        now - window)
     in_this_batch: Counter[tuple[str, str]] = Counter()
     rows, events, answers, saved = [], [], [], []
     for sequence, filing, earlier_filings in zip(range(last - len(filings) + 1, last + 1), filings, earlier,

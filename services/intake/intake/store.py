@@ -9,21 +9,26 @@ from typing import Any
 import asyncpg
 
 
-async def claim_tickets(conn: asyncpg.Connection, day: date, citizen_refs: list[str], item_codes: list[str],
-                        since: datetime) -> tuple[int, list[int]]:
-    """The day's next len(citizen_refs) ticket sequences (the last one is returned), and how often
-    each citizen filed each item since `since`: one round trip. The day's sequence row stays
-    locked until the filings commit, so the numbers have no gaps."""
-    row = await conn.fetchrow(
-        "WITH seq AS (INSERT INTO ticket_sequences (day, last) VALUES ($1, $2)"
-        "  ON CONFLICT (day) DO UPDATE SET last = ticket_sequences.last + $2 RETURNING last)"
-        " SELECT (SELECT last FROM seq) AS last, ARRAY("
-        "  SELECT (SELECT count(*) FROM requests r WHERE r.citizen_ref = f.ref AND r.item_code = f.item"
-        "          AND r.filed_at >= $5)"
-        "  FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS f(ref, item, n) ORDER BY f.n) AS earlier",
-        day, len(citizen_refs), citizen_refs, item_codes, since,
-    )
-    return int(row["last"]), [int(n) for n in row["earlier"]]
+async def claim_tickets(conn: asyncpg.Connection, day: date, count: int) -> int:
+    """The day's next `count` ticket sequences; the last one is returned. The day's sequence row
+    stays locked until the filings commit, so the numbers have no gaps, across replicas too."""
+    return int(await conn.fetchval(
+        "INSERT INTO ticket_sequences (day, last) VALUES ($1, $2)"
+        " ON CONFLICT (day) DO UPDATE SET last = ticket_sequences.last + $2 RETURNING last", day, count))
+
+
+async def repeat_counts(conn: asyncpg.Connection, citizen_refs: list[str], item_codes: list[str],
+                        since: datetime) -> list[int]:
+    """How often each citizen filed each item since `since`.
+
+    Called after `claim_tickets`, in a statement of its own: it then sees every filing committed
+    while this one waited for the day's row, by another replica too. (In the same statement it
+    would read the snapshot taken before that wait and miss them.)"""
+    return [int(n) for n in await conn.fetchval(
+        "SELECT ARRAY(SELECT (SELECT count(*) FROM requests r WHERE r.citizen_ref = f.ref AND r.item_code = f.item"
+        "                     AND r.filed_at >= $3)"
+        "  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS f(ref, item, n) ORDER BY f.n)",
+        citizen_refs, item_codes, since)]
 
 
 async def claim_idempotency_keys(conn: asyncpg.Connection, keys: list[tuple[str, str, str]],

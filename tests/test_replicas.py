@@ -1,0 +1,114 @@
+"""Two replicas of a service on the real stack (SPEC §6.1): the repeat rule and gap-free tickets
+across intake replicas, consumer lag that sums to the broker's true lag."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from devstack.processes import free_port
+from devstack.stack import ServiceProcess, Stack
+from townflow_shared.kafka import topic_partitions
+
+from .conftest import ADMIN, CLERK, Api, eventually, filing
+from .test_outages import read_only
+
+FILED = "intake.request.filed.v1"
+
+
+@contextlib.asynccontextmanager
+async def another_replica(stack: Stack, name: str) -> AsyncIterator[Api]:
+    """A second replica of `name` (same database, same consumer group), its test clock at the
+    first replica's moment; stopped afterwards."""
+    port = free_port()
+    process = ServiceProcess(name, port, stack.service_env(name) | {"TOWNFLOW_HTTP_PORT": str(port)},
+                             stack.workdir / "logs" / f"{name}-2.log")
+    await asyncio.to_thread(process.start)
+    try:
+        first, second = Api(stack, name), _Replica(stack, name, process)
+        now = (await first.call("POST", "/v1/admin/clock", as_=ADMIN, json={"advance": "PT0S"})).json()["now"]
+        assert (await second.call("POST", "/v1/admin/clock", as_=ADMIN, json={"now": now})).status_code == 200
+        yield second
+    finally:
+        await asyncio.to_thread(process.stop)
+
+
+class _Replica(Api):
+    def __init__(self, stack: Stack, service: str, process: ServiceProcess) -> None:
+        super().__init__(stack, service)
+        self.process = process
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+
+async def test_the_repeat_rule_and_gap_free_tickets_hold_across_intake_replicas(stack: Stack, intake: Api) -> None:
+    async with another_replica(stack, "intake") as second:
+        body = filing()  # one citizen, one item: from the 3rd filing on, one colour level up
+        token = {"Authorization": f"Bearer {intake.token(*CLERK)}"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            responses = await asyncio.gather(*(
+                client.post(f"{(intake if n % 2 else second).url}/v1/requests", json=body, headers=token)
+                for n in range(10)))
+    assert [r.status_code for r in responses] == [201] * 10, [r.text for r in responses]
+    filed = [r.json() for r in responses]
+    assert sorted(f["colour"] for f in filed) == ["orange"] * 8 + ["yellow"] * 2
+    sequences = sorted(int(f["ticket_no"].rsplit("-", 1)[1]) for f in filed)
+    assert sequences == list(range(sequences[0], sequences[0] + 10))
+
+
+async def _true_lag(bootstrap: str, group: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        partitions = await topic_partitions(bootstrap, [topic])
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        ends = await consumer.end_offsets(partitions)
+        return sum(ends[tp] - max(committed[tp].offset, 0) if tp in committed else ends[tp] for tp in partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def _lag_by_partition(metrics: str, service: str, topic: str) -> dict[str, float]:
+    found = {}
+    for line in metrics.splitlines():
+        if line.startswith("townflow_consumer_lag{") and f'service="{service}"' in line and f'topic="{topic}"' in line:
+            partition = line.split('partition="', 1)[1].split('"', 1)[0]
+            found[partition] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+async def test_consumer_lag_summed_over_replicas_is_the_brokers_true_lag(
+        stack: Stack, intake: Api, dispatch: Api, bootstrap: str) -> None:
+    async with another_replica(stack, "dispatch") as second:
+        async def both_consuming() -> bool:  # the group has rebalanced: each replica owns some partitions
+            first = _lag_by_partition((await dispatch.call("GET", "/metrics")).text, "dispatch", FILED)
+            other = _lag_by_partition((await second.call("GET", "/metrics")).text, "dispatch", FILED)
+            return bool(first) and bool(other)
+
+        await eventually(both_consuming, timeout=60, what="both dispatch replicas to own partitions")
+        async with read_only(stack, "dispatch"):  # dispatch cannot commit: the lag stands still
+            for _ in range(6):
+                response = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing())
+                assert response.status_code == 201, response.text
+
+            async def sums_agree() -> tuple[int, dict[str, float], dict[str, float]] | None:
+                truth = await _true_lag(bootstrap, "dispatch", FILED)
+                first = _lag_by_partition((await dispatch.call("GET", "/metrics")).text, "dispatch", FILED)
+                other = _lag_by_partition((await second.call("GET", "/metrics")).text, "dispatch", FILED)
+                if truth >= 6 and sum(first.values()) + sum(other.values()) == truth:
+                    return truth, first, other
+                return None
+
+            _, first, other = await eventually(sums_agree, timeout=60, what="lag summed over replicas")
+            assert not set(first) & set(other), "a partition is reported by both replicas"
+            assert len(first) + len(other) == len(await topic_partitions(bootstrap, [FILED]))
