@@ -214,16 +214,20 @@ class ServiceRuntime:
         log.info("%s started", self.service)
 
     async def _guard(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
-        """Keep a background loop alive through passing errors."""
+        """Keep a background loop alive through errors, waiting out an outage with back-off."""
+        retrying = Retrying(f"{self.service}.{task.__name__}", self.settings.retry_base_seconds,
+                            self.settings.retry_max_seconds)
         while True:
             try:
                 await task(self)
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("background task %s failed; restarting", task.__name__)
-                await asyncio.sleep(1)
+            except Exception as exc:
+                delay = retrying.failed(exc)
+                report = log.warning if isinstance(exc, OUTAGES) else log.exception
+                report("background task %s failed (%s); restarting in %.1fs", task.__name__, describe(exc), delay)
+                await asyncio.sleep(delay)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
