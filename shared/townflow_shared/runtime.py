@@ -150,7 +150,10 @@ class ServiceRuntime:
                 report = log.warning if isinstance(exc, OUTAGES) else log.exception
                 report("a batch of %d failed (%s); it is delivered again in %.1fs", len(records), describe(exc), delay)
                 await asyncio.sleep(delay)
-                await message.nack()  # rewinds every partition of the batch to its first record
+                try:
+                    await message.nack()  # rewinds every partition of the batch to its first record
+                except Exception as seek_failed:  # partitions revoked meanwhile: their new owner has them
+                    log.info("batch not rewound: %s", describe(seek_failed))
                 return
             self.retrying.succeeded()
             for record in records:
