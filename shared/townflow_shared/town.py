@@ -142,6 +142,9 @@ class CatalogItem(_Strict):
 class IntakeRules(_Strict):
     repeat_filing_count: int = Field(default=3, ge=2)
     repeat_filing_window_days: int = Field(default=30, ge=1)
+    # Ticket numbers are sequential: a citizen's code is all that keeps a stranger from their
+    # matter and its one rating, so guessing is limited per ticket (SPEC §6.1).
+    wrong_codes_per_hour: int = Field(default=10, ge=1)
 
 
 class DispatchRules(_Strict):

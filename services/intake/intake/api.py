@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
@@ -113,8 +112,29 @@ async def file_request(
     return JSONResponse(answer, status_code=status)
 
 
-def _code_matches(row: Any, code: str | None) -> bool:
-    return code is not None and hmac.compare_digest(row["access_code"], code.strip().upper())
+NOT_FOUND = "no such ticket, or the access code does not match"
+
+
+async def _require_access_code(runtime: ServiceRuntime, ticket_no: str, code: str) -> None:
+    """The citizen's code for the ticket, else 404 (the same as for a ticket that does not exist).
+    A malformed code is a 422; after too many wrong codes within the hour, 429 with Retry-After,
+    for every caller without a clerk token and whatever the code (SPEC §6.1)."""
+    given = rules.normalise_access_code(code)
+    if given is None:
+        raise unprocessable([("code", "an access code is the 6 letters and digits printed on the receipt")],
+                            where="query")
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        recent = rules.recent_wrong_codes(await store.wrong_codes_for_update(conn, ticket_no), now)
+        wait = rules.guessing_wait(recent, now, runtime.town.rules.intake.wrong_codes_per_hour)
+        if wait is not None:
+            raise HTTPException(429, detail="too many wrong access codes for this ticket; try again later",
+                                headers={"Retry-After": str(wait)})
+        issued = await store.access_code_of(conn, ticket_no)
+        if issued is not None and rules.codes_match(issued, given):
+            return
+        await store.save_wrong_codes(conn, ticket_no, [*recent, now])
+    raise HTTPException(404, detail=NOT_FOUND)
 
 
 @router.get("/v1/requests/{ticket_no}")
@@ -125,11 +145,15 @@ async def request_status(
     code: Annotated[str | None, Query(max_length=12)] = None,
 ) -> dict[str, Any]:
     """The status timeline. Ticket numbers are guessable: without the access code (or a clerk
-    token) the answer is 404, the same as for a ticket that does not exist."""
-    row = await store.request_by_ticket(runtime.pool, ticket_no)
+    token) the answer is 404, the same as for a ticket that does not exist; guessing is limited."""
     staff_view = principal is not None and principal.has_any(SEES_PERSONAL_DATA)
-    if row is None or not (staff_view or _code_matches(row, code)):
-        raise HTTPException(404, detail="no such ticket, or the access code does not match")
+    if not staff_view:
+        if code is None:
+            raise HTTPException(404, detail=NOT_FOUND)
+        await _require_access_code(runtime, ticket_no, code)
+    row = await store.request_by_ticket(runtime.pool, ticket_no)
+    if row is None:
+        raise HTTPException(404, detail=NOT_FOUND)
     item = runtime.town.catalog.get(row["item_code"])
     result: dict[str, Any] = {
         "ticket_no": row["ticket_no"], "request_id": str(row["request_id"]),
@@ -152,11 +176,12 @@ async def request_status(
 async def rate_request(ticket_no: str, body: RatingBody, runtime: Runtime,
                        code: Annotated[str, Query(max_length=12)]) -> dict[str, Any]:
     """The citizen rates the outcome: once, after completion, with the ticket's access code."""
+    await _require_access_code(runtime, ticket_no, code)  # before any row is locked
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
         row = await store.request_for_update(conn, ticket_no)
-        if row is None or not _code_matches(row, code):
-            raise HTTPException(404, detail="no such ticket, or the access code does not match")
+        if row is None:
+            raise HTTPException(404, detail=NOT_FOUND)
         link_to(row["trace_headers"])
         refusal = rules.may_rate(row["status"], row["rating"] is not None)
         if refusal:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import hmac
+import math
 import re
 import secrets
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from townflow_shared.events import Colour
 from townflow_shared.town import CatalogItem, IntakeRules, Town
@@ -44,8 +45,40 @@ def ticket_number(town_code: str, day: date, sequence: int) -> str:
     return f"{town_code}-{day:%Y%m%d}-{sequence:05d}"
 
 
+ACCESS_CODE_LENGTH = 6
+CODE_GUESS_WINDOW = timedelta(hours=1)
+
+
 def new_access_code() -> str:
-    return "".join(secrets.choice(ACCESS_CODE_ALPHABET) for _ in range(6))
+    return "".join(secrets.choice(ACCESS_CODE_ALPHABET) for _ in range(ACCESS_CODE_LENGTH))
+
+
+def normalise_access_code(code: str) -> str | None:
+    """The code as issued (the citizen may type it in lower case or with spaces around it), or
+    None when it cannot be one: wrong length, or a character outside the alphabet."""
+    code = code.strip().upper()
+    if len(code) != ACCESS_CODE_LENGTH or any(c not in ACCESS_CODE_ALPHABET for c in code):
+        return None
+    return code
+
+
+def codes_match(issued: str, given: str) -> bool:
+    """Constant time, so the time an answer takes says nothing of how much of a guess was right."""
+    return hmac.compare_digest(issued.encode(), given.encode())
+
+
+def recent_wrong_codes(failures: list[datetime], now: datetime) -> list[datetime]:
+    return [at for at in failures if at > now - CODE_GUESS_WINDOW]
+
+
+def guessing_wait(recent: list[datetime], now: datetime, allowed_per_hour: int) -> int | None:
+    """Seconds until another code may be tried on a ticket that saw `recent` wrong codes within
+    the last hour; None while fewer than `allowed_per_hour`. A sliding window: the wait ends when
+    the oldest of them is an hour old."""
+    if len(recent) < allowed_per_hour:
+        return None
+    oldest_that_counts = sorted(recent)[-allowed_per_hour]
+    return max(1, math.ceil((oldest_that_counts + CODE_GUESS_WINDOW - now).total_seconds()))
 
 
 def raise_colour(colour: Colour) -> Colour:

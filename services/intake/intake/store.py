@@ -125,6 +125,23 @@ async def set_status(conn: asyncpg.Connection, request_id: uuid.UUID, status: st
         " WHERE request_id = $1", request_id, status, at, completed_at)
 
 
+async def wrong_codes_for_update(conn: asyncpg.Connection, ticket_no: str) -> list[datetime]:
+    """When wrong codes were given for a ticket; its guard row (if any) stays locked until the
+    caller's transaction ends, so concurrent guesses are counted one after the other."""
+    return list(await conn.fetchval(
+        "SELECT failures FROM access_code_guards WHERE ticket_no = $1 FOR UPDATE", ticket_no) or [])
+
+
+async def save_wrong_codes(conn: asyncpg.Connection, ticket_no: str, failures: list[datetime]) -> None:
+    await conn.execute(
+        "INSERT INTO access_code_guards (ticket_no, failures) VALUES ($1, $2)"
+        " ON CONFLICT (ticket_no) DO UPDATE SET failures = EXCLUDED.failures", ticket_no, failures)
+
+
+async def access_code_of(conn: asyncpg.Connection, ticket_no: str) -> str | None:
+    return await conn.fetchval("SELECT access_code FROM requests WHERE ticket_no = $1", ticket_no)  # type: ignore[no-any-return]
+
+
 async def request_by_ticket(conn: asyncpg.Connection | asyncpg.Pool, ticket_no: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM requests WHERE ticket_no = $1", ticket_no)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -74,3 +74,31 @@ def test_a_later_event_sets_the_status_and_ties_go_forward() -> None:
     assert rules.newer_status("dispatched", t, "completed", t) is True
     assert rules.newer_status("completed", t, "rework", t.replace(hour=2)) is True
     assert rules.newer_status("rework", t.replace(hour=2), "completed", t) is False
+
+
+# --- access codes (SPEC §6.1) -------------------------------------------------------------
+def test_an_access_code_is_read_as_issued_or_refused_as_malformed() -> None:
+    code = rules.new_access_code()
+    assert rules.normalise_access_code(f"  {code.lower()} ") == code
+    for malformed in ("", "ABC", "ABCDEFG", "É23456", "ABCDE0", "ABC DE"):
+        assert rules.normalise_access_code(malformed) is None, malformed
+
+
+def test_codes_are_compared_whole() -> None:
+    assert rules.codes_match("ABC234", "ABC234")
+    assert not rules.codes_match("ABC234", "ABC235")
+
+
+def test_the_eleventh_wrong_code_within_the_hour_waits_until_the_oldest_is_an_hour_old() -> None:
+    now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    wrong = [now - timedelta(minutes=50 - m) for m in range(10)]  # 09:10, 09:11, … 09:19
+    assert rules.guessing_wait(wrong[:9], now, 10) is None
+    assert rules.guessing_wait(wrong, now, 10) == 10 * 60  # 09:10 + 1 h = 10:10
+    later = now + timedelta(minutes=10, seconds=1)
+    assert rules.guessing_wait(rules.recent_wrong_codes(wrong, later), later, 10) is None
+
+
+def test_wrong_codes_older_than_an_hour_no_longer_count() -> None:
+    now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    assert rules.recent_wrong_codes([now - timedelta(hours=2), now - timedelta(minutes=5)], now) == [
+        now - timedelta(minutes=5)]
