@@ -7,10 +7,10 @@ import re
 
 from townflow_shared.events import TOPICS
 
-from .conftest import Api, file_matter, task_of
-from .kafka_tools import about, read_all, wait_for_record
+from .conftest import CLERK, Api, file_matter, task_of
+from .kafka_tools import about, event_of, read_all, wait_for_record
 
-PHONE = re.compile(rb"(?<![0-9.])1[3-9][0-9]{9}(?![0-9])")
+PHONE = re.compile(rb"(?<![0-9.])1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}(?![0-9])")
 ID_NUMBER = re.compile(rb"(?<![0-9.])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 NAMES = ["测试群众", "重复来访", "演示群众", "压测", "混沌"]
 # Ids and hashes are hex and may hold digit runs that look like phones: drop them before scanning.
@@ -20,9 +20,16 @@ IDS = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 async def test_no_personal_data_on_any_topic(intake: Api, dispatch: Api, bootstrap: str) -> None:
     for n in range(3):  # matters of our own, with a name, a phone and an id number each
         ticket = await file_matter(intake, citizen={"name": "测试群众", "phone": f"1391234567{n}",
-                                                    "id_number": f"32100319880808123{n}"})
+                                                    "id_number": f"32100319880808123{n}"},
+                                   # and typed into the free text too, as clerks do
+                                   description=f"请回电 139 1234 567{n}，身份证32100319880808123{n}",
+                                   location=f"青禾村五组，联系人电话1381234567{n}")
         await task_of(dispatch, ticket["request_id"])
-        await wait_for_record(bootstrap, "intake.request.filed.v1", about(ticket["request_id"]))
+        filed = event_of(await wait_for_record(bootstrap, "intake.request.filed.v1", about(ticket["request_id"])))
+        assert filed["data"]["description"] == f"请回电 139****567{n}，身份证321***********123{n}"
+        assert filed["data"]["location"] == f"青禾村五组，联系人电话138****567{n}"
+        whole = (await intake.call("GET", f"/v1/requests/{ticket['ticket_no']}", as_=CLERK)).json()
+        assert whole["description"] == f"请回电 139 1234 567{n}，身份证32100319880808123{n}"  # kept in intake
     scanned = 0
     for topic in TOPICS:
         for record in await read_all(bootstrap, topic):

@@ -24,6 +24,7 @@ from townflow_shared.events import Colour, RequestFiled, RequestFiledData, new_e
 from townflow_shared.group_commit import GroupCommit
 from townflow_shared.http import unprocessable
 from townflow_shared.outbox import enqueue
+from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.town import CatalogItem, Town
 
@@ -155,8 +156,11 @@ async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], town: T
             RequestFiled,
             RequestFiledData(
                 request_id=str(request_id), ticket_no=ticket_no, channel=fields["channel"],
-                item_code=filing.item.code, colour=colour, description=fields["description"],
-                village=fields["village"], location=fields["location"], target=fields["target"],
+                item_code=filing.item.code, colour=colour,
+                # Free text leaves intake masked: a phone typed into it must not reach subscribers.
+                description=mask_personal_numbers(fields["description"]),
+                village=fields["village"], location=mask_personal_numbers(fields["location"]),
+                target=fields["target"],
                 citizen_ref=filing.citizen_ref, proxy_agent_id=fields["proxy_agent_id"],
                 village_record_id=fields["village_record_id"], filed_at=now),
             source="intake", town_code=town.code, subject=str(request_id),
