@@ -57,3 +57,11 @@ BATCH_SIZE = Histogram(
     "townflow_consume_batch_size", "Records per consumed batch (one transaction each)",
     ["service"], registry=REGISTRY, buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
+OUTBOX_PARKED = Counter(
+    "townflow_outbox_parked_total", "Outbox rows the broker refused for good, moved to outbox_parked, by topic",
+    ["service", "topic"], registry=REGISTRY,
+)
+OUTBOX_PARKED_ROWS = Gauge(
+    "townflow_outbox_parked_rows", "Rows waiting in outbox_parked for an operator (re-publish or discard)",
+    ["service"], registry=REGISTRY,
+)
