@@ -42,3 +42,4 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = 500
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
+    kafka_dlq_retention_ms: int = 30 * 24 * 3600 * 1000  # event topics keep everything (-1); .dlq topics 30 days
