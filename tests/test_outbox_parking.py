@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from devstack.stack import Stack
 from townflow_shared import db
@@ -126,6 +127,43 @@ async def test_a_refusal_by_the_broker_itself_parks_the_row_and_the_relay_renews
     assert parked[0]["reason"].startswith("MessageSizeTooLargeError")
     assert await scratch_outbox.fetchval("SELECT count(*) FROM outbox") == 0
     assert {first, second, other}.isdisjoint(p["id"] for p in parked)
+
+
+async def test_the_runbook_republishes_a_parked_row_once_the_topic_takes_it(
+        scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:
+    topic = await _new_topic(bootstrap, **{"max.message.bytes": "20000"})
+    settings = ServiceSettings(service_name="relaytest", kafka_bootstrap=bootstrap)
+    given = create_producer(settings)
+    await given.start()
+    relay = OutboxRelay("relaytest", scratch_outbox, given, producer_factory=lambda: create_producer(settings))
+    try:
+        (big,) = await _write_rows(scratch_outbox, topic, [("k1", _payload("big", 30_000))])
+        assert await relay.publish_batch() == 1
+        assert await scratch_outbox.fetchval("SELECT count(*) FROM outbox_parked WHERE id = $1", big) == 1
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)  # the operator raises the topic's limit
+        await admin.start()
+        try:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": "100000"})])
+        finally:
+            await admin.close()
+        await scratch_outbox.execute(  # the README's runbook, word for word but the id
+            "WITH back AS (DELETE FROM outbox_parked WHERE id = ANY($1::bigint[]) RETURNING *)"
+            " INSERT INTO outbox (topic, key, payload, headers, created_at)"
+            " SELECT topic, key, payload, headers, created_at FROM back ORDER BY id", [big])
+
+        async def republished() -> bool:
+            with contextlib.suppress(RowsHeldBack):
+                await relay.publish_batch()
+            return not await scratch_outbox.fetchval("SELECT count(*) FROM outbox")
+
+        await eventually(republished, what="the re-published row to leave the outbox")
+    finally:
+        if relay.producer is not given:  # renewed after the broker's refusal
+            await relay.producer.stop()
+        await given.stop()
+    assert [json.loads(r.value)["label"] for r in await read_all(bootstrap, topic)] == ["big"]
+    assert not await scratch_outbox.fetchval("SELECT count(*) FROM outbox_parked")
 
 
 async def test_a_row_for_an_illegal_topic_name_is_parked_at_once(scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:

@@ -66,6 +66,8 @@ def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=5,  # lets a relay batch share requests without adding visible latency
+        # A record above it is refused here, before it spends a sequence number (outbox.py parks it).
+        max_request_size=settings.kafka_max_message_bytes,
         **_producer_security_args(settings),
     )
 

@@ -43,3 +43,4 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
     kafka_dlq_retention_ms: int = 30 * 24 * 3600 * 1000  # event topics keep everything (-1); .dlq topics 30 days
+    kafka_max_message_bytes: int = 1_048_576  # largest record the relay sends; keep ≤ the broker's message.max.bytes
