@@ -1,8 +1,10 @@
-"""Kafka clients built from settings: FastStream's broker for consuming, and one idempotent
-aiokafka producer (acks=all) for the outbox relay and dead letters."""
+"""Kafka clients built from settings: FastStream's broker for consuming, one idempotent aiokafka
+producer (acks=all) for the outbox relay and dead letters, and the contract's topics created
+with the retention they need (SPEC §6.1: event topics keep everything) and checked at start-up."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -10,7 +12,10 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from .metrics import TOPIC_RETENTION_MS, TOPIC_RETENTION_TOO_SHORT
 from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 
 def _security(settings: ServiceSettings) -> BaseSecurity | None:
@@ -61,34 +66,103 @@ def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=5,  # lets a relay batch share requests without adding visible latency
+        # A record above it is refused here, before it spends a sequence number (outbox.py parks it).
+        max_request_size=settings.kafka_max_message_bytes,
         **_producer_security_args(settings),
     )
 
 
+KEEP_FOREVER = -1  # retention.ms of event topics: rebuild and new subscribers replay from the start
+
+
+def wanted_retention_ms(settings: ServiceSettings, topic: str) -> int:
+    """Event topics keep every message; a `.dlq` keeps its poison for the operator for a while."""
+    return settings.kafka_dlq_retention_ms if topic.endswith(".dlq") else KEEP_FOREVER
+
+
+def retention_too_short(actual_ms: int, wanted_ms: int) -> bool:
+    if actual_ms == KEEP_FOREVER:
+        return False
+    return wanted_ms == KEEP_FOREVER or actual_ms < wanted_ms
+
+
 async def ensure_topics(settings: ServiceSettings, topics: list[str], partitions: int) -> list[str]:
-    """Create the contract's topics (and their DLQs) that do not exist yet; return the new ones.
+    """Create the contract's topics (and their DLQs) that do not exist yet, with the retention
+    they need, then check the retention of all of them (`check_retention`); return the new ones.
 
     Brokers in production usually refuse auto-creation, and a consumer that subscribes before
     the producer's first message must still find its topic."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                client_id=f"{settings.service_name}-admin",
-                                **_producer_security_args(settings))
+    admin = _admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(t, num_partitions=partitions, replication_factor=settings.kafka_replication)
+                [NewTopic(t, num_partitions=partitions, replication_factor=settings.kafka_replication,
+                          topic_configs={"retention.ms": str(wanted_retention_ms(settings, t))})
                  for t in missing])
             for topic, code, *_ in getattr(response, "topic_errors", []):
                 if code not in (0, 36):  # 36: created meanwhile by another service
                     raise RuntimeError(f"could not create topic {topic}: error {code}")
+        await _check_retention(admin, settings, topics)
         return missing
     finally:
         await admin.close()
+
+
+async def check_retention(settings: ServiceSettings, topics: list[str]) -> dict[str, int]:
+    """Read every topic's retention.ms back from the broker; a shorter one than it should have
+    is logged as a WARNING and shown by `townflow_topic_retention_too_short`. Never raises: a
+    service must start even on a cluster whose topics an operator has yet to fix."""
+    admin = _admin(settings)
+    try:
+        await admin.start()
+        return await _check_retention(admin, settings, topics)
+    except Exception:
+        log.warning("could not read the topics' retention from the broker", exc_info=True)
+        return {}
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def _check_retention(admin: Any, settings: ServiceSettings, topics: list[str]) -> dict[str, int]:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    found: dict[str, int] = {}
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, {"retention.ms": None}) for t in topics])
+        for response in responses:
+            for error_code, _message, _type, topic, entries, *_ in response.resources:
+                values = {entry[0]: entry[1] for entry in entries}
+                if error_code != 0 or values.get("retention.ms") is None:
+                    log.warning("could not read the retention of topic %s (error %s)", topic, error_code)
+                    continue
+                found[topic] = int(values["retention.ms"])
+    except Exception:
+        log.warning("could not read the topics' retention from the broker", exc_info=True)
+    for topic, actual in sorted(found.items()):
+        wanted = wanted_retention_ms(settings, topic)
+        short = retention_too_short(actual, wanted)
+        TOPIC_RETENTION_MS.labels(settings.service_name, topic).set(actual)
+        TOPIC_RETENTION_TOO_SHORT.labels(settings.service_name, topic).set(int(short))
+        if short:
+            log.warning("topic %s keeps its messages for retention.ms=%s, less than it should (%s): "
+                        "rebuild and new subscribers cannot replay what is deleted; see the README, "
+                        "\"Topics\", to change it", topic, actual, "forever (-1)" if wanted == KEEP_FOREVER else wanted)
+    return found
+
+
+def _admin(settings: ServiceSettings) -> Any:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                               client_id=f"{settings.service_name}-admin",
+                               **_producer_security_args(settings))
 
 
 async def topic_partitions(bootstrap: str, topics: list[str], **security: Any) -> list[TopicPartition]:

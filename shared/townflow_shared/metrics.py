@@ -66,3 +66,19 @@ BATCH_SIZE = Histogram(
     "townflow_consume_batch_size", "Records per consumed batch (one transaction each)",
     ["service"], registry=REGISTRY, buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
+OUTBOX_PARKED = Counter(
+    "townflow_outbox_parked_total", "Outbox rows the broker refused for good, moved to outbox_parked, by topic",
+    ["service", "topic"], registry=REGISTRY,
+)
+OUTBOX_PARKED_ROWS = Gauge(
+    "townflow_outbox_parked_rows", "Rows waiting in outbox_parked for an operator (re-publish or discard)",
+    ["service"], registry=REGISTRY,
+)
+TOPIC_RETENTION_MS = Gauge(
+    "townflow_topic_retention_ms", "retention.ms of a contract topic as read from the broker at start-up (-1: forever)",
+    ["service", "topic"], registry=REGISTRY,
+)
+TOPIC_RETENTION_TOO_SHORT = Gauge(
+    "townflow_topic_retention_too_short", "1 when a contract topic keeps its messages for less time than it should",
+    ["service", "topic"], registry=REGISTRY,
+)

@@ -4,6 +4,10 @@
 commit together. `OutboxRelay` publishes committed rows in id order with acks=all and the
 idempotent producer, then deletes them. A crash between publish and delete publishes a row
 again; consumers' inboxes make that harmless.
+
+A row the broker refuses for good (SPEC §6.1: too large, topic not authorised, invalid topic) is
+moved to `outbox_parked` with the reason, in the transaction that deletes it, and the rows behind
+it go on; every other failure keeps the row (and the rows behind it) for the next cycle.
 """
 
 from __future__ import annotations
@@ -11,18 +15,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
 from opentelemetry import propagate, trace
 
 from .events import Envelope
-from .metrics import OUTBOX_BACKLOG, OUTBOX_ERRORS, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
+from .metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_ERRORS,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PARKED,
+    OUTBOX_PARKED_ROWS,
+    OUTBOX_PUBLISHED,
+)
 from .telemetry import current_trace_headers, tracer
 
 log = logging.getLogger(__name__)
@@ -78,14 +98,66 @@ async def _insert(conn: asyncpg.Connection, events: Sequence[Envelope], headers:
     )
 
 
+# Refusals that sending the same bytes again can never turn into a success: the row is parked.
+# Everything else (broker away, timeouts, not leader, not enough replicas, a missing topic that
+# may yet be created) is passing and retried. Topic authorisation counts as for good (SPEC §6.1):
+# an operator fixes the ACL, then re-publishes the parked rows.
+REFUSED_FOR_GOOD: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError,      # larger than max_request_size (client) or message.max.bytes (broker)
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    InvalidTopicError,
+)
+# Kafka's rule for topic names; aiokafka would wait for metadata of an illegal one and time out
+# as if it were merely missing, so the relay checks it itself.
+_LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def refused_for_good(error: BaseException) -> bool:
+    return isinstance(error, REFUSED_FOR_GOOD)
+
+
+def refusal_reason(topic: str, error: BaseException | None) -> str | None:
+    """Why a row can never be published, or None when it may yet be."""
+    if not _LEGAL_TOPIC.fullmatch(topic) or topic in (".", ".."):
+        return f"InvalidTopicError: {topic!r} is not a legal Kafka topic name"
+    if error is not None and refused_for_good(error):
+        return f"{type(error).__name__}: {error}"[:1000]
+    return None
+
+
+@dataclass
+class RelayCycle:
+    """What one cycle did with the rows it took: published, parked (with the reason), or held
+    back for the next cycle by a passing failure (`error`, the first one)."""
+
+    published: list[asyncpg.Record] = field(default_factory=list)
+    parked: list[tuple[asyncpg.Record, str]] = field(default_factory=list)
+    error: BaseException | None = None
+    broker_failed: bool = False  # a send failed at the broker: the producer's sequence is out of step
+
+    @property
+    def done_ids(self) -> list[int]:
+        return [r["id"] for r in self.published] + [r["id"] for r, _ in self.parked]
+
+
+class RowsHeldBack(Exception):
+    """Some rows failed in a passing way and wait for the next cycle; the others are done."""
+
+
 class OutboxRelay:
     def __init__(self, service: str, pool: asyncpg.Pool, producer: AIOKafkaProducer,
-                 batch_size: int = 500, poll_seconds: float = 1.0) -> None:
+                 batch_size: int = 500, poll_seconds: float = 1.0, *,
+                 producer_factory: Callable[[], AIOKafkaProducer] | None = None) -> None:
         self.service = service
         self.pool = pool
         self.producer = producer
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        # Makes a fresh producer after the broker failed a send (see `_renew_producer`).
+        self.producer_factory = producer_factory
+        self._own_producer = False  # the given producer belongs to the caller, who stops it
         self._wake = asyncio.Event()
         self._stats_due = 0.0
 
@@ -110,6 +182,9 @@ class OutboxRelay:
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await self.pool.release(listener)
+            if self._own_producer:
+                with contextlib.suppress(Exception):
+                    await self.producer.stop()
 
     async def _listen(self) -> asyncpg.Connection | None:
         """A connection held for LISTEN, so a commit wakes the relay at once; polling backs it up."""
@@ -130,28 +205,114 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_batch(self) -> int:
-        """Take the oldest rows, publish them, and let them go only if every send is acknowledged
-        (acks=all): a failed send rolls the delete back and the rows stay for the next cycle."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
-                return 0
-            rows = sorted(await conn.fetch(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT $1)"
-                " RETURNING id, topic, key, payload, headers", self.batch_size,
-            ), key=lambda r: r["id"])
-            if rows:
-                futures = [await self._send(row) for row in rows]
-                await asyncio.gather(*futures)
-                for row in rows:
-                    OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
-            if time.monotonic() >= self._stats_due:  # a scan of the table: once a second is enough
+        """Take the oldest rows, publish them, delete those acknowledged (acks=all) and move those
+        refused for good to `outbox_parked`, in one transaction; return how many left `outbox`.
+
+        A row that fails in a passing way stays, and so does every row of its cycle not sent yet,
+        so nothing overtakes it; `RowsHeldBack` is raised after the commit so the caller backs off."""
+        cycle: RelayCycle | None = None
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
+                    rows = await conn.fetch(
+                        "SELECT id, topic, key, payload, headers, created_at FROM outbox ORDER BY id LIMIT $1",
+                        self.batch_size)
+                    cycle = await self._publish(rows)
+                    if cycle.done_ids:
+                        await self._take_away(conn, cycle)
+            if time.monotonic() >= self._stats_due:  # scans of the tables: once a second is enough
                 self._stats_due = time.monotonic() + 1.0
-                stats = await conn.fetchrow("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox")
-                OUTBOX_BACKLOG.labels(self.service).set(stats["n"])
-                oldest = stats["oldest"]
-                OUTBOX_OLDEST_AGE.labels(self.service).set(
-                    (datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
-        return len(rows)
+                await self._measure(conn)
+        if cycle is None:
+            return 0
+        for row in cycle.published:
+            OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
+        for row, reason in cycle.parked:
+            OUTBOX_PARKED.labels(self.service, row["topic"]).inc()
+            log.error("outbox row %s for %s refused for good and parked: %s", row["id"], row["topic"], reason)
+        if cycle.broker_failed:
+            await self._renew_producer()
+        if cycle.error is not None:
+            raise RowsHeldBack(f"{len(cycle.published)} published, {len(cycle.parked)} parked, "
+                               "the rest wait for the next cycle") from cycle.error
+        return len(cycle.done_ids)
+
+    async def _publish(self, rows: Sequence[asyncpg.Record]) -> RelayCycle:
+        cycle = RelayCycle()
+        sent: list[tuple[asyncpg.Record, asyncio.Future[object]]] = []
+        for row in rows:
+            reason = refusal_reason(row["topic"], None)
+            if reason is not None:
+                cycle.parked.append((row, reason))
+                continue
+            try:
+                sent.append((row, await self._send(row)))
+            except Exception as error:  # refused before it left: no sequence number was spent
+                reason = refusal_reason(row["topic"], error)
+                if reason is None:
+                    cycle.error = error
+                    break  # the rows behind it must not overtake it
+                cycle.parked.append((row, reason))
+        results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        for (row, _), result in zip(sent, results, strict=True):
+            if not isinstance(result, BaseException):
+                cycle.published.append(row)
+                continue
+            # The idempotent producer spent a sequence number on the failed batch, so every later
+            # send to its partition fails (OutOfOrderSequenceNumber) until the producer is renewed.
+            # Those rows are passing failures and stay, in order, behind nothing but this one.
+            cycle.broker_failed = True
+            reason = refusal_reason(row["topic"], result)
+            if reason is not None:
+                cycle.parked.append((row, reason))
+            elif cycle.error is None:
+                cycle.error = result
+        cycle.parked.sort(key=lambda parked: parked[0]["id"])
+        return cycle
+
+    async def _take_away(self, conn: asyncpg.Connection, cycle: RelayCycle) -> None:
+        # One round trip: delete what is done and keep a copy of the parked rows with the reason.
+        await conn.execute(
+            "WITH gone AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING *)"
+            " INSERT INTO outbox_parked (id, topic, key, payload, headers, created_at, reason)"
+            " SELECT gone.id, gone.topic, gone.key, gone.payload, gone.headers, gone.created_at, why.reason"
+            " FROM gone JOIN unnest($2::bigint[], $3::text[]) AS why(id, reason) ON why.id = gone.id",
+            cycle.done_ids, [r["id"] for r, _ in cycle.parked], [reason for _, reason in cycle.parked],
+        )
+
+    async def _measure(self, conn: asyncpg.Connection) -> None:
+        """Backlog, age and parked rows, read by every replica (not only the one publishing), so
+        no replica's gauge is left stale when another holds the relay lock."""
+        stats = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM outbox) AS n, (SELECT min(created_at) FROM outbox) AS oldest,"
+            " (SELECT count(*) FROM outbox_parked) AS parked")
+        OUTBOX_BACKLOG.labels(self.service).set(stats["n"])
+        oldest = stats["oldest"]
+        OUTBOX_OLDEST_AGE.labels(self.service).set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
+        OUTBOX_PARKED_ROWS.labels(self.service).set(stats["parked"])
+
+    async def _renew_producer(self) -> None:
+        """After the broker failed a send, the idempotent producer's sequence numbers for that
+        partition are ahead of the broker's (aiokafka does not take them back), so later sends to
+        it would fail for ever. A new producer (a new producer id) starts its sequences afresh."""
+        if self.producer_factory is None:
+            log.error("the broker failed a send: later rows to its partition wait until the service "
+                      "restarts (the relay was given no producer factory to renew its producer)")
+            return
+        fresh = self.producer_factory()
+        try:
+            await fresh.start()
+        except Exception:
+            with contextlib.suppress(Exception):
+                await fresh.stop()
+            log.warning("could not start a fresh outbox producer; will try again after the next failure")
+            return
+        old, was_own = self.producer, self._own_producer
+        self.producer, self._own_producer = fresh, True
+        log.warning("outbox producer renewed after a send the broker failed")
+        if was_own:
+            with contextlib.suppress(Exception):
+                await old.stop()
 
     async def _send(self, row: asyncpg.Record) -> asyncio.Future[object]:
         parent = propagate.extract(row["headers"] or {})

@@ -46,3 +46,5 @@ class ServiceSettings(BaseSettings):
     # Waiting out an outage (SPEC §6.1): back-off from base, doubling, capped, with full jitter.
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 10.0
+    kafka_dlq_retention_ms: int = 30 * 24 * 3600 * 1000  # event topics keep everything (-1); .dlq topics 30 days
+    kafka_max_message_bytes: int = 1_048_576  # largest record the relay sends; keep ≤ the broker's message.max.bytes
