@@ -15,17 +15,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
-from devstack.stack import Stack
+from devstack.processes import free_port
+from devstack.stack import ServiceProcess, Stack
 from dispatch import flows, rules, scheduled
 from dispatch.app import MIGRATIONS
+from townflow_shared.auth import issue_token
 from townflow_shared.clock import Clock
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import load_town
 
-from .conftest import eventually, file_matter, set_clocks, task_of
+from .conftest import ADMIN, eventually, file_matter, set_clocks, task_of
 from .kafka_tools import event_of, read_all
 
 SUPERVISED = "dispatch.task.supervised.v1"
@@ -127,6 +130,57 @@ async def test_2000_due_reminders_go_out_in_one_wake_up_and_the_newest_is_not_st
         assert all(e["at"] == published[0]["at"] for e in published)
     finally:  # closed, they stay out of later tests' supervision
         await db.execute("UPDATE tasks SET status = 'closed' WHERE task_id = ANY($1)", due_ids + blocker_ids)
+
+
+async def test_two_dispatch_replicas_share_supervision_and_publish_each_level_once(
+        stack: Stack, bootstrap: str, databases: dict[str, asyncpg.Pool], tmp_path: Path) -> None:
+    """A second dispatch process on the same database, as the Kubernetes manifests run it. Its
+    clock stands one second after the first's, so each level's `at` tells which replica sent it."""
+    check_at = datetime.fromisoformat("2027-04-05T10:00:00+08:00")
+    await set_clocks(stack, (check_at - timedelta(days=3)).isoformat())
+    port = free_port()
+    replica = ServiceProcess("dispatch", port, stack.service_env("dispatch") | {
+        "TOWNFLOW_HTTP_PORT": str(port), "TOWNFLOW_SUPERVISION_BATCH_SIZE": "50"},
+        tmp_path / "dispatch-replica.log")
+    window = timedelta(hours=24)
+    # 900 tasks due for their reminder, 300 for every level (missed while both were down).
+    rows = ([task_row(check_at - window * 0.9 - timedelta(seconds=i), window) for i in range(900)]
+            + [task_row(check_at - window * 2 - timedelta(seconds=i), window) for i in range(300)])
+    ids = [row[0] for row in rows]
+    db = databases["dispatch"]
+    async with db.acquire() as conn:
+        await insert_tasks(conn, rows)
+    replica.start()
+    try:
+        replica_at = check_at + timedelta(seconds=1)
+        token = issue_token(stack.jwt_secret, ADMIN[0], ADMIN[1:])
+        async with httpx.AsyncClient(base_url=replica.url, timeout=20,
+                                     headers={"Authorization": f"Bearer {token}"}) as client:
+            moved = await asyncio.gather(
+                set_clocks(stack, check_at.isoformat()),
+                client.post("/v1/admin/clock", json={"now": replica_at.isoformat()}))
+        assert moved[1].status_code == 200, moved[1].text
+        expected = {(str(r[0]), level) for r in rows
+                    for level in rules.supervision_due(r[14], r[16], set(), check_at, RULES)}
+        assert len(expected) == 900 + 300 * 3
+        wanted = {str(t) for t in ids}
+
+        async def all_published() -> list[dict[str, object]] | None:
+            mine = [event_of(r)["data"] for r in await read_all(bootstrap, SUPERVISED)
+                    if event_of(r)["data"]["task_id"] in wanted]
+            return mine if len(mine) >= len(expected) else None
+
+        published = await eventually(all_published, timeout=60, what="every due level on the topic")
+        await asyncio.sleep(1)
+        published = await all_published() or []
+        counts = Counter((e["task_id"], e["level"]) for e in published)
+        assert set(counts) == expected and set(counts.values()) == {1}
+        by = Counter(datetime.fromisoformat(str(e["at"])) for e in published)
+        print(f"\nlevels sent by the first replica: {by[check_at]}, by the second: {by[replica_at]}")
+        assert set(by) == {check_at, replica_at}  # both replicas took a share
+    finally:
+        replica.stop()
+        await db.execute("UPDATE tasks SET status = 'closed' WHERE task_id = ANY($1)", ids)
 
 
 # --- On a database of the test's own, the loop's functions called directly ---------------------
