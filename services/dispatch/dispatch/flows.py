@@ -134,13 +134,16 @@ async def supervise_due(conn: asyncpg.Connection, town: Town, now: datetime, lim
             due = rules.supervision_due(task["window_start"], task["resolve_by"], set(task["sent"]), now,
                                         town.rules.dispatch)
             post = town.posts.get(task["post"])
-            levels += [(task["task_id"], level, rules.notified_for(level, task["assignee"], post, town))
-                       for level in due]
-            nexts.append((task["task_id"], rules.next_supervision_at(
-                task["window_start"], task["resolve_by"], {*task["sent"], *due}, town.rules.dispatch)))
+            mine = [(task["task_id"], level, rules.notified_for(level, task["assignee"], post, town))
+                    for level in due]
+            next_at = rules.next_supervision_at(task["window_start"], task["resolve_by"], {*task["sent"], *due},
+                                                town.rules.dispatch)
         except Exception:  # one bad row (e.g. a post gone from the town's files) never stops the rest
             log.exception("supervision of task %s failed; it is tried again next pass", task["task_id"])
             failed += 1
+            continue
+        levels += mine
+        nexts.append((task["task_id"], next_at))
     new = await store.add_supervisions(conn, levels, now) if levels else set()
     by_task = {task["task_id"]: task for task in claimed}
     await enqueue(conn, *(
