@@ -36,7 +36,10 @@ class GroupGauges:
         return self._holder is not None
 
     def add(self, refresh: Refresh, *gauges: Gauge) -> None:
-        """`refresh` sets `gauges` (each with labels) from the database while this replica reports."""
+        """`refresh` sets `gauges` from the database while this replica reports."""
+        unlabelled = [g for g in gauges if not g._labelnames]
+        if unlabelled:  # a gauge without labels cannot be withdrawn, only set to 0
+            raise ValueError(f"group gauges need labels: {[g._name for g in unlabelled]}")
         self._refreshers.append(refresh)
         self._gauges.extend(gauges)
 

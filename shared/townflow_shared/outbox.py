@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -159,7 +158,6 @@ class OutboxRelay:
         self.producer_factory = producer_factory
         self._own_producer = False  # the given producer belongs to the caller, who stops it
         self._wake = asyncio.Event()
-        self._stats_due = 0.0
 
     async def run(self) -> None:
         listener: asyncpg.Connection | None = None
@@ -220,9 +218,6 @@ class OutboxRelay:
                     cycle = await self._publish(rows)
                     if cycle.done_ids:
                         await self._take_away(conn, cycle)
-            if time.monotonic() >= self._stats_due:  # scans of the tables: once a second is enough
-                self._stats_due = time.monotonic() + 1.0
-                await self._measure(conn)
         if cycle is None:
             return 0
         for row in cycle.published:
@@ -280,17 +275,6 @@ class OutboxRelay:
             cycle.done_ids, [r["id"] for r, _ in cycle.parked], [reason for _, reason in cycle.parked],
         )
 
-    async def _measure(self, conn: asyncpg.Connection) -> None:
-        """Backlog, age and parked rows, read by every replica (not only the one publishing), so
-        no replica's gauge is left stale when another holds the relay lock."""
-        stats = await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM outbox) AS n, (SELECT min(created_at) FROM outbox) AS oldest,"
-            " (SELECT count(*) FROM outbox_parked) AS parked")
-        OUTBOX_BACKLOG.labels(self.service).set(stats["n"])
-        oldest = stats["oldest"]
-        OUTBOX_OLDEST_AGE.labels(self.service).set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
-        OUTBOX_PARKED_ROWS.labels(self.service).set(stats["parked"])
-
     async def _renew_producer(self) -> None:
         """After the broker failed a send, the idempotent producer's sequence numbers for that
         partition are ahead of the broker's (aiokafka does not take them back), so later sends to
@@ -327,3 +311,15 @@ class OutboxRelay:
         return await self.producer.send(
             row["topic"], value=bytes(row["payload"]), key=row["key"].encode(), headers=headers,
         )
+
+
+async def refresh_outbox_gauges(pool: asyncpg.Pool, service: str) -> None:
+    """Backlog, age and parked rows: group-wide, so set by the one replica that reports for the
+    service (townflow_shared.group_gauges), whichever replica holds the relay lock."""
+    stats = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM outbox) AS n, (SELECT min(created_at) FROM outbox) AS oldest,"
+        " (SELECT count(*) FROM outbox_parked) AS parked")
+    OUTBOX_BACKLOG.labels(service).set(stats["n"])
+    oldest = stats["oldest"]
+    OUTBOX_OLDEST_AGE.labels(service).set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
+    OUTBOX_PARKED_ROWS.labels(service).set(stats["parked"])

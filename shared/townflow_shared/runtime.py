@@ -30,8 +30,9 @@ from .group_gauges import GroupGauges, Refresh
 from .http import mount_common
 from .kafka import create_broker, create_producer, ensure_topics
 from .lag import measure_lag_forever
+from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED_ROWS
 from .offsets import OffsetCommitter
-from .outbox import OutboxRelay
+from .outbox import OutboxRelay, refresh_outbox_gauges
 from .retry import Retrying
 from .settings import ServiceSettings
 from .telemetry import setup_tracing
@@ -60,6 +61,8 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self.retrying = Retrying(self.service, settings.retry_base_seconds, settings.retry_max_seconds)
         self.group_gauges = GroupGauges(lambda: self.pool, settings.group_gauges_seconds)
+        self.reports(lambda pool: refresh_outbox_gauges(pool, self.service),
+                     OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED_ROWS)
         self.subscriber: Any = None  # FastStream's subscriber: its consumer knows the assignment
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -203,7 +206,8 @@ class ServiceRuntime:
         await self.producer.start()
         if self.settings.outbox_relay:
             self.relay = OutboxRelay(self.service, self._pool, self.producer,
-                                     self.settings.outbox_batch_size, self.settings.outbox_poll_seconds)
+                                     self.settings.outbox_batch_size, self.settings.outbox_poll_seconds,
+                                     producer_factory=lambda: create_producer(self.settings))
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         for task in self.background:
             self._tasks.append(asyncio.create_task(self._guard(task), name=task.__name__))

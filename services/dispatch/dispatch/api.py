@@ -143,7 +143,7 @@ async def accept(task_id: str, runtime: Runtime, principal: Holder) -> dict[str,
     async with transaction(runtime.pool) as conn:
         task = await _task_to_act_on(conn, runtime, principal, task_id, "accept")
         await store.update_task(conn, task["task_id"], status="accepted", accepted_at=now)
-        await enqueue(conn, flows.task_event(runtime, TaskAccepted, TaskAcceptedData(
+        await enqueue(conn, flows.task_event(runtime.town, TaskAccepted, TaskAcceptedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=principal.sub,
             accepted_at=now), task["task_id"], task["request_id"], now))
     return {"task_id": task_id, "status": "accepted", "accepted_at": now.isoformat(),
@@ -171,7 +171,7 @@ async def return_task(task_id: str, body: Reason, runtime: Runtime, principal: H
             raise HTTPException(409, detail=f"the return window closed at {limit.isoformat()}")
         await store.update_task(conn, task["task_id"], status="returned", returned_at=now,
                                 return_reason=body.reason)
-        await enqueue(conn, flows.task_event(runtime, TaskReturned, TaskReturnedData(
+        await enqueue(conn, flows.task_event(runtime.town, TaskReturned, TaskReturnedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=principal.sub,
             reason=body.reason, returned_at=now), task["task_id"], task["request_id"], now))
     return {"task_id": task_id, "status": "returned"}
@@ -231,9 +231,11 @@ async def _decide(task_id: str, approve: bool, body: Decision, runtime: ServiceR
         result: dict[str, Any] = {"task_id": task_id, "status": "approved" if approve else "refused"}
         if approve:
             resolve_by = rules.extended_resolve_by(task["resolve_by"], pending["days"], runtime.town.calendar)
+            next_at = await flows.next_supervision_after_change(conn, runtime.town, task["task_id"],
+                                                                task["window_start"], resolve_by)
             await store.update_task(conn, task["task_id"], resolve_by=resolve_by,
-                                    extension_count=task["extension_count"] + 1)
-            await enqueue(conn, flows.task_event(runtime, TaskExtended, TaskExtendedData(
+                                    extension_count=task["extension_count"] + 1, next_supervision_at=next_at)
+            await enqueue(conn, flows.task_event(runtime.town, TaskExtended, TaskExtendedData(
                 task_id=str(task["task_id"]), request_id=str(task["request_id"]), days=pending["days"],
                 reason=pending["reason"], approved_by=principal.sub, resolve_by=resolve_by),
                 task["task_id"], task["request_id"], now))
@@ -264,12 +266,14 @@ async def verify(task_id: str, body: Verification, runtime: Runtime,
         if body.passed:
             await store.update_task(conn, task["task_id"], status="closed")
         else:
+            await store.forget_supervisions(conn, task["task_id"])
+            resolve_by = rules.rework_resolve_by(now, task["window_start"], task["resolve_by"])
             await store.update_task(
-                conn, task["task_id"], status="rework", window_start=now,
-                resolve_by=rules.rework_resolve_by(now, task["window_start"], task["resolve_by"]),
-                rework_count=task["rework_count"] + 1, completed_at=None, on_time=None)
-            await conn.execute("DELETE FROM supervisions WHERE task_id = $1", task["task_id"])
-        await enqueue(conn, flows.task_event(runtime, TaskVerified, TaskVerifiedData(
+                conn, task["task_id"], status="rework", window_start=now, resolve_by=resolve_by,
+                rework_count=task["rework_count"] + 1, completed_at=None, on_time=None,
+                next_supervision_at=await flows.next_supervision_after_change(
+                    conn, runtime.town, task["task_id"], now, resolve_by))
+        await enqueue(conn, flows.task_event(runtime.town, TaskVerified, TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=body.passed,
             note=body.note, by=principal.sub, at=now), task["task_id"], task["request_id"], now))
         updated = await store.task(conn, task["task_id"])

@@ -19,17 +19,19 @@ from townflow_shared.events import (
 )
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, handlers
+from . import api, handlers, metrics, scheduled
 from .settings import DispatchSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
-    runtime = ServiceRuntime(settings or DispatchSettings(), MIGRATIONS)
+    settings = settings or DispatchSettings()
+    runtime = ServiceRuntime(settings, MIGRATIONS)
     runtime.on(RequestFiled)(handlers.request_filed)
     runtime.on(InspectionDone)(handlers.inspection_done)
-    runtime.every(handlers.supervision_loop)
+    runtime.every(scheduled.supervision_loop(settings))
+    runtime.reports(lambda pool: metrics.refresh_gauges(pool, runtime.clock.now()), *metrics.GAUGES)
     runtime.publishes(TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended, TaskVerified)
     return runtime
 

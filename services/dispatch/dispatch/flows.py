@@ -3,6 +3,7 @@ caller's transaction: rules decide, store writes, the outbox carries the events.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +27,11 @@ from townflow_shared.events import (
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import current_trace_headers
+from townflow_shared.town import Town
 
 from . import rules, store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,9 @@ class Matter:
     target: str | None
 
 
-def task_event(runtime: ServiceRuntime, event_type: type[_Envelope], data: EventData, task_id: Any,
+def task_event(town: Town, event_type: type[_Envelope], data: EventData, task_id: Any,
                request_id: Any, now: datetime, causation_id: Any = None) -> _Envelope:
-    return new_event(event_type, data, source="dispatch", town_code=runtime.town.code,
+    return new_event(event_type, data, source="dispatch", town_code=town.code,
                      subject=str(task_id), correlation_id=str(request_id), time=now,
                      causation_id=causation_id)
 
@@ -71,6 +75,7 @@ async def dispatch_matter(conn: asyncpg.Connection, runtime: ServiceRuntime, mat
         "post": post.code, "assignee": assignment.assignee, "assigned_via": assignment.via,
         "status": "dispatched", "dispatched_at": now, "window_start": now,
         "respond_by": due.respond_by, "resolve_by": due.resolve_by, "redispatch_of": redispatch_of,
+        "next_supervision_at": rules.next_supervision_at(now, due.resolve_by, (), town.rules.dispatch),
         "trace_headers": current_trace_headers(),
     }
     await store.insert_task(conn, row)
@@ -82,7 +87,7 @@ async def dispatch_matter(conn: asyncpg.Connection, runtime: ServiceRuntime, mat
         assignee=assignment.assignee, assigned_via=assignment.via, respond_by=due.respond_by,
         resolve_by=due.resolve_by, dispatched_at=now,
         redispatch_of=str(redispatch_of) if redispatch_of else None, invalid_return=invalid_return)
-    await enqueue(conn, task_event(runtime, TaskDispatched, data, task_id, matter.request_id, now,
+    await enqueue(conn, task_event(runtime.town, TaskDispatched, data, task_id, matter.request_id, now,
                                    causation_id))
     return task_id
 
@@ -94,13 +99,14 @@ async def complete_task(conn: asyncpg.Connection, runtime: ServiceRuntime, task:
     # An inspection's result is its own closure check (核查): such tasks close at once.
     status = "closed" if inspection_id else "completed"
     await store.update_task(conn, task["task_id"], status=status, completed_at=now, completed_by=by,
-                            resolution=resolution, on_time=on_time, inspection_id=inspection_id)
-    events = [task_event(runtime, TaskCompleted, TaskCompletedData(
+                            resolution=resolution, on_time=on_time, inspection_id=inspection_id,
+                            next_supervision_at=None)
+    events = [task_event(runtime.town, TaskCompleted, TaskCompletedData(
         task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=by,
         resolution=resolution, completed_at=now, on_time=on_time, inspection_id=inspection_id),
         task["task_id"], task["request_id"], now, causation_id)]
     if inspection_id:
-        events.append(task_event(runtime, TaskVerified, TaskVerifiedData(
+        events.append(task_event(runtime.town, TaskVerified, TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=True,
             note=f"verified by inspection {inspection_id}", by=by, at=now),
             task["task_id"], task["request_id"], now, causation_id))
@@ -108,19 +114,50 @@ async def complete_task(conn: asyncpg.Connection, runtime: ServiceRuntime, task:
     return on_time
 
 
-async def supervise(conn: asyncpg.Connection, runtime: ServiceRuntime, now: datetime) -> int:
-    """Publish every supervision level that has fallen due; each at most once per task."""
-    town = runtime.town
-    published = 0
-    for task in await store.supervision_candidates(conn, now, town.rules.dispatch.reminder_at):
-        post = town.posts.get(task["post"])
-        for level in rules.supervision_due(task["window_start"], task["resolve_by"], set(task["sent"]),
-                                           now, town.rules.dispatch):
-            notified = rules.notified_for(level, task["assignee"], post, town)
-            if not await store.add_supervision(conn, task["task_id"], level, now, notified):
-                continue
-            await enqueue(conn, task_event(runtime, TaskSupervised, TaskSupervisedData(
-                task_id=str(task["task_id"]), request_id=str(task["request_id"]), level=level,
-                notified=notified, at=now), task["task_id"], task["request_id"], now))
-            published += 1
-    return published
+@dataclass(frozen=True)
+class SupervisionBatch:
+    claimed: int  # tasks taken from the due index
+    published: int  # supervision events written to the outbox
+    failed: int  # tasks skipped because their levels could not be worked out (logged)
+
+
+async def supervise_due(conn: asyncpg.Connection, town: Town, now: datetime, limit: int) -> SupervisionBatch:
+    """Publish the supervision levels due by `now` of up to `limit` tasks, earliest due first,
+    and move each task's next due moment on. Each level once per task: the claim locks the
+    rows (another replica skips them) and the (task, level) key refuses a second insert."""
+    claimed = await store.claim_due_supervisions(conn, now, limit)
+    levels: list[tuple[uuid.UUID, str, list[str]]] = []
+    nexts: list[tuple[uuid.UUID, datetime | None]] = []
+    failed = 0
+    for task in claimed:
+        try:
+            due = rules.supervision_due(task["window_start"], task["resolve_by"], set(task["sent"]), now,
+                                        town.rules.dispatch)
+            post = town.posts.get(task["post"])
+            mine = [(task["task_id"], level, rules.notified_for(level, task["assignee"], post, town))
+                    for level in due]
+            next_at = rules.next_supervision_at(task["window_start"], task["resolve_by"], {*task["sent"], *due},
+                                                town.rules.dispatch)
+        except Exception:  # one bad row (e.g. a post gone from the town's files) never stops the rest
+            log.exception("supervision of task %s failed; it is tried again next pass", task["task_id"])
+            failed += 1
+            continue
+        levels += mine
+        nexts.append((task["task_id"], next_at))
+    new = await store.add_supervisions(conn, levels, now) if levels else set()
+    by_task = {task["task_id"]: task for task in claimed}
+    await enqueue(conn, *(
+        task_event(town, TaskSupervised, TaskSupervisedData(
+            task_id=str(task_id), request_id=str(by_task[task_id]["request_id"]), level=level,  # type: ignore[arg-type]
+            notified=notified, at=now), task_id, by_task[task_id]["request_id"], now)
+        for task_id, level, notified in levels if (task_id, level) in new))
+    if nexts:
+        await store.set_next_supervisions(conn, nexts)
+    return SupervisionBatch(len(claimed), len(new), failed)
+
+
+async def next_supervision_after_change(conn: asyncpg.Connection, town: Town, task_id: uuid.UUID,
+                                        window_start: datetime, resolve_by: datetime) -> datetime | None:
+    """The task's next supervision moment once its window changed (an extension, a rework)."""
+    sent = await store.supervisions_sent(conn, task_id)
+    return rules.next_supervision_at(window_start, resolve_by, sent, town.rules.dispatch)

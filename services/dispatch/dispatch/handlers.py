@@ -6,14 +6,11 @@ import uuid
 
 import asyncpg
 
-from townflow_shared.db import transaction
 from townflow_shared.dlq import Rejected
 from townflow_shared.events import InspectionDone, RequestFiled
 from townflow_shared.runtime import ServiceRuntime
 
 from . import flows, store
-from .metrics import refresh_gauges
-from .settings import DispatchSettings
 
 
 class UnknownItem(Rejected):
@@ -46,15 +43,3 @@ async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, runti
         await flows.complete_task(conn, runtime, task, by=",".join(d.officers),
                                   resolution=f"inspection {d.inspection_id}: {outcome}{note}",
                                   now=now, inspection_id=d.inspection_id, causation_id=event.id)
-
-
-async def supervision_loop(runtime: ServiceRuntime) -> None:
-    """督办 on the clock: wakes every few seconds, or at once when a test moves the clock."""
-    settings = runtime.settings
-    interval = settings.supervision_seconds if isinstance(settings, DispatchSettings) else 10.0
-    while True:
-        now = runtime.clock.now()
-        async with transaction(runtime.pool) as conn:
-            await flows.supervise(conn, runtime, now)
-        await refresh_gauges(runtime.pool, now)
-        await runtime.clock.wait_moved(interval)

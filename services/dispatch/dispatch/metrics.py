@@ -18,7 +18,11 @@ SUPERVISIONS = Gauge("townflow_dispatch_supervision_events", "Supervision events
                      ["level"], registry=REGISTRY)
 
 
+GAUGES = (OPEN_TASKS, OVERDUE_TASKS, SUPERVISIONS)
+
+
 async def refresh_gauges(pool: asyncpg.Pool, now: datetime) -> None:
+    """Group-wide: set by the replica that reports for the service (see townflow_shared.group_gauges)."""
     counts = {r["colour"]: r for r in await store.open_counts_by_colour(pool, now)}
     for colour in ("yellow", "orange", "red"):
         row = counts.get(colour)

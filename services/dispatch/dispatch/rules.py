@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -77,6 +78,14 @@ def supervision_due(window_start: datetime, resolve_by: datetime, sent: set[str]
     up on every level it missed)."""
     moments = supervision_moments(window_start, resolve_by, rules)
     return [level for level, moment in moments.items() if moment <= now and level not in sent]
+
+
+def next_supervision_at(window_start: datetime, resolve_by: datetime, sent: Collection[str],
+                        rules: DispatchRules) -> datetime | None:
+    """When the earliest level not yet sent falls due; None once every level is sent. Stored on
+    the task, so supervision reads only what is due instead of every open task."""
+    moments = supervision_moments(window_start, resolve_by, rules)
+    return min((moment for level, moment in moments.items() if level not in sent), default=None)
 
 
 def notified_for(level: SupervisionLevel, assignee: str, post: Post | None, town: Town) -> list[str]:

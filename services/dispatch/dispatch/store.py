@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -124,23 +125,46 @@ async def returned_queue(db: Db) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM tasks WHERE status = 'returned' ORDER BY returned_at")
 
 
-async def supervision_candidates(conn: asyncpg.Connection, now: datetime, first_at: float,
-                                 limit: int = 500) -> list[asyncpg.Record]:
-    """Open tasks whose first supervision moment has passed and that still miss a level."""
+async def claim_due_supervisions(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` open tasks with a supervision level due by `now`, earliest due first, locked
+    for this transaction. SKIP LOCKED: another replica's pass takes the next ones instead of
+    waiting for these."""
     return await conn.fetch(
         "SELECT t.task_id, t.request_id, t.assignee, t.post, t.window_start, t.resolve_by,"
-        " coalesce(array_agg(s.level) FILTER (WHERE s.level IS NOT NULL), '{}') AS sent"
-        " FROM tasks t LEFT JOIN supervisions s ON s.task_id = t.task_id"
-        " WHERE t.status = ANY($1) AND t.window_start + (t.resolve_by - t.window_start) * $2 <= $3"
-        " GROUP BY t.task_id HAVING count(s.level) < 3 ORDER BY t.resolve_by LIMIT $4",
-        list(OPEN_STATUSES), first_at, now, limit)
+        " ARRAY(SELECT s.level FROM supervisions s WHERE s.task_id = t.task_id) AS sent"
+        f" FROM tasks t WHERE t.status IN ({_OPEN}) AND t.next_supervision_at <= $1"
+        " ORDER BY t.next_supervision_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED",
+        now, limit)
 
 
-async def add_supervision(conn: asyncpg.Connection, task_id: uuid.UUID, level: str, at: datetime,
-                          notified: list[str]) -> bool:
-    return bool(await conn.fetchval(
-        "INSERT INTO supervisions (task_id, level, at, notified) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT DO NOTHING RETURNING true", task_id, level, at, notified))
+async def add_supervisions(conn: asyncpg.Connection, levels: Sequence[tuple[uuid.UUID, str, list[str]]],
+                           at: datetime) -> set[tuple[uuid.UUID, str]]:
+    """Record (task, level, notified) rows in one statement; returns those that were new. The
+    key (task_id, level) is the last guard against publishing a level twice."""
+    rows = await conn.fetch(
+        "INSERT INTO supervisions (task_id, level, at, notified)"
+        " SELECT u.task_id, u.level, $4, ARRAY(SELECT jsonb_array_elements_text(u.notified::jsonb))"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(task_id, level, notified)"
+        " ON CONFLICT DO NOTHING RETURNING task_id, level",
+        # Lists of unequal length are no PostgreSQL array: each goes as a JSON text.
+        [t for t, _, _ in levels], [lv for _, lv, _ in levels], [json.dumps(n) for _, _, n in levels], at)
+    return {(r["task_id"], r["level"]) for r in rows}
+
+
+async def set_next_supervisions(conn: asyncpg.Connection, nexts: Sequence[tuple[uuid.UUID, datetime | None]]) -> None:
+    await conn.execute(
+        "UPDATE tasks t SET next_supervision_at = u.next_at"
+        " FROM unnest($1::uuid[], $2::timestamptz[]) AS u(task_id, next_at) WHERE t.task_id = u.task_id",
+        [t for t, _ in nexts], [n for _, n in nexts])
+
+
+async def supervisions_sent(conn: asyncpg.Connection, task_id: uuid.UUID) -> set[str]:
+    return {r["level"] for r in await conn.fetch("SELECT level FROM supervisions WHERE task_id = $1", task_id)}
+
+
+async def forget_supervisions(conn: asyncpg.Connection, task_id: uuid.UUID) -> None:
+    """A rework starts a new window: its supervision ladder starts again."""
+    await conn.execute("DELETE FROM supervisions WHERE task_id = $1", task_id)
 
 
 async def supervision_levels(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -60,6 +60,32 @@ def test_supervision_levels_fall_at_80_100_150_percent() -> None:
     assert rules.supervision_due(start, end, {"reminder", "overdue", "escalated"}, at(2026, 12, 1), R) == []
 
 
+def test_next_supervision_is_the_earliest_level_not_yet_sent() -> None:
+    start, end = at(2026, 11, 23, 10), at(2026, 11, 24, 10)
+    assert rules.next_supervision_at(start, end, set(), R) == start + timedelta(hours=19.2)
+    assert rules.next_supervision_at(start, end, {"reminder"}, R) == end
+    assert rules.next_supervision_at(start, end, {"reminder", "overdue"}, R) == start + timedelta(hours=36)
+    assert rules.next_supervision_at(start, end, {"reminder", "overdue", "escalated"}, R) is None
+    # A level missed while the service was down still comes first.
+    assert rules.next_supervision_at(start, end, {"overdue"}, R) == start + timedelta(hours=19.2)
+
+
+def test_an_extension_moves_the_next_supervision_and_keeps_what_was_sent() -> None:
+    start, end = at(2026, 11, 23, 10), at(2026, 11, 24, 10)
+    later = rules.extended_resolve_by(end, 2, TOWN.calendar)
+    assert rules.next_supervision_at(start, later, {"reminder"}, R) == later
+
+
+@pytest.mark.parametrize("hours", [0, 5, 19.2, 20, 24, 30, 36, 40, 100])
+def test_after_publishing_what_is_due_the_next_supervision_lies_in_the_future(hours: float) -> None:
+    """The loop relies on it: a task it has handled is not due again in the same pass."""
+    start, end = at(2026, 11, 23, 10), at(2026, 11, 24, 10)
+    now = start + timedelta(hours=hours)
+    sent = set(rules.supervision_due(start, end, set(), now, R))
+    following = rules.next_supervision_at(start, end, sent, R)
+    assert following is None or following > now
+
+
 def test_who_is_notified_climbs_the_ladder() -> None:
     post = TOWN.posts["welfare"]
     assert rules.notified_for("reminder", "s014", post, TOWN) == ["s014"]

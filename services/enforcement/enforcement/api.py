@@ -220,7 +220,7 @@ async def add_step(case_id: str, body: StepIn, runtime: Runtime, principal: Offi
             raise unprocessable([("decision", "a decision step records the decision")])
         fields: dict[str, Any] = {"step": body.step}
         if body.step == "decided":
-            fields.update(decision=body.decision, decided_at=now)
+            fields.update(decision=body.decision, decided_at=now, next_flag_at=None)
         await store.set_case(conn, row["case_id"], **fields)
         await store.add_case_step(conn, row["case_id"], body.step, now, principal.sub, body.note)
         await flows.case_event(conn, runtime, row, body.step, now, decision=body.decision)
@@ -243,8 +243,10 @@ async def extend_case(case_id: str, body: ExtensionIn, runtime: Runtime, princip
             raise HTTPException(409, detail=f"the case is {row['step']}; nothing left to extend")
         if error := rules.extension_error(row["filed_at"], row["extended"], now, limits):
             raise HTTPException(409, detail=error)
+        flagged = {"warning"} if row["warned_at"] else set()
         await store.set_case(conn, row["case_id"], extended=True, extension_reason=body.reason,
-                             decision_due=rules.decision_due(row["filed_at"], True, limits), overdue_at=None)
+                             decision_due=rules.decision_due(row["filed_at"], True, limits), overdue_at=None,
+                             next_flag_at=rules.next_case_flag_at(row["filed_at"], True, flagged, limits))
         updated = await store.case(conn, row["case_id"])
     assert updated is not None
     return _case_view(runtime, updated)

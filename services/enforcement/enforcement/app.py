@@ -9,16 +9,18 @@ from fastapi import FastAPI
 from townflow_shared.events import CaseUpdated, InspectionDone, PlanPublished, TaskDispatched
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, handlers
+from . import api, handlers, metrics, scheduled
 from .settings import EnforcementSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntime:
-    runtime = ServiceRuntime(settings or EnforcementSettings(), MIGRATIONS)
+    settings = settings or EnforcementSettings()
+    runtime = ServiceRuntime(settings, MIGRATIONS)
     runtime.on(TaskDispatched)(handlers.task_dispatched)
-    runtime.every(handlers.case_deadline_loop)
+    runtime.every(scheduled.case_deadline_loop(settings))
+    runtime.reports(lambda pool: metrics.refresh_gauges(pool, runtime.town.code), *metrics.GAUGES)
     runtime.publishes(InspectionDone, CaseUpdated, PlanPublished)
     return runtime
 

@@ -3,7 +3,9 @@ the outbox carries the events."""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +16,11 @@ from townflow_shared.events import Envelope as _Envelope
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import current_trace_headers
+from townflow_shared.town import EnforcementRules
 
 from . import rules, store
+
+log = logging.getLogger(__name__)
 
 
 def event(runtime: ServiceRuntime, event_type: type[_Envelope], data: EventData, subject: Any,
@@ -63,12 +68,14 @@ async def open_case(conn: asyncpg.Connection, runtime: ServiceRuntime, *, need: 
     item = runtime.town.catalog[need["item_code"]]
     case_id = uuid.uuid4()
     destination = rules.transfer_destination(outcome, item)
+    limits = runtime.town.rules.enforcement
     row = {
         "case_id": case_id, "task_id": need["task_id"], "request_id": need["request_id"],
         "inspection_id": inspection_id, "item_code": item.code, "target": need["target"],
         "step": "transferred" if destination else "filed", "filed_at": now,
-        "decision_due": rules.decision_due(now, False, runtime.town.rules.enforcement),
+        "decision_due": rules.decision_due(now, False, limits),
         "transferred_to": destination,
+        "next_flag_at": None if destination else rules.next_case_flag_at(now, False, (), limits),
     }
     await store.create_case(conn, row)
     await store.add_case_step(conn, case_id, "filed", now, by, f"inspection finding: {outcome}")
@@ -79,16 +86,31 @@ async def open_case(conn: asyncpg.Connection, runtime: ServiceRuntime, *, need: 
     return case_id
 
 
-async def flag_cases(conn: asyncpg.Connection, runtime: ServiceRuntime, now: datetime) -> int:
-    """Mark undecided cases past day 60 (warning) and past their decision limit (overdue)."""
-    changed = 0
-    rules_ = runtime.town.rules.enforcement
-    for case in await store.undecided_cases(conn):
-        flag = rules.case_flag(case["filed_at"], case["extended"], False, now, rules_)
-        if flag in ("warning", "overdue") and case["warned_at"] is None:
-            await store.set_case(conn, case["case_id"], warned_at=now)
-            changed += 1
-        if flag == "overdue" and case["overdue_at"] is None:
-            await store.set_case(conn, case["case_id"], overdue_at=now)
-            changed += 1
-    return changed
+@dataclass(frozen=True)
+class FlagBatch:
+    claimed: int  # cases taken from the due index
+    flagged: int  # warning and overdue flags set
+    failed: int  # cases skipped because their flags could not be worked out (logged)
+
+
+async def flag_due_cases(conn: asyncpg.Connection, limits: EnforcementRules, now: datetime,
+                         limit: int) -> FlagBatch:
+    """Flag up to `limit` undecided cases past day 60 (warning) or past their decision limit
+    (overdue), earliest due first, and move each case's next due moment on. Each flag once: the
+    claim locks the rows (another replica skips them) and a flag already set keeps its time."""
+    claimed = await store.claim_due_cases(conn, now, limit)
+    flags: list[tuple[uuid.UUID, bool, bool, datetime | None]] = []
+    flagged = failed = 0
+    for case in claimed:
+        try:
+            done = {flag for flag, at in (("warning", case["warned_at"]), ("overdue", case["overdue_at"])) if at}
+            due = rules.case_flags_due(case["filed_at"], case["extended"], done, now, limits)
+            flags.append((case["case_id"], "warning" in due, "overdue" in due,
+                          rules.next_case_flag_at(case["filed_at"], case["extended"], done | set(due), limits)))
+            flagged += len(due)
+        except Exception:  # one bad row never stops the rest
+            log.exception("deadline check of case %s failed; it is tried again next pass", case["case_id"])
+            failed += 1
+    if flags:
+        await store.set_case_flags(conn, flags, now)
+    return FlagBatch(len(claimed), flagged, failed)

@@ -1,16 +1,14 @@
-"""Enforcement's event handlers and its clock-driven loop."""
+"""Enforcement's event handlers: decode → flows, one transaction each."""
 
 from __future__ import annotations
 
 import asyncpg
 
-from townflow_shared.db import transaction
 from townflow_shared.dlq import Rejected
 from townflow_shared.events import TaskDispatched
 from townflow_shared.runtime import ServiceRuntime
 
-from . import flows, store
-from .metrics import refresh_gauges
+from . import flows
 
 
 async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, runtime: ServiceRuntime) -> None:
@@ -23,14 +21,3 @@ async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, runti
     await flows.add_need(conn, runtime, target=d.target or d.location, item_code=d.item_code,
                          source="task", task_id=d.task_id, request_id=d.request_id,
                          now=runtime.clock.now())
-
-
-async def case_deadline_loop(runtime: ServiceRuntime) -> None:
-    """Flags cases at day 60 and past the decision limit; a moved test clock wakes it at once."""
-    while True:
-        now = runtime.clock.now()
-        async with transaction(runtime.pool) as conn:
-            await flows.flag_cases(conn, runtime, now)
-        counts = await store.counts(runtime.pool)
-        refresh_gauges(counts)
-        await runtime.clock.wait_moved(30.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from townflow_shared.town import CatalogItem, EnforcementRules, Town
@@ -103,16 +103,45 @@ def extension_error(filed_at: datetime, extended: bool, now: datetime, rules: En
     return None
 
 
+# "Past the limit" begins one instant after it; PostgreSQL keeps times to the microsecond.
+_INSTANT = timedelta(microseconds=1)
+UNDECIDED_STEPS = ("filed", "investigated", "reviewed")
+
+
+def case_flag_moments(filed_at: datetime, extended: bool, rules: EnforcementRules) -> dict[str, datetime]:
+    """The first instant each flag holds: the day-60 warning, and past the decision limit."""
+    return {
+        "warning": filed_at + timedelta(days=rules.decision_warning_day),
+        "overdue": decision_due(filed_at, extended, rules) + _INSTANT,
+    }
+
+
 def case_flag(filed_at: datetime, extended: bool, decided: bool, now: datetime,
               rules: EnforcementRules) -> str:
     """'ok', 'warning' (past day 60 without a decision) or 'overdue' (past the limit)."""
     if decided:
         return "ok"
-    if now > decision_due(filed_at, extended, rules):
+    moments = case_flag_moments(filed_at, extended, rules)
+    if now >= moments["overdue"]:
         return "overdue"
-    if now >= filed_at + timedelta(days=rules.decision_warning_day):
+    if now >= moments["warning"]:
         return "warning"
     return "ok"
+
+
+def case_flags_due(filed_at: datetime, extended: bool, flagged: Collection[str], now: datetime,
+                   rules: EnforcementRules) -> list[str]:
+    """Flags that hold by `now` and are not yet set (an overdue case is also past its warning)."""
+    moments = case_flag_moments(filed_at, extended, rules)
+    return [flag for flag, moment in moments.items() if moment <= now and flag not in flagged]
+
+
+def next_case_flag_at(filed_at: datetime, extended: bool, flagged: Collection[str],
+                      rules: EnforcementRules) -> datetime | None:
+    """When the earliest flag not yet set falls due; None once both are set. Stored on the case,
+    so the deadline loop reads only the cases that are due."""
+    moments = case_flag_moments(filed_at, extended, rules)
+    return min((moment for flag, moment in moments.items() if flag not in flagged), default=None)
 
 
 def draw_plan(targets: Sequence[str], sample_size: int, seed: int,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -97,9 +98,25 @@ async def list_cases(db: Db, step: str | None, inspection_id: uuid.UUID | None, 
         step, inspection_id, limit)
 
 
-async def undecided_cases(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+async def claim_due_cases(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` undecided cases with a deadline flag due by `now`, earliest first, locked for
+    this transaction. SKIP LOCKED: another replica's pass takes the next ones instead of waiting."""
     return await conn.fetch(
-        "SELECT * FROM cases WHERE step IN ('filed', 'investigated', 'reviewed') FOR UPDATE SKIP LOCKED")
+        "SELECT case_id, filed_at, extended, warned_at, overdue_at FROM cases"
+        " WHERE step IN ('filed', 'investigated', 'reviewed') AND next_flag_at <= $1"
+        " ORDER BY next_flag_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
+
+
+async def set_case_flags(conn: asyncpg.Connection, flags: Sequence[tuple[uuid.UUID, bool, bool, datetime | None]],
+                         at: datetime) -> None:
+    """(case, warn, overdue, next flag at) in one statement; a flag already set keeps its time."""
+    await conn.execute(
+        "UPDATE cases c SET warned_at = coalesce(c.warned_at, CASE WHEN u.warn THEN $5::timestamptz END),"
+        " overdue_at = coalesce(c.overdue_at, CASE WHEN u.overdue THEN $5::timestamptz END),"
+        " next_flag_at = u.next_at"
+        " FROM unnest($1::uuid[], $2::bool[], $3::bool[], $4::timestamptz[]) AS u(case_id, warn, overdue, next_at)"
+        " WHERE c.case_id = u.case_id",
+        [f[0] for f in flags], [f[1] for f in flags], [f[2] for f in flags], [f[3] for f in flags], at)
 
 
 async def save_plan(conn: asyncpg.Connection, plan_id: uuid.UUID, seed: int, sample_size: int,

@@ -72,6 +72,38 @@ def test_decision_limit_warning_and_extension() -> None:
     assert rules.extension_error(FILED, True, FILED + timedelta(days=10), R) is not None
 
 
+
+def test_case_flags_fall_due_once_each_in_order() -> None:
+    moments = rules.case_flag_moments(FILED, False, R)
+    assert moments["warning"] == FILED + timedelta(days=60)
+    assert moments["overdue"] == FILED + timedelta(days=90, microseconds=1)
+    assert rules.case_flags_due(FILED, False, set(), FILED + timedelta(days=59), R) == []
+    assert rules.case_flags_due(FILED, False, set(), FILED + timedelta(days=60), R) == ["warning"]
+    assert rules.case_flags_due(FILED, False, set(), FILED + timedelta(days=90), R) == ["warning"]
+    assert rules.case_flags_due(FILED, False, {"warning"}, FILED + timedelta(days=91), R) == ["overdue"]
+    assert rules.case_flags_due(FILED, False, set(), FILED + timedelta(days=91), R) == ["warning", "overdue"]
+    assert rules.case_flags_due(FILED, False, {"warning", "overdue"}, FILED + timedelta(days=200), R) == []
+
+
+def test_next_case_flag_is_the_earliest_flag_not_yet_set() -> None:
+    assert rules.next_case_flag_at(FILED, False, set(), R) == FILED + timedelta(days=60)
+    assert rules.next_case_flag_at(FILED, False, {"warning"}, R) == FILED + timedelta(days=90, microseconds=1)
+    assert rules.next_case_flag_at(FILED, True, {"warning"}, R) == FILED + timedelta(days=120, microseconds=1)
+    assert rules.next_case_flag_at(FILED, False, {"warning", "overdue"}, R) is None
+
+
+@pytest.mark.parametrize("days", [0, 59, 60, 89, 90, 91, 130])
+@pytest.mark.parametrize("extended", [False, True])
+def test_flag_moments_agree_with_case_flag(days: int, extended: bool) -> None:
+    """The loop flags what case_flag reports, and a case it has flagged is not due again at once."""
+    now = FILED + timedelta(days=days)
+    due = rules.case_flags_due(FILED, extended, set(), now, R)
+    flag = rules.case_flag(FILED, extended, False, now, R)
+    assert due == {"ok": [], "warning": ["warning"], "overdue": ["warning", "overdue"]}[flag]
+    following = rules.next_case_flag_at(FILED, extended, set(due), R)
+    assert following is None or following > now
+
+
 def test_transfers() -> None:
     assert rules.transfer_destination("not_delegated", TOWN.catalog["E006"]) == "县生态环境局"
     assert rules.transfer_destination("criminal", TOWN.catalog["E003"]) == rules.JUDICIAL_ORGANS

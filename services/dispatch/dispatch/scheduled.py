@@ -1,0 +1,39 @@
+"""Dispatch's loop on the clock: supervision (督办) of open tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from townflow_shared.clock import Clock
+from townflow_shared.db import transaction
+from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.town import Town
+
+from . import flows
+from .settings import DispatchSettings
+
+
+async def supervise_all_due(pool: asyncpg.Pool, town: Town, clock: Clock, batch_size: int) -> int:
+    """Publish every supervision level due now, one transaction per batch, until a batch comes
+    back short: a backlog of thousands is cleared in one wake-up, and a task handled is not due
+    again (its next moment lies ahead), so the newest due task is reached too. Returns the
+    number of events published."""
+    published = 0
+    while True:
+        async with transaction(pool) as conn:
+            batch = await flows.supervise_due(conn, town, clock.now(), batch_size)
+        published += batch.published
+        if batch.claimed < batch_size or batch.failed == batch.claimed:
+            return published
+
+
+def supervision_loop(settings: DispatchSettings) -> Callable[[ServiceRuntime], Awaitable[None]]:
+    async def supervision_loop(runtime: ServiceRuntime) -> None:
+        """Wakes every `supervision_seconds`, or at once when a test moves the clock."""
+        while True:
+            await supervise_all_due(runtime.pool, runtime.town, runtime.clock, settings.supervision_batch_size)
+            await runtime.clock.wait_moved(settings.supervision_seconds)
+
+    return supervision_loop

@@ -1,0 +1,38 @@
+"""Enforcement's loop on the clock: decision limits of undecided cases (day-60 warning, overdue)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from townflow_shared.clock import Clock
+from townflow_shared.db import transaction
+from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.town import EnforcementRules
+
+from . import flows
+from .settings import EnforcementSettings
+
+
+async def flag_all_due(pool: asyncpg.Pool, limits: EnforcementRules, clock: Clock, batch_size: int) -> int:
+    """Set every flag due now, one transaction per batch, until a batch comes back short; a case
+    handled is not due again (its next moment lies ahead). Returns the number of flags set."""
+    flagged = 0
+    while True:
+        async with transaction(pool) as conn:
+            batch = await flows.flag_due_cases(conn, limits, clock.now(), batch_size)
+        flagged += batch.flagged
+        if batch.claimed < batch_size or batch.failed == batch.claimed:
+            return flagged
+
+
+def case_deadline_loop(settings: EnforcementSettings) -> Callable[[ServiceRuntime], Awaitable[None]]:
+    async def case_deadline_loop(runtime: ServiceRuntime) -> None:
+        """Wakes every `case_deadline_seconds`, or at once when a test moves the clock."""
+        while True:
+            await flag_all_due(runtime.pool, runtime.town.rules.enforcement, runtime.clock,
+                               settings.case_deadline_batch_size)
+            await runtime.clock.wait_moved(settings.case_deadline_seconds)
+
+    return case_deadline_loop
