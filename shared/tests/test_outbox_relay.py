@@ -4,6 +4,7 @@ and which retention is too short."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -133,3 +134,26 @@ async def test_a_broker_that_cannot_describe_its_topics_does_not_stop_the_start_
             raise KafkaConnectionError("no broker")
 
     assert await _check_retention(Unanswering(), ServiceSettings(), ["intake.request.filed.v1"]) == {}
+
+
+class Described:
+    """An admin client whose broker answers describe_configs with these topic configs."""
+
+    def __init__(self, configs: dict[str, dict[str, str]]) -> None:
+        self.configs = configs
+
+    async def describe_configs(self, *_: Any) -> Any:
+        resources = [(0, "", 2, topic, [(k, v, False, 1, False, []) for k, v in values.items()])
+                     for topic, values in self.configs.items()]
+        return [SimpleNamespace(resources=resources)]
+
+
+async def test_a_topic_that_takes_smaller_records_than_the_producer_sends_is_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    admin = Described({"a.b.c.v1": {"retention.ms": "-1", "max.message.bytes": "20000"},
+                       "a.b.d.v1": {"retention.ms": "-1", "max.message.bytes": "1048588"}})
+    settings = ServiceSettings(service_name="sizetest")
+    with caplog.at_level("WARNING", logger="townflow_shared.kafka"):
+        assert await _check_retention(admin, settings, ["a.b.c.v1", "a.b.d.v1"]) == {"a.b.c.v1": -1, "a.b.d.v1": -1}
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "a.b.c.v1" in warned[0] and "max.message.bytes=20000" in warned[0]

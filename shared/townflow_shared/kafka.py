@@ -115,8 +115,10 @@ async def ensure_topics(settings: ServiceSettings, topics: list[str], partitions
 
 async def check_retention(settings: ServiceSettings, topics: list[str]) -> dict[str, int]:
     """Read every topic's retention.ms back from the broker; a shorter one than it should have
-    is logged as a WARNING and shown by `townflow_topic_retention_too_short`. Never raises: a
-    service must start even on a cluster whose topics an operator has yet to fix."""
+    is logged as a WARNING and shown by `townflow_topic_retention_too_short`. A topic that takes
+    smaller records than the producer sends (`max.message.bytes` below
+    TOWNFLOW_KAFKA_MAX_MESSAGE_BYTES) is a WARNING too. Never raises: a service must start even
+    on a cluster whose topics an operator has yet to fix."""
     admin = _admin(settings)
     try:
         await admin.start()
@@ -133,9 +135,11 @@ async def _check_retention(admin: Any, settings: ServiceSettings, topics: list[s
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     found: dict[str, int] = {}
+    takes: dict[str, int] = {}
     try:
         responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t, {"retention.ms": None}) for t in topics])
+            [ConfigResource(ConfigResourceType.TOPIC, t, {"retention.ms": None, "max.message.bytes": None})
+             for t in topics])
         for response in responses:
             for error_code, _message, _type, topic, entries, *_ in response.resources:
                 values = {entry[0]: entry[1] for entry in entries}
@@ -143,8 +147,17 @@ async def _check_retention(admin: Any, settings: ServiceSettings, topics: list[s
                     log.warning("could not read the retention of topic %s (error %s)", topic, error_code)
                     continue
                 found[topic] = int(values["retention.ms"])
+                if values.get("max.message.bytes") is not None:
+                    takes[topic] = int(values["max.message.bytes"])
     except Exception:
         log.warning("could not read the topics' retention from the broker", exc_info=True)
+    for topic, largest in sorted(takes.items()):
+        if largest < settings.kafka_max_message_bytes:
+            # The broker, not the client, would then refuse a record in between: the relay parks it
+            # and must renew its producer (outbox.py); with the limits in line the client refuses it.
+            log.warning("topic %s takes records up to max.message.bytes=%s, less than "
+                        "TOWNFLOW_KAFKA_MAX_MESSAGE_BYTES=%s: lower the setting or raise the topic's limit",
+                        topic, largest, settings.kafka_max_message_bytes)
     for topic, actual in sorted(found.items()):
         wanted = wanted_retention_ms(settings, topic)
         short = retention_too_short(actual, wanted)
