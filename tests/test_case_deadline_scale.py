@@ -111,7 +111,8 @@ async def test_the_migration_fills_the_next_flag_of_existing_cases(own_database:
         async with pool.acquire() as conn:
             fresh, warn, overdue = await insert_cases(conn, filed, with_next=False)
             (decided,) = await insert_cases(conn, [NOW - timedelta(days=95)], with_next=False, step="decided")
-        assert await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS]) == ["enforcement/003_next_flag.sql"]
+        assert await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS]) == [
+            "enforcement/003_next_flag.sql", "enforcement/004_next_flag_from_older_versions.sql"]
         stored = {r["case_id"]: r["next_flag_at"] for r in await pool.fetch("SELECT case_id, next_flag_at FROM cases")}
         assert stored[fresh[0]] == fresh[7] and stored[decided[0]] is None
 
@@ -125,5 +126,13 @@ async def test_the_migration_fills_the_next_flag_of_existing_cases(own_database:
         assert stored[fresh[0]] == fresh[7] + timedelta(days=LIMITS.decision_warning_day)
         assert stored[warn[0]] == warn[8] + timedelta(microseconds=1)
         assert stored[overdue[0]] is None
+
+        # A replica of the previous version, still running during a rolling upgrade, files a case
+        # without the column: it is due at once.
+        async with pool.acquire() as conn:
+            (older,) = await insert_cases(conn, [NOW - timedelta(days=65)], with_next=False)
+        assert await pool.fetchval("SELECT next_flag_at FROM cases WHERE case_id = $1", older[0]) == older[7]
+        assert await scheduled.flag_all_due(pool, LIMITS, clock, 500) == 1
+        assert (await flags_of(pool))[older[0]] == (NOW, None)
     finally:
         await pool.close()

@@ -161,7 +161,11 @@ async def test_extension_approved_refused_and_asked_too_late(stack: Stack, intak
     record = await wait_for_record(bootstrap, "dispatch.task.extended.v1",
                                    lambda r: event_of(r)["data"]["task_id"] == task["task_id"])
     assert event_of(record)["data"]["days"] == 2 and event_of(record)["data"]["approved_by"] == "s030"
-    assert (await dispatch.call("GET", f"/v1/tasks/{task['task_id']}", as_=COMMAND)).json()["extension_count"] == 1
+    extended = (await dispatch.call("GET", f"/v1/tasks/{task['task_id']}", as_=COMMAND)).json()
+    assert extended["extension_count"] == 1
+    # Supervision follows the longer window: the reminder at 80 % of it.
+    start, end = (datetime.fromisoformat(extended[k]) for k in ("window_start", "resolve_by"))
+    assert datetime.fromisoformat(extended["next_supervision_at"]) == start + (end - start) * 0.8
 
     assert (await act(dispatch, task, "extend", {"days": 3, "reason": "又延"})).status_code == 202
     refused = await act(dispatch, task, "extension/refuse", {"note": "不同意"}, who=COMMAND)
@@ -192,13 +196,16 @@ async def test_failed_closure_check_sends_the_task_back_as_rework(stack: Stack, 
     assert rework["assignee"] == task["assignee"]
     assert datetime.fromisoformat(rework["resolve_by"]) == \
         datetime.fromisoformat("2026-11-24T09:00:00+08:00") + window
+    # The new window's supervision starts again from its reminder.
+    assert datetime.fromisoformat(rework["next_supervision_at"]) == \
+        datetime.fromisoformat("2026-11-24T09:00:00+08:00") + window * 0.8
     record = await wait_for_record(bootstrap, "dispatch.task.verified.v1",
                                    lambda r: event_of(r)["data"]["task_id"] == task["task_id"])
     assert event_of(record)["data"]["passed"] is False
     await status_of(intake, ticket, "rework")
     assert (await act(dispatch, task, "complete", {"resolution": "重新修补"})).status_code == 200
     passed = await act(dispatch, task, "verify", {"passed": True, "note": "合格"}, who=COMMAND)
-    assert passed.json()["status"] == "closed"
+    assert passed.json()["status"] == "closed" and passed.json()["next_supervision_at"] is None
     await status_of(intake, ticket, "closed")
 
 

@@ -4,6 +4,7 @@ their legal limits, transfers, random plans."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from devstack.stack import Stack
@@ -178,6 +179,11 @@ async def test_a_case_walks_every_step_in_order_within_its_limits(
     extension = await enforcement.call("POST", f"/v1/cases/{walked['case_id']}/extension", as_=OFFICER,
                                        json={"reason": "案情复杂，经负责人批准延长"})
     assert extension.status_code == 200, extension.text
+    # Warned in the same pass as the idle one, its next check is the first instant past the longer limit.
+    extended = extension.json()
+    assert extended["warned_at"] is not None
+    assert datetime.fromisoformat(extended["next_flag_at"]) == \
+        datetime.fromisoformat(extended["decision_due"]) + timedelta(microseconds=1)
     assert (await enforcement.call("POST", f"/v1/cases/{walked['case_id']}/extension", as_=OFFICER,
                                    json={"reason": "again"})).status_code == 409
 
@@ -196,7 +202,7 @@ async def test_a_case_walks_every_step_in_order_within_its_limits(
     assert late_extension.status_code == 409
 
     decided = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "decided", "decision": "罚款500元"})
-    assert decided.status_code == 200
+    assert decided.status_code == 200 and decided.json()["next_flag_at"] is None
     closed = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "closed"})
     assert [s["step"] for s in closed.json()["steps"]] == ["filed", "investigated", "reviewed", "decided", "closed"]
     assert (await enforcement.call("POST", steps, as_=OFFICER, json={"step": "closed"})).status_code == 409

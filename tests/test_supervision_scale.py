@@ -297,7 +297,8 @@ async def test_the_migration_fills_the_next_supervision_of_existing_tasks(
             await insert_sent(conn, [escalation_due[0]], ["reminder", "overdue"], now - timedelta(hours=16))
             await insert_sent(conn, [all_sent[0]], ["reminder", "overdue", "escalated"], now - timedelta(hours=4))
 
-        assert await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS]) == ["dispatch/004_next_supervision.sql"]
+        assert await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS]) == [
+            "dispatch/004_next_supervision.sql", "dispatch/005_next_supervision_from_older_versions.sql"]
         stored = {r["task_id"]: r["next_supervision_at"]
                   for r in await pool.fetch("SELECT task_id, next_supervision_at FROM tasks")}
         # Open tasks with a level to send are due at once; the loop's first pass sorts them out.
@@ -315,5 +316,21 @@ async def test_the_migration_fills_the_next_supervision_of_existing_tasks(
         assert stored[not_due[0]] == not_due[14] + window * RULES.reminder_at
         assert stored[reminder_due[0]] == reminder_due[16]
         assert stored[escalation_due[0]] is None
+
+        # A replica of the previous version, still running during a rolling upgrade, writes a
+        # task without the column, and reworks one without moving it: both are due at once.
+        older = task_row(now - timedelta(hours=20), window)
+        async with pool.acquire() as conn:
+            await insert_tasks(conn, [older], with_next=False)
+            await conn.execute("DELETE FROM supervisions WHERE task_id = $1", reminder_due[0])
+            await conn.execute("UPDATE tasks SET status = 'rework', window_start = $2, resolve_by = $3"
+                               " WHERE task_id = $1", reminder_due[0], now - timedelta(hours=22), now + timedelta(hours=2))
+        stored = {r["task_id"]: r["next_supervision_at"]
+                  for r in await pool.fetch("SELECT task_id, next_supervision_at FROM tasks")}
+        assert stored[older[0]] == older[14]
+        assert stored[reminder_due[0]] == now - timedelta(hours=22)
+        assert await scheduled.supervise_all_due(pool, TOWN, clock, 500) == 2
+        assert (await supervised_in_outbox(pool))[(str(older[0]), "reminder")] == 1
+        assert (await supervised_in_outbox(pool))[(str(reminder_due[0]), "reminder")] == 2  # once per window
     finally:
         await pool.close()
