@@ -16,6 +16,9 @@ SHARED_MIGRATIONS = Path(str(resources.files("townflow_shared") / "migrations"))
 OUTAGES: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # asyncpg's own state checks, seen when the server ends a pooled connection in mid-use
+    # (pg_terminate_backend during a failover): the next connection is a new one.
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections

@@ -33,6 +33,7 @@ from aiokafka.errors import (
 )
 from opentelemetry import propagate, trace
 
+from .db import OUTAGES
 from .events import Envelope
 from .metrics import (
     OUTBOX_BACKLOG,
@@ -163,15 +164,18 @@ class OutboxRelay:
         listener: asyncpg.Connection | None = None
         try:
             while True:
-                if listener is None or listener.is_closed():
-                    listener = await self._listen()
                 try:
+                    if not _usable(listener):
+                        listener = await self._listen()
                     published = await self.publish_batch()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     OUTBOX_ERRORS.labels(self.service).inc()
-                    log.exception("outbox relay cycle failed; retrying")
+                    if isinstance(exc, (*OUTAGES, RowsHeldBack)):  # waited out, nothing to debug
+                        log.warning("outbox relay cycle failed; retrying: %s: %s", type(exc).__name__, exc)
+                    else:
+                        log.exception("outbox relay cycle failed; retrying")
                     await asyncio.sleep(min(self.poll_seconds * 2, 5))
                     continue
                 if published < self.batch_size:
@@ -186,11 +190,12 @@ class OutboxRelay:
 
     async def _listen(self) -> asyncpg.Connection | None:
         """A connection held for LISTEN, so a commit wakes the relay at once; polling backs it up."""
+        conn = await self.pool.acquire()
         try:
-            conn = await self.pool.acquire()
             await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-        except Exception:
-            log.warning("outbox relay could not LISTEN; polling every %ss", self.poll_seconds)
+        except Exception as exc:  # e.g. read-only after a failover refuses LISTEN: try again next cycle
+            log.warning("outbox relay could not LISTEN (%s); polling every %ss", type(exc).__name__, self.poll_seconds)
+            await self.pool.release(conn)
             return None
         return conn
 
@@ -311,6 +316,15 @@ class OutboxRelay:
         return await self.producer.send(
             row["topic"], value=bytes(row["payload"]), key=row["key"].encode(), headers=headers,
         )
+
+
+def _usable(conn: asyncpg.Connection | None) -> bool:
+    """Whether a connection taken from the pool is still ours: when the server ends it (a restart,
+    a failover), asyncpg gives it back to the pool by itself and every call on it raises."""
+    try:
+        return conn is not None and not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 async def refresh_outbox_gauges(pool: asyncpg.Pool, service: str) -> None:
