@@ -1,13 +1,20 @@
 """Bearer JWT auth with the roles of SPEC §6: 401 without a valid token, 403 with the wrong role.
 
-HS256 with TOWNFLOW_JWT_SECRET here; production points the same check at an OIDC issuer's keys.
+Two kinds of keys (SPEC §6.1): an OIDC issuer's RS256/ES256 keys, fetched from its JWKS URL and
+fetched again when a token names a key id not seen yet (the issuer rotated its keys); and an HS256
+secret, for local runs. The token's own `alg` header picks which, and only from what is
+configured, so `alg: none` and algorithm confusion (an HS256 token "signed" with the issuer's
+public key) are refused. `iss` and `aud` are required and checked when configured; each service
+has its own audience, so a token for one service is refused by the others.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import jwt
@@ -19,6 +26,7 @@ ROLES = frozenset({
     "clerk", "proxy_agent", "village_station", "command_centre", "staff", "module_leader",
     "officer", "appraisal_admin", "admin",
 })
+ASYMMETRIC = ("RS256", "ES256")
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -31,40 +39,87 @@ class Principal(BaseModel):
         return "admin" in self.roles or bool(self.roles & set(roles))
 
 
-def issue_token(secret: str, sub: str, roles: Iterable[str], ttl_seconds: int = 3600,
-                audience: str | None = None) -> str:
+def issue_token(key: Any, sub: str, roles: Iterable[str], ttl_seconds: int = 3600, *,
+                audience: str | None = None, issuer: str | None = None, algorithm: str = "HS256",
+                key_id: str | None = None, **claims: Any) -> str:
+    """A token as an issuer would sign it (HS256 with a secret; RS256/ES256 with a private key)."""
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": sub, "roles": sorted(roles), "iat": now, "exp": now + ttl_seconds}
+    payload: dict[str, Any] = {"sub": sub, "roles": sorted(roles), "iat": now, "exp": now + ttl_seconds, **claims}
     if audience:
-        claims["aud"] = audience
-    return jwt.encode(claims, secret, algorithm="HS256")
+        payload["aud"] = audience
+    if issuer:
+        payload["iss"] = issuer
+    return jwt.encode(payload, key, algorithm=algorithm, headers={"kid": key_id} if key_id else None)
 
 
-def decode_token(secret: str, token: str, audience: str | None = None) -> Principal:
-    principal, expires = _verified(secret, token, audience)
-    if expires <= time.time():
-        raise jwt.ExpiredSignatureError("Signature has expired")
-    return principal
+@dataclass(frozen=True)
+class TokenRules:
+    """What a token must satisfy; built once from the settings."""
+
+    secret: str | None = None       # HS256
+    jwks_url: str | None = None     # RS256 / ES256 keys of an OIDC issuer
+    issuer: str | None = None       # required `iss`, when set
+    audience: str | None = None     # required `aud`, when set (the service's own)
+    jwks_cache_seconds: int = 300
+    # A token naming an unknown key id fetches the key set again, at most this often: a rotated
+    # key is found, and a stream of made-up key ids cannot hammer the issuer.
+    jwks_refetch_seconds: float = 30
+
+    @property
+    def configured(self) -> bool:
+        return self.secret is not None or self.jwks_url is not None
 
 
-# A client sends the same token with every call until it expires: verify it once (a failure is
-# not cached), then only its expiry is checked again.
-@functools.lru_cache(maxsize=4096)
-def _verified(secret: str, token: str, audience: str | None) -> tuple[Principal, float]:
-    claims = jwt.decode(token, secret, algorithms=["HS256"], audience=audience,
-                        options={"require": ["sub", "exp"], "verify_aud": audience is not None})
-    roles = claims.get("roles", [])
-    if not isinstance(roles, list):
-        raise jwt.InvalidTokenError("roles must be a list")
-    return Principal(sub=str(claims["sub"]), roles=frozenset(str(r) for r in roles)), float(claims["exp"])
+class TokenVerifier:
+    """Verifies bearer tokens. A client sends the same token with every call until it expires:
+    each is verified once (a failure is not remembered), then only its expiry is checked again."""
+
+    def __init__(self, rules: TokenRules, remember: int = 4096) -> None:
+        self.rules = rules
+        self._jwks = jwt.PyJWKClient(rules.jwks_url, cache_keys=True, lifespan=rules.jwks_cache_seconds,
+                                     cooldown_duration=rules.jwks_refetch_seconds, timeout=5,
+                                     ) if rules.jwks_url else None
+        self._remembered: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._remember = remember
+
+    async def verify(self, token: str) -> Principal:
+        """The token's principal; raises `jwt.PyJWTError` for any token that is not valid now."""
+        known = self._remembered.get(token)
+        if known is None:
+            known = await self._verify(token)
+            self._remembered[token] = known
+            if len(self._remembered) > self._remember:
+                self._remembered.popitem(last=False)
+        principal, expires = known
+        if expires <= time.time():
+            raise jwt.ExpiredSignatureError("Signature has expired")
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        algorithm = jwt.get_unverified_header(token).get("alg")
+        if algorithm == "HS256" and self.rules.secret is not None:
+            key: Any = self.rules.secret
+        elif algorithm in ASYMMETRIC and self._jwks is not None:
+            # The key set is fetched over HTTP when a key id is new: off the event loop.
+            key = (await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)).key
+        else:
+            raise jwt.InvalidAlgorithmError(f"tokens signed with {algorithm!r} are not accepted here")
+        required = ["sub", "exp", *(["iss"] if self.rules.issuer else []), *(["aud"] if self.rules.audience else [])]
+        claims = jwt.decode(token, key, algorithms=[algorithm], audience=self.rules.audience,
+                            issuer=self.rules.issuer,
+                            options={"require": required, "verify_aud": self.rules.audience is not None})
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise jwt.InvalidTokenError("roles must be a list of names")
+        return Principal(sub=str(claims["sub"]), roles=frozenset(roles)), float(claims["exp"])
 
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-# The dependencies are `async def` although they never wait: FastAPI runs a plain `def` in a
-# worker thread, a thread hop per dependency per request.
+# The dependencies are `async def`: FastAPI runs a plain `def` in a worker thread, a thread hop
+# per dependency per request.
 async def optional_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -72,12 +127,11 @@ async def optional_principal(
     """The caller if a token came; a bad token is still a 401, never silently anonymous."""
     if credentials is None:
         return None
-    settings = request.app.state.runtime.settings
-    if settings.jwt_secret is None:
-        raise _unauthorized("token auth is not configured (TOWNFLOW_JWT_SECRET)")
+    verifier: TokenVerifier = request.app.state.runtime.tokens
+    if not verifier.rules.configured:
+        raise _unauthorized("token auth is not configured (TOWNFLOW_JWT_JWKS_URL or TOWNFLOW_JWT_SECRET)")
     try:
-        return decode_token(settings.jwt_secret.get_secret_value(), credentials.credentials,
-                            settings.jwt_audience)
+        return await verifier.verify(credentials.credentials)
     except jwt.PyJWTError as exc:
         raise _unauthorized(f"invalid token: {exc}") from exc
 

@@ -21,6 +21,7 @@ from prometheus_client import Gauge
 from pydantic import Field, SkipValidation, TypeAdapter
 
 from . import db
+from .auth import TokenRules, TokenVerifier
 from .clock import Clock
 from .consumer import BatchConsumer, DeadLetters, Handler, KafkaDeadLetters, Registered
 from .db import OUTAGES
@@ -48,6 +49,10 @@ class ServiceRuntime:
         self.service = settings.service_name
         self.town: Town = load_town(settings.town_dir)  # a wrong town fails start-up here
         self.clock = Clock()
+        self.tokens = TokenVerifier(TokenRules(
+            secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+            jwks_url=settings.jwt_jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+            jwks_cache_seconds=settings.jwt_jwks_cache_seconds, jwks_refetch_seconds=settings.jwt_jwks_refetch_seconds))
         self.migrations = migrations
         self.handlers: dict[type[Envelope], Registered] = {}
         self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []

@@ -29,8 +29,12 @@ class ServiceSettings(BaseSettings):
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
     town_dir: Path = DEMO_TOWN_DIR
-    jwt_secret: SecretStr | None = None
-    jwt_audience: str | None = None
+    jwt_secret: SecretStr | None = None       # HS256, for local runs
+    jwt_jwks_url: str | None = None           # an OIDC issuer's keys (RS256/ES256), production
+    jwt_jwks_cache_seconds: int = 300
+    jwt_jwks_refetch_seconds: float = 30
+    jwt_issuer: str | None = None             # required `iss`, when set
+    jwt_audience: str | None = None           # required `aud`, when set: the service's own
     test_clock: bool = False
     outbox_relay: bool = True
     outbox_batch_size: int = 500
