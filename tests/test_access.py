@@ -1,5 +1,6 @@
 """Every endpoint × every role: 401 without a token, 403 with a role the endpoint does not admit,
-and neither with one it does (the documented matrix below, also in the README)."""
+and neither with one it does (the documented matrix below, also in the README). Then who may act
+beyond the role (SPEC §6.1): an inspection's result, an extension's approval."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 
 from devstack.stack import Stack
 
-from .conftest import Api
+from .conftest import COMMAND, Api, file_matter, set_clocks, task_of
+from .test_enforcement import file_for, inspection_with, new_target
 
 ROLES = ("clerk", "proxy_agent", "village_station", "command_centre", "staff", "module_leader",
          "officer", "appraisal_admin")
@@ -90,3 +92,43 @@ async def test_every_route_of_every_service_is_in_the_matrix(stack: Stack) -> No
                 if generic in public or generic.startswith("/v1/scores/{}"):
                     continue
                 assert (service, method.upper(), generic) in listed, (service, method, path)
+
+
+# (caller, status of POST /v1/inspections/{id}/result on an inspection started with the team s026, s027)
+RESULT_POSTERS: list[tuple[tuple[str, ...], int]] = [
+    (("s028", "officer"), 403),  # an officer not on the inspection
+    (("s040", "module_leader", "officer"), 403),  # another module's leader
+    (("s027", "officer"), 200),  # an officer on it
+    (("s006", "module_leader", "officer"), 200),  # the enforcement module's leader
+    (("s000", "admin"), 200),
+]
+
+
+@pytest.mark.parametrize(("caller", "expected"), RESULT_POSTERS, ids=[c[0] for c, _ in RESULT_POSTERS])
+async def test_who_may_post_an_inspection_result(stack: Stack, intake: Api, dispatch: Api, enforcement: Api,
+                                                 caller: tuple[str, ...], expected: int) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    target = new_target()
+    task = await file_for(intake, dispatch, "E003", target)
+    inspection = await inspection_with(enforcement, target, 1)
+    path = f"/v1/inspections/{inspection['inspection_id']}"
+    started = await enforcement.call("POST", f"{path}/start", as_=("s026", "officer"),
+                                     json={"officers": ["s026", "s027"]})
+    assert started.status_code == 200, started.text
+    posted = await enforcement.call("POST", f"{path}/result", as_=caller, json={
+        "officers": ["s026", "s027", *caller[:1]], "present_units": inspection["units"],
+        "findings": [{"task_id": task["task_id"], "outcome": "compliant"}]})
+    assert posted.status_code == expected, posted.text
+
+
+async def test_an_extension_of_a_completed_task_is_not_approved(stack: Stack, intake: Api, dispatch: Api) -> None:
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    task = await task_of(dispatch, (await file_matter(intake, item_code="S002"))["request_id"])
+    assignee = (task["assignee"], "staff")
+    path = f"/v1/tasks/{task['task_id']}"
+    assert (await dispatch.call("POST", f"{path}/extend", as_=assignee,
+                                json={"days": 1, "reason": "需补充材料"})).status_code == 202
+    assert (await dispatch.call("POST", f"{path}/complete", as_=assignee,
+                                json={"resolution": "已办结"})).status_code == 200
+    approve = await dispatch.call("POST", f"{path}/extension/approve", as_=COMMAND, json={})
+    assert approve.status_code == 409 and "completed" in approve.json()["detail"]

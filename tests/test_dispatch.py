@@ -179,6 +179,33 @@ async def test_extension_approved_refused_and_asked_too_late(stack: Stack, intak
     assert late.status_code == 409
 
 
+async def test_an_extension_is_approved_only_while_its_task_is_open(stack: Stack, intake: Api, dispatch: Api) -> None:
+    """SPEC §6.1: a request left pending when its task was completed or returned is not approved
+    (409 naming why); the command centre may still refuse it, which clears it."""
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    completed = await task_of(dispatch, (await file_matter(intake, item_code="S002"))["request_id"])
+    assert (await act(dispatch, completed, "extend", {"days": 2, "reason": "需补充材料"})).status_code == 202
+    assert (await act(dispatch, completed, "complete", {"resolution": "已办结"})).status_code == 200
+    late = await act(dispatch, completed, "extension/approve", {"note": "同意"}, who=COMMAND)
+    assert late.status_code == 409
+    assert "the task is completed" in late.json()["detail"]
+    after = (await dispatch.call("GET", f"/v1/tasks/{completed['task_id']}", as_=COMMAND)).json()
+    assert after["extension_count"] == 0 and after["resolve_by"] == completed["resolve_by"]
+    refused = await act(dispatch, completed, "extension/refuse", {"note": "已办结，无需延期"}, who=COMMAND)
+    assert refused.status_code == 200 and refused.json()["status"] == "refused"
+    assert [e["status"] for e in after["extensions"]] == ["pending"]
+    closed = (await act(dispatch, completed, "verify", {"passed": True}, who=COMMAND))
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    assert "the task is closed" in (await act(dispatch, completed, "extension/approve", {},
+                                              who=COMMAND)).json()["detail"]
+
+    returned = await task_of(dispatch, (await file_matter(intake, item_code="S002"))["request_id"])
+    assert (await act(dispatch, returned, "extend", {"days": 1, "reason": "需补充材料"})).status_code == 202
+    assert (await act(dispatch, returned, "return", {"reason": "不属本岗"})).status_code == 200
+    refusal = await act(dispatch, returned, "extension/approve", {}, who=COMMAND)
+    assert refusal.status_code == 409 and "the task was returned" in refusal.json()["detail"]
+
+
 async def test_failed_closure_check_sends_the_task_back_as_rework(stack: Stack, intake: Api,
                                                                  dispatch: Api, bootstrap: str) -> None:
     await set_clocks(stack, "2026-11-23T09:00:00+08:00")

@@ -87,23 +87,24 @@ async def test_joint_house_building_visit_needs_every_unit_and_two_certified_off
     path = f"/v1/inspections/{inspection['inspection_id']}"
     await enforcement.call("POST", f"{path}/start", as_=OFFICER)
     finding = [{"task_id": task["task_id"], "outcome": "compliant", "note": "选址符合规划"}]
+    land_officer = ("s040", "officer")  # named in every result below: on the inspection
 
-    absent = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+    absent = await enforcement.call("POST", f"{path}/result", as_=land_officer, json={
         "officers": ["s040", "s041"], "present_units": ["land", "planning"], "findings": finding})
     assert absent.status_code == 422
     assert any(d["loc"] == ["body", "present_units"] and "agri" in d["msg"] for d in absent.json()["detail"])
 
-    one_officer = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+    one_officer = await enforcement.call("POST", f"{path}/result", as_=land_officer, json={
         "officers": ["s040", "s029"], "present_units": ["land", "planning", "agri"], "findings": finding})
     assert one_officer.status_code == 422
     assert any(d["loc"] == ["body", "officers"] and "s029" in d["msg"] for d in one_officer.json()["detail"])
 
-    no_finding = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+    no_finding = await enforcement.call("POST", f"{path}/result", as_=land_officer, json={
         "officers": ["s040", "s041"], "present_units": ["land", "planning", "agri"], "findings": []})
     assert no_finding.status_code == 422
     assert any(d["loc"] == ["body", "findings"] for d in no_finding.json()["detail"])
 
-    ok = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+    ok = await enforcement.call("POST", f"{path}/result", as_=land_officer, json={
         "officers": ["s040", "s041"], "present_units": ["land", "planning", "agri"], "findings": finding})
     assert ok.status_code == 200, ok.text
     await task_of(dispatch, task["request_id"], status="closed")
@@ -261,3 +262,68 @@ async def test_the_same_seed_draws_the_same_random_plan(enforcement: Api, bootst
                                       json={**body, "sample_size": 31})
     assert too_many.status_code == 422
     assert (await enforcement.call("GET", f"/v1/plans/{first.json()['plan_id']}", as_=OFFICER)).status_code == 200
+
+
+async def test_only_an_officer_on_the_inspection_or_the_enforcement_leader_posts_its_result(
+        stack: Stack, intake: Api, dispatch: Api, enforcement: Api) -> None:
+    """SPEC §6.1 who may act: the team named at the start are the inspection's officers; without
+    a team, the officers the result names are; the 执法队长 (leader of the enforcement module)
+    may always post."""
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    outsider = ("s028", "officer")  # certified, in the enforcement module, but not on these visits
+    leader = ("s006", "module_leader", "officer")
+
+    async def started(team: list[str] | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        target = new_target()
+        task = await file_for(intake, dispatch, "E003", target)
+        inspection = await inspection_with(enforcement, target, 1)
+        path = f"/v1/inspections/{inspection['inspection_id']}"
+        body = {"officers": team} if team is not None else None
+        response = await enforcement.call("POST", f"{path}/start", as_=OFFICER, json=body)
+        assert response.status_code == 200, response.text
+        assert response.json()["assigned_officers"] == (team or [])
+        return path, inspection, task
+
+    def result(inspection: dict[str, Any], task: dict[str, Any], officers: list[str]) -> dict[str, Any]:
+        return {"officers": officers, "present_units": inspection["units"],
+                "findings": [{"task_id": task["task_id"], "outcome": "compliant"}]}
+
+    # A team named at the start: naming oneself in the result does not join it.
+    path, inspection, task = await started(CERTIFIED)
+    refused = await enforcement.call("POST", f"{path}/result", as_=outsider,
+                                     json=result(inspection, task, ["s028", "s026"]))
+    assert refused.status_code == 403
+    assert "s028 is not on this inspection" in refused.json()["detail"]
+    assert "s026, s027" in refused.json()["detail"]
+    unchanged = (await enforcement.call("GET", path, as_=OFFICER)).json()
+    assert unchanged["status"] == "started"
+    on_it = await enforcement.call("POST", f"{path}/result", as_=("s027", "officer"),
+                                   json=result(inspection, task, CERTIFIED))
+    assert on_it.status_code == 200, on_it.text
+    await task_of(dispatch, task["request_id"], status="closed")
+
+    # No team named: the caller must be among the officers the result names.
+    path, inspection, task = await started(None)
+    refused = await enforcement.call("POST", f"{path}/result", as_=outsider,
+                                     json=result(inspection, task, CERTIFIED))
+    assert refused.status_code == 403
+    assert "s028 is not among the officers named" in refused.json()["detail"]
+    named = await enforcement.call("POST", f"{path}/result", as_=outsider,
+                                   json=result(inspection, task, ["s028", "s026"]))
+    assert named.status_code == 200, named.text
+
+    # The enforcement module's leader posts for a team he is not on; another module's leader may not.
+    path, inspection, task = await started(["s026", "s027"])
+    other_leader = await enforcement.call("POST", f"{path}/result", as_=("s040", "module_leader", "officer"),
+                                          json=result(inspection, task, CERTIFIED))
+    assert other_leader.status_code == 403
+    by_leader = await enforcement.call("POST", f"{path}/result", as_=leader, json=result(inspection, task, CERTIFIED))
+    assert by_leader.status_code == 200, by_leader.text
+
+    # A team of unknown staff is refused at the start.
+    target = new_target()
+    await file_for(intake, dispatch, "E003", target)
+    fresh = await inspection_with(enforcement, target, 1)
+    unknown = await enforcement.call("POST", f"/v1/inspections/{fresh['inspection_id']}/start", as_=OFFICER,
+                                     json={"officers": ["s026", "nobody"]})
+    assert unknown.status_code == 422 and "nobody" in unknown.text

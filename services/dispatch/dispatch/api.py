@@ -223,6 +223,8 @@ async def _decide(task_id: str, approve: bool, body: Decision, runtime: ServiceR
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
         task = await _locked_task(conn, task_id)
+        if approve and (error := rules.extension_approval_error(task["status"])):
+            raise HTTPException(409, detail=error)
         pending = await store.pending_extension(conn, task["task_id"])
         if pending is None:
             raise HTTPException(409, detail="no extension request is pending for this task")

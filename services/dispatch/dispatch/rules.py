@@ -126,6 +126,24 @@ def transition_error(action: str, status: str) -> str | None:
     return f"cannot {action} a task that is {status} (allowed when {' or '.join(allowed)})"
 
 
+_NOT_OPEN_BECAUSE = {
+    "completed": "the task is completed; its deadline no longer runs",
+    "closed": "the task is closed",
+    "returned": "the task was returned to the command centre; redispatch it instead",
+    "redispatched": "the task was redispatched; the matter goes on under its new task",
+}
+
+
+def extension_approval_error(status: str) -> str | None:
+    """SPEC §6.1: an extension is approved only while its task is open, since it moves a
+    resolve_by that only an open task still has. Refusing stays allowed on any task: it changes
+    nothing but clears a request left pending when the task moved on. None if allowed."""
+    if status in OPEN_STATUSES:
+        return None
+    why = _NOT_OPEN_BECAUSE.get(status, f"the task is {status}")
+    return f"cannot approve an extension: {why} (approved only while {' or '.join(OPEN_STATUSES)})"
+
+
 def is_overdue(status: str, resolve_by: datetime, now: datetime) -> bool:
     return status in OPEN_STATUSES and now > resolve_by
 

@@ -108,6 +108,20 @@ def test_transitions(action: str, status: str, ok: bool) -> None:
     assert (rules.transition_error(action, status) is None) is ok
 
 
+@pytest.mark.parametrize("status", ["dispatched", "accepted", "rework"])
+def test_an_extension_is_approved_while_the_task_is_open(status: str) -> None:
+    assert rules.extension_approval_error(status) is None
+
+
+@pytest.mark.parametrize(("status", "why"), [
+    ("completed", "the task is completed"), ("closed", "the task is closed"),
+    ("returned", "the task was returned"), ("redispatched", "the task was redispatched"),
+])
+def test_no_extension_is_approved_once_the_task_left_the_open_statuses(status: str, why: str) -> None:
+    error = rules.extension_approval_error(status)
+    assert error is not None and why in error and "dispatched or accepted or rework" in error
+
+
 def test_return_window_counts_working_hours() -> None:
     assert rules.return_deadline(at(2026, 11, 20, 16, 30), TOWN.calendar, R) == at(2026, 11, 23, 9, 30)
 

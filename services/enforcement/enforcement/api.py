@@ -49,6 +49,13 @@ class Result(BaseModel):
     findings: list[FindingIn]
 
 
+class StartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # The team going on the visit: from now on only they (or the enforcement module's leader)
+    # post the result. Left out, the officers the result names are the inspection's officers.
+    officers: list[str] = Field(default_factory=list, max_length=20)
+
+
 class StepIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     step: CaseStep
@@ -104,26 +111,34 @@ async def get_inspection(inspection_id: str, runtime: Runtime, _: Reader) -> dic
     return await _inspection_view(runtime, row)
 
 
-async def _locked_inspection(conn: asyncpg.Connection, inspection_id: str, status: str,
-                             refusal: str) -> asyncpg.Record:
+async def _locked_inspection(conn: asyncpg.Connection, inspection_id: str) -> asyncpg.Record:
     row = await store.inspection_for_update(conn, _id(inspection_id, "inspection"))
     if row is None:
         raise HTTPException(404, detail="no such inspection")
-    if row["status"] != status:
-        raise HTTPException(409, detail=f"the inspection is {row['status']}{refusal}")
     return row
 
 
+def _expect_status(row: asyncpg.Record, status: str, refusal: str) -> None:
+    if row["status"] != status:
+        raise HTTPException(409, detail=f"the inspection is {row['status']}{refusal}")
+
+
 @router.post("/v1/inspections/{inspection_id}/start")
-async def start_inspection(inspection_id: str, runtime: Runtime, principal: Officer) -> dict[str, Any]:
-    """From now on new needs for this target open a new inspection."""
+async def start_inspection(inspection_id: str, runtime: Runtime, principal: Officer,
+                           body: StartIn | None = None) -> dict[str, Any]:
+    """From now on new needs for this target open a new inspection; the team named here are
+    the inspection's officers."""
+    team = list(dict.fromkeys(body.officers)) if body else []
+    if unknown := rules.unknown_staff(runtime.town, team):
+        raise unprocessable([("officers", f"unknown staff: {', '.join(unknown)}")])
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        row = await _locked_inspection(conn, inspection_id, "planned", ", not planned")
+        row = await _locked_inspection(conn, inspection_id)
+        _expect_status(row, "planned", ", not planned")
         for need in await store.needs_of(conn, row["inspection_id"]):
             link_to(need["trace_headers"])
         await store.set_inspection(conn, row["inspection_id"], status="started", started_at=now,
-                                   started_by=principal.sub)
+                                   started_by=principal.sub, assigned_officers=team)
         updated = await store.inspection(conn, row["inspection_id"])
     assert updated is not None
     return await _inspection_view(runtime, updated)
@@ -134,7 +149,11 @@ async def record_result(inspection_id: str, body: Result, runtime: Runtime, prin
     town = runtime.town
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        row = await _locked_inspection(conn, inspection_id, "started", "; start it before the result")
+        row = await _locked_inspection(conn, inspection_id)
+        if refusal := rules.result_poster_error(principal, assigned=row["assigned_officers"],
+                                                named=body.officers, town=town):
+            raise HTTPException(403, detail=refusal)
+        _expect_status(row, "started", "; start it before the result")
         needs = await store.needs_of(conn, row["inspection_id"])
         for need in needs:
             link_to(need["trace_headers"])  # the officer's result: its own trace, linked to each matter

@@ -6,6 +6,7 @@ import random
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 
+from townflow_shared.auth import Principal
 from townflow_shared.town import CatalogItem, EnforcementRules, Town
 
 CASE_STEPS = ("filed", "investigated", "reviewed", "decided", "closed")
@@ -38,8 +39,7 @@ def result_problems(*, town: Town, rules: EnforcementRules, units: Sequence[str]
     """Every reason a result may not be recorded (Administrative Penalty Law art. 42: at least
     two certified officers; every unit present; one finding per covered task)."""
     problems: list[tuple[str, str]] = []
-    unknown = [o for o in officers if o not in town.staff]
-    if unknown:
+    if unknown := unknown_staff(town, officers):
         problems.append(("officers", f"unknown staff: {', '.join(unknown)}"))
     certified = {o for o in officers if o in town.staff and town.staff[o].enforcement_certificate}
     if len(certified) < rules.min_officers:
@@ -64,6 +64,34 @@ def result_problems(*, town: Town, rules: EnforcementRules, units: Sequence[str]
     for task_id in rectify_missing_dates:
         problems.append(("findings", f"a rectify outcome needs rectify_by (task {task_id})"))
     return problems
+
+
+def unknown_staff(town: Town, staff_ids: Iterable[str]) -> list[str]:
+    return [s for s in dict.fromkeys(staff_ids) if s not in town.staff]
+
+
+def enforcement_leaders(town: Town) -> set[str]:
+    """The leaders of the town's modules of kind enforcement (综合行政执法队长)."""
+    return {m.leader for m in town.modules.values() if m.kind == "enforcement"}
+
+
+def result_poster_error(principal: Principal, *, assigned: Sequence[str], named: Sequence[str],
+                        town: Town) -> str | None:
+    """Who may post an inspection's result (SPEC §6.1): one of its officers or the enforcement
+    module's leader (or an admin). Its officers are the team assigned when it was started; an
+    inspection started without a team has only the officers the result names, so the caller
+    must be one of them. None if the caller may post, else why not."""
+    if "admin" in principal.roles or principal.sub in enforcement_leaders(town):
+        return None
+    if assigned:
+        if principal.sub in assigned:
+            return None
+        return (f"{principal.sub} is not on this inspection (its officers: {', '.join(assigned)}); "
+                "only they or the enforcement module's leader may post its result")
+    if principal.sub in named:
+        return None
+    return (f"{principal.sub} is not among the officers named in this result; only an officer on "
+            "the inspection or the enforcement module's leader may post it")
 
 
 def transfer_destination(outcome: str, item: CatalogItem) -> str | None:

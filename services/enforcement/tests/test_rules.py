@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from enforcement import rules
+from townflow_shared.auth import Principal
 from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import EnforcementRules, load_town
 
@@ -51,6 +52,44 @@ def test_a_complete_result_has_no_problem() -> None:
 def test_each_missing_piece_is_named(overrides: dict[str, object], field: str, text: str) -> None:
     problems = _problems(**overrides)
     assert any(f == field and text in m for f, m in problems), problems
+
+
+def _who(sub: str, *roles: str) -> Principal:
+    return Principal(sub=sub, roles=frozenset(roles or {"officer"}))
+
+
+def test_the_enforcement_leader_is_the_leader_of_the_module_of_kind_enforcement() -> None:
+    assert rules.enforcement_leaders(TOWN) == {"s006"}
+
+
+@pytest.mark.parametrize(("caller", "assigned", "named", "allowed"), [
+    (_who("s026"), ["s026", "s027"], ["s026", "s027"], True),  # on the assigned team
+    (_who("s027"), ["s026", "s027"], ["s028", "s040"], True),  # assigned; whom it names is another matter
+    (_who("s028"), ["s026", "s027"], ["s026", "s027"], False),  # not on the team
+    (_who("s028"), ["s026", "s027"], ["s028", "s026"], False),  # naming oneself does not join the team
+    (_who("s028"), [], ["s028", "s026"], True),  # no team assigned: named in the result
+    (_who("s028"), [], ["s026", "s027"], False),  # no team assigned and not named
+    (_who("s006", "module_leader", "officer"), ["s026", "s027"], ["s026", "s027"], True),  # 执法队长
+    (_who("s006", "module_leader", "officer"), [], ["s026", "s027"], True),
+    (_who("s040", "module_leader", "officer"), ["s026", "s027"], ["s026", "s027"], False),  # another module's leader
+    (_who("s000", "admin"), ["s026", "s027"], [], True),
+])
+def test_who_may_post_a_result(caller: Principal, assigned: list[str], named: list[str], allowed: bool) -> None:
+    error = rules.result_poster_error(caller, assigned=assigned, named=named, town=TOWN)
+    assert (error is None) is allowed, error
+    if not allowed:
+        assert error is not None and caller.sub in error
+
+
+def test_a_refusal_names_the_team_when_one_was_assigned() -> None:
+    error = rules.result_poster_error(_who("s028"), assigned=["s026", "s027"], named=[], town=TOWN)
+    assert error is not None and "s026, s027" in error and "not on this inspection" in error
+    error = rules.result_poster_error(_who("s028"), assigned=[], named=["s026", "s027"], town=TOWN)
+    assert error is not None and "not among the officers named" in error
+
+
+def test_unknown_staff_are_named_once() -> None:
+    assert rules.unknown_staff(TOWN, ["s026", "x1", "x1", "s027"]) == ["x1"]
 
 
 def test_case_steps_go_in_order() -> None:
