@@ -29,7 +29,13 @@ def test_each_service_has_a_deployment_a_service_a_configmap_and_probes(service:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert docs["Deployment"]["spec"]["replicas"] >= 2
     secrets = {e["name"] for e in container["env"] if "valueFrom" in e}
-    assert {"TOWNFLOW_DATABASE_URL", "TOWNFLOW_JWT_SECRET"} <= secrets  # credentials never in the ConfigMap
+    assert "TOWNFLOW_DATABASE_URL" in secrets  # credentials never in the ConfigMap
+    # Production tokens come from the county's OIDC issuer, each service its own audience; no
+    # HS256 secret shared by the services (a leak of one would forge tokens for all).
+    config = docs["ConfigMap"]["data"]
+    assert config["TOWNFLOW_JWT_JWKS_URL"].startswith("https://") and config["TOWNFLOW_JWT_ISSUER"]
+    assert config["TOWNFLOW_JWT_AUDIENCE"] == f"townflow-{service}"
+    assert "TOWNFLOW_JWT_SECRET" not in secrets
     assert not any("PASSWORD" in k or "SECRET" in k or "DATABASE_URL" in k for k in docs["ConfigMap"]["data"])
     selector = docs["Service"]["spec"]["selector"]
     assert selector.items() <= docs["Deployment"]["spec"]["template"]["metadata"]["labels"].items()
