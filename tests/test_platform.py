@@ -127,9 +127,12 @@ async def test_malformed_and_invalid_messages_go_to_dlq_and_the_next_good_one_is
         "SELECT true FROM matters WHERE request_id = $1", uuid.UUID(good.data.request_id)),
         what="the good event after the bad ones")
     # Every service that consumes the topic dead-letters what it cannot read; look at dispatch's.
-    dead = {r.value: dict(r.headers) for r in await read_all(bootstrap, FILED + ".dlq")
-            if dict(r.headers).get("x-dlq-service") == b"dispatch"}
-    assert garbage in dead and invalid in dead
+    async def dead_lettered() -> dict[bytes, dict[str, bytes]] | None:
+        dead = {r.value: dict(r.headers) for r in await read_all(bootstrap, FILED + ".dlq")
+                if dict(r.headers).get("x-dlq-service") == b"dispatch"}
+        return dead if garbage in dead and invalid in dead else None
+
+    dead = await eventually(dead_lettered, what="both bad messages in the dead-letter topic")
     for value in (garbage, invalid):
         headers = dead[value]
         assert headers["x-dlq-service"] == b"dispatch"
@@ -153,7 +156,9 @@ async def test_a_handler_rejecting_one_event_of_a_batch_dead_letters_only_that_o
         await eventually(lambda g=good: db.fetchval("SELECT true FROM matters WHERE request_id = $1",
                                                     uuid.UUID(g.data.request_id)), what="the good events")
     assert await db.fetchval("SELECT count(*) FROM inbox WHERE event_id = ANY($1)", [first.id, last.id]) == 2
-    assert not await db.fetchval("SELECT true FROM inbox WHERE event_id = $1", rejected.id)
+    # The refused one is in the inbox too, so a redelivery does not dead-letter it a second time.
+    assert await db.fetchval("SELECT true FROM inbox WHERE event_id = $1", rejected.id)
+    assert not await db.fetchval("SELECT true FROM matters WHERE request_id = $1", uuid.UUID(rejected.data.request_id))
 
     async def dead_lettered() -> list[dict[str, bytes]]:
         return [dict(r.headers) for r in await read_all(bootstrap, FILED + ".dlq")
@@ -162,6 +167,15 @@ async def test_a_handler_rejecting_one_event_of_a_batch_dead_letters_only_that_o
     dead = await eventually(dead_lettered, what="the rejected event in the dead-letter topic")
     assert len(dead) == 1
     assert dead[0]["x-dlq-error-type"] == b"UnknownItem" and b"X999" in dead[0]["x-dlq-error"]
+
+    # Delivered again (a retry upstream, a rewound group): it is not dead-lettered a second time.
+    sentinel = _good_event().model_copy(update={"correlation_id": first.correlation_id})
+    await produce_together(bootstrap, FILED, [(key, rejected.model_dump_json().encode()),
+                                              (key, sentinel.model_dump_json().encode())])
+    await eventually(lambda: db.fetchval("SELECT true FROM matters WHERE request_id = $1",
+                                         uuid.UUID(sentinel.data.request_id)), what="the event after the repeat")
+    await eventually(lambda: db.fetchval("SELECT count(*) = 0 FROM outbox"), what="dispatch's outbox published")
+    assert len(await dead_lettered()) == 1
 
 
 async def test_the_same_event_delivered_twice_changes_nothing(

@@ -4,10 +4,11 @@ A batch is what one fetch returned (up to `consume_batch_max` records). Its reco
 one by one; those that never will parse are poison. The valid events run in ONE PostgreSQL
 transaction with ONE inbox insert and ONE outbox insert of every event they publish. If a handler
 refuses an event by its own rules (`Rejected`), the transaction is rolled back and the batch runs
-again without that event, which joins the poison; nothing else is ever dead-lettered. Poison goes
-to its `.dlq` only after the batch's effects commit, so a batch that is retried does not
-dead-letter twice. Any other error leaves `handle` for the caller to wait out and retry (the
-offsets are not moved); the inbox makes the redelivery harmless.
+again without that event, which joins the poison; nothing else is ever dead-lettered. Poison is
+recorded in the inbox and handed to the dead letters in that same transaction, so it is
+dead-lettered exactly once, however often it is delivered. Any other error leaves `handle` for
+the caller to wait out and retry (the offsets are not moved); the inbox makes the redelivery
+harmless.
 
 The live service and appraisal's rebuild both consume through this class; they differ only in
 where poison goes (`DeadLetters`).
@@ -15,29 +16,30 @@ where poison goes (`DeadLetters`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import heapq
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from opentelemetry import propagate, trace
 from pydantic import TypeAdapter
 
 from .dlq import UNPARSABLE, Rejected, TopicMismatch, dead_letter_headers, describe
 from .events import Envelope, dlq_topic
 from .metrics import BATCH_SIZE, DLQ_MESSAGES, DUPLICATES_SKIPPED, EVENTS_CONSUMED, HANDLER_DURATION
-from .outbox import one_insert_per_transaction
+from .outbox import enqueue_raw, one_insert_per_transaction
 from .telemetry import tracer
 
 log = logging.getLogger(__name__)
 Handler = Callable[[asyncpg.Connection, Any, Any], Awaitable[None]]
-Poison = tuple[ConsumerRecord, BaseException]
+# Records that never parse have no event id: the inbox knows them by where they were.
+_UNPARSABLE_IDS = uuid.UUID("6c1f7a8e-0b1d-4c55-9c3e-5d2f9e1a7b40")
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,17 @@ class Parsed:
     registered: Registered
 
 
+@dataclass(frozen=True)
+class Poison:
+    record: ConsumerRecord
+    error: BaseException
+    inbox_key: tuple[str, uuid.UUID]  # (handler, event id): recorded so it is dead-lettered once
+
+
 class DeadLetters(Protocol):
-    async def __call__(self, poison: Sequence[Poison]) -> None: ...
+    """Where poison goes, inside the transaction that records it in the inbox."""
+
+    async def __call__(self, conn: asyncpg.Connection, poison: Sequence[Poison]) -> None: ...
 
 
 class _RejectedEvent(Exception):
@@ -77,7 +88,7 @@ class BatchConsumer:
         self.runtime = runtime
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> int:
-        """Handle a batch; the number of poison records dead-lettered. Raises whatever is not
+        """Handle a batch; the number of poison records dead-lettered now. Raises whatever is not
         poison (an outage): nothing of the batch is then lost, and retrying it is harmless."""
         BATCH_SIZE.labels(self.service).observe(len(records))
         parsed: list[Parsed] = []
@@ -86,20 +97,16 @@ class BatchConsumer:
             try:
                 parsed.append(self._parse(record))
             except UNPARSABLE as exc:  # not JSON, not the schema, wrong topic
-                poison.append((record, exc))
+                where = f"{record.topic}/{record.partition}/{record.offset}"
+                poison.append(Poison(record, exc, (f"{self.service}.unparsable", uuid.uuid5(_UNPARSABLE_IDS, where))))
         while True:
             try:
-                await self._in_one_transaction(parsed)
-                break
+                return await self._in_one_transaction(parsed, poison)
             except _RejectedEvent as rejected:  # the batch again without it
-                log.warning("%s refused an event: %s", rejected.parsed.registered.name, describe(rejected.cause))
-                parsed = [p for p in parsed if p is not rejected.parsed]
-                poison.append((rejected.parsed.record, rejected.cause))
-        if poison:
-            await self.dead_letters(poison)
-            for record, _ in poison:
-                EVENTS_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
-        return len(poison)
+                refused = rejected.parsed
+                log.warning("%s refused an event: %s", refused.registered.name, describe(rejected.cause))
+                parsed = [p for p in parsed if p is not refused]
+                poison.append(Poison(refused.record, rejected.cause, (refused.registered.name, refused.event.id)))
 
     def _parse(self, record: ConsumerRecord) -> Parsed:
         event: Envelope = self.adapter.validate_json(record.value or b"")
@@ -107,30 +114,45 @@ class BatchConsumer:
             raise TopicMismatch(f"{event.type} does not belong on {record.topic}")
         return Parsed(record, event, self.by_type[event.type])
 
-    async def _in_one_transaction(self, batch: list[Parsed]) -> None:
-        if not batch:
-            return
+    async def _in_one_transaction(self, batch: list[Parsed], poison: list[Poison]) -> int:
+        if not batch and not poison:
+            return 0
+        keys = [(p.registered.name, p.event.id, p.record.topic) for p in batch]
+        keys += [(*x.inbox_key, x.record.topic) for x in poison]
         async with self.pool_of().acquire() as conn, conn.transaction():
             fresh = {(r["handler"], r["event_id"]) for r in await conn.fetch(
                 "INSERT INTO inbox (handler, event_id, topic)"
                 " SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[])"
                 " ON CONFLICT DO NOTHING RETURNING handler, event_id",
-                [p.registered.name for p in batch], [p.event.id for p in batch], [p.record.topic for p in batch],
+                [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
             )}
             outcomes = []
             async with self._around_handlers(conn):
                 for p in batch:
                     key = (p.registered.name, p.event.id)
                     if key not in fresh:  # handled before, or twice in this very batch
-                        outcomes.append((p, "duplicate"))
+                        outcomes.append((p.record, "duplicate"))
                         continue
                     fresh.discard(key)
                     await self._run(conn, p)
-                    outcomes.append((p, "handled"))
-        for p, outcome in outcomes:  # counted once committed
-            EVENTS_CONSUMED.labels(self.service, p.record.topic, outcome).inc()
+                    outcomes.append((p.record, "handled"))
+            dead = []
+            for x in poison:
+                if x.inbox_key in fresh:  # new to the inbox: dead-lettered now, and only now
+                    fresh.discard(x.inbox_key)
+                    dead.append(x)
+            if dead:
+                await self.dead_letters(conn, dead)
+        outcomes += [(x.record, "dead_lettered" if x in dead else "duplicate") for x in poison]
+        for record, outcome in outcomes:  # counted once committed
+            EVENTS_CONSUMED.labels(self.service, record.topic, outcome).inc()
             if outcome == "duplicate":
-                DUPLICATES_SKIPPED.labels(self.service, p.record.topic).inc()
+                DUPLICATES_SKIPPED.labels(self.service, record.topic).inc()
+        for x in dead:
+            DLQ_MESSAGES.labels(self.service, x.record.topic).inc()
+            log.error("dead-lettered %s[%s]@%s: %s", x.record.topic, x.record.partition, x.record.offset,
+                      describe(x.error))
+        return len(dead)
 
     @contextlib.asynccontextmanager
     async def _around_handlers(self, conn: asyncpg.Connection) -> AsyncIterator[None]:
@@ -159,22 +181,18 @@ class BatchConsumer:
         HANDLER_DURATION.labels(self.service, record.topic).observe(time.perf_counter() - started)
 
 
-class KafkaDeadLetters:
-    """Poison to `<topic>.dlq`, every send acknowledged before the offsets move on."""
+class OutboxDeadLetters:
+    """Poison to `<topic>.dlq` through the outbox: unchanged, its headers beside ours."""
 
-    def __init__(self, service: str, producer_of: Callable[[], AIOKafkaProducer]) -> None:
+    def __init__(self, service: str) -> None:
         self.service = service
-        self.producer_of = producer_of
 
-    async def __call__(self, poison: Sequence[Poison]) -> None:
-        producer = self.producer_of()
-        sent = [await producer.send(dlq_topic(record.topic), value=record.value, key=record.key,
-                                    headers=dead_letter_headers(record, self.service, exc))
-                for record, exc in poison]
-        await asyncio.gather(*sent)
-        for record, exc in poison:
-            DLQ_MESSAGES.labels(self.service, record.topic).inc()
-            log.error("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, describe(exc))
+    async def __call__(self, conn: asyncpg.Connection, poison: Sequence[Poison]) -> None:
+        await enqueue_raw(conn, [
+            # The key as text (ours are ids); a key that is not UTF-8 keeps its readable parts.
+            (dlq_topic(x.record.topic), (x.record.key or b"").decode(errors="replace"), x.record.value or b"",
+             dead_letter_headers(x.record, self.service, x.error))
+            for x in poison])
 
 
 def in_arrival_order(records: Sequence[ConsumerRecord]) -> list[ConsumerRecord]:

@@ -3,9 +3,11 @@
 A record is poison when it can never succeed, and that is decided positively: it is not JSON,
 does not validate as its topic's event, belongs on another topic, or a handler refuses it by the
 service's own rules (`Rejected`). It goes, unchanged, to `<topic>.dlq` with headers naming the
-error, the service and where it came from. Everything else — a database that is away, read-only
-after a failover, full or slow, a lock or serialisation failure, a broker error, even a bug — is
-an outage to wait out: the batch is retried (see retry.py), never dead-lettered.
+error, the service and where it came from; it is written to the outbox in the transaction that
+records it in the inbox, so a redelivery (a crash, a rebalance, a rewound group) never
+dead-letters it twice. Everything else — a database that is away, read-only after a failover,
+full or slow, a lock or serialisation failure, a broker error, even a bug — is an outage to wait
+out: the batch is retried (see retry.py), never dead-lettered.
 """
 
 from __future__ import annotations
@@ -48,14 +50,14 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(message)"
 
 
-def dead_letter_headers(record: ConsumerRecord, service: str, exc: BaseException) -> list[tuple[str, bytes]]:
-    original = [(k, v) for k, v in (record.headers or ()) if not k.startswith("x-dlq-")]
-    return [
-        *original,
-        ("x-dlq-error", describe(exc).encode()),
-        ("x-dlq-error-type", type(exc).__name__.encode()),
-        ("x-dlq-service", service.encode()),
-        ("x-dlq-topic", record.topic.encode()),
-        ("x-dlq-partition", str(record.partition).encode()),
-        ("x-dlq-offset", str(record.offset).encode()),
-    ]
+def dead_letter_headers(record: ConsumerRecord, service: str, exc: BaseException) -> dict[str, str]:
+    """The record's own headers (as text) and what went wrong, where and for whom."""
+    original = {k: v.decode(errors="replace") for k, v in (record.headers or ()) if not k.startswith("x-dlq-")}
+    return original | {
+        "x-dlq-error": describe(exc),
+        "x-dlq-error-type": type(exc).__name__,
+        "x-dlq-service": service,
+        "x-dlq-topic": record.topic,
+        "x-dlq-partition": str(record.partition),
+        "x-dlq-offset": str(record.offset),
+    }

@@ -51,6 +51,9 @@ NOTIFY_CHANNEL = "townflow_outbox"
 _RELAY_LOCK = 72_410_002
 
 
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
 def encode(event: Envelope) -> bytes:
     return event.model_dump_json().encode()
 
@@ -87,6 +90,16 @@ async def one_insert_per_transaction(conn: asyncpg.Connection) -> AsyncIterator[
         _held.reset(token)
     if held:
         await _insert(conn, [e for e, _ in held], [h for _, h in held])
+
+
+async def enqueue_raw(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, bytes, dict[str, str]]]) -> None:
+    """Add (topic, key, value, headers) rows that are not our events, e.g. dead letters: sent as
+    they are, their headers beside the relay's trace context (see `_send`)."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO outbox (topic, key, payload, headers)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::jsonb[])",
+            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
 
 
 async def _insert(conn: asyncpg.Connection, events: Sequence[Envelope], headers: Sequence[dict[str, str]]) -> None:
@@ -311,10 +324,12 @@ class OutboxRelay:
                         "messaging.kafka.message.key": row["key"], "townflow.outbox_id": row["id"]},
         ):
             carrier = current_trace_headers()
-        headers = [(k, v.encode()) for k, v in carrier.items()]
-        headers.append(("content-type", b"application/json"))
+        # The stored trace context is replaced by the publish span's; other stored headers (a dead
+        # letter's x-dlq-*, its original content-type) travel as they are.
+        kept = {k: v for k, v in (row["headers"] or {}).items() if k not in _TRACE_HEADERS}
+        headers = [(k, v.encode()) for k, v in ({"content-type": "application/json"} | kept | carrier).items()]
         return await self.producer.send(
-            row["topic"], value=bytes(row["payload"]), key=row["key"].encode(), headers=headers,
+            row["topic"], value=bytes(row["payload"]), key=row["key"].encode() or None, headers=headers,
         )
 
 

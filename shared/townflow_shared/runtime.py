@@ -23,7 +23,7 @@ from pydantic import Field, SkipValidation, TypeAdapter
 from . import db
 from .auth import TokenRules, TokenVerifier
 from .clock import Clock
-from .consumer import BatchConsumer, DeadLetters, Handler, KafkaDeadLetters, Registered
+from .consumer import BatchConsumer, DeadLetters, Handler, OutboxDeadLetters, Registered
 from .db import OUTAGES
 from .dlq import describe
 from .events import TOPICS, Envelope, dlq_topic
@@ -147,12 +147,12 @@ class ServiceRuntime:
         self._subscribed = True
         types = tuple(self.handlers)
         payload = self._payload()
-        batches = self.batch_consumer(KafkaDeadLetters(self.service, lambda: self.producer))
+        batches = self.batch_consumer(OutboxDeadLetters(self.service))
 
         async def consume(event: Any, message: KafkaMessage) -> None:
             records: Sequence[Any] = message.raw_message  # type: ignore[assignment]
             try:
-                dead_lettered = await batches.handle(records)
+                await batches.handle(records)
             except Exception as exc:  # not poison: an outage (or a bug) to wait out, never a dead letter
                 delay = self.retrying.failed(exc)
                 report = log.warning if isinstance(exc, OUTAGES) else log.exception
@@ -166,8 +166,6 @@ class ServiceRuntime:
             self.retrying.succeeded()
             for record in records:
                 self.offsets.mark(message.consumer, record.topic, record.partition, record.offset)
-            if dead_lettered:
-                await self.offsets.commit()  # at once: a redelivery would dead-letter them again
 
         # The signature is for the AsyncAPI document: every Kafka message is one of these events.
         # FastStream skips validating it (SkipValidation): the BatchConsumer validates record by

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from townflow_shared import db
@@ -42,10 +43,10 @@ class _CountPoison:
         self.report = report
         self.count = 0
 
-    async def __call__(self, poison: Sequence[Poison]) -> None:
-        for record, exc in poison:
+    async def __call__(self, conn: asyncpg.Connection, poison: Sequence[Poison]) -> None:
+        for x in poison:
             self.count += 1
-            self.report(f"  {record.topic}[{record.partition}]@{record.offset} skipped: {describe(exc)}")
+            self.report(f"  {x.record.topic}[{x.record.partition}]@{x.record.offset} skipped: {describe(x.error)}")
 
 
 async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str], None] = print,
