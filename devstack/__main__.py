@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -83,6 +84,7 @@ def up(args: argparse.Namespace) -> int:
         stack.stop()
         traces.stop()
         STATE.unlink(missing_ok=True)
+        shutil.rmtree(REQUESTS, ignore_errors=True)
     return 0
 
 
