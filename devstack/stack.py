@@ -99,10 +99,14 @@ class ServiceProcess:
             self.child.stop()
 
 
-@dataclass(init=False)
+@dataclass(init=False)  # our own __init__: `replicas` is a count going in, the processes after
 class Stack:
     """`Stack(workdir, replicas=2)` runs two replicas of every service, `replicas={"dispatch": 3}`
-    three of dispatch and one of the rest. `replicas[name]` lists them; `services[name]` is the first."""
+    three of dispatch and one of the rest. `replicas[name]` lists them; `services[name]` is the first.
+
+    Every child dies with the THREAD that started it (PR_SET_PDEATHSIG), so start processes (and
+    restart PostgreSQL or Kafka) from the main thread or from a pool thread that lives as long as
+    the stack, e.g. `asyncio.to_thread` in the event loop that also stops the stack."""
 
     workdir: Path
     test_clock: bool
