@@ -65,6 +65,7 @@ class Size:
     broker_stop_seconds: float = 30.0
     kills: int = 8                     # kill -9 of single replicas, spread over the services
     read_only_database: str | None = None  # whose database fails over; None: chosen by the seed
+    settle_seconds: float = 300.0      # how long consumers and outbox relays get to catch up after the load
 
     @property
     def duration(self) -> float:
@@ -441,7 +442,7 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         poison = await run_faults(stack, plan, size, rng, seed, consumed, faults)
         await load
         print(f"  load done: {len(acknowledged)} of {size.matters} acknowledged", flush=True)
-        settled = await settle(stack, consumed)
+        settled = await settle(stack, consumed, size.settle_seconds)
         report = await check(stack, acknowledged, poison, consumed)
         identical, replay_log = await asyncio.to_thread(replay_identical, stack)
         slowest = max((f.get("ready_after_s", 0) for f in faults), default=0)

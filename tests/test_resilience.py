@@ -13,7 +13,8 @@ import pytest
 
 from bench.chaos import Size, run_chaos
 
-SIZE = Size(matters=90, rate=3.0, replicas=2, incident_seconds=5.0, broker_stop_seconds=8.0, kills=4)
+SIZE = Size(matters=90, rate=3.0, replicas=2, incident_seconds=5.0, broker_stop_seconds=8.0, kills=4,
+            settle_seconds=120.0)
 
 
 @pytest.mark.timeout(900)
