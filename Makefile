@@ -27,8 +27,10 @@ prometheus:
 kafka-jars: $(STAMP)
 	$(PY) -c "from devstack.kafka import kafka_jars; print('kafka jars:', kafka_jars())"
 
+# REPLICAS=2 runs two replicas of every service (REPLICAS=2,dispatch=3 per service); env TOWNFLOW_REPLICAS too.
+REPLICAS ?=
 up: install
-	$(PY) -m devstack up
+	$(PY) -m devstack up $(if $(REPLICAS),--replicas $(REPLICAS))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shared services devstack tests bench
@@ -47,7 +49,9 @@ bench: install
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) -m bench $(BENCH_ARGS)
 
-# Faults under load: kill -9, broker and database restarts, poison messages, redelivery.
+# Faults under load on two replicas of every service: kill -9 of single replicas, a database made
+# read-only (a failover) then PostgreSQL stopped, the broker stopped, poison messages, redelivery.
+# CHAOS_ARGS="--matters 300 --incident-seconds 5" for a short run.
 chaos: install
 	$(PY) -m bench.chaos $(CHAOS_ARGS)
 

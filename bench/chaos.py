@@ -1,19 +1,28 @@
-"""`make chaos`: faults under a steady load, each run seeded (the seed is printed for replay).
+"""`make chaos`: faults under a steady load on replicated services, each run seeded (the seed is
+printed for replay).
 
-While matters are filed (each with an Idempotency-Key, retried until acknowledged):
-kill -9 each service at random moments and restart it; restart the Kafka broker and PostgreSQL;
-inject malformed and schema-invalid messages into every consumed topic; rewind one consumer group
-to offset zero so a whole topic is delivered again. Then it checks, from what each service holds:
-no matter lost, none counted twice, every bad message in its .dlq with a reason, every service
-ready again within 30 s, and appraisal's figures identical after a full replay.
+While matters are filed (each with an Idempotency-Key, retried on either intake replica until one
+acknowledges it), with two replicas of every service: kill -9 single replicas at random moments and
+start them again; make one service's database read-only the way a managed failover does, then stop
+PostgreSQL; stop the Kafka broker; inject malformed and schema-invalid messages into every consumed
+topic; rewind one consumer group to offset zero so whole topics are delivered again. Then it checks,
+from what each service holds and what every `.dlq` topic holds:
 
-    python -m bench.chaos [--seed N] [--matters 600] [--rate 10]
+- no matter lost and none counted twice (dispatch's tasks, appraisal's `task_facts.c_dispatched`);
+- every poison message in its `.dlq` exactly once per consuming service (duplicates counted);
+- no valid event dead-lettered (a `.dlq` message that validates as its topic's event model);
+- every replica of every service ready within 30 s of each fault's end;
+- appraisal's figures identical after a full replay.
+
+    python -m bench.chaos [--seed N] [--matters 2000] [--rate 10] [--replicas 2]
+                          [--incident-seconds 20] [--broker-stop-seconds 30] [--kills 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import json
 import os
@@ -22,6 +31,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,33 +41,61 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import CommitFailedError, UnknownMemberIdError
+from pydantic import ValidationError
 
-from devstack.stack import REPO, SERVICES, Stack, http_ok
+from devstack.stack import REPO, SERVICES, Stack
 from townflow_shared.auth import issue_token
+from townflow_shared.events import TOPICS
 from townflow_shared.kafka import topic_partitions
 
 RESULTS = Path(__file__).with_name("results")
 READY_WITHIN = 30.0
+Faults = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big a run is; `make test` runs a reduced one."""
+
+    matters: int = 2000
+    rate: float = 10.0
+    replicas: int = 2
+    incident_seconds: float = 20.0     # a database read-only, then PostgreSQL stopped, each this long
+    broker_stop_seconds: float = 30.0
+    kills: int = 8                     # kill -9 of single replicas, spread over the services
+    read_only_database: str | None = None  # whose database fails over; None: chosen by the seed
+    settle_seconds: float = 300.0      # how long consumers and outbox relays get to catch up after the load
+
+    @property
+    def duration(self) -> float:
+        return self.matters / self.rate
 
 
 def consumed_topics() -> dict[str, list[str]]:
     return {s: [t.topic for t in importlib.import_module(f"{s}.app").create_runtime().handlers] for s in SERVICES}
 
 
-async def file_steadily(stack: Stack, seed: int, count: int, rate: float, acknowledged: dict[str, str]) -> None:
-    """File `count` matters at `rate`; each retried with its Idempotency-Key until intake answers."""
+async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, acknowledged: dict[str, str],
+                        give_up_after: float = 300.0) -> None:
+    """File `count` matters at `rate`; each retried with its Idempotency-Key, on the intake replicas in
+    turn, until one answers 201 (a client behind a load balancer does the same)."""
     clerk = {"Authorization": f"Bearer {issue_token(stack.jwt_secret, 's010', ['clerk'])}"}
     items = ["S001", "S002", "S010", "T001", "S007", "E001"]
+    intakes = stack.replicas["intake"]
 
     async def one(client: httpx.AsyncClient, n: int) -> None:
         body = {"channel": "window", "item_code": items[n % len(items)], "description": "chaos",
                 "village": "V0" + str(1 + n % 6), "location": "chaos", "target": f"SITE-{n % 20}",
                 "citizen": {"name": "混沌", "phone": f"137{n:08d}"}}
-        key = f"chaos-{seed}-{n}"
-        deadline = time.monotonic() + 180
+        key = f"{prefix}-{n}"
+        deadline = time.monotonic() + give_up_after
+        attempt = 0
         while time.monotonic() < deadline:
+            url = intakes[(n + attempt) % len(intakes)].url
+            attempt += 1
             try:
-                response = await client.post(f"{stack.services['intake'].url}/v1/requests", json=body,
+                response = await client.post(f"{url}/v1/requests", json=body,
                                              headers={**clerk, "Idempotency-Key": key})
                 if response.status_code == 201:
                     acknowledged[key] = response.json()["request_id"]
@@ -74,30 +114,55 @@ async def file_steadily(stack: Stack, seed: int, count: int, rate: float, acknow
         await asyncio.gather(*tasks)
 
 
-async def wait_ready(stack: Stack, names: list[str]) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < 120:
-        if all(http_ok(f"{stack.services[n].url}/readyz") for n in names):
-            return round(time.monotonic() - started, 2)
-        await asyncio.sleep(0.2)
+async def ready_after(stack: Stack, since: float, timeout: float = 180.0) -> float:
+    """Seconds from `since` (a fault's end) until every replica of every service answers /readyz."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        async def ready(url: str) -> bool:
+            try:
+                return (await client.get(f"{url}/readyz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        while time.monotonic() - since < timeout:
+            answers = await asyncio.gather(*(ready(p.url) for p in stack.all_replicas()))
+            if all(answers):
+                return round(time.monotonic() - since, 2)
+            await asyncio.sleep(0.2)
     return float("inf")
 
 
-async def kill_and_restart(stack: Stack, name: str, rng: random.Random, log: list[dict[str, Any]]) -> None:
-    stack.services[name].kill()
+async def kill_replica(stack: Stack, name: str, index: int, rng: random.Random) -> dict[str, Any]:
+    stack.kill_replica(name, index)
     await asyncio.sleep(rng.uniform(0.2, 2.0))
-    t = time.monotonic()
-    stack.services[name].start(wait=False)
-    ready = await wait_ready(stack, [name]) + 0 * t
-    log.append({"fault": "kill -9", "service": name, "ready_after_s": ready})
+    stack.start_replica(name, index, wait=False)
+    ended = time.monotonic()
+    return {"fault": "kill -9", "replica": f"{name}-{index}", "ready_after_s": await ready_after(stack, ended)}
 
 
-async def restart_infra(stack: Stack, which: str, log: list[dict[str, Any]]) -> None:
-    target = stack.kafka if which == "kafka" else stack.postgres
-    assert target is not None
-    await asyncio.to_thread(target.restart)
-    ready = await wait_ready(stack, list(stack.services))
-    log.append({"fault": f"restart {which}", "ready_after_s": ready})
+async def database_read_only(stack: Stack, name: str, seconds: float) -> dict[str, Any]:
+    """A failover: `name`'s sessions cut, new ones read-only for `seconds`, then writable (and cut) again."""
+    await asyncio.to_thread(stack.make_database_read_only, name)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(stack.make_database_writable, name)
+    ended = time.monotonic()
+    return {"fault": "database read-only", "database": name, "seconds": seconds,
+            "ready_after_s": await ready_after(stack, ended)}
+
+
+async def postgres_stopped(stack: Stack, seconds: float) -> dict[str, Any]:
+    await asyncio.to_thread(stack.stop_postgres)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(stack.start_postgres)  # returns once it accepts connections
+    ended = time.monotonic()
+    return {"fault": "postgresql stopped", "seconds": seconds, "ready_after_s": await ready_after(stack, ended)}
+
+
+async def broker_stopped(stack: Stack, seconds: float) -> dict[str, Any]:
+    await asyncio.to_thread(stack.stop_kafka)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(stack.start_kafka)  # returns once its port answers
+    ended = time.monotonic()
+    return {"fault": "broker stopped", "seconds": seconds, "ready_after_s": await ready_after(stack, ended)}
 
 
 async def inject_poison(bootstrap: str, topics: list[str], seed: int) -> list[bytes]:
@@ -117,21 +182,53 @@ async def inject_poison(bootstrap: str, topics: list[str], seed: int) -> list[by
     return sent
 
 
-async def rewind_group(stack: Stack, group: str, topics: list[str], log: list[dict[str, Any]]) -> None:
-    """Deliver whole topics again: stop the service, commit offset 0 for its group, restart it."""
+async def rewind_group(stack: Stack, group: str, topics: list[str]) -> dict[str, Any]:
+    """Deliver whole topics again: stop every replica (a group with members refuses an outside
+    commit), commit offset 0 for the group, start them all again."""
     assert stack.kafka is not None
-    stack.services[group].stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka.bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(stack.kafka.bootstrap, topics)
-        consumer.assign(partitions)
-        await consumer.commit(dict.fromkeys(partitions, 0))
-    finally:
-        await consumer.stop()
-    stack.services[group].start(wait=False)
-    log.append({"fault": "redeliver from offset 0", "service": group, "topics": topics,
-                "ready_after_s": await wait_ready(stack, [group])})
+    for process in stack.replicas[group]:
+        await asyncio.to_thread(process.stop)
+    partitions = await topic_partitions(stack.kafka.bootstrap, topics)
+    deadline = time.monotonic() + 90
+    while True:
+        consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka.bootstrap, group_id=group,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            await consumer.commit(dict.fromkeys(partitions, 0))
+            break
+        except (CommitFailedError, UnknownMemberIdError):
+            # A member that left without saying so (killed earlier, or cut off by the broker stop)
+            # stays in the group until its session times out; the group must be empty first.
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)
+        finally:
+            await consumer.stop()
+    for process in stack.replicas[group]:
+        process.start(wait=False)
+    ended = time.monotonic()
+    return {"fault": "redeliver from offset 0", "service": group, "topics": topics,
+            "ready_after_s": await ready_after(stack, ended)}
+
+
+def fault_plan(rng: random.Random, stack: Stack, size: Size) -> list[tuple[str, ...]]:
+    """The faults in the order they happen: kills spread over the services and their replicas, the
+    database incident and the poison in the first half, the broker stop anywhere, the rewind last
+    (after the poison, so the poison is delivered again too)."""
+    names = list(SERVICES)
+    steps: list[tuple[str, ...]] = [
+        ("kill", name, str(rng.randrange(len(stack.replicas[name]))))
+        for name in (names[i % len(names)] for i in range(size.kills))]
+    rng.shuffle(steps)
+    database = size.read_only_database or rng.choice(names)
+    first_half = max(1, len(steps) // 2)
+    steps.insert(rng.randint(0, first_half), ("database", database))
+    steps.insert(rng.randint(0, first_half), ("poison",))
+    steps.insert(rng.randint(0, len(steps)), ("broker",))
+    steps.append(("rewind", "dispatch"))
+    return steps
 
 
 async def caught_up(bootstrap: str, consumed: dict[str, list[str]]) -> bool:
@@ -161,20 +258,101 @@ async def caught_up(bootstrap: str, consumed: dict[str, list[str]]) -> bool:
 
 async def outboxes_empty(stack: Stack) -> bool:
     assert stack.postgres is not None
+    backlog = {}
     for name in SERVICES:
         conn = await asyncpg.connect(stack.postgres.dsn(name))
         try:
-            if await conn.fetchval("SELECT count(*) FROM outbox"):
-                return False
+            if rows := await conn.fetchval("SELECT count(*) FROM outbox"):
+                backlog[name] = rows
         finally:
             await conn.close()
-    return True
+    if backlog:
+        print(f"  waiting for outbox relays: {backlog}", flush=True)
+    return not backlog
 
 
-async def check(stack: Stack, acknowledged: dict[str, str], poison: list[bytes],
-                consumed: dict[str, list[str]]) -> dict[str, Any]:
-    assert stack.postgres is not None and stack.kafka is not None
-    request_ids = list(acknowledged.values())
+async def settle(stack: Stack, consumed: dict[str, list[str]], timeout: float = 300.0) -> bool:
+    """Wait until every group has consumed everything and every outbox is empty."""
+    assert stack.kafka is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if await caught_up(stack.kafka.bootstrap, consumed) and await outboxes_empty(stack):
+                return True
+        except (OSError, asyncpg.PostgresError) as exc:  # the infrastructure is still coming back
+            print(f"  not settled yet: {exc}", flush=True)
+        await asyncio.sleep(2)
+    return False
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str          # the topic it came from (the .dlq topic without its suffix)
+    value: bytes
+    service: str        # x-dlq-service
+    error_type: str     # x-dlq-error-type
+    error: str          # x-dlq-error
+
+    def is_valid_event(self) -> bool:
+        """A message that validates as its topic's event model was never poison."""
+        model = TOPICS.get(self.topic)
+        if model is None:
+            return False
+        try:
+            model.model_validate_json(self.value)
+        except (ValidationError, ValueError):
+            return False
+        return True
+
+
+async def dead_letters(bootstrap: str) -> list[DeadLetter]:
+    """Every message of every `.dlq` topic on the broker."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[DeadLetter] = []
+    try:
+        topics = sorted(t for t in await consumer.topics() if t.endswith(".dlq"))
+        if not topics:
+            return found
+        partitions = await topic_partitions(bootstrap, topics)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    h = {k: v.decode(errors="replace") for k, v in r.headers or ()}
+                    found.append(DeadLetter(r.topic.removesuffix(".dlq"), r.value or b"", h.get("x-dlq-service", ""),
+                                            h.get("x-dlq-error-type", ""), h.get("x-dlq-error", "")))
+    finally:
+        await consumer.stop()
+    return found
+
+
+def judge_dead_letters(letters: list[DeadLetter], poison: list[bytes],
+                       consumed: dict[str, list[str]]) -> dict[str, Any]:
+    """Poison exactly once per consuming service; no valid event at all."""
+    counts = Counter((d.value, d.service) for d in letters)
+    expected = [(value, service) for service, topics in consumed.items() for value in poison
+                if any(f" {t}".encode() in value or f"-{t}\"".encode() in value for t in topics)]
+    missing = [(v[:40].decode(errors="replace"), s) for v, s in expected if counts[(v, s)] == 0]
+    duplicated = {f"{s}: {v[:40].decode(errors='replace')}": counts[(v, s)] for v, s in expected if counts[(v, s)] > 1}
+    valid = [d for d in letters if d.is_valid_event()]
+    reasons = Counter(f"{d.service} {d.topic} {d.error_type}: {d.error[:160]}" for d in valid)
+    return {
+        "poison_messages": len(poison), "dead_letters_expected": len(expected),
+        "dead_letters_missing": missing[:10], "dead_letters_missing_count": len(missing),
+        "dead_letters_duplicated": dict(list(duplicated.items())[:10]),
+        "dead_letters_duplicated_count": sum(n - 1 for n in duplicated.values()),
+        "valid_events_dead_lettered": len(valid),
+        "valid_events_dead_lettered_reasons": dict(reasons.most_common(10)),
+        "dead_letters_total": len(letters),
+    }
+
+
+async def matter_counts(stack: Stack, request_ids: list[str]) -> dict[str, int]:
+    """Per acknowledged matter: its first tasks in dispatch, and how often appraisal counted it dispatched."""
+    assert stack.postgres is not None
     dispatch = await asyncpg.connect(stack.postgres.dsn("dispatch"))
     appraisal = await asyncpg.connect(stack.postgres.dsn("appraisal"))
     try:
@@ -187,34 +365,20 @@ async def check(stack: Stack, acknowledged: dict[str, str], poison: list[bytes],
     finally:
         await dispatch.close()
         await appraisal.close()
-    dead: dict[tuple[bytes, str], bytes] = {}
-    for topic in {t for ts in consumed.values() for t in ts}:
-        consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka.bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partitions = await topic_partitions(stack.kafka.bootstrap, [f"{topic}.dlq"])
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    for r in records:
-                        h = dict(r.headers)
-                        dead[(r.value, h.get("x-dlq-service", b"").decode())] = h.get("x-dlq-error", b"")
-        finally:
-            await consumer.stop()
-    expected_dead = [(value, service) for service, topics in consumed.items() for value in poison
-                     if any(f" {t}".encode() in value or f"-{t}\"".encode() in value for t in topics)]
-    missing_dead = [(v[:40].decode(errors="replace"), s) for v, s in expected_dead if not dead.get((v, s))]
     return {
         "matters_acknowledged": len(request_ids),
         "lost_in_dispatch": sum(1 for r in request_ids if tasks.get(r, 0) == 0),
         "counted_twice_in_dispatch": sum(1 for r in request_ids if tasks.get(r, 0) > 1),
         "lost_in_appraisal": sum(1 for r in request_ids if counted.get(r, 0) == 0),
         "counted_twice_in_appraisal": sum(1 for r in request_ids if counted.get(r, 0) > 1),
-        "poison_messages": len(poison), "dead_letters_expected": len(expected_dead),
-        "dead_letters_missing": missing_dead[:10], "dead_letters_missing_count": len(missing_dead),
     }
+
+
+async def check(stack: Stack, acknowledged: dict[str, str], poison: list[bytes],
+                consumed: dict[str, list[str]]) -> dict[str, Any]:
+    assert stack.kafka is not None
+    return (await matter_counts(stack, list(acknowledged.values()))
+            | judge_dead_letters(await dead_letters(stack.kafka.bootstrap), poison, consumed))
 
 
 def replay_identical(stack: Stack) -> tuple[bool, str]:
@@ -227,11 +391,45 @@ def replay_identical(stack: Stack) -> tuple[bool, str]:
     return result.returncode == 0, (result.stdout + result.stderr)[-2000:]
 
 
-async def run_chaos(seed: int, matters: int, rate: float, stack: Stack | None = None) -> dict[str, Any]:
+async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng: random.Random, seed: int,
+                     consumed: dict[str, list[str]], faults: Faults) -> list[bytes]:
+    """Each fault in turn (the next starts after the last one's recovery), spread over the load."""
+    assert stack.kafka is not None
+    poison: list[bytes] = []
+    started = time.monotonic()
+    for n, step in enumerate(plan):
+        if (delay := started + size.duration * (n + 1) / (len(plan) + 1) - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        print(f"  t={time.monotonic() - started:6.1f}s {' '.join(step)}", flush=True)
+        kind = step[0]
+        entries: list[Awaitable[dict[str, Any]]] = []
+        if kind == "kill":
+            entries = [kill_replica(stack, step[1], int(step[2]), rng)]
+        elif kind == "database":
+            entries = [database_read_only(stack, step[1], size.incident_seconds),
+                       postgres_stopped(stack, size.incident_seconds)]
+        elif kind == "broker":
+            entries = [broker_stopped(stack, size.broker_stop_seconds)]
+        elif kind == "rewind":
+            entries = [rewind_group(stack, step[1], consumed[step[1]])]
+        elif kind == "poison":
+            poison = await inject_poison(stack.kafka.bootstrap, sorted({t for ts in consumed.values() for t in ts}), seed)
+            faults.append({"fault": "poison", "messages": len(poison)})
+        for entry in entries:  # in order: the database is read-only, THEN PostgreSQL stops
+            faults.append(await entry)
+            print(f"           {faults[-1]}", flush=True)
+    return poison
+
+
+async def run_chaos(seed: int, matters: int | None = None, rate: float | None = None, stack: Stack | None = None,
+                    size: Size | None = None) -> dict[str, Any]:
+    size = size or Size()
+    if matters is not None or rate is not None:
+        size = dataclasses.replace(size, matters=matters or size.matters, rate=rate or size.rate)
     rng = random.Random(seed)
     own = stack is None
-    stack = stack or Stack.in_temp_dir(kafka_heap="384m")
-    faults: list[dict[str, Any]] = []
+    stack = stack or Stack.in_temp_dir(kafka_heap="384m", replicas=size.replicas)
+    faults: Faults = []
     try:
         if own:
             stack.start_infra()
@@ -239,44 +437,25 @@ async def run_chaos(seed: int, matters: int, rate: float, stack: Stack | None = 
         assert stack.kafka is not None
         consumed = consumed_topics()
         acknowledged: dict[str, str] = {}
-        load = asyncio.create_task(file_steadily(stack, seed, matters, rate, acknowledged))
-        duration = matters / rate
-        plan: list[tuple[float, str]] = [(rng.uniform(0.05, 0.9) * duration, f"kill:{s}")
-                                         for s in SERVICES for _ in range(2)]
-        plan += [(rng.uniform(0.2, 0.8) * duration, "restart:kafka"), (rng.uniform(0.2, 0.8) * duration, "restart:postgres"),
-                 (rng.uniform(0.1, 0.5) * duration, "poison"), (rng.uniform(0.5, 0.9) * duration, "rewind:dispatch")]
-        plan.sort()
-        poison: list[bytes] = []
-        started = time.monotonic()
-        for at, action in plan:
-            if (delay := started + at - time.monotonic()) > 0:
-                await asyncio.sleep(delay)
-            kind, _, what = action.partition(":")
-            print(f"  t={time.monotonic() - started:5.1f}s {action}", flush=True)
-            if kind == "kill":
-                await kill_and_restart(stack, what, rng, faults)
-            elif kind == "restart":
-                await restart_infra(stack, what, faults)
-            elif kind == "poison":
-                poison = await inject_poison(stack.kafka.bootstrap, sorted({t for ts in consumed.values() for t in ts}), seed)
-                faults.append({"fault": "poison", "messages": len(poison)})
-            elif kind == "rewind":
-                await rewind_group(stack, what, consumed[what], faults)
+        load = asyncio.create_task(file_steadily(stack, f"chaos-{seed}", size.matters, size.rate, acknowledged))
+        plan = fault_plan(rng, stack, size)
+        poison = await run_faults(stack, plan, size, rng, seed, consumed, faults)
         await load
-        print(f"  load done: {len(acknowledged)} of {matters} acknowledged", flush=True)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not (await caught_up(stack.kafka.bootstrap, consumed)
-                                                   and await outboxes_empty(stack)):
-            await asyncio.sleep(3)
+        print(f"  load done: {len(acknowledged)} of {size.matters} acknowledged", flush=True)
+        settled = await settle(stack, consumed, size.settle_seconds)
         report = await check(stack, acknowledged, poison, consumed)
         identical, replay_log = await asyncio.to_thread(replay_identical, stack)
         slowest = max((f.get("ready_after_s", 0) for f in faults), default=0)
-        report |= {"seed": seed, "matters": matters, "rate": rate, "faults": faults,
-                   "slowest_recovery_s": slowest, "replay_identical": identical}
-        report["passed"] = (report["matters_acknowledged"] == matters and report["lost_in_dispatch"] == 0
+        report |= {"seed": seed, "size": dataclasses.asdict(size), "replicas": {n: len(p) for n, p in stack.replicas.items()},
+                   "faults": faults, "settled": settled, "slowest_recovery_s": slowest,
+                   "replay_identical": identical}
+        report["passed"] = (report["matters_acknowledged"] == size.matters and report["lost_in_dispatch"] == 0
                             and report["counted_twice_in_dispatch"] == 0 and report["lost_in_appraisal"] == 0
                             and report["counted_twice_in_appraisal"] == 0
-                            and report["dead_letters_missing_count"] == 0 and slowest <= READY_WITHIN and identical)
+                            and report["dead_letters_missing_count"] == 0
+                            and report["dead_letters_duplicated_count"] == 0
+                            and report["valid_events_dead_lettered"] == 0
+                            and slowest <= READY_WITHIN and identical and settled)
         if not identical:
             report["replay_log"] = replay_log
         return report
@@ -287,17 +466,28 @@ async def run_chaos(seed: int, matters: int, rate: float, stack: Stack | None = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos")
+    default = Size()
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--matters", type=int, default=600)
-    parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--matters", type=int, default=default.matters)
+    parser.add_argument("--rate", type=float, default=default.rate, help="matters filed per second")
+    parser.add_argument("--replicas", type=int, default=default.replicas, help="replicas of every service")
+    parser.add_argument("--incident-seconds", type=float, default=default.incident_seconds,
+                        help="how long a database is read-only, then how long PostgreSQL is stopped")
+    parser.add_argument("--broker-stop-seconds", type=float, default=default.broker_stop_seconds)
+    parser.add_argument("--kills", type=int, default=default.kills, help="kill -9 of single replicas")
+    parser.add_argument("--read-only-database", choices=list(SERVICES), default=None,
+                        help="whose database fails over (default: chosen by the seed)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    size = Size(matters=args.matters, rate=args.rate, replicas=args.replicas, incident_seconds=args.incident_seconds,
+                broker_stop_seconds=args.broker_stop_seconds, kills=args.kills,
+                read_only_database=args.read_only_database)
     print(f"chaos seed {seed} (replay with --seed {seed})", flush=True)
-    report = asyncio.run(run_chaos(seed, args.matters, args.rate))
+    report = asyncio.run(run_chaos(seed, size=size))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"chaos-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "faults"}, ensure_ascii=False, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("faults", "replay_log")}, ensure_ascii=False, indent=2))
     print(f"wrote {path}")
     sys.exit(0 if report["passed"] else 1)
 

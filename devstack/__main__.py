@@ -1,18 +1,41 @@
-"""`python -m devstack up` runs the whole system locally; `python -m devstack token` mints a JWT
-for the running stack (e.g. `python -m devstack token s030 command_centre`)."""
+"""`python -m devstack up` runs the whole system locally (`--replicas 2` runs two of each service);
+`python -m devstack token` mints a JWT for the running stack (e.g. `python -m devstack token s030
+command_centre`); `python -m devstack replica stop|kill|start <service> <index>` acts on one replica
+of the running stack, as a rolling deployment or a crashed pod would."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import sys
 import threading
+import time
+import uuid
 from pathlib import Path
 
-from .stack import REPO, Stack
+from .stack import REPO, SERVICES, Stack
 
 STATE = REPO / ".stack" / "state.json"
+# `replica start` asks the `up` process to start a replica (it must be that process's child, so it
+# dies with it); a request is a file here, answered by a file of the same name with `.done`.
+REQUESTS = REPO / ".stack" / "requests"
+
+
+def parse_replicas(text: str) -> int | dict[str, int]:
+    """`2` (every service), or `2,dispatch=3` / `dispatch=3` (per service; unnamed ones get the bare number or 1)."""
+    default, counts = 1, {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, number = part.rpartition("=")
+        if not sep:
+            default = int(number)
+        elif name in SERVICES:
+            counts[name] = int(number)
+        else:
+            raise argparse.ArgumentTypeError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
+    return {name: counts.get(name, default) for name in SERVICES} if counts else default
 
 
 def up(args: argparse.Namespace) -> int:
@@ -20,7 +43,7 @@ def up(args: argparse.Namespace) -> int:
     from .traces import OtlpReceiver
 
     traces = OtlpReceiver(16686 if not port_open(16686) else free_port()).start()
-    stack = Stack.in_temp_dir(preferred_ports=True, test_clock=args.test_clock,
+    stack = Stack.in_temp_dir(preferred_ports=True, test_clock=args.test_clock, replicas=args.replicas,
                               extra_env={"TOWNFLOW_OTLP_ENDPOINT": traces.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "1000"})
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -39,6 +62,8 @@ def up(args: argparse.Namespace) -> int:
         print(f"  postgresql  127.0.0.1:{stack.postgres.port} (databases: {', '.join(stack.services)})")
         for name, process in stack.services.items():
             print(f"  {name:<11} {process.url}  (OpenAPI: {process.url}/docs, metrics: {process.url}/metrics)")
+            for more in stack.replicas[name][1:]:
+                print(f"  {'':<11} {more.url}  (replica {more.index})")
         for line in observers:
             print(f"  {line}")
         print(f"  traces      {traces.endpoint}/api/traces?service=intake  (one trace: {traces.endpoint}/api/traces/<trace id>)")
@@ -50,11 +75,7 @@ def up(args: argparse.Namespace) -> int:
             print("\nrunning the demo scenario ...", flush=True)
             run_demo(stack)
         print("\nPress Ctrl-C to stop everything.", flush=True)
-        while not stopping.wait(1):
-            for process in stack.services.values():
-                if process.child is not None and not process.child.running:
-                    print(f"{process.name} stopped unexpectedly:\n{process.child.tail()}")
-                    return 1
+        supervise(stack, stopping)
     except KeyboardInterrupt:
         pass
     finally:
@@ -63,6 +84,94 @@ def up(args: argparse.Namespace) -> int:
         stack.stop()
         traces.stop()
         STATE.unlink(missing_ok=True)
+        shutil.rmtree(REQUESTS, ignore_errors=True)
+    return 0
+
+
+def supervise(stack: Stack, stopping: threading.Event) -> None:
+    """Until Ctrl-C: report each replica that stops (the rest go on) and answer `replica start`."""
+    reported: set[int] = set()
+    REQUESTS.mkdir(parents=True, exist_ok=True)
+    while not stopping.wait(1):
+        for process in stack.all_replicas():
+            if process.child is not None and not process.running and id(process.child) not in reported:
+                reported.add(id(process.child))
+                code = process.child.proc.returncode if process.child.proc is not None else None
+                print(f"{process.label} (pid {process.pid}) stopped with exit code {code}; the other replicas go on."
+                      f" Start it again: {sys.executable} -m devstack replica start {process.name} {process.index}\n"
+                      f"{process.child.tail(10)}", flush=True)
+        for request in sorted(REQUESTS.glob("*.json")):
+            answer = start_requested(stack, json.loads(request.read_text()))
+            request.unlink()
+            request.with_suffix(".done").write_text(json.dumps(answer))
+
+
+def start_requested(stack: Stack, request: dict[str, object]) -> dict[str, object]:
+    name, index = str(request["service"]), int(str(request["index"]))
+    try:
+        process = stack.start_replica(name, index, wait=False)
+        process.wait_ready()
+    except (LookupError, RuntimeError, TimeoutError) as exc:
+        return {"ok": False, "error": str(exc)}
+    stack.write_state(STATE)
+    print(f"{process.label} started again: {process.url} (pid {process.pid})", flush=True)
+    return {"ok": True, "url": process.url, "pid": process.pid}
+
+
+def replica(args: argparse.Namespace) -> int:
+    """Stop, kill or start one replica of the stack that `make up` runs, found in its state file."""
+    if not STATE.exists():
+        print("no running stack (start one with `make up`)", file=sys.stderr)
+        return 1
+    state = json.loads(STATE.read_text())
+    replicas = state.get("replicas", {}).get(args.service, [])
+    if not 0 <= args.index < len(replicas):
+        print(f"{args.service} has replicas 0..{len(replicas) - 1}", file=sys.stderr)
+        return 1
+    entry = replicas[args.index]
+    if args.action == "start":
+        return request_start(args.service, args.index)
+    pid = entry.get("pid")
+    if not pid or not _is_replica(pid, args.service):
+        print(f"{args.service}-{args.index} is not running", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGKILL if args.action == "kill" else signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while _is_replica(pid, args.service) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    print(f"{args.service}-{args.index} (pid {pid}) {'killed' if args.action == 'kill' else 'stopped'}")
+    return 0
+
+
+def _is_replica(pid: int, service: str) -> bool:
+    """The pid is alive and still one of our service processes (not a recycled pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return status != "Z" and service.encode() in argv
+
+
+def request_start(service: str, index: int, timeout: float = 90.0) -> int:
+    REQUESTS.mkdir(parents=True, exist_ok=True)
+    request = REQUESTS / f"{uuid.uuid4().hex}.json"
+    request.with_suffix(".tmp").write_text(json.dumps({"service": service, "index": index}))
+    request.with_suffix(".tmp").rename(request)  # the `up` loop never reads half a request
+    done = request.with_suffix(".done")
+    deadline = time.monotonic() + timeout
+    while not done.exists():
+        if time.monotonic() > deadline:
+            request.unlink(missing_ok=True)
+            print(f"the stack did not answer within {timeout:.0f}s (is `make up` still running?)", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    answer = json.loads(done.read_text())
+    done.unlink()
+    if not answer["ok"]:
+        print(answer["error"], file=sys.stderr)
+        return 1
+    print(f"{service}-{index} started: {answer['url']} (pid {answer['pid']})")
     return 0
 
 
@@ -83,7 +192,14 @@ def main() -> int:
     p_up = sub.add_parser("up", help="run Kafka, PostgreSQL and the four services until Ctrl-C")
     p_up.add_argument("--no-demo", action="store_true", help="start empty, without the demo scenario")
     p_up.add_argument("--test-clock", action="store_true", help="enable POST /v1/admin/clock")
+    p_up.add_argument("--replicas", type=parse_replicas, default=parse_replicas(os.environ.get("TOWNFLOW_REPLICAS", "1")),
+                      help="replicas of every service (2), or per service (2,dispatch=3); env TOWNFLOW_REPLICAS")
     p_up.set_defaults(func=up)
+    p_replica = sub.add_parser("replica", help="stop, kill -9 or start one replica of the running stack")
+    p_replica.add_argument("action", choices=["stop", "kill", "start"])
+    p_replica.add_argument("service", choices=list(SERVICES))
+    p_replica.add_argument("index", type=int, help="0 for the first replica")
+    p_replica.set_defaults(func=replica)
     p_token = sub.add_parser("token", help="mint a bearer token for the running stack")
     p_token.add_argument("sub", help="staff id, e.g. s030")
     p_token.add_argument("roles", nargs="*", help="roles, e.g. command_centre clerk")

@@ -120,10 +120,16 @@ class Kafka:
 
         wait_until(ready, timeout, f"Kafka on port {self.port}")
 
+    @property
+    def running(self) -> bool:
+        return self.child is not None and self.child.running
+
     def restart(self) -> None:
         self.stop()
         self.start()
 
     def stop(self) -> None:
+        """Controlled shutdown (SIGTERM); `start` brings the broker back on the same ports with the
+        same log directories, so topics, offsets and the cluster id survive."""
         if self.child is not None:
             self.child.stop(timeout=30)

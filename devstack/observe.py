@@ -5,14 +5,18 @@ from __future__ import annotations
 import shutil
 
 from .processes import Child, free_port, port_open, wait_until
-from .stack import Stack
+from .stack import ServiceProcess, Stack
 
 
 def prometheus_config(stack: Stack) -> str:
+    """One job per service, one target per replica: group-wide figures sum over the targets."""
+    def targets(processes: list[ServiceProcess]) -> str:
+        return ", ".join(f"'127.0.0.1:{p.port}'" for p in processes)
+
     jobs = "\n".join(
-        f"  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{p.port}']\n"
+        f"  - job_name: {name}\n    static_configs:\n      - targets: [{targets(processes)}]\n"
         f"        labels: {{service: {name}}}"
-        for name, p in stack.services.items())
+        for name, processes in stack.replicas.items())
     return f"global:\n  scrape_interval: 5s\nscrape_configs:\n{jobs}\n"
 
 

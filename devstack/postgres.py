@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -105,7 +106,32 @@ class Postgres:
             if result.returncode != 0:
                 raise RuntimeError(f"create database {name}: {result.stderr}")
 
+    def set_read_only(self, database: str, read_only: bool) -> int:
+        """What a service sees of a managed PostgreSQL failover, and of the way back: its sessions are
+        cut and every new one starts read-only (or writable again). Returns how many sessions were cut.
+
+        Two statements, two transactions: sessions cut before the setting commits would reconnect
+        with the old default."""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", database):
+            raise ValueError(f"not a database name: {database!r}")
+        change = (f'ALTER DATABASE "{database}" SET default_transaction_read_only = on' if read_only
+                  else f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        for sql in (change, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                            f" WHERE datname = '{database}' AND pid <> pg_backend_pid()"):
+            result = self._psql(sql)
+            if result.returncode != 0:
+                raise RuntimeError(f"{sql}: {result.stderr}")
+        return int(result.stdout.strip() or 0)
+
+    def is_read_only(self, database: str) -> bool:
+        return self._psql("SHOW default_transaction_read_only", database).stdout.strip() == "on"
+
+    @property
+    def running(self) -> bool:
+        return self.child is not None and self.child.running
+
     def stop(self) -> None:
+        """Fast shutdown: clients are disconnected; `start` brings it back on the same port."""
         if self.child is not None:
             self.child.stop(timeout=30)
 

@@ -1,4 +1,5 @@
-"""The whole local system: Kafka, PostgreSQL (one database per service) and the services."""
+"""The whole local system: Kafka, PostgreSQL (one database per service) and the services, each as
+one or more replicas (same database, same consumer group, a port and a log file of its own)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,34 +31,64 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def replica_counts(replicas: int | Mapping[str, int]) -> dict[str, int]:
+    """How many replicas of each service: one number for all, or per service (the rest get 1)."""
+    if isinstance(replicas, int):
+        counts = dict.fromkeys(SERVICES, replicas)
+    elif unknown := set(replicas) - set(SERVICES):
+        raise ValueError(f"unknown services: {sorted(unknown)}")
+    else:
+        counts = {name: replicas.get(name, 1) for name in SERVICES}
+    if bad := {name: n for name, n in counts.items() if n < 1}:
+        raise ValueError(f"every service needs at least one replica: {bad}")
+    return counts
+
+
 @dataclass
 class ServiceProcess:
+    """One replica of a service: `index` 0 is the first (what `Stack.services` shows)."""
+
     name: str
     port: int
     env: dict[str, str]
     log: Path
     child: Child | None = None
     argv: list[str] = field(default_factory=list)  # how it is launched; `python -m <name>` if empty
+    index: int = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def label(self) -> str:
+        """`dispatch-1`: how logs, the state file and fault reports name a replica."""
+        return f"{self.name}-{self.index}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.proc.pid if self.child is not None and self.child.proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.child is not None and self.child.running
+
     def start(self, wait: bool = True, **overrides: str) -> ServiceProcess:
         env = {**os.environ, **self.env, **{f"TOWNFLOW_{k.upper()}": v for k, v in overrides.items()}}
-        self.child = Child(self.name, self.argv or [sys.executable, "-m", self.name], log=self.log, env=env,
+        self.child = Child(self.label, self.argv or [sys.executable, "-m", self.name], log=self.log, env=env,
                            cwd=REPO).start()
         if wait:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        def ready() -> bool:
-            assert self.child is not None
-            self.child.check_alive()
-            return http_ok(f"{self.url}/readyz")
+    def ready(self) -> bool:
+        """Running and its /readyz answers 200; raises when the process has exited."""
+        assert self.child is not None
+        self.child.check_alive()
+        return http_ok(f"{self.url}/readyz")
 
-        wait_until(ready, timeout, f"{self.name} /readyz on port {self.port}")
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        wait_until(self.ready, timeout, f"{self.label} /readyz on port {self.port}")
 
     def kill(self) -> None:
         if self.child is not None:
@@ -68,21 +99,62 @@ class ServiceProcess:
             self.child.stop()
 
 
-@dataclass
+@dataclass(init=False)  # our own __init__: `replicas` is a count going in, the processes after
 class Stack:
+    """`Stack(workdir, replicas=2)` runs two replicas of every service, `replicas={"dispatch": 3}`
+    three of dispatch and one of the rest. `replicas[name]` lists them; `services[name]` is the first.
+
+    Every child dies with the THREAD that started it (PR_SET_PDEATHSIG), so start processes (and
+    restart PostgreSQL or Kafka) from the main thread or from a pool thread that lives as long as
+    the stack, e.g. `asyncio.to_thread` in the event loop that also stops the stack."""
+
     workdir: Path
-    test_clock: bool = False
-    preferred_ports: bool = False
-    kafka_heap: str = "512m"
-    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    citizen_ref_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    kafka: Kafka | None = None
-    postgres: Postgres | None = None
-    services: dict[str, ServiceProcess] = field(default_factory=dict)
-    extra_children: list[Child] = field(default_factory=list)
-    extra_env: dict[str, str] = field(default_factory=dict)
+    test_clock: bool
+    preferred_ports: bool
+    kafka_heap: str
+    jwt_secret: str
+    citizen_ref_key: str
+    kafka: Kafka | None
+    postgres: Postgres | None
+    replica_count: dict[str, int]
+    replicas: dict[str, list[ServiceProcess]]
+    extra_children: list[Child]
+    extra_env: dict[str, str]
     # How each service is launched, when not `python -m <name>` (the profiler wraps it).
-    service_argv: Callable[[str], list[str]] | None = None
+    service_argv: Callable[[str], list[str]] | None
+
+    def __init__(self, workdir: Path, *, replicas: int | Mapping[str, int] = 1, test_clock: bool = False,
+                 preferred_ports: bool = False, kafka_heap: str = "512m", jwt_secret: str | None = None,
+                 citizen_ref_key: str | None = None, extra_env: dict[str, str] | None = None,
+                 service_argv: Callable[[str], list[str]] | None = None) -> None:
+        self.workdir = workdir
+        self.replica_count = replica_counts(replicas)
+        self.test_clock = test_clock
+        self.preferred_ports = preferred_ports
+        self.kafka_heap = kafka_heap
+        self.jwt_secret = jwt_secret or secrets.token_urlsafe(32)
+        self.citizen_ref_key = citizen_ref_key or secrets.token_urlsafe(32)
+        self.kafka = None
+        self.postgres = None
+        self.replicas = {}
+        self.extra_children = []
+        self.extra_env = dict(extra_env or {})
+        self.service_argv = service_argv
+
+    @property
+    def services(self) -> dict[str, ServiceProcess]:
+        """The first replica of each service added (what a single-replica caller knows as "the service")."""
+        return {name: processes[0] for name, processes in self.replicas.items() if processes}
+
+    def all_replicas(self) -> Iterator[ServiceProcess]:
+        for processes in self.replicas.values():
+            yield from processes
+
+    def replica(self, name: str, index: int) -> ServiceProcess:
+        try:
+            return self.replicas[name][index]
+        except (KeyError, IndexError):
+            raise LookupError(f"no replica {name}-{index}") from None
 
     @classmethod
     def in_temp_dir(cls, **kwargs: object) -> Stack:
@@ -113,21 +185,86 @@ class Stack:
         return env | self.extra_env
 
     def add_service(self, name: str) -> ServiceProcess:
+        """Add the service's replicas (not started) up to its replica count; the first is returned."""
+        while len(self.replicas.setdefault(name, [])) < self.replica_count[name]:
+            self.add_replica(name)
+        return self.replicas[name][0]
+
+    def add_replica(self, name: str) -> ServiceProcess:
+        """One more replica of `name` (not started): same database and consumer group, its own port."""
+        index = len(self.replicas.setdefault(name, []))
         default = SERVICES[name]
-        port = default if self.preferred_ports and not port_open(default) else free_port()
+        port = default if self.preferred_ports and index == 0 and not port_open(default) else free_port()
         process = ServiceProcess(name, port, self.service_env(name) | {"TOWNFLOW_HTTP_PORT": str(port)},
-                                 self.workdir / "logs" / f"{name}.log",
-                                 argv=self.service_argv(name) if self.service_argv else [])
-        self.services[name] = process
+                                 self.workdir / "logs" / f"{name}-{index}.log",
+                                 argv=self.service_argv(name) if self.service_argv else [], index=index)
+        self.replicas[name].append(process)
+        self.replica_count[name] = max(self.replica_count[name], index + 1)
         return process
 
     def start_services(self, names: list[str] | None = None) -> Stack:
+        """Start every replica of the services (all four by default), then wait until all are ready."""
         started = []
         for name in names or list(SERVICES):
-            started.append(self.add_service(name).start(wait=False))
+            self.add_service(name)
+            started += [p.start(wait=False) for p in self.replicas[name] if not p.running]
         for process in started:
             process.wait_ready()
         return self
+
+    def start_replica(self, name: str, index: int, wait: bool = True) -> ServiceProcess:
+        """Start one replica again (after stop_replica or kill_replica); the others are untouched."""
+        process = self.replica(name, index)
+        if process.running:
+            raise RuntimeError(f"{process.label} is already running (pid {process.pid})")
+        return process.start(wait=wait)
+
+    def stop_replica(self, name: str, index: int) -> ServiceProcess:
+        """SIGTERM one replica and wait for it to exit (a rolling deployment's step)."""
+        process = self.replica(name, index)
+        process.stop()
+        return process
+
+    def kill_replica(self, name: str, index: int) -> ServiceProcess:
+        """SIGKILL one replica: no chance to commit, flush or leave its consumer group."""
+        process = self.replica(name, index)
+        process.kill()
+        return process
+
+    def wait_ready(self, names: list[str] | None = None, timeout: float = 60.0) -> None:
+        """Wait until every running replica of the services (all by default) answers /readyz."""
+        for name in names or list(self.replicas):
+            for process in self.replicas[name]:
+                if process.running:
+                    process.wait_ready(timeout)
+
+    # Infrastructure faults: each returns when the fault is in place (or over).
+    def make_database_read_only(self, name: str) -> None:
+        """A managed PostgreSQL failover as a service sees it: its sessions cut, new ones read-only."""
+        assert self.postgres is not None
+        self.postgres.set_read_only(name, True)
+
+    def make_database_writable(self, name: str) -> None:
+        assert self.postgres is not None
+        self.postgres.set_read_only(name, False)
+
+    def stop_postgres(self) -> None:
+        assert self.postgres is not None
+        self.postgres.stop()
+
+    def start_postgres(self) -> None:
+        """Start the stopped PostgreSQL again on the same port with the same data."""
+        assert self.postgres is not None
+        self.postgres.start()
+
+    def stop_kafka(self) -> None:
+        assert self.kafka is not None
+        self.kafka.stop()
+
+    def start_kafka(self) -> None:
+        """Start the stopped broker again on the same ports with the same log directories."""
+        assert self.kafka is not None
+        self.kafka.start()
 
     def write_state(self, path: Path) -> None:
         assert self.kafka is not None and self.postgres is not None
@@ -136,13 +273,15 @@ class Stack:
             "kafka": self.kafka.bootstrap,
             "postgres": {name: self.postgres.dsn(name) for name in SERVICES},
             "services": {name: p.url for name, p in self.services.items()},
+            "replicas": {name: [{"index": p.index, "url": p.url, "pid": p.pid, "log": str(p.log)}
+                                for p in processes] for name, processes in self.replicas.items()},
             "jwt_secret": self.jwt_secret,
             "workdir": str(self.workdir),
         }, indent=2))
         os.chmod(path, 0o600)
 
     def stop(self, remove: bool = True) -> None:
-        for process in self.services.values():
+        for process in self.all_replicas():
             process.stop()
         for child in self.extra_children:
             child.stop()

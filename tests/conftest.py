@@ -1,13 +1,14 @@
 """The real stack for cross-service tests: Kafka and PostgreSQL started once per session,
-the four services as child processes with the test clock enabled."""
+the four services as child processes with the test clock enabled. A module that injects faults
+gets a stack of its own, with replicas, from `replicated_stack`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import httpx
@@ -18,6 +19,7 @@ from devstack.traces import OtlpReceiver
 from townflow_shared.auth import issue_token
 
 T = TypeVar("T")
+_STACKS: list[Stack] = []  # the stacks running now, whose logs a failed test shows
 
 
 @pytest.fixture(scope="session")
@@ -31,17 +33,48 @@ def otlp() -> Iterator[OtlpReceiver]:
 def stack(otlp: OtlpReceiver) -> Iterator[Stack]:
     s = Stack.in_temp_dir(test_clock=True, kafka_heap="384m", extra_env={
         "TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"})
+    _STACKS.append(s)
     try:
         s.start_infra()
         s.start_services()
         yield s
     except BaseException:
-        for process in s.services.values():
+        for process in s.all_replicas():
             if process.child is not None:
-                print(f"--- {process.name} log ---\n{process.child.tail(60)}")
+                print(f"--- {process.label} log ---\n{process.child.tail(60)}")
         raise
     finally:
         s.stop()
+        _STACKS.remove(s)
+
+
+class StackFactory(Protocol):
+    def __call__(self, replicas: int | Mapping[str, int] = 2, **options: Any) -> Stack: ...
+
+
+@pytest.fixture(scope="module")
+def replicated_stack(otlp: OtlpReceiver) -> Iterator[StackFactory]:
+    """A factory of started stacks with replicas, each the module's own (stopped after the module):
+    `replicated_stack()` runs 2 replicas of every service, `replicated_stack({"dispatch": 3})` three
+    of dispatch; other options go to `Stack` (e.g. `extra_env`). Use it from a module-scoped fixture
+    when a test injects faults that the session's stack must not see."""
+    made: list[Stack] = []
+
+    def make(replicas: int | Mapping[str, int] = 2, **options: Any) -> Stack:
+        extra_env = {"TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
+                     **options.pop("extra_env", {})}
+        s = Stack.in_temp_dir(replicas=replicas, **{"test_clock": True, "kafka_heap": "384m", **options},
+                              extra_env=extra_env)
+        made.append(s)
+        _STACKS.append(s)
+        s.start_infra()
+        s.start_services()
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+        _STACKS.remove(s)
 
 
 @pytest.fixture(scope="session")
@@ -175,20 +208,14 @@ async def status_of(intake: Api, ticket: dict[str, Any], status: str) -> dict[st
     return await eventually(find, what=f"intake to show {ticket['ticket_no']} as {status}")
 
 
-_STACK: list[Stack] = []
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _remember_stack(stack: Stack) -> None:
-    _STACK.append(stack)
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """On a failure, attach the services' last log lines: the evidence is gone after the run."""
+    """On a failure, attach the last log lines of every replica of the stacks running: the evidence
+    is gone after the run."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if report.failed and _STACK:
-        for process in _STACK[0].services.values():
-            if process.child is not None:
-                report.sections.append((f"{process.name} log", process.child.tail(40)))
+    if report.failed:
+        for s in _STACKS:
+            for process in s.all_replicas():
+                if process.child is not None:
+                    report.sections.append((f"{process.label} log", process.child.tail(40)))
