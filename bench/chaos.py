@@ -45,7 +45,6 @@ from aiokafka.errors import CommitFailedError, UnknownMemberIdError
 from pydantic import ValidationError
 
 from devstack.stack import REPO, SERVICES, Stack
-from townflow_shared.auth import issue_token
 from townflow_shared.events import TOPICS
 from townflow_shared.kafka import topic_partitions
 
@@ -80,7 +79,7 @@ async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, ackn
                         give_up_after: float = 300.0) -> None:
     """File `count` matters at `rate`; each retried with its Idempotency-Key, on the intake replicas in
     turn, until one answers 201 (a client behind a load balancer does the same)."""
-    clerk = {"Authorization": f"Bearer {issue_token(stack.jwt_secret, 's010', ['clerk'])}"}
+    clerk = {"Authorization": f"Bearer {stack.token('intake', 's010', ['clerk'])}"}
     items = ["S001", "S002", "S010", "T001", "S007", "E001"]
     intakes = stack.replicas["intake"]
 

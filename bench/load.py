@@ -17,7 +17,6 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from devstack.stack import Stack
-from townflow_shared.auth import issue_token
 
 # A realistic morning: mostly service items, some territorial, one in ten needs an inspection.
 MIX = [("S001", None), ("S002", None), ("S010", None), ("S007", None), ("T001", None), ("T002", None),
@@ -74,7 +73,7 @@ async def watch_scores(bootstrap: str, run: Run, stop: asyncio.Event) -> None:
 
 async def complete_inspections(stack: Stack, stop: asyncio.Event) -> None:
     """The enforcement team at work: start and finish every planned inspection."""
-    officer = {"Authorization": f"Bearer {issue_token(stack.jwt_secret, 's026', ['officer'])}"}
+    officer = {"Authorization": f"Bearer {stack.token('enforcement', 's026', ['officer'])}"}
     base = stack.services["enforcement"].url
     async with httpx.AsyncClient(timeout=30, headers=officer) as client:
         while not stop.is_set():
@@ -93,7 +92,7 @@ async def complete_inspections(stack: Stack, stop: asyncio.Event) -> None:
 async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurrency: int = 64) -> None:
     """aiohttp, not httpx, here: the load generator shares the machine's two cores with the
     system it measures, and aiohttp's client costs about half the CPU per request."""
-    clerk = {"Authorization": f"Bearer {issue_token(stack.jwt_secret, 's010', ['clerk'])}"}
+    clerk = {"Authorization": f"Bearer {stack.token('intake', 's010', ['clerk'])}"}
     url = f"{stack.services['intake'].url}/v1/requests"
     gate = asyncio.Semaphore(concurrency)
     mix = itertools.cycle(MIX)

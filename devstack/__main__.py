@@ -178,11 +178,18 @@ def request_start(service: str, index: int, timeout: float = 90.0) -> int:
 def token(args: argparse.Namespace) -> int:
     from townflow_shared.auth import issue_token
 
+    from .issuer import audience_of
+    from .stack import SERVICES
+
     if not STATE.exists():
         print("no running stack (start one with `make up`)", file=sys.stderr)
         return 1
-    secret = json.loads(Path(STATE).read_text())["jwt_secret"]
-    print(issue_token(secret, args.sub, args.roles or ["staff"], ttl_seconds=args.ttl))
+    issuer = json.loads(Path(STATE).read_text())["issuer"]
+    # Signed with the local issuer's key, as the county's OIDC issuer would sign it in production;
+    # for one service (--service) or, for curl convenience, all of them.
+    audience = audience_of(args.service) if args.service else [audience_of(s) for s in SERVICES]
+    print(issue_token(issuer["signing_key"], args.sub, args.roles or ["staff"], ttl_seconds=args.ttl,
+                      audience=audience, issuer=issuer["url"], algorithm="RS256", key_id=issuer["kid"]))
     return 0
 
 
@@ -204,6 +211,8 @@ def main() -> int:
     p_token.add_argument("sub", help="staff id, e.g. s030")
     p_token.add_argument("roles", nargs="*", help="roles, e.g. command_centre clerk")
     p_token.add_argument("--ttl", type=int, default=8 * 3600)
+    p_token.add_argument("--service", choices=["intake", "dispatch", "enforcement", "appraisal"],
+                         help="the one service the token is for (default: all four)")
     p_token.set_defaults(func=token)
     args = parser.parse_args()
     return int(args.func(args))

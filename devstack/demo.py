@@ -8,8 +8,6 @@ from typing import Any
 
 import httpx
 
-from townflow_shared.auth import issue_token
-
 from .stack import Stack
 
 FILINGS: list[dict[str, Any]] = [
@@ -54,7 +52,7 @@ class Demo:
              **kwargs: Any) -> Any:
         headers = {}
         if who:
-            headers["Authorization"] = f"Bearer {issue_token(self.stack.jwt_secret, who[0], who[1:])}"
+            headers["Authorization"] = f"Bearer {self.stack.token(service, who[0], who[1:])}"
         response = self.client.request(method, self.url(service, path), headers=headers, **kwargs)
         response.raise_for_status()
         return response.json()

@@ -11,10 +11,11 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .issuer import LocalIssuer, audience_of
 from .kafka import Kafka
 from .postgres import Postgres
 from .processes import Child, free_port, port_open, wait_until
@@ -112,7 +113,7 @@ class Stack:
     test_clock: bool
     preferred_ports: bool
     kafka_heap: str
-    jwt_secret: str
+    issuer: LocalIssuer  # signs the staff tokens; the services verify them from its JWKS
     citizen_ref_key: str
     kafka: Kafka | None
     postgres: Postgres | None
@@ -124,7 +125,7 @@ class Stack:
     service_argv: Callable[[str], list[str]] | None
 
     def __init__(self, workdir: Path, *, replicas: int | Mapping[str, int] = 1, test_clock: bool = False,
-                 preferred_ports: bool = False, kafka_heap: str = "512m", jwt_secret: str | None = None,
+                 preferred_ports: bool = False, kafka_heap: str = "512m",
                  citizen_ref_key: str | None = None, extra_env: dict[str, str] | None = None,
                  service_argv: Callable[[str], list[str]] | None = None) -> None:
         self.workdir = workdir
@@ -132,7 +133,7 @@ class Stack:
         self.test_clock = test_clock
         self.preferred_ports = preferred_ports
         self.kafka_heap = kafka_heap
-        self.jwt_secret = jwt_secret or secrets.token_urlsafe(32)
+        self.issuer = LocalIssuer()
         self.citizen_ref_key = citizen_ref_key or secrets.token_urlsafe(32)
         self.kafka = None
         self.postgres = None
@@ -163,7 +164,13 @@ class Stack:
         os.chmod(workdir, 0o755)
         return cls(workdir=workdir, **kwargs)  # type: ignore[arg-type]
 
+    def token(self, service: str | None, sub: str, roles: Iterable[str], ttl_seconds: int = 3600) -> str:
+        """A staff token for one service (its audience), or for every service when None."""
+        audience = audience_of(service) if service else [audience_of(s) for s in SERVICES]
+        return self.issuer.token(sub, roles, audience, ttl_seconds)
+
     def start_infra(self) -> Stack:
+        self.issuer.start()
         self.kafka = Kafka(self.workdir / "kafka", heap=self.kafka_heap).start()
         self.postgres = Postgres(self.workdir / "postgres", list(SERVICES)).start()
         return self
@@ -174,7 +181,11 @@ class Stack:
             "TOWNFLOW_SERVICE_NAME": name,
             "TOWNFLOW_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "TOWNFLOW_DATABASE_URL": self.postgres.dsn(name),
-            "TOWNFLOW_JWT_SECRET": self.jwt_secret,
+            # Tokens as in production: RS256 from an issuer's JWKS, this service's own audience.
+            "TOWNFLOW_JWT_JWKS_URL": self.issuer.jwks_url,
+            "TOWNFLOW_JWT_ISSUER": self.issuer.url,
+            "TOWNFLOW_JWT_AUDIENCE": audience_of(name),
+            "TOWNFLOW_JWT_JWKS_REFETCH_SECONDS": "0",  # a rotated key is picked up at once here
             "TOWNFLOW_OUTBOX_POLL_SECONDS": "0.5",
             "TOWNFLOW_LAG_SECONDS": "5",
         }
@@ -275,7 +286,8 @@ class Stack:
             "services": {name: p.url for name, p in self.services.items()},
             "replicas": {name: [{"index": p.index, "url": p.url, "pid": p.pid, "log": str(p.log)}
                                 for p in processes] for name, processes in self.replicas.items()},
-            "jwt_secret": self.jwt_secret,
+            "issuer": {"url": self.issuer.url, "kid": self.issuer.signing_kid,
+                       "signing_key": self.issuer.signing_key_pem()},
             "workdir": str(self.workdir),
         }, indent=2))
         os.chmod(path, 0o600)
@@ -289,5 +301,6 @@ class Stack:
             self.kafka.stop()
         if self.postgres is not None:
             self.postgres.stop()
+        self.issuer.stop()
         if remove:
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -16,7 +16,6 @@ import pytest
 
 from devstack.stack import Stack
 from devstack.traces import OtlpReceiver
-from townflow_shared.auth import issue_token
 
 T = TypeVar("T")
 _STACKS: list[Stack] = []  # the stacks running now, whose logs a failed test shows
@@ -95,7 +94,7 @@ class Api:
         return self.stack.services[self.service].url
 
     def token(self, sub: str, *roles: str) -> str:
-        return issue_token(self.stack.jwt_secret, sub, roles)
+        return self.stack.token(self.service, sub, roles)
 
     async def call(self, method: str, path: str, *, as_: tuple[str, ...] | None = None,
                    **kwargs: Any) -> httpx.Response:

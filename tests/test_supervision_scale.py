@@ -22,7 +22,6 @@ from devstack.processes import free_port
 from devstack.stack import ServiceProcess, Stack
 from dispatch import flows, rules, scheduled
 from dispatch.app import MIGRATIONS
-from townflow_shared.auth import issue_token
 from townflow_shared.clock import Clock
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_TOWN_DIR
@@ -153,7 +152,7 @@ async def test_two_dispatch_replicas_share_supervision_and_publish_each_level_on
     replica.start()
     try:
         replica_at = check_at + timedelta(seconds=1)
-        token = issue_token(stack.jwt_secret, ADMIN[0], ADMIN[1:])
+        token = stack.token("dispatch", ADMIN[0], ADMIN[1:])
         async with httpx.AsyncClient(base_url=replica.url, timeout=20,
                                      headers={"Authorization": f"Bearer {token}"}) as client:
             moved = await asyncio.gather(

@@ -40,7 +40,7 @@ class Principal(BaseModel):
 
 
 def issue_token(key: Any, sub: str, roles: Iterable[str], ttl_seconds: int = 3600, *,
-                audience: str | None = None, issuer: str | None = None, algorithm: str = "HS256",
+                audience: str | list[str] | None = None, issuer: str | None = None, algorithm: str = "HS256",
                 key_id: str | None = None, **claims: Any) -> str:
     """A token as an issuer would sign it (HS256 with a secret; RS256/ES256 with a private key)."""
     now = int(time.time())
