@@ -425,7 +425,7 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
     size = size or Size()
     if matters is not None or rate is not None:
         size = dataclasses.replace(size, matters=matters or size.matters, rate=rate or size.rate)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - the fault schedule must replay from its printed seed
     own = stack is None
     stack = stack or Stack.in_temp_dir(kafka_heap="384m", replicas=size.replicas)
     faults: Faults = []

@@ -28,6 +28,14 @@ logger.kafka.level = INFO
 """
 
 
+def _tool(name: str) -> str:
+    """The full path of a program on PATH, so what runs is what `which` shows."""
+    path = shutil.which(name)
+    if path is None:
+        raise FileNotFoundError(f"{name} is not installed (see the README: the machine's JDK and Maven)")
+    return path
+
+
 def kafka_jars() -> Path:
     """The folder of the broker's runtime jars; downloads them with Maven on first use."""
     libs = CACHE / f"kafka-{KAFKA_VERSION}" / "libs"
@@ -37,7 +45,7 @@ def kafka_jars() -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run(
         [
-            "mvn", "-q", "-B", "-f", str(POM),
+            _tool("mvn"), "-q", "-B", "-f", str(POM),
             "org.apache.maven.plugins:maven-dependency-plugin:3.7.1:copy-dependencies",
             f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
         ],
@@ -97,7 +105,7 @@ class Kafka:
         if not cluster_id_file.exists():
             cluster_id_file.write_text(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))
         subprocess.run(
-            ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
+            [_tool("java"), "-cp", classpath, "kafka.tools.StorageTool", "format",
              "-t", cluster_id_file.read_text(), "-c", str(config), "--ignore-formatted"],
             check=True, capture_output=True,
         )

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import asyncpg
 
+from .checks import present
+
 SHARED_MIGRATIONS = Path(str(resources.files("townflow_shared") / "migrations"))
 # A database that is away, restarting or read-only (a managed PostgreSQL's failover): what the
 # consumers wait out and the HTTP routes answer with 503 instead of 500.
@@ -43,8 +45,7 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
                                      reset=_no_session_reset)
-    assert pool is not None
-    return pool
+    return present(pool, "the connection pool")
 
 
 async def migrate(pool: asyncpg.Pool, folders: Sequence[Path]) -> list[str]:

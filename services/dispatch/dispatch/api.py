@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from townflow_shared.auth import Principal, require
+from townflow_shared.checks import present
 from townflow_shared.db import transaction
 from townflow_shared.events import (
     Colour,
@@ -197,8 +198,7 @@ async def redispatch(task_id: str, body: Redispatch, runtime: Runtime,
                                              assignee=body.assignee, redispatch_of=task["task_id"],
                                              invalid_return=not body.return_valid)
         new_task = await store.task(conn, new_id)
-    assert new_task is not None
-    return _view(new_task, now, runtime.town.calendar.tz)
+    return _view(present(new_task, "the redispatched task"), now, runtime.town.calendar.tz)
 
 
 @router.post("/v1/tasks/{task_id}/extend", status_code=202)
@@ -279,8 +279,7 @@ async def verify(task_id: str, body: Verification, runtime: Runtime,
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=body.passed,
             note=body.note, by=principal.sub, at=now), task["task_id"], task["request_id"], now))
         updated = await store.task(conn, task["task_id"])
-    assert updated is not None
-    return _view(updated, now, runtime.town.calendar.tz)
+    return _view(present(updated, "the verified task"), now, runtime.town.calendar.tz)
 
 
 @router.post("/v1/staff/{staff_id}/off-post", status_code=201)

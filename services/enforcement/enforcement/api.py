@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from townflow_shared.auth import Principal, require
+from townflow_shared.checks import present
 from townflow_shared.db import transaction
 from townflow_shared.events import (
     CaseStep,
@@ -140,8 +141,7 @@ async def start_inspection(inspection_id: str, runtime: Runtime, principal: Offi
         await store.set_inspection(conn, row["inspection_id"], status="started", started_at=now,
                                    started_by=principal.sub, assigned_officers=team)
         updated = await store.inspection(conn, row["inspection_id"])
-    assert updated is not None
-    return await _inspection_view(runtime, updated)
+    return await _inspection_view(runtime, present(updated, "the started inspection"))
 
 
 @router.post("/v1/inspections/{inspection_id}/result")
@@ -184,14 +184,12 @@ async def record_result(inspection_id: str, body: Result, runtime: Runtime, prin
                 cases.append(str(await flows.open_case(conn, runtime, need=need, inspection_id=row["inspection_id"],
                                                        outcome=finding.outcome, by=principal.sub, now=now)))
             elif finding.outcome == "rectify":
-                assert finding.rectify_by is not None
-                due = datetime.combine(finding.rectify_by, time(17, 30), tzinfo=town.calendar.tz)
+                due = datetime.combine(present(finding.rectify_by, "a rectify finding's rectify_by"), time(17, 30), tzinfo=town.calendar.tz)
                 await flows.add_need(conn, runtime, target=row["target"], item_code=need["item_code"],
                                      source="rectify", task_id=need["task_id"], request_id=need["request_id"],
                                      now=now, due=due)
         done = await store.inspection(conn, row["inspection_id"])
-    assert done is not None
-    view = await _inspection_view(runtime, done)
+    view = await _inspection_view(runtime, present(done, "the finished inspection"))
     view["cases"] = cases
     return view
 
@@ -245,8 +243,7 @@ async def add_step(case_id: str, body: StepIn, runtime: Runtime, principal: Offi
         await flows.case_event(conn, runtime, row, body.step, now, decision=body.decision)
         updated = await store.case(conn, row["case_id"])
         steps = await store.case_steps(conn, row["case_id"])
-    assert updated is not None
-    return _case_view(runtime, updated, steps)
+    return _case_view(runtime, present(updated, "the case"), steps)
 
 
 @router.post("/v1/cases/{case_id}/extension")
@@ -267,8 +264,7 @@ async def extend_case(case_id: str, body: ExtensionIn, runtime: Runtime, princip
                              decision_due=rules.decision_due(row["filed_at"], True, limits), overdue_at=None,
                              next_flag_at=rules.next_case_flag_at(row["filed_at"], True, flagged, limits))
         updated = await store.case(conn, row["case_id"])
-    assert updated is not None
-    return _case_view(runtime, updated)
+    return _case_view(runtime, present(updated, "the extended case"))
 
 
 @router.post("/v1/random-plans", status_code=201)

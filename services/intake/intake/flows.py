@@ -19,6 +19,7 @@ from weakref import WeakKeyDictionary
 
 import asyncpg
 
+from townflow_shared.checks import present
 from townflow_shared.db import transaction
 from townflow_shared.events import Colour, RequestFiled, RequestFiledData, new_event
 from townflow_shared.group_commit import GroupCommit
@@ -87,14 +88,15 @@ async def file_requests(conn: asyncpg.Connection, filings: Sequence[Filing], tow
         for i, answer in zip(new, answers_of_new, strict=True):
             answers[i] = answer
     for i, first in keys.repeated.items():  # after their first, whose answer they repeat
-        key = filings[first].scope_and_key
-        assert key is not None  # only filings with a key repeat one
+        key = present(filings[first].scope_and_key, "the key of a repeated filing")
         fingerprint, first_answer = keys.stored[key] if key in keys.stored else (
             filings[first].fingerprint, answers[first])
-        assert first_answer is not None
+        if first_answer is None:
+            raise RuntimeError("the first filing with a repeated key has no answer")
         answers[i] = _key_reused(filings[i].fingerprint, first_answer, fingerprint)
-    assert all(a is not None for a in answers)
-    return answers  # type: ignore[return-value]
+    if any(a is None for a in answers):
+        raise RuntimeError("a filing was left without an answer")
+    return answers  # type: ignore[return-value]  # none is None, checked above
 
 
 @dataclass
