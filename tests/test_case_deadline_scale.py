@@ -111,7 +111,8 @@ async def test_the_migration_fills_the_next_flag_of_existing_cases(own_database:
         async with pool.acquire() as conn:
             fresh, warn, overdue = await insert_cases(conn, filed, with_next=False)
             (decided,) = await insert_cases(conn, [NOW - timedelta(days=95)], with_next=False, step="decided")
-        assert await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS]) == [
+        applied = await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+        assert applied[:2] == [  # and whatever later migrations there are
             "enforcement/003_next_flag.sql", "enforcement/004_next_flag_from_older_versions.sql"]
         stored = {r["case_id"]: r["next_flag_at"] for r in await pool.fetch("SELECT case_id, next_flag_at FROM cases")}
         assert stored[fresh[0]] == fresh[7] and stored[decided[0]] is None

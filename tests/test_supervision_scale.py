@@ -296,7 +296,8 @@ async def test_the_migration_fills_the_next_supervision_of_existing_tasks(
             await insert_sent(conn, [escalation_due[0]], ["reminder", "overdue"], now - timedelta(hours=16))
             await insert_sent(conn, [all_sent[0]], ["reminder", "overdue", "escalated"], now - timedelta(hours=4))
 
-        assert await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS]) == [
+        applied = await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+        assert applied[:2] == [  # and whatever later migrations there are
             "dispatch/004_next_supervision.sql", "dispatch/005_next_supervision_from_older_versions.sql"]
         stored = {r["task_id"]: r["next_supervision_at"]
                   for r in await pool.fetch("SELECT task_id, next_supervision_at FROM tasks")}
