@@ -86,7 +86,7 @@ async def test_two_passes_at_once_share_the_cases_and_set_each_flag_once(own_dat
         split = await asyncio.wait_for(asyncio.gather(scheduled.flag_all_due(pool, LIMITS, clock, 50),
                                                       scheduled.flag_all_due(pool, LIMITS, clock, 50)), timeout=120)
         assert all(n > 0 for n in split), split
-        flagged = first.flagged + second.flagged + sum(split)
+        flagged = first.done + second.done + sum(split)
         state = await flags_of(pool)
         wanted = {row[0]: expected_flags(row[7]) for row in rows}
         assert {c: (w is not None, o is not None) for c, (w, o) in state.items()} == wanted

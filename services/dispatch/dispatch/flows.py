@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from townflow_shared.deadlines import DueBatch
 from townflow_shared.events import Envelope as _Envelope
 from townflow_shared.events import (
     EventData,
@@ -114,14 +115,7 @@ async def complete_task(conn: asyncpg.Connection, runtime: ServiceRuntime, task:
     return on_time
 
 
-@dataclass(frozen=True)
-class SupervisionBatch:
-    claimed: int  # tasks taken from the due index
-    published: int  # supervision events written to the outbox
-    failed: int  # tasks skipped because their levels could not be worked out (logged)
-
-
-async def supervise_due(conn: asyncpg.Connection, town: Town, now: datetime, limit: int) -> SupervisionBatch:
+async def supervise_due(conn: asyncpg.Connection, town: Town, now: datetime, limit: int) -> DueBatch:
     """Publish the supervision levels due by `now` of up to `limit` tasks, earliest due first,
     and move each task's next due moment on. Each level once per task: the claim locks the
     rows (another replica skips them) and the (task, level) key refuses a second insert."""
@@ -153,7 +147,7 @@ async def supervise_due(conn: asyncpg.Connection, town: Town, now: datetime, lim
         for task_id, level, notified in levels if (task_id, level) in new))
     if nexts:
         await store.set_next_supervisions(conn, nexts)
-    return SupervisionBatch(len(claimed), len(new), failed)
+    return DueBatch(len(claimed), len(new), failed)
 
 
 async def next_supervision_after_change(conn: asyncpg.Connection, town: Town, task_id: uuid.UUID,

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from townflow_shared.clock import Clock
-from townflow_shared.db import transaction
+from townflow_shared.deadlines import drain_due
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.town import Town
 
@@ -16,17 +16,9 @@ from .settings import DispatchSettings
 
 
 async def supervise_all_due(pool: asyncpg.Pool, town: Town, clock: Clock, batch_size: int) -> int:
-    """Publish every supervision level due now, one transaction per batch, until a batch comes
-    back short: a backlog of thousands is cleared in one wake-up, and a task handled is not due
-    again (its next moment lies ahead), so the newest due task is reached too. Returns the
-    number of events published."""
-    published = 0
-    while True:
-        async with transaction(pool) as conn:
-            batch = await flows.supervise_due(conn, town, clock.now(), batch_size)
-        published += batch.published
-        if batch.claimed < batch_size or batch.failed == batch.claimed:
-            return published
+    """Publish every supervision level due now (see townflow_shared.deadlines); how many."""
+    return await drain_due(pool, clock, lambda conn, now, limit: flows.supervise_due(conn, town, now, limit),
+                           batch_size)
 
 
 def supervision_loop(settings: DispatchSettings) -> Callable[[ServiceRuntime], Awaitable[None]]:

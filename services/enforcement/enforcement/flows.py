@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from townflow_shared.deadlines import DueBatch
 from townflow_shared.events import CaseUpdated, CaseUpdatedData, EventData, new_event
 from townflow_shared.events import Envelope as _Envelope
 from townflow_shared.outbox import enqueue
@@ -86,15 +86,8 @@ async def open_case(conn: asyncpg.Connection, runtime: ServiceRuntime, *, need: 
     return case_id
 
 
-@dataclass(frozen=True)
-class FlagBatch:
-    claimed: int  # cases taken from the due index
-    flagged: int  # warning and overdue flags set
-    failed: int  # cases skipped because their flags could not be worked out (logged)
-
-
 async def flag_due_cases(conn: asyncpg.Connection, limits: EnforcementRules, now: datetime,
-                         limit: int) -> FlagBatch:
+                         limit: int) -> DueBatch:
     """Flag up to `limit` undecided cases past day 60 (warning) or past their decision limit
     (overdue), earliest due first, and move each case's next due moment on. Each flag once: the
     claim locks the rows (another replica skips them) and a flag already set keeps its time."""
@@ -113,4 +106,4 @@ async def flag_due_cases(conn: asyncpg.Connection, limits: EnforcementRules, now
             failed += 1
     if flags:
         await store.set_case_flags(conn, flags, now)
-    return FlagBatch(len(claimed), flagged, failed)
+    return DueBatch(len(claimed), flagged, failed)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from townflow_shared.clock import Clock
-from townflow_shared.db import transaction
+from townflow_shared.deadlines import drain_due
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.town import EnforcementRules
 
@@ -16,15 +16,9 @@ from .settings import EnforcementSettings
 
 
 async def flag_all_due(pool: asyncpg.Pool, limits: EnforcementRules, clock: Clock, batch_size: int) -> int:
-    """Set every flag due now, one transaction per batch, until a batch comes back short; a case
-    handled is not due again (its next moment lies ahead). Returns the number of flags set."""
-    flagged = 0
-    while True:
-        async with transaction(pool) as conn:
-            batch = await flows.flag_due_cases(conn, limits, clock.now(), batch_size)
-        flagged += batch.flagged
-        if batch.claimed < batch_size or batch.failed == batch.claimed:
-            return flagged
+    """Set every case flag due now (see townflow_shared.deadlines); how many."""
+    return await drain_due(pool, clock, lambda conn, now, limit: flows.flag_due_cases(conn, limits, now, limit),
+                           batch_size)
 
 
 def case_deadline_loop(settings: EnforcementSettings) -> Callable[[ServiceRuntime], Awaitable[None]]:
