@@ -6,6 +6,7 @@ Every number that SPEC §5 calls a default lives in `rules.yaml` and is modelled
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, time
 from functools import cached_property
 from pathlib import Path
@@ -315,13 +316,23 @@ def _items(raw: Any, key: str, model: type[BaseModel], path: Path, id_field: str
     return result
 
 
-def load_town(folder: Path | str) -> Town:
-    """Read and cross-check the town's YAML files; raise TownConfigError on the first problem."""
+def load_town(folder: Path | str, *, county_holidays: Iterable[date] = (),
+              county_adjusted_working_days: Iterable[date] = (), county_code: str | None = None) -> Town:
+    """Read and cross-check the town's YAML files; raise TownConfigError on the first problem.
+
+    In a county (see county.py) the county's holidays and adjusted working days apply to every
+    town, its own add to them, and the town's code lies within the county's."""
     folder = Path(folder)
     if not folder.is_dir():
         raise TownConfigError(f"{folder}: town folder not found (TOWNFLOW_TOWN_DIR)")
     p = {name: folder / name for name in FILES}
     info = _validate(TownInfo, _read(folder, "town.yaml"), p["town.yaml"])
+    if county_code is not None and not info.code.startswith(county_code):
+        raise TownConfigError(f"{p['town.yaml']}: field code: {info.code} is not a town of county {county_code}"
+                              " (a town's 9-digit code starts with its county's 6)")
+    info = info.model_copy(update={
+        "holidays": sorted({*county_holidays, *info.holidays}),
+        "adjusted_working_days": sorted({*county_adjusted_working_days, *info.adjusted_working_days})})
     modules = _items(_read(folder, "modules.yaml"), "modules", Module, p["modules.yaml"], "code")
     staff = _items(_read(folder, "staff.yaml"), "staff", Staff, p["staff.yaml"], "id")
     posts = _items(_read(folder, "posts.yaml"), "posts", Post, p["posts.yaml"], "code")
