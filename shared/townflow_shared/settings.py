@@ -8,6 +8,8 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_TOWN_DIR = Path(__file__).with_name("demo_town")
+# The demo county of three towns (SPEC §8); the services move to it when they serve a county.
+DEMO_COUNTY_DIR = Path(__file__).with_name("demo_county")
 
 
 class ServiceSettings(BaseSettings):
