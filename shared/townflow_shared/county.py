@@ -69,12 +69,17 @@ def load_county(folder: Path | str) -> County:
             raise TownConfigError(f"{folder / 'county.yaml'}: field staff.{i}.id: duplicate {person.id!r}")
         seen_staff.add(person.id)
     towns: dict[str, Town] = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "town.yaml").exists()):
+    folders: dict[str, Path] = {}
+    # Every visible sub-folder is a town: one whose town.yaml is missing or misspelt fails by name
+    # instead of silently leaving its town out of the county.
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         town = load_town(sub, county_holidays=info.holidays, county_adjusted_working_days=info.adjusted_working_days,
                          county_code=info.code)
         if town.code in towns:
-            raise TownConfigError(f"{sub / 'town.yaml'}: field code: {town.code} is also the code of another town")
+            raise TownConfigError(f"{sub / 'town.yaml'}: field code: {town.code} is also the code of the town in"
+                                  f" {folders[town.code]}")
         towns[town.code] = town
+        folders[town.code] = sub
     if not towns:
-        raise TownConfigError(f"{folder}: a county needs at least one town folder (with a town.yaml)")
+        raise TownConfigError(f"{folder}: a county needs at least one town folder (with the town's six files)")
     return County(info=info, towns=towns)
