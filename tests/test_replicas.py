@@ -15,7 +15,7 @@ from devstack.processes import free_port
 from devstack.stack import ServiceProcess, Stack
 from townflow_shared.kafka import topic_partitions
 
-from .conftest import ADMIN, CLERK, Api, eventually, filing
+from .conftest import ADMIN, CLERK, Api, eventually, file_matter, filing
 from .test_outages import read_only
 
 FILED = "intake.request.filed.v1"
@@ -112,3 +112,15 @@ async def test_consumer_lag_summed_over_replicas_is_the_brokers_true_lag(
             _, first, other = await eventually(sums_agree, timeout=60, what="lag summed over replicas")
             assert not set(first) & set(other), "a partition is reported by both replicas"
             assert len(first) + len(other) == len(await topic_partitions(bootstrap, [FILED]))
+
+
+async def test_wrong_access_codes_are_counted_across_intake_replicas(stack: Stack, intake: Api) -> None:
+    ticket = await file_matter(intake)
+    status = f"/v1/requests/{ticket['ticket_no']}"
+    wrong = {"code": ("2" if ticket["access_code"][0] != "2" else "3") + ticket["access_code"][1:]}
+    async with another_replica(stack, "intake") as second:
+        answers = [(await (intake if n % 2 else second).call("GET", status, params=wrong)).status_code
+                   for n in range(10)]
+        assert answers == [404] * 10  # five wrong codes on each replica
+        for replica in (intake, second):  # the eleventh is refused on both
+            assert (await replica.call("GET", status, params={"code": ticket["access_code"]})).status_code == 429
