@@ -166,10 +166,13 @@ class Stack:
         os.chmod(workdir, 0o755)  # noqa: S103 - PostgreSQL (as `postgres`) must traverse it; nothing secret at this level
         return cls(workdir=workdir, **kwargs)  # type: ignore[arg-type]
 
-    def token(self, service: str | None, sub: str, roles: Iterable[str], ttl_seconds: int = 3600) -> str:
-        """A staff token for one service (its audience), or for every service when None."""
+    def token(self, service: str | None, sub: str, roles: Iterable[str], ttl_seconds: int = 3600,
+              town: str | None = None) -> str:
+        """A staff token for one service (its audience), or for every service when None; with a
+        `town` claim for a town's staff in a county (county roles need none)."""
         audience = audience_of(service) if service else [audience_of(s) for s in SERVICES]
-        return self.issuer.token(sub, roles, audience, ttl_seconds)
+        claims = {"town": town} if town else {}
+        return self.issuer.token(sub, roles, audience, ttl_seconds, **claims)
 
     def start_infra(self) -> Stack:
         self.issuer.start()

@@ -25,6 +25,9 @@ from pydantic import BaseModel, ConfigDict
 ROLES = frozenset({
     "clerk", "proxy_agent", "village_station", "command_centre", "staff", "module_leader",
     "officer", "appraisal_admin", "admin",
+    # County roles (SPEC §8): a county department reads every town; the county's admin reads and
+    # acts in every town.
+    "county_reader", "county_admin",
 })
 ASYMMETRIC = ("RS256", "ES256")
 _bearer = HTTPBearer(auto_error=False)
@@ -34,9 +37,26 @@ class Principal(BaseModel):
     model_config = ConfigDict(frozen=True)  # shared between calls by the token cache
     sub: str
     roles: frozenset[str]
+    town: str | None = None  # the `town` claim: the town a staff member works in
 
-    def has_any(self, roles: Iterable[str]) -> bool:
-        return "admin" in self.roles or bool(self.roles & set(roles))
+    def has_any(self, roles: Iterable[str], reading: bool = False) -> bool:
+        """Holds one of `roles`: admin and county_admin hold every role, county_reader every
+        role for reading."""
+        if self.roles & {"admin", "county_admin"}:
+            return True
+        return (reading and "county_reader" in self.roles) or bool(self.roles & set(roles))
+
+    @property
+    def county_wide(self) -> bool:
+        return bool(self.roles & {"county_admin", "county_reader"})
+
+    def may_read(self, town: str) -> bool:
+        """A town's records: its own staff, and the county roles."""
+        return self.county_wide or self.town == town
+
+    def may_act(self, town: str) -> bool:
+        """Acting on a town's records: its own staff, and the county's admin."""
+        return "county_admin" in self.roles or self.town == town
 
 
 def issue_token(key: Any, sub: str, roles: Iterable[str], ttl_seconds: int = 3600, *,
@@ -111,7 +131,10 @@ class TokenVerifier:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise jwt.InvalidTokenError("roles must be a list of names")
-        return Principal(sub=str(claims["sub"]), roles=frozenset(roles)), float(claims["exp"])
+        town = claims.get("town")
+        if town is not None and not isinstance(town, str):
+            raise jwt.InvalidTokenError("town must be a town code")
+        return Principal(sub=str(claims["sub"]), roles=frozenset(roles), town=town), float(claims["exp"])
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -127,13 +150,20 @@ async def optional_principal(
     """The caller if a token came; a bad token is still a 401, never silently anonymous."""
     if credentials is None:
         return None
-    verifier: TokenVerifier = request.app.state.runtime.tokens
+    runtime = request.app.state.runtime
+    verifier: TokenVerifier = runtime.tokens
     if not verifier.rules.configured:
         raise _unauthorized("token auth is not configured (TOWNFLOW_JWT_JWKS_URL or TOWNFLOW_JWT_SECRET)")
     try:
-        return await verifier.verify(credentials.credentials)
+        principal = await verifier.verify(credentials.credentials)
     except jwt.PyJWTError as exc:
         raise _unauthorized(f"invalid token: {exc}") from exc
+    if principal.town is None and not principal.county_wide:
+        only = runtime.county.only_town
+        if only is None:  # a county: a town's staff must say which town
+            raise _unauthorized("invalid token: a staff token names its town (the `town` claim)")
+        principal = principal.model_copy(update={"town": only.code})  # a one-town deployment
+    return principal
 
 
 def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
@@ -142,11 +172,25 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     if unknown:
         raise ValueError(f"unknown roles {unknown}")
 
-    async def dependency(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    async def dependency(request: Request,
+                         principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
         if principal is None:
             raise _unauthorized("a bearer token is required")
-        if roles and not principal.has_any(roles):
+        if roles and not principal.has_any(roles, reading=request.method in ("GET", "HEAD")):
             raise HTTPException(403, detail=f"needs one of the roles: {', '.join(roles)}")
         return principal
 
     return dependency
+
+
+def town_to_read(principal: Principal | None, town: str) -> None:
+    """Another town's record is as good as absent to a town's staff: 404 (SPEC §8)."""
+    if principal is not None and not principal.may_read(town):
+        raise HTTPException(404, detail="not found")
+
+
+def town_to_act(principal: Principal, town: str) -> None:
+    """Acting on another town's record: 403 (SPEC §8)."""
+    if not principal.may_act(town):
+        raise HTTPException(403, detail=f"this belongs to town {town}; your token is for "
+                                        f"{principal.town or 'no town'}")

@@ -48,11 +48,15 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncp
     return present(pool, "the connection pool")
 
 
-async def migrate(pool: asyncpg.Pool, folders: Sequence[Path]) -> list[str]:
-    """Apply every not-yet-applied `NNN_*.sql` of each folder, in order; return what ran."""
+async def migrate(pool: asyncpg.Pool, folders: Sequence[Path], default_town: str | None = None) -> list[str]:
+    """Apply every not-yet-applied `NNN_*.sql` of each folder, in order; return what ran.
+
+    A migration that gives existing rows their town reads it from the session setting
+    `townflow.default_town` (empty when there is none to give: a county without a legacy town)."""
     applied: list[str] = []
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute("SELECT set_config('townflow.default_town', $1, false)", default_town or "")
         try:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -69,6 +73,7 @@ async def migrate(pool: asyncpg.Pool, folders: Sequence[Path]) -> list[str]:
                         await conn.execute("INSERT INTO schema_migrations(name) VALUES ($1)", name)
                     applied.append(name)
         finally:
+            await conn.execute("SELECT set_config('townflow.default_town', '', false)")
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied
 

@@ -24,8 +24,9 @@ from . import db
 from .auth import TokenRules, TokenVerifier
 from .clock import Clock
 from .consumer import BatchConsumer, DeadLetters, Handler, OutboxDeadLetters, Registered
+from .county import County, load_county
 from .db import OUTAGES
-from .dlq import describe
+from .dlq import Rejected, describe
 from .events import TOPICS, Envelope, dlq_topic
 from .group_gauges import GroupGauges, Refresh
 from .http import mount_common
@@ -37,7 +38,7 @@ from .outbox import OutboxRelay, refresh_outbox_gauges
 from .retry import Retrying
 from .settings import ServiceSettings
 from .telemetry import setup_tracing
-from .town import Town, load_town
+from .town import Town
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Envelope)
@@ -47,7 +48,7 @@ class ServiceRuntime:
     def __init__(self, settings: ServiceSettings, migrations: Path) -> None:
         self.settings = settings
         self.service = settings.service_name
-        self.town: Town = load_town(settings.town_dir)  # a wrong town fails start-up here
+        self.county: County = load_county(settings.town_dir)  # a wrong file fails start-up here
         self.clock = Clock()
         self.tokens = TokenVerifier(TokenRules(
             secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
@@ -72,6 +73,23 @@ class ServiceRuntime:
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
+
+    @property
+    def town(self) -> Town:
+        """The town of a one-town deployment. In a county the town comes from each event
+        (`town_of`) and each caller's token instead."""
+        only = self.county.only_town
+        if only is None:
+            raise RuntimeError("this deployment serves a county: take the town from the event or the caller")
+        return only
+
+    def town_of(self, town_code: str) -> Town:
+        """The town an event or a record belongs to; an event for a town this deployment does
+        not serve is poison (SPEC §8)."""
+        town = self.county.town(town_code)
+        if town is None:
+            raise Rejected(f"town {town_code} is not served by this deployment")
+        return town
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -200,7 +218,8 @@ class ServiceRuntime:
         setup_tracing(self.service, self.settings.otlp_endpoint)
         self._pool = await db.create_pool(self.settings.database_url.get_secret_value(),
                                           self.settings.db_pool_min, self.settings.db_pool_max)
-        applied = await db.migrate(self._pool, [db.SHARED_MIGRATIONS, self.migrations])
+        applied = await db.migrate(self._pool, [db.SHARED_MIGRATIONS, self.migrations],
+                                   default_town=self._town_of_old_rows())
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         contract = [*TOPICS, *(dlq_topic(t) for t in TOPICS)]
@@ -222,6 +241,12 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(measure_lag_forever(
                 self.settings, self.service, self.settings.lag_seconds, self.assignment), name="consumer-lag"))
         log.info("%s started", self.service)
+
+    def _town_of_old_rows(self) -> str | None:
+        """Rows written before the county change have no town: a one-town deployment's are its
+        town's; a county names the town its old database belonged to (TOWNFLOW_LEGACY_TOWN_CODE)."""
+        only = self.county.only_town
+        return only.code if only is not None else self.settings.legacy_town_code
 
     async def _guard(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
         """Keep a background loop alive through errors, waiting out an outage with back-off."""

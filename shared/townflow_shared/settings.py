@@ -24,13 +24,14 @@ class ServiceSettings(BaseSettings):
     db_pool_min: int = 2
     db_pool_max: int = 10
     kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_partitions: int = 3
+    kafka_partitions: int = 12  # enough for a county's replicas to share each topic
     kafka_replication: int = 1
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
-    town_dir: Path = DEMO_TOWN_DIR
+    town_dir: Path = DEMO_TOWN_DIR  # one town's folder, or a county's (county.yaml + a folder per town)
+    legacy_town_code: str | None = None  # a county upgraded from a one-town database: that town's code
     jwt_secret: SecretStr | None = None       # HS256, for local runs
     jwt_jwks_url: str | None = None           # an OIDC issuer's keys (RS256/ES256), production
     jwt_jwks_cache_seconds: int = 300
