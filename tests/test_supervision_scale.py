@@ -33,6 +33,7 @@ from .kafka_tools import event_of, read_all
 SUPERVISED = "dispatch.task.supervised.v1"
 TOWN = load_town(DEMO_TOWN_DIR)
 RULES = TOWN.rules.dispatch
+TOWNS = {TOWN.code: TOWN}
 COLUMNS = ("task_id", "request_id", "ticket_no", "item_code", "kind", "colour", "village", "location",
            "lead_module", "post", "assignee", "assigned_via", "status", "dispatched_at", "window_start",
            "respond_by", "resolve_by")
@@ -46,21 +47,28 @@ def task_row(window_start: datetime, window: timedelta, status: str = "dispatche
 
 
 async def insert_tasks(conn: asyncpg.Connection, rows: Sequence[tuple[object, ...]],
-                       with_next: bool = True) -> None:
-    """Tasks written straight into dispatch's database (far faster than filing thousands), with
-    the next supervision moment dispatch itself would store."""
+                       with_next: bool = True, town: str | None = TOWN.code) -> None:
+    """Tasks of `town` written straight into dispatch's database (far faster than filing
+    thousands), with the next supervision moment dispatch itself would store. `town` None: as
+    written before the county change (no town_code column yet)."""
+    columns: tuple[str, ...] = COLUMNS if town is None else (*COLUMNS, "town_code")
+    rows = [row if town is None else (*row, town) for row in rows]
     if not with_next:
-        await conn.copy_records_to_table("tasks", records=rows, columns=COLUMNS)
+        await conn.copy_records_to_table("tasks", records=rows, columns=columns)
         return
     records = [(*row, rules.next_supervision_at(row[14], row[16], (), RULES)
                 if row[12] in rules.OPEN_STATUSES else None) for row in rows]
-    await conn.copy_records_to_table("tasks", records=records, columns=(*COLUMNS, "next_supervision_at"))
+    await conn.copy_records_to_table("tasks", records=records, columns=(*columns, "next_supervision_at"))
 
 
 async def insert_sent(conn: asyncpg.Connection, task_ids: Sequence[uuid.UUID], levels: Sequence[str],
-                      at: datetime) -> None:
-    await conn.copy_records_to_table("supervisions", columns=("task_id", "level", "at", "notified"),
-                                     records=[(t, level, at, ["s017"]) for t in task_ids for level in levels])
+                      at: datetime, town: str | None = TOWN.code) -> None:
+    """Levels already sent, of tasks of `town` (None: as written before the county change)."""
+    columns: tuple[str, ...] = ("task_id", "level", "at", "notified")
+    records = [(t, level, at, ["s017"]) for t in task_ids for level in levels]
+    if town is not None:
+        columns, records = (*columns, "town_code"), [(*r, town) for r in records]
+    await conn.copy_records_to_table("supervisions", columns=columns, records=records)
 
 
 # --- On the running stack ----------------------------------------------------------------------
@@ -224,9 +232,9 @@ async def test_two_passes_at_once_share_the_work_and_publish_each_level_once(
         # Two transactions claim at once: the second skips the first's rows instead of waiting.
         async with pool.acquire() as a, pool.acquire() as b:
             async with a.transaction():
-                first = await flows.supervise_due(a, TOWN, now, 300)
+                first = await flows.supervise_due(a, TOWNS, now, 300)
                 async with b.transaction():
-                    second = await asyncio.wait_for(flows.supervise_due(b, TOWN, now, 300), timeout=10)
+                    second = await asyncio.wait_for(flows.supervise_due(b, TOWNS, now, 300), timeout=10)
             assert first.claimed == second.claimed == 300
 
         # A task held by someone else (a person completing it) is skipped, not waited for.
@@ -238,11 +246,11 @@ async def test_two_passes_at_once_share_the_work_and_publish_each_level_once(
             await holder.execute("SELECT 1 FROM tasks WHERE task_id = $1 FOR UPDATE", held_id)
             # Two replicas' wake-ups at once, in small batches.
             split = await asyncio.wait_for(asyncio.gather(
-                scheduled.supervise_all_due(pool, TOWN, clock, 50),
-                scheduled.supervise_all_due(pool, TOWN, clock, 50)), timeout=120)
+                scheduled.supervise_all_due(pool, TOWNS, clock, 50),
+                scheduled.supervise_all_due(pool, TOWNS, clock, 50)), timeout=120)
         assert all(n > 0 for n in split), split
         assert not any(t == str(held_id) for t, _ in await supervised_in_outbox(pool))
-        await scheduled.supervise_all_due(pool, TOWN, clock, 50)  # the next wake-up takes it
+        await scheduled.supervise_all_due(pool, TOWNS, clock, 50)  # the next wake-up takes it
 
         counts = await supervised_in_outbox(pool)
         assert set(counts) == expected
@@ -250,7 +258,7 @@ async def test_two_passes_at_once_share_the_work_and_publish_each_level_once(
         assert await pool.fetchval("SELECT count(*) FROM supervisions") == len(expected)
         assert await pool.fetchval("SELECT count(*) FROM tasks WHERE next_supervision_at <= $1", now) == 0
         # A later wake-up at the same moment publishes nothing more.
-        assert await scheduled.supervise_all_due(pool, TOWN, clock, 50) == 0
+        assert await scheduled.supervise_all_due(pool, TOWNS, clock, 50) == 0
     finally:
         await pool.close()
 
@@ -266,7 +274,7 @@ async def test_one_wake_up_clears_a_backlog_many_batches_long(own_database: tupl
         clock = Clock()
         clock.set(now)
         started = time.monotonic()
-        assert await scheduled.supervise_all_due(pool, TOWN, clock, 100) == 2000  # 20 batches, one call
+        assert await scheduled.supervise_all_due(pool, TOWNS, clock, 100) == 2000  # 20 batches, one call
         print(f"\n2,000 reminders in batches of 100 in {time.monotonic() - started:.2f} s")
         assert set((await supervised_in_outbox(pool)).values()) == {1}
     finally:
@@ -292,11 +300,13 @@ async def test_the_migration_fills_the_next_supervision_of_existing_tasks(
         all_sent = task_row(now - timedelta(hours=40), window)
         completed = task_row(now - timedelta(hours=40), window, status="completed")
         async with pool.acquire() as conn:
-            await insert_tasks(conn, [not_due, reminder_due, escalation_due, all_sent, completed], with_next=False)
-            await insert_sent(conn, [escalation_due[0]], ["reminder", "overdue"], now - timedelta(hours=16))
-            await insert_sent(conn, [all_sent[0]], ["reminder", "overdue", "escalated"], now - timedelta(hours=4))
+            await insert_tasks(conn, [not_due, reminder_due, escalation_due, all_sent, completed], with_next=False,
+                               town=None)
+            await insert_sent(conn, [escalation_due[0]], ["reminder", "overdue"], now - timedelta(hours=16), town=None)
+            await insert_sent(conn, [all_sent[0]], ["reminder", "overdue", "escalated"], now - timedelta(hours=4),
+                              town=None)
 
-        applied = await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+        applied = await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS], default_town=TOWN.code)
         assert applied[:2] == [  # and whatever later migrations there are
             "dispatch/004_next_supervision.sql", "dispatch/005_next_supervision_from_older_versions.sql"]
         stored = {r["task_id"]: r["next_supervision_at"]
@@ -308,7 +318,7 @@ async def test_the_migration_fills_the_next_supervision_of_existing_tasks(
 
         clock = Clock()
         clock.set(now)
-        assert await scheduled.supervise_all_due(pool, TOWN, clock, 500) == 2
+        assert await scheduled.supervise_all_due(pool, TOWNS, clock, 500) == 2
         assert set(await supervised_in_outbox(pool)) == {(str(reminder_due[0]), "reminder"),
                                                          (str(escalation_due[0]), "escalated")}
         stored = {r["task_id"]: r["next_supervision_at"]
@@ -329,7 +339,7 @@ async def test_the_migration_fills_the_next_supervision_of_existing_tasks(
                   for r in await pool.fetch("SELECT task_id, next_supervision_at FROM tasks")}
         assert stored[older[0]] == older[14]
         assert stored[reminder_due[0]] == now - timedelta(hours=22)
-        assert await scheduled.supervise_all_due(pool, TOWN, clock, 500) == 2
+        assert await scheduled.supervise_all_due(pool, TOWNS, clock, 500) == 2
         assert (await supervised_in_outbox(pool))[(str(older[0]), "reminder")] == 1
         assert (await supervised_in_outbox(pool))[(str(reminder_due[0]), "reminder")] == 2  # once per window
     finally:

@@ -4,14 +4,14 @@ approves extensions, checks closures and watches the board."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from townflow_shared.auth import Principal, require
+from townflow_shared.auth import Principal, require, town_to_act, town_to_read
 from townflow_shared.checks import present
 from townflow_shared.db import transaction
 from townflow_shared.events import (
@@ -29,6 +29,7 @@ from townflow_shared.http import Runtime, unprocessable
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import link_to
+from townflow_shared.town import Town
 
 from . import flows, rules, store
 
@@ -101,12 +102,39 @@ def _task_id(task_id: str) -> uuid.UUID:
         raise HTTPException(404, detail="no such task") from exc
 
 
-async def _locked_task(conn: asyncpg.Connection, task_id: str) -> asyncpg.Record:
+def _town(runtime: ServiceRuntime, code: str) -> Town:
+    """The town of a stored record; one this deployment no longer serves is not found."""
+    town = runtime.county.town(code)
+    if town is None:
+        raise HTTPException(404, detail=f"town {code} is not served by this deployment")
+    return town
+
+
+def _tz(runtime: ServiceRuntime, code: str) -> tzinfo:
+    town = runtime.county.town(code)
+    return town.calendar.tz if town else UTC
+
+
+def _towns_to_read(runtime: ServiceRuntime, principal: Principal, town: str | None) -> list[str]:
+    """The towns a list shows: the caller's own; every town, or `town`, for the county roles."""
+    if town is not None and runtime.county.town(town) is None:
+        raise unprocessable([("town", f"unknown town {town!r}")], where="query")
+    if principal.county_wide:
+        return [town] if town else list(runtime.county.towns)
+    if town is not None and town != principal.town:
+        raise HTTPException(403, detail=f"your token is for town {principal.town}, not {town}")
+    return [present(principal.town, "a town staff member's town")]
+
+
+async def _locked_task(conn: asyncpg.Connection, runtime: ServiceRuntime, principal: Principal,
+                       task_id: str) -> tuple[asyncpg.Record, Town]:
+    """The locked task and its town, once the caller may act in that town (else 403)."""
     task = await store.task_for_update(conn, _task_id(task_id))
     if task is None:
         raise HTTPException(404, detail="no such task")
+    town_to_act(principal, task["town_code"])
     link_to(task["trace_headers"])  # a person's action: its own trace, linked to the matter's
-    return task
+    return task, _town(runtime, task["town_code"])
 
 
 def _check(action: str, task: asyncpg.Record) -> None:
@@ -114,22 +142,19 @@ def _check(action: str, task: asyncpg.Record) -> None:
         raise HTTPException(409, detail=error)
 
 
-def _may_act(runtime: ServiceRuntime, principal: Principal, task: asyncpg.Record) -> None:
-    if not rules.may_act(principal, task["assignee"], runtime.town.posts.get(task["post"]), runtime.town):
-        raise HTTPException(403, detail="only the assignee or the module leader may act on this task")
-
-
 async def _task_to_act_on(conn: asyncpg.Connection, runtime: ServiceRuntime, principal: Principal,
-                          task_id: str, action: str) -> asyncpg.Record:
-    """The locked task, once the caller may act on it and `action` is allowed from its status."""
-    task = await _locked_task(conn, task_id)
-    _may_act(runtime, principal, task)
+                          task_id: str, action: str) -> tuple[asyncpg.Record, Town]:
+    """The locked task and its town, once the caller may act on it (its assignee or module
+    leader, as staff of its town) and `action` is allowed from its status."""
+    task, town = await _locked_task(conn, runtime, principal, task_id)
+    if not rules.may_act(principal, task["assignee"], town.posts.get(task["post"]), town):
+        raise HTTPException(403, detail="only the assignee or the module leader may act on this task")
     _check(action, task)
-    return task
+    return task, town
 
 
-def _view(task: asyncpg.Record, now: datetime, tz: Any) -> dict[str, Any]:
-    """A task as the town reads it: times in the town's time zone."""
+def _view(task: asyncpg.Record, now: datetime, tz: tzinfo) -> dict[str, Any]:
+    """A task as its town reads it: times in the town's time zone."""
     out = {k: (v.astimezone(tz).isoformat() if isinstance(v, datetime)
                else str(v) if isinstance(v, uuid.UUID) else v)
            for k, v in dict(task).items()}
@@ -142,9 +167,9 @@ def _view(task: asyncpg.Record, now: datetime, tz: Any) -> dict[str, Any]:
 async def accept(task_id: str, runtime: Runtime, principal: Holder) -> dict[str, Any]:
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _task_to_act_on(conn, runtime, principal, task_id, "accept")
+        task, town = await _task_to_act_on(conn, runtime, principal, task_id, "accept")
         await store.update_task(conn, task["task_id"], status="accepted", accepted_at=now)
-        await enqueue(conn, flows.task_event(runtime.town, TaskAccepted, TaskAcceptedData(
+        await enqueue(conn, flows.task_event(town, TaskAccepted, TaskAcceptedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=principal.sub,
             accepted_at=now), task["task_id"], task["request_id"], now))
     return {"task_id": task_id, "status": "accepted", "accepted_at": now.isoformat(),
@@ -155,8 +180,8 @@ async def accept(task_id: str, runtime: Runtime, principal: Holder) -> dict[str,
 async def complete(task_id: str, body: Resolution, runtime: Runtime, principal: Holder) -> dict[str, Any]:
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _task_to_act_on(conn, runtime, principal, task_id, "complete")
-        on_time = await flows.complete_task(conn, runtime, task, by=principal.sub,
+        task, town = await _task_to_act_on(conn, runtime, principal, task_id, "complete")
+        on_time = await flows.complete_task(conn, town, task, by=principal.sub,
                                             resolution=body.resolution, now=now)
     return {"task_id": task_id, "status": "completed", "on_time": on_time}
 
@@ -166,13 +191,13 @@ async def return_task(task_id: str, body: Reason, runtime: Runtime, principal: H
     """退回: allowed within the return window after dispatch (default 2 working hours)."""
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _task_to_act_on(conn, runtime, principal, task_id, "return")
-        limit = rules.return_deadline(task["dispatched_at"], runtime.town.calendar, runtime.town.rules.dispatch)
+        task, town = await _task_to_act_on(conn, runtime, principal, task_id, "return")
+        limit = rules.return_deadline(task["dispatched_at"], town.calendar, town.rules.dispatch)
         if now > limit:
             raise HTTPException(409, detail=f"the return window closed at {limit.isoformat()}")
         await store.update_task(conn, task["task_id"], status="returned", returned_at=now,
                                 return_reason=body.reason)
-        await enqueue(conn, flows.task_event(runtime.town, TaskReturned, TaskReturnedData(
+        await enqueue(conn, flows.task_event(town, TaskReturned, TaskReturnedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=principal.sub,
             reason=body.reason, returned_at=now), task["task_id"], task["request_id"], now))
     return {"task_id": task_id, "status": "returned"}
@@ -181,24 +206,24 @@ async def return_task(task_id: str, body: Reason, runtime: Runtime, principal: H
 @router.post("/v1/tasks/{task_id}/redispatch", status_code=201)
 async def redispatch(task_id: str, body: Redispatch, runtime: Runtime,
                      principal: CommandCentre) -> dict[str, Any]:
-    town = runtime.town
-    if body.post is not None and body.post not in town.posts:
-        raise unprocessable([("post", f"unknown post {body.post!r}")])
-    if body.assignee is not None and body.assignee not in town.staff:
-        raise unprocessable([("assignee", f"unknown staff id {body.assignee!r}")])
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _locked_task(conn, task_id)
+        task, town = await _locked_task(conn, runtime, principal, task_id)
+        # The post or the assignee is one of the task's town.
+        if body.post is not None and body.post not in town.posts:
+            raise unprocessable([("post", f"unknown post {body.post!r} in town {town.code}")])
+        if body.assignee is not None and body.assignee not in town.staff:
+            raise unprocessable([("assignee", f"unknown staff id {body.assignee!r} in town {town.code}")])
         _check("redispatch", task)
         await store.update_task(conn, task["task_id"], status="redispatched")
         matter = flows.Matter(task["request_id"], task["ticket_no"], task["item_code"], task["colour"],
                               task["village"], task["location"], task["target"])
         post = body.post or task["post"]  # an explicit assignee keeps the task's post
-        new_id = await flows.dispatch_matter(conn, runtime, matter, now=now, post_code=post,
+        new_id = await flows.dispatch_matter(conn, town, matter, now=now, post_code=post,
                                              assignee=body.assignee, redispatch_of=task["task_id"],
                                              invalid_return=not body.return_valid)
         new_task = await store.task(conn, new_id)
-    return _view(present(new_task, "the redispatched task"), now, runtime.town.calendar.tz)
+    return _view(present(new_task, "the redispatched task"), now, town.calendar.tz)
 
 
 @router.post("/v1/tasks/{task_id}/extend", status_code=202)
@@ -207,11 +232,11 @@ async def request_extension(task_id: str, body: ExtensionRequest, runtime: Runti
     """延期申请: asked before resolve_by; the command centre approves or refuses it."""
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _task_to_act_on(conn, runtime, principal, task_id, "extend")
+        task, town = await _task_to_act_on(conn, runtime, principal, task_id, "extend")
         if now > task["resolve_by"]:
             raise HTTPException(409, detail="an extension must be asked before resolve_by "
                                             f"({task['resolve_by'].isoformat()})")
-        extension_id = await store.add_extension(conn, task["task_id"], body.days, body.reason,
+        extension_id = await store.add_extension(conn, town.code, task["task_id"], body.days, body.reason,
                                                  principal.sub, now)
         if extension_id is None:
             raise HTTPException(409, detail="an extension request is already pending for this task")
@@ -222,7 +247,7 @@ async def _decide(task_id: str, approve: bool, body: Decision, runtime: ServiceR
                   principal: Principal) -> dict[str, Any]:
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _locked_task(conn, task_id)
+        task, town = await _locked_task(conn, runtime, principal, task_id)
         if approve and (error := rules.extension_approval_error(task["status"])):
             raise HTTPException(409, detail=error)
         pending = await store.pending_extension(conn, task["task_id"])
@@ -232,12 +257,12 @@ async def _decide(task_id: str, approve: bool, body: Decision, runtime: ServiceR
                                      principal.sub, now, body.note)
         result: dict[str, Any] = {"task_id": task_id, "status": "approved" if approve else "refused"}
         if approve:
-            resolve_by = rules.extended_resolve_by(task["resolve_by"], pending["days"], runtime.town.calendar)
-            next_at = await flows.next_supervision_after_change(conn, runtime.town, task["task_id"],
+            resolve_by = rules.extended_resolve_by(task["resolve_by"], pending["days"], town.calendar)
+            next_at = await flows.next_supervision_after_change(conn, town, task["task_id"],
                                                                 task["window_start"], resolve_by)
             await store.update_task(conn, task["task_id"], resolve_by=resolve_by,
                                     extension_count=task["extension_count"] + 1, next_supervision_at=next_at)
-            await enqueue(conn, flows.task_event(runtime.town, TaskExtended, TaskExtendedData(
+            await enqueue(conn, flows.task_event(town, TaskExtended, TaskExtendedData(
                 task_id=str(task["task_id"]), request_id=str(task["request_id"]), days=pending["days"],
                 reason=pending["reason"], approved_by=principal.sub, resolve_by=resolve_by),
                 task["task_id"], task["request_id"], now))
@@ -263,7 +288,7 @@ async def verify(task_id: str, body: Verification, runtime: Runtime,
     """核查结案: passed closes the task; failed sends it back to the same assignee as rework."""
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        task = await _locked_task(conn, task_id)
+        task, town = await _locked_task(conn, runtime, principal, task_id)
         _check("verify", task)
         if body.passed:
             await store.update_task(conn, task["task_id"], status="closed")
@@ -274,32 +299,44 @@ async def verify(task_id: str, body: Verification, runtime: Runtime,
                 conn, task["task_id"], status="rework", window_start=now, resolve_by=resolve_by,
                 rework_count=task["rework_count"] + 1, completed_at=None, on_time=None,
                 next_supervision_at=await flows.next_supervision_after_change(
-                    conn, runtime.town, task["task_id"], now, resolve_by))
-        await enqueue(conn, flows.task_event(runtime.town, TaskVerified, TaskVerifiedData(
+                    conn, town, task["task_id"], now, resolve_by))
+        await enqueue(conn, flows.task_event(town, TaskVerified, TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=body.passed,
             note=body.note, by=principal.sub, at=now), task["task_id"], task["request_id"], now))
         updated = await store.task(conn, task["task_id"])
-    return _view(present(updated, "the verified task"), now, runtime.town.calendar.tz)
+    return _view(present(updated, "the verified task"), now, town.calendar.tz)
 
 
 @router.post("/v1/staff/{staff_id}/off-post", status_code=201)
-async def register_off_post(staff_id: str, body: OffPost, runtime: Runtime, principal: Holder) -> dict[str, Any]:
-    """离岗登记 by the person, their module leader or the command centre; dispatch honours it from then on."""
-    staff = runtime.town.staff.get(staff_id)
+async def register_off_post(staff_id: str, body: OffPost, runtime: Runtime, principal: Holder,
+                            town: str | None = None) -> dict[str, Any]:
+    """离岗登记 by the person, their module leader or the command centre; dispatch honours it from
+    then on. For a staff member of the caller's town (staff ids repeat across towns); the
+    county's admin names the town (`?town=`)."""
+    code = town or principal.town
+    if code is None:
+        raise unprocessable([("town", "name the town of the staff member")], where="query")
+    where = runtime.county.town(code)
+    if where is None:
+        raise unprocessable([("town", f"unknown town {code!r}")], where="query")
+    town_to_act(principal, code)
+    staff = where.staff.get(staff_id)
     if staff is None:
         raise HTTPException(404, detail="no such staff member")
-    leader = runtime.town.modules[staff.module].leader
+    leader = where.modules[staff.module].leader
     if principal.sub not in (staff_id, leader) and not principal.has_any(["command_centre"]):
         raise HTTPException(403, detail="only the person, their module leader or the command centre may register this")
     async with transaction(runtime.pool) as conn:
-        entry = await store.add_off_post(conn, staff_id, body.from_, body.to, body.reason, principal.sub)
-    return {"id": entry, "staff_id": staff_id, "from": body.from_.isoformat(), "to": body.to.isoformat()}
+        entry = await store.add_off_post(conn, code, staff_id, body.from_, body.to, body.reason, principal.sub)
+    return {"id": entry, "town_code": code, "staff_id": staff_id, "from": body.from_.isoformat(),
+            "to": body.to.isoformat()}
 
 
 @router.get("/v1/tasks")
 async def list_tasks(
     runtime: Runtime,
-    _: Annotated[Principal, Depends(require(*READERS))],
+    principal: Annotated[Principal, Depends(require(*READERS))],
+    town: str | None = None,
     assignee: str | None = None,
     module: str | None = None,
     status: str | None = None,
@@ -308,20 +345,23 @@ async def list_tasks(
     request_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
+    """The caller's town's tasks; the county roles see every town's, or `town`'s."""
+    towns = _towns_to_read(runtime, principal, town)
     now = runtime.clock.now()
-    rows = await store.list_tasks(runtime.pool, now=now, assignee=assignee, module=module, status=status,
+    rows = await store.list_tasks(runtime.pool, towns, now=now, assignee=assignee, module=module, status=status,
                                   colour=colour, overdue=overdue, request_id=request_id, limit=limit)
-    return [_view(r, now, runtime.town.calendar.tz) for r in rows]
+    return [_view(r, now, _tz(runtime, r["town_code"])) for r in rows]
 
 
 @router.get("/v1/tasks/{task_id}")
 async def get_task(task_id: str, runtime: Runtime,
-                   _: Annotated[Principal, Depends(require(*READERS))]) -> dict[str, Any]:
+                   principal: Annotated[Principal, Depends(require(*READERS))]) -> dict[str, Any]:
     task = await store.task(runtime.pool, _task_id(task_id))
     if task is None:
         raise HTTPException(404, detail="no such task")
+    town_to_read(principal, task["town_code"])  # another town's task is not found
     now = runtime.clock.now()
-    view = _view(task, now, runtime.town.calendar.tz)
+    view = _view(task, now, _tz(runtime, task["town_code"]))
     view["supervisions"] = [{"level": s["level"], "at": s["at"].isoformat(), "notified": s["notified"]}
                             for s in await store.supervision_levels(runtime.pool, task["task_id"])]
     view["extensions"] = [{"days": e["days"], "status": e["status"], "reason": e["reason"]}
@@ -330,22 +370,24 @@ async def get_task(task_id: str, runtime: Runtime,
 
 
 @router.get("/v1/board")
-async def board(runtime: Runtime, _: CommandCentre) -> dict[str, Any]:
-    """The command centre's live board: counts by colour × status, overdue, escalated, returned."""
+async def board(runtime: Runtime, principal: CommandCentre, town: str | None = None) -> dict[str, Any]:
+    """The command centre's live board of its town (the county roles: every town, or `town`):
+    counts by colour × status, overdue, escalated, returned."""
+    towns = _towns_to_read(runtime, principal, town)
     now = runtime.clock.now()
     counts: dict[str, dict[str, int]] = {c: {} for c in ("red", "orange", "yellow")}
-    for row in await store.board_counts(runtime.pool):
+    for row in await store.board_counts(runtime.pool, towns):
         counts.setdefault(row["colour"], {})[row["status"]] = row["n"]
 
     def brief(t: asyncpg.Record) -> dict[str, Any]:
-        return {"task_id": str(t["task_id"]), "ticket_no": t["ticket_no"], "colour": t["colour"],
-                "assignee": t["assignee"], "status": t["status"],
-                "resolve_by": t["resolve_by"].astimezone(runtime.town.calendar.tz).isoformat()}
+        return {"task_id": str(t["task_id"]), "town_code": t["town_code"], "ticket_no": t["ticket_no"],
+                "colour": t["colour"], "assignee": t["assignee"], "status": t["status"],
+                "resolve_by": t["resolve_by"].astimezone(_tz(runtime, t["town_code"])).isoformat()}
 
     return {
         "at": now.isoformat(),
         "counts": counts,
-        "overdue": [brief(t) for t in await store.overdue_tasks(runtime.pool, now)],
-        "escalated": [brief(t) for t in await store.escalated_tasks(runtime.pool)],
-        "returned": [brief(t) for t in await store.returned_queue(runtime.pool)],
+        "overdue": [brief(t) for t in await store.overdue_tasks(runtime.pool, towns, now)],
+        "escalated": [brief(t) for t in await store.escalated_tasks(runtime.pool, towns)],
+        "returned": [brief(t) for t in await store.returned_queue(runtime.pool, towns)],
     }

@@ -31,7 +31,8 @@ def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     runtime.on(RequestFiled)(handlers.request_filed)
     runtime.on(InspectionDone)(handlers.inspection_done)
     runtime.every(scheduled.supervision_loop(settings))
-    runtime.reports(lambda pool: metrics.refresh_gauges(pool, runtime.clock.now()), *metrics.GAUGES)
+    runtime.reports(lambda pool: metrics.refresh_gauges(pool, list(runtime.county.towns), runtime.clock.now()),
+                    *metrics.GAUGES)
     runtime.publishes(TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended, TaskVerified)
     return runtime
 

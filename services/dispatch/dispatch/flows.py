@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,6 @@ from townflow_shared.events import (
     new_event,
 )
 from townflow_shared.outbox import enqueue
-from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import current_trace_headers
 from townflow_shared.town import Town
 
@@ -53,23 +53,23 @@ def task_event(town: Town, event_type: type[_Envelope], data: EventData, task_id
                      causation_id=causation_id)
 
 
-async def dispatch_matter(conn: asyncpg.Connection, runtime: ServiceRuntime, matter: Matter, *,
+async def dispatch_matter(conn: asyncpg.Connection, town: Town, matter: Matter, *,
                           now: datetime, post_code: str | None = None, assignee: str | None = None,
                           redispatch_of: uuid.UUID | None = None, invalid_return: bool | None = None,
                           causation_id: Any = None) -> uuid.UUID:
-    """Create one task for the matter and announce it."""
-    town = runtime.town
+    """Create one task of the town for the matter and announce it: the town's post, staff, load
+    cap, calendar and rules."""
     item = town.catalog[matter.item_code]
     post = town.posts[post_code or item.post]
     if assignee is not None:
         assignment = rules.Assignment(assignee, "command_centre")
     else:
         caps = {post.a_holder: town.load_cap(post), post.b_holder: town.load_cap(post)}
-        assignment = rules.assign(post, town, await store.unavailable_staff(conn, caps, now))
+        assignment = rules.assign(post, town, await store.unavailable_staff(conn, town.code, caps, now))
     due = rules.deadlines(matter.colour, item, now, town.calendar, town.rules.dispatch)  # type: ignore[arg-type]
     task_id = uuid.uuid4()
     row = {
-        "task_id": task_id, "request_id": matter.request_id, "ticket_no": matter.ticket_no,
+        "task_id": task_id, "town_code": town.code, "request_id": matter.request_id, "ticket_no": matter.ticket_no,
         "item_code": item.code, "kind": item.task_kind, "colour": matter.colour,
         "village": matter.village, "location": matter.location, "target": matter.target,
         "lead_module": item.lead_module, "cooperating_modules": item.cooperating_modules,
@@ -88,12 +88,12 @@ async def dispatch_matter(conn: asyncpg.Connection, runtime: ServiceRuntime, mat
         assignee=assignment.assignee, assigned_via=assignment.via, respond_by=due.respond_by,
         resolve_by=due.resolve_by, dispatched_at=now,
         redispatch_of=str(redispatch_of) if redispatch_of else None, invalid_return=invalid_return)
-    await enqueue(conn, task_event(runtime.town, TaskDispatched, data, task_id, matter.request_id, now,
+    await enqueue(conn, task_event(town, TaskDispatched, data, task_id, matter.request_id, now,
                                    causation_id))
     return task_id
 
 
-async def complete_task(conn: asyncpg.Connection, runtime: ServiceRuntime, task: asyncpg.Record, *,
+async def complete_task(conn: asyncpg.Connection, town: Town, task: asyncpg.Record, *,
                         by: str, resolution: str, now: datetime, inspection_id: str | None = None,
                         causation_id: Any = None) -> bool:
     on_time = rules.is_on_time(now, task["resolve_by"])
@@ -102,12 +102,12 @@ async def complete_task(conn: asyncpg.Connection, runtime: ServiceRuntime, task:
     await store.update_task(conn, task["task_id"], status=status, completed_at=now, completed_by=by,
                             resolution=resolution, on_time=on_time, inspection_id=inspection_id,
                             next_supervision_at=None)
-    events = [task_event(runtime.town, TaskCompleted, TaskCompletedData(
+    events = [task_event(town, TaskCompleted, TaskCompletedData(
         task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=by,
         resolution=resolution, completed_at=now, on_time=on_time, inspection_id=inspection_id),
         task["task_id"], task["request_id"], now, causation_id)]
     if inspection_id:
-        events.append(task_event(runtime.town, TaskVerified, TaskVerifiedData(
+        events.append(task_event(town, TaskVerified, TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=True,
             note=f"verified by inspection {inspection_id}", by=by, at=now),
             task["task_id"], task["request_id"], now, causation_id))
@@ -115,20 +115,23 @@ async def complete_task(conn: asyncpg.Connection, runtime: ServiceRuntime, task:
     return on_time
 
 
-async def supervise_due(conn: asyncpg.Connection, town: Town, now: datetime, limit: int) -> DueBatch:
-    """Publish the supervision levels due by `now` of up to `limit` tasks, earliest due first,
-    and move each task's next due moment on. Each level once per task: the claim locks the
-    rows (another replica skips them) and the (task, level) key refuses a second insert."""
+async def supervise_due(conn: asyncpg.Connection, towns: Mapping[str, Town], now: datetime,
+                        limit: int) -> DueBatch:
+    """Publish the supervision levels due by `now` of up to `limit` tasks of every town, earliest
+    due first, each by its own town's rules and staff, and move each task's next due moment on.
+    Each level once per task: the claim locks the rows (another replica skips them) and the
+    (task, level) key refuses a second insert."""
     claimed = await store.claim_due_supervisions(conn, now, limit)
-    levels: list[tuple[uuid.UUID, str, list[str]]] = []
+    levels: list[tuple[uuid.UUID, str, str, list[str]]] = []
     nexts: list[tuple[uuid.UUID, datetime | None]] = []
     failed = 0
     for task in claimed:
         try:
+            town = towns[task["town_code"]]  # a town gone from the county's files: that row fails
             due = rules.supervision_due(task["window_start"], task["resolve_by"], set(task["sent"]), now,
                                         town.rules.dispatch)
             post = town.posts.get(task["post"])
-            mine = [(task["task_id"], level, rules.notified_for(level, task["assignee"], post, town))
+            mine = [(task["task_id"], town.code, level, rules.notified_for(level, task["assignee"], post, town))
                     for level in due]
             next_at = rules.next_supervision_at(task["window_start"], task["resolve_by"], {*task["sent"], *due},
                                                 town.rules.dispatch)
@@ -141,10 +144,10 @@ async def supervise_due(conn: asyncpg.Connection, town: Town, now: datetime, lim
     new = await store.add_supervisions(conn, levels, now) if levels else set()
     by_task = {task["task_id"]: task for task in claimed}
     await enqueue(conn, *(
-        task_event(town, TaskSupervised, TaskSupervisedData(
+        task_event(towns[town_code], TaskSupervised, TaskSupervisedData(
             task_id=str(task_id), request_id=str(by_task[task_id]["request_id"]), level=level,  # type: ignore[arg-type]
             notified=notified, at=now), task_id, by_task[task_id]["request_id"], now)
-        for task_id, level, notified in levels if (task_id, level) in new))
+        for task_id, town_code, level, notified in levels if (task_id, level) in new))
     if nexts:
         await store.set_next_supervisions(conn, nexts)
     return DueBatch(len(claimed), len(new), failed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 import asyncpg
@@ -11,24 +12,26 @@ from townflow_shared.metrics import REGISTRY
 
 from . import store
 
-OPEN_TASKS = Gauge("townflow_dispatch_open_tasks", "Open tasks by colour", ["colour"], registry=REGISTRY)
-OVERDUE_TASKS = Gauge("townflow_dispatch_overdue_tasks", "Open tasks past resolve_by, by colour",
-                      ["colour"], registry=REGISTRY)
-SUPERVISIONS = Gauge("townflow_dispatch_supervision_events", "Supervision events so far, by level",
-                     ["level"], registry=REGISTRY)
+OPEN_TASKS = Gauge("townflow_dispatch_open_tasks", "Open tasks by town and colour", ["town", "colour"],
+                   registry=REGISTRY)
+OVERDUE_TASKS = Gauge("townflow_dispatch_overdue_tasks", "Open tasks past resolve_by, by town and colour",
+                      ["town", "colour"], registry=REGISTRY)
+SUPERVISIONS = Gauge("townflow_dispatch_supervision_events", "Supervision events so far, by town and level",
+                     ["town", "level"], registry=REGISTRY)
 
 
 GAUGES = (OPEN_TASKS, OVERDUE_TASKS, SUPERVISIONS)
 
 
-async def refresh_gauges(pool: asyncpg.Pool, now: datetime) -> None:
-    """Group-wide: set by the replica that reports for the service (see townflow_shared.group_gauges)."""
-    counts = {r["colour"]: r for r in await store.open_counts_by_colour(pool, now)}
-    for colour in ("yellow", "orange", "red"):
-        row = counts.get(colour)
-        OPEN_TASKS.labels(colour).set(row["open"] if row else 0)
-        OVERDUE_TASKS.labels(colour).set(row["overdue"] if row else 0)
-    levels = {r["level"]: r["n"] for r in await pool.fetch(
-        "SELECT level, count(*) AS n FROM supervisions GROUP BY level")}
-    for level in ("reminder", "overdue", "escalated"):
-        SUPERVISIONS.labels(level).set(levels.get(level, 0))
+async def refresh_gauges(pool: asyncpg.Pool, towns: Collection[str], now: datetime) -> None:
+    """Group-wide, per town (every town served shows, zeros included): set by the replica that
+    reports for the service (see townflow_shared.group_gauges)."""
+    counts = {(r["town_code"], r["colour"]): r for r in await store.open_counts_by_colour(pool, now)}
+    levels = {(r["town_code"], r["level"]): r["n"] for r in await store.supervision_counts(pool)}
+    for town in towns:
+        for colour in ("yellow", "orange", "red"):
+            row = counts.get((town, colour))
+            OPEN_TASKS.labels(town, colour).set(row["open"] if row else 0)
+            OVERDUE_TASKS.labels(town, colour).set(row["overdue"] if row else 0)
+        for level in ("reminder", "overdue", "escalated"):
+            SUPERVISIONS.labels(town, level).set(levels.get((town, level), 0))

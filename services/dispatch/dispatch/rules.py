@@ -51,10 +51,13 @@ def deadlines(colour: Colour, item: CatalogItem, start: datetime, calendar: Work
 
 
 def may_act(principal: Principal, assignee: str, post: Post | None, town: Town) -> bool:
-    """Only the assignee or the leader of the post's module (or an admin) acts on a task."""
-    if "admin" in principal.roles or principal.sub == assignee:
+    """Only the assignee or the leader of the post's module (or an admin) acts on a task. Staff
+    ids repeat across towns: the caller is the assignee or leader only as staff of the task's town."""
+    if principal.roles & {"admin", "county_admin"}:
         return True
-    return post is not None and town.modules[post.module].leader == principal.sub
+    if principal.town != town.code:
+        return False
+    return principal.sub == assignee or (post is not None and town.modules[post.module].leader == principal.sub)
 
 
 def return_deadline(dispatched_at: datetime, calendar: WorkCalendar, rules: DispatchRules) -> datetime:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 
@@ -15,9 +15,10 @@ from . import flows
 from .settings import DispatchSettings
 
 
-async def supervise_all_due(pool: asyncpg.Pool, town: Town, clock: Clock, batch_size: int) -> int:
-    """Publish every supervision level due now (see townflow_shared.deadlines); how many."""
-    return await drain_due(pool, clock, lambda conn, now, limit: flows.supervise_due(conn, town, now, limit),
+async def supervise_all_due(pool: asyncpg.Pool, towns: Mapping[str, Town], clock: Clock,
+                            batch_size: int) -> int:
+    """Publish every supervision level due now in every town (see townflow_shared.deadlines); how many."""
+    return await drain_due(pool, clock, lambda conn, now, limit: flows.supervise_due(conn, towns, now, limit),
                            batch_size)
 
 
@@ -25,7 +26,7 @@ def supervision_loop(settings: DispatchSettings) -> Callable[[ServiceRuntime], A
     async def supervision_loop(runtime: ServiceRuntime) -> None:
         """Wakes every `supervision_seconds`, or at once when a test moves the clock."""
         while True:
-            await supervise_all_due(runtime.pool, runtime.town, runtime.clock, settings.supervision_batch_size)
+            await supervise_all_due(runtime.pool, runtime.county.towns, runtime.clock, settings.supervision_batch_size)
             await runtime.clock.wait_moved(settings.supervision_seconds)
 
     return supervision_loop

@@ -17,13 +17,13 @@ from .rules import OPEN_STATUSES
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
-async def record_matter(conn: asyncpg.Connection, data: RequestFiledData, event_id: uuid.UUID,
-                        received_at: datetime) -> None:
+async def record_matter(conn: asyncpg.Connection, town_code: str, data: RequestFiledData,
+                        event_id: uuid.UUID, received_at: datetime) -> None:
     await conn.execute(
         "INSERT INTO matters (request_id, ticket_no, item_code, colour, village, location, target,"
-        " filed_at, received_at, event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        " filed_at, received_at, event_id, town_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         uuid.UUID(data.request_id), data.ticket_no, data.item_code, data.colour, data.village,
-        data.location, data.target, data.filed_at, received_at, event_id,
+        data.location, data.target, data.filed_at, received_at, event_id, town_code,
     )
 
 
@@ -36,15 +36,18 @@ async def matter_count(db: Db) -> int:
 _OPEN = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
 
 
-async def unavailable_staff(conn: asyncpg.Connection, caps: dict[str, int], now: datetime) -> set[str]:
-    """Who of `caps` is off-post at `now` or already holds their cap of open tasks: one round
-    trip, and counting stops at the cap, so its cost does not grow with a backlog."""
+async def unavailable_staff(conn: asyncpg.Connection, town_code: str, caps: dict[str, int],
+                            now: datetime) -> set[str]:
+    """Who of the town's staff in `caps` is off-post at `now` or already holds their cap of open
+    tasks in the town: one round trip, and counting stops at the cap, so its cost does not grow
+    with a backlog."""
     rows = await conn.fetch(
         "SELECT s.staff_id FROM unnest($1::text[], $2::int[]) AS s(staff_id, cap)"  # noqa: S608 - _OPEN is written out from the OPEN_STATUSES constant, no input
-        " WHERE EXISTS (SELECT 1 FROM off_post o WHERE o.staff_id = s.staff_id AND o.from_at <= $3 AND o.to_at > $3)"
-        "  OR (SELECT count(*) FROM (SELECT 1 FROM tasks t WHERE t.assignee = s.staff_id"
+        " WHERE EXISTS (SELECT 1 FROM off_post o WHERE o.town_code = $4 AND o.staff_id = s.staff_id"
+        "                AND o.from_at <= $3 AND o.to_at > $3)"
+        "  OR (SELECT count(*) FROM (SELECT 1 FROM tasks t WHERE t.town_code = $4 AND t.assignee = s.staff_id"
         f"      AND t.status IN ({_OPEN}) LIMIT s.cap) AS open_tasks) >= s.cap",
-        list(caps), list(caps.values()), now)
+        list(caps), list(caps.values()), now, town_code)
     return {r["staff_id"] for r in rows}
 
 
@@ -63,9 +66,12 @@ async def task_for_update(conn: asyncpg.Connection, task_id: uuid.UUID) -> async
     return await conn.fetchrow("SELECT * FROM tasks WHERE task_id = $1 FOR UPDATE", task_id)
 
 
-async def tasks_for_update(conn: asyncpg.Connection, task_ids: Iterable[uuid.UUID]) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM tasks WHERE task_id = ANY($1) ORDER BY task_id FOR UPDATE",
-                            list(task_ids))
+async def tasks_for_update(conn: asyncpg.Connection, town_code: str,
+                           task_ids: Iterable[uuid.UUID]) -> list[asyncpg.Record]:
+    """The town's tasks among `task_ids`, locked (another town's ids are none of its business)."""
+    return await conn.fetch(
+        "SELECT * FROM tasks WHERE task_id = ANY($1) AND town_code = $2 ORDER BY task_id FOR UPDATE",
+        list(task_ids), town_code)
 
 
 async def update_task(conn: asyncpg.Connection, task_id: uuid.UUID, **fields: Any) -> None:
@@ -73,7 +79,7 @@ async def update_task(conn: asyncpg.Connection, task_id: uuid.UUID, **fields: An
     await conn.execute(f"UPDATE tasks SET {sets} WHERE task_id = $1", task_id, *fields.values())  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
 
 
-async def list_tasks(db: Db, *, now: datetime, assignee: str | None = None, module: str | None = None,
+async def list_tasks(db: Db, towns: Sequence[str], *, now: datetime, assignee: str | None = None, module: str | None = None,
                      status: str | None = None, colour: str | None = None, overdue: bool | None = None,
                      request_id: uuid.UUID | None = None, limit: int = 200) -> list[asyncpg.Record]:
     where, args = [], []
@@ -82,6 +88,7 @@ async def list_tasks(db: Db, *, now: datetime, assignee: str | None = None, modu
         args.append(value)
         where.append(sql.format(f"${len(args)}"))
 
+    add("town_code = ANY({})", list(towns))
     if assignee:
         add("assignee = {}", assignee)
     if module:
@@ -99,30 +106,31 @@ async def list_tasks(db: Db, *, now: datetime, assignee: str | None = None, modu
         where.append(clause if overdue else f"NOT {clause}")
     args.append(limit)
     sql = "SELECT * FROM tasks"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
+    sql += " WHERE " + " AND ".join(where)  # the town is always one of them
     sql += f" ORDER BY dispatched_at DESC LIMIT ${len(args)}"
     return await db.fetch(sql, *args)
 
 
-async def board_counts(db: Db) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT colour, status, count(*) AS n FROM tasks GROUP BY colour, status")
+async def board_counts(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT colour, status, count(*) AS n FROM tasks WHERE town_code = ANY($1)"
+                          " GROUP BY colour, status", list(towns))
 
 
-async def overdue_tasks(db: Db, now: datetime) -> list[asyncpg.Record]:
+async def overdue_tasks(db: Db, towns: Sequence[str], now: datetime) -> list[asyncpg.Record]:
     return await db.fetch(
-        "SELECT * FROM tasks WHERE status = ANY($1) AND resolve_by < $2 ORDER BY resolve_by",
-        list(OPEN_STATUSES), now)
+        "SELECT * FROM tasks WHERE town_code = ANY($3) AND status = ANY($1) AND resolve_by < $2 ORDER BY resolve_by",
+        list(OPEN_STATUSES), now, list(towns))
 
 
-async def escalated_tasks(db: Db) -> list[asyncpg.Record]:
+async def escalated_tasks(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
     return await db.fetch(
         "SELECT t.* FROM tasks t JOIN supervisions s ON s.task_id = t.task_id AND s.level = 'escalated'"
-        " WHERE t.status = ANY($1) ORDER BY s.at", list(OPEN_STATUSES))
+        " WHERE t.town_code = ANY($2) AND t.status = ANY($1) ORDER BY s.at", list(OPEN_STATUSES), list(towns))
 
 
-async def returned_queue(db: Db) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT * FROM tasks WHERE status = 'returned' ORDER BY returned_at")
+async def returned_queue(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM tasks WHERE town_code = ANY($1) AND status = 'returned'"
+                          " ORDER BY returned_at", list(towns))
 
 
 async def claim_due_supervisions(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
@@ -130,24 +138,26 @@ async def claim_due_supervisions(conn: asyncpg.Connection, now: datetime, limit:
     for this transaction. SKIP LOCKED: another replica's pass takes the next ones instead of
     waiting for these."""
     return await conn.fetch(
-        "SELECT t.task_id, t.request_id, t.assignee, t.post, t.window_start, t.resolve_by,"  # noqa: S608 - _OPEN is written out from the OPEN_STATUSES constant, no input
+        "SELECT t.task_id, t.town_code, t.request_id, t.assignee, t.post, t.window_start, t.resolve_by,"  # noqa: S608 - _OPEN is written out from the OPEN_STATUSES constant, no input
         " ARRAY(SELECT s.level FROM supervisions s WHERE s.task_id = t.task_id) AS sent"
         f" FROM tasks t WHERE t.status IN ({_OPEN}) AND t.next_supervision_at <= $1"
         " ORDER BY t.next_supervision_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED",
         now, limit)
 
 
-async def add_supervisions(conn: asyncpg.Connection, levels: Sequence[tuple[uuid.UUID, str, list[str]]],
+async def add_supervisions(conn: asyncpg.Connection,
+                           levels: Sequence[tuple[uuid.UUID, str, str, list[str]]],
                            at: datetime) -> set[tuple[uuid.UUID, str]]:
-    """Record (task, level, notified) rows in one statement; returns those that were new. The
-    key (task_id, level) is the last guard against publishing a level twice."""
+    """Record (task, town, level, notified) rows in one statement; returns those that were new.
+    The key (task_id, level) is the last guard against publishing a level twice."""
     rows = await conn.fetch(
-        "INSERT INTO supervisions (task_id, level, at, notified)"
-        " SELECT u.task_id, u.level, $4, ARRAY(SELECT jsonb_array_elements_text(u.notified::jsonb))"
-        " FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(task_id, level, notified)"
+        "INSERT INTO supervisions (task_id, town_code, level, at, notified)"
+        " SELECT u.task_id, u.town_code, u.level, $5, ARRAY(SELECT jsonb_array_elements_text(u.notified::jsonb))"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(task_id, town_code, level, notified)"
         " ON CONFLICT DO NOTHING RETURNING task_id, level",
         # Lists of unequal length are no PostgreSQL array: each goes as a JSON text.
-        [t for t, _, _ in levels], [lv for _, lv, _ in levels], [json.dumps(n) for _, _, n in levels], at)
+        [t for t, _, _, _ in levels], [town for _, town, _, _ in levels], [lv for _, _, lv, _ in levels],
+        [json.dumps(n) for _, _, _, n in levels], at)
     return {(r["task_id"], r["level"]) for r in rows}
 
 
@@ -172,14 +182,14 @@ async def supervision_levels(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]
                           task_id)
 
 
-async def add_extension(conn: asyncpg.Connection, task_id: uuid.UUID, days: int, reason: str,
-                        by: str, at: datetime) -> uuid.UUID | None:
+async def add_extension(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, days: int,
+                        reason: str, by: str, at: datetime) -> uuid.UUID | None:
     """None when a request is already pending for the task."""
     extension_id = uuid.uuid4()
     inserted = await conn.fetchval(
-        "INSERT INTO extensions (extension_id, task_id, days, reason, requested_by, requested_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
-        extension_id, task_id, days, reason, by, at)
+        "INSERT INTO extensions (extension_id, town_code, task_id, days, reason, requested_by, requested_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true",
+        extension_id, town_code, task_id, days, reason, by, at)
     return extension_id if inserted else None
 
 
@@ -199,14 +209,18 @@ async def extensions_of(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM extensions WHERE task_id = $1 ORDER BY requested_at", task_id)
 
 
-async def add_off_post(conn: asyncpg.Connection, staff_id: str, from_at: datetime, to_at: datetime,
-                       reason: str, by: str) -> int:
+async def add_off_post(conn: asyncpg.Connection, town_code: str, staff_id: str, from_at: datetime,
+                       to_at: datetime, reason: str, by: str) -> int:
     return int(await conn.fetchval(
-        "INSERT INTO off_post (staff_id, from_at, to_at, reason, registered_by)"
-        " VALUES ($1, $2, $3, $4, $5) RETURNING id", staff_id, from_at, to_at, reason, by))
+        "INSERT INTO off_post (town_code, staff_id, from_at, to_at, reason, registered_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", town_code, staff_id, from_at, to_at, reason, by))
 
 
 async def open_counts_by_colour(db: Db, now: datetime) -> list[asyncpg.Record]:
     return await db.fetch(
-        "SELECT colour, count(*) AS open, count(*) FILTER (WHERE resolve_by < $2) AS overdue"
-        " FROM tasks WHERE status = ANY($1) GROUP BY colour", list(OPEN_STATUSES), now)
+        "SELECT town_code, colour, count(*) AS open, count(*) FILTER (WHERE resolve_by < $2) AS overdue"
+        " FROM tasks WHERE status = ANY($1) GROUP BY town_code, colour", list(OPEN_STATUSES), now)
+
+
+async def supervision_counts(db: Db) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT town_code, level, count(*) AS n FROM supervisions GROUP BY town_code, level")

@@ -95,9 +95,20 @@ def test_who_is_notified_climbs_the_ladder() -> None:
 
 def test_only_assignee_or_module_leader_may_act() -> None:
     post = TOWN.posts["welfare"]
-    assert rules.may_act(Principal(sub="s014", roles=frozenset({"staff"})), "s014", post, TOWN)
-    assert rules.may_act(Principal(sub="s002", roles=frozenset({"module_leader"})), "s014", post, TOWN)
-    assert not rules.may_act(Principal(sub="s015", roles=frozenset({"staff"})), "s014", post, TOWN)
+    here = TOWN.code
+    assert rules.may_act(Principal(sub="s014", roles=frozenset({"staff"}), town=here), "s014", post, TOWN)
+    assert rules.may_act(Principal(sub="s002", roles=frozenset({"module_leader"}), town=here), "s014", post, TOWN)
+    assert not rules.may_act(Principal(sub="s015", roles=frozenset({"staff"}), town=here), "s014", post, TOWN)
+
+
+def test_the_same_staff_id_of_another_town_may_not_act() -> None:
+    """Staff ids repeat across towns (SPEC §8): s014 of another town is not this task's assignee,
+    nor is s002 of another town its module leader; the county's admin acts everywhere."""
+    post = TOWN.posts["welfare"]
+    assert not rules.may_act(Principal(sub="s014", roles=frozenset({"staff"}), town="321003112"), "s014", post, TOWN)
+    assert not rules.may_act(Principal(sub="s002", roles=frozenset({"module_leader"}), town="321003112"),
+                             "s014", post, TOWN)
+    assert rules.may_act(Principal(sub="c001", roles=frozenset({"county_admin"})), "s014", post, TOWN)
 
 
 @pytest.mark.parametrize(("action", "status", "ok"), [

@@ -1,0 +1,65 @@
+"""Supervision (督办) in a county, on a database of the test's own: one pass covers every town's
+due tasks, each by its own town's rules and staff, and each event carries its task's town."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+
+from devstack.stack import Stack
+from dispatch import rules, scheduled
+from dispatch.app import MIGRATIONS
+from townflow_shared.clock import Clock
+from townflow_shared.county import load_county
+from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+from townflow_shared.settings import DEMO_COUNTY_DIR
+from townflow_shared.town import Town
+
+from .conftest import QINGHE, SHIQIAO
+
+COUNTY = load_county(DEMO_COUNTY_DIR)
+NOW = datetime.fromisoformat("2026-09-22T10:00:00+08:00")
+
+
+async def test_one_pass_supervises_every_town_with_its_own_staff(county_stack: Stack) -> None:
+    assert county_stack.postgres is not None
+    name = f"county_sup_{uuid.uuid4().hex[:12]}"
+    county_stack.postgres.create_database(name)
+    pool = await create_pool(county_stack.postgres.dsn(name), min_size=1, max_size=3)
+    try:
+        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+        window = timedelta(hours=10)
+        start = NOW - window * 1.6  # every level is due
+        tasks: dict[uuid.UUID, Town] = {}
+        for town_code, post_code in ((QINGHE, "mediation"), (SHIQIAO, "mediation")):
+            town = COUNTY.towns[town_code]
+            post = town.posts[post_code]
+            task_id = uuid.uuid4()
+            tasks[task_id] = town
+            await pool.execute(
+                "INSERT INTO tasks (task_id, town_code, request_id, ticket_no, item_code, kind, colour, village,"
+                " location, lead_module, post, assignee, assigned_via, status, dispatched_at, window_start,"
+                " respond_by, resolve_by, next_supervision_at) VALUES ($1, $2, $3, 'T', 'T004', 'service', 'red',"
+                " 'V01', '村', $4, $5, $6, 'A', 'dispatched', $7, $7, $8, $9, $10)",
+                task_id, town_code, uuid.uuid4(), post.module, post.code, post.a_holder, start,
+                start + timedelta(hours=1), start + window,
+                rules.next_supervision_at(start, start + window, (), town.rules.dispatch))
+        clock = Clock()
+        clock.set(NOW)
+        assert await scheduled.supervise_all_due(pool, COUNTY.towns, clock, 100) == 6
+
+        events = [json.loads(r["payload"]) for r in await pool.fetch(
+            "SELECT payload FROM outbox WHERE topic = 'dispatch.task.supervised.v1'")]
+        assert len(events) == 6
+        for event in events:
+            town = tasks[uuid.UUID(event["data"]["task_id"])]
+            assert event["town_code"] == town.code
+            post = town.posts["mediation"]
+            assert event["data"]["notified"] == rules.notified_for(event["data"]["level"], post.a_holder, post, town)
+        escalated = {e["town_code"]: e["data"]["notified"] for e in events if e["data"]["level"] == "escalated"}
+        assert escalated[QINGHE] != escalated[SHIQIAO]  # each town's command centre on duty
+        stored = {(r["town_code"], r["level"]) for r in await pool.fetch("SELECT town_code, level FROM supervisions")}
+        assert {t for t, _ in stored} == {QINGHE, SHIQIAO}
+    finally:
+        await pool.close()
