@@ -23,9 +23,11 @@ from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import load_town
 
-LIMITS = load_town(DEMO_TOWN_DIR).rules.enforcement
+TOWN = load_town(DEMO_TOWN_DIR)
+LIMITS = TOWN.rules.enforcement
+LIMITS_OF = {TOWN.code: LIMITS}  # the loop reads each case's limits by its town
 NOW = datetime.fromisoformat("2027-06-01T10:00:00+08:00")
-COLUMNS = ("case_id", "task_id", "request_id", "inspection_id", "item_code", "target", "step", "filed_at",
+COLUMNS = ("town_code", "case_id", "task_id", "request_id", "inspection_id", "item_code", "target", "step", "filed_at",
            "decision_due")
 
 
@@ -38,23 +40,32 @@ async def own_database(stack: Stack, tmp_path: Path) -> AsyncIterator[tuple[str,
 
 
 def case_row(inspection_id: uuid.UUID, filed_at: datetime, step: str = "filed") -> tuple[object, ...]:
-    return (uuid.uuid4(), str(uuid.uuid4()), str(uuid.uuid4()), inspection_id, "E003", "91321003MA0000TEST",
+    return (TOWN.code, uuid.uuid4(), str(uuid.uuid4()), str(uuid.uuid4()), inspection_id, "E003", "91321003MA0000TEST",
             step, filed_at, rules.decision_due(filed_at, False, LIMITS))
 
 
 async def insert_cases(conn: asyncpg.Connection, filed: Sequence[datetime], with_next: bool = True,
-                       step: str = "filed") -> list[tuple[object, ...]]:
+                       step: str = "filed", with_town: bool = True) -> list[tuple[object, ...]]:
+    """Cases as this version writes them, or (with_next / with_town False) as an older one did;
+    each row as COLUMNS, so row[0] is the town, row[1] the case, row[8] filed_at, row[9] decision_due."""
     inspection_id = uuid.uuid4()
-    await conn.execute("INSERT INTO inspections (inspection_id, target, status, created_at)"
-                       " VALUES ($1, '91321003MA0000TEST', 'done', $2)", inspection_id, NOW - timedelta(days=400))
+    if with_town:
+        await conn.execute("INSERT INTO inspections (inspection_id, town_code, target, status, created_at)"
+                           " VALUES ($1, $2, '91321003MA0000TEST', 'done', $3)", inspection_id, TOWN.code,
+                           NOW - timedelta(days=400))
+    else:
+        await conn.execute("INSERT INTO inspections (inspection_id, target, status, created_at)"
+                           " VALUES ($1, '91321003MA0000TEST', 'done', $2)", inspection_id, NOW - timedelta(days=400))
     rows = [case_row(inspection_id, f, step) for f in filed]
+    columns = COLUMNS if with_town else COLUMNS[1:]
+    records = [r if with_town else r[1:] for r in rows]
     if with_next:
         await conn.copy_records_to_table(
-            "cases", columns=(*COLUMNS, "next_flag_at"),
-            records=[(*r, rules.next_case_flag_at(r[7], False, (), LIMITS)) for r in rows])
+            "cases", columns=(*columns, "next_flag_at"),
+            records=[(*r, rules.next_case_flag_at(row[8], False, (), LIMITS)) for r, row in zip(records, rows, strict=True)])
     else:
-        await conn.copy_records_to_table("cases", columns=COLUMNS, records=rows)
-    return rows
+        await conn.copy_records_to_table("cases", columns=columns, records=records)
+    return [r[1:] for r in rows]  # as before the county change: row[0] the case, row[7] filed_at
 
 
 def expected_flags(filed_at: datetime) -> tuple[bool, bool]:
@@ -77,14 +88,14 @@ async def test_two_passes_at_once_share_the_cases_and_set_each_flag_once(own_dat
             rows = await insert_cases(conn, filed)
         async with pool.acquire() as a, pool.acquire() as b:
             async with a.transaction():
-                first = await flows.flag_due_cases(a, LIMITS, NOW, 200)
+                first = await flows.flag_due_cases(a, LIMITS_OF, NOW, 200)
                 async with b.transaction():  # skips a's rows instead of waiting for them
-                    second = await asyncio.wait_for(flows.flag_due_cases(b, LIMITS, NOW, 200), timeout=10)
+                    second = await asyncio.wait_for(flows.flag_due_cases(b, LIMITS_OF, NOW, 200), timeout=10)
             assert first.claimed == second.claimed == 200
         clock = Clock()
         clock.set(NOW)
-        split = await asyncio.wait_for(asyncio.gather(scheduled.flag_all_due(pool, LIMITS, clock, 50),
-                                                      scheduled.flag_all_due(pool, LIMITS, clock, 50)), timeout=120)
+        split = await asyncio.wait_for(asyncio.gather(scheduled.flag_all_due(pool, LIMITS_OF, clock, 50),
+                                                      scheduled.flag_all_due(pool, LIMITS_OF, clock, 50)), timeout=120)
         assert all(n > 0 for n in split), split
         flagged = first.done + second.done + sum(split)
         state = await flags_of(pool)
@@ -92,7 +103,7 @@ async def test_two_passes_at_once_share_the_cases_and_set_each_flag_once(own_dat
         assert {c: (w is not None, o is not None) for c, (w, o) in state.items()} == wanted
         assert flagged == sum(w + o for w, o in wanted.values())  # each flag set once in all
         assert await pool.fetchval("SELECT count(*) FROM cases WHERE next_flag_at <= $1", NOW) == 0
-        assert await scheduled.flag_all_due(pool, LIMITS, clock, 50) == 0
+        assert await scheduled.flag_all_due(pool, LIMITS_OF, clock, 50) == 0
     finally:
         await pool.close()
 
@@ -109,9 +120,10 @@ async def test_the_migration_fills_the_next_flag_of_existing_cases(own_database:
         await migrate(pool, [SHARED_MIGRATIONS, before])
         filed = [NOW - timedelta(days=10), NOW - timedelta(days=70), NOW - timedelta(days=95)]
         async with pool.acquire() as conn:
-            fresh, warn, overdue = await insert_cases(conn, filed, with_next=False)
-            (decided,) = await insert_cases(conn, [NOW - timedelta(days=95)], with_next=False, step="decided")
-        applied = await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+            fresh, warn, overdue = await insert_cases(conn, filed, with_next=False, with_town=False)
+            (decided,) = await insert_cases(conn, [NOW - timedelta(days=95)], with_next=False, step="decided",
+                                            with_town=False)
+        applied = await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS], default_town=TOWN.code)
         assert applied[:2] == [  # and whatever later migrations there are
             "enforcement/003_next_flag.sql", "enforcement/004_next_flag_from_older_versions.sql"]
         stored = {r["case_id"]: r["next_flag_at"] for r in await pool.fetch("SELECT case_id, next_flag_at FROM cases")}
@@ -119,7 +131,7 @@ async def test_the_migration_fills_the_next_flag_of_existing_cases(own_database:
 
         clock = Clock()
         clock.set(NOW)
-        assert await scheduled.flag_all_due(pool, LIMITS, clock, 500) == 3  # warn; warn + overdue
+        assert await scheduled.flag_all_due(pool, LIMITS_OF, clock, 500) == 3  # warn; warn + overdue
         state = await flags_of(pool)
         assert state[fresh[0]] == (None, None) and state[decided[0]] == (None, None)
         assert state[warn[0]] == (NOW, None) and state[overdue[0]] == (NOW, NOW)
@@ -133,7 +145,7 @@ async def test_the_migration_fills_the_next_flag_of_existing_cases(own_database:
         async with pool.acquire() as conn:
             (older,) = await insert_cases(conn, [NOW - timedelta(days=65)], with_next=False)
         assert await pool.fetchval("SELECT next_flag_at FROM cases WHERE case_id = $1", older[0]) == older[7]
-        assert await scheduled.flag_all_due(pool, LIMITS, clock, 500) == 1
+        assert await scheduled.flag_all_due(pool, LIMITS_OF, clock, 500) == 1
         assert (await flags_of(pool))[older[0]] == (NOW, None)
     finally:
         await pool.close()

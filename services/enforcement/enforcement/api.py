@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from townflow_shared.auth import Principal, require
+from townflow_shared.auth import Principal, require, town_to_act, town_to_read
 from townflow_shared.checks import present
 from townflow_shared.db import transaction
 from townflow_shared.events import (
@@ -27,6 +27,7 @@ from townflow_shared.http import Runtime, unprocessable
 from townflow_shared.outbox import enqueue
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import link_to
+from townflow_shared.town import Town
 
 from . import flows, rules, store
 
@@ -74,6 +75,8 @@ class PlanIn(BaseModel):
     targets: list[str] = Field(min_length=1, max_length=10_000)
     sample_size: int = Field(ge=1)
     seed: int = Field(ge=0, le=2**62)
+    # The town whose officers are drawn: a town's staff plan for their own town; county_admin names it.
+    town_code: str | None = None
 
 
 def _id(value: str, what: str) -> uuid.UUID:
@@ -88,8 +91,40 @@ def _plain(row: asyncpg.Record | dict[str, Any], tz: Any) -> dict[str, Any]:
                 else str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(row).items()}
 
 
+def _town(runtime: ServiceRuntime, town_code: str) -> Town:
+    """The town of a stored record (its times are shown in that town's time zone)."""
+    town = runtime.county.town(town_code)
+    if town is None:
+        raise HTTPException(404, detail=f"town {town_code} is not served by this deployment")
+    return town
+
+
+def _listed_town(runtime: ServiceRuntime, principal: Principal, town: str | None) -> str | None:
+    """The town a list shows (SPEC §8): a town's staff their own; county roles every town (None)
+    or the one `town` names."""
+    if town is not None and runtime.county.town(town) is None:
+        raise unprocessable([("town", f"town {town} is not served by this deployment")], where="query")
+    if principal.county_wide:
+        return town
+    if town is not None:
+        town_to_act(principal, town)  # another town's list: refused, not silently the caller's own
+    return principal.town
+
+
+def _acting_town(runtime: ServiceRuntime, principal: Principal, named: str | None) -> Town:
+    """The town a new record goes to: the caller's; county_admin names it (`town_code`)."""
+    code = named or principal.town
+    if code is None:
+        raise unprocessable([("town_code", "a county-wide caller names the town (town_code)")])
+    town = runtime.county.town(code)
+    if town is None:
+        raise unprocessable([("town_code", f"town {code} is not served by this deployment")])
+    town_to_act(principal, town.code)
+    return town
+
+
 async def _inspection_view(runtime: ServiceRuntime, row: asyncpg.Record) -> dict[str, Any]:
-    tz = runtime.town.calendar.tz
+    tz = _town(runtime, row["town_code"]).calendar.tz
     view = _plain(row, tz)
     view["needs"] = [{k: v for k, v in _plain(n, tz).items() if k != "trace_headers"}
                      for n in await store.needs_of(runtime.pool, row["inspection_id"])]
@@ -97,25 +132,29 @@ async def _inspection_view(runtime: ServiceRuntime, row: asyncpg.Record) -> dict
 
 
 @router.get("/v1/inspections")
-async def list_inspections(runtime: Runtime, _: Reader, status: str | None = None, target: str | None = None,
-                           unit: str | None = None,
+async def list_inspections(runtime: Runtime, principal: Reader, status: str | None = None,
+                           target: str | None = None, unit: str | None = None, town: str | None = None,
                            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
-    rows = await store.list_inspections(runtime.pool, status, target, unit, limit)
+    rows = await store.list_inspections(runtime.pool, _listed_town(runtime, principal, town), status, target,
+                                        unit, limit)
     return [await _inspection_view(runtime, r) for r in rows]
 
 
 @router.get("/v1/inspections/{inspection_id}")
-async def get_inspection(inspection_id: str, runtime: Runtime, _: Reader) -> dict[str, Any]:
+async def get_inspection(inspection_id: str, runtime: Runtime, principal: Reader) -> dict[str, Any]:
     row = await store.inspection(runtime.pool, _id(inspection_id, "inspection"))
     if row is None:
         raise HTTPException(404, detail="no such inspection")
+    town_to_read(principal, row["town_code"])
     return await _inspection_view(runtime, row)
 
 
-async def _locked_inspection(conn: asyncpg.Connection, inspection_id: str) -> asyncpg.Record:
+async def _locked_inspection(conn: asyncpg.Connection, inspection_id: str, principal: Principal) -> asyncpg.Record:
+    """The inspection the caller acts on, locked: 404 if none, 403 if it is another town's."""
     row = await store.inspection_for_update(conn, _id(inspection_id, "inspection"))
     if row is None:
         raise HTTPException(404, detail="no such inspection")
+    town_to_act(principal, row["town_code"])
     return row
 
 
@@ -130,11 +169,11 @@ async def start_inspection(inspection_id: str, runtime: Runtime, principal: Offi
     """From now on new needs for this target open a new inspection; the team named here are
     the inspection's officers."""
     team = list(dict.fromkeys(body.officers)) if body else []
-    if unknown := rules.unknown_staff(runtime.town, team):
-        raise unprocessable([("officers", f"unknown staff: {', '.join(unknown)}")])
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        row = await _locked_inspection(conn, inspection_id)
+        row = await _locked_inspection(conn, inspection_id, principal)
+        if unknown := rules.unknown_staff(_town(runtime, row["town_code"]), team):  # staff of its town
+            raise unprocessable([("officers", f"unknown staff: {', '.join(unknown)}")])
         _expect_status(row, "planned", ", not planned")
         for need in await store.needs_of(conn, row["inspection_id"]):
             link_to(need["trace_headers"])
@@ -146,10 +185,10 @@ async def start_inspection(inspection_id: str, runtime: Runtime, principal: Offi
 
 @router.post("/v1/inspections/{inspection_id}/result")
 async def record_result(inspection_id: str, body: Result, runtime: Runtime, principal: Officer) -> dict[str, Any]:
-    town = runtime.town
     now = runtime.clock.now()
     async with transaction(runtime.pool) as conn:
-        row = await _locked_inspection(conn, inspection_id)
+        row = await _locked_inspection(conn, inspection_id, principal)
+        town = _town(runtime, row["town_code"])  # its officers, modules and limits
         if refusal := rules.result_poster_error(principal, assigned=row["assigned_officers"],
                                                 named=body.officers, town=town):
             raise HTTPException(403, detail=refusal)
@@ -172,7 +211,7 @@ async def record_result(inspection_id: str, body: Result, runtime: Runtime, prin
                                    officers=officers, present_units=body.present_units,
                                    findings=[f.model_dump(mode="json") for f in findings])
         first_request = next((n["request_id"] for n in needs if n["request_id"]), str(row["inspection_id"]))
-        await enqueue(conn, flows.event(runtime, InspectionDone, InspectionDoneData(
+        await enqueue(conn, flows.event(town.code, InspectionDone, InspectionDoneData(
             inspection_id=str(row["inspection_id"]), target=row["target"], task_ids=covered,
             units=row["units"], officers=officers, findings=findings, started_at=row["started_at"],
             finished_at=now), row["inspection_id"], first_request, now))
@@ -181,11 +220,11 @@ async def record_result(inspection_id: str, body: Result, runtime: Runtime, prin
         for finding in findings:
             need = need_by_task[finding.task_id]
             if finding.outcome in ("violation", "not_delegated", "criminal"):
-                cases.append(str(await flows.open_case(conn, runtime, need=need, inspection_id=row["inspection_id"],
+                cases.append(str(await flows.open_case(conn, town, need=need, inspection_id=row["inspection_id"],
                                                        outcome=finding.outcome, by=principal.sub, now=now)))
             elif finding.outcome == "rectify":
                 due = datetime.combine(present(finding.rectify_by, "a rectify finding's rectify_by"), time(17, 30), tzinfo=town.calendar.tz)
-                await flows.add_need(conn, runtime, target=row["target"], item_code=need["item_code"],
+                await flows.add_need(conn, town, target=row["target"], item_code=need["item_code"],
                                      source="rectify", task_id=need["task_id"], request_id=need["request_id"],
                                      now=now, due=due)
         done = await store.inspection(conn, row["inspection_id"])
@@ -195,30 +234,33 @@ async def record_result(inspection_id: str, body: Result, runtime: Runtime, prin
 
 
 def _case_view(runtime: ServiceRuntime, row: asyncpg.Record, steps: list[asyncpg.Record] | None = None) -> dict[str, Any]:
-    view = _plain(row, runtime.town.calendar.tz)
+    town = _town(runtime, row["town_code"])
+    view = _plain(row, town.calendar.tz)
     decided = row["step"] in ("decided", "closed", "transferred")
     view["flag"] = rules.case_flag(row["filed_at"], row["extended"], decided, runtime.clock.now(),
-                                   runtime.town.rules.enforcement)
+                                   town.rules.enforcement)
     if steps is not None:
-        view["steps"] = [_plain(s, runtime.town.calendar.tz) for s in steps]
+        view["steps"] = [_plain(s, town.calendar.tz) for s in steps]
     return view
 
 
 @router.get("/v1/cases")
-async def list_cases(runtime: Runtime, _: Reader, step: str | None = None, overdue: bool | None = None,
-                     inspection_id: uuid.UUID | None = None,
+async def list_cases(runtime: Runtime, principal: Reader, step: str | None = None, overdue: bool | None = None,
+                     inspection_id: uuid.UUID | None = None, town: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
-    views = [_case_view(runtime, r) for r in await store.list_cases(runtime.pool, step, inspection_id, limit)]
+    rows = await store.list_cases(runtime.pool, _listed_town(runtime, principal, town), step, inspection_id, limit)
+    views = [_case_view(runtime, r) for r in rows]
     if overdue is not None:
         views = [v for v in views if (v["flag"] == "overdue") == overdue]
     return views
 
 
 @router.get("/v1/cases/{case_id}")
-async def get_case(case_id: str, runtime: Runtime, _: Reader) -> dict[str, Any]:
+async def get_case(case_id: str, runtime: Runtime, principal: Reader) -> dict[str, Any]:
     row = await store.case(runtime.pool, _id(case_id, "case"))
     if row is None:
         raise HTTPException(404, detail="no such case")
+    town_to_read(principal, row["town_code"])
     return _case_view(runtime, row, await store.case_steps(runtime.pool, row["case_id"]))
 
 
@@ -229,6 +271,7 @@ async def add_step(case_id: str, body: StepIn, runtime: Runtime, principal: Offi
         row = await store.case_for_update(conn, _id(case_id, "case"))
         if row is None:
             raise HTTPException(404, detail="no such case")
+        town_to_act(principal, row["town_code"])
         if body.step == "transferred":
             raise HTTPException(409, detail="transfers follow from a not_delegated or criminal finding")
         if error := rules.step_error(row["step"], body.step):
@@ -239,8 +282,8 @@ async def add_step(case_id: str, body: StepIn, runtime: Runtime, principal: Offi
         if body.step == "decided":
             fields.update(decision=body.decision, decided_at=now, next_flag_at=None)
         await store.set_case(conn, row["case_id"], **fields)
-        await store.add_case_step(conn, row["case_id"], body.step, now, principal.sub, body.note)
-        await flows.case_event(conn, runtime, row, body.step, now, decision=body.decision)
+        await store.add_case_step(conn, row["town_code"], row["case_id"], body.step, now, principal.sub, body.note)
+        await flows.case_event(conn, row, body.step, now, decision=body.decision)
         updated = await store.case(conn, row["case_id"])
         steps = await store.case_steps(conn, row["case_id"])
     return _case_view(runtime, present(updated, "the case"), steps)
@@ -250,11 +293,12 @@ async def add_step(case_id: str, body: StepIn, runtime: Runtime, principal: Offi
 async def extend_case(case_id: str, body: ExtensionIn, runtime: Runtime, principal: Officer) -> dict[str, Any]:
     """The one 30-day extension of the decision limit, recorded before day 90."""
     now = runtime.clock.now()
-    limits = runtime.town.rules.enforcement
     async with transaction(runtime.pool) as conn:
         row = await store.case_for_update(conn, _id(case_id, "case"))
         if row is None:
             raise HTTPException(404, detail="no such case")
+        town_to_act(principal, row["town_code"])
+        limits = _town(runtime, row["town_code"]).rules.enforcement
         if row["step"] not in ("filed", "investigated", "reviewed"):
             raise HTTPException(409, detail=f"the case is {row['step']}; nothing left to extend")
         if error := rules.extension_error(row["filed_at"], row["extended"], now, limits):
@@ -269,8 +313,10 @@ async def extend_case(case_id: str, body: ExtensionIn, runtime: Runtime, princip
 
 @router.post("/v1/random-plans", status_code=201)
 async def random_plan(body: PlanIn, runtime: Runtime, principal: Officer) -> dict[str, Any]:
-    """双随机一公开: random targets and two random certified officers each, reproducible by seed."""
-    officers = [s.id for s in runtime.town.staff.values() if s.enforcement_certificate]
+    """双随机一公开: random targets and two random certified officers each of the caller's town (or
+    the town county_admin names), reproducible by seed."""
+    town = _acting_town(runtime, principal, body.town_code)
+    officers = [s.id for s in town.staff.values() if s.enforcement_certificate]
     try:
         drawn = rules.draw_plan(body.targets, body.sample_size, body.seed, officers)
     except ValueError as exc:
@@ -279,23 +325,25 @@ async def random_plan(body: PlanIn, runtime: Runtime, principal: Officer) -> dic
     plan_id = uuid.uuid4()
     targets = [PlannedTarget(target=t, officers=o) for t, o in drawn]
     async with transaction(runtime.pool) as conn:
-        await store.save_plan(conn, plan_id, body.seed, body.sample_size, sorted(set(body.targets)),
+        await store.save_plan(conn, town.code, plan_id, body.seed, body.sample_size, sorted(set(body.targets)),
                               [t.model_dump() for t in targets], now, principal.sub)
-        await enqueue(conn, flows.event(runtime, PlanPublished, PlanPublishedData(
+        await enqueue(conn, flows.event(town.code, PlanPublished, PlanPublishedData(
             plan_id=str(plan_id), seed=body.seed, targets=targets, published_at=now), plan_id, plan_id, now))
-    return {"plan_id": str(plan_id), "seed": body.seed, "targets": [t.model_dump() for t in targets],
+    return {"plan_id": str(plan_id), "town_code": town.code, "seed": body.seed, "targets": [t.model_dump() for t in targets],
             "published_at": now.isoformat()}
 
 
 @router.get("/v1/plans")
-async def list_plans(runtime: Runtime, _: Reader,
+async def list_plans(runtime: Runtime, principal: Reader, town: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
-    return [_plain(p, runtime.town.calendar.tz) for p in await store.plans(runtime.pool, limit)]
+    rows = await store.plans(runtime.pool, _listed_town(runtime, principal, town), limit)
+    return [_plain(p, _town(runtime, p["town_code"]).calendar.tz) for p in rows]
 
 
 @router.get("/v1/plans/{plan_id}")
-async def get_plan(plan_id: str, runtime: Runtime, _: Reader) -> dict[str, Any]:
+async def get_plan(plan_id: str, runtime: Runtime, principal: Reader) -> dict[str, Any]:
     row = await store.plan(runtime.pool, _id(plan_id, "plan"))
     if row is None:
         raise HTTPException(404, detail="no such plan")
-    return _plain(row, runtime.town.calendar.tz)
+    town_to_read(principal, row["town_code"])
+    return _plain(row, _town(runtime, row["town_code"]).calendar.tz)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import asyncpg
 from prometheus_client import Gauge
 
@@ -18,9 +20,12 @@ CASES_OVERDUE = Gauge("townflow_enforcement_cases_overdue", "Undecided cases pas
 GAUGES = (INSPECTIONS_PLANNED, CASES_NEAR_LIMIT, CASES_OVERDUE)
 
 
-async def refresh_gauges(pool: asyncpg.Pool, town_code: str) -> None:
-    """Group-wide: set by the replica that reports for the service (see townflow_shared.group_gauges)."""
-    counts = await store.counts(pool)
-    INSPECTIONS_PLANNED.labels(town_code).set(counts["planned"])
-    CASES_NEAR_LIMIT.labels(town_code).set(counts["near_limit"])
-    CASES_OVERDUE.labels(town_code).set(counts["overdue"])
+async def refresh_gauges(pool: asyncpg.Pool, town_codes: Iterable[str]) -> None:
+    """Group-wide, one series per town served (0 for a town with none): set by the replica that
+    reports for the service (see townflow_shared.group_gauges)."""
+    counts = {row["town_code"]: row for row in await store.counts(pool)}
+    for town_code in town_codes:
+        row = counts.get(town_code)
+        INSPECTIONS_PLANNED.labels(town_code).set(row["planned"] if row else 0)
+        CASES_NEAR_LIMIT.labels(town_code).set(row["near_limit"] if row else 0)
+        CASES_OVERDUE.labels(town_code).set(row["overdue"] if row else 0)

@@ -80,8 +80,9 @@ def result_poster_error(principal: Principal, *, assigned: Sequence[str], named:
     """Who may post an inspection's result (SPEC §6.1): one of its officers or the enforcement
     module's leader (or an admin). Its officers are the team assigned when it was started; an
     inspection started without a team has only the officers the result names, so the caller
-    must be one of them. None if the caller may post, else why not."""
-    if "admin" in principal.roles or principal.sub in enforcement_leaders(town):
+    must be one of them. None if the caller may post, else why not. The caller acts in the
+    inspection's town (checked before), and `town` is that town."""
+    if principal.roles & {"admin", "county_admin"} or principal.sub in enforcement_leaders(town):
         return None
     if assigned:
         if principal.sub in assigned:

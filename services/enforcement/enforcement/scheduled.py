@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 
@@ -15,18 +15,21 @@ from . import flows
 from .settings import EnforcementSettings
 
 
-async def flag_all_due(pool: asyncpg.Pool, limits: EnforcementRules, clock: Clock, batch_size: int) -> int:
-    """Set every case flag due now (see townflow_shared.deadlines); how many."""
-    return await drain_due(pool, clock, lambda conn, now, limit: flows.flag_due_cases(conn, limits, now, limit),
-                           batch_size)
+async def flag_all_due(pool: asyncpg.Pool, limits_of: Mapping[str, EnforcementRules], clock: Clock,
+                       batch_size: int) -> int:
+    """Set every case flag due now in every town, each by its town's limits (`limits_of` by town
+    code; see townflow_shared.deadlines); how many."""
+    return await drain_due(pool, clock,
+                           lambda conn, now, limit: flows.flag_due_cases(conn, limits_of, now, limit), batch_size)
 
 
 def case_deadline_loop(settings: EnforcementSettings) -> Callable[[ServiceRuntime], Awaitable[None]]:
     async def case_deadline_loop(runtime: ServiceRuntime) -> None:
-        """Wakes every `case_deadline_seconds`, or at once when a test moves the clock."""
+        """Wakes every `case_deadline_seconds`, or at once when a test moves the clock; one pass
+        covers every town of the deployment."""
+        limits_of = {code: town.rules.enforcement for code, town in runtime.county.towns.items()}
         while True:
-            await flag_all_due(runtime.pool, runtime.town.rules.enforcement, runtime.clock,
-                               settings.case_deadline_batch_size)
+            await flag_all_due(runtime.pool, limits_of, runtime.clock, settings.case_deadline_batch_size)
             await runtime.clock.wait_moved(settings.case_deadline_seconds)
 
     return case_deadline_loop

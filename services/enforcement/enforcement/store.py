@@ -12,16 +12,19 @@ import asyncpg
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
-async def planned_inspection_for_update(conn: asyncpg.Connection, target: str) -> asyncpg.Record | None:
+async def planned_inspection_for_update(conn: asyncpg.Connection, town_code: str,
+                                        target: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT * FROM inspections WHERE target = $1 AND status = 'planned' FOR UPDATE", target)
+        "SELECT * FROM inspections WHERE town_code = $1 AND target = $2 AND status = 'planned' FOR UPDATE",
+        town_code, target)
 
 
-async def create_inspection(conn: asyncpg.Connection, target: str, units: list[str], now: datetime) -> uuid.UUID:
+async def create_inspection(conn: asyncpg.Connection, town_code: str, target: str, units: list[str],
+                            now: datetime) -> uuid.UUID:
     inspection_id = uuid.uuid4()
     await conn.execute(
-        "INSERT INTO inspections (inspection_id, target, status, units, created_at)"
-        " VALUES ($1, $2, 'planned', $3, $4)", inspection_id, target, units, now)
+        "INSERT INTO inspections (inspection_id, town_code, target, status, units, created_at)"
+        " VALUES ($1, $2, $3, 'planned', $4, $5)", inspection_id, town_code, target, units, now)
     return inspection_id
 
 
@@ -31,14 +34,14 @@ async def set_inspection(conn: asyncpg.Connection, inspection_id: uuid.UUID, **f
                        *fields.values())
 
 
-async def add_need(conn: asyncpg.Connection, *, inspection_id: uuid.UUID, source: str, task_id: str | None,
-                   request_id: str | None, item_code: str, target: str, units: list[str],
+async def add_need(conn: asyncpg.Connection, *, town_code: str, inspection_id: uuid.UUID, source: str,
+                   task_id: str | None, request_id: str | None, item_code: str, target: str, units: list[str],
                    due: datetime | None, now: datetime, trace_headers: dict[str, str]) -> bool:
     return bool(await conn.fetchval(
-        "INSERT INTO needs (need_id, inspection_id, source, task_id, request_id, item_code, target,"
-        " units, due, created_at, trace_headers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO needs (need_id, town_code, inspection_id, source, task_id, request_id, item_code, target,"
+        " units, due, created_at, trace_headers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         " ON CONFLICT DO NOTHING RETURNING true",
-        uuid.uuid4(), inspection_id, source, task_id, request_id, item_code, target, units, due, now,
+        uuid.uuid4(), town_code, inspection_id, source, task_id, request_id, item_code, target, units, due, now,
         trace_headers))
 
 
@@ -54,12 +57,13 @@ async def inspection_for_update(conn: asyncpg.Connection, inspection_id: uuid.UU
     return await conn.fetchrow("SELECT * FROM inspections WHERE inspection_id = $1 FOR UPDATE", inspection_id)
 
 
-async def list_inspections(db: Db, status: str | None, target: str | None, unit: str | None,
-                           limit: int) -> list[asyncpg.Record]:
+async def list_inspections(db: Db, town_code: str | None, status: str | None, target: str | None,
+                           unit: str | None, limit: int) -> list[asyncpg.Record]:
+    """One town's inspections, or every town's (None), newest first."""
     return await db.fetch(
-        "SELECT * FROM inspections WHERE ($1::text IS NULL OR status = $1)"
-        " AND ($2::text IS NULL OR target = $2) AND ($3::text IS NULL OR $3 = ANY(units))"
-        " ORDER BY created_at DESC LIMIT $4", status, target, unit, limit)
+        "SELECT * FROM inspections WHERE ($1::text IS NULL OR town_code = $1) AND ($2::text IS NULL OR status = $2)"
+        " AND ($3::text IS NULL OR target = $3) AND ($4::text IS NULL OR $4 = ANY(units))"
+        " ORDER BY created_at DESC LIMIT $5", town_code, status, target, unit, limit)
 
 
 async def create_case(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
@@ -68,10 +72,10 @@ async def create_case(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
     await conn.execute(f"INSERT INTO cases ({', '.join(columns)}) VALUES ({placeholders})", *row.values())  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
 
 
-async def add_case_step(conn: asyncpg.Connection, case_id: uuid.UUID, step: str, at: datetime, by: str,
-                        note: str | None) -> None:
-    await conn.execute("INSERT INTO case_steps (case_id, step, at, by, note) VALUES ($1, $2, $3, $4, $5)",
-                       case_id, step, at, by, note)
+async def add_case_step(conn: asyncpg.Connection, town_code: str, case_id: uuid.UUID, step: str, at: datetime,
+                        by: str, note: str | None) -> None:
+    await conn.execute("INSERT INTO case_steps (town_code, case_id, step, at, by, note)"
+                       " VALUES ($1, $2, $3, $4, $5, $6)", town_code, case_id, step, at, by, note)
 
 
 async def case_for_update(conn: asyncpg.Connection, case_id: uuid.UUID) -> asyncpg.Record | None:
@@ -91,18 +95,20 @@ async def set_case(conn: asyncpg.Connection, case_id: uuid.UUID, **fields: Any) 
     await conn.execute(f"UPDATE cases SET {sets} WHERE case_id = $1", case_id, *fields.values())  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
 
 
-async def list_cases(db: Db, step: str | None, inspection_id: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
+async def list_cases(db: Db, town_code: str | None, step: str | None, inspection_id: uuid.UUID | None,
+                     limit: int) -> list[asyncpg.Record]:
+    """One town's cases, or every town's (None), newest first."""
     return await db.fetch(
-        "SELECT * FROM cases WHERE ($1::text IS NULL OR step = $1)"
-        " AND ($2::uuid IS NULL OR inspection_id = $2) ORDER BY filed_at DESC LIMIT $3",
-        step, inspection_id, limit)
+        "SELECT * FROM cases WHERE ($1::text IS NULL OR town_code = $1) AND ($2::text IS NULL OR step = $2)"
+        " AND ($3::uuid IS NULL OR inspection_id = $3) ORDER BY filed_at DESC LIMIT $4",
+        town_code, step, inspection_id, limit)
 
 
 async def claim_due_cases(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
-    """Up to `limit` undecided cases with a deadline flag due by `now`, earliest first, locked for
-    this transaction. SKIP LOCKED: another replica's pass takes the next ones instead of waiting."""
+    """Up to `limit` undecided cases of every town with a deadline flag due by `now`, earliest first,
+    locked for this transaction. SKIP LOCKED: another replica's pass takes the next ones instead of waiting."""
     return await conn.fetch(
-        "SELECT case_id, filed_at, extended, warned_at, overdue_at FROM cases"
+        "SELECT case_id, town_code, filed_at, extended, warned_at, overdue_at FROM cases"
         " WHERE step IN ('filed', 'investigated', 'reviewed') AND next_flag_at <= $1"
         " ORDER BY next_flag_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
 
@@ -119,25 +125,30 @@ async def set_case_flags(conn: asyncpg.Connection, flags: Sequence[tuple[uuid.UU
         [f[0] for f in flags], [f[1] for f in flags], [f[2] for f in flags], [f[3] for f in flags], at)
 
 
-async def save_plan(conn: asyncpg.Connection, plan_id: uuid.UUID, seed: int, sample_size: int,
+async def save_plan(conn: asyncpg.Connection, town_code: str, plan_id: uuid.UUID, seed: int, sample_size: int,
                     population: list[str], targets: list[dict[str, Any]], at: datetime, by: str) -> None:
     await conn.execute(
-        "INSERT INTO plans (plan_id, seed, sample_size, population, targets, published_at, published_by)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)", plan_id, seed, sample_size, population, targets, at, by)
+        "INSERT INTO plans (plan_id, town_code, seed, sample_size, population, targets, published_at, published_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", plan_id, town_code, seed, sample_size, population, targets,
+        at, by)
 
 
-async def plans(db: Db, limit: int) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT * FROM plans ORDER BY published_at DESC LIMIT $1", limit)
+async def plans(db: Db, town_code: str | None, limit: int) -> list[asyncpg.Record]:
+    """One town's plans, or every town's (None), newest first."""
+    return await db.fetch("SELECT * FROM plans WHERE ($1::text IS NULL OR town_code = $1)"
+                          " ORDER BY published_at DESC LIMIT $2", town_code, limit)
 
 
 async def plan(db: Db, plan_id: uuid.UUID) -> asyncpg.Record | None:
     return await db.fetchrow("SELECT * FROM plans WHERE plan_id = $1", plan_id)
 
 
-async def counts(db: Db) -> asyncpg.Record:
-    return await db.fetchrow(
-        "SELECT (SELECT count(*) FROM inspections WHERE status = 'planned') AS planned,"
-        " (SELECT count(*) FROM cases WHERE warned_at IS NOT NULL AND overdue_at IS NULL"
-        "   AND step IN ('filed', 'investigated', 'reviewed')) AS near_limit,"
-        " (SELECT count(*) FROM cases WHERE overdue_at IS NOT NULL"
-        "   AND step IN ('filed', 'investigated', 'reviewed')) AS overdue")
+async def counts(db: Db) -> list[asyncpg.Record]:
+    """Per town with any: planned inspections, undecided cases warned (not overdue), overdue."""
+    return await db.fetch(
+        "SELECT town_code, sum(planned) AS planned, sum(near_limit) AS near_limit, sum(overdue) AS overdue FROM ("
+        " SELECT town_code, count(*) AS planned, 0 AS near_limit, 0 AS overdue FROM inspections"
+        "  WHERE status = 'planned' GROUP BY town_code"
+        " UNION ALL SELECT town_code, 0, count(*) FILTER (WHERE warned_at IS NOT NULL AND overdue_at IS NULL),"
+        "  count(*) FILTER (WHERE overdue_at IS NOT NULL) FROM cases"
+        "  WHERE step IN ('filed', 'investigated', 'reviewed') GROUP BY town_code) AS c GROUP BY town_code")
