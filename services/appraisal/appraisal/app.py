@@ -18,7 +18,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_runtime(settings: AppraisalSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(settings or AppraisalSettings(), MIGRATIONS)
     handlers.register(runtime)
-    runtime.around_handlers(flows.scores_once_per_transaction(runtime))
+    runtime.around_handlers(flows.scores_once_per_transaction())
     runtime.publishes(ScoreUpdated, AlertRaised)
     return runtime
 
