@@ -20,6 +20,7 @@ from townflow_shared.town import Town
 from . import flows, rules, store
 
 router = APIRouter(tags=["appraisal"])
+county_router = APIRouter(tags=["appraisal"])  # mounted only where the deployment serves a county
 Reader = Annotated[Principal, Depends(require("appraisal_admin", "command_centre", "module_leader"))]
 Admin = Annotated[Principal, Depends(require("appraisal_admin"))]
 CountyReader = Annotated[Principal, Depends(require("county_reader", "county_admin"))]
@@ -103,13 +104,13 @@ async def rankings(runtime: Runtime, principal: Reader, period: Period = None,
     return result
 
 
-@router.get("/v1/county/rankings")
+@county_router.get("/v1/county/rankings")
 async def county_rankings(runtime: Runtime, principal: CountyReader, period: Period = None) -> dict[str, Any]:
     """The county's towns ranked by the composite of their matters and by each rate (SPEC §8)."""
     if not principal.county_wide:
         raise HTTPException(403, detail="the county's rankings are for the county roles")
     towns = list(runtime.county.towns.values())
-    tz = ZoneInfo(runtime.county.info.timezone) if runtime.county.info else towns[0].calendar.tz
+    tz = ZoneInfo(runtime.county.info.timezone) if runtime.county.info else towns[0].calendar.tz  # county of one
     return await flows.county_rankings(runtime.pool, towns, _period(runtime, tz, period))
 
 

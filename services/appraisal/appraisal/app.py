@@ -24,4 +24,7 @@ def create_runtime(settings: AppraisalSettings | None = None) -> ServiceRuntime:
 
 
 def create_app(settings: AppraisalSettings | None = None) -> FastAPI:
-    return create_runtime(settings).http_app("Townflow appraisal", [api.router])
+    runtime = create_runtime(settings)
+    # A one-town deployment has no county to rank its towns in.
+    routers = [api.router, api.county_router] if runtime.county.info is not None else [api.router]
+    return runtime.http_app("Townflow appraisal", routers)
