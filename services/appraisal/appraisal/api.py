@@ -6,20 +6,24 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from townflow_shared.auth import Principal, require
+from townflow_shared.auth import Principal, require, town_to_act, town_to_read
 from townflow_shared.db import transaction
 from townflow_shared.http import Runtime, unprocessable
 from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.town import Town
 
 from . import flows, rules, store
 
 router = APIRouter(tags=["appraisal"])
+county_router = APIRouter(tags=["appraisal"])  # mounted only where the deployment serves a county
 Reader = Annotated[Principal, Depends(require("appraisal_admin", "command_centre", "module_leader"))]
 Admin = Annotated[Principal, Depends(require("appraisal_admin"))]
+CountyReader = Annotated[Principal, Depends(require("county_reader", "county_admin"))]
 Period = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default this month")]
 
 
@@ -30,16 +34,34 @@ class SecondedScore(BaseModel):
     score: float = Field(ge=0, le=100)
 
 
-def _period(runtime: ServiceRuntime, period: str | None) -> str:
-    return period or rules.period_of(runtime.clock.now(), runtime.town.calendar.tz)
+TownCode = Annotated[str | None, Query(description="the town's code; required of county roles")]
+
+
+def _town(runtime: ServiceRuntime, principal: Principal, code: str | None, acting: bool = False) -> Town:
+    """The one town a call is about: a town's staff's own (another town: 404 on reading, 403 on
+    acting); a county role names it with `?town=` (a one-town deployment's town by default)."""
+    if code is None:
+        code = principal.town or (only.code if (only := runtime.county.only_town) else None)
+        if code is None:
+            raise unprocessable([("town", "county roles name the town: ?town=<town code>")], where="query")
+    (town_to_act if acting else town_to_read)(principal, code)
+    town = runtime.county.town(code)
+    if town is None:
+        raise unprocessable([("town", f"{code!r} is not a town of this deployment")], where="query")
+    return town
+
+
+def _period(runtime: ServiceRuntime, tz: ZoneInfo, period: str | None) -> str:
+    return period or rules.period_of(runtime.clock.now(), tz)
 
 
 @router.get("/v1/scores")
-async def scores(runtime: Runtime, _: Reader, period: Period = None,
+async def scores(runtime: Runtime, principal: Reader, period: Period = None, town: TownCode = None,
                  subject_type: rules.SubjectType | None = None, subject_id: str | None = None) -> list[dict[str, Any]]:
-    p = _period(runtime, period)
-    figures = await flows.period_figures(runtime.pool, runtime.town, p)
-    department = await store.seconded_scores(runtime.pool, p)
+    t = _town(runtime, principal, town)
+    p = _period(runtime, t.calendar.tz, period)
+    figures = await flows.period_figures(runtime.pool, t, p)
+    department = await store.seconded_scores(runtime.pool, t.code, p)
     out = []
     for kind, figs in figures.items():
         if subject_type and kind != subject_type:
@@ -47,31 +69,34 @@ async def scores(runtime: Runtime, _: Reader, period: Period = None,
         for f in figs:
             if subject_id and f.subject_id != subject_id:
                 continue
-            extra: dict[str, object] = {}
+            extra: dict[str, object] = {"town_code": t.code}
             if kind == "seconded_unit":
-                extra = {"department_score": department.get(f.subject_id),
-                         "final": rules.seconded_final(f.composite, department.get(f.subject_id),
-                                                       runtime.town.rules.appraisal)}
+                extra |= {"department_score": department.get(f.subject_id),
+                          "final": rules.seconded_final(f.composite, department.get(f.subject_id),
+                                                        t.rules.appraisal)}
             out.append(flows.as_dict(f, extra))
     return out
 
 
 @router.get("/v1/rates")
-async def rates(runtime: Runtime, _: Reader, group_by: rules.SubjectType = "module",
-                period: Period = None) -> list[dict[str, Any]]:
-    p = _period(runtime, period)
-    figures = await flows.period_figures(runtime.pool, runtime.town, p)
+async def rates(runtime: Runtime, principal: Reader, group_by: rules.SubjectType = "module",
+                period: Period = None, town: TownCode = None) -> list[dict[str, Any]]:
+    t = _town(runtime, principal, town)
+    p = _period(runtime, t.calendar.tz, period)
+    figures = await flows.period_figures(runtime.pool, t, p)
     return [{"subject_id": f.subject_id, "period": p, **f.rates, "dispatched": f.counts.dispatched,
              "rated": f.counts.rated} for f in figures[group_by]]
 
 
 @router.get("/v1/rankings")
-async def rankings(runtime: Runtime, _: Reader, period: Period = None) -> dict[str, Any]:
-    """红黑榜: the top and bottom five of each subject type by composite."""
-    p = _period(runtime, period)
-    figures = await flows.period_figures(runtime.pool, runtime.town, p)
-    size = runtime.town.rules.appraisal.rankings_size
-    result: dict[str, Any] = {"period": p}
+async def rankings(runtime: Runtime, principal: Reader, period: Period = None,
+                   town: TownCode = None) -> dict[str, Any]:
+    """红黑榜: the top and bottom five of each subject type of a town by composite."""
+    t = _town(runtime, principal, town)
+    p = _period(runtime, t.calendar.tz, period)
+    figures = await flows.period_figures(runtime.pool, t, p)
+    size = t.rules.appraisal.rankings_size
+    result: dict[str, Any] = {"period": p, "town_code": t.code}
     for kind, figs in figures.items():
         red, black = rules.red_and_black_lists(figs, size)
         result[kind] = {"red": [{"subject_id": f.subject_id, "composite": f.composite, "rank": f.rank} for f in red],
@@ -79,65 +104,81 @@ async def rankings(runtime: Runtime, _: Reader, period: Period = None) -> dict[s
     return result
 
 
+@county_router.get("/v1/county/rankings")
+async def county_rankings(runtime: Runtime, principal: CountyReader, period: Period = None) -> dict[str, Any]:
+    """The county's towns ranked by the composite of their matters and by each rate (SPEC §8)."""
+    if not principal.county_wide:
+        raise HTTPException(403, detail="the county's rankings are for the county roles")
+    towns = list(runtime.county.towns.values())
+    tz = ZoneInfo(runtime.county.info.timezone) if runtime.county.info else towns[0].calendar.tz  # county of one
+    return await flows.county_rankings(runtime.pool, towns, _period(runtime, tz, period))
+
+
 @router.get("/v1/bonus")
-async def bonus(runtime: Runtime, _: Annotated[Principal, Depends(require("appraisal_admin"))],
+async def bonus(runtime: Runtime, principal: Annotated[Principal, Depends(require("appraisal_admin"))],
                 pool: Annotated[str, Query(description="the pool in yuan, e.g. 50000.00")],
-                period: Period = None) -> dict[str, Any]:
-    """差异化分配: the pool split by post coefficient × max(points, 0), to the cent."""
+                period: Period = None, town: TownCode = None) -> dict[str, Any]:
+    """差异化分配: a town's pool split by post coefficient × max(points, 0), to the cent."""
     try:
         amount = Decimal(pool)
     except InvalidOperation as exc:
         raise unprocessable([("pool", "not an amount")], where="query") from exc
     if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2:  # type: ignore[operator]
         raise unprocessable([("pool", "a non-negative amount in yuan with at most two decimals")], where="query")
-    p = _period(runtime, period)
-    figures = await flows.period_figures(runtime.pool, runtime.town, p)
+    t = _town(runtime, principal, town)
+    p = _period(runtime, t.calendar.tz, period)
+    figures = await flows.period_figures(runtime.pool, t, p)
     points = {f.subject_id: f.points for f in figures["staff"]}
-    town = runtime.town
-    weights = {s.id: s.post_coefficient * max(points.get(s.id, 0.0), 0.0) for s in town.staff.values()}
+    weights = {s.id: s.post_coefficient * max(points.get(s.id, 0.0), 0.0) for s in t.staff.values()}
     try:
         shares = rules.bonus_split(amount, weights)
     except ValueError as exc:
         raise unprocessable([("pool", str(exc))], where="query") from exc
-    rows = [{"staff_id": sid, "module": town.staff[sid].module, "post_coefficient": town.staff[sid].post_coefficient,
+    rows = [{"staff_id": sid, "module": t.staff[sid].module, "post_coefficient": t.staff[sid].post_coefficient,
              "points": points.get(sid, 0.0), "weight": round(weights[sid], 4), "share": str(share)}
             for sid, share in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return {"period": p, "pool": str(amount), "total": str(sum(shares.values(), Decimal(0))), "shares": rows}
+    return {"period": p, "town_code": t.code, "pool": str(amount), "total": str(sum(shares.values(), Decimal(0))),
+            "shares": rows}
 
 
 @router.get("/v1/alerts")
-async def alerts(runtime: Runtime, _: Reader, period: Period = None,
+async def alerts(runtime: Runtime, principal: Reader, period: Period = None, town: TownCode = None,
                  staff_id: str | None = None) -> list[dict[str, Any]]:
+    t = _town(runtime, principal, town)
     return [{"staff_id": a["staff_id"], "period": a["period"], "level": a["level"], "reasons": a["reasons"],
              "raised_at": a["raised_at"].isoformat(), "cause_event_id": str(a["cause_event_id"])}
-            for a in await store.alerts(runtime.pool, period, staff_id)]
+            for a in await store.alerts(runtime.pool, t.code, period, staff_id)]
 
 
 @router.get("/v1/scores/{subject_type}/{subject_id}/{period}/ledger")
 async def ledger(subject_type: rules.SubjectType, subject_id: str,
                  period: str,
-                 runtime: Runtime, _: Reader) -> dict[str, Any]:
+                 runtime: Runtime, principal: Reader, town: TownCode = None) -> dict[str, Any]:
     """Every points entry of a subject's month with the event behind it, for audit."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
         raise unprocessable([("period", "period is YYYY-MM")], where="path")
-    figures = await flows.period_figures(runtime.pool, runtime.town, period)
+    t = _town(runtime, principal, town)
+    figures = await flows.period_figures(runtime.pool, t, period)
     mine = next((f for f in figures[subject_type] if f.subject_id == subject_id), None)
     entries = mine.entries if mine else []
-    return {"subject_type": subject_type, "subject_id": subject_id, "period": period,
+    return {"town_code": t.code, "subject_type": subject_type, "subject_id": subject_id, "period": period,
             "points": round(sum(e.points for e in entries), 4),
             "entries": [{"reason": e.reason, "points": e.points, "event_id": e.event_id, "ref": e.ref,
                          "staff_id": e.staff_id} for e in entries]}
 
 
 @router.post("/v1/seconded-scores", status_code=201)
-async def post_seconded_score(body: SecondedScore, runtime: Runtime, principal: Admin) -> dict[str, Any]:
-    """The parent county department's score of a seconded unit (双向考评)."""
-    module = runtime.town.modules.get(body.unit)
+async def post_seconded_score(body: SecondedScore, runtime: Runtime, principal: Admin,
+                              town: TownCode = None) -> dict[str, Any]:
+    """The parent county department's score of a seconded unit of a town (双向考评)."""
+    t = _town(runtime, principal, town, acting=True)
+    module = t.modules.get(body.unit)
     if module is None or module.kind != "seconded":
         raise unprocessable([("unit", f"{body.unit!r} is not a seconded unit of this town")])
     async with transaction(runtime.pool) as conn:
-        await store.post_seconded_score(conn, body.unit, body.period, body.score, principal.sub, runtime.clock.now())
-    figures = await flows.period_figures(runtime.pool, runtime.town, body.period)
+        await store.post_seconded_score(conn, t.code, body.unit, body.period, body.score, principal.sub,
+                                        runtime.clock.now())
+    figures = await flows.period_figures(runtime.pool, t, body.period)
     town_score = next((f.composite for f in figures["seconded_unit"] if f.subject_id == body.unit), None)
-    return {"unit": body.unit, "period": body.period, "town_score": town_score, "department_score": body.score,
-            "final": rules.seconded_final(town_score, body.score, runtime.town.rules.appraisal)}
+    return {"town_code": t.code, "unit": body.unit, "period": body.period, "town_score": town_score,
+            "department_score": body.score, "final": rules.seconded_final(town_score, body.score, t.rules.appraisal)}

@@ -18,10 +18,13 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_runtime(settings: AppraisalSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(settings or AppraisalSettings(), MIGRATIONS)
     handlers.register(runtime)
-    runtime.around_handlers(flows.scores_once_per_transaction(runtime))
+    runtime.around_handlers(flows.scores_once_per_transaction())
     runtime.publishes(ScoreUpdated, AlertRaised)
     return runtime
 
 
 def create_app(settings: AppraisalSettings | None = None) -> FastAPI:
-    return create_runtime(settings).http_app("Townflow appraisal", [api.router])
+    runtime = create_runtime(settings)
+    # A one-town deployment has no county to rank its towns in.
+    routers = [api.router, api.county_router] if runtime.county.info is not None else [api.router]
+    return runtime.http_app("Townflow appraisal", routers)

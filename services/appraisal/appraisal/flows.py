@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -19,7 +20,6 @@ from townflow_shared.events import (
     new_event,
 )
 from townflow_shared.outbox import enqueue
-from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import current_trace_headers
 from townflow_shared.town import Town
 
@@ -63,11 +63,11 @@ def module_staff(town: Town, module: str) -> list[str]:
 async def refresh_contribution(conn: asyncpg.Connection, town: Town, task_id: str) -> asyncpg.Record | None:
     """Recompute what a task adds to its subjects, after any of its facts changed; return the
     task's facts (its subjects and period), or None while its dispatch has not arrived."""
-    row = await store.fact_of_task(conn, task_id)
+    row = await store.fact_of_task(conn, town.code, task_id)
     if row is None:
         return None  # not dispatched yet: it counts once its dispatch arrives
     c, points = rules.contribution(task_fact(row), town, town.rules.appraisal)
-    await store.set_contribution(conn, task_id, vars(c), points)
+    await store.set_contribution(conn, town.code, task_id, vars(c), points)
     return row
 
 
@@ -83,65 +83,68 @@ def figures_of(town: Town, subject_type: rules.SubjectType, subject_id: str, per
 
 @dataclass
 class _Changed:
-    """A subject's figures changed in this transaction: by which events, under whose trace."""
+    """A subject's figures changed in this transaction: in which town, by which events, under
+    whose trace."""
+    town: Town
     causes: list[Envelope] = field(default_factory=list)
     trace: dict[str, str] = field(default_factory=dict)
 
 
-_changed_in_transaction: ContextVar[dict[tuple[Subject, str], _Changed] | None] = ContextVar(
+# A subject of a town in a month: (town_code, subject_type, subject_id, period).
+_Key = tuple[str, rules.SubjectType, str, str]
+
+_changed_in_transaction: ContextVar[dict[_Key, _Changed] | None] = ContextVar(
     "appraisal_changed_in_transaction", default=None)
 
 
-def scores_once_per_transaction(runtime: ServiceRuntime) -> Callable[[asyncpg.Connection],
-                                                                      AbstractAsyncContextManager[None]]:
+def scores_once_per_transaction() -> Callable[[asyncpg.Connection], AbstractAsyncContextManager[None]]:
     """A consumer batch publishes each changed subject's figures once, after all its events:
     at load a batch holds many events of the same staff, module and village, and one
     score.updated with the final figures says all that the intermediate ones would have."""
 
     @asynccontextmanager
     async def scope(conn: asyncpg.Connection) -> AsyncIterator[None]:
-        changed: dict[tuple[Subject, str], _Changed] = {}
+        changed: dict[_Key, _Changed] = {}
         token = _changed_in_transaction.set(changed)
         try:
             yield
         finally:
             _changed_in_transaction.reset(token)
-        await _publish(conn, runtime, changed)  # only when every handler succeeded
+        await _publish(conn, changed)  # only when every handler succeeded
 
     return scope
 
 
-async def publish_scores(conn: asyncpg.Connection, runtime: ServiceRuntime, subjects: Iterable[Subject],
+async def publish_scores(conn: asyncpg.Connection, town: Town, subjects: Iterable[Subject],
                          period: str | None, cause: Envelope) -> None:
-    """score.updated for each subject whose figures the event touched (once per consumer
-    transaction, see scores_once_per_transaction; at once elsewhere); alerts for staff."""
+    """score.updated for each subject of the town whose figures the event touched (once per
+    consumer transaction, see scores_once_per_transaction; at once elsewhere); alerts for staff."""
     if period is None:
         return
     batch = _changed_in_transaction.get()
     changed = batch if batch is not None else {}
     trace = current_trace_headers()  # the score follows the trace of the matter that changed it last
-    for subject in dict.fromkeys(subjects):
-        entry = changed.setdefault((subject, period), _Changed())
+    for subject_type, subject_id in dict.fromkeys(subjects):
+        entry = changed.setdefault((town.code, subject_type, subject_id, period), _Changed(town))
         entry.causes.append(cause)
         entry.trace = trace
     if batch is None:
-        await _publish(conn, runtime, changed)
+        await _publish(conn, changed)
 
 
-async def _publish(conn: asyncpg.Connection, runtime: ServiceRuntime,
-                   changed: dict[tuple[Subject, str], _Changed]) -> None:
+async def _publish(conn: asyncpg.Connection, changed: dict[_Key, _Changed]) -> None:
     """Every changed subject's figures in one query and their cache in one statement: the
-    peers' points and ranks are those from before this batch."""
-    town = runtime.town
-    keys = [(subject_type, subject_id, period, _module_of(town, subject_type, subject_id))
-            for (subject_type, subject_id), period in changed]
+    peers' points and ranks are those from before this batch, within the subject's town."""
+    keys = [(code, subject_type, subject_id, period, _module_of(entry.town, subject_type, subject_id))
+            for (code, subject_type, subject_id, period), entry in changed.items()]
     states = await store.subjects_state(conn, keys)
-    figures = [figures_of(town, t, i, p, state) for (t, i, p, _), state in zip(keys, states, strict=True)]
-    ranks = await store.cache_scores(conn, [(t, i, p, f.composite, f.points, m)
-                                            for (t, i, p, m), f in zip(keys, figures, strict=True)])
+    figures = [figures_of(entry.town, t, i, p, state)
+               for (_, t, i, p, _), entry, state in zip(keys, changed.values(), states, strict=True)]
+    ranks = await store.cache_scores(conn, [(c, t, i, p, f.composite, f.points, m)
+                                            for (c, t, i, p, m), f in zip(keys, figures, strict=True)])
     events: list[Envelope] = []
     traces: list[dict[str, str]] = []
-    for ((subject_type, subject_id, period, _), figs, rank, entry) in zip(
+    for ((_, subject_type, subject_id, period, _), figs, rank, entry) in zip(
             keys, figures, ranks, changed.values(), strict=True):
         cause = entry.causes[-1]
         events.append(new_event(ScoreUpdated, ScoreUpdatedData(
@@ -150,12 +153,12 @@ async def _publish(conn: asyncpg.Connection, runtime: ServiceRuntime,
             cause_event_id=str(cause.id),
             cause_event_ids=list(dict.fromkeys(str(c.id) for c in entry.causes)),
             correlation_ids=list(dict.fromkeys(c.correlation_id for c in entry.causes))),
-            source="appraisal", town_code=town.code,
+            source="appraisal", town_code=entry.town.code,
             subject=f"{subject_type}:{subject_id}", correlation_id=cause.correlation_id,
             time=cause.time, causation_id=cause.id))
         traces.append(entry.trace)
         if subject_type == "staff":
-            alerts = await _alerts(conn, runtime, subject_id, period, figs, cause)
+            alerts = await _alerts(conn, entry.town, subject_id, period, figs, cause)
             events.extend(alerts)
             traces.extend([entry.trace] * len(alerts))
     await enqueue(conn, *events, trace_headers=traces)
@@ -166,24 +169,34 @@ def _module_of(town: Town, subject_type: str, subject_id: str) -> str | None:
     return town.staff[subject_id].module if subject_type == "staff" and subject_id in town.staff else None
 
 
-async def _alerts(conn: asyncpg.Connection, runtime: ServiceRuntime, staff_id: str, period: str,
+async def _alerts(conn: asyncpg.Connection, town: Town, staff_id: str, period: str,
                   figs: rules.Figures, cause: Envelope) -> list[Envelope]:
     raised = []
-    for level, reasons in rules.alert_levels(figs.counts, runtime.town.rules.appraisal).items():
-        if await store.raise_alert(conn, staff_id, period, level, reasons, cause.time, cause.id):
+    for level, reasons in rules.alert_levels(figs.counts, town.rules.appraisal).items():
+        if await store.raise_alert(conn, town.code, staff_id, period, level, reasons, cause.time, cause.id):
             raised.append(new_event(AlertRaised, AlertRaisedData(
                 staff_id=staff_id, period=period, level=level, reasons=reasons),  # type: ignore[arg-type]
-                source="appraisal", town_code=runtime.town.code, subject=f"staff:{staff_id}",
+                source="appraisal", town_code=town.code, subject=f"staff:{staff_id}",
                 correlation_id=cause.correlation_id, time=cause.time, causation_id=cause.id))
     return raised
 
 
 async def period_figures(db: asyncpg.Pool | asyncpg.Connection, town: Town,
                          period: str) -> dict[rules.SubjectType, list[rules.Figures]]:
-    """Every subject's exact figures for a period, straight from the facts."""
-    tasks = [task_fact(r) for r in await store.facts_of_period(db, period)]
-    inspections = [inspection_fact(r) for r in await store.inspections_of(db, period)]
+    """Every subject's exact figures of a town for a period, straight from the facts."""
+    tasks = [task_fact(r) for r in await store.facts_of_period(db, town.code, period)]
+    inspections = [inspection_fact(r) for r in await store.inspections_of(db, town.code, period)]
     return rules.all_figures(period, tasks, inspections, town, town.rules.appraisal)
+
+
+async def county_rankings(db: asyncpg.Pool | asyncpg.Connection, towns: Iterable[Town],
+                          period: str) -> dict[str, Any]:
+    """The county's towns ranked by the composite of their matters and by each rate (SPEC §8)."""
+    figures = {}
+    for town in towns:
+        tasks = [task_fact(r) for r in await store.facts_of_period(db, town.code, period)]
+        figures[town.code] = rules.town_figures(town.code, town.info.name, rules.counts(tasks), town.rules.appraisal)
+    return {"period": period, **rules.county_rankings(list(figures.values()))}
 
 
 def as_dict(f: rules.Figures, extra: dict[str, object] | None = None) -> dict[str, object]:

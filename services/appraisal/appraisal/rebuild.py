@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from townflow_shared import db
 from townflow_shared.consumer import Poison
+from townflow_shared.county import load_county
 from townflow_shared.dlq import describe
 from townflow_shared.kafka import topic_partitions
 from townflow_shared.retry import Retrying
@@ -62,7 +63,7 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
             raise NotEmpty(f"{into.rsplit('/', 1)[-1]} already holds handled events")
         async with target.acquire() as conn, conn.transaction():
             for row in await store.all_seconded_scores(live):
-                await store.post_seconded_score(conn, row["unit"], row["period"], row["score"],
+                await store.post_seconded_score(conn, row["town_code"], row["unit"], row["period"], row["score"],
                                                 row["posted_by"], row["posted_at"])
         runtime.use_pool(target)
         poison = _CountPoison(report)
@@ -106,17 +107,20 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
 
 
 async def snapshot(settings: AppraisalSettings, dsn: str) -> dict[str, Any]:
-    """Every period's figures in a database, as plain data for comparison."""
-    runtime = create_runtime(settings)
+    """Every town's figures of every period in a database, as plain data for comparison:
+    {town_code: {period: {subject_type: [figures]}}}."""
+    county = load_county(settings.town_dir)
     pool = await db.create_pool(dsn, 1, 2)
     try:
-        periods = [r["period"] for r in await pool.fetch(
-            "SELECT DISTINCT period FROM task_facts WHERE period IS NOT NULL"
-            " UNION SELECT DISTINCT period FROM inspection_facts ORDER BY 1")]
         result: dict[str, Any] = {}
-        for period in periods:
-            figures = await flows.period_figures(pool, runtime.town, period)
-            result[period] = {kind: [flows.as_dict(f) for f in figs] for kind, figs in figures.items()}
+        for row in await store.periods(pool):
+            town = county.town(row["town_code"])
+            if town is None:  # a town no longer served: its facts are kept, its figures not computed
+                result.setdefault(row["town_code"], {})[row["period"]] = "town not served"
+                continue
+            figures = await flows.period_figures(pool, town, row["period"])
+            result.setdefault(town.code, {})[row["period"]] = {
+                kind: [flows.as_dict(f) for f in figs] for kind, figs in figures.items()}
         return json.loads(json.dumps(result, sort_keys=True, default=str))  # type: ignore[no-any-return]
     finally:
         await pool.close()
@@ -124,11 +128,18 @@ async def snapshot(settings: AppraisalSettings, dsn: str) -> dict[str, Any]:
 
 def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     diffs = []
-    for period in sorted(set(a) | set(b)):
-        for kind in sorted(set(a.get(period, {})) | set(b.get(period, {}))):
-            left = {f["subject_id"]: f for f in a.get(period, {}).get(kind, [])}
-            right = {f["subject_id"]: f for f in b.get(period, {}).get(kind, [])}
-            for subject in sorted(set(left) | set(right)):
-                if left.get(subject) != right.get(subject):
-                    diffs.append(f"{period} {kind} {subject}: {left.get(subject)} != {right.get(subject)}")
+    for town in sorted(set(a) | set(b)):
+        left_town, right_town = a.get(town, {}), b.get(town, {})
+        for period in sorted(set(left_town) | set(right_town)):
+            left_period, right_period = left_town.get(period, {}), right_town.get(period, {})
+            if not isinstance(left_period, dict) or not isinstance(right_period, dict):
+                if left_period != right_period:
+                    diffs.append(f"{town} {period}: {left_period} != {right_period}")
+                continue
+            for kind in sorted(set(left_period) | set(right_period)):
+                left = {f["subject_id"]: f for f in left_period.get(kind, [])}
+                right = {f["subject_id"]: f for f in right_period.get(kind, [])}
+                for subject in sorted(set(left) | set(right)):
+                    if left.get(subject) != right.get(subject):
+                        diffs.append(f"{town} {period} {kind} {subject}: {left.get(subject)} != {right.get(subject)}")
     return diffs

@@ -344,3 +344,41 @@ def seconded_final(town_score: float | None, department_score: float | None,
         return None
     s = rules.seconded
     return round(s.town_weight * town_score + s.department_weight * department_score, 4)
+
+
+COUNTY_MEASURES = ("composite", "response", "resolution", "satisfaction")
+
+
+@dataclass(frozen=True)
+class TownFigures:
+    """A town as one subject over all its tasks of a month (SPEC §8)."""
+    town_code: str
+    name: str
+    counts: Counts
+    rates: dict[str, float | None]
+    composite: float | None
+
+
+def town_figures(town_code: str, name: str, c: Counts, rules: AppraisalRules) -> TownFigures:
+    """A town's figures from the counts of all its standing tasks, by the town's own weights."""
+    r = rates(c)
+    return TownFigures(town_code, name, c, r, composite(r, rules))
+
+
+def county_rankings(towns: Sequence[TownFigures]) -> dict[str, object]:
+    """The county's towns ranked by the composite of their matters and by each of the three rates
+    (渠县 ranks its towns on 社会满意度 every year): 1 is best, equal figures share a rank, a town
+    without a figure (no task, or no rating) is unranked. Plain data, towns in code order."""
+    def measure(t: TownFigures, name: str) -> float | None:
+        return t.composite if name == "composite" else t.rates[name]
+
+    ranked = {name: ranks({t.town_code: measure(t, name) for t in towns}) for name in COUNTY_MEASURES}
+    rows = [{"town_code": t.town_code, "name": t.name, "dispatched": t.counts.dispatched,
+             "responded": t.counts.responded, "resolved": t.counts.resolved, "rated": t.counts.rated,
+             "satisfied": t.counts.satisfied, "composite": t.composite,
+             "rates": {k: t.rates[k] for k in ("response", "resolution", "satisfaction")},
+             "ranks": {name: ranked[name].get(t.town_code) for name in COUNTY_MEASURES}}
+            for t in sorted(towns, key=lambda t: t.town_code)]
+    orders = {name: [code for code, _ in sorted(ranked[name].items(), key=lambda kv: (kv[1], kv[0]))]
+              for name in COUNTY_MEASURES}
+    return {"towns": rows, "rankings": orders}

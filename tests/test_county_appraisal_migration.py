@@ -1,0 +1,89 @@
+"""Appraisal's county migration (004_towns.sql) on a database of the test's own: rows written
+before the county change get the one town they can belong to, or the migration names the setting."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from appraisal.app import MIGRATIONS
+from devstack.stack import Stack
+from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+
+from .conftest import BAILU, QINGHE
+
+TABLES = ("task_facts", "matter_facts", "inspection_facts", "seconded_scores", "alerts", "score_cache",
+          "inspection_points", "subject_totals")
+
+
+@pytest.fixture
+async def pre_county(stack: Stack, tmp_path: Path) -> AsyncIterator[tuple[asyncpg.Pool, Path]]:
+    """A new database with appraisal's migrations from before the county change applied."""
+    assert stack.postgres is not None
+    name = f"appraisal_towns_{uuid.uuid4().hex[:12]}"
+    stack.postgres.create_database(name)
+    before = tmp_path / "appraisal" / "migrations"  # named like the real folder, so the names match
+    before.mkdir(parents=True)
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        if path.name < "004":
+            shutil.copy(path, before / path.name)
+    pool = await create_pool(stack.postgres.dsn(name), min_size=1, max_size=2)
+    await migrate(pool, [SHARED_MIGRATIONS, before])
+    yield pool, before
+    await pool.close()
+
+
+async def old_rows(pool: asyncpg.Pool) -> None:
+    await pool.execute("""
+        INSERT INTO task_facts (task_id, request_id, dispatched_event, period, assignee, module, village,
+                                colour, c_dispatched, c_responded, c_points)
+        VALUES ('t1', 'r1', gen_random_uuid(), '2026-11', 's001', 'econ', 'V01', 'yellow', 1, 1, 12);
+        INSERT INTO matter_facts (request_id, village, rating) VALUES ('r1', 'V01', 'satisfied');
+        INSERT INTO inspection_facts (inspection_id, period, officers, task_count, finished_at, event_id)
+        VALUES ('i1', '2026-11', '{s040}', 1, now(), gen_random_uuid());
+        INSERT INTO inspection_points (inspection_id, staff_id, module, period, points)
+        VALUES ('i1', 's040', 'enforcement', '2026-11', 5);
+        INSERT INTO seconded_scores (unit, period, score, posted_by, posted_at)
+        VALUES ('land', '2026-11', 88, 's032', now());
+        INSERT INTO alerts (staff_id, period, level, reasons, raised_at, cause_event_id)
+        VALUES ('s001', '2026-11', 'reminder', '{x}', now(), gen_random_uuid());
+        INSERT INTO score_cache (subject_type, subject_id, period, composite, points, module)
+        VALUES ('staff', 's001', '2026-11', 80, 12, 'econ');""")
+
+
+async def test_old_rows_get_the_default_town_and_totals_stay_per_town(
+        pre_county: tuple[asyncpg.Pool, Path]) -> None:
+    pool, _ = pre_county
+    await old_rows(pool)
+    applied = await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS], default_town=QINGHE)
+    assert "appraisal/004_towns.sql" in applied
+    for table in TABLES:
+        towns = [r["town_code"] for r in await pool.fetch(f"SELECT town_code FROM {table}")]
+        assert towns and set(towns) == {QINGHE}, table
+    # The same staff id in another town is another subject: its own running totals.
+    await pool.execute("""
+        INSERT INTO task_facts (town_code, task_id, request_id, dispatched_event, period, assignee, module,
+                                village, colour, c_dispatched, c_points)
+        VALUES ($1, 't1', 'r1', gen_random_uuid(), '2026-11', 's001', 'econ', 'V01', 'yellow', 1, 10)""", BAILU)
+    totals = {(r["town_code"], r["dispatched"], r["responded"], float(r["points"])) for r in await pool.fetch(
+        "SELECT * FROM subject_totals WHERE subject_type = 'staff' AND subject_id = 's001'")}
+    assert totals == {(QINGHE, 1, 1, 12.0), (BAILU, 1, 0, 10.0)}
+
+
+async def test_old_rows_without_a_town_to_give_fail_naming_the_setting(
+        pre_county: tuple[asyncpg.Pool, Path]) -> None:
+    pool, _ = pre_county
+    await old_rows(pool)
+    with pytest.raises(asyncpg.RaiseError, match="TOWNFLOW_LEGACY_TOWN_CODE"):
+        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+    assert await pool.fetchval("SELECT count(*) FROM task_facts") == 1  # nothing changed
+
+
+async def test_an_empty_database_needs_no_town(pre_county: tuple[asyncpg.Pool, Path]) -> None:
+    pool, _ = pre_county
+    assert "appraisal/004_towns.sql" in await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
