@@ -5,6 +5,8 @@ wait together are written here in one transaction: idempotency keys claimed, tic
 then repeat counts, the requests with their first timeline step, the
 `intake.request.filed` events into the outbox (each with its own request's trace), the
 idempotent answers saved. Each filing gets its own answer: (status, body) or the 422 meant for it.
+A batch may hold filings of several towns of a county (SPEC §8): each is numbered, counted for the
+repeat rule and keyed within its own town.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ Answer = tuple[int, dict[str, Any]]
 
 @dataclass(frozen=True)
 class Filing:
-    """A validated filing waiting to be written."""
+    """A validated filing waiting to be written, in its town."""
 
+    town: Town
     filed_by: str
+    filer_scope: str  # whose Idempotency-Keys these are within the town (see api.filer_scope)
     idempotency_key: str | None
     fingerprint: str
     item: CatalogItem
@@ -48,8 +52,9 @@ class Filing:
     trace_headers: dict[str, str]
 
     @property
-    def scope_and_key(self) -> tuple[str, str] | None:
-        return (self.filed_by, self.idempotency_key) if self.idempotency_key else None
+    def scope_and_key(self) -> tuple[str, str, str] | None:
+        """(town, filer, key): a key belongs to the town filed in and its filer."""
+        return (self.town.code, self.filer_scope, self.idempotency_key) if self.idempotency_key else None
 
 
 _writers: WeakKeyDictionary[ServiceRuntime, GroupCommit[Filing, Answer]] = WeakKeyDictionary()
@@ -61,7 +66,7 @@ def filing_writer(runtime: ServiceRuntime) -> GroupCommit[Filing, Answer]:
     if writer is None:
         async def write(filings: Sequence[Filing]) -> list[Answer | BaseException]:
             async with transaction(runtime.pool) as conn:
-                return await file_requests(conn, filings, runtime.town, runtime.clock.now())
+                return await file_requests(conn, filings, runtime.clock.now())
 
         writer = _writers[runtime] = GroupCommit(write)
     return writer
@@ -75,7 +80,7 @@ def _key_reused(fingerprint: str, answer: Answer | BaseException, first_fingerpr
     return answer
 
 
-async def file_requests(conn: asyncpg.Connection, filings: Sequence[Filing], town: Town,
+async def file_requests(conn: asyncpg.Connection, filings: Sequence[Filing],
                         now: datetime) -> list[Answer | BaseException]:
     """Every filing's answer, in order: replayed for a known Idempotency-Key, else a new request."""
     answers: list[Answer | BaseException | None] = [None] * len(filings)
@@ -84,7 +89,7 @@ async def file_requests(conn: asyncpg.Connection, filings: Sequence[Filing], tow
         answers[i] = _key_reused(filings[i].fingerprint, answer, fingerprint)
     new = [i for i in range(len(filings)) if answers[i] is None and i not in keys.repeated]
     if new:
-        answers_of_new = await _file_new(conn, [filings[i] for i in new], town, now)
+        answers_of_new = await _file_new(conn, [filings[i] for i in new], now)
         for i, answer in zip(new, answers_of_new, strict=True):
             answers[i] = answer
     for i, first in keys.repeated.items():  # after their first, whose answer they repeat
@@ -103,13 +108,13 @@ async def file_requests(conn: asyncpg.Connection, filings: Sequence[Filing], tow
 class _Keys:
     replayed: dict[int, tuple[str, Answer]]      # filing -> (first fingerprint, first answer) from the database
     repeated: dict[int, int]                     # filing -> the earlier filing of this batch with its key
-    stored: dict[tuple[str, str], tuple[str, Answer]]  # key -> what the database holds
+    stored: dict[tuple[str, str, str], tuple[str, Answer]]  # key -> what the database holds
 
 
 async def _claim_keys(conn: asyncpg.Connection, filings: Sequence[Filing]) -> _Keys:
     """An Idempotency-Key answers as it did the first time: from the database, or from the
     first filing of this very batch that carried it."""
-    first_with_key: dict[tuple[str, str], int] = {}
+    first_with_key: dict[tuple[str, str, str], int] = {}
     repeated: dict[int, int] = {}
     for i, filing in enumerate(filings):
         if (key := filing.scope_and_key) is not None:
@@ -127,25 +132,28 @@ async def _claim_keys(conn: asyncpg.Connection, filings: Sequence[Filing]) -> _K
     return _Keys(replayed, repeated, stored)
 
 
-async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], town: Town,
-                    now: datetime) -> list[Answer]:
-    """New requests: gap-free tickets, then repeat counts that see every committed filing, the rows,
-    the events."""
-    day = town.calendar.local(now).date()
-    window = timedelta(days=town.rules.intake.repeat_filing_window_days)
-    last = await store.claim_tickets(conn, day, len(filings))
-    earlier = await store.repeat_counts(conn, [f.citizen_ref for f in filings], [f.item.code for f in filings],
-                                        now - window)
-    in_this_batch: Counter[tuple[str, str]] = Counter()
+async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], now: datetime) -> list[Answer]:
+    """New requests: gap-free tickets of each town, then repeat counts within each town that see
+    every committed filing, the rows, the events."""
+    days = [filing.town.calendar.local(now).date() for filing in filings]
+    wanted = Counter((filing.town.code, day) for filing, day in zip(filings, days, strict=True))
+    last = await store.claim_tickets(conn, dict(wanted))
+    next_sequence = {town_day: last[town_day] - count + 1 for town_day, count in wanted.items()}
+    earlier = await store.repeat_counts(
+        conn, [f.town.code for f in filings], [f.citizen_ref for f in filings], [f.item.code for f in filings],
+        [now - timedelta(days=f.town.rules.intake.repeat_filing_window_days) for f in filings])
+    in_this_batch: Counter[tuple[str, str, str]] = Counter()
     rows, events, answers, saved = [], [], [], []
-    for sequence, filing, earlier_filings in zip(range(last - len(filings) + 1, last + 1), filings, earlier,
-                                                 strict=True):
-        repeat_key = (filing.citizen_ref, filing.item.code)
+    for filing, day, earlier_filings in zip(filings, days, earlier, strict=True):
+        town = filing.town
+        sequence = next_sequence[(town.code, day)]
+        next_sequence[(town.code, day)] += 1
+        repeat_key = (town.code, filing.citizen_ref, filing.item.code)
         colour = rules.colour_for(filing.requested_colour, filing.item,
                                   earlier_filings + in_this_batch[repeat_key], town.rules.intake)
         in_this_batch[repeat_key] += 1
         request_id = uuid.uuid4()
-        ticket_no = rules.ticket_number(town.code, day, sequence)
+        ticket_no = rules.ticket_number(town.code, day, sequence)  # the ticket names its town
         access_code = rules.new_access_code()
         fields = filing.fields
         rows.append({

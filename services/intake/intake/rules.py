@@ -45,6 +45,11 @@ def ticket_number(town_code: str, day: date, sequence: int) -> str:
     return f"{town_code}-{day:%Y%m%d}-{sequence:05d}"
 
 
+def town_of_ticket(ticket_no: str) -> str:
+    """The town a ticket number names (SPEC §8: each town numbers its own tickets)."""
+    return ticket_no.split("-", 1)[0]
+
+
 ACCESS_CODE_LENGTH = 6
 CODE_GUESS_WINDOW = timedelta(hours=1)
 
@@ -117,15 +122,24 @@ def filing_problems(*, town: Town, item: CatalogItem, channel: str, village: str
     """Every (field, problem) that makes a filing invalid beyond its types."""
     problems: list[tuple[str, str]] = []
     if village not in town.villages:
-        problems.append(("village", f"unknown village {village!r}; known: {', '.join(town.villages)}"))
+        problems.append(("village", f"unknown village {village!r} in {town.info.name}; known: "
+                                    f"{', '.join(town.villages)}"))
     if channel == "proxy" and not proxy_agent_id:
         problems.append(("proxy_agent_id", "required when the channel is proxy (代办)"))
+    elif proxy_agent_id is not None and proxy_agent_id not in proxy_agents(town):
+        problems.append(("proxy_agent_id", f"{proxy_agent_id!r} is not a proxy agent (代办员) of "
+                                           f"{town.info.name}; known: {', '.join(proxy_agents(town))}"))
     if channel == "village_station" and not village_record_id:
         problems.append(("village_record_id", "required when the channel is village_station (三转)"))
     if item.task_kind in ("enforcement", "joint_visit") and not target:
         problems.append(("target", f"required for {item.task_kind} items: the enterprise's unified "
                                    "social credit code or the site id"))
     return problems
+
+
+def proxy_agents(town: Town) -> list[str]:
+    """The staff ids of a town's village proxy agents (代办员)."""
+    return [s.id for s in town.staff.values() if "proxy_agent" in s.roles]
 
 
 TIMELINE_STEPS = ("filed", "dispatched", "accepted", "returned", "supervised", "inspected",

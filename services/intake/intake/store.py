@@ -9,53 +9,64 @@ from typing import Any
 import asyncpg
 
 
-async def claim_tickets(conn: asyncpg.Connection, day: date, count: int) -> int:
-    """The day's next `count` ticket sequences; the last one is returned. The day's sequence row
-    stays locked until the filings commit, so the numbers have no gaps, across replicas too."""
-    return int(await conn.fetchval(
-        "INSERT INTO ticket_sequences (day, last) VALUES ($1, $2)"
-        " ON CONFLICT (day) DO UPDATE SET last = ticket_sequences.last + $2 RETURNING last", day, count))
+async def claim_tickets(conn: asyncpg.Connection, wanted: dict[tuple[str, date], int]) -> dict[tuple[str, date], int]:
+    """The next sequences of each (town, day): `count` of them; the last one is returned for each.
+    Each town's day row stays locked until the filings commit, so its numbers have no gaps, across
+    replicas too. The rows are locked in one order (town, day), so two batches that both file in
+    two towns never wait for each other."""
+    rows = await conn.fetch(
+        "INSERT INTO ticket_sequences (town_code, day, last)"
+        " SELECT * FROM unnest($1::text[], $2::date[], $3::int[]) AS w(town_code, day, last)"
+        " ORDER BY town_code, day"
+        " ON CONFLICT (town_code, day) DO UPDATE SET last = ticket_sequences.last + EXCLUDED.last"
+        " RETURNING town_code, day, last",
+        [town for town, _ in wanted], [day for _, day in wanted], list(wanted.values()))
+    return {(row["town_code"], row["day"]): int(row["last"]) for row in rows}
 
 
-async def repeat_counts(conn: asyncpg.Connection, citizen_refs: list[str], item_codes: list[str],
-                        since: datetime) -> list[int]:
-    """How often each citizen filed each item since `since`.
+async def repeat_counts(conn: asyncpg.Connection, town_codes: list[str], citizen_refs: list[str],
+                        item_codes: list[str], since: list[datetime]) -> list[int]:
+    """How often each citizen filed each item in each town since each `since`: the rule counts
+    within a town.
 
     Called after `claim_tickets`, in a statement of its own: it then sees every filing committed
-    while this one waited for the day's row, by another replica too. (In the same statement it
+    while this one waited for the town's day row, by another replica too. (In the same statement it
     would read the snapshot taken before that wait and miss them.)"""
     return [int(n) for n in await conn.fetchval(
         "SELECT ARRAY(SELECT (SELECT count(*) FROM requests r WHERE r.citizen_ref = f.ref AND r.item_code = f.item"
-        "                     AND r.filed_at >= $3)"
-        "  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS f(ref, item, n) ORDER BY f.n)",
-        citizen_refs, item_codes, since)]
+        "                     AND r.filed_at >= f.since AND r.town_code = f.town)"
+        "  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) WITH ORDINALITY"
+        "       AS f(town, ref, item, since, n) ORDER BY f.n)",
+        town_codes, citizen_refs, item_codes, since)]
 
 
-async def claim_idempotency_keys(conn: asyncpg.Connection, keys: list[tuple[str, str, str]],
-                                 ) -> dict[tuple[str, str], asyncpg.Record]:
-    """Claim (scope, key, fingerprint) entries; the stored rows of those claimed before.
+async def claim_idempotency_keys(conn: asyncpg.Connection, keys: list[tuple[str, str, str, str]],
+                                 ) -> dict[tuple[str, str, str], asyncpg.Record]:
+    """Claim (town, scope, key, fingerprint) entries; the stored rows of those claimed before.
 
     A concurrent claim of the same key waits on the primary key until the first commits; the
     stored rows are read by a second statement, so it sees that commit."""
-    claimed = {(r["scope"], r["key"]) for r in await conn.fetch(
-        "INSERT INTO idempotency_keys (scope, key, fingerprint)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING RETURNING scope, key",
-        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])}
-    earlier = [k for k in keys if (k[0], k[1]) not in claimed]
+    claimed = {(r["town_code"], r["scope"], r["key"]) for r in await conn.fetch(
+        "INSERT INTO idempotency_keys (town_code, scope, key, fingerprint)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING"
+        " RETURNING town_code, scope, key",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys])}
+    earlier = [k for k in keys if k[:3] not in claimed]
     if not earlier:
         return {}
     rows = await conn.fetch(
-        "SELECT scope, key, fingerprint, status, response FROM idempotency_keys"
-        " WHERE (scope, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        [k[0] for k in earlier], [k[1] for k in earlier])
-    return {(r["scope"], r["key"]): r for r in rows}
+        "SELECT town_code, scope, key, fingerprint, status, response FROM idempotency_keys"
+        " WHERE (town_code, scope, key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+        [k[0] for k in earlier], [k[1] for k in earlier], [k[2] for k in earlier])
+    return {(r["town_code"], r["scope"], r["key"]): r for r in rows}
 
 
 async def save_idempotent_responses(conn: asyncpg.Connection,
-                                    answers: list[tuple[str, str, int, dict[str, Any]]]) -> None:
-    """(scope, key, status, response) of each claimed key, in one pipelined round trip."""
+                                    answers: list[tuple[str, str, str, int, dict[str, Any]]]) -> None:
+    """(town, scope, key, status, response) of each claimed key, in one pipelined round trip."""
     await conn.executemany(
-        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2", answers)
+        "UPDATE idempotency_keys SET status = $4, response = $5"
+        " WHERE town_code = $1 AND scope = $2 AND key = $3", answers)
 
 
 async def insert_requests(conn: asyncpg.Connection, rows: list[dict[str, Any]], first_step: str,
@@ -83,17 +94,18 @@ async def add_timeline(conn: asyncpg.Connection, request_id: uuid.UUID, at: date
     )
 
 
-async def step_and_status(conn: asyncpg.Connection, request_id: uuid.UUID, at: datetime, step: str,
-                          detail: dict[str, Any], event_id: uuid.UUID | None) -> asyncpg.Record | None:
-    """Add a step to a request's timeline and return its status, locked until commit: one
-    round trip. None (and no step) when the request is not ours."""
+async def step_and_status(conn: asyncpg.Connection, town_code: str, request_id: uuid.UUID, at: datetime,
+                          step: str, detail: dict[str, Any], event_id: uuid.UUID | None) -> asyncpg.Record | None:
+    """Add a step to a town's request's timeline and return its status, locked until commit: one
+    round trip. None (and no step) when the request is not that town's, or not ours at all."""
     return await conn.fetchrow(
-        "WITH current AS (SELECT status, status_at FROM requests WHERE request_id = $1 FOR UPDATE),"
+        "WITH current AS (SELECT status, status_at FROM requests WHERE request_id = $1 AND town_code = $6"
+        "  FOR UPDATE),"
         " step AS (INSERT INTO timeline (request_id, at, step, detail, event_id)"
         "  SELECT $1, $2::timestamptz, $3::text, $4::jsonb, $5::uuid FROM current"
         "  ON CONFLICT (event_id, request_id) DO NOTHING)"
         " SELECT status, status_at FROM current",
-        request_id, at, step, detail, event_id,
+        request_id, at, step, detail, event_id, town_code,
     )
 
 

@@ -7,16 +7,24 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from intake import rules
-from townflow_shared.settings import DEMO_TOWN_DIR
-from townflow_shared.town import IntakeRules, load_town
+from townflow_shared.county import load_county
+from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
+from townflow_shared.town import IntakeRules, Town, load_town
 
 TOWN = load_town(DEMO_TOWN_DIR)
+COUNTY = load_county(DEMO_COUNTY_DIR)
+QINGHE, BAILU = COUNTY.towns["321003104"], COUNTY.towns["321003107"]
 
 
 def test_ticket_number_has_town_day_and_five_digit_sequence() -> None:
     assert rules.ticket_number("321003104", date(2026, 11, 23), 7) == "321003104-20261123-00007"
     with pytest.raises(ValueError):
         rules.ticket_number("321003104", date(2026, 11, 23), 100_000)
+
+
+def test_a_ticket_number_names_its_town() -> None:
+    assert rules.town_of_ticket(rules.ticket_number("321003107", date(2026, 11, 23), 1)) == "321003107"
+    assert rules.town_of_ticket("nonsense") == "nonsense"  # no town is called that: it exists nowhere
 
 
 def test_citizen_ref_is_keyed_and_normalised() -> None:
@@ -58,6 +66,22 @@ def test_channel_and_kind_requirements() -> None:
     ok = rules.filing_problems(town=TOWN, item=TOWN.catalog["S001"], channel="village_station",
                                village="V01", target=None, proxy_agent_id=None, village_record_id="VR-1")
     assert ok == []
+
+
+def test_village_and_proxy_agent_are_the_towns_own() -> None:
+    """In a county each filing is checked against the town it is filed in (SPEC §8)."""
+    def problems(town: Town, village: str = "V01", proxy_agent_id: str = "s035") -> set[str]:
+        return {f for f, _ in rules.filing_problems(
+            town=town, item=town.catalog["S001"], channel="proxy", village=village, target=None,
+            proxy_agent_id=proxy_agent_id, village_record_id=None)}
+
+    assert problems(QINGHE) == set()
+    assert problems(BAILU) == {"proxy_agent_id"}                  # 青禾镇's 代办员, not 白鹭镇's
+    assert problems(BAILU, proxy_agent_id="s029") == set()
+    assert problems(QINGHE, village="V06") == set()
+    assert problems(BAILU, village="V06", proxy_agent_id="s029") == {"village"}  # 白鹭镇 has five
+    assert problems(QINGHE, proxy_agent_id="s010") == {"proxy_agent_id"}  # a clerk is no proxy agent
+    assert rules.proxy_agents(BAILU) == ["s029"]
 
 
 def test_rating_only_once_and_only_after_completion() -> None:

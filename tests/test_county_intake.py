@@ -1,0 +1,276 @@
+"""Intake serving a county (SPEC §8) on the demo county 禾川县: each town numbers its own tickets
+and checks filings against its own catalog, villages and proxy agents; a town's staff reach only
+their town, county roles every town; the handlers take the town from each event."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from devstack.stack import Stack
+from intake import flows
+from intake.app import MIGRATIONS
+from townflow_shared.county import load_county
+from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+from townflow_shared.events import (
+    RequestRated,
+    TaskAccepted,
+    TaskAcceptedData,
+    TaskCompleted,
+    TaskCompletedData,
+    new_event,
+)
+from townflow_shared.settings import DEMO_COUNTY_DIR
+
+from .conftest import BAILU, CLERK, QINGHE, SHIQIAO, Api, eventually, file_matter, filing
+from .kafka_tools import about, event_of, produce, read_all, wait_for_record
+
+COUNTY_ADMIN = ("c001", "county_admin")
+COUNTY_READER = ("c002", "county_reader")
+
+
+@pytest.fixture(scope="module")
+def county(county_stack: Stack) -> Api:
+    """Intake of the county, called with county tokens (no town claim); `.of_town` for a town's staff."""
+    return Api(county_stack, "intake")
+
+
+@pytest.fixture(scope="module")
+def county_bootstrap(county_stack: Stack) -> str:
+    assert county_stack.kafka is not None
+    return county_stack.kafka.bootstrap
+
+
+@pytest.fixture(scope="module")
+async def intake_db(county_stack: Stack) -> AsyncIterator[asyncpg.Pool]:
+    assert county_stack.postgres is not None
+    pool = await asyncpg.create_pool(county_stack.postgres.dsn("intake"), min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def set_county_clocks(stack: Stack, now: str) -> None:
+    """Every service's test clock, moved by the county's admin (a county has no town-less admin)."""
+    for name in stack.services:
+        response = await Api(stack, name).call("POST", "/v1/admin/clock", as_=COUNTY_ADMIN, json={"now": now})
+        assert response.status_code == 200, response.text
+
+
+def sequence(ticket: dict[str, Any]) -> int:
+    return int(ticket["ticket_no"].rsplit("-", 1)[1])
+
+
+async def test_each_town_numbers_its_own_tickets_with_its_own_code(
+        county_stack: Stack, county: Api, county_bootstrap: str) -> None:
+    await set_county_clocks(county_stack, "2027-03-15T09:00:00+08:00")  # a day no other test files on
+    qinghe, bailu = county.of_town(QINGHE), county.of_town(BAILU)
+    q1, b1, q2, b2 = [await file_matter(api, item_code="S001") for api in (qinghe, bailu, qinghe, bailu)]
+    assert q1["ticket_no"] == "321003104-20270315-00001" and b1["ticket_no"] == "321003107-20270315-00001"
+    assert (sequence(q2), sequence(b2)) == (2, 2)  # filed in turn, yet each town's sequence has no gap
+
+    for api, ticket, town in ((qinghe, q1, QINGHE), (bailu, b1, BAILU)):
+        view = (await api.call("GET", f"/v1/requests/{ticket['ticket_no']}", as_=CLERK)).json()
+        assert (view["town_code"], view["item_code"], view["item_name"]) == (town, "S001", "新生儿落户")
+        assert view["citizen"]["name"] == "测试群众"
+        record = await wait_for_record(county_bootstrap, "intake.request.filed.v1", about(ticket["request_id"]))
+        assert event_of(record)["town_code"] == town
+
+
+async def test_a_towns_staff_read_only_their_town_and_county_roles_read_every_town(
+        county_stack: Stack, county: Api) -> None:
+    await set_county_clocks(county_stack, "2027-03-16T09:00:00+08:00")
+    qinghe, bailu = county.of_town(QINGHE), county.of_town(BAILU)
+    mine, theirs = await file_matter(qinghe), await file_matter(bailu)
+    path = f"/v1/requests/{theirs['ticket_no']}"
+
+    assert (await qinghe.call("GET", path, as_=CLERK)).status_code == 404  # as if it did not exist
+    assert (await qinghe.call("GET", path, as_=("s030", "command_centre"))).status_code == 404
+    with_code = await qinghe.call("GET", path, as_=CLERK, params={"code": theirs["access_code"]})
+    assert with_code.status_code == 200 and "citizen" not in with_code.json()  # the citizen's view
+    citizen = await county.call("GET", path, params={"code": theirs["access_code"]})  # no token: any town
+    assert citizen.status_code == 200 and citizen.json()["town_code"] == BAILU
+    assert (await qinghe.call("GET", f"/v1/requests/{mine['ticket_no']}", as_=CLERK)).json()["citizen"]
+
+    for ticket in (mine, theirs):  # a county department reads every town, never personal data
+        view = await county.call("GET", f"/v1/requests/{ticket['ticket_no']}", as_=COUNTY_READER)
+        assert view.status_code == 200, view.text
+        assert view.json()["ticket_no"] == ticket["ticket_no"] and "citizen" not in view.json()
+        assert "测试群众" not in view.text
+    admin_view = await county.call("GET", path, as_=COUNTY_ADMIN)
+    assert admin_view.status_code == 200 and admin_view.json()["citizen"]["name"] == "测试群众"
+    assert (await county.call("GET", f"/v1/requests/{QINGHE}-20270316-99999",
+                              as_=COUNTY_READER)).status_code == 404
+
+
+async def test_the_county_admin_files_in_the_town_it_names(county_stack: Stack, county: Api) -> None:
+    await set_county_clocks(county_stack, "2027-03-17T09:00:00+08:00")
+    filed = await county.call("POST", "/v1/requests", as_=COUNTY_ADMIN,
+                              json=filing(town_code=SHIQIAO, village="V07", location="石桥社区"))
+    assert filed.status_code == 201, filed.text
+    assert filed.json()["ticket_no"].startswith(f"{SHIQIAO}-20270317-")
+    view = (await county.call("GET", f"/v1/requests/{filed.json()['ticket_no']}", as_=COUNTY_ADMIN)).json()
+    assert view["town_code"] == SHIQIAO and view["village"] == "V07"
+
+    for body in (filing(), filing(town_code="321003199")):  # none named; not a town of the county
+        refused = await county.call("POST", "/v1/requests", as_=COUNTY_ADMIN, json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"][0]["loc"] == ["body", "town_code"]
+        assert SHIQIAO in refused.json()["detail"][0]["msg"]  # it says which towns there are
+
+    qinghe = county.of_town(QINGHE)
+    assert (await qinghe.call("POST", "/v1/requests", as_=CLERK, json=filing(town_code=BAILU))).status_code == 403
+    assert (await qinghe.call("POST", "/v1/requests", as_=CLERK, json=filing(town_code=QINGHE))).status_code == 201
+    assert (await county.call("POST", "/v1/requests", as_=COUNTY_READER,
+                              json=filing(town_code=QINGHE))).status_code == 403  # reads, never files
+
+
+async def test_a_filing_is_checked_against_its_towns_catalog_villages_and_proxy_agents(county: Api) -> None:
+    qinghe, bailu = county.of_town(QINGHE), county.of_town(BAILU)
+
+    async def refused_field(api: Api, **overrides: Any) -> str:
+        response = await api.call("POST", "/v1/requests", as_=CLERK, json=filing(**overrides))
+        assert response.status_code == 422, response.text
+        return str(response.json()["detail"][0]["loc"][1])
+
+    assert (await file_matter(bailu, item_code="T101"))["ticket_no"].startswith(BAILU)  # 白鹭镇's own item
+    assert await refused_field(qinghe, item_code="T101") == "item_code"
+    assert (await file_matter(qinghe, village="V06"))["ticket_no"].startswith(QINGHE)
+    assert await refused_field(bailu, village="V06") == "village"  # 白鹭镇 has five villages
+    assert await refused_field(bailu, channel="proxy", proxy_agent_id="s035") == "proxy_agent_id"  # 青禾镇's
+    assert (await file_matter(bailu, channel="proxy", proxy_agent_id="s029"))["ticket_no"].startswith(BAILU)
+
+
+async def test_the_catalog_is_the_callers_towns_and_county_roles_name_the_town(county: Api) -> None:
+    qinghe = county.of_town(QINGHE)
+    own = (await qinghe.call("GET", "/v1/catalog", as_=CLERK)).json()
+    assert "S001" in {i["code"] for i in own} and "T101" not in {i["code"] for i in own}
+    bailu = await county.call("GET", "/v1/catalog", as_=COUNTY_READER, params={"town": BAILU})
+    assert bailu.status_code == 200 and "T101" in {i["code"] for i in bailu.json()}
+    for params in ({}, {"town": "321003199"}):
+        refused = await county.call("GET", "/v1/catalog", as_=COUNTY_READER, params=params)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"][0]["loc"] == ["query", "town"]
+    assert (await qinghe.call("GET", "/v1/catalog", as_=CLERK, params={"town": BAILU})).status_code == 404
+
+
+async def test_the_repeat_rule_and_idempotency_keys_hold_within_a_town(county_stack: Stack, county: Api) -> None:
+    await set_county_clocks(county_stack, "2027-03-18T09:00:00+08:00")
+    qinghe, bailu = county.of_town(QINGHE), county.of_town(BAILU)
+    citizen = {"name": "两镇来访", "id_number": f"3210031992{uuid.uuid4().int % 10**7:07d}X"}
+    colours = [(await file_matter(api, item_code="S007", citizen=citizen))["colour"]
+               for api in (qinghe, qinghe, bailu, qinghe)]
+    assert colours == ["yellow", "yellow", "yellow", "orange"]  # 白鹭镇's is its first there
+
+    # s010 is a clerk in both towns: two people, so one key is two filings.
+    key, body = {"Idempotency-Key": f"county-{uuid.uuid4()}"}, filing()
+    first, other, again = [await api.call("POST", "/v1/requests", as_=CLERK, json=body, headers=key)
+                           for api in (qinghe, bailu, qinghe)]
+    assert first.status_code == other.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert other.json()["ticket_no"].startswith(BAILU) and other.json()["request_id"] != first.json()["request_id"]
+    admin = await county.call("POST", "/v1/requests", as_=COUNTY_ADMIN, headers=key,
+                              json={**body, "town_code": QINGHE})
+    assert admin.status_code == 201 and admin.json()["request_id"] not in (first.json()["request_id"],
+                                                                           other.json()["request_id"])
+
+
+async def test_the_handlers_take_the_town_from_the_event(
+        county_stack: Stack, county: Api, county_bootstrap: str, intake_db: asyncpg.Pool) -> None:
+    await set_county_clocks(county_stack, "2027-03-19T09:00:00+08:00")
+    ticket = await file_matter(county.of_town(BAILU), item_code="S001")
+    request_id, now = ticket["request_id"], datetime.fromisoformat("2027-03-19T10:00:00+08:00")
+
+    def accepted(town: str) -> TaskAccepted:
+        return new_event(TaskAccepted, TaskAcceptedData(
+            task_id=str(uuid.uuid4()), request_id=request_id, by="s013", accepted_at=now),
+            source="dispatch", town_code=town, subject=request_id, correlation_id=request_id, time=now)
+
+    wrong_town, unknown_town = accepted(QINGHE), accepted("321003199")
+    completed = new_event(TaskCompleted, TaskCompletedData(
+        task_id=str(uuid.uuid4()), request_id=request_id, by="s013", resolution="已落户",
+        completed_at=now + timedelta(minutes=5), on_time=True),
+        source="dispatch", town_code=BAILU, subject=request_id, correlation_id=request_id, time=now)
+    for event in (wrong_town, unknown_town, completed):
+        await produce(county_bootstrap, event.topic, event.model_dump_json().encode(), key=request_id.encode(),
+                      headers=[("content-type", b"application/json")])
+
+    async def dead_letter() -> dict[str, bytes] | None:
+        for record in await read_all(county_bootstrap, TaskAccepted.topic + ".dlq"):
+            headers = dict(record.headers)
+            if headers.get("x-dlq-service") == b"intake" and str(unknown_town.id).encode() in record.value:
+                return headers
+        return None
+
+    headers = await eventually(dead_letter, what="the event of a town the county does not have, dead-lettered")
+    assert b"321003199" in headers["x-dlq-error"]
+    await eventually(lambda: intake_db.fetchval("SELECT count(*) = 2 FROM inbox WHERE event_id = ANY($1)",
+                                                [wrong_town.id, completed.id]), what="both events handled")
+    code = {"code": ticket["access_code"]}
+    view = (await county.call("GET", f"/v1/requests/{ticket['ticket_no']}", params=code)).json()
+    assert view["status"] == "completed"
+    assert "accepted" not in [s["step"] for s in view["timeline"]]  # 青禾镇's event steps no 白鹭镇 matter
+
+    rated = await county.call("POST", f"/v1/requests/{ticket['ticket_no']}/rating", params=code,
+                              json={"rating": "satisfied"})
+    assert rated.status_code == 200, rated.text
+    record = await wait_for_record(county_bootstrap, RequestRated.topic, about(request_id))
+    assert event_of(record)["town_code"] == BAILU
+
+
+def _filing(town_code: str, key: str | None = None, fingerprint: str = "f") -> flows.Filing:
+    town = load_county(DEMO_COUNTY_DIR).towns[town_code]
+    return flows.Filing(
+        town=town, filed_by="s010", filer_scope="s010", idempotency_key=key, fingerprint=fingerprint,
+        item=town.catalog["S001"], requested_colour=None, citizen_ref="0" * 64, trace_headers={},
+        fields={"channel": "window", "description": "为新生儿办理户口登记", "village": "V01", "location": "一组",
+                "target": None, "proxy_agent_id": None, "village_record_id": None, "citizen_name": "测试群众",
+                "citizen_phone": "13800000000", "citizen_id_number": None})
+
+
+async def test_the_migration_gives_a_one_town_databases_rows_their_town(county_stack: Stack, tmp_path: Path) -> None:
+    """A county without TOWNFLOW_LEGACY_TOWN_CODE still knows the town of the old rows: the ticket
+    numbers name it. Its day's sequence goes on, another town starts its own, old keys still answer."""
+    assert county_stack.postgres is not None
+    name = f"intake_{uuid.uuid4().hex[:12]}"
+    county_stack.postgres.create_database(name)
+    before = tmp_path / "intake" / "migrations"  # named like the real folder, so the names match
+    before.mkdir(parents=True)
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        if path.name < "005":
+            shutil.copy(path, before / path.name)
+    pool = await create_pool(county_stack.postgres.dsn(name), min_size=1, max_size=2)
+    try:
+        await migrate(pool, [SHARED_MIGRATIONS, before])
+        old_answer = {"request_id": str(uuid.uuid4()), "ticket_no": f"{QINGHE}-20270105-00002",
+                      "access_code": "ABCDEF", "colour": "yellow", "status": "filed"}
+        async with pool.acquire() as conn:
+            for n in (1, 2):
+                await conn.execute(
+                    "INSERT INTO requests (request_id, ticket_no, access_code, channel, item_code, colour,"
+                    " description, village, location, citizen_name, citizen_ref, filed_by, filed_at)"
+                    " VALUES ($1, $2, 'ABCDEF', 'window', 'S001', 'yellow', 'x', 'V01', 'x', '某人', $3,"
+                    " 's010', '2027-01-05T09:00:00+08:00')", uuid.uuid4(), f"{QINGHE}-20270105-0000{n}", "0" * 64)
+            await conn.execute("INSERT INTO ticket_sequences (day, last) VALUES ('2027-01-05', 2)")
+            await conn.execute("INSERT INTO idempotency_keys (scope, key, fingerprint, status, response)"
+                               " VALUES ('s010', 'old-key', 'f', 201, $1)", old_answer)
+        assert await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS], default_town=None) == ["intake/005_towns.sql"]
+        assert {r["town_code"] for r in await pool.fetch("SELECT town_code FROM requests")} == {QINGHE}
+        assert [tuple(r) for r in await pool.fetch("SELECT town_code, day, last FROM ticket_sequences")] == [
+            (QINGHE, date(2027, 1, 5), 2)]
+
+        async with pool.acquire() as conn, conn.transaction():
+            answers = await flows.file_requests(
+                conn, [_filing(QINGHE), _filing(BAILU), _filing(QINGHE, key="old-key"), _filing(BAILU, key="old-key")],
+                datetime.fromisoformat("2027-01-05T10:00:00+08:00"))
+        tickets = [a[1]["ticket_no"] for a in answers if isinstance(a, tuple)]
+        assert tickets == [f"{QINGHE}-20270105-00003", f"{BAILU}-20270105-00001", old_answer["ticket_no"],
+                           f"{BAILU}-20270105-00002"]  # the old key is 青禾镇's s010's, not 白鹭镇's
+    finally:
+        await pool.close()
