@@ -45,8 +45,10 @@ from aiokafka.errors import CommitFailedError, UnknownMemberIdError
 from pydantic import ValidationError
 
 from devstack.stack import REPO, SERVICES, Stack
+from townflow_shared.county import load_county
 from townflow_shared.events import TOPICS
 from townflow_shared.kafka import topic_partitions
+from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 
 RESULTS = Path(__file__).with_name("results")
 READY_WITHIN = 30.0
@@ -64,6 +66,7 @@ class Size:
     broker_stop_seconds: float = 30.0
     kills: int = 8                     # kill -9 of single replicas, spread over the services
     read_only_database: str | None = None  # whose database fails over; None: chosen by the seed
+    town_dir: str | None = None        # a town's or a county's folder (TOWNFLOW_TOWN_DIR); None: the demo town
     settle_seconds: float = 300.0      # how long consumers and outbox relays get to catch up after the load
 
     @property
@@ -75,18 +78,45 @@ def consumed_topics() -> dict[str, list[str]]:
     return {s: [t.topic for t in importlib.import_module(f"{s}.app").create_runtime().handlers] for s in SERVICES}
 
 
+@dataclass(frozen=True)
+class Filer:
+    """What a town's clerk files in chaos: items that reach every service, the town's villages."""
+
+    headers: dict[str, str]
+    items: list[str]
+    villages: list[str]
+
+
+def filers(stack: Stack) -> list[Filer]:
+    """One clerk per town of the stack's town or county folder, each filing the town's own items."""
+    county = load_county(stack.extra_env.get("TOWNFLOW_TOWN_DIR", DEMO_TOWN_DIR))
+    result = []
+    for town in county.towns.values():
+        clerk = next(s.id for s in town.staff.values() if "clerk" in s.roles)
+        by_kind: dict[str, list[str]] = {}
+        for item in sorted(town.catalog.values(), key=lambda i: i.code):
+            by_kind.setdefault(item.task_kind if item.kind != "territorial" else "territorial", []).append(item.code)
+        # Service items mostly, and one each that opens an inspection and a joint visit.
+        items = by_kind.get("service", [])[:3] + by_kind.get("territorial", [])[:1] \
+            + by_kind.get("enforcement", [])[:1] + by_kind.get("joint_visit", [])[:1]
+        token = stack.token("intake", clerk, ["clerk"], town=town.code)
+        result.append(Filer({"Authorization": f"Bearer {token}"}, items, sorted(town.villages)))
+    return result
+
+
 async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, acknowledged: dict[str, str],
                         give_up_after: float = 300.0) -> None:
-    """File `count` matters at `rate`; each retried with its Idempotency-Key, on the intake replicas in
-    turn, until one answers 201 (a client behind a load balancer does the same)."""
-    clerk = {"Authorization": f"Bearer {stack.token('intake', 's010', ['clerk'])}"}
-    items = ["S001", "S002", "S010", "T001", "S007", "E001"]
+    """File `count` matters at `rate`, the towns in turn; each retried with its Idempotency-Key, on
+    the intake replicas in turn, until one answers 201 (a client behind a load balancer does the same)."""
+    towns = filers(stack)
     intakes = stack.replicas["intake"]
 
     async def one(client: httpx.AsyncClient, n: int) -> None:
-        body = {"channel": "window", "item_code": items[n % len(items)], "description": "chaos",
-                "village": "V0" + str(1 + n % 6), "location": "chaos", "target": f"SITE-{n % 20}",
-                "citizen": {"name": "混沌", "phone": f"137{n:08d}"}}
+        filer = towns[n % len(towns)]
+        clerk = filer.headers
+        body = {"channel": "window", "item_code": filer.items[n % len(filer.items)], "description": "chaos",
+                "village": filer.villages[n % len(filer.villages)], "location": "chaos",
+                "target": f"SITE-{n % 20}", "citizen": {"name": "混沌", "phone": f"137{n:08d}"}}
         key = f"{prefix}-{n}"
         deadline = time.monotonic() + give_up_after
         attempt = 0
@@ -427,7 +457,8 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         size = dataclasses.replace(size, matters=matters or size.matters, rate=rate or size.rate)
     rng = random.Random(seed)  # noqa: S311 - the fault schedule must replay from its printed seed
     own = stack is None
-    stack = stack or Stack.in_temp_dir(kafka_heap="384m", replicas=size.replicas)
+    stack = stack or Stack.in_temp_dir(kafka_heap="384m", replicas=size.replicas, extra_env=(
+        {"TOWNFLOW_TOWN_DIR": size.town_dir} if size.town_dir else {}))
     faults: Faults = []
     try:
         if own:
@@ -476,11 +507,13 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=default.kills, help="kill -9 of single replicas")
     parser.add_argument("--read-only-database", choices=list(SERVICES), default=None,
                         help="whose database fails over (default: chosen by the seed)")
+    parser.add_argument("--county", action="store_true", help="run the demo county (three towns) instead of one town")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     size = Size(matters=args.matters, rate=args.rate, replicas=args.replicas, incident_seconds=args.incident_seconds,
                 broker_stop_seconds=args.broker_stop_seconds, kills=args.kills,
-                read_only_database=args.read_only_database)
+                read_only_database=args.read_only_database,
+                town_dir=str(DEMO_COUNTY_DIR) if args.county else None)
     print(f"chaos seed {seed} (replay with --seed {seed})", flush=True)
     report = asyncio.run(run_chaos(seed, size=size))
     RESULTS.mkdir(exist_ok=True)
