@@ -4,6 +4,7 @@ their town, county roles every town; the handlers take the town from each event.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
-from devstack.stack import Stack
+from devstack.processes import free_port
+from devstack.stack import ServiceProcess, Stack
 from intake import flows
 from intake.app import MIGRATIONS
 from townflow_shared.county import load_county
@@ -222,6 +225,46 @@ async def test_the_handlers_take_the_town_from_the_event(
     assert rated.status_code == 200, rated.text
     record = await wait_for_record(county_bootstrap, RequestRated.topic, about(request_id))
     assert event_of(record)["town_code"] == BAILU
+
+
+async def test_each_towns_sequence_and_repeat_rule_hold_across_two_intake_replicas(
+        county_stack: Stack, county: Api) -> None:
+    """Filings of two towns, mixed in the batches of two replicas: each town's numbers stay gap-free
+    and its repeat rule counts only its own filings (the day rows are locked in one order)."""
+    await set_county_clocks(county_stack, "2027-03-22T09:00:00+08:00")
+    port = free_port()
+    second = ServiceProcess("intake", port, county_stack.service_env("intake") | {"TOWNFLOW_HTTP_PORT": str(port)},
+                            county_stack.workdir / "logs" / "intake-county-2.log")
+    await asyncio.to_thread(second.start)
+    try:
+        replicas = [county.url, second.url]
+        clock = {"Authorization": f"Bearer {county.token(*COUNTY_ADMIN)}"}
+        citizen = {"name": "两镇多次", "id_number": f"3210031993{uuid.uuid4().int % 10**7:07d}X"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            moved = await client.post(f"{second.url}/v1/admin/clock", headers=clock,
+                                      json={"now": "2027-03-22T09:00:00+08:00"})
+            assert moved.status_code == 200, moved.text
+
+            def post(n: int) -> Any:
+                town = (QINGHE, BAILU)[n % 2]
+                if n % 3 == 0:  # the county's admin, naming the town
+                    as_, body = COUNTY_ADMIN, filing(item_code="S007", citizen=citizen, town_code=town)
+                else:
+                    as_, body = CLERK, filing(item_code="S007", citizen=citizen)
+                token = county.of_town(None if n % 3 == 0 else town).token(*as_)
+                return client.post(f"{replicas[n // 2 % 2]}/v1/requests", json=body,
+                                   headers={"Authorization": f"Bearer {token}"})
+
+            responses = await asyncio.gather(*(post(n) for n in range(24)))
+    finally:
+        await asyncio.to_thread(second.stop)
+    assert [r.status_code for r in responses] == [201] * 24, [r.text for r in responses]
+    for town in (QINGHE, BAILU):
+        filed = [r.json() for r in responses if r.json()["ticket_no"].startswith(town)]
+        assert len(filed) == 12
+        numbers = sorted(sequence(f) for f in filed)
+        assert numbers == list(range(1, 13))  # a day no other test files on
+        assert sorted(f["colour"] for f in filed) == ["orange"] * 10 + ["yellow"] * 2
 
 
 def _filing(town_code: str, key: str | None = None, fingerprint: str = "f") -> flows.Filing:
