@@ -30,7 +30,7 @@ kafka-jars: $(STAMP)
 # REPLICAS=2 runs two replicas of every service (REPLICAS=2,dispatch=3 per service); env TOWNFLOW_REPLICAS too.
 REPLICAS ?=
 up: install
-	$(PY) -m devstack up $(if $(REPLICAS),--replicas $(REPLICAS))
+	$(PY) -m devstack up $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(TOWN_DIR),--town-dir $(TOWN_DIR))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shared services devstack tests bench

@@ -16,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
+from townflow_shared.settings import DEMO_COUNTY_DIR
+
 from .stack import REPO, SERVICES, Stack
 
 STATE = REPO / ".stack" / "state.json"
@@ -44,7 +46,8 @@ def up(args: argparse.Namespace) -> int:
 
     traces = OtlpReceiver(16686 if not port_open(16686) else free_port()).start()
     stack = Stack.in_temp_dir(preferred_ports=True, test_clock=args.test_clock, replicas=args.replicas,
-                              extra_env={"TOWNFLOW_OTLP_ENDPOINT": traces.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "1000"})
+                              extra_env={"TOWNFLOW_OTLP_ENDPOINT": traces.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "1000",
+                                         "TOWNFLOW_TOWN_DIR": str(args.town_dir)})
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
@@ -68,7 +71,9 @@ def up(args: argparse.Namespace) -> int:
             print(f"  {line}")
         print(f"  traces      {traces.endpoint}/api/traces?service=intake  (one trace: {traces.endpoint}/api/traces/<trace id>)")
         print(f"  logs        {stack.workdir / 'logs'}")
-        print(f"  tokens      {sys.executable} -m devstack token s030 command_centre")
+        print(f"  towns       {args.town_dir}")
+        print(f"  tokens      {sys.executable} -m devstack token s007 command_centre --town 321003104"
+              "  (a town's staff; the county's: token c002 county_reader, token c001 county_admin)")
         if not args.no_demo:
             from .demo import run_demo
 
@@ -188,8 +193,9 @@ def token(args: argparse.Namespace) -> int:
     # Signed with the local issuer's key, as the county's OIDC issuer would sign it in production;
     # for one service (--service) or, for curl convenience, all of them.
     audience = audience_of(args.service) if args.service else [audience_of(s) for s in SERVICES]
+    claims = {"town": args.town} if args.town else {}
     print(issue_token(issuer["signing_key"], args.sub, args.roles or ["staff"], ttl_seconds=args.ttl,
-                      audience=audience, issuer=issuer["url"], algorithm="RS256", key_id=issuer["kid"]))
+                      audience=audience, issuer=issuer["url"], algorithm="RS256", key_id=issuer["kid"], **claims))
     return 0
 
 
@@ -201,6 +207,8 @@ def main() -> int:
     p_up.add_argument("--test-clock", action="store_true", help="enable POST /v1/admin/clock")
     p_up.add_argument("--replicas", type=parse_replicas, default=parse_replicas(os.environ.get("TOWNFLOW_REPLICAS", "1")),
                       help="replicas of every service (2), or per service (2,dispatch=3); env TOWNFLOW_REPLICAS")
+    p_up.add_argument("--town-dir", type=Path, default=Path(os.environ.get("TOWNFLOW_TOWN_DIR", DEMO_COUNTY_DIR)),
+                      help="a county's or one town's folder (default: the demo county 禾川县; env TOWNFLOW_TOWN_DIR)")
     p_up.set_defaults(func=up)
     p_replica = sub.add_parser("replica", help="stop, kill -9 or start one replica of the running stack")
     p_replica.add_argument("action", choices=["stop", "kill", "start"])
@@ -213,6 +221,8 @@ def main() -> int:
     p_token.add_argument("--ttl", type=int, default=8 * 3600)
     p_token.add_argument("--service", choices=["intake", "dispatch", "enforcement", "appraisal"],
                          help="the one service the token is for (default: all four)")
+    p_token.add_argument("--town", help="the town claim of a town's staff in a county, e.g. 321003104 "
+                                        "(none for county_admin / county_reader)")
     p_token.set_defaults(func=token)
     args = parser.parse_args()
     return int(args.func(args))
