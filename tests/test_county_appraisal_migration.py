@@ -3,8 +3,6 @@ before the county change get the one town they can belong to, or the migration n
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,28 +11,20 @@ import pytest
 
 from appraisal.app import MIGRATIONS
 from devstack.stack import Stack
-from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+from townflow_shared.db import SHARED_MIGRATIONS, migrate
 
 from .conftest import BAILU, QINGHE
+from .db_tools import database_before
 
 TABLES = ("task_facts", "matter_facts", "inspection_facts", "seconded_scores", "alerts", "score_cache",
           "inspection_points", "subject_totals")
 
 
 @pytest.fixture
-async def pre_county(stack: Stack, tmp_path: Path) -> AsyncIterator[tuple[asyncpg.Pool, Path]]:
+async def pre_county(stack: Stack, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
     """A new database with appraisal's migrations from before the county change applied."""
-    assert stack.postgres is not None
-    name = f"appraisal_towns_{uuid.uuid4().hex[:12]}"
-    stack.postgres.create_database(name)
-    before = tmp_path / "appraisal" / "migrations"  # named like the real folder, so the names match
-    before.mkdir(parents=True)
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        if path.name < "004":
-            shutil.copy(path, before / path.name)
-    pool = await create_pool(stack.postgres.dsn(name), min_size=1, max_size=2)
-    await migrate(pool, [SHARED_MIGRATIONS, before])
-    yield pool, before
+    pool = await database_before(stack, MIGRATIONS, "004", tmp_path)
+    yield pool
     await pool.close()
 
 
@@ -57,8 +47,8 @@ async def old_rows(pool: asyncpg.Pool) -> None:
 
 
 async def test_old_rows_get_the_default_town_and_totals_stay_per_town(
-        pre_county: tuple[asyncpg.Pool, Path]) -> None:
-    pool, _ = pre_county
+        pre_county: asyncpg.Pool) -> None:
+    pool = pre_county
     await old_rows(pool)
     applied = await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS], default_town=QINGHE)
     assert "appraisal/004_towns.sql" in applied
@@ -76,14 +66,14 @@ async def test_old_rows_get_the_default_town_and_totals_stay_per_town(
 
 
 async def test_old_rows_without_a_town_to_give_fail_naming_the_setting(
-        pre_county: tuple[asyncpg.Pool, Path]) -> None:
-    pool, _ = pre_county
+        pre_county: asyncpg.Pool) -> None:
+    pool = pre_county
     await old_rows(pool)
     with pytest.raises(asyncpg.RaiseError, match="TOWNFLOW_LEGACY_TOWN_CODE"):
         await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
     assert await pool.fetchval("SELECT count(*) FROM task_facts") == 1  # nothing changed
 
 
-async def test_an_empty_database_needs_no_town(pre_county: tuple[asyncpg.Pool, Path]) -> None:
-    pool, _ = pre_county
+async def test_an_empty_database_needs_no_town(pre_county: asyncpg.Pool) -> None:
+    pool = pre_county
     assert "appraisal/004_towns.sql" in await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])

@@ -3,7 +3,6 @@ before the county change get the town the database served, or the migration refu
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from dispatch.app import MIGRATIONS
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 
 from .conftest import SHIQIAO
+from .db_tools import database_before
 
 NOW = datetime.fromisoformat("2026-09-22T10:00:00+08:00")
 TABLES = ("matters", "tasks", "supervisions", "extensions", "off_post")
@@ -25,16 +25,7 @@ TABLES = ("matters", "tasks", "supervisions", "extensions", "off_post")
 @pytest.fixture
 async def before_county(county_stack: Stack, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
     """A new database migrated as dispatch was before the county change, with a row in every table."""
-    assert county_stack.postgres is not None
-    name = f"towns_{uuid.uuid4().hex[:12]}"
-    county_stack.postgres.create_database(name)
-    before = tmp_path / "dispatch" / "migrations"  # named like the real folder, so the names match
-    before.mkdir(parents=True)
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        if path.name < "006":
-            shutil.copy(path, before / path.name)
-    pool = await create_pool(county_stack.postgres.dsn(name), min_size=1, max_size=2)
-    await migrate(pool, [SHARED_MIGRATIONS, before])
+    pool = await database_before(county_stack, MIGRATIONS, "006", tmp_path)
     request_id, task_id = uuid.uuid4(), uuid.uuid4()
     await pool.execute(
         "INSERT INTO matters (request_id, ticket_no, item_code, colour, village, location, filed_at,"

@@ -4,7 +4,6 @@ refuses instead of leaving them townless. And the case-deadline loop over every 
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,10 +17,11 @@ from enforcement import scheduled
 from enforcement.app import MIGRATIONS
 from townflow_shared.clock import Clock
 from townflow_shared.county import load_county
-from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+from townflow_shared.db import SHARED_MIGRATIONS, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from .conftest import BAILU, QINGHE
+from .db_tools import database_before
 
 TABLES = ("inspections", "needs", "cases", "case_steps", "plans")
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -31,17 +31,8 @@ TOWNS = load_county(DEMO_COUNTY_DIR).towns
 @pytest.fixture
 async def before_towns(stack: Stack, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
     """A database at the last migration before 006, holding one row in every table."""
-    assert stack.postgres is not None
-    name = f"towns_{uuid.uuid4().hex[:12]}"
-    stack.postgres.create_database(name)
-    before = tmp_path / "enforcement" / "migrations"  # named like the real folder, so the names match
-    before.mkdir(parents=True)
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        if path.name < "006":
-            shutil.copy(path, before / path.name)
-    pool = await create_pool(stack.postgres.dsn(name), min_size=1, max_size=2)
+    pool = await database_before(stack, MIGRATIONS, "006", tmp_path)
     try:
-        await migrate(pool, [SHARED_MIGRATIONS, before])
         inspection_id, case_id = uuid.uuid4(), uuid.uuid4()
         await pool.execute("INSERT INTO inspections (inspection_id, target, status, created_at)"
                            " VALUES ($1, 'T1', 'planned', $2)", inspection_id, NOW)

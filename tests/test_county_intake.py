@@ -5,7 +5,6 @@ their town, county roles every town; the handlers take the town from each event.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
@@ -21,7 +20,7 @@ from devstack.stack import ServiceProcess, Stack
 from intake import flows
 from intake.app import MIGRATIONS
 from townflow_shared.county import load_county
-from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+from townflow_shared.db import SHARED_MIGRATIONS, migrate
 from townflow_shared.events import (
     RequestRated,
     TaskAccepted,
@@ -33,6 +32,7 @@ from townflow_shared.events import (
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from .conftest import BAILU, CLERK, QINGHE, SHIQIAO, Api, eventually, file_matter, filing
+from .db_tools import database_before
 from .kafka_tools import about, event_of, produce, read_all, wait_for_record
 
 COUNTY_ADMIN = ("c001", "county_admin")
@@ -280,17 +280,8 @@ def _filing(town_code: str, key: str | None = None, fingerprint: str = "f") -> f
 async def test_the_migration_gives_a_one_town_databases_rows_their_town(county_stack: Stack, tmp_path: Path) -> None:
     """A county without TOWNFLOW_LEGACY_TOWN_CODE still knows the town of the old rows: the ticket
     numbers name it. Its day's sequence goes on, another town starts its own, old keys still answer."""
-    assert county_stack.postgres is not None
-    name = f"intake_{uuid.uuid4().hex[:12]}"
-    county_stack.postgres.create_database(name)
-    before = tmp_path / "intake" / "migrations"  # named like the real folder, so the names match
-    before.mkdir(parents=True)
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        if path.name < "005":
-            shutil.copy(path, before / path.name)
-    pool = await create_pool(county_stack.postgres.dsn(name), min_size=1, max_size=2)
+    pool = await database_before(county_stack, MIGRATIONS, "005", tmp_path)
     try:
-        await migrate(pool, [SHARED_MIGRATIONS, before])
         old_answer = {"request_id": str(uuid.uuid4()), "ticket_no": f"{QINGHE}-20270105-00002",
                       "access_code": "ABCDEF", "colour": "yellow", "status": "filed"}
         async with pool.acquire() as conn:

@@ -1,0 +1,34 @@
+"""A database as it was before a change, to test that change's migration on rows written before it."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from devstack.stack import Stack
+from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+
+
+async def database_before(stack: Stack, migrations: Path, before: str, tmp_path: Path) -> asyncpg.Pool:
+    """A new database on `stack`'s PostgreSQL with the shared migrations and the service's own
+    migrations named below `before` (e.g. "006"); the caller closes the pool."""
+    assert stack.postgres is not None
+    name = f"before_{uuid.uuid4().hex[:12]}"
+    stack.postgres.create_database(name)
+    pool = await create_pool(stack.postgres.dsn(name), min_size=1, max_size=2)
+    await migrate(pool, [SHARED_MIGRATIONS, _older(migrations, before, tmp_path)])
+    return pool
+
+
+def _older(migrations: Path, before: str, tmp_path: Path) -> Path:
+    """A copy of the migrations named below `before`, in a folder named like the real one (so the
+    applied names match when the real folder is applied after)."""
+    folder = tmp_path / migrations.parent.name / "migrations"
+    folder.mkdir(parents=True)
+    for path in sorted(migrations.glob("*.sql")):
+        if path.name < before:
+            shutil.copy(path, folder / path.name)
+    return folder
