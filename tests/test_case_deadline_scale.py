@@ -6,7 +6,6 @@ the loop's functions called directly."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
@@ -22,6 +21,8 @@ from townflow_shared.clock import Clock
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import load_town
+
+from .db_tools import database_before
 
 TOWN = load_town(DEMO_TOWN_DIR)
 LIMITS = TOWN.rules.enforcement
@@ -108,16 +109,9 @@ async def test_two_passes_at_once_share_the_cases_and_set_each_flag_once(own_dat
         await pool.close()
 
 
-async def test_the_migration_fills_the_next_flag_of_existing_cases(own_database: tuple[str, Path]) -> None:
-    dsn, tmp = own_database
-    before = tmp / "enforcement" / "migrations"  # named like the real folder, so the names match
-    before.mkdir(parents=True)
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        if path.name < "003":
-            shutil.copy(path, before / path.name)
-    pool = await create_pool(dsn, min_size=1, max_size=3)
+async def test_the_migration_fills_the_next_flag_of_existing_cases(stack: Stack, tmp_path: Path) -> None:
+    pool = await database_before(stack, MIGRATIONS, "003", tmp_path)
     try:
-        await migrate(pool, [SHARED_MIGRATIONS, before])
         filed = [NOW - timedelta(days=10), NOW - timedelta(days=70), NOW - timedelta(days=95)]
         async with pool.acquire() as conn:
             fresh, warn, overdue = await insert_cases(conn, filed, with_next=False, with_town=False)

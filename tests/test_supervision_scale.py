@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 import uuid
 from collections import Counter
@@ -28,6 +27,7 @@ from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import load_town
 
 from .conftest import ADMIN, eventually, file_matter, set_clocks, task_of
+from .db_tools import database_before
 from .kafka_tools import event_of, read_all
 
 SUPERVISED = "dispatch.task.supervised.v1"
@@ -281,17 +281,9 @@ async def test_one_wake_up_clears_a_backlog_many_batches_long(own_database: tupl
         await pool.close()
 
 
-async def test_the_migration_fills_the_next_supervision_of_existing_tasks(
-        own_database: tuple[str, Path]) -> None:
-    dsn, tmp = own_database
-    before = tmp / "dispatch" / "migrations"  # named like the real folder, so the names match
-    before.mkdir(parents=True)
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        if path.name < "004":
-            shutil.copy(path, before / path.name)
-    pool = await create_pool(dsn, min_size=1, max_size=3)
+async def test_the_migration_fills_the_next_supervision_of_existing_tasks(stack: Stack, tmp_path: Path) -> None:
+    pool = await database_before(stack, MIGRATIONS, "004", tmp_path)
     try:
-        await migrate(pool, [SHARED_MIGRATIONS, before])
         now = datetime.fromisoformat("2027-05-10T10:00:00+08:00")
         window = timedelta(hours=24)
         not_due = task_row(now - timedelta(hours=10), window)
