@@ -71,9 +71,16 @@ async def watch_scores(bootstrap: str, run: Run, stop: asyncio.Event) -> None:
         await consumer.stop()
 
 
-async def complete_inspections(stack: Stack, stop: asyncio.Event) -> None:
+def _officer(stack: Stack, towns: list[str] | None) -> str:
+    """One town's officer; across a county, the county's admin (it acts in every town)."""
+    if towns:
+        return stack.token("enforcement", "c001", ["county_admin"])
+    return stack.token("enforcement", "s026", ["officer"])
+
+
+async def complete_inspections(stack: Stack, stop: asyncio.Event, towns: list[str] | None = None) -> None:
     """The enforcement team at work: start and finish every planned inspection."""
-    officer = {"Authorization": f"Bearer {stack.token('enforcement', 's026', ['officer'])}"}
+    officer = {"Authorization": f"Bearer {_officer(stack, towns)}"}
     base = stack.services["enforcement"].url
     async with httpx.AsyncClient(timeout=30, headers=officer) as client:
         while not stop.is_set():
@@ -89,10 +96,13 @@ async def complete_inspections(stack: Stack, stop: asyncio.Event) -> None:
             await asyncio.sleep(1.0)
 
 
-async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurrency: int = 64) -> None:
+async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurrency: int = 64,
+                       towns: list[str] | None = None) -> None:
     """aiohttp, not httpx, here: the load generator shares the machine's two cores with the
-    system it measures, and aiohttp's client costs about half the CPU per request."""
-    clerk = {"Authorization": f"Bearer {stack.token('intake', 's010', ['clerk'])}"}
+    system it measures, and aiohttp's client costs about half the CPU per request. Across a county
+    (`towns`), the county's admin files into each town in turn."""
+    filer = stack.token("intake", "c001", ["county_admin"]) if towns else stack.token("intake", "s010", ["clerk"])
+    clerk = {"Authorization": f"Bearer {filer}"}
     url = f"{stack.services['intake'].url}/v1/requests"
     gate = asyncio.Semaphore(concurrency)
     mix = itertools.cycle(MIX)
@@ -105,6 +115,8 @@ async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurre
                     "location": "bench", "citizen": {"name": "压测", "phone": f"139{n % 10**8:08d}"}}
             if target:
                 body["target"] = f"{target}-{n % 50}"
+            if towns:
+                body["town_code"] = towns[n % len(towns)]
             async with gate:
                 sent = time.monotonic()
                 try:
@@ -126,14 +138,15 @@ async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurre
         run.finished_filing = time.monotonic()
 
 
-async def measure(stack: Stack, count: int, rate: float, settle_seconds: float = 120.0) -> Run:
+async def measure(stack: Stack, count: int, rate: float, settle_seconds: float = 120.0,
+                  towns: list[str] | None = None) -> Run:
     assert stack.kafka is not None
     run = Run(offered_rate=rate)
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_scores(stack.kafka.bootstrap, run, stop))
-    inspector = asyncio.create_task(complete_inspections(stack, stop))
+    inspector = asyncio.create_task(complete_inspections(stack, stop, towns))
     await asyncio.sleep(2)  # the score watcher joins its group
-    await file_at_rate(stack, run, count, rate)
+    await file_at_rate(stack, run, count, rate, towns=towns)
     deadline = time.monotonic() + settle_seconds
     while time.monotonic() < deadline and len([r for r in run.sent if r in run.scored]) < len(run.sent):
         await asyncio.sleep(0.5)

@@ -175,3 +175,12 @@ def test_broken_yaml_in_one_town_names_that_towns_file(tmp_path: Path) -> None:
     (folder / "qinghe" / "staff.yaml").write_text("staff: [{id: s000, name: 周建国\n", encoding="utf-8")
     with pytest.raises(TownConfigError, match=r"qinghe/staff\.yaml: not valid YAML"):
         load_county(folder)
+
+
+def test_the_benchmarks_county_of_many_towns_loads_with_a_code_each(tmp_path: Path) -> None:
+    from devstack.county_gen import make_county
+
+    codes = make_county(tmp_path / "county", 60)
+    county = load_county(tmp_path / "county")
+    assert sorted(county.towns) == sorted(codes) and len(set(codes)) == 60
+    assert all(code.startswith("321003") for code in codes)
