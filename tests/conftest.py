@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
@@ -29,10 +30,10 @@ def otlp() -> Iterator[OtlpReceiver]:
     receiver.stop()
 
 
-@pytest.fixture(scope="session")
-def stack(otlp: OtlpReceiver) -> Iterator[Stack]:
+def _session_stack(otlp: OtlpReceiver, **env: str) -> Iterator[Stack]:
+    """A started stack with the test clock, tracing to the session's receiver; stopped after."""
     s = Stack.in_temp_dir(test_clock=True, kafka_heap="384m", extra_env={
-        "TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"})
+        "TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200", **env})
     _STACKS.append(s)
     try:
         s.start_infra()
@@ -49,20 +50,25 @@ def stack(otlp: OtlpReceiver) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
+def stack(otlp: OtlpReceiver) -> Iterator[Stack]:
+    yield from _session_stack(otlp)
+
+
+@pytest.fixture(scope="session")
 def county_stack(otlp: OtlpReceiver) -> Iterator[Stack]:
     """The demo county (禾川县: 青禾镇 321003104, 白鹭镇 321003107, 石桥镇 321003112) on a stack of
     its own, started once for the session when a test asks for it (SPEC §8)."""
-    s = Stack.in_temp_dir(test_clock=True, kafka_heap="384m", extra_env={
-        "TOWNFLOW_TOWN_DIR": str(DEMO_COUNTY_DIR),
-        "TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"})
-    _STACKS.append(s)
-    try:
-        s.start_infra()
-        s.start_services()
-        yield s
-    finally:
-        s.stop()
-        _STACKS.remove(s)
+    yield from _session_stack(otlp, TOWNFLOW_TOWN_DIR=str(DEMO_COUNTY_DIR))
+
+
+@pytest.fixture
+async def own_database(stack: Stack, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """A new empty database in the session stack's PostgreSQL, which no running service touches,
+    and a folder of the test's own."""
+    assert stack.postgres is not None
+    name = f"own_{uuid.uuid4().hex[:12]}"
+    stack.postgres.create_database(name)
+    yield stack.postgres.dsn(name), tmp_path
 
 
 QINGHE, BAILU, SHIQIAO = "321003104", "321003107", "321003112"

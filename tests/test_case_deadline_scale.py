@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from devstack.stack import Stack
 from enforcement import flows, rules, scheduled
@@ -30,14 +29,6 @@ LIMITS_OF = {TOWN.code: LIMITS}  # the loop reads each case's limits by its town
 NOW = datetime.fromisoformat("2027-06-01T10:00:00+08:00")
 COLUMNS = ("town_code", "case_id", "task_id", "request_id", "inspection_id", "item_code", "target", "step", "filed_at",
            "decision_due")
-
-
-@pytest.fixture
-async def own_database(stack: Stack, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    assert stack.postgres is not None
-    name = f"cases_{uuid.uuid4().hex[:12]}"
-    stack.postgres.create_database(name)
-    yield stack.postgres.dsn(name), tmp_path
 
 
 def case_row(inspection_id: uuid.UUID, filed_at: datetime, step: str = "filed") -> tuple[object, ...]:

@@ -9,13 +9,12 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 
 from devstack.processes import free_port
 from devstack.stack import ServiceProcess, Stack
@@ -191,15 +190,6 @@ async def test_two_dispatch_replicas_share_supervision_and_publish_each_level_on
 
 
 # --- On a database of the test's own, the loop's functions called directly ---------------------
-
-@pytest.fixture
-async def own_database(stack: Stack, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    """A new empty database in the stack's PostgreSQL, which no running service touches."""
-    assert stack.postgres is not None
-    name = f"loops_{uuid.uuid4().hex[:12]}"
-    stack.postgres.create_database(name)
-    yield stack.postgres.dsn(name), tmp_path
-
 
 async def migrated_pool(dsn: str) -> asyncpg.Pool:
     pool = await create_pool(dsn, min_size=3, max_size=6)
