@@ -184,3 +184,15 @@ def test_the_benchmarks_county_of_many_towns_loads_with_a_code_each(tmp_path: Pa
     county = load_county(tmp_path / "county")
     assert sorted(county.towns) == sorted(codes) and len(set(codes)) == 60
     assert all(code.startswith("321003") for code in codes)
+
+
+def test_the_town_of_old_rows_is_the_only_town_or_a_named_town_of_the_county() -> None:
+    assert load_county(DEMO_TOWN_DIR).town_of_old_rows(None) == QINGHE
+    county = load_county(DEMO_COUNTY_DIR)
+    assert county.town_of_old_rows(BAILU) == BAILU
+    assert county.town_of_old_rows(None) is None  # a new county: no old rows to place
+
+
+def test_a_mistyped_legacy_town_fails_start_up_naming_the_setting() -> None:
+    with pytest.raises(TownConfigError, match=r"TOWNFLOW_LEGACY_TOWN_CODE=321003140 is not a town of this county"):
+        load_county(DEMO_COUNTY_DIR).town_of_old_rows("321003140")

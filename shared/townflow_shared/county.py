@@ -53,6 +53,17 @@ class County(_Strict):
         """The town of a one-town deployment."""
         return next(iter(self.towns.values())) if len(self.towns) == 1 else None
 
+    def town_of_old_rows(self, legacy_code: str | None) -> str | None:
+        """The town of rows written before the county change: a one-town deployment's own, or the
+        one a county names in TOWNFLOW_LEGACY_TOWN_CODE, which must be one of its towns — a mistyped
+        code would give every old row a town nobody serves."""
+        if self.only_town is not None:
+            return self.only_town.code
+        if legacy_code is not None and legacy_code not in self.towns:
+            raise TownConfigError(f"TOWNFLOW_LEGACY_TOWN_CODE={legacy_code} is not a town of this county"
+                                  f" (its towns: {', '.join(sorted(self.towns))})")
+        return legacy_code
+
 
 def load_county(folder: Path | str) -> County:
     """A county folder, or a one-town folder as a county of one; TownConfigError on the first problem."""

@@ -49,6 +49,7 @@ class ServiceRuntime:
         self.settings = settings
         self.service = settings.service_name
         self.county: County = load_county(settings.town_dir)  # a wrong file fails start-up here
+        self.town_of_old_rows = self.county.town_of_old_rows(settings.legacy_town_code)  # and a wrong legacy town
         self.clock = Clock()
         self.tokens = TokenVerifier(TokenRules(
             secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
@@ -219,7 +220,7 @@ class ServiceRuntime:
         self._pool = await db.create_pool(self.settings.database_url.get_secret_value(),
                                           self.settings.db_pool_min, self.settings.db_pool_max)
         applied = await db.migrate(self._pool, [db.SHARED_MIGRATIONS, self.migrations],
-                                   default_town=self._town_of_old_rows())
+                                   default_town=self.town_of_old_rows)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         contract = [*TOPICS, *(dlq_topic(t) for t in TOPICS)]
@@ -241,12 +242,6 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(measure_lag_forever(
                 self.settings, self.service, self.settings.lag_seconds, self.assignment), name="consumer-lag"))
         log.info("%s started", self.service)
-
-    def _town_of_old_rows(self) -> str | None:
-        """Rows written before the county change have no town: a one-town deployment's are its
-        town's; a county names the town its old database belonged to (TOWNFLOW_LEGACY_TOWN_CODE)."""
-        only = self.county.only_town
-        return only.code if only is not None else self.settings.legacy_town_code
 
     async def _guard(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
         """Keep a background loop alive through errors, waiting out an outage with back-off."""

@@ -121,7 +121,7 @@ async def supervise_due(conn: asyncpg.Connection, towns: Mapping[str, Town], now
     due first, each by its own town's rules and staff, and move each task's next due moment on.
     Each level once per task: the claim locks the rows (another replica skips them) and the
     (task, level) key refuses a second insert."""
-    claimed = await store.claim_due_supervisions(conn, now, limit)
+    claimed = await store.claim_due_supervisions(conn, list(towns), now, limit)
     levels: list[tuple[uuid.UUID, str, str, list[str]]] = []
     nexts: list[tuple[uuid.UUID, datetime | None]] = []
     failed = 0

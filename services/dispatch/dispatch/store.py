@@ -133,16 +133,18 @@ async def returned_queue(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
                           " ORDER BY returned_at", list(towns))
 
 
-async def claim_due_supervisions(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
-    """Up to `limit` open tasks with a supervision level due by `now`, earliest due first, locked
-    for this transaction. SKIP LOCKED: another replica's pass takes the next ones instead of
-    waiting for these."""
+async def claim_due_supervisions(conn: asyncpg.Connection, towns: Sequence[str], now: datetime,
+                                 limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` open tasks of the served `towns` with a supervision level due by `now`,
+    earliest due first, locked for this transaction. SKIP LOCKED: another replica's pass takes the
+    next ones instead of waiting for these. Only served towns: a town gone from the county's files
+    would otherwise keep the oldest due rows and fill every batch with rows that cannot be worked."""
     return await conn.fetch(
         "SELECT t.task_id, t.town_code, t.request_id, t.assignee, t.post, t.window_start, t.resolve_by,"  # noqa: S608 - _OPEN is written out from the OPEN_STATUSES constant, no input
         " ARRAY(SELECT s.level FROM supervisions s WHERE s.task_id = t.task_id) AS sent"
-        f" FROM tasks t WHERE t.status IN ({_OPEN}) AND t.next_supervision_at <= $1"
+        f" FROM tasks t WHERE t.status IN ({_OPEN}) AND t.next_supervision_at <= $1 AND t.town_code = ANY($3)"
         " ORDER BY t.next_supervision_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED",
-        now, limit)
+        now, limit, list(towns))
 
 
 async def add_supervisions(conn: asyncpg.Connection,

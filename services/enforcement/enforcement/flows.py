@@ -96,7 +96,7 @@ async def flag_due_cases(conn: asyncpg.Connection, limits_of: Mapping[str, Enfor
     first, and move each case's next due moment on. Each flag once: the claim locks the rows
     (another replica skips them) and a flag already set keeps its time. A case of a town no longer
     served fails alone (logged) and is tried again next pass."""
-    claimed = await store.claim_due_cases(conn, now, limit)
+    claimed = await store.claim_due_cases(conn, list(limits_of), now, limit)
     flags: list[tuple[uuid.UUID, bool, bool, datetime | None]] = []
     flagged = failed = 0
     for case in claimed:

@@ -104,13 +104,16 @@ async def list_cases(db: Db, town_code: str | None, step: str | None, inspection
         town_code, step, inspection_id, limit)
 
 
-async def claim_due_cases(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
-    """Up to `limit` undecided cases of every town with a deadline flag due by `now`, earliest first,
-    locked for this transaction. SKIP LOCKED: another replica's pass takes the next ones instead of waiting."""
+async def claim_due_cases(conn: asyncpg.Connection, towns: Sequence[str], now: datetime,
+                          limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` undecided cases of the served `towns` with a deadline flag due by `now`,
+    earliest first, locked for this transaction. SKIP LOCKED: another replica's pass takes the next
+    ones instead of waiting. Only served towns: a town gone from the county's files would keep the
+    oldest due rows and fill every batch with cases that cannot be worked."""
     return await conn.fetch(
         "SELECT case_id, town_code, filed_at, extended, warned_at, overdue_at FROM cases"
-        " WHERE step IN ('filed', 'investigated', 'reviewed') AND next_flag_at <= $1"
-        " ORDER BY next_flag_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
+        " WHERE step IN ('filed', 'investigated', 'reviewed') AND next_flag_at <= $1 AND town_code = ANY($3)"
+        " ORDER BY next_flag_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit, list(towns))
 
 
 async def set_case_flags(conn: asyncpg.Connection, flags: Sequence[tuple[uuid.UUID, bool, bool, datetime | None]],
