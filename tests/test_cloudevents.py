@@ -110,7 +110,10 @@ def test_a_null_causation_is_left_out_and_poison_gets_no_attributes() -> None:
                          subject="r1", correlation_id="r1", time=NOW)
     headers = cloudevent_headers(encode(envelope))
     assert "ce_causationid" not in headers and headers["ce_correlationid"] == "r1"
-    for poison in (b"not json", b"[1, 2]", b'{"id": "x"}', b"\xff\xfe"):
+    no_offset = encode(envelope).replace(b'"time":"2032-05-10T01:00:00Z"', b'"time":"2032-05-10T01:00:00"')
+    assert no_offset != encode(envelope)
+    for poison in (b"not json", b"[1, 2]", b'{"id": "x"}', b"\xff\xfe", no_offset,
+                   encode(envelope).replace(b'"time":"2032-05-10T01:00:00Z"', b'"time":"yesterday"')):
         assert cloudevent_headers(poison) == {}
 
 

@@ -6,13 +6,15 @@ They are derived from the value itself when the message leaves the outbox (outbo
 the one place every outgoing message is built: our events, dead letters, rows an operator
 re-publishes and rows enqueued before this existed all get them the same way.
 
-A value that is not an envelope (a dead letter of something that never was one) gets no `ce_*`
+A value that is not an envelope (a dead letter of something that never was one: not a JSON object
+with a non-empty id, type, source, town_code and an RFC 3339 time with offset) gets no `ce_*`
 header at all: a CloudEvents reader then sees no event rather than a wrong one.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 SPECVERSION = "1.0"
@@ -64,5 +66,10 @@ def _envelope(value: bytes) -> dict[str, Any] | None:
     if not isinstance(envelope, dict):
         return None
     if not all(isinstance(envelope.get(f), str) and envelope[f] for f in _REQUIRED):
+        return None
+    try:  # a dead letter's `time` may be anything; an SDK would refuse a ce_time that is no RFC 3339
+        if datetime.fromisoformat(envelope["time"]).tzinfo is None:
+            return None
+    except ValueError:
         return None
     return envelope

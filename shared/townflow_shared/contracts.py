@@ -11,6 +11,13 @@ may gain values.
 Each version's snapshot (docs/contracts) holds every field the version has ever published: it
 grows with every compatible change (`grown_snapshot`) and is never rewritten by a breaking one, so
 removing a field added in a later minor version fails like removing an original one.
+
+Why not a third-party diff: set-based JSON Schema diffs (e.g. Atlassian's json-schema-diff) compare
+the sets of valid documents, and dropping an optional field from an open schema only widens that
+set, so they would pass the very removal this must catch; @asyncapi/diff classifies a change by
+where it sits in the document (a JSON pointer), not by what a payload schema change does to a
+reader, so neither an enum addition nor a field's removal is judged as our readers need. The rules
+here are our contract's own (SPEC §3.1, §11), on the pydantic models' schemas.
 """
 
 from __future__ import annotations
