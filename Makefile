@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test lint typecheck unit kafka-jars prometheus contracts bench chaos fuzz clean
+.PHONY: install up test lint typecheck unit kafka-jars prometheus asyncapi-parser contracts bench chaos fuzz clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-install: $(STAMP) kafka-jars prometheus
+install: $(STAMP) kafka-jars prometheus asyncapi-parser
 
 # Prometheus and promtool from Debian's packages: `make up` runs Prometheus, `make test` checks
 # the alert rules with promtool. Installed when missing and we may (root with apt-get).
@@ -23,6 +23,14 @@ prometheus:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
 	  >/dev/null; } || echo "prometheus not installed (apt-get install prometheus): its checks are skipped"
+
+# The AsyncAPI initiative's parser, from npm into shared/tests/asyncapi/node_modules at the versions of
+# its package-lock.json: `make test` validates docs/asyncapi/*.json with it. Needs node and npm.
+ASYNCAPI_PARSER := shared/tests/asyncapi/node_modules/.package-lock.json
+asyncapi-parser: $(ASYNCAPI_PARSER)
+$(ASYNCAPI_PARSER): shared/tests/asyncapi/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix shared/tests/asyncapi --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	  else echo "npm not installed (apt-get install nodejs npm): the AsyncAPI validation is skipped"; fi
 
 kafka-jars: $(STAMP)
 	$(PY) -c "from devstack.kafka import kafka_jars; print('kafka jars:', kafka_jars())"

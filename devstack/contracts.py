@@ -1,9 +1,11 @@
 """Generate the event documents: each service's AsyncAPI document (regenerated from code every
-time) and the contract snapshot of each published event version (written once, when the version
-first appears; the contract test then holds every later change to it).
+time) and the contract snapshot of each published event version. A snapshot is written when the
+version first appears and grows with every compatible change (a new optional field), so it holds
+every field the version has ever published; an incompatible change never rewrites it, and the
+contract test (shared/tests/test_contracts.py) reports it instead.
 
-    python -m devstack.contracts          # write docs/asyncapi/*.json and new snapshots
-    python -m devstack.contracts --check  # exit 1 if the AsyncAPI documents are stale
+    python -m devstack.contracts          # write docs/asyncapi/*.json and new or grown snapshots
+    python -m devstack.contracts --check  # exit 1 if a document or a snapshot is behind the code
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from townflow_shared.contracts import current_schemas
+from townflow_shared.contracts import current_schemas, grown_snapshot, tolerant_enums_of
 
 from .stack import REPO, SERVICES
 
@@ -32,8 +34,20 @@ def asyncapi_documents() -> dict[str, str]:
     return documents
 
 
-def snapshot_path(topic: str) -> Path:
-    return SNAPSHOTS / f"{topic}.schema.json"
+def snapshots_to_write(folder: Path, schemas: dict[str, dict[str, Any]]) -> dict[Path, dict[str, Any]]:
+    """The snapshots that are missing or behind their version's current schema, with what to write."""
+    writes = {}
+    for topic, schema in schemas.items():
+        path = folder / f"{topic}.schema.json"
+        old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        grown = grown_snapshot(old, schema, tolerant=tolerant_enums_of(topic))
+        if grown is not None:
+            writes[path] = grown
+    return writes
+
+
+def write_snapshot(path: Path, schema: dict[str, Any]) -> None:
+    path.write_text(json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def main() -> int:
@@ -49,13 +63,10 @@ def main() -> int:
             stale.append(str(path.relative_to(REPO)))
             if not args.check:
                 path.write_text(text, encoding="utf-8")
-    for topic, schema in current_schemas().items():
-        path = snapshot_path(topic)
-        if not path.exists():
-            stale.append(str(path.relative_to(REPO)))
-            if not args.check:
-                path.write_text(json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
-                                encoding="utf-8")
+    for path, schema in snapshots_to_write(SNAPSHOTS, current_schemas()).items():
+        stale.append(str(path.relative_to(REPO)))
+        if not args.check:
+            write_snapshot(path, schema)
     if stale and args.check:
         print("stale, run `python -m devstack.contracts`:", *stale, sep="\n  ")
         return 1

@@ -1,15 +1,20 @@
-"""What can be checked of deploy/ without a cluster: manifests, dashboards, alert rules, compose."""
+"""What can be checked of deploy/ without a cluster: manifests (against the Kubernetes schemas,
+offline), dashboards, alert rules, compose."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
+from kubernetes_validate.utils import latest_version
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -83,7 +88,79 @@ def test_promtool_accepts_the_rules_and_the_scrape_config() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _manifests() -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{path.name}: {doc['kind']}/{doc['metadata']['name']}", doc)
+            for path in sorted((DEPLOY / "k8s").glob("*.yaml")) if path.name != "kustomization.yaml"
+            for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+# The Kubernetes version the schemas come from: the newest kubernetes-validate bundles (pinned in
+# requirements-dev.txt), strict, so a misspelt or misplaced field fails too.
+K8S_VERSION = latest_version()
+
+
+@pytest.mark.parametrize(("name", "manifest"), _manifests(), ids=[n for n, _ in _manifests()])
+def test_every_manifest_is_valid_against_the_kubernetes_schemas(name: str, manifest: dict[str, Any]) -> None:
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_a_manifest_with_a_misplaced_field_fails_validation() -> None:
+    """The check above can fail: a probe's `path` one level too high, a replica count as text."""
+    deployment = next(doc for _, doc in _manifests() if doc["kind"] == "Deployment")
+    misplaced = copy.deepcopy(deployment)
+    probe = misplaced["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    probe["path"] = probe["httpGet"].pop("path")
+    retyped = copy.deepcopy(deployment)
+    retyped["spec"]["replicas"] = "two"
+    for broken in (misplaced, retyped):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_the_kustomization_applies_every_manifest() -> None:
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    listed = kustomization["resources"]
+    assert sorted(listed) == sorted(p.name for p in (DEPLOY / "k8s").glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def _our_services() -> set[str]:
+    """Every service of the repo: a folder of services/ with its own image (the console included)."""
+    return {p.parent.name for p in (ROOT / "services").glob("*/Dockerfile")}
+
+
 def test_compose_runs_the_whole_stack() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert {"kafka", "postgres", *SERVICES, "prometheus", "grafana", "jaeger"} <= set(compose["services"])
-    assert compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    services = compose["services"]
+    assert {"kafka", "postgres", *_our_services(), "prometheus", "grafana", "jaeger"} <= set(services)
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_compose_builds_each_of_our_services_from_its_own_folder() -> None:
+    """Cross-checked against services/*/: every service has a compose service of its name built
+    from its Dockerfile, and nothing in compose builds from a folder that is not a service."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    built = {name: service["build"] for name, service in compose["services"].items() if "build" in service}
+    assert set(built) == _our_services()
+    for name, build in built.items():
+        assert build["dockerfile"] == f"services/{name}/Dockerfile"
+        assert (ROOT / build.get("context", ".") / build["dockerfile"]).is_file()
+
+
+def test_compose_references_resolve() -> None:
+    """What `docker compose config` would refuse, checked without Docker: a service without an
+    image, a dependency on a service that is not there, a mounted file that does not exist, a
+    service's database that deploy/postgres does not create."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    created = set(re.findall(r"CREATE DATABASE (\w+)", (DEPLOY / "postgres" / "init-databases.sql").read_text()))
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        assert set(service.get("depends_on", {})) <= set(services), name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+        url = service.get("environment", {}).get("TOWNFLOW_DATABASE_URL")
+        if url:
+            assert url.rsplit("/", 1)[1] in created, f"{name}'s database is not created by init-databases.sql"

@@ -33,6 +33,7 @@ from aiokafka.errors import (
 )
 from opentelemetry import propagate, trace
 
+from .cloudevents import cloudevent_headers, is_cloudevent_header
 from .db import OUTAGES
 from .events import Envelope
 from .metrics import (
@@ -324,13 +325,22 @@ class OutboxRelay:
                         "messaging.kafka.message.key": row["key"], "townflow.outbox_id": row["id"]},
         ):
             carrier = current_trace_headers()
-        # The stored trace context is replaced by the publish span's; other stored headers (a dead
-        # letter's x-dlq-*, its original content-type) travel as they are.
-        kept = {k: v for k, v in (row["headers"] or {}).items() if k not in _TRACE_HEADERS}
-        headers = [(k, v.encode()) for k, v in ({"content-type": "application/json"} | kept | carrier).items()]
+        payload = bytes(row["payload"])
+        headers = [(k, v.encode()) for k, v in message_headers(row["headers"] or {}, payload, carrier).items()]
         return await self.producer.send(
-            row["topic"], value=bytes(row["payload"]), key=row["key"].encode() or None, headers=headers,
+            row["topic"], value=payload, key=row["key"].encode() or None, headers=headers,
         )
+
+
+def message_headers(stored: dict[str, str], payload: bytes, trace: dict[str, str]) -> dict[str, str]:
+    """Every header of an outgoing message, built here and nowhere else (SPEC §3.1, §11).
+
+    The stored trace context is replaced by the publish span's (`trace`); other stored headers (a
+    dead letter's x-dlq-*, its original content-type) travel as they are, except `ce_*` ones: the
+    CloudEvents attributes are always derived afresh from the value, so a dead letter's describe
+    the envelope it holds (or there are none) whatever the poison's own headers claimed."""
+    kept = {k: v for k, v in stored.items() if k not in _TRACE_HEADERS and not is_cloudevent_header(k)}
+    return {"content-type": "application/json"} | kept | cloudevent_headers(payload) | trace
 
 
 def _usable(conn: asyncpg.Connection | None) -> bool:
