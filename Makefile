@@ -41,7 +41,7 @@ up: install
 	$(PY) -m devstack up $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(TOWN_DIR),--town-dir $(TOWN_DIR))
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services devstack tests bench
+	$(VENV)/bin/ruff check shared services devstack tests bench docs/subscriber
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
