@@ -215,7 +215,8 @@ async def possible_duplicates(conn: asyncpg.Connection, filings: Sequence[Filing
         if why is not None:
             found[row["n"] - 1].append({
                 "ticket_no": row["ticket_no"], "item_code": row["item_code"], "village": row["village"],
-                "status": row["status"], "filed_at": row["filed_at"].isoformat(), "reason": why[0],
+                "status": row["status"],
+                "filed_at": row["filed_at"].astimezone(filing.town.calendar.tz).isoformat(), "reason": why[0],
                 "location_similarity": why[1]})
     return found
 

@@ -191,7 +191,7 @@ async def duplicate_candidates(conn: asyncpg.Connection, request_ids: list[uuid.
         "  AND r.filed_at >= f.since AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
         "  AND ((r.item_code = new.item_code AND r.village = new.village)"
         "       OR (new.target IS NOT NULL AND r.target = new.target))"
-        " ORDER BY f.n, r.filed_at DESC",
+        " ORDER BY f.n, r.filed_at DESC, r.ticket_no DESC",
         request_ids, since, list(open_statuses))
 
 
