@@ -22,11 +22,14 @@ ENF = frozenset({"officer", "module_leader"})
 ENF_READ = ENF | {"command_centre", "appraisal_admin"}
 APPRAISAL_READ = frozenset({"appraisal_admin", "command_centre", "module_leader"})
 FAKE = str(uuid.uuid4())
+TICKET = "321003104-20200101-99999"  # the demo town's, never issued
 
 # (service, method, path, roles admitted; None = public with the ticket's access code)
 MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("intake", "POST", "/v1/requests", frozenset({"clerk", "proxy_agent", "village_station", "command_centre"})),
     ("intake", "GET", "/v1/catalog", ANY),
+    ("intake", "POST", f"/v1/requests/{TICKET}/merge", frozenset({"command_centre"})),
+    ("intake", "POST", f"/v1/requests/{TICKET}/unmerge", frozenset({"command_centre"})),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/accept", HOLDERS),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/complete", HOLDERS),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/return", HOLDERS),
@@ -35,11 +38,13 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/extension/approve", frozenset({"command_centre"})),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/extension/refuse", frozenset({"command_centre"})),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/verify", frozenset({"command_centre"})),
+    ("dispatch", "POST", f"/v1/tasks/{FAKE}/callback", frozenset({"command_centre"})),
     ("dispatch", "POST", "/v1/staff/s999/off-post", HOLDERS),
     ("dispatch", "GET", "/v1/tasks", READ_TASKS),
     ("dispatch", "GET", f"/v1/tasks/{FAKE}", READ_TASKS),
     ("dispatch", "GET", "/v1/board", frozenset({"command_centre"})),
     ("enforcement", "GET", "/v1/inspections", ENF_READ),
+    ("enforcement", "GET", "/v1/inspections/alerts", ENF_READ),
     ("enforcement", "GET", f"/v1/inspections/{FAKE}", ENF_READ),
     ("enforcement", "POST", f"/v1/inspections/{FAKE}/start", ENF),
     ("enforcement", "POST", f"/v1/inspections/{FAKE}/result", ENF),
@@ -77,7 +82,8 @@ async def test_role_matrix(stack: Stack, service: str, method: str, path: str,
 
 
 async def test_every_route_of_every_service_is_in_the_matrix(stack: Stack) -> None:
-    listed = {(s, m, p.split("?")[0].replace(FAKE, "{}").replace("s999", "{}")) for s, m, p, _ in MATRIX}
+    listed = {(s, m, p.split("?")[0].replace(FAKE, "{}").replace(TICKET, "{}").replace("s999", "{}"))
+              for s, m, p, _ in MATRIX}
     public = {"/healthz", "/readyz", "/metrics", "/v1/admin/clock", "/v1/requests/{}", "/v1/requests/{}/rating",
               "/v1/plans/{}"}
     for service in stack.services:

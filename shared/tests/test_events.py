@@ -21,6 +21,8 @@ SPEC_TOPICS = {
     "dispatch.task.completed.v1", "dispatch.task.extended.v1", "dispatch.task.verified.v1",
     "enforcement.inspection.done.v1", "enforcement.case.updated.v1",
     "enforcement.plan.published.v1", "appraisal.score.updated.v1", "appraisal.alert.raised.v1",
+    # SPEC §10
+    "intake.request.merged.v1", "dispatch.task.merged.v1", "dispatch.task.callback.v1",
 }
 NOW = datetime(2026, 11, 23, 1, 15, 2, tzinfo=UTC)
 

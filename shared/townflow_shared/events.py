@@ -92,6 +92,27 @@ class RequestRated(Envelope):
     data: RequestRatedData
 
 
+class RequestMergedData(EventData):
+    """重复件: the command centre merged a matter into another of its town (the primary), or
+    reversed that merge (`reversed`). Merge and reversal share one topic and the merged matter's
+    key, so a subscriber sees them in the order they happened."""
+
+    request_id: str = Field(description="the merged (duplicate) matter")
+    ticket_no: str
+    into_request_id: str = Field(description="the primary matter it follows")
+    into_ticket_no: str
+    reversed: bool = Field(default=False, description="true: the merge was undone (before the primary closed)")
+    by: str
+    at: datetime
+
+
+class RequestMerged(Envelope):
+    topic: ClassVar[str] = "intake.request.merged.v1"
+    type: Literal["intake.request.merged"] = "intake.request.merged"
+    version: Literal[1] = 1
+    data: RequestMergedData
+
+
 # --- dispatch -------------------------------------------------------------------------------
 class TaskDispatchedData(EventData):
     task_id: str
@@ -215,6 +236,51 @@ class TaskVerified(Envelope):
     data: TaskVerifiedData
 
 
+class TaskMergedData(EventData):
+    """A task closed as `merged` because its matter was merged into another (no points, out of
+    rates), or, `reversed`, reopened because the merge was undone: then `status`, `respond_by` and
+    `resolve_by` are the task's again, with a new resolution window of the original length."""
+
+    task_id: str
+    request_id: str
+    into_request_id: str
+    reversed: bool = False
+    status: str = Field(description="the task's status after this event: merged, or the one it had before")
+    respond_by: datetime
+    resolve_by: datetime
+    at: datetime
+
+
+class TaskMerged(Envelope):
+    topic: ClassVar[str] = "dispatch.task.merged.v1"
+    type: Literal["dispatch.task.merged"] = "dispatch.task.merged"
+    version: Literal[1] = 1
+    data: TaskMergedData
+
+
+class TaskCallbackData(EventData):
+    """回访: the command centre called the citizen back after closure. `rating` counts as the
+    citizen's when the matter has no rating of its own; `unsatisfied` reopens the task (重办) for
+    the same assignee with a new window of the original length (`reopened`, `resolve_by`)."""
+
+    task_id: str
+    request_id: str
+    reached: bool
+    rating: Rating | None = None
+    note: str = ""
+    by: str
+    at: datetime
+    reopened: bool = False
+    resolve_by: datetime | None = Field(default=None, description="the new deadline when reopened")
+
+
+class TaskCallback(Envelope):
+    topic: ClassVar[str] = "dispatch.task.callback.v1"
+    type: Literal["dispatch.task.callback"] = "dispatch.task.callback"
+    version: Literal[1] = 1
+    data: TaskCallbackData
+
+
 # --- enforcement ----------------------------------------------------------------------------
 class Finding(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -322,9 +388,9 @@ class AlertRaised(Envelope):
 
 
 EVENT_TYPES: tuple[type[Envelope], ...] = (
-    RequestFiled, RequestRated,
+    RequestFiled, RequestRated, RequestMerged,
     TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended,
-    TaskVerified,
+    TaskVerified, TaskMerged, TaskCallback,
     InspectionDone, CaseUpdated, PlanPublished,
     ScoreUpdated, AlertRaised,
 )

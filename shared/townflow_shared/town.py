@@ -146,6 +146,10 @@ class IntakeRules(_Strict):
     # Ticket numbers are sequential: a citizen's code is all that keeps a stranger from their
     # matter and its one rating, so guessing is limited per ticket (SPEC §6.1).
     wrong_codes_per_hour: int = Field(default=10, ge=1)
+    # 重复件 (SPEC §10): open matters filed this many days back are looked at for a new filing.
+    duplicate_window_days: int = Field(default=7, ge=1)
+    # How alike two normalised locations must be (character-bigram Dice, 0–1; containment is 1).
+    duplicate_location_similarity: float = Field(default=0.5, gt=0, le=1)
 
 
 class DispatchRules(_Strict):
@@ -179,6 +183,9 @@ class EnforcementRules(_Strict):
     decision_limit_days: int = 90
     decision_warning_day: int = 60
     extension_days: int = 30
+    # 多头检查 (SPEC §10): separate inspections of one target by this many units within the window.
+    repeated_inspection_window_days: int = Field(default=30, ge=1)
+    repeated_inspection_units: int = Field(default=2, ge=2)
 
 
 class AppraisalWeights(_Strict):

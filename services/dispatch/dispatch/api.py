@@ -16,8 +16,11 @@ from townflow_shared.checks import present
 from townflow_shared.db import transaction
 from townflow_shared.events import (
     Colour,
+    Rating,
     TaskAccepted,
     TaskAcceptedData,
+    TaskCallback,
+    TaskCallbackData,
     TaskExtended,
     TaskExtendedData,
     TaskReturned,
@@ -27,6 +30,7 @@ from townflow_shared.events import (
 )
 from townflow_shared.http import Runtime, unprocessable
 from townflow_shared.outbox import enqueue
+from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.telemetry import link_to
 from townflow_shared.town import Town
@@ -77,6 +81,13 @@ class Decision(BaseModel):
 class Verification(BaseModel):
     model_config = ConfigDict(extra="forbid")
     passed: bool
+    note: str = Field(default="", max_length=1000)
+
+
+class Callback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reached: bool
+    rating: Rating | None = None
     note: str = Field(default="", max_length=1000)
 
 
@@ -307,6 +318,40 @@ async def verify(task_id: str, body: Verification, runtime: Runtime,
     return _view(present(updated, "the verified task"), now, town.calendar.tz)
 
 
+@router.post("/v1/tasks/{task_id}/callback", responses={
+    409: {"description": "the task is not closed, or this closure has its callback"},
+    422: {"description": "a rating without reaching the citizen, or none after reaching them"}})
+async def callback(task_id: str, body: Callback, runtime: Runtime, principal: CommandCentre) -> dict[str, Any]:
+    """回访 after closure: the rating counts as the citizen's when they gave none (appraisal
+    decides that from both topics); `unsatisfied` reopens the task (重办) for the same assignee
+    with a new window of the original length."""
+    if problems := rules.callback_problems(body.reached, body.rating):
+        raise unprocessable(problems)
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        task, town = await _locked_task(conn, runtime, principal, task_id)
+        if error := rules.callback_error(task["status"], task["called_back"]):
+            raise HTTPException(409, detail=error)
+        reopened = rules.callback_reopens(body.reached, body.rating)
+        await store.add_callback(conn, town.code, task["task_id"], body.reached, body.rating, body.note,
+                                 principal.sub, now, reopened)
+        resolve_by = None
+        if reopened:
+            resolve_by, next_at = await flows.reopen_window(conn, town, task, now)
+            await store.update_task(conn, task["task_id"], status="rework", window_start=now, resolve_by=resolve_by,
+                                    reopen_count=task["reopen_count"] + 1, completed_at=None, on_time=None,
+                                    next_supervision_at=next_at)
+        else:
+            await store.update_task(conn, task["task_id"], called_back=True)
+        await enqueue(conn, flows.task_event(town, TaskCallback, TaskCallbackData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), reached=body.reached,
+            rating=body.rating, note=mask_personal_numbers(body.note),  # the citizen's words may hold a phone
+            by=principal.sub, at=now, reopened=reopened, resolve_by=resolve_by),
+            task["task_id"], task["request_id"], now))
+        updated = await store.task(conn, task["task_id"])
+    return _view(present(updated, "the called-back task"), now, town.calendar.tz)
+
+
 @router.post("/v1/staff/{staff_id}/off-post", status_code=201)
 async def register_off_post(staff_id: str, body: OffPost, runtime: Runtime, principal: Holder,
                             town: str | None = None) -> dict[str, Any]:
@@ -366,6 +411,9 @@ async def get_task(task_id: str, runtime: Runtime,
                             for s in await store.supervision_levels(runtime.pool, task["task_id"])]
     view["extensions"] = [{"days": e["days"], "status": e["status"], "reason": e["reason"]}
                           for e in await store.extensions_of(runtime.pool, task["task_id"])]
+    view["callbacks"] = [{"reached": c["reached"], "rating": c["rating"], "note": c["note"], "by": c["by"],
+                          "at": c["at"].isoformat(), "reopened": c["reopened"]}
+                         for c in await store.callbacks_of(runtime.pool, task["task_id"])]
     return view
 
 

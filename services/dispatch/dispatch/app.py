@@ -9,10 +9,13 @@ from fastapi import FastAPI
 from townflow_shared.events import (
     InspectionDone,
     RequestFiled,
+    RequestMerged,
     TaskAccepted,
+    TaskCallback,
     TaskCompleted,
     TaskDispatched,
     TaskExtended,
+    TaskMerged,
     TaskReturned,
     TaskSupervised,
     TaskVerified,
@@ -30,10 +33,12 @@ def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, MIGRATIONS)
     runtime.on(RequestFiled)(handlers.request_filed)
     runtime.on(InspectionDone)(handlers.inspection_done)
+    runtime.on(RequestMerged)(handlers.request_merged)
     runtime.every(scheduled.supervision_loop(settings))
     runtime.reports(lambda pool: metrics.refresh_gauges(pool, list(runtime.county.towns), runtime.clock.now()),
                     *metrics.GAUGES)
-    runtime.publishes(TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended, TaskVerified)
+    runtime.publishes(TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended, TaskVerified,
+                       TaskMerged, TaskCallback)
     return runtime
 
 

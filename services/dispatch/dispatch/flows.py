@@ -20,6 +20,8 @@ from townflow_shared.events import (
     TaskCompletedData,
     TaskDispatched,
     TaskDispatchedData,
+    TaskMerged,
+    TaskMergedData,
     TaskSupervised,
     TaskSupervisedData,
     TaskVerified,
@@ -158,3 +160,41 @@ async def next_supervision_after_change(conn: asyncpg.Connection, town: Town, ta
     """The task's next supervision moment once its window changed (an extension, a rework)."""
     sent = await store.supervisions_sent(conn, task_id)
     return rules.next_supervision_at(window_start, resolve_by, sent, town.rules.dispatch)
+
+
+async def reopen_window(conn: asyncpg.Connection, town: Town, task: asyncpg.Record,
+                        now: datetime) -> tuple[datetime, datetime | None]:
+    """A new window of the original length from now, its supervision ladder started again:
+    (resolve_by, next supervision moment)."""
+    window_start, resolve_by = rules.reopened_window(now, task["window_start"], task["resolve_by"])
+    await store.forget_supervisions(conn, task["task_id"])
+    return resolve_by, rules.next_supervision_at(window_start, resolve_by, (), town.rules.dispatch)
+
+
+async def follow_merge(conn: asyncpg.Connection, town: Town, task: asyncpg.Record, *, merged: bool,
+                       into_request_id: uuid.UUID, now: datetime, causation_id: Any = None) -> bool:
+    """重复件: close the matter's task as `merged` (no points, out of rates), or, when the merge
+    is undone, give it back the status it had with a new window of the original length (the
+    time it spent merged is not the assignee's). False when there is nothing to change: a task
+    already done when the merge came stays done."""
+    if merged:
+        if task["status"] not in rules.MERGEABLE_STATUSES:
+            return False
+        await store.update_task(conn, task["task_id"], status="merged", merged_from_status=task["status"],
+                                merged_into=into_request_id, merged_at=now, next_supervision_at=None)
+        status, resolve_by = "merged", task["resolve_by"]
+    else:
+        if task["status"] != "merged":
+            return False
+        status, resolve_by = task["merged_from_status"], task["resolve_by"]
+        fields: dict[str, Any] = {"status": status, "merged_from_status": None, "merged_into": None,
+                                  "merged_at": None}
+        if status in rules.OPEN_STATUSES:  # a returned task waits for its redispatch instead
+            resolve_by, next_at = await reopen_window(conn, town, task, now)
+            fields |= {"window_start": now, "resolve_by": resolve_by, "next_supervision_at": next_at}
+        await store.update_task(conn, task["task_id"], **fields)
+    await enqueue(conn, task_event(town, TaskMerged, TaskMergedData(
+        task_id=str(task["task_id"]), request_id=str(task["request_id"]), into_request_id=str(into_request_id),
+        reversed=not merged, status=status, respond_by=task["respond_by"], resolve_by=resolve_by, at=now),
+        task["task_id"], task["request_id"], now, causation_id))
+    return True

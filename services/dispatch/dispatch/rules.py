@@ -8,10 +8,13 @@ from datetime import datetime, timedelta
 
 from townflow_shared.auth import Principal
 from townflow_shared.calendar import WorkCalendar
-from townflow_shared.events import AssignedVia, Colour, SupervisionLevel
+from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
 from townflow_shared.town import CatalogItem, DispatchRules, Post, Town
 
 OPEN_STATUSES = ("dispatched", "accepted", "rework")
+# A merged matter's task closes as `merged` from any status but done: completed and closed tasks
+# stay as they are (the work was done and counts).
+MERGEABLE_STATUSES = (*OPEN_STATUSES, "returned")
 
 
 @dataclass(frozen=True)
@@ -153,3 +156,32 @@ def is_overdue(status: str, resolve_by: datetime, now: datetime) -> bool:
 
 def window_of(window_start: datetime, resolve_by: datetime) -> timedelta:
     return resolve_by - window_start
+
+
+def reopened_window(now: datetime, window_start: datetime, resolve_by: datetime) -> tuple[datetime, datetime]:
+    """(window_start, resolve_by) of a task reopened after a merge is undone or an unsatisfied
+    callback (重办): the original window's length again, from now, like a rework."""
+    return now, rework_resolve_by(now, window_start, resolve_by)
+
+
+def callback_problems(reached: bool, rating: Rating | None) -> list[tuple[str, str]]:
+    """回访: a citizen reached gives a rating; one not reached gives none."""
+    if reached and rating is None:
+        return [("rating", "a citizen reached by the callback gives a rating")]
+    if not reached and rating is not None:
+        return [("rating", "no rating when the citizen was not reached")]
+    return []
+
+
+def callback_error(status: str, called_back: bool) -> str | None:
+    """One callback per closure, after it (SPEC §10). None if allowed."""
+    if status != "closed":
+        return f"a callback follows closure; the task is {status}"
+    if called_back:
+        return "this closure already has its callback"
+    return None
+
+
+def callback_reopens(reached: bool, rating: Rating | None) -> bool:
+    """重办: an unsatisfied citizen's matter is worked on again by the same assignee."""
+    return reached and rating == "unsatisfied"

@@ -226,3 +226,37 @@ async def open_counts_by_colour(db: Db, now: datetime) -> list[asyncpg.Record]:
 
 async def supervision_counts(db: Db) -> list[asyncpg.Record]:
     return await db.fetch("SELECT town_code, level, count(*) AS n FROM supervisions GROUP BY town_code, level")
+
+
+async def save_merge_state(conn: asyncpg.Connection, town_code: str, request_id: uuid.UUID,
+                           into_request_id: uuid.UUID, merged: bool, at: datetime, event_id: uuid.UUID) -> None:
+    """The matter's latest merge state (merge and undo come in order: one topic, one key)."""
+    await conn.execute(
+        "INSERT INTO request_merges (request_id, town_code, into_request_id, merged, at, event_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id) DO UPDATE SET"
+        " into_request_id = EXCLUDED.into_request_id, merged = EXCLUDED.merged, at = EXCLUDED.at,"
+        " event_id = EXCLUDED.event_id", request_id, town_code, into_request_id, merged, at, event_id)
+
+
+async def merge_state(conn: asyncpg.Connection, request_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM request_merges WHERE request_id = $1", request_id)
+
+
+async def current_task_for_update(conn: asyncpg.Connection, town_code: str,
+                                  request_id: uuid.UUID) -> asyncpg.Record | None:
+    """The matter's task that carries it now: the latest not handed on by a redispatch, locked."""
+    return await conn.fetchrow(
+        "SELECT * FROM tasks WHERE town_code = $1 AND request_id = $2 AND status <> 'redispatched'"
+        " ORDER BY dispatched_at DESC LIMIT 1 FOR UPDATE", town_code, request_id)
+
+
+async def add_callback(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, reached: bool,
+                       rating: str | None, note: str, by: str, at: datetime, reopened: bool) -> None:
+    await conn.execute(
+        "INSERT INTO callbacks (town_code, task_id, reached, rating, note, by, at, reopened)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", town_code, task_id, reached, rating, note, by, at, reopened)
+
+
+async def callbacks_of(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT reached, rating, note, by, at, reopened FROM callbacks WHERE task_id = $1"
+                          " ORDER BY at", task_id)

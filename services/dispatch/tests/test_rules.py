@@ -144,3 +144,29 @@ def test_rework_gets_the_original_window_again() -> None:
 
 def test_extension_adds_working_days_to_resolve_by() -> None:
     assert rules.extended_resolve_by(at(2026, 11, 20, 17, 30), 2, TOWN.calendar) == at(2026, 11, 24, 17, 30)
+
+
+def test_a_reopened_task_gets_its_original_window_again_from_now() -> None:
+    start, due, now = at(2026, 11, 23, 9), at(2026, 11, 26, 17, 30), at(2026, 12, 1, 10)
+    assert rules.reopened_window(now, start, due) == (now, now + (due - start))
+
+
+def test_a_callback_rates_only_a_citizen_it_reached() -> None:
+    assert rules.callback_problems(True, "satisfied") == []
+    assert rules.callback_problems(False, None) == []
+    assert [f for f, _ in rules.callback_problems(True, None)] == ["rating"]
+    assert [f for f, _ in rules.callback_problems(False, "unsatisfied")] == ["rating"]
+
+
+def test_one_callback_per_closure_and_only_unsatisfied_reopens() -> None:
+    assert rules.callback_error("closed", False) is None
+    assert rules.callback_error("completed", False) == "a callback follows closure; the task is completed"
+    assert rules.callback_error("closed", True) == "this closure already has its callback"
+    assert rules.callback_reopens(True, "unsatisfied") is True
+    assert rules.callback_reopens(True, "basically_satisfied") is False
+    assert rules.callback_reopens(False, None) is False
+
+
+def test_a_merge_closes_any_task_not_yet_done() -> None:
+    assert set(rules.MERGEABLE_STATUSES) == {"dispatched", "accepted", "rework", "returned"}
+    assert not rules.is_overdue("merged", at(2026, 11, 1), at(2026, 12, 1))  # never supervised again

@@ -140,6 +140,35 @@ async def list_inspections(runtime: Runtime, principal: Reader, status: str | No
     return [await _inspection_view(runtime, r) for r in rows]
 
 
+@router.get("/v1/inspections/alerts")
+async def repeated_inspection_alerts(runtime: Runtime, principal: Reader, town: str | None = None) -> list[dict[str, Any]]:
+    """多头检查 (SPEC §10): targets visited separately by several units within the town's window,
+    each with its visits, the latest planned inspection proposed for any new need, and the needs
+    that arrived while it was flagged. The caller's town; county roles every town or `town`."""
+    listed = _listed_town(runtime, principal, town)
+    towns = [_town(runtime, listed)] if listed else list(runtime.county.towns.values())
+    now = runtime.clock.now()
+    alerts = []
+    for each in towns:
+        flagged = await flows.repeated_targets(runtime.pool, each, now)
+        planned = await store.planned_inspections_of(runtime.pool, each.code, list(flagged))
+        needs = await store.repeated_needs_of(runtime.pool, [p["inspection_id"] for p in planned.values()])
+        tz = each.calendar.tz
+        for target, visits in sorted(flagged.items()):
+            proposal = planned.get(target)
+            alerts.append({
+                "town_code": each.code, "target": target,
+                "window_days": each.rules.enforcement.repeated_inspection_window_days,
+                "units": rules.union_units(*(v.units for v in visits)),
+                "visits": [{"inspection_id": v.inspection_id, "units": list(v.units),
+                            "started_at": v.at.astimezone(tz).isoformat()} for v in visits],
+                "proposed_inspection_id": str(proposal["inspection_id"]) if proposal else None,
+                "proposed_needs": [_plain(n, tz) for n in needs
+                                   if proposal and n["inspection_id"] == proposal["inspection_id"]],
+            })
+    return alerts
+
+
 @router.get("/v1/inspections/{inspection_id}")
 async def get_inspection(inspection_id: str, runtime: Runtime, principal: Reader) -> dict[str, Any]:
     row = await store.inspection(runtime.pool, _id(inspection_id, "inspection"))

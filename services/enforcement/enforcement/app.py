@@ -20,8 +20,8 @@ def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntim
     runtime = ServiceRuntime(settings, MIGRATIONS)
     runtime.on(TaskDispatched)(handlers.task_dispatched)
     runtime.every(scheduled.case_deadline_loop(settings))
-    towns = list(runtime.county.towns)
-    runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns), *metrics.GAUGES)
+    towns = list(runtime.county.towns.values())
+    runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns, runtime.clock.now()), *metrics.GAUGES)
     runtime.publishes(InspectionDone, CaseUpdated, PlanPublished)
     return runtime
 

@@ -48,6 +48,9 @@ async def add_need(conn: asyncpg.Connection, town: Town, *, target: str, item_co
                                  due=due, now=now, trace_headers=current_trace_headers())
     if not added:
         return None
+    if source == "task" and task_id is not None and target in await repeated_targets(conn, town, now, target):
+        # 多头检查: the target's latest planned inspection (this one) is proposed as its visit.
+        await store.mark_repeated_need(conn, town.code, task_id)
     needs = await store.needs_of(conn, inspection_id)
     await store.set_inspection(conn, inspection_id,
                                units=rules.union_units(*(n["units"] for n in needs)),
@@ -113,3 +116,13 @@ async def flag_due_cases(conn: asyncpg.Connection, limits_of: Mapping[str, Enfor
     if flags:
         await store.set_case_flags(conn, flags, now)
     return DueBatch(len(claimed), flagged, failed)
+
+
+async def repeated_targets(db: asyncpg.Connection | asyncpg.Pool, town: Town, now: datetime,
+                           target: str | None = None) -> dict[str, list[rules.Visit]]:
+    """The town's targets flagged for 多头检查 now (or whether `target` is), with their visits."""
+    limits = town.rules.enforcement
+    rows = await store.visits_since(db, town.code, rules.visits_since(now, limits), target)
+    return rules.repeated_inspections(
+        [rules.Visit(str(r["inspection_id"]), r["target"], tuple(r["units"]), r["started_at"]) for r in rows],
+        now, limits)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import asyncpg
 from prometheus_client import Gauge
 
 from townflow_shared.metrics import REGISTRY
+from townflow_shared.town import Town
 
-from . import store
+from . import flows, store
 
 INSPECTIONS_PLANNED = Gauge("townflow_enforcement_inspections_planned", "Inspections planned, not started",
                             ["town"], registry=REGISTRY)
@@ -17,15 +19,20 @@ CASES_NEAR_LIMIT = Gauge("townflow_enforcement_cases_near_limit",
                          "Undecided cases past the day-60 warning", ["town"], registry=REGISTRY)
 CASES_OVERDUE = Gauge("townflow_enforcement_cases_overdue", "Undecided cases past the decision limit",
                       ["town"], registry=REGISTRY)
-GAUGES = (INSPECTIONS_PLANNED, CASES_NEAR_LIMIT, CASES_OVERDUE)
+REPEATED_INSPECTIONS = Gauge("townflow_enforcement_repeated_inspection_targets",
+                             "Targets inspected separately by several units within the window (多头检查)",
+                             ["town"], registry=REGISTRY)
+GAUGES = (INSPECTIONS_PLANNED, CASES_NEAR_LIMIT, CASES_OVERDUE, REPEATED_INSPECTIONS)
 
 
-async def refresh_gauges(pool: asyncpg.Pool, town_codes: Iterable[str]) -> None:
+async def refresh_gauges(pool: asyncpg.Pool, towns: Iterable[Town], now: datetime) -> None:
     """Group-wide, one series per town served (0 for a town with none): set by the replica that
     reports for the service (see townflow_shared.group_gauges)."""
     counts = {row["town_code"]: row for row in await store.counts(pool)}
-    for town_code in town_codes:
+    for town in towns:
+        town_code = town.code
         row = counts.get(town_code)
+        REPEATED_INSPECTIONS.labels(town_code).set(len(await flows.repeated_targets(pool, town, now)))
         INSPECTIONS_PLANNED.labels(town_code).set(row["planned"] if row else 0)
         CASES_NEAR_LIMIT.labels(town_code).set(row["near_limit"] if row else 0)
         CASES_OVERDUE.labels(town_code).set(row["overdue"] if row else 0)

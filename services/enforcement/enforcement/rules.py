@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from townflow_shared.auth import Principal
@@ -185,3 +186,33 @@ def draw_plan(targets: Sequence[str], sample_size: int, seed: int,
     chosen = rng.sample(sorted(set(targets)), sample_size)
     pool = sorted(set(officers))
     return [(target, sorted(rng.sample(pool, 2))) for target in chosen]
+
+
+# --- 多头检查 (SPEC §10) ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Visit:
+    """An inspection that went to its target (started, or done), as store reads it."""
+
+    inspection_id: str
+    target: str
+    units: tuple[str, ...]
+    at: datetime  # when it started: the day the enterprise was visited
+
+
+def repeated_inspections(visits: Iterable[Visit], now: datetime,
+                         rules: EnforcementRules) -> dict[str, list[Visit]]:
+    """Targets visited separately at least twice within the window by at least
+    `repeated_inspection_units` units together (多头检查), with those visits, oldest first. One
+    combined visit by many units is what 综合查一次 wants, so it alone is never flagged; nor is one
+    unit coming back (a re-inspection after rectification)."""
+    since = now - timedelta(days=rules.repeated_inspection_window_days)
+    by_target: dict[str, list[Visit]] = {}
+    for visit in sorted(visits, key=lambda v: v.at):
+        if since <= visit.at <= now:
+            by_target.setdefault(visit.target, []).append(visit)
+    return {target: vs for target, vs in by_target.items()
+            if len(vs) >= 2 and len(union_units(*(v.units for v in vs))) >= rules.repeated_inspection_units}
+
+
+def visits_since(now: datetime, rules: EnforcementRules) -> datetime:
+    return now - timedelta(days=rules.repeated_inspection_window_days)

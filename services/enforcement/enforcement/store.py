@@ -155,3 +155,31 @@ async def counts(db: Db) -> list[asyncpg.Record]:
         " UNION ALL SELECT town_code, 0, count(*) FILTER (WHERE warned_at IS NOT NULL AND overdue_at IS NULL),"
         "  count(*) FILTER (WHERE overdue_at IS NOT NULL) FROM cases"
         "  WHERE step IN ('filed', 'investigated', 'reviewed') GROUP BY town_code) AS c GROUP BY town_code")
+
+
+async def visits_since(db: Db, town_code: str | None, since: datetime,
+                       target: str | None = None) -> list[asyncpg.Record]:
+    """Inspections of a town (None: every town) that went to their target since `since`; of one
+    target when given."""
+    return await db.fetch(
+        "SELECT inspection_id, town_code, target, units, started_at, status FROM inspections"
+        " WHERE started_at IS NOT NULL AND started_at >= $2 AND ($1::text IS NULL OR town_code = $1)"
+        " AND ($3::text IS NULL OR target = $3) ORDER BY started_at", town_code, since, target)
+
+
+async def planned_inspections_of(db: Db, town_code: str, targets: list[str]) -> dict[str, asyncpg.Record]:
+    """The planned inspection (at most one, see inspections_one_planned) of each target of a town."""
+    rows = await db.fetch("SELECT * FROM inspections WHERE town_code = $1 AND target = ANY($2) AND status = 'planned'",
+                          town_code, targets)
+    return {row["target"]: row for row in rows}
+
+
+async def repeated_needs_of(db: Db, inspection_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT need_id, inspection_id, task_id, request_id, item_code, created_at FROM needs"
+        " WHERE inspection_id = ANY($1) AND repeated_inspection ORDER BY created_at", inspection_ids)
+
+
+async def mark_repeated_need(conn: asyncpg.Connection, town_code: str, task_id: str) -> None:
+    await conn.execute("UPDATE needs SET repeated_inspection = true WHERE town_code = $1 AND task_id = $2"
+                       " AND source = 'task'", town_code, task_id)

@@ -159,3 +159,20 @@ def test_random_plan_is_reproducible_and_never_repeats_an_officer_per_target() -
     assert all(len(set(o)) == 2 and set(o) <= set(officers) for _, o in first)
     with pytest.raises(ValueError):
         rules.draw_plan(targets[:3], 4, 1, officers)
+
+
+# --- 多头检查 -----------------------------------------------------------------------------------
+def _visit(n: int, target: str, units: tuple[str, ...], day: int) -> rules.Visit:
+    return rules.Visit(f"i{n}", target, units, datetime(2026, 11, day, 2, tzinfo=UTC))
+
+
+def test_a_target_visited_separately_by_two_units_within_30_days_is_flagged() -> None:
+    limits = EnforcementRules()
+    now = datetime(2026, 11, 30, 2, tzinfo=UTC)
+    visits = [_visit(1, "91A", ("国土所",), 2), _visit(2, "91A", ("市场监管所",), 20),  # two units, 18 days apart
+              _visit(3, "91B", ("国土所", "规划站"), 10),                                # one combined visit
+              _visit(4, "91C", ("市场监管所",), 5), _visit(5, "91C", ("市场监管所",), 25)]  # one unit back again
+    assert rules.repeated_inspections(visits, now, limits) == {"91A": [visits[0], visits[1]]}
+    # 31 days on, the first visit is out of the window
+    assert rules.repeated_inspections(visits, datetime(2026, 12, 3, 2, tzinfo=UTC), limits) == {}
+    assert rules.repeated_inspections(visits, now, EnforcementRules(repeated_inspection_units=3)) == {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -67,12 +68,29 @@ class FileRequest(BaseModel):
         description="the town filed in: required of county_admin; a town's staff file in their own town")
 
 
+class PossibleDuplicate(BaseModel):
+    ticket_no: str
+    item_code: str
+    village: str
+    status: str
+    filed_at: str
+    reason: str = Field(description="same_target, or similar_location (same item and village)")
+    location_similarity: float
+
+
 class Filed(BaseModel):
     request_id: str
     ticket_no: str
     access_code: str
     colour: Colour
     status: str
+    possible_duplicates: list[PossibleDuplicate] = Field(
+        default_factory=list, description="重复件: open matters of the town this one may repeat (SPEC §10)")
+
+
+class MergeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    into: str = Field(min_length=1, max_length=40, description="the primary matter's ticket number")
 
 
 class RatingBody(BaseModel):
@@ -215,6 +233,7 @@ async def request_status(
     if row is None:
         raise HTTPException(404, detail=NOT_FOUND)
     personal = by_token and principal is not None and principal.has_any(SEES_PERSONAL_DATA)
+    primary = await store.request_by_id(runtime.pool, row["merged_into"]) if row["merged_into"] else None
     town = runtime.county.town(row["town_code"])
     item = town.catalog.get(row["item_code"]) if town is not None else None
     result: dict[str, Any] = {
@@ -226,6 +245,12 @@ async def request_status(
         "timeline": [{"at": t["at"].isoformat(), "step": t["step"], "detail": t["detail"]}
                      for t in await store.timeline_of(runtime.pool, row["request_id"])],
     }
+    if primary is not None:  # 重复件: the citizen follows the primary's progress (no one's personal data)
+        result["status"] = primary["status"]
+        result["merged_into"] = {
+            "ticket_no": primary["ticket_no"], "status": primary["status"],
+            "timeline": [{"at": t["at"].isoformat(), "step": t["step"], "detail": t["detail"]}
+                         for t in await store.timeline_of(runtime.pool, primary["request_id"])]}
     if personal:
         result["citizen"] = {"name": row["citizen_name"], "phone": row["citizen_phone"],
                              "id_number": row["citizen_id_number"]}
@@ -245,7 +270,10 @@ async def rate_request(ticket_no: str, body: RatingBody, runtime: Runtime,
         if row is None:
             raise HTTPException(404, detail=NOT_FOUND)
         link_to(row["trace_headers"])
-        refusal = rules.may_rate(row["status"], row["rating"] is not None)
+        primary = await store.request_by_id(conn, row["merged_into"]) if row["merged_into"] else None
+        # A merged matter's outcome is its primary's (SPEC §10).
+        status = primary["status"] if primary is not None else row["status"]
+        refusal = rules.may_rate(status, row["rating"] is not None)
         if refusal:
             raise HTTPException(409, detail=refusal)
         await store.save_rating(conn, row["request_id"], body.rating, now)
@@ -257,6 +285,66 @@ async def rate_request(ticket_no: str, body: RatingBody, runtime: Runtime,
             source="intake", town_code=row["town_code"], subject=str(row["request_id"]),
             correlation_id=str(row["request_id"]), time=now))
     return {"ticket_no": ticket_no, "rating": body.rating, "rated_at": now.isoformat()}
+
+
+MERGERS = ("command_centre",)
+
+
+async def _merge_side(conn: asyncpg.Connection, principal: Principal, ticket_no: str, field: str) -> asyncpg.Record:
+    """A matter a merge names, locked once the caller may act in its town (another town's: 403,
+    as the town is in the ticket number anyway). Missing: 404 for the path, 422 for `into`."""
+    town_to_act(principal, rules.town_of_ticket(ticket_no))
+    row = await store.merge_side_for_update(conn, ticket_no)
+    if row is None:
+        if field == "into":
+            raise unprocessable([("into", f"no matter with ticket number {ticket_no!r}")])
+        raise HTTPException(404, detail="no such ticket")
+    return row
+
+
+def _side(row: asyncpg.Record) -> rules.MergeSide:
+    return rules.MergeSide(row["ticket_no"], row["town_code"], row["status"], row["primary_ticket_no"],
+                           int(row["followers"]))
+
+
+@router.post("/v1/requests/{ticket_no}/merge",
+             responses={409: {"description": "a state that refuses the merge, named in detail"},
+                        422: {"description": "`into` unknown, the matter itself, or another town's"}})
+async def merge_request(ticket_no: str, body: MergeBody, runtime: Runtime,
+                        principal: Annotated[Principal, Depends(require(*MERGERS))]) -> dict[str, Any]:
+    """重复件: the command centre merges this matter into another of its town (the primary); its
+    task closes as `merged` and its citizen follows the primary's progress (SPEC §10)."""
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        # Locked in ticket order, so two merges naming the same two matters cannot deadlock.
+        first, second = sorted([(ticket_no, "ticket_no"), (body.into, "into")])
+        rows = {field: await _merge_side(conn, principal, t, field) for t, field in (first, second)}
+        merged, into = rows["ticket_no"], rows["into"]
+        link_to(merged["trace_headers"])
+        if refusal := rules.merge_refusal(_side(merged), _side(into)):
+            status, field, why = refusal
+            if status == 422:
+                raise unprocessable([(field, why)])
+            raise HTTPException(status, detail=why)
+        await flows.record_merge(conn, merged=merged, into_request_id=into["request_id"],
+                                 into_ticket_no=into["ticket_no"], by=principal.sub, now=now)
+    return {"ticket_no": ticket_no, "merged_into": into["ticket_no"], "merged_at": now.isoformat()}
+
+
+@router.post("/v1/requests/{ticket_no}/unmerge", responses={409: {"description": "not merged, or the primary closed"}})
+async def unmerge_request(ticket_no: str, runtime: Runtime,
+                          principal: Annotated[Principal, Depends(require(*MERGERS))]) -> dict[str, Any]:
+    """Undo a merge while the primary is not closed (SPEC §10): the matter's task reopens."""
+    now = runtime.clock.now()
+    async with transaction(runtime.pool) as conn:
+        merged = await _merge_side(conn, principal, ticket_no, "ticket_no")
+        link_to(merged["trace_headers"])
+        if refusal := rules.unmerge_refusal(merged["primary_ticket_no"], merged["primary_status"]):
+            raise HTTPException(409, detail=refusal)
+        await flows.record_merge(conn, merged=merged, into_request_id=merged["merged_into"],
+                                 into_ticket_no=merged["primary_ticket_no"], by=principal.sub, now=now,
+                                 reversed_=True)
+    return {"ticket_no": ticket_no, "unmerged_from": merged["primary_ticket_no"], "unmerged_at": now.isoformat()}
 
 
 @router.get("/v1/catalog", responses={422: {"description": "county roles: `town` missing or unknown"}})

@@ -9,8 +9,10 @@ from fastapi import FastAPI
 from townflow_shared.events import (
     InspectionDone,
     RequestFiled,
+    RequestMerged,
     RequestRated,
     TaskAccepted,
+    TaskCallback,
     TaskCompleted,
     TaskDispatched,
     TaskExtended,
@@ -36,7 +38,8 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
     runtime.on(TaskCompleted)(handlers.task_completed)
     runtime.on(TaskVerified)(handlers.task_verified)
     runtime.on(InspectionDone)(handlers.inspection_done)
-    runtime.publishes(RequestFiled, RequestRated)
+    runtime.on(TaskCallback)(handlers.task_callback)
+    runtime.publishes(RequestFiled, RequestRated, RequestMerged)
     return runtime
 
 

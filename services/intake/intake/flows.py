@@ -23,7 +23,14 @@ import asyncpg
 
 from townflow_shared.checks import present
 from townflow_shared.db import transaction
-from townflow_shared.events import Colour, RequestFiled, RequestFiledData, new_event
+from townflow_shared.events import (
+    Colour,
+    RequestFiled,
+    RequestFiledData,
+    RequestMerged,
+    RequestMergedData,
+    new_event,
+)
 from townflow_shared.group_commit import GroupCommit
 from townflow_shared.http import unprocessable
 from townflow_shared.outbox import enqueue
@@ -143,7 +150,8 @@ async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], now: da
         conn, [f.town.code for f in filings], [f.citizen_ref for f in filings], [f.item.code for f in filings],
         [now - timedelta(days=f.town.rules.intake.repeat_filing_window_days) for f in filings])
     in_this_batch: Counter[tuple[str, str, str]] = Counter()
-    rows, events, answers, saved = [], [], [], []
+    rows, events = [], []
+    answers: list[Answer] = []
     for filing, day, earlier_filings in zip(filings, days, earlier, strict=True):
         town = filing.town
         sequence = next_sequence[(town.code, day)]
@@ -175,13 +183,57 @@ async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], now: da
                 village_record_id=fields["village_record_id"], filed_at=now),
             source="intake", town_code=town.code, subject=str(request_id),
             correlation_id=str(request_id), time=now))
-        answer: Answer = (201, {"request_id": str(request_id), "ticket_no": ticket_no,
-                                "access_code": access_code, "colour": colour, "status": "filed"})
-        answers.append(answer)
-        if (key := filing.scope_and_key) is not None:
-            saved.append((*key, *answer))
+        body: dict[str, Any] = {"request_id": str(request_id), "ticket_no": ticket_no,
+                                "access_code": access_code, "colour": colour, "status": "filed"}
+        answers.append((201, body))
     await store.insert_requests(conn, rows, "filed", [{"channel": f.fields["channel"]} for f in filings])
+    duplicates = await possible_duplicates(conn, filings, [row["request_id"] for row in rows], now)
+    for (_, answer), found in zip(answers, duplicates, strict=True):
+        answer["possible_duplicates"] = found
     await enqueue(conn, *events, trace_headers=[f.trace_headers for f in filings])
+    saved = [(*key, *answer) for filing, answer in zip(filings, answers, strict=True)
+             if (key := filing.scope_and_key) is not None]  # a retry answers with the same hints
     if saved:
         await store.save_idempotent_responses(conn, saved)
     return answers
+
+
+async def possible_duplicates(conn: asyncpg.Connection, filings: Sequence[Filing],
+                              request_ids: list[uuid.UUID], now: datetime) -> list[list[dict[str, Any]]]:
+    """重复件 (SPEC §10): for each new filing, the open matters of its town that may be the same
+    one (same target, or same item and village with a similar location), newest first. Only what
+    the filer needs to decide: no location text or personal data (a proxy agent files too)."""
+    since = [now - timedelta(days=f.town.rules.intake.duplicate_window_days) for f in filings]
+    found: list[list[dict[str, Any]]] = [[] for _ in filings]
+    for row in await store.duplicate_candidates(conn, request_ids, since, rules.OPEN_STATUSES):
+        filing = filings[row["n"] - 1]
+        candidate = rules.Candidate(row["ticket_no"], row["item_code"], row["village"], row["location"],
+                                    row["target"])
+        why = rules.duplicate_reason(candidate, item_code=filing.item.code, village=filing.fields["village"],
+                                     location=filing.fields["location"], target=filing.fields["target"],
+                                     rules=filing.town.rules.intake)
+        if why is not None:
+            found[row["n"] - 1].append({
+                "ticket_no": row["ticket_no"], "item_code": row["item_code"], "village": row["village"],
+                "status": row["status"],
+                "filed_at": row["filed_at"].astimezone(filing.town.calendar.tz).isoformat(), "reason": why[0],
+                "location_similarity": why[1]})
+    return found
+
+
+async def record_merge(conn: asyncpg.Connection, *, merged: asyncpg.Record, into_request_id: uuid.UUID,
+                       into_ticket_no: str, by: str, now: datetime, reversed_: bool = False) -> None:
+    """Merge a matter into its primary, or undo that (`reversed_`): the row, the merged matter's
+    timeline step, and `intake.request.merged` keyed by the merged matter, so dispatch closes (or
+    reopens) its task in order with its other events."""
+    await store.set_merged_into(conn, merged["request_id"], None if reversed_ else into_request_id,
+                                None if reversed_ else now)
+    step = "unmerged" if reversed_ else "merged"
+    await store.add_timeline(conn, merged["request_id"], now, step, {"into": into_ticket_no}, None)
+    await enqueue(conn, new_event(
+        RequestMerged,
+        RequestMergedData(request_id=str(merged["request_id"]), ticket_no=merged["ticket_no"],
+                          into_request_id=str(into_request_id), into_ticket_no=into_ticket_no,
+                          reversed=reversed_, by=by, at=now),
+        source="intake", town_code=merged["town_code"], subject=str(merged["request_id"]),
+        correlation_id=str(merged["request_id"]), time=now))

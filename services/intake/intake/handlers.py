@@ -15,6 +15,7 @@ import asyncpg
 from townflow_shared.events import (
     InspectionDone,
     TaskAccepted,
+    TaskCallback,
     TaskCompleted,
     TaskDispatched,
     TaskExtended,
@@ -95,3 +96,11 @@ async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, runti
             await _step(conn, town, known[task_id], d.finished_at, "inspected", detail, event.id)
         else:  # its dispatch has not reached us yet: the step waits for it (see task_dispatched)
             await store.keep_early_inspection_step(conn, task_id, d.finished_at, detail, event.id)
+
+
+async def task_callback(conn: asyncpg.Connection, event: TaskCallback, runtime: ServiceRuntime) -> None:
+    """回访: a step on the citizen's timeline; an unsatisfied callback reopens the matter (重办)."""
+    town, d = runtime.town_of(event.town_code), event.data
+    await _step(conn, town, d.request_id, d.at, "callback",
+                {"task_id": d.task_id, "reached": d.reached, "rating": d.rating, "reopened": d.reopened},
+                event.id, status="reopened" if d.reopened else None)

@@ -8,6 +8,8 @@ import hmac
 import math
 import re
 import secrets
+import unicodedata
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from townflow_shared.events import Colour
@@ -158,7 +160,105 @@ def may_rate(status: str, already_rated: bool) -> str | None:
 # Where a status stands in a matter's life; breaks ties between events stamped at the same moment
 # (topics are consumed side by side, so "completed" may arrive before "dispatched").
 STATUS_ORDER = {"filed": 0, "dispatched": 1, "returned": 2, "in_progress": 2, "completed": 3,
-                "rework": 4, "closed": 5}
+                "rework": 4, "closed": 5, "reopened": 6}
+
+# --- 重复件 (SPEC §10) ---------------------------------------------------------------------------
+# A matter still being worked on: a new filing may duplicate it, and it may be merged or merged into.
+OPEN_STATUSES = ("filed", "dispatched", "in_progress", "returned", "rework", "reopened", "completed")
+# A merged matter's task is closed as `merged`: only a matter whose task has not been completed
+# may be merged away (a completed one waits for its closure check and counts as done).
+MERGEABLE_STATUSES = ("filed", "dispatched", "in_progress", "returned", "rework", "reopened")
+
+
+def normalise_location(location: str) -> str:
+    """Full-width to half-width (NFKC), lower case, without spaces or punctuation: clerks and
+    villagers write `南塘村 3组`, `南塘村三组（村口）` and `南塘村,3组` for one place."""
+    text = unicodedata.normalize("NFKC", location).lower()
+    return "".join(c for c in text if not (c.isspace() or unicodedata.category(c).startswith("P")))
+
+
+def _bigrams(text: str) -> set[str]:
+    return {text[i:i + 2] for i in range(len(text) - 1)} if len(text) > 1 else {text}
+
+
+def location_similarity(a: str, b: str) -> float:
+    """How alike two locations read, 0–1: 1 when the normalised texts are equal or one contains
+    the other (`南塘村村道` and `南塘村村道K2+300`); else the Dice coefficient of their character
+    bigrams. Bigrams, not trigrams: Chinese place names are short and carry meaning in two
+    characters (`南塘`, `村道`), so trigrams would miss most near matches."""
+    x, y = normalise_location(a), normalise_location(b)
+    if not x or not y:
+        return 0.0
+    if x in y or y in x:
+        return 1.0
+    bx, by = _bigrams(x), _bigrams(y)
+    return 2 * len(bx & by) / (len(bx) + len(by))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An open matter of the town filed within the duplicate window (as store reads it)."""
+
+    ticket_no: str
+    item_code: str
+    village: str
+    location: str
+    target: str | None
+
+
+def duplicate_reason(candidate: Candidate, *, item_code: str, village: str, location: str,
+                     target: str | None, rules: IntakeRules) -> tuple[str, float] | None:
+    """Why `candidate` may be the same matter as a new filing, with the location similarity:
+    `same_target` (one enterprise or site), else `similar_location` (same item, same village, a
+    location at least as alike as the town's rule). None when it is not a likely duplicate."""
+    similarity = round(location_similarity(candidate.location, location), 2)
+    if target is not None and candidate.target == target:
+        return "same_target", similarity
+    if (candidate.item_code == item_code and candidate.village == village
+            and similarity >= rules.duplicate_location_similarity):
+        return "similar_location", similarity
+    return None
+
+
+@dataclass(frozen=True)
+class MergeSide:
+    """What a merge needs to know of a matter."""
+
+    ticket_no: str
+    town_code: str
+    status: str
+    merged_into: str | None  # the primary's ticket number, when this matter is merged
+    followers: int  # matters merged into this one
+
+
+def merge_refusal(merged: MergeSide, into: MergeSide) -> tuple[int, str, str] | None:
+    """(HTTP status, field, why) when `merged` may not be merged into `into`; None when it may.
+    A chain of merges is refused: every follower follows one primary that is not itself merged."""
+    if merged.ticket_no == into.ticket_no:
+        return 422, "into", "a matter cannot be merged into itself"
+    if merged.town_code != into.town_code:
+        return 422, "into", f"{into.ticket_no} is another town's matter; a matter merges only within its town"
+    if merged.merged_into is not None:
+        return 409, "ticket_no", f"{merged.ticket_no} is already merged into {merged.merged_into}"
+    if merged.followers:
+        return 409, "ticket_no", (f"{merged.followers} matter(s) are merged into {merged.ticket_no}; "
+                                  "unmerge them first")
+    if merged.status not in MERGEABLE_STATUSES:
+        return 409, "ticket_no", f"{merged.ticket_no} is {merged.status}; only an open matter is merged"
+    if into.merged_into is not None:
+        return 409, "into", f"{into.ticket_no} is itself merged into {into.merged_into}; merge into that one"
+    if into.status not in OPEN_STATUSES:
+        return 409, "into", f"{into.ticket_no} is {into.status}; a merge needs a primary still open"
+    return None
+
+
+def unmerge_refusal(merged_into: str | None, primary_status: str | None) -> str | None:
+    """Why a merge may not be undone; None when it may (SPEC §10: until the primary closes)."""
+    if merged_into is None:
+        return "this matter is not merged"
+    if primary_status == "closed":
+        return f"the primary {merged_into} is closed; the merge stands"
+    return None
 
 
 def newer_status(current: str, current_at: datetime | None, candidate: str, candidate_at: datetime) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -175,3 +176,41 @@ async def save_rating(conn: asyncpg.Connection, request_id: uuid.UUID, rating: s
     )
 
 
+
+
+async def duplicate_candidates(conn: asyncpg.Connection, request_ids: list[uuid.UUID], since: list[datetime],
+                               open_statuses: Sequence[str]) -> list[asyncpg.Record]:
+    """For each new request (`n`, from 1, in the order given), the open, unmerged matters of its
+    town filed since its `since` with its item in its village, or with its target: one round trip
+    for a batch of filings. The filings of the same batch see each other."""
+    return await conn.fetch(
+        "SELECT f.n, r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at"
+        " FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS f(request_id, since, n)"
+        " JOIN requests new ON new.request_id = f.request_id"
+        " JOIN requests r ON r.town_code = new.town_code AND r.request_id <> new.request_id"
+        "  AND r.filed_at >= f.since AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
+        "  AND ((r.item_code = new.item_code AND r.village = new.village)"
+        "       OR (new.target IS NOT NULL AND r.target = new.target))"
+        " ORDER BY f.n, r.filed_at DESC, r.ticket_no DESC",
+        request_ids, since, list(open_statuses))
+
+
+async def merge_side_for_update(conn: asyncpg.Connection, ticket_no: str) -> asyncpg.Record | None:
+    """A matter as a merge sees it, locked: its status, its primary's ticket (if merged) and how
+    many matters follow it."""
+    return await conn.fetchrow(
+        "SELECT r.request_id, r.ticket_no, r.town_code, r.status, r.merged_into, r.trace_headers,"
+        " (SELECT p.ticket_no FROM requests p WHERE p.request_id = r.merged_into) AS primary_ticket_no,"
+        " (SELECT p.status FROM requests p WHERE p.request_id = r.merged_into) AS primary_status,"
+        " (SELECT count(*) FROM requests f WHERE f.merged_into = r.request_id) AS followers"
+        " FROM requests r WHERE r.ticket_no = $1 FOR UPDATE OF r", ticket_no)
+
+
+async def set_merged_into(conn: asyncpg.Connection, request_id: uuid.UUID, into: uuid.UUID | None,
+                          at: datetime | None) -> None:
+    await conn.execute("UPDATE requests SET merged_into = $2, merged_at = $3 WHERE request_id = $1",
+                       request_id, into, at)
+
+
+async def request_by_id(db: asyncpg.Connection | asyncpg.Pool, request_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM requests WHERE request_id = $1", request_id)

@@ -126,3 +126,63 @@ def test_wrong_codes_older_than_an_hour_no_longer_count() -> None:
     now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
     assert rules.recent_wrong_codes([now - timedelta(hours=2), now - timedelta(minutes=5)], now) == [
         now - timedelta(minutes=5)]
+
+
+# --- 重复件 -----------------------------------------------------------------------------------
+DUP_RULES = IntakeRules()
+
+
+def test_locations_are_compared_without_spacing_punctuation_or_width() -> None:
+    assert rules.normalise_location("南塘村，３组 (村口)") == "南塘村3组村口"
+    assert rules.location_similarity("南塘村村道", "南塘村村道 K2+300") == 1.0  # one contains the other
+    assert round(rules.location_similarity("南塘村三组东头", "南塘村三组西头"), 2) == 0.67
+    assert rules.location_similarity("南塘村三组", "青禾村五组") == 0.0
+    assert rules.location_similarity("", "南塘村") == 0.0
+
+
+def _candidate(item: str = "T001", village: str = "V04", location: str = "南塘村村道K2+300",
+               target: str | None = None) -> rules.Candidate:
+    return rules.Candidate("321003104-20261123-00001", item, village, location, target)
+
+
+def test_a_duplicate_is_the_same_target_or_the_same_item_and_village_at_a_similar_place() -> None:
+    same_place = dict(item_code="T001", village="V04", location="南塘村村道", target=None, rules=DUP_RULES)
+    assert rules.duplicate_reason(_candidate(), **same_place) == ("similar_location", 1.0)  # type: ignore[arg-type]
+    assert rules.duplicate_reason(_candidate(village="V03"), **same_place) is None  # type: ignore[arg-type]
+    assert rules.duplicate_reason(_candidate(item="T002"), **same_place) is None  # type: ignore[arg-type]
+    assert rules.duplicate_reason(_candidate(location="青禾村五组"), **same_place) is None  # type: ignore[arg-type]
+    by_target = rules.duplicate_reason(_candidate(item="E001", location="厂区", target="91321000MA1X"),
+                                       item_code="E002", village="V01", location="东门", target="91321000MA1X",
+                                       rules=DUP_RULES)
+    assert by_target == ("same_target", 0.0)
+
+
+def test_the_town_rule_sets_how_alike_locations_must_be() -> None:
+    strict = IntakeRules(duplicate_location_similarity=0.9)
+    args = dict(item_code="T001", village="V04", location="南塘村三组西头", target=None)
+    assert rules.duplicate_reason(_candidate(location="南塘村三组东头"), **args, rules=DUP_RULES) == (  # type: ignore[arg-type]
+        "similar_location", 0.67)
+    assert rules.duplicate_reason(_candidate(location="南塘村三组东头"), **args, rules=strict) is None  # type: ignore[arg-type]
+
+
+def _side(ticket: str, status: str = "dispatched", merged_into: str | None = None, followers: int = 0,
+          town: str = "321003104") -> rules.MergeSide:
+    return rules.MergeSide(ticket, town, status, merged_into, followers)
+
+
+def test_a_merge_is_refused_with_the_field_and_reason() -> None:
+    a, b = "321003104-20261123-00001", "321003104-20261123-00002"
+    assert rules.merge_refusal(_side(a), _side(b, "completed")) is None
+    assert rules.merge_refusal(_side(a), _side(a)) == (422, "into", "a matter cannot be merged into itself")
+    assert rules.merge_refusal(_side(a), _side(b, town="321003107"))[:2] == (422, "into")  # type: ignore[index]
+    assert rules.merge_refusal(_side(a, merged_into=b), _side(b))[:2] == (409, "ticket_no")  # type: ignore[index]
+    assert rules.merge_refusal(_side(a, followers=1), _side(b))[:2] == (409, "ticket_no")  # type: ignore[index]
+    assert rules.merge_refusal(_side(a, "completed"), _side(b))[:2] == (409, "ticket_no")  # type: ignore[index]
+    assert rules.merge_refusal(_side(a), _side(b, merged_into=a))[:2] == (409, "into")  # type: ignore[index]
+    assert rules.merge_refusal(_side(a), _side(b, "closed"))[:2] == (409, "into")  # type: ignore[index]
+
+
+def test_a_merge_is_undone_only_until_the_primary_closes() -> None:
+    assert rules.unmerge_refusal("321003104-20261123-00002", "completed") is None
+    assert rules.unmerge_refusal(None, None) == "this matter is not merged"
+    assert "closed" in (rules.unmerge_refusal("321003104-20261123-00002", "closed") or "")
