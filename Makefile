@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal
+PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
 .PHONY: install up test lint typecheck unit kafka-jars prometheus contracts bench chaos fuzz clean
