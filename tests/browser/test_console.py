@@ -14,6 +14,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from devstack.stack import Stack
+from devstack.traces import OtlpReceiver
 from tests.conftest import QINGHE, Api, eventually, filing, task_of
 
 from .conftest import People
@@ -30,7 +31,7 @@ async def _rated_count(page: Page, staff_id: str) -> int:
 
 
 async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_console(
-        people: People, county_stack: Stack) -> None:
+        people: People, county_stack: Stack, otlp: OtlpReceiver) -> None:
     dispatch = Api(county_stack, "dispatch", QINGHE)
     board = await people.signed_in("qh-s030")  # 指挥中心, watching the board before the matter is filed
     await expect(board.get_by_role("heading", name="指挥中心 · 实时看板")).to_be_visible()
@@ -97,6 +98,18 @@ async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_conso
         return await _rated_count(office, assignee) == rated_before + 1
 
     await eventually(counted, what=f"the appraisal page to count the rating of {assignee}")
+
+    # One trace from the clerk's click: the console's page, its call to intake, and on through the
+    # topics into dispatch (the matter's trace, as when intake is called directly).
+    async def filing_trace() -> set[str] | None:
+        for span in list(otlp.spans):
+            if span.service == "console" and span.name == "POST intake":
+                services = {s.service for s in otlp.trace(span.trace_id)}
+                if {"console", "intake", "dispatch"} <= services:
+                    return services
+        return None
+
+    await eventually(filing_trace, what="a trace from the console's filing through intake into dispatch")
 
 
 async def _request_id(stack: Stack, ticket: str, code: str) -> str:
