@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal
+PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test lint typecheck unit kafka-jars prometheus asyncapi-parser contracts bench chaos fuzz clean
+.PHONY: install up test lint typecheck unit kafka-jars prometheus asyncapi-parser chromium contracts bench chaos fuzz screenshots clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-install: $(STAMP) kafka-jars prometheus asyncapi-parser
+install: $(STAMP) kafka-jars prometheus asyncapi-parser chromium
 
 # Prometheus and promtool from Debian's packages: `make up` runs Prometheus, `make test` checks
 # the alert rules with promtool. Installed when missing and we may (root with apt-get).
@@ -31,6 +31,15 @@ asyncapi-parser: $(ASYNCAPI_PARSER)
 $(ASYNCAPI_PARSER): shared/tests/asyncapi/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix shared/tests/asyncapi --no-audit --no-fund --ignore-scripts --loglevel=error; \
 	  else echo "npm not installed (apt-get install nodejs npm): the AsyncAPI validation is skipped"; fi
+
+# Debian's Chromium and CJK fonts: the console's browser tests (Playwright drives /usr/bin/chromium; never
+# `playwright install`, which downloads a browser from outside) and `make screenshots`. Installed when
+# missing and we may (root with apt-get).
+chromium:
+	@{ test -x /usr/bin/chromium && test -d /usr/share/fonts/opentype/noto; } || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends chromium fonts-noto-cjk >/dev/null; } || \
+	  echo "chromium not installed (apt-get install chromium fonts-noto-cjk): the console's browser tests fail"
 
 kafka-jars: $(STAMP)
 	$(PY) -c "from devstack.kafka import kafka_jars; print('kafka jars:', kafka_jars())"
@@ -66,6 +75,10 @@ chaos: install
 # Property-based fuzzing of every HTTP API from its OpenAPI document: no 5xx.
 fuzz: install
 	$(PY) -m bench.fuzz $(FUZZ_ARGS)
+
+# Every page of the console on the demo's data, as PNGs in docs/console/ (the README shows them).
+screenshots: install
+	$(PY) -m devstack.screenshots
 
 contracts: $(STAMP)
 	$(PY) -m devstack.contracts

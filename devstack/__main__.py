@@ -53,8 +53,9 @@ def up(args: argparse.Namespace) -> int:
     try:
         print("starting Kafka (KRaft) and PostgreSQL ...", flush=True)
         stack.start_infra()
-        print("starting intake, dispatch, enforcement, appraisal ...", flush=True)
+        print("starting intake, dispatch, enforcement, appraisal and the console ...", flush=True)
         stack.start_services()
+        console = stack.start_console()
         stack.write_state(STATE)
         from .observe import start_observability
 
@@ -67,6 +68,7 @@ def up(args: argparse.Namespace) -> int:
             print(f"  {name:<11} {process.url}  (OpenAPI: {process.url}/docs, metrics: {process.url}/metrics)")
             for more in stack.replicas[name][1:]:
                 print(f"  {'':<11} {more.url}  (replica {more.index})")
+        print(f"  {'console':<11} {console.url}  (sign in with the demo accounts below; metrics: {console.url}/metrics)")
         for line in observers:
             print(f"  {line}")
         print(f"  traces      {traces.endpoint}/api/traces?service=intake  (one trace: {traces.endpoint}/api/traces/<trace id>)")
@@ -79,6 +81,7 @@ def up(args: argparse.Namespace) -> int:
 
             print("\nrunning the demo scenario ...", flush=True)
             run_demo(stack)
+        print_console(console.url, args.town_dir)
         print("\nPress Ctrl-C to stop everything.", flush=True)
         supervise(stack, stopping)
     except KeyboardInterrupt:
@@ -91,6 +94,20 @@ def up(args: argparse.Namespace) -> int:
         STATE.unlink(missing_ok=True)
         shutil.rmtree(REQUESTS, ignore_errors=True)
     return 0
+
+
+def print_console(url: str, town_dir: Path) -> None:
+    from .demo_accounts import DEMO_PASSWORD, demo_account_lines
+
+    print(f"\nThe staff console (镇务通工作台): {url}   citizens' status page: {url}/status")
+    lines = demo_account_lines(town_dir)
+    if lines:
+        print(f"  demo accounts (password {DEMO_PASSWORD}; every staff member of 青禾镇 signs in as qh-<staff id>,"
+              " 白鹭镇 bl-, 石桥镇 sq-):")
+        for line in lines:
+            print(f"    {line}")
+    else:
+        print(f"  no console accounts in {town_dir} (accounts.yaml per town, `accounts:` in county.yaml)")
 
 
 def supervise(stack: Stack, stopping: threading.Event) -> None:

@@ -32,5 +32,9 @@ def make_county(folder: Path, towns: int) -> list[str]:
         info = yaml.safe_load((town / "town.yaml").read_text(encoding="utf-8"))
         info["code"], info["name"] = town_code(n), f"第{n + 1}镇"
         (town / "town.yaml").write_text(yaml.safe_dump(info, allow_unicode=True), encoding="utf-8")
+        # Console logins name one person in the county: town n's are t<n>-<staff id> (qh- in 青禾镇).
+        accounts = town / "accounts.yaml"
+        accounts.write_text(accounts.read_text(encoding="utf-8").replace("login: qh-", f"login: t{n:03d}-"),
+                            encoding="utf-8")
         codes.append(town_code(n))
     return codes

@@ -103,7 +103,7 @@ class Kafka:
         classpath = f"{libs}/*"
         cluster_id_file = self.workdir / "cluster.id"
         if not cluster_id_file.exists():
-            cluster_id_file.write_text(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))
+            cluster_id_file.write_text(_cluster_id())
         subprocess.run(
             [_tool("java"), "-cp", classpath, "kafka.tools.StorageTool", "format",
              "-t", cluster_id_file.read_text(), "-c", str(config), "--ignore-formatted"],
@@ -141,3 +141,12 @@ class Kafka:
         same log directories, so topics, offsets and the cluster id survive."""
         if self.child is not None:
             self.child.stop(timeout=30)
+
+
+def _cluster_id() -> str:
+    """16 random bytes, URL-safe base64 without padding, as Kafka's own `random-uuid` makes them; and,
+    as Kafka's Uuid does, never starting with '-', which the storage tool would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

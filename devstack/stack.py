@@ -22,6 +22,7 @@ from .processes import Child, free_port, port_open, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES: dict[str, int] = {"intake": 8001, "dispatch": 8002, "enforcement": 8003, "appraisal": 8004}
+CONSOLE_PORT = 8000  # the staff console (SPEC §9): no database, no consumer; it calls the four services
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -123,6 +124,7 @@ class Stack:
     replicas: dict[str, list[ServiceProcess]]
     extra_children: list[Child]
     extra_env: dict[str, str]
+    console: ServiceProcess | None
     # How each service is launched, when not `python -m <name>` (the profiler wraps it).
     service_argv: Callable[[str], list[str]] | None
 
@@ -142,6 +144,7 @@ class Stack:
         self.replicas = {}
         self.extra_children = []
         self.extra_env = dict(extra_env or {})
+        self.console = None
         self.service_argv = service_argv
 
     @property
@@ -228,6 +231,29 @@ class Stack:
             process.wait_ready()
         return self
 
+    def start_console(self) -> ServiceProcess:
+        """The staff console on the first replica of each service, signing its tokens with the
+        stand-in issuer's key (the services verify them from its JWKS, as they would the county's
+        OIDC issuer's); started once, returned when ready."""
+        if self.console is not None and self.console.running:
+            return self.console
+        key_file = self.workdir / "console-signing-key.pem"
+        key_file.write_text(self.issuer.signing_key_pem())
+        os.chmod(key_file, 0o600)
+        port = CONSOLE_PORT if self.preferred_ports and not port_open(CONSOLE_PORT) else free_port()
+        env = {
+            "TOWNFLOW_SERVICE_NAME": "console",
+            "TOWNFLOW_HTTP_PORT": str(port),
+            **{f"TOWNFLOW_{name.upper()}_URL": process.url for name, process in self.services.items()},
+            "TOWNFLOW_CONSOLE_SIGNING_KEY_FILE": str(key_file),
+            "TOWNFLOW_CONSOLE_SIGNING_KID": self.issuer.signing_kid,
+            "TOWNFLOW_CONSOLE_TOKEN_ISSUER": self.issuer.url,
+            "TOWNFLOW_CONSOLE_SESSION_SECRET": secrets.token_urlsafe(32),
+        } | {k: v for k, v in self.extra_env.items() if k in ("TOWNFLOW_TOWN_DIR", "TOWNFLOW_OTLP_ENDPOINT",
+                                                            "OTEL_BSP_SCHEDULE_DELAY")}
+        self.console = ServiceProcess("console", port, env, self.workdir / "logs" / "console-0.log")
+        return self.console.start()
+
     def start_replica(self, name: str, index: int, wait: bool = True) -> ServiceProcess:
         """Start one replica again (after stop_replica or kill_replica); the others are untouched."""
         process = self.replica(name, index)
@@ -289,6 +315,7 @@ class Stack:
             "kafka": self.kafka.bootstrap,
             "postgres": {name: self.postgres.dsn(name) for name in SERVICES},
             "services": {name: p.url for name, p in self.services.items()},
+            "console": self.console.url if self.console is not None else None,
             "replicas": {name: [{"index": p.index, "url": p.url, "pid": p.pid, "log": str(p.log)}
                                 for p in processes] for name, processes in self.replicas.items()},
             "issuer": {"url": self.issuer.url, "kid": self.issuer.signing_kid,
@@ -300,6 +327,8 @@ class Stack:
     def stop(self, remove: bool = True) -> None:
         for process in self.all_replicas():
             process.stop()
+        if self.console is not None:
+            self.console.stop()
         for child in self.extra_children:
             child.stop()
         if self.kafka is not None:

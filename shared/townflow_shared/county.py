@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .town import Town, TownConfigError, _read, _Strict, _validate, load_town
+from .town import Account, Town, TownConfigError, _read, _Strict, _validate, load_town
 
 CountyRole = Literal["county_admin", "county_reader"]
 
@@ -39,6 +39,7 @@ class CountyInfo(_Strict):
     adjusted_working_days: list[date] = Field(default_factory=list)
     departments: list[Department] = Field(default_factory=list)
     staff: list[CountyStaff] = Field(default_factory=list)
+    accounts: list[Account] = Field(default_factory=list)  # console sign-ins of the county's staff
 
 
 class County(_Strict):
@@ -79,6 +80,10 @@ def load_county(folder: Path | str) -> County:
         if person.id in seen_staff:
             raise TownConfigError(f"{folder / 'county.yaml'}: field staff.{i}.id: duplicate {person.id!r}")
         seen_staff.add(person.id)
+    for i, account in enumerate(info.accounts):
+        if account.staff not in seen_staff:
+            raise TownConfigError(f"{folder / 'county.yaml'}: field accounts.{i}.staff: unknown county staff id"
+                                  f" {account.staff!r}")
     towns: dict[str, Town] = {}
     folders: dict[str, Path] = {}
     # Every visible sub-folder is a town: one whose town.yaml is missing or misspelt fails by name
@@ -93,4 +98,14 @@ def load_county(folder: Path | str) -> County:
         folders[town.code] = sub
     if not towns:
         raise TownConfigError(f"{folder}: a county needs at least one town folder (with the town's six files)")
+    # A login names one person in the whole county: the console signs in by login alone.
+    logins: dict[str, Path] = {a.login: folder / "county.yaml" for a in info.accounts}
+    if len(logins) < len(info.accounts):
+        raise TownConfigError(f"{folder / 'county.yaml'}: field accounts: a login appears twice")
+    for code, town in towns.items():
+        for i, login in enumerate(town.accounts):
+            if login in logins:
+                raise TownConfigError(f"{folders[code] / 'accounts.yaml'}: field accounts.{i}.login: {login!r} is"
+                                      f" also a login in {logins[login]}")
+            logins[login] = folders[code] / "accounts.yaml"
     return County(info=info, towns=towns)

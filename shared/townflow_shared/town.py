@@ -99,6 +99,15 @@ class Staff(_Strict):
     enforcement_certificate: bool = False
 
 
+class Account(_Strict):
+    """A sign-in of the staff console (SPEC §9) for local runs and tests: the password only as an
+    argon2 hash (`python -m console hash-password`). Production signs in at the county's OIDC issuer."""
+
+    login: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
+    staff: str
+    password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$")
+
+
 class Post(_Strict):
     code: str
     name: str = ""
@@ -252,6 +261,7 @@ class Town(_Strict):
     posts: dict[str, Post]
     catalog: dict[str, CatalogItem]
     rules: Rules
+    accounts: dict[str, Account] = {}  # console sign-ins by login (optional accounts.yaml)
 
     model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
 
@@ -282,12 +292,13 @@ class Town(_Strict):
 
 
 FILES = ("town.yaml", "modules.yaml", "staff.yaml", "posts.yaml", "catalog.yaml", "rules.yaml")
+OPTIONAL_FILES = ("rules.yaml", "accounts.yaml")  # absent: the defaults; no console sign-ins
 
 
 def _read(folder: Path, name: str) -> Any:
     path = folder / name
     if not path.exists():
-        if name == "rules.yaml":
+        if name in OPTIONAL_FILES:
             return {}
         raise TownConfigError(f"{path}: file is missing")
     try:
@@ -345,6 +356,9 @@ def load_town(folder: Path | str, *, county_holidays: Iterable[date] = (),
     posts = _items(_read(folder, "posts.yaml"), "posts", Post, p["posts.yaml"], "code")
     catalog = _items(_read(folder, "catalog.yaml"), "items", CatalogItem, p["catalog.yaml"], "code")
     rules = _validate(Rules, _read(folder, "rules.yaml"), p["rules.yaml"])
+    accounts_path = folder / "accounts.yaml"
+    raw_accounts = _read(folder, "accounts.yaml")
+    accounts = _items(raw_accounts, "accounts", Account, accounts_path, "login") if raw_accounts else {}
 
     def need(ok: bool, path: Path, field: str, problem: str) -> None:
         if not ok:
@@ -380,4 +394,7 @@ def load_town(folder: Path | str, *, county_holidays: Iterable[date] = (),
             need(code in modules, p["catalog.yaml"], f"{where}.joint_units.{j}", f"unknown module {code!r}")
         need(item.kind != "enforcement" or bool(item.department), p["catalog.yaml"],
              f"{where}.department", "an enforcement item names the county department it came from")
-    return Town(info=info, modules=modules, staff=staff, posts=posts, catalog=catalog, rules=rules)
+    for i, account in enumerate(accounts.values()):
+        need(account.staff in staff, accounts_path, f"accounts.{i}.staff", f"unknown staff id {account.staff!r}")
+    return Town(info=info, modules=modules, staff=staff, posts=posts, catalog=catalog, rules=rules,
+                accounts=accounts)

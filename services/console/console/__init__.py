@@ -1,0 +1,1 @@
+"""Townflow's staff console (SPEC §9): server-rendered pages over the four services' HTTP APIs."""

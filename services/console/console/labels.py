@@ -1,0 +1,39 @@
+"""The services' codes in the words a town's staff use on screen."""
+
+COLOURS = {"red": "红", "orange": "橙", "yellow": "黄"}
+TASK_STATUSES = {
+    "dispatched": "待签收", "accepted": "办理中", "completed": "待核查", "closed": "已结案",
+    "returned": "已退回", "redispatched": "已改派", "rework": "返工", "merged": "已合并",
+}
+REQUEST_STATUSES = {
+    "filed": "已受理", "dispatched": "已派单", "accepted": "办理中", "returned": "退回改派中",
+    "supervised": "督办中", "inspected": "已检查", "completed": "已办结", "closed": "已办结",
+    "verified": "已核查", "rated": "已评价", "rework": "返工办理中",
+}
+TIMELINE_STEPS = {
+    "filed": "受理", "dispatched": "派单", "accepted": "签收", "returned": "退回", "supervised": "督办",
+    "inspected": "现场检查", "completed": "办结", "verified": "核查", "rated": "评价", "extended": "延期",
+}
+CHANNELS = {
+    "window": "窗口", "proxy": "代办员代办", "village_station": "村便民服务站", "hotline": "热线",
+    "online": "网上", "self_service": "自助终端",
+}
+RATINGS = {"satisfied": "满意", "basically_satisfied": "基本满意", "unsatisfied": "不满意"}
+OUTCOMES = {
+    "compliant": "合规", "rectify": "限期整改", "violation": "违法立案", "not_delegated": "移交县级部门",
+    "criminal": "移送司法机关",
+}
+CASE_STEPS = {
+    "filed": "立案", "investigated": "调查取证", "reviewed": "法制审核", "decided": "作出决定",
+    "closed": "结案", "transferred": "移送",
+}
+INSPECTION_STATUSES = {"planned": "待检查", "started": "检查中", "done": "已完成"}
+ALERT_LEVELS = {"reminder": "提醒", "talk": "约谈", "accountability": "问责"}
+SUPERVISION_LEVELS = {"reminder": "提醒", "overdue": "超期", "escalated": "升级督办"}
+RATES = {"response": "响应率", "resolution": "办结率", "satisfaction": "满意率"}
+SUBJECT_TYPES = {"staff": "个人", "module": "模块", "village": "村（社区）", "seconded_unit": "派驻机构"}
+ROLES = {
+    "clerk": "窗口人员", "proxy_agent": "代办员", "village_station": "村便民服务站", "command_centre": "指挥中心",
+    "staff": "岗位人员", "module_leader": "模块长", "officer": "执法人员", "appraisal_admin": "绩效督查室",
+    "admin": "管理员", "county_reader": "县级部门", "county_admin": "县级管理员",
+}

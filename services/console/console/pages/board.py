@@ -1,0 +1,113 @@
+"""指挥中心: the command-centre board, live (a fragment the page's script fetches every 2 s; without
+scripts, a reload): counts by colour and status, the newest, overdue, escalated and returned
+tasks, the closure checks waiting; redispatch, extensions, closure checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .. import labels
+from ..accounts import Person
+from ..charts import stacked_bars
+from ..errors import ServiceError
+from ..web import checked_form, console_of, guard, render
+
+router = APIRouter()
+STATUS_ORDER = ("dispatched", "accepted", "rework", "completed", "returned", "closed", "redispatched")
+
+
+async def board_context(request: Request, person: Person, town: str | None) -> dict[str, Any]:
+    services = console_of(request).services
+    context: dict[str, Any] = {"town": town, "error": None}
+    try:
+        board = await services.call(person, "dispatch", "GET", "/v1/board", params={"town": town})
+        newest = await services.call(person, "dispatch", "GET", "/v1/tasks", params={"town": town, "limit": 15})
+        to_check = await services.call(person, "dispatch", "GET", "/v1/tasks",
+                                       params={"town": town, "status": "completed", "limit": 50})
+    except ServiceError as exc:
+        return context | {"error": exc, "board": None}
+    rows = [(labels.COLOURS[colour] + "色",
+             [(labels.TASK_STATUSES.get(s, s), board["counts"].get(colour, {}).get(s, 0), f"s-{s}")
+              for s in STATUS_ORDER])
+            for colour in ("red", "orange", "yellow")]
+    return context | {"board": board, "newest": newest, "to_check": to_check,
+                      "chart": stacked_bars(rows, "各颜色任务数（按状态）"), "status_order": STATUS_ORDER}
+
+
+def _towns(request: Request, person: Person) -> list[tuple[str, str]]:
+    """The towns a county role may pick from (a town's staff see their own only)."""
+    if not person.county_wide:
+        return []
+    return [(t.code, t.info.name) for t in console_of(request).county.towns.values()]
+
+
+@router.get("/board", response_class=HTMLResponse)
+async def board_page(request: Request, town: str | None = None, done: str | None = None) -> Response:
+    person = guard(request, "board")
+    town = town if person.county_wide else None
+    context = await board_context(request, person, town)
+    return render(request, "board.html", title="指挥中心", towns=_towns(request, person), done=done,
+                  action_error=None, **context)
+
+
+@router.get("/board/live", response_class=HTMLResponse)
+async def board_fragment(request: Request, town: str | None = None) -> Response:
+    """The live part of the board, for the page's script to swap in."""
+    person = guard(request, "board")
+    context = await board_context(request, person, town if person.county_wide else None)
+    return render(request, "_board_live.html", action_error=None, **context)
+
+
+def _status(exc: ServiceError) -> int:
+    return exc.status if 400 <= exc.status < 600 else 502
+
+
+@router.get("/board/tasks/{task_id}", response_class=HTMLResponse)
+async def task_page(request: Request, task_id: str) -> Response:
+    return await _task_view(request, guard(request, "board"), task_id, None)
+
+
+async def _task_view(request: Request, person: Person, task_id: str, error: ServiceError | None) -> Response:
+    try:
+        task = await console_of(request).services.call(person, "dispatch", "GET", f"/v1/tasks/{task_id}")
+    except ServiceError as exc:
+        return render(request, "refused.html", _status(exc), title="任务", message=exc.message)
+    return render(request, "board_task.html", 200 if error is None else _status(error),
+                  title=f"任务 {task['ticket_no']}", task=task, action_error=error)
+
+
+ACTIONS = {"redispatch": "/redispatch", "verify": "/verify", "approve": "/extension/approve",
+           "refuse": "/extension/refuse"}
+
+
+@router.post("/board/tasks/{task_id}/{action}", response_class=HTMLResponse)
+async def act(request: Request, task_id: str, action: str) -> Response:
+    person = guard(request, "board", acting=True)
+    form = await checked_form(request)
+    if action not in ACTIONS:
+        return render(request, "refused.html", 404, title="没有这个操作", message="没有这个操作。")
+    body: dict[str, Any] | None
+    if action == "redispatch":
+        to = str(form.get("to", "")).strip()
+        body = {"post": to} if form.get("by") == "post" else {"assignee": to}
+        body["return_valid"] = form.get("return_valid", "yes") == "yes"
+    elif action == "verify":
+        body = {"passed": form.get("passed") == "yes", "note": str(form.get("note", ""))}
+    else:
+        body = {"note": str(form.get("note", ""))} if form.get("note") else None
+    try:
+        await console_of(request).services.call(person, "dispatch", "POST", f"/v1/tasks/{task_id}{ACTIONS[action]}",
+                                                json=body)
+    except ServiceError as exc:
+        if form.get("from") == "task":
+            return await _task_view(request, person, task_id, exc)
+        context = await board_context(request, person, None)
+        return render(request, "board.html", _status(exc), title="指挥中心",
+                      towns=_towns(request, person), done=None, action_error={"task_id": task_id,
+                                                                              "action": action, "error": exc},
+                      **context)
+    back = f"/board/tasks/{task_id}" if form.get("from") == "task" else "/board"
+    return RedirectResponse(f"{back}?done={action}", status_code=303)

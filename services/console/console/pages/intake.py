@@ -1,0 +1,89 @@
+"""窗口受理: filing by a clerk, proxy agent or village station (or the command centre), with the
+town's catalog to search, and a printable receipt with the ticket number and access code."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from ..accounts import Person
+from ..errors import ServiceError
+from ..web import checked_form, console_of, guard, render
+
+router = APIRouter()
+FIELDS = ("channel", "item_code", "description", "village", "location", "target", "colour",
+          "citizen.name", "citizen.phone", "citizen.id_number", "proxy_agent_id", "village_record_id", "town_code")
+
+
+def _default_channel(person: Person) -> str:
+    """The channel a person usually files by (the service checks what is allowed)."""
+    if "proxy_agent" in person.roles:
+        return "proxy"
+    if "village_station" in person.roles:
+        return "village_station"
+    return "window"
+
+
+async def _form_page(request: Request, person: Person, form: dict[str, str], error: ServiceError | None = None,
+                     q: str = "") -> Response:
+    console = console_of(request)
+    # County roles pick the town (the first by default): the catalog and villages are the town's.
+    town_code = person.town or form.get("town_code") or next(iter(console.county.towns))
+    form = {**form, "town_code": town_code}
+    catalog: list[dict[str, Any]] = []
+    catalog_error = None
+    try:
+        catalog = await console.services.call(person, "intake", "GET", "/v1/catalog",
+                                              params={"town": None if person.town else town_code})
+    except ServiceError as exc:
+        catalog_error = exc
+    if q:
+        catalog_shown = [i for i in catalog if q.lower() in i["code"].lower() or q in i["name"]]
+    else:
+        catalog_shown = catalog
+    town = console.county.town(town_code) if town_code else None
+    status = 200 if error is None else (error.status if error.status >= 400 else 502)
+    return render(request, "intake.html", status, title="窗口受理", form=form, error=error, q=q,
+                  catalog=catalog, catalog_shown=catalog_shown, catalog_error=catalog_error,
+                  villages=town.info.villages if town else [],
+                  towns=[(t.code, t.info.name) for t in console.county.towns.values()] if not person.town else [],
+                  idempotency_key=form.get("idempotency_key") or uuid.uuid4().hex)
+
+
+@router.get("/intake", response_class=HTMLResponse)
+async def intake_page(request: Request, q: str = "", item: str = "", town: str = "") -> Response:
+    person = guard(request, "intake")
+    return await _form_page(request, person, {"channel": _default_channel(person), "item_code": item,
+                                              "town_code": town}, q=q)
+
+
+def _filing(form: dict[str, str], person: Person) -> dict[str, Any]:
+    citizen = {k: form.get(f"citizen.{k}") or None for k in ("name", "phone", "id_number")}
+    body: dict[str, Any] = {k: form.get(k) or None for k in ("channel", "item_code", "description", "village",
+                                                             "location", "target", "colour", "proxy_agent_id",
+                                                             "village_record_id")}
+    body["citizen"] = {k: v for k, v in citizen.items() if v is not None}
+    if not person.town:
+        body["town_code"] = form.get("town_code") or None
+    return {k: v for k, v in body.items() if v is not None}
+
+
+@router.post("/intake", response_class=HTMLResponse)
+async def file(request: Request) -> Response:
+    person = guard(request, "intake", acting=True)
+    posted = await checked_form(request)
+    form = {k: str(posted.get(k, "")).strip() for k in (*FIELDS, "idempotency_key")}
+    try:
+        # The form's own key: a double click or a reload files the matter once (the same receipt).
+        filed = await console_of(request).services.call(
+            person, "intake", "POST", "/v1/requests", json=_filing(form, person),
+            headers={"Idempotency-Key": form["idempotency_key"] or uuid.uuid4().hex})
+    except ServiceError as exc:
+        return await _form_page(request, person, form, exc)
+    town = console_of(request).county.town(filed["ticket_no"].split("-")[0])
+    item = town.catalog.get(form["item_code"]) if town else None
+    return render(request, "receipt.html", 201, title="受理回执", filed=filed, form=form,
+                  item_name=item.name if item else form["item_code"], town_name=town.info.name if town else "")

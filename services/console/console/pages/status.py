@@ -1,0 +1,61 @@
+"""办事进度: a citizen's matter by ticket number and access code, and its one rating. No sign-in;
+the forms still carry the (anonymous) session's CSRF token. The code goes in a POST, not the
+address, so it stays out of browser history and access logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from ..errors import ServiceError
+from ..web import checked_form, console_of, render
+
+router = APIRouter()
+
+
+async def _lookup(request: Request, ticket: str, code: str) -> tuple[dict[str, Any] | None, ServiceError | None]:
+    try:
+        view = await console_of(request).services.call(None, "intake", "GET", f"/v1/requests/{ticket}",
+                                                       params={"code": code})
+        return view, None
+    except ServiceError as exc:
+        return None, exc
+
+
+def _page(request: Request, ticket: str, code: str, view: dict[str, Any] | None, error: ServiceError | None,
+          rated: bool = False) -> Response:
+    status = 200 if error is None else (error.status if error.status >= 400 else 502)
+    return render(request, "status.html", status, title="办事进度", ticket=ticket, code=code, view=view,
+                  error=error, rated=rated)
+
+
+@router.get("/status", response_class=HTMLResponse)
+async def status_page(request: Request, ticket: str = "") -> Response:
+    return _page(request, ticket, "", None, None)
+
+
+@router.post("/status", response_class=HTMLResponse)
+async def status_lookup(request: Request) -> Response:
+    form = await checked_form(request)
+    ticket, code = str(form.get("ticket", "")).strip(), str(form.get("code", "")).strip().upper()
+    if not ticket:
+        return _page(request, ticket, code, None, ServiceError(422, "请填写受理编号。", {"ticket": "请填写受理编号"}))
+    view, error = await _lookup(request, ticket, code)
+    return _page(request, ticket, code, view, error)
+
+
+@router.post("/status/rating", response_class=HTMLResponse)
+async def rate(request: Request) -> Response:
+    form = await checked_form(request)
+    ticket, code = str(form.get("ticket", "")).strip(), str(form.get("code", "")).strip().upper()
+    rating = str(form.get("rating", ""))
+    rating_error = None
+    try:
+        await console_of(request).services.call(None, "intake", "POST", f"/v1/requests/{ticket}/rating",
+                                                params={"code": code}, json={"rating": rating})
+    except ServiceError as exc:
+        rating_error = exc
+    view, error = await _lookup(request, ticket, code)
+    return _page(request, ticket, code, view, rating_error or error, rated=rating_error is None)

@@ -1,0 +1,94 @@
+"""我的任务: a post holder's tasks (accept, complete, return, ask for an extension) and their
+off-post registration (离岗登记); a module leader sees the module's tasks too."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from ..accounts import Person
+from ..errors import ServiceError
+from ..web import checked_form, console_of, guard, render
+
+router = APIRouter()
+ACTIONS = ("accept", "complete", "return", "extend")
+
+
+def _module_of(request: Request, person: Person) -> str | None:
+    town = console_of(request).county.town(person.town) if person.town else None
+    staff = town.staff.get(person.sub) if town else None
+    return staff.module if staff and "module_leader" in person.roles else None
+
+
+async def _page(request: Request, person: Person, status: int = 200, action_error: dict[str, Any] | None = None,
+                off_post_error: ServiceError | None = None, done: str | None = None) -> Response:
+    services = console_of(request).services
+    module = _module_of(request, person)
+    error = None
+    mine: list[dict[str, Any]] = []
+    module_tasks: list[dict[str, Any]] = []
+    try:
+        mine = await services.call(person, "dispatch", "GET", "/v1/tasks", params={"assignee": person.sub, "limit": 100})
+        if module:
+            module_tasks = [t for t in await services.call(person, "dispatch", "GET", "/v1/tasks",
+                                                           params={"module": module, "limit": 100})
+                            if t["assignee"] != person.sub]
+    except ServiceError as exc:
+        error = exc
+    return render(request, "tasks.html", status, title="我的任务", mine=mine, module=module,
+                  module_tasks=module_tasks, error=error, action_error=action_error,
+                  off_post_error=off_post_error, done=done, form={})
+
+
+@router.get("/tasks", response_class=HTMLResponse)
+async def tasks_page(request: Request, done: str | None = None) -> Response:
+    return await _page(request, guard(request, "tasks"), done=done)
+
+
+def _local_time(value: str, timezone: str) -> str:
+    """A browser's datetime-local (no offset) in the town's time zone; left as typed if it is not
+    one, so the service names the field."""
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=ZoneInfo(timezone)).isoformat()
+    except ValueError:
+        return value
+
+
+@router.post("/tasks/off-post", response_class=HTMLResponse)
+async def off_post(request: Request) -> Response:
+    person = guard(request, "tasks", acting=True)
+    form = await checked_form(request)
+    town = console_of(request).county.town(person.town) if person.town else None
+    timezone = town.info.timezone if town else "Asia/Shanghai"
+    body = {"from": _local_time(str(form.get("from", "")), timezone),
+            "to": _local_time(str(form.get("to", "")), timezone), "reason": str(form.get("reason", ""))}
+    try:
+        await console_of(request).services.call(person, "dispatch", "POST", f"/v1/staff/{person.sub}/off-post",
+                                                json=body)
+    except ServiceError as exc:
+        return await _page(request, person, exc.status if exc.status >= 400 else 502, off_post_error=exc)
+    return RedirectResponse("/tasks?done=off-post", status_code=303)
+
+
+@router.post("/tasks/{task_id}/{action}", response_class=HTMLResponse)
+async def act(request: Request, task_id: str, action: str) -> Response:
+    person = guard(request, "tasks", acting=True)
+    form = await checked_form(request)
+    if action not in ACTIONS:
+        return render(request, "refused.html", 404, title="没有这个操作", message="没有这个操作。")
+    body: dict[str, Any] | None = {
+        "accept": None,
+        "complete": {"resolution": str(form.get("resolution", ""))},
+        "return": {"reason": str(form.get("reason", ""))},
+        "extend": {"days": str(form.get("days", "")), "reason": str(form.get("reason", ""))},
+    }[action]
+    try:
+        await console_of(request).services.call(person, "dispatch", "POST", f"/v1/tasks/{task_id}/{action}", json=body)
+    except ServiceError as exc:
+        return await _page(request, person, exc.status if exc.status >= 400 else 502,
+                           action_error={"task_id": task_id, "action": action, "error": exc})
+    return RedirectResponse(f"/tasks?done={action}", status_code=303)

@@ -1,0 +1,59 @@
+"""The one way the console reaches the four services: HTTP with the signed-in person's token for
+that service, a client span continuing the page's trace (W3C traceparent), and every refusal
+turned into a `ServiceError` the pages show in plain words next to the field it names."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from opentelemetry import propagate, trace
+
+from townflow_shared.telemetry import tracer
+
+from .accounts import Person
+from .errors import ServiceError, refusal
+from .metrics import SERVICE_CALLS, SERVICE_DURATION
+from .tokens import TokenSigner
+
+SERVICES = ("intake", "dispatch", "enforcement", "appraisal")
+
+
+class Services:
+    def __init__(self, urls: dict[str, str], signer: TokenSigner, client: httpx.AsyncClient) -> None:
+        self._urls = urls
+        self._signer = signer
+        self._client = client
+
+    async def call(self, person: Person | None, service: str, method: str, path: str, *,
+                   params: dict[str, Any] | None = None, json: Any = None,
+                   headers: dict[str, str] | None = None) -> Any:
+        """The service's JSON answer; `ServiceError` for any 4xx/5xx or when it cannot be reached."""
+        sent = dict(headers or {})
+        if person is not None:
+            sent["Authorization"] = f"Bearer {self._signer.token_for(person, service)}"
+        query = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+        started = time.perf_counter()
+        status = "unreachable"
+        with tracer().start_as_current_span(f"{method} {service}", kind=trace.SpanKind.CLIENT,
+                                            attributes={"http.request.method": method, "server.address": service,
+                                                        "url.path": path}) as span:
+            propagate.inject(sent)  # the service's server span continues this trace
+            try:
+                response = await self._client.request(method, self._urls[service] + path, params=query,
+                                                      json=json, headers=sent)
+            except httpx.HTTPError as exc:
+                span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+                raise ServiceError(0, f"无法连接{SERVICE_NAMES[service]}服务，请稍后再试。") from exc
+            finally:
+                SERVICE_DURATION.labels(service, method).observe(time.perf_counter() - started)
+            status = str(response.status_code)
+            span.set_attribute("http.response.status_code", response.status_code)
+            SERVICE_CALLS.labels(service, method, status).inc()
+            if response.status_code >= 400:
+                raise refusal(response)
+            return response.json() if response.content else None
+
+
+SERVICE_NAMES = {"intake": "受理", "dispatch": "派单", "enforcement": "执法", "appraisal": "考核"}

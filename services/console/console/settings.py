@@ -1,0 +1,34 @@
+"""The console's settings (`TOWNFLOW_*`): where the four services answer, how the console signs the
+tokens it presents to them, and its session cookie."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from townflow_shared.settings import ServiceSettings
+
+
+class ConsoleSettings(ServiceSettings):
+    service_name: str = "console"
+    http_port: int = 8000
+    intake_url: str = "http://127.0.0.1:8001"
+    dispatch_url: str = "http://127.0.0.1:8002"
+    enforcement_url: str = "http://127.0.0.1:8003"
+    appraisal_url: str = "http://127.0.0.1:8004"
+    service_timeout_seconds: float = 10.0
+    # The token signer (local runs and tests): a private key whose public half the services' JWKS
+    # holds (RS256/ES256), with its key id and the issuer the services expect; without a key file,
+    # HS256 with TOWNFLOW_JWT_SECRET. A county puts the console behind its OIDC provider instead.
+    console_signing_key_file: Path | None = None
+    console_signing_kid: str | None = None
+    console_signing_algorithm: str = "RS256"
+    console_token_issuer: str | None = None
+    console_audience_template: str = "townflow-{service}"  # each service its own audience
+    console_token_ttl_seconds: int = 900
+    # HMAC key of the session cookie; replicas share it. Unset: a random one per process (sessions
+    # end when it restarts).
+    console_session_secret: SecretStr | None = None
+    console_session_hours: float = 8.0
+    console_cookie_secure: bool = False  # True behind HTTPS (the Kubernetes ConfigMap sets it)

@@ -1,0 +1,41 @@
+"""The tokens the console presents to the services, one per service (each has its own audience,
+so a token seen in one service's traffic is refused by the others), for the signed-in person.
+
+Local runs and tests give the console a signing key whose public half the services' JWKS holds
+(devstack's stand-in issuer), or the HS256 secret; tokens are kept until shortly before they
+expire. In production a county puts the console behind its OIDC provider instead."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from townflow_shared.auth import issue_token
+
+from .accounts import Person
+
+
+class TokenSigner:
+    def __init__(self, key: Any, algorithm: str, *, kid: str | None, issuer: str | None,
+                 audience_template: str, ttl_seconds: int) -> None:
+        self._key = key
+        self._algorithm = algorithm
+        self._kid = kid
+        self._issuer = issuer
+        self._audience = audience_template
+        self._ttl = ttl_seconds
+        self._cache: dict[tuple[str, str | None, str], tuple[str, float]] = {}
+
+    def token_for(self, person: Person, service: str) -> str:
+        key = (person.sub, person.town, service)
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] > time.time() + 60:
+            return cached[0]
+        claims = {"town": person.town} if person.town else {}
+        token = issue_token(self._key, person.sub, person.roles, self._ttl,
+                            audience=self._audience.format(service=service), issuer=self._issuer,
+                            algorithm=self._algorithm, key_id=self._kid, **claims)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (token, time.time() + self._ttl)
+        return token

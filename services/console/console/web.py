@@ -1,0 +1,112 @@
+"""What every page shares: the session and person of a request, the pages a person may see, the
+CSRF check of a posted form, and rendering a template with the navigation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+
+from . import labels
+from .accounts import Person
+from .metrics import CSRF_REFUSED
+from .session import Session, csrf_matches
+
+if TYPE_CHECKING:
+    from .app import Console
+
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+templates.env.globals["L"] = labels
+
+
+@dataclass(frozen=True)
+class Page:
+    key: str
+    title: str
+    path: str
+    roles: frozenset[str]
+
+
+# Which roles each page is for: the services' own rules on who may call what (README "Access").
+PAGES = (
+    Page("board", "指挥中心", "/board", frozenset({"command_centre"})),
+    Page("intake", "窗口受理", "/intake", frozenset({"clerk", "proxy_agent", "village_station", "command_centre"})),
+    Page("tasks", "我的任务", "/tasks", frozenset({"staff", "module_leader", "officer"})),
+    Page("enforcement", "执法检查", "/enforcement", frozenset({"officer"})),
+    Page("appraisal", "绩效考核", "/appraisal", frozenset({"appraisal_admin", "command_centre", "module_leader"})),
+    Page("county", "全县排名", "/county", frozenset({"county_reader", "county_admin"})),
+)
+BY_KEY = {p.key: p for p in PAGES}
+
+
+class SignInNeeded(Exception):
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+class Forbidden(Exception):
+    """No page and no action for a person without the page's role."""
+
+
+class CsrfRefused(Exception):
+    """A form posted without the session's CSRF token."""
+
+
+def console_of(request: Request) -> Console:
+    return request.app.state.console  # type: ignore[no-any-return]
+
+
+def session_of(request: Request) -> Session:
+    return request.state.session  # type: ignore[no-any-return]
+
+
+def start_session(request: Request, session: Session) -> None:
+    """Replace the request's session (sign-in, sign-out): the cookie is written with the answer."""
+    request.state.session = session
+    request.state.session_changed = True
+
+
+# A county department reads the county's board, appraisal and town ranking; the county's admin
+# holds every role; a town's staff see the pages of their roles, never the county's ranking.
+COUNTY_READER_PAGES = frozenset({"board", "appraisal", "county"})
+
+
+def visible_pages(person: Person | None) -> list[Page]:
+    if person is None:
+        return []
+    if "county_admin" in person.roles:
+        return list(PAGES)
+    if "county_reader" in person.roles:
+        return [p for p in PAGES if p.key in COUNTY_READER_PAGES]
+    return [p for p in PAGES if p.key != "county" and person.has_any(p.roles)]
+
+
+def guard(request: Request, page: str, acting: bool = False) -> Person:
+    """The signed-in person, if the page is theirs (to act on it, too): else sign-in or 403."""
+    person = session_of(request).person
+    if person is None:
+        raise SignInNeeded(request.url.path)
+    if BY_KEY[page] not in visible_pages(person) or (acting and not person.has_any(BY_KEY[page].roles)):
+        raise Forbidden()
+    return person
+
+
+async def checked_form(request: Request) -> FormData:
+    """The posted form, once its CSRF token is the session's."""
+    form = await request.form()
+    if not csrf_matches(session_of(request), form.get("csrf")):
+        CSRF_REFUSED.inc()
+        raise CsrfRefused()
+    return form
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    session = session_of(request)
+    return templates.TemplateResponse(request, template, {
+        "person": session.person, "csrf": session.csrf, "pages": visible_pages(session.person),
+        "path": request.url.path, **context}, status_code=status_code)

@@ -1,0 +1,94 @@
+"""The console's own pieces without a stack: the signed session, CSRF, refusals in words, chart
+geometry, sign-in against argon2 hashes."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from console.accounts import Accounts, Person
+from console.charts import grouped_bars, line_chart, stacked_bars
+from console.errors import refusal
+from console.session import SessionCodec, csrf_matches
+from townflow_shared.county import load_county
+from townflow_shared.settings import DEMO_COUNTY_DIR
+
+CLERK = Person("qh-s010", "s010", "刘明", frozenset({"staff", "clerk"}), "321003104", "青禾镇")
+
+
+def test_a_session_survives_the_round_trip_and_nothing_else_does() -> None:
+    codec = SessionCodec(b"k" * 32, 3600)
+    session = codec.new(CLERK)
+    cookie = codec.encode(session)
+    assert codec.decode(cookie) == session
+    body, signature = cookie.rsplit(".", 1)
+    assert codec.decode(body[:-2] + "xx." + signature) is None          # altered
+    assert SessionCodec(b"o" * 32, 3600).decode(cookie) is None         # another key
+    assert codec.decode("garbage") is None
+    expired = SessionCodec(b"k" * 32, -1)
+    assert expired.decode(expired.encode(expired.new(CLERK))) is None
+
+
+def test_the_csrf_token_must_be_the_sessions_own() -> None:
+    codec = SessionCodec(b"k" * 32, 3600)
+    session = codec.new()
+    assert csrf_matches(session, session.csrf)
+    assert not csrf_matches(session, codec.new().csrf)
+    assert not csrf_matches(session, None)
+    assert not csrf_matches(session, "")
+
+
+def test_a_422_names_each_field_in_words() -> None:
+    response = httpx.Response(422, json={"detail": [
+        {"loc": ["body", "citizen", "phone"], "msg": "String should match pattern", "type": "string_pattern_mismatch"},
+        {"loc": ["body", "item_code"], "msg": "unknown item code 'X'", "type": "value_error",
+         "suggestions": [{"code": "S001", "name": "新生儿落户"}]}]})
+    error = refusal(response)
+    assert error.fields["citizen.phone"].startswith("电话格式不对")
+    assert error.fields["item_code"].startswith("事项填写有误")
+    assert error.suggestions == [{"code": "S001", "name": "新生儿落户"}]
+
+
+@pytest.mark.parametrize(("status", "words"), [(403, "没有权限"), (404, "没有找到"), (409, "当前状态"),
+                                               (503, "暂时不可用")])
+def test_other_refusals_in_words_with_the_services_detail(status: int, words: str) -> None:
+    error = refusal(httpx.Response(status, json={"detail": "the return window closed"}))
+    assert words in error.message
+    assert error.detail == "the return window closed"
+
+
+def test_too_many_codes_says_how_long_to_wait() -> None:
+    error = refusal(httpx.Response(429, headers={"Retry-After": "1200"}, json={"detail": "too many"}))
+    assert "20 分钟" in error.message
+
+
+def test_stacked_bars_are_proportional_to_the_largest_row() -> None:
+    chart = stacked_bars([("红色", [("待签收", 2, "a"), ("办理中", 2, "b")]), ("黄色", [("待签收", 1, "a")])], "t")
+    widths = [r.width for r in chart.rects]
+    assert widths[0] == widths[1] == pytest.approx(2 * widths[2])
+    assert [w for _, w in chart.legend] == ["待签收", "办理中"]
+
+
+def test_a_missing_rate_breaks_the_line_instead_of_dropping_to_zero() -> None:
+    chart = line_chart(["01", "02", "03", "04"], [("办结率", "r", [1.0, 0.5, None, 0.0])], "t")
+    assert len(chart.paths) == 1 and chart.paths[0][0].count(",") == 2  # two points joined, the last alone
+    assert len(chart.dots) == 3
+
+
+def test_grouped_bars_leave_no_bar_for_a_town_without_a_rate() -> None:
+    chart = grouped_bars([("青禾镇", [("满意率", "s", 0.5)]), ("白鹭镇", [("满意率", "s", None)])], "t")
+    assert len(chart.rects) == 1
+
+
+async def test_sign_in_with_the_demo_password_and_only_with_it() -> None:
+    accounts = Accounts(load_county(DEMO_COUNTY_DIR))
+    person = await accounts.sign_in("qh-s010", "hechuan-2026")
+    assert person is not None and person.sub == "s010" and person.town == "321003104" and "clerk" in person.roles
+    county = await accounts.sign_in("c002", "hechuan-2026")
+    assert county is not None and county.town is None and county.county_wide
+    started = time.perf_counter()
+    assert await accounts.sign_in("qh-s010", "wrong") is None
+    assert await accounts.sign_in("nobody", "hechuan-2026") is None  # checked against a dummy hash all the same
+    assert time.perf_counter() - started > 0.01

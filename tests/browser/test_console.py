@@ -1,0 +1,209 @@
+"""Issue #17's proof, in a real browser against the real stack: a clerk files a matter and gets a
+receipt; it is on the command-centre board within 5 s; the assignee accepts and completes it; the
+command centre verifies it; the citizen reads its status with ticket and code and rates it; the
+appraisal page shows the change; an officer records a combined inspection's result; a person
+without the role gets no page and no action; a form without its CSRF token is refused."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from devstack.stack import Stack
+from devstack.traces import OtlpReceiver
+from tests.conftest import QINGHE, Api, eventually, filing, task_of
+
+from .conftest import People
+
+pytestmark = pytest.mark.stack
+CLERK = ("s010", "clerk")
+
+
+async def _rated_count(page: Page, staff_id: str) -> int:
+    """The `rated` figure of a staff member on the appraisal page (0 before their first task)."""
+    await page.goto("/appraisal")
+    row = page.locator(f"#staff-{staff_id} [data-testid=rated]")
+    return int(await row.inner_text()) if await row.count() else 0
+
+
+async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_console(
+        people: People, county_stack: Stack, otlp: OtlpReceiver) -> None:
+    dispatch = Api(county_stack, "dispatch", QINGHE)
+    board = await people.signed_in("qh-s030")  # 指挥中心, watching the board before the matter is filed
+    await expect(board.get_by_role("heading", name="指挥中心 · 实时看板")).to_be_visible()
+    office = await people.signed_in("qh-s032")  # 绩效督查室
+
+    # 窗口受理: the clerk files in the form and gets a receipt.
+    clerk = await people.signed_in("qh-s010")
+    await expect(clerk).to_have_url(re.compile(r"/intake$"))
+    await clerk.locator("input[name=item_code]").fill("S001")
+    await clerk.locator("textarea[name=description]").fill("为新生儿办理户口登记")
+    await clerk.locator("select[name=village]").select_option("V01")
+    await clerk.locator("input[name=location]").fill("青禾村五组")
+    await clerk.locator("input[name='citizen.name']").fill("浏览器群众")
+    await clerk.locator("input[name='citizen.phone']").fill(f"137{uuid.uuid4().int % 10**8:08d}")
+    await clerk.get_by_role("button", name="受理并出具回执").click()
+    await expect(clerk.get_by_role("heading", name=re.compile("受理回执"))).to_be_visible()
+    ticket = await clerk.get_by_test_id("ticket").inner_text()
+    code = await clerk.get_by_test_id("code").inner_text()
+    assert re.fullmatch(rf"{QINGHE}-\d{{8}}-\d{{5}}", ticket) and re.fullmatch(r"[A-Z0-9]{6}", code)
+
+    # The board shows it within 5 s, without a reload (its script fetches the live part).
+    await expect(board.locator(f"[data-testid=newest] tr[data-ticket='{ticket}']")).to_be_visible(timeout=5_000)
+
+    task = await task_of(dispatch, (await _request_id(county_stack, ticket, code)))
+    assignee = task["assignee"]
+    rated_before = await _rated_count(office, assignee)
+
+    # 我的任务: the assignee accepts and completes it.
+    holder = await people.signed_in(f"qh-{assignee}", phone=True)
+    await holder.goto("/tasks")
+    card = holder.locator(f"#task-{task['task_id']}")
+    await card.get_by_role("button", name="签收").click()
+    await expect(holder.locator(f"#task-{task['task_id']} [data-testid=status]")).to_have_text("办理中")
+    await holder.locator(f"#task-{task['task_id']} textarea[name=resolution]").fill("已办结，户口登记完成")
+    await holder.locator(f"#task-{task['task_id']}").get_by_role("button", name="办结").click()
+    await expect(holder.locator(f"#task-{task['task_id']} [data-testid=status]")).to_have_text("待核查")
+
+    # 核查结案: the command centre's board lists it to check, and the check closes it.
+    check = board.locator(f"#check-{task['task_id']}")
+    await expect(check).to_be_visible(timeout=5_000)
+    await check.locator("input[name=note]").fill("电话回访核实")
+    await check.get_by_role("button", name="提交核查").click()
+    await expect(board.get_by_role("status")).to_have_text("已提交。")
+    await expect(board.locator(f"#check-{task['task_id']}")).to_have_count(0)
+    assert (await task_of(dispatch, task["request_id"], status="closed"))["status"] == "closed"
+
+    # 办事进度: the citizen, on a phone and without signing in, reads the status and rates.
+    citizen = await people.anonymous(phone=True)
+
+    async def completed() -> bool:
+        await citizen.goto("/status")
+        await citizen.locator("input[name=ticket]").fill(ticket)
+        await citizen.locator("input[name=code]").fill(code)
+        await citizen.get_by_role("button", name="查询").click()
+        return (await citizen.get_by_test_id("status").inner_text()) == "已办结"
+
+    await eventually(completed, what="the citizen's page to show the matter completed")
+    await citizen.get_by_label("满意", exact=True).check()
+    await citizen.get_by_role("button", name="提交评价").click()
+    await expect(citizen.get_by_test_id("rating")).to_have_text("满意")
+
+    # 绩效考核: the assignee's rated count goes up by the citizen's rating.
+    async def counted() -> bool:
+        return await _rated_count(office, assignee) == rated_before + 1
+
+    await eventually(counted, what=f"the appraisal page to count the rating of {assignee}")
+
+    # One trace from the clerk's click: the console's page, its call to intake, and on through the
+    # topics into dispatch (the matter's trace, as when intake is called directly).
+    async def filing_trace() -> set[str] | None:
+        for span in list(otlp.spans):
+            if span.service == "console" and span.name == "POST intake":
+                services = {s.service for s in otlp.trace(span.trace_id)}
+                if {"console", "intake", "dispatch"} <= services:
+                    return services
+        return None
+
+    await eventually(filing_trace, what="a trace from the console's filing through intake into dispatch")
+
+
+async def _request_id(stack: Stack, ticket: str, code: str) -> str:
+    response = await Api(stack, "intake", QINGHE).call("GET", f"/v1/requests/{ticket}", params={"code": code})
+    assert response.status_code == 200, response.text
+    return str(response.json()["request_id"])
+
+
+async def test_an_officer_records_a_combined_inspections_result(people: People, county_stack: Stack) -> None:
+    intake, enforcement = Api(county_stack, "intake", QINGHE), Api(county_stack, "enforcement", QINGHE)
+    target = f"91321003MA{uuid.uuid4().hex[:8].upper()}"
+    for item, what in (("E003", "消防通道堵塞"), ("E007", "夜间噪声扰民")):
+        response = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(
+            channel="hotline", item_code=item, description=what, village="V02", location="东湖村工业园", target=target))
+        assert response.status_code == 201, response.text
+
+    async def planned() -> dict[str, Any] | None:
+        found = (await enforcement.call("GET", "/v1/inspections", as_=("s026", "officer"),
+                                        params={"target": target, "status": "planned"})).json()
+        return found[0] if found and len(found[0]["needs"]) == 2 else None
+
+    inspection = await eventually(planned, what="one planned inspection with both matters")
+    officer = await people.signed_in("qh-s026", phone=True)
+    await expect(officer).to_have_url(re.compile(r"/tasks$"))
+    await officer.get_by_role("link", name="执法检查").click()
+    await officer.locator(f"#inspection-{inspection['inspection_id']} a").click()
+    await expect(officer.get_by_test_id("inspection-status")).to_have_text("待检查")
+    await officer.locator("input[name=officers][value=s026]").check()
+    await officer.locator("input[name=officers][value=s027]").check()
+    await officer.get_by_role("button", name="开始检查").click()
+    await expect(officer.get_by_test_id("inspection-status")).to_have_text("检查中")
+
+    # Without the units present the service refuses, and the page says so by the field.
+    await officer.get_by_role("button", name="提交检查结果").click()
+    await expect(officer.locator(".field-error[data-field=present_units]")).to_contain_text("到场单位")
+    for unit in inspection["units"]:
+        await officer.locator(f"input[name=present_units][value='{unit}']").check()
+    for need in inspection["needs"]:
+        await officer.locator(f"select[name='outcome.{need['task_id']}']").select_option("compliant")
+        await officer.locator(f"input[name='note.{need['task_id']}']").fill("现场检查未见问题")
+    await officer.get_by_role("button", name="提交检查结果").click()
+    await expect(officer.get_by_test_id("inspection-status")).to_have_text("已完成")
+    await expect(officer.get_by_test_id("findings").locator("li")).to_have_count(2)
+    done = (await enforcement.call("GET", f"/v1/inspections/{inspection['inspection_id']}",
+                                   as_=("s026", "officer"))).json()
+    assert done["status"] == "done" and set(done["officers"]) == {"s026", "s027"}
+
+
+async def test_a_person_without_the_role_gets_no_page_and_no_action(people: People) -> None:
+    holder = await people.signed_in("qh-s049")  # a post holder: staff only
+    nav = holder.get_by_role("navigation")
+    await expect(nav.get_by_role("link", name="我的任务")).to_be_visible()
+    await expect(nav.get_by_role("link", name="指挥中心")).to_have_count(0)
+    await expect(nav.get_by_role("link", name="窗口受理")).to_have_count(0)
+    for path in ("/board", "/intake", "/enforcement", "/appraisal", "/county"):
+        response = await holder.goto(path)
+        assert response is not None and response.status == 403, path
+        await expect(holder.get_by_role("alert")).to_contain_text("您的岗位没有这个页面的权限")
+    # An action posted with the person's own valid CSRF token: refused by the console itself,
+    # before any service is asked (the words are the console's, not a service's).
+    await holder.goto("/tasks")
+    csrf = await holder.locator("input[name=csrf]").first.get_attribute("value")
+    for path, form in (("/board/tasks/00000000-0000-0000-0000-000000000000/verify", {"passed": "yes"}),
+                       ("/intake", {"item_code": "S001"})):
+        refused = await holder.request.post(path, form={"csrf": csrf or "", **form})
+        assert refused.status == 403, path
+        assert "您的岗位没有这个页面的权限" in await refused.text()
+    # Nobody signed in: sent to sign in, with the way back.
+    stranger = await people.anonymous()
+    await stranger.goto("/board")
+    await expect(stranger).to_have_url(re.compile(r"/signin\?next=/board$"))
+
+
+async def test_a_form_without_its_csrf_token_is_refused(people: People, console_url: str) -> None:
+    clerk = await people.signed_in("qh-s010")
+    cookies = {c["name"]: c for c in await clerk.context.cookies()}
+    session = cookies["tf_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Lax"
+    # The real form with its token taken out, submitted as the browser would.
+    await clerk.locator("input[name=item_code]").fill("S001")
+    await clerk.locator("form.filing input[name=csrf]").evaluate("el => el.remove()")
+    await clerk.locator("form.filing").evaluate("form => form.submit()")
+    await expect(clerk.get_by_role("heading", name="表单已失效")).to_be_visible()
+    # Another session's token is no better, nor is a made-up one.
+    other = await people.anonymous()
+    await other.goto("/status")
+    foreign = await other.locator("input[name=csrf]").first.get_attribute("value")
+    for token in (foreign or "", "made-up"):
+        refused = await clerk.request.post("/intake", form={"csrf": token, "item_code": "S001"})
+        assert refused.status == 403
+    # Sign-out needs the token too, and then ends the session.
+    assert (await clerk.request.post("/signout", form={})).status == 403
+    await clerk.goto("/intake")
+    await clerk.get_by_role("button", name="退出").click()
+    await expect(clerk).to_have_url(re.compile(r"/signin$"))
+    await clerk.goto("/intake")
+    await expect(clerk).to_have_url(re.compile(r"/signin\?next=/intake$"))
