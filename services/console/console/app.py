@@ -27,7 +27,7 @@ from townflow_shared.metrics import REGISTRY
 from townflow_shared.telemetry import setup_tracing
 
 from .accounts import Accounts
-from .pages import appraisal, auth, board, enforcement, intake, status, tasks
+from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake, merge, status, tasks
 from .pages import county as county_page
 from .services import Services
 from .session import COOKIE, SessionCodec
@@ -126,7 +126,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="Townflow console", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    for module in (auth, board, tasks, intake, status, enforcement, appraisal, county_page):
+    for module in (auth, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin, county_page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from .phrases import plain
+
 # Field names as the services spell them (a 422's `loc`, dotted), as the forms label them.
 FIELD_LABELS = {
     "channel": "受理渠道", "item_code": "事项", "description": "诉求内容", "village": "村（社区）",
@@ -17,6 +19,7 @@ FIELD_LABELS = {
     "post": "岗位", "assignee": "承办人", "note": "说明", "passed": "核查结论", "from": "离岗开始",
     "to": "离岗结束", "officers": "执法人员", "present_units": "到场单位", "findings": "检查结果",
     "step": "步骤", "decision": "处罚决定", "pool": "奖金总额", "period": "月份", "sample_size": "抽取数量",
+    "into": "主件受理编号", "ticket_no": "受理编号", "reached": "回访情况", "format": "格式",
 }
 
 # pydantic's error types, in words.
@@ -82,7 +85,14 @@ def refusal(response: httpx.Response) -> ServiceError:
             field = _field_of(problem.get("loc", []))
             words = _TYPES.get(str(problem.get("type")), "填写有误")
             msg = str(problem.get("msg", "")).removeprefix("Value error, ")
-            fields.setdefault(field, f"{label(field)}{words}" + (f"（{msg}）" if msg else ""))
+            if known := plain(msg):
+                fields.setdefault(field, f"{label(field)}：{known[0]}")
+            else:
+                fields.setdefault(field, f"{label(field)}{words}" + (f"（{msg}）" if msg else ""))
             suggestions += [s for s in problem.get("suggestions", []) if isinstance(s, dict)]
         return ServiceError(status, message, fields, None, suggestions)
+    if isinstance(detail, str) and (known := plain(detail)):
+        # A 409 names no field: the sentence says which one it is about, shown beside that field.
+        plain_words, about = known
+        return ServiceError(status, message, {about: plain_words} if about else {}, None if about else plain_words)
     return ServiceError(status, message, fields, str(detail) if detail else None)

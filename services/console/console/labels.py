@@ -8,12 +8,15 @@ TASK_STATUSES = {
 REQUEST_STATUSES = {
     "filed": "已受理", "dispatched": "已派单", "accepted": "办理中", "returned": "退回改派中",
     "supervised": "督办中", "inspected": "已检查", "completed": "已办结", "closed": "已办结",
-    "verified": "已核查", "rated": "已评价", "rework": "返工办理中",
+    "verified": "已核查", "rated": "已评价", "rework": "返工办理中", "in_progress": "办理中",
+    "reopened": "重办中",
 }
 TIMELINE_STEPS = {
     "filed": "受理", "dispatched": "派单", "accepted": "签收", "returned": "退回", "supervised": "督办",
     "inspected": "现场检查", "completed": "办结", "verified": "核查", "rated": "评价", "extended": "延期",
+    "merged": "合并办理", "unmerged": "撤销合并", "callback": "回访",
 }
+DUPLICATE_REASONS = {"same_target": "同一检查对象", "similar_location": "同一事项、同村、地点相近"}
 CHANNELS = {
     "window": "窗口", "proxy": "代办员代办", "village_station": "村便民服务站", "hotline": "热线",
     "online": "网上", "self_service": "自助终端",

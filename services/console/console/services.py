@@ -30,6 +30,18 @@ class Services:
                    params: dict[str, Any] | None = None, json: Any = None,
                    headers: dict[str, str] | None = None) -> Any:
         """The service's JSON answer; `ServiceError` for any 4xx/5xx or when it cannot be reached."""
+        response = await self._send(person, service, method, path, params=params, json=json, headers=headers)
+        return response.json() if response.content else None
+
+    async def download(self, person: Person, service: str, path: str, *,
+                       params: dict[str, Any] | None = None) -> httpx.Response:
+        """A file the service answers, headers read and body not: the page streams it on and
+        closes it (a monthly spreadsheet need not sit in the console's memory)."""
+        return await self._send(person, service, "GET", path, params=params, stream=True)
+
+    async def _send(self, person: Person | None, service: str, method: str, path: str, *,
+                    params: dict[str, Any] | None = None, json: Any = None,
+                    headers: dict[str, str] | None = None, stream: bool = False) -> httpx.Response:
         sent = dict(headers or {})
         if person is not None:
             sent["Authorization"] = f"Bearer {self._signer.token_for(person, service)}"
@@ -41,8 +53,9 @@ class Services:
                                                         "url.path": path}) as span:
             propagate.inject(sent)  # the service's server span continues this trace
             try:
-                response = await self._client.request(method, self._urls[service] + path, params=query,
-                                                      json=json, headers=sent)
+                request = self._client.build_request(method, self._urls[service] + path, params=query, json=json,
+                                                     headers=sent)
+                response = await self._client.send(request, stream=stream)
             except httpx.HTTPError as exc:
                 span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
                 raise ServiceError(0, f"无法连接{SERVICE_NAMES[service]}服务，请稍后再试。") from exc
@@ -52,8 +65,11 @@ class Services:
             span.set_attribute("http.response.status_code", response.status_code)
             SERVICE_CALLS.labels(service, method, status).inc()
             if response.status_code >= 400:
+                if stream:  # the refusal's words are in the body: read it, then let the connection go
+                    await response.aread()
+                    await response.aclose()
                 raise refusal(response)
-            return response.json() if response.content else None
+            return response
 
 
 SERVICE_NAMES = {"intake": "受理", "dispatch": "派单", "enforcement": "执法", "appraisal": "考核"}

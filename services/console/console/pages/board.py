@@ -1,6 +1,7 @@
 """指挥中心: the command-centre board, live (a fragment the page's script fetches every 2 s; without
 scripts, a reload): counts by colour and status, the newest, overdue, escalated and returned
-tasks, the closure checks waiting; redispatch, extensions, closure checks."""
+tasks, the closure checks waiting; redispatch, extensions, closure checks, and after closure the
+callback (回访). Merging duplicates is pages/merge.py."""
 
 from __future__ import annotations
 
@@ -44,13 +45,22 @@ def _towns(request: Request, person: Person) -> list[tuple[str, str]]:
     return [(t.code, t.info.name) for t in console_of(request).county.towns.values()]
 
 
+async def board_response(request: Request, person: Person, *, town: str | None = None, status: int = 200,
+                         done: str | None = None, action_error: dict[str, Any] | None = None,
+                         merge_form: dict[str, str] | None = None, merge_error: ServiceError | None = None) -> Response:
+    """The board page, with what was just done or refused (a task's action, a merge)."""
+    context = await board_context(request, person, town if person.county_wide else None)
+    return render(request, "board.html", status, title="指挥中心", towns=_towns(request, person), done=done,
+                  action_error=action_error, merge_form=merge_form or {}, merge_error=merge_error, **context)
+
+
 @router.get("/board", response_class=HTMLResponse)
-async def board_page(request: Request, town: str | None = None, done: str | None = None) -> Response:
+async def board_page(request: Request, town: str | None = None, done: str | None = None, merge: str = "",
+                     into: str = "") -> Response:
+    """`merge` and `into` fill the merge form: a receipt's duplicate hint links here with both."""
     person = guard(request, "board")
-    town = town if person.county_wide else None
-    context = await board_context(request, person, town)
-    return render(request, "board.html", title="指挥中心", towns=_towns(request, person), done=done,
-                  action_error=None, **context)
+    return await board_response(request, person, town=town, done=done,
+                                merge_form={"ticket_no": merge, "into": into})
 
 
 @router.get("/board/live", response_class=HTMLResponse)
@@ -61,26 +71,37 @@ async def board_fragment(request: Request, town: str | None = None) -> Response:
     return render(request, "_board_live.html", action_error=None, **context)
 
 
-def _status(exc: ServiceError) -> int:
+def status_of(exc: ServiceError) -> int:
     return exc.status if 400 <= exc.status < 600 else 502
 
 
 @router.get("/board/tasks/{task_id}", response_class=HTMLResponse)
-async def task_page(request: Request, task_id: str) -> Response:
-    return await _task_view(request, guard(request, "board"), task_id, None)
+async def task_page(request: Request, task_id: str, done: str | None = None) -> Response:
+    return await task_view(request, guard(request, "board"), task_id, None, done=done)
 
 
-async def _task_view(request: Request, person: Person, task_id: str, error: ServiceError | None) -> Response:
+async def task_view(request: Request, person: Person, task_id: str, error: ServiceError | None,
+                    form: dict[str, str] | None = None, done: str | None = None) -> Response:
+    services = console_of(request).services
     try:
-        task = await console_of(request).services.call(person, "dispatch", "GET", f"/v1/tasks/{task_id}")
+        task = await services.call(person, "dispatch", "GET", f"/v1/tasks/{task_id}")
     except ServiceError as exc:
-        return render(request, "refused.html", _status(exc), title="任务", message=exc.message)
-    return render(request, "board_task.html", 200 if error is None else _status(error),
-                  title=f"任务 {task['ticket_no']}", task=task, action_error=error)
+        return render(request, "refused.html", status_of(exc), title="任务", message=exc.message)
+    primary, primary_error = None, None
+    if task["status"] == "merged":
+        # The task knows its primary by request id only; intake names the primary's ticket.
+        try:
+            matter = await services.call(person, "intake", "GET", f"/v1/requests/{task['ticket_no']}")
+            primary = matter.get("merged_into")
+        except ServiceError as exc:
+            primary_error = exc
+    return render(request, "board_task.html", 200 if error is None else status_of(error),
+                  title=f"任务 {task['ticket_no']}", task=task, action_error=error, primary=primary,
+                  primary_error=primary_error, form=form or {}, done=done)
 
 
 ACTIONS = {"redispatch": "/redispatch", "verify": "/verify", "approve": "/extension/approve",
-           "refuse": "/extension/refuse"}
+           "refuse": "/extension/refuse", "callback": "/callback"}
 
 
 @router.post("/board/tasks/{task_id}/{action}", response_class=HTMLResponse)
@@ -96,6 +117,10 @@ async def act(request: Request, task_id: str, action: str) -> Response:
         body["return_valid"] = form.get("return_valid", "yes") == "yes"
     elif action == "verify":
         body = {"passed": form.get("passed") == "yes", "note": str(form.get("note", ""))}
+    elif action == "callback":
+        # No rating chosen is sent as none: the service says when one is needed (only if reached).
+        body = {"reached": form.get("reached") == "yes", "rating": str(form.get("rating", "")) or None,
+                "note": str(form.get("note", ""))}
     else:
         body = {"note": str(form.get("note", ""))} if form.get("note") else None
     try:
@@ -103,11 +128,8 @@ async def act(request: Request, task_id: str, action: str) -> Response:
                                                 json=body)
     except ServiceError as exc:
         if form.get("from") == "task":
-            return await _task_view(request, person, task_id, exc)
-        context = await board_context(request, person, None)
-        return render(request, "board.html", _status(exc), title="指挥中心",
-                      towns=_towns(request, person), done=None, action_error={"task_id": task_id,
-                                                                              "action": action, "error": exc},
-                      **context)
+            return await task_view(request, person, task_id, exc, {k: str(v) for k, v in form.items()})
+        return await board_response(request, person, status=status_of(exc),
+                                    action_error={"task_id": task_id, "action": action, "error": exc})
     back = f"/board/tasks/{task_id}" if form.get("from") == "task" else "/board"
     return RedirectResponse(f"{back}?done={action}", status_code=303)

@@ -25,7 +25,7 @@ def _officers(request: Request, person: Person) -> list[tuple[str, str, bool]]:
     return [(s.id, s.name, s.enforcement_certificate) for s in town.staff.values() if "officer" in s.roles] if town else []
 
 
-def _unit_names(request: Request, person: Person) -> dict[str, str]:
+def unit_names(request: Request, person: Person) -> dict[str, str]:
     town = console_of(request).county.town(person.town) if person.town else None
     return {m.code: m.name for m in town.modules.values()} if town else {}
 
@@ -43,7 +43,7 @@ async def enforcement_page(request: Request, done: str | None = None) -> Respons
     except ServiceError as exc:
         error = exc
     return render(request, "enforcement.html", title="执法检查", inspections=inspections, cases=cases,
-                  error=error, done=done, units=_unit_names(request, person))
+                  error=error, done=done, units=unit_names(request, person))
 
 
 async def _inspection_view(request: Request, person: Person, inspection_id: str,
@@ -55,7 +55,7 @@ async def _inspection_view(request: Request, person: Person, inspection_id: str,
         return render(request, "refused.html", _status(exc), title="检查", message=exc.message)
     return render(request, "inspection.html", 200 if error is None else _status(error), title="综合检查",
                   inspection=inspection, error=error, form=form or {}, officers=_officers(request, person),
-                  units=_unit_names(request, person))
+                  units=unit_names(request, person))
 
 
 @router.get("/enforcement/inspections/{inspection_id}", response_class=HTMLResponse)
