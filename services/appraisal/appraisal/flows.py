@@ -20,6 +20,7 @@ from townflow_shared.events import (
     new_event,
 )
 from townflow_shared.outbox import enqueue
+from townflow_shared.telemetry import current_trace_headers
 from townflow_shared.town import Town
 
 from . import rules, store
@@ -37,6 +38,12 @@ class Batches:
 
     def of(self, conn: asyncpg.Connection) -> FactBatch:
         return self._open[conn]
+
+    def cause(self, conn: asyncpg.Connection, event: Envelope) -> tuple[FactBatch, Cause]:
+        """The transaction's batch, and the event as a cause of changed figures with its trace
+        (which only a published score needs: formatting it is a good part of a replay's time)."""
+        batch = self._open[conn]
+        return batch, batch.cause(event, current_trace_headers() if self.publishing else {})
 
     @asynccontextmanager
     async def scope(self, conn: asyncpg.Connection) -> AsyncIterator[None]:

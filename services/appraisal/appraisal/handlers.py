@@ -26,7 +26,6 @@ from townflow_shared.events import (
     TaskVerified,
 )
 from townflow_shared.runtime import ServiceRuntime
-from townflow_shared.telemetry import current_trace_headers
 from townflow_shared.town import Town
 
 from . import rules
@@ -50,8 +49,7 @@ class Handlers:
 
     def _open(self, conn: asyncpg.Connection, event: Envelope) -> tuple[Town, FactBatch, Cause]:
         town = self._town(event)
-        batch = self.batches.of(conn)
-        return town, batch, batch.cause(event, current_trace_headers())
+        return town, *self.batches.cause(conn, event)
 
     async def request_filed(self, conn: asyncpg.Connection, event: RequestFiled, _: Any) -> None:
         town = self._town(event)
@@ -118,8 +116,8 @@ class Handlers:
         d = event.data
         if d.passed:
             return
-        batch = self.batches.of(conn)
-        batch.check_failed((town.code, d.task_id), d.request_id, batch.cause(event, current_trace_headers()))
+        batch, cause = self.batches.cause(conn, event)
+        batch.check_failed((town.code, d.task_id), d.request_id, cause)
 
     async def inspection_done(self, conn: asyncpg.Connection, event: InspectionDone, _: Any) -> None:
         town, batch, cause = self._open(conn, event)
