@@ -4,12 +4,14 @@ current (one town's one month of subject totals); no handler here recomputes a m
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from townflow_shared.auth import Principal, require, town_to_act, town_to_read
@@ -154,16 +156,21 @@ async def alerts(runtime: Runtime, principal: Reader, period: Period = None, tow
 @router.get("/v1/scores/{subject_type}/{subject_id}/{period}/ledger")
 async def ledger(subject_type: rules.SubjectType, subject_id: str,
                  period: str,
-                 runtime: Runtime, principal: Reader, town: TownCode = None) -> dict[str, Any]:
+                 runtime: Runtime, principal: Reader, town: TownCode = None) -> Response:
     """Every points entry of a subject's month with the event behind it, for audit."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
         raise unprocessable([("period", "period is YYYY-MM")], where="path")
     t = _town(runtime, principal, town)
     entries = await flows.ledger(runtime.pool, t, subject_type, subject_id, period)
-    return {"town_code": t.code, "subject_type": subject_type, "subject_id": subject_id, "period": period,
+
+    def body() -> bytes:  # as long as the month is busy: rendered off the event loop too
+        return json.dumps({
+            "town_code": t.code, "subject_type": subject_type, "subject_id": subject_id, "period": period,
             "points": round(sum(e.points for e in entries), 4),
             "entries": [{"reason": e.reason, "points": e.points, "event_id": e.event_id, "ref": e.ref,
-                         "staff_id": e.staff_id} for e in entries]}
+                         "staff_id": e.staff_id} for e in entries]}, ensure_ascii=False).encode()
+
+    return Response(await asyncio.to_thread(body), media_type="application/json")
 
 
 @router.post("/v1/seconded-scores", status_code=201)

@@ -4,6 +4,7 @@ from what is stored. Live consumption and the rebuild apply batches with the sam
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -215,11 +216,18 @@ async def month_figures(db: store.Db, town: Town, period: str) -> dict[rules.Sub
 async def ledger(db: store.Db, town: Town, subject_type: rules.SubjectType, subject_id: str,
                  period: str) -> list[rules.LedgerEntry]:
     """Every points entry of a subject's month with the event behind it: the same rules that made
-    its contributions, over its own tasks and inspections."""
-    tasks = [task_fact(r) for r in await store.tasks_of_subject(db, town.code, subject_type, subject_id, period)]
-    inspections = [inspection_fact(r) for r in
-                   await store.inspections_of_subject(db, town.code, subject_type, subject_id, period)]
-    return [e for e in rules.ledger(tasks, inspections, town, town.rules.appraisal)
+    its contributions, over its own tasks and inspections. A busy module's month is thousands of
+    tasks: the entries are made in a worker thread, so the event loop (the consumer, the relay,
+    the probes) never waits on them."""
+    tasks = await store.tasks_of_subject(db, town.code, subject_type, subject_id, period)
+    inspections = await store.inspections_of_subject(db, town.code, subject_type, subject_id, period)
+    return await asyncio.to_thread(_entries_of, tasks, inspections, town, subject_type, subject_id)
+
+
+def _entries_of(tasks: list[asyncpg.Record], inspections: list[asyncpg.Record], town: Town,
+                subject_type: rules.SubjectType, subject_id: str) -> list[rules.LedgerEntry]:
+    return [e for e in rules.ledger([task_fact(r) for r in tasks], [inspection_fact(r) for r in inspections],
+                                    town, town.rules.appraisal)
             if e.subject(subject_type) == subject_id]
 
 
