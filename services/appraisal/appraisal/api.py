@@ -1,14 +1,17 @@
 """Appraisal's HTTP API (SPEC §5.5): scores, rates, rankings, bonus, alerts, ledgers, and the
-parent departments' scores of seconded units. Figures are computed from the facts on read."""
+parent departments' scores of seconded units. Every figure is read from what the consumer keeps
+current (one town's one month of subject totals); no handler here recomputes a month."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from townflow_shared.auth import Principal, require, town_to_act, town_to_read
@@ -60,7 +63,7 @@ async def scores(runtime: Runtime, principal: Reader, period: Period = None, tow
                  subject_type: rules.SubjectType | None = None, subject_id: str | None = None) -> list[dict[str, Any]]:
     t = _town(runtime, principal, town)
     p = _period(runtime, t.calendar.tz, period)
-    figures = await flows.period_figures(runtime.pool, t, p)
+    figures = await flows.month_figures(runtime.pool, t, p)
     department = await store.seconded_scores(runtime.pool, t.code, p)
     out = []
     for kind, figs in figures.items():
@@ -83,7 +86,7 @@ async def rates(runtime: Runtime, principal: Reader, group_by: rules.SubjectType
                 period: Period = None, town: TownCode = None) -> list[dict[str, Any]]:
     t = _town(runtime, principal, town)
     p = _period(runtime, t.calendar.tz, period)
-    figures = await flows.period_figures(runtime.pool, t, p)
+    figures = await flows.month_figures(runtime.pool, t, p)
     return [{"subject_id": f.subject_id, "period": p, **f.rates, "dispatched": f.counts.dispatched,
              "rated": f.counts.rated} for f in figures[group_by]]
 
@@ -94,7 +97,7 @@ async def rankings(runtime: Runtime, principal: Reader, period: Period = None,
     """红黑榜: the top and bottom five of each subject type of a town by composite."""
     t = _town(runtime, principal, town)
     p = _period(runtime, t.calendar.tz, period)
-    figures = await flows.period_figures(runtime.pool, t, p)
+    figures = await flows.month_figures(runtime.pool, t, p)
     size = t.rules.appraisal.rankings_size
     result: dict[str, Any] = {"period": p, "town_code": t.code}
     for kind, figs in figures.items():
@@ -127,7 +130,7 @@ async def bonus(runtime: Runtime, principal: Annotated[Principal, Depends(requir
         raise unprocessable([("pool", "a non-negative amount in yuan with at most two decimals")], where="query")
     t = _town(runtime, principal, town)
     p = _period(runtime, t.calendar.tz, period)
-    figures = await flows.period_figures(runtime.pool, t, p)
+    figures = await flows.month_figures(runtime.pool, t, p)
     points = {f.subject_id: f.points for f in figures["staff"]}
     weights = {s.id: s.post_coefficient * max(points.get(s.id, 0.0), 0.0) for s in t.staff.values()}
     try:
@@ -153,18 +156,21 @@ async def alerts(runtime: Runtime, principal: Reader, period: Period = None, tow
 @router.get("/v1/scores/{subject_type}/{subject_id}/{period}/ledger")
 async def ledger(subject_type: rules.SubjectType, subject_id: str,
                  period: str,
-                 runtime: Runtime, principal: Reader, town: TownCode = None) -> dict[str, Any]:
+                 runtime: Runtime, principal: Reader, town: TownCode = None) -> Response:
     """Every points entry of a subject's month with the event behind it, for audit."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
         raise unprocessable([("period", "period is YYYY-MM")], where="path")
     t = _town(runtime, principal, town)
-    figures = await flows.period_figures(runtime.pool, t, period)
-    mine = next((f for f in figures[subject_type] if f.subject_id == subject_id), None)
-    entries = mine.entries if mine else []
-    return {"town_code": t.code, "subject_type": subject_type, "subject_id": subject_id, "period": period,
+    entries = await flows.ledger(runtime.pool, t, subject_type, subject_id, period)
+
+    def body() -> bytes:  # as long as the month is busy: rendered off the event loop too
+        return json.dumps({
+            "town_code": t.code, "subject_type": subject_type, "subject_id": subject_id, "period": period,
             "points": round(sum(e.points for e in entries), 4),
             "entries": [{"reason": e.reason, "points": e.points, "event_id": e.event_id, "ref": e.ref,
-                         "staff_id": e.staff_id} for e in entries]}
+                         "staff_id": e.staff_id} for e in entries]}, ensure_ascii=False).encode()
+
+    return Response(await asyncio.to_thread(body), media_type="application/json")
 
 
 @router.post("/v1/seconded-scores", status_code=201)
@@ -178,7 +184,7 @@ async def post_seconded_score(body: SecondedScore, runtime: Runtime, principal: 
     async with transaction(runtime.pool) as conn:
         await store.post_seconded_score(conn, t.code, body.unit, body.period, body.score, principal.sub,
                                         runtime.clock.now())
-    figures = await flows.period_figures(runtime.pool, t, body.period)
+    figures = await flows.month_figures(runtime.pool, t, body.period)
     town_score = next((f.composite for f in figures["seconded_unit"] if f.subject_id == body.unit), None)
     return {"town_code": t.code, "unit": body.unit, "period": body.period, "town_score": town_score,
             "department_score": body.score, "final": rules.seconded_final(town_score, body.score, t.rules.appraisal)}

@@ -1,4 +1,4 @@
-"""Appraisal's wiring: settings, subscribers, HTTP routes. No rules here."""
+"""Appraisal's wiring (the bootstrap): settings, subscribers, HTTP routes. No rules here."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ from fastapi import FastAPI
 from townflow_shared.events import AlertRaised, ScoreUpdated
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, flows, handlers
+from . import api, handlers
+from .flows import Batches
 from .settings import AppraisalSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def create_runtime(settings: AppraisalSettings | None = None) -> ServiceRuntime:
+def create_runtime(settings: AppraisalSettings | None = None, publishing: bool = True) -> ServiceRuntime:
+    """The service, or (publishing=False) the rebuild's replay of it: the same handlers and the
+    same batch apply, without publishing what subscribers have had already."""
     runtime = ServiceRuntime(settings or AppraisalSettings(), MIGRATIONS)
-    handlers.register(runtime)
-    runtime.around_handlers(flows.scores_once_per_transaction())
+    batches = Batches(runtime.county, publishing)
+    handlers.register(runtime, handlers.Handlers(runtime.county, batches))
+    runtime.around_handlers(batches.scope)
     runtime.publishes(ScoreUpdated, AlertRaised)
     return runtime
 

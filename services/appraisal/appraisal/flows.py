@@ -1,16 +1,17 @@
-"""Appraisal's operations inside the caller's transaction: read facts, let the rules compute,
-publish score.updated and alert.raised through the outbox."""
+"""Appraisal's operations: a consumer batch's facts applied set-based in the caller's transaction,
+the changed subjects' figures published once per batch; and the figures of a town's month read
+from what is stored. Live consumption and the rebuild apply batches with the same function."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
+from townflow_shared.county import County
 from townflow_shared.events import (
     AlertRaised,
     AlertRaisedData,
@@ -24,8 +25,50 @@ from townflow_shared.telemetry import current_trace_headers
 from townflow_shared.town import Town
 
 from . import rules, store
+from .facts import Cause, FactBatch, SubjectKey
 
-Subject = tuple[rules.SubjectType, str]
+
+class Batches:
+    """Each consumer transaction's batch of facts: the handlers add to it event by event; when
+    they are all done, still inside the transaction, it is applied in one set of statements."""
+
+    def __init__(self, county: County, publishing: bool = True) -> None:
+        self.county = county
+        self.publishing = publishing  # a rebuild keeps alerts but publishes nothing: subscribers have had it
+        self._open: dict[asyncpg.Connection, FactBatch] = {}
+
+    def of(self, conn: asyncpg.Connection) -> FactBatch:
+        return self._open[conn]
+
+    def cause(self, conn: asyncpg.Connection, event: Envelope) -> tuple[FactBatch, Cause]:
+        """The transaction's batch, and the event as a cause of changed figures with its trace
+        (which only a published score needs: formatting it is a good part of a replay's time)."""
+        batch = self._open[conn]
+        return batch, batch.cause(event, current_trace_headers() if self.publishing else {})
+
+    @asynccontextmanager
+    async def scope(self, conn: asyncpg.Connection) -> AsyncIterator[None]:
+        self._open[conn] = FactBatch()
+        try:
+            yield
+        finally:
+            batch = self._open.pop(conn)
+        await apply_batch(conn, batch, self.county, self.publishing)  # only when every handler succeeded
+
+
+async def apply_batch(conn: asyncpg.Connection, batch: FactBatch, county: County, publishing: bool) -> None:
+    """The one way appraisal takes in events: facts by kind in one statement each, the touched
+    tasks' contributions recomputed and written in one (statement triggers add them to the
+    subjects' totals), then the changed subjects' figures and alerts."""
+    await store.record_matters(conn, batch)
+    await store.record_dispatches(conn, batch)
+    await store.record_task_events(conn, batch)
+    await store.record_inspections(conn, batch)
+    changed = await _refresh_contributions(conn, batch, county)
+    for subject, causes in batch.subject_causes.items():
+        changed.setdefault(subject, []).extend(causes)
+    if changed:
+        await _figures_changed(conn, changed, county, publishing)
 
 
 def task_fact(row: asyncpg.Record) -> rules.TaskFact:
@@ -48,160 +91,157 @@ def inspection_fact(row: asyncpg.Record) -> rules.InspectionFact:
                                 str(row["event_id"]))
 
 
-def subjects_of_task(row: asyncpg.Record | None) -> list[Subject]:
-    if row is None or row["dispatched_event"] is None:
-        return []
-    pairs: list[Subject] = [("staff", row["assignee"]), ("module", row["module"]),
-                            ("village", row["village"]), ("seconded_unit", row["seconded_unit"])]
-    return [(t, i) for t, i in pairs if i]
+def subjects_of_task(row: asyncpg.Record) -> list[tuple[rules.SubjectType, str]]:
+    return [(t, i) for t in rules.SUBJECT_TYPES if (i := row[_SUBJECT_COLUMN[t]])]
 
 
-def module_staff(town: Town, module: str) -> list[str]:
-    return [s.id for s in town.staff.values() if s.module == module]
+_SUBJECT_COLUMN = {"staff": "assignee", "module": "module", "village": "village", "seconded_unit": "seconded_unit"}
 
 
-async def refresh_contribution(conn: asyncpg.Connection, town: Town, task_id: str) -> asyncpg.Record | None:
-    """Recompute what a task adds to its subjects, after any of its facts changed; return the
-    task's facts (its subjects and period), or None while its dispatch has not arrived."""
-    row = await store.fact_of_task(conn, town.code, task_id)
-    if row is None:
-        return None  # not dispatched yet: it counts once its dispatch arrives
-    c, points = rules.contribution(task_fact(row), town, town.rules.appraisal)
-    await store.set_contribution(conn, town.code, task_id, vars(c), points)
-    return row
+async def _refresh_contributions(conn: asyncpg.Connection, batch: FactBatch,
+                                 county: County) -> dict[SubjectKey, list[Cause]]:
+    """Recompute what each touched task adds to its subjects (the rules on its facts, whatever
+    order they came in); write those that changed; return the subjects touched, with why."""
+    touched: dict[SubjectKey, list[Cause]] = {}
+    changed = []
+    for row in await store.facts_of_tasks(conn, batch.task_causes, batch.matter_causes):
+        town = county.town(row["town_code"])
+        if town is None:  # a town no longer served: its facts are kept, its figures not computed
+            continue
+        counts, points = rules.contribution(task_fact(row), town, town.rules.appraisal)
+        c = vars(counts)
+        if any(row[f"c_{k}"] != v for k, v in c.items()) or row["c_points"] != points:
+            changed.append((row["town_code"], row["task_id"], c, points))
+        causes = list(batch.task_causes.get((row["town_code"], row["task_id"]), ()))
+        if not row["superseded"]:  # a rating counts for the matter's standing task only
+            causes += batch.matter_causes.get((row["town_code"], row["request_id"]), ())
+        for subject_type, subject_id in subjects_of_task(row) if causes else ():
+            touched.setdefault((town.code, subject_type, subject_id, row["period"]), []).extend(causes)
+    await store.set_contributions(conn, changed)
+    return touched
 
 
-def figures_of(town: Town, subject_type: rules.SubjectType, subject_id: str, period: str,
-               state: store.SubjectState) -> rules.Figures:
-    """A subject's figures from the sums of its contributions and its peers' points."""
-    c = rules.Counts(**state.sums)
-    r = rules.rates(c)
-    a = town.rules.appraisal
-    return rules.Figures(subject_type, subject_id, period, c, r, state.points,
-                         rules.dimensions(r, c, state.points, rules.median(state.peers), a), rules.composite(r, a))
-
-
-@dataclass
-class _Changed:
-    """A subject's figures changed in this transaction: in which town, by which events, under
-    whose trace."""
-    town: Town
-    causes: list[Envelope] = field(default_factory=list)
-    trace: dict[str, str] = field(default_factory=dict)
-
-
-# A subject of a town in a month: (town_code, subject_type, subject_id, period).
-_Key = tuple[str, rules.SubjectType, str, str]
-
-_changed_in_transaction: ContextVar[dict[_Key, _Changed] | None] = ContextVar(
-    "appraisal_changed_in_transaction", default=None)
-
-
-def scores_once_per_transaction() -> Callable[[asyncpg.Connection], AbstractAsyncContextManager[None]]:
-    """A consumer batch publishes each changed subject's figures once, after all its events:
-    at load a batch holds many events of the same staff, module and village, and one
-    score.updated with the final figures says all that the intermediate ones would have."""
-
-    @asynccontextmanager
-    async def scope(conn: asyncpg.Connection) -> AsyncIterator[None]:
-        changed: dict[_Key, _Changed] = {}
-        token = _changed_in_transaction.set(changed)
-        try:
-            yield
-        finally:
-            _changed_in_transaction.reset(token)
-        await _publish(conn, changed)  # only when every handler succeeded
-
-    return scope
-
-
-async def publish_scores(conn: asyncpg.Connection, town: Town, subjects: Iterable[Subject],
-                         period: str | None, cause: Envelope) -> None:
-    """score.updated for each subject of the town whose figures the event touched (once per
-    consumer transaction, see scores_once_per_transaction; at once elsewhere); alerts for staff."""
-    if period is None:
+async def _figures_changed(conn: asyncpg.Connection, changed: dict[SubjectKey, list[Cause]], county: County,
+                           publishing: bool) -> None:
+    """Alerts due to the changed staff, raised once per level; with `publishing`, score.updated
+    for every changed subject (once per batch, with the figures after all of it) and
+    alert.raised, through the outbox."""
+    totals = await _totals_of_months(conn, {(town, period) for town, _, _, period in changed})
+    of_subject = {(code, t.subject_type, t.subject_id, period): t
+                  for (code, period), subjects in totals.items() for t in subjects}
+    ordered = sorted(changed.items(), key=lambda kv: (min(c.order for c in kv[1]), kv[0]))
+    due: dict[tuple[str, str, str], list[tuple[str, list[str], Envelope]]] = {}
+    for (code, subject_type, subject_id, period), causes in ordered:
+        mine = of_subject.get((code, subject_type, subject_id, period)) if subject_type == "staff" else None
+        town = county.town(code)
+        if mine is None or town is None:
+            continue
+        last = max(causes, key=lambda c: c.order).event
+        due[(code, subject_id, period)] = [(level, reasons, last) for level, reasons in
+                                           rules.alert_levels(mine.counts, town.rules.appraisal).items()]
+    raised = await store.raise_alerts(conn, [(*staff, level, reasons, cause.time, cause.id)
+                                             for staff, levels in due.items() for level, reasons, cause in levels])
+    if not publishing:
         return
-    batch = _changed_in_transaction.get()
-    changed = batch if batch is not None else {}
-    trace = current_trace_headers()  # the score follows the trace of the matter that changed it last
-    for subject_type, subject_id in dict.fromkeys(subjects):
-        entry = changed.setdefault((town.code, subject_type, subject_id, period), _Changed(town))
-        entry.causes.append(cause)
-        entry.trace = trace
-    if batch is None:
-        await _publish(conn, changed)
-
-
-async def _publish(conn: asyncpg.Connection, changed: dict[_Key, _Changed]) -> None:
-    """Every changed subject's figures in one query and their cache in one statement: the
-    peers' points and ranks are those from before this batch, within the subject's town."""
-    keys = [(code, subject_type, subject_id, period, _module_of(entry.town, subject_type, subject_id))
-            for (code, subject_type, subject_id, period), entry in changed.items()]
-    states = await store.subjects_state(conn, keys)
-    figures = [figures_of(entry.town, t, i, p, state)
-               for (_, t, i, p, _), entry, state in zip(keys, changed.values(), states, strict=True)]
-    ranks = await store.cache_scores(conn, [(c, t, i, p, f.composite, f.points, m)
-                                            for (c, t, i, p, m), f in zip(keys, figures, strict=True)])
+    figures = _figures_of_months(totals, county)
     events: list[Envelope] = []
     traces: list[dict[str, str]] = []
-    for ((_, subject_type, subject_id, period, _), figs, rank, entry) in zip(
-            keys, figures, ranks, changed.values(), strict=True):
-        cause = entry.causes[-1]
-        events.append(new_event(ScoreUpdated, ScoreUpdatedData(
-            subject_type=subject_type, subject_id=subject_id, period=period, rates=figs.rates,
-            points=figs.points, dimensions=figs.dimensions, composite=figs.composite, rank=rank,
-            cause_event_id=str(cause.id),
-            cause_event_ids=list(dict.fromkeys(str(c.id) for c in entry.causes)),
-            correlation_ids=list(dict.fromkeys(c.correlation_id for c in entry.causes))),
-            source="appraisal", town_code=entry.town.code,
-            subject=f"{subject_type}:{subject_id}", correlation_id=cause.correlation_id,
-            time=cause.time, causation_id=cause.id))
-        traces.append(entry.trace)
-        if subject_type == "staff":
-            alerts = await _alerts(conn, entry.town, subject_id, period, figs, cause)
-            events.extend(alerts)
-            traces.extend([entry.trace] * len(alerts))
+    for (code, subject_type, subject_id, period), causes in ordered:
+        f = figures.get((code, subject_type, subject_id, period))
+        if f is None:
+            continue
+        in_order = sorted(causes, key=lambda c: c.order)
+        trace = in_order[-1].trace  # the score follows the trace of the matter that changed it last
+        events.append(_score_updated(code, f, in_order))
+        traces.append(trace)
+        for level, reasons, cause in due.get((code, subject_id, period), []) if subject_type == "staff" else []:
+            if (code, subject_id, period, level) in raised:
+                events.append(_alert_raised(code, subject_id, period, level, reasons, cause))
+                traces.append(trace)
     await enqueue(conn, *events, trace_headers=traces)
 
 
-def _module_of(town: Town, subject_type: str, subject_id: str) -> str | None:
-    """A staff member's module: their peers for the workload median are its staff."""
-    return town.staff[subject_id].module if subject_type == "staff" and subject_id in town.staff else None
+def _score_updated(town_code: str, f: rules.Figures, causes: list[Cause]) -> Envelope:
+    cause = causes[-1].event
+    return new_event(ScoreUpdated, ScoreUpdatedData(
+        subject_type=f.subject_type, subject_id=f.subject_id, period=f.period, rates=f.rates, points=f.points,
+        dimensions=f.dimensions, composite=f.composite, rank=f.rank, cause_event_id=str(cause.id),
+        cause_event_ids=list(dict.fromkeys(str(c.event.id) for c in causes)),
+        correlation_ids=list(dict.fromkeys(c.event.correlation_id for c in causes))),
+        source="appraisal", town_code=town_code, subject=f"{f.subject_type}:{f.subject_id}",
+        correlation_id=cause.correlation_id, time=cause.time, causation_id=cause.id)
 
 
-async def _alerts(conn: asyncpg.Connection, town: Town, staff_id: str, period: str,
-                  figs: rules.Figures, cause: Envelope) -> list[Envelope]:
-    raised = []
-    for level, reasons in rules.alert_levels(figs.counts, town.rules.appraisal).items():
-        if await store.raise_alert(conn, town.code, staff_id, period, level, reasons, cause.time, cause.id):
-            raised.append(new_event(AlertRaised, AlertRaisedData(
-                staff_id=staff_id, period=period, level=level, reasons=reasons),  # type: ignore[arg-type]
-                source="appraisal", town_code=town.code, subject=f"staff:{staff_id}",
-                correlation_id=cause.correlation_id, time=cause.time, causation_id=cause.id))
-    return raised
+def _alert_raised(town_code: str, staff_id: str, period: str, level: str, reasons: list[str],
+                  cause: Envelope) -> Envelope:
+    return new_event(AlertRaised, AlertRaisedData(
+        staff_id=staff_id, period=period, level=level, reasons=reasons),  # type: ignore[arg-type]
+        source="appraisal", town_code=town_code, subject=f"staff:{staff_id}",
+        correlation_id=cause.correlation_id, time=cause.time, causation_id=cause.id)
 
 
-async def period_figures(db: asyncpg.Pool | asyncpg.Connection, town: Town,
-                         period: str) -> dict[rules.SubjectType, list[rules.Figures]]:
-    """Every subject's exact figures of a town for a period, straight from the facts."""
-    tasks = [task_fact(r) for r in await store.facts_of_period(db, town.code, period)]
-    inspections = [inspection_fact(r) for r in await store.inspections_of(db, town.code, period)]
-    return rules.all_figures(period, tasks, inspections, town, town.rules.appraisal)
+async def _totals_of_months(db: store.Db, months: Iterable[tuple[str, str]]
+                            ) -> dict[tuple[str, str], list[rules.SubjectTotals]]:
+    by_month: dict[tuple[str, str], list[rules.SubjectTotals]] = {}
+    for row in await store.month_totals(db, months):
+        by_month.setdefault((row["town_code"], row["period"]), []).append(_totals(row))
+    return by_month
 
 
-async def county_rankings(db: asyncpg.Pool | asyncpg.Connection, towns: Iterable[Town],
-                          period: str) -> dict[str, Any]:
+def _figures_of_months(totals: dict[tuple[str, str], list[rules.SubjectTotals]],
+                       county: County) -> dict[SubjectKey, rules.Figures]:
+    figures: dict[SubjectKey, rules.Figures] = {}
+    for (code, period), subjects in totals.items():
+        town = county.town(code)
+        if town is None:
+            continue
+        for subject_type, figs in rules.month_figures(period, subjects, town, town.rules.appraisal).items():
+            for f in figs:
+                figures[(code, subject_type, f.subject_id, period)] = f
+    return figures
+
+
+def _totals(row: asyncpg.Record) -> rules.SubjectTotals:
+    return rules.SubjectTotals(row["subject_type"], row["subject_id"],
+                               rules.Counts(**{c: row[c] for c in store.COUNT_COLUMNS}),
+                               round(float(row["points"]), 4))
+
+
+async def month_figures(db: store.Db, town: Town, period: str) -> dict[rules.SubjectType, list[rules.Figures]]:
+    """Every subject's figures of a town's month, from its stored totals (that month's rows only)."""
+    totals = [_totals(row) for row in await store.month_totals(db, [(town.code, period)])]
+    return rules.month_figures(period, totals, town, town.rules.appraisal)
+
+
+async def ledger(db: store.Db, town: Town, subject_type: rules.SubjectType, subject_id: str,
+                 period: str) -> list[rules.LedgerEntry]:
+    """Every points entry of a subject's month with the event behind it: the same rules that made
+    its contributions, over its own tasks and inspections. A busy module's month is thousands of
+    tasks: the entries are made in a worker thread, so the event loop (the consumer, the relay,
+    the probes) never waits on them."""
+    tasks = await store.tasks_of_subject(db, town.code, subject_type, subject_id, period)
+    inspections = await store.inspections_of_subject(db, town.code, subject_type, subject_id, period)
+    return await asyncio.to_thread(_entries_of, tasks, inspections, town, subject_type, subject_id)
+
+
+def _entries_of(tasks: list[asyncpg.Record], inspections: list[asyncpg.Record], town: Town,
+                subject_type: rules.SubjectType, subject_id: str) -> list[rules.LedgerEntry]:
+    return [e for e in rules.ledger([task_fact(r) for r in tasks], [inspection_fact(r) for r in inspections],
+                                    town, town.rules.appraisal)
+            if e.subject(subject_type) == subject_id]
+
+
+async def county_rankings(db: store.Db, towns: Iterable[Town], period: str) -> dict[str, Any]:
     """The county's towns ranked by the composite of their matters and by each rate (SPEC §8)."""
-    figures = {}
-    for town in towns:
-        tasks = [task_fact(r) for r in await store.facts_of_period(db, town.code, period)]
-        figures[town.code] = rules.town_figures(town.code, town.info.name, rules.counts(tasks), town.rules.appraisal)
-    return {"period": period, **rules.county_rankings(list(figures.values()))}
+    towns = list(towns)
+    counts = {r["town_code"]: rules.Counts(**{c: r[c] for c in store.COUNT_COLUMNS})
+              for r in await store.town_counts(db, [t.code for t in towns], period)}
+    return {"period": period, **rules.county_rankings([
+        rules.town_figures(t.code, t.info.name, counts.get(t.code, rules.Counts()), t.rules.appraisal)
+        for t in towns])}
 
 
 def as_dict(f: rules.Figures, extra: dict[str, object] | None = None) -> dict[str, object]:
     return {"subject_type": f.subject_type, "subject_id": f.subject_id, "period": f.period,
             "rates": f.rates, "points": f.points, "dimensions": f.dimensions, "composite": f.composite,
             "rank": f.rank, "counts": vars(f.counts), **(extra or {})}
-
-

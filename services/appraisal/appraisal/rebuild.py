@@ -4,8 +4,10 @@ and check that it ends with exactly the figures the live service holds.
     python -m appraisal rebuild --into postgresql://…/appraisal_rebuild [--compare]
 
 The parent departments' posted scores of seconded units are the one input not on a topic: they
-are copied from the live database first. Score notifications written during the replay are
-dropped, not published again: subscribers have had them."""
+are copied from the live database first. The replay runs the live consumer's path (BatchConsumer,
+then flows.apply_batch) on large fetches: a few set-based statements per batch of thousands of
+events, one transaction each. Nothing is published again (subscribers have had it); alerts are
+kept."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from townflow_shared import db
 from townflow_shared.consumer import Poison
@@ -50,13 +52,42 @@ class _CountPoison:
             self.report(f"  {x.record.topic}[{x.record.partition}]@{x.record.offset} skipped: {describe(x.error)}")
 
 
-async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str], None] = print,
-                  every: int = 1000) -> dict[str, int]:
-    runtime = create_runtime(settings)
+class Progress:
+    """Progress lines with the replay's rate and, from the end offsets against the consumer's
+    position, the time still to go."""
+
+    def __init__(self, report: Callable[[str], None], total: int, every_seconds: float) -> None:
+        self.report = report
+        self.total = total
+        self.every_seconds = every_seconds
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def rate(self, replayed: int) -> float:
+        return replayed / max(time.monotonic() - self.started, 1e-9)
+
+    def tick(self, replayed: int, remaining: int) -> None:
+        now = time.monotonic()
+        if replayed == 0 or now - self.last < self.every_seconds:
+            return
+        self.last = now
+        rate = self.rate(replayed)
+        self.report(f"  {replayed}/{self.total} ({100 * replayed / max(self.total, 1):.0f}%), {rate:.0f} msg/s,"
+                    f" ETA {_duration(remaining / rate if rate else 0)}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str], None] = print) -> dict[str, int]:
+    runtime = create_runtime(settings, publishing=False)
     live = await db.create_pool(settings.database_url.get_secret_value(), 1, 2)
     target = await db.create_pool(into, 1, 4)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=settings.consume_batch_max)
+                                auto_offset_reset="earliest", max_poll_records=settings.rebuild_batch_max)
     try:
         await db.migrate(target, [db.SHARED_MIGRATIONS, MIGRATIONS])
         if await target.fetchval("SELECT count(*) FROM inbox"):
@@ -67,7 +98,7 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
                                                 row["posted_by"], row["posted_at"])
         runtime.use_pool(target)
         poison = _CountPoison(report)
-        batches = runtime.batch_consumer(poison)
+        batches = runtime.batch_consumer(poison)  # the live consumer's own path, in large batches
         topics = [event_type.topic for event_type in runtime.handlers]
         await consumer.start()
         partitions = await topic_partitions(settings.kafka_bootstrap, topics)
@@ -75,12 +106,13 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         total = sum(ends.values())
-        replayed, next_report = 0, every
-        report(f"replaying {total} messages from {len(topics)} topics")
-        started = time.monotonic()
+        replayed = 0
+        report(f"replaying {total} messages from {len(topics)} topics, up to {settings.rebuild_batch_max} a batch")
+        progress = Progress(report, total, settings.rebuild_progress_seconds)
         retrying = Retrying(f"{runtime.service}-rebuild", settings.retry_base_seconds, settings.retry_max_seconds)
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            fetched = await consumer.getmany(timeout_ms=500)
+        while remaining := await _remaining(consumer, ends):
+            progress.tick(replayed, remaining)
+            fetched = await consumer.getmany(timeout_ms=500, max_records=settings.rebuild_batch_max)
             records = [r for tp, rs in fetched.items() for r in rs if r.offset < ends[tp]]
             while records:  # the same one loop as the live consumer, the same waiting out of outages
                 try:
@@ -92,18 +124,20 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
                     await asyncio.sleep(delay)
             retrying.succeeded()
             replayed += len(records)
-            if replayed >= next_report:
-                next_report += every
-                rate = replayed / max(time.monotonic() - started, 1e-9)
-                report(f"  {replayed}/{total} ({100 * replayed / max(total, 1):.0f}%), {rate:.0f} msg/s")
-        await target.execute("DELETE FROM outbox")
         applied = await target.fetchval("SELECT count(*) FROM inbox")
-        report(f"replayed {replayed} messages: {applied} applied, {poison.count} poison skipped")
+        seconds = time.monotonic() - progress.started
+        report(f"replayed {replayed} messages in {seconds:.1f}s ({progress.rate(replayed):.0f} msg/s):"
+               f" {applied} applied, {poison.count} poison skipped")
         return {"total": total, "replayed": replayed, "applied": applied, "poison": poison.count}
     finally:
         await consumer.stop()
         await live.close()
         await target.close()
+
+
+async def _remaining(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> int:
+    """Messages still to replay: the end offsets taken at the start against the position."""
+    return sum([max(end - await consumer.position(tp), 0) for tp, end in ends.items()])
 
 
 async def snapshot(settings: AppraisalSettings, dsn: str) -> dict[str, Any]:
@@ -113,12 +147,12 @@ async def snapshot(settings: AppraisalSettings, dsn: str) -> dict[str, Any]:
     pool = await db.create_pool(dsn, 1, 2)
     try:
         result: dict[str, Any] = {}
-        for row in await store.periods(pool):
+        for row in await store.months(pool):
             town = county.town(row["town_code"])
             if town is None:  # a town no longer served: its facts are kept, its figures not computed
                 result.setdefault(row["town_code"], {})[row["period"]] = "town not served"
                 continue
-            figures = await flows.period_figures(pool, town, row["period"])
+            figures = await flows.month_figures(pool, town, row["period"])
             result.setdefault(town.code, {})[row["period"]] = {
                 kind: [flows.as_dict(f) for f in figs] for kind, figs in figures.items()}
         return json.loads(json.dumps(result, sort_keys=True, default=str))  # type: ignore[no-any-return]

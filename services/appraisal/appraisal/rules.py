@@ -1,14 +1,15 @@
-"""Appraisal's business rules as pure functions over facts (SPEC §5.5): rates, points, the four
-dimensions, the composite, ranks, alerts, the bonus split and the two-way score of seconded units.
+"""Appraisal's business rules as pure functions (SPEC §5.5): what one task adds to its subjects'
+counts and points, and from a subject's month of totals its rates, four dimensions, composite
+and rank; alerts, the bonus split and the two-way score of seconded units.
 
-Every figure is computed from facts, never kept as a running total, so replaying the topics in
-any interleaving gives exactly the same scores."""
+A task's contribution is computed from its facts, never from the order they arrived; subjects'
+totals are sums of contributions, so replaying the topics in any batching gives the same scores."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Literal
@@ -230,18 +231,6 @@ class Figures:
     dimensions: dict[str, float | None]
     composite: float | None
     rank: int | None = None
-    entries: list[LedgerEntry] = field(default_factory=list)
-
-
-def figures_of(subject_type: SubjectType, subject_id: str, period: str, tasks: Sequence[TaskFact],
-               entries: Sequence[LedgerEntry], median_points: float | None, rules: AppraisalRules) -> Figures:
-    mine = [t for t in tasks if t.subject(subject_type) == subject_id]
-    own_entries = [e for e in entries if e.subject(subject_type) == subject_id]
-    c = counts(mine)
-    r = rates(c)
-    points = round(sum(e.points for e in own_entries), 4)
-    return Figures(subject_type, subject_id, period, c, r, points,
-                   dimensions(r, c, points, median_points, rules), composite(r, rules), entries=own_entries)
 
 
 def median(values: Iterable[float]) -> float | None:
@@ -249,17 +238,32 @@ def median(values: Iterable[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def all_figures(period: str, tasks: Sequence[TaskFact], inspections: Sequence[InspectionFact], town: Town,
-                rules: AppraisalRules) -> dict[SubjectType, list[Figures]]:
-    """Every subject's figures for a period, with workload against peers and ranks."""
-    entries = ledger(tasks, inspections, town, rules)
+@dataclass(frozen=True)
+class SubjectTotals:
+    """A subject's month as kept: the sums of its tasks' and inspections' contributions."""
+    subject_type: SubjectType
+    subject_id: str
+    counts: Counts
+    points: float
+
+
+def month_figures(period: str, totals: Iterable[SubjectTotals], town: Town,
+                  rules: AppraisalRules) -> dict[SubjectType, list[Figures]]:
+    """Every subject's figures of a town's month from its totals, with workload against peers
+    and ranks within the town. Its work grows with the town's subjects, not with its matters."""
+    by_type: dict[SubjectType, list[SubjectTotals]] = {t: [] for t in SUBJECT_TYPES}
+    for t in totals:
+        by_type[t.subject_type].append(t)
     result: dict[SubjectType, list[Figures]] = {}
-    for subject_type in SUBJECT_TYPES:
-        ids = sorted({s for t in tasks if (s := t.subject(subject_type))}
-                     | {s for e in entries if (s := e.subject(subject_type))})
-        points = {i: sum(e.points for e in entries if e.subject(subject_type) == i) for i in ids}
-        peers = _peer_medians(subject_type, ids, points, town)
-        figs = [figures_of(subject_type, i, period, tasks, entries, peers.get(i), rules) for i in ids]
+    for subject_type, subjects in by_type.items():
+        subjects.sort(key=lambda t: t.subject_id)
+        points = {t.subject_id: t.points for t in subjects}
+        peers = _peer_medians(subject_type, list(points), points, town)
+        figs = []
+        for t in subjects:
+            r = rates(t.counts)
+            figs.append(Figures(subject_type, t.subject_id, period, t.counts, r, t.points,
+                                dimensions(r, t.counts, t.points, peers[t.subject_id], rules), composite(r, rules)))
         ranked = ranks({f.subject_id: f.composite for f in figs})
         for f in figs:
             f.rank = ranked.get(f.subject_id)

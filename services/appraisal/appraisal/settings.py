@@ -4,3 +4,7 @@ from townflow_shared.settings import ServiceSettings
 class AppraisalSettings(ServiceSettings):
     service_name: str = "appraisal"
     http_port: int = 8004
+    # A rebuild applies what one fetch returns as one batch: large, so a replay costs a few
+    # set-based statements per thousands of events instead of round trips per event.
+    rebuild_batch_max: int = 5000
+    rebuild_progress_seconds: float = 5.0

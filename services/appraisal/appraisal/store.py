@@ -1,160 +1,244 @@
-"""Every SQL statement of appraisal, as named functions over asyncpg."""
+"""Every SQL statement of appraisal, as named functions over asyncpg. A consumer batch is written
+with one statement per kind of fact (arrays unnested server-side); the statement triggers of
+migration 006 add the contributions' change to subject_totals in the same transaction."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
 
+from .facts import FactBatch, MatterKey, TaskKey
+
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
-# A task fact as the rules read it: whether it stands (not redispatched away) and was answered in time.
-_FACTS = """
-SELECT t.*, m.rating, m.rated_event,
-       EXISTS (SELECT 1 FROM task_facts n WHERE n.town_code = t.town_code AND n.redispatch_of = t.task_id
-               AND n.dispatched_event IS NOT NULL) AS superseded,
-       coalesce(t.accepted_at <= t.respond_by
-                OR (t.accepted_at IS NULL AND t.first_completed_at <= t.respond_by), false) AS responded
-FROM task_facts t LEFT JOIN matter_facts m ON m.town_code = t.town_code AND m.request_id = t.request_id
-WHERE t.dispatched_event IS NOT NULL AND t.town_code = $1
-"""
+COUNT_COLUMNS = ("dispatched", "responded", "resolved", "completed", "reworked", "extended", "rated",
+                 "satisfied", "overdue", "escalated", "escalated_red")
+
+# The columns a dispatch sets, in the order of upsert_dispatched's arrays.
+DISPATCH_COLUMNS = ("town_code", "task_id", "request_id", "dispatched_event", "period", "assignee", "post", "module",
+                    "village", "seconded_unit", "item_code", "colour", "difficulty", "dispatched_at", "respond_by",
+                    "resolve_by", "redispatch_of")
 
 
-async def upsert_matter(conn: asyncpg.Connection, town_code: str, request_id: str, **fields: Any) -> None:
-    columns = ["town_code", "request_id", *fields]
-    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in fields)
-    await conn.execute(f"INSERT INTO matter_facts ({', '.join(columns)}) VALUES ({values})"  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
-                       f" ON CONFLICT (town_code, request_id) DO UPDATE SET {updates}", town_code, request_id,
-                       *fields.values())
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column, for unnest."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
-async def upsert_dispatched(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
-    columns = list(row)
-    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in ("town_code", "task_id"))
-    await conn.execute(f"INSERT INTO task_facts ({', '.join(columns)}) VALUES ({values})"  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
-                       f" ON CONFLICT (town_code, task_id) DO UPDATE SET {updates}", *row.values())
+# --- a consumer batch's facts ---------------------------------------------------------------
+async def record_matters(conn: asyncpg.Connection, batch: FactBatch) -> None:
+    """Filings and ratings: each sets its own columns, a later one of the batch already won."""
+    if batch.filed:
+        await conn.execute(
+            "INSERT INTO matter_facts (town_code, request_id, village, filed_at)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])"
+            " ON CONFLICT (town_code, request_id) DO UPDATE SET village = EXCLUDED.village, filed_at = EXCLUDED.filed_at",
+            *_columns([(*k, *v) for k, v in sorted(batch.filed.items())], 4))
+    if batch.rated:
+        await conn.execute(
+            "INSERT INTO matter_facts (town_code, request_id, rating, rated_at, rated_event)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[])"
+            " ON CONFLICT (town_code, request_id) DO UPDATE SET rating = EXCLUDED.rating,"
+            " rated_at = EXCLUDED.rated_at, rated_event = EXCLUDED.rated_event",
+            *_columns([(*k, *v) for k, v in sorted(batch.rated.items())], 5))
 
 
-async def ensure_task(conn: asyncpg.Connection, town_code: str, task_id: str, request_id: str) -> None:
-    """Facts of a task may arrive before its dispatch (topics are consumed side by side)."""
-    await conn.execute("INSERT INTO task_facts (town_code, task_id, request_id) VALUES ($1, $2, $3)"
-                       " ON CONFLICT DO NOTHING", town_code, task_id, request_id)
-
-
-async def mark_invalid_return(conn: asyncpg.Connection, town_code: str, task_id: str, request_id: str,
-                              event_id: uuid.UUID) -> None:
-    await ensure_task(conn, town_code, task_id, request_id)
-    await conn.execute("UPDATE task_facts SET returned_invalid = true, invalid_return_event = $3"
-                       " WHERE town_code = $1 AND task_id = $2", town_code, task_id, event_id)
-
-
-async def record_accepted(conn: asyncpg.Connection, town_code: str, task_id: str, request_id: str, at: datetime,
-                          event_id: uuid.UUID) -> None:
-    await ensure_task(conn, town_code, task_id, request_id)
-    await conn.execute("UPDATE task_facts SET accepted_at = least(coalesce(accepted_at, $3), $3),"
-                       " accepted_event = coalesce(accepted_event, $4) WHERE town_code = $1 AND task_id = $2",
-                       town_code, task_id, at, event_id)
-
-
-async def record_completed(conn: asyncpg.Connection, town_code: str, task_id: str, request_id: str,
-                           at: datetime, on_time: bool, event_id: uuid.UUID) -> None:
-    await ensure_task(conn, town_code, task_id, request_id)
+async def record_dispatches(conn: asyncpg.Connection, batch: FactBatch) -> None:
+    if not batch.dispatched:
+        return
+    rows = [tuple(row[c] for c in DISPATCH_COLUMNS) for _, row in sorted(batch.dispatched.items())]
     await conn.execute(
-        "UPDATE task_facts SET completions = completions + 1,"
-        " first_completed_at = least(coalesce(first_completed_at, $3), $3),"
-        " last_on_time = CASE WHEN last_completed_at IS NULL OR $3 >= last_completed_at THEN $4 ELSE last_on_time END,"
-        " last_completed_at = greatest(coalesce(last_completed_at, $3), $3),"
-        " completed_event = coalesce(completed_event, $5) WHERE town_code = $1 AND task_id = $2",
-        town_code, task_id, at, on_time, event_id)
+        "INSERT INTO task_facts (town_code, task_id, request_id, dispatched_event, period, assignee, post, module,"
+        " village, seconded_unit, item_code, colour, difficulty, dispatched_at, respond_by, resolve_by, redispatch_of)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],"
+        " $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::float8[], $14::timestamptz[],"
+        " $15::timestamptz[], $16::timestamptz[], $17::text[])"
+        " ON CONFLICT (town_code, task_id) DO UPDATE SET request_id = EXCLUDED.request_id,"
+        " dispatched_event = EXCLUDED.dispatched_event, period = EXCLUDED.period, assignee = EXCLUDED.assignee,"
+        " post = EXCLUDED.post, module = EXCLUDED.module, village = EXCLUDED.village,"
+        " seconded_unit = EXCLUDED.seconded_unit, item_code = EXCLUDED.item_code, colour = EXCLUDED.colour,"
+        " difficulty = EXCLUDED.difficulty, dispatched_at = EXCLUDED.dispatched_at,"
+        " respond_by = EXCLUDED.respond_by, resolve_by = EXCLUDED.resolve_by, redispatch_of = EXCLUDED.redispatch_of",
+        *_columns(rows, len(DISPATCH_COLUMNS)))
 
 
-async def record_supervised(conn: asyncpg.Connection, town_code: str, task_id: str, request_id: str, level: str,
-                            event_id: uuid.UUID) -> None:
-    await ensure_task(conn, town_code, task_id, request_id)
-    if level in ("overdue", "escalated"):
-        await conn.execute(f"UPDATE task_facts SET {level}_event = coalesce({level}_event, $3)"  # noqa: S608 - level is one of the two literals checked above
-                           " WHERE town_code = $1 AND task_id = $2", town_code, task_id, event_id)
-
-
-async def record_extended(conn: asyncpg.Connection, town_code: str, task_id: str, request_id: str,
-                          event_id: uuid.UUID) -> None:
-    await ensure_task(conn, town_code, task_id, request_id)
-    await conn.execute("UPDATE task_facts SET extensions = extensions + 1,"
-                       " extended_event = coalesce(extended_event, $3) WHERE town_code = $1 AND task_id = $2",
-                       town_code, task_id, event_id)
-
-
-async def record_failed_check(conn: asyncpg.Connection, town_code: str, task_id: str, request_id: str,
-                              event_id: uuid.UUID) -> None:
-    await ensure_task(conn, town_code, task_id, request_id)
-    await conn.execute("UPDATE task_facts SET failed_checks = failed_checks + 1,"
-                       " rework_event = coalesce(rework_event, $3) WHERE town_code = $1 AND task_id = $2",
-                       town_code, task_id, event_id)
-
-
-async def record_inspection(conn: asyncpg.Connection, town_code: str, inspection_id: str, period: str,
-                            officers: list[str], task_count: int, finished_at: datetime, event_id: uuid.UUID) -> None:
+async def record_task_events(conn: asyncpg.Connection, batch: FactBatch) -> None:
+    """Every other fact of the batch's tasks in one upsert: a task not dispatched yet gets its row
+    (topics are consumed side by side), one already known folds the batch's facts into its own."""
+    if not batch.task_events:
+        return
+    rows = [(town, task, e.request_id, e.accepted_at, e.accepted_event, e.completions, e.first_completed_at,
+             e.last_completed_at, e.last_on_time, e.completed_event, e.overdue_event, e.escalated_event,
+             e.extensions, e.extended_event, e.failed_checks, e.rework_event, e.invalid_return_event is not None,
+             e.invalid_return_event)
+            for (town, task), e in sorted(batch.task_events.items())]
     await conn.execute(
-        "INSERT INTO inspection_facts (town_code, inspection_id, period, officers, task_count, finished_at, event_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        town_code, inspection_id, period, officers, task_count, finished_at, event_id)
+        "INSERT INTO task_facts AS t (town_code, task_id, request_id, accepted_at, accepted_event, completions,"
+        " first_completed_at, last_completed_at, last_on_time, completed_event, overdue_event, escalated_event,"
+        " extensions, extended_event, failed_checks, rework_event, returned_invalid, invalid_return_event)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[], $6::int[],"
+        " $7::timestamptz[], $8::timestamptz[], $9::bool[], $10::uuid[], $11::uuid[], $12::uuid[], $13::int[],"
+        " $14::uuid[], $15::int[], $16::uuid[], $17::bool[], $18::uuid[])"
+        " ON CONFLICT (town_code, task_id) DO UPDATE SET"
+        "  accepted_at = least(t.accepted_at, EXCLUDED.accepted_at),"
+        "  accepted_event = coalesce(t.accepted_event, EXCLUDED.accepted_event),"
+        "  completions = t.completions + EXCLUDED.completions,"
+        "  first_completed_at = least(t.first_completed_at, EXCLUDED.first_completed_at),"
+        # the timeliness of the latest completion; of two at the same moment, the one handled last
+        "  last_on_time = CASE WHEN EXCLUDED.last_completed_at IS NULL THEN t.last_on_time"
+        "   WHEN t.last_completed_at IS NULL OR EXCLUDED.last_completed_at >= t.last_completed_at"
+        "   THEN EXCLUDED.last_on_time ELSE t.last_on_time END,"
+        "  last_completed_at = greatest(t.last_completed_at, EXCLUDED.last_completed_at),"
+        "  completed_event = coalesce(t.completed_event, EXCLUDED.completed_event),"
+        "  overdue_event = coalesce(t.overdue_event, EXCLUDED.overdue_event),"
+        "  escalated_event = coalesce(t.escalated_event, EXCLUDED.escalated_event),"
+        "  extensions = t.extensions + EXCLUDED.extensions,"
+        "  extended_event = coalesce(t.extended_event, EXCLUDED.extended_event),"
+        "  failed_checks = t.failed_checks + EXCLUDED.failed_checks,"
+        "  rework_event = coalesce(t.rework_event, EXCLUDED.rework_event),"
+        "  returned_invalid = t.returned_invalid OR EXCLUDED.returned_invalid,"
+        "  invalid_return_event = coalesce(EXCLUDED.invalid_return_event, t.invalid_return_event)",
+        *_columns(rows, 18))
 
 
-async def standing_tasks_of_request(conn: asyncpg.Connection, town_code: str, request_id: str) -> list[asyncpg.Record]:
+async def record_inspections(conn: asyncpg.Connection, batch: FactBatch) -> None:
+    """Inspections and their officers' points (the statement trigger adds these to the totals)."""
+    if batch.inspections:
+        await conn.execute(
+            "INSERT INTO inspection_facts (town_code, inspection_id, period, officers, task_count, finished_at,"
+            " event_id) SELECT i.town_code, i.inspection_id, i.period,"
+            "  ARRAY(SELECT jsonb_array_elements_text(i.officers::jsonb)), i.task_count, i.finished_at, i.event_id"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::uuid[])"
+            "  AS i(town_code, inspection_id, period, officers, task_count, finished_at, event_id)"
+            " ON CONFLICT DO NOTHING",
+            *_columns([(f.town_code, f.inspection_id, f.period, _json_list(f.officers), f.task_count, f.finished_at,
+                        f.event_id) for _, f in sorted(batch.inspections.items())], 7))
+    if batch.officer_points:
+        await conn.execute(
+            "INSERT INTO inspection_points (town_code, inspection_id, staff_id, module, seconded_unit, period, points)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+            " $7::float8[]) ON CONFLICT DO NOTHING",
+            *_columns([(*k, p.module, p.seconded_unit, p.period, p.points)
+                       for k, p in sorted(batch.officer_points.items())], 7))
+
+
+def _json_list(values: Iterable[str]) -> str:
+    """A list of text as JSON: unnest cannot take an array of arrays of different lengths."""
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+async def facts_of_tasks(conn: asyncpg.Connection, tasks: Iterable[TaskKey],
+                         matters: Iterable[MatterKey]) -> list[asyncpg.Record]:
+    """The dispatched tasks among `tasks` and every task of `matters`, as the rules read them,
+    with their contributions as they stand."""
+    task_list, matter_list = sorted(tasks), sorted(matters)
     return await conn.fetch(
-        "SELECT * FROM task_facts t WHERE t.town_code = $1 AND t.request_id = $2 AND t.dispatched_event IS NOT NULL"
-        " AND NOT EXISTS (SELECT 1 FROM task_facts n WHERE n.town_code = t.town_code AND n.redispatch_of = t.task_id"
-        " AND n.dispatched_event IS NOT NULL)", town_code, request_id)
+        "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(town_code, task_id)"
+        " UNION SELECT t.town_code, t.task_id FROM unnest($3::text[], $4::text[]) AS r(town_code, request_id)"
+        "  JOIN task_facts t ON t.town_code = r.town_code AND t.request_id = r.request_id)"
+        " SELECT f.* FROM wanted w JOIN task_fact_rows f ON f.town_code = w.town_code AND f.task_id = w.task_id",
+        *_columns(task_list, 2), *_columns(matter_list, 2))
 
 
-async def facts_of_period(db: Db, town_code: str, period: str) -> list[asyncpg.Record]:
-    return await db.fetch(_FACTS + " AND t.period = $2", town_code, period)
-
-
-async def inspections_of(db: Db, town_code: str, period: str) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT * FROM inspection_facts WHERE town_code = $1 AND period = $2", town_code, period)
-
-
-async def periods(db: Db) -> list[asyncpg.Record]:
-    """Every (town_code, period) that holds facts."""
-    return await db.fetch("SELECT DISTINCT town_code, period FROM task_facts WHERE period IS NOT NULL"
-                          " UNION SELECT DISTINCT town_code, period FROM inspection_facts ORDER BY 1, 2")
-
-
-async def cache_scores(conn: asyncpg.Connection,
-                       rows: Sequence[tuple[str, str, str, str, float | None, float, str | None]]) -> list[int | None]:
-    """Remember subjects' latest figures, each (town_code, subject_type, subject_id, period,
-    composite, points, module) once; return each one's rank among its cached peers of its town, in
-    one statement (the counts read the snapshot before the upsert, so a subject does not count itself)."""
+async def set_contributions(conn: asyncpg.Connection,
+                            rows: Sequence[tuple[str, str, dict[str, int], float]]) -> None:
+    """Each (town_code, task_id, counts, points): what the task adds to its subjects now."""
     if not rows:
-        return []
-    ahead = await conn.fetch(
-        "WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[],"
-        "  $7::text[]) WITH ORDINALITY AS s(town_code, subject_type, subject_id, period, composite, points, module, ord)),"
-        " upsert AS (INSERT INTO score_cache (town_code, subject_type, subject_id, period, composite, points, module)"
-        "  SELECT town_code, subject_type, subject_id, period, composite, points, module FROM s"
-        "  ON CONFLICT (town_code, subject_type, subject_id, period)"
-        "  DO UPDATE SET composite = EXCLUDED.composite, points = EXCLUDED.points)"
-        " SELECT (SELECT count(*) FROM score_cache c WHERE c.town_code = s.town_code"
-        "  AND c.subject_type = s.subject_type AND c.period = s.period AND c.composite > s.composite"
-        "  AND c.subject_id <> s.subject_id) AS ahead"
-        " FROM s ORDER BY s.ord",
-        *(list(column) for column in zip(*rows, strict=True)))
-    return [None if row[4] is None else 1 + int(a["ahead"]) for row, a in zip(rows, ahead, strict=True)]
+        return
+    await conn.execute(
+        "UPDATE task_facts t SET c_dispatched = c.dispatched, c_responded = c.responded, c_resolved = c.resolved,"
+        " c_completed = c.completed, c_reworked = c.reworked, c_extended = c.extended, c_rated = c.rated,"
+        " c_satisfied = c.satisfied, c_overdue = c.overdue, c_escalated = c.escalated,"
+        " c_escalated_red = c.escalated_red, c_points = c.points"
+        " FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[], $8::int[],"
+        "  $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::float8[])"
+        "  AS c(town_code, task_id, dispatched, responded, resolved, completed, reworked, extended, rated,"
+        "  satisfied, overdue, escalated, escalated_red, points)"
+        " WHERE t.town_code = c.town_code AND t.task_id = c.task_id",
+        *_columns([(town, task, *(counts[c] for c in COUNT_COLUMNS), points)
+                   for town, task, counts, points in sorted(rows, key=lambda r: (r[0], r[1]))],
+                  2 + len(COUNT_COLUMNS) + 1))
 
 
-async def raise_alert(conn: asyncpg.Connection, town_code: str, staff_id: str, period: str, level: str,
-                      reasons: list[str], at: datetime, cause: uuid.UUID) -> bool:
-    return bool(await conn.fetchval(
+# --- figures ----------------------------------------------------------------------------------
+async def month_totals(db: Db, months: Iterable[tuple[str, str]]) -> list[asyncpg.Record]:
+    """Every subject's totals of each (town_code, period): the rows of those months only."""
+    month_list = sorted(set(months))
+    return await db.fetch(
+        "SELECT s.* FROM unnest($1::text[], $2::text[]) AS m(town_code, period)"
+        " JOIN subject_totals s ON s.town_code = m.town_code AND s.period = m.period"
+        " WHERE s.subject_id <> ''",  # a subject without a name is nobody's figure
+        *_columns(month_list, 2))
+
+
+async def town_counts(db: Db, town_codes: Sequence[str], period: str) -> list[asyncpg.Record]:
+    """Each town's counts of a month: every standing task has one assignee, so its staff's
+    totals add up to the town's."""
+    return await db.fetch(
+        "SELECT town_code, sum(dispatched)::int AS dispatched, sum(responded)::int AS responded,"
+        " sum(resolved)::int AS resolved, sum(completed)::int AS completed, sum(reworked)::int AS reworked,"
+        " sum(extended)::int AS extended, sum(rated)::int AS rated, sum(satisfied)::int AS satisfied,"
+        " sum(overdue)::int AS overdue, sum(escalated)::int AS escalated, sum(escalated_red)::int AS escalated_red"
+        " FROM subject_totals WHERE town_code = ANY($1::text[]) AND period = $2 AND subject_type = 'staff'"
+        " GROUP BY town_code", list(town_codes), period)
+
+
+async def months(db: Db) -> list[asyncpg.Record]:
+    """Every (town_code, period) that holds figures."""
+    return await db.fetch("SELECT DISTINCT town_code, period FROM subject_totals ORDER BY 1, 2")
+
+
+_SUBJECT_TASKS = {
+    "staff": "SELECT * FROM task_fact_rows WHERE town_code = $1 AND period = $2 AND assignee = $3",
+    "module": "SELECT * FROM task_fact_rows WHERE town_code = $1 AND period = $2 AND module = $3",
+    "village": "SELECT * FROM task_fact_rows WHERE town_code = $1 AND period = $2 AND village = $3",
+    "seconded_unit": "SELECT * FROM task_fact_rows WHERE town_code = $1 AND period = $2 AND seconded_unit = $3",
+}
+_SUBJECT_INSPECTIONS = {
+    "staff": "SELECT f.* FROM inspection_facts f JOIN inspection_points p USING (town_code, inspection_id)"
+             " WHERE p.town_code = $1 AND p.period = $2 AND p.staff_id = $3",
+    "module": "SELECT DISTINCT f.* FROM inspection_facts f JOIN inspection_points p USING (town_code, inspection_id)"
+              " WHERE p.town_code = $1 AND p.period = $2 AND p.module = $3",
+    "seconded_unit": "SELECT DISTINCT f.* FROM inspection_facts f"
+                     " JOIN inspection_points p USING (town_code, inspection_id)"
+                     " WHERE p.town_code = $1 AND p.period = $2 AND p.seconded_unit = $3",
+}
+
+
+async def tasks_of_subject(db: Db, town_code: str, subject_type: str, subject_id: str,
+                           period: str) -> list[asyncpg.Record]:
+    return await db.fetch(_SUBJECT_TASKS[subject_type], town_code, period, subject_id)
+
+
+async def inspections_of_subject(db: Db, town_code: str, subject_type: str, subject_id: str,
+                                 period: str) -> list[asyncpg.Record]:
+    if subject_type not in _SUBJECT_INSPECTIONS:
+        return []  # inspections count for their officers, not for villages
+    return await db.fetch(_SUBJECT_INSPECTIONS[subject_type], town_code, period, subject_id)
+
+
+# --- alerts and the parent departments' scores -------------------------------------------------
+async def raise_alerts(conn: asyncpg.Connection,
+                       rows: Sequence[tuple[str, str, str, str, list[str], datetime, uuid.UUID]]
+                       ) -> set[tuple[str, str, str, str]]:
+    """Each (town_code, staff_id, period, level, reasons, raised_at, cause) not raised before;
+    return the (town_code, staff_id, period, level) raised now (each level once per month)."""
+    if not rows:
+        return set()
+    raised = await conn.fetch(
         "INSERT INTO alerts (town_code, staff_id, period, level, reasons, raised_at, cause_event_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true",
-        town_code, staff_id, period, level, reasons, at, cause))
+        " SELECT a.town_code, a.staff_id, a.period, a.level,"
+        "  ARRAY(SELECT jsonb_array_elements_text(a.reasons::jsonb)), a.raised_at, a.cause"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::uuid[])"
+        "  AS a(town_code, staff_id, period, level, reasons, raised_at, cause)"
+        " ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING RETURNING town_code, staff_id, period, level",
+        *_columns([(t, s, p, lv, _json_list(reasons), at, cause) for t, s, p, lv, reasons, at, cause in rows], 7))
+    return {(r["town_code"], r["staff_id"], r["period"], r["level"]) for r in raised}
 
 
 async def alerts(db: Db, town_code: str, period: str | None, staff_id: str | None) -> list[asyncpg.Record]:
@@ -179,54 +263,3 @@ async def seconded_scores(db: Db, town_code: str, period: str) -> dict[str, floa
 
 async def all_seconded_scores(db: Db) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM seconded_scores")
-
-
-_COUNT_COLUMNS = ("dispatched", "responded", "resolved", "completed", "reworked", "extended", "rated",
-                  "satisfied", "overdue", "escalated", "escalated_red")
-
-
-async def fact_of_task(conn: asyncpg.Connection, town_code: str, task_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(_FACTS + " AND t.task_id = $2", town_code, task_id)
-
-
-async def set_contribution(conn: asyncpg.Connection, town_code: str, task_id: str, counts: dict[str, int],
-                           points: float) -> None:
-    sets = ", ".join(f"c_{c} = ${i}" for i, c in enumerate(_COUNT_COLUMNS, start=3))
-    await conn.execute(f"UPDATE task_facts SET {sets}, c_points = ${len(_COUNT_COLUMNS) + 3}"  # noqa: S608 - columns from the _COUNT_COLUMNS constant; values bound
-                       " WHERE town_code = $1 AND task_id = $2",
-                       town_code, task_id, *(counts[c] for c in _COUNT_COLUMNS), points)
-
-
-@dataclass(frozen=True)
-class SubjectState:
-    sums: dict[str, int]   # running totals of the subject's counts
-    points: float
-    peers: list[float]     # cached points of its peers (itself included, as last published)
-
-
-async def subjects_state(conn: asyncpg.Connection,
-                         keys: Sequence[tuple[str, str, str, str, str | None]]) -> list[SubjectState]:
-    """In one round trip, for each (town_code, subject_type, subject_id, period, module): its running totals
-    (the sums of its tasks' and inspections' contributions, kept by triggers) and its peers'
-    cached points — a staff member's peers are the staff of the same module of the same town."""
-    if not keys:
-        return []
-    rows = await conn.fetch(
-        "SELECT t.*, (SELECT coalesce(array_agg(c.points), '{}') FROM score_cache c"
-        "  WHERE c.town_code = s.town_code AND c.subject_type = s.subject_type AND c.period = s.period"
-        "  AND (s.subject_type <> 'staff' OR c.module IS NOT DISTINCT FROM s.module)) AS peers"
-        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
-        "  WITH ORDINALITY AS s(town_code, subject_type, subject_id, period, module, ord)"
-        " LEFT JOIN subject_totals t ON t.town_code = s.town_code AND t.subject_type = s.subject_type"
-        "  AND t.subject_id = s.subject_id AND t.period = s.period ORDER BY s.ord",
-        *(list(column) for column in zip(*keys, strict=True)))
-    return [SubjectState({c: row[c] or 0 for c in _COUNT_COLUMNS}, round(float(row["points"] or 0), 4),
-                         [float(p) for p in row["peers"]]) for row in rows]
-
-
-async def add_inspection_points(conn: asyncpg.Connection,
-                                rows: list[tuple[str, str, str, str | None, str | None, str, float]]) -> None:
-    """Each (town_code, inspection_id, staff_id, module, seconded_unit, period, points)."""
-    await conn.executemany(
-        "INSERT INTO inspection_points (town_code, inspection_id, staff_id, module, seconded_unit, period, points)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING", rows)

@@ -1,0 +1,163 @@
+"""The facts one consumer batch of events carries, folded per matter, task and inspection in the
+order the events arrived, so that one set-based statement per kind applies them exactly as the
+events would have been applied one by one (a replay in any batching gives the same scores).
+Pure data: no I/O, no clock."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from townflow_shared.events import Envelope
+
+from .rules import SubjectType
+
+TaskKey = tuple[str, str]        # (town_code, task_id)
+MatterKey = tuple[str, str]      # (town_code, request_id)
+SubjectKey = tuple[str, SubjectType, str, str]  # (town_code, subject_type, subject_id, period)
+
+
+@dataclass(frozen=True)
+class Cause:
+    """An event that changed figures, where it came in the batch, under whose trace."""
+    order: int
+    event: Envelope
+    trace: dict[str, str]
+
+
+@dataclass
+class TaskEvents:
+    """What a batch's accepted, completed, supervised, extended, verified and redispatched events
+    say about one task, folded as the one-by-one statements would: the earliest acceptance and
+    first completion, the first event of each kind for the ledger, counts added, the timeliness
+    of the latest completion (a later-arriving one of the same moment wins)."""
+    request_id: str
+    accepted_at: datetime | None = None
+    accepted_event: uuid.UUID | None = None
+    completions: int = 0
+    first_completed_at: datetime | None = None
+    last_completed_at: datetime | None = None
+    last_on_time: bool | None = None
+    completed_event: uuid.UUID | None = None
+    overdue_event: uuid.UUID | None = None
+    escalated_event: uuid.UUID | None = None
+    extensions: int = 0
+    extended_event: uuid.UUID | None = None
+    failed_checks: int = 0
+    rework_event: uuid.UUID | None = None
+    invalid_return_event: uuid.UUID | None = None  # the command centre marked its return invalid
+
+
+@dataclass(frozen=True)
+class InspectionFact:
+    town_code: str
+    inspection_id: str
+    period: str
+    officers: list[str]
+    task_count: int
+    finished_at: datetime
+    event_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class OfficerPoints:
+    """An officer's points of one inspection, with the subjects they count for."""
+    module: str | None
+    seconded_unit: str | None
+    period: str
+    points: float
+
+
+@dataclass
+class FactBatch:
+    filed: dict[MatterKey, tuple[str, datetime]] = field(default_factory=dict)
+    rated: dict[MatterKey, tuple[str, datetime, uuid.UUID]] = field(default_factory=dict)
+    dispatched: dict[TaskKey, dict[str, Any]] = field(default_factory=dict)
+    task_events: dict[TaskKey, TaskEvents] = field(default_factory=dict)
+    inspections: dict[tuple[str, str], InspectionFact] = field(default_factory=dict)
+    officer_points: dict[tuple[str, str, str], OfficerPoints] = field(default_factory=dict)
+    # Why each figure changed: by task, by matter (a rating reaches the matter's standing tasks),
+    # and by subject directly (an inspection's officers).
+    task_causes: dict[TaskKey, list[Cause]] = field(default_factory=dict)
+    matter_causes: dict[MatterKey, list[Cause]] = field(default_factory=dict)
+    subject_causes: dict[SubjectKey, list[Cause]] = field(default_factory=dict)
+    _arrived: int = 0
+
+    def cause(self, event: Envelope, trace: dict[str, str]) -> Cause:
+        self._arrived += 1
+        return Cause(self._arrived, event, trace)
+
+    def touches_task(self, key: TaskKey, cause: Cause) -> None:
+        self.task_causes.setdefault(key, []).append(cause)
+
+    def _events_of(self, key: TaskKey, request_id: str) -> TaskEvents:
+        return self.task_events.setdefault(key, TaskEvents(request_id))
+
+    # --- matters ---------------------------------------------------------------------------
+    def matter_filed(self, key: MatterKey, village: str, filed_at: datetime) -> None:
+        self.filed[key] = (village, filed_at)
+
+    def matter_rated(self, key: MatterKey, rating: str, rated_at: datetime, cause: Cause) -> None:
+        self.rated[key] = (rating, rated_at, cause.event.id)  # a later rating replaces an earlier one
+        self.matter_causes.setdefault(key, []).append(cause)
+
+    # --- tasks -----------------------------------------------------------------------------
+    def task_dispatched(self, key: TaskKey, row: dict[str, Any], cause: Cause) -> None:
+        self.dispatched[key] = row
+        self.touches_task(key, cause)
+
+    def return_invalid(self, key: TaskKey, request_id: str, cause: Cause) -> None:
+        self._events_of(key, request_id).invalid_return_event = cause.event.id
+        self.touches_task(key, cause)
+
+    def task_known(self, key: TaskKey, request_id: str) -> None:
+        """Facts of a task may arrive before its dispatch: its row exists from the first of them."""
+        self._events_of(key, request_id)
+
+    def task_accepted(self, key: TaskKey, request_id: str, at: datetime, cause: Cause) -> None:
+        e = self._events_of(key, request_id)
+        e.accepted_at = at if e.accepted_at is None else min(e.accepted_at, at)
+        e.accepted_event = e.accepted_event or cause.event.id
+        self.touches_task(key, cause)
+
+    def task_completed(self, key: TaskKey, request_id: str, at: datetime, on_time: bool, cause: Cause) -> None:
+        e = self._events_of(key, request_id)
+        e.completions += 1
+        e.first_completed_at = at if e.first_completed_at is None else min(e.first_completed_at, at)
+        if e.last_completed_at is None or at >= e.last_completed_at:
+            e.last_completed_at, e.last_on_time = at, on_time
+        e.completed_event = e.completed_event or cause.event.id
+        self.touches_task(key, cause)
+
+    def task_overdue(self, key: TaskKey, request_id: str, cause: Cause) -> None:
+        e = self._events_of(key, request_id)
+        e.overdue_event = e.overdue_event or cause.event.id
+        self.touches_task(key, cause)
+
+    def task_escalated(self, key: TaskKey, request_id: str, cause: Cause) -> None:
+        e = self._events_of(key, request_id)
+        e.escalated_event = e.escalated_event or cause.event.id
+        self.touches_task(key, cause)
+
+    def task_extended(self, key: TaskKey, request_id: str, cause: Cause) -> None:
+        e = self._events_of(key, request_id)
+        e.extensions += 1
+        e.extended_event = e.extended_event or cause.event.id
+        self.touches_task(key, cause)
+
+    def check_failed(self, key: TaskKey, request_id: str, cause: Cause) -> None:
+        e = self._events_of(key, request_id)
+        e.failed_checks += 1
+        e.rework_event = e.rework_event or cause.event.id
+        self.touches_task(key, cause)
+
+    # --- inspections -----------------------------------------------------------------------
+    def inspection_done(self, fact: InspectionFact, points: dict[str, OfficerPoints],
+                        subjects: list[SubjectKey], cause: Cause) -> None:
+        self.inspections.setdefault((fact.town_code, fact.inspection_id), fact)  # the first one recorded stands
+        for staff_id, officer in points.items():
+            self.officer_points.setdefault((fact.town_code, fact.inspection_id, staff_id), officer)
+        for subject in subjects:
+            self.subject_causes.setdefault(subject, []).append(cause)

@@ -1,0 +1,68 @@
+"""Appraisal's rebuild shows where it is: progress lines with the replay's rate and the time left
+(issue #16: a county-year's replay is long enough for someone to want to know)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer
+
+from devstack.stack import REPO, Stack
+from townflow_shared.events import TOPICS, TaskDispatched, TaskDispatchedData, new_event
+from townflow_shared.kafka import topic_partitions
+
+from .conftest import QINGHE, eventually
+from .kafka_tools import group_caught_up, produce_together
+
+PROGRESS = re.compile(r"^  (\d+)/(\d+) \((\d+)%\), (\d+) msg/s, ETA (?:\d+h)?\d+m\d\ds$")
+DONE = re.compile(r"^replayed (\d+) messages in [\d.]+s \((\d+) msg/s\): (\d+) applied, \d+ poison skipped$")
+CONSUMED = [t for t in TOPICS if not t.startswith("appraisal.")]
+
+
+async def _messages(bootstrap: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return sum((await consumer.end_offsets(await topic_partitions(bootstrap, CONSUMED))).values())
+    finally:
+        await consumer.stop()
+
+
+async def test_a_rebuild_prints_its_rate_and_time_left(stack: Stack, bootstrap: str) -> None:
+    at = datetime.fromisoformat("2035-02-01T09:00:00+08:00")
+    events = [new_event(TaskDispatched, TaskDispatchedData(
+        task_id=str(uuid.uuid4()), request_id=rid, item_code="S005", kind="service", colour="yellow", village="V01",
+        location="测试", lead_module="social", post="welfare", assignee="s014", assigned_via="A",
+        respond_by=at + timedelta(hours=4), resolve_by=at + timedelta(days=5), dispatched_at=at),
+        source="dispatch", town_code=QINGHE, subject=rid, correlation_id=rid, time=at)
+        for rid in (str(uuid.uuid4()) for _ in range(12))]
+    await produce_together(bootstrap, TaskDispatched.topic, [(e.key.encode(), e.model_dump_json().encode())
+                                                             for e in events])
+    await eventually(lambda: group_caught_up(bootstrap, "appraisal", CONSUMED), timeout=60,
+                     what="appraisal to consume everything")
+    total = await _messages(bootstrap)
+    assert stack.postgres is not None
+    database = f"appraisal_rebuild_{uuid.uuid4().hex[:8]}"
+    stack.postgres.create_database(database)
+    env = {**os.environ, **stack.services["appraisal"].env,
+           # about ten batches whatever the session's tests wrote before, a line after each
+           "TOWNFLOW_REBUILD_BATCH_MAX": str(max(1, total // 10)), "TOWNFLOW_REBUILD_PROGRESS_SECONDS": "0"}
+    result = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "appraisal", "rebuild", "--into", stack.postgres.dsn(database), "--compare"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    progress = [m for line in lines if (m := PROGRESS.match(line))]
+    assert len(progress) >= 5, result.stdout
+    replayed = [int(m[1]) for m in progress]
+    assert replayed == sorted(replayed) and replayed[-1] < total
+    assert all(int(m[2]) == total for m in progress)
+    done = next(m for line in lines if (m := DONE.match(line)))
+    assert int(done[1]) == total and int(done[2]) > 0
+    assert "figures identical to the live database" in result.stdout
