@@ -49,6 +49,9 @@ from townflow_shared.county import load_county
 from townflow_shared.events import TOPICS
 from townflow_shared.kafka import topic_partitions
 from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
+from townflow_shared.town import Town
+
+from .town_staff import StaffReport, staff_at_work
 
 RESULTS = Path(__file__).with_name("results")
 READY_WITHIN = 30.0
@@ -87,11 +90,15 @@ class Filer:
     villages: list[str]
 
 
+def towns_of(stack: Stack) -> list[Town]:
+    """The towns the stack serves: its town, or every town of its county folder."""
+    return list(load_county(stack.extra_env.get("TOWNFLOW_TOWN_DIR", DEMO_TOWN_DIR)).towns.values())
+
+
 def filers(stack: Stack) -> list[Filer]:
     """One clerk per town of the stack's town or county folder, each filing the town's own items."""
-    county = load_county(stack.extra_env.get("TOWNFLOW_TOWN_DIR", DEMO_TOWN_DIR))
     result = []
-    for town in county.towns.values():
+    for town in towns_of(stack):
         clerk = next(s.id for s in town.staff.values() if "clerk" in s.roles)
         by_kind: dict[str, list[str]] = {}
         for item in sorted(town.catalog.values(), key=lambda i: i.code):
@@ -105,11 +112,13 @@ def filers(stack: Stack) -> list[Filer]:
 
 
 async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, acknowledged: dict[str, str],
-                        give_up_after: float = 300.0) -> None:
+                        receipts: dict[str, tuple[str, str]] | None = None, give_up_after: float = 300.0) -> None:
     """File `count` matters at `rate`, the towns in turn; each retried with its Idempotency-Key, on
-    the intake replicas in turn, until one answers 201 (a client behind a load balancer does the same)."""
+    the intake replicas in turn, until one answers 201 (a client behind a load balancer does the same).
+    `receipts` keeps each matter's ticket number and access code, for the citizen's rating."""
     towns = filers(stack)
     intakes = stack.replicas["intake"]
+    receipts = {} if receipts is None else receipts
 
     async def one(client: httpx.AsyncClient, n: int) -> None:
         filer = towns[n % len(towns)]
@@ -127,7 +136,9 @@ async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, ackn
                 response = await client.post(f"{url}/v1/requests", json=body,
                                              headers={**clerk, "Idempotency-Key": key})
                 if response.status_code == 201:
-                    acknowledged[key] = response.json()["request_id"]
+                    filed = response.json()
+                    acknowledged[key] = filed["request_id"]
+                    receipts[filed["request_id"]] = (filed["ticket_no"], filed["access_code"])
                     return
             except httpx.HTTPError:
                 pass
@@ -467,25 +478,39 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         assert stack.kafka is not None
         consumed = consumed_topics()
         acknowledged: dict[str, str] = {}
-        load = asyncio.create_task(file_steadily(stack, f"chaos-{seed}", size.matters, size.rate, acknowledged))
+        receipts: dict[str, tuple[str, str]] = {}
+        load = asyncio.create_task(file_steadily(stack, f"chaos-{seed}", size.matters, size.rate, acknowledged,
+                                                 receipts=receipts))
+        # Meanwhile each town's own staff work its matters: the events after filing go through the faults too.
+        load_done, staff = asyncio.Event(), StaffReport()
+        work = asyncio.create_task(staff_at_work(stack, towns_of(stack), receipts, load_done, staff))
         plan = fault_plan(rng, stack, size)
         poison = await run_faults(stack, plan, size, rng, seed, consumed, faults)
         await load
+        load_done.set()
         print(f"  load done: {len(acknowledged)} of {size.matters} acknowledged", flush=True)
+        await work
+        print(f"  staff done: {dict(staff.done)}; refused {len(staff.refused)}", flush=True)
         settled = await settle(stack, consumed, size.settle_seconds)
         report = await check(stack, acknowledged, poison, consumed)
         identical, replay_log = await asyncio.to_thread(replay_identical, stack)
         slowest = max((f.get("ready_after_s", 0) for f in faults), default=0)
         report |= {"seed": seed, "size": dataclasses.asdict(size), "replicas": {n: len(p) for n, p in stack.replicas.items()},
                    "faults": faults, "settled": settled, "slowest_recovery_s": slowest,
-                   "replay_identical": identical}
+                   "replay_identical": identical, "staff_actions": dict(staff.done),
+                   "staff_refused": staff.refused[:20], "staff_refused_count": len(staff.refused),
+                   "staff_tried_again": dict(staff.tried_again),
+                   "left_unrated": len(staff.to_rate)}
+        # The towns' own staff did each kind of their work, and were never refused in their own town.
+        staff_worked = all(staff.done[a] > 0 for a in ("accept", "complete", "verify", "rate", "start", "result"))
         report["passed"] = (report["matters_acknowledged"] == size.matters and report["lost_in_dispatch"] == 0
                             and report["counted_twice_in_dispatch"] == 0 and report["lost_in_appraisal"] == 0
                             and report["counted_twice_in_appraisal"] == 0
                             and report["dead_letters_missing_count"] == 0
                             and report["dead_letters_duplicated_count"] == 0
                             and report["valid_events_dead_lettered"] == 0
-                            and slowest <= READY_WITHIN and identical and settled)
+                            and slowest <= READY_WITHIN and identical and settled
+                            and staff_worked and not staff.refused)
         if not identical:
             report["replay_log"] = replay_log
         return report

@@ -55,11 +55,13 @@ async def test_old_rows_get_the_default_town_and_totals_stay_per_town(
     for table in TABLES:
         towns = [r["town_code"] for r in await pool.fetch(f"SELECT town_code FROM {table}")]
         assert towns and set(towns) == {QINGHE}, table
-    # The same staff id in another town is another subject: its own running totals.
+    # The same staff id in another town is another subject: its own running totals. (Its task is
+    # another: task ids are UUIDs, unique in the county, and the upgrade keeps them unique for the
+    # previous version's ON CONFLICT (task_id) until the contract, README "Upgrading".)
     await pool.execute("""
         INSERT INTO task_facts (town_code, task_id, request_id, dispatched_event, period, assignee, module,
                                 village, colour, c_dispatched, c_points)
-        VALUES ($1, 't1', 'r1', gen_random_uuid(), '2026-11', 's001', 'econ', 'V01', 'yellow', 1, 10)""", BAILU)
+        VALUES ($1, 't2', 'r2', gen_random_uuid(), '2026-11', 's001', 'econ', 'V01', 'yellow', 1, 10)""", BAILU)
     totals = {(r["town_code"], r["dispatched"], r["responded"], float(r["points"])) for r in await pool.fetch(
         "SELECT * FROM subject_totals WHERE subject_type = 'staff' AND subject_id = 's001'")}
     assert totals == {(QINGHE, 1, 1, 12.0), (BAILU, 1, 0, 10.0)}

@@ -107,7 +107,7 @@ def _listed_town(runtime: ServiceRuntime, principal: Principal, town: str | None
     if principal.county_wide:
         return town
     if town is not None:
-        town_to_act(principal, town)  # another town's list: refused, not silently the caller's own
+        town_to_read(principal, town)  # another town's list is not found (SPEC §8), never silently the caller's own
     return principal.town
 
 
