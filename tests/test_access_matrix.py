@@ -85,6 +85,11 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
         COUNTY_ADMIN: (200, 200), CITIZEN: (200, 200), STRANGER: (404, 404)},
     ("intake", "POST", "/v1/requests/{ticket_no}/rating"): {  # only the citizen's code rates
         CITIZEN: (200, 200), STRANGER: (404, 404), CLERK: (422, 422), COUNTY_ADMIN: (422, 422)},
+    ("intake", "POST", "/v1/requests/{ticket_no}/merge"): {  # 重复件: the command centre merges
+        COMMAND: (200, 403), CLERK: (403, 403), STATION: (403, 403), READER: (403, 403),
+        COUNTY_ADMIN: (200, 200)},
+    ("intake", "POST", "/v1/requests/{ticket_no}/unmerge"): {
+        COMMAND: (200, 403), CLERK: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
     ("intake", "GET", "/v1/catalog"): {
         CLERK: (200, 404), OFFICER: (200, 404), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     # dispatch: a task's assignee or its post's module leader acts on it; the command centre steers
@@ -108,6 +113,8 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
         COMMAND: (200, 403), STAFF: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "POST", "/v1/tasks/{task_id}/verify"): {
         COMMAND: (200, 403), ASSIGNEE: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "POST", "/v1/tasks/{task_id}/callback"): {  # 回访 after closure: the command centre
+        COMMAND: (200, 403), ASSIGNEE: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "POST", "/v1/staff/{staff_id}/off-post"): {  # of the post's A holder, in ?town=
         PERSON: (201, 403), POST_LEADER: (201, 403), COMMAND: (201, 403), STAFF: (403, 403),
         STATION: (403, 403), READER: (403, 403), COUNTY_ADMIN: (201, 201)},
@@ -123,6 +130,9 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("enforcement", "GET", "/v1/inspections"): {
         OFFICER: (200, 404), COMMAND: (200, 404), APPRAISER: (200, 404), STATION: (403, 403),
         READER: (200, 200), COUNTY_ADMIN: (200, 200)},
+    ("enforcement", "GET", "/v1/inspections/alerts"): {  # 多头检查, ?town=
+        OFFICER: (200, 404), COMMAND: (200, 404), STATION: (403, 403), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200)},
     ("enforcement", "GET", "/v1/inspections/{inspection_id}"): {
         OFFICER: (200, 404), COMMAND: (200, 404), STATION: (403, 403), READER: (200, 200),
         COUNTY_ADMIN: (200, 200)},
@@ -230,6 +240,9 @@ class Call:
 # The record a route acts on, by kind: a success changes it, so a row expecting one gets its own.
 KIND_OF: dict[Route, str] = {
     ("intake", "POST", "/v1/requests/{ticket_no}/rating"): "completed_matter",
+    ("intake", "POST", "/v1/requests/{ticket_no}/merge"): "duplicate",
+    ("intake", "POST", "/v1/requests/{ticket_no}/unmerge"): "merged",
+    ("dispatch", "POST", "/v1/tasks/{task_id}/callback"): "closed_task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/accept"): "task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/complete"): "task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/return"): "task",
@@ -258,12 +271,14 @@ class TownRecords:
     case: dict[str, Any]
     plan: dict[str, Any]
     fresh: dict[str, list[dict[str, Any]]]
+    others: dict[str, dict[str, Any]]  # one record of each other kind, for the rows refused
+
 
     def record(self, kind: str, fresh: bool) -> dict[str, Any]:
         if fresh:
             return self.fresh[kind].pop()
         shared = {"completed_matter": self.matter, "planned": self.planned, "started": self.started,
-                  "case": self.case}
+                  "case": self.case, **self.others}
         return shared.get(kind, self.task)
 
 
@@ -279,7 +294,16 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call(f"/v1/requests/{r['ticket_no']}", code=r["access_code"])
         case "/v1/requests/{ticket_no}/rating":
             return Call(f"/v1/requests/{r['ticket_no']}/rating", json={"rating": "satisfied"}, code=r["access_code"])
-        case "/v1/catalog" | "/v1/tasks" | "/v1/board" | "/v1/inspections" | "/v1/cases" | "/v1/plans":
+        case "/v1/requests/{ticket_no}/merge":
+            return Call(f"/v1/requests/{r['ticket_no']}/merge", json={"into": r["into"]})
+        case "/v1/requests/{ticket_no}/unmerge":
+            return Call(f"/v1/requests/{r['ticket_no']}/unmerge")
+        case "/v1/tasks/{task_id}/callback":
+            return Call(f"/v1/tasks/{r['task_id']}/callback", json={"reached": True, "rating": "satisfied",
+                                                                     "note": "回访满意"},
+                        who={"assignee": r["assignee"]})
+        case "/v1/catalog" | "/v1/tasks" | "/v1/board" | "/v1/inspections" | "/v1/cases" | "/v1/plans" \
+                | "/v1/inspections/alerts":
             return Call(route[2], params=by_town)
         case "/v1/tasks/{task_id}" | "/v1/tasks/{task_id}/accept" | "/v1/tasks/{task_id}/extension/approve" \
                 | "/v1/tasks/{task_id}/extension/refuse":
@@ -406,6 +430,23 @@ async def _make_town(county: County, code: str) -> TownRecords:
         await eventually(completed, what=f"intake to show {t['ticket_no']} completed")
         return t
 
+    async def duplicate() -> dict[str, Any]:
+        """A matter and the one it may be merged into, both open."""
+        primary, merged = await asyncio.gather(file("S001"), file("S001"))
+        return {**merged, "into": primary["ticket_no"]}
+
+    async def merged() -> dict[str, Any]:
+        pair = await duplicate()
+        await county.ok("intake", "POST", f"/v1/requests/{pair['ticket_no']}/merge", json={"into": pair["into"]},
+                        **command)
+        return pair
+
+    async def closed_task() -> dict[str, Any]:
+        t = await task("complete")
+        await county.ok("dispatch", "POST", f"/v1/tasks/{t['task_id']}/verify", json={"passed": True, "note": "核查通过"},
+                        **command)
+        return t
+
     async def planned() -> dict[str, Any]:
         target = f"91321003MA{uuid.uuid4().hex[:8].upper()}"  # one matter, one inspection
         await task_of(await file("E001", target))
@@ -430,7 +471,8 @@ async def _make_town(county: County, code: str) -> TownRecords:
     makers: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
         "task": task, "returned_task": functools.partial(task, "return"),
         "extending_task": functools.partial(task, "extend"), "completed_task": functools.partial(task, "complete"),
-        "completed_matter": completed_matter, "planned": planned, "started": started, "case": case}
+        "completed_matter": completed_matter, "planned": planned, "started": started, "case": case,
+        "duplicate": duplicate, "merged": merged, "closed_task": closed_task}
     gate = asyncio.Semaphore(6)  # the machine is small: a few matters in flight per town
 
     async def one(kind: str) -> dict[str, Any]:
@@ -438,14 +480,18 @@ async def _make_town(county: County, code: str) -> TownRecords:
             return await makers[kind]()
 
     shared = ["task", "planned", "started", "case"]
-    made = await asyncio.gather(*(one(k) for k in shared), *(one(k) for k, n in fresh.items() for _ in range(n)))
+    others = ["duplicate", "merged", "closed_task"]
+    made = await asyncio.gather(*(one(k) for k in shared + others),
+                                *(one(k) for k, n in fresh.items() for _ in range(n)))
     shared_task, shared_planned, shared_started, shared_case = made[:4]
-    rest = iter(made[4:])
+    other_records = dict(zip(others, made[4:7], strict=True))
+    rest = iter(made[7:])
     plan = await county.ok("enforcement", "POST", "/v1/random-plans", json={
         "targets": ["A", "B", "C"], "sample_size": 1, "seed": 1, "town_code": code}, **enforcer)
     return TownRecords(code, matter=shared_task, task=shared_task, planned=shared_planned, started=shared_started,
                        case=shared_case, plan=plan,
-                       fresh={kind: [next(rest) for _ in range(n)] for kind, n in fresh.items()})
+                       fresh={kind: [next(rest) for _ in range(n)] for kind, n in fresh.items()},
+                       others=other_records)
 
 
 @pytest.fixture(scope="module")
