@@ -182,16 +182,18 @@ def main() -> None:
     parser.add_argument("--kafka-heap", default="1g")
     parser.add_argument("--timeout-hours", type=float, default=8.0, help="longest wait for the consumers")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and the plot go")
+    parser.add_argument("--no-plot", action="store_true", help="the JSON only (no matplotlib needed)")
     args = parser.parse_args()
     result = asyncio.run(scale(args))
     result["targets"] = report.targets(result)
     args.results.mkdir(parents=True, exist_ok=True)
     stem = args.results / f"scale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    report.plot(result, stem.with_suffix(".png"))
+    if not args.no_plot:
+        report.plot(result, stem.with_suffix(".png"))
     for name, target in result["targets"].items():
         log(f"target {name}: {'pass' if target['pass'] else 'FAIL'}")
-    print(f"wrote {stem}.json and {stem}.png")
+    print(f"wrote {stem}.json" + ("" if args.no_plot else f" and {stem}.png"))
 
 
 if __name__ == "__main__":
