@@ -42,6 +42,14 @@ from .history import Matter, TownMonth
 FILED_BY = "s010"  # the 便民服务中心 clerk who filed them; no citizen's data: names are placeholders
 
 
+def slice_key(matter: Matter) -> str:
+    """Matters written on different connections at once must not meet on a unique key: those
+    inspecting the same target would (enforcement keeps one planned inspection per target), so a
+    matter is placed by its inspection's target, else by its own id."""
+    done = next((e for e in matter.events if isinstance(e, InspectionDone)), None)
+    return done.data.target if done else matter.request_id
+
+
 async def load_intake(conn: asyncpg.Connection, month: TownMonth) -> None:
     """Each matter's request row and first timeline step, as intake's filing writes them."""
     rows, details = [], []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -61,7 +62,10 @@ class Loader:
                 await load(conn, town, part)
             self.busy[service] += time.monotonic() - started
 
-        await asyncio.gather(*(one_slice(matters[i::CONNECTIONS]) for i in range(CONNECTIONS)))
+        slices: list[list[Matter]] = [[] for _ in range(CONNECTIONS)]
+        for matter in matters:
+            slices[zlib.crc32(loaders.slice_key(matter).encode()) % CONNECTIONS].append(matter)
+        await asyncio.gather(*(one_slice(part) for part in slices))
 
     async def write(self, town: Town, first_day: date, count: int, seed: int, ends_history: bool) -> None:
         """Generate one town-month and write it into every database it belongs in and onto the topics."""
