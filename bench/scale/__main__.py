@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from devstack.county_gen import make_county
-from devstack.stack import Stack
+from devstack.stack import SERVICES, Stack
 from townflow_shared import db
 from townflow_shared.county import load_county
 
@@ -31,6 +31,16 @@ from .topics import CONSUMED, move_group_to_end, wait_for_groups
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 ACTING_ON_HISTORY = ["dispatch", "enforcement"]  # stopped while the history is written (loaders.py)
+
+
+def start_services(stack: Stack, names: list[str], timeout: float = 600.0) -> None:
+    """Stack.start_services with a longer wait: a service reading 60 towns' files on a busy
+    machine can take more than its default minute to answer /readyz."""
+    for name in names:
+        stack.add_service(name)
+    started = [p.start(wait=False) for name in names for p in stack.replicas[name] if not p.running]
+    for process in started:
+        process.wait_ready(timeout)
 
 
 def log(line: str) -> None:
@@ -87,7 +97,7 @@ async def caught_up(stack: Stack, timeout: float) -> float:
     for name in ACTING_ON_HISTORY:
         skipped = await move_group_to_end(stack.kafka.bootstrap, name, CONSUMED[name])
         log(f"  {name}'s consumer group moved past the {skipped:,} history messages it would act on again")
-    stack.start_services(ACTING_ON_HISTORY)
+    start_services(stack, ACTING_ON_HISTORY)
     return await wait_for_groups(stack.kafka.bootstrap, list(CONSUMED), timeout, report=log)
 
 
@@ -106,7 +116,7 @@ async def scale(args: argparse.Namespace) -> dict[str, Any]:
     timeout = args.timeout_hours * 3600
     try:
         stack.start_infra()
-        stack.start_services()
+        start_services(stack, list(SERVICES))
         assert stack.kafka is not None and stack.postgres is not None
         first = history.town_month(towns[0], month_list[0], counts[0], args.seed, ends_history=args.months == 1)
         values = read_values(first)

@@ -70,7 +70,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     other.axhline(5000, color="tab:red", linestyle="--", label="target 5,000/s")
     other.set_yscale("log")
     other.set_ylabel("messages/s (log scale)")
-    other.set_title("replay of the same topics, same run")
+    other.set_title("replay, same topics, same run")
     other.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
