@@ -97,7 +97,7 @@ class _MatterWriter:
         self.duty = town.info.command_centre_duty[0]
         self.villages = list(town.villages)
         items = list(town.catalog.values())
-        # A realistic mix: service items most of the time, enforcement about one in ten.
+        # A realistic mix: service items most of the time, an inspection about one matter in seven.
         self.items = items
         self.weights = [1.0 if i.task_kind == "service" else 0.35 if i.task_kind == "enforcement" else 0.25
                         for i in items]

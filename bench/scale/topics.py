@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -92,7 +92,7 @@ async def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
 
 
 async def wait_for_groups(bootstrap: str, groups: Sequence[str], timeout: float,
-                          report: object = print, every: float = 15.0) -> float:
+                          report: Callable[[str], None] = print, every: float = 15.0) -> float:
     """Until every group's lag is zero; the seconds it took. Progress with an ETA from the rate
     the lag falls at."""
     started = time.monotonic()
@@ -111,5 +111,5 @@ async def wait_for_groups(bootstrap: str, groups: Sequence[str], timeout: float,
             last_report = elapsed
             rate = (first - total) / elapsed if elapsed else 0.0
             eta = f", about {total / rate:.0f}s to go" if rate > 0 else ""
-            report(f"  waiting for consumers: lag {lags}{eta}")  # type: ignore[operator]
+            report(f"  waiting for consumers: lag {lags}{eta}")
         await asyncio.sleep(1.0)  # polling the broker: there is nothing to be woken by
