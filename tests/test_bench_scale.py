@@ -76,7 +76,7 @@ def test_health_replay_and_loading_figures_are_reported(result: dict[str, Any]) 
     assert replay["rebuild"]["replayed"] >= result["loading"]["events"]
     assert result["loading"]["matters"] == 2 * 60
     assert positive(result["loading"]["events"])
-    assert all(isinstance(t["pass"], bool) for t in result["targets"].values())
+    assert all(isinstance(t["pass"], bool) for t in result["targets"].values())  # two months: all measured
 
 
 @pytest.mark.timeout(660)
