@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test lint typecheck unit kafka-jars prometheus asyncapi-parser chromium contracts bench chaos fuzz screenshots clean
+.PHONY: install up test lint typecheck unit kafka-jars prometheus asyncapi-parser chromium contracts bench bench-scale chaos fuzz screenshots clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,13 @@ test: install lint typecheck
 bench: install
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) -m bench $(BENCH_ARGS)
+
+# What grows with the data (hours at full size): a county-year of 60 towns × 13,000 matters, every
+# read endpoint timed empty and loaded, /healthz under the heaviest reads, rebuild vs a bare consumer.
+# SCALE_ARGS="--towns 10 --matters-per-town 2000" for a run of about 20 minutes.
+bench-scale: install
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) -m bench.scale $(SCALE_ARGS)
 
 # Faults under load on two replicas of every service: kill -9 of single replicas, a database made
 # read-only (a failover) then PostgreSQL stopped, the broker stopped, poison messages, redelivery.

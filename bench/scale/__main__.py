@@ -1,0 +1,225 @@
+"""`make bench-scale` (SPEC §7.1, issue #16): what grows with the data. A county-year of matters
+is generated (history.py), put on the real topics and into the databases (loaders.py,
+topics.py); every read endpoint is timed on the empty system, with one month held and with every
+month held; `/healthz` while each service's heaviest read runs; appraisal's rebuild against a
+bare consumer of the same topics. Writes bench/results/scale-<time>.json and .png.
+
+    python -m bench.scale [--towns 60] [--matters-per-town 13000] [--months 12] [--seed 2026]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devstack.county_gen import make_county
+from devstack.stack import SERVICES, Stack
+from townflow_shared import db
+from townflow_shared.county import load_county
+from townflow_shared.town import Town
+
+from .. import __main__ as bench_main
+from . import history, reads, replay, report
+from .loading import CONNECTIONS, Loader
+from .topics import CONSUMED, move_group_to_end, wait_for_groups
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+VERDICTS = {True: "pass", False: "FAIL", None: "not measured at this size"}
+ACTING_ON_HISTORY = ["dispatch", "enforcement"]  # stopped while the history is written (loaders.py)
+
+
+def start_services(stack: Stack, names: list[str], timeout: float = 600.0) -> None:
+    """Stack.start_services with a longer wait: a service reading 60 towns' files on a busy
+    machine can take more than its default minute to answer /readyz."""
+    for name in names:
+        stack.add_service(name)
+    started = [p.start(wait=False) for name in names for p in stack.replicas[name] if not p.running]
+    for process in started:
+        process.wait_ready(timeout)
+
+
+def log(line: str) -> None:
+    print(f"{datetime.now(UTC):%H:%M:%S} {line}", flush=True)
+
+
+def read_values(first: history.TownMonth) -> dict[str, str]:
+    """Realistic parameters for every read, by parameter name, from the first town's first month
+    (known before anything is loaded: the history is the same for the same seed)."""
+    matter = next(m for m in first.matters if any(e.type == "enforcement.case.updated" for e in m.events))
+    task = next(e for e in matter.events if e.type == "dispatch.task.dispatched").data
+    inspection = next(e for e in matter.events if e.type == "enforcement.inspection.done").data
+    case = next(e for e in matter.events if e.type == "enforcement.case.updated").data
+    return {
+        "town": first.town_code, "period": f"{first.month:%Y-%m}", "pool": "50000.00", "group_by": "staff",
+        "ticket_no": matter.ticket_no, "code": matter.access_code, "task_id": task.task_id,  # type: ignore[attr-defined]
+        "inspection_id": inspection.inspection_id, "case_id": case.case_id,  # type: ignore[attr-defined]
+        "plan_id": first.plan.subject, "subject_type": "staff", "subject_id": task.assignee,  # type: ignore[attr-defined]
+    }
+
+
+async def time_every_read(stack: Stack, values: dict[str, str], repetitions: int) -> dict[str, dict[str, Any]]:
+    token = stack.token(None, "c001", ["county_admin"])
+    clients = {name: httpx.AsyncClient(timeout=120, headers={"Authorization": f"Bearer {token}"})
+               for name in stack.services}
+    try:
+        every: list[reads.Read] = []
+        for name, process in stack.services.items():
+            every += await reads.read_routes(clients[name], name, process.url, values)
+        return await reads.time_reads(clients, every, repetitions, report=log)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+
+
+async def health_while_heaviest(stack: Stack, values: dict[str, str], timed: dict[str, dict[str, Any]],
+                                samples: int) -> dict[str, Any]:
+    token = stack.token(None, "c001", ["county_admin"])
+    result = {}
+    async with httpx.AsyncClient(timeout=120, headers={"Authorization": f"Bearer {token}"}) as client:
+        for name, process in stack.services.items():
+            mine = {r.path: r for r in await reads.read_routes(client, name, process.url, values)}
+            heaviest = max((t for t in timed.values()
+                            if t["service"] == name and t["path"] in mine and t["path"].startswith("/v1/")),
+                           key=lambda t: t["p95"])
+            result[name] = await reads.health_under_load(client, process.url, mine[heaviest["path"]], samples)
+            log(f"  {name} /healthz while {heaviest['path']} runs: p99 {result[name]['p99']} ms")
+    return result
+
+
+async def caught_up(stack: Stack, timeout: float) -> float:
+    """Dispatch and enforcement resume after the history; every consumer group catches up."""
+    assert stack.kafka is not None
+    for name in ACTING_ON_HISTORY:
+        skipped = await move_group_to_end(stack.kafka.bootstrap, name, CONSUMED[name])
+        log(f"  {name}'s consumer group moved past the {skipped:,} history messages it would act on again")
+    start_services(stack, ACTING_ON_HISTORY)
+    return await wait_for_groups(stack.kafka.bootstrap, list(CONSUMED), timeout, report=log)
+
+
+def monthly_counts(total: int, months: int) -> list[int]:
+    return [total // months + (1 if i < total % months else 0) for i in range(months)]
+
+
+def pause_acting_on_history(stack: Stack) -> None:
+    for name in ACTING_ON_HISTORY:
+        stack.services[name].stop()
+
+
+async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town], months: list[date],
+                        values: dict[str, str], timed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every town-month into the databases and onto the topics; every read timed once the first
+    month is held (`timed["one_month"]`). What the writing took."""
+    assert stack.kafka is not None and stack.postgres is not None
+    counts = monthly_counts(args.matters_per_town, args.months)
+    pools = {name: await db.create_pool(stack.postgres.dsn(name), 1, CONNECTIONS + 1)
+             for name in ("intake", "dispatch", "enforcement")}
+    loader = Loader(stack.kafka.bootstrap, pools, len(towns) * args.matters_per_town, report=log)
+    try:
+        async with loader:
+            for i, month in enumerate(months):
+                for town in towns:
+                    await loader.write(town, month, counts[i], args.seed, ends_history=i == len(months) - 1)
+                if i == 0:
+                    log(f"{month:%Y-%m} loaded; waiting for every consumer")
+                    log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s; "
+                        "every read with one month held")
+                    timed["one_month"] = await time_every_read(stack, values, args.repetitions)
+                    if len(months) > 1:
+                        pause_acting_on_history(stack)
+    finally:
+        for pool in pools.values():
+            await pool.close()
+    if len(months) > 1:
+        log("every month loaded; waiting for every consumer")
+        log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s; every read with every month held")
+        timed["all_months"] = await time_every_read(stack, values, args.repetitions)
+    else:
+        timed["all_months"] = timed["one_month"]
+    return loader.summary() | {"seconds_to_caught_up": round(time.monotonic() - loader.started, 1)}
+
+
+async def replay_both_ways(stack: Stack) -> dict[str, Any]:
+    assert stack.kafka is not None and stack.postgres is not None
+    log("a bare consumer of appraisal's topics, then appraisal's rebuild of the same topics")
+    bare = await replay.bare_consumer(stack.kafka.bootstrap, CONSUMED["appraisal"])
+    log(f"  bare consumer: {bare}")
+    stack.postgres.create_database("appraisal_rebuild")
+    rebuilt = await replay.appraisal_rebuild(stack.service_env("appraisal"), stack.postgres.dsn("appraisal_rebuild"))
+    log(f"  rebuild: {rebuilt['messages']:,} messages in {rebuilt['seconds']}s, {rebuilt['rate']}/s")
+    return {"bare": bare, "rebuild": rebuilt,
+            "share_of_bare": round(rebuilt["rate"] / bare["rate"], 4) if bare["rate"] else None}
+
+
+async def scale(args: argparse.Namespace) -> dict[str, Any]:
+    stack = Stack.in_temp_dir(kafka_heap=args.kafka_heap)
+    folder = stack.workdir / "county"
+    make_county(folder, args.towns)
+    stack.extra_env["TOWNFLOW_TOWN_DIR"] = str(folder)
+    towns = list(load_county(folder).towns.values())
+    months = history.months(args.last_month, args.months)
+    try:
+        stack.start_infra()
+        start_services(stack, list(SERVICES))
+        first = history.town_month(towns[0], months[0], monthly_counts(args.matters_per_town, args.months)[0],
+                                   args.seed, ends_history=args.months == 1)
+        values = read_values(first)
+        log(f"empty system: every read endpoint, {args.repetitions} times each")
+        timed = {"empty": await time_every_read(stack, values, args.repetitions)}
+        pause_acting_on_history(stack)
+        loading = await write_history(stack, args, towns, months, values, timed)
+        log("/healthz while each service's heaviest read runs")
+        health = await health_while_heaviest(stack, values, timed["all_months"], args.health_samples)
+        return {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": bench_main.machine(),
+            "size": {"towns": args.towns, "matters_per_town": args.matters_per_town, "months": args.months,
+                     "first_month": f"{months[0]:%Y-%m}", "seed": args.seed},
+            "loading": loading, "read_parameters": values, "reads": timed, "health_under_load": health,
+            "replay": await replay_both_ways(stack),
+        }
+    finally:
+        stack.stop()
+
+
+def previous_month() -> date:
+    return datetime.now(UTC).date().replace(day=1) - timedelta(days=1)
+
+
+def _month(text: str) -> date:
+    return datetime.strptime(text, "%Y-%m").date()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale")
+    parser.add_argument("--towns", type=int, default=60, help="towns of the county (渠县 has 60)")
+    parser.add_argument("--matters-per-town", type=int, default=13_000, help="matters each town files in the run")
+    parser.add_argument("--months", type=int, default=12, help="months the matters are spread over")
+    parser.add_argument("--last-month", type=_month, default=previous_month(), help="YYYY-MM; default last month")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--repetitions", type=int, default=30, help="timed calls of each read endpoint")
+    parser.add_argument("--health-samples", type=int, default=300, help="/healthz calls under load per service")
+    parser.add_argument("--kafka-heap", default="1g")
+    parser.add_argument("--timeout-hours", type=float, default=8.0, help="longest wait for the consumers")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and the plot go")
+    parser.add_argument("--no-plot", action="store_true", help="the JSON only (no matplotlib needed)")
+    args = parser.parse_args()
+    result = asyncio.run(scale(args))
+    result["targets"] = report.targets(result)
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / f"scale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    if not args.no_plot:
+        report.plot(result, stem.with_suffix(".png"))
+    for name, target in result["targets"].items():
+        log(f"target {name}: {VERDICTS[target['pass']]}")
+    print(f"wrote {stem}.json" + ("" if args.no_plot else f" and {stem}.png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Writing the history town-month by town-month: intake's, dispatch's and enforcement's rows
+(loaders.py), then the events on the topics, with progress and an ETA."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from townflow_shared.town import Town
+
+from . import history, loaders
+from .history import Matter, TownMonth
+from .topics import HistoryProducer
+
+CONNECTIONS = 4  # per database written row by row
+
+
+class Loader:
+    def __init__(self, bootstrap: str, pools: Mapping[str, asyncpg.Pool], total_matters: int,
+                 report: Callable[[str], None] = print) -> None:
+        self.producer = HistoryProducer(bootstrap)
+        self.pools = pools
+        self.total_matters = total_matters
+        self.report = report
+        self.matters = 0
+        self.started = time.monotonic()
+        self.seconds = {"generating": 0.0, "loading_and_producing": 0.0}
+        self.busy = {"intake": 0.0, "topics": 0.0, "dispatch": 0.0, "enforcement": 0.0}  # summed over connections
+
+    async def __aenter__(self) -> Loader:
+        await self.producer.__aenter__()
+        self.started = time.monotonic()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.__aexit__(*exc)
+
+    async def _intake_then_topics(self, month: TownMonth) -> None:
+        # Intake's requests first: its consumer steps a request's timeline only once the
+        # request is there (an event for a request it does not know is not its town's matter).
+        started = time.monotonic()
+        async with self.pools["intake"].acquire() as conn, conn.transaction():
+            await loaders.load_intake(conn, month)
+        loaded = time.monotonic()
+        await self.producer.produce(month.events())
+        self.busy["intake"] += loaded - started
+        self.busy["topics"] += time.monotonic() - loaded
+
+    async def _in(self, service: str, town: Town, matters: Sequence[Matter],
+                  load: Callable[[asyncpg.Connection, Town, Sequence[Matter]], Awaitable[None]]) -> None:
+        """`matters` through `load` in slices on CONNECTIONS connections at once: the loaders
+        write row by row (the services' store functions), so it is round trips that take the time."""
+        async def one_slice(part: Sequence[Matter]) -> None:
+            started = time.monotonic()
+            async with self.pools[service].acquire() as conn, conn.transaction():
+                await load(conn, town, part)
+            self.busy[service] += time.monotonic() - started
+
+        slices: list[list[Matter]] = [[] for _ in range(CONNECTIONS)]
+        for matter in matters:
+            slices[zlib.crc32(loaders.slice_key(matter).encode()) % CONNECTIONS].append(matter)
+        await asyncio.gather(*(one_slice(part) for part in slices))
+
+    async def write(self, town: Town, first_day: date, count: int, seed: int, ends_history: bool) -> None:
+        """Generate one town-month and write it into every database it belongs in and onto the topics."""
+        started = time.monotonic()
+        month = history.town_month(town, first_day, count, seed, ends_history)
+        generated = time.monotonic()
+        await asyncio.gather(self._intake_then_topics(month),
+                             self._in("dispatch", town, month.matters, loaders.load_dispatch),
+                             self._in("enforcement", town, month.matters, loaders.load_enforcement))
+        async with self.pools["enforcement"].acquire() as conn:
+            await loaders.load_plan(conn, town, month.plan)
+        self.seconds["generating"] += generated - started
+        self.seconds["loading_and_producing"] += time.monotonic() - generated
+        self.matters += len(month.matters)
+        busy = sum(self.seconds.values())
+        eta = busy * (self.total_matters - self.matters) / self.matters
+        self.report(f"  {town.code} {first_day:%Y-%m}: {self.matters:,}/{self.total_matters:,} matters, "
+                    f"{self.producer.produced:,} events, {self.matters / busy:.0f} matters/s, "
+                    f"about {eta:.0f}s of writing to go (consumers catch up meanwhile)")
+
+    def summary(self) -> dict[str, Any]:
+        busy = sum(self.seconds.values())
+        return {"matters": self.matters, "events": self.producer.produced,
+                "seconds_generating": round(self.seconds["generating"], 1),
+                "seconds_loading_and_producing": round(self.seconds["loading_and_producing"], 1),
+                "busy_seconds_by_destination": {k: round(v, 1) for k, v in self.busy.items()},
+                "matters_per_s": round(self.matters / busy, 1) if busy else 0.0,
+                "events_per_s": round(self.producer.produced / busy, 1) if busy else 0.0}

@@ -1,0 +1,121 @@
+"""Every read endpoint of every service, from its OpenAPI document, timed; and `/healthz` timed
+while a service's heaviest read runs in a loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+# Not reads of the data: health is timed on its own, the documents describe the API.
+SKIPPED = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/asyncapi.json"}
+
+
+@dataclass(frozen=True)
+class Read:
+    service: str
+    path: str           # the route as the OpenAPI document names it
+    url: str            # with its path parameters filled in
+    params: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.service} GET {self.path}"
+
+
+class MissingParameter(LookupError):
+    """A required parameter the harness has no value for: a new endpoint needs one in `values`."""
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def summary_ms(samples: list[float]) -> dict[str, float]:
+    return {"p50": round(percentile(samples, 0.50), 2), "p95": round(percentile(samples, 0.95), 2),
+            "p99": round(percentile(samples, 0.99), 2), "n": len(samples)}
+
+
+async def read_routes(client: httpx.AsyncClient, service: str, base: str,
+                      values: Mapping[str, str]) -> list[Read]:
+    """Every GET route of the service's OpenAPI document, each with realistic parameters from
+    `values` (by parameter name); optional parameters without a value are left out."""
+    document = (await client.get(f"{base}/openapi.json")).raise_for_status().json()
+    reads = []
+    for path, operations in sorted(document["paths"].items()):
+        if "get" not in operations or path in SKIPPED:
+            continue
+        url, params = path, {}
+        for parameter in operations["get"].get("parameters", []):
+            name, where = parameter["name"], parameter["in"]
+            if where not in ("path", "query"):
+                continue
+            value = values.get(f"{service}:{name}", values.get(name))
+            if value is None:
+                if parameter.get("required") or where == "path":
+                    raise MissingParameter(f"{service} GET {path}: no value for {where} parameter {name!r}")
+                continue
+            if where == "path":
+                url = url.replace("{" + name + "}", value)
+            else:
+                params[name] = value
+        reads.append(Read(service, path, base + url, params))
+    return reads
+
+
+async def time_read(client: httpx.AsyncClient, read: Read, repetitions: int) -> dict[str, Any]:
+    """`repetitions` sequential calls (after one to warm the connection and caches)."""
+    await client.get(read.url, params=read.params)
+    samples, statuses = [], set()
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        response = await client.get(read.url, params=read.params)
+        samples.append(1000 * (time.perf_counter() - started))
+        statuses.add(response.status_code)
+    return {"service": read.service, "path": read.path, "params": read.params, "statuses": sorted(statuses),
+            **summary_ms(samples)}
+
+
+async def time_reads(clients: Mapping[str, httpx.AsyncClient], reads: list[Read], repetitions: int,
+                     report: Any = print) -> dict[str, dict[str, Any]]:
+    timed = {}
+    for read in reads:
+        timed[read.name] = await time_read(clients[read.service], read, repetitions)
+        report(f"  {read.name}: p50 {timed[read.name]['p50']} ms, p95 {timed[read.name]['p95']} ms "
+               f"{timed[read.name]['statuses']}")
+    return timed
+
+
+async def health_under_load(client: httpx.AsyncClient, base: str, heavy: Read, samples: int,
+                            readers: int = 2) -> dict[str, Any]:
+    """`/healthz` called `samples` times, one after the other, while `readers` loops call the
+    service's heaviest read without pause."""
+    stop = asyncio.Event()
+    loaded_calls = 0
+
+    async def hammer() -> None:
+        nonlocal loaded_calls
+        while not stop.is_set():
+            await client.get(heavy.url, params=heavy.params)
+            loaded_calls += 1
+
+    loops = [asyncio.create_task(hammer()) for _ in range(readers)]
+    await asyncio.sleep(0)  # the readers' first calls are in flight before health is first asked
+    timings = []
+    try:
+        for _ in range(samples):
+            started = time.perf_counter()
+            (await client.get(f"{base}/healthz")).raise_for_status()
+            timings.append(1000 * (time.perf_counter() - started))
+    finally:
+        stop.set()
+        for loop in loops:
+            with contextlib.suppress(Exception):
+                await loop
+    return {"while": heavy.name, "readers": readers, "heavy_calls": loaded_calls, **summary_ms(timings)}

@@ -1,0 +1,88 @@
+"""`make bench-scale` at a tiny size, on a stack of its own (it stops and restarts services and
+moves consumer groups): the harness runs end to end and reports every figure. No timing is
+asserted: the figures of a tiny county on a shared machine say nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.stack import REPO
+
+# Every read endpoint the services had when the harness was written; the harness finds them in
+# the OpenAPI documents, so one it forgot (or one that vanished from a document) fails here.
+READS = {
+    "intake": ["/metrics", "/readyz", "/v1/catalog", "/v1/requests/{ticket_no}"],
+    "dispatch": ["/metrics", "/readyz", "/v1/board", "/v1/tasks", "/v1/tasks/{task_id}"],
+    "enforcement": ["/metrics", "/readyz", "/v1/cases", "/v1/cases/{case_id}", "/v1/inspections",
+                    "/v1/inspections/{inspection_id}", "/v1/plans", "/v1/plans/{plan_id}"],
+    "appraisal": ["/metrics", "/readyz", "/v1/alerts", "/v1/bonus", "/v1/county/rankings", "/v1/rankings",
+                  "/v1/rates", "/v1/scores", "/v1/scores/{subject_type}/{subject_id}/{period}/ledger"],
+}
+STAGES = ["empty", "one_month", "all_months"]
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("scale")
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--towns", "2", "--matters-per-town", "60", "--months", "2",
+         "--repetitions", "3", "--health-samples", "10", "--timeout-hours", "0.1", "--results", str(out),
+         "--no-plot"],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    [written] = out.glob("scale-*.json")
+    return json.loads(written.read_text())  # type: ignore[no-any-return]
+
+
+@pytest.mark.timeout(660)
+def test_every_read_endpoint_is_timed_in_every_stage(result: dict[str, Any]) -> None:
+    expected = {f"{service} GET {path}" for service, paths in READS.items() for path in paths}
+    for stage in STAGES:
+        timed = result["reads"][stage]
+        assert expected <= set(timed), f"{stage}: missing {sorted(expected - set(timed))}"
+        for name, figures in timed.items():
+            assert all(positive(figures[p]) for p in ("p50", "p95", "p99", "n")), (stage, name, figures)
+
+
+@pytest.mark.timeout(660)
+def test_loaded_reads_find_what_the_history_holds(result: dict[str, Any]) -> None:
+    """The parameters come from the generated history: with it loaded, every read answers 200
+    (a 404 would mean the databases and the events disagree)."""
+    for stage in ("one_month", "all_months"):
+        failing = {n: t["statuses"] for n, t in result["reads"][stage].items() if t["statuses"] != [200]}
+        assert not failing, f"{stage}: {failing}"
+
+
+@pytest.mark.timeout(660)
+def test_health_replay_and_loading_figures_are_reported(result: dict[str, Any]) -> None:
+    assert set(result["health_under_load"]) == set(READS)
+    for health in result["health_under_load"].values():
+        assert all(positive(health[p]) for p in ("p50", "p95", "p99", "n", "heavy_calls")), health
+        assert health["while"].split(" GET ")[1].startswith("/v1/")
+    replay = result["replay"]
+    assert positive(replay["bare"]["rate"]) and positive(replay["rebuild"]["rate"])
+    # The whole history at least (dispatch's supervision may add a level between the two reads).
+    assert replay["bare"]["messages"] >= result["loading"]["events"]
+    assert replay["rebuild"]["replayed"] >= result["loading"]["events"]
+    assert result["loading"]["matters"] == 2 * 60
+    assert positive(result["loading"]["events"])
+    assert all(isinstance(t["pass"], bool) for t in result["targets"].values())  # two months: all measured
+
+
+@pytest.mark.timeout(660)
+def test_the_plot_is_drawn_from_the_result(result: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="bench/requirements.txt (make bench-scale installs it)")
+    from bench.scale.report import plot
+
+    plot(result, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").stat().st_size > 10_000
