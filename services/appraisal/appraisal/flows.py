@@ -186,7 +186,7 @@ async def _totals_of_months(db: store.Db, months: Iterable[tuple[str, str]]
                             ) -> dict[tuple[str, str], list[rules.SubjectTotals]]:
     by_month: dict[tuple[str, str], list[rules.SubjectTotals]] = {}
     for row in await store.month_totals(db, months):
-        by_month.setdefault((row["town_code"], row["period"]), []).append(_totals(row))
+        by_month.setdefault((row["town_code"], row["period"]), []).append(subject_totals(row))
     return by_month
 
 
@@ -203,7 +203,7 @@ def _figures_of_months(totals: dict[tuple[str, str], list[rules.SubjectTotals]],
     return figures
 
 
-def _totals(row: asyncpg.Record) -> rules.SubjectTotals:
+def subject_totals(row: asyncpg.Record) -> rules.SubjectTotals:
     return rules.SubjectTotals(row["subject_type"], row["subject_id"],
                                rules.Counts(**{c: row[c] for c in store.COUNT_COLUMNS}),
                                round(float(row["points"]), 4))
@@ -211,7 +211,7 @@ def _totals(row: asyncpg.Record) -> rules.SubjectTotals:
 
 async def month_figures(db: store.Db, town: Town, period: str) -> dict[rules.SubjectType, list[rules.Figures]]:
     """Every subject's figures of a town's month, from its stored totals (that month's rows only)."""
-    totals = [_totals(row) for row in await store.month_totals(db, [(town.code, period)])]
+    totals = [subject_totals(row) for row in await store.month_totals(db, [(town.code, period)])]
     return rules.month_figures(period, totals, town, town.rules.appraisal)
 
 

@@ -243,6 +243,17 @@ _SUBJECT_INSPECTIONS = {
 }
 
 
+async def tasks_of_month(db: Db, town_code: str, period: str) -> list[asyncpg.Record]:
+    """Every dispatched task of a town's month as the rules read them (what-if, the bulletin)."""
+    return await db.fetch("SELECT * FROM task_fact_rows WHERE town_code = $1 AND period = $2 ORDER BY task_id",
+                          town_code, period)
+
+
+async def inspections_of_month(db: Db, town_code: str, period: str) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM inspection_facts WHERE town_code = $1 AND period = $2"
+                          " ORDER BY inspection_id", town_code, period)
+
+
 async def tasks_of_subject(db: Db, town_code: str, subject_type: str, subject_id: str,
                            period: str) -> list[asyncpg.Record]:
     return await db.fetch(_SUBJECT_TASKS[subject_type], town_code, period, subject_id)
