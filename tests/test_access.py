@@ -61,6 +61,8 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("appraisal", "GET", "/v1/scores/staff/s010/2026-11/ledger", APPRAISAL_READ),
     ("appraisal", "GET", "/v1/bonus?pool=100", frozenset({"appraisal_admin"})),
     ("appraisal", "POST", "/v1/seconded-scores", frozenset({"appraisal_admin"})),
+    ("appraisal", "POST", "/v1/what-if", frozenset({"appraisal_admin"})),
+    ("appraisal", "GET", "/v1/bulletin", APPRAISAL_READ),  # and the county's roles, in a county
 ]
 
 

@@ -273,7 +273,7 @@ async def test_running_totals_equal_the_sums_of_every_contribution(
     await eventually(lambda: group_caught_up(bootstrap, "appraisal", consumed), timeout=60,
                      what="appraisal caught up")
     counts = ("dispatched", "responded", "resolved", "completed", "reworked", "extended", "rated",
-              "satisfied", "overdue", "escalated", "escalated_red")
+              "satisfied", "overdue", "escalated", "escalated_red", "closed", "reopened")
     summed = ", ".join(f"sum(c_{c})::int AS {c}" for c in counts)
     zeros = ", ".join(f"0 AS c_{c}" for c in counts)
     facts = ", ".join(f"c_{c}" for c in counts)

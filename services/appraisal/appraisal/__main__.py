@@ -1,11 +1,14 @@
 """`python -m appraisal` runs the service; `python -m appraisal rebuild --into DSN [--compare]`
-replays every topic into an empty database (see rebuild.py)."""
+replays every topic into an empty database (see rebuild.py); `python -m appraisal what-if
+--rules FILE --period YYYY-MM [--town CODE]` prints a month's figures under other rules beside the
+live ones (see whatif.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from townflow_shared.logs import serve, setup_logging
 
@@ -19,13 +22,58 @@ def main() -> None:
     p_rebuild.add_argument("--into", required=True, help="PostgreSQL URL of the empty target database")
     p_rebuild.add_argument("--compare", action="store_true",
                            help="then compare every period's figures with the live database (exit 1 on a difference)")
+    p_what_if = sub.add_parser("what-if", help="a month's figures under other rules, beside the live ones")
+    p_what_if.add_argument("--rules", required=True, help="a YAML file: rules.yaml's appraisal section, or part of it")
+    p_what_if.add_argument("--period", required=True, help="YYYY-MM")
+    p_what_if.add_argument("--town", help="the town's code (a county deployment's towns; default: the only one)")
+    p_what_if.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")
     args = parser.parse_args()
     settings = AppraisalSettings()
-    if args.command != "rebuild":
+    if args.command is None:
         serve("appraisal.app:create_app", settings)
         return
     setup_logging(settings.service_name, "WARNING")
+    if args.command == "what-if":
+        import yaml
+
+        with open(args.rules, encoding="utf-8") as f:
+            changes = yaml.safe_load(f) or {}
+        sys.exit(asyncio.run(_what_if(settings, args.rules, changes, args.period, args.town, args.json)))
     sys.exit(asyncio.run(_rebuild(settings, args.into, args.compare)))
+
+
+async def _what_if(settings: AppraisalSettings, rules_file: str, changes: dict[str, Any], period: str,
+                   town_code: str | None, as_json: bool) -> int:
+    import json
+    import re
+
+    from pydantic import ValidationError
+
+    from townflow_shared import db
+    from townflow_shared.county import load_county
+
+    from .whatif import rules_with, table, what_if
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
+        print(f"--period {period!r}: YYYY-MM", file=sys.stderr)
+        return 2
+    county = load_county(settings.town_dir)
+    town = county.town(town_code) if town_code else county.only_town
+    if town is None:
+        print(f"--town: one of {', '.join(sorted(county.towns))}", file=sys.stderr)
+        return 2
+    try:
+        other = rules_with(town.rules.appraisal, changes)
+    except ValidationError as exc:
+        print(f"{rules_file}: {exc}", file=sys.stderr)
+        return 2
+    pool = await db.create_pool(settings.database_url.get_secret_value(), 1, 2)
+    try:
+        result = await what_if(pool, town, period, other)
+    finally:
+        await pool.close()
+    print(json.dumps(result, ensure_ascii=False, indent=2) if as_json else table(result))
+    return 0
 
 
 async def _rebuild(settings: AppraisalSettings, into: str, compare: bool) -> int:

@@ -8,11 +8,11 @@ import asyncio
 import json
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from townflow_shared.auth import Principal, require, town_to_act, town_to_read
 from townflow_shared.db import transaction
@@ -20,12 +20,16 @@ from townflow_shared.http import Runtime, unprocessable
 from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.town import Town
 
-from . import flows, rules, store
+from . import bulletin as monthly
+from . import flows, rules, store, whatif
 
 router = APIRouter(tags=["appraisal"])
 county_router = APIRouter(tags=["appraisal"])  # mounted only where the deployment serves a county
 Reader = Annotated[Principal, Depends(require("appraisal_admin", "command_centre", "module_leader"))]
 Admin = Annotated[Principal, Depends(require("appraisal_admin"))]
+# 月度通报: the appraisal office, the town's leaders and command centre, and the county's roles.
+BulletinReader = Annotated[Principal, Depends(require("appraisal_admin", "command_centre", "module_leader",
+                                                     "county_reader", "county_admin"))]
 CountyReader = Annotated[Principal, Depends(require("county_reader", "county_admin"))]
 Period = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default this month")]
 
@@ -35,6 +39,13 @@ class SecondedScore(BaseModel):
     unit: str
     period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
     score: float = Field(ge=0, le=100)
+
+
+class WhatIf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    rules: dict[str, Any] = Field(description="appraisal rules to lay over the town's (rules.yaml's appraisal section,"
+                                              " or any part of it), e.g. {\"weights\": {\"response\": 0.6}}")
 
 
 TownCode = Annotated[str | None, Query(description="the town's code; required of county roles")]
@@ -52,6 +63,16 @@ def _town(runtime: ServiceRuntime, principal: Principal, code: str | None, actin
     if town is None:
         raise unprocessable([("town", f"{code!r} is not a town of this deployment")], where="query")
     return town
+
+
+def _pool(pool: str) -> Decimal:
+    try:
+        amount = Decimal(pool)
+    except InvalidOperation as exc:
+        raise unprocessable([("pool", "not an amount")], where="query") from exc
+    if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise unprocessable([("pool", "a non-negative amount in yuan with at most two decimals")], where="query")
+    return amount
 
 
 def _period(runtime: ServiceRuntime, tz: ZoneInfo, period: str | None) -> str:
@@ -122,12 +143,7 @@ async def bonus(runtime: Runtime, principal: Annotated[Principal, Depends(requir
                 pool: Annotated[str, Query(description="the pool in yuan, e.g. 50000.00")],
                 period: Period = None, town: TownCode = None) -> dict[str, Any]:
     """差异化分配: a town's pool split by post coefficient × max(points, 0), to the cent."""
-    try:
-        amount = Decimal(pool)
-    except InvalidOperation as exc:
-        raise unprocessable([("pool", "not an amount")], where="query") from exc
-    if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise unprocessable([("pool", "a non-negative amount in yuan with at most two decimals")], where="query")
+    amount = _pool(pool)
     t = _town(runtime, principal, town)
     p = _period(runtime, t.calendar.tz, period)
     figures = await flows.month_figures(runtime.pool, t, p)
@@ -188,3 +204,42 @@ async def post_seconded_score(body: SecondedScore, runtime: Runtime, principal: 
     town_score = next((f.composite for f in figures["seconded_unit"] if f.subject_id == body.unit), None)
     return {"town_code": t.code, "unit": body.unit, "period": body.period, "town_score": town_score,
             "department_score": body.score, "final": rules.seconded_final(town_score, body.score, t.rules.appraisal)}
+
+
+@router.post("/v1/what-if")
+async def what_if(body: WhatIf, runtime: Runtime, principal: Admin, town: TownCode = None) -> dict[str, Any]:
+    """Every figure of a month under other rules, beside the live ones, subject by subject; the
+    live figures are only read (SPEC §10)."""
+    t = _town(runtime, principal, town)
+    try:
+        other = whatif.rules_with(t.rules.appraisal, body.rules)
+    except ValidationError as exc:
+        raise unprocessable([(".".join(str(x) for x in ("rules", *e["loc"])), e["msg"]) for e in exc.errors()]) from exc
+    return await whatif.what_if(runtime.pool, t, body.period, other)
+
+
+@router.get("/v1/bulletin", responses={200: {"content": {monthly.XLSX: {}, monthly.CSV: {}}},
+                                       404: {"description": "the month holds no figures"}})
+async def bulletin(runtime: Runtime, principal: BulletinReader, period: Period = None, town: TownCode = None,
+                   file_format: Annotated[Literal["xlsx", "csv"], Query(alias="format")] = "xlsx",
+                   pool: Annotated[str | None, Query(description="a bonus pool in yuan: the split's amounts")] = None,
+                   ) -> Response:
+    """月度通报: rates by module, village and staff, the red and black lists, the alerts and the
+    bonus split of a town's month, as a workbook or one CSV of its sheets."""
+    amount = None if pool is None else _pool(pool)
+    t = _town(runtime, principal, town)
+    p = _period(runtime, t.calendar.tz, period)
+    figures = await flows.month_figures(runtime.pool, t, p)
+    if not any(figures.values()):
+        raise HTTPException(404, detail=f"no figures for {p}")
+    alerts = [dict(a) for a in await store.alerts(runtime.pool, t.code, p, None)]
+    made_at = runtime.clock.now()
+
+    def render() -> bytes:  # a county's month is thousands of rows: made off the event loop
+        sheets = monthly.sheets(t, p, figures, alerts, amount)
+        if file_format == "csv":
+            return monthly.to_csv(sheets)
+        return monthly.to_xlsx(f"{t.info.name} {p} 月度通报", made_at, sheets)
+
+    return Response(await asyncio.to_thread(render), media_type=monthly.XLSX if file_format == "xlsx" else monthly.CSV,
+                    headers={"content-disposition": f'attachment; filename="{monthly.filename(t, p, file_format)}"'})

@@ -50,6 +50,20 @@ class TaskEvents:
     invalid_return_event: uuid.UUID | None = None  # the command centre marked its return invalid
 
 
+@dataclass
+class TaskLifecycle:
+    """What a batch's merge, closure-check-passed and callback events say about one task (issue
+    #18): the latest merge state by its moment (of two at one moment, the one that came last),
+    checks passed and reopenings (重办) added, the first reopening for the ledger."""
+    request_id: str
+    merged: bool | None = None
+    merge_at: datetime | None = None
+    merge_event: uuid.UUID | None = None
+    passed_checks: int = 0
+    reopens: int = 0
+    reopen_event: uuid.UUID | None = None
+
+
 @dataclass(frozen=True)
 class InspectionFact:
     town_code: str
@@ -74,8 +88,10 @@ class OfficerPoints:
 class FactBatch:
     filed: dict[MatterKey, tuple[str, datetime]] = field(default_factory=dict)
     rated: dict[MatterKey, tuple[str, datetime, uuid.UUID]] = field(default_factory=dict)
+    called_back: dict[MatterKey, tuple[str, datetime, uuid.UUID]] = field(default_factory=dict)
     dispatched: dict[TaskKey, dict[str, Any]] = field(default_factory=dict)
     task_events: dict[TaskKey, TaskEvents] = field(default_factory=dict)
+    lifecycles: dict[TaskKey, TaskLifecycle] = field(default_factory=dict)
     inspections: dict[tuple[str, str], InspectionFact] = field(default_factory=dict)
     officer_points: dict[tuple[str, str, str], OfficerPoints] = field(default_factory=dict)
     # Why each figure changed: by task, by matter (a rating reaches the matter's standing tasks),
@@ -101,6 +117,14 @@ class FactBatch:
 
     def matter_rated(self, key: MatterKey, rating: str, rated_at: datetime, cause: Cause) -> None:
         self.rated[key] = (rating, rated_at, cause.event.id)  # a later rating replaces an earlier one
+        self.matter_causes.setdefault(key, []).append(cause)
+
+    def matter_called_back(self, key: MatterKey, rating: str, at: datetime, cause: Cause) -> None:
+        """A reached callback's rating: the latest by its moment stands (the citizen's own, kept
+        apart, wins over any)."""
+        before = self.called_back.get(key)
+        if before is None or at >= before[1]:
+            self.called_back[key] = (rating, at, cause.event.id)
         self.matter_causes.setdefault(key, []).append(cause)
 
     # --- tasks -----------------------------------------------------------------------------
@@ -151,6 +175,26 @@ class FactBatch:
         e = self._events_of(key, request_id)
         e.failed_checks += 1
         e.rework_event = e.rework_event or cause.event.id
+        self.touches_task(key, cause)
+
+    def _lifecycle_of(self, key: TaskKey, request_id: str) -> TaskLifecycle:
+        self._events_of(key, request_id)  # record_task_events makes the task's row from its first fact
+        return self.lifecycles.setdefault(key, TaskLifecycle(request_id))
+
+    def task_merged(self, key: TaskKey, request_id: str, merged: bool, at: datetime, cause: Cause) -> None:
+        life = self._lifecycle_of(key, request_id)
+        if life.merge_at is None or at >= life.merge_at:
+            life.merged, life.merge_at, life.merge_event = merged, at, cause.event.id
+        self.touches_task(key, cause)
+
+    def check_passed(self, key: TaskKey, request_id: str, cause: Cause) -> None:
+        self._lifecycle_of(key, request_id).passed_checks += 1
+        self.touches_task(key, cause)
+
+    def task_reopened(self, key: TaskKey, request_id: str, cause: Cause) -> None:
+        life = self._lifecycle_of(key, request_id)
+        life.reopens += 1
+        life.reopen_event = life.reopen_event or cause.event.id
         self.touches_task(key, cause)
 
     # --- inspections -----------------------------------------------------------------------

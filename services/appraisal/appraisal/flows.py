@@ -63,6 +63,7 @@ async def apply_batch(conn: asyncpg.Connection, batch: FactBatch, county: County
     await store.record_matters(conn, batch)
     await store.record_dispatches(conn, batch)
     await store.record_task_events(conn, batch)
+    await store.record_lifecycles(conn, batch)
     await store.record_inspections(conn, batch)
     changed = await _refresh_contributions(conn, batch, county)
     for subject, causes in batch.subject_causes.items():
@@ -83,7 +84,8 @@ def task_fact(row: asyncpg.Record) -> rules.TaskFact:
         superseded=row["superseded"], returned_invalid=row["returned_invalid"], rating=row["rating"],
         completed_event=text(row["completed_event"]), overdue_event=text(row["overdue_event"]),
         escalated_event=text(row["escalated_event"]), invalid_return_event=text(row["invalid_return_event"]),
-        rated_event=text(row["rated_event"]))
+        rated_event=text(row["rated_event"]), merged=row["merged"], passed_checks=row["passed_checks"],
+        reopens=row["reopens"])
 
 
 def inspection_fact(row: asyncpg.Record) -> rules.InspectionFact:
@@ -113,7 +115,7 @@ async def _refresh_contributions(conn: asyncpg.Connection, batch: FactBatch,
         if any(row[f"c_{k}"] != v for k, v in c.items()) or row["c_points"] != points:
             changed.append((row["town_code"], row["task_id"], c, points))
         causes = list(batch.task_causes.get((row["town_code"], row["task_id"]), ()))
-        if not row["superseded"]:  # a rating counts for the matter's standing task only
+        if not row["superseded"]:  # a rating counts for the matter's standing task only (none if merged)
             causes += batch.matter_causes.get((row["town_code"], row["request_id"]), ())
         for subject_type, subject_id in subjects_of_task(row) if causes else ():
             touched.setdefault((town.code, subject_type, subject_id, row["period"]), []).extend(causes)
@@ -184,7 +186,7 @@ async def _totals_of_months(db: store.Db, months: Iterable[tuple[str, str]]
                             ) -> dict[tuple[str, str], list[rules.SubjectTotals]]:
     by_month: dict[tuple[str, str], list[rules.SubjectTotals]] = {}
     for row in await store.month_totals(db, months):
-        by_month.setdefault((row["town_code"], row["period"]), []).append(_totals(row))
+        by_month.setdefault((row["town_code"], row["period"]), []).append(subject_totals(row))
     return by_month
 
 
@@ -201,7 +203,7 @@ def _figures_of_months(totals: dict[tuple[str, str], list[rules.SubjectTotals]],
     return figures
 
 
-def _totals(row: asyncpg.Record) -> rules.SubjectTotals:
+def subject_totals(row: asyncpg.Record) -> rules.SubjectTotals:
     return rules.SubjectTotals(row["subject_type"], row["subject_id"],
                                rules.Counts(**{c: row[c] for c in store.COUNT_COLUMNS}),
                                round(float(row["points"]), 4))
@@ -209,7 +211,7 @@ def _totals(row: asyncpg.Record) -> rules.SubjectTotals:
 
 async def month_figures(db: store.Db, town: Town, period: str) -> dict[rules.SubjectType, list[rules.Figures]]:
     """Every subject's figures of a town's month, from its stored totals (that month's rows only)."""
-    totals = [_totals(row) for row in await store.month_totals(db, [(town.code, period)])]
+    totals = [subject_totals(row) for row in await store.month_totals(db, [(town.code, period)])]
     return rules.month_figures(period, totals, town, town.rules.appraisal)
 
 

@@ -18,9 +18,11 @@ from townflow_shared.events import (
     RequestFiled,
     RequestRated,
     TaskAccepted,
+    TaskCallback,
     TaskCompleted,
     TaskDispatched,
     TaskExtended,
+    TaskMerged,
     TaskReturned,
     TaskSupervised,
     TaskVerified,
@@ -112,12 +114,29 @@ class Handlers:
         batch.task_extended((town.code, d.task_id), d.request_id, cause)
 
     async def task_verified(self, conn: asyncpg.Connection, event: TaskVerified, _: Any) -> None:
-        town = self._town(event)
+        town, batch, cause = self._open(conn, event)
         d = event.data
         if d.passed:
-            return
-        batch, cause = self.batches.cause(conn, event)
-        batch.check_failed((town.code, d.task_id), d.request_id, cause)
+            batch.check_passed((town.code, d.task_id), d.request_id, cause)  # closed: 重办率's denominator
+        else:
+            batch.check_failed((town.code, d.task_id), d.request_id, cause)
+
+    async def task_merged(self, conn: asyncpg.Connection, event: TaskMerged, _: Any) -> None:
+        """重复件: merged, the task leaves every rate and earns nothing; reversed, it counts again
+        (its completions are judged by dispatch against the new window). The latest one decides."""
+        town, batch, cause = self._open(conn, event)
+        d = event.data
+        batch.task_merged((town.code, d.task_id), d.request_id, not d.reversed, d.at, cause)
+
+    async def task_callback(self, conn: asyncpg.Connection, event: TaskCallback, _: Any) -> None:
+        """回访: a reached citizen's rating counts as theirs unless they rated the matter
+        themselves; `reopened` (重办) sends the task back like a failed closure check."""
+        town, batch, cause = self._open(conn, event)
+        d = event.data
+        if d.reached and d.rating is not None:
+            batch.matter_called_back((town.code, d.request_id), d.rating, d.at, cause)
+        if d.reopened:
+            batch.task_reopened((town.code, d.task_id), d.request_id, cause)
 
     async def inspection_done(self, conn: asyncpg.Connection, event: InspectionDone, _: Any) -> None:
         town, batch, cause = self._open(conn, event)
@@ -156,7 +175,8 @@ def register(runtime: ServiceRuntime, handlers: Handlers) -> None:
         (TaskDispatched, handlers.task_dispatched), (TaskAccepted, handlers.task_accepted),
         (TaskReturned, handlers.task_returned), (TaskSupervised, handlers.task_supervised),
         (TaskCompleted, handlers.task_completed), (TaskExtended, handlers.task_extended),
-        (TaskVerified, handlers.task_verified), (InspectionDone, handlers.inspection_done),
+        (TaskVerified, handlers.task_verified), (TaskMerged, handlers.task_merged),
+        (TaskCallback, handlers.task_callback), (InspectionDone, handlers.inspection_done),
         (CaseUpdated, handlers.case_updated), (PlanPublished, handlers.plan_published),
     ):
         runtime.on(event_type)(handler)  # type: ignore[arg-type]

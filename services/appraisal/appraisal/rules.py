@@ -49,11 +49,22 @@ class TaskFact:
     escalated_event: str | None = None
     invalid_return_event: str | None = None
     rated_event: str | None = None
+    merged: bool = False      # 重复件: merged into another matter now (its latest merge event says so)
+    passed_checks: int = 0    # closure checks passed: the task was closed
+    reopens: int = 0          # 重办: reopened by an unsatisfied callback after closure
+
+    @property
+    def counted(self) -> bool:
+        """In the rates and points at all: not redispatched away, not merged into another matter."""
+        return not self.superseded and not self.merged
 
     @property
     def resolved(self) -> bool:
-        """Completed by resolve_by and not sent back by a failed closure check since."""
-        return self.completions > self.failed_checks and bool(self.last_on_time)
+        """Completed by its deadline and not sent back since, by a failed closure check or by a
+        callback's reopening (重办): each sending back needs a completion of its own after it.
+        `last_on_time` is the completion's own, against the deadline the task had then (a reopened
+        task's or an unmerged one's new window)."""
+        return self.completions > self.failed_checks + self.reopens and bool(self.last_on_time)
 
     def subject(self, subject_type: SubjectType) -> str | None:
         return {"staff": self.assignee, "module": self.module, "village": self.village,
@@ -82,14 +93,18 @@ class Counts:
     overdue: int = 0
     escalated: int = 0
     escalated_red: int = 0
+    closed: int = 0
+    reopened: int = 0
 
 
 def counts(tasks: Iterable[TaskFact]) -> Counts:
     """Counts over the tasks that stand: a returned-and-redispatched matter counts once, against
-    its final assignee."""
+    its final assignee; a matter merged into another (重复件) not at all, its primary stands for it.
+    A task reopened by a callback (重办) counts once in `reopened` however often it was, and not
+    in `reworked` (返工, failed closure checks)."""
     c = Counts()
     for t in tasks:
-        if t.superseded:
+        if not t.counted:
             continue
         c.dispatched += 1
         c.responded += t.responded
@@ -100,6 +115,8 @@ def counts(tasks: Iterable[TaskFact]) -> Counts:
         c.overdue += t.overdue_event is not None
         c.escalated += t.escalated_event is not None
         c.escalated_red += t.escalated_event is not None and t.colour == "red"
+        c.closed += t.passed_checks > 0
+        c.reopened += t.reopens > 0
         if t.rating is not None:
             c.rated += 1
             c.satisfied += t.rating in ("satisfied", "basically_satisfied")
@@ -118,6 +135,7 @@ def rates(c: Counts) -> dict[str, float | None]:
         "satisfaction": ratio(c.satisfied, c.rated),
         "rework": ratio(c.reworked, c.completed),
         "extension": ratio(c.extended, c.dispatched),
+        "reopen": ratio(c.reopened, c.closed),  # 重办率
     }
 
 
@@ -159,6 +177,9 @@ def ledger(tasks: Iterable[TaskFact], inspections: Iterable[InspectionFact], tow
     p = rules.points
     entries: list[LedgerEntry] = []
     for t in tasks:
+        if t.merged:
+            continue  # 重复件: no points, the supervision's penalties before the merge included
+
         def entry(reason: str, points: float, event_id: str | None, t: TaskFact = t) -> None:
             entries.append(LedgerEntry(t.assignee, t.module, t.village, t.seconded_unit, reason,
                                        round(points, 4), event_id, t.task_id))

@@ -17,7 +17,7 @@ from .facts import FactBatch, MatterKey, TaskKey
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 COUNT_COLUMNS = ("dispatched", "responded", "resolved", "completed", "reworked", "extended", "rated",
-                 "satisfied", "overdue", "escalated", "escalated_red")
+                 "satisfied", "overdue", "escalated", "escalated_red", "closed", "reopened")
 
 # The columns a dispatch sets, in the order of upsert_dispatched's arrays.
 DISPATCH_COLUMNS = ("town_code", "task_id", "request_id", "dispatched_event", "period", "assignee", "post", "module",
@@ -106,6 +106,38 @@ async def record_task_events(conn: asyncpg.Connection, batch: FactBatch) -> None
         *_columns(rows, 18))
 
 
+async def record_lifecycles(conn: asyncpg.Connection, batch: FactBatch) -> None:
+    """Merges, closures and reopenings (issue #18) onto the tasks' rows, which record_task_events
+    has made: the later merge state by its moment, counts added. Callback ratings onto the
+    matters, the latest by its moment; the citizen's own rating is a column of its own."""
+    if batch.lifecycles:
+        await conn.execute(
+            "UPDATE task_facts t SET"
+            "  merged = CASE WHEN l.merge_at IS NULL THEN t.merged"
+            "   WHEN t.merge_at IS NULL OR l.merge_at >= t.merge_at THEN l.merged ELSE t.merged END,"
+            "  merge_event = CASE WHEN l.merge_at IS NULL THEN t.merge_event"
+            "   WHEN t.merge_at IS NULL OR l.merge_at >= t.merge_at THEN l.merge_event ELSE t.merge_event END,"
+            "  merge_at = greatest(t.merge_at, l.merge_at),"
+            "  passed_checks = t.passed_checks + l.passed_checks, reopens = t.reopens + l.reopens,"
+            "  reopen_event = coalesce(t.reopen_event, l.reopen_event)"
+            " FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[], $5::uuid[], $6::int[], $7::int[],"
+            "  $8::uuid[]) AS l(town_code, task_id, merged, merge_at, merge_event, passed_checks, reopens, reopen_event)"
+            " WHERE t.town_code = l.town_code AND t.task_id = l.task_id",
+            *_columns([(town, task, x.merged, x.merge_at, x.merge_event, x.passed_checks, x.reopens, x.reopen_event)
+                       for (town, task), x in sorted(batch.lifecycles.items())], 8))
+    if batch.called_back:
+        await conn.execute(
+            "INSERT INTO matter_facts AS m (town_code, request_id, callback_rating, callback_at, callback_event)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[])"
+            " ON CONFLICT (town_code, request_id) DO UPDATE SET"
+            "  callback_rating = CASE WHEN m.callback_at IS NULL OR EXCLUDED.callback_at >= m.callback_at"
+            "   THEN EXCLUDED.callback_rating ELSE m.callback_rating END,"
+            "  callback_event = CASE WHEN m.callback_at IS NULL OR EXCLUDED.callback_at >= m.callback_at"
+            "   THEN EXCLUDED.callback_event ELSE m.callback_event END,"
+            "  callback_at = greatest(m.callback_at, EXCLUDED.callback_at)",
+            *_columns([(*k, *v) for k, v in sorted(batch.called_back.items())], 5))
+
+
 async def record_inspections(conn: asyncpg.Connection, batch: FactBatch) -> None:
     """Inspections and their officers' points (the statement trigger adds these to the totals)."""
     if batch.inspections:
@@ -154,11 +186,11 @@ async def set_contributions(conn: asyncpg.Connection,
         "UPDATE task_facts t SET c_dispatched = c.dispatched, c_responded = c.responded, c_resolved = c.resolved,"
         " c_completed = c.completed, c_reworked = c.reworked, c_extended = c.extended, c_rated = c.rated,"
         " c_satisfied = c.satisfied, c_overdue = c.overdue, c_escalated = c.escalated,"
-        " c_escalated_red = c.escalated_red, c_points = c.points"
+        " c_escalated_red = c.escalated_red, c_closed = c.closed, c_reopened = c.reopened, c_points = c.points"
         " FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[], $8::int[],"
-        "  $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::float8[])"
+        "  $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::int[], $16::float8[])"
         "  AS c(town_code, task_id, dispatched, responded, resolved, completed, reworked, extended, rated,"
-        "  satisfied, overdue, escalated, escalated_red, points)"
+        "  satisfied, overdue, escalated, escalated_red, closed, reopened, points)"
         " WHERE t.town_code = c.town_code AND t.task_id = c.task_id",
         *_columns([(town, task, *(counts[c] for c in COUNT_COLUMNS), points)
                    for town, task, counts, points in sorted(rows, key=lambda r: (r[0], r[1]))],
@@ -183,7 +215,8 @@ async def town_counts(db: Db, town_codes: Sequence[str], period: str) -> list[as
         "SELECT town_code, sum(dispatched)::int AS dispatched, sum(responded)::int AS responded,"
         " sum(resolved)::int AS resolved, sum(completed)::int AS completed, sum(reworked)::int AS reworked,"
         " sum(extended)::int AS extended, sum(rated)::int AS rated, sum(satisfied)::int AS satisfied,"
-        " sum(overdue)::int AS overdue, sum(escalated)::int AS escalated, sum(escalated_red)::int AS escalated_red"
+        " sum(overdue)::int AS overdue, sum(escalated)::int AS escalated, sum(escalated_red)::int AS escalated_red,"
+        " sum(closed)::int AS closed, sum(reopened)::int AS reopened"
         " FROM subject_totals WHERE town_code = ANY($1::text[]) AND period = $2 AND subject_type = 'staff'"
         " GROUP BY town_code", list(town_codes), period)
 
@@ -208,6 +241,17 @@ _SUBJECT_INSPECTIONS = {
                      " JOIN inspection_points p USING (town_code, inspection_id)"
                      " WHERE p.town_code = $1 AND p.period = $2 AND p.seconded_unit = $3",
 }
+
+
+async def tasks_of_month(db: Db, town_code: str, period: str) -> list[asyncpg.Record]:
+    """Every dispatched task of a town's month as the rules read them (what-if, the bulletin)."""
+    return await db.fetch("SELECT * FROM task_fact_rows WHERE town_code = $1 AND period = $2 ORDER BY task_id",
+                          town_code, period)
+
+
+async def inspections_of_month(db: Db, town_code: str, period: str) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM inspection_facts WHERE town_code = $1 AND period = $2"
+                          " ORDER BY inspection_id", town_code, period)
 
 
 async def tasks_of_subject(db: Db, town_code: str, subject_type: str, subject_id: str,

@@ -51,3 +51,29 @@ def test_a_later_rating_of_a_matter_replaces_an_earlier_one() -> None:
     batch.matter_rated(("321003104", "r1"), "unsatisfied", T0, batch.cause(first, {}))
     batch.matter_rated(("321003104", "r1"), "satisfied", T0 + timedelta(hours=1), batch.cause(second, {}))
     assert batch.rated[("321003104", "r1")] == ("satisfied", T0 + timedelta(hours=1), second.id)
+
+
+def test_the_latest_merge_event_of_a_task_decides_whatever_order_they_arrive_in() -> None:
+    batch = FactBatch()
+    merge, undo, again = (completed(T0, True) for _ in range(3))
+    batch.task_merged(KEY, "r1", False, T0 + timedelta(days=1), batch.cause(undo, {}))
+    batch.task_merged(KEY, "r1", True, T0, batch.cause(merge, {}))  # earlier: does not win
+    life = batch.lifecycles[KEY]
+    assert (life.merged, life.merge_at, life.merge_event) == (False, T0 + timedelta(days=1), undo.id)
+    batch.task_merged(KEY, "r1", True, T0 + timedelta(days=1), batch.cause(again, {}))  # same moment: the last
+    assert (life.merged, life.merge_event) == (True, again.id)
+    assert KEY in batch.task_events  # its row is made even before its dispatch arrives
+
+
+def test_callback_ratings_fold_to_the_latest_and_reopenings_add_up() -> None:
+    batch = FactBatch()
+    later, earlier, reopen1, reopen2 = (completed(T0, True) for _ in range(4))
+    matter = ("321003104", "r1")
+    batch.matter_called_back(matter, "satisfied", T0 + timedelta(days=2), batch.cause(later, {}))
+    batch.matter_called_back(matter, "unsatisfied", T0, batch.cause(earlier, {}))
+    assert batch.called_back[matter] == ("satisfied", T0 + timedelta(days=2), later.id)
+    batch.task_reopened(KEY, "r1", batch.cause(reopen1, {}))
+    batch.task_reopened(KEY, "r1", batch.cause(reopen2, {}))
+    batch.check_passed(KEY, "r1", batch.cause(reopen2, {}))
+    life = batch.lifecycles[KEY]
+    assert (life.reopens, life.reopen_event, life.passed_checks) == (2, reopen1.id, 1)

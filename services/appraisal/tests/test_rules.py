@@ -136,3 +136,32 @@ def test_dimensions_stay_within_0_and_25() -> None:
     assert d["quality"] == pytest.approx(20.0)
     assert d["workload"] == 25
     assert d["discipline"] == 0
+
+
+def test_a_merged_task_is_in_no_rate_and_earns_no_points_not_even_its_penalties() -> None:
+    merged = task(1, merged=True, overdue_event="e2", escalated_event="e3", rating="unsatisfied", rated_event="e4",
+                  passed_checks=1)
+    c = rules.counts([merged, task(2)])
+    assert (c.dispatched, c.resolved, c.overdue, c.escalated, c.rated, c.closed) == (1, 1, 0, 0, 0, 0)
+    assert rules.ledger([merged], [], TOWN, R) == []
+    assert rules.contribution(merged, TOWN, R) == (rules.Counts(), 0)
+
+
+def test_a_reopened_task_is_unresolved_until_completed_again_and_counts_once_in_the_reopen_rate() -> None:
+    reopened = task(1, passed_checks=1, reopens=1)
+    assert not reopened.resolved
+    again = task(1, completions=2, passed_checks=2, reopens=1)
+    assert again.resolved
+    late_again = task(1, completions=2, passed_checks=2, reopens=1, last_on_time=False)
+    assert not late_again.resolved
+    twice = task(2, completions=3, passed_checks=3, reopens=2)
+    c = rules.counts([again, twice, task(3, passed_checks=1), task(4)])
+    assert (c.closed, c.reopened, c.reworked) == (3, 2, 0)  # 重办 is not 返工
+    r = rules.rates(c)
+    assert r["reopen"] == 2 / 3 and r["rework"] == 0
+    assert rules.rates(rules.counts([task(5)]))["reopen"] is None  # nothing closed: null
+
+
+def test_a_reopen_and_a_failed_check_each_need_a_completion_after_them() -> None:
+    assert not task(1, completions=2, failed_checks=1, reopens=1).resolved
+    assert task(1, completions=3, failed_checks=1, reopens=1).resolved

@@ -1,0 +1,99 @@
+"""月度通报 on the real stack (SPEC §10): `GET /v1/bulletin?period=&format=xlsx|csv`, opened with
+openpyxl and read cell by cell. The month 2028-09 is this file's."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from openpyxl import load_workbook
+
+from devstack.stack import Stack
+from townflow_shared.settings import DEMO_TOWN_DIR
+from townflow_shared.town import load_town
+
+from .conftest import Api, eventually, file_matter, set_clocks, task_of
+from .test_appraisal import APPRAISER, complete, figures_when, rate
+
+PERIOD = "2028-09"
+TOWN = load_town(DEMO_TOWN_DIR)
+
+
+async def test_the_monthly_bulletin_as_a_workbook_and_as_csv(
+        stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
+    await set_clocks(stack, "2028-09-04T09:00:00+08:00")
+    lamps = [await file_matter(intake, item_code="T005", village="V02", location=f"东湖村路灯{i}") for i in range(2)]
+    bins = [await file_matter(intake, item_code="T002", village="V03", location=f"西山村垃圾点{i}") for i in range(3)]
+    lamp_tasks = [await task_of(dispatch, t["request_id"]) for t in lamps]
+    bin_tasks = [await task_of(dispatch, t["request_id"]) for t in bins]
+    assert {t["assignee"] for t in lamp_tasks} == {"s020"}
+    late = bin_tasks[0]["assignee"]
+    await complete(dispatch, lamp_tasks[0])
+    await rate(intake, lamps[0], "satisfied")
+    # Past both deadlines (T002 2wd, T005 3wd), before 150% of either window: four tasks overdue, none escalated.
+    await set_clocks(stack, "2028-09-07T18:00:00+08:00")
+    await figures_when(appraisal, PERIOD, "staff", late, lambda f: f["counts"]["overdue"] == 3)
+    await figures_when(appraisal, PERIOD, "staff", "s020",
+                       lambda f: f["counts"]["overdue"] == 1 and f["counts"]["rated"] == 1)
+
+    async def reminded() -> bool:
+        rows = (await appraisal.call("GET", "/v1/alerts", as_=APPRAISER, params={"period": PERIOD})).json()
+        return [r["level"] for r in rows] == ["reminder"]
+
+    await eventually(reminded, what="the reminder for three overdue tasks")
+
+    got = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER,
+                               params={"period": PERIOD, "format": "xlsx", "pool": "1000.00"})
+    assert got.status_code == 200, got.text
+    assert got.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert got.headers["content-disposition"] == f'attachment; filename="bulletin-321003104-{PERIOD}.xlsx"'
+    book = load_workbook(io.BytesIO(got.content))
+    assert book.sheetnames == ["按模块", "按村社区", "按人员", "红黑榜", "预警", "奖金分配"]
+
+    def values(sheet: str) -> list[list[object]]:
+        return [[c.value for c in r] for r in book[sheet].iter_rows()]
+
+    header = ["派发数", "响应率", "办结率", "满意率", "返工率", "延期率", "重办率", "积分", "综合分", "排名"]
+    econ, env = TOWN.modules["econ"].name, TOWN.modules[TOWN.staff[late].module].name
+    # s020: 2 dispatched, 1 done on time and rated satisfied, 1 overdue: 10 + 2 + 2 − 5 points.
+    s020 = ["s020", TOWN.staff["s020"].name, econ, 2, 0.5, 0.5, 1.0, 0.0, 0.0, None, 9, 67.5, 1]
+    assert values("按人员") == [["工号", "姓名", "模块", *header], s020,
+                               [late, TOWN.staff[late].name, env, 3, 0.0, 0.0, None, None, 0.0, None, -15, 0, 2]]
+    assert book["按人员"].cell(2, 5).number_format == "0.00%"
+    assert values("按村社区") == [["村社区代码", "村社区", *header],
+                                 ["V02", "东湖村", 2, 0.5, 0.5, 1.0, 0.0, 0.0, None, 9, 67.5, 1],
+                                 ["V03", "西山村", 3, 0.0, 0.0, None, None, 0.0, None, -15, 0, 2]]
+    assert values("按模块")[0] == ["模块代码", "模块", *header]
+    lists = values("红黑榜")
+    assert lists[0] == ["类别", "榜", "位次", "代码", "名称", "综合分"]
+    assert ["人员", "红榜", 1, "s020", TOWN.staff["s020"].name, 67.5] in lists
+    assert ["人员", "黑榜", 1, late, TOWN.staff[late].name, 0] in lists
+    (alert,) = values("预警")[1:]
+    assert alert[:3] == [late, TOWN.staff[late].name, "提醒"] and str(alert[4]).startswith("2028-09-07 18:0")
+    bonus = values("奖金分配")
+    assert bonus[0] == ["工号", "姓名", "模块", "岗位系数", "积分", "权重", "占比", "金额（元）"]
+    assert bonus[1] == ["s020", TOWN.staff["s020"].name, econ, TOWN.staff["s020"].post_coefficient, 9,
+                        round(9 * TOWN.staff["s020"].post_coefficient, 4), 1.0, 1000.0]
+
+    # CSV: the same sheets one after another in one file, each led by its name; the console's
+    # default is the workbook.
+    as_csv = await appraisal.call("GET", "/v1/bulletin", as_=("s020", "module_leader"),
+                                  params={"period": PERIOD, "format": "csv"})
+    assert as_csv.status_code == 200 and as_csv.headers["content-type"] == "text/csv; charset=utf-8"
+    assert as_csv.content.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    staff_at = rows.index(["按人员"])
+    assert rows[staff_at + 1] == ["工号", "姓名", "模块", *header]
+    assert rows[staff_at + 2] == ["s020", TOWN.staff["s020"].name, econ, "2", "0.5", "0.5", "1.0", "0.0", "0.0", "",
+                                  "9.0", "67.5", "1"]
+    assert rows[rows.index(["奖金分配"]) + 2][7] == ""  # no pool given: shares only
+    default = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": PERIOD})
+    assert default.headers["content-disposition"].endswith('.xlsx"')
+
+    # Who may have it, and a month without figures.
+    assert (await appraisal.call("GET", "/v1/bulletin", as_=("s020", "staff"),
+                                 params={"period": PERIOD})).status_code == 403
+    assert (await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER,
+                                 params={"period": "2099-01"})).status_code == 404
+    assert (await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER,
+                                 params={"period": PERIOD, "format": "pdf"})).status_code == 422
