@@ -180,6 +180,11 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("appraisal", "GET", "/v1/scores/{subject_type}/{subject_id}/{period}/ledger"): {
         APPRAISER: (200, 404), COMMAND: (200, 404), STAFF: (403, 403), READER: (200, 200),
         COUNTY_ADMIN: (200, 200)},
+    ("appraisal", "POST", "/v1/what-if"): {  # read-only, but the appraisal office's tool
+        APPRAISER: (200, 404), COMMAND: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    ("appraisal", "GET", "/v1/bulletin"): {
+        APPRAISER: (200, 404), COMMAND: (200, 404), MODULE_LEADER: (200, 404), STAFF: (403, 403),
+        READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     ("appraisal", "POST", "/v1/seconded-scores"): {
         APPRAISER: (201, 403), COMMAND: (403, 403), READER: (403, 403), COUNTY_ADMIN: (201, 201)},
     # the test clock (mounted with TOWNFLOW_TEST_CLOCK=1 only): admin
@@ -346,6 +351,10 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call(f"/v1/plans/{r['plan_id']}")
         case "/v1/scores" | "/v1/rates" | "/v1/rankings" | "/v1/alerts":
             return Call(route[2], params={**by_town, "period": PERIOD})
+        case "/v1/what-if":
+            return Call("/v1/what-if", params=by_town, json={"period": PERIOD, "rules": {"weights": {"response": 0.6}}})
+        case "/v1/bulletin":
+            return Call("/v1/bulletin", params={**by_town, "period": PERIOD, "format": "csv"})
         case "/v1/bonus":
             return Call("/v1/bonus", params={**by_town, "period": PERIOD, "pool": "1000.00"})
         case "/v1/scores/{subject_type}/{subject_id}/{period}/ledger":
@@ -551,7 +560,7 @@ async def test_role_and_town_matrix(county: County, towns: dict[str, TownRecords
                                  sub=sub if caller.token else None, roles=caller.roles,
                                  town=None if caller.county else OWN)
     assert response.status_code == row.expected, response.text
-    if response.status_code == 200 and town is not None:
+    if response.status_code == 200 and town is not None and response.headers["content-type"] == "application/json":
         _assert_of_town(response.json(), town.code)
 
 

@@ -234,9 +234,11 @@ async def bulletin(runtime: Runtime, principal: BulletinReader, period: Period =
         raise HTTPException(404, detail=f"no figures for {p}")
     alerts = [dict(a) for a in await store.alerts(runtime.pool, t.code, p, None)]
     made_at = runtime.clock.now()
+    # The split is the appraisal office's (and the county's), as GET /v1/bonus: leaders get the rest.
+    with_bonus = principal.has_any(("appraisal_admin",), reading=True)
 
     def render() -> bytes:  # a county's month is thousands of rows: made off the event loop
-        sheets = monthly.sheets(t, p, figures, alerts, amount)
+        sheets = monthly.sheets(t, p, figures, alerts, amount, with_bonus)
         if file_format == "csv":
             return monthly.to_csv(sheets)
         return monthly.to_xlsx(f"{t.info.name} {p} 月度通报", made_at, sheets)

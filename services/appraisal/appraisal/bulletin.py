@@ -50,8 +50,9 @@ def _rates_sheet(name: str, lead: tuple[str, ...], figs: Sequence[rules.Figures]
 
 
 def sheets(town: Town, period: str, figures: Mapping[rules.SubjectType, list[rules.Figures]],
-           alerts: Sequence[Mapping[str, Any]], pool: Decimal | None) -> list[Sheet]:
-    """The bulletin's sheets: every figure as stored, names from the town's configuration."""
+           alerts: Sequence[Mapping[str, Any]], pool: Decimal | None, with_bonus: bool = True) -> list[Sheet]:
+    """The bulletin's sheets: every figure as stored, names from the town's configuration; the
+    bonus split only for those who may read it (`with_bonus`, as `GET /v1/bonus`)."""
     villages = {v.code: v.name for v in town.info.villages}
     result = [
         _rates_sheet("按模块", ("模块代码", "模块"), figures["module"],
@@ -73,7 +74,8 @@ def sheets(town: Town, period: str, figures: Mapping[rules.SubjectType, list[rul
         (a["staff_id"], town.staff[a["staff_id"]].name if a["staff_id"] in town.staff else None,
          levels.get(a["level"], a["level"]), "；".join(a["reasons"]),
          a["raised_at"].astimezone(town.calendar.tz).strftime("%Y-%m-%d %H:%M")) for a in alerts]))
-    result.append(_bonus_sheet(town, figures["staff"], pool))
+    if with_bonus:
+        result.append(_bonus_sheet(town, figures["staff"], pool))
     return result
 
 
