@@ -21,6 +21,7 @@ import heapq
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -62,6 +63,12 @@ class Poison:
     inbox_key: tuple[str, uuid.UUID]  # (handler, event id): recorded so it is dead-lettered once
 
 
+@dataclass(frozen=True)
+class ParsedBatch:
+    parsed: list[Parsed]
+    poison: list[Poison]
+
+
 class DeadLetters(Protocol):
     """Where poison goes, inside the transaction that records it in the inbox."""
 
@@ -79,8 +86,12 @@ class _RejectedEvent(Exception):
 
 class BatchConsumer:
     def __init__(self, service: str, handlers: dict[type[Envelope], Registered], adapter: TypeAdapter[Any],
-                 pool_of: Callable[[], asyncpg.Pool], dead_letters: DeadLetters, runtime: Any) -> None:
+                 pool_of: Callable[[], asyncpg.Pool], dead_letters: DeadLetters, runtime: Any,
+                 per_event_spans: bool = True) -> None:
         self.service = service
+        # A replay traces nothing and publishes nothing: a span and a histogram per event were a
+        # fifth of a rebuild's time (issue #16). The live consumer keeps both.
+        self.per_event_spans = per_event_spans
         self.by_type = {t.model_fields["type"].default: r for t, r in handlers.items()}
         self.adapter = adapter
         self.pool_of = pool_of
@@ -90,6 +101,11 @@ class BatchConsumer:
     async def handle(self, records: Sequence[ConsumerRecord]) -> int:
         """Handle a batch; the number of poison records dead-lettered now. Raises whatever is not
         poison (an outage): nothing of the batch is then lost, and retrying it is harmless."""
+        return await self.handle_parsed(self.parse(records))
+
+    def parse(self, records: Sequence[ConsumerRecord]) -> ParsedBatch:
+        """A batch's records parsed, in arrival order, and its poison: no I/O, so a replay parses
+        the next fetch while the database applies the one before (rebuild.py)."""
         BATCH_SIZE.labels(self.service).observe(len(records))
         parsed: list[Parsed] = []
         poison: list[Poison] = []
@@ -99,6 +115,11 @@ class BatchConsumer:
             except UNPARSABLE as exc:  # not JSON, not the schema, wrong topic
                 where = f"{record.topic}/{record.partition}/{record.offset}"
                 poison.append(Poison(record, exc, (f"{self.service}.unparsable", uuid.uuid5(_UNPARSABLE_IDS, where))))
+        return ParsedBatch(parsed, poison)
+
+    async def handle_parsed(self, batch: ParsedBatch) -> int:
+        """`handle` of a parsed batch (which is not changed: retrying it after an outage is harmless)."""
+        parsed, poison = list(batch.parsed), list(batch.poison)
         while True:
             try:
                 return await self._in_one_transaction(parsed, poison)
@@ -134,7 +155,10 @@ class BatchConsumer:
                         outcomes.append((p.record, "duplicate"))
                         continue
                     fresh.discard(key)
-                    await self._run(conn, p)
+                    if self.per_event_spans:
+                        await self._run(conn, p)
+                    else:
+                        await self._call(p, conn)
                     outcomes.append((p.record, "handled"))
             dead = []
             for x in poison:
@@ -144,10 +168,10 @@ class BatchConsumer:
             if dead:
                 await self.dead_letters(conn, dead)
         outcomes += [(x.record, "dead_lettered" if x in dead else "duplicate") for x in poison]
-        for record, outcome in outcomes:  # counted once committed
-            EVENTS_CONSUMED.labels(self.service, record.topic, outcome).inc()
+        for (topic, outcome), count in Counter((r.topic, o) for r, o in outcomes).items():  # counted once committed
+            EVENTS_CONSUMED.labels(self.service, topic, outcome).inc(count)
             if outcome == "duplicate":
-                DUPLICATES_SKIPPED.labels(self.service, record.topic).inc()
+                DUPLICATES_SKIPPED.labels(self.service, topic).inc(count)
         for x in dead:
             DLQ_MESSAGES.labels(self.service, x.record.topic).inc()
             log.error("dead-lettered %s[%s]@%s: %s", x.record.topic, x.record.partition, x.record.offset,
@@ -174,11 +198,15 @@ class BatchConsumer:
                         "messaging.kafka.message.offset": record.offset,
                         "messaging.message.id": str(p.event.id), "townflow.handler": p.registered.name},
         ):
-            try:
-                await p.registered.handler(conn, p.event, self.runtime)
-            except Rejected as exc:
-                raise _RejectedEvent(p, exc) from exc
+            await self._call(p, conn)
         HANDLER_DURATION.labels(self.service, record.topic).observe(time.perf_counter() - started)
+
+
+    async def _call(self, p: Parsed, conn: asyncpg.Connection) -> None:
+        try:
+            await p.registered.handler(conn, p.event, self.runtime)
+        except Rejected as exc:
+            raise _RejectedEvent(p, exc) from exc
 
 
 class OutboxDeadLetters:

@@ -17,12 +17,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from townflow_shared import db
-from townflow_shared.consumer import Poison
+from townflow_shared.consumer import BatchConsumer, ParsedBatch, Poison
 from townflow_shared.county import load_county
 from townflow_shared.dlq import describe
 from townflow_shared.kafka import topic_partitions
@@ -33,6 +34,15 @@ from .app import MIGRATIONS, create_runtime
 from .settings import AppraisalSettings
 
 log = logging.getLogger(__name__)
+
+
+def _without_waiting_for_flush(dsn: str) -> str:
+    """The target's sessions commit without waiting for the WAL flush: a crash loses at most the
+    last moments of a replay into a fresh database, which is run again anyway (asyncpg takes
+    query parameters it does not know as the session's settings)."""
+    parts = urlsplit(dsn)
+    query = [*parse_qsl(parts.query), ("synchronous_commit", "off")]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class NotEmpty(RuntimeError):
@@ -85,7 +95,7 @@ def _duration(seconds: float) -> str:
 async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str], None] = print) -> dict[str, int]:
     runtime = create_runtime(settings, publishing=False)
     live = await db.create_pool(settings.database_url.get_secret_value(), 1, 2)
-    target = await db.create_pool(into, 1, 4)
+    target = await db.create_pool(_without_waiting_for_flush(into), 1, 4)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_poll_records=settings.rebuild_batch_max)
     try:
@@ -98,7 +108,9 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
                                                 row["posted_by"], row["posted_at"])
         runtime.use_pool(target)
         poison = _CountPoison(report)
-        batches = runtime.batch_consumer(poison)  # the live consumer's own path, in large batches
+        # the live consumer's own path, in large batches; without a span per event (nothing is traced)
+        batches = runtime.batch_consumer(poison)
+        batches.per_event_spans = False
         topics = [event_type.topic for event_type in runtime.handlers]
         await consumer.start()
         partitions = await topic_partitions(settings.kafka_bootstrap, topics)
@@ -110,20 +122,22 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
         report(f"replaying {total} messages from {len(topics)} topics, up to {settings.rebuild_batch_max} a batch")
         progress = Progress(report, total, settings.rebuild_progress_seconds)
         retrying = Retrying(f"{runtime.service}-rebuild", settings.retry_base_seconds, settings.retry_max_seconds)
-        while remaining := await _remaining(consumer, ends):
-            progress.tick(replayed, remaining)
-            fetched = await consumer.getmany(timeout_ms=500, max_records=settings.rebuild_batch_max)
-            records = [r for tp, rs in fetched.items() for r in rs if r.offset < ends[tp]]
-            while records:  # the same one loop as the live consumer, the same waiting out of outages
-                try:
-                    await batches.handle(records)
-                    break
-                except Exception as exc:
-                    delay = retrying.failed(exc)
-                    report(f"  a batch failed ({describe(exc)}); again in {delay:.1f}s")
-                    await asyncio.sleep(delay)
-            retrying.succeeded()
-            replayed += len(records)
+        applying: asyncio.Task[int] | None = None
+        try:
+            while remaining := await _remaining(consumer, ends):
+                fetched = await consumer.getmany(timeout_ms=500, max_records=settings.rebuild_batch_max)
+                records = [r for tp, rs in fetched.items() for r in rs if r.offset < ends[tp]]
+                # Parsed while the database applies the batch before: the two cores work at once.
+                parsed = batches.parse(records)
+                if applying is not None:
+                    replayed += await applying
+                progress.tick(replayed, remaining)
+                applying = asyncio.create_task(_apply(batches, parsed, retrying, report))
+            if applying is not None:
+                replayed += await applying
+        finally:
+            if applying is not None and not applying.done():
+                applying.cancel()
         applied = await target.fetchval("SELECT count(*) FROM inbox")
         seconds = time.monotonic() - progress.started
         report(f"replayed {replayed} messages in {seconds:.1f}s ({progress.rate(replayed):.0f} msg/s):"
@@ -133,6 +147,22 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
         await consumer.stop()
         await live.close()
         await target.close()
+
+
+async def _apply(batches: BatchConsumer, parsed: ParsedBatch, retrying: Retrying,
+                 report: Callable[[str], None]) -> int:
+    """One batch in one transaction, as the live consumer does, waiting out outages the same way;
+    the number of records it held."""
+    while parsed.parsed or parsed.poison:
+        try:
+            await batches.handle_parsed(parsed)
+            break
+        except Exception as exc:
+            delay = retrying.failed(exc)
+            report(f"  a batch failed ({describe(exc)}); again in {delay:.1f}s")
+            await asyncio.sleep(delay)
+    retrying.succeeded()
+    return len(parsed.parsed) + len(parsed.poison)
 
 
 async def _remaining(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> int:
