@@ -332,6 +332,7 @@ class DeadLetter:
     service: str        # x-dlq-service
     error_type: str     # x-dlq-error-type
     error: str          # x-dlq-error
+    outbox_id: str = ""  # x-outbox-id: the row it was sent from (the same row twice: the relay's redelivery)
 
     def is_valid_event(self) -> bool:
         """A message that validates as its topic's event model was never poison."""
@@ -363,7 +364,8 @@ async def dead_letters(bootstrap: str) -> list[DeadLetter]:
                 for r in records:
                     h = {k: v.decode(errors="replace") for k, v in r.headers or ()}
                     found.append(DeadLetter(r.topic.removesuffix(".dlq"), r.value or b"", h.get("x-dlq-service", ""),
-                                            h.get("x-dlq-error-type", ""), h.get("x-dlq-error", "")))
+                                            h.get("x-dlq-error-type", ""), h.get("x-dlq-error", ""),
+                                            h.get("x-outbox-id", "")))
     finally:
         await consumer.stop()
     return found
@@ -372,7 +374,10 @@ async def dead_letters(bootstrap: str) -> list[DeadLetter]:
 def judge_dead_letters(letters: list[DeadLetter], poison: list[bytes],
                        consumed: dict[str, list[str]]) -> dict[str, Any]:
     """Poison exactly once per consuming service; no valid event at all."""
-    counts = Counter((d.value, d.service) for d in letters)
+    # Dead-lettered twice = written twice (two outbox rows). The same row sent twice is the relay's
+    # at-least-once edge (a kill -9 between the broker's ack and the row's delete): reported apart.
+    counts = Counter((d.value, d.service) for d in {(d.value, d.service, d.outbox_id): d for d in letters}.values())
+    redelivered = len(letters) - len({(d.value, d.service, d.outbox_id) for d in letters})
     expected = [(value, service) for service, topics in consumed.items() for value in poison
                 if any(f" {t}".encode() in value or f"-{t}\"".encode() in value for t in topics)]
     missing = [(v[:40].decode(errors="replace"), s) for v, s in expected if counts[(v, s)] == 0]
@@ -387,6 +392,7 @@ def judge_dead_letters(letters: list[DeadLetter], poison: list[bytes],
         "valid_events_dead_lettered": len(valid),
         "valid_events_dead_lettered_reasons": dict(reasons.most_common(10)),
         "dead_letters_total": len(letters),
+        "dead_letters_redelivered_by_the_relay": redelivered,
     }
 
 

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from bench.chaos import Size, run_chaos
+from bench.chaos import DeadLetter, Size, judge_dead_letters, run_chaos
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 # On the demo county (three towns filing in turn): the deployment shape SPEC §8 asks for.
@@ -29,3 +29,17 @@ async def test_faults_under_load_lose_nothing_and_count_nothing_twice() -> None:
     assert report["passed"], json.dumps({k: v for k, v in report.items() if k != "replay_log"},
                                         ensure_ascii=False, indent=1)
     assert report["matters_acknowledged"] == SIZE.matters
+
+
+def test_a_dead_letter_written_twice_is_caught_and_one_row_sent_twice_is_the_relays_redelivery() -> None:
+    poison = b'{broken json 1 dispatch.task.returned.v1'
+    consumed = {"intake": ["dispatch.task.returned.v1"]}
+
+    def letter(outbox_id: str) -> DeadLetter:
+        return DeadLetter("dispatch.task.returned.v1", poison, "intake", "JSONDecodeError", "not JSON", outbox_id)
+
+    resent = judge_dead_letters([letter("7"), letter("7")], [poison], consumed)
+    assert (resent["dead_letters_duplicated_count"], resent["dead_letters_redelivered_by_the_relay"]) == (0, 1)
+    written_twice = judge_dead_letters([letter("7"), letter("9")], [poison], consumed)
+    assert (written_twice["dead_letters_duplicated_count"], written_twice["dead_letters_redelivered_by_the_relay"]) \
+        == (1, 0)

@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
+from cloudevents.core.exceptions import BaseCloudEventException
 
 DISPATCHED = "dispatch.task.dispatched.v1"
 COMPLETED = "dispatch.task.completed.v1"
@@ -93,9 +94,16 @@ class ResolutionRate:
                 "resolution_rate": resolved / len(counted) if counted else None}
 
 
-def as_cloudevent(record: Any) -> BaseCloudEvent:
-    """Kafka binding, auto mode: the `ce_*` headers make it a binary-mode CloudEvent."""
-    return from_kafka_event(KafkaMessage(headers=dict(record.headers or ()), key=record.key, value=record.value))
+def as_cloudevent(record: Any) -> BaseCloudEvent | None:
+    """Kafka binding, auto mode: the `ce_*` headers make it a binary-mode CloudEvent. A message
+    that is no CloudEvent (written to the topic by some other producer, without the headers, or
+    malformed) is None: a subscriber skips it rather than stop on it."""
+    try:
+        return from_kafka_event(KafkaMessage(headers=dict(record.headers or ()), key=record.key, value=record.value))
+    except (BaseCloudEventException, ValueError) as error:
+        print(f"skipped {record.topic}[{record.partition}]@{record.offset}: not a CloudEvent ({error})",
+              file=sys.stderr)
+        return None
 
 
 async def partitions_of(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
@@ -127,7 +135,8 @@ async def read_to_the_end(bootstrap: str, topics: list[str], rate: ResolutionRat
                 raise TimeoutError(f"did not reach the end of {topics} within {timeout}s")
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
-                    rate.apply(as_cloudevent(record))
+                    if (event := as_cloudevent(record)) is not None:
+                        rate.apply(event)
     finally:
         await consumer.stop()
 

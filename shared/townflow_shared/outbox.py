@@ -326,21 +326,29 @@ class OutboxRelay:
         ):
             carrier = current_trace_headers()
         payload = bytes(row["payload"])
-        headers = [(k, v.encode()) for k, v in message_headers(row["headers"] or {}, payload, carrier).items()]
+        headers = [(k, v.encode()) for k, v in message_headers(row["headers"] or {}, payload, carrier,
+                                                               outbox_id=row["id"]).items()]
         return await self.producer.send(
             row["topic"], value=payload, key=row["key"].encode() or None, headers=headers,
         )
 
 
-def message_headers(stored: dict[str, str], payload: bytes, trace: dict[str, str]) -> dict[str, str]:
+def message_headers(stored: dict[str, str], payload: bytes, trace: dict[str, str],
+                    outbox_id: int | None = None) -> dict[str, str]:
     """Every header of an outgoing message, built here and nowhere else (SPEC §3.1, §11).
+
+    `x-outbox-id` names the outbox row a message was sent from. The relay delivers at least once
+    (a crash between the broker's ack and the row's delete sends the row again): two messages of
+    one service with the same row id are that redelivery, two rows would be a second write. An
+    event's readers dedupe by its id anyway; for a dead letter this is the way to tell.
 
     The stored trace context is replaced by the publish span's (`trace`); other stored headers (a
     dead letter's x-dlq-*, its original content-type) travel as they are, except `ce_*` ones: the
     CloudEvents attributes are always derived afresh from the value, so a dead letter's describe
     the envelope it holds (or there are none) whatever the poison's own headers claimed."""
     kept = {k: v for k, v in stored.items() if k not in _TRACE_HEADERS and not is_cloudevent_header(k)}
-    return {"content-type": "application/json"} | kept | cloudevent_headers(payload) | trace
+    row = {} if outbox_id is None else {"x-outbox-id": str(outbox_id)}
+    return {"content-type": "application/json"} | kept | cloudevent_headers(payload) | trace | row
 
 
 def _usable(conn: asyncpg.Connection | None) -> bool:
