@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from devstack.stack import REPO
 from townflow_shared.kafka import topic_partitions
 
 
@@ -102,3 +103,11 @@ async def group_caught_up(bootstrap: str, group: str, topics: list[str]) -> bool
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def topics_consumed_by(service: str) -> list[str]:
+    """The topics `service` subscribes to, as its generated AsyncAPI document says: a topic it does
+    not read is never committed by its group, so waiting for that would never end."""
+    document = json.loads((REPO / "docs" / "asyncapi" / f"{service}.json").read_text(encoding="utf-8"))
+    return sorted({channel["address"] for channel in document["channels"].values()
+                   if not channel["address"].startswith(f"{service}.")})

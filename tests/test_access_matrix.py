@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from dispatch.rules import OPEN_STATUSES
 
 from .conftest import BAILU, QINGHE, eventually, filing
 
@@ -510,7 +511,7 @@ async def county(county_stack: Stack) -> AsyncIterator[County]:
 
 
 @pytest.fixture(scope="module")
-async def towns(county: County) -> dict[str, TownRecords]:
+async def towns(county: County) -> AsyncIterator[dict[str, TownRecords]]:
     for service in county.stack.services:
         await county.ok(service, "POST", "/v1/admin/clock", json={"now": NOW}, sub="c001", roles=("county_admin",))
     made = dict(zip((OWN, OTHER), await asyncio.gather(_make_town(county, OWN), _make_town(county, OTHER)),
@@ -522,7 +523,20 @@ async def towns(county: County) -> dict[str, TownRecords]:
         return any(r["points"] > 0 for r in rows)
     for code in made:
         await eventually(functools.partial(scored, code), what=f"{PERIOD}'s scores in {code}")
-    return made
+    yield made
+    await _complete_what_is_left_open(county)
+
+
+async def _complete_what_is_left_open(county: County) -> None:
+    """The matrix leaves dozens of open tasks on the same A posts; later tests on the session's
+    stack expect those posts' A holders under their load caps, so the tasks are done here."""
+    admin = {"sub": "c001", "roles": ("county_admin",)}
+    for code in (OWN, OTHER):
+        for status in OPEN_STATUSES:
+            for task in await county.ok("dispatch", "GET", "/v1/tasks", params={"town": code, "status": status,
+                                                                                 "limit": 1000}, **admin):
+                await county.ok("dispatch", "POST", f"/v1/tasks/{task['task_id']}/complete",
+                                json={"resolution": "已办结"}, **admin)
 
 
 # --- the tests ---------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ appraisal's figures are checked exactly. Each test owns a month, so figures do n
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import uuid
@@ -19,7 +18,7 @@ from devstack.stack import REPO, Stack
 from townflow_shared.events import ScoreUpdated, TaskDispatched, TaskDispatchedData, new_event
 
 from .conftest import COMMAND, Api, eventually, file_matter, set_clocks, task_of
-from .kafka_tools import event_of, group_caught_up, produce_together, read_all
+from .kafka_tools import event_of, group_caught_up, produce_together, read_all, topics_consumed_by
 
 APPRAISER = ("s032", "appraisal_admin")
 
@@ -234,14 +233,6 @@ async def test_rankings_list_the_top_and_bottom(appraisal: Api) -> None:
     assert (await appraisal.call("GET", "/v1/rankings")).status_code == 401
 
 
-def _consumed_by_appraisal() -> list[str]:
-    """The topics appraisal subscribes to, as its generated AsyncAPI document says: a topic it
-    does not read (yet) is never committed by its group, so waiting for it would never end."""
-    document = json.loads((REPO / "docs" / "asyncapi" / "appraisal.json").read_text(encoding="utf-8"))
-    return sorted({channel["address"] for channel in document["channels"].values()
-                   if not channel["address"].startswith("appraisal.")})
-
-
 def _rebuild(stack: Stack, database: str) -> subprocess.CompletedProcess[str]:
     assert stack.postgres is not None
     stack.postgres.create_database(database)
@@ -253,7 +244,7 @@ def _rebuild(stack: Stack, database: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_replaying_all_topics_twice_gives_the_same_scores(stack: Stack, bootstrap: str) -> None:
-    consumed = _consumed_by_appraisal()
+    consumed = topics_consumed_by("appraisal")
     await eventually(lambda: group_caught_up(bootstrap, "appraisal", consumed), timeout=60,
                      what="appraisal to consume everything")
     for database in ("appraisal_rebuild_1", "appraisal_rebuild_2"):
@@ -269,7 +260,7 @@ async def test_running_totals_equal_the_sums_of_every_contribution(
     await set_clocks(stack, "2026-11-23T09:00:00+08:00")
     for code in ("S001", "S002", "T001"):
         await task_of(dispatch, (await file_matter(intake, item_code=code))["request_id"])
-    consumed = _consumed_by_appraisal()
+    consumed = topics_consumed_by("appraisal")
     await eventually(lambda: group_caught_up(bootstrap, "appraisal", consumed), timeout=60,
                      what="appraisal caught up")
     counts = ("dispatched", "responded", "resolved", "completed", "reworked", "extended", "rated",

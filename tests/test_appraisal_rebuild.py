@@ -14,15 +14,15 @@ from datetime import datetime, timedelta
 from aiokafka import AIOKafkaConsumer
 
 from devstack.stack import REPO, Stack
-from townflow_shared.events import TOPICS, TaskDispatched, TaskDispatchedData, new_event
+from townflow_shared.events import TaskDispatched, TaskDispatchedData, new_event
 from townflow_shared.kafka import topic_partitions
 
 from .conftest import QINGHE, eventually
-from .kafka_tools import group_caught_up, produce_together
+from .kafka_tools import group_caught_up, produce_together, topics_consumed_by
 
 PROGRESS = re.compile(r"^  (\d+)/(\d+) \((\d+)%\), (\d+) msg/s, ETA (?:\d+h)?\d+m\d\ds$")
 DONE = re.compile(r"^replayed (\d+) messages in [\d.]+s \((\d+) msg/s\): (\d+) applied, \d+ poison skipped$")
-CONSUMED = [t for t in TOPICS if not t.startswith("appraisal.")]
+CONSUMED = topics_consumed_by("appraisal")
 
 
 async def _messages(bootstrap: str) -> int:
