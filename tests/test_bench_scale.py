@@ -24,6 +24,15 @@ READS = {
     "appraisal": ["/metrics", "/readyz", "/v1/alerts", "/v1/bonus", "/v1/county/rankings", "/v1/rankings",
                   "/v1/rates", "/v1/scores", "/v1/scores/{subject_type}/{subject_id}/{period}/ledger"],
 }
+# Every page of the console a person loads (issue #17), as the harness names them: the harness
+# finds the pages in the console's routes, so one without a caller fails the run, and one that
+# vanished fails here.
+PAGES = [
+    "GET /signin", "GET /board", "GET /board/live", "GET /board/tasks/{task_id}", "GET /tasks", "GET /intake",
+    "GET /status", "POST /status", "GET /enforcement", "GET /enforcement/inspections/{inspection_id}",
+    "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
+    "GET /appraisal/bulletin", "GET /county",
+]
 STAGES = ["empty", "one_month", "all_months"]
 
 
@@ -61,6 +70,49 @@ def test_loaded_reads_find_what_the_history_holds(result: dict[str, Any]) -> Non
     for stage in ("one_month", "all_months"):
         failing = {n: t["statuses"] for n, t in result["reads"][stage].items() if t["statuses"] != [200]}
         assert not failing, f"{stage}: {failing}"
+
+
+@pytest.mark.timeout(660)
+def test_every_console_page_is_timed_in_every_stage_as_its_person(result: dict[str, Any]) -> None:
+    expected = {f"console {page}" for page in PAGES}
+    for stage in STAGES:
+        timed = result["pages"][stage]
+        assert expected <= set(timed), f"{stage}: missing {sorted(expected - set(timed))}"
+        for name, figures in timed.items():
+            assert all(positive(figures[p]) for p in ("p50", "p95", "p99", "n")), (stage, name, figures)
+    logins = {t["who"]: t["login"] for t in result["pages"]["all_months"].values()}
+    assert logins["citizen"] is None
+    # The generated towns' staff sign in as t<nnn>-<staff id>, the county's by their id.
+    assert all(login.startswith("t000-s") for who, login in logins.items() if who not in ("citizen", "county"))
+    assert logins["county"].startswith("c")
+
+
+@pytest.mark.timeout(660)
+def test_loaded_console_pages_answer_200(result: dict[str, Any]) -> None:
+    """Signed in as the right person, with the history's task, inspection, case, ticket and
+    access code, every page answers 200 (a 303 would be a lost sign-in, a 403 the wrong person)."""
+    for stage in ("one_month", "all_months"):
+        failing = {n: t["statuses"] for n, t in result["pages"][stage].items() if t["statuses"] != [200]}
+        assert not failing, f"{stage}: {failing}"
+    target = result["targets"]["console_page_p95_le_300ms"]
+    assert target["broken"] == {"one_month": {}, "all_months": {}}
+    assert set(target["worst_p95_ms"]) == {"one_month", "all_months"}
+
+
+def test_a_console_page_without_a_caller_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.scale import pages
+    from devstack.county_gen import make_county
+
+    make_county(tmp_path, 1)
+    routes = pages.console_get_routes(tmp_path)
+    values = {"task_id": "t", "inspection_id": "i", "case_id": "c", "period": "2026-10", "ticket_no": "n",
+              "code": "k"}
+    assert {f"{load.visit.method} {load.path}" for load in pages.page_loads(routes, values)} == set(PAGES)
+    with pytest.raises(pages.UnknownPage, match=r"no longer has: \['/tasks'\]"):
+        pages.page_loads([r for r in routes if r != "/tasks"], values)
+    monkeypatch.delitem(pages.VISITS, "/county")
+    with pytest.raises(pages.UnknownPage, match=r"no caller .*\['/county'\]"):
+        pages.page_loads(routes, values)
 
 
 @pytest.mark.timeout(660)
