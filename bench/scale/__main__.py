@@ -51,6 +51,11 @@ def log(line: str) -> None:
     print(f"{datetime.now(UTC):%H:%M:%S} {line}", flush=True)
 
 
+def citizens(first: history.TownMonth) -> list[dict[str, str]]:
+    """The first town-month's tickets with their access codes: what citizens look up on /status."""
+    return [{"ticket_no": m.ticket_no, "code": m.access_code} for m in first.matters]
+
+
 def read_values(first: history.TownMonth) -> dict[str, str]:
     """Realistic parameters for every read, by parameter name, from the first town's first month
     (known before anything is loaded: the history is the same for the same seed)."""
@@ -197,7 +202,7 @@ async def scale(args: argparse.Namespace) -> dict[str, Any]:
                                args.seed, ends_history=args.months == 1)
     values = read_values(first)
     # Before anything starts: a console page without a caller fails the run here, not hours in.
-    loads = pages.page_loads(pages.console_get_routes(folder), values)
+    loads = pages.page_loads(pages.console_get_routes(folder), values, citizens(first))
     logins = pages.personas(county, values["town"], values["subject_id"])
     try:
         stack.start_infra()

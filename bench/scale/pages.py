@@ -6,6 +6,7 @@ new page fails loudly here until it is given a caller in VISITS."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -36,7 +37,8 @@ CITIZEN = "citizen"  # no sign-in: /signin and /status are for anyone
 class Visit:
     """How one page is loaded: by whom (a persona of `personas`), with which query parameters
     (page parameter -> name in the harness's values; path parameters are filled by their own
-    name), and, for a lookup posted from a form, the form's fields (besides the CSRF token)."""
+    name), and, for a lookup posted from a form, the form's fields (besides the CSRF token) ->
+    names in a citizen's record: each call is another citizen's matter (`page_loads`)."""
 
     who: str
     query: Mapping[str, str] = field(default_factory=dict)
@@ -57,6 +59,9 @@ VISITS: dict[str, list[Visit]] = {
     "/tasks": [Visit("assignee")],
     "/intake": [Visit("clerk")],
     # The empty form, and the lookup a citizen posts (ticket and access code never in the address).
+    # Intake refuses a ticket for an hour after 10 wrong codes, and on the empty system every code
+    # is wrong (no ticket exists yet): the same ticket looked up 31 times there would answer 429
+    # in the loaded stages too. So each call looks up another matter, with its own access code.
     "/status": [Visit(CITIZEN), Visit(CITIZEN, form={"ticket": "ticket_no", "code": "code"})],
     "/enforcement": [Visit("officer")],
     "/enforcement/inspections/{inspection_id}": [Visit("officer")],
@@ -79,7 +84,7 @@ class PageLoad:
     url: str            # with its path parameters filled in
     visit: Visit
     params: dict[str, str]
-    form: dict[str, str]
+    forms: list[dict[str, str]]  # one per call, in turn (none for a GET)
 
     @property
     def name(self) -> str:
@@ -94,19 +99,20 @@ def console_get_routes(town_dir: Path) -> list[str]:
     return sorted(path for path, operations in app.openapi()["paths"].items() if "get" in operations)
 
 
-def page_loads(routes: list[str], values: Mapping[str, str]) -> list[PageLoad]:
-    """Every page of `routes` with its visits, parameters from `values`; fails on a page without
-    a caller, a caller without its page, or a parameter without a value."""
+def page_loads(routes: list[str], values: Mapping[str, str], citizens: list[dict[str, str]]) -> list[PageLoad]:
+    """Every page of `routes` with its visits, parameters from `values`, posted forms from
+    `citizens` (one record a call, in turn); fails on a page without a caller, a caller without
+    its page, or a parameter without a value."""
     pages = [p for p in routes if p not in NOT_PAGES]
     if missing := [p for p in pages if p not in VISITS]:
         raise UnknownPage(f"console pages with no caller in bench/scale/pages.py VISITS: {missing}")
     if gone := sorted(set(VISITS) - set(pages)):
         raise UnknownPage(f"VISITS names pages the console no longer has: {gone}")
 
-    def value(path: str, name: str) -> str:
-        if name not in values:
+    def value(path: str, name: str, given: Mapping[str, str] = values) -> str:
+        if name not in given:
             raise MissingParameter(f"console {path}: no value for {name!r}")
-        return values[name]
+        return given[name]
 
     loads = []
     for path in pages:
@@ -114,8 +120,11 @@ def page_loads(routes: list[str], values: Mapping[str, str]) -> list[PageLoad]:
         for name in re.findall(r"\{(\w+)\}", path):
             url = url.replace("{" + name + "}", value(path, name))
         for visit in VISITS[path]:
-            loads.append(PageLoad(path, url, visit, {k: value(path, v) for k, v in visit.query.items()},
-                                  {k: value(path, v) for k, v in visit.form.items()}))
+            if visit.form and not citizens:
+                raise MissingParameter(f"console POST {path}: no citizen's matter to look up")
+            forms = [{k: value(path, v, citizen) for k, v in visit.form.items()}
+                     for citizen in (citizens if visit.form else [])]
+            loads.append(PageLoad(path, url, visit, {k: value(path, v) for k, v in visit.query.items()}, forms))
     return loads
 
 
@@ -174,11 +183,12 @@ async def signed_in(base: str, login: str | None) -> httpx.AsyncClient:
 async def time_page(client: httpx.AsyncClient, load: PageLoad, repetitions: int) -> dict[str, Any]:
     """`repetitions` sequential loads (after one to warm the connection); a posted form carries
     the session's CSRF token, read from the page the form is on."""
-    if load.visit.form:
-        form = {"csrf": csrf_of((await client.get(load.url)).text), **load.form}
+    if load.forms:
+        csrf = csrf_of((await client.get(load.url)).text)
+        forms = itertools.cycle(load.forms)
 
         async def call() -> httpx.Response:
-            return await client.post(load.url, data=form)
+            return await client.post(load.url, data={"csrf": csrf, **next(forms)})
     else:
         async def call() -> httpx.Response:
             return await client.get(load.url, params=load.params)
@@ -190,7 +200,7 @@ async def time_page(client: httpx.AsyncClient, load: PageLoad, repetitions: int)
         samples.append(1000 * (time.perf_counter() - started))
         statuses.add(response.status_code)
     return {"path": load.path, "method": load.visit.method, "who": load.visit.who, "params": load.params,
-            "form": sorted(load.form), "statuses": sorted(statuses), **summary_ms(samples)}
+            "form": sorted(load.visit.form), "distinct_forms": len(load.forms), "statuses": sorted(statuses), **summary_ms(samples)}
 
 
 async def time_pages(base: str, loads: list[PageLoad], logins: Mapping[str, str | None], repetitions: int,

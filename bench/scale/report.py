@@ -68,7 +68,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     page_names = sorted(result["pages"]["all_months"])
     fig = plt.figure(figsize=(15, 0.35 * (len(read_names) + len(page_names)) + 5))
     grid = fig.add_gridspec(2, 2, width_ratios=[3, 1], height_ratios=[len(read_names) + 2, len(page_names) + 2])
-    reads, pages, other = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[:, 1])
+    reads, pages, other = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[0, 1])
     size = result["size"]
     _p95_bars(reads, result["reads"], read_names, READ_P95_MS,
               f"every read endpoint, p95: {size['towns']} towns × {size['matters_per_town']} matters "
