@@ -24,6 +24,15 @@ READS = {
     "appraisal": ["/metrics", "/readyz", "/v1/alerts", "/v1/bonus", "/v1/county/rankings", "/v1/rankings",
                   "/v1/rates", "/v1/scores", "/v1/scores/{subject_type}/{subject_id}/{period}/ledger"],
 }
+# Every page of the console a person loads (issue #17), as the harness names them: the harness
+# finds the pages in the console's routes, so one without a caller fails the run, and one that
+# vanished fails here.
+PAGES = [
+    "GET /signin", "GET /board", "GET /board/live", "GET /board/tasks/{task_id}", "GET /tasks", "GET /intake",
+    "GET /status", "POST /status", "GET /enforcement", "GET /enforcement/inspections/{inspection_id}",
+    "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
+    "GET /appraisal/bulletin", "GET /county",
+]
 STAGES = ["empty", "one_month", "all_months"]
 
 
@@ -64,6 +73,60 @@ def test_loaded_reads_find_what_the_history_holds(result: dict[str, Any]) -> Non
 
 
 @pytest.mark.timeout(660)
+def test_every_console_page_is_timed_in_every_stage_as_its_person(result: dict[str, Any]) -> None:
+    expected = {f"console {page}" for page in PAGES}
+    for stage in STAGES:
+        timed = result["pages"][stage]
+        assert expected <= set(timed), f"{stage}: missing {sorted(expected - set(timed))}"
+        for name, figures in timed.items():
+            assert all(positive(figures[p]) for p in ("p50", "p95", "p99", "n")), (stage, name, figures)
+    logins = {t["who"]: t["login"] for t in result["pages"]["all_months"].values()}
+    assert logins["citizen"] is None
+    # The generated towns' staff sign in as t<nnn>-<staff id>, the county's by their id.
+    assert all(login.startswith("t000-s") for who, login in logins.items() if who not in ("citizen", "county"))
+    assert logins["county"].startswith("c")
+
+
+@pytest.mark.timeout(660)
+def test_loaded_console_pages_answer_200(result: dict[str, Any]) -> None:
+    """Signed in as the right person, with the history's task, inspection, case, ticket and
+    access code, every page answers 200 (a 303 would be a lost sign-in, a 403 the wrong person)."""
+    for stage in ("one_month", "all_months"):
+        failing = {n: t["statuses"] for n, t in result["pages"][stage].items() if t["statuses"] != [200]}
+        assert not failing, f"{stage}: {failing}"
+    # Each lookup another matter: a ticket looked up 10 times on the empty system (every code wrong
+    # there) would be refused (429) for an hour, in the loaded stages too.
+    for stage in STAGES:
+        lookup = result["pages"][stage]["console POST /status"]
+        assert lookup["distinct_forms"] > lookup["n"], lookup
+    target = result["targets"]["console_page_p95_le_300ms"]
+    assert target["broken"] == {"one_month": {}, "all_months": {}}
+    assert set(target["worst_p95_ms"]) == {"one_month", "all_months"}
+
+
+def test_a_console_page_without_a_caller_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.scale import pages
+    from bench.scale.reads import MissingParameter
+    from devstack.county_gen import make_county
+
+    make_county(tmp_path, 1)
+    routes = pages.console_get_routes(tmp_path)
+    values = {"task_id": "t", "inspection_id": "i", "case_id": "c", "period": "2026-10"}
+    matters = [{"ticket_no": f"n{i}", "code": f"k{i}"} for i in range(3)]
+    loads = {f"{load.visit.method} {load.path}": load for load in pages.page_loads(routes, values, matters)}
+    assert set(loads) == set(PAGES)
+    # Each citizen's lookup is another matter (intake's wrong-code guard is per ticket).
+    assert loads["POST /status"].forms == [{"ticket": f"n{i}", "code": f"k{i}"} for i in range(3)]
+    with pytest.raises(MissingParameter, match="period"):
+        pages.page_loads(routes, {k: v for k, v in values.items() if k != "period"}, matters)
+    with pytest.raises(pages.UnknownPage, match=r"no longer has: \['/tasks'\]"):
+        pages.page_loads([r for r in routes if r != "/tasks"], values, matters)
+    monkeypatch.delitem(pages.VISITS, "/county")
+    with pytest.raises(pages.UnknownPage, match=r"no caller .*\['/county'\]"):
+        pages.page_loads(routes, values, matters)
+
+
+@pytest.mark.timeout(660)
 def test_health_replay_and_loading_figures_are_reported(result: dict[str, Any]) -> None:
     assert set(result["health_under_load"]) == set(READS)
     for health in result["health_under_load"].values():
@@ -86,3 +149,18 @@ def test_the_plot_is_drawn_from_the_result(result: dict[str, Any], tmp_path: Pat
 
     plot(result, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
+def test_generated_access_codes_are_ones_intake_accepts(tmp_path: Path) -> None:
+    """A citizen's lookup on /status posts the history's code: intake must take it as well-formed."""
+    from datetime import date
+
+    from bench.scale import history
+    from devstack.county_gen import make_county
+    from intake import rules
+    from townflow_shared.county import load_county
+
+    make_county(tmp_path, 1)
+    [town] = load_county(tmp_path).towns.values()
+    month = history.town_month(town, date(2026, 10, 1), 300, 2026, ends_history=False)
+    assert all(rules.normalise_access_code(m.access_code) == m.access_code for m in month.matters)

@@ -1,8 +1,9 @@
-"""`make bench-scale` (SPEC §7.1, issue #16): what grows with the data. A county-year of matters
-is generated (history.py), put on the real topics and into the databases (loaders.py,
-topics.py); every read endpoint is timed on the empty system, with one month held and with every
-month held; `/healthz` while each service's heaviest read runs; appraisal's rebuild against a
-bare consumer of the same topics. Writes bench/results/scale-<time>.json and .png.
+"""`make bench-scale` (SPEC §7.1, issues #16 and #17): what grows with the data. A county-year of
+matters is generated (history.py), put on the real topics and into the databases (loaders.py,
+topics.py); every read endpoint of the services and every page of the staff console (pages.py)
+is timed on the empty system, with one month held and with every month held; `/healthz` while
+each service's heaviest read runs; appraisal's rebuild against a bare consumer of the same
+topics. Writes bench/results/scale-<time>.json and .png.
 
     python -m bench.scale [--towns 60] [--matters-per-town 13000] [--months 12] [--seed 2026]
 """
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from townflow_shared.county import load_county
 from townflow_shared.town import Town
 
 from .. import __main__ as bench_main
-from . import history, reads, replay, report
+from . import history, pages, reads, replay, report
 from .loading import CONNECTIONS, Loader
 from .topics import CONSUMED, move_group_to_end, wait_for_groups
 
@@ -47,6 +49,11 @@ def start_services(stack: Stack, names: list[str], timeout: float = 600.0) -> No
 
 def log(line: str) -> None:
     print(f"{datetime.now(UTC):%H:%M:%S} {line}", flush=True)
+
+
+def citizens(first: history.TownMonth) -> list[dict[str, str]]:
+    """The first town-month's tickets with their access codes: what citizens look up on /status."""
+    return [{"ticket_no": m.ticket_no, "code": m.access_code} for m in first.matters]
 
 
 def read_values(first: history.TownMonth) -> dict[str, str]:
@@ -76,6 +83,31 @@ async def time_every_read(stack: Stack, values: dict[str, str], repetitions: int
     finally:
         for client in clients.values():
             await client.aclose()
+
+
+@dataclass
+class Stages:
+    """Every read of the services and every page of the console, timed at each stage of the
+    history (`empty`, `one_month`, `all_months`) with the same parameters."""
+
+    stack: Stack
+    values: dict[str, str]
+    loads: list[pages.PageLoad]
+    logins: dict[str, str | None]
+    repetitions: int
+    reads: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    pages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    async def measure(self, stage: str) -> None:
+        self.reads[stage] = await time_every_read(self.stack, self.values, self.repetitions)
+        assert self.stack.console is not None
+        log(f"every console page, {self.repetitions} times each, as the person who loads it")
+        self.pages[stage] = await pages.time_pages(self.stack.console.url, self.loads, self.logins,
+                                                   self.repetitions, report=log)
+
+    def same_as(self, stage: str, measured: str) -> None:
+        """With one month the last stage is the first loaded one: its figures, not a second run."""
+        self.reads[stage], self.pages[stage] = self.reads[measured], self.pages[measured]
 
 
 async def health_while_heaviest(stack: Stack, values: dict[str, str], timed: dict[str, dict[str, Any]],
@@ -113,9 +145,9 @@ def pause_acting_on_history(stack: Stack) -> None:
 
 
 async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town], months: list[date],
-                        values: dict[str, str], timed: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Every town-month into the databases and onto the topics; every read timed once the first
-    month is held (`timed["one_month"]`). What the writing took."""
+                        stages: Stages) -> dict[str, Any]:
+    """Every town-month into the databases and onto the topics; every read and page timed once
+    the first month is held and once every month is. What the writing took."""
     assert stack.kafka is not None and stack.postgres is not None
     counts = monthly_counts(args.matters_per_town, args.months)
     pools = {name: await db.create_pool(stack.postgres.dsn(name), 1, CONNECTIONS + 1)
@@ -129,8 +161,8 @@ async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town
                 if i == 0:
                     log(f"{month:%Y-%m} loaded; waiting for every consumer")
                     log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s; "
-                        "every read with one month held")
-                    timed["one_month"] = await time_every_read(stack, values, args.repetitions)
+                        "every read and page with one month held")
+                    await stages.measure("one_month")
                     if len(months) > 1:
                         pause_acting_on_history(stack)
     finally:
@@ -138,10 +170,11 @@ async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town
             await pool.close()
     if len(months) > 1:
         log("every month loaded; waiting for every consumer")
-        log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s; every read with every month held")
-        timed["all_months"] = await time_every_read(stack, values, args.repetitions)
+        log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s; "
+            "every read and page with every month held")
+        await stages.measure("all_months")
     else:
-        timed["all_months"] = timed["one_month"]
+        stages.same_as("all_months", "one_month")
     return loader.summary() | {"seconds_to_caught_up": round(time.monotonic() - loader.started, 1)}
 
 
@@ -162,25 +195,33 @@ async def scale(args: argparse.Namespace) -> dict[str, Any]:
     folder = stack.workdir / "county"
     make_county(folder, args.towns)
     stack.extra_env["TOWNFLOW_TOWN_DIR"] = str(folder)
-    towns = list(load_county(folder).towns.values())
+    county = load_county(folder)
+    towns = list(county.towns.values())
     months = history.months(args.last_month, args.months)
+    first = history.town_month(towns[0], months[0], monthly_counts(args.matters_per_town, args.months)[0],
+                               args.seed, ends_history=args.months == 1)
+    values = read_values(first)
+    # Before anything starts: a console page without a caller fails the run here, not hours in.
+    loads = pages.page_loads(pages.console_get_routes(folder), values, citizens(first))
+    logins = pages.personas(county, values["town"], values["subject_id"])
     try:
         stack.start_infra()
         start_services(stack, list(SERVICES))
-        first = history.town_month(towns[0], months[0], monthly_counts(args.matters_per_town, args.months)[0],
-                                   args.seed, ends_history=args.months == 1)
-        values = read_values(first)
+        log(f"console started at {stack.start_console().url}")  # start_console returns a running one as is
+        stages = Stages(stack, values, loads, logins, args.repetitions)
         log(f"empty system: every read endpoint, {args.repetitions} times each")
-        timed = {"empty": await time_every_read(stack, values, args.repetitions)}
+        await stages.measure("empty")
         pause_acting_on_history(stack)
-        loading = await write_history(stack, args, towns, months, values, timed)
+        loading = await write_history(stack, args, towns, months, stages)
         log("/healthz while each service's heaviest read runs")
-        health = await health_while_heaviest(stack, values, timed["all_months"], args.health_samples)
+        health = await health_while_heaviest(stack, values, stages.reads["all_months"], args.health_samples)
         return {
             "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": bench_main.machine(),
             "size": {"towns": args.towns, "matters_per_town": args.matters_per_town, "months": args.months,
                      "first_month": f"{months[0]:%Y-%m}", "seed": args.seed},
-            "loading": loading, "read_parameters": values, "reads": timed, "health_under_load": health,
+            "loading": loading, "read_parameters": values, "reads": stages.reads,
+            "pages": stages.pages, "page_logins": logins, "console_routes_not_pages": pages.NOT_PAGES,
+            "health_under_load": health,
             "replay": await replay_both_ways(stack),
         }
     finally:
@@ -202,7 +243,8 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=12, help="months the matters are spread over")
     parser.add_argument("--last-month", type=_month, default=previous_month(), help="YYYY-MM; default last month")
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--repetitions", type=int, default=30, help="timed calls of each read endpoint")
+    parser.add_argument("--repetitions", type=int, default=30,
+                        help="timed calls of each read endpoint and each console page")
     parser.add_argument("--health-samples", type=int, default=300, help="/healthz calls under load per service")
     parser.add_argument("--kafka-heap", default="1g")
     parser.add_argument("--timeout-hours", type=float, default=8.0, help="longest wait for the consumers")

@@ -13,6 +13,7 @@ from typing import Any
 
 from dispatch import rules as dispatch_rules
 from enforcement import rules as enforcement_rules
+from intake import rules as intake_rules
 from townflow_shared.events import (
     CaseUpdated,
     CaseUpdatedData,
@@ -144,7 +145,8 @@ class _MatterWriter:
             target=target, citizen_ref=f"{self.rng.getrandbits(256):064x}", filed_at=filed_at),
             source="intake", subject=request_id, request_id=request_id, at=filed_at)
         self.task_life(filed, item, filed_at + timedelta(seconds=2))
-        code = "".join(self.rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZ23456789", k=6))
+        # Intake's own alphabet: a code it would never issue (one with an L) is refused as malformed.
+        code = "".join(self.rng.choices(intake_rules.ACCESS_CODE_ALPHABET, k=intake_rules.ACCESS_CODE_LENGTH))
         return Matter(self.town.code, request_id, ticket_no, code, self.events)
 
     def dispatched(self, filed: Envelope, item: CatalogItem, at: datetime, *, assignee: str, via: str,

@@ -1,0 +1,222 @@
+"""Every page of the staff console (issue #17), timed as the person who loads it: signed in through
+the console's own form (GET /signin for the session's CSRF token, POST /signin), then each page
+called like a browser would, without following redirects (a page that sends its person to sign
+in shows up as a 303, not as a fast 200). The pages come from the console's FastAPI routes, so a
+new page fails loudly here until it is given a caller in VISITS."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from console.app import create_app
+from console.settings import ConsoleSettings
+from devstack.demo_accounts import DEMO_PASSWORD
+from townflow_shared.county import County
+
+from .reads import MissingParameter, summary_ms
+
+# GET routes of the console that are not pages a person loads.
+NOT_PAGES = {
+    "/": "redirects to the person's first page, which is timed as itself",
+    "/healthz": "probe", "/readyz": "probe", "/metrics": "Prometheus",
+}
+CITIZEN = "citizen"  # no sign-in: /signin and /status are for anyone
+
+
+@dataclass(frozen=True)
+class Visit:
+    """How one page is loaded: by whom (a persona of `personas`), with which query parameters
+    (page parameter -> name in the harness's values; path parameters are filled by their own
+    name), and, for a lookup posted from a form, the form's fields (besides the CSRF token) ->
+    names in a citizen's record: each call is another citizen's matter (`page_loads`)."""
+
+    who: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    form: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return "POST" if self.form else "GET"
+
+
+# Who loads each page. Period pages are given the first month, as the period reads are (the
+# month the history holds; with no period the console shows the current month, which holds none).
+VISITS: dict[str, list[Visit]] = {
+    "/signin": [Visit(CITIZEN)],
+    "/board": [Visit("command_centre")],
+    "/board/live": [Visit("command_centre")],
+    "/board/tasks/{task_id}": [Visit("command_centre")],
+    "/tasks": [Visit("assignee")],
+    "/intake": [Visit("clerk")],
+    # The empty form, and the lookup a citizen posts (ticket and access code never in the address).
+    # Intake refuses a ticket for an hour after 10 wrong codes, and on the empty system every code
+    # is wrong (no ticket exists yet): the same ticket looked up 31 times there would answer 429
+    # in the loaded stages too. So each call looks up another matter, with its own access code.
+    "/status": [Visit(CITIZEN), Visit(CITIZEN, form={"ticket": "ticket_no", "code": "code"})],
+    "/enforcement": [Visit("officer")],
+    "/enforcement/inspections/{inspection_id}": [Visit("officer")],
+    "/enforcement/cases/{case_id}": [Visit("officer")],
+    "/enforcement/alerts": [Visit("officer")],
+    "/appraisal": [Visit("appraisal_office", query={"period": "period"})],
+    "/appraisal/bonus.csv": [Visit("appraisal_office", query={"period": "period"})],
+    "/appraisal/bulletin": [Visit("appraisal_office", query={"period": "period"})],
+    "/county": [Visit("county", query={"period": "period"})],
+}
+
+
+class UnknownPage(LookupError):
+    """A console page with no caller in VISITS (or a caller for a page that is gone)."""
+
+
+@dataclass(frozen=True)
+class PageLoad:
+    path: str           # the route as the console declares it
+    url: str            # with its path parameters filled in
+    visit: Visit
+    params: dict[str, str]
+    forms: list[dict[str, str]]  # one per call, in turn (none for a GET)
+
+    @property
+    def name(self) -> str:
+        return f"console {self.visit.method} {self.path}"
+
+
+def console_get_routes(town_dir: Path) -> list[str]:
+    """The GET routes of the console's app as create_app builds them, from the OpenAPI document
+    FastAPI makes of its routes (the console serves none: `openapi_url=None`; the probes are left
+    out of it). Only the route table is read: the lifespan never runs, the secret signs nothing."""
+    app = create_app(ConsoleSettings(town_dir=town_dir, jwt_secret=SecretStr(secrets.token_urlsafe(32))))
+    return sorted(path for path, operations in app.openapi()["paths"].items() if "get" in operations)
+
+
+def page_loads(routes: list[str], values: Mapping[str, str], citizens: list[dict[str, str]]) -> list[PageLoad]:
+    """Every page of `routes` with its visits, parameters from `values`, posted forms from
+    `citizens` (one record a call, in turn); fails on a page without a caller, a caller without
+    its page, or a parameter without a value."""
+    pages = [p for p in routes if p not in NOT_PAGES]
+    if missing := [p for p in pages if p not in VISITS]:
+        raise UnknownPage(f"console pages with no caller in bench/scale/pages.py VISITS: {missing}")
+    if gone := sorted(set(VISITS) - set(pages)):
+        raise UnknownPage(f"VISITS names pages the console no longer has: {gone}")
+
+    def value(path: str, name: str, given: Mapping[str, str] = values) -> str:
+        if name not in given:
+            raise MissingParameter(f"console {path}: no value for {name!r}")
+        return given[name]
+
+    loads = []
+    for path in pages:
+        url = path
+        for name in re.findall(r"\{(\w+)\}", path):
+            url = url.replace("{" + name + "}", value(path, name))
+        for visit in VISITS[path]:
+            if visit.form and not citizens:
+                raise MissingParameter(f"console POST {path}: no citizen's matter to look up")
+            forms = [{k: value(path, v, citizen) for k, v in visit.form.items()}
+                     for citizen in (citizens if visit.form else [])]
+            loads.append(PageLoad(path, url, visit, {k: value(path, v) for k, v in visit.query.items()}, forms))
+    return loads
+
+
+def _narrowest(holders: list[tuple[str, list[str]]], role: str) -> str:
+    """The holder of `role` with the fewest other roles (first by id): the person whose page it is,
+    not an administrator who happens to hold every role."""
+    found = sorted((len(roles), sid) for sid, roles in holders if role in roles)
+    if not found:
+        raise LookupError(f"nobody holds {role!r}")
+    return found[0][1]
+
+
+def personas(county: County, town_code: str, assignee: str) -> dict[str, str | None]:
+    """The console login of each persona of VISITS, from one town's and the county's accounts."""
+    town = county.towns[town_code]
+    login_of = {a.staff: a.login for a in town.accounts.values()}
+    staff = [(s.id, list(s.roles)) for s in town.staff.values()]
+    chosen = {"command_centre": _narrowest(staff, "command_centre"), "clerk": _narrowest(staff, "clerk"),
+              "officer": _narrowest(staff, "officer"), "appraisal_office": _narrowest(staff, "appraisal_admin"),
+              "assignee": assignee}
+    logins: dict[str, str | None] = {who: login_of[sid] for who, sid in chosen.items()}
+    assert county.info is not None, "a generated county has its county.yaml"
+    county_login = {a.staff: a.login for a in county.info.accounts}
+    logins["county"] = county_login[_narrowest([(s.id, list(s.roles)) for s in county.info.staff],
+                                               "county_reader")]
+    logins[CITIZEN] = None
+    return logins
+
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    if match is None:
+        raise ValueError("no CSRF token on the page")
+    return match.group(1)
+
+
+async def signed_in(base: str, login: str | None) -> httpx.AsyncClient:
+    """A browser-like client with the person's session cookie (a citizen's anonymous one for None)."""
+    client = httpx.AsyncClient(base_url=base, timeout=120, follow_redirects=False)
+    try:
+        page = (await client.get("/signin")).raise_for_status()
+        if login is not None:
+            answer = await client.post("/signin", data={"csrf": csrf_of(page.text), "login": login,
+                                                        "password": DEMO_PASSWORD, "next": "/"})
+            if answer.status_code != 303:
+                raise RuntimeError(f"console sign-in as {login}: {answer.status_code}")
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
+
+
+async def time_page(client: httpx.AsyncClient, load: PageLoad, repetitions: int) -> dict[str, Any]:
+    """`repetitions` sequential loads (after one to warm the connection); a posted form carries
+    the session's CSRF token, read from the page the form is on."""
+    if load.forms:
+        csrf = csrf_of((await client.get(load.url)).text)
+        forms = itertools.cycle(load.forms)
+
+        async def call() -> httpx.Response:
+            return await client.post(load.url, data={"csrf": csrf, **next(forms)})
+    else:
+        async def call() -> httpx.Response:
+            return await client.get(load.url, params=load.params)
+    await call()
+    samples, statuses = [], set()
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        response = await call()
+        samples.append(1000 * (time.perf_counter() - started))
+        statuses.add(response.status_code)
+    return {"path": load.path, "method": load.visit.method, "who": load.visit.who, "params": load.params,
+            "form": sorted(load.visit.form), "distinct_forms": len(load.forms), "statuses": sorted(statuses), **summary_ms(samples)}
+
+
+async def time_pages(base: str, loads: list[PageLoad], logins: Mapping[str, str | None], repetitions: int,
+                     report: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Every page load timed, each persona signed in once for the stage."""
+    clients: dict[str, httpx.AsyncClient] = {}
+    timed = {}
+    try:
+        for who in sorted({load.visit.who for load in loads}):
+            clients[who] = await signed_in(base, logins[who])
+        for load in loads:
+            figures = await time_page(clients[load.visit.who], load, repetitions)
+            timed[load.name] = figures | {"login": logins[load.visit.who]}
+            report(f"  {load.name} as {logins[load.visit.who] or 'a citizen'}: p50 {figures['p50']} ms, "
+                   f"p95 {figures['p95']} ms {figures['statuses']}")
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return timed
