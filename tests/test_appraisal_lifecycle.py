@@ -32,8 +32,8 @@ from townflow_shared.events import (
 )
 
 from .conftest import COMMAND, QINGHE, Api, eventually, file_matter, set_clocks, status_of, task_of
-from .kafka_tools import group_caught_up, produce
-from .test_appraisal import APPRAISER, _consumed_by_appraisal, _rebuild, complete, figures_when, rate
+from .kafka_tools import group_caught_up, produce, topics_consumed_by
+from .test_appraisal import APPRAISER, _rebuild, complete, figures_when, rate
 
 # T001 (农村道路破损报修) and T002 (生活垃圾清运不及时): yellow, difficulty 1.0 — 10 points done, +2 on time.
 DONE_ON_TIME = 10 + 2
@@ -312,7 +312,7 @@ async def test_merges_and_callbacks_in_any_arrival_order_and_a_rebuild_give_the_
     assert f["points"] == 10 + 2 - 5  # A done (not on time: reopened since) and satisfied; B overdue
     assert f["rates"]["reopen"] == 1.0 and f["rates"]["satisfaction"] == 1.0
 
-    await eventually(lambda: group_caught_up(bootstrap, "appraisal", _consumed_by_appraisal()), timeout=60,
+    await eventually(lambda: group_caught_up(bootstrap, "appraisal", topics_consumed_by("appraisal")), timeout=60,
                      what="appraisal to consume everything")
     database = f"appraisal_rebuild_{uuid.uuid4().hex[:8]}"
     result = await asyncio.to_thread(_rebuild, stack, database)
