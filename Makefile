@@ -58,7 +58,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q shared/tests services/*/tests
 
+# The bench's plotting package too: the bench-scale smoke check in the suite draws its plot.
 test: install lint typecheck
+	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) -m pytest
 
 # The benchmark (minutes): figures and a plot under bench/results/. BENCH_ARGS=--matters 2000 for a short run.

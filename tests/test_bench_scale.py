@@ -144,7 +144,6 @@ def test_health_replay_and_loading_figures_are_reported(result: dict[str, Any]) 
 
 @pytest.mark.timeout(660)
 def test_the_plot_is_drawn_from_the_result(result: dict[str, Any], tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="bench/requirements.txt (make bench-scale installs it)")
     from bench.scale.report import plot
 
     plot(result, tmp_path / "scale.png")
