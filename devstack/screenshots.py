@@ -101,6 +101,7 @@ def shots(url: str, stack: Stack, filed: list[dict[str, Any]]) -> None:
         save(officer, "/enforcement", "enforcement")
         save(officer, f"/enforcement/inspections/{inspection['inspection_id']}", "inspection")
         save(officer, f"/enforcement/cases/{case['case_id']}", "case")
+        save(officer, "/enforcement/alerts", "alerts")
         save(person("qh-s032"), "/appraisal", "appraisal")
         save(person("c002"), "/county", "county")
         save(person("qh-s049"), "/board", "refused")
