@@ -27,6 +27,8 @@ router = APIRouter(tags=["appraisal"])
 county_router = APIRouter(tags=["appraisal"])  # mounted only where the deployment serves a county
 Reader = Annotated[Principal, Depends(require("appraisal_admin", "command_centre", "module_leader"))]
 Admin = Annotated[Principal, Depends(require("appraisal_admin"))]
+# The bonus split: the appraisal office (and the county roles, which hold every role); /v1/bonus and the bulletin.
+BONUS_READERS = ("appraisal_admin",)
 # 月度通报: the appraisal office, the town's leaders and command centre, and the county's roles.
 BulletinReader = Annotated[Principal, Depends(require("appraisal_admin", "command_centre", "module_leader",
                                                      "county_reader", "county_admin"))]
@@ -139,7 +141,7 @@ async def county_rankings(runtime: Runtime, principal: CountyReader, period: Per
 
 
 @router.get("/v1/bonus")
-async def bonus(runtime: Runtime, principal: Annotated[Principal, Depends(require("appraisal_admin"))],
+async def bonus(runtime: Runtime, principal: Annotated[Principal, Depends(require(*BONUS_READERS))],
                 pool: Annotated[str, Query(description="the pool in yuan, e.g. 50000.00")],
                 period: Period = None, town: TownCode = None) -> dict[str, Any]:
     """差异化分配: a town's pool split by post coefficient × max(points, 0), to the cent."""
@@ -234,8 +236,7 @@ async def bulletin(runtime: Runtime, principal: BulletinReader, period: Period =
         raise HTTPException(404, detail=f"no figures for {p}")
     alerts = [dict(a) for a in await store.alerts(runtime.pool, t.code, p, None)]
     made_at = runtime.clock.now()
-    # The split is the appraisal office's (and the county's), as GET /v1/bonus: leaders get the rest.
-    with_bonus = principal.has_any(("appraisal_admin",), reading=True)
+    with_bonus = principal.has_any(BONUS_READERS, reading=True)  # leaders get the rest
 
     def render() -> bytes:  # a county's month is thousands of rows: made off the event loop
         sheets = monthly.sheets(t, p, figures, alerts, amount, with_bonus)
