@@ -75,6 +75,24 @@ async def test_filing_answers_the_open_matters_it_may_repeat(stack: Stack, intak
     assert (await file_matter(intake, item_code="T001", village="V04", location=place))["possible_duplicates"] == []
 
 
+async def test_a_filing_names_the_ten_newest_of_its_likely_duplicates(stack: Stack, intake: Api) -> None:
+    """However many open matters of one item a village holds, a filing weighs a bounded number and
+    names the newest ten (issue #16: the unbounded list made every filing slower than the last)."""
+    await set_clocks(stack, "2026-12-09T09:00:00+08:00")
+    place = unique_place()
+    earlier = [await file_matter(intake, item_code="T002", village="V05", location=place) for _ in range(12)]
+    latest = await file_matter(intake, item_code="T002", village="V05", location=place)
+    newest_first = [m["ticket_no"] for m in reversed(earlier)]
+    assert [d["ticket_no"] for d in latest["possible_duplicates"]] == newest_first[:10]
+    # Merged into the last one, the dozen no longer wait on a post (nor count as anyone's duplicates).
+    for matter in earlier:
+        merged = await intake.call("POST", f"/v1/requests/{matter['ticket_no']}/merge", as_=COMMAND,
+                                   json={"into": latest["ticket_no"]})
+        assert merged.status_code == 200, merged.text
+    again = await file_matter(intake, item_code="T002", village="V05", location=place)
+    assert [d["ticket_no"] for d in again["possible_duplicates"]] == [latest["ticket_no"]]
+
+
 async def test_a_merged_matter_follows_its_primary_until_the_merge_is_undone(
         stack: Stack, intake: Api, dispatch: Api, bootstrap: str) -> None:
     await set_clocks(stack, "2026-12-08T09:00:00+08:00")

@@ -85,7 +85,7 @@ class Filed(BaseModel):
     colour: Colour
     status: str
     possible_duplicates: list[PossibleDuplicate] = Field(
-        default_factory=list, description="重复件: open matters of the town this one may repeat (SPEC §10)")
+        default_factory=list, description="重复件: open matters of the town this one may repeat, newest first, at most 10 (SPEC §10)")
 
 
 class MergeBody(BaseModel):

@@ -201,18 +201,20 @@ async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], now: da
 async def possible_duplicates(conn: asyncpg.Connection, filings: Sequence[Filing],
                               request_ids: list[uuid.UUID], now: datetime) -> list[list[dict[str, Any]]]:
     """重复件 (SPEC §10): for each new filing, the open matters of its town that may be the same
-    one (same target, or same item and village with a similar location), newest first. Only what
-    the filer needs to decide: no location text or personal data (a proxy agent files too)."""
+    one (same target, or same item and village with a similar location), newest first, at most
+    rules.DUPLICATE_HINTS_MAX of them. Only what the filer needs to decide: no location text or
+    personal data (a proxy agent files too)."""
     since = [now - timedelta(days=f.town.rules.intake.duplicate_window_days) for f in filings]
     found: list[list[dict[str, Any]]] = [[] for _ in filings]
-    for row in await store.duplicate_candidates(conn, request_ids, since, rules.OPEN_STATUSES):
+    for row in await store.duplicate_candidates(conn, request_ids, since, rules.OPEN_STATUSES,
+                                                rules.DUPLICATE_CANDIDATES_PER_KIND):
         filing = filings[row["n"] - 1]
         candidate = rules.Candidate(row["ticket_no"], row["item_code"], row["village"], row["location"],
                                     row["target"])
         why = rules.duplicate_reason(candidate, item_code=filing.item.code, village=filing.fields["village"],
                                      location=filing.fields["location"], target=filing.fields["target"],
                                      rules=filing.town.rules.intake)
-        if why is not None:
+        if why is not None and len(found[row["n"] - 1]) < rules.DUPLICATE_HINTS_MAX:  # newest first
             found[row["n"] - 1].append({
                 "ticket_no": row["ticket_no"], "item_code": row["item_code"], "village": row["village"],
                 "status": row["status"],

@@ -165,6 +165,11 @@ STATUS_ORDER = {"filed": 0, "dispatched": 1, "returned": 2, "in_progress": 2, "c
 # --- 重复件 (SPEC §10) ---------------------------------------------------------------------------
 # A matter still being worked on: a new filing may duplicate it, and it may be merged or merged into.
 OPEN_STATUSES = ("filed", "dispatched", "in_progress", "returned", "rework", "reopened", "completed")
+# What a filing weighs and answers: the newest open matters of its item and village, and of its
+# target, this many of each (a busy week of one item stays one bounded look, issue #16); of those
+# that are likely the same matter, the newest few are what a clerk reads before filing on.
+DUPLICATE_CANDIDATES_PER_KIND = 50
+DUPLICATE_HINTS_MAX = 10
 # A merged matter's task is closed as `merged`: only a matter whose task has not been completed
 # may be merged away (a completed one waits for its closure check and counts as done).
 MERGEABLE_STATUSES = ("filed", "dispatched", "in_progress", "returned", "rework", "reopened")

@@ -179,20 +179,31 @@ async def save_rating(conn: asyncpg.Connection, request_id: uuid.UUID, rating: s
 
 
 async def duplicate_candidates(conn: asyncpg.Connection, request_ids: list[uuid.UUID], since: list[datetime],
-                               open_statuses: Sequence[str]) -> list[asyncpg.Record]:
+                               open_statuses: Sequence[str], per_kind: int) -> list[asyncpg.Record]:
     """For each new request (`n`, from 1, in the order given), the open, unmerged matters of its
     town filed since its `since` with its item in its village, or with its target: one round trip
-    for a batch of filings. The filings of the same batch see each other."""
+    for a batch of filings. The filings of the same batch see each other.
+
+    At most the `per_kind` newest of each kind: each is an index scan backwards from now that
+    stops there, so a filing costs the same however many matters a busy item and village hold
+    (issue #16: unbounded, a town's week of one item made every filing slower than the last)."""
     return await conn.fetch(
-        "SELECT f.n, r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at"
-        " FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS f(request_id, since, n)"
+        "SELECT f.n, c.* FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS f(request_id, since, n)"
         " JOIN requests new ON new.request_id = f.request_id"
-        " JOIN requests r ON r.town_code = new.town_code AND r.request_id <> new.request_id"
-        "  AND r.filed_at >= f.since AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
-        "  AND ((r.item_code = new.item_code AND r.village = new.village)"
-        "       OR (new.target IS NOT NULL AND r.target = new.target))"
-        " ORDER BY f.n, r.filed_at DESC, r.ticket_no DESC",
-        request_ids, since, list(open_statuses))
+        " CROSS JOIN LATERAL ("
+        "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
+        "   WHERE r.town_code = new.town_code AND r.item_code = new.item_code AND r.village = new.village"
+        "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
+        "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
+        "   ORDER BY r.filed_at DESC LIMIT $4)"
+        "  UNION"
+        "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
+        "   WHERE new.target IS NOT NULL AND r.town_code = new.town_code AND r.target = new.target"
+        "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
+        "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
+        "   ORDER BY r.filed_at DESC LIMIT $4)) AS c"
+        " ORDER BY f.n, c.filed_at DESC, c.ticket_no DESC",
+        request_ids, since, list(open_statuses), per_kind)
 
 
 async def merge_side_for_update(conn: asyncpg.Connection, ticket_no: str) -> asyncpg.Record | None:
