@@ -14,19 +14,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
+import queue
 import time
+import traceback
+import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from townflow_shared import db
 from townflow_shared.consumer import BatchConsumer, ParsedBatch, Poison
 from townflow_shared.county import load_county
 from townflow_shared.dlq import describe
 from townflow_shared.kafka import topic_partitions
+from townflow_shared.logs import setup_logging
 from townflow_shared.retry import Retrying
 
 from . import flows, store
@@ -93,11 +99,10 @@ def _duration(seconds: float) -> str:
 
 
 async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str], None] = print) -> dict[str, int]:
-    runtime = create_runtime(settings, publishing=False)
+    """Prepare the target, then replay in `settings.rebuild_workers` processes, each the events of
+    its share of the towns (so no two ever write the same row), reporting to this one."""
     live = await db.create_pool(settings.database_url.get_secret_value(), 1, 2)
-    target = await db.create_pool(_without_waiting_for_flush(into), 1, 4)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=settings.rebuild_batch_max)
+    target = await db.create_pool(into, 1, 2)
     try:
         await db.migrate(target, [db.SHARED_MIGRATIONS, MIGRATIONS])
         if await target.fetchval("SELECT count(*) FROM inbox"):
@@ -106,47 +111,152 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
             for row in await store.all_seconded_scores(live):
                 await store.post_seconded_score(conn, row["town_code"], row["unit"], row["period"], row["score"],
                                                 row["posted_by"], row["posted_at"])
+        topics = [event_type.topic for event_type in create_runtime(settings, publishing=False).handlers]
+        ends = await _end_offsets(settings.kafka_bootstrap, topics)
+        total = sum(ends.values())
+        workers = max(1, settings.rebuild_workers)
+        report(f"replaying {total} messages from {len(topics)} topics, up to {settings.rebuild_batch_max} a batch,"
+               f" in {workers} process{'es' if workers > 1 else ''}")
+        progress = Progress(report, total, settings.rebuild_progress_seconds)
+        if workers == 1:
+            result = await replay_share(settings, into, Share(0, 1), ends, lambda read: progress.tick(read, total - read))
+        else:
+            result = await asyncio.to_thread(_in_processes, settings, into, workers, ends, progress)
+        for line in result.skipped:
+            report(line)
+        applied = await target.fetchval("SELECT count(*) FROM inbox")
+        seconds = time.monotonic() - progress.started
+        report(f"replayed {total} messages in {seconds:.1f}s ({progress.rate(total):.0f} msg/s):"
+               f" {applied} applied, {len(result.skipped)} poison skipped")
+        return {"total": total, "replayed": total, "applied": applied, "poison": len(result.skipped)}
+    finally:
+        await live.close()
+        await target.close()
+
+
+@dataclass(frozen=True)
+class Share:
+    """The towns one replay process takes: those whose code hashes to `index` of `of`. A town's
+    events all go to one process, so its matters, tasks and subjects are written by that one only
+    (two processes never wait on each other's rows nor apply one task's facts side by side)."""
+    index: int
+    of: int
+
+    def takes(self, record: ConsumerRecord) -> bool:
+        return self.of == 1 or zlib.crc32(_town_of(record).encode()) % self.of == self.index
+
+
+def _town_of(record: ConsumerRecord) -> str:
+    """The town of a record from its CloudEvents header (SPEC §11) without parsing its value; an
+    older message without it is parsed for `town_code`; one that is not an envelope at all goes
+    to the first process, which counts it as poison."""
+    for key, value in record.headers or ():
+        if key == "ce_towncode":
+            return value.decode(errors="replace")
+    try:
+        town = json.loads(record.value or b"").get("town_code")
+    except (ValueError, AttributeError):
+        return ""
+    return town if isinstance(town, str) else ""
+
+
+@dataclass
+class ShareResult:
+    skipped: list[str] = field(default_factory=list)  # the poison records, as a line each
+
+
+async def replay_share(settings: AppraisalSettings, into: str, share: Share, ends: dict[TopicPartition, int],
+                       on_progress: Callable[[int], None]) -> ShareResult:
+    """Every record up to `ends` read, those of `share`'s towns applied through the live consumer's
+    own path in large batches; `on_progress` gets the records read and applied so far after each
+    batch but the last (the summary line says that one)."""
+    runtime = create_runtime(settings, publishing=False)
+    target = await db.create_pool(_without_waiting_for_flush(into), 1, 2)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_poll_records=settings.rebuild_batch_max)
+    result = ShareResult()
+    try:
         runtime.use_pool(target)
-        poison = _CountPoison(report)
+        poison = _CountPoison(result.skipped.append)
         # the live consumer's own path, in large batches; without a span per event (nothing is traced)
         batches = runtime.batch_consumer(poison)
         batches.per_event_spans = False
-        topics = [event_type.topic for event_type in runtime.handlers]
         await consumer.start()
-        partitions = await topic_partitions(settings.kafka_bootstrap, topics)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        total = sum(ends.values())
-        replayed = 0
-        report(f"replaying {total} messages from {len(topics)} topics, up to {settings.rebuild_batch_max} a batch")
-        progress = Progress(report, total, settings.rebuild_progress_seconds)
+        consumer.assign(list(ends))
+        await consumer.seek_to_beginning(*ends)
+        read = 0
         retrying = Retrying(f"{runtime.service}-rebuild", settings.retry_base_seconds, settings.retry_max_seconds)
         applying: asyncio.Task[int] | None = None
         try:
-            while remaining := await _remaining(consumer, ends):
+            while await _remaining(consumer, ends):
                 fetched = await consumer.getmany(timeout_ms=500, max_records=settings.rebuild_batch_max)
                 records = [r for tp, rs in fetched.items() for r in rs if r.offset < ends[tp]]
                 # Parsed while the database applies the batch before: the two cores work at once.
-                parsed = batches.parse(records)
+                parsed = batches.parse([r for r in records if share.takes(r)])
                 if applying is not None:
-                    replayed += await applying
-                progress.tick(replayed, remaining)
-                applying = asyncio.create_task(_apply(batches, parsed, retrying, report))
+                    await applying
+                    on_progress(read)
+                read += len(records)
+                applying = asyncio.create_task(_apply(batches, parsed, retrying, result.skipped.append))
             if applying is not None:
-                replayed += await applying
+                await applying
         finally:
             if applying is not None and not applying.done():
                 applying.cancel()
-        applied = await target.fetchval("SELECT count(*) FROM inbox")
-        seconds = time.monotonic() - progress.started
-        report(f"replayed {replayed} messages in {seconds:.1f}s ({progress.rate(replayed):.0f} msg/s):"
-               f" {applied} applied, {poison.count} poison skipped")
-        return {"total": total, "replayed": replayed, "applied": applied, "poison": poison.count}
+        return result
     finally:
         await consumer.stop()
-        await live.close()
         await target.close()
+
+
+def _in_processes(settings: AppraisalSettings, into: str, workers: int, ends: dict[TopicPartition, int],
+                  progress: Progress) -> ShareResult:
+    """The shares in processes of their own (each a core's worth of parsing and folding), their
+    progress and poison gathered here; the replay has read everything when the slowest has."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no event loop or pool inherited
+    messages = context.Queue()
+    processes = [context.Process(target=_share_process, args=(settings, into, Share(i, workers), ends, messages),
+                                 name=f"appraisal-rebuild-{i}", daemon=True) for i in range(workers)]
+    for process in processes:
+        process.start()
+    total = sum(ends.values())
+    read = [0] * workers
+    result = ShareResult()
+    done: set[int] = set()
+    try:
+        while len(done) < workers:
+            try:
+                kind, index, value = messages.get(timeout=1.0)
+            except queue.Empty:
+                if dead := [p.name for i, p in enumerate(processes) if i not in done and not p.is_alive()]:
+                    raise RuntimeError(f"{', '.join(dead)} stopped without finishing") from None
+                continue
+            if kind == "read":
+                read[index] = value
+                progress.tick(min(read), total - min(read))
+            elif kind == "done":
+                done.add(index)
+                result.skipped += value
+            else:
+                raise RuntimeError(f"appraisal-rebuild-{index} failed:\n{value}")
+    finally:
+        for process in processes:
+            if process.is_alive() and len(done) < workers:
+                process.terminate()
+            process.join(timeout=10)
+    return result
+
+
+def _share_process(settings: AppraisalSettings, into: str, share: Share, ends: dict[TopicPartition, int],
+                   messages: Any) -> None:
+    setup_logging(settings.service_name, "WARNING")
+    try:
+        result = asyncio.run(replay_share(settings, into, share, ends,
+                                          lambda read: messages.put(("read", share.index, read))))
+        messages.put(("done", share.index, result.skipped))
+    except BaseException:
+        messages.put(("failed", share.index, traceback.format_exc()))
+        raise
 
 
 async def _apply(batches: BatchConsumer, parsed: ParsedBatch, retrying: Retrying,
@@ -163,6 +273,15 @@ async def _apply(batches: BatchConsumer, parsed: ParsedBatch, retrying: Retrying
             await asyncio.sleep(delay)
     retrying.succeeded()
     return len(parsed.parsed) + len(parsed.poison)
+
+
+async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(await topic_partitions(bootstrap, topics))  # type: ignore[no-any-return]
+    finally:
+        await consumer.stop()
 
 
 async def _remaining(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> int:
