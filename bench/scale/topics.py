@@ -12,8 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from townflow_shared.events import TOPICS, Envelope
 from townflow_shared.kafka import topic_partitions
-
-HEADERS = [("content-type", b"application/json")]
+from townflow_shared.outbox import message_headers
 
 # What each service consumes (its handlers.register): appraisal every topic but its own, intake
 # the task steps and inspections of its requests, dispatch filings and inspections, enforcement
@@ -46,9 +45,13 @@ class HistoryProducer:
     async def produce(self, events: Iterable[Envelope]) -> None:
         """Send in order and wait until the broker has every one: the loaders and the lag
         check after this rely on the events being there."""
-        futures = [await self.producer.send(e.topic, value=e.model_dump_json().encode(), key=e.key.encode(),
-                                            headers=HEADERS)
-                   for e in events]
+        futures = []
+        for e in events:
+            value = e.model_dump_json().encode()
+            # The headers the services' relays send (CloudEvents attributes among them), built
+            # where they build theirs: a replay finds each event's town without parsing it.
+            headers = [(k, v.encode()) for k, v in message_headers({}, value, {}).items()]
+            futures.append(await self.producer.send(e.topic, value=value, key=e.key.encode(), headers=headers))
         await asyncio.gather(*futures)
         self.produced += len(futures)
 
