@@ -6,7 +6,9 @@ and check that it ends with exactly the figures the live service holds.
 The parent departments' posted scores of seconded units are the one input not on a topic: they
 are copied from the live database first. The replay runs the live consumer's path (BatchConsumer,
 then flows.apply_batch) on large fetches: a few set-based statements per batch of thousands of
-events, one transaction each. Nothing is published again (subscribers have had it); alerts are
+events, one transaction each. Parsing and folding events is Python's work on one core, so
+`rebuild_workers` processes replay side by side, each reading every record and applying those
+of its share of the towns. Nothing is published again (subscribers have had it); alerts are
 kept."""
 
 from __future__ import annotations
