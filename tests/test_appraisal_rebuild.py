@@ -66,3 +66,43 @@ async def test_a_rebuild_prints_its_rate_and_time_left(stack: Stack, bootstrap: 
     done = next(m for line in lines if (m := DONE.match(line)))
     assert int(done[1]) == total and int(done[2]) > 0
     assert "figures identical to the live database" in result.stdout
+
+
+async def test_a_rebuild_waits_out_a_failover_of_its_database(stack: Stack, bootstrap: str) -> None:
+    """Its database read-only as a failover leaves it: the replay processes wait, say so, and go
+    on once it is writable again — nothing skipped, the figures the live ones (SPEC §6.1)."""
+    await eventually(lambda: group_caught_up(bootstrap, "appraisal", CONSUMED), timeout=60,
+                     what="appraisal to consume everything")
+    assert stack.postgres is not None
+    database = f"appraisal_rebuild_{uuid.uuid4().hex[:8]}"
+    stack.postgres.create_database(database)
+    env = {**os.environ, **stack.services["appraisal"].env, "TOWNFLOW_REBUILD_WORKERS": "2",
+           "TOWNFLOW_RETRY_MAX_SECONDS": "1"}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appraisal", "rebuild", "--into", stack.postgres.dsn(database), "--compare",
+        env=env, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert child.stdout is not None
+    seen: list[str] = []
+
+    async def a_line_with(text: str) -> None:
+        while text not in (line := (await child.stdout.readline()).decode()):  # type: ignore[union-attr]
+            assert line, "".join(seen)  # the end of its output, and no such line
+            seen.append(line)
+        seen.append(line)
+
+    try:
+        # Migrated and ready to replay: from here on its sessions are cut and new ones read-only.
+        await asyncio.wait_for(a_line_with("replaying"), 120)
+        await asyncio.to_thread(stack.postgres.set_read_only, database, True)
+        await asyncio.wait_for(a_line_with("a batch failed"), 120)
+        await asyncio.to_thread(stack.postgres.set_read_only, database, False)
+        rest, _ = await asyncio.wait_for(child.communicate(), 600)
+    finally:
+        if child.returncode is None:
+            child.kill()
+    output = "".join(seen) + rest.decode()
+    assert child.returncode == 0, output
+    assert re.search(r"^  \[[01]\] a batch failed \(.*read-only", output, re.MULTILINE), output
+    done = next(m for line in output.splitlines() if (m := DONE.match(line)))
+    assert int(done[1]) == await _messages(bootstrap)
+    assert "figures identical to the live database" in output

@@ -121,7 +121,8 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
                f" in {workers} process{'es' if workers > 1 else ''}")
         progress = Progress(report, total, settings.rebuild_progress_seconds)
         if workers == 1:
-            result = await replay_share(settings, into, Share(0, 1), ends, lambda read: progress.tick(read, total - read))
+            result = await replay_share(settings, into, Share(0, 1), ends,
+                                        lambda read: progress.tick(read, total - read), report)
         else:
             result = await asyncio.to_thread(_in_processes, settings, into, workers, ends, progress)
         for line in result.skipped:
@@ -168,10 +169,11 @@ class ShareResult:
 
 
 async def replay_share(settings: AppraisalSettings, into: str, share: Share, ends: dict[TopicPartition, int],
-                       on_progress: Callable[[int], None]) -> ShareResult:
+                       on_progress: Callable[[int], None], report: Callable[[str], None]) -> ShareResult:
     """Every record up to `ends` read, those of `share`'s towns applied through the live consumer's
     own path in large batches; `on_progress` gets the records read and applied so far after each
-    batch but the last (the summary line says that one)."""
+    batch but the last (the summary line says that one), `report` a line for each batch that
+    fails and is tried again (an outage is waited out)."""
     runtime = create_runtime(settings, publishing=False)
     target = await db.create_pool(_without_waiting_for_flush(into), 1, 2)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
@@ -199,7 +201,7 @@ async def replay_share(settings: AppraisalSettings, into: str, share: Share, end
                     await applying
                     on_progress(read)
                 read += len(records)
-                applying = asyncio.create_task(_apply(batches, parsed, retrying, result.skipped.append))
+                applying = asyncio.create_task(_apply(batches, parsed, retrying, report))
             if applying is not None:
                 await applying
         finally:
@@ -236,6 +238,8 @@ def _in_processes(settings: AppraisalSettings, into: str, workers: int, ends: di
             if kind == "read":
                 read[index] = value
                 progress.tick(min(read), total - min(read))
+            elif kind == "line":
+                progress.report(f"  [{index}] {value.strip()}")
             elif kind == "done":
                 done.add(index)
                 result.skipped += value
@@ -254,7 +258,8 @@ def _share_process(settings: AppraisalSettings, into: str, share: Share, ends: d
     setup_logging(settings.service_name, "WARNING")
     try:
         result = asyncio.run(replay_share(settings, into, share, ends,
-                                          lambda read: messages.put(("read", share.index, read))))
+                                          lambda read: messages.put(("read", share.index, read)),
+                                          lambda line: messages.put(("line", share.index, line))))
         messages.put(("done", share.index, result.skipped))
     except BaseException:
         messages.put(("failed", share.index, traceback.format_exc()))
