@@ -124,11 +124,20 @@ def _acting_town(runtime: ServiceRuntime, principal: Principal, named: str | Non
 
 
 async def _inspection_view(runtime: ServiceRuntime, row: asyncpg.Record) -> dict[str, Any]:
-    tz = _town(runtime, row["town_code"]).calendar.tz
-    view = _plain(row, tz)
-    view["needs"] = [{k: v for k, v in _plain(n, tz).items() if k != "trace_headers"}
-                     for n in await store.needs_of(runtime.pool, row["inspection_id"])]
-    return view
+    return (await _inspection_views(runtime, [row]))[0]
+
+
+async def _inspection_views(runtime: ServiceRuntime, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Inspections as answered, each with its needs (all of them read in one round trip)."""
+    needs = await store.needs_of_each(runtime.pool, [r["inspection_id"] for r in rows])
+    views = []
+    for row in rows:
+        tz = _town(runtime, row["town_code"]).calendar.tz
+        view = _plain(row, tz)
+        view["needs"] = [{k: v for k, v in _plain(n, tz).items() if k != "trace_headers"}
+                         for n in needs[row["inspection_id"]]]
+        views.append(view)
+    return views
 
 
 @router.get("/v1/inspections")
@@ -137,7 +146,7 @@ async def list_inspections(runtime: Runtime, principal: Reader, status: str | No
                            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
     rows = await store.list_inspections(runtime.pool, _listed_town(runtime, principal, town), status, target,
                                         unit, limit)
-    return [await _inspection_view(runtime, r) for r in rows]
+    return await _inspection_views(runtime, rows)
 
 
 @router.get("/v1/inspections/alerts")

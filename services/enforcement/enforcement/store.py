@@ -49,6 +49,15 @@ async def needs_of(db: Db, inspection_id: uuid.UUID) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM needs WHERE inspection_id = $1 ORDER BY created_at", inspection_id)
 
 
+async def needs_of_each(db: Db, inspection_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    """The needs of several inspections in one round trip (a list of 200 asked 201 before)."""
+    found: dict[uuid.UUID, list[asyncpg.Record]] = {i: [] for i in inspection_ids}
+    for row in await db.fetch("SELECT * FROM needs WHERE inspection_id = ANY($1::uuid[])"
+                              " ORDER BY inspection_id, created_at", inspection_ids):
+        found[row["inspection_id"]].append(row)
+    return found
+
+
 async def inspection(db: Db, inspection_id: uuid.UUID) -> asyncpg.Record | None:
     return await db.fetchrow("SELECT * FROM inspections WHERE inspection_id = $1", inspection_id)
 
@@ -57,13 +66,28 @@ async def inspection_for_update(conn: asyncpg.Connection, inspection_id: uuid.UU
     return await conn.fetchrow("SELECT * FROM inspections WHERE inspection_id = $1 FOR UPDATE", inspection_id)
 
 
+def _newest(table: str, newest_by: str, filters: Sequence[tuple[str, Any]], limit: int) -> tuple[str, list[Any]]:
+    """`SELECT * FROM table` with only the filters given (a clause each, `$` for its value), newest
+    first. `$1 IS NULL OR town_code = $1` in one fixed statement gave the prepared statement a
+    generic plan that sorted every town's rows of every year, where a town's index (or the
+    county's, by time) stops at `limit`."""
+    where: list[str] = []
+    args: list[Any] = []
+    for clause, value in filters:
+        if value is not None:
+            args.append(value)
+            where.append(clause.replace("$", f"${len(args)}"))
+    args.append(limit)
+    sql = f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608 - table, columns and clauses are this module's own; every value is a bound parameter
+    return sql + f" ORDER BY {newest_by} DESC LIMIT ${len(args)}", args
+
+
 async def list_inspections(db: Db, town_code: str | None, status: str | None, target: str | None,
                            unit: str | None, limit: int) -> list[asyncpg.Record]:
     """One town's inspections, or every town's (None), newest first."""
-    return await db.fetch(
-        "SELECT * FROM inspections WHERE ($1::text IS NULL OR town_code = $1) AND ($2::text IS NULL OR status = $2)"
-        " AND ($3::text IS NULL OR target = $3) AND ($4::text IS NULL OR $4 = ANY(units))"
-        " ORDER BY created_at DESC LIMIT $5", town_code, status, target, unit, limit)
+    sql, args = _newest("inspections", "created_at", [("town_code = $", town_code), ("status = $", status),
+                                                      ("target = $", target), ("$ = ANY(units)", unit)], limit)
+    return await db.fetch(sql, *args)
 
 
 async def create_case(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
@@ -98,10 +122,9 @@ async def set_case(conn: asyncpg.Connection, case_id: uuid.UUID, **fields: Any) 
 async def list_cases(db: Db, town_code: str | None, step: str | None, inspection_id: uuid.UUID | None,
                      limit: int) -> list[asyncpg.Record]:
     """One town's cases, or every town's (None), newest first."""
-    return await db.fetch(
-        "SELECT * FROM cases WHERE ($1::text IS NULL OR town_code = $1) AND ($2::text IS NULL OR step = $2)"
-        " AND ($3::uuid IS NULL OR inspection_id = $3) ORDER BY filed_at DESC LIMIT $4",
-        town_code, step, inspection_id, limit)
+    sql, args = _newest("cases", "filed_at", [("town_code = $", town_code), ("step = $", step),
+                                              ("inspection_id = $", inspection_id)], limit)
+    return await db.fetch(sql, *args)
 
 
 async def claim_due_cases(conn: asyncpg.Connection, towns: Sequence[str], now: datetime,
@@ -138,8 +161,8 @@ async def save_plan(conn: asyncpg.Connection, town_code: str, plan_id: uuid.UUID
 
 async def plans(db: Db, town_code: str | None, limit: int) -> list[asyncpg.Record]:
     """One town's plans, or every town's (None), newest first."""
-    return await db.fetch("SELECT * FROM plans WHERE ($1::text IS NULL OR town_code = $1)"
-                          " ORDER BY published_at DESC LIMIT $2", town_code, limit)
+    sql, args = _newest("plans", "published_at", [("town_code = $", town_code)], limit)
+    return await db.fetch(sql, *args)
 
 
 async def plan(db: Db, plan_id: uuid.UUID) -> asyncpg.Record | None:
