@@ -124,12 +124,13 @@ def _acting_town(runtime: ServiceRuntime, principal: Principal, named: str | Non
 
 
 async def _inspection_view(runtime: ServiceRuntime, row: asyncpg.Record) -> dict[str, Any]:
-    return (await _inspection_views(runtime, [row]))[0]
+    return (await _inspection_views(runtime, [row], runtime.pool))[0]
 
 
-async def _inspection_views(runtime: ServiceRuntime, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+async def _inspection_views(runtime: ServiceRuntime, rows: list[asyncpg.Record],
+                            db: store.Db) -> list[dict[str, Any]]:
     """Inspections as answered, each with its needs (all of them read in one round trip)."""
-    needs = await store.needs_of_each(runtime.pool, [r["inspection_id"] for r in rows])
+    needs = await store.needs_of_each(db, [r["inspection_id"] for r in rows])
     views = []
     for row in rows:
         tz = _town(runtime, row["town_code"]).calendar.tz
@@ -144,9 +145,12 @@ async def _inspection_views(runtime: ServiceRuntime, rows: list[asyncpg.Record])
 async def list_inspections(runtime: Runtime, principal: Reader, status: str | None = None,
                            target: str | None = None, unit: str | None = None, town: str | None = None,
                            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
-    rows = await store.list_inspections(runtime.pool, _listed_town(runtime, principal, town), status, target,
-                                        unit, limit)
-    return await _inspection_views(runtime, rows)
+    listed = _listed_town(runtime, principal, town)
+    # The inspections and their needs as of one moment: a need that joins meanwhile (its units
+    # added to the inspection in the same transaction) is listed with its units or not at all.
+    async with runtime.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await store.list_inspections(conn, listed, status, target, unit, limit)
+        return await _inspection_views(runtime, rows, conn)
 
 
 @router.get("/v1/inspections/alerts")
@@ -180,11 +184,12 @@ async def repeated_inspection_alerts(runtime: Runtime, principal: Reader, town: 
 
 @router.get("/v1/inspections/{inspection_id}")
 async def get_inspection(inspection_id: str, runtime: Runtime, principal: Reader) -> dict[str, Any]:
-    row = await store.inspection(runtime.pool, _id(inspection_id, "inspection"))
-    if row is None:
-        raise HTTPException(404, detail="no such inspection")
-    town_to_read(principal, row["town_code"])
-    return await _inspection_view(runtime, row)
+    async with runtime.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await store.inspection(conn, _id(inspection_id, "inspection"))  # with its needs as of one moment
+        if row is None:
+            raise HTTPException(404, detail="no such inspection")
+        town_to_read(principal, row["town_code"])
+        return (await _inspection_views(runtime, [row], conn))[0]
 
 
 async def _locked_inspection(conn: asyncpg.Connection, inspection_id: str, principal: Principal) -> asyncpg.Record:
