@@ -22,7 +22,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -30,6 +30,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from townflow_shared import db
+from townflow_shared.cloudevents import CE_PREFIX
 from townflow_shared.consumer import BatchConsumer, ParsedBatch, Poison
 from townflow_shared.county import load_county
 from townflow_shared.dlq import describe
@@ -57,16 +58,14 @@ class NotEmpty(RuntimeError):
     """The target database already holds handled events; a rebuild starts from nothing."""
 
 
-class _CountPoison:
-    """The live consumer dead-lettered these already: a replay only counts and names them."""
+class _NamePoison:
+    """The live consumer dead-lettered these already: a replay only names them, a line each."""
 
     def __init__(self, report: Callable[[str], None]) -> None:
         self.report = report
-        self.count = 0
 
     async def __call__(self, conn: asyncpg.Connection, poison: Sequence[Poison]) -> None:
         for x in poison:
-            self.count += 1
             self.report(f"  {x.record.topic}[{x.record.partition}]@{x.record.offset} skipped: {describe(x.error)}")
 
 
@@ -121,17 +120,17 @@ async def rebuild(settings: AppraisalSettings, into: str, report: Callable[[str]
                f" in {workers} process{'es' if workers > 1 else ''}")
         progress = Progress(report, total, settings.rebuild_progress_seconds)
         if workers == 1:
-            result = await replay_share(settings, into, Share(0, 1), ends,
+            skipped = await replay_share(settings, into, Share(0, 1), ends,
                                         lambda read: progress.tick(read, total - read), report)
         else:
-            result = await asyncio.to_thread(_in_processes, settings, into, workers, ends, progress)
-        for line in result.skipped:
+            skipped = await asyncio.to_thread(_in_processes, settings, into, workers, ends, progress)
+        for line in skipped:
             report(line)
         applied = await target.fetchval("SELECT count(*) FROM inbox")
         seconds = time.monotonic() - progress.started
         report(f"replayed {total} messages in {seconds:.1f}s ({progress.rate(total):.0f} msg/s):"
-               f" {applied} applied, {len(result.skipped)} poison skipped")
-        return {"total": total, "replayed": total, "applied": applied, "poison": len(result.skipped)}
+               f" {applied} applied, {len(skipped)} poison skipped")
+        return {"total": total, "replayed": total, "applied": applied, "poison": len(skipped)}
     finally:
         await live.close()
         await target.close()
@@ -149,12 +148,15 @@ class Share:
         return self.of == 1 or zlib.crc32(_town_of(record).encode()) % self.of == self.index
 
 
+_TOWN_HEADER = f"{CE_PREFIX}towncode"  # cloudevents.EXTENSIONS: the envelope's town_code
+
+
 def _town_of(record: ConsumerRecord) -> str:
     """The town of a record from its CloudEvents header (SPEC §11) without parsing its value; an
     older message without it is parsed for `town_code`; one that is not an envelope at all goes
     to the first process, which counts it as poison."""
     for key, value in record.headers or ():
-        if key == "ce_towncode":
+        if key == _TOWN_HEADER:
             return value.decode(errors="replace")
     try:
         town = json.loads(record.value or b"").get("town_code")
@@ -163,25 +165,20 @@ def _town_of(record: ConsumerRecord) -> str:
     return town if isinstance(town, str) else ""
 
 
-@dataclass
-class ShareResult:
-    skipped: list[str] = field(default_factory=list)  # the poison records, as a line each
-
-
 async def replay_share(settings: AppraisalSettings, into: str, share: Share, ends: dict[TopicPartition, int],
-                       on_progress: Callable[[int], None], report: Callable[[str], None]) -> ShareResult:
+                       on_progress: Callable[[int], None], report: Callable[[str], None]) -> list[str]:
     """Every record up to `ends` read, those of `share`'s towns applied through the live consumer's
     own path in large batches; `on_progress` gets the records read and applied so far after each
     batch but the last (the summary line says that one), `report` a line for each batch that
-    fails and is tried again (an outage is waited out)."""
+    fails and is tried again (an outage is waited out). The poison records skipped, a line each."""
     runtime = create_runtime(settings, publishing=False)
     target = await db.create_pool(_without_waiting_for_flush(into), 1, 2)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_poll_records=settings.rebuild_batch_max)
-    result = ShareResult()
+    skipped: list[str] = []
     try:
         runtime.use_pool(target)
-        poison = _CountPoison(result.skipped.append)
+        poison = _NamePoison(skipped.append)
         # the live consumer's own path, in large batches; without a span per event (nothing is traced)
         batches = runtime.batch_consumer(poison)
         batches.per_event_spans = False
@@ -207,14 +204,14 @@ async def replay_share(settings: AppraisalSettings, into: str, share: Share, end
         finally:
             if applying is not None and not applying.done():
                 applying.cancel()
-        return result
+        return skipped
     finally:
         await consumer.stop()
         await target.close()
 
 
 def _in_processes(settings: AppraisalSettings, into: str, workers: int, ends: dict[TopicPartition, int],
-                  progress: Progress) -> ShareResult:
+                  progress: Progress) -> list[str]:
     """The shares in processes of their own (each a core's worth of parsing and folding), their
     progress and poison gathered here; the replay has read everything when the slowest has."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no event loop or pool inherited
@@ -225,7 +222,7 @@ def _in_processes(settings: AppraisalSettings, into: str, workers: int, ends: di
         process.start()
     total = sum(ends.values())
     read = [0] * workers
-    result = ShareResult()
+    skipped: list[str] = []
     done: set[int] = set()
     try:
         while len(done) < workers:
@@ -242,7 +239,7 @@ def _in_processes(settings: AppraisalSettings, into: str, workers: int, ends: di
                 progress.report(f"  [{index}] {value.strip()}")
             elif kind == "done":
                 done.add(index)
-                result.skipped += value
+                skipped += value
             else:
                 raise RuntimeError(f"appraisal-rebuild-{index} failed:\n{value}")
     finally:
@@ -250,17 +247,17 @@ def _in_processes(settings: AppraisalSettings, into: str, workers: int, ends: di
             if process.is_alive() and len(done) < workers:
                 process.terminate()
             process.join(timeout=10)
-    return result
+    return skipped
 
 
 def _share_process(settings: AppraisalSettings, into: str, share: Share, ends: dict[TopicPartition, int],
                    messages: Any) -> None:
     setup_logging(settings.service_name, "WARNING")
     try:
-        result = asyncio.run(replay_share(settings, into, share, ends,
+        skipped = asyncio.run(replay_share(settings, into, share, ends,
                                           lambda read: messages.put(("read", share.index, read)),
                                           lambda line: messages.put(("line", share.index, line))))
-        messages.put(("done", share.index, result.skipped))
+        messages.put(("done", share.index, skipped))
     except BaseException:
         messages.put(("failed", share.index, traceback.format_exc()))
         raise
