@@ -45,7 +45,8 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("scale")
     run = subprocess.run(
         [sys.executable, "-m", "bench.scale", "--towns", "2", "--matters-per-town", "60", "--months", "2",
-         "--repetitions", "3", "--health-samples", "10", "--timeout-hours", "0.1", "--results", str(out),
+         "--repetitions", "3", "--health-samples", "10", "--timeout-hours", "0.1", "--quiet-wait", "0",
+         "--results", str(out),
          "--no-plot"],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
@@ -140,6 +141,28 @@ def test_health_replay_and_loading_figures_are_reported(result: dict[str, Any]) 
     assert result["loading"]["matters"] == 2 * 60
     assert positive(result["loading"]["events"])
     assert all(isinstance(t["pass"], bool) for t in result["targets"].values())  # two months: all measured
+
+
+@pytest.mark.timeout(660)
+def test_every_stage_is_measured_on_vacuumed_databases(result: dict[str, Any]) -> None:
+    assert set(result["settled_before"]) == set(STAGES)
+    for stage, settled in result["settled_before"].items():
+        assert settled["vacuum_seconds"] >= 0, (stage, settled)
+        assert settled["busy_share_when_measured"] is None  # --quiet-wait 0: no wait for a quiet machine
+    assert result["quiet_before_health"]["quiet_wait_seconds"] == 0
+
+
+def test_the_busy_share_is_the_cores_time_outside_idle_and_iowait(tmp_path: Path) -> None:
+    from bench.scale.settle import busy_share, cpu_times
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n")
+    before = cpu_times(stat)
+    assert before == (150, 1000)
+    stat.write_text("cpu  190 0 80 870 60 0 0 0 0 0\ncpu0 95 0 40 435 30 0 0 0 0 0\n")
+    assert busy_share(before, cpu_times(stat)) == 120 / 200
+    assert busy_share(before, before) == 0.0
 
 
 @pytest.mark.timeout(660)

@@ -28,7 +28,7 @@ from townflow_shared.county import load_county
 from townflow_shared.town import Town
 
 from .. import __main__ as bench_main
-from . import history, pages, reads, replay, report
+from . import history, pages, reads, replay, report, settle
 from .loading import CONNECTIONS, Loader
 from .topics import CONSUMED, move_group_to_end, wait_for_groups
 
@@ -95,10 +95,16 @@ class Stages:
     loads: list[pages.PageLoad]
     logins: dict[str, str | None]
     repetitions: int
+    quiet_wait: float
     reads: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     pages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    settled: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     async def measure(self, stage: str) -> None:
+        assert self.stack.postgres is not None
+        log("settling: every database vacuumed and analysed, a checkpoint, a quiet machine")
+        self.settled[stage] = await settle.settle([self.stack.postgres.dsn(name) for name in SERVICES],
+                                                   self.quiet_wait, report=log)
         self.reads[stage] = await time_every_read(self.stack, self.values, self.repetitions)
         assert self.stack.console is not None
         log(f"every console page, {self.repetitions} times each, as the person who loads it")
@@ -108,6 +114,7 @@ class Stages:
     def same_as(self, stage: str, measured: str) -> None:
         """With one month the last stage is the first loaded one: its figures, not a second run."""
         self.reads[stage], self.pages[stage] = self.reads[measured], self.pages[measured]
+        self.settled[stage] = self.settled[measured]
 
 
 async def health_while_heaviest(stack: Stack, values: dict[str, str], timed: dict[str, dict[str, Any]],
@@ -208,20 +215,22 @@ async def scale(args: argparse.Namespace) -> dict[str, Any]:
         stack.start_infra()
         start_services(stack, list(SERVICES))
         log(f"console started at {stack.start_console().url}")  # start_console returns a running one as is
-        stages = Stages(stack, values, loads, logins, args.repetitions)
+        stages = Stages(stack, values, loads, logins, args.repetitions, args.quiet_wait)
         log(f"empty system: every read endpoint, {args.repetitions} times each")
         await stages.measure("empty")
         pause_acting_on_history(stack)
         loading = await write_history(stack, args, towns, months, stages)
-        log("/healthz while each service's heaviest read runs")
+        log("/healthz while each service's heaviest read runs, once the machine is quiet")
+        quiet = await settle.quiet(args.quiet_wait, report=log)
         health = await health_while_heaviest(stack, values, stages.reads["all_months"], args.health_samples)
         return {
             "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": bench_main.machine(),
             "size": {"towns": args.towns, "matters_per_town": args.matters_per_town, "months": args.months,
                      "first_month": f"{months[0]:%Y-%m}", "seed": args.seed},
             "loading": loading, "read_parameters": values, "reads": stages.reads,
-            "pages": stages.pages, "page_logins": logins, "console_routes_not_pages": pages.NOT_PAGES,
-            "health_under_load": health,
+            "pages": stages.pages, "settled_before": stages.settled,
+            "page_logins": logins, "console_routes_not_pages": pages.NOT_PAGES,
+            "health_under_load": health, "quiet_before_health": quiet,
             "replay": await replay_both_ways(stack),
         }
     finally:
@@ -246,6 +255,8 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=30,
                         help="timed calls of each read endpoint and each console page")
     parser.add_argument("--health-samples", type=int, default=300, help="/healthz calls under load per service")
+    parser.add_argument("--quiet-wait", type=float, default=300.0,
+                        help="longest wait, before each stage, for the machine to be under 30%% busy (0: none)")
     parser.add_argument("--kafka-heap", default="1g")
     parser.add_argument("--timeout-hours", type=float, default=8.0, help="longest wait for the consumers")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and the plot go")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -58,6 +59,7 @@ class ServiceRuntime:
         self.migrations = migrations
         self.handlers: dict[type[Envelope], Registered] = {}
         self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
+        self.closing: list[Callable[[], None]] = []
         self.transaction_scope: Callable[[asyncpg.Connection], AbstractAsyncContextManager[None]] = (
             lambda conn: contextlib.nullcontext())
         self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
@@ -148,6 +150,10 @@ class ServiceRuntime:
     def every(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
         """Run a background loop (e.g. supervision) for the life of the service."""
         self.background.append(task)
+
+    def on_stop(self, close: Callable[[], None]) -> None:
+        """Release something of the service's own (e.g. worker processes) when it stops."""
+        self.closing.append(close)
 
     def _payload(self) -> Any:
         """Every event this service consumes, as one type (a union told apart by `type`)."""
@@ -241,7 +247,7 @@ class ServiceRuntime:
         if self.handlers:
             self._tasks.append(asyncio.create_task(measure_lag_forever(
                 self.settings, self.service, self.settings.lag_seconds, self.assignment), name="consumer-lag"))
-        log.info("%s started", self.service)
+        log.info("%s started (%d objects out of the collector's sight)", self.service, freeze_what_lives_for_good())
 
     async def _guard(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
         """Keep a background loop alive through errors, waiting out an outage with back-off."""
@@ -274,6 +280,9 @@ class ServiceRuntime:
                 await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
+        for close in self.closing:
+            with contextlib.suppress(Exception):
+                close()
 
     def http_app(self, title: str, routers: list[Any]) -> FastAPI:
         @contextlib.asynccontextmanager
@@ -290,6 +299,18 @@ class ServiceRuntime:
             app.include_router(router)
         mount_common(app, self.service, self.settings.test_clock)
         return app
+
+
+def freeze_what_lives_for_good() -> int:
+    """Move every object made while starting (the modules, the county's towns with their
+    catalogs, rules and calendars, the routes, the schemas: about 140,000 at 60 towns) out of the
+    garbage collector's sight. They live as long as the process, yet each full collection walked
+    them all and found nothing: 55-80 ms with the event loop stopped (`/healthz` p99 96 ms while
+    enforcement served its inspection lists at a county-year, 66-87 ms in a smaller rerun; 16-26
+    ms frozen)."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 async def _records_undecoded(message: KafkaMessage) -> None:

@@ -10,6 +10,7 @@ from townflow_shared.events import AlertRaised, ScoreUpdated
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers
+from .bulletin import Workbooks
 from .flows import Batches
 from .settings import AppraisalSettings
 
@@ -31,4 +32,7 @@ def create_app(settings: AppraisalSettings | None = None) -> FastAPI:
     runtime = create_runtime(settings)
     # A one-town deployment has no county to rank its towns in.
     routers = [api.router, api.county_router] if runtime.county.info is not None else [api.router]
-    return runtime.http_app("Townflow appraisal", routers)
+    app = runtime.http_app("Townflow appraisal", routers)
+    app.state.workbooks = Workbooks()
+    runtime.on_stop(app.state.workbooks.close)
+    return app

@@ -208,13 +208,15 @@ async def possible_duplicates(conn: asyncpg.Connection, filings: Sequence[Filing
     found: list[list[dict[str, Any]]] = [[] for _ in filings]
     for row in await store.duplicate_candidates(conn, request_ids, since, rules.OPEN_STATUSES,
                                                 rules.DUPLICATE_CANDIDATES_PER_KIND):
+        if len(found[row["n"] - 1]) == rules.DUPLICATE_HINTS_MAX:
+            continue  # the rows come newest first: this filing's hints are complete
         filing = filings[row["n"] - 1]
         candidate = rules.Candidate(row["ticket_no"], row["item_code"], row["village"], row["location"],
                                     row["target"])
         why = rules.duplicate_reason(candidate, item_code=filing.item.code, village=filing.fields["village"],
                                      location=filing.fields["location"], target=filing.fields["target"],
                                      rules=filing.town.rules.intake)
-        if why is not None and len(found[row["n"] - 1]) < rules.DUPLICATE_HINTS_MAX:  # newest first
+        if why is not None:
             found[row["n"] - 1].append({
                 "ticket_no": row["ticket_no"], "item_code": row["item_code"], "village": row["village"],
                 "status": row["status"],
