@@ -252,7 +252,7 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=12, help="months the matters are spread over")
     parser.add_argument("--last-month", type=_month, default=previous_month(), help="YYYY-MM; default last month")
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--repetitions", type=int, default=30,
+    parser.add_argument("--repetitions", type=int, default=50,
                         help="timed calls of each read endpoint and each console page")
     parser.add_argument("--health-samples", type=int, default=300, help="/healthz calls under load per service")
     parser.add_argument("--quiet-wait", type=float, default=300.0,

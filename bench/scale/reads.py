@@ -69,24 +69,26 @@ async def read_routes(client: httpx.AsyncClient, service: str, base: str,
     return reads
 
 
-async def time_read(client: httpx.AsyncClient, read: Read, repetitions: int) -> dict[str, Any]:
-    """`repetitions` sequential calls (after one to warm the connection and caches)."""
-    await client.get(read.url, params=read.params)
-    samples, statuses = [], set()
-    for _ in range(repetitions):
-        started = time.perf_counter()
-        response = await client.get(read.url, params=read.params)
-        samples.append(1000 * (time.perf_counter() - started))
-        statuses.add(response.status_code)
-    return {"service": read.service, "path": read.path, "params": read.params, "statuses": sorted(statuses),
-            **summary_ms(samples)}
-
-
 async def time_reads(clients: Mapping[str, httpx.AsyncClient], reads: list[Read], repetitions: int,
                      report: Any = print) -> dict[str, dict[str, Any]]:
+    """Every read called once to warm its connection and caches, then `repetitions` rounds of one
+    call of each. Round by round, not read after read: a passing disturbance (a checkpoint, a
+    collector's pass, another tenant of the machine) falls on a sample of every read, instead of
+    on all the samples of the one read timed in that second."""
+    for read in reads:
+        await clients[read.service].get(read.url, params=read.params)
+    samples: dict[str, list[float]] = {read.name: [] for read in reads}
+    statuses: dict[str, set[int]] = {read.name: set() for read in reads}
+    for _ in range(repetitions):
+        for read in reads:
+            started = time.perf_counter()
+            response = await clients[read.service].get(read.url, params=read.params)
+            samples[read.name].append(1000 * (time.perf_counter() - started))
+            statuses[read.name].add(response.status_code)
     timed = {}
     for read in reads:
-        timed[read.name] = await time_read(clients[read.service], read, repetitions)
+        timed[read.name] = {"service": read.service, "path": read.path, "params": read.params,
+                            "statuses": sorted(statuses[read.name]), **summary_ms(samples[read.name])}
         report(f"  {read.name}: p50 {timed[read.name]['p50']} ms, p95 {timed[read.name]['p95']} ms "
                f"{timed[read.name]['statuses']}")
     return timed
