@@ -1,8 +1,9 @@
 """月度通报 (SPEC §10): a town's month as a spreadsheet — rates by module, village and staff, the
 red and black lists, the alerts raised and the bonus split — read from the stored figures. The
-sheets are plain data made here (pure); the workbook (openpyxl) is rendered from them in a process
-of its own (Workbooks), the CSV in a worker thread, both off the event loop. The CSV is the same sheets one after another in one file:
-each starts with a line holding its name, then its header row, and a blank line ends it."""
+sheets are plain data made here (pure); the workbook (openpyxl) is rendered from them in a
+process of its own (Workbooks), the CSV in a worker thread, both off the event loop. The CSV is
+the same sheets one after another in one file: each starts with a line holding its name, then
+its header row, and a blank line ends it."""
 
 from __future__ import annotations
 
@@ -155,9 +156,9 @@ def to_csv(sheets: Sequence[Sheet]) -> bytes:
 class Workbooks:
     """Makes workbooks in a worker process. openpyxl is pure Python: in a thread of the service's
     own process it holds the GIL for most of a render, and the event loop (the consumer, the
-    relay, Kubernetes' probes) waited behind it (`/healthz` p99 57 ms while two bulletins were
-    being made at a county-year). The process is started on the first workbook and started anew
-    if it dies."""
+    relay, Kubernetes' probes) waits behind it: `/healthz` p99 was 57 ms while two bulletins were
+    made at a county-year. The process is started on the first workbook and started anew if it
+    dies."""
 
     def __init__(self, processes: int = 1) -> None:
         self.processes = processes

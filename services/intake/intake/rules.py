@@ -181,7 +181,8 @@ def normalise_location(location: str) -> str:
     """Full-width to half-width (NFKC), lower case, without spaces or punctuation: clerks and
     villagers write `南塘村 3组`, `南塘村三组（村口）` and `南塘村,3组` for one place. Remembered
     for the last few thousand texts: each filing weighs up to a hundred open matters, mostly the
-    same ones the filing before it weighed (`make bench`: a third of intake's CPU was this)."""
+    same ones the filing before it weighed (in `make bench` weighing them was a quarter of
+    intake's CPU per matter)."""
     text = unicodedata.normalize("NFKC", location).lower()
     return "".join(c for c in text if not (c.isspace() or unicodedata.category(c).startswith("P")))
 
