@@ -88,7 +88,14 @@ async def list_tasks(db: Db, towns: Sequence[str], *, now: datetime, assignee: s
         args.append(value)
         where.append(sql.format(f"${len(args)}"))
 
-    add("town_code = ANY({})", list(towns))
+    # One town as an equality: with `= ANY` of one element the town's index could not give the
+    # order, so every task the town ever had was sorted for the page (13,000 tasks: 10 ms, 0.4 ms
+    # as an equality; /v1/tasks p50 11 → 21 ms between one and twelve months held). Several towns
+    # walk tasks_newest (migration 009) and stop at the page (60 towns' year: 148 → 0.5 ms).
+    if len(towns) == 1:
+        add("town_code = {}", towns[0])
+    else:
+        add("town_code = ANY({})", list(towns))
     if assignee:
         add("assignee = {}", assignee)
     if module:
