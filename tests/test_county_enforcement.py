@@ -1,10 +1,11 @@
 """Enforcement in a county (SPEC §8), on the demo county's own stack: the same target in three
 towns is three inspections, each with its town's units; a town's staff see and act on their own
-town's only; county roles read every town; a task of a town the deployment does not serve is
-dead-lettered. Tasks are produced straight onto Kafka, so only enforcement's own work is checked."""
+town's only; county roles read every town; 多头检查 is judged town by town; a task of a town the
+deployment does not serve is dead-lettered. Tasks are produced straight onto Kafka, so only enforcement's own work is checked."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -151,3 +152,68 @@ async def test_a_task_of_a_town_not_served_is_dead_lettered(county_stack: Stack)
 
     dead = await eventually(dead_lettered, what="the task of an unknown town in the dead-letter topic")
     assert b"town 321003999 is not served by this deployment" in dead[0]["x-dlq-error"]
+
+
+async def visited_by(api: Api, stack: Stack, town: str, officer: tuple[str, str], item_code: str,
+                     target: str) -> None:
+    """A task of `town` about `target` whose inspection goes out on its own (started)."""
+    await send(stack, dispatched(town, item_code, "enforcement", target))
+
+    async def planned() -> dict[str, Any] | None:
+        rows = (await api.of_town(town).call("GET", "/v1/inspections", as_=officer,
+                                             params={"target": target, "status": "planned"})).json()
+        return rows[0] if rows else None
+
+    inspection = await eventually(planned, what=f"a planned inspection of {target} in {town}")
+    started = await api.of_town(town).call("POST", f"/v1/inspections/{inspection['inspection_id']}/start",
+                                           as_=officer, json={})
+    assert started.status_code == 200, started.text
+
+
+async def test_repeated_inspections_are_kept_to_their_towns(county_stack: Stack) -> None:
+    """多头检查 in a county: one target visited separately by two units in 青禾镇 and in 石桥镇, once
+    in 白鹭镇. The county's list names each town's own; one town's list and each town's gauge
+    only that town's; a new need is proposed to its own town's planned inspection."""
+    api = Api(county_stack, "enforcement")
+    target = f"91321003MA{uuid.uuid4().hex[:8].upper()}"
+    shiqiao_officer = bailu_officer = ("s023", "officer")
+    await visited_by(api, county_stack, QINGHE, OFFICER, "E003", target)            # 县应急管理局
+    await visited_by(api, county_stack, QINGHE, OFFICER, "E004", target)            # 县市场监督管理局
+    await visited_by(api, county_stack, SHIQIAO, shiqiao_officer, "E003", target)   # 县应急管理局
+    await visited_by(api, county_stack, SHIQIAO, shiqiao_officer, "E005", target)   # 县生态环境局
+    await visited_by(api, county_stack, BAILU, bailu_officer, "E004", target)       # once: no 多头
+
+    async def alerts(staff_of: str | None, who: tuple[str, str], **params: str) -> list[dict[str, Any]]:
+        response = await api.of_town(staff_of).call("GET", "/v1/inspections/alerts", as_=who, params=params)
+        assert response.status_code == 200, response.text
+        return [a for a in response.json() if a["target"] == target]
+
+    every = await alerts(None, COUNTY_READER)
+    assert [(a["town_code"], a["units"]) for a in every] == [
+        (QINGHE, ["县应急管理局", "县市场监督管理局"]), (SHIQIAO, ["县应急管理局", "县生态环境局"])]
+    assert all(len(a["visits"]) == 2 and a["proposed_inspection_id"] is None for a in every)
+    assert [a["town_code"] for a in await alerts(None, COUNTY_READER, town=SHIQIAO)] == [SHIQIAO]
+    assert [a["town_code"] for a in await alerts(QINGHE, OFFICER)] == [QINGHE]
+    assert await alerts(BAILU, bailu_officer) == []
+
+    need = dispatched(SHIQIAO, "E003", "enforcement", target)
+    await send(county_stack, need)
+
+    async def proposed() -> list[dict[str, Any]] | None:
+        found = await alerts(None, COUNTY_READER)
+        return found if any(a["proposed_needs"] for a in found) else None
+
+    found = {a["town_code"]: a for a in await eventually(proposed, what="the need proposed in 石桥镇")}
+    assert [n["task_id"] for n in found[SHIQIAO]["proposed_needs"]] == [need.data.task_id]
+    assert found[QINGHE]["proposed_inspection_id"] is None and found[QINGHE]["proposed_needs"] == []
+
+    async def gauges_match() -> bool:
+        text = (await api.of_town(None).call("GET", "/metrics")).text
+        for town, who in ((QINGHE, OFFICER), (SHIQIAO, shiqiao_officer), (BAILU, bailu_officer)):
+            listed = (await api.of_town(town).call("GET", "/v1/inspections/alerts", as_=who)).json()
+            gauge = re.search(rf'^townflow_enforcement_repeated_inspection_targets\{{town="{town}"\}} (\S+)$', text, re.M)
+            if gauge is None or float(gauge[1]) != len(listed):
+                return False
+        return True
+
+    await eventually(gauges_match, what="each town's repeated-inspection gauge")
