@@ -59,7 +59,7 @@ class ServiceRuntime:
         self.migrations = migrations
         self.handlers: dict[type[Envelope], Registered] = {}
         self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
-        self.closing: list[Callable[[], None]] = []
+        self._closing: list[Callable[[], None]] = []
         self.transaction_scope: Callable[[asyncpg.Connection], AbstractAsyncContextManager[None]] = (
             lambda conn: contextlib.nullcontext())
         self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
@@ -153,7 +153,7 @@ class ServiceRuntime:
 
     def on_stop(self, close: Callable[[], None]) -> None:
         """Release something of the service's own (e.g. worker processes) when it stops."""
-        self.closing.append(close)
+        self._closing.append(close)
 
     def _payload(self) -> Any:
         """Every event this service consumes, as one type (a union told apart by `type`)."""
@@ -280,7 +280,7 @@ class ServiceRuntime:
                 await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
-        for close in self.closing:
+        for close in self._closing:
             with contextlib.suppress(Exception):
                 close()
 

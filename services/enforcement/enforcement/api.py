@@ -123,8 +123,8 @@ def _acting_town(runtime: ServiceRuntime, principal: Principal, named: str | Non
     return town
 
 
-async def _inspection_view(runtime: ServiceRuntime, row: asyncpg.Record) -> dict[str, Any]:
-    return (await _inspection_views(runtime, [row], runtime.pool))[0]
+async def _inspection_view(runtime: ServiceRuntime, row: asyncpg.Record, db: store.Db | None = None) -> dict[str, Any]:
+    return (await _inspection_views(runtime, [row], db or runtime.pool))[0]
 
 
 async def _inspection_views(runtime: ServiceRuntime, rows: list[asyncpg.Record],
@@ -189,7 +189,7 @@ async def get_inspection(inspection_id: str, runtime: Runtime, principal: Reader
         if row is None:
             raise HTTPException(404, detail="no such inspection")
         town_to_read(principal, row["town_code"])
-        return (await _inspection_views(runtime, [row], conn))[0]
+        return await _inspection_view(runtime, row, conn)
 
 
 async def _locked_inspection(conn: asyncpg.Connection, inspection_id: str, principal: Principal) -> asyncpg.Record:
