@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import jwt
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
+
+from .problems import AUTH_NOT_CONFIGURED, ROLE_MISSING, TOKEN_INVALID, TOKEN_MISSING, TOKEN_WITHOUT_TOWN
 
 ROLES = frozenset({
     "clerk", "proxy_agent", "village_station", "command_centre", "staff", "module_leader",
@@ -137,8 +139,7 @@ class TokenVerifier:
         return Principal(sub=str(claims["sub"]), roles=frozenset(roles), town=town), float(claims["exp"])
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 # The dependencies are `async def`: FastAPI runs a plain `def` in a worker thread, a thread hop
@@ -150,18 +151,17 @@ async def optional_principal(
     """The caller if a token came; a bad token is still a 401, never silently anonymous."""
     if credentials is None:
         return None
-    runtime = request.app.state.runtime
-    verifier: TokenVerifier = runtime.tokens
+    verifier: TokenVerifier = request.app.state.tokens
     if not verifier.rules.configured:
-        raise _unauthorized("token auth is not configured (TOWNFLOW_JWT_JWKS_URL or TOWNFLOW_JWT_SECRET)")
+        raise AUTH_NOT_CONFIGURED(headers=_CHALLENGE)
     try:
         principal = await verifier.verify(credentials.credentials)
     except jwt.PyJWTError as exc:
-        raise _unauthorized(f"invalid token: {exc}") from exc
+        raise TOKEN_INVALID(headers=_CHALLENGE, why=str(exc)[:200]) from exc
     if principal.town is None and not principal.county_wide:
-        only = runtime.county.only_town
+        only = request.app.state.county.only_town
         if only is None:  # a county: a town's staff must say which town
-            raise _unauthorized("invalid token: a staff token names its town (the `town` claim)")
+            raise TOKEN_WITHOUT_TOWN(headers=_CHALLENGE)
         principal = principal.model_copy(update={"town": only.code})  # a one-town deployment
     return principal
 
@@ -175,22 +175,26 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     async def dependency(request: Request,
                          principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
         if principal is None:
-            raise _unauthorized("a bearer token is required")
+            raise TOKEN_MISSING(headers=_CHALLENGE)
         if roles and not principal.has_any(roles, reading=request.method in ("GET", "HEAD")):
-            raise HTTPException(403, detail=f"needs one of the roles: {', '.join(roles)}")
+            raise ROLE_MISSING(roles=", ".join(roles))
         return principal
 
     return dependency
 
 
+# TODO(#25): the services move to townflow_shared.scope; these two go when the last caller does.
 def town_to_read(principal: Principal | None, town: str) -> None:
     """Another town's record is as good as absent to a town's staff: 404 (SPEC §8)."""
+    from .problems import TOWN_NOT_FOUND
+
     if principal is not None and not principal.may_read(town):
-        raise HTTPException(404, detail="not found")
+        raise TOWN_NOT_FOUND()
 
 
 def town_to_act(principal: Principal, town: str) -> None:
     """Acting on another town's record: 403 (SPEC §8)."""
+    from .problems import TOWN_NOT_YOURS
+
     if not principal.may_act(town):
-        raise HTTPException(403, detail=f"this belongs to town {town}; your token is for "
-                                        f"{principal.town or 'no town'}")
+        raise TOWN_NOT_YOURS(town=town, yours=principal.town or "no town")

@@ -209,7 +209,7 @@ class BatchConsumer:
 
     async def _call(self, p: Parsed, conn: asyncpg.Connection) -> None:
         try:
-            await p.registered.handler(conn, p.event, self.runtime)
+            await p.registered.handler(conn, p.event, self.runtime.deps)
         except Rejected as exc:
             raise _RejectedEvent(p, exc) from exc
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -82,3 +82,28 @@ async def migrate(pool: asyncpg.Pool, folders: Sequence[Path], default_town: str
 async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     async with pool.acquire() as conn, conn.transaction():
         yield conn
+
+
+class Database:
+    """A service's PostgreSQL pool, opened at start-up and handed by name to whatever needs it
+    (the bootstrap's deps, the relay, the consumer); a rebuild points it at another database."""
+
+    def __init__(self) -> None:
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the service has not started")
+        return self._pool
+
+    @property
+    def opened(self) -> bool:
+        return self._pool is not None
+
+    def use(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    def transaction(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """One transaction on a pooled connection."""
+        return transaction(self.pool)

@@ -10,24 +10,27 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import problems
 from .auth import Principal, require
 from .db import OUTAGES
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
+from .problems import CLOCK_OUT_OF_RANGE, DATABASE_UNAVAILABLE, INVALID_VALUE, NUL, Refusal, invalid
 
 if TYPE_CHECKING:
     from .runtime import ServiceRuntime
 
 
-def unprocessable(problems: list[tuple[str, str]], where: str = "body", **extra: Any) -> HTTPException:
-    """A 422 in FastAPI's own shape, naming each field that is wrong: [(field, problem), ...]."""
-    return HTTPException(422, detail=[{"loc": [where, field], "msg": msg, "type": "value_error", **extra}
-                                      for field, msg in problems])
+def unprocessable(problems: list[tuple[str, str]], where: str = "body", **extra: Any) -> Refusal:
+    """TODO(#25): a 422 naming each field that is wrong, [(field, problem), ...], with the generic
+    `value.invalid`; the services move to their own codes and this goes."""
+    return invalid([INVALID_VALUE.error(field, **extra).model_copy(update={"detail": msg})
+                    for field, msg in problems])
 
 
 def runtime_of(request: Request) -> ServiceRuntime:
@@ -99,7 +102,10 @@ async def move_clock(change: ClockChange, request: Request,
                      _: Annotated[Principal, Depends(require("admin"))]) -> dict[str, Any]:
     """Only mounted with TOWNFLOW_TEST_CLOCK=1: set or advance this service's clock."""
     clock = runtime_of(request).clock
-    now = clock.set(change.now) if change.now is not None else clock.advance(change.advance)  # type: ignore[arg-type]
+    try:
+        now = clock.set(change.now) if change.now is not None else clock.advance(change.advance)  # type: ignore[arg-type]
+    except OverflowError as exc:
+        raise CLOCK_OUT_OF_RANGE("advance") from exc
     return {"now": now.isoformat()}
 
 
@@ -182,8 +188,8 @@ class NulCharacterMiddleware:
         await self.app(scope, receive_again, send)
 
     async def _refuse(self, send: Send, loc: list[str | int]) -> None:
-        await JSONResponse({"detail": [{"loc": loc, "msg": self.MESSAGE, "type": "value_error"}]},
-                           status_code=422)({"type": "http"}, _no_body, send)
+        field = problems.field_of(loc)
+        await invalid([NUL.error(field)]).response()({"type": "http"}, _no_body, send)
 
 
 async def _no_body() -> Message:
@@ -214,14 +220,14 @@ def _nul_in_json(body: bytes) -> list[str | int] | None:
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """An outage, not a fault of the caller's request nor of ours: 503, to be tried again."""
-    return JSONResponse({"detail": "the database is not available right now; try again shortly"},
-                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return DATABASE_UNAVAILABLE(headers={"Retry-After": str(RETRY_AFTER_SECONDS)}).response()
 
 
 RETRY_AFTER_SECONDS = 5
 
 
 def mount_common(app: FastAPI, service: str, with_test_clock: bool) -> None:
+    problems.install(app)
     for outage in OUTAGES:
         app.add_exception_handler(outage, _database_unavailable)
     app.include_router(ops)

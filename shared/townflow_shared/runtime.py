@@ -73,7 +73,10 @@ class ServiceRuntime:
         self.reports(lambda pool: refresh_outbox_gauges(pool, self.service),
                      OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED_ROWS)
         self.subscriber: Any = None  # FastStream's subscriber: its consumer knows the assignment
-        self._pool: asyncpg.Pool | None = None
+        # What the event handlers and the routes are handed: the service's bootstrap sets its own
+        # dependencies here (app.py); until a service has, its handlers get this runtime.
+        self.deps: Any = self
+        self.database = db.Database()  # the pool, opened in start()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
 
@@ -102,13 +105,11 @@ class ServiceRuntime:
 
     @property
     def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError("the service has not started")
-        return self._pool
+        return self.database.pool
 
     def use_pool(self, pool: asyncpg.Pool) -> None:
         """Run handlers against another database (the appraisal rebuild replays into a fresh one)."""
-        self._pool = pool
+        self.database.use(pool)
 
     # --- registration -------------------------------------------------------------------
     def on(self, event_type: type[E]) -> Callable[[Handler], Handler]:
@@ -223,9 +224,10 @@ class ServiceRuntime:
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
         setup_tracing(self.service, self.settings.otlp_endpoint)
-        self._pool = await db.create_pool(self.settings.database_url.get_secret_value(),
-                                          self.settings.db_pool_min, self.settings.db_pool_max)
-        applied = await db.migrate(self._pool, [db.SHARED_MIGRATIONS, self.migrations],
+        pool = await db.create_pool(self.settings.database_url.get_secret_value(),
+                                    self.settings.db_pool_min, self.settings.db_pool_max)
+        self.database.use(pool)
+        applied = await db.migrate(pool, [db.SHARED_MIGRATIONS, self.migrations],
                                    default_town=self.town_of_old_rows)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
@@ -234,7 +236,7 @@ class ServiceRuntime:
         self._producer = create_producer(self.settings)
         await self.producer.start()
         if self.settings.outbox_relay:
-            self.relay = OutboxRelay(self.service, self._pool, self.producer,
+            self.relay = OutboxRelay(self.service, pool, self.producer,
                                      self.settings.outbox_batch_size, self.settings.outbox_poll_seconds,
                                      producer_factory=lambda: create_producer(self.settings))
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
@@ -278,8 +280,8 @@ class ServiceRuntime:
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await self._producer.stop()
-        if self._pool is not None:
-            await self._pool.close()
+        if self.database.opened:
+            await self.database.pool.close()
         for close in self._closing:
             with contextlib.suppress(Exception):
                 close()
@@ -294,7 +296,10 @@ class ServiceRuntime:
                 await self.stop()
 
         app = FastAPI(title=title, version="1.0.0", lifespan=lifespan)
-        app.state.runtime = self
+        app.state.runtime = self  # TODO(#25): routes take the service's deps, and this goes
+        app.state.deps = self.deps
+        app.state.tokens = self.tokens
+        app.state.county = self.county
         for router in routers:
             app.include_router(router)
         mount_common(app, self.service, self.settings.test_clock)
