@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -174,6 +174,7 @@ UNSUPPORTED_MEDIA = SHARED.code("request.unsupported_media_type", 415, "the body
 INVALID = SHARED.code("request.invalid", 422, "some inputs are wrong", "{count} inputs are wrong")
 ROUTE_NOT_FOUND = SHARED.code("route.not_found", 404, "no such address")
 METHOD_NOT_ALLOWED = SHARED.code("route.method_not_allowed", 405, "this address does not take this method")
+REFUSED = SHARED.code("request.refused", 400, "the request was refused")  # any other status the server framework gives
 # One input.
 MISSING = SHARED.code("value.missing", 422, "required")
 TOO_SHORT = SHARED.code("value.too_short", 422, "too short", "at least {min_length} characters or items")
@@ -313,10 +314,7 @@ _BY_STATUS = {404: ROUTE_NOT_FOUND, 405: METHOD_NOT_ALLOWED, 401: TOKEN_MISSING,
 async def _http_refused(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own refusals (no route, wrong method, a body FastAPI could not read)."""
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
-    code = _BY_STATUS.get(exc.status_code)
-    if code is None:
-        code = known(f"http.status_{exc.status_code}") or SHARED.code(
-            f"http.status_{exc.status_code}", exc.status_code, f"HTTP {exc.status_code}")
+    code = _BY_STATUS.get(exc.status_code) or replace(REFUSED, status=exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) and code in (ROUTE_NOT_FOUND, METHOD_NOT_ALLOWED) else None
     return Refusal(code, headers=dict(exc.headers or {}), detail=detail if detail not in (
         "Not Found", "Method Not Allowed") else None).response()
