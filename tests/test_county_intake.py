@@ -19,6 +19,7 @@ from devstack.processes import free_port
 from devstack.stack import ServiceProcess, Stack
 from intake import flows
 from intake.app import MIGRATIONS
+from intake.store import PgUnitOfWork
 from townflow_shared.county import load_county
 from townflow_shared.db import SHARED_MIGRATIONS, migrate
 from townflow_shared.events import (
@@ -303,7 +304,7 @@ async def test_the_migration_gives_a_one_town_databases_rows_their_town(county_s
 
         async with pool.acquire() as conn, conn.transaction():
             answers = await flows.file_requests(
-                conn, [_filing(QINGHE), _filing(BAILU), _filing(QINGHE, key="old-key"), _filing(BAILU, key="old-key")],
+                PgUnitOfWork(conn), [_filing(QINGHE), _filing(BAILU), _filing(QINGHE, key="old-key"), _filing(BAILU, key="old-key")],
                 datetime.fromisoformat("2027-01-05T10:00:00+08:00"))
         tickets = [a[1]["ticket_no"] for a in answers if isinstance(a, tuple)]
         assert tickets == [f"{QINGHE}-20270105-00003", f"{BAILU}-20270105-00001", old_answer["ticket_no"],

@@ -1,4 +1,6 @@
-"""Intake's wiring: settings, subscribers, HTTP routes. No rules here."""
+"""Intake's bootstrap: settings, county, clock, database, the unit of work and the filing writer
+built once into `Deps`, handed to the event handlers and the routes; subscribers, HTTP routes.
+No rules here."""
 
 from __future__ import annotations
 
@@ -22,14 +24,21 @@ from townflow_shared.events import (
 )
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, handlers
+from . import api, flows, handlers, store
 from .settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
-    runtime = ServiceRuntime(settings or IntakeSettings(), MIGRATIONS)
+    settings = settings or IntakeSettings()
+    runtime = ServiceRuntime(settings, MIGRATIONS)
+    unit_of_work = store.unit_of_work(runtime.database)
+    key = settings.citizen_ref_key
+    runtime.deps = flows.Deps(
+        settings=settings, county=runtime.county, clock=runtime.clock, unit_of_work=unit_of_work,
+        filing_writer=flows.filing_writer(unit_of_work, runtime.clock),
+        citizen_ref_key=key.get_secret_value().encode() if key is not None else None)
     runtime.on(TaskDispatched)(handlers.task_dispatched)
     runtime.on(TaskAccepted)(handlers.task_accepted)
     runtime.on(TaskReturned)(handlers.task_returned)

@@ -1,46 +1,59 @@
-"""Intake's filing, written a batch at a time (SPEC §5.2, §6).
+"""Intake's command handlers (SPEC §5.2, §6.1, §10): each takes `(deps, actor, command)`, works in
+one unit of work (`store.UnitOfWork`: the store's operations and the outbox, one transaction) and
+returns its result, or raises a refusal from `refusals`.
 
-The HTTP route validates a filing and hands it to the service's `GroupCommit`; the filings that
-wait together are written here in one transaction: idempotency keys claimed, ticket numbers and
-then repeat counts, the requests with their first timeline step, the
-`intake.request.filed` events into the outbox (each with its own request's trace), the
-idempotent answers saved. Each filing gets its own answer: (status, body) or the 422 meant for it.
-A batch may hold filings of several towns of a county (SPEC §8): each is numbered, counted for the
-repeat rule and keyed within its own town.
+Filings are written a batch at a time: `file_request` validates a filing and hands it to the
+service's `GroupCommit` (`Deps.filing_writer`); the filings that wait together are written by
+`file_requests` in one transaction: idempotency keys claimed, ticket numbers and then repeat
+counts, the requests with their first timeline step, the `intake.request.filed` events into the
+outbox (each with its own request's trace), the idempotent answers saved. Each filing gets its
+own answer: (status, body) or the refusal meant for it. A batch may hold filings of several towns
+of a county (SPEC §8): each is numbered, counted for the repeat rule and keyed within its own town.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from weakref import WeakKeyDictionary
 
-import asyncpg
-
+from townflow_shared.auth import Principal
 from townflow_shared.checks import present
-from townflow_shared.db import transaction
+from townflow_shared.clock import Clock
+from townflow_shared.county import County
 from townflow_shared.events import (
     Colour,
+    Rating,
     RequestFiled,
     RequestFiledData,
     RequestMerged,
     RequestMergedData,
+    RequestRated,
+    RequestRatedData,
     new_event,
 )
 from townflow_shared.group_commit import GroupCommit
-from townflow_shared.http import unprocessable
-from townflow_shared.outbox import enqueue
 from townflow_shared.privacy import mask_personal_numbers
-from townflow_shared.runtime import ServiceRuntime
+from townflow_shared.problems import TOWN_REQUIRED, invalid
+from townflow_shared.scope import town_of_new_record, town_of_record, towns_to_read
+from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import CatalogItem, Town
 
-from . import rules, store
+from . import models, refusals, rules
+from .settings import IntakeSettings
+from .store import IntakeStore, Row, UnitOfWork, UnitOfWorkFactory
 
 Answer = tuple[int, dict[str, Any]]
+
+FILERS = ("clerk", "proxy_agent", "village_station", "command_centre")
+# Read a ticket by token, without its code (county_reader too, for reading); of those, the
+# citizen's personal data only for these (a county department never sees it, SPEC §1).
+READ_BY_TOKEN = SEES_PERSONAL_DATA = ("clerk", "command_centre")
+MERGERS = ("command_centre",)
 
 
 @dataclass(frozen=True)
@@ -49,7 +62,7 @@ class Filing:
 
     town: Town
     filed_by: str
-    filer_scope: str  # whose Idempotency-Keys these are within the town (see api.filer_scope)
+    filer_scope: str  # whose Idempotency-Keys these are within the town (see filer_scope)
     idempotency_key: str | None
     fingerprint: str
     item: CatalogItem
@@ -64,39 +77,275 @@ class Filing:
         return (self.town.code, self.filer_scope, self.idempotency_key) if self.idempotency_key else None
 
 
-_writers: WeakKeyDictionary[ServiceRuntime, GroupCommit[Filing, Answer]] = WeakKeyDictionary()
+@dataclass(frozen=True)
+class Deps:
+    """What intake's command and event handlers are handed, built once by the bootstrap (app.py)."""
+
+    settings: IntakeSettings
+    county: County
+    clock: Clock
+    unit_of_work: UnitOfWorkFactory
+    filing_writer: GroupCommit[Filing, Answer]  # the service's one writer of filings
+    citizen_ref_key: bytes | None  # the HMAC key of `citizen_ref`; filing refuses with 503 without it
 
 
-def filing_writer(runtime: ServiceRuntime) -> GroupCommit[Filing, Answer]:
-    """The service's one writer of filings."""
-    writer = _writers.get(runtime)
-    if writer is None:
-        async def write(filings: Sequence[Filing]) -> list[Answer | BaseException]:
-            async with transaction(runtime.pool) as conn:
-                return await file_requests(conn, filings, runtime.clock.now())
+def filing_writer(unit_of_work: UnitOfWorkFactory, clock: Clock) -> GroupCommit[Filing, Answer]:
+    """The writer of filings: the filings that wait together, in one unit of work."""
 
-        writer = _writers[runtime] = GroupCommit(write)
-    return writer
+    async def write(filings: Sequence[Filing]) -> list[Answer | BaseException]:
+        async with unit_of_work() as uow:
+            return await file_requests(uow, filings, clock.now())
+
+    return GroupCommit(write)
 
 
+# --- commands -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileMatter:
+    request: models.FileRequest
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True)
+class ReadStatus:
+    ticket_no: str
+    code: str | None  # the citizen's access code; a token that reads the ticket's town needs none
+
+
+@dataclass(frozen=True)
+class RateMatter:
+    ticket_no: str
+    code: str
+    rating: Rating
+
+
+@dataclass(frozen=True)
+class MergeMatter:
+    ticket_no: str
+    into: str
+
+
+@dataclass(frozen=True)
+class UnmergeMatter:
+    ticket_no: str
+
+
+def filer_scope(principal: Principal) -> str:
+    """Whose Idempotency-Keys these are within a town: county staff ids are not the towns' own."""
+    return f"county:{principal.sub}" if principal.county_wide else principal.sub
+
+
+async def file_request(deps: Deps, actor: Principal, command: FileMatter) -> Answer:
+    """File a citizen's matter in the caller's town (a county_admin names it): (status, body) as
+    first answered, for a repeated Idempotency-Key too."""
+    body = command.request
+    town = town_of_new_record(deps.county, actor, body.town_code)
+    item = town.catalog.get(body.item_code)
+    if item is None:
+        raise rules.unknown_item(body.item_code, town)
+    problems = rules.filing_problems(
+        town=town, item=item, channel=body.channel, village=body.village, target=body.target,
+        proxy_agent_id=body.proxy_agent_id, village_record_id=body.village_record_id)
+    if problems:
+        raise invalid(problems)
+    if deps.citizen_ref_key is None:
+        raise refusals.CITIZEN_KEY_UNSET()
+    fields = body.model_dump(include={"channel", "description", "village", "location", "target",
+                                      "proxy_agent_id", "village_record_id"})
+    fields |= {"citizen_name": body.citizen.name, "citizen_phone": body.citizen.phone,
+               "citizen_id_number": body.citizen.id_number}
+    filing = Filing(
+        town=town, filed_by=actor.sub, filer_scope=filer_scope(actor), idempotency_key=command.idempotency_key,
+        # The key is the town's already: named or not, a retry is the same filing.
+        fingerprint=hashlib.sha256(body.model_dump_json(exclude={"town_code"}).encode()).hexdigest(),
+        item=item, requested_colour=body.colour,
+        citizen_ref=rules.citizen_ref(deps.citizen_ref_key, body.citizen.id_number, body.citizen.phone),
+        fields=fields, trace_headers=current_trace_headers())
+    # Written with the filings that arrive meanwhile, in one transaction (see file_requests).
+    return await deps.filing_writer.submit(filing)
+
+
+def _wrong_codes_per_hour(county: County, ticket_no: str) -> int:
+    """The limit of the town the ticket names; for a town this deployment does not serve (no such
+    ticket can exist), the strictest of its towns."""
+    town = county.town(rules.town_of_ticket(ticket_no))
+    towns = [town] if town is not None else list(county.towns.values())
+    return min(t.rules.intake.wrong_codes_per_hour for t in towns)
+
+
+async def check_access_code(deps: Deps, ticket_no: str, code: str) -> None:
+    """The citizen's code for the ticket, else `ticket.not_found` (the same as for a ticket that
+    does not exist). A malformed code is a 422; after too many wrong codes within the hour, 429
+    with Retry-After, whatever the code (SPEC §6.1). The guard is per ticket, whichever town it
+    names; a wrong code is counted in a transaction of its own, committed before the refusal."""
+    given = rules.normalise_access_code(code)
+    if given is None:
+        raise refusals.ACCESS_CODE_MALFORMED("code")
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        recent = rules.recent_wrong_codes(await uow.store.wrong_codes_for_update(ticket_no), now)
+        wait = rules.guessing_wait(recent, now, _wrong_codes_per_hour(deps.county, ticket_no))
+        if wait is not None:
+            raise refusals.TOO_MANY_WRONG_CODES(headers={"Retry-After": str(wait)}, retry_after=wait)
+        issued = await uow.store.access_code_of(ticket_no)
+        if issued is not None and rules.codes_match(issued, given):
+            return
+        await uow.store.save_wrong_codes(ticket_no, [*recent, now])
+    raise refusals.TICKET_NOT_FOUND()
+
+
+def _steps(rows: list[Row]) -> list[models.Step]:
+    return [models.Step(at=t["at"].isoformat(), step=t["step"], detail=t["detail"]) for t in rows]
+
+
+async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) -> models.RequestStatus:
+    """The status timeline. Ticket numbers are guessable: without the access code (or a token that
+    reads the ticket's town) the answer is `ticket.not_found`, the same as for a ticket that does
+    not exist; guessing is limited. The ticket number names its town: another town's staff need
+    its code."""
+    town_code = rules.town_of_ticket(command.ticket_no)
+    by_token = (actor is not None and actor.has_any(READ_BY_TOKEN, reading=True) and actor.may_read(town_code))
+    if not by_token:
+        if command.code is None:
+            raise refusals.TICKET_NOT_FOUND()
+        await check_access_code(deps, command.ticket_no, command.code)
+    async with deps.unit_of_work() as uow:
+        row = await uow.store.request_by_ticket(command.ticket_no)
+        if row is None:
+            raise refusals.TICKET_NOT_FOUND()
+        town = deps.county.town(row["town_code"])
+        item = town.catalog.get(row["item_code"]) if town is not None else None
+        status = models.RequestStatus(
+            ticket_no=row["ticket_no"], request_id=str(row["request_id"]), town_code=row["town_code"],
+            item_code=row["item_code"], item_name=item.name if item else None, channel=row["channel"],
+            colour=row["colour"], status=row["status"], village=row["village"],
+            filed_at=row["filed_at"].isoformat(), rating=row["rating"],
+            timeline=_steps(await uow.store.timeline_of(row["request_id"])))
+        if row["merged_into"]:  # 重复件: the citizen follows the primary's progress (no one's personal data)
+            primary = present(await uow.store.request_by_id(row["merged_into"]), "a merged matter's primary")
+            status.status = primary["status"]
+            status.merged_into = models.Primary(
+                ticket_no=primary["ticket_no"], status=primary["status"],
+                timeline=_steps(await uow.store.timeline_of(primary["request_id"])))
+    if by_token and actor is not None and actor.has_any(SEES_PERSONAL_DATA):
+        status.citizen = models.CitizenSeen(name=row["citizen_name"], phone=row["citizen_phone"],
+                                            id_number=row["citizen_id_number"])
+        status.description = row["description"]
+        status.location = row["location"]
+    return status
+
+
+async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> models.Rated:
+    """The citizen rates the outcome: once, after completion, with the ticket's access code. A
+    merged matter's outcome is its primary's (SPEC §10)."""
+    await check_access_code(deps, command.ticket_no, command.code)  # before any row is locked
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        row = await uow.store.request_for_update(command.ticket_no)
+        if row is None:
+            raise refusals.TICKET_NOT_FOUND()
+        link_to(row["trace_headers"])
+        primary = await uow.store.request_by_id(row["merged_into"]) if row["merged_into"] else None
+        status = primary["status"] if primary is not None else row["status"]
+        if refusal := rules.may_rate(status, row["rating"] is not None):
+            raise refusal
+        await uow.store.save_rating(row["request_id"], command.rating, now)
+        await uow.store.add_timeline(row["request_id"], now, "rated", {"rating": command.rating}, None)
+        await uow.publish(new_event(
+            RequestRated,
+            RequestRatedData(request_id=str(row["request_id"]), ticket_no=command.ticket_no,
+                             rating=command.rating, rated_at=now),
+            source="intake", town_code=row["town_code"], subject=str(row["request_id"]),
+            correlation_id=str(row["request_id"]), time=now))
+    return models.Rated(ticket_no=command.ticket_no, rating=command.rating, rated_at=now.isoformat())
+
+
+def _side_missing(ticket_no: str, field: str) -> Exception:
+    """A matter a merge names that does not exist: 404 for the path, 422 for `into`."""
+    if field == "into":
+        return refusals.INTO_UNKNOWN("into", ticket=ticket_no)
+    return refusals.MATTER_NOT_FOUND(ticket=ticket_no)
+
+
+async def _merge_side(deps: Deps, uow: UnitOfWork, actor: Principal, ticket_no: str, field: str) -> Row:
+    """A matter a merge names, locked once the caller may act in its town (another town's:
+    `town.not_yours`, as the town is in the ticket number anyway)."""
+    town_code = rules.town_of_ticket(ticket_no)
+    if deps.county.town(town_code) is None:  # no matter of a town not served exists here
+        raise _side_missing(ticket_no, field)
+    town_of_record(deps.county, actor, town_code, acting=True, not_found=refusals.MATTER_NOT_FOUND)
+    row = await uow.store.merge_side_for_update(ticket_no)
+    if row is None:
+        raise _side_missing(ticket_no, field)
+    return row
+
+
+def _side(row: Row) -> rules.MergeSide:
+    return rules.MergeSide(row["ticket_no"], row["town_code"], row["status"], row["primary_ticket_no"],
+                           int(row["followers"]))
+
+
+async def merge(deps: Deps, actor: Principal, command: MergeMatter) -> models.Merged:
+    """重复件: the command centre merges a matter into another of its town (the primary); its task
+    closes as `merged` and its citizen follows the primary's progress (SPEC §10)."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        # Locked in ticket order, so two merges naming the same two matters cannot deadlock.
+        first, second = sorted([(command.ticket_no, "ticket_no"), (command.into, "into")])
+        rows = {field: await _merge_side(deps, uow, actor, t, field) for t, field in (first, second)}
+        merged, into = rows["ticket_no"], rows["into"]
+        link_to(merged["trace_headers"])
+        if refusal := rules.merge_refusal(_side(merged), _side(into)):
+            raise refusal
+        await record_merge(uow, merged=merged, into_request_id=into["request_id"],
+                           into_ticket_no=into["ticket_no"], by=actor.sub, now=now)
+    return models.Merged(ticket_no=command.ticket_no, merged_into=into["ticket_no"], merged_at=now.isoformat())
+
+
+async def unmerge(deps: Deps, actor: Principal, command: UnmergeMatter) -> models.Unmerged:
+    """Undo a merge while the primary is not closed (SPEC §10): the matter's task reopens."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        merged = await _merge_side(deps, uow, actor, command.ticket_no, "ticket_no")
+        link_to(merged["trace_headers"])
+        if refusal := rules.unmerge_refusal(merged["primary_ticket_no"], merged["primary_status"]):
+            raise refusal
+        await record_merge(uow, merged=merged, into_request_id=merged["merged_into"],
+                           into_ticket_no=merged["primary_ticket_no"], by=actor.sub, now=now, reversed_=True)
+    return models.Unmerged(ticket_no=command.ticket_no, unmerged_from=merged["primary_ticket_no"],
+                           unmerged_at=now.isoformat())
+
+
+def catalog(deps: Deps, actor: Principal, named: str | None) -> list[models.CatalogEntry]:
+    """A town's catalog: the caller's own; a county role names the town (in a county)."""
+    towns = towns_to_read(deps.county, actor, named)
+    if len(towns) != 1:
+        raise TOWN_REQUIRED("town", towns=sorted(t.code for t in towns))
+    return [models.CatalogEntry(
+        code=item.code, name=item.name, kind=item.kind, time_limit=item.time_limit,
+        default_colour=item.default_colour, legal_basis=item.legal_basis, delegated=item.delegated,
+        department=item.department, joint_units=item.joint_units, task_kind=item.task_kind)
+        for item in towns[0].catalog.values()]
+
+
+# --- the filing writer's batch --------------------------------------------------------------------
 def _key_reused(fingerprint: str, answer: Answer | BaseException, first_fingerprint: str) -> Answer | BaseException:
-    """A repeated Idempotency-Key: the first answer for the same body, else a 422."""
+    """A repeated Idempotency-Key: the first answer for the same body, else a refusal."""
     if fingerprint != first_fingerprint:
-        return unprocessable([("Idempotency-Key", "this key was used before with a different request body")],
-                             where="header")
+        return refusals.IDEMPOTENCY_KEY_REUSED("Idempotency-Key")
     return answer
 
 
-async def file_requests(conn: asyncpg.Connection, filings: Sequence[Filing],
+async def file_requests(uow: UnitOfWork, filings: Sequence[Filing],
                         now: datetime) -> list[Answer | BaseException]:
     """Every filing's answer, in order: replayed for a known Idempotency-Key, else a new request."""
     answers: list[Answer | BaseException | None] = [None] * len(filings)
-    keys = await _claim_keys(conn, filings)
+    keys = await _claim_keys(uow.store, filings)
     for i, (fingerprint, answer) in keys.replayed.items():
         answers[i] = _key_reused(filings[i].fingerprint, answer, fingerprint)
     new = [i for i in range(len(filings)) if answers[i] is None and i not in keys.repeated]
     if new:
-        answers_of_new = await _file_new(conn, [filings[i] for i in new], now)
+        answers_of_new = await _file_new(uow, [filings[i] for i in new], now)
         for i, answer in zip(new, answers_of_new, strict=True):
             answers[i] = answer
     for i, first in keys.repeated.items():  # after their first, whose answer they repeat
@@ -118,7 +367,7 @@ class _Keys:
     stored: dict[tuple[str, str, str], tuple[str, Answer]]  # key -> what the database holds
 
 
-async def _claim_keys(conn: asyncpg.Connection, filings: Sequence[Filing]) -> _Keys:
+async def _claim_keys(store: IntakeStore, filings: Sequence[Filing]) -> _Keys:
     """An Idempotency-Key answers as it did the first time: from the database, or from the
     first filing of this very batch that carried it."""
     first_with_key: dict[tuple[str, str, str], int] = {}
@@ -132,22 +381,22 @@ async def _claim_keys(conn: asyncpg.Connection, filings: Sequence[Filing]) -> _K
     if not first_with_key:
         return _Keys({}, repeated, {})
     rows = await store.claim_idempotency_keys(
-        conn, [(*key, filings[i].fingerprint) for key, i in first_with_key.items()])
+        [(*key, filings[i].fingerprint) for key, i in first_with_key.items()])
     stored = {
         key: (row["fingerprint"], (row["status"], row["response"])) for key, row in rows.items()}
     replayed = {first_with_key[key]: stored[key] for key in rows}
     return _Keys(replayed, repeated, stored)
 
 
-async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], now: datetime) -> list[Answer]:
+async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -> list[Answer]:
     """New requests: gap-free tickets of each town, then repeat counts within each town that see
     every committed filing, the rows, the events."""
     days = [filing.town.calendar.local(now).date() for filing in filings]
     wanted = Counter((filing.town.code, day) for filing, day in zip(filings, days, strict=True))
-    last = await store.claim_tickets(conn, dict(wanted))
+    last = await uow.store.claim_tickets(dict(wanted))
     next_sequence = {town_day: last[town_day] - count + 1 for town_day, count in wanted.items()}
-    earlier = await store.repeat_counts(
-        conn, [f.town.code for f in filings], [f.citizen_ref for f in filings], [f.item.code for f in filings],
+    earlier = await uow.store.repeat_counts(
+        [f.town.code for f in filings], [f.citizen_ref for f in filings], [f.item.code for f in filings],
         [now - timedelta(days=f.town.rules.intake.repeat_filing_window_days) for f in filings])
     in_this_batch: Counter[tuple[str, str, str]] = Counter()
     rows, events = [], []
@@ -186,19 +435,19 @@ async def _file_new(conn: asyncpg.Connection, filings: Sequence[Filing], now: da
         body: dict[str, Any] = {"request_id": str(request_id), "ticket_no": ticket_no,
                                 "access_code": access_code, "colour": colour, "status": "filed"}
         answers.append((201, body))
-    await store.insert_requests(conn, rows, "filed", [{"channel": f.fields["channel"]} for f in filings])
-    duplicates = await possible_duplicates(conn, filings, [row["request_id"] for row in rows], now)
+    await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings])
+    duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
     for (_, answer), found in zip(answers, duplicates, strict=True):
         answer["possible_duplicates"] = found
-    await enqueue(conn, *events, trace_headers=[f.trace_headers for f in filings])
+    await uow.publish(*events, trace_headers=[f.trace_headers for f in filings])
     saved = [(*key, *answer) for filing, answer in zip(filings, answers, strict=True)
              if (key := filing.scope_and_key) is not None]  # a retry answers with the same hints
     if saved:
-        await store.save_idempotent_responses(conn, saved)
+        await uow.store.save_idempotent_responses(saved)
     return answers
 
 
-async def possible_duplicates(conn: asyncpg.Connection, filings: Sequence[Filing],
+async def possible_duplicates(store: IntakeStore, filings: Sequence[Filing],
                               request_ids: list[uuid.UUID], now: datetime) -> list[list[dict[str, Any]]]:
     """重复件 (SPEC §10): for each new filing, the open matters of its town that may be the same
     one (same target, or same item and village with a similar location), newest first, at most
@@ -206,7 +455,7 @@ async def possible_duplicates(conn: asyncpg.Connection, filings: Sequence[Filing
     personal data (a proxy agent files too)."""
     since = [now - timedelta(days=f.town.rules.intake.duplicate_window_days) for f in filings]
     found: list[list[dict[str, Any]]] = [[] for _ in filings]
-    for row in await store.duplicate_candidates(conn, request_ids, since, rules.OPEN_STATUSES,
+    for row in await store.duplicate_candidates(request_ids, since, rules.OPEN_STATUSES,
                                                 rules.DUPLICATE_CANDIDATES_PER_KIND):
         if len(found[row["n"] - 1]) == rules.DUPLICATE_HINTS_MAX:
             continue  # the rows come newest first: this filing's hints are complete
@@ -225,16 +474,16 @@ async def possible_duplicates(conn: asyncpg.Connection, filings: Sequence[Filing
     return found
 
 
-async def record_merge(conn: asyncpg.Connection, *, merged: asyncpg.Record, into_request_id: uuid.UUID,
+async def record_merge(uow: UnitOfWork, *, merged: Row, into_request_id: uuid.UUID,
                        into_ticket_no: str, by: str, now: datetime, reversed_: bool = False) -> None:
     """Merge a matter into its primary, or undo that (`reversed_`): the row, the merged matter's
     timeline step, and `intake.request.merged` keyed by the merged matter, so dispatch closes (or
     reopens) its task in order with its other events."""
-    await store.set_merged_into(conn, merged["request_id"], None if reversed_ else into_request_id,
-                                None if reversed_ else now)
+    await uow.store.set_merged_into(merged["request_id"], None if reversed_ else into_request_id,
+                                    None if reversed_ else now)
     step = "unmerged" if reversed_ else "merged"
-    await store.add_timeline(conn, merged["request_id"], now, step, {"into": into_ticket_no}, None)
-    await enqueue(conn, new_event(
+    await uow.store.add_timeline(merged["request_id"], now, step, {"into": into_ticket_no}, None)
+    await uow.publish(new_event(
         RequestMerged,
         RequestMergedData(request_id=str(merged["request_id"]), ticket_no=merged["ticket_no"],
                           into_request_id=str(into_request_id), into_ticket_no=into_ticket_no,

@@ -1,4 +1,5 @@
-"""Intake's business rules as pure functions: no I/O, no clock reads."""
+"""Intake's business rules as pure functions: no I/O, no clock reads. A refusal is returned as a
+value (its code, field and params, from `refusals`) for the command handler to raise."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from townflow_shared.events import Colour
+from townflow_shared.problems import FieldError, Refusal
 from townflow_shared.town import CatalogItem, IntakeRules, Town
+
+from . import refusals
 
 COLOURS: tuple[Colour, ...] = ("yellow", "orange", "red")
 # No 0/O or 1/I/L: the citizen reads the code off a slip or hears it on the phone.
@@ -121,23 +125,30 @@ def closest_items(query: str, town: Town, limit: int = 3) -> list[CatalogItem]:
 
 def filing_problems(*, town: Town, item: CatalogItem, channel: str, village: str,
                     target: str | None, proxy_agent_id: str | None,
-                    village_record_id: str | None) -> list[tuple[str, str]]:
-    """Every (field, problem) that makes a filing invalid beyond its types."""
-    problems: list[tuple[str, str]] = []
+                    village_record_id: str | None) -> list[FieldError]:
+    """Every field that makes a filing invalid beyond its types, with its code."""
+    problems: list[FieldError] = []
     if village not in town.villages:
-        problems.append(("village", f"unknown village {village!r} in {town.info.name}; known: "
-                                    f"{', '.join(town.villages)}"))
+        problems.append(refusals.VILLAGE_UNKNOWN.error(
+            "village", village=village, town=town.info.name, villages=list(town.villages)))
     if channel == "proxy" and not proxy_agent_id:
-        problems.append(("proxy_agent_id", "required when the channel is proxy (代办)"))
+        problems.append(refusals.CHANNEL_FIELD_MISSING.error("proxy_agent_id", channel=channel))
     elif proxy_agent_id is not None and proxy_agent_id not in proxy_agents(town):
-        problems.append(("proxy_agent_id", f"{proxy_agent_id!r} is not a proxy agent (代办员) of "
-                                           f"{town.info.name}; known: {', '.join(proxy_agents(town))}"))
+        problems.append(refusals.PROXY_AGENT_UNKNOWN.error(
+            "proxy_agent_id", agent=proxy_agent_id, town=town.info.name, agents=proxy_agents(town)))
     if channel == "village_station" and not village_record_id:
-        problems.append(("village_record_id", "required when the channel is village_station (三转)"))
+        problems.append(refusals.CHANNEL_FIELD_MISSING.error("village_record_id", channel=channel))
     if item.task_kind in ("enforcement", "joint_visit") and not target:
-        problems.append(("target", f"required for {item.task_kind} items: the enterprise's unified "
-                                   "social credit code or the site id"))
+        problems.append(refusals.TARGET_MISSING.error("target", task_kind=item.task_kind))
     return problems
+
+
+def unknown_item(query: str, town: Town) -> Refusal:
+    """The refusal of an item code the town's catalog does not hold, with the closest items."""
+    closest = closest_items(query, town)
+    return refusals.ITEM_UNKNOWN("item_code", item=query, town=town.info.name,
+                                 suggestions=[i.code for i in closest],
+                                 suggestion_names=[i.name for i in closest])
 
 
 def proxy_agents(town: Town) -> list[str]:
@@ -149,12 +160,12 @@ TIMELINE_STEPS = ("filed", "dispatched", "accepted", "returned", "supervised", "
                   "completed", "verified", "rated")
 
 
-def may_rate(status: str, already_rated: bool) -> str | None:
-    """None when a rating is allowed, else why not."""
+def may_rate(status: str, already_rated: bool) -> Refusal | None:
+    """None when a rating is allowed, else the refusal."""
     if already_rated:
-        return "this matter has already been rated"
+        return refusals.ALREADY_RATED()
     if status not in ("completed", "closed"):
-        return "a matter can be rated only after it is completed"
+        return refusals.NOT_YET_COMPLETED(status=status)
     return None
 
 
@@ -241,33 +252,33 @@ class MergeSide:
     followers: int  # matters merged into this one
 
 
-def merge_refusal(merged: MergeSide, into: MergeSide) -> tuple[int, str, str] | None:
-    """(HTTP status, field, why) when `merged` may not be merged into `into`; None when it may.
-    A chain of merges is refused: every follower follows one primary that is not itself merged."""
+def merge_refusal(merged: MergeSide, into: MergeSide) -> Refusal | None:
+    """The refusal (its code, the field at fault: `into` or `ticket_no`) when `merged` may not be
+    merged into `into`; None when it may. A chain of merges is refused: every follower follows one
+    primary that is not itself merged."""
     if merged.ticket_no == into.ticket_no:
-        return 422, "into", "a matter cannot be merged into itself"
+        return refusals.INTO_ITSELF("into")
     if merged.town_code != into.town_code:
-        return 422, "into", f"{into.ticket_no} is another town's matter; a matter merges only within its town"
+        return refusals.OTHER_TOWN("into", ticket=into.ticket_no)
     if merged.merged_into is not None:
-        return 409, "ticket_no", f"{merged.ticket_no} is already merged into {merged.merged_into}"
+        return refusals.ALREADY_MERGED("ticket_no", ticket=merged.ticket_no, primary=merged.merged_into)
     if merged.followers:
-        return 409, "ticket_no", (f"{merged.followers} matter(s) are merged into {merged.ticket_no}; "
-                                  "unmerge them first")
+        return refusals.HAS_MERGED_MATTERS("ticket_no", ticket=merged.ticket_no, count=merged.followers)
     if merged.status not in MERGEABLE_STATUSES:
-        return 409, "ticket_no", f"{merged.ticket_no} is {merged.status}; only an open matter is merged"
+        return refusals.NOT_OPEN("ticket_no", ticket=merged.ticket_no, status=merged.status)
     if into.merged_into is not None:
-        return 409, "into", f"{into.ticket_no} is itself merged into {into.merged_into}; merge into that one"
+        return refusals.PRIMARY_MERGED("into", ticket=into.ticket_no, primary=into.merged_into)
     if into.status not in OPEN_STATUSES:
-        return 409, "into", f"{into.ticket_no} is {into.status}; a merge needs a primary still open"
+        return refusals.PRIMARY_NOT_OPEN("into", ticket=into.ticket_no, status=into.status)
     return None
 
 
-def unmerge_refusal(merged_into: str | None, primary_status: str | None) -> str | None:
+def unmerge_refusal(merged_into: str | None, primary_status: str | None) -> Refusal | None:
     """Why a merge may not be undone; None when it may (SPEC §10: until the primary closes)."""
     if merged_into is None:
-        return "this matter is not merged"
+        return refusals.NOT_MERGED("ticket_no")
     if primary_status == "closed":
-        return f"the primary {merged_into} is closed; the merge stands"
+        return refusals.MERGE_STANDS("ticket_no", primary=merged_into)
     return None
 
 

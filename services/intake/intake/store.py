@@ -1,227 +1,315 @@
-"""Every SQL statement of intake, as named functions over asyncpg."""
+"""Every SQL statement of intake: `PgStore`, the operations of one transaction over asyncpg, and
+`IntakeStore`, their shape, which the unit tests' fake store has too (mypy checks both)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
+from townflow_shared.db import Database
+from townflow_shared.events import Envelope
+from townflow_shared.outbox import enqueue
 
+Row = Mapping[str, Any]  # an asyncpg.Record, or a dict in the unit tests' fake
+
+
+class IntakeStore(Protocol):
+    """What intake's command and event handlers read and write, within one transaction."""
+
+    async def claim_tickets(self, wanted: dict[tuple[str, date], int]) -> dict[tuple[str, date], int]: ...
+    async def repeat_counts(self, town_codes: list[str], citizen_refs: list[str], item_codes: list[str], since: list[datetime]) -> list[int]: ...
+    async def claim_idempotency_keys(self, keys: list[tuple[str, str, str, str]]) -> dict[tuple[str, str, str], Row]: ...
+    async def save_idempotent_responses(self, answers: list[tuple[str, str, str, int, dict[str, Any]]]) -> None: ...
+    async def insert_requests(self, rows: list[dict[str, Any]], first_step: str, details: list[dict[str, Any]]) -> None: ...
+    async def add_timeline(self, request_id: uuid.UUID, at: datetime, step: str, detail: dict[str, Any], event_id: uuid.UUID | None) -> None: ...
+    async def step_and_status(self, town_code: str, request_id: uuid.UUID, at: datetime, step: str, detail: dict[str, Any], event_id: uuid.UUID | None) -> Row | None: ...
+    async def link_task(self, task_id: str, request_id: uuid.UUID) -> list[Row]: ...
+    async def requests_of_tasks(self, task_ids: list[str]) -> dict[str, str]: ...
+    async def keep_early_inspection_step(self, task_id: str, at: datetime, detail: dict[str, Any], event_id: uuid.UUID) -> None: ...
+    async def set_status(self, request_id: uuid.UUID, status: str, at: datetime, completed_at: datetime | None = None) -> None: ...
+    async def wrong_codes_for_update(self, ticket_no: str) -> list[datetime]: ...
+    async def save_wrong_codes(self, ticket_no: str, failures: list[datetime]) -> None: ...
+    async def access_code_of(self, ticket_no: str) -> str | None: ...
+    async def request_by_ticket(self, ticket_no: str) -> Row | None: ...
+    async def request_for_update(self, ticket_no: str) -> Row | None: ...
+    async def timeline_of(self, request_id: uuid.UUID) -> list[Row]: ...
+    async def save_rating(self, request_id: uuid.UUID, rating: str, rated_at: datetime) -> None: ...
+    async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime], open_statuses: Sequence[str], per_kind: int) -> list[Row]: ...
+    async def merge_side_for_update(self, ticket_no: str) -> Row | None: ...
+    async def set_merged_into(self, request_id: uuid.UUID, into: uuid.UUID | None, at: datetime | None) -> None: ...
+    async def request_by_id(self, request_id: uuid.UUID) -> Row | None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: the store's operations, and the outbox (`publish`), committed together."""
+
+    @property
+    def store(self) -> IntakeStore: ...
+
+    async def publish(self, *events: Envelope, trace_headers: Sequence[dict[str, str]] | None = None) -> None:
+        """Events to send once the transaction commits, each with its own trace context if given."""
+
+
+UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+
+
+class PgStore:
+    """The operations of `IntakeStore` on one connection, inside its caller's transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def claim_tickets(self, wanted: dict[tuple[str, date], int]) -> dict[tuple[str, date], int]:
+        """The next sequences of each (town, day): `count` of them; the last one is returned for each.
+        Each town's day row stays locked until the filings commit, so its numbers have no gaps, across
+        replicas too. The rows are locked in one order (town, day), so two batches that both file in
+        two towns never wait for each other."""
+        rows = await self.conn.fetch(
+            "INSERT INTO ticket_sequences (town_code, day, last)"
+            " SELECT * FROM unnest($1::text[], $2::date[], $3::int[]) AS w(town_code, day, last)"
+            " ORDER BY town_code, day"
+            " ON CONFLICT (town_code, day) DO UPDATE SET last = ticket_sequences.last + EXCLUDED.last"
+            " RETURNING town_code, day, last",
+            [town for town, _ in wanted], [day for _, day in wanted], list(wanted.values()))
+        return {(row["town_code"], row["day"]): int(row["last"]) for row in rows}
+
+
+    async def repeat_counts(self, town_codes: list[str], citizen_refs: list[str],
+                            item_codes: list[str], since: list[datetime]) -> list[int]:
+        """How often each citizen filed each item in each town since each `since`: the rule counts
+        within a town.
+
+        Called after `claim_tickets`, in a statement of its own: it then sees every filing committed
+        while this one waited for the town's day row, by another replica too. (In the same statement it
+        would read the snapshot taken before that wait and miss them.)"""
+        return [int(n) for n in await self.conn.fetchval(
+            "SELECT ARRAY(SELECT (SELECT count(*) FROM requests r WHERE r.citizen_ref = f.ref AND r.item_code = f.item"
+            "                     AND r.filed_at >= f.since AND r.town_code = f.town)"
+            "  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) WITH ORDINALITY"
+            "       AS f(town, ref, item, since, n) ORDER BY f.n)",
+            town_codes, citizen_refs, item_codes, since)]
+
+
+    async def claim_idempotency_keys(self, keys: list[tuple[str, str, str, str]]
+                                     ) -> dict[tuple[str, str, str], Row]:
+        """Claim (town, scope, key, fingerprint) entries; the stored rows of those claimed before.
+
+        A concurrent claim of the same key waits on the primary key until the first commits; the
+        stored rows are read by a second statement, so it sees that commit."""
+        claimed = {(r["town_code"], r["scope"], r["key"]) for r in await self.conn.fetch(
+            "INSERT INTO idempotency_keys (town_code, scope, key, fingerprint)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING"
+            " RETURNING town_code, scope, key",
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys])}
+        earlier = [k for k in keys if k[:3] not in claimed]
+        if not earlier:
+            return {}
+        rows = await self.conn.fetch(
+            "SELECT town_code, scope, key, fingerprint, status, response FROM idempotency_keys"
+            " WHERE (town_code, scope, key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+            [k[0] for k in earlier], [k[1] for k in earlier], [k[2] for k in earlier])
+        return {(r["town_code"], r["scope"], r["key"]): r for r in rows}
+
+
+    async def save_idempotent_responses(self, answers: list[tuple[str, str, str, int, dict[str, Any]]]) -> None:
+        """(town, scope, key, status, response) of each claimed key, in one pipelined round trip."""
+        await self.conn.executemany(
+            "UPDATE idempotency_keys SET status = $4, response = $5"
+            " WHERE town_code = $1 AND scope = $2 AND key = $3", answers)
+
+
+    async def insert_requests(self, rows: list[dict[str, Any]], first_step: str,
+                              details: list[dict[str, Any]]) -> None:
+        """New requests, each with the first step of its timeline: one statement, run for every row
+        in one pipelined round trip."""
+        columns = list(rows[0])
+        placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        n = len(columns)
+        await self.conn.executemany(
+            f"WITH r AS (INSERT INTO requests ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
+            "  RETURNING request_id, filed_at)"
+            f" INSERT INTO timeline (request_id, at, step, detail) SELECT request_id, filed_at, ${n + 1}::text,"
+            f" ${n + 2}::jsonb FROM r",
+            [(*row.values(), first_step, detail) for row, detail in zip(rows, details, strict=True)],
+        )
+
+
+    async def add_timeline(self, request_id: uuid.UUID, at: datetime, step: str,
+                           detail: dict[str, Any], event_id: uuid.UUID | None) -> None:
+        await self.conn.execute(
+            "INSERT INTO timeline (request_id, at, step, detail, event_id) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (event_id, request_id) DO NOTHING",
+            request_id, at, step, detail, event_id,
+        )
+
+
+    async def step_and_status(self, town_code: str, request_id: uuid.UUID, at: datetime,
+                              step: str, detail: dict[str, Any], event_id: uuid.UUID | None) -> Row | None:
+        """Add a step to a town's request's timeline and return its status, locked until commit: one
+        round trip. None (and no step) when the request is not that town's, or not ours at all."""
+        return await self.conn.fetchrow(
+            "WITH current AS (SELECT status, status_at FROM requests WHERE request_id = $1 AND town_code = $6"
+            "  FOR UPDATE),"
+            " step AS (INSERT INTO timeline (request_id, at, step, detail, event_id)"
+            "  SELECT $1, $2::timestamptz, $3::text, $4::jsonb, $5::uuid FROM current"
+            "  ON CONFLICT (event_id, request_id) DO NOTHING)"
+            " SELECT status, status_at FROM current",
+            request_id, at, step, detail, event_id, town_code,
+        )
+
+
+    async def link_task(self, task_id: str, request_id: uuid.UUID) -> list[Row]:
+        """Remember which request a task serves; return (and forget) inspection steps that arrived
+        for it before its dispatch."""
+        return await self.conn.fetch(
+            "WITH link AS (INSERT INTO task_requests (task_id, request_id) VALUES ($1, $2) ON CONFLICT DO NOTHING)"
+            " DELETE FROM early_inspection_steps WHERE task_id = $1 RETURNING at, detail, event_id",
+            task_id, request_id,
+        )
+
+
+    async def requests_of_tasks(self, task_ids: list[str]) -> dict[str, str]:
+        rows = await self.conn.fetch("SELECT task_id, request_id FROM task_requests WHERE task_id = ANY($1)", task_ids)
+        return {row["task_id"]: str(row["request_id"]) for row in rows}
+
+
+    async def keep_early_inspection_step(self, task_id: str, at: datetime,
+                                         detail: dict[str, Any], event_id: uuid.UUID) -> None:
+        await self.conn.execute("INSERT INTO early_inspection_steps (task_id, at, detail, event_id)"
+                           " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", task_id, at, detail, event_id)
+
+
+    async def set_status(self, request_id: uuid.UUID, status: str, at: datetime,
+                         completed_at: datetime | None = None) -> None:
+        await self.conn.execute(
+            "UPDATE requests SET status = $2, status_at = $3, completed_at = COALESCE($4, completed_at)"
+            " WHERE request_id = $1", request_id, status, at, completed_at)
+
+
+    async def wrong_codes_for_update(self, ticket_no: str) -> list[datetime]:
+        """When wrong codes were given for a ticket; its guard row (if any) stays locked until the
+        caller's transaction ends, so concurrent guesses are counted one after the other."""
+        return list(await self.conn.fetchval(
+            "SELECT failures FROM access_code_guards WHERE ticket_no = $1 FOR UPDATE", ticket_no) or [])
+
+
+    async def save_wrong_codes(self, ticket_no: str, failures: list[datetime]) -> None:
+        await self.conn.execute(
+            "INSERT INTO access_code_guards (ticket_no, failures) VALUES ($1, $2)"
+            " ON CONFLICT (ticket_no) DO UPDATE SET failures = EXCLUDED.failures", ticket_no, failures)
+
+
+    async def access_code_of(self, ticket_no: str) -> str | None:
+        return await self.conn.fetchval("SELECT access_code FROM requests WHERE ticket_no = $1", ticket_no)  # type: ignore[no-any-return]
+
+
+    async def request_by_ticket(self, ticket_no: str) -> Row | None:
+        return await self.conn.fetchrow("SELECT * FROM requests WHERE ticket_no = $1", ticket_no)
+
+
+    async def request_for_update(self, ticket_no: str) -> Row | None:
+        return await self.conn.fetchrow("SELECT * FROM requests WHERE ticket_no = $1 FOR UPDATE", ticket_no)
+
+
+    async def timeline_of(self, request_id: uuid.UUID) -> list[Row]:
+        return await self.conn.fetch(
+            "SELECT at, step, detail FROM timeline WHERE request_id = $1 ORDER BY at, seq", request_id)
+
+
+    async def save_rating(self, request_id: uuid.UUID, rating: str,
+                          rated_at: datetime) -> None:
+        await self.conn.execute(
+            "UPDATE requests SET rating = $2, rated_at = $3 WHERE request_id = $1",
+            request_id, rating, rated_at,
+        )
+
+
+    async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime],
+                                   open_statuses: Sequence[str], per_kind: int) -> list[Row]:
+        """For each new request (`n`, from 1, in the order given), the open, unmerged matters of its
+        town filed since its `since` with its item in its village, or with its target: one round trip
+        for a batch of filings. The filings of the same batch see each other.
+
+        At most the `per_kind` newest of each kind: each is an index scan backwards from now that
+        stops there, so a filing costs the same however many matters a busy item and village hold
+        (issue #16: unbounded, a town's week of one item made every filing slower than the last)."""
+        return await self.conn.fetch(
+            "SELECT f.n, c.* FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS f(request_id, since, n)"
+            " JOIN requests new ON new.request_id = f.request_id"
+            " CROSS JOIN LATERAL ("
+            "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
+            "   WHERE r.town_code = new.town_code AND r.item_code = new.item_code AND r.village = new.village"
+            "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
+            "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
+            "   ORDER BY r.filed_at DESC LIMIT $4)"
+            "  UNION"
+            "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
+            "   WHERE new.target IS NOT NULL AND r.town_code = new.town_code AND r.target = new.target"
+            "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
+            "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
+            "   ORDER BY r.filed_at DESC LIMIT $4)) AS c"
+            " ORDER BY f.n, c.filed_at DESC, c.ticket_no DESC",
+            request_ids, since, list(open_statuses), per_kind)
+
+
+    async def merge_side_for_update(self, ticket_no: str) -> Row | None:
+        """A matter as a merge sees it, locked: its status, its primary's ticket (if merged) and how
+        many matters follow it."""
+        return await self.conn.fetchrow(
+            "SELECT r.request_id, r.ticket_no, r.town_code, r.status, r.merged_into, r.trace_headers,"
+            " (SELECT p.ticket_no FROM requests p WHERE p.request_id = r.merged_into) AS primary_ticket_no,"
+            " (SELECT p.status FROM requests p WHERE p.request_id = r.merged_into) AS primary_status,"
+            " (SELECT count(*) FROM requests f WHERE f.merged_into = r.request_id) AS followers"
+            " FROM requests r WHERE r.ticket_no = $1 FOR UPDATE OF r", ticket_no)
+
+
+    async def set_merged_into(self, request_id: uuid.UUID, into: uuid.UUID | None,
+                              at: datetime | None) -> None:
+        await self.conn.execute("UPDATE requests SET merged_into = $2, merged_at = $3 WHERE request_id = $1",
+                           request_id, into, at)
+
+
+    async def request_by_id(self, request_id: uuid.UUID) -> Row | None:
+        return await self.conn.fetchrow("SELECT * FROM requests WHERE request_id = $1", request_id)
+
+
+class PgUnitOfWork:
+    """The unit of work on an open transaction: a route's own, or the consumer's (its inbox row)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self._store = PgStore(conn)
+
+    @property
+    def store(self) -> PgStore:
+        return self._store
+
+    async def publish(self, *events: Envelope, trace_headers: Sequence[dict[str, str]] | None = None) -> None:
+        await enqueue(self.conn, *events, trace_headers=trace_headers)
+
+
+def unit_of_work(database: Database) -> UnitOfWorkFactory:
+    """A new transaction on the service's pool per unit of work."""
+
+    @asynccontextmanager
+    async def one_transaction() -> AsyncIterator[UnitOfWork]:
+        async with database.transaction() as conn:
+            yield PgUnitOfWork(conn)
+
+    return one_transaction
+
+
+# The day-sequence claim and the bulk insert, for the bench's loaders and the upgrade tests that
+# write rows the way intake does.
 async def claim_tickets(conn: asyncpg.Connection, wanted: dict[tuple[str, date], int]) -> dict[tuple[str, date], int]:
-    """The next sequences of each (town, day): `count` of them; the last one is returned for each.
-    Each town's day row stays locked until the filings commit, so its numbers have no gaps, across
-    replicas too. The rows are locked in one order (town, day), so two batches that both file in
-    two towns never wait for each other."""
-    rows = await conn.fetch(
-        "INSERT INTO ticket_sequences (town_code, day, last)"
-        " SELECT * FROM unnest($1::text[], $2::date[], $3::int[]) AS w(town_code, day, last)"
-        " ORDER BY town_code, day"
-        " ON CONFLICT (town_code, day) DO UPDATE SET last = ticket_sequences.last + EXCLUDED.last"
-        " RETURNING town_code, day, last",
-        [town for town, _ in wanted], [day for _, day in wanted], list(wanted.values()))
-    return {(row["town_code"], row["day"]): int(row["last"]) for row in rows}
-
-
-async def repeat_counts(conn: asyncpg.Connection, town_codes: list[str], citizen_refs: list[str],
-                        item_codes: list[str], since: list[datetime]) -> list[int]:
-    """How often each citizen filed each item in each town since each `since`: the rule counts
-    within a town.
-
-    Called after `claim_tickets`, in a statement of its own: it then sees every filing committed
-    while this one waited for the town's day row, by another replica too. (In the same statement it
-    would read the snapshot taken before that wait and miss them.)"""
-    return [int(n) for n in await conn.fetchval(
-        "SELECT ARRAY(SELECT (SELECT count(*) FROM requests r WHERE r.citizen_ref = f.ref AND r.item_code = f.item"
-        "                     AND r.filed_at >= f.since AND r.town_code = f.town)"
-        "  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) WITH ORDINALITY"
-        "       AS f(town, ref, item, since, n) ORDER BY f.n)",
-        town_codes, citizen_refs, item_codes, since)]
-
-
-async def claim_idempotency_keys(conn: asyncpg.Connection, keys: list[tuple[str, str, str, str]],
-                                 ) -> dict[tuple[str, str, str], asyncpg.Record]:
-    """Claim (town, scope, key, fingerprint) entries; the stored rows of those claimed before.
-
-    A concurrent claim of the same key waits on the primary key until the first commits; the
-    stored rows are read by a second statement, so it sees that commit."""
-    claimed = {(r["town_code"], r["scope"], r["key"]) for r in await conn.fetch(
-        "INSERT INTO idempotency_keys (town_code, scope, key, fingerprint)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING"
-        " RETURNING town_code, scope, key",
-        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys])}
-    earlier = [k for k in keys if k[:3] not in claimed]
-    if not earlier:
-        return {}
-    rows = await conn.fetch(
-        "SELECT town_code, scope, key, fingerprint, status, response FROM idempotency_keys"
-        " WHERE (town_code, scope, key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
-        [k[0] for k in earlier], [k[1] for k in earlier], [k[2] for k in earlier])
-    return {(r["town_code"], r["scope"], r["key"]): r for r in rows}
-
-
-async def save_idempotent_responses(conn: asyncpg.Connection,
-                                    answers: list[tuple[str, str, str, int, dict[str, Any]]]) -> None:
-    """(town, scope, key, status, response) of each claimed key, in one pipelined round trip."""
-    await conn.executemany(
-        "UPDATE idempotency_keys SET status = $4, response = $5"
-        " WHERE town_code = $1 AND scope = $2 AND key = $3", answers)
+    return await PgStore(conn).claim_tickets(wanted)
 
 
 async def insert_requests(conn: asyncpg.Connection, rows: list[dict[str, Any]], first_step: str,
                           details: list[dict[str, Any]]) -> None:
-    """New requests, each with the first step of its timeline: one statement, run for every row
-    in one pipelined round trip."""
-    columns = list(rows[0])
-    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    n = len(columns)
-    await conn.executemany(
-        f"WITH r AS (INSERT INTO requests ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
-        "  RETURNING request_id, filed_at)"
-        f" INSERT INTO timeline (request_id, at, step, detail) SELECT request_id, filed_at, ${n + 1}::text,"
-        f" ${n + 2}::jsonb FROM r",
-        [(*row.values(), first_step, detail) for row, detail in zip(rows, details, strict=True)],
-    )
-
-
-async def add_timeline(conn: asyncpg.Connection, request_id: uuid.UUID, at: datetime, step: str,
-                       detail: dict[str, Any], event_id: uuid.UUID | None) -> None:
-    await conn.execute(
-        "INSERT INTO timeline (request_id, at, step, detail, event_id) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (event_id, request_id) DO NOTHING",
-        request_id, at, step, detail, event_id,
-    )
-
-
-async def step_and_status(conn: asyncpg.Connection, town_code: str, request_id: uuid.UUID, at: datetime,
-                          step: str, detail: dict[str, Any], event_id: uuid.UUID | None) -> asyncpg.Record | None:
-    """Add a step to a town's request's timeline and return its status, locked until commit: one
-    round trip. None (and no step) when the request is not that town's, or not ours at all."""
-    return await conn.fetchrow(
-        "WITH current AS (SELECT status, status_at FROM requests WHERE request_id = $1 AND town_code = $6"
-        "  FOR UPDATE),"
-        " step AS (INSERT INTO timeline (request_id, at, step, detail, event_id)"
-        "  SELECT $1, $2::timestamptz, $3::text, $4::jsonb, $5::uuid FROM current"
-        "  ON CONFLICT (event_id, request_id) DO NOTHING)"
-        " SELECT status, status_at FROM current",
-        request_id, at, step, detail, event_id, town_code,
-    )
-
-
-async def link_task(conn: asyncpg.Connection, task_id: str, request_id: uuid.UUID) -> list[asyncpg.Record]:
-    """Remember which request a task serves; return (and forget) inspection steps that arrived
-    for it before its dispatch."""
-    return await conn.fetch(
-        "WITH link AS (INSERT INTO task_requests (task_id, request_id) VALUES ($1, $2) ON CONFLICT DO NOTHING)"
-        " DELETE FROM early_inspection_steps WHERE task_id = $1 RETURNING at, detail, event_id",
-        task_id, request_id,
-    )
-
-
-async def requests_of_tasks(conn: asyncpg.Connection, task_ids: list[str]) -> dict[str, str]:
-    rows = await conn.fetch("SELECT task_id, request_id FROM task_requests WHERE task_id = ANY($1)", task_ids)
-    return {row["task_id"]: str(row["request_id"]) for row in rows}
-
-
-async def keep_early_inspection_step(conn: asyncpg.Connection, task_id: str, at: datetime,
-                                     detail: dict[str, Any], event_id: uuid.UUID) -> None:
-    await conn.execute("INSERT INTO early_inspection_steps (task_id, at, detail, event_id)"
-                       " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", task_id, at, detail, event_id)
-
-
-async def set_status(conn: asyncpg.Connection, request_id: uuid.UUID, status: str, at: datetime,
-                     completed_at: datetime | None = None) -> None:
-    await conn.execute(
-        "UPDATE requests SET status = $2, status_at = $3, completed_at = COALESCE($4, completed_at)"
-        " WHERE request_id = $1", request_id, status, at, completed_at)
-
-
-async def wrong_codes_for_update(conn: asyncpg.Connection, ticket_no: str) -> list[datetime]:
-    """When wrong codes were given for a ticket; its guard row (if any) stays locked until the
-    caller's transaction ends, so concurrent guesses are counted one after the other."""
-    return list(await conn.fetchval(
-        "SELECT failures FROM access_code_guards WHERE ticket_no = $1 FOR UPDATE", ticket_no) or [])
-
-
-async def save_wrong_codes(conn: asyncpg.Connection, ticket_no: str, failures: list[datetime]) -> None:
-    await conn.execute(
-        "INSERT INTO access_code_guards (ticket_no, failures) VALUES ($1, $2)"
-        " ON CONFLICT (ticket_no) DO UPDATE SET failures = EXCLUDED.failures", ticket_no, failures)
-
-
-async def access_code_of(conn: asyncpg.Connection, ticket_no: str) -> str | None:
-    return await conn.fetchval("SELECT access_code FROM requests WHERE ticket_no = $1", ticket_no)  # type: ignore[no-any-return]
-
-
-async def request_by_ticket(conn: asyncpg.Connection | asyncpg.Pool, ticket_no: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM requests WHERE ticket_no = $1", ticket_no)
-
-
-async def request_for_update(conn: asyncpg.Connection, ticket_no: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM requests WHERE ticket_no = $1 FOR UPDATE", ticket_no)
-
-
-async def timeline_of(conn: asyncpg.Connection | asyncpg.Pool, request_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT at, step, detail FROM timeline WHERE request_id = $1 ORDER BY at, seq", request_id)
-
-
-async def save_rating(conn: asyncpg.Connection, request_id: uuid.UUID, rating: str,
-                      rated_at: datetime) -> None:
-    await conn.execute(
-        "UPDATE requests SET rating = $2, rated_at = $3 WHERE request_id = $1",
-        request_id, rating, rated_at,
-    )
-
-
-
-
-async def duplicate_candidates(conn: asyncpg.Connection, request_ids: list[uuid.UUID], since: list[datetime],
-                               open_statuses: Sequence[str], per_kind: int) -> list[asyncpg.Record]:
-    """For each new request (`n`, from 1, in the order given), the open, unmerged matters of its
-    town filed since its `since` with its item in its village, or with its target: one round trip
-    for a batch of filings. The filings of the same batch see each other.
-
-    At most the `per_kind` newest of each kind: each is an index scan backwards from now that
-    stops there, so a filing costs the same however many matters a busy item and village hold
-    (issue #16: unbounded, a town's week of one item made every filing slower than the last)."""
-    return await conn.fetch(
-        "SELECT f.n, c.* FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS f(request_id, since, n)"
-        " JOIN requests new ON new.request_id = f.request_id"
-        " CROSS JOIN LATERAL ("
-        "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
-        "   WHERE r.town_code = new.town_code AND r.item_code = new.item_code AND r.village = new.village"
-        "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
-        "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
-        "   ORDER BY r.filed_at DESC LIMIT $4)"
-        "  UNION"
-        "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
-        "   WHERE new.target IS NOT NULL AND r.town_code = new.town_code AND r.target = new.target"
-        "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
-        "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
-        "   ORDER BY r.filed_at DESC LIMIT $4)) AS c"
-        " ORDER BY f.n, c.filed_at DESC, c.ticket_no DESC",
-        request_ids, since, list(open_statuses), per_kind)
-
-
-async def merge_side_for_update(conn: asyncpg.Connection, ticket_no: str) -> asyncpg.Record | None:
-    """A matter as a merge sees it, locked: its status, its primary's ticket (if merged) and how
-    many matters follow it."""
-    return await conn.fetchrow(
-        "SELECT r.request_id, r.ticket_no, r.town_code, r.status, r.merged_into, r.trace_headers,"
-        " (SELECT p.ticket_no FROM requests p WHERE p.request_id = r.merged_into) AS primary_ticket_no,"
-        " (SELECT p.status FROM requests p WHERE p.request_id = r.merged_into) AS primary_status,"
-        " (SELECT count(*) FROM requests f WHERE f.merged_into = r.request_id) AS followers"
-        " FROM requests r WHERE r.ticket_no = $1 FOR UPDATE OF r", ticket_no)
-
-
-async def set_merged_into(conn: asyncpg.Connection, request_id: uuid.UUID, into: uuid.UUID | None,
-                          at: datetime | None) -> None:
-    await conn.execute("UPDATE requests SET merged_into = $2, merged_at = $3 WHERE request_id = $1",
-                       request_id, into, at)
-
-
-async def request_by_id(db: asyncpg.Connection | asyncpg.Pool, request_id: uuid.UUID) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT * FROM requests WHERE request_id = $1", request_id)
+    await PgStore(conn).insert_requests(rows, first_step, details)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from intake import rules
 from townflow_shared.county import load_county
+from townflow_shared.problems import Refusal
 from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 from townflow_shared.town import IntakeRules, Town, load_town
 
@@ -62,7 +64,10 @@ def test_channel_and_kind_requirements() -> None:
     item = TOWN.catalog["E003"]
     problems = rules.filing_problems(town=TOWN, item=item, channel="proxy", village="V99",
                                      target=None, proxy_agent_id=None, village_record_id=None)
-    assert {f for f, _ in problems} == {"village", "proxy_agent_id", "target"}
+    assert {(p.field, p.code) for p in problems} == {
+        ("village", "filing.village_unknown"), ("proxy_agent_id", "filing.channel_field_missing"),
+        ("target", "filing.target_missing")}
+    assert all("V99" not in str(p.params.get("villages")) for p in problems if p.params)  # the town's own
     ok = rules.filing_problems(town=TOWN, item=TOWN.catalog["S001"], channel="village_station",
                                village="V01", target=None, proxy_agent_id=None, village_record_id="VR-1")
     assert ok == []
@@ -71,7 +76,7 @@ def test_channel_and_kind_requirements() -> None:
 def test_village_and_proxy_agent_are_the_towns_own() -> None:
     """In a county each filing is checked against the town it is filed in (SPEC §8)."""
     def problems(town: Town, village: str = "V01", proxy_agent_id: str = "s035") -> set[str]:
-        return {f for f, _ in rules.filing_problems(
+        return {p.field for p in rules.filing_problems(
             town=town, item=town.catalog["S001"], channel="proxy", village=village, target=None,
             proxy_agent_id=proxy_agent_id, village_record_id=None)}
 
@@ -87,8 +92,10 @@ def test_village_and_proxy_agent_are_the_towns_own() -> None:
 def test_rating_only_once_and_only_after_completion() -> None:
     assert rules.may_rate("completed", False) is None
     assert rules.may_rate("closed", False) is None
-    assert rules.may_rate("dispatched", False) is not None
-    assert rules.may_rate("completed", True) is not None
+    early = rules.may_rate("dispatched", False)
+    assert early is not None and early.code.name == "rating.not_completed" and early.params == {"status": "dispatched"}
+    again = rules.may_rate("completed", True)
+    assert again is not None and again.code.name == "rating.already_given"
 
 
 def test_a_later_event_sets_the_status_and_ties_go_forward() -> None:
@@ -170,19 +177,38 @@ def _side(ticket: str, status: str = "dispatched", merged_into: str | None = Non
     return rules.MergeSide(ticket, town, status, merged_into, followers)
 
 
-def test_a_merge_is_refused_with_the_field_and_reason() -> None:
+def _refused(refusal: Refusal | None) -> tuple[str, str | None, dict[str, Any]] | None:
+    return None if refusal is None else (refusal.code.name, refusal.field, refusal.params)
+
+
+def test_a_merge_is_refused_with_the_code_and_field() -> None:
     a, b = "321003104-20261123-00001", "321003104-20261123-00002"
     assert rules.merge_refusal(_side(a), _side(b, "completed")) is None
-    assert rules.merge_refusal(_side(a), _side(a)) == (422, "into", "a matter cannot be merged into itself")
-    assert rules.merge_refusal(_side(a), _side(b, town="321003107"))[:2] == (422, "into")  # type: ignore[index]
-    assert rules.merge_refusal(_side(a, merged_into=b), _side(b))[:2] == (409, "ticket_no")  # type: ignore[index]
-    assert rules.merge_refusal(_side(a, followers=1), _side(b))[:2] == (409, "ticket_no")  # type: ignore[index]
-    assert rules.merge_refusal(_side(a, "completed"), _side(b))[:2] == (409, "ticket_no")  # type: ignore[index]
-    assert rules.merge_refusal(_side(a), _side(b, merged_into=a))[:2] == (409, "into")  # type: ignore[index]
-    assert rules.merge_refusal(_side(a), _side(b, "closed"))[:2] == (409, "into")  # type: ignore[index]
+    assert _refused(rules.merge_refusal(_side(a), _side(a))) == ("merge.into_itself", "into", {})
+    assert _refused(rules.merge_refusal(_side(a), _side(b, town="321003107"))) == (
+        "merge.other_town", "into", {"ticket": b})
+    assert _refused(rules.merge_refusal(_side(a, merged_into=b), _side(b))) == (
+        "merge.already_merged", "ticket_no", {"ticket": a, "primary": b})
+    assert _refused(rules.merge_refusal(_side(a, followers=2), _side(b))) == (
+        "merge.has_merged_matters", "ticket_no", {"ticket": a, "count": 2})
+    assert _refused(rules.merge_refusal(_side(a, "completed"), _side(b))) == (
+        "merge.not_open", "ticket_no", {"ticket": a, "status": "completed"})
+    assert _refused(rules.merge_refusal(_side(a), _side(b, merged_into=a))) == (
+        "merge.primary_merged", "into", {"ticket": b, "primary": a})
+    assert _refused(rules.merge_refusal(_side(a), _side(b, "closed"))) == (
+        "merge.primary_closed", "into", {"ticket": b, "status": "closed"})
 
 
 def test_a_merge_is_undone_only_until_the_primary_closes() -> None:
     assert rules.unmerge_refusal("321003104-20261123-00002", "completed") is None
-    assert rules.unmerge_refusal(None, None) == "this matter is not merged"
-    assert "closed" in (rules.unmerge_refusal("321003104-20261123-00002", "closed") or "")
+    assert _refused(rules.unmerge_refusal(None, None)) == ("unmerge.not_merged", "ticket_no", {})
+    assert _refused(rules.unmerge_refusal("321003104-20261123-00002", "closed")) == (
+        "unmerge.primary_closed", "ticket_no", {"primary": "321003104-20261123-00002"})
+
+
+def test_an_unknown_item_names_the_closest_items_as_suggestions() -> None:
+    refusal = rules.unknown_item("农村建房", TOWN)
+    assert refusal.code.name == "item.unknown" and refusal.field == "item_code"
+    assert "J001" in refusal.params["suggestions"]
+    names = dict(zip(refusal.params["suggestions"], refusal.params["suggestion_names"], strict=True))
+    assert names["J001"] == TOWN.catalog["J001"].name
