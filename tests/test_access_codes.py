@@ -30,9 +30,11 @@ async def test_the_eleventh_wrong_code_is_a_429_for_status_and_rating_alike_and_
     eleventh = await intake.call("GET", status, params=wrong)
     assert eleventh.status_code == 429, eleventh.text
     assert 0 < int(eleventh.headers["Retry-After"]) <= 3600
+    assert eleventh.json()["code"] == "ticket.too_many_wrong_codes"
+    assert eleventh.json()["params"]["retry_after"] == int(eleventh.headers["Retry-After"])
     assert (await intake.call("GET", status, params=right)).status_code == 429  # even the right one
     rating = await intake.call("POST", f"{status}/rating", params=right, json={"rating": "unsatisfied"})
-    assert rating.status_code == 429
+    assert rating.status_code == 429 and rating.json()["code"] == "ticket.too_many_wrong_codes"
     assert (await intake.call("GET", status, as_=CLERK)).status_code == 200  # staff are not guessing
 
     process = stack.services["intake"]
@@ -47,8 +49,9 @@ async def test_the_eleventh_wrong_code_is_a_429_for_status_and_rating_alike_and_
 
 async def test_wrong_codes_on_a_ticket_that_does_not_exist_are_limited_the_same_way(intake: Api) -> None:
     status = "/v1/requests/321003104-20991231-99999"
-    answers = [(await intake.call("GET", status, params={"code": "ABC234"})).status_code for _ in range(11)]
-    assert answers == [404] * 10 + [429]  # nothing tells a guessed ticket number from a real one
+    answers = [(await intake.call("GET", status, params={"code": "ABC234"})).json()["code"] for _ in range(11)]
+    # Nothing tells a guessed ticket number from a real one.
+    assert answers == ["ticket.not_found"] * 10 + ["ticket.too_many_wrong_codes"]
 
 
 async def test_a_malformed_code_is_a_422_naming_the_code_never_a_5xx(intake: Api) -> None:
@@ -58,4 +61,4 @@ async def test_a_malformed_code_is_a_422_naming_the_code_never_a_5xx(intake: Api
         for method, path, body in (("GET", status, None), ("POST", f"{status}/rating", {"rating": "satisfied"})):
             response = await intake.call(method, path, params={"code": code}, json=body)
             assert response.status_code == 422, (code, method, response.text)
-            assert response.json()["detail"][0]["loc"] == ["query", "code"]
+            assert (response.json()["code"], response.json()["field"]) == ("ticket.code_malformed", "code")

@@ -104,14 +104,17 @@ async def test_a_merged_matter_follows_its_primary_until_the_merge_is_undone(
     merge = f"/v1/requests/{duplicate['ticket_no']}/merge"
 
     # Who may merge, and what.
-    assert (await intake.call("POST", merge, as_=CLERK, json={"into": primary["ticket_no"]})).status_code == 403
+    clerk = await intake.call("POST", merge, as_=CLERK, json={"into": primary["ticket_no"]})
+    assert clerk.status_code == 403 and clerk.json()["code"] == "auth.role_missing"
     itself = await intake.call("POST", merge, as_=COMMAND, json={"into": duplicate["ticket_no"]})
-    assert itself.status_code == 422 and itself.json()["detail"][0]["loc"] == ["body", "into"]
+    assert itself.status_code == 422 and (itself.json()["code"], itself.json()["field"]) == ("merge.into_itself", "into")
     unknown = await intake.call("POST", merge, as_=COMMAND, json={"into": "321003104-20200101-99999"})
-    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "into"]
+    assert unknown.status_code == 422
+    assert (unknown.json()["code"], unknown.json()["field"]) == ("merge.into_unknown", "into")
+    assert unknown.json()["params"] == {"ticket": "321003104-20200101-99999"}
     missing = await intake.call("POST", "/v1/requests/321003104-20200101-99998/merge", as_=COMMAND,
                                 json={"into": primary["ticket_no"]})
-    assert missing.status_code == 404
+    assert missing.status_code == 404 and missing.json()["code"] == "merge.ticket_not_found"
 
     await set_clocks(stack, "2026-12-08T10:00:00+08:00")
     merged = await intake.call("POST", merge, as_=COMMAND, json={"into": primary["ticket_no"]})
@@ -119,11 +122,16 @@ async def test_a_merged_matter_follows_its_primary_until_the_merge_is_undone(
     assert merged.json()["ticket_no"] == duplicate["ticket_no"]
     assert merged.json()["merged_into"] == primary["ticket_no"]
     assert _at(merged.json()["merged_at"]) == _at("2026-12-08T10:00:00+08:00")
-    assert (await intake.call("POST", merge, as_=COMMAND, json={"into": primary["ticket_no"]})).status_code == 409
+    twice = await intake.call("POST", merge, as_=COMMAND, json={"into": primary["ticket_no"]})
+    assert twice.status_code == 409
+    assert (twice.json()["code"], twice.json()["field"]) == ("merge.already_merged", "ticket_no")
+    assert twice.json()["params"] == {"ticket": duplicate["ticket_no"], "primary": primary["ticket_no"]}
     # The primary has a follower now: it is not merged away in turn, and nothing merges into a follower.
     back = await intake.call("POST", f"/v1/requests/{primary['ticket_no']}/merge", as_=COMMAND,
                              json={"into": duplicate["ticket_no"]})
     assert back.status_code == 409
+    assert (back.json()["code"], back.json()["field"]) == ("merge.has_merged_matters", "ticket_no")
+    assert back.json()["params"] == {"ticket": primary["ticket_no"], "count": 1}
 
     event = event_of(await wait_for_record(bootstrap, "intake.request.merged.v1",
                                            lambda r: event_of(r)["subject"] == duplicate["request_id"]))
@@ -173,7 +181,9 @@ async def test_a_merged_matter_follows_its_primary_until_the_merge_is_undone(
         lambda r: task_event_of(dup_task)(r) and event_of(r)["data"]["reversed"]))
     assert reversal["data"]["status"] == "dispatched"
     assert _at(reversal["data"]["resolve_by"]) == _at(reopened["resolve_by"])
-    assert (await intake.call("POST", f"/v1/requests/{duplicate['ticket_no']}/unmerge", as_=COMMAND)).status_code == 409
+    again = await intake.call("POST", f"/v1/requests/{duplicate['ticket_no']}/unmerge", as_=COMMAND)
+    assert again.status_code == 409
+    assert (again.json()["code"], again.json()["field"]) == ("unmerge.not_merged", "ticket_no")
     follows_nothing = await status_of(intake, duplicate, "dispatched")
     assert "merged_into" not in follows_nothing
 
@@ -189,7 +199,9 @@ async def test_a_merged_matter_follows_its_primary_until_the_merge_is_undone(
     await status_of(intake, primary, "closed")
     assert (await status_of(intake, duplicate, "closed"))["merged_into"]["status"] == "closed"
     late = await intake.call("POST", f"/v1/requests/{duplicate['ticket_no']}/unmerge", as_=COMMAND)
-    assert late.status_code == 409 and "closed" in late.json()["detail"]
+    assert late.status_code == 409
+    assert (late.json()["code"], late.json()["field"]) == ("unmerge.primary_closed", "ticket_no")
+    assert late.json()["params"] == {"primary": primary["ticket_no"]}
 
 
 async def test_a_merge_stays_within_the_matters_town(county_stack: Stack) -> None:
@@ -205,15 +217,17 @@ async def test_a_merge_stays_within_the_matters_town(county_stack: Stack) -> Non
     # Into another town's matter, or another town's matter into ours: the other town is not the caller's.
     into_other = await intake.call("POST", f"/v1/requests/{ours['ticket_no']}/merge", as_=COMMAND,
                                    json={"into": other["ticket_no"]})
-    assert into_other.status_code == 403
+    assert into_other.status_code == 403 and into_other.json()["code"] == "town.not_yours"
     theirs = await intake.call("POST", f"/v1/requests/{other['ticket_no']}/merge", as_=COMMAND,
                                json={"into": ours["ticket_no"]})
-    assert theirs.status_code == 403
+    assert theirs.status_code == 403 and theirs.json()["code"] == "town.not_yours"
     # The county's admin acts in every town, yet a matter merges only within its own.
     admin = Api(county_stack, "intake", None)
     across = await admin.call("POST", f"/v1/requests/{ours['ticket_no']}/merge", as_=COUNTY_ADMIN,
                               json={"into": other["ticket_no"]})
-    assert across.status_code == 422 and across.json()["detail"][0]["loc"] == ["body", "into"]
+    assert across.status_code == 422
+    assert (across.json()["code"], across.json()["field"]) == ("merge.other_town", "into")
+    assert across.json()["params"] == {"ticket": other["ticket_no"]}
 
 
 def _first_village(town: str) -> str:
