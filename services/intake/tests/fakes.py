@@ -1,0 +1,233 @@
+"""The unit tier's one fake: intake's unit of work in memory (cosmicpython's tests/unit/fakes.py).
+
+`FakeStore` keeps the rows the real store keeps, in dicts; `FakeUnitOfWork` is one transaction over
+it: what a command writes is kept when the block ends without an exception and undone when it
+raises (as a rollback), and the events it publishes are recorded only when it commits. `deps()`
+builds intake's `Deps` on it with a fixed clock and the demo county. No I/O anywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from intake import flows
+from intake.settings import IntakeSettings
+from intake.store import IntakeStore, Row, UnitOfWork
+from townflow_shared.clock import Clock
+from townflow_shared.county import County, load_county
+from townflow_shared.events import Envelope
+from townflow_shared.settings import DEMO_COUNTY_DIR
+
+COUNTY = load_county(DEMO_COUNTY_DIR)
+CITIZEN_KEY = b"unit-test-citizen-key"
+
+
+@dataclass
+class Tables:
+    """What intake's database holds, as the fake keeps it."""
+
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # by ticket number
+    timeline: dict[uuid.UUID, list[dict[str, Any]]] = field(default_factory=dict)
+    sequences: dict[tuple[str, date], int] = field(default_factory=dict)
+    keys: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    wrong_codes: dict[str, list[datetime]] = field(default_factory=dict)
+    tasks: dict[str, uuid.UUID] = field(default_factory=dict)
+    early_steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class FakeStore:
+    """`IntakeStore` over `Tables`."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    def _by_id(self, request_id: uuid.UUID) -> dict[str, Any] | None:
+        return next((r for r in self.tables.requests.values() if r["request_id"] == request_id), None)
+
+    async def claim_tickets(self, wanted: dict[tuple[str, date], int]) -> dict[tuple[str, date], int]:
+        for town_day, count in wanted.items():
+            self.tables.sequences[town_day] = self.tables.sequences.get(town_day, 0) + count
+        return {town_day: self.tables.sequences[town_day] for town_day in wanted}
+
+    async def repeat_counts(self, town_codes: list[str], citizen_refs: list[str], item_codes: list[str],
+                            since: list[datetime]) -> list[int]:
+        return [sum(1 for r in self.tables.requests.values()
+                    if (r["town_code"], r["citizen_ref"], r["item_code"]) == (town, ref, item) and r["filed_at"] >= at)
+                for town, ref, item, at in zip(town_codes, citizen_refs, item_codes, since, strict=True)]
+
+    async def claim_idempotency_keys(self, keys: list[tuple[str, str, str, str]]
+                                     ) -> dict[tuple[str, str, str], Row]:
+        earlier: dict[tuple[str, str, str], Row] = {}
+        for town, scope, key, fingerprint in keys:
+            stored = self.tables.keys.get((town, scope, key))
+            if stored is None:
+                self.tables.keys[(town, scope, key)] = {"fingerprint": fingerprint, "status": None, "response": None}
+            else:
+                earlier[(town, scope, key)] = dict(stored)
+        return earlier
+
+    async def save_idempotent_responses(self, answers: list[tuple[str, str, str, int, dict[str, Any]]]) -> None:
+        for town, scope, key, status, response in answers:
+            self.tables.keys[(town, scope, key)] |= {"status": status, "response": copy.deepcopy(response)}
+
+    async def insert_requests(self, rows: list[dict[str, Any]], first_step: str,
+                              details: list[dict[str, Any]]) -> None:
+        for row, detail in zip(rows, details, strict=True):
+            stored = {"town_code": row["ticket_no"].split("-", 1)[0], "rating": None, "rated_at": None,
+                      "merged_into": None, "merged_at": None, "completed_at": None, **row}
+            self.tables.requests[row["ticket_no"]] = stored
+            self.tables.timeline[row["request_id"]] = [{"at": row["filed_at"], "step": first_step, "detail": detail}]
+
+    async def add_timeline(self, request_id: uuid.UUID, at: datetime, step: str, detail: dict[str, Any],
+                           event_id: uuid.UUID | None) -> None:
+        steps = self.tables.timeline.setdefault(request_id, [])
+        if event_id is None or all(s.get("event_id") != event_id for s in steps):
+            steps.append({"at": at, "step": step, "detail": detail, "event_id": event_id})
+
+    async def step_and_status(self, town_code: str, request_id: uuid.UUID, at: datetime, step: str,
+                              detail: dict[str, Any], event_id: uuid.UUID | None) -> Row | None:
+        row = self._by_id(request_id)
+        if row is None or row["town_code"] != town_code:
+            return None
+        await self.add_timeline(request_id, at, step, detail, event_id)
+        return {"status": row["status"], "status_at": row["status_at"]}
+
+    async def link_task(self, task_id: str, request_id: uuid.UUID) -> list[Row]:
+        self.tables.tasks.setdefault(task_id, request_id)
+        return list(self.tables.early_steps.pop(task_id, []))
+
+    async def requests_of_tasks(self, task_ids: list[str]) -> dict[str, str]:
+        return {t: str(self.tables.tasks[t]) for t in task_ids if t in self.tables.tasks}
+
+    async def keep_early_inspection_step(self, task_id: str, at: datetime, detail: dict[str, Any],
+                                         event_id: uuid.UUID) -> None:
+        self.tables.early_steps.setdefault(task_id, []).append({"at": at, "detail": detail, "event_id": event_id})
+
+    async def set_status(self, request_id: uuid.UUID, status: str, at: datetime,
+                         completed_at: datetime | None = None) -> None:
+        row = self._by_id(request_id)
+        if row is not None:
+            row |= {"status": status, "status_at": at, "completed_at": completed_at or row["completed_at"]}
+
+    async def wrong_codes_for_update(self, ticket_no: str) -> list[datetime]:
+        return list(self.tables.wrong_codes.get(ticket_no, []))
+
+    async def save_wrong_codes(self, ticket_no: str, failures: list[datetime]) -> None:
+        self.tables.wrong_codes[ticket_no] = list(failures)
+
+    async def access_code_of(self, ticket_no: str) -> str | None:
+        row = self.tables.requests.get(ticket_no)
+        return None if row is None else str(row["access_code"])
+
+    async def request_by_ticket(self, ticket_no: str) -> Row | None:
+        return self.tables.requests.get(ticket_no)
+
+    async def request_for_update(self, ticket_no: str) -> Row | None:
+        return self.tables.requests.get(ticket_no)
+
+    async def timeline_of(self, request_id: uuid.UUID) -> list[Row]:
+        return sorted(self.tables.timeline.get(request_id, []), key=lambda s: s["at"])
+
+    async def save_rating(self, request_id: uuid.UUID, rating: str, rated_at: datetime) -> None:
+        row = self._by_id(request_id)
+        if row is not None:
+            row |= {"rating": rating, "rated_at": rated_at}
+
+    async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime],
+                                   open_statuses: Sequence[str], per_kind: int) -> list[Row]:
+        found: list[Row] = []
+        for n, (request_id, at) in enumerate(zip(request_ids, since, strict=True), start=1):
+            new = self._by_id(request_id)
+            if new is None:
+                continue
+            others = sorted((r for r in self.tables.requests.values()
+                             if r["town_code"] == new["town_code"] and r["request_id"] != request_id
+                             and r["filed_at"] >= at and r["status"] in open_statuses and r["merged_into"] is None),
+                            key=lambda r: (r["filed_at"], r["ticket_no"]), reverse=True)
+            same_place = [r for r in others if (r["item_code"], r["village"]) == (new["item_code"], new["village"])]
+            same_target = [r for r in others if new["target"] is not None and r["target"] == new["target"]]
+            chosen = {r["ticket_no"]: r for r in [*same_place[:per_kind], *same_target[:per_kind]]}
+            for r in sorted(chosen.values(), key=lambda r: (r["filed_at"], r["ticket_no"]), reverse=True):
+                found.append({"n": n, **{k: r[k] for k in ("ticket_no", "item_code", "village", "location", "target",
+                                                           "status", "filed_at")}})
+        return found
+
+    async def merge_side_for_update(self, ticket_no: str) -> Row | None:
+        row = self.tables.requests.get(ticket_no)
+        if row is None:
+            return None
+        primary = self._by_id(row["merged_into"]) if row["merged_into"] else None
+        followers = sum(1 for r in self.tables.requests.values() if r["merged_into"] == row["request_id"])
+        return {**row, "primary_ticket_no": primary["ticket_no"] if primary else None,
+                "primary_status": primary["status"] if primary else None, "followers": followers}
+
+    async def set_merged_into(self, request_id: uuid.UUID, into: uuid.UUID | None, at: datetime | None) -> None:
+        row = self._by_id(request_id)
+        if row is not None:
+            row |= {"merged_into": into, "merged_at": at}
+
+    async def request_by_id(self, request_id: uuid.UUID) -> Row | None:
+        return self._by_id(request_id)
+
+
+class FakeUnitOfWork:
+    """One transaction over the fake's tables: kept on success, undone on a refusal."""
+
+    def __init__(self, tables: Tables, published: list[Envelope]) -> None:
+        self._store = FakeStore(tables)
+        self._published = published
+        self.pending: list[Envelope] = []
+
+    @property
+    def store(self) -> FakeStore:
+        return self._store
+
+    async def publish(self, *events: Envelope, trace_headers: Sequence[dict[str, str]] | None = None) -> None:
+        if trace_headers is not None and len(trace_headers) != len(events):
+            raise ValueError("give one trace context per event")
+        self.pending.extend(events)
+
+
+@dataclass
+class FakeDatabase:
+    """The committed state, the events published, and how many units of work committed."""
+
+    tables: Tables = field(default_factory=Tables)
+    published: list[Envelope] = field(default_factory=list)
+    commits: int = 0
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        before = copy.deepcopy(self.tables)
+        uow = FakeUnitOfWork(self.tables, self.published)
+        try:
+            yield uow
+        except BaseException:
+            self.tables.__dict__.update(before.__dict__)  # rolled back
+            raise
+        self.published.extend(uow.pending)
+        self.commits += 1
+
+
+def fixed_clock(moment: datetime) -> Clock:
+    clock = Clock()
+    clock.set(moment)
+    return clock
+
+
+def deps(database: FakeDatabase, now: datetime, county: County = COUNTY,
+         citizen_ref_key: bytes | None = CITIZEN_KEY) -> flows.Deps:
+    """Intake's Deps on the fake database, a clock fixed at `now` and the demo county."""
+    clock = fixed_clock(now)
+    return flows.Deps(settings=IntakeSettings(), county=county, clock=clock, unit_of_work=database.unit_of_work,
+                      filing_writer=flows.filing_writer(database.unit_of_work, clock),
+                      citizen_ref_key=citizen_ref_key)
+
+
+_checked: IntakeStore = FakeStore(Tables())  # mypy: the fake has the real store's shape

@@ -1,0 +1,240 @@
+"""Intake's command handlers on the fake unit of work, with a fixed clock: no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from intake import flows, models
+from services.intake.tests.fakes import COUNTY, FakeDatabase, deps
+from townflow_shared.auth import Principal
+from townflow_shared.events import RequestFiled, RequestMerged, RequestRated
+from townflow_shared.problems import Refusal
+
+NOW = datetime(2027, 3, 15, 1, 0, tzinfo=UTC)  # 09:00 in the towns
+QINGHE, BAILU = "321003104", "321003107"
+CLERK = Principal(sub="s010", roles=frozenset({"clerk"}), town=QINGHE)
+COMMAND = Principal(sub="s030", roles=frozenset({"command_centre"}), town=QINGHE)
+BAILU_COMMAND = Principal(sub="s031", roles=frozenset({"command_centre"}), town=BAILU)
+COUNTY_ADMIN = Principal(sub="c001", roles=frozenset({"county_admin"}))
+
+
+def filing(**overrides: Any) -> models.FileRequest:
+    body: dict[str, Any] = {"channel": "window", "item_code": "S001", "description": "为新生儿办理户口登记",
+                            "village": "V01", "location": "青禾村五组",
+                            "citizen": {"name": "测试群众", "phone": "13800000000"}}
+    return models.FileRequest.model_validate(body | overrides)
+
+
+async def file(db: FakeDatabase, actor: Principal = CLERK, key: str | None = None, now: datetime = NOW,
+               **overrides: Any) -> dict[str, Any]:
+    status, answer = await flows.file_request(deps(db, now), actor, flows.FileMatter(filing(**overrides), key))
+    assert status == 201
+    return answer
+
+
+async def refusal_of(command: Any) -> Refusal:
+    with pytest.raises(Refusal) as refused:
+        await command
+    return refused.value
+
+
+def _code(refusal: Refusal) -> tuple[str, str | None]:
+    return refusal.code.name, refusal.field
+
+
+# --- filing ---------------------------------------------------------------------------------------
+async def test_a_filing_gets_its_towns_ticket_an_access_code_and_one_event() -> None:
+    db = FakeDatabase()
+    first, second = await file(db), await file(db)
+    assert first["ticket_no"] == f"{QINGHE}-20270315-00001" and second["ticket_no"] == f"{QINGHE}-20270315-00002"
+    assert len(first["access_code"]) == 6 and first["status"] == "filed" and first["colour"] == "yellow"
+    assert [e.type for e in db.published] == ["intake.request.filed"] * 2
+    assert isinstance(db.published[0], RequestFiled) and db.published[0].town_code == QINGHE
+    # The second, at the same place and item, names the first as a possible duplicate.
+    assert [d["ticket_no"] for d in second["possible_duplicates"]] == [first["ticket_no"]]
+    assert second["possible_duplicates"][0]["reason"] == "similar_location"
+
+
+async def test_a_repeated_key_answers_as_the_first_time_and_another_body_is_refused() -> None:
+    db = FakeDatabase()
+    first = await file(db, key="k1")
+    assert await file(db, key="k1") == first
+    assert len(db.published) == 1
+    refused = await refusal_of(flows.file_request(deps(db, NOW), CLERK, flows.FileMatter(
+        filing(description="另一件事"), "k1")))
+    assert _code(refused) == ("idempotency.key_reused", "Idempotency-Key")
+
+
+async def test_the_third_filing_of_one_item_by_one_citizen_is_raised_a_colour() -> None:
+    db = FakeDatabase()
+    colours = [(await file(db))["colour"] for _ in range(3)]
+    assert colours == ["yellow", "yellow", "orange"]
+
+
+async def test_an_unknown_item_names_the_closest_items() -> None:
+    refused = await refusal_of(flows.file_request(deps(FakeDatabase(), NOW), CLERK,
+                                                  flows.FileMatter(filing(item_code="农村建房"), None)))
+    assert _code(refused) == ("item.unknown", "item_code") and refused.status == 422
+    assert "J001" in refused.params["suggestions"]
+
+
+async def test_every_field_at_fault_is_named_with_its_code() -> None:
+    refused = await refusal_of(flows.file_request(deps(FakeDatabase(), NOW), CLERK, flows.FileMatter(
+        filing(item_code="E003", channel="proxy", village="V99"), None)))
+    assert refused.code.name == "request.invalid"
+    assert {(e.field, e.code) for e in refused.errors} == {
+        ("village", "filing.village_unknown"), ("proxy_agent_id", "filing.channel_field_missing"),
+        ("target", "filing.target_missing")}
+
+
+async def test_the_town_a_filing_goes_to() -> None:
+    db = FakeDatabase()
+    assert (await file(db, COUNTY_ADMIN, town_code=BAILU, village="V01"))["ticket_no"].startswith(BAILU)
+    required = await refusal_of(flows.file_request(deps(db, NOW), COUNTY_ADMIN, flows.FileMatter(filing(), None)))
+    assert _code(required) == ("town.required", "town_code")
+    stray = Principal(sub="s010", roles=frozenset({"clerk"}), town="321003199")
+    not_served = await refusal_of(flows.file_request(deps(db, NOW), stray, flows.FileMatter(filing(), None)))
+    assert not_served.code.name == "town.not_served" and not_served.status == 404
+    other = await refusal_of(flows.file_request(deps(db, NOW), CLERK, flows.FileMatter(filing(town_code=BAILU), None)))
+    assert _code(other) == ("town.not_yours", "town_code") and other.status == 403
+
+
+async def test_filing_without_the_citizen_key_is_a_503_and_writes_nothing() -> None:
+    db = FakeDatabase()
+    refused = await refusal_of(flows.file_request(deps(db, NOW, citizen_ref_key=None), CLERK,
+                                                  flows.FileMatter(filing(), None)))
+    assert refused.code.name == "filing.citizen_ref_key_unset" and refused.status == 503
+    assert db.tables.requests == {} and db.published == []
+
+
+# --- the citizen's status read and access code ----------------------------------------------------
+def _wrong(code: str) -> str:
+    return ("2" if code[0] != "2" else "3") + code[1:]
+
+
+async def test_the_status_needs_the_code_or_a_token_of_the_town() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    read = flows.ReadStatus(ticket["ticket_no"], None)
+    assert (await refusal_of(flows.read_status(deps(db, NOW), None, read))).code.name == "ticket.not_found"
+    view = await flows.read_status(deps(db, NOW), None, flows.ReadStatus(ticket["ticket_no"], ticket["access_code"]))
+    assert view.status == "filed" and view.citizen is None and [s.step for s in view.timeline] == ["filed"]
+    clerk_view = await flows.read_status(deps(db, NOW), CLERK, read)
+    assert clerk_view.citizen is not None and clerk_view.citizen.name == "测试群众"
+    bailu_clerk = Principal(sub="s040", roles=frozenset({"clerk"}), town=BAILU)
+    assert (await refusal_of(flows.read_status(deps(db, NOW), bailu_clerk, read))).code.name == "ticket.not_found"
+    malformed = await refusal_of(flows.read_status(deps(db, NOW), None, flows.ReadStatus(ticket["ticket_no"], "WRONG1")))
+    assert _code(malformed) == ("ticket.code_malformed", "code")
+
+
+async def test_the_eleventh_wrong_code_within_the_hour_waits_even_for_the_right_one() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    wrong = flows.ReadStatus(ticket["ticket_no"], _wrong(ticket["access_code"]))
+    right = flows.ReadStatus(ticket["ticket_no"], ticket["access_code"])
+    for _ in range(10):  # each wrong code is counted though the answer is a refusal
+        assert (await refusal_of(flows.read_status(deps(db, NOW), None, wrong))).code.name == "ticket.not_found"
+    assert len(db.tables.wrong_codes[ticket["ticket_no"]]) == 10
+    waiting = await refusal_of(flows.read_status(deps(db, NOW), None, right))
+    assert waiting.code.name == "ticket.too_many_wrong_codes" and waiting.status == 429
+    assert waiting.headers == {"Retry-After": "3600"} and waiting.params == {"retry_after": 3600}
+    later = NOW + timedelta(hours=1, seconds=1)
+    assert (await flows.read_status(deps(db, later), None, right)).ticket_no == ticket["ticket_no"]
+
+
+async def test_a_merged_matter_shows_its_primarys_progress() -> None:
+    db = FakeDatabase()
+    primary, duplicate = await file(db), await file(db)
+    await flows.merge(deps(db, NOW), COMMAND, flows.MergeMatter(duplicate["ticket_no"], primary["ticket_no"]))
+    view = await flows.read_status(deps(db, NOW), None, flows.ReadStatus(duplicate["ticket_no"],
+                                                                         duplicate["access_code"]))
+    assert view.merged_into is not None and view.merged_into.ticket_no == primary["ticket_no"]
+    assert [s.step for s in view.timeline] == ["filed", "merged"]
+
+
+# --- the rating -----------------------------------------------------------------------------------
+async def test_a_rating_only_after_completion_and_only_once() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rate = flows.RateMatter(ticket["ticket_no"], ticket["access_code"], "satisfied")
+    early = await refusal_of(flows.rate(deps(db, NOW), None, rate))
+    assert early.code.name == "rating.not_completed" and early.params == {"status": "filed"}
+    db.tables.requests[ticket["ticket_no"]]["status"] = "completed"
+    rated = await flows.rate(deps(db, NOW), None, rate)
+    assert rated.rating == "satisfied" and rated.rated_at == NOW.isoformat()
+    again = await refusal_of(flows.rate(deps(db, NOW), None, rate))
+    assert again.code.name == "rating.already_given" and again.status == 409
+    assert [e.type for e in db.published if isinstance(e, RequestRated)] == ["intake.request.rated"]
+
+
+# --- merge and unmerge ----------------------------------------------------------------------------
+async def test_a_merge_and_its_undoing() -> None:
+    db = FakeDatabase()
+    primary, duplicate = await file(db), await file(db)
+    merge = flows.MergeMatter(duplicate["ticket_no"], primary["ticket_no"])
+    merged = await flows.merge(deps(db, NOW), COMMAND, merge)
+    assert merged.merged_into == primary["ticket_no"]
+    event = db.published[-1]
+    assert isinstance(event, RequestMerged) and not event.data.reversed and event.data.by == "s030"
+
+    twice = await refusal_of(flows.merge(deps(db, NOW), COMMAND, merge))
+    assert _code(twice) == ("merge.already_merged", "ticket_no")
+    assert twice.params == {"ticket": duplicate["ticket_no"], "primary": primary["ticket_no"]}
+    back = await refusal_of(flows.merge(deps(db, NOW), COMMAND, flows.MergeMatter(primary["ticket_no"],
+                                                                                   duplicate["ticket_no"])))
+    assert _code(back) == ("merge.has_merged_matters", "ticket_no") and back.params["count"] == 1
+
+    undone = await flows.unmerge(deps(db, NOW), COMMAND, flows.UnmergeMatter(duplicate["ticket_no"]))
+    assert undone.unmerged_from == primary["ticket_no"]
+    last = db.published[-1]
+    assert isinstance(last, RequestMerged) and last.data.reversed
+    not_merged = await refusal_of(flows.unmerge(deps(db, NOW), COMMAND, flows.UnmergeMatter(duplicate["ticket_no"])))
+    assert _code(not_merged) == ("unmerge.not_merged", "ticket_no")
+
+    await flows.merge(deps(db, NOW), COMMAND, merge)
+    db.tables.requests[primary["ticket_no"]]["status"] = "closed"
+    stands = await refusal_of(flows.unmerge(deps(db, NOW), COMMAND, flows.UnmergeMatter(duplicate["ticket_no"])))
+    assert _code(stands) == ("unmerge.primary_closed", "ticket_no") and stands.params == {"primary": primary["ticket_no"]}
+
+
+async def test_a_merge_names_what_is_wrong_and_writes_nothing() -> None:
+    db = FakeDatabase()
+    ours = await file(db)
+    theirs = await file(db, COUNTY_ADMIN, town_code=BAILU, village="V01")
+    published = len(db.published)
+
+    async def refused(actor: Principal, ticket_no: str, into: str) -> tuple[str, str | None]:
+        return _code(await refusal_of(flows.merge(deps(db, NOW), actor, flows.MergeMatter(ticket_no, into))))
+
+    assert await refused(COMMAND, ours["ticket_no"], ours["ticket_no"]) == ("merge.into_itself", "into")
+    assert await refused(COMMAND, ours["ticket_no"], f"{QINGHE}-20200101-99999") == ("merge.into_unknown", "into")
+    assert await refused(COMMAND, f"{QINGHE}-20200101-99998", ours["ticket_no"]) == ("merge.ticket_not_found", None)
+    assert await refused(COMMAND, ours["ticket_no"], "321003199-20200101-00001") == ("merge.into_unknown", "into")
+    assert (await refused(COMMAND, ours["ticket_no"], theirs["ticket_no"]))[0] == "town.not_yours"
+    assert (await refused(BAILU_COMMAND, ours["ticket_no"], theirs["ticket_no"]))[0] == "town.not_yours"
+    assert await refused(COUNTY_ADMIN, ours["ticket_no"], theirs["ticket_no"]) == ("merge.other_town", "into")
+    db.tables.requests[theirs["ticket_no"]]["status"] = "closed"
+    primary_closed = await refusal_of(flows.merge(deps(db, NOW), COUNTY_ADMIN, flows.MergeMatter(
+        (await file(db, COUNTY_ADMIN, town_code=BAILU, village="V01"))["ticket_no"], theirs["ticket_no"])))
+    assert _code(primary_closed) == ("merge.primary_closed", "into")
+    assert primary_closed.params == {"ticket": theirs["ticket_no"], "status": "closed"}
+    assert [e for e in db.published[published:] if isinstance(e, RequestMerged)] == []
+    assert all(r["merged_into"] is None for r in db.tables.requests.values())
+
+
+# --- the catalog ----------------------------------------------------------------------------------
+def test_the_catalog_is_one_towns() -> None:
+    db = FakeDatabase()
+    own = {e.code for e in flows.catalog(deps(db, NOW), CLERK, None)}
+    assert "S001" in own and "T101" not in own
+    assert "T101" in {e.code for e in flows.catalog(deps(db, NOW), COUNTY_ADMIN, BAILU)}
+    with pytest.raises(Refusal) as required:
+        flows.catalog(deps(db, NOW), COUNTY_ADMIN, None)
+    assert _code(required.value) == ("town.required", "town")
+    with pytest.raises(Refusal) as other:
+        flows.catalog(deps(db, NOW), CLERK, BAILU)
+    assert other.value.code.name == "town.not_found"
+    assert len(COUNTY.towns) > 1
