@@ -75,12 +75,14 @@ async def test_one_target_in_three_towns_is_three_inspections_each_kept_to_its_t
     # A 青禾镇 officer: 白鹭镇's inspection is not there to read, and not theirs to start.
     of_qinghe = api.of_town(QINGHE)
     path = f"/v1/inspections/{bailu['inspection_id']}"
-    assert (await of_qinghe.call("GET", path, as_=OFFICER)).status_code == 404
+    absent = await of_qinghe.call("GET", path, as_=OFFICER)
+    assert absent.status_code == 404 and absent.json()["code"] == "inspection.not_found"
     refused = await of_qinghe.call("POST", f"{path}/start", as_=OFFICER, json={})
-    assert refused.status_code == 403, refused.text
+    assert refused.status_code == 403 and refused.json()["code"] == "town.not_yours", refused.text
     listed = (await of_qinghe.call("GET", "/v1/inspections", as_=OFFICER, params={"target": target})).json()
     assert [r["inspection_id"] for r in listed] == [qinghe["inspection_id"]]
-    assert (await of_qinghe.call("GET", "/v1/inspections", as_=OFFICER, params={"town": BAILU})).status_code == 404
+    other_list = await of_qinghe.call("GET", "/v1/inspections", as_=OFFICER, params={"town": BAILU})
+    assert other_list.status_code == 404 and other_list.json()["code"] == "town.not_found"
 
     # The county's reader lists every town's, or one town's.
     county = api.of_town(None)
@@ -90,7 +92,9 @@ async def test_one_target_in_three_towns_is_three_inspections_each_kept_to_its_t
                              params={"target": target, "town": BAILU})).json()
     assert [r["inspection_id"] for r in one] == [bailu["inspection_id"]]
     unknown = await county.call("GET", "/v1/inspections", as_=COUNTY_READER, params={"town": "321003999"})
-    assert unknown.status_code == 422 and "town" in unknown.text
+    # SPEC §8's one answer for a town the deployment does not serve (it was a 422 here before #25).
+    assert unknown.status_code == 404 and unknown.json()["code"] == "town.not_served"
+    assert unknown.json()["field"] == "town"
     assert (await county.call("POST", f"{path}/start", as_=COUNTY_READER, json={})).status_code == 403
 
     # 白鹭镇's result takes two of 白鹭镇's certified officers: 青禾镇's s026/s027 are not.
@@ -103,7 +107,9 @@ async def test_one_target_in_three_towns_is_three_inspections_each_kept_to_its_t
               "findings": [{"task_id": events[BAILU].data.task_id, "outcome": "compliant"}]}
     wrong = await of_bailu.call("POST", f"{path}/result", as_=("s006", "module_leader"),
                                 json={**result, "officers": ["s026", "s027"]})
-    assert wrong.status_code == 422 and "certificates" in wrong.text, wrong.text
+    assert wrong.status_code == 422, wrong.text  # 白鹭镇's s026/s027 hold no certificate
+    assert (wrong.json()["code"], wrong.json()["field"]) == ("inspection.too_few_certified", "officers")
+    assert wrong.json()["params"]["uncertified"] == ["s026", "s027"]
     done = await of_bailu.call("POST", f"{path}/result", as_=("s006", "module_leader"),
                                json={**result, "officers": ["s023", "s024"]})
     assert done.status_code == 200, done.text
@@ -118,9 +124,11 @@ async def test_random_plans_draw_the_officers_of_the_callers_town(county_stack: 
     body = {"targets": [f"T{i}" for i in range(6)], "sample_size": 3, "seed": 20261123}
     county = api.of_town(None)
     missing = await county.call("POST", "/v1/random-plans", as_=COUNTY_ADMIN, json=body)
-    assert missing.status_code == 422 and "town_code" in missing.text
+    assert missing.status_code == 422 and missing.json()["code"] == "town.required"
+    assert missing.json()["field"] == "town_code"
     unknown = await county.call("POST", "/v1/random-plans", as_=COUNTY_ADMIN, json={**body, "town_code": "321003999"})
-    assert unknown.status_code == 422 and "town_code" in unknown.text
+    assert unknown.status_code == 404 and unknown.json()["code"] == "town.not_served"  # SPEC §8's one answer
+    assert unknown.json()["field"] == "town_code"
 
     plan = await county.call("POST", "/v1/random-plans", as_=COUNTY_ADMIN, json={**body, "town_code": BAILU})
     assert plan.status_code == 201, plan.text
@@ -131,12 +139,13 @@ async def test_random_plans_draw_the_officers_of_the_callers_town(county_stack: 
     assert mine.status_code == 201 and mine.json()["town_code"] == QINGHE
     assert all(set(t["officers"]) <= certified(QINGHE) for t in mine.json()["targets"])
     other = await api.of_town(QINGHE).call("POST", "/v1/random-plans", as_=OFFICER, json={**body, "town_code": BAILU})
-    assert other.status_code == 403
+    assert other.status_code == 403 and other.json()["code"] == "town.not_yours"
 
     qinghe_plans = (await api.of_town(QINGHE).call("GET", "/v1/plans", as_=OFFICER)).json()
     assert mine.json()["plan_id"] in {p["plan_id"] for p in qinghe_plans}
     assert plan.json()["plan_id"] not in {p["plan_id"] for p in qinghe_plans}
-    assert (await api.of_town(QINGHE).call("GET", f"/v1/plans/{plan.json()['plan_id']}", as_=OFFICER)).status_code == 404
+    hidden = await api.of_town(QINGHE).call("GET", f"/v1/plans/{plan.json()['plan_id']}", as_=OFFICER)
+    assert hidden.status_code == 404 and hidden.json()["code"] == "plan.not_found"
     every = (await county.call("GET", "/v1/plans", as_=COUNTY_READER)).json()
     assert {mine.json()["plan_id"], plan.json()["plan_id"]} <= {p["plan_id"] for p in every}
 

@@ -50,10 +50,14 @@ async def test_three_matters_about_one_enterprise_become_one_inspection(
     path = f"/v1/inspections/{inspection['inspection_id']}"
     early = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
         "officers": CERTIFIED, "present_units": inspection["units"], "findings": []})
-    assert early.status_code == 409
-    assert (await enforcement.call("POST", f"{path}/start", as_=("s014", "staff"))).status_code == 403
+    assert early.status_code == 409 and early.json()["code"] == "inspection.not_started"
+    assert early.headers["content-type"].startswith("application/problem+json")
+    not_officer = await enforcement.call("POST", f"{path}/start", as_=("s014", "staff"))
+    assert not_officer.status_code == 403 and not_officer.json()["code"] == "auth.role_missing"
     assert (await enforcement.call("POST", f"{path}/start", as_=OFFICER)).status_code == 200
-    assert (await enforcement.call("POST", f"{path}/start", as_=OFFICER)).status_code == 409
+    again = await enforcement.call("POST", f"{path}/start", as_=OFFICER)
+    assert again.status_code == 409 and again.json()["code"] == "inspection.not_planned"
+    assert again.json()["params"] == {"status": "started"}
 
     # A need arriving after the start opens a new inspection.
     late = await file_for(intake, dispatch, "E009", target)
@@ -92,17 +96,20 @@ async def test_joint_house_building_visit_needs_every_unit_and_two_certified_off
     absent = await enforcement.call("POST", f"{path}/result", as_=land_officer, json={
         "officers": ["s040", "s041"], "present_units": ["land", "planning"], "findings": finding})
     assert absent.status_code == 422
-    assert any(d["loc"] == ["body", "present_units"] and "agri" in d["msg"] for d in absent.json()["detail"])
+    assert absent.json()["code"] == "inspection.unit_absent" and absent.json()["field"] == "present_units"
+    assert absent.json()["params"] == {"units": ["agri"]}
 
     one_officer = await enforcement.call("POST", f"{path}/result", as_=land_officer, json={
         "officers": ["s040", "s029"], "present_units": ["land", "planning", "agri"], "findings": finding})
     assert one_officer.status_code == 422
-    assert any(d["loc"] == ["body", "officers"] and "s029" in d["msg"] for d in one_officer.json()["detail"])
+    assert one_officer.json()["code"] == "inspection.too_few_certified" and one_officer.json()["field"] == "officers"
+    assert one_officer.json()["params"]["uncertified"] == ["s029"]
 
     no_finding = await enforcement.call("POST", f"{path}/result", as_=land_officer, json={
         "officers": ["s040", "s041"], "present_units": ["land", "planning", "agri"], "findings": []})
     assert no_finding.status_code == 422
-    assert any(d["loc"] == ["body", "findings"] for d in no_finding.json()["detail"])
+    assert no_finding.json()["code"] == "inspection.finding_missing" and no_finding.json()["field"] == "findings"
+    assert no_finding.json()["params"] == {"tasks": [task["task_id"]]}
 
     ok = await enforcement.call("POST", f"{path}/result", as_=land_officer, json={
         "officers": ["s040", "s041"], "present_units": ["land", "planning", "agri"], "findings": finding})
@@ -130,7 +137,8 @@ async def test_rectify_creates_a_re_inspection(stack: Stack, intake: Api, dispat
         "POST", f"/v1/inspections/{inspection['inspection_id']}/result", as_=OFFICER,
         json={"officers": CERTIFIED, "present_units": inspection["units"],
               "findings": [{"task_id": task["task_id"], "outcome": "rectify"}]})
-    assert missing_date.status_code == 422
+    assert missing_date.status_code == 422 and missing_date.json()["code"] == "inspection.rectify_by_missing"
+    assert missing_date.json()["field"] == "findings"
     ok = await enforcement.call(
         "POST", f"/v1/inspections/{inspection['inspection_id']}/result", as_=OFFICER,
         json={"officers": CERTIFIED, "present_units": inspection["units"],
@@ -165,10 +173,13 @@ async def test_a_case_walks_every_step_in_order_within_its_limits(
     steps = f"/v1/cases/{walked['case_id']}/steps"
 
     out_of_order = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "decided", "decision": "罚款"})
-    assert out_of_order.status_code == 409
+    assert out_of_order.status_code == 409 and out_of_order.json()["code"] == "case.step_out_of_order"
+    assert out_of_order.json()["params"] == {"current": "filed", "expected": "investigated", "requested": "decided"}
     for step in ("investigated", "reviewed"):
         assert (await enforcement.call("POST", steps, as_=OFFICER, json={"step": step})).status_code == 200
-    assert (await enforcement.call("POST", steps, as_=OFFICER, json={"step": "decided"})).status_code == 422
+    no_decision = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "decided"})
+    assert no_decision.status_code == 422 and no_decision.json()["code"] == "case.decision_missing"
+    assert no_decision.json()["field"] == "decision"
 
     # Day 61: both undecided cases are warned; the walked one records its one extension.
     await set_clocks(stack, "2026-05-02T09:00:00+08:00")
@@ -185,8 +196,9 @@ async def test_a_case_walks_every_step_in_order_within_its_limits(
     assert extended["warned_at"] is not None
     assert datetime.fromisoformat(extended["next_flag_at"]) == \
         datetime.fromisoformat(extended["decision_due"]) + timedelta(microseconds=1)
-    assert (await enforcement.call("POST", f"/v1/cases/{walked['case_id']}/extension", as_=OFFICER,
-                                   json={"reason": "again"})).status_code == 409
+    again = await enforcement.call("POST", f"/v1/cases/{walked['case_id']}/extension", as_=OFFICER,
+                                   json={"reason": "again"})
+    assert again.status_code == 409 and again.json()["code"] == "case.already_extended"
 
     # Day 95: the idle case is overdue; the extended one is not.
     await set_clocks(stack, "2026-06-05T09:00:00+08:00")
@@ -200,13 +212,15 @@ async def test_a_case_walks_every_step_in_order_within_its_limits(
     assert walked["case_id"] not in [c["case_id"] for c in flagged]
     late_extension = await enforcement.call("POST", f"/v1/cases/{idle['case_id']}/extension", as_=OFFICER,
                                             json={"reason": "too late"})
-    assert late_extension.status_code == 409
+    assert late_extension.status_code == 409 and late_extension.json()["code"] == "case.extension_too_late"
+    assert late_extension.json()["params"] == {"day": 90}
 
     decided = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "decided", "decision": "罚款500元"})
     assert decided.status_code == 200 and decided.json()["next_flag_at"] is None
     closed = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "closed"})
     assert [s["step"] for s in closed.json()["steps"]] == ["filed", "investigated", "reviewed", "decided", "closed"]
-    assert (await enforcement.call("POST", steps, as_=OFFICER, json={"step": "closed"})).status_code == 409
+    closed_again = await enforcement.call("POST", steps, as_=OFFICER, json={"step": "closed"})
+    assert closed_again.status_code == 409 and closed_again.json()["code"] == "case.closed"
 
     async def published() -> list[str] | None:
         from .kafka_tools import read_all
@@ -240,7 +254,7 @@ async def test_not_delegated_and_criminal_findings_are_transferred(
     assert event_of(record)["data"]["transferred_to"] == "县生态环境局"
     case_id = rows[0]["case_id"]
     refused = await enforcement.call("POST", f"/v1/cases/{case_id}/steps", as_=OFFICER, json={"step": "investigated"})
-    assert refused.status_code == 409
+    assert refused.status_code == 409 and refused.json()["code"] == "case.transferred"
 
 
 async def test_the_same_seed_draws_the_same_random_plan(enforcement: Api, bootstrap: str) -> None:
@@ -260,7 +274,8 @@ async def test_the_same_seed_draws_the_same_random_plan(enforcement: Api, bootst
     assert event_of(record)["data"]["targets"] == first.json()["targets"]
     too_many = await enforcement.call("POST", "/v1/random-plans", as_=OFFICER,
                                       json={**body, "sample_size": 31})
-    assert too_many.status_code == 422
+    assert too_many.status_code == 422 and too_many.json()["code"] == "plan.sample_too_large"
+    assert too_many.json()["field"] == "sample_size" and too_many.json()["params"] == {"sample_size": 31, "targets": 30}
     assert (await enforcement.call("GET", f"/v1/plans/{first.json()['plan_id']}", as_=OFFICER)).status_code == 200
 
 
@@ -292,9 +307,8 @@ async def test_only_an_officer_on_the_inspection_or_the_enforcement_leader_posts
     path, inspection, task = await started(CERTIFIED)
     refused = await enforcement.call("POST", f"{path}/result", as_=outsider,
                                      json=result(inspection, task, ["s028", "s026"]))
-    assert refused.status_code == 403
-    assert "s028 is not on this inspection" in refused.json()["detail"]
-    assert "s026, s027" in refused.json()["detail"]
+    assert refused.status_code == 403 and refused.json()["code"] == "inspection.not_officer"
+    assert refused.json()["params"] == {"officer": "s028", "officers": "s026, s027"}
     unchanged = (await enforcement.call("GET", path, as_=OFFICER)).json()
     assert unchanged["status"] == "started"
     on_it = await enforcement.call("POST", f"{path}/result", as_=("s027", "officer"),
@@ -306,8 +320,8 @@ async def test_only_an_officer_on_the_inspection_or_the_enforcement_leader_posts
     path, inspection, task = await started(None)
     refused = await enforcement.call("POST", f"{path}/result", as_=outsider,
                                      json=result(inspection, task, CERTIFIED))
-    assert refused.status_code == 403
-    assert "s028 is not among the officers named" in refused.json()["detail"]
+    assert refused.status_code == 403 and refused.json()["code"] == "inspection.poster_not_named"
+    assert refused.json()["params"] == {"officer": "s028"}
     named = await enforcement.call("POST", f"{path}/result", as_=outsider,
                                    json=result(inspection, task, ["s028", "s026"]))
     assert named.status_code == 200, named.text
@@ -316,7 +330,7 @@ async def test_only_an_officer_on_the_inspection_or_the_enforcement_leader_posts
     path, inspection, task = await started(["s026", "s027"])
     other_leader = await enforcement.call("POST", f"{path}/result", as_=("s040", "module_leader", "officer"),
                                           json=result(inspection, task, CERTIFIED))
-    assert other_leader.status_code == 403
+    assert other_leader.status_code == 403 and other_leader.json()["code"] == "inspection.not_officer"
     by_leader = await enforcement.call("POST", f"{path}/result", as_=leader, json=result(inspection, task, CERTIFIED))
     assert by_leader.status_code == 200, by_leader.text
 
@@ -326,4 +340,5 @@ async def test_only_an_officer_on_the_inspection_or_the_enforcement_leader_posts
     fresh = await inspection_with(enforcement, target, 1)
     unknown = await enforcement.call("POST", f"/v1/inspections/{fresh['inspection_id']}/start", as_=OFFICER,
                                      json={"officers": ["s026", "nobody"]})
-    assert unknown.status_code == 422 and "nobody" in unknown.text
+    assert unknown.status_code == 422 and unknown.json()["code"] == "inspection.unknown_staff"
+    assert unknown.json()["field"] == "officers" and unknown.json()["params"] == {"staff": ["nobody"]}

@@ -153,17 +153,15 @@ async def _load_inspection(conn: asyncpg.Connection, town: Town, done: Inspectio
     # create_inspection draws its own id; the history's id is put in its place (the one statement
     # of ours: store has no such function, a service never renames a row) so the events other
     # services hold name this row.
-    drawn = await enforcement_store.create_inspection(conn, town.code, d.target, d.units, d.started_at)
+    drawn = await enforcement_store.PgStore(conn).create_inspection(town.code, d.target, d.units, d.started_at)
     await conn.execute("UPDATE inspections SET inspection_id = $2 WHERE inspection_id = $1", drawn, inspection_id)
-    await enforcement_store.set_inspection(
-        conn, inspection_id, status="done", started_at=d.started_at, started_by=d.officers[0],
+    await enforcement_store.PgStore(conn).set_inspection(inspection_id, status="done", started_at=d.started_at, started_by=d.officers[0],
         finished_at=d.finished_at, officers=d.officers, present_units=d.units,
         findings=[f.model_dump(mode="json") for f in d.findings],
         visits_saved=enforcement_rules.visits_saved([d.units]))
     for task_id in d.task_ids:
         task = dispatched[task_id].data
-        await enforcement_store.add_need(
-            conn, town_code=town.code, inspection_id=inspection_id, source="task", task_id=task_id,
+        await enforcement_store.PgStore(conn).add_need(town_code=town.code, inspection_id=inspection_id, source="task", task_id=task_id,
             request_id=task.request_id, item_code=task.item_code, target=d.target, units=d.units, due=None,
             now=task.dispatched_at, trace_headers={})
 
@@ -174,7 +172,7 @@ async def _load_case(conn: asyncpg.Connection, town: Town, steps: Sequence[CaseU
     task = dispatched[first.task_id].data
     limits = town.rules.enforcement
     decided = next((s.data for s in steps if s.data.step == "decided"), None)
-    await enforcement_store.create_case(conn, {
+    await enforcement_store.PgStore(conn).create_case({
         "case_id": uuid.UUID(first.case_id), "town_code": town.code, "task_id": first.task_id,
         "request_id": first.request_id, "inspection_id": uuid.UUID(done.data.inspection_id),
         "item_code": task.item_code, "target": done.data.target, "step": last.step, "filed_at": first.at,
@@ -185,7 +183,7 @@ async def _load_case(conn: asyncpg.Connection, town: Town, steps: Sequence[CaseU
                          if last.step in ("filed", "investigated", "reviewed") else None),
     })
     for step in steps:
-        await enforcement_store.add_case_step(conn, town.code, uuid.UUID(step.data.case_id), step.data.step,
+        await enforcement_store.PgStore(conn).add_case_step(town.code, uuid.UUID(step.data.case_id), step.data.step,
                                               step.data.at, done.data.officers[0], step.data.decision)
 
 
@@ -205,5 +203,5 @@ async def load_plan(conn: asyncpg.Connection, town: Town, plan: Envelope) -> Non
     assert isinstance(plan, PlanPublished)
     p = plan.data
     targets = [t.model_dump() for t in p.targets]
-    await enforcement_store.save_plan(conn, town.code, uuid.UUID(p.plan_id), p.seed, len(targets),
+    await enforcement_store.PgStore(conn).save_plan(town.code, uuid.UUID(p.plan_id), p.seed, len(targets),
                                       [t.target for t in p.targets], targets, p.published_at, "s026")

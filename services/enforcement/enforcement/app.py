@@ -1,4 +1,6 @@
-"""Enforcement's wiring: settings, subscribers, background loops, HTTP routes. No rules here."""
+"""Enforcement's bootstrap: settings, county, clock, database and the units of work, built once
+into `Deps` and handed by name to the event handlers, the deadline loop and the routes. The
+runtime is only the process's life cycle (start/stop, consumer, outbox relay, loops)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from townflow_shared.events import CaseUpdated, InspectionDone, PlanPublished, T
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers, metrics, scheduled
+from .deps import Deps
 from .settings import EnforcementSettings
+from .unit_of_work import PostgresTransactions
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -18,10 +22,13 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntime:
     settings = settings or EnforcementSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)
+    deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
+                transactions=PostgresTransactions(runtime.database))
+    runtime.deps = deps
     runtime.on(TaskDispatched)(handlers.task_dispatched)
-    runtime.every(scheduled.case_deadline_loop(settings))
-    towns = list(runtime.county.towns.values())
-    runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns, runtime.clock.now()), *metrics.GAUGES)
+    runtime.every(scheduled.case_deadline_loop(deps))
+    towns = list(deps.county.towns.values())
+    runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns, deps.clock.now()), *metrics.GAUGES)
     runtime.publishes(InspectionDone, CaseUpdated, PlanPublished)
     return runtime
 

@@ -11,7 +11,8 @@ from prometheus_client import Gauge
 from townflow_shared.metrics import REGISTRY
 from townflow_shared.town import Town
 
-from . import flows, store
+from . import queries
+from .store import PgStore
 
 INSPECTIONS_PLANNED = Gauge("townflow_enforcement_inspections_planned", "Inspections planned, not started",
                             ["town"], registry=REGISTRY)
@@ -28,11 +29,13 @@ GAUGES = (INSPECTIONS_PLANNED, CASES_NEAR_LIMIT, CASES_OVERDUE, REPEATED_INSPECT
 async def refresh_gauges(pool: asyncpg.Pool, towns: Iterable[Town], now: datetime) -> None:
     """Group-wide, one series per town served (0 for a town with none): set by the replica that
     reports for the service (see townflow_shared.group_gauges)."""
-    counts = {row["town_code"]: row for row in await store.counts(pool)}
-    for town in towns:
-        town_code = town.code
-        row = counts.get(town_code)
-        REPEATED_INSPECTIONS.labels(town_code).set(len(await flows.repeated_targets(pool, town, now)))
-        INSPECTIONS_PLANNED.labels(town_code).set(row["planned"] if row else 0)
-        CASES_NEAR_LIMIT.labels(town_code).set(row["near_limit"] if row else 0)
-        CASES_OVERDUE.labels(town_code).set(row["overdue"] if row else 0)
+    async with pool.acquire() as conn:
+        store = PgStore(conn)
+        counts = {row["town_code"]: row for row in await store.counts()}
+        for town in towns:
+            town_code = town.code
+            row = counts.get(town_code)
+            REPEATED_INSPECTIONS.labels(town_code).set(len(await queries.repeated_targets(store, town, now)))
+            INSPECTIONS_PLANNED.labels(town_code).set(row["planned"] if row else 0)
+            CASES_NEAR_LIMIT.labels(town_code).set(row["near_limit"] if row else 0)
+            CASES_OVERDUE.labels(town_code).set(row["overdue"] if row else 0)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from townflow_shared.auth import Principal
+from townflow_shared.problems import FieldError, Refusal
 from townflow_shared.town import CatalogItem, EnforcementRules, Town
 
+from . import refusals
+
 CASE_STEPS = ("filed", "investigated", "reviewed", "decided", "closed")
+UNDECIDED_STEPS = ("filed", "investigated", "reviewed")
+DECIDED_STEPS = ("decided", "closed", "transferred")
+OUTCOMES_FILED = ("violation", "not_delegated", "criminal")  # a finding that opens a case (立案)
+OFFICERS_PER_TARGET = 2  # 双随机: two officers drawn for each target
 JUDICIAL_ORGANS = "公安机关（涉嫌犯罪移送）"
 
 
@@ -36,34 +44,29 @@ def visits_saved(needs_units: Sequence[Sequence[str]]) -> int:
 
 def result_problems(*, town: Town, rules: EnforcementRules, units: Sequence[str], officers: Sequence[str],
                     present_units: Sequence[str], finding_task_ids: Sequence[str],
-                    covered_task_ids: Sequence[str], rectify_missing_dates: Sequence[str]) -> list[tuple[str, str]]:
+                    covered_task_ids: Sequence[str], rectify_missing_dates: Sequence[str]) -> list[FieldError]:
     """Every reason a result may not be recorded (Administrative Penalty Law art. 42: at least
     two certified officers; every unit present; one finding per covered task)."""
-    problems: list[tuple[str, str]] = []
+    problems: list[FieldError] = []
     if unknown := unknown_staff(town, officers):
-        problems.append(("officers", f"unknown staff: {', '.join(unknown)}"))
+        problems.append(refusals.UNKNOWN_STAFF.error("officers", staff=unknown))
     certified = {o for o in officers if o in town.staff and town.staff[o].enforcement_certificate}
     if len(certified) < rules.min_officers:
         uncertified = [o for o in officers if o in town.staff and o not in certified]
-        extra = f" ({', '.join(uncertified)} hold no enforcement certificate)" if uncertified else ""
-        problems.append(("officers", f"at least {rules.min_officers} officers holding enforcement "
-                                     f"certificates are required, got {len(certified)}{extra}"))
-    absent = [u for u in units if u not in present_units]
-    if absent:
-        problems.append(("present_units", f"every unit must be present; absent: {', '.join(absent)}"))
-    strangers = [u for u in present_units if u not in units]
-    if strangers:
-        problems.append(("present_units", f"not units of this inspection: {', '.join(strangers)}"))
-    missing = [t for t in covered_task_ids if t not in finding_task_ids]
-    if missing:
-        problems.append(("findings", f"one finding per covered task; missing: {', '.join(missing)}"))
-    extra_tasks = [t for t in finding_task_ids if t not in covered_task_ids]
-    if extra_tasks:
-        problems.append(("findings", f"tasks not covered by this inspection: {', '.join(extra_tasks)}"))
-    if len(set(finding_task_ids)) != len(finding_task_ids):
-        problems.append(("findings", "one finding per task, not more"))
+        problems.append(refusals.TOO_FEW_CERTIFIED.error("officers", required=rules.min_officers,
+                                                         certified=len(certified), uncertified=uncertified))
+    if absent := [u for u in units if u not in present_units]:
+        problems.append(refusals.UNIT_ABSENT.error("present_units", units=absent))
+    if strangers := [u for u in present_units if u not in units]:
+        problems.append(refusals.UNIT_FOREIGN.error("present_units", units=strangers))
+    if missing := [t for t in covered_task_ids if t not in finding_task_ids]:
+        problems.append(refusals.FINDING_MISSING.error("findings", tasks=missing))
+    if extra_tasks := [t for t in finding_task_ids if t not in covered_task_ids]:
+        problems.append(refusals.FINDING_NOT_COVERED.error("findings", tasks=extra_tasks))
+    if repeated := [t for t, n in Counter(finding_task_ids).items() if n > 1]:
+        problems.append(refusals.FINDING_REPEATED.error("findings", tasks=repeated))
     for task_id in rectify_missing_dates:
-        problems.append(("findings", f"a rectify outcome needs rectify_by (task {task_id})"))
+        problems.append(refusals.RECTIFY_BY_MISSING.error("findings", task=task_id))
     return problems
 
 
@@ -77,23 +80,21 @@ def enforcement_leaders(town: Town) -> set[str]:
 
 
 def result_poster_error(principal: Principal, *, assigned: Sequence[str], named: Sequence[str],
-                        town: Town) -> str | None:
+                        town: Town) -> Refusal | None:
     """Who may post an inspection's result (SPEC §6.1): one of its officers or the enforcement
     module's leader (or an admin). Its officers are the team assigned when it was started; an
     inspection started without a team has only the officers the result names, so the caller
-    must be one of them. None if the caller may post, else why not. The caller acts in the
+    must be one of them. None if the caller may post, else the refusal. The caller acts in the
     inspection's town (checked before), and `town` is that town."""
     if principal.roles & {"admin", "county_admin"} or principal.sub in enforcement_leaders(town):
         return None
     if assigned:
         if principal.sub in assigned:
             return None
-        return (f"{principal.sub} is not on this inspection (its officers: {', '.join(assigned)}); "
-                "only they or the enforcement module's leader may post its result")
+        return refusals.NOT_ON_TEAM(officer=principal.sub, officers=", ".join(assigned))
     if principal.sub in named:
         return None
-    return (f"{principal.sub} is not among the officers named in this result; only an officer on "
-            "the inspection or the enforcement module's leader may post it")
+    return refusals.NOT_NAMED_IN_RESULT("officers", officer=principal.sub)
 
 
 def transfer_destination(outcome: str, item: CatalogItem) -> str | None:
@@ -106,17 +107,18 @@ def transfer_destination(outcome: str, item: CatalogItem) -> str | None:
     return None
 
 
-def step_error(current: str, requested: str) -> str | None:
+def step_error(current: str, requested: str) -> Refusal | None:
     """Case steps go filed → investigated → reviewed (法制审核) → decided → closed, in order."""
     if current == "transferred":
-        return "the case was transferred and is no longer handled here"
+        return refusals.CASE_TRANSFERRED()
     if requested not in CASE_STEPS:
-        return f"unknown step {requested!r}"
+        return refusals.STEP_UNKNOWN("step", step=requested)
     expected_index = CASE_STEPS.index(current) + 1
     if expected_index >= len(CASE_STEPS):
-        return "the case is closed"
+        return refusals.CASE_CLOSED()
     if CASE_STEPS.index(requested) != expected_index:
-        return f"the next step after {current} is {CASE_STEPS[expected_index]}, not {requested}"
+        return refusals.STEP_OUT_OF_ORDER("step", current=current, expected=CASE_STEPS[expected_index],
+                                          requested=requested)
     return None
 
 
@@ -125,17 +127,17 @@ def decision_due(filed_at: datetime, extended: bool, rules: EnforcementRules) ->
     return filed_at + timedelta(days=days)
 
 
-def extension_error(filed_at: datetime, extended: bool, now: datetime, rules: EnforcementRules) -> str | None:
+def extension_error(filed_at: datetime, extended: bool, now: datetime, rules: EnforcementRules) -> Refusal | None:
+    """The one 30-day extension, recorded before the decision limit."""
     if extended:
-        return "the one extension has already been recorded"
+        return refusals.ALREADY_EXTENDED()
     if now >= filed_at + timedelta(days=rules.decision_limit_days):
-        return f"an extension must be recorded before day {rules.decision_limit_days}"
+        return refusals.EXTENSION_TOO_LATE(day=rules.decision_limit_days)
     return None
 
 
 # "Past the limit" begins one instant after it; PostgreSQL keeps times to the microsecond.
 _INSTANT = timedelta(microseconds=1)
-UNDECIDED_STEPS = ("filed", "investigated", "reviewed")
 
 
 def case_flag_moments(filed_at: datetime, extended: bool, rules: EnforcementRules) -> dict[str, datetime]:
@@ -177,15 +179,16 @@ def next_case_flag_at(filed_at: datetime, extended: bool, flagged: Collection[st
 def draw_plan(targets: Sequence[str], sample_size: int, seed: int,
               officers: Sequence[str]) -> list[tuple[str, list[str]]]:
     """双随机一公开: draw targets and two certified officers per target, reproducibly from the
-    seed (the same seed and lists always draw the same plan, whatever their order)."""
+    seed (the same seed and lists always draw the same plan, whatever their order). Refused
+    (raised) when there are fewer distinct targets than the sample or too few officers."""
     if sample_size > len(set(targets)):
-        raise ValueError(f"sample_size {sample_size} exceeds the {len(set(targets))} distinct targets")
-    if len(set(officers)) < 2:
-        raise ValueError("at least two certified officers are needed")
+        raise refusals.SAMPLE_TOO_LARGE("sample_size", sample_size=sample_size, targets=len(set(targets)))
+    if len(set(officers)) < OFFICERS_PER_TARGET:
+        raise refusals.TOO_FEW_OFFICERS(officers=len(set(officers)))
     rng = random.Random(seed)  # noqa: S311 - 双随机 must be reproducible from its published seed, not secret
     chosen = rng.sample(sorted(set(targets)), sample_size)
     pool = sorted(set(officers))
-    return [(target, sorted(rng.sample(pool, 2))) for target in chosen]
+    return [(target, sorted(rng.sample(pool, OFFICERS_PER_TARGET))) for target in chosen]
 
 
 # --- 多头检查 (SPEC §10) ---------------------------------------------------------------------------

@@ -8,28 +8,28 @@ import asyncpg
 
 from townflow_shared.clock import Clock
 from townflow_shared.deadlines import drain_due
-from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.town import EnforcementRules
 
 from . import flows
-from .settings import EnforcementSettings
+from .deps import Deps
+from .store import PgStore
 
 
 async def flag_all_due(pool: asyncpg.Pool, limits_of: Mapping[str, EnforcementRules], clock: Clock,
                        batch_size: int) -> int:
     """Set every case flag due now in every town, each by its town's limits (`limits_of` by town
     code; see townflow_shared.deadlines); how many."""
-    return await drain_due(pool, clock,
-                           lambda conn, now, limit: flows.flag_due_cases(conn, limits_of, now, limit), batch_size)
+    return await drain_due(pool, clock, lambda conn, now, limit: flows.flag_due_cases(
+        PgStore(conn), limits_of, now, limit), batch_size)
 
 
-def case_deadline_loop(settings: EnforcementSettings) -> Callable[[ServiceRuntime], Awaitable[None]]:
-    async def case_deadline_loop(runtime: ServiceRuntime) -> None:
+def case_deadline_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
+    async def case_deadline_loop(_: object) -> None:
         """Wakes every `case_deadline_seconds`, or at once when a test moves the clock; one pass
         covers every town of the deployment."""
-        limits_of = {code: town.rules.enforcement for code, town in runtime.county.towns.items()}
+        limits_of = {code: town.rules.enforcement for code, town in deps.county.towns.items()}
         while True:
-            await flag_all_due(runtime.pool, limits_of, runtime.clock, settings.case_deadline_batch_size)
-            await runtime.clock.wait_moved(settings.case_deadline_seconds)
+            await flag_all_due(deps.database.pool, limits_of, deps.clock, deps.settings.case_deadline_batch_size)
+            await deps.clock.wait_moved(deps.settings.case_deadline_seconds)
 
     return case_deadline_loop

@@ -8,6 +8,7 @@ import pytest
 
 from enforcement import rules
 from townflow_shared.auth import Principal
+from townflow_shared.problems import FieldError, Refusal
 from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import EnforcementRules, load_town
 
@@ -29,7 +30,7 @@ def test_three_needs_one_visit_saves_the_rest() -> None:
     assert rules.visits_saved([]) == 0
 
 
-def _problems(**overrides: object) -> list[tuple[str, str]]:
+def _problems(**overrides: object) -> list[FieldError]:
     args: dict[str, object] = dict(town=TOWN, rules=R, units=["land", "planning"], officers=["s026", "s027"],
                                    present_units=["land", "planning"], finding_task_ids=["t1"],
                                    covered_task_ids=["t1"], rectify_missing_dates=[])
@@ -41,17 +42,22 @@ def test_a_complete_result_has_no_problem() -> None:
     assert _problems() == []
 
 
-@pytest.mark.parametrize(("overrides", "field", "text"), [
-    ({"officers": ["s026"]}, "officers", "at least 2"),
-    ({"officers": ["s026", "s029"]}, "officers", "s029 hold no enforcement certificate"),
-    ({"present_units": ["land"]}, "present_units", "absent: planning"),
-    ({"finding_task_ids": []}, "findings", "missing: t1"),
-    ({"finding_task_ids": ["t1", "t9"]}, "findings", "not covered"),
-    ({"rectify_missing_dates": ["t1"]}, "findings", "rectify_by"),
+@pytest.mark.parametrize(("overrides", "field", "code", "params"), [
+    ({"officers": ["s026"]}, "officers", "inspection.too_few_certified", {"required": 2, "certified": 1}),
+    ({"officers": ["s026", "s029"]}, "officers", "inspection.too_few_certified", {"uncertified": ["s029"]}),
+    ({"officers": ["s026", "s027", "nobody"]}, "officers", "inspection.unknown_staff", {"staff": ["nobody"]}),
+    ({"present_units": ["land"]}, "present_units", "inspection.unit_absent", {"units": ["planning"]}),
+    ({"present_units": ["land", "planning", "agri"]}, "present_units", "inspection.unit_foreign", {"units": ["agri"]}),
+    ({"finding_task_ids": []}, "findings", "inspection.finding_missing", {"tasks": ["t1"]}),
+    ({"finding_task_ids": ["t1", "t9"]}, "findings", "inspection.finding_not_covered", {"tasks": ["t9"]}),
+    ({"finding_task_ids": ["t1", "t1"]}, "findings", "inspection.finding_repeated", {"tasks": ["t1"]}),
+    ({"rectify_missing_dates": ["t1"]}, "findings", "inspection.rectify_by_missing", {"task": "t1"}),
 ])
-def test_each_missing_piece_is_named(overrides: dict[str, object], field: str, text: str) -> None:
+def test_each_missing_piece_is_named(overrides: dict[str, object], field: str, code: str,
+                                     params: dict[str, object]) -> None:
     problems = _problems(**overrides)
-    assert any(f == field and text in m for f, m in problems), problems
+    assert any(p.field == field and p.code == code and params.items() <= (p.params or {}).items()
+               for p in problems), problems
 
 
 def _who(sub: str, *roles: str) -> Principal:
@@ -78,26 +84,34 @@ def test_who_may_post_a_result(caller: Principal, assigned: list[str], named: li
     error = rules.result_poster_error(caller, assigned=assigned, named=named, town=TOWN)
     assert (error is None) is allowed, error
     if not allowed:
-        assert error is not None and caller.sub in error
+        assert error is not None and error.params["officer"] == caller.sub
 
 
 def test_a_refusal_names_the_team_when_one_was_assigned() -> None:
     error = rules.result_poster_error(_who("s028"), assigned=["s026", "s027"], named=[], town=TOWN)
-    assert error is not None and "s026, s027" in error and "not on this inspection" in error
+    assert error is not None and error.code.name == "inspection.not_officer"
+    assert error.params == {"officer": "s028", "officers": "s026, s027"}
     error = rules.result_poster_error(_who("s028"), assigned=[], named=["s026", "s027"], town=TOWN)
-    assert error is not None and "not among the officers named" in error
+    assert error is not None and error.code.name == "inspection.poster_not_named"
 
 
 def test_unknown_staff_are_named_once() -> None:
     assert rules.unknown_staff(TOWN, ["s026", "x1", "x1", "s027"]) == ["x1"]
 
 
+def _code(refusal: Refusal | None) -> str | None:
+    return refusal.code.name if refusal is not None else None
+
+
 def test_case_steps_go_in_order() -> None:
     assert rules.step_error("filed", "investigated") is None
-    assert rules.step_error("filed", "decided") is not None
+    out_of_order = rules.step_error("filed", "decided")
+    assert out_of_order is not None and out_of_order.code.name == "case.step_out_of_order"
+    assert out_of_order.params == {"current": "filed", "expected": "investigated", "requested": "decided"}
     assert rules.step_error("decided", "closed") is None
-    assert rules.step_error("closed", "closed") is not None
-    assert rules.step_error("transferred", "investigated") is not None
+    assert _code(rules.step_error("closed", "closed")) == "case.closed"
+    assert _code(rules.step_error("transferred", "investigated")) == "case.transferred"
+    assert _code(rules.step_error("filed", "appealed")) == "case.step_unknown"
 
 
 def test_decision_limit_warning_and_extension() -> None:
@@ -107,8 +121,8 @@ def test_decision_limit_warning_and_extension() -> None:
     assert rules.case_flag(FILED, True, False, FILED + timedelta(days=100), R) == "warning"
     assert rules.case_flag(FILED, False, True, FILED + timedelta(days=200), R) == "ok"
     assert rules.extension_error(FILED, False, FILED + timedelta(days=89), R) is None
-    assert rules.extension_error(FILED, False, FILED + timedelta(days=90), R) is not None
-    assert rules.extension_error(FILED, True, FILED + timedelta(days=10), R) is not None
+    assert _code(rules.extension_error(FILED, False, FILED + timedelta(days=90), R)) == "case.extension_too_late"
+    assert _code(rules.extension_error(FILED, True, FILED + timedelta(days=10), R)) == "case.already_extended"
 
 
 
@@ -157,8 +171,12 @@ def test_random_plan_is_reproducible_and_never_repeats_an_officer_per_target() -
     assert first != rules.draw_plan(targets, 10, 43, officers)
     assert len({t for t, _ in first}) == 10
     assert all(len(set(o)) == 2 and set(o) <= set(officers) for _, o in first)
-    with pytest.raises(ValueError):
+    with pytest.raises(Refusal) as too_many:
         rules.draw_plan(targets[:3], 4, 1, officers)
+    assert too_many.value.code.name == "plan.sample_too_large" and too_many.value.field == "sample_size"
+    with pytest.raises(Refusal) as too_few:
+        rules.draw_plan(targets, 4, 1, ["s026"])
+    assert too_few.value.code.name == "plan.too_few_officers"
 
 
 # --- 多头检查 -----------------------------------------------------------------------------------
