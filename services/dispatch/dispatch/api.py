@@ -26,7 +26,7 @@ from townflow_shared.problems import (
 from townflow_shared.views import record_id
 
 from . import flows
-from .flows import Deps
+from .flows import PAGE_DEFAULT, PAGE_MAX, Deps
 from .models import (
     Accepted,
     Board,
@@ -181,7 +181,7 @@ async def list_tasks(
     colour: Colour | None = None,
     overdue: bool | None = None,
     request_id: uuid.UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT,
 ) -> list[TaskView]:
     """The caller's town's tasks; the county roles see every town's, or `town`'s."""
     return await flows.list_tasks(deps, principal, flows.TaskFilter(

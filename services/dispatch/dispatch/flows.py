@@ -574,6 +574,11 @@ async def complete_inspected(deps: Deps, uow: UnitOfWork, event: InspectionDone)
 
 
 # --- reads (queries): what the routes answer, straight from the pool ------------------------------
+# A task list's page: a day's work of a busy town by default; at most what one answer carries
+# in well under a second (each task is about 1 kB of JSON).
+PAGE_DEFAULT, PAGE_MAX = 200, 1000
+
+
 @dataclass(frozen=True)
 class TaskFilter:
     town: str | None = None
@@ -583,7 +588,7 @@ class TaskFilter:
     colour: str | None = None
     overdue: bool | None = None
     request_id: uuid.UUID | None = None
-    limit: int = 200
+    limit: int = PAGE_DEFAULT
 
 
 def _tz(deps: Deps, code: str) -> tzinfo:
