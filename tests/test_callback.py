@@ -37,15 +37,18 @@ async def test_an_unsatisfied_callback_reopens_the_matter_for_the_same_assignee(
 
     # Only after closure, only the command centre, a rating only from a citizen reached.
     early = await dispatch.call("POST", callback, as_=COMMAND, json={"reached": True, "rating": "satisfied"})
-    assert early.status_code == 409 and "the task is dispatched" in early.json()["detail"]
+    assert early.status_code == 409 and early.json()["code"] == "callback.task_not_closed"
+    assert early.json()["params"] == {"status": "dispatched"}
     await _closed(dispatch, task)
     by_staff = await dispatch.call("POST", callback, as_=(task["assignee"], "staff"),
                                    json={"reached": True, "rating": "satisfied"})
     assert by_staff.status_code == 403
     no_rating = await dispatch.call("POST", callback, as_=COMMAND, json={"reached": True})
-    assert no_rating.status_code == 422 and no_rating.json()["detail"][0]["loc"] == ["body", "rating"]
+    assert no_rating.status_code == 422
+    assert (no_rating.json()["code"], no_rating.json()["field"]) == ("callback.rating_required", "rating")
     unreached = await dispatch.call("POST", callback, as_=COMMAND, json={"reached": False, "rating": "satisfied"})
-    assert unreached.status_code == 422 and unreached.json()["detail"][0]["loc"] == ["body", "rating"]
+    assert unreached.status_code == 422
+    assert (unreached.json()["code"], unreached.json()["field"]) == ("callback.rating_unexpected", "rating")
 
     await set_clocks(stack, "2026-12-11T10:00:00+08:00")
     called = await dispatch.call("POST", callback, as_=COMMAND, json={
@@ -83,7 +86,7 @@ async def test_an_unsatisfied_callback_reopens_the_matter_for_the_same_assignee(
     assert satisfied.status_code == 200 and satisfied.json()["status"] == "closed"
     assert satisfied.json()["reopen_count"] == 1
     twice = await dispatch.call("POST", callback, as_=COMMAND, json={"reached": False})
-    assert twice.status_code == 409 and twice.json()["detail"] == "this closure already has its callback"
+    assert twice.status_code == 409 and twice.json()["code"] == "callback.already_given"
 
 
 async def test_a_callback_that_does_not_reach_the_citizen_changes_nothing_but_the_record(

@@ -32,7 +32,7 @@ async def test_a_off_post_goes_to_b_and_both_away_goes_to_the_leader(
     away = {"from": "2026-11-24T08:00:00+08:00", "to": "2026-11-24T18:00:00+08:00", "reason": "县里开会"}
     # Only the person, their leader or the command centre may register an absence.
     denied = await dispatch.call("POST", "/v1/staff/s017/off-post", as_=("s015", "staff"), json=away)
-    assert denied.status_code == 403
+    assert denied.status_code == 403 and denied.json()["code"] == "off_post.not_permitted"
     ok = await dispatch.call("POST", "/v1/staff/s017/off-post", as_=("s017", "staff"), json=away)
     assert ok.status_code == 201, ok.text
     via_b = await task_of(dispatch, (await file_matter(intake, item_code="T004"))["request_id"])
@@ -99,10 +99,13 @@ async def test_only_the_assignee_or_the_module_leader_may_act(stack: Stack, inta
     task = await task_of(dispatch, (await file_matter(intake, item_code="S004"))["request_id"])
     assert task["assignee"] == "s014"
     assert (await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/accept")).status_code == 401
-    assert (await act(dispatch, task, "accept", who=("s015", "staff"))).status_code == 403
+    not_assignee = await act(dispatch, task, "accept", who=("s015", "staff"))
+    assert not_assignee.status_code == 403 and not_assignee.json()["code"] == "task.not_assignee"
     assert (await act(dispatch, task, "accept", who=("s014", "clerk"))).status_code == 403  # wrong role
     assert (await act(dispatch, task, "accept", who=("s002", "module_leader"))).status_code == 200
-    assert (await act(dispatch, task, "accept")).status_code == 409  # already accepted
+    again = await act(dispatch, task, "accept")
+    assert again.status_code == 409 and again.json()["code"] == "task.status_forbids"  # already accepted
+    assert again.json()["params"] == {"action": "accept", "status": "accepted", "allowed": "dispatched"}
     assert (await dispatch.call("POST", f"/v1/tasks/{uuid.uuid4()}/accept", as_=as_staff(task))).status_code == 404
 
 
@@ -143,7 +146,8 @@ async def test_return_in_time_then_redispatch_and_return_too_late(stack: Stack, 
     await advance_clocks(stack, "PT4H")  # 16:05: more than two working hours after 12:05
     too_late = await act(dispatch, late_task, "return", {"reason": "太晚了"})
     assert too_late.status_code == 409
-    assert "return window" in too_late.json()["detail"]
+    assert too_late.headers["content-type"] == "application/problem+json"
+    assert too_late.json()["code"] == "task.return_window_closed" and "closes_at" in too_late.json()["params"]
 
 
 async def test_extension_approved_refused_and_asked_too_late(stack: Stack, intake: Api, dispatch: Api,
@@ -188,7 +192,7 @@ async def test_an_extension_is_approved_only_while_its_task_is_open(stack: Stack
     assert (await act(dispatch, completed, "complete", {"resolution": "已办结"})).status_code == 200
     late = await act(dispatch, completed, "extension/approve", {"note": "同意"}, who=COMMAND)
     assert late.status_code == 409
-    assert "the task is completed" in late.json()["detail"]
+    assert late.json()["code"] == "extension.task_not_open" and late.json()["params"]["status"] == "completed"
     after = (await dispatch.call("GET", f"/v1/tasks/{completed['task_id']}", as_=COMMAND)).json()
     assert after["extension_count"] == 0 and after["resolve_by"] == completed["resolve_by"]
     refused = await act(dispatch, completed, "extension/refuse", {"note": "已办结，无需延期"}, who=COMMAND)
@@ -196,14 +200,15 @@ async def test_an_extension_is_approved_only_while_its_task_is_open(stack: Stack
     assert [e["status"] for e in after["extensions"]] == ["pending"]
     closed = (await act(dispatch, completed, "verify", {"passed": True}, who=COMMAND))
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
-    assert "the task is closed" in (await act(dispatch, completed, "extension/approve", {},
-                                              who=COMMAND)).json()["detail"]
+    assert (await act(dispatch, completed, "extension/approve", {},
+                      who=COMMAND)).json()["params"]["status"] == "closed"
 
     returned = await task_of(dispatch, (await file_matter(intake, item_code="S002"))["request_id"])
     assert (await act(dispatch, returned, "extend", {"days": 1, "reason": "需补充材料"})).status_code == 202
     assert (await act(dispatch, returned, "return", {"reason": "不属本岗"})).status_code == 200
     refusal = await act(dispatch, returned, "extension/approve", {}, who=COMMAND)
-    assert refusal.status_code == 409 and "the task was returned" in refusal.json()["detail"]
+    assert refusal.status_code == 409 and refusal.json()["code"] == "extension.task_not_open"
+    assert refusal.json()["params"]["status"] == "returned"
 
 
 async def test_failed_closure_check_sends_the_task_back_as_rework(stack: Stack, intake: Api,

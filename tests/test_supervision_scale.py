@@ -20,6 +20,7 @@ from devstack.processes import free_port
 from devstack.stack import ServiceProcess, Stack
 from dispatch import flows, rules, scheduled
 from dispatch.app import MIGRATIONS
+from dispatch.store import PgUnitOfWork
 from townflow_shared.clock import Clock
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_TOWN_DIR
@@ -222,9 +223,9 @@ async def test_two_passes_at_once_share_the_work_and_publish_each_level_once(
         # Two transactions claim at once: the second skips the first's rows instead of waiting.
         async with pool.acquire() as a, pool.acquire() as b:
             async with a.transaction():
-                first = await flows.supervise_due(a, TOWNS, now, 300)
+                first = await flows.supervise_due(PgUnitOfWork(a), TOWNS, now, 300)
                 async with b.transaction():
-                    second = await asyncio.wait_for(flows.supervise_due(b, TOWNS, now, 300), timeout=10)
+                    second = await asyncio.wait_for(flows.supervise_due(PgUnitOfWork(b), TOWNS, now, 300), timeout=10)
             assert first.claimed == second.claimed == 300
 
         # A task held by someone else (a person completing it) is skipped, not waited for.

@@ -1,4 +1,5 @@
-"""Dispatch's wiring: settings, subscribers, background loops, HTTP routes. No rules here."""
+"""Dispatch's bootstrap: settings, county, clock, database and unit of work built once into its
+`Deps`, handed by name to the event handlers, the supervision loop and the routes. No rules here."""
 
 from __future__ import annotations
 
@@ -23,22 +24,27 @@ from townflow_shared.events import (
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers, metrics, scheduled
+from .flows import Deps
 from .settings import DispatchSettings
+from .store import units_of_work
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     settings = settings or DispatchSettings()
-    runtime = ServiceRuntime(settings, MIGRATIONS)
+    runtime = ServiceRuntime(settings, MIGRATIONS)  # the process: start/stop, consumer, relay, loops
+    deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
+                unit_of_work=units_of_work(runtime.database))
+    runtime.deps = deps
     runtime.on(RequestFiled)(handlers.request_filed)
     runtime.on(InspectionDone)(handlers.inspection_done)
     runtime.on(RequestMerged)(handlers.request_merged)
-    runtime.every(scheduled.supervision_loop(settings))
-    runtime.reports(lambda pool: metrics.refresh_gauges(pool, list(runtime.county.towns), runtime.clock.now()),
+    runtime.every(scheduled.supervision_loop(deps))
+    runtime.reports(lambda pool: metrics.refresh_gauges(pool, list(deps.county.towns), deps.clock.now()),
                     *metrics.GAUGES)
-    runtime.publishes(TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended, TaskVerified,
-                       TaskMerged, TaskCallback)
+    runtime.publishes(TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended,
+                      TaskVerified, TaskMerged, TaskCallback)
     return runtime
 
 

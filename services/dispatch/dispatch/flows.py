@@ -1,40 +1,163 @@
-"""Dispatch's operations, shared by the event handlers and the HTTP API. Each runs inside the
-caller's transaction: rules decide, store writes, the outbox carries the events."""
+"""Dispatch's command handlers: each state change is one function `(deps, actor, command)` that
+opens a unit of work, reads, asks `rules`, writes, publishes its events and returns a result or
+raises a refusal of `refusals.py`. The event handlers (handlers.py) and supervision (scheduled.py)
+run the same flows inside their own transaction; the reads the routes answer are at the end."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-import asyncpg
-
+from townflow_shared.auth import Principal
+from townflow_shared.clock import Clock
+from townflow_shared.county import County
+from townflow_shared.db import Database
 from townflow_shared.deadlines import DueBatch
+from townflow_shared.dlq import Rejected
 from townflow_shared.events import Envelope as _Envelope
 from townflow_shared.events import (
     EventData,
+    InspectionDone,
+    Rating,
+    RequestFiled,
+    RequestMerged,
+    TaskAccepted,
+    TaskAcceptedData,
+    TaskCallback,
+    TaskCallbackData,
     TaskCompleted,
     TaskCompletedData,
     TaskDispatched,
     TaskDispatchedData,
+    TaskExtended,
+    TaskExtendedData,
     TaskMerged,
     TaskMergedData,
+    TaskReturned,
+    TaskReturnedData,
     TaskSupervised,
     TaskSupervisedData,
     TaskVerified,
     TaskVerifiedData,
     new_event,
 )
-from townflow_shared.outbox import enqueue
-from townflow_shared.telemetry import current_trace_headers
+from townflow_shared.privacy import mask_personal_numbers
+from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
+from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import Town
 
 from . import rules, store
+from .models import (
+    Accepted,
+    Board,
+    BoardTask,
+    CallbackSeen,
+    Completed,
+    ExtensionAsked,
+    ExtensionDecided,
+    ExtensionSeen,
+    OffPostRegistered,
+    Returned,
+    SupervisionSeen,
+    TaskDetail,
+    TaskView,
+    task_view,
+)
+from .refusals import (
+    EXTENSION_ALREADY_PENDING,
+    EXTENSION_NONE_PENDING,
+    EXTENSION_TOO_LATE,
+    OFF_POST_NOT_PERMITTED,
+    REDISPATCH_UNKNOWN_ASSIGNEE,
+    REDISPATCH_UNKNOWN_POST,
+    RETURN_WINDOW_CLOSED,
+    STAFF_NOT_FOUND,
+    TASK_NOT_ASSIGNEE,
+    TASK_NOT_FOUND,
+)
+from .settings import DispatchSettings
+from .store import Row, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What dispatch's handlers are handed, built once by the bootstrap (app.py)."""
+
+    settings: DispatchSettings
+    county: County
+    clock: Clock
+    database: Database  # the reads' pool; changes go through `unit_of_work`
+    unit_of_work: UnitOfWorkFactory
+
+
+# --- commands -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AcceptTask:
+    task_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class CompleteTask:
+    task_id: uuid.UUID
+    resolution: str
+
+
+@dataclass(frozen=True)
+class ReturnTask:
+    task_id: uuid.UUID
+    reason: str
+
+
+@dataclass(frozen=True)
+class RedispatchTask:
+    task_id: uuid.UUID
+    post: str | None
+    assignee: str | None
+    return_valid: bool = True
+
+
+@dataclass(frozen=True)
+class RequestExtension:
+    task_id: uuid.UUID
+    days: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class DecideExtension:
+    task_id: uuid.UUID
+    approve: bool
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyTask:
+    task_id: uuid.UUID
+    passed: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CallBack:
+    task_id: uuid.UUID
+    reached: bool
+    rating: Rating | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RegisterOffPost:
+    staff_id: str
+    town: str | None  # the staff member's town, named by a county role
+    from_: datetime
+    to: datetime
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -48,6 +171,10 @@ class Matter:
     target: str | None
 
 
+class UnknownItem(Rejected):
+    """The filed item is not in this town's catalog: the event goes to the DLQ."""
+
+
 def task_event(town: Town, event_type: type[_Envelope], data: EventData, task_id: Any,
                request_id: Any, now: datetime, causation_id: Any = None) -> _Envelope:
     return new_event(event_type, data, source="dispatch", town_code=town.code,
@@ -55,7 +182,206 @@ def task_event(town: Town, event_type: type[_Envelope], data: EventData, task_id
                      causation_id=causation_id)
 
 
-async def dispatch_matter(conn: asyncpg.Connection, town: Town, matter: Matter, *,
+async def _locked_task(uow: UnitOfWork, deps: Deps, actor: Principal, task_id: uuid.UUID) -> tuple[Row, Town]:
+    """The locked task and its town, once the caller may act in that town (else 403)."""
+    task = await uow.store.task_for_update(task_id)
+    if task is None:
+        raise TASK_NOT_FOUND()
+    town = town_of_record(deps.county, actor, task["town_code"], acting=True, not_found=TASK_NOT_FOUND)
+    link_to(task["trace_headers"])  # a person's action: its own trace, linked to the matter's
+    return task, town
+
+
+def _allowed(action: str, task: Row) -> None:
+    if refusal := rules.transition_refusal(action, task["status"]):
+        raise refusal
+
+
+async def _task_to_act_on(uow: UnitOfWork, deps: Deps, actor: Principal, task_id: uuid.UUID,
+                          action: str) -> tuple[Row, Town]:
+    """The locked task and its town, once the caller may act on it (its assignee or module
+    leader, as staff of its town) and `action` is allowed from its status."""
+    task, town = await _locked_task(uow, deps, actor, task_id)
+    if not rules.may_act(actor, task["assignee"], town.posts.get(task["post"]), town):
+        raise TASK_NOT_ASSIGNEE()
+    _allowed(action, task)
+    return task, town
+
+
+async def _task_now(uow: UnitOfWork, task_id: uuid.UUID, now: datetime, town: Town) -> TaskView:
+    task = await uow.store.task(task_id)
+    if task is None:  # it was locked by this transaction a moment ago
+        raise TASK_NOT_FOUND()
+    return TaskView.of(task, now, town.calendar.tz)
+
+
+async def accept_task(deps: Deps, actor: Principal, command: AcceptTask) -> Accepted:
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "accept")
+        await uow.store.update_task(task["task_id"], status="accepted", accepted_at=now)
+        await uow.publish(task_event(town, TaskAccepted, TaskAcceptedData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=actor.sub,
+            accepted_at=now), task["task_id"], task["request_id"], now))
+    return Accepted(task_id=command.task_id, accepted_at=now.astimezone(town.calendar.tz),
+                    in_time=now <= task["respond_by"])
+
+
+async def complete_task(deps: Deps, actor: Principal, command: CompleteTask) -> Completed:
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "complete")
+        on_time = await finish_task(uow, town, task, by=actor.sub, resolution=command.resolution, now=now)
+    return Completed(task_id=command.task_id, on_time=on_time)
+
+
+async def return_task(deps: Deps, actor: Principal, command: ReturnTask) -> Returned:
+    """退回: allowed within the return window after dispatch (default 2 working hours)."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "return")
+        closes_at = rules.return_deadline(task["dispatched_at"], town.calendar, town.rules.dispatch)
+        if now > closes_at:
+            raise RETURN_WINDOW_CLOSED(closes_at=closes_at.astimezone(town.calendar.tz).isoformat())
+        await uow.store.update_task(task["task_id"], status="returned", returned_at=now,
+                                    return_reason=command.reason)
+        await uow.publish(task_event(town, TaskReturned, TaskReturnedData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=actor.sub,
+            reason=command.reason, returned_at=now), task["task_id"], task["request_id"], now))
+    return Returned(task_id=command.task_id)
+
+
+async def redispatch_task(deps: Deps, actor: Principal, command: RedispatchTask) -> TaskView:
+    """The command centre hands a returned task to another post or a named staff member."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _locked_task(uow, deps, actor, command.task_id)
+        # The post or the assignee is one of the task's town.
+        if command.post is not None and command.post not in town.posts:
+            raise REDISPATCH_UNKNOWN_POST("post", post=command.post, town=town.code)
+        if command.assignee is not None and command.assignee not in town.staff:
+            raise REDISPATCH_UNKNOWN_ASSIGNEE("assignee", assignee=command.assignee, town=town.code)
+        _allowed("redispatch", task)
+        await uow.store.update_task(task["task_id"], status="redispatched")
+        matter = Matter(task["request_id"], task["ticket_no"], task["item_code"], task["colour"],
+                        task["village"], task["location"], task["target"])
+        post = command.post or task["post"]  # an explicit assignee keeps the task's post
+        new_id = await dispatch_matter(uow, town, matter, now=now, post_code=post, assignee=command.assignee,
+                                       redispatch_of=task["task_id"], invalid_return=not command.return_valid)
+        return await _task_now(uow, new_id, now, town)
+
+
+async def request_extension(deps: Deps, actor: Principal, command: RequestExtension) -> ExtensionAsked:
+    """延期申请: asked before resolve_by; the command centre approves or refuses it."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "extend")
+        if now > task["resolve_by"]:
+            raise EXTENSION_TOO_LATE(resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
+        extension_id = await uow.store.add_extension(town.code, task["task_id"], command.days, command.reason,
+                                                     actor.sub, now)
+        if extension_id is None:
+            raise EXTENSION_ALREADY_PENDING()
+    return ExtensionAsked(task_id=command.task_id, extension_id=extension_id)
+
+
+async def decide_extension(deps: Deps, actor: Principal, command: DecideExtension) -> ExtensionDecided:
+    """The command centre approves (the deadline moves by working days) or refuses a pending request."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _locked_task(uow, deps, actor, command.task_id)
+        if command.approve and (refusal := rules.extension_approval_refusal(task["status"])):
+            raise refusal
+        pending = await uow.store.pending_extension(task["task_id"])
+        if pending is None:
+            raise EXTENSION_NONE_PENDING()
+        status = "approved" if command.approve else "refused"
+        await uow.store.decide_extension(pending["extension_id"], status, actor.sub, now, command.note)
+        if not command.approve:
+            return ExtensionDecided(task_id=command.task_id, status="refused")
+        resolve_by = rules.extended_resolve_by(task["resolve_by"], pending["days"], town.calendar)
+        next_at = await _next_supervision_after_change(uow, town, task["task_id"], task["window_start"], resolve_by)
+        await uow.store.update_task(task["task_id"], resolve_by=resolve_by,
+                                    extension_count=task["extension_count"] + 1, next_supervision_at=next_at)
+        await uow.publish(task_event(town, TaskExtended, TaskExtendedData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), days=pending["days"],
+            reason=pending["reason"], approved_by=actor.sub, resolve_by=resolve_by),
+            task["task_id"], task["request_id"], now))
+    return ExtensionDecided(task_id=command.task_id, status="approved",
+                            resolve_by=resolve_by.astimezone(town.calendar.tz))
+
+
+async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> TaskView:
+    """核查结案: passed closes the task; failed sends it back to the same assignee as rework."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _locked_task(uow, deps, actor, command.task_id)
+        _allowed("verify", task)
+        if command.passed:
+            await uow.store.update_task(task["task_id"], status="closed")
+        else:
+            await uow.store.forget_supervisions(task["task_id"])
+            resolve_by = rules.rework_resolve_by(now, task["window_start"], task["resolve_by"])
+            await uow.store.update_task(
+                task["task_id"], status="rework", window_start=now, resolve_by=resolve_by,
+                rework_count=task["rework_count"] + 1, completed_at=None, on_time=None,
+                next_supervision_at=await _next_supervision_after_change(uow, town, task["task_id"], now, resolve_by))
+        await uow.publish(task_event(town, TaskVerified, TaskVerifiedData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=command.passed,
+            note=command.note, by=actor.sub, at=now), task["task_id"], task["request_id"], now))
+        return await _task_now(uow, task["task_id"], now, town)
+
+
+async def call_back(deps: Deps, actor: Principal, command: CallBack) -> TaskView:
+    """回访 after closure: the rating counts as the citizen's when they gave none (appraisal
+    decides that from both topics); `unsatisfied` reopens the task (重办) for the same assignee
+    with a new window of the original length."""
+    if refusal := rules.callback_rating_refusal(command.reached, command.rating):
+        raise refusal
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _locked_task(uow, deps, actor, command.task_id)
+        if refusal := rules.callback_refusal(task["status"], task["called_back"]):
+            raise refusal
+        reopened = rules.callback_reopens(command.reached, command.rating)
+        await uow.store.add_callback(town.code, task["task_id"], command.reached, command.rating, command.note,
+                                     actor.sub, now, reopened)
+        resolve_by = None
+        if reopened:
+            resolve_by, next_at = await _reopen_window(uow, town, task, now)
+            await uow.store.update_task(task["task_id"], status="rework", window_start=now, resolve_by=resolve_by,
+                                        reopen_count=task["reopen_count"] + 1, completed_at=None, on_time=None,
+                                        next_supervision_at=next_at)
+        else:
+            await uow.store.update_task(task["task_id"], called_back=True)
+        await uow.publish(task_event(town, TaskCallback, TaskCallbackData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), reached=command.reached,
+            rating=command.rating, note=mask_personal_numbers(command.note),  # the citizen's words may hold a phone
+            by=actor.sub, at=now, reopened=reopened, resolve_by=resolve_by),
+            task["task_id"], task["request_id"], now))
+        return await _task_now(uow, task["task_id"], now, town)
+
+
+async def register_off_post(deps: Deps, actor: Principal, command: RegisterOffPost) -> OffPostRegistered:
+    """离岗登记 by the person, their module leader or the command centre; dispatch honours it from
+    then on. For a staff member of the caller's town (staff ids repeat across towns); a county
+    role names the town."""
+    town = town_of_new_record(deps.county, actor, command.town, field="town")
+    staff = town.staff.get(command.staff_id)
+    if staff is None:
+        raise STAFF_NOT_FOUND(staff_id=command.staff_id, town=town.code)
+    leader = town.modules[staff.module].leader
+    if actor.sub not in (command.staff_id, leader) and not actor.has_any(["command_centre"]):
+        raise OFF_POST_NOT_PERMITTED()
+    async with deps.unit_of_work() as uow:
+        entry = await uow.store.add_off_post(town.code, command.staff_id, command.from_, command.to,
+                                             command.reason, actor.sub)
+    return OffPostRegistered.model_validate({"id": entry, "town_code": town.code, "staff_id": command.staff_id,
+                                             "from": command.from_, "to": command.to})
+
+
+# --- the flows every side shares, inside the caller's unit of work ------------------------------
+async def dispatch_matter(uow: UnitOfWork, town: Town, matter: Matter, *,
                           now: datetime, post_code: str | None = None, assignee: str | None = None,
                           redispatch_of: uuid.UUID | None = None, invalid_return: bool | None = None,
                           causation_id: Any = None) -> uuid.UUID:
@@ -67,7 +393,7 @@ async def dispatch_matter(conn: asyncpg.Connection, town: Town, matter: Matter, 
         assignment = rules.Assignment(assignee, "command_centre")
     else:
         caps = {post.a_holder: town.load_cap(post), post.b_holder: town.load_cap(post)}
-        assignment = rules.assign(post, town, await store.unavailable_staff(conn, town.code, caps, now))
+        assignment = rules.assign(post, town, await uow.store.unavailable_staff(town.code, caps, now))
     due = rules.deadlines(matter.colour, item, now, town.calendar, town.rules.dispatch)  # type: ignore[arg-type]
     task_id = uuid.uuid4()
     row = {
@@ -81,7 +407,7 @@ async def dispatch_matter(conn: asyncpg.Connection, town: Town, matter: Matter, 
         "next_supervision_at": rules.next_supervision_at(now, due.resolve_by, (), town.rules.dispatch),
         "trace_headers": current_trace_headers(),
     }
-    await store.insert_task(conn, row)
+    await uow.store.insert_task(row)
     data = TaskDispatchedData(
         task_id=str(task_id), request_id=str(matter.request_id), item_code=item.code,
         kind=item.task_kind, colour=matter.colour, village=matter.village,  # type: ignore[arg-type]
@@ -90,20 +416,19 @@ async def dispatch_matter(conn: asyncpg.Connection, town: Town, matter: Matter, 
         assignee=assignment.assignee, assigned_via=assignment.via, respond_by=due.respond_by,
         resolve_by=due.resolve_by, dispatched_at=now,
         redispatch_of=str(redispatch_of) if redispatch_of else None, invalid_return=invalid_return)
-    await enqueue(conn, task_event(town, TaskDispatched, data, task_id, matter.request_id, now,
-                                   causation_id))
+    await uow.publish(task_event(town, TaskDispatched, data, task_id, matter.request_id, now, causation_id))
     return task_id
 
 
-async def complete_task(conn: asyncpg.Connection, town: Town, task: asyncpg.Record, *,
-                        by: str, resolution: str, now: datetime, inspection_id: str | None = None,
-                        causation_id: Any = None) -> bool:
+async def finish_task(uow: UnitOfWork, town: Town, task: Row, *, by: str, resolution: str, now: datetime,
+                      inspection_id: str | None = None, causation_id: Any = None) -> bool:
+    """The task completed (办结) by its assignee or by an inspection; whether it was on time."""
     on_time = rules.is_on_time(now, task["resolve_by"])
     # An inspection's result is its own closure check (核查): such tasks close at once.
     status = "closed" if inspection_id else "completed"
-    await store.update_task(conn, task["task_id"], status=status, completed_at=now, completed_by=by,
-                            resolution=resolution, on_time=on_time, inspection_id=inspection_id,
-                            next_supervision_at=None)
+    await uow.store.update_task(task["task_id"], status=status, completed_at=now, completed_by=by,
+                                resolution=resolution, on_time=on_time, inspection_id=inspection_id,
+                                next_supervision_at=None)
     events = [task_event(town, TaskCompleted, TaskCompletedData(
         task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=by,
         resolution=resolution, completed_at=now, on_time=on_time, inspection_id=inspection_id),
@@ -113,17 +438,16 @@ async def complete_task(conn: asyncpg.Connection, town: Town, task: asyncpg.Reco
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=True,
             note=f"verified by inspection {inspection_id}", by=by, at=now),
             task["task_id"], task["request_id"], now, causation_id))
-    await enqueue(conn, *events)
+    await uow.publish(*events)
     return on_time
 
 
-async def supervise_due(conn: asyncpg.Connection, towns: Mapping[str, Town], now: datetime,
-                        limit: int) -> DueBatch:
+async def supervise_due(uow: UnitOfWork, towns: Mapping[str, Town], now: datetime, limit: int) -> DueBatch:
     """Publish the supervision levels due by `now` of up to `limit` tasks of every town, earliest
     due first, each by its own town's rules and staff, and move each task's next due moment on.
     Each level once per task: the claim locks the rows (another replica skips them) and the
     (task, level) key refuses a second insert."""
-    claimed = await store.claim_due_supervisions(conn, list(towns), now, limit)
+    claimed = await uow.store.claim_due_supervisions(list(towns), now, limit)
     levels: list[tuple[uuid.UUID, str, str, list[str]]] = []
     nexts: list[tuple[uuid.UUID, datetime | None]] = []
     failed = 0
@@ -143,35 +467,34 @@ async def supervise_due(conn: asyncpg.Connection, towns: Mapping[str, Town], now
             continue
         levels += mine
         nexts.append((task["task_id"], next_at))
-    new = await store.add_supervisions(conn, levels, now) if levels else set()
+    new = await uow.store.add_supervisions(levels, now) if levels else set()
     by_task = {task["task_id"]: task for task in claimed}
-    await enqueue(conn, *(
+    await uow.publish(*(
         task_event(towns[town_code], TaskSupervised, TaskSupervisedData(
             task_id=str(task_id), request_id=str(by_task[task_id]["request_id"]), level=level,  # type: ignore[arg-type]
             notified=notified, at=now), task_id, by_task[task_id]["request_id"], now)
         for task_id, town_code, level, notified in levels if (task_id, level) in new))
     if nexts:
-        await store.set_next_supervisions(conn, nexts)
+        await uow.store.set_next_supervisions(nexts)
     return DueBatch(len(claimed), len(new), failed)
 
 
-async def next_supervision_after_change(conn: asyncpg.Connection, town: Town, task_id: uuid.UUID,
-                                        window_start: datetime, resolve_by: datetime) -> datetime | None:
+async def _next_supervision_after_change(uow: UnitOfWork, town: Town, task_id: uuid.UUID,
+                                         window_start: datetime, resolve_by: datetime) -> datetime | None:
     """The task's next supervision moment once its window changed (an extension, a rework)."""
-    sent = await store.supervisions_sent(conn, task_id)
+    sent = await uow.store.supervisions_sent(task_id)
     return rules.next_supervision_at(window_start, resolve_by, sent, town.rules.dispatch)
 
 
-async def reopen_window(conn: asyncpg.Connection, town: Town, task: asyncpg.Record,
-                        now: datetime) -> tuple[datetime, datetime | None]:
+async def _reopen_window(uow: UnitOfWork, town: Town, task: Row, now: datetime) -> tuple[datetime, datetime | None]:
     """A new window of the original length from now, its supervision ladder started again:
     (resolve_by, next supervision moment)."""
     window_start, resolve_by = rules.reopened_window(now, task["window_start"], task["resolve_by"])
-    await store.forget_supervisions(conn, task["task_id"])
+    await uow.store.forget_supervisions(task["task_id"])
     return resolve_by, rules.next_supervision_at(window_start, resolve_by, (), town.rules.dispatch)
 
 
-async def follow_merge(conn: asyncpg.Connection, town: Town, task: asyncpg.Record, *, merged: bool,
+async def follow_merge(uow: UnitOfWork, town: Town, task: Row, *, merged: bool,
                        into_request_id: uuid.UUID, now: datetime, causation_id: Any = None) -> bool:
     """重复件: close the matter's task as `merged` (no points, out of rates), or, when the merge
     is undone, give it back the status it had with a new window of the original length (the
@@ -180,8 +503,8 @@ async def follow_merge(conn: asyncpg.Connection, town: Town, task: asyncpg.Recor
     if merged:
         if task["status"] not in rules.MERGEABLE_STATUSES:
             return False
-        await store.update_task(conn, task["task_id"], status="merged", merged_from_status=task["status"],
-                                merged_into=into_request_id, merged_at=now, next_supervision_at=None)
+        await uow.store.update_task(task["task_id"], status="merged", merged_from_status=task["status"],
+                                    merged_into=into_request_id, merged_at=now, next_supervision_at=None)
         status, resolve_by = "merged", task["resolve_by"]
     else:
         if task["status"] != "merged":
@@ -190,11 +513,133 @@ async def follow_merge(conn: asyncpg.Connection, town: Town, task: asyncpg.Recor
         fields: dict[str, Any] = {"status": status, "merged_from_status": None, "merged_into": None,
                                   "merged_at": None}
         if status in rules.OPEN_STATUSES:  # a returned task waits for its redispatch instead
-            resolve_by, next_at = await reopen_window(conn, town, task, now)
+            resolve_by, next_at = await _reopen_window(uow, town, task, now)
             fields |= {"window_start": now, "resolve_by": resolve_by, "next_supervision_at": next_at}
-        await store.update_task(conn, task["task_id"], **fields)
-    await enqueue(conn, task_event(town, TaskMerged, TaskMergedData(
+        await uow.store.update_task(task["task_id"], **fields)
+    await uow.publish(task_event(town, TaskMerged, TaskMergedData(
         task_id=str(task["task_id"]), request_id=str(task["request_id"]), into_request_id=str(into_request_id),
         reversed=not merged, status=status, respond_by=task["respond_by"], resolve_by=resolve_by, at=now),
         task["task_id"], task["request_id"], now, causation_id))
     return True
+
+
+# --- what the events ask (handlers.py runs these in the consumer's transaction) ------------------
+async def dispatch_filed(deps: Deps, uow: UnitOfWork, event: RequestFiled) -> None:
+    """A filed matter becomes a task of its town; a merge that came first closes it at once."""
+    town = town_of_event(deps.county, event.town_code)  # a town this deployment does not serve: poison
+    d = event.data
+    if d.item_code not in town.catalog:
+        raise UnknownItem(f"item {d.item_code!r} is not in the catalog of town {town.code}")
+    now = deps.clock.now()
+    await uow.store.record_matter(town.code, d, event.id, now)
+    matter = Matter(uuid.UUID(d.request_id), d.ticket_no, d.item_code, d.colour, d.village, d.location, d.target)
+    task_id = await dispatch_matter(uow, town, matter, now=now, causation_id=event.id)
+    merge = await uow.store.merge_state(matter.request_id)
+    if merge is not None and merge["merged"]:  # the merge reached us before the filing did
+        task = await uow.store.task_for_update(task_id)
+        if task is None:
+            raise RuntimeError(f"the task {task_id} just dispatched is not there")
+        await follow_merge(uow, town, task, merged=True, into_request_id=merge["into_request_id"],
+                           now=now, causation_id=merge["event_id"])
+
+
+async def follow_request_merged(deps: Deps, uow: UnitOfWork, event: RequestMerged) -> None:
+    """重复件: the merged matter's task closes as `merged`, or reopens when the merge is undone.
+    The state is kept per matter, so a task dispatched later (its filing still on the way) follows it."""
+    town = town_of_event(deps.county, event.town_code)
+    d = event.data
+    request_id, into = uuid.UUID(d.request_id), uuid.UUID(d.into_request_id)
+    await uow.store.save_merge_state(town.code, request_id, into, not d.reversed, d.at, event.id)
+    task = await uow.store.current_task_for_update(town.code, request_id)
+    if task is not None:
+        await follow_merge(uow, town, task, merged=not d.reversed, into_request_id=into,
+                           now=deps.clock.now(), causation_id=event.id)
+
+
+async def complete_inspected(deps: Deps, uow: UnitOfWork, event: InspectionDone) -> None:
+    """The tasks of the town an inspection covered are completed with its outcome (and verified by it)."""
+    town = town_of_event(deps.county, event.town_code)
+    d = event.data
+    outcomes = {f.task_id: f for f in d.findings}
+    now = deps.clock.now()
+    for task in await uow.store.tasks_for_update(town.code, [uuid.UUID(t) for t in d.task_ids]):
+        if task["status"] not in rules.OPEN_STATUSES:
+            continue  # already completed or handed back: the inspection does not reopen it
+        finding = outcomes.get(str(task["task_id"]))
+        outcome = finding.outcome if finding else "inspected"
+        note = f" — {finding.note}" if finding and finding.note else ""
+        await finish_task(uow, town, task, by=",".join(d.officers),
+                          resolution=f"inspection {d.inspection_id}: {outcome}{note}",
+                          now=now, inspection_id=d.inspection_id, causation_id=event.id)
+
+
+# --- reads (queries): what the routes answer, straight from the pool ------------------------------
+# A task list's page: a day's work of a busy town by default; at most what one answer carries
+# in well under a second (each task is about 1 kB of JSON).
+PAGE_DEFAULT, PAGE_MAX = 200, 1000
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    town: str | None = None
+    assignee: str | None = None
+    module: str | None = None
+    status: str | None = None
+    colour: str | None = None
+    overdue: bool | None = None
+    request_id: uuid.UUID | None = None
+    limit: int = PAGE_DEFAULT
+
+
+def _tz(deps: Deps, code: str) -> tzinfo:
+    town = deps.county.town(code)
+    return town.calendar.tz if town else UTC
+
+
+async def list_tasks(deps: Deps, actor: Principal, query: TaskFilter) -> list[TaskView]:
+    """The caller's town's tasks; the county roles see every town's, or `town`'s."""
+    towns = [t.code for t in towns_to_read(deps.county, actor, query.town)]
+    now = deps.clock.now()
+    rows = await store.list_tasks(deps.database.pool, towns, now=now, assignee=query.assignee, module=query.module,
+                                  status=query.status, colour=query.colour, overdue=query.overdue,
+                                  request_id=query.request_id, limit=query.limit)
+    return [TaskView.of(r, now, _tz(deps, r["town_code"])) for r in rows]
+
+
+async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDetail:
+    """One task with its supervisions, extension requests and callbacks; another town's is not found."""
+    pool = deps.database.pool
+    task = await store.task(pool, task_id)
+    if task is None:
+        raise TASK_NOT_FOUND()
+    town = town_of_record(deps.county, actor, task["town_code"], acting=False, not_found=TASK_NOT_FOUND)
+    tz = town.calendar.tz
+    return TaskDetail.model_validate(task_view(task, deps.clock.now(), tz) | {
+        "supervisions": [SupervisionSeen(level=s["level"], at=s["at"].astimezone(tz), notified=s["notified"])
+                         for s in await store.supervision_levels(pool, task_id)],
+        "extensions": [ExtensionSeen(days=e["days"], status=e["status"], reason=e["reason"])
+                       for e in await store.extensions_of(pool, task_id)],
+        "callbacks": [CallbackSeen(reached=c["reached"], rating=c["rating"], note=c["note"], by=c["by"],
+                                   at=c["at"].astimezone(tz), reopened=c["reopened"])
+                      for c in await store.callbacks_of(pool, task_id)],
+    })
+
+
+async def board(deps: Deps, actor: Principal, town: str | None) -> Board:
+    """The command centre's live board of its town (the county roles: every town, or `town`):
+    counts by colour × status, overdue, escalated, returned."""
+    pool = deps.database.pool
+    towns = [t.code for t in towns_to_read(deps.county, actor, town)]
+    now = deps.clock.now()
+    counts: dict[str, dict[str, int]] = {c: {} for c in ("red", "orange", "yellow")}
+    for row in await store.board_counts(pool, towns):
+        counts.setdefault(row["colour"], {})[row["status"]] = row["n"]
+
+    def brief(rows: Sequence[Row]) -> list[BoardTask]:
+        return [BoardTask(task_id=t["task_id"], town_code=t["town_code"], ticket_no=t["ticket_no"],
+                          colour=t["colour"], assignee=t["assignee"], status=t["status"],
+                          resolve_by=t["resolve_by"].astimezone(_tz(deps, t["town_code"]))) for t in rows]
+
+    return Board(at=now, counts=counts, overdue=brief(await store.overdue_tasks(pool, towns, now)),
+                 escalated=brief(await store.escalated_tasks(pool, towns)),
+                 returned=brief(await store.returned_queue(pool, towns)))

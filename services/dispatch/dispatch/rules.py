@@ -1,4 +1,5 @@
-"""Dispatch's business rules as pure functions: the time comes in as an argument."""
+"""Dispatch's business rules as pure functions: the time comes in as an argument; a rule that
+refuses returns the refusal (a code of refusals.py with its params), for the command to raise."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from datetime import datetime, timedelta
 from townflow_shared.auth import Principal
 from townflow_shared.calendar import WorkCalendar
 from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
+from townflow_shared.problems import Refusal
 from townflow_shared.town import CatalogItem, DispatchRules, Post, Town
+
+from .refusals import (
+    CALLBACK_ALREADY_GIVEN,
+    CALLBACK_NOT_CLOSED,
+    CALLBACK_RATING_REQUIRED,
+    CALLBACK_RATING_UNEXPECTED,
+    EXTENSION_TASK_NOT_OPEN,
+    TASK_STATUS_FORBIDS,
+)
 
 OPEN_STATUSES = ("dispatched", "accepted", "rework")
 # A merged matter's task closes as `merged` from any status but done: completed and closed tasks
@@ -117,37 +128,32 @@ def is_on_time(completed_at: datetime, resolve_by: datetime) -> bool:
     return completed_at <= resolve_by
 
 
-def transition_error(action: str, status: str) -> str | None:
-    """None if `action` is allowed from `status`, else why not."""
-    allowed = {
-        "accept": ("dispatched",),
-        "complete": OPEN_STATUSES,
-        "return": ("dispatched", "accepted"),
-        "extend": OPEN_STATUSES,
-        "redispatch": ("returned",),
-        "verify": ("completed",),
-    }[action]
-    if status in allowed:
-        return None
-    return f"cannot {action} a task that is {status} (allowed when {' or '.join(allowed)})"
-
-
-_NOT_OPEN_BECAUSE = {
-    "completed": "the task is completed; its deadline no longer runs",
-    "closed": "the task is closed",
-    "returned": "the task was returned to the command centre; redispatch it instead",
-    "redispatched": "the task was redispatched; the matter goes on under its new task",
+# The statuses each action is allowed from.
+ALLOWED_FROM: dict[str, tuple[str, ...]] = {
+    "accept": ("dispatched",),
+    "complete": OPEN_STATUSES,
+    "return": ("dispatched", "accepted"),
+    "extend": OPEN_STATUSES,
+    "redispatch": ("returned",),
+    "verify": ("completed",),
 }
 
 
-def extension_approval_error(status: str) -> str | None:
+def transition_refusal(action: str, status: str) -> Refusal | None:
+    """None if `action` is allowed from `status`, else the refusal naming both."""
+    allowed = ALLOWED_FROM[action]
+    if status in allowed:
+        return None
+    return TASK_STATUS_FORBIDS(action=action, status=status, allowed=" or ".join(allowed))
+
+
+def extension_approval_refusal(status: str) -> Refusal | None:
     """SPEC §6.1: an extension is approved only while its task is open, since it moves a
     resolve_by that only an open task still has. Refusing stays allowed on any task: it changes
     nothing but clears a request left pending when the task moved on. None if allowed."""
     if status in OPEN_STATUSES:
         return None
-    why = _NOT_OPEN_BECAUSE.get(status, f"the task is {status}")
-    return f"cannot approve an extension: {why} (approved only while {' or '.join(OPEN_STATUSES)})"
+    return EXTENSION_TASK_NOT_OPEN(status=status, allowed=" or ".join(OPEN_STATUSES))
 
 
 def is_overdue(status: str, resolve_by: datetime, now: datetime) -> bool:
@@ -164,21 +170,21 @@ def reopened_window(now: datetime, window_start: datetime, resolve_by: datetime)
     return now, rework_resolve_by(now, window_start, resolve_by)
 
 
-def callback_problems(reached: bool, rating: Rating | None) -> list[tuple[str, str]]:
+def callback_rating_refusal(reached: bool, rating: Rating | None) -> Refusal | None:
     """回访: a citizen reached gives a rating; one not reached gives none."""
     if reached and rating is None:
-        return [("rating", "a citizen reached by the callback gives a rating")]
+        return CALLBACK_RATING_REQUIRED("rating")
     if not reached and rating is not None:
-        return [("rating", "no rating when the citizen was not reached")]
-    return []
+        return CALLBACK_RATING_UNEXPECTED("rating")
+    return None
 
 
-def callback_error(status: str, called_back: bool) -> str | None:
+def callback_refusal(status: str, called_back: bool) -> Refusal | None:
     """One callback per closure, after it (SPEC §10). None if allowed."""
     if status != "closed":
-        return f"a callback follows closure; the task is {status}"
+        return CALLBACK_NOT_CLOSED(status=status)
     if called_back:
-        return "this closure already has its callback"
+        return CALLBACK_ALREADY_GIVEN()
     return None
 
 

@@ -1,16 +1,20 @@
-"""Every SQL statement of dispatch, as named functions over asyncpg."""
+"""Every SQL statement of dispatch, as named functions over asyncpg; and the unit of work the
+command handlers change state through (`TaskStore`, one transaction with its outbox)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import asyncpg
 
-from townflow_shared.events import RequestFiledData
+from townflow_shared.db import Database
+from townflow_shared.events import Envelope, RequestFiledData
+from townflow_shared.outbox import enqueue
 
 from .rules import OPEN_STATUSES
 
@@ -267,3 +271,148 @@ async def add_callback(conn: asyncpg.Connection, town_code: str, task_id: uuid.U
 async def callbacks_of(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]:
     return await db.fetch("SELECT reached, rating, note, by, at, reopened FROM callbacks WHERE task_id = $1"
                           " ORDER BY at", task_id)
+
+
+# --- the unit of work ---------------------------------------------------------------------------
+Row: TypeAlias = Mapping[str, Any]  # a stored row by column name (asyncpg's Record, a dict in the fakes)
+
+
+class TaskStore(Protocol):
+    """The store's operations a command handler uses inside its one transaction; the real one
+    (PgTaskStore) and the unit tests' fake (tests/fakes.py) have this shape."""
+
+    async def record_matter(self, town_code: str, data: RequestFiledData, event_id: uuid.UUID,
+                            received_at: datetime) -> None: ...
+    async def unavailable_staff(self, town_code: str, caps: dict[str, int], now: datetime) -> set[str]: ...
+    async def insert_task(self, row: dict[str, Any]) -> None: ...
+    async def task(self, task_id: uuid.UUID) -> Row | None: ...
+    async def task_for_update(self, task_id: uuid.UUID) -> Row | None: ...
+    async def tasks_for_update(self, town_code: str, task_ids: Iterable[uuid.UUID]) -> list[Row]: ...
+    async def current_task_for_update(self, town_code: str, request_id: uuid.UUID) -> Row | None: ...
+    async def update_task(self, task_id: uuid.UUID, **fields: Any) -> None: ...
+    async def claim_due_supervisions(self, towns: Sequence[str], now: datetime, limit: int) -> list[Row]: ...
+    async def add_supervisions(self, levels: Sequence[tuple[uuid.UUID, str, str, list[str]]],
+                               at: datetime) -> set[tuple[uuid.UUID, str]]: ...
+    async def set_next_supervisions(self, nexts: Sequence[tuple[uuid.UUID, datetime | None]]) -> None: ...
+    async def supervisions_sent(self, task_id: uuid.UUID) -> set[str]: ...
+    async def forget_supervisions(self, task_id: uuid.UUID) -> None: ...
+    async def add_extension(self, town_code: str, task_id: uuid.UUID, days: int, reason: str, by: str,
+                            at: datetime) -> uuid.UUID | None: ...
+    async def pending_extension(self, task_id: uuid.UUID) -> Row | None: ...
+    async def decide_extension(self, extension_id: uuid.UUID, status: str, by: str, at: datetime,
+                               note: str | None) -> None: ...
+    async def add_off_post(self, town_code: str, staff_id: str, from_at: datetime, to_at: datetime,
+                           reason: str, by: str) -> int: ...
+    async def save_merge_state(self, town_code: str, request_id: uuid.UUID, into_request_id: uuid.UUID,
+                               merged: bool, at: datetime, event_id: uuid.UUID) -> None: ...
+    async def merge_state(self, request_id: uuid.UUID) -> Row | None: ...
+    async def add_callback(self, town_code: str, task_id: uuid.UUID, reached: bool, rating: str | None,
+                           note: str, by: str, at: datetime, reopened: bool) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: the store's operations, and `publish` to the outbox (sent once it commits)."""
+
+    store: TaskStore
+
+    async def publish(self, *events: Envelope) -> None: ...
+
+
+UnitOfWorkFactory: TypeAlias = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+
+
+class PgTaskStore:
+    """TaskStore on one connection inside its transaction: the functions above, bound to it."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def record_matter(self, town_code: str, data: RequestFiledData, event_id: uuid.UUID,
+                            received_at: datetime) -> None:
+        await record_matter(self.conn, town_code, data, event_id, received_at)
+
+    async def unavailable_staff(self, town_code: str, caps: dict[str, int], now: datetime) -> set[str]:
+        return await unavailable_staff(self.conn, town_code, caps, now)
+
+    async def insert_task(self, row: dict[str, Any]) -> None:
+        await insert_task(self.conn, row)
+
+    async def task(self, task_id: uuid.UUID) -> Row | None:
+        return await task(self.conn, task_id)
+
+    async def task_for_update(self, task_id: uuid.UUID) -> Row | None:
+        return await task_for_update(self.conn, task_id)
+
+    async def tasks_for_update(self, town_code: str, task_ids: Iterable[uuid.UUID]) -> list[Row]:
+        return await tasks_for_update(self.conn, town_code, task_ids)
+
+    async def current_task_for_update(self, town_code: str, request_id: uuid.UUID) -> Row | None:
+        return await current_task_for_update(self.conn, town_code, request_id)
+
+    async def update_task(self, task_id: uuid.UUID, **fields: Any) -> None:
+        await update_task(self.conn, task_id, **fields)
+
+    async def claim_due_supervisions(self, towns: Sequence[str], now: datetime, limit: int) -> list[Row]:
+        return await claim_due_supervisions(self.conn, towns, now, limit)
+
+    async def add_supervisions(self, levels: Sequence[tuple[uuid.UUID, str, str, list[str]]],
+                               at: datetime) -> set[tuple[uuid.UUID, str]]:
+        return await add_supervisions(self.conn, levels, at)
+
+    async def set_next_supervisions(self, nexts: Sequence[tuple[uuid.UUID, datetime | None]]) -> None:
+        await set_next_supervisions(self.conn, nexts)
+
+    async def supervisions_sent(self, task_id: uuid.UUID) -> set[str]:
+        return await supervisions_sent(self.conn, task_id)
+
+    async def forget_supervisions(self, task_id: uuid.UUID) -> None:
+        await forget_supervisions(self.conn, task_id)
+
+    async def add_extension(self, town_code: str, task_id: uuid.UUID, days: int, reason: str, by: str,
+                            at: datetime) -> uuid.UUID | None:
+        return await add_extension(self.conn, town_code, task_id, days, reason, by, at)
+
+    async def pending_extension(self, task_id: uuid.UUID) -> Row | None:
+        return await pending_extension(self.conn, task_id)
+
+    async def decide_extension(self, extension_id: uuid.UUID, status: str, by: str, at: datetime,
+                               note: str | None) -> None:
+        await decide_extension(self.conn, extension_id, status, by, at, note)
+
+    async def add_off_post(self, town_code: str, staff_id: str, from_at: datetime, to_at: datetime,
+                           reason: str, by: str) -> int:
+        return await add_off_post(self.conn, town_code, staff_id, from_at, to_at, reason, by)
+
+    async def save_merge_state(self, town_code: str, request_id: uuid.UUID, into_request_id: uuid.UUID,
+                               merged: bool, at: datetime, event_id: uuid.UUID) -> None:
+        await save_merge_state(self.conn, town_code, request_id, into_request_id, merged, at, event_id)
+
+    async def merge_state(self, request_id: uuid.UUID) -> Row | None:
+        return await merge_state(self.conn, request_id)
+
+    async def add_callback(self, town_code: str, task_id: uuid.UUID, reached: bool, rating: str | None,
+                           note: str, by: str, at: datetime, reopened: bool) -> None:
+        await add_callback(self.conn, town_code, task_id, reached, rating, note, by, at, reopened)
+
+
+class PgUnitOfWork:
+    """The unit of work on a connection whose transaction is open: a route's own (`unit_of_work`)
+    or the consumer's, which holds the inbox insert and the handlers of a batch."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.store: TaskStore = PgTaskStore(conn)
+        self._conn = conn
+
+    async def publish(self, *events: Envelope) -> None:
+        await enqueue(self._conn, *events)
+
+
+def units_of_work(database: Database) -> UnitOfWorkFactory:
+    """The factory of the real unit of work: each call opens one transaction on a pooled connection."""
+
+    @asynccontextmanager
+    async def unit_of_work() -> AsyncIterator[UnitOfWork]:
+        async with database.transaction() as conn:
+            yield PgUnitOfWork(conn)
+
+    return unit_of_work

@@ -116,21 +116,23 @@ def test_the_same_staff_id_of_another_town_may_not_act() -> None:
     ("return", "completed", False), ("verify", "completed", True), ("redispatch", "dispatched", False),
 ])
 def test_transitions(action: str, status: str, ok: bool) -> None:
-    assert (rules.transition_error(action, status) is None) is ok
+    refusal = rules.transition_refusal(action, status)
+    assert (refusal is None) is ok
+    if refusal is not None:
+        assert refusal.code.name == "task.status_forbids"
+        assert refusal.params["action"] == action and refusal.params["status"] == status
 
 
 @pytest.mark.parametrize("status", ["dispatched", "accepted", "rework"])
 def test_an_extension_is_approved_while_the_task_is_open(status: str) -> None:
-    assert rules.extension_approval_error(status) is None
+    assert rules.extension_approval_refusal(status) is None
 
 
-@pytest.mark.parametrize(("status", "why"), [
-    ("completed", "the task is completed"), ("closed", "the task is closed"),
-    ("returned", "the task was returned"), ("redispatched", "the task was redispatched"),
-])
-def test_no_extension_is_approved_once_the_task_left_the_open_statuses(status: str, why: str) -> None:
-    error = rules.extension_approval_error(status)
-    assert error is not None and why in error and "dispatched or accepted or rework" in error
+@pytest.mark.parametrize("status", ["completed", "closed", "returned", "redispatched"])
+def test_no_extension_is_approved_once_the_task_left_the_open_statuses(status: str) -> None:
+    refusal = rules.extension_approval_refusal(status)
+    assert refusal is not None and refusal.code.name == "extension.task_not_open"
+    assert refusal.params == {"status": status, "allowed": "dispatched or accepted or rework"}
 
 
 def test_return_window_counts_working_hours() -> None:
@@ -152,16 +154,20 @@ def test_a_reopened_task_gets_its_original_window_again_from_now() -> None:
 
 
 def test_a_callback_rates_only_a_citizen_it_reached() -> None:
-    assert rules.callback_problems(True, "satisfied") == []
-    assert rules.callback_problems(False, None) == []
-    assert [f for f, _ in rules.callback_problems(True, None)] == ["rating"]
-    assert [f for f, _ in rules.callback_problems(False, "unsatisfied")] == ["rating"]
+    assert rules.callback_rating_refusal(True, "satisfied") is None
+    assert rules.callback_rating_refusal(False, None) is None
+    required = rules.callback_rating_refusal(True, None)
+    assert required is not None and (required.code.name, required.field) == ("callback.rating_required", "rating")
+    unexpected = rules.callback_rating_refusal(False, "unsatisfied")
+    assert unexpected is not None and (unexpected.code.name, unexpected.field) == ("callback.rating_unexpected", "rating")
 
 
 def test_one_callback_per_closure_and_only_unsatisfied_reopens() -> None:
-    assert rules.callback_error("closed", False) is None
-    assert rules.callback_error("completed", False) == "a callback follows closure; the task is completed"
-    assert rules.callback_error("closed", True) == "this closure already has its callback"
+    assert rules.callback_refusal("closed", False) is None
+    early = rules.callback_refusal("completed", False)
+    assert early is not None and early.code.name == "callback.task_not_closed" and early.params == {"status": "completed"}
+    twice = rules.callback_refusal("closed", True)
+    assert twice is not None and twice.code.name == "callback.already_given"
     assert rules.callback_reopens(True, "unsatisfied") is True
     assert rules.callback_reopens(True, "basically_satisfied") is False
     assert rules.callback_reopens(False, None) is False

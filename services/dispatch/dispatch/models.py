@@ -1,0 +1,229 @@
+"""Dispatch's request and response models: what each route takes and answers (SPEC §5.3)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, tzinfo
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
+from townflow_shared.types import Command, Identifier, Instant, StrictBool, StrictInt, Text
+from townflow_shared.views import plain
+
+from . import rules
+from .refusals import OFF_POST_ENDS_BEFORE_START, REDISPATCH_ONE_TARGET
+from .store import Row
+
+Reason = Annotated[Text, Field(min_length=1, max_length=1000)]
+Note = Annotated[Text, Field(max_length=1000)]
+
+
+# --- requests -----------------------------------------------------------------------------------
+class Resolution(Command):
+    resolution: Annotated[Text, Field(min_length=1, max_length=2000)]
+
+
+class ReturnReason(Command):
+    reason: Reason
+
+
+class Redispatch(Command):
+    """To another post (its A/B holders as dispatch assigns), or to one named staff member who
+    keeps the task's post; `return_valid` false marks the return as unjustified (无效退回)."""
+
+    post: Identifier | None = None
+    assignee: Identifier | None = None
+    return_valid: StrictBool = True
+
+    @model_validator(mode="after")
+    def _one(self) -> Redispatch:
+        if (self.post is None) == (self.assignee is None):
+            raise REDISPATCH_ONE_TARGET.pydantic()
+        return self
+
+
+class ExtensionRequest(Command):
+    days: StrictInt = Field(ge=1, le=60)
+    reason: Reason
+
+
+class Decision(Command):
+    note: Note | None = None
+
+
+class Verification(Command):
+    passed: StrictBool
+    note: Note = ""
+
+
+class Callback(Command):
+    reached: StrictBool
+    rating: Rating | None = None
+    note: Note = ""
+
+
+class OffPost(Command):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: Instant = Field(alias="from")
+    to: Instant
+    reason: Annotated[Text, Field(min_length=1, max_length=500)]
+
+    @field_validator("to")
+    @classmethod
+    def _after_from(cls, to: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("from_")
+        if start is not None and to <= start:
+            raise OFF_POST_ENDS_BEFORE_START.pydantic()
+        return to
+
+
+# --- responses ----------------------------------------------------------------------------------
+class Answer(BaseModel):
+    """A response: its members are all listed (the OpenAPI document is closed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskView(Answer):
+    """A task as its town reads it: times in the town's time zone."""
+
+    task_id: uuid.UUID
+    town_code: str
+    request_id: uuid.UUID
+    ticket_no: str
+    item_code: str
+    kind: str
+    colour: Colour
+    village: str
+    location: str
+    target: str | None
+    lead_module: str
+    cooperating_modules: list[str]
+    post: str
+    assignee: str
+    assigned_via: AssignedVia
+    status: str
+    dispatched_at: datetime
+    window_start: datetime
+    respond_by: datetime
+    resolve_by: datetime
+    accepted_at: datetime | None
+    completed_at: datetime | None
+    completed_by: str | None
+    resolution: str | None
+    on_time: bool | None
+    returned_at: datetime | None
+    return_reason: str | None
+    redispatch_of: uuid.UUID | None
+    inspection_id: str | None
+    rework_count: int
+    extension_count: int
+    next_supervision_at: datetime | None
+    merged_into: uuid.UUID | None
+    merged_at: datetime | None
+    merged_from_status: str | None
+    reopen_count: int
+    called_back: bool
+    overdue: bool = Field(description="open and past resolve_by")
+
+    @classmethod
+    def of(cls, task: Row, now: datetime, tz: tzinfo) -> TaskView:
+        return cls.model_validate(task_view(task, now, tz))
+
+
+def task_view(task: Row, now: datetime, tz: tzinfo) -> dict[str, Any]:
+    """A stored task as its view's members (the stored trace context is not one of them)."""
+    view = plain(task, tz)
+    view.pop("trace_headers", None)
+    view["overdue"] = rules.is_overdue(task["status"], task["resolve_by"], now)
+    return view
+
+
+class SupervisionSeen(Answer):
+    level: SupervisionLevel
+    at: datetime
+    notified: list[str]
+
+
+class ExtensionSeen(Answer):
+    days: int
+    status: Literal["pending", "approved", "refused"]
+    reason: str
+
+
+class CallbackSeen(Answer):
+    reached: bool
+    rating: Rating | None
+    note: str
+    by: str
+    at: datetime
+    reopened: bool
+
+
+class TaskDetail(TaskView):
+    """A task with its supervisions, extension requests and callbacks."""
+
+    supervisions: list[SupervisionSeen]
+    extensions: list[ExtensionSeen]
+    callbacks: list[CallbackSeen]
+
+
+class Accepted(Answer):
+    task_id: uuid.UUID
+    status: Literal["accepted"] = "accepted"
+    accepted_at: datetime
+    in_time: bool = Field(description="accepted by respond_by")
+
+
+class Completed(Answer):
+    task_id: uuid.UUID
+    status: Literal["completed"] = "completed"
+    on_time: bool
+
+
+class Returned(Answer):
+    task_id: uuid.UUID
+    status: Literal["returned"] = "returned"
+
+
+class ExtensionAsked(Answer):
+    task_id: uuid.UUID
+    extension_id: uuid.UUID
+    status: Literal["pending"] = "pending"
+
+
+class ExtensionDecided(Answer):
+    task_id: uuid.UUID
+    status: Literal["approved", "refused"]
+    resolve_by: datetime | None = Field(default=None, description="the new deadline, when approved")
+
+
+class OffPostRegistered(Answer):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    id: int
+    town_code: str
+    staff_id: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+
+
+class BoardTask(Answer):
+    task_id: uuid.UUID
+    town_code: str
+    ticket_no: str
+    colour: Colour
+    assignee: str
+    status: str
+    resolve_by: datetime
+
+
+class Board(Answer):
+    """The command centre's live board: counts by colour × status, overdue, escalated, returned."""
+
+    at: datetime
+    counts: dict[str, dict[str, int]]
+    overdue: list[BoardTask]
+    escalated: list[BoardTask]
+    returned: list[BoardTask]

@@ -1,0 +1,25 @@
+"""How a stored record reaches a reader: its id parsed from a path (a malformed one is simply not
+found) and its row as JSON carries it, times in its town's time zone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, tzinfo
+from typing import Any
+
+from .problems import Code
+
+
+def record_id(value: str, not_found: Code) -> uuid.UUID:
+    """The id in a path; one that is no UUID names no record (`not_found`, the record's own code)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise not_found() from exc
+
+
+def plain(row: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
+    """A stored row with its times in the town's time zone and its ids as text."""
+    return {k: (v.astimezone(tz).isoformat() if isinstance(v, datetime)
+                else str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(row).items()}
