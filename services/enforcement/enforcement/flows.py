@@ -34,10 +34,10 @@ from townflow_shared.events import Envelope as _Envelope
 from townflow_shared.problems import invalid
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import EnforcementRules, Town
+from townflow_shared.views import record_id
 
 from . import models, queries, rules
 from .deps import Deps
-from .queries import record_id
 from .refusals import (
     CASE_DECIDED,
     CASE_NOT_FOUND,

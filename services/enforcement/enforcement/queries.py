@@ -13,19 +13,12 @@ from townflow_shared import scope
 from townflow_shared.auth import Principal
 from townflow_shared.problems import Code
 from townflow_shared.town import Town
+from townflow_shared.views import record_id
 
 from . import models, rules
 from .deps import Deps
 from .refusals import CASE_NOT_FOUND, INSPECTION_NOT_FOUND, PLAN_NOT_FOUND
 from .store import Row, Store
-
-
-def record_id(value: str, not_found: Code) -> uuid.UUID:
-    """A record's id from its path: one that is not an id names no record."""
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise not_found() from exc
 
 
 def in_town_time(row: Mapping[str, Any], town: Town) -> dict[str, Any]:
