@@ -81,6 +81,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # gives the depth at each, in C.
 _BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_SLICE = 65536  # bytes counted between two turns of the event loop
 
 
 class InputGuard:
@@ -151,21 +152,32 @@ class InputGuard:
             return BODY_TOO_SLOW(seconds=_seconds(self.limits.body_timeout_seconds)), None
         if _is_json(scope):
             body = b"".join(m.get("body", b"") for m in messages)
-            refusal = json_refusal(body, self.limits)
+            refusal = await json_refusal(body, self.limits)
             if refusal is not None:
                 return refusal, None
         return None, messages
 
 
-def json_refusal(body: bytes, limits: EdgeLimits) -> Refusal | None:
-    """Why this JSON body is refused, or None. Members and depth are counted on the bytes first
-    (C-speed byte operations), so only a body of few members reaches `json.loads`."""
+async def json_refusal(body: bytes, limits: EdgeLimits) -> Refusal | None:
+    """Why this JSON body is refused, or None. Members and depth are counted on the bytes first,
+    a slice at a time with the event loop let run between slices, so only a body of few members
+    reaches `json.loads` (which holds the GIL for as long as it parses)."""
     if not body.strip():
         return None
-    outside = _outside_strings(body)
+    plain = body.replace(b"\\\\", b"").replace(b'\\"', b"")  # escaped backslashes, then escaped quotes
+    if _structure(plain) > limits.max_json_members:  # commas inside strings count here: count again, exactly
+        inside, members = False, 0
+        for start in range(0, len(plain), _SLICE):
+            pieces = plain[start:start + _SLICE].split(b'"')
+            members += _structure(b"".join(pieces[1 if inside else 0::2]))
+            if members > limits.max_json_members:
+                return BODY_TOO_MANY_KEYS(limit=limits.max_json_members)
+            inside ^= (len(pieces) - 1) % 2 == 1
+            await asyncio.sleep(0)
+    # Within the limit, strings are as few as the members (a comma or a colon between any two),
+    # so taking them all out at once is cheap.
+    outside = b"".join(plain.split(b'"')[::2])
     openers = outside.count(b"[") + outside.count(b"{")
-    if outside.count(b",") + openers > limits.max_json_members:
-        return BODY_TOO_MANY_KEYS(limit=limits.max_json_members)
     if outside.count(b"]") + outside.count(b"}") != openers:
         return MALFORMED_JSON()  # so the brackets walked below are as few as the members
     brackets = outside.translate(None, _NOT_BRACKETS)
@@ -244,11 +256,9 @@ def _field(path: list[str | int]) -> str:
     return ".".join(parts)[:FIELD_CHARS] or "body"
 
 
-def _outside_strings(body: bytes) -> bytes:
-    """The body with every JSON string taken out (exact for valid JSON): escaped backslashes and
-    quotes go first, then what lies between quotes."""
-    plain = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    return b"".join(plain.split(b'"')[::2])
+def _structure(text: bytes) -> int:
+    """Members and items, counted on JSON text outside its strings: each comma, each container."""
+    return text.count(b",") + text.count(b"[") + text.count(b"{")
 
 
 def _has_body(scope: Scope) -> bool:
