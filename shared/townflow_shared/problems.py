@@ -346,6 +346,10 @@ def responses(*codes: Code) -> dict[int | str, dict[str, Any]]:
 COMMON = (MALFORMED_JSON, BODY_TOO_SLOW, BODY_TOO_LARGE, URI_TOO_LONG, DATABASE_UNAVAILABLE)
 
 
+# What a route that reads a bearer token may answer besides (auth.require, auth.optional_principal).
+AUTHENTICATED = (TOKEN_MISSING, TOKEN_INVALID, AUTH_NOT_CONFIGURED, TOKEN_WITHOUT_TOWN, ROLE_MISSING)
+
+
 def _document_problems(app: FastAPI) -> None:
     """Every 4xx/5xx of every route as `application/problem+json` with the Problem schema; the
     edge's own refusals on every route; FastAPI's HTTPValidationError replaced."""
@@ -370,6 +374,8 @@ def _document_problems(app: FastAPI) -> None:
                     continue
                 answers = operation["responses"]
                 common = [c for c in COMMON if method in ("post", "put", "patch") or c.status not in (400, 408, 413)]
+                if operation.get("security"):  # a bearer token is read: its refusals on this route too
+                    common += AUTHENTICATED
                 for status, listed in responses(*common).items():
                     answers.setdefault(str(status), listed)
                 for status, answer in answers.items():
