@@ -30,6 +30,45 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on a local TCP port (Linux's /proc/net/tcp and tcp6)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def holds_port(pid: int, port: int) -> bool:
+    """Whether the process `pid` (or a process it started) listens on `port`: the answer on a
+    port is our child's, not another stack's that took the port first."""
+    inodes = {f"socket:[{inode}]" for inode in listening_inodes(port)}
+    pending, seen = [pid], set()
+    while pending and inodes:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            for fd in Path(f"/proc/{current}/fd").iterdir():
+                try:
+                    if os.readlink(fd) in inodes:
+                        return True
+                except OSError:
+                    continue
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return False
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -18,7 +18,7 @@ from pathlib import Path
 from .issuer import LocalIssuer, audience_of
 from .kafka import Kafka
 from .postgres import Postgres
-from .processes import Child, free_port, port_open, wait_until
+from .processes import Child, free_port, holds_port, port_open, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES: dict[str, int] = {"intake": 8001, "dispatch": 8002, "enforcement": 8003, "appraisal": 8004}
@@ -86,10 +86,21 @@ class ServiceProcess:
         return self
 
     def ready(self) -> bool:
-        """Running and its /readyz answers 200; raises when the process has exited."""
-        assert self.child is not None
+        """Running, listening on its port itself, and its /readyz answers 200; raises when the
+        process has exited. (Another process on the port — another stack's service that took it
+        first — answers /readyz too: its answer is not ours.)"""
+        assert self.child is not None and self.child.proc is not None
         self.child.check_alive()
-        return http_ok(f"{self.url}/readyz")
+        return holds_port(self.child.proc.pid, self.port) and http_ok(f"{self.url}/readyz")
+
+    def lost_its_port(self) -> bool:
+        """It exited because another process held its port."""
+        return (self.child is not None and not self.child.running
+                and "address already in use" in self.child.tail(60).lower())
+
+    def move_to(self, port: int) -> None:
+        self.port = port
+        self.env["TOWNFLOW_HTTP_PORT"] = str(port)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         wait_until(self.ready, timeout, f"{self.label} /readyz on port {self.port}")
@@ -228,8 +239,20 @@ class Stack:
             self.add_service(name)
             started += [p.start(wait=False) for p in self.replicas[name] if not p.running]
         for process in started:
-            process.wait_ready()
+            self.wait_ready_on_own_port(process)
         return self
+
+    def wait_ready_on_own_port(self, process: ServiceProcess) -> None:
+        """Wait until `process` is ready; one that lost its preferred port to another process
+        (another stack started at the same time) starts again on a free one."""
+        try:
+            process.wait_ready()
+        except RuntimeError:
+            if not (self.preferred_ports and process.lost_its_port()):
+                raise
+            process.move_to(free_port())
+            process.start(wait=False)
+            process.wait_ready()
 
     def start_console(self) -> ServiceProcess:
         """The staff console on the first replica of each service, signing its tokens with the
@@ -252,7 +275,8 @@ class Stack:
         } | {k: v for k, v in self.extra_env.items() if k in ("TOWNFLOW_TOWN_DIR", "TOWNFLOW_OTLP_ENDPOINT",
                                                             "OTEL_BSP_SCHEDULE_DELAY")}
         self.console = ServiceProcess("console", port, env, self.workdir / "logs" / "console-0.log")
-        return self.console.start()
+        self.wait_ready_on_own_port(self.console.start(wait=False))
+        return self.console
 
     def start_replica(self, name: str, index: int, wait: bool = True) -> ServiceProcess:
         """Start one replica again (after stop_replica or kill_replica); the others are untouched."""

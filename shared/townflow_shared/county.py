@@ -13,9 +13,9 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from .town import Account, Town, TownConfigError, _read, _Strict, _validate, load_town
+from .town import Account, Town, TownConfigError, _read, _Strict, _validate, known_zone, load_town
 
 CountyRole = Literal["county_admin", "county_reader"]
 
@@ -40,6 +40,11 @@ class CountyInfo(_Strict):
     departments: list[Department] = Field(default_factory=list)
     staff: list[CountyStaff] = Field(default_factory=list)
     accounts: list[Account] = Field(default_factory=list)  # console sign-ins of the county's staff
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
 
 
 class County(_Strict):

@@ -1,26 +1,35 @@
-"""HTTP pieces every service mounts: health, readiness, metrics, RED metrics, the refusal of NUL
-characters, and the test clock."""
+"""HTTP pieces every service mounts: health, readiness, metrics, RED metrics, the guard against
+hostile input (guards.py), and the test clock."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import problems
 from .auth import Principal, require
 from .db import OUTAGES
+from .guards import EdgeLimits, InputGuard
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
-from .problems import CLOCK_OUT_OF_RANGE, DATABASE_UNAVAILABLE, INVALID_VALUE, NUL, Refusal, invalid
+from .problems import (
+    CLOCK_OUT_OF_RANGE,
+    DATABASE_UNAVAILABLE,
+    INVALID_VALUE,
+    ROLE_MISSING,
+    TOKEN_INVALID,
+    TOKEN_MISSING,
+    Refusal,
+    invalid,
+)
+from .types import FIRST_YEAR, LAST_YEAR, Command, Instant
 
 if TYPE_CHECKING:
     from .runtime import ServiceRuntime
@@ -47,13 +56,23 @@ Runtime = Annotated["ServiceRuntime", Depends(_runtime_dependency)]
 ops = APIRouter(tags=["operations"])
 
 
-@ops.get("/healthz")
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] = Field(description="database, kafka, consumer: `ok` or why not")
+
+
+@ops.get("/healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     """Alive: the process answers. Kubernetes restarts it when this fails."""
     return {"status": "ok"}
 
 
-@ops.get("/readyz")
+@ops.get("/readyz", response_model=Readiness,
+         responses={503: {"model": Readiness, "description": "not ready: the checks say why"}})
 async def readyz(request: Request) -> JSONResponse:
     """Ready only when PostgreSQL takes writes, Kafka answers and the consumer is not waiting
     out an error."""
@@ -76,37 +95,48 @@ async def readyz(request: Request) -> JSONResponse:
                         status_code=200 if ready else 503)
 
 
-@ops.get("/metrics")
+@ops.get("/metrics", response_class=PlainTextResponse,
+         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                          "description": "Prometheus' text exposition format"}})
 async def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-class ClockChange(BaseModel):
-    now: datetime | None = None
+class ClockChange(Command):
+    now: Instant | None = None
     advance: timedelta | None = None
 
     @model_validator(mode="after")
     def _one(self) -> ClockChange:
         if (self.now is None) == (self.advance is None):
             raise ValueError("give exactly one of 'now' (RFC 3339) or 'advance' (ISO 8601 duration)")
-        if self.now is not None and self.now.tzinfo is None:
-            raise ValueError("'now' needs a UTC offset")
         return self
+
+
+class ClockNow(BaseModel):
+    now: datetime
 
 
 test_clock = APIRouter(tags=["test clock"])
 
 
-@test_clock.post("/v1/admin/clock")
+@test_clock.post("/v1/admin/clock", response_model=ClockNow,
+                 responses=problems.responses(TOKEN_MISSING, TOKEN_INVALID, ROLE_MISSING, CLOCK_OUT_OF_RANGE))
 async def move_clock(change: ClockChange, request: Request,
                      _: Annotated[Principal, Depends(require("admin"))]) -> dict[str, Any]:
-    """Only mounted with TOWNFLOW_TEST_CLOCK=1: set or advance this service's clock."""
+    """Only mounted with TOWNFLOW_TEST_CLOCK=1: set or advance this service's clock (within the
+    years an instant may take, types.FIRST_YEAR to LAST_YEAR)."""
     clock = runtime_of(request).clock
+    if change.now is not None:
+        return {"now": clock.set(change.now).isoformat()}
+    assert change.advance is not None  # noqa: S101 - the model holds exactly one
     try:
-        now = clock.set(change.now) if change.now is not None else clock.advance(change.advance)  # type: ignore[arg-type]
+        then = clock.now() + change.advance
     except OverflowError as exc:
         raise CLOCK_OUT_OF_RANGE("advance") from exc
-    return {"now": now.isoformat()}
+    if not FIRST_YEAR <= then.year <= LAST_YEAR:
+        raise CLOCK_OUT_OF_RANGE("advance")
+    return {"now": clock.set(then).isoformat()}
 
 
 class RedMetricsMiddleware:
@@ -142,82 +172,6 @@ class RedMetricsMiddleware:
             HTTP_DURATION.labels(self.service, scope["method"], template).observe(time.perf_counter() - started)
 
 
-class NulCharacterMiddleware:
-    """PostgreSQL text cannot hold U+0000, so a NUL in a query parameter, the path or a JSON
-    string is refused with a 422 naming where it is, before any handler could turn it into a
-    database error (a 500). Plain ASGI; a body is looked into only if it holds an escaped NUL."""
-
-    MESSAGE = "text may not contain the NUL character (U+0000)"
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        query: bytes = scope.get("query_string", b"")
-        if b"%00" in query or b"\x00" in query:
-            for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-                if "\x00" in name or "\x00" in value:
-                    await self._refuse(send, ["query", name.replace("\x00", "")])
-                    return
-        if "\x00" in scope["path"]:
-            await self._refuse(send, ["path"])
-            return
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        messages: list[Message] = []
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-        body = b"".join(m.get("body", b"") for m in messages)
-        if b"\\u0000" in body:
-            where = _nul_in_json(body)
-            if where is not None:
-                await self._refuse(send, ["body", *where])
-                return
-        replay = iter(messages)
-
-        async def receive_again() -> Message:
-            return next(replay, None) or await receive()
-
-        await self.app(scope, receive_again, send)
-
-    async def _refuse(self, send: Send, loc: list[str | int]) -> None:
-        field = problems.field_of(loc)
-        await invalid([NUL.error(field)]).response()({"type": "http"}, _no_body, send)
-
-
-async def _no_body() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-def _nul_in_json(body: bytes) -> list[str | int] | None:
-    """Where the first string holding a NUL is, as a FastAPI `loc`; None if none (or not JSON)."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return None  # FastAPI answers the broken JSON itself
-
-    def search(value: Any, path: list[str | int]) -> list[str | int] | None:
-        if isinstance(value, str):
-            return path if "\x00" in value else None
-        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-        for key, item in items:
-            if isinstance(key, str) and "\x00" in key:
-                return [*path, key.replace("\x00", "")]
-            found = search(item, [*path, key])
-            if found is not None:
-                return found
-        return None
-
-    return search(document, [])
-
-
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """An outage, not a fault of the caller's request nor of ours: 503, to be tried again."""
     return DATABASE_UNAVAILABLE(headers={"Retry-After": str(RETRY_AFTER_SECONDS)}).response()
@@ -226,12 +180,13 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 RETRY_AFTER_SECONDS = 5
 
 
-def mount_common(app: FastAPI, service: str, with_test_clock: bool) -> None:
+def mount_common(app: FastAPI, service: str, with_test_clock: bool, limits: EdgeLimits | None = None) -> None:
+    """What every service answers besides its own routes, and the guard before them all."""
     problems.install(app)
     for outage in OUTAGES:
         app.add_exception_handler(outage, _database_unavailable)
     app.include_router(ops)
     if with_test_clock:
         app.include_router(test_clock)
-    app.add_middleware(NulCharacterMiddleware)
+    app.add_middleware(InputGuard, limits=limits)
     app.add_middleware(RedMetricsMiddleware, service=service)

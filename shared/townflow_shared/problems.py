@@ -255,9 +255,10 @@ _PARAMS = ("min_length", "max_length", "ge", "gt", "le", "lt", "expected", "max_
 
 def field_of(loc: Sequence[Any]) -> str:
     """FastAPI's `loc` as a dotted field name: ("body", "citizen", "phone") → citizen.phone."""
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _LOCATIONS and p == loc[0])]
-    # A union's branch names (`function-after[...]`, a model's name) are not fields.
-    return ".".join(p for p in parts if "[" not in p) or "body"
+    parts = [str(p)[:64] for p in loc if not (isinstance(p, str) and p in _LOCATIONS and p == loc[0])]
+    # A union's branch names (`function-after[...]`, a model's name) are not fields; a member's
+    # name is cut short (a refusal never echoes input in bulk: a key may be 500 KB long).
+    return ".".join(p for p in parts if "[" not in p)[:200] or "body"
 
 
 def field_error(error: Mapping[str, Any]) -> FieldError:
@@ -343,6 +344,10 @@ def responses(*codes: Code) -> dict[int | str, dict[str, Any]]:
 COMMON = (MALFORMED_JSON, BODY_TOO_SLOW, BODY_TOO_LARGE, URI_TOO_LONG, DATABASE_UNAVAILABLE)
 
 
+# What a route that reads a bearer token may answer besides (auth.require, auth.optional_principal).
+AUTHENTICATED = (TOKEN_MISSING, TOKEN_INVALID, AUTH_NOT_CONFIGURED, TOKEN_WITHOUT_TOWN, ROLE_MISSING)
+
+
 def _document_problems(app: FastAPI) -> None:
     """Every 4xx/5xx of every route as `application/problem+json` with the Problem schema; the
     edge's own refusals on every route; FastAPI's HTTPValidationError replaced."""
@@ -367,10 +372,12 @@ def _document_problems(app: FastAPI) -> None:
                     continue
                 answers = operation["responses"]
                 common = [c for c in COMMON if method in ("post", "put", "patch") or c.status not in (400, 408, 413)]
+                if operation.get("security"):  # a bearer token is read: its refusals on this route too
+                    common += AUTHENTICATED
                 for status, listed in responses(*common).items():
                     answers.setdefault(str(status), listed)
                 for status, answer in answers.items():
-                    if status[:1] in ("4", "5"):
+                    if status[:1] in ("4", "5") and not _own_answer(answer):
                         answer["content"] = problem
                         if status == "422" and answer.get("description") == "Validation Error":
                             answer["description"] = "inputs that are wrong, each named with its code"
@@ -378,6 +385,13 @@ def _document_problems(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _own_answer(answer: Mapping[str, Any]) -> bool:
+    """A status a route declared with a model of its own (`/readyz`'s 503 lists its checks): kept."""
+    schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema) and schema.get("$ref") not in ("#/components/schemas/HTTPValidationError",
+                                                       "#/components/schemas/Problem")
 
 
 def catalogues() -> list[Catalogue]:

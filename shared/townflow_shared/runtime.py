@@ -30,6 +30,7 @@ from .db import OUTAGES
 from .dlq import Rejected, describe
 from .events import TOPICS, Envelope, dlq_topic
 from .group_gauges import GroupGauges, Refresh
+from .guards import EdgeLimits
 from .http import mount_common
 from .kafka import create_broker, create_producer, ensure_topics
 from .lag import measure_lag_forever
@@ -302,7 +303,7 @@ class ServiceRuntime:
         app.state.county = self.county
         for router in routers:
             app.include_router(router)
-        mount_common(app, self.service, self.settings.test_clock)
+        mount_common(app, self.service, self.settings.test_clock, EdgeLimits.of(self.settings))
         return app
 
 

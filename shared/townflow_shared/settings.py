@@ -20,6 +20,18 @@ class ServiceSettings(BaseSettings):
     service_name: str = "townflow"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # The edge's limits on hostile input (townflow_shared.guards). A body over max_body_bytes is
+    # refused 413 (on its Content-Length, before it is read); a JSON body may nest max_json_depth
+    # deep and hold max_json_members members and items in all (enforcement's plan takes 10,000
+    # targets); a body must arrive within body_timeout_seconds (408); a URL longer than
+    # max_url_length is refused 414. uvicorn reads a request's head up to max_head_bytes, so an
+    # over-long URL below that gets its 414 instead of a reset connection.
+    http_max_body_bytes: int = 1_048_576
+    http_max_json_depth: int = 32
+    http_max_json_members: int = 20_000
+    http_body_timeout_seconds: float = 10.0
+    http_max_url_length: int = 8192
+    http_max_head_bytes: int = 2 * 1_048_576
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/townflow")
     db_pool_min: int = 2
     db_pool_max: int = 10

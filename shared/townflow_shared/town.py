@@ -41,6 +41,16 @@ class Village(_Strict):
     name: str
 
 
+def known_zone(value: str) -> str:
+    """An IANA time zone name (Asia/Shanghai), or ValueError: a misspelt zone stops start-up
+    instead of every date answering 500."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from exc
+    return value
+
+
 class TownInfo(_Strict):
     code: str = Field(pattern=r"^\d{9}$")
     name: str
@@ -58,11 +68,7 @@ class TownInfo(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return known_zone(value)
 
     @field_validator("working_hours")
     @classmethod

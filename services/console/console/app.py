@@ -22,6 +22,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from townflow_shared.county import County, load_county
+from townflow_shared.guards import EdgeLimits, InputGuard
 from townflow_shared.http import RedMetricsMiddleware
 from townflow_shared.metrics import REGISTRY
 from townflow_shared.telemetry import setup_tracing
@@ -159,5 +160,6 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                       message="这张表单已失效（缺少或不匹配安全校验码），请返回刷新页面后重新提交。")
 
     app.add_middleware(SessionMiddleware, codec=codec, secure=settings.console_cookie_secure)
+    app.add_middleware(InputGuard, limits=EdgeLimits.of(settings))  # hostile input, as in every service
     app.add_middleware(RedMetricsMiddleware, service=settings.service_name)
     return app
