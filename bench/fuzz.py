@@ -18,7 +18,6 @@ from pathlib import Path
 from devstack.issuer import audience_of
 from devstack.stack import Stack
 
-
 # Everything schemathesis can do: its examples, the coverage of each schema's edges, random
 # fuzzing and stateful sequences (links between operations), valid and invalid input alike.
 PHASES = "examples,coverage,fuzzing,stateful"
