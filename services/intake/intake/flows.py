@@ -1,6 +1,8 @@
 """Intake's command handlers (SPEC §5.2, §6.1, §10): each takes `(deps, actor, command)`, works in
 one unit of work (`store.UnitOfWork`: the store's operations and the outbox, one transaction) and
-returns its result, or raises a refusal from `refusals`.
+returns its result, or raises a refusal from `refusals`. The event handlers' flows (`follow_*`, at
+the end) take the unit of work they run in: the consumer's transaction, which holds the event's
+inbox row.
 
 Filings are written a batch at a time: `file_request` validates a filing and hands it to the
 service's `GroupCommit` (`Deps.filing_writer`); the filings that wait together are written by
@@ -27,6 +29,7 @@ from townflow_shared.clock import Clock
 from townflow_shared.county import County
 from townflow_shared.events import (
     Colour,
+    InspectionDone,
     Rating,
     RequestFiled,
     RequestFiledData,
@@ -34,12 +37,20 @@ from townflow_shared.events import (
     RequestMergedData,
     RequestRated,
     RequestRatedData,
+    TaskAccepted,
+    TaskCallback,
+    TaskCompleted,
+    TaskDispatched,
+    TaskExtended,
+    TaskReturned,
+    TaskSupervised,
+    TaskVerified,
     new_event,
 )
 from townflow_shared.group_commit import GroupCommit
 from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.problems import TOWN_REQUIRED, invalid
-from townflow_shared.scope import town_of_new_record, town_of_record, towns_to_read
+from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import CatalogItem, Town
 
@@ -490,3 +501,91 @@ async def record_merge(uow: UnitOfWork, *, merged: Row, into_request_id: uuid.UU
                           reversed=reversed_, by=by, at=now),
         source="intake", town_code=merged["town_code"], subject=str(merged["request_id"]),
         correlation_id=str(merged["request_id"]), time=now))
+
+
+# --- events: the citizen's status timeline, from what dispatch and enforcement publish ------------
+# Each flow runs in the unit of work it is handed (the consumer's transaction, with the event's
+# inbox row). Every event names its town (SPEC §8): it steps only that town's requests, and an
+# event for a town this deployment does not serve is poison (`town_of_event` rejects it). A step
+# is kept once per event and request (a redelivery adds none); a status only replaces a newer one
+# when `rules.newer_status` says so, as events may arrive out of order.
+async def record_step(uow: UnitOfWork, town: Town, request_id: str, at: datetime, step: str,
+                      detail: dict[str, Any], event_id: uuid.UUID, status: str | None = None,
+                      completed_at: datetime | None = None) -> None:
+    """A step on a town's request's timeline, and its status when the step's is the newer one."""
+    rid = uuid.UUID(request_id)
+    current = await uow.store.step_and_status(town.code, rid, at, step, detail, event_id)
+    if current is None:
+        return  # not a matter of the event's town filed here: nothing of ours to update
+    if status is not None and rules.newer_status(current["status"], current["status_at"], status, at):
+        await uow.store.set_status(rid, status, at, completed_at)
+
+
+async def follow_task_dispatched(deps: Deps, uow: UnitOfWork, event: TaskDispatched) -> None:
+    """The matter's task is dispatched: the task is linked to it, and the inspection steps that
+    came before the dispatch follow the dispatch step."""
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    early_steps = await uow.store.link_task(d.task_id, uuid.UUID(d.request_id))
+    await record_step(uow, town, d.request_id, d.dispatched_at, "dispatched",
+                      {"task_id": d.task_id, "module": d.lead_module, "colour": d.colour,
+                       "resolve_by": d.resolve_by.isoformat()}, event.id, status="dispatched")
+    for early in early_steps:
+        await record_step(uow, town, d.request_id, early["at"], "inspected", early["detail"], early["event_id"])
+
+
+async def follow_task_accepted(deps: Deps, uow: UnitOfWork, event: TaskAccepted) -> None:
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.accepted_at, "accepted", {"task_id": d.task_id},
+                      event.id, status="in_progress")
+
+
+async def follow_task_returned(deps: Deps, uow: UnitOfWork, event: TaskReturned) -> None:
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.returned_at, "returned", {"task_id": d.task_id},
+                      event.id, status="returned")
+
+
+async def follow_task_supervised(deps: Deps, uow: UnitOfWork, event: TaskSupervised) -> None:
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.at, "supervised", {"level": d.level}, event.id)
+
+
+async def follow_task_extended(deps: Deps, uow: UnitOfWork, event: TaskExtended) -> None:
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, event.time, "extended",
+                      {"days": d.days, "resolve_by": d.resolve_by.isoformat()}, event.id)
+
+
+async def follow_task_completed(deps: Deps, uow: UnitOfWork, event: TaskCompleted) -> None:
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.completed_at, "completed",
+                      {"task_id": d.task_id, "on_time": d.on_time}, event.id,
+                      status="completed", completed_at=d.completed_at)
+
+
+async def follow_task_verified(deps: Deps, uow: UnitOfWork, event: TaskVerified) -> None:
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.at, "verified", {"passed": d.passed}, event.id,
+                      status="closed" if d.passed else "rework")
+
+
+async def follow_inspection_done(deps: Deps, uow: UnitOfWork, event: InspectionDone) -> None:
+    """An inspection steps the matter of each task it covered; a task whose dispatch has not
+    reached intake yet keeps its step until it does (see `follow_task_dispatched`)."""
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    known = await uow.store.requests_of_tasks(d.task_ids)
+    outcomes = {f.task_id: f.outcome for f in d.findings}
+    for task_id in d.task_ids:
+        detail = {"inspection_id": d.inspection_id, "outcome": outcomes.get(task_id)}
+        if task_id in known:
+            await record_step(uow, town, known[task_id], d.finished_at, "inspected", detail, event.id)
+        else:
+            await uow.store.keep_early_inspection_step(task_id, d.finished_at, detail, event.id)
+
+
+async def follow_task_callback(deps: Deps, uow: UnitOfWork, event: TaskCallback) -> None:
+    """回访: a step on the citizen's timeline; an unsatisfied callback reopens the matter (重办)."""
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.at, "callback",
+                      {"task_id": d.task_id, "reached": d.reached, "rating": d.rating, "reopened": d.reopened},
+                      event.id, status="reopened" if d.reopened else None)

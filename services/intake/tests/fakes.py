@@ -107,7 +107,9 @@ class FakeStore:
 
     async def keep_early_inspection_step(self, task_id: str, at: datetime, detail: dict[str, Any],
                                          event_id: uuid.UUID) -> None:
-        self.tables.early_steps.setdefault(task_id, []).append({"at": at, "detail": detail, "event_id": event_id})
+        kept = self.tables.early_steps.setdefault(task_id, [])
+        if all(s["event_id"] != event_id for s in kept):  # the real table's key: (task_id, event_id)
+            kept.append({"at": at, "detail": detail, "event_id": event_id})
 
     async def set_status(self, request_id: uuid.UUID, status: str, at: datetime,
                          completed_at: datetime | None = None) -> None:

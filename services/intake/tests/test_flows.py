@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +12,33 @@ import pytest
 from intake import flows, models
 from services.intake.tests.fakes import COUNTY, FakeDatabase, deps
 from townflow_shared.auth import Principal
-from townflow_shared.events import RequestFiled, RequestMerged, RequestRated
+from townflow_shared.dlq import Rejected
+from townflow_shared.events import (
+    EventData,
+    Finding,
+    InspectionDone,
+    InspectionDoneData,
+    RequestFiled,
+    RequestMerged,
+    RequestRated,
+    TaskAccepted,
+    TaskAcceptedData,
+    TaskCallback,
+    TaskCallbackData,
+    TaskCompleted,
+    TaskCompletedData,
+    TaskDispatched,
+    TaskDispatchedData,
+    TaskExtended,
+    TaskExtendedData,
+    TaskReturned,
+    TaskReturnedData,
+    TaskSupervised,
+    TaskSupervisedData,
+    TaskVerified,
+    TaskVerifiedData,
+    new_event,
+)
 from townflow_shared.problems import Refusal
 
 NOW = datetime(2027, 3, 15, 1, 0, tzinfo=UTC)  # 09:00 in the towns
@@ -238,3 +266,172 @@ def test_the_catalog_is_one_towns() -> None:
         flows.catalog(deps(db, NOW), CLERK, BAILU)
     assert other.value.code.name == "town.not_found"
     assert len(COUNTY.towns) > 1
+
+
+# --- events: the citizen's timeline, from what dispatch and enforcement publish -------------------
+TASK = "a-task"
+
+
+def event(kind: type[Any], data: EventData, town: str = QINGHE, at: datetime = NOW) -> Any:
+    return new_event(kind, data, source="dispatch", town_code=town, subject=TASK, correlation_id=TASK, time=at)
+
+
+def dispatched(request_id: str, at: datetime, town: str = QINGHE) -> TaskDispatched:
+    return event(TaskDispatched, TaskDispatchedData(
+        task_id=TASK, request_id=request_id, item_code="S001", kind="service", colour="yellow", village="V01",
+        location="青禾村五组", lead_module="social", post="p1", assignee="s017", assigned_via="A",
+        respond_by=at + timedelta(hours=2), resolve_by=at + timedelta(days=5), dispatched_at=at), town, at)
+
+
+def accepted(request_id: str, at: datetime, town: str = QINGHE) -> TaskAccepted:
+    return event(TaskAccepted, TaskAcceptedData(task_id=TASK, request_id=request_id, by="s017", accepted_at=at),
+                 town, at)
+
+
+def completed(request_id: str, at: datetime) -> TaskCompleted:
+    return event(TaskCompleted, TaskCompletedData(task_id=TASK, request_id=request_id, by="s017",
+                                                  resolution="已办结", completed_at=at, on_time=True), at=at)
+
+
+def verified(request_id: str, at: datetime, passed: bool) -> TaskVerified:
+    return event(TaskVerified, TaskVerifiedData(task_id=TASK, request_id=request_id, passed=passed, note="",
+                                                by="s030", at=at), at=at)
+
+
+def inspected(at: datetime) -> InspectionDone:
+    return event(InspectionDone, InspectionDoneData(
+        inspection_id="i-1", target="t", task_ids=[TASK], units=["u"], officers=["o1"],
+        findings=[Finding(task_id=TASK, outcome="compliant")], started_at=at, finished_at=at), at=at)
+
+
+async def follow(db: FakeDatabase, flow: Callable[[flows.Deps, Any, Any], Awaitable[None]], *events: Any) -> None:
+    """Each event in a unit of work of its own, as the consumer hands it over."""
+    for e in events:
+        async with db.unit_of_work() as uow:
+            await flow(deps(db, NOW), uow, e)
+
+
+def timeline(db: FakeDatabase, request_id: str) -> list[tuple[str, datetime]]:
+    """The steps as the citizen reads them: by time, then as written (the store's `at, seq`)."""
+    return [(s["step"], s["at"]) for s in sorted(db.tables.timeline[uuid.UUID(request_id)], key=lambda s: s["at"])]
+
+
+def request(db: FakeDatabase, ticket: dict[str, Any]) -> dict[str, Any]:
+    return db.tables.requests[ticket["ticket_no"]]
+
+
+def minutes(n: int) -> datetime:
+    return NOW + timedelta(minutes=n)
+
+
+async def test_a_tasks_life_steps_the_matters_timeline_and_status() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))
+    assert request(db, ticket)["status"] == "dispatched" and request(db, ticket)["status_at"] == minutes(1)
+    assert db.tables.tasks == {TASK: uuid.UUID(rid)}
+    step = db.tables.timeline[uuid.UUID(rid)][-1]
+    assert step["detail"] == {"task_id": TASK, "module": "social", "colour": "yellow",
+                              "resolve_by": (minutes(1) + timedelta(days=5)).isoformat()}
+    await follow(db, flows.follow_task_accepted, accepted(rid, minutes(2)))
+    assert request(db, ticket)["status"] == "in_progress"
+    await follow(db, flows.follow_task_supervised, event(TaskSupervised, TaskSupervisedData(
+        task_id=TASK, request_id=rid, level="reminder", notified=["s017"], at=minutes(3)), at=minutes(3)))
+    await follow(db, flows.follow_task_extended, event(TaskExtended, TaskExtendedData(
+        task_id=TASK, request_id=rid, days=3, reason="r", approved_by="s030",
+        resolve_by=minutes(4) + timedelta(days=8)), at=minutes(4)))
+    assert request(db, ticket)["status"] == "in_progress"  # supervision and extension change no status
+    await follow(db, flows.follow_task_completed, completed(rid, minutes(5)))
+    assert request(db, ticket)["status"] == "completed" and request(db, ticket)["completed_at"] == minutes(5)
+    await follow(db, flows.follow_task_verified, verified(rid, minutes(6), passed=True))
+    assert request(db, ticket)["status"] == "closed" and request(db, ticket)["completed_at"] == minutes(5)
+    assert timeline(db, rid) == [("filed", NOW), ("dispatched", minutes(1)), ("accepted", minutes(2)),
+                                 ("supervised", minutes(3)), ("extended", minutes(4)), ("completed", minutes(5)),
+                                 ("verified", minutes(6))]
+    assert db.tables.timeline[uuid.UUID(rid)][4]["detail"] == {
+        "days": 3, "resolve_by": (minutes(4) + timedelta(days=8)).isoformat()}
+    assert [e.type for e in db.published] == ["intake.request.filed"]  # following publishes nothing
+
+
+async def test_a_return_a_failed_verification_and_an_unsatisfied_callback_set_their_status() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))
+    await follow(db, flows.follow_task_returned, event(TaskReturned, TaskReturnedData(
+        task_id=TASK, request_id=rid, by="s017", reason="非本岗", returned_at=minutes(2)), at=minutes(2)))
+    assert request(db, ticket)["status"] == "returned"
+    await follow(db, flows.follow_task_verified, verified(rid, minutes(3), passed=False))
+    assert request(db, ticket)["status"] == "rework"
+
+    def callback(at: datetime, reopened: bool) -> TaskCallback:
+        return event(TaskCallback, TaskCallbackData(
+            task_id=TASK, request_id=rid, reached=True, rating="unsatisfied" if reopened else "satisfied",
+            by="s030", at=at, reopened=reopened), at=at)
+
+    await follow(db, flows.follow_task_callback, callback(minutes(4), reopened=False))
+    assert request(db, ticket)["status"] == "rework"  # a satisfied callback is a step, not a status
+    await follow(db, flows.follow_task_callback, callback(minutes(5), reopened=True))
+    assert request(db, ticket)["status"] == "reopened"
+    assert db.tables.timeline[uuid.UUID(rid)][-1]["detail"] == {
+        "task_id": TASK, "reached": True, "rating": "unsatisfied", "reopened": True}
+    assert [s for s, _ in timeline(db, rid)] == ["filed", "dispatched", "returned", "verified", "callback", "callback"]
+
+
+async def test_a_redelivered_event_adds_no_second_step() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    once = accepted(rid, minutes(2))
+    await follow(db, flows.follow_task_accepted, once, once)
+    assert timeline(db, rid) == [("filed", NOW), ("accepted", minutes(2))]
+
+
+async def test_an_event_that_comes_late_steps_the_timeline_but_leaves_the_newer_status() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    await follow(db, flows.follow_task_completed, completed(rid, minutes(5)))
+    await follow(db, flows.follow_task_accepted, accepted(rid, minutes(2)))
+    assert request(db, ticket)["status"] == "completed" and request(db, ticket)["status_at"] == minutes(5)
+    assert timeline(db, rid) == [("filed", NOW), ("accepted", minutes(2)), ("completed", minutes(5))]
+
+
+async def test_an_event_steps_only_its_own_towns_matters() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    await follow(db, flows.follow_task_accepted, accepted(rid, minutes(2), town=BAILU))
+    assert request(db, ticket)["status"] == "filed" and timeline(db, rid) == [("filed", NOW)]
+    await follow(db, flows.follow_task_accepted, accepted(str(uuid.uuid4()), minutes(2)))  # not ours at all
+    assert request(db, ticket)["status"] == "filed"
+    with pytest.raises(Rejected):  # a town this deployment does not serve: poison, nothing written
+        await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1), town="321003199"))
+    assert db.tables.tasks == {} and timeline(db, rid) == [("filed", NOW)]
+
+
+async def test_an_inspection_before_the_dispatch_steps_the_matter_when_the_dispatch_arrives() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    early = inspected(minutes(3))
+    await follow(db, flows.follow_inspection_done, early, early)  # redelivered: kept once
+    assert timeline(db, rid) == [("filed", NOW)] and len(db.tables.early_steps[TASK]) == 1
+    await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))
+    assert timeline(db, rid) == [("filed", NOW), ("dispatched", minutes(1)), ("inspected", minutes(3))]
+    step = db.tables.timeline[uuid.UUID(rid)][-1]
+    assert step["detail"] == {"inspection_id": "i-1", "outcome": "compliant"} and step["event_id"] == early.id
+    assert db.tables.early_steps == {} and request(db, ticket)["status"] == "dispatched"
+    await follow(db, flows.follow_inspection_done, early)  # once more after the dispatch: no second step
+    assert [s for s, _ in timeline(db, rid)].count("inspected") == 1
+
+
+async def test_an_inspection_after_the_dispatch_steps_the_matter_at_once() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))
+    await follow(db, flows.follow_inspection_done, inspected(minutes(3)))
+    assert timeline(db, rid) == [("filed", NOW), ("dispatched", minutes(1)), ("inspected", minutes(3))]
+    assert db.tables.early_steps == {} and request(db, ticket)["status"] == "dispatched"
