@@ -99,12 +99,17 @@ async def test_the_monthly_bulletin_as_a_workbook_and_as_csv(
     assert default.headers["content-disposition"].endswith('.xlsx"')
 
     # Who may have it, and a month without figures.
-    assert (await appraisal.call("GET", "/v1/bulletin", as_=("s020", "staff"),
-                                 params={"period": PERIOD})).status_code == 403
-    assert (await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER,
-                                 params={"period": "2099-01"})).status_code == 404
-    assert (await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER,
-                                 params={"period": PERIOD, "format": "pdf"})).status_code == 422
+    staff = await appraisal.call("GET", "/v1/bulletin", as_=("s020", "staff"), params={"period": PERIOD})
+    assert (staff.status_code, staff.json()["code"]) == (403, "auth.role_missing")
+    empty = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": "2099-01"})
+    assert (empty.status_code, empty.json()["code"], empty.json()["field"]) == (404, "period.no_figures", "period")
+    assert empty.json()["params"] == {"period": "2099-01"}
+    pdf = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": PERIOD, "format": "pdf"})
+    assert (pdf.status_code, pdf.json()["code"], pdf.json()["field"]) == (422, "value.not_allowed", "format")
+    endless = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": PERIOD, "pool": "1E+999999"})
+    assert (endless.status_code, endless.json()["code"]) == (422, "value.too_many_digits")
+    far = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": "9999-01"})
+    assert (far.status_code, far.json()["code"]) == (422, "period.out_of_range")
 
 
 # --- the workbook worker ends with its service ---------------------------------------------------
