@@ -28,7 +28,8 @@ def create_runtime(settings: AppraisalSettings | None = None, publishing: bool =
     runtime.deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
                         unit_of_work=unit_of_work.postgres(runtime.database), batches=batches,
                         workbooks=Workbooks())  # its worker process starts with the first workbook
-    handlers.register(runtime)
+    for event_type, handler in handlers.HANDLERS:
+        runtime.on(event_type)(handler)
     runtime.around_handlers(batches.scope)
     runtime.publishes(ScoreUpdated, AlertRaised)
     return runtime

@@ -367,7 +367,7 @@ class BulletinFile:
 BONUS_READERS = ("appraisal_admin",)
 
 
-def town_to_read(deps: Deps, actor: Principal, named: str | None) -> Town:
+def _one_town(deps: Deps, actor: Principal, named: str | None) -> Town:
     """The one town a figure is of: a town's staff's own (another: 404); a county role names it
     (a one-town deployment's by default). The shared scope decides; a figure covers one town."""
     towns = towns_to_read(deps.county, actor, named)
@@ -382,7 +382,7 @@ def _period(deps: Deps, town: Town, period: str | None) -> str:
 
 async def scores(deps: Deps, actor: Principal, query: ScoresOf) -> list[dict[str, object]]:
     """Every subject's figures of a town's month (a seconded unit's with its parent's score)."""
-    town = town_to_read(deps, actor, query.town)
+    town = _one_town(deps, actor, query.town)
     period = _period(deps, town, query.period)
     async with deps.unit_of_work(readonly=True) as uow:
         figures = await month_figures(uow.store, town, period)
@@ -404,7 +404,7 @@ async def scores(deps: Deps, actor: Principal, query: ScoresOf) -> list[dict[str
 
 
 async def rates(deps: Deps, actor: Principal, query: RatesOf) -> list[dict[str, Any]]:
-    town = town_to_read(deps, actor, query.town)
+    town = _one_town(deps, actor, query.town)
     period = _period(deps, town, query.period)
     async with deps.unit_of_work(readonly=True) as uow:
         figures = await month_figures(uow.store, town, period)
@@ -414,7 +414,7 @@ async def rates(deps: Deps, actor: Principal, query: RatesOf) -> list[dict[str, 
 
 async def rankings(deps: Deps, actor: Principal, query: MonthOf) -> dict[str, Any]:
     """红黑榜: the top and bottom of each subject type of a town by composite."""
-    town = town_to_read(deps, actor, query.town)
+    town = _one_town(deps, actor, query.town)
     period = _period(deps, town, query.period)
     async with deps.unit_of_work(readonly=True) as uow:
         figures = await month_figures(uow.store, town, period)
@@ -448,7 +448,7 @@ def bonus_weights(town: Town, staff: Iterable[rules.Figures]) -> tuple[dict[str,
 
 async def bonus(deps: Deps, actor: Principal, query: BonusOf) -> dict[str, Any]:
     """差异化分配: a town's pool split by post coefficient × max(points, 0), to the cent."""
-    town = town_to_read(deps, actor, query.town)
+    town = _one_town(deps, actor, query.town)
     period = _period(deps, town, query.period)
     async with deps.unit_of_work(readonly=True) as uow:
         figures = await month_figures(uow.store, town, period)
@@ -464,7 +464,7 @@ async def bonus(deps: Deps, actor: Principal, query: BonusOf) -> dict[str, Any]:
 
 
 async def alerts(deps: Deps, actor: Principal, query: AlertsOf) -> list[dict[str, Any]]:
-    town = town_to_read(deps, actor, query.town)
+    town = _one_town(deps, actor, query.town)
     async with deps.unit_of_work(readonly=True) as uow:
         rows = await uow.store.alerts(town.code, query.period, query.staff_id)
     return [{"staff_id": a["staff_id"], "period": a["period"], "level": a["level"], "reasons": list(a["reasons"]),
@@ -473,7 +473,7 @@ async def alerts(deps: Deps, actor: Principal, query: AlertsOf) -> list[dict[str
 
 async def ledger(deps: Deps, actor: Principal, query: LedgerOf) -> Ledger:
     """Every points entry of a subject's month with the event behind it, for audit."""
-    town = town_to_read(deps, actor, query.town)
+    town = _one_town(deps, actor, query.town)
     async with deps.unit_of_work(readonly=True) as uow:
         entries = await ledger_entries(uow.store, town, query.subject_type, query.subject_id, query.period)
     return Ledger(town.code, query.subject_type, query.subject_id, query.period, entries)
@@ -509,7 +509,7 @@ def rules_laid_over(town: Town, changes: Mapping[str, Any]) -> AppraisalRules:
 async def what_if(deps: Deps, actor: Principal, query: WhatIfOf) -> dict[str, Any]:
     """Every figure of a month under other rules, beside the live ones, subject by subject; the
     live figures are only read (SPEC §10)."""
-    town = town_to_read(deps, actor, query.town)
+    town = _one_town(deps, actor, query.town)
     other = rules_laid_over(town, query.rules)
     async with deps.unit_of_work(readonly=True) as uow:
         return await whatif.what_if(uow.store, town, query.period, other)
@@ -518,7 +518,7 @@ async def what_if(deps: Deps, actor: Principal, query: WhatIfOf) -> dict[str, An
 async def bulletin(deps: Deps, actor: Principal, query: BulletinOf) -> BulletinFile:
     """月度通报: rates by module, village and staff, the red and black lists, the alerts and the
     bonus split of a town's month, as a workbook or one CSV of its sheets."""
-    town = town_to_read(deps, actor, query.town)
+    town = _one_town(deps, actor, query.town)
     period = _period(deps, town, query.period)
     async with deps.unit_of_work(readonly=True) as uow:
         figures = await month_figures(uow.store, town, period)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from townflow_shared.consumer import Handler
 from townflow_shared.events import (
     CaseUpdated,
     Envelope,
@@ -24,7 +25,6 @@ from townflow_shared.events import (
     TaskSupervised,
     TaskVerified,
 )
-from townflow_shared.runtime import ServiceRuntime
 from townflow_shared.scope import town_of_event
 from townflow_shared.town import Town
 
@@ -168,15 +168,14 @@ async def plan_published(conn: asyncpg.Connection, event: PlanPublished, deps: D
     town_of_event(deps.county, event.town_code)
 
 
-def register(runtime: ServiceRuntime) -> None:
-    """Each handler under its own name: the inbox knows handled events by `appraisal.<name>`."""
-    for event_type, handler in (
-        (RequestFiled, request_filed), (RequestRated, request_rated),
-        (TaskDispatched, task_dispatched), (TaskAccepted, task_accepted),
-        (TaskReturned, task_returned), (TaskSupervised, task_supervised),
-        (TaskCompleted, task_completed), (TaskExtended, task_extended),
-        (TaskVerified, task_verified), (TaskMerged, task_merged),
-        (TaskCallback, task_callback), (InspectionDone, inspection_done),
-        (CaseUpdated, case_updated), (PlanPublished, plan_published),
-    ):
-        runtime.on(event_type)(handler)  # type: ignore[arg-type]
+# Each handler under its own name: the inbox knows handled events by `appraisal.<name>`
+# (app.py registers them).
+HANDLERS: tuple[tuple[type[Envelope], Handler], ...] = (
+    (RequestFiled, request_filed), (RequestRated, request_rated),
+    (TaskDispatched, task_dispatched), (TaskAccepted, task_accepted),
+    (TaskReturned, task_returned), (TaskSupervised, task_supervised),
+    (TaskCompleted, task_completed), (TaskExtended, task_extended),
+    (TaskVerified, task_verified), (TaskMerged, task_merged),
+    (TaskCallback, task_callback), (InspectionDone, inspection_done),
+    (CaseUpdated, case_updated), (PlanPublished, plan_published),
+)
