@@ -53,7 +53,7 @@ async def _what_if(settings: AppraisalSettings, rules_file: str, changes: dict[s
 
     from .models import is_period
     from .unit_of_work import PostgresUnitOfWork
-    from .whatif import rules_with, table, what_if
+    from .whatif import read_month, rules_with, table, what_if
 
     if not is_period(period):
         print(f"--period {period!r}: YYYY-MM, 2000-01 to 2100-12", file=sys.stderr)
@@ -72,7 +72,8 @@ async def _what_if(settings: AppraisalSettings, rules_file: str, changes: dict[s
     database.use(await db.create_pool(settings.database_url.get_secret_value(), 1, 2))
     try:
         async with PostgresUnitOfWork(database, readonly=True) as uow:  # one snapshot, only read
-            result = await what_if(uow.store, town, period, other)
+            month = await read_month(uow.store, town, period)
+        result = await what_if(month, town, period, other)
     finally:
         await database.pool.close()
     print(json.dumps(result, ensure_ascii=False, indent=2) if as_json else table(result))

@@ -239,14 +239,12 @@ async def month_figures(db: store.AppraisalStore, town: Town,
     return rules.month_figures(period, totals, town, town.rules.appraisal)
 
 
-async def ledger_entries(db: store.AppraisalStore, town: Town, subject_type: rules.SubjectType, subject_id: str,
-                         period: str) -> list[rules.LedgerEntry]:
+async def ledger_entries(tasks: Sequence[store.Row], inspections: Sequence[store.Row], town: Town,
+                         subject_type: rules.SubjectType, subject_id: str) -> list[rules.LedgerEntry]:
     """Every points entry of a subject's month with the event behind it: the same rules that made
     its contributions, over its own tasks and inspections. A busy module's month is thousands of
     tasks: the entries are made in a worker thread, so the event loop (the consumer, the relay,
     the probes) never waits on them."""
-    tasks = await db.tasks_of_subject(town.code, subject_type, subject_id, period)
-    inspections = await db.inspections_of_subject(town.code, subject_type, subject_id, period)
     return await asyncio.to_thread(_entries_of, tasks, inspections, town, subject_type, subject_id)
 
 
@@ -475,7 +473,10 @@ async def ledger(deps: Deps, actor: Principal, query: LedgerOf) -> Ledger:
     """Every points entry of a subject's month with the event behind it, for audit."""
     town = _one_town(deps, actor, query.town)
     async with deps.unit_of_work(readonly=True) as uow:
-        entries = await ledger_entries(uow.store, town, query.subject_type, query.subject_id, query.period)
+        tasks = await uow.store.tasks_of_subject(town.code, query.subject_type, query.subject_id, query.period)
+        inspections = await uow.store.inspections_of_subject(town.code, query.subject_type, query.subject_id,
+                                                             query.period)
+    entries = await ledger_entries(tasks, inspections, town, query.subject_type, query.subject_id)
     return Ledger(town.code, query.subject_type, query.subject_id, query.period, entries)
 
 
@@ -512,7 +513,8 @@ async def what_if(deps: Deps, actor: Principal, query: WhatIfOf) -> dict[str, An
     town = _one_town(deps, actor, query.town)
     other = rules_laid_over(town, query.rules)
     async with deps.unit_of_work(readonly=True) as uow:
-        return await whatif.what_if(uow.store, town, query.period, other)
+        month = await whatif.read_month(uow.store, town, query.period)
+    return await whatif.what_if(month, town, query.period, other)  # worked out with the connection back
 
 
 async def bulletin(deps: Deps, actor: Principal, query: BulletinOf) -> BulletinFile:

@@ -7,7 +7,7 @@ thread, never on the event loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -117,12 +117,24 @@ def as_dict(c: Comparison) -> dict[str, Any]:
             "what_if": side(other, c.what_if_alerts), "difference": difference}
 
 
-async def what_if(db: store.AppraisalStore, town: Town, period: str, appraisal: AppraisalRules) -> dict[str, Any]:
-    """Every subject of a town's month, live and under `appraisal`, with the differences; `db`
-    reads one snapshot (a read-only unit of work)."""
-    live_rows = await db.month_totals([(town.code, period)])
-    task_rows = await db.tasks_of_month(town.code, period)
-    inspection_rows = await db.inspections_of_month(town.code, period)
+@dataclass(frozen=True)
+class MonthRows:
+    """What a what-if reads of a town's month: the live totals, the tasks and the inspections."""
+
+    live: Sequence[store.Row]
+    tasks: Sequence[store.Row]
+    inspections: Sequence[store.Row]
+
+
+async def read_month(db: store.AppraisalStore, town: Town, period: str) -> MonthRows:
+    """The month's rows, from one snapshot (`db`: a read-only unit of work's store)."""
+    return MonthRows(await db.month_totals([(town.code, period)]), await db.tasks_of_month(town.code, period),
+                     await db.inspections_of_month(town.code, period))
+
+
+async def what_if(month: MonthRows, town: Town, period: str, appraisal: AppraisalRules) -> dict[str, Any]:
+    """Every subject of a town's month, live and under `appraisal`, with the differences."""
+    live_rows, task_rows, inspection_rows = month.live, month.tasks, month.inspections
 
     def compute() -> dict[str, Any]:
         tasks = [flows.task_fact(r) for r in task_rows]
