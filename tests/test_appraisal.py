@@ -208,6 +208,7 @@ async def test_a_seconded_units_final_score_and_the_bonus_split(stack: Stack, in
     bad_unit = await appraisal.call("POST", "/v1/seconded-scores", as_=APPRAISER,
                                     json={"unit": "social", "period": "2027-08", "score": 90})
     assert bad_unit.status_code == 422
+    assert (bad_unit.json()["code"], bad_unit.json()["field"]) == ("score.unit_not_seconded", "unit")
     posted = await appraisal.call("POST", "/v1/seconded-scores", as_=APPRAISER,
                                   json={"unit": "land", "period": "2027-08", "score": 90})
     assert posted.status_code == 201, posted.text
@@ -221,16 +222,21 @@ async def test_a_seconded_units_final_score_and_the_bonus_split(stack: Stack, in
     assert sum(shares.values()) == Decimal("10000.01")
     assert all(v >= 0 for v in shares.values())
     assert shares["s042"] == Decimal("10000.01")  # the only one with points this month
-    assert (await appraisal.call("GET", "/v1/bonus", as_=APPRAISER,
-                                 params={"period": "2027-08", "pool": "12.345"})).status_code == 422
-    assert (await appraisal.call("GET", "/v1/bonus", as_=COMMAND,
-                                 params={"period": "2027-08", "pool": "1"})).status_code == 403
+    to_the_fen = await appraisal.call("GET", "/v1/bonus", as_=APPRAISER, params={"period": "2027-08", "pool": "12.345"})
+    assert to_the_fen.status_code == 422
+    assert (to_the_fen.json()["code"], to_the_fen.json()["field"]) == ("value.too_many_digits", "pool")
+    endless = await appraisal.call("GET", "/v1/bonus", as_=APPRAISER, params={"period": "2027-08", "pool": "1E+999999"})
+    assert (endless.status_code, endless.json()["code"], endless.json()["field"]) == (
+        422, "value.too_many_digits", "pool")
+    not_theirs = await appraisal.call("GET", "/v1/bonus", as_=COMMAND, params={"period": "2027-08", "pool": "1"})
+    assert (not_theirs.status_code, not_theirs.json()["code"]) == (403, "auth.role_missing")
 
 
 async def test_rankings_list_the_top_and_bottom(appraisal: Api) -> None:
     ranking = (await appraisal.call("GET", "/v1/rankings", as_=APPRAISER, params={"period": "2027-04"})).json()
     assert ranking["staff"]["red"][0]["subject_id"] == "s015"
-    assert (await appraisal.call("GET", "/v1/rankings")).status_code == 401
+    anonymous = await appraisal.call("GET", "/v1/rankings")
+    assert (anonymous.status_code, anonymous.json()["code"]) == (401, "auth.token_missing")
 
 
 def _rebuild(stack: Stack, database: str) -> subprocess.CompletedProcess[str]:

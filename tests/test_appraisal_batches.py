@@ -14,11 +14,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from appraisal import flows, handlers
+from appraisal import flows, handlers, store, unit_of_work
 from appraisal.app import MIGRATIONS
+from appraisal.bulletin import Workbooks
+from appraisal.settings import AppraisalSettings
 from devstack.stack import Stack
+from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
-from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+from townflow_shared.db import SHARED_MIGRATIONS, Database, create_pool, migrate
 from townflow_shared.events import (
     Envelope,
     InspectionDone,
@@ -121,19 +124,24 @@ def inspection(start: datetime, officers: list[str], tasks: int) -> Envelope:
 async def apply(pool: asyncpg.Pool, events: list[Envelope], publishing: bool = False) -> None:
     """The events through appraisal's handlers into one consumer transaction's batch, applied."""
     batches = flows.Batches(COUNTY, publishing)
-    by_type = handlers.Handlers(COUNTY, batches)
-    handler_of = {RequestFiled: by_type.request_filed, RequestRated: by_type.request_rated,
-                  TaskDispatched: by_type.task_dispatched, TaskAccepted: by_type.task_accepted,
-                  TaskCompleted: by_type.task_completed, TaskSupervised: by_type.task_supervised,
-                  TaskVerified: by_type.task_verified, InspectionDone: by_type.inspection_done}
+    database = Database()
+    database.use(pool)
+    deps = flows.Deps(settings=AppraisalSettings(), county=COUNTY, clock=Clock(), database=database,
+                      unit_of_work=unit_of_work.postgres(database), batches=batches, workbooks=Workbooks())
+    handler_of = dict(handlers.HANDLERS)
     async with pool.acquire() as conn, conn.transaction(), batches.scope(conn):
         for event in events:
-            await handler_of[type(event)](conn, event, None)  # type: ignore[operator]
+            await handler_of[type(event)](conn, event, deps)
 
 
 async def figures(pool: asyncpg.Pool, period: str) -> dict[str, list[dict[str, object]]]:
     return {kind: [flows.as_dict(f) for f in figs]
-            for kind, figs in (await flows.month_figures(pool, TOWN, period)).items()}
+            for kind, figs in (await _month_figures(pool, period)).items()}
+
+
+async def _month_figures(pool: asyncpg.Pool, period: str) -> dict[str, list[Any]]:
+    async with pool.acquire() as conn:
+        return await flows.month_figures(store.Store(conn), TOWN, period)  # type: ignore[return-value]
 
 
 SUMS = """
@@ -200,7 +208,7 @@ async def test_a_months_read_touches_only_that_months_rows(pool: asyncpg.Pool) -
                  " WHERE relname = 'subject_totals'")
         async with pool.acquire() as conn, conn.transaction():
             before = await conn.fetchval(stats)
-            figs = await flows.month_figures(conn, TOWN, period)
+            figs = await flows.month_figures(store.Store(conn), TOWN, period)
             after = await conn.fetchval(stats)
         return after - before, sum(len(f) for f in figs.values())
 

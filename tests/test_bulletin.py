@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
+import time
 
+import pytest
 from openpyxl import load_workbook
 
-from devstack.stack import Stack
+from devstack.stack import REPO, Stack
 from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import load_town
 
@@ -94,9 +99,99 @@ async def test_the_monthly_bulletin_as_a_workbook_and_as_csv(
     assert default.headers["content-disposition"].endswith('.xlsx"')
 
     # Who may have it, and a month without figures.
-    assert (await appraisal.call("GET", "/v1/bulletin", as_=("s020", "staff"),
-                                 params={"period": PERIOD})).status_code == 403
-    assert (await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER,
-                                 params={"period": "2099-01"})).status_code == 404
-    assert (await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER,
-                                 params={"period": PERIOD, "format": "pdf"})).status_code == 422
+    staff = await appraisal.call("GET", "/v1/bulletin", as_=("s020", "staff"), params={"period": PERIOD})
+    assert (staff.status_code, staff.json()["code"]) == (403, "auth.role_missing")
+    empty = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": "2099-01"})
+    assert (empty.status_code, empty.json()["code"], empty.json()["field"]) == (404, "period.no_figures", "period")
+    assert empty.json()["params"] == {"period": "2099-01"}
+    pdf = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": PERIOD, "format": "pdf"})
+    assert (pdf.status_code, pdf.json()["code"], pdf.json()["field"]) == (422, "value.not_allowed", "format")
+    endless = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": PERIOD, "pool": "1E+999999"})
+    assert (endless.status_code, endless.json()["code"]) == (422, "value.too_many_digits")
+    far = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": "9999-01"})
+    assert (far.status_code, far.json()["code"]) == (422, "period.out_of_range")
+
+
+# --- the workbook worker ends with its service ---------------------------------------------------
+# A stand-in for the service: makes one workbook (which starts the worker process), prints its own
+# pid, then closes the workbooks on "close" or waits to be killed.
+_SERVICE = """
+import asyncio, os, sys
+from datetime import UTC, datetime
+from appraisal.bulletin import Sheet, Workbooks
+
+async def main() -> None:
+    workbooks = Workbooks()
+    await workbooks.xlsx("t", datetime.now(UTC), [Sheet("s", ("a",), [(1,)])])
+    print(os.getpid(), flush=True)
+    if sys.stdin.readline().strip() == "close":
+        workbooks.close()
+        print("closed", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is `pid` (Linux's /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"spawn_main" in f.read()
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone_within(pids: set[int], seconds: float) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while (alive := {p for p in pids if _alive(p)}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+@pytest.mark.parametrize("ending", ["killed", "closed"])
+def test_the_workbook_worker_does_not_outlive_its_service(ending: str) -> None:
+    """Killed (kill -9, an OOM kill, a crash) or closed on stop, the service leaves no worker behind."""
+    service = subprocess.Popen([sys.executable, "-c", _SERVICE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True, cwd=REPO)
+    try:
+        assert service.stdout is not None and service.stdin is not None
+        pid = int(service.stdout.readline())
+        children = _children(pid)  # the worker, and multiprocessing's resource tracker
+        workers = {p for p in children if _is_worker(p)}
+        assert workers, "the first workbook starts a worker process"
+        if ending == "killed":
+            service.kill()
+            service.wait(timeout=10)
+            assert _gone_within(children, 15) == set(), "a process outlived its killed service"
+        else:
+            service.stdin.write("close\n")
+            service.stdin.flush()
+            assert service.stdout.readline().strip() == "closed"
+            assert _gone_within(workers, 15) == set(), "the worker outlived the workbooks' closing"
+    finally:
+        service.kill()
+        service.wait(timeout=10)

@@ -72,8 +72,10 @@ async def test_what_if_with_response_weight_0_6_changes_composites_by_the_hand_c
 
     # Wrong rules, the wrong person.
     wrong = await what_if(appraisal, {"weights": {"speed": 1}})
-    assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "rules.weights.speed"]
-    assert (await what_if(appraisal, {}, as_=COMMAND)).status_code == 403
+    assert wrong.status_code == 422
+    assert (wrong.json()["code"], wrong.json()["field"]) == ("whatif.rule_invalid", "rules.weights.speed")
+    refused = await what_if(appraisal, {}, as_=COMMAND)
+    assert (refused.status_code, refused.json()["code"]) == (403, "auth.role_missing")
 
     # The command line: the same comparison as a table.
     rules_file = tmp_path / "rules.yaml"

@@ -45,17 +45,18 @@ def main() -> None:
 async def _what_if(settings: AppraisalSettings, rules_file: str, changes: dict[str, Any], period: str,
                    town_code: str | None, as_json: bool) -> int:
     import json
-    import re
 
     from pydantic import ValidationError
 
     from townflow_shared import db
     from townflow_shared.county import load_county
 
-    from .whatif import rules_with, table, what_if
+    from .models import is_period
+    from .unit_of_work import PostgresUnitOfWork
+    from .whatif import read_month, rules_with, table, what_if
 
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
-        print(f"--period {period!r}: YYYY-MM", file=sys.stderr)
+    if not is_period(period):
+        print(f"--period {period!r}: YYYY-MM, 2000-01 to 2100-12", file=sys.stderr)
         return 2
     county = load_county(settings.town_dir)
     town = county.town(town_code) if town_code else county.only_town
@@ -67,11 +68,14 @@ async def _what_if(settings: AppraisalSettings, rules_file: str, changes: dict[s
     except ValidationError as exc:
         print(f"{rules_file}: {exc}", file=sys.stderr)
         return 2
-    pool = await db.create_pool(settings.database_url.get_secret_value(), 1, 2)
+    database = db.Database()
+    database.use(await db.create_pool(settings.database_url.get_secret_value(), 1, 2))
     try:
-        result = await what_if(pool, town, period, other)
+        async with PostgresUnitOfWork(database, readonly=True) as uow:  # one snapshot, only read
+            month = await read_month(uow.store, town, period)
+        result = await what_if(month, town, period, other)
     finally:
-        await pool.close()
+        await database.pool.close()
     print(json.dumps(result, ensure_ascii=False, indent=2) if as_json else table(result))
     return 0
 

@@ -11,6 +11,9 @@ import asyncio
 import csv
 import io
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -153,12 +156,29 @@ def to_csv(sheets: Sequence[Sheet]) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
+# How often a workbook worker looks whether its service still lives: a killed service's worker
+# ends within this (its parent's death closes nothing it waits on, so it would wait forever).
+PARENT_WATCH_SECONDS = 1.0
+
+
+def _end_with_parent(parent: int) -> None:
+    """In the worker process: end it when the service that started it is gone (kill -9, an out-
+    of-memory kill, a crash), so no worker outlives its service."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_WATCH_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
 class Workbooks:
     """Makes workbooks in a worker process. openpyxl is pure Python: in a thread of the service's
     own process it holds the GIL for most of a render, and the event loop (the consumer, the
     relay, Kubernetes' probes) waits behind it: `/healthz` p99 was 57 ms while two bulletins were
     made at a county-year. The process is started on the first workbook and started anew if it
-    dies."""
+    dies; it ends when the service stops (`close`, on the service's stop) or dies (it watches its
+    parent)."""
 
     def __init__(self, processes: int = 1) -> None:
         self.processes = processes
@@ -167,7 +187,8 @@ class Workbooks:
     def _started(self) -> ProcessPoolExecutor:
         if self._executor is None:
             # spawn, not fork: the service's process has threads (the Kafka client's, the database's).
-            self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_end_with_parent, initargs=(os.getpid(),))
         return self._executor
 
     async def xlsx(self, title: str, made_at: datetime, sheets: Sequence[Sheet]) -> bytes:
@@ -179,6 +200,17 @@ class Workbooks:
             return await loop.run_in_executor(self._started(), to_xlsx, title, made_at, sheets)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        """End the worker now: what it was making is abandoned (the service is stopping)."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        workers = list(getattr(executor, "_processes", {}).values())  # the executor keeps no public list
+        executor.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()  # a render in progress would otherwise hold the stop for its length
+        for worker in workers:
+            worker.join(timeout=WORKER_EXIT_SECONDS)
+
+
+# How long a stop waits for a terminated worker to exit (it has nothing to flush).
+WORKER_EXIT_SECONDS = 5.0

@@ -5,13 +5,22 @@ from what is stored. Live consumption and the rebuild apply batches with the sam
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
+from pydantic import ValidationError
 
+from townflow_shared import problems
+from townflow_shared.auth import Principal
+from townflow_shared.clock import Clock
 from townflow_shared.county import County
+from townflow_shared.db import Database
 from townflow_shared.events import (
     AlertRaised,
     AlertRaisedData,
@@ -21,11 +30,25 @@ from townflow_shared.events import (
     new_event,
 )
 from townflow_shared.outbox import enqueue
+from townflow_shared.problems import TOWN_REQUIRED
+from townflow_shared.scope import town_of_new_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers
-from townflow_shared.town import Town
+from townflow_shared.town import AppraisalRules, Town
 
-from . import rules, store
+from . import bulletin as monthly
+from . import rules, store, whatif
+from .bulletin import Workbooks
 from .facts import Cause, FactBatch, SubjectKey
+from .refusals import (
+    BONUS_NO_WEIGHTS,
+    BULLETIN_WORKBOOK_UNAVAILABLE,
+    PERIOD_NO_FIGURES,
+    RANKING_COUNTY_ONLY,
+    SCORE_UNIT_NOT_SECONDED,
+    WHATIF_RULE_INVALID,
+)
+from .settings import AppraisalSettings
+from .unit_of_work import UnitsOfWork
 
 
 class Batches:
@@ -72,7 +95,7 @@ async def apply_batch(conn: asyncpg.Connection, batch: FactBatch, county: County
         await _figures_changed(conn, changed, county, publishing)
 
 
-def task_fact(row: asyncpg.Record) -> rules.TaskFact:
+def task_fact(row: store.Row) -> rules.TaskFact:
     def text(value: object) -> str | None:
         return None if value is None else str(value)
 
@@ -88,7 +111,7 @@ def task_fact(row: asyncpg.Record) -> rules.TaskFact:
         reopens=row["reopens"])
 
 
-def inspection_fact(row: asyncpg.Record) -> rules.InspectionFact:
+def inspection_fact(row: store.Row) -> rules.InspectionFact:
     return rules.InspectionFact(row["inspection_id"], row["period"], tuple(row["officers"]), row["task_count"],
                                 str(row["event_id"]))
 
@@ -182,7 +205,7 @@ def _alert_raised(town_code: str, staff_id: str, period: str, level: str, reason
         correlation_id=cause.correlation_id, time=cause.time, causation_id=cause.id)
 
 
-async def _totals_of_months(db: store.Db, months: Iterable[tuple[str, str]]
+async def _totals_of_months(db: asyncpg.Connection, months: Iterable[tuple[str, str]]
                             ) -> dict[tuple[str, str], list[rules.SubjectTotals]]:
     by_month: dict[tuple[str, str], list[rules.SubjectTotals]] = {}
     for row in await store.month_totals(db, months):
@@ -203,41 +226,40 @@ def _figures_of_months(totals: dict[tuple[str, str], list[rules.SubjectTotals]],
     return figures
 
 
-def subject_totals(row: asyncpg.Record) -> rules.SubjectTotals:
+def subject_totals(row: store.Row) -> rules.SubjectTotals:
     return rules.SubjectTotals(row["subject_type"], row["subject_id"],
                                rules.Counts(**{c: row[c] for c in store.COUNT_COLUMNS}),
                                round(float(row["points"]), 4))
 
 
-async def month_figures(db: store.Db, town: Town, period: str) -> dict[rules.SubjectType, list[rules.Figures]]:
+async def month_figures(db: store.AppraisalStore, town: Town,
+                        period: str) -> dict[rules.SubjectType, list[rules.Figures]]:
     """Every subject's figures of a town's month, from its stored totals (that month's rows only)."""
-    totals = [subject_totals(row) for row in await store.month_totals(db, [(town.code, period)])]
+    totals = [subject_totals(row) for row in await db.month_totals([(town.code, period)])]
     return rules.month_figures(period, totals, town, town.rules.appraisal)
 
 
-async def ledger(db: store.Db, town: Town, subject_type: rules.SubjectType, subject_id: str,
-                 period: str) -> list[rules.LedgerEntry]:
+async def ledger_entries(tasks: Sequence[store.Row], inspections: Sequence[store.Row], town: Town,
+                         subject_type: rules.SubjectType, subject_id: str) -> list[rules.LedgerEntry]:
     """Every points entry of a subject's month with the event behind it: the same rules that made
     its contributions, over its own tasks and inspections. A busy module's month is thousands of
     tasks: the entries are made in a worker thread, so the event loop (the consumer, the relay,
     the probes) never waits on them."""
-    tasks = await store.tasks_of_subject(db, town.code, subject_type, subject_id, period)
-    inspections = await store.inspections_of_subject(db, town.code, subject_type, subject_id, period)
     return await asyncio.to_thread(_entries_of, tasks, inspections, town, subject_type, subject_id)
 
 
-def _entries_of(tasks: list[asyncpg.Record], inspections: list[asyncpg.Record], town: Town,
+def _entries_of(tasks: Sequence[store.Row], inspections: Sequence[store.Row], town: Town,
                 subject_type: rules.SubjectType, subject_id: str) -> list[rules.LedgerEntry]:
     return [e for e in rules.ledger([task_fact(r) for r in tasks], [inspection_fact(r) for r in inspections],
                                     town, town.rules.appraisal)
             if e.subject(subject_type) == subject_id]
 
 
-async def county_rankings(db: store.Db, towns: Iterable[Town], period: str) -> dict[str, Any]:
+async def town_rankings(db: store.AppraisalStore, towns: Iterable[Town], period: str) -> dict[str, Any]:
     """The county's towns ranked by the composite of their matters and by each rate (SPEC §8)."""
     towns = list(towns)
     counts = {r["town_code"]: rules.Counts(**{c: r[c] for c in store.COUNT_COLUMNS})
-              for r in await store.town_counts(db, [t.code for t in towns], period)}
+              for r in await db.town_counts([t.code for t in towns], period)}
     return {"period": period, **rules.county_rankings([
         rules.town_figures(t.code, t.info.name, counts.get(t.code, rules.Counts()), t.rules.appraisal)
         for t in towns])}
@@ -247,3 +269,273 @@ def as_dict(f: rules.Figures, extra: dict[str, object] | None = None) -> dict[st
     return {"subject_type": f.subject_type, "subject_id": f.subject_id, "period": f.period,
             "rates": f.rates, "points": f.points, "dimensions": f.dimensions, "composite": f.composite,
             "rank": f.rank, "counts": vars(f.counts), **(extra or {})}
+
+
+# --- the bootstrap's dependencies, and the command handlers behind the routes -------------------
+@dataclass(frozen=True)
+class Deps:
+    """What appraisal's handlers are handed (built once by app.py): by name, nothing else."""
+
+    settings: AppraisalSettings
+    county: County
+    clock: Clock
+    database: Database
+    unit_of_work: UnitsOfWork
+    batches: Batches
+    workbooks: Workbooks
+
+
+@dataclass(frozen=True)
+class MonthOf:
+    """A town's month: the town named (`?town=`, a county role's) and the period (default: now's)."""
+
+    town: str | None = None
+    period: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoresOf(MonthOf):
+    subject_type: rules.SubjectType | None = None
+    subject_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RatesOf(MonthOf):
+    group_by: rules.SubjectType = "module"
+
+
+@dataclass(frozen=True)
+class BonusOf(MonthOf):
+    pool: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class AlertsOf:
+    town: str | None = None
+    period: str | None = None  # every month when not named
+    staff_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerOf:
+    subject_type: rules.SubjectType
+    subject_id: str
+    period: str
+    town: str | None = None
+
+
+@dataclass(frozen=True)
+class PostSecondedScore:
+    unit: str
+    period: str
+    score: float
+    town: str | None = None
+
+
+@dataclass(frozen=True)
+class WhatIfOf:
+    period: str
+    rules: Mapping[str, Any]
+    town: str | None = None
+
+
+@dataclass(frozen=True)
+class BulletinOf(MonthOf):
+    file_format: str = "xlsx"
+    pool: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Ledger:
+    town_code: str
+    subject_type: rules.SubjectType
+    subject_id: str
+    period: str
+    entries: list[rules.LedgerEntry]
+
+
+@dataclass(frozen=True)
+class BulletinFile:
+    content: bytes
+    media_type: str
+    filename: str
+
+
+# The bonus split and its sheet: the appraisal office (the county roles hold every role).
+BONUS_READERS = ("appraisal_admin",)
+
+
+def _one_town(deps: Deps, actor: Principal, named: str | None) -> Town:
+    """The one town a figure is of: a town's staff's own (another: 404); a county role names it
+    (a one-town deployment's by default). The shared scope decides; a figure covers one town."""
+    towns = towns_to_read(deps.county, actor, named)
+    if len(towns) != 1:
+        raise TOWN_REQUIRED("town", towns=sorted(deps.county.towns))
+    return towns[0]
+
+
+def _period(deps: Deps, town: Town, period: str | None) -> str:
+    return period or rules.period_of(deps.clock.now(), town.calendar.tz)
+
+
+async def scores(deps: Deps, actor: Principal, query: ScoresOf) -> list[dict[str, object]]:
+    """Every subject's figures of a town's month (a seconded unit's with its parent's score)."""
+    town = _one_town(deps, actor, query.town)
+    period = _period(deps, town, query.period)
+    async with deps.unit_of_work(readonly=True) as uow:
+        figures = await month_figures(uow.store, town, period)
+        department = await uow.store.seconded_scores(town.code, period)
+    out = []
+    for kind, figs in figures.items():
+        if query.subject_type and kind != query.subject_type:
+            continue
+        for f in figs:
+            if query.subject_id and f.subject_id != query.subject_id:
+                continue
+            extra: dict[str, object] = {"town_code": town.code}
+            if kind == "seconded_unit":
+                extra |= {"department_score": department.get(f.subject_id),
+                          "final": rules.seconded_final(f.composite, department.get(f.subject_id),
+                                                        town.rules.appraisal)}
+            out.append(as_dict(f, extra))
+    return out
+
+
+async def rates(deps: Deps, actor: Principal, query: RatesOf) -> list[dict[str, Any]]:
+    town = _one_town(deps, actor, query.town)
+    period = _period(deps, town, query.period)
+    async with deps.unit_of_work(readonly=True) as uow:
+        figures = await month_figures(uow.store, town, period)
+    return [{"subject_id": f.subject_id, "period": period, **f.rates, "dispatched": f.counts.dispatched,
+             "rated": f.counts.rated} for f in figures[query.group_by]]
+
+
+async def rankings(deps: Deps, actor: Principal, query: MonthOf) -> dict[str, Any]:
+    """红黑榜: the top and bottom of each subject type of a town by composite."""
+    town = _one_town(deps, actor, query.town)
+    period = _period(deps, town, query.period)
+    async with deps.unit_of_work(readonly=True) as uow:
+        figures = await month_figures(uow.store, town, period)
+    size = town.rules.appraisal.rankings_size
+    result: dict[str, Any] = {"period": period, "town_code": town.code}
+    for kind, figs in figures.items():
+        red, black = rules.red_and_black_lists(figs, size)
+        result[kind] = {"red": [{"subject_id": f.subject_id, "composite": f.composite, "rank": f.rank} for f in red],
+                        "black": [{"subject_id": f.subject_id, "composite": f.composite, "rank": f.rank}
+                                  for f in black]}
+    return result
+
+
+async def county_rankings(deps: Deps, actor: Principal, query: MonthOf) -> dict[str, Any]:
+    """The county's towns ranked by the composite of their matters and by each rate (SPEC §8)."""
+    if not actor.county_wide:
+        raise RANKING_COUNTY_ONLY()
+    towns = list(deps.county.towns.values())
+    info = deps.county.info
+    tz = ZoneInfo(info.timezone) if info is not None else towns[0].calendar.tz  # a county of one
+    period = query.period or rules.period_of(deps.clock.now(), tz)
+    async with deps.unit_of_work(readonly=True) as uow:
+        return await town_rankings(uow.store, towns, period)
+
+
+def bonus_weights(town: Town, staff: Iterable[rules.Figures]) -> tuple[dict[str, float], dict[str, float]]:
+    """Each staff member's points and weight: post coefficient × max(points, 0) (SPEC §5.5)."""
+    points = {f.subject_id: f.points for f in staff}
+    return points, {s.id: s.post_coefficient * max(points.get(s.id, 0.0), 0.0) for s in town.staff.values()}
+
+
+async def bonus(deps: Deps, actor: Principal, query: BonusOf) -> dict[str, Any]:
+    """差异化分配: a town's pool split by post coefficient × max(points, 0), to the cent."""
+    town = _one_town(deps, actor, query.town)
+    period = _period(deps, town, query.period)
+    async with deps.unit_of_work(readonly=True) as uow:
+        figures = await month_figures(uow.store, town, period)
+    points, weights = bonus_weights(town, figures["staff"])
+    if not any(w > 0 for w in weights.values()):
+        raise BONUS_NO_WEIGHTS("pool", period=period)
+    shares = rules.bonus_split(query.pool, weights)
+    rows = [{"staff_id": sid, "module": town.staff[sid].module, "post_coefficient": town.staff[sid].post_coefficient,
+             "points": points.get(sid, 0.0), "weight": round(weights[sid], 4), "share": str(share)}
+            for sid, share in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return {"period": period, "town_code": town.code, "pool": str(query.pool),
+            "total": str(sum(shares.values(), Decimal(0))), "shares": rows}
+
+
+async def alerts(deps: Deps, actor: Principal, query: AlertsOf) -> list[dict[str, Any]]:
+    town = _one_town(deps, actor, query.town)
+    async with deps.unit_of_work(readonly=True) as uow:
+        rows = await uow.store.alerts(town.code, query.period, query.staff_id)
+    return [{"staff_id": a["staff_id"], "period": a["period"], "level": a["level"], "reasons": list(a["reasons"]),
+             "raised_at": a["raised_at"].isoformat(), "cause_event_id": str(a["cause_event_id"])} for a in rows]
+
+
+async def ledger(deps: Deps, actor: Principal, query: LedgerOf) -> Ledger:
+    """Every points entry of a subject's month with the event behind it, for audit."""
+    town = _one_town(deps, actor, query.town)
+    async with deps.unit_of_work(readonly=True) as uow:
+        tasks = await uow.store.tasks_of_subject(town.code, query.subject_type, query.subject_id, query.period)
+        inspections = await uow.store.inspections_of_subject(town.code, query.subject_type, query.subject_id,
+                                                             query.period)
+    entries = await ledger_entries(tasks, inspections, town, query.subject_type, query.subject_id)
+    return Ledger(town.code, query.subject_type, query.subject_id, query.period, entries)
+
+
+async def post_seconded_score(deps: Deps, actor: Principal, command: PostSecondedScore) -> dict[str, Any]:
+    """The parent county department's score of a seconded unit of a town (双向考评), and the
+    unit's final score with it."""
+    town = town_of_new_record(deps.county, actor, command.town, field="town")
+    module = town.modules.get(command.unit)
+    if module is None or module.kind != "seconded":
+        raise SCORE_UNIT_NOT_SECONDED("unit", unit=command.unit)
+    async with deps.unit_of_work() as uow:
+        await uow.store.post_seconded_score(town.code, command.unit, command.period, command.score, actor.sub,
+                                            deps.clock.now())
+        figures = await month_figures(uow.store, town, command.period)
+    town_score = next((f.composite for f in figures["seconded_unit"] if f.subject_id == command.unit), None)
+    return {"town_code": town.code, "unit": command.unit, "period": command.period, "town_score": town_score,
+            "department_score": command.score,
+            "final": rules.seconded_final(town_score, command.score, town.rules.appraisal)}
+
+
+def rules_laid_over(town: Town, changes: Mapping[str, Any]) -> AppraisalRules:
+    """The town's appraisal rules with `changes` over them; each wrong one a field error."""
+    try:
+        return whatif.rules_with(town.rules.appraisal, changes)
+    except ValidationError as exc:
+        raise problems.invalid([
+            WHATIF_RULE_INVALID.error(".".join(str(x) for x in ("rules", *e["loc"])), why=e["msg"])
+            for e in exc.errors()[:problems.MAX_ERRORS]]) from exc
+
+
+async def what_if(deps: Deps, actor: Principal, query: WhatIfOf) -> dict[str, Any]:
+    """Every figure of a month under other rules, beside the live ones, subject by subject; the
+    live figures are only read (SPEC §10)."""
+    town = _one_town(deps, actor, query.town)
+    other = rules_laid_over(town, query.rules)
+    async with deps.unit_of_work(readonly=True) as uow:
+        month = await whatif.read_month(uow.store, town, query.period)
+    return await whatif.what_if(month, town, query.period, other)  # worked out with the connection back
+
+
+async def bulletin(deps: Deps, actor: Principal, query: BulletinOf) -> BulletinFile:
+    """月度通报: rates by module, village and staff, the red and black lists, the alerts and the
+    bonus split of a town's month, as a workbook or one CSV of its sheets."""
+    town = _one_town(deps, actor, query.town)
+    period = _period(deps, town, query.period)
+    async with deps.unit_of_work(readonly=True) as uow:
+        figures = await month_figures(uow.store, town, period)
+        if not any(figures.values()):
+            raise PERIOD_NO_FIGURES("period", period=period)
+        raised = [dict(a) for a in await uow.store.alerts(town.code, period, None)]
+    with_bonus = actor.has_any(BONUS_READERS, reading=True)  # the leaders get the rest
+    sheets = monthly.sheets(town, period, figures, raised, query.pool, with_bonus)
+    if query.file_format == "csv":
+        content = await asyncio.to_thread(monthly.to_csv, sheets)  # the csv module writes in C
+        media_type = monthly.CSV
+    else:
+        try:
+            content = await deps.workbooks.xlsx(f"{town.info.name} {period} 月度通报", deps.clock.now(), sheets)
+        except BrokenProcessPool as exc:  # the worker died twice over: a refusal to try again, not a 500
+            raise BULLETIN_WORKBOOK_UNAVAILABLE() from exc
+        media_type = monthly.XLSX
+    return BulletinFile(content, media_type, monthly.filename(town, period, query.file_format))

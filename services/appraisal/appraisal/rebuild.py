@@ -300,14 +300,16 @@ async def snapshot(settings: AppraisalSettings, dsn: str) -> dict[str, Any]:
     pool = await db.create_pool(dsn, 1, 2)
     try:
         result: dict[str, Any] = {}
-        for row in await store.months(pool):
-            town = county.town(row["town_code"])
-            if town is None:  # a town no longer served: its facts are kept, its figures not computed
-                result.setdefault(row["town_code"], {})[row["period"]] = "town not served"
-                continue
-            figures = await flows.month_figures(pool, town, row["period"])
-            result.setdefault(town.code, {})[row["period"]] = {
-                kind: [flows.as_dict(f) for f in figs] for kind, figs in figures.items()}
+        async with pool.acquire() as conn:
+            months = store.Store(conn)
+            for row in await store.months(conn):
+                town = county.town(row["town_code"])
+                if town is None:  # a town no longer served: its facts are kept, its figures not computed
+                    result.setdefault(row["town_code"], {})[row["period"]] = "town not served"
+                    continue
+                figures = await flows.month_figures(months, town, row["period"])
+                result.setdefault(town.code, {})[row["period"]] = {
+                    kind: [flows.as_dict(f) for f in figs] for kind, figs in figures.items()}
         return json.loads(json.dumps(result, sort_keys=True, default=str))  # type: ignore[no-any-return]
     finally:
         await pool.close()

@@ -7,11 +7,13 @@ totals are sums of contributions, so replaying the topics in any batching gives 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
+from fractions import Fraction
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -345,21 +347,26 @@ def alert_levels(c: Counts, rules: AppraisalRules) -> dict[str, list[str]]:
 
 def bonus_split(pool: Decimal, weights: Mapping[str, float]) -> dict[str, Decimal]:
     """差异化分配: split the pool in proportion to the weights, to the cent, by the largest
-    remainder method, so the shares sum exactly to the pool and none is negative."""
-    cents = int((pool * 100).to_integral_value(rounding=ROUND_FLOOR))
-    if cents != pool * 100:
+    remainder method, so the shares sum exactly to the pool and none is negative. The arithmetic
+    is in exact fractions: Decimal's 28 digits made a large pool's split inexact (and could give
+    a cent too many or too few)."""
+    cents = pool * 100
+    if cents != cents.to_integral_value(rounding=ROUND_FLOOR):
         raise ValueError("the pool must be given in yuan to the cent")
-    positive = {k: Decimal(str(max(w, 0.0))) for k, w in weights.items()}
-    total = sum(positive.values(), Decimal(0))
+    whole = int(cents)
+    positive = {k: Fraction(Decimal(str(max(w, 0.0)))) for k, w in weights.items()}
+    total = sum(positive.values(), Fraction(0))
     if total == 0:
         raise ValueError("no one has a positive weight to share the pool by")
-    exact = {k: Decimal(cents) * w / total for k, w in positive.items()}
-    floors = {k: int(v.to_integral_value(rounding=ROUND_FLOOR)) for k, v in exact.items()}
-    left = cents - sum(floors.values())
+    exact = {k: whole * w / total for k, w in positive.items()}
+    floors = {k: math.floor(v) for k, v in exact.items()}
+    left = whole - sum(floors.values())
     by_remainder = sorted(exact, key=lambda k: (-(exact[k] - floors[k]), k))
     for k in by_remainder[:left]:
         floors[k] += 1
-    return {k: Decimal(v) / 100 for k, v in floors.items()}
+    with localcontext() as exact_enough:  # yuan from cents, every digit kept
+        exact_enough.prec = max(28, len(str(whole)) + 3)
+        return {k: Decimal(v) / 100 for k, v in floors.items()}
 
 
 def seconded_final(town_score: float | None, department_score: float | None,

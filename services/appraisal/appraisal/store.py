@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import asyncpg
 
@@ -317,3 +317,67 @@ async def seconded_scores(db: Db, town_code: str, period: str) -> dict[str, floa
 
 async def all_seconded_scores(db: Db) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM seconded_scores")
+
+
+# --- the store as the command handlers see it -------------------------------------------------
+class Row(Protocol):
+    """A row as the flows read it: asyncpg's Record, or a plain dict in the unit tests' fake."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+
+class AppraisalStore(Protocol):
+    """The store operations of the command handlers, over one unit of work's transaction: the
+    real one (`Store`, asyncpg) and the unit tests' fake are checked against this shape."""
+
+    async def month_totals(self, months: Iterable[tuple[str, str]]) -> Sequence[Row]: ...
+    async def town_counts(self, town_codes: Sequence[str], period: str) -> Sequence[Row]: ...
+    async def tasks_of_month(self, town_code: str, period: str) -> Sequence[Row]: ...
+    async def inspections_of_month(self, town_code: str, period: str) -> Sequence[Row]: ...
+    async def tasks_of_subject(self, town_code: str, subject_type: str, subject_id: str,
+                               period: str) -> Sequence[Row]: ...
+    async def inspections_of_subject(self, town_code: str, subject_type: str, subject_id: str,
+                                     period: str) -> Sequence[Row]: ...
+    async def alerts(self, town_code: str, period: str | None, staff_id: str | None) -> Sequence[Row]: ...
+    async def seconded_scores(self, town_code: str, period: str) -> dict[str, float]: ...
+    async def post_seconded_score(self, town_code: str, unit: str, period: str, score: float, by: str,
+                                  at: datetime) -> None: ...
+
+
+class Store:
+    """The store's operations on one connection (a unit of work's transaction)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def month_totals(self, months: Iterable[tuple[str, str]]) -> Sequence[Row]:
+        return await month_totals(self.conn, months)
+
+    async def town_counts(self, town_codes: Sequence[str], period: str) -> Sequence[Row]:
+        return await town_counts(self.conn, town_codes, period)
+
+    async def tasks_of_month(self, town_code: str, period: str) -> Sequence[Row]:
+        return await tasks_of_month(self.conn, town_code, period)
+
+    async def inspections_of_month(self, town_code: str, period: str) -> Sequence[Row]:
+        return await inspections_of_month(self.conn, town_code, period)
+
+    async def tasks_of_subject(self, town_code: str, subject_type: str, subject_id: str,
+                               period: str) -> Sequence[Row]:
+        return await tasks_of_subject(self.conn, town_code, subject_type, subject_id, period)
+
+    async def inspections_of_subject(self, town_code: str, subject_type: str, subject_id: str,
+                                     period: str) -> Sequence[Row]:
+        return await inspections_of_subject(self.conn, town_code, subject_type, subject_id, period)
+
+    async def alerts(self, town_code: str, period: str | None, staff_id: str | None) -> Sequence[Row]:
+        return await alerts(self.conn, town_code, period, staff_id)
+
+    async def seconded_scores(self, town_code: str, period: str) -> dict[str, float]:
+        return await seconded_scores(self.conn, town_code, period)
+
+    async def post_seconded_score(self, town_code: str, unit: str, period: str, score: float, by: str,
+                                  at: datetime) -> None:
+        await post_seconded_score(self.conn, town_code, unit, period, score, by, at)

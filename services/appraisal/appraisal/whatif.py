@@ -1,18 +1,16 @@
 """What-if (SPEC §10): every figure of a town's month under other rules (weights, points,
 thresholds), computed from the stored facts by the same rules functions the consumer uses, beside
 the live figures, subject by subject. Nothing is written: the facts and the live totals are read
-in one read-only snapshot, and the month's work (it grows with the month's tasks) runs in a worker
+in one read-only snapshot (the caller's unit of work), and the month's work (it grows with the month's tasks) runs in a worker
 thread, never on the event loop."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-
-import asyncpg
 
 from townflow_shared.town import AppraisalRules, Town
 
@@ -119,12 +117,24 @@ def as_dict(c: Comparison) -> dict[str, Any]:
             "what_if": side(other, c.what_if_alerts), "difference": difference}
 
 
-async def what_if(pool: asyncpg.Pool, town: Town, period: str, appraisal: AppraisalRules) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MonthRows:
+    """What a what-if reads of a town's month: the live totals, the tasks and the inspections."""
+
+    live: Sequence[store.Row]
+    tasks: Sequence[store.Row]
+    inspections: Sequence[store.Row]
+
+
+async def read_month(db: store.AppraisalStore, town: Town, period: str) -> MonthRows:
+    """The month's rows, from one snapshot (`db`: a read-only unit of work's store)."""
+    return MonthRows(await db.month_totals([(town.code, period)]), await db.tasks_of_month(town.code, period),
+                     await db.inspections_of_month(town.code, period))
+
+
+async def what_if(month: MonthRows, town: Town, period: str, appraisal: AppraisalRules) -> dict[str, Any]:
     """Every subject of a town's month, live and under `appraisal`, with the differences."""
-    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        live_rows = await store.month_totals(conn, [(town.code, period)])
-        task_rows = await store.tasks_of_month(conn, town.code, period)
-        inspection_rows = await store.inspections_of_month(conn, town.code, period)
+    live_rows, task_rows, inspection_rows = month.live, month.tasks, month.inspections
 
     def compute() -> dict[str, Any]:
         tasks = [flows.task_fact(r) for r in task_rows]
