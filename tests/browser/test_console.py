@@ -219,7 +219,7 @@ async def test_an_unknown_address_and_a_refused_lookup_read_in_chinese(people: P
     assert not re.search(r"Not Found|detail", await citizen.content())
     # A ticket that does not exist: intake's refusal, in Chinese only, whatever its English says.
     await citizen.goto("/status")
-    await citizen.locator("input[name=ticket]").fill(f"{QINGHE}-20000101-99999")
+    await citizen.locator("input[name=ticket]").fill(f"{QINGHE}-20000101-{uuid.uuid4().int % 100_000:05d}")
     await citizen.locator("input[name=code]").fill("ABC234")
     await citizen.get_by_role("button", name="查询").click()
     alert = citizen.get_by_role("alert")
