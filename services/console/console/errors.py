@@ -104,4 +104,6 @@ def refusal(response: httpx.Response, names: Mapping[str, str] | None = None) ->
         detail = None if code.startswith("http.status_") else words(code, params, status=status, names=names)
     elif loose:
         detail = "；".join(dict.fromkeys(loose))
+    if detail is not None and detail.rstrip("。") == message.rstrip("。"):
+        detail = None  # the page's line says it already (a 401's 登录已失效)
     return ServiceError(status, message, fields, detail, list(dict.fromkeys(suggestions)), code)

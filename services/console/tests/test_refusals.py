@@ -131,6 +131,7 @@ def test_what_is_not_a_problem_document_shows_the_status_line_only(body: object)
 
 def test_a_bare_status_says_the_status_line_only() -> None:
     assert refusal(_problem(409, "http.status_409")).page_line == "当前状态下不能这样做。"
+    assert refusal(_problem(401, "auth.token_invalid", params={"why": "expired"})).page_line == "登录已失效，请重新登录。"
 
 
 def test_too_many_codes_says_how_long_to_wait() -> None:
