@@ -50,7 +50,8 @@ def status_line(status: int, retry_after: str | None = None) -> str:
 
 # --- the codes ------------------------------------------------------------------------------------
 # Shared codes (townflow_shared.problems): the request as a whole, one input, who calls, towns.
-# `value.*` lines are said beside the field, after its label ("电话：格式不对").
+# A line of a code that always names its field is said after the field's label ("电话：格式不对"),
+# so it need not name the field again.
 SHARED = {
     "request.malformed_json": "提交的内容无法识别，请刷新页面后重新提交",
     "request.body_too_large": "提交的内容太多了，请删减后重新提交",
@@ -96,7 +97,7 @@ SHARED = {
     "town.not_served": "本系统不负责这个镇（{town}）的事务",
     "town.not_found": "没有找到，请核对编号",
     "town.not_yours": "这是{town}的事务，您只能办理本镇的事务",
-    "town.required": "请选择镇",
+    "town.required": "须指明是哪个镇",
     "service.database_unavailable": "系统暂时不可用，请稍后再试",
     "clock.out_of_range": "测试时钟不能调到这个时间",
 }
@@ -109,12 +110,12 @@ INTAKE = {
     "filing.proxy_agent_unknown": "{agent} 不是本镇的代办员",
     "filing.target_missing": "这类事项必须填写检查对象（企业统一社会信用代码或场所编号）",
     "citizen.contact_missing": "请至少填写群众的电话或身份证号中的一项",
-    "citizen.phone_malformed": "电话号码格式不对（5 至 20 位数字，可含空格或短横线）",
-    "citizen.id_number_malformed": "身份证号格式不对（18 位：17 位数字加一位数字或 X）",
+    "citizen.phone_malformed": "格式不对（5 至 20 位数字，可含空格或短横线）",
+    "citizen.id_number_malformed": "格式不对（18 位：17 位数字加一位数字或 X）",
     "idempotency.key_reused": "这张表单已经提交过不同的内容，请刷新页面后重新填写",
     "filing.citizen_ref_key_unset": "受理服务尚未配置完成，暂时不能受理，请联系县级管理员",
     "ticket.not_found": "没有这个受理编号，或查询码不对，请核对回执",
-    "ticket.code_malformed": "查询码是回执上印的 6 位字母和数字",
+    "ticket.code_malformed": "应为回执上印的 6 位字母和数字",
     "ticket.too_many_wrong_codes": "查询码错误次数太多，请稍后再试",
     "rating.already_given": "这件事已经评价过了，每件事只能评价一次",
     "rating.not_completed": "办结后才能评价（现在{status}）",

@@ -86,7 +86,7 @@ def test_several_field_errors_each_beside_its_field() -> None:
         {"field": "item_code", "code": "item.unknown", "detail": "English",
          "params": {"item": "S0O1", "town": "青禾镇", "suggestions": ["S001", "S002"]}}]))
     assert error.message == "有几项填写不对，请看标出的地方。"
-    assert error.fields == {"citizen.phone": "电话：电话号码格式不对（5 至 20 位数字，可含空格或短横线）",
+    assert error.fields == {"citizen.phone": "电话：格式不对（5 至 20 位数字，可含空格或短横线）",
                             "item_code": "事项：本镇事项目录中没有“S0O1”，请从目录中选择"}
     assert error.suggestions == ["S001", "S002"]
     assert error.detail is None and "English" not in error.page_line
