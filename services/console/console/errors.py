@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from .refusals import status_line, words
+from .refusals import SAID_BY_STATUS, status_line, words
 
 # Field names as the services spell them (a refusal's `field`, dotted), as the forms label them.
 FIELD_LABELS = {
@@ -100,8 +100,7 @@ def refusal(response: httpx.Response, names: Mapping[str, str] | None = None) ->
         fields[named] = beside(named, words(code, params, status=status, field=named, names=names))
     detail = None
     if not fields and not loose and not errors:
-        # A bare status (Starlette's own) says no more than the page's line.
-        detail = None if code.startswith("http.status_") else words(code, params, status=status, names=names)
+        detail = None if code in SAID_BY_STATUS else words(code, params, status=status, names=names)
     elif loose:
         detail = "；".join(dict.fromkeys(loose))
     if detail is not None and detail.rstrip("。") == message.rstrip("。"):

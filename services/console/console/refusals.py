@@ -63,6 +63,7 @@ SHARED = {
     "request.invalid": "有 {count} 项填写不对，请看标出的地方",
     "route.not_found": "没有这个功能或页面",
     "route.method_not_allowed": "不能这样操作",
+    "request.refused": "请求未被接受",
     "value.missing": "必须填写",
     "value.too_short": "太短了，至少 {min_length} 个字（项）",
     "value.too_long": "太长了，最多 {max_length} 个字（项）",
@@ -196,6 +197,9 @@ APPRAISAL = {
     "whatif.rule_invalid": "考核规则填写有误",
 }
 
+# Codes that say no more than their status: under the page's line (from the status), nothing.
+SAID_BY_STATUS = frozenset({"request.refused"})
+
 # Each catalogue's lines, by the catalogue's service (the test matches them code for code).
 TABLES = {"shared": SHARED, "intake": INTAKE, "dispatch": DISPATCH, "enforcement": ENFORCEMENT,
           "appraisal": APPRAISAL}
@@ -273,8 +277,7 @@ def words(code: str, params: Mapping[str, Any] | None = None, *, status: int = 0
     or params that did not come. Never raises."""
     template = WORDS.get(code)
     if template is None:
-        if not code.startswith("http.status_"):  # Starlette's bare statuses say no more than the status line
-            log.warning("refusal code %r has no Chinese line in the console (status %s)", code, status)
+        log.warning("refusal code %r has no Chinese line in the console (status %s)", code, status)
         return fallback(status, field)
     given = params or {}
     try:
