@@ -237,8 +237,12 @@ def _is_status(name: str) -> bool:
     return name in ("status", "state", "statuses") or name.endswith(("_status", "_state"))
 
 
+# A param is a name, a number, a state: what is longer than this is cut (a page is not an echo).
+PARAM_CHARS = 80
+
+
 def _one(name: str, value: Any, names: Mapping[str, str], tables: Mapping[str, Mapping[str, str]]) -> str:
-    text = str(value)
+    text = str(value)[:PARAM_CHARS]
     if isinstance(value, bool):
         return "是" if value else "否"
     if _is_status(name):
@@ -254,7 +258,7 @@ def _value(name: str, value: Any, names: Mapping[str, str], tables: Mapping[str,
     """One param as a person reads it: states and roles in words, lists joined with 、, the town's
     codes (units, staff, villages, items, towns) by their names where the console knows them."""
     if isinstance(value, (list, tuple)):
-        return "、".join(_one(name, v, names, tables) for v in value)
+        return "、".join(_one(name, v, names, tables) for v in value[:20]) + ("等" if len(value) > 20 else "")
     if isinstance(value, str) and name in ("roles", "units", "staff") and ", " in value:
         return "、".join(_one(name, v, names, tables) for v in value.split(", "))
     if isinstance(value, float) and value.is_integer():

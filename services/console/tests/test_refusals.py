@@ -64,6 +64,13 @@ def test_params_read_as_staff_say_them() -> None:
         "案件现在是“立案”，下一步应为“调查取证”，不能直接“结案”")
 
 
+def test_a_param_never_echoes_input_in_bulk() -> None:
+    said = words("merge.into_unknown", {"ticket": "9" * 10_000})
+    assert len(said) < 120
+    listed = words("inspection.unit_absent", {"units": [f"u{i}" for i in range(500)]})
+    assert listed.endswith("u19等")
+
+
 def test_an_unknown_code_reads_generically_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="console.refusals"):
         assert words("something.new", {"x": 1}, status=409) == GENERIC
