@@ -96,7 +96,7 @@ SHARED = {
     "auth.token_without_town": "您的账号没有所属的镇，请联系管理员",
     "auth.role_missing": "您的岗位不能办理这项业务（需要：{roles}）",
     "town.not_served": "本系统不负责这个镇（{town}）的事务",
-    "town.not_found": "没有找到，请核对编号",
+    "town.not_found": "本镇没有这条记录",
     "town.not_yours": "这是{town}的事务，您只能办理本镇的事务",
     "town.required": "须指明是哪个镇",
     "service.database_unavailable": "系统暂时不可用，请稍后再试",
