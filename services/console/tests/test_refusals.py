@@ -53,6 +53,19 @@ def test_each_line_reads_in_chinese_with_its_params_and_without_them(code: str) 
             assert words(code, params, status=422)
 
 
+@pytest.mark.parametrize("field", [None, "note"])
+def test_each_code_as_its_service_sends_it_reads_in_chinese_only(field: str | None) -> None:
+    for _, code in _codes():
+        params = dict.fromkeys(placeholders(code.detail) | placeholders(code.title), "7")
+        sent = code(field, **params).response()
+        error = refusal(httpx.Response(sent.status_code, content=bytes(sent.body), headers=dict(sent.headers)))
+        assert error.code == code.name
+        shown = error.page_line
+        assert not ENGLISH.search(shown), f"{code.name}: {shown!r}"
+        fell_back = GENERIC in shown or (shown.endswith(GENERIC_FIELD) and WORDS[code.name] != GENERIC_FIELD)
+        assert not fell_back, f"{code.name} fell back: {shown!r}"
+
+
 def test_params_read_as_staff_say_them() -> None:
     assert words("merge.not_open", {"ticket": "A", "status": "completed"}) == "A 已办结待核查，只有尚未办结的事项才能并入他件"
     assert words("auth.role_missing", {"roles": "clerk, command_centre"}) == "您的岗位不能办理这项业务（需要：窗口人员、指挥中心）"
