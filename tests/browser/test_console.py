@@ -2,7 +2,8 @@
 receipt; it is on the command-centre board within 5 s; the assignee accepts and completes it; the
 command centre verifies it; the citizen reads its status with ticket and code and rates it; the
 appraisal page shows the change; an officer records a combined inspection's result; a person
-without the role gets no page and no action; a form without its CSRF token is refused."""
+without the role gets no page and no action; a form without its CSRF token is refused; an address
+the console does not have and a service's refusal read in Chinese, never in English."""
 
 from __future__ import annotations
 
@@ -207,3 +208,20 @@ async def test_a_form_without_its_csrf_token_is_refused(people: People, console_
     await expect(clerk).to_have_url(re.compile(r"/signin$"))
     await clerk.goto("/intake")
     await expect(clerk).to_have_url(re.compile(r"/signin\?next=/intake$"))
+
+
+async def test_an_unknown_address_and_a_refused_lookup_read_in_chinese(people: People) -> None:
+    citizen = await people.anonymous(phone=True)
+    response = await citizen.goto("/no/such/page")
+    assert response is not None and response.status == 404
+    await expect(citizen.get_by_role("heading", name="找不到这个页面")).to_be_visible()
+    await expect(citizen.get_by_role("link", name="办事进度查询")).to_be_visible()  # the console's layout
+    assert not re.search(r"Not Found|detail", await citizen.content())
+    # A ticket that does not exist: intake's refusal, in Chinese only, whatever its English says.
+    await citizen.goto("/status")
+    await citizen.locator("input[name=ticket]").fill(f"{QINGHE}-20000101-{uuid.uuid4().int % 100_000:05d}")
+    await citizen.locator("input[name=code]").fill("ABC234")
+    await citizen.get_by_role("button", name="查询").click()
+    alert = citizen.get_by_role("alert")
+    await expect(alert).to_contain_text("没有找到")
+    assert not re.search(r"[A-Za-z]{3,}", await alert.inner_text())

@@ -90,7 +90,7 @@ async def test_a_duplicate_is_hinted_on_the_receipt_merged_on_the_board_followed
     await form.locator("input[name=into]").fill(second)
     await form.get_by_role("button", name="合并").click()
     await expect(board.locator("[data-testid=merge-form] .field-error[data-field=into]")).to_have_text(
-        f"{second} 本身已并入 {first}，请直接并入 {first}")
+        f"主件受理编号：{second} 本身已并入 {first}，请直接并入 {first}")
 
     # The task's page: 已合并, with the primary's ticket.
     await board.goto("/board")

@@ -27,6 +27,7 @@ from townflow_shared.http import RedMetricsMiddleware
 from townflow_shared.metrics import REGISTRY
 from townflow_shared.telemetry import setup_tracing
 
+from . import error_pages
 from .accounts import Accounts
 from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake, merge, status, tasks
 from .pages import county as county_page
@@ -121,7 +122,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=settings.service_timeout_seconds) as client:
-            app.state.console = Console(settings, county, Accounts(county), Services(urls, signer, client),
+            app.state.console = Console(settings, county, Accounts(county), Services(urls, signer, client, county),
                                         codec)
             yield
 
@@ -130,6 +131,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     for module in (auth, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin, county_page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    error_pages.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -1,15 +1,17 @@
-"""A service's refusal in plain Chinese: one sentence for the page, and one per field it names,
-shown next to that field. The service's own words follow in brackets where they say more."""
+"""A service's refusal (an RFC 9457 problem document with a `code`) in plain Chinese: the page's
+line from the status, and the code's words (refusals.py) beside the field it names — or, naming
+none, under the page's line. No English sentence of a service is ever shown."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from .phrases import plain
+from .refusals import SAID_BY_STATUS, status_line, words
 
-# Field names as the services spell them (a 422's `loc`, dotted), as the forms label them.
+# Field names as the services spell them (a refusal's `field`, dotted), as the forms label them.
 FIELD_LABELS = {
     "channel": "受理渠道", "item_code": "事项", "description": "诉求内容", "village": "村（社区）",
     "location": "地点", "target": "检查对象", "colour": "紧急程度", "citizen": "群众信息",
@@ -20,79 +22,87 @@ FIELD_LABELS = {
     "to": "离岗结束", "officers": "执法人员", "present_units": "到场单位", "findings": "检查结果",
     "step": "步骤", "decision": "处罚决定", "pool": "奖金总额", "period": "月份", "sample_size": "抽取数量",
     "into": "主件受理编号", "ticket_no": "受理编号", "reached": "回访情况", "format": "格式",
+    "ticket": "受理编号", "unit": "派驻机构",
 }
-
-# pydantic's error types, in words.
-_TYPES = {
-    "missing": "必须填写", "string_too_short": "不能为空", "string_too_long": "太长了",
-    "string_pattern_mismatch": "格式不对", "literal_error": "不是可选的值", "enum": "不是可选的值",
-    "int_parsing": "应填数字", "float_parsing": "应填数字", "greater_than_equal": "数值太小",
-    "less_than_equal": "数值太大", "datetime_from_date_parsing": "日期时间格式不对",
-    "datetime_parsing": "日期时间格式不对", "date_from_datetime_parsing": "日期格式不对",
-    "bool_parsing": "应为是或否", "too_short": "至少要填一项", "extra_forbidden": "不应填写",
-}
-
-_STATUS = {
-    400: "请求有误。",
-    401: "登录已失效，请重新登录。",
-    403: "您没有权限执行此操作。",
-    404: "没有找到，请核对编号（或查询码）。",
-    409: "当前状态下不能这样做。",
-    422: "有几项填写不对，请看标出的地方。",
-    429: "尝试次数太多，请稍后再试。",
-    503: "服务暂时不可用，请稍后再试。",
-}
+# A field that names no input of a form: what it says is the page's, not a field's.
+_WHOLE = frozenset({"body", "query", "path", "Idempotency-Key"})
 
 
 class ServiceError(Exception):
-    """What a service refused: `message` for the page, `fields` (dotted name → words) beside fields."""
+    """What a service refused: `message` for the page (from the status), `fields` (dotted name →
+    words) beside fields, `detail` the code's words when it names no field, `code` as sent."""
 
     def __init__(self, status: int, message: str, fields: dict[str, str] | None = None,
-                 detail: str | None = None, suggestions: list[dict[str, str]] | None = None) -> None:
+                 detail: str | None = None, suggestions: list[str] | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.fields = fields or {}
         self.detail = detail
-        self.suggestions = suggestions or []
+        self.suggestions = suggestions or []  # item codes a refusal of an unknown item proposes
+        self.code = code
+
+    @property
+    def page_line(self) -> str:
+        """The refusal in one line, for a page that shows nothing else."""
+        return " ".join(part for part in (self.message, self.detail, *self.fields.values()) if part)
 
 
-def _field_of(loc: list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
-    return ".".join(parts) or "body"
+def label(field: str) -> str | None:
+    return FIELD_LABELS.get(field) or FIELD_LABELS.get(field.split(".")[0])
 
 
-def label(field: str) -> str:
-    return FIELD_LABELS.get(field) or FIELD_LABELS.get(field.split(".")[0], field)
+def beside(field: str, said: str) -> str:
+    """The words shown beside a field, after its label (the page's list of them reads on its own)."""
+    named = label(field)
+    return f"{named}：{said}" if named else said
 
 
-def refusal(response: httpx.Response) -> ServiceError:
+def _suggested(params: Mapping[str, Any]) -> list[str]:
+    listed = params.get("suggestions")
+    if not isinstance(listed, list):
+        return []
+    return [str(s.get("code")) if isinstance(s, dict) else str(s).split(" ")[0] for s in listed][:10]
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def refusal(response: httpx.Response, names: Mapping[str, str] | None = None) -> ServiceError:
+    """The service's answer ≥ 400 as the page shows it; `names` are the town's codes → names, for
+    the params (units, staff, villages…)."""
+    status = response.status_code
+    message = status_line(status, response.headers.get("Retry-After"))
     try:
         body = response.json()
     except ValueError:
-        body = {}
-    detail = body.get("detail") if isinstance(body, dict) else None
-    status = response.status_code
-    message = _STATUS.get(status, "服务出错了，请稍后再试。" if status >= 500 else "请求未被接受。")
-    if status == 429 and (wait := response.headers.get("Retry-After", "")).isdigit():
-        message = f"尝试次数太多，请 {max(1, round(int(wait) / 60))} 分钟后再试。"
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+        return ServiceError(status, message)  # not a problem document (a proxy's page): the status says it
+    code = body["code"]
+    params = _mapping(body.get("params"))
     fields: dict[str, str] = {}
-    suggestions: list[dict[str, str]] = []
-    if isinstance(detail, list):
-        for problem in detail:
-            if not isinstance(problem, dict):
-                continue
-            field = _field_of(problem.get("loc", []))
-            words = _TYPES.get(str(problem.get("type")), "填写有误")
-            msg = str(problem.get("msg", "")).removeprefix("Value error, ")
-            if known := plain(msg):
-                fields.setdefault(field, f"{label(field)}：{known[0]}")
-            else:
-                fields.setdefault(field, f"{label(field)}{words}" + (f"（{msg}）" if msg else ""))
-            suggestions += [s for s in problem.get("suggestions", []) if isinstance(s, dict)]
-        return ServiceError(status, message, fields, None, suggestions)
-    if isinstance(detail, str) and (known := plain(detail)):
-        # A 409 names no field: the sentence says which one it is about, shown beside that field.
-        plain_words, about = known
-        return ServiceError(status, message, {about: plain_words} if about else {}, None if about else plain_words)
-    return ServiceError(status, message, fields, str(detail) if detail else None)
+    suggestions = _suggested(params)
+    loose: list[str] = []  # words of errors that name no input of a form
+    errors = [e for e in body.get("errors") or () if isinstance(e, dict) and isinstance(e.get("code"), str)]
+    for error in errors:
+        field = str(error.get("field") or "")
+        its = _mapping(error.get("params"))
+        said = words(error["code"], its, status=status, field=field or None, names=names)
+        suggestions += _suggested(its)
+        if field and field not in _WHOLE:
+            fields.setdefault(field, beside(field, said))
+        else:
+            loose.append(said)
+    named = body.get("field") if isinstance(body.get("field"), str) else None
+    if named and named not in _WHOLE and named not in fields:
+        fields[named] = beside(named, words(code, params, status=status, field=named, names=names))
+    detail = None
+    if not fields and not loose and not errors:
+        detail = None if code in SAID_BY_STATUS else words(code, params, status=status, names=names)
+    elif loose:
+        detail = "；".join(dict.fromkeys(loose))
+    if detail is not None and detail.rstrip("。") == message.rstrip("。"):
+        detail = None  # the page's line says it already (a 401's 登录已失效)
+    return ServiceError(status, message, fields, detail, list(dict.fromkeys(suggestions)), code)

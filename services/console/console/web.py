@@ -106,7 +106,9 @@ async def checked_form(request: Request) -> FormData:
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    session = session_of(request)
+    # No session on the quiet paths (/static/…): their refusal pages are drawn signed out.
+    session: Session | None = getattr(request.state, "session", None)
+    person = session.person if session is not None else None
     return templates.TemplateResponse(request, template, {
-        "person": session.person, "csrf": session.csrf, "pages": visible_pages(session.person),
+        "person": person, "csrf": session.csrf if session is not None else "", "pages": visible_pages(person),
         "path": request.url.path, **context}, status_code=status_code)

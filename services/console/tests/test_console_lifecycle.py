@@ -1,11 +1,12 @@
-"""The console's side of SPEC §10 without a stack: the services' refusals of a merge and a
-callback in plain Chinese beside the right field (checked against the services' own rule
-functions, so a reworded refusal fails here), and the monthly bulletin streamed on from appraisal
-with the person's token, its content type and file name."""
+"""The console without a stack, its services answered by a fake transport: intake's refusals of a
+merge (problem documents with codes) in plain Chinese beside the field each names, the console's
+own 404/405/422/500 pages in Chinese, and the monthly bulletin streamed on from appraisal with the
+person's token, its content type and file name."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import jwt
@@ -14,95 +15,52 @@ from pydantic import SecretStr
 
 from console.accounts import Accounts, Person
 from console.app import Console, create_app
-from console.errors import refusal
-from console.phrases import plain
 from console.services import Services
 from console.session import COOKIE, SessionCodec
 from console.settings import ConsoleSettings
 from console.tokens import TokenSigner
-from dispatch import rules as dispatch_rules
-from intake import rules as intake_rules
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 A, B, C = "321003104-20261201-00001", "321003104-20261201-00002", "321003104-20261201-00003"
+COMMAND = Person("qh-s030", "s030", "指挥员", frozenset({"staff", "command_centre"}), "321003104", "青禾镇")
 
 
-def side(ticket: str, status: str = "dispatched", merged_into: str | None = None, followers: int = 0,
-         town: str = "321003104") -> intake_rules.MergeSide:
-    return intake_rules.MergeSide(ticket, town, status, merged_into, followers)
-
-
-@pytest.mark.parametrize(("merged", "into", "field", "words"), [
-    (side(A), side(A), "into", "不能并入自身"),
-    (side(A), side("321003107-20261201-00002", town="321003107"), "into", "其他镇"),
-    (side(A, merged_into=C), side(B), "ticket_no", f"已并入 {C}"),
-    (side(A, followers=2), side(B), "ticket_no", "已有 2 件并入"),
-    (side(A, status="completed"), side(B), "ticket_no", "已办结待核查"),
-    (side(A), side(B, merged_into=C), "into", f"请直接并入 {C}"),
-    (side(A), side(B, status="closed"), "into", "已结案，主件须仍在办理中"),
-])
-def test_every_merge_refusal_of_intake_reads_in_chinese_beside_its_field(
-        merged: intake_rules.MergeSide, into: intake_rules.MergeSide, field: str, words: str) -> None:
-    found = intake_rules.merge_refusal(merged, into)
-    assert found is not None
-    status, _, why = found
-    # As intake's api.py sends them: a 422 naming the field, a 409 with the sentence only.
-    body = {"detail": [{"loc": ["body", field], "msg": why, "type": "value_error"}]} if status == 422 else {"detail": why}
-    error = refusal(httpx.Response(status, json=body))
-    assert words in error.fields[field] and "merge" not in error.fields[field]
-    assert error.detail is None
-
-
-def test_unmerge_and_unknown_primary_refusals_read_in_chinese() -> None:
-    for why in (intake_rules.unmerge_refusal(None, None), intake_rules.unmerge_refusal(B, "closed")):
-        assert why is not None and plain(why) is not None
-    error = refusal(httpx.Response(422, json={"detail": [
-        {"loc": ["body", "into"], "msg": f"no matter with ticket number {C!r}", "type": "value_error"}]}))
-    assert error.fields["into"] == f"主件受理编号：没有受理编号为 {C} 的事项"
-
-
-def test_every_callback_refusal_of_dispatch_reads_in_chinese() -> None:
-    problems = [*dispatch_rules.callback_problems(True, None), *dispatch_rules.callback_problems(False, "satisfied")]
-    assert [f for f, _ in problems] == ["rating", "rating"]
-    for _, why in problems:
-        assert plain(why) is not None
-    for status, called_back in (("rework", False), ("closed", True)):
-        why = dispatch_rules.callback_error(status, called_back)
-        assert why is not None
-        error = refusal(httpx.Response(409, json={"detail": why}))
-        assert set(error.fields) == {"reached"}
-
-
-def test_an_unknown_sentence_keeps_the_services_words() -> None:
-    error = refusal(httpx.Response(409, json={"detail": "something new"}))
-    assert error.detail == "something new" and error.fields == {}
+def problem(status: int, code: str, **members: Any) -> httpx.Response:
+    return httpx.Response(status, headers={"content-type": "application/problem+json"}, json={
+        "type": f"urn:townflow:problem:{code}", "title": "English", "status": status,
+        "detail": "English detail", "code": code, **members})
 
 
 OFFICE = Person("qh-s032", "s032", "方圆", frozenset({"staff", "appraisal_admin"}), "321003104", "青禾镇")
 SECRET = "unit-test-secret-of-32-bytes-at-least"
 
 
-async def _console(answer: httpx.Response, seen: list[httpx.Request]) -> AsyncIterator[httpx.AsyncClient]:
-    """The console app, its services answered by `answer`, signed in as the 绩效督查室."""
+async def _console(answer: httpx.Response | Callable[[httpx.Request], httpx.Response], seen: list[httpx.Request],
+                   person: Person = OFFICE) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """The console app, its services answered by `answer`, signed in as `person` (the 绩效督查室 by
+    default): the browser, and the session's CSRF token for its forms."""
     settings = ConsoleSettings(town_dir=DEMO_COUNTY_DIR, jwt_secret=SecretStr(SECRET),
                                console_session_secret=SecretStr("s" * 32))
     app = create_app(settings)
     county = load_county(DEMO_COUNTY_DIR)
     codec = SessionCodec(b"s" * 32, 3600)
+    session = codec.new(person)
 
     def fake_service(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return answer
+        return answer(request) if callable(answer) else answer
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(fake_service)) as services_client:
         signer = TokenSigner(SECRET, "HS256", kid=None, issuer=None, audience_template="townflow-{service}",
                              ttl_seconds=60)
         urls = {s: f"http://{s}.test" for s in ("intake", "dispatch", "enforcement", "appraisal")}
-        app.state.console = Console(settings, county, Accounts(county), Services(urls, signer, services_client), codec)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test",
-                                     cookies={COOKIE: codec.encode(codec.new(OFFICE))}) as browser:
-            yield browser
+        app.state.console = Console(settings, county, Accounts(county),
+                                    Services(urls, signer, services_client, county), codec)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                                     base_url="http://console.test",
+                                     cookies={COOKIE: codec.encode(session)}) as browser:
+            yield browser, session.csrf
 
 
 async def test_the_bulletin_is_streamed_on_from_appraisal_with_the_persons_token() -> None:
@@ -111,7 +69,7 @@ async def test_the_bulletin_is_streamed_on_from_appraisal_with_the_persons_token
     answer = httpx.Response(200, content=sheet, headers={
         "content-type": "text/csv; charset=utf-8",
         "content-disposition": 'attachment; filename="bulletin-321003104-2026-11.csv"'})
-    async for browser in _console(answer, seen):
+    async for browser, _ in _console(answer, seen):
         got = await browser.get("/appraisal/bulletin", params={"period": "2026-11", "format": "csv"})
     assert got.status_code == 200 and got.content == sheet
     assert got.headers["content-type"] == "text/csv; charset=utf-8"
@@ -125,7 +83,71 @@ async def test_the_bulletin_is_streamed_on_from_appraisal_with_the_persons_token
 
 async def test_a_missing_bulletin_is_a_plain_error_page() -> None:
     seen: list[httpx.Request] = []
-    async for browser in _console(httpx.Response(404, json={"detail": "Not Found"}), seen):
+    async for browser, _ in _console(problem(404, "period.no_figures", params={"period": "2026-11"}), seen):
         got = await browser.get("/appraisal/bulletin", params={"period": "2026-11"})
     assert got.status_code == 404 and "没有找到2026-11的月度通报" in got.text and "Not Found" not in got.text
     assert [c.url.path for c in seen] == ["/v1/bulletin"]
+
+
+def _merge_refused(refused: httpx.Response) -> Callable[[httpx.Request], httpx.Response]:
+    """Intake refuses the merge; the board's own reads find dispatch away (the form shows all the same)."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        return refused if request.url.path.endswith("/merge") else problem(503, "service.database_unavailable")
+    return answer
+
+
+@pytest.mark.parametrize(("refused", "field", "words"), [
+    (problem(409, "merge.primary_merged", field="into", params={"ticket": B, "primary": A}), "into",
+     f"主件受理编号：{B} 本身已并入 {A}，请直接并入 {A}"),
+    (problem(422, "merge.into_itself", field="into", errors=[
+        {"field": "into", "code": "merge.into_itself", "detail": "a matter cannot be merged into itself"}]), "into",
+     "主件受理编号：不能并入自身，请填写另一件的受理编号"),
+    (problem(409, "merge.has_merged_matters", field="ticket_no", params={"count": 2, "ticket": C}), "ticket_no",
+     f"受理编号：已有 2 件并入 {C}，请先撤销它们的合并"),
+    (problem(409, "merge.not_open", field="ticket_no", params={"ticket": C, "status": "completed"}), "ticket_no",
+     f"受理编号：{C} 已办结待核查，只有尚未办结的事项才能并入他件"),
+])
+async def test_a_refused_merge_reads_in_chinese_beside_the_field_its_code_names(
+        refused: httpx.Response, field: str, words: str) -> None:
+    seen: list[httpx.Request] = []
+    async for browser, csrf in _console(_merge_refused(refused), seen, COMMAND):
+        got = await browser.post("/board/merge", data={"csrf": csrf, "ticket_no": C, "into": B})
+    assert got.status_code == refused.status_code
+    assert f'<span class="field-error" role="alert" data-field="{field}">{words}</span>' in got.text
+    assert "English" not in got.text
+    assert seen[0].url.path == f"/v1/requests/{C}/merge"
+
+
+async def test_an_unknown_console_address_is_a_chinese_page_in_the_layout() -> None:
+    async for browser, _ in _console(problem(503, "service.database_unavailable"), []):
+        missing = await browser.get("/no/such/page")
+        static = await browser.get("/static/no-such.css")
+        wrong_method = await browser.get("/board/merge")
+    for answer in (missing, static):
+        assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html")
+        assert "找不到这个页面" in answer.text and "镇务通" in answer.text and "Not Found" not in answer.text
+    assert "方圆" in missing.text  # the layout, signed in: the navigation stays
+    assert wrong_method.status_code == 405 and "不能这样打开这个页面" in wrong_method.text
+    assert "POST" in wrong_method.headers["allow"] and "Method Not Allowed" not in wrong_method.text
+
+
+async def test_a_query_the_console_cannot_read_is_a_chinese_page() -> None:
+    app = create_app(ConsoleSettings(town_dir=DEMO_COUNTY_DIR, jwt_secret=SecretStr(SECRET)))
+
+    async def typed(n: int) -> dict[str, int]:  # a page with a typed query, as a later one may have
+        return {"n": n}
+
+    app.add_api_route("/typed", typed)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test") as browser:
+        got = await browser.get("/typed", params={"n": "many"})
+    assert got.status_code == 422 and "网址有误" in got.text and "int_parsing" not in got.text
+
+
+async def test_the_consoles_own_failure_is_a_chinese_500_page() -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug in the console's own code")
+
+    async for browser, _ in _console(broken, [], COMMAND):
+        got = await browser.get(f"/board/tasks/{A}")
+    assert got.status_code == 500 and got.headers["content-type"].startswith("text/html")
+    assert "系统出错了" in got.text and "RuntimeError" not in got.text and "Internal Server Error" not in got.text

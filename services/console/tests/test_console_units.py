@@ -1,16 +1,14 @@
-"""The console's own pieces without a stack: the signed session, CSRF, refusals in words, chart
-geometry, sign-in against argon2 hashes."""
+"""The console's own pieces without a stack: the signed session, CSRF, chart geometry, sign-in
+against argon2 hashes (refusals in words: test_refusals.py)."""
 
 from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 from console.accounts import Accounts, Person
 from console.charts import grouped_bars, line_chart, stacked_bars
-from console.errors import refusal
 from console.session import SessionCodec, csrf_matches
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
@@ -38,30 +36,6 @@ def test_the_csrf_token_must_be_the_sessions_own() -> None:
     assert not csrf_matches(session, codec.new().csrf)
     assert not csrf_matches(session, None)
     assert not csrf_matches(session, "")
-
-
-def test_a_422_names_each_field_in_words() -> None:
-    response = httpx.Response(422, json={"detail": [
-        {"loc": ["body", "citizen", "phone"], "msg": "String should match pattern", "type": "string_pattern_mismatch"},
-        {"loc": ["body", "item_code"], "msg": "unknown item code 'X'", "type": "value_error",
-         "suggestions": [{"code": "S001", "name": "新生儿落户"}]}]})
-    error = refusal(response)
-    assert error.fields["citizen.phone"].startswith("电话格式不对")
-    assert error.fields["item_code"].startswith("事项填写有误")
-    assert error.suggestions == [{"code": "S001", "name": "新生儿落户"}]
-
-
-@pytest.mark.parametrize(("status", "words"), [(403, "没有权限"), (404, "没有找到"), (409, "当前状态"),
-                                               (503, "暂时不可用")])
-def test_other_refusals_in_words_with_the_services_detail(status: int, words: str) -> None:
-    error = refusal(httpx.Response(status, json={"detail": "the return window closed"}))
-    assert words in error.message
-    assert error.detail == "the return window closed"
-
-
-def test_too_many_codes_says_how_long_to_wait() -> None:
-    error = refusal(httpx.Response(429, headers={"Retry-After": "1200"}, json={"detail": "too many"}))
-    assert "20 分钟" in error.message
 
 
 def test_stacked_bars_are_proportional_to_the_largest_row() -> None:

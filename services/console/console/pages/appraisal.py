@@ -109,7 +109,7 @@ async def bonus_export(request: Request, period: str | None = None, town: str | 
             "period": period or None, "town": None if person.town else town_code, "pool": pool})
     except ServiceError as exc:
         return render(request, "refused.html", exc.status if exc.status >= 400 else 502, title="奖金分配",
-                      message=exc.message)
+                      message=exc.page_line)
     names = _names(request, town_code)
     out = io.StringIO()
     writer = csv.writer(out)

@@ -86,7 +86,7 @@ async def task_view(request: Request, person: Person, task_id: str, error: Servi
     try:
         task = await services.call(person, "dispatch", "GET", f"/v1/tasks/{task_id}")
     except ServiceError as exc:
-        return render(request, "refused.html", status_of(exc), title="任务", message=exc.message)
+        return render(request, "refused.html", status_of(exc), title="任务", message=exc.page_line)
     primary, primary_error = None, None
     if task["status"] == "merged":
         # The task knows its primary by request id only; intake names the primary's ticket.

@@ -36,4 +36,4 @@ async def bulletin(request: Request, period: str | None = None,
 def _plain(exc: ServiceError, period: str | None) -> str:
     if exc.status == 404:
         return f"没有找到{period or '本月'}的月度通报，请稍后再试或联系绩效督查室。"
-    return "".join([exc.message, *(f" {words}。" for words in exc.fields.values())])
+    return exc.page_line

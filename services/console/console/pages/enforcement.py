@@ -52,7 +52,7 @@ async def _inspection_view(request: Request, person: Person, inspection_id: str,
         inspection = await console_of(request).services.call(person, "enforcement", "GET",
                                                              f"/v1/inspections/{inspection_id}")
     except ServiceError as exc:
-        return render(request, "refused.html", _status(exc), title="检查", message=exc.message)
+        return render(request, "refused.html", _status(exc), title="检查", message=exc.page_line)
     return render(request, "inspection.html", 200 if error is None else _status(error), title="综合检查",
                   inspection=inspection, error=error, form=form or {}, officers=_officers(request, person),
                   units=unit_names(request, person))
@@ -108,7 +108,7 @@ async def _case_view(request: Request, person: Person, case_id: str, error: Serv
     try:
         case = await console_of(request).services.call(person, "enforcement", "GET", f"/v1/cases/{case_id}")
     except ServiceError as exc:
-        return render(request, "refused.html", _status(exc), title="案件", message=exc.message)
+        return render(request, "refused.html", _status(exc), title="案件", message=exc.page_line)
     return render(request, "case.html", 200 if error is None else _status(error), title="执法案件", case=case,
                   error=error)
 

@@ -45,9 +45,12 @@ async def _form_page(request: Request, person: Person, form: dict[str, str], err
     else:
         catalog_shown = catalog
     town = console.county.town(town_code) if town_code else None
+    # An unknown item's refusal proposes the closest items by code: the town's catalog names them.
+    suggestions = [{"code": c, "name": town.catalog[c].name} for c in (error.suggestions if error else [])
+                   if town is not None and c in town.catalog]
     status = 200 if error is None else (error.status if error.status >= 400 else 502)
     return render(request, "intake.html", status, title="窗口受理", form=form, error=error, q=q,
-                  catalog=catalog, catalog_shown=catalog_shown, catalog_error=catalog_error,
+                  catalog=catalog, catalog_shown=catalog_shown, catalog_error=catalog_error, suggestions=suggestions,
                   villages=town.info.villages if town else [],
                   towns=[(t.code, t.info.name) for t in console.county.towns.values()] if not person.town else [],
                   idempotency_key=form.get("idempotency_key") or uuid.uuid4().hex)

@@ -1,6 +1,6 @@
 """重复件 on the command-centre board and a task's page: merge a matter into another (its primary)
 and undo it, by intake's merge and unmerge. Which matters may merge is intake's to say; its
-refusals come back beside the field they are about (errors.py, phrases.py)."""
+refusals come back beside the field their code names (errors.py, refusals.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ..errors import ServiceError
+from ..errors import ServiceError, beside
+from ..refusals import status_line, words
 from ..web import checked_form, console_of, guard
 from .board import board_response, status_of, task_view
 
@@ -33,7 +34,7 @@ async def _merge_or_undo(request: Request, action: str) -> Response:
     task_id = form["task_id"]  # set when posted from a task's page: the answer goes back there
     try:
         if not form["ticket_no"]:  # the path needs a ticket; the service never sees an empty one
-            raise ServiceError(422, "有几项填写不对，请看标出的地方。", {"ticket_no": "受理编号必须填写"})
+            raise ServiceError(422, status_line(422), {"ticket_no": beside("ticket_no", words("value.missing"))})
         await console_of(request).services.call(
             person, "intake", "POST", f"/v1/requests/{quote(form['ticket_no'], safe='')}/{action}",
             json={"into": form["into"]} if action == "merge" else None)

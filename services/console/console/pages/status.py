@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ..errors import ServiceError
+from ..errors import ServiceError, beside
+from ..refusals import status_line, words
 from ..web import checked_form, console_of, render
 
 router = APIRouter()
@@ -41,7 +42,7 @@ async def status_lookup(request: Request) -> Response:
     form = await checked_form(request)
     ticket, code = str(form.get("ticket", "")).strip(), str(form.get("code", "")).strip().upper()
     if not ticket:
-        return _page(request, ticket, code, None, ServiceError(422, "请填写受理编号。", {"ticket": "请填写受理编号"}))
+        return _page(request, ticket, code, None, ServiceError(422, status_line(422), {"ticket": beside("ticket", words("value.missing"))}))
     view, error = await _lookup(request, ticket, code)
     return _page(request, ticket, code, view, error)
 
