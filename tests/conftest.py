@@ -8,7 +8,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
@@ -59,16 +58,6 @@ def county_stack(otlp: OtlpReceiver) -> Iterator[Stack]:
     """The demo county (禾川县: 青禾镇 321003104, 白鹭镇 321003107, 石桥镇 321003112) on a stack of
     its own, started once for the session when a test asks for it (SPEC §8)."""
     yield from _session_stack(otlp, TOWNFLOW_TOWN_DIR=str(DEMO_COUNTY_DIR))
-
-
-@pytest.fixture
-async def own_database(stack: Stack, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    """A new empty database in the session stack's PostgreSQL, which no running service touches,
-    and a folder of the test's own."""
-    assert stack.postgres is not None
-    name = f"own_{uuid.uuid4().hex[:12]}"
-    stack.postgres.create_database(name)
-    yield stack.postgres.dsn(name), tmp_path
 
 
 QINGHE, BAILU, SHIQIAO = "321003104", "321003107", "321003112"
