@@ -84,11 +84,12 @@ async def metrics() -> Response:
 class ClockChange(BaseModel):
     now: datetime | None = None
     advance: timedelta | None = None
+    release: bool = False  # back to the system clock: a test leaves no clock moved for the next
 
     @model_validator(mode="after")
     def _one(self) -> ClockChange:
-        if (self.now is None) == (self.advance is None):
-            raise ValueError("give exactly one of 'now' (RFC 3339) or 'advance' (ISO 8601 duration)")
+        if [self.now is not None, self.advance is not None, self.release].count(True) != 1:
+            raise ValueError("give exactly one of 'now' (RFC 3339), 'advance' (ISO 8601 duration) or 'release'")
         if self.now is not None and self.now.tzinfo is None:
             raise ValueError("'now' needs a UTC offset")
         return self
@@ -100,8 +101,10 @@ test_clock = APIRouter(tags=["test clock"])
 @test_clock.post("/v1/admin/clock")
 async def move_clock(change: ClockChange, request: Request,
                      _: Annotated[Principal, Depends(require("admin"))]) -> dict[str, Any]:
-    """Only mounted with TOWNFLOW_TEST_CLOCK=1: set or advance this service's clock."""
+    """Only mounted with TOWNFLOW_TEST_CLOCK=1: set, advance or release this service's clock."""
     clock = runtime_of(request).clock
+    if change.release:
+        return {"now": clock.release().isoformat()}
     try:
         now = clock.set(change.now) if change.now is not None else clock.advance(change.advance)  # type: ignore[arg-type]
     except OverflowError as exc:
