@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent
 DATABASE_TIER = ROOT / "tests" / "database"
 STACK_TIER = ROOT / "tests"
-NETWORK = (socket.AF_INET, socket.AF_INET6)  # AF_UNIX stays open: a worker process's pipe is not I/O here
+NETWORK = (socket.AF_INET, socket.AF_INET6)
+
+# No per-example deadline for the properties: on a busy 2-core machine an example that takes 20 ms
+# may take 400 — a fact about the machine, not the code, and a flaky failure.
+settings.register_profile("townflow", deadline=None)
+settings.load_profile("townflow")  # AF_UNIX stays open: a worker process's pipe is not I/O here
 
 
 def tier_of(path: Path) -> str:
