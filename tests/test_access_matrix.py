@@ -530,8 +530,8 @@ async def towns(county: County) -> AsyncIterator[dict[str, TownRecords]]:
 
 
 async def _complete_what_is_left_open(county: County) -> None:
-    """The matrix leaves dozens of open tasks on the same A posts; later tests on the session's
-    stack expect those posts' A holders under their load caps, so the tasks are done here."""
+    """The matrix made dozens of open tasks on the same A posts of the session's county stack: it
+    completes them, leaving the posts' A holders under their load caps as it found them."""
     admin = {"sub": "c001", "roles": ("county_admin",)}
     for code in (OWN, OTHER):
         for status in OPEN_STATUSES:

@@ -92,7 +92,7 @@ async def test_2000_due_reminders_go_out_in_one_wake_up_and_the_newest_is_not_st
         assert set(counts) == {(str(t), "reminder") for t in due_ids}  # nothing for the blockers
         assert set(counts.values()) == {1}
         assert all(e["at"] == published[0]["at"] for e in published)
-    finally:  # closed, they stay out of later tests' supervision
+    finally:  # closed: the test leaves no open work of its own to the session's supervision loop
         await db.execute("UPDATE tasks SET status = 'closed' WHERE task_id = ANY($1)", due_ids + blocker_ids)
 
 
