@@ -1,6 +1,8 @@
-"""The real stack for cross-service tests: Kafka and PostgreSQL started once per session,
-the four services as child processes with the test clock enabled. A module that injects faults
-gets a stack of its own, with replicas, from `replicated_stack`."""
+"""The stack tier: Kafka and PostgreSQL started once per session, the four services as child
+processes with the test clock enabled. A module that injects faults gets a stack of its own, with
+replicas, from `replicated_stack`. Each test leaves the test clocks where it found them (the
+`_clocks_as_found` fixtures). Tests that need PostgreSQL alone belong in tests/database/, whose
+own conftest starts nothing else."""
 
 from __future__ import annotations
 
