@@ -51,7 +51,7 @@ up: install
 	$(PY) -m devstack up $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(TOWN_DIR),--town-dir $(TOWN_DIR))
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services devstack tests bench docs/subscriber
+	$(VENV)/bin/ruff check shared services devstack tests bench docs/subscriber conftest.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
