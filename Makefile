@@ -1,5 +1,6 @@
-# Townflow: `make up` runs the whole system, `make test` runs every test. Both install what is
-# missing first (a virtualenv, the Python packages, Kafka's jars), on a fresh machine too.
+# Townflow: `make up` runs the whole system, `make test` runs every test (lint, types, then the unit,
+# database and stack tiers). Both install what is missing first (a virtualenv, the Python packages,
+# Kafka's jars), on a fresh machine too.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -7,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test lint typecheck unit kafka-jars prometheus asyncapi-parser chromium contracts bench bench-scale chaos fuzz screenshots clean
+.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own lint typecheck unit kafka-jars prometheus asyncapi-parser chromium contracts bench bench-scale chaos fuzz screenshots clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,18 +51,43 @@ up: install
 	$(PY) -m devstack up $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(TOWN_DIR),--town-dir $(TOWN_DIR))
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services devstack tests bench docs/subscriber
+	$(VENV)/bin/ruff check shared services devstack tests bench docs/subscriber conftest.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
-	$(PY) -m pytest -q shared/tests services/*/tests
+# The tests in three tiers (the root conftest.py marks each test with its tier):
+# unit: rules and command handlers, no I/O (a network connection fails the test), in seconds;
+test-unit: $(STAMP) asyncapi-parser
+	$(PY) -m pytest -q shared/tests services
 
-# The bench's plotting package too: the bench-scale smoke check in the suite draws its plot.
-test: install lint typecheck
+unit: test-unit
+
+# database: tests/database/ on one PostgreSQL of the session, a fresh database per test, no Kafka;
+test-db: $(STAMP)
+	$(PY) -m pytest -q tests/database
+
+# stack: tests/ on Kafka, PostgreSQL and the services (and the console in a browser). The bench's
+# plotting package too: the bench-scale smoke check in this tier draws its plot.
+# In two lanes at once: the modules that start stacks of their own (faults, fuzzing) beside the rest,
+# which share the session's stacks. A stack-tier run waits far more than it computes (it kept 0.56
+# of a core busy, measured), so on two cores the lanes take about as long as the longer one alone.
+# STACK_LANES=1 runs them one after the other.
+STACK_LANES ?= 2
+OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_incidents.py
+test-stack: install
 	$(PY) -m pip install -q -r bench/requirements.txt
-	$(PY) -m pytest
+	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-own
+
+stack-lane-shared:
+	$(PY) -m pytest -q tests --ignore=tests/database $(addprefix --ignore=,$(OWN_STACKS))
+
+stack-lane-own:
+	$(PY) -m pytest -q -p no:cacheprovider $(OWN_STACKS)
+
+# Everything, cheapest first: a failure in a fast tier stops the run before the stack starts.
+test: install lint typecheck
+	$(MAKE) --no-print-directory test-unit test-db test-stack
 
 # The benchmark (minutes): figures and a plot under bench/results/. BENCH_ARGS=--matters 2000 for a short run.
 bench: install

@@ -32,7 +32,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,20 +189,23 @@ async def database_read_only(stack: Stack, name: str, seconds: float) -> dict[st
             "ready_after_s": await ready_after(stack, ended)}
 
 
-async def postgres_stopped(stack: Stack, seconds: float) -> dict[str, Any]:
-    await asyncio.to_thread(stack.stop_postgres)
+async def stopped(stack: Stack, fault: str, stop: Callable[[], None], start: Callable[[], None],
+                  seconds: float) -> dict[str, Any]:
+    """A part of the stack stopped for `seconds`, then started again (`start` returns once it
+    answers); the fault with how long the services took to be ready after it."""
+    await asyncio.to_thread(stop)
     await asyncio.sleep(seconds)
-    await asyncio.to_thread(stack.start_postgres)  # returns once it accepts connections
+    await asyncio.to_thread(start)
     ended = time.monotonic()
-    return {"fault": "postgresql stopped", "seconds": seconds, "ready_after_s": await ready_after(stack, ended)}
+    return {"fault": fault, "seconds": seconds, "ready_after_s": await ready_after(stack, ended)}
+
+
+async def postgres_stopped(stack: Stack, seconds: float) -> dict[str, Any]:
+    return await stopped(stack, "postgresql stopped", stack.stop_postgres, stack.start_postgres, seconds)
 
 
 async def broker_stopped(stack: Stack, seconds: float) -> dict[str, Any]:
-    await asyncio.to_thread(stack.stop_kafka)
-    await asyncio.sleep(seconds)
-    await asyncio.to_thread(stack.start_kafka)  # returns once its port answers
-    ended = time.monotonic()
-    return {"fault": "broker stopped", "seconds": seconds, "ready_after_s": await ready_after(stack, ended)}
+    return await stopped(stack, "broker stopped", stack.stop_kafka, stack.start_kafka, seconds)
 
 
 async def inject_poison(bootstrap: str, topics: list[str], seed: int) -> list[bytes]:

@@ -87,12 +87,15 @@ class Postgres:
             self.create_database(db)
         return self
 
-    def _psql(self, sql: str, database: str = "postgres") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(pg_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-             "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
-            capture_output=True, text=True,
-        )
+    def _psql(self, sql: str, database: str = "postgres", **variables: str) -> subprocess.CompletedProcess[str]:
+        """One statement through psql, which takes no bind parameters: values go in as psql
+        variables (`:'name'` a literal, `:"name"` an identifier), quoted by psql itself."""
+        argv = [str(pg_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                "-d", database, "-v", "ON_ERROR_STOP=1", "-tA"]
+        for name, value in variables.items():
+            argv += ["-v", f"{name}={value}"]
+        # From stdin: psql substitutes variables there, not in a -c command.
+        return subprocess.run([*argv, "-f", "-"], input=sql, capture_output=True, text=True)
 
     def _ready(self) -> bool:
         assert self.child is not None
@@ -101,9 +104,9 @@ class Postgres:
 
     def create_database(self, name: str) -> None:
         _check_name(name)
-        exists = self._psql(f"select 1 from pg_database where datname = '{name}'").stdout.strip()  # noqa: S608 - name checked
+        exists = self._psql("select 1 from pg_database where datname = :'name'", name=name).stdout.strip()
         if not exists:
-            result = self._psql(f'create database "{name}"')
+            result = self._psql('create database :"name"', name=name)
             if result.returncode != 0:
                 raise RuntimeError(f"create database {name}: {result.stderr}")
 
@@ -114,12 +117,12 @@ class Postgres:
         Two statements, two transactions: sessions cut before the setting commits would reconnect
         with the old default."""
         _check_name(database)
-        change = (f'ALTER DATABASE "{database}" SET default_transaction_read_only = on' if read_only
-                  else f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
-        cut = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"  # noqa: S608 - name checked
-               f" WHERE datname = '{database}' AND pid <> pg_backend_pid()")
+        change = ('ALTER DATABASE :"name" SET default_transaction_read_only = on' if read_only
+                  else 'ALTER DATABASE :"name" RESET default_transaction_read_only')
+        cut = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+               " WHERE datname = :'name' AND pid <> pg_backend_pid()")
         for sql in (change, cut):
-            result = self._psql(sql)
+            result = self._psql(sql, name=database)
             if result.returncode != 0:
                 raise RuntimeError(f"{sql}: {result.stderr}")
         return int(result.stdout.strip() or 0)
@@ -142,6 +145,6 @@ class Postgres:
 
 
 def _check_name(database: str) -> None:
-    """psql takes no bind parameters: only plain names reach the statements built here."""
+    """Only plain names: they are also folder-safe and need no quoting in a DSN."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", database):
         raise ValueError(f"not a database name: {database!r}")

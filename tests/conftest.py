@@ -1,6 +1,8 @@
-"""The real stack for cross-service tests: Kafka and PostgreSQL started once per session,
-the four services as child processes with the test clock enabled. A module that injects faults
-gets a stack of its own, with replicas, from `replicated_stack`."""
+"""The stack tier: Kafka and PostgreSQL started once per session, the four services as child
+processes with the test clock enabled. A module that injects faults gets a stack of its own, with
+replicas, from `replicated_stack`. Each test leaves the test clocks where it found them (the
+`_clocks_as_found` fixtures). Tests that need PostgreSQL alone belong in tests/database/, whose
+own conftest starts nothing else."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
@@ -61,16 +63,6 @@ def county_stack(otlp: OtlpReceiver) -> Iterator[Stack]:
     yield from _session_stack(otlp, TOWNFLOW_TOWN_DIR=str(DEMO_COUNTY_DIR))
 
 
-@pytest.fixture
-async def own_database(stack: Stack, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    """A new empty database in the session stack's PostgreSQL, which no running service touches,
-    and a folder of the test's own."""
-    assert stack.postgres is not None
-    name = f"own_{uuid.uuid4().hex[:12]}"
-    stack.postgres.create_database(name)
-    yield stack.postgres.dsn(name), tmp_path
-
-
 QINGHE, BAILU, SHIQIAO = "321003104", "321003107", "321003112"
 
 
@@ -109,6 +101,57 @@ def bootstrap(stack: Stack) -> str:
     return stack.kafka.bootstrap
 
 
+CLOCK = "/v1/admin/clock"
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Where a service's test clock stands: frozen at `frozen_at`, or the system clock (None);
+    `api` and `as_` moved it, so they can move it back."""
+
+    api: Api
+    as_: tuple[str, ...]
+    frozen_at: str | None
+
+
+_CLOCKS: dict[tuple[int, str], _Clock] = {}  # (the stack's id, the service) → its clock as last moved
+
+
+async def _restore_clocks(before: dict[tuple[int, str], str | None]) -> None:
+    """Every clock moved since `before` (through Api.call) back where it stood: a test leaves no
+    clock moved for the next one, whichever runs next."""
+    for key, clock in list(_CLOCKS.items()):
+        wanted = before.get(key)
+        if clock.frozen_at == wanted:
+            continue
+        if not any(s is clock.api.stack for s in _STACKS):  # stopped with its module
+            del _CLOCKS[key]
+            continue
+        body: dict[str, Any] = {"release": True} if wanted is None else {"now": wanted}
+        response = await clock.api.call("POST", CLOCK, as_=clock.as_, json=body)
+        assert response.status_code == 200, response.text
+
+
+def _clocks_now() -> dict[tuple[int, str], str | None]:
+    return {key: clock.frozen_at for key, clock in _CLOCKS.items()}
+
+
+@pytest.fixture(autouse=True)
+async def _clocks_as_found() -> AsyncIterator[None]:
+    """A test that moves the test clocks (set_clocks, advance_clocks) leaves them as it found them."""
+    before = _clocks_now()
+    yield
+    await _restore_clocks(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+async def _clocks_as_found_by_the_module() -> AsyncIterator[None]:
+    """The same for a module-scoped fixture that moves them for all the module's tests."""
+    before = _clocks_now()
+    yield
+    await _restore_clocks(before)
+
+
 class Api:
     """HTTP calls to one service with a token for a staff id and roles."""
 
@@ -134,7 +177,12 @@ class Api:
         if as_ is not None:
             headers["Authorization"] = f"Bearer {self.token(as_[0], *as_[1:])}"
         async with httpx.AsyncClient(base_url=self.url, timeout=20) as client:
-            return await client.request(method, path, headers=headers, **kwargs)
+            response = await client.request(method, path, headers=headers, **kwargs)
+        if (method.upper(), path) == ("POST", CLOCK) and as_ is not None and response.status_code == 200:
+            body = kwargs.get("json") or {}
+            _CLOCKS[(id(self.stack), self.service)] = _Clock(self, as_, None if body.get("release") else
+                                                             response.json()["now"])
+        return response
 
 
 @pytest.fixture(scope="session")
@@ -199,13 +247,13 @@ def filing(**overrides: Any) -> dict[str, Any]:
 async def set_clocks(stack: Stack, now: str) -> None:
     """Move every service's test clock to the same moment (RFC 3339)."""
     for name in stack.services:
-        response = await Api(stack, name).call("POST", "/v1/admin/clock", as_=ADMIN, json={"now": now})
+        response = await Api(stack, name).call("POST", CLOCK, as_=ADMIN, json={"now": now})
         assert response.status_code == 200, response.text
 
 
 async def advance_clocks(stack: Stack, duration: str) -> None:
     for name in stack.services:
-        response = await Api(stack, name).call("POST", "/v1/admin/clock", as_=ADMIN,
+        response = await Api(stack, name).call("POST", CLOCK, as_=ADMIN,
                                                json={"advance": duration})
         assert response.status_code == 200, response.text
 

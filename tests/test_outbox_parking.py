@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -95,16 +96,28 @@ async def scratch_outbox(stack: Stack, databases: dict[str, asyncpg.Pool]) -> As
             await databases["intake"].execute(f'DROP DATABASE "{name}"')
 
 
+@contextlib.asynccontextmanager
+async def _relay(pool: asyncpg.Pool, bootstrap: str) -> AsyncIterator[tuple[OutboxRelay, AIOKafkaProducer]]:
+    """A relay of the test's outbox with a started producer (given back too) and a factory for the
+    fresh one it makes after a broker's refusal; both stopped after."""
+    settings = ServiceSettings(service_name="relaytest", kafka_bootstrap=bootstrap)
+    given = create_producer(settings)
+    await given.start()
+    relay = OutboxRelay("relaytest", pool, given, producer_factory=lambda: create_producer(settings))
+    try:
+        yield relay, given
+    finally:
+        if relay.producer is not given:  # renewed after the broker's refusal
+            await relay.producer.stop()
+        await given.stop()
+
+
 async def test_a_refusal_by_the_broker_itself_parks_the_row_and_the_relay_renews_its_producer(
         scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:
     # The topic takes at most 20 kB: the client lets the 30 kB record go and the broker refuses it.
     # (Above the producer's 16 kB batch size, so the record is alone in its batch.)
     topic = await _new_topic(bootstrap, **{"max.message.bytes": "20000"})
-    settings = ServiceSettings(service_name="relaytest", kafka_bootstrap=bootstrap)
-    given = create_producer(settings)
-    await given.start()
-    relay = OutboxRelay("relaytest", scratch_outbox, given, producer_factory=lambda: create_producer(settings))
-    try:
+    async with _relay(scratch_outbox, bootstrap) as (relay, given):
         first, big, second, other = await _write_rows(scratch_outbox, topic, [
             ("k1", _payload("first")), ("k1", _payload("big", 30_000)),
             ("k1", _payload("second")), ("k2", _payload("other"))])
@@ -115,10 +128,6 @@ async def test_a_refusal_by_the_broker_itself_parks_the_row_and_the_relay_renews
         assert relay.producer is not given
         assert await relay.publish_batch() == 2
         assert await relay.publish_batch() == 0
-    finally:
-        if relay.producer is not given:
-            await relay.producer.stop()
-        await given.stop()
 
     labels = [json.loads(r.value)["label"] for r in await read_all(bootstrap, topic)]
     assert labels == ["first", "second", "other"]
@@ -132,11 +141,7 @@ async def test_a_refusal_by_the_broker_itself_parks_the_row_and_the_relay_renews
 async def test_the_runbook_republishes_a_parked_row_once_the_topic_takes_it(
         scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:
     topic = await _new_topic(bootstrap, **{"max.message.bytes": "20000"})
-    settings = ServiceSettings(service_name="relaytest", kafka_bootstrap=bootstrap)
-    given = create_producer(settings)
-    await given.start()
-    relay = OutboxRelay("relaytest", scratch_outbox, given, producer_factory=lambda: create_producer(settings))
-    try:
+    async with _relay(scratch_outbox, bootstrap) as (relay, _):
         (big,) = await _write_rows(scratch_outbox, topic, [("k1", _payload("big", 30_000))])
         assert await relay.publish_batch() == 1
         assert await scratch_outbox.fetchval("SELECT count(*) FROM outbox_parked WHERE id = $1", big) == 1
@@ -158,25 +163,16 @@ async def test_the_runbook_republishes_a_parked_row_once_the_topic_takes_it(
             return not await scratch_outbox.fetchval("SELECT count(*) FROM outbox")
 
         await eventually(republished, what="the re-published row to leave the outbox")
-    finally:
-        if relay.producer is not given:  # renewed after the broker's refusal
-            await relay.producer.stop()
-        await given.stop()
     assert [json.loads(r.value)["label"] for r in await read_all(bootstrap, topic)] == ["big"]
     assert not await scratch_outbox.fetchval("SELECT count(*) FROM outbox_parked")
 
 
 async def test_a_row_for_an_illegal_topic_name_is_parked_at_once(scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:
     topic = await _new_topic(bootstrap)
-    settings = ServiceSettings(service_name="relaytest", kafka_bootstrap=bootstrap)
-    producer = create_producer(settings)
-    await producer.start()
-    try:
+    async with _relay(scratch_outbox, bootstrap) as (relay, _):
         bad, good = await _write_rows(scratch_outbox, "", [("k", _payload("nowhere"))]) + \
             await _write_rows(scratch_outbox, topic, [("k", _payload("somewhere"))])
-        assert await OutboxRelay("relaytest", scratch_outbox, producer).publish_batch() == 2
-    finally:
-        await producer.stop()
+        assert await relay.publish_batch() == 2
     reason = await scratch_outbox.fetchval("SELECT reason FROM outbox_parked WHERE id = $1", bad)
     assert reason.startswith("InvalidTopicError")
     assert [json.loads(r.value)["label"] for r in await read_all(bootstrap, topic)] == ["somewhere"]

@@ -2,7 +2,7 @@
 
 In production it is the system clock. With TOWNFLOW_TEST_CLOCK=1 a test can set or advance it
 through POST /v1/admin/clock; it then stays frozen at that moment until moved again, so tests
-assert exact deadlines without sleeping.
+assert exact deadlines without sleeping, and `{"release": true}` gives it back to the system clock.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ class Clock:
 
     def advance(self, delta: timedelta) -> datetime:
         return self.set(self.now() + delta)
+
+    def release(self) -> datetime:
+        """Back to the system clock, as at start-up (a test leaves no clock moved for the next)."""
+        self._frozen = None
+        self._notify()
+        return self.now()
 
     def _notify(self) -> None:
         self._moved.set()

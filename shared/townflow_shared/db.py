@@ -27,8 +27,14 @@ OUTAGES: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
 )
-# Any constant works; it keeps two replicas from migrating the same database at once.
-_MIGRATION_LOCK = 72_410_001
+# PostgreSQL advisory lock ids, all in one place so no two uses ever take the same one (each
+# service has its own database; 72_410 keeps clear of other applications' small ids).
+# Two replicas must not migrate the same database at once:
+MIGRATION_LOCK = 72_410_001
+# One relay of a service publishes at a time, so rows leave the outbox in id order with replicas:
+RELAY_LOCK = 72_410_002
+# One replica of a service reports the group-wide gauges (group_gauges.py):
+GAUGE_REPORTER_LOCK = 72_410_003
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -55,7 +61,7 @@ async def migrate(pool: asyncpg.Pool, folders: Sequence[Path], default_town: str
     `townflow.default_town` (empty when there is none to give: a county without a legacy town)."""
     applied: list[str] = []
     async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         await conn.execute("SELECT set_config('townflow.default_town', $1, false)", default_town or "")
         try:
             await conn.execute(
@@ -74,7 +80,7 @@ async def migrate(pool: asyncpg.Pool, folders: Sequence[Path], default_town: str
                     applied.append(name)
         finally:
             await conn.execute("SELECT set_config('townflow.default_town', '', false)")
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
     return applied
 
 

@@ -407,19 +407,20 @@ def new_event(
     *,
     source: str,
     town_code: str,
-    subject: str,
-    correlation_id: str,
+    subject: str | uuid.UUID,
+    correlation_id: str | uuid.UUID,
     time: datetime,
     causation_id: str | uuid.UUID | None = None,
 ) -> Any:
-    """Build an event of `event_type` with a fresh id; the caller's clock gives the time."""
+    """Build an event of `event_type` with a fresh id; the caller's clock gives the time. The one
+    envelope builder: ids may be given as UUIDs (a service needs no wrapper of its own)."""
     return event_type(  # type and version are the subclass's defaults
         id=uuid.uuid4(),
         source=source,
         time=time,
         town_code=town_code,
-        subject=subject,
-        correlation_id=correlation_id,
+        subject=str(subject),
+        correlation_id=str(correlation_id),
         causation_id=str(causation_id) if causation_id is not None else None,
         data=data,
     )  # type: ignore[call-arg]

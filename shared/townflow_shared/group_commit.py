@@ -25,8 +25,13 @@ R = TypeVar("R")  # its result
 WriteBatch = Callable[[Sequence[C]], Awaitable[Sequence[R | BaseException]]]
 
 
+# The most commands one transaction takes: the rest wait for the next. Large enough that a burst
+# costs few commits, small enough that one transaction's locks and statement stay short.
+MAX_BATCH = 200
+
+
 class GroupCommit(Generic[C, R]):
-    def __init__(self, write: WriteBatch[C, R], max_batch: int = 200) -> None:
+    def __init__(self, write: WriteBatch[C, R], max_batch: int = MAX_BATCH) -> None:
         self._write = write
         self.max_batch = max_batch
         self._waiting: list[tuple[C, asyncio.Future[R]]] = []

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from prometheus_client import Gauge
 
+from .db import GAUGE_REPORTER_LOCK
+
 log = logging.getLogger(__name__)
 Refresh = Callable[[asyncpg.Pool], Awaitable[None]]
-# Any constant other than the migration and relay locks; each service has its own database.
-_REPORTER_LOCK = 72_410_003
 
 
 class GroupGauges:
@@ -70,7 +70,7 @@ class GroupGauges:
             await self._holder.fetchval("SELECT 1")  # still connected, so still holding it
             return True
         conn = await self.pool_of().acquire()
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _REPORTER_LOCK):
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", GAUGE_REPORTER_LOCK):
             self._holder = conn
             return True
         await self.pool_of().release(conn)
@@ -85,6 +85,6 @@ class GroupGauges:
         if conn is None:
             return
         with contextlib.suppress(Exception):
-            await conn.execute("SELECT pg_advisory_unlock($1)", _REPORTER_LOCK)
+            await conn.execute("SELECT pg_advisory_unlock($1)", GAUGE_REPORTER_LOCK)
         with contextlib.suppress(Exception):
             await self.pool_of().release(conn)

@@ -29,7 +29,7 @@ from .problems import (
     Refusal,
     invalid,
 )
-from .types import FIRST_YEAR, LAST_YEAR, Command, Instant
+from .types import FIRST_YEAR, LAST_YEAR, Command, Instant, StrictBool
 
 if TYPE_CHECKING:
     from .runtime import ServiceRuntime
@@ -105,11 +105,12 @@ async def metrics() -> Response:
 class ClockChange(Command):
     now: Instant | None = None
     advance: timedelta | None = None
+    release: StrictBool = False  # back to the system clock: a test leaves no clock moved for the next
 
     @model_validator(mode="after")
     def _one(self) -> ClockChange:
-        if (self.now is None) == (self.advance is None):
-            raise ValueError("give exactly one of 'now' (RFC 3339) or 'advance' (ISO 8601 duration)")
+        if [self.now is not None, self.advance is not None, self.release].count(True) != 1:
+            raise ValueError("give exactly one of 'now' (RFC 3339), 'advance' (ISO 8601 duration) or 'release'")
         return self
 
 
@@ -124,9 +125,11 @@ test_clock = APIRouter(tags=["test clock"])
                  responses=problems.responses(TOKEN_MISSING, TOKEN_INVALID, ROLE_MISSING, CLOCK_OUT_OF_RANGE))
 async def move_clock(change: ClockChange, request: Request,
                      _: Annotated[Principal, Depends(require("admin"))]) -> dict[str, Any]:
-    """Only mounted with TOWNFLOW_TEST_CLOCK=1: set or advance this service's clock (within the
-    years an instant may take, types.FIRST_YEAR to LAST_YEAR)."""
+    """Only mounted with TOWNFLOW_TEST_CLOCK=1: set, advance or release this service's clock (set
+    within the years an instant may take, types.FIRST_YEAR to LAST_YEAR)."""
     clock = runtime_of(request).clock
+    if change.release:
+        return {"now": clock.release().isoformat()}
     if change.now is not None:
         return {"now": clock.set(change.now).isoformat()}
     assert change.advance is not None  # noqa: S101 - the model holds exactly one

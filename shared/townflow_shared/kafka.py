@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
+from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from .metrics import TOPIC_RETENTION_MS, TOPIC_RETENTION_TOO_SHORT
@@ -19,32 +21,20 @@ log = logging.getLogger(__name__)
 
 
 def _security(settings: ServiceSettings) -> BaseSecurity | None:
+    """The broker credentials of the settings, once: FastStream's broker takes this form, every
+    aiokafka client (producer, admin, lag consumer) the same translated by `client_security`."""
     if settings.kafka_username is None:
         return None
     password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
-    use_ssl = settings.kafka_security_protocol.upper().startswith("SASL_SSL")
-    ssl_context = None
-    if use_ssl:
-        import ssl
-
-        ssl_context = ssl.create_default_context()
+    ssl_context = ssl.create_default_context() if "SSL" in settings.kafka_security_protocol.upper() else None
     kind = {"SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}.get(
         (settings.kafka_sasl_mechanism or "PLAIN").upper(), SASLPlaintext)
     return kind(username=settings.kafka_username, password=password, ssl_context=ssl_context)
 
 
-def _producer_security_args(settings: ServiceSettings) -> dict[str, Any]:
-    if settings.kafka_username is None:
-        return {}
-    import ssl
-
-    return {
-        "security_protocol": settings.kafka_security_protocol,
-        "sasl_mechanism": settings.kafka_sasl_mechanism or "PLAIN",
-        "sasl_plain_username": settings.kafka_username,
-        "sasl_plain_password": settings.kafka_password.get_secret_value() if settings.kafka_password else "",
-        "ssl_context": ssl.create_default_context() if "SSL" in settings.kafka_security_protocol.upper() else None,
-    }
+def client_security(settings: ServiceSettings) -> dict[str, Any]:
+    """`_security` as the keyword arguments of aiokafka's clients (FastStream's own translation)."""
+    return parse_security(_security(settings))
 
 
 def create_broker(settings: ServiceSettings, middlewares: list[Any]) -> KafkaBroker:
@@ -68,7 +58,7 @@ def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         linger_ms=5,  # lets a relay batch share requests without adding visible latency
         # A record above it is refused here, before it spends a sequence number (outbox.py parks it).
         max_request_size=settings.kafka_max_message_bytes,
-        **_producer_security_args(settings),
+        **client_security(settings),
     )
 
 
@@ -175,7 +165,7 @@ def _admin(settings: ServiceSettings) -> Any:
 
     return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                client_id=f"{settings.service_name}-admin",
-                               **_producer_security_args(settings))
+                               **client_security(settings))
 
 
 async def topic_partitions(bootstrap: str, topics: list[str], **security: Any) -> list[TopicPartition]:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge
 
-from .kafka import _producer_security_args
+from .kafka import client_security
 from .metrics import REGISTRY
 from .settings import ServiceSettings
 
@@ -28,7 +28,7 @@ CONSUMER_LAG = Gauge("townflow_consumer_lag",
 
 async def measure_lag_forever(settings: ServiceSettings, group: str, interval: float,
                               assigned: Callable[[], Collection[TopicPartition]]) -> None:
-    security = _producer_security_args(settings)
+    security = client_security(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **security)
     await admin.start()

@@ -34,7 +34,7 @@ from aiokafka.errors import (
 from opentelemetry import propagate, trace
 
 from .cloudevents import cloudevent_headers, is_cloudevent_header
-from .db import OUTAGES
+from .db import OUTAGES, RELAY_LOCK
 from .events import Envelope
 from .metrics import (
     OUTBOX_BACKLOG,
@@ -48,8 +48,9 @@ from .telemetry import current_trace_headers, tracer
 
 log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "townflow_outbox"
-# Only one relay of a service publishes at a time, so rows leave in id order even with replicas.
-_RELAY_LOCK = 72_410_002
+# Back-off after a failed relay cycle: twice the poll, but at most this, so a broker back from an
+# outage is used again within seconds while a failing one is not hammered.
+RETRY_MAX_SECONDS = 5.0
 
 
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
@@ -97,19 +98,23 @@ async def enqueue_raw(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, b
     """Add (topic, key, value, headers) rows that are not our events, e.g. dead letters: sent as
     they are, their headers beside the relay's trace context (see `_send`)."""
     if rows:
-        await conn.execute(
-            "INSERT INTO outbox (topic, key, payload, headers)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::jsonb[])",
-            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+        await _insert_rows(conn, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                           [r[3] for r in rows])
 
 
 async def _insert(conn: asyncpg.Connection, events: Sequence[Envelope], headers: Sequence[dict[str, str]]) -> None:
-    # One statement whatever the number of events; the table's trigger NOTIFYs the relay at commit.
+    await _insert_rows(conn, [e.topic for e in events], [e.key for e in events], [encode(e) for e in events],
+                       list(headers))
+
+
+async def _insert_rows(conn: asyncpg.Connection, topics: list[str], keys: list[str], payloads: list[bytes],
+                       headers: list[dict[str, str]]) -> None:
+    """The one INSERT into the outbox: one statement whatever the number of rows; the table's
+    trigger NOTIFYs the relay at commit."""
     await conn.execute(
         "INSERT INTO outbox (topic, key, payload, headers)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::jsonb[])",
-        [e.topic for e in events], [e.key for e in events], [encode(e) for e in events], list(headers),
-    )
+        topics, keys, payloads, headers)
 
 
 # Refusals that sending the same bytes again can never turn into a success: the row is parked.
@@ -190,7 +195,7 @@ class OutboxRelay:
                         log.warning("outbox relay cycle failed; retrying: %s: %s", type(exc).__name__, exc)
                     else:
                         log.exception("outbox relay cycle failed; retrying")
-                    await asyncio.sleep(min(self.poll_seconds * 2, 5))
+                    await asyncio.sleep(min(self.poll_seconds * 2, RETRY_MAX_SECONDS))
                     continue
                 if published < self.batch_size:
                     await self._wait()
@@ -230,7 +235,7 @@ class OutboxRelay:
         cycle: RelayCycle | None = None
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
+                if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK):
                     rows = await conn.fetch(
                         "SELECT id, topic, key, payload, headers, created_at FROM outbox ORDER BY id LIMIT $1",
                         self.batch_size)

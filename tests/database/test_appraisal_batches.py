@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,7 +17,7 @@ from appraisal import flows, handlers, store, unit_of_work
 from appraisal.app import MIGRATIONS
 from appraisal.bulletin import Workbooks
 from appraisal.settings import AppraisalSettings
-from devstack.stack import Stack
+from devstack.postgres import Postgres
 from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
 from townflow_shared.db import SHARED_MIGRATIONS, Database, create_pool, migrate
@@ -44,7 +43,7 @@ from townflow_shared.events import (
 )
 from townflow_shared.settings import DEMO_TOWN_DIR
 
-from .conftest import QINGHE
+from ..conftest import QINGHE
 
 COUNTY: County = load_county(DEMO_TOWN_DIR)
 TOWN = COUNTY.town(QINGHE)
@@ -58,8 +57,8 @@ async def _database(dsn: str) -> asyncpg.Pool:
 
 
 @pytest.fixture
-async def pool(own_database: tuple[str, Path]) -> AsyncIterator[asyncpg.Pool]:
-    p = await _database(own_database[0])
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await _database(fresh_database)
     yield p
     await p.close()
 
@@ -168,17 +167,16 @@ TOTALS = """SELECT subject_type, subject_id, period, dispatched, resolved, rated
 
 
 async def test_one_batch_and_one_event_at_a_time_give_the_same_figures(
-        pool: asyncpg.Pool, stack: Stack) -> None:
+        pool: asyncpg.Pool, postgres: Postgres) -> None:
     start = datetime.fromisoformat("2033-03-06T09:00:00+08:00")
     events = [e for n in range(6) for e in matter(start + timedelta(hours=n), overdue=n % 3 == 0, rework=n == 1,
                                                       rating=("satisfied", "unsatisfied", None)[n % 3])]
     # returned as invalid and redispatched within the batch: s024 is listed with no task and −3 points
     events += matter(start, post="agri-services", redispatch_to="veterans")
     events.append(inspection(start, ["s026", "s040"], 3))
-    assert stack.postgres is not None
     one_by_one_name = f"own_{uuid.uuid4().hex[:12]}"
-    stack.postgres.create_database(one_by_one_name)
-    one_by_one = await _database(stack.postgres.dsn(one_by_one_name))
+    postgres.create_database(one_by_one_name)
+    one_by_one = await _database(postgres.dsn(one_by_one_name))
     try:
         await apply(pool, events)
         for event in events:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-from devstack.stack import Stack
+from devstack.postgres import Postgres
 from enforcement import flows, rules, scheduled
 from enforcement.app import MIGRATIONS
 from enforcement.store import PgStore
@@ -71,8 +71,8 @@ async def flags_of(pool: asyncpg.Pool) -> dict[uuid.UUID, tuple[datetime | None,
             for r in await pool.fetch("SELECT case_id, warned_at, overdue_at FROM cases")}
 
 
-async def test_two_passes_at_once_share_the_cases_and_set_each_flag_once(own_database: tuple[str, Path]) -> None:
-    pool = await create_pool(own_database[0], min_size=3, max_size=6)
+async def test_two_passes_at_once_share_the_cases_and_set_each_flag_once(fresh_database: str) -> None:
+    pool = await create_pool(fresh_database, min_size=3, max_size=6)
     try:
         await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
         # 2,000 undecided cases filed 0 to 100 days ago: some not due, some warned, some overdue.
@@ -101,8 +101,8 @@ async def test_two_passes_at_once_share_the_cases_and_set_each_flag_once(own_dat
         await pool.close()
 
 
-async def test_the_migration_fills_the_next_flag_of_existing_cases(stack: Stack, tmp_path: Path) -> None:
-    pool = await database_before(stack, MIGRATIONS, "003", tmp_path)
+async def test_the_migration_fills_the_next_flag_of_existing_cases(postgres: Postgres, tmp_path: Path) -> None:
+    pool = await database_before(postgres, MIGRATIONS, "003", tmp_path)
     try:
         filed = [NOW - timedelta(days=10), NOW - timedelta(days=70), NOW - timedelta(days=95)]
         async with pool.acquire() as conn:

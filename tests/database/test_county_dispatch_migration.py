@@ -11,11 +11,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from devstack.stack import Stack
+from devstack.postgres import Postgres
 from dispatch.app import MIGRATIONS
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 
-from .conftest import SHIQIAO
+from ..conftest import SHIQIAO
 from .db_tools import database_before
 
 NOW = datetime.fromisoformat("2026-09-22T10:00:00+08:00")
@@ -23,9 +23,9 @@ TABLES = ("matters", "tasks", "supervisions", "extensions", "off_post")
 
 
 @pytest.fixture
-async def before_county(county_stack: Stack, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
+async def before_county(postgres: Postgres, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
     """A new database migrated as dispatch was before the county change, with a row in every table."""
-    pool = await database_before(county_stack, MIGRATIONS, "006", tmp_path)
+    pool = await database_before(postgres, MIGRATIONS, "006", tmp_path)
     request_id, task_id = uuid.uuid4(), uuid.uuid4()
     await pool.execute(
         "INSERT INTO matters (request_id, ticket_no, item_code, colour, village, location, filed_at,"
@@ -71,11 +71,8 @@ async def test_without_a_default_town_old_rows_stop_the_migration(before_county:
                                                      default_town=SHIQIAO)
 
 
-async def test_an_empty_database_needs_no_default_town(county_stack: Stack) -> None:
-    assert county_stack.postgres is not None
-    name = f"towns_{uuid.uuid4().hex[:12]}"
-    county_stack.postgres.create_database(name)
-    pool = await create_pool(county_stack.postgres.dsn(name), min_size=1, max_size=2)
+async def test_an_empty_database_needs_no_default_town(fresh_database: str) -> None:
+    pool = await create_pool(fresh_database, min_size=1, max_size=2)
     try:
         assert "dispatch/006_towns.sql" in await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
     finally:

@@ -18,14 +18,14 @@ import asyncpg
 import pytest
 
 from appraisal.app import MIGRATIONS as APPRAISAL
-from devstack.stack import Stack
+from devstack.postgres import Postgres
 from dispatch.app import MIGRATIONS as DISPATCH
 from enforcement.app import MIGRATIONS as ENFORCEMENT
 from intake import store as intake_store
 from intake.app import MIGRATIONS as INTAKE
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 
-from .conftest import QINGHE
+from ..conftest import QINGHE
 from .db_tools import database_before
 
 LEGACY = QINGHE  # the one town the deployment served before
@@ -221,19 +221,19 @@ PREVIOUS = {"intake": previous_intake, "dispatch": previous_dispatch, "enforceme
 
 
 # --- tests -------------------------------------------------------------------------------------
-async def upgraded(stack: Stack, service: str, tmp_path: Path, default_town: str | None) -> asyncpg.Pool:
+async def upgraded(postgres: Postgres, service: str, tmp_path: Path, default_town: str | None) -> asyncpg.Pool:
     """A database as the previous version left it, migrated by a new replica's start-up."""
     migrations, first_new, expand = SERVICES[service]
-    pool = await database_before(stack, migrations, first_new, tmp_path)
+    pool = await database_before(postgres, migrations, first_new, tmp_path)
     applied = await migrate(pool, [SHARED_MIGRATIONS, migrations], default_town=default_town)
     assert f"{service}/{expand}" in applied
     return pool
 
 
 @pytest.mark.parametrize("service", list(SERVICES))
-async def test_the_previous_versions_writes_land_in_the_legacy_town(stack: Stack, tmp_path: Path,
+async def test_the_previous_versions_writes_land_in_the_legacy_town(postgres: Postgres, tmp_path: Path,
                                                                     service: str) -> None:
-    pool = await upgraded(stack, service, tmp_path, LEGACY)
+    pool = await upgraded(postgres, service, tmp_path, LEGACY)
     try:
         async with pool.acquire() as conn, conn.transaction():
             answers = await PREVIOUS[service](conn)
@@ -255,10 +255,10 @@ async def test_the_previous_versions_writes_land_in_the_legacy_town(stack: Stack
         await pool.close()
 
 
-async def test_both_versions_count_on_one_days_tickets(stack: Stack, tmp_path: Path) -> None:
+async def test_both_versions_count_on_one_days_tickets(postgres: Postgres, tmp_path: Path) -> None:
     """The previous version's claims and the new version's claims of the legacy town's day share
     one row, so the day's numbers go on without a gap or a repeat whichever replica files."""
-    pool = await upgraded(stack, "intake", tmp_path, LEGACY)
+    pool = await upgraded(postgres, "intake", tmp_path, LEGACY)
     try:
         async with pool.acquire() as conn, conn.transaction():
             assert await previous_intake(conn) == [1, 2]
@@ -269,11 +269,8 @@ async def test_both_versions_count_on_one_days_tickets(stack: Stack, tmp_path: P
 
 
 @pytest.mark.parametrize("service", list(SERVICES))
-async def test_a_new_county_gets_no_default_town(county_stack: Stack, service: str) -> None:
-    assert county_stack.postgres is not None
-    name = f"county_{uuid.uuid4().hex[:12]}"
-    county_stack.postgres.create_database(name)
-    pool = await create_pool(county_stack.postgres.dsn(name), min_size=1, max_size=2)
+async def test_a_new_county_gets_no_default_town(fresh_database: str, service: str) -> None:
+    pool = await create_pool(fresh_database, min_size=1, max_size=2)
     try:
         await migrate(pool, [SHARED_MIGRATIONS, SERVICES[service][0]])
         assert await _defaults(pool) == {}
@@ -283,16 +280,15 @@ async def test_a_new_county_gets_no_default_town(county_stack: Stack, service: s
 
 
 @pytest.mark.parametrize("service", list(SERVICES))
-async def test_a_database_already_on_the_county_schema_is_left_alone(stack: Stack, tmp_path: Path,
+async def test_a_database_already_on_the_county_schema_is_left_alone(postgres: Postgres, tmp_path: Path,
                                                                      service: str) -> None:
     """No replica of the version before the county change can run any more: a later start-up with
     a legacy town adds no default (the database may already hold several towns)."""
     migrations, _, expand = SERVICES[service]
-    older = await database_before(stack, migrations, expand[:3], tmp_path)  # the county schema, no expand
+    older = await database_before(postgres, migrations, expand[:3], tmp_path)  # the county schema, no expand
     name = str(await older.fetchval("SELECT current_database()"))
     await older.close()
-    assert stack.postgres is not None
-    pool = await create_pool(stack.postgres.dsn(name), min_size=1, max_size=2)  # a later start-up
+    pool = await create_pool(postgres.dsn(name), min_size=1, max_size=2)  # a later start-up
     try:
         assert f"{service}/{expand}" in await migrate(pool, [SHARED_MIGRATIONS, migrations], default_town=LEGACY)
         assert await _defaults(pool) == {}
@@ -301,9 +297,9 @@ async def test_a_database_already_on_the_county_schema_is_left_alone(stack: Stac
         await pool.close()
 
 
-async def test_the_upgrade_gives_every_town_column_the_legacy_town(stack: Stack, tmp_path: Path) -> None:
+async def test_the_upgrade_gives_every_town_column_the_legacy_town(postgres: Postgres, tmp_path: Path) -> None:
     for service in SERVICES:
-        pool = await upgraded(stack, service, tmp_path / service, LEGACY)
+        pool = await upgraded(postgres, service, tmp_path / service, LEGACY)
         try:
             generated = {"requests"}  # read off the ticket number instead
             assert set(await _defaults(pool)) == set(TOWN_TABLES[service]) - generated, service

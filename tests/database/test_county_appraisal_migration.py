@@ -10,10 +10,10 @@ import asyncpg
 import pytest
 
 from appraisal.app import MIGRATIONS
-from devstack.stack import Stack
+from devstack.postgres import Postgres
 from townflow_shared.db import SHARED_MIGRATIONS, migrate
 
-from .conftest import BAILU, QINGHE
+from ..conftest import BAILU, QINGHE
 from .db_tools import database_before
 
 TABLES = ("task_facts", "matter_facts", "inspection_facts", "seconded_scores", "alerts", "score_cache",
@@ -21,9 +21,9 @@ TABLES = ("task_facts", "matter_facts", "inspection_facts", "seconded_scores", "
 
 
 @pytest.fixture
-async def pre_county(stack: Stack, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
+async def pre_county(postgres: Postgres, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
     """A new database with appraisal's migrations from before the county change applied."""
-    pool = await database_before(stack, MIGRATIONS, "004", tmp_path)
+    pool = await database_before(postgres, MIGRATIONS, "004", tmp_path)
     yield pool
     await pool.close()
 

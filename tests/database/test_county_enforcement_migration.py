@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from devstack.stack import Stack
+from devstack.postgres import Postgres
 from enforcement import scheduled
 from enforcement.app import MIGRATIONS
 from townflow_shared.clock import Clock
@@ -20,7 +20,7 @@ from townflow_shared.county import load_county
 from townflow_shared.db import SHARED_MIGRATIONS, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
-from .conftest import BAILU, QINGHE
+from ..conftest import BAILU, QINGHE
 from .db_tools import database_before
 
 TABLES = ("inspections", "needs", "cases", "case_steps", "plans")
@@ -29,9 +29,9 @@ TOWNS = load_county(DEMO_COUNTY_DIR).towns
 
 
 @pytest.fixture
-async def before_towns(stack: Stack, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
+async def before_towns(postgres: Postgres, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
     """A database at the last migration before 006, holding one row in every table."""
-    pool = await database_before(stack, MIGRATIONS, "006", tmp_path)
+    pool = await database_before(postgres, MIGRATIONS, "006", tmp_path)
     try:
         inspection_id, case_id = uuid.uuid4(), uuid.uuid4()
         await pool.execute("INSERT INTO inspections (inspection_id, target, status, created_at)"

@@ -8,17 +8,16 @@ from pathlib import Path
 
 import asyncpg
 
-from devstack.stack import Stack
+from devstack.postgres import Postgres
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 
 
-async def database_before(stack: Stack, migrations: Path, before: str, tmp_path: Path) -> asyncpg.Pool:
-    """A new database on `stack`'s PostgreSQL with the shared migrations and the service's own
-    migrations named below `before` (e.g. "006"); the caller closes the pool."""
-    assert stack.postgres is not None
+async def database_before(postgres: Postgres, migrations: Path, before: str, tmp_path: Path) -> asyncpg.Pool:
+    """A new database on `postgres` with the shared migrations and the service's own migrations
+    named below `before` (e.g. "006"); the caller closes the pool."""
     name = f"before_{uuid.uuid4().hex[:12]}"
-    stack.postgres.create_database(name)
-    pool = await create_pool(stack.postgres.dsn(name), min_size=1, max_size=2)
+    postgres.create_database(name)
+    pool = await create_pool(postgres.dsn(name), min_size=1, max_size=2)
     await migrate(pool, [SHARED_MIGRATIONS, _older(migrations, before, tmp_path)])
     return pool
 

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from devstack.stack import Stack
 from dispatch import rules, scheduled
 from dispatch.app import MIGRATIONS
 from townflow_shared.clock import Clock
@@ -18,7 +17,7 @@ from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR
 from townflow_shared.town import Post, Town
 
-from .conftest import QINGHE, SHIQIAO
+from ..conftest import QINGHE, SHIQIAO
 
 COUNTY = load_county(DEMO_COUNTY_DIR)
 NOW = datetime.fromisoformat("2026-09-22T10:00:00+08:00")
@@ -40,11 +39,8 @@ async def _open_task(pool: asyncpg.Pool, town_code: str, post: Post, start: date
     return task_id
 
 
-async def test_one_pass_supervises_every_town_with_its_own_staff(county_stack: Stack) -> None:
-    assert county_stack.postgres is not None
-    name = f"county_sup_{uuid.uuid4().hex[:12]}"
-    county_stack.postgres.create_database(name)
-    pool = await create_pool(county_stack.postgres.dsn(name), min_size=1, max_size=3)
+async def test_one_pass_supervises_every_town_with_its_own_staff(fresh_database: str) -> None:
+    pool = await create_pool(fresh_database, min_size=1, max_size=3)
     try:
         await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
         window = timedelta(hours=10)
@@ -74,13 +70,10 @@ async def test_one_pass_supervises_every_town_with_its_own_staff(county_stack: S
         await pool.close()
 
 
-async def test_tasks_of_a_town_no_longer_served_do_not_hold_up_the_others(county_stack: Stack) -> None:
+async def test_tasks_of_a_town_no_longer_served_do_not_hold_up_the_others(fresh_database: str) -> None:
     """A town gone from the county's files (乡镇撤并) keeps open tasks whose levels fell due first;
     they are left out of the claim, so every batch still reaches the served towns' tasks."""
-    assert county_stack.postgres is not None
-    name = f"county_sup_{uuid.uuid4().hex[:12]}"
-    county_stack.postgres.create_database(name)
-    pool = await create_pool(county_stack.postgres.dsn(name), min_size=1, max_size=3)
+    pool = await create_pool(fresh_database, min_size=1, max_size=3)
     try:
         await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
         window = timedelta(hours=10)
