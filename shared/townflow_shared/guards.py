@@ -24,7 +24,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
@@ -88,9 +88,13 @@ class InputGuard:
     """Hostile input refused at the edge (see the module docstring). Plain ASGI: Starlette's
     BaseHTTPMiddleware costs a task group and a stream per request."""
 
-    def __init__(self, app: ASGIApp, limits: EdgeLimits | None = None) -> None:
+    def __init__(self, app: ASGIApp, limits: EdgeLimits | None = None,
+                 answer: Callable[[Scope, Refusal], ASGIApp] | None = None) -> None:
         self.app = app
         self.limits = limits or EdgeLimits()
+        # How a refusal is answered: a problem document for the services; the console draws a
+        # Chinese page in its layout instead, since a person reads it in a browser.
+        self.answer = answer or (lambda scope, refusal: refusal.response())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,7 +114,7 @@ class InputGuard:
                 await self.app(scope, receive_again, send)
                 return
         if refusal is not None:
-            await refusal.response()(scope, _no_body, send)
+            await self.answer(scope, refusal)(scope, _no_body, send)
             return
         await self.app(scope, receive, send)
 

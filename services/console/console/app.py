@@ -162,6 +162,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                       message="这张表单已失效（缺少或不匹配安全校验码），请返回刷新页面后重新提交。")
 
     app.add_middleware(SessionMiddleware, codec=codec, secure=settings.console_cookie_secure)
-    app.add_middleware(InputGuard, limits=EdgeLimits.of(settings))  # hostile input, as in every service
+    # Hostile input, refused as in every service, but as a Chinese page.
+    app.add_middleware(InputGuard, limits=EdgeLimits.of(settings), answer=error_pages.edge_refusal)
     app.add_middleware(RedMetricsMiddleware, service=settings.service_name)
     return app

@@ -10,8 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Scope
 
-from .refusals import status_line
+from townflow_shared.problems import Refusal
+
+from .refusals import status_line, words
 from .web import render
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,13 @@ async def _query_refused(request: Request, exc: Exception) -> Response:
 async def _failed(request: Request, exc: Exception) -> Response:
     # Starlette logs the exception itself (and re-raises it after this answer).
     return page(request, 500, *FAILED)
+
+
+def edge_refusal(scope: Scope, refusal: Refusal) -> ASGIApp:
+    """What the shared input guard refuses before any page runs (a body too large or too slow, a
+    URL too long), drawn as a page signed out: a person sees Chinese, not a problem document."""
+    message = words(refusal.code.name, refusal.params, status=refusal.status, field=refusal.field)
+    return page(Request(scope), refusal.status, "未能办理", message, refusal.headers)
 
 
 def install(app: FastAPI) -> None:
