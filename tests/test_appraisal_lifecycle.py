@@ -13,23 +13,8 @@ from typing import Any
 import asyncpg
 
 from devstack.stack import Stack
-from townflow_shared.events import (
-    RequestRated,
-    RequestRatedData,
-    TaskCallback,
-    TaskCallbackData,
-    TaskCompleted,
-    TaskCompletedData,
-    TaskDispatched,
-    TaskDispatchedData,
-    TaskMerged,
-    TaskMergedData,
-    TaskSupervised,
-    TaskSupervisedData,
-    TaskVerified,
-    TaskVerifiedData,
-    new_event,
-)
+from townflow_shared import events
+from townflow_shared.events import new_event
 
 from .conftest import COMMAND, QINGHE, Api, eventually, file_matter, set_clocks, status_of, task_of
 from .kafka_tools import group_caught_up, produce, topics_consumed_by
@@ -257,34 +242,34 @@ async def test_merges_and_callbacks_in_any_arrival_order_and_a_rebuild_give_the_
                          correlation_id=rid[name], time=moment)
 
     def dispatched(name: str) -> Any:
-        return envelope(TaskDispatched, TaskDispatchedData(
+        return envelope(events.TaskDispatched, events.TaskDispatchedData(
             task_id=tid[name], request_id=rid[name], item_code="T001", kind="service", colour="yellow",
             village="V06", location="柳溪社区", lead_module="social", post="welfare", assignee="s014",
             assigned_via="A", respond_by=at + timedelta(hours=4), resolve_by=at + timedelta(days=5),
             dispatched_at=at), name, at)
 
     def merged(name: str, undone: bool, moment: datetime) -> Any:
-        return envelope(TaskMerged, TaskMergedData(
+        return envelope(events.TaskMerged, events.TaskMergedData(
             task_id=tid[name], request_id=rid[name], into_request_id=str(uuid.uuid4()), reversed=undone,
             status="dispatched" if undone else "merged", respond_by=at + timedelta(hours=4),
             resolve_by=moment + timedelta(days=5), at=moment), name, moment)
 
     def called_back(name: str, rating: str, reopened: bool, moment: datetime) -> Any:
-        return envelope(TaskCallback, TaskCallbackData(
+        return envelope(events.TaskCallback, events.TaskCallbackData(
             task_id=tid[name], request_id=rid[name], reached=True, rating=rating, by="s030", at=moment,  # type: ignore[arg-type]
             reopened=reopened, resolve_by=moment + timedelta(days=2) if reopened else None), name, moment)
 
     def overdue(name: str) -> Any:
-        return envelope(TaskSupervised, TaskSupervisedData(
+        return envelope(events.TaskSupervised, events.TaskSupervisedData(
             task_id=tid[name], request_id=rid[name], level="overdue", notified=["s014"],
             at=at + timedelta(days=5)), name, at + timedelta(days=5))
 
     sequence = [
         # A: reopened by an unsatisfied callback that arrives first; the citizen's own satisfied wins.
         called_back("A", "unsatisfied", True, at + timedelta(days=2)),
-        envelope(TaskVerified, TaskVerifiedData(task_id=tid["A"], request_id=rid["A"], passed=True, note="核实",
+        envelope(events.TaskVerified, events.TaskVerifiedData(task_id=tid["A"], request_id=rid["A"], passed=True, note="核实",
                                                 by="s030", at=at + timedelta(days=1)), "A", at + timedelta(days=1)),
-        envelope(TaskCompleted, TaskCompletedData(task_id=tid["A"], request_id=rid["A"], by="s014",
+        envelope(events.TaskCompleted, events.TaskCompletedData(task_id=tid["A"], request_id=rid["A"], by="s014",
                                                   resolution="办结", completed_at=at + timedelta(hours=1),
                                                   on_time=True), "A", at + timedelta(hours=1)),
         dispatched("A"),
@@ -297,7 +282,7 @@ async def test_merges_and_callbacks_in_any_arrival_order_and_a_rebuild_give_the_
     ]
     for event in sequence:
         await produce(bootstrap, event.topic, event.model_dump_json().encode(), key=event.key.encode(), headers=JSON)
-    await produce(bootstrap, RequestRated.topic, new_event(RequestRated, RequestRatedData(
+    await produce(bootstrap, events.RequestRated.topic, new_event(events.RequestRated, events.RequestRatedData(
         request_id=rid["A"], ticket_no="321003104-20280703-00001", rating="satisfied",
         rated_at=at + timedelta(days=4)), source="intake", town_code=QINGHE, subject=rid["A"],
         correlation_id=rid["A"], time=at + timedelta(days=4)).model_dump_json().encode(), key=rid["A"].encode(),

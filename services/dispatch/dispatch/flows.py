@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from townflow_shared import events
 from townflow_shared.auth import Principal
 from townflow_shared.clock import Clock
 from townflow_shared.county import County
@@ -19,32 +20,7 @@ from townflow_shared.db import Database
 from townflow_shared.deadlines import DueBatch
 from townflow_shared.dlq import Rejected
 from townflow_shared.events import Envelope as _Envelope
-from townflow_shared.events import (
-    EventData,
-    InspectionDone,
-    Rating,
-    RequestFiled,
-    RequestMerged,
-    TaskAccepted,
-    TaskAcceptedData,
-    TaskCallback,
-    TaskCallbackData,
-    TaskCompleted,
-    TaskCompletedData,
-    TaskDispatched,
-    TaskDispatchedData,
-    TaskExtended,
-    TaskExtendedData,
-    TaskMerged,
-    TaskMergedData,
-    TaskReturned,
-    TaskReturnedData,
-    TaskSupervised,
-    TaskSupervisedData,
-    TaskVerified,
-    TaskVerifiedData,
-    new_event,
-)
+from townflow_shared.events import EventData, new_event
 from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
@@ -147,7 +123,7 @@ class VerifyTask:
 class CallBack:
     task_id: uuid.UUID
     reached: bool
-    rating: Rating | None
+    rating: events.Rating | None
     note: str = ""
 
 
@@ -220,7 +196,7 @@ async def accept_task(deps: Deps, actor: Principal, command: AcceptTask) -> Acce
     async with deps.unit_of_work() as uow:
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "accept")
         await uow.store.update_task(task["task_id"], status="accepted", accepted_at=now)
-        await uow.publish(task_event(town, TaskAccepted, TaskAcceptedData(
+        await uow.publish(task_event(town, events.TaskAccepted, events.TaskAcceptedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=actor.sub,
             accepted_at=now), task["task_id"], task["request_id"], now))
     return Accepted(task_id=command.task_id, accepted_at=now.astimezone(town.calendar.tz),
@@ -245,7 +221,7 @@ async def return_task(deps: Deps, actor: Principal, command: ReturnTask) -> Retu
             raise RETURN_WINDOW_CLOSED(closes_at=closes_at.astimezone(town.calendar.tz).isoformat())
         await uow.store.update_task(task["task_id"], status="returned", returned_at=now,
                                     return_reason=command.reason)
-        await uow.publish(task_event(town, TaskReturned, TaskReturnedData(
+        await uow.publish(task_event(town, events.TaskReturned, events.TaskReturnedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=actor.sub,
             reason=command.reason, returned_at=now), task["task_id"], task["request_id"], now))
     return Returned(task_id=command.task_id)
@@ -303,7 +279,7 @@ async def decide_extension(deps: Deps, actor: Principal, command: DecideExtensio
         next_at = await _next_supervision_after_change(uow, town, task["task_id"], task["window_start"], resolve_by)
         await uow.store.update_task(task["task_id"], resolve_by=resolve_by,
                                     extension_count=task["extension_count"] + 1, next_supervision_at=next_at)
-        await uow.publish(task_event(town, TaskExtended, TaskExtendedData(
+        await uow.publish(task_event(town, events.TaskExtended, events.TaskExtendedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), days=pending["days"],
             reason=pending["reason"], approved_by=actor.sub, resolve_by=resolve_by),
             task["task_id"], task["request_id"], now))
@@ -326,7 +302,7 @@ async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> Task
                 task["task_id"], status="rework", window_start=now, resolve_by=resolve_by,
                 rework_count=task["rework_count"] + 1, completed_at=None, on_time=None,
                 next_supervision_at=await _next_supervision_after_change(uow, town, task["task_id"], now, resolve_by))
-        await uow.publish(task_event(town, TaskVerified, TaskVerifiedData(
+        await uow.publish(task_event(town, events.TaskVerified, events.TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=command.passed,
             note=command.note, by=actor.sub, at=now), task["task_id"], task["request_id"], now))
         return await _task_now(uow, task["task_id"], now, town)
@@ -354,7 +330,7 @@ async def call_back(deps: Deps, actor: Principal, command: CallBack) -> TaskView
                                         next_supervision_at=next_at)
         else:
             await uow.store.update_task(task["task_id"], called_back=True)
-        await uow.publish(task_event(town, TaskCallback, TaskCallbackData(
+        await uow.publish(task_event(town, events.TaskCallback, events.TaskCallbackData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), reached=command.reached,
             rating=command.rating, note=mask_personal_numbers(command.note),  # the citizen's words may hold a phone
             by=actor.sub, at=now, reopened=reopened, resolve_by=resolve_by),
@@ -408,7 +384,7 @@ async def dispatch_matter(uow: UnitOfWork, town: Town, matter: Matter, *,
         "trace_headers": current_trace_headers(),
     }
     await uow.store.insert_task(row)
-    data = TaskDispatchedData(
+    data = events.TaskDispatchedData(
         task_id=str(task_id), request_id=str(matter.request_id), item_code=item.code,
         kind=item.task_kind, colour=matter.colour, village=matter.village,  # type: ignore[arg-type]
         location=matter.location, target=matter.target, lead_module=item.lead_module,
@@ -416,7 +392,7 @@ async def dispatch_matter(uow: UnitOfWork, town: Town, matter: Matter, *,
         assignee=assignment.assignee, assigned_via=assignment.via, respond_by=due.respond_by,
         resolve_by=due.resolve_by, dispatched_at=now,
         redispatch_of=str(redispatch_of) if redispatch_of else None, invalid_return=invalid_return)
-    await uow.publish(task_event(town, TaskDispatched, data, task_id, matter.request_id, now, causation_id))
+    await uow.publish(task_event(town, events.TaskDispatched, data, task_id, matter.request_id, now, causation_id))
     return task_id
 
 
@@ -429,16 +405,16 @@ async def finish_task(uow: UnitOfWork, town: Town, task: Row, *, by: str, resolu
     await uow.store.update_task(task["task_id"], status=status, completed_at=now, completed_by=by,
                                 resolution=resolution, on_time=on_time, inspection_id=inspection_id,
                                 next_supervision_at=None)
-    events = [task_event(town, TaskCompleted, TaskCompletedData(
+    outgoing = [task_event(town, events.TaskCompleted, events.TaskCompletedData(
         task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=by,
         resolution=resolution, completed_at=now, on_time=on_time, inspection_id=inspection_id),
         task["task_id"], task["request_id"], now, causation_id)]
     if inspection_id:
-        events.append(task_event(town, TaskVerified, TaskVerifiedData(
+        outgoing.append(task_event(town, events.TaskVerified, events.TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=True,
             note=f"verified by inspection {inspection_id}", by=by, at=now),
             task["task_id"], task["request_id"], now, causation_id))
-    await uow.publish(*events)
+    await uow.publish(*outgoing)
     return on_time
 
 
@@ -470,7 +446,7 @@ async def supervise_due(uow: UnitOfWork, towns: Mapping[str, Town], now: datetim
     new = await uow.store.add_supervisions(levels, now) if levels else set()
     by_task = {task["task_id"]: task for task in claimed}
     await uow.publish(*(
-        task_event(towns[town_code], TaskSupervised, TaskSupervisedData(
+        task_event(towns[town_code], events.TaskSupervised, events.TaskSupervisedData(
             task_id=str(task_id), request_id=str(by_task[task_id]["request_id"]), level=level,  # type: ignore[arg-type]
             notified=notified, at=now), task_id, by_task[task_id]["request_id"], now)
         for task_id, town_code, level, notified in levels if (task_id, level) in new))
@@ -516,7 +492,7 @@ async def follow_merge(uow: UnitOfWork, town: Town, task: Row, *, merged: bool,
             resolve_by, next_at = await _reopen_window(uow, town, task, now)
             fields |= {"window_start": now, "resolve_by": resolve_by, "next_supervision_at": next_at}
         await uow.store.update_task(task["task_id"], **fields)
-    await uow.publish(task_event(town, TaskMerged, TaskMergedData(
+    await uow.publish(task_event(town, events.TaskMerged, events.TaskMergedData(
         task_id=str(task["task_id"]), request_id=str(task["request_id"]), into_request_id=str(into_request_id),
         reversed=not merged, status=status, respond_by=task["respond_by"], resolve_by=resolve_by, at=now),
         task["task_id"], task["request_id"], now, causation_id))
@@ -524,7 +500,7 @@ async def follow_merge(uow: UnitOfWork, town: Town, task: Row, *, merged: bool,
 
 
 # --- what the events ask (handlers.py runs these in the consumer's transaction) ------------------
-async def dispatch_filed(deps: Deps, uow: UnitOfWork, event: RequestFiled) -> None:
+async def dispatch_filed(deps: Deps, uow: UnitOfWork, event: events.RequestFiled) -> None:
     """A filed matter becomes a task of its town; a merge that came first closes it at once."""
     town = town_of_event(deps.county, event.town_code)  # a town this deployment does not serve: poison
     d = event.data
@@ -543,7 +519,7 @@ async def dispatch_filed(deps: Deps, uow: UnitOfWork, event: RequestFiled) -> No
                            now=now, causation_id=merge["event_id"])
 
 
-async def follow_request_merged(deps: Deps, uow: UnitOfWork, event: RequestMerged) -> None:
+async def follow_request_merged(deps: Deps, uow: UnitOfWork, event: events.RequestMerged) -> None:
     """重复件: the merged matter's task closes as `merged`, or reopens when the merge is undone.
     The state is kept per matter, so a task dispatched later (its filing still on the way) follows it."""
     town = town_of_event(deps.county, event.town_code)
@@ -556,7 +532,7 @@ async def follow_request_merged(deps: Deps, uow: UnitOfWork, event: RequestMerge
                            now=deps.clock.now(), causation_id=event.id)
 
 
-async def complete_inspected(deps: Deps, uow: UnitOfWork, event: InspectionDone) -> None:
+async def complete_inspected(deps: Deps, uow: UnitOfWork, event: events.InspectionDone) -> None:
     """The tasks of the town an inspection covered are completed with its outcome (and verified by it)."""
     town = town_of_event(deps.county, event.town_code)
     d = event.data
