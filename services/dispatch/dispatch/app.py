@@ -24,14 +24,14 @@ def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
                 unit_of_work=units_of_work(runtime.database))
     runtime.deps = deps
-    runtime.on(events.RequestFiled)(handlers.request_filed)
-    runtime.on(events.InspectionDone)(handlers.inspection_done)
-    runtime.on(events.RequestMerged)(handlers.request_merged)
+    for event_type, handler in handlers.HANDLERS:
+        runtime.on(event_type)(handler)
     runtime.every(scheduled.supervision_loop(deps))
     runtime.reports(lambda pool: metrics.refresh_gauges(pool, list(deps.county.towns), deps.clock.now()),
                     *metrics.GAUGES)
-    runtime.publishes(events.TaskDispatched, events.TaskAccepted, events.TaskReturned, events.TaskSupervised, events.TaskCompleted, events.TaskExtended,
-                      events.TaskVerified, events.TaskMerged, events.TaskCallback)
+    runtime.publishes(events.TaskDispatched, events.TaskAccepted, events.TaskReturned, events.TaskSupervised,
+                      events.TaskCompleted, events.TaskExtended, events.TaskVerified, events.TaskMerged,
+                      events.TaskCallback)
     return runtime
 
 

@@ -26,15 +26,8 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
         settings=settings, county=runtime.county, clock=runtime.clock, unit_of_work=unit_of_work,
         filing_writer=flows.filing_writer(unit_of_work, runtime.clock),
         citizen_ref_key=key.get_secret_value().encode() if key is not None else None)
-    runtime.on(events.TaskDispatched)(handlers.task_dispatched)
-    runtime.on(events.TaskAccepted)(handlers.task_accepted)
-    runtime.on(events.TaskReturned)(handlers.task_returned)
-    runtime.on(events.TaskSupervised)(handlers.task_supervised)
-    runtime.on(events.TaskExtended)(handlers.task_extended)
-    runtime.on(events.TaskCompleted)(handlers.task_completed)
-    runtime.on(events.TaskVerified)(handlers.task_verified)
-    runtime.on(events.InspectionDone)(handlers.inspection_done)
-    runtime.on(events.TaskCallback)(handlers.task_callback)
+    for event_type, handler in handlers.HANDLERS:
+        runtime.on(event_type)(handler)
     runtime.publishes(events.RequestFiled, events.RequestRated, events.RequestMerged)
     return runtime
 
