@@ -25,6 +25,13 @@ DONE_ON_TIME = 10 + 2
 JSON = [("content-type", b"application/json")]
 
 
+async def filed(intake: Api, dispatch: Api, item_code: str, village: str,
+                *locations: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """A matter filed at each location, in that order, with the task it was dispatched as."""
+    tickets = [await file_matter(intake, item_code=item_code, village=village, location=loc) for loc in locations]
+    return [(ticket, await task_of(dispatch, ticket["request_id"])) for ticket in tickets]
+
+
 async def verify(dispatch: Api, task: dict[str, Any], passed: bool = True) -> None:
     response = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/verify", as_=COMMAND,
                                    json={"passed": passed, "note": "现场核实"})
@@ -100,10 +107,7 @@ async def test_a_merged_matter_counts_once_in_every_rate_and_in_points(
 async def test_an_undone_merge_counts_the_task_again_with_its_new_window(
         stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
     await set_clocks(stack, "2028-02-01T09:00:00+08:00")
-    primary = await file_matter(intake, item_code="T001", village="V03", location="西山村2028二号路")
-    duplicate = await file_matter(intake, item_code="T001", village="V03", location="西山村2028二号路")
-    primary_task = await task_of(dispatch, primary["request_id"])
-    dup_task = await task_of(dispatch, duplicate["request_id"])
+    (primary, primary_task), (duplicate, dup_task) = await filed(intake, dispatch, "T001", "V03", *["西山村2028二号路"] * 2)
     await complete(dispatch, primary_task)
     await merge(intake, duplicate, primary)
     await task_of(dispatch, duplicate["request_id"], status="merged")
@@ -132,17 +136,15 @@ async def test_a_callback_rating_enters_the_satisfaction_rate_exactly_as_a_citiz
     in April (no citizen rated; one callback did not reach its citizen). Every figure is the same."""
     async def month(start: str, by_callback: bool) -> str:
         await set_clocks(stack, start)
-        tickets = [await file_matter(intake, item_code="T002", village="V05", location=f"北岗村垃圾点{i}")
-                   for i in range(3)]
-        tasks = [await task_of(dispatch, t["request_id"]) for t in tickets]
-        for ticket, task, rating in zip(tickets, tasks, ("satisfied", "basically_satisfied", None), strict=True):
+        matters = await filed(intake, dispatch, "T002", "V05", *(f"北岗村垃圾点{i}" for i in range(3)))
+        for (ticket, task), rating in zip(matters, ("satisfied", "basically_satisfied", None), strict=True):
             await complete(dispatch, task)
             if rating is not None and not by_callback:
                 await rate(intake, ticket, rating)
             await verify(dispatch, task)
             if by_callback:
                 assert (await callback(dispatch, task, rating))["status"] == "closed"
-        return str(tasks[0]["assignee"])
+        return str(matters[0][1]["assignee"])
 
     staff = await month("2028-03-06T09:00:00+08:00", by_callback=False)
     assert await month("2028-04-03T09:00:00+08:00", by_callback=True) == staff
@@ -162,9 +164,7 @@ async def test_a_callback_rating_enters_the_satisfaction_rate_exactly_as_a_citiz
 async def test_the_citizens_own_rating_wins_over_a_callback_in_either_order(
         stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
     await set_clocks(stack, "2028-05-08T09:00:00+08:00")
-    first = await file_matter(intake, item_code="T002", village="V02", location="东湖村2028垃圾点甲")
-    second = await file_matter(intake, item_code="T002", village="V02", location="东湖村2028垃圾点乙")
-    task1, task2 = await task_of(dispatch, first["request_id"]), await task_of(dispatch, second["request_id"])
+    (first, task1), (second, task2) = await filed(intake, dispatch, "T002", "V02", "东湖村2028垃圾点甲", "东湖村2028垃圾点乙")
     # The citizen rates before the callback…
     await complete(dispatch, task1)
     await rate(intake, first, "basically_satisfied")
@@ -188,9 +188,7 @@ async def test_the_citizens_own_rating_wins_over_a_callback_in_either_order(
 async def test_a_reopened_matter_counts_once_in_the_reopen_rate_and_is_unresolved_until_done_again(
         stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
     await set_clocks(stack, "2028-06-05T09:00:00+08:00")
-    reopened = await file_matter(intake, item_code="T002", village="V01", location="青禾村2028垃圾点")
-    plain = await file_matter(intake, item_code="T002", village="V01", location="青禾村2028垃圾点二")
-    task, other = await task_of(dispatch, reopened["request_id"]), await task_of(dispatch, plain["request_id"])
+    (reopened, task), (_, other) = await filed(intake, dispatch, "T002", "V01", "青禾村2028垃圾点", "青禾村2028垃圾点二")
     staff = task["assignee"]
     for t in (task, other):
         await complete(dispatch, t)
