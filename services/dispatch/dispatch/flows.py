@@ -26,7 +26,7 @@ from townflow_shared.scope import town_of_event, town_of_new_record, town_of_rec
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import Town
 
-from . import rules, store
+from . import refusals, rules, store
 from .models import (
     Accepted,
     Board,
@@ -42,18 +42,6 @@ from .models import (
     TaskDetail,
     TaskView,
     task_view,
-)
-from .refusals import (
-    EXTENSION_ALREADY_PENDING,
-    EXTENSION_NONE_PENDING,
-    EXTENSION_TOO_LATE,
-    OFF_POST_NOT_PERMITTED,
-    REDISPATCH_UNKNOWN_ASSIGNEE,
-    REDISPATCH_UNKNOWN_POST,
-    RETURN_WINDOW_CLOSED,
-    STAFF_NOT_FOUND,
-    TASK_NOT_ASSIGNEE,
-    TASK_NOT_FOUND,
 )
 from .settings import DispatchSettings
 from .store import Row, UnitOfWork, UnitOfWorkFactory
@@ -162,8 +150,8 @@ async def _locked_task(uow: UnitOfWork, deps: Deps, actor: Principal, task_id: u
     """The locked task and its town, once the caller may act in that town (else 403)."""
     task = await uow.store.task_for_update(task_id)
     if task is None:
-        raise TASK_NOT_FOUND()
-    town = town_of_record(deps.county, actor, task["town_code"], acting=True, not_found=TASK_NOT_FOUND)
+        raise refusals.TASK_NOT_FOUND()
+    town = town_of_record(deps.county, actor, task["town_code"], acting=True, not_found=refusals.TASK_NOT_FOUND)
     link_to(task["trace_headers"])  # a person's action: its own trace, linked to the matter's
     return task, town
 
@@ -179,7 +167,7 @@ async def _task_to_act_on(uow: UnitOfWork, deps: Deps, actor: Principal, task_id
     leader, as staff of its town) and `action` is allowed from its status."""
     task, town = await _locked_task(uow, deps, actor, task_id)
     if not rules.may_act(actor, task["assignee"], town.posts.get(task["post"]), town):
-        raise TASK_NOT_ASSIGNEE()
+        raise refusals.TASK_NOT_ASSIGNEE()
     _allowed(action, task)
     return task, town
 
@@ -187,7 +175,7 @@ async def _task_to_act_on(uow: UnitOfWork, deps: Deps, actor: Principal, task_id
 async def _task_now(uow: UnitOfWork, task_id: uuid.UUID, now: datetime, town: Town) -> TaskView:
     task = await uow.store.task(task_id)
     if task is None:  # it was locked by this transaction a moment ago
-        raise TASK_NOT_FOUND()
+        raise refusals.TASK_NOT_FOUND()
     return TaskView.of(task, now, town.calendar.tz)
 
 
@@ -218,7 +206,7 @@ async def return_task(deps: Deps, actor: Principal, command: ReturnTask) -> Retu
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "return")
         closes_at = rules.return_deadline(task["dispatched_at"], town.calendar, town.rules.dispatch)
         if now > closes_at:
-            raise RETURN_WINDOW_CLOSED(closes_at=closes_at.astimezone(town.calendar.tz).isoformat())
+            raise refusals.RETURN_WINDOW_CLOSED(closes_at=closes_at.astimezone(town.calendar.tz).isoformat())
         await uow.store.update_task(task["task_id"], status="returned", returned_at=now,
                                     return_reason=command.reason)
         await uow.publish(task_event(town, events.TaskReturned, events.TaskReturnedData(
@@ -234,9 +222,9 @@ async def redispatch_task(deps: Deps, actor: Principal, command: RedispatchTask)
         task, town = await _locked_task(uow, deps, actor, command.task_id)
         # The post or the assignee is one of the task's town.
         if command.post is not None and command.post not in town.posts:
-            raise REDISPATCH_UNKNOWN_POST("post", post=command.post, town=town.code)
+            raise refusals.REDISPATCH_UNKNOWN_POST("post", post=command.post, town=town.code)
         if command.assignee is not None and command.assignee not in town.staff:
-            raise REDISPATCH_UNKNOWN_ASSIGNEE("assignee", assignee=command.assignee, town=town.code)
+            raise refusals.REDISPATCH_UNKNOWN_ASSIGNEE("assignee", assignee=command.assignee, town=town.code)
         _allowed("redispatch", task)
         await uow.store.update_task(task["task_id"], status="redispatched")
         matter = Matter(task["request_id"], task["ticket_no"], task["item_code"], task["colour"],
@@ -253,11 +241,11 @@ async def request_extension(deps: Deps, actor: Principal, command: RequestExtens
     async with deps.unit_of_work() as uow:
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "extend")
         if now > task["resolve_by"]:
-            raise EXTENSION_TOO_LATE(resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
+            raise refusals.EXTENSION_TOO_LATE(resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
         extension_id = await uow.store.add_extension(town.code, task["task_id"], command.days, command.reason,
                                                      actor.sub, now)
         if extension_id is None:
-            raise EXTENSION_ALREADY_PENDING()
+            raise refusals.EXTENSION_ALREADY_PENDING()
     return ExtensionAsked(task_id=command.task_id, extension_id=extension_id)
 
 
@@ -270,7 +258,7 @@ async def decide_extension(deps: Deps, actor: Principal, command: DecideExtensio
             raise refusal
         pending = await uow.store.pending_extension(task["task_id"])
         if pending is None:
-            raise EXTENSION_NONE_PENDING()
+            raise refusals.EXTENSION_NONE_PENDING()
         status = "approved" if command.approve else "refused"
         await uow.store.decide_extension(pending["extension_id"], status, actor.sub, now, command.note)
         if not command.approve:
@@ -345,10 +333,10 @@ async def register_off_post(deps: Deps, actor: Principal, command: RegisterOffPo
     town = town_of_new_record(deps.county, actor, command.town, field="town")
     staff = town.staff.get(command.staff_id)
     if staff is None:
-        raise STAFF_NOT_FOUND(staff_id=command.staff_id, town=town.code)
+        raise refusals.STAFF_NOT_FOUND(staff_id=command.staff_id, town=town.code)
     leader = town.modules[staff.module].leader
     if actor.sub not in (command.staff_id, leader) and not actor.has_any(["command_centre"]):
-        raise OFF_POST_NOT_PERMITTED()
+        raise refusals.OFF_POST_NOT_PERMITTED()
     async with deps.unit_of_work() as uow:
         entry = await uow.store.add_off_post(town.code, command.staff_id, command.from_, command.to,
                                              command.reason, actor.sub)
@@ -587,8 +575,8 @@ async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDeta
     pool = deps.database.pool
     task = await store.task(pool, task_id)
     if task is None:
-        raise TASK_NOT_FOUND()
-    town = town_of_record(deps.county, actor, task["town_code"], acting=False, not_found=TASK_NOT_FOUND)
+        raise refusals.TASK_NOT_FOUND()
+    town = town_of_record(deps.county, actor, task["town_code"], acting=False, not_found=refusals.TASK_NOT_FOUND)
     tz = town.calendar.tz
     return TaskDetail.model_validate(task_view(task, deps.clock.now(), tz) | {
         "supervisions": [SupervisionSeen(level=s["level"], at=s["at"].astimezone(tz), notified=s["notified"])
