@@ -305,32 +305,36 @@ class Stack:
                     process.wait_ready(timeout)
 
     # Infrastructure faults: each returns when the fault is in place (or over).
+    @property
+    def _postgres(self) -> Postgres:
+        assert self.postgres is not None, "start_infra first"
+        return self.postgres
+
+    @property
+    def _kafka(self) -> Kafka:
+        assert self.kafka is not None, "start_infra first"
+        return self.kafka
+
     def make_database_read_only(self, name: str) -> None:
         """A managed PostgreSQL failover as a service sees it: its sessions cut, new ones read-only."""
-        assert self.postgres is not None
-        self.postgres.set_read_only(name, True)
+        self._postgres.set_read_only(name, True)
 
     def make_database_writable(self, name: str) -> None:
-        assert self.postgres is not None
-        self.postgres.set_read_only(name, False)
+        self._postgres.set_read_only(name, False)
 
     def stop_postgres(self) -> None:
-        assert self.postgres is not None
-        self.postgres.stop()
+        self._postgres.stop()
 
     def start_postgres(self) -> None:
         """Start the stopped PostgreSQL again on the same port with the same data."""
-        assert self.postgres is not None
-        self.postgres.start()
+        self._postgres.start()
 
     def stop_kafka(self) -> None:
-        assert self.kafka is not None
-        self.kafka.stop()
+        self._kafka.stop()
 
     def start_kafka(self) -> None:
         """Start the stopped broker again on the same ports with the same log directories."""
-        assert self.kafka is not None
-        self.kafka.start()
+        self._kafka.start()
 
     def write_state(self, path: Path) -> None:
         assert self.kafka is not None and self.postgres is not None

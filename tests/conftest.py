@@ -185,24 +185,17 @@ class Api:
         return response
 
 
-@pytest.fixture(scope="session")
-def intake(stack: Stack) -> Api:
-    return Api(stack, "intake")
+def _service_api(service: str) -> Any:
+    """The session fixture named `service`: its HTTP API on the stack."""
+
+    @pytest.fixture(scope="session", name=service)
+    def api(stack: Stack) -> Api:
+        return Api(stack, service)
+
+    return api
 
 
-@pytest.fixture(scope="session")
-def dispatch(stack: Stack) -> Api:
-    return Api(stack, "dispatch")
-
-
-@pytest.fixture(scope="session")
-def enforcement(stack: Stack) -> Api:
-    return Api(stack, "enforcement")
-
-
-@pytest.fixture(scope="session")
-def appraisal(stack: Stack) -> Api:
-    return Api(stack, "appraisal")
+intake, dispatch, enforcement, appraisal = (_service_api(s) for s in ("intake", "dispatch", "enforcement", "appraisal"))
 
 
 @pytest.fixture(scope="session")

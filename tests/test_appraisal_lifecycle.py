@@ -13,23 +13,8 @@ from typing import Any
 import asyncpg
 
 from devstack.stack import Stack
-from townflow_shared.events import (
-    RequestRated,
-    RequestRatedData,
-    TaskCallback,
-    TaskCallbackData,
-    TaskCompleted,
-    TaskCompletedData,
-    TaskDispatched,
-    TaskDispatchedData,
-    TaskMerged,
-    TaskMergedData,
-    TaskSupervised,
-    TaskSupervisedData,
-    TaskVerified,
-    TaskVerifiedData,
-    new_event,
-)
+from townflow_shared import events
+from townflow_shared.events import new_event
 
 from .conftest import COMMAND, QINGHE, Api, eventually, file_matter, set_clocks, status_of, task_of
 from .kafka_tools import group_caught_up, produce, topics_consumed_by
@@ -38,6 +23,13 @@ from .test_appraisal import APPRAISER, _rebuild, complete, figures_when, rate
 # T001 (农村道路破损报修) and T002 (生活垃圾清运不及时): yellow, difficulty 1.0 — 10 points done, +2 on time.
 DONE_ON_TIME = 10 + 2
 JSON = [("content-type", b"application/json")]
+
+
+async def filed(intake: Api, dispatch: Api, item_code: str, village: str,
+                *locations: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """A matter filed at each location, in that order, with the task it was dispatched as."""
+    tickets = [await file_matter(intake, item_code=item_code, village=village, location=loc) for loc in locations]
+    return [(ticket, await task_of(dispatch, ticket["request_id"])) for ticket in tickets]
 
 
 async def verify(dispatch: Api, task: dict[str, Any], passed: bool = True) -> None:
@@ -115,10 +107,7 @@ async def test_a_merged_matter_counts_once_in_every_rate_and_in_points(
 async def test_an_undone_merge_counts_the_task_again_with_its_new_window(
         stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
     await set_clocks(stack, "2028-02-01T09:00:00+08:00")
-    primary = await file_matter(intake, item_code="T001", village="V03", location="西山村2028二号路")
-    duplicate = await file_matter(intake, item_code="T001", village="V03", location="西山村2028二号路")
-    primary_task = await task_of(dispatch, primary["request_id"])
-    dup_task = await task_of(dispatch, duplicate["request_id"])
+    (primary, primary_task), (duplicate, dup_task) = await filed(intake, dispatch, "T001", "V03", *["西山村2028二号路"] * 2)
     await complete(dispatch, primary_task)
     await merge(intake, duplicate, primary)
     await task_of(dispatch, duplicate["request_id"], status="merged")
@@ -147,17 +136,15 @@ async def test_a_callback_rating_enters_the_satisfaction_rate_exactly_as_a_citiz
     in April (no citizen rated; one callback did not reach its citizen). Every figure is the same."""
     async def month(start: str, by_callback: bool) -> str:
         await set_clocks(stack, start)
-        tickets = [await file_matter(intake, item_code="T002", village="V05", location=f"北岗村垃圾点{i}")
-                   for i in range(3)]
-        tasks = [await task_of(dispatch, t["request_id"]) for t in tickets]
-        for ticket, task, rating in zip(tickets, tasks, ("satisfied", "basically_satisfied", None), strict=True):
+        matters = await filed(intake, dispatch, "T002", "V05", *(f"北岗村垃圾点{i}" for i in range(3)))
+        for (ticket, task), rating in zip(matters, ("satisfied", "basically_satisfied", None), strict=True):
             await complete(dispatch, task)
             if rating is not None and not by_callback:
                 await rate(intake, ticket, rating)
             await verify(dispatch, task)
             if by_callback:
                 assert (await callback(dispatch, task, rating))["status"] == "closed"
-        return str(tasks[0]["assignee"])
+        return str(matters[0][1]["assignee"])
 
     staff = await month("2028-03-06T09:00:00+08:00", by_callback=False)
     assert await month("2028-04-03T09:00:00+08:00", by_callback=True) == staff
@@ -177,9 +164,7 @@ async def test_a_callback_rating_enters_the_satisfaction_rate_exactly_as_a_citiz
 async def test_the_citizens_own_rating_wins_over_a_callback_in_either_order(
         stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
     await set_clocks(stack, "2028-05-08T09:00:00+08:00")
-    first = await file_matter(intake, item_code="T002", village="V02", location="东湖村2028垃圾点甲")
-    second = await file_matter(intake, item_code="T002", village="V02", location="东湖村2028垃圾点乙")
-    task1, task2 = await task_of(dispatch, first["request_id"]), await task_of(dispatch, second["request_id"])
+    (first, task1), (second, task2) = await filed(intake, dispatch, "T002", "V02", "东湖村2028垃圾点甲", "东湖村2028垃圾点乙")
     # The citizen rates before the callback…
     await complete(dispatch, task1)
     await rate(intake, first, "basically_satisfied")
@@ -203,9 +188,7 @@ async def test_the_citizens_own_rating_wins_over_a_callback_in_either_order(
 async def test_a_reopened_matter_counts_once_in_the_reopen_rate_and_is_unresolved_until_done_again(
         stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
     await set_clocks(stack, "2028-06-05T09:00:00+08:00")
-    reopened = await file_matter(intake, item_code="T002", village="V01", location="青禾村2028垃圾点")
-    plain = await file_matter(intake, item_code="T002", village="V01", location="青禾村2028垃圾点二")
-    task, other = await task_of(dispatch, reopened["request_id"]), await task_of(dispatch, plain["request_id"])
+    (reopened, task), (_, other) = await filed(intake, dispatch, "T002", "V01", "青禾村2028垃圾点", "青禾村2028垃圾点二")
     staff = task["assignee"]
     for t in (task, other):
         await complete(dispatch, t)
@@ -257,34 +240,34 @@ async def test_merges_and_callbacks_in_any_arrival_order_and_a_rebuild_give_the_
                          correlation_id=rid[name], time=moment)
 
     def dispatched(name: str) -> Any:
-        return envelope(TaskDispatched, TaskDispatchedData(
+        return envelope(events.TaskDispatched, events.TaskDispatchedData(
             task_id=tid[name], request_id=rid[name], item_code="T001", kind="service", colour="yellow",
             village="V06", location="柳溪社区", lead_module="social", post="welfare", assignee="s014",
             assigned_via="A", respond_by=at + timedelta(hours=4), resolve_by=at + timedelta(days=5),
             dispatched_at=at), name, at)
 
     def merged(name: str, undone: bool, moment: datetime) -> Any:
-        return envelope(TaskMerged, TaskMergedData(
+        return envelope(events.TaskMerged, events.TaskMergedData(
             task_id=tid[name], request_id=rid[name], into_request_id=str(uuid.uuid4()), reversed=undone,
             status="dispatched" if undone else "merged", respond_by=at + timedelta(hours=4),
             resolve_by=moment + timedelta(days=5), at=moment), name, moment)
 
     def called_back(name: str, rating: str, reopened: bool, moment: datetime) -> Any:
-        return envelope(TaskCallback, TaskCallbackData(
+        return envelope(events.TaskCallback, events.TaskCallbackData(
             task_id=tid[name], request_id=rid[name], reached=True, rating=rating, by="s030", at=moment,  # type: ignore[arg-type]
             reopened=reopened, resolve_by=moment + timedelta(days=2) if reopened else None), name, moment)
 
     def overdue(name: str) -> Any:
-        return envelope(TaskSupervised, TaskSupervisedData(
+        return envelope(events.TaskSupervised, events.TaskSupervisedData(
             task_id=tid[name], request_id=rid[name], level="overdue", notified=["s014"],
             at=at + timedelta(days=5)), name, at + timedelta(days=5))
 
     sequence = [
         # A: reopened by an unsatisfied callback that arrives first; the citizen's own satisfied wins.
         called_back("A", "unsatisfied", True, at + timedelta(days=2)),
-        envelope(TaskVerified, TaskVerifiedData(task_id=tid["A"], request_id=rid["A"], passed=True, note="核实",
+        envelope(events.TaskVerified, events.TaskVerifiedData(task_id=tid["A"], request_id=rid["A"], passed=True, note="核实",
                                                 by="s030", at=at + timedelta(days=1)), "A", at + timedelta(days=1)),
-        envelope(TaskCompleted, TaskCompletedData(task_id=tid["A"], request_id=rid["A"], by="s014",
+        envelope(events.TaskCompleted, events.TaskCompletedData(task_id=tid["A"], request_id=rid["A"], by="s014",
                                                   resolution="办结", completed_at=at + timedelta(hours=1),
                                                   on_time=True), "A", at + timedelta(hours=1)),
         dispatched("A"),
@@ -297,7 +280,7 @@ async def test_merges_and_callbacks_in_any_arrival_order_and_a_rebuild_give_the_
     ]
     for event in sequence:
         await produce(bootstrap, event.topic, event.model_dump_json().encode(), key=event.key.encode(), headers=JSON)
-    await produce(bootstrap, RequestRated.topic, new_event(RequestRated, RequestRatedData(
+    await produce(bootstrap, events.RequestRated.topic, new_event(events.RequestRated, events.RequestRatedData(
         request_id=rid["A"], ticket_no="321003104-20280703-00001", rating="satisfied",
         rated_at=at + timedelta(days=4)), source="intake", town_code=QINGHE, subject=rid["A"],
         correlation_id=rid["A"], time=at + timedelta(days=4)).model_dump_json().encode(), key=rid["A"].encode(),

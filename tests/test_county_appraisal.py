@@ -16,18 +16,8 @@ from typing import Any
 import pytest
 
 from devstack.stack import REPO, Stack
-from townflow_shared.events import (
-    Envelope,
-    RequestRated,
-    RequestRatedData,
-    TaskAccepted,
-    TaskAcceptedData,
-    TaskCompleted,
-    TaskCompletedData,
-    TaskDispatched,
-    TaskDispatchedData,
-    new_event,
-)
+from townflow_shared import events
+from townflow_shared.events import Envelope, new_event
 
 from .conftest import BAILU, QINGHE, SHIQIAO, Api, eventually
 from .kafka_tools import event_of, produce_together, read_all, wait_for_record
@@ -39,7 +29,7 @@ COUNTY_READER = ("c001", "county_reader")
 
 
 def _event(event_type: type[Envelope], data: Any, town: str, request_id: str, at: datetime) -> Envelope:
-    return new_event(event_type, data, source="dispatch" if event_type is not RequestRated else "intake",
+    return new_event(event_type, data, source="dispatch" if event_type is not events.RequestRated else "intake",
                      town_code=town, subject=request_id, correlation_id=request_id, time=at)
 
 
@@ -48,31 +38,31 @@ def matter(town: str, village: str, *, accepted_after: timedelta, completed_on_t
     """One matter of s001 (T001, yellow, difficulty 1.0 in both towns), answered 4 hours after
     dispatch or later, completed on time or late or not at all, rated or not."""
     task_id, request_id = str(uuid.uuid4()), str(uuid.uuid4())
-    events: list[Envelope] = [_event(TaskDispatched, TaskDispatchedData(
+    history: list[Envelope] = [_event(events.TaskDispatched, events.TaskDispatchedData(
         task_id=task_id, request_id=request_id, item_code="T001", kind="service", colour="yellow",
         village=village, location="测试", lead_module="econ", post="infrastructure", assignee="s001",
         assigned_via="A", respond_by=START + timedelta(hours=4), resolve_by=START + timedelta(days=5),
         dispatched_at=START), town, request_id, START)]
     accepted_at = START + accepted_after
-    events.append(_event(TaskAccepted, TaskAcceptedData(task_id=task_id, request_id=request_id, by="s001",
+    history.append(_event(events.TaskAccepted, events.TaskAcceptedData(task_id=task_id, request_id=request_id, by="s001",
                                                         accepted_at=accepted_at), town, request_id, accepted_at))
     if completed_on_time is not None:
         done = START + timedelta(days=2 if completed_on_time else 8)
-        events.append(_event(TaskCompleted, TaskCompletedData(
+        history.append(_event(events.TaskCompleted, events.TaskCompletedData(
             task_id=task_id, request_id=request_id, by="s001", resolution="办结", completed_at=done,
             on_time=completed_on_time), town, request_id, done))
         if rating is not None:
             rated = done + timedelta(hours=1)
-            events.append(_event(RequestRated, RequestRatedData(
+            history.append(_event(events.RequestRated, events.RequestRatedData(
                 request_id=request_id, ticket_no=f"T-{request_id[:8]}", rating=rating,  # type: ignore[arg-type]
                 rated_at=rated), town, request_id, rated))
-    return events
+    return history
 
 
-async def produce(bootstrap: str, events: list[Envelope]) -> None:
-    for topic in dict.fromkeys(e.topic for e in events):
+async def produce(bootstrap: str, history: list[Envelope]) -> None:
+    for topic in dict.fromkeys(e.topic for e in history):
         await produce_together(bootstrap, topic, [(e.correlation_id.encode(), e.model_dump_json().encode())
-                                                  for e in events if e.topic == topic])
+                                                  for e in history if e.topic == topic])
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +80,7 @@ def appraisal(county_stack: Stack) -> Api:
 async def two_towns(bootstrap: str, appraisal: Api) -> None:
     """青禾镇's s001: answered 2 of 3 in time, resolved 1 in time, 1 of 2 ratings satisfied.
     白鹭镇's s001: answered and resolved both in time, its one rating basically satisfied."""
-    events = [
+    history = [
         *matter(QINGHE, "V01", accepted_after=timedelta(hours=1), completed_on_time=True, rating="satisfied"),
         *matter(QINGHE, "V02", accepted_after=timedelta(hours=2), completed_on_time=False, rating="unsatisfied"),
         *matter(QINGHE, "V03", accepted_after=timedelta(hours=6), completed_on_time=None, rating=None),
@@ -98,7 +88,7 @@ async def two_towns(bootstrap: str, appraisal: Api) -> None:
                 rating="basically_satisfied"),
         *matter(BAILU, "V02", accepted_after=timedelta(hours=3), completed_on_time=True, rating=None),
     ]
-    await produce(bootstrap, events)
+    await produce(bootstrap, history)
     reader = appraisal.of_town(None)
 
     async def all_in() -> bool:
@@ -199,7 +189,7 @@ async def test_county_roles_name_the_town(two_towns: None, appraisal: Api) -> No
 async def test_an_event_of_a_town_not_served_is_dead_lettered(bootstrap: str, appraisal: Api) -> None:
     stray = matter("321003999", "V01", accepted_after=timedelta(hours=1), completed_on_time=None, rating=None)[0]
     await produce(bootstrap, [stray])
-    record = await wait_for_record(bootstrap, f"{TaskDispatched.topic}.dlq",
+    record = await wait_for_record(bootstrap, f"{events.TaskDispatched.topic}.dlq",
                                    # every consumer of the topic dead-letters it: look at appraisal's
                                    lambda r: event_of(r)["id"] == str(stray.id)
                                    and dict(r.headers).get("x-dlq-service") == b"appraisal", timeout=60)

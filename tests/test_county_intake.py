@@ -16,14 +16,8 @@ import pytest
 
 from devstack.processes import free_port
 from devstack.stack import ServiceProcess, Stack
-from townflow_shared.events import (
-    RequestRated,
-    TaskAccepted,
-    TaskAcceptedData,
-    TaskCompleted,
-    TaskCompletedData,
-    new_event,
-)
+from townflow_shared import events
+from townflow_shared.events import new_event
 
 from .conftest import BAILU, CLERK, QINGHE, SHIQIAO, Api, eventually, file_matter, filing
 from .kafka_tools import about, event_of, produce, read_all, wait_for_record
@@ -193,13 +187,13 @@ async def test_the_handlers_take_the_town_from_the_event(
     ticket = await file_matter(county.of_town(BAILU), item_code="S001")
     request_id, now = ticket["request_id"], datetime.fromisoformat("2027-03-19T10:00:00+08:00")
 
-    def accepted(town: str) -> TaskAccepted:
-        return new_event(TaskAccepted, TaskAcceptedData(
+    def accepted(town: str) -> events.TaskAccepted:
+        return new_event(events.TaskAccepted, events.TaskAcceptedData(
             task_id=str(uuid.uuid4()), request_id=request_id, by="s013", accepted_at=now),
             source="dispatch", town_code=town, subject=request_id, correlation_id=request_id, time=now)
 
     wrong_town, unknown_town = accepted(QINGHE), accepted("321003199")
-    completed = new_event(TaskCompleted, TaskCompletedData(
+    completed = new_event(events.TaskCompleted, events.TaskCompletedData(
         task_id=str(uuid.uuid4()), request_id=request_id, by="s013", resolution="已落户",
         completed_at=now + timedelta(minutes=5), on_time=True),
         source="dispatch", town_code=BAILU, subject=request_id, correlation_id=request_id, time=now)
@@ -208,7 +202,7 @@ async def test_the_handlers_take_the_town_from_the_event(
                       headers=[("content-type", b"application/json")])
 
     async def dead_letter() -> dict[str, bytes] | None:
-        for record in await read_all(county_bootstrap, TaskAccepted.topic + ".dlq"):
+        for record in await read_all(county_bootstrap, events.TaskAccepted.topic + ".dlq"):
             headers = dict(record.headers)
             if headers.get("x-dlq-service") == b"intake" and str(unknown_town.id).encode() in record.value:
                 return headers
@@ -226,7 +220,7 @@ async def test_the_handlers_take_the_town_from_the_event(
     rated = await county.call("POST", f"/v1/requests/{ticket['ticket_no']}/rating", params=code,
                               json={"rating": "satisfied"})
     assert rated.status_code == 200, rated.text
-    record = await wait_for_record(county_bootstrap, RequestRated.topic, about(request_id))
+    record = await wait_for_record(county_bootstrap, events.RequestRated.topic, about(request_id))
     assert event_of(record)["town_code"] == BAILU
 
 

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from devstack.stack import Stack
 from townflow_shared import db
-from townflow_shared.kafka import create_producer
+from townflow_shared.kafka import create_producer, kafka_admin
 from townflow_shared.outbox import OutboxRelay, RowsHeldBack
 from townflow_shared.settings import ServiceSettings
 
@@ -29,12 +29,8 @@ TOO_LARGE = 1_500_000
 
 async def _new_topic(bootstrap: str, **configs: str) -> str:
     topic = f"townflow.test.parking.{uuid.uuid4().hex[:12]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(bootstrap) as admin:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs=configs)])
-    finally:
-        await admin.close()
     return topic
 
 
@@ -146,12 +142,8 @@ async def test_the_runbook_republishes_a_parked_row_once_the_topic_takes_it(
         assert await relay.publish_batch() == 1
         assert await scratch_outbox.fetchval("SELECT count(*) FROM outbox_parked WHERE id = $1", big) == 1
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)  # the operator raises the topic's limit
-        await admin.start()
-        try:
+        async with kafka_admin(bootstrap) as admin:  # the operator raises the topic's limit
             await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": "100000"})])
-        finally:
-            await admin.close()
         await scratch_outbox.execute(  # the README's runbook, word for word but the id
             "WITH back AS (DELETE FROM outbox_parked WHERE id = ANY($1::bigint[]) RETURNING *)"
             " INSERT INTO outbox (topic, key, payload, headers, created_at)"

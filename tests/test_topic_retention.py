@@ -7,11 +7,11 @@ import logging
 import uuid
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from townflow_shared.events import TOPICS, dlq_topic
-from townflow_shared.kafka import check_retention
+from townflow_shared.kafka import check_retention, kafka_admin
 from townflow_shared.metrics import REGISTRY
 from townflow_shared.settings import ServiceSettings
 
@@ -21,13 +21,9 @@ DAY_MS = 24 * 3600 * 1000
 
 
 async def _retention_of(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(bootstrap) as admin:
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, t, {"retention.ms": None}) for t in topics])
-    finally:
-        await admin.close()
     return {resource[3]: int(dict((e[0], e[1]) for e in resource[4])["retention.ms"])
             for response in responses for resource in response.resources}
 
@@ -44,13 +40,9 @@ async def test_a_topic_created_with_seven_days_is_reported_by_a_warning_and_a_ga
     name = f"townflow.test.retention.{uuid.uuid4().hex[:12]}"
     week, forever = 7 * DAY_MS, -1
     wanted = {name: week, f"{name}.ok": forever, dlq_topic(name): week, f"{name}.ok.dlq": 60 * DAY_MS}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(bootstrap) as admin:
         await admin.create_topics([NewTopic(t, 1, 1, topic_configs={"retention.ms": str(ms)})
                                    for t, ms in wanted.items()])
-    finally:
-        await admin.close()
     settings = ServiceSettings(service_name="retentiontest", kafka_bootstrap=bootstrap)
 
     with caplog.at_level(logging.WARNING, logger="townflow_shared.kafka"):

@@ -14,38 +14,8 @@ from typing import Any
 from dispatch import rules as dispatch_rules
 from enforcement import rules as enforcement_rules
 from intake import rules as intake_rules
-from townflow_shared.events import (
-    CaseUpdated,
-    CaseUpdatedData,
-    Envelope,
-    EventData,
-    Finding,
-    InspectionDone,
-    InspectionDoneData,
-    Outcome,
-    PlannedTarget,
-    PlanPublished,
-    PlanPublishedData,
-    RequestFiled,
-    RequestFiledData,
-    RequestRated,
-    RequestRatedData,
-    TaskAccepted,
-    TaskAcceptedData,
-    TaskCompleted,
-    TaskCompletedData,
-    TaskDispatched,
-    TaskDispatchedData,
-    TaskExtended,
-    TaskExtendedData,
-    TaskReturned,
-    TaskReturnedData,
-    TaskSupervised,
-    TaskSupervisedData,
-    TaskVerified,
-    TaskVerifiedData,
-    new_event,
-)
+from townflow_shared import events
+from townflow_shared.events import Envelope, EventData, new_event
 from townflow_shared.town import CatalogItem, Town
 
 # How often each turn of a matter happens: a plausible county, not any real one.
@@ -56,7 +26,7 @@ COMPLETED_LATE = 0.12    # completed after resolve_by (overdue, some escalated)
 REWORK = 0.04            # failing the closure check (返工)
 RATED = 0.70
 LEFT_OPEN = 0.01         # of the last month's matters: still open when the history ends
-OUTCOMES: list[tuple[Outcome, float]] = [("compliant", 0.80), ("rectify", 0.10), ("violation", 0.07),
+OUTCOMES: list[tuple[events.Outcome, float]] = [("compliant", 0.80), ("rectify", 0.10), ("violation", 0.07),
                                          ("not_delegated", 0.02), ("criminal", 0.01)]
 RATINGS = [("satisfied", 0.85), ("basically_satisfied", 0.10), ("unsatisfied", 0.05)]
 CHANNELS = ["window", "window", "window", "online", "hotline", "self_service"]
@@ -139,7 +109,7 @@ class _MatterWriter:
         colour = item.default_colour if self.rng.random() > 0.1 else self.pick([("orange", 0.7), ("red", 0.3)])
         target = f"SITE-{self.rng.randrange(400):03d}" if item.task_kind != "service" else None
         village = self.rng.choice(self.villages)
-        filed = self.emit(RequestFiled, RequestFiledData(
+        filed = self.emit(events.RequestFiled, events.RequestFiledData(
             request_id=request_id, ticket_no=ticket_no, channel=self.rng.choice(CHANNELS), item_code=item.code,
             colour=colour, description="压测事项", village=village, location=f"{village}-{self.rng.randrange(90)}号",
             target=target, citizen_ref=f"{self.rng.getrandbits(256):064x}", filed_at=filed_at),
@@ -151,10 +121,10 @@ class _MatterWriter:
 
     def dispatched(self, filed: Envelope, item: CatalogItem, at: datetime, *, assignee: str, via: str,
                    redispatch_of: str | None = None, invalid_return: bool | None = None) -> Envelope:
-        d: RequestFiledData = filed.data  # type: ignore[assignment]
+        d: events.RequestFiledData = filed.data  # type: ignore[assignment]
         deadlines = dispatch_rules.deadlines(d.colour, item, at, self.town.calendar, self.town.rules.dispatch)
         task_id = str(self.uuid())
-        return self.emit(TaskDispatched, TaskDispatchedData(
+        return self.emit(events.TaskDispatched, events.TaskDispatchedData(
             task_id=task_id, request_id=d.request_id, item_code=item.code, kind=item.task_kind, colour=d.colour,
             village=d.village, location=d.location, target=d.target, lead_module=item.lead_module,
             cooperating_modules=item.cooperating_modules, post=item.post, assignee=assignee,
@@ -170,8 +140,8 @@ class _MatterWriter:
         task = self.dispatched(filed, item, at, assignee=assignee, via=via)
         if item.task_kind == "service" and self.rng.random() < RETURNED:
             returned_at = at + timedelta(minutes=self.rng.randrange(5, 90))
-            t: TaskDispatchedData = task.data  # type: ignore[assignment]
-            self.emit(TaskReturned, TaskReturnedData(task_id=t.task_id, request_id=t.request_id, by=assignee,
+            t: events.TaskDispatchedData = task.data  # type: ignore[assignment]
+            self.emit(events.TaskReturned, events.TaskReturnedData(task_id=t.task_id, request_id=t.request_id, by=assignee,
                                                      reason="不属本岗职责", returned_at=returned_at),
                       source="dispatch", subject=t.task_id, request_id=t.request_id, at=returned_at)
             task = self.dispatched(filed, item, returned_at + timedelta(minutes=20), assignee=post.b_holder,
@@ -181,33 +151,33 @@ class _MatterWriter:
 
     def task_event(self, event_type: type[Envelope], data: EventData, task: Envelope, at: datetime,
                    cause: Envelope | None = None) -> Envelope:
-        t: TaskDispatchedData = task.data  # type: ignore[assignment]
+        t: events.TaskDispatchedData = task.data  # type: ignore[assignment]
         return self.emit(event_type, data, source="dispatch", subject=t.task_id, request_id=t.request_id, at=at,
                          cause=cause)
 
     def supervise(self, task: Envelope, window_start: datetime, resolve_by: datetime, until: datetime) -> None:
         """The levels that fell due before `until` (the completion, or the history's end)."""
-        t: TaskDispatchedData = task.data  # type: ignore[assignment]
+        t: events.TaskDispatchedData = task.data  # type: ignore[assignment]
         moments = dispatch_rules.supervision_moments(window_start, resolve_by, self.town.rules.dispatch)
         for level, moment in moments.items():
             if moment < until:
                 notified = dispatch_rules.notified_for(level, t.assignee, self.town.posts.get(t.post), self.town)
-                self.task_event(TaskSupervised, TaskSupervisedData(
+                self.task_event(events.TaskSupervised, events.TaskSupervisedData(
                     task_id=t.task_id, request_id=t.request_id, level=level, notified=notified, at=moment),
                     task, moment)
 
     def work(self, task: Envelope, item: CatalogItem) -> None:
-        t: TaskDispatchedData = task.data  # type: ignore[assignment]
+        t: events.TaskDispatchedData = task.data  # type: ignore[assignment]
         start, resolve_by = t.dispatched_at, t.resolve_by
         window = resolve_by - start
         respond = t.respond_by - start
         accepted_at = (start + respond * self.rng.uniform(0.05, 0.9) if self.rng.random() > ACCEPTED_LATE
                        else t.respond_by + timedelta(minutes=self.rng.randrange(10, 180)))
-        self.task_event(TaskAccepted, TaskAcceptedData(task_id=t.task_id, request_id=t.request_id, by=t.assignee,
+        self.task_event(events.TaskAccepted, events.TaskAcceptedData(task_id=t.task_id, request_id=t.request_id, by=t.assignee,
                                                        accepted_at=accepted_at), task, accepted_at)
         if self.rng.random() < EXTENDED:
             resolve_by = dispatch_rules.extended_resolve_by(resolve_by, 3, self.town.calendar)
-            self.task_event(TaskExtended, TaskExtendedData(
+            self.task_event(events.TaskExtended, events.TaskExtendedData(
                 task_id=t.task_id, request_id=t.request_id, days=3, reason="需补充材料", approved_by=self.duty,
                 resolve_by=resolve_by), task, accepted_at + timedelta(minutes=30))
             window = resolve_by - start
@@ -225,22 +195,22 @@ class _MatterWriter:
         self.complete_and_verify(task, start, resolve_by, done_at)
 
     def complete_and_verify(self, task: Envelope, start: datetime, resolve_by: datetime, done_at: datetime) -> None:
-        t: TaskDispatchedData = task.data  # type: ignore[assignment]
-        completed = self.task_event(TaskCompleted, TaskCompletedData(
+        t: events.TaskDispatchedData = task.data  # type: ignore[assignment]
+        completed = self.task_event(events.TaskCompleted, events.TaskCompletedData(
             task_id=t.task_id, request_id=t.request_id, by=t.assignee, resolution="已办结", completed_at=done_at,
             on_time=dispatch_rules.is_on_time(done_at, resolve_by)), task, done_at)
         checked_at = done_at + timedelta(hours=2)
         if self.rng.random() < REWORK:
-            self.task_event(TaskVerified, TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=False,
+            self.task_event(events.TaskVerified, events.TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=False,
                                                            note="材料不全，返工", by=self.duty, at=checked_at),
                             task, checked_at, completed)
             resolve_by = dispatch_rules.rework_resolve_by(checked_at, start, resolve_by)
             done_at = checked_at + (resolve_by - checked_at) * self.rng.uniform(0.2, 0.9)
-            completed = self.task_event(TaskCompleted, TaskCompletedData(
+            completed = self.task_event(events.TaskCompleted, events.TaskCompletedData(
                 task_id=t.task_id, request_id=t.request_id, by=t.assignee, resolution="返工后办结",
                 completed_at=done_at, on_time=True), task, done_at)
             checked_at = done_at + timedelta(hours=2)
-        self.task_event(TaskVerified, TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=True,
+        self.task_event(events.TaskVerified, events.TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=True,
                                                        note="核查通过", by=self.duty, at=checked_at),
                         task, checked_at, completed)
         self.rate(t.request_id, checked_at + timedelta(days=1))
@@ -248,37 +218,37 @@ class _MatterWriter:
     def inspect(self, task: Envelope, item: CatalogItem, done_at: datetime) -> None:
         """综合查一次: an inspection of the task's target by two certified officers, its result
         completing (and verifying) the task, a violation opening a case."""
-        t: TaskDispatchedData = task.data  # type: ignore[assignment]
+        t: events.TaskDispatchedData = task.data  # type: ignore[assignment]
         inspection_id = str(self.uuid())
         officers = self.rng.sample(self.officers, 2)
         # Every town-month holds at least one case, so a case can be read at every size.
-        outcome: Outcome = self.pick(OUTCOMES) if self.cases else "violation"
+        outcome: events.Outcome = self.pick(OUTCOMES) if self.cases else "violation"
         rectify_by = (done_at + timedelta(days=15)).date() if outcome == "rectify" else None
-        done = self.emit(InspectionDone, InspectionDoneData(
+        done = self.emit(events.InspectionDone, events.InspectionDoneData(
             inspection_id=inspection_id, target=t.target or t.location, task_ids=[t.task_id],
             units=enforcement_rules.need_units(item), officers=officers,
-            findings=[Finding(task_id=t.task_id, outcome=outcome, note="现场检查", rectify_by=rectify_by)],
+            findings=[events.Finding(task_id=t.task_id, outcome=outcome, note="现场检查", rectify_by=rectify_by)],
             started_at=done_at - timedelta(hours=1), finished_at=done_at),
             source="enforcement", subject=inspection_id, request_id=t.request_id, at=done_at)
         by = ",".join(officers)
-        completed = self.task_event(TaskCompleted, TaskCompletedData(
+        completed = self.task_event(events.TaskCompleted, events.TaskCompletedData(
             task_id=t.task_id, request_id=t.request_id, by=by, resolution=f"inspection {inspection_id}: {outcome}",
             completed_at=done_at, on_time=dispatch_rules.is_on_time(done_at, t.resolve_by),
             inspection_id=inspection_id), task, done_at, done)
-        self.task_event(TaskVerified, TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=True,
+        self.task_event(events.TaskVerified, events.TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=True,
                                                        note=f"verified by inspection {inspection_id}", by=by,
                                                        at=done_at), task, done_at, completed)
         if outcome in ("violation", "not_delegated", "criminal"):
             self.case(t, inspection_id, outcome, item, done_at, done)
         self.rate(t.request_id, done_at + timedelta(days=1))
 
-    def case(self, t: TaskDispatchedData, inspection_id: str, outcome: str, item: CatalogItem, filed_at: datetime,
+    def case(self, t: events.TaskDispatchedData, inspection_id: str, outcome: str, item: CatalogItem, filed_at: datetime,
              cause: Envelope) -> None:
         case_id = str(self.uuid())
         self.cases += 1
 
         def step(name: str, at: datetime, **more: Any) -> None:
-            self.emit(CaseUpdated, CaseUpdatedData(case_id=case_id, task_id=t.task_id, request_id=t.request_id,
+            self.emit(events.CaseUpdated, events.CaseUpdatedData(case_id=case_id, task_id=t.task_id, request_id=t.request_id,
                                                    step=name, at=at, **more),  # type: ignore[arg-type]
                       source="enforcement", subject=case_id, request_id=t.request_id, at=at, cause=cause)
 
@@ -295,8 +265,8 @@ class _MatterWriter:
     def rate(self, request_id: str, at: datetime) -> None:
         if self.rng.random() < RATED and at < self.history_end:
             # The ticket number is on the filing, the first event of this matter.
-            filed: RequestFiledData = self.events[0].data  # type: ignore[assignment]
-            self.emit(RequestRated, RequestRatedData(request_id=request_id, ticket_no=filed.ticket_no,
+            filed: events.RequestFiledData = self.events[0].data  # type: ignore[assignment]
+            self.emit(events.RequestRated, events.RequestRatedData(request_id=request_id, ticket_no=filed.ticket_no,
                                                      rating=self.pick(RATINGS), rated_at=at),
                       source="intake", subject=request_id, request_id=request_id, at=at)
 
@@ -305,9 +275,9 @@ class _MatterWriter:
         self.events = []
         plan_id = str(self.uuid())
         at = datetime.combine(self.month + timedelta(days=1), time(9), self.tz)
-        targets = [PlannedTarget(target=f"SITE-{n:03d}", officers=self.rng.sample(self.officers, 2))
+        targets = [events.PlannedTarget(target=f"SITE-{n:03d}", officers=self.rng.sample(self.officers, 2))
                    for n in sorted(self.rng.sample(range(400), 5))]
-        return self.emit(PlanPublished, PlanPublishedData(plan_id=plan_id, seed=self.rng.getrandbits(31),
+        return self.emit(events.PlanPublished, events.PlanPublishedData(plan_id=plan_id, seed=self.rng.getrandbits(31),
                                                           targets=targets, published_at=at),
                          source="enforcement", subject=plan_id, request_id=plan_id, at=at)
 

@@ -21,20 +21,8 @@ from dispatch import store as dispatch_store
 from enforcement import rules as enforcement_rules
 from enforcement import store as enforcement_store
 from intake import store as intake_store
-from townflow_shared.events import (
-    CaseUpdated,
-    Envelope,
-    InspectionDone,
-    PlanPublished,
-    RequestFiledData,
-    TaskAccepted,
-    TaskCompleted,
-    TaskDispatched,
-    TaskExtended,
-    TaskReturned,
-    TaskSupervised,
-    TaskVerified,
-)
+from townflow_shared import events
+from townflow_shared.events import Envelope
 from townflow_shared.town import Town
 
 from .history import Matter, TownMonth
@@ -46,7 +34,7 @@ def slice_key(matter: Matter) -> str:
     """Matters written on different connections at once must not meet on a unique key: those
     inspecting the same target would (enforcement keeps one planned inspection per target), so a
     matter is placed by its inspection's target, else by its own id."""
-    done = next((e for e in matter.events if isinstance(e, InspectionDone)), None)
+    done = next((e for e in matter.events if isinstance(e, events.InspectionDone)), None)
     return done.data.target if done else matter.request_id
 
 
@@ -54,7 +42,7 @@ async def load_intake(conn: asyncpg.Connection, month: TownMonth) -> None:
     """Each matter's request row and first timeline step, as intake's filing writes them."""
     rows, details = [], []
     for matter in month.matters:
-        d: RequestFiledData = matter.events[0].data  # type: ignore[assignment]
+        d: events.RequestFiledData = matter.events[0].data  # type: ignore[assignment]
         rows.append({
             "request_id": uuid.UUID(d.request_id), "ticket_no": d.ticket_no, "access_code": matter.access_code,
             "item_code": d.item_code, "colour": d.colour, "channel": d.channel, "description": d.description,
@@ -70,7 +58,7 @@ async def load_intake(conn: asyncpg.Connection, month: TownMonth) -> None:
 
 def _task_row(town: Town, event: Envelope, ticket_no: str) -> dict[str, Any]:
     t = event.data
-    assert isinstance(event, TaskDispatched)
+    assert isinstance(event, events.TaskDispatched)
     return {
         "task_id": uuid.UUID(t.task_id), "town_code": town.code, "request_id": uuid.UUID(t.request_id),
         "ticket_no": ticket_no, "item_code": t.item_code, "kind": t.kind, "colour": t.colour, "village": t.village,
@@ -97,28 +85,28 @@ def dispatch_state(town: Town, matter: Matter) -> tuple[dict[str, dict[str, Any]
     for event in matter.events:
         d: Any = event.data
         task = tasks.get(getattr(d, "task_id", ""), {})
-        if isinstance(event, TaskDispatched):
+        if isinstance(event, events.TaskDispatched):
             tasks[d.task_id] = _task_row(town, event, ticket_no)
             if d.redispatch_of:
                 tasks[d.redispatch_of]["status"] = "redispatched"
-        elif isinstance(event, TaskAccepted):
+        elif isinstance(event, events.TaskAccepted):
             task |= {"status": "accepted", "accepted_at": d.accepted_at}
-        elif isinstance(event, TaskReturned):
+        elif isinstance(event, events.TaskReturned):
             task |= {"status": "returned", "returned_at": d.returned_at, "return_reason": d.reason,
                      "next_supervision_at": None}
-        elif isinstance(event, TaskExtended):
+        elif isinstance(event, events.TaskExtended):
             task |= {"resolve_by": d.resolve_by, "extension_count": task["extension_count"] + 1}
             extensions.append((d.task_id, d.days, d.reason, d.approved_by, event.time))
-        elif isinstance(event, TaskSupervised):
+        elif isinstance(event, events.TaskSupervised):
             supervisions.append((d.task_id, d.level, d.notified, d.at))
             sent.setdefault(d.task_id, set()).add(d.level)
             task["next_supervision_at"] = dispatch_rules.next_supervision_at(
                 task["window_start"], task["resolve_by"], sent[d.task_id], town.rules.dispatch)
-        elif isinstance(event, TaskCompleted):
+        elif isinstance(event, events.TaskCompleted):
             task |= {"status": "closed" if d.inspection_id else "completed", "completed_at": d.completed_at,
                      "completed_by": d.by, "resolution": d.resolution, "on_time": d.on_time,
                      "inspection_id": d.inspection_id, "next_supervision_at": None}
-        elif isinstance(event, TaskVerified):
+        elif isinstance(event, events.TaskVerified):
             if d.passed:
                 task["status"] = "closed"
             else:
@@ -146,8 +134,8 @@ async def load_dispatch(conn: asyncpg.Connection, town: Town, matters: Sequence[
             await dispatch_store.decide_extension(conn, extension_id, "approved", by, at, None)
 
 
-async def _load_inspection(conn: asyncpg.Connection, town: Town, done: InspectionDone,
-                           dispatched: dict[str, TaskDispatched]) -> None:
+async def _load_inspection(conn: asyncpg.Connection, town: Town, done: events.InspectionDone,
+                           dispatched: dict[str, events.TaskDispatched]) -> None:
     d = done.data
     inspection_id = uuid.UUID(d.inspection_id)
     # create_inspection draws its own id; the history's id is put in its place (the one statement
@@ -166,8 +154,8 @@ async def _load_inspection(conn: asyncpg.Connection, town: Town, done: Inspectio
             now=task.dispatched_at, trace_headers={})
 
 
-async def _load_case(conn: asyncpg.Connection, town: Town, steps: Sequence[CaseUpdated],
-                     done: InspectionDone, dispatched: dict[str, TaskDispatched]) -> None:
+async def _load_case(conn: asyncpg.Connection, town: Town, steps: Sequence[events.CaseUpdated],
+                     done: events.InspectionDone, dispatched: dict[str, events.TaskDispatched]) -> None:
     first, last = steps[0].data, steps[-1].data
     task = dispatched[first.task_id].data
     limits = town.rules.enforcement
@@ -189,9 +177,9 @@ async def _load_case(conn: asyncpg.Connection, town: Town, steps: Sequence[CaseU
 
 async def load_enforcement(conn: asyncpg.Connection, town: Town, matters: Sequence[Matter]) -> None:
     for matter in matters:
-        dispatched = {e.data.task_id: e for e in matter.events if isinstance(e, TaskDispatched)}
-        inspections = [e for e in matter.events if isinstance(e, InspectionDone)]
-        cases = [e for e in matter.events if isinstance(e, CaseUpdated)]
+        dispatched = {e.data.task_id: e for e in matter.events if isinstance(e, events.TaskDispatched)}
+        inspections = [e for e in matter.events if isinstance(e, events.InspectionDone)]
+        cases = [e for e in matter.events if isinstance(e, events.CaseUpdated)]
         for done in inspections:
             await _load_inspection(conn, town, done, dispatched)
         if cases:
@@ -200,7 +188,7 @@ async def load_enforcement(conn: asyncpg.Connection, town: Town, matters: Sequen
 
 async def load_plan(conn: asyncpg.Connection, town: Town, plan: Envelope) -> None:
     """The month's random inspection plan (双随机一公开), as enforcement saves it."""
-    assert isinstance(plan, PlanPublished)
+    assert isinstance(plan, events.PlanPublished)
     p = plan.data
     targets = [t.model_dump() for t in p.targets]
     await enforcement_store.PgStore(conn).save_plan(town.code, uuid.UUID(p.plan_id), p.seed, len(targets),

@@ -8,10 +8,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from townflow_shared.events import TOPICS, Envelope
-from townflow_shared.kafka import topic_partitions
+from townflow_shared.kafka import kafka_admin, topic_partitions
 from townflow_shared.outbox import message_headers
 
 # What each service consumes (its handlers.register): appraisal every topic but its own, intake
@@ -84,12 +83,8 @@ async def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
     """Messages on `topics` that `group` has not committed yet (a partition it never committed
     counts whole)."""
     ends = await end_offsets(bootstrap, topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(bootstrap) as admin:
         committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
     return sum(max(0, end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
                for tp, end in ends.items())
 

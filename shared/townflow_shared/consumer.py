@@ -49,6 +49,20 @@ class Registered:
     handler: Handler
 
 
+def policy(name: str, flow: Callable[[Any, Any, Any], Awaitable[object]],
+           unit_of_work: Callable[[asyncpg.Connection], object]) -> Handler:
+    """The event handler that runs `flow(deps, unit_of_work(conn), event)` on the consumer's
+    transaction, which already holds the event's inbox row, so what the flow writes commits with it.
+    `name` is what the inbox knows its handled events by (`<service>.<name>`): renaming it would
+    handle every event again."""
+
+    async def handler(conn: asyncpg.Connection, event: Any, deps: Any) -> None:
+        await flow(deps, unit_of_work(conn), event)
+
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
 @dataclass
 class Parsed:
     record: ConsumerRecord

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
@@ -90,6 +91,9 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
+U = TypeVar("U")
+
+
 class Database:
     """A service's PostgreSQL pool, opened at start-up and handed by name to whatever needs it
     (the bootstrap's deps, the relay, the consumer); a rebuild points it at another database."""
@@ -113,3 +117,13 @@ class Database:
     def transaction(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
         """One transaction on a pooled connection."""
         return transaction(self.pool)
+
+    def units_of_work(self, over: Callable[[asyncpg.Connection], U]) -> Callable[[], AbstractAsyncContextManager[U]]:
+        """A service's real units of work: each one is `over(conn)` on a transaction of its own."""
+
+        @asynccontextmanager
+        async def unit_of_work() -> AsyncIterator[U]:
+            async with self.transaction() as conn:
+                yield over(conn)
+
+        return unit_of_work

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -168,15 +169,22 @@ def _admin(settings: ServiceSettings) -> Any:
                                **client_security(settings))
 
 
-async def topic_partitions(bootstrap: str, topics: list[str], **security: Any) -> list[TopicPartition]:
-    """Every partition of `topics`, read from the cluster's metadata."""
+@contextlib.asynccontextmanager
+async def kafka_admin(bootstrap: str, **config: Any) -> AsyncIterator[Any]:
+    """A started admin client of the cluster at `bootstrap`, closed when done."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **config)
     await admin.start()
     try:
-        described = await admin.describe_topics(topics)
+        yield admin
     finally:
         await admin.close()
+
+
+async def topic_partitions(bootstrap: str, topics: list[str], **security: Any) -> list[TopicPartition]:
+    """Every partition of `topics`, read from the cluster's metadata."""
+    async with kafka_admin(bootstrap, **security) as admin:
+        described = await admin.describe_topics(topics)
     return sorted(TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
                   if t.get("error_code", 0) == 0)

@@ -14,16 +14,15 @@ from collections.abc import Callable, Collection
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client import Gauge
 
 from .kafka import client_security
-from .metrics import REGISTRY
+from .metrics import gauge
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-CONSUMER_LAG = Gauge("townflow_consumer_lag",
+CONSUMER_LAG = gauge("townflow_consumer_lag",
                      "Messages not yet handled, by topic and partition, on the replica the partition is assigned to",
-                     ["service", "topic", "partition"], registry=REGISTRY)
+                     "service", "topic", "partition")
 
 
 async def measure_lag_forever(settings: ServiceSettings, group: str, interval: float,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
@@ -20,6 +21,17 @@ async def database_before(postgres: Postgres, migrations: Path, before: str, tmp
     pool = await create_pool(postgres.dsn(name), min_size=1, max_size=2)
     await migrate(pool, [SHARED_MIGRATIONS, _older(migrations, before, tmp_path)])
     return pool
+
+
+async def old_rows_take_the_town(pool: asyncpg.Pool, migrations: Path, migration: str, town: str,
+                                 tables: Sequence[str]) -> None:
+    """Migrate `pool` to the end with `town` as the legacy town (TOWNFLOW_LEGACY_TOWN_CODE): the
+    county `migration` runs and every row of `tables` written before it now belongs to `town`."""
+    applied = await migrate(pool, [SHARED_MIGRATIONS, migrations], default_town=town)
+    assert f"{migrations.parent.name}/{migration}" in applied
+    for table in tables:
+        towns = [r["town_code"] for r in await pool.fetch(f"SELECT town_code FROM {table}")]
+        assert towns and set(towns) == {town}, table
 
 
 def _older(migrations: Path, before: str, tmp_path: Path) -> Path:

@@ -18,29 +18,11 @@ from appraisal.app import MIGRATIONS
 from appraisal.bulletin import Workbooks
 from appraisal.settings import AppraisalSettings
 from devstack.postgres import Postgres
+from townflow_shared import events
 from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
 from townflow_shared.db import SHARED_MIGRATIONS, Database, create_pool, migrate
-from townflow_shared.events import (
-    Envelope,
-    InspectionDone,
-    InspectionDoneData,
-    RequestFiled,
-    RequestFiledData,
-    RequestRated,
-    RequestRatedData,
-    TaskAccepted,
-    TaskAcceptedData,
-    TaskCompleted,
-    TaskCompletedData,
-    TaskDispatched,
-    TaskDispatchedData,
-    TaskSupervised,
-    TaskSupervisedData,
-    TaskVerified,
-    TaskVerifiedData,
-    new_event,
-)
+from townflow_shared.events import Envelope, new_event
 from townflow_shared.settings import DEMO_TOWN_DIR
 
 from ..conftest import QINGHE
@@ -75,52 +57,52 @@ def matter(start: datetime, *, post: str = "welfare", redispatch_to: str | None 
     a failed closure check with `rework`), supervised overdue, rated."""
     rid, tid = str(uuid.uuid4()), str(uuid.uuid4())
     p = TOWN.posts[post]
-    events: list[Envelope] = [_event(RequestFiled, RequestFiledData(
+    history: list[Envelope] = [_event(events.RequestFiled, events.RequestFiledData(
         request_id=rid, ticket_no=f"T{rid[:6]}", channel="window", item_code="S005", colour="orange",
         description="测试", village="V02", location="测试", citizen_ref="c" * 64, filed_at=start), rid, start)]
 
     def dispatched(task_id: str, to: str, redispatch_of: str | None = None) -> Envelope:
-        return _event(TaskDispatched, TaskDispatchedData(
+        return _event(events.TaskDispatched, events.TaskDispatchedData(
             task_id=task_id, request_id=rid, item_code="S005", kind="service", colour="orange", village="V02",
             location="测试", lead_module=TOWN.posts[to].module, post=to, assignee=TOWN.posts[to].a_holder,
             assigned_via="A", respond_by=start + timedelta(hours=4), resolve_by=start + timedelta(days=3),
             dispatched_at=start, redispatch_of=redispatch_of, invalid_return=bool(redispatch_of) or None), rid, start)
 
-    events.append(dispatched(tid, post))
+    history.append(dispatched(tid, post))
     if redispatch_to:
         first, tid = tid, str(uuid.uuid4())
-        events.append(dispatched(tid, redispatch_to, redispatch_of=first))
+        history.append(dispatched(tid, redispatch_to, redispatch_of=first))
         p = TOWN.posts[redispatch_to]
-    events.append(_event(TaskAccepted, TaskAcceptedData(task_id=tid, request_id=rid, by=p.a_holder,
+    history.append(_event(events.TaskAccepted, events.TaskAcceptedData(task_id=tid, request_id=rid, by=p.a_holder,
                                                         accepted_at=start + timedelta(hours=1)), rid, start))
     done = start + timedelta(days=1)
-    events.append(_event(TaskCompleted, TaskCompletedData(task_id=tid, request_id=rid, by=p.a_holder, resolution="办结",
+    history.append(_event(events.TaskCompleted, events.TaskCompletedData(task_id=tid, request_id=rid, by=p.a_holder, resolution="办结",
                                                           completed_at=done, on_time=True), rid, done))
     if rework:
-        events.append(_event(TaskVerified, TaskVerifiedData(task_id=tid, request_id=rid, passed=False, note="返工",
+        history.append(_event(events.TaskVerified, events.TaskVerifiedData(task_id=tid, request_id=rid, passed=False, note="返工",
                                                             by="s030", at=done), rid, done))
         again = done + timedelta(days=3)
-        events.append(_event(TaskCompleted, TaskCompletedData(
+        history.append(_event(events.TaskCompleted, events.TaskCompletedData(
             task_id=tid, request_id=rid, by=p.a_holder, resolution="办结", completed_at=again, on_time=False),
             rid, again))
     if overdue:
-        events.append(_event(TaskSupervised, TaskSupervisedData(task_id=tid, request_id=rid, level="overdue",
+        history.append(_event(events.TaskSupervised, events.TaskSupervisedData(task_id=tid, request_id=rid, level="overdue",
                                                                 notified=[p.a_holder], at=done), rid, done))
     if rating:
-        events.append(_event(RequestRated, RequestRatedData(request_id=rid, ticket_no=f"T{rid[:6]}",
+        history.append(_event(events.RequestRated, events.RequestRatedData(request_id=rid, ticket_no=f"T{rid[:6]}",
                                                             rating=rating, rated_at=done), rid, done))  # type: ignore[arg-type]
-    return events
+    return history
 
 
 def inspection(start: datetime, officers: list[str], tasks: int) -> Envelope:
     iid = str(uuid.uuid4())
-    return new_event(InspectionDone, InspectionDoneData(
+    return new_event(events.InspectionDone, events.InspectionDoneData(
         inspection_id=iid, target="SITE-1", task_ids=[str(uuid.uuid4()) for _ in range(tasks)], units=[],
         officers=officers, findings=[], started_at=start, finished_at=start), source="enforcement",
         town_code=QINGHE, subject=iid, correlation_id=iid, time=start)
 
 
-async def apply(pool: asyncpg.Pool, events: list[Envelope], publishing: bool = False) -> None:
+async def apply(pool: asyncpg.Pool, history: list[Envelope], publishing: bool = False) -> None:
     """The events through appraisal's handlers into one consumer transaction's batch, applied."""
     batches = flows.Batches(COUNTY, publishing)
     database = Database()
@@ -129,7 +111,7 @@ async def apply(pool: asyncpg.Pool, events: list[Envelope], publishing: bool = F
                       unit_of_work=unit_of_work.postgres(database), batches=batches, workbooks=Workbooks())
     handler_of = dict(handlers.HANDLERS)
     async with pool.acquire() as conn, conn.transaction(), batches.scope(conn):
-        for event in events:
+        for event in history:
             await handler_of[type(event)](conn, event, deps)
 
 
@@ -169,17 +151,17 @@ TOTALS = """SELECT subject_type, subject_id, period, dispatched, resolved, rated
 async def test_one_batch_and_one_event_at_a_time_give_the_same_figures(
         pool: asyncpg.Pool, postgres: Postgres) -> None:
     start = datetime.fromisoformat("2033-03-06T09:00:00+08:00")
-    events = [e for n in range(6) for e in matter(start + timedelta(hours=n), overdue=n % 3 == 0, rework=n == 1,
+    history = [e for n in range(6) for e in matter(start + timedelta(hours=n), overdue=n % 3 == 0, rework=n == 1,
                                                       rating=("satisfied", "unsatisfied", None)[n % 3])]
     # returned as invalid and redispatched within the batch: s024 is listed with no task and −3 points
-    events += matter(start, post="agri-services", redispatch_to="veterans")
-    events.append(inspection(start, ["s026", "s040"], 3))
+    history += matter(start, post="agri-services", redispatch_to="veterans")
+    history.append(inspection(start, ["s026", "s040"], 3))
     one_by_one_name = f"own_{uuid.uuid4().hex[:12]}"
     postgres.create_database(one_by_one_name)
     one_by_one = await _database(postgres.dsn(one_by_one_name))
     try:
-        await apply(pool, events)
-        for event in events:
+        await apply(pool, history)
+        for event in history:
             await apply(one_by_one, [event])
         batched = await figures(pool, "2033-03")
         assert batched == await figures(one_by_one, "2033-03")

@@ -14,7 +14,7 @@ from devstack.postgres import Postgres
 from townflow_shared.db import SHARED_MIGRATIONS, migrate
 
 from ..conftest import BAILU, QINGHE
-from .db_tools import database_before
+from .db_tools import database_before, old_rows_take_the_town
 
 TABLES = ("task_facts", "matter_facts", "inspection_facts", "seconded_scores", "alerts", "score_cache",
           "inspection_points", "subject_totals")
@@ -50,11 +50,7 @@ async def test_old_rows_get_the_default_town_and_totals_stay_per_town(
         pre_county: asyncpg.Pool) -> None:
     pool = pre_county
     await old_rows(pool)
-    applied = await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS], default_town=QINGHE)
-    assert "appraisal/004_towns.sql" in applied
-    for table in TABLES:
-        towns = [r["town_code"] for r in await pool.fetch(f"SELECT town_code FROM {table}")]
-        assert towns and set(towns) == {QINGHE}, table
+    await old_rows_take_the_town(pool, MIGRATIONS, "004_towns.sql", QINGHE, TABLES)
     # The same staff id in another town is another subject: its own running totals. (Its task is
     # another: task ids are UUIDs, unique in the county, and the upgrade keeps them unique for the
     # previous version's ON CONFLICT (task_id) until the contract, README "Upgrading".)

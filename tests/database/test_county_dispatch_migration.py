@@ -16,7 +16,7 @@ from dispatch.app import MIGRATIONS
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 
 from ..conftest import SHIQIAO
-from .db_tools import database_before
+from .db_tools import database_before, old_rows_take_the_town
 
 NOW = datetime.fromisoformat("2026-09-22T10:00:00+08:00")
 TABLES = ("matters", "tasks", "supervisions", "extensions", "off_post")
@@ -50,11 +50,8 @@ async def before_county(postgres: Postgres, tmp_path: Path) -> AsyncIterator[asy
 
 
 async def test_rows_written_before_the_county_change_get_the_default_town(before_county: asyncpg.Pool) -> None:
-    applied = await migrate(before_county, [SHARED_MIGRATIONS, MIGRATIONS], default_town=SHIQIAO)
-    assert "dispatch/006_towns.sql" in applied
+    await old_rows_take_the_town(before_county, MIGRATIONS, "006_towns.sql", SHIQIAO, TABLES)
     for table in TABLES:
-        towns = [r["town_code"] for r in await before_county.fetch(f"SELECT town_code FROM {table}")]
-        assert towns == [SHIQIAO], table
         nullable = await before_county.fetchval(
             "SELECT is_nullable FROM information_schema.columns WHERE table_name = $1 AND column_name = 'town_code'",
             table)

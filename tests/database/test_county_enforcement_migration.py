@@ -21,7 +21,7 @@ from townflow_shared.db import SHARED_MIGRATIONS, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from ..conftest import BAILU, QINGHE
-from .db_tools import database_before
+from .db_tools import database_before, old_rows_take_the_town
 
 TABLES = ("inspections", "needs", "cases", "case_steps", "plans")
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -52,11 +52,7 @@ async def before_towns(postgres: Postgres, tmp_path: Path) -> AsyncIterator[asyn
 
 
 async def test_old_rows_take_the_default_town(before_towns: asyncpg.Pool) -> None:
-    applied = await migrate(before_towns, [SHARED_MIGRATIONS, MIGRATIONS], default_town=QINGHE)
-    assert "enforcement/006_towns.sql" in applied
-    for table in TABLES:
-        towns = await before_towns.fetch(f"SELECT town_code FROM {table}")
-        assert [r["town_code"] for r in towns] == [QINGHE], table
+    await old_rows_take_the_town(before_towns, MIGRATIONS, "006_towns.sql", QINGHE, TABLES)
 
 
 async def test_old_rows_without_a_default_town_stop_the_migration(before_towns: asyncpg.Pool) -> None:

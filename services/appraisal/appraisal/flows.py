@@ -16,19 +16,12 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from pydantic import ValidationError
 
-from townflow_shared import problems
+from townflow_shared import events, problems
 from townflow_shared.auth import Principal
 from townflow_shared.clock import Clock
 from townflow_shared.county import County
 from townflow_shared.db import Database
-from townflow_shared.events import (
-    AlertRaised,
-    AlertRaisedData,
-    Envelope,
-    ScoreUpdated,
-    ScoreUpdatedData,
-    new_event,
-)
+from townflow_shared.events import Envelope, new_event
 from townflow_shared.outbox import enqueue
 from townflow_shared.problems import TOWN_REQUIRED
 from townflow_shared.scope import town_of_new_record, towns_to_read
@@ -169,7 +162,7 @@ async def _figures_changed(conn: asyncpg.Connection, changed: dict[SubjectKey, l
     if not publishing:
         return
     figures = _figures_of_months(totals, county)
-    events: list[Envelope] = []
+    outgoing: list[Envelope] = []
     traces: list[dict[str, str]] = []
     for (code, subject_type, subject_id, period), causes in ordered:
         f = figures.get((code, subject_type, subject_id, period))
@@ -177,18 +170,18 @@ async def _figures_changed(conn: asyncpg.Connection, changed: dict[SubjectKey, l
             continue
         in_order = sorted(causes, key=lambda c: c.order)
         trace = in_order[-1].trace  # the score follows the trace of the matter that changed it last
-        events.append(_score_updated(code, f, in_order))
+        outgoing.append(_score_updated(code, f, in_order))
         traces.append(trace)
         for level, reasons, cause in due.get((code, subject_id, period), []) if subject_type == "staff" else []:
             if (code, subject_id, period, level) in raised:
-                events.append(_alert_raised(code, subject_id, period, level, reasons, cause))
+                outgoing.append(_alert_raised(code, subject_id, period, level, reasons, cause))
                 traces.append(trace)
-    await enqueue(conn, *events, trace_headers=traces)
+    await enqueue(conn, *outgoing, trace_headers=traces)
 
 
 def _score_updated(town_code: str, f: rules.Figures, causes: list[Cause]) -> Envelope:
     cause = causes[-1].event
-    return new_event(ScoreUpdated, ScoreUpdatedData(
+    return new_event(events.ScoreUpdated, events.ScoreUpdatedData(
         subject_type=f.subject_type, subject_id=f.subject_id, period=f.period, rates=f.rates, points=f.points,
         dimensions=f.dimensions, composite=f.composite, rank=f.rank, cause_event_id=str(cause.id),
         cause_event_ids=list(dict.fromkeys(str(c.event.id) for c in causes)),
@@ -199,7 +192,7 @@ def _score_updated(town_code: str, f: rules.Figures, causes: list[Cause]) -> Env
 
 def _alert_raised(town_code: str, staff_id: str, period: str, level: str, reasons: list[str],
                   cause: Envelope) -> Envelope:
-    return new_event(AlertRaised, AlertRaisedData(
+    return new_event(events.AlertRaised, events.AlertRaisedData(
         staff_id=staff_id, period=period, level=level, reasons=reasons),  # type: ignore[arg-type]
         source="appraisal", town_code=town_code, subject=f"staff:{staff_id}",
         correlation_id=cause.correlation_id, time=cause.time, causation_id=cause.id)

@@ -7,24 +7,9 @@ from __future__ import annotations
 
 import asyncpg
 
+from townflow_shared import events
 from townflow_shared.consumer import Handler
-from townflow_shared.events import (
-    CaseUpdated,
-    Envelope,
-    InspectionDone,
-    PlanPublished,
-    RequestFiled,
-    RequestRated,
-    TaskAccepted,
-    TaskCallback,
-    TaskCompleted,
-    TaskDispatched,
-    TaskExtended,
-    TaskMerged,
-    TaskReturned,
-    TaskSupervised,
-    TaskVerified,
-)
+from townflow_shared.events import Envelope
 from townflow_shared.scope import town_of_event
 from townflow_shared.town import Town
 
@@ -40,19 +25,19 @@ def _open(conn: asyncpg.Connection, event: Envelope, deps: Deps) -> tuple[Town, 
     return town, *deps.batches.cause(conn, event)
 
 
-async def request_filed(conn: asyncpg.Connection, event: RequestFiled, deps: Deps) -> None:
+async def request_filed(conn: asyncpg.Connection, event: events.RequestFiled, deps: Deps) -> None:
     town = town_of_event(deps.county, event.town_code)
     deps.batches.of(conn).matter_filed((town.code, event.data.request_id), event.data.village,
                                        event.data.filed_at)
 
 
-async def request_rated(conn: asyncpg.Connection, event: RequestRated, deps: Deps) -> None:
+async def request_rated(conn: asyncpg.Connection, event: events.RequestRated, deps: Deps) -> None:
     town, batch, cause = _open(conn, event, deps)
     d = event.data
     batch.matter_rated((town.code, d.request_id), d.rating, d.rated_at, cause)
 
 
-async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, deps: Deps) -> None:
+async def task_dispatched(conn: asyncpg.Connection, event: events.TaskDispatched, deps: Deps) -> None:
     town, batch, cause = _open(conn, event, deps)
     d = event.data
     post = town.posts.get(d.post)
@@ -73,18 +58,18 @@ async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, deps:
         batch.touches_task((town.code, d.redispatch_of), cause)  # the old assignee no longer counts it
 
 
-async def task_accepted(conn: asyncpg.Connection, event: TaskAccepted, deps: Deps) -> None:
+async def task_accepted(conn: asyncpg.Connection, event: events.TaskAccepted, deps: Deps) -> None:
     town, batch, cause = _open(conn, event, deps)
     d = event.data
     batch.task_accepted((town.code, d.task_id), d.request_id, d.accepted_at, cause)
 
 
-async def task_returned(conn: asyncpg.Connection, event: TaskReturned, deps: Deps) -> None:
+async def task_returned(conn: asyncpg.Connection, event: events.TaskReturned, deps: Deps) -> None:
     """A return changes no figure by itself: the redispatch that follows moves the matter."""
     town_of_event(deps.county, event.town_code)
 
 
-async def task_supervised(conn: asyncpg.Connection, event: TaskSupervised, deps: Deps) -> None:
+async def task_supervised(conn: asyncpg.Connection, event: events.TaskSupervised, deps: Deps) -> None:
     town, batch, cause = _open(conn, event, deps)
     d = event.data
     key = (town.code, d.task_id)
@@ -96,19 +81,19 @@ async def task_supervised(conn: asyncpg.Connection, event: TaskSupervised, deps:
         batch.task_known(key, d.request_id)  # a reminder costs no points
 
 
-async def task_completed(conn: asyncpg.Connection, event: TaskCompleted, deps: Deps) -> None:
+async def task_completed(conn: asyncpg.Connection, event: events.TaskCompleted, deps: Deps) -> None:
     town, batch, cause = _open(conn, event, deps)
     d = event.data
     batch.task_completed((town.code, d.task_id), d.request_id, d.completed_at, d.on_time, cause)
 
 
-async def task_extended(conn: asyncpg.Connection, event: TaskExtended, deps: Deps) -> None:
+async def task_extended(conn: asyncpg.Connection, event: events.TaskExtended, deps: Deps) -> None:
     town, batch, cause = _open(conn, event, deps)
     d = event.data
     batch.task_extended((town.code, d.task_id), d.request_id, cause)
 
 
-async def task_verified(conn: asyncpg.Connection, event: TaskVerified, deps: Deps) -> None:
+async def task_verified(conn: asyncpg.Connection, event: events.TaskVerified, deps: Deps) -> None:
     town, batch, cause = _open(conn, event, deps)
     d = event.data
     if d.passed:
@@ -117,7 +102,7 @@ async def task_verified(conn: asyncpg.Connection, event: TaskVerified, deps: Dep
         batch.check_failed((town.code, d.task_id), d.request_id, cause)
 
 
-async def task_merged(conn: asyncpg.Connection, event: TaskMerged, deps: Deps) -> None:
+async def task_merged(conn: asyncpg.Connection, event: events.TaskMerged, deps: Deps) -> None:
     """重复件: merged, the task leaves every rate and earns nothing; reversed, it counts again
     (its completions are judged by dispatch against the new window). The latest one decides."""
     town, batch, cause = _open(conn, event, deps)
@@ -125,7 +110,7 @@ async def task_merged(conn: asyncpg.Connection, event: TaskMerged, deps: Deps) -
     batch.task_merged((town.code, d.task_id), d.request_id, not d.reversed, d.at, cause)
 
 
-async def task_callback(conn: asyncpg.Connection, event: TaskCallback, deps: Deps) -> None:
+async def task_callback(conn: asyncpg.Connection, event: events.TaskCallback, deps: Deps) -> None:
     """回访: a reached citizen's rating counts as theirs unless they rated the matter
     themselves; `reopened` (重办) sends the task back like a failed closure check."""
     town, batch, cause = _open(conn, event, deps)
@@ -136,7 +121,7 @@ async def task_callback(conn: asyncpg.Connection, event: TaskCallback, deps: Dep
         batch.task_reopened((town.code, d.task_id), d.request_id, cause)
 
 
-async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, deps: Deps) -> None:
+async def inspection_done(conn: asyncpg.Connection, event: events.InspectionDone, deps: Deps) -> None:
     town, batch, cause = _open(conn, event, deps)
     d = event.data
     period = rules.period_of(d.finished_at, town.calendar.tz)
@@ -158,12 +143,12 @@ async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, deps:
                                          d.finished_at, event.id), points, subjects, cause)
 
 
-async def case_updated(conn: asyncpg.Connection, event: CaseUpdated, deps: Deps) -> None:
+async def case_updated(conn: asyncpg.Connection, event: events.CaseUpdated, deps: Deps) -> None:
     """Consumed for completeness of the record; no figure depends on case steps yet."""
     town_of_event(deps.county, event.town_code)
 
 
-async def plan_published(conn: asyncpg.Connection, event: PlanPublished, deps: Deps) -> None:
+async def plan_published(conn: asyncpg.Connection, event: events.PlanPublished, deps: Deps) -> None:
     """Consumed for completeness of the record; no figure depends on plans yet."""
     town_of_event(deps.county, event.town_code)
 
@@ -171,11 +156,11 @@ async def plan_published(conn: asyncpg.Connection, event: PlanPublished, deps: D
 # Each handler under its own name: the inbox knows handled events by `appraisal.<name>`
 # (app.py registers them).
 HANDLERS: tuple[tuple[type[Envelope], Handler], ...] = (
-    (RequestFiled, request_filed), (RequestRated, request_rated),
-    (TaskDispatched, task_dispatched), (TaskAccepted, task_accepted),
-    (TaskReturned, task_returned), (TaskSupervised, task_supervised),
-    (TaskCompleted, task_completed), (TaskExtended, task_extended),
-    (TaskVerified, task_verified), (TaskMerged, task_merged),
-    (TaskCallback, task_callback), (InspectionDone, inspection_done),
-    (CaseUpdated, case_updated), (PlanPublished, plan_published),
+    (events.RequestFiled, request_filed), (events.RequestRated, request_rated),
+    (events.TaskDispatched, task_dispatched), (events.TaskAccepted, task_accepted),
+    (events.TaskReturned, task_returned), (events.TaskSupervised, task_supervised),
+    (events.TaskCompleted, task_completed), (events.TaskExtended, task_extended),
+    (events.TaskVerified, task_verified), (events.TaskMerged, task_merged),
+    (events.TaskCallback, task_callback), (events.InspectionDone, inspection_done),
+    (events.CaseUpdated, case_updated), (events.PlanPublished, plan_published),
 )

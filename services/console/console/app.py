@@ -35,7 +35,7 @@ from .services import Services
 from .session import COOKIE, SessionCodec
 from .settings import ConsoleSettings
 from .tokens import TokenSigner
-from .web import CsrfRefused, Forbidden, SignInNeeded, render
+from .web import CsrfRefused, Forbidden, NoSuchAction, SignInNeeded, render
 
 STATIC = Path(__file__).with_name("static")
 
@@ -160,6 +160,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     async def csrf_refused(request: Request, exc: CsrfRefused) -> HTMLResponse:
         return render(request, "refused.html", 403, title="表单已失效",
                       message="这张表单已失效（缺少或不匹配安全校验码），请返回刷新页面后重新提交。")
+
+    @app.exception_handler(NoSuchAction)
+    async def no_such_action(request: Request, exc: NoSuchAction) -> HTMLResponse:
+        return render(request, "refused.html", 404, title="没有这个操作", message="没有这个操作。")
 
     app.add_middleware(SessionMiddleware, codec=codec, secure=settings.console_cookie_secure)
     # Hostile input, refused as in every service, but as a Chinese page.

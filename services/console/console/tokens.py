@@ -8,6 +8,7 @@ expire. In production a county puts the console behind its OIDC provider instead
 from __future__ import annotations
 
 import time
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from townflow_shared.auth import issue_token
@@ -15,16 +16,19 @@ from townflow_shared.auth import issue_token
 from .accounts import Person
 
 
+@dataclass(eq=False)
 class TokenSigner:
-    def __init__(self, key: Any, algorithm: str, *, kid: str | None, issuer: str | None,
-                 audience_template: str, ttl_seconds: int) -> None:
-        self._key = key
-        self._algorithm = algorithm
-        self._kid = kid
-        self._issuer = issuer
-        self._audience = audience_template
-        self._ttl = ttl_seconds
-        self._cache: dict[tuple[str, str | None, str], tuple[str, float]] = {}
+    """Signs the console's calls to a service as the signed-in person; a token is reused until a
+    minute before it expires."""
+
+    key: Any = field(repr=False)
+    algorithm: str
+    _: KW_ONLY
+    kid: str | None
+    issuer: str | None
+    audience_template: str
+    ttl_seconds: int
+    _cache: dict[tuple[str, str | None, str], tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
 
     def token_for(self, person: Person, service: str) -> str:
         key = (person.sub, person.town, service)
@@ -32,10 +36,10 @@ class TokenSigner:
         if cached is not None and cached[1] > time.time() + 60:
             return cached[0]
         claims = {"town": person.town} if person.town else {}
-        token = issue_token(self._key, person.sub, person.roles, self._ttl,
-                            audience=self._audience.format(service=service), issuer=self._issuer,
-                            algorithm=self._algorithm, key_id=self._kid, **claims)
+        token = issue_token(self.key, person.sub, person.roles, self.ttl_seconds,
+                            audience=self.audience_template.format(service=service), issuer=self.issuer,
+                            algorithm=self.algorithm, key_id=self.kid, **claims)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (token, time.time() + self._ttl)
+        self._cache[key] = (token, time.time() + self.ttl_seconds)
         return token

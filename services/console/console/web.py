@@ -3,6 +3,7 @@ CSRF check of a posted form, and rendering a template with the navigation."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,10 @@ class CsrfRefused(Exception):
     """A form posted without the session's CSRF token."""
 
 
+class NoSuchAction(Exception):
+    """A form posted to an action the page does not have."""
+
+
 def console_of(request: Request) -> Console:
     return request.app.state.console  # type: ignore[no-any-return]
 
@@ -103,6 +108,16 @@ async def checked_form(request: Request) -> FormData:
         CSRF_REFUSED.inc()
         raise CsrfRefused()
     return form
+
+
+async def acting_form(request: Request, page: str, action: str, actions: Collection[str]) -> tuple[Person, FormData]:
+    """Who acts on `page` and their checked form, for one of the page's `actions`: else sign-in,
+    403, the CSRF refusal or 404 (no such action), in that order."""
+    person = guard(request, page, acting=True)
+    form = await checked_form(request)
+    if action not in actions:
+        raise NoSuchAction()
+    return person, form
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

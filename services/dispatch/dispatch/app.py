@@ -7,20 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.events import (
-    InspectionDone,
-    RequestFiled,
-    RequestMerged,
-    TaskAccepted,
-    TaskCallback,
-    TaskCompleted,
-    TaskDispatched,
-    TaskExtended,
-    TaskMerged,
-    TaskReturned,
-    TaskSupervised,
-    TaskVerified,
-)
+from townflow_shared import events
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers, metrics, scheduled
@@ -37,14 +24,14 @@ def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
                 unit_of_work=units_of_work(runtime.database))
     runtime.deps = deps
-    runtime.on(RequestFiled)(handlers.request_filed)
-    runtime.on(InspectionDone)(handlers.inspection_done)
-    runtime.on(RequestMerged)(handlers.request_merged)
+    for event_type, handler in handlers.HANDLERS:
+        runtime.on(event_type)(handler)
     runtime.every(scheduled.supervision_loop(deps))
     runtime.reports(lambda pool: metrics.refresh_gauges(pool, list(deps.county.towns), deps.clock.now()),
                     *metrics.GAUGES)
-    runtime.publishes(TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended,
-                      TaskVerified, TaskMerged, TaskCallback)
+    runtime.publishes(events.TaskDispatched, events.TaskAccepted, events.TaskReturned, events.TaskSupervised,
+                      events.TaskCompleted, events.TaskExtended, events.TaskVerified, events.TaskMerged,
+                      events.TaskCallback)
     return runtime
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from townflow_shared import events
 from townflow_shared.auth import Principal
 from townflow_shared.clock import Clock
 from townflow_shared.county import County
@@ -19,38 +20,13 @@ from townflow_shared.db import Database
 from townflow_shared.deadlines import DueBatch
 from townflow_shared.dlq import Rejected
 from townflow_shared.events import Envelope as _Envelope
-from townflow_shared.events import (
-    EventData,
-    InspectionDone,
-    Rating,
-    RequestFiled,
-    RequestMerged,
-    TaskAccepted,
-    TaskAcceptedData,
-    TaskCallback,
-    TaskCallbackData,
-    TaskCompleted,
-    TaskCompletedData,
-    TaskDispatched,
-    TaskDispatchedData,
-    TaskExtended,
-    TaskExtendedData,
-    TaskMerged,
-    TaskMergedData,
-    TaskReturned,
-    TaskReturnedData,
-    TaskSupervised,
-    TaskSupervisedData,
-    TaskVerified,
-    TaskVerifiedData,
-    new_event,
-)
+from townflow_shared.events import EventData, new_event
 from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import Town
 
-from . import rules, store
+from . import refusals, rules, store
 from .models import (
     Accepted,
     Board,
@@ -66,18 +42,6 @@ from .models import (
     TaskDetail,
     TaskView,
     task_view,
-)
-from .refusals import (
-    EXTENSION_ALREADY_PENDING,
-    EXTENSION_NONE_PENDING,
-    EXTENSION_TOO_LATE,
-    OFF_POST_NOT_PERMITTED,
-    REDISPATCH_UNKNOWN_ASSIGNEE,
-    REDISPATCH_UNKNOWN_POST,
-    RETURN_WINDOW_CLOSED,
-    STAFF_NOT_FOUND,
-    TASK_NOT_ASSIGNEE,
-    TASK_NOT_FOUND,
 )
 from .settings import DispatchSettings
 from .store import Row, UnitOfWork, UnitOfWorkFactory
@@ -147,7 +111,7 @@ class VerifyTask:
 class CallBack:
     task_id: uuid.UUID
     reached: bool
-    rating: Rating | None
+    rating: events.Rating | None
     note: str = ""
 
 
@@ -186,8 +150,8 @@ async def _locked_task(uow: UnitOfWork, deps: Deps, actor: Principal, task_id: u
     """The locked task and its town, once the caller may act in that town (else 403)."""
     task = await uow.store.task_for_update(task_id)
     if task is None:
-        raise TASK_NOT_FOUND()
-    town = town_of_record(deps.county, actor, task["town_code"], acting=True, not_found=TASK_NOT_FOUND)
+        raise refusals.TASK_NOT_FOUND()
+    town = town_of_record(deps.county, actor, task["town_code"], acting=True, not_found=refusals.TASK_NOT_FOUND)
     link_to(task["trace_headers"])  # a person's action: its own trace, linked to the matter's
     return task, town
 
@@ -203,7 +167,7 @@ async def _task_to_act_on(uow: UnitOfWork, deps: Deps, actor: Principal, task_id
     leader, as staff of its town) and `action` is allowed from its status."""
     task, town = await _locked_task(uow, deps, actor, task_id)
     if not rules.may_act(actor, task["assignee"], town.posts.get(task["post"]), town):
-        raise TASK_NOT_ASSIGNEE()
+        raise refusals.TASK_NOT_ASSIGNEE()
     _allowed(action, task)
     return task, town
 
@@ -211,7 +175,7 @@ async def _task_to_act_on(uow: UnitOfWork, deps: Deps, actor: Principal, task_id
 async def _task_now(uow: UnitOfWork, task_id: uuid.UUID, now: datetime, town: Town) -> TaskView:
     task = await uow.store.task(task_id)
     if task is None:  # it was locked by this transaction a moment ago
-        raise TASK_NOT_FOUND()
+        raise refusals.TASK_NOT_FOUND()
     return TaskView.of(task, now, town.calendar.tz)
 
 
@@ -220,7 +184,7 @@ async def accept_task(deps: Deps, actor: Principal, command: AcceptTask) -> Acce
     async with deps.unit_of_work() as uow:
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "accept")
         await uow.store.update_task(task["task_id"], status="accepted", accepted_at=now)
-        await uow.publish(task_event(town, TaskAccepted, TaskAcceptedData(
+        await uow.publish(task_event(town, events.TaskAccepted, events.TaskAcceptedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=actor.sub,
             accepted_at=now), task["task_id"], task["request_id"], now))
     return Accepted(task_id=command.task_id, accepted_at=now.astimezone(town.calendar.tz),
@@ -242,10 +206,10 @@ async def return_task(deps: Deps, actor: Principal, command: ReturnTask) -> Retu
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "return")
         closes_at = rules.return_deadline(task["dispatched_at"], town.calendar, town.rules.dispatch)
         if now > closes_at:
-            raise RETURN_WINDOW_CLOSED(closes_at=closes_at.astimezone(town.calendar.tz).isoformat())
+            raise refusals.RETURN_WINDOW_CLOSED(closes_at=closes_at.astimezone(town.calendar.tz).isoformat())
         await uow.store.update_task(task["task_id"], status="returned", returned_at=now,
                                     return_reason=command.reason)
-        await uow.publish(task_event(town, TaskReturned, TaskReturnedData(
+        await uow.publish(task_event(town, events.TaskReturned, events.TaskReturnedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=actor.sub,
             reason=command.reason, returned_at=now), task["task_id"], task["request_id"], now))
     return Returned(task_id=command.task_id)
@@ -258,9 +222,9 @@ async def redispatch_task(deps: Deps, actor: Principal, command: RedispatchTask)
         task, town = await _locked_task(uow, deps, actor, command.task_id)
         # The post or the assignee is one of the task's town.
         if command.post is not None and command.post not in town.posts:
-            raise REDISPATCH_UNKNOWN_POST("post", post=command.post, town=town.code)
+            raise refusals.REDISPATCH_UNKNOWN_POST("post", post=command.post, town=town.code)
         if command.assignee is not None and command.assignee not in town.staff:
-            raise REDISPATCH_UNKNOWN_ASSIGNEE("assignee", assignee=command.assignee, town=town.code)
+            raise refusals.REDISPATCH_UNKNOWN_ASSIGNEE("assignee", assignee=command.assignee, town=town.code)
         _allowed("redispatch", task)
         await uow.store.update_task(task["task_id"], status="redispatched")
         matter = Matter(task["request_id"], task["ticket_no"], task["item_code"], task["colour"],
@@ -277,11 +241,11 @@ async def request_extension(deps: Deps, actor: Principal, command: RequestExtens
     async with deps.unit_of_work() as uow:
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "extend")
         if now > task["resolve_by"]:
-            raise EXTENSION_TOO_LATE(resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
+            raise refusals.EXTENSION_TOO_LATE(resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
         extension_id = await uow.store.add_extension(town.code, task["task_id"], command.days, command.reason,
                                                      actor.sub, now)
         if extension_id is None:
-            raise EXTENSION_ALREADY_PENDING()
+            raise refusals.EXTENSION_ALREADY_PENDING()
     return ExtensionAsked(task_id=command.task_id, extension_id=extension_id)
 
 
@@ -294,7 +258,7 @@ async def decide_extension(deps: Deps, actor: Principal, command: DecideExtensio
             raise refusal
         pending = await uow.store.pending_extension(task["task_id"])
         if pending is None:
-            raise EXTENSION_NONE_PENDING()
+            raise refusals.EXTENSION_NONE_PENDING()
         status = "approved" if command.approve else "refused"
         await uow.store.decide_extension(pending["extension_id"], status, actor.sub, now, command.note)
         if not command.approve:
@@ -303,7 +267,7 @@ async def decide_extension(deps: Deps, actor: Principal, command: DecideExtensio
         next_at = await _next_supervision_after_change(uow, town, task["task_id"], task["window_start"], resolve_by)
         await uow.store.update_task(task["task_id"], resolve_by=resolve_by,
                                     extension_count=task["extension_count"] + 1, next_supervision_at=next_at)
-        await uow.publish(task_event(town, TaskExtended, TaskExtendedData(
+        await uow.publish(task_event(town, events.TaskExtended, events.TaskExtendedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), days=pending["days"],
             reason=pending["reason"], approved_by=actor.sub, resolve_by=resolve_by),
             task["task_id"], task["request_id"], now))
@@ -326,7 +290,7 @@ async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> Task
                 task["task_id"], status="rework", window_start=now, resolve_by=resolve_by,
                 rework_count=task["rework_count"] + 1, completed_at=None, on_time=None,
                 next_supervision_at=await _next_supervision_after_change(uow, town, task["task_id"], now, resolve_by))
-        await uow.publish(task_event(town, TaskVerified, TaskVerifiedData(
+        await uow.publish(task_event(town, events.TaskVerified, events.TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=command.passed,
             note=command.note, by=actor.sub, at=now), task["task_id"], task["request_id"], now))
         return await _task_now(uow, task["task_id"], now, town)
@@ -354,7 +318,7 @@ async def call_back(deps: Deps, actor: Principal, command: CallBack) -> TaskView
                                         next_supervision_at=next_at)
         else:
             await uow.store.update_task(task["task_id"], called_back=True)
-        await uow.publish(task_event(town, TaskCallback, TaskCallbackData(
+        await uow.publish(task_event(town, events.TaskCallback, events.TaskCallbackData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), reached=command.reached,
             rating=command.rating, note=mask_personal_numbers(command.note),  # the citizen's words may hold a phone
             by=actor.sub, at=now, reopened=reopened, resolve_by=resolve_by),
@@ -369,10 +333,10 @@ async def register_off_post(deps: Deps, actor: Principal, command: RegisterOffPo
     town = town_of_new_record(deps.county, actor, command.town, field="town")
     staff = town.staff.get(command.staff_id)
     if staff is None:
-        raise STAFF_NOT_FOUND(staff_id=command.staff_id, town=town.code)
+        raise refusals.STAFF_NOT_FOUND(staff_id=command.staff_id, town=town.code)
     leader = town.modules[staff.module].leader
     if actor.sub not in (command.staff_id, leader) and not actor.has_any(["command_centre"]):
-        raise OFF_POST_NOT_PERMITTED()
+        raise refusals.OFF_POST_NOT_PERMITTED()
     async with deps.unit_of_work() as uow:
         entry = await uow.store.add_off_post(town.code, command.staff_id, command.from_, command.to,
                                              command.reason, actor.sub)
@@ -408,7 +372,7 @@ async def dispatch_matter(uow: UnitOfWork, town: Town, matter: Matter, *,
         "trace_headers": current_trace_headers(),
     }
     await uow.store.insert_task(row)
-    data = TaskDispatchedData(
+    data = events.TaskDispatchedData(
         task_id=str(task_id), request_id=str(matter.request_id), item_code=item.code,
         kind=item.task_kind, colour=matter.colour, village=matter.village,  # type: ignore[arg-type]
         location=matter.location, target=matter.target, lead_module=item.lead_module,
@@ -416,7 +380,7 @@ async def dispatch_matter(uow: UnitOfWork, town: Town, matter: Matter, *,
         assignee=assignment.assignee, assigned_via=assignment.via, respond_by=due.respond_by,
         resolve_by=due.resolve_by, dispatched_at=now,
         redispatch_of=str(redispatch_of) if redispatch_of else None, invalid_return=invalid_return)
-    await uow.publish(task_event(town, TaskDispatched, data, task_id, matter.request_id, now, causation_id))
+    await uow.publish(task_event(town, events.TaskDispatched, data, task_id, matter.request_id, now, causation_id))
     return task_id
 
 
@@ -429,16 +393,16 @@ async def finish_task(uow: UnitOfWork, town: Town, task: Row, *, by: str, resolu
     await uow.store.update_task(task["task_id"], status=status, completed_at=now, completed_by=by,
                                 resolution=resolution, on_time=on_time, inspection_id=inspection_id,
                                 next_supervision_at=None)
-    events = [task_event(town, TaskCompleted, TaskCompletedData(
+    outgoing = [task_event(town, events.TaskCompleted, events.TaskCompletedData(
         task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=by,
         resolution=resolution, completed_at=now, on_time=on_time, inspection_id=inspection_id),
         task["task_id"], task["request_id"], now, causation_id)]
     if inspection_id:
-        events.append(task_event(town, TaskVerified, TaskVerifiedData(
+        outgoing.append(task_event(town, events.TaskVerified, events.TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=True,
             note=f"verified by inspection {inspection_id}", by=by, at=now),
             task["task_id"], task["request_id"], now, causation_id))
-    await uow.publish(*events)
+    await uow.publish(*outgoing)
     return on_time
 
 
@@ -470,7 +434,7 @@ async def supervise_due(uow: UnitOfWork, towns: Mapping[str, Town], now: datetim
     new = await uow.store.add_supervisions(levels, now) if levels else set()
     by_task = {task["task_id"]: task for task in claimed}
     await uow.publish(*(
-        task_event(towns[town_code], TaskSupervised, TaskSupervisedData(
+        task_event(towns[town_code], events.TaskSupervised, events.TaskSupervisedData(
             task_id=str(task_id), request_id=str(by_task[task_id]["request_id"]), level=level,  # type: ignore[arg-type]
             notified=notified, at=now), task_id, by_task[task_id]["request_id"], now)
         for task_id, town_code, level, notified in levels if (task_id, level) in new))
@@ -516,7 +480,7 @@ async def follow_merge(uow: UnitOfWork, town: Town, task: Row, *, merged: bool,
             resolve_by, next_at = await _reopen_window(uow, town, task, now)
             fields |= {"window_start": now, "resolve_by": resolve_by, "next_supervision_at": next_at}
         await uow.store.update_task(task["task_id"], **fields)
-    await uow.publish(task_event(town, TaskMerged, TaskMergedData(
+    await uow.publish(task_event(town, events.TaskMerged, events.TaskMergedData(
         task_id=str(task["task_id"]), request_id=str(task["request_id"]), into_request_id=str(into_request_id),
         reversed=not merged, status=status, respond_by=task["respond_by"], resolve_by=resolve_by, at=now),
         task["task_id"], task["request_id"], now, causation_id))
@@ -524,7 +488,7 @@ async def follow_merge(uow: UnitOfWork, town: Town, task: Row, *, merged: bool,
 
 
 # --- what the events ask (handlers.py runs these in the consumer's transaction) ------------------
-async def dispatch_filed(deps: Deps, uow: UnitOfWork, event: RequestFiled) -> None:
+async def dispatch_filed(deps: Deps, uow: UnitOfWork, event: events.RequestFiled) -> None:
     """A filed matter becomes a task of its town; a merge that came first closes it at once."""
     town = town_of_event(deps.county, event.town_code)  # a town this deployment does not serve: poison
     d = event.data
@@ -543,7 +507,7 @@ async def dispatch_filed(deps: Deps, uow: UnitOfWork, event: RequestFiled) -> No
                            now=now, causation_id=merge["event_id"])
 
 
-async def follow_request_merged(deps: Deps, uow: UnitOfWork, event: RequestMerged) -> None:
+async def follow_request_merged(deps: Deps, uow: UnitOfWork, event: events.RequestMerged) -> None:
     """重复件: the merged matter's task closes as `merged`, or reopens when the merge is undone.
     The state is kept per matter, so a task dispatched later (its filing still on the way) follows it."""
     town = town_of_event(deps.county, event.town_code)
@@ -556,7 +520,7 @@ async def follow_request_merged(deps: Deps, uow: UnitOfWork, event: RequestMerge
                            now=deps.clock.now(), causation_id=event.id)
 
 
-async def complete_inspected(deps: Deps, uow: UnitOfWork, event: InspectionDone) -> None:
+async def complete_inspected(deps: Deps, uow: UnitOfWork, event: events.InspectionDone) -> None:
     """The tasks of the town an inspection covered are completed with its outcome (and verified by it)."""
     town = town_of_event(deps.county, event.town_code)
     d = event.data
@@ -611,8 +575,8 @@ async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDeta
     pool = deps.database.pool
     task = await store.task(pool, task_id)
     if task is None:
-        raise TASK_NOT_FOUND()
-    town = town_of_record(deps.county, actor, task["town_code"], acting=False, not_found=TASK_NOT_FOUND)
+        raise refusals.TASK_NOT_FOUND()
+    town = town_of_record(deps.county, actor, task["town_code"], acting=False, not_found=refusals.TASK_NOT_FOUND)
     tz = town.calendar.tz
     return TaskDetail.model_validate(task_view(task, deps.clock.now(), tz) | {
         "supervisions": [SupervisionSeen(level=s["level"], at=s["at"].astimezone(tz), notified=s["notified"])

@@ -3,24 +3,15 @@ already holds the event's inbox row, so the task's change and its events commit 
 
 from __future__ import annotations
 
-import asyncpg
-
-from townflow_shared.events import InspectionDone, RequestFiled, RequestMerged
+from townflow_shared import events
+from townflow_shared.consumer import Handler, policy
 
 from . import flows
-from .flows import Deps, UnknownItem
 from .store import PgUnitOfWork
 
-__all__ = ["UnknownItem", "inspection_done", "request_filed", "request_merged"]
-
-
-async def request_filed(conn: asyncpg.Connection, event: RequestFiled, deps: Deps) -> None:
-    await flows.dispatch_filed(deps, PgUnitOfWork(conn), event)
-
-
-async def request_merged(conn: asyncpg.Connection, event: RequestMerged, deps: Deps) -> None:
-    await flows.follow_request_merged(deps, PgUnitOfWork(conn), event)
-
-
-async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, deps: Deps) -> None:
-    await flows.complete_inspected(deps, PgUnitOfWork(conn), event)
+# Each under the name the inbox knows its handled events by (`dispatch.<name>`); app.py registers them.
+HANDLERS: tuple[tuple[type[events.Envelope], Handler], ...] = (
+    (events.RequestFiled, policy("request_filed", flows.dispatch_filed, PgUnitOfWork)),
+    (events.InspectionDone, policy("inspection_done", flows.complete_inspected, PgUnitOfWork)),
+    (events.RequestMerged, policy("request_merged", flows.follow_request_merged, PgUnitOfWork)),
+)

@@ -6,18 +6,16 @@ from collections.abc import Collection
 from datetime import datetime
 
 import asyncpg
-from prometheus_client import Gauge
 
-from townflow_shared.metrics import REGISTRY
+from townflow_shared.metrics import gauge
 
 from . import store
 
-OPEN_TASKS = Gauge("townflow_dispatch_open_tasks", "Open tasks by town and colour", ["town", "colour"],
-                   registry=REGISTRY)
-OVERDUE_TASKS = Gauge("townflow_dispatch_overdue_tasks", "Open tasks past resolve_by, by town and colour",
-                      ["town", "colour"], registry=REGISTRY)
-SUPERVISIONS = Gauge("townflow_dispatch_supervision_events", "Supervision events so far, by town and level",
-                     ["town", "level"], registry=REGISTRY)
+OPEN_TASKS = gauge("townflow_dispatch_open_tasks", "Open tasks by town and colour", "town", "colour")
+OVERDUE_TASKS = gauge("townflow_dispatch_overdue_tasks", "Open tasks past resolve_by, by town and colour",
+                      "town", "colour")
+SUPERVISIONS = gauge("townflow_dispatch_supervision_events", "Supervision events so far, by town and level",
+                     "town", "level")
 
 
 GAUGES = (OPEN_TASKS, OVERDUE_TASKS, SUPERVISIONS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias
 
@@ -409,10 +409,4 @@ class PgUnitOfWork:
 
 def units_of_work(database: Database) -> UnitOfWorkFactory:
     """The factory of the real unit of work: each call opens one transaction on a pooled connection."""
-
-    @asynccontextmanager
-    async def unit_of_work() -> AsyncIterator[UnitOfWork]:
-        async with database.transaction() as conn:
-            yield PgUnitOfWork(conn)
-
-    return unit_of_work
+    return database.units_of_work(PgUnitOfWork)

@@ -13,21 +13,13 @@ from dispatch import flows
 from dispatch.flows import Deps
 from dispatch.settings import DispatchSettings
 from services.dispatch.tests.fakes import FakeUnitOfWork
+from townflow_shared import events
 from townflow_shared.auth import Principal
 from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
 from townflow_shared.db import Database
 from townflow_shared.dlq import Rejected
-from townflow_shared.events import (
-    Finding,
-    InspectionDone,
-    InspectionDoneData,
-    RequestFiled,
-    RequestFiledData,
-    RequestMerged,
-    RequestMergedData,
-    new_event,
-)
+from townflow_shared.events import new_event
 from townflow_shared.problems import Refusal
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
@@ -57,7 +49,7 @@ class World:
     async def file(self, item_code: str = "S002", town: str = QINGHE, colour: str = "yellow") -> uuid.UUID:
         """A matter filed in `town`, dispatched as the consumer would: the new task's id."""
         request_id = uuid.uuid4()
-        event = new_event(RequestFiled, RequestFiledData(
+        event = new_event(events.RequestFiled, events.RequestFiledData(
             request_id=str(request_id), ticket_no=f"T-{request_id.hex[:6]}", channel="window", item_code=item_code,
             colour=colour, description="d", village="v", location="l", citizen_ref="x" * 64,  # type: ignore[arg-type]
             filed_at=self.clock.now()), source="intake", town_code=town, subject=str(request_id),
@@ -297,9 +289,9 @@ async def test_off_post_refusals(world: World) -> None:
 async def test_an_inspection_completes_and_verifies_the_open_tasks_it_covered(world: World) -> None:
     open_task, done = await world.file("T004"), await world.file("T004")
     await flows.complete_task(world.deps, staff("s017"), flows.CompleteTask(done, "已调处"))
-    event = new_event(InspectionDone, InspectionDoneData(
+    event = new_event(events.InspectionDone, events.InspectionDoneData(
         inspection_id="i-1", target="t", task_ids=[str(open_task), str(done)], units=["u"], officers=["o1", "o2"],
-        findings=[Finding(task_id=str(open_task), outcome="compliant")], started_at=world.clock.now(),
+        findings=[events.Finding(task_id=str(open_task), outcome="compliant")], started_at=world.clock.now(),
         finished_at=world.clock.now()), source="enforcement", town_code=QINGHE, subject="i-1",
         correlation_id="i-1", time=world.clock.now())
     async with world.deps.unit_of_work() as uow:
@@ -314,7 +306,7 @@ async def test_a_merge_closes_the_task_and_its_undoing_reopens_it(world: World) 
     request_id, into = world.task(task_id)["request_id"], uuid.uuid4()
 
     async def merge(reversed_: bool) -> None:
-        event = new_event(RequestMerged, RequestMergedData(
+        event = new_event(events.RequestMerged, events.RequestMergedData(
             request_id=str(request_id), ticket_no="T-1", into_request_id=str(into), into_ticket_no="T-0",
             reversed=reversed_, by="s030",
             at=world.clock.now()), source="intake", town_code=QINGHE, subject=str(request_id),

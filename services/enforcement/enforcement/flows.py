@@ -12,25 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from townflow_shared import scope
+from townflow_shared import events, scope
 from townflow_shared.auth import Principal
 from townflow_shared.checks import present
 from townflow_shared.deadlines import DueBatch
 from townflow_shared.dlq import Rejected
-from townflow_shared.events import (
-    CaseUpdated,
-    CaseUpdatedData,
-    EventData,
-    Finding,
-    InspectionDone,
-    InspectionDoneData,
-    PlannedTarget,
-    PlanPublished,
-    PlanPublishedData,
-    TaskDispatchedData,
-    new_event,
-)
 from townflow_shared.events import Envelope as _Envelope
+from townflow_shared.events import EventData, new_event
 from townflow_shared.problems import invalid
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import EnforcementRules, Town
@@ -90,7 +78,7 @@ async def add_need(work: UnitOfWork, town: Town, *, target: str, item_code: str,
     return inspection_id
 
 
-async def task_dispatched(deps: Deps, work: UnitOfWork, town_code: str, task: TaskDispatchedData) -> None:
+async def task_dispatched(deps: Deps, work: UnitOfWork, town_code: str, task: events.TaskDispatchedData) -> None:
     """An enforcement or joint-visit task becomes an inspection need for its target in the
     event's town (a town this deployment does not serve, or an item not in its catalogue:
     dead-lettered)."""
@@ -175,13 +163,13 @@ async def record_result(deps: Deps, actor: Principal, command: RecordResult) -> 
                 rectify_missing_dates=[f.task_id for f in body.findings if f.outcome == "rectify" and not f.rectify_by]):
             raise invalid(problems)
         officers = list(dict.fromkeys(body.officers))
-        findings = [Finding(task_id=f.task_id, outcome=f.outcome, note=f.note, rectify_by=f.rectify_by)
+        findings = [events.Finding(task_id=f.task_id, outcome=f.outcome, note=f.note, rectify_by=f.rectify_by)
                     for f in body.findings]
         await store.set_inspection(row["inspection_id"], status="done", finished_at=now, officers=officers,
                                    present_units=body.present_units,
                                    findings=[f.model_dump(mode="json") for f in findings])
         first_request = next((n["request_id"] for n in needs if n["request_id"]), str(row["inspection_id"]))
-        await work.publish(event(town.code, InspectionDone, InspectionDoneData(
+        await work.publish(event(town.code, events.InspectionDone, events.InspectionDoneData(
             inspection_id=str(row["inspection_id"]), target=row["target"], task_ids=covered, units=row["units"],
             officers=officers, findings=findings, started_at=row["started_at"], finished_at=now),
             row["inspection_id"], first_request, now))
@@ -205,7 +193,7 @@ async def record_result(deps: Deps, actor: Principal, command: RecordResult) -> 
 async def case_event(work: UnitOfWork, case: Mapping[str, Any], step: str, now: datetime, *,
                      decision: str | None = None, transferred_to: str | None = None,
                      causation_id: Any = None) -> None:
-    await work.publish(event(case["town_code"], CaseUpdated, CaseUpdatedData(
+    await work.publish(event(case["town_code"], events.CaseUpdated, events.CaseUpdatedData(
         case_id=str(case["case_id"]), task_id=case["task_id"], request_id=case["request_id"],
         step=step, decision=decision, transferred_to=transferred_to, at=now),  # type: ignore[arg-type]
         case["case_id"], case["request_id"], now, causation_id))
@@ -339,11 +327,11 @@ async def publish_plan(deps: Deps, actor: Principal, command: PublishPlan) -> mo
     drawn = rules.draw_plan(command.targets, command.sample_size, command.seed, officers)
     now = deps.clock.now()
     plan_id = uuid.uuid4()
-    targets = [PlannedTarget(target=t, officers=o) for t, o in drawn]
+    targets = [events.PlannedTarget(target=t, officers=o) for t, o in drawn]
     async with deps.transactions.writing() as work:
         await work.store.save_plan(town.code, plan_id, command.seed, command.sample_size,
                                    sorted(set(command.targets)), [t.model_dump() for t in targets], now, actor.sub)
-        await work.publish(event(town.code, PlanPublished, PlanPublishedData(
+        await work.publish(event(town.code, events.PlanPublished, events.PlanPublishedData(
             plan_id=str(plan_id), seed=command.seed, targets=targets, published_at=now), plan_id, plan_id, now))
     return models.PublishedPlan(plan_id=plan_id, town_code=town.code, seed=command.seed, targets=targets,
                                 published_at=now)

@@ -6,23 +6,20 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import asyncpg
-from prometheus_client import Gauge
 
-from townflow_shared.metrics import REGISTRY
+from townflow_shared.metrics import gauge
 from townflow_shared.town import Town
 
 from . import queries
 from .store import PgStore
 
-INSPECTIONS_PLANNED = Gauge("townflow_enforcement_inspections_planned", "Inspections planned, not started",
-                            ["town"], registry=REGISTRY)
-CASES_NEAR_LIMIT = Gauge("townflow_enforcement_cases_near_limit",
-                         "Undecided cases past the day-60 warning", ["town"], registry=REGISTRY)
-CASES_OVERDUE = Gauge("townflow_enforcement_cases_overdue", "Undecided cases past the decision limit",
-                      ["town"], registry=REGISTRY)
-REPEATED_INSPECTIONS = Gauge("townflow_enforcement_repeated_inspection_targets",
-                             "Targets inspected separately by several units within the window (多头检查)",
-                             ["town"], registry=REGISTRY)
+INSPECTIONS_PLANNED = gauge("townflow_enforcement_inspections_planned", "Inspections planned, not started",
+                            "town")
+CASES_NEAR_LIMIT = gauge("townflow_enforcement_cases_near_limit", "Undecided cases past the day-60 warning",
+                         "town")
+CASES_OVERDUE = gauge("townflow_enforcement_cases_overdue", "Undecided cases past the decision limit", "town")
+REPEATED_INSPECTIONS = gauge("townflow_enforcement_repeated_inspection_targets",
+                             "Targets inspected separately by several units within the window (多头检查)", "town")
 GAUGES = (INSPECTIONS_PLANNED, CASES_NEAR_LIMIT, CASES_OVERDUE, REPEATED_INSPECTIONS)
 
 

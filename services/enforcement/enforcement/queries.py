@@ -31,6 +31,15 @@ def _stored_town(deps: Deps, row: Row, not_found: Code) -> Town:
     return scope.town_of_record(deps.county, None, row["town_code"], acting=False, not_found=not_found)
 
 
+def _readable(deps: Deps, actor: Principal, row: Row | None, not_found: Code) -> Row:
+    """A record asked for by id, if it exists and its town is the actor's to read; else `not_found`
+    (one answer for both)."""
+    if row is None:
+        raise not_found()
+    scope.town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=not_found)
+    return row
+
+
 def _listed(deps: Deps, actor: Principal, town: str | None) -> str | None:
     """The town a list is filtered to; None: every town (a county role naming none)."""
     towns = scope.towns_to_read(deps.county, actor, town)
@@ -69,10 +78,8 @@ async def list_inspections(deps: Deps, actor: Principal, query: InspectionFilter
 
 async def get_inspection(deps: Deps, actor: Principal, inspection_id: str) -> models.Inspection:
     async with deps.transactions.reading(snapshot=True) as work:  # with its needs as of one moment
-        row = await work.store.inspection(record_id(inspection_id, INSPECTION_NOT_FOUND))
-        if row is None:
-            raise INSPECTION_NOT_FOUND()
-        scope.town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=INSPECTION_NOT_FOUND)
+        row = _readable(deps, actor, await work.store.inspection(record_id(inspection_id, INSPECTION_NOT_FOUND)),
+                        INSPECTION_NOT_FOUND)
         return (await inspection_answers(deps, work.store, [row]))[0]
 
 
@@ -152,10 +159,7 @@ async def list_cases(deps: Deps, actor: Principal, query: CaseFilter) -> list[mo
 
 async def get_case(deps: Deps, actor: Principal, case_id: str) -> models.CaseWithSteps:
     async with deps.transactions.reading() as work:
-        row = await work.store.case(record_id(case_id, CASE_NOT_FOUND))
-        if row is None:
-            raise CASE_NOT_FOUND()
-        scope.town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=CASE_NOT_FOUND)
+        row = _readable(deps, actor, await work.store.case(record_id(case_id, CASE_NOT_FOUND)), CASE_NOT_FOUND)
         return case_with_steps(deps, row, await work.store.case_steps(row["case_id"]))
 
 
@@ -174,7 +178,4 @@ async def list_plans(deps: Deps, actor: Principal, town: str | None, limit: int)
 async def get_plan(deps: Deps, actor: Principal, plan_id: str) -> models.Plan:
     async with deps.transactions.reading() as work:
         row = await work.store.plan(record_id(plan_id, PLAN_NOT_FOUND))
-    if row is None:
-        raise PLAN_NOT_FOUND()
-    scope.town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=PLAN_NOT_FOUND)
-    return plan_answer(deps, row)
+    return plan_answer(deps, _readable(deps, actor, row, PLAN_NOT_FOUND))

@@ -8,20 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.events import (
-    InspectionDone,
-    RequestFiled,
-    RequestMerged,
-    RequestRated,
-    TaskAccepted,
-    TaskCallback,
-    TaskCompleted,
-    TaskDispatched,
-    TaskExtended,
-    TaskReturned,
-    TaskSupervised,
-    TaskVerified,
-)
+from townflow_shared import events
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, flows, handlers, store
@@ -39,16 +26,9 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
         settings=settings, county=runtime.county, clock=runtime.clock, unit_of_work=unit_of_work,
         filing_writer=flows.filing_writer(unit_of_work, runtime.clock),
         citizen_ref_key=key.get_secret_value().encode() if key is not None else None)
-    runtime.on(TaskDispatched)(handlers.task_dispatched)
-    runtime.on(TaskAccepted)(handlers.task_accepted)
-    runtime.on(TaskReturned)(handlers.task_returned)
-    runtime.on(TaskSupervised)(handlers.task_supervised)
-    runtime.on(TaskExtended)(handlers.task_extended)
-    runtime.on(TaskCompleted)(handlers.task_completed)
-    runtime.on(TaskVerified)(handlers.task_verified)
-    runtime.on(InspectionDone)(handlers.inspection_done)
-    runtime.on(TaskCallback)(handlers.task_callback)
-    runtime.publishes(RequestFiled, RequestRated, RequestMerged)
+    for event_type, handler in handlers.HANDLERS:
+        runtime.on(event_type)(handler)
+    runtime.publishes(events.RequestFiled, events.RequestRated, events.RequestMerged)
     return runtime
 
 

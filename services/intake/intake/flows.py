@@ -23,30 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from townflow_shared import events
 from townflow_shared.auth import Principal
 from townflow_shared.checks import present
 from townflow_shared.clock import Clock
 from townflow_shared.county import County
-from townflow_shared.events import (
-    Colour,
-    InspectionDone,
-    Rating,
-    RequestFiled,
-    RequestFiledData,
-    RequestMerged,
-    RequestMergedData,
-    RequestRated,
-    RequestRatedData,
-    TaskAccepted,
-    TaskCallback,
-    TaskCompleted,
-    TaskDispatched,
-    TaskExtended,
-    TaskReturned,
-    TaskSupervised,
-    TaskVerified,
-    new_event,
-)
+from townflow_shared.events import new_event
 from townflow_shared.group_commit import GroupCommit
 from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.problems import TOWN_REQUIRED, invalid
@@ -77,7 +59,7 @@ class Filing:
     idempotency_key: str | None
     fingerprint: str
     item: CatalogItem
-    requested_colour: Colour | None
+    requested_colour: events.Colour | None
     citizen_ref: str
     fields: dict[str, Any]  # the request's columns that come from the body as they are
     trace_headers: dict[str, str]
@@ -127,7 +109,7 @@ class ReadStatus:
 class RateMatter:
     ticket_no: str
     code: str
-    rating: Rating
+    rating: events.Rating
 
 
 @dataclass(frozen=True)
@@ -263,8 +245,8 @@ async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> mode
         await uow.store.save_rating(row["request_id"], command.rating, now)
         await uow.store.add_timeline(row["request_id"], now, "rated", {"rating": command.rating}, None)
         await uow.publish(new_event(
-            RequestRated,
-            RequestRatedData(request_id=str(row["request_id"]), ticket_no=command.ticket_no,
+            events.RequestRated,
+            events.RequestRatedData(request_id=str(row["request_id"]), ticket_no=command.ticket_no,
                              rating=command.rating, rated_at=now),
             source="intake", town_code=row["town_code"], subject=str(row["request_id"]),
             correlation_id=str(row["request_id"]), time=now))
@@ -410,7 +392,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -
         [f.town.code for f in filings], [f.citizen_ref for f in filings], [f.item.code for f in filings],
         [now - timedelta(days=f.town.rules.intake.repeat_filing_window_days) for f in filings])
     in_this_batch: Counter[tuple[str, str, str]] = Counter()
-    rows, events = [], []
+    rows, outgoing = [], []
     answers: list[Answer] = []
     for filing, day, earlier_filings in zip(filings, days, earlier, strict=True):
         town = filing.town
@@ -430,9 +412,9 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -
             "citizen_ref": filing.citizen_ref, "filed_by": filing.filed_by,
             "filed_at": now, "status": "filed", "status_at": now, "trace_headers": filing.trace_headers,
         })
-        events.append(new_event(
-            RequestFiled,
-            RequestFiledData(
+        outgoing.append(new_event(
+            events.RequestFiled,
+            events.RequestFiledData(
                 request_id=str(request_id), ticket_no=ticket_no, channel=fields["channel"],
                 item_code=filing.item.code, colour=colour,
                 # Free text leaves intake masked: a phone typed into it must not reach subscribers.
@@ -450,7 +432,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -
     duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
     for (_, answer), found in zip(answers, duplicates, strict=True):
         answer["possible_duplicates"] = found
-    await uow.publish(*events, trace_headers=[f.trace_headers for f in filings])
+    await uow.publish(*outgoing, trace_headers=[f.trace_headers for f in filings])
     saved = [(*key, *answer) for filing, answer in zip(filings, answers, strict=True)
              if (key := filing.scope_and_key) is not None]  # a retry answers with the same hints
     if saved:
@@ -495,8 +477,8 @@ async def record_merge(uow: UnitOfWork, *, merged: Row, into_request_id: uuid.UU
     step = "unmerged" if reversed_ else "merged"
     await uow.store.add_timeline(merged["request_id"], now, step, {"into": into_ticket_no}, None)
     await uow.publish(new_event(
-        RequestMerged,
-        RequestMergedData(request_id=str(merged["request_id"]), ticket_no=merged["ticket_no"],
+        events.RequestMerged,
+        events.RequestMergedData(request_id=str(merged["request_id"]), ticket_no=merged["ticket_no"],
                           into_request_id=str(into_request_id), into_ticket_no=into_ticket_no,
                           reversed=reversed_, by=by, at=now),
         source="intake", town_code=merged["town_code"], subject=str(merged["request_id"]),
@@ -521,7 +503,7 @@ async def record_step(uow: UnitOfWork, town: Town, request_id: str, at: datetime
         await uow.store.set_status(rid, status, at, completed_at)
 
 
-async def follow_task_dispatched(deps: Deps, uow: UnitOfWork, event: TaskDispatched) -> None:
+async def follow_task_dispatched(deps: Deps, uow: UnitOfWork, event: events.TaskDispatched) -> None:
     """The matter's task is dispatched: the task is linked to it, and the inspection steps that
     came before the dispatch follow the dispatch step."""
     town, d = town_of_event(deps.county, event.town_code), event.data
@@ -533,43 +515,43 @@ async def follow_task_dispatched(deps: Deps, uow: UnitOfWork, event: TaskDispatc
         await record_step(uow, town, d.request_id, early["at"], "inspected", early["detail"], early["event_id"])
 
 
-async def follow_task_accepted(deps: Deps, uow: UnitOfWork, event: TaskAccepted) -> None:
+async def follow_task_accepted(deps: Deps, uow: UnitOfWork, event: events.TaskAccepted) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.accepted_at, "accepted", {"task_id": d.task_id},
                       event.id, status="in_progress")
 
 
-async def follow_task_returned(deps: Deps, uow: UnitOfWork, event: TaskReturned) -> None:
+async def follow_task_returned(deps: Deps, uow: UnitOfWork, event: events.TaskReturned) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.returned_at, "returned", {"task_id": d.task_id},
                       event.id, status="returned")
 
 
-async def follow_task_supervised(deps: Deps, uow: UnitOfWork, event: TaskSupervised) -> None:
+async def follow_task_supervised(deps: Deps, uow: UnitOfWork, event: events.TaskSupervised) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.at, "supervised", {"level": d.level}, event.id)
 
 
-async def follow_task_extended(deps: Deps, uow: UnitOfWork, event: TaskExtended) -> None:
+async def follow_task_extended(deps: Deps, uow: UnitOfWork, event: events.TaskExtended) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, event.time, "extended",
                       {"days": d.days, "resolve_by": d.resolve_by.isoformat()}, event.id)
 
 
-async def follow_task_completed(deps: Deps, uow: UnitOfWork, event: TaskCompleted) -> None:
+async def follow_task_completed(deps: Deps, uow: UnitOfWork, event: events.TaskCompleted) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.completed_at, "completed",
                       {"task_id": d.task_id, "on_time": d.on_time}, event.id,
                       status="completed", completed_at=d.completed_at)
 
 
-async def follow_task_verified(deps: Deps, uow: UnitOfWork, event: TaskVerified) -> None:
+async def follow_task_verified(deps: Deps, uow: UnitOfWork, event: events.TaskVerified) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.at, "verified", {"passed": d.passed}, event.id,
                       status="closed" if d.passed else "rework")
 
 
-async def follow_inspection_done(deps: Deps, uow: UnitOfWork, event: InspectionDone) -> None:
+async def follow_inspection_done(deps: Deps, uow: UnitOfWork, event: events.InspectionDone) -> None:
     """An inspection steps the matter of each task it covered; a task whose dispatch has not
     reached intake yet keeps its step until it does (see `follow_task_dispatched`)."""
     town, d = town_of_event(deps.county, event.town_code), event.data
@@ -583,7 +565,7 @@ async def follow_inspection_done(deps: Deps, uow: UnitOfWork, event: InspectionD
             await uow.store.keep_early_inspection_step(task_id, d.finished_at, detail, event.id)
 
 
-async def follow_task_callback(deps: Deps, uow: UnitOfWork, event: TaskCallback) -> None:
+async def follow_task_callback(deps: Deps, uow: UnitOfWork, event: events.TaskCallback) -> None:
     """回访: a step on the citizen's timeline; an unsatisfied callback reopens the matter (重办)."""
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.at, "callback",

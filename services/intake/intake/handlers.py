@@ -4,56 +4,22 @@ transaction, which already holds the event's inbox row, so the steps commit with
 
 from __future__ import annotations
 
-import asyncpg
-
-from townflow_shared.events import (
-    InspectionDone,
-    TaskAccepted,
-    TaskCallback,
-    TaskCompleted,
-    TaskDispatched,
-    TaskExtended,
-    TaskReturned,
-    TaskSupervised,
-    TaskVerified,
-)
+from townflow_shared import events
+from townflow_shared.consumer import Handler, policy
 
 from . import flows
-from .flows import Deps
 from .store import PgUnitOfWork
 
-
-async def task_dispatched(conn: asyncpg.Connection, event: TaskDispatched, deps: Deps) -> None:
-    await flows.follow_task_dispatched(deps, PgUnitOfWork(conn), event)
-
-
-async def task_accepted(conn: asyncpg.Connection, event: TaskAccepted, deps: Deps) -> None:
-    await flows.follow_task_accepted(deps, PgUnitOfWork(conn), event)
-
-
-async def task_returned(conn: asyncpg.Connection, event: TaskReturned, deps: Deps) -> None:
-    await flows.follow_task_returned(deps, PgUnitOfWork(conn), event)
-
-
-async def task_supervised(conn: asyncpg.Connection, event: TaskSupervised, deps: Deps) -> None:
-    await flows.follow_task_supervised(deps, PgUnitOfWork(conn), event)
-
-
-async def task_extended(conn: asyncpg.Connection, event: TaskExtended, deps: Deps) -> None:
-    await flows.follow_task_extended(deps, PgUnitOfWork(conn), event)
-
-
-async def task_completed(conn: asyncpg.Connection, event: TaskCompleted, deps: Deps) -> None:
-    await flows.follow_task_completed(deps, PgUnitOfWork(conn), event)
-
-
-async def task_verified(conn: asyncpg.Connection, event: TaskVerified, deps: Deps) -> None:
-    await flows.follow_task_verified(deps, PgUnitOfWork(conn), event)
-
-
-async def inspection_done(conn: asyncpg.Connection, event: InspectionDone, deps: Deps) -> None:
-    await flows.follow_inspection_done(deps, PgUnitOfWork(conn), event)
-
-
-async def task_callback(conn: asyncpg.Connection, event: TaskCallback, deps: Deps) -> None:
-    await flows.follow_task_callback(deps, PgUnitOfWork(conn), event)
+# Each under the name the inbox knows its handled events by (`intake.<name>`); app.py registers them.
+HANDLERS: tuple[tuple[type[events.Envelope], Handler], ...] = tuple(
+    (event_type, policy(name, flow, PgUnitOfWork)) for event_type, name, flow in (
+        (events.TaskDispatched, "task_dispatched", flows.follow_task_dispatched),
+        (events.TaskAccepted, "task_accepted", flows.follow_task_accepted),
+        (events.TaskReturned, "task_returned", flows.follow_task_returned),
+        (events.TaskSupervised, "task_supervised", flows.follow_task_supervised),
+        (events.TaskExtended, "task_extended", flows.follow_task_extended),
+        (events.TaskCompleted, "task_completed", flows.follow_task_completed),
+        (events.TaskVerified, "task_verified", flows.follow_task_verified),
+        (events.InspectionDone, "inspection_done", flows.follow_inspection_done),
+        (events.TaskCallback, "task_callback", flows.follow_task_callback),
+    ))

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -295,13 +295,7 @@ class PgUnitOfWork:
 
 def unit_of_work(database: Database) -> UnitOfWorkFactory:
     """A new transaction on the service's pool per unit of work."""
-
-    @asynccontextmanager
-    async def one_transaction() -> AsyncIterator[UnitOfWork]:
-        async with database.transaction() as conn:
-            yield PgUnitOfWork(conn)
-
-    return one_transaction
+    return database.units_of_work(PgUnitOfWork)
 
 
 # The day-sequence claim and the bulk insert, for the bench's loaders and the upgrade tests that

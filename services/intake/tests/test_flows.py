@@ -11,34 +11,10 @@ import pytest
 
 from intake import flows, models
 from services.intake.tests.fakes import COUNTY, FakeDatabase, deps
+from townflow_shared import events
 from townflow_shared.auth import Principal
 from townflow_shared.dlq import Rejected
-from townflow_shared.events import (
-    EventData,
-    Finding,
-    InspectionDone,
-    InspectionDoneData,
-    RequestFiled,
-    RequestMerged,
-    RequestRated,
-    TaskAccepted,
-    TaskAcceptedData,
-    TaskCallback,
-    TaskCallbackData,
-    TaskCompleted,
-    TaskCompletedData,
-    TaskDispatched,
-    TaskDispatchedData,
-    TaskExtended,
-    TaskExtendedData,
-    TaskReturned,
-    TaskReturnedData,
-    TaskSupervised,
-    TaskSupervisedData,
-    TaskVerified,
-    TaskVerifiedData,
-    new_event,
-)
+from townflow_shared.events import EventData, new_event
 from townflow_shared.problems import Refusal
 
 NOW = datetime(2027, 3, 15, 1, 0, tzinfo=UTC)  # 09:00 in the towns
@@ -80,7 +56,7 @@ async def test_a_filing_gets_its_towns_ticket_an_access_code_and_one_event() -> 
     assert first["ticket_no"] == f"{QINGHE}-20270315-00001" and second["ticket_no"] == f"{QINGHE}-20270315-00002"
     assert len(first["access_code"]) == 6 and first["status"] == "filed" and first["colour"] == "yellow"
     assert [e.type for e in db.published] == ["intake.request.filed"] * 2
-    assert isinstance(db.published[0], RequestFiled) and db.published[0].town_code == QINGHE
+    assert isinstance(db.published[0], events.RequestFiled) and db.published[0].town_code == QINGHE
     # The second, at the same place and item, names the first as a possible duplicate.
     assert [d["ticket_no"] for d in second["possible_duplicates"]] == [first["ticket_no"]]
     assert second["possible_duplicates"][0]["reason"] == "similar_location"
@@ -195,7 +171,7 @@ async def test_a_rating_only_after_completion_and_only_once() -> None:
     assert rated.rating == "satisfied" and rated.rated_at == NOW.isoformat()
     again = await refusal_of(flows.rate(deps(db, NOW), None, rate))
     assert again.code.name == "rating.already_given" and again.status == 409
-    assert [e.type for e in db.published if isinstance(e, RequestRated)] == ["intake.request.rated"]
+    assert [e.type for e in db.published if isinstance(e, events.RequestRated)] == ["intake.request.rated"]
 
 
 # --- merge and unmerge ----------------------------------------------------------------------------
@@ -206,7 +182,7 @@ async def test_a_merge_and_its_undoing() -> None:
     merged = await flows.merge(deps(db, NOW), COMMAND, merge)
     assert merged.merged_into == primary["ticket_no"]
     event = db.published[-1]
-    assert isinstance(event, RequestMerged) and not event.data.reversed and event.data.by == "s030"
+    assert isinstance(event, events.RequestMerged) and not event.data.reversed and event.data.by == "s030"
 
     twice = await refusal_of(flows.merge(deps(db, NOW), COMMAND, merge))
     assert _code(twice) == ("merge.already_merged", "ticket_no")
@@ -218,7 +194,7 @@ async def test_a_merge_and_its_undoing() -> None:
     undone = await flows.unmerge(deps(db, NOW), COMMAND, flows.UnmergeMatter(duplicate["ticket_no"]))
     assert undone.unmerged_from == primary["ticket_no"]
     last = db.published[-1]
-    assert isinstance(last, RequestMerged) and last.data.reversed
+    assert isinstance(last, events.RequestMerged) and last.data.reversed
     not_merged = await refusal_of(flows.unmerge(deps(db, NOW), COMMAND, flows.UnmergeMatter(duplicate["ticket_no"])))
     assert _code(not_merged) == ("unmerge.not_merged", "ticket_no")
 
@@ -249,7 +225,7 @@ async def test_a_merge_names_what_is_wrong_and_writes_nothing() -> None:
         (await file(db, COUNTY_ADMIN, town_code=BAILU, village="V01"))["ticket_no"], theirs["ticket_no"])))
     assert _code(primary_closed) == ("merge.primary_closed", "into")
     assert primary_closed.params == {"ticket": theirs["ticket_no"], "status": "closed"}
-    assert [e for e in db.published[published:] if isinstance(e, RequestMerged)] == []
+    assert [e for e in db.published[published:] if isinstance(e, events.RequestMerged)] == []
     assert all(r["merged_into"] is None for r in db.tables.requests.values())
 
 
@@ -276,37 +252,37 @@ def event(kind: type[Any], data: EventData, town: str = QINGHE, at: datetime = N
     return new_event(kind, data, source="dispatch", town_code=town, subject=TASK, correlation_id=TASK, time=at)
 
 
-def dispatched(request_id: str, at: datetime, town: str = QINGHE) -> TaskDispatched:
-    return event(TaskDispatched, TaskDispatchedData(
+def dispatched(request_id: str, at: datetime, town: str = QINGHE) -> events.TaskDispatched:
+    return event(events.TaskDispatched, events.TaskDispatchedData(
         task_id=TASK, request_id=request_id, item_code="S001", kind="service", colour="yellow", village="V01",
         location="青禾村五组", lead_module="social", post="p1", assignee="s017", assigned_via="A",
         respond_by=at + timedelta(hours=2), resolve_by=at + timedelta(days=5), dispatched_at=at), town, at)
 
 
-def accepted(request_id: str, at: datetime, town: str = QINGHE) -> TaskAccepted:
-    return event(TaskAccepted, TaskAcceptedData(task_id=TASK, request_id=request_id, by="s017", accepted_at=at),
+def accepted(request_id: str, at: datetime, town: str = QINGHE) -> events.TaskAccepted:
+    return event(events.TaskAccepted, events.TaskAcceptedData(task_id=TASK, request_id=request_id, by="s017", accepted_at=at),
                  town, at)
 
 
-def completed(request_id: str, at: datetime) -> TaskCompleted:
-    return event(TaskCompleted, TaskCompletedData(task_id=TASK, request_id=request_id, by="s017",
+def completed(request_id: str, at: datetime) -> events.TaskCompleted:
+    return event(events.TaskCompleted, events.TaskCompletedData(task_id=TASK, request_id=request_id, by="s017",
                                                   resolution="已办结", completed_at=at, on_time=True), at=at)
 
 
-def verified(request_id: str, at: datetime, passed: bool) -> TaskVerified:
-    return event(TaskVerified, TaskVerifiedData(task_id=TASK, request_id=request_id, passed=passed, note="",
+def verified(request_id: str, at: datetime, passed: bool) -> events.TaskVerified:
+    return event(events.TaskVerified, events.TaskVerifiedData(task_id=TASK, request_id=request_id, passed=passed, note="",
                                                 by="s030", at=at), at=at)
 
 
-def inspected(at: datetime) -> InspectionDone:
-    return event(InspectionDone, InspectionDoneData(
+def inspected(at: datetime) -> events.InspectionDone:
+    return event(events.InspectionDone, events.InspectionDoneData(
         inspection_id="i-1", target="t", task_ids=[TASK], units=["u"], officers=["o1"],
-        findings=[Finding(task_id=TASK, outcome="compliant")], started_at=at, finished_at=at), at=at)
+        findings=[events.Finding(task_id=TASK, outcome="compliant")], started_at=at, finished_at=at), at=at)
 
 
-async def follow(db: FakeDatabase, flow: Callable[[flows.Deps, Any, Any], Awaitable[None]], *events: Any) -> None:
+async def follow(db: FakeDatabase, flow: Callable[[flows.Deps, Any, Any], Awaitable[None]], *delivered: Any) -> None:
     """Each event in a unit of work of its own, as the consumer hands it over."""
-    for e in events:
+    for e in delivered:
         async with db.unit_of_work() as uow:
             await flow(deps(db, NOW), uow, e)
 
@@ -336,9 +312,9 @@ async def test_a_tasks_life_steps_the_matters_timeline_and_status() -> None:
                               "resolve_by": (minutes(1) + timedelta(days=5)).isoformat()}
     await follow(db, flows.follow_task_accepted, accepted(rid, minutes(2)))
     assert request(db, ticket)["status"] == "in_progress"
-    await follow(db, flows.follow_task_supervised, event(TaskSupervised, TaskSupervisedData(
+    await follow(db, flows.follow_task_supervised, event(events.TaskSupervised, events.TaskSupervisedData(
         task_id=TASK, request_id=rid, level="reminder", notified=["s017"], at=minutes(3)), at=minutes(3)))
-    await follow(db, flows.follow_task_extended, event(TaskExtended, TaskExtendedData(
+    await follow(db, flows.follow_task_extended, event(events.TaskExtended, events.TaskExtendedData(
         task_id=TASK, request_id=rid, days=3, reason="r", approved_by="s030",
         resolve_by=minutes(4) + timedelta(days=8)), at=minutes(4)))
     assert request(db, ticket)["status"] == "in_progress"  # supervision and extension change no status
@@ -359,14 +335,14 @@ async def test_a_return_a_failed_verification_and_an_unsatisfied_callback_set_th
     ticket = await file(db)
     rid = ticket["request_id"]
     await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))
-    await follow(db, flows.follow_task_returned, event(TaskReturned, TaskReturnedData(
+    await follow(db, flows.follow_task_returned, event(events.TaskReturned, events.TaskReturnedData(
         task_id=TASK, request_id=rid, by="s017", reason="非本岗", returned_at=minutes(2)), at=minutes(2)))
     assert request(db, ticket)["status"] == "returned"
     await follow(db, flows.follow_task_verified, verified(rid, minutes(3), passed=False))
     assert request(db, ticket)["status"] == "rework"
 
-    def callback(at: datetime, reopened: bool) -> TaskCallback:
-        return event(TaskCallback, TaskCallbackData(
+    def callback(at: datetime, reopened: bool) -> events.TaskCallback:
+        return event(events.TaskCallback, events.TaskCallbackData(
             task_id=TASK, request_id=rid, reached=True, rating="unsatisfied" if reopened else "satisfied",
             by="s030", at=at, reopened=reopened), at=at)
 

@@ -14,7 +14,7 @@ from .. import labels
 from ..accounts import Person
 from ..charts import stacked_bars
 from ..errors import ServiceError
-from ..web import checked_form, console_of, guard, render
+from ..web import acting_form, console_of, guard, render
 
 router = APIRouter()
 STATUS_ORDER = ("dispatched", "accepted", "rework", "completed", "returned", "closed", "redispatched")
@@ -106,10 +106,7 @@ ACTIONS = {"redispatch": "/redispatch", "verify": "/verify", "approve": "/extens
 
 @router.post("/board/tasks/{task_id}/{action}", response_class=HTMLResponse)
 async def act(request: Request, task_id: str, action: str) -> Response:
-    person = guard(request, "board", acting=True)
-    form = await checked_form(request)
-    if action not in ACTIONS:
-        return render(request, "refused.html", 404, title="没有这个操作", message="没有这个操作。")
+    person, form = await acting_form(request, "board", action, ACTIONS)
     body: dict[str, Any] | None
     if action == "redispatch":
         to = str(form.get("to", "")).strip()

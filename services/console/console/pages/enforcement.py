@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..accounts import Person
 from ..errors import ServiceError
-from ..web import checked_form, console_of, guard, render
+from ..web import acting_form, checked_form, console_of, guard, render
 
 router = APIRouter()
 
@@ -115,14 +115,11 @@ async def _case_view(request: Request, person: Person, case_id: str, error: Serv
 
 @router.post("/enforcement/cases/{case_id}/{action}", response_class=HTMLResponse)
 async def case_action(request: Request, case_id: str, action: str) -> Response:
-    person = guard(request, "enforcement", acting=True)
-    form = await checked_form(request)
+    person, form = await acting_form(request, "enforcement", action, ("steps", "extension"))
     if action == "steps":
         body = {k: str(form.get(k, "")) or None for k in ("step", "decision", "note")}
-    elif action == "extension":
-        body = {"reason": str(form.get("reason", ""))}
     else:
-        return render(request, "refused.html", 404, title="没有这个操作", message="没有这个操作。")
+        body = {"reason": str(form.get("reason", ""))}
     try:
         await console_of(request).services.call(person, "enforcement", "POST", f"/v1/cases/{case_id}/{action}",
                                                 json=body)

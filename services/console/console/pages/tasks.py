@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..accounts import Person
 from ..errors import ServiceError
-from ..web import checked_form, console_of, guard, render
+from ..web import acting_form, checked_form, console_of, guard, render
 
 router = APIRouter()
 ACTIONS = ("accept", "complete", "return", "extend")
@@ -76,10 +76,7 @@ async def off_post(request: Request) -> Response:
 
 @router.post("/tasks/{task_id}/{action}", response_class=HTMLResponse)
 async def act(request: Request, task_id: str, action: str) -> Response:
-    person = guard(request, "tasks", acting=True)
-    form = await checked_form(request)
-    if action not in ACTIONS:
-        return render(request, "refused.html", 404, title="没有这个操作", message="没有这个操作。")
+    person, form = await acting_form(request, "tasks", action, ACTIONS)
     body: dict[str, Any] | None = {
         "accept": None,
         "complete": {"resolution": str(form.get("resolution", ""))},
