@@ -72,6 +72,11 @@ class StartIn(Command):
 
 
 class StepIn(Command):
+    # A decided step records its decision, as the document says too (`case.decision_missing`).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["decision"], "properties": {"step": {"const": "decided"},
+                                                  "decision": {"type": "string", "minLength": 1}}},
+        {"properties": {"step": {"not": {"const": "decided"}}}}]})
     step: CaseStep
     decision: Note | None = None
     note: Note | None = None
