@@ -10,6 +10,7 @@ and valid input accepted, auth not ignored, ...) in every phase and mode; any fi
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import subprocess
 import sys
@@ -21,6 +22,10 @@ from devstack.stack import Stack
 # Everything schemathesis can do: its examples, the coverage of each schema's edges, random
 # fuzzing and stateful sequences (links between operations), valid and invalid input alike.
 PHASES = "examples,coverage,fuzzing,stateful"
+# The rules between fields no schema can state (to after from, ...), taught to the generator; and
+# the two edge refusals no schema can state (413, 414) counted as refusals (see the file).
+RULES = Path(__file__).with_name("fuzz_rules.py")
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 def fuzz(url: str, token: str | None, examples: int, seed: int) -> subprocess.CompletedProcess[str]:
@@ -29,9 +34,10 @@ def fuzz(url: str, token: str | None, examples: int, seed: int) -> subprocess.Co
     schemathesis = str(Path(sys.executable).with_name("schemathesis"))
     headers = ["-H", f"Authorization: Bearer {token}"] if token else []
     return subprocess.run(
-        [schemathesis, "run", f"{url}/openapi.json", *headers, "--checks", "all", "--mode", "all",
+        [schemathesis, "--config-file", str(CONFIG), "run", f"{url}/openapi.json", *headers,
+         "--checks", "all", "--mode", "all",
          "--phases", PHASES, "--max-examples", str(examples), "--seed", str(seed), "--no-color"],
-        capture_output=True, text=True)
+        capture_output=True, text=True, env={**os.environ, "SCHEMATHESIS_HOOKS": str(RULES)})
 
 
 def callers(stack: Stack, service: str) -> list[tuple[str, str | None]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from townflow_shared.auth import Principal, require
 from townflow_shared.events import Colour
@@ -23,6 +23,7 @@ from townflow_shared.problems import (
     TOWN_REQUIRED,
     responses,
 )
+from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 from townflow_shared.views import record_id
 
 from . import flows
@@ -80,12 +81,18 @@ async def _deps(request: Request) -> Deps:
     return request.app.state.deps  # type: ignore[no-any-return]
 
 
-async def _task_id(task_id: str) -> uuid.UUID:
+async def _task_id(task_id: Annotated[str, Path(
+        json_schema_extra={"format": "uuid"}, description="a task's id; any other text is no task (404)")]) -> uuid.UUID:
     return record_id(task_id, TASK_NOT_FOUND)
 
 
 Dependencies = Annotated[Deps, Depends(_deps)]
 TaskId = Annotated[uuid.UUID, Depends(_task_id)]
+# The town a county role names (`?town=`): documented as a town's code; any other value names a
+# town this deployment does not serve (404 `town.not_served`).
+Town = Annotated[str | None, Query(json_schema_extra={"pattern": TOWN_CODE_PATTERN})]
+# A filter of free text (an assignee, a module, a status): anything but NUL, which the edge refuses.
+Filter = Annotated[str | None, Query(pattern=NO_NUL_PATTERN)]
 
 # What every route may answer about its caller, and every route on one task about the task.
 CALLER = (TOKEN_MISSING, TOKEN_INVALID, TOKEN_WITHOUT_TOWN, ROLE_MISSING)
@@ -162,8 +169,8 @@ async def callback(task_id: TaskId, body: Callback, deps: Dependencies, principa
 @router.post("/v1/staff/{staff_id}/off-post", status_code=201, response_model=OffPostRegistered, responses=responses(
     *CALLER, TOWN_NOT_SERVED, TOWN_NOT_YOURS, TOWN_REQUIRED, STAFF_NOT_FOUND, OFF_POST_NOT_PERMITTED,
     OFF_POST_ENDS_BEFORE_START))
-async def register_off_post(staff_id: str, body: OffPost, deps: Dependencies, principal: Holder,
-                            town: str | None = None) -> OffPostRegistered:
+async def register_off_post(staff_id: Annotated[str, Path(pattern=NO_NUL_PATTERN)], body: OffPost,
+                            deps: Dependencies, principal: Holder, town: Town = None) -> OffPostRegistered:
     """离岗登记 by the person, their module leader or the command centre. For a staff member of the
     caller's town (staff ids repeat across towns); the county's admin names the town (`?town=`)."""
     return await flows.register_off_post(deps, principal, flows.RegisterOffPost(
@@ -174,10 +181,10 @@ async def register_off_post(staff_id: str, body: OffPost, deps: Dependencies, pr
 async def list_tasks(
     deps: Dependencies,
     principal: Reader,
-    town: str | None = None,
-    assignee: str | None = None,
-    module: str | None = None,
-    status: str | None = None,
+    town: Town = None,
+    assignee: Filter = None,
+    module: Filter = None,
+    status: Filter = None,
     colour: Colour | None = None,
     overdue: bool | None = None,
     request_id: uuid.UUID | None = None,
@@ -194,7 +201,7 @@ async def get_task(task_id: TaskId, deps: Dependencies, principal: Reader) -> Ta
 
 
 @router.get("/v1/board", response_model=Board, responses=responses(*TOWNS_READ))
-async def board(deps: Dependencies, principal: CommandCentre, town: str | None = None) -> Board:
+async def board(deps: Dependencies, principal: CommandCentre, town: Town = None) -> Board:
     """The command centre's live board of its town (the county roles: every town, or `town`):
     counts by colour × status, overdue, escalated, returned."""
     return await flows.board(deps, principal, town)

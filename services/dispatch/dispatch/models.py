@@ -33,6 +33,10 @@ class Redispatch(Command):
     """To another post (its A/B holders as dispatch assigns), or to one named staff member who
     keeps the task's post; `return_valid` false marks the return as unjustified (无效退回)."""
 
+    # Exactly one of the two, as the document says too (`redispatch.one_target` otherwise).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["post"], "properties": {"post": {"type": "string"}, "assignee": {"type": "null"}}},
+        {"required": ["assignee"], "properties": {"assignee": {"type": "string"}, "post": {"type": "null"}}}]})
     post: Identifier | None = None
     assignee: Identifier | None = None
     return_valid: StrictBool = True
@@ -59,6 +63,11 @@ class Verification(Command):
 
 
 class Callback(Command):
+    # A citizen reached gives a rating, one not reached none, as the document says too
+    # (`callback.rating_required`, `callback.rating_unexpected` otherwise).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["rating"], "properties": {"reached": {"const": True}, "rating": {"type": "string"}}},
+        {"properties": {"reached": {"const": False}, "rating": {"type": "null"}}}]})
     reached: StrictBool
     rating: Rating | None = None
     note: Note = ""

@@ -26,9 +26,11 @@ EXTENSION_TASK_NOT_OPEN = CODES.code(
     "cannot approve an extension: the task is {status} (approved only while {allowed})")
 # Redispatch by the command centre.
 REDISPATCH_ONE_TARGET = CODES.code("redispatch.one_target", 422, "give exactly one of 'post' or 'assignee'")
-REDISPATCH_UNKNOWN_POST = CODES.code("redispatch.unknown_post", 422, "no such post in the task's town",
+# A well-formed post or staff id the town's directory does not hold: the request is as the document
+# says, the directory is not (409, not 422: a 422 means input the document itself does not allow).
+REDISPATCH_UNKNOWN_POST = CODES.code("redispatch.unknown_post", 409, "no such post in the task's town",
                                      "unknown post {post} in town {town}")
-REDISPATCH_UNKNOWN_ASSIGNEE = CODES.code("redispatch.unknown_assignee", 422, "no such staff member in the task's town",
+REDISPATCH_UNKNOWN_ASSIGNEE = CODES.code("redispatch.unknown_assignee", 409, "no such staff member in the task's town",
                                          "unknown staff id {assignee} in town {town}")
 # 回访: the callback after closure.
 CALLBACK_RATING_REQUIRED = CODES.code("callback.rating_required", 422,

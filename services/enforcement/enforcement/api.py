@@ -4,9 +4,9 @@ Adapters only: validate (models.py) → a flow or a query → the answer."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from townflow_shared.auth import Principal, require
 from townflow_shared.problems import (
@@ -22,6 +22,7 @@ from townflow_shared.problems import (
     TOWN_REQUIRED,
     responses,
 )
+from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 
 from . import flows, models, queries
 from . import refusals as no
@@ -41,12 +42,27 @@ Reader = Annotated[Principal, Depends(require("officer", "module_leader", "comma
 CALLER = (TOKEN_MISSING, TOKEN_INVALID, AUTH_NOT_CONFIGURED, TOKEN_WITHOUT_TOWN, ROLE_MISSING)
 LISTED = (*CALLER, TOWN_NOT_SERVED, TOWN_NOT_FOUND, TOWN_REQUIRED, INVALID)
 Limit = Annotated[int, Query(ge=1, le=1000)]
+# The town a county role names (`?town=`): documented as a town's code; any other value names a
+# town this deployment does not serve (404 `town.not_served`).
+Town = Annotated[str | None, Query(json_schema_extra={"pattern": TOWN_CODE_PATTERN})]
+# A filter of free text (a status, a target, a unit, a step): anything but NUL, which the edge refuses.
+Filter = Annotated[str | None, Query(pattern=NO_NUL_PATTERN)]
+
+
+def _record_id(what: str) -> Any:
+    """A record's id in a path: documented as a UUID; any other text names no record (404)."""
+    return Path(json_schema_extra={"format": "uuid"}, description=f"{what}'s id; any other text is no {what} (404)")
+
+
+InspectionId = Annotated[str, _record_id("an inspection")]
+CaseId = Annotated[str, _record_id("a case")]
+PlanId = Annotated[str, _record_id("a plan")]
 
 
 @router.get("/v1/inspections", response_model=list[models.Inspection],
             responses=responses(*LISTED, no.INSPECTION_NOT_FOUND))
-async def list_inspections(deps: Wired, principal: Reader, status: str | None = None, target: str | None = None,
-                           unit: str | None = None, town: str | None = None,
+async def list_inspections(deps: Wired, principal: Reader, status: Filter = None, target: Filter = None,
+                           unit: Filter = None, town: Town = None,
                            limit: Limit = 200) -> list[models.Inspection]:
     return await queries.list_inspections(deps, principal, queries.InspectionFilter(
         status=status, target=target, unit=unit, town=town, limit=limit))
@@ -54,7 +70,7 @@ async def list_inspections(deps: Wired, principal: Reader, status: str | None = 
 
 @router.get("/v1/inspections/alerts", response_model=list[models.RepeatedInspection], responses=responses(*LISTED))
 async def repeated_inspection_alerts(deps: Wired, principal: Reader,
-                                     town: str | None = None) -> list[models.RepeatedInspection]:
+                                     town: Town = None) -> list[models.RepeatedInspection]:
     """多头检查 (SPEC §10): targets visited separately by several units within the town's window,
     each with its visits, the latest planned inspection proposed for any new need, and the needs
     that arrived while it was flagged. The caller's town; county roles every town or `town`."""
@@ -63,14 +79,14 @@ async def repeated_inspection_alerts(deps: Wired, principal: Reader,
 
 @router.get("/v1/inspections/{inspection_id}", response_model=models.Inspection,
             responses=responses(*CALLER, no.INSPECTION_NOT_FOUND))
-async def get_inspection(inspection_id: str, deps: Wired, principal: Reader) -> models.Inspection:
+async def get_inspection(inspection_id: InspectionId, deps: Wired, principal: Reader) -> models.Inspection:
     return await queries.get_inspection(deps, principal, inspection_id)
 
 
 @router.post("/v1/inspections/{inspection_id}/start", response_model=models.Inspection,
              responses=responses(*CALLER, INVALID, no.INSPECTION_NOT_FOUND, TOWN_NOT_YOURS, no.UNKNOWN_STAFF,
                                  no.INSPECTION_NOT_PLANNED))
-async def start_inspection(inspection_id: str, deps: Wired, principal: Officer,
+async def start_inspection(inspection_id: InspectionId, deps: Wired, principal: Officer,
                            body: models.StartIn | None = None) -> models.Inspection:
     """From now on new needs for this target open a new inspection; the team named here are
     the inspection's officers."""
@@ -83,14 +99,14 @@ async def start_inspection(inspection_id: str, deps: Wired, principal: Officer,
                                  no.NOT_NAMED_IN_RESULT, no.INSPECTION_NOT_STARTED, no.UNKNOWN_STAFF,
                                  no.TOO_FEW_CERTIFIED, no.UNIT_ABSENT, no.UNIT_FOREIGN, no.FINDING_MISSING,
                                  no.FINDING_NOT_COVERED, no.FINDING_REPEATED, no.RECTIFY_BY_MISSING))
-async def record_result(inspection_id: str, body: models.ResultIn, deps: Wired,
+async def record_result(inspection_id: InspectionId, body: models.ResultIn, deps: Wired,
                         principal: Officer) -> models.InspectionDone:
     return await flows.record_result(deps, principal, flows.RecordResult(inspection_id, body))
 
 
 @router.get("/v1/cases", response_model=list[models.Case], responses=responses(*LISTED, no.CASE_NOT_FOUND))
-async def list_cases(deps: Wired, principal: Reader, step: str | None = None, overdue: bool | None = None,
-                     inspection_id: uuid.UUID | None = None, town: str | None = None,
+async def list_cases(deps: Wired, principal: Reader, step: Filter = None, overdue: bool | None = None,
+                     inspection_id: uuid.UUID | None = None, town: Town = None,
                      limit: Limit = 200) -> list[models.Case]:
     return await queries.list_cases(deps, principal, queries.CaseFilter(
         step=step, overdue=overdue, inspection_id=inspection_id, town=town, limit=limit))
@@ -98,7 +114,7 @@ async def list_cases(deps: Wired, principal: Reader, step: str | None = None, ov
 
 @router.get("/v1/cases/{case_id}", response_model=models.CaseWithSteps,
             responses=responses(*CALLER, no.CASE_NOT_FOUND))
-async def get_case(case_id: str, deps: Wired, principal: Reader) -> models.CaseWithSteps:
+async def get_case(case_id: CaseId, deps: Wired, principal: Reader) -> models.CaseWithSteps:
     return await queries.get_case(deps, principal, case_id)
 
 
@@ -106,7 +122,7 @@ async def get_case(case_id: str, deps: Wired, principal: Reader) -> models.CaseW
              responses=responses(*CALLER, INVALID, no.CASE_NOT_FOUND, TOWN_NOT_YOURS, no.TRANSFER_BY_FINDING_ONLY,
                                  no.CASE_TRANSFERRED, no.CASE_CLOSED, no.STEP_OUT_OF_ORDER, no.STEP_UNKNOWN,
                                  no.DECISION_MISSING))
-async def add_step(case_id: str, body: models.StepIn, deps: Wired, principal: Officer) -> models.CaseWithSteps:
+async def add_step(case_id: CaseId, body: models.StepIn, deps: Wired, principal: Officer) -> models.CaseWithSteps:
     return await flows.take_case_step(deps, principal, flows.TakeCaseStep(
         case_id, body.step, decision=body.decision, note=body.note))
 
@@ -114,7 +130,7 @@ async def add_step(case_id: str, body: models.StepIn, deps: Wired, principal: Of
 @router.post("/v1/cases/{case_id}/extension", response_model=models.Case,
              responses=responses(*CALLER, INVALID, no.CASE_NOT_FOUND, TOWN_NOT_YOURS, no.CASE_DECIDED,
                                  no.ALREADY_EXTENDED, no.EXTENSION_TOO_LATE))
-async def extend_case(case_id: str, body: models.ExtensionIn, deps: Wired, principal: Officer) -> models.Case:
+async def extend_case(case_id: CaseId, body: models.ExtensionIn, deps: Wired, principal: Officer) -> models.Case:
     """The one 30-day extension of the decision limit, recorded before day 90."""
     return await flows.extend_case(deps, principal, flows.ExtendCase(case_id, body.reason))
 
@@ -130,11 +146,11 @@ async def random_plan(body: models.PlanIn, deps: Wired, principal: Officer) -> m
 
 
 @router.get("/v1/plans", response_model=list[models.Plan], responses=responses(*LISTED, no.PLAN_NOT_FOUND))
-async def list_plans(deps: Wired, principal: Reader, town: str | None = None,
+async def list_plans(deps: Wired, principal: Reader, town: Town = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[models.Plan]:
     return await queries.list_plans(deps, principal, town, limit)
 
 
 @router.get("/v1/plans/{plan_id}", response_model=models.Plan, responses=responses(*CALLER, no.PLAN_NOT_FOUND))
-async def get_plan(plan_id: str, deps: Wired, principal: Reader) -> models.Plan:
+async def get_plan(plan_id: PlanId, deps: Wired, principal: Reader) -> models.Plan:
     return await queries.get_plan(deps, principal, plan_id)

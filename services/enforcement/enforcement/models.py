@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from townflow_shared.events import CaseStep, Outcome, PlannedTarget
-from townflow_shared.problems import OUT_OF_RANGE
-from townflow_shared.types import FIRST_YEAR, LAST_YEAR, Command, Identifier, StrictInt, Text
+from townflow_shared.problems import NOT_DATE, OUT_OF_RANGE
+from townflow_shared.types import (
+    DAY_PATTERN,
+    FIRST_YEAR,
+    LAST_YEAR,
+    TOWN_CODE_PATTERN,
+    Command,
+    Identifier,
+    StrictInt,
+    Text,
+)
+
+_DAY_TEXT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _day_text(value: object) -> object:
+    # Only YYYY-MM-DD, as the document says: pydantic would also read 1577836800 or a midnight
+    # date and time as a day.
+    if not isinstance(value, date) and not (isinstance(value, str) and _DAY_TEXT.match(value)):
+        raise NOT_DATE.pydantic()
+    return value
 
 
 def _within_years(value: date) -> date:
@@ -19,7 +39,8 @@ def _within_years(value: date) -> date:
     return value
 
 
-Day = Annotated[date, AfterValidator(_within_years)]
+Day = Annotated[date, BeforeValidator(_day_text), AfterValidator(_within_years),
+                Field(json_schema_extra={"pattern": DAY_PATTERN})]
 Note = Annotated[Text, Field(max_length=2000)]
 # A team is a handful of officers; 20 is far above any visit and keeps a body small.
 MAX_TEAM = 20
@@ -27,6 +48,11 @@ MAX_TEAM = 20
 
 # --- requests ----------------------------------------------------------------------------------
 class FindingIn(Command):
+    # A rectify finding names its rectify_by day, as the document says too
+    # (`inspection.rectify_by_missing` otherwise).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["rectify_by"], "properties": {"outcome": {"const": "rectify"}, "rectify_by": {"type": "string"}}},
+        {"properties": {"outcome": {"not": {"const": "rectify"}}}}]})
     task_id: Identifier
     outcome: Outcome
     note: Note = ""
@@ -46,6 +72,11 @@ class StartIn(Command):
 
 
 class StepIn(Command):
+    # A decided step records its decision, as the document says too (`case.decision_missing`).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["decision"], "properties": {"step": {"const": "decided"},
+                                                  "decision": {"type": "string", "minLength": 1}}},
+        {"properties": {"step": {"not": {"const": "decided"}}}}]})
     step: CaseStep
     decision: Note | None = None
     note: Note | None = None
@@ -57,10 +88,14 @@ class ExtensionIn(Command):
 
 class PlanIn(Command):
     targets: list[Identifier] = Field(min_length=1, max_length=10_000)
-    sample_size: StrictInt = Field(ge=1)
-    seed: StrictInt = Field(ge=0, le=2**62)
+    # At most the distinct targets (`plan.sample_too_large`, a rule between fields no schema states).
+    sample_size: StrictInt = Field(ge=1, le=10_000)
+    # Published for anyone to redraw the plan: a whole number JavaScript (the console, a browser)
+    # holds exactly, and that a schema checker comparing in floating point cannot misjudge.
+    seed: StrictInt = Field(ge=0, le=2**53 - 1)
     # The town whose officers are drawn: a town's staff plan for their own town; county_admin names it.
-    town_code: Identifier | None = None
+    # Any other text than a town's code names a town not served (404 `town.not_served`).
+    town_code: Annotated[str, Field(json_schema_extra={"pattern": TOWN_CODE_PATTERN})] | None = None
 
 
 # --- answers (times in the record's town's time zone) -------------------------------------------

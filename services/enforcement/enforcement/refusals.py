@@ -80,6 +80,7 @@ PLAN_NOT_FOUND = CODES.code("plan.not_found", 404, "no such plan")
 SAMPLE_TOO_LARGE = CODES.code(
     "plan.sample_too_large", 422, "more targets drawn than there are",
     "sample_size {sample_size} exceeds the {targets} distinct targets")
+# The town's staff, not the request, is short (409: the request is as the document allows).
 TOO_FEW_OFFICERS = CODES.code(
-    "plan.too_few_officers", 422, "the town has too few certified officers to draw two per target",
+    "plan.too_few_officers", 409, "the town has too few certified officers to draw two per target",
     "at least two certified officers are needed; the town has {officers}")
