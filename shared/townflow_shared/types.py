@@ -6,20 +6,28 @@ invisible or direction-control characters (one enterprise must not become two fo
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
-from .problems import INVISIBLE, OUT_OF_RANGE
+from .problems import INVISIBLE, NOT_DATETIME, OUT_OF_RANGE
 
 # The years an instant may fall in: the calendar's arithmetic (working hours, holidays, windows of
 # 60 days) stays far from datetime's limits, so year 9999 or 0001 is a refusal, never a 500.
 FIRST_YEAR, LAST_YEAR = 2000, 2100
 
-StrictInt = Annotated[int, Strict()]
+
+def _integral(value: object) -> object:
+    # JSON has numbers, not ints and floats: 16.0 is the integer 16 (as JSON Schema's `integer`
+    # says), 16.5 and "16" and true are not.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+StrictInt = Annotated[int, Strict(), BeforeValidator(_integral)]
 StrictBool = Annotated[bool, Strict()]
 StrictFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
@@ -30,7 +38,25 @@ def _within_years(value: datetime) -> datetime:
     return value
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_within_years)]
+# The years as the documents say them: an RFC 3339 date's own year (the one checked) from 2000 to
+# 2100. Spelt out whole (with the `date`/`date-time` format beside it) so a generator drawing from
+# the pattern draws dates, and the pattern says no more and no less than what is accepted.
+DAY_PATTERN = "^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+INSTANT_PATTERN = (DAY_PATTERN[:-1] + "[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]+)?"
+                   "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+_DATE_TEXT = re.compile(r"^[0-9]{4}-")
+
+
+def _dated_text(value: object) -> object:
+    # Only a text that begins with its date: pydantic would also read 1700000000 and "1700000000"
+    # as moments, which the document does not allow.
+    if not isinstance(value, datetime) and not (isinstance(value, str) and _DATE_TEXT.match(value)):
+        raise NOT_DATETIME.pydantic()
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_dated_text), AfterValidator(_within_years),
+                    Field(json_schema_extra={"pattern": INSTANT_PATTERN})]
 """A moment with its UTC offset, between 2000 and 2100."""
 
 # Money (a bonus pool): yuan with fen, up to a billion; no NaN, no Infinity, no 1E+999999.
@@ -39,6 +65,29 @@ Money = Annotated[Decimal, Field(max_digits=12, decimal_places=2, allow_inf_nan=
 # Unicode's format characters (Cf): zero-width spaces and joiners, the BOM, the bidi embeddings,
 # overrides and isolates; and the line and paragraph separators.
 _INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Cc"})
+
+
+# What the OpenAPI documents say of these types, so a client (and the fuzzer) knows which text is
+# refused: in an identifier no invisible character (those categories) except the whitespace
+# trimmed off its ends; in free text none but line breaks and tabs. Character classes of Unicode
+# 14 (Python 3.11's unicodedata; shared/tests/test_types.py recomputes them): BMP characters
+# escaped, the astral ones literal, which Python's and ECMA's regular expressions both read.
+_INVISIBLE_CLASS = (
+    "\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2"
+    "\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f")
+_TRIMMED_CLASS = ("\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028-\\u2029"
+                  "\\u202f\\u205f\\u3000")
+# Free text keeps the tab (0009), the line feed (000a) and the carriage return (000d).
+_HIDDEN_IN_TEXT_CLASS = _INVISIBLE_CLASS.replace("\\u0000-\\u001f", "\\u0000-\\u0008\\u000b-\\u000c\\u000e-\\u001f")
+IDENTIFIER_PATTERN = f"^[{_TRIMMED_CLASS}]*[^{_INVISIBLE_CLASS}]*[{_TRIMMED_CLASS}]*$"
+TEXT_PATTERN = f"^[^{_HIDDEN_IN_TEXT_CLASS}]*$"
+# Any text but NUL, which the edge refuses in every query parameter, path and body (guards.py).
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+# A town's code as a request names one (town.yaml's nine digits). Documented, not enforced: a
+# request naming any other value is answered as for a town not served (404 `town.not_served`).
+TOWN_CODE_PATTERN = "^[0-9]{9}$"
 
 
 def has_invisible(text: str) -> bool:
@@ -52,7 +101,7 @@ def _visible_identifier(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, AfterValidator(_visible_identifier)]
+Identifier = Annotated[str, AfterValidator(_visible_identifier), Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN})]
 """An identifier a person types (a target, a ticket number, a staff id): trimmed, NFC, and no
 invisible or direction-control character."""
 
@@ -66,7 +115,7 @@ def _visible_text(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_visible_text)]
+Text = Annotated[str, AfterValidator(_visible_text), Field(json_schema_extra={"pattern": TEXT_PATTERN})]
 """Free text (a description, a reason): line breaks allowed, hidden controls refused."""
 
 
