@@ -73,7 +73,7 @@ async def test_what_if_with_response_weight_0_6_changes_composites_by_the_hand_c
     # Wrong rules, the wrong person.
     wrong = await what_if(appraisal, {"weights": {"speed": 1}})
     assert wrong.status_code == 422
-    assert (wrong.json()["code"], wrong.json()["field"]) == ("whatif.rule_invalid", "rules.weights.speed")
+    assert (wrong.json()["code"], wrong.json()["field"]) == ("value.unexpected", "rules.weights.speed")
     refused = await what_if(appraisal, {}, as_=COMMAND)
     assert (refused.status_code, refused.json()["code"]) == (403, "auth.role_missing")
 

@@ -56,7 +56,7 @@ BulletinReader = Annotated[Principal, Depends(require("appraisal_admin", "comman
                                                      "county_reader", "county_admin"))]
 CountyReader = Annotated[Principal, Depends(require("county_reader", "county_admin"))]
 Period = Annotated[models.Period | None, Query(description="YYYY-MM; default this month")]
-TownCode = Annotated[Identifier | None, Query(description="the town's code; required of county roles")]
+TownCode = Annotated[models.TownCode | None, Query(description="the town's code; required of county roles")]
 
 # Who may call, and which town: every route's refusals before its own.
 CALLER: tuple[Code, ...] = (TOKEN_MISSING, TOKEN_INVALID, ROLE_MISSING)
@@ -139,7 +139,7 @@ async def post_seconded_score(body: models.SecondedScore, deps: Deps, principal:
 async def what_if(body: models.WhatIf, deps: Deps, principal: Admin, town: TownCode = None) -> dict[str, object]:
     """Every figure of a month under other rules, beside the live ones, subject by subject; the
     live figures are only read (SPEC §10)."""
-    return await flows.what_if(deps, principal, flows.WhatIfOf(body.period, body.rules, town))
+    return await flows.what_if(deps, principal, flows.WhatIfOf(body.period, body.rules.changes(), town))
 
 
 _FILE = {"schema": {"type": "string", "format": "binary"}}

@@ -1,21 +1,45 @@
 """Appraisal's request and response models (SPEC §5.5): what each route takes and answers, so
-its OpenAPI document is closed. Periods are months of the years the calendar knows; the bonus
-pool is shared `Money` (bounded digits, so the split is exact to the cent)."""
+its OpenAPI document is closed. The document states what the server enforces (the months a
+period may be, the pool's digits, the rules a what-if may change and their bounds), so a request
+the document allows is one the server takes: a well-formed name of something the town does not
+have is a 404 or 409, never a 422."""
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+)
 
-from townflow_shared.types import FIRST_YEAR, LAST_YEAR, Command, Identifier, Money, StrictFloat
+from townflow_shared.problems import MALFORMED
+from townflow_shared.types import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    TOWN_CODE_PATTERN,
+    Command,
+    Identifier,
+    Money,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+)
 
 from .refusals import PERIOD_MALFORMED, PERIOD_OUT_OF_RANGE
 from .rules import SubjectType
 
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 FIRST_PERIOD, LAST_PERIOD = f"{FIRST_YEAR}-01", f"{LAST_YEAR}-12"
+# The same months as the document says them: 2000-01 to 2100-12. Seven characters: a pattern's `$`
+# also matches before a final line break in Python's reading, which the length keeps out.
+PERIOD_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$"
 
 
 def _month(value: str) -> str:
@@ -27,10 +51,30 @@ def _month(value: str) -> str:
 
 
 Period = Annotated[str, AfterValidator(_month),
-                   Field(json_schema_extra={"pattern": _PERIOD.pattern, "examples": ["2026-11"]})]
+                   Field(json_schema_extra={"pattern": PERIOD_PATTERN, "minLength": 7, "maxLength": 7,
+                                            "examples": ["2026-11"]})]
 """An appraisal period: a calendar month, YYYY-MM, between 2000-01 and 2100-12."""
 
-Pool = Money
+# A town's code as town.yaml has it (documented, not enforced: any other is a town not served, 404).
+TownCode = Annotated[Identifier, WithJsonSchema({"type": "string", "pattern": TOWN_CODE_PATTERN,
+                                                 "examples": ["321003104"]})]
+
+# The pool as written: yuan with at most two decimals of fen, no sign, no exponent, at most ten
+# whole digits (Money's twelve digits, two after the point).
+POOL_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+_POOL = re.compile(POOL_PATTERN)
+
+
+def _pool_as_written(value: object, money: ValidatorFunctionWrapHandler) -> Decimal:
+    pool: Decimal = money(value)  # Money's own refusals first: too many digits, not finite, below zero
+    if isinstance(value, str) and not _POOL.fullmatch(value):  # 1e3, +5, " 5": a number, not as written
+        raise MALFORMED.pydantic()
+    return pool
+
+
+Pool = Annotated[Money, WrapValidator(_pool_as_written),
+                 WithJsonSchema({"type": "string", "pattern": POOL_PATTERN, "maxLength": 13,
+                                 "examples": ["50000.00"]})]
 """A bonus pool in yuan with fen, bounded (Money): the split is exact to the cent."""
 
 
@@ -52,10 +96,100 @@ class SecondedScore(Command):
     score: Annotated[StrictFloat, Field(ge=0, le=100)]
 
 
+# What a what-if may change (rules.yaml's appraisal section, any part of it), with bounds that keep
+# every figure finite: each member left out (or null) keeps the town's own rule.
+Proportion = Annotated[StrictFloat, Field(ge=0, le=1)]
+"""A weight or a share of a whole, 0 to 1."""
+PointsPer = Annotated[StrictFloat, Field(ge=-1000, le=1000)]
+"""Points for one thing done (or not), either way."""
+Factor = Annotated[StrictFloat, Field(ge=0, le=10)]
+Penalty = Annotated[StrictFloat, Field(ge=0, le=1000)]
+# Whole numbers: the bounds are also written into the schema by hand, since behind StrictInt's
+# before-validator (16.0 is 16) pydantic documents them as `ge`/`le`, which JSON Schema ignores.
+Threshold = Annotated[StrictInt, Field(ge=0, le=10_000), WithJsonSchema({"type": "integer", "minimum": 0,
+                                                                          "maximum": 10_000})]
+"""A count a staff member's month is compared with."""
+RankingsSize = Annotated[StrictInt, Field(ge=1, le=100), WithJsonSchema({"type": "integer", "minimum": 1,
+                                                                          "maximum": 100})]
+
+
+class WeightsChange(Command):
+    response: Proportion | None = None
+    resolution: Proportion | None = None
+    satisfaction: Proportion | None = None
+
+
+class ColourFactors(Command):
+    red: Factor | None = None
+    orange: Factor | None = None
+    yellow: Factor | None = None
+
+
+class PointsChange(Command):
+    completed: PointsPer | None = None
+    colour_factor: ColourFactors | None = None
+    on_time: PointsPer | None = None
+    overdue: PointsPer | None = None
+    escalated: PointsPer | None = None
+    invalid_return: PointsPer | None = None
+    satisfied: PointsPer | None = None
+    unsatisfied: PointsPer | None = None
+    inspection_officer: PointsPer | None = None
+    combined_extra_task: PointsPer | None = None
+
+
+class AlertsChange(Command):
+    reminder_overdue: Threshold | None = None
+    talk_overdue: Threshold | None = None
+    talk_satisfaction_below: Annotated[StrictFloat, Field(
+        ge=0, le=2, description="a satisfaction rate, 0 to 1 (above 1: every rated month)")] | None = None
+    talk_min_ratings: Threshold | None = None
+    accountability_overdue: Threshold | None = None
+    accountability_on_escalated_red: StrictBool | None = None
+
+
+class EfficiencyWeights(Command):
+    response: Proportion | None = None
+    resolution: Proportion | None = None
+
+
+class QualityWeights(Command):
+    satisfaction: Proportion | None = None
+    no_rework: Proportion | None = None
+
+
+class DimensionsChange(Command):
+    max_each: Annotated[StrictFloat, Field(ge=0, le=100)] | None = None
+    efficiency_weights: EfficiencyWeights | None = None
+    quality_weights: QualityWeights | None = None
+    discipline_penalty_overdue: Penalty | None = None
+    discipline_penalty_escalated: Penalty | None = None
+
+
+class SecondedChange(Command):
+    town_weight: Proportion | None = None
+    department_weight: Proportion | None = None
+
+
+class RulesChange(Command):
+    """Appraisal rules to lay over the town's: rules.yaml's appraisal section, or any part of it."""
+
+    weights: WeightsChange | None = None
+    points: PointsChange | None = None
+    alerts: AlertsChange | None = None
+    dimensions: DimensionsChange | None = None
+    seconded: SecondedChange | None = None
+    rankings_size: RankingsSize | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """Only what was named, as rules.yaml would say it."""
+        return self.model_dump(exclude_none=True)
+
+
 class WhatIf(Command):
     period: Period
-    rules: dict[str, Any] = Field(description="appraisal rules to lay over the town's (rules.yaml's appraisal"
-                                              " section, or any part of it), e.g. {\"weights\": {\"response\": 0.6}}")
+    rules: RulesChange = Field(description="appraisal rules to lay over the town's, e.g. "
+                                           "{\"weights\": {\"response\": 0.6}}")
 
 
 # --- responses --------------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """Appraisal's refusal codes (docs/refusals.md): each refusal the service can give, declared once.
-The shared ones (town.*, auth.*, value.*, request.*) are in townflow_shared.problems."""
+The shared ones (town.*, auth.*, value.*, request.*) are in townflow_shared.problems.
+
+The statuses say whose the fault is. 422: the input is not what the OpenAPI document allows (its
+schemas carry the patterns and bounds these checks enforce). 404: a month with nothing to show.
+409: a request as the document allows that the town's records refuse (no one to share a pool by,
+a unit that is not one of the town's seconded units)."""
 
 from __future__ import annotations
 
@@ -14,13 +19,13 @@ PERIOD_OUT_OF_RANGE = CODES.code("period.out_of_range", 422, "the period is outs
 PERIOD_NO_FIGURES = CODES.code("period.no_figures", 404, "the month holds no figures",
                                "no figures for {period}")
 # 差异化分配.
-BONUS_NO_WEIGHTS = CODES.code("bonus.no_weights", 422, "no one has a positive weight to share the pool by",
+BONUS_NO_WEIGHTS = CODES.code("bonus.no_weights", 409, "no one has a positive weight to share the pool by",
                               "no one has a positive weight to share the pool of {period} by")
 # 月度通报.
 BULLETIN_WORKBOOK_UNAVAILABLE = CODES.code("bulletin.workbook_unavailable", 503,
                                            "the workbook could not be made right now; try again shortly")
 # 双向考评: the parent department's score of a seconded unit.
-SCORE_UNIT_NOT_SECONDED = CODES.code("score.unit_not_seconded", 422, "not a seconded unit of this town",
+SCORE_UNIT_NOT_SECONDED = CODES.code("score.unit_not_seconded", 409, "not a seconded unit of this town",
                                      "{unit} is not a seconded unit of this town")
 # The county's rankings of its towns.
 RANKING_COUNTY_ONLY = CODES.code("ranking.county_only", 403, "the county's rankings are for the county roles")

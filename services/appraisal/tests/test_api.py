@@ -38,6 +38,9 @@ def office() -> dict[str, str]:
     ({"pool": "12.345"}, "pool", "value.too_many_digits"),
     ({"pool": "NaN"}, "pool", "value.not_finite"),
     ({"pool": "-1"}, "pool", "value.too_small"),
+    ({"pool": "1e3"}, "pool", "value.malformed"),  # a number, but not as the document writes a pool
+    ({"pool": "+5"}, "pool", "value.malformed"),
+    ({"pool": ""}, "pool", "value.not_number"),
     ({"pool": "1", "period": "9999-01"}, "period", "period.out_of_range"),
     ({"pool": "1", "period": "1999-12"}, "period", "period.out_of_range"),
     ({"pool": "1", "period": "2028-13"}, "period", "period.malformed"),
@@ -80,13 +83,49 @@ def test_a_department_score_takes_strict_input(client: TestClient, body: dict[st
 def test_a_unit_not_seconded_is_a_problem_document_naming_it(client: TestClient) -> None:
     r = client.post("/v1/seconded-scores", json={"unit": "social", "period": "2028-08", "score": 90},
                     headers=office())
-    assert r.status_code == 422
+    assert r.status_code == 409  # as the document allows: the town's modules refuse it
     assert r.json() | {"detail": ""} == {
         "type": "urn:townflow:problem:score.unit_not_seconded", "title": "not a seconded unit of this town",
-        "status": 422, "detail": "", "code": "score.unit_not_seconded", "field": "unit",
+        "status": 409, "detail": "", "code": "score.unit_not_seconded", "field": "unit",
         "params": {"unit": "social"}}
 
 
 def test_an_unknown_town_is_not_served(client: TestClient) -> None:
     r = client.get("/v1/rankings", params={"town": "321003999"}, headers=office())
     assert (r.status_code, r.json()["code"]) == (404, "town.not_served")
+
+
+@pytest.mark.parametrize(("rules", "field", "code"), [
+    ({"weights": {"speed": 1}}, "rules.weights.speed", "value.unexpected"),
+    ({"weights": {"response": "0.6"}}, "rules.weights.response", "value.not_number"),
+    ({"weights": {"response": 1.5}}, "rules.weights.response", "value.too_large"),
+    ({"points": {"completed": 1e300}}, "rules.points.completed", "value.too_large"),
+    ({"alerts": {"talk_overdue": True}}, "rules.alerts.talk_overdue", "value.not_integer"),
+    ({"appraisal": {"weights": {}}}, "rules.appraisal", "value.unexpected"),
+    ({"rankings_size": 0}, "rules.rankings_size", "value.too_small"),
+    ({"rankings_size": 2.5}, "rules.rankings_size", "value.not_integer"),
+])
+def test_a_what_if_takes_only_the_rules_it_can_lay_over(client: TestClient, rules: dict[str, object], field: str,
+                                                        code: str) -> None:
+    r = client.post("/v1/what-if", json={"period": "2028-08", "rules": rules}, headers=office())
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["field"]) == (code, field)
+
+
+def test_a_what_if_lays_only_the_rules_named_over_the_towns() -> None:
+    from appraisal.models import RulesChange
+
+    named = RulesChange.model_validate({"weights": {"response": 0.6}, "points": {"colour_factor": {"red": 2}},
+                                        "alerts": {"talk_satisfaction_below": None}})
+    assert named.changes() == {"weights": {"response": 0.6}, "points": {"colour_factor": {"red": 2.0}},
+                               "alerts": {}}
+    assert RulesChange.model_validate({"rankings_size": 3.0}).changes() == {"rankings_size": 3}  # JSON's 3.0 is 3
+
+
+def test_the_document_states_the_bounds_the_server_enforces(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    (size, _) = schemas["RulesChange"]["properties"]["rankings_size"]["anyOf"]
+    assert (size["minimum"], size["maximum"]) == (1, 100) and "ge" not in size
+    (pool,) = [p["schema"] for p in client.get("/openapi.json").json()["paths"]["/v1/bonus"]["get"]["parameters"]
+                 if p["name"] == "pool"]
+    assert pool["pattern"] == "^[0-9]{1,10}(\\.[0-9]{1,2})?$"
