@@ -109,7 +109,7 @@ async def test_a_merged_matter_follows_its_primary_until_the_merge_is_undone(
     itself = await intake.call("POST", merge, as_=COMMAND, json={"into": duplicate["ticket_no"]})
     assert itself.status_code == 409 and (itself.json()["code"], itself.json()["field"]) == ("merge.into_itself", "into")
     unknown = await intake.call("POST", merge, as_=COMMAND, json={"into": "321003104-20200101-99999"})
-    assert unknown.status_code == 404
+    assert unknown.status_code == 409
     assert (unknown.json()["code"], unknown.json()["field"]) == ("merge.into_unknown", "into")
     assert unknown.json()["params"] == {"ticket": "321003104-20200101-99999"}
     missing = await intake.call("POST", "/v1/requests/321003104-20200101-99998/merge", as_=COMMAND,

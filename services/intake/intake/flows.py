@@ -270,7 +270,8 @@ async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> mode
 
 
 def _side_missing(ticket_no: str, field: str) -> Exception:
-    """A matter a merge names that does not exist: 404 for the path, 422 for `into`."""
+    """A matter a merge names that does not exist: 404 for the path, 409 for `into` (a body as
+    documented that names no matter)."""
     if field == "into":
         return refusals.INTO_UNKNOWN("into", ticket=ticket_no)
     return refusals.MATTER_NOT_FOUND(ticket=ticket_no)

@@ -135,23 +135,24 @@ def closest_items(query: str, town: Town, limit: int = 3) -> list[CatalogItem]:
 
 def filing_refusal(*, town: Town, item: CatalogItem, village: str, target: str | None,
                    proxy_agent_id: str | None) -> Refusal | None:
-    """Why the town refuses a filing its request model took, or None: what it names that the
-    town does not have (404: the village, the proxy agent; both at once in `errors`), else what
-    the item needs (409: a target). The channel's own fields are the request model's."""
-    unknown: list[FieldError] = []
+    """Why the town refuses a filing its request model took (409), or None: what it names that
+    the town does not have (the village, the proxy agent) and what the item needs (a target).
+    The first names the answer; `errors` lists them all, so every field at fault is shown at
+    once. The channel's own fields are the request model's."""
+    problems: list[FieldError] = []
     if village not in town.villages:
-        unknown.append(refusals.VILLAGE_UNKNOWN.error(
+        problems.append(refusals.VILLAGE_UNKNOWN.error(
             "village", village=village, town=town.info.name, villages=list(town.villages)))
     if proxy_agent_id is not None and proxy_agent_id not in proxy_agents(town):
-        unknown.append(refusals.PROXY_AGENT_UNKNOWN.error(
+        problems.append(refusals.PROXY_AGENT_UNKNOWN.error(
             "proxy_agent_id", agent=proxy_agent_id, town=town.info.name, agents=proxy_agents(town)))
-    if unknown:
-        first = unknown[0]
-        return Refusal(refusals.CODES.codes[first.code], field=first.field, errors=unknown,
-                       params=first.params or {}, detail=first.detail)
     if item.task_kind in ("enforcement", "joint_visit") and not target:
-        return refusals.TARGET_MISSING("target", task_kind=item.task_kind)
-    return None
+        problems.append(refusals.TARGET_MISSING.error("target", task_kind=item.task_kind))
+    if not problems:
+        return None
+    first = problems[0]
+    return Refusal(refusals.CODES.codes[first.code], field=first.field, errors=problems,
+                   params=first.params or {}, detail=first.detail)
 
 
 def unknown_item(query: str, town: Town) -> Refusal:

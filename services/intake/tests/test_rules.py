@@ -62,14 +62,15 @@ def test_closest_items_by_code_and_chinese_name(query: str, expected: str) -> No
 
 
 def test_the_towns_refusals_of_a_filing() -> None:
-    """What the town does not have is a 404, both at once; what the item needs a 409 after that."""
+    """A filing as documented that the town refuses is a 409 naming every field at fault."""
     item = TOWN.catalog["E003"]
-    unknown = rules.filing_refusal(town=TOWN, item=item, village="V99", target=None, proxy_agent_id="s999")
-    assert unknown is not None and unknown.status == 404
-    assert (unknown.code.name, unknown.field) == ("filing.village_unknown", "village")
-    assert {(e.field, e.code) for e in unknown.errors} == {
-        ("village", "filing.village_unknown"), ("proxy_agent_id", "filing.proxy_agent_unknown")}
-    assert "V99" not in str(unknown.params.get("villages"))  # the town's own
+    refused = rules.filing_refusal(town=TOWN, item=item, village="V99", target=None, proxy_agent_id="s999")
+    assert refused is not None and refused.status == 409
+    assert (refused.code.name, refused.field) == ("filing.village_unknown", "village")
+    assert {(e.field, e.code) for e in refused.errors} == {
+        ("village", "filing.village_unknown"), ("proxy_agent_id", "filing.proxy_agent_unknown"),
+        ("target", "filing.target_missing")}
+    assert "V99" not in str(refused.params.get("villages"))  # the town's own
     no_target = rules.filing_refusal(town=TOWN, item=item, village="V01", target=None, proxy_agent_id=None)
     assert no_target is not None and no_target.status == 409
     assert (no_target.code.name, no_target.field) == ("filing.target_missing", "target")
