@@ -107,9 +107,9 @@ async def test_a_merged_matter_follows_its_primary_until_the_merge_is_undone(
     clerk = await intake.call("POST", merge, as_=CLERK, json={"into": primary["ticket_no"]})
     assert clerk.status_code == 403 and clerk.json()["code"] == "auth.role_missing"
     itself = await intake.call("POST", merge, as_=COMMAND, json={"into": duplicate["ticket_no"]})
-    assert itself.status_code == 422 and (itself.json()["code"], itself.json()["field"]) == ("merge.into_itself", "into")
+    assert itself.status_code == 409 and (itself.json()["code"], itself.json()["field"]) == ("merge.into_itself", "into")
     unknown = await intake.call("POST", merge, as_=COMMAND, json={"into": "321003104-20200101-99999"})
-    assert unknown.status_code == 422
+    assert unknown.status_code == 409
     assert (unknown.json()["code"], unknown.json()["field"]) == ("merge.into_unknown", "into")
     assert unknown.json()["params"] == {"ticket": "321003104-20200101-99999"}
     missing = await intake.call("POST", "/v1/requests/321003104-20200101-99998/merge", as_=COMMAND,
@@ -225,7 +225,7 @@ async def test_a_merge_stays_within_the_matters_town(county_stack: Stack) -> Non
     admin = Api(county_stack, "intake", None)
     across = await admin.call("POST", f"/v1/requests/{ours['ticket_no']}/merge", as_=COUNTY_ADMIN,
                               json={"into": other["ticket_no"]})
-    assert across.status_code == 422
+    assert across.status_code == 409
     assert (across.json()["code"], across.json()["field"]) == ("merge.other_town", "into")
     assert across.json()["params"] == {"ticket": other["ticket_no"]}
 

@@ -53,11 +53,9 @@ async def test_every_invalid_field_is_named(intake: Api) -> None:
         (filing(channel="fax"), "channel", "value.not_allowed"),
         (filing(colour="purple"), "colour", "value.not_allowed"),
         (filing(description=""), "description", "value.too_short"),
-        (filing(village="V99"), "village", "filing.village_unknown"),
         (filing(citizen={"name": "某人", "phone": "abc"}), "citizen.phone", "citizen.phone_malformed"),
         (filing(citizen={"name": "某人", "id_number": "123"}), "citizen.id_number", "citizen.id_number_malformed"),
         (filing(citizen={"name": "某人"}), "citizen", "citizen.contact_missing"),
-        (filing(item_code="E003"), "target", "filing.target_missing"),
         (filing(item_code="E003", target="9132\u200b0100MA1X"), "target", "value.invisible_character"),
         (filing(unexpected=1), "unexpected", "value.unexpected"),
     ]
@@ -69,9 +67,22 @@ async def test_every_invalid_field_is_named(intake: Api) -> None:
         assert "^" not in response.text and "pattern" not in response.text  # no regex reaches a person
 
 
+async def test_a_filing_as_documented_that_the_town_refuses_is_a_409_naming_every_field(intake: Api) -> None:
+    """What the OpenAPI document allows is never a 422: what the town does not have (a village,
+    a proxy agent) and what the item needs (a target) is a 409, every field at fault named."""
+    body = filing(item_code="E003", channel="proxy", proxy_agent_id="s999", village="V99")
+    response = await intake.call("POST", "/v1/requests", as_=CLERK, json=body)
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (response.json()["code"], response.json()["field"]) == ("filing.village_unknown", "village")
+    assert {(e["field"], e["code"]) for e in response.json()["errors"]} == {
+        ("village", "filing.village_unknown"), ("proxy_agent_id", "filing.proxy_agent_unknown"),
+        ("target", "filing.target_missing")}
+
+
 async def test_unknown_item_answers_with_the_closest_items(intake: Api) -> None:
     response = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(item_code="农村建房"))
-    assert response.status_code == 422
+    assert response.status_code == 409
     problem = response.json()
     assert (problem["code"], problem["field"]) == ("item.unknown", "item_code")
     assert "J001" in problem["params"]["suggestions"]
@@ -124,7 +135,7 @@ async def test_filings_arriving_together_are_written_together_and_keep_every_rul
     assert all(a.status_code == 201 for a in [*repeats, *retried, *others]), [a.text for a in answers]
     assert sorted(a.json()["colour"] for a in repeats) == ["orange", "yellow", "yellow"]
     assert len({a.json()["request_id"] for a in retried}) == 1
-    assert reused.status_code == 422
+    assert reused.status_code == 409
     assert (reused.json()["code"], reused.json()["field"]) == ("idempotency.key_reused", "Idempotency-Key")
 
     filed = [a.json() for a in [*repeats, retried[0], *others]]

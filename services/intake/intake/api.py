@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from townflow_shared.auth import Principal, optional_principal, require
@@ -72,6 +72,9 @@ STAFF = (TOKEN_MISSING, TOKEN_INVALID, TOKEN_WITHOUT_TOWN, AUTH_NOT_CONFIGURED, 
 # What a citizen's access code may be answered with.
 ACCESS_CODE = (TICKET_NOT_FOUND, ACCESS_CODE_MALFORMED, TOO_MANY_WRONG_CODES)
 CODE_QUERY = "the access code printed on the citizen's receipt (6 letters and digits)"
+# The path's ticket number: a malformed one is a 422 (`value.malformed`), a well-formed one that
+# names no matter a 404 with the route's own code.
+TicketInPath = Annotated[models.TicketNumber, Path()]
 
 
 @router.post("/v1/requests", status_code=201, response_model=models.Filed, responses=responses(
@@ -95,11 +98,12 @@ async def file_request(
             # The citizen reads with the access code and no token: the bearer token is optional.
             openapi_extra={"security": [{}]})
 async def request_status(
-    ticket_no: str,
+    ticket_no: TicketInPath,
     deps: Dependencies,
     principal: Annotated[Principal | None, Depends(optional_principal)],
-    code: Annotated[str | None, Query(max_length=12, description=CODE_QUERY + "; not needed with a staff "
-                                      "token that reads the ticket's town")] = None,
+    code: Annotated[str | None, Query(max_length=12, json_schema_extra=models.AccessCodeSchema,
+                                      description=CODE_QUERY + "; not needed with a staff token that reads "
+                                      "the ticket's town")] = None,
 ) -> models.RequestStatus:
     """The status timeline, for the citizen with the ticket's access code (no token), or for a
     staff token that reads the ticket's town. Ticket numbers are guessable: without either the
@@ -110,8 +114,9 @@ async def request_status(
 
 @router.post("/v1/requests/{ticket_no}/rating", response_model=models.Rated,
              responses=responses(*ACCESS_CODE, ALREADY_RATED, NOT_YET_COMPLETED))
-async def rate_request(ticket_no: str, body: models.RatingBody, deps: Dependencies,
-                       code: Annotated[str, Query(max_length=12, description=CODE_QUERY)]) -> models.Rated:
+async def rate_request(ticket_no: TicketInPath, body: models.RatingBody, deps: Dependencies,
+                       code: Annotated[str, Query(max_length=12, json_schema_extra=models.AccessCodeSchema,
+                                              description=CODE_QUERY)]) -> models.Rated:
     """The citizen rates the outcome: once, after completion, with the ticket's access code."""
     return await flows.rate(deps, None, flows.RateMatter(ticket_no, code, body.rating))
 
@@ -122,7 +127,7 @@ MERGE_SIDES = (TOWN_NOT_YOURS, MATTER_NOT_FOUND)
 @router.post("/v1/requests/{ticket_no}/merge", response_model=models.Merged, responses=responses(
     *STAFF, *MERGE_SIDES, INTO_UNKNOWN, INTO_ITSELF, OTHER_TOWN, ALREADY_MERGED, HAS_MERGED_MATTERS, NOT_OPEN,
     PRIMARY_MERGED, PRIMARY_NOT_OPEN))
-async def merge_request(ticket_no: str, body: models.MergeBody, deps: Dependencies,
+async def merge_request(ticket_no: TicketInPath, body: models.MergeBody, deps: Dependencies,
                         principal: Annotated[Principal, Depends(require(*MERGERS))]) -> models.Merged:
     """重复件: the command centre merges this matter into another of its town (the primary); its
     task closes as `merged` and its citizen follows the primary's progress (SPEC §10)."""
@@ -131,7 +136,7 @@ async def merge_request(ticket_no: str, body: models.MergeBody, deps: Dependenci
 
 @router.post("/v1/requests/{ticket_no}/unmerge", response_model=models.Unmerged,
              responses=responses(*STAFF, *MERGE_SIDES, NOT_MERGED, MERGE_STANDS))
-async def unmerge_request(ticket_no: str, deps: Dependencies,
+async def unmerge_request(ticket_no: TicketInPath, deps: Dependencies,
                           principal: Annotated[Principal, Depends(require(*MERGERS))]) -> models.Unmerged:
     """Undo a merge while the primary is not closed (SPEC §10): the matter's task reopens."""
     return await flows.unmerge(deps, principal, flows.UnmergeMatter(ticket_no))
@@ -140,7 +145,7 @@ async def unmerge_request(ticket_no: str, deps: Dependencies,
 @router.get("/v1/catalog", response_model=list[models.CatalogEntry],
             responses=responses(*STAFF, TOWN_NOT_SERVED, TOWN_NOT_FOUND, TOWN_REQUIRED))
 async def catalog(deps: Dependencies, principal: Annotated[Principal, Depends(require())],
-                  town: Annotated[str | None, Query(max_length=20, description=(
+                  town: Annotated[models.TownCode | None, Query(description=(
                       "the town whose catalog (required of county roles in a county); "
                       "a town's staff read their own"))] = None) -> list[models.CatalogEntry]:
     return flows.catalog(deps, principal, town)

@@ -31,7 +31,7 @@ from townflow_shared.county import County
 from townflow_shared.events import new_event
 from townflow_shared.group_commit import GroupCommit
 from townflow_shared.privacy import mask_personal_numbers
-from townflow_shared.problems import TOWN_REQUIRED, invalid
+from townflow_shared.problems import TOWN_REQUIRED
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import CatalogItem, Town
@@ -136,11 +136,9 @@ async def file_request(deps: Deps, actor: Principal, command: FileMatter) -> Ans
     item = town.catalog.get(body.item_code)
     if item is None:
         raise rules.unknown_item(body.item_code, town)
-    problems = rules.filing_problems(
-        town=town, item=item, channel=body.channel, village=body.village, target=body.target,
-        proxy_agent_id=body.proxy_agent_id, village_record_id=body.village_record_id)
-    if problems:
-        raise invalid(problems)
+    if refusal := rules.filing_refusal(town=town, item=item, village=body.village, target=body.target,
+                                       proxy_agent_id=body.proxy_agent_id):
+        raise refusal
     if deps.citizen_ref_key is None:
         raise refusals.CITIZEN_KEY_UNSET()
     fields = body.model_dump(include={"channel", "description", "village", "location", "target",
@@ -254,7 +252,8 @@ async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> mode
 
 
 def _side_missing(ticket_no: str, field: str) -> Exception:
-    """A matter a merge names that does not exist: 404 for the path, 422 for `into`."""
+    """A matter a merge names that does not exist: 404 for the path, 409 for `into` (a body as
+    documented that names no matter)."""
     if field == "into":
         return refusals.INTO_UNKNOWN("into", ticket=ticket_no)
     return refusals.MATTER_NOT_FOUND(ticket=ticket_no)

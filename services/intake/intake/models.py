@@ -3,25 +3,66 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from townflow_shared.events import Channel, Colour, Rating
 from townflow_shared.types import Command, Identifier, Text
 
 from . import refusals
+from .rules import ACCESS_CODE_PATTERN, TICKET_NUMBER_LENGTH, TICKET_NUMBER_PATTERN
+
+# Every pattern, bound and "required when" below is in the OpenAPI document as the server checks
+# it, so what the schemas allow is accepted and what they do not is refused with a 422. (An exact
+# length beside a pattern: Python's `$` also matches before a final newline, the others' do not.)
+TOWN_CODE_PATTERN = r"^[0-9]{9}$"  # the county's 6 digits and the town's 3
+TownCode = Annotated[str, Field(pattern=TOWN_CODE_PATTERN, min_length=9, max_length=9,
+                                description="a town's 9-digit code")]
+TicketNumber = Annotated[str, Field(
+    pattern=TICKET_NUMBER_PATTERN, min_length=TICKET_NUMBER_LENGTH, max_length=TICKET_NUMBER_LENGTH,
+    description="a ticket number: the town's code, the day filed (YYYYMMDD), the day's sequence")]
+AccessCodeSchema = {"pattern": ACCESS_CODE_PATTERN}  # checked by rules.normalise_access_code (its own code)
 
 # A phone as clerks type it (digits, spaces, dashes, a leading +) and a resident id number (17
-# digits and a check digit or X). A mismatch is named by its code, never by these patterns.
-_PHONE = re.compile(r"\+?[0-9][0-9 \-]{4,19}")
-_ID_NUMBER = re.compile(r"\d{17}[\dXx]")
+# digits and a check digit or X). A mismatch is named by its code, never by these patterns; the
+# schema carries them so a client knows before it calls.
+_PHONE_PATTERN = r"^\+?[0-9][0-9 -]{4,19}$"
+_ID_NUMBER_PATTERN = r"^[0-9]{17}[0-9Xx]$"
+_PHONE, _ID_NUMBER = re.compile(_PHONE_PATTERN), re.compile(_ID_NUMBER_PATTERN)
+Phone = Annotated[str, Field(json_schema_extra={"pattern": _PHONE_PATTERN})]
+IdNumber = Annotated[str, Field(json_schema_extra={"pattern": _ID_NUMBER_PATTERN})]
+
+
+# Identifiers of 1 to N characters as sent, for the optional fields: their bounds stand before the
+# trimming, as they do for a required field and in the schema (pydantic would apply a
+# `Field(max_length=...)` of `Identifier | None` to the trimmed value).
+_IDENTIFIER = get_args(Identifier)[1:]
+Identifier40 = Annotated[str, StringConstraints(min_length=1, max_length=40), *_IDENTIFIER]
+Identifier64 = Annotated[str, StringConstraints(min_length=1, max_length=64), *_IDENTIFIER]
+
+
+def _required_string(name: str, **schema: Any) -> dict[str, Any]:
+    """JSON Schema: `name` present and a string (not null)."""
+    return {"required": [name], "properties": {name: {"type": "string", **schema}}}
 
 
 class Citizen(Command):
+    # The phone or the id number (or both): `citizen.contact_missing` otherwise.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [_required_string("phone"),
+                                                           _required_string("id_number")]})
+
     name: Text = Field(min_length=1, max_length=50)
-    phone: str | None = Field(default=None, description="5–20 digits, spaces or dashes, an optional +")
-    id_number: str | None = Field(default=None, description="the resident id number (18 characters)")
+    phone: Phone | None = Field(default=None, description="5–20 digits, spaces or dashes, an optional +")
+    id_number: IdNumber | None = Field(default=None, description="the resident id number (18 characters)")
 
     @field_validator("phone")
     @classmethod
@@ -44,22 +85,41 @@ class Citizen(Command):
         return self
 
 
+# The fields a channel requires (`filing.channel_field_missing`): present, a string, not only
+# whitespace (`\S`: an identifier is trimmed).
+CHANNEL_FIELDS = {"proxy": "proxy_agent_id", "village_station": "village_record_id"}
+
+
 class FileRequest(Command):
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"if": {"required": ["channel"], "properties": {"channel": {"const": channel}}},
+         "then": _required_string(field, pattern="\\S")}
+        for channel, field in CHANNEL_FIELDS.items()]})
+
     channel: Channel
     item_code: Identifier = Field(min_length=1, max_length=40)
     description: Text = Field(min_length=1, max_length=2000)
     village: Identifier = Field(min_length=1, max_length=40)
     location: Text = Field(min_length=1, max_length=200)
-    target: Identifier | None = Field(
-        default=None, min_length=1, max_length=64,
+    target: Identifier64 | None = Field(
+        default=None,
         description="the enterprise's unified social credit code or the site id (required for enforcement items)")
     colour: Colour | None = None
     citizen: Citizen
-    proxy_agent_id: Identifier | None = Field(default=None, min_length=1, max_length=40)
-    village_record_id: Identifier | None = Field(default=None, min_length=1, max_length=64)
-    town_code: Identifier | None = Field(
-        default=None, min_length=1, max_length=20,
+    # Validated when absent too: a channel's own field is required (`_channel_field`).
+    proxy_agent_id: Identifier40 | None = Field(default=None, validate_default=True)
+    village_record_id: Identifier64 | None = Field(default=None, validate_default=True)
+    town_code: TownCode | None = Field(
+        default=None,
         description="the town filed in: required of county_admin in a county; a town's staff file in their own town")
+
+    @field_validator(*CHANNEL_FIELDS.values())
+    @classmethod
+    def _channel_field(cls, value: str | None, info: ValidationInfo) -> str | None:
+        channel = info.data.get("channel")  # absent when the channel itself was refused
+        if channel is not None and CHANNEL_FIELDS.get(channel) == info.field_name and not value:
+            raise refusals.CHANNEL_FIELD_MISSING.pydantic(channel=channel)
+        return value
 
 
 class PossibleDuplicate(BaseModel):
@@ -136,7 +196,7 @@ class Rated(BaseModel):
 
 
 class MergeBody(Command):
-    into: Identifier = Field(min_length=1, max_length=40, description="the primary matter's ticket number")
+    into: TicketNumber = Field(description="the primary matter's ticket number")
 
 
 class Merged(BaseModel):

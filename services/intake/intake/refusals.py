@@ -3,6 +3,13 @@
 `field` names the input at fault where there is one (`item_code`, `citizen.phone`, `into`,
 `ticket_no`, `code`); `params` carry what the console's Chinese needs. The towns' own refusals
 (`town.not_served`, `town.not_yours`, `town.required`, `town.not_found`) are the shared ones.
+
+The statuses say whose the fault is. 422: the input is not what the OpenAPI document allows
+(its schemas carry every pattern, bound and "required when" these checks enforce, so a client
+can tell before it calls). 404: the matter the path names is not there. 409: a request as the
+document allows that the town's records refuse: a body naming what the town does not have (an
+item, a village, a proxy agent, a matter to merge into), an item that needs a target, a key used
+with another body, matters that cannot merge.
 """
 
 from __future__ import annotations
@@ -13,22 +20,22 @@ CODES = Catalogue("intake")
 
 # --- filing a matter (SPEC §5.2) ----------------------------------------------------------------
 ITEM_UNKNOWN = CODES.code(
-    "item.unknown", 422, "no such item in the town's catalog",
+    "item.unknown", 409, "no such item in the town's catalog",
     "unknown item code {item} in {town}; closest: {suggestions}")
 """params: item (as given), town (its name), suggestions (the closest item codes, best first) and
 suggestion_names (their names, in the same order): the console offers them to pick."""
 VILLAGE_UNKNOWN = CODES.code(
-    "filing.village_unknown", 422, "no such village in the town",
+    "filing.village_unknown", 409, "no such village in the town",
     "unknown village {village} in {town}; known: {villages}")
 CHANNEL_FIELD_MISSING = CODES.code(
     "filing.channel_field_missing", 422, "required for this channel",
     "required when the channel is {channel}")
 """field: proxy_agent_id (channel proxy, 代办) or village_record_id (channel village_station, 三转)."""
 PROXY_AGENT_UNKNOWN = CODES.code(
-    "filing.proxy_agent_unknown", 422, "not a proxy agent of the town",
+    "filing.proxy_agent_unknown", 409, "not a proxy agent of the town",
     "{agent} is not a proxy agent (代办员) of {town}; known: {agents}")
 TARGET_MISSING = CODES.code(
-    "filing.target_missing", 422, "the enterprise or site is required for this item",
+    "filing.target_missing", 409, "the enterprise or site is required for this item",
     "required for {task_kind} items: the enterprise's unified social credit code or the site id")
 CITIZEN_CONTACT_MISSING = CODES.code(
     "citizen.contact_missing", 422, "give the citizen's phone or id number")
@@ -39,7 +46,7 @@ ID_NUMBER_MALFORMED = CODES.code(
     "citizen.id_number_malformed", 422, "not a resident id number",
     "a resident id number is 17 digits and a digit or X")
 IDEMPOTENCY_KEY_REUSED = CODES.code(
-    "idempotency.key_reused", 422, "this Idempotency-Key was used with another body",
+    "idempotency.key_reused", 409, "this Idempotency-Key was used with another body",
     "this key was used before with a different request body")
 CITIZEN_KEY_UNSET = CODES.code(
     "filing.citizen_ref_key_unset", 503, "filing is not configured",
@@ -64,11 +71,11 @@ NOT_YET_COMPLETED = CODES.code(
 
 # --- 重复件: merge and unmerge (SPEC §10) -------------------------------------------------------
 MATTER_NOT_FOUND = CODES.code("merge.ticket_not_found", 404, "no such ticket", "no matter {ticket}")
-INTO_UNKNOWN = CODES.code("merge.into_unknown", 422, "no such matter to merge into",
+INTO_UNKNOWN = CODES.code("merge.into_unknown", 409, "no such matter to merge into",
                           "no matter with ticket number {ticket}")
-INTO_ITSELF = CODES.code("merge.into_itself", 422, "a matter cannot be merged into itself")
+INTO_ITSELF = CODES.code("merge.into_itself", 409, "a matter cannot be merged into itself")
 OTHER_TOWN = CODES.code(
-    "merge.other_town", 422, "a matter merges only within its town",
+    "merge.other_town", 409, "a matter merges only within its town",
     "{ticket} is another town's matter; a matter merges only within its town")
 ALREADY_MERGED = CODES.code(
     "merge.already_merged", 409, "this matter is already merged",

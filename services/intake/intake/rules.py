@@ -46,6 +46,12 @@ def citizen_ref(key: bytes, id_number: str | None, phone: str | None) -> str:
     return hmac.new(key, basis.encode(), hashlib.sha256).hexdigest()
 
 
+# A ticket number as `ticket_number` makes it: the town's 9-digit code, the local day, the daily
+# sequence. Its length with the pattern: a trailing newline is no ticket number, in any regex dialect.
+TICKET_NUMBER_PATTERN = r"^[0-9]{9}-[0-9]{8}-[0-9]{5}$"
+TICKET_NUMBER_LENGTH = 24
+
+
 def ticket_number(town_code: str, day: date, sequence: int) -> str:
     if not 1 <= sequence <= 99_999:
         raise ValueError(f"daily sequence {sequence} is outside 1..99999")
@@ -58,6 +64,11 @@ def town_of_ticket(ticket_no: str) -> str:
 
 
 ACCESS_CODE_LENGTH = 6
+# What `normalise_access_code` takes (the OpenAPI document says so too): the code's six characters,
+# in either case, with whitespace around them as a citizen may type it.
+_CODE_CHARACTERS = ACCESS_CODE_ALPHABET + "".join(c.lower() for c in ACCESS_CODE_ALPHABET if c.isalpha())
+ACCESS_CODE_PATTERN = rf"^\s*[{_CODE_CHARACTERS}]{{{ACCESS_CODE_LENGTH}}}\s*$"
+_ACCESS_CODE = re.compile(ACCESS_CODE_PATTERN)
 CODE_GUESS_WINDOW = timedelta(hours=1)
 
 
@@ -68,10 +79,9 @@ def new_access_code() -> str:
 def normalise_access_code(code: str) -> str | None:
     """The code as issued (the citizen may type it in lower case or with spaces around it), or
     None when it cannot be one: wrong length, or a character outside the alphabet."""
-    code = code.strip().upper()
-    if len(code) != ACCESS_CODE_LENGTH or any(c not in ACCESS_CODE_ALPHABET for c in code):
+    if not _ACCESS_CODE.fullmatch(code):
         return None
-    return code
+    return code.strip().upper()
 
 
 def codes_match(issued: str, given: str) -> bool:
@@ -123,24 +133,26 @@ def closest_items(query: str, town: Town, limit: int = 3) -> list[CatalogItem]:
     return [item for item in ranked[:limit] if score(item) > 0.2]
 
 
-def filing_problems(*, town: Town, item: CatalogItem, channel: str, village: str,
-                    target: str | None, proxy_agent_id: str | None,
-                    village_record_id: str | None) -> list[FieldError]:
-    """Every field that makes a filing invalid beyond its types, with its code."""
+def filing_refusal(*, town: Town, item: CatalogItem, village: str, target: str | None,
+                   proxy_agent_id: str | None) -> Refusal | None:
+    """Why the town refuses a filing its request model took (409), or None: what it names that
+    the town does not have (the village, the proxy agent) and what the item needs (a target).
+    The first names the answer; `errors` lists them all, so every field at fault is shown at
+    once. The channel's own fields are the request model's."""
     problems: list[FieldError] = []
     if village not in town.villages:
         problems.append(refusals.VILLAGE_UNKNOWN.error(
             "village", village=village, town=town.info.name, villages=list(town.villages)))
-    if channel == "proxy" and not proxy_agent_id:
-        problems.append(refusals.CHANNEL_FIELD_MISSING.error("proxy_agent_id", channel=channel))
-    elif proxy_agent_id is not None and proxy_agent_id not in proxy_agents(town):
+    if proxy_agent_id is not None and proxy_agent_id not in proxy_agents(town):
         problems.append(refusals.PROXY_AGENT_UNKNOWN.error(
             "proxy_agent_id", agent=proxy_agent_id, town=town.info.name, agents=proxy_agents(town)))
-    if channel == "village_station" and not village_record_id:
-        problems.append(refusals.CHANNEL_FIELD_MISSING.error("village_record_id", channel=channel))
     if item.task_kind in ("enforcement", "joint_visit") and not target:
         problems.append(refusals.TARGET_MISSING.error("target", task_kind=item.task_kind))
-    return problems
+    if not problems:
+        return None
+    first = problems[0]
+    return Refusal(refusals.CODES.codes[first.code], field=first.field, errors=problems,
+                   params=first.params or {}, detail=first.detail)
 
 
 def unknown_item(query: str, town: Town) -> Refusal:

@@ -81,16 +81,16 @@ async def test_the_third_filing_of_one_item_by_one_citizen_is_raised_a_colour() 
 async def test_an_unknown_item_names_the_closest_items() -> None:
     refused = await refusal_of(flows.file_request(deps(FakeDatabase(), NOW), CLERK,
                                                   flows.FileMatter(filing(item_code="农村建房"), None)))
-    assert _code(refused) == ("item.unknown", "item_code") and refused.status == 422
+    assert _code(refused) == ("item.unknown", "item_code") and refused.status == 409
     assert "J001" in refused.params["suggestions"]
 
 
-async def test_every_field_at_fault_is_named_with_its_code() -> None:
+async def test_every_field_the_town_refuses_is_named_with_its_code() -> None:
     refused = await refusal_of(flows.file_request(deps(FakeDatabase(), NOW), CLERK, flows.FileMatter(
-        filing(item_code="E003", channel="proxy", village="V99"), None)))
-    assert refused.code.name == "request.invalid"
+        filing(item_code="E003", channel="proxy", proxy_agent_id="s999", village="V99"), None)))
+    assert (refused.code.name, refused.status) == ("filing.village_unknown", 409)
     assert {(e.field, e.code) for e in refused.errors} == {
-        ("village", "filing.village_unknown"), ("proxy_agent_id", "filing.channel_field_missing"),
+        ("village", "filing.village_unknown"), ("proxy_agent_id", "filing.proxy_agent_unknown"),
         ("target", "filing.target_missing")}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -60,25 +61,29 @@ def test_closest_items_by_code_and_chinese_name(query: str, expected: str) -> No
     assert expected in [i.code for i in rules.closest_items(query, TOWN)]
 
 
-def test_channel_and_kind_requirements() -> None:
+def test_the_towns_refusals_of_a_filing() -> None:
+    """A filing as documented that the town refuses is a 409 naming every field at fault."""
     item = TOWN.catalog["E003"]
-    problems = rules.filing_problems(town=TOWN, item=item, channel="proxy", village="V99",
-                                     target=None, proxy_agent_id=None, village_record_id=None)
-    assert {(p.field, p.code) for p in problems} == {
-        ("village", "filing.village_unknown"), ("proxy_agent_id", "filing.channel_field_missing"),
+    refused = rules.filing_refusal(town=TOWN, item=item, village="V99", target=None, proxy_agent_id="s999")
+    assert refused is not None and refused.status == 409
+    assert (refused.code.name, refused.field) == ("filing.village_unknown", "village")
+    assert {(e.field, e.code) for e in refused.errors} == {
+        ("village", "filing.village_unknown"), ("proxy_agent_id", "filing.proxy_agent_unknown"),
         ("target", "filing.target_missing")}
-    assert all("V99" not in str(p.params.get("villages")) for p in problems if p.params)  # the town's own
-    ok = rules.filing_problems(town=TOWN, item=TOWN.catalog["S001"], channel="village_station",
-                               village="V01", target=None, proxy_agent_id=None, village_record_id="VR-1")
-    assert ok == []
+    assert "V99" not in str(refused.params.get("villages"))  # the town's own
+    no_target = rules.filing_refusal(town=TOWN, item=item, village="V01", target=None, proxy_agent_id=None)
+    assert no_target is not None and no_target.status == 409
+    assert (no_target.code.name, no_target.field) == ("filing.target_missing", "target")
+    assert rules.filing_refusal(town=TOWN, item=TOWN.catalog["S001"], village="V01", target=None,
+                                proxy_agent_id=None) is None
 
 
 def test_village_and_proxy_agent_are_the_towns_own() -> None:
     """In a county each filing is checked against the town it is filed in (SPEC §8)."""
     def problems(town: Town, village: str = "V01", proxy_agent_id: str = "s035") -> set[str]:
-        return {p.field for p in rules.filing_problems(
-            town=town, item=town.catalog["S001"], channel="proxy", village=village, target=None,
-            proxy_agent_id=proxy_agent_id, village_record_id=None)}
+        refused = rules.filing_refusal(town=town, item=town.catalog["S001"], village=village, target=None,
+                                       proxy_agent_id=proxy_agent_id)
+        return {e.field for e in refused.errors} if refused is not None else set()
 
     assert problems(QINGHE) == set()
     assert problems(BAILU) == {"proxy_agent_id"}                  # 青禾镇's 代办员, not 白鹭镇's
@@ -87,6 +92,16 @@ def test_village_and_proxy_agent_are_the_towns_own() -> None:
     assert problems(BAILU, village="V06", proxy_agent_id="s029") == {"village"}  # 白鹭镇 has five
     assert problems(QINGHE, proxy_agent_id="s010") == {"proxy_agent_id"}  # a clerk is no proxy agent
     assert rules.proxy_agents(BAILU) == ["s029"]
+
+
+@pytest.mark.parametrize(("code", "taken"), [
+    ("ABCDEF", "ABCDEF"), (" abc2ef\n", "ABC2EF"), ("ABCDE", None), ("ABCDEO", None), ("ABCDE1", None),
+    ("abcdeſ", None),  # 'ſ'.upper() is 'S': only the alphabet's own letters are read
+    ("ＡBCDEF", None),  # a full-width letter
+])
+def test_an_access_code_is_taken_exactly_when_its_pattern_allows_it(code: str, taken: str | None) -> None:
+    assert rules.normalise_access_code(code) == taken
+    assert (re.search(rules.ACCESS_CODE_PATTERN, code) is not None) == (taken is not None)
 
 
 def test_rating_only_once_and_only_after_completion() -> None:
