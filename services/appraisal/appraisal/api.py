@@ -11,18 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from townflow_shared import problems
 from townflow_shared.auth import Principal, require
-from townflow_shared.problems import (
-    ROLE_MISSING,
-    TOKEN_INVALID,
-    TOKEN_MISSING,
-    TOWN_NOT_FOUND,
-    TOWN_NOT_SERVED,
-    TOWN_NOT_YOURS,
-    TOWN_REQUIRED,
-    Code,
-    responses,
-)
+from townflow_shared.problems import responses
 from townflow_shared.types import Identifier
 
 from . import bulletin as monthly
@@ -59,9 +50,9 @@ Period = Annotated[models.Period | None, Query(description="YYYY-MM; default thi
 TownCode = Annotated[models.TownCode | None, Query(description="the town's code; required of county roles")]
 
 # Who may call, and which town: every route's refusals before its own.
-CALLER: tuple[Code, ...] = (TOKEN_MISSING, TOKEN_INVALID, ROLE_MISSING)
-ONE_TOWN: tuple[Code, ...] = (TOWN_NOT_FOUND, TOWN_NOT_SERVED, TOWN_REQUIRED)
-MONTH: tuple[Code, ...] = (PERIOD_MALFORMED, PERIOD_OUT_OF_RANGE)
+CALLER = problems.AUTHENTICATED  # the refusals of any route that reads a token
+ONE_TOWN: tuple[problems.Code, ...] = (problems.TOWN_NOT_FOUND, problems.TOWN_NOT_SERVED, problems.TOWN_REQUIRED)
+MONTH: tuple[problems.Code, ...] = (PERIOD_MALFORMED, PERIOD_OUT_OF_RANGE)
 
 
 @router.get("/v1/scores", response_model=list[models.Score], response_model_exclude_unset=True,
@@ -125,7 +116,7 @@ async def ledger(subject_type: rules.SubjectType, subject_id: Annotated[Identifi
 
 
 @router.post("/v1/seconded-scores", status_code=201, response_model=models.SecondedScorePosted,
-             responses=responses(*CALLER, TOWN_NOT_YOURS, TOWN_NOT_SERVED, TOWN_REQUIRED, *MONTH,
+             responses=responses(*CALLER, problems.TOWN_NOT_YOURS, problems.TOWN_NOT_SERVED, problems.TOWN_REQUIRED, *MONTH,
                                  SCORE_UNIT_NOT_SECONDED))
 async def post_seconded_score(body: models.SecondedScore, deps: Deps, principal: Admin,
                               town: TownCode = None) -> dict[str, object]:

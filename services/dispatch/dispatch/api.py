@@ -9,20 +9,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from townflow_shared import problems
 from townflow_shared.auth import Principal, require
 from townflow_shared.events import Colour
-from townflow_shared.problems import (
-    INVALID,
-    ROLE_MISSING,
-    TOKEN_INVALID,
-    TOKEN_MISSING,
-    TOKEN_WITHOUT_TOWN,
-    TOWN_NOT_FOUND,
-    TOWN_NOT_SERVED,
-    TOWN_NOT_YOURS,
-    TOWN_REQUIRED,
-    responses,
-)
+from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 from townflow_shared.views import record_id
 
@@ -95,10 +85,10 @@ Town = Annotated[str | None, Query(json_schema_extra={"pattern": TOWN_CODE_PATTE
 Filter = Annotated[str | None, Query(pattern=NO_NUL_PATTERN)]
 
 # What every route may answer about its caller, and every route on one task about the task.
-CALLER = (TOKEN_MISSING, TOKEN_INVALID, TOKEN_WITHOUT_TOWN, ROLE_MISSING)
-ON_TASK = (*CALLER, TASK_NOT_FOUND, TOWN_NOT_YOURS)
+CALLER = problems.AUTHENTICATED  # the refusals of any route that reads a token
+ON_TASK = (*CALLER, TASK_NOT_FOUND, problems.TOWN_NOT_YOURS)
 AS_ASSIGNEE = (*ON_TASK, TASK_NOT_ASSIGNEE, TASK_STATUS_FORBIDS)
-TOWNS_READ = (*CALLER, TOWN_NOT_SERVED, TOWN_NOT_FOUND, TOWN_REQUIRED, INVALID)
+TOWNS_READ = (*CALLER, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_FOUND, problems.TOWN_REQUIRED, problems.INVALID)
 
 
 @router.post("/v1/tasks/{task_id}/accept", response_model=Accepted, responses=responses(*AS_ASSIGNEE))
@@ -107,13 +97,13 @@ async def accept(task_id: TaskId, deps: Dependencies, principal: Holder) -> Acce
 
 
 @router.post("/v1/tasks/{task_id}/complete", response_model=Completed,
-             responses=responses(*AS_ASSIGNEE, INVALID))
+             responses=responses(*AS_ASSIGNEE, problems.INVALID))
 async def complete(task_id: TaskId, body: Resolution, deps: Dependencies, principal: Holder) -> Completed:
     return await flows.complete_task(deps, principal, flows.CompleteTask(task_id, body.resolution))
 
 
 @router.post("/v1/tasks/{task_id}/return", response_model=Returned,
-             responses=responses(*AS_ASSIGNEE, RETURN_WINDOW_CLOSED, INVALID))
+             responses=responses(*AS_ASSIGNEE, RETURN_WINDOW_CLOSED, problems.INVALID))
 async def return_task(task_id: TaskId, body: ReturnReason, deps: Dependencies, principal: Holder) -> Returned:
     """退回: allowed within the return window after dispatch (default 2 working hours)."""
     return await flows.return_task(deps, principal, flows.ReturnTask(task_id, body.reason))
@@ -127,7 +117,7 @@ async def redispatch(task_id: TaskId, body: Redispatch, deps: Dependencies, prin
 
 
 @router.post("/v1/tasks/{task_id}/extend", status_code=202, response_model=ExtensionAsked, responses=responses(
-    *AS_ASSIGNEE, EXTENSION_TOO_LATE, EXTENSION_ALREADY_PENDING, INVALID))
+    *AS_ASSIGNEE, EXTENSION_TOO_LATE, EXTENSION_ALREADY_PENDING, problems.INVALID))
 async def request_extension(task_id: TaskId, body: ExtensionRequest, deps: Dependencies,
                             principal: Holder) -> ExtensionAsked:
     """延期申请: asked before resolve_by; the command centre approves or refuses it."""
@@ -136,7 +126,7 @@ async def request_extension(task_id: TaskId, body: ExtensionRequest, deps: Depen
 
 @router.post("/v1/tasks/{task_id}/extension/approve", response_model=ExtensionDecided,
              response_model_exclude_none=True,
-             responses=responses(*ON_TASK, EXTENSION_TASK_NOT_OPEN, EXTENSION_NONE_PENDING, INVALID))
+             responses=responses(*ON_TASK, EXTENSION_TASK_NOT_OPEN, EXTENSION_NONE_PENDING, problems.INVALID))
 async def approve_extension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                             body: Decision | None = None) -> ExtensionDecided:
     return await flows.decide_extension(deps, principal, flows.DecideExtension(
@@ -144,7 +134,7 @@ async def approve_extension(task_id: TaskId, deps: Dependencies, principal: Comm
 
 
 @router.post("/v1/tasks/{task_id}/extension/refuse", response_model=ExtensionDecided,
-             response_model_exclude_none=True, responses=responses(*ON_TASK, EXTENSION_NONE_PENDING, INVALID))
+             response_model_exclude_none=True, responses=responses(*ON_TASK, EXTENSION_NONE_PENDING, problems.INVALID))
 async def refuse_extension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                            body: Decision | None = None) -> ExtensionDecided:
     return await flows.decide_extension(deps, principal, flows.DecideExtension(
@@ -152,7 +142,7 @@ async def refuse_extension(task_id: TaskId, deps: Dependencies, principal: Comma
 
 
 @router.post("/v1/tasks/{task_id}/verify", response_model=TaskView,
-             responses=responses(*ON_TASK, TASK_STATUS_FORBIDS, INVALID))
+             responses=responses(*ON_TASK, TASK_STATUS_FORBIDS, problems.INVALID))
 async def verify(task_id: TaskId, body: Verification, deps: Dependencies, principal: CommandCentre) -> TaskView:
     """核查结案: passed closes the task; failed sends it back to the same assignee as rework."""
     return await flows.verify_task(deps, principal, flows.VerifyTask(task_id, body.passed, body.note))
@@ -167,7 +157,7 @@ async def callback(task_id: TaskId, body: Callback, deps: Dependencies, principa
 
 
 @router.post("/v1/staff/{staff_id}/off-post", status_code=201, response_model=OffPostRegistered, responses=responses(
-    *CALLER, TOWN_NOT_SERVED, TOWN_NOT_YOURS, TOWN_REQUIRED, STAFF_NOT_FOUND, OFF_POST_NOT_PERMITTED,
+    *CALLER, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED, STAFF_NOT_FOUND, OFF_POST_NOT_PERMITTED,
     OFF_POST_ENDS_BEFORE_START))
 async def register_off_post(staff_id: Annotated[str, Path(pattern=NO_NUL_PATTERN)], body: OffPost,
                             deps: Dependencies, principal: Holder, town: Town = None) -> OffPostRegistered:

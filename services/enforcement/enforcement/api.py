@@ -8,20 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from townflow_shared import problems
 from townflow_shared.auth import Principal, require
-from townflow_shared.problems import (
-    AUTH_NOT_CONFIGURED,
-    INVALID,
-    ROLE_MISSING,
-    TOKEN_INVALID,
-    TOKEN_MISSING,
-    TOKEN_WITHOUT_TOWN,
-    TOWN_NOT_FOUND,
-    TOWN_NOT_SERVED,
-    TOWN_NOT_YOURS,
-    TOWN_REQUIRED,
-    responses,
-)
+from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 
 from . import flows, models, queries
@@ -39,8 +28,8 @@ Wired = Annotated[Deps, Depends(_deps)]
 Officer = Annotated[Principal, Depends(require("officer", "module_leader"))]
 Reader = Annotated[Principal, Depends(require("officer", "module_leader", "command_centre", "appraisal_admin"))]
 # Every route: who calls. A list: which towns it covers.
-CALLER = (TOKEN_MISSING, TOKEN_INVALID, AUTH_NOT_CONFIGURED, TOKEN_WITHOUT_TOWN, ROLE_MISSING)
-LISTED = (*CALLER, TOWN_NOT_SERVED, TOWN_NOT_FOUND, TOWN_REQUIRED, INVALID)
+CALLER = problems.AUTHENTICATED  # the refusals of any route that reads a token
+LISTED = (*CALLER, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_FOUND, problems.TOWN_REQUIRED, problems.INVALID)
 Limit = Annotated[int, Query(ge=1, le=1000)]
 # The town a county role names (`?town=`): documented as a town's code; any other value names a
 # town this deployment does not serve (404 `town.not_served`).
@@ -84,7 +73,7 @@ async def get_inspection(inspection_id: InspectionId, deps: Wired, principal: Re
 
 
 @router.post("/v1/inspections/{inspection_id}/start", response_model=models.Inspection,
-             responses=responses(*CALLER, INVALID, no.INSPECTION_NOT_FOUND, TOWN_NOT_YOURS, no.UNKNOWN_STAFF,
+             responses=responses(*CALLER, problems.INVALID, no.INSPECTION_NOT_FOUND, problems.TOWN_NOT_YOURS, no.UNKNOWN_STAFF,
                                  no.INSPECTION_NOT_PLANNED))
 async def start_inspection(inspection_id: InspectionId, deps: Wired, principal: Officer,
                            body: models.StartIn | None = None) -> models.Inspection:
@@ -95,7 +84,7 @@ async def start_inspection(inspection_id: InspectionId, deps: Wired, principal: 
 
 
 @router.post("/v1/inspections/{inspection_id}/result", response_model=models.InspectionDone,
-             responses=responses(*CALLER, INVALID, no.INSPECTION_NOT_FOUND, TOWN_NOT_YOURS, no.NOT_ON_TEAM,
+             responses=responses(*CALLER, problems.INVALID, no.INSPECTION_NOT_FOUND, problems.TOWN_NOT_YOURS, no.NOT_ON_TEAM,
                                  no.NOT_NAMED_IN_RESULT, no.INSPECTION_NOT_STARTED, no.UNKNOWN_STAFF,
                                  no.TOO_FEW_CERTIFIED, no.UNIT_ABSENT, no.UNIT_FOREIGN, no.FINDING_MISSING,
                                  no.FINDING_NOT_COVERED, no.FINDING_REPEATED, no.RECTIFY_BY_MISSING))
@@ -119,7 +108,7 @@ async def get_case(case_id: CaseId, deps: Wired, principal: Reader) -> models.Ca
 
 
 @router.post("/v1/cases/{case_id}/steps", response_model=models.CaseWithSteps,
-             responses=responses(*CALLER, INVALID, no.CASE_NOT_FOUND, TOWN_NOT_YOURS, no.TRANSFER_BY_FINDING_ONLY,
+             responses=responses(*CALLER, problems.INVALID, no.CASE_NOT_FOUND, problems.TOWN_NOT_YOURS, no.TRANSFER_BY_FINDING_ONLY,
                                  no.CASE_TRANSFERRED, no.CASE_CLOSED, no.STEP_OUT_OF_ORDER, no.STEP_UNKNOWN,
                                  no.DECISION_MISSING))
 async def add_step(case_id: CaseId, body: models.StepIn, deps: Wired, principal: Officer) -> models.CaseWithSteps:
@@ -128,7 +117,7 @@ async def add_step(case_id: CaseId, body: models.StepIn, deps: Wired, principal:
 
 
 @router.post("/v1/cases/{case_id}/extension", response_model=models.Case,
-             responses=responses(*CALLER, INVALID, no.CASE_NOT_FOUND, TOWN_NOT_YOURS, no.CASE_DECIDED,
+             responses=responses(*CALLER, problems.INVALID, no.CASE_NOT_FOUND, problems.TOWN_NOT_YOURS, no.CASE_DECIDED,
                                  no.ALREADY_EXTENDED, no.EXTENSION_TOO_LATE))
 async def extend_case(case_id: CaseId, body: models.ExtensionIn, deps: Wired, principal: Officer) -> models.Case:
     """The one 30-day extension of the decision limit, recorded before day 90."""
@@ -136,7 +125,7 @@ async def extend_case(case_id: CaseId, body: models.ExtensionIn, deps: Wired, pr
 
 
 @router.post("/v1/random-plans", status_code=201, response_model=models.PublishedPlan,
-             responses=responses(*CALLER, INVALID, TOWN_NOT_SERVED, TOWN_NOT_YOURS, TOWN_REQUIRED,
+             responses=responses(*CALLER, problems.INVALID, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED,
                                  no.SAMPLE_TOO_LARGE, no.TOO_FEW_OFFICERS))
 async def random_plan(body: models.PlanIn, deps: Wired, principal: Officer) -> models.PublishedPlan:
     """双随机一公开: random targets and two random certified officers each of the caller's town (or

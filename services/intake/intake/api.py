@@ -12,20 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from townflow_shared import problems
 from townflow_shared.auth import Principal, optional_principal, require
-from townflow_shared.problems import (
-    AUTH_NOT_CONFIGURED,
-    INVALID,
-    ROLE_MISSING,
-    TOKEN_INVALID,
-    TOKEN_MISSING,
-    TOKEN_WITHOUT_TOWN,
-    TOWN_NOT_FOUND,
-    TOWN_NOT_SERVED,
-    TOWN_NOT_YOURS,
-    TOWN_REQUIRED,
-    responses,
-)
+from townflow_shared.problems import responses
 
 from . import flows, models
 from .flows import FILERS, MERGERS, Deps
@@ -68,7 +57,7 @@ async def _deps(request: Request) -> Deps:
 
 Dependencies = Annotated[Deps, Depends(_deps)]
 # Who may call with a token: no token, a bad one, or the wrong role.
-STAFF = (TOKEN_MISSING, TOKEN_INVALID, TOKEN_WITHOUT_TOWN, AUTH_NOT_CONFIGURED, ROLE_MISSING)
+STAFF = problems.AUTHENTICATED  # the refusals of any route that reads a token
 # What a citizen's access code may be answered with.
 ACCESS_CODE = (TICKET_NOT_FOUND, ACCESS_CODE_MALFORMED, TOO_MANY_WRONG_CODES)
 CODE_QUERY = "the access code printed on the citizen's receipt (6 letters and digits)"
@@ -78,7 +67,7 @@ TicketInPath = Annotated[models.TicketNumber, Path()]
 
 
 @router.post("/v1/requests", status_code=201, response_model=models.Filed, responses=responses(
-    *STAFF, TOWN_NOT_SERVED, TOWN_NOT_YOURS, TOWN_REQUIRED, INVALID, ITEM_UNKNOWN, VILLAGE_UNKNOWN,
+    *STAFF, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED, problems.INVALID, ITEM_UNKNOWN, VILLAGE_UNKNOWN,
     CHANNEL_FIELD_MISSING, PROXY_AGENT_UNKNOWN, TARGET_MISSING, CITIZEN_CONTACT_MISSING, PHONE_MALFORMED,
     ID_NUMBER_MALFORMED, IDEMPOTENCY_KEY_REUSED, CITIZEN_KEY_UNSET))
 async def file_request(
@@ -94,7 +83,7 @@ async def file_request(
 
 
 @router.get("/v1/requests/{ticket_no}", response_model=models.RequestStatus, response_model_exclude_unset=True,
-            responses=responses(*ACCESS_CODE, TOKEN_INVALID, TOKEN_WITHOUT_TOWN, AUTH_NOT_CONFIGURED),
+            responses=responses(*ACCESS_CODE, problems.TOKEN_INVALID, problems.TOKEN_WITHOUT_TOWN, problems.AUTH_NOT_CONFIGURED),
             # The citizen reads with the access code and no token: the bearer token is optional.
             openapi_extra={"security": [{}]})
 async def request_status(
@@ -121,7 +110,7 @@ async def rate_request(ticket_no: TicketInPath, body: models.RatingBody, deps: D
     return await flows.rate(deps, None, flows.RateMatter(ticket_no, code, body.rating))
 
 
-MERGE_SIDES = (TOWN_NOT_YOURS, MATTER_NOT_FOUND)
+MERGE_SIDES = (problems.TOWN_NOT_YOURS, MATTER_NOT_FOUND)
 
 
 @router.post("/v1/requests/{ticket_no}/merge", response_model=models.Merged, responses=responses(
@@ -143,7 +132,7 @@ async def unmerge_request(ticket_no: TicketInPath, deps: Dependencies,
 
 
 @router.get("/v1/catalog", response_model=list[models.CatalogEntry],
-            responses=responses(*STAFF, TOWN_NOT_SERVED, TOWN_NOT_FOUND, TOWN_REQUIRED))
+            responses=responses(*STAFF, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_FOUND, problems.TOWN_REQUIRED))
 async def catalog(deps: Dependencies, principal: Annotated[Principal, Depends(require())],
                   town: Annotated[models.TownCode | None, Query(description=(
                       "the town whose catalog (required of county roles in a county); "
