@@ -181,20 +181,3 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return dependency
-
-
-# TODO(#25): the services move to townflow_shared.scope; these two go when the last caller does.
-def town_to_read(principal: Principal | None, town: str) -> None:
-    """Another town's record is as good as absent to a town's staff: 404 (SPEC §8)."""
-    from .problems import TOWN_NOT_FOUND
-
-    if principal is not None and not principal.may_read(town):
-        raise TOWN_NOT_FOUND()
-
-
-def town_to_act(principal: Principal, town: str) -> None:
-    """Acting on another town's record: 403 (SPEC §8)."""
-    from .problems import TOWN_NOT_YOURS
-
-    if not principal.may_act(town):
-        raise TOWN_NOT_YOURS(town=town, yours=principal.town or "no town")

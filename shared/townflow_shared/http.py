@@ -22,12 +22,9 @@ from .metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
 from .problems import (
     CLOCK_OUT_OF_RANGE,
     DATABASE_UNAVAILABLE,
-    INVALID_VALUE,
     ROLE_MISSING,
     TOKEN_INVALID,
     TOKEN_MISSING,
-    Refusal,
-    invalid,
 )
 from .types import FIRST_YEAR, LAST_YEAR, Command, Instant, StrictBool
 
@@ -35,23 +32,12 @@ if TYPE_CHECKING:
     from .runtime import ServiceRuntime
 
 
-def unprocessable(problems: list[tuple[str, str]], where: str = "body", **extra: Any) -> Refusal:
-    """TODO(#25): a 422 naming each field that is wrong, [(field, problem), ...], with the generic
-    `value.invalid`; the services move to their own codes and this goes."""
-    return invalid([INVALID_VALUE.error(field, **extra).model_copy(update={"detail": msg})
-                    for field, msg in problems])
-
-
 def runtime_of(request: Request) -> ServiceRuntime:
+    """The process's lifecycle, for the operations routes only (readiness, the test clock): the
+    business routes are handed their service's deps instead."""
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-async def _runtime_dependency(request: Request) -> ServiceRuntime:
-    """`async` although it never waits: FastAPI would run a plain `def` in a worker thread."""
-    return runtime_of(request)
-
-
-Runtime = Annotated["ServiceRuntime", Depends(_runtime_dependency)]
 
 ops = APIRouter(tags=["operations"])
 

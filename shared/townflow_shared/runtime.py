@@ -297,7 +297,7 @@ class ServiceRuntime:
                 await self.stop()
 
         app = FastAPI(title=title, version="1.0.0", lifespan=lifespan)
-        app.state.runtime = self  # TODO(#25): routes take the service's deps, and this goes
+        app.state.runtime = self  # for the operations routes (readiness, the test clock) only
         app.state.deps = self.deps
         app.state.tokens = self.tokens
         app.state.county = self.county
