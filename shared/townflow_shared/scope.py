@@ -10,7 +10,9 @@
 | county role, a served town named       | that town                        | that town (county_admin; the      |
 |                                        |                                  | reader is refused by its role)    |
 | a town the deployment does not serve   | 404 `town.not_served`            | 404 `town.not_served`             |
-| (named, a token's, or a stored record) |                                  |                                   |
+| (named, or a token's)                  |                                  |                                   |
+| a stored record of a town no longer    | the record's own not-found code  | the record's own not-found code   |
+| served                                 |                                  |                                   |
 | an event for a town not served         | poison: dead-lettered            |                                   |
 """
 
