@@ -69,7 +69,7 @@ async def test_idempotency_key_retry_returns_first_answer_and_publishes_nothing_
 
     reused = await intake.call("POST", "/v1/requests", as_=CLERK,
                                json={**body, "description": "另一件事"}, headers={"Idempotency-Key": key})
-    assert reused.status_code == 422
+    assert reused.status_code == 409
     assert (reused.json()["code"], reused.json()["field"]) == ("idempotency.key_reused", "Idempotency-Key")
 
 
