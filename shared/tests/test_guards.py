@@ -58,11 +58,11 @@ async def test_what_only_looks_hostile_passes(body: bytes) -> None:
 
 
 async def test_json_nested_a_thousand_deep_is_refused_by_count_not_by_recursion() -> None:
-    assert await code_of(b"[" * 1000 + b"]" * 1000, EdgeLimits()) == ("request.body_too_deep", None)
+    assert await code_of(b"[" * 1000 + b"]" * 1000, EdgeLimits.defaults()) == ("request.body_too_deep", None)
 
 
 async def test_a_refusal_names_a_long_key_cut_short() -> None:
-    refusal = await json_refusal(json.dumps({"k" * 500_000: "\x00"}).encode(), EdgeLimits())
+    refusal = await json_refusal(json.dumps({"k" * 500_000: "\x00"}).encode(), EdgeLimits.defaults())
     assert refusal is not None and refusal.field is not None and len(refusal.field) <= 64
     assert len(refusal.response().body) < 1000
 

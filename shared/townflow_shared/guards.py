@@ -53,13 +53,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EdgeLimits:
-    """What the guard lets through (settings `TOWNFLOW_HTTP_*`, see settings.py)."""
+    """What the guard lets through: the settings `TOWNFLOW_HTTP_*`, whose defaults are written
+    once, in settings.py."""
 
-    max_body_bytes: int = 1_048_576
-    max_json_depth: int = 32
-    max_json_members: int = 20_000
-    body_timeout_seconds: float = 10.0
-    max_url_length: int = 8192
+    max_body_bytes: int
+    max_json_depth: int
+    max_json_members: int
+    body_timeout_seconds: float
+    max_url_length: int
+
+    @classmethod
+    def defaults(cls) -> EdgeLimits:
+        from .settings import ServiceSettings
+
+        return cls.of(ServiceSettings.model_construct())  # the defaults, without reading the environment
 
     @classmethod
     def of(cls, settings: ServiceSettings) -> EdgeLimits:
@@ -91,7 +98,7 @@ class InputGuard:
     def __init__(self, app: ASGIApp, limits: EdgeLimits | None = None,
                  answer: Callable[[Scope, Refusal], ASGIApp] | None = None) -> None:
         self.app = app
-        self.limits = limits or EdgeLimits()
+        self.limits = limits or EdgeLimits.defaults()
         # How a refusal is answered: a problem document for the services; the console draws a
         # Chinese page in its layout instead, since a person reads it in a browser.
         self.answer = answer or (lambda scope, refusal: refusal.response())
