@@ -55,6 +55,10 @@ def _required_string(name: str, **schema: Any) -> dict[str, Any]:
     return {"required": [name], "properties": {name: {"type": "string", **schema}}}
 
 
+# Each contact field's form and the code that refuses it (the document states the same patterns).
+_CONTACT_FORMS = {"phone": (_PHONE, refusals.PHONE_MALFORMED), "id_number": (_ID_NUMBER, refusals.ID_NUMBER_MALFORMED)}
+
+
 class Citizen(Command):
     # The phone or the id number (or both): `citizen.contact_missing` otherwise.
     model_config = ConfigDict(json_schema_extra={"anyOf": [_required_string("phone"),
@@ -64,18 +68,12 @@ class Citizen(Command):
     phone: Phone | None = Field(default=None, description="5–20 digits, spaces or dashes, an optional +")
     id_number: IdNumber | None = Field(default=None, description="the resident id number (18 characters)")
 
-    @field_validator("phone")
+    @field_validator("phone", "id_number")
     @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not _PHONE.fullmatch(value):
-            raise refusals.PHONE_MALFORMED.pydantic()
-        return value
-
-    @field_validator("id_number")
-    @classmethod
-    def _id_number(cls, value: str | None) -> str | None:
-        if value is not None and not _ID_NUMBER.fullmatch(value):
-            raise refusals.ID_NUMBER_MALFORMED.pydantic()
+    def _well_formed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, malformed = _CONTACT_FORMS[info.field_name or ""]
+        if value is not None and not pattern.fullmatch(value):
+            raise malformed.pydantic()
         return value
 
     @model_validator(mode="after")
