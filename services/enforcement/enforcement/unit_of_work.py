@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -54,11 +54,9 @@ class PostgresTransactions:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[UnitOfWork]:
-        async with self.database.pool.acquire() as conn, conn.transaction():
-            yield PostgresUnitOfWork(conn)
+        # A command's unit of work: one transaction on a pooled connection, as every service's.
+        self.writing: Callable[[], AbstractAsyncContextManager[UnitOfWork]] = database.units_of_work(
+            PostgresUnitOfWork)
 
     @asynccontextmanager
     async def reading(self, *, snapshot: bool = False) -> AsyncIterator[UnitOfWork]:
