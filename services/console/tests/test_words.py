@@ -93,3 +93,30 @@ async def test_a_time_the_console_cannot_read_is_shown_as_given_not_a_failure() 
     async for browser, _ in _console(answer, [], COMMAND):
         got = await browser.get("/board/live")
     assert got.status_code == 200 and '<time data-testid="board-at">not a time</time>' in got.text
+
+
+SCORE = {"subject_type": "staff", "subject_id": "s049", "period": "2026-12", "rank": 1, "composite": 80.0,
+         "points": 12.0, "town_code": QINGHE,
+         "rates": {"response": 1.0, "resolution": 0.5, "satisfaction": None},
+         "counts": {"dispatched": 4, "rated": 2, "satisfied": 1, "overdue": 3, "escalated_red": 0}}
+ALERT = {"staff_id": "s049", "period": "2026-12", "level": "reminder", "raised_at": "2026-12-06T00:12:00+00:00",
+         "reasons": ["3 overdue tasks this month (threshold 3)"], "cause_event_id": "e1"}
+
+
+async def test_an_alert_reads_by_the_staff_members_name_and_figures_not_appraisals_english() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={
+            "/v1/rankings": {"period": "2026-12", "staff": {"red": [SCORE], "black": []}},
+            "/v1/scores": [SCORE, {**SCORE, "subject_type": "seconded_unit", "subject_id": "police"}],
+            "/v1/alerts": [ALERT],
+            "/v1/bonus": {"period": "2026-12", "town_code": QINGHE, "total": "100.00", "shares": [
+                {"staff_id": "s049", "module": "police", "post_coefficient": 1.0, "points": 12.0, "weight": 12.0,
+                 "share": "100.00"}]},
+        }.get(request.url.path, []))
+
+    async for browser, _ in _console(answer, []):
+        got = await browser.get("/appraisal")
+    assert got.status_code == 200
+    assert "廖凡：本月超期 3 件，红色任务升级督办 0 件，评价 2 次（满意 1 次）" in got.text
+    assert "overdue" not in got.text and ">s049<" not in got.text and ">police<" not in got.text
+    assert "<td>派出所</td>" in got.text  # the seconded unit's score and the bonus's module by name
