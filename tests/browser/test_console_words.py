@@ -148,12 +148,13 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     assert SHOWN_TIME.findall(await row.inner_text()) == ["2026-12-07 09:10", local(case["decision_due"])]
 
 
-async def _planned(enforcement: Api, target: str, needs: int = 1) -> dict[str, Any]:
-    """The planned inspection of `target`, once its needs have their tasks."""
+async def _planned(enforcement: Api, target: str, task_ids: bool = True) -> dict[str, Any]:
+    """The planned inspection of `target`, once its need has its task (a re-check of a rectification
+    has none: `task_ids=False`)."""
     async def find() -> dict[str, Any] | None:
         rows = await _ok(await enforcement.call("GET", "/v1/inspections", as_=OFFICER,
                                                 params={"target": target, "status": "planned"}))
-        return rows[0] if rows and len(rows[0]["needs"]) == needs and all(n["task_id"] for n in rows[0]["needs"]) \
+        return rows[0] if rows and rows[0]["needs"] and (not task_ids or all(n["task_id"] for n in rows[0]["needs"])) \
             else None
 
     return await eventually(find, what=f"a planned inspection of {target}")
@@ -215,9 +216,10 @@ ROLES = ("qh-s010", "qh-s035", "qh-s036", "qh-s030", "qh-s049", "qh-s026", "qh-s
 
 
 async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
-    """Tasks waiting, with an extension asked, to check, returned and closed with a callback; a joint
-    visit of three units; an inspection done with a case; an enterprise inspected by two units
-    separately. Their ids, for the pages that show them."""
+    """Tasks waiting, with an extension asked, to check, returned, closed with a callback, and of a
+    module leader's module; a joint visit of three units finding a rectification, and its re-check;
+    an inspection done with a case; an enterprise inspected by two units separately. Their ids, for
+    the pages that show them."""
     intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
     enforcement = Api(county_stack, "enforcement", QINGHE)
     tasks = []
@@ -239,10 +241,25 @@ async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
     await step(closed, "verify", {"passed": True, "note": "核查通过"}, COMMAND)
     await step(closed, "callback", {"reached": True, "rating": "basically_satisfied", "note": "基本满意"}, COMMAND)
 
+    # A matter of the 社会事务办 module, whose leader (qh-s002) sees it among the module's tasks.
+    social = await _ok(await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(
+        item_code="S005", description="临时救助申请", location=f"东湖村{uuid.uuid4().hex[:6]}号")))
+    tasks.append(await task_of(dispatch, social["request_id"]))
+
+    # A joint visit of three units (国土所, 村镇规划建设站, 农业综合服务中心) that finds a rectification
+    # to make: its result, and the planned re-check of the rectification.
     joint = f"91321003MA{uuid.uuid4().hex[:8].upper()}"
     await _ok(await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(
         item_code="J001", description="农村建房申请", village="V03", location="西山村", target=joint)))
     joint_visit = await _planned(enforcement, joint)
+    await _ok(await enforcement.call("POST", f"/v1/inspections/{joint_visit['inspection_id']}/start", as_=OFFICER,
+                                     json={"officers": ["s026", "s027"]}))
+    await _ok(await enforcement.call(
+        "POST", f"/v1/inspections/{joint_visit['inspection_id']}/result", as_=OFFICER, json={
+            "officers": ["s026", "s027"], "present_units": joint_visit["units"],
+            "findings": [{"task_id": n["task_id"], "outcome": "rectify", "note": "地基退让不足",
+                          "rectify_by": "2027-01-15"} for n in joint_visit["needs"]]}))
+    recheck = await _planned(enforcement, joint, task_ids=False)
 
     enterprise = f"91321003MA{uuid.uuid4().hex[:8].upper()}"
     inspections = []
@@ -262,8 +279,9 @@ async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
     filed = await _ok(await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(
         channel="hotline", item_code="E009", description="无照经营", village="V02", location="东湖村工业园",
         target=enterprise)))
-    return {"tasks": [t["task_id"] for t in tasks], "inspections": [joint_visit["inspection_id"],
-                                                                    *(i["inspection_id"] for i in inspections)],
+    return {"tasks": [t["task_id"] for t in tasks],
+            "inspections": [joint_visit["inspection_id"], recheck["inspection_id"],
+                            *(i["inspection_id"] for i in inspections)],
             "case": done["cases"][0], "ticket": filed["ticket_no"], "code": filed["access_code"]}
 
 
@@ -273,9 +291,12 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
              *(f"/enforcement/inspections/{i}" for i in made["inspections"]), f"/enforcement/cases/{made['case']}",
              "/enforcement/alerts", "/appraisal", "/county"]
     found: dict[str, list[str]] = {}
+    text: list[str] = []
 
     async def read(page: Page, where: str) -> None:
-        if english := english_on(await page.evaluate(READ_PAGE)):
+        lines = await page.evaluate(READ_PAGE)
+        text.extend(lines)
+        if english := english_on(lines):
             found[where] = english
 
     seen = 0
@@ -307,4 +328,9 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
     await expect(citizen.get_by_test_id("status")).to_be_visible()
     await read(citizen, "status of a matter")
     assert seen >= 2 * len(ROLES), seen  # every role reads pages of its own, not only refusals
+    # What was made is on the pages, by name: the crawl read them, not empty lists.
+    read_all = "\n".join(text)
+    for words in ("新生儿落户", "临时救助申请", "户籍办理岗", "A岗", "3个工作日", "国土所", "村镇规划建设站",
+                  "农业综合服务中心", "整改复查", "限期整改", "违法立案", "县应急管理局", "县市场监督管理局"):
+        assert words in read_all, words
     assert not found, "\n".join(f"{where}: {word}" for where, words in found.items() for word in words)
