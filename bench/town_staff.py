@@ -34,6 +34,7 @@ class StaffReport:
     refused: list[str] = field(default_factory=list)
     tried_again: Counter[str] = field(default_factory=Counter)  # "action status": outages and races
     to_rate: dict[str, str] = field(default_factory=dict)  # request_id → town, completed but not rated yet
+    leave_alone: set[str] = field(default_factory=set)  # targets whose tasks are left to supervision (督办)
 
 
 class TownDesk:
@@ -84,8 +85,8 @@ class TownDesk:
         work = 0
         # A step that failed (an outage) is taken up again from the status it left the record in.
         for task in await self.tasks("dispatched") + await self.tasks("accepted"):
-            if task["kind"] != "service":
-                continue  # the inspection that covers it completes it
+            if task["kind"] != "service" or task.get("target") in self.report.leave_alone:
+                continue  # the inspection that covers it completes it (or chaos watches it go overdue)
             work += 1
             path = f"/v1/tasks/{task['task_id']}"
             if task["status"] == "dispatched" and await self.call(
