@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -95,6 +96,7 @@ class Size:
     pause_seconds: float = 45.0        # SIGSTOP of a replica holding a lock or partitions, this long
     pause_services: tuple[str, ...] = tuple(SERVICES)  # one pause of each
     partition_seconds: float = 45.0    # a replica cut off from PostgreSQL, then one from Kafka, this long
+    partition_services: tuple[str, ...] = ()  # whose holder is cut off (from both); () one each, by the seed
     probe_rate: float = 2.0            # work filed per second through the live replicas during a fault
     clock_ahead_seconds: float = 300.0  # one dispatch replica's own clock runs this far ahead, all run long
     skew_tasks: int = 6                # tasks whose supervision ladder the clock-skew check watches
@@ -320,34 +322,35 @@ async def file_during(work: Work, kind: str, through: list[ServiceProcess], unti
         await asyncio.gather(*tasks)
 
 
-async def find_holder(stack: Stack, name: str, rng: random.Random,
-                      timeout: float = 30.0) -> tuple[ServiceProcess, str] | None:
+async def find_holder(stack: Stack, name: str, rng: random.Random, conn: asyncpg.Connection,
+                      timeout: float = 60.0) -> tuple[ServiceProcess, str] | None:
     """The replica of `name` holding its outbox relay (appraisal: one with consumer partitions)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if name == "appraisal":
             if owners := await partition_owners(stack, name):
-                chosen = rng.choice(sorted(owners, key=lambda p: p.label))
-                return chosen, f"{owners[chosen]} consumer partitions"
-        elif found := await relay_holder(stack, name):
+                label = rng.choice(sorted(owners))
+                return next(p for p in stack.replicas[name] if p.label == label), f"{owners[label]} consumer partitions"
+            await asyncio.sleep(0.2)
+        elif found := await relay_holder(stack, name, conn):
             return found
-        await asyncio.sleep(0.05)
     return None
 
 
-async def pause_holder(stack: Stack, name: str, rng: random.Random) -> tuple[ServiceProcess, str] | None:
+async def pause_holder(stack: Stack, name: str, rng: random.Random,
+                       conn: asyncpg.Connection) -> tuple[ServiceProcess, str] | None:
     """SIGSTOP the holder, and make sure it still held when it stopped (a relay between two
     cycles may have let go a moment before): else let it go on and try again."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = await find_holder(stack, name, rng)
+        found = await find_holder(stack, name, rng, conn, deadline - time.monotonic())
         if found is None:
             return None
         process = found[0]
         pause(process)
         if name == "appraisal":
             return found
-        if (still := await relay_holder(stack, name)) is not None and still[0] is process:
+        if (still := await relay_holder(stack, name, conn)) is not None and still[0] is process:
             return process, still[1]
         resume(process)
     return None
@@ -368,15 +371,25 @@ async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: ran
         topic, key = PROBE_TOPICS[name]
         watch = await TopicWatch(stack.kafka.bootstrap, topic, lambda data: data.get(key)).start()
     entry: dict[str, Any] = {"fault": fault, "service": name, "seconds": seconds}
+    kind = "plan" if name == "enforcement" else "filing"
+    # Work goes on while the holder is looked for: a relay with nothing to send holds its lock for
+    # a millisecond a cycle (this filing is not timed; what is filed during the fault is).
+    warm_up = asyncio.create_task(file_during(work, kind, stack.replicas["enforcement" if kind == "plan" else "intake"],
+                                              time.time() + 120, size.probe_rate, []))
+    conn = await asyncpg.connect(stack.postgres.dsn(name))
     try:
         if fault == "pause":
-            found = await pause_holder(stack, name, rng)
+            found = await pause_holder(stack, name, rng, conn)
         else:
             assert work.netcut is not None
-            found = await find_holder(stack, name, rng)
+            found = await find_holder(stack, name, rng, conn)
             if found is not None:
                 port = stack.postgres.port if fault.endswith("postgresql") else stack.kafka.port
                 work.netcut.cut(found[0], fault.rsplit(" ", 1)[1], port)
+        warm_up.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warm_up
+        await conn.close()
         if found is None:
             return entry | {"skipped": "no replica held the relay (or partitions) within 60 s", "passed": False}
         victim, held = found
@@ -385,8 +398,7 @@ async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: ran
                   "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")}
         through = [p for p in stack.replicas["enforcement" if name == "enforcement" else "intake"] if p is not victim]
         try:
-            await file_during(work, "plan" if name == "enforcement" else "filing", through, started + seconds,
-                              size.probe_rate, probes)
+            await file_during(work, kind, through, started + seconds, size.probe_rate, probes)
             await asyncio.sleep(max(0.0, started + seconds - time.time()))
         finally:
             if fault == "pause":
@@ -398,7 +410,10 @@ async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: ran
         await arrived_all(watch, probes, 120)
         await asyncio.sleep(LINGER)
     finally:
+        warm_up.cancel()
         await watch.stop()
+        if not conn.is_closed():
+            await conn.close()
     verdict = judge(probes, watch.seen, ON_TOPIC_WITHIN)
     entry |= verdict | {"ready_after_s": await ready_after(stack, ended), "_idents": [p.ident for p in probes]}
     entry["passed"] = (verdict["acknowledged_during_fault"] > 0 and verdict["lost"] == 0
@@ -561,7 +576,9 @@ def fault_plan(rng: random.Random, stack: Stack, size: Size, seed: int = 0) -> l
     if "pause" in wanted:
         extra += [("pause", name) for name in size.pause_services]
     if "partition" in wanted:
-        extra += [("partition", "postgresql", held.choice(names)), ("partition", "kafka", held.choice(names))]
+        extra += ([("partition", "postgresql", held.choice(names)), ("partition", "kafka", held.choice(names))]
+                  if not size.partition_services else
+                  [("partition", way, name) for name in size.partition_services for way in ("postgresql", "kafka")])
     if "skew" in wanted:
         extra.append(("skew",))
     for step in extra:
@@ -908,8 +925,14 @@ def main() -> None:
                         help="whose holder is paused, one pause each, comma-separated (default: every service)")
     parser.add_argument("--partition-seconds", type=float, default=default.partition_seconds,
                         help="how long a replica is cut off from PostgreSQL, then one from Kafka")
+    parser.add_argument("--partition-services", type=service_names, default=default.partition_services,
+                        help="whose holder is cut off, from each in turn (default: one service each, by the seed)")
     parser.add_argument("--clock-ahead-seconds", type=float, default=default.clock_ahead_seconds,
                         help="how far one dispatch replica's own clock runs ahead")
+    parser.add_argument("--skew-tasks", type=int, default=default.skew_tasks,
+                        help="tasks whose (compressed) supervision ladder the clock check watches")
+    parser.add_argument("--skew-window-seconds", type=float, default=default.skew_window_seconds,
+                        help="their resolution window: the three levels fall due within it")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     size = Size(matters=args.matters, rate=args.rate, replicas=args.replicas, incident_seconds=args.incident_seconds,
@@ -917,7 +940,9 @@ def main() -> None:
                 read_only_database=args.read_only_database,
                 town_dir=str(DEMO_COUNTY_DIR) if args.county else None, faults=args.faults,
                 pause_seconds=args.pause_seconds, pause_services=args.pause_services,
-                partition_seconds=args.partition_seconds, clock_ahead_seconds=args.clock_ahead_seconds)
+                partition_seconds=args.partition_seconds, partition_services=args.partition_services,
+                clock_ahead_seconds=args.clock_ahead_seconds,
+                skew_tasks=args.skew_tasks, skew_window_seconds=args.skew_window_seconds)
     print(f"chaos seed {seed} (replay with --seed {seed})", flush=True)
     report = asyncio.run(run_chaos(seed, size=size))
     RESULTS.mkdir(exist_ok=True)

@@ -78,41 +78,45 @@ def _by_pid(processes: list[ServiceProcess], pid: int) -> ServiceProcess | None:
     return next((p for p in processes if p.pid == pid and p.running), None)
 
 
-async def relay_holder(stack: Stack, name: str) -> tuple[ServiceProcess, str] | None:
-    """The replica of `name` whose outbox relay holds the relay now, and what it holds."""
+async def relay_holder(stack: Stack, name: str, conn: asyncpg.Connection | None = None
+                       ) -> tuple[ServiceProcess, str] | None:
+    """The replica of `name` whose outbox relay holds the relay now, and what it holds (`conn`: a
+    connection to its database to ask on, else one of its own)."""
     assert stack.postgres is not None
+    if conn is None:
+        conn = await asyncpg.connect(stack.postgres.dsn(name))
+        try:
+            return await relay_holder(stack, name, conn)
+        finally:
+            await conn.close()
     processes = stack.replicas[name]
-    conn = await asyncpg.connect(stack.postgres.dsn(name))
-    try:
-        for row in await conn.fetch(
-                "SELECT a.application_name, a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1 AND l.granted", RELAY_LOCK):
-            named = re.search(r"\bpid (\d+)", row["application_name"] or "")
-            process = _by_pid(processes, int(named[1])) if named else None
-            process = process or (owner_of_client_port(row["client_port"], processes) if row["client_port"] else None)
-            if process is not None:
-                return process, "relay lock"
-        if await conn.fetchval("SELECT to_regclass('outbox_relay_lease') IS NOT NULL"):
-            for holder in [r[0] for r in await conn.fetch("SELECT holder FROM outbox_relay_lease")]:
-                parts = str(holder).split(":")
-                if len(parts) >= 2 and parts[1].isdigit() and (process := _by_pid(processes, int(parts[1]))):
-                    return process, "relay lease"
-    finally:
-        await conn.close()
+    for row in await conn.fetch(
+            "SELECT a.application_name, a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1 AND l.granted", RELAY_LOCK):
+        named = re.search(r"\bpid (\d+)", row["application_name"] or "")
+        process = _by_pid(processes, int(named[1])) if named else None
+        process = process or (owner_of_client_port(row["client_port"], processes) if row["client_port"] else None)
+        if process is not None:
+            return process, "relay lock"
+    if await conn.fetchval("SELECT to_regclass('outbox_relay_lease') IS NOT NULL"):
+        for holder in [r[0] for r in await conn.fetch("SELECT holder FROM outbox_relay_lease")]:
+            parts = str(holder).split(":")
+            if len(parts) >= 2 and parts[1].isdigit() and (process := _by_pid(processes, int(parts[1]))):
+                return process, "relay lease"
     return None
 
 
-async def partition_owners(stack: Stack, name: str) -> dict[ServiceProcess, int]:
-    """The replicas of `name` with consumer partitions assigned, and how many each (from the lag
-    each replica reports for its own partitions)."""
-    owners: dict[ServiceProcess, int] = {}
+async def partition_owners(stack: Stack, name: str) -> dict[str, int]:
+    """The replicas of `name` (by label) with consumer partitions assigned, and how many each (from
+    the lag each replica reports for its own partitions)."""
+    owners: dict[str, int] = {}
     async with httpx.AsyncClient(timeout=2) as client:
         for process in stack.replicas[name]:
             with contextlib.suppress(httpx.HTTPError):
                 text = (await client.get(f"{process.url}/metrics")).text
                 if n := sum(1 for line in text.splitlines()
                             if line.startswith("townflow_consumer_lag{") and f'service="{name}"' in line):
-                    owners[process] = n
+                    owners[process.label] = n
     return owners
 
 
