@@ -50,6 +50,7 @@ from devstack.stack import REPO, SERVICES, ServiceProcess, Stack
 from townflow_shared.county import load_county
 from townflow_shared.events import TOPICS
 from townflow_shared.kafka import topic_partitions
+from townflow_shared.lag import group_lag
 from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 from townflow_shared.town import Town
 
@@ -594,28 +595,14 @@ def skewed_replica(seed: int, stack: Stack) -> int:
 
 
 async def caught_up(bootstrap: str, consumed: dict[str, list[str]]) -> bool:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        behind = {}
-        for group, topics in consumed.items():
-            committed = await admin.list_consumer_group_offsets(group)
-            partitions = await topic_partitions(bootstrap, topics)
-            ends = await consumer.end_offsets(partitions)
-            lag = sum(ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
-                      for tp in partitions)
-            if lag > 0:
-                behind[group] = lag
-        if behind:
-            print(f"  waiting for consumers: {behind}", flush=True)
-        return not behind
-    finally:
-        await consumer.stop()
-        await admin.close()
+    behind = {}
+    for group, topics in consumed.items():
+        lag = sum((await group_lag(bootstrap, group, await topic_partitions(bootstrap, topics))).values())
+        if lag > 0:
+            behind[group] = lag
+    if behind:
+        print(f"  waiting for consumers: {behind}", flush=True)
+    return not behind
 
 
 async def outboxes_empty(stack: Stack) -> bool:
@@ -670,7 +657,7 @@ class DeadLetter:
 
 async def dead_letters(bootstrap: str) -> list[DeadLetter]:
     """Every message of every `.dlq` topic on the broker."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     found: list[DeadLetter] = []
     try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +27,10 @@ OUTAGES: tuple[type[Exception], ...] = (
     asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections
+    # Waited longer than the session's limits (SessionLimits): a lock held by a stalled replica
+    # until PostgreSQL ended it, or a statement cut short; the retry finds the way clear.
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.QueryCanceledError,
     OSError,
     TimeoutError,
 )
@@ -49,9 +55,56 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
     advisory locks are released where taken, LISTEN only on the relay's own connection)."""
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+# How soon PostgreSQL notices a client host that went away without closing (a partition, a
+# frozen VM): TCP keepalives after this many idle seconds, then KEEPALIVE_PROBES probes this far
+# apart, and tcp_user_timeout for data that is never acknowledged. A paused process is not
+# caught this way (its kernel still answers): the idle-in-transaction timeout is what catches it.
+KEEPALIVE_IDLE_SECONDS = 4
+KEEPALIVE_INTERVAL_SECONDS = 2
+KEEPALIVE_PROBES = 2
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """How long PostgreSQL lets a service's session hold or wait for anything (issue #26).
+
+    `idle_in_transaction`: a session that sits in an open transaction this long without a
+    statement is ended, with its locks — a replica paused while it holds the relay lock, claimed
+    due rows (FOR UPDATE) or any row lock lets go of them within that time instead of for as long
+    as the pause lasts. Nothing of ours waits that long inside a transaction when healthy (the
+    relay's longest wait is the broker's acknowledgement). `lock`: no statement waits longer for a
+    lock (it fails as an outage: 503, or a consumer's retry). `statement`: no statement runs
+    longer, which also ends one whose paused client stopped reading its rows. None: no limit."""
+
+    idle_in_transaction_seconds: float | None = None
+    lock_seconds: float | None = None
+    statement_seconds: float | None = None
+
+
+def session_settings(service: str, limits: SessionLimits) -> dict[str, str]:
+    """The server-side settings of every connection a service opens: `application_name` names the
+    process (`pg_stat_activity` shows which replica holds what), keepalives and `limits`."""
+    settings = {
+        "application_name": f"{service} pid {os.getpid()}"[:63],
+        "tcp_keepalives_idle": str(KEEPALIVE_IDLE_SECONDS),
+        "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL_SECONDS),
+        "tcp_keepalives_count": str(KEEPALIVE_PROBES),
+        "tcp_user_timeout": str((KEEPALIVE_IDLE_SECONDS + KEEPALIVE_INTERVAL_SECONDS * KEEPALIVE_PROBES) * 1000),
+    }
+    for name, seconds in (("idle_in_transaction_session_timeout", limits.idle_in_transaction_seconds),
+                          ("lock_timeout", limits.lock_seconds), ("statement_timeout", limits.statement_seconds)):
+        if seconds is not None:
+            settings[name] = str(int(seconds * 1000))
+    return settings
+
+
+async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, *,
+                      service: str = "townflow", limits: SessionLimits | None = None) -> asyncpg.Pool:
+    """A pool whose connections carry `session_settings`; without `limits` (tools that hold long
+    transactions on purpose, like appraisal's rebuild) none is set."""
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-                                     reset=_no_session_reset)
+                                     reset=_no_session_reset,
+                                     server_settings=session_settings(service, limits or SessionLimits()))
     return present(pool, "the connection pool")
 
 
@@ -62,6 +115,8 @@ async def migrate(pool: asyncpg.Pool, folders: Sequence[Path], default_town: str
     `townflow.default_town` (empty when there is none to give: a county without a legacy town)."""
     applied: list[str] = []
     async with pool.acquire() as conn:
+        # A migration may wait for another replica's and take long on a big table: no limits.
+        await conn.execute(NO_LIMITS)
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         await conn.execute("SELECT set_config('townflow.default_town', $1, false)", default_town or "")
         try:
@@ -82,7 +137,12 @@ async def migrate(pool: asyncpg.Pool, folders: Sequence[Path], default_town: str
         finally:
             await conn.execute("SELECT set_config('townflow.default_town', '', false)")
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+            await conn.execute(LIMITS_BACK)
     return applied
+
+
+NO_LIMITS = "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
+LIMITS_BACK = "RESET statement_timeout; RESET lock_timeout; RESET idle_in_transaction_session_timeout"
 
 
 @asynccontextmanager
