@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import importlib
 import json
@@ -280,15 +279,16 @@ def planners(stack: Stack) -> list[dict[str, str]]:
 
 
 async def file_during(work: Work, kind: str, through: list[ServiceProcess], until: float, rate: float,
-                      probes: list[Probe], target: str | None = None, count: int | None = None) -> None:
+                      probes: list[Probe], target: str | None = None, count: int | None = None,
+                      stop: asyncio.Event | None = None) -> None:
     """File work (`kind` "filing": a matter; "plan": a random plan) at `rate` until `until` (epoch
-    seconds) or `count` are filed, each retried on the `through` replicas in turn until one acknowledges it; each
+    seconds), `count` are filed or `stop` is set (what is under way is finished), each retried on the `through` replicas in turn until one acknowledges it; each
     acknowledged one goes into `probes` at once, with the moment its 2xx came."""
     towns, plans = filers(work.stack), planners(work.stack) if kind == "plan" else []
 
     async def one(client: httpx.AsyncClient, n: int, k: int) -> None:
         key = f"{kind}-{work.seed}-{n}"
-        deadline, attempt = time.monotonic() + 60, 0
+        deadline, attempt, sent = time.monotonic() + 60, 0, time.time()
         while time.monotonic() < deadline:
             replica = through[(k + attempt) % len(through)]
             attempt += 1
@@ -298,7 +298,7 @@ async def file_during(work: Work, kind: str, through: list[ServiceProcess], unti
                                                  json={"targets": [f"SITE-{i}" for i in range(6)], "sample_size": 2,
                                                        "seed": n})
                     if response.status_code == 201:
-                        probes.append(Probe(key, response.json()["plan_id"], time.time(), replica.label))
+                        probes.append(Probe(key, response.json()["plan_id"], time.time(), replica.label, sent))
                         return
                 else:
                     filer = towns[k % len(towns)]
@@ -308,7 +308,7 @@ async def file_during(work: Work, kind: str, through: list[ServiceProcess], unti
                         acked, filed = time.time(), response.json()
                         work.acknowledged[key] = filed["request_id"]
                         work.receipts[filed["request_id"]] = (filed["ticket_no"], filed["access_code"])
-                        probes.append(Probe(key, filed["request_id"], acked, replica.label))
+                        probes.append(Probe(key, filed["request_id"], acked, replica.label, sent))
                         return
             except httpx.HTTPError:
                 pass
@@ -316,11 +316,16 @@ async def file_during(work: Work, kind: str, through: list[ServiceProcess], unti
 
     async with httpx.AsyncClient(timeout=10) as client:
         tasks, started, k = [], time.monotonic(), 0
-        while time.time() < until and (count is None or k < count):
-            tasks.append(asyncio.create_task(one(client, work.filed, k)))
-            work.filed, k = work.filed + 1, k + 1
-            await asyncio.sleep(max(0.0, started + k / rate - time.monotonic()))
-        await asyncio.gather(*tasks)
+        try:
+            while time.time() < until and (count is None or k < count) and not (stop and stop.is_set()):
+                tasks.append(asyncio.create_task(one(client, work.filed, k)))
+                work.filed, k = work.filed + 1, k + 1
+                await asyncio.sleep(max(0.0, started + k / rate - time.monotonic()))
+            await asyncio.gather(*tasks)
+        finally:  # cancelled: its filings in flight end with it, before the client
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def find_holder(stack: Stack, name: str, rng: random.Random, conn: asyncpg.Connection,
@@ -375,8 +380,9 @@ async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: ran
     kind = "plan" if name == "enforcement" else "filing"
     # Work goes on while the holder is looked for: a relay with nothing to send holds its lock for
     # a millisecond a cycle (this filing is not timed; what is filed during the fault is).
+    warmed = asyncio.Event()
     warm_up = asyncio.create_task(file_during(work, kind, stack.replicas["enforcement" if kind == "plan" else "intake"],
-                                              time.time() + 120, size.probe_rate, []))
+                                              time.time() + 120, size.probe_rate, [], stop=warmed))
     conn = await asyncpg.connect(stack.postgres.dsn(name))
     try:
         if fault == "pause":
@@ -387,9 +393,7 @@ async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: ran
             if found is not None:
                 port = stack.postgres.port if fault.endswith("postgresql") else stack.kafka.port
                 work.netcut.cut(found[0], fault.rsplit(" ", 1)[1], port)
-        warm_up.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await warm_up
+        warmed.set()
         await conn.close()
         if found is None:
             return entry | {"skipped": "no replica held the relay (or partitions) within 60 s", "passed": False}
@@ -411,7 +415,8 @@ async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: ran
         await arrived_all(watch, probes, 120)
         await asyncio.sleep(LINGER)
     finally:
-        warm_up.cancel()
+        warmed.set()
+        await warm_up
         await watch.stop()
         if not conn.is_closed():
             await conn.close()

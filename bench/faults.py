@@ -227,12 +227,15 @@ def ahead_env(seconds: float) -> dict[str, str]:
 # --- watching --------------------------------------------------------------------------------------
 @dataclass
 class Probe:
-    """One piece of work acknowledged during a fault: its id, when its 2xx came, through which replica."""
+    """One piece of work acknowledged during a fault: its id, when its 2xx came, through which
+    replica, and when it was first sent (a replica that waits on what the paused one holds
+    answers late)."""
 
     key: str
     ident: str
     acked_at: float
     replica: str
+    sent_at: float
 
 
 @dataclass
@@ -345,12 +348,16 @@ def judge(probes: list[Probe], seen: Arrivals, within: float) -> dict[str, Any]:
     waited longer than `within`, never arrived, or arrived from two outbox rows; messages of the
     topic sent twice from one outbox row while it was watched."""
     waits = [max(0.0, seen.first_seen[p.ident] - p.acked_at) for p in probes if p.ident in seen.first_seen]
+    sent_to_topic = [seen.first_seen[p.ident] - p.sent_at for p in probes if p.ident in seen.first_seen]
+    answers = [p.acked_at - p.sent_at for p in probes]
     lost = [p.key for p in probes if p.ident not in seen.first_seen]
     return {
         "acknowledged_during_fault": len(probes),
         "through": sorted(Counter(p.replica for p in probes).items()),
-        "worst_wait_s": round(max(waits), 2) if waits else None,
+        "worst_wait_s": round(max(waits), 2) if waits else None,  # from the 2xx to the topic: the target
         "median_wait_s": round(sorted(waits)[len(waits) // 2], 2) if waits else None,
+        "worst_answer_s": round(max(answers), 2) if answers else None,  # from the first try to the 2xx
+        "worst_sent_to_topic_s": round(max(sent_to_topic), 2) if sent_to_topic else None,
         f"waited_over_{within:g}s": sum(1 for w in waits if w > within),
         "lost": len(lost),
         "lost_keys": lost[:10],

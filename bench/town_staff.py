@@ -100,6 +100,9 @@ class TownDesk:
                                json={"passed": True, "note": "核查通过"}) is not None:
                 self.report.to_rate[task["request_id"]] = self.town.code
         for request_id in [r for r, t in self.report.to_rate.items() if t == self.town.code]:
+            if request_id not in receipts:  # filed by a try whose answer never came: no code to rate with
+                del self.report.to_rate[request_id]
+                continue
             work += 1
             ticket_no, code = receipts[request_id]
             rated = await self.call("rate", "intake", "POST", f"/v1/requests/{ticket_no}/rating",
