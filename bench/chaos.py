@@ -5,17 +5,24 @@ While matters are filed (each with an Idempotency-Key, retried on either intake 
 acknowledges it), with two replicas of every service: kill -9 single replicas at random moments and
 start them again; make one service's database read-only the way a managed failover does, then stop
 PostgreSQL; stop the Kafka broker; inject malformed and schema-invalid messages into every consumed
-topic; rewind one consumer group to offset zero so whole topics are delivered again. Then it checks,
-from what each service holds and what every `.dlq` topic holds:
+topic; rewind one consumer group to offset zero so whole topics are delivered again; pause (SIGSTOP)
+each service's replica holding its outbox relay (appraisal: consumer partitions), cut one off from
+PostgreSQL and one from Kafka while it runs, and run one dispatch replica's own clock 5 minutes
+ahead (bench.faults; docs/benchmarks.md). Then it checks, from what each service holds and what
+every `.dlq` topic holds:
 
 - no matter lost and none counted twice (dispatch's tasks, appraisal's `task_facts.c_dispatched`);
 - every poison message in its `.dlq` exactly once per consuming service (duplicates counted);
 - no valid event dead-lettered (a `.dlq` message that validates as its topic's event model);
 - every replica of every service ready within 30 s of each fault's end;
-- appraisal's figures identical after a full replay.
+- appraisal's figures identical after a full replay;
+- work filed through the live replicas while a replica is paused or cut off on its topic within
+  10 s of its 201, none lost or doubled; each supervision level published once, never early.
 
     python -m bench.chaos [--seed N] [--matters 2000] [--rate 10] [--replicas 2]
                           [--incident-seconds 20] [--broker-stop-seconds 30] [--kills 8]
+                          [--faults kill,database,poison,broker,rewind,pause,partition,skew]
+                          [--pause-seconds 45] [--partition-seconds 45] [--clock-ahead-seconds 300]
 """
 
 from __future__ import annotations
