@@ -23,7 +23,7 @@ from pydantic import Field, SkipValidation, TypeAdapter
 
 from . import db
 from .auth import TokenRules, TokenVerifier
-from .clock import Clock
+from .clock import Clock, follow_database_clock
 from .consumer import BatchConsumer, DeadLetters, Handler, OutboxDeadLetters, Registered
 from .county import County, load_county
 from .db import OUTAGES
@@ -64,7 +64,7 @@ class ServiceRuntime:
             jwks_cache_seconds=settings.jwt_jwks_cache_seconds, jwks_refetch_seconds=settings.jwt_jwks_refetch_seconds))
         self.migrations = migrations
         self.handlers: dict[type[Envelope], Registered] = {}
-        self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
+        self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = [follow_database_clock()]
         self._closing: list[Callable[[], None]] = []
         self.transaction_scope: Callable[[asyncpg.Connection], AbstractAsyncContextManager[None]] = (
             lambda conn: contextlib.nullcontext())
@@ -263,6 +263,10 @@ class ServiceRuntime:
                                    default_town=self.town_of_old_rows)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+        # Every replica's "now" is the database's (clock.py): measured once before anything is
+        # served or published, then followed by a background loop.
+        async with pool.acquire() as conn:
+            await self.clock.follow(conn)
         contract = [*TOPICS, *(dlq_topic(t) for t in TOPICS)]
         await ensure_topics(self.settings, contract, self.settings.kafka_partitions)
         self._producer = create_producer(self.settings)

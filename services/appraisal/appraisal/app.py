@@ -8,7 +8,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.clock import follow_database_clock
 from townflow_shared.events import AlertRaised, ScoreUpdated
 from townflow_shared.runtime import ServiceRuntime
 
@@ -25,7 +24,6 @@ def create_runtime(settings: AppraisalSettings | None = None, publishing: bool =
     same batch apply, without publishing what subscribers have had already."""
     settings = settings or AppraisalSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)
-    runtime.every(follow_database_clock())  # every replica's "now" is the database's
     batches = Batches(runtime.county, publishing)
     runtime.deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
                         unit_of_work=unit_of_work.postgres(runtime.database), batches=batches,

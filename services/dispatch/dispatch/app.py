@@ -8,7 +8,6 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from townflow_shared import events
-from townflow_shared.clock import follow_database_clock
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers, metrics, scheduled
@@ -22,7 +21,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     settings = settings or DispatchSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)  # the process: start/stop, consumer, relay, loops
-    runtime.every(follow_database_clock())  # every replica's "now" is the database's
     deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
                 unit_of_work=units_of_work(runtime.database))
     runtime.deps = deps

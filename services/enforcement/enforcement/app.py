@@ -8,7 +8,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.clock import follow_database_clock
 from townflow_shared.events import CaseUpdated, InspectionDone, PlanPublished, TaskDispatched
 from townflow_shared.runtime import ServiceRuntime
 
@@ -23,7 +22,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntime:
     settings = settings or EnforcementSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)
-    runtime.every(follow_database_clock())  # every replica's "now" is the database's
     deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
                 transactions=PostgresTransactions(runtime.database))
     runtime.deps = deps

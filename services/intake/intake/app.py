@@ -9,7 +9,6 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from townflow_shared import events
-from townflow_shared.clock import follow_database_clock
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, flows, handlers, store
@@ -21,7 +20,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
     settings = settings or IntakeSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)
-    runtime.every(follow_database_clock())  # every replica's "now" is the database's
     unit_of_work = store.unit_of_work(runtime.database)
     key = settings.citizen_ref_key
     runtime.deps = flows.Deps(
