@@ -64,7 +64,7 @@ class ServiceSettings(BaseSettings):
     kafka_transaction_timeout_seconds: float = 10.0
     # A consumer replica that stops heartbeating this long loses its partitions to the others.
     kafka_session_timeout_ms: int = 6000
-    kafka_heartbeat_interval_ms: int = 2000
+    kafka_heartbeat_interval_ms: int = 1000
     # A consumer replica that has not fetched for this long (its batch waiting out a database it
     # alone cannot reach) leaves the group, so its partitions go to the others; longer than any
     # healthy batch takes.
