@@ -9,8 +9,9 @@ town's staff work them (bench/town_staff.py). Then every service's replicas are 
 current tree's ONE AT A TIME — the services at once, as a `kubectl apply` of every deployment rolls
 them — with the old and the new replica of a service side by side for a while: the first new
 replica migrates the shared database while the old one keeps working. Then the same back, new to
-old (the rollback). A replica leaves the load balancer's rotation before it is stopped (SIGTERM:
-requests in flight are answered) and joins it again once ready, as a Kubernetes Service does.
+old (the rollback). Each step is what deploy/k8s's rolling update does (maxSurge 1, maxUnavailable
+0): the new replica starts, joins the load balancer's rotation once ready, and only then does the
+old one leave it and get stopped (SIGTERM: requests in flight are answered).
 
 After the load, once every consumer group has caught up and every outbox is empty, the run passes
 when: every filing was acknowledged; every acknowledged matter has exactly one first task in
@@ -84,6 +85,10 @@ class Versions:
     new: str
     started: float = field(default_factory=time.monotonic)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    every: list[ServiceProcess] = field(default_factory=list)  # every replica started, retired ones too
+
+    def next_index(self, name: str) -> int:
+        return 1 + max(p.index for p in self.every if p.name == name)
 
     def of(self, process: ServiceProcess) -> str:
         return self.old.version if process.tree == self.old_tree else self.new
@@ -104,7 +109,6 @@ class Answers:
     versions: Versions
     seen: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
-    out_of_rotation: list[ServiceProcess] = field(default_factory=list)  # being replaced
 
     def __call__(self, url: str, answer: httpx.Response | httpx.HTTPError) -> None:
         if isinstance(answer, httpx.Response):
@@ -117,12 +121,10 @@ class Answers:
             kind, ok, detail = type(answer).__name__, False, str(answer)[:300]
         self.seen[kind] += 1
         if not ok:
-            by = next((f"{p.label} ({self.versions.of(p)})" for p in self.all_intakes() if p.url == url), url)
+            by = next((f"{p.label} ({self.versions.of(p)})" for p in reversed(self.versions.every) if p.url == url),
+                      url)
             self.failures.append(f"t={self.versions.at()}s {by}: {kind} {detail}"
                                  f" [intake: {', '.join(self.versions.running(self.stack, 'intake'))}]")
-
-    def all_intakes(self) -> list[ServiceProcess]:
-        return [p for p in self.stack.all_replicas() if p.name == "intake"] + self.out_of_rotation
 
 
 def rollout_plan(rng: random.Random, stack: Stack, size: Size) -> dict[str, dict[str, Any]]:
@@ -139,49 +141,52 @@ def rollout_plan(rng: random.Random, stack: Stack, size: Size) -> dict[str, dict
     return plan
 
 
-async def replace(stack: Stack, versions: Versions, answers: Answers, process: ServiceProcess,
-                  tree: Path | None, direction: str) -> dict[str, Any]:
-    """Take one replica out of the rotation, stop it (SIGTERM), start it from `tree`, and put it back
-    once it is ready."""
-    rotation = stack.replicas[process.name]
-    position = rotation.index(process)
-    was = versions.of(process)
-    rotation.remove(process)
-    answers.out_of_rotation.append(process)
+async def replace(stack: Stack, versions: Versions, position: int, name: str, tree: Path | None,
+                  direction: str) -> dict[str, Any]:
+    """One step of a rolling update as deploy/k8s's Deployments make it (maxSurge 1, maxUnavailable
+    0): a new replica from `tree` is started and, once ready, takes the rotation's `position`; the old
+    one leaves the rotation and is stopped (SIGTERM: requests in flight are answered)."""
+    rotation = stack.replicas[name]
+    old = rotation[position]
+    new = stack.add_replica(name)
+    rotation.remove(new)  # not in the rotation until it is ready
+    new.index = versions.next_index(name)
+    new.log = new.log.with_name(f"{new.label}.log")
+    new.tree = tree
+    versions.every.append(new)
+    step: dict[str, Any] = {"t_s": versions.at(), "direction": direction, "replaced": old.label,
+                            "from": versions.of(old), "by": new.label, "to": versions.of(new)}
     began = time.monotonic()
-    step: dict[str, Any] = {"t_s": versions.at(), "direction": direction, "replica": process.label, "from": was}
     try:
-        await asyncio.to_thread(process.stop)
-        stopped = time.monotonic()
-        process.tree = tree
-        process.start(wait=False)  # from the event loop's thread: the child lives as long as the stack
-        await asyncio.to_thread(process.wait_ready, READY_WITHIN)
+        new.start(wait=False)  # from the event loop's thread: the child lives as long as the stack
+        await asyncio.to_thread(new.wait_ready, READY_WITHIN)
     except (RuntimeError, TimeoutError) as exc:
-        step |= {"to": versions.of(process), "error": str(exc)[-3000:]}
-        return step
-    finally:
+        new.stop()
+        step["error"] = str(exc)[-3000:]
         versions.steps.append(step)
-    rotation.insert(position, process)
-    answers.out_of_rotation.remove(process)
-    step |= {"to": versions.of(process), "stopped_in_s": round(stopped - began, 2),
-             "ready_in_s": round(time.monotonic() - stopped, 2),
-             "now": versions.running(stack, process.name)}
-    print(f"  t={step['t_s']:6.1f}s {process.label} {was} → {step['to']}: ready in {step['ready_in_s']} s;"
-          f" {', '.join(step['now'])}", flush=True)
+        return step
+    ready = time.monotonic()
+    rotation[position] = new
+    await asyncio.to_thread(old.stop)
+    step |= {"ready_in_s": round(ready - began, 2), "old_stopped_in_s": round(time.monotonic() - ready, 2),
+             "now": versions.running(stack, name)}
+    versions.steps.append(step)
+    print(f"  t={step['t_s']:6.1f}s {old.label} {step['from']} → {new.label} {step['to']}: ready in"
+          f" {step['ready_in_s']} s; {', '.join(step['now'])}", flush=True)
     return step
 
 
-async def roll(stack: Stack, versions: Versions, answers: Answers, plan: dict[str, dict[str, Any]],
-               tree: Path | None, direction: str, hold: float) -> bool:
+async def roll(stack: Stack, versions: Versions, plan: dict[str, dict[str, Any]], tree: Path | None,
+               direction: str, hold: float) -> bool:
     """Every service's replicas one at a time, the services at once; False if a step failed."""
     async def one_service(name: str) -> bool:
         await asyncio.sleep(plan[name]["delay_s"])
-        for n, index in enumerate(plan[name]["order"]):
+        for n, position in enumerate(plan[name]["order"]):
             if n:
                 await asyncio.sleep(hold)  # the old and the new replica side by side
-            step = await replace(stack, versions, answers, stack.replica(name, index), tree, direction)
+            step = await replace(stack, versions, position, name, tree, direction)
             if "error" in step:
-                print(f"  {step['replica']} did not come back: {step['error'][-500:]}", flush=True)
+                print(f"  {step['by']} did not come up: {step['error'][-500:]}", flush=True)
                 return False
         return True
 
@@ -240,6 +245,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
             for process in stack.replicas[name]:
                 process.tree = old_tree
         stack.start_services()
+        versions.every += list(stack.all_replicas())
         print(f"  every replica at {old}: {stack.workdir}", flush=True)
         phase("stack_started_s")
         plan = rollout_plan(rng, stack, size)
@@ -255,10 +261,10 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
                                                  drain_seconds=size.staff_drain_seconds))
         hold = size.side_by_side_seconds
         await asyncio.sleep(hold)  # the release alone first, with matters in flight through every service
-        forward = await roll(stack, versions, answers, plan["forward"], None, "forward", hold)
+        forward = await roll(stack, versions, plan["forward"], None, "forward", hold)
         if forward:
             await asyncio.sleep(hold)  # every replica on the current tree
-        back = forward and await roll(stack, versions, answers, plan["back"], old_tree, "back", hold)
+        back = forward and await roll(stack, versions, plan["back"], old_tree, "back", hold)
         rolled.set()
         filed = await load
         load_done.set()
@@ -269,6 +275,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
         phase("staff_finishing_s")
         settled = await settle(stack, consumed, size.settle_seconds)
         phase("settling_s")
+        print(f"  phases: {phases}", flush=True)
         report = await check(stack, acknowledged, [], consumed)
         # The towns' staff: what they try again is an outage (a 503), a rating asked before intake
         # learned of the closure (409 rating.not_completed: the closure event is on its way, as on
