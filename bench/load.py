@@ -53,7 +53,7 @@ class Run:
 
 async def watch_scores(bootstrap: str, run: Run, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer("appraisal.score.updated.v1", bootstrap_servers=bootstrap,
-                                auto_offset_reset="latest", enable_auto_commit=False,
+                                auto_offset_reset="latest", enable_auto_commit=False, isolation_level="read_committed",
                                 group_id=f"bench-{uuid.uuid4()}")
     await consumer.start()
     try:

@@ -17,7 +17,7 @@ from townflow_shared.kafka import topic_partitions
 async def read_all(bootstrap: str, topic: str, timeout: float = 20.0) -> list[ConsumerRecord]:
     """Every record on `topic` up to its end offsets as they stand now."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", isolation_level="read_committed")
     await consumer.start()
     try:
         partitions = await topic_partitions(bootstrap, [topic])

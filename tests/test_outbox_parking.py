@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import ProducerFenced
 
 from devstack.stack import Stack
 from townflow_shared import db
-from townflow_shared.kafka import create_producer, kafka_admin
+from townflow_shared.kafka import committed_outbox_ids, create_producer, kafka_admin, relay_transactional_id
 from townflow_shared.outbox import OutboxRelay, RowsHeldBack
 from townflow_shared.settings import ServiceSettings
 
@@ -92,37 +92,43 @@ async def scratch_outbox(stack: Stack, databases: dict[str, asyncpg.Pool]) -> As
             await databases["intake"].execute(f'DROP DATABASE "{name}"')
 
 
+def _relay_of(pool: asyncpg.Pool, bootstrap: str, service: str, takeover_seconds: float = 4.0) -> OutboxRelay:
+    """A relay of the test's outbox as a service's runtime makes it; `service` names its
+    transactional id, shared by the relays of one test as by a service's replicas."""
+    settings = ServiceSettings(service_name=service, kafka_bootstrap=bootstrap)
+    return OutboxRelay(service, pool, lambda: create_producer(settings, relay_transactional_id(settings)),
+                       lambda topics, depth: committed_outbox_ids(settings, topics, depth),
+                       takeover_seconds=takeover_seconds)
+
+
 @contextlib.asynccontextmanager
-async def _relay(pool: asyncpg.Pool, bootstrap: str) -> AsyncIterator[tuple[OutboxRelay, AIOKafkaProducer]]:
-    """A relay of the test's outbox with a started producer (given back too) and a factory for the
-    fresh one it makes after a broker's refusal; both stopped after."""
-    settings = ServiceSettings(service_name="relaytest", kafka_bootstrap=bootstrap)
-    given = create_producer(settings)
-    await given.start()
-    relay = OutboxRelay("relaytest", pool, given, producer_factory=lambda: create_producer(settings))
+async def _relay(pool: asyncpg.Pool, bootstrap: str, service: str | None = None,
+                 takeover_seconds: float = 4.0) -> AsyncIterator[OutboxRelay]:
+    """A relay driven by the test, its producer stopped after."""
+    relay = _relay_of(pool, bootstrap, service or f"relaytest{uuid.uuid4().hex[:8]}", takeover_seconds)
     try:
-        yield relay, given
+        yield relay
     finally:
-        if relay.producer is not given:  # renewed after the broker's refusal
+        if relay.producer is not None:
             await relay.producer.stop()
-        await given.stop()
 
 
-async def test_a_refusal_by_the_broker_itself_parks_the_row_and_the_relay_renews_its_producer(
+async def test_a_refusal_by_the_broker_itself_parks_the_row_and_the_others_go_in_the_next_transaction(
         scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:
     # The topic takes at most 20 kB: the client lets the 30 kB record go and the broker refuses it.
     # (Above the producer's 16 kB batch size, so the record is alone in its batch.)
     topic = await _new_topic(bootstrap, **{"max.message.bytes": "20000"})
-    async with _relay(scratch_outbox, bootstrap) as (relay, given):
+    async with _relay(scratch_outbox, bootstrap) as relay:
         first, big, second, other = await _write_rows(scratch_outbox, topic, [
             ("k1", _payload("first")), ("k1", _payload("big", 30_000)),
             ("k1", _payload("second")), ("k2", _payload("other"))])
-        # The broker's refusal spent a sequence number of the idempotent producer: the rows behind
-        # it on the partition fail with it and wait; the next cycle publishes them with a new producer.
+        # The refusal fails the cycle's Kafka transaction: it is aborted, the refused row parked,
+        # and the next cycle (a fresh producer) publishes the other three once, in order. (The row
+        # behind it on its partition failed with it in a passing way: the relay backs off.)
         with pytest.raises(RowsHeldBack):
             await relay.publish_batch()
-        assert relay.producer is not given
-        assert await relay.publish_batch() == 2
+        assert relay.producer is None
+        assert await relay.publish_batch() == 3
         assert await relay.publish_batch() == 0
 
     labels = [json.loads(r.value)["label"] for r in await read_all(bootstrap, topic)]
@@ -137,7 +143,7 @@ async def test_a_refusal_by_the_broker_itself_parks_the_row_and_the_relay_renews
 async def test_the_runbook_republishes_a_parked_row_once_the_topic_takes_it(
         scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:
     topic = await _new_topic(bootstrap, **{"max.message.bytes": "20000"})
-    async with _relay(scratch_outbox, bootstrap) as (relay, _):
+    async with _relay(scratch_outbox, bootstrap) as relay:
         (big,) = await _write_rows(scratch_outbox, topic, [("k1", _payload("big", 30_000))])
         assert await relay.publish_batch() == 1
         assert await scratch_outbox.fetchval("SELECT count(*) FROM outbox_parked WHERE id = $1", big) == 1
@@ -161,7 +167,7 @@ async def test_the_runbook_republishes_a_parked_row_once_the_topic_takes_it(
 
 async def test_a_row_for_an_illegal_topic_name_is_parked_at_once(scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:
     topic = await _new_topic(bootstrap)
-    async with _relay(scratch_outbox, bootstrap) as (relay, _):
+    async with _relay(scratch_outbox, bootstrap) as relay:
         bad, good = await _write_rows(scratch_outbox, "", [("k", _payload("nowhere"))]) + \
             await _write_rows(scratch_outbox, topic, [("k", _payload("somewhere"))])
         assert await relay.publish_batch() == 2
@@ -169,3 +175,62 @@ async def test_a_row_for_an_illegal_topic_name_is_parked_at_once(scratch_outbox:
     assert reason.startswith("InvalidTopicError")
     assert [json.loads(r.value)["label"] for r in await read_all(bootstrap, topic)] == ["somewhere"]
     assert good not in [r["id"] for r in await scratch_outbox.fetch("SELECT id FROM outbox")]
+
+
+async def _fetch_rows(pool: asyncpg.Pool, ids: list[int]) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT id, topic, key, payload, headers, created_at FROM outbox"
+                            " WHERE id = ANY($1::bigint[]) ORDER BY id", ids)
+
+
+async def test_a_relay_taking_over_fences_the_paused_holder_so_nothing_it_sends_after_is_read(
+        scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:
+    """Issue #26: the holder is paused in the middle of a cycle (its Kafka transaction open, its
+    database session ended by PostgreSQL); another replica takes over and publishes; the holder
+    resumes and tries to finish."""
+    topic = await _new_topic(bootstrap)
+    service = f"relaytest{uuid.uuid4().hex[:8]}"
+    async with _relay(scratch_outbox, bootstrap, service) as holder, \
+            _relay(scratch_outbox, bootstrap, service, takeover_seconds=0) as standby:
+        (first,) = await _write_rows(scratch_outbox, topic, [("k", _payload("first"))])
+        assert await holder.publish_batch() == 1
+        (second,) = await _write_rows(scratch_outbox, topic, [("k", _payload("second"))])
+        paused = holder.producer
+        assert paused is not None
+        await paused.begin_transaction()
+        (row,) = await _fetch_rows(scratch_outbox, [second])
+        await holder._send(paused, row)  # sent, not committed: then the pause
+
+        assert await standby.publish_batch() == 1  # took the lease (0 s), fenced, published `second`
+        with pytest.raises(ProducerFenced):
+            await paused.commit_transaction()  # the holder resumes: the broker refuses it
+        assert await holder.publish_batch() == 0  # the lease is the standby's now
+        assert await scratch_outbox.fetchval("SELECT holder FROM outbox_relay_lease") == standby.holder
+
+    labels = [json.loads(r.value)["label"] for r in await read_all(bootstrap, topic)]
+    assert labels == ["first", "second"]
+    assert not await scratch_outbox.fetchval("SELECT count(*) FROM outbox WHERE id = ANY($1)", [first, second])
+
+
+async def test_rows_on_the_broker_but_still_in_the_outbox_are_not_sent_again_after_a_takeover(
+        scratch_outbox: asyncpg.Pool, bootstrap: str) -> None:
+    """The holder's Kafka transaction committed and then it stopped before deleting the rows; the
+    relay that takes over finds them on the topic's tail and deletes them instead of sending."""
+    topic = await _new_topic(bootstrap)
+    service = f"relaytest{uuid.uuid4().hex[:8]}"
+    async with _relay(scratch_outbox, bootstrap, service) as holder, \
+            _relay(scratch_outbox, bootstrap, service, takeover_seconds=0) as standby:
+        assert await holder.publish_batch() == 0  # holds the lease, its producer started
+        ids = await _write_rows(scratch_outbox, topic, [("k1", _payload("a")), ("k2", _payload("b"))])
+        producer = holder.producer
+        assert producer is not None
+        await producer.begin_transaction()
+        for row in await _fetch_rows(scratch_outbox, ids):
+            await holder._send(producer, row)
+        await producer.commit_transaction()  # on the broker; the delete never happens
+        (later,) = await _write_rows(scratch_outbox, topic, [("k1", _payload("c"))])
+
+        assert await standby.publish_batch() == 1  # only `c`: a and b were found on the topic
+        assert not await scratch_outbox.fetchval("SELECT count(*) FROM outbox WHERE id = ANY($1)", [*ids, later])
+
+    labels = sorted(json.loads(r.value)["label"] for r in await read_all(bootstrap, topic))
+    assert labels == ["a", "b", "c"]

@@ -123,7 +123,10 @@ async def read_to_the_end(bootstrap: str, topics: list[str], rate: ResolutionRat
     """Every message of `topics` from the beginning up to the end offsets as they are now. A live
     subscriber would instead join its own consumer group and keep reading."""
     partitions = await partitions_of(bootstrap, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    # read_committed: Townflow publishes in Kafka transactions, and a transaction aborted when a
+    # paused publisher was fenced holds messages no reader should count.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                isolation_level="read_committed")
     await consumer.start()
     try:
         consumer.assign(partitions)

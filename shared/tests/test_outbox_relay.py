@@ -28,13 +28,27 @@ from townflow_shared.settings import ServiceSettings
 
 
 class FakeProducer:
-    """Fails `send` itself (refused before leaving) or its future (refused by the broker) per row."""
+    """Fails `send` itself (refused before leaving) or its future (refused by the broker) per row;
+    records the transaction's fate."""
 
     def __init__(self, at_send: dict[bytes, Exception] | None = None,
-                 at_broker: dict[bytes, Exception] | None = None) -> None:
+                 at_broker: dict[bytes, Exception] | None = None, at_commit: Exception | None = None) -> None:
         self.at_send = at_send or {}
         self.at_broker = at_broker or {}
+        self.at_commit = at_commit
         self.sent: list[bytes] = []
+        self.transaction: list[str] = []
+
+    async def begin_transaction(self) -> None:
+        self.transaction.append("begin")
+
+    async def commit_transaction(self) -> None:
+        if self.at_commit is not None:
+            raise self.at_commit
+        self.transaction.append("commit")
+
+    async def abort_transaction(self) -> None:
+        self.transaction.append("abort")
 
     async def send(self, topic: str, value: bytes, key: bytes, headers: Any) -> asyncio.Future[object]:
         if value in self.at_send:
@@ -53,7 +67,12 @@ def rows(*values: bytes, topic: str = "intake.request.filed.v1") -> list[dict[st
 
 
 async def cycle_of(producer: FakeProducer, batch: list[dict[str, Any]]) -> Any:
-    relay = OutboxRelay("test", pool=None, producer=producer)  # type: ignore[arg-type]
+    async def nothing_published(topics: list[str], depth: int) -> set[int]:
+        return set()
+
+    relay = OutboxRelay("test", pool=None, producer_factory=lambda: producer,  # type: ignore[arg-type,return-value]
+                        published_ids=nothing_published)
+    relay.producer = producer  # type: ignore[assignment]
     return await relay._publish(batch)  # type: ignore[arg-type]
 
 
@@ -83,7 +102,7 @@ async def test_a_row_refused_before_it_leaves_is_parked_and_the_rows_behind_it_g
     cycle = await cycle_of(producer, rows(b"a", b"big", b"b"))
     assert [r["payload"] for r in cycle.published] == [b"a", b"b"]
     assert [(r["payload"], reason.split(":")[0]) for r, reason in cycle.parked] == [(b"big", "MessageSizeTooLargeError")]
-    assert cycle.error is None and not cycle.broker_failed
+    assert cycle.error is None and producer.transaction == ["begin", "commit"]
     assert cycle.done_ids == [1, 3, 2]
 
 
@@ -94,16 +113,30 @@ async def test_a_passing_failure_before_sending_keeps_that_row_and_every_row_beh
     assert [r["payload"] for r in cycle.published] == [b"a"]
     assert not cycle.parked and isinstance(cycle.error, KafkaTimeoutError)
     assert cycle.done_ids == [1]
+    assert producer.transaction == ["begin", "commit"]  # what was sent before it is published
 
 
-async def test_a_refusal_by_the_broker_parks_the_row_and_asks_for_a_new_producer() -> None:
+async def test_a_refusal_by_the_broker_parks_the_row_and_aborts_the_whole_transaction() -> None:
     producer = FakeProducer(at_broker={b"big": MessageSizeTooLargeError(), b"b": OutOfOrderSequenceNumber()})
     cycle = await cycle_of(producer, rows(b"a", b"big", b"b"))
-    assert [r["payload"] for r in cycle.published] == [b"a"]
+    assert producer.transaction == ["begin", "abort"]
+    assert cycle.published == []  # a was sent in the aborted transaction: no reader sees it, it goes again
     assert [r["payload"] for r, _ in cycle.parked] == [b"big"]
-    assert isinstance(cycle.error, OutOfOrderSequenceNumber)  # b waits for the next cycle
-    assert cycle.broker_failed
-    assert cycle.done_ids == [1, 2]
+    assert isinstance(cycle.error, OutOfOrderSequenceNumber)  # a and b wait for the next cycle
+    assert cycle.done_ids == [2]
+
+
+async def test_a_refusal_for_good_alone_still_sends_the_others_again_next_cycle() -> None:
+    producer = FakeProducer(at_broker={b"big": MessageSizeTooLargeError()})
+    cycle = await cycle_of(producer, rows(b"a", b"big", b"b"))
+    assert producer.transaction == ["begin", "abort"] and cycle.published == [] and cycle.aborted
+    assert cycle.done_ids == [2] and cycle.error is None  # a and b go again, at once
+
+
+async def test_a_failed_commit_publishes_nothing_and_keeps_every_row() -> None:
+    producer = FakeProducer(at_commit=KafkaTimeoutError())
+    cycle = await cycle_of(producer, rows(b"a", b"b"))
+    assert cycle.published == [] and cycle.done_ids == [] and isinstance(cycle.error, KafkaTimeoutError)
 
 
 async def test_a_row_for_an_illegal_topic_is_parked_without_sending() -> None:

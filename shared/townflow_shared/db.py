@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
@@ -49,9 +50,43 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
     advisory locks are released where taken, LISTEN only on the relay's own connection)."""
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+# How soon PostgreSQL notices a client host that went away without closing (a partition, a
+# frozen VM): TCP keepalives after this many idle seconds, then KEEPALIVE_PROBES probes this far
+# apart, and tcp_user_timeout for data that is never acknowledged. A paused process is not
+# caught this way (its kernel still answers): the idle-in-transaction timeout is what catches it.
+KEEPALIVE_IDLE_SECONDS = 4
+KEEPALIVE_INTERVAL_SECONDS = 2
+KEEPALIVE_PROBES = 2
+
+
+def session_settings(service: str, idle_in_transaction_seconds: float | None) -> dict[str, str]:
+    """The server-side settings of every connection a service opens.
+
+    `application_name` names the process (`pg_stat_activity` shows which replica holds what). With
+    `idle_in_transaction_seconds`, PostgreSQL ends a session that sits in an open transaction that
+    long without a statement: a replica paused while it holds the relay lock, claimed due rows
+    (FOR UPDATE) or any row lock lets go of them within that time instead of for as long as the
+    pause lasts (issue #26). Nothing of ours waits that long inside a transaction when healthy
+    (the relay's longest wait is the broker's acknowledgement)."""
+    settings = {
+        "application_name": f"{service} pid {os.getpid()}"[:63],
+        "tcp_keepalives_idle": str(KEEPALIVE_IDLE_SECONDS),
+        "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL_SECONDS),
+        "tcp_keepalives_count": str(KEEPALIVE_PROBES),
+        "tcp_user_timeout": str((KEEPALIVE_IDLE_SECONDS + KEEPALIVE_INTERVAL_SECONDS * KEEPALIVE_PROBES) * 1000),
+    }
+    if idle_in_transaction_seconds is not None:
+        settings["idle_in_transaction_session_timeout"] = str(int(idle_in_transaction_seconds * 1000))
+    return settings
+
+
+async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, *,
+                      service: str = "townflow", idle_in_transaction_seconds: float | None = None) -> asyncpg.Pool:
+    """A pool whose connections carry `session_settings`; without `idle_in_transaction_seconds`
+    (tools that hold long transactions on purpose, like appraisal's rebuild) none is set."""
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-                                     reset=_no_session_reset)
+                                     reset=_no_session_reset,
+                                     server_settings=session_settings(service, idle_in_transaction_seconds))
     return present(pool, "the connection pool")
 
 

@@ -4,8 +4,10 @@ The outbox backlog and age, open tasks by colour, cases near their limit: every 
 read them from the shared database, but each would export them and dashboards and alerts that
 sum over replicas would read double. One replica reports them: the one holding the service's
 reporter lock (a PostgreSQL session advisory lock on a connection it keeps). Another replica
-takes over when that connection goes (the replica died, or the database failed over); the
-others export none of these series, so a sum, a max or a single series all read true."""
+takes over when that connection goes (the replica died, or the database failed over, or it
+stopped answering: the holding session carries `idle_session_timeout`, so PostgreSQL ends it when
+a paused replica misses its pings); the others export none of these series, so a sum, a max or a
+single series all read true."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from prometheus_client import Gauge
 from .db import GAUGE_REPORTER_LOCK
 
 log = logging.getLogger(__name__)
+# Pings a holder may miss before PostgreSQL ends its session: 1.6 × the 5 s interval = 8 s, within
+# the 10 s a paused replica may hold anything up (issue #26), and past one slow refresh.
+HOLDER_MISSED_PINGS = 1.6
 Refresh = Callable[[asyncpg.Pool], Awaitable[None]]
 
 
@@ -71,6 +76,10 @@ class GroupGauges:
             return True
         conn = await self.pool_of().acquire()
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", GAUGE_REPORTER_LOCK):
+            # The holder pings every interval; missing this many of them ends its session and so
+            # frees the lock for another replica (a paused holder's kernel still answers TCP).
+            await conn.execute("SELECT set_config('idle_session_timeout', $1, false)",
+                               str(int(self.interval * HOLDER_MISSED_PINGS * 1000)))
             self._holder = conn
             return True
         await self.pool_of().release(conn)
@@ -86,5 +95,6 @@ class GroupGauges:
             return
         with contextlib.suppress(Exception):
             await conn.execute("SELECT pg_advisory_unlock($1)", GAUGE_REPORTER_LOCK)
+            await conn.execute("RESET idle_session_timeout")  # the pool keeps session settings
         with contextlib.suppress(Exception):
             await self.pool_of().release(conn)

@@ -1,5 +1,5 @@
-"""Kafka clients built from settings: FastStream's broker for consuming, one idempotent aiokafka
-producer (acks=all) for the outbox relay and dead letters, and the contract's topics created
+"""Kafka clients built from settings: FastStream's broker for consuming, idempotent aiokafka
+producers (acks=all; the outbox relay's transactional), and the contract's topics created
 with the retention they need (SPEC §6.1: event topics keep everything) and checked at start-up."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from .metrics import TOPIC_RETENTION_MS, TOPIC_RETENTION_TOO_SHORT
+from .outbox import OUTBOX_ID_HEADER, OUTBOX_SERVICE_HEADER
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,14 @@ def create_broker(settings: ServiceSettings, middlewares: list[Any]) -> KafkaBro
     )
 
 
-def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+def create_producer(settings: ServiceSettings, transactional_id: str | None = None) -> AIOKafkaProducer:
+    """The idempotent producer (dead letters, tools); with `transactional_id`, the outbox relay's."""
+    transactional: dict[str, Any] = {} if transactional_id is None else {
+        "transactional_id": transactional_id,
+        # The broker aborts a transaction its producer left open this long (a holder paused with
+        # no replica to take over): readers of the partitions are held back no longer than that.
+        "transaction_timeout_ms": int(settings.kafka_transaction_timeout_seconds * 1000),
+    }
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=f"{settings.service_name}-outbox",
@@ -59,8 +67,46 @@ def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         linger_ms=5,  # lets a relay batch share requests without adding visible latency
         # A record above it is refused here, before it spends a sequence number (outbox.py parks it).
         max_request_size=settings.kafka_max_message_bytes,
+        **transactional,
         **client_security(settings),
     )
+
+
+def relay_transactional_id(settings: ServiceSettings) -> str:
+    """Shared by every replica of a service: a new relay holder's producer fences the last one's."""
+    return f"townflow.{settings.service_name}.outbox-relay"
+
+
+async def committed_outbox_ids(settings: ServiceSettings, topics: list[str], depth: int) -> set[int]:
+    """The outbox row ids of this service among the newest `depth` committed records of every
+    partition of `topics`: what the relay must not send again when it takes over (outbox.py)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed", client_id=f"{settings.service_name}-relay-tails",
+                                **client_security(settings))
+    partitions = await topic_partitions(settings.kafka_bootstrap, topics, **client_security(settings))
+    found: set[int] = set()
+    if not partitions:
+        return found
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)  # read committed: the last stable offsets
+        starts = await consumer.beginning_offsets(partitions)
+        waiting = {tp for tp in partitions if ends[tp] > starts[tp]}
+        for tp in waiting:
+            consumer.seek(tp, max(starts[tp], ends[tp] - depth))
+        service = settings.service_name.encode()
+        while waiting:
+            batches = await consumer.getmany(*waiting, timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    headers = dict(record.headers or ())
+                    if headers.get(OUTBOX_SERVICE_HEADER) == service and OUTBOX_ID_HEADER in headers:
+                        found.add(int(headers[OUTBOX_ID_HEADER]))
+            waiting = {tp for tp in waiting if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return found
 
 
 KEEP_FOREVER = -1  # retention.ms of event topics: rebuild and new subscribers replay from the start

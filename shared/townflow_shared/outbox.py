@@ -1,9 +1,10 @@
 """The transactional outbox (SPEC §6).
 
 `enqueue` writes events in the caller's transaction, so a state change and the events it causes
-commit together. `OutboxRelay` publishes committed rows in id order with acks=all and the
-idempotent producer, then deletes them. A crash between publish and delete publishes a row
-again; consumers' inboxes make that harmless.
+commit together. `OutboxRelay` publishes committed rows in id order, a batch in one Kafka
+transaction (acks=all), then deletes them; one replica's relay at a time, fenced at the broker
+when another takes over (see `OutboxRelay`). A row the broker has is not sent again, even after a
+crash or a pause between publish and delete; consumers' inboxes dedupe by event id all the same.
 
 A row the broker refuses for good (SPEC §6.1: too large, topic not authorised, invalid topic) is
 moved to `outbox_parked` with the reason, in the transaction that deletes it, and the rows behind
@@ -15,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -26,6 +30,8 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     InvalidTopicError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
@@ -52,6 +58,11 @@ NOTIFY_CHANNEL = "townflow_outbox"
 # outage is used again within seconds while a failing one is not hammered.
 RETRY_MAX_SECONDS = 5.0
 
+
+OUTBOX_ID_HEADER = "x-outbox-id"
+OUTBOX_SERVICE_HEADER = "x-outbox-service"
+# A broker away or slow: the relay waits it out like a database outage, without a stack trace.
+KAFKA_PASSING: tuple[type[Exception], ...] = (KafkaConnectionError, KafkaTimeoutError)
 
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 
@@ -154,7 +165,7 @@ class RelayCycle:
     published: list[asyncpg.Record] = field(default_factory=list)
     parked: list[tuple[asyncpg.Record, str]] = field(default_factory=list)
     error: BaseException | None = None
-    broker_failed: bool = False  # a send failed at the broker: the producer's sequence is out of step
+    aborted: bool = False  # a send failed, so the Kafka transaction was aborted: nothing published
 
     @property
     def done_ids(self) -> list[int]:
@@ -165,18 +176,55 @@ class RowsHeldBack(Exception):
     """Some rows failed in a passing way and wait for the next cycle; the others are done."""
 
 
+# (topics, records per partition) -> the outbox ids of this service found among the newest
+# committed records of every partition of those topics (kafka.committed_outbox_ids).
+PublishedIds = Callable[[list[str], int], Awaitable[set[int]]]
+
+# Take or renew the lease in one statement, on the database's clock (a replica's own clock may be
+# off): it is ours when we hold it or when its holder has not renewed it for `takeover` seconds.
+# Returns the holder before, so a takeover is told from a renewal; no row: someone else holds it.
+TAKE_LEASE = (
+    "UPDATE outbox_relay_lease AS lease SET holder = $1, heartbeat_at = now()"
+    " FROM (SELECT holder FROM outbox_relay_lease) AS before"
+    " WHERE lease.holder = $1 OR lease.heartbeat_at < now() - make_interval(secs => $2)"
+    " RETURNING before.holder")
+
+
+def relay_holder() -> str:
+    """This process's name in the lease: host and pid find it, the nonce tells a restarted
+    process (a reused pid) from the one before."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class OutboxRelay:
-    def __init__(self, service: str, pool: asyncpg.Pool, producer: AIOKafkaProducer,
-                 batch_size: int = 500, poll_seconds: float = 1.0, *,
-                 producer_factory: Callable[[], AIOKafkaProducer] | None = None) -> None:
+    """Publishes a service's outbox. Among a service's replicas one relay holds the lease and
+    publishes; the others stand by and take over when its heartbeat stops (issue #26).
+
+    Why a lease with fencing rather than only a lock: a holder that stops without dying (a pause,
+    a frozen VM, a cut connection) must neither stall its peers nor, when it resumes, publish what
+    they published meanwhile. PostgreSQL ends its open transaction (`idle_in_transaction_session
+    _timeout`, db.py), which frees the lock; the lease's heartbeat tells the others it is gone;
+    and the transactional producer, whose transactional.id every replica of the service shares,
+    fences it at the broker: a new holder's initialisation aborts the old holder's open Kafka
+    transaction and refuses whatever it sends after it resumes. What the old holder had committed
+    to Kafka but not yet deleted from the outbox is found on the topics' tails and deleted, not
+    sent twice. The per-cycle advisory lock stays, so replicas of the release before this one,
+    which know only the lock, still take turns with these during a rolling upgrade."""
+
+    def __init__(self, service: str, pool: asyncpg.Pool, producer_factory: Callable[[], AIOKafkaProducer],
+                 published_ids: PublishedIds, *, batch_size: int = 500, poll_seconds: float = 1.0,
+                 takeover_seconds: float = 4.0, holder: str | None = None) -> None:
         self.service = service
         self.pool = pool
-        self.producer = producer
+        # Makes the relay's transactional producer: at the first cycle, after a takeover and after
+        # any failed cycle (a producer in doubt is never reused: see `_fence`).
+        self.producer_factory = producer_factory
+        self.published_ids = published_ids
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
-        # Makes a fresh producer after the broker failed a send (see `_renew_producer`).
-        self.producer_factory = producer_factory
-        self._own_producer = False  # the given producer belongs to the caller, who stops it
+        self.takeover_seconds = takeover_seconds
+        self.holder = holder or relay_holder()
+        self.producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -191,7 +239,7 @@ class OutboxRelay:
                     raise
                 except Exception as exc:
                     OUTBOX_ERRORS.labels(self.service).inc()
-                    if isinstance(exc, (*OUTAGES, RowsHeldBack)):  # waited out, nothing to debug
+                    if isinstance(exc, (*OUTAGES, *KAFKA_PASSING, RowsHeldBack)):  # waited out, nothing to debug
                         log.warning("outbox relay cycle failed; retrying: %s: %s", type(exc).__name__, exc)
                     else:
                         log.exception("outbox relay cycle failed; retrying")
@@ -203,9 +251,7 @@ class OutboxRelay:
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await self.pool.release(listener)
-            if self._own_producer:
-                with contextlib.suppress(Exception):
-                    await self.producer.stop()
+            await self._drop_producer()
 
     async def _listen(self) -> asyncpg.Connection | None:
         """A connection held for LISTEN, so a commit wakes the relay at once; polling backs it up."""
@@ -227,60 +273,126 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_batch(self) -> int:
-        """Take the oldest rows, publish them, delete those acknowledged (acks=all) and move those
-        refused for good to `outbox_parked`, in one transaction; return how many left `outbox`.
+        """Take the oldest rows, publish them in one Kafka transaction, delete those published and
+        move those refused for good to `outbox_parked`, in one PostgreSQL transaction; return how
+        many left `outbox` (0 when another replica holds the lease).
 
         A row that fails in a passing way stays, and so does every row of its cycle not sent yet,
         so nothing overtakes it; `RowsHeldBack` is raised after the commit so the caller backs off."""
         cycle: RelayCycle | None = None
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK):
-                    rows = await conn.fetch(
-                        "SELECT id, topic, key, payload, headers, created_at FROM outbox ORDER BY id LIMIT $1",
-                        self.batch_size)
-                    cycle = await self._publish(rows)
-                    if cycle.done_ids:
-                        await self._take_away(conn, cycle)
-        if cycle is None:
-            return 0
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK):
+                    return 0
+                before = await conn.fetchrow(TAKE_LEASE, self.holder, self.takeover_seconds)
+                if before is None:
+                    return 0
+                if self.producer is None or before["holder"] != self.holder:
+                    await self._fence(conn, took_over=before["holder"] != self.holder)
+                rows = await conn.fetch(
+                    "SELECT id, topic, key, payload, headers, created_at FROM outbox ORDER BY id LIMIT $1",
+                    self.batch_size)
+                cycle = await self._publish(rows)
+                if cycle.done_ids:
+                    await self._take_away(conn, cycle)
+        except BaseException:
+            # Rows may be on the broker and still in the outbox (the Kafka commit went through,
+            # the delete did not): the next cycle starts over with a fresh producer and looks.
+            await self._drop_producer()
+            raise
         for row in cycle.published:
             OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
         for row, reason in cycle.parked:
             OUTBOX_PARKED.labels(self.service, row["topic"]).inc()
             log.error("outbox row %s for %s refused for good and parked: %s", row["id"], row["topic"], reason)
-        if cycle.broker_failed:
-            await self._renew_producer()
+        if cycle.aborted or cycle.error is not None:
+            # Its sequence numbers may be out of step with the broker's: a fresh producer (a new
+            # epoch) sends what waits, and looks first for anything of this cycle that got through.
+            await self._drop_producer()
         if cycle.error is not None:
             raise RowsHeldBack(f"{len(cycle.published)} published, {len(cycle.parked)} parked, "
                                "the rest wait for the next cycle") from cycle.error
+        if cycle.aborted:
+            self.wake()  # only refusals for good failed it: the other rows go again at once
         return len(cycle.done_ids)
 
+    async def _fence(self, conn: asyncpg.Connection, *, took_over: bool) -> None:
+        """Start a fresh transactional producer, then delete the rows already on their topics.
+
+        Starting it fences every other producer with the service's transactional.id: the broker
+        aborts their open transaction and refuses their later sends. Whatever a producer had
+        committed before is on the topics' tails; those rows are deleted here instead of being
+        published twice."""
+        await self._drop_producer()
+        producer = self.producer_factory()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self.producer = producer
+        topics = [r["topic"] for r in await conn.fetch("SELECT DISTINCT topic FROM outbox")
+                  if refusal_reason(r["topic"], None) is None]
+        if topics:
+            # The last holder's uncertain rows are one cycle's: at most a batch on each partition.
+            on_topics = await self.published_ids(topics, self.batch_size)
+            if on_topics:
+                gone = await conn.fetch("DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING id",
+                                        sorted(on_topics))
+                if gone:
+                    log.warning("outbox rows %s were already on their topics (published before a failure "
+                                "or by the holder before); deleted, not sent again", [r["id"] for r in gone])
+        if took_over:
+            log.info("outbox relay lease taken by %s", self.holder)
+
+    async def _drop_producer(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
     async def _publish(self, rows: Sequence[asyncpg.Record]) -> RelayCycle:
+        """Send the rows in one Kafka transaction: all of them become visible to readers (who read
+        committed) at its commit, or none. A row refused before it leaves is parked or, when the
+        refusal passes, ends the cycle there (the rows behind it must not overtake it)."""
         cycle = RelayCycle()
+        producer = self.producer
+        if producer is None:
+            raise RuntimeError("the relay has no producer")
         sent: list[tuple[asyncpg.Record, asyncio.Future[object]]] = []
+        await producer.begin_transaction()
         for row in rows:
             reason = refusal_reason(row["topic"], None)
             if reason is not None:
                 cycle.parked.append((row, reason))
                 continue
             try:
-                sent.append((row, await self._send(row)))
-            except Exception as error:  # refused before it left: no sequence number was spent
+                sent.append((row, await self._send(producer, row)))
+            except Exception as error:  # refused before it left
                 reason = refusal_reason(row["topic"], error)
                 if reason is None:
                     cycle.error = error
-                    break  # the rows behind it must not overtake it
+                    break
                 cycle.parked.append((row, reason))
         results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
-        for (row, _), result in zip(sent, results, strict=True):
-            if not isinstance(result, BaseException):
-                cycle.published.append(row)
-                continue
-            # The idempotent producer spent a sequence number on the failed batch, so every later
-            # send to its partition fails (OutOfOrderSequenceNumber) until the producer is renewed.
-            # Those rows are passing failures and stay, in order, behind nothing but this one.
-            cycle.broker_failed = True
+        failed = [(row, result) for (row, _), result in zip(sent, results, strict=True)
+                  if isinstance(result, BaseException)]
+        if not failed:
+            try:
+                await producer.commit_transaction()
+            except Exception as error:
+                cycle.error = error
+            else:
+                cycle.published = [row for row, _ in sent]
+            cycle.parked.sort(key=lambda parked: parked[0]["id"])
+            return cycle
+        # A transaction with a failed send cannot commit: none of this cycle's sends is published.
+        # Rows refused for good are parked; the others wait for the next cycle, in order.
+        cycle.aborted = True
+        with contextlib.suppress(Exception):
+            await producer.abort_transaction()
+        for row, result in failed:
             reason = refusal_reason(row["topic"], result)
             if reason is not None:
                 cycle.parked.append((row, reason))
@@ -299,30 +411,7 @@ class OutboxRelay:
             cycle.done_ids, [r["id"] for r, _ in cycle.parked], [reason for _, reason in cycle.parked],
         )
 
-    async def _renew_producer(self) -> None:
-        """After the broker failed a send, the idempotent producer's sequence numbers for that
-        partition are ahead of the broker's (aiokafka does not take them back), so later sends to
-        it would fail for ever. A new producer (a new producer id) starts its sequences afresh."""
-        if self.producer_factory is None:
-            log.error("the broker failed a send: later rows to its partition wait until the service "
-                      "restarts (the relay was given no producer factory to renew its producer)")
-            return
-        fresh = self.producer_factory()
-        try:
-            await fresh.start()
-        except Exception:
-            with contextlib.suppress(Exception):
-                await fresh.stop()
-            log.warning("could not start a fresh outbox producer; will try again after the next failure")
-            return
-        old, was_own = self.producer, self._own_producer
-        self.producer, self._own_producer = fresh, True
-        log.warning("outbox producer renewed after a send the broker failed")
-        if was_own:
-            with contextlib.suppress(Exception):
-                await old.stop()
-
-    async def _send(self, row: asyncpg.Record) -> asyncio.Future[object]:
+    async def _send(self, producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[object]:
         parent = propagate.extract(row["headers"] or {})
         with tracer().start_as_current_span(
             f"{row['topic']} publish", context=parent, kind=trace.SpanKind.PRODUCER,
@@ -332,27 +421,29 @@ class OutboxRelay:
             carrier = current_trace_headers()
         payload = bytes(row["payload"])
         headers = [(k, v.encode()) for k, v in message_headers(row["headers"] or {}, payload, carrier,
-                                                               outbox_id=row["id"]).items()]
-        return await self.producer.send(
+                                                               outbox_id=row["id"], service=self.service).items()]
+        return await producer.send(
             row["topic"], value=payload, key=row["key"].encode() or None, headers=headers,
         )
 
 
 def message_headers(stored: dict[str, str], payload: bytes, trace: dict[str, str],
-                    outbox_id: int | None = None) -> dict[str, str]:
+                    outbox_id: int | None = None, service: str | None = None) -> dict[str, str]:
     """Every header of an outgoing message, built here and nowhere else (SPEC §3.1, §11).
 
-    `x-outbox-id` names the outbox row a message was sent from. The relay delivers at least once
-    (a crash between the broker's ack and the row's delete sends the row again): two messages of
-    one service with the same row id are that redelivery, two rows would be a second write. An
-    event's readers dedupe by its id anyway; for a dead letter this is the way to tell.
+    `x-outbox-id` names the outbox row a message was sent from and `x-outbox-service` the service
+    whose outbox it was (row ids are per service). The relay looks for them on the topics' tails
+    when it takes over, so a row is not sent twice; two messages of one service with the same row
+    id would be a second send, two rows a second write. An event's readers dedupe by its id anyway.
 
     The stored trace context is replaced by the publish span's (`trace`); other stored headers (a
     dead letter's x-dlq-*, its original content-type) travel as they are, except `ce_*` ones: the
     CloudEvents attributes are always derived afresh from the value, so a dead letter's describe
     the envelope it holds (or there are none) whatever the poison's own headers claimed."""
     kept = {k: v for k, v in stored.items() if k not in _TRACE_HEADERS and not is_cloudevent_header(k)}
-    row = {} if outbox_id is None else {"x-outbox-id": str(outbox_id)}
+    row = {} if outbox_id is None else {OUTBOX_ID_HEADER: str(outbox_id)}
+    if service is not None:
+        row[OUTBOX_SERVICE_HEADER] = service
     return {"content-type": "application/json"} | kept | cloudevent_headers(payload) | trace | row
 
 

@@ -32,7 +32,7 @@ from .events import TOPICS, Envelope, dlq_topic
 from .group_gauges import GroupGauges, Refresh
 from .guards import EdgeLimits
 from .http import mount_common
-from .kafka import create_broker, create_producer, ensure_topics
+from .kafka import committed_outbox_ids, create_broker, create_producer, ensure_topics, relay_transactional_id
 from .lag import measure_lag_forever
 from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED_ROWS
 from .offsets import OffsetCommitter
@@ -210,6 +210,11 @@ class ServiceRuntime:
             max_records=self.settings.consume_batch_max,
             fetch_min_bytes=self.settings.kafka_fetch_min_bytes,
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            # The relays publish in Kafka transactions: an aborted one (a fenced, paused holder's)
+            # is never read. A replica that stops heartbeating gives its partitions up in seconds.
+            isolation_level="read_committed",
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
             decoder=_records_undecoded,
             ack_policy=AckPolicy.MANUAL,  # offsets are committed in batches by self.offsets
             title=f"{self.service} consumer",
@@ -226,7 +231,8 @@ class ServiceRuntime:
     async def start(self) -> None:
         setup_tracing(self.service, self.settings.otlp_endpoint)
         pool = await db.create_pool(self.settings.database_url.get_secret_value(),
-                                    self.settings.db_pool_min, self.settings.db_pool_max)
+                                    self.settings.db_pool_min, self.settings.db_pool_max, service=self.service,
+                                    idle_in_transaction_seconds=self.settings.db_idle_in_transaction_seconds)
         self.database.use(pool)
         applied = await db.migrate(pool, [db.SHARED_MIGRATIONS, self.migrations],
                                    default_town=self.town_of_old_rows)
@@ -237,9 +243,12 @@ class ServiceRuntime:
         self._producer = create_producer(self.settings)
         await self.producer.start()
         if self.settings.outbox_relay:
-            self.relay = OutboxRelay(self.service, pool, self.producer,
-                                     self.settings.outbox_batch_size, self.settings.outbox_poll_seconds,
-                                     producer_factory=lambda: create_producer(self.settings))
+            settings = self.settings
+            self.relay = OutboxRelay(
+                self.service, pool, lambda: create_producer(settings, relay_transactional_id(settings)),
+                lambda topics, depth: committed_outbox_ids(settings, topics, depth),
+                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
+                takeover_seconds=settings.outbox_takeover_seconds)
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         for task in self.background:
             self._tasks.append(asyncio.create_task(self._guard(task), name=task.__name__))

@@ -35,6 +35,9 @@ class ServiceSettings(BaseSettings):
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/townflow")
     db_pool_min: int = 2
     db_pool_max: int = 10
+    # A transaction left open this long without a statement is ended by PostgreSQL, with its locks:
+    # what frees the relay lock and claimed rows of a paused or cut-off replica (db.session_settings).
+    db_idle_in_transaction_seconds: float = 5.0
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_partitions: int = 12  # enough for a county's replicas to share each topic
     kafka_replication: int = 1
@@ -54,6 +57,12 @@ class ServiceSettings(BaseSettings):
     outbox_relay: bool = True
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 1.0
+    # A standby relay takes the lease over when the holder has not renewed it this long (outbox.py).
+    outbox_takeover_seconds: float = 4.0
+    kafka_transaction_timeout_seconds: float = 10.0
+    # A consumer replica that stops heartbeating this long loses its partitions to the others.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 2000
     lag_seconds: float = 15.0
     group_gauges_seconds: float = 5.0
     commit_interval_seconds: float = 0.2

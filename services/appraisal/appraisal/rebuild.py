@@ -174,7 +174,9 @@ async def replay_share(settings: AppraisalSettings, into: str, share: Share, end
     runtime = create_runtime(settings, publishing=False)
     target = await db.create_pool(_without_waiting_for_flush(into), 1, 2)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=settings.rebuild_batch_max)
+                                auto_offset_reset="earliest", max_poll_records=settings.rebuild_batch_max,
+                                # what the live consumer reads: never a fenced relay's aborted sends
+                                isolation_level="read_committed")
     skipped: list[str] = []
     try:
         runtime.use_pool(target)
