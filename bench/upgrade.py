@@ -127,6 +127,25 @@ class Answers:
                                  f" [intake: {', '.join(self.versions.running(self.stack, 'intake'))}]")
 
 
+# What the towns' staff may be answered besides a 2xx or a 503, on any day, and try again next round:
+# the state they act on moved on since they read it (the simulation reads, then acts).
+STAFF_RACES = {
+    # rated before intake learned of the closure: the closure's event is on its way
+    "rate 409 rating.not_completed",
+    # a finding per covered task, every unit present: another matter's need (its unit) joined the
+    # inspection after they read it
+    "result 422 inspection.finding_missing", "result 422 inspection.unit_absent",
+    "result 422 request.invalid[inspection.finding_missing,inspection.unit_absent]",
+}
+
+
+def staff_failed(staff: StaffReport) -> dict[str, int]:
+    """What the towns' staff were answered that is neither a 2xx, a 503 nor one of STAFF_RACES: every
+    other status (with its refusal's code) and every error (a timeout, a connection reset)."""
+    failed = {k: n for k, n in staff.problems.items() if k.split()[-2] != "503" and k not in STAFF_RACES}
+    return failed | {k: n for k, n in staff.tried_again.items() if not k.split()[-1].isdigit()}
+
+
 def rollout_plan(rng: random.Random, stack: Stack, size: Size) -> dict[str, dict[str, Any]]:
     """Per direction and service: how long after the roll starts the service's first replica is
     replaced, and the order of its replicas."""
@@ -277,10 +296,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
         phase("settling_s")
         print(f"  phases: {phases}", flush=True)
         report = await check(stack, acknowledged, [], consumed)
-        # The towns' staff: what they try again is an outage (a 503), a rating asked before intake
-        # learned of the closure (409 rating.not_completed: the closure event is on its way, as on
-        # any day), or a failure (anything else).
-        staff_failures = {k: n for k, n in staff.tried_again.items() if not k.endswith(" 503") and k != "rate 409"}
+        staff_failures = staff_failed(staff)
         staff_worked = all(staff.done[a] > 0 for a in STAFF_WORK)
         report |= {
             "seed": seed, "from": str(old), "to": versions.new, "size": dataclasses.asdict(size),
@@ -293,6 +309,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
             "filing_failures_count": len(answers.failures),
             "staff_actions": dict(staff.done), "staff_refused": staff.refused[:20],
             "staff_refused_count": len(staff.refused), "staff_tried_again": dict(staff.tried_again),
+            "staff_answers_tried_again": dict(staff.problems),
             "staff_failures": staff_failures, "left_unrated": len(staff.to_rate),
         }
         report["passed"] = (forward and back and settled and report["matters_acknowledged"] == filed
