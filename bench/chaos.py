@@ -40,7 +40,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, UnknownMemberIdError
 from pydantic import ValidationError
 
@@ -48,6 +48,7 @@ from devstack.stack import REPO, SERVICES, Stack
 from townflow_shared.county import load_county
 from townflow_shared.events import TOPICS
 from townflow_shared.kafka import topic_partitions
+from townflow_shared.lag import group_lag
 from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 from townflow_shared.town import Town
 
@@ -280,54 +281,14 @@ def fault_plan(rng: random.Random, stack: Stack, size: Size) -> list[tuple[str, 
 
 
 async def caught_up(bootstrap: str, consumed: dict[str, list[str]]) -> bool:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        behind = {}
-        for group, topics in consumed.items():
-            committed = await admin.list_consumer_group_offsets(group)
-            partitions = await topic_partitions(bootstrap, topics)
-            ends = await consumer.end_offsets(partitions)
-            starts = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
-                      for tp in partitions}
-            lagging = {tp: (starts[tp], ends[tp]) for tp in partitions if ends[tp] > starts[tp]}
-            if lagging and (lag := await records_between(bootstrap, lagging)):
-                behind[group] = lag
-        if behind:
-            print(f"  waiting for consumers: {behind}", flush=True)
-        return not behind
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
-async def records_between(bootstrap: str, spans: dict[TopicPartition, tuple[int, int]]) -> int:
-    """How many records a consumer reading committed would still get between each partition's
-    (committed, end) offsets. Offsets alone overcount: a Kafka transaction's commit writes a marker
-    at the end of every partition it wrote, which no consumer handles and so none commits past.
-    A partition whose end it cannot reach (an open transaction) counts what is left to it."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    try:
-        consumer.assign(list(spans))
-        for tp, (start, _) in spans.items():
-            consumer.seek(tp, start)
-        found, deadline = 0, time.monotonic() + 5
-        waiting = set(spans)
-        while waiting and time.monotonic() < deadline:
-            for records in (await consumer.getmany(*waiting, timeout_ms=500)).values():
-                found += len(records)
-            waiting = {tp for tp in waiting if await consumer.position(tp) < spans[tp][1]}
-        for tp in waiting:
-            found += spans[tp][1] - await consumer.position(tp)
-        return found
-    finally:
-        await consumer.stop()
+    behind = {}
+    for group, topics in consumed.items():
+        lag = sum((await group_lag(bootstrap, group, await topic_partitions(bootstrap, topics))).values())
+        if lag > 0:
+            behind[group] = lag
+    if behind:
+        print(f"  waiting for consumers: {behind}", flush=True)
+    return not behind
 
 
 async def outboxes_empty(stack: Stack) -> bool:
@@ -382,7 +343,7 @@ class DeadLetter:
 
 async def dead_letters(bootstrap: str) -> list[DeadLetter]:
     """Every message of every `.dlq` topic on the broker."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     found: list[DeadLetter] = []
     try:

@@ -92,7 +92,8 @@ async def test_metrics_are_scraped_from_live_services(stack: Stack, intake: Api,
     await set_clocks(stack, "2026-11-23T09:00:00+08:00")
     filed = (await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(item_code="S002", colour="red"))).json()
     await task_of(dispatch, filed["request_id"])
-    await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(item_code="NOPE"))
+    refused = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(item_code="NOPE"))
+    assert refused.status_code == 409  # an item the town does not offer: a state refusal
 
     async def scrape(service: str) -> str:
         async with httpx.AsyncClient() as client:
@@ -105,7 +106,7 @@ async def test_metrics_are_scraped_from_live_services(stack: Stack, intake: Api,
     intake_text = await scrape("intake")
     published = _samples(intake_text, "townflow_outbox_published_total")
     assert any('topic="intake.request.filed.v1"' in k and v >= 1 for k, v in published.items())
-    assert any('status="422"' in k for k in _samples(intake_text, "townflow_http_requests_total"))
+    assert any('status="409"' in k for k in _samples(intake_text, "townflow_http_requests_total"))
     assert any('route="/v1/requests"' in k for k in _samples(intake_text, "townflow_http_request_duration_seconds_count"))
     assert _samples(intake_text, "townflow_outbox_backlog")
     assert _samples(intake_text, "townflow_outbox_oldest_age_seconds")

@@ -8,12 +8,11 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from devstack.processes import free_port
 from devstack.stack import ServiceProcess, Stack
 from townflow_shared.kafka import topic_partitions
+from townflow_shared.lag import group_lag
 
 from .conftest import ADMIN, CLERK, Api, eventually, file_matter, filing
 from .test_outages import read_only
@@ -64,18 +63,7 @@ async def test_the_repeat_rule_and_gap_free_tickets_hold_across_intake_replicas(
 
 
 async def _true_lag(bootstrap: str, group: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(bootstrap, [topic])
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-        ends = await consumer.end_offsets(partitions)
-        return sum(ends[tp] - max(committed[tp].offset, 0) if tp in committed else ends[tp] for tp in partitions)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    return sum((await group_lag(bootstrap, group, await topic_partitions(bootstrap, [topic]))).values())
 
 
 def _lag_by_partition(metrics: str, service: str, topic: str) -> dict[str, float]:

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from townflow_shared import lag
 from townflow_shared.events import TOPICS, Envelope
-from townflow_shared.kafka import kafka_admin, topic_partitions
+from townflow_shared.kafka import topic_partitions
 from townflow_shared.outbox import message_headers
 
 # What each service consumes (its handlers.register): appraisal every topic but its own, intake
@@ -80,13 +81,9 @@ async def move_group_to_end(bootstrap: str, group: str, topics: Sequence[str]) -
 
 
 async def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
-    """Messages on `topics` that `group` has not committed yet (a partition it never committed
+    """Messages on `topics` that `group` has not handled yet (a partition it never committed
     counts whole)."""
-    ends = await end_offsets(bootstrap, topics)
-    async with kafka_admin(bootstrap) as admin:
-        committed = await admin.list_consumer_group_offsets(group)
-    return sum(max(0, end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
-               for tp, end in ends.items())
+    return sum((await lag.group_lag(bootstrap, group, await topic_partitions(bootstrap, list(topics)))).values())
 
 
 async def wait_for_groups(bootstrap: str, groups: Sequence[str], timeout: float,

@@ -1,5 +1,10 @@
-"""Consumer lag per partition, measured from the broker: the end offset minus what this service's
+"""Consumer lag per partition, measured from the broker: the messages after what this service's
 consumer group has committed. Seen from outside the consumer, so a stuck handler shows too.
+
+The relays publish in Kafka transactions, and each transaction leaves a marker in the log that
+takes an offset but is no message (and a fenced relay's aborted messages are no messages to a
+reader either). So the end offset minus the committed one can stay above zero with nothing left
+to handle; where that difference is small, the messages are counted by reading them.
 
 Each replica reports only the partitions assigned to it, so summing the series of every replica
 gives the group's true lag whatever the replica count (two replicas each reporting the whole
@@ -25,11 +30,65 @@ CONSUMER_LAG = gauge("townflow_consumer_lag",
                      "service", "topic", "partition")
 
 
+# A partition this far behind or less is read to count its messages; further behind, the offsets'
+# difference stands (a marker per relay transaction, each holding one or more messages).
+COUNTED_BELOW = 64
+
+
+async def unhandled(consumer: AIOKafkaConsumer, committed: dict[TopicPartition, int],
+                    partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+    """How many messages of each partition lie after its committed offset. `consumer` reads
+    committed (isolation_level="read_committed") and belongs to no group: it is assigned here."""
+    ends = await consumer.end_offsets(list(partitions))
+    lag = {tp: max(ends[tp] - committed.get(tp, 0), 0) for tp in partitions}
+    near = {tp for tp, n in lag.items() if 0 < n <= COUNTED_BELOW}
+    if not near:
+        return lag
+    consumer.assign(list(near))
+    for tp in near:
+        consumer.seek(tp, committed.get(tp, 0))
+        lag[tp] = 0
+    waiting = set(near)
+    while waiting:
+        for records in (await consumer.getmany(*waiting, timeout_ms=500)).values():
+            for record in records:
+                if record.offset < ends[TopicPartition(record.topic, record.partition)]:
+                    lag[TopicPartition(record.topic, record.partition)] += 1
+        waiting = {tp for tp in waiting if await consumer.position(tp) < ends[tp]}
+    consumer.unsubscribe()
+    return lag
+
+
+async def group_lag(bootstrap: str, group: str, partitions: Collection[TopicPartition],
+                    **security: object) -> dict[TopicPartition, int]:
+    """The messages `group` has not handled yet, by partition (a partition it never committed
+    counts whole): what harnesses wait on to call the consumers caught up."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False, **security)
+    await admin.start()
+    await consumer.start()
+    try:
+        return await unhandled(consumer, await _committed(admin, group, partitions), partitions)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def _committed(admin: AIOKafkaAdminClient, group: str,
+                     partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+    offsets = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
 async def measure_lag_forever(settings: ServiceSettings, group: str, interval: float,
                               assigned: Callable[[], Collection[TopicPartition]]) -> None:
     security = client_security(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **security)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False, **security)
     await admin.start()
     await consumer.start()
     reported: set[TopicPartition] = set()
@@ -37,7 +96,8 @@ async def measure_lag_forever(settings: ServiceSettings, group: str, interval: f
         while True:
             try:
                 partitions = set(assigned())
-                lag = await _lag(admin, consumer, group, partitions) if partitions else {}
+                lag = await unhandled(consumer, await _committed(admin, group, partitions),
+                                      partitions) if partitions else {}
                 for tp in reported - partitions:  # moved to another replica: it reports them now
                     with contextlib.suppress(KeyError):
                         CONSUMER_LAG.remove(settings.service_name, tp.topic, str(tp.partition))
@@ -52,11 +112,3 @@ async def measure_lag_forever(settings: ServiceSettings, group: str, interval: f
             await consumer.stop()
         with contextlib.suppress(Exception):
             await admin.close()
-
-
-async def _lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str,
-               partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
-    committed = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
-    ends = await consumer.end_offsets(list(partitions))
-    return {tp: max(ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0), 0)
-            for tp in partitions}

@@ -11,10 +11,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, Union
+from typing import Annotated, Any, TypeVar, Union, cast
 
 import asyncpg
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 from faststream.kafka import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -191,8 +191,14 @@ class ServiceRuntime:
                     log.info("batch not rewound: %s", describe(seek_failed))
                 return
             self.retrying.succeeded()
+            consumer = cast(AIOKafkaConsumer, message.consumer)  # FastStream's aiokafka consumer
             for record in records:
-                self.offsets.mark(message.consumer, record.topic, record.partition, record.offset)
+                self.offsets.mark(consumer, record.topic, record.partition, record.offset)
+            # The consumer's position is past the transaction markers (and a fenced relay's aborted
+            # messages) that followed these records in the log: committing it leaves no lag behind.
+            for tp in {TopicPartition(r.topic, r.partition) for r in records}:
+                with contextlib.suppress(Exception):  # revoked meanwhile: its new owner commits
+                    self.offsets.mark(consumer, tp.topic, tp.partition, await consumer.position(tp) - 1)
 
         # The signature is for the AsyncAPI document: every Kafka message is one of these events.
         # FastStream skips validating it (SkipValidation): the BatchConsumer validates record by
