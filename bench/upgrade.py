@@ -35,10 +35,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -51,6 +52,7 @@ from .chaos import RESULTS, check, consumed_topics, file_steadily, settle, towns
 from .town_staff import StaffReport, staff_at_work
 
 READY_WITHIN = 60.0
+T = TypeVar("T")
 STAFF_WORK = ("accept", "complete", "verify", "rate", "start", "result")
 
 
@@ -227,6 +229,17 @@ async def file_until(stack: Stack, prefix: str, size: Size, rolled: asyncio.Even
     return filed
 
 
+async def watched(awaitable: Awaitable[T], seconds: float, what: str) -> T:
+    """`awaitable`'s result; past `seconds`, every task's stack is printed (once) to show where it hangs."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        print(f"  {what} still going after {seconds:.0f} s; the tasks:", flush=True)
+        for other in asyncio.all_tasks():
+            other.print_stack(limit=12, file=sys.stdout)
+    return await task
+
+
 async def migrations_added(stack: Stack, old: Release) -> dict[str, list[str]]:
     """Per database, the migrations the current tree applied that the release does not have."""
     assert stack.postgres is not None
@@ -292,7 +305,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
         await work
         print(f"  staff done: {dict(staff.done)}; refused {len(staff.refused)}", flush=True)
         phase("staff_finishing_s")
-        settled = await settle(stack, consumed, size.settle_seconds)
+        settled = await watched(settle(stack, consumed, size.settle_seconds), size.settle_seconds + 30, "settling")
         phase("settling_s")
         print(f"  phases: {phases}", flush=True)
         report = await check(stack, acknowledged, [], consumed)
