@@ -241,10 +241,11 @@ def filing(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-async def set_clocks(stack: Stack, now: str) -> None:
-    """Move every service's test clock to the same moment (RFC 3339)."""
+async def set_clocks(stack: Stack, now: str, as_: tuple[str, ...] = ADMIN) -> None:
+    """Move every service's test clock to the same moment (RFC 3339); a county's stack needs a county
+    role (`as_=("c001", "county_admin")`), whose token names no town."""
     for name in stack.services:
-        response = await Api(stack, name).call("POST", CLOCK, as_=ADMIN, json={"now": now})
+        response = await Api(stack, name).call("POST", CLOCK, as_=as_, json={"now": now})
         assert response.status_code == 200, response.text
 
 

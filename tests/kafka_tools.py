@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from devstack.stack import REPO
 from townflow_shared.kafka import topic_partitions
+from townflow_shared.lag import group_lag
 
 
 async def read_all(bootstrap: str, topic: str, timeout: float = 20.0) -> list[ConsumerRecord]:
@@ -88,21 +89,8 @@ async def produce_together(bootstrap: str, topic: str, messages: list[tuple[byte
 
 
 async def group_caught_up(bootstrap: str, group: str, topics: list[str]) -> bool:
-    """True when `group` has committed offsets up to the end of every partition of `topics`."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        partitions = await topic_partitions(bootstrap, topics)
-        ends = await consumer.end_offsets(partitions)
-        return all(ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp]) for tp in partitions)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    """True when `group` has handled every message of every partition of `topics`."""
+    return not any((await group_lag(bootstrap, group, await topic_partitions(bootstrap, topics))).values())
 
 
 def topics_consumed_by(service: str) -> list[str]:

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -26,6 +27,10 @@ OUTAGES: tuple[type[Exception], ...] = (
     asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections
+    # Waited longer than the session's limits (SessionLimits): a lock held by a stalled replica
+    # until PostgreSQL ended it, or a statement cut short; the retry finds the way clear.
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.QueryCanceledError,
     OSError,
     TimeoutError,
 )
@@ -59,15 +64,26 @@ KEEPALIVE_INTERVAL_SECONDS = 2
 KEEPALIVE_PROBES = 2
 
 
-def session_settings(service: str, idle_in_transaction_seconds: float | None) -> dict[str, str]:
-    """The server-side settings of every connection a service opens.
+@dataclass(frozen=True)
+class SessionLimits:
+    """How long PostgreSQL lets a service's session hold or wait for anything (issue #26).
 
-    `application_name` names the process (`pg_stat_activity` shows which replica holds what). With
-    `idle_in_transaction_seconds`, PostgreSQL ends a session that sits in an open transaction that
-    long without a statement: a replica paused while it holds the relay lock, claimed due rows
-    (FOR UPDATE) or any row lock lets go of them within that time instead of for as long as the
-    pause lasts (issue #26). Nothing of ours waits that long inside a transaction when healthy
-    (the relay's longest wait is the broker's acknowledgement)."""
+    `idle_in_transaction`: a session that sits in an open transaction this long without a
+    statement is ended, with its locks — a replica paused while it holds the relay lock, claimed
+    due rows (FOR UPDATE) or any row lock lets go of them within that time instead of for as long
+    as the pause lasts. Nothing of ours waits that long inside a transaction when healthy (the
+    relay's longest wait is the broker's acknowledgement). `lock`: no statement waits longer for a
+    lock (it fails as an outage: 503, or a consumer's retry). `statement`: no statement runs
+    longer, which also ends one whose paused client stopped reading its rows. None: no limit."""
+
+    idle_in_transaction_seconds: float | None = None
+    lock_seconds: float | None = None
+    statement_seconds: float | None = None
+
+
+def session_settings(service: str, limits: SessionLimits) -> dict[str, str]:
+    """The server-side settings of every connection a service opens: `application_name` names the
+    process (`pg_stat_activity` shows which replica holds what), keepalives and `limits`."""
     settings = {
         "application_name": f"{service} pid {os.getpid()}"[:63],
         "tcp_keepalives_idle": str(KEEPALIVE_IDLE_SECONDS),
@@ -75,18 +91,20 @@ def session_settings(service: str, idle_in_transaction_seconds: float | None) ->
         "tcp_keepalives_count": str(KEEPALIVE_PROBES),
         "tcp_user_timeout": str((KEEPALIVE_IDLE_SECONDS + KEEPALIVE_INTERVAL_SECONDS * KEEPALIVE_PROBES) * 1000),
     }
-    if idle_in_transaction_seconds is not None:
-        settings["idle_in_transaction_session_timeout"] = str(int(idle_in_transaction_seconds * 1000))
+    for name, seconds in (("idle_in_transaction_session_timeout", limits.idle_in_transaction_seconds),
+                          ("lock_timeout", limits.lock_seconds), ("statement_timeout", limits.statement_seconds)):
+        if seconds is not None:
+            settings[name] = str(int(seconds * 1000))
     return settings
 
 
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, *,
-                      service: str = "townflow", idle_in_transaction_seconds: float | None = None) -> asyncpg.Pool:
-    """A pool whose connections carry `session_settings`; without `idle_in_transaction_seconds`
-    (tools that hold long transactions on purpose, like appraisal's rebuild) none is set."""
+                      service: str = "townflow", limits: SessionLimits | None = None) -> asyncpg.Pool:
+    """A pool whose connections carry `session_settings`; without `limits` (tools that hold long
+    transactions on purpose, like appraisal's rebuild) none is set."""
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
                                      reset=_no_session_reset,
-                                     server_settings=session_settings(service, idle_in_transaction_seconds))
+                                     server_settings=session_settings(service, limits or SessionLimits()))
     return present(pool, "the connection pool")
 
 
@@ -97,6 +115,8 @@ async def migrate(pool: asyncpg.Pool, folders: Sequence[Path], default_town: str
     `townflow.default_town` (empty when there is none to give: a county without a legacy town)."""
     applied: list[str] = []
     async with pool.acquire() as conn:
+        # A migration may wait for another replica's and take long on a big table: no limits.
+        await conn.execute(NO_LIMITS)
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         await conn.execute("SELECT set_config('townflow.default_town', $1, false)", default_town or "")
         try:
@@ -117,7 +137,12 @@ async def migrate(pool: asyncpg.Pool, folders: Sequence[Path], default_town: str
         finally:
             await conn.execute("SELECT set_config('townflow.default_town', '', false)")
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+            await conn.execute(LIMITS_BACK)
     return applied
+
+
+NO_LIMITS = "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
+LIMITS_BACK = "RESET statement_timeout; RESET lock_timeout; RESET idle_in_transaction_session_timeout"
 
 
 @asynccontextmanager

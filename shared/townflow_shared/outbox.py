@@ -33,6 +33,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
+    ProducerFenced,
     RecordListTooLargeError,
     RecordTooLargeError,
     TopicAuthorizationFailedError,
@@ -62,7 +63,9 @@ RETRY_MAX_SECONDS = 5.0
 OUTBOX_ID_HEADER = "x-outbox-id"
 OUTBOX_SERVICE_HEADER = "x-outbox-service"
 # A broker away or slow: the relay waits it out like a database outage, without a stack trace.
-KAFKA_PASSING: tuple[type[Exception], ...] = (KafkaConnectionError, KafkaTimeoutError)
+# ProducerFenced: this relay was paused or cut off and another replica took the relay over; it
+# stands by (its next cycle finds the lease taken).
+KAFKA_PASSING: tuple[type[Exception], ...] = (KafkaConnectionError, KafkaTimeoutError, ProducerFenced)
 
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 

@@ -238,7 +238,9 @@ class ServiceRuntime:
         setup_tracing(self.service, self.settings.otlp_endpoint)
         pool = await db.create_pool(self.settings.database_url.get_secret_value(),
                                     self.settings.db_pool_min, self.settings.db_pool_max, service=self.service,
-                                    idle_in_transaction_seconds=self.settings.db_idle_in_transaction_seconds)
+                                    limits=db.SessionLimits(self.settings.db_idle_in_transaction_seconds,
+                                                            self.settings.db_lock_timeout_seconds,
+                                                            self.settings.db_statement_timeout_seconds))
         self.database.use(pool)
         applied = await db.migrate(pool, [db.SHARED_MIGRATIONS, self.migrations],
                                    default_town=self.town_of_old_rows)

@@ -38,6 +38,8 @@ class ServiceSettings(BaseSettings):
     # A transaction left open this long without a statement is ended by PostgreSQL, with its locks:
     # what frees the relay lock and claimed rows of a paused or cut-off replica (db.session_settings).
     db_idle_in_transaction_seconds: float = 5.0
+    db_lock_timeout_seconds: float = 10.0
+    db_statement_timeout_seconds: float = 30.0
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_partitions: int = 12  # enough for a county's replicas to share each topic
     kafka_replication: int = 1

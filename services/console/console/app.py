@@ -9,6 +9,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import cached_property
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from townflow_shared.telemetry import setup_tracing
 
 from . import error_pages
 from .accounts import Accounts
+from .names import CountyNames
 from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake, merge, status, tasks
 from .pages import county as county_page
 from .services import Services
@@ -49,6 +51,11 @@ class Console:
     accounts: Accounts
     services: Services
     codec: SessionCodec
+
+    @cached_property
+    def names(self) -> CountyNames:
+        """The county's towns' codes by name, and their clocks (names.py)."""
+        return self.services.names or CountyNames(self.county)
 
 
 def token_signer(settings: ConsoleSettings) -> TokenSigner:

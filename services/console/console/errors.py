@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from .names import TownNames
 from .refusals import SAID_BY_STATUS, status_line, words
 
 # Field names as the services spell them (a refusal's `field`, dotted), as the forms label them.
@@ -69,10 +70,11 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def refusal(response: httpx.Response, names: Mapping[str, str] | None = None) -> ServiceError:
-    """The service's answer ≥ 400 as the page shows it; `names` are the town's codes → names, for
-    the params (units, staff, villages…)."""
+def refusal(response: httpx.Response, town: TownNames | None = None) -> ServiceError:
+    """The service's answer ≥ 400 as the page shows it; `town`'s names of its codes (units, staff,
+    villages…) and its clock, for the params."""
     status = response.status_code
+    names, zone = (town.flat(), town.zone) if town is not None else ({}, None)
     message = status_line(status, response.headers.get("Retry-After"))
     try:
         body = response.json()
@@ -89,7 +91,7 @@ def refusal(response: httpx.Response, names: Mapping[str, str] | None = None) ->
     for error in errors:
         field = str(error.get("field") or "")
         its = _mapping(error.get("params"))
-        said = words(error["code"], its, status=status, field=field or None, names=names)
+        said = words(error["code"], its, status=status, field=field or None, names=names, zone=zone)
         suggestions += _suggested(its)
         if field and field not in _WHOLE:
             fields.setdefault(field, beside(field, said))
@@ -97,10 +99,10 @@ def refusal(response: httpx.Response, names: Mapping[str, str] | None = None) ->
             loose.append(said)
     named = body.get("field") if isinstance(body.get("field"), str) else None
     if named and named not in _WHOLE and named not in fields:
-        fields[named] = beside(named, words(code, params, status=status, field=named, names=names))
+        fields[named] = beside(named, words(code, params, status=status, field=named, names=names, zone=zone))
     detail = None
     if not fields and not loose and not errors:
-        detail = None if code in SAID_BY_STATUS else words(code, params, status=status, names=names)
+        detail = None if code in SAID_BY_STATUS else words(code, params, status=status, names=names, zone=zone)
     elif loose:
         detail = "；".join(dict.fromkeys(loose))
     if detail is not None and detail.rstrip("。") == message.rstrip("。"):

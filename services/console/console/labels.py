@@ -1,4 +1,7 @@
-"""The services' codes in the words a town's staff use on screen."""
+"""The services' codes in the words a town's staff use on screen: one table per kind of code.
+The town's own codes (items, villages, staff, units) are names.py's."""
+
+import re
 
 COLOURS = {"red": "红", "orange": "橙", "yellow": "黄"}
 TASK_STATUSES = {
@@ -40,3 +43,15 @@ ROLES = {
     "staff": "岗位人员", "module_leader": "模块长", "officer": "执法人员", "appraisal_admin": "绩效督查室",
     "admin": "管理员", "county_reader": "县级部门", "county_admin": "县级管理员",
 }
+TASK_KINDS = {"service": "服务事项", "enforcement": "执法事项", "joint_visit": "联合踏勘"}
+ASSIGNED_VIA = {"A": "A岗", "B": "B岗", "leader": "模块长", "command_centre": "指挥中心指派"}
+EXTENSION_STATUSES = {"pending": "待审批", "approved": "已批准", "refused": "未批准"}
+NEED_SOURCES = {"task": "派单任务", "rectify": "整改复查"}
+LIMIT_UNITS = {"wd": "个工作日", "wh": "个工作小时", "h": "小时"}
+_LIMIT = re.compile(r"^(\d+)(wd|wh|h)$")
+
+
+def time_limit(text: str) -> str:
+    """A time limit as the catalog writes it ("3wd", "24h") in words: 3个工作日, 24小时."""
+    match = _LIMIT.match(text)
+    return f"{match.group(1)}{LIMIT_UNITS[match.group(2)]}" if match else text

@@ -12,9 +12,11 @@ import logging
 import re
 import string
 from collections.abc import Mapping
+from datetime import tzinfo
 from typing import Any
 
 from . import labels
+from .times import shown
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +243,8 @@ def _is_status(name: str) -> bool:
 PARAM_CHARS = 80
 
 
-def _one(name: str, value: Any, names: Mapping[str, str], tables: Mapping[str, Mapping[str, str]]) -> str:
+def _one(name: str, value: Any, names: Mapping[str, str], tables: Mapping[str, Mapping[str, str]],
+         zone: tzinfo | None) -> str:
     text = str(value)[:PARAM_CHARS]
     if isinstance(value, bool):
         return "是" if value else "否"
@@ -249,21 +252,22 @@ def _one(name: str, value: Any, names: Mapping[str, str], tables: Mapping[str, M
         return STATUS_WORDS.get(text, text)
     if (table := tables.get(name) or _VALUE_TABLES.get(name)) is not None and text in table:
         return table[text]
-    if _INSTANT.match(text):  # an instant as the pages show one: 2026-12-01 17:30
-        return text[:16].replace("T", " ")
+    if _INSTANT.match(text):  # an instant as the pages show one, on the town's clock: 2026-12-01 17:30
+        return shown(text, zone)
     return names.get(text, text)
 
 
-def _value(name: str, value: Any, names: Mapping[str, str], tables: Mapping[str, Mapping[str, str]]) -> str:
+def _value(name: str, value: Any, names: Mapping[str, str], tables: Mapping[str, Mapping[str, str]],
+           zone: tzinfo | None) -> str:
     """One param as a person reads it: states and roles in words, lists joined with 、, the town's
     codes (units, staff, villages, items, towns) by their names where the console knows them."""
     if isinstance(value, (list, tuple)):
-        return "、".join(_one(name, v, names, tables) for v in value[:20]) + ("等" if len(value) > 20 else "")
+        return "、".join(_one(name, v, names, tables, zone) for v in value[:20]) + ("等" if len(value) > 20 else "")
     if isinstance(value, str) and name in ("roles", "units", "staff") and ", " in value:
-        return "、".join(_one(name, v, names, tables) for v in value.split(", "))
+        return "、".join(_one(name, v, names, tables, zone) for v in value.split(", "))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return _one(name, value, names, tables)
+    return _one(name, value, names, tables, zone)
 
 
 def placeholders(template: str) -> set[str]:
@@ -276,7 +280,7 @@ def fallback(status: int, field: str | None = None) -> str:
 
 
 def words(code: str, params: Mapping[str, Any] | None = None, *, status: int = 0, field: str | None = None,
-          names: Mapping[str, str] | None = None) -> str:
+          names: Mapping[str, str] | None = None, zone: tzinfo | None = None) -> str:
     """The code's Chinese line with its params; a generic line (logged) for a code not in the table
     or params that did not come. Never raises."""
     template = WORDS.get(code)
@@ -286,7 +290,7 @@ def words(code: str, params: Mapping[str, Any] | None = None, *, status: int = 0
     given = params or {}
     try:
         tables = _CODE_VALUE_TABLES.get(code, {})
-        values = {name: _value(name, given[name], names or {}, tables) for name in placeholders(template)}
+        values = {name: _value(name, given[name], names or {}, tables, zone) for name in placeholders(template)}
         return template.format(**values)
     except Exception:  # a refusal's words must never break the page that shows them
         log.warning("refusal code %r came without the params its Chinese line needs: %s", code, sorted(given))

@@ -16,6 +16,7 @@ from townflow_shared.telemetry import tracer
 from .accounts import Person
 from .errors import ServiceError, refusal
 from .metrics import SERVICE_CALLS, SERVICE_DURATION
+from .names import CountyNames, TownNames
 from .tokens import TokenSigner
 
 SERVICES = ("intake", "dispatch", "enforcement", "appraisal")
@@ -27,12 +28,12 @@ class Services:
         self._urls = urls
         self._signer = signer
         self._client = client
-        self._names = town_names(county) if county is not None else {}
+        self.names = CountyNames(county) if county is not None else None
 
-    def names_for(self, person: Person | None) -> dict[str, str]:
-        """The codes a refusal's params may name, by their names: the person's town's (a county
-        role's: every town's; the towns' own names for anyone)."""
-        return self._names.get(person.town if person is not None and person.town else "", {})
+    def names_for(self, person: Person | None) -> TownNames | None:
+        """The codes a refusal's params may name, and its clock: the person's town's (a county
+        role's: the county's)."""
+        return self.names.of(person.town if person is not None else None) if self.names is not None else None
 
     async def call(self, person: Person | None, service: str, method: str, path: str, *,
                    params: dict[str, Any] | None = None, json: Any = None,
@@ -81,27 +82,3 @@ class Services:
 
 
 SERVICE_NAMES = {"intake": "受理", "dispatch": "派单", "enforcement": "执法", "appraisal": "考核"}
-
-
-def town_names(county: County) -> dict[str, dict[str, str]]:
-    """Per town code (and "" for county-wide): its units, staff, posts, villages and items by name,
-    and every town's name. Staff ids repeat across towns, so a town's own names win in its map."""
-    towns = {code: town.info.name for code, town in county.towns.items()}
-    per_town: dict[str, dict[str, str]] = {}
-    for code, town in county.towns.items():
-        per_town[code] = {**{i.code: i.name for i in town.catalog.values()},
-                          **{v.code: v.name for v in town.info.villages},
-                          **{p: post.name for p, post in town.posts.items() if post.name},
-                          **{m.code: m.name for m in town.modules.values()},
-                          **{s.id: s.name for s in town.staff.values()}, **towns}
-    # County roles: a code only where every town that has it names it alike (module codes, say);
-    # never a staff id or a village code, which name different people and places in each town.
-    seen: dict[str, set[str]] = {}
-    for code, names in per_town.items():
-        staff = set(county.towns[code].staff)
-        for key, name in names.items():
-            if key not in staff:
-                seen.setdefault(key, set()).add(name)
-    shared = {key: next(iter(found)) for key, found in seen.items() if len(found) == 1}
-    per_town[""] = {**shared, **towns}
-    return per_town

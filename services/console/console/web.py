@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from starlette.datastructures import FormData
 
 from . import labels
 from .accounts import Person
 from .metrics import CSRF_REFUSED
+from .names import TownNames
 from .session import Session, csrf_matches
 
 if TYPE_CHECKING:
@@ -23,6 +26,24 @@ if TYPE_CHECKING:
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 templates.env.globals["L"] = labels
+
+
+@pass_context
+def names_in(context: Context, town: str | None = None) -> TownNames:
+    """In a template: the names and clock of `town` (a record's own `town_code`), else of the page's
+    person's town (a county role's, or no one's: the county's)."""
+    person: Person | None = context.get("person")
+    return console_of(context["request"]).names.of(town or (person.town if person is not None else None))
+
+
+@pass_context
+def when(context: Context, value: object, town: str | None = None) -> str:
+    """In a template: a service's time on the town's clock (times.shown), `2026-12-06 08:12`."""
+    return names_in(context, town).when(value)
+
+
+templates.env.globals["N"] = names_in
+templates.env.globals["when"] = when
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from console.errors import refusal
+from console.names import CountyNames
 from console.refusals import (
     GENERIC,
     GENERIC_FIELD,
@@ -20,7 +21,9 @@ from console.refusals import (
     placeholders,
     words,
 )
+from townflow_shared.county import load_county
 from townflow_shared.problems import Catalogue, Code, catalogues
+from townflow_shared.settings import DEMO_COUNTY_DIR
 
 ENGLISH = re.compile(r"[A-Za-z]{3,}")
 
@@ -136,8 +139,15 @@ def test_a_refusal_naming_no_field_is_said_under_the_pages_line() -> None:
 
 def test_a_town_named_by_its_code_is_said_by_its_name() -> None:
     error = refusal(_problem(403, "town.not_yours", params={"town": "321003107", "yours": "321003104"}),
-                    names={"321003107": "白鹭镇"})
+                    CountyNames(load_county(DEMO_COUNTY_DIR)).of("321003104"))
     assert error.detail == "这是白鹭镇的事务，您只能办理本镇的事务"
+
+
+def test_a_time_in_a_refusal_is_on_the_towns_clock() -> None:
+    qinghe = CountyNames(load_county(DEMO_COUNTY_DIR)).of("321003104")
+    error = refusal(_problem(409, "task.return_window_closed", params={"closes_at": "2026-12-01T09:30:00+00:00"}),
+                    qinghe)
+    assert error.detail == "退回期限已过（截至 2026-12-01 17:30），不能再退回"
 
 
 def test_an_unknown_code_shows_a_generic_chinese_line_never_the_english(caplog: pytest.LogCaptureFixture) -> None:

@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, Response
 
 from ..errors import ServiceError
 from ..web import console_of, guard, render
-from .enforcement import unit_names
 
 router = APIRouter()
 
@@ -26,5 +25,4 @@ async def alerts_page(request: Request) -> Response:
     except ServiceError as exc:
         error = exc
     status = 200 if error is None else (error.status if error.status >= 400 else 502)
-    return render(request, "alerts.html", status, title="多头检查提醒", alerts=alerts, error=error,
-                  units=unit_names(request, person))
+    return render(request, "alerts.html", status, title="多头检查提醒", alerts=alerts, error=error)

@@ -39,14 +39,6 @@ def _town_code(request: Request, person: Person, town: str | None) -> str | None
     return town or next(iter(county.towns))
 
 
-def _names(request: Request, town_code: str | None) -> dict[str, str]:
-    town = console_of(request).county.town(town_code) if town_code else None
-    if town is None:
-        return {}
-    return {**{m.code: m.name for m in town.modules.values()}, **{s.id: s.name for s in town.staff.values()},
-            **{v.code: v.name for v in town.info.villages}}
-
-
 @router.get("/appraisal", response_class=HTMLResponse)
 async def appraisal_page(request: Request, period: str | None = None, town: str | None = None,
                          pool: str = "50000.00") -> Response:
@@ -55,7 +47,7 @@ async def appraisal_page(request: Request, period: str | None = None, town: str 
     town_code = _town_code(request, person, town)
     query = {"period": period or None, "town": None if person.town else town_code}
     context: dict[str, Any] = {"period": period, "pool": pool, "town": town_code, "error": None,
-                               "bonus": None, "bonus_error": None, "names": _names(request, town_code),
+                               "bonus": None, "bonus_error": None,
                                "towns": [] if person.town else [(t.code, t.info.name)
                                                                 for t in console_of(request).county.towns.values()]}
     try:
@@ -78,6 +70,7 @@ async def appraisal_page(request: Request, period: str | None = None, town: str 
         except ServiceError as exc:
             context["bonus_error"] = exc
     charts = []
+    here = console_of(request).names.of(town_code)
     by_module: dict[str, dict[str, dict[str, Any]]] = {}
     for month, rows in zip(months, monthly, strict=True):
         for row in rows:
@@ -87,7 +80,7 @@ async def appraisal_page(request: Request, period: str | None = None, town: str 
             continue
         series = [(words, RATE_CSS[key], [rows.get(m, {}).get(key) for m in months])
                   for key, words in labels.RATES.items()]
-        charts.append(line_chart([m[2:] for m in months], series, context["names"].get(module, module),
+        charts.append(line_chart([m[2:] for m in months], series, here.unit(module),
                                  width=320, height=180))
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in scores:
@@ -110,12 +103,12 @@ async def bonus_export(request: Request, period: str | None = None, town: str | 
     except ServiceError as exc:
         return render(request, "refused.html", exc.status if exc.status >= 400 else 502, title="奖金分配",
                       message=exc.page_line)
-    names = _names(request, town_code)
+    here = console_of(request).names.of(town_code)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["月份", "工号", "姓名", "模块", "岗位系数", "积分", "权重", "金额（元）"])
     for s in split["shares"]:
-        writer.writerow([split["period"], s["staff_id"], names.get(s["staff_id"], ""), names.get(s["module"], s["module"]),
+        writer.writerow([split["period"], s["staff_id"], here.staff(s["staff_id"]), here.unit(s["module"]),
                          s["post_coefficient"], s["points"], s["weight"], s["share"]])
     writer.writerow([split["period"], "", "合计", "", "", "", "", split["total"]])
     return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8", headers={

@@ -3,6 +3,7 @@ and cases with their deadlines (steps, the one extension)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,11 +26,6 @@ def _officers(request: Request, person: Person) -> list[tuple[str, str, bool]]:
     return [(s.id, s.name, s.enforcement_certificate) for s in town.staff.values() if "officer" in s.roles] if town else []
 
 
-def unit_names(request: Request, person: Person) -> dict[str, str]:
-    town = console_of(request).county.town(person.town) if person.town else None
-    return {m.code: m.name for m in town.modules.values()} if town else {}
-
-
 @router.get("/enforcement", response_class=HTMLResponse)
 async def enforcement_page(request: Request, done: str | None = None) -> Response:
     person = guard(request, "enforcement")
@@ -43,7 +39,7 @@ async def enforcement_page(request: Request, done: str | None = None) -> Respons
     except ServiceError as exc:
         error = exc
     return render(request, "enforcement.html", title="执法检查", inspections=inspections, cases=cases,
-                  error=error, done=done, units=unit_names(request, person))
+                  error=error, done=done)
 
 
 async def _inspection_view(request: Request, person: Person, inspection_id: str,
@@ -54,8 +50,7 @@ async def _inspection_view(request: Request, person: Person, inspection_id: str,
     except ServiceError as exc:
         return render(request, "refused.html", _status(exc), title="检查", message=exc.page_line)
     return render(request, "inspection.html", 200 if error is None else _status(error), title="综合检查",
-                  inspection=inspection, error=error, form=form or {}, officers=_officers(request, person),
-                  units=unit_names(request, person))
+                  inspection=inspection, error=error, form=form or {}, officers=_officers(request, person))
 
 
 @router.get("/enforcement/inspections/{inspection_id}", response_class=HTMLResponse)
@@ -109,8 +104,14 @@ async def _case_view(request: Request, person: Person, case_id: str, error: Serv
         case = await console_of(request).services.call(person, "enforcement", "GET", f"/v1/cases/{case_id}")
     except ServiceError as exc:
         return render(request, "refused.html", _status(exc), title="案件", message=exc.page_line)
+    # The finding that opened the case is the inspection's (its 立案 step keeps only a log line).
+    finding = None
+    with contextlib.suppress(ServiceError):
+        inspection = await console_of(request).services.call(person, "enforcement", "GET",
+                                                             f"/v1/inspections/{case['inspection_id']}")
+        finding = next((f for f in inspection.get("findings") or [] if f["task_id"] == case["task_id"]), None)
     return render(request, "case.html", 200 if error is None else _status(error), title="执法案件", case=case,
-                  error=error)
+                  error=error, finding=finding)
 
 
 @router.post("/enforcement/cases/{case_id}/{action}", response_class=HTMLResponse)

@@ -86,10 +86,7 @@ async def file(request: Request) -> Response:
             headers={"Idempotency-Key": form["idempotency_key"] or uuid.uuid4().hex})
     except ServiceError as exc:
         return await _form_page(request, person, form, exc)
-    town = console_of(request).county.town(filed["ticket_no"].split("-")[0])
-    item = town.catalog.get(form["item_code"]) if town else None
-    # 重复件 hints name items and villages by code: the town file gives their names.
-    names = ({**{code: i.name for code, i in town.catalog.items()}, **{v.code: v.name for v in town.info.villages}}
-             if town else {})
-    return render(request, "receipt.html", 201, title="受理回执", filed=filed, form=form, names=names,
-                  item_name=item.name if item else form["item_code"], town_name=town.info.name if town else "")
+    town_code = filed["ticket_no"].split("-")[0]  # a ticket number starts with its town's code
+    here = console_of(request).names.of(town_code)
+    return render(request, "receipt.html", 201, title="受理回执", filed=filed, form=form, town_code=town_code,
+                  item_name=here.item(form["item_code"]), town_name=here.town(town_code))

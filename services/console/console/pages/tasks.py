@@ -3,9 +3,8 @@ off-post registration (离岗登记); a module leader sees the module's tasks to
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -49,11 +48,11 @@ async def tasks_page(request: Request, done: str | None = None) -> Response:
     return await _page(request, guard(request, "tasks"), done=done)
 
 
-def _local_time(value: str, timezone: str) -> str:
-    """A browser's datetime-local (no offset) in the town's time zone; left as typed if it is not
-    one, so the service names the field."""
+def _local_time(value: str, zone: tzinfo) -> str:
+    """A browser's datetime-local (no offset) on the town's clock; left as typed if it is not one,
+    so the service names the field."""
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=ZoneInfo(timezone)).isoformat()
+        return datetime.fromisoformat(value).replace(tzinfo=zone).isoformat()
     except ValueError:
         return value
 
@@ -62,10 +61,9 @@ def _local_time(value: str, timezone: str) -> str:
 async def off_post(request: Request) -> Response:
     person = guard(request, "tasks", acting=True)
     form = await checked_form(request)
-    town = console_of(request).county.town(person.town) if person.town else None
-    timezone = town.info.timezone if town else "Asia/Shanghai"
-    body = {"from": _local_time(str(form.get("from", "")), timezone),
-            "to": _local_time(str(form.get("to", "")), timezone), "reason": str(form.get("reason", ""))}
+    zone = console_of(request).names.of(person.town).zone
+    body = {"from": _local_time(str(form.get("from", "")), zone),
+            "to": _local_time(str(form.get("to", "")), zone), "reason": str(form.get("reason", ""))}
     try:
         await console_of(request).services.call(person, "dispatch", "POST", f"/v1/staff/{person.sub}/off-post",
                                                 json=body)
