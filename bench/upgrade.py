@@ -96,7 +96,7 @@ class Versions:
         return self.old.version if process.tree == self.old_tree else self.new
 
     def running(self, stack: Stack, name: str) -> list[str]:
-        return [f"{p.label} {self.of(p)}" for p in sorted(stack.replicas[name], key=lambda p: p.index)]
+        return [f"{p.label} {self.of(p)}" for p in sorted(stack.replicas.get(name, []), key=lambda p: p.index)]
 
     def at(self) -> float:
         return round(time.monotonic() - self.started, 1)

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
+import httpx
 import pytest
 
-from bench.upgrade import Size, run_upgrade
+from bench.town_staff import StaffReport
+from bench.upgrade import Answers, Size, Versions, run_upgrade, staff_failed
 from devstack.releases import release
+from devstack.stack import Stack
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 SIZE = Size(matters=60, rate=1.2, replicas=2, side_by_side_seconds=3.0, settle_seconds=90.0,
@@ -28,3 +32,25 @@ async def test_a_rolling_upgrade_from_the_previous_release_and_back_loses_nothin
     assert report["passed"], json.dumps({k: v for k, v in report.items() if k != "plan"}, ensure_ascii=False, indent=1)
     assert report["rolled_back"] and all(
         version.endswith(old.version) for replicas in report["final_versions"].values() for version in replicas)
+
+
+def test_a_client_answer_other_than_a_2xx_or_a_retryable_503_is_a_failure(tmp_path: Path) -> None:
+    answers = Answers(Stack(tmp_path), Versions(release(), tmp_path, "current"))
+    url = "http://127.0.0.1:1"
+    request = httpx.Request("POST", f"{url}/v1/requests")
+    for status, headers in [(201, {}), (503, {"Retry-After": "1"}), (503, {}), (500, {}), (409, {})]:
+        answers(url, httpx.Response(status, headers=headers, request=request))
+    answers(url, httpx.ConnectError("refused", request=request))
+    assert answers.seen == {"201": 1, "503": 1, "503 without Retry-After": 1, "500": 1, "409": 1, "ConnectError": 1}
+    assert len(answers.failures) == 4
+
+
+def test_the_staffs_answers_fail_the_run_unless_2xx_503_or_a_state_that_moved_on() -> None:
+    staff = StaffReport()
+    staff.problems.update({"rate 409 rating.not_completed": 3, "list tasks 503 service.database_unavailable": 2,
+                           "result 422 inspection.finding_missing": 1, "accept 409 task.not_dispatched": 1,
+                           "result 422 request.invalid[inspection.officers_unknown,inspection.unit_absent]": 1})
+    staff.tried_again.update({"rate 409": 3, "list tasks 503": 2, "result 422": 2, "accept 409": 1,
+                              "verify ReadTimeout": 1})
+    assert staff_failed(staff) == {"accept 409 task.not_dispatched": 1, "verify ReadTimeout": 1,
+                                   "result 422 request.invalid[inspection.officers_unknown,inspection.unit_absent]": 1}
