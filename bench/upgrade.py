@@ -15,7 +15,9 @@ old one leave it and get stopped (SIGTERM: requests in flight are answered).
 
 After the load, once every consumer group has caught up and every outbox is empty, the run passes
 when: every filing was acknowledged; every acknowledged matter has exactly one first task in
-dispatch and is counted dispatched exactly once by appraisal; no `.dlq` topic holds a message; no
+dispatch and is counted dispatched exactly once by appraisal; no `.dlq` topic holds a message; on
+every partition, read back, each outbox row first arrived after every earlier row of its outbox,
+whichever version's relay sent it (the relay's order held while the two took turns); no
 client (the filing clerks, the towns' staff) saw an answer but a 2xx or a retryable 503 (with
 Retry-After) — every other status or error is recorded with the replica and versions it came from;
 every step's replica was ready again.
@@ -43,9 +45,13 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from devstack.releases import Release, ReleaseError, migrations_at, release, source_tree
 from devstack.stack import REPO, SERVICES, ServiceProcess, Stack
+from townflow_shared.events import TOPICS
+from townflow_shared.kafka import topic_partitions
+from townflow_shared.outbox import OUTBOX_SERVICE_HEADER
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from .chaos import RESULTS, check, consumed_topics, file_steadily, settle, towns_of
@@ -240,6 +246,47 @@ async def watched(awaitable: Awaitable[T], seconds: float, what: str) -> T:
     return await task
 
 
+async def relay_order(bootstrap: str) -> dict[str, dict[str, int]]:
+    """Per service, read back from its topics (read committed): how many messages the relays of the
+    release and of the current tree published (the current tree's carry `x-outbox-service`), how
+    often a partition passed from one version's relay to the other's (the two taking turns), rows
+    sent again (the relay's at-least-once edge), and rows that reached their partition after a
+    later row of the same outbox (the relay's order broken; a row sent again is not counted)."""
+    partitions = await topic_partitions(bootstrap, sorted(TOPICS))
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    found: dict[str, Counter[str]] = {}
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        last: dict[TopicPartition, tuple[str, int]] = {}
+        sent: dict[TopicPartition, set[int]] = {tp: set() for tp in partitions}
+        waiting = {tp for tp in partitions if ends[tp] > 0}
+        while waiting:
+            for tp, records in (await consumer.getmany(*waiting, timeout_ms=1000)).items():
+                counts = found.setdefault(tp.topic.split(".")[0], Counter())
+                for record in records:
+                    headers = dict(record.headers or ())
+                    version = "current" if OUTBOX_SERVICE_HEADER in headers else "release"
+                    row = int(headers.get("x-outbox-id", b"-1"))
+                    counts[f"published_by_{version}"] += 1
+                    before, highest = last.get(tp, (version, -1))
+                    counts["turns"] += before != version
+                    if row in sent[tp]:
+                        counts["sent_again"] += 1
+                    elif row < highest:
+                        counts["out_of_order"] += 1
+                    sent[tp].add(row)
+                    last[tp] = (version, max(highest, row))
+            waiting = {tp for tp in waiting if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    keys = ("published_by_release", "published_by_current", "turns", "sent_again", "out_of_order")
+    return {service: {k: counts[k] for k in keys} for service, counts in sorted(found.items())}
+
+
 async def migrations_added(stack: Stack, old: Release) -> dict[str, list[str]]:
     """Per database, the migrations the current tree applied that the release does not have."""
     assert stack.postgres is not None
@@ -309,6 +356,9 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
         phase("settling_s")
         print(f"  phases: {phases}", flush=True)
         report = await check(stack, acknowledged, [], consumed)
+        assert stack.kafka is not None
+        relays = await relay_order(stack.kafka.bootstrap)
+        print(f"  relays: {relays}", flush=True)
         staff_failures = staff_failed(staff)
         staff_worked = all(staff.done[a] > 0 for a in STAFF_WORK)
         report |= {
@@ -317,7 +367,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
             "plan": plan, "steps": versions.steps, "rolled_forward": forward, "rolled_back": back,
             "final_versions": {name: versions.running(stack, name) for name in SERVICES},
             "migrations_run_by_the_current_tree": await migrations_added(stack, old),
-            "matters_filed": filed, "settled": settled, "phases": phases,
+            "matters_filed": filed, "settled": settled, "phases": phases, "relays": relays,
             "filing_answers": dict(answers.seen), "filing_failures": answers.failures[:50],
             "filing_failures_count": len(answers.failures),
             "staff_actions": dict(staff.done), "staff_refused": staff.refused[:20],
@@ -329,6 +379,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
                             and report["lost_in_dispatch"] == 0 and report["counted_twice_in_dispatch"] == 0
                             and report["lost_in_appraisal"] == 0 and report["counted_twice_in_appraisal"] == 0
                             and report["dead_letters_total"] == 0
+                            and not any(r["out_of_order"] for r in relays.values())
                             and not answers.failures and not staff.refused and not staff_failures
                             and staff_worked)
         return report
