@@ -92,6 +92,7 @@ class Versions:
     old_tree: Path
     new: str
     started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)  # the same moment, as Kafka's timestamps count
     steps: list[dict[str, Any]] = field(default_factory=list)
     every: list[ServiceProcess] = field(default_factory=list)  # every replica started, retired ones too
 
@@ -246,7 +247,7 @@ async def watched(awaitable: Awaitable[T], seconds: float, what: str) -> T:
     return await task
 
 
-async def relay_order(bootstrap: str) -> dict[str, dict[str, int]]:
+async def relay_order(bootstrap: str, since: float = 0.0) -> dict[str, dict[str, Any]]:
     """Per service, read back from its topics (read committed): how many messages the relays of the
     release and of the current tree published (the current tree's carry `x-outbox-service`), how
     often a partition passed from one version's relay to the other's (the two taking turns), rows
@@ -262,7 +263,8 @@ async def relay_order(bootstrap: str) -> dict[str, dict[str, int]]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         last: dict[TopicPartition, tuple[str, int]] = {}
-        sent: dict[TopicPartition, set[int]] = {tp: set() for tp in partitions}
+        sent: dict[TopicPartition, dict[int, str]] = {tp: {} for tp in partitions}
+        again: dict[str, list[str]] = {}
         waiting = {tp for tp in partitions if ends[tp] > 0}
         while waiting:
             for tp, records in (await consumer.getmany(*waiting, timeout_ms=1000)).items():
@@ -276,15 +278,20 @@ async def relay_order(bootstrap: str) -> dict[str, dict[str, int]]:
                     counts["turns"] += before != version
                     if row in sent[tp]:
                         counts["sent_again"] += 1
+                        again.setdefault(tp.topic.split(".")[0], []).append(
+                            f"{tp.topic}[{tp.partition}] row {row}: {sent[tp][row]}, then offset {record.offset}"
+                            f" by the {version}'s relay at t={record.timestamp / 1000 - since:.1f}s")
                     elif row < highest:
                         counts["out_of_order"] += 1
-                    sent[tp].add(row)
+                    sent[tp].setdefault(row, f"offset {record.offset} by the {version}'s relay at"
+                                             f" t={record.timestamp / 1000 - since:.1f}s")
                     last[tp] = (version, max(highest, row))
             waiting = {tp for tp in waiting if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()
     keys = ("published_by_release", "published_by_current", "turns", "sent_again", "out_of_order")
-    return {service: {k: counts[k] for k in keys} for service, counts in sorted(found.items())}
+    return {service: {k: counts[k] for k in keys} | ({"sent_again_rows": again[service][:20]} if service in again else {})
+            for service, counts in sorted(found.items())}
 
 
 async def migrations_added(stack: Stack, old: Release) -> dict[str, list[str]]:
@@ -333,7 +340,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
         acknowledged: dict[str, str] = {}
         receipts: dict[str, tuple[str, str]] = {}
         rolled, load_done, staff = asyncio.Event(), asyncio.Event(), StaffReport()
-        versions.started = time.monotonic()
+        versions.started, versions.started_wall = time.monotonic(), time.time()
         load = asyncio.create_task(file_until(stack, f"upgrade-{seed}", size, rolled, acknowledged, receipts,
                                               answers))
         work = asyncio.create_task(staff_at_work(stack, towns_of(stack), receipts, load_done, staff,
@@ -357,7 +364,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
         print(f"  phases: {phases}", flush=True)
         report = await check(stack, acknowledged, [], consumed)
         assert stack.kafka is not None
-        relays = await relay_order(stack.kafka.bootstrap)
+        relays = await relay_order(stack.kafka.bootstrap, since=versions.started_wall)
         print(f"  relays: {relays}", flush=True)
         staff_failures = staff_failed(staff)
         staff_worked = all(staff.done[a] > 0 for a in STAFF_WORK)
