@@ -265,6 +265,7 @@ async def relay_order(bootstrap: str, since: float = 0.0) -> dict[str, dict[str,
         last: dict[TopicPartition, tuple[str, int]] = {}
         sent: dict[TopicPartition, dict[int, str]] = {tp: {} for tp in partitions}
         again: dict[str, list[str]] = {}
+        late: dict[str, list[str]] = {}
         waiting = {tp for tp in partitions if ends[tp] > 0}
         while waiting:
             for tp, records in (await consumer.getmany(*waiting, timeout_ms=1000)).items():
@@ -283,6 +284,10 @@ async def relay_order(bootstrap: str, since: float = 0.0) -> dict[str, dict[str,
                             f" by the {version}'s relay at t={record.timestamp / 1000 - since:.1f}s")
                     elif row < highest:
                         counts["out_of_order"] += 1
+                        late.setdefault(tp.topic.split(".")[0], []).append(
+                            f"{tp.topic}[{tp.partition}] row {row} at offset {record.offset} by the {version}'s relay"
+                            f" at t={record.timestamp / 1000 - since:.1f}s, after row {highest}"
+                            f" ({sent[tp][highest]})")
                     sent[tp].setdefault(row, f"offset {record.offset} by the {version}'s relay at"
                                              f" t={record.timestamp / 1000 - since:.1f}s")
                     last[tp] = (version, max(highest, row))
@@ -291,6 +296,7 @@ async def relay_order(bootstrap: str, since: float = 0.0) -> dict[str, dict[str,
         await consumer.stop()
     keys = ("published_by_release", "published_by_current", "turns", "sent_again", "out_of_order")
     return {service: {k: counts[k] for k in keys} | ({"sent_again_rows": again[service][:20]} if service in again else {})
+            | ({"out_of_order_rows": late[service][:20]} if service in late else {})
             for service, counts in sorted(found.items())}
 
 
