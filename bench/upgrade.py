@@ -16,7 +16,7 @@ old one leave it and get stopped (SIGTERM: requests in flight are answered).
 After the load, once every consumer group has caught up and every outbox is empty, the run passes
 when: every filing was acknowledged; every acknowledged matter has exactly one first task in
 dispatch and is counted dispatched exactly once by appraisal; no `.dlq` topic holds a message; on
-every partition, read back, each outbox row first arrived after every earlier row of its outbox,
+every partition, read back, each outbox row first arrived after every earlier row of its key,
 whichever version's relay sent it (the relay's order held while the two took turns); no
 client (the filing clerks, the towns' staff) saw an answer but a 2xx or a retryable 503 (with
 Retry-After) — every other status or error is recorded with the replica and versions it came from;
@@ -251,52 +251,58 @@ async def relay_order(bootstrap: str, since: float = 0.0) -> dict[str, dict[str,
     """Per service, read back from its topics (read committed): how many messages the relays of the
     release and of the current tree published (the current tree's carry `x-outbox-service`), how
     often a partition passed from one version's relay to the other's (the two taking turns), rows
-    sent again (the relay's at-least-once edge), and rows that reached their partition after a
-    later row of the same outbox (the relay's order broken; a row sent again is not counted)."""
+    sent again (the relay's at-least-once edge), and rows of a key that reached their partition
+    after a later row of the same key (the relay's order broken: what a consumer of that key relies
+    on; a row sent again is not counted). Rows of different keys may pass each other: a row
+    commits later than a row with a higher id of a concurrent transaction, and the relay publishes
+    what has committed (`overtaken_by_another_key`, for information)."""
     partitions = await topic_partitions(bootstrap, sorted(TOPICS))
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 isolation_level="read_committed")
     await consumer.start()
     found: dict[str, Counter[str]] = {}
+    named: dict[str, dict[str, list[str]]] = {}
     try:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         last: dict[TopicPartition, tuple[str, int]] = {}
+        of_key: dict[tuple[TopicPartition, bytes], int] = {}
         sent: dict[TopicPartition, dict[int, str]] = {tp: {} for tp in partitions}
-        again: dict[str, list[str]] = {}
-        late: dict[str, list[str]] = {}
         waiting = {tp for tp in partitions if ends[tp] > 0}
         while waiting:
             for tp, records in (await consumer.getmany(*waiting, timeout_ms=1000)).items():
-                counts = found.setdefault(tp.topic.split(".")[0], Counter())
+                service = tp.topic.split(".")[0]
+                counts = found.setdefault(service, Counter())
                 for record in records:
                     headers = dict(record.headers or ())
                     version = "current" if OUTBOX_SERVICE_HEADER in headers else "release"
                     row = int(headers.get("x-outbox-id", b"-1"))
+                    at = f"offset {record.offset} by the {version}'s relay at t={record.timestamp / 1000 - since:.1f}s"
                     counts[f"published_by_{version}"] += 1
                     before, highest = last.get(tp, (version, -1))
                     counts["turns"] += before != version
+                    key_highest = of_key.get((tp, record.key or b""), -1)
                     if row in sent[tp]:
                         counts["sent_again"] += 1
-                        again.setdefault(tp.topic.split(".")[0], []).append(
-                            f"{tp.topic}[{tp.partition}] row {row}: {sent[tp][row]}, then offset {record.offset}"
-                            f" by the {version}'s relay at t={record.timestamp / 1000 - since:.1f}s")
-                    elif row < highest:
+                        named.setdefault(service, {}).setdefault("sent_again_rows", []).append(
+                            f"{tp.topic}[{tp.partition}] row {row}: {sent[tp][row]}, then {at}")
+                    elif row < key_highest:
                         counts["out_of_order"] += 1
-                        late.setdefault(tp.topic.split(".")[0], []).append(
-                            f"{tp.topic}[{tp.partition}] row {row} at offset {record.offset} by the {version}'s relay"
-                            f" at t={record.timestamp / 1000 - since:.1f}s, after row {highest}"
-                            f" ({sent[tp][highest]})")
-                    sent[tp].setdefault(row, f"offset {record.offset} by the {version}'s relay at"
-                                             f" t={record.timestamp / 1000 - since:.1f}s")
+                        named.setdefault(service, {}).setdefault("out_of_order_rows", []).append(
+                            f"{tp.topic}[{tp.partition}] key {(record.key or b'').decode(errors='replace')} row {row}"
+                            f" at {at}, after row {key_highest} ({sent[tp][key_highest]})")
+                    elif row < highest:
+                        counts["overtaken_by_another_key"] += 1
+                    sent[tp].setdefault(row, at)
                     last[tp] = (version, max(highest, row))
+                    of_key[(tp, record.key or b"")] = max(key_highest, row)
             waiting = {tp for tp in waiting if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()
-    keys = ("published_by_release", "published_by_current", "turns", "sent_again", "out_of_order")
-    return {service: {k: counts[k] for k in keys} | ({"sent_again_rows": again[service][:20]} if service in again else {})
-            | ({"out_of_order_rows": late[service][:20]} if service in late else {})
+    keys = ("published_by_release", "published_by_current", "turns", "sent_again", "out_of_order",
+            "overtaken_by_another_key")
+    return {service: {k: counts[k] for k in keys} | {k: v[:20] for k, v in named.get(service, {}).items()}
             for service, counts in sorted(found.items())}
 
 
