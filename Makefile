@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own lint typecheck unit kafka-jars prometheus asyncapi-parser chromium contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
+.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own lint typecheck unit kafka-jars prometheus asyncapi-parser chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-install: $(STAMP) kafka-jars prometheus asyncapi-parser chromium
+install: $(STAMP) kafka-jars prometheus asyncapi-parser chromium fault-tools
 
 # Prometheus and promtool from Debian's packages: `make up` runs Prometheus, `make test` checks
 # the alert rules with promtool. Installed when missing and we may (root with apt-get).
@@ -41,6 +41,15 @@ chromium:
 	  command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	  --no-install-recommends chromium fonts-noto-cjk >/dev/null; } || \
 	  echo "chromium not installed (apt-get install chromium fonts-noto-cjk): the console's browser tests fail"
+
+# Debian's libfaketime (one replica's own clock runs ahead: the clock-skew fault of `make chaos` and
+# of test_resilience) and nftables (a replica cut off from PostgreSQL or Kafka: `make chaos`).
+# Installed when missing and we may (root with apt-get).
+fault-tools:
+	@{ test -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 && command -v nft >/dev/null; } || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime nftables >/dev/null; } || \
+	  echo "faketime/nftables not installed (apt-get install faketime nftables): the clock-skew and partition faults fail"
 
 kafka-jars: $(STAMP)
 	$(PY) -c "from devstack.kafka import kafka_jars; print('kafka jars:', kafka_jars())"
@@ -102,8 +111,10 @@ bench-scale: install
 	$(PY) -m bench.scale $(SCALE_ARGS)
 
 # Faults under load on two replicas of every service: kill -9 of single replicas, a database made
-# read-only (a failover) then PostgreSQL stopped, the broker stopped, poison messages, redelivery.
-# CHAOS_ARGS="--matters 300 --incident-seconds 5" for a short run.
+# read-only (a failover) then PostgreSQL stopped, the broker stopped, poison messages, redelivery,
+# each service's relay holder paused 45 s, a replica cut off from PostgreSQL and one from Kafka,
+# one dispatch replica's clock 5 minutes ahead. CHAOS_ARGS="--matters 300 --incident-seconds 5"
+# for a short run; "--faults pause,partition,skew" for only those (docs/benchmarks.md).
 chaos: install
 	$(PY) -m bench.chaos $(CHAOS_ARGS)
 

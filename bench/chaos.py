@@ -5,17 +5,24 @@ While matters are filed (each with an Idempotency-Key, retried on either intake 
 acknowledges it), with two replicas of every service: kill -9 single replicas at random moments and
 start them again; make one service's database read-only the way a managed failover does, then stop
 PostgreSQL; stop the Kafka broker; inject malformed and schema-invalid messages into every consumed
-topic; rewind one consumer group to offset zero so whole topics are delivered again. Then it checks,
-from what each service holds and what every `.dlq` topic holds:
+topic; rewind one consumer group to offset zero so whole topics are delivered again; pause (SIGSTOP)
+each service's replica holding its outbox relay (appraisal: consumer partitions), cut one off from
+PostgreSQL and one from Kafka while it runs, and run one dispatch replica's own clock 5 minutes
+ahead (bench.faults; docs/benchmarks.md). Then it checks, from what each service holds and what
+every `.dlq` topic holds:
 
 - no matter lost and none counted twice (dispatch's tasks, appraisal's `task_facts.c_dispatched`);
 - every poison message in its `.dlq` exactly once per consuming service (duplicates counted);
 - no valid event dead-lettered (a `.dlq` message that validates as its topic's event model);
 - every replica of every service ready within 30 s of each fault's end;
-- appraisal's figures identical after a full replay.
+- appraisal's figures identical after a full replay;
+- work filed through the live replicas while a replica is paused or cut off on its topic within
+  10 s of its 201, none lost or doubled; each supervision level published once, never early.
 
     python -m bench.chaos [--seed N] [--matters 2000] [--rate 10] [--replicas 2]
                           [--incident-seconds 20] [--broker-stop-seconds 30] [--kills 8]
+                          [--faults kill,database,poison,broker,rewind,pause,partition,skew]
+                          [--pause-seconds 45] [--partition-seconds 45] [--clock-ahead-seconds 300]
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +52,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, UnknownMemberIdError
 from pydantic import ValidationError
 
-from devstack.stack import REPO, SERVICES, Stack
+from devstack.stack import REPO, SERVICES, ServiceProcess, Stack
 from townflow_shared.county import load_county
 from townflow_shared.events import TOPICS
 from townflow_shared.kafka import topic_partitions
@@ -52,10 +60,29 @@ from townflow_shared.lag import group_lag
 from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 from townflow_shared.town import Town
 
+from .faults import (
+    CountedWatch,
+    NetCut,
+    Probe,
+    TopicWatch,
+    ahead_env,
+    arrived_all,
+    judge,
+    partition_owners,
+    partition_unavailable,
+    pause,
+    relay_holder,
+    resume,
+    skew_unavailable,
+)
 from .town_staff import StaffReport, staff_at_work
 
 RESULTS = Path(__file__).with_name("results")
 READY_WITHIN = 30.0
+# Every kind of fault, in the order `--faults` names them.
+FAULTS = ("kill", "database", "poison", "broker", "rewind", "pause", "partition", "skew")
+ON_TOPIC_WITHIN = 10.0  # work acknowledged during a pause or partition is on its topic within this
+LINGER = 8.0            # after a paused replica resumes: what it sends late is watched this long too
 Faults = list[dict[str, Any]]
 
 
@@ -72,6 +99,15 @@ class Size:
     read_only_database: str | None = None  # whose database fails over; None: chosen by the seed
     town_dir: str | None = None        # a town's or a county's folder (TOWNFLOW_TOWN_DIR); None: the demo town
     settle_seconds: float = 300.0      # how long consumers and outbox relays get to catch up after the load
+    faults: tuple[str, ...] = FAULTS   # which kinds of fault the run has (`--faults pause,partition,skew`)
+    pause_seconds: float = 45.0        # SIGSTOP of a replica holding a lock or partitions, this long
+    pause_services: tuple[str, ...] = tuple(SERVICES)  # one pause of each
+    partition_seconds: float = 45.0    # a replica cut off from PostgreSQL, then one from Kafka, this long
+    partition_services: tuple[str, ...] = ()  # whose holder is cut off (from both); () one each, by the seed
+    probe_rate: float = 2.0            # work filed per second through the live replicas during a fault
+    clock_ahead_seconds: float = 300.0  # one dispatch replica's own clock runs this far ahead, all run long
+    skew_tasks: int = 6                # tasks whose supervision ladder the clock-skew check watches
+    skew_window_seconds: float = 30.0  # their (compressed) resolution window
 
     @property
     def duration(self) -> float:
@@ -112,6 +148,15 @@ def filers(stack: Stack) -> list[Filer]:
     return result
 
 
+def filing_body(filer: Filer, n: int, target: str | None = None) -> dict[str, Any]:
+    """The n-th matter a town files; with a `target` of its own, one of the town's service items
+    (a task its staff would complete by hand, never an inspection)."""
+    item = filer.items[0] if target else filer.items[n % len(filer.items)]
+    return {"channel": "window", "item_code": item, "description": "chaos",
+            "village": filer.villages[n % len(filer.villages)], "location": "chaos",
+            "target": target or f"SITE-{n % 20}", "citizen": {"name": "混沌", "phone": f"137{n:08d}"}}
+
+
 async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, acknowledged: dict[str, str],
                         receipts: dict[str, tuple[str, str]] | None = None, give_up_after: float = 300.0,
                         answered: Callable[[str, httpx.Response | httpx.HTTPError], None] | None = None) -> None:
@@ -126,9 +171,7 @@ async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, ackn
     async def one(client: httpx.AsyncClient, n: int) -> None:
         filer = towns[n % len(towns)]
         clerk = filer.headers
-        body = {"channel": "window", "item_code": filer.items[n % len(filer.items)], "description": "chaos",
-                "village": filer.villages[n % len(filer.villages)], "location": "chaos",
-                "target": f"SITE-{n % 20}", "citizen": {"name": "混沌", "phone": f"137{n:08d}"}}
+        body = filing_body(filer, n)
         key = f"{prefix}-{n}"
         deadline = time.monotonic() + give_up_after
         attempt = 0
@@ -214,6 +257,270 @@ async def broker_stopped(stack: Stack, seconds: float) -> dict[str, Any]:
     return await stopped(stack, "broker stopped", stack.stop_kafka, stack.start_kafka, seconds)
 
 
+# --- faults that stop a replica without killing it (bench.faults) ---------------------------------
+@dataclass
+class Work:
+    """What the faults' own filings add to: the run's acknowledged matters, their receipts, the
+    towns' staff (who leave the clock check's tasks alone), and the partitions' cgroups."""
+
+    stack: Stack
+    seed: int
+    acknowledged: dict[str, str]
+    receipts: dict[str, tuple[str, str]]
+    staff: StaffReport
+    netcut: NetCut | None = None
+    filed: int = 0  # numbers the faults' filings across the run
+
+
+# Where the work acknowledged during a fault of each service shows it got through: a filing's
+# first message on intake's and on dispatch's topic, a random plan's on enforcement's (enforcement
+# publishes what its own staff do); appraisal's counting is read from its database.
+PROBE_TOPICS = {"intake": ("intake.request.filed.v1", "request_id"),
+                "dispatch": ("dispatch.task.dispatched.v1", "request_id"),
+                "enforcement": ("enforcement.plan.published.v1", "plan_id")}
+
+
+def planners(stack: Stack) -> list[dict[str, str]]:
+    """Each town's enforcement leader's headers, for the random plans (双随机) filed during a fault."""
+    result = []
+    for town in towns_of(stack):
+        leader = next(m.leader for m in town.modules.values() if m.kind == "enforcement")
+        token = stack.token("enforcement", leader, town.staff[leader].roles, town=town.code)
+        result.append({"Authorization": f"Bearer {token}"})
+    return result
+
+
+async def file_during(work: Work, kind: str, through: list[ServiceProcess], until: float, rate: float,
+                      probes: list[Probe], target: str | None = None, count: int | None = None,
+                      stop: asyncio.Event | None = None) -> None:
+    """File work (`kind` "filing": a matter; "plan": a random plan) at `rate` until `until` (epoch
+    seconds), `count` are filed or `stop` is set (what is under way is finished), each retried on the `through` replicas in turn until one acknowledges it; each
+    acknowledged one goes into `probes` at once, with the moment its 2xx came."""
+    towns, plans = filers(work.stack), planners(work.stack) if kind == "plan" else []
+
+    async def one(client: httpx.AsyncClient, n: int, k: int) -> None:
+        key = f"{kind}-{work.seed}-{n}"
+        deadline, attempt, sent = time.monotonic() + 60, 0, time.time()
+        while time.monotonic() < deadline:
+            replica = through[(k + attempt) % len(through)]
+            attempt += 1
+            try:
+                if kind == "plan":
+                    response = await client.post(f"{replica.url}/v1/random-plans", headers=plans[k % len(plans)],
+                                                 json={"targets": [f"SITE-{i}" for i in range(6)], "sample_size": 2,
+                                                       "seed": n})
+                    if response.status_code == 201:
+                        probes.append(Probe(key, response.json()["plan_id"], time.time(), replica.label, sent))
+                        return
+                else:
+                    filer = towns[k % len(towns)]
+                    response = await client.post(f"{replica.url}/v1/requests", json=filing_body(filer, n, target),
+                                                 headers={**filer.headers, "Idempotency-Key": key})
+                    if response.status_code == 201:
+                        acked, filed = time.time(), response.json()
+                        work.acknowledged[key] = filed["request_id"]
+                        work.receipts[filed["request_id"]] = (filed["ticket_no"], filed["access_code"])
+                        probes.append(Probe(key, filed["request_id"], acked, replica.label, sent))
+                        return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        tasks, started, k = [], time.monotonic(), 0
+        try:
+            while time.time() < until and (count is None or k < count) and not (stop and stop.is_set()):
+                tasks.append(asyncio.create_task(one(client, work.filed, k)))
+                work.filed, k = work.filed + 1, k + 1
+                await asyncio.sleep(max(0.0, started + k / rate - time.monotonic()))
+            await asyncio.gather(*tasks)
+        finally:  # cancelled: its filings in flight end with it, before the client
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def find_holder(stack: Stack, name: str, rng: random.Random, conn: asyncpg.Connection,
+                      timeout: float = 60.0) -> tuple[ServiceProcess, str] | None:
+    """The replica of `name` holding its outbox relay (appraisal: one with consumer partitions)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if name == "appraisal":
+            if owners := await partition_owners(stack, name):
+                label = rng.choice(sorted(owners))
+                return next(p for p in stack.replicas[name] if p.label == label), f"{owners[label]} consumer partitions"
+            await asyncio.sleep(0.2)
+        elif found := await relay_holder(stack, name, conn):
+            return found
+    return None
+
+
+async def pause_holder(stack: Stack, name: str, rng: random.Random,
+                       conn: asyncpg.Connection) -> tuple[ServiceProcess, str] | None:
+    """SIGSTOP the holder, and make sure it still held when it stopped (a relay between two
+    cycles may have let go a moment before): else let it go on and try again."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = await find_holder(stack, name, rng, conn, deadline - time.monotonic())
+        if found is None:
+            return None
+        process = found[0]
+        pause(process)
+        if name == "appraisal":
+            return found
+        if (still := await relay_holder(stack, name, conn)) is not None and still[0] is process:
+            return process, still[1]
+        resume(process)
+    return None
+
+
+async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: random.Random,
+                     size: Size) -> dict[str, Any]:
+    """`fault` ("pause", "partition from postgresql", "partition from kafka") of the replica of
+    `name` holding its relay (appraisal: consumer partitions) for `seconds`, while work is filed
+    through the live replicas; how long that work took to reach its topic, lost and doubled."""
+    stack = work.stack
+    assert stack.kafka is not None and stack.postgres is not None
+    probes: list[Probe] = []
+    watch: TopicWatch | CountedWatch
+    if name == "appraisal":
+        watch = await CountedWatch(stack.postgres.dsn("appraisal"), lambda: [p.ident for p in probes]).start()
+    else:
+        topic, key = PROBE_TOPICS[name]
+        watch = await TopicWatch(stack.kafka.bootstrap, topic, lambda data: data.get(key)).start()
+    entry: dict[str, Any] = {"fault": fault, "service": name, "seconds": seconds}
+    kind = "plan" if name == "enforcement" else "filing"
+    # Work goes on while the holder is looked for: a relay with nothing to send holds its lock for
+    # a millisecond a cycle (this filing is not timed; what is filed during the fault is).
+    warmed = asyncio.Event()
+    warm_up = asyncio.create_task(file_during(work, kind, stack.replicas["enforcement" if kind == "plan" else "intake"],
+                                              time.time() + 120, size.probe_rate, [], stop=warmed))
+    conn = await asyncpg.connect(stack.postgres.dsn(name))
+    try:
+        if fault == "pause":
+            found = await pause_holder(stack, name, rng, conn)
+        else:
+            assert work.netcut is not None
+            found = await find_holder(stack, name, rng, conn)
+            if found is not None:
+                port = stack.postgres.port if fault.endswith("postgresql") else stack.kafka.port
+                work.netcut.cut(found[0], fault.rsplit(" ", 1)[1], port)
+        warmed.set()
+        await conn.close()
+        if found is None:
+            return entry | {"skipped": "no replica held the relay (or partitions) within 60 s", "passed": False}
+        victim, held = found
+        started = time.time()
+        entry |= {"replica": victim.label, "held": held,
+                  "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")}
+        through = [p for p in stack.replicas["enforcement" if name == "enforcement" else "intake"] if p is not victim]
+        try:
+            await file_during(work, kind, through, started + seconds, size.probe_rate, probes)
+            await asyncio.sleep(max(0.0, started + seconds - time.time()))
+        finally:
+            if fault == "pause":
+                resume(victim)
+            else:
+                assert work.netcut is not None
+                work.netcut.heal()
+        ended = time.monotonic()
+        await arrived_all(watch, probes, 120)
+        await asyncio.sleep(LINGER)
+    finally:
+        warmed.set()
+        await warm_up
+        await watch.stop()
+        if not conn.is_closed():
+            await conn.close()
+    verdict = judge(probes, watch.seen, ON_TOPIC_WITHIN)
+    entry |= verdict | {"ready_after_s": await ready_after(stack, ended), "_idents": [p.ident for p in probes]}
+    entry["passed"] = (verdict["acknowledged_during_fault"] > 0 and verdict["lost"] == 0
+                       and verdict[f"waited_over_{ON_TOPIC_WITHIN:g}s"] == 0 and verdict["doubled_matters"] == 0
+                       and verdict["doubled_on_topic"] == 0)
+    return entry
+
+
+async def clock_of(process: ServiceProcess) -> float:
+    """How far ahead of this machine's clock a replica's own clock runs (its HTTP Date header)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        before = time.time()
+        response = await client.get(f"{process.url}/healthz")
+    return round(parsedate_to_datetime(response.headers["date"]).timestamp() - before, 1)
+
+
+async def clock_ahead(work: Work, index: int, size: Size) -> dict[str, Any]:
+    """With one dispatch replica's own clock `clock_ahead_seconds` ahead (since the start): file a
+    few matters its towns' staff leave alone, compress their tasks' resolution windows so the
+    whole supervision ladder (reminder, overdue, escalated) falls due within seconds, and watch
+    dispatch's topic: each level published once, never before its moment, within a supervision
+    period after it."""
+    stack = work.stack
+    assert stack.kafka is not None and stack.postgres is not None
+    from dispatch import rules as dispatch_rules  # the moments as dispatch's rules give them
+
+    skewed = stack.replica("dispatch", index)
+    entry: dict[str, Any] = {"fault": "clock ahead", "replica": skewed.label,
+                             "replica_clock_ahead_s": await clock_of(skewed)}
+    target = f"SUPERVISION-PROBE-{work.seed}"
+    work.staff.leave_alone.add(target)
+    probes: list[Probe] = []
+    await file_during(work, "filing", stack.replicas["intake"], time.time() + 60, 5.0, probes, target=target,
+                      count=size.skew_tasks)
+    towns = {t.code: t for t in towns_of(stack)}
+    conn = await asyncpg.connect(stack.postgres.dsn("dispatch"))
+    moments: dict[str, datetime] = {}
+    tasks: dict[str, str] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while len(tasks) < len(probes) and time.monotonic() < deadline:
+            tasks = {str(r["task_id"]): r["town_code"] for r in await conn.fetch(
+                "SELECT task_id, town_code FROM tasks WHERE request_id::text = ANY($1) AND redispatch_of IS NULL",
+                [p.ident for p in probes])}
+            await asyncio.sleep(0.3)
+        watch = await TopicWatch(stack.kafka.bootstrap, "dispatch.task.supervised.v1",
+                                 lambda d: f"{d['task_id']}/{d['level']}" if d.get("task_id") in tasks else None).start()
+        try:
+            database_now: datetime = await conn.fetchval("SELECT now()")
+            window = timedelta(seconds=size.skew_window_seconds)
+            for i, (task_id, town_code) in enumerate(sorted(tasks.items())):
+                ladder = towns[town_code].rules.dispatch
+                first = database_now + timedelta(seconds=3 + 0.5 * i)
+                window_start = first - window * ladder.reminder_at
+                resolve_by = window_start + window
+                async with conn.transaction():
+                    await conn.execute("DELETE FROM supervisions WHERE task_id = $1::uuid", task_id)
+                    await conn.execute("UPDATE tasks SET window_start = $2, resolve_by = $3, next_supervision_at = $4"
+                                       " WHERE task_id = $1::uuid", task_id, window_start, resolve_by, first)
+                for level, moment in dispatch_rules.supervision_moments(window_start, resolve_by, ladder).items():
+                    moments[f"{task_id}/{level}"] = moment
+            period = float(stack.extra_env.get("TOWNFLOW_SUPERVISION_SECONDS", 10.0))
+            last = max(moments.values()).timestamp() + period + ON_TOPIC_WITHIN
+            while time.time() < last and any(m not in watch.seen.first_seen for m in moments):
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(2)  # a second publication of the last levels would show by now
+        finally:
+            await watch.stop()
+    finally:
+        await conn.close()
+    seen = watch.seen
+    early = [m for m, moment in moments.items() if m in seen.first_seen and (
+        seen.first_seen[m] < moment.timestamp() - 0.2
+        or datetime.fromisoformat(seen.first_data[m]["at"]) < moment - timedelta(seconds=0.2))]
+    late = [seen.first_seen[m] - moment.timestamp() for m, moment in moments.items() if m in seen.first_seen]
+    twice = sum(1 for m in moments if len(seen.rows_of.get(m, ())) > 1)
+    missing = [m for m in moments if m not in seen.first_seen]
+    entry |= {"tasks_watched": len(tasks), "levels_due": len(moments), "levels_published": len(moments) - len(missing),
+              "published_early": len(early), "early_by_s": sorted(round(moments[m].timestamp() - seen.first_seen[m], 1)
+                                                                  for m in early)[-5:],
+              "published_twice": twice, "doubled_on_topic": sum(n - 1 for n in seen.outbox_ids.values() if n > 1),
+              "missing": len(missing), "worst_late_s": round(max(late), 2) if late else None,
+              "supervision_period_s": period}
+    entry["_idents"] = list(tasks)
+    entry["passed"] = (len(tasks) == size.skew_tasks and not early and not twice and not missing
+                       and entry["doubled_on_topic"] == 0 and max(late, default=0) <= period + 5)
+    return entry
+
+
 async def inject_poison(bootstrap: str, topics: list[str], seed: int) -> list[bytes]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -262,22 +569,46 @@ async def rewind_group(stack: Stack, group: str, topics: list[str]) -> dict[str,
             "ready_after_s": await ready_after(stack, ended)}
 
 
-def fault_plan(rng: random.Random, stack: Stack, size: Size) -> list[tuple[str, ...]]:
+def fault_plan(rng: random.Random, stack: Stack, size: Size, seed: int = 0) -> list[tuple[str, ...]]:
     """The faults in the order they happen: kills spread over the services and their replicas, the
     database incident and the poison in the first half, the broker stop anywhere, the rewind last
-    (after the poison, so the poison is delivered again too)."""
+    (after the poison, so the poison is delivered again too). The pauses, partitions and the clock
+    check anywhere before the rewind, placed by a generator of their own (so a seed replays the
+    other faults alike whichever of these a run has). Only the kinds in `size.faults`."""
     names = list(SERVICES)
+    wanted = set(size.faults)
     steps: list[tuple[str, ...]] = [
         ("kill", name, str(rng.randrange(len(stack.replicas[name]))))
-        for name in (names[i % len(names)] for i in range(size.kills))]
+        for name in (names[i % len(names)] for i in range(size.kills if "kill" in wanted else 0))]
     rng.shuffle(steps)
-    database = size.read_only_database or rng.choice(names)
     first_half = max(1, len(steps) // 2)
-    steps.insert(rng.randint(0, first_half), ("database", database))
-    steps.insert(rng.randint(0, first_half), ("poison",))
-    steps.insert(rng.randint(0, len(steps)), ("broker",))
-    steps.append(("rewind", "dispatch"))
+    if "database" in wanted:
+        database = size.read_only_database or rng.choice(names)
+        steps.insert(rng.randint(0, first_half), ("database", database))
+    if "poison" in wanted:
+        steps.insert(rng.randint(0, first_half), ("poison",))
+    if "broker" in wanted:
+        steps.insert(rng.randint(0, len(steps)), ("broker",))
+    held = random.Random(f"{seed}-held")  # noqa: S311 - replayable from the printed seed
+    extra: list[tuple[str, ...]] = []
+    if "pause" in wanted:
+        extra += [("pause", name) for name in size.pause_services]
+    if "partition" in wanted:
+        extra += ([("partition", "postgresql", held.choice(names)), ("partition", "kafka", held.choice(names))]
+                  if not size.partition_services else
+                  [("partition", way, name) for name in size.partition_services for way in ("postgresql", "kafka")])
+    if "skew" in wanted:
+        extra.append(("skew",))
+    for step in extra:
+        steps.insert(held.randint(0, len(steps)), step)
+    if "rewind" in wanted:
+        steps.append(("rewind", "dispatch"))
     return steps
+
+
+def skewed_replica(seed: int, stack: Stack) -> int:
+    """Which dispatch replica's clock runs ahead (from the seed)."""
+    return random.Random(f"{seed}-skew").randrange(len(stack.replicas["dispatch"]))  # noqa: S311
 
 
 async def caught_up(bootstrap: str, consumed: dict[str, list[str]]) -> bool:
@@ -422,6 +753,15 @@ async def check(stack: Stack, acknowledged: dict[str, str], poison: list[bytes],
             | judge_dead_letters(await dead_letters(stack.kafka.bootstrap), poison, consumed))
 
 
+async def dead_lettered_during(stack: Stack, faults: Faults) -> None:
+    """Each pause's or partition's `dead_lettered`: dead letters naming work filed during it."""
+    assert stack.kafka is not None
+    letters = await dead_letters(stack.kafka.bootstrap)
+    for fault in faults:
+        if (idents := fault.pop("_idents", None)) is not None:
+            fault["dead_lettered"] = sum(1 for d in letters if any(i.encode() in d.value for i in idents))
+
+
 def replay_identical(stack: Stack) -> tuple[bool, str]:
     assert stack.postgres is not None
     database = f"appraisal_replay_{uuid.uuid4().hex[:6]}"
@@ -433,7 +773,7 @@ def replay_identical(stack: Stack) -> tuple[bool, str]:
 
 
 async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng: random.Random, seed: int,
-                     consumed: dict[str, list[str]], faults: Faults) -> list[bytes]:
+                     consumed: dict[str, list[str]], faults: Faults, work: Work | None = None) -> list[bytes]:
     """Each fault in turn (the next starts after the last one's recovery), spread over the load."""
     assert stack.kafka is not None
     poison: list[bytes] = []
@@ -456,9 +796,22 @@ async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng:
         elif kind == "poison":
             poison = await inject_poison(stack.kafka.bootstrap, sorted({t for ts in consumed.values() for t in ts}), seed)
             faults.append({"fault": "poison", "messages": len(poison)})
+        elif kind in ("pause", "partition", "skew"):
+            assert work is not None
+            held = random.Random(f"{seed}-{n}-{kind}")  # noqa: S311 - which owner of partitions is paused
+            if kind == "pause":
+                entries = [held_fault(work, "pause", step[1], size.pause_seconds, held, size)]
+            elif kind == "partition" and work.netcut is None:
+                faults.append({"fault": f"partition from {step[1]}", "service": step[2],
+                               "skipped": partition_unavailable() or "the stack was not started in cgroups",
+                               "passed": False})
+            elif kind == "partition":
+                entries = [held_fault(work, f"partition from {step[1]}", step[2], size.partition_seconds, held, size)]
+            else:
+                entries = [clock_ahead(work, skewed_replica(seed, stack), size)]
         for entry in entries:  # in order: the database is read-only, THEN PostgreSQL stops
             faults.append(await entry)
-            print(f"           {faults[-1]}", flush=True)
+            print(f"           { {k: v for k, v in faults[-1].items() if k != '_idents'} }", flush=True)
     return poison
 
 
@@ -472,9 +825,22 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
     stack = stack or Stack.in_temp_dir(kafka_heap="384m", replicas=size.replicas, extra_env=(
         {"TOWNFLOW_TOWN_DIR": size.town_dir} if size.town_dir else {}))
     faults: Faults = []
+    netcut: NetCut | None = None
     try:
         if own:
             stack.start_infra()
+            for name in SERVICES:
+                stack.add_service(name)
+            if "partition" in size.faults and partition_unavailable() is None:
+                # Every replica in a cgroup of its own from its first start: any may come to hold the relay.
+                netcut = NetCut(stack.workdir.name)
+                for process in stack.all_replicas():
+                    netcut.enclose(process)
+            if "skew" in size.faults:
+                if reason := skew_unavailable():
+                    raise RuntimeError(f"the clock-skew fault cannot run: {reason}")
+                # One dispatch replica's own clock runs ahead for the whole run (restarts after a kill too).
+                stack.replica("dispatch", skewed_replica(seed, stack)).env.update(ahead_env(size.clock_ahead_seconds))
             stack.start_services()
         assert stack.kafka is not None
         consumed = consumed_topics()
@@ -485,15 +851,19 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         # Meanwhile each town's own staff work its matters: the events after filing go through the faults too.
         load_done, staff = asyncio.Event(), StaffReport()
         work = asyncio.create_task(staff_at_work(stack, towns_of(stack), receipts, load_done, staff))
-        plan = fault_plan(rng, stack, size)
-        poison = await run_faults(stack, plan, size, rng, seed, consumed, faults)
+        plan = fault_plan(rng, stack, size, seed)
+        poison = await run_faults(stack, plan, size, rng, seed, consumed, faults,
+                                  Work(stack, seed, acknowledged, receipts, staff, netcut))
         await load
         load_done.set()
-        print(f"  load done: {len(acknowledged)} of {size.matters} acknowledged", flush=True)
+        load_acknowledged = sum(1 for key in acknowledged if key.startswith(f"chaos-{seed}-"))
+        print(f"  load done: {load_acknowledged} of {size.matters} acknowledged", flush=True)
         await work
         print(f"  staff done: {dict(staff.done)}; refused {len(staff.refused)}", flush=True)
         settled = await settle(stack, consumed, size.settle_seconds)
         report = await check(stack, acknowledged, poison, consumed)
+        report["load_acknowledged"] = load_acknowledged
+        await dead_lettered_during(stack, faults)
         identical, replay_log = await asyncio.to_thread(replay_identical, stack)
         slowest = max((f.get("ready_after_s", 0) for f in faults), default=0)
         report |= {"seed": seed, "size": dataclasses.asdict(size), "replicas": {n: len(p) for n, p in stack.replicas.items()},
@@ -504,20 +874,37 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
                    "left_unrated": len(staff.to_rate)}
         # The towns' own staff did each kind of their work, and were never refused in their own town.
         staff_worked = all(staff.done[a] > 0 for a in ("accept", "complete", "verify", "rate", "start", "result"))
-        report["passed"] = (report["matters_acknowledged"] == size.matters and report["lost_in_dispatch"] == 0
+        report["passed"] = (load_acknowledged == size.matters and report["lost_in_dispatch"] == 0
                             and report["counted_twice_in_dispatch"] == 0 and report["lost_in_appraisal"] == 0
                             and report["counted_twice_in_appraisal"] == 0
                             and report["dead_letters_missing_count"] == 0
                             and report["dead_letters_duplicated_count"] == 0
                             and report["valid_events_dead_lettered"] == 0
                             and slowest <= READY_WITHIN and identical and settled
-                            and staff_worked and not staff.refused)
+                            and staff_worked and not staff.refused
+                            and all(f.get("passed", True) for f in faults))
         if not identical:
             report["replay_log"] = replay_log
         return report
     finally:
         if own:
             stack.stop()
+        if netcut is not None:
+            netcut.close()
+
+
+def fault_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if unknown := set(kinds) - set(FAULTS):
+        raise argparse.ArgumentTypeError(f"unknown faults {sorted(unknown)}: choose from {','.join(FAULTS)}")
+    return kinds
+
+
+def service_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if unknown := set(names) - set(SERVICES):
+        raise argparse.ArgumentTypeError(f"unknown services {sorted(unknown)}")
+    return names
 
 
 def main() -> None:
@@ -534,12 +921,32 @@ def main() -> None:
     parser.add_argument("--read-only-database", choices=list(SERVICES), default=None,
                         help="whose database fails over (default: chosen by the seed)")
     parser.add_argument("--county", action="store_true", help="run the demo county (three towns) instead of one town")
+    parser.add_argument("--faults", type=fault_kinds, default=default.faults,
+                        help=f"the kinds of fault, comma-separated (default: all of {','.join(FAULTS)})")
+    parser.add_argument("--pause-seconds", type=float, default=default.pause_seconds,
+                        help="how long the holder of a relay (appraisal: of partitions) is paused (SIGSTOP)")
+    parser.add_argument("--pause-services", type=service_names, default=default.pause_services,
+                        help="whose holder is paused, one pause each, comma-separated (default: every service)")
+    parser.add_argument("--partition-seconds", type=float, default=default.partition_seconds,
+                        help="how long a replica is cut off from PostgreSQL, then one from Kafka")
+    parser.add_argument("--partition-services", type=service_names, default=default.partition_services,
+                        help="whose holder is cut off, from each in turn (default: one service each, by the seed)")
+    parser.add_argument("--clock-ahead-seconds", type=float, default=default.clock_ahead_seconds,
+                        help="how far one dispatch replica's own clock runs ahead")
+    parser.add_argument("--skew-tasks", type=int, default=default.skew_tasks,
+                        help="tasks whose (compressed) supervision ladder the clock check watches")
+    parser.add_argument("--skew-window-seconds", type=float, default=default.skew_window_seconds,
+                        help="their resolution window: the three levels fall due within it")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     size = Size(matters=args.matters, rate=args.rate, replicas=args.replicas, incident_seconds=args.incident_seconds,
                 broker_stop_seconds=args.broker_stop_seconds, kills=args.kills,
                 read_only_database=args.read_only_database,
-                town_dir=str(DEMO_COUNTY_DIR) if args.county else None)
+                town_dir=str(DEMO_COUNTY_DIR) if args.county else None, faults=args.faults,
+                pause_seconds=args.pause_seconds, pause_services=args.pause_services,
+                partition_seconds=args.partition_seconds, partition_services=args.partition_services,
+                clock_ahead_seconds=args.clock_ahead_seconds,
+                skew_tasks=args.skew_tasks, skew_window_seconds=args.skew_window_seconds)
     print(f"chaos seed {seed} (replay with --seed {seed})", flush=True)
     report = asyncio.run(run_chaos(seed, size=size))
     RESULTS.mkdir(exist_ok=True)

@@ -2,7 +2,11 @@
 of single replicas, a database failover to read-only then PostgreSQL stopped, the broker stopped,
 poison messages and a full redelivery under load; nothing lost, nothing counted twice, every poison
 message dead-lettered once per consuming service and no valid event dead-lettered, every replica
-back within 30 s of each fault's end, replay identical."""
+back within 30 s of each fault's end, replay identical. And two faults of a replica that stops
+without dying: intake's relay holder paused (SIGSTOP) for 12 s while matters are filed through the
+other replica — each on its topic within 10 s of its 201, none doubled; and one dispatch replica's
+own clock 5 minutes ahead all run long — a compressed supervision ladder published level by
+level, never early, never twice. (The network partitions run in `make chaos` only.)"""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ import random
 
 import pytest
 
-from bench.chaos import DeadLetter, Size, judge_dead_letters, run_chaos
+from bench.chaos import FAULTS, DeadLetter, Size, judge_dead_letters, run_chaos
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 # On the demo county (three towns filing in turn): the deployment shape SPEC §8 asks for.
 SIZE = Size(matters=90, rate=3.0, replicas=2, incident_seconds=5.0, broker_stop_seconds=8.0, kills=4,
-            settle_seconds=120.0, town_dir=str(DEMO_COUNTY_DIR))
+            settle_seconds=120.0, town_dir=str(DEMO_COUNTY_DIR),
+            faults=tuple(f for f in FAULTS if f != "partition"), pause_seconds=12.0, pause_services=("intake",),
+            skew_tasks=3, skew_window_seconds=10.0)
 
 
 @pytest.mark.timeout(900)
@@ -24,11 +30,19 @@ async def test_faults_under_load_lose_nothing_and_count_nothing_twice() -> None:
     seed = random.SystemRandom().randrange(2**31)
     print(f"chaos seed {seed} (replay: python -m bench.chaos --seed {seed} --matters {SIZE.matters} --rate {SIZE.rate}"
           f" --replicas {SIZE.replicas} --incident-seconds {SIZE.incident_seconds}"
-          f" --broker-stop-seconds {SIZE.broker_stop_seconds} --kills {SIZE.kills} --county)")
+          f" --broker-stop-seconds {SIZE.broker_stop_seconds} --kills {SIZE.kills} --county"
+          f" --faults {','.join(SIZE.faults)} --pause-seconds {SIZE.pause_seconds} --pause-services intake"
+          f" --skew-tasks {SIZE.skew_tasks} --skew-window-seconds {SIZE.skew_window_seconds})")
     report = await run_chaos(seed, size=SIZE)
     assert report["passed"], json.dumps({k: v for k, v in report.items() if k != "replay_log"},
                                         ensure_ascii=False, indent=1)
-    assert report["matters_acknowledged"] == SIZE.matters
+    assert report["load_acknowledged"] == SIZE.matters
+    paused = [f for f in report["faults"] if f["fault"] == "pause"]
+    assert [(f["service"], f["held"].startswith("relay")) for f in paused] == [("intake", True)], paused
+    assert paused[0]["acknowledged_during_fault"] > 0 and paused[0]["worst_wait_s"] <= 10.0, paused
+    skewed = [f for f in report["faults"] if f["fault"] == "clock ahead"]
+    assert len(skewed) == 1 and skewed[0]["replica_clock_ahead_s"] > 250, skewed
+    assert skewed[0]["levels_published"] == skewed[0]["levels_due"] == 9 and skewed[0]["published_early"] == 0, skewed
 
 
 def test_a_dead_letter_written_twice_is_caught_and_one_row_sent_twice_is_the_relays_redelivery() -> None:

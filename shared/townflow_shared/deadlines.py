@@ -4,7 +4,11 @@ Each service stores when a row is next due (an indexed column) and gives a batch
 claims the due rows earliest first with `FOR UPDATE SKIP LOCKED`, handles them and moves each
 one's next moment on. `drain_due` runs batch after batch, one transaction each, until a batch
 comes back short: a backlog of thousands is cleared in one wake-up, replicas share the batches
-instead of waiting for each other, and the newest due row is reached too (SPEC §6.1)."""
+instead of waiting for each other, and the newest due row is reached too (SPEC §6.1).
+
+What is due is decided by the database's clock (`now()` of the claiming transaction), never by
+the replica's own: a replica whose clock runs ahead would otherwise claim rows before their
+moment and publish them early (the test clock, when a test sets it, decides instead)."""
 
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ async def drain_due(pool: asyncpg.Pool, clock: Clock, handle: HandleDue, batch_s
     done = 0
     while True:
         async with transaction(pool) as conn:
-            batch = await handle(conn, clock.now(), batch_size)
+            batch = await handle(conn, await clock.database_now(conn), batch_size)
         done += batch.done
         # A short batch means nothing more is due; a batch that failed whole would fail again.
         if batch.claimed < batch_size or batch.failed == batch.claimed:

@@ -23,7 +23,7 @@ from pydantic import Field, SkipValidation, TypeAdapter
 
 from . import db
 from .auth import TokenRules, TokenVerifier
-from .clock import Clock
+from .clock import Clock, follow_database_clock
 from .consumer import BatchConsumer, DeadLetters, Handler, OutboxDeadLetters, Registered
 from .county import County, load_county
 from .db import OUTAGES
@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Envelope)
 
 
+def _still_assigned(consumer: AIOKafkaConsumer, records: Sequence[Any]) -> bool:
+    assigned = consumer.assignment()
+    return all(TopicPartition(r.topic, r.partition) in assigned for r in records)
+
+
 class ServiceRuntime:
     def __init__(self, settings: ServiceSettings, migrations: Path) -> None:
         self.settings = settings
@@ -59,7 +64,7 @@ class ServiceRuntime:
             jwks_cache_seconds=settings.jwt_jwks_cache_seconds, jwks_refetch_seconds=settings.jwt_jwks_refetch_seconds))
         self.migrations = migrations
         self.handlers: dict[type[Envelope], Registered] = {}
-        self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
+        self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = [follow_database_clock()]
         self._closing: list[Callable[[], None]] = []
         self.transaction_scope: Callable[[asyncpg.Connection], AbstractAsyncContextManager[None]] = (
             lambda conn: contextlib.nullcontext())
@@ -178,20 +183,31 @@ class ServiceRuntime:
 
         async def consume(event: Any, message: KafkaMessage) -> None:
             records: Sequence[Any] = message.raw_message  # type: ignore[assignment]
-            try:
-                await batches.handle(records)
-            except Exception as exc:  # not poison: an outage (or a bug) to wait out, never a dead letter
-                delay = self.retrying.failed(exc)
-                report = log.warning if isinstance(exc, OUTAGES) else log.exception
-                report("a batch of %d failed (%s); it is delivered again in %.1fs", len(records), describe(exc), delay)
-                await asyncio.sleep(delay)
+            consumer = cast(AIOKafkaConsumer, message.consumer)  # FastStream's aiokafka consumer
+            while True:
+                try:
+                    await batches.handle(records)
+                    break
+                except Exception as exc:  # not poison: an outage (or a bug) to wait out, never a dead letter
+                    delay = self.retrying.failed(exc)
+                    outage = isinstance(exc, OUTAGES)
+                    report = log.warning if outage else log.exception
+                    report("a batch of %d failed (%s); it is tried again in %.1fs", len(records), describe(exc), delay)
+                    await asyncio.sleep(delay)
+                if outage and _still_assigned(consumer, records):
+                    # The database is away: waited out here, without fetching. A replica cut off
+                    # from its database alone so stops polling, and after max.poll.interval the
+                    # client leaves the group and its partitions go to a replica that can work
+                    # them (issue #26); it rejoins when this batch is done.
+                    continue
+                if outage:
+                    return  # revoked meanwhile: their new owner has the records
                 try:
                     await message.nack()  # rewinds every partition of the batch to its first record
                 except Exception as seek_failed:  # partitions revoked meanwhile: their new owner has them
                     log.info("batch not rewound: %s", describe(seek_failed))
                 return
             self.retrying.succeeded()
-            consumer = cast(AIOKafkaConsumer, message.consumer)  # FastStream's aiokafka consumer
             for record in records:
                 self.offsets.mark(consumer, record.topic, record.partition, record.offset)
             # The consumer's position is past the transaction markers (and a fenced relay's aborted
@@ -221,6 +237,7 @@ class ServiceRuntime:
             isolation_level="read_committed",
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
+            max_poll_interval_ms=self.settings.kafka_max_poll_interval_ms,
             decoder=_records_undecoded,
             ack_policy=AckPolicy.MANUAL,  # offsets are committed in batches by self.offsets
             title=f"{self.service} consumer",
@@ -246,6 +263,10 @@ class ServiceRuntime:
                                    default_town=self.town_of_old_rows)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+        # Every replica's "now" is the database's (clock.py): measured once before anything is
+        # served or published, then followed by a background loop.
+        async with pool.acquire() as conn:
+            await self.clock.follow(conn)
         contract = [*TOPICS, *(dlq_topic(t) for t in TOPICS)]
         await ensure_topics(self.settings, contract, self.settings.kafka_partitions)
         self._producer = create_producer(self.settings)

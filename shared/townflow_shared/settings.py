@@ -65,6 +65,10 @@ class ServiceSettings(BaseSettings):
     # A consumer replica that stops heartbeating this long loses its partitions to the others.
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 2000
+    # A consumer replica that has not fetched for this long (its batch waiting out a database it
+    # alone cannot reach) leaves the group, so its partitions go to the others; longer than any
+    # healthy batch takes.
+    kafka_max_poll_interval_ms: int = 6000
     lag_seconds: float = 15.0
     group_gauges_seconds: float = 5.0
     commit_interval_seconds: float = 0.2
