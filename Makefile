@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own lint typecheck unit kafka-jars prometheus asyncapi-parser chromium fault-tools contracts bench bench-scale chaos fuzz screenshots clean
+.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own lint typecheck unit kafka-jars prometheus asyncapi-parser chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,7 +83,7 @@ test-db: $(STAMP)
 # of a core busy, measured), so on two cores the lanes take about as long as the longer one alone.
 # STACK_LANES=1 runs them one after the other.
 STACK_LANES ?= 2
-OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_incidents.py
+OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_incidents.py tests/test_upgrade.py
 test-stack: install
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-own
@@ -117,6 +117,11 @@ bench-scale: install
 # for a short run; "--faults pause,partition,skew" for only those (docs/benchmarks.md).
 chaos: install
 	$(PY) -m bench.chaos $(CHAOS_ARGS)
+
+# A rolling upgrade under load from the previous release (CHANGELOG.md's newest, run from its own commit)
+# to this tree, one replica at a time, and back. UPGRADE_ARGS="--from v1.0.0 --matters 100" for another run.
+upgrade-test: install
+	$(PY) -m bench.upgrade $(UPGRADE_ARGS)
 
 # Property-based fuzzing of every HTTP API from its OpenAPI document: no 5xx.
 fuzz: install

@@ -158,10 +158,12 @@ def filing_body(filer: Filer, n: int, target: str | None = None) -> dict[str, An
 
 
 async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, acknowledged: dict[str, str],
-                        receipts: dict[str, tuple[str, str]] | None = None, give_up_after: float = 300.0) -> None:
+                        receipts: dict[str, tuple[str, str]] | None = None, give_up_after: float = 300.0,
+                        answered: Callable[[str, httpx.Response | httpx.HTTPError], None] | None = None) -> None:
     """File `count` matters at `rate`, the towns in turn; each retried with its Idempotency-Key, on
     the intake replicas in turn, until one answers 201 (a client behind a load balancer does the same).
-    `receipts` keeps each matter's ticket number and access code, for the citizen's rating."""
+    `receipts` keeps each matter's ticket number and access code, for the citizen's rating;
+    `answered(url, answer)` sees every attempt's answer (or error), e.g. to judge the statuses."""
     towns = filers(stack)
     intakes = stack.replicas["intake"]
     receipts = {} if receipts is None else receipts
@@ -179,13 +181,16 @@ async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, ackn
             try:
                 response = await client.post(f"{url}/v1/requests", json=body,
                                              headers={**clerk, "Idempotency-Key": key})
+                if answered is not None:
+                    answered(url, response)
                 if response.status_code == 201:
                     filed = response.json()
                     acknowledged[key] = filed["request_id"]
                     receipts[filed["request_id"]] = (filed["ticket_no"], filed["access_code"])
                     return
-            except httpx.HTTPError:
-                pass
+            except httpx.HTTPError as exc:
+                if answered is not None:
+                    answered(url, exc)
             await asyncio.sleep(0.5)
 
     async with httpx.AsyncClient(timeout=10) as client:

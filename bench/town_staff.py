@@ -33,8 +33,24 @@ class StaffReport:
     done: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
     tried_again: Counter[str] = field(default_factory=Counter)  # "action status": outages and races
+    problems: Counter[str] = field(default_factory=Counter)  # "action status code": the refusal's own code
     to_rate: dict[str, str] = field(default_factory=dict)  # request_id → town, completed but not rated yet
     leave_alone: set[str] = field(default_factory=set)  # targets whose tasks are left to supervision (督办)
+
+
+def problem_code(response: httpx.Response) -> str:
+    """The `code` of a problem document (RFC 9457), with its field errors' codes when it has
+    several (`request.invalid[inspection.finding_missing,inspection.unit_absent]`); "-" for
+    another body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "-"
+    if not isinstance(body, dict):
+        return "-"
+    errors = body.get("errors") if body.get("code") == "request.invalid" else None
+    codes = sorted({str(e.get("code")) for e in errors if isinstance(e, dict)}) if isinstance(errors, list) else []
+    return str(body.get("code", "-")) + (f"[{','.join(codes)}]" if codes else "")
 
 
 class TownDesk:
@@ -71,6 +87,7 @@ class TownDesk:
             return {}
         if response.status_code >= 300:
             self.report.tried_again[f"{action} {response.status_code}"] += 1
+            self.report.problems[f"{action} {response.status_code} {problem_code(response)}"] += 1
             return None
         self.report.done[action] += 1
         return response.json()

@@ -59,6 +59,7 @@ class ServiceProcess:
     child: Child | None = None
     argv: list[str] = field(default_factory=list)  # how it is launched; `python -m <name>` if empty
     index: int = 0
+    tree: Path | None = None  # another source tree to run from (a release's): its PYTHONPATH and cwd
 
     @property
     def url(self) -> str:
@@ -79,8 +80,11 @@ class ServiceProcess:
 
     def start(self, wait: bool = True, **overrides: str) -> ServiceProcess:
         env = {**os.environ, **self.env, **{f"TOWNFLOW_{k.upper()}": v for k, v in overrides.items()}}
+        if self.tree is not None:  # ahead of the virtualenv's editable install of this repository
+            env["PYTHONPATH"] = os.pathsep.join(str(self.tree / p) for p in (
+                "shared", *(f"services/{name}" for name in (*SERVICES, "console"))))
         self.child = Child(self.label, self.argv or [sys.executable, "-m", self.name], log=self.log, env=env,
-                           cwd=REPO).start()
+                           cwd=self.tree or REPO).start()
         if wait:
             self.wait_ready()
         return self

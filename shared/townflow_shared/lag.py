@@ -55,7 +55,9 @@ async def unhandled(consumer: AIOKafkaConsumer, committed: dict[TopicPartition, 
                 if record.offset < ends[TopicPartition(record.topic, record.partition)]:
                     lag[TopicPartition(record.topic, record.partition)] += 1
         waiting = {tp for tp in waiting if await consumer.position(tp) < ends[tp]}
-    consumer.unsubscribe()
+    # The partitions stay assigned (the next `assign` replaces them): aiokafka 0.14's `stop()` never
+    # returns after `unsubscribe()` (or `assign([])`) once positions moved past transaction markers
+    # alone, its fetcher waiting for an assignment through its own cancellation.
     return lag
 
 
