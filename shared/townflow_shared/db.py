@@ -38,7 +38,8 @@ OUTAGES: tuple[type[Exception], ...] = (
 # service has its own database; 72_410 keeps clear of other applications' small ids).
 # Two replicas must not migrate the same database at once:
 MIGRATION_LOCK = 72_410_001
-# One relay of a service publishes at a time, so rows leave the outbox in id order with replicas:
+# One relay of a service publishes at a time, so a key's rows leave the outbox in the order they
+# were written, with replicas (rows of different keys may pass each other: ids are taken before commit):
 RELAY_LOCK = 72_410_002
 # One replica of a service reports the group-wide gauges (group_gauges.py):
 GAUGE_REPORTER_LOCK = 72_410_003

@@ -72,6 +72,13 @@ def create_producer(settings: ServiceSettings, transactional_id: str | None = No
     )
 
 
+def _own_event_topic(topic: str, service: bytes) -> bool:
+    """A topic only this service publishes to (`intake.request.filed.v1` is intake's; a `.dlq` has
+    many publishers): a message on it without `x-outbox-service` was sent by a replica of the
+    release before that header, during a rolling upgrade, and is this service's all the same."""
+    return topic.startswith(service.decode() + ".") and not topic.endswith(".dlq")
+
+
 def relay_transactional_id(settings: ServiceSettings) -> str:
     """Shared by every replica of a service: a new relay holder's producer fences the last one's."""
     return f"townflow.{settings.service_name}.outbox-relay"
@@ -101,7 +108,8 @@ async def committed_outbox_ids(settings: ServiceSettings, topics: list[str], dep
             for records in batches.values():
                 for record in records:
                     headers = dict(record.headers or ())
-                    if headers.get(OUTBOX_SERVICE_HEADER) == service and OUTBOX_ID_HEADER in headers:
+                    if OUTBOX_ID_HEADER in headers and (headers.get(OUTBOX_SERVICE_HEADER) == service or (
+                            OUTBOX_SERVICE_HEADER not in headers and _own_event_topic(record.topic, service))):
                         found.add(int(headers[OUTBOX_ID_HEADER]))
             waiting = {tp for tp in waiting if await consumer.position(tp) < ends[tp]}
     finally:

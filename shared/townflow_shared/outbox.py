@@ -1,7 +1,8 @@
 """The transactional outbox (SPEC §6).
 
 `enqueue` writes events in the caller's transaction, so a state change and the events it causes
-commit together. `OutboxRelay` publishes committed rows in id order, a batch in one Kafka
+commit together. `OutboxRelay` publishes committed rows oldest id first (so each key's in the
+order they were written), a batch in one Kafka
 transaction (acks=all), then deletes them; one replica's relay at a time, fenced at the broker
 when another takes over (see `OutboxRelay`). A row the broker has is not sent again, even after a
 crash or a pause between publish and delete; consumers' inboxes dedupe by event id all the same.
@@ -229,11 +230,12 @@ class OutboxRelay:
         self.holder = holder or relay_holder()
         self.producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     async def run(self) -> None:
         listener: asyncpg.Connection | None = None
         try:
-            while True:
+            while not self._stopping:
                 try:
                     if not _usable(listener):
                         listener = await self._listen()
@@ -273,6 +275,13 @@ class OutboxRelay:
         self._wake.clear()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def finish(self) -> None:
+        """Stop after the cycle under way. Cancelled in the middle of one, the relay could see its
+        Kafka commit land after its database transaction rolled back, and a replica of the
+        release before, which does not look at the topics' tails, would send those rows again."""
+        self._stopping = True
         self._wake.set()
 
     async def publish_batch(self) -> int:

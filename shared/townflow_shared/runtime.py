@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Envelope)
 
 
+# How long a stopping service waits for its relay's cycle under way (then it is cancelled).
+RELAY_FINISH_SECONDS = 5.0
+
+
 def _still_assigned(consumer: AIOKafkaConsumer, records: Sequence[Any]) -> bool:
     assigned = consumer.assignment()
     return all(TopicPartition(r.topic, r.partition) in assigned for r in records)
@@ -74,6 +78,7 @@ class ServiceRuntime:
         # made per event by the BatchConsumer.
         self.broker = create_broker(settings, middlewares=[])
         self.relay: OutboxRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
         self.retrying = Retrying(self.service, settings.retry_base_seconds, settings.retry_max_seconds)
         self.group_gauges = GroupGauges(lambda: self.pool, settings.group_gauges_seconds)
         self.reports(lambda pool: refresh_outbox_gauges(pool, self.service),
@@ -278,7 +283,8 @@ class ServiceRuntime:
                 lambda topics, depth: committed_outbox_ids(settings, topics, depth),
                 batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
                 takeover_seconds=settings.outbox_takeover_seconds)
-            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+            self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+            self._tasks.append(self._relay_task)
         for task in self.background:
             self._tasks.append(asyncio.create_task(self._guard(task), name=task.__name__))
         self._tasks.append(asyncio.create_task(self.group_gauges.run(), name="group-gauges"))
@@ -311,6 +317,10 @@ class ServiceRuntime:
             await self.offsets.commit()  # what is handled is committed before the consumer leaves
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        if self.relay is not None and self._relay_task is not None:
+            self.relay.finish()
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._relay_task), RELAY_FINISH_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
