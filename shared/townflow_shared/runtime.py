@@ -213,13 +213,11 @@ class ServiceRuntime:
                     log.info("batch not rewound: %s", describe(seek_failed))
                 return
             self.retrying.succeeded()
+            # Committed up to the last record handled: a transaction marker after it stays below the
+            # end offset, and lag.py counts messages, not offsets. (Never `await consumer.position()`
+            # here: in a rebalance it waits for a rejoin that waits for this callback to return.)
             for record in records:
                 self.offsets.mark(consumer, record.topic, record.partition, record.offset)
-            # The consumer's position is past the transaction markers (and a fenced relay's aborted
-            # messages) that followed these records in the log: committing it leaves no lag behind.
-            for tp in {TopicPartition(r.topic, r.partition) for r in records}:
-                with contextlib.suppress(Exception):  # revoked meanwhile: its new owner commits
-                    self.offsets.mark(consumer, tp.topic, tp.partition, await consumer.position(tp) - 1)
 
         # The signature is for the AsyncAPI document: every Kafka message is one of these events.
         # FastStream skips validating it (SkipValidation): the BatchConsumer validates record by
