@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own lint typecheck unit kafka-jars prometheus asyncapi-parser chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
+.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars prometheus asyncapi-parser chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,21 +78,26 @@ test-db: $(STAMP)
 
 # stack: tests/ on Kafka, PostgreSQL and the services (and the console in a browser). The bench's
 # plotting package too: the bench-scale smoke check in this tier draws its plot.
-# In two lanes at once: the modules that start stacks of their own (faults, fuzzing) beside the rest,
-# which share the session's stacks. A stack-tier run waits far more than it computes (it kept 0.56
-# of a core busy, measured), so on two cores the lanes take about as long as the longer one alone.
-# STACK_LANES=1 runs them one after the other.
-STACK_LANES ?= 2
-OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_incidents.py tests/test_upgrade.py
+# In three lanes at once: the modules that start stacks of their own (faults, fuzzing), the browser
+# and the rolling upgrade, and the rest, which share the session's stacks. A stack-tier run waits far
+# more than it computes (one lane kept 0.56 of a core busy, measured), so on two cores the lanes take
+# about as long as the longest alone. STACK_LANES=1 runs them one after the other.
+STACK_LANES ?= 3
+OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_incidents.py
+# The console in Chromium and the rolling upgrade: a lane of their own (their stacks are their own).
+THIRD_LANE := tests/browser tests/test_upgrade.py
 test-stack: install
 	$(PY) -m pip install -q -r bench/requirements.txt
-	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-own
+	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-own stack-lane-third
 
 stack-lane-shared:
-	$(PY) -m pytest -q tests --ignore=tests/database $(addprefix --ignore=,$(OWN_STACKS))
+	$(PY) -m pytest -q tests --ignore=tests/database $(addprefix --ignore=,$(OWN_STACKS) $(THIRD_LANE))
 
 stack-lane-own:
 	$(PY) -m pytest -q -p no:cacheprovider $(OWN_STACKS)
+
+stack-lane-third:
+	$(PY) -m pytest -q -p no:cacheprovider $(THIRD_LANE)
 
 # Everything, cheapest first: a failure in a fast tier stops the run before the stack starts.
 test: install lint typecheck
