@@ -79,9 +79,9 @@ test-db: $(STAMP)
 # stack: tests/ on Kafka, PostgreSQL and the services (and the console in a browser). The bench's
 # plotting package too: the bench-scale smoke check in this tier draws its plot.
 # In three lanes at once: the modules that start stacks of their own (faults, fuzzing), the browser
-# and the rolling upgrade, and the rest, which share the session's stacks. A stack-tier run waits far
-# more than it computes (one lane kept 0.56 of a core busy, measured), so on two cores the lanes take
-# about as long as the longest alone. STACK_LANES=1 runs them one after the other.
+# and the rolling upgrade, and the rest, which share the session's stacks. One lane alone waits more
+# than it computes (0.56 of a core busy, measured); the three together keep about 1.6 of two cores
+# busy, so they overlap their waits, not their work. STACK_LANES=1 runs them one after the other.
 STACK_LANES ?= 3
 OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_incidents.py
 # The console in Chromium and the rolling upgrade: a lane of their own (their stacks are their own).
