@@ -949,12 +949,17 @@ def main() -> None:
                 skew_tasks=args.skew_tasks, skew_window_seconds=args.skew_window_seconds)
     print(f"chaos seed {seed} (replay with --seed {seed})", flush=True)
     report = asyncio.run(run_chaos(seed, size=size))
+    sys.exit(write_report("chaos", report, ("faults", "replay_log")))
+
+
+def write_report(kind: str, report: dict[str, Any], long_parts: tuple[str, ...]) -> int:
+    """`bench/results/<kind>-<time>.json`, the report printed without its long parts; the exit code."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"chaos-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path = RESULTS / f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k not in ("faults", "replay_log")}, ensure_ascii=False, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k not in long_parts}, ensure_ascii=False, indent=2))
     print(f"wrote {path}")
-    sys.exit(0 if report["passed"] else 1)
+    return 0 if report["passed"] else 1
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import random
 import subprocess
 import sys
@@ -39,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,7 +52,7 @@ from townflow_shared.kafka import topic_partitions
 from townflow_shared.outbox import OUTBOX_SERVICE_HEADER
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
-from .chaos import RESULTS, check, consumed_topics, file_steadily, settle, towns_of
+from .chaos import check, consumed_topics, file_steadily, settle, towns_of, write_report
 from .town_staff import StaffReport, staff_at_work
 
 READY_WITHIN = 60.0
@@ -431,12 +429,7 @@ def main() -> None:
     except ReleaseError as exc:
         print(f"upgrade test: {exc}", file=sys.stderr)
         sys.exit(2)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"upgrade-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k not in ("steps", "plan")}, ensure_ascii=False, indent=2))
-    print(f"wrote {path}")
-    sys.exit(0 if report["passed"] else 1)
+    sys.exit(write_report("upgrade", report, ("steps", "plan")))
 
 
 if __name__ == "__main__":
