@@ -82,6 +82,9 @@ _TRIMMED_CLASS = ("\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\
 # Free text keeps the tab (0009), the line feed (000a) and the carriage return (000d).
 _HIDDEN_IN_TEXT_CLASS = _INVISIBLE_CLASS.replace("\\u0000-\\u001f", "\\u0000-\\u0008\\u000b-\\u000c\\u000e-\\u001f")
 IDENTIFIER_PATTERN = f"^[{_TRIMMED_CLASS}]*[^{_INVISIBLE_CLASS}]*[{_TRIMMED_CLASS}]*$"
+# Something is left once trimmed: a character Python's strip() keeps. Not `\S`, whose JSON Schema
+# (ECMA-262) meaning keeps U+0085 and U+001C-001F, which strip() removes.
+NOT_BLANK_PATTERN = f"[^{_TRIMMED_CLASS}]"
 TEXT_PATTERN = f"^[^{_HIDDEN_IN_TEXT_CLASS}]*$"
 # Any text but NUL, which the edge refuses in every query parameter, path and body (guards.py).
 NO_NUL_PATTERN = "^[^\\u0000]*$"

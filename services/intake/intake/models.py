@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from townflow_shared.events import Channel, Colour, Rating
-from townflow_shared.types import Command, Identifier, Text
+from townflow_shared.types import NOT_BLANK_PATTERN, Command, Identifier, Text
 
 from . import refusals
 from .rules import ACCESS_CODE_PATTERN, TICKET_NUMBER_LENGTH, TICKET_NUMBER_PATTERN
@@ -84,14 +84,14 @@ class Citizen(Command):
 
 
 # The fields a channel requires (`filing.channel_field_missing`): present, a string, not only
-# whitespace (`\S`: an identifier is trimmed).
+# whitespace (an identifier is trimmed).
 CHANNEL_FIELDS = {"proxy": "proxy_agent_id", "village_station": "village_record_id"}
 
 
 class FileRequest(Command):
     model_config = ConfigDict(json_schema_extra={"allOf": [
         {"if": {"required": ["channel"], "properties": {"channel": {"const": channel}}},
-         "then": _required_string(field, pattern="\\S")}
+         "then": _required_string(field, pattern=NOT_BLANK_PATTERN)}
         for channel, field in CHANNEL_FIELDS.items()]})
 
     channel: Channel
