@@ -84,8 +84,9 @@ test-db: $(STAMP)
 # busy, so they overlap their waits, not their work. STACK_LANES=1 runs them one after the other.
 STACK_LANES ?= 3
 OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_incidents.py
-# The console in Chromium and the rolling upgrade: a lane of their own (their stacks are their own).
-THIRD_LANE := tests/browser tests/test_upgrade.py
+# The console in Chromium, the rolling upgrade and the bench-scale smoke run: a lane of their own
+# (their stacks are their own); it makes the three lanes end about together (README, "Tests").
+THIRD_LANE := tests/browser tests/test_upgrade.py tests/test_bench_scale.py
 test-stack: install
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-own stack-lane-third

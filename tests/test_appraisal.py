@@ -56,24 +56,22 @@ async def rate(intake: Api, ticket: dict[str, Any], rating: str) -> None:
     assert response.status_code == 200, response.text
 
 
-async def test_137_of_152_resolved_on_time_is_a_resolution_rate_of_137_over_152(
+async def test_17_of_19_resolved_on_time_is_a_resolution_rate_of_17_over_19(
         stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
+    """The rate through the whole stack: filed in intake, dispatched, completed, counted. The
+    arithmetic at a month's size (137 of 152) is the rules' unit test; here 19 matters keep it quick."""
     await set_clocks(stack, "2027-03-01T09:00:00+08:00")
-    tickets: list[dict[str, Any]] = []
-    for chunk in range(0, 152, 19):
-        tickets += await asyncio.gather(*(file_matter(intake, item_code="S014")
-                                          for _ in range(min(19, 152 - chunk))))
+    tickets = await asyncio.gather(*(file_matter(intake, item_code="S014") for _ in range(19)))
     tasks = await asyncio.gather(*(task_of(dispatch, t["request_id"]) for t in tickets))
-    for chunk in range(0, 137, 20):
-        await asyncio.gather(*(complete(dispatch, t) for t in tasks[chunk:min(chunk + 20, 137)]))
+    await asyncio.gather(*(complete(dispatch, t) for t in tasks[:17]))
     org = await figures_when(appraisal, "2027-03", "module", "org",
-                             lambda f: f["counts"]["dispatched"] == 152 and f["counts"]["resolved"] == 137)
-    assert org["rates"]["resolution"] == 137 / 152
-    assert org["rates"]["response"] == 137 / 152  # a completion within respond_by is a response
+                             lambda f: f["counts"]["dispatched"] == 19 and f["counts"]["resolved"] == 17)
+    assert org["rates"]["resolution"] == 17 / 19
+    assert org["rates"]["response"] == 17 / 19  # a completion within respond_by is a response
     assert org["rates"]["satisfaction"] is None
     rates = (await appraisal.call("GET", "/v1/rates", as_=APPRAISER,
                                   params={"group_by": "module", "period": "2027-03"})).json()
-    assert next(r for r in rates if r["subject_id"] == "org")["resolution"] == 137 / 152
+    assert next(r for r in rates if r["subject_id"] == "org")["resolution"] == 17 / 19
 
 
 async def test_rates_of_a_staff_member_who_took_over_as_b(stack: Stack, intake: Api, dispatch: Api,
