@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from townflow_shared import promises
 from townflow_shared.auth import Principal
 from townflow_shared.calendar import WorkCalendar
 from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
@@ -54,15 +55,9 @@ class Deadlines:
 def deadlines(colour: Colour, item: CatalogItem, start: datetime, calendar: WorkCalendar,
               rules: DispatchRules) -> Deadlines:
     """差别化督办: red answers in hours, orange in the sooner of the item's limit and 3wd."""
-    respond_by = calendar.deadline(start, rules.respond_by[colour])
-    item_due = calendar.deadline(start, item.time_limit)
-    if colour == "red":
-        resolve_by = calendar.deadline(start, rules.resolve_by_red)
-    elif colour == "orange":
-        resolve_by = min(item_due, calendar.deadline(start, rules.resolve_by_orange_cap))
-    else:
-        resolve_by = item_due
-    return Deadlines(respond_by, resolve_by)
+    # The resolution deadline is the one intake promises the citizen on the receipt (promises.py).
+    return Deadlines(calendar.deadline(start, rules.respond_by[colour]),
+                     promises.resolve_by(colour, item, start, calendar, rules))
 
 
 def may_act(principal: Principal, assignee: str, post: Post | None, town: Town) -> bool:

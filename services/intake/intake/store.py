@@ -43,6 +43,8 @@ class IntakeStore(Protocol):
     async def merge_side_for_update(self, ticket_no: str) -> Row | None: ...
     async def set_merged_into(self, request_id: uuid.UUID, into: uuid.UUID | None, at: datetime | None) -> None: ...
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None: ...
+    async def save_answer_part(self, town_code: str, request_id: uuid.UUID, part: str, value: Any, at: datetime) -> None: ...
+    async def answer_of(self, request_id: uuid.UUID) -> Row | None: ...
 
 
 class UnitOfWork(Protocol):
@@ -58,7 +60,34 @@ class UnitOfWork(Protocol):
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
-class PgStore:
+# The parts of a matter's answer (request_answers): each part's column, its type, and the column of
+# the moment of the event that set it.
+ANSWER_PARTS = {"reply": ("reply", "text", "replied_at"), "handling": ("handling_module", "text", "handling_since"),
+                "promise": ("promised_by", "timestamptz", "promised_at")}
+
+
+class PgAnswers:
+    """The citizen's answer of each matter (issue #27): kept apart from PgStore's operations."""
+
+    conn: asyncpg.Connection
+
+    async def save_answer_part(self, town_code: str, request_id: uuid.UUID, part: str, value: Any,
+                               at: datetime) -> None:
+        """One part of a town's matter's answer, unless a newer event already set it; nothing for a
+        matter that is not the town's (or not ours at all)."""
+        column, kind, at_column = ANSWER_PARTS[part]
+        await self.conn.execute(
+            f"INSERT INTO request_answers (request_id, town_code, {column}, {at_column})"  # noqa: S608 - column names are ANSWER_PARTS' own; every value is a bound parameter
+            f" SELECT request_id, town_code, $3::{kind}, $4::timestamptz FROM requests WHERE request_id = $1 AND town_code = $2"
+            f" ON CONFLICT (request_id) DO UPDATE SET {column} = EXCLUDED.{column}, {at_column} = EXCLUDED.{at_column}"
+            f" WHERE request_answers.{at_column} IS NULL OR request_answers.{at_column} <= EXCLUDED.{at_column}",
+            request_id, town_code, value, at)
+
+    async def answer_of(self, request_id: uuid.UUID) -> Row | None:
+        return await self.conn.fetchrow("SELECT * FROM request_answers WHERE request_id = $1", request_id)
+
+
+class PgStore(PgAnswers):
     """The operations of `IntakeStore` on one connection, inside its caller's transaction."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:

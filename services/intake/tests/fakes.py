@@ -18,7 +18,7 @@ from typing import Any
 
 from intake import flows
 from intake.settings import IntakeSettings
-from intake.store import IntakeStore, Row, UnitOfWork
+from intake.store import ANSWER_PARTS, IntakeStore, Row, UnitOfWork
 from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
 from townflow_shared.events import Envelope
@@ -39,6 +39,7 @@ class Tables:
     wrong_codes: dict[str, list[datetime]] = field(default_factory=dict)
     tasks: dict[str, uuid.UUID] = field(default_factory=dict)
     early_steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    answers: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by request id
 
 
 class FakeStore:
@@ -176,6 +177,22 @@ class FakeStore:
 
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None:
         return self._by_id(request_id)
+
+    async def save_answer_part(self, town_code: str, request_id: uuid.UUID, part: str, value: Any,
+                               at: datetime) -> None:
+        request = self._by_id(request_id)
+        if request is None or request["town_code"] != town_code:
+            return
+        column, _, at_column = ANSWER_PARTS[part]
+        row = self.tables.answers.setdefault(request_id, {
+            "request_id": request_id, "town_code": town_code,
+            **dict.fromkeys(c for parts in ANSWER_PARTS.values() for c in (parts[0], parts[2]))})
+        if row[at_column] is None or row[at_column] <= at:
+            row |= {column: value, at_column: at}
+
+    async def answer_of(self, request_id: uuid.UUID) -> Row | None:
+        found = self.tables.answers.get(request_id)
+        return dict(found) if found else None
 
 
 class FakeUnitOfWork:
