@@ -230,6 +230,8 @@ class TaskVerifiedData(EventData):
     note: str
     by: str
     at: datetime
+    # v1.2, optional: a failed check's rework deadline (the date the citizen is now promised).
+    resolve_by: datetime | None = Field(default=None, description="when failed: the rework's deadline")
 
 
 class TaskVerified(Envelope):

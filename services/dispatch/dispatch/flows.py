@@ -285,6 +285,7 @@ async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> Task
     async with deps.unit_of_work() as uow:
         task, town = await _locked_task(uow, deps, actor, command.task_id)
         _allowed("verify", task)
+        resolve_by = None
         if command.passed:
             await uow.store.update_task(task["task_id"], status="closed")
         else:
@@ -296,7 +297,7 @@ async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> Task
                 next_supervision_at=await _next_supervision_after_change(uow, town, task["task_id"], now, resolve_by))
         await uow.publish(task_event(town, events.TaskVerified, events.TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=command.passed,
-            note=command.note, by=actor.sub, at=now), task["task_id"], task["request_id"], now))
+            note=command.note, by=actor.sub, at=now, resolve_by=resolve_by), task["task_id"], task["request_id"], now))
         return await _task_now(uow, task["task_id"], now, town)
 
 

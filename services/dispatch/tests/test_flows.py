@@ -134,7 +134,7 @@ async def test_completed_on_time_then_verified_closed(world: World) -> None:
     done = await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "办好了", "已为您办理完毕。"))
     assert done.on_time and world.task(task_id)["status"] == "completed"
     closed = await flows.verify_task(world.deps, CENTRE, flows.VerifyTask(task_id, True))
-    assert closed.status == "closed"
+    assert closed.status == "closed" and world.uow.published[-1].data.resolve_by is None  # type: ignore[attr-defined]
     await refused("task.status_forbids", flows.verify_task(world.deps, CENTRE, flows.VerifyTask(task_id, True)))
 
 
@@ -166,6 +166,8 @@ async def test_a_failed_check_is_rework_with_the_original_window(world: World) -
     rework = await flows.verify_task(world.deps, CENTRE, flows.VerifyTask(task_id, False, "不到位"))
     assert rework.status == "rework" and rework.rework_count == 1
     assert rework.resolve_by == world.clock.now() + window
+    verified = world.uow.published[-1]  # the citizen is told the rework's date
+    assert isinstance(verified, events.TaskVerified) and verified.data.resolve_by == world.clock.now() + window
 
 
 async def test_returned_within_the_window_then_redispatched(world: World) -> None:

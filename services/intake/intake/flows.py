@@ -604,6 +604,7 @@ async def follow_task_verified(deps: Deps, uow: UnitOfWork, event: events.TaskVe
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.at, "verified", {"passed": d.passed}, event.id,
                       status="closed" if d.passed else "rework")
+    await record_answer(uow, town, d.request_id, d.at, promised_by=d.resolve_by)  # a rework's new date
 
 
 async def follow_inspection_done(deps: Deps, uow: UnitOfWork, event: events.InspectionDone) -> None:

@@ -269,9 +269,9 @@ def completed(request_id: str, at: datetime) -> events.TaskCompleted:
                                                   resolution="已办结", completed_at=at, on_time=True), at=at)
 
 
-def verified(request_id: str, at: datetime, passed: bool) -> events.TaskVerified:
+def verified(request_id: str, at: datetime, passed: bool, resolve_by: datetime | None = None) -> events.TaskVerified:
     return event(events.TaskVerified, events.TaskVerifiedData(task_id=TASK, request_id=request_id, passed=passed, note="",
-                                                by="s030", at=at), at=at)
+                                                by="s030", at=at, resolve_by=resolve_by), at=at)
 
 
 def inspected(at: datetime) -> events.InspectionDone:
@@ -461,9 +461,11 @@ async def test_the_citizen_reads_the_answer_the_department_and_the_promised_date
     assert (view.stage, view.may_rate) == ("answered", True)
     assert view.reply == "已为您办理落户，请携带户口簿到派出所领取。" and view.replied_at == minutes(5).isoformat()
     # A failed closure check withdraws the answer until the next one; the next completion gives it.
-    await follow(db, flows.follow_task_verified, verified(rid, minutes(6), passed=False))
+    await follow(db, flows.follow_task_verified, verified(rid, minutes(6), passed=False,
+                                                         resolve_by=minutes(6) + timedelta(days=2)))
     view = await _status(db, ticket)
     assert (view.stage, view.may_rate, view.reply) == ("handling", False, None)
+    assert view.promised_by == _local(minutes(6) + timedelta(days=2))  # the rework's date
     await follow(db, flows.follow_task_completed, answered(rid, minutes(8), "已补齐材料并办结。"),
                  answered(rid, minutes(7), "更早的答复"))  # an older completion arriving late changes nothing
     await follow(db, flows.follow_task_verified, verified(rid, minutes(9), passed=True))
