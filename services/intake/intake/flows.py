@@ -272,10 +272,8 @@ async def tell_the_citizen(deps: Deps, uow: UnitOfWork, status: models.RequestSt
 async def record_answer(uow: UnitOfWork, town: Town, request_id: str, at: datetime, *, reply: str | None = None,
                         module: str | None = None, promised_by: datetime | None = None) -> None:
     """The parts of the citizen's answer an event of dispatch carries, each unless a newer event set it."""
-    rid = uuid.UUID(request_id)
-    for part, value in (("reply", reply), ("handling", module), ("promise", promised_by)):
-        if value is not None:
-            await uow.store.save_answer_part(town.code, rid, part, value, at)
+    if reply is not None or module is not None or promised_by is not None:
+        await uow.store.save_answer(town.code, uuid.UUID(request_id), at, reply, module, promised_by)
 
 
 async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> models.Rated:

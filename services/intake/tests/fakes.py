@@ -18,7 +18,7 @@ from typing import Any
 
 from intake import flows
 from intake.settings import IntakeSettings
-from intake.store import ANSWER_PARTS, IntakeStore, Row, UnitOfWork
+from intake.store import IntakeStore, Row, UnitOfWork
 from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
 from townflow_shared.events import Envelope
@@ -178,17 +178,18 @@ class FakeStore:
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None:
         return self._by_id(request_id)
 
-    async def save_answer_part(self, town_code: str, request_id: uuid.UUID, part: str, value: Any,
-                               at: datetime) -> None:
+    async def save_answer(self, town_code: str, request_id: uuid.UUID, at: datetime, reply: str | None,
+                          module: str | None, promised_by: datetime | None) -> None:
         request = self._by_id(request_id)
         if request is None or request["town_code"] != town_code:
             return
-        column, _, at_column = ANSWER_PARTS[part]
         row = self.tables.answers.setdefault(request_id, {
-            "request_id": request_id, "town_code": town_code,
-            **dict.fromkeys(c for parts in ANSWER_PARTS.values() for c in (parts[0], parts[2]))})
-        if row[at_column] is None or row[at_column] <= at:
-            row |= {column: value, at_column: at}
+            "request_id": request_id, "town_code": town_code, "reply": None, "replied_at": None,
+            "handling_module": None, "handling_since": None, "promised_by": None, "promised_at": None})
+        for column, at_column, value in (("reply", "replied_at", reply), ("handling_module", "handling_since", module),
+                                         ("promised_by", "promised_at", promised_by)):
+            if value is not None and (row[at_column] is None or row[at_column] <= at):
+                row |= {column: value, at_column: at}
 
     async def answer_of(self, request_id: uuid.UUID) -> Row | None:
         found = self.tables.answers.get(request_id)
