@@ -97,7 +97,7 @@ def run_demo(stack: Stack) -> list[dict[str, Any]]:
         holder = (task["assignee"], "staff")
         demo.call("POST", "dispatch", f"/v1/tasks/{task['task_id']}/accept", holder)
         demo.call("POST", "dispatch", f"/v1/tasks/{task['task_id']}/complete", holder,
-                  json={"resolution": "已办结，材料齐全"})
+                  json={"resolution": "已办结，材料齐全", "reply": "已为您办理完毕，材料齐全。"})
         demo.call("POST", "dispatch", f"/v1/tasks/{task['task_id']}/verify", COMMAND,
                   json={"passed": True, "note": "电话回访核实"})
         demo.wait("intake to see the completion", lambda t=ticket: demo.call(

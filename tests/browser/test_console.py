@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+import segno
 from playwright.async_api import Page, expect
 
 from devstack.stack import Stack
@@ -22,6 +23,15 @@ from .conftest import People
 
 pytestmark = pytest.mark.stack
 CLERK = ("s010", "clerk")
+REPLY = "已为您办理新生儿落户，请携带户口簿到派出所领取。"
+
+
+def _qr_path(address: str) -> str:
+    """The modules of the QR code of `address`, as the console draws them (segno, error correction M)."""
+    svg = segno.make(address, error="m").svg_inline(scale=1, omitsize=True)
+    found = re.search(r'class="qrline"[^>]* d="([^"]+)"', svg)
+    assert found is not None, svg
+    return found.group(1)
 
 
 async def _rated_count(page: Page, staff_id: str) -> int:
@@ -52,6 +62,15 @@ async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_conso
     ticket = await clerk.get_by_test_id("ticket").inner_text()
     code = await clerk.get_by_test_id("code").inner_text()
     assert re.fullmatch(rf"{QINGHE}-\d{{8}}-\d{{5}}", ticket) and re.fullmatch(r"[A-Z0-9]{6}", code)
+    # The receipt people keep: filing time, promised date and department, where to check and its QR code.
+    await expect(clerk.get_by_test_id("filed-at")).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$"))
+    await expect(clerk.get_by_test_id("promised-by")).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} 前$"))
+    await expect(clerk.get_by_test_id("department")).to_have_text("派出所")  # S001's lead module
+    address = await clerk.get_by_test_id("status-address").inner_text()
+    assert address.endswith(f"/status?ticket={ticket}"), address
+    qr = clerk.locator("[data-testid=qr] svg.qr")
+    await expect(qr).to_be_visible()
+    assert await qr.locator("path.qrline").get_attribute("d") == _qr_path(address)
 
     # The board shows it within 5 s, without a reload (its script fetches the live part).
     await expect(board.locator(f"[data-testid=newest] tr[data-ticket='{ticket}']")).to_be_visible(timeout=5_000)
@@ -67,6 +86,7 @@ async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_conso
     await card.get_by_role("button", name="签收").click()
     await expect(holder.locator(f"#task-{task['task_id']} [data-testid=status]")).to_have_text("办理中")
     await holder.locator(f"#task-{task['task_id']} textarea[name=resolution]").fill("已办结，户口登记完成")
+    await holder.locator(f"#task-{task['task_id']} textarea[name=reply]").fill(REPLY)
     await holder.locator(f"#task-{task['task_id']}").get_by_role("button", name="办结").click()
     await expect(holder.locator(f"#task-{task['task_id']} [data-testid=status]")).to_have_text("待核查")
 
@@ -83,13 +103,16 @@ async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_conso
     citizen = await people.anonymous(phone=True)
 
     async def completed() -> bool:
-        await citizen.goto("/status")
-        await citizen.locator("input[name=ticket]").fill(ticket)
+        await citizen.goto(address)  # as the receipt's QR code opens it: the ticket filled in
+        await expect(citizen.locator("input[name=ticket]")).to_have_value(ticket)
         await citizen.locator("input[name=code]").fill(code)
         await citizen.get_by_role("button", name="查询").click()
         return (await citizen.get_by_test_id("status").inner_text()) == "已办结"
 
     await eventually(completed, what="the citizen's page to show the matter completed")
+    await expect(citizen.get_by_test_id("reply")).to_contain_text(REPLY)
+    await expect(citizen.get_by_test_id("department")).to_have_text("派出所")
+    await expect(citizen.get_by_test_id("stage")).to_have_text("已办结")
     await citizen.get_by_label("满意", exact=True).check()
     await citizen.get_by_role("button", name="提交评价").click()
     await expect(citizen.get_by_test_id("rating")).to_have_text("满意")

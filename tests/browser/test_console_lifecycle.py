@@ -121,7 +121,7 @@ async def _closed_task(county_stack: Stack) -> dict[str, Any]:
     assert filed.status_code == 201, filed.text
     task = await task_of(dispatch, filed.json()["request_id"])
     holder = (task["assignee"], "staff")
-    for path, body in (("accept", None), ("complete", {"resolution": "已办结"})):
+    for path, body in (("accept", None), ("complete", {"resolution": "已办结", "reply": "已为您办理完毕。"})):
         done = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/{path}", as_=holder, json=body)
         assert done.status_code == 200, done.text
     closed = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/verify", as_=COMMAND,
