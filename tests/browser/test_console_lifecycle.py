@@ -169,7 +169,8 @@ async def _visited(county_stack: Stack, item: str, target: str) -> str:
         channel="hotline", item_code=item, description="企业检查", village="V02", location="东湖村工业园", target=target))
     assert filed.status_code == 201, filed.text
     inspection = await _planned(enforcement, target)
-    started = await enforcement.call("POST", f"/v1/inspections/{inspection}/start", as_=OFFICER)
+    started = await enforcement.call("POST", f"/v1/inspections/{inspection}/start", as_=OFFICER,
+                                     json={"officers": ["s026", "s027"]})
     assert started.status_code == 200, started.text
     return inspection
 
