@@ -14,6 +14,16 @@ from devstack.demo_accounts import DEMO_PASSWORD
 from devstack.stack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Deque's axe-core from npm at the version of axe/package-lock.json (`make axe-core`: npm ci).
+AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+# What fails a page: WCAG 2.1 A and AA (contrast 4.5:1 for text) and axe's best practices, at impact
+# serious or critical. Moderate and minor findings are not failures.
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations.filter(v => v.impact === "serious" || v.impact === "critical").map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ") + ": " + (n.failureSummary || "").replace(/\\s+/g, " "))}));
+}"""
 # Without the networking flags Chromium keeps calling hosts this machine cannot reach.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic", "--no-first-run"]
@@ -29,6 +39,45 @@ def chromium() -> str:
     """Missing is a failure, not a skip: `make install` installs it (as root: apt-get install chromium)."""
     assert CHROMIUM.exists(), "Debian's chromium is not installed: apt-get install chromium fonts-noto-cjk"
     return str(CHROMIUM)
+
+
+@pytest.fixture(scope="session")
+def axe_core() -> Path:
+    """Missing is a failure, not a skip: `make install` installs it (npm ci in tests/browser/axe)."""
+    assert AXE.exists(), "axe-core is not installed: make axe-core (npm ci --prefix tests/browser/axe)"
+    return AXE
+
+
+# A page's shape: every element with its attributes (numbers and ids folded, links and values left
+# out) and whether it holds text of its own. Two pages of one shape get the same axe findings (the
+# words differ, not what axe checks), so a crawl runs axe once per shape.
+SHAPE = r"""() => [...document.querySelectorAll("*")].map(e => e.tagName + "[" + [...e.attributes]
+  .filter(a => !["href", "action", "value", "content", "datetime"].includes(a.name) && !a.name.startsWith("data-"))
+  .map(a => a.name + "=" + a.value.replace(/[0-9a-f]{8,}(-[0-9a-f]{4,})*|\d+/gi, "#")).sort().join(",") + "]"
+  + ([...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()) ? "T" : "")).join("|")"""
+
+
+async def axe_violations(page: Page, shapes: dict[str, list[str]] | None = None) -> list[str]:
+    """The page's serious and critical accessibility violations as axe-core finds them, one line
+    each (rule, impact, the first elements at fault); [] when there are none. With `shapes` (a
+    crawl's), a page of a shape already checked is answered from it."""
+    shape = await page.evaluate(SHAPE) if shapes is not None else ""
+    if shapes is not None and shape in shapes:
+        return shapes[shape]
+    if not await page.evaluate("typeof window.axe === 'object'"):
+        await page.add_script_tag(path=str(AXE))
+    found = await page.evaluate(AXE_RUN)
+    violations = [f"{v['id']} ({v['impact']}: {v['help']}) at " + " | ".join(v["nodes"]) for v in found]
+    if shapes is not None:
+        shapes[shape] = violations
+    return violations
+
+
+async def assert_accessible(page: Page, where: str = "") -> None:
+    """Fail on any serious or critical axe-core violation of the page as it is now."""
+    assert AXE.exists(), "axe-core is not installed: make axe-core (npm ci --prefix tests/browser/axe)"
+    if violations := await axe_violations(page):
+        raise AssertionError(f"{where or page.url}: " + "\n  ".join(["", *violations]))
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from tests.conftest import QINGHE, Api, eventually, filing, set_clocks, task_of
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
-from .conftest import People
+from .conftest import People, assert_accessible, axe_violations
 
 pytestmark = pytest.mark.stack
 CLERK, COMMAND, OFFICER = ("s010", "clerk"), ("s030", "command_centre"), ("s026", "officer")
@@ -111,6 +111,7 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     await citizen.locator("input[name=code]").fill(code)
     await citizen.get_by_role("button", name="查询").click()
     assert await _times_in(citizen, "[data-testid=timeline]") == expected
+    await assert_accessible(citizen, "the status of a matter called back")
 
     # The receipt may show the filing time (and nothing else of the clock).
     assert set(receipt_times) <= {"2026-12-07 08:12"}, receipt_times
@@ -127,6 +128,7 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     await expect(board.get_by_test_id("resolve-by")).to_have_text(local(task["resolve_by"]))
     await expect(board.get_by_test_id("callbacks")).to_contain_text("2026-12-07 08:50")
     assert set(await _times_in(board, "main")) <= deadlines | {"2026-12-07 08:50"}
+    await assert_accessible(board, "a task called back")
 
     # 我的任务 of the assignee: the same deadlines.
     assignee = await people.signed_in(f"qh-{task['assignee']}")
@@ -146,6 +148,7 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     await officer.goto("/enforcement")
     row = officer.locator(f"a[href='/enforcement/cases/{case['case_id']}']").locator("xpath=ancestor::tr")
     assert SHOWN_TIME.findall(await row.inner_text()) == ["2026-12-07 09:10", local(case["decision_due"])]
+    # The other pages here are the crawl's (below), which runs axe-core on every page as each role.
 
 
 async def _planned(enforcement: Api, target: str, task_ids: bool = True) -> dict[str, Any]:
@@ -291,11 +294,15 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
              *(f"/enforcement/inspections/{i}" for i in made["inspections"]), f"/enforcement/cases/{made['case']}",
              "/enforcement/alerts", "/appraisal", "/county"]
     found: dict[str, list[str]] = {}
+    inaccessible: dict[str, list[str]] = {}  # item 9: axe-core on every page as each role
+    shapes: dict[str, list[str]] = {}  # axe's findings by the page's shape: once per shape
     text: list[str] = []
 
     async def read(page: Page, where: str, access_code: str | None = None) -> None:
         lines = await page.evaluate(READ_PAGE)
         text.extend(lines)
+        if violations := await axe_violations(page, shapes):
+            inaccessible[where] = violations
         # An access code may be letters alone (intake's alphabet): the receipt's own is no word.
         if english := [w for w in english_on(lines) if access_code is None or not w.startswith(f"{access_code} ")]:
             found[where] = english
@@ -335,3 +342,5 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
                   "农业综合服务中心", "整改复查", "限期整改", "违法立案", "县应急管理局", "县市场监督管理局"):
         assert words in read_all, words
     assert not found, "\n".join(f"{where}: {word}" for where, words in found.items() for word in words)
+    print(f"axe-core: {len(shapes)} page shapes checked")
+    assert not inaccessible, "\n".join(f"{where}: {v}" for where, vs in inaccessible.items() for v in vs)
