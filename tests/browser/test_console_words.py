@@ -6,7 +6,9 @@ other identifiers, the town's codes beside their names, and the proper nouns lis
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from collections import Counter
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +21,7 @@ from tests.conftest import QINGHE, Api, eventually, filing, set_clocks, task_of
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
-from .conftest import People, assert_accessible, axe_violations
+from .conftest import CHECKED, People, assert_accessible, axe_violations
 
 pytestmark = pytest.mark.stack
 CLERK, COMMAND, OFFICER = ("s010", "clerk"), ("s030", "command_centre"), ("s026", "officer")
@@ -295,14 +297,17 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
              "/enforcement/alerts", "/appraisal", "/county"]
     found: dict[str, list[str]] = {}
     inaccessible: dict[str, list[str]] = {}  # item 9: axe-core on every page as each role
-    shapes: dict[str, list[str]] = {}  # axe's findings by the page's shape: once per shape
+    axe_seconds = 0.0
     text: list[str] = []
 
     async def read(page: Page, where: str, access_code: str | None = None) -> None:
         lines = await page.evaluate(READ_PAGE)
         text.extend(lines)
-        if violations := await axe_violations(page, shapes):
+        nonlocal axe_seconds
+        started = time.perf_counter()
+        if violations := await axe_violations(page):  # once per page shape (conftest.SHAPE)
             inaccessible[where] = violations
+        axe_seconds += time.perf_counter() - started
         # An access code may be letters alone (intake's alphabet): the receipt's own is no word.
         if english := [w for w in english_on(lines) if access_code is None or not w.startswith(f"{access_code} ")]:
             found[where] = english
@@ -342,5 +347,7 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
                   "农业综合服务中心", "整改复查", "限期整改", "违法立案", "县应急管理局", "县市场监督管理局"):
         assert words in read_all, words
     assert not found, "\n".join(f"{where}: {word}" for where, words in found.items() for word in words)
-    print(f"axe-core: {len(shapes)} page shapes checked")
+    lesser = Counter(f"{v['id']} ({v['impact']})" for found in CHECKED.values() for v in found)
+    print(f"axe-core: {len(CHECKED)} page shapes so far, {axe_seconds:.1f} s in the crawl; "
+          f"findings by page shape: {dict(lesser)}")
     assert not inaccessible, "\n".join(f"{where}: {v}" for where, vs in inaccessible.items() for v in vs)
