@@ -97,13 +97,12 @@ async def axe_violations(page: Page) -> list[str]:
 
 async def assert_accessible(page: Page, where: str = "") -> None:
     """Fail on any serious or critical axe-core violation of the page as it is now."""
-    assert AXE.exists(), "axe-core is not installed: make axe-core (npm ci --prefix tests/browser/axe)"
     if violations := await axe_violations(page):
         raise AssertionError(f"{where or page.url}: " + "\n  ".join(["", *violations]))
 
 
 @pytest.fixture(scope="session")
-async def browser(chromium: str) -> AsyncIterator[Browser]:
+async def browser(chromium: str, axe_core: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         yield launched
