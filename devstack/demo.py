@@ -135,7 +135,7 @@ def run_demo(stack: Stack) -> list[dict[str, Any]]:
     print(f"  combined inspection of {enterprise}: units {', '.join(inspection['units'])}; "
           f"{inspection['visits_saved']} separate visits saved")
     path = f"/v1/inspections/{inspection['inspection_id']}"
-    demo.call("POST", "enforcement", f"{path}/start", officer)
+    demo.call("POST", "enforcement", f"{path}/start", officer, json={"officers": ["s026", "s027"]})
     outcomes = {tasks[6]["task_id"]: "compliant", tasks[7]["task_id"]: "violation", tasks[8]["task_id"]: "rectify"}
     result = demo.call("POST", "enforcement", f"{path}/result", officer, json={
         "officers": ["s026", "s027"], "present_units": inspection["units"],

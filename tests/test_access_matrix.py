@@ -336,7 +336,9 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
         case "/v1/inspections/{inspection_id}":
             return Call(f"/v1/inspections/{r['inspection_id']}")
         case "/v1/inspections/{inspection_id}/start":
-            return Call(f"/v1/inspections/{r['inspection_id']}/start", json={})
+            # A team the town's rules accept (two certified officers), whoever sends it.
+            return Call(f"/v1/inspections/{r['inspection_id']}/start",
+                        json={"officers": list(STAFF_OF[code].team)} if code else {})
         case "/v1/inspections/{inspection_id}/result":
             return Call(f"/v1/inspections/{r['inspection_id']}/result", json=_violation(r))
         case "/v1/cases/{case_id}":

@@ -167,6 +167,7 @@ ENFORCEMENT = {
     "inspection.poster_not_named": "提交人须是本次结果中列明的执法人员之一（或执法队负责人）",
     "inspection.unknown_staff": "不是本镇的工作人员：{staff}",
     "inspection.too_few_certified": "至少需要 {required} 名持执法证的执法人员（现在 {certified} 名）",
+    "inspection.starter_not_officer": "只有本镇的执法人员（随队出发）或模块负责人、管理员（派出检查组）可以开始检查",
     "inspection.unit_absent": "所有单位都须到场，未到场：{units}",
     "inspection.unit_foreign": "不是这次检查的单位：{units}",
     "inspection.finding_missing": "每个检查事项都要填写一条检查结果",
