@@ -17,7 +17,7 @@ from townflow_shared.auth import Principal, optional_principal, require
 from townflow_shared.problems import responses
 
 from . import flows, models
-from .flows import FILERS, MERGERS, Deps
+from .flows import FILERS, MATTER_READERS, MERGERS, READ_RECORD_READERS, Deps
 from .refusals import (
     ACCESS_CODE_MALFORMED,
     ALREADY_MERGED,
@@ -32,6 +32,7 @@ from .refusals import (
     INTO_UNKNOWN,
     ITEM_UNKNOWN,
     MATTER_NOT_FOUND,
+    MATTER_UNKNOWN,
     MERGE_STANDS,
     NOT_MERGED,
     NOT_OPEN,
@@ -138,3 +139,31 @@ async def catalog(deps: Dependencies, principal: Annotated[Principal, Depends(re
                       "the town whose catalog (required of county roles in a county); "
                       "a town's staff read their own"))] = None) -> list[models.CatalogEntry]:
     return flows.catalog(deps, principal, town)
+
+
+@router.get("/v1/requests/{ticket_no}/matter", response_model=models.Matter, response_model_exclude_none=False,
+            responses=responses(*STAFF, MATTER_UNKNOWN, problems.INVALID))
+async def request_matter(ticket_no: TicketInPath, deps: Dependencies,
+                         principal: Annotated[Principal, Depends(require(*MATTER_READERS))],
+                         task: Annotated[str | None, Query(max_length=64, description=(
+                             "the task whose page shows the matter: kept with a read of personal data"))] = None,
+                         ) -> models.Matter:
+    """The matter in front of the handler: what was asked, where, the channel, item and village,
+    who filed it. The citizen's name and phone only for the assignee of an open task of it, that
+    task's module leader, and the command centre; each such read is recorded (who, as what, when,
+    which matter). Another town's matter is `matter.not_found`, as one that does not exist."""
+    return await flows.read_matter(deps, principal, flows.ReadMatter(ticket_no, task))
+
+
+@router.get("/v1/personal-data-reads", response_model=models.PersonalDataReads, responses=responses(
+    *STAFF, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_FOUND, problems.TOWN_REQUIRED, problems.INVALID))
+async def personal_data_reads(
+    deps: Dependencies, principal: Annotated[Principal, Depends(require(*READ_RECORD_READERS))],
+    town: Annotated[models.TownCode | None, Query(description="the town (county roles); a town's staff read their own")] = None,
+    period: Annotated[models.Period | None, Query(description="YYYY-MM on the town's clock; default every read")] = None,
+    staff: Annotated[str | None, Query(min_length=1, max_length=64, description="one staff member's reads")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> models.PersonalDataReads:
+    """Who read citizens' personal data (the appraisal office): newest first, a page at a time."""
+    return await flows.personal_data_reads(deps, principal, flows.ReadRecord(town, period, staff, limit, offset))
