@@ -75,13 +75,30 @@ def status_of(exc: ServiceError) -> int:
     return exc.status if 400 <= exc.status < 600 else 502
 
 
+async def task_matter(request: Request, person: Person, task: dict[str, Any],
+                      panel: str | None) -> tuple[dict[str, Any] | None, ServiceError | None]:
+    """The matter of a task, as intake answers it to this person (the citizen's name and phone
+    only to those intake decides may see them, each such read recorded there); `?matter=off`
+    leaves it out and intake is not asked (the bench times the page both ways). Nothing of it is
+    logged here."""
+    if panel == "off":
+        return None, None
+    try:
+        found = await console_of(request).services.call(
+            person, "intake", "GET", f"/v1/requests/{task['ticket_no']}/matter", params={"task": task["task_id"]})
+    except ServiceError as exc:
+        return None, exc
+    return found, None
+
+
 @router.get("/board/tasks/{task_id}", response_class=HTMLResponse)
-async def task_page(request: Request, task_id: str, done: str | None = None) -> Response:
-    return await task_view(request, guard(request, "board"), task_id, None, done=done)
+async def task_page(request: Request, task_id: str, done: str | None = None, matter: str | None = None) -> Response:
+    return await task_view(request, guard(request, "board"), task_id, None, done=done, matter_panel=matter)
 
 
 async def task_view(request: Request, person: Person, task_id: str, error: ServiceError | None,
-                    form: dict[str, str] | None = None, done: str | None = None) -> Response:
+                    form: dict[str, str] | None = None, done: str | None = None,
+                    matter_panel: str | None = None) -> Response:
     services = console_of(request).services
     try:
         task = await services.call(person, "dispatch", "GET", f"/v1/tasks/{task_id}")
@@ -95,9 +112,11 @@ async def task_view(request: Request, person: Person, task_id: str, error: Servi
             primary = matter.get("merged_into")
         except ServiceError as exc:
             primary_error = exc
+    the_matter, matter_error = await task_matter(request, person, task, matter_panel)
     return render(request, "board_task.html", 200 if error is None else status_of(error),
                   title=f"任务 {task['ticket_no']}", task=task, action_error=error, primary=primary,
-                  primary_error=primary_error, form=form or {}, done=done)
+                  primary_error=primary_error, form=form or {}, done=done, matter=the_matter,
+                  matter_error=matter_error, matter_shown=matter_panel != "off")
 
 
 ACTIONS = {"redispatch": "/redispatch", "verify": "/verify", "approve": "/extension/approve",
