@@ -97,7 +97,7 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
         COMMAND: (200, 404), ASSIGNEE: (200, 404), POST_LEADER: (200, 404), STAFF: (200, 404),
         STATION: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     ("intake", "GET", "/v1/personal-data-reads"): {
-        APPRAISER: (200, 404), COMMAND: (403, 403), ASSIGNEE: (403, 403), READER: (200, 200),
+        APPRAISER: (200, 404), COMMAND: (403, 403), STAFF: (403, 403), READER: (200, 200),
         COUNTY_ADMIN: (200, 200)},
     ("intake", "GET", "/v1/catalog"): {
         CLERK: (200, 404), OFFICER: (200, 404), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
