@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from townflow_shared import problems
 from townflow_shared.auth import Principal, optional_principal, require
 from townflow_shared.problems import responses
+from townflow_shared.types import NO_NUL_PATTERN
 
 from . import flows, models
 from .flows import FILERS, MATTER_READERS, MERGERS, READ_RECORD_READERS, Deps
@@ -145,7 +146,7 @@ async def catalog(deps: Dependencies, principal: Annotated[Principal, Depends(re
             responses=responses(*STAFF, MATTER_UNKNOWN, problems.INVALID))
 async def request_matter(ticket_no: TicketInPath, deps: Dependencies,
                          principal: Annotated[Principal, Depends(require(*MATTER_READERS))],
-                         task: Annotated[str | None, Query(max_length=64, description=(
+                         task: Annotated[str | None, Query(max_length=64, pattern=NO_NUL_PATTERN, description=(
                              "the task whose page shows the matter: kept with a read of personal data"))] = None,
                          ) -> models.Matter:
     """The matter in front of the handler: what was asked, where, the channel, item and village,
@@ -161,7 +162,8 @@ async def personal_data_reads(
     deps: Dependencies, principal: Annotated[Principal, Depends(require(*READ_RECORD_READERS))],
     town: Annotated[models.TownCode | None, Query(description="the town (county roles); a town's staff read their own")] = None,
     period: Annotated[models.Period | None, Query(description="YYYY-MM on the town's clock; default every read")] = None,
-    staff: Annotated[str | None, Query(min_length=1, max_length=64, description="one staff member's reads")] = None,
+    staff: Annotated[str | None, Query(min_length=1, max_length=64, pattern=NO_NUL_PATTERN,
+                                       description="one staff member's reads")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> models.PersonalDataReads:
