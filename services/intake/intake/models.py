@@ -257,9 +257,10 @@ class Matter(BaseModel):
         default=None, description="why the caller sees the citizen")
 
 
-PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+# The months appraisal's periods have (2000-01 to 2100-12): a year 0 month is refused, never a 500.
+PERIOD_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$"
 Period = Annotated[str, Field(pattern=PERIOD_PATTERN, min_length=7, max_length=7,
-                              description="YYYY-MM, a month on the town's clock")]
+                              description="YYYY-MM (2000-01 to 2100-12), a month on the town's clock")]
 
 
 class PersonalDataRead(BaseModel):
