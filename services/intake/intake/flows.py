@@ -223,6 +223,7 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
                                             id_number=row["citizen_id_number"])
         status.description = row["description"]
         status.location = row["location"]
+        await record_status_read(deps, actor, row)
     return status
 
 
@@ -403,6 +404,16 @@ async def personal_data_reads(deps: Deps, actor: Principal, command: ReadRecord)
         for r in rows[:command.limit]]
     more = len(rows) > command.limit
     return models.PersonalDataReads(reads=reads, next_offset=command.offset + command.limit if more else None)
+
+
+async def record_status_read(deps: Deps, actor: Principal, row: Row) -> None:
+    """A staff token's status read that carried the citizen's personal data (SEES_PERSONAL_DATA),
+    recorded like the matter's (`rules.status_reader_role` names the role)."""
+    async with deps.unit_of_work() as uow:
+        await uow.store.record_personal_data_read({
+            "town_code": row["town_code"], "read_at": deps.clock.now(), "staff_id": actor.sub,
+            "basis": rules.status_reader_role(actor), "request_id": row["request_id"],
+            "ticket_no": row["ticket_no"], "task_id": None})
 
 
 async def hold_task(uow: UnitOfWork, town: Town, task_id: str, request_id: str, at: datetime, status: str,

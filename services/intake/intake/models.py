@@ -269,7 +269,9 @@ class PersonalDataRead(BaseModel):
     town_code: str
     read_at: str = Field(description="ISO 8601 with the town's offset")
     staff_id: str
-    seen_as: str = Field(description="assignee, module_leader or command_centre")
+    seen_as: str = Field(description=(
+        "why the citizen was seen: assignee, module_leader or command_centre (the matter read); "
+        "command_centre, clerk, county_admin or admin (a staff token's status read)"))
     ticket_no: str
     task_id: str | None
 

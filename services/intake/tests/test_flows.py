@@ -539,3 +539,17 @@ async def test_the_appraisal_office_pages_the_record_by_period_and_staff() -> No
     assert [r.staff_id for r in rest.reads] == ["s049"] and rest.next_offset is None
     other = await refusal_of(reads(town=BAILU))
     assert _code(other) == ("town.not_found", "town")
+
+
+async def test_a_staff_tokens_status_read_with_the_citizen_is_recorded_and_the_citizens_own_is_not() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    read = flows.ReadStatus(ticket["ticket_no"], None)
+    await flows.read_status(deps(db, NOW), None, flows.ReadStatus(ticket["ticket_no"], ticket["access_code"]))
+    await flows.read_status(deps(db, NOW), Principal(sub="c002", roles=frozenset({"county_reader"})), read)
+    assert db.tables.personal_data_reads == []  # the citizen's own read, and a county department's (no citizen)
+    for who in (CLERK, COMMAND, COUNTY_ADMIN):
+        assert (await flows.read_status(deps(db, minutes(5)), who, read)).citizen is not None
+    assert [(r["staff_id"], r["basis"], r["ticket_no"], r["read_at"]) for r in db.tables.personal_data_reads] == [
+        ("s010", "clerk", ticket["ticket_no"], minutes(5)), ("s030", "command_centre", ticket["ticket_no"], minutes(5)),
+        ("c001", "county_admin", ticket["ticket_no"], minutes(5))]

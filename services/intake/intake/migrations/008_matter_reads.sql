@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS personal_data_reads (
     town_code  text NOT NULL,
     read_at    timestamptz NOT NULL,
     staff_id   text NOT NULL,
-    basis      text NOT NULL,          -- assignee, module_leader or command_centre
+    basis      text NOT NULL,          -- assignee, module_leader, command_centre; clerk, county_admin, admin (status reads)
     request_id uuid NOT NULL,
     ticket_no  text NOT NULL,
     task_id    text
