@@ -18,7 +18,7 @@ from devstack.stack import REPO
 # the OpenAPI documents, so one it forgot (or one that vanished from a document) fails here.
 READS = {
     "intake": ["/metrics", "/readyz", "/v1/catalog", "/v1/personal-data-reads", "/v1/requests/{ticket_no}",
-               "/v1/requests/{ticket_no}/matter"],
+               "/v1/tasks/{task_id}/matter"],
     "dispatch": ["/metrics", "/readyz", "/v1/board", "/v1/tasks", "/v1/tasks/{task_id}"],
     "enforcement": ["/metrics", "/readyz", "/v1/cases", "/v1/cases/{case_id}", "/v1/inspections",
                     "/v1/inspections/{inspection_id}", "/v1/plans", "/v1/plans/{plan_id}"],

@@ -172,7 +172,7 @@ def _task_and(matter: dict[str, Any]) -> Callable[[httpx.Request], httpx.Respons
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == f"/v1/tasks/{TASK_ID}":
             return httpx.Response(200, json=TASK)
-        if request.url.path == f"/v1/requests/{A}/matter":
+        if request.url.path == f"/v1/tasks/{TASK_ID}/matter":
             return httpx.Response(200, json=matter)
         return problem(404, "task.not_found")
     return answer
@@ -192,7 +192,7 @@ async def test_the_task_page_shows_the_matter_in_words_and_the_citizen_when_inta
         assert words in got.text, words
     assert "hotline" not in got.text and "citizen-hidden" not in got.text
     matter_call = next(c for c in seen if c.url.path.endswith("/matter"))
-    assert dict(matter_call.url.params) == {"task": TASK_ID}  # intake records which task's page read it
+    assert matter_call.url.path == f"/v1/tasks/{TASK_ID}/matter"  # intake records which task's page read it
     claims = jwt.decode(matter_call.headers["Authorization"].removeprefix("Bearer "), SECRET, algorithms=["HS256"],
                         audience="townflow-intake")
     assert claims["sub"] == person.sub
@@ -221,8 +221,8 @@ async def test_a_matter_intake_refuses_reads_in_chinese_on_the_task_page() -> No
     seen: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=TASK) if request.url.path.startswith("/v1/tasks/") else problem(
+        return httpx.Response(200, json=TASK) if request.url.path == f"/v1/tasks/{TASK_ID}" else problem(
             404, "matter.not_found")
     async for browser, _ in _console(answer, seen, COMMAND):
         got = await browser.get(f"/board/tasks/{TASK_ID}")
-    assert got.status_code == 200 and "本镇没有这个受理编号的事项" in got.text and "English" not in got.text
+    assert got.status_code == 200 and "没有找到这件事项（刚派出的任务请稍后刷新）" in got.text and "English" not in got.text

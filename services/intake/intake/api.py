@@ -142,18 +142,18 @@ async def catalog(deps: Dependencies, principal: Annotated[Principal, Depends(re
     return flows.catalog(deps, principal, town)
 
 
-@router.get("/v1/requests/{ticket_no}/matter", response_model=models.Matter, response_model_exclude_none=False,
+@router.get("/v1/tasks/{task_id}/matter", response_model=models.Matter,
             responses=responses(*STAFF, MATTER_UNKNOWN, problems.INVALID))
-async def request_matter(ticket_no: TicketInPath, deps: Dependencies,
-                         principal: Annotated[Principal, Depends(require(*MATTER_READERS))],
-                         task: Annotated[str | None, Query(max_length=64, pattern=NO_NUL_PATTERN, description=(
-                             "the task whose page shows the matter: kept with a read of personal data"))] = None,
-                         ) -> models.Matter:
-    """The matter in front of the handler: what was asked, where, the channel, item and village,
-    who filed it. The citizen's name and phone only for the assignee of an open task of it, that
-    task's module leader, and the command centre; each such read is recorded (who, as what, when,
-    which matter). Another town's matter is `matter.not_found`, as one that does not exist."""
-    return await flows.read_matter(deps, principal, flows.ReadMatter(ticket_no, task))
+async def task_matter(task_id: Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL_PATTERN, description=(
+                          "a task's id (dispatch's); a task intake has not seen dispatched is no matter (404)"))],
+                      deps: Dependencies, principal: Annotated[Principal, Depends(require(*MATTER_READERS))],
+                      ) -> models.Matter:
+    """The matter of a task, in front of its handler: what was asked, where, the channel, item and
+    village, who filed it. The citizen's name and phone only for the assignee of an open task of
+    the matter, that task's module leader, and the command centre; each such read is recorded (who,
+    as what, when, which matter and task). Keyed by the task, so a task's page asks dispatch and
+    intake at once. Another town's matter is `matter.not_found`, as one that does not exist."""
+    return await flows.read_matter(deps, principal, flows.ReadMatter(task_id))
 
 
 @router.get("/v1/personal-data-reads", response_model=models.PersonalDataReads, responses=responses(

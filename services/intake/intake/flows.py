@@ -331,8 +331,7 @@ READ_RECORD_READERS = ("appraisal_admin",)
 
 @dataclass(frozen=True)
 class ReadMatter:
-    ticket_no: str
-    task_id: str | None = None  # the task whose page shows the matter: kept with a read of personal data
+    task_id: str  # the task whose page shows its matter: kept with a read of personal data
 
 
 @dataclass(frozen=True)
@@ -357,19 +356,17 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
     """The matter for the town's staff: what was asked, where, by which channel, filed by whom;
     the citizen's name and phone only for those `rules.citizen_basis` names, each such read
     recorded. Another town's matter is not found, as one that does not exist."""
-    town = town_of_record(deps.county, actor, rules.town_of_ticket(command.ticket_no), acting=False,
-                          not_found=refusals.MATTER_UNKNOWN)
     async with deps.unit_of_work() as uow:
-        row = await uow.store.request_by_ticket(command.ticket_no)
+        row = await uow.store.request_of_task(command.task_id)
         if row is None:
             raise refusals.MATTER_UNKNOWN()
+        town = town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=refusals.MATTER_UNKNOWN)
         holders = await uow.store.holders_of(row["request_id"])
         basis = rules.citizen_basis(actor, town, [_holder(h) for h in holders])
         if basis is not None:
-            task_id = command.task_id if any(h["task_id"] == command.task_id for h in holders) else None
             await uow.store.record_personal_data_read({
                 "town_code": town.code, "read_at": deps.clock.now(), "staff_id": actor.sub, "basis": basis,
-                "request_id": row["request_id"], "ticket_no": row["ticket_no"], "task_id": task_id})
+                "request_id": row["request_id"], "ticket_no": row["ticket_no"], "task_id": command.task_id})
     item = town.catalog.get(row["item_code"])
     village = town.villages.get(row["village"])
     # Free text as the events carry it (a phone typed into it masked), unless the caller sees the citizen.

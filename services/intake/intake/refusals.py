@@ -99,5 +99,5 @@ MERGE_STANDS = CODES.code(
 
 # --- the matter in front of the handler (issue #27) ----------------------------------------------
 MATTER_UNKNOWN = CODES.code("matter.not_found", 404, "no such matter",
-                            "no matter with this ticket number in your town")
-"""One answer for a ticket that does not exist and for another town's (SPEC §8)."""
+                            "no matter of this task in your town (a task just dispatched: try again shortly)")
+"""One answer for a task intake has not seen dispatched and for another town's matter (SPEC §8)."""

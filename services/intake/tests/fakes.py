@@ -179,6 +179,10 @@ class FakeStore:
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None:
         return self._by_id(request_id)
 
+    async def request_of_task(self, task_id: str) -> Row | None:
+        request_id = self.tables.tasks.get(task_id)
+        return self._by_id(request_id) if request_id is not None else None
+
     async def task_holder_for_update(self, task_id: str) -> Row | None:
         held = self.tables.task_holders.get(task_id)
         return dict(held) if held is not None else None

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ..accounts import Person
 from ..errors import ServiceError
 from ..web import acting_form, checked_form, console_of, guard, render
-from .board import status_of, task_matter
+from .board import status_of, task_with_matter
 
 router = APIRouter()
 ACTIONS = ("accept", "complete", "return", "extend")
@@ -55,10 +55,9 @@ async def task_page(request: Request, task_id: str, matter: str | None = None) -
     and open, and its module leader) the citizen's name and phone, as intake decides."""
     person = guard(request, "tasks")
     try:
-        task = await console_of(request).services.call(person, "dispatch", "GET", f"/v1/tasks/{task_id}")
+        task, the_matter, matter_error = await task_with_matter(request, person, task_id, matter)
     except ServiceError as exc:
         return render(request, "refused.html", status_of(exc), title="任务", message=exc.page_line)
-    the_matter, matter_error = await task_matter(request, person, task, matter)
     return render(request, "task.html", title=f"任务 {task['ticket_no']}", task=task, matter=the_matter,
                   matter_error=matter_error, matter_shown=matter != "off")
 
