@@ -30,6 +30,8 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("intake", "GET", "/v1/catalog", ANY),
     ("intake", "POST", f"/v1/requests/{TICKET}/merge", frozenset({"command_centre"})),
     ("intake", "POST", f"/v1/requests/{TICKET}/unmerge", frozenset({"command_centre"})),
+    ("intake", "GET", f"/v1/tasks/{FAKE}/matter", HOLDERS | {"clerk", "appraisal_admin"}),
+    ("intake", "GET", "/v1/personal-data-reads", frozenset({"appraisal_admin"})),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/accept", HOLDERS),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/complete", HOLDERS),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/return", HOLDERS),

@@ -91,6 +91,14 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
         COUNTY_ADMIN: (200, 200)},
     ("intake", "POST", "/v1/requests/{ticket_no}/unmerge"): {
         COMMAND: (200, 403), CLERK: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    # The matter for the town's staff (its citizen only to the task's people, recorded); the
+    # appraisal office reads that record (?town=).
+    ("intake", "GET", "/v1/tasks/{task_id}/matter"): {
+        COMMAND: (200, 404), ASSIGNEE: (200, 404), POST_LEADER: (200, 404), STAFF: (200, 404),
+        STATION: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
+    ("intake", "GET", "/v1/personal-data-reads"): {
+        APPRAISER: (200, 404), COMMAND: (403, 403), STAFF: (403, 403), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200)},
     ("intake", "GET", "/v1/catalog"): {
         CLERK: (200, 404), OFFICER: (200, 404), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     # dispatch: a task's assignee or its post's module leader acts on it; the command centre steers
@@ -300,6 +308,10 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call(f"/v1/requests/{r['ticket_no']}", code=r["access_code"])
         case "/v1/requests/{ticket_no}/rating":
             return Call(f"/v1/requests/{r['ticket_no']}/rating", json={"rating": "satisfied"}, code=r["access_code"])
+        case "/v1/tasks/{task_id}/matter":
+            return Call(f"/v1/tasks/{r['task_id']}/matter", who={"assignee": r["assignee"]})
+        case "/v1/personal-data-reads":
+            return Call(route[2], params={**by_town, "period": PERIOD})
         case "/v1/requests/{ticket_no}/merge":
             return Call(f"/v1/requests/{r['ticket_no']}/merge", json={"into": r["into"]})
         case "/v1/requests/{ticket_no}/unmerge":

@@ -59,7 +59,8 @@ async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_conso
     await clerk.locator("select[name=village]").select_option("V01")
     await clerk.locator("input[name=location]").fill("青禾村五组")
     await clerk.locator("input[name='citizen.name']").fill("浏览器群众")
-    await clerk.locator("input[name='citizen.phone']").fill(f"137{uuid.uuid4().int % 10**8:08d}")
+    phone = f"137{uuid.uuid4().int % 10**8:08d}"
+    await clerk.locator("input[name='citizen.phone']").fill(phone)
     await clerk.get_by_role("button", name="受理并出具回执").click()
     await expect(clerk.get_by_role("heading", name=re.compile("受理回执"))).to_be_visible()
     ticket = await clerk.get_by_test_id("ticket").inner_text()
@@ -88,6 +89,21 @@ async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_conso
     await holder.goto("/tasks")
     await assert_accessible(holder)
     card = holder.locator(f"#task-{task['task_id']}")
+    # The matter in front of the handler (issue #27): what was asked, in words, and the citizen
+    # to call, once intake has followed the task's dispatch.
+    await expect(card.get_by_test_id("task-link")).to_have_attribute("href", f"/tasks/{task['task_id']}")
+
+    async def matter_with_citizen() -> bool:
+        await holder.goto(f"/tasks/{task['task_id']}")
+        return await holder.get_by_test_id("citizen-name").count() > 0
+
+    await eventually(matter_with_citizen, what="the assignee's task page to show the citizen")
+    await expect(holder.get_by_test_id("matter-description")).to_have_text("为新生儿办理户口登记")
+    await expect(holder.get_by_test_id("matter-channel")).to_have_text("窗口")
+    await expect(holder.get_by_test_id("matter-village")).to_have_text("青禾村")
+    await expect(holder.get_by_test_id("citizen-name")).to_have_text("浏览器群众")
+    await expect(holder.locator("[data-testid=citizen-phone] a")).to_have_attribute("href", f"tel:{phone}")
+    await holder.goto("/tasks")
     await card.get_by_role("button", name="签收").click()
     await expect(holder.locator(f"#task-{task['task_id']} [data-testid=status]")).to_have_text("办理中")
     await holder.locator(f"#task-{task['task_id']} textarea[name=resolution]").fill("已办结，户口登记完成")
@@ -104,6 +120,11 @@ async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_conso
     await expect(board.locator(f"#check-{task['task_id']}")).to_have_count(0)
     await assert_accessible(board, "the board after a check")
     assert (await task_of(dispatch, task["request_id"], status="closed"))["status"] == "closed"
+    # 回访: the command centre's task page gives the citizen's name and phone after closure.
+    await board.goto(f"/board/tasks/{task['task_id']}")
+    await expect(board.get_by_test_id("citizen-name")).to_have_text("浏览器群众")
+    await expect(board.locator("[data-testid=citizen-phone] a")).to_have_attribute("href", f"tel:{phone}")
+    await expect(board.get_by_test_id("callback-form")).to_be_visible()
 
     # 办事进度: the citizen, on a phone and without signing in, reads the status and rates.
     citizen = await people.anonymous(phone=True)

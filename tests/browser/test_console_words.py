@@ -125,13 +125,14 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     await board.goto("/board")
     await expect(board.get_by_test_id("board-at")).to_have_text("2026-12-07 09:10")
 
-    # The task's page: its deadlines and its callback (08:50), and no other time.
+    # The task's page: its deadlines, its callback (08:50) and its matter's filing (08:12), and no other time.
     deadlines = {local(task["respond_by"]), local(task["resolve_by"])}
     await board.goto(f"/board/tasks/{task['task_id']}")
     await expect(board.get_by_test_id("respond-by")).to_have_text(local(task["respond_by"]))
     await expect(board.get_by_test_id("resolve-by")).to_have_text(local(task["resolve_by"]))
     await expect(board.get_by_test_id("callbacks")).to_contain_text("2026-12-07 08:50")
-    assert set(await _times_in(board, "main")) <= deadlines | {"2026-12-07 08:50"}
+    await expect(board.get_by_test_id("matter-filed-at")).to_have_text("2026-12-07 08:12")
+    assert set(await _times_in(board, "main")) <= deadlines | {"2026-12-07 08:50", "2026-12-07 08:12"}
     await assert_accessible(board, "a task called back")
 
     # 我的任务 of the assignee: the same deadlines.
@@ -298,7 +299,8 @@ async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
 
 async def test_no_page_of_any_role_shows_an_english_word(people: People, county_stack: Stack) -> None:
     made = await _a_matter_in_every_state(county_stack)
-    pages = ["/board", *(f"/board/tasks/{t}" for t in made["tasks"]), "/intake", "/tasks", "/enforcement",
+    pages = ["/board", *(f"/board/tasks/{t}" for t in made["tasks"]), "/intake", "/tasks", f"/tasks/{made['tasks'][0]}",
+             "/enforcement",
              *(f"/enforcement/inspections/{i}" for i in made["inspections"]), f"/enforcement/cases/{made['case']}",
              "/enforcement/alerts", "/appraisal", "/county"]
     found: dict[str, list[str]] = {}

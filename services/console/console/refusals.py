@@ -133,6 +133,7 @@ INTAKE = {
     "merge.primary_closed": "{ticket} {status}，主件须仍在办理中",
     "unmerge.not_merged": "该件没有合并，无需撤销",
     "unmerge.primary_closed": "主件 {primary} 已结案，合并不能撤销",
+    "matter.not_found": "没有找到这件事项（刚派出的任务请稍后刷新）",
 }
 
 # 派单 (dispatch): tasks, returns and redispatch, extensions, verification, callbacks, off-post.

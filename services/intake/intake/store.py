@@ -45,6 +45,12 @@ class IntakeStore(Protocol):
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None: ...
     async def save_answer(self, town_code: str, request_id: uuid.UUID, at: datetime, reply: str | None, module: str | None, promised_by: datetime | None) -> None: ...
     async def answer_of(self, request_id: uuid.UUID) -> Row | None: ...
+    async def request_of_task(self, task_id: str) -> Row | None: ...
+    async def task_holder_for_update(self, task_id: str) -> Row | None: ...
+    async def save_task_holder(self, holder: dict[str, Any]) -> None: ...
+    async def holders_of(self, request_id: uuid.UUID) -> list[Row]: ...
+    async def record_personal_data_read(self, read: dict[str, Any]) -> None: ...
+    async def personal_data_reads(self, town_codes: list[str], since: datetime | None, until: datetime | None, staff_id: str | None, limit: int, offset: int) -> list[Row]: ...
 
 
 class UnitOfWork(Protocol):
@@ -317,6 +323,57 @@ class PgStore(PgAnswers):
 
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None:
         return await self.conn.fetchrow("SELECT * FROM requests WHERE request_id = $1", request_id)
+
+
+    # --- the matter in front of the handler (issue #27) --------------------------------------
+    async def request_of_task(self, task_id: str) -> Row | None:
+        """The request a task serves (linked when intake followed its dispatch)."""
+        return await self.conn.fetchrow(
+            "SELECT r.* FROM task_requests t JOIN requests r ON r.request_id = t.request_id WHERE t.task_id = $1",
+            task_id)
+
+
+    async def task_holder_for_update(self, task_id: str) -> Row | None:
+        """A task as intake follows it, locked until commit (its events are handled one at a time)."""
+        return await self.conn.fetchrow("SELECT * FROM task_holders WHERE task_id = $1 FOR UPDATE", task_id)
+
+
+    async def save_task_holder(self, holder: dict[str, Any]) -> None:
+        await self.conn.execute(
+            "INSERT INTO task_holders (task_id, request_id, town_code, assignee, post, lead_module, status, status_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (task_id) DO UPDATE SET assignee = EXCLUDED.assignee, post = EXCLUDED.post,"
+            " lead_module = EXCLUDED.lead_module, status = EXCLUDED.status, status_at = EXCLUDED.status_at",
+            holder["task_id"], holder["request_id"], holder["town_code"], holder["assignee"], holder["post"],
+            holder["lead_module"], holder["status"], holder["status_at"])
+
+
+    async def holders_of(self, request_id: uuid.UUID) -> list[Row]:
+        return await self.conn.fetch(
+            "SELECT task_id, assignee, post, lead_module, status, status_at FROM task_holders"
+            " WHERE request_id = $1 ORDER BY status_at", request_id)
+
+
+    async def record_personal_data_read(self, read: dict[str, Any]) -> None:
+        """Who read a matter's personal data, as what, when: never the data itself."""
+        await self.conn.execute(
+            "INSERT INTO personal_data_reads (town_code, read_at, staff_id, basis, request_id, ticket_no, task_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            read["town_code"], read["read_at"], read["staff_id"], read["basis"], read["request_id"],
+            read["ticket_no"], read["task_id"])
+
+
+    async def personal_data_reads(self, town_codes: list[str], since: datetime | None, until: datetime | None,
+                                  staff_id: str | None, limit: int, offset: int) -> list[Row]:
+        """The reads of personal data in the towns, newest first, within [since, until) and by one
+        person if named: a page of `limit` after `offset`."""
+        return await self.conn.fetch(
+            "SELECT town_code, read_at, staff_id, basis, ticket_no, task_id FROM personal_data_reads"
+            " WHERE town_code = ANY($1::text[])"
+            "  AND ($2::timestamptz IS NULL OR read_at >= $2) AND ($3::timestamptz IS NULL OR read_at < $3)"
+            "  AND ($4::text IS NULL OR staff_id = $4)"
+            " ORDER BY read_at DESC, seq DESC LIMIT $5 OFFSET $6",
+            town_codes, since, until, staff_id, limit, offset)
 
 
 class PgUnitOfWork:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ..accounts import Person
 from ..errors import ServiceError
 from ..web import acting_form, checked_form, console_of, guard, render
+from .board import status_of, task_with_matter
 
 router = APIRouter()
 ACTIONS = ("accept", "complete", "return", "extend")
@@ -46,6 +47,19 @@ async def _page(request: Request, person: Person, status: int = 200, action_erro
 @router.get("/tasks", response_class=HTMLResponse)
 async def tasks_page(request: Request, done: str | None = None) -> Response:
     return await _page(request, guard(request, "tasks"), done=done)
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+async def task_page(request: Request, task_id: str, matter: str | None = None) -> Response:
+    """One task with its matter: what the citizen asked, and (for its assignee while it is theirs
+    and open, and its module leader) the citizen's name and phone, as intake decides."""
+    person = guard(request, "tasks")
+    try:
+        task, the_matter, matter_error = await task_with_matter(request, person, task_id, matter)
+    except ServiceError as exc:
+        return render(request, "refused.html", status_of(exc), title="任务", message=exc.page_line)
+    return render(request, "task.html", title=f"任务 {task['ticket_no']}", task=task, matter=the_matter,
+                  matter_error=matter_error, matter_shown=matter != "off")
 
 
 def _local_time(value: str, zone: tzinfo) -> str:
