@@ -25,6 +25,7 @@ from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import Town
+from townflow_shared.views import plain
 
 from . import refusals, rules, store
 from .models import (
@@ -37,9 +38,12 @@ from .models import (
     ExtensionDecided,
     ExtensionSeen,
     OffPostRegistered,
+    PendingExtension,
     Returned,
     SupervisionSeen,
     TaskDetail,
+    TaskPage,
+    TaskQuery,
     TaskView,
     task_view,
 )
@@ -607,3 +611,28 @@ async def board(deps: Deps, actor: Principal, town: str | None) -> Board:
     return Board(at=now, counts=counts, overdue=brief(await store.overdue_tasks(pool, towns, now)),
                  escalated=brief(await store.escalated_tasks(pool, towns)),
                  returned=brief(await store.returned_queue(pool, towns)))
+
+
+# --- the task lists (issue #27) ------------------------------------------------------------------
+PENDING_EXTENSIONS_MAX = 200
+
+
+async def search_tasks(deps: Deps, actor: Principal, query: TaskQuery) -> TaskPage:
+    """A page of the tasks of the caller's town (a county role's: every town's, or `town`'s) that
+    the search and filters find, with the total."""
+    towns = [t.code for t in towns_to_read(deps.county, actor, query.town)]
+    now = deps.clock.now()
+    search = store.TaskSearch(q=query.q, item=query.item, village=query.village, assignee=query.assignee,
+                              module=query.module, status=query.status, colour=query.colour, phase=query.phase,
+                              overdue=query.overdue, reopened=query.reopened)
+    rows, total = await store.search_tasks(deps.database.pool, towns, search, now=now, offset=query.offset,
+                                           limit=query.limit)
+    return TaskPage(total=total, offset=query.offset, limit=query.limit,
+                    tasks=[TaskView.of(r, now, _tz(deps, r["town_code"])) for r in rows])
+
+
+async def pending_extensions(deps: Deps, actor: Principal, town: str | None) -> list[PendingExtension]:
+    """The extension requests waiting for the command centre's decision, oldest first."""
+    towns = [t.code for t in towns_to_read(deps.county, actor, town)]
+    rows = await store.pending_extensions(deps.database.pool, towns, PENDING_EXTENSIONS_MAX)
+    return [PendingExtension.model_validate(plain(r, _tz(deps, r["town_code"]))) for r in rows]

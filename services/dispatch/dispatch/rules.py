@@ -3,6 +3,7 @@ refuses returns the refusal (a code of refusals.py with its params), for the com
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -191,3 +192,24 @@ def callback_refusal(status: str, called_back: bool) -> Refusal | None:
 def callback_reopens(reached: bool, rating: Rating | None) -> bool:
     """重办: an unsatisfied citizen's matter is worked on again by the same assignee."""
     return reached and rating == "unsatisfied"
+
+
+# --- the task lists (issue #27): what a search and its filters mean --------------------------------
+# Every status a task has; a list filters on these only (another value is refused, 422).
+TASK_STATUSES = ("dispatched", "accepted", "rework", "completed", "returned", "closed", "merged", "redispatched")
+# 已结: a task that has ended, for good or handed on. Every other status is 在办 — a returned task
+# waits for the command centre, a completed one for its closure check.
+ENDED_STATUSES = ("closed", "merged", "redispatched")
+PHASES = {"open": tuple(s for s in TASK_STATUSES if s not in ENDED_STATUSES), "ended": ENDED_STATUSES}
+_TICKET_TEXT = re.compile(r"[0-9]{4,}")
+
+
+def is_ticket_search(text: str) -> bool:
+    """A search of digits only (four or more) looks a ticket number up by its beginning (the town's
+    code, the day, the sequence); any other text is looked for in the task's location and target."""
+    return bool(_TICKET_TEXT.fullmatch(text))
+
+
+def like_pattern(text: str) -> str:
+    """`text` for SQL LIKE, its wildcards taken literally (the escape character is `\\`)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

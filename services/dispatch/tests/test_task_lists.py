@@ -1,0 +1,79 @@
+"""The task lists' search and filters (issue #27) without a database: what the address may say
+(TaskQuery refuses anything else, with its code and field), what a search means (the rules) and
+the SQL it becomes (every value bound; the statuses written out for the indexes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from dispatch import rules
+from dispatch.models import TaskQuery
+from dispatch.store import TaskSearch, task_search_where
+from townflow_shared.problems import field_error
+
+NOW = datetime(2026, 11, 23, 1, tzinfo=UTC)
+
+
+def refusal_of(**query: object) -> list[tuple[str, str]]:
+    """The (field, code) pairs of the 422 the query would be answered with."""
+    with pytest.raises(ValidationError) as caught:
+        TaskQuery.model_validate(query)
+    return [(e.field, e.code) for e in map(field_error, caught.value.errors())]
+
+
+def test_every_filter_of_the_address_is_read() -> None:
+    query = TaskQuery.model_validate({
+        "town": "321003104", "q": "路灯", "item": "S002", "village": "V01", "assignee": "s049", "module": "service",
+        "status": "returned", "colour": "red", "phase": "open", "overdue": "true", "reopened": "false",
+        "offset": "50", "limit": "25"})
+    assert (query.overdue, query.reopened, query.offset, query.limit) == (True, False, 50, 25)
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ({"colour": "purple"}, [("colour", "value.not_allowed")]),
+    ({"status": "lost"}, [("status", "value.not_allowed")]),
+    ({"phase": "all"}, [("phase", "value.not_allowed")]),
+    ({"overdue": "maybe"}, [("overdue", "value.not_boolean")]),
+    ({"offset": "-1"}, [("offset", "value.too_small")]),
+    ({"limit": "201"}, [("limit", "value.too_large")]),
+    ({"limit": "ten"}, [("limit", "value.not_integer")]),
+    ({"q": ""}, [("q", "value.too_short")]),
+    ({"q": "x" * 101}, [("q", "value.too_long")]),
+    ({"colours": "red"}, [("colours", "value.unexpected")]),
+])
+def test_a_value_the_list_does_not_take_is_refused_with_its_field(query: dict[str, str],
+                                                                   expected: list[tuple[str, str]]) -> None:
+    assert refusal_of(**query) == expected
+
+
+def test_a_search_of_digits_looks_a_ticket_up_and_any_other_text_in_the_place() -> None:
+    assert rules.is_ticket_search("3210031042026")
+    assert rules.is_ticket_search("1234")
+    assert not rules.is_ticket_search("123")  # too short to mean a ticket: a house number, say
+    assert not rules.is_ticket_search("青禾路12号")
+    assert rules.like_pattern("100%_a\\b") == "100\\%\\_a\\\\b"
+
+
+def test_open_and_ended_split_every_status() -> None:
+    assert set(rules.PHASES["open"]) | set(rules.PHASES["ended"]) == set(rules.TASK_STATUSES)
+    assert not set(rules.PHASES["open"]) & set(rules.PHASES["ended"])
+    assert {"returned", "completed", *rules.OPEN_STATUSES} == set(rules.PHASES["open"])
+
+
+def test_one_town_is_an_equality_and_every_value_is_bound() -> None:
+    where, args = task_search_where(["321003104"], TaskSearch(
+        q="路灯%", village="V01", colour="red", phase="ended", overdue=True, reopened=True), NOW)
+    assert where == ("town_code = $1 AND (location ILIKE $2 OR target ILIKE $2) AND village = $3 AND colour = $4"
+                     " AND status IN ('closed', 'merged', 'redispatched')"
+                     " AND (status IN ('dispatched', 'accepted', 'rework') AND resolve_by < $5) AND reopen_count > 0")
+    assert args == ["321003104", "%路灯\\%%", "V01", "red", NOW]
+
+
+def test_several_towns_a_ticket_prefix_and_the_negative_filters() -> None:
+    where, args = task_search_where(["a", "b"], TaskSearch(q="32100310420261123", overdue=False, reopened=False), NOW)
+    assert where == ("town_code = ANY($1) AND ticket_no LIKE $2"
+                     " AND NOT (status IN ('dispatched', 'accepted', 'rework') AND resolve_by < $3) AND reopen_count = 0")
+    assert args == [["a", "b"], "32100310420261123%", NOW]
