@@ -45,6 +45,7 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("dispatch", "GET", "/v1/board", frozenset({"command_centre"})),
     ("dispatch", "GET", "/v1/task-search", READ_TASKS),
     ("dispatch", "GET", "/v1/extensions", frozenset({"command_centre"})),
+    ("dispatch", "GET", "/v1/holders", frozenset({"command_centre"})),
     ("enforcement", "GET", "/v1/inspections", ENF_READ),
     ("enforcement", "GET", "/v1/inspections/alerts", ENF_READ),
     ("enforcement", "GET", f"/v1/inspections/{FAKE}", ENF_READ),

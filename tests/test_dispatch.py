@@ -376,6 +376,13 @@ async def test_task_search_finds_by_ticket_and_place_pages_with_a_total_and_list
         e for e in pending if e["task_id"] == tasks[2]["task_id"]).items()
     assert (await dispatch.call("GET", "/v1/extensions", as_=("s019", "staff"))).status_code == 403
 
+    # The redispatch picker: the task's post's holders, its assignee with the open tasks they hold.
+    holders = (await dispatch.call("GET", "/v1/holders", as_=COMMAND)).json()
+    of_post = [h for h in holders if h["post"] == tasks[0]["post"]]
+    assert [h["slot"] for h in of_post] == ["A", "B", "leader"] and sum(h["takes_next"] for h in of_post) == 1
+    held = next(h for h in of_post if h["staff_id"] == tasks[0]["assignee"])["open_tasks"]
+    assert held >= sum(t["assignee"] == tasks[0]["assignee"] for t in tasks)
+
     for params, field in (({"colour": "purple"}, "colour"), ({"status": "lost"}, "status"),
                           ({"colours": "red"}, "colours"), ({"limit": "0"}, "limit")):
         refused = await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params=params)

@@ -19,7 +19,14 @@ import pytest
 from devstack.postgres import Postgres
 from dispatch import rules
 from dispatch.app import MIGRATIONS
-from dispatch.store import TaskSearch, pending_extensions, search_tasks, task_search_where
+from dispatch.store import (
+    TaskSearch,
+    off_post_now,
+    open_task_loads,
+    pending_extensions,
+    search_tasks,
+    task_search_where,
+)
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 
 from .db_tools import database_before
@@ -118,6 +125,20 @@ async def test_pending_extensions_of_the_town_oldest_first(pool: asyncpg.Pool) -
     rows = await pending_extensions(pool, [TOWN], 10)
     assert [(r["ticket_no"], r["reason"]) for r in rows] == [
         ("321003104202612240001", "需补充材料"), ("321003104202612240002", "需补充材料")]
+
+
+async def test_the_pickers_loads_count_open_tasks_and_who_is_off_post_now(pool: asyncpg.Pool) -> None:
+    at = NOW - timedelta(days=1)
+    for n, (assignee, status) in enumerate((("s017", "dispatched"), ("s017", "rework"), ("s017", "closed"),
+                                            ("s018", "accepted"), ("s018", "returned"))):
+        await add_task(pool, ticket=f"3210031042026120{n}", at=at, assignee=assignee, status=status)
+    await add_task(pool, town=OTHER, ticket="321003112202612010", at=at, assignee="s017")
+    assert await open_task_loads(pool, [TOWN]) == {(TOWN, "s017"): 2, (TOWN, "s018"): 1}
+    for staff, start, end in (("s017", NOW - timedelta(hours=1), NOW + timedelta(hours=1)),
+                              ("s018", NOW + timedelta(hours=1), NOW + timedelta(hours=2))):
+        await pool.execute("INSERT INTO off_post (town_code, staff_id, from_at, to_at, reason, registered_by)"
+                           " VALUES ($1, $2, $3, $4, '培训', $2)", TOWN, staff, start, end)
+    assert await off_post_now(pool, [TOWN, OTHER], NOW) == {(TOWN, "s017")}
 
 
 # --- a county-year ------------------------------------------------------------------------------

@@ -101,3 +101,41 @@ async def test_the_spreadsheet_opens_in_excel_with_every_page_of_the_list() -> N
 
 def test_a_cell_that_excel_would_run_stays_text() -> None:
     assert [cell(t) for t in ("=1+1", "+86", "-", "@x", "青禾", "")] == ["'=1+1", "'+86", "'-", "'@x", "青禾", ""]
+
+
+HOLDERS = [
+    {"town_code": QINGHE, "post": "household", "slot": "A", "staff_id": "s049", "open_tasks": 10, "cap": 10,
+     "off_post": False, "takes_next": False},
+    {"town_code": QINGHE, "post": "household", "slot": "B", "staff_id": "s050", "open_tasks": 2, "cap": 10,
+     "off_post": False, "takes_next": True},
+    {"town_code": QINGHE, "post": "household", "slot": "leader", "staff_id": "s048", "open_tasks": 0, "cap": None,
+     "off_post": True, "takes_next": False},
+]
+
+
+async def test_a_returned_task_is_redispatched_from_a_picker_of_its_holders_with_their_load() -> None:
+    returned = TASK | {"post": "household"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/holders":
+            return httpx.Response(200, json=HOLDERS)
+        if request.url.path == "/v1/task-search":
+            return httpx.Response(200, json={"total": 1, "offset": 0, "limit": 50, "tasks": [returned]})
+        if request.url.path.endswith("/redispatch"):
+            return httpx.Response(201, json=returned)
+        return dispatch(0)(request)  # type: ignore[operator, no-any-return]
+
+    seen: list[httpx.Request] = []
+    async for browser, csrf in _console(answer, seen, COMMAND):
+        board = await browser.get("/board/live")
+        posted = await browser.post(f"/board/tasks/{TASK['task_id']}/redispatch",
+                                    data={"csrf": csrf, "target": "assignee:s050", "return_valid": "no"})
+    assert board.status_code == 200
+    picker = board.text[board.text.index('data-testid="redispatch-picker"'):]
+    picker = picker[:picker.index("</select>")]
+    assert "在办10/10" in picker and "在办2/10" in picker and "离岗" in picker
+    assert 'value="post:household"' in picker and 'value="assignee:s050"' in picker
+    assert "将派给" in picker and "s050" not in picker.split('value="assignee:s050">')[1][:20]  # a name, not an id
+    assert posted.status_code == 303
+    [call] = [r for r in seen if r.url.path.endswith("/redispatch")]
+    assert call.read() == b'{"assignee":"s050","return_valid":false}'

@@ -78,7 +78,7 @@ def _lists(request: httpx.Request, tasks: list[dict[str, str]]) -> httpx.Respons
     """Dispatch's task lists: the search's page, no extension waiting, the plain list."""
     if request.url.path == "/v1/task-search":
         return httpx.Response(200, json={"total": len(tasks), "offset": 0, "limit": 50, "tasks": tasks})
-    return httpx.Response(200, json=[] if request.url.path == "/v1/extensions" else tasks)
+    return httpx.Response(200, json=[] if request.url.path in ("/v1/extensions", "/v1/holders") else tasks)
 
 
 async def test_the_board_shows_its_times_on_the_towns_clock_and_its_staff_by_name() -> None:

@@ -27,6 +27,7 @@ from .models import (
     ExtensionAsked,
     ExtensionDecided,
     ExtensionRequest,
+    HolderSeen,
     OffPost,
     OffPostRegistered,
     PendingExtension,
@@ -201,6 +202,13 @@ async def search_tasks(deps: Dependencies, principal: Reader, query: Annotated[T
 async def pending_extensions(deps: Dependencies, principal: CommandCentre, town: Town = None) -> list[PendingExtension]:
     """延期申请 waiting for the command centre's decision, oldest first, with their tasks' facts."""
     return await flows.pending_extensions(deps, principal, town)
+
+
+@router.get("/v1/holders", response_model=list[HolderSeen], responses=responses(*TOWNS_READ))
+async def holders(deps: Dependencies, principal: CommandCentre, town: Town = None) -> list[HolderSeen]:
+    """Who may take each post's tasks (A, B, the module's leader) with their open tasks, cap and
+    whether they are off post now, and who a new task would go to: the redispatch picker."""
+    return await flows.holders(deps, principal, town)
 
 
 @router.get("/v1/tasks/{task_id}", response_model=TaskDetail, responses=responses(*CALLER, TASK_NOT_FOUND))

@@ -37,6 +37,7 @@ from .models import (
     ExtensionAsked,
     ExtensionDecided,
     ExtensionSeen,
+    HolderSeen,
     OffPostRegistered,
     PendingExtension,
     Returned,
@@ -636,3 +637,26 @@ async def pending_extensions(deps: Deps, actor: Principal, town: str | None) -> 
     towns = [t.code for t in towns_to_read(deps.county, actor, town)]
     rows = await store.pending_extensions(deps.database.pool, towns, PENDING_EXTENSIONS_MAX)
     return [PendingExtension.model_validate(plain(r, _tz(deps, r["town_code"]))) for r in rows]
+
+
+async def holders(deps: Deps, actor: Principal, town: str | None) -> list[HolderSeen]:
+    """Every post's eligible holders (rules.eligible_holders) in the caller's town (the county
+    roles: every town, or `town`), each with the open tasks they hold and whether they are off
+    post now: what the command centre picks from to redispatch."""
+    pool = deps.database.pool
+    towns = towns_to_read(deps.county, actor, town)
+    codes = [t.code for t in towns]
+    now = deps.clock.now()
+    loads = await store.open_task_loads(pool, codes)
+    away = await store.off_post_now(pool, codes, now)
+    seen = []
+    for each in towns:
+        mine = {staff: n for (code, staff), n in loads.items() if code == each.code}
+        off = {staff for code, staff in away if code == each.code}
+        eligible = rules.eligible_holders(each)
+        next_of = {post: rules.takes_next(eligible, post, mine, off) for post in each.posts}
+        seen += [HolderSeen(town_code=each.code, post=h.post, slot=h.slot, staff_id=h.staff_id,  # type: ignore[arg-type]
+                            open_tasks=mine.get(h.staff_id, 0), cap=h.cap, off_post=h.staff_id in off,
+                            takes_next=next_of[h.post] == h)
+                 for h in eligible]
+    return seen

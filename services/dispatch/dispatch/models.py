@@ -295,3 +295,16 @@ class PendingExtension(Answer):
     reason: str
     requested_by: str
     requested_at: datetime
+
+
+class HolderSeen(Answer):
+    """Who may take a post's task, with their load now (the redispatch picker, issue #27)."""
+
+    town_code: str
+    post: str
+    slot: Literal["A", "B", "leader"]
+    staff_id: str
+    open_tasks: int = Field(description="open tasks (dispatched, accepted, rework) held in the town")
+    cap: int | None = Field(description="the post's load cap; none for the module's leader")
+    off_post: bool = Field(description="registered off post now")
+    takes_next: bool = Field(description="the one a new task of the post would go to now")

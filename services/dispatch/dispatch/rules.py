@@ -213,3 +213,36 @@ def is_ticket_search(text: str) -> bool:
 def like_pattern(text: str) -> str:
     """`text` for SQL LIKE, its wildcards taken literally (the escape character is `\\`)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# --- who may take a post's task (issue #27: redispatch with a picker) ------------------------------
+@dataclass(frozen=True)
+class Holder:
+    """One of the people dispatch's rules give a post's tasks: its A or B holder (up to the post's
+    load cap) or its module's leader (the last resort, no cap)."""
+
+    post: str
+    slot: AssignedVia  # A, B or leader
+    staff_id: str
+    cap: int | None
+
+
+def eligible_holders(town: Town) -> list[Holder]:
+    """Every post's holders in the order `assign` tries them, post by post (a person holding two
+    posts is listed under each)."""
+    holders = []
+    for post in town.posts.values():
+        cap = town.load_cap(post)
+        holders += [Holder(post.code, "A", post.a_holder, cap), Holder(post.code, "B", post.b_holder, cap),
+                    Holder(post.code, "leader", town.modules[post.module].leader, None)]
+    return holders
+
+
+def takes_next(holders: list[Holder], post: str, loads: dict[str, int], off_post: set[str]) -> Holder | None:
+    """Which of the post's holders a task of the post would go to now, as `assign` decides: the
+    first neither off post nor at the cap; the leader otherwise."""
+    for holder in (h for h in holders if h.post == post):
+        if holder.slot == "leader" or (holder.staff_id not in off_post
+                                       and loads.get(holder.staff_id, 0) < (holder.cap or 0)):
+            return holder
+    return None

@@ -218,6 +218,21 @@ async def pending_extensions(db: Db, towns: Sequence[str], limit: int) -> list[a
         list(towns), limit)
 
 
+async def open_task_loads(db: Db, towns: Sequence[str]) -> dict[tuple[str, str], int]:
+    """(town, staff id) -> open tasks held, from the partial index of open tasks by assignee."""
+    rows = await db.fetch(
+        f"SELECT town_code, assignee, count(*) AS n FROM tasks WHERE town_code = ANY($1) AND status IN ({_OPEN})"  # noqa: S608 - _OPEN is written out from the OPEN_STATUSES constant, no input
+        " GROUP BY town_code, assignee", list(towns))
+    return {(r["town_code"], r["assignee"]): r["n"] for r in rows}
+
+
+async def off_post_now(db: Db, towns: Sequence[str], now: datetime) -> set[tuple[str, str]]:
+    """(town, staff id) of everyone registered off post at `now`."""
+    rows = await db.fetch("SELECT DISTINCT town_code, staff_id FROM off_post WHERE town_code = ANY($1)"
+                          " AND from_at <= $2 AND to_at > $2", list(towns), now)
+    return {(r["town_code"], r["staff_id"]) for r in rows}
+
+
 async def board_counts(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
     return await db.fetch("SELECT colour, status, count(*) AS n FROM tasks WHERE town_code = ANY($1)"
                           " GROUP BY colour, status", list(towns))

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 from dispatch import rules
 from dispatch.models import TaskQuery
 from dispatch.store import TaskSearch, task_search_where
+from townflow_shared.county import load_county
 from townflow_shared.problems import field_error
+from townflow_shared.settings import DEMO_COUNTY_DIR
 
 NOW = datetime(2026, 11, 23, 1, tzinfo=UTC)
 
@@ -77,3 +79,19 @@ def test_several_towns_a_ticket_prefix_and_the_negative_filters() -> None:
     assert where == ("town_code = ANY($1) AND ticket_no LIKE $2"
                      " AND NOT (status IN ('dispatched', 'accepted', 'rework') AND resolve_by < $3) AND reopen_count = 0")
     assert args == [["a", "b"], "32100310420261123%", NOW]
+
+
+def test_each_posts_holders_in_the_order_dispatch_tries_them_and_who_takes_the_next() -> None:
+    town = load_county(DEMO_COUNTY_DIR).towns["321003104"]
+    holders = rules.eligible_holders(town)
+    post = town.posts["mediation"]
+    mine = [h for h in holders if h.post == "mediation"]
+    assert [(h.slot, h.staff_id) for h in mine] == [
+        ("A", post.a_holder), ("B", post.b_holder), ("leader", town.modules[post.module].leader)]
+    cap = town.load_cap(post)
+    assert mine[0].cap == mine[1].cap == cap and mine[2].cap is None
+    assert rules.takes_next(holders, "mediation", {}, set()) == mine[0]
+    assert rules.takes_next(holders, "mediation", {post.a_holder: cap}, set()) == mine[1]  # A at the cap
+    assert rules.takes_next(holders, "mediation", {post.a_holder: cap - 1}, {post.a_holder}) == mine[1]  # A away
+    assert rules.takes_next(holders, "mediation", {post.b_holder: cap}, {post.a_holder}) == mine[2]
+    assert rules.takes_next(holders, "no such post", {}, set()) is None

@@ -32,6 +32,9 @@ async def board_context(request: Request, person: Person, town: str | None) -> d
         returned = (await services.call(person, "dispatch", "GET", "/v1/task-search",
                                         params={"town": town, "status": "returned", "limit": 50}))["tasks"]
         extensions = await services.call(person, "dispatch", "GET", "/v1/extensions", params={"town": town})
+        # Who may take a returned task, with their load: only when one waits.
+        holders = await services.call(person, "dispatch", "GET", "/v1/holders", params={"town": town}) \
+            if returned else []
     except ServiceError as exc:
         return context | {"error": exc, "board": None}
     rows = [(labels.COLOURS[colour] + "色",
@@ -39,8 +42,34 @@ async def board_context(request: Request, person: Person, town: str | None) -> d
               for s in STATUS_ORDER])
             for colour in ("red", "orange", "yellow")]
     return context | {"board": board, "newest": newest, "to_check": to_check, "returned": returned,
-                      "extensions": extensions,
+                      "extensions": extensions, "pickers": pickers(request, returned, holders),
                       "chart": stacked_bars(rows, "各颜色任务数（按状态）"), "status_order": STATUS_ORDER}
+
+
+SLOTS = {"A": "A岗", "B": "B岗", "leader": "模块负责人"}
+
+
+def pickers(request: Request, returned: list[dict[str, Any]], holders: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each returned task's redispatch choices, by name: the town's posts (dispatch assigns their
+    A/B holder, shown with who would take it now) and every eligible holder with their open
+    tasks, the task's own post first."""
+    names = console_of(request).names
+    choices: dict[str, Any] = {}
+    for task in returned:
+        here = names.of(task["town_code"])
+        town_holders = [h for h in holders if h["town_code"] == task["town_code"]]
+        order = sorted({h["post"] for h in town_holders}, key=lambda p: (p != task["post"], here.post(p)))
+
+        def load(h: dict[str, Any]) -> str:
+            cap = f"/{h['cap']}" if h["cap"] else ""
+            return f"在办{h['open_tasks']}{cap}" + ("，离岗" if h["off_post"] else "")
+
+        posts = [(f"post:{p}", f"{here.post(p)}（将派给{here.staff(nxt['staff_id'])}，{load(nxt)}）")
+                 for p in order for nxt in [h for h in town_holders if h["post"] == p and h["takes_next"]][:1]]
+        people = [(f"assignee:{h['staff_id']}", f"{here.staff(h['staff_id'])} · {here.post(h['post'])}{SLOTS[h['slot']]}"
+                   f" · {load(h)}") for p in order for h in town_holders if h["post"] == p]
+        choices[task["task_id"]] = {"posts": posts, "people": list(dict.fromkeys(people))}
+    return choices
 
 
 def _towns(request: Request, person: Person) -> list[tuple[str, str]]:
@@ -138,8 +167,11 @@ async def act(request: Request, task_id: str, action: str) -> Response:
     person, form = await acting_form(request, "board", action, ACTIONS)
     body: dict[str, Any] | None
     if action == "redispatch":
-        to = str(form.get("to", "")).strip()
-        body = {"post": to} if form.get("by") == "post" else {"assignee": to}
+        # The picker's choice (`post:household`, `assignee:s049`), or a post or staff id typed.
+        by, _, to = str(form.get("target", "")).partition(":")
+        if not to:
+            by, to = str(form.get("by", "")), str(form.get("to", "")).strip()
+        body = {"post": to} if by == "post" else {"assignee": to}
         body["return_valid"] = form.get("return_valid", "yes") == "yes"
     elif action == "verify":
         body = {"passed": form.get("passed") == "yes", "note": str(form.get("note", ""))}
