@@ -70,37 +70,38 @@ async def found(pool: asyncpg.Pool, towns: list[str] | None = None, offset: int 
 
 async def test_each_filter_finds_its_tasks_and_pages_follow_one_another(pool: asyncpg.Pool) -> None:
     day = NOW - timedelta(days=10)
-    await add_task(pool, ticket="321003104202612240001", at=day, location="青禾路路灯 100%_亮", colour="red")
-    await add_task(pool, ticket="321003104202612240002", at=day + timedelta(hours=1), village="V02", item="T004",
+    await add_task(pool, ticket="321003104-20261224-00001", at=day, location="青禾路路灯 100%_亮", colour="red")
+    await add_task(pool, ticket="321003104-20261224-00002", at=day + timedelta(hours=1), village="V02", item="T004",
                    target="91320000MA1X", status="returned")
-    await add_task(pool, ticket="321003104202612250001", at=day + timedelta(hours=2), assignee="s017",
+    await add_task(pool, ticket="321003104-20261225-00001", at=day + timedelta(hours=2), assignee="s017",
                    module="stability", status="closed", reopen_count=1)
-    await add_task(pool, ticket="321003104202612250002", at=day + timedelta(hours=3), status="accepted",
+    await add_task(pool, ticket="321003104-20261225-00002", at=day + timedelta(hours=3), status="accepted",
                    resolve_by=NOW - timedelta(hours=1))  # overdue
-    await add_task(pool, ticket="321003104202612250003", at=day + timedelta(hours=3), status="merged")  # same time
-    await add_task(pool, town=OTHER, ticket="321003112202612250001", at=day, location="青禾路路灯")
+    await add_task(pool, ticket="321003104-20261225-00003", at=day + timedelta(hours=3), status="merged")  # same time
+    await add_task(pool, town=OTHER, ticket="321003112-20261225-00001", at=day, location="青禾路路灯")
 
     whole, total = await found(pool)
-    assert total == 5 and set(whole[:2]) == {"321003104202612250002", "321003104202612250003"}  # the same moment
-    assert whole[2:] == ["321003104202612250001", "321003104202612240002", "321003104202612240001"]
-    assert await found(pool, q="3210031042026122500") == (whole[:3], 3)  # a ticket's beginning
-    assert await found(pool, q="路灯") == (["321003104202612240001"], 1)  # not the other town's
-    assert await found(pool, q="100%_") == (["321003104202612240001"], 1)  # wildcards taken literally
+    assert total == 5 and set(whole[:2]) == {"321003104-20261225-00002", "321003104-20261225-00003"}  # the same moment
+    assert whole[2:] == ["321003104-20261225-00001", "321003104-20261224-00002", "321003104-20261224-00001"]
+    assert await found(pool, q="3210031042026122500") == (whole[:3], 3)  # a ticket's beginning, typed without dashes
+    assert await found(pool, q="20261224-00002") == (["321003104-20261224-00002"], 1)  # a part of one
+    assert await found(pool, q="路灯") == (["321003104-20261224-00001"], 1)  # not the other town's
+    assert await found(pool, q="100%_") == (["321003104-20261224-00001"], 1)  # wildcards taken literally
     assert await found(pool, q="10%x") == ([], 0)
-    assert await found(pool, q="MA1X") == (["321003104202612240002"], 1)  # the target
-    assert await found(pool, village="V02") == (["321003104202612240002"], 1)
-    assert await found(pool, item="T004") == (["321003104202612240002"], 1)
-    assert await found(pool, assignee="s017") == (["321003104202612250001"], 1)
-    assert await found(pool, module="stability") == (["321003104202612250001"], 1)
-    assert await found(pool, status="returned") == (["321003104202612240002"], 1)
-    assert await found(pool, colour="red") == (["321003104202612240001"], 1)
-    assert await found(pool, overdue=True) == (["321003104202612250002"], 1)
+    assert await found(pool, q="MA1X") == (["321003104-20261224-00002"], 1)  # the target
+    assert await found(pool, village="V02") == (["321003104-20261224-00002"], 1)
+    assert await found(pool, item="T004") == (["321003104-20261224-00002"], 1)
+    assert await found(pool, assignee="s017") == (["321003104-20261225-00001"], 1)
+    assert await found(pool, module="stability") == (["321003104-20261225-00001"], 1)
+    assert await found(pool, status="returned") == (["321003104-20261224-00002"], 1)
+    assert await found(pool, colour="red") == (["321003104-20261224-00001"], 1)
+    assert await found(pool, overdue=True) == (["321003104-20261225-00002"], 1)
     assert (await found(pool, overdue=False))[1] == 4
-    assert await found(pool, reopened=True) == (["321003104202612250001"], 1)
+    assert await found(pool, reopened=True) == (["321003104-20261225-00001"], 1)
     assert (await found(pool, phase="ended"))[1] == 2  # closed and merged
     assert (await found(pool, phase="open"))[1] == 3
     both, both_total = await found(pool, towns=[TOWN, OTHER], q="路灯")  # a county role's: every town's
-    assert (set(both), both_total) == ({"321003112202612250001", "321003104202612240001"}, 2)
+    assert (set(both), both_total) == ({"321003112-20261225-00001", "321003104-20261224-00001"}, 2)
 
     # Pages of two: every task once, in the order of the whole list, each page with the total.
     paged = []
@@ -112,9 +113,9 @@ async def test_each_filter_finds_its_tasks_and_pages_follow_one_another(pool: as
 
 
 async def test_pending_extensions_of_the_town_oldest_first(pool: asyncpg.Pool) -> None:
-    first = await add_task(pool, ticket="321003104202612240001", at=NOW - timedelta(days=2))
-    second = await add_task(pool, ticket="321003104202612240002", at=NOW - timedelta(days=1))
-    other = await add_task(pool, town=OTHER, ticket="321003112202612240001", at=NOW - timedelta(days=1))
+    first = await add_task(pool, ticket="321003104-20261224-00001", at=NOW - timedelta(days=2))
+    second = await add_task(pool, ticket="321003104-20261224-00002", at=NOW - timedelta(days=1))
+    other = await add_task(pool, town=OTHER, ticket="321003112-20261224-00001", at=NOW - timedelta(days=1))
     for task_id, town, at, status in ((second, TOWN, NOW - timedelta(hours=1), "pending"),
                                       (first, TOWN, NOW - timedelta(hours=2), "pending"),
                                       (first, TOWN, NOW - timedelta(hours=5), "refused"),
@@ -124,15 +125,15 @@ async def test_pending_extensions_of_the_town_oldest_first(pool: asyncpg.Pool) -
             " VALUES ($1, $2, $3, 2, '需补充材料', 's049', $4, $5)", uuid.uuid4(), town, task_id, at, status)
     rows = await pending_extensions(pool, [TOWN], 10)
     assert [(r["ticket_no"], r["reason"]) for r in rows] == [
-        ("321003104202612240001", "需补充材料"), ("321003104202612240002", "需补充材料")]
+        ("321003104-20261224-00001", "需补充材料"), ("321003104-20261224-00002", "需补充材料")]
 
 
 async def test_the_pickers_loads_count_open_tasks_and_who_is_off_post_now(pool: asyncpg.Pool) -> None:
     at = NOW - timedelta(days=1)
     for n, (assignee, status) in enumerate((("s017", "dispatched"), ("s017", "rework"), ("s017", "closed"),
                                             ("s018", "accepted"), ("s018", "returned"))):
-        await add_task(pool, ticket=f"3210031042026120{n}", at=at, assignee=assignee, status=status)
-    await add_task(pool, town=OTHER, ticket="321003112202612010", at=at, assignee="s017")
+        await add_task(pool, ticket=f"321003104-20261201-0000{n}", at=at, assignee=assignee, status=status)
+    await add_task(pool, town=OTHER, ticket="321003112-20261201-00001", at=at, assignee="s017")
     assert await open_task_loads(pool, [TOWN]) == {(TOWN, "s017"): 2, (TOWN, "s018"): 1}
     for staff, start, end in (("s017", NOW - timedelta(hours=1), NOW + timedelta(hours=1)),
                               ("s018", NOW + timedelta(hours=1), NOW + timedelta(hours=2))):
@@ -151,7 +152,7 @@ INSERT INTO tasks (task_id, town_code, request_id, ticket_no, item_code, kind, c
                    lead_module, post, assignee, assigned_via, status, dispatched_at, window_start, respond_by,
                    resolve_by, reopen_count)
 SELECT gen_random_uuid(), t.code, gen_random_uuid(),
-       t.code || to_char(d.at, 'YYYYMMDD') || lpad((n % 100)::text, 4, '0'),
+       t.code || '-' || to_char(d.at, 'YYYYMMDD') || '-' || lpad((n % 100)::text, 5, '0'),
        'S' || lpad((n % 40)::text, 3, '0'), 'service', (ARRAY['red', 'orange', 'yellow'])[1 + n % 3],
        'V' || lpad((n % 20)::text, 2, '0'), '村' || (n % 20) || '组' || (n % 97) || '号', NULL,
        'm' || (n % 8), 'p' || (n % 30), 's' || lpad((n % 60)::text, 3, '0'), 'A',
@@ -168,6 +169,7 @@ SEARCHES: dict[str, TaskSearch] = {
     "open": TaskSearch(phase="open"),
     "ended": TaskSearch(phase="ended"),
     "a ticket": TaskSearch(q="32100310420261201"),
+    "a ticket's sequence": TaskSearch(q="00042"),
     "a place": TaskSearch(q="5组12号"),
     "a village": TaskSearch(village="V07"),
     "an item": TaskSearch(item="S013"),

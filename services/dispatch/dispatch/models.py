@@ -254,7 +254,8 @@ class TaskQuery(BaseModel):
     town: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9]{9}$"},
                              description="a county role's town; a town's staff read their own")
     q: Annotated[Text, Field(min_length=1, max_length=100)] | None = Field(
-        default=None, description="digits (4 or more): a ticket number's beginning; other text: in the location or target")
+        default=None, description="digits (and dashes), 4 or more: a ticket number (its beginning from a town's code,"
+        " else a part); other text: in the location or target")
     item: FilterCode | None = Field(default=None, description="an item's code (事项)")
     village: FilterCode | None = Field(default=None, description="a village's code")
     assignee: FilterCode | None = Field(default=None, description="a staff id")

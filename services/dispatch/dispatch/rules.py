@@ -201,13 +201,21 @@ TASK_STATUSES = ("dispatched", "accepted", "rework", "completed", "returned", "c
 # waits for the command centre, a completed one for its closure check.
 ENDED_STATUSES = ("closed", "merged", "redispatched")
 PHASES = {"open": tuple(s for s in TASK_STATUSES if s not in ENDED_STATUSES), "ended": ENDED_STATUSES}
-_TICKET_TEXT = re.compile(r"[0-9]{4,}")
+_TICKET_TEXT = re.compile(r"[0-9][0-9-]{3,}")
 
 
-def is_ticket_search(text: str) -> bool:
-    """A search of digits only (four or more) looks a ticket number up by its beginning (the town's
-    code, the day, the sequence); any other text is looked for in the task's location and target."""
-    return bool(_TICKET_TEXT.fullmatch(text))
+def ticket_search(text: str, towns: Collection[str]) -> tuple[str, bool] | None:
+    """A search of digits (and a ticket number's dashes), four digits or more, is a ticket number.
+    Starting as one of `towns`' codes does, it is the beginning of one, with the dashes where
+    intake writes them (`321003104-20261123-00002`) whether typed or not — an index finds it in
+    any town; otherwise a part of one (a day, a sequence), its digits looked for without the
+    dashes. The text to look for and whether it is the beginning; None for any other text."""
+    if not _TICKET_TEXT.fullmatch(text) or sum(c.isdigit() for c in text) < 4:
+        return None
+    digits = text.replace("-", "")
+    if any(code.startswith(digits[:9]) for code in towns):
+        return "-".join(part for part in (digits[:9], digits[9:17], digits[17:]) if part), True
+    return digits, False
 
 
 def like_pattern(text: str) -> str:

@@ -156,8 +156,12 @@ def task_search_where(towns: Sequence[str], search: TaskSearch, now: datetime) -
     else:
         add("town_code = ANY({})", list(towns))
     if search.q:
-        if rules.is_ticket_search(search.q):
-            add("ticket_no LIKE {}", rules.like_pattern(search.q) + "%")
+        if ticket := rules.ticket_search(search.q, towns):
+            text, beginning = ticket
+            if beginning:
+                add("ticket_no LIKE {}", rules.like_pattern(text) + "%")
+            else:
+                add("replace(ticket_no, '-', '') LIKE {}", "%" + text + "%")
         else:
             add("(location ILIKE {0} OR target ILIKE {0})", "%" + rules.like_pattern(search.q) + "%")
     for column, value in (("item_code", search.item), ("village", search.village), ("assignee", search.assignee),

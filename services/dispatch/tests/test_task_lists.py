@@ -52,10 +52,17 @@ def test_a_value_the_list_does_not_take_is_refused_with_its_field(query: dict[st
 
 
 def test_a_search_of_digits_looks_a_ticket_up_and_any_other_text_in_the_place() -> None:
-    assert rules.is_ticket_search("3210031042026")
-    assert rules.is_ticket_search("1234")
-    assert not rules.is_ticket_search("123")  # too short to mean a ticket: a house number, say
-    assert not rules.is_ticket_search("青禾路12号")
+    towns = ["321003104", "321003112"]
+    assert rules.ticket_search("321003104-20261123-00002", towns) == ("321003104-20261123-00002", True)
+    assert rules.ticket_search("32100310420261123", towns) == ("321003104-20261123", True)  # dashes where intake puts them
+    assert rules.ticket_search("3210031042026112300002", towns) == ("321003104-20261123-00002", True)
+    assert rules.ticket_search("3210", towns) == ("3210", True)  # the beginning of a town's code
+    assert rules.ticket_search("321003199-20261123", towns) == ("32100319920261123", False)  # not a town of the caller's
+    assert rules.ticket_search("20261123-00002", towns) == ("2026112300002", False)  # a part: a day and a sequence
+    assert rules.ticket_search("00002", towns) == ("00002", False)
+    assert rules.ticket_search("123", towns) is None  # too short to mean a ticket: a house number, say
+    assert rules.ticket_search("1-2-3", towns) is None and rules.ticket_search("-1234", towns) is None
+    assert rules.ticket_search("青禾路12号", towns) is None
     assert rules.like_pattern("100%_a\\b") == "100\\%\\_a\\\\b"
 
 
@@ -75,10 +82,13 @@ def test_one_town_is_an_equality_and_every_value_is_bound() -> None:
 
 
 def test_several_towns_a_ticket_prefix_and_the_negative_filters() -> None:
-    where, args = task_search_where(["a", "b"], TaskSearch(q="32100310420261123", overdue=False, reopened=False), NOW)
+    towns = ["321003104", "321003112"]
+    where, args = task_search_where(towns, TaskSearch(q="32100310420261123", overdue=False, reopened=False), NOW)
     assert where == ("town_code = ANY($1) AND ticket_no LIKE $2"
                      " AND NOT (status IN ('dispatched', 'accepted', 'rework') AND resolve_by < $3) AND reopen_count = 0")
-    assert args == [["a", "b"], "32100310420261123%", NOW]
+    assert args == [towns, "321003104-20261123%", NOW]
+    assert task_search_where(towns[:1], TaskSearch(q="1123-00002"), NOW) == (
+        "town_code = $1 AND replace(ticket_no, '-', '') LIKE $2", ["321003104", "%112300002%"])
 
 
 def test_each_posts_holders_in_the_order_dispatch_tries_them_and_who_takes_the_next() -> None:
