@@ -32,9 +32,10 @@ async def board_context(request: Request, person: Person, town: str | None) -> d
         returned = (await services.call(person, "dispatch", "GET", "/v1/task-search",
                                         params={"town": town, "status": "returned", "limit": 50}))["tasks"]
         extensions = await services.call(person, "dispatch", "GET", "/v1/extensions", params={"town": town})
-        # Who may take a returned task, with their load: only when one waits.
+        # Who may take a returned task, with their load: only when one waits, and for one town (a
+        # county role picks its town first; the whole county's holders are too many to list).
         holders = await services.call(person, "dispatch", "GET", "/v1/holders", params={"town": town}) \
-            if returned else []
+            if returned and (town or not person.county_wide) else []
     except ServiceError as exc:
         return context | {"error": exc, "board": None}
     rows = [(labels.COLOURS[colour] + "色",
