@@ -907,46 +907,43 @@ def service_names(text: str) -> tuple[str, ...]:
     return names
 
 
+# The flags that set a field of Size, with their help; each takes the field's default and type.
+SIZE_FLAGS: dict[str, str] = {
+    "matters": "matters filed under load",
+    "rate": "matters filed per second",
+    "replicas": "replicas of every service",
+    "incident_seconds": "how long a database is read-only, then how long PostgreSQL is stopped",
+    "broker_stop_seconds": "how long the broker is stopped",
+    "kills": "kill -9 of single replicas",
+    "pause_seconds": "how long the holder of a relay (appraisal: of partitions) is paused (SIGSTOP)",
+    "partition_seconds": "how long a replica is cut off from PostgreSQL, then one from Kafka",
+    "clock_ahead_seconds": "how far one dispatch replica's own clock runs ahead",
+    "skew_tasks": "tasks whose (compressed) supervision ladder the clock check watches",
+    "skew_window_seconds": "their resolution window: the three levels fall due within it",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos")
     default = Size()
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--matters", type=int, default=default.matters)
-    parser.add_argument("--rate", type=float, default=default.rate, help="matters filed per second")
-    parser.add_argument("--replicas", type=int, default=default.replicas, help="replicas of every service")
-    parser.add_argument("--incident-seconds", type=float, default=default.incident_seconds,
-                        help="how long a database is read-only, then how long PostgreSQL is stopped")
-    parser.add_argument("--broker-stop-seconds", type=float, default=default.broker_stop_seconds)
-    parser.add_argument("--kills", type=int, default=default.kills, help="kill -9 of single replicas")
+    for name, why in SIZE_FLAGS.items():
+        value = getattr(default, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=why)
     parser.add_argument("--read-only-database", choices=list(SERVICES), default=None,
                         help="whose database fails over (default: chosen by the seed)")
     parser.add_argument("--county", action="store_true", help="run the demo county (three towns) instead of one town")
     parser.add_argument("--faults", type=fault_kinds, default=default.faults,
                         help=f"the kinds of fault, comma-separated (default: all of {','.join(FAULTS)})")
-    parser.add_argument("--pause-seconds", type=float, default=default.pause_seconds,
-                        help="how long the holder of a relay (appraisal: of partitions) is paused (SIGSTOP)")
     parser.add_argument("--pause-services", type=service_names, default=default.pause_services,
                         help="whose holder is paused, one pause each, comma-separated (default: every service)")
-    parser.add_argument("--partition-seconds", type=float, default=default.partition_seconds,
-                        help="how long a replica is cut off from PostgreSQL, then one from Kafka")
     parser.add_argument("--partition-services", type=service_names, default=default.partition_services,
                         help="whose holder is cut off, from each in turn (default: one service each, by the seed)")
-    parser.add_argument("--clock-ahead-seconds", type=float, default=default.clock_ahead_seconds,
-                        help="how far one dispatch replica's own clock runs ahead")
-    parser.add_argument("--skew-tasks", type=int, default=default.skew_tasks,
-                        help="tasks whose (compressed) supervision ladder the clock check watches")
-    parser.add_argument("--skew-window-seconds", type=float, default=default.skew_window_seconds,
-                        help="their resolution window: the three levels fall due within it")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    size = Size(matters=args.matters, rate=args.rate, replicas=args.replicas, incident_seconds=args.incident_seconds,
-                broker_stop_seconds=args.broker_stop_seconds, kills=args.kills,
-                read_only_database=args.read_only_database,
+    size = Size(**{name: getattr(args, name) for name in SIZE_FLAGS}, read_only_database=args.read_only_database,
                 town_dir=str(DEMO_COUNTY_DIR) if args.county else None, faults=args.faults,
-                pause_seconds=args.pause_seconds, pause_services=args.pause_services,
-                partition_seconds=args.partition_seconds, partition_services=args.partition_services,
-                clock_ahead_seconds=args.clock_ahead_seconds,
-                skew_tasks=args.skew_tasks, skew_window_seconds=args.skew_window_seconds)
+                pause_services=args.pause_services, partition_services=args.partition_services)
     print(f"chaos seed {seed} (replay with --seed {seed})", flush=True)
     report = asyncio.run(run_chaos(seed, size=size))
     sys.exit(write_report("chaos", report, ("faults", "replay_log")))

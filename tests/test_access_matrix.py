@@ -323,7 +323,7 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
                 | "/v1/tasks/{task_id}/extension/refuse":
             return Call(route[2].replace("{task_id}", r["task_id"]), who={"assignee": r["assignee"]})
         case "/v1/tasks/{task_id}/complete":
-            return Call(f"/v1/tasks/{r['task_id']}/complete", json={"resolution": "已办结"},
+            return Call(f"/v1/tasks/{r['task_id']}/complete", json={"resolution": "已办结", "reply": "已为您办理完毕。"},
                         who={"assignee": r["assignee"]})
         case "/v1/tasks/{task_id}/return":
             return Call(f"/v1/tasks/{r['task_id']}/return", json={"reason": "不属本岗职责"},
@@ -344,7 +344,9 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
         case "/v1/inspections/{inspection_id}":
             return Call(f"/v1/inspections/{r['inspection_id']}")
         case "/v1/inspections/{inspection_id}/start":
-            return Call(f"/v1/inspections/{r['inspection_id']}/start", json={})
+            # A team the town's rules accept (two certified officers), whoever sends it.
+            return Call(f"/v1/inspections/{r['inspection_id']}/start",
+                        json={"officers": list(STAFF_OF[code].team)} if code else {})
         case "/v1/inspections/{inspection_id}/result":
             return Call(f"/v1/inspections/{r['inspection_id']}/result", json=_violation(r))
         case "/v1/cases/{case_id}":
@@ -434,7 +436,7 @@ async def _make_town(county: County, code: str) -> TownRecords:
     async def task(then: str | None = None) -> dict[str, Any]:
         t = await task_of(await file("S001"))
         if then is not None:
-            body = {"complete": {"resolution": "已办结"}, "return": {"reason": "不属本岗职责"},
+            body = {"complete": {"resolution": "已办结", "reply": "已为您办理完毕。"}, "return": {"reason": "不属本岗职责"},
                     "extend": {"days": 2, "reason": "需补充材料"}}[then]
             await county.ok("dispatch", "POST", f"/v1/tasks/{t['task_id']}/{then}", json=body, **leader)
         return t
@@ -546,7 +548,7 @@ async def _complete_what_is_left_open(county: County) -> None:
             for task in await county.ok("dispatch", "GET", "/v1/tasks", params={"town": code, "status": status,
                                                                                  "limit": 1000}, **admin):
                 await county.ok("dispatch", "POST", f"/v1/tasks/{task['task_id']}/complete",
-                                json={"resolution": "已办结"}, **admin)
+                                json={"resolution": "已办结", "reply": "已为您办理完毕。"}, **admin)
 
 
 # --- the tests ---------------------------------------------------------------------------------

@@ -185,10 +185,22 @@ async def test_rating_only_after_completion_and_only_once(stack: Stack, intake: 
 
     assignee = (task["assignee"], "staff")
     assert (await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/accept", as_=assignee)).status_code == 200
-    done = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/complete", as_=assignee,
-                               json={"resolution": "已参保"})
+    complete = f"/v1/tasks/{task['task_id']}/complete"
+    blank = await dispatch.call("POST", complete, as_=assignee, json={"resolution": "已参保", "reply": " \u3000"})
+    assert blank.status_code == 422 and (blank.json()["code"], blank.json()["field"]) == ("task.reply_blank", "reply")
+    missing = await dispatch.call("POST", complete, as_=assignee, json={"resolution": "已参保"})
+    assert missing.status_code == 422 and (missing.json()["code"], missing.json()["field"]) == ("value.missing", "reply")
+    done = await dispatch.call("POST", complete, as_=assignee,
+                               json={"resolution": "已参保", "reply": "已为您办理医保参保，咨询电话 139 1234 5678。"})
     assert done.status_code == 200, done.text
-    await status_of(intake, ticket, "completed")
+    # Issue #27: the answer reaches the citizen's status read (masked as it crossed the topic), with
+    # the department handling it and the date promised; now it may be rated.
+    view = await status_of(intake, ticket, "completed")
+    assert view["reply"] == "已为您办理医保参保，咨询电话 139****5678。"
+    assert (view["stage"], view["may_rate"], view["department"]) == ("answered", True, "便民服务中心")
+    assert datetime.fromisoformat(view["promised_by"]) == datetime.fromisoformat(task["resolve_by"])
+    detail = (await dispatch.call("GET", f"/v1/tasks/{task['task_id']}", as_=COMMAND)).json()
+    assert detail["reply"] == "已为您办理医保参保，咨询电话 139 1234 5678。"  # the closure check reads it whole
 
     wrong_code = await intake.call("POST", rate, params={"code": "ZZZZZZ"}, json={"rating": "satisfied"})
     assert wrong_code.status_code == 404 and wrong_code.json()["code"] == "ticket.not_found"

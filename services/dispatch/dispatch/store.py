@@ -388,6 +388,19 @@ async def callbacks_of(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]:
                           " ORDER BY at", task_id)
 
 
+async def save_reply(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None:
+    """The answer to the citizen given with the task's completion; a later completion replaces it."""
+    await conn.execute(
+        "INSERT INTO task_replies (task_id, town_code, reply, at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (task_id) DO UPDATE SET reply = EXCLUDED.reply, at = EXCLUDED.at",
+        task_id, town_code, reply, at)
+
+
+async def reply_of(db: Db, task_id: uuid.UUID) -> str | None:
+    value = await db.fetchval("SELECT reply FROM task_replies WHERE task_id = $1", task_id)
+    return str(value) if value is not None else None
+
+
 # --- the unit of work ---------------------------------------------------------------------------
 Row: TypeAlias = Mapping[str, Any]  # a stored row by column name (asyncpg's Record, a dict in the fakes)
 
@@ -423,6 +436,7 @@ class TaskStore(Protocol):
     async def merge_state(self, request_id: uuid.UUID) -> Row | None: ...
     async def add_callback(self, town_code: str, task_id: uuid.UUID, reached: bool, rating: str | None,
                            note: str, by: str, at: datetime, reopened: bool) -> None: ...
+    async def save_reply(self, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None: ...
 
 
 class UnitOfWork(Protocol):
@@ -508,6 +522,9 @@ class PgTaskStore:
     async def add_callback(self, town_code: str, task_id: uuid.UUID, reached: bool, rating: str | None,
                            note: str, by: str, at: datetime, reopened: bool) -> None:
         await add_callback(self.conn, town_code, task_id, reached, rating, note, by, at, reopened)
+
+    async def save_reply(self, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None:
+        await save_reply(self.conn, town_code, task_id, reply, at)
 
 
 class PgUnitOfWork:

@@ -34,6 +34,7 @@ class FakeTaskStore:
         self.off_post: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
         self.merges: dict[uuid.UUID, dict[str, Any]] = {}
+        self.replies: dict[uuid.UUID, dict[str, Any]] = {}
         self._ids = itertools.count(1)
 
     async def record_matter(self, town_code: str, data: RequestFiledData, event_id: uuid.UUID,
@@ -136,6 +137,9 @@ class FakeTaskStore:
                            note: str, by: str, at: datetime, reopened: bool) -> None:
         self.callbacks.append({"town_code": town_code, "task_id": task_id, "reached": reached, "rating": rating,
                                "note": note, "by": by, "at": at, "reopened": reopened})
+
+    async def save_reply(self, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None:
+        self.replies[task_id] = {"town_code": town_code, "reply": reply, "at": at}
 
 
 class FakeUnitOfWork:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from townflow_shared import events
+from townflow_shared import events, promises
 from townflow_shared.auth import Principal
 from townflow_shared.checks import present
 from townflow_shared.clock import Clock
@@ -212,18 +212,68 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
             colour=row["colour"], status=row["status"], village=row["village"],
             filed_at=row["filed_at"].isoformat(), rating=row["rating"],
             timeline=_steps(await uow.store.timeline_of(row["request_id"])))
+        followed = row
         if row["merged_into"]:  # 重复件: the citizen follows the primary's progress (no one's personal data)
             primary = present(await uow.store.request_by_id(row["merged_into"]), "a merged matter's primary")
             status.status = primary["status"]
             status.merged_into = models.Primary(
                 ticket_no=primary["ticket_no"], status=primary["status"],
                 timeline=_steps(await uow.store.timeline_of(primary["request_id"])))
+            followed = primary
+        await tell_the_citizen(deps, uow, status, followed)
     if by_token and actor is not None and actor.has_any(SEES_PERSONAL_DATA):
         status.citizen = models.CitizenSeen(name=row["citizen_name"], phone=row["citizen_phone"],
                                             id_number=row["citizen_id_number"])
         status.description = row["description"]
         status.location = row["location"]
     return status
+
+
+# --- what the citizen is told (issue #27): the receipt's promise, the answer, who handles it --------
+def department_of(town: Town, module: str | None) -> str | None:
+    """A module's name as the town calls it (a module gone from the town's files: its code)."""
+    if module is None:
+        return None
+    found = town.modules.get(module)
+    return found.name if found is not None else module
+
+
+def receipt_facts(town: Town, item: CatalogItem, colour: events.Colour, filed_at: datetime) -> dict[str, Any]:
+    """What the receipt promises at filing: the date (the deadline dispatch will set from the same
+    rules, 承诺办结时限) and the module that will handle it (the item's lead module)."""
+    promised = promises.resolve_by(colour, item, filed_at, town.calendar, town.rules.dispatch)
+    tz = town.calendar.tz
+    return {"filed_at": filed_at.astimezone(tz).isoformat(), "promised_by": promised.astimezone(tz).isoformat(),
+            "handling_module": item.lead_module, "department": department_of(town, item.lead_module)}
+
+
+async def tell_the_citizen(deps: Deps, uow: UnitOfWork, status: models.RequestStatus, followed: Row) -> None:
+    """The status read's answer to the citizen, from the matter it follows (its own, or a merged
+    matter's primary): where it is, whether it may be rated, the answer once completed, the module
+    handling it and the date promised (before dispatch: as the receipt promised)."""
+    town = deps.county.town(followed["town_code"])
+    answer = await uow.store.answer_of(followed["request_id"]) or {}
+    status.stage = rules.citizen_stage(status.status)
+    status.may_rate = rules.may_rate(status.status, status.rating is not None) is None
+    if rules.reply_shown(status.status) and answer.get("reply"):
+        status.reply = answer["reply"]
+        status.replied_at = answer["replied_at"].isoformat()
+    item = town.catalog.get(followed["item_code"]) if town is not None else None
+    status.handling_module = answer.get("handling_module") or (item.lead_module if item else None)
+    if town is None:
+        return
+    status.department = department_of(town, status.handling_module)
+    if answer.get("promised_by") is not None:
+        status.promised_by = answer["promised_by"].astimezone(town.calendar.tz).isoformat()
+    elif item is not None:
+        status.promised_by = receipt_facts(town, item, followed["colour"], followed["filed_at"])["promised_by"]
+
+
+async def record_answer(uow: UnitOfWork, town: Town, request_id: str, at: datetime, *, reply: str | None = None,
+                        module: str | None = None, promised_by: datetime | None = None) -> None:
+    """The parts of the citizen's answer an event of dispatch carries, each unless a newer event set it."""
+    if reply is not None or module is not None or promised_by is not None:
+        await uow.store.save_answer(town.code, uuid.UUID(request_id), at, reply, module, promised_by)
 
 
 async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> models.Rated:
@@ -425,7 +475,8 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -
             source="intake", town_code=town.code, subject=str(request_id),
             correlation_id=str(request_id), time=now))
         body: dict[str, Any] = {"request_id": str(request_id), "ticket_no": ticket_no,
-                                "access_code": access_code, "colour": colour, "status": "filed"}
+                                "access_code": access_code, "colour": colour, "status": "filed",
+                                **receipt_facts(town, filing.item, colour, now)}
         answers.append((201, body))
     await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings])
     duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
@@ -512,6 +563,7 @@ async def follow_task_dispatched(deps: Deps, uow: UnitOfWork, event: events.Task
                        "resolve_by": d.resolve_by.isoformat()}, event.id, status="dispatched")
     for early in early_steps:
         await record_step(uow, town, d.request_id, early["at"], "inspected", early["detail"], early["event_id"])
+    await record_answer(uow, town, d.request_id, d.dispatched_at, module=d.lead_module, promised_by=d.resolve_by)
 
 
 async def follow_task_accepted(deps: Deps, uow: UnitOfWork, event: events.TaskAccepted) -> None:
@@ -535,6 +587,7 @@ async def follow_task_extended(deps: Deps, uow: UnitOfWork, event: events.TaskEx
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, event.time, "extended",
                       {"days": d.days, "resolve_by": d.resolve_by.isoformat()}, event.id)
+    await record_answer(uow, town, d.request_id, event.time, promised_by=d.resolve_by)
 
 
 async def follow_task_completed(deps: Deps, uow: UnitOfWork, event: events.TaskCompleted) -> None:
@@ -542,12 +595,14 @@ async def follow_task_completed(deps: Deps, uow: UnitOfWork, event: events.TaskC
     await record_step(uow, town, d.request_id, d.completed_at, "completed",
                       {"task_id": d.task_id, "on_time": d.on_time}, event.id,
                       status="completed", completed_at=d.completed_at)
+    await record_answer(uow, town, d.request_id, d.completed_at, reply=d.reply)  # none from v1.1
 
 
 async def follow_task_verified(deps: Deps, uow: UnitOfWork, event: events.TaskVerified) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.at, "verified", {"passed": d.passed}, event.id,
                       status="closed" if d.passed else "rework")
+    await record_answer(uow, town, d.request_id, d.at, promised_by=d.resolve_by)  # a rework's new date
 
 
 async def follow_inspection_done(deps: Deps, uow: UnitOfWork, event: events.InspectionDone) -> None:
@@ -570,3 +625,4 @@ async def follow_task_callback(deps: Deps, uow: UnitOfWork, event: events.TaskCa
     await record_step(uow, town, d.request_id, d.at, "callback",
                       {"task_id": d.task_id, "reached": d.reached, "rating": d.rating, "reopened": d.reopened},
                       event.id, status="reopened" if d.reopened else None)
+    await record_answer(uow, town, d.request_id, d.at, promised_by=d.resolve_by if d.reopened else None)

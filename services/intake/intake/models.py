@@ -136,6 +136,11 @@ class Filed(BaseModel):
     access_code: str
     colour: Colour
     status: str
+    # Issue #27, for the receipt (absent from an answer replayed from the previous release).
+    filed_at: str | None = Field(default=None, description="when it was filed, in the town's time zone")
+    promised_by: str | None = Field(default=None, description="the date it is promised by (the dispatch rules' deadline)")
+    handling_module: str | None = Field(default=None, description="the item's lead module, which will handle it")
+    department: str | None = Field(default=None, description="that module's name, as the town calls it")
     possible_duplicates: list[PossibleDuplicate] = Field(
         default_factory=list,
         description="重复件: open matters of the town this one may repeat, newest first, at most 10 (SPEC §10)")
@@ -178,6 +183,17 @@ class RequestStatus(BaseModel):
     rating: str | None
     timeline: list[Step]
     merged_into: Primary | None = None
+    # Issue #27, what the citizen is told (a merged matter: its primary's).
+    stage: str = Field(default="received", description=(
+        "where the matter is, for the citizen: received, handling, answered (completed; the closure "
+        "check is to come) or closed"))
+    may_rate: bool = Field(default=False, description="the citizen may rate it now (once, when completed)")
+    reply: str | None = Field(default=None, description="the answer (答复): what was done or why not, once completed")
+    replied_at: str | None = None
+    handling_module: str | None = Field(default=None, description="the module handling it (the item's lead module until dispatched)")
+    department: str | None = Field(default=None, description="that module's name, as the town calls it")
+    promised_by: str | None = Field(default=None, description=(
+        "the date it is promised by: its task's resolve_by (with extensions); before dispatch, as the receipt promised"))
     citizen: CitizenSeen | None = None
     description: str | None = None
     location: str | None = None

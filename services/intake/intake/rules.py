@@ -181,6 +181,24 @@ def may_rate(status: str, already_rated: bool) -> Refusal | None:
     return None
 
 
+# 办事进度: where a matter is, as the citizen is told (the console says it in words): received and
+# waiting for its department, being handled, answered (completed, the closure check to come; it may
+# be rated), or closed. A returned, reworked or reopened matter is being handled again.
+CITIZEN_STAGES = {"filed": "received", "dispatched": "handling", "in_progress": "handling",
+                  "returned": "handling", "rework": "handling", "reopened": "handling",
+                  "completed": "answered", "closed": "closed"}
+
+
+def citizen_stage(status: str) -> str:
+    return CITIZEN_STAGES.get(status, "handling")
+
+
+def reply_shown(status: str) -> bool:
+    """The answer is the citizen's once the task is completed; while the matter is handled again
+    (rework, reopened) the old answer is withdrawn until the new one comes."""
+    return citizen_stage(status) in ("answered", "closed")
+
+
 # Where a status stands in a matter's life; breaks ties between events stamped at the same moment
 # (topics are consumed side by side, so "completed" may arrive before "dispatched").
 STATUS_ORDER = {"filed": 0, "dispatched": 1, "returned": 2, "in_progress": 2, "completed": 3,

@@ -43,6 +43,8 @@ class IntakeStore(Protocol):
     async def merge_side_for_update(self, ticket_no: str) -> Row | None: ...
     async def set_merged_into(self, request_id: uuid.UUID, into: uuid.UUID | None, at: datetime | None) -> None: ...
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None: ...
+    async def save_answer(self, town_code: str, request_id: uuid.UUID, at: datetime, reply: str | None, module: str | None, promised_by: datetime | None) -> None: ...
+    async def answer_of(self, request_id: uuid.UUID) -> Row | None: ...
 
 
 class UnitOfWork(Protocol):
@@ -58,7 +60,46 @@ class UnitOfWork(Protocol):
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
-class PgStore:
+def _newer(value: str, at: str) -> str:
+    """SET clauses of one part of an answer: the incoming value when it has one, newer than the kept."""
+    newer = f"EXCLUDED.{at} IS NOT NULL AND (request_answers.{at} IS NULL OR request_answers.{at} <= EXCLUDED.{at})"
+    return (f"{value} = CASE WHEN {newer} THEN EXCLUDED.{value} ELSE request_answers.{value} END,"
+            f" {at} = CASE WHEN {newer} THEN EXCLUDED.{at} ELSE request_answers.{at} END")
+
+
+# $1 request, $2 town, $3 reply, $4 module, $5 promised date, $6 the event's moment. A part not given
+# (NULL) gets no moment, so it never wins over what is kept.
+_SAVE_ANSWER = (
+    "INSERT INTO request_answers (request_id, town_code, reply, replied_at, handling_module, handling_since,"  # noqa: S608 - column names are this module's own; every value is a bound parameter
+    " promised_by, promised_at)"
+    " SELECT request_id, town_code, $3::text, CASE WHEN $3::text IS NOT NULL THEN $6::timestamptz END,"
+    " $4::text, CASE WHEN $4::text IS NOT NULL THEN $6::timestamptz END,"
+    " $5::timestamptz, CASE WHEN $5::timestamptz IS NOT NULL THEN $6::timestamptz END"
+    " FROM requests WHERE request_id = $1 AND town_code = $2"
+    " ON CONFLICT (request_id) DO UPDATE SET "
+    + ", ".join(_newer(v, a) for v, a in (("reply", "replied_at"), ("handling_module", "handling_since"),
+                                          ("promised_by", "promised_at"))))
+
+
+class PgAnswers:
+    """The citizen's answer of each matter (issue #27, request_answers): kept apart from PgStore's
+    operations. Each part (the reply, the handling module, the promised date) carries the moment of
+    the event that set it, and only a newer event replaces it: events of several topics arrive in
+    any order."""
+
+    conn: asyncpg.Connection
+
+    async def save_answer(self, town_code: str, request_id: uuid.UUID, at: datetime, reply: str | None,
+                          module: str | None, promised_by: datetime | None) -> None:
+        """The parts an event gives (None: not given) of a town's matter's answer, in one statement;
+        nothing for a matter that is not the town's (or not ours at all)."""
+        await self.conn.execute(_SAVE_ANSWER, request_id, town_code, reply, module, promised_by, at)
+
+    async def answer_of(self, request_id: uuid.UUID) -> Row | None:
+        return await self.conn.fetchrow("SELECT * FROM request_answers WHERE request_id = $1", request_id)
+
+
+class PgStore(PgAnswers):
     """The operations of `IntakeStore` on one connection, inside its caller's transaction."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:

@@ -39,6 +39,7 @@ class Tables:
     wrong_codes: dict[str, list[datetime]] = field(default_factory=dict)
     tasks: dict[str, uuid.UUID] = field(default_factory=dict)
     early_steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    answers: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by request id
 
 
 class FakeStore:
@@ -176,6 +177,23 @@ class FakeStore:
 
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None:
         return self._by_id(request_id)
+
+    async def save_answer(self, town_code: str, request_id: uuid.UUID, at: datetime, reply: str | None,
+                          module: str | None, promised_by: datetime | None) -> None:
+        request = self._by_id(request_id)
+        if request is None or request["town_code"] != town_code:
+            return
+        row = self.tables.answers.setdefault(request_id, {
+            "request_id": request_id, "town_code": town_code, "reply": None, "replied_at": None,
+            "handling_module": None, "handling_since": None, "promised_by": None, "promised_at": None})
+        for column, at_column, value in (("reply", "replied_at", reply), ("handling_module", "handling_since", module),
+                                         ("promised_by", "promised_at", promised_by)):
+            if value is not None and (row[at_column] is None or row[at_column] <= at):
+                row |= {column: value, at_column: at}
+
+    async def answer_of(self, request_id: uuid.UUID) -> Row | None:
+        found = self.tables.answers.get(request_id)
+        return dict(found) if found else None
 
 
 class FakeUnitOfWork:

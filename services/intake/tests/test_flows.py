@@ -269,9 +269,9 @@ def completed(request_id: str, at: datetime) -> events.TaskCompleted:
                                                   resolution="已办结", completed_at=at, on_time=True), at=at)
 
 
-def verified(request_id: str, at: datetime, passed: bool) -> events.TaskVerified:
+def verified(request_id: str, at: datetime, passed: bool, resolve_by: datetime | None = None) -> events.TaskVerified:
     return event(events.TaskVerified, events.TaskVerifiedData(task_id=TASK, request_id=request_id, passed=passed, note="",
-                                                by="s030", at=at), at=at)
+                                                by="s030", at=at, resolve_by=resolve_by), at=at)
 
 
 def inspected(at: datetime) -> events.InspectionDone:
@@ -411,3 +411,95 @@ async def test_an_inspection_after_the_dispatch_steps_the_matter_at_once() -> No
     await follow(db, flows.follow_inspection_done, inspected(minutes(3)))
     assert timeline(db, rid) == [("filed", NOW), ("dispatched", minutes(1)), ("inspected", minutes(3))]
     assert db.tables.early_steps == {} and request(db, ticket)["status"] == "dispatched"
+
+
+# --- what the citizen is told (issue #27) ---------------------------------------------------------
+def _local(moment: datetime) -> str:
+    return moment.astimezone(COUNTY.towns[QINGHE].calendar.tz).isoformat()
+
+
+async def _status(db: FakeDatabase, ticket: dict[str, Any]) -> models.RequestStatus:
+    return await flows.read_status(deps(db, NOW), None, flows.ReadStatus(ticket["ticket_no"], ticket["access_code"]))
+
+
+def answered(request_id: str, at: datetime, reply: str | None) -> events.TaskCompleted:
+    return event(events.TaskCompleted, events.TaskCompletedData(
+        task_id=TASK, request_id=request_id, by="s017", resolution="已办结", completed_at=at, on_time=True,
+        reply=reply), at=at)
+
+
+async def test_the_receipt_names_the_filing_time_the_promised_date_and_the_department() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)  # S001 新生儿落户: 3 working days, led by the police station
+    town = COUNTY.towns[QINGHE]
+    assert ticket["filed_at"] == "2027-03-15T09:00:00+08:00"
+    assert ticket["promised_by"] == _local(town.calendar.deadline(NOW, "3wd"))
+    assert ticket["promised_by"] > ticket["filed_at"]
+    assert (ticket["handling_module"], ticket["department"]) == ("police", "派出所")
+    red = await file(db, colour="red", location="另一处")  # red: the town's red limit, sooner than the item's
+    assert red["promised_by"] == _local(town.calendar.deadline(NOW, town.rules.dispatch.resolve_by_red))
+    assert red["promised_by"] < ticket["promised_by"]
+
+
+async def test_the_citizen_reads_the_answer_the_department_and_the_promised_date() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    view = await _status(db, ticket)  # before dispatch: as the receipt promised
+    assert (view.stage, view.may_rate, view.reply) == ("received", False, None)
+    assert (view.department, view.promised_by) == ("派出所", ticket["promised_by"])
+    # An extension reaching intake before the dispatch it follows (two topics): the newer date stays.
+    extended_by = minutes(4) + timedelta(days=8)
+    await follow(db, flows.follow_task_extended, event(events.TaskExtended, events.TaskExtendedData(
+        task_id=TASK, request_id=rid, days=3, reason="r", approved_by="s030", resolve_by=extended_by), at=minutes(4)))
+    await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))  # lead module: social
+    view = await _status(db, ticket)
+    assert (view.stage, view.handling_module, view.department) == ("handling", "social", "社会事务办公室")
+    assert view.promised_by == _local(extended_by) and not view.may_rate
+    await follow(db, flows.follow_task_completed, answered(rid, minutes(5), "已为您办理落户，请携带户口簿到派出所领取。"))
+    view = await _status(db, ticket)
+    assert (view.stage, view.may_rate) == ("answered", True)
+    assert view.reply == "已为您办理落户，请携带户口簿到派出所领取。" and view.replied_at == minutes(5).isoformat()
+    # A failed closure check withdraws the answer until the next one; the next completion gives it.
+    await follow(db, flows.follow_task_verified, verified(rid, minutes(6), passed=False,
+                                                         resolve_by=minutes(6) + timedelta(days=2)))
+    view = await _status(db, ticket)
+    assert (view.stage, view.may_rate, view.reply) == ("handling", False, None)
+    assert view.promised_by == _local(minutes(6) + timedelta(days=2))  # the rework's date
+    await follow(db, flows.follow_task_completed, answered(rid, minutes(8), "已补齐材料并办结。"),
+                 answered(rid, minutes(7), "更早的答复"))  # an older completion arriving late changes nothing
+    await follow(db, flows.follow_task_verified, verified(rid, minutes(9), passed=True))
+    view = await _status(db, ticket)
+    assert (view.stage, view.may_rate, view.reply) == ("closed", True, "已补齐材料并办结。")
+    await flows.rate(deps(db, NOW), None, flows.RateMatter(ticket["ticket_no"], ticket["access_code"], "satisfied"))
+    assert not (await _status(db, ticket)).may_rate  # once
+    # An unsatisfied callback reopens it with a new promised date.
+    await follow(db, flows.follow_task_callback, event(events.TaskCallback, events.TaskCallbackData(
+        task_id=TASK, request_id=rid, reached=True, rating="unsatisfied", by="s030", at=minutes(10), reopened=True,
+        resolve_by=minutes(10) + timedelta(days=3)), at=minutes(10)))
+    view = await _status(db, ticket)
+    assert (view.stage, view.reply, view.promised_by) == ("handling", None, _local(minutes(10) + timedelta(days=3)))
+
+
+async def test_a_completion_of_the_previous_release_has_no_answer_and_another_towns_event_none_of_ours() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    await follow(db, flows.follow_task_completed, answered(rid, minutes(5), None))
+    view = await _status(db, ticket)
+    assert (view.stage, view.reply, view.may_rate) == ("answered", None, True)
+    async with db.unit_of_work() as uow:  # a Bailu event naming a Qinghe matter sets nothing
+        await flows.record_answer(uow, COUNTY.towns[BAILU], rid, minutes(6), reply="不是本镇的")
+    assert (await _status(db, ticket)).reply is None
+
+
+async def test_a_merged_matter_is_answered_with_its_primarys_answer() -> None:
+    db = FakeDatabase()
+    primary, duplicate = await file(db), await file(db)
+    await flows.merge(deps(db, NOW), COMMAND, flows.MergeMatter(duplicate["ticket_no"], primary["ticket_no"]))
+    view = await _status(db, duplicate)
+    assert view.merged_into is not None and (view.stage, view.may_rate) == ("received", False)
+    await follow(db, flows.follow_task_dispatched, dispatched(primary["request_id"], minutes(1)))
+    await follow(db, flows.follow_task_completed, answered(primary["request_id"], minutes(5), "已办结"))
+    view = await _status(db, duplicate)
+    assert (view.stage, view.may_rate, view.reply, view.department) == ("answered", True, "已办结", "社会事务办公室")

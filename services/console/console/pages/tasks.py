@@ -98,7 +98,7 @@ async def act(request: Request, task_id: str, action: str) -> Response:
     person, form = await acting_form(request, "tasks", action, ACTIONS)
     body: dict[str, Any] | None = {
         "accept": None,
-        "complete": {"resolution": str(form.get("resolution", ""))},
+        "complete": {"resolution": str(form.get("resolution", "")), "reply": str(form.get("reply", ""))},
         "return": {"reason": str(form.get("reason", ""))},
         "extend": {"days": str(form.get("days", "")), "reason": str(form.get("reason", ""))},
     }[action]
