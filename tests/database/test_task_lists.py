@@ -206,9 +206,9 @@ def p95(samples: list[float]) -> float:
 @pytest.mark.timeout(600)
 async def test_a_county_year_every_search_and_filter_on_an_index_within_budget(postgres: Postgres,
                                                                             tmp_path: Path) -> None:
-    """The year is loaded before migration 010 and the migration run on it, as an upgrade would
+    """The year is loaded before migration 011 and the migration run on it, as an upgrade would
     (and building the indexes after the rows is quicker than keeping them while loading)."""
-    pool = await database_before(postgres, MIGRATIONS, "010", tmp_path)
+    pool = await database_before(postgres, MIGRATIONS, "011", tmp_path)
     try:
         await a_county_year(pool)
     finally:
@@ -219,10 +219,10 @@ async def a_county_year(pool: asyncpg.Pool) -> None:
     started = time.perf_counter()
     await pool.execute(LOAD, TOWNS, NOW)
     loaded = time.perf_counter()
-    assert "dispatch/010_task_lists.sql" in await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+    assert "dispatch/011_task_lists.sql" in await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
     await pool.execute("VACUUM ANALYZE tasks")
     assert await pool.fetchval("SELECT count(*) FROM tasks") == 60 * PER_TOWN
-    print(f"\nloaded {60 * PER_TOWN:,} tasks in {loaded - started:.0f} s; migration 010's indexes built in"
+    print(f"\nloaded {60 * PER_TOWN:,} tasks in {loaded - started:.0f} s; migration 011's indexes built in"
           f" {time.perf_counter() - loaded:.0f} s")
     slow = {}
     for name, search in SEARCHES.items():

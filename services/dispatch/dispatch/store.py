@@ -143,7 +143,7 @@ class TaskSearch:
 def task_search_where(towns: Sequence[str], search: TaskSearch, now: datetime) -> tuple[str, list[Any]]:
     """The WHERE clause of a task search and its arguments: every filter a bound parameter; the
     statuses of a phase and of `overdue` written out from the rules' constants, so the planner can
-    match the partial and status indexes (migration 010)."""
+    match the partial and status indexes (migration 011)."""
     where: list[str] = []
     args: list[Any] = []
 
