@@ -130,6 +130,13 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("dispatch", "GET", "/v1/tasks"): {  # ?town=
         STAFF: (200, 404), APPRAISER: (200, 404), STATION: (403, 403), READER: (200, 200),
         COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "GET", "/v1/task-search"): {  # ?town=: the task lists' search (issue #27)
+        STAFF: (200, 404), APPRAISER: (200, 404), STATION: (403, 403), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "GET", "/v1/extensions"): {  # ?town=: the extension requests waiting
+        COMMAND: (200, 404), STAFF: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "GET", "/v1/holders"): {  # ?town=: the redispatch picker's holders and loads
+        COMMAND: (200, 404), STAFF: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "GET", "/v1/tasks/{task_id}"): {
         COMMAND: (200, 404), STAFF: (200, 404), APPRAISER: (200, 404), TOWN_ADMIN: (200, 404),
         STATION: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
@@ -321,7 +328,8 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
                                                                      "note": "回访满意"},
                         who={"assignee": r["assignee"]})
         case "/v1/catalog" | "/v1/tasks" | "/v1/board" | "/v1/inspections" | "/v1/cases" | "/v1/plans" \
-                | "/v1/inspections/alerts":
+                | "/v1/inspections/alerts" | "/v1/task-search" | "/v1/extensions" \
+                | "/v1/holders":
             return Call(route[2], params=by_town)
         case "/v1/tasks/{task_id}" | "/v1/tasks/{task_id}/accept" | "/v1/tasks/{task_id}/extension/approve" \
                 | "/v1/tasks/{task_id}/extension/refuse":

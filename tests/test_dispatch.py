@@ -348,3 +348,43 @@ async def test_tasks_list_filters_and_the_board_counts(stack: Stack, intake: Api
     assert board["counts"]["orange"]["dispatched"] >= 1
     assert (await dispatch.call("GET", "/v1/board", as_=("s019", "staff"))).status_code == 403
     assert (await dispatch.call("GET", "/v1/tasks")).status_code == 401
+
+
+async def test_task_search_finds_by_ticket_and_place_pages_with_a_total_and_lists_pending_extensions(
+        stack: Stack, intake: Api, dispatch: Api) -> None:
+    """任务查询 (issue #27) through the API: a ticket's beginning, a place's text, the filters, a
+    page with the total; the extension requests waiting; a wrong filter refused with its field."""
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    place = f"青禾村{uuid.uuid4().hex[:6]}号"
+    matters = [await file_matter(intake, item_code="S014", colour="orange", location=place) for _ in range(3)]
+    tasks = [await task_of(dispatch, m["request_id"]) for m in matters]
+    found = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params={"q": place, "limit": 2})).json()
+    assert found["total"] == 3 and found["limit"] == 2 and len(found["tasks"]) == 2
+    rest = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND,
+                                params={"q": place, "limit": 2, "offset": 2})).json()
+    assert rest["total"] == 3  # the second page holds the third: each task on one page
+    assert sorted(t["task_id"] for t in found["tasks"] + rest["tasks"]) == sorted(t["task_id"] for t in tasks)
+    by_ticket = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND,
+                                     params={"q": matters[1]["ticket_no"], "colour": "orange", "phase": "open"})).json()
+    assert [t["task_id"] for t in by_ticket["tasks"]] == [tasks[1]["task_id"]]
+    none = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params={"q": place, "phase": "ended"})).json()
+    assert none == {"total": 0, "offset": 0, "limit": 50, "tasks": []}
+
+    assert (await act(dispatch, tasks[2], "extend", {"days": 2, "reason": "需补充材料"})).status_code == 202
+    pending = (await dispatch.call("GET", "/v1/extensions", as_=COMMAND)).json()
+    assert {"task_id": tasks[2]["task_id"], "days": 2, "reason": "需补充材料"}.items() <= next(
+        e for e in pending if e["task_id"] == tasks[2]["task_id"]).items()
+    assert (await dispatch.call("GET", "/v1/extensions", as_=("s019", "staff"))).status_code == 403
+
+    # The redispatch picker: the task's post's holders, its assignee with the open tasks they hold.
+    holders = (await dispatch.call("GET", "/v1/holders", as_=COMMAND)).json()
+    of_post = [h for h in holders if h["post"] == tasks[0]["post"]]
+    assert [h["slot"] for h in of_post] == ["A", "B", "leader"] and sum(h["takes_next"] for h in of_post) == 1
+    held = next(h for h in of_post if h["staff_id"] == tasks[0]["assignee"])["open_tasks"]
+    assert held >= sum(t["assignee"] == tasks[0]["assignee"] for t in tasks)
+
+    for params, field in (({"colour": "purple"}, "colour"), ({"status": "lost"}, "status"),
+                          ({"colours": "red"}, "colours"), ({"limit": "0"}, "limit")):
+        refused = await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params=params)
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["field"] == field and refused.json()["code"].startswith("value."), refused.json()

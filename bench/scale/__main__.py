@@ -69,6 +69,12 @@ def read_values(first: history.TownMonth) -> dict[str, str]:
         "inspection_id": inspection.inspection_id, "case_id": case.case_id,  # type: ignore[attr-defined]
         "plan_id": first.plan.subject, "subject_type": "staff", "subject_id": task.assignee,  # type: ignore[attr-defined]
         "matter_off": "off",  # the task page without its matter (issue #27: the same page both ways)
+        # The task lists' representative searches (reads.SEARCHES): a ticket's beginning (the
+        # town and the day), a place's text, a village, an item, a colour, a status.
+        "search_ticket": matter.ticket_no[:17], "search_place": task.location.split("-")[-1],  # type: ignore[attr-defined]
+        "search_village": task.village, "search_item": task.item_code,  # type: ignore[attr-defined]
+        "search_colour": "red", "search_status": "returned", "search_open": "open", "search_ended": "ended",
+        "search_yes": "true",
     }
 
 

@@ -63,6 +63,8 @@ VISITS: dict[str, list[Visit]] = {
                                Visit("command_centre", query={"matter": "matter_off"}, label=WITHOUT_MATTER)],
     "/tasks": [Visit("assignee")],
     "/tasks/{task_id}": [Visit("assignee")],
+    "/board/export.csv": [Visit("command_centre")],
+    "/tasks/export.csv": [Visit("assignee")],
     "/intake": [Visit("clerk")],
     # The empty form, and the lookup a citizen posts (ticket and access code never in the address).
     # Intake refuses a ticket for an hour after 10 wrong codes, and on the empty system every code

@@ -16,16 +16,35 @@ import httpx
 SKIPPED = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/asyncapi.json"}
 
 
+# Reads timed more than once, each time with another representative search (issue #27's task
+# lists): the search's name -> parameter -> the name of its value in the harness's values. Each is
+# a read of its own (`dispatch GET /v1/task-search [village open]`), besides the plain one.
+SEARCHES: dict[tuple[str, str], dict[str, dict[str, str]]] = {
+    ("dispatch", "/v1/task-search"): {
+        "ticket": {"q": "search_ticket"},
+        "place": {"q": "search_place"},
+        "village open": {"village": "search_village", "phase": "search_open"},
+        "item ended": {"item": "search_item", "phase": "search_ended"},
+        "assignee open": {"assignee": "subject_id", "phase": "search_open"},
+        "red overdue": {"colour": "search_colour", "overdue": "search_yes"},
+        "returned": {"status": "search_status"},
+        "reopened": {"reopened": "search_yes"},
+        "second page": {"offset": "search_offset"},
+    },
+}
+
+
 @dataclass(frozen=True)
 class Read:
     service: str
     path: str           # the route as the OpenAPI document names it
     url: str            # with its path parameters filled in
     params: dict[str, str]
+    search: str = ""    # one of SEARCHES, or the plain read
 
     @property
     def name(self) -> str:
-        return f"{self.service} GET {self.path}"
+        return f"{self.service} GET {self.path}" + (f" [{self.search}]" if self.search else "")
 
 
 class MissingParameter(LookupError):
@@ -66,6 +85,11 @@ async def read_routes(client: httpx.AsyncClient, service: str, base: str,
             else:
                 params[name] = value
         reads.append(Read(service, path, base + url, params))
+        for search, wanted in SEARCHES.get((service, path), {}).items():
+            given = {**values, "search_offset": "50"}
+            if missing := [v for v in wanted.values() if v not in given]:
+                raise MissingParameter(f"{service} GET {path} [{search}]: no value for {missing}")
+            reads.append(Read(service, path, base + url, params | {k: given[v] for k, v in wanted.items()}, search))
     return reads
 
 

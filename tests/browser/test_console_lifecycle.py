@@ -5,6 +5,7 @@ alerts with the proposed inspection, and the monthly bulletin's download."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Any
@@ -231,3 +232,76 @@ async def test_the_monthly_bulletin_link_asks_appraisal(people: People, county_s
         await expect(office.get_by_role("alert")).to_contain_text("的月度通报")
         await expect(office.get_by_role("heading", name="月度通报")).to_be_visible()
         await assert_accessible(office, "a bulletin not there")
+
+
+async def test_the_board_finds_tasks_by_place_and_colour_pages_them_in_the_address_and_exports_them(
+        people: People, county_stack: Stack) -> None:
+    """任务查询 (issue #27): 21 matters at a place no other test uses are found by a part of it and
+    their colour, in two pages whose addresses are the list's; the spreadsheet holds all 21."""
+    place = f"青禾村{uuid.uuid4().hex[:6]}号路灯"
+    intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
+    filed = await asyncio.gather(*(intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"{place}{n}米"))
+                                   for n in range(21)))
+    assert [f.status_code for f in filed] == [201] * 21, [f.text for f in filed if f.status_code != 201]
+
+    async def dispatched() -> dict[str, Any] | None:
+        found = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params={"q": place})).json()
+        return found if found["total"] == 21 else None
+
+    colour = (await eventually(dispatched, what="the 21 tasks dispatched"))["tasks"][0]["colour"]
+    board = await people.signed_in("qh-s030")
+    await board.goto("/board")
+    search = board.get_by_test_id("task-search")
+    await search.get_by_label("查找").fill(place)
+    await search.get_by_label("颜色").select_option(label={"red": "红", "orange": "橙", "yellow": "黄"}[colour])
+    await search.get_by_role("button", name="查询").click()
+    await expect(board).to_have_url(re.compile(rf"/board\?.*colour={colour}"))
+    await expect(board.get_by_test_id("found-total")).to_have_text("21")
+    await expect(board.get_by_test_id("found").locator("tr[data-ticket]")).to_have_count(20)
+    await expect(board.get_by_test_id("found")).to_contain_text("新生儿落户")  # the item by its name
+    await assert_accessible(board, "the board's search found")
+
+    await board.get_by_test_id("pager").get_by_role("link", name="下一页").click()
+    await expect(board).to_have_url(re.compile(r"page=2"))
+    await expect(board.get_by_test_id("found").locator("tr[data-ticket]")).to_have_count(1)
+    await board.reload()  # the address is the list
+    await expect(board.get_by_test_id("found").locator("tr[data-ticket]")).to_have_count(1)
+
+    async with board.expect_download() as downloading:
+        await board.get_by_test_id("export").click()
+    download = await downloading.value
+    content = (await download.path()).read_bytes()
+    assert content.startswith(b"\xef\xbb\xbf") and download.suggested_filename == f"tasks-{QINGHE}.csv"
+    lines = content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("受理编号,颜色,事项,村（社区）") and len(lines) == 22
+    assert all(place in line for line in lines[1:])
+
+
+async def test_a_returned_task_shows_its_reason_and_is_redispatched_from_the_picker(
+        people: People, county_stack: Stack) -> None:
+    """The board lists a returned task with its reason; the command centre picks the post's B
+    holder by name (with their load) instead of typing an id, and the task is theirs."""
+    intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
+    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().hex[:6]}号"))
+    assert filed.status_code == 201, filed.text
+    task = await task_of(dispatch, filed.json()["request_id"])
+    returned = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/return", as_=(task["assignee"], "staff"),
+                                   json={"reason": "不属本岗职责，应由村镇规划建设站办理"})
+    assert returned.status_code == 200, returned.text
+    holders = (await dispatch.call("GET", "/v1/holders", as_=COMMAND)).json()
+    b_holder = next(h for h in holders if h["post"] == task["post"] and h["slot"] == "B")["staff_id"]
+
+    board = await people.signed_in("qh-s030")
+    await board.goto("/board")
+    row = board.locator(f"#returned-{task['task_id']}")
+    await expect(row.get_by_test_id("return-reason")).to_have_text("不属本岗职责，应由村镇规划建设站办理")
+    picker = row.get_by_test_id("redispatch-picker")
+    await expect(picker.locator(f"option[value='assignee:{b_holder}']")).to_contain_text(re.compile(r"B岗 · 在办\d+"))
+    await assert_accessible(board, "a returned task and its picker")
+    await picker.select_option(f"assignee:{b_holder}")
+    await row.get_by_role("button", name="改派").click()
+    await expect(board.get_by_role("status")).to_have_text("已提交。")
+    await expect(board.locator(f"#returned-{task['task_id']}")).to_have_count(0)
+    found = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params={"q": task["ticket_no"]})).json()
+    assert {(t["status"], t["assignee"]) for t in found["tasks"]} == {("redispatched", task["assignee"]),
+                                                                      ("dispatched", b_holder)}

@@ -127,9 +127,9 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     assert set(await _times_in(board, "main")) <= deadlines | {"2026-12-07 08:50", "2026-12-07 08:12"}
     await assert_accessible(board, "a task called back")
 
-    # 我的任务 of the assignee: the same deadlines.
+    # 我的任务 of the assignee: the same deadlines (the task has ended: under 已结, item 6).
     assignee = await people.signed_in(f"qh-{task['assignee']}")
-    await assignee.goto("/tasks")
+    await assignee.goto("/tasks?phase=ended")
     card = f"#task-{task['task_id']}"
     await expect(assignee.locator(f"{card} [data-testid=respond-by]")).to_have_text(local(task["respond_by"]))
     await expect(assignee.locator(f"{card} [data-testid=resolve-by]")).to_have_text(local(task["resolve_by"]))

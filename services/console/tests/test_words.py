@@ -74,9 +74,16 @@ def _board(at: str) -> httpx.Response:
     return httpx.Response(200, json={"at": at, "counts": {}, "overdue": [], "escalated": [], "returned": [TASK]})
 
 
+def _lists(request: httpx.Request, tasks: list[dict[str, str]]) -> httpx.Response:
+    """Dispatch's task lists: the search's page, no extension waiting, the plain list."""
+    if request.url.path == "/v1/task-search":
+        return httpx.Response(200, json={"total": len(tasks), "offset": 0, "limit": 50, "tasks": tasks})
+    return httpx.Response(200, json=[] if request.url.path in ("/v1/extensions", "/v1/holders") else tasks)
+
+
 async def test_the_board_shows_its_times_on_the_towns_clock_and_its_staff_by_name() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
-        return _board(BOARD_AT) if request.url.path == "/v1/board" else httpx.Response(200, json=[TASK])
+        return _board(BOARD_AT) if request.url.path == "/v1/board" else _lists(request, [TASK])
 
     async for browser, _ in _console(answer, [], COMMAND):
         got = await browser.get("/board/live")
@@ -88,7 +95,7 @@ async def test_the_board_shows_its_times_on_the_towns_clock_and_its_staff_by_nam
 
 async def test_a_time_the_console_cannot_read_is_shown_as_given_not_a_failure() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
-        return _board("not a time") if request.url.path == "/v1/board" else httpx.Response(200, json=[])
+        return _board("not a time") if request.url.path == "/v1/board" else _lists(request, [])
 
     async for browser, _ in _console(answer, [], COMMAND):
         got = await browser.get("/board/live")

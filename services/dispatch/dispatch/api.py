@@ -27,13 +27,17 @@ from .models import (
     ExtensionAsked,
     ExtensionDecided,
     ExtensionRequest,
+    HolderSeen,
     OffPost,
     OffPostRegistered,
+    PendingExtension,
     Redispatch,
     Resolution,
     Returned,
     ReturnReason,
     TaskDetail,
+    TaskPage,
+    TaskQuery,
     TaskView,
     Verification,
 )
@@ -185,6 +189,28 @@ async def list_tasks(
     """The caller's town's tasks; the county roles see every town's, or `town`'s."""
     return await flows.list_tasks(deps, principal, flows.TaskFilter(
         town, assignee, module, status, colour, overdue, request_id, limit))
+
+
+@router.get("/v1/task-search", response_model=TaskPage, responses=responses(*TOWNS_READ))
+async def search_tasks(deps: Dependencies, principal: Reader, query: Annotated[TaskQuery, Query()]) -> TaskPage:
+    """任务查询 (issue #27): the caller's town's tasks (the county roles: every town's, or `town`'s)
+    that a search (`q`: a ticket number's beginning, or text of the location or target) and the
+    filters find, a page at a time (`offset`, `limit`), newest dispatched first, with the total.
+    The matter's description stays in intake (see docs/api.md)."""
+    return await flows.search_tasks(deps, principal, query)
+
+
+@router.get("/v1/extensions", response_model=list[PendingExtension], responses=responses(*TOWNS_READ))
+async def pending_extensions(deps: Dependencies, principal: CommandCentre, town: Town = None) -> list[PendingExtension]:
+    """延期申请 waiting for the command centre's decision, oldest first, with their tasks' facts."""
+    return await flows.pending_extensions(deps, principal, town)
+
+
+@router.get("/v1/holders", response_model=list[HolderSeen], responses=responses(*TOWNS_READ))
+async def holders(deps: Dependencies, principal: CommandCentre, town: Town = None) -> list[HolderSeen]:
+    """Who may take each post's tasks (A, B, the module's leader) with their open tasks, cap and
+    whether they are off post now, and who a new task would go to: the redispatch picker."""
+    return await flows.holders(deps, principal, town)
 
 
 @router.get("/v1/tasks/{task_id}", response_model=TaskDetail, responses=responses(*CALLER, TASK_NOT_FOUND))

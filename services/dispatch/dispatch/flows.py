@@ -25,6 +25,7 @@ from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import Town
+from townflow_shared.views import plain
 
 from . import refusals, rules, store
 from .models import (
@@ -36,10 +37,14 @@ from .models import (
     ExtensionAsked,
     ExtensionDecided,
     ExtensionSeen,
+    HolderSeen,
     OffPostRegistered,
+    PendingExtension,
     Returned,
     SupervisionSeen,
     TaskDetail,
+    TaskPage,
+    TaskQuery,
     TaskView,
     task_view,
 )
@@ -619,3 +624,51 @@ async def board(deps: Deps, actor: Principal, town: str | None) -> Board:
     return Board(at=now, counts=counts, overdue=brief(await store.overdue_tasks(pool, towns, now)),
                  escalated=brief(await store.escalated_tasks(pool, towns)),
                  returned=brief(await store.returned_queue(pool, towns)))
+
+
+# --- the task lists (issue #27) ------------------------------------------------------------------
+PENDING_EXTENSIONS_MAX = 200
+
+
+async def search_tasks(deps: Deps, actor: Principal, query: TaskQuery) -> TaskPage:
+    """A page of the tasks of the caller's town (a county role's: every town's, or `town`'s) that
+    the search and filters find, with the total."""
+    towns = [t.code for t in towns_to_read(deps.county, actor, query.town)]
+    now = deps.clock.now()
+    search = store.TaskSearch(q=query.q, item=query.item, village=query.village, assignee=query.assignee,
+                              module=query.module, status=query.status, colour=query.colour, phase=query.phase,
+                              overdue=query.overdue, reopened=query.reopened)
+    rows, total = await store.search_tasks(deps.database.pool, towns, search, now=now, offset=query.offset,
+                                           limit=query.limit)
+    return TaskPage(total=total, offset=query.offset, limit=query.limit,
+                    tasks=[TaskView.of(r, now, _tz(deps, r["town_code"])) for r in rows])
+
+
+async def pending_extensions(deps: Deps, actor: Principal, town: str | None) -> list[PendingExtension]:
+    """The extension requests waiting for the command centre's decision, oldest first."""
+    towns = [t.code for t in towns_to_read(deps.county, actor, town)]
+    rows = await store.pending_extensions(deps.database.pool, towns, PENDING_EXTENSIONS_MAX)
+    return [PendingExtension.model_validate(plain(r, _tz(deps, r["town_code"]))) for r in rows]
+
+
+async def holders(deps: Deps, actor: Principal, town: str | None) -> list[HolderSeen]:
+    """Every post's eligible holders (rules.eligible_holders) in the caller's town (the county
+    roles: every town, or `town`), each with the open tasks they hold and whether they are off
+    post now: what the command centre picks from to redispatch."""
+    pool = deps.database.pool
+    towns = towns_to_read(deps.county, actor, town)
+    codes = [t.code for t in towns]
+    now = deps.clock.now()
+    loads = await store.open_task_loads(pool, codes)
+    away = await store.off_post_now(pool, codes, now)
+    seen = []
+    for each in towns:
+        mine = {staff: n for (code, staff), n in loads.items() if code == each.code}
+        off = {staff for code, staff in away if code == each.code}
+        eligible = rules.eligible_holders(each)
+        next_of = {post: rules.takes_next(eligible, post, mine, off) for post in each.posts}
+        seen += [HolderSeen(town_code=each.code, post=h.post, slot=h.slot, staff_id=h.staff_id,  # type: ignore[arg-type]
+                            open_tasks=mine.get(h.staff_id, 0), cap=h.cap, off_post=h.staff_id in off,
+                            takes_next=next_of[h.post] == h)
+                 for h in eligible]
+    return seen

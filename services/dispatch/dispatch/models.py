@@ -252,3 +252,76 @@ class Board(Answer):
     overdue: list[BoardTask]
     escalated: list[BoardTask]
     returned: list[BoardTask]
+
+
+# --- the task lists (issue #27) --------------------------------------------------------------------
+SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX = 50, 200
+SEARCH_OFFSET_MAX = 100_000  # beyond a county-year of one town's tasks many times over
+TaskStatus = Literal["dispatched", "accepted", "rework", "completed", "returned", "closed", "merged", "redispatched"]
+FilterCode = Annotated[Identifier, Field(max_length=64)]
+
+
+class TaskQuery(BaseModel):
+    """A search of the task list and its filters, all from the address. Every member is checked:
+    an unknown colour, status or phase, a malformed number, or a parameter the list does not take
+    is refused (422, its code and field)."""
+
+    model_config = ConfigDict(extra="forbid")
+    town: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9]{9}$"},
+                             description="a county role's town; a town's staff read their own")
+    q: Annotated[Text, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description="digits (and dashes), 4 or more: a ticket number (its beginning from a town's code,"
+        " else a part); other text: in the location or target")
+    item: FilterCode | None = Field(default=None, description="an item's code (事项)")
+    village: FilterCode | None = Field(default=None, description="a village's code")
+    assignee: FilterCode | None = Field(default=None, description="a staff id")
+    module: FilterCode | None = Field(default=None, description="the lead module's code")
+    status: TaskStatus | None = None
+    colour: Colour | None = None
+    phase: Literal["open", "ended"] | None = Field(
+        default=None, description="open (在办: every status but closed, merged, redispatched) or ended (已结)")
+    overdue: bool | None = Field(default=None, description="open and past resolve_by (or not)")
+    reopened: bool | None = Field(default=None, description="reopened after an unsatisfied callback (重办)")
+    offset: int = Field(default=0, ge=0, le=SEARCH_OFFSET_MAX)
+    limit: int = Field(default=SEARCH_PAGE_DEFAULT, ge=1, le=SEARCH_PAGE_MAX)
+
+
+class TaskPage(Answer):
+    """One page of the tasks a search finds, newest dispatched first, and how many it finds in all."""
+
+    total: int
+    offset: int
+    limit: int
+    tasks: list[TaskView]
+
+
+class PendingExtension(Answer):
+    """An extension request waiting for the command centre, with its task's facts."""
+
+    extension_id: uuid.UUID
+    task_id: uuid.UUID
+    town_code: str
+    ticket_no: str
+    item_code: str
+    village: str
+    colour: Colour
+    assignee: str
+    status: str
+    resolve_by: datetime
+    days: int
+    reason: str
+    requested_by: str
+    requested_at: datetime
+
+
+class HolderSeen(Answer):
+    """Who may take a post's task, with their load now (the redispatch picker, issue #27)."""
+
+    town_code: str
+    post: str
+    slot: Literal["A", "B", "leader"]
+    staff_id: str
+    open_tasks: int = Field(description="open tasks (dispatched, accepted, rework) held in the town")
+    cap: int | None = Field(description="the post's load cap; none for the module's leader")
+    off_post: bool = Field(description="registered off post now")
+    takes_next: bool = Field(description="the one a new task of the post would go to now")

@@ -3,6 +3,7 @@ refuses returns the refusal (a code of refusals.py with its params), for the com
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -212,3 +213,65 @@ def callback_refusal(status: str, called_back: bool) -> Refusal | None:
 def callback_reopens(reached: bool, rating: Rating | None) -> bool:
     """重办: an unsatisfied citizen's matter is worked on again by the same assignee."""
     return reached and rating == "unsatisfied"
+
+
+# --- the task lists (issue #27): what a search and its filters mean --------------------------------
+# Every status a task has; a list filters on these only (another value is refused, 422).
+TASK_STATUSES = ("dispatched", "accepted", "rework", "completed", "returned", "closed", "merged", "redispatched")
+# 已结: a task that has ended, for good or handed on. Every other status is 在办 — a returned task
+# waits for the command centre, a completed one for its closure check.
+ENDED_STATUSES = ("closed", "merged", "redispatched")
+PHASES = {"open": tuple(s for s in TASK_STATUSES if s not in ENDED_STATUSES), "ended": ENDED_STATUSES}
+_TICKET_TEXT = re.compile(r"[0-9][0-9-]{3,}")
+
+
+def ticket_search(text: str, towns: Collection[str]) -> tuple[str, bool] | None:
+    """A search of digits (and a ticket number's dashes), four digits or more, is a ticket number.
+    Starting as one of `towns`' codes does, it is the beginning of one, with the dashes where
+    intake writes them (`321003104-20261123-00002`) whether typed or not — an index finds it in
+    any town; otherwise a part of one (a day, a sequence), its digits looked for without the
+    dashes. The text to look for and whether it is the beginning; None for any other text."""
+    if not _TICKET_TEXT.fullmatch(text) or sum(c.isdigit() for c in text) < 4:
+        return None
+    digits = text.replace("-", "")
+    if any(code.startswith(digits[:9]) for code in towns):
+        return "-".join(part for part in (digits[:9], digits[9:17], digits[17:]) if part), True
+    return digits, False
+
+
+def like_pattern(text: str) -> str:
+    """`text` for SQL LIKE, its wildcards taken literally (the escape character is `\\`)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# --- who may take a post's task (issue #27: redispatch with a picker) ------------------------------
+@dataclass(frozen=True)
+class Holder:
+    """One of the people dispatch's rules give a post's tasks: its A or B holder (up to the post's
+    load cap) or its module's leader (the last resort, no cap)."""
+
+    post: str
+    slot: AssignedVia  # A, B or leader
+    staff_id: str
+    cap: int | None
+
+
+def eligible_holders(town: Town) -> list[Holder]:
+    """Every post's holders in the order `assign` tries them, post by post (a person holding two
+    posts is listed under each)."""
+    holders = []
+    for post in town.posts.values():
+        cap = town.load_cap(post)
+        holders += [Holder(post.code, "A", post.a_holder, cap), Holder(post.code, "B", post.b_holder, cap),
+                    Holder(post.code, "leader", town.modules[post.module].leader, None)]
+    return holders
+
+
+def takes_next(holders: list[Holder], post: str, loads: dict[str, int], off_post: set[str]) -> Holder | None:
+    """Which of the post's holders a task of the post would go to now, as `assign` decides: the
+    first neither off post nor at the cap; the leader otherwise."""
+    for holder in (h for h in holders if h.post == post):
+        if holder.slot == "leader" or (holder.staff_id not in off_post
+                                       and loads.get(holder.staff_id, 0) < (holder.cap or 0)):
+            return holder
+    return None

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias
 
@@ -16,6 +17,7 @@ from townflow_shared.db import Database
 from townflow_shared.events import Envelope, RequestFiledData
 from townflow_shared.outbox import enqueue
 
+from . import rules
 from .rules import OPEN_STATUSES
 
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -120,6 +122,119 @@ async def list_tasks(db: Db, towns: Sequence[str], *, now: datetime, assignee: s
     sql += " WHERE " + " AND ".join(where)  # the town is always one of them
     sql += f" ORDER BY dispatched_at DESC LIMIT ${len(args)}"
     return await db.fetch(sql, *args)
+
+
+@dataclass(frozen=True)
+class TaskSearch:
+    """A task list's search and filters as the store reads them (flows builds it from TaskQuery)."""
+
+    q: str | None = None
+    item: str | None = None
+    village: str | None = None
+    assignee: str | None = None
+    module: str | None = None
+    status: str | None = None
+    colour: str | None = None
+    phase: str | None = None
+    overdue: bool | None = None
+    reopened: bool | None = None
+
+
+def task_search_where(towns: Sequence[str], search: TaskSearch, now: datetime) -> tuple[str, list[Any]]:
+    """The WHERE clause of a task search and its arguments: every filter a bound parameter; the
+    statuses of a phase and of `overdue` written out from the rules' constants, so the planner can
+    match the partial and status indexes (migration 011)."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        where.append(sql.format(f"${len(args)}"))
+
+    if len(towns) == 1:  # an equality: the town's indexes give the order (see list_tasks)
+        add("town_code = {}", towns[0])
+    else:
+        add("town_code = ANY({})", list(towns))
+    if search.q:
+        if ticket := rules.ticket_search(search.q, towns):
+            text, beginning = ticket
+            if beginning:
+                add("ticket_no LIKE {}", rules.like_pattern(text) + "%")
+            else:
+                add("replace(ticket_no, '-', '') LIKE {}", "%" + text + "%")
+        else:
+            add("(location ILIKE {0} OR target ILIKE {0})", "%" + rules.like_pattern(search.q) + "%")
+    for column, value in (("item_code", search.item), ("village", search.village), ("assignee", search.assignee),
+                          ("lead_module", search.module), ("status", search.status), ("colour", search.colour)):
+        if value:
+            add(f"{column} = {{}}", value)
+    if search.phase:
+        where.append(f"status IN ({_quoted(rules.PHASES[search.phase])})")
+    if search.overdue is not None:
+        args.append(now)
+        clause = f"(status IN ({_OPEN}) AND resolve_by < ${len(args)})"
+        where.append(clause if search.overdue else f"NOT {clause}")
+    if search.reopened is not None:
+        where.append("reopen_count > 0" if search.reopened else "reopen_count = 0")
+    return " AND ".join(where), args
+
+
+def _quoted(statuses: Iterable[str]) -> str:
+    return ", ".join(f"'{status}'" for status in statuses)
+
+
+async def search_tasks(db: Db, towns: Sequence[str], search: TaskSearch, *, now: datetime, offset: int,
+                       limit: int) -> tuple[list[asyncpg.Record], int]:
+    """One page of the tasks `search` finds, newest dispatched first (the task id breaks a tie, so
+    pages neither repeat nor skip a task), and how many it finds in all."""
+    where, args = task_search_where(towns, search, now)
+    n = len(args)
+    async with _acquired(db) as conn, conn.transaction(readonly=True):
+        # Planned for these values each time: after five runs a prepared statement may switch to a
+        # generic plan, which cannot tell one town's 13,000 tasks from the county's 780,000 nor a
+        # filter that finds few from one that finds most (a county-year: 1 ms → 90 ms for the
+        # reopened; tests/database/test_task_lists.py).
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        rows = await conn.fetch(
+            f"SELECT * FROM tasks WHERE {where} ORDER BY dispatched_at DESC, task_id DESC"  # noqa: S608 - the clause is task_search_where's: column names and constants, every value bound
+            f" OFFSET ${n + 1} LIMIT ${n + 2}", *args, offset, limit)
+        total = await conn.fetchval(f"SELECT count(*) FROM tasks WHERE {where}", *args)  # noqa: S608 - as above
+    return rows, int(total)
+
+
+@asynccontextmanager
+async def _acquired(db: Db) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the pool (or the one given) for a few statements in one transaction."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
+
+
+async def pending_extensions(db: Db, towns: Sequence[str], limit: int) -> list[asyncpg.Record]:
+    """Extension requests waiting for the command centre, oldest first, with their tasks' facts."""
+    return await db.fetch(
+        "SELECT e.extension_id, e.task_id, e.town_code, e.days, e.reason, e.requested_by, e.requested_at,"
+        " t.ticket_no, t.item_code, t.village, t.colour, t.assignee, t.status, t.resolve_by"
+        " FROM extensions e JOIN tasks t ON t.task_id = e.task_id"
+        " WHERE e.town_code = ANY($1) AND e.status = 'pending' ORDER BY e.requested_at LIMIT $2",
+        list(towns), limit)
+
+
+async def open_task_loads(db: Db, towns: Sequence[str]) -> dict[tuple[str, str], int]:
+    """(town, staff id) -> open tasks held, from the partial index of open tasks by assignee."""
+    rows = await db.fetch(
+        f"SELECT town_code, assignee, count(*) AS n FROM tasks WHERE town_code = ANY($1) AND status IN ({_OPEN})"  # noqa: S608 - _OPEN is written out from the OPEN_STATUSES constant, no input
+        " GROUP BY town_code, assignee", list(towns))
+    return {(r["town_code"], r["assignee"]): r["n"] for r in rows}
+
+
+async def off_post_now(db: Db, towns: Sequence[str], now: datetime) -> set[tuple[str, str]]:
+    """(town, staff id) of everyone registered off post at `now`."""
+    rows = await db.fetch("SELECT DISTINCT town_code, staff_id FROM off_post WHERE town_code = ANY($1)"
+                          " AND from_at <= $2 AND to_at > $2", list(towns), now)
+    return {(r["town_code"], r["staff_id"]) for r in rows}
 
 
 async def board_counts(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from .. import labels
+from .. import labels, task_lists
 from ..accounts import Person
 from ..charts import stacked_bars
 from ..errors import ServiceError
@@ -29,14 +29,49 @@ async def board_context(request: Request, person: Person, town: str | None) -> d
         newest = await services.call(person, "dispatch", "GET", "/v1/tasks", params={"town": town, "limit": 15})
         to_check = await services.call(person, "dispatch", "GET", "/v1/tasks",
                                        params={"town": town, "status": "completed", "limit": 50})
+        # The returned tasks with their reasons, and the extension requests waiting (issue #27).
+        returned = (await services.call(person, "dispatch", "GET", "/v1/task-search",
+                                        params={"town": town, "status": "returned", "limit": 50}))["tasks"]
+        extensions = await services.call(person, "dispatch", "GET", "/v1/extensions", params={"town": town})
+        # Who may take a returned task, with their load: only when one waits, and for one town (a
+        # county role picks its town first; the whole county's holders are too many to list).
+        holders = await services.call(person, "dispatch", "GET", "/v1/holders", params={"town": town}) \
+            if returned and (town or not person.county_wide) else []
     except ServiceError as exc:
         return context | {"error": exc, "board": None}
     rows = [(labels.COLOURS[colour] + "色",
              [(labels.TASK_STATUSES.get(s, s), board["counts"].get(colour, {}).get(s, 0), f"s-{s}")
               for s in STATUS_ORDER])
             for colour in ("red", "orange", "yellow")]
-    return context | {"board": board, "newest": newest, "to_check": to_check,
+    return context | {"board": board, "newest": newest, "to_check": to_check, "returned": returned,
+                      "extensions": extensions, "pickers": pickers(request, returned, holders),
                       "chart": stacked_bars(rows, "各颜色任务数（按状态）"), "status_order": STATUS_ORDER}
+
+
+SLOTS = {"A": "A岗", "B": "B岗", "leader": "模块负责人"}
+
+
+def pickers(request: Request, returned: list[dict[str, Any]], holders: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each returned task's redispatch choices, by name: the town's posts (dispatch assigns their
+    A/B holder, shown with who would take it now) and every eligible holder with their open
+    tasks, the task's own post first."""
+    names = console_of(request).names
+    choices: dict[str, Any] = {}
+    for task in returned:
+        here = names.of(task["town_code"])
+        town_holders = [h for h in holders if h["town_code"] == task["town_code"]]
+        order = sorted({h["post"] for h in town_holders}, key=lambda p: (p != task["post"], here.post(p)))
+
+        def load(h: dict[str, Any]) -> str:
+            cap = f"/{h['cap']}" if h["cap"] else ""
+            return f"在办{h['open_tasks']}{cap}" + ("，离岗" if h["off_post"] else "")
+
+        posts = [(f"post:{p}", f"{here.post(p)}（将派给{here.staff(nxt['staff_id'])}，{load(nxt)}）")
+                 for p in order for nxt in [h for h in town_holders if h["post"] == p and h["takes_next"]][:1]]
+        people = [(f"assignee:{h['staff_id']}", f"{here.staff(h['staff_id'])} · {here.post(h['post'])}{SLOTS[h['slot']]}"
+                   f" · {load(h)}") for p in order for h in town_holders if h["post"] == p]
+        choices[task["task_id"]] = {"posts": posts, "people": list(dict.fromkeys(people))}
+    return choices
 
 
 def _towns(request: Request, person: Person) -> list[tuple[str, str]]:
@@ -49,19 +84,43 @@ def _towns(request: Request, person: Person) -> list[tuple[str, str]]:
 async def board_response(request: Request, person: Person, *, town: str | None = None, status: int = 200,
                          done: str | None = None, action_error: dict[str, Any] | None = None,
                          merge_form: dict[str, str] | None = None, merge_error: ServiceError | None = None) -> Response:
-    """The board page, with what was just done or refused (a task's action, a merge)."""
-    context = await board_context(request, person, town if person.county_wide else None)
+    """The board page, with what was just done or refused (a task's action, a merge), and the
+    task search its address asks for."""
+    town = town if person.county_wide else None
+    context = await board_context(request, person, town)
+    wanted = task_lists.TaskList.of(request.query_params)
+    found: dict[str, Any] | None = None
+    search_error = None
+    try:
+        found = await task_lists.search(request, person, wanted, town)
+    except ServiceError as exc:
+        search_error = exc
     return render(request, "board.html", status, title="指挥中心", towns=_towns(request, person), done=done,
-                  action_error=action_error, merge_form=merge_form or {}, merge_error=merge_error, **context)
+                  action_error=action_error, merge_form=merge_form or {}, merge_error=merge_error,
+                  wanted=wanted, found=found, search_error=search_error, choices=task_lists.choices(request, town),
+                  phases=task_lists.PHASES, **context)
 
 
 @router.get("/board", response_class=HTMLResponse)
 async def board_page(request: Request, town: str | None = None, done: str | None = None, merge: str = "",
                      into: str = "") -> Response:
-    """`merge` and `into` fill the merge form: a receipt's duplicate hint links here with both."""
+    """`merge` and `into` fill the merge form: a receipt's duplicate hint links here with both.
+    The task search reads the rest of the address (task_lists.py)."""
     person = guard(request, "board")
     return await board_response(request, person, town=town, done=done,
                                 merge_form={"ticket_no": merge, "into": into})
+
+
+@router.get("/board/export.csv")
+async def board_export(request: Request, town: str | None = None) -> Response:
+    """The board's filtered task list as a spreadsheet (the same address as the list's)."""
+    person = guard(request, "board")
+    town = town if person.county_wide else None
+    try:
+        return await task_lists.export(request, person, task_lists.TaskList.of(request.query_params), town,
+                                       f"tasks-{town or person.town or 'county'}.csv")
+    except ServiceError as exc:
+        return render(request, "refused.html", status_of(exc), title="任务导出", message=exc.page_line)
 
 
 @router.get("/board/live", response_class=HTMLResponse)
@@ -138,8 +197,11 @@ async def act(request: Request, task_id: str, action: str) -> Response:
     person, form = await acting_form(request, "board", action, ACTIONS)
     body: dict[str, Any] | None
     if action == "redispatch":
-        to = str(form.get("to", "")).strip()
-        body = {"post": to} if form.get("by") == "post" else {"assignee": to}
+        # The picker's choice (`post:household`, `assignee:s049`), or a post or staff id typed.
+        by, _, to = str(form.get("target", "")).partition(":")
+        if not to:
+            by, to = str(form.get("by", "")), str(form.get("to", "")).strip()
+        body = {"post": to} if by == "post" else {"assignee": to}
         body["return_valid"] = form.get("return_valid", "yes") == "yes"
     elif action == "verify":
         body = {"passed": form.get("passed") == "yes", "note": str(form.get("note", ""))}

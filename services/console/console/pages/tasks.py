@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from .. import task_lists
 from ..accounts import Person
 from ..errors import ServiceError
 from ..web import acting_form, checked_form, console_of, guard, render
@@ -24,29 +25,49 @@ def _module_of(request: Request, person: Person) -> str | None:
     return staff.module if staff and "module_leader" in person.roles else None
 
 
+SCOPES = {"mine": "我承办的", "module": "本模块全部"}
+
+
+def _wanted(request: Request, person: Person, module: str | None) -> tuple[task_lists.TaskList, str]:
+    """The list the address asks for: the person's own tasks, or (a module leader's) the module's."""
+    scope = request.query_params.get("scope", "mine")
+    scope = scope if scope == "module" and module else "mine"
+    fixed = {"module": module} if scope == "module" and module else {"assignee": person.sub}
+    return task_lists.TaskList.of(request.query_params, fixed), scope
+
+
 async def _page(request: Request, person: Person, status: int = 200, action_error: dict[str, Any] | None = None,
                 off_post_error: ServiceError | None = None, done: str | None = None) -> Response:
-    services = console_of(request).services
     module = _module_of(request, person)
+    wanted, scope = _wanted(request, person, module)
     error = None
-    mine: list[dict[str, Any]] = []
-    module_tasks: list[dict[str, Any]] = []
+    found: dict[str, Any] = {"tasks": [], "total": 0, "page": 1, "pages": 1}
     try:
-        mine = await services.call(person, "dispatch", "GET", "/v1/tasks", params={"assignee": person.sub, "limit": 100})
-        if module:
-            module_tasks = [t for t in await services.call(person, "dispatch", "GET", "/v1/tasks",
-                                                           params={"module": module, "limit": 100})
-                            if t["assignee"] != person.sub]
+        found = await task_lists.search(request, person, wanted, None)
     except ServiceError as exc:
         error = exc
-    return render(request, "tasks.html", status, title="我的任务", mine=mine, module=module,
-                  module_tasks=module_tasks, error=error, action_error=action_error,
+    return render(request, "tasks.html", status, title="我的任务", found=found, wanted=wanted, scope=scope,
+                  scopes=SCOPES if module else {}, module=module, choices=task_lists.choices(request, person.town),
+                  phases=task_lists.PHASES, error=error, action_error=action_error,
                   off_post_error=off_post_error, done=done, form={})
 
 
 @router.get("/tasks", response_class=HTMLResponse)
 async def tasks_page(request: Request, done: str | None = None) -> Response:
+    """The search, filters, scope and page are in the address (task_lists.py)."""
     return await _page(request, guard(request, "tasks"), done=done)
+
+
+@router.get("/tasks/export.csv")
+async def tasks_export(request: Request) -> Response:
+    """我的任务's filtered list as a spreadsheet (the same address as the list's)."""
+    person = guard(request, "tasks")
+    wanted, scope = _wanted(request, person, _module_of(request, person))
+    try:
+        return await task_lists.export(request, person, wanted, None, f"my-tasks-{person.sub}-{scope}.csv")
+    except ServiceError as exc:
+        return render(request, "refused.html", exc.status if exc.status >= 400 else 502, title="任务导出",
+                      message=exc.page_line)
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
