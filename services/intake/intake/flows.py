@@ -550,6 +550,21 @@ async def follow_task_verified(deps: Deps, uow: UnitOfWork, event: events.TaskVe
                       status="closed" if d.passed else "rework")
 
 
+async def follow_task_suspended(deps: Deps, uow: UnitOfWork, event: events.TaskSuspended) -> None:
+    """挂起: the citizen sees why the matter waits (the category, never the holder's words)."""
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.suspended_at, "suspended",
+                      {"task_id": d.task_id, "category": d.category}, event.id, status="suspended")
+
+
+async def follow_task_resumed(deps: Deps, uow: UnitOfWork, event: events.TaskResumed) -> None:
+    """恢复办理: the matter is worked on again, with the date now promised."""
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.resumed_at, "resumed",
+                      {"task_id": d.task_id, "resolve_by": d.resolve_by.isoformat()}, event.id,
+                      status=rules.RESUMED_STATUS.get(d.status, "in_progress"))
+
+
 async def follow_inspection_done(deps: Deps, uow: UnitOfWork, event: events.InspectionDone) -> None:
     """An inspection steps the matter of each task it covered; a task whose dispatch has not
     reached intake yet keeps its step until it does (see `follow_task_dispatched`)."""
