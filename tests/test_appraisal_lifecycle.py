@@ -86,9 +86,9 @@ async def test_a_merged_matter_counts_once_in_every_rate_and_in_points(
                                lambda f: f["counts"]["dispatched"] == 1 and f["counts"]["closed"] == 1)
     assert after["counts"] == {"dispatched": 1, "responded": 1, "resolved": 1, "completed": 1, "reworked": 0,
                                "extended": 0, "rated": 0, "satisfied": 0, "overdue": 0, "escalated": 0,
-                               "escalated_red": 0, "closed": 1, "reopened": 0}
+                               "escalated_red": 0, "closed": 1, "reopened": 0, "suspended": 0}
     assert after["rates"] == {"response": 1.0, "resolution": 1.0, "satisfaction": None, "rework": 0.0,
-                              "extension": 0.0, "reopen": 0.0}
+                              "extension": 0.0, "reopen": 0.0, "suspension": 0.0}
     assert after["points"] == DONE_ON_TIME  # the penalties of the merged tasks are gone with them
     assert after["composite"] == 100.0
     modules = (await appraisal.call("GET", "/v1/scores", as_=APPRAISER,
