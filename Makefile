@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars prometheus asyncapi-parser chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
+.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars prometheus asyncapi-parser axe-core chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-install: $(STAMP) kafka-jars prometheus asyncapi-parser chromium fault-tools
+install: $(STAMP) kafka-jars prometheus asyncapi-parser axe-core chromium fault-tools
 
 # Prometheus and promtool from Debian's packages: `make up` runs Prometheus, `make test` checks
 # the alert rules with promtool. Installed when missing and we may (root with apt-get).
@@ -32,6 +32,14 @@ asyncapi-parser: $(ASYNCAPI_PARSER)
 $(ASYNCAPI_PARSER): shared/tests/asyncapi/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix shared/tests/asyncapi --no-audit --no-fund --ignore-scripts --loglevel=error; \
 	  else echo "npm not installed (apt-get install nodejs npm): the AsyncAPI validation is skipped"; fi
+
+# Deque's axe-core, from npm into tests/browser/axe/node_modules at the version of its package-lock.json:
+# the console's browser tests inject it into every page they visit (no serious or critical violation).
+AXE_CORE := tests/browser/axe/node_modules/.package-lock.json
+axe-core: $(AXE_CORE)
+$(AXE_CORE): tests/browser/axe/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/browser/axe --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	  else echo "npm not installed (apt-get install nodejs npm): the console's browser tests fail"; fi
 
 # Debian's Chromium and CJK fonts: the console's browser tests (Playwright drives /usr/bin/chromium; never
 # `playwright install`, which downloads a browser from outside) and `make screenshots`. Installed when

@@ -87,7 +87,7 @@ async def complete_inspections(stack: Stack, stop: asyncio.Event, towns: list[st
             planned = (await client.get(f"{base}/v1/inspections", params={"status": "planned", "limit": 200})).json()
             for inspection in planned:
                 path = f"{base}/v1/inspections/{inspection['inspection_id']}"
-                if (await client.post(f"{path}/start")).status_code != 200:
+                if (await client.post(f"{path}/start", json={"officers": ["s026", "s027"]})).status_code != 200:
                     continue
                 await client.post(f"{path}/result", json={
                     "officers": ["s026", "s027"], "present_units": inspection["units"],

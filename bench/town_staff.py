@@ -69,14 +69,19 @@ class TownDesk:
         return {"Authorization": f"Bearer {self.stack.token(service, sub, roles, town=self.town.code)}"}
 
     async def call(self, action: str, service: str, method: str, path: str, sub: str | None = None,
-                   done_by: str | None = None, **kwargs: Any) -> Any | None:
+                   done_by: str | None = None, older_json: Any = None, **kwargs: Any) -> Any | None:
         """The answer's JSON on success; None when refused (reported), after an outage or a 409 (a
-        409 naming `done_by`, e.g. an earlier try that succeeded unseen, counts as done: `{}`)."""
+        409 naming `done_by`, e.g. an earlier try that succeeded unseen, counts as done: `{}`).
+        `older_json`: the body the previous release takes, sent at once to a replica of it that
+        refuses a member this release added (422 `value.unexpected`), as every client of both
+        releases does while they run side by side."""
         replicas = self.stack.replicas[service]
         url = replicas[next(self._turn) % len(replicas)].url + path
         headers = self._headers(service, sub) if sub else {}
         try:
             response = await self.client.request(method, url, headers=headers, **kwargs)
+            if older_json is not None and response.status_code == 422 and problem_code(response) == "value.unexpected":
+                response = await self.client.request(method, url, headers=headers, **{**kwargs, "json": older_json})
         except httpx.HTTPError as exc:
             self.report.tried_again[f"{action} {type(exc).__name__}"] += 1
             return None  # a replica killed or restarting: the next round tries again
@@ -109,8 +114,10 @@ class TownDesk:
             if task["status"] == "dispatched" and await self.call(
                     "accept", "dispatch", "POST", f"{path}/accept", task["assignee"]) is None:
                 continue
+            # 办结 with the answer to the citizen (v1.1.0 takes the resolution alone).
             await self.call("complete", "dispatch", "POST", f"{path}/complete", task["assignee"],
-                            json={"resolution": "已办结"})
+                            json={"resolution": "已办结", "reply": "已为您办理完毕。"},
+                            older_json={"resolution": "已办结"})
         for task in await self.tasks("completed"):
             work += 1
             if await self.call("verify", "dispatch", "POST", f"/v1/tasks/{task['task_id']}/verify", self.command,

@@ -97,7 +97,7 @@ def run_demo(stack: Stack) -> list[dict[str, Any]]:
         holder = (task["assignee"], "staff")
         demo.call("POST", "dispatch", f"/v1/tasks/{task['task_id']}/accept", holder)
         demo.call("POST", "dispatch", f"/v1/tasks/{task['task_id']}/complete", holder,
-                  json={"resolution": "已办结，材料齐全"})
+                  json={"resolution": "已办结，材料齐全", "reply": "已为您办理完毕，材料齐全。"})
         demo.call("POST", "dispatch", f"/v1/tasks/{task['task_id']}/verify", COMMAND,
                   json={"passed": True, "note": "电话回访核实"})
         demo.wait("intake to see the completion", lambda t=ticket: demo.call(
@@ -135,7 +135,7 @@ def run_demo(stack: Stack) -> list[dict[str, Any]]:
     print(f"  combined inspection of {enterprise}: units {', '.join(inspection['units'])}; "
           f"{inspection['visits_saved']} separate visits saved")
     path = f"/v1/inspections/{inspection['inspection_id']}"
-    demo.call("POST", "enforcement", f"{path}/start", officer)
+    demo.call("POST", "enforcement", f"{path}/start", officer, json={"officers": ["s026", "s027"]})
     outcomes = {tasks[6]["task_id"]: "compliant", tasks[7]["task_id"]: "violation", tasks[8]["task_id"]: "rectify"}
     result = demo.call("POST", "enforcement", f"{path}/result", officer, json={
         "officers": ["s026", "s027"], "present_units": inspection["units"],

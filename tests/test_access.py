@@ -30,6 +30,8 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("intake", "GET", "/v1/catalog", ANY),
     ("intake", "POST", f"/v1/requests/{TICKET}/merge", frozenset({"command_centre"})),
     ("intake", "POST", f"/v1/requests/{TICKET}/unmerge", frozenset({"command_centre"})),
+    ("intake", "GET", f"/v1/tasks/{FAKE}/matter", HOLDERS | {"clerk", "appraisal_admin"}),
+    ("intake", "GET", "/v1/personal-data-reads", frozenset({"appraisal_admin"})),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/accept", HOLDERS),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/complete", HOLDERS),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/return", HOLDERS),
@@ -137,6 +139,6 @@ async def test_an_extension_of_a_completed_task_is_not_approved(stack: Stack, in
     assert (await dispatch.call("POST", f"{path}/extend", as_=assignee,
                                 json={"days": 1, "reason": "需补充材料"})).status_code == 202
     assert (await dispatch.call("POST", f"{path}/complete", as_=assignee,
-                                json={"resolution": "已办结"})).status_code == 200
+                                json={"resolution": "已办结", "reply": "已为您办理完毕。"})).status_code == 200
     approve = await dispatch.call("POST", f"{path}/extension/approve", as_=COMMAND, json={})
     assert approve.status_code == 409 and "completed" in approve.json()["detail"]

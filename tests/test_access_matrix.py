@@ -91,6 +91,14 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
         COUNTY_ADMIN: (200, 200)},
     ("intake", "POST", "/v1/requests/{ticket_no}/unmerge"): {
         COMMAND: (200, 403), CLERK: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    # The matter for the town's staff (its citizen only to the task's people, recorded); the
+    # appraisal office reads that record (?town=).
+    ("intake", "GET", "/v1/tasks/{task_id}/matter"): {
+        COMMAND: (200, 404), ASSIGNEE: (200, 404), POST_LEADER: (200, 404), STAFF: (200, 404),
+        STATION: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
+    ("intake", "GET", "/v1/personal-data-reads"): {
+        APPRAISER: (200, 404), COMMAND: (403, 403), STAFF: (403, 403), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200)},
     ("intake", "GET", "/v1/catalog"): {
         CLERK: (200, 404), OFFICER: (200, 404), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     # dispatch: a task's assignee or its post's module leader acts on it; the command centre steers
@@ -318,6 +326,10 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call(f"/v1/requests/{r['ticket_no']}", code=r["access_code"])
         case "/v1/requests/{ticket_no}/rating":
             return Call(f"/v1/requests/{r['ticket_no']}/rating", json={"rating": "satisfied"}, code=r["access_code"])
+        case "/v1/tasks/{task_id}/matter":
+            return Call(f"/v1/tasks/{r['task_id']}/matter", who={"assignee": r["assignee"]})
+        case "/v1/personal-data-reads":
+            return Call(route[2], params={**by_town, "period": PERIOD})
         case "/v1/requests/{ticket_no}/merge":
             return Call(f"/v1/requests/{r['ticket_no']}/merge", json={"into": r["into"]})
         case "/v1/requests/{ticket_no}/unmerge":
@@ -334,7 +346,7 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
                 | "/v1/tasks/{task_id}/suspension/refuse" | "/v1/tasks/{task_id}/resume":
             return Call(route[2].replace("{task_id}", r["task_id"]), who={"assignee": r["assignee"]})
         case "/v1/tasks/{task_id}/complete":
-            return Call(f"/v1/tasks/{r['task_id']}/complete", json={"resolution": "已办结"},
+            return Call(f"/v1/tasks/{r['task_id']}/complete", json={"resolution": "已办结", "reply": "已为您办理完毕。"},
                         who={"assignee": r["assignee"]})
         case "/v1/tasks/{task_id}/return":
             return Call(f"/v1/tasks/{r['task_id']}/return", json={"reason": "不属本岗职责"},
@@ -357,7 +369,9 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
         case "/v1/inspections/{inspection_id}":
             return Call(f"/v1/inspections/{r['inspection_id']}")
         case "/v1/inspections/{inspection_id}/start":
-            return Call(f"/v1/inspections/{r['inspection_id']}/start", json={})
+            # A team the town's rules accept (two certified officers), whoever sends it.
+            return Call(f"/v1/inspections/{r['inspection_id']}/start",
+                        json={"officers": list(STAFF_OF[code].team)} if code else {})
         case "/v1/inspections/{inspection_id}/result":
             return Call(f"/v1/inspections/{r['inspection_id']}/result", json=_violation(r))
         case "/v1/cases/{case_id}":
@@ -447,8 +461,9 @@ async def _make_town(county: County, code: str) -> TownRecords:
     async def task(then: str | None = None) -> dict[str, Any]:
         t = await task_of(await file("S001"))
         if then is not None:
-            body = {"complete": {"resolution": "已办结"}, "return": {"reason": "不属本岗职责"},
-                    "extend": {"days": 2, "reason": "需补充材料"}, "suspend": SUSPENSION}[then]
+            body = {"complete": {"resolution": "已办结", "reply": "已为您办理完毕。"}, "return": {"reason": "不属本岗职责"},
+                    "extend": {"days": 2, "reason": "需补充材料"},
+                    "suspend": SUSPENSION}[then]
             await county.ok("dispatch", "POST", f"/v1/tasks/{t['task_id']}/{then}", json=body, **leader)
         return t
 
@@ -565,7 +580,7 @@ async def _complete_what_is_left_open(county: County) -> None:
             for task in await county.ok("dispatch", "GET", "/v1/tasks", params={"town": code, "status": status,
                                                                                  "limit": 1000}, **admin):
                 await county.ok("dispatch", "POST", f"/v1/tasks/{task['task_id']}/complete",
-                                json={"resolution": "已办结"}, **admin)
+                                json={"resolution": "已办结", "reply": "已为您办理完毕。"}, **admin)
 
 
 # --- the tests ---------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ async def figures_when(appraisal: Api, period: str, subject_type: str, subject_i
 
 async def complete(dispatch: Api, task: dict[str, Any], resolution: str = "办结") -> None:
     response = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/complete",
-                                   as_=(task["assignee"], "staff"), json={"resolution": resolution})
+                                   as_=(task["assignee"], "staff"), json={"resolution": resolution, "reply": "已为您办理完毕。"})
     assert response.status_code == 200, response.text
 
 

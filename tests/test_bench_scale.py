@@ -17,9 +17,9 @@ from devstack.stack import REPO
 # Every read endpoint the services had when the harness was written; the harness finds them in
 # the OpenAPI documents, so one it forgot (or one that vanished from a document) fails here.
 READS = {
-    "intake": ["/metrics", "/readyz", "/v1/catalog", "/v1/requests/{ticket_no}"],
-    "dispatch": ["/metrics", "/readyz", "/v1/board", "/v1/suspensions", "/v1/tasks",
-                 "/v1/tasks/{task_id}"],
+    "intake": ["/metrics", "/readyz", "/v1/catalog", "/v1/personal-data-reads", "/v1/requests/{ticket_no}",
+               "/v1/tasks/{task_id}/matter"],
+    "dispatch": ["/metrics", "/readyz", "/v1/board", "/v1/suspensions", "/v1/tasks", "/v1/tasks/{task_id}"],
     "enforcement": ["/metrics", "/readyz", "/v1/cases", "/v1/cases/{case_id}", "/v1/inspections",
                     "/v1/inspections/{inspection_id}", "/v1/plans", "/v1/plans/{plan_id}"],
     "appraisal": ["/metrics", "/readyz", "/v1/alerts", "/v1/bonus", "/v1/county/rankings", "/v1/rankings",
@@ -29,7 +29,8 @@ READS = {
 # finds the pages in the console's routes, so one without a caller fails the run, and one that
 # vanished fails here.
 PAGES = [
-    "GET /signin", "GET /board", "GET /board/live", "GET /board/tasks/{task_id}", "GET /tasks", "GET /intake",
+    "GET /signin", "GET /board", "GET /board/live", "GET /board/tasks/{task_id}",
+    "GET /board/tasks/{task_id} (without the matter)", "GET /tasks", "GET /tasks/{task_id}", "GET /intake",
     "GET /status", "POST /status", "GET /enforcement", "GET /enforcement/inspections/{inspection_id}",
     "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
     "GET /appraisal/bulletin", "GET /county", "GET /suspensions", "GET /tasks/{task_id}/suspension",
@@ -104,6 +105,9 @@ def test_loaded_console_pages_answer_200(result: dict[str, Any]) -> None:
     target = result["targets"]["console_page_p95_le_300ms"]
     assert target["broken"] == {"one_month": {}, "all_months": {}}
     assert set(target["worst_p95_ms"]) == {"one_month", "all_months"}
+    # Issue #27: the task page with its matter against the same page without (intake not asked).
+    matter = result["targets"]["matter_adds_le_20ms_to_task_page_p95"]
+    assert set(matter["added"]) == {"one_month", "all_months"} and matter["target_ms"] == 20.0
 
 
 def test_a_console_page_without_a_caller_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,10 +117,11 @@ def test_a_console_page_without_a_caller_fails_the_run(tmp_path: Path, monkeypat
 
     make_county(tmp_path, 1)
     routes = pages.console_get_routes(tmp_path)
-    values = {"task_id": "t", "inspection_id": "i", "case_id": "c", "period": "2026-10"}
+    values = {"task_id": "t", "inspection_id": "i", "case_id": "c", "period": "2026-10", "matter_off": "off"}
     matters = [{"ticket_no": f"n{i}", "code": f"k{i}"} for i in range(3)]
-    loads = {f"{load.visit.method} {load.path}": load for load in pages.page_loads(routes, values, matters)}
+    loads = {load.name.removeprefix("console "): load for load in pages.page_loads(routes, values, matters)}
     assert set(loads) == set(PAGES)
+    assert loads["GET /board/tasks/{task_id} (without the matter)"].params == {"matter": "off"}
     # Each citizen's lookup is another matter (intake's wrong-code guard is per ticket).
     assert loads["POST /status"].forms == [{"ticket": f"n{i}", "code": f"k{i}"} for i in range(3)]
     with pytest.raises(MissingParameter, match="period"):

@@ -23,7 +23,7 @@ async def _act(dispatch: Api, task: dict[str, Any], action: str, body: dict[str,
 
 
 async def _closed(dispatch: Api, task: dict[str, Any]) -> None:
-    assert (await _act(dispatch, task, "complete", {"resolution": "垃圾已清运"})).status_code == 200
+    assert (await _act(dispatch, task, "complete", {"resolution": "垃圾已清运", "reply": "已为您办理完毕。"})).status_code == 200
     assert (await _act(dispatch, task, "verify", {"passed": True, "note": "现场核实"}, who=COMMAND)).status_code == 200
 
 

@@ -101,7 +101,7 @@ async def test_one_target_in_three_towns_is_three_inspections_each_kept_to_its_t
     assert {"s026", "s027"} <= certified(QINGHE) and not {"s026", "s027"} & certified(BAILU)
     assert {"s023", "s024"} <= certified(BAILU)
     of_bailu = api.of_town(BAILU)
-    started = await of_bailu.call("POST", f"{path}/start", as_=("s023", "officer"), json={})
+    started = await of_bailu.call("POST", f"{path}/start", as_=("s023", "officer"), json={"officers": ["s024"]})
     assert started.status_code == 200, started.text
     result = {"present_units": bailu["units"],
               "findings": [{"task_id": events[BAILU].data.task_id, "outcome": "compliant"}]}
@@ -174,8 +174,9 @@ async def visited_by(api: Api, stack: Stack, town: str, officer: tuple[str, str]
         return rows[0] if rows else None
 
     inspection = await eventually(planned, what=f"a planned inspection of {target} in {town}")
+    partner = "s027" if town == QINGHE else "s024"  # a second certified officer (石桥镇 and 白鹭镇: s024)
     started = await api.of_town(town).call("POST", f"/v1/inspections/{inspection['inspection_id']}/start",
-                                           as_=officer, json={})
+                                           as_=officer, json={"officers": [partner]})
     assert started.status_code == 200, started.text
 
 

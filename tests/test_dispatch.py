@@ -70,7 +70,7 @@ async def test_a_at_the_load_cap_counts_as_overloaded(stack: Stack, intake: Api,
     assert holders[-1]["assignee"] == "s033"
     assert await open_tasks_of(dispatch, "s018") == 10
     # Completing one of A's tasks frees a place.
-    assert (await act(dispatch, holders[0], "complete", {"resolution": "已排险"})).status_code == 200
+    assert (await act(dispatch, holders[0], "complete", {"resolution": "已排险", "reply": "已为您办理完毕。"})).status_code == 200
     again = await task_of(dispatch, (await file_matter(intake, item_code="T003"))["request_id"])
     assert again["assigned_via"] == "A"
 
@@ -189,7 +189,7 @@ async def test_an_extension_is_approved_only_while_its_task_is_open(stack: Stack
     await set_clocks(stack, "2026-11-23T09:00:00+08:00")
     completed = await task_of(dispatch, (await file_matter(intake, item_code="S002"))["request_id"])
     assert (await act(dispatch, completed, "extend", {"days": 2, "reason": "需补充材料"})).status_code == 202
-    assert (await act(dispatch, completed, "complete", {"resolution": "已办结"})).status_code == 200
+    assert (await act(dispatch, completed, "complete", {"resolution": "已办结", "reply": "已为您办理完毕。"})).status_code == 200
     late = await act(dispatch, completed, "extension/approve", {"note": "同意"}, who=COMMAND)
     assert late.status_code == 409
     assert late.json()["code"] == "extension.task_not_open" and late.json()["params"]["status"] == "completed"
@@ -217,7 +217,7 @@ async def test_failed_closure_check_sends_the_task_back_as_rework(stack: Stack, 
     ticket = await file_matter(intake, item_code="T001")
     task = await task_of(dispatch, ticket["request_id"])
     window = datetime.fromisoformat(task["resolve_by"]) - datetime.fromisoformat(task["dispatched_at"])
-    assert (await act(dispatch, task, "complete", {"resolution": "已修补"})).status_code == 200
+    assert (await act(dispatch, task, "complete", {"resolution": "已修补", "reply": "已为您办理完毕。"})).status_code == 200
     await advance_clocks(stack, "P1D")
     assert (await act(dispatch, task, "verify", {"passed": False, "note": "修补不到位"},
                       who=as_staff(task))).status_code == 403
@@ -235,7 +235,7 @@ async def test_failed_closure_check_sends_the_task_back_as_rework(stack: Stack, 
                                    lambda r: event_of(r)["data"]["task_id"] == task["task_id"])
     assert event_of(record)["data"]["passed"] is False
     await status_of(intake, ticket, "rework")
-    assert (await act(dispatch, task, "complete", {"resolution": "重新修补"})).status_code == 200
+    assert (await act(dispatch, task, "complete", {"resolution": "重新修补", "reply": "已为您办理完毕。"})).status_code == 200
     passed = await act(dispatch, task, "verify", {"passed": True, "note": "合格"}, who=COMMAND)
     assert passed.json()["status"] == "closed" and passed.json()["next_supervision_at"] is None
     await status_of(intake, ticket, "closed")
@@ -393,10 +393,11 @@ async def test_a_suspended_task_is_not_supervised_and_resumes_with_the_working_t
     assert resumed.json()["status"] == "dispatched"
     assert datetime.fromisoformat(resumed.json()["resolve_by"]) == datetime.fromisoformat("2026-12-02T16:30:00+08:00")
     view = await status_of(intake, ticket, "dispatched")
+    assert datetime.fromisoformat(view["promised_by"]) == datetime.fromisoformat("2026-12-02T16:30:00+08:00")
     steps = {s["step"]: s["detail"] for s in view["timeline"]}
     assert steps["suspended"]["category"] == "awaiting_citizen" and "reason" not in steps["suspended"]
     assert datetime.fromisoformat(steps["resumed"]["resolve_by"]) == datetime.fromisoformat("2026-12-02T16:30:00+08:00")
     # A task done (completed, closed) is not suspended.
-    assert (await act(dispatch, sentinel, "complete", {"resolution": "已办结"})).status_code == 200
+    assert (await act(dispatch, sentinel, "complete", {"resolution": "已办结", "reply": "已为您办理完毕。"})).status_code == 200
     closed = await act(dispatch, sentinel, "suspend", ask)
     assert closed.status_code == 409 and closed.json()["code"] == "task.status_forbids"

@@ -191,7 +191,7 @@ async def test_a_merged_matter_follows_its_primary_until_the_merge_is_undone(
     assert (await intake.call("POST", merge, as_=COMMAND, json={"into": primary["ticket_no"]})).status_code == 200
     await task_of(dispatch, duplicate["request_id"], status="merged")
     done = await dispatch.call("POST", f"/v1/tasks/{primary_task['task_id']}/complete",
-                               as_=(primary_task["assignee"], "staff"), json={"resolution": "路面已修复"})
+                               as_=(primary_task["assignee"], "staff"), json={"resolution": "路面已修复", "reply": "已为您办理完毕。"})
     assert done.status_code == 200
     verified = await dispatch.call("POST", f"/v1/tasks/{primary_task['task_id']}/verify", as_=COMMAND,
                                    json={"passed": True, "note": "现场核实"})

@@ -185,10 +185,22 @@ async def test_rating_only_after_completion_and_only_once(stack: Stack, intake: 
 
     assignee = (task["assignee"], "staff")
     assert (await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/accept", as_=assignee)).status_code == 200
-    done = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/complete", as_=assignee,
-                               json={"resolution": "已参保"})
+    complete = f"/v1/tasks/{task['task_id']}/complete"
+    blank = await dispatch.call("POST", complete, as_=assignee, json={"resolution": "已参保", "reply": " \u3000"})
+    assert blank.status_code == 422 and (blank.json()["code"], blank.json()["field"]) == ("task.reply_blank", "reply")
+    missing = await dispatch.call("POST", complete, as_=assignee, json={"resolution": "已参保"})
+    assert missing.status_code == 422 and (missing.json()["code"], missing.json()["field"]) == ("value.missing", "reply")
+    done = await dispatch.call("POST", complete, as_=assignee,
+                               json={"resolution": "已参保", "reply": "已为您办理医保参保，咨询电话 139 1234 5678。"})
     assert done.status_code == 200, done.text
-    await status_of(intake, ticket, "completed")
+    # Issue #27: the answer reaches the citizen's status read (masked as it crossed the topic), with
+    # the department handling it and the date promised; now it may be rated.
+    view = await status_of(intake, ticket, "completed")
+    assert view["reply"] == "已为您办理医保参保，咨询电话 139****5678。"
+    assert (view["stage"], view["may_rate"], view["department"]) == ("answered", True, "便民服务中心")
+    assert datetime.fromisoformat(view["promised_by"]) == datetime.fromisoformat(task["resolve_by"])
+    detail = (await dispatch.call("GET", f"/v1/tasks/{task['task_id']}", as_=COMMAND)).json()
+    assert detail["reply"] == "已为您办理医保参保，咨询电话 139 1234 5678。"  # the closure check reads it whole
 
     wrong_code = await intake.call("POST", rate, params={"code": "ZZZZZZ"}, json={"rating": "satisfied"})
     assert wrong_code.status_code == 404 and wrong_code.json()["code"] == "ticket.not_found"
@@ -240,3 +252,30 @@ async def test_an_inspection_arriving_before_the_dispatch_it_covers_still_reache
 
     steps = await eventually(inspected, what="the early inspection on the timeline")
     assert len(steps) == 1
+
+
+async def test_the_matter_shows_its_citizen_to_the_assignee_only_and_the_read_is_recorded(
+        stack: Stack, intake: Api, dispatch: Api) -> None:
+    """Issue #27: intake follows the task's dispatch from its topic and answers the matter with its
+    citizen to the assignee (recorded, for the appraisal office), without it to other staff."""
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    ticket = await file_matter(intake, description="户口登记，回电 13912345678")
+    task = await task_of(dispatch, ticket["request_id"])
+    path = f"/v1/tasks/{task['task_id']}/matter"
+    assignee = (task["assignee"], "staff")
+
+    async def seen_by_the_assignee() -> dict[str, Any] | None:
+        response = await intake.call("GET", path, as_=assignee)
+        assert response.status_code in (200, 404), response.text  # 404: the dispatch not followed yet
+        return dict(response.json()) if response.status_code == 200 and response.json()["citizen"] else None
+    seen = await eventually(seen_by_the_assignee, what="intake to follow the task's dispatch")
+    assert seen["citizen"]["name"] == "测试群众" and seen["citizen_seen_as"] == "assignee"
+    assert (seen["item_name"], seen["village_name"], seen["filed_at"][-6:]) == ("新生儿落户", "青禾村", "+08:00")
+    other = (await intake.call("GET", path, as_=("s014", "staff"))).json()
+    assert other["citizen"] is None and "13912345678" not in other["description"]
+    record = await intake.call("GET", "/v1/personal-data-reads", as_=("s032", "appraisal_admin"),
+                               params={"period": "2026-11", "staff": task["assignee"]})
+    assert record.status_code == 200, record.text
+    mine = [r for r in record.json()["reads"] if r["ticket_no"] == ticket["ticket_no"]]
+    assert [(r["seen_as"], r["task_id"]) for r in mine] == [("assignee", task["task_id"])]
+    assert "测试群众" not in record.text

@@ -56,7 +56,8 @@ async def test_one_trace_follows_a_matter_through_every_service(
     # An officer's result is a later human action: its own trace, linked to the matter's.
     inspection = await eventually(lambda: _planned(enforcement, target), what="the inspection")
     path = f"/v1/inspections/{inspection['inspection_id']}"
-    assert (await enforcement.call("POST", f"{path}/start", as_=OFFICER)).status_code == 200
+    assert (await enforcement.call("POST", f"{path}/start", as_=OFFICER,
+                                   json={"officers": ["s026", "s027"]})).status_code == 200
     result = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
         "officers": ["s026", "s027"], "present_units": inspection["units"],
         "findings": [{"task_id": task["task_id"], "outcome": "compliant"}]})

@@ -34,7 +34,8 @@ async def visit(intake: Api, dispatch: Api, enforcement: Api, item: str, target:
     ticket = await file_matter(intake, item_code=item, target=target)
     await task_of(dispatch, ticket["request_id"])
     inspection = await planned_for(enforcement, target, 1)
-    started = await enforcement.call("POST", f"/v1/inspections/{inspection['inspection_id']}/start", as_=OFFICER)
+    started = await enforcement.call("POST", f"/v1/inspections/{inspection['inspection_id']}/start", as_=OFFICER,
+                                     json={"officers": ["s026", "s027"]})
     assert started.status_code == 200, started.text
     return dict(started.json())
 
@@ -100,6 +101,6 @@ async def test_one_unit_coming_back_or_one_combined_visit_is_not_flagged(
         await task_of(dispatch, (await file_matter(intake, item_code=item, target=combined))["request_id"])
     inspection = await planned_for(enforcement, combined, 2)
     assert (await enforcement.call("POST", f"/v1/inspections/{inspection['inspection_id']}/start",
-                                   as_=OFFICER)).status_code == 200
+                                   as_=OFFICER, json={"officers": ["s026", "s027"]})).status_code == 200
     listed = [a["target"] for a in await alerts(enforcement)]
     assert again not in listed and combined not in listed

@@ -28,7 +28,8 @@ async def _act(dispatch: Api, task: dict[str, Any], action: str, as_: tuple[str,
 
 
 async def _complete(dispatch: Api, task: dict[str, Any]) -> bool:
-    done = await _act(dispatch, task, "complete", (task["assignee"], "staff"), resolution="办结")
+    done = await _act(dispatch, task, "complete", (task["assignee"], "staff"), resolution="办结",
+                      reply="已为您办理完毕。")
     return bool(done["on_time"])
 
 

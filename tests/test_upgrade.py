@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.town_staff import StaffReport
+from bench.town_staff import StaffReport, TownDesk
 from bench.upgrade import Answers, Size, Versions, run_upgrade, staff_failed
 from devstack.releases import release
 from devstack.stack import Stack
+from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 SIZE = Size(matters=60, rate=1.2, replicas=2, side_by_side_seconds=3.0, settle_seconds=90.0,
@@ -54,3 +55,31 @@ def test_the_staffs_answers_fail_the_run_unless_2xx_503_or_a_state_that_moved_on
                               "verify ReadTimeout": 1})
     assert staff_failed(staff) == {"accept 409 task.not_dispatched": 1, "verify ReadTimeout": 1,
                                    "result 422 request.invalid[inspection.officers_unknown,inspection.unit_absent]": 1}
+
+
+async def test_a_completion_refused_by_a_replica_of_the_previous_release_is_sent_again_as_it_takes_it() -> None:
+    """Issue #27: this release's completion carries the reply, which a v1.1.0 replica refuses as a
+    member it does not know (422 `value.unexpected`); the towns' staff send it again at once as the
+    previous release takes it, and no failure is counted."""
+    bodies: list[dict[str, object]] = []
+
+    def replica(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if "reply" in body:  # v1.1.0: the request model forbids unknown members
+            return httpx.Response(422, json={"code": "value.unexpected", "field": "reply", "status": 422})
+        return httpx.Response(200, json={"task_id": "t", "status": "completed", "on_time": True})
+
+    town = load_county(DEMO_COUNTY_DIR).towns["321003104"]
+    stack = type("OneReplica", (), {"replicas": {"dispatch": [type("Replica", (), {"url": "http://old.test"})()]},
+                                    "token": lambda self, *args, **kwargs: "t"})()
+    report = StaffReport()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(replica)) as client:
+        desk = TownDesk(stack, town, client, report)  # type: ignore[arg-type]
+        holder = next(iter(town.staff))
+        done = await desk.call("complete", "dispatch", "POST", "/v1/tasks/t/complete", holder,
+                               json={"resolution": "已办结", "reply": "已为您办理完毕。"},
+                               older_json={"resolution": "已办结"})
+    assert done == {"task_id": "t", "status": "completed", "on_time": True}
+    assert bodies == [{"resolution": "已办结", "reply": "已为您办理完毕。"}, {"resolution": "已办结"}]
+    assert report.done == {"complete": 1} and not report.problems and not staff_failed(report)

@@ -68,6 +68,7 @@ def read_values(first: history.TownMonth) -> dict[str, str]:
         "ticket_no": matter.ticket_no, "code": matter.access_code, "task_id": task.task_id,  # type: ignore[attr-defined]
         "inspection_id": inspection.inspection_id, "case_id": case.case_id,  # type: ignore[attr-defined]
         "plan_id": first.plan.subject, "subject_type": "staff", "subject_id": task.assignee,  # type: ignore[attr-defined]
+        "matter_off": "off",  # the task page without its matter (issue #27: the same page both ways)
     }
 
 

@@ -198,7 +198,7 @@ class _MatterWriter:
         t: events.TaskDispatchedData = task.data  # type: ignore[assignment]
         completed = self.task_event(events.TaskCompleted, events.TaskCompletedData(
             task_id=t.task_id, request_id=t.request_id, by=t.assignee, resolution="已办结", completed_at=done_at,
-            on_time=dispatch_rules.is_on_time(done_at, resolve_by)), task, done_at)
+            on_time=dispatch_rules.is_on_time(done_at, resolve_by), reply="已为您办理完毕。"), task, done_at)
         checked_at = done_at + timedelta(hours=2)
         if self.rng.random() < REWORK:
             self.task_event(events.TaskVerified, events.TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=False,
@@ -208,7 +208,7 @@ class _MatterWriter:
             done_at = checked_at + (resolve_by - checked_at) * self.rng.uniform(0.2, 0.9)
             completed = self.task_event(events.TaskCompleted, events.TaskCompletedData(
                 task_id=t.task_id, request_id=t.request_id, by=t.assignee, resolution="返工后办结",
-                completed_at=done_at, on_time=True), task, done_at)
+                completed_at=done_at, on_time=True, reply="材料已补齐，已为您办理完毕。"), task, done_at)
             checked_at = done_at + timedelta(hours=2)
         self.task_event(events.TaskVerified, events.TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=True,
                                                        note="核查通过", by=self.duty, at=checked_at),
@@ -234,7 +234,7 @@ class _MatterWriter:
         completed = self.task_event(events.TaskCompleted, events.TaskCompletedData(
             task_id=t.task_id, request_id=t.request_id, by=by, resolution=f"inspection {inspection_id}: {outcome}",
             completed_at=done_at, on_time=dispatch_rules.is_on_time(done_at, t.resolve_by),
-            inspection_id=inspection_id), task, done_at, done)
+            inspection_id=inspection_id, reply=dispatch_rules.inspection_reply(outcome)), task, done_at, done)
         self.task_event(events.TaskVerified, events.TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=True,
                                                        note=f"verified by inspection {inspection_id}", by=by,
                                                        at=done_at), task, done_at, completed)

@@ -132,6 +132,10 @@ async def load_dispatch(conn: asyncpg.Connection, town: Town, matters: Sequence[
                                                               by, at)
             assert extension_id is not None
             await dispatch_store.decide_extension(conn, extension_id, "approved", by, at, None)
+        for event in matter.events:  # the answer to the citizen of each completion; the last one stays
+            if isinstance(event, events.TaskCompleted) and event.data.reply is not None:
+                await dispatch_store.save_reply(conn, town.code, uuid.UUID(event.data.task_id), event.data.reply,
+                                                event.data.completed_at)
 
 
 async def _load_inspection(conn: asyncpg.Connection, town: Town, done: events.InspectionDone,

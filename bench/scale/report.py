@@ -34,6 +34,26 @@ def console_pages(result: dict[str, Any]) -> dict[str, Any]:
             "worst_p95_ms": worst, "target_ms": PAGE_P95_MS}
 
 
+MATTER_ADDS_MS = 20.0  # issue #27: the matter with its citizen, and recording the read, on the task page
+TASK_PAGE = "console GET /board/tasks/{task_id}"
+
+
+def matter_on_the_task_page(result: dict[str, Any]) -> dict[str, Any]:
+    """What serving the matter with its citizen (and recording that read) adds to the task page's
+    p95: the page as the command centre loads it, less the same page with `?matter=off` (intake
+    not asked), in the same run and stage."""
+    stages = LOADED_STAGES if result["size"]["months"] > 1 else LOADED_STAGES[:1]
+    added = {}
+    for stage in stages:
+        timed = result["pages"][stage]
+        with_, without = timed.get(TASK_PAGE), timed.get(f"{TASK_PAGE} (without the matter)")
+        if with_ is not None and without is not None:
+            added[stage] = {"with_p95_ms": with_["p95"], "without_p95_ms": without["p95"],
+                            "added_ms": round(with_["p95"] - without["p95"], 2)}
+    return {"pass": bool(added) and all(a["added_ms"] <= MATTER_ADDS_MS for a in added.values()),
+            "added": added, "target_ms": MATTER_ADDS_MS}
+
+
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     loaded = result["reads"]["all_months"]
     one = result["reads"]["one_month"]
@@ -55,6 +75,7 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
                                   "rate": replay["rebuild"]["rate"]},
         "rebuild_ge_10pct_of_bare": {"pass": share >= REBUILD_SHARE_OF_BARE, "share": round(share, 4)},
         "console_page_p95_le_300ms": console_pages(result),
+        "matter_adds_le_20ms_to_task_page_p95": matter_on_the_task_page(result),
     }
 
 

@@ -195,6 +195,9 @@ class TaskCompletedData(EventData):
     completed_at: datetime
     on_time: bool
     inspection_id: str | None = None
+    # v1.2, optional: the answer to the citizen (答复: what was done or why not), personal numbers
+    # masked. Absent from v1.1 events; new completions always carry it.
+    reply: str | None = Field(default=None, description="the answer to the citizen (答复), personal numbers masked")
 
 
 class TaskCompleted(Envelope):
@@ -227,6 +230,8 @@ class TaskVerifiedData(EventData):
     note: str
     by: str
     at: datetime
+    # v1.2, optional: a failed check's rework deadline (the date the citizen is now promised).
+    resolve_by: datetime | None = Field(default=None, description="when failed: the rework's deadline")
 
 
 class TaskVerified(Envelope):

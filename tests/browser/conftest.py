@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
@@ -14,6 +15,17 @@ from devstack.demo_accounts import DEMO_PASSWORD
 from devstack.stack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Deque's axe-core from npm at the version of axe/package-lock.json (`make axe-core`: npm ci).
+AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+# What fails a page: WCAG 2.1 A and AA (contrast 4.5:1 for text) and axe's best practices, at impact
+# serious or critical. Moderate and minor findings are not failures (a crawl counts them).
+FAILING = ("serious", "critical")
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ") + ": " + (n.failureSummary || "").replace(/\\s+/g, " "))}));
+}"""
 # Without the networking flags Chromium keeps calling hosts this machine cannot reach.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic", "--no-first-run"]
@@ -32,7 +44,65 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="session")
-async def browser(chromium: str) -> AsyncIterator[Browser]:
+def axe_core() -> Path:
+    """Missing is a failure, not a skip: `make install` installs it (npm ci in tests/browser/axe)."""
+    assert AXE.exists(), "axe-core is not installed: make axe-core (npm ci --prefix tests/browser/axe)"
+    return AXE
+
+
+# A page's shape: every element with its attributes (numbers and ids folded, links and values left
+# out), whether it holds text of its own, and its children's shapes, a run of alike siblings (rows,
+# links, options) once. Two pages of one shape get the same axe findings (the words and the
+# lengths of lists differ, not what axe checks), so a crawl runs axe once per shape.
+SHAPE = r"""() => {
+  const skip = ["href", "action", "value", "content", "datetime"];
+  const shape = e => {
+    const attributes = [...e.attributes].filter(a => !skip.includes(a.name) && !a.name.startsWith("data-"))
+      .map(a => a.name + "=" + a.value.replace(/[0-9a-f]{8,}(-[0-9a-f]{4,})*|\d+/gi, "#")).sort().join(",");
+    const text = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()) ? "T" : "";
+    const children = [];
+    for (const child of e.children) {
+      const s = shape(child);
+      if (children[children.length - 1] !== s) children.push(s);
+    }
+    return e.tagName + "[" + attributes + "]" + text + "(" + children.join(",") + ")";
+  };
+  return shape(document.documentElement);
+}"""
+
+
+# axe's findings by page shape, for the session: a shape one test checked is not checked again.
+CHECKED: dict[str, list[dict[str, Any]]] = {}
+
+
+async def axe_findings(page: Page) -> list[dict[str, Any]]:
+    """Every violation axe-core finds on the page (rule `id`, `impact`, `help`, the first `nodes`
+    at fault); a page of a shape already checked is answered from `CHECKED`."""
+    shape = await page.evaluate(SHAPE)
+    if shape in CHECKED:
+        return CHECKED[shape]
+    if not await page.evaluate("typeof window.axe === 'object'"):
+        await page.add_script_tag(path=str(AXE))
+    found: list[dict[str, Any]] = await page.evaluate(AXE_RUN)
+    CHECKED[shape] = found
+    return found
+
+
+async def axe_violations(page: Page) -> list[str]:
+    """The page's serious and critical violations, one line each (rule, impact, the first elements
+    at fault); [] when there are none."""
+    return [f"{v['id']} ({v['impact']}: {v['help']}) at " + " | ".join(v["nodes"])
+            for v in await axe_findings(page) if v["impact"] in FAILING]
+
+
+async def assert_accessible(page: Page, where: str = "") -> None:
+    """Fail on any serious or critical axe-core violation of the page as it is now."""
+    if violations := await axe_violations(page):
+        raise AssertionError(f"{where or page.url}: " + "\n  ".join(["", *violations]))
+
+
+@pytest.fixture(scope="session")
+async def browser(chromium: str, axe_core: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         yield launched

@@ -18,7 +18,7 @@ from playwright.async_api import Page, expect
 from devstack.stack import Stack
 from tests.conftest import QINGHE, Api, eventually, filing, task_of
 
-from .conftest import People
+from .conftest import People, assert_accessible
 
 pytestmark = pytest.mark.stack
 CLERK, COMMAND, OFFICER = ("s010", "clerk"), ("s030", "command_centre"), ("s026", "officer")
@@ -75,6 +75,7 @@ async def test_a_duplicate_is_hinted_on_the_receipt_merged_on_the_board_followed
     await form.get_by_role("button", name="合并").click()
     await expect(board.locator("[data-testid=merge-form] .field-error[data-field=into]")).to_have_text(
         "主件受理编号：不能并入自身，请填写另一件的受理编号")
+    await assert_accessible(board, "a merge refused")
 
     await board.get_by_test_id("merge-form").locator("input[name=into]").fill(first)
     await board.get_by_test_id("merge-form").get_by_role("button", name="合并").click()
@@ -99,12 +100,14 @@ async def test_a_duplicate_is_hinted_on_the_receipt_merged_on_the_board_followed
     await board.locator(f"[data-testid=newest] tr[data-ticket='{second}'] a").click()
     await expect(board.get_by_test_id("task-status")).to_have_text("已合并")
     await expect(board.get_by_test_id("primary")).to_contain_text(first)
+    await assert_accessible(board, "a merged task")
 
     # The merged citizen's status page follows the primary.
     citizen = await people.anonymous(phone=True)
     await _look_up(citizen, second, code)
     await expect(citizen.get_by_test_id("primary-ticket")).to_have_text(first)
     await expect(citizen.get_by_test_id("primary-timeline").locator("li").first).to_contain_text("受理")
+    await assert_accessible(citizen, "a merged matter's status")
 
     # Undone from the task's page: the task takes back its status, the citizen their own matter.
     await board.get_by_role("button", name="撤销合并").click()
@@ -123,7 +126,7 @@ async def _closed_task(county_stack: Stack) -> dict[str, Any]:
     assert filed.status_code == 201, filed.text
     task = await task_of(dispatch, filed.json()["request_id"])
     holder = (task["assignee"], "staff")
-    for path, body in (("accept", None), ("complete", {"resolution": "已办结"})):
+    for path, body in (("accept", None), ("complete", {"resolution": "已办结", "reply": "已为您办理完毕。"})):
         done = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/{path}", as_=holder, json=body)
         assert done.status_code == 200, done.text
     closed = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/verify", as_=COMMAND,
@@ -143,6 +146,7 @@ async def test_an_unsatisfied_callback_reopens_the_task_for_its_assignee(people:
     await callback.get_by_label("已联系上群众").check()
     await callback.get_by_role("button", name="记录回访").click()
     await expect(board.locator(".field-error[data-field=rating]")).to_have_text("评价：联系上群众时，请选择群众的评价")
+    await assert_accessible(board, "a callback refused")
 
     callback = board.get_by_test_id("callback-form")
     await callback.get_by_label("不满意", exact=True).check()
@@ -154,6 +158,7 @@ async def test_an_unsatisfied_callback_reopens_the_task_for_its_assignee(people:
     await expect(board.get_by_test_id("callbacks").locator("li")).to_have_count(1)
     await expect(board.get_by_test_id("callbacks")).to_contain_text("不满意")
     await expect(board.get_by_test_id("callback-form")).to_have_count(0)  # open again: no callback now
+    await assert_accessible(board, "a reopened task")
 
     # The assignee has it again in 我的任务, marked 重办.
     holder = await people.signed_in(f"qh-{task['assignee']}", phone=True)
@@ -162,6 +167,7 @@ async def test_an_unsatisfied_callback_reopens_the_task_for_its_assignee(people:
     await expect(card.get_by_test_id("status")).to_have_text("返工")
     await expect(card.get_by_test_id("reopened")).to_have_text("重办")
     await expect(card.get_by_role("button", name="办结")).to_be_visible()
+    await assert_accessible(holder, "a reopened task in 我的任务")
 
 
 async def _visited(county_stack: Stack, item: str, target: str) -> str:
@@ -171,7 +177,8 @@ async def _visited(county_stack: Stack, item: str, target: str) -> str:
         channel="hotline", item_code=item, description="企业检查", village="V02", location="东湖村工业园", target=target))
     assert filed.status_code == 201, filed.text
     inspection = await _planned(enforcement, target)
-    started = await enforcement.call("POST", f"/v1/inspections/{inspection}/start", as_=OFFICER)
+    started = await enforcement.call("POST", f"/v1/inspections/{inspection}/start", as_=OFFICER,
+                                     json={"officers": ["s026", "s027"]})
     assert started.status_code == 200, started.text
     return inspection
 
@@ -203,6 +210,7 @@ async def test_officers_see_an_enterprise_inspected_by_two_units_with_the_propos
     await expect(alert).to_contain_text("县应急管理局")
     await expect(alert).to_contain_text("县市场监督管理局")
     await expect(alert.get_by_test_id("visits").locator("li")).to_have_count(2)
+    await assert_accessible(officer, "the alerts")
     for inspection in visits:
         await expect(alert.locator(f"a[href='/enforcement/inspections/{inspection}']")).to_have_count(1)
     await alert.get_by_test_id("proposed").click()
@@ -238,6 +246,7 @@ async def test_the_monthly_bulletin_link_asks_appraisal(people: People, county_s
         assert (await waiting.value).status == 404
         await expect(office.get_by_role("alert")).to_contain_text("的月度通报")
         await expect(office.get_by_role("heading", name="月度通报")).to_be_visible()
+        await assert_accessible(office, "a bulletin not there")
 
 
 async def test_a_holder_asks_to_suspend_the_command_centre_approves_and_the_holder_resumes(
@@ -257,11 +266,13 @@ async def test_a_holder_asks_to_suspend_the_command_centre_approves_and_the_hold
     await form.get_by_role("button", name="申请挂起").click()
     await expect(holder.get_by_role("status")).to_have_text("已提交。")
     await expect(holder.get_by_test_id("suspension-status")).to_have_text("待审批")
+    await assert_accessible(holder, "a suspension asked")
 
     board = await people.signed_in("qh-s030")
     await board.goto("/suspensions")
     row = board.locator(f"#suspension-{task['task_id']}")
     await expect(row).to_contain_text("户口本复印件不清晰")
+    await assert_accessible(board, "the pending suspensions")
     await row.get_by_role("button", name="批准挂起").click()
     await expect(board.get_by_role("status")).to_have_text("已提交。")
     await expect(board.locator(f"#suspension-{task['task_id']}")).to_have_count(0)
@@ -274,3 +285,4 @@ async def test_a_holder_asks_to_suspend_the_command_centre_approves_and_the_hold
     assert resumed["status"] == task["status"] == "dispatched"
     town_clock = datetime.fromisoformat(resumed["resolve_by"]).astimezone(ZoneInfo("Asia/Shanghai"))
     await expect(holder.get_by_test_id("resumed-resolve-by")).to_have_text(town_clock.strftime("%Y-%m-%d %H:%M"))
+    await assert_accessible(holder, "a task resumed")

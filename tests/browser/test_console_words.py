@@ -1,12 +1,15 @@
 """Issue #27's items 4 and 5 in a real browser against the real stack: every time a person reads is
 on the town's clock (a matter made at known instants of the test clock, read on every page that
 shows one of its times), and no page of any role shows an English word — only ticket numbers and
-other identifiers, the town's codes beside their names, and the proper nouns listed here."""
+other identifiers, the town's codes beside their names, and the proper nouns listed here. The crawl
+runs axe-core on every page it reads too (item 9): no serious or critical violation."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from collections import Counter
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +22,7 @@ from tests.conftest import QINGHE, Api, eventually, filing, set_clocks, task_of
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
-from .conftest import People
+from .conftest import CHECKED, People, assert_accessible, axe_violations
 
 pytestmark = pytest.mark.stack
 CLERK, COMMAND, OFFICER = ("s010", "clerk"), ("s030", "command_centre"), ("s026", "officer")
@@ -72,7 +75,7 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     task = await task_of(dispatch, matter["request_id"])  # dispatched at 08:12, before the clock moves
     holder = (task["assignee"], "staff")
     for step, path, body, who in (("accepted", "accept", None, holder),
-                                  ("completed", "complete", {"resolution": "已办结"}, holder),
+                                  ("completed", "complete", {"resolution": "已办结", "reply": "已为您办理完毕。"}, holder),
                                   ("verified", "verify", {"passed": True, "note": "核查通过"}, COMMAND),
                                   ("callback", "callback", {"reached": True, "rating": "satisfied", "note": "满意"},
                                    COMMAND)):
@@ -111,22 +114,26 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     await citizen.locator("input[name=code]").fill(code)
     await citizen.get_by_role("button", name="查询").click()
     assert await _times_in(citizen, "[data-testid=timeline]") == expected
+    await assert_accessible(citizen, "the status of a matter called back")
 
-    # The receipt may show the filing time (and nothing else of the clock).
-    assert set(receipt_times) <= {"2026-12-07 08:12"}, receipt_times
+    # The receipt shows the filing time and the date promised (the task's deadline, set by the same
+    # rules from the same moment), and nothing else of the clock.
+    assert receipt_times == ["2026-12-07 08:12", local(task["resolve_by"])], receipt_times
 
     # The board's 更新于 is dispatch's clock, frozen at 09:10.
     board = await people.signed_in("qh-s030")
     await board.goto("/board")
     await expect(board.get_by_test_id("board-at")).to_have_text("2026-12-07 09:10")
 
-    # The task's page: its deadlines and its callback (08:50), and no other time.
+    # The task's page: its deadlines, its callback (08:50) and its matter's filing (08:12), and no other time.
     deadlines = {local(task["respond_by"]), local(task["resolve_by"])}
     await board.goto(f"/board/tasks/{task['task_id']}")
     await expect(board.get_by_test_id("respond-by")).to_have_text(local(task["respond_by"]))
     await expect(board.get_by_test_id("resolve-by")).to_have_text(local(task["resolve_by"]))
     await expect(board.get_by_test_id("callbacks")).to_contain_text("2026-12-07 08:50")
-    assert set(await _times_in(board, "main")) <= deadlines | {"2026-12-07 08:50"}
+    await expect(board.get_by_test_id("matter-filed-at")).to_have_text("2026-12-07 08:12")
+    assert set(await _times_in(board, "main")) <= deadlines | {"2026-12-07 08:50", "2026-12-07 08:12"}
+    await assert_accessible(board, "a task called back")
 
     # 我的任务 of the assignee: the same deadlines.
     assignee = await people.signed_in(f"qh-{task['assignee']}")
@@ -146,6 +153,7 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     await officer.goto("/enforcement")
     row = officer.locator(f"a[href='/enforcement/cases/{case['case_id']}']").locator("xpath=ancestor::tr")
     assert SHOWN_TIME.findall(await row.inner_text()) == ["2026-12-07 09:10", local(case["decision_due"])]
+    # The other pages here are the crawl's (below), which runs axe-core on every page as each role.
 
 
 async def _planned(enforcement: Api, target: str, task_ids: bool = True) -> dict[str, Any]:
@@ -184,12 +192,16 @@ def _town_codes() -> dict[str, set[str]]:
 CODES = _town_codes()
 
 
+# A web address (the receipt's, of the status page) is an identifier people type or scan, not words.
+WEB_ADDRESS = re.compile(r"https?://\S+")
+
+
 def english_on(lines: list[str]) -> list[str]:
     """The Latin words of a page's lines that are neither a listed proper noun, nor a code of the
     town shown on the same line as its name, nor an identifier (an access code, a credit code: letters
-    with digits, and no code of the town)."""
+    with digits, and no code of the town; a web address)."""
     found = []
-    for line in lines:
+    for line in (WEB_ADDRESS.sub(" ", text) for text in lines):
         for word in LATIN.findall(line):
             if not re.search(r"[A-Za-z]", word) or word in PROPER_NOUNS:
                 continue
@@ -236,7 +248,7 @@ async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
     await step(waiting, "extend", {"days": 3, "reason": "需补充材料"})
     for task in (to_check, closed):
         await step(task, "accept")
-        await step(task, "complete", {"resolution": "已办结"})
+        await step(task, "complete", {"resolution": "已办结", "reply": "已为您办理完毕。"})
     await step(returned, "return", {"reason": "不属于本岗位"})
     await step(closed, "verify", {"passed": True, "note": "核查通过"}, COMMAND)
     await step(closed, "callback", {"reached": True, "rating": "basically_satisfied", "note": "基本满意"}, COMMAND)
@@ -288,15 +300,23 @@ async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
 
 async def test_no_page_of_any_role_shows_an_english_word(people: People, county_stack: Stack) -> None:
     made = await _a_matter_in_every_state(county_stack)
-    pages = ["/board", *(f"/board/tasks/{t}" for t in made["tasks"]), "/intake", "/tasks", "/enforcement",
+    pages = ["/board", *(f"/board/tasks/{t}" for t in made["tasks"]), "/intake", "/tasks", f"/tasks/{made['tasks'][0]}",
+             "/enforcement",
              *(f"/enforcement/inspections/{i}" for i in made["inspections"]), f"/enforcement/cases/{made['case']}",
              "/enforcement/alerts", "/appraisal", "/county", "/suspensions", f"/tasks/{made['tasks'][-1]}/suspension"]
     found: dict[str, list[str]] = {}
+    inaccessible: dict[str, list[str]] = {}  # item 9: axe-core on every page as each role
+    axe_seconds = 0.0
     text: list[str] = []
 
     async def read(page: Page, where: str, access_code: str | None = None) -> None:
         lines = await page.evaluate(READ_PAGE)
         text.extend(lines)
+        nonlocal axe_seconds
+        started = time.perf_counter()
+        if violations := await axe_violations(page):  # once per page shape (conftest.SHAPE)
+            inaccessible[where] = violations
+        axe_seconds += time.perf_counter() - started
         # An access code may be letters alone (intake's alphabet): the receipt's own is no word.
         if english := [w for w in english_on(lines) if access_code is None or not w.startswith(f"{access_code} ")]:
             found[where] = english
@@ -337,3 +357,7 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
                   "等待其他单位答复"):
         assert words in read_all, words
     assert not found, "\n".join(f"{where}: {word}" for where, words in found.items() for word in words)
+    lesser = Counter(f"{v['id']} ({v['impact']})" for found in CHECKED.values() for v in found)
+    print(f"axe-core: {len(CHECKED)} page shapes so far, {axe_seconds:.1f} s in the crawl; "
+          f"findings by page shape: {dict(lesser)}")
+    assert not inaccessible, "\n".join(f"{where}: {v}" for where, vs in inaccessible.items() for v in vs)

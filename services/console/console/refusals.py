@@ -133,6 +133,7 @@ INTAKE = {
     "merge.primary_closed": "{ticket} {status}，主件须仍在办理中",
     "unmerge.not_merged": "该件没有合并，无需撤销",
     "unmerge.primary_closed": "主件 {primary} 已结案，合并不能撤销",
+    "matter.not_found": "没有找到这件事项（刚派出的任务请稍后刷新）",
 }
 
 # 派单 (dispatch): tasks, returns and redispatch, extensions, verification, callbacks, off-post.
@@ -140,6 +141,7 @@ DISPATCH = {
     "task.not_found": "没有这个任务",
     "task.not_assignee": "只有承办人或其模块长可以办理这个任务",
     "task.status_forbids": "任务现在{status}，不能这样办理",
+    "task.reply_blank": "请填写给群众的答复（办理结果或不能办理的原因），不能只有空格",
     "task.return_window_closed": "退回期限已过（截至 {closes_at}），不能再退回",
     "extension.too_late": "延期须在办理时限（{resolve_by}）之前申请",
     "extension.already_pending": "这个任务已有一份待审批的延期申请",
@@ -172,6 +174,7 @@ ENFORCEMENT = {
     "inspection.poster_not_named": "提交人须是本次结果中列明的执法人员之一（或执法队负责人）",
     "inspection.unknown_staff": "不是本镇的工作人员：{staff}",
     "inspection.too_few_certified": "至少需要 {required} 名持执法证的执法人员（现在 {certified} 名）",
+    "inspection.starter_not_officer": "只有本镇的执法人员（随队出发）或模块负责人、管理员（派出检查组）可以开始检查",
     "inspection.unit_absent": "所有单位都须到场，未到场：{units}",
     "inspection.unit_foreign": "不是这次检查的单位：{units}",
     "inspection.finding_missing": "每个检查事项都要填写一条检查结果",

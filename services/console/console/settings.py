@@ -32,3 +32,7 @@ class ConsoleSettings(ServiceSettings):
     console_session_secret: SecretStr | None = None
     console_session_hours: float = 8.0
     console_cookie_secure: bool = False  # True behind HTTPS (the Kubernetes ConfigMap sets it)
+    # The address citizens reach the console at (https://zwt.county.example), printed on receipts
+    # with a QR code of its status page (/status?ticket=…). Unset: the address the filing was made
+    # at, which behind a proxy may be an inside one.
+    console_public_url: str | None = None

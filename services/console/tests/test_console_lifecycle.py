@@ -151,3 +151,78 @@ async def test_the_consoles_own_failure_is_a_chinese_500_page() -> None:
         got = await browser.get(f"/board/tasks/{A}")
     assert got.status_code == 500 and got.headers["content-type"].startswith("text/html")
     assert "系统出错了" in got.text and "RuntimeError" not in got.text and "Internal Server Error" not in got.text
+
+
+# --- the matter in front of the handler (issue #27) ----------------------------------------------
+TASK_ID = "7d4c2f0e-0000-4000-8000-000000000001"
+TASK = {"task_id": TASK_ID, "ticket_no": A, "town_code": "321003104", "request_id": "r-1", "item_code": "S001",
+        "kind": "service", "colour": "yellow", "village": "V01", "location": "青禾村五组", "lead_module": "police",
+        "post": "household", "assignee": "s049", "assigned_via": "A", "status": "accepted", "overdue": False,
+        "respond_by": "2026-12-01T10:30:00+08:00", "resolve_by": "2026-12-04T17:30:00+08:00", "reopen_count": 0,
+        "supervisions": [], "extensions": [], "callbacks": [], "called_back": False}
+MATTER = {"ticket_no": A, "request_id": "r-1", "town_code": "321003104", "status": "in_progress", "colour": "yellow",
+          "channel": "hotline", "item_code": "S001", "item_name": "新生儿落户", "village": "V01", "village_name": "青禾村",
+          "description": "孩子出生一个月，想办理落户", "location": "青禾村五组", "target": None, "filed_by": "s010",
+          "proxy_agent_id": None, "filed_at": "2026-12-01T00:12:00+00:00"}
+CITIZEN = {"name": "赵小满", "phone": "138-0000 1234"}
+HOLDER = Person("qh-s049", "s049", "户籍岗", frozenset({"staff"}), "321003104", "青禾镇")
+
+
+def _task_and(matter: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == f"/v1/tasks/{TASK_ID}":
+            return httpx.Response(200, json=TASK)
+        if request.url.path == f"/v1/tasks/{TASK_ID}/matter":
+            return httpx.Response(200, json=matter)
+        return problem(404, "task.not_found")
+    return answer
+
+
+@pytest.mark.parametrize(("person", "page"), [(COMMAND, f"/board/tasks/{TASK_ID}"), (HOLDER, f"/tasks/{TASK_ID}")])
+async def test_the_task_page_shows_the_matter_in_words_and_the_citizen_when_intake_gives_them(
+        person: Person, page: str, caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[httpx.Request] = []
+    caplog.set_level("DEBUG")
+    async for browser, _ in _console(_task_and(MATTER | {"citizen": CITIZEN, "citizen_seen_as": "assignee"}),
+                                     seen, person):
+        got = await browser.get(page)
+    assert got.status_code == 200
+    for words in ("诉求内容", "孩子出生一个月，想办理落户", "热线", "新生儿落户", "青禾村", "2026-12-01 08:12", "赵小满",
+                  '<a href="tel:13800001234">138-0000 1234</a>'):
+        assert words in got.text, words
+    assert "hotline" not in got.text and "citizen-hidden" not in got.text
+    matter_call = next(c for c in seen if c.url.path.endswith("/matter"))
+    assert matter_call.url.path == f"/v1/tasks/{TASK_ID}/matter"  # intake records which task's page read it
+    claims = jwt.decode(matter_call.headers["Authorization"].removeprefix("Bearer "), SECRET, algorithms=["HS256"],
+                        audience="townflow-intake")
+    assert claims["sub"] == person.sub
+    # The console never logs personal data.
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "赵小满" not in logged and "1234" not in logged
+
+
+async def test_staff_intake_gives_no_citizen_see_the_matter_without_one() -> None:
+    seen: list[httpx.Request] = []
+    async for browser, _ in _console(_task_and(MATTER), seen, HOLDER):
+        got = await browser.get(f"/tasks/{TASK_ID}")
+    assert got.status_code == 200 and "孩子出生一个月，想办理落户" in got.text
+    assert 'data-testid="citizen-hidden"' in got.text and "tel:" not in got.text
+
+
+async def test_the_matter_panel_off_asks_intake_nothing() -> None:
+    seen: list[httpx.Request] = []
+    async for browser, _ in _console(_task_and(MATTER | {"citizen": CITIZEN}), seen, COMMAND):
+        got = await browser.get(f"/board/tasks/{TASK_ID}", params={"matter": "off"})
+    assert got.status_code == 200 and "诉求内容" not in got.text and "赵小满" not in got.text
+    assert [c.url.path for c in seen] == [f"/v1/tasks/{TASK_ID}"]
+
+
+async def test_a_matter_intake_refuses_reads_in_chinese_on_the_task_page() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=TASK) if request.url.path == f"/v1/tasks/{TASK_ID}" else problem(
+            404, "matter.not_found")
+    async for browser, _ in _console(answer, seen, COMMAND):
+        got = await browser.get(f"/board/tasks/{TASK_ID}")
+    assert got.status_code == 200 and "没有找到这件事项（刚派出的任务请稍后刷新）" in got.text and "English" not in got.text

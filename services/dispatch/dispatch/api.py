@@ -55,6 +55,7 @@ from .refusals import (
     REDISPATCH_ONE_TARGET,
     REDISPATCH_UNKNOWN_ASSIGNEE,
     REDISPATCH_UNKNOWN_POST,
+    REPLY_BLANK,
     RETURN_WINDOW_CLOSED,
     STAFF_NOT_FOUND,
     SUSPENSION_ALREADY_ASKED,
@@ -107,9 +108,10 @@ async def accept(task_id: TaskId, deps: Dependencies, principal: Holder) -> Acce
 
 
 @router.post("/v1/tasks/{task_id}/complete", response_model=Completed,
-             responses=responses(*AS_ASSIGNEE, problems.INVALID))
+             responses=responses(*AS_ASSIGNEE, REPLY_BLANK, problems.INVALID))
 async def complete(task_id: TaskId, body: Resolution, deps: Dependencies, principal: Holder) -> Completed:
-    return await flows.complete_task(deps, principal, flows.CompleteTask(task_id, body.resolution))
+    """办结 with the answer to the citizen (`reply`), which intake shows on the citizen's status page."""
+    return await flows.complete_task(deps, principal, flows.CompleteTask(task_id, body.resolution, body.reply))
 
 
 @router.post("/v1/tasks/{task_id}/return", response_model=Returned,

@@ -75,6 +75,7 @@ class AcceptTask:
 class CompleteTask:
     task_id: uuid.UUID
     resolution: str
+    reply: str  # 答复: the answer to the citizen, what was done or why not
 
 
 @dataclass(frozen=True)
@@ -217,10 +218,13 @@ async def accept_task(deps: Deps, actor: Principal, command: AcceptTask) -> Acce
 
 
 async def complete_task(deps: Deps, actor: Principal, command: CompleteTask) -> Completed:
+    if refusal := rules.reply_refusal(command.reply):
+        raise refusal
     now = deps.clock.now()
     async with deps.unit_of_work() as uow:
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "complete")
-        on_time = await finish_task(uow, town, task, by=actor.sub, resolution=command.resolution, now=now)
+        on_time = await finish_task(uow, town, task, by=actor.sub, resolution=command.resolution,
+                                    reply=command.reply, now=now)
     return Completed(task_id=command.task_id, on_time=on_time)
 
 
@@ -386,6 +390,7 @@ async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> Task
     async with deps.unit_of_work() as uow:
         task, town = await _locked_task(uow, deps, actor, command.task_id)
         _allowed("verify", task)
+        resolve_by = None
         if command.passed:
             await uow.store.update_task(task["task_id"], status="closed")
         else:
@@ -397,7 +402,7 @@ async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> Task
                 next_supervision_at=await _next_supervision_after_change(uow, town, task["task_id"], now, resolve_by))
         await uow.publish(task_event(town, events.TaskVerified, events.TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=command.passed,
-            note=command.note, by=actor.sub, at=now), task["task_id"], task["request_id"], now))
+            note=command.note, by=actor.sub, at=now, resolve_by=resolve_by), task["task_id"], task["request_id"], now))
         return await _task_now(uow, task["task_id"], now, town)
 
 
@@ -489,10 +494,12 @@ async def dispatch_matter(uow: UnitOfWork, town: Town, matter: Matter, *,
     return task_id
 
 
-async def finish_task(uow: UnitOfWork, town: Town, task: Row, *, by: str, resolution: str, now: datetime,
-                      inspection_id: str | None = None, causation_id: Any = None) -> bool:
-    """The task completed (办结) by its assignee or by an inspection; whether it was on time."""
+async def finish_task(uow: UnitOfWork, town: Town, task: Row, *, by: str, resolution: str, reply: str,
+                      now: datetime, inspection_id: str | None = None, causation_id: Any = None) -> bool:
+    """The task completed (办结) by its assignee or by an inspection, with its answer to the
+    citizen (kept whole here, masked on the topic); whether it was on time."""
     on_time = rules.is_on_time(now, task["resolve_by"])
+    await uow.store.save_reply(town.code, task["task_id"], reply, now)
     # An inspection's result is its own closure check (核查): such tasks close at once.
     status = "closed" if inspection_id else "completed"
     await uow.store.update_task(task["task_id"], status=status, completed_at=now, completed_by=by,
@@ -500,7 +507,10 @@ async def finish_task(uow: UnitOfWork, town: Town, task: Row, *, by: str, resolu
                                 next_supervision_at=None)
     outgoing = [task_event(town, events.TaskCompleted, events.TaskCompletedData(
         task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=by,
-        resolution=resolution, completed_at=now, on_time=on_time, inspection_id=inspection_id),
+        # Free text leaves dispatch masked, as the filing's description leaves intake: a phone
+        # typed into the resolution or repeated in the answer must not reach subscribers.
+        resolution=mask_personal_numbers(resolution), completed_at=now, on_time=on_time,
+        inspection_id=inspection_id, reply=mask_personal_numbers(reply)),
         task["task_id"], task["request_id"], now, causation_id)]
     if inspection_id:
         outgoing.append(task_event(town, events.TaskVerified, events.TaskVerifiedData(
@@ -639,6 +649,7 @@ async def complete_inspected(deps: Deps, uow: UnitOfWork, event: events.Inspecti
         note = f" — {finding.note}" if finding and finding.note else ""
         await finish_task(uow, town, task, by=",".join(d.officers),
                           resolution=f"inspection {d.inspection_id}: {outcome}{note}",
+                          reply=rules.inspection_reply(outcome),
                           now=now, inspection_id=d.inspection_id, causation_id=event.id)
 
 
@@ -684,6 +695,7 @@ async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDeta
     town = town_of_record(deps.county, actor, task["town_code"], acting=False, not_found=refusals.TASK_NOT_FOUND)
     tz = town.calendar.tz
     return TaskDetail.model_validate(task_view(task, deps.clock.now(), tz) | {
+        "reply": await store.reply_of(pool, task_id),
         "supervisions": [SupervisionSeen(level=s["level"], at=s["at"].astimezone(tz), notified=s["notified"])
                          for s in await store.supervision_levels(pool, task_id)],
         "extensions": [ExtensionSeen(days=e["days"], status=e["status"], reason=e["reason"])

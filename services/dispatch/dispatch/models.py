@@ -9,11 +9,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
-from townflow_shared.types import Command, Identifier, Instant, StrictBool, StrictInt, Text
+from townflow_shared.types import NOT_BLANK_PATTERN, Command, Identifier, Instant, StrictBool, StrictInt, Text
 from townflow_shared.views import plain
 
 from . import rules
-from .refusals import OFF_POST_ENDS_BEFORE_START, REDISPATCH_ONE_TARGET
+from .refusals import OFF_POST_ENDS_BEFORE_START, REDISPATCH_ONE_TARGET, REPLY_BLANK
 from .store import Row
 
 Reason = Annotated[Text, Field(min_length=1, max_length=1000)]
@@ -22,7 +22,22 @@ Note = Annotated[Text, Field(max_length=1000)]
 
 # --- requests -----------------------------------------------------------------------------------
 class Resolution(Command):
+    """办结: what was done (for the record), and the answer to the citizen (答复: what was done or
+    why not), which the citizen's status page shows. The reply must hold more than whitespace
+    (`task.reply_blank`), as the document says too."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "allOf": [{"properties": {"reply": {"pattern": NOT_BLANK_PATTERN}}}]})
     resolution: Annotated[Text, Field(min_length=1, max_length=2000)]
+    reply: Annotated[Text, Field(min_length=1, max_length=rules.REPLY_MAX_LENGTH,
+                                 description="the answer to the citizen (答复): what was done, or why not")]
+
+    @field_validator("reply")
+    @classmethod
+    def _not_blank(cls, reply: str) -> str:
+        if not reply.strip():
+            raise REPLY_BLANK.pydantic()
+        return reply
 
 
 class ReturnReason(Command):
@@ -129,6 +144,7 @@ class TaskView(Answer):
     completed_at: datetime | None
     completed_by: str | None
     resolution: str | None
+    reply: str | None = Field(default=None, description="the answer to the citizen (答复), on one task's read")
     on_time: bool | None
     returned_at: datetime | None
     return_reason: str | None

@@ -13,6 +13,9 @@ TASK_NOT_ASSIGNEE = CODES.code("task.not_assignee", 403, "only the assignee or t
 TASK_STATUS_FORBIDS = CODES.code(
     "task.status_forbids", 409, "the task's status does not allow this",
     "cannot {action} a task that is {status} (allowed when {allowed})")
+# 答复: completing a task answers the citizen (what was done, or why not).
+REPLY_BLANK = CODES.code("task.reply_blank", 422, "a reply for the citizen is required",
+                         "a reply for the citizen (what was done, or why not) is required: it may not be blank")
 RETURN_WINDOW_CLOSED = CODES.code("task.return_window_closed", 409, "the return window has closed",
                                   "the return window closed at {closes_at}")
 # 延期: an extension of a task's deadline.

@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from townflow_shared import promises
 from townflow_shared.auth import Principal
 from townflow_shared.calendar import WorkCalendar
 from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
@@ -19,6 +20,7 @@ from .refusals import (
     CALLBACK_RATING_REQUIRED,
     CALLBACK_RATING_UNEXPECTED,
     EXTENSION_TASK_NOT_OPEN,
+    REPLY_BLANK,
     SUSPENSION_TASK_NOT_OPEN,
     TASK_STATUS_FORBIDS,
 )
@@ -54,15 +56,9 @@ class Deadlines:
 def deadlines(colour: Colour, item: CatalogItem, start: datetime, calendar: WorkCalendar,
               rules: DispatchRules) -> Deadlines:
     """差别化督办: red answers in hours, orange in the sooner of the item's limit and 3wd."""
-    respond_by = calendar.deadline(start, rules.respond_by[colour])
-    item_due = calendar.deadline(start, item.time_limit)
-    if colour == "red":
-        resolve_by = calendar.deadline(start, rules.resolve_by_red)
-    elif colour == "orange":
-        resolve_by = min(item_due, calendar.deadline(start, rules.resolve_by_orange_cap))
-    else:
-        resolve_by = item_due
-    return Deadlines(respond_by, resolve_by)
+    # The resolution deadline is the one intake promises the citizen on the receipt (promises.py).
+    return Deadlines(calendar.deadline(start, rules.respond_by[colour]),
+                     promises.resolve_by(colour, item, start, calendar, rules))
 
 
 def may_act(principal: Principal, assignee: str, post: Post | None, town: Town) -> bool:
@@ -73,6 +69,31 @@ def may_act(principal: Principal, assignee: str, post: Post | None, town: Town) 
     if principal.town != town.code:
         return False
     return principal.sub == assignee or (post is not None and town.modules[post.module].leader == principal.sub)
+
+
+# 答复: the answer to the citizen that completing a task requires, at most this long (it is shown on
+# the citizen's status page and printed on nothing narrower than a phone).
+REPLY_MAX_LENGTH = 1000
+
+
+def reply_refusal(reply: str) -> Refusal | None:
+    """None when `reply` answers the citizen (something left once trimmed), else the refusal."""
+    return None if reply.strip() else REPLY_BLANK("reply")
+
+
+# An inspection completes the tasks it covered: the citizen's answer says what it found.
+INSPECTION_REPLIES = {
+    "compliant": "经现场检查，未发现违法违规行为。",
+    "rectify": "经现场检查，已责令当事人限期整改，并将复查整改情况。",
+    "violation": "经现场检查，发现违法行为，已依法立案查处。",
+    "not_delegated": "经现场检查，该事项已移交县级主管部门依法处理。",
+    "criminal": "经现场检查，涉嫌犯罪，已移送司法机关处理。",
+    "inspected": "已完成现场检查。",
+}
+
+
+def inspection_reply(outcome: str) -> str:
+    return INSPECTION_REPLIES.get(outcome, INSPECTION_REPLIES["inspected"])
 
 
 def return_deadline(dispatched_at: datetime, calendar: WorkCalendar, rules: DispatchRules) -> datetime:

@@ -273,7 +273,18 @@ async def callbacks_of(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]:
                           " ORDER BY at", task_id)
 
 
-# --- 挂起: suspensions (migration 010) ------------------------------------------------------------
+async def save_reply(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None:
+    """The answer to the citizen given with the task's completion; a later completion replaces it."""
+    await conn.execute(
+        "INSERT INTO task_replies (task_id, town_code, reply, at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (task_id) DO UPDATE SET reply = EXCLUDED.reply, at = EXCLUDED.at",
+        task_id, town_code, reply, at)
+
+
+async def reply_of(db: Db, task_id: uuid.UUID) -> str | None:
+    value = await db.fetchval("SELECT reply FROM task_replies WHERE task_id = $1", task_id)
+    return str(value) if value is not None else None
+# --- 挂起: suspensions (migration 011) ------------------------------------------------------------
 async def add_suspension(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, category: str,
                          reason: str, by: str, at: datetime) -> uuid.UUID | None:
     """None when a request of the task is already pending or in force."""
@@ -346,6 +357,7 @@ class TaskStore(Protocol):
     async def merge_state(self, request_id: uuid.UUID) -> Row | None: ...
     async def add_callback(self, town_code: str, task_id: uuid.UUID, reached: bool, rating: str | None,
                            note: str, by: str, at: datetime, reopened: bool) -> None: ...
+    async def save_reply(self, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None: ...
     async def add_suspension(self, town_code: str, task_id: uuid.UUID, category: str, reason: str, by: str,
                              at: datetime) -> uuid.UUID | None: ...
     async def open_suspension(self, task_id: uuid.UUID, status: str) -> Row | None: ...
@@ -436,6 +448,8 @@ class PgTaskStore:
                            note: str, by: str, at: datetime, reopened: bool) -> None:
         await add_callback(self.conn, town_code, task_id, reached, rating, note, by, at, reopened)
 
+    async def save_reply(self, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None:
+        await save_reply(self.conn, town_code, task_id, reply, at)
     async def add_suspension(self, town_code: str, task_id: uuid.UUID, category: str, reason: str, by: str,
                              at: datetime) -> uuid.UUID | None:
         return await add_suspension(self.conn, town_code, task_id, category, reason, by, at)

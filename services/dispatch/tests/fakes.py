@@ -34,6 +34,7 @@ class FakeTaskStore:
         self.off_post: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
         self.merges: dict[uuid.UUID, dict[str, Any]] = {}
+        self.replies: dict[uuid.UUID, dict[str, Any]] = {}
         self.suspensions: dict[uuid.UUID, dict[str, Any]] = {}
         self._ids = itertools.count(1)
 
@@ -138,6 +139,8 @@ class FakeTaskStore:
         self.callbacks.append({"town_code": town_code, "task_id": task_id, "reached": reached, "rating": rating,
                                "note": note, "by": by, "at": at, "reopened": reopened})
 
+    async def save_reply(self, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None:
+        self.replies[task_id] = {"town_code": town_code, "reply": reply, "at": at}
     async def add_suspension(self, town_code: str, task_id: uuid.UUID, category: str, reason: str, by: str,
                              at: datetime) -> uuid.UUID | None:
         if any(s["task_id"] == task_id and s["status"] in ("pending", "suspended") for s in self.suspensions.values()):

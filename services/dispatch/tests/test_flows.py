@@ -131,21 +131,43 @@ async def test_a_task_is_accepted_once(world: World) -> None:
 # --- complete, return, redispatch ----------------------------------------------------------------
 async def test_completed_on_time_then_verified_closed(world: World) -> None:
     task_id = await world.file()
-    done = await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "办好了"))
+    done = await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "办好了", "已为您办理完毕。"))
     assert done.on_time and world.task(task_id)["status"] == "completed"
     closed = await flows.verify_task(world.deps, CENTRE, flows.VerifyTask(task_id, True))
-    assert closed.status == "closed"
+    assert closed.status == "closed" and world.uow.published[-1].data.resolve_by is None  # type: ignore[attr-defined]
     await refused("task.status_forbids", flows.verify_task(world.deps, CENTRE, flows.VerifyTask(task_id, True)))
+
+
+async def test_completing_keeps_the_reply_whole_and_publishes_it_masked(world: World) -> None:
+    task_id = await world.file()
+    reply = "已为您补办户口登记，如有疑问请拨打 139 1234 5678。"
+    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "户口已登记", reply))
+    assert world.uow.tables.replies[task_id]["reply"] == reply  # dispatch's own record keeps it whole
+    completed = world.uow.published[-1]
+    assert isinstance(completed, events.TaskCompleted)
+    assert completed.data.reply == "已为您补办户口登记，如有疑问请拨打 139****5678。"
+
+
+async def test_completing_without_a_reply_is_refused_and_changes_nothing(world: World) -> None:
+    task_id = await world.file()
+    for blank in ("", "  \n\u3000"):
+        refusal = await refused("task.reply_blank", flows.complete_task(
+            world.deps, staff("s010"), flows.CompleteTask(task_id, "办好了", blank)))
+        assert refusal.field == "reply" and refusal.status == 422
+    assert world.task(task_id)["status"] == "dispatched" and task_id not in world.uow.tables.replies
+    assert world.uow.types_published() == ["dispatch.task.dispatched"]
 
 
 async def test_a_failed_check_is_rework_with_the_original_window(world: World) -> None:
     task_id = await world.file()
     window = world.task(task_id)["resolve_by"] - world.task(task_id)["window_start"]  # type: ignore[operator]
-    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "办好了"))
+    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "办好了", "已为您办理完毕。"))
     world.later(days=1)
     rework = await flows.verify_task(world.deps, CENTRE, flows.VerifyTask(task_id, False, "不到位"))
     assert rework.status == "rework" and rework.rework_count == 1
     assert rework.resolve_by == world.clock.now() + window
+    verified = world.uow.published[-1]  # the citizen is told the rework's date
+    assert isinstance(verified, events.TaskVerified) and verified.data.resolve_by == world.clock.now() + window
 
 
 async def test_returned_within_the_window_then_redispatched(world: World) -> None:
@@ -216,7 +238,7 @@ async def test_an_extension_is_asked_before_the_deadline(world: World) -> None:
 async def test_no_extension_is_approved_once_the_task_is_done(world: World) -> None:
     task_id = await world.file()
     await flows.request_extension(world.deps, staff("s010"), flows.RequestExtension(task_id, 2, "需补充材料"))
-    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "已办结"))
+    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "已办结", "已为您办理完毕。"))
     refusal = await refused("extension.task_not_open", flows.decide_extension(
         world.deps, CENTRE, flows.DecideExtension(task_id, True)))
     assert refusal.params["status"] == "completed"
@@ -227,7 +249,7 @@ async def test_no_extension_is_approved_once_the_task_is_done(world: World) -> N
 # --- callbacks ----------------------------------------------------------------------------------
 async def closed_task(world: World) -> uuid.UUID:
     task_id = await world.file()
-    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "办好了"))
+    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "办好了", "已为您办理完毕。"))
     await flows.verify_task(world.deps, CENTRE, flows.VerifyTask(task_id, True))
     return task_id
 
@@ -288,7 +310,7 @@ async def test_off_post_refusals(world: World) -> None:
 # --- events: inspections, merges; supervision ----------------------------------------------------
 async def test_an_inspection_completes_and_verifies_the_open_tasks_it_covered(world: World) -> None:
     open_task, done = await world.file("T004"), await world.file("T004")
-    await flows.complete_task(world.deps, staff("s017"), flows.CompleteTask(done, "已调处"))
+    await flows.complete_task(world.deps, staff("s017"), flows.CompleteTask(done, "已调处", "已为您办理完毕。"))
     event = new_event(events.InspectionDone, events.InspectionDoneData(
         inspection_id="i-1", target="t", task_ids=[str(open_task), str(done)], units=["u"], officers=["o1", "o2"],
         findings=[events.Finding(task_id=str(open_task), outcome="compliant")], started_at=world.clock.now(),
@@ -299,6 +321,9 @@ async def test_an_inspection_completes_and_verifies_the_open_tasks_it_covered(wo
     assert world.task(open_task)["status"] == "closed" and world.task(open_task)["completed_by"] == "o1,o2"
     assert world.task(done)["status"] == "completed"
     assert world.uow.types_published()[-2:] == ["dispatch.task.completed", "dispatch.task.verified"]
+    # The citizen is answered with what the inspection found, in words.
+    assert world.uow.tables.replies[open_task]["reply"] == "经现场检查，未发现违法违规行为。"
+    assert world.uow.published[-2].data.reply == "经现场检查，未发现违法违规行为。"  # type: ignore[attr-defined]
 
 
 async def test_a_merge_closes_the_task_and_its_undoing_reopens_it(world: World) -> None:
@@ -355,7 +380,7 @@ async def test_a_suspension_stops_the_deadline_and_resumes_with_the_working_time
         batch = await flows.supervise_due(uow, COUNTY.towns, world.clock.now(), 10)
     assert batch.claimed == 0 and world.uow.tables.supervisions == {}
     await refused("task.status_forbids", flows.complete_task(world.deps, staff("s010"),
-                                                             flows.CompleteTask(task_id, "办好了")))
+                                                             flows.CompleteTask(task_id, "办好了", "已为您办理完毕。")))
     await refused("task.status_forbids", flows.request_suspension(
         world.deps, staff("s010"), flows.RequestSuspension(task_id, "awaiting_citizen", "挂起中再申请")))
     # Resumed Tuesday 12-01 09:00 by the assignee: 12.5 h = 12-01 (3 h + 3.5 h) + 12-02 (3.5 h + 2.5 h).
@@ -405,7 +430,7 @@ async def test_no_suspension_is_approved_once_the_task_is_done(world: World) -> 
     task_id = await world.file()
     await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
         task_id, "awaiting_citizen", "等材料"))
-    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "已办结"))
+    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "已办结", "已为您办理完毕。"))
     refusal = await refused("suspension.task_not_open", flows.decide_suspension(
         world.deps, CENTRE, flows.DecideSuspension(task_id, True)))
     assert refusal.params["status"] == "completed"

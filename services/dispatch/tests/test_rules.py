@@ -6,11 +6,14 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from dispatch import rules
+from dispatch.models import Resolution
 from townflow_shared.auth import Principal
 from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import DispatchRules, load_town
+from townflow_shared.types import NOT_BLANK_PATTERN
 
 TOWN = load_town(DEMO_TOWN_DIR)
 TZ = ZoneInfo("Asia/Shanghai")
@@ -178,6 +181,25 @@ def test_a_merge_closes_any_task_not_yet_done() -> None:
     assert not rules.is_overdue("merged", at(2026, 11, 1), at(2026, 12, 1))  # never supervised again
 
 
+def test_a_reply_for_the_citizen_must_hold_more_than_whitespace() -> None:
+    assert rules.reply_refusal("已办结") is None
+    for blank in ("", " ", "\t\n", "\u3000"):
+        refusal = rules.reply_refusal(blank)
+        assert refusal is not None and refusal.code.name == "task.reply_blank" and refusal.field == "reply"
+
+
+def test_the_completion_body_requires_a_reply_and_names_the_field() -> None:
+    body = {"resolution": "已办结", "reply": "已为您办理完毕"}
+    assert Resolution.model_validate(body).reply == "已为您办理完毕"
+    for bad, code in (({"resolution": "已办结"}, "missing"), ({**body, "reply": "   "}, "task.reply_blank"),
+                      ({**body, "reply": "答" * (rules.REPLY_MAX_LENGTH + 1)}, "too_long")):
+        with pytest.raises(ValidationError) as raised:
+            Resolution.model_validate(bad)
+        (error,) = raised.value.errors()
+        assert error["loc"] == ("reply",) and error["type"] == code
+    schema = Resolution.model_json_schema()
+    assert "reply" in schema["required"]
+    assert schema["allOf"] == [{"properties": {"reply": {"pattern": NOT_BLANK_PATTERN}}}]
 
 # --- 挂起: the working time left at suspension, given back from the resumption -------------------
 # 青禾镇 works 08:30-12:00 and 14:00-17:30 (7 h a day), Monday to Friday, and keeps the national holidays.

@@ -74,11 +74,12 @@ async def get_inspection(inspection_id: InspectionId, deps: Wired, principal: Re
 
 @router.post("/v1/inspections/{inspection_id}/start", response_model=models.Inspection,
              responses=responses(*CALLER, problems.INVALID, no.INSPECTION_NOT_FOUND, problems.TOWN_NOT_YOURS, no.UNKNOWN_STAFF,
-                                 no.INSPECTION_NOT_PLANNED))
+                                 no.INSPECTION_NOT_PLANNED, no.STARTER_NOT_OFFICER, no.TOO_FEW_CERTIFIED))
 async def start_inspection(inspection_id: InspectionId, deps: Wired, principal: Officer,
                            body: models.StartIn | None = None) -> models.Inspection:
-    """From now on new needs for this target open a new inspection; the team named here are
-    the inspection's officers."""
+    """From now on new needs for this target open a new inspection. The team named here, with
+    the starter when they are an officer of the town, are the inspection's officers: at least the
+    town's number of certified officers (a module leader or admin may send a team without going)."""
     return await flows.start_inspection(deps, principal, flows.StartInspection(
         inspection_id, list(body.officers) if body else []))
 

@@ -34,7 +34,6 @@ from .refusals import (
     INSPECTION_NOT_PLANNED,
     INSPECTION_NOT_STARTED,
     TRANSFER_BY_FINDING_ONLY,
-    UNKNOWN_STAFF,
 )
 from .store import Row, Store
 from .unit_of_work import UnitOfWork
@@ -110,21 +109,23 @@ async def _answer(deps: Deps, store: Store, inspection_id: uuid.UUID) -> models.
 @dataclass(frozen=True)
 class StartInspection:
     inspection_id: str
-    # The team going on the visit: from now on only they (or the enforcement module's leader)
-    # post the result. None named: the officers the result names are the inspection's officers.
+    # The team going on the visit (the starter is added when they are an officer of the town):
+    # from now on only they (or the enforcement module's leader) post the result.
     officers: list[str] = field(default_factory=list)
 
 
 async def start_inspection(deps: Deps, actor: Principal, command: StartInspection) -> models.Inspection:
-    """From now on new needs for this target open a new inspection."""
-    team = list(dict.fromkeys(command.officers))
+    """Start the visit with its team (rules.start_team: at least the town's number of certified
+    officers, the starter among them unless a leader sends the team). From now on new needs for
+    this target open a new inspection."""
     now = deps.clock.now()
     async with deps.transactions.writing() as work:
         row, town = await _inspection_to_act_on(deps, work.store, actor, command.inspection_id)
-        if unknown := rules.unknown_staff(town, team):  # staff of its town
-            raise UNKNOWN_STAFF("officers", staff=unknown)
         if row["status"] != "planned":
             raise INSPECTION_NOT_PLANNED(status=row["status"])
+        team, refusal = rules.start_team(actor, command.officers, town=town, rules=town.rules.enforcement)
+        if refusal:
+            raise refusal
         for need in (await work.store.needs_of_each([row["inspection_id"]]))[row["inspection_id"]]:
             link_to(need["trace_headers"])  # the visit: its own trace, linked to each matter
         await work.store.set_inspection(row["inspection_id"], status="started", started_at=now,

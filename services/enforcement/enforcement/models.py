@@ -66,8 +66,9 @@ class ResultIn(Command):
 
 
 class StartIn(Command):
-    # The team going on the visit: from now on only they (or the enforcement module's leader)
-    # post the result. Left out, the officers the result names are the inspection's officers.
+    # The team going on the visit, the starter added when they are an officer of the town: at
+    # least the town's number of certified officers. Only they (or the enforcement module's
+    # leader) post the result.
     officers: list[Identifier] = Field(default_factory=list, max_length=MAX_TEAM)
 
 

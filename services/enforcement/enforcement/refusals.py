@@ -33,6 +33,11 @@ UNKNOWN_STAFF = CODES.code(
 TOO_FEW_CERTIFIED = CODES.code(
     "inspection.too_few_certified", 422, "too few officers hold an enforcement certificate",
     "at least {required} officers holding enforcement certificates are required, got {certified}")
+# Whoever starts an inspection goes on it, unless a leader sends a team (rules.start_team).
+STARTER_NOT_OFFICER = CODES.code(
+    "inspection.starter_not_officer", 403, "only an officer, a module leader or an admin starts an inspection",
+    "{starter} is not an officer of the inspection's town; only its officers (who go on the visit) or a "
+    "module leader or admin (who sends the team) may start it")
 UNIT_ABSENT = CODES.code(
     "inspection.unit_absent", 422, "every unit of the inspection must be present",
     "every unit must be present; absent: {units}")

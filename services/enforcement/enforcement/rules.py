@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from townflow_shared.auth import Principal
 from townflow_shared.problems import FieldError, Refusal
@@ -50,11 +51,8 @@ def result_problems(*, town: Town, rules: EnforcementRules, units: Sequence[str]
     problems: list[FieldError] = []
     if unknown := unknown_staff(town, officers):
         problems.append(refusals.UNKNOWN_STAFF.error("officers", staff=unknown))
-    certified = {o for o in officers if o in town.staff and town.staff[o].enforcement_certificate}
-    if len(certified) < rules.min_officers:
-        uncertified = [o for o in officers if o in town.staff and o not in certified]
-        problems.append(refusals.TOO_FEW_CERTIFIED.error("officers", required=rules.min_officers,
-                                                         certified=len(certified), uncertified=uncertified))
+    if too_few := too_few_certified(town, rules, officers):
+        problems.append(refusals.TOO_FEW_CERTIFIED.error("officers", **too_few))
     if absent := [u for u in units if u not in present_units]:
         problems.append(refusals.UNIT_ABSENT.error("present_units", units=absent))
     if strangers := [u for u in present_units if u not in units]:
@@ -72,6 +70,54 @@ def result_problems(*, town: Town, rules: EnforcementRules, units: Sequence[str]
 
 def unknown_staff(town: Town, staff_ids: Iterable[str]) -> list[str]:
     return [s for s in dict.fromkeys(staff_ids) if s not in town.staff]
+
+
+def certified(town: Town, staff_id: str) -> bool:
+    """Staff of `town` holding an enforcement certificate (执法证)."""
+    return staff_id in town.staff and town.staff[staff_id].enforcement_certificate
+
+
+def too_few_certified(town: Town, rules: EnforcementRules, officers: Sequence[str]) -> dict[str, Any] | None:
+    """The params of `inspection.too_few_certified` when fewer than `rules.min_officers` of
+    `officers` hold a certificate (Administrative Penalty Law art. 42), else None."""
+    holders = {o for o in officers if certified(town, o)}
+    if len(holders) >= rules.min_officers:
+        return None
+    return {"required": rules.min_officers, "certified": len(holders),
+            "uncertified": [o for o in dict.fromkeys(officers) if o in town.staff and o not in holders]}
+
+
+SENDERS = frozenset({"module_leader", "admin", "county_admin"})  # may send a team without going
+
+
+def start_team(principal: Principal, named: Sequence[str], *, town: Town,
+               rules: EnforcementRules) -> tuple[list[str], Refusal | None]:
+    """The team an inspection of `town` starts with, and the refusal if it may not start (the
+    caller acts in `town`, checked before). Whoever starts must be able to post the result:
+
+    - The team is the officers named (each once, in order); every one must be staff of `town`
+      (`inspection.unknown_staff`).
+    - A starter who is an officer of `town` (the role or a certificate in the town's file) goes
+      on the visit: they are added to the team, first, if not named.
+    - A starter who is not an officer of `town` but a module leader, an admin or a county admin
+      may send a team without themselves; anyone else may not start (`inspection.starter_not_officer`).
+    - The team, the starter included, must hold at least `rules.min_officers` certified officers
+      (`inspection.too_few_certified`); an uncertified member may go along but does not count.
+
+    So a team of one, or of uncertified officers, never starts, and the officer who pressed
+    开始检查 is always on the inspection they started."""
+    team = list(dict.fromkeys(named))
+    if unknown := unknown_staff(town, team):
+        return team, refusals.UNKNOWN_STAFF("officers", staff=unknown)
+    me = town.staff.get(principal.sub) if principal.town == town.code else None
+    if me is not None and ("officer" in me.roles or me.enforcement_certificate):
+        if principal.sub not in team:
+            team.insert(0, principal.sub)
+    elif not principal.roles & SENDERS:
+        return team, refusals.STARTER_NOT_OFFICER("officers", starter=principal.sub)
+    if too_few := too_few_certified(town, rules, team):
+        return team, refusals.TOO_FEW_CERTIFIED("officers", **too_few)
+    return team, None
 
 
 def enforcement_leaders(town: Town) -> set[str]:

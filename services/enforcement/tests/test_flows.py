@@ -77,7 +77,7 @@ class World:
     def started(self, target: str, item_code: str = "E003") -> tuple[str, TaskDispatchedData]:
         task = self.dispatched(target, item_code)
         inspection_id = str(self.planned(target)["inspection_id"])
-        run(flows.start_inspection(self.deps, OFFICER, flows.StartInspection(inspection_id)))
+        run(flows.start_inspection(self.deps, OFFICER, flows.StartInspection(inspection_id, ["s027"])))
         return inspection_id, task
 
     def result(self, inspection_id: str, findings: list[models.FindingIn], officers: list[str] | None = None,
@@ -160,6 +160,53 @@ def test_a_team_of_unknown_staff_is_refused() -> None:
                                                             {"staff": ["nobody"]})
 
 
+def test_a_team_of_one_is_refused_and_nothing_starts() -> None:
+    world = World()
+    world.dispatched("91A")
+    inspection_id = str(world.planned("91A")["inspection_id"])
+    error = refused(flows.start_inspection(world.deps, OFFICER, flows.StartInspection(inspection_id)))
+    assert (error.code.name, error.field, error.status) == ("inspection.too_few_certified", "officers", 422)
+    assert error.params == {"required": 2, "certified": 1, "uncertified": []}
+    assert world.planned("91A")["inspection_id"] == uuid.UUID(inspection_id)  # still planned
+
+
+def test_an_uncertified_team_is_refused() -> None:
+    world = World()
+    world.dispatched("91A")
+    uncertified = Principal(sub="s029", roles=frozenset({"officer"}), town=QINGHE)
+    error = refused(flows.start_inspection(world.deps, uncertified, flows.StartInspection(
+        str(world.planned("91A")["inspection_id"]), ["s026"])))
+    assert (error.code.name, error.params["uncertified"]) == ("inspection.too_few_certified", ["s029"])
+
+
+def test_the_officer_who_starts_is_on_the_team_and_posts_the_result() -> None:
+    world = World()
+    task = world.dispatched("91A")
+    inspection_id = str(world.planned("91A")["inspection_id"])
+    started = run(flows.start_inspection(world.deps, OFFICER, flows.StartInspection(inspection_id, ["s027"])))
+    assert started.assigned_officers == ["s026", "s027"]
+    done = run(world.result(inspection_id, [models.FindingIn(task_id=task.task_id, outcome="compliant")]))
+    assert done.status == "done"
+
+
+def test_a_leader_sends_a_team_without_going() -> None:
+    world = World()
+    world.dispatched("91A")
+    leader = Principal(sub="s001", roles=frozenset({"module_leader"}), town=QINGHE)
+    inspection_id = str(world.planned("91A")["inspection_id"])
+    started = run(flows.start_inspection(world.deps, leader, flows.StartInspection(inspection_id, ["s027", "s028"])))
+    assert (started.assigned_officers, started.started_by) == (["s027", "s028"], "s001")
+
+
+def test_staff_who_are_no_officers_do_not_start() -> None:
+    world = World()
+    world.dispatched("91A")
+    clerk = Principal(sub="s014", roles=frozenset({"officer"}), town=QINGHE)  # a token's role, not the town file's
+    error = refused(flows.start_inspection(world.deps, clerk, flows.StartInspection(
+        str(world.planned("91A")["inspection_id"]), CERTIFIED)))
+    assert (error.code.name, error.status, error.field) == ("inspection.starter_not_officer", 403, "officers")
+
+
 def test_an_inspection_starts_once() -> None:
     world = World()
     inspection_id, _ = world.started("91A")
@@ -215,8 +262,10 @@ def test_only_the_team_posts_the_result() -> None:
 
 
 def test_without_a_team_the_poster_is_named_in_the_result() -> None:
+    # An inspection the previous release started without a team (side by side in an upgrade).
     world = World()
     inspection_id, task = world.started("91A")
+    world.store.inspections[uuid.UUID(inspection_id)]["assigned_officers"] = []
     outsider = Principal(sub="s028", roles=frozenset({"officer"}), town=QINGHE)
     error = refused(world.result(inspection_id, [models.FindingIn(task_id=task.task_id, outcome="compliant")],
                                  actor=outsider))

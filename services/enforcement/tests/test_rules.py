@@ -99,6 +99,47 @@ def test_unknown_staff_are_named_once() -> None:
     assert rules.unknown_staff(TOWN, ["s026", "x1", "x1", "s027"]) == ["x1"]
 
 
+def _in_town(sub: str, *roles: str) -> Principal:
+    return Principal(sub=sub, roles=frozenset(roles or {"officer"}), town=TOWN.code)
+
+
+@pytest.mark.parametrize(("starter", "named", "team", "code"), [
+    (_in_town("s026"), ["s027"], ["s026", "s027"], None),  # the certified starter is added, first
+    (_in_town("s026"), ["s027", "s026", "s027"], ["s027", "s026"], None),  # named: kept where named, once
+    (_in_town("s026"), [], ["s026"], "inspection.too_few_certified"),  # a team of one
+    (_in_town("s026"), ["s029"], ["s026", "s029"], "inspection.too_few_certified"),  # one certificate
+    (_in_town("s029"), ["s026"], ["s029", "s026"], "inspection.too_few_certified"),  # uncertified: goes, not counted
+    (_in_town("s029"), ["s026", "s027"], ["s029", "s026", "s027"], None),
+    (_in_town("s006", "module_leader", "officer"), ["s026"], ["s006", "s026"], None),  # a certified leader goes too
+    (_in_town("s001", "module_leader"), ["s026", "s027"], ["s026", "s027"], None),  # sends a team
+    (_in_town("s001", "module_leader"), ["s026"], ["s026"], "inspection.too_few_certified"),
+    (_in_town("s000", "admin"), ["s026", "s027"], ["s026", "s027"], None),
+    (Principal(sub="s026", roles=frozenset({"county_admin"})), ["s027", "s028"], ["s027", "s028"], None),
+    (_in_town("s014", "officer"), ["s026", "s027"], ["s026", "s027"], "inspection.starter_not_officer"),  # staff, no officer
+    (_in_town("s026"), ["s027", "nobody"], ["s027", "nobody"], "inspection.unknown_staff"),
+])
+def test_who_starts_with_which_team(starter: Principal, named: list[str], team: list[str], code: str | None) -> None:
+    started, refusal = rules.start_team(starter, named, town=TOWN, rules=R)
+    assert (started, _code(refusal)) == (team, code)
+    if refusal is not None:
+        assert refusal.field == "officers"
+
+
+def test_a_team_too_small_names_the_rule_and_the_uncertified() -> None:
+    _, refusal = rules.start_team(_in_town("s026"), ["s029"], town=TOWN, rules=R)
+    assert refusal is not None and refusal.status == 422
+    assert refusal.params == {"required": 2, "certified": 1, "uncertified": ["s029"]}
+    _, refusal = rules.start_team(_in_town("s026"), ["s027"], town=TOWN, rules=EnforcementRules(min_officers=3))
+    assert refusal is not None and refusal.params["required"] == 3
+
+
+def test_the_starter_of_another_town_is_not_its_officer() -> None:
+    # Staff ids repeat across towns: s026 of another town is not 青禾's s026.
+    stranger = Principal(sub="s026", roles=frozenset({"officer"}), town="321003107")
+    _, refusal = rules.start_team(stranger, ["s027", "s028"], town=TOWN, rules=R)
+    assert _code(refusal) == "inspection.starter_not_officer"
+
+
 def _code(refusal: Refusal | None) -> str | None:
     return refusal.code.name if refusal is not None else None
 

@@ -15,9 +15,10 @@ from fastapi.responses import JSONResponse
 from townflow_shared import problems
 from townflow_shared.auth import Principal, optional_principal, require
 from townflow_shared.problems import responses
+from townflow_shared.types import NO_NUL_PATTERN
 
 from . import flows, models
-from .flows import FILERS, MERGERS, Deps
+from .flows import FILERS, MATTER_READERS, MERGERS, READ_RECORD_READERS, Deps
 from .refusals import (
     ACCESS_CODE_MALFORMED,
     ALREADY_MERGED,
@@ -32,6 +33,7 @@ from .refusals import (
     INTO_UNKNOWN,
     ITEM_UNKNOWN,
     MATTER_NOT_FOUND,
+    MATTER_UNKNOWN,
     MERGE_STANDS,
     NOT_MERGED,
     NOT_OPEN,
@@ -138,3 +140,32 @@ async def catalog(deps: Dependencies, principal: Annotated[Principal, Depends(re
                       "the town whose catalog (required of county roles in a county); "
                       "a town's staff read their own"))] = None) -> list[models.CatalogEntry]:
     return flows.catalog(deps, principal, town)
+
+
+@router.get("/v1/tasks/{task_id}/matter", response_model=models.Matter,
+            responses=responses(*STAFF, MATTER_UNKNOWN, problems.INVALID))
+async def task_matter(task_id: Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL_PATTERN, description=(
+                          "a task's id (dispatch's); a task intake has not seen dispatched is no matter (404)"))],
+                      deps: Dependencies, principal: Annotated[Principal, Depends(require(*MATTER_READERS))],
+                      ) -> models.Matter:
+    """The matter of a task, in front of its handler: what was asked, where, the channel, item and
+    village, who filed it. The citizen's name and phone only for the assignee of an open task of
+    the matter, that task's module leader, and the command centre; each such read is recorded (who,
+    as what, when, which matter and task). Keyed by the task, so a task's page asks dispatch and
+    intake at once. Another town's matter is `matter.not_found`, as one that does not exist."""
+    return await flows.read_matter(deps, principal, flows.ReadMatter(task_id))
+
+
+@router.get("/v1/personal-data-reads", response_model=models.PersonalDataReads, responses=responses(
+    *STAFF, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_FOUND, problems.TOWN_REQUIRED, problems.INVALID))
+async def personal_data_reads(
+    deps: Dependencies, principal: Annotated[Principal, Depends(require(*READ_RECORD_READERS))],
+    town: Annotated[models.TownCode | None, Query(description="the town (county roles); a town's staff read their own")] = None,
+    period: Annotated[models.Period | None, Query(description="YYYY-MM on the town's clock; default every read")] = None,
+    staff: Annotated[str | None, Query(min_length=1, max_length=64, pattern=NO_NUL_PATTERN,
+                                       description="one staff member's reads")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> models.PersonalDataReads:
+    """Who read citizens' personal data (the appraisal office): newest first, a page at a time."""
+    return await flows.personal_data_reads(deps, principal, flows.ReadRecord(town, period, staff, limit, offset))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from townflow_shared import events
+from townflow_shared import events, promises
 from townflow_shared.auth import Principal
 from townflow_shared.checks import present
 from townflow_shared.clock import Clock
@@ -212,18 +212,71 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
             colour=row["colour"], status=row["status"], village=row["village"],
             filed_at=row["filed_at"].isoformat(), rating=row["rating"],
             timeline=_steps(await uow.store.timeline_of(row["request_id"])))
+        followed = row
         if row["merged_into"]:  # 重复件: the citizen follows the primary's progress (no one's personal data)
             primary = present(await uow.store.request_by_id(row["merged_into"]), "a merged matter's primary")
             status.status = primary["status"]
             status.merged_into = models.Primary(
                 ticket_no=primary["ticket_no"], status=primary["status"],
                 timeline=_steps(await uow.store.timeline_of(primary["request_id"])))
+            followed = primary
+        await tell_the_citizen(deps, uow, status, followed)
     if by_token and actor is not None and actor.has_any(SEES_PERSONAL_DATA):
         status.citizen = models.CitizenSeen(name=row["citizen_name"], phone=row["citizen_phone"],
                                             id_number=row["citizen_id_number"])
         status.description = row["description"]
         status.location = row["location"]
+        await record_status_read(deps, actor, row)
     return status
+
+
+# --- what the citizen is told (issue #27): the receipt's promise, the answer, who handles it --------
+def department_of(town: Town, module: str | None) -> str | None:
+    """A module's name as the town calls it (a module gone from the town's files: its code)."""
+    if module is None:
+        return None
+    found = town.modules.get(module)
+    return found.name if found is not None else module
+
+
+def receipt_facts(town: Town, item: CatalogItem, colour: events.Colour, filed_at: datetime) -> dict[str, Any]:
+    """What the receipt promises at filing: the date (the deadline dispatch will set from the same
+    rules, 承诺办结时限) and the module that will handle it (the item's lead module)."""
+    promised = promises.resolve_by(colour, item, filed_at, town.calendar, town.rules.dispatch)
+    tz = town.calendar.tz
+    return {"filed_at": filed_at.astimezone(tz).isoformat(), "promised_by": promised.astimezone(tz).isoformat(),
+            "handling_module": item.lead_module, "department": department_of(town, item.lead_module)}
+
+
+async def tell_the_citizen(deps: Deps, uow: UnitOfWork, status: models.RequestStatus, followed: Row) -> None:
+    """The status read's answer to the citizen, from the matter it follows (its own, or a merged
+    matter's primary): where it is, whether it may be rated, the answer once completed, the module
+    handling it and the date promised (before dispatch: as the receipt promised)."""
+    town = deps.county.town(followed["town_code"])
+    answer = await uow.store.answer_of(followed["request_id"]) or {}
+    status.stage = rules.citizen_stage(status.status)
+    status.may_rate = rules.may_rate(status.status, status.rating is not None) is None
+    if rules.reply_shown(status.status) and answer.get("reply"):
+        status.reply = answer["reply"]
+        status.replied_at = answer["replied_at"].isoformat()
+    item = town.catalog.get(followed["item_code"]) if town is not None else None
+    status.handling_module = answer.get("handling_module") or (item.lead_module if item else None)
+    if town is None:
+        return
+    status.department = department_of(town, status.handling_module)
+    if status.status == "suspended":
+        status.promised_by = None  # 挂起: no date runs; resumption promises the new one
+    elif answer.get("promised_by") is not None:
+        status.promised_by = answer["promised_by"].astimezone(town.calendar.tz).isoformat()
+    elif item is not None:
+        status.promised_by = receipt_facts(town, item, followed["colour"], followed["filed_at"])["promised_by"]
+
+
+async def record_answer(uow: UnitOfWork, town: Town, request_id: str, at: datetime, *, reply: str | None = None,
+                        module: str | None = None, promised_by: datetime | None = None) -> None:
+    """The parts of the citizen's answer an event of dispatch carries, each unless a newer event set it."""
+    if reply is not None or module is not None or promised_by is not None:
+        await uow.store.save_answer(town.code, uuid.UUID(request_id), at, reply, module, promised_by)
 
 
 async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> models.Rated:
@@ -318,6 +371,113 @@ def catalog(deps: Deps, actor: Principal, named: str | None) -> list[models.Cata
         default_colour=item.default_colour, legal_basis=item.legal_basis, delegated=item.delegated,
         department=item.department, joint_units=item.joint_units, task_kind=item.task_kind)
         for item in towns[0].catalog.values()]
+
+
+# --- the matter in front of the handler (issue #27) ------------------------------------------------
+# Staff of the town read a matter (`read_matter`); who of them sees the citizen's name and phone is
+# `rules.citizen_basis`, from the tasks intake follows (`hold_task`). Every answer with personal
+# data is recorded, in the same transaction, as who, as what, when, which matter (never the data).
+MATTER_READERS = ("staff", "clerk", "command_centre", "module_leader", "officer", "appraisal_admin")
+READ_RECORD_READERS = ("appraisal_admin",)
+
+
+@dataclass(frozen=True)
+class ReadMatter:
+    task_id: str  # the task whose page shows its matter: kept with a read of personal data
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    town: str | None
+    period: str | None  # YYYY-MM, the town's month; None: every read
+    staff_id: str | None
+    limit: int
+    offset: int
+
+
+def _holder(row: Row) -> rules.Holder:
+    return rules.Holder(assignee=row["assignee"], post=row["post"], lead_module=row["lead_module"],
+                        status=row["status"])
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> models.Matter:
+    """The matter for the town's staff: what was asked, where, by which channel, filed by whom;
+    the citizen's name and phone only for those `rules.citizen_basis` names, each such read
+    recorded. Another town's matter is not found, as one that does not exist."""
+    async with deps.unit_of_work() as uow:
+        row = await uow.store.request_of_task(command.task_id)
+        if row is None:
+            raise refusals.MATTER_UNKNOWN()
+        town = town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=refusals.MATTER_UNKNOWN)
+        holders = await uow.store.holders_of(row["request_id"])
+        basis = rules.citizen_basis(actor, town, [_holder(h) for h in holders])
+        if basis is not None:
+            await uow.store.record_personal_data_read({
+                "town_code": town.code, "read_at": deps.clock.now(), "staff_id": actor.sub, "basis": basis,
+                "request_id": row["request_id"], "ticket_no": row["ticket_no"], "task_id": command.task_id})
+    item = town.catalog.get(row["item_code"])
+    village = town.villages.get(row["village"])
+    # Free text as the events carry it (a phone typed into it masked), unless the caller sees the citizen.
+    shown = _as_is if basis is not None else mask_personal_numbers
+    return models.Matter(
+        ticket_no=row["ticket_no"], request_id=str(row["request_id"]), town_code=town.code,
+        status=row["status"], colour=row["colour"], channel=row["channel"], item_code=row["item_code"],
+        item_name=item.name if item else None, village=row["village"],
+        village_name=village.name if village else None, description=shown(row["description"]),
+        location=shown(row["location"]), target=row["target"], filed_by=row["filed_by"],
+        proxy_agent_id=row["proxy_agent_id"], filed_at=row["filed_at"].astimezone(town.calendar.tz).isoformat(),
+        citizen=models.MatterCitizen(name=row["citizen_name"], phone=row["citizen_phone"])
+        if basis is not None else None, citizen_seen_as=basis)
+
+
+async def personal_data_reads(deps: Deps, actor: Principal, command: ReadRecord) -> models.PersonalDataReads:
+    """The appraisal office's record of who read citizens' personal data: newest first, a page."""
+    towns = towns_to_read(deps.county, actor, command.town)
+    since = until = None
+    if command.period is not None:
+        year, month = (int(part) for part in command.period.split("-"))
+        tz = towns[0].calendar.tz  # a county's towns keep one clock
+        since = datetime(year, month, 1, tzinfo=tz)
+        until = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
+    async with deps.unit_of_work() as uow:
+        rows = await uow.store.personal_data_reads([t.code for t in towns], since, until, command.staff_id,
+                                                   command.limit + 1, command.offset)
+    zones = {t.code: t.calendar.tz for t in towns}
+    reads = [models.PersonalDataRead(
+        town_code=r["town_code"], read_at=r["read_at"].astimezone(zones[r["town_code"]]).isoformat(),
+        staff_id=r["staff_id"], seen_as=r["basis"], ticket_no=r["ticket_no"], task_id=r["task_id"])
+        for r in rows[:command.limit]]
+    more = len(rows) > command.limit
+    return models.PersonalDataReads(reads=reads, next_offset=command.offset + command.limit if more else None)
+
+
+async def record_status_read(deps: Deps, actor: Principal, row: Row) -> None:
+    """A staff token's status read that carried the citizen's personal data (SEES_PERSONAL_DATA),
+    recorded like the matter's (`rules.status_reader_role` names the role)."""
+    async with deps.unit_of_work() as uow:
+        await uow.store.record_personal_data_read({
+            "town_code": row["town_code"], "read_at": deps.clock.now(), "staff_id": actor.sub,
+            "basis": rules.status_reader_role(actor), "request_id": row["request_id"],
+            "ticket_no": row["ticket_no"], "task_id": None})
+
+
+async def hold_task(uow: UnitOfWork, town: Town, task_id: str, request_id: str, at: datetime, status: str,
+                    dispatched: events.TaskDispatchedData | None = None) -> None:
+    """What intake knows of a task: its holder, post and lead module (from its dispatch) and its
+    status, the newer one when events arrive out of order (`rules.newer_task_status`)."""
+    current = await uow.store.task_holder_for_update(task_id)
+    held: dict[str, Any] = dict(current) if current is not None else {
+        "task_id": task_id, "request_id": uuid.UUID(request_id), "town_code": town.code, "assignee": None,
+        "post": None, "lead_module": None, "status": None, "status_at": None}
+    if dispatched is not None:
+        held |= {"assignee": dispatched.assignee, "post": dispatched.post, "lead_module": dispatched.lead_module}
+    if rules.newer_task_status(held["status"], held["status_at"], status, at):
+        held |= {"status": status, "status_at": at}
+    await uow.store.save_task_holder(held)
 
 
 # --- the filing writer's batch --------------------------------------------------------------------
@@ -425,7 +585,8 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -
             source="intake", town_code=town.code, subject=str(request_id),
             correlation_id=str(request_id), time=now))
         body: dict[str, Any] = {"request_id": str(request_id), "ticket_no": ticket_no,
-                                "access_code": access_code, "colour": colour, "status": "filed"}
+                                "access_code": access_code, "colour": colour, "status": "filed",
+                                **receipt_facts(town, filing.item, colour, now)}
         answers.append((201, body))
     await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings])
     duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
@@ -510,20 +671,24 @@ async def follow_task_dispatched(deps: Deps, uow: UnitOfWork, event: events.Task
     await record_step(uow, town, d.request_id, d.dispatched_at, "dispatched",
                       {"task_id": d.task_id, "module": d.lead_module, "colour": d.colour,
                        "resolve_by": d.resolve_by.isoformat()}, event.id, status="dispatched")
+    await hold_task(uow, town, d.task_id, d.request_id, d.dispatched_at, "dispatched", dispatched=d)
     for early in early_steps:
         await record_step(uow, town, d.request_id, early["at"], "inspected", early["detail"], early["event_id"])
+    await record_answer(uow, town, d.request_id, d.dispatched_at, module=d.lead_module, promised_by=d.resolve_by)
 
 
 async def follow_task_accepted(deps: Deps, uow: UnitOfWork, event: events.TaskAccepted) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.accepted_at, "accepted", {"task_id": d.task_id},
                       event.id, status="in_progress")
+    await hold_task(uow, town, d.task_id, d.request_id, d.accepted_at, "accepted")
 
 
 async def follow_task_returned(deps: Deps, uow: UnitOfWork, event: events.TaskReturned) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.returned_at, "returned", {"task_id": d.task_id},
                       event.id, status="returned")
+    await hold_task(uow, town, d.task_id, d.request_id, d.returned_at, "returned")
 
 
 async def follow_task_supervised(deps: Deps, uow: UnitOfWork, event: events.TaskSupervised) -> None:
@@ -535,6 +700,7 @@ async def follow_task_extended(deps: Deps, uow: UnitOfWork, event: events.TaskEx
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, event.time, "extended",
                       {"days": d.days, "resolve_by": d.resolve_by.isoformat()}, event.id)
+    await record_answer(uow, town, d.request_id, event.time, promised_by=d.resolve_by)
 
 
 async def follow_task_completed(deps: Deps, uow: UnitOfWork, event: events.TaskCompleted) -> None:
@@ -542,12 +708,16 @@ async def follow_task_completed(deps: Deps, uow: UnitOfWork, event: events.TaskC
     await record_step(uow, town, d.request_id, d.completed_at, "completed",
                       {"task_id": d.task_id, "on_time": d.on_time}, event.id,
                       status="completed", completed_at=d.completed_at)
+    await record_answer(uow, town, d.request_id, d.completed_at, reply=d.reply)  # none from v1.1
+    await hold_task(uow, town, d.task_id, d.request_id, d.completed_at, "completed")
 
 
 async def follow_task_verified(deps: Deps, uow: UnitOfWork, event: events.TaskVerified) -> None:
     town, d = town_of_event(deps.county, event.town_code), event.data
     await record_step(uow, town, d.request_id, d.at, "verified", {"passed": d.passed}, event.id,
                       status="closed" if d.passed else "rework")
+    await record_answer(uow, town, d.request_id, d.at, promised_by=d.resolve_by)  # a rework's new date
+    await hold_task(uow, town, d.task_id, d.request_id, d.at, "closed" if d.passed else "rework")
 
 
 async def follow_task_suspended(deps: Deps, uow: UnitOfWork, event: events.TaskSuspended) -> None:
@@ -563,6 +733,7 @@ async def follow_task_resumed(deps: Deps, uow: UnitOfWork, event: events.TaskRes
     await record_step(uow, town, d.request_id, d.resumed_at, "resumed",
                       {"task_id": d.task_id, "resolve_by": d.resolve_by.isoformat()}, event.id,
                       status=rules.RESUMED_STATUS.get(d.status, "in_progress"))
+    await record_answer(uow, town, d.request_id, d.resumed_at, promised_by=d.resolve_by)
 
 
 async def follow_inspection_done(deps: Deps, uow: UnitOfWork, event: events.InspectionDone) -> None:
@@ -585,3 +756,13 @@ async def follow_task_callback(deps: Deps, uow: UnitOfWork, event: events.TaskCa
     await record_step(uow, town, d.request_id, d.at, "callback",
                       {"task_id": d.task_id, "reached": d.reached, "rating": d.rating, "reopened": d.reopened},
                       event.id, status="reopened" if d.reopened else None)
+    await record_answer(uow, town, d.request_id, d.at, promised_by=d.resolve_by if d.reopened else None)
+    if d.reopened:  # 重办: the same assignee's again
+        await hold_task(uow, town, d.task_id, d.request_id, d.at, "rework")
+
+
+async def follow_task_merged(deps: Deps, uow: UnitOfWork, event: events.TaskMerged) -> None:
+    """A merged matter's task closes as `merged` (or takes back its status when the merge is undone):
+    only who may see its citizen changes; the timeline has its own merge steps."""
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await hold_task(uow, town, d.task_id, d.request_id, d.at, d.status)

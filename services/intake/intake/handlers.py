@@ -22,6 +22,7 @@ HANDLERS: tuple[tuple[type[events.Envelope], Handler], ...] = tuple(
         (events.TaskVerified, "task_verified", flows.follow_task_verified),
         (events.InspectionDone, "inspection_done", flows.follow_inspection_done),
         (events.TaskCallback, "task_callback", flows.follow_task_callback),
+        (events.TaskMerged, "task_merged", flows.follow_task_merged),
         (events.TaskSuspended, "task_suspended", flows.follow_task_suspended),
         (events.TaskResumed, "task_resumed", flows.follow_task_resumed),
     ))

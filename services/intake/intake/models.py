@@ -19,7 +19,7 @@ from townflow_shared.events import Channel, Colour, Rating
 from townflow_shared.types import NOT_BLANK_PATTERN, Command, Identifier, Text
 
 from . import refusals
-from .rules import ACCESS_CODE_PATTERN, TICKET_NUMBER_LENGTH, TICKET_NUMBER_PATTERN
+from .rules import ACCESS_CODE_PATTERN, TICKET_NUMBER_LENGTH, TICKET_NUMBER_PATTERN, SeenAs
 
 # Every pattern, bound and "required when" below is in the OpenAPI document as the server checks
 # it, so what the schemas allow is accepted and what they do not is refused with a 422. (An exact
@@ -136,6 +136,11 @@ class Filed(BaseModel):
     access_code: str
     colour: Colour
     status: str
+    # Issue #27, for the receipt (absent from an answer replayed from the previous release).
+    filed_at: str | None = Field(default=None, description="when it was filed, in the town's time zone")
+    promised_by: str | None = Field(default=None, description="the date it is promised by (the dispatch rules' deadline)")
+    handling_module: str | None = Field(default=None, description="the item's lead module, which will handle it")
+    department: str | None = Field(default=None, description="that module's name, as the town calls it")
     possible_duplicates: list[PossibleDuplicate] = Field(
         default_factory=list,
         description="重复件: open matters of the town this one may repeat, newest first, at most 10 (SPEC §10)")
@@ -178,6 +183,17 @@ class RequestStatus(BaseModel):
     rating: str | None
     timeline: list[Step]
     merged_into: Primary | None = None
+    # Issue #27, what the citizen is told (a merged matter: its primary's).
+    stage: str = Field(default="received", description=(
+        "where the matter is, for the citizen: received, handling, answered (completed; the closure "
+        "check is to come), suspended (挂起: waiting on the citizen's materials or another unit) or closed"))
+    may_rate: bool = Field(default=False, description="the citizen may rate it now (once, when completed)")
+    reply: str | None = Field(default=None, description="the answer (答复): what was done or why not, once completed")
+    replied_at: str | None = None
+    handling_module: str | None = Field(default=None, description="the module handling it (the item's lead module until dispatched)")
+    department: str | None = Field(default=None, description="that module's name, as the town calls it")
+    promised_by: str | None = Field(default=None, description=(
+        "the date it is promised by: its task's resolve_by (with extensions); before dispatch, as the receipt promised"))
     citizen: CitizenSeen | None = None
     description: str | None = None
     location: str | None = None
@@ -220,3 +236,62 @@ class CatalogEntry(BaseModel):
     department: str | None
     joint_units: list[str]
     task_kind: str
+
+
+# --- the matter in front of the handler (issue #27) ----------------------------------------------
+class MatterCitizen(BaseModel):
+    """The citizen, for 回访 and for handling: only for the callers `rules.citizen_basis` names."""
+
+    name: str
+    phone: str | None
+
+
+class Matter(BaseModel):
+    """A matter as the town's staff read it. `citizen` and `citizen_seen_as` only for the task's
+    assignee (while the task is open and theirs), its module leader (while open) and the command
+    centre; every such answer is recorded. Without them, a phone number typed into `description` or
+    `location` is masked, as on the topics."""
+
+    ticket_no: str
+    request_id: str
+    town_code: str
+    status: str
+    colour: str
+    channel: str
+    item_code: str
+    item_name: str | None
+    village: str
+    village_name: str | None
+    description: str
+    location: str
+    target: str | None
+    filed_by: str = Field(description="the staff id (or proxy agent) who filed it")
+    proxy_agent_id: str | None
+    filed_at: str = Field(description="ISO 8601 with the town's offset")
+    citizen: MatterCitizen | None = None
+    citizen_seen_as: SeenAs | None = Field(
+        default=None, description="why the caller sees the citizen")
+
+
+# The months appraisal's periods have (2000-01 to 2100-12): a year 0 month is refused, never a 500.
+PERIOD_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$"
+Period = Annotated[str, Field(pattern=PERIOD_PATTERN, min_length=7, max_length=7,
+                              description="YYYY-MM (2000-01 to 2100-12), a month on the town's clock")]
+
+
+class PersonalDataRead(BaseModel):
+    """One read of a citizen's personal data: who, as what, when, which matter (never the data)."""
+
+    town_code: str
+    read_at: str = Field(description="ISO 8601 with the town's offset")
+    staff_id: str
+    seen_as: str = Field(description=(
+        "why the citizen was seen: assignee, module_leader or command_centre (the matter read); "
+        "command_centre, clerk, county_admin or admin (a staff token's status read)"))
+    ticket_no: str
+    task_id: str | None
+
+
+class PersonalDataReads(BaseModel):
+    reads: list[PersonalDataRead]
+    next_offset: int | None = Field(description="the next page's offset; null on the last page")

@@ -96,3 +96,8 @@ NOT_MERGED = CODES.code("unmerge.not_merged", 409, "this matter is not merged")
 MERGE_STANDS = CODES.code(
     "unmerge.primary_closed", 409, "the primary is closed; the merge stands",
     "the primary {primary} is closed; the merge stands")
+
+# --- the matter in front of the handler (issue #27) ----------------------------------------------
+MATTER_UNKNOWN = CODES.code("matter.not_found", 404, "no such matter",
+                            "no matter of this task in your town (a task just dispatched: try again shortly)")
+"""One answer for a task intake has not seen dispatched and for another town's matter (SPEC §8)."""

@@ -13,12 +13,16 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 
 from townflow_shared.events import Colour
 from townflow_shared.problems import FieldError, Refusal
 from townflow_shared.town import CatalogItem, IntakeRules, Town
 
 from . import refusals
+
+if TYPE_CHECKING:
+    from townflow_shared.auth import Principal
 
 COLOURS: tuple[Colour, ...] = ("yellow", "orange", "red")
 # No 0/O or 1/I/L: the citizen reads the code off a slip or hears it on the phone.
@@ -181,6 +185,25 @@ def may_rate(status: str, already_rated: bool) -> Refusal | None:
     return None
 
 
+# 办事进度: where a matter is, as the citizen is told (the console says it in words): received and
+# waiting for its department, being handled, answered (completed, the closure check to come; it may
+# be rated), or closed. A returned, reworked or reopened matter is being handled again.
+CITIZEN_STAGES = {"filed": "received", "dispatched": "handling", "in_progress": "handling",
+                  "returned": "handling", "rework": "handling", "reopened": "handling",
+                  "completed": "answered", "closed": "closed",
+                  "suspended": "suspended"}  # 挂起: waiting on the citizen's materials or another unit
+
+
+def citizen_stage(status: str) -> str:
+    return CITIZEN_STAGES.get(status, "handling")
+
+
+def reply_shown(status: str) -> bool:
+    """The answer is the citizen's once the task is completed; while the matter is handled again
+    (rework, reopened) the old answer is withdrawn until the new one comes."""
+    return citizen_stage(status) in ("answered", "closed")
+
+
 # Where a status stands in a matter's life; breaks ties between events stamped at the same moment
 # (topics are consumed side by side, so "completed" may arrive before "dispatched").
 STATUS_ORDER = {"filed": 0, "dispatched": 1, "returned": 2, "in_progress": 2, "suspended": 2, "completed": 3,
@@ -304,3 +327,75 @@ def newer_status(current: str, current_at: datetime | None, candidate: str, cand
     if candidate_at < current_at:
         return False
     return STATUS_ORDER.get(candidate, 0) >= STATUS_ORDER.get(current, 0)
+
+
+# --- the matter in front of the handler (issue #27) ----------------------------------------------
+# Intake follows each task of a matter from dispatch's events (`Holder`): who holds it, its post and
+# lead module, its status. Whoever holds the task now, their module leader and the command centre
+# see the citizen's name and phone; the rest of the town's staff see the matter without them.
+TASK_OPEN_STATUSES = ("dispatched", "accepted", "rework")  # dispatch's open statuses
+# Ties between task events stamped at the same moment go to the one further along the task's life.
+TASK_STATUS_ORDER = {"dispatched": 0, "accepted": 1, "returned": 2, "completed": 2, "rework": 3, "closed": 4,
+                     "merged": 5}
+# Why a caller sees the citizen (what each read of personal data records).
+SeenAs = Literal["assignee", "module_leader", "command_centre"]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One task of a matter as intake knows it (None: a field its dispatch event has not told yet)."""
+
+    assignee: str | None
+    post: str | None
+    lead_module: str | None
+    status: str
+
+    @property
+    def open(self) -> bool:
+        return self.status in TASK_OPEN_STATUSES
+
+
+def newer_task_status(current: str | None, current_at: datetime | None, candidate: str,
+                      candidate_at: datetime) -> bool:
+    """Whether a task event's status replaces the one intake holds: the later event wins; at the
+    same moment, the one further along the task's life (topics are consumed side by side)."""
+    if current is None or current_at is None or candidate_at > current_at:
+        return True
+    if candidate_at < current_at:
+        return False
+    return TASK_STATUS_ORDER.get(candidate, 0) >= TASK_STATUS_ORDER.get(current, 0)
+
+
+def leaders_of(holder: Holder, town: Town) -> set[str]:
+    """The module leaders of a task: of its post's module (who may act on it, as dispatch decides)
+    and of its lead module."""
+    modules = {holder.lead_module}
+    if holder.post is not None and (post := town.posts.get(holder.post)) is not None:
+        modules.add(post.module)
+    return {town.modules[m].leader for m in modules if m is not None and m in town.modules}
+
+
+def citizen_basis(actor: Principal, town: Town, holders: list[Holder]) -> SeenAs | None:
+    """Why `actor` sees the citizen's name and phone of a matter of `town` with these tasks, or
+    None: the matter without them. Only the town's own staff: the command centre (it calls the
+    citizen back after closure and takes returned tasks, so whatever the task's state); the
+    assignee of an open task (while it is theirs); the leader of an open task's module. A county
+    role never (SPEC §1), nor any other role or staff member of the town."""
+    if actor.town != town.code:
+        return None
+    if "command_centre" in actor.roles:
+        return "command_centre"
+    open_tasks = [h for h in holders if h.open]
+    if any(h.assignee == actor.sub for h in open_tasks):
+        return "assignee"
+    if any(actor.sub in leaders_of(h, town) for h in open_tasks):
+        return "module_leader"
+    return None
+
+
+def status_reader_role(actor: Principal) -> str:
+    """As what a staff token read a matter's status with its citizen: the role that let it."""
+    for role in ("command_centre", "clerk", "county_admin", "admin"):
+        if role in actor.roles:
+            return role
+    return "admin"  # has_any admits no one else

@@ -43,6 +43,14 @@ class IntakeStore(Protocol):
     async def merge_side_for_update(self, ticket_no: str) -> Row | None: ...
     async def set_merged_into(self, request_id: uuid.UUID, into: uuid.UUID | None, at: datetime | None) -> None: ...
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None: ...
+    async def save_answer(self, town_code: str, request_id: uuid.UUID, at: datetime, reply: str | None, module: str | None, promised_by: datetime | None) -> None: ...
+    async def answer_of(self, request_id: uuid.UUID) -> Row | None: ...
+    async def request_of_task(self, task_id: str) -> Row | None: ...
+    async def task_holder_for_update(self, task_id: str) -> Row | None: ...
+    async def save_task_holder(self, holder: dict[str, Any]) -> None: ...
+    async def holders_of(self, request_id: uuid.UUID) -> list[Row]: ...
+    async def record_personal_data_read(self, read: dict[str, Any]) -> None: ...
+    async def personal_data_reads(self, town_codes: list[str], since: datetime | None, until: datetime | None, staff_id: str | None, limit: int, offset: int) -> list[Row]: ...
 
 
 class UnitOfWork(Protocol):
@@ -58,7 +66,46 @@ class UnitOfWork(Protocol):
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
-class PgStore:
+def _newer(value: str, at: str) -> str:
+    """SET clauses of one part of an answer: the incoming value when it has one, newer than the kept."""
+    newer = f"EXCLUDED.{at} IS NOT NULL AND (request_answers.{at} IS NULL OR request_answers.{at} <= EXCLUDED.{at})"
+    return (f"{value} = CASE WHEN {newer} THEN EXCLUDED.{value} ELSE request_answers.{value} END,"
+            f" {at} = CASE WHEN {newer} THEN EXCLUDED.{at} ELSE request_answers.{at} END")
+
+
+# $1 request, $2 town, $3 reply, $4 module, $5 promised date, $6 the event's moment. A part not given
+# (NULL) gets no moment, so it never wins over what is kept.
+_SAVE_ANSWER = (
+    "INSERT INTO request_answers (request_id, town_code, reply, replied_at, handling_module, handling_since,"  # noqa: S608 - column names are this module's own; every value is a bound parameter
+    " promised_by, promised_at)"
+    " SELECT request_id, town_code, $3::text, CASE WHEN $3::text IS NOT NULL THEN $6::timestamptz END,"
+    " $4::text, CASE WHEN $4::text IS NOT NULL THEN $6::timestamptz END,"
+    " $5::timestamptz, CASE WHEN $5::timestamptz IS NOT NULL THEN $6::timestamptz END"
+    " FROM requests WHERE request_id = $1 AND town_code = $2"
+    " ON CONFLICT (request_id) DO UPDATE SET "
+    + ", ".join(_newer(v, a) for v, a in (("reply", "replied_at"), ("handling_module", "handling_since"),
+                                          ("promised_by", "promised_at"))))
+
+
+class PgAnswers:
+    """The citizen's answer of each matter (issue #27, request_answers): kept apart from PgStore's
+    operations. Each part (the reply, the handling module, the promised date) carries the moment of
+    the event that set it, and only a newer event replaces it: events of several topics arrive in
+    any order."""
+
+    conn: asyncpg.Connection
+
+    async def save_answer(self, town_code: str, request_id: uuid.UUID, at: datetime, reply: str | None,
+                          module: str | None, promised_by: datetime | None) -> None:
+        """The parts an event gives (None: not given) of a town's matter's answer, in one statement;
+        nothing for a matter that is not the town's (or not ours at all)."""
+        await self.conn.execute(_SAVE_ANSWER, request_id, town_code, reply, module, promised_by, at)
+
+    async def answer_of(self, request_id: uuid.UUID) -> Row | None:
+        return await self.conn.fetchrow("SELECT * FROM request_answers WHERE request_id = $1", request_id)
+
+
+class PgStore(PgAnswers):
     """The operations of `IntakeStore` on one connection, inside its caller's transaction."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
@@ -276,6 +323,57 @@ class PgStore:
 
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None:
         return await self.conn.fetchrow("SELECT * FROM requests WHERE request_id = $1", request_id)
+
+
+    # --- the matter in front of the handler (issue #27) --------------------------------------
+    async def request_of_task(self, task_id: str) -> Row | None:
+        """The request a task serves (linked when intake followed its dispatch)."""
+        return await self.conn.fetchrow(
+            "SELECT r.* FROM task_requests t JOIN requests r ON r.request_id = t.request_id WHERE t.task_id = $1",
+            task_id)
+
+
+    async def task_holder_for_update(self, task_id: str) -> Row | None:
+        """A task as intake follows it, locked until commit (its events are handled one at a time)."""
+        return await self.conn.fetchrow("SELECT * FROM task_holders WHERE task_id = $1 FOR UPDATE", task_id)
+
+
+    async def save_task_holder(self, holder: dict[str, Any]) -> None:
+        await self.conn.execute(
+            "INSERT INTO task_holders (task_id, request_id, town_code, assignee, post, lead_module, status, status_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (task_id) DO UPDATE SET assignee = EXCLUDED.assignee, post = EXCLUDED.post,"
+            " lead_module = EXCLUDED.lead_module, status = EXCLUDED.status, status_at = EXCLUDED.status_at",
+            holder["task_id"], holder["request_id"], holder["town_code"], holder["assignee"], holder["post"],
+            holder["lead_module"], holder["status"], holder["status_at"])
+
+
+    async def holders_of(self, request_id: uuid.UUID) -> list[Row]:
+        return await self.conn.fetch(
+            "SELECT task_id, assignee, post, lead_module, status, status_at FROM task_holders"
+            " WHERE request_id = $1 ORDER BY status_at", request_id)
+
+
+    async def record_personal_data_read(self, read: dict[str, Any]) -> None:
+        """Who read a matter's personal data, as what, when: never the data itself."""
+        await self.conn.execute(
+            "INSERT INTO personal_data_reads (town_code, read_at, staff_id, basis, request_id, ticket_no, task_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            read["town_code"], read["read_at"], read["staff_id"], read["basis"], read["request_id"],
+            read["ticket_no"], read["task_id"])
+
+
+    async def personal_data_reads(self, town_codes: list[str], since: datetime | None, until: datetime | None,
+                                  staff_id: str | None, limit: int, offset: int) -> list[Row]:
+        """The reads of personal data in the towns, newest first, within [since, until) and by one
+        person if named: a page of `limit` after `offset`."""
+        return await self.conn.fetch(
+            "SELECT town_code, read_at, staff_id, basis, ticket_no, task_id FROM personal_data_reads"
+            " WHERE town_code = ANY($1::text[])"
+            "  AND ($2::timestamptz IS NULL OR read_at >= $2) AND ($3::timestamptz IS NULL OR read_at < $3)"
+            "  AND ($4::text IS NULL OR staff_id = $4)"
+            " ORDER BY read_at DESC, seq DESC LIMIT $5 OFFSET $6",
+            town_codes, since, until, staff_id, limit, offset)
 
 
 class PgUnitOfWork:

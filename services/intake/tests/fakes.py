@@ -39,6 +39,9 @@ class Tables:
     wrong_codes: dict[str, list[datetime]] = field(default_factory=dict)
     tasks: dict[str, uuid.UUID] = field(default_factory=dict)
     early_steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    answers: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by request id
+    task_holders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    personal_data_reads: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FakeStore:
@@ -176,6 +179,48 @@ class FakeStore:
 
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None:
         return self._by_id(request_id)
+
+    async def save_answer(self, town_code: str, request_id: uuid.UUID, at: datetime, reply: str | None,
+                          module: str | None, promised_by: datetime | None) -> None:
+        request = self._by_id(request_id)
+        if request is None or request["town_code"] != town_code:
+            return
+        row = self.tables.answers.setdefault(request_id, {
+            "request_id": request_id, "town_code": town_code, "reply": None, "replied_at": None,
+            "handling_module": None, "handling_since": None, "promised_by": None, "promised_at": None})
+        for column, at_column, value in (("reply", "replied_at", reply), ("handling_module", "handling_since", module),
+                                         ("promised_by", "promised_at", promised_by)):
+            if value is not None and (row[at_column] is None or row[at_column] <= at):
+                row |= {column: value, at_column: at}
+
+    async def answer_of(self, request_id: uuid.UUID) -> Row | None:
+        found = self.tables.answers.get(request_id)
+        return dict(found) if found else None
+    async def request_of_task(self, task_id: str) -> Row | None:
+        request_id = self.tables.tasks.get(task_id)
+        return self._by_id(request_id) if request_id is not None else None
+
+    async def task_holder_for_update(self, task_id: str) -> Row | None:
+        held = self.tables.task_holders.get(task_id)
+        return dict(held) if held is not None else None
+
+    async def save_task_holder(self, holder: dict[str, Any]) -> None:
+        self.tables.task_holders[holder["task_id"]] = dict(holder)
+
+    async def holders_of(self, request_id: uuid.UUID) -> list[Row]:
+        return sorted((h for h in self.tables.task_holders.values() if h["request_id"] == request_id),
+                      key=lambda h: h["status_at"])
+
+    async def record_personal_data_read(self, read: dict[str, Any]) -> None:
+        self.tables.personal_data_reads.append({"seq": len(self.tables.personal_data_reads) + 1, **read})
+
+    async def personal_data_reads(self, town_codes: list[str], since: datetime | None, until: datetime | None,
+                                  staff_id: str | None, limit: int, offset: int) -> list[Row]:
+        found = [r for r in self.tables.personal_data_reads
+                 if r["town_code"] in town_codes and (since is None or r["read_at"] >= since)
+                 and (until is None or r["read_at"] < until) and (staff_id is None or r["staff_id"] == staff_id)]
+        found.sort(key=lambda r: (r["read_at"], r["seq"]), reverse=True)
+        return found[offset:offset + limit]
 
 
 class FakeUnitOfWork:

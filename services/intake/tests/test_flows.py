@@ -269,9 +269,9 @@ def completed(request_id: str, at: datetime) -> events.TaskCompleted:
                                                   resolution="已办结", completed_at=at, on_time=True), at=at)
 
 
-def verified(request_id: str, at: datetime, passed: bool) -> events.TaskVerified:
+def verified(request_id: str, at: datetime, passed: bool, resolve_by: datetime | None = None) -> events.TaskVerified:
     return event(events.TaskVerified, events.TaskVerifiedData(task_id=TASK, request_id=request_id, passed=passed, note="",
-                                                by="s030", at=at), at=at)
+                                                by="s030", at=at, resolve_by=resolve_by), at=at)
 
 
 def inspected(at: datetime) -> events.InspectionDone:
@@ -365,8 +365,11 @@ async def test_a_suspension_shows_its_category_and_the_resumption_its_promised_d
         approved_by="s030", suspended_at=minutes(3), resolve_by=minutes(3) + timedelta(days=1),
         working_left_seconds=3600), at=minutes(3)))
     assert request(db, ticket)["status"] == "suspended"
-    # The citizen's timeline holds the category, never the holder's words.
+    # The citizen's timeline holds the category, never the holder's words; no date is promised meanwhile.
     assert db.tables.timeline[uuid.UUID(rid)][-1]["detail"] == {"task_id": TASK, "category": "awaiting_citizen"}
+    read = flows.ReadStatus(ticket["ticket_no"], ticket["access_code"])
+    waiting = await flows.read_status(deps(db, NOW), None, read)
+    assert (waiting.stage, waiting.promised_by) == ("suspended", None)
     promised = minutes(4) + timedelta(days=2)
     await follow(db, flows.follow_task_resumed, event(events.TaskResumed, events.TaskResumedData(
         task_id=TASK, request_id=rid, by="s030", status="accepted", suspended_at=minutes(3), resumed_at=minutes(4),
@@ -374,6 +377,8 @@ async def test_a_suspension_shows_its_category_and_the_resumption_its_promised_d
     assert request(db, ticket)["status"] == "in_progress"
     assert db.tables.timeline[uuid.UUID(rid)][-1]["detail"] == {"task_id": TASK, "resolve_by": promised.isoformat()}
     assert [s for s, _ in timeline(db, rid)] == ["filed", "accepted", "suspended", "resumed"]
+    resumed = await flows.read_status(deps(db, NOW), None, read)
+    assert resumed.stage == "handling" and datetime.fromisoformat(resumed.promised_by or "") == promised
 
 async def test_a_redelivered_event_adds_no_second_step() -> None:
     db = FakeDatabase()
@@ -431,3 +436,233 @@ async def test_an_inspection_after_the_dispatch_steps_the_matter_at_once() -> No
     await follow(db, flows.follow_inspection_done, inspected(minutes(3)))
     assert timeline(db, rid) == [("filed", NOW), ("dispatched", minutes(1)), ("inspected", minutes(3))]
     assert db.tables.early_steps == {} and request(db, ticket)["status"] == "dispatched"
+
+
+# --- what the citizen is told (issue #27) ---------------------------------------------------------
+def _local(moment: datetime) -> str:
+    return moment.astimezone(COUNTY.towns[QINGHE].calendar.tz).isoformat()
+
+
+async def _status(db: FakeDatabase, ticket: dict[str, Any]) -> models.RequestStatus:
+    return await flows.read_status(deps(db, NOW), None, flows.ReadStatus(ticket["ticket_no"], ticket["access_code"]))
+
+
+def answered(request_id: str, at: datetime, reply: str | None) -> events.TaskCompleted:
+    return event(events.TaskCompleted, events.TaskCompletedData(
+        task_id=TASK, request_id=request_id, by="s017", resolution="已办结", completed_at=at, on_time=True,
+        reply=reply), at=at)
+
+
+async def test_the_receipt_names_the_filing_time_the_promised_date_and_the_department() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)  # S001 新生儿落户: 3 working days, led by the police station
+    town = COUNTY.towns[QINGHE]
+    assert ticket["filed_at"] == "2027-03-15T09:00:00+08:00"
+    assert ticket["promised_by"] == _local(town.calendar.deadline(NOW, "3wd"))
+    assert ticket["promised_by"] > ticket["filed_at"]
+    assert (ticket["handling_module"], ticket["department"]) == ("police", "派出所")
+    red = await file(db, colour="red", location="另一处")  # red: the town's red limit, sooner than the item's
+    assert red["promised_by"] == _local(town.calendar.deadline(NOW, town.rules.dispatch.resolve_by_red))
+    assert red["promised_by"] < ticket["promised_by"]
+
+
+async def test_the_citizen_reads_the_answer_the_department_and_the_promised_date() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    view = await _status(db, ticket)  # before dispatch: as the receipt promised
+    assert (view.stage, view.may_rate, view.reply) == ("received", False, None)
+    assert (view.department, view.promised_by) == ("派出所", ticket["promised_by"])
+    # An extension reaching intake before the dispatch it follows (two topics): the newer date stays.
+    extended_by = minutes(4) + timedelta(days=8)
+    await follow(db, flows.follow_task_extended, event(events.TaskExtended, events.TaskExtendedData(
+        task_id=TASK, request_id=rid, days=3, reason="r", approved_by="s030", resolve_by=extended_by), at=minutes(4)))
+    await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))  # lead module: social
+    view = await _status(db, ticket)
+    assert (view.stage, view.handling_module, view.department) == ("handling", "social", "社会事务办公室")
+    assert view.promised_by == _local(extended_by) and not view.may_rate
+    await follow(db, flows.follow_task_completed, answered(rid, minutes(5), "已为您办理落户，请携带户口簿到派出所领取。"))
+    view = await _status(db, ticket)
+    assert (view.stage, view.may_rate) == ("answered", True)
+    assert view.reply == "已为您办理落户，请携带户口簿到派出所领取。" and view.replied_at == minutes(5).isoformat()
+    # A failed closure check withdraws the answer until the next one; the next completion gives it.
+    await follow(db, flows.follow_task_verified, verified(rid, minutes(6), passed=False,
+                                                         resolve_by=minutes(6) + timedelta(days=2)))
+    view = await _status(db, ticket)
+    assert (view.stage, view.may_rate, view.reply) == ("handling", False, None)
+    assert view.promised_by == _local(minutes(6) + timedelta(days=2))  # the rework's date
+    await follow(db, flows.follow_task_completed, answered(rid, minutes(8), "已补齐材料并办结。"),
+                 answered(rid, minutes(7), "更早的答复"))  # an older completion arriving late changes nothing
+    await follow(db, flows.follow_task_verified, verified(rid, minutes(9), passed=True))
+    view = await _status(db, ticket)
+    assert (view.stage, view.may_rate, view.reply) == ("closed", True, "已补齐材料并办结。")
+    await flows.rate(deps(db, NOW), None, flows.RateMatter(ticket["ticket_no"], ticket["access_code"], "satisfied"))
+    assert not (await _status(db, ticket)).may_rate  # once
+    # An unsatisfied callback reopens it with a new promised date.
+    await follow(db, flows.follow_task_callback, event(events.TaskCallback, events.TaskCallbackData(
+        task_id=TASK, request_id=rid, reached=True, rating="unsatisfied", by="s030", at=minutes(10), reopened=True,
+        resolve_by=minutes(10) + timedelta(days=3)), at=minutes(10)))
+    view = await _status(db, ticket)
+    assert (view.stage, view.reply, view.promised_by) == ("handling", None, _local(minutes(10) + timedelta(days=3)))
+
+
+async def test_a_completion_of_the_previous_release_has_no_answer_and_another_towns_event_none_of_ours() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    await follow(db, flows.follow_task_completed, answered(rid, minutes(5), None))
+    view = await _status(db, ticket)
+    assert (view.stage, view.reply, view.may_rate) == ("answered", None, True)
+    async with db.unit_of_work() as uow:  # a Bailu event naming a Qinghe matter sets nothing
+        await flows.record_answer(uow, COUNTY.towns[BAILU], rid, minutes(6), reply="不是本镇的")
+    assert (await _status(db, ticket)).reply is None
+
+
+async def test_a_merged_matter_is_answered_with_its_primarys_answer() -> None:
+    db = FakeDatabase()
+    primary, duplicate = await file(db), await file(db)
+    await flows.merge(deps(db, NOW), COMMAND, flows.MergeMatter(duplicate["ticket_no"], primary["ticket_no"]))
+    view = await _status(db, duplicate)
+    assert view.merged_into is not None and (view.stage, view.may_rate) == ("received", False)
+    await follow(db, flows.follow_task_dispatched, dispatched(primary["request_id"], minutes(1)))
+    await follow(db, flows.follow_task_completed, answered(primary["request_id"], minutes(5), "已办结"))
+    view = await _status(db, duplicate)
+    assert (view.stage, view.may_rate, view.reply, view.department) == ("answered", True, "已办结", "社会事务办公室")
+# --- the matter in front of the handler (issue #27) ----------------------------------------------
+HOLDER = Principal(sub="s049", roles=frozenset({"staff"}), town=QINGHE)  # A of post household (S001)
+LEADER = Principal(sub="s048", roles=frozenset({"staff", "module_leader"}), town=QINGHE)  # 派出所
+OTHER_STAFF = Principal(sub="s014", roles=frozenset({"staff"}), town=QINGHE)
+APPRAISER = Principal(sub="s032", roles=frozenset({"staff", "appraisal_admin"}), town=QINGHE)
+
+
+def household_dispatched(request_id: str, at: datetime, assignee: str = "s049",
+                         task: str = TASK) -> events.TaskDispatched:
+    return event(events.TaskDispatched, events.TaskDispatchedData(
+        task_id=task, request_id=request_id, item_code="S001", kind="service", colour="yellow", village="V01",
+        location="青禾村五组", lead_module="police", post="household", assignee=assignee, assigned_via="A",
+        respond_by=at + timedelta(hours=2), resolve_by=at + timedelta(days=5), dispatched_at=at), at=at)
+
+
+async def matter(db: FakeDatabase, actor: Principal, task: str = TASK) -> models.Matter:
+    return await flows.read_matter(deps(db, minutes(30)), actor, flows.ReadMatter(task))
+
+
+async def test_the_assignee_reads_the_matter_with_its_citizen_and_the_read_is_recorded() -> None:
+    db = FakeDatabase()
+    ticket = await file(db, description="户口登记，联系电话 13912345678")
+    await follow(db, flows.follow_task_dispatched, household_dispatched(ticket["request_id"], minutes(1)))
+    seen = await matter(db, HOLDER)
+    assert seen.citizen == models.MatterCitizen(name="测试群众", phone="13800000000")
+    assert seen.citizen_seen_as == "assignee" and "13912345678" in seen.description
+    assert (seen.item_name, seen.village_name, seen.channel, seen.filed_by) == ("新生儿落户", "青禾村", "window", "s010")
+    assert seen.filed_at == "2027-03-15T09:00:00+08:00"  # the town's clock
+    assert db.tables.personal_data_reads == [{
+        "seq": 1, "town_code": QINGHE, "read_at": minutes(30), "staff_id": "s049", "basis": "assignee",
+        "request_id": uuid.UUID(ticket["request_id"]), "ticket_no": ticket["ticket_no"], "task_id": TASK}]
+    # Nothing personal is kept in the record: only who, as what, when, which matter.
+    assert not {"测试群众", "13800000000"} & {str(v) for v in db.tables.personal_data_reads[0].values()}
+    assert (await matter(db, LEADER)).citizen_seen_as == "module_leader"
+    assert (await matter(db, COMMAND)).citizen_seen_as == "command_centre"
+    assert [r["basis"] for r in db.tables.personal_data_reads] == ["assignee", "module_leader", "command_centre"]
+
+
+async def test_other_staff_read_the_matter_without_its_citizen_and_nothing_is_recorded() -> None:
+    db = FakeDatabase()
+    ticket = await file(db, description="户口登记，联系电话 13912345678")
+    await follow(db, flows.follow_task_dispatched, household_dispatched(ticket["request_id"], minutes(1)))
+    for who in (OTHER_STAFF, CLERK, APPRAISER):
+        seen = await matter(db, who)
+        assert seen.citizen is None and seen.citizen_seen_as is None
+        assert "13912345678" not in seen.description and seen.item_name == "新生儿落户"
+    assert db.tables.personal_data_reads == []
+
+
+async def test_another_towns_matter_is_as_absent_as_a_task_that_does_not_exist() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    await follow(db, flows.follow_task_dispatched, household_dispatched(ticket["request_id"], minutes(1)))
+    other = await refusal_of(matter(db, BAILU_COMMAND))
+    missing = await refusal_of(matter(db, COMMAND, "no-such-task"))
+    assert {_code(other), _code(missing)} == {("matter.not_found", None)}
+    assert other.status == 404 and db.tables.personal_data_reads == []
+    county = await matter(db, Principal(sub="c002", roles=frozenset({"county_reader"})))
+    assert county.citizen is None  # a county department reads the matter, never the citizen
+
+
+async def test_the_assignee_sees_the_citizen_only_while_the_task_is_open_and_theirs() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    # Topics are consumed side by side: the acceptance may come before the dispatch.
+    await follow(db, flows.follow_task_accepted, event(events.TaskAccepted, events.TaskAcceptedData(
+        task_id=TASK, request_id=rid, by="s049", accepted_at=minutes(2)), at=minutes(2)))
+    assert _code(await refusal_of(matter(db, HOLDER))) == ("matter.not_found", None)  # not linked yet
+    await follow(db, flows.follow_task_dispatched, household_dispatched(rid, minutes(1)))
+    assert db.tables.task_holders[TASK]["status"] == "accepted"  # the later status stays
+    assert (await matter(db, HOLDER)).citizen is not None
+    await follow(db, flows.follow_task_completed, completed(rid, minutes(3)))
+    assert (await matter(db, HOLDER)).citizen is None and (await matter(db, LEADER)).citizen is None
+    await follow(db, flows.follow_task_verified, verified(rid, minutes(4), passed=False))  # 返工: theirs again
+    assert (await matter(db, HOLDER)).citizen is not None
+    await follow(db, flows.follow_task_merged, event(events.TaskMerged, events.TaskMergedData(
+        task_id=TASK, request_id=rid, into_request_id=str(uuid.uuid4()), status="merged",
+        respond_by=minutes(60), resolve_by=minutes(600), at=minutes(5)), at=minutes(5)))
+    assert (await matter(db, HOLDER)).citizen is None
+    assert (await matter(db, COMMAND)).citizen is not None  # the command centre, whatever the state
+
+
+async def test_a_returned_and_redispatched_matter_is_seen_by_its_new_assignee_only() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    await follow(db, flows.follow_task_dispatched, household_dispatched(rid, minutes(1)))
+    await follow(db, flows.follow_task_returned, event(events.TaskReturned, events.TaskReturnedData(
+        task_id=TASK, request_id=rid, by="s049", reason="不属本岗", returned_at=minutes(2)), at=minutes(2)))
+    await follow(db, flows.follow_task_dispatched, household_dispatched(rid, minutes(3), "s050", task="task-2"))
+    assert (await matter(db, HOLDER)).citizen is None and (await matter(db, HOLDER, "task-2")).citizen is None
+    seen = await matter(db, Principal(sub="s050", roles=frozenset({"staff"}), town=QINGHE), "task-2")
+    assert seen.citizen is not None and db.tables.personal_data_reads[-1]["task_id"] == "task-2"
+
+
+async def test_the_appraisal_office_pages_the_record_by_period_and_staff() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    await follow(db, flows.follow_task_dispatched, household_dispatched(ticket["request_id"], minutes(1)))
+    for who, day in ((HOLDER, 1), (LEADER, 2), (HOLDER, 3)):
+        await flows.read_matter(deps(db, NOW + timedelta(days=day)), who, flows.ReadMatter(TASK))
+    # 2027-03-31 17:00 UTC is 04-01 01:00 in the towns: April's.
+    await flows.read_matter(deps(db, datetime(2027, 3, 31, 17, 0, tzinfo=UTC)), COMMAND, flows.ReadMatter(TASK))
+
+    async def reads(**query: Any) -> models.PersonalDataReads:
+        command = flows.ReadRecord(**({"town": None, "period": None, "staff_id": None, "limit": 100, "offset": 0}
+                                      | query))
+        return await flows.personal_data_reads(deps(db, NOW), APPRAISER, command)
+
+    every = await reads()
+    assert [(r.staff_id, r.seen_as) for r in every.reads] == [
+        ("s030", "command_centre"), ("s049", "assignee"), ("s048", "module_leader"), ("s049", "assignee")]
+    assert every.reads[0].read_at == "2027-04-01T01:00:00+08:00" and every.next_offset is None
+    march = await reads(period="2027-03")
+    assert [r.staff_id for r in march.reads] == ["s049", "s048", "s049"]
+    assert [r.read_at[:10] for r in (await reads(period="2027-03", staff_id="s049")).reads] == [
+        "2027-03-18", "2027-03-16"]
+    first = await reads(limit=3)
+    assert len(first.reads) == 3 and first.next_offset == 3
+    rest = await reads(limit=3, offset=3)
+    assert [r.staff_id for r in rest.reads] == ["s049"] and rest.next_offset is None
+    other = await refusal_of(reads(town=BAILU))
+    assert _code(other) == ("town.not_found", "town")
+
+
+async def test_a_staff_tokens_status_read_with_the_citizen_is_recorded_and_the_citizens_own_is_not() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    read = flows.ReadStatus(ticket["ticket_no"], None)
+    await flows.read_status(deps(db, NOW), None, flows.ReadStatus(ticket["ticket_no"], ticket["access_code"]))
+    await flows.read_status(deps(db, NOW), Principal(sub="c002", roles=frozenset({"county_reader"})), read)
+    assert db.tables.personal_data_reads == []  # the citizen's own read, and a county department's (no citizen)
+    for who in (CLERK, COMMAND, COUNTY_ADMIN):
+        assert (await flows.read_status(deps(db, minutes(5)), who, read)).citizen is not None
+    assert [(r["staff_id"], r["basis"], r["ticket_no"], r["read_at"]) for r in db.tables.personal_data_reads] == [
+        ("s010", "clerk", ticket["ticket_no"], minutes(5)), ("s030", "command_centre", ticket["ticket_no"], minutes(5)),
+        ("c001", "county_admin", ticket["ticket_no"], minutes(5))]

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from intake import models
 from townflow_shared.types import NOT_BLANK_PATTERN
@@ -69,3 +69,14 @@ def test_optional_identifiers_are_measured_as_sent_as_the_schema_says() -> None:
                                            ("３２１００３１０４", False)])
 def test_a_town_code_is_nine_digits(value: str, ok: bool) -> None:
     assert (refused(body(town_code=value)) == []) == ok
+
+
+@pytest.mark.parametrize(("period", "valid"), [("2027-03", True), ("2100-12", True), ("0000-01", False),
+                                               ("1999-12", False), ("2027-13", False), ("2027-3", False)])
+def test_a_period_of_the_record_of_reads_is_a_month_the_calendar_has(period: str, valid: bool) -> None:
+    adapter = TypeAdapter(models.Period)
+    if valid:
+        assert adapter.validate_python(period) == period
+    else:
+        with pytest.raises(ValidationError):
+            adapter.validate_python(period)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from intake import rules
+from townflow_shared.auth import Principal
 from townflow_shared.county import load_county
 from townflow_shared.problems import Refusal
 from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
@@ -227,3 +229,52 @@ def test_an_unknown_item_names_the_closest_items_as_suggestions() -> None:
     assert "J001" in refusal.params["suggestions"]
     names = dict(zip(refusal.params["suggestions"], refusal.params["suggestion_names"], strict=True))
     assert names["J001"] == TOWN.catalog["J001"].name
+
+
+# --- the matter in front of the handler (issue #27) ----------------------------------------------
+def _who(sub: str, *roles: str, town: str | None = "321003104") -> Principal:
+    return Principal(sub=sub, roles=frozenset(roles), town=town)
+
+
+# S001 新生儿落户: post household (module police, leader s048), lead module police; s049 holds post A.
+HELD = rules.Holder(assignee="s049", post="household", lead_module="police", status="accepted")
+
+
+@pytest.mark.parametrize(("who", "holders", "basis"), [
+    (_who("s049", "staff"), [HELD], "assignee"),
+    (_who("s049", "staff"), [replace(HELD, status="rework")], "assignee"),  # 返工 / 重办: theirs again
+    (_who("s049", "staff"), [replace(HELD, status="completed")], None),  # no longer open
+    (_who("s049", "staff"), [replace(HELD, status="returned")], None),   # handed back
+    (_who("s049", "staff"), [replace(HELD, status="returned"),           # redispatched to another
+                             replace(HELD, assignee="s050", status="dispatched")], None),
+    (_who("s050", "staff"), [replace(HELD, status="returned"),
+                             replace(HELD, assignee="s050", status="dispatched")], "assignee"),
+    (_who("s048", "staff", "module_leader"), [HELD], "module_leader"),   # the post's module's leader
+    (_who("s048", "staff", "module_leader"), [replace(HELD, status="closed")], None),
+    (_who("s002", "staff", "module_leader"), [HELD], None),              # another module's leader
+    (_who("s002", "staff", "module_leader"), [replace(HELD, post=None, lead_module="social")], "module_leader"),
+    (_who("s030", "staff", "command_centre"), [HELD], "command_centre"),
+    (_who("s030", "staff", "command_centre"), [replace(HELD, status="closed")], "command_centre"),  # 回访
+    (_who("s030", "staff", "command_centre"), [], "command_centre"),     # not dispatched yet
+    (_who("s014", "staff"), [HELD], None),                               # other staff of the town
+    (_who("s010", "staff", "clerk"), [HELD], None),
+    (_who("s032", "staff", "appraisal_admin"), [HELD], None),
+    (_who("s000", "admin"), [HELD], None),                               # admin is not the command centre
+    (_who("s049", "staff", town="321003107"), [HELD], None),             # the same id in another town
+    (_who("s030", "staff", "command_centre", town="321003107"), [HELD], None),
+    (_who("c002", "county_reader", town=None), [HELD], None),            # a county department, never
+    (_who("c001", "county_admin", town=None), [HELD], None),
+    (_who("s049", "staff"), [replace(HELD, assignee=None, post=None, lead_module=None)], None),  # not told yet
+])
+def test_who_sees_the_citizen_of_a_matter(who: Principal, holders: list[rules.Holder], basis: str | None) -> None:
+    assert rules.citizen_basis(who, QINGHE, holders) == basis
+
+
+def test_a_tasks_newer_status_wins_and_a_tie_goes_further_along() -> None:
+    t = datetime(2027, 3, 15, 1, 0, tzinfo=UTC)
+    assert rules.newer_task_status(None, None, "accepted", t)
+    assert rules.newer_task_status("dispatched", t, "accepted", t + timedelta(seconds=1))
+    assert not rules.newer_task_status("completed", t, "accepted", t - timedelta(seconds=1))
+    assert rules.newer_task_status("accepted", t, "completed", t)
+    assert not rules.newer_task_status("completed", t, "dispatched", t)
+    assert [h.open for h in (HELD, replace(HELD, status="merged"))] == [True, False]

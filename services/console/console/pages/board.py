@@ -5,6 +5,7 @@ callback (回访). Merging duplicates is pages/merge.py."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -75,16 +76,43 @@ def status_of(exc: ServiceError) -> int:
     return exc.status if 400 <= exc.status < 600 else 502
 
 
+async def task_matter(request: Request, person: Person, task_id: str,
+                      panel: str | None) -> tuple[dict[str, Any] | None, ServiceError | None]:
+    """The task's matter, as intake answers it to this person (the citizen's name and phone only
+    to those intake decides may see them, each such read recorded there); `?matter=off` leaves it
+    out and intake is not asked (the bench times the page both ways). Nothing of it is logged here."""
+    if panel == "off":
+        return None, None
+    try:
+        found = await console_of(request).services.call(person, "intake", "GET", f"/v1/tasks/{task_id}/matter")
+    except ServiceError as exc:
+        return None, exc
+    return found, None
+
+
+async def task_with_matter(request: Request, person: Person, task_id: str, panel: str | None
+                           ) -> tuple[dict[str, Any], dict[str, Any] | None, ServiceError | None]:
+    """The task from dispatch and its matter from intake, asked at once (the matter adds no wait
+    of its own to the page); `ServiceError` when dispatch refuses the task."""
+    task, (matter, matter_error) = await asyncio.gather(
+        console_of(request).services.call(person, "dispatch", "GET", f"/v1/tasks/{task_id}"),
+        task_matter(request, person, task_id, panel), return_exceptions=True)
+    if isinstance(task, BaseException):
+        raise task
+    return task, matter, matter_error
+
+
 @router.get("/board/tasks/{task_id}", response_class=HTMLResponse)
-async def task_page(request: Request, task_id: str, done: str | None = None) -> Response:
-    return await task_view(request, guard(request, "board"), task_id, None, done=done)
+async def task_page(request: Request, task_id: str, done: str | None = None, matter: str | None = None) -> Response:
+    return await task_view(request, guard(request, "board"), task_id, None, done=done, matter_panel=matter)
 
 
 async def task_view(request: Request, person: Person, task_id: str, error: ServiceError | None,
-                    form: dict[str, str] | None = None, done: str | None = None) -> Response:
+                    form: dict[str, str] | None = None, done: str | None = None,
+                    matter_panel: str | None = None) -> Response:
     services = console_of(request).services
     try:
-        task = await services.call(person, "dispatch", "GET", f"/v1/tasks/{task_id}")
+        task, the_matter, matter_error = await task_with_matter(request, person, task_id, matter_panel)
     except ServiceError as exc:
         return render(request, "refused.html", status_of(exc), title="任务", message=exc.page_line)
     primary, primary_error = None, None
@@ -97,7 +125,8 @@ async def task_view(request: Request, person: Person, task_id: str, error: Servi
             primary_error = exc
     return render(request, "board_task.html", 200 if error is None else status_of(error),
                   title=f"任务 {task['ticket_no']}", task=task, action_error=error, primary=primary,
-                  primary_error=primary_error, form=form or {}, done=done)
+                  primary_error=primary_error, form=form or {}, done=done, matter=the_matter,
+                  matter_error=matter_error, matter_shown=matter_panel != "off")
 
 
 ACTIONS = {"redispatch": "/redispatch", "verify": "/verify", "approve": "/extension/approve",

@@ -26,6 +26,22 @@ def _officers(request: Request, person: Person) -> list[tuple[str, str, bool]]:
     return [(s.id, s.name, s.enforcement_certificate) for s in town.staff.values() if "officer" in s.roles] if town else []
 
 
+def _team(request: Request, person: Person, town_code: str) -> dict[str, Any]:
+    """What the start form offers (enforcement's rules.start_team decides): the inspection's town's
+    certified officers by name, how many the town's rules want, and whether the signed-in person
+    goes on the visit (an officer of that town: enforcement adds them, so they are ticked first)."""
+    town = console_of(request).county.towns.get(town_code)
+    if town is None:
+        return {"choices": [], "required": 2, "goes": False, "me": person.sub}
+    me = town.staff.get(person.sub) if person.town == town_code else None
+    goes = me is not None and ("officer" in me.roles or me.enforcement_certificate)
+    choices = [(s.id, s.name) for s in town.staff.values() if s.enforcement_certificate]
+    if goes and me is not None and not me.enforcement_certificate:
+        choices.insert(0, (me.id, me.name))  # goes along uncertified: on the team, not counted
+    choices.sort(key=lambda c: c[0] != person.sub)  # the starter first
+    return {"choices": choices, "required": town.rules.enforcement.min_officers, "goes": goes, "me": person.sub}
+
+
 @router.get("/enforcement", response_class=HTMLResponse)
 async def enforcement_page(request: Request, done: str | None = None) -> Response:
     person = guard(request, "enforcement")
@@ -50,7 +66,8 @@ async def _inspection_view(request: Request, person: Person, inspection_id: str,
     except ServiceError as exc:
         return render(request, "refused.html", _status(exc), title="检查", message=exc.page_line)
     return render(request, "inspection.html", 200 if error is None else _status(error), title="综合检查",
-                  inspection=inspection, error=error, form=form or {}, officers=_officers(request, person))
+                  inspection=inspection, error=error, form=form or {}, officers=_officers(request, person),
+                  team=_team(request, person, inspection["town_code"]))
 
 
 @router.get("/enforcement/inspections/{inspection_id}", response_class=HTMLResponse)
@@ -67,7 +84,7 @@ async def start(request: Request, inspection_id: str) -> Response:
                                                 f"/v1/inspections/{inspection_id}/start",
                                                 json={"officers": form.getlist("officers")})
     except ServiceError as exc:
-        return await _inspection_view(request, person, inspection_id, exc)
+        return await _inspection_view(request, person, inspection_id, exc, {"officers": form.getlist("officers")})
     return RedirectResponse(f"/enforcement/inspections/{inspection_id}", status_code=303)
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 
 from ..accounts import Person
 from ..errors import ServiceError
@@ -53,7 +55,8 @@ async def _form_page(request: Request, person: Person, form: dict[str, str], err
                   catalog=catalog, catalog_shown=catalog_shown, catalog_error=catalog_error, suggestions=suggestions,
                   villages=town.info.villages if town else [],
                   towns=[(t.code, t.info.name) for t in console.county.towns.values()] if not person.town else [],
-                  idempotency_key=form.get("idempotency_key") or uuid.uuid4().hex)
+                  idempotency_key=form.get("idempotency_key") or uuid.uuid4().hex,
+                  slip=request.query_params.get("slip") == "1")
 
 
 @router.get("/intake", response_class=HTMLResponse)
@@ -88,5 +91,29 @@ async def file(request: Request) -> Response:
         return await _form_page(request, person, form, exc)
     town_code = filed["ticket_no"].split("-")[0]  # a ticket number starts with its town's code
     here = console_of(request).names.of(town_code)
+    address = status_address(request, filed["ticket_no"])
+    # The department that will handle it: intake's answer names it; an answer of the previous
+    # release does not, and the town's catalog knows it too (the item's lead module).
+    town = console_of(request).county.town(town_code)
+    item = town.catalog.get(form["item_code"]) if town is not None else None
+    department = filed.get("department") or (here.unit(item.lead_module) if item is not None else None)
     return render(request, "receipt.html", 201, title="受理回执", filed=filed, form=form, town_code=town_code,
-                  item_name=here.item(form["item_code"]), town_name=here.town(town_code))
+                  item_name=here.item(form["item_code"]), town_name=here.town(town_code), department=department,
+                  status_address=address, qr=qr_svg(address), slip=request.query_params.get("slip") == "1")
+
+
+def status_address(request: Request, ticket_no: str) -> str:
+    """Where the citizen checks the matter: the console's public address (a setting; else the one
+    this request came to) and its status page with the ticket filled in. Never the access code,
+    which stays on paper beside it."""
+    base = console_of(request).settings.console_public_url or str(request.base_url)
+    return f"{base.rstrip('/')}/status?ticket={ticket_no}"
+
+
+def qr_svg(text: str) -> Markup:
+    """`text` as a QR code (error correction M: a creased receipt still reads), inline SVG that
+    scales with its box (no width or height of its own) and prints black on white."""
+    svg = segno.make(text, error="m").svg_inline(scale=1, omitsize=True, svgclass="qr", dark="#000",
+                                                 light="#fff", title="办事进度查询二维码")
+    svg = svg.replace("<svg ", '<svg role="img" aria-label="办事进度查询二维码" ', 1)
+    return Markup(svg)  # noqa: S704 - segno's own SVG of our own address: no markup of anyone's

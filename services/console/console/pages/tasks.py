@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ..accounts import Person
 from ..errors import ServiceError
 from ..web import acting_form, checked_form, console_of, guard, render
+from .board import status_of, task_with_matter
 
 router = APIRouter()
 ACTIONS = ("accept", "complete", "return", "extend")
@@ -48,6 +49,19 @@ async def tasks_page(request: Request, done: str | None = None) -> Response:
     return await _page(request, guard(request, "tasks"), done=done)
 
 
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+async def task_page(request: Request, task_id: str, matter: str | None = None) -> Response:
+    """One task with its matter: what the citizen asked, and (for its assignee while it is theirs
+    and open, and its module leader) the citizen's name and phone, as intake decides."""
+    person = guard(request, "tasks")
+    try:
+        task, the_matter, matter_error = await task_with_matter(request, person, task_id, matter)
+    except ServiceError as exc:
+        return render(request, "refused.html", status_of(exc), title="任务", message=exc.page_line)
+    return render(request, "task.html", title=f"任务 {task['ticket_no']}", task=task, matter=the_matter,
+                  matter_error=matter_error, matter_shown=matter != "off")
+
+
 def _local_time(value: str, zone: tzinfo) -> str:
     """A browser's datetime-local (no offset) on the town's clock; left as typed if it is not one,
     so the service names the field."""
@@ -77,7 +91,7 @@ async def act(request: Request, task_id: str, action: str) -> Response:
     person, form = await acting_form(request, "tasks", action, ACTIONS)
     body: dict[str, Any] | None = {
         "accept": None,
-        "complete": {"resolution": str(form.get("resolution", ""))},
+        "complete": {"resolution": str(form.get("resolution", "")), "reply": str(form.get("reply", ""))},
         "return": {"reason": str(form.get("reason", ""))},
         "extend": {"days": str(form.get("days", "")), "reason": str(form.get("reason", ""))},
     }[action]
