@@ -20,7 +20,7 @@ from devstack.stack import Stack
 from devstack.traces import OtlpReceiver
 from tests.conftest import QINGHE, Api, eventually, filing, task_of
 
-from .conftest import People, assert_accessible
+from .conftest import People, a_phone, assert_accessible, file_at_the_window
 
 pytestmark = pytest.mark.stack
 CLERK = ("s010", "clerk")
@@ -54,17 +54,8 @@ async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_conso
     clerk = await people.signed_in("qh-s010")
     await expect(clerk).to_have_url(re.compile(r"/intake$"))
     await assert_accessible(clerk)
-    await clerk.locator("input[name=item_code]").fill("S001")
-    await clerk.locator("textarea[name=description]").fill("为新生儿办理户口登记")
-    await clerk.locator("select[name=village]").select_option("V01")
-    await clerk.locator("input[name=location]").fill("青禾村五组")
-    await clerk.locator("input[name='citizen.name']").fill("浏览器群众")
-    phone = f"137{uuid.uuid4().int % 10**8:08d}"
-    await clerk.locator("input[name='citizen.phone']").fill(phone)
-    await clerk.get_by_role("button", name="受理并出具回执").click()
-    await expect(clerk.get_by_role("heading", name=re.compile("受理回执"))).to_be_visible()
-    ticket = await clerk.get_by_test_id("ticket").inner_text()
-    code = await clerk.get_by_test_id("code").inner_text()
+    phone = a_phone()
+    ticket, code = await file_at_the_window(clerk, phone=phone)
     await assert_accessible(clerk, "the receipt")
     assert re.fullmatch(rf"{QINGHE}-\d{{8}}-\d{{5}}", ticket) and re.fullmatch(r"[A-Z0-9]{6}", code)
     # The receipt people keep: filing time, promised date and department, where to check and its QR code.

@@ -18,24 +18,10 @@ from playwright.async_api import Page, expect
 from devstack.stack import Stack
 from tests.conftest import QINGHE, Api, eventually, filing, task_of
 
-from .conftest import People, assert_accessible
+from .conftest import People, assert_accessible, file_at_the_window
 
 pytestmark = pytest.mark.stack
 CLERK, COMMAND, OFFICER = ("s010", "clerk"), ("s030", "command_centre"), ("s026", "officer")
-
-
-async def _file_at_the_window(clerk: Page, location: str) -> tuple[str, str]:
-    """A 户口登记 matter in 青禾村 filed in the clerk's form: its ticket and access code."""
-    await clerk.goto("/intake")
-    await clerk.locator("input[name=item_code]").fill("S001")
-    await clerk.locator("textarea[name=description]").fill("为新生儿办理户口登记")
-    await clerk.locator("select[name=village]").select_option("V01")
-    await clerk.locator("input[name=location]").fill(location)
-    await clerk.locator("input[name='citizen.name']").fill("浏览器群众")
-    await clerk.locator("input[name='citizen.phone']").fill(f"137{uuid.uuid4().int % 10**8:08d}")
-    await clerk.get_by_role("button", name="受理并出具回执").click()
-    await expect(clerk.get_by_role("heading", name=re.compile("受理回执"))).to_be_visible()
-    return await clerk.get_by_test_id("ticket").inner_text(), await clerk.get_by_test_id("code").inner_text()
 
 
 async def _look_up(citizen: Page, ticket: str, code: str) -> None:
@@ -50,8 +36,8 @@ async def test_a_duplicate_is_hinted_on_the_receipt_merged_on_the_board_followed
         people: People, county_stack: Stack) -> None:
     place = f"青禾村{uuid.uuid4().hex[:6]}号桥头"  # no other test's matter is near it
     clerk = await people.signed_in("qh-s010")
-    first, _ = await _file_at_the_window(clerk, place)
-    second, code = await _file_at_the_window(clerk, f"{place}东侧")
+    first, _ = await file_at_the_window(clerk, place)
+    second, code = await file_at_the_window(clerk, f"{place}东侧")
 
     # The second receipt lists the first: ticket, item, village, reason, similarity — no personal data.
     hints = clerk.get_by_test_id("duplicates")

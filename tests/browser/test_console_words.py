@@ -22,7 +22,7 @@ from tests.conftest import QINGHE, Api, eventually, filing, set_clocks, task_of
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
-from .conftest import CHECKED, People, assert_accessible, axe_violations
+from .conftest import CHECKED, People, assert_accessible, axe_violations, file_at_the_window
 
 pytestmark = pytest.mark.stack
 CLERK, COMMAND, OFFICER = ("s010", "clerk"), ("s030", "command_centre"), ("s026", "officer")
@@ -60,15 +60,7 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
 
     # Filed at the window at 08:12, in the browser: the receipt is a page that may show a time.
     clerk = await people.signed_in("qh-s010")
-    await clerk.locator("input[name=item_code]").fill("S001")
-    await clerk.locator("textarea[name=description]").fill("为新生儿办理户口登记")
-    await clerk.locator("select[name=village]").select_option("V01")
-    await clerk.locator("input[name=location]").fill(f"青禾村{uuid.uuid4().hex[:6]}号")
-    await clerk.locator("input[name='citizen.name']").fill("浏览器群众")
-    await clerk.locator("input[name='citizen.phone']").fill(f"137{uuid.uuid4().int % 10**8:08d}")
-    await clerk.get_by_role("button", name="受理并出具回执").click()
-    ticket = await clerk.get_by_test_id("ticket").inner_text()
-    code = await clerk.get_by_test_id("code").inner_text()
+    ticket, code = await file_at_the_window(clerk, f"青禾村{uuid.uuid4().hex[:6]}号")
     receipt_times = await _times_in(clerk, "section.receipt")
 
     matter = await _ok(await intake.call("GET", f"/v1/requests/{ticket}", params={"code": code}))
@@ -330,15 +322,8 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
             await read(person, f"{login} {path}")
             seen += response.status == 200
         if login == "qh-s010":  # a receipt, with the duplicates it hints at
-            await person.goto("/intake")
-            await person.locator("input[name=item_code]").fill("S001")
-            await person.locator("textarea[name=description]").fill("为新生儿办理户口登记")
-            await person.locator("input[name=location]").fill("青禾村五组")
-            await person.locator("input[name='citizen.name']").fill("浏览器群众")
-            await person.locator("input[name='citizen.phone']").fill(f"137{uuid.uuid4().int % 10**8:08d}")
-            await person.get_by_role("button", name="受理并出具回执").click()
-            await expect(person.get_by_test_id("ticket")).to_be_visible()
-            await read(person, f"{login} receipt", await person.get_by_test_id("code").inner_text())
+            _, code = await file_at_the_window(person)
+            await read(person, f"{login} receipt", code)
     citizen = await people.anonymous(phone=True)
     for path in ("/signin", "/status", "/no/such/page"):
         await citizen.goto(path)
