@@ -142,6 +142,19 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
         STATION: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "GET", "/v1/board"): {  # ?town=
         COMMAND: (200, 404), STAFF: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
+    # 挂起: the holder asks, the command centre decides; the command centre or the holder resumes
+    ("dispatch", "POST", "/v1/tasks/{task_id}/suspend"): {
+        ASSIGNEE: (202, 403), POST_LEADER: (202, 403), STAFF: (403, 403), READER: (403, 403),
+        COUNTY_ADMIN: (202, 202)},
+    ("dispatch", "POST", "/v1/tasks/{task_id}/suspension/approve"): {
+        COMMAND: (200, 403), POST_LEADER: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "POST", "/v1/tasks/{task_id}/suspension/refuse"): {
+        COMMAND: (200, 403), STAFF: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "POST", "/v1/tasks/{task_id}/resume"): {
+        COMMAND: (200, 403), ASSIGNEE: (200, 403), STAFF: (403, 403), READER: (403, 403),
+        COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "GET", "/v1/suspensions"): {  # ?town=
+        COMMAND: (200, 404), STAFF: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     # enforcement: officers and module leaders act; an inspection's result only its team or 执法队长
     ("enforcement", "GET", "/v1/inspections"): {
         OFFICER: (200, 404), COMMAND: (200, 404), APPRAISER: (200, 404), STATION: (403, 403),
@@ -258,6 +271,7 @@ class Call:
     code: str | None = None  # the ticket's access code, for the citizen
 
 
+SUSPENSION = {"category": "awaiting_citizen", "reason": "等待群众补正材料"}
 # The record a route acts on, by kind: a success changes it, so a row expecting one gets its own.
 KIND_OF: dict[Route, str] = {
     ("intake", "POST", "/v1/requests/{ticket_no}/rating"): "completed_matter",
@@ -272,6 +286,10 @@ KIND_OF: dict[Route, str] = {
     ("dispatch", "POST", "/v1/tasks/{task_id}/extension/approve"): "extending_task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/extension/refuse"): "extending_task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/verify"): "completed_task",
+    ("dispatch", "POST", "/v1/tasks/{task_id}/suspend"): "task",
+    ("dispatch", "POST", "/v1/tasks/{task_id}/suspension/approve"): "suspending_task",
+    ("dispatch", "POST", "/v1/tasks/{task_id}/suspension/refuse"): "suspending_task",
+    ("dispatch", "POST", "/v1/tasks/{task_id}/resume"): "suspended_task",
     ("enforcement", "POST", "/v1/inspections/{inspection_id}/start"): "planned",
     ("enforcement", "POST", "/v1/inspections/{inspection_id}/result"): "started",
     ("enforcement", "POST", "/v1/cases/{case_id}/steps"): "case",
@@ -329,10 +347,11 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
                         who={"assignee": r["assignee"]})
         case "/v1/catalog" | "/v1/tasks" | "/v1/board" | "/v1/inspections" | "/v1/cases" | "/v1/plans" \
                 | "/v1/inspections/alerts" | "/v1/task-search" | "/v1/extensions" \
-                | "/v1/holders":
+                | "/v1/holders" | "/v1/suspensions":
             return Call(route[2], params=by_town)
         case "/v1/tasks/{task_id}" | "/v1/tasks/{task_id}/accept" | "/v1/tasks/{task_id}/extension/approve" \
-                | "/v1/tasks/{task_id}/extension/refuse":
+                | "/v1/tasks/{task_id}/extension/refuse" | "/v1/tasks/{task_id}/suspension/approve" \
+                | "/v1/tasks/{task_id}/suspension/refuse" | "/v1/tasks/{task_id}/resume":
             return Call(route[2].replace("{task_id}", r["task_id"]), who={"assignee": r["assignee"]})
         case "/v1/tasks/{task_id}/complete":
             return Call(f"/v1/tasks/{r['task_id']}/complete", json={"resolution": "已办结", "reply": "已为您办理完毕。"},
@@ -343,6 +362,8 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
         case "/v1/tasks/{task_id}/extend":
             return Call(f"/v1/tasks/{r['task_id']}/extend", json={"days": 2, "reason": "需补充材料"},
                         who={"assignee": r["assignee"]})
+        case "/v1/tasks/{task_id}/suspend":
+            return Call(f"/v1/tasks/{r['task_id']}/suspend", json=SUSPENSION, who={"assignee": r["assignee"]})
         case "/v1/tasks/{task_id}/redispatch":
             return Call(f"/v1/tasks/{r['task_id']}/redispatch", json={"post": "household"},
                         who={"assignee": r["assignee"]})
@@ -449,8 +470,14 @@ async def _make_town(county: County, code: str) -> TownRecords:
         t = await task_of(await file("S001"))
         if then is not None:
             body = {"complete": {"resolution": "已办结", "reply": "已为您办理完毕。"}, "return": {"reason": "不属本岗职责"},
-                    "extend": {"days": 2, "reason": "需补充材料"}}[then]
+                    "extend": {"days": 2, "reason": "需补充材料"},
+                    "suspend": SUSPENSION}[then]
             await county.ok("dispatch", "POST", f"/v1/tasks/{t['task_id']}/{then}", json=body, **leader)
+        return t
+
+    async def suspended_task() -> dict[str, Any]:
+        t = await task("suspend")
+        await county.ok("dispatch", "POST", f"/v1/tasks/{t['task_id']}/suspension/approve", **command)
         return t
 
     async def completed_matter() -> dict[str, Any]:
@@ -504,7 +531,8 @@ async def _make_town(county: County, code: str) -> TownRecords:
         "task": task, "returned_task": functools.partial(task, "return"),
         "extending_task": functools.partial(task, "extend"), "completed_task": functools.partial(task, "complete"),
         "completed_matter": completed_matter, "planned": planned, "started": started, "case": case,
-        "duplicate": duplicate, "merged": merged, "closed_task": closed_task}
+        "duplicate": duplicate, "merged": merged, "closed_task": closed_task,
+        "suspending_task": functools.partial(task, "suspend"), "suspended_task": suspended_task}
     gate = asyncio.Semaphore(6)  # the machine is small: a few matters in flight per town
 
     async def one(kind: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Issue #18 in appraisal, on the real stack: a merged matter (重复件) counts once in every rate and
 in points; a callback's rating (回访) enters the satisfaction rate exactly as a citizen's would, and
 a citizen's own rating always wins; a reopened matter (重办) counts once in 重办率 and is unresolved
-until worked again; a rebuild reproduces all of it. Each test owns its months (2028-01…06)."""
+until worked again; a rebuild reproduces all of it; a suspended task counts once in 挂起率 (issue
+#27). Each test owns its months (2028-01…07)."""
 
 from __future__ import annotations
 
@@ -86,9 +87,9 @@ async def test_a_merged_matter_counts_once_in_every_rate_and_in_points(
                                lambda f: f["counts"]["dispatched"] == 1 and f["counts"]["closed"] == 1)
     assert after["counts"] == {"dispatched": 1, "responded": 1, "resolved": 1, "completed": 1, "reworked": 0,
                                "extended": 0, "rated": 0, "satisfied": 0, "overdue": 0, "escalated": 0,
-                               "escalated_red": 0, "closed": 1, "reopened": 0}
+                               "escalated_red": 0, "closed": 1, "reopened": 0, "suspended": 0}
     assert after["rates"] == {"response": 1.0, "resolution": 1.0, "satisfaction": None, "rework": 0.0,
-                              "extension": 0.0, "reopen": 0.0}
+                              "extension": 0.0, "reopen": 0.0, "suspension": 0.0}
     assert after["points"] == DONE_ON_TIME  # the penalties of the merged tasks are gone with them
     assert after["composite"] == 100.0
     modules = (await appraisal.call("GET", "/v1/scores", as_=APPRAISER,
@@ -310,3 +311,24 @@ async def test_merges_and_callbacks_in_any_arrival_order_and_a_rebuild_give_the_
     finally:
         await rebuilt.close()
     assert row is not None and (row["dispatched"], row["closed"], row["reopened"], float(row["points"])) == (2, 1, 1, 7.0)
+
+
+async def test_a_suspended_task_counts_once_in_the_suspension_rate_of_each_of_its_subjects(
+        stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
+    """挂起 (issue #27): of three matters of one post in July 2028, one suspended twice and one once:
+    挂起率 2/3 for its staff member and its village."""
+    await set_clocks(stack, "2028-07-03T09:00:00+08:00")
+    (_, twice), (_, once), _ = await filed(intake, dispatch, "T002", "V05", *(f"北岗村垃圾点挂起{i}" for i in range(3)))
+    for task in (twice, twice, once):
+        for path, body, who in (("suspend", {"category": "awaiting_third_party", "reason": "等环卫公司答复"},
+                                 (task["assignee"], "staff")), ("suspension/approve", None, COMMAND),
+                                ("resume", None, COMMAND)):
+            answer = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/{path}", as_=who, json=body)
+            assert answer.status_code in (200, 202), answer.text
+
+    def ready(f: dict[str, Any]) -> bool:
+        return bool(f["counts"]["suspended"] == 2 and f["counts"]["dispatched"] == 3)
+
+    staff = await figures_when(appraisal, "2028-07", "staff", str(twice["assignee"]), ready)
+    village = await figures_when(appraisal, "2028-07", "village", "V05", ready)
+    assert staff["rates"]["suspension"] == village["rates"]["suspension"] == 2 / 3

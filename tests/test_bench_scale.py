@@ -20,8 +20,8 @@ from devstack.stack import REPO
 READS = {
     "intake": ["/metrics", "/readyz", "/v1/catalog", "/v1/personal-data-reads", "/v1/requests/{ticket_no}",
                "/v1/tasks/{task_id}/matter"],
-    "dispatch": ["/metrics", "/readyz", "/v1/board", "/v1/extensions", "/v1/holders", "/v1/task-search", "/v1/tasks",
-                 "/v1/tasks/{task_id}"],
+    "dispatch": ["/metrics", "/readyz", "/v1/board", "/v1/extensions", "/v1/holders", "/v1/suspensions",
+                 "/v1/task-search", "/v1/tasks", "/v1/tasks/{task_id}"],
     "enforcement": ["/metrics", "/readyz", "/v1/cases", "/v1/cases/{case_id}", "/v1/inspections",
                     "/v1/inspections/{inspection_id}", "/v1/plans", "/v1/plans/{plan_id}"],
     "appraisal": ["/metrics", "/readyz", "/v1/alerts", "/v1/bonus", "/v1/county/rankings", "/v1/rankings",
@@ -36,7 +36,7 @@ PAGES = [
     "GET /tasks/export.csv", "GET /intake",
     "GET /status", "POST /status", "GET /enforcement", "GET /enforcement/inspections/{inspection_id}",
     "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
-    "GET /appraisal/bulletin", "GET /county",
+    "GET /appraisal/bulletin", "GET /county", "GET /suspensions", "GET /tasks/{task_id}/suspension",
 ]
 STAGES = ["empty", "one_month", "all_months"]
 

@@ -58,16 +58,16 @@ async def test_the_monthly_bulletin_as_a_workbook_and_as_csv(
     def values(sheet: str) -> list[list[object]]:
         return [[c.value for c in r] for r in book[sheet].iter_rows()]
 
-    header = ["派发数", "响应率", "办结率", "满意率", "返工率", "延期率", "重办率", "积分", "综合分", "排名"]
+    header = ["派发数", "响应率", "办结率", "满意率", "返工率", "延期率", "重办率", "挂起率", "积分", "综合分", "排名"]
     econ, env = TOWN.modules["econ"].name, TOWN.modules[TOWN.staff[late].module].name
     # s020: 2 dispatched, 1 done on time and rated satisfied, 1 overdue: 10 + 2 + 2 − 5 points.
-    s020 = ["s020", TOWN.staff["s020"].name, econ, 2, 0.5, 0.5, 1.0, 0.0, 0.0, None, 9, 67.5, 1]
+    s020 = ["s020", TOWN.staff["s020"].name, econ, 2, 0.5, 0.5, 1.0, 0.0, 0.0, None, 0.0, 9, 67.5, 1]
     assert values("按人员") == [["工号", "姓名", "模块", *header], s020,
-                               [late, TOWN.staff[late].name, env, 3, 0.0, 0.0, None, None, 0.0, None, -15, 0, 2]]
+                               [late, TOWN.staff[late].name, env, 3, 0.0, 0.0, None, None, 0.0, None, 0.0, -15, 0, 2]]
     assert book["按人员"].cell(2, 5).number_format == "0.00%"
     assert values("按村社区") == [["村社区代码", "村社区", *header],
-                                 ["V02", "东湖村", 2, 0.5, 0.5, 1.0, 0.0, 0.0, None, 9, 67.5, 1],
-                                 ["V03", "西山村", 3, 0.0, 0.0, None, None, 0.0, None, -15, 0, 2]]
+                                 ["V02", "东湖村", 2, 0.5, 0.5, 1.0, 0.0, 0.0, None, 0.0, 9, 67.5, 1],
+                                 ["V03", "西山村", 3, 0.0, 0.0, None, None, 0.0, None, 0.0, -15, 0, 2]]
     assert values("按模块")[0] == ["模块代码", "模块", *header]
     lists = values("红黑榜")
     assert lists[0] == ["类别", "榜", "位次", "代码", "名称", "综合分"]

@@ -388,3 +388,56 @@ async def test_task_search_finds_by_ticket_and_place_pages_with_a_total_and_list
         refused = await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params=params)
         assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["field"] == field and refused.json()["code"].startswith("value."), refused.json()
+
+
+async def test_a_suspended_task_is_not_supervised_and_resumes_with_the_working_time_it_had_left(
+        stack: Stack, intake: Api, dispatch: Api, bootstrap: str) -> None:
+    """挂起 (issue #27): asked by the holder, approved by the command centre; while suspended no
+    supervision falls due; resumed, the task gets the working time it had left from then on, and the
+    citizen's status shows both steps."""
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")  # Monday; S002's resolve_by is Tuesday 17:30
+    ticket = await file_matter(intake, item_code="S002")
+    task = await task_of(dispatch, ticket["request_id"])
+    ask = {"category": "awaiting_citizen", "reason": "等待群众补正材料，电话13912345678"}
+    assert (await act(dispatch, task, "suspend", ask)).status_code == 202
+    again = await act(dispatch, task, "suspend", ask)
+    assert again.status_code == 409 and again.json()["code"] == "suspension.already_asked"
+    not_suspended = await act(dispatch, task, "resume", who=COMMAND)
+    assert not_suspended.status_code == 409 and not_suspended.json()["code"] == "suspension.not_suspended"
+    await set_clocks(stack, "2026-11-23T10:00:00+08:00")  # approved with 2 + 3.5 + 7 = 12.5 working hours left
+    approved = await act(dispatch, task, "suspension/approve", {"note": "同意"}, who=COMMAND)
+    assert approved.status_code == 200 and approved.json()["status"] == "suspended", approved.text
+    record = await wait_for_record(bootstrap, "dispatch.task.suspended.v1",
+                                   lambda r: event_of(r)["data"]["task_id"] == task["task_id"])
+    assert event_of(record)["data"]["working_left_seconds"] == 12.5 * 3600
+    assert "13912345678" not in event_of(record)["data"]["reason"]
+    await status_of(intake, ticket, "suspended")
+
+    # A week goes by: every supervision moment of the old window passes. A task filed now as a
+    # sentinel gets all three levels, so the loop ran over them; the suspended task gets none.
+    sentinel = await task_of(dispatch, (await file_matter(intake, item_code="S002"))["request_id"])
+    await set_clocks(stack, "2026-12-01T09:00:00+08:00")
+
+    async def sentinel_done() -> list[dict[str, Any]] | None:
+        levels = await _levels(bootstrap, sentinel["task_id"])
+        return levels if len(levels) == 3 else None
+
+    await eventually(sentinel_done, what="the sentinel's three supervision levels")
+    assert await _levels(bootstrap, task["task_id"]) == []
+    suspended = (await dispatch.call("GET", f"/v1/tasks/{task['task_id']}", as_=COMMAND)).json()
+    assert suspended["status"] == "suspended" and not suspended["overdue"]
+
+    # The citizen's materials arrived: the assignee resumes. 12.5 h from Tuesday 12-01 09:00.
+    resumed = await act(dispatch, task, "resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["status"] == "dispatched"
+    assert datetime.fromisoformat(resumed.json()["resolve_by"]) == datetime.fromisoformat("2026-12-02T16:30:00+08:00")
+    view = await status_of(intake, ticket, "dispatched")
+    assert datetime.fromisoformat(view["promised_by"]) == datetime.fromisoformat("2026-12-02T16:30:00+08:00")
+    steps = {s["step"]: s["detail"] for s in view["timeline"]}
+    assert steps["suspended"]["category"] == "awaiting_citizen" and "reason" not in steps["suspended"]
+    assert datetime.fromisoformat(steps["resumed"]["resolve_by"]) == datetime.fromisoformat("2026-12-02T16:30:00+08:00")
+    # A task done (completed, closed) is not suspended.
+    assert (await act(dispatch, sentinel, "complete", {"resolution": "已办结", "reply": "已为您办理完毕。"})).status_code == 200
+    closed = await act(dispatch, sentinel, "suspend", ask)
+    assert closed.status_code == 409 and closed.json()["code"] == "task.status_forbids"

@@ -79,6 +79,8 @@ VISITS: dict[str, list[Visit]] = {
     "/appraisal/bonus.csv": [Visit("appraisal_office", query={"period": "period"})],
     "/appraisal/bulletin": [Visit("appraisal_office", query={"period": "period"})],
     "/county": [Visit("county", query={"period": "period"})],
+    "/suspensions": [Visit("command_centre")],
+    "/tasks/{task_id}/suspension": [Visit("assignee")],
 }
 
 

@@ -23,6 +23,8 @@ SPEC_TOPICS = {
     "enforcement.plan.published.v1", "appraisal.score.updated.v1", "appraisal.alert.raised.v1",
     # SPEC §10
     "intake.request.merged.v1", "dispatch.task.merged.v1", "dispatch.task.callback.v1",
+    # issue #27: 挂起
+    "dispatch.task.suspended.v1", "dispatch.task.resumed.v1",
 }
 NOW = datetime(2026, 11, 23, 1, 15, 2, tzinfo=UTC)
 

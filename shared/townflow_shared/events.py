@@ -286,6 +286,52 @@ class TaskCallback(Envelope):
     data: TaskCallbackData
 
 
+SuspensionCategory = Literal["awaiting_citizen", "awaiting_third_party"]
+
+
+class TaskSuspendedData(EventData):
+    """挂起: the command centre approved a post holder's request to suspend the task while waiting on
+    the citizen (补正材料) or a third party. Its deadline and supervision stop; `working_left` is the
+    working time it had left before `resolve_by`, given back when it resumes. `reason` is masked."""
+
+    task_id: str
+    request_id: str
+    category: SuspensionCategory
+    reason: str
+    requested_by: str
+    approved_by: str
+    suspended_at: datetime
+    resolve_by: datetime = Field(description="the deadline the task had when suspended")
+    working_left_seconds: int = Field(description="the working time left before resolve_by, in seconds")
+
+
+class TaskSuspended(Envelope):
+    topic: ClassVar[str] = "dispatch.task.suspended.v1"
+    type: Literal["dispatch.task.suspended"] = "dispatch.task.suspended"
+    version: Literal[1] = 1
+    data: TaskSuspendedData
+
+
+class TaskResumedData(EventData):
+    """A suspended task resumed (恢复办理): `status` is the one it had before, `resolve_by` its new
+    deadline, the working time it had left counted from `resumed_at`."""
+
+    task_id: str
+    request_id: str
+    by: str
+    status: str
+    suspended_at: datetime
+    resumed_at: datetime
+    resolve_by: datetime
+
+
+class TaskResumed(Envelope):
+    topic: ClassVar[str] = "dispatch.task.resumed.v1"
+    type: Literal["dispatch.task.resumed"] = "dispatch.task.resumed"
+    version: Literal[1] = 1
+    data: TaskResumedData
+
+
 # --- enforcement ----------------------------------------------------------------------------
 class Finding(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -395,7 +441,7 @@ class AlertRaised(Envelope):
 EVENT_TYPES: tuple[type[Envelope], ...] = (
     RequestFiled, RequestRated, RequestMerged,
     TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended,
-    TaskVerified, TaskMerged, TaskCallback,
+    TaskVerified, TaskMerged, TaskCallback, TaskSuspended, TaskResumed,
     InspectionDone, CaseUpdated, PlanPublished,
     ScoreUpdated, AlertRaised,
 )

@@ -223,7 +223,7 @@ async def test_a_person_without_the_role_gets_no_page_and_no_action(people: Peop
     await expect(nav.get_by_role("link", name="我的任务")).to_be_visible()
     await expect(nav.get_by_role("link", name="指挥中心")).to_have_count(0)
     await expect(nav.get_by_role("link", name="窗口受理")).to_have_count(0)
-    for path in ("/board", "/intake", "/enforcement", "/appraisal", "/county"):
+    for path in ("/board", "/intake", "/enforcement", "/appraisal", "/county", "/suspensions"):
         response = await holder.goto(path)
         assert response is not None and response.status == 403, path
         await expect(holder.get_by_role("alert")).to_contain_text("您的岗位没有这个页面的权限")
@@ -233,7 +233,8 @@ async def test_a_person_without_the_role_gets_no_page_and_no_action(people: Peop
     await holder.goto("/tasks")
     csrf = await holder.locator("input[name=csrf]").first.get_attribute("value")
     for path, form in (("/board/tasks/00000000-0000-0000-0000-000000000000/verify", {"passed": "yes"}),
-                       ("/intake", {"item_code": "S001"})):
+                       ("/intake", {"item_code": "S001"}),
+                       ("/suspensions/00000000-0000-0000-0000-000000000000/approve", {"from": "list"})):
         refused = await holder.request.post(path, form={"csrf": csrf or "", **form})
         assert refused.status == 403, path
         assert "您的岗位没有这个页面的权限" in await refused.text()

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -305,3 +307,42 @@ async def test_a_returned_task_shows_its_reason_and_is_redispatched_from_the_pic
     found = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params={"q": task["ticket_no"]})).json()
     assert {(t["status"], t["assignee"]) for t in found["tasks"]} == {("redispatched", task["assignee"]),
                                                                       ("dispatched", b_holder)}
+
+
+async def test_a_holder_asks_to_suspend_the_command_centre_approves_and_the_holder_resumes(
+        people: People, county_stack: Stack) -> None:
+    """挂起 (issue #27) through the pages: asked on the task's own page linked from 我的任务, approved
+    on the command centre's list, resumed by the holder, who reads the new deadline."""
+    intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
+    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().hex[:6]}号"))
+    assert filed.status_code == 201, filed.text
+    task = await task_of(dispatch, filed.json()["request_id"])
+    holder = await people.signed_in(f"qh-{task['assignee']}")
+    await holder.goto("/tasks")
+    await holder.locator(f"#task-{task['task_id']}").get_by_test_id("suspension-link").click()
+    form = holder.get_by_test_id("suspension-form")
+    await form.get_by_label("等待申请人补正材料").check()
+    await form.get_by_label("具体说明").fill("户口本复印件不清晰，等群众补交")
+    await form.get_by_role("button", name="申请挂起").click()
+    await expect(holder.get_by_role("status")).to_have_text("已提交。")
+    await expect(holder.get_by_test_id("suspension-status")).to_have_text("待审批")
+    await assert_accessible(holder, "a suspension asked")
+
+    board = await people.signed_in("qh-s030")
+    await board.goto("/suspensions")
+    row = board.locator(f"#suspension-{task['task_id']}")
+    await expect(row).to_contain_text("户口本复印件不清晰")
+    await assert_accessible(board, "the pending suspensions")
+    await row.get_by_role("button", name="批准挂起").click()
+    await expect(board.get_by_role("status")).to_have_text("已提交。")
+    await expect(board.locator(f"#suspension-{task['task_id']}")).to_have_count(0)
+
+    await holder.reload()
+    await expect(holder.get_by_test_id("task-status")).to_have_text("已挂起")
+    await holder.get_by_role("button", name="恢复办理").click()
+    await expect(holder.get_by_test_id("suspension-status")).to_have_text("已恢复办理")
+    resumed = (await dispatch.call("GET", f"/v1/tasks/{task['task_id']}", as_=COMMAND)).json()
+    assert resumed["status"] == task["status"] == "dispatched"
+    town_clock = datetime.fromisoformat(resumed["resolve_by"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    await expect(holder.get_by_test_id("resumed-resolve-by")).to_have_text(town_clock.strftime("%Y-%m-%d %H:%M"))
+    await assert_accessible(holder, "a task resumed")

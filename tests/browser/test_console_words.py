@@ -249,6 +249,7 @@ async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
     social = await _ok(await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(
         item_code="S005", description="临时救助申请", location=f"东湖村{uuid.uuid4().hex[:6]}号")))
     tasks.append(await task_of(dispatch, social["request_id"]))
+    await step(tasks[-1], "suspend", {"category": "awaiting_third_party", "reason": "等待县民政局答复"})  # 挂起, pending
 
     # A joint visit of three units (国土所, 村镇规划建设站, 农业综合服务中心) that finds a rectification
     # to make: its result, and the planned re-check of the rectification.
@@ -294,7 +295,7 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
     pages = ["/board", *(f"/board/tasks/{t}" for t in made["tasks"]), "/intake", "/tasks", f"/tasks/{made['tasks'][0]}",
              "/enforcement",
              *(f"/enforcement/inspections/{i}" for i in made["inspections"]), f"/enforcement/cases/{made['case']}",
-             "/enforcement/alerts", "/appraisal", "/county"]
+             "/enforcement/alerts", "/appraisal", "/county", "/suspensions", f"/tasks/{made['tasks'][-1]}/suspension"]
     found: dict[str, list[str]] = {}
     inaccessible: dict[str, list[str]] = {}  # item 9: axe-core on every page as each role
     axe_seconds = 0.0
@@ -337,7 +338,8 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
     # What was made is on the pages, by name: the crawl read them, not empty lists.
     read_all = "\n".join(text)
     for words in ("新生儿落户", "临时救助申请", "户籍办理岗", "A岗", "3个工作日", "国土所", "村镇规划建设站",
-                  "农业综合服务中心", "整改复查", "限期整改", "违法立案", "县应急管理局", "县市场监督管理局"):
+                  "农业综合服务中心", "整改复查", "限期整改", "违法立案", "县应急管理局", "县市场监督管理局",
+                  "等待其他单位答复"):
         assert words in read_all, words
     assert not found, "\n".join(f"{where}: {word}" for where, words in found.items() for word in words)
     lesser = Counter(f"{v['id']} ({v['impact']})" for found in CHECKED.values() for v in found)

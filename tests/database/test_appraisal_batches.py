@@ -208,3 +208,28 @@ async def test_a_months_read_touches_only_that_months_rows(pool: asyncpg.Pool) -
         await hold_month(month)
     assert await pool.fetchval("SELECT count(*) FROM subject_totals") == 12 * subjects
     assert await tuples_read("2034-01") == (read_alone, subjects)
+
+
+def suspended(history: list[Envelope]) -> Envelope:
+    """The matter's task suspended (挂起) after its dispatch: its figures gain one suspension."""
+    task = next(e for e in history if isinstance(e, events.TaskDispatched))
+    d = task.data
+    return _event(events.TaskSuspended, events.TaskSuspendedData(
+        task_id=d.task_id, request_id=d.request_id, category="awaiting_citizen", reason="等补正材料",
+        requested_by=d.assignee, approved_by="s030", suspended_at=d.dispatched_at + timedelta(minutes=5),
+        resolve_by=d.resolve_by, working_left_seconds=3600), d.request_id, d.dispatched_at)
+
+
+async def test_suspensions_count_once_per_task_in_the_totals_and_the_suspension_rate(pool: asyncpg.Pool) -> None:
+    start = datetime.fromisoformat("2035-05-07T09:00:00+08:00")
+    twice, once, never = (matter(start + timedelta(hours=n)) for n in range(3))
+    await apply(pool, [*twice, suspended(twice), *once, *never])
+    await apply(pool, [suspended(once), suspended(twice)])  # a later batch: a second suspension of `twice`
+    figs = await figures(pool, "2035-05")
+    staff = {f["subject_id"]: f for f in figs["staff"]}
+    assert staff["s014"]["counts"]["suspended"] == 2 and staff["s014"]["counts"]["dispatched"] == 3  # type: ignore[index]
+    assert staff["s014"]["rates"]["suspension"] == 2 / 3  # type: ignore[index]
+    assert {f["subject_id"]: f["rates"]["suspension"] for f in figs["village"]} == {"V02": 2 / 3}  # type: ignore[index]
+    assert await pool.fetchval("SELECT sum(c_suspended) FROM task_facts") == 2
+    assert await pool.fetchval(
+        "SELECT suspended FROM subject_totals WHERE subject_type = 'staff' AND subject_id = 's014'") == 2

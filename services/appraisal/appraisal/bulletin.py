@@ -26,8 +26,8 @@ from townflow_shared.town import Town
 
 from . import rules
 
-RATES = ("response", "resolution", "satisfaction", "rework", "extension", "reopen")
-RATE_NAMES = ("响应率", "办结率", "满意率", "返工率", "延期率", "重办率")
+RATES = ("response", "resolution", "satisfaction", "rework", "extension", "reopen", "suspension")
+RATE_NAMES = ("响应率", "办结率", "满意率", "返工率", "延期率", "重办率", "挂起率")
 SUBJECT_NAMES = {"staff": "人员", "module": "模块", "village": "村社区", "seconded_unit": "派驻机构"}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv; charset=utf-8"

@@ -62,6 +62,8 @@ class TaskLifecycle:
     passed_checks: int = 0
     reopens: int = 0
     reopen_event: uuid.UUID | None = None
+    suspensions: int = 0
+    suspended_event: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,13 @@ class FactBatch:
         life = self._lifecycle_of(key, request_id)
         life.reopens += 1
         life.reopen_event = life.reopen_event or cause.event.id
+        self.touches_task(key, cause)
+
+    def task_suspended(self, key: TaskKey, request_id: str, cause: Cause) -> None:
+        """挂起: each approved suspension added; the first for the ledger."""
+        life = self._lifecycle_of(key, request_id)
+        life.suspensions += 1
+        life.suspended_event = life.suspended_event or cause.event.id
         self.touches_task(key, cause)
 
     # --- inspections -----------------------------------------------------------------------

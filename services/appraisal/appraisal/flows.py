@@ -101,7 +101,7 @@ def task_fact(row: store.Row) -> rules.TaskFact:
         completed_event=text(row["completed_event"]), overdue_event=text(row["overdue_event"]),
         escalated_event=text(row["escalated_event"]), invalid_return_event=text(row["invalid_return_event"]),
         rated_event=text(row["rated_event"]), merged=row["merged"], passed_checks=row["passed_checks"],
-        reopens=row["reopens"])
+        reopens=row["reopens"], suspensions=row["suspensions"])
 
 
 def inspection_fact(row: store.Row) -> rules.InspectionFact:

@@ -121,6 +121,13 @@ async def task_callback(conn: asyncpg.Connection, event: events.TaskCallback, de
         batch.task_reopened((town.code, d.task_id), d.request_id, cause)
 
 
+async def task_suspended(conn: asyncpg.Connection, event: events.TaskSuspended, deps: Deps) -> None:
+    """挂起: counted once per task in 挂起率 (its resumption changes no figure: no handler)."""
+    town, batch, cause = _open(conn, event, deps)
+    d = event.data
+    batch.task_suspended((town.code, d.task_id), d.request_id, cause)
+
+
 async def inspection_done(conn: asyncpg.Connection, event: events.InspectionDone, deps: Deps) -> None:
     town, batch, cause = _open(conn, event, deps)
     d = event.data
@@ -163,4 +170,5 @@ HANDLERS: tuple[tuple[type[Envelope], Handler], ...] = (
     (events.TaskVerified, task_verified), (events.TaskMerged, task_merged),
     (events.TaskCallback, task_callback), (events.InspectionDone, inspection_done),
     (events.CaseUpdated, case_updated), (events.PlanPublished, plan_published),
+    (events.TaskSuspended, task_suspended),
 )

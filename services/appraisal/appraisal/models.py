@@ -210,6 +210,7 @@ class Counts(BaseModel):
     escalated_red: int
     closed: int
     reopened: int
+    suspended: int = 0
 
 
 class Score(BaseModel):
@@ -238,6 +239,7 @@ class RateRow(BaseModel):
     rework: float | None
     extension: float | None
     reopen: float | None
+    suspension: float | None = None
     dispatched: int
     rated: int
 

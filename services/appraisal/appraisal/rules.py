@@ -54,6 +54,7 @@ class TaskFact:
     merged: bool = False      # 重复件: merged into another matter now (its latest merge event says so)
     passed_checks: int = 0    # closure checks passed: the task was closed
     reopens: int = 0          # 重办: reopened by an unsatisfied callback after closure
+    suspensions: int = 0      # 挂起: suspended while waiting on the citizen or a third party
 
     @property
     def counted(self) -> bool:
@@ -97,6 +98,7 @@ class Counts:
     escalated_red: int = 0
     closed: int = 0
     reopened: int = 0
+    suspended: int = 0
 
 
 def counts(tasks: Iterable[TaskFact]) -> Counts:
@@ -119,6 +121,7 @@ def counts(tasks: Iterable[TaskFact]) -> Counts:
         c.escalated_red += t.escalated_event is not None and t.colour == "red"
         c.closed += t.passed_checks > 0
         c.reopened += t.reopens > 0
+        c.suspended += t.suspensions > 0
         if t.rating is not None:
             c.rated += 1
             c.satisfied += t.rating in ("satisfied", "basically_satisfied")
@@ -138,6 +141,7 @@ def rates(c: Counts) -> dict[str, float | None]:
         "rework": ratio(c.reworked, c.completed),
         "extension": ratio(c.extended, c.dispatched),
         "reopen": ratio(c.reopened, c.closed),  # 重办率
+        "suspension": ratio(c.suspended, c.dispatched),  # 挂起率: tasks suspended at least once
     }
 
 

@@ -17,7 +17,8 @@ from .facts import FactBatch, MatterKey, TaskKey
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 COUNT_COLUMNS = ("dispatched", "responded", "resolved", "completed", "reworked", "extended", "rated",
-                 "satisfied", "overdue", "escalated", "escalated_red", "closed", "reopened")
+                 "satisfied", "overdue", "escalated", "escalated_red", "closed", "reopened",
+                 "suspended")
 
 # The columns a dispatch sets, in the order of upsert_dispatched's arrays.
 DISPATCH_COLUMNS = ("town_code", "task_id", "request_id", "dispatched_event", "period", "assignee", "post", "module",
@@ -119,12 +120,16 @@ async def record_lifecycles(conn: asyncpg.Connection, batch: FactBatch) -> None:
             "   WHEN t.merge_at IS NULL OR l.merge_at >= t.merge_at THEN l.merge_event ELSE t.merge_event END,"
             "  merge_at = greatest(t.merge_at, l.merge_at),"
             "  passed_checks = t.passed_checks + l.passed_checks, reopens = t.reopens + l.reopens,"
-            "  reopen_event = coalesce(t.reopen_event, l.reopen_event)"
+            "  reopen_event = coalesce(t.reopen_event, l.reopen_event),"
+            "  suspensions = t.suspensions + l.suspensions,"
+            "  suspended_event = coalesce(t.suspended_event, l.suspended_event)"
             " FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[], $5::uuid[], $6::int[], $7::int[],"
-            "  $8::uuid[]) AS l(town_code, task_id, merged, merge_at, merge_event, passed_checks, reopens, reopen_event)"
+            "  $8::uuid[], $9::int[], $10::uuid[]) AS l(town_code, task_id, merged, merge_at, merge_event,"
+            "  passed_checks, reopens, reopen_event, suspensions, suspended_event)"
             " WHERE t.town_code = l.town_code AND t.task_id = l.task_id",
-            *_columns([(town, task, x.merged, x.merge_at, x.merge_event, x.passed_checks, x.reopens, x.reopen_event)
-                       for (town, task), x in sorted(batch.lifecycles.items())], 8))
+            *_columns([(town, task, x.merged, x.merge_at, x.merge_event, x.passed_checks, x.reopens, x.reopen_event,
+                        x.suspensions, x.suspended_event)
+                       for (town, task), x in sorted(batch.lifecycles.items())], 10))
     if batch.called_back:
         await conn.execute(
             "INSERT INTO matter_facts AS m (town_code, request_id, callback_rating, callback_at, callback_event)"
@@ -170,7 +175,8 @@ _CONTRIBUTION_INPUTS = (
     "town_code", "task_id", "request_id", "period", "assignee", "module", "village", "seconded_unit", "colour",
     "difficulty", "responded", "completions", "failed_checks", "last_on_time", "extensions", "superseded",
     "returned_invalid", "rating", "completed_event", "overdue_event", "escalated_event", "invalid_return_event",
-    "rated_event", "merged", "passed_checks", "reopens", *(f"c_{c}" for c in COUNT_COLUMNS), "c_points")
+    "rated_event", "merged", "passed_checks", "reopens", "suspensions", *(f"c_{c}" for c in COUNT_COLUMNS),
+    "c_points")
 _FACTS_OF_TASKS = (  # built from this module's own column names
     "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(town_code, task_id)"  # noqa: S608
     " UNION SELECT t.town_code, t.task_id FROM unnest($3::text[], $4::text[]) AS r(town_code, request_id)"
@@ -196,11 +202,13 @@ async def set_contributions(conn: asyncpg.Connection,
         "UPDATE task_facts t SET c_dispatched = c.dispatched, c_responded = c.responded, c_resolved = c.resolved,"
         " c_completed = c.completed, c_reworked = c.reworked, c_extended = c.extended, c_rated = c.rated,"
         " c_satisfied = c.satisfied, c_overdue = c.overdue, c_escalated = c.escalated,"
-        " c_escalated_red = c.escalated_red, c_closed = c.closed, c_reopened = c.reopened, c_points = c.points"
+        " c_escalated_red = c.escalated_red, c_closed = c.closed, c_reopened = c.reopened, c_suspended = c.suspended,"
+        " c_points = c.points"
         " FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[], $8::int[],"
-        "  $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::int[], $16::float8[])"
+        "  $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::int[], $16::int[],"
+        "  $17::float8[])"
         "  AS c(town_code, task_id, dispatched, responded, resolved, completed, reworked, extended, rated,"
-        "  satisfied, overdue, escalated, escalated_red, closed, reopened, points)"
+        "  satisfied, overdue, escalated, escalated_red, closed, reopened, suspended, points)"
         " WHERE t.town_code = c.town_code AND t.task_id = c.task_id",
         *_columns([(town, task, *(counts[c] for c in COUNT_COLUMNS), points)
                    for town, task, counts, points in sorted(rows, key=lambda r: (r[0], r[1]))],
@@ -226,7 +234,7 @@ async def town_counts(db: Db, town_codes: Sequence[str], period: str) -> list[as
         " sum(resolved)::int AS resolved, sum(completed)::int AS completed, sum(reworked)::int AS reworked,"
         " sum(extended)::int AS extended, sum(rated)::int AS rated, sum(satisfied)::int AS satisfied,"
         " sum(overdue)::int AS overdue, sum(escalated)::int AS escalated, sum(escalated_red)::int AS escalated_red,"
-        " sum(closed)::int AS closed, sum(reopened)::int AS reopened"
+        " sum(closed)::int AS closed, sum(reopened)::int AS reopened, sum(suspended)::int AS suspended"
         " FROM subject_totals WHERE town_code = ANY($1::text[]) AND period = $2 AND subject_type = 'staff'"
         " GROUP BY town_code", list(town_codes), period)
 

@@ -77,3 +77,13 @@ def test_callback_ratings_fold_to_the_latest_and_reopenings_add_up() -> None:
     batch.check_passed(KEY, "r1", batch.cause(reopen2, {}))
     life = batch.lifecycles[KEY]
     assert (life.reopens, life.reopen_event, life.passed_checks) == (2, reopen1.id, 1)
+
+
+def test_suspensions_add_up_and_the_first_one_stands_for_the_ledger() -> None:
+    batch = FactBatch()
+    first, second = completed(T0, True), completed(T0, True)
+    batch.task_suspended(KEY, "r1", batch.cause(first, {}))
+    batch.task_suspended(KEY, "r1", batch.cause(second, {}))
+    life = batch.lifecycles[KEY]
+    assert (life.suspensions, life.suspended_event) == (2, first.id)
+    assert KEY in batch.task_events and len(batch.task_causes[KEY]) == 2

@@ -42,7 +42,7 @@ def completed(town_code: str) -> Any:
 
 def test_every_handler_is_listed_once_under_its_own_name() -> None:
     names = [handler.__name__ for _, handler in handlers.HANDLERS]
-    assert len(names) == len(set(names)) == len({t for t, _ in handlers.HANDLERS}) == 14
+    assert len(names) == len(set(names)) == len({t for t, _ in handlers.HANDLERS}) == 15
 
 
 async def test_an_event_of_a_town_not_served_is_poison() -> None:

@@ -165,3 +165,13 @@ def test_a_reopened_task_is_unresolved_until_completed_again_and_counts_once_in_
 def test_a_reopen_and_a_failed_check_each_need_a_completion_after_them() -> None:
     assert not task(1, completions=2, failed_checks=1, reopens=1).resolved
     assert task(1, completions=3, failed_checks=1, reopens=1).resolved
+
+
+def test_the_suspension_rate_counts_each_task_suspended_once_over_dispatched() -> None:
+    c = rules.counts([task(1, suspensions=2), task(2, suspensions=1), task(3), task(4),
+                      task(5, suspensions=1, merged=True)])  # a merged task is in no rate
+    assert (c.dispatched, c.suspended) == (4, 2)
+    assert rules.rates(c)["suspension"] == 2 / 4
+    assert rules.rates(rules.Counts())["suspension"] is None  # nothing dispatched: null
+    # A suspension costs no points and changes no other count: the task is judged on its deadline.
+    assert rules.contribution(task(1, suspensions=1), TOWN, R)[1] == rules.contribution(task(1), TOWN, R)[1]

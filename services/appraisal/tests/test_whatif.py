@@ -75,8 +75,8 @@ def test_the_bulletin_workbook_and_csv_hold_the_same_sheets() -> None:
     book = load_workbook(io.BytesIO(bulletin.to_xlsx("t", datetime(2028, 9, 1), sheets)))
     assert book.sheetnames == [s.name for s in sheets]
     staff = book["按人员"]
-    assert [c.value for c in staff[2]][:11] == ["s020", TOWN.staff["s020"].name, TOWN.modules["econ"].name,
-                                                2, 1.0, 0.5, None, 0.0, 0.0, 0.5, 22]
+    assert [c.value for c in staff[2]][:12] == ["s020", TOWN.staff["s020"].name, TOWN.modules["econ"].name,
+                                                2, 1.0, 0.5, None, 0.0, 0.0, 0.5, 0.0, 22]
     assert staff.cell(2, 5).number_format == "0.00%"
     bonus = book["奖金分配"]
     assert bonus.cell(2, 1).value == "s020" and bonus.cell(2, 8).value == 1000.0

@@ -7,21 +7,24 @@ COLOURS = {"red": "红", "orange": "橙", "yellow": "黄"}
 TASK_STATUSES = {
     "dispatched": "待签收", "accepted": "办理中", "completed": "待核查", "closed": "已结案",
     "returned": "已退回", "redispatched": "已改派", "rework": "返工", "merged": "已合并",
+    "suspended": "已挂起",
 }
 REQUEST_STATUSES = {
     "filed": "已受理", "dispatched": "已派单", "accepted": "办理中", "returned": "退回改派中",
     "supervised": "督办中", "inspected": "已检查", "completed": "已办结", "closed": "已办结",
     "verified": "已核查", "rated": "已评价", "rework": "返工办理中", "in_progress": "办理中",
     "reopened": "重办中",
+    "suspended": "暂停办理",
 }
 TIMELINE_STEPS = {
     "filed": "受理", "dispatched": "派单", "accepted": "签收", "returned": "退回", "supervised": "督办",
     "inspected": "现场检查", "completed": "办结", "verified": "核查", "rated": "评价", "extended": "延期",
     "merged": "合并办理", "unmerged": "撤销合并", "callback": "回访",
+    "suspended": "暂停办理", "resumed": "恢复办理",
 }
 # Where a citizen's matter is (intake's `stage`), as the status page tells the citizen.
 CITIZEN_STAGES = {"received": "已受理，正在分派承办部门", "handling": "正在办理", "answered": "已办结并答复，待核查",
-                  "closed": "已办结"}
+                  "closed": "已办结", "suspended": "暂停办理，等待补正材料或其他单位答复"}
 DUPLICATE_REASONS = {"same_target": "同一检查对象", "similar_location": "同一事项、同村、地点相近"}
 CHANNELS = {
     "window": "窗口", "proxy": "代办员代办", "village_station": "村便民服务站", "hotline": "热线",
@@ -49,6 +52,9 @@ ROLES = {
 TASK_KINDS = {"service": "服务事项", "enforcement": "执法事项", "joint_visit": "联合踏勘"}
 ASSIGNED_VIA = {"A": "A岗", "B": "B岗", "leader": "模块长", "command_centre": "指挥中心指派"}
 EXTENSION_STATUSES = {"pending": "待审批", "approved": "已批准", "refused": "未批准"}
+# 挂起: why a task waits (the citizen reads this, never the holder's words) and where its request stands.
+SUSPENSION_CATEGORIES = {"awaiting_citizen": "等待申请人补正材料", "awaiting_third_party": "等待其他单位答复"}
+SUSPENSION_STATUSES = {"pending": "待审批", "refused": "未批准", "suspended": "挂起中", "resumed": "已恢复办理"}
 NEED_SOURCES = {"task": "派单任务", "rectify": "整改复查"}
 LIMIT_UNITS = {"wd": "个工作日", "wh": "个工作小时", "h": "小时"}
 _LIMIT = re.compile(r"^(\d+)(wd|wh|h)$")

@@ -62,6 +62,7 @@ PAGES = (
     Page("enforcement", "执法检查", "/enforcement", frozenset({"officer"})),
     Page("appraisal", "绩效考核", "/appraisal", frozenset({"appraisal_admin", "command_centre", "module_leader"})),
     Page("county", "全县排名", "/county", frozenset({"county_reader", "county_admin"})),
+    Page("suspensions", "挂起审批", "/suspensions", frozenset({"command_centre"})),
 )
 BY_KEY = {p.key: p for p in PAGES}
 

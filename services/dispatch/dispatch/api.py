@@ -31,10 +31,14 @@ from .models import (
     OffPost,
     OffPostRegistered,
     PendingExtension,
+    PendingSuspension,
     Redispatch,
     Resolution,
     Returned,
     ReturnReason,
+    SuspensionAsked,
+    SuspensionDecided,
+    SuspensionRequest,
     TaskDetail,
     TaskPage,
     TaskQuery,
@@ -58,6 +62,12 @@ from .refusals import (
     REPLY_BLANK,
     RETURN_WINDOW_CLOSED,
     STAFF_NOT_FOUND,
+    SUSPENSION_ALREADY_ASKED,
+    SUSPENSION_NONE_PENDING,
+    SUSPENSION_NOT_SUSPENDED,
+    SUSPENSION_RESUME_NOT_PERMITTED,
+    SUSPENSION_TASK_NOT_OPEN,
+    SUSPENSION_TOO_LATE,
     TASK_NOT_ASSIGNEE,
     TASK_NOT_FOUND,
     TASK_STATUS_FORBIDS,
@@ -145,6 +155,46 @@ async def refuse_extension(task_id: TaskId, deps: Dependencies, principal: Comma
                            body: Decision | None = None) -> ExtensionDecided:
     return await flows.decide_extension(deps, principal, flows.DecideExtension(
         task_id, False, body.note if body else None))
+
+
+@router.post("/v1/tasks/{task_id}/suspend", status_code=202, response_model=SuspensionAsked, responses=responses(
+    *AS_ASSIGNEE, SUSPENSION_TOO_LATE, SUSPENSION_ALREADY_ASKED, problems.INVALID))
+async def request_suspension(task_id: TaskId, body: SuspensionRequest, deps: Dependencies,
+                             principal: Holder) -> SuspensionAsked:
+    """挂起申请 while waiting on the citizen (补正材料) or a third party; the command centre decides."""
+    return await flows.request_suspension(deps, principal, flows.RequestSuspension(task_id, body.category, body.reason))
+
+
+@router.post("/v1/tasks/{task_id}/suspension/approve", response_model=SuspensionDecided,
+             responses=responses(*ON_TASK, SUSPENSION_TASK_NOT_OPEN, SUSPENSION_NONE_PENDING, problems.INVALID))
+async def approve_suspension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
+                             body: Decision | None = None) -> SuspensionDecided:
+    """The task is suspended: its deadline and supervision stop, the working time left is kept."""
+    return await flows.decide_suspension(deps, principal, flows.DecideSuspension(
+        task_id, True, body.note if body else None))
+
+
+@router.post("/v1/tasks/{task_id}/suspension/refuse", response_model=SuspensionDecided,
+             responses=responses(*ON_TASK, SUSPENSION_NONE_PENDING, problems.INVALID))
+async def refuse_suspension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
+                            body: Decision | None = None) -> SuspensionDecided:
+    return await flows.decide_suspension(deps, principal, flows.DecideSuspension(
+        task_id, False, body.note if body else None))
+
+
+@router.post("/v1/tasks/{task_id}/resume", response_model=TaskView, responses=responses(
+    *ON_TASK, SUSPENSION_RESUME_NOT_PERMITTED, SUSPENSION_NOT_SUSPENDED, problems.INVALID))
+async def resume(task_id: TaskId, deps: Dependencies, principal: Holder, body: Decision | None = None) -> TaskView:
+    """恢复办理 by the command centre, or by the assignee or module leader once what was awaited
+    arrived: the task gets back the working time it had left, counted from now."""
+    return await flows.resume_task(deps, principal, flows.ResumeTask(task_id, body.note if body else None))
+
+
+@router.get("/v1/suspensions", response_model=list[PendingSuspension], responses=responses(*TOWNS_READ))
+async def pending_suspensions(deps: Dependencies, principal: CommandCentre, town: Town = None,
+                              limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT) -> list[PendingSuspension]:
+    """The pending suspension requests of the caller's town, oldest first (county roles: every town, or `town`)."""
+    return await flows.pending_suspensions(deps, principal, town, limit)
 
 
 @router.post("/v1/tasks/{task_id}/verify", response_model=TaskView,

@@ -31,7 +31,7 @@ def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
                     *metrics.GAUGES)
     runtime.publishes(events.TaskDispatched, events.TaskAccepted, events.TaskReturned, events.TaskSupervised,
                       events.TaskCompleted, events.TaskExtended, events.TaskVerified, events.TaskMerged,
-                      events.TaskCallback)
+                      events.TaskCallback, events.TaskSuspended, events.TaskResumed)
     return runtime
 
 

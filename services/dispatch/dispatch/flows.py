@@ -40,8 +40,12 @@ from .models import (
     HolderSeen,
     OffPostRegistered,
     PendingExtension,
+    PendingSuspension,
     Returned,
     SupervisionSeen,
+    SuspensionAsked,
+    SuspensionDecided,
+    SuspensionSeen,
     TaskDetail,
     TaskPage,
     TaskQuery,
@@ -103,6 +107,26 @@ class RequestExtension:
 class DecideExtension:
     task_id: uuid.UUID
     approve: bool
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestSuspension:
+    task_id: uuid.UUID
+    category: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DecideSuspension:
+    task_id: uuid.UUID
+    approve: bool
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ResumeTask:
+    task_id: uuid.UUID
     note: str | None = None
 
 
@@ -282,6 +306,86 @@ async def decide_extension(deps: Deps, actor: Principal, command: DecideExtensio
             task["task_id"], task["request_id"], now))
     return ExtensionDecided(task_id=command.task_id, status="approved",
                             resolve_by=resolve_by.astimezone(town.calendar.tz))
+
+
+# --- 挂起: suspension while waiting on the citizen (补正材料) or a third party ----------------------
+async def request_suspension(deps: Deps, actor: Principal, command: RequestSuspension) -> SuspensionAsked:
+    """挂起申请 by the assignee or the module leader, asked before resolve_by, while the task is
+    open; one request pending or in force per task. The command centre approves or refuses it."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "suspend")
+        if now > task["resolve_by"]:
+            raise refusals.SUSPENSION_TOO_LATE(resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
+        suspension_id = await uow.store.add_suspension(town.code, task["task_id"], command.category,
+                                                       command.reason, actor.sub, now)
+        if suspension_id is None:
+            raise refusals.SUSPENSION_ALREADY_ASKED()
+    return SuspensionAsked(task_id=command.task_id, suspension_id=suspension_id)
+
+
+async def decide_suspension(deps: Deps, actor: Principal, command: DecideSuspension) -> SuspensionDecided:
+    """The command centre approves a pending request (the task is suspended: its deadline and
+    supervision stop, the working time left is kept) or refuses it (nothing changes)."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _locked_task(uow, deps, actor, command.task_id)
+        if command.approve and (refusal := rules.suspension_approval_refusal(task["status"])):
+            raise refusal
+        pending = await uow.store.open_suspension(task["task_id"], "pending")
+        if pending is None:
+            raise refusals.SUSPENSION_NONE_PENDING()
+        if not command.approve:
+            await uow.store.update_suspension(pending["suspension_id"], status="refused", decided_by=actor.sub,
+                                              decided_at=now, note=command.note)
+            return SuspensionDecided(task_id=command.task_id, status="refused")
+        left = rules.working_time_left(now, task["resolve_by"], town.calendar)
+        await uow.store.update_suspension(pending["suspension_id"], status="suspended", decided_by=actor.sub,
+                                          decided_at=now, note=command.note, from_status=task["status"],
+                                          resolve_by_then=task["resolve_by"], working_left=left)
+        # Out of the open statuses: supervision, the overdue lists and the load cap leave it alone.
+        await uow.store.update_task(task["task_id"], status="suspended", next_supervision_at=None)
+        await uow.publish(task_event(town, events.TaskSuspended, events.TaskSuspendedData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), category=pending["category"],
+            reason=mask_personal_numbers(pending["reason"]),  # a holder may quote the citizen's phone
+            requested_by=pending["requested_by"], approved_by=actor.sub, suspended_at=now,
+            resolve_by=task["resolve_by"], working_left_seconds=int(left.total_seconds())),
+            task["task_id"], task["request_id"], now))
+    return SuspensionDecided(task_id=command.task_id, status="suspended")
+
+
+async def resume_task(deps: Deps, actor: Principal, command: ResumeTask) -> TaskView:
+    """恢复办理: by the command centre, or by the assignee or module leader once what was awaited
+    arrived (resuming only gives the holder less time, never more). The task takes back its status
+    and the working time it had left, counted from now; its supervision ladder moves with it."""
+    now = deps.clock.now()
+    async with deps.unit_of_work() as uow:
+        task, town = await _locked_task(uow, deps, actor, command.task_id)
+        if "command_centre" not in actor.roles and not rules.may_act(
+                actor, task["assignee"], town.posts.get(task["post"]), town):
+            raise refusals.SUSPENSION_RESUME_NOT_PERMITTED()
+        suspension = await uow.store.open_suspension(task["task_id"], "suspended")
+        if task["status"] != "suspended" or suspension is None:
+            raise refusals.SUSPENSION_NOT_SUSPENDED(status=task["status"])
+        resolve_by = rules.resumed_resolve_by(now, suspension["working_left"], town.calendar)
+        window_start = rules.resumed_window_start(task["window_start"], task["resolve_by"], resolve_by)
+        await uow.store.update_suspension(suspension["suspension_id"], status="resumed", resumed_by=actor.sub,
+                                          resumed_at=now, resolve_by_after=resolve_by)
+        next_at = await _next_supervision_after_change(uow, town, task["task_id"], window_start, resolve_by)
+        await uow.store.update_task(task["task_id"], status=suspension["from_status"], window_start=window_start,
+                                    resolve_by=resolve_by, next_supervision_at=next_at)
+        await uow.publish(task_event(town, events.TaskResumed, events.TaskResumedData(
+            task_id=str(task["task_id"]), request_id=str(task["request_id"]), by=actor.sub,
+            status=suspension["from_status"], suspended_at=suspension["decided_at"], resumed_at=now,
+            resolve_by=resolve_by), task["task_id"], task["request_id"], now))
+        return await _task_now(uow, task["task_id"], now, town)
+
+
+async def pending_suspensions(deps: Deps, actor: Principal, town: str | None, limit: int) -> list[PendingSuspension]:
+    """The command centre's pending suspension requests of its town (county roles: every town, or `town`)."""
+    towns = [t.code for t in towns_to_read(deps.county, actor, town)]
+    return [PendingSuspension.model_validate(plain(r, _tz(deps, r["town_code"])))
+            for r in await store.pending_suspensions(deps.database.pool, towns, limit)]
 
 
 async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> TaskView:
@@ -600,10 +704,18 @@ async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDeta
                          for s in await store.supervision_levels(pool, task_id)],
         "extensions": [ExtensionSeen(days=e["days"], status=e["status"], reason=e["reason"])
                        for e in await store.extensions_of(pool, task_id)],
+        "suspensions": [SuspensionSeen.model_validate(plain(_suspension_seen(x), tz))
+                        for x in await store.suspensions_of(pool, task_id)],
         "callbacks": [CallbackSeen(reached=c["reached"], rating=c["rating"], note=c["note"], by=c["by"],
                                    at=c["at"].astimezone(tz), reopened=c["reopened"])
                       for c in await store.callbacks_of(pool, task_id)],
     })
+
+
+def _suspension_seen(row: Row) -> dict[str, Any]:
+    seen = {k: row[k] for k in SuspensionSeen.model_fields if k != "working_left_hours"}
+    left = row["working_left"]
+    return seen | {"working_left_hours": round(left.total_seconds() / 3600, 2) if left is not None else None}
 
 
 async def board(deps: Deps, actor: Principal, town: str | None) -> Board:

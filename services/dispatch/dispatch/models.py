@@ -68,6 +68,13 @@ class ExtensionRequest(Command):
     reason: Reason
 
 
+class SuspensionRequest(Command):
+    """挂起申请: why the task waits (the category the citizen sees) and the holder's words."""
+
+    category: Literal["awaiting_citizen", "awaiting_third_party"]
+    reason: Reason
+
+
 class Decision(Command):
     note: Note | None = None
 
@@ -187,11 +194,30 @@ class CallbackSeen(Answer):
     reopened: bool
 
 
+class SuspensionSeen(Answer):
+    """One suspension of a task: asked, then refused, or in force (`suspended`) until resumed."""
+
+    category: Literal["awaiting_citizen", "awaiting_third_party"]
+    reason: str
+    status: Literal["pending", "refused", "suspended", "resumed"]
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    note: str | None
+    resolve_by_then: datetime | None = Field(description="the deadline the task had when suspended")
+    working_left_hours: float | None = Field(description="the working time it then had left, in hours")
+    resumed_by: str | None
+    resumed_at: datetime | None
+    resolve_by_after: datetime | None = Field(description="the deadline it got on resumption")
+
+
 class TaskDetail(TaskView):
-    """A task with its supervisions, extension requests and callbacks."""
+    """A task with its supervisions, extension requests, suspensions and callbacks."""
 
     supervisions: list[SupervisionSeen]
     extensions: list[ExtensionSeen]
+    suspensions: list[SuspensionSeen] = []
     callbacks: list[CallbackSeen]
 
 
@@ -223,6 +249,34 @@ class ExtensionDecided(Answer):
     task_id: uuid.UUID
     status: Literal["approved", "refused"]
     resolve_by: datetime | None = Field(default=None, description="the new deadline, when approved")
+
+
+class SuspensionAsked(Answer):
+    task_id: uuid.UUID
+    suspension_id: uuid.UUID
+    status: Literal["pending"] = "pending"
+
+
+class SuspensionDecided(Answer):
+    task_id: uuid.UUID
+    status: Literal["suspended", "refused"]
+
+
+class PendingSuspension(Answer):
+    """A suspension request waiting for the command centre, with the task it concerns."""
+
+    suspension_id: uuid.UUID
+    town_code: str
+    task_id: uuid.UUID
+    ticket_no: str
+    colour: Colour
+    assignee: str
+    task_status: str
+    resolve_by: datetime
+    category: Literal["awaiting_citizen", "awaiting_third_party"]
+    reason: str
+    requested_by: str
+    requested_at: datetime
 
 
 class OffPostRegistered(Answer):

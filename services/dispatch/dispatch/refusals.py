@@ -27,6 +27,20 @@ EXTENSION_NONE_PENDING = CODES.code("extension.none_pending", 409, "no extension
 EXTENSION_TASK_NOT_OPEN = CODES.code(
     "extension.task_not_open", 409, "an extension is approved only while its task is open",
     "cannot approve an extension: the task is {status} (approved only while {allowed})")
+# 挂起: a task suspended while waiting on the citizen or a third party.
+SUSPENSION_TOO_LATE = CODES.code("suspension.too_late", 409, "a suspension must be asked before the deadline",
+                                 "a suspension must be asked before resolve_by ({resolve_by})")
+SUSPENSION_ALREADY_ASKED = CODES.code("suspension.already_asked", 409,
+                                      "a suspension of this task is already pending or in force")
+SUSPENSION_NONE_PENDING = CODES.code("suspension.none_pending", 409, "no suspension request is pending for this task")
+SUSPENSION_TASK_NOT_OPEN = CODES.code(
+    "suspension.task_not_open", 409, "a suspension is approved only while its task is open",
+    "cannot approve a suspension: the task is {status} (approved only while {allowed})")
+SUSPENSION_NOT_SUSPENDED = CODES.code("suspension.not_suspended", 409, "the task is not suspended",
+                                      "only a suspended task resumes; the task is {status}")
+SUSPENSION_RESUME_NOT_PERMITTED = CODES.code(
+    "suspension.resume_not_permitted", 403,
+    "only the command centre, the assignee or the module leader may resume this task")
 # Redispatch by the command centre.
 REDISPATCH_ONE_TARGET = CODES.code("redispatch.one_target", 422, "give exactly one of 'post' or 'assignee'")
 # A well-formed post or staff id the town's directory does not hold: the request is as the document

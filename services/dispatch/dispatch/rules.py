@@ -22,13 +22,14 @@ from .refusals import (
     CALLBACK_RATING_UNEXPECTED,
     EXTENSION_TASK_NOT_OPEN,
     REPLY_BLANK,
+    SUSPENSION_TASK_NOT_OPEN,
     TASK_STATUS_FORBIDS,
 )
 
 OPEN_STATUSES = ("dispatched", "accepted", "rework")
 # A merged matter's task closes as `merged` from any status but done: completed and closed tasks
 # stay as they are (the work was done and counts).
-MERGEABLE_STATUSES = (*OPEN_STATUSES, "returned")
+MERGEABLE_STATUSES = (*OPEN_STATUSES, "returned", "suspended")
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "extend": OPEN_STATUSES,
     "redispatch": ("returned",),
     "verify": ("completed",),
+    "suspend": OPEN_STATUSES,
 }
 
 
@@ -217,7 +219,8 @@ def callback_reopens(reached: bool, rating: Rating | None) -> bool:
 
 # --- the task lists (issue #27): what a search and its filters mean --------------------------------
 # Every status a task has; a list filters on these only (another value is refused, 422).
-TASK_STATUSES = ("dispatched", "accepted", "rework", "completed", "returned", "closed", "merged", "redispatched")
+TASK_STATUSES = ("dispatched", "accepted", "rework", "completed", "returned", "closed", "merged", "redispatched",
+                 "suspended")
 # 已结: a task that has ended, for good or handed on. Every other status is 在办 — a returned task
 # waits for the command centre, a completed one for its closure check.
 ENDED_STATUSES = ("closed", "merged", "redispatched")
@@ -275,3 +278,31 @@ def takes_next(holders: list[Holder], post: str, loads: dict[str, int], off_post
                                        and loads.get(holder.staff_id, 0) < (holder.cap or 0)):
             return holder
     return None
+# --- 挂起: a task suspended while waiting on the citizen (补正材料) or a third party ----------------
+# Why a task is suspended: the citizen's status page shows the category, never the free text.
+SUSPENSION_CATEGORIES = ("awaiting_citizen", "awaiting_third_party")
+
+
+def suspension_approval_refusal(status: str) -> Refusal | None:
+    """A suspension is approved only while its task is open (it stops a running deadline); refusing
+    stays allowed on any task, to clear a request left pending when the task moved on."""
+    if status in OPEN_STATUSES:
+        return None
+    return SUSPENSION_TASK_NOT_OPEN(status=status, allowed=" or ".join(OPEN_STATUSES))
+
+
+def working_time_left(suspended_at: datetime, resolve_by: datetime, calendar: WorkCalendar) -> timedelta:
+    """The working time between the suspension and the deadline (zero once the deadline passed):
+    what the task gets back when it resumes (行政许可法 art. 32: the limit runs on complete materials)."""
+    return calendar.working_time_between(suspended_at, resolve_by)
+
+
+def resumed_resolve_by(resumed_at: datetime, left: timedelta, calendar: WorkCalendar) -> datetime:
+    """The deadline of a resumed task: the working time it had left, counted from the resumption."""
+    return calendar.add_working_hours(resumed_at, left / timedelta(hours=1))
+
+
+def resumed_window_start(window_start: datetime, resolve_by: datetime, new_resolve_by: datetime) -> datetime:
+    """The window moves with its deadline, its length kept: the supervision levels not yet sent fall
+    as late as the deadline moved, those already sent stay sent."""
+    return window_start + (new_resolve_by - resolve_by)

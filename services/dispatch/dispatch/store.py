@@ -399,6 +399,42 @@ async def save_reply(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUI
 async def reply_of(db: Db, task_id: uuid.UUID) -> str | None:
     value = await db.fetchval("SELECT reply FROM task_replies WHERE task_id = $1", task_id)
     return str(value) if value is not None else None
+# --- 挂起: suspensions (migration 011) ------------------------------------------------------------
+async def add_suspension(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, category: str,
+                         reason: str, by: str, at: datetime) -> uuid.UUID | None:
+    """None when a request of the task is already pending or in force."""
+    suspension_id = uuid.uuid4()
+    inserted = await conn.fetchval(
+        "INSERT INTO suspensions (suspension_id, town_code, task_id, category, reason, requested_by, requested_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true",
+        suspension_id, town_code, task_id, category, reason, by, at)
+    return suspension_id if inserted else None
+
+
+async def open_suspension(conn: asyncpg.Connection, task_id: uuid.UUID, status: str) -> asyncpg.Record | None:
+    """The task's suspension that is `status` (pending, or suspended: in force), locked."""
+    return await conn.fetchrow(
+        "SELECT * FROM suspensions WHERE task_id = $1 AND status = $2 FOR UPDATE", task_id, status)
+
+
+async def update_suspension(conn: asyncpg.Connection, suspension_id: uuid.UUID, **fields: Any) -> None:
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
+    await conn.execute(f"UPDATE suspensions SET {sets} WHERE suspension_id = $1",  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
+                       suspension_id, *fields.values())
+
+
+async def suspensions_of(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM suspensions WHERE task_id = $1 ORDER BY requested_at", task_id)
+
+
+async def pending_suspensions(db: Db, towns: Sequence[str], limit: int) -> list[asyncpg.Record]:
+    """The towns' pending requests, oldest first, with what the command centre decides on."""
+    return await db.fetch(
+        "SELECT s.suspension_id, s.town_code, s.task_id, s.category, s.reason, s.requested_by, s.requested_at,"
+        " t.ticket_no, t.colour, t.assignee, t.status AS task_status, t.resolve_by"
+        " FROM suspensions s JOIN tasks t ON t.task_id = s.task_id"
+        " WHERE s.town_code = ANY($1) AND s.status = 'pending' ORDER BY s.requested_at LIMIT $2",
+        list(towns), limit)
 
 
 # --- the unit of work ---------------------------------------------------------------------------
@@ -437,6 +473,10 @@ class TaskStore(Protocol):
     async def add_callback(self, town_code: str, task_id: uuid.UUID, reached: bool, rating: str | None,
                            note: str, by: str, at: datetime, reopened: bool) -> None: ...
     async def save_reply(self, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None: ...
+    async def add_suspension(self, town_code: str, task_id: uuid.UUID, category: str, reason: str, by: str,
+                             at: datetime) -> uuid.UUID | None: ...
+    async def open_suspension(self, task_id: uuid.UUID, status: str) -> Row | None: ...
+    async def update_suspension(self, suspension_id: uuid.UUID, **fields: Any) -> None: ...
 
 
 class UnitOfWork(Protocol):
@@ -525,6 +565,15 @@ class PgTaskStore:
 
     async def save_reply(self, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None:
         await save_reply(self.conn, town_code, task_id, reply, at)
+    async def add_suspension(self, town_code: str, task_id: uuid.UUID, category: str, reason: str, by: str,
+                             at: datetime) -> uuid.UUID | None:
+        return await add_suspension(self.conn, town_code, task_id, category, reason, by, at)
+
+    async def open_suspension(self, task_id: uuid.UUID, status: str) -> Row | None:
+        return await open_suspension(self.conn, task_id, status)
+
+    async def update_suspension(self, suspension_id: uuid.UUID, **fields: Any) -> None:
+        await update_suspension(self.conn, suspension_id, **fields)
 
 
 class PgUnitOfWork:

@@ -35,6 +35,7 @@ class FakeTaskStore:
         self.callbacks: list[dict[str, Any]] = []
         self.merges: dict[uuid.UUID, dict[str, Any]] = {}
         self.replies: dict[uuid.UUID, dict[str, Any]] = {}
+        self.suspensions: dict[uuid.UUID, dict[str, Any]] = {}
         self._ids = itertools.count(1)
 
     async def record_matter(self, town_code: str, data: RequestFiledData, event_id: uuid.UUID,
@@ -140,6 +141,24 @@ class FakeTaskStore:
 
     async def save_reply(self, town_code: str, task_id: uuid.UUID, reply: str, at: datetime) -> None:
         self.replies[task_id] = {"town_code": town_code, "reply": reply, "at": at}
+    async def add_suspension(self, town_code: str, task_id: uuid.UUID, category: str, reason: str, by: str,
+                             at: datetime) -> uuid.UUID | None:
+        if any(s["task_id"] == task_id and s["status"] in ("pending", "suspended") for s in self.suspensions.values()):
+            return None  # the table's partial unique index: one request pending or in force per task
+        suspension_id = uuid.uuid4()
+        self.suspensions[suspension_id] = {
+            "suspension_id": suspension_id, "town_code": town_code, "task_id": task_id, "category": category,
+            "reason": reason, "requested_by": by, "requested_at": at, "status": "pending", "decided_by": None,
+            "decided_at": None, "note": None, "from_status": None, "resolve_by_then": None, "working_left": None,
+            "resumed_by": None, "resumed_at": None, "resolve_by_after": None}
+        return suspension_id
+
+    async def open_suspension(self, task_id: uuid.UUID, status: str) -> Row | None:
+        return next((dict(s) for s in self.suspensions.values()
+                     if s["task_id"] == task_id and s["status"] == status), None)
+
+    async def update_suspension(self, suspension_id: uuid.UUID, **fields: Any) -> None:
+        self.suspensions[suspension_id].update(fields)
 
 
 class FakeUnitOfWork:

@@ -355,3 +355,103 @@ async def test_supervision_sends_each_due_level_once(world: World) -> None:
     async with world.deps.unit_of_work() as uow:
         again = await flows.supervise_due(uow, COUNTY.towns, world.clock.now(), 10)
     assert again.claimed == 0
+
+
+# --- 挂起: suspension ----------------------------------------------------------------------------
+async def test_a_suspension_stops_the_deadline_and_resumes_with_the_working_time_left(world: World) -> None:
+    task_id = await world.file()  # Monday 09:00, resolve_by Tuesday 17:30
+    asked = await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
+        task_id, "awaiting_citizen", "等群众补正材料，电话13912345678"))
+    assert asked.status == "pending" and world.task(task_id)["status"] == "dispatched"
+    await refused("suspension.already_asked", flows.request_suspension(
+        world.deps, staff("s010"), flows.RequestSuspension(task_id, "awaiting_citizen", "再问一次")))
+    world.later(hours=1)  # approved Monday 10:00: 2 h + 3.5 h that day and 7 h on Tuesday left
+    decided = await flows.decide_suspension(world.deps, CENTRE, flows.DecideSuspension(task_id, True, "同意"))
+    assert decided.status == "suspended"
+    task = world.task(task_id)
+    assert task["status"] == "suspended" and task["next_supervision_at"] is None
+    suspended = world.uow.published[-1]
+    assert suspended.type == "dispatch.task.suspended"
+    assert suspended.data.working_left_seconds == 12.5 * 3600  # type: ignore[attr-defined]
+    assert "13912345678" not in suspended.data.reason  # type: ignore[attr-defined]
+    # While suspended: no supervision, not overdue, no other action.
+    world.clock.set(datetime(2026, 12, 1, 9, tzinfo=TZ))
+    async with world.deps.unit_of_work() as uow:
+        batch = await flows.supervise_due(uow, COUNTY.towns, world.clock.now(), 10)
+    assert batch.claimed == 0 and world.uow.tables.supervisions == {}
+    await refused("task.status_forbids", flows.complete_task(world.deps, staff("s010"),
+                                                             flows.CompleteTask(task_id, "办好了", "已为您办理完毕。")))
+    await refused("task.status_forbids", flows.request_suspension(
+        world.deps, staff("s010"), flows.RequestSuspension(task_id, "awaiting_citizen", "挂起中再申请")))
+    # Resumed Tuesday 12-01 09:00 by the assignee: 12.5 h = 12-01 (3 h + 3.5 h) + 12-02 (3.5 h + 2.5 h).
+    resumed = await flows.resume_task(world.deps, staff("s010"), flows.ResumeTask(task_id))
+    assert resumed.status == "dispatched" and not resumed.overdue
+    assert resumed.resolve_by == datetime(2026, 12, 2, 16, 30, tzinfo=TZ)
+    assert resumed.resolve_by - resumed.window_start == timedelta(hours=32, minutes=30)  # the window's length kept
+    assert resumed.next_supervision_at is not None and resumed.next_supervision_at > world.clock.now()
+    assert world.uow.types_published()[-1] == "dispatch.task.resumed"
+    assert world.uow.published[-1].data.resolve_by == resumed.resolve_by  # type: ignore[attr-defined]
+    await refused("suspension.not_suspended", flows.resume_task(world.deps, CENTRE, flows.ResumeTask(task_id)))
+
+
+async def test_a_suspension_refused_changes_nothing_and_may_be_asked_again(world: World) -> None:
+    task_id = await world.file()
+    await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
+        task_id, "awaiting_third_party", "等县自然资源局答复"))
+    refused_ = await flows.decide_suspension(world.deps, CENTRE, flows.DecideSuspension(task_id, False, "自行协调"))
+    assert refused_.status == "refused" and world.task(task_id)["status"] == "dispatched"
+    assert world.uow.types_published() == ["dispatch.task.dispatched"]  # requests and refusals stay in dispatch
+    await refused("suspension.none_pending", flows.decide_suspension(
+        world.deps, CENTRE, flows.DecideSuspension(task_id, True)))
+    assert (await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
+        task_id, "awaiting_third_party", "再次申请"))).status == "pending"
+
+
+async def test_suspension_refusals(world: World) -> None:
+    task_id = await world.file()
+    # Only the assignee or module leader asks; a closed task cannot be suspended; too late after the deadline.
+    await refused("task.not_assignee", flows.request_suspension(
+        world.deps, staff("s015"), flows.RequestSuspension(task_id, "awaiting_citizen", "不是我的")))
+    await refused("suspension.not_suspended", flows.resume_task(world.deps, CENTRE, flows.ResumeTask(task_id)))
+    await refused("suspension.resume_not_permitted", flows.resume_task(
+        world.deps, staff("s015"), flows.ResumeTask(task_id)))
+    later = await world.file()
+    world.clock.set(datetime(2026, 11, 24, 17, 31, tzinfo=TZ))
+    too_late = await refused("suspension.too_late", flows.request_suspension(
+        world.deps, staff("s010"), flows.RequestSuspension(later, "awaiting_citizen", "过期")))
+    assert too_late.params == {"resolve_by": "2026-11-24T17:30:00+08:00"}
+    closed = await closed_task(world)
+    refusal = await refused("task.status_forbids", flows.request_suspension(
+        world.deps, staff("s010"), flows.RequestSuspension(closed, "awaiting_citizen", "已结案")))
+    assert refusal.status == 409 and refusal.params["status"] == "closed"
+
+
+async def test_no_suspension_is_approved_once_the_task_is_done(world: World) -> None:
+    task_id = await world.file()
+    await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
+        task_id, "awaiting_citizen", "等材料"))
+    await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "已办结", "已为您办理完毕。"))
+    refusal = await refused("suspension.task_not_open", flows.decide_suspension(
+        world.deps, CENTRE, flows.DecideSuspension(task_id, True)))
+    assert refusal.params["status"] == "completed"
+    assert (await flows.decide_suspension(world.deps, CENTRE, flows.DecideSuspension(task_id, False))).status == "refused"
+
+
+async def test_a_merge_of_a_suspended_task_keeps_it_suspended_when_undone(world: World) -> None:
+    task_id = await world.file()
+    await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
+        task_id, "awaiting_citizen", "等材料"))
+    await flows.decide_suspension(world.deps, CENTRE, flows.DecideSuspension(task_id, True))
+    async with world.deps.unit_of_work() as uow:
+        task = await uow.store.task_for_update(task_id)
+        assert task is not None
+        assert await flows.follow_merge(uow, COUNTY.towns[QINGHE], task, merged=True,
+                                        into_request_id=uuid.uuid4(), now=world.clock.now())
+    await refused("suspension.not_suspended", flows.resume_task(world.deps, CENTRE, flows.ResumeTask(task_id)))
+    async with world.deps.unit_of_work() as uow:
+        task = await uow.store.task_for_update(task_id)
+        assert task is not None
+        await flows.follow_merge(uow, COUNTY.towns[QINGHE], task, merged=False,
+                                 into_request_id=uuid.uuid4(), now=world.clock.now())
+    assert world.task(task_id)["status"] == "suspended"
+    assert (await flows.resume_task(world.deps, CENTRE, flows.ResumeTask(task_id))).status == "dispatched"

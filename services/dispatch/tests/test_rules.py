@@ -177,7 +177,7 @@ def test_one_callback_per_closure_and_only_unsatisfied_reopens() -> None:
 
 
 def test_a_merge_closes_any_task_not_yet_done() -> None:
-    assert set(rules.MERGEABLE_STATUSES) == {"dispatched", "accepted", "rework", "returned"}
+    assert set(rules.MERGEABLE_STATUSES) == {"dispatched", "accepted", "rework", "returned", "suspended"}
     assert not rules.is_overdue("merged", at(2026, 11, 1), at(2026, 12, 1))  # never supervised again
 
 
@@ -200,3 +200,60 @@ def test_the_completion_body_requires_a_reply_and_names_the_field() -> None:
     schema = Resolution.model_json_schema()
     assert "reply" in schema["required"]
     assert schema["allOf"] == [{"properties": {"reply": {"pattern": NOT_BLANK_PATTERN}}}]
+
+# --- 挂起: the working time left at suspension, given back from the resumption -------------------
+# 青禾镇 works 08:30-12:00 and 14:00-17:30 (7 h a day), Monday to Friday, and keeps the national holidays.
+def test_the_working_time_left_skips_the_weekend() -> None:
+    # Suspended Friday 2026-11-20 at 16:00 with a deadline of Tuesday 11-24 17:30:
+    # Friday 1.5 h + Monday 7 h + Tuesday 7 h; Saturday and Sunday count nothing.
+    left = rules.working_time_left(at(2026, 11, 20, 16), at(2026, 11, 24, 17, 30), TOWN.calendar)
+    assert left == timedelta(hours=15, minutes=30)
+
+
+def test_resumed_on_a_working_day_the_deadline_is_the_time_left_later() -> None:
+    left = timedelta(hours=15, minutes=30)
+    # Resumed Wednesday 11-25 at 10:00: 2 h that morning, 3.5 h that afternoon (5.5 h), Thursday 7 h
+    # (12.5 h), then 3 h on Friday 11-27: 08:30-11:30.
+    assert rules.resumed_resolve_by(at(2026, 11, 25, 10), left, TOWN.calendar) == at(2026, 11, 27, 11, 30)
+
+
+def test_resumed_on_a_weekend_the_time_counts_from_monday_morning() -> None:
+    # Resumed Saturday 11-28: nothing counts until Monday 11-30 08:30; 15.5 h end Wednesday 12-02 at 10:00.
+    assert rules.resumed_resolve_by(at(2026, 11, 28, 15), timedelta(hours=15, minutes=30), TOWN.calendar) == \
+        at(2026, 12, 2, 10)
+
+
+def test_a_holiday_stops_the_clock_on_both_sides() -> None:
+    # Suspended Wednesday 2026-09-30 at 17:00 with a deadline of Friday 10-09 12:00: 0.5 h on 09-30,
+    # 10-01..07 are the National Day holiday, Thursday 10-08 7 h, Friday 10-09 3.5 h: 11 h.
+    left = rules.working_time_left(at(2026, 9, 30, 17), at(2026, 10, 9, 12), TOWN.calendar)
+    assert left == timedelta(hours=11)
+    # Resumed on the holiday (10-03): the time counts from 10-08 08:30; 7 h that day, 4 h on 10-09
+    # (3.5 h in the morning, 0.5 h from 14:00).
+    assert rules.resumed_resolve_by(at(2026, 10, 3, 9), left, TOWN.calendar) == at(2026, 10, 9, 14, 30)
+
+
+def test_a_suspension_approved_after_the_deadline_has_no_time_left() -> None:
+    left = rules.working_time_left(at(2026, 11, 25, 9), at(2026, 11, 24, 17, 30), TOWN.calendar)
+    assert left == timedelta(0)
+    assert rules.resumed_resolve_by(at(2026, 11, 26, 10), left, TOWN.calendar) == at(2026, 11, 26, 10)
+
+
+def test_the_supervision_window_moves_with_its_deadline() -> None:
+    start, due, new_due = at(2026, 11, 23, 9), at(2026, 11, 24, 17, 30), at(2026, 11, 27, 11, 30)
+    new_start = rules.resumed_window_start(start, due, new_due)
+    assert new_due - new_start == due - start
+    assert rules.supervision_moments(new_start, new_due, R)["overdue"] == new_due
+
+
+@pytest.mark.parametrize(("status", "ok"), [("dispatched", True), ("accepted", True), ("rework", True),
+                                            ("completed", False), ("closed", False), ("suspended", False),
+                                            ("returned", False), ("merged", False)])
+def test_a_task_is_suspended_only_while_open(status: str, ok: bool) -> None:
+    assert (rules.transition_refusal("suspend", status) is None) is ok
+    assert (rules.suspension_approval_refusal(status) is None) is ok
+
+
+def test_a_suspended_task_is_neither_open_nor_overdue() -> None:
+    assert "suspended" not in rules.OPEN_STATUSES
+    assert not rules.is_overdue("suspended", at(2026, 11, 1), at(2026, 12, 1))

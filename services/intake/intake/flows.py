@@ -264,7 +264,9 @@ async def tell_the_citizen(deps: Deps, uow: UnitOfWork, status: models.RequestSt
     if town is None:
         return
     status.department = department_of(town, status.handling_module)
-    if answer.get("promised_by") is not None:
+    if status.status == "suspended":
+        status.promised_by = None  # 挂起: no date runs; resumption promises the new one
+    elif answer.get("promised_by") is not None:
         status.promised_by = answer["promised_by"].astimezone(town.calendar.tz).isoformat()
     elif item is not None:
         status.promised_by = receipt_facts(town, item, followed["colour"], followed["filed_at"])["promised_by"]
@@ -716,6 +718,22 @@ async def follow_task_verified(deps: Deps, uow: UnitOfWork, event: events.TaskVe
                       status="closed" if d.passed else "rework")
     await record_answer(uow, town, d.request_id, d.at, promised_by=d.resolve_by)  # a rework's new date
     await hold_task(uow, town, d.task_id, d.request_id, d.at, "closed" if d.passed else "rework")
+
+
+async def follow_task_suspended(deps: Deps, uow: UnitOfWork, event: events.TaskSuspended) -> None:
+    """挂起: the citizen sees why the matter waits (the category, never the holder's words)."""
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.suspended_at, "suspended",
+                      {"task_id": d.task_id, "category": d.category}, event.id, status="suspended")
+
+
+async def follow_task_resumed(deps: Deps, uow: UnitOfWork, event: events.TaskResumed) -> None:
+    """恢复办理: the matter is worked on again, with the date now promised."""
+    town, d = town_of_event(deps.county, event.town_code), event.data
+    await record_step(uow, town, d.request_id, d.resumed_at, "resumed",
+                      {"task_id": d.task_id, "resolve_by": d.resolve_by.isoformat()}, event.id,
+                      status=rules.RESUMED_STATUS.get(d.status, "in_progress"))
+    await record_answer(uow, town, d.request_id, d.resumed_at, promised_by=d.resolve_by)
 
 
 async def follow_inspection_done(deps: Deps, uow: UnitOfWork, event: events.InspectionDone) -> None:

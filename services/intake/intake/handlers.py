@@ -23,4 +23,6 @@ HANDLERS: tuple[tuple[type[events.Envelope], Handler], ...] = tuple(
         (events.InspectionDone, "inspection_done", flows.follow_inspection_done),
         (events.TaskCallback, "task_callback", flows.follow_task_callback),
         (events.TaskMerged, "task_merged", flows.follow_task_merged),
+        (events.TaskSuspended, "task_suspended", flows.follow_task_suspended),
+        (events.TaskResumed, "task_resumed", flows.follow_task_resumed),
     ))

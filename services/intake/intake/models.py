@@ -186,7 +186,7 @@ class RequestStatus(BaseModel):
     # Issue #27, what the citizen is told (a merged matter: its primary's).
     stage: str = Field(default="received", description=(
         "where the matter is, for the citizen: received, handling, answered (completed; the closure "
-        "check is to come) or closed"))
+        "check is to come), suspended (挂起: waiting on the citizen's materials or another unit) or closed"))
     may_rate: bool = Field(default=False, description="the citizen may rate it now (once, when completed)")
     reply: str | None = Field(default=None, description="the answer (答复): what was done or why not, once completed")
     replied_at: str | None = None

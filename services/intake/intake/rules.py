@@ -190,7 +190,8 @@ def may_rate(status: str, already_rated: bool) -> Refusal | None:
 # be rated), or closed. A returned, reworked or reopened matter is being handled again.
 CITIZEN_STAGES = {"filed": "received", "dispatched": "handling", "in_progress": "handling",
                   "returned": "handling", "rework": "handling", "reopened": "handling",
-                  "completed": "answered", "closed": "closed"}
+                  "completed": "answered", "closed": "closed",
+                  "suspended": "suspended"}  # 挂起: waiting on the citizen's materials or another unit
 
 
 def citizen_stage(status: str) -> str:
@@ -205,12 +206,14 @@ def reply_shown(status: str) -> bool:
 
 # Where a status stands in a matter's life; breaks ties between events stamped at the same moment
 # (topics are consumed side by side, so "completed" may arrive before "dispatched").
-STATUS_ORDER = {"filed": 0, "dispatched": 1, "returned": 2, "in_progress": 2, "completed": 3,
+STATUS_ORDER = {"filed": 0, "dispatched": 1, "returned": 2, "in_progress": 2, "suspended": 2, "completed": 3,
                 "rework": 4, "closed": 5, "reopened": 6}
+# 挂起: the matter's status once its task resumes, from the status dispatch gives the task back.
+RESUMED_STATUS = {"dispatched": "dispatched", "accepted": "in_progress", "rework": "rework"}
 
 # --- 重复件 (SPEC §10) ---------------------------------------------------------------------------
 # A matter still being worked on: a new filing may duplicate it, and it may be merged or merged into.
-OPEN_STATUSES = ("filed", "dispatched", "in_progress", "returned", "rework", "reopened", "completed")
+OPEN_STATUSES = ("filed", "dispatched", "in_progress", "returned", "rework", "reopened", "completed", "suspended")
 # What a filing weighs and answers: the newest open matters of its item and village, and of its
 # target, this many of each (a busy week of one item stays one bounded look, issue #16); of those
 # that are likely the same matter, the newest few are what a clerk reads before filing on.

@@ -355,6 +355,31 @@ async def test_a_return_a_failed_verification_and_an_unsatisfied_callback_set_th
     assert [s for s, _ in timeline(db, rid)] == ["filed", "dispatched", "returned", "verified", "callback", "callback"]
 
 
+async def test_a_suspension_shows_its_category_and_the_resumption_its_promised_date() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    rid = ticket["request_id"]
+    await follow(db, flows.follow_task_accepted, accepted(rid, minutes(2)))
+    await follow(db, flows.follow_task_suspended, event(events.TaskSuspended, events.TaskSuspendedData(
+        task_id=TASK, request_id=rid, category="awaiting_citizen", reason="等群众补正材料", requested_by="s017",
+        approved_by="s030", suspended_at=minutes(3), resolve_by=minutes(3) + timedelta(days=1),
+        working_left_seconds=3600), at=minutes(3)))
+    assert request(db, ticket)["status"] == "suspended"
+    # The citizen's timeline holds the category, never the holder's words; no date is promised meanwhile.
+    assert db.tables.timeline[uuid.UUID(rid)][-1]["detail"] == {"task_id": TASK, "category": "awaiting_citizen"}
+    read = flows.ReadStatus(ticket["ticket_no"], ticket["access_code"])
+    waiting = await flows.read_status(deps(db, NOW), None, read)
+    assert (waiting.stage, waiting.promised_by) == ("suspended", None)
+    promised = minutes(4) + timedelta(days=2)
+    await follow(db, flows.follow_task_resumed, event(events.TaskResumed, events.TaskResumedData(
+        task_id=TASK, request_id=rid, by="s030", status="accepted", suspended_at=minutes(3), resumed_at=minutes(4),
+        resolve_by=promised), at=minutes(4)))
+    assert request(db, ticket)["status"] == "in_progress"
+    assert db.tables.timeline[uuid.UUID(rid)][-1]["detail"] == {"task_id": TASK, "resolve_by": promised.isoformat()}
+    assert [s for s, _ in timeline(db, rid)] == ["filed", "accepted", "suspended", "resumed"]
+    resumed = await flows.read_status(deps(db, NOW), None, read)
+    assert resumed.stage == "handling" and datetime.fromisoformat(resumed.promised_by or "") == promised
+
 async def test_a_redelivered_event_adds_no_second_step() -> None:
     db = FakeDatabase()
     ticket = await file(db)

@@ -18,7 +18,7 @@ from ..errors import ServiceError
 from ..web import acting_form, console_of, guard, render
 
 router = APIRouter()
-STATUS_ORDER = ("dispatched", "accepted", "rework", "completed", "returned", "closed", "redispatched")
+STATUS_ORDER = ("dispatched", "accepted", "rework", "suspended", "completed", "returned", "closed", "redispatched")
 
 
 async def board_context(request: Request, person: Person, town: str | None) -> dict[str, Any]:
