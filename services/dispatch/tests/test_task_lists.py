@@ -69,7 +69,7 @@ def test_a_search_of_digits_looks_a_ticket_up_and_any_other_text_in_the_place() 
 def test_open_and_ended_split_every_status() -> None:
     assert set(rules.PHASES["open"]) | set(rules.PHASES["ended"]) == set(rules.TASK_STATUSES)
     assert not set(rules.PHASES["open"]) & set(rules.PHASES["ended"])
-    assert {"returned", "completed", *rules.OPEN_STATUSES} == set(rules.PHASES["open"])
+    assert {"returned", "completed", "suspended", *rules.OPEN_STATUSES} == set(rules.PHASES["open"])
 
 
 def test_one_town_is_an_equality_and_every_value_is_bound() -> None:
