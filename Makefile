@@ -81,8 +81,10 @@ test-unit: $(STAMP) asyncapi-parser
 unit: test-unit
 
 # database: tests/database/ on one PostgreSQL of the session, a fresh database per test, no Kafka;
+# the one that loads a county-year of tasks (half a minute) runs beside the stacks, in the third lane.
+DB_AT_SCALE := tests/database/test_task_lists.py::test_a_county_year_every_search_and_filter_on_an_index_within_budget
 test-db: $(STAMP)
-	$(PY) -m pytest -q tests/database
+	$(PY) -m pytest -q tests/database --deselect $(DB_AT_SCALE)
 
 # stack: tests/ on Kafka, PostgreSQL and the services (and the console in a browser). The bench's
 # plotting package too: the bench-scale smoke check in this tier draws its plot.
@@ -94,7 +96,7 @@ STACK_LANES ?= 3
 OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_incidents.py
 # The console in Chromium, the rolling upgrade and the bench-scale smoke run: a lane of their own
 # (their stacks are their own); it makes the three lanes end about together (README, "Tests").
-THIRD_LANE := tests/browser tests/test_upgrade.py tests/test_bench_scale.py
+THIRD_LANE := tests/browser tests/test_upgrade.py tests/test_bench_scale.py $(DB_AT_SCALE)
 test-stack: install
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-own stack-lane-third
