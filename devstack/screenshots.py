@@ -88,7 +88,10 @@ def shots(url: str, stack: Stack, filed: list[dict[str, Any]]) -> None:
         clerk.wait_for_load_state()
         clerk.screenshot(path=str(OUT / "receipt.png"), full_page=True)
         print(f"  {OUT.relative_to(REPO)}/receipt.png  (the answer to the filing)", flush=True)
-        save(person(f"qh-{open_task['assignee']}", phone=True), "/tasks", "tasks")
+        holder = person(f"qh-{open_task['assignee']}", phone=True)
+        save(holder, "/tasks", "tasks")
+        save(holder, f"/tasks/{open_task['task_id']}", "task")  # the matter and its citizen, for 回访
+        save(command, "/suspensions", "suspensions")
         citizen = person(None, phone=True)
         citizen.goto("/status")
         citizen.locator("input[name=ticket]").fill(filed[0]["ticket_no"])

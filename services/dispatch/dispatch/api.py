@@ -145,7 +145,7 @@ async def request_extension(task_id: TaskId, body: ExtensionRequest, deps: Depen
              responses=responses(*ON_TASK, EXTENSION_TASK_NOT_OPEN, EXTENSION_NONE_PENDING, problems.INVALID))
 async def approve_extension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                             body: Decision | None = None) -> ExtensionDecided:
-    return await flows.decide_extension(deps, principal, flows.DecideExtension(
+    return await flows.decide_extension(deps, principal, flows.Decide(
         task_id, True, body.note if body else None))
 
 
@@ -153,7 +153,7 @@ async def approve_extension(task_id: TaskId, deps: Dependencies, principal: Comm
              response_model_exclude_none=True, responses=responses(*ON_TASK, EXTENSION_NONE_PENDING, problems.INVALID))
 async def refuse_extension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                            body: Decision | None = None) -> ExtensionDecided:
-    return await flows.decide_extension(deps, principal, flows.DecideExtension(
+    return await flows.decide_extension(deps, principal, flows.Decide(
         task_id, False, body.note if body else None))
 
 
@@ -170,7 +170,7 @@ async def request_suspension(task_id: TaskId, body: SuspensionRequest, deps: Dep
 async def approve_suspension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                              body: Decision | None = None) -> SuspensionDecided:
     """The task is suspended: its deadline and supervision stop, the working time left is kept."""
-    return await flows.decide_suspension(deps, principal, flows.DecideSuspension(
+    return await flows.decide_suspension(deps, principal, flows.Decide(
         task_id, True, body.note if body else None))
 
 
@@ -178,7 +178,7 @@ async def approve_suspension(task_id: TaskId, deps: Dependencies, principal: Com
              responses=responses(*ON_TASK, SUSPENSION_NONE_PENDING, problems.INVALID))
 async def refuse_suspension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                             body: Decision | None = None) -> SuspensionDecided:
-    return await flows.decide_suspension(deps, principal, flows.DecideSuspension(
+    return await flows.decide_suspension(deps, principal, flows.Decide(
         task_id, False, body.note if body else None))
 
 

@@ -104,7 +104,9 @@ class RequestExtension:
 
 
 @dataclass(frozen=True)
-class DecideExtension:
+class Decide:
+    """The command centre's answer to a task's request (an extension, a suspension)."""
+
     task_id: uuid.UUID
     approve: bool
     note: str | None = None
@@ -115,13 +117,6 @@ class RequestSuspension:
     task_id: uuid.UUID
     category: str
     reason: str
-
-
-@dataclass(frozen=True)
-class DecideSuspension:
-    task_id: uuid.UUID
-    approve: bool
-    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -282,7 +277,7 @@ async def request_extension(deps: Deps, actor: Principal, command: RequestExtens
     return ExtensionAsked(task_id=command.task_id, extension_id=extension_id)
 
 
-async def decide_extension(deps: Deps, actor: Principal, command: DecideExtension) -> ExtensionDecided:
+async def decide_extension(deps: Deps, actor: Principal, command: Decide) -> ExtensionDecided:
     """The command centre approves (the deadline moves by working days) or refuses a pending request."""
     now = deps.clock.now()
     async with deps.unit_of_work() as uow:
@@ -324,7 +319,7 @@ async def request_suspension(deps: Deps, actor: Principal, command: RequestSuspe
     return SuspensionAsked(task_id=command.task_id, suspension_id=suspension_id)
 
 
-async def decide_suspension(deps: Deps, actor: Principal, command: DecideSuspension) -> SuspensionDecided:
+async def decide_suspension(deps: Deps, actor: Principal, command: Decide) -> SuspensionDecided:
     """The command centre approves a pending request (the task is suspended: its deadline and
     supervision stop, the working time left is kept) or refuses it (nothing changes)."""
     now = deps.clock.now()

@@ -214,15 +214,15 @@ async def test_an_extension_asked_approved_and_refused(world: World) -> None:
     assert asked.status == "pending"
     await refused("extension.already_pending", flows.request_extension(
         world.deps, staff("s010"), flows.RequestExtension(task_id, 1, "再来")))
-    approved = await flows.decide_extension(world.deps, CENTRE, flows.DecideExtension(task_id, True, "同意"))
+    approved = await flows.decide_extension(world.deps, CENTRE, flows.Decide(task_id, True, "同意"))
     assert approved.status == "approved" and approved.resolve_by == datetime(2026, 11, 26, 17, 30, tzinfo=TZ)
     assert due == datetime(2026, 11, 24, 17, 30, tzinfo=TZ)
     assert world.task(task_id)["extension_count"] == 1
     assert world.uow.types_published()[-1] == "dispatch.task.extended"
     await refused("extension.none_pending", flows.decide_extension(
-        world.deps, CENTRE, flows.DecideExtension(task_id, False)))
+        world.deps, CENTRE, flows.Decide(task_id, False)))
     await flows.request_extension(world.deps, staff("s010"), flows.RequestExtension(task_id, 3, "又延"))
-    refused_ = await flows.decide_extension(world.deps, CENTRE, flows.DecideExtension(task_id, False, "不同意"))
+    refused_ = await flows.decide_extension(world.deps, CENTRE, flows.Decide(task_id, False, "不同意"))
     assert refused_.status == "refused" and refused_.resolve_by is None
     assert world.task(task_id)["extension_count"] == 1
 
@@ -240,10 +240,10 @@ async def test_no_extension_is_approved_once_the_task_is_done(world: World) -> N
     await flows.request_extension(world.deps, staff("s010"), flows.RequestExtension(task_id, 2, "需补充材料"))
     await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "已办结", "已为您办理完毕。"))
     refusal = await refused("extension.task_not_open", flows.decide_extension(
-        world.deps, CENTRE, flows.DecideExtension(task_id, True)))
+        world.deps, CENTRE, flows.Decide(task_id, True)))
     assert refusal.params["status"] == "completed"
     # Refusing stays allowed: it clears the request left pending.
-    assert (await flows.decide_extension(world.deps, CENTRE, flows.DecideExtension(task_id, False))).status == "refused"
+    assert (await flows.decide_extension(world.deps, CENTRE, flows.Decide(task_id, False))).status == "refused"
 
 
 # --- callbacks ----------------------------------------------------------------------------------
@@ -366,7 +366,7 @@ async def test_a_suspension_stops_the_deadline_and_resumes_with_the_working_time
     await refused("suspension.already_asked", flows.request_suspension(
         world.deps, staff("s010"), flows.RequestSuspension(task_id, "awaiting_citizen", "再问一次")))
     world.later(hours=1)  # approved Monday 10:00: 2 h + 3.5 h that day and 7 h on Tuesday left
-    decided = await flows.decide_suspension(world.deps, CENTRE, flows.DecideSuspension(task_id, True, "同意"))
+    decided = await flows.decide_suspension(world.deps, CENTRE, flows.Decide(task_id, True, "同意"))
     assert decided.status == "suspended"
     task = world.task(task_id)
     assert task["status"] == "suspended" and task["next_supervision_at"] is None
@@ -398,11 +398,11 @@ async def test_a_suspension_refused_changes_nothing_and_may_be_asked_again(world
     task_id = await world.file()
     await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
         task_id, "awaiting_third_party", "等县自然资源局答复"))
-    refused_ = await flows.decide_suspension(world.deps, CENTRE, flows.DecideSuspension(task_id, False, "自行协调"))
+    refused_ = await flows.decide_suspension(world.deps, CENTRE, flows.Decide(task_id, False, "自行协调"))
     assert refused_.status == "refused" and world.task(task_id)["status"] == "dispatched"
     assert world.uow.types_published() == ["dispatch.task.dispatched"]  # requests and refusals stay in dispatch
     await refused("suspension.none_pending", flows.decide_suspension(
-        world.deps, CENTRE, flows.DecideSuspension(task_id, True)))
+        world.deps, CENTRE, flows.Decide(task_id, True)))
     assert (await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
         task_id, "awaiting_third_party", "再次申请"))).status == "pending"
 
@@ -432,16 +432,16 @@ async def test_no_suspension_is_approved_once_the_task_is_done(world: World) -> 
         task_id, "awaiting_citizen", "等材料"))
     await flows.complete_task(world.deps, staff("s010"), flows.CompleteTask(task_id, "已办结", "已为您办理完毕。"))
     refusal = await refused("suspension.task_not_open", flows.decide_suspension(
-        world.deps, CENTRE, flows.DecideSuspension(task_id, True)))
+        world.deps, CENTRE, flows.Decide(task_id, True)))
     assert refusal.params["status"] == "completed"
-    assert (await flows.decide_suspension(world.deps, CENTRE, flows.DecideSuspension(task_id, False))).status == "refused"
+    assert (await flows.decide_suspension(world.deps, CENTRE, flows.Decide(task_id, False))).status == "refused"
 
 
 async def test_a_merge_of_a_suspended_task_keeps_it_suspended_when_undone(world: World) -> None:
     task_id = await world.file()
     await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
         task_id, "awaiting_citizen", "等材料"))
-    await flows.decide_suspension(world.deps, CENTRE, flows.DecideSuspension(task_id, True))
+    await flows.decide_suspension(world.deps, CENTRE, flows.Decide(task_id, True))
     async with world.deps.unit_of_work() as uow:
         task = await uow.store.task_for_update(task_id)
         assert task is not None
