@@ -10,7 +10,7 @@ import re
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
@@ -107,6 +107,9 @@ def _visible_identifier(value: str) -> str:
 Identifier = Annotated[str, AfterValidator(_visible_identifier), Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN})]
 """An identifier a person types (a target, a ticket number, a staff id): trimmed, NFC, and no
 invisible or direction-control character."""
+# Its checks, to put after length bounds that count the characters as sent (as the schema's
+# maxLength does): pydantic applies a `Field(max_length=...)` given after them to the trimmed value.
+IDENTIFIER_CHECKS = get_args(Identifier)[1:]
 
 
 def _visible_text(value: str) -> str:

@@ -6,10 +6,27 @@ import uuid
 from datetime import datetime, tzinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
-from townflow_shared.types import NOT_BLANK_PATTERN, Command, Identifier, Instant, StrictBool, StrictInt, Text
+from townflow_shared.types import (
+    IDENTIFIER_CHECKS,
+    NOT_BLANK_PATTERN,
+    Command,
+    Identifier,
+    Instant,
+    StrictBool,
+    StrictInt,
+    Text,
+)
 from townflow_shared.views import plain
 
 from . import rules
@@ -312,7 +329,8 @@ class Board(Answer):
 SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX = 50, 200
 SEARCH_OFFSET_MAX = 100_000  # beyond a county-year of one town's tasks many times over
 TaskStatus = Literal["dispatched", "accepted", "rework", "completed", "returned", "closed", "merged", "redispatched"]
-FilterCode = Annotated[Identifier, Field(max_length=64)]
+# At most 64 characters as sent (the schema's maxLength), then trimmed and checked as an Identifier.
+FilterCode = Annotated[str, StringConstraints(max_length=64), *IDENTIFIER_CHECKS]
 
 
 class TaskQuery(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from townflow_shared.events import Channel, Colour, Rating
-from townflow_shared.types import NOT_BLANK_PATTERN, Command, Identifier, Text
+from townflow_shared.types import IDENTIFIER_CHECKS, NOT_BLANK_PATTERN, Command, Identifier, Text
 
 from . import refusals
 from .rules import ACCESS_CODE_PATTERN, TICKET_NUMBER_LENGTH, TICKET_NUMBER_PATTERN, SeenAs
@@ -45,9 +45,8 @@ IdNumber = Annotated[str, Field(json_schema_extra={"pattern": _ID_NUMBER_PATTERN
 # Identifiers of 1 to N characters as sent, for the optional fields: their bounds stand before the
 # trimming, as they do for a required field and in the schema (pydantic would apply a
 # `Field(max_length=...)` of `Identifier | None` to the trimmed value).
-_IDENTIFIER = get_args(Identifier)[1:]
-Identifier40 = Annotated[str, StringConstraints(min_length=1, max_length=40), *_IDENTIFIER]
-Identifier64 = Annotated[str, StringConstraints(min_length=1, max_length=64), *_IDENTIFIER]
+Identifier40 = Annotated[str, StringConstraints(min_length=1, max_length=40), *IDENTIFIER_CHECKS]
+Identifier64 = Annotated[str, StringConstraints(min_length=1, max_length=64), *IDENTIFIER_CHECKS]
 
 
 def _required_string(name: str, **schema: Any) -> dict[str, Any]:
