@@ -217,7 +217,7 @@ async def test_a_reopened_matter_counts_once_in_the_reopen_rate_and_is_unresolve
                            lambda f: f["counts"]["resolved"] == 2 and f["counts"]["satisfied"] == 1)
     assert f["counts"] == {"dispatched": 2, "responded": 2, "resolved": 2, "completed": 2, "reworked": 0,
                                 "extended": 0, "rated": 1, "satisfied": 1, "overdue": 0, "escalated": 0,
-                                "escalated_red": 0, "closed": 2, "reopened": 1}
+                                "escalated_red": 0, "closed": 2, "reopened": 1, "suspended": 0}
     assert f["rates"]["reopen"] == 1 / 2 and f["rates"]["satisfaction"] == 1.0
     assert f["points"] == 2 * DONE_ON_TIME + 2  # the latest callback's satisfied
     await status_of(intake, reopened, "closed")
@@ -292,7 +292,7 @@ async def test_merges_and_callbacks_in_any_arrival_order_and_a_rebuild_give_the_
                            and f["counts"]["overdue"] == 1 and f["counts"]["reopened"] == 1)
     assert f["counts"] == {"dispatched": 2, "responded": 1, "resolved": 0, "completed": 1, "reworked": 0,
                            "extended": 0, "rated": 1, "satisfied": 1, "overdue": 1, "escalated": 0,
-                           "escalated_red": 0, "closed": 1, "reopened": 1}
+                           "escalated_red": 0, "closed": 1, "reopened": 1, "suspended": 0}
     assert f["points"] == 10 + 2 - 5  # A done (not on time: reopened since) and satisfied; B overdue
     assert f["rates"]["reopen"] == 1.0 and f["rates"]["satisfaction"] == 1.0
 

@@ -89,7 +89,7 @@ async def test_the_monthly_bulletin_as_a_workbook_and_as_csv(
     rows = list(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
     staff_at = rows.index(["按人员"])
     assert rows[staff_at + 1] == ["工号", "姓名", "模块", *header]
-    assert rows[staff_at + 2] == ["s020", TOWN.staff["s020"].name, econ, "2", "0.5", "0.5", "1.0", "0.0", "0.0", "",
+    assert rows[staff_at + 2] == ["s020", TOWN.staff["s020"].name, econ, "2", "0.5", "0.5", "1.0", "0.0", "0.0", "", "0.0",
                                   "9.0", "67.5", "1"]
     assert ["奖金分配"] not in rows  # the split is the appraisal office's, as GET /v1/bonus
     office_csv = await appraisal.call("GET", "/v1/bulletin", as_=APPRAISER, params={"period": PERIOD, "format": "csv"})

@@ -112,7 +112,7 @@ async def test_the_same_staff_id_in_two_towns_is_two_subjects(two_towns: None, a
     assert q["town_code"] == QINGHE and b["town_code"] == BAILU
     assert q["counts"] | {} == {"dispatched": 3, "responded": 2, "resolved": 1, "completed": 2, "reworked": 0,
                                 "extended": 0, "rated": 2, "satisfied": 1, "overdue": 0, "escalated": 0,
-                                "escalated_red": 0, "closed": 0, "reopened": 0}
+                                "escalated_red": 0, "closed": 0, "reopened": 0, "suspended": 0}
     assert q["rates"]["response"] == pytest.approx(2 / 3)
     assert q["rates"]["resolution"] == pytest.approx(1 / 3)
     assert q["rates"]["satisfaction"] == 0.5
