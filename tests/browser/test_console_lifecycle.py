@@ -35,7 +35,7 @@ async def _look_up(citizen: Page, ticket: str, code: str) -> None:
 
 async def test_a_duplicate_is_hinted_on_the_receipt_merged_on_the_board_followed_by_its_citizen_and_undone(
         people: People, county_stack: Stack) -> None:
-    place = f"青禾村{uuid.uuid4().hex[:6]}号桥头"  # no other test's matter is near it
+    place = f"青禾村{uuid.uuid4().int % 10**8:08d}号桥头"  # no other test's matter is near it
     clerk = await people.signed_in("qh-s010")
     first, _ = await file_at_the_window(clerk, place)
     second, code = await file_at_the_window(clerk, f"{place}东侧")
@@ -109,7 +109,7 @@ async def test_a_duplicate_is_hinted_on_the_receipt_merged_on_the_board_followed
 async def _closed_task(county_stack: Stack) -> dict[str, Any]:
     """A matter taken through accept, complete and the closure check on the services' APIs."""
     intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
-    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().hex[:6]}"))
+    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().int % 10**8:08d}"))
     assert filed.status_code == 201, filed.text
     task = await task_of(dispatch, filed.json()["request_id"])
     holder = (task["assignee"], "staff")
@@ -240,7 +240,7 @@ async def test_the_board_finds_tasks_by_place_and_colour_pages_them_in_the_addre
         people: People, county_stack: Stack) -> None:
     """任务查询 (issue #27): 21 matters at a place no other test uses are found by a part of it and
     their colour, in two pages whose addresses are the list's; the spreadsheet holds all 21."""
-    place = f"青禾村{uuid.uuid4().hex[:6]}号路灯"
+    place = f"青禾村{uuid.uuid4().int % 10**8:08d}号路灯"
     intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
     filed = await asyncio.gather(*(intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"{place}{n}米"))
                                    for n in range(21)))
@@ -284,7 +284,7 @@ async def test_a_returned_task_shows_its_reason_and_is_redispatched_from_the_pic
     """The board lists a returned task with its reason; the command centre picks the post's B
     holder by name (with their load) instead of typing an id, and the task is theirs."""
     intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
-    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().hex[:6]}号"))
+    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().int % 10**8:08d}号"))
     assert filed.status_code == 201, filed.text
     task = await task_of(dispatch, filed.json()["request_id"])
     returned = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/return", as_=(task["assignee"], "staff"),
@@ -314,7 +314,7 @@ async def test_a_holder_asks_to_suspend_the_command_centre_approves_and_the_hold
     """挂起 (issue #27) through the pages: asked on the task's own page linked from 我的任务, approved
     on the command centre's list, resumed by the holder, who reads the new deadline."""
     intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
-    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().hex[:6]}号"))
+    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().int % 10**8:08d}号"))
     assert filed.status_code == 201, filed.text
     task = await task_of(dispatch, filed.json()["request_id"])
     holder = await people.signed_in(f"qh-{task['assignee']}")

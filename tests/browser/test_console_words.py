@@ -60,7 +60,7 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
 
     # Filed at the window at 08:12, in the browser: the receipt is a page that may show a time.
     clerk = await people.signed_in("qh-s010")
-    ticket, code = await file_at_the_window(clerk, f"青禾村{uuid.uuid4().hex[:6]}号")
+    ticket, code = await file_at_the_window(clerk, f"青禾村{uuid.uuid4().int % 10**8:08d}号")
     receipt_times = await _times_in(clerk, "section.receipt")
 
     matter = await _ok(await intake.call("GET", f"/v1/requests/{ticket}", params={"code": code}))
@@ -229,7 +229,7 @@ async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
     tasks = []
     for _ in range(4):
         filed = await _ok(await intake.call("POST", "/v1/requests", as_=CLERK,
-                                            json=filing(location=f"青禾村{uuid.uuid4().hex[:6]}号")))
+                                            json=filing(location=f"青禾村{uuid.uuid4().int % 10**8:08d}号")))
         tasks.append(await task_of(dispatch, filed["request_id"]))
     waiting, to_check, returned, closed = tasks
 
@@ -247,7 +247,7 @@ async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
 
     # A matter of the 社会事务办 module, whose leader (qh-s002) sees it among the module's tasks.
     social = await _ok(await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(
-        item_code="S005", description="临时救助申请", location=f"东湖村{uuid.uuid4().hex[:6]}号")))
+        item_code="S005", description="临时救助申请", location=f"东湖村{uuid.uuid4().int % 10**8:08d}号")))
     tasks.append(await task_of(dispatch, social["request_id"]))
     await step(tasks[-1], "suspend", {"category": "awaiting_third_party", "reason": "等待县民政局答复"})  # 挂起, pending
 
