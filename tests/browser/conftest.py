@@ -30,6 +30,10 @@ AXE_RUN = """async () => {
 # Without the networking flags Chromium keeps calling hosts this machine cannot reach.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic", "--no-first-run"]
+# How long an action or an expectation waits for the page (playwright's `expect` alone would give up
+# after 5 s; a CI machine running two other lanes beside this one has taken longer for a form post).
+PATIENCE_MS = 15_000
+expect.set_options(timeout=PATIENCE_MS)
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +146,7 @@ class People:
         context = await self.browser.new_context(
             base_url=self.base_url, locale="zh-CN",
             **({"viewport": {"width": 390, "height": 844}, "is_mobile": True} if phone else {}))
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(PATIENCE_MS)
         self.contexts.append(context)
         return await context.new_page()
 
