@@ -29,7 +29,7 @@ import pytest
 from devstack.stack import Stack
 from dispatch.rules import OPEN_STATUSES
 
-from .conftest import BAILU, QINGHE, eventually, filing
+from .conftest import BAILU, QINGHE, eventually, filing, http_client
 
 NOW = "2026-12-08T09:00:00+08:00"  # a Tuesday in both towns; no other county test files on it
 PERIOD = "2026-12"
@@ -556,7 +556,7 @@ async def _make_town(county: County, code: str) -> TownRecords:
 
 @pytest.fixture(scope="module")
 async def county(county_stack: Stack) -> AsyncIterator[County]:
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with http_client(timeout=30) as client:
         yield County(county_stack, client)
 
 

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
 from devstack.processes import free_port
@@ -19,7 +18,7 @@ from devstack.stack import ServiceProcess, Stack
 from townflow_shared import events
 from townflow_shared.events import new_event
 
-from .conftest import BAILU, CLERK, QINGHE, SHIQIAO, Api, eventually, file_matter, filing
+from .conftest import BAILU, CLERK, QINGHE, SHIQIAO, Api, eventually, file_matter, filing, http_client
 from .kafka_tools import about, event_of, produce, read_all, wait_for_record
 
 COUNTY_ADMIN = ("c001", "county_admin")
@@ -237,7 +236,7 @@ async def test_each_towns_sequence_and_repeat_rule_hold_across_two_intake_replic
         replicas = [county.url, second.url]
         clock = {"Authorization": f"Bearer {county.token(*COUNTY_ADMIN)}"}
         citizen = {"name": "两镇多次", "id_number": f"3210031993{uuid.uuid4().int % 10**7:07d}X"}
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with http_client(timeout=30) as client:
             moved = await client.post(f"{second.url}/v1/admin/clock", headers=clock,
                                       json={"now": "2027-03-22T09:00:00+08:00"})
             assert moved.status_code == 200, moved.text

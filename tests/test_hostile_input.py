@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from devstack.stack import ServiceProcess, Stack
+from tests.conftest import http_client
 
 RATING = "/v1/requests/T00000000/rating"  # the citizen's rating: no token needed
 MiB = 1_048_576
@@ -29,7 +30,7 @@ T = TypeVar("T")
 async def post(url: str, path: str, content: bytes, content_type: str = "application/json",
                **kwargs: Any) -> tuple[httpx.Response, float]:
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with http_client(base_url=url, timeout=30) as client:
         response = await client.post(path, content=content, headers={"content-type": content_type}, **kwargs)
     return response, time.perf_counter() - started
 
@@ -167,7 +168,7 @@ async def test_json_nested_1000_deep_is_a_422_on_every_post_route_of_every_servi
         stack: Stack) -> None:
     nested = b'{"a":' * 1000 + b"1" + b"}" * 1000
     for name, service in stack.services.items():
-        async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+        async with http_client(base_url=service.url, timeout=10) as client:
             paths = _post_routes((await client.get("/openapi.json")).json())
         assert paths, name
         for path in [*paths, "/v1/no-such-route"]:
@@ -222,7 +223,7 @@ async def test_a_1_mb_query_string_is_answered_414_not_a_reset_connection(stack:
 
 
 async def test_a_nul_in_a_query_parameter_is_refused_naming_it(stack: Stack) -> None:
-    async with httpx.AsyncClient(base_url=stack.services["dispatch"].url, timeout=10) as client:
+    async with http_client(base_url=stack.services["dispatch"].url, timeout=10) as client:
         response = await client.get("/v1/tasks", params={"request_id": "a\x00b"})
     refused(response, 422, "value.nul_character", "request_id")
 

@@ -8,12 +8,10 @@ import secrets
 import uuid
 from typing import Any
 
-import httpx
-
 from devstack.stack import Stack
 from devstack.traces import OtlpReceiver
 
-from .conftest import CLERK, Api, eventually, filing, set_clocks, task_of
+from .conftest import CLERK, Api, eventually, filing, http_client, set_clocks, task_of
 
 OFFICER = ("s026", "officer")
 
@@ -97,7 +95,7 @@ async def test_metrics_are_scraped_from_live_services(stack: Stack, intake: Api,
     assert refused.status_code == 409  # an item the town does not offer: a state refusal
 
     async def scrape(service: str) -> str:
-        async with httpx.AsyncClient() as client:
+        async with http_client() as client:
             return (await client.get(f"{stack.services[service].url}/metrics")).text
 
     async def consumer_lag_reported() -> bool:

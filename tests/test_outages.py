@@ -7,11 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
-import httpx
 
 from devstack.stack import Stack
 
-from .conftest import CLERK, Api, eventually, file_matter, filing, task_of
+from .conftest import CLERK, Api, eventually, file_matter, filing, http_client, task_of
 from .kafka_tools import read_all
 
 FILED = "intake.request.filed.v1"
@@ -84,7 +83,7 @@ async def test_a_read_only_database_is_waited_out_and_nothing_is_dead_lettered(
 
 async def test_a_filing_while_intakes_database_is_read_only_is_a_503_to_try_again(
         stack: Stack, intake: Api) -> None:
-    async with read_only(stack, "intake"), httpx.AsyncClient(base_url=intake.url, timeout=20) as client:
+    async with read_only(stack, "intake"), http_client(base_url=intake.url, timeout=20) as client:
         response = await client.post("/v1/requests", json=filing(),
                                      headers={"Authorization": f"Bearer {intake.token(*CLERK)}"})
     assert response.status_code == 503, response.text

@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
-import httpx
 import pytest
 
 from devstack.stack import Stack
@@ -16,7 +15,7 @@ from townflow_shared import db
 from townflow_shared.events import RequestFiled, RequestFiledData, new_event
 from townflow_shared.outbox import enqueue, one_insert_per_transaction
 
-from .conftest import ADMIN, CLERK, Api, eventually, filing
+from .conftest import ADMIN, CLERK, Api, eventually, filing, http_client
 from .kafka_tools import about, event_of, produce, produce_together, read_all, wait_for_record
 
 FILED = "intake.request.filed.v1"
@@ -139,7 +138,7 @@ async def test_malformed_and_invalid_messages_go_to_dlq_and_the_next_good_one_is
         assert headers["x-dlq-topic"] == FILED.encode()
         assert int(headers["x-dlq-offset"]) >= 0 and int(headers["x-dlq-partition"]) >= 0
     assert b"JSON" in dead[garbage]["x-dlq-error"]
-    async with httpx.AsyncClient() as client:
+    async with http_client() as client:
         metrics = (await client.get(f"{stack.services['dispatch'].url}/metrics")).text
     assert any(line.startswith("townflow_dlq_messages_total{") and f'topic="{FILED}"' in line
                and float(line.rsplit(" ", 1)[1]) >= 2 for line in metrics.splitlines())

@@ -7,11 +7,9 @@ import re
 import uuid
 from typing import Any
 
-import httpx
-
 from devstack.stack import Stack
 
-from .conftest import Api, eventually, file_matter, set_clocks, task_of
+from .conftest import Api, eventually, file_matter, http_client, set_clocks, task_of
 
 OFFICER = ("s026", "officer")
 
@@ -78,7 +76,7 @@ async def test_an_enterprise_visited_by_two_units_within_30_days_is_flagged(
     # The gauge counts the flagged targets of the town, as the alerts list them.
     async def gauge_matches() -> bool:
         expected = len(await alerts(enforcement))
-        async with httpx.AsyncClient(base_url=enforcement.url) as client:
+        async with http_client(base_url=enforcement.url) as client:
             text = (await client.get("/metrics")).text
         found = re.search(r'^townflow_enforcement_repeated_inspection_targets\{town="321003104"\} (\S+)$', text, re.M)
         return bool(found) and float(found[1]) == expected  # type: ignore[index]

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from devstack.processes import free_port
@@ -15,7 +14,7 @@ from devstack.stack import ServiceProcess, Stack
 from townflow_shared.kafka import topic_partitions
 from townflow_shared.lag import group_lag
 
-from .conftest import ADMIN, CLERK, Api, StackFactory, eventually, file_matter, filing
+from .conftest import ADMIN, CLERK, Api, StackFactory, eventually, file_matter, filing, http_client
 from .test_outages import read_only
 
 FILED = "intake.request.filed.v1"
@@ -52,7 +51,7 @@ async def test_the_repeat_rule_and_gap_free_tickets_hold_across_intake_replicas(
     async with another_replica(stack, "intake") as second:
         body = filing()  # one citizen, one item: from the 3rd filing on, one colour level up
         token = {"Authorization": f"Bearer {intake.token(*CLERK)}"}
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with http_client(timeout=30) as client:
             responses = await asyncio.gather(*(
                 client.post(f"{(intake if n % 2 else second).url}/v1/requests", json=body, headers=token)
                 for n in range(10)))

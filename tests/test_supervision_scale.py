@@ -13,13 +13,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import httpx
 
 from devstack.processes import free_port
 from devstack.stack import ServiceProcess, Stack
 from dispatch import rules
 
-from .conftest import ADMIN, eventually, file_matter, set_clocks, task_of
+from .conftest import ADMIN, eventually, file_matter, http_client, set_clocks, task_of
 from .kafka_tools import event_of, read_all
 from .supervision_rows import RULES, SUPERVISED, insert_sent, insert_tasks, task_row
 
@@ -118,7 +117,7 @@ async def test_two_dispatch_replicas_share_supervision_and_publish_each_level_on
     try:
         replica_at = check_at + timedelta(seconds=1)
         token = stack.token("dispatch", ADMIN[0], ADMIN[1:])
-        async with httpx.AsyncClient(base_url=replica.url, timeout=20,
+        async with http_client(base_url=replica.url, timeout=20,
                                      headers={"Authorization": f"Bearer {token}"}) as client:
             moved = await asyncio.gather(
                 set_clocks(stack, check_at.isoformat()),

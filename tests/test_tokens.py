@@ -4,18 +4,18 @@ forged or misdirected token."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from devstack.issuer import audience_of
 from devstack.stack import Stack
+from tests.conftest import http_client
 
 PROTECTED = {"intake": "/v1/catalog", "dispatch": "/v1/tasks", "enforcement": "/v1/inspections",
              "appraisal": "/v1/scores"}
 
 
 async def _status(stack: Stack, service: str, token: str) -> int:
-    async with httpx.AsyncClient(base_url=stack.services[service].url, timeout=20) as client:
+    async with http_client(base_url=stack.services[service].url, timeout=20) as client:
         response = await client.get(PROTECTED[service], headers={"Authorization": f"Bearer {token}"})
     return response.status_code
 

@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from playwright.async_api import Page, expect
 
 from devstack.stack import Stack
-from tests.conftest import QINGHE, Api, eventually, filing, task_of
+from tests.conftest import QINGHE, Api, eventually, filing, http_client, task_of
 
 from .conftest import People, assert_accessible, file_at_the_window
 
@@ -219,7 +218,7 @@ async def test_the_monthly_bulletin_link_asks_appraisal(people: People, county_s
     await office.goto("/appraisal")
     link = office.get_by_role("link", name="下载月度通报")
     await expect(link).to_be_visible()
-    async with httpx.AsyncClient(base_url=county_stack.services["appraisal"].url) as client:
+    async with http_client(base_url=county_stack.services["appraisal"].url) as client:
         routes = (await client.get("/openapi.json")).json()["paths"]
     if "/v1/bulletin" in routes:
         async with office.expect_download() as waiting:
