@@ -7,6 +7,7 @@ own conftest starts nothing else."""
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 import uuid
@@ -23,6 +24,9 @@ from devstack.traces import OtlpReceiver
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 T = TypeVar("T")
+# Every broker a stack test starts (its own and the bench's it runs) compiles with C1 alone: about half
+# the broker's CPU on this 2-core machine, where the three lanes of `make test` are short of CPU.
+os.environ.setdefault("TOWNFLOW_KAFKA_FAST_START", "1")
 _STACKS: list[Stack] = []  # the stacks running now, whose logs a failed test shows
 # One TLS context for every test client. httpx builds (and loads certifi's bundle into) a new one for
 # each client otherwise: 27 ms of CPU per client, and `eventually` makes a client every 0.1 s — about
