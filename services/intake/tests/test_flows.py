@@ -252,11 +252,17 @@ def event(kind: type[Any], data: EventData, town: str = QINGHE, at: datetime = N
     return new_event(kind, data, source="dispatch", town_code=town, subject=TASK, correlation_id=TASK, time=at)
 
 
-def dispatched(request_id: str, at: datetime, town: str = QINGHE) -> events.TaskDispatched:
+def dispatched(request_id: str, at: datetime, town: str = QINGHE, *, lead_module: str = "social", post: str = "p1",
+               assignee: str = "s017", task: str = TASK) -> events.TaskDispatched:
     return event(events.TaskDispatched, events.TaskDispatchedData(
-        task_id=TASK, request_id=request_id, item_code="S001", kind="service", colour="yellow", village="V01",
-        location="青禾村五组", lead_module="social", post="p1", assignee="s017", assigned_via="A",
+        task_id=task, request_id=request_id, item_code="S001", kind="service", colour="yellow", village="V01",
+        location="青禾村五组", lead_module=lead_module, post=post, assignee=assignee, assigned_via="A",
         respond_by=at + timedelta(hours=2), resolve_by=at + timedelta(days=5), dispatched_at=at), town, at)
+
+
+def returned(request_id: str, at: datetime, by: str, reason: str) -> events.TaskReturned:
+    return event(events.TaskReturned, events.TaskReturnedData(
+        task_id=TASK, request_id=request_id, by=by, reason=reason, returned_at=at), at=at)
 
 
 def accepted(request_id: str, at: datetime, town: str = QINGHE) -> events.TaskAccepted:
@@ -335,8 +341,7 @@ async def test_a_return_a_failed_verification_and_an_unsatisfied_callback_set_th
     ticket = await file(db)
     rid = ticket["request_id"]
     await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))
-    await follow(db, flows.follow_task_returned, event(events.TaskReturned, events.TaskReturnedData(
-        task_id=TASK, request_id=rid, by="s017", reason="非本岗", returned_at=minutes(2)), at=minutes(2)))
+    await follow(db, flows.follow_task_returned, returned(rid, minutes(2), by="s017", reason="非本岗"))
     assert request(db, ticket)["status"] == "returned"
     await follow(db, flows.follow_task_verified, verified(rid, minutes(3), passed=False))
     assert request(db, ticket)["status"] == "rework"
@@ -537,10 +542,7 @@ APPRAISER = Principal(sub="s032", roles=frozenset({"staff", "appraisal_admin"}),
 
 def household_dispatched(request_id: str, at: datetime, assignee: str = "s049",
                          task: str = TASK) -> events.TaskDispatched:
-    return event(events.TaskDispatched, events.TaskDispatchedData(
-        task_id=task, request_id=request_id, item_code="S001", kind="service", colour="yellow", village="V01",
-        location="青禾村五组", lead_module="police", post="household", assignee=assignee, assigned_via="A",
-        respond_by=at + timedelta(hours=2), resolve_by=at + timedelta(days=5), dispatched_at=at), at=at)
+    return dispatched(request_id, at, lead_module="police", post="household", assignee=assignee, task=task)
 
 
 async def matter(db: FakeDatabase, actor: Principal, task: str = TASK) -> models.Matter:
@@ -616,8 +618,7 @@ async def test_a_returned_and_redispatched_matter_is_seen_by_its_new_assignee_on
     ticket = await file(db)
     rid = ticket["request_id"]
     await follow(db, flows.follow_task_dispatched, household_dispatched(rid, minutes(1)))
-    await follow(db, flows.follow_task_returned, event(events.TaskReturned, events.TaskReturnedData(
-        task_id=TASK, request_id=rid, by="s049", reason="不属本岗", returned_at=minutes(2)), at=minutes(2)))
+    await follow(db, flows.follow_task_returned, returned(rid, minutes(2), by="s049", reason="不属本岗"))
     await follow(db, flows.follow_task_dispatched, household_dispatched(rid, minutes(3), "s050", task="task-2"))
     assert (await matter(db, HOLDER)).citizen is None and (await matter(db, HOLDER, "task-2")).citizen is None
     seen = await matter(db, Principal(sub="s050", roles=frozenset({"staff"}), town=QINGHE), "task-2")
