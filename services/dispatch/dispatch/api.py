@@ -91,6 +91,11 @@ async def _task_id(task_id: Annotated[str, Path(
     return record_id(task_id, TASK_NOT_FOUND)
 
 
+def _note(body: Decision | None) -> str | None:
+    """The note of a decision or a resumption, whose body is optional as a whole."""
+    return body.note if body else None
+
+
 Dependencies = Annotated[Deps, Depends(_deps)]
 TaskId = Annotated[uuid.UUID, Depends(_task_id)]
 # The town a county role names (`?town=`): documented as a town's code; any other value names a
@@ -145,16 +150,14 @@ async def request_extension(task_id: TaskId, body: ExtensionRequest, deps: Depen
              responses=responses(*ON_TASK, EXTENSION_TASK_NOT_OPEN, EXTENSION_NONE_PENDING, problems.INVALID))
 async def approve_extension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                             body: Decision | None = None) -> ExtensionDecided:
-    return await flows.decide_extension(deps, principal, flows.Decide(
-        task_id, True, body.note if body else None))
+    return await flows.decide_extension(deps, principal, flows.Decide(task_id, True, _note(body)))
 
 
 @router.post("/v1/tasks/{task_id}/extension/refuse", response_model=ExtensionDecided,
              response_model_exclude_none=True, responses=responses(*ON_TASK, EXTENSION_NONE_PENDING, problems.INVALID))
 async def refuse_extension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                            body: Decision | None = None) -> ExtensionDecided:
-    return await flows.decide_extension(deps, principal, flows.Decide(
-        task_id, False, body.note if body else None))
+    return await flows.decide_extension(deps, principal, flows.Decide(task_id, False, _note(body)))
 
 
 @router.post("/v1/tasks/{task_id}/suspend", status_code=202, response_model=SuspensionAsked, responses=responses(
@@ -170,16 +173,14 @@ async def request_suspension(task_id: TaskId, body: SuspensionRequest, deps: Dep
 async def approve_suspension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                              body: Decision | None = None) -> SuspensionDecided:
     """The task is suspended: its deadline and supervision stop, the working time left is kept."""
-    return await flows.decide_suspension(deps, principal, flows.Decide(
-        task_id, True, body.note if body else None))
+    return await flows.decide_suspension(deps, principal, flows.Decide(task_id, True, _note(body)))
 
 
 @router.post("/v1/tasks/{task_id}/suspension/refuse", response_model=SuspensionDecided,
              responses=responses(*ON_TASK, SUSPENSION_NONE_PENDING, problems.INVALID))
 async def refuse_suspension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                             body: Decision | None = None) -> SuspensionDecided:
-    return await flows.decide_suspension(deps, principal, flows.Decide(
-        task_id, False, body.note if body else None))
+    return await flows.decide_suspension(deps, principal, flows.Decide(task_id, False, _note(body)))
 
 
 @router.post("/v1/tasks/{task_id}/resume", response_model=TaskView, responses=responses(
@@ -187,7 +188,7 @@ async def refuse_suspension(task_id: TaskId, deps: Dependencies, principal: Comm
 async def resume(task_id: TaskId, deps: Dependencies, principal: Holder, body: Decision | None = None) -> TaskView:
     """恢复办理 by the command centre, or by the assignee or module leader once what was awaited
     arrived: the task gets back the working time it had left, counted from now."""
-    return await flows.resume_task(deps, principal, flows.ResumeTask(task_id, body.note if body else None))
+    return await flows.resume_task(deps, principal, flows.ResumeTask(task_id, _note(body)))
 
 
 @router.get("/v1/suspensions", response_model=list[PendingSuspension], responses=responses(*TOWNS_READ))

@@ -310,15 +310,21 @@ async def supervision_levels(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]
                           task_id)
 
 
+async def _add_request(conn: asyncpg.Connection, insert: str, *values: Any) -> uuid.UUID | None:
+    """A holder's request of a task (an extension, a suspension) under a new id: `insert` takes the
+    id first, then `values`; None when the table's unique index already holds one for the task."""
+    request_id = uuid.uuid4()
+    inserted = await conn.fetchval(insert, request_id, *values)
+    return request_id if inserted else None
+
+
 async def add_extension(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, days: int,
                         reason: str, by: str, at: datetime) -> uuid.UUID | None:
     """None when a request is already pending for the task."""
-    extension_id = uuid.uuid4()
-    inserted = await conn.fetchval(
-        "INSERT INTO extensions (extension_id, town_code, task_id, days, reason, requested_by, requested_at)"
+    return await _add_request(
+        conn, "INSERT INTO extensions (extension_id, town_code, task_id, days, reason, requested_by, requested_at)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true",
-        extension_id, town_code, task_id, days, reason, by, at)
-    return extension_id if inserted else None
+        town_code, task_id, days, reason, by, at)
 
 
 async def pending_extension(conn: asyncpg.Connection, task_id: uuid.UUID) -> asyncpg.Record | None:
@@ -403,12 +409,10 @@ async def reply_of(db: Db, task_id: uuid.UUID) -> str | None:
 async def add_suspension(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, category: str,
                          reason: str, by: str, at: datetime) -> uuid.UUID | None:
     """None when a request of the task is already pending or in force."""
-    suspension_id = uuid.uuid4()
-    inserted = await conn.fetchval(
-        "INSERT INTO suspensions (suspension_id, town_code, task_id, category, reason, requested_by, requested_at)"
+    return await _add_request(
+        conn, "INSERT INTO suspensions (suspension_id, town_code, task_id, category, reason, requested_by, requested_at)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true",
-        suspension_id, town_code, task_id, category, reason, by, at)
-    return suspension_id if inserted else None
+        town_code, task_id, category, reason, by, at)
 
 
 async def open_suspension(conn: asyncpg.Connection, task_id: uuid.UUID, status: str) -> asyncpg.Record | None:

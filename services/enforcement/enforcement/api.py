@@ -30,6 +30,9 @@ Reader = Annotated[Principal, Depends(require("officer", "module_leader", "comma
 # Every route: who calls. A list: which towns it covers.
 CALLER = problems.AUTHENTICATED  # the refusals of any route that reads a token
 LISTED = (*CALLER, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_FOUND, problems.TOWN_REQUIRED, problems.INVALID)
+# The refusals of any change to one inspection or case: the body, the id, the caller's town.
+ON_INSPECTION = (*CALLER, problems.INVALID, no.INSPECTION_NOT_FOUND, problems.TOWN_NOT_YOURS)
+ON_CASE = (*CALLER, problems.INVALID, no.CASE_NOT_FOUND, problems.TOWN_NOT_YOURS)
 Limit = Annotated[int, Query(ge=1, le=1000)]
 # The town a county role names (`?town=`): documented as a town's code; any other value names a
 # town this deployment does not serve (404 `town.not_served`).
@@ -73,8 +76,8 @@ async def get_inspection(inspection_id: InspectionId, deps: Wired, principal: Re
 
 
 @router.post("/v1/inspections/{inspection_id}/start", response_model=models.Inspection,
-             responses=responses(*CALLER, problems.INVALID, no.INSPECTION_NOT_FOUND, problems.TOWN_NOT_YOURS, no.UNKNOWN_STAFF,
-                                 no.INSPECTION_NOT_PLANNED, no.STARTER_NOT_OFFICER, no.TOO_FEW_CERTIFIED))
+             responses=responses(*ON_INSPECTION, no.UNKNOWN_STAFF, no.INSPECTION_NOT_PLANNED, no.STARTER_NOT_OFFICER,
+                                 no.TOO_FEW_CERTIFIED))
 async def start_inspection(inspection_id: InspectionId, deps: Wired, principal: Officer,
                            body: models.StartIn | None = None) -> models.Inspection:
     """From now on new needs for this target open a new inspection. The team named here, with
@@ -85,10 +88,9 @@ async def start_inspection(inspection_id: InspectionId, deps: Wired, principal: 
 
 
 @router.post("/v1/inspections/{inspection_id}/result", response_model=models.InspectionDone,
-             responses=responses(*CALLER, problems.INVALID, no.INSPECTION_NOT_FOUND, problems.TOWN_NOT_YOURS, no.NOT_ON_TEAM,
-                                 no.NOT_NAMED_IN_RESULT, no.INSPECTION_NOT_STARTED, no.UNKNOWN_STAFF,
-                                 no.TOO_FEW_CERTIFIED, no.UNIT_ABSENT, no.UNIT_FOREIGN, no.FINDING_MISSING,
-                                 no.FINDING_NOT_COVERED, no.FINDING_REPEATED, no.RECTIFY_BY_MISSING))
+             responses=responses(*ON_INSPECTION, no.NOT_ON_TEAM, no.NOT_NAMED_IN_RESULT, no.INSPECTION_NOT_STARTED,
+                                 no.UNKNOWN_STAFF, no.TOO_FEW_CERTIFIED, no.UNIT_ABSENT, no.UNIT_FOREIGN,
+                                 no.FINDING_MISSING, no.FINDING_NOT_COVERED, no.FINDING_REPEATED, no.RECTIFY_BY_MISSING))
 async def record_result(inspection_id: InspectionId, body: models.ResultIn, deps: Wired,
                         principal: Officer) -> models.InspectionDone:
     return await flows.record_result(deps, principal, flows.RecordResult(inspection_id, body))
@@ -109,17 +111,15 @@ async def get_case(case_id: CaseId, deps: Wired, principal: Reader) -> models.Ca
 
 
 @router.post("/v1/cases/{case_id}/steps", response_model=models.CaseWithSteps,
-             responses=responses(*CALLER, problems.INVALID, no.CASE_NOT_FOUND, problems.TOWN_NOT_YOURS, no.TRANSFER_BY_FINDING_ONLY,
-                                 no.CASE_TRANSFERRED, no.CASE_CLOSED, no.STEP_OUT_OF_ORDER, no.STEP_UNKNOWN,
-                                 no.DECISION_MISSING))
+             responses=responses(*ON_CASE, no.TRANSFER_BY_FINDING_ONLY, no.CASE_TRANSFERRED, no.CASE_CLOSED,
+                                 no.STEP_OUT_OF_ORDER, no.STEP_UNKNOWN, no.DECISION_MISSING))
 async def add_step(case_id: CaseId, body: models.StepIn, deps: Wired, principal: Officer) -> models.CaseWithSteps:
     return await flows.take_case_step(deps, principal, flows.TakeCaseStep(
         case_id, body.step, decision=body.decision, note=body.note))
 
 
 @router.post("/v1/cases/{case_id}/extension", response_model=models.Case,
-             responses=responses(*CALLER, problems.INVALID, no.CASE_NOT_FOUND, problems.TOWN_NOT_YOURS, no.CASE_DECIDED,
-                                 no.ALREADY_EXTENDED, no.EXTENSION_TOO_LATE))
+             responses=responses(*ON_CASE, no.CASE_DECIDED, no.ALREADY_EXTENDED, no.EXTENSION_TOO_LATE))
 async def extend_case(case_id: CaseId, body: models.ExtensionIn, deps: Wired, principal: Officer) -> models.Case:
     """The one 30-day extension of the decision limit, recorded before day 90."""
     return await flows.extend_case(deps, principal, flows.ExtendCase(case_id, body.reason))

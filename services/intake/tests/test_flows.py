@@ -252,11 +252,17 @@ def event(kind: type[Any], data: EventData, town: str = QINGHE, at: datetime = N
     return new_event(kind, data, source="dispatch", town_code=town, subject=TASK, correlation_id=TASK, time=at)
 
 
-def dispatched(request_id: str, at: datetime, town: str = QINGHE) -> events.TaskDispatched:
+def dispatched(request_id: str, at: datetime, town: str = QINGHE, *, lead_module: str = "social", post: str = "p1",
+               assignee: str = "s017", task: str = TASK) -> events.TaskDispatched:
     return event(events.TaskDispatched, events.TaskDispatchedData(
-        task_id=TASK, request_id=request_id, item_code="S001", kind="service", colour="yellow", village="V01",
-        location="青禾村五组", lead_module="social", post="p1", assignee="s017", assigned_via="A",
+        task_id=task, request_id=request_id, item_code="S001", kind="service", colour="yellow", village="V01",
+        location="青禾村五组", lead_module=lead_module, post=post, assignee=assignee, assigned_via="A",
         respond_by=at + timedelta(hours=2), resolve_by=at + timedelta(days=5), dispatched_at=at), town, at)
+
+
+def returned(request_id: str, at: datetime, by: str, reason: str) -> events.TaskReturned:
+    return event(events.TaskReturned, events.TaskReturnedData(
+        task_id=TASK, request_id=request_id, by=by, reason=reason, returned_at=at), at=at)
 
 
 def accepted(request_id: str, at: datetime, town: str = QINGHE) -> events.TaskAccepted:
@@ -287,6 +293,14 @@ async def follow(db: FakeDatabase, flow: Callable[[flows.Deps, Any, Any], Awaita
             await flow(deps(db, NOW), uow, e)
 
 
+async def filed_and_dispatched(
+        db: FakeDatabase, dispatch: Callable[[str, datetime], events.TaskDispatched] = dispatched) -> dict[str, Any]:
+    """A matter filed at NOW and dispatched (by `dispatch`) a minute later: its ticket."""
+    ticket = await file(db)
+    await follow(db, flows.follow_task_dispatched, dispatch(ticket["request_id"], minutes(1)))
+    return ticket
+
+
 def timeline(db: FakeDatabase, request_id: str) -> list[tuple[str, datetime]]:
     """The steps as the citizen reads them: by time, then as written (the store's `at, seq`)."""
     return [(s["step"], s["at"]) for s in sorted(db.tables.timeline[uuid.UUID(request_id)], key=lambda s: s["at"])]
@@ -302,9 +316,8 @@ def minutes(n: int) -> datetime:
 
 async def test_a_tasks_life_steps_the_matters_timeline_and_status() -> None:
     db = FakeDatabase()
-    ticket = await file(db)
+    ticket = await filed_and_dispatched(db)
     rid = ticket["request_id"]
-    await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))
     assert request(db, ticket)["status"] == "dispatched" and request(db, ticket)["status_at"] == minutes(1)
     assert db.tables.tasks == {TASK: uuid.UUID(rid)}
     step = db.tables.timeline[uuid.UUID(rid)][-1]
@@ -332,11 +345,9 @@ async def test_a_tasks_life_steps_the_matters_timeline_and_status() -> None:
 
 async def test_a_return_a_failed_verification_and_an_unsatisfied_callback_set_their_status() -> None:
     db = FakeDatabase()
-    ticket = await file(db)
+    ticket = await filed_and_dispatched(db)
     rid = ticket["request_id"]
-    await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))
-    await follow(db, flows.follow_task_returned, event(events.TaskReturned, events.TaskReturnedData(
-        task_id=TASK, request_id=rid, by="s017", reason="非本岗", returned_at=minutes(2)), at=minutes(2)))
+    await follow(db, flows.follow_task_returned, returned(rid, minutes(2), by="s017", reason="非本岗"))
     assert request(db, ticket)["status"] == "returned"
     await follow(db, flows.follow_task_verified, verified(rid, minutes(3), passed=False))
     assert request(db, ticket)["status"] == "rework"
@@ -430,9 +441,8 @@ async def test_an_inspection_before_the_dispatch_steps_the_matter_when_the_dispa
 
 async def test_an_inspection_after_the_dispatch_steps_the_matter_at_once() -> None:
     db = FakeDatabase()
-    ticket = await file(db)
+    ticket = await filed_and_dispatched(db)
     rid = ticket["request_id"]
-    await follow(db, flows.follow_task_dispatched, dispatched(rid, minutes(1)))
     await follow(db, flows.follow_inspection_done, inspected(minutes(3)))
     assert timeline(db, rid) == [("filed", NOW), ("dispatched", minutes(1)), ("inspected", minutes(3))]
     assert db.tables.early_steps == {} and request(db, ticket)["status"] == "dispatched"
@@ -537,10 +547,7 @@ APPRAISER = Principal(sub="s032", roles=frozenset({"staff", "appraisal_admin"}),
 
 def household_dispatched(request_id: str, at: datetime, assignee: str = "s049",
                          task: str = TASK) -> events.TaskDispatched:
-    return event(events.TaskDispatched, events.TaskDispatchedData(
-        task_id=task, request_id=request_id, item_code="S001", kind="service", colour="yellow", village="V01",
-        location="青禾村五组", lead_module="police", post="household", assignee=assignee, assigned_via="A",
-        respond_by=at + timedelta(hours=2), resolve_by=at + timedelta(days=5), dispatched_at=at), at=at)
+    return dispatched(request_id, at, lead_module="police", post="household", assignee=assignee, task=task)
 
 
 async def matter(db: FakeDatabase, actor: Principal, task: str = TASK) -> models.Matter:
@@ -579,8 +586,7 @@ async def test_other_staff_read_the_matter_without_its_citizen_and_nothing_is_re
 
 async def test_another_towns_matter_is_as_absent_as_a_task_that_does_not_exist() -> None:
     db = FakeDatabase()
-    ticket = await file(db)
-    await follow(db, flows.follow_task_dispatched, household_dispatched(ticket["request_id"], minutes(1)))
+    await filed_and_dispatched(db, household_dispatched)
     other = await refusal_of(matter(db, BAILU_COMMAND))
     missing = await refusal_of(matter(db, COMMAND, "no-such-task"))
     assert {_code(other), _code(missing)} == {("matter.not_found", None)}
@@ -613,11 +619,9 @@ async def test_the_assignee_sees_the_citizen_only_while_the_task_is_open_and_the
 
 async def test_a_returned_and_redispatched_matter_is_seen_by_its_new_assignee_only() -> None:
     db = FakeDatabase()
-    ticket = await file(db)
+    ticket = await filed_and_dispatched(db, household_dispatched)
     rid = ticket["request_id"]
-    await follow(db, flows.follow_task_dispatched, household_dispatched(rid, minutes(1)))
-    await follow(db, flows.follow_task_returned, event(events.TaskReturned, events.TaskReturnedData(
-        task_id=TASK, request_id=rid, by="s049", reason="不属本岗", returned_at=minutes(2)), at=minutes(2)))
+    await follow(db, flows.follow_task_returned, returned(rid, minutes(2), by="s049", reason="不属本岗"))
     await follow(db, flows.follow_task_dispatched, household_dispatched(rid, minutes(3), "s050", task="task-2"))
     assert (await matter(db, HOLDER)).citizen is None and (await matter(db, HOLDER, "task-2")).citizen is None
     seen = await matter(db, Principal(sub="s050", roles=frozenset({"staff"}), town=QINGHE), "task-2")
@@ -626,8 +630,7 @@ async def test_a_returned_and_redispatched_matter_is_seen_by_its_new_assignee_on
 
 async def test_the_appraisal_office_pages_the_record_by_period_and_staff() -> None:
     db = FakeDatabase()
-    ticket = await file(db)
-    await follow(db, flows.follow_task_dispatched, household_dispatched(ticket["request_id"], minutes(1)))
+    await filed_and_dispatched(db, household_dispatched)
     for who, day in ((HOLDER, 1), (LEADER, 2), (HOLDER, 3)):
         await flows.read_matter(deps(db, NOW + timedelta(days=day)), who, flows.ReadMatter(TASK))
     # 2027-03-31 17:00 UTC is 04-01 01:00 in the towns: April's.
