@@ -2,6 +2,8 @@
 The town's own codes (items, villages, staff, units) are names.py's."""
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 COLOURS = {"red": "红", "orange": "橙", "yellow": "黄"}
 TASK_STATUSES = {
@@ -43,6 +45,8 @@ INSPECTION_STATUSES = {"planned": "待检查", "started": "检查中", "done": "
 ALERT_LEVELS = {"reminder": "提醒", "talk": "约谈", "accountability": "问责"}
 SUPERVISION_LEVELS = {"reminder": "提醒", "overdue": "超期", "escalated": "升级督办"}
 RATES = {"response": "响应率", "resolution": "办结率", "satisfaction": "满意率"}
+# Every rate appraisal gives a subject (its scores' `rates`), named as the monthly bulletin names them.
+APPRAISAL_RATES = RATES | {"rework": "返工率", "extension": "延期率", "reopen": "重办率", "suspension": "挂起率"}
 SUBJECT_TYPES = {"staff": "个人", "module": "模块", "village": "村（社区）", "seconded_unit": "派驻机构"}
 ROLES = {
     "clerk": "窗口人员", "proxy_agent": "代办员", "village_station": "村便民服务站", "command_centre": "指挥中心",
@@ -64,3 +68,17 @@ def time_limit(text: str) -> str:
     """A time limit as the catalog writes it ("3wd", "24h") in words: 3个工作日, 24小时."""
     match = _LIMIT.match(text)
     return f"{match.group(1)}{LIMIT_UNITS[match.group(2)]}" if match else text
+
+
+def stopped_deadline(task: Mapping[str, Any]) -> str | None:
+    """办结时限 of a suspended task (挂起), which does not run: 已暂停计时, with the working time it
+    had left when suspended if the task's read gives it (dispatch's one-task read lists its
+    suspensions; its lists do not). None while the deadline runs (every other status)."""
+    if task.get("status") != "suspended":
+        return None
+    in_force = [s for s in task.get("suspensions") or () if s.get("status") == "suspended"]
+    hours = in_force[-1].get("working_left_hours") if in_force else None
+    if not isinstance(hours, int | float) or isinstance(hours, bool):
+        return "已暂停计时"
+    shown = f"{max(hours, 0):.2f}".rstrip("0").rstrip(".")  # 16, 2.5, 0.25: never an exponent
+    return f"已暂停计时（剩余 {shown} 个工作小时）"

@@ -32,6 +32,13 @@ def months_before(period: str, count: int) -> list[str]:
     return out[::-1]
 
 
+def rate_cells(score: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """A score's rates in the order of the table's columns (labels.APPRAISAL_RATES, the bulletin's):
+    a rate appraisal does not give (an older release's, or a count with no denominator) is None."""
+    rates = score.get("rates") or {}
+    return [(key, rates.get(key)) for key in labels.APPRAISAL_RATES]
+
+
 def _town_code(request: Request, person: Person, town: str | None) -> str | None:
     if person.town:
         return person.town
@@ -88,7 +95,8 @@ async def appraisal_page(request: Request, period: str | None = None, town: str 
     for rows in grouped.values():
         rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["subject_id"]))
     return render(request, "appraisal.html", title="绩效考核", **context | {
-        "period": shown, "rankings": rankings, "scores": grouped, "alerts": alerts, "charts": charts})
+        "period": shown, "rankings": rankings, "scores": grouped, "alerts": alerts, "charts": charts,
+        "rate_cells": rate_cells})
 
 
 @router.get("/appraisal/bonus.csv")
