@@ -1,7 +1,8 @@
 """Issue #18's console, in a real browser against the real stack (SPEC §10): duplicate hints on the
-receipt, the command centre merging and unmerging on the board, the merged citizen following the
-primary, a callback after closure reopening the matter (重办) for the same assignee, the 多头检查
-alerts with the proposed inspection, and the monthly bulletin's download."""
+receipt, the command centre merging (the primary picked) and unmerging on the board, the merged
+citizen following the primary, bulk redispatch with each task's outcome, a callback after closure
+reopening the matter (重办) for the same assignee, the 多头检查 alerts with the proposed inspection,
+and the monthly bulletin's download."""
 
 from __future__ import annotations
 
@@ -49,12 +50,25 @@ async def test_a_duplicate_is_hinted_on_the_receipt_merged_on_the_board_followed
     link = await row.get_by_role("link", name="并入此件").get_attribute("href")
     assert link is not None
 
-    # The command centre follows the hint to the board, its merge form filled in.
+    # The command centre follows the hint to the board, its merge form filled in (once dispatch has
+    # the first matter's task: the picker offers the open matters dispatch has).
+    dispatch = Api(county_stack, "dispatch", QINGHE)
+
+    async def dispatched() -> bool:
+        found = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params={"q": first})).json()
+        return bool(found["tasks"])
+
+    await eventually(dispatched, what="the first matter's task")
     board = await people.signed_in("qh-s030")
     await board.goto(link)
     form = board.get_by_test_id("merge-form")
     await expect(form.locator("input[name=ticket_no]")).to_have_value(second)
-    await expect(form.locator("input[name=into]")).to_have_value(first)
+    # The primary is picked among the open matters of the same item and village, in words.
+    await expect(form.get_by_test_id("merge-picker")).to_have_value(first)
+    await expect(form.get_by_test_id("merge-picker").locator(f"option[value='{first}']")).to_have_text(
+        f"{first} · 新生儿落户 · 青禾村 · 待签收")
+    await expect(form.locator(f"option[value='{second}']")).to_have_count(0)
+    await expect(form.locator("input[name=into]")).to_have_value("")
 
     # A refusal first: a matter merged into itself is a 422 naming `into`, in Chinese beside it.
     await form.locator("input[name=into]").fill(second)
@@ -305,6 +319,47 @@ async def test_a_returned_task_shows_its_reason_and_is_redispatched_from_the_pic
     await expect(board.locator(f"#returned-{task['task_id']}")).to_have_count(0)
     found = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params={"q": task["ticket_no"]})).json()
     assert {(t["status"], t["assignee"]) for t in found["tasks"]} == {("redispatched", task["assignee"]),
+                                                                      ("dispatched", b_holder)}
+
+
+async def test_two_returned_tasks_are_redispatched_at_once_and_each_row_says_its_own_outcome(
+        people: People, county_stack: Stack) -> None:
+    """批量改派 (issue #27): two returned tasks ticked and sent to one holder picked by name; the
+    second is redispatched by someone else after the board was drawn, so dispatch's rules refuse
+    it. Each row says its own outcome in Chinese; the refused one stays ticked."""
+    intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
+    filed = await asyncio.gather(*(intake.call("POST", "/v1/requests", as_=CLERK, json=filing(
+        location=f"青禾村{uuid.uuid4().int % 10**8:08d}号")) for _ in range(2)))
+    assert [f.status_code for f in filed] == [201, 201], [f.text for f in filed]
+    first, second = await asyncio.gather(*(task_of(dispatch, f.json()["request_id"]) for f in filed))
+    for task in (first, second):
+        returned = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/return", as_=(task["assignee"], "staff"),
+                                       json={"reason": "不属本岗职责"})
+        assert returned.status_code == 200, returned.text
+    holders = (await dispatch.call("GET", "/v1/holders", as_=COMMAND)).json()
+    b_holder = next(h for h in holders if h["post"] == first["post"] and h["slot"] == "B")["staff_id"]
+
+    board = await people.signed_in("qh-s030")
+    await board.goto("/board")
+    bulk = board.get_by_test_id("bulk-redispatch")
+    for task in (first, second):
+        await bulk.locator(f"#bulk-{task['task_id']}").get_by_role("checkbox").check()
+    picked = bulk.get_by_test_id("bulk-picker").locator(f"option[value='assignee:{b_holder}']")
+    name = (await picked.inner_text()).split(" · ")[0]
+    await bulk.get_by_test_id("bulk-picker").select_option(f"assignee:{b_holder}")
+    taken = await dispatch.call("POST", f"/v1/tasks/{second['task_id']}/redispatch", as_=COMMAND,
+                                json={"post": second["post"]})
+    assert taken.status_code == 201, taken.text
+    await bulk.get_by_role("button", name="批量改派").click()
+
+    await expect(board.get_by_test_id("bulk-summary")).to_have_text("已改派 1 项，1 项未改派（原因见各项）。")
+    await expect(board.locator(f"#bulk-{first['task_id']}").get_by_test_id("bulk-outcome")).to_have_text(f"已改派给{name}")
+    refused = board.locator(f"#bulk-{second['task_id']}")
+    await expect(refused.get_by_test_id("bulk-outcome")).to_have_text("未改派：任务现在已改派，不能这样办理")
+    await expect(refused.get_by_role("checkbox")).to_be_checked()
+    await assert_accessible(board, "a bulk redispatch, one task refused")
+    found = (await dispatch.call("GET", "/v1/task-search", as_=COMMAND, params={"q": first["ticket_no"]})).json()
+    assert {(t["status"], t["assignee"]) for t in found["tasks"]} == {("redispatched", first["assignee"]),
                                                                       ("dispatched", b_holder)}
 
 
