@@ -292,10 +292,11 @@ def planners(stack: Stack) -> list[dict[str, str]]:
 
 async def file_during(work: Work, kind: str, through: list[ServiceProcess], until: float, rate: float,
                       probes: list[Probe], target: str | None = None, count: int | None = None,
-                      stop: asyncio.Event | None = None) -> None:
+                      stop: asyncio.Event | None = None, misses: Counter[str] | None = None) -> None:
     """File work (`kind` "filing": a matter; "plan": a random plan) at `rate` until `until` (epoch
     seconds), `count` are filed or `stop` is set (what is under way is finished), each retried on the `through` replicas in turn until one acknowledges it; each
-    acknowledged one goes into `probes` at once, with the moment its 2xx came."""
+    acknowledged one goes into `probes` at once, with the moment its 2xx came; every try that was not
+    acknowledged is counted in `misses` by replica and answer (a status and its code, or the error)."""
     towns, plans = filers(work.stack), planners(work.stack) if kind == "plan" else []
 
     async def one(client: httpx.AsyncClient, n: int, k: int) -> None:
@@ -322,8 +323,13 @@ async def file_during(work: Work, kind: str, through: list[ServiceProcess], unti
                         work.receipts[filed["request_id"]] = (filed["ticket_no"], filed["access_code"])
                         probes.append(Probe(key, filed["request_id"], acked, replica.label, sent))
                         return
-            except httpx.HTTPError:
-                pass
+                if misses is not None:
+                    code = response.json().get("code", "") if response.headers.get("content-type", "").endswith(
+                        "json") else ""
+                    misses[f"{replica.label} {response.status_code} {code}".rstrip()] += 1
+            except httpx.HTTPError as exc:
+                if misses is not None:
+                    misses[f"{replica.label} {type(exc).__name__}"] += 1
             await asyncio.sleep(0.5)
 
     async with httpx.AsyncClient(timeout=10) as client:
@@ -414,8 +420,9 @@ async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: ran
         entry |= {"replica": victim.label, "held": held,
                   "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")}
         through = [p for p in stack.replicas["enforcement" if name == "enforcement" else "intake"] if p is not victim]
+        misses: Counter[str] = Counter()
         try:
-            await file_during(work, kind, through, started + seconds, size.probe_rate, probes)
+            await file_during(work, kind, through, started + seconds, size.probe_rate, probes, misses=misses)
             await asyncio.sleep(max(0.0, started + seconds - time.time()))
         finally:
             if fault == "pause":
@@ -433,7 +440,9 @@ async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: ran
         if not conn.is_closed():
             await conn.close()
     verdict = judge(probes, watch.seen, ON_TOPIC_WITHIN)
-    entry |= verdict | {"ready_after_s": await ready_after(stack, ended), "_idents": [p.ident for p in probes]}
+    # What the live replicas answered instead of a 2xx: when nothing went through, the reason.
+    entry |= verdict | {"ready_after_s": await ready_after(stack, ended), "_idents": [p.ident for p in probes],
+                        "not_acknowledged_tries": dict(misses.most_common(5))}
     entry["passed"] = (verdict["acknowledged_during_fault"] > 0 and verdict["lost"] == 0
                        and verdict[f"waited_over_{ON_TOPIC_WITHIN:g}s"] == 0 and verdict["doubled_matters"] == 0
                        and verdict["doubled_on_topic"] == 0)
