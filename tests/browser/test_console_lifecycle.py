@@ -292,19 +292,30 @@ async def test_the_board_finds_tasks_by_place_and_colour_pages_them_in_the_addre
     assert all(place in line for line in lines[1:])
 
 
+async def returned_task(intake: Api, dispatch: Api, reason: str) -> dict[str, Any]:
+    """A matter filed at a place of its own, and its task as its assignee returned it with `reason`."""
+    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().int % 10**8:08d}号"))
+    assert filed.status_code == 201, filed.text
+    task = await task_of(dispatch, filed.json()["request_id"])
+    returned = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/return", as_=(task["assignee"], "staff"),
+                                   json={"reason": reason})
+    assert returned.status_code == 200, returned.text
+    return task
+
+
+async def b_holder_of(dispatch: Api, post: str) -> str:
+    """The staff id of the post's B holder, as the command centre's picker knows them."""
+    holders = (await dispatch.call("GET", "/v1/holders", as_=COMMAND)).json()
+    return str(next(h for h in holders if h["post"] == post and h["slot"] == "B")["staff_id"])
+
+
 async def test_a_returned_task_shows_its_reason_and_is_redispatched_from_the_picker(
         people: People, county_stack: Stack) -> None:
     """The board lists a returned task with its reason; the command centre picks the post's B
     holder by name (with their load) instead of typing an id, and the task is theirs."""
     intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
-    filed = await intake.call("POST", "/v1/requests", as_=CLERK, json=filing(location=f"青禾村{uuid.uuid4().int % 10**8:08d}号"))
-    assert filed.status_code == 201, filed.text
-    task = await task_of(dispatch, filed.json()["request_id"])
-    returned = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/return", as_=(task["assignee"], "staff"),
-                                   json={"reason": "不属本岗职责，应由村镇规划建设站办理"})
-    assert returned.status_code == 200, returned.text
-    holders = (await dispatch.call("GET", "/v1/holders", as_=COMMAND)).json()
-    b_holder = next(h for h in holders if h["post"] == task["post"] and h["slot"] == "B")["staff_id"]
+    task = await returned_task(intake, dispatch, "不属本岗职责，应由村镇规划建设站办理")
+    b_holder = await b_holder_of(dispatch, task["post"])
 
     board = await people.signed_in("qh-s030")
     await board.goto("/board")
@@ -328,16 +339,8 @@ async def test_two_returned_tasks_are_redispatched_at_once_and_each_row_says_its
     second is redispatched by someone else after the board was drawn, so dispatch's rules refuse
     it. Each row says its own outcome in Chinese; the refused one stays ticked."""
     intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
-    filed = await asyncio.gather(*(intake.call("POST", "/v1/requests", as_=CLERK, json=filing(
-        location=f"青禾村{uuid.uuid4().int % 10**8:08d}号")) for _ in range(2)))
-    assert [f.status_code for f in filed] == [201, 201], [f.text for f in filed]
-    first, second = await asyncio.gather(*(task_of(dispatch, f.json()["request_id"]) for f in filed))
-    for task in (first, second):
-        returned = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/return", as_=(task["assignee"], "staff"),
-                                       json={"reason": "不属本岗职责"})
-        assert returned.status_code == 200, returned.text
-    holders = (await dispatch.call("GET", "/v1/holders", as_=COMMAND)).json()
-    b_holder = next(h for h in holders if h["post"] == first["post"] and h["slot"] == "B")["staff_id"]
+    first, second = await asyncio.gather(*(returned_task(intake, dispatch, "不属本岗职责") for _ in range(2)))
+    b_holder = await b_holder_of(dispatch, first["post"])
 
     board = await people.signed_in("qh-s030")
     await board.goto("/board")
