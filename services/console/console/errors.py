@@ -48,6 +48,12 @@ class ServiceError(Exception):
         """The refusal in one line, for a page that shows nothing else."""
         return " ".join(part for part in (self.message, self.detail, *self.fields.values()) if part)
 
+    @property
+    def beside_line(self) -> str:
+        """The refusal in one line beside what it refused (a row of a list): the code's words, the
+        status's line only when there are none."""
+        return "；".join(part for part in (self.detail, *self.fields.values()) if part) or self.message
+
 
 def label(field: str) -> str | None:
     return FIELD_LABELS.get(field) or FIELD_LABELS.get(field.split(".")[0])

@@ -179,11 +179,6 @@ def bulk_rows(returned: list[dict[str, Any]], outcomes: list[dict[str, Any]]) ->
                          for t in returned if t["task_id"] not in posted)]
 
 
-def refusal_words(exc: ServiceError) -> str:
-    """A refusal beside its task, in one line: the code's words (or the status's line)."""
-    return "；".join(part for part in (exc.detail, *exc.fields.values()) if part) or exc.message
-
-
 @router.post("/board/redispatch", response_class=HTMLResponse)
 async def bulk_redispatch(request: Request) -> Response:
     """批量改派: the ticked tasks to one target, one redispatch per task (dispatch's rules check
@@ -206,7 +201,7 @@ async def bulk_redispatch(request: Request) -> Response:
                              "said": f"已改派给{console_of(request).names.of(new['town_code']).staff(new['assignee'])}"})
         except ServiceError as exc:
             outcomes.append({"task_id": task_id, "task": None, "ok": False, "ticked": True,
-                             "said": f"未改派：{refusal_words(exc)}"})
+                             "said": f"未改派：{exc.beside_line}"})
     # A refused task is shown as it is now (it may no longer be returned); one that cannot be read, by its id.
     refused = [o for o in outcomes if not o["ok"]]
     now = await asyncio.gather(*(services.call(person, "dispatch", "GET", f"/v1/tasks/{quote(o['task_id'], safe='')}")
