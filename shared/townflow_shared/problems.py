@@ -5,8 +5,9 @@ catalogue, the `field` at fault where one input is (dotted for nested: `citizen.
 once as `errors`, and the values its message needs as `params`. `detail` is English for logs and
 integrators; people read the console's Chinese for the code, never a sentence parsed back.
 
-Each service declares its codes once, in its `refusals.py` (a `Catalogue`); the shared ones
-(`request.*`, `value.*`, `auth.*`, `town.*`, `service.*`) are here. `docs/refusals.md` is generated
+Each service declares its codes once, in its `refusals.toml` (read into a `Catalogue` by its
+`refusals.py`); the shared ones (`request.*`, `value.*`, `auth.*`, `town.*`, `service.*`) are in
+this package's `refusals.toml`. `docs/refusals.md` is generated
 from all of them (`python -m townflow_shared.problems`) and a test keeps it current.
 """
 
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import math
 import re
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -59,10 +62,32 @@ class Code:
 
 @dataclass
 class Catalogue:
-    """A service's refusal codes, declared once."""
+    """A service's refusal codes, declared once: in `refusals.toml` beside the module that binds them
+    to names (`NOT_FOUND = CODES["task.not_found"]`, so every use is a name mypy checks). A table of
+    data rather than a call per code, since a list of calls repeats its own shape a hundred times and
+    the docs and the console's test read the codes, not the code."""
 
     service: str
     codes: dict[str, Code] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, service: str, path: Path) -> Catalogue:
+        """The catalogue in `path`: a table per code with `status`, `title` and, where the refusal
+        says more than its title, `detail` (a template of its `params`)."""
+        catalogue = cls(service)
+        with path.open("rb") as file:
+            for name, entry in tomllib.load(file).items():
+                if set(entry) - {"status", "title", "detail"} or not isinstance(entry.get("status"), int):
+                    raise ValueError(f"{path}: {name!r} needs status and title (and may have a detail), "
+                                     f"got {sorted(entry)}")
+                catalogue.code(name, entry["status"], entry["title"], entry.get("detail"))
+        return catalogue
+
+    def __getitem__(self, name: str) -> Code:
+        try:
+            return self.codes[name]
+        except KeyError:
+            raise KeyError(f"{self.service}'s refusals.toml declares no code {name!r}") from None
 
     def code(self, name: str, status: int, title: str, detail: str | None = None) -> Code:
         if not _CODE.match(name):
@@ -157,74 +182,55 @@ def _plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- the shared catalogue ---------------------------------------------------------------------
-SHARED = Catalogue("shared")
-# The request as a whole.
-MALFORMED_JSON = SHARED.code("request.malformed_json", 400, "the body is not valid JSON")
-BODY_TOO_LARGE = SHARED.code("request.body_too_large", 413, "the body is too large",
-                             "the body is larger than {limit} bytes")
-BODY_TOO_DEEP = SHARED.code("request.body_too_deep", 422, "the body is nested too deeply",
-                            "the body is nested deeper than {limit} levels")
-BODY_TOO_MANY_KEYS = SHARED.code("request.body_too_many_members", 422, "the body has too many members",
-                                 "the body has more than {limit} members")
-BODY_TOO_SLOW = SHARED.code("request.body_too_slow", 408, "the body did not arrive in time",
-                            "the body did not arrive within {seconds} seconds")
-URI_TOO_LONG = SHARED.code("request.uri_too_long", 414, "the URL is too long",
-                           "the URL is longer than {limit} characters")
-UNSUPPORTED_MEDIA = SHARED.code("request.unsupported_media_type", 415, "the body is not JSON")
-INVALID = SHARED.code("request.invalid", 422, "some inputs are wrong", "{count} inputs are wrong")
-ROUTE_NOT_FOUND = SHARED.code("route.not_found", 404, "no such address")
-METHOD_NOT_ALLOWED = SHARED.code("route.method_not_allowed", 405, "this address does not take this method")
-REFUSED = SHARED.code("request.refused", 400, "the request was refused")  # any other status the server framework gives
-# One input.
-MISSING = SHARED.code("value.missing", 422, "required")
-TOO_SHORT = SHARED.code("value.too_short", 422, "too short", "at least {min_length} characters or items")
-TOO_LONG = SHARED.code("value.too_long", 422, "too long", "at most {max_length} characters or items")
-MALFORMED = SHARED.code("value.malformed", 422, "not in the expected form")
-NOT_ALLOWED = SHARED.code("value.not_allowed", 422, "not one of the allowed values",
-                          "one of: {expected}")
-NOT_INTEGER = SHARED.code("value.not_integer", 422, "not a whole number")
-NOT_NUMBER = SHARED.code("value.not_number", 422, "not a number")
-NOT_FINITE = SHARED.code("value.not_finite", 422, "not a finite number (NaN and Infinity are refused)")
-NOT_BOOLEAN = SHARED.code("value.not_boolean", 422, "not true or false")
-NOT_TEXT = SHARED.code("value.not_text", 422, "not text")
-NOT_OBJECT = SHARED.code("value.not_object", 422, "not an object")
-NOT_LIST = SHARED.code("value.not_list", 422, "not a list")
-NOT_DATETIME = SHARED.code("value.not_datetime", 422, "not a date and time (RFC 3339)")
-NOT_DATE = SHARED.code("value.not_date", 422, "not a date (YYYY-MM-DD)")
-NOT_DURATION = SHARED.code("value.not_duration", 422, "not a duration (ISO 8601)")
-NO_OFFSET = SHARED.code("value.offset_missing", 422, "a date and time needs its UTC offset")
-OUT_OF_RANGE = SHARED.code("value.out_of_range", 422, "out of the range this field takes",
-                           "between {min} and {max}")
-TOO_SMALL = SHARED.code("value.too_small", 422, "too small", "at least {limit}")
-TOO_LARGE = SHARED.code("value.too_large", 422, "too large", "at most {limit}")
-TOO_MANY_DIGITS = SHARED.code("value.too_many_digits", 422, "too many digits",
-                              "at most {max_digits} digits, {decimal_places} after the point")
-NOT_UUID = SHARED.code("value.not_uuid", 422, "not an id (UUID)")
-UNEXPECTED = SHARED.code("value.unexpected", 422, "not a field of this request")
-INVISIBLE = SHARED.code("value.invisible_character", 422, "holds an invisible or direction-control character")
-NUL = SHARED.code("value.nul_character", 422, "text may not contain the NUL character (U+0000)")
-SURROGATE = SHARED.code("value.lone_surrogate", 422, "text holds a lone UTF-16 surrogate")
-INVALID_VALUE = SHARED.code("value.invalid", 422, "not valid")
-# Who calls.
-TOKEN_MISSING = SHARED.code("auth.token_missing", 401, "a bearer token is required")
-TOKEN_INVALID = SHARED.code("auth.token_invalid", 401, "the token is not valid", "invalid token: {why}")
-AUTH_NOT_CONFIGURED = SHARED.code("auth.not_configured", 401, "token auth is not configured")
-TOKEN_WITHOUT_TOWN = SHARED.code("auth.token_without_town", 401, "a staff token names its town (the `town` claim)")
-ROLE_MISSING = SHARED.code("auth.role_missing", 403, "your roles do not allow this",
-                           "needs one of the roles: {roles}")
-# Towns (the table in the README: one answer per case).
-TOWN_NOT_SERVED = SHARED.code("town.not_served", 404, "this deployment does not serve that town",
-                              "town {town} is not served by this deployment")
-TOWN_NOT_FOUND = SHARED.code("town.not_found", 404, "not found",
-                             "another town's records are not found by a town's staff")
-TOWN_NOT_YOURS = SHARED.code("town.not_yours", 403, "this belongs to another town",
-                             "this belongs to town {town}; your token is for {yours}")
-TOWN_REQUIRED = SHARED.code("town.required", 422, "name the town",
-                            "a county-wide caller names the town this record belongs to")
-# The service itself.
-DATABASE_UNAVAILABLE = SHARED.code("service.database_unavailable", 503, "the database is not available",
-                                   "the database is not available right now; try again shortly")
-CLOCK_OUT_OF_RANGE = SHARED.code("clock.out_of_range", 422, "the test clock cannot go there")
+SHARED = Catalogue.read("shared", Path(__file__).with_name("refusals.toml"))
+MALFORMED_JSON = SHARED["request.malformed_json"]
+BODY_TOO_LARGE = SHARED["request.body_too_large"]
+BODY_TOO_DEEP = SHARED["request.body_too_deep"]
+BODY_TOO_MANY_KEYS = SHARED["request.body_too_many_members"]
+BODY_TOO_SLOW = SHARED["request.body_too_slow"]
+URI_TOO_LONG = SHARED["request.uri_too_long"]
+UNSUPPORTED_MEDIA = SHARED["request.unsupported_media_type"]
+INVALID = SHARED["request.invalid"]
+ROUTE_NOT_FOUND = SHARED["route.not_found"]
+METHOD_NOT_ALLOWED = SHARED["route.method_not_allowed"]
+REFUSED = SHARED["request.refused"]
+MISSING = SHARED["value.missing"]
+TOO_SHORT = SHARED["value.too_short"]
+TOO_LONG = SHARED["value.too_long"]
+MALFORMED = SHARED["value.malformed"]
+NOT_ALLOWED = SHARED["value.not_allowed"]
+NOT_INTEGER = SHARED["value.not_integer"]
+NOT_NUMBER = SHARED["value.not_number"]
+NOT_FINITE = SHARED["value.not_finite"]
+NOT_BOOLEAN = SHARED["value.not_boolean"]
+NOT_TEXT = SHARED["value.not_text"]
+NOT_OBJECT = SHARED["value.not_object"]
+NOT_LIST = SHARED["value.not_list"]
+NOT_DATETIME = SHARED["value.not_datetime"]
+NOT_DATE = SHARED["value.not_date"]
+NOT_DURATION = SHARED["value.not_duration"]
+NO_OFFSET = SHARED["value.offset_missing"]
+OUT_OF_RANGE = SHARED["value.out_of_range"]
+TOO_SMALL = SHARED["value.too_small"]
+TOO_LARGE = SHARED["value.too_large"]
+TOO_MANY_DIGITS = SHARED["value.too_many_digits"]
+NOT_UUID = SHARED["value.not_uuid"]
+UNEXPECTED = SHARED["value.unexpected"]
+INVISIBLE = SHARED["value.invisible_character"]
+NUL = SHARED["value.nul_character"]
+SURROGATE = SHARED["value.lone_surrogate"]
+INVALID_VALUE = SHARED["value.invalid"]
+TOKEN_MISSING = SHARED["auth.token_missing"]
+TOKEN_INVALID = SHARED["auth.token_invalid"]
+AUTH_NOT_CONFIGURED = SHARED["auth.not_configured"]
+TOKEN_WITHOUT_TOWN = SHARED["auth.token_without_town"]
+ROLE_MISSING = SHARED["auth.role_missing"]
+TOWN_NOT_SERVED = SHARED["town.not_served"]
+TOWN_NOT_FOUND = SHARED["town.not_found"]
+TOWN_NOT_YOURS = SHARED["town.not_yours"]
+TOWN_REQUIRED = SHARED["town.required"]
+DATABASE_UNAVAILABLE = SHARED["service.database_unavailable"]
+CLOCK_OUT_OF_RANGE = SHARED["clock.out_of_range"]
 
 
 # --- pydantic's errors as codes -----------------------------------------------------------------
@@ -395,7 +401,7 @@ def _own_answer(answer: Mapping[str, Any]) -> bool:
 
 
 def catalogues() -> list[Catalogue]:
-    """Every catalogue of the product: the shared one and each service's `refusals.py`."""
+    """Every catalogue of the product: the shared one and each service's (`refusals.toml`)."""
     import importlib
 
     found = [SHARED]
@@ -411,7 +417,7 @@ def catalogues() -> list[Catalogue]:
 def markdown(listed: Sequence[Catalogue]) -> str:
     """docs/refusals.md: every code of every service, with its status and English meaning."""
     lines = ["# Refusal codes", "",
-             "Generated by `python -m townflow_shared.problems` from each service's `refusals.py`; "
+             "Generated by `python -m townflow_shared.problems` from each service's `refusals.toml`; "
              "a test fails when this file is not current. Every 4xx is an RFC 9457 problem document "
              "(`application/problem+json`) with `type`, `title`, `status`, `detail` (English), `code`, "
              "and `field`, `params` or `errors: [{field, code, detail}]` where they apply. The console "
