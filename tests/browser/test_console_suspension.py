@@ -59,6 +59,8 @@ async def test_a_suspended_tasks_deadline_reads_stopped_and_appraisal_shows_its_
     await holder.goto(f"/tasks/{tid}")
     await expect(holder.get_by_test_id("resolve-by")).to_contain_text(STOPPED)
     await assert_accessible(holder, "a suspended task's page")
+    await holder.goto(f"/tasks/{tid}/suspension")
+    await expect(holder.get_by_test_id("resolve-by")).to_contain_text(STOPPED)
     board = await people.signed_in("qh-s030")
     await board.goto(f"/board/tasks/{tid}")
     await expect(board.get_by_test_id("resolve-by")).to_contain_text(STOPPED)

@@ -95,7 +95,8 @@ SUSPENDED = TASK | {"status": "suspended", "suspensions": [
      "resumed_at": None, "resolve_by_after": None}]}
 
 
-@pytest.mark.parametrize(("person", "page"), [(COMMAND, f"/board/tasks/{TASK_ID}"), (HOLDER, f"/tasks/{TASK_ID}")])
+@pytest.mark.parametrize(("person", "page"), [(COMMAND, f"/board/tasks/{TASK_ID}"), (HOLDER, f"/tasks/{TASK_ID}"),
+                                            (HOLDER, f"/tasks/{TASK_ID}/suspension")])
 async def test_a_suspended_tasks_page_shows_its_deadline_stopped_not_the_old_date(person: Any, page: str) -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == f"/v1/tasks/{TASK_ID}":
