@@ -25,3 +25,24 @@ def test_every_code_is_a_refusal_status() -> None:
         for code in catalogue.codes.values():
             assert 400 <= code.status < 600, code.name
             assert code.title and code.detail, code.name
+
+
+def test_a_catalogue_table_without_its_status_or_with_a_stray_key_stops_the_service(tmp_path: Path) -> None:
+    import pytest
+
+    from townflow_shared.problems import Catalogue
+
+    for body in ('["probe.no_status"]\ntitle = "t"\n', '["probe.stray"]\nstatus = 409\ntitle = "t"\nwhy = "x"\n'):
+        table = tmp_path / "refusals.toml"
+        table.write_text(body, encoding="utf-8")
+        with pytest.raises(ValueError, match="needs status and title"):
+            Catalogue.read("probe", table)
+
+
+def test_a_name_bound_to_a_code_the_table_lacks_fails_at_import() -> None:
+    import pytest
+
+    from townflow_shared.problems import SHARED
+
+    with pytest.raises(KeyError, match=r"declares no code 'request\.no_such_code'"):
+        SHARED["request.no_such_code"]

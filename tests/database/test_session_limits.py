@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -82,3 +84,46 @@ async def test_sessions_are_named_after_their_process_and_migrations_run_without
             await pool.execute("SELECT pg_sleep(2)")
     finally:
         await pool.close()
+
+
+async def test_a_holder_stopped_mid_pipeline_keeps_its_lock_past_every_limit(fresh_database: str) -> None:
+    """Why no product code pipelines statements (shared/tests/test_no_statement_pipelines.py): a
+    backend waiting for the rest of an `executemany` is not idle in transaction, so PostgreSQL does
+    not end it. The holder runs in a thread of its own whose loop stops (time.sleep), as a paused
+    process's would; between two statements the same stop loses the lock (the test above)."""
+    stop_seconds, idle_limit = 3.0, 0.5
+    mid_pipeline = threading.Event()
+
+    def rows() -> Iterator[tuple[int]]:
+        for i in range(40_000):
+            if i == 10_000:  # the first rows are on their way and executed: stop sending
+                mid_pipeline.set()
+                time.sleep(stop_seconds)
+            yield (i,)
+
+    async def hold() -> None:
+        pool = await db.create_pool(fresh_database, 1, 1, service="holder",
+                                    limits=SessionLimits(idle_in_transaction_seconds=idle_limit))
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT * FROM held WHERE id = 1 FOR UPDATE")
+                await conn.executemany("SELECT $1::int", rows())
+        finally:
+            await pool.close()
+
+    setup = await db.create_pool(fresh_database, 1, 1)
+    peer = await db.create_pool(fresh_database, 1, 1, service="peer", limits=SessionLimits(lock_seconds=10))
+    try:
+        await setup.execute("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1)")
+        holder = threading.Thread(target=asyncio.run, args=(hold(),))
+        holder.start()
+        assert await asyncio.to_thread(mid_pipeline.wait, 10)
+        started = time.monotonic()
+        await peer.execute("UPDATE held SET id = 1 WHERE id = 1")  # waits for the holder's row
+        waited = time.monotonic() - started
+        await asyncio.to_thread(holder.join, 10)
+        # Held until the holder went on, far past the idle limit that ends a holder between statements.
+        assert waited > stop_seconds - 1 > idle_limit * 2, waited
+    finally:
+        await setup.close()
+        await peer.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -16,6 +17,21 @@ from townflow_shared.events import Envelope
 from townflow_shared.outbox import enqueue
 
 Row = Mapping[str, Any]  # an asyncpg.Record, or a dict in the unit tests' fake
+
+
+def _as_json(rows: list[dict[str, Any]]) -> str:
+    """Rows for one statement that writes them all (`jsonb_populate_recordset`), as JSON text: ids,
+    times and dates as PostgreSQL reads them back into their columns.
+
+    Why not `executemany`: it pipelines one Bind/Execute per row with a single Sync at the end, and
+    a backend waiting for the rest of a pipeline is neither idle in transaction nor running a
+    statement, so neither `idle_in_transaction_session_timeout` nor `statement_timeout` ends it.
+    A replica paused mid-pipeline (SIGSTOP, a frozen VM) after `claim_tickets` kept the town's day
+    row locked for as long as it stayed paused, and every other replica's filings waited on it
+    (measured: an 8 s stop held the lock 8 s under a 2 s idle timeout; stopped between statements,
+    the session was ended after 2 s). One statement per message leaves no such window: between
+    statements the session is idle in transaction and PostgreSQL ends it."""
+    return json.dumps(rows, default=str, ensure_ascii=False)
 
 
 class IntakeStore(Protocol):
@@ -164,26 +180,30 @@ class PgStore(PgAnswers):
 
 
     async def save_idempotent_responses(self, answers: list[tuple[str, str, str, int, dict[str, Any]]]) -> None:
-        """(town, scope, key, status, response) of each claimed key, in one pipelined round trip."""
-        await self.conn.executemany(
-            "UPDATE idempotency_keys SET status = $4, response = $5"
-            " WHERE town_code = $1 AND scope = $2 AND key = $3", answers)
+        """(town, scope, key, status, response) of each claimed key, in one statement (see `_as_json`)."""
+        await self.conn.execute(
+            "UPDATE idempotency_keys k SET status = a.status, response = a.response"
+            " FROM jsonb_to_recordset($1::text::jsonb) AS a(town_code text, scope text, key text, status int,"
+            "                                             response jsonb)"
+            " WHERE k.town_code = a.town_code AND k.scope = a.scope AND k.key = a.key",
+            _as_json([{"town_code": town, "scope": scope, "key": key, "status": status, "response": response}
+                      for town, scope, key, status, response in answers]))
 
 
     async def insert_requests(self, rows: list[dict[str, Any]], first_step: str,
                               details: list[dict[str, Any]]) -> None:
-        """New requests, each with the first step of its timeline: one statement, run for every row
-        in one pipelined round trip."""
-        columns = list(rows[0])
-        placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        n = len(columns)
-        await self.conn.executemany(
-            f"WITH r AS (INSERT INTO requests ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
+        """New requests, each with the first step of its timeline, in one statement (see `_as_json`)."""
+        columns = ", ".join(rows[0])
+        await self.conn.execute(
+            f"WITH r AS (INSERT INTO requests ({columns})"  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
+            f"  SELECT {columns} FROM jsonb_populate_recordset(NULL::requests, $1::text::jsonb)"
             "  RETURNING request_id, filed_at)"
-            f" INSERT INTO timeline (request_id, at, step, detail) SELECT request_id, filed_at, ${n + 1}::text,"
-            f" ${n + 2}::jsonb FROM r",
-            [(*row.values(), first_step, detail) for row, detail in zip(rows, details, strict=True)],
-        )
+            " INSERT INTO timeline (request_id, at, step, detail)"
+            " SELECT r.request_id, r.filed_at, $2::text, d.detail"
+            " FROM r JOIN jsonb_to_recordset($3::text::jsonb) AS d(request_id uuid, detail jsonb) USING (request_id)",
+            _as_json(rows), first_step,
+            _as_json([{"request_id": row["request_id"], "detail": detail}
+                      for row, detail in zip(rows, details, strict=True)]))
 
 
     async def add_timeline(self, request_id: uuid.UUID, at: datetime, step: str,
