@@ -53,6 +53,32 @@ async def test_a_failing_batch_is_written_again_one_by_one_and_only_the_culprit_
     assert recorder.batches == [[1], [2, 3, 4], [2], [3], [4]]
 
 
+async def test_a_failure_that_is_no_commands_own_reaches_the_whole_batch_at_once() -> None:
+    class Away(ConnectionError):
+        pass
+
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def write(commands: Sequence[int]) -> list[int | BaseException]:
+        batches.append(list(commands))
+        if len(batches) == 1:
+            await release.wait()
+            return [c * 10 for c in commands]
+        raise Away("the database went away")
+
+    writer: GroupCommit[int, int] = GroupCommit(write, shared_failures=(Away,))
+    first = asyncio.create_task(writer.submit(1))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(writer.submit(n)) for n in (2, 3, 4)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await first == 10
+    outcomes = await asyncio.gather(*rest, return_exceptions=True)
+    assert all(isinstance(o, Away) for o in outcomes)
+    assert batches == [[1], [2, 3, 4]]  # not written again one by one
+
+
 async def test_batches_are_capped_and_a_caller_that_leaves_does_not_stop_the_others() -> None:
     recorder = Recorder()
     writer: GroupCommit[int, int] = GroupCommit(recorder.write, max_batch=2)

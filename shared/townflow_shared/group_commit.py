@@ -7,7 +7,9 @@ sequence) is locked once per batch instead of being fought over by every request
 command is written at once. One writer at a time per process: the batch grows with the load.
 
 If writing a batch fails, its commands are written again one by one, so only the one that fails
-sees the error (as the batch consumer does with events).
+sees the error (as the batch consumer does with events) — unless the failure is no command's own
+(`shared_failures`: the database away, a lock wait cut short), which every command of the batch
+gets at once: written one by one, each would wait out the same trouble again in turn.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ MAX_BATCH = 200
 
 
 class GroupCommit(Generic[C, R]):
-    def __init__(self, write: WriteBatch[C, R], max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, write: WriteBatch[C, R], max_batch: int = MAX_BATCH,
+                 shared_failures: tuple[type[Exception], ...] = ()) -> None:
         self._write = write
         self.max_batch = max_batch
+        self._shared_failures = shared_failures
         self._waiting: list[tuple[C, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -66,6 +70,8 @@ class GroupCommit(Generic[C, R]):
     async def _write_batch(self, batch: list[tuple[C, asyncio.Future[R]]]) -> None:
         try:
             outcomes = await self._write([command for command, _ in batch])
+        except self._shared_failures as exc:
+            outcomes = [exc] * len(batch)
         except Exception as exc:
             if len(batch) == 1:
                 outcomes = [exc]

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from townflow_shared import events
+from townflow_shared.db import OUTAGES
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, flows, handlers, store
@@ -24,7 +25,7 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
     key = settings.citizen_ref_key
     runtime.deps = flows.Deps(
         settings=settings, county=runtime.county, clock=runtime.clock, unit_of_work=unit_of_work,
-        filing_writer=flows.filing_writer(unit_of_work, runtime.clock),
+        filing_writer=flows.filing_writer(unit_of_work, runtime.clock, shared_failures=OUTAGES),
         citizen_ref_key=key.get_secret_value().encode() if key is not None else None)
     for event_type, handler in handlers.HANDLERS:
         runtime.on(event_type)(handler)

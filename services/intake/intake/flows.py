@@ -82,14 +82,16 @@ class Deps:
     citizen_ref_key: bytes | None  # the HMAC key of `citizen_ref`; filing refuses with 503 without it
 
 
-def filing_writer(unit_of_work: UnitOfWorkFactory, clock: Clock) -> GroupCommit[Filing, Answer]:
-    """The writer of filings: the filings that wait together, in one unit of work."""
+def filing_writer(unit_of_work: UnitOfWorkFactory, clock: Clock,
+                  shared_failures: tuple[type[Exception], ...] = ()) -> GroupCommit[Filing, Answer]:
+    """The writer of filings: the filings that wait together, in one unit of work. A failure in
+    `shared_failures` (the bootstrap gives the database's outages) answers the whole batch at once."""
 
     async def write(filings: Sequence[Filing]) -> list[Answer | BaseException]:
         async with unit_of_work() as uow:
             return await file_requests(uow, filings, clock.now())
 
-    return GroupCommit(write)
+    return GroupCommit(write, shared_failures=shared_failures)
 
 
 # --- commands -------------------------------------------------------------------------------------
