@@ -32,7 +32,8 @@ def test_a_catalogue_table_without_its_status_or_with_a_stray_key_stops_the_serv
 
     from townflow_shared.problems import Catalogue
 
-    for body in ('["probe.no_status"]\ntitle = "t"\n', '["probe.stray"]\nstatus = 409\ntitle = "t"\nwhy = "x"\n'):
+    for body in ('["probe.no_status"]\ntitle = "t"\n', '["probe.stray"]\nstatus = 409\ntitle = "t"\nwhy = "x"\n',
+                 '["probe.no_title"]\nstatus = 409\n'):
         table = tmp_path / "refusals.toml"
         table.write_text(body, encoding="utf-8")
         with pytest.raises(ValueError, match="needs status and title"):

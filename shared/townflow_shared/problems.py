@@ -77,7 +77,8 @@ class Catalogue:
         catalogue = cls(service)
         with path.open("rb") as file:
             for name, entry in tomllib.load(file).items():
-                if set(entry) - {"status", "title", "detail"} or not isinstance(entry.get("status"), int):
+                if (set(entry) - {"status", "title", "detail"} or not isinstance(entry.get("status"), int)
+                        or not isinstance(entry.get("title"), str)):
                     raise ValueError(f"{path}: {name!r} needs status and title (and may have a detail), "
                                      f"got {sorted(entry)}")
                 catalogue.code(name, entry["status"], entry["title"], entry.get("detail"))
