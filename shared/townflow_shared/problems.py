@@ -18,6 +18,8 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ class Code:
 
     def __call__(self, field: str | None = None, *, errors: Sequence[FieldError] | None = None,
                  headers: Mapping[str, str] | None = None, detail: str | None = None, **params: Any) -> Refusal:
-        """The refusal of this code, to raise: `raise TASK_NOT_FOUND()`."""
+        """The refusal of this code, to raise: `raise CODES["task.not_found"]()`."""
         return Refusal(self, field=field, errors=list(errors or ()), headers=dict(headers or {}),
                        params=params, detail=detail)
 
@@ -62,16 +64,27 @@ class Code:
 
 @dataclass
 class Catalogue:
-    """A service's refusal codes, declared once: in `refusals.toml` beside the module that binds them
-    to names (`NOT_FOUND = CODES["task.not_found"]`, so every use is a name mypy checks). A table of
-    data rather than a call per code, since a list of calls repeats its own shape a hundred times and
-    the docs and the console's test read the codes, not the code."""
+    """A service's refusal codes, declared once: in `refusals.toml`, package data of the service.
+    A table of data rather than a call per code, since a list of calls repeats its own shape a hundred
+    times and the docs and the console's test read the codes, not the code.
+
+    Code raises a refusal by its code, `CODES["task.not_found"](...)`: the same string the docs, the
+    console's Chinese table and a client see, so a search for a code finds where it is given. A typo
+    is no name mypy could catch; `shared/tests/test_refusal_uses.py` reads every `CODES[...]` of the
+    product and fails on a code its catalogue does not declare, and on a declared code nothing gives."""
 
     service: str
     codes: dict[str, Code] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, service: str, path: Path) -> Catalogue:
+    def of(cls, package: str | None) -> Catalogue:
+        """The catalogue of a service's package (its `refusals.toml`), named after the package."""
+        if not package:
+            raise ValueError("Catalogue.of needs the package that holds refusals.toml")
+        return cls.read(package, resources.files(package) / "refusals.toml")
+
+    @classmethod
+    def read(cls, service: str, path: Traversable) -> Catalogue:
         """The catalogue in `path`: a table per code with `status`, `title` and, where the refusal
         says more than its title, `detail` (a template of its `params`)."""
         catalogue = cls(service)
@@ -337,7 +350,7 @@ def install(app: FastAPI) -> None:
 
 
 def responses(*codes: Code) -> dict[int | str, dict[str, Any]]:
-    """A route's refusals for its decorator (`responses=responses(TASK_NOT_FOUND, ...)`): each
+    """A route's refusals for its decorator (`responses=responses(CODES["task.not_found"], ...)`): each
     status with the codes it stands for, as problem documents."""
     by_status: dict[int, list[Code]] = {}
     for code in codes:

@@ -18,16 +18,7 @@ from townflow_shared.types import Identifier
 
 from . import bulletin as monthly
 from . import flows, models, rules
-from .refusals import (
-    BONUS_NO_WEIGHTS,
-    BULLETIN_WORKBOOK_UNAVAILABLE,
-    PERIOD_MALFORMED,
-    PERIOD_NO_FIGURES,
-    PERIOD_OUT_OF_RANGE,
-    RANKING_COUNTY_ONLY,
-    SCORE_UNIT_NOT_SECONDED,
-    WHATIF_RULE_INVALID,
-)
+from .refusals import CODES
 
 router = APIRouter(tags=["appraisal"])
 county_router = APIRouter(tags=["appraisal"])  # mounted only where the deployment serves a county
@@ -52,7 +43,7 @@ TownCode = Annotated[models.TownCode | None, Query(description="the town's code;
 # Who may call, and which town: every route's refusals before its own.
 CALLER = problems.AUTHENTICATED  # the refusals of any route that reads a token
 ONE_TOWN: tuple[problems.Code, ...] = (problems.TOWN_NOT_FOUND, problems.TOWN_NOT_SERVED, problems.TOWN_REQUIRED)
-MONTH: tuple[problems.Code, ...] = (PERIOD_MALFORMED, PERIOD_OUT_OF_RANGE)
+MONTH: tuple[problems.Code, ...] = (CODES["period.malformed"], CODES["period.out_of_range"])
 
 
 @router.get("/v1/scores", response_model=list[models.Score], response_model_exclude_unset=True,
@@ -76,14 +67,14 @@ async def rankings(deps: Deps, principal: Reader, period: Period = None, town: T
 
 
 @county_router.get("/v1/county/rankings", response_model=models.CountyRankings,
-                   responses=responses(*CALLER, RANKING_COUNTY_ONLY, *MONTH))
+                   responses=responses(*CALLER, CODES["ranking.county_only"], *MONTH))
 async def county_rankings(deps: Deps, principal: CountyReader, period: Period = None) -> dict[str, object]:
     """The county's towns ranked by the composite of their matters and by each rate (SPEC §8)."""
     return await flows.county_rankings(deps, principal, flows.MonthOf(None, period))
 
 
 @router.get("/v1/bonus", response_model=models.Bonus,
-            responses=responses(*CALLER, *ONE_TOWN, *MONTH, BONUS_NO_WEIGHTS))
+            responses=responses(*CALLER, *ONE_TOWN, *MONTH, CODES["bonus.no_weights"]))
 async def bonus(deps: Deps, principal: BonusReader,
                 pool: Annotated[models.Pool, Query(description="the pool in yuan, e.g. 50000.00")],
                 period: Period = None, town: TownCode = None) -> dict[str, object]:
@@ -117,7 +108,7 @@ async def ledger(subject_type: rules.SubjectType, subject_id: Annotated[Identifi
 
 @router.post("/v1/seconded-scores", status_code=201, response_model=models.SecondedScorePosted,
              responses=responses(*CALLER, problems.TOWN_NOT_YOURS, problems.TOWN_NOT_SERVED, problems.TOWN_REQUIRED, *MONTH,
-                                 SCORE_UNIT_NOT_SECONDED))
+                                 CODES["score.unit_not_seconded"]))
 async def post_seconded_score(body: models.SecondedScore, deps: Deps, principal: Admin,
                               town: TownCode = None) -> dict[str, object]:
     """The parent county department's score of a seconded unit of a town (双向考评)."""
@@ -126,7 +117,7 @@ async def post_seconded_score(body: models.SecondedScore, deps: Deps, principal:
 
 
 @router.post("/v1/what-if", response_model=models.WhatIfResult, response_model_exclude_unset=True,
-             responses=responses(*CALLER, *ONE_TOWN, *MONTH, WHATIF_RULE_INVALID))
+             responses=responses(*CALLER, *ONE_TOWN, *MONTH, CODES["whatif.rule_invalid"]))
 async def what_if(body: models.WhatIf, deps: Deps, principal: Admin, town: TownCode = None) -> dict[str, object]:
     """Every figure of a month under other rules, beside the live ones, subject by subject; the
     live figures are only read (SPEC §10)."""
@@ -139,7 +130,7 @@ _FILE = {"schema": {"type": "string", "format": "binary"}}
 @router.get("/v1/bulletin", response_class=Response, response_model=None,
             responses={200: {"description": "the bulletin, a workbook or a CSV of its sheets",
                              "content": {monthly.XLSX: _FILE, monthly.CSV: _FILE}},
-                       **responses(*CALLER, *ONE_TOWN, *MONTH, PERIOD_NO_FIGURES, BULLETIN_WORKBOOK_UNAVAILABLE)})
+                       **responses(*CALLER, *ONE_TOWN, *MONTH, CODES["period.no_figures"], CODES["bulletin.workbook_unavailable"])})
 async def bulletin(deps: Deps, principal: BulletinReader, period: Period = None, town: TownCode = None,
                    file_format: Annotated[models.BulletinFormat, Query(alias="format")] = "xlsx",
                    pool: Annotated[models.Pool | None,

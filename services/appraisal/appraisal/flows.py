@@ -32,14 +32,7 @@ from . import bulletin as monthly
 from . import rules, store, whatif
 from .bulletin import Workbooks
 from .facts import Cause, FactBatch, SubjectKey
-from .refusals import (
-    BONUS_NO_WEIGHTS,
-    BULLETIN_WORKBOOK_UNAVAILABLE,
-    PERIOD_NO_FIGURES,
-    RANKING_COUNTY_ONLY,
-    SCORE_UNIT_NOT_SECONDED,
-    WHATIF_RULE_INVALID,
-)
+from .refusals import CODES
 from .settings import AppraisalSettings
 from .unit_of_work import UnitsOfWork
 
@@ -422,7 +415,7 @@ async def rankings(deps: Deps, actor: Principal, query: MonthOf) -> dict[str, An
 async def county_rankings(deps: Deps, actor: Principal, query: MonthOf) -> dict[str, Any]:
     """The county's towns ranked by the composite of their matters and by each rate (SPEC §8)."""
     if not actor.county_wide:
-        raise RANKING_COUNTY_ONLY()
+        raise CODES["ranking.county_only"]()
     towns = list(deps.county.towns.values())
     info = deps.county.info
     tz = ZoneInfo(info.timezone) if info is not None else towns[0].calendar.tz  # a county of one
@@ -445,7 +438,7 @@ async def bonus(deps: Deps, actor: Principal, query: BonusOf) -> dict[str, Any]:
         figures = await month_figures(uow.store, town, period)
     points, weights = bonus_weights(town, figures["staff"])
     if not any(w > 0 for w in weights.values()):
-        raise BONUS_NO_WEIGHTS("pool", period=period)
+        raise CODES["bonus.no_weights"]("pool", period=period)
     shares = rules.bonus_split(query.pool, weights)
     rows = [{"staff_id": sid, "module": town.staff[sid].module, "post_coefficient": town.staff[sid].post_coefficient,
              "points": points.get(sid, 0.0), "weight": round(weights[sid], 4), "share": str(share)}
@@ -479,7 +472,7 @@ async def post_seconded_score(deps: Deps, actor: Principal, command: PostSeconde
     town = town_of_new_record(deps.county, actor, command.town, field="town")
     module = town.modules.get(command.unit)
     if module is None or module.kind != "seconded":
-        raise SCORE_UNIT_NOT_SECONDED("unit", unit=command.unit)
+        raise CODES["score.unit_not_seconded"]("unit", unit=command.unit)
     async with deps.unit_of_work() as uow:
         await uow.store.post_seconded_score(town.code, command.unit, command.period, command.score, actor.sub,
                                             deps.clock.now())
@@ -496,7 +489,7 @@ def rules_laid_over(town: Town, changes: Mapping[str, Any]) -> AppraisalRules:
         return whatif.rules_with(town.rules.appraisal, changes)
     except ValidationError as exc:
         raise problems.invalid([
-            WHATIF_RULE_INVALID.error(".".join(str(x) for x in ("rules", *e["loc"])), why=e["msg"])
+            CODES["whatif.rule_invalid"].error(".".join(str(x) for x in ("rules", *e["loc"])), why=e["msg"])
             for e in exc.errors()[:problems.MAX_ERRORS]]) from exc
 
 
@@ -518,7 +511,7 @@ async def bulletin(deps: Deps, actor: Principal, query: BulletinOf) -> BulletinF
     async with deps.unit_of_work(readonly=True) as uow:
         figures = await month_figures(uow.store, town, period)
         if not any(figures.values()):
-            raise PERIOD_NO_FIGURES("period", period=period)
+            raise CODES["period.no_figures"]("period", period=period)
         raised = [dict(a) for a in await uow.store.alerts(town.code, period, None)]
     with_bonus = actor.has_any(BONUS_READERS, reading=True)  # the leaders get the rest
     sheets = monthly.sheets(town, period, figures, raised, query.pool, with_bonus)
@@ -529,6 +522,6 @@ async def bulletin(deps: Deps, actor: Principal, query: BulletinOf) -> BulletinF
         try:
             content = await deps.workbooks.xlsx(f"{town.info.name} {period} 月度通报", deps.clock.now(), sheets)
         except BrokenProcessPool as exc:  # the worker died twice over: a refusal to try again, not a 500
-            raise BULLETIN_WORKBOOK_UNAVAILABLE() from exc
+            raise CODES["bulletin.workbook_unavailable"]() from exc
         media_type = monthly.XLSX
     return BulletinFile(content, media_type, monthly.filename(town, period, query.file_format))

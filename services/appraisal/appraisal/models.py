@@ -32,7 +32,7 @@ from townflow_shared.types import (
     StrictInt,
 )
 
-from .refusals import PERIOD_MALFORMED, PERIOD_OUT_OF_RANGE
+from .refusals import CODES
 from .rules import SubjectType
 
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
@@ -44,9 +44,9 @@ PERIOD_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$"
 
 def _month(value: str) -> str:
     if not _PERIOD.fullmatch(value):
-        raise PERIOD_MALFORMED.pydantic()
+        raise CODES["period.malformed"].pydantic()
     if not FIRST_PERIOD <= value <= LAST_PERIOD:  # a month of the years the calendar knows, never a 500
-        raise PERIOD_OUT_OF_RANGE.pydantic(first=FIRST_PERIOD, last=LAST_PERIOD)
+        raise CODES["period.out_of_range"].pydantic(first=FIRST_PERIOD, last=LAST_PERIOD)
     return value
 
 

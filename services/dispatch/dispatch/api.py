@@ -45,33 +45,7 @@ from .models import (
     TaskView,
     Verification,
 )
-from .refusals import (
-    CALLBACK_ALREADY_GIVEN,
-    CALLBACK_NOT_CLOSED,
-    CALLBACK_RATING_REQUIRED,
-    CALLBACK_RATING_UNEXPECTED,
-    EXTENSION_ALREADY_PENDING,
-    EXTENSION_NONE_PENDING,
-    EXTENSION_TASK_NOT_OPEN,
-    EXTENSION_TOO_LATE,
-    OFF_POST_ENDS_BEFORE_START,
-    OFF_POST_NOT_PERMITTED,
-    REDISPATCH_ONE_TARGET,
-    REDISPATCH_UNKNOWN_ASSIGNEE,
-    REDISPATCH_UNKNOWN_POST,
-    REPLY_BLANK,
-    RETURN_WINDOW_CLOSED,
-    STAFF_NOT_FOUND,
-    SUSPENSION_ALREADY_ASKED,
-    SUSPENSION_NONE_PENDING,
-    SUSPENSION_NOT_SUSPENDED,
-    SUSPENSION_RESUME_NOT_PERMITTED,
-    SUSPENSION_TASK_NOT_OPEN,
-    SUSPENSION_TOO_LATE,
-    TASK_NOT_ASSIGNEE,
-    TASK_NOT_FOUND,
-    TASK_STATUS_FORBIDS,
-)
+from .refusals import CODES
 
 router = APIRouter(tags=["tasks"])
 POST_HOLDERS = ("staff", "module_leader", "officer", "command_centre")
@@ -88,7 +62,7 @@ async def _deps(request: Request) -> Deps:
 
 async def _task_id(task_id: Annotated[str, Path(
         json_schema_extra={"format": "uuid"}, description="a task's id; any other text is no task (404)")]) -> uuid.UUID:
-    return record_id(task_id, TASK_NOT_FOUND)
+    return record_id(task_id, CODES["task.not_found"])
 
 
 def _note(body: Decision | None) -> str | None:
@@ -106,8 +80,8 @@ Filter = Annotated[str | None, Query(pattern=NO_NUL_PATTERN)]
 
 # What every route may answer about its caller, and every route on one task about the task.
 CALLER = problems.AUTHENTICATED  # the refusals of any route that reads a token
-ON_TASK = (*CALLER, TASK_NOT_FOUND, problems.TOWN_NOT_YOURS)
-AS_ASSIGNEE = (*ON_TASK, TASK_NOT_ASSIGNEE, TASK_STATUS_FORBIDS)
+ON_TASK = (*CALLER, CODES["task.not_found"], problems.TOWN_NOT_YOURS)
+AS_ASSIGNEE = (*ON_TASK, CODES["task.not_assignee"], CODES["task.status_forbids"])
 TOWNS_READ = (*CALLER, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_FOUND, problems.TOWN_REQUIRED, problems.INVALID)
 
 
@@ -117,28 +91,28 @@ async def accept(task_id: TaskId, deps: Dependencies, principal: Holder) -> Acce
 
 
 @router.post("/v1/tasks/{task_id}/complete", response_model=Completed,
-             responses=responses(*AS_ASSIGNEE, REPLY_BLANK, problems.INVALID))
+             responses=responses(*AS_ASSIGNEE, CODES["task.reply_blank"], problems.INVALID))
 async def complete(task_id: TaskId, body: Resolution, deps: Dependencies, principal: Holder) -> Completed:
     """办结 with the answer to the citizen (`reply`), which intake shows on the citizen's status page."""
     return await flows.complete_task(deps, principal, flows.CompleteTask(task_id, body.resolution, body.reply))
 
 
 @router.post("/v1/tasks/{task_id}/return", response_model=Returned,
-             responses=responses(*AS_ASSIGNEE, RETURN_WINDOW_CLOSED, problems.INVALID))
+             responses=responses(*AS_ASSIGNEE, CODES["task.return_window_closed"], problems.INVALID))
 async def return_task(task_id: TaskId, body: ReturnReason, deps: Dependencies, principal: Holder) -> Returned:
     """退回: allowed within the return window after dispatch (default 2 working hours)."""
     return await flows.return_task(deps, principal, flows.ReturnTask(task_id, body.reason))
 
 
 @router.post("/v1/tasks/{task_id}/redispatch", status_code=201, response_model=TaskView, responses=responses(
-    *ON_TASK, TASK_STATUS_FORBIDS, REDISPATCH_ONE_TARGET, REDISPATCH_UNKNOWN_POST, REDISPATCH_UNKNOWN_ASSIGNEE))
+    *ON_TASK, CODES["task.status_forbids"], CODES["redispatch.one_target"], CODES["redispatch.unknown_post"], CODES["redispatch.unknown_assignee"]))
 async def redispatch(task_id: TaskId, body: Redispatch, deps: Dependencies, principal: CommandCentre) -> TaskView:
     return await flows.redispatch_task(deps, principal, flows.RedispatchTask(
         task_id, body.post, body.assignee, body.return_valid))
 
 
 @router.post("/v1/tasks/{task_id}/extend", status_code=202, response_model=ExtensionAsked, responses=responses(
-    *AS_ASSIGNEE, EXTENSION_TOO_LATE, EXTENSION_ALREADY_PENDING, problems.INVALID))
+    *AS_ASSIGNEE, CODES["extension.too_late"], CODES["extension.already_pending"], problems.INVALID))
 async def request_extension(task_id: TaskId, body: ExtensionRequest, deps: Dependencies,
                             principal: Holder) -> ExtensionAsked:
     """延期申请: asked before resolve_by; the command centre approves or refuses it."""
@@ -147,21 +121,21 @@ async def request_extension(task_id: TaskId, body: ExtensionRequest, deps: Depen
 
 @router.post("/v1/tasks/{task_id}/extension/approve", response_model=ExtensionDecided,
              response_model_exclude_none=True,
-             responses=responses(*ON_TASK, EXTENSION_TASK_NOT_OPEN, EXTENSION_NONE_PENDING, problems.INVALID))
+             responses=responses(*ON_TASK, CODES["extension.task_not_open"], CODES["extension.none_pending"], problems.INVALID))
 async def approve_extension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                             body: Decision | None = None) -> ExtensionDecided:
     return await flows.decide_extension(deps, principal, flows.Decide(task_id, True, _note(body)))
 
 
 @router.post("/v1/tasks/{task_id}/extension/refuse", response_model=ExtensionDecided,
-             response_model_exclude_none=True, responses=responses(*ON_TASK, EXTENSION_NONE_PENDING, problems.INVALID))
+             response_model_exclude_none=True, responses=responses(*ON_TASK, CODES["extension.none_pending"], problems.INVALID))
 async def refuse_extension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                            body: Decision | None = None) -> ExtensionDecided:
     return await flows.decide_extension(deps, principal, flows.Decide(task_id, False, _note(body)))
 
 
 @router.post("/v1/tasks/{task_id}/suspend", status_code=202, response_model=SuspensionAsked, responses=responses(
-    *AS_ASSIGNEE, SUSPENSION_TOO_LATE, SUSPENSION_ALREADY_ASKED, problems.INVALID))
+    *AS_ASSIGNEE, CODES["suspension.too_late"], CODES["suspension.already_asked"], problems.INVALID))
 async def request_suspension(task_id: TaskId, body: SuspensionRequest, deps: Dependencies,
                              principal: Holder) -> SuspensionAsked:
     """挂起申请 while waiting on the citizen (补正材料) or a third party; the command centre decides."""
@@ -169,7 +143,7 @@ async def request_suspension(task_id: TaskId, body: SuspensionRequest, deps: Dep
 
 
 @router.post("/v1/tasks/{task_id}/suspension/approve", response_model=SuspensionDecided,
-             responses=responses(*ON_TASK, SUSPENSION_TASK_NOT_OPEN, SUSPENSION_NONE_PENDING, problems.INVALID))
+             responses=responses(*ON_TASK, CODES["suspension.task_not_open"], CODES["suspension.none_pending"], problems.INVALID))
 async def approve_suspension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                              body: Decision | None = None) -> SuspensionDecided:
     """The task is suspended: its deadline and supervision stop, the working time left is kept."""
@@ -177,14 +151,14 @@ async def approve_suspension(task_id: TaskId, deps: Dependencies, principal: Com
 
 
 @router.post("/v1/tasks/{task_id}/suspension/refuse", response_model=SuspensionDecided,
-             responses=responses(*ON_TASK, SUSPENSION_NONE_PENDING, problems.INVALID))
+             responses=responses(*ON_TASK, CODES["suspension.none_pending"], problems.INVALID))
 async def refuse_suspension(task_id: TaskId, deps: Dependencies, principal: CommandCentre,
                             body: Decision | None = None) -> SuspensionDecided:
     return await flows.decide_suspension(deps, principal, flows.Decide(task_id, False, _note(body)))
 
 
 @router.post("/v1/tasks/{task_id}/resume", response_model=TaskView, responses=responses(
-    *ON_TASK, SUSPENSION_RESUME_NOT_PERMITTED, SUSPENSION_NOT_SUSPENDED, problems.INVALID))
+    *ON_TASK, CODES["suspension.resume_not_permitted"], CODES["suspension.not_suspended"], problems.INVALID))
 async def resume(task_id: TaskId, deps: Dependencies, principal: Holder, body: Decision | None = None) -> TaskView:
     """恢复办理 by the command centre, or by the assignee or module leader once what was awaited
     arrived: the task gets back the working time it had left, counted from now."""
@@ -199,14 +173,14 @@ async def pending_suspensions(deps: Dependencies, principal: CommandCentre, town
 
 
 @router.post("/v1/tasks/{task_id}/verify", response_model=TaskView,
-             responses=responses(*ON_TASK, TASK_STATUS_FORBIDS, problems.INVALID))
+             responses=responses(*ON_TASK, CODES["task.status_forbids"], problems.INVALID))
 async def verify(task_id: TaskId, body: Verification, deps: Dependencies, principal: CommandCentre) -> TaskView:
     """核查结案: passed closes the task; failed sends it back to the same assignee as rework."""
     return await flows.verify_task(deps, principal, flows.VerifyTask(task_id, body.passed, body.note))
 
 
 @router.post("/v1/tasks/{task_id}/callback", response_model=TaskView, responses=responses(
-    *ON_TASK, CALLBACK_NOT_CLOSED, CALLBACK_ALREADY_GIVEN, CALLBACK_RATING_REQUIRED, CALLBACK_RATING_UNEXPECTED))
+    *ON_TASK, CODES["callback.task_not_closed"], CODES["callback.already_given"], CODES["callback.rating_required"], CODES["callback.rating_unexpected"]))
 async def callback(task_id: TaskId, body: Callback, deps: Dependencies, principal: CommandCentre) -> TaskView:
     """回访 after closure: `unsatisfied` reopens the task (重办) for the same assignee with a new
     window of the original length."""
@@ -214,8 +188,8 @@ async def callback(task_id: TaskId, body: Callback, deps: Dependencies, principa
 
 
 @router.post("/v1/staff/{staff_id}/off-post", status_code=201, response_model=OffPostRegistered, responses=responses(
-    *CALLER, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED, STAFF_NOT_FOUND, OFF_POST_NOT_PERMITTED,
-    OFF_POST_ENDS_BEFORE_START))
+    *CALLER, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED, CODES["staff.not_found"], CODES["off_post.not_permitted"],
+    CODES["off_post.ends_before_start"]))
 async def register_off_post(staff_id: Annotated[str, Path(pattern=NO_NUL_PATTERN)], body: OffPost,
                             deps: Dependencies, principal: Holder, town: Town = None) -> OffPostRegistered:
     """离岗登记 by the person, their module leader or the command centre. For a staff member of the
@@ -264,7 +238,7 @@ async def holders(deps: Dependencies, principal: CommandCentre, town: Town = Non
     return await flows.holders(deps, principal, town)
 
 
-@router.get("/v1/tasks/{task_id}", response_model=TaskDetail, responses=responses(*CALLER, TASK_NOT_FOUND))
+@router.get("/v1/tasks/{task_id}", response_model=TaskDetail, responses=responses(*CALLER, CODES["task.not_found"]))
 async def get_task(task_id: TaskId, deps: Dependencies, principal: Reader) -> TaskDetail:
     return await flows.get_task(deps, principal, task_id)
 

@@ -27,7 +27,7 @@ from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import Town
 from townflow_shared.views import plain
 
-from . import refusals, rules, store
+from . import rules, store
 from .models import (
     Accepted,
     Board,
@@ -52,6 +52,7 @@ from .models import (
     TaskView,
     task_view,
 )
+from .refusals import CODES
 from .settings import DispatchSettings
 from .store import Row, UnitOfWork, UnitOfWorkFactory
 
@@ -175,8 +176,8 @@ async def _locked_task(uow: UnitOfWork, deps: Deps, actor: Principal, task_id: u
     """The locked task and its town, once the caller may act in that town (else 403)."""
     task = await uow.store.task_for_update(task_id)
     if task is None:
-        raise refusals.TASK_NOT_FOUND()
-    town = town_of_record(deps.county, actor, task["town_code"], acting=True, not_found=refusals.TASK_NOT_FOUND)
+        raise CODES["task.not_found"]()
+    town = town_of_record(deps.county, actor, task["town_code"], acting=True, not_found=CODES["task.not_found"])
     link_to(task["trace_headers"])  # a person's action: its own trace, linked to the matter's
     return task, town
 
@@ -192,7 +193,7 @@ async def _task_to_act_on(uow: UnitOfWork, deps: Deps, actor: Principal, task_id
     leader, as staff of its town) and `action` is allowed from its status."""
     task, town = await _locked_task(uow, deps, actor, task_id)
     if not rules.may_act(actor, task["assignee"], town.posts.get(task["post"]), town):
-        raise refusals.TASK_NOT_ASSIGNEE()
+        raise CODES["task.not_assignee"]()
     _allowed(action, task)
     return task, town
 
@@ -200,7 +201,7 @@ async def _task_to_act_on(uow: UnitOfWork, deps: Deps, actor: Principal, task_id
 async def _task_now(uow: UnitOfWork, task_id: uuid.UUID, now: datetime, town: Town) -> TaskView:
     task = await uow.store.task(task_id)
     if task is None:  # it was locked by this transaction a moment ago
-        raise refusals.TASK_NOT_FOUND()
+        raise CODES["task.not_found"]()
     return TaskView.of(task, now, town.calendar.tz)
 
 
@@ -234,7 +235,7 @@ async def return_task(deps: Deps, actor: Principal, command: ReturnTask) -> Retu
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "return")
         closes_at = rules.return_deadline(task["dispatched_at"], town.calendar, town.rules.dispatch)
         if now > closes_at:
-            raise refusals.RETURN_WINDOW_CLOSED(closes_at=closes_at.astimezone(town.calendar.tz).isoformat())
+            raise CODES["task.return_window_closed"](closes_at=closes_at.astimezone(town.calendar.tz).isoformat())
         await uow.store.update_task(task["task_id"], status="returned", returned_at=now,
                                     return_reason=command.reason)
         await uow.publish(task_event(town, events.TaskReturned, events.TaskReturnedData(
@@ -250,9 +251,9 @@ async def redispatch_task(deps: Deps, actor: Principal, command: RedispatchTask)
         task, town = await _locked_task(uow, deps, actor, command.task_id)
         # The post or the assignee is one of the task's town.
         if command.post is not None and command.post not in town.posts:
-            raise refusals.REDISPATCH_UNKNOWN_POST("post", post=command.post, town=town.code)
+            raise CODES["redispatch.unknown_post"]("post", post=command.post, town=town.code)
         if command.assignee is not None and command.assignee not in town.staff:
-            raise refusals.REDISPATCH_UNKNOWN_ASSIGNEE("assignee", assignee=command.assignee, town=town.code)
+            raise CODES["redispatch.unknown_assignee"]("assignee", assignee=command.assignee, town=town.code)
         _allowed("redispatch", task)
         await uow.store.update_task(task["task_id"], status="redispatched")
         matter = Matter(task["request_id"], task["ticket_no"], task["item_code"], task["colour"],
@@ -269,11 +270,11 @@ async def request_extension(deps: Deps, actor: Principal, command: RequestExtens
     async with deps.unit_of_work() as uow:
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "extend")
         if now > task["resolve_by"]:
-            raise refusals.EXTENSION_TOO_LATE(resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
+            raise CODES["extension.too_late"](resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
         extension_id = await uow.store.add_extension(town.code, task["task_id"], command.days, command.reason,
                                                      actor.sub, now)
         if extension_id is None:
-            raise refusals.EXTENSION_ALREADY_PENDING()
+            raise CODES["extension.already_pending"]()
     return ExtensionAsked(task_id=command.task_id, extension_id=extension_id)
 
 
@@ -286,7 +287,7 @@ async def decide_extension(deps: Deps, actor: Principal, command: Decide) -> Ext
             raise refusal
         pending = await uow.store.pending_extension(task["task_id"])
         if pending is None:
-            raise refusals.EXTENSION_NONE_PENDING()
+            raise CODES["extension.none_pending"]()
         status = "approved" if command.approve else "refused"
         await uow.store.decide_extension(pending["extension_id"], status, actor.sub, now, command.note)
         if not command.approve:
@@ -311,11 +312,11 @@ async def request_suspension(deps: Deps, actor: Principal, command: RequestSuspe
     async with deps.unit_of_work() as uow:
         task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "suspend")
         if now > task["resolve_by"]:
-            raise refusals.SUSPENSION_TOO_LATE(resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
+            raise CODES["suspension.too_late"](resolve_by=task["resolve_by"].astimezone(town.calendar.tz).isoformat())
         suspension_id = await uow.store.add_suspension(town.code, task["task_id"], command.category,
                                                        command.reason, actor.sub, now)
         if suspension_id is None:
-            raise refusals.SUSPENSION_ALREADY_ASKED()
+            raise CODES["suspension.already_asked"]()
     return SuspensionAsked(task_id=command.task_id, suspension_id=suspension_id)
 
 
@@ -329,7 +330,7 @@ async def decide_suspension(deps: Deps, actor: Principal, command: Decide) -> Su
             raise refusal
         pending = await uow.store.open_suspension(task["task_id"], "pending")
         if pending is None:
-            raise refusals.SUSPENSION_NONE_PENDING()
+            raise CODES["suspension.none_pending"]()
         if not command.approve:
             await uow.store.update_suspension(pending["suspension_id"], status="refused", decided_by=actor.sub,
                                               decided_at=now, note=command.note)
@@ -358,10 +359,10 @@ async def resume_task(deps: Deps, actor: Principal, command: ResumeTask) -> Task
         task, town = await _locked_task(uow, deps, actor, command.task_id)
         if "command_centre" not in actor.roles and not rules.may_act(
                 actor, task["assignee"], town.posts.get(task["post"]), town):
-            raise refusals.SUSPENSION_RESUME_NOT_PERMITTED()
+            raise CODES["suspension.resume_not_permitted"]()
         suspension = await uow.store.open_suspension(task["task_id"], "suspended")
         if task["status"] != "suspended" or suspension is None:
-            raise refusals.SUSPENSION_NOT_SUSPENDED(status=task["status"])
+            raise CODES["suspension.not_suspended"](status=task["status"])
         resolve_by = rules.resumed_resolve_by(now, suspension["working_left"], town.calendar)
         window_start = rules.resumed_window_start(task["window_start"], task["resolve_by"], resolve_by)
         await uow.store.update_suspension(suspension["suspension_id"], status="resumed", resumed_by=actor.sub,
@@ -442,10 +443,10 @@ async def register_off_post(deps: Deps, actor: Principal, command: RegisterOffPo
     town = town_of_new_record(deps.county, actor, command.town, field="town")
     staff = town.staff.get(command.staff_id)
     if staff is None:
-        raise refusals.STAFF_NOT_FOUND(staff_id=command.staff_id, town=town.code)
+        raise CODES["staff.not_found"](staff_id=command.staff_id, town=town.code)
     leader = town.modules[staff.module].leader
     if actor.sub not in (command.staff_id, leader) and not actor.has_any(["command_centre"]):
-        raise refusals.OFF_POST_NOT_PERMITTED()
+        raise CODES["off_post.not_permitted"]()
     async with deps.unit_of_work() as uow:
         entry = await uow.store.add_off_post(town.code, command.staff_id, command.from_, command.to,
                                              command.reason, actor.sub)
@@ -690,8 +691,8 @@ async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDeta
     pool = deps.database.pool
     task = await store.task(pool, task_id)
     if task is None:
-        raise refusals.TASK_NOT_FOUND()
-    town = town_of_record(deps.county, actor, task["town_code"], acting=False, not_found=refusals.TASK_NOT_FOUND)
+        raise CODES["task.not_found"]()
+    town = town_of_record(deps.county, actor, task["town_code"], acting=False, not_found=CODES["task.not_found"])
     tz = town.calendar.tz
     return TaskDetail.model_validate(task_view(task, deps.clock.now(), tz) | {
         "reply": await store.reply_of(pool, task_id),

@@ -30,7 +30,7 @@ from townflow_shared.types import (
 from townflow_shared.views import plain
 
 from . import rules
-from .refusals import OFF_POST_ENDS_BEFORE_START, REDISPATCH_ONE_TARGET, REPLY_BLANK
+from .refusals import CODES
 from .store import Row
 
 Reason = Annotated[Text, Field(min_length=1, max_length=1000)]
@@ -53,7 +53,7 @@ class Resolution(Command):
     @classmethod
     def _not_blank(cls, reply: str) -> str:
         if not reply.strip():
-            raise REPLY_BLANK.pydantic()
+            raise CODES["task.reply_blank"].pydantic()
         return reply
 
 
@@ -76,7 +76,7 @@ class Redispatch(Command):
     @model_validator(mode="after")
     def _one(self) -> Redispatch:
         if (self.post is None) == (self.assignee is None):
-            raise REDISPATCH_ONE_TARGET.pydantic()
+            raise CODES["redispatch.one_target"].pydantic()
         return self
 
 
@@ -123,7 +123,7 @@ class OffPost(Command):
     def _after_from(cls, to: datetime, info: ValidationInfo) -> datetime:
         start = info.data.get("from_")
         if start is not None and to <= start:
-            raise OFF_POST_ENDS_BEFORE_START.pydantic()
+            raise CODES["off_post.ends_before_start"].pydantic()
         return to
 
 

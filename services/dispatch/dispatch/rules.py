@@ -15,16 +15,7 @@ from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
 from townflow_shared.problems import Refusal
 from townflow_shared.town import CatalogItem, DispatchRules, Post, Town
 
-from .refusals import (
-    CALLBACK_ALREADY_GIVEN,
-    CALLBACK_NOT_CLOSED,
-    CALLBACK_RATING_REQUIRED,
-    CALLBACK_RATING_UNEXPECTED,
-    EXTENSION_TASK_NOT_OPEN,
-    REPLY_BLANK,
-    SUSPENSION_TASK_NOT_OPEN,
-    TASK_STATUS_FORBIDS,
-)
+from .refusals import CODES
 
 OPEN_STATUSES = ("dispatched", "accepted", "rework")
 # A merged matter's task closes as `merged` from any status but done: completed and closed tasks
@@ -79,7 +70,7 @@ REPLY_MAX_LENGTH = 1000
 
 def reply_refusal(reply: str) -> Refusal | None:
     """None when `reply` answers the citizen (something left once trimmed), else the refusal."""
-    return None if reply.strip() else REPLY_BLANK("reply")
+    return None if reply.strip() else CODES["task.reply_blank"]("reply")
 
 
 # An inspection completes the tasks it covered: the citizen's answer says what it found.
@@ -168,7 +159,7 @@ def transition_refusal(action: str, status: str) -> Refusal | None:
     allowed = ALLOWED_FROM[action]
     if status in allowed:
         return None
-    return TASK_STATUS_FORBIDS(action=action, status=status, allowed=" or ".join(allowed))
+    return CODES["task.status_forbids"](action=action, status=status, allowed=" or ".join(allowed))
 
 
 def extension_approval_refusal(status: str) -> Refusal | None:
@@ -177,7 +168,7 @@ def extension_approval_refusal(status: str) -> Refusal | None:
     nothing but clears a request left pending when the task moved on. None if allowed."""
     if status in OPEN_STATUSES:
         return None
-    return EXTENSION_TASK_NOT_OPEN(status=status, allowed=" or ".join(OPEN_STATUSES))
+    return CODES["extension.task_not_open"](status=status, allowed=" or ".join(OPEN_STATUSES))
 
 
 def is_overdue(status: str, resolve_by: datetime, now: datetime) -> bool:
@@ -197,18 +188,18 @@ def reopened_window(now: datetime, window_start: datetime, resolve_by: datetime)
 def callback_rating_refusal(reached: bool, rating: Rating | None) -> Refusal | None:
     """回访: a citizen reached gives a rating; one not reached gives none."""
     if reached and rating is None:
-        return CALLBACK_RATING_REQUIRED("rating")
+        return CODES["callback.rating_required"]("rating")
     if not reached and rating is not None:
-        return CALLBACK_RATING_UNEXPECTED("rating")
+        return CODES["callback.rating_unexpected"]("rating")
     return None
 
 
 def callback_refusal(status: str, called_back: bool) -> Refusal | None:
     """One callback per closure, after it (SPEC §10). None if allowed."""
     if status != "closed":
-        return CALLBACK_NOT_CLOSED(status=status)
+        return CODES["callback.task_not_closed"](status=status)
     if called_back:
-        return CALLBACK_ALREADY_GIVEN()
+        return CODES["callback.already_given"]()
     return None
 
 
@@ -288,7 +279,7 @@ def suspension_approval_refusal(status: str) -> Refusal | None:
     stays allowed on any task, to clear a request left pending when the task moved on."""
     if status in OPEN_STATUSES:
         return None
-    return SUSPENSION_TASK_NOT_OPEN(status=status, allowed=" or ".join(OPEN_STATUSES))
+    return CODES["suspension.task_not_open"](status=status, allowed=" or ".join(OPEN_STATUSES))
 
 
 def working_time_left(suspended_at: datetime, resolve_by: datetime, calendar: WorkCalendar) -> timedelta:

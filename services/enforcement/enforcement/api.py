@@ -14,8 +14,8 @@ from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 
 from . import flows, models, queries
-from . import refusals as no
 from .deps import Deps
+from .refusals import CODES
 
 
 async def _deps(request: Request) -> Deps:
@@ -31,8 +31,8 @@ Reader = Annotated[Principal, Depends(require("officer", "module_leader", "comma
 CALLER = problems.AUTHENTICATED  # the refusals of any route that reads a token
 LISTED = (*CALLER, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_FOUND, problems.TOWN_REQUIRED, problems.INVALID)
 # The refusals of any change to one inspection or case: the body, the id, the caller's town.
-ON_INSPECTION = (*CALLER, problems.INVALID, no.INSPECTION_NOT_FOUND, problems.TOWN_NOT_YOURS)
-ON_CASE = (*CALLER, problems.INVALID, no.CASE_NOT_FOUND, problems.TOWN_NOT_YOURS)
+ON_INSPECTION = (*CALLER, problems.INVALID, CODES["inspection.not_found"], problems.TOWN_NOT_YOURS)
+ON_CASE = (*CALLER, problems.INVALID, CODES["case.not_found"], problems.TOWN_NOT_YOURS)
 Limit = Annotated[int, Query(ge=1, le=1000)]
 # The town a county role names (`?town=`): documented as a town's code; any other value names a
 # town this deployment does not serve (404 `town.not_served`).
@@ -52,7 +52,7 @@ PlanId = Annotated[str, _record_id("a plan")]
 
 
 @router.get("/v1/inspections", response_model=list[models.Inspection],
-            responses=responses(*LISTED, no.INSPECTION_NOT_FOUND))
+            responses=responses(*LISTED, CODES["inspection.not_found"]))
 async def list_inspections(deps: Wired, principal: Reader, status: Filter = None, target: Filter = None,
                            unit: Filter = None, town: Town = None,
                            limit: Limit = 200) -> list[models.Inspection]:
@@ -70,14 +70,14 @@ async def repeated_inspection_alerts(deps: Wired, principal: Reader,
 
 
 @router.get("/v1/inspections/{inspection_id}", response_model=models.Inspection,
-            responses=responses(*CALLER, no.INSPECTION_NOT_FOUND))
+            responses=responses(*CALLER, CODES["inspection.not_found"]))
 async def get_inspection(inspection_id: InspectionId, deps: Wired, principal: Reader) -> models.Inspection:
     return await queries.get_inspection(deps, principal, inspection_id)
 
 
 @router.post("/v1/inspections/{inspection_id}/start", response_model=models.Inspection,
-             responses=responses(*ON_INSPECTION, no.UNKNOWN_STAFF, no.INSPECTION_NOT_PLANNED, no.STARTER_NOT_OFFICER,
-                                 no.TOO_FEW_CERTIFIED))
+             responses=responses(*ON_INSPECTION, CODES["inspection.unknown_staff"], CODES["inspection.not_planned"], CODES["inspection.starter_not_officer"],
+                                 CODES["inspection.too_few_certified"]))
 async def start_inspection(inspection_id: InspectionId, deps: Wired, principal: Officer,
                            body: models.StartIn | None = None) -> models.Inspection:
     """From now on new needs for this target open a new inspection. The team named here, with
@@ -88,15 +88,15 @@ async def start_inspection(inspection_id: InspectionId, deps: Wired, principal: 
 
 
 @router.post("/v1/inspections/{inspection_id}/result", response_model=models.InspectionDone,
-             responses=responses(*ON_INSPECTION, no.NOT_ON_TEAM, no.NOT_NAMED_IN_RESULT, no.INSPECTION_NOT_STARTED,
-                                 no.UNKNOWN_STAFF, no.TOO_FEW_CERTIFIED, no.UNIT_ABSENT, no.UNIT_FOREIGN,
-                                 no.FINDING_MISSING, no.FINDING_NOT_COVERED, no.FINDING_REPEATED, no.RECTIFY_BY_MISSING))
+             responses=responses(*ON_INSPECTION, CODES["inspection.not_officer"], CODES["inspection.poster_not_named"], CODES["inspection.not_started"],
+                                 CODES["inspection.unknown_staff"], CODES["inspection.too_few_certified"], CODES["inspection.unit_absent"], CODES["inspection.unit_foreign"],
+                                 CODES["inspection.finding_missing"], CODES["inspection.finding_not_covered"], CODES["inspection.finding_repeated"], CODES["inspection.rectify_by_missing"]))
 async def record_result(inspection_id: InspectionId, body: models.ResultIn, deps: Wired,
                         principal: Officer) -> models.InspectionDone:
     return await flows.record_result(deps, principal, flows.RecordResult(inspection_id, body))
 
 
-@router.get("/v1/cases", response_model=list[models.Case], responses=responses(*LISTED, no.CASE_NOT_FOUND))
+@router.get("/v1/cases", response_model=list[models.Case], responses=responses(*LISTED, CODES["case.not_found"]))
 async def list_cases(deps: Wired, principal: Reader, step: Filter = None, overdue: bool | None = None,
                      inspection_id: uuid.UUID | None = None, town: Town = None,
                      limit: Limit = 200) -> list[models.Case]:
@@ -105,21 +105,21 @@ async def list_cases(deps: Wired, principal: Reader, step: Filter = None, overdu
 
 
 @router.get("/v1/cases/{case_id}", response_model=models.CaseWithSteps,
-            responses=responses(*CALLER, no.CASE_NOT_FOUND))
+            responses=responses(*CALLER, CODES["case.not_found"]))
 async def get_case(case_id: CaseId, deps: Wired, principal: Reader) -> models.CaseWithSteps:
     return await queries.get_case(deps, principal, case_id)
 
 
 @router.post("/v1/cases/{case_id}/steps", response_model=models.CaseWithSteps,
-             responses=responses(*ON_CASE, no.TRANSFER_BY_FINDING_ONLY, no.CASE_TRANSFERRED, no.CASE_CLOSED,
-                                 no.STEP_OUT_OF_ORDER, no.STEP_UNKNOWN, no.DECISION_MISSING))
+             responses=responses(*ON_CASE, CODES["case.transfer_by_finding_only"], CODES["case.transferred"], CODES["case.closed"],
+                                 CODES["case.step_out_of_order"], CODES["case.step_unknown"], CODES["case.decision_missing"]))
 async def add_step(case_id: CaseId, body: models.StepIn, deps: Wired, principal: Officer) -> models.CaseWithSteps:
     return await flows.take_case_step(deps, principal, flows.TakeCaseStep(
         case_id, body.step, decision=body.decision, note=body.note))
 
 
 @router.post("/v1/cases/{case_id}/extension", response_model=models.Case,
-             responses=responses(*ON_CASE, no.CASE_DECIDED, no.ALREADY_EXTENDED, no.EXTENSION_TOO_LATE))
+             responses=responses(*ON_CASE, CODES["case.decided"], CODES["case.already_extended"], CODES["case.extension_too_late"]))
 async def extend_case(case_id: CaseId, body: models.ExtensionIn, deps: Wired, principal: Officer) -> models.Case:
     """The one 30-day extension of the decision limit, recorded before day 90."""
     return await flows.extend_case(deps, principal, flows.ExtendCase(case_id, body.reason))
@@ -127,7 +127,7 @@ async def extend_case(case_id: CaseId, body: models.ExtensionIn, deps: Wired, pr
 
 @router.post("/v1/random-plans", status_code=201, response_model=models.PublishedPlan,
              responses=responses(*CALLER, problems.INVALID, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED,
-                                 no.SAMPLE_TOO_LARGE, no.TOO_FEW_OFFICERS))
+                                 CODES["plan.sample_too_large"], CODES["plan.too_few_officers"]))
 async def random_plan(body: models.PlanIn, deps: Wired, principal: Officer) -> models.PublishedPlan:
     """双随机一公开: random targets and two random certified officers each of the caller's town (or
     the town county_admin names), reproducible by seed."""
@@ -135,12 +135,12 @@ async def random_plan(body: models.PlanIn, deps: Wired, principal: Officer) -> m
         list(body.targets), body.sample_size, body.seed, body.town_code))
 
 
-@router.get("/v1/plans", response_model=list[models.Plan], responses=responses(*LISTED, no.PLAN_NOT_FOUND))
+@router.get("/v1/plans", response_model=list[models.Plan], responses=responses(*LISTED, CODES["plan.not_found"]))
 async def list_plans(deps: Wired, principal: Reader, town: Town = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[models.Plan]:
     return await queries.list_plans(deps, principal, town, limit)
 
 
-@router.get("/v1/plans/{plan_id}", response_model=models.Plan, responses=responses(*CALLER, no.PLAN_NOT_FOUND))
+@router.get("/v1/plans/{plan_id}", response_model=models.Plan, responses=responses(*CALLER, CODES["plan.not_found"]))
 async def get_plan(plan_id: PlanId, deps: Wired, principal: Reader) -> models.Plan:
     return await queries.get_plan(deps, principal, plan_id)

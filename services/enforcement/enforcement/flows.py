@@ -26,15 +26,7 @@ from townflow_shared.views import record_id
 
 from . import models, queries, rules
 from .deps import Deps
-from .refusals import (
-    CASE_DECIDED,
-    CASE_NOT_FOUND,
-    DECISION_MISSING,
-    INSPECTION_NOT_FOUND,
-    INSPECTION_NOT_PLANNED,
-    INSPECTION_NOT_STARTED,
-    TRANSFER_BY_FINDING_ONLY,
-)
+from .refusals import CODES
 from .store import Row, Store
 from .unit_of_work import UnitOfWork
 
@@ -94,10 +86,10 @@ async def task_dispatched(deps: Deps, work: UnitOfWork, town_code: str, task: ev
 async def _inspection_to_act_on(deps: Deps, store: Store, actor: Principal, inspection_id: str) -> tuple[Row, Town]:
     """The inspection the caller acts on, locked, and its town: not found if none, refused if it
     is another town's."""
-    row = await store.inspection(record_id(inspection_id, INSPECTION_NOT_FOUND), lock=True)
+    row = await store.inspection(record_id(inspection_id, CODES["inspection.not_found"]), lock=True)
     if row is None:
-        raise INSPECTION_NOT_FOUND()
-    town = scope.town_of_record(deps.county, actor, row["town_code"], acting=True, not_found=INSPECTION_NOT_FOUND)
+        raise CODES["inspection.not_found"]()
+    town = scope.town_of_record(deps.county, actor, row["town_code"], acting=True, not_found=CODES["inspection.not_found"])
     return row, town
 
 
@@ -122,7 +114,7 @@ async def start_inspection(deps: Deps, actor: Principal, command: StartInspectio
     async with deps.transactions.writing() as work:
         row, town = await _inspection_to_act_on(deps, work.store, actor, command.inspection_id)
         if row["status"] != "planned":
-            raise INSPECTION_NOT_PLANNED(status=row["status"])
+            raise CODES["inspection.not_planned"](status=row["status"])
         team, refusal = rules.start_team(actor, command.officers, town=town, rules=town.rules.enforcement)
         if refusal:
             raise refusal
@@ -152,7 +144,7 @@ async def record_result(deps: Deps, actor: Principal, command: RecordResult) -> 
                                                 town=town):
             raise refusal
         if row["status"] != "started":
-            raise INSPECTION_NOT_STARTED(status=row["status"])
+            raise CODES["inspection.not_started"](status=row["status"])
         needs = (await store.needs_of_each([row["inspection_id"]]))[row["inspection_id"]]
         for need in needs:
             link_to(need["trace_headers"])  # the officer's result: its own trace, linked to each matter
@@ -226,10 +218,10 @@ async def open_case(work: UnitOfWork, town: Town, *, need: Row, inspection_id: u
 
 
 async def _case_to_act_on(deps: Deps, store: Store, actor: Principal, case_id: str) -> tuple[Row, Town]:
-    row = await store.case(record_id(case_id, CASE_NOT_FOUND), lock=True)
+    row = await store.case(record_id(case_id, CODES["case.not_found"]), lock=True)
     if row is None:
-        raise CASE_NOT_FOUND()
-    return row, scope.town_of_record(deps.county, actor, row["town_code"], acting=True, not_found=CASE_NOT_FOUND)
+        raise CODES["case.not_found"]()
+    return row, scope.town_of_record(deps.county, actor, row["town_code"], acting=True, not_found=CODES["case.not_found"])
 
 
 @dataclass(frozen=True)
@@ -246,11 +238,11 @@ async def take_case_step(deps: Deps, actor: Principal, command: TakeCaseStep) ->
     async with deps.transactions.writing() as work:
         row, _ = await _case_to_act_on(deps, work.store, actor, command.case_id)
         if command.step == "transferred":
-            raise TRANSFER_BY_FINDING_ONLY("step")
+            raise CODES["case.transfer_by_finding_only"]("step")
         if refusal := rules.step_error(row["step"], command.step):
             raise refusal
         if command.step == "decided" and not command.decision:
-            raise DECISION_MISSING("decision")
+            raise CODES["case.decision_missing"]("decision")
         fields: dict[str, Any] = {"step": command.step}
         if command.step == "decided":
             fields.update(decision=command.decision, decided_at=now, next_flag_at=None)
@@ -275,7 +267,7 @@ async def extend_case(deps: Deps, actor: Principal, command: ExtendCase) -> mode
         row, town = await _case_to_act_on(deps, work.store, actor, command.case_id)
         limits = town.rules.enforcement
         if row["step"] not in rules.UNDECIDED_STEPS:
-            raise CASE_DECIDED(step=row["step"])
+            raise CODES["case.decided"](step=row["step"])
         if refusal := rules.extension_error(row["filed_at"], row["extended"], now, limits):
             raise refusal
         flagged = {"warning"} if row["warned_at"] else set()

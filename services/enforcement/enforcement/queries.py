@@ -17,7 +17,7 @@ from townflow_shared.views import record_id
 
 from . import models, rules
 from .deps import Deps
-from .refusals import CASE_NOT_FOUND, INSPECTION_NOT_FOUND, PLAN_NOT_FOUND
+from .refusals import CODES
 from .store import Row, Store
 
 
@@ -52,7 +52,7 @@ async def inspection_answers(deps: Deps, store: Store, rows: Sequence[Row]) -> l
     needs = await store.needs_of_each([r["inspection_id"] for r in rows])
     answers = []
     for row in rows:
-        town = _stored_town(deps, row, INSPECTION_NOT_FOUND)
+        town = _stored_town(deps, row, CODES["inspection.not_found"])
         answers.append(models.Inspection.model_validate(
             in_town_time(row, town) | {"needs": [in_town_time(n, town) for n in needs[row["inspection_id"]]]}))
     return answers
@@ -78,8 +78,8 @@ async def list_inspections(deps: Deps, actor: Principal, query: InspectionFilter
 
 async def get_inspection(deps: Deps, actor: Principal, inspection_id: str) -> models.Inspection:
     async with deps.transactions.reading(snapshot=True) as work:  # with its needs as of one moment
-        row = _readable(deps, actor, await work.store.inspection(record_id(inspection_id, INSPECTION_NOT_FOUND)),
-                        INSPECTION_NOT_FOUND)
+        row = _readable(deps, actor, await work.store.inspection(record_id(inspection_id, CODES["inspection.not_found"])),
+                        CODES["inspection.not_found"])
         return (await inspection_answers(deps, work.store, [row]))[0]
 
 
@@ -122,7 +122,7 @@ async def repeated_inspections(deps: Deps, actor: Principal, town: str | None) -
 
 # --- cases --------------------------------------------------------------------------------------
 def _case_fields(deps: Deps, row: Row) -> tuple[dict[str, Any], Town]:
-    town = _stored_town(deps, row, CASE_NOT_FOUND)
+    town = _stored_town(deps, row, CODES["case.not_found"])
     flag = rules.case_flag(row["filed_at"], row["extended"], row["step"] in rules.DECIDED_STEPS, deps.clock.now(),
                            town.rules.enforcement)
     return in_town_time(row, town) | {"flag": flag}, town
@@ -159,13 +159,13 @@ async def list_cases(deps: Deps, actor: Principal, query: CaseFilter) -> list[mo
 
 async def get_case(deps: Deps, actor: Principal, case_id: str) -> models.CaseWithSteps:
     async with deps.transactions.reading() as work:
-        row = _readable(deps, actor, await work.store.case(record_id(case_id, CASE_NOT_FOUND)), CASE_NOT_FOUND)
+        row = _readable(deps, actor, await work.store.case(record_id(case_id, CODES["case.not_found"])), CODES["case.not_found"])
         return case_with_steps(deps, row, await work.store.case_steps(row["case_id"]))
 
 
 # --- plans --------------------------------------------------------------------------------------
 def plan_answer(deps: Deps, row: Row) -> models.Plan:
-    return models.Plan.model_validate(in_town_time(row, _stored_town(deps, row, PLAN_NOT_FOUND)))
+    return models.Plan.model_validate(in_town_time(row, _stored_town(deps, row, CODES["plan.not_found"])))
 
 
 async def list_plans(deps: Deps, actor: Principal, town: str | None, limit: int) -> list[models.Plan]:
@@ -177,5 +177,5 @@ async def list_plans(deps: Deps, actor: Principal, town: str | None, limit: int)
 
 async def get_plan(deps: Deps, actor: Principal, plan_id: str) -> models.Plan:
     async with deps.transactions.reading() as work:
-        row = await work.store.plan(record_id(plan_id, PLAN_NOT_FOUND))
-    return plan_answer(deps, _readable(deps, actor, row, PLAN_NOT_FOUND))
+        row = await work.store.plan(record_id(plan_id, CODES["plan.not_found"]))
+    return plan_answer(deps, _readable(deps, actor, row, CODES["plan.not_found"]))

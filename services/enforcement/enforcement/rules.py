@@ -13,7 +13,7 @@ from townflow_shared.auth import Principal
 from townflow_shared.problems import FieldError, Refusal
 from townflow_shared.town import CatalogItem, EnforcementRules, Town
 
-from . import refusals
+from .refusals import CODES
 
 CASE_STEPS = ("filed", "investigated", "reviewed", "decided", "closed")
 UNDECIDED_STEPS = ("filed", "investigated", "reviewed")
@@ -50,21 +50,21 @@ def result_problems(*, town: Town, rules: EnforcementRules, units: Sequence[str]
     two certified officers; every unit present; one finding per covered task)."""
     problems: list[FieldError] = []
     if unknown := unknown_staff(town, officers):
-        problems.append(refusals.UNKNOWN_STAFF.error("officers", staff=unknown))
+        problems.append(CODES["inspection.unknown_staff"].error("officers", staff=unknown))
     if too_few := too_few_certified(town, rules, officers):
-        problems.append(refusals.TOO_FEW_CERTIFIED.error("officers", **too_few))
+        problems.append(CODES["inspection.too_few_certified"].error("officers", **too_few))
     if absent := [u for u in units if u not in present_units]:
-        problems.append(refusals.UNIT_ABSENT.error("present_units", units=absent))
+        problems.append(CODES["inspection.unit_absent"].error("present_units", units=absent))
     if strangers := [u for u in present_units if u not in units]:
-        problems.append(refusals.UNIT_FOREIGN.error("present_units", units=strangers))
+        problems.append(CODES["inspection.unit_foreign"].error("present_units", units=strangers))
     if missing := [t for t in covered_task_ids if t not in finding_task_ids]:
-        problems.append(refusals.FINDING_MISSING.error("findings", tasks=missing))
+        problems.append(CODES["inspection.finding_missing"].error("findings", tasks=missing))
     if extra_tasks := [t for t in finding_task_ids if t not in covered_task_ids]:
-        problems.append(refusals.FINDING_NOT_COVERED.error("findings", tasks=extra_tasks))
+        problems.append(CODES["inspection.finding_not_covered"].error("findings", tasks=extra_tasks))
     if repeated := [t for t, n in Counter(finding_task_ids).items() if n > 1]:
-        problems.append(refusals.FINDING_REPEATED.error("findings", tasks=repeated))
+        problems.append(CODES["inspection.finding_repeated"].error("findings", tasks=repeated))
     for task_id in rectify_missing_dates:
-        problems.append(refusals.RECTIFY_BY_MISSING.error("findings", task=task_id))
+        problems.append(CODES["inspection.rectify_by_missing"].error("findings", task=task_id))
     return problems
 
 
@@ -108,15 +108,15 @@ def start_team(principal: Principal, named: Sequence[str], *, town: Town,
     开始检查 is always on the inspection they started."""
     team = list(dict.fromkeys(named))
     if unknown := unknown_staff(town, team):
-        return team, refusals.UNKNOWN_STAFF("officers", staff=unknown)
+        return team, CODES["inspection.unknown_staff"]("officers", staff=unknown)
     me = town.staff.get(principal.sub) if principal.town == town.code else None
     if me is not None and ("officer" in me.roles or me.enforcement_certificate):
         if principal.sub not in team:
             team.insert(0, principal.sub)
     elif not principal.roles & SENDERS:
-        return team, refusals.STARTER_NOT_OFFICER("officers", starter=principal.sub)
+        return team, CODES["inspection.starter_not_officer"]("officers", starter=principal.sub)
     if too_few := too_few_certified(town, rules, team):
-        return team, refusals.TOO_FEW_CERTIFIED("officers", **too_few)
+        return team, CODES["inspection.too_few_certified"]("officers", **too_few)
     return team, None
 
 
@@ -137,10 +137,10 @@ def result_poster_error(principal: Principal, *, assigned: Sequence[str], named:
     if assigned:
         if principal.sub in assigned:
             return None
-        return refusals.NOT_ON_TEAM(officer=principal.sub, officers=", ".join(assigned))
+        return CODES["inspection.not_officer"](officer=principal.sub, officers=", ".join(assigned))
     if principal.sub in named:
         return None
-    return refusals.NOT_NAMED_IN_RESULT("officers", officer=principal.sub)
+    return CODES["inspection.poster_not_named"]("officers", officer=principal.sub)
 
 
 def transfer_destination(outcome: str, item: CatalogItem) -> str | None:
@@ -156,14 +156,14 @@ def transfer_destination(outcome: str, item: CatalogItem) -> str | None:
 def step_error(current: str, requested: str) -> Refusal | None:
     """Case steps go filed → investigated → reviewed (法制审核) → decided → closed, in order."""
     if current == "transferred":
-        return refusals.CASE_TRANSFERRED()
+        return CODES["case.transferred"]()
     if requested not in CASE_STEPS:
-        return refusals.STEP_UNKNOWN("step", step=requested)
+        return CODES["case.step_unknown"]("step", step=requested)
     expected_index = CASE_STEPS.index(current) + 1
     if expected_index >= len(CASE_STEPS):
-        return refusals.CASE_CLOSED()
+        return CODES["case.closed"]()
     if CASE_STEPS.index(requested) != expected_index:
-        return refusals.STEP_OUT_OF_ORDER("step", current=current, expected=CASE_STEPS[expected_index],
+        return CODES["case.step_out_of_order"]("step", current=current, expected=CASE_STEPS[expected_index],
                                           requested=requested)
     return None
 
@@ -176,9 +176,9 @@ def decision_due(filed_at: datetime, extended: bool, rules: EnforcementRules) ->
 def extension_error(filed_at: datetime, extended: bool, now: datetime, rules: EnforcementRules) -> Refusal | None:
     """The one 30-day extension, recorded before the decision limit."""
     if extended:
-        return refusals.ALREADY_EXTENDED()
+        return CODES["case.already_extended"]()
     if now >= filed_at + timedelta(days=rules.decision_limit_days):
-        return refusals.EXTENSION_TOO_LATE(day=rules.decision_limit_days)
+        return CODES["case.extension_too_late"](day=rules.decision_limit_days)
     return None
 
 
@@ -228,9 +228,9 @@ def draw_plan(targets: Sequence[str], sample_size: int, seed: int,
     seed (the same seed and lists always draw the same plan, whatever their order). Refused
     (raised) when there are fewer distinct targets than the sample or too few officers."""
     if sample_size > len(set(targets)):
-        raise refusals.SAMPLE_TOO_LARGE("sample_size", sample_size=sample_size, targets=len(set(targets)))
+        raise CODES["plan.sample_too_large"]("sample_size", sample_size=sample_size, targets=len(set(targets)))
     if len(set(officers)) < OFFICERS_PER_TARGET:
-        raise refusals.TOO_FEW_OFFICERS(officers=len(set(officers)))
+        raise CODES["plan.too_few_officers"](officers=len(set(officers)))
     rng = random.Random(seed)  # noqa: S311 - 双随机 must be reproducible from its published seed, not secret
     chosen = rng.sample(sorted(set(targets)), sample_size)
     pool = sorted(set(officers))

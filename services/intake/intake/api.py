@@ -19,35 +19,7 @@ from townflow_shared.types import NO_NUL_PATTERN
 
 from . import flows, models
 from .flows import FILERS, MATTER_READERS, MERGERS, READ_RECORD_READERS, Deps
-from .refusals import (
-    ACCESS_CODE_MALFORMED,
-    ALREADY_MERGED,
-    ALREADY_RATED,
-    CHANNEL_FIELD_MISSING,
-    CITIZEN_CONTACT_MISSING,
-    CITIZEN_KEY_UNSET,
-    HAS_MERGED_MATTERS,
-    ID_NUMBER_MALFORMED,
-    IDEMPOTENCY_KEY_REUSED,
-    INTO_ITSELF,
-    INTO_UNKNOWN,
-    ITEM_UNKNOWN,
-    MATTER_NOT_FOUND,
-    MATTER_UNKNOWN,
-    MERGE_STANDS,
-    NOT_MERGED,
-    NOT_OPEN,
-    NOT_YET_COMPLETED,
-    OTHER_TOWN,
-    PHONE_MALFORMED,
-    PRIMARY_MERGED,
-    PRIMARY_NOT_OPEN,
-    PROXY_AGENT_UNKNOWN,
-    TARGET_MISSING,
-    TICKET_NOT_FOUND,
-    TOO_MANY_WRONG_CODES,
-    VILLAGE_UNKNOWN,
-)
+from .refusals import CODES
 
 router = APIRouter(tags=["requests"])
 
@@ -61,7 +33,7 @@ Dependencies = Annotated[Deps, Depends(_deps)]
 # Who may call with a token: no token, a bad one, or the wrong role.
 STAFF = problems.AUTHENTICATED  # the refusals of any route that reads a token
 # What a citizen's access code may be answered with.
-ACCESS_CODE = (TICKET_NOT_FOUND, ACCESS_CODE_MALFORMED, TOO_MANY_WRONG_CODES)
+ACCESS_CODE = (CODES["ticket.not_found"], CODES["ticket.code_malformed"], CODES["ticket.too_many_wrong_codes"])
 CODE_QUERY = "the access code printed on the citizen's receipt (6 letters and digits)"
 # The path's ticket number: a malformed one is a 422 (`value.malformed`), a well-formed one that
 # names no matter a 404 with the route's own code.
@@ -69,9 +41,9 @@ TicketInPath = Annotated[models.TicketNumber, Path()]
 
 
 @router.post("/v1/requests", status_code=201, response_model=models.Filed, responses=responses(
-    *STAFF, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED, problems.INVALID, ITEM_UNKNOWN, VILLAGE_UNKNOWN,
-    CHANNEL_FIELD_MISSING, PROXY_AGENT_UNKNOWN, TARGET_MISSING, CITIZEN_CONTACT_MISSING, PHONE_MALFORMED,
-    ID_NUMBER_MALFORMED, IDEMPOTENCY_KEY_REUSED, CITIZEN_KEY_UNSET))
+    *STAFF, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED, problems.INVALID, CODES["item.unknown"], CODES["filing.village_unknown"],
+    CODES["filing.channel_field_missing"], CODES["filing.proxy_agent_unknown"], CODES["filing.target_missing"], CODES["citizen.contact_missing"], CODES["citizen.phone_malformed"],
+    CODES["citizen.id_number_malformed"], CODES["idempotency.key_reused"], CODES["filing.citizen_ref_key_unset"]))
 async def file_request(
     body: models.FileRequest,
     deps: Dependencies,
@@ -104,7 +76,7 @@ async def request_status(
 
 
 @router.post("/v1/requests/{ticket_no}/rating", response_model=models.Rated,
-             responses=responses(*ACCESS_CODE, ALREADY_RATED, NOT_YET_COMPLETED))
+             responses=responses(*ACCESS_CODE, CODES["rating.already_given"], CODES["rating.not_completed"]))
 async def rate_request(ticket_no: TicketInPath, body: models.RatingBody, deps: Dependencies,
                        code: Annotated[str, Query(max_length=12, json_schema_extra=models.AccessCodeSchema,
                                               description=CODE_QUERY)]) -> models.Rated:
@@ -112,12 +84,12 @@ async def rate_request(ticket_no: TicketInPath, body: models.RatingBody, deps: D
     return await flows.rate(deps, None, flows.RateMatter(ticket_no, code, body.rating))
 
 
-MERGE_SIDES = (problems.TOWN_NOT_YOURS, MATTER_NOT_FOUND)
+MERGE_SIDES = (problems.TOWN_NOT_YOURS, CODES["merge.ticket_not_found"])
 
 
 @router.post("/v1/requests/{ticket_no}/merge", response_model=models.Merged, responses=responses(
-    *STAFF, *MERGE_SIDES, INTO_UNKNOWN, INTO_ITSELF, OTHER_TOWN, ALREADY_MERGED, HAS_MERGED_MATTERS, NOT_OPEN,
-    PRIMARY_MERGED, PRIMARY_NOT_OPEN))
+    *STAFF, *MERGE_SIDES, CODES["merge.into_unknown"], CODES["merge.into_itself"], CODES["merge.other_town"], CODES["merge.already_merged"], CODES["merge.has_merged_matters"], CODES["merge.not_open"],
+    CODES["merge.primary_merged"], CODES["merge.primary_closed"]))
 async def merge_request(ticket_no: TicketInPath, body: models.MergeBody, deps: Dependencies,
                         principal: Annotated[Principal, Depends(require(*MERGERS))]) -> models.Merged:
     """重复件: the command centre merges this matter into another of its town (the primary); its
@@ -126,7 +98,7 @@ async def merge_request(ticket_no: TicketInPath, body: models.MergeBody, deps: D
 
 
 @router.post("/v1/requests/{ticket_no}/unmerge", response_model=models.Unmerged,
-             responses=responses(*STAFF, *MERGE_SIDES, NOT_MERGED, MERGE_STANDS))
+             responses=responses(*STAFF, *MERGE_SIDES, CODES["unmerge.not_merged"], CODES["unmerge.primary_closed"]))
 async def unmerge_request(ticket_no: TicketInPath, deps: Dependencies,
                           principal: Annotated[Principal, Depends(require(*MERGERS))]) -> models.Unmerged:
     """Undo a merge while the primary is not closed (SPEC §10): the matter's task reopens."""
@@ -143,7 +115,7 @@ async def catalog(deps: Dependencies, principal: Annotated[Principal, Depends(re
 
 
 @router.get("/v1/tasks/{task_id}/matter", response_model=models.Matter,
-            responses=responses(*STAFF, MATTER_UNKNOWN, problems.INVALID))
+            responses=responses(*STAFF, CODES["matter.not_found"], problems.INVALID))
 async def task_matter(task_id: Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL_PATTERN, description=(
                           "a task's id (dispatch's); a task intake has not seen dispatched is no matter (404)"))],
                       deps: Dependencies, principal: Annotated[Principal, Depends(require(*MATTER_READERS))],

@@ -36,7 +36,8 @@ from townflow_shared.scope import town_of_event, town_of_new_record, town_of_rec
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import CatalogItem, Town
 
-from . import models, refusals, rules
+from . import models, rules
+from .refusals import CODES
 from .settings import IntakeSettings
 from .store import IntakeStore, Row, UnitOfWork, UnitOfWorkFactory
 
@@ -142,7 +143,7 @@ async def file_request(deps: Deps, actor: Principal, command: FileMatter) -> Ans
                                        proxy_agent_id=body.proxy_agent_id):
         raise refusal
     if deps.citizen_ref_key is None:
-        raise refusals.CITIZEN_KEY_UNSET()
+        raise CODES["filing.citizen_ref_key_unset"]()
     fields = body.model_dump(include={"channel", "description", "village", "location", "target",
                                       "proxy_agent_id", "village_record_id"})
     fields |= {"citizen_name": body.citizen.name, "citizen_phone": body.citizen.phone,
@@ -173,18 +174,18 @@ async def check_access_code(deps: Deps, ticket_no: str, code: str) -> None:
     names; a wrong code is counted in a transaction of its own, committed before the refusal."""
     given = rules.normalise_access_code(code)
     if given is None:
-        raise refusals.ACCESS_CODE_MALFORMED("code")
+        raise CODES["ticket.code_malformed"]("code")
     now = deps.clock.now()
     async with deps.unit_of_work() as uow:
         recent = rules.recent_wrong_codes(await uow.store.wrong_codes_for_update(ticket_no), now)
         wait = rules.guessing_wait(recent, now, _wrong_codes_per_hour(deps.county, ticket_no))
         if wait is not None:
-            raise refusals.TOO_MANY_WRONG_CODES(headers={"Retry-After": str(wait)}, retry_after=wait)
+            raise CODES["ticket.too_many_wrong_codes"](headers={"Retry-After": str(wait)}, retry_after=wait)
         issued = await uow.store.access_code_of(ticket_no)
         if issued is not None and rules.codes_match(issued, given):
             return
         await uow.store.save_wrong_codes(ticket_no, [*recent, now])
-    raise refusals.TICKET_NOT_FOUND()
+    raise CODES["ticket.not_found"]()
 
 
 def _steps(rows: list[Row]) -> list[models.Step]:
@@ -200,12 +201,12 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
     by_token = (actor is not None and actor.has_any(READ_BY_TOKEN, reading=True) and actor.may_read(town_code))
     if not by_token:
         if command.code is None:
-            raise refusals.TICKET_NOT_FOUND()
+            raise CODES["ticket.not_found"]()
         await check_access_code(deps, command.ticket_no, command.code)
     async with deps.unit_of_work() as uow:
         row = await uow.store.request_by_ticket(command.ticket_no)
         if row is None:
-            raise refusals.TICKET_NOT_FOUND()
+            raise CODES["ticket.not_found"]()
         town = deps.county.town(row["town_code"])
         item = town.catalog.get(row["item_code"]) if town is not None else None
         status = models.RequestStatus(
@@ -289,7 +290,7 @@ async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> mode
     async with deps.unit_of_work() as uow:
         row = await uow.store.request_for_update(command.ticket_no)
         if row is None:
-            raise refusals.TICKET_NOT_FOUND()
+            raise CODES["ticket.not_found"]()
         link_to(row["trace_headers"])
         primary = await uow.store.request_by_id(row["merged_into"]) if row["merged_into"] else None
         status = primary["status"] if primary is not None else row["status"]
@@ -310,8 +311,8 @@ def _side_missing(ticket_no: str, field: str) -> Exception:
     """A matter a merge names that does not exist: 404 for the path, 409 for `into` (a body as
     documented that names no matter)."""
     if field == "into":
-        return refusals.INTO_UNKNOWN("into", ticket=ticket_no)
-    return refusals.MATTER_NOT_FOUND(ticket=ticket_no)
+        return CODES["merge.into_unknown"]("into", ticket=ticket_no)
+    return CODES["merge.ticket_not_found"](ticket=ticket_no)
 
 
 async def _merge_side(deps: Deps, uow: UnitOfWork, actor: Principal, ticket_no: str, field: str) -> Row:
@@ -320,7 +321,7 @@ async def _merge_side(deps: Deps, uow: UnitOfWork, actor: Principal, ticket_no: 
     town_code = rules.town_of_ticket(ticket_no)
     if deps.county.town(town_code) is None:  # no matter of a town not served exists here
         raise _side_missing(ticket_no, field)
-    town_of_record(deps.county, actor, town_code, acting=True, not_found=refusals.MATTER_NOT_FOUND)
+    town_of_record(deps.county, actor, town_code, acting=True, not_found=CODES["merge.ticket_not_found"])
     row = await uow.store.merge_side_for_update(ticket_no)
     if row is None:
         raise _side_missing(ticket_no, field)
@@ -413,8 +414,8 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
     async with deps.unit_of_work() as uow:
         row = await uow.store.request_of_task(command.task_id)
         if row is None:
-            raise refusals.MATTER_UNKNOWN()
-        town = town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=refusals.MATTER_UNKNOWN)
+            raise CODES["matter.not_found"]()
+        town = town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=CODES["matter.not_found"])
         holders = await uow.store.holders_of(row["request_id"])
         basis = rules.citizen_basis(actor, town, [_holder(h) for h in holders])
         if basis is not None:
@@ -486,7 +487,7 @@ async def hold_task(uow: UnitOfWork, town: Town, task_id: str, request_id: str, 
 def _key_reused(fingerprint: str, answer: Answer | BaseException, first_fingerprint: str) -> Answer | BaseException:
     """A repeated Idempotency-Key: the first answer for the same body, else a refusal."""
     if fingerprint != first_fingerprint:
-        return refusals.IDEMPOTENCY_KEY_REUSED("Idempotency-Key")
+        return CODES["idempotency.key_reused"]("Idempotency-Key")
     return answer
 
 

@@ -18,7 +18,7 @@ from pydantic import (
 from townflow_shared.events import Channel, Colour, Rating
 from townflow_shared.types import IDENTIFIER_CHECKS, NOT_BLANK_PATTERN, Command, Identifier, Text
 
-from . import refusals
+from .refusals import CODES
 from .rules import ACCESS_CODE_PATTERN, TICKET_NUMBER_LENGTH, TICKET_NUMBER_PATTERN, SeenAs
 
 # Every pattern, bound and "required when" below is in the OpenAPI document as the server checks
@@ -55,7 +55,7 @@ def _required_string(name: str, **schema: Any) -> dict[str, Any]:
 
 
 # Each contact field's form and the code that refuses it (the document states the same patterns).
-_CONTACT_FORMS = {"phone": (_PHONE, refusals.PHONE_MALFORMED), "id_number": (_ID_NUMBER, refusals.ID_NUMBER_MALFORMED)}
+_CONTACT_FORMS = {"phone": (_PHONE, CODES["citizen.phone_malformed"]), "id_number": (_ID_NUMBER, CODES["citizen.id_number_malformed"])}
 
 
 class Citizen(Command):
@@ -78,7 +78,7 @@ class Citizen(Command):
     @model_validator(mode="after")
     def _identifiable(self) -> Citizen:
         if not self.phone and not self.id_number:
-            raise refusals.CITIZEN_CONTACT_MISSING.pydantic()
+            raise CODES["citizen.contact_missing"].pydantic()
         return self
 
 
@@ -115,7 +115,7 @@ class FileRequest(Command):
     def _channel_field(cls, value: str | None, info: ValidationInfo) -> str | None:
         channel = info.data.get("channel")  # absent when the channel itself was refused
         if channel is not None and CHANNEL_FIELDS.get(channel) == info.field_name and not value:
-            raise refusals.CHANNEL_FIELD_MISSING.pydantic(channel=channel)
+            raise CODES["filing.channel_field_missing"].pydantic(channel=channel)
         return value
 
 

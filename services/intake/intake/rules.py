@@ -19,7 +19,7 @@ from townflow_shared.events import Colour
 from townflow_shared.problems import FieldError, Refusal
 from townflow_shared.town import CatalogItem, IntakeRules, Town
 
-from . import refusals
+from .refusals import CODES
 
 if TYPE_CHECKING:
     from townflow_shared.auth import Principal
@@ -145,24 +145,24 @@ def filing_refusal(*, town: Town, item: CatalogItem, village: str, target: str |
     once. The channel's own fields are the request model's."""
     problems: list[FieldError] = []
     if village not in town.villages:
-        problems.append(refusals.VILLAGE_UNKNOWN.error(
+        problems.append(CODES["filing.village_unknown"].error(
             "village", village=village, town=town.info.name, villages=list(town.villages)))
     if proxy_agent_id is not None and proxy_agent_id not in proxy_agents(town):
-        problems.append(refusals.PROXY_AGENT_UNKNOWN.error(
+        problems.append(CODES["filing.proxy_agent_unknown"].error(
             "proxy_agent_id", agent=proxy_agent_id, town=town.info.name, agents=proxy_agents(town)))
     if item.task_kind in ("enforcement", "joint_visit") and not target:
-        problems.append(refusals.TARGET_MISSING.error("target", task_kind=item.task_kind))
+        problems.append(CODES["filing.target_missing"].error("target", task_kind=item.task_kind))
     if not problems:
         return None
     first = problems[0]
-    return Refusal(refusals.CODES.codes[first.code], field=first.field, errors=problems,
+    return Refusal(CODES.codes[first.code], field=first.field, errors=problems,
                    params=first.params or {}, detail=first.detail)
 
 
 def unknown_item(query: str, town: Town) -> Refusal:
     """The refusal of an item code the town's catalog does not hold, with the closest items."""
     closest = closest_items(query, town)
-    return refusals.ITEM_UNKNOWN("item_code", item=query, town=town.info.name,
+    return CODES["item.unknown"]("item_code", item=query, town=town.info.name,
                                  suggestions=[i.code for i in closest],
                                  suggestion_names=[i.name for i in closest])
 
@@ -179,9 +179,9 @@ TIMELINE_STEPS = ("filed", "dispatched", "accepted", "returned", "supervised", "
 def may_rate(status: str, already_rated: bool) -> Refusal | None:
     """None when a rating is allowed, else the refusal."""
     if already_rated:
-        return refusals.ALREADY_RATED()
+        return CODES["rating.already_given"]()
     if status not in ("completed", "closed"):
-        return refusals.NOT_YET_COMPLETED(status=status)
+        return CODES["rating.not_completed"](status=status)
     return None
 
 
@@ -294,28 +294,28 @@ def merge_refusal(merged: MergeSide, into: MergeSide) -> Refusal | None:
     merged into `into`; None when it may. A chain of merges is refused: every follower follows one
     primary that is not itself merged."""
     if merged.ticket_no == into.ticket_no:
-        return refusals.INTO_ITSELF("into")
+        return CODES["merge.into_itself"]("into")
     if merged.town_code != into.town_code:
-        return refusals.OTHER_TOWN("into", ticket=into.ticket_no)
+        return CODES["merge.other_town"]("into", ticket=into.ticket_no)
     if merged.merged_into is not None:
-        return refusals.ALREADY_MERGED("ticket_no", ticket=merged.ticket_no, primary=merged.merged_into)
+        return CODES["merge.already_merged"]("ticket_no", ticket=merged.ticket_no, primary=merged.merged_into)
     if merged.followers:
-        return refusals.HAS_MERGED_MATTERS("ticket_no", ticket=merged.ticket_no, count=merged.followers)
+        return CODES["merge.has_merged_matters"]("ticket_no", ticket=merged.ticket_no, count=merged.followers)
     if merged.status not in MERGEABLE_STATUSES:
-        return refusals.NOT_OPEN("ticket_no", ticket=merged.ticket_no, status=merged.status)
+        return CODES["merge.not_open"]("ticket_no", ticket=merged.ticket_no, status=merged.status)
     if into.merged_into is not None:
-        return refusals.PRIMARY_MERGED("into", ticket=into.ticket_no, primary=into.merged_into)
+        return CODES["merge.primary_merged"]("into", ticket=into.ticket_no, primary=into.merged_into)
     if into.status not in OPEN_STATUSES:
-        return refusals.PRIMARY_NOT_OPEN("into", ticket=into.ticket_no, status=into.status)
+        return CODES["merge.primary_closed"]("into", ticket=into.ticket_no, status=into.status)
     return None
 
 
 def unmerge_refusal(merged_into: str | None, primary_status: str | None) -> Refusal | None:
     """Why a merge may not be undone; None when it may (SPEC §10: until the primary closes)."""
     if merged_into is None:
-        return refusals.NOT_MERGED("ticket_no")
+        return CODES["unmerge.not_merged"]("ticket_no")
     if primary_status == "closed":
-        return refusals.MERGE_STANDS("ticket_no", primary=merged_into)
+        return CODES["unmerge.primary_closed"]("ticket_no", primary=merged_into)
     return None
 
 
