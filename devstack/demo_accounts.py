@@ -21,7 +21,13 @@ SHOWN = ("qh-s010", "qh-s035", "qh-s036", "qh-s030", "qh-s049", "qh-s026", "qh-s
 def write_demo_accounts(county_dir: Path = DEMO_COUNTY_DIR) -> None:
     from argon2 import PasswordHasher
 
+    from console.rules import password_weaknesses
+
     hasher = PasswordHasher()
+    # The console's password policy holds for the demo's accounts too (every login is checked below).
+    refused = {login: w for login in _logins(county_dir) if (w := password_weaknesses(DEMO_PASSWORD, login))}
+    if refused:
+        raise ValueError(f"the demo password breaks the console's password policy: {refused}")
     for folder, prefix in PREFIXES.items():
         staff = re.findall(r"\{id: (s\d+), name: ([^,]+),", (county_dir / folder / "staff.yaml").read_text())
         lines = ["# Console sign-ins of this town (SPEC §9), for local runs and tests: argon2 hashes of the",
@@ -37,6 +43,12 @@ def write_demo_accounts(county_dir: Path = DEMO_COUNTY_DIR) -> None:
     lines = [f"  - {{login: {sid}, staff: {sid}, password_hash: '{hasher.hash(DEMO_PASSWORD)}'}}  # {name}"
              for sid, name in staff]
     county_yaml.write_text(text + "\n" + ACCOUNTS_BLOCK + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _logins(county_dir: Path) -> list[str]:
+    logins = [f"{prefix}-{sid}" for folder, prefix in PREFIXES.items()
+              for sid in re.findall(r"\{id: (s\d+),", (county_dir / folder / "staff.yaml").read_text())]
+    return logins + re.findall(r"\{id: (c\d+),", (county_dir / "county.yaml").read_text(encoding="utf-8"))
 
 
 ACCOUNTS_BLOCK = ("# Console sign-ins of the county's staff, for local runs and tests: argon2 hashes of the demo\n"

@@ -22,7 +22,8 @@ from .processes import Child, free_port, holds_port, port_open, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES: dict[str, int] = {"intake": 8001, "dispatch": 8002, "enforcement": 8003, "appraisal": 8004}
-CONSOLE_PORT = 8000  # the staff console (SPEC §9): no database, no consumer; it calls the four services
+CONSOLE_PORT = 8000  # the staff console (SPEC §9): no consumer; it calls the four services
+CONSOLE_DATABASE = "console"  # its own database: sessions and failed sign-ins (issue #28)
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -195,7 +196,7 @@ class Stack:
     def start_infra(self) -> Stack:
         self.issuer.start()
         self.kafka = Kafka(self.workdir / "kafka", heap=self.kafka_heap).start()
-        self.postgres = Postgres(self.workdir / "postgres", list(SERVICES)).start()
+        self.postgres = Postgres(self.workdir / "postgres", [*SERVICES, CONSOLE_DATABASE]).start()
         return self
 
     def service_env(self, name: str) -> dict[str, str]:
@@ -264,10 +265,18 @@ class Stack:
         OIDC issuer's); started once, returned when ready."""
         if self.console is not None and self.console.running:
             return self.console
+        self.console = self.console_replica()
+        self.wait_ready_on_own_port(self.console.start(wait=False))
+        return self.console
+
+    def console_replica(self, index: int = 0, **settings: str) -> ServiceProcess:
+        """A console process (not started) on the console's database, as `start_console` runs it:
+        another replica of it when `index` > 0 (its own port and log); `settings` as TOWNFLOW_*."""
+        assert self.postgres is not None, "start_infra first"
         key_file = self.workdir / "console-signing-key.pem"
         key_file.write_text(self.issuer.signing_key_pem())
         os.chmod(key_file, 0o600)
-        port = CONSOLE_PORT if self.preferred_ports and not port_open(CONSOLE_PORT) else free_port()
+        port = CONSOLE_PORT if self.preferred_ports and index == 0 and not port_open(CONSOLE_PORT) else free_port()
         env = {
             "TOWNFLOW_SERVICE_NAME": "console",
             "TOWNFLOW_HTTP_PORT": str(port),
@@ -275,12 +284,11 @@ class Stack:
             "TOWNFLOW_CONSOLE_SIGNING_KEY_FILE": str(key_file),
             "TOWNFLOW_CONSOLE_SIGNING_KID": self.issuer.signing_kid,
             "TOWNFLOW_CONSOLE_TOKEN_ISSUER": self.issuer.url,
-            "TOWNFLOW_CONSOLE_SESSION_SECRET": secrets.token_urlsafe(32),
+            "TOWNFLOW_DATABASE_URL": self.postgres.dsn(CONSOLE_DATABASE),
         } | {k: v for k, v in self.extra_env.items() if k in ("TOWNFLOW_TOWN_DIR", "TOWNFLOW_OTLP_ENDPOINT",
                                                             "OTEL_BSP_SCHEDULE_DELAY")}
-        self.console = ServiceProcess("console", port, env, self.workdir / "logs" / "console-0.log")
-        self.wait_ready_on_own_port(self.console.start(wait=False))
-        return self.console
+        env |= {f"TOWNFLOW_{k.upper()}": v for k, v in settings.items()}
+        return ServiceProcess("console", port, env, self.workdir / "logs" / f"console-{index}.log", index=index)
 
     def start_replica(self, name: str, index: int, wait: bool = True) -> ServiceProcess:
         """Start one replica again (after stop_replica or kill_replica); the others are untouched."""
@@ -345,7 +353,7 @@ class Stack:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({
             "kafka": self.kafka.bootstrap,
-            "postgres": {name: self.postgres.dsn(name) for name in SERVICES},
+            "postgres": {name: self.postgres.dsn(name) for name in (*SERVICES, CONSOLE_DATABASE)},
             "services": {name: p.url for name, p in self.services.items()},
             "console": self.console.url if self.console is not None else None,
             "replicas": {name: [{"index": p.index, "url": p.url, "pid": p.pid, "log": str(p.log)}

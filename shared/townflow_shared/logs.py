@@ -38,5 +38,5 @@ def serve(app_factory: str, settings: ServiceSettings) -> None:
     # h11 refuses a head larger than its buffer with a 400 and closes mid-upload, which the
     # caller sees as a reset: a buffer larger than any URL we answer 414 to (guards.InputGuard).
     uvicorn.run(app_factory, factory=True, host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False, http="h11",
+                log_config=None, access_log=False, http="h11", forwarded_allow_ips=settings.http_forwarded_allow_ips,
                 h11_max_incomplete_event_size=settings.http_max_head_bytes)

@@ -32,6 +32,10 @@ class ServiceSettings(BaseSettings):
     http_body_timeout_seconds: float = 10.0
     http_max_url_length: int = 8192
     http_max_head_bytes: int = 2 * 1_048_576
+    # Which peers' X-Forwarded-For names the client (comma-separated addresses or CIDRs, `*` for
+    # any): the ingress in front of the console, the console in front of intake. The per-address
+    # limits (sign-in failures, wrong access codes) count the address found this way.
+    http_forwarded_allow_ips: str = "127.0.0.1,::1"
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/townflow")
     db_pool_min: int = 2
     db_pool_max: int = 10

@@ -70,6 +70,9 @@ class Accounts:
     def __len__(self) -> int:
         return len(self._by_login)
 
+    def knows(self, login: str) -> bool:
+        return login in self._by_login
+
     def people(self) -> list[Person]:
         return [a.person for a in self._by_login.values()]
 

@@ -1,14 +1,17 @@
 """The console's wiring: settings, the county's accounts, the token signer, the services' client,
-the session cookie, the pages. No rules here, and none anywhere in the console: it shows what the
-services answer and posts to their APIs."""
+its database (sessions, failed sign-ins), the session cookie, the security headers, the pages. No
+rules here, and none in the console but its own sign-in's (rules.py): it shows what the services
+answer and posts to their APIs."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -16,15 +19,16 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from townflow_shared import db
 from townflow_shared.county import County, load_county
 from townflow_shared.guards import EdgeLimits, InputGuard
-from townflow_shared.http import RedMetricsMiddleware
+from townflow_shared.http import PAGE_POLICY, RedMetricsMiddleware, SecurityHeaders
 from townflow_shared.metrics import REGISTRY
 from townflow_shared.telemetry import setup_tracing
 
@@ -35,12 +39,15 @@ from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake
 from .pages import county as county_page
 from .pages import suspensions as suspension_pages
 from .services import Services
-from .session import COOKIE, SessionCodec
+from .session import COOKIE, Session, SessionStore, anonymous_cookie, anonymous_from, looks_like_id
 from .settings import ConsoleSettings
+from .sign_in import FailureStore, Limits
+from .store import PgSessions, SignInFailures
 from .tokens import TokenSigner
 from .web import CsrfRefused, Forbidden, NoSuchAction, SignInNeeded, render
 
 STATIC = Path(__file__).with_name("static")
+MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 @dataclass
@@ -51,7 +58,14 @@ class Console:
     county: County
     accounts: Accounts
     services: Services
-    codec: SessionCodec
+    sessions: SessionStore
+    failures: Callable[[], AbstractAsyncContextManager[FailureStore]]  # one transaction each
+
+    @property
+    def limits(self) -> Limits:
+        s = self.settings
+        return Limits(s.console_sign_in_failures, s.console_sign_in_address_failures,
+                      timedelta(minutes=s.console_sign_in_lock_minutes))
 
     @cached_property
     def names(self) -> CountyNames:
@@ -74,39 +88,55 @@ def token_signer(settings: ConsoleSettings) -> TokenSigner:
 
 
 class SessionMiddleware:
-    """Reads the signed session cookie into `request.state.session` (a new anonymous session with
-    its own CSRF token when there is none) and writes the cookie when the session is new or changed."""
+    """Reads the session the cookie names into `request.state.session` (a new anonymous session
+    with its own CSRF token when it names none, or one that ended) and, when a page began another
+    (start_session), ends the old one for every replica and writes the new one's cookie."""
 
     QUIET = ("/static/", "/healthz", "/readyz", "/metrics")
+    # A page's own background refresh (the board's live fragment every 2 s) is no sign of the
+    # person: it does not keep an idle session alive.
+    BACKGROUND = ("/board/live",)
 
-    def __init__(self, app: ASGIApp, codec: SessionCodec, secure: bool) -> None:
+    def __init__(self, app: ASGIApp, secure: bool, lifetime_seconds: float) -> None:
         self.app = app
-        self.codec = codec
         self.secure = secure
+        self.lifetime_seconds = lifetime_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.QUIET):
             await self.app(scope, receive, send)
             return
+        def sessions() -> SessionStore:  # asked only when a session is signed in: no row otherwise
+            return scope["app"].state.console.sessions  # type: ignore[no-any-return]
+
         cookies = SimpleCookie()
         for name, value in scope["headers"]:
             if name == b"cookie":
                 with contextlib.suppress(Exception):
                     cookies.load(value.decode("latin-1"))
-        session = self.codec.decode(cookies[COOKIE].value if COOKIE in cookies else None)
+        cookie = cookies[COOKIE].value if COOKIE in cookies else ""
+        session, session_id = anonymous_from(cookie), None
+        if session is None and looks_like_id(cookie):
+            session = await sessions().resume(cookie, activity=scope["path"] not in self.BACKGROUND)
+            session_id = cookie if session is not None else None
         state = scope.setdefault("state", {})
-        state["session"] = session or self.codec.new()
+        state["session"] = session or Session()
         state["session_changed"] = session is None
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start" and state.get("session_changed"):
+                if session_id is not None:
+                    await sessions().end(session_id)
+                new: Session = state["session"]
+                signed_in = new.person is not None
                 cookie = SimpleCookie()
-                cookie[COOKIE] = self.codec.encode(state["session"])
+                cookie[COOKIE] = await sessions().begin(new) if signed_in else anonymous_cookie(new)
                 morsel = cookie[COOKIE]
                 morsel["path"] = "/"
                 morsel["httponly"] = True
                 morsel["samesite"] = "Lax"
-                morsel["max-age"] = int(self.codec.lifetime)
+                if signed_in:
+                    morsel["max-age"] = int(self.lifetime_seconds)
                 morsel["secure"] = self.secure
                 MutableHeaders(scope=message).append("set-cookie", morsel.OutputString())
             await send(message)
@@ -121,18 +151,29 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     county = load_county(settings.town_dir)  # a wrong file (or account) fails start-up here
     setup_tracing(settings.service_name, settings.otlp_endpoint)
     signer = token_signer(settings)
-    secret = (settings.console_session_secret.get_secret_value().encode() if settings.console_session_secret
-              else secrets.token_bytes(32))
-    codec = SessionCodec(secret, settings.console_session_hours * 3600)
     urls = {"intake": settings.intake_url, "dispatch": settings.dispatch_url,
             "enforcement": settings.enforcement_url, "appraisal": settings.appraisal_url}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=settings.service_timeout_seconds) as client:
-            app.state.console = Console(settings, county, Accounts(county), Services(urls, signer, client, county),
-                                        codec)
-            yield
+        pool = await db.create_pool(settings.database_url.get_secret_value(), settings.db_pool_min,
+                                    settings.db_pool_max, service=settings.service_name,
+                                    limits=db.SessionLimits(settings.db_idle_in_transaction_seconds,
+                                                            settings.db_lock_timeout_seconds,
+                                                            settings.db_statement_timeout_seconds))
+        try:
+            await db.migrate(pool, [MIGRATIONS])
+            database = db.Database()
+            database.use(pool)
+            sessions = PgSessions(pool, settings.console_session_idle_minutes * 60,
+                                  settings.console_session_hours * 3600)
+            async with httpx.AsyncClient(timeout=settings.service_timeout_seconds) as client:
+                app.state.console = Console(settings, county, Accounts(county), Services(urls, signer, client, county),
+                                            sessions, database.units_of_work(SignInFailures))
+                app.state.pool = pool
+                yield
+        finally:
+            await pool.close()
 
     app = FastAPI(title="Townflow console", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -147,10 +188,15 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> dict[str, str]:
-        """Ready once started: the console holds nothing but its configuration; a service that is
-        away is reported on the page that needs it."""
-        return {"status": "ready"}
+    async def readyz(request: Request) -> Response:
+        """Ready when its database answers (sessions live there); a service that is away is
+        reported on the page that needs it."""
+        try:
+            async with asyncio.timeout(2):
+                await request.app.state.pool.fetchval("SELECT 1")
+        except Exception as exc:  # any failure means not ready
+            return JSONResponse({"status": "not ready", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -158,7 +204,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     @app.exception_handler(SignInNeeded)
     async def sign_in_first(request: Request, exc: SignInNeeded) -> RedirectResponse:
-        return RedirectResponse(f"/signin?next={exc.next_path}", status_code=303)
+        # A form posted after the session ended: to sign in, then the home page (the form's own
+        # address answers POST only).
+        return RedirectResponse(f"/signin?next={exc.next_path}" if request.method == "GET" else "/signin",
+                                status_code=303)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> HTMLResponse:
@@ -174,8 +223,11 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     async def no_such_action(request: Request, exc: NoSuchAction) -> HTMLResponse:
         return render(request, "refused.html", 404, title="没有这个操作", message="没有这个操作。")
 
-    app.add_middleware(SessionMiddleware, codec=codec, secure=settings.console_cookie_secure)
+    app.add_middleware(SessionMiddleware, secure=settings.console_cookie_secure,
+                       lifetime_seconds=settings.console_session_hours * 3600)
     # Hostile input, refused as in every service, but as a Chinese page.
     app.add_middleware(InputGuard, limits=EdgeLimits.of(settings), answer=error_pages.edge_refusal)
+    # HSTS only when the cookie is Secure: the console is then served over HTTPS alone.
+    app.add_middleware(SecurityHeaders, policy=PAGE_POLICY, hsts=settings.console_cookie_secure)
     app.add_middleware(RedMetricsMiddleware, service=settings.service_name)
     return app

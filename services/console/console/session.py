@@ -1,66 +1,93 @@
-"""The session cookie and CSRF tokens.
+"""Sessions and CSRF tokens (issue #28).
 
-The cookie holds the session itself, signed (HMAC-SHA256 under the console's session secret), so
-any replica reads it and nothing is stored server-side: the person signed in (or nobody, for a
-citizen), a CSRF token and an expiry. It is HttpOnly (no script reads it) and SameSite=Lax (no
-other site's form posts with it). Every form carries the session's CSRF token (synchronizer
-token), checked on every POST; signing in and out starts a new session with a new token."""
+A signed-in person's session lives in the console's database, so every replica knows at once
+that it ended: 退出 on one replica, and the cookie copied before it opens nothing on another. The
+cookie carries an opaque random id (256 bits); the database keeps only its SHA-256, so a read of
+the table signs no one in. A session ends when its person signs out, after
+`console_session_idle_minutes` without a request of theirs, and `console_session_hours` after
+sign-in whatever happens; every time is the database's (one clock for all replicas). Signing in
+always begins a new session with a new id and CSRF token (no fixation).
+
+Nobody signed in (a citizen, the sign-in form) needs no row: the cookie holds the session's CSRF
+token itself (`a.<token>`), compared with the form's (double submit; HttpOnly, SameSite=Lax, so
+no other site reads or posts it). Every form carries the session's CSRF token, checked on every
+POST."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
+import re
 import secrets
-import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
 
 from .accounts import Person
 
 COOKIE = "tf_session"
+ANONYMOUS = "a."  # the cookie of a session without a person: this, then its CSRF token
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)
 class Session:
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """What a request knows of its session. Kept as a plain dataclass: every field is stored with
+    a signed-in session (`session_data`), so a field added here (a provider's ID token) persists."""
+
+    csrf: str = field(default_factory=new_token)
     person: Person | None = None
-    expires: float = 0.0
 
 
-class SessionCodec:
-    def __init__(self, secret: bytes, lifetime_seconds: float) -> None:
-        self._secret = secret
-        self.lifetime = lifetime_seconds
+def session_data(session: Session) -> dict[str, Any]:
+    """The session as the database keeps it (JSON)."""
+    data = asdict(session)
+    if session.person is not None:
+        data["person"]["roles"] = sorted(session.person.roles)
+    return data
 
-    def new(self, person: Person | None = None) -> Session:
-        return Session(person=person, expires=time.time() + self.lifetime)
 
-    def encode(self, session: Session) -> str:
-        data = asdict(session)
-        if session.person is not None:
-            data["person"]["roles"] = sorted(session.person.roles)
-        body = base64.urlsafe_b64encode(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
-        return f"{body.decode()}.{self._sign(body)}"
+def session_from(data: dict[str, Any]) -> Session:
+    person = data.get("person")
+    return Session(**{**data, "person": replace(Person(**person), roles=frozenset(person["roles"]))
+                      if person else None})
 
-    def decode(self, cookie: str | None) -> Session | None:
-        """The session if the cookie is ours, unaltered and not expired; else None."""
-        if not cookie or "." not in cookie:
-            return None
-        body, signature = cookie.rsplit(".", 1)
-        if not hmac.compare_digest(signature, self._sign(body.encode())):
-            return None
-        try:
-            data = json.loads(base64.urlsafe_b64decode(body))
-            person = data.get("person")
-            session = Session(csrf=str(data["csrf"]), expires=float(data["expires"]),
-                              person=replace(Person(**person), roles=frozenset(person["roles"])) if person else None)
-        except (ValueError, KeyError, TypeError):
-            return None
-        return session if session.expires > time.time() else None
 
-    def _sign(self, body: bytes) -> str:
-        return base64.urlsafe_b64encode(hmac.new(self._secret, body, hashlib.sha256).digest()).rstrip(b"=").decode()
+def id_hash(session_id: str) -> bytes:
+    """What the database keeps of a session id: the id is 256 random bits, so a plain SHA-256 of it
+    cannot be turned back (no salt or slow hash needed, unlike a password)."""
+    return hashlib.sha256(session_id.encode()).digest()
+
+
+def anonymous_cookie(session: Session) -> str:
+    return ANONYMOUS + session.csrf
+
+
+def anonymous_from(cookie: str) -> Session | None:
+    """The anonymous session a cookie names, when it is one of ours in form."""
+    token = cookie.removeprefix(ANONYMOUS)
+    return Session(csrf=token) if cookie.startswith(ANONYMOUS) and _TOKEN.fullmatch(token) else None
+
+
+def looks_like_id(cookie: str) -> bool:
+    return _TOKEN.fullmatch(cookie) is not None
+
+
+class SessionStore(Protocol):
+    """Where signed-in sessions live: the console's database (store.PgSessions), a fake in unit tests."""
+
+    async def begin(self, session: Session) -> str:
+        """Store a new session; its id (for the cookie only: never stored)."""
+
+    async def resume(self, session_id: str, *, activity: bool) -> Session | None:
+        """The session, unless it ended or ran out (idle or lifetime); `activity`: the request is
+        the person's own, so the idle time starts again (a page's background refresh is not)."""
+
+    async def end(self, session_id: str) -> None:
+        """Sign-out: the session ends for every replica at once."""
 
 
 def csrf_matches(session: Session, given: object) -> bool:

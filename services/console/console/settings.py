@@ -1,11 +1,9 @@
 """The console's settings (`TOWNFLOW_*`): where the four services answer, how the console signs the
-tokens it presents to them, and its session cookie."""
+tokens it presents to them, its sessions and how it meets failed sign-ins."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from pydantic import SecretStr
 
 from townflow_shared.settings import ServiceSettings
 
@@ -27,10 +25,17 @@ class ConsoleSettings(ServiceSettings):
     console_token_issuer: str | None = None
     console_audience_template: str = "townflow-{service}"  # each service its own audience
     console_token_ttl_seconds: int = 900
-    # HMAC key of the session cookie; replicas share it. Unset: a random one per process (sessions
-    # end when it restarts).
-    console_session_secret: SecretStr | None = None
+    # Sessions live in the console's own database (TOWNFLOW_DATABASE_URL), so every replica sees a
+    # sign-out at once (issue #28): one ends after this long without a request of the person's, and
+    # this long after sign-in whatever happens (等保 2.0 level 3: 登录连接超时自动退出).
+    console_session_idle_minutes: float = 30.0
     console_session_hours: float = 8.0
+    # Failed sign-ins: after this many failures within console_sign_in_lock_minutes an account waits
+    # that long, counted from the failure that made the number; an address that failed
+    # console_sign_in_address_failures times within the same minutes waits as well, whatever login it tries.
+    console_sign_in_failures: int = 5
+    console_sign_in_lock_minutes: float = 15.0
+    console_sign_in_address_failures: int = 20
     console_cookie_secure: bool = False  # True behind HTTPS (the Kubernetes ConfigMap sets it)
     # The address citizens reach the console at (https://zwt.county.example), printed on receipts
     # with a QR code of its status page (/status?ticket=…). Unset: the address the filing was made

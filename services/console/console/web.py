@@ -93,7 +93,9 @@ def session_of(request: Request) -> Session:
 
 
 def start_session(request: Request, session: Session) -> None:
-    """Replace the request's session (sign-in, sign-out): the cookie is written with the answer."""
+    """The one way a session begins (sign-in with a person, sign-out with none): with the answer,
+    the request's old session ends on every replica and the new one is stored under a new id,
+    written to the cookie (app.SessionMiddleware)."""
     request.state.session = session
     request.state.session_changed = True
 

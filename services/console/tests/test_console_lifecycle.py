@@ -16,11 +16,13 @@ from pydantic import SecretStr
 from console.accounts import Accounts, Person
 from console.app import Console, create_app
 from console.services import Services
-from console.session import COOKIE, SessionCodec
+from console.session import COOKIE, Session
 from console.settings import ConsoleSettings
 from console.tokens import TokenSigner
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
+
+from .fakes import FakeClock, FakeFailures, FakeSessions
 
 A, B, C = "321003104-20261201-00001", "321003104-20261201-00002", "321003104-20261201-00003"
 COMMAND = Person("qh-s030", "s030", "指挥员", frozenset({"staff", "command_centre"}), "321003104", "青禾镇")
@@ -40,12 +42,13 @@ async def _console(answer: httpx.Response | Callable[[httpx.Request], httpx.Resp
                    person: Person = OFFICE) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     """The console app, its services answered by `answer`, signed in as `person` (the 绩效督查室 by
     default): the browser, and the session's CSRF token for its forms."""
-    settings = ConsoleSettings(town_dir=DEMO_COUNTY_DIR, jwt_secret=SecretStr(SECRET),
-                               console_session_secret=SecretStr("s" * 32))
+    settings = ConsoleSettings(town_dir=DEMO_COUNTY_DIR, jwt_secret=SecretStr(SECRET))
     app = create_app(settings)
     county = load_county(DEMO_COUNTY_DIR)
-    codec = SessionCodec(b"s" * 32, 3600)
-    session = codec.new(person)
+    clock = FakeClock()
+    sessions = FakeSessions(clock)
+    session = Session(person=person)
+    session_id = await sessions.begin(session)
 
     def fake_service(request: httpx.Request) -> httpx.Response:
         seen.append(request)
@@ -56,10 +59,11 @@ async def _console(answer: httpx.Response | Callable[[httpx.Request], httpx.Resp
                              ttl_seconds=60)
         urls = {s: f"http://{s}.test" for s in ("intake", "dispatch", "enforcement", "appraisal")}
         app.state.console = Console(settings, county, Accounts(county),
-                                    Services(urls, signer, services_client, county), codec)
+                                    Services(urls, signer, services_client, county), sessions,
+                                    FakeFailures(clock).unit_of_work)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
                                      base_url="http://console.test",
-                                     cookies={COOKIE: codec.encode(session)}) as browser:
+                                     cookies={COOKIE: session_id}) as browser:
             yield browser, session.csrf
 
 

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..metrics import SIGN_INS
+from ..session import Session
+from ..sign_in import Refused, check_sign_in
 from ..web import checked_form, console_of, render, session_of, start_session, visible_pages
 
 router = APIRouter()
@@ -35,18 +37,30 @@ async def sign_in_page(request: Request, next: str = "/") -> Response:
 async def sign_in(request: Request) -> Response:
     form = await checked_form(request)
     login, password = str(form.get("login", "")).strip(), str(form.get("password", ""))
-    person = await console_of(request).accounts.sign_in(login, password) if login and password else None
     next_path = _local(str(form.get("next", "/")))
-    if person is None:
+    console = console_of(request)
+    address = request.client.host if request.client is not None else "unknown"
+    outcome = (await check_sign_in(console.accounts, console.failures, console.limits, login, password, address)
+               if login and password else Refused())
+    if isinstance(outcome, Refused):
         SIGN_INS.labels("refused").inc()
-        return render(request, "signin.html", 401, next=next_path, login=login, error="账号或密码不对。")
+        error = "账号或密码不对。"
+        if outcome.wait_seconds is not None:
+            # The same words for an account and an address: neither tells whether the login exists.
+            error = (f"登录失败次数过多，已暂停登录，请{-(-outcome.wait_seconds // 60)}分钟后再试。"
+                     "如忘记口令，请联系本镇管理员。")
+        return render(request, "signin.html", 429 if outcome.wait_seconds is not None else 401, next=next_path,
+                      login=login, error=error)
     SIGN_INS.labels("ok").inc()
-    start_session(request, console_of(request).codec.new(person))
+    start_session(request, Session(person=outcome))  # a new session: a new id and CSRF token
     return RedirectResponse(next_path, status_code=303)
 
 
 @router.post("/signout")
 async def sign_out(request: Request) -> Response:
-    await checked_form(request)
-    start_session(request, console_of(request).codec.new())
+    """退出: the session ends on every replica. Nobody signed in (the session ended already):
+    straight to the sign-in page, with no form to check."""
+    if session_of(request).person is not None:
+        await checked_form(request)
+        start_session(request, Session())
     return RedirectResponse("/signin", status_code=303)
