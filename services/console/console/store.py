@@ -56,5 +56,8 @@ class SignInFailures:
         return rows[0]["now"], {r["subject"]: list(r["failures"]) for r in rows}
 
     async def save(self, failures: dict[str, list[datetime]]) -> None:
-        await self.conn.executemany("UPDATE sign_in_failures SET failures = $2 WHERE subject = $1",
-                                    list(failures.items()))
+        await self.conn.execute(
+            "UPDATE sign_in_failures f SET failures = s.failures FROM jsonb_each($1::jsonb) AS e(subject, at),"
+            " LATERAL (SELECT coalesce(array_agg(x::timestamptz), '{}') AS failures"
+            " FROM jsonb_array_elements_text(e.at) AS x) s WHERE f.subject = e.subject",
+            {subject: [at.isoformat() for at in times] for subject, times in failures.items()})
