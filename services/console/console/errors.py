@@ -18,7 +18,7 @@ FIELD_LABELS = {
     "location": "地点", "target": "检查对象", "colour": "紧急程度", "citizen": "群众信息",
     "citizen.name": "姓名", "citizen.phone": "电话", "citizen.id_number": "身份证号",
     "proxy_agent_id": "代办员", "village_record_id": "村站登记号", "town_code": "镇", "town": "镇",
-    "code": "查询码", "rating": "评价", "resolution": "办理结果", "reply": "给群众的答复", "reason": "原因", "days": "天数",
+    "code": "查询码", "contact_tail": "手机号后四位", "rating": "评价", "resolution": "办理结果", "reply": "给群众的答复", "reason": "原因", "days": "天数",
     "post": "岗位", "assignee": "承办人", "note": "说明", "passed": "核查结论", "from": "离岗开始",
     "to": "离岗结束", "officers": "执法人员", "present_units": "到场单位", "findings": "检查结果",
     "step": "步骤", "decision": "处罚决定", "pool": "奖金总额", "period": "月份", "sample_size": "抽取数量",

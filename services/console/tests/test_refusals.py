@@ -175,7 +175,7 @@ def test_too_many_codes_says_how_long_to_wait() -> None:
     response = _problem(429, "ticket.too_many_wrong_codes", params={"retry_after": 1200})
     response.headers["Retry-After"] = "1200"
     error = refusal(response)
-    assert error.message == "尝试次数太多，请 20 分钟后再试。" and error.detail == "查询码错误次数太多，请稍后再试"
+    assert error.message == "尝试次数太多，请 20 分钟后再试。" and error.detail == "从这里输错查询码的次数太多，请稍后再试"
 
 
 def test_a_malformed_document_never_breaks_the_page() -> None:

@@ -33,8 +33,18 @@ Dependencies = Annotated[Deps, Depends(_deps)]
 # Who may call with a token: no token, a bad one, or the wrong role.
 STAFF = problems.AUTHENTICATED  # the refusals of any route that reads a token
 # What a citizen's access code may be answered with.
-ACCESS_CODE = (CODES["ticket.not_found"], CODES["ticket.code_malformed"], CODES["ticket.too_many_wrong_codes"])
-CODE_QUERY = "the access code printed on the citizen's receipt (6 letters and digits)"
+ACCESS_CODE = (CODES["ticket.not_found"], CODES["ticket.code_malformed"], CODES["ticket.too_many_wrong_codes"],
+               CODES["ticket.more_proof_needed"], CODES["ticket.contact_tail_malformed"])
+CODE_QUERY = "the access code printed on the citizen's receipt (9 letters and digits; 6 on older receipts)"
+TAIL_QUERY = ("the last four characters of the phone the citizen gave at filing (else of the id number): "
+              "asked for only when the ticket is under attack (`ticket.more_proof_needed`)")
+ContactTail = Annotated[str | None, Query(max_length=12, json_schema_extra=models.ContactTailSchema,
+                                          description=TAIL_QUERY)]
+
+
+def citizen_proof(request: Request, contact_tail: str | None) -> flows.CitizenProof:
+    """Where the citizen asks from (the console forwards their address: TOWNFLOW_HTTP_FORWARDED_ALLOW_IPS)."""
+    return flows.CitizenProof(request.client.host if request.client is not None else "unknown", contact_tail)
 # The path's ticket number: a malformed one is a 422 (`value.malformed`), a well-formed one that
 # names no matter a 404 with the route's own code.
 TicketInPath = Annotated[models.TicketNumber, Path()]
@@ -64,24 +74,30 @@ async def request_status(
     ticket_no: TicketInPath,
     deps: Dependencies,
     principal: Annotated[Principal | None, Depends(optional_principal)],
-    code: Annotated[str | None, Query(max_length=12, json_schema_extra=models.AccessCodeSchema,
+    request: Request,
+    code: Annotated[str | None, Query(max_length=24, json_schema_extra=models.AccessCodeSchema,
                                       description=CODE_QUERY + "; not needed with a staff token that reads "
                                       "the ticket's town")] = None,
+    contact_tail: ContactTail = None,
 ) -> models.RequestStatus:
     """The status timeline, for the citizen with the ticket's access code (no token), or for a
     staff token that reads the ticket's town. Ticket numbers are guessable: without either the
     answer is `ticket.not_found`, the same as for a ticket that does not exist; guessing is
-    limited (`ticket.too_many_wrong_codes`, with Retry-After)."""
-    return await flows.read_status(deps, principal, flows.ReadStatus(ticket_no, code))
+    limited per address (`ticket.too_many_wrong_codes`, with Retry-After), and a ticket under
+    attack asks for `contact_tail` too (`ticket.more_proof_needed`)."""
+    return await flows.read_status(deps, principal,
+                                   flows.ReadStatus(ticket_no, code, citizen_proof(request, contact_tail)))
 
 
 @router.post("/v1/requests/{ticket_no}/rating", response_model=models.Rated,
              responses=responses(*ACCESS_CODE, CODES["rating.already_given"], CODES["rating.not_completed"]))
-async def rate_request(ticket_no: TicketInPath, body: models.RatingBody, deps: Dependencies,
-                       code: Annotated[str, Query(max_length=12, json_schema_extra=models.AccessCodeSchema,
-                                              description=CODE_QUERY)]) -> models.Rated:
+async def rate_request(ticket_no: TicketInPath, body: models.RatingBody, deps: Dependencies, request: Request,
+                       code: Annotated[str, Query(max_length=24, json_schema_extra=models.AccessCodeSchema,
+                                              description=CODE_QUERY)],
+                       contact_tail: ContactTail = None) -> models.Rated:
     """The citizen rates the outcome: once, after completion, with the ticket's access code."""
-    return await flows.rate(deps, None, flows.RateMatter(ticket_no, code, body.rating))
+    return await flows.rate(deps, None, flows.RateMatter(ticket_no, code, body.rating,
+                                                         citizen_proof(request, contact_tail)))
 
 
 MERGE_SIDES = (problems.TOWN_NOT_YOURS, CODES["merge.ticket_not_found"])

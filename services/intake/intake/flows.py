@@ -103,9 +103,19 @@ class FileMatter:
 
 
 @dataclass(frozen=True)
+class CitizenProof:
+    """Beside the access code: the client's address (wrong codes are limited per address) and the
+    contact's last four characters, which a ticket under attack asks for."""
+
+    address: str = "unknown"
+    contact_tail: str | None = None
+
+
+@dataclass(frozen=True)
 class ReadStatus:
     ticket_no: str
     code: str | None  # the citizen's access code; a token that reads the ticket's town needs none
+    proof: CitizenProof | None = None  # where the citizen asks from, and what more they gave
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,7 @@ class RateMatter:
     ticket_no: str
     code: str
     rating: events.Rating
+    proof: CitizenProof | None = None
 
 
 @dataclass(frozen=True)
@@ -167,24 +178,38 @@ def _wrong_codes_per_hour(county: County, ticket_no: str) -> int:
     return min(t.rules.intake.wrong_codes_per_hour for t in towns)
 
 
-async def check_access_code(deps: Deps, ticket_no: str, code: str) -> None:
+async def check_access_code(deps: Deps, ticket_no: str, code: str, proof: CitizenProof | None = None) -> None:
     """The citizen's code for the ticket, else `ticket.not_found` (the same as for a ticket that
-    does not exist). A malformed code is a 422; after too many wrong codes within the hour, 429
-    with Retry-After, whatever the code (SPEC §6.1). The guard is per ticket, whichever town it
-    names; a wrong code is counted in a transaction of its own, committed before the refusal."""
+    does not exist). A malformed code is a 422. Guessing is limited per address (SPEC §6.1, issue
+    #28): an address that gave `wrong_codes_per_hour` wrong codes within the hour waits (429 with
+    Retry-After), the others do not, so a stranger never locks the citizen out. A ticket that saw
+    that many wrong codes from all addresses together is under attack: the code alone is not
+    enough, the contact's last four characters are asked for too (`ticket.more_proof_needed`,
+    answered before the code is looked at, so it tells nothing of the code). A wrong code is
+    counted in a transaction of its own, committed before the refusal."""
+    proof = proof or CitizenProof()
     given = rules.normalise_access_code(code)
     if given is None:
         raise CODES["ticket.code_malformed"]("code")
+    tail = rules.normalise_contact_tail(proof.contact_tail) if proof.contact_tail else None
+    if proof.contact_tail and tail is None:
+        raise CODES["ticket.contact_tail_malformed"]("contact_tail")
+    address = rules.address_ref(deps.citizen_ref_key, proof.address)
+    allowed = _wrong_codes_per_hour(deps.county, ticket_no)
     now = deps.clock.now()
     async with deps.unit_of_work() as uow:
         recent = rules.recent_wrong_codes(await uow.store.wrong_codes_for_update(ticket_no), now)
-        wait = rules.guessing_wait(recent, now, _wrong_codes_per_hour(deps.county, ticket_no))
+        wait = rules.guessing_wait(recent, address, now, allowed)
         if wait is not None:
             raise CODES["ticket.too_many_wrong_codes"](headers={"Retry-After": str(wait)}, retry_after=wait)
-        issued = await uow.store.access_code_of(ticket_no)
-        if issued is not None and rules.codes_match(issued, given):
+        attacked = rules.under_attack(recent, allowed)
+        if attacked and tail is None:
+            raise CODES["ticket.more_proof_needed"]("contact_tail")
+        issued = await uow.store.access_proof_of(ticket_no)
+        if issued is not None and rules.codes_match(issued.code, given) and (
+                not attacked or rules.codes_match(rules.contact_tail(issued.phone, issued.id_number), tail or "")):
             return
-        await uow.store.save_wrong_codes(ticket_no, [*recent, now])
+        await uow.store.save_wrong_code(ticket_no, rules.WrongCode(now, address), now - rules.CODE_GUESS_WINDOW)
     raise CODES["ticket.not_found"]()
 
 
@@ -202,7 +227,7 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
     if not by_token:
         if command.code is None:
             raise CODES["ticket.not_found"]()
-        await check_access_code(deps, command.ticket_no, command.code)
+        await check_access_code(deps, command.ticket_no, command.code, command.proof)
     async with deps.unit_of_work() as uow:
         row = await uow.store.request_by_ticket(command.ticket_no)
         if row is None:
@@ -285,7 +310,7 @@ async def record_answer(uow: UnitOfWork, town: Town, request_id: str, at: dateti
 async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> models.Rated:
     """The citizen rates the outcome: once, after completion, with the ticket's access code. A
     merged matter's outcome is its primary's (SPEC §10)."""
-    await check_access_code(deps, command.ticket_no, command.code)  # before any row is locked
+    await check_access_code(deps, command.ticket_no, command.code, command.proof)  # before any row is locked
     now = deps.clock.now()
     async with deps.unit_of_work() as uow:
         row = await uow.store.request_for_update(command.ticket_no)

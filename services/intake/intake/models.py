@@ -19,7 +19,13 @@ from townflow_shared.events import Channel, Colour, Rating
 from townflow_shared.types import IDENTIFIER_CHECKS, NOT_BLANK_PATTERN, Command, Identifier, Text
 
 from .refusals import CODES
-from .rules import ACCESS_CODE_PATTERN, TICKET_NUMBER_LENGTH, TICKET_NUMBER_PATTERN, SeenAs
+from .rules import (
+    ACCESS_CODE_PATTERN,
+    CONTACT_TAIL_PATTERN,
+    TICKET_NUMBER_LENGTH,
+    TICKET_NUMBER_PATTERN,
+    SeenAs,
+)
 
 # Every pattern, bound and "required when" below is in the OpenAPI document as the server checks
 # it, so what the schemas allow is accepted and what they do not is refused with a 422. (An exact
@@ -31,6 +37,7 @@ TicketNumber = Annotated[str, Field(
     pattern=TICKET_NUMBER_PATTERN, min_length=TICKET_NUMBER_LENGTH, max_length=TICKET_NUMBER_LENGTH,
     description="a ticket number: the town's code, the day filed (YYYYMMDD), the day's sequence")]
 AccessCodeSchema = {"pattern": ACCESS_CODE_PATTERN}  # checked by rules.normalise_access_code (its own code)
+ContactTailSchema = {"pattern": CONTACT_TAIL_PATTERN}  # checked by rules.normalise_contact_tail
 
 # A phone as clerks type it (digits, spaces, dashes, a leading +) and a resident id number (17
 # digits and a check digit or X). A mismatch is named by its code, never by these patterns; the

@@ -67,13 +67,21 @@ def town_of_ticket(ticket_no: str) -> str:
     return ticket_no.split("-", 1)[0]
 
 
-ACCESS_CODE_LENGTH = 6
-# What `normalise_access_code` takes (the OpenAPI document says so too): the code's six characters,
-# in either case, with whitespace around them as a citizen may type it.
+# A new ticket's access code: 9 characters of the 31 (31⁹ ≈ 2.6·10¹³; the odds: test_rules).
+# Codes issued before (6 characters) stay valid: a code is read at either length.
+ACCESS_CODE_LENGTH = 9
+OLD_ACCESS_CODE_LENGTH = 6
+# What `normalise_access_code` takes (the OpenAPI document says so too): the code's characters, in
+# either case, with spaces or dashes between them and whitespace around them, as a citizen may type it.
 _CODE_CHARACTERS = ACCESS_CODE_ALPHABET + "".join(c.lower() for c in ACCESS_CODE_ALPHABET if c.isalpha())
-ACCESS_CODE_PATTERN = rf"^\s*[{_CODE_CHARACTERS}]{{{ACCESS_CODE_LENGTH}}}\s*$"
+ACCESS_CODE_PATTERN = rf"^\s*[{_CODE_CHARACTERS}][{_CODE_CHARACTERS} -]{{4,14}}[{_CODE_CHARACTERS}]\s*$"
 _ACCESS_CODE = re.compile(ACCESS_CODE_PATTERN)
 CODE_GUESS_WINDOW = timedelta(hours=1)
+# The "something more" a ticket under attack asks for: the last four characters of the phone the
+# citizen gave (else of their id number: three digits and a check character, 0-9 or X).
+CONTACT_TAIL_LENGTH = 4
+CONTACT_TAIL_PATTERN = r"^\s*[0-9Xx]{4}\s*$"
+_CONTACT_TAIL = re.compile(CONTACT_TAIL_PATTERN)
 
 
 def new_access_code() -> str:
@@ -81,11 +89,12 @@ def new_access_code() -> str:
 
 
 def normalise_access_code(code: str) -> str | None:
-    """The code as issued (the citizen may type it in lower case or with spaces around it), or
-    None when it cannot be one: wrong length, or a character outside the alphabet."""
+    """The code as issued (the citizen may type it in lower case, in groups, with spaces around
+    it), or None when it cannot be one: neither length, or a character outside the alphabet."""
     if not _ACCESS_CODE.fullmatch(code):
         return None
-    return code.strip().upper()
+    plain = re.sub(r"[\s-]", "", code).upper()
+    return plain if len(plain) in (ACCESS_CODE_LENGTH, OLD_ACCESS_CODE_LENGTH) else None
 
 
 def codes_match(issued: str, given: str) -> bool:
@@ -93,18 +102,50 @@ def codes_match(issued: str, given: str) -> bool:
     return hmac.compare_digest(issued.encode(), given.encode())
 
 
-def recent_wrong_codes(failures: list[datetime], now: datetime) -> list[datetime]:
-    return [at for at in failures if at > now - CODE_GUESS_WINDOW]
+def normalise_contact_tail(tail: str) -> str | None:
+    return tail.strip().upper() if _CONTACT_TAIL.fullmatch(tail) else None
 
 
-def guessing_wait(recent: list[datetime], now: datetime, allowed_per_hour: int) -> int | None:
-    """Seconds until another code may be tried on a ticket that saw `recent` wrong codes within
-    the last hour; None while fewer than `allowed_per_hour`. A sliding window: the wait ends when
-    the oldest of them is an hour old."""
-    if len(recent) < allowed_per_hour:
+def contact_tail(phone: str | None, id_number: str | None) -> str:
+    """The last four characters the citizen gave: of the phone, else of the id number."""
+    basis = normalise_phone(phone) if phone else normalise_id_number(id_number or "")
+    return basis[-CONTACT_TAIL_LENGTH:]
+
+
+def address_ref(key: bytes | None, address: str) -> str:
+    """What intake keeps of a client address while it counts its wrong codes (an hour): a keyed
+    hash (the citizen_ref key), so the table names no one's address."""
+    basis = f"address:{address}".encode()
+    digest = hmac.new(key, basis, hashlib.sha256) if key else hashlib.sha256(basis)
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class WrongCode:
+    at: datetime
+    address: str  # address_ref of where it came from ("" for one counted before addresses were)
+
+
+def recent_wrong_codes(failures: list[WrongCode], now: datetime) -> list[WrongCode]:
+    return [w for w in failures if w.at > now - CODE_GUESS_WINDOW]
+
+
+def guessing_wait(recent: list[WrongCode], address: str, now: datetime, allowed_per_hour: int) -> int | None:
+    """Seconds until `address` may try another code on a ticket that saw `recent` wrong codes within
+    the last hour; None while fewer than `allowed_per_hour` came from it. Per address: a stranger's
+    wrong codes never make the citizen wait (SPEC §6.1, issue #28). A sliding window: the wait ends
+    when the oldest of them is an hour old."""
+    own = sorted(w.at for w in recent if w.address == address)
+    if len(own) < allowed_per_hour:
         return None
-    oldest_that_counts = sorted(recent)[-allowed_per_hour]
-    return max(1, math.ceil((oldest_that_counts + CODE_GUESS_WINDOW - now).total_seconds()))
+    return max(1, math.ceil((own[-allowed_per_hour] + CODE_GUESS_WINDOW - now).total_seconds()))
+
+
+def under_attack(recent: list[WrongCode], allowed_per_hour: int) -> bool:
+    """A ticket that saw this many wrong codes within the hour, from all addresses together: the
+    code alone no longer opens it, the code and the contact's last four characters do. So the
+    code-only guesses of any number of addresses are at most `allowed_per_hour` an hour."""
+    return len(recent) >= allowed_per_hour
 
 
 def raise_colour(colour: Colour) -> Colour:

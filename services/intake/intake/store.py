@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -16,7 +17,18 @@ from townflow_shared.db import Database
 from townflow_shared.events import Envelope
 from townflow_shared.outbox import enqueue
 
+from .rules import WrongCode
+
 Row = Mapping[str, Any]  # an asyncpg.Record, or a dict in the unit tests' fake
+
+
+@dataclass(frozen=True)
+class AccessProof:
+    """What a citizen's read is checked against: the access code, and the contact they gave."""
+
+    code: str
+    phone: str | None
+    id_number: str | None
 
 
 def _as_json(rows: list[dict[str, Any]]) -> str:
@@ -48,9 +60,9 @@ class IntakeStore(Protocol):
     async def requests_of_tasks(self, task_ids: list[str]) -> dict[str, str]: ...
     async def keep_early_inspection_step(self, task_id: str, at: datetime, detail: dict[str, Any], event_id: uuid.UUID) -> None: ...
     async def set_status(self, request_id: uuid.UUID, status: str, at: datetime, completed_at: datetime | None = None) -> None: ...
-    async def wrong_codes_for_update(self, ticket_no: str) -> list[datetime]: ...
-    async def save_wrong_codes(self, ticket_no: str, failures: list[datetime]) -> None: ...
-    async def access_code_of(self, ticket_no: str) -> str | None: ...
+    async def wrong_codes_for_update(self, ticket_no: str) -> list[WrongCode]: ...
+    async def save_wrong_code(self, ticket_no: str, wrong: WrongCode, since: datetime) -> None: ...
+    async def access_proof_of(self, ticket_no: str) -> AccessProof | None: ...
     async def request_by_ticket(self, ticket_no: str) -> Row | None: ...
     async def request_for_update(self, ticket_no: str) -> Row | None: ...
     async def timeline_of(self, request_id: uuid.UUID) -> list[Row]: ...
@@ -258,21 +270,34 @@ class PgStore(PgAnswers):
             " WHERE request_id = $1", request_id, status, at, completed_at)
 
 
-    async def wrong_codes_for_update(self, ticket_no: str) -> list[datetime]:
-        """When wrong codes were given for a ticket; its guard row (if any) stays locked until the
-        caller's transaction ends, so concurrent guesses are counted one after the other."""
-        return list(await self.conn.fetchval(
-            "SELECT failures FROM access_code_guards WHERE ticket_no = $1 FOR UPDATE", ticket_no) or [])
+    async def wrong_codes_for_update(self, ticket_no: str) -> list[WrongCode]:
+        """The wrong codes given for a ticket. Its guard row is made if missing and stays locked
+        until the caller's transaction ends, so concurrent guesses (the first ones too) are counted
+        one after the other, across replicas."""
+        row = await self.conn.fetchrow(
+            "INSERT INTO access_code_guards AS g (ticket_no) VALUES ($1)"
+            " ON CONFLICT (ticket_no) DO UPDATE SET ticket_no = g.ticket_no RETURNING failures, wrong_codes",
+            ticket_no)
+        assert row is not None  # noqa: S101 - an upsert returns its row
+        return ([WrongCode(at, "") for at in row["failures"]]
+                + [WrongCode(datetime.fromisoformat(w["at"]), w["address"]) for w in row["wrong_codes"]])
 
 
-    async def save_wrong_codes(self, ticket_no: str, failures: list[datetime]) -> None:
+    async def save_wrong_code(self, ticket_no: str, wrong: WrongCode, since: datetime) -> None:
+        """Add a wrong code; those older than `since` go (they count no more), and those the
+        release before wrote without an address move over as one address's."""
         await self.conn.execute(
-            "INSERT INTO access_code_guards (ticket_no, failures) VALUES ($1, $2)"
-            " ON CONFLICT (ticket_no) DO UPDATE SET failures = EXCLUDED.failures", ticket_no, failures)
+            "UPDATE access_code_guards SET failures = '{}', wrong_codes = ("
+            " SELECT coalesce(jsonb_agg(w ORDER BY w->>'at'), '[]') FROM jsonb_array_elements(wrong_codes"
+            " || coalesce((SELECT jsonb_agg(jsonb_build_object('at', f, 'address', '')) FROM unnest(failures) f), '[]')"
+            " || jsonb_build_array(jsonb_build_object('at', $2::timestamptz, 'address', $3::text))) AS w"
+            " WHERE (w->>'at')::timestamptz > $4) WHERE ticket_no = $1", ticket_no, wrong.at, wrong.address, since)
 
 
-    async def access_code_of(self, ticket_no: str) -> str | None:
-        return await self.conn.fetchval("SELECT access_code FROM requests WHERE ticket_no = $1", ticket_no)  # type: ignore[no-any-return]
+    async def access_proof_of(self, ticket_no: str) -> AccessProof | None:
+        row = await self.conn.fetchrow(
+            "SELECT access_code, citizen_phone, citizen_id_number FROM requests WHERE ticket_no = $1", ticket_no)
+        return AccessProof(row["access_code"], row["citizen_phone"], row["citizen_id_number"]) if row else None
 
 
     async def request_by_ticket(self, ticket_no: str) -> Row | None:

@@ -17,8 +17,9 @@ from datetime import date, datetime
 from typing import Any
 
 from intake import flows
+from intake.rules import WrongCode
 from intake.settings import IntakeSettings
-from intake.store import IntakeStore, Row, UnitOfWork
+from intake.store import AccessProof, IntakeStore, Row, UnitOfWork
 from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
 from townflow_shared.events import Envelope
@@ -36,7 +37,7 @@ class Tables:
     timeline: dict[uuid.UUID, list[dict[str, Any]]] = field(default_factory=dict)
     sequences: dict[tuple[str, date], int] = field(default_factory=dict)
     keys: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    wrong_codes: dict[str, list[datetime]] = field(default_factory=dict)
+    wrong_codes: dict[str, list[WrongCode]] = field(default_factory=dict)
     tasks: dict[str, uuid.UUID] = field(default_factory=dict)
     early_steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     answers: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by request id
@@ -120,15 +121,16 @@ class FakeStore:
         if row is not None:
             row |= {"status": status, "status_at": at, "completed_at": completed_at or row["completed_at"]}
 
-    async def wrong_codes_for_update(self, ticket_no: str) -> list[datetime]:
+    async def wrong_codes_for_update(self, ticket_no: str) -> list[WrongCode]:
         return list(self.tables.wrong_codes.get(ticket_no, []))
 
-    async def save_wrong_codes(self, ticket_no: str, failures: list[datetime]) -> None:
-        self.tables.wrong_codes[ticket_no] = list(failures)
+    async def save_wrong_code(self, ticket_no: str, wrong: WrongCode, since: datetime) -> None:
+        kept = [w for w in self.tables.wrong_codes.get(ticket_no, []) if w.at > since]
+        self.tables.wrong_codes[ticket_no] = [*kept, wrong]
 
-    async def access_code_of(self, ticket_no: str) -> str | None:
+    async def access_proof_of(self, ticket_no: str) -> AccessProof | None:
         row = self.tables.requests.get(ticket_no)
-        return None if row is None else str(row["access_code"])
+        return None if row is None else AccessProof(row["access_code"], row["citizen_phone"], row["citizen_id_number"])
 
     async def request_by_ticket(self, ticket_no: str) -> Row | None:
         return self.tables.requests.get(ticket_no)

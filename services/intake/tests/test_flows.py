@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from intake import flows, models
+from intake import flows, models, rules
 from services.intake.tests.fakes import COUNTY, FakeDatabase, deps
 from townflow_shared import events
 from townflow_shared.auth import Principal
@@ -54,7 +54,7 @@ async def test_a_filing_gets_its_towns_ticket_an_access_code_and_one_event() -> 
     db = FakeDatabase()
     first, second = await file(db), await file(db)
     assert first["ticket_no"] == f"{QINGHE}-20270315-00001" and second["ticket_no"] == f"{QINGHE}-20270315-00002"
-    assert len(first["access_code"]) == 6 and first["status"] == "filed" and first["colour"] == "yellow"
+    assert len(first["access_code"]) == rules.ACCESS_CODE_LENGTH == 9 and first["status"] == "filed" and first["colour"] == "yellow"
     assert [e.type for e in db.published] == ["intake.request.filed"] * 2
     assert isinstance(db.published[0], events.RequestFiled) and db.published[0].town_code == QINGHE
     # The second, at the same place and item, names the first as a possible duplicate.
@@ -147,6 +147,58 @@ async def test_the_eleventh_wrong_code_within_the_hour_waits_even_for_the_right_
     assert waiting.headers == {"Retry-After": "3600"} and waiting.params == {"retry_after": 3600}
     later = NOW + timedelta(hours=1, seconds=1)
     assert (await flows.read_status(deps(db, later), None, right)).ticket_no == ticket["ticket_no"]
+
+
+async def test_a_strangers_wrong_codes_never_stop_the_citizens_right_code_from_another_address() -> None:
+    db = FakeDatabase()
+    ticket = await file(db, citizen={"name": "测试群众", "phone": "138 0000 4321"})
+    number, code = ticket["ticket_no"], ticket["access_code"]
+
+    def asking(given: str, address: str, tail: str | None = None) -> flows.ReadStatus:
+        return flows.ReadStatus(number, given, flows.CitizenProof(address, tail))
+
+    for n in range(10):  # ten strangers, one wrong code each: the ticket is now under attack
+        refused = await refusal_of(flows.read_status(deps(db, NOW), None, asking(_wrong(code), f"10.9.0.{n}")))
+        assert refused.code.name == "ticket.not_found"
+    # The code alone no longer opens it, right or wrong (the answer tells nothing of the code) …
+    for given in (code, _wrong(code)):
+        more = await refusal_of(flows.read_status(deps(db, NOW), None, asking(given, "10.1.1.1")))
+        assert _code(more) == ("ticket.more_proof_needed", "contact_tail") and more.status == 403
+    # … the code with the phone's last four does, from the citizen's own address; a wrong four is a wrong code.
+    assert (await flows.read_status(deps(db, NOW), None, asking(code, "10.1.1.1", "4321"))).ticket_no == number
+    wrong_tail = await refusal_of(flows.read_status(deps(db, NOW), None, asking(code, "10.9.0.1", "1234")))
+    assert wrong_tail.code.name == "ticket.not_found"
+    malformed = await refusal_of(flows.read_status(deps(db, NOW), None, asking(code, "10.1.1.1", "43")))
+    assert _code(malformed) == ("ticket.contact_tail_malformed", "contact_tail")
+    # An hour later the attack has passed: the code alone again.
+    later = NOW + timedelta(hours=1, seconds=1)
+    assert (await flows.read_status(deps(db, later), None, asking(code, "10.1.1.1"))).ticket_no == number
+
+
+async def test_one_address_that_guesses_waits_alone() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    number, code = ticket["ticket_no"], ticket["access_code"]
+    for _ in range(10):
+        await refusal_of(flows.read_status(deps(db, NOW), None,
+                                           flows.ReadStatus(number, _wrong(code), flows.CitizenProof("10.6.6.6"))))
+    waiting = await refusal_of(flows.read_status(deps(db, NOW), None,
+                                                 flows.ReadStatus(number, code, flows.CitizenProof("10.6.6.6"))))
+    assert waiting.code.name == "ticket.too_many_wrong_codes"
+    rated = flows.RateMatter(number, code, "satisfied", flows.CitizenProof("10.6.6.6"))
+    assert (await refusal_of(flows.rate(deps(db, NOW), None, rated))).code.name == "ticket.too_many_wrong_codes"
+    # Ten wrong codes from one address put the ticket under attack: elsewhere, the code and the phone's four.
+    elsewhere = flows.ReadStatus(number, code, flows.CitizenProof("10.1.1.1", "0000"))
+    assert (await flows.read_status(deps(db, NOW), None, elsewhere)).ticket_no == number
+
+
+async def test_an_old_six_character_code_still_opens_its_ticket() -> None:
+    db = FakeDatabase()
+    ticket = await file(db)
+    old = "ABC234"
+    db.tables.requests[ticket["ticket_no"]]["access_code"] = old  # as issued before 9-character codes
+    view = await flows.read_status(deps(db, NOW), None, flows.ReadStatus(ticket["ticket_no"], "abc 234"))
+    assert view.ticket_no == ticket["ticket_no"]
 
 
 async def test_a_merged_matter_shows_its_primarys_progress() -> None:

@@ -127,8 +127,12 @@ def test_a_later_event_sets_the_status_and_ties_go_forward() -> None:
 # --- access codes (SPEC §6.1) -------------------------------------------------------------
 def test_an_access_code_is_read_as_issued_or_refused_as_malformed() -> None:
     code = rules.new_access_code()
+    assert len(code) == 9 and set(code) <= set(rules.ACCESS_CODE_ALPHABET)
     assert rules.normalise_access_code(f"  {code.lower()} ") == code
-    for malformed in ("", "ABC", "ABCDEFG", "É23456", "ABCDE0", "ABC DE"):
+    assert rules.normalise_access_code(f"{code[:3]} {code[3:6]} {code[6:]}") == code  # typed in groups
+    assert rules.normalise_access_code(f"{code[:3]}-{code[3:6]}-{code[6:]}") == code
+    assert rules.normalise_access_code(" abc234 ") == "ABC234"  # a code issued before: 6 characters
+    for malformed in ("", "ABC", "ABCDEFG", "É23456", "ABCDE0", "ABC DE", "ABCDEFGH", "ABCDEFGHJK", " -ABC234"):
         assert rules.normalise_access_code(malformed) is None, malformed
 
 
@@ -137,19 +141,92 @@ def test_codes_are_compared_whole() -> None:
     assert not rules.codes_match("ABC234", "ABC235")
 
 
-def test_the_eleventh_wrong_code_within_the_hour_waits_until_the_oldest_is_an_hour_old() -> None:
+A, B = "address-a", "address-b"
+
+
+def _wrong_codes(now: datetime, address: str, minutes: range) -> list[rules.WrongCode]:
+    return [rules.WrongCode(now - timedelta(minutes=m), address) for m in minutes]
+
+
+def test_the_eleventh_wrong_code_from_one_address_waits_until_its_oldest_is_an_hour_old() -> None:
     now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-    wrong = [now - timedelta(minutes=50 - m) for m in range(10)]  # 09:10, 09:11, … 09:19
-    assert rules.guessing_wait(wrong[:9], now, 10) is None
-    assert rules.guessing_wait(wrong, now, 10) == 10 * 60  # 09:10 + 1 h = 10:10
+    wrong = _wrong_codes(now, A, range(50, 40, -1))  # 09:10, 09:11, … 09:19
+    assert rules.guessing_wait(wrong[:9], A, now, 10) is None
+    assert rules.guessing_wait(wrong, A, now, 10) == 10 * 60  # 09:10 + 1 h = 10:10
+    assert rules.guessing_wait(wrong, B, now, 10) is None  # another address: never the stranger's wait
     later = now + timedelta(minutes=10, seconds=1)
-    assert rules.guessing_wait(rules.recent_wrong_codes(wrong, later), later, 10) is None
+    assert rules.guessing_wait(rules.recent_wrong_codes(wrong, later), A, later, 10) is None
 
 
 def test_wrong_codes_older_than_an_hour_no_longer_count() -> None:
     now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-    assert rules.recent_wrong_codes([now - timedelta(hours=2), now - timedelta(minutes=5)], now) == [
-        now - timedelta(minutes=5)]
+    old, new = rules.WrongCode(now - timedelta(hours=2), A), rules.WrongCode(now - timedelta(minutes=5), A)
+    assert rules.recent_wrong_codes([old, new], now) == [new]
+
+
+def test_a_ticket_is_under_attack_once_all_addresses_together_gave_the_hours_number() -> None:
+    now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    spread = [rules.WrongCode(now - timedelta(minutes=m), f"address-{m}") for m in range(10)]
+    assert not rules.under_attack(spread[:9], 10) and rules.under_attack(spread, 10)
+
+
+def test_the_contact_tail_is_the_phones_else_the_id_numbers() -> None:
+    assert rules.contact_tail("+86 138-0000-4321", "11010519491231002X") == "4321"
+    assert rules.contact_tail(None, "11010519491231002x") == "002X"
+    assert rules.normalise_contact_tail(" 002x ") == "002X"
+    assert rules.normalise_contact_tail("43 21") is None and rules.normalise_contact_tail("432") is None
+
+
+def test_an_address_is_kept_as_a_keyed_hash() -> None:
+    ref = rules.address_ref(b"k" * 32, "203.0.113.7")
+    assert "203.0.113.7" not in ref and ref == rules.address_ref(b"k" * 32, "203.0.113.7")
+    assert ref != rules.address_ref(b"o" * 32, "203.0.113.7") != rules.address_ref(b"k" * 32, "203.0.113.8")
+
+
+def test_guessing_a_code_stays_impractical_the_odds_of_a_years_attack_from_100_addresses() -> None:
+    """Issue #28: an attacker with 100 addresses trying one ticket for a year succeeds with
+    probability below 10⁻⁶. What the rules let through, hour by hour (the demo towns'
+    wrong_codes_per_hour, 10, as both limits):
+
+    - guesses of the code alone: at most 10 an hour from all addresses together, for once a
+      ticket saw 10 wrong codes within the hour it is under attack and the code alone is answered
+      `ticket.more_proof_needed` before it is looked at;
+    - guesses of code and contact tail: at most 10 an hour from each address (`guessing_wait`),
+      990 more from 100 (10 of their 1,000 were the code-only ones), each right with 1 in 31⁹·10⁴
+      (10⁴ at least: an id number's last four are three digits and 0-9 or X).
+
+    The union bound over a year: P ≤ 8,760 · (10 + 990 / 10⁴) / 31⁹ ≈ 3.3·10⁻⁹. Even an attacker
+    who knows the citizen's phone: P ≤ 8,760 · 1,000 / 31⁹ ≈ 3.3·10⁻⁷."""
+    now = datetime(2027, 3, 15, 9, 0, tzinfo=UTC)
+    allowed = IntakeRules().wrong_codes_per_hour
+    addresses, hours = 100, 365 * 24
+    # The figures, from the rules themselves: an hour of 100 addresses guessing as fast as allowed.
+    wrong: list[rules.WrongCode] = []
+    code_only = code_and_tail = 0
+    for minute in range(60):
+        at = now + timedelta(minutes=minute)
+        for n in range(addresses):
+            address = f"attacker-{n}"
+            recent = rules.recent_wrong_codes(wrong, at)
+            if rules.guessing_wait(recent, address, at, allowed) is not None:
+                continue
+            if rules.under_attack(recent, allowed):
+                code_and_tail += 1
+            else:
+                code_only += 1
+            wrong.append(rules.WrongCode(at, address))
+    assert (code_only, code_and_tail) == (allowed, addresses * allowed - allowed)
+    tails = 10 ** rules.CONTACT_TAIL_LENGTH
+    codes = len(rules.ACCESS_CODE_ALPHABET) ** rules.ACCESS_CODE_LENGTH
+    odds = hours * (code_only + code_and_tail / tails) / codes
+    assert odds < 1e-6
+    assert f"{odds:.1e}" == "3.3e-09"
+    knowing_the_phone = hours * (code_only + code_and_tail) / codes
+    assert knowing_the_phone < 1e-6 and f"{knowing_the_phone:.1e}" == "3.3e-07"
+    # Codes issued before (6 characters) keep the odds they had (a 10-an-hour cap per ticket then,
+    # as now for the code alone), and no longer lock the citizen out.
+    old = hours * (code_only + code_and_tail / tails) / len(rules.ACCESS_CODE_ALPHABET) ** rules.OLD_ACCESS_CODE_LENGTH
+    assert f"{old:.1e}" == "1.0e-04"
 
 
 # --- 重复件 -----------------------------------------------------------------------------------

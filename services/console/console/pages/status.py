@@ -1,6 +1,8 @@
 """办事进度: a citizen's matter by ticket number and access code, and its one rating. No sign-in;
 the forms still carry the (anonymous) session's CSRF token. The code goes in a POST, not the
-address, so it stays out of browser history and access logs."""
+address, so it stays out of browser history and access logs. Intake limits wrong codes per
+address, so the citizen's address goes with each call (X-Forwarded-For); a ticket under attack
+asks for the last four of the citizen's phone too, and the form then has the field."""
 
 from __future__ import annotations
 
@@ -16,47 +18,61 @@ from ..web import checked_form, console_of, render
 router = APIRouter()
 
 
-async def _lookup(request: Request, ticket: str, code: str) -> tuple[dict[str, Any] | None, ServiceError | None]:
+def _citizen(request: Request) -> dict[str, str]:
+    """The citizen's address, for intake's per-address limit on wrong codes."""
+    return {"X-Forwarded-For": request.client.host} if request.client is not None else {}
+
+
+async def _lookup(request: Request, ticket: str, code: str,
+                  tail: str) -> tuple[dict[str, Any] | None, ServiceError | None]:
     try:
         view = await console_of(request).services.call(None, "intake", "GET", f"/v1/requests/{ticket}",
-                                                       params={"code": code})
+                                                       params={"code": code, "contact_tail": tail},
+                                                       headers=_citizen(request))
         return view, None
     except ServiceError as exc:
         return None, exc
 
 
-def _page(request: Request, ticket: str, code: str, view: dict[str, Any] | None, error: ServiceError | None,
-          rated: bool = False) -> Response:
+def _page(request: Request, ticket: str, code: str, tail: str, view: dict[str, Any] | None,
+          error: ServiceError | None, rated: bool = False) -> Response:
     status = 200 if error is None else (error.status if error.status >= 400 else 502)
-    return render(request, "status.html", status, title="办事进度", ticket=ticket, code=code, view=view,
-                  error=error, rated=rated)
+    return render(request, "status.html", status, title="办事进度", ticket=ticket, code=code, contact_tail=tail,
+                  view=view, error=error, rated=rated)
+
+
+def _asked(form: Any) -> tuple[str, str, str]:
+    return (str(form.get("ticket", "")).strip(), str(form.get("code", "")).strip().upper(),
+            str(form.get("contact_tail", "")).strip())
 
 
 @router.get("/status", response_class=HTMLResponse)
 async def status_page(request: Request, ticket: str = "") -> Response:
-    return _page(request, ticket, "", None, None)
+    return _page(request, ticket, "", "", None, None)
 
 
 @router.post("/status", response_class=HTMLResponse)
 async def status_lookup(request: Request) -> Response:
     form = await checked_form(request)
-    ticket, code = str(form.get("ticket", "")).strip(), str(form.get("code", "")).strip().upper()
+    ticket, code, tail = _asked(form)
     if not ticket:
-        return _page(request, ticket, code, None, ServiceError(422, status_line(422), {"ticket": beside("ticket", words("value.missing"))}))
-    view, error = await _lookup(request, ticket, code)
-    return _page(request, ticket, code, view, error)
+        return _page(request, ticket, code, tail, None,
+                     ServiceError(422, status_line(422), {"ticket": beside("ticket", words("value.missing"))}))
+    view, error = await _lookup(request, ticket, code, tail)
+    return _page(request, ticket, code, tail, view, error)
 
 
 @router.post("/status/rating", response_class=HTMLResponse)
 async def rate(request: Request) -> Response:
     form = await checked_form(request)
-    ticket, code = str(form.get("ticket", "")).strip(), str(form.get("code", "")).strip().upper()
+    ticket, code, tail = _asked(form)
     rating = str(form.get("rating", ""))
     rating_error = None
     try:
         await console_of(request).services.call(None, "intake", "POST", f"/v1/requests/{ticket}/rating",
-                                                params={"code": code}, json={"rating": rating})
+                                                params={"code": code, "contact_tail": tail}, json={"rating": rating},
+                                                headers=_citizen(request))
     except ServiceError as exc:
         rating_error = exc
-    view, error = await _lookup(request, ticket, code)
-    return _page(request, ticket, code, view, rating_error or error, rated=rating_error is None)
+    view, error = await _lookup(request, ticket, code, tail)
+    return _page(request, ticket, code, tail, view, rating_error or error, rated=rating_error is None)
