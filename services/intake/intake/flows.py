@@ -183,7 +183,7 @@ async def check_access_code(deps: Deps, ticket_no: str, code: str, proof: Citize
     does not exist). A malformed code is a 422. Guessing is limited per address (SPEC §6.1, issue
     #28): an address that gave `wrong_codes_per_hour` wrong codes within the hour waits (429 with
     Retry-After), the others do not, so a stranger never locks the citizen out. A ticket that saw
-    that many wrong codes from all addresses together is under attack: the code alone is not
+    that many wrong codes from more than one address is under attack: the code alone is not
     enough, the contact's last four characters are asked for too (`ticket.more_proof_needed`,
     answered before the code is looked at, so it tells nothing of the code). A wrong code is
     counted in a transaction of its own, committed before the refusal."""

@@ -142,10 +142,11 @@ def guessing_wait(recent: list[WrongCode], address: str, now: datetime, allowed_
 
 
 def under_attack(recent: list[WrongCode], allowed_per_hour: int) -> bool:
-    """A ticket that saw this many wrong codes within the hour, from all addresses together: the
-    code alone no longer opens it, the code and the contact's last four characters do. So the
-    code-only guesses of any number of addresses are at most `allowed_per_hour` an hour."""
-    return len(recent) >= allowed_per_hour
+    """A ticket that saw `allowed_per_hour` wrong codes within the hour, from more than one address:
+    the code alone no longer opens it, the code and the contact's last four characters do. So the
+    code-only guesses of any number of addresses are at most `allowed_per_hour` an hour (one address
+    alone is held to as many by `guessing_wait`, and puts no one else to the extra step)."""
+    return len(recent) >= allowed_per_hour and len({w.address for w in recent}) > 1
 
 
 def raise_colour(colour: Colour) -> Colour:

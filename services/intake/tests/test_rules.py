@@ -166,8 +166,10 @@ def test_wrong_codes_older_than_an_hour_no_longer_count() -> None:
 
 def test_a_ticket_is_under_attack_once_all_addresses_together_gave_the_hours_number() -> None:
     now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-    spread = [rules.WrongCode(now - timedelta(minutes=m), f"address-{m}") for m in range(10)]
+    spread = [rules.WrongCode(now - timedelta(minutes=m), f"address-{m % 2}") for m in range(10)]
     assert not rules.under_attack(spread[:9], 10) and rules.under_attack(spread, 10)
+    alone = [rules.WrongCode(now - timedelta(minutes=m), A) for m in range(30)]
+    assert not rules.under_attack(alone, 10)  # one address waits on its own (guessing_wait)
 
 
 def test_the_contact_tail_is_the_phones_else_the_id_numbers() -> None:
@@ -189,8 +191,9 @@ def test_guessing_a_code_stays_impractical_the_odds_of_a_years_attack_from_100_a
     wrong_codes_per_hour, 10, as both limits):
 
     - guesses of the code alone: at most 10 an hour from all addresses together, for once a
-      ticket saw 10 wrong codes within the hour it is under attack and the code alone is answered
-      `ticket.more_proof_needed` before it is looked at;
+      ticket saw 10 wrong codes within the hour from more than one address it is under attack and
+      the code alone is answered `ticket.more_proof_needed` before it is looked at (one address
+      alone waits after its 10);
     - guesses of code and contact tail: at most 10 an hour from each address (`guessing_wait`),
       990 more from 100 (10 of their 1,000 were the code-only ones), each right with 1 in 31⁹·10⁴
       (10⁴ at least: an id number's last four are three digits and 0-9 or X).
