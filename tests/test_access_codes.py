@@ -1,4 +1,4 @@
-"""A citizen's access code (SPEC §6.1): guessing limited per ticket, across restarts; malformed
+"""A citizen's access code (SPEC §6.1): guessing limited per ticket and address, across restarts; malformed
 codes are 4xx; compared in constant time (rules unit tests)."""
 
 from __future__ import annotations

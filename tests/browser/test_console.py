@@ -57,7 +57,7 @@ async def test_a_matter_goes_from_the_window_to_the_citizens_rating_in_the_conso
     phone = a_phone()
     ticket, code = await file_at_the_window(clerk, phone=phone)
     await assert_accessible(clerk, "the receipt")
-    assert re.fullmatch(rf"{QINGHE}-\d{{8}}-\d{{5}}", ticket) and re.fullmatch(r"[A-Z0-9]{6}", code)
+    assert re.fullmatch(rf"{QINGHE}-\d{{8}}-\d{{5}}", ticket) and re.fullmatch(r"[A-Z0-9]{9}", code)
     # The receipt people keep: filing time, promised date and department, where to check and its QR code.
     await expect(clerk.get_by_test_id("filed-at")).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$"))
     await expect(clerk.get_by_test_id("promised-by")).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} 前$"))
