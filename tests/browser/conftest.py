@@ -142,16 +142,18 @@ class People:
         self.base_url = base_url
         self.contexts: list[BrowserContext] = []
 
-    async def anonymous(self, phone: bool = False) -> Page:
+    async def anonymous(self, phone: bool = False, enforce_csp: bool = False) -> Page:
+        # The console's Content-Security-Policy runs no inline script, and axe-core is injected as
+        # one: its contexts bypass the policy. `enforce_csp` for a test of the policy itself.
         context = await self.browser.new_context(
-            base_url=self.base_url, locale="zh-CN",
+            base_url=self.base_url, locale="zh-CN", bypass_csp=not enforce_csp,
             **({"viewport": {"width": 390, "height": 844}, "is_mobile": True} if phone else {}))
         context.set_default_timeout(PATIENCE_MS)
         self.contexts.append(context)
         return await context.new_page()
 
-    async def signed_in(self, login: str, phone: bool = False) -> Page:
-        page = await self.anonymous(phone)
+    async def signed_in(self, login: str, phone: bool = False, enforce_csp: bool = False) -> Page:
+        page = await self.anonymous(phone, enforce_csp)
         await page.goto("/signin")
         await page.get_by_label("账号").fill(login)
         await page.get_by_label("密码").fill(DEMO_PASSWORD)
