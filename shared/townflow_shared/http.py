@@ -4,6 +4,8 @@ hostile input (guards.py), the security headers (the console's too), and the tes
 from __future__ import annotations
 
 import asyncio
+import inspect
+import sys
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -198,8 +200,12 @@ class SecurityHeaders:
             return
         policy = DOCS_POLICY.encode() if scope["path"] in DOCS_PATHS else self.policy
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers += [(n, v) for n, v in (*self.headers, (b"content-security-policy", policy))
@@ -207,7 +213,22 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # A failure of our own: Starlette answers it outside every middleware (its
+            # ServerErrorMiddleware), so the app's 500 answer (the console's page; Starlette's plain
+            # words in a service) is given here instead, with the headers. The failure goes on up
+            # to be logged; a response already begun is left as it is.
+            if started:
+                raise
+            handlers = scope["app"].exception_handlers if "app" in scope else {}
+            handler = handlers.get(Exception) or handlers.get(500)
+            answer = handler(Request(scope), sys.exc_info()[1]) if handler is not None else None
+            response = (await answer if inspect.isawaitable(answer) else answer) or PlainTextResponse(
+                "Internal Server Error", status_code=500)
+            await response(scope, receive, send_with_headers)
+            raise
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -155,6 +155,8 @@ async def test_the_consoles_own_failure_is_a_chinese_500_page() -> None:
         got = await browser.get(f"/board/tasks/{A}")
     assert got.status_code == 500 and got.headers["content-type"].startswith("text/html")
     assert "系统出错了" in got.text and "RuntimeError" not in got.text and "Internal Server Error" not in got.text
+    assert "frame-ancestors 'none'" in got.headers["content-security-policy"]  # a failure's page too
+    assert got.headers["x-content-type-options"] == "nosniff"
 
 
 # --- the matter in front of the handler (issue #27) ----------------------------------------------

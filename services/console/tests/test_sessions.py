@@ -195,3 +195,13 @@ async def test_every_console_answer_carries_the_security_headers(console: Setup)
             assert got.headers["x-content-type-options"] == "nosniff", path
             assert got.headers["referrer-policy"] == "no-referrer", path
             assert "strict-transport-security" not in got.headers  # the cookie is not Secure here
+
+
+async def test_a_secure_cookie_brings_strict_transport_security_and_the_cookie_is_secure() -> None:
+    settings = ConsoleSettings(town_dir=DEMO_COUNTY_DIR, jwt_secret=SecretStr("unit-test-secret-of-32-bytes-at-least"),
+                               console_cookie_secure=True)
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as browser:
+        got = await browser.get("/signin")
+    assert got.headers["strict-transport-security"] == "max-age=31536000"
+    assert "Secure" in got.headers["set-cookie"] and "HttpOnly" in got.headers["set-cookie"]
