@@ -51,8 +51,9 @@ class SignInEvent:
 
 def report(event: SignInEvent) -> None:
     """The audit hook (issue #28): one structured log line per event, for now."""
-    log.warning("%s account=%s wait_seconds=%s", event.kind, event.account or "-",
-                event.wait_seconds if event.wait_seconds is not None else "-")
+    log.log(logging.INFO if event.kind == "sign_in.succeeded" else logging.WARNING,
+            "%s account=%s wait_seconds=%s", event.kind, event.account or "-",
+            event.wait_seconds if event.wait_seconds is not None else "-")
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ async def sign_in(request: Request) -> Response:
     outcome = (await check_sign_in(console.accounts, console.failures, console.limits, login, password, address)
                if login and password else Refused())
     if isinstance(outcome, Refused):
-        SIGN_INS.labels("refused").inc()
+        SIGN_INS.labels("refused" if outcome.wait_seconds is None else "waiting").inc()
         error = "账号或密码不对。"
         if outcome.wait_seconds is not None:
             # The same words for an account and an address: neither tells whether the login exists.
