@@ -106,6 +106,7 @@ class SessionMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(self.QUIET):
             await self.app(scope, receive, send)
             return
+
         def sessions() -> SessionStore:  # asked only when a session is signed in: no row otherwise
             return scope["app"].state.console.sessions  # type: ignore[no-any-return]
 
@@ -129,9 +130,9 @@ class SessionMiddleware:
                     await sessions().end(session_id)
                 new: Session = state["session"]
                 signed_in = new.person is not None
-                cookie = SimpleCookie()
-                cookie[COOKIE] = await sessions().begin(new) if signed_in else anonymous_cookie(new)
-                morsel = cookie[COOKIE]
+                jar = SimpleCookie()
+                jar[COOKIE] = await sessions().begin(new) if signed_in else anonymous_cookie(new)
+                morsel = jar[COOKIE]
                 morsel["path"] = "/"
                 morsel["httponly"] = True
                 morsel["samesite"] = "Lax"
