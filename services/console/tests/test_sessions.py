@@ -205,3 +205,20 @@ async def test_a_secure_cookie_brings_strict_transport_security_and_the_cookie_i
         got = await browser.get("/signin")
     assert got.headers["strict-transport-security"] == "max-age=31536000"
     assert "Secure" in got.headers["set-cookie"] and "HttpOnly" in got.headers["set-cookie"]
+
+
+def test_hash_password_refuses_a_weak_password_and_hashes_a_good_one(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from argon2 import PasswordHasher
+
+    from console.__main__ import main
+
+    typed = iter(["qh-s010-Pass!"])
+    monkeypatch.setattr("sys.argv", ["console", "hash-password", "qh-s010"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(typed))
+    with pytest.raises(SystemExit) as refused:
+        main()
+    assert "口令不能包含登录账号" in str(refused.value)
+    typed = iter(["Qinghe窗口2026春", "Qinghe窗口2026春"])
+    main()
+    assert PasswordHasher().verify(capsys.readouterr().out.strip(), "Qinghe窗口2026春")
