@@ -1,6 +1,6 @@
-"""The console's wiring: settings, the county's accounts, the token signer, the services' client,
-the session cookie, the pages. No rules here, and none anywhere in the console: it shows what the
-services answer and posts to their APIs."""
+"""The console's wiring: settings, the county's accounts (or its OIDC provider), the token signer, the
+services' client, the session cookie, the pages. No rules here, and none anywhere in the console: it
+shows what the services answer and posts to their APIs."""
 
 from __future__ import annotations
 
@@ -31,10 +31,11 @@ from townflow_shared.telemetry import setup_tracing
 from . import error_pages
 from .accounts import Accounts
 from .names import CountyNames
-from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake, merge, status, tasks
+from .oidc import ProviderSignIn, RequestContext
+from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake, merge, oidc, status, tasks
 from .pages import county as county_page
 from .pages import suspensions as suspension_pages
-from .services import Services
+from .services import Services, TokenSource
 from .session import COOKIE, SessionCodec
 from .settings import ConsoleSettings
 from .tokens import TokenSigner
@@ -52,6 +53,7 @@ class Console:
     accounts: Accounts
     services: Services
     codec: SessionCodec
+    oidc: ProviderSignIn | None = None  # the county's OIDC provider signs staff in; None: local accounts
 
     @cached_property
     def names(self) -> CountyNames:
@@ -120,9 +122,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     county = load_county(settings.town_dir)  # a wrong file (or account) fails start-up here
     setup_tracing(settings.service_name, settings.otlp_endpoint)
-    signer = token_signer(settings)
     secret = (settings.console_session_secret.get_secret_value().encode() if settings.console_session_secret
               else secrets.token_bytes(32))
+    provider = ProviderSignIn.of(settings, secret) if settings.console_oidc_issuer else None
+    tokens: TokenSource = provider.tokens if provider is not None else token_signer(settings)
     codec = SessionCodec(secret, settings.console_session_hours * 3600)
     urls = {"intake": settings.intake_url, "dispatch": settings.dispatch_url,
             "enforcement": settings.enforcement_url, "appraisal": settings.appraisal_url}
@@ -130,13 +133,17 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=settings.service_timeout_seconds) as client:
-            app.state.console = Console(settings, county, Accounts(county), Services(urls, signer, client, county),
-                                        codec)
-            yield
+            app.state.console = Console(settings, county, Accounts(county), Services(urls, tokens, client, county),
+                                        codec, provider)
+            try:
+                yield
+            finally:
+                if provider is not None:
+                    await provider.provider.aclose()
 
     app = FastAPI(title="Townflow console", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    for module in (auth, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin, county_page,
+    for module in (auth, oidc, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin, county_page,
                    suspension_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -174,6 +181,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     async def no_such_action(request: Request, exc: NoSuchAction) -> HTMLResponse:
         return render(request, "refused.html", 404, title="没有这个操作", message="没有这个操作。")
 
+    if provider is not None:
+        app.add_middleware(RequestContext)  # the provider's tokens are the session's (oidc.py)
     app.add_middleware(SessionMiddleware, codec=codec, secure=settings.console_cookie_secure)
     # Hostile input, refused as in every service, but as a Chinese page.
     app.add_middleware(InputGuard, limits=EdgeLimits.of(settings), answer=error_pages.edge_refusal)

@@ -22,10 +22,20 @@ COOKIE = "tf_session"
 
 
 @dataclass(frozen=True)
+class ProviderGrant:
+    """Of a sign-in at the county's OIDC provider (oidc.py): the ID token, which RP-initiated logout
+    names, and the refresh token, which brings new access tokens while the person works."""
+
+    id_token: str
+    refresh_token: str
+
+
+@dataclass(frozen=True)
 class Session:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     person: Person | None = None
     expires: float = 0.0
+    provider: ProviderGrant | None = None  # signed in at the county's OIDC provider; None: a local account
 
 
 class SessionCodec:
@@ -52,9 +62,10 @@ class SessionCodec:
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(body))
-            person = data.get("person")
+            person, provider = data.get("person"), data.get("provider")
             session = Session(csrf=str(data["csrf"]), expires=float(data["expires"]),
-                              person=replace(Person(**person), roles=frozenset(person["roles"])) if person else None)
+                              person=replace(Person(**person), roles=frozenset(person["roles"])) if person else None,
+                              provider=ProviderGrant(**provider) if provider else None)
         except (ValueError, KeyError, TypeError):
             return None
         return session if session.expires > time.time() else None

@@ -27,6 +27,19 @@ class ConsoleSettings(ServiceSettings):
     console_token_issuer: str | None = None
     console_audience_template: str = "townflow-{service}"  # each service its own audience
     console_token_ttl_seconds: int = 900
+    # Sign-in through the county's OIDC provider (docs/security-oidc.md). Its issuer unset: local
+    # accounts only. Set: staff sign in there (authorization code with PKCE), and the console calls
+    # each service with a token of that service's audience, exchanged at the provider (RFC 8693).
+    console_oidc_issuer: str | None = None  # e.g. https://sso.county.example/realms/townflow
+    console_oidc_client_id: str = "townflow-console"
+    console_oidc_client_secret: SecretStr | None = None  # a confidential client's
+    console_oidc_scope: str = "openid"
+    # The ID token's claims naming the staff member (their id in the town's staff file), the town
+    # (its code; none for county staff) and the roles; the services read the same claims
+    # (TOWNFLOW_JWT_STAFF_ID_CLAIM) from the exchanged tokens.
+    console_oidc_staff_id_claim: str = "sub"
+    console_oidc_town_claim: str = "town"
+    console_oidc_roles_claim: str = "roles"
     # HMAC key of the session cookie; replicas share it. Unset: a random one per process (sessions
     # end when it restarts).
     console_session_secret: SecretStr | None = None

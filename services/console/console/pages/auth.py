@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..metrics import SIGN_INS
+from ..oidc import signed_out_at
 from ..web import checked_form, console_of, render, session_of, start_session, visible_pages
 
 router = APIRouter()
@@ -28,12 +29,15 @@ async def home(request: Request) -> Response:
 
 @router.get("/signin", response_class=HTMLResponse)
 async def sign_in_page(request: Request, next: str = "/") -> Response:
-    return render(request, "signin.html", next=_local(next), login="", error=None)
+    return render(request, "signin.html", next=_local(next), login="", error=None,
+                  provider=console_of(request).oidc is not None)
 
 
 @router.post("/signin", response_class=HTMLResponse)
 async def sign_in(request: Request) -> Response:
     form = await checked_form(request)
+    if console_of(request).oidc is not None:  # the county's provider signs its staff in (pages/oidc.py)
+        return render(request, "signin.html", 403, next="/", login="", error=None, provider=True)
     login, password = str(form.get("login", "")).strip(), str(form.get("password", ""))
     person = await console_of(request).accounts.sign_in(login, password) if login and password else None
     next_path = _local(str(form.get("next", "/")))
@@ -48,5 +52,6 @@ async def sign_in(request: Request) -> Response:
 @router.post("/signout")
 async def sign_out(request: Request) -> Response:
     await checked_form(request)
+    ended = session_of(request)
     start_session(request, console_of(request).codec.new())
-    return RedirectResponse("/signin", status_code=303)
+    return RedirectResponse(await signed_out_at(request, ended), status_code=303)
