@@ -43,6 +43,9 @@ JAVA_MIN = 21  # Keycloak 26 runs on Java 21 or newer; Debian 12's default JDK i
 BUILD_OPTIONS = ("--db=dev-mem", "--cache=local")
 REALM = "townflow"
 CONSOLE_CLIENT = "townflow-console"
+# The optional client scope that adds the services' audiences: asked for only in a token exchange,
+# so the console's own access token is accepted by no service, an exchanged one by its service alone.
+SERVICES_SCOPE = "townflow-services"
 
 
 def audience_of(service: str) -> str:
@@ -184,8 +187,22 @@ _PROFILE = {
 }
 
 
+def services_scope() -> dict[str, Any]:
+    """The console's optional client scope of the services' audiences, one mapper each: a token
+    exchange names one of them (`audience`) and gets a token for that service alone."""
+    return {"name": SERVICES_SCOPE, "protocol": "openid-connect",
+            "attributes": {"include.in.token.scope": "true", "display.on.consent.screen": "false"},
+            "protocolMappers": [
+                {"name": f"audience {service}", "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
+                 "config": {"included.client.audience": audience_of(service), "access.token.claim": "true",
+                            "id.token.claim": "false", "introspection.token.claim": "true"}}
+                for service in SERVICES]}
+
+
 def county_realm(county: County, console_url: str, console_secret: str, password: str) -> dict[str, Any]:
-    """The realm of the county's staff, for a console at `console_url`."""
+    """The realm of the county's staff, for a console at `console_url` (its client scopes are
+    Keycloak's defaults: a realm document that lists any has none of the defaults, so
+    `Keycloak.add_realm` adds `services_scope()` after)."""
     roles = sorted({role for user in county_users(county) for role in user.roles})
     console = {
         "clientId": CONSOLE_CLIENT, "name": "镇务通工作台", "enabled": True, "protocol": "openid-connect",
@@ -204,11 +221,6 @@ def county_realm(county: County, console_url: str, console_secret: str, password
             _claim("roles", "oidc-usermodel-client-role-mapper", **{
                 "usermodel.clientRoleMapping.clientId": CONSOLE_CLIENT, "claim.name": "roles",
                 "multivalued": "true", "jsonType.label": "String"}),
-            # The audiences the console may exchange its token for, one service each.
-            *({"name": f"audience {service}", "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
-               "config": {"included.client.audience": audience_of(service), "access.token.claim": "true",
-                          "id.token.claim": "false", "introspection.token.claim": "true"}}
-              for service in SERVICES),
         ],
     }
     services = [{"clientId": audience_of(service), "name": f"镇务通{service}", "enabled": True, "bearerOnly": True,
@@ -254,6 +266,11 @@ class Keycloak:
         return f"{self.issuer}/protocol/openid-connect/certs"
 
     def start(self, timeout: float = 90.0) -> Keycloak:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> Keycloak:
+        """Start the process and return at once (`wait_ready` waits): start Kafka and PostgreSQL
+        meanwhile. Call it from the thread that outlives it (processes.Child)."""
         home = keycloak_home()
         self.port = self.port or free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -268,6 +285,9 @@ class Keycloak:
             str(home / "bin" / "kc.sh"), "start", "--optimized", "--http-enabled=true",
             "--http-host=127.0.0.1", f"--http-port={self.port}", "--hostname-strict=false",
         ], log=self.workdir / "keycloak.log", env=env, cwd=self.workdir).start()
+        return self
+
+    def wait_ready(self, timeout: float = 90.0) -> Keycloak:
         wait_until(self._ready, timeout, f"Keycloak on port {self.port}")
         return self
 
@@ -287,12 +307,22 @@ class Keycloak:
         return str(answer.json()["access_token"])
 
     def add_realm(self, realm: dict[str, Any]) -> None:
-        """Create the realm (clients, roles, users) through the admin API."""
-        answer = httpx.post(f"{self.url}/admin/realms", json=realm, timeout=120,
-                            headers={"Authorization": f"Bearer {self.admin_token()}"})
-        if answer.status_code != 201:
-            raise RuntimeError(f"Keycloak refused the realm: {answer.status_code} {answer.text[:500]}")
+        """Create the realm (clients, roles, users) and the console's optional scope of the services'
+        audiences through the admin API."""
+        with httpx.Client(base_url=f"{self.url}/admin/realms", timeout=120,
+                          headers={"Authorization": f"Bearer {self.admin_token()}"}) as admin:
+            _created(admin.post("", json=realm))
+            _created(admin.post(f"/{REALM}/client-scopes", json=services_scope()))
+            scope = next(s["id"] for s in admin.get(f"/{REALM}/client-scopes").json() if s["name"] == SERVICES_SCOPE)
+            console = admin.get(f"/{REALM}/clients", params={"clientId": CONSOLE_CLIENT}).json()[0]["id"]
+            _created(admin.put(f"/{REALM}/clients/{console}/optional-client-scopes/{scope}"))
 
     def stop(self) -> None:
         if self.child is not None:
             self.child.stop(timeout=30)
+
+
+def _created(answer: httpx.Response) -> None:
+    if not answer.is_success:
+        raise RuntimeError(f"Keycloak refused {answer.request.method} {answer.request.url.path}: "
+                           f"{answer.status_code} {answer.text[:500]}")

@@ -258,10 +258,11 @@ class Stack:
             process.start(wait=False)
             process.wait_ready()
 
-    def start_console(self) -> ServiceProcess:
+    def start_console(self, **settings: str) -> ServiceProcess:
         """The staff console on the first replica of each service, signing its tokens with the
         stand-in issuer's key (the services verify them from its JWKS, as they would the county's
-        OIDC issuer's); started once, returned when ready."""
+        OIDC issuer's); started once, returned when ready. `settings` are more of its own
+        (`console_oidc_issuer="…"`: TOWNFLOW_CONSOLE_OIDC_ISSUER)."""
         if self.console is not None and self.console.running:
             return self.console
         key_file = self.workdir / "console-signing-key.pem"
@@ -277,7 +278,8 @@ class Stack:
             "TOWNFLOW_CONSOLE_TOKEN_ISSUER": self.issuer.url,
             "TOWNFLOW_CONSOLE_SESSION_SECRET": secrets.token_urlsafe(32),
         } | {k: v for k, v in self.extra_env.items() if k in ("TOWNFLOW_TOWN_DIR", "TOWNFLOW_OTLP_ENDPOINT",
-                                                            "OTEL_BSP_SCHEDULE_DELAY")}
+                                                            "OTEL_BSP_SCHEDULE_DELAY")
+             } | {f"TOWNFLOW_{k.upper()}": v for k, v in settings.items()}
         self.console = ServiceProcess("console", port, env, self.workdir / "logs" / "console-0.log")
         self.wait_ready_on_own_port(self.console.start(wait=False))
         return self.console

@@ -22,6 +22,7 @@ import hashlib
 import json
 import secrets
 import time
+import warnings
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -29,7 +30,6 @@ from typing import Any
 
 import httpx
 from authlib.common.errors import AuthlibBaseError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oidc.core import CodeIDToken
 from fastapi import Request
 from joserfc import jwe, jwt
@@ -44,6 +44,10 @@ from .accounts import Person
 from .session import ProviderGrant, Session
 from .settings import ConsoleSettings
 from .web import SignInNeeded, console_of, start_session
+
+with warnings.catch_warnings():  # Authlib 1.9 would rather run on the httpx2 fork; it runs on httpx, which we pin
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant type's name
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a token type's name
@@ -162,6 +166,7 @@ class Provider:
         self.issuer = settings.console_oidc_issuer.rstrip("/")
         self.client_id = settings.console_oidc_client_id
         self.scope = settings.console_oidc_scope
+        self.exchange_scope = settings.console_oidc_exchange_scope
         self.audience_template = settings.console_audience_template
         secret = settings.console_oidc_client_secret
         self.client = client or AsyncOAuth2Client(
@@ -186,7 +191,7 @@ class Provider:
 
     async def _get(self, url: str) -> dict[str, Any]:
         try:
-            answer = await self.client.get(url, withhold_token=True)
+            answer = await self.client.request("GET", url, withhold_token=True)
             answer.raise_for_status()
             document = answer.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -239,7 +244,10 @@ class Provider:
                 token = jwt.decode(id_token, await self._key_set(), algorithms=algorithms)
             except JoseError:  # perhaps a key the provider has rotated in since: fetch the set again
                 token = jwt.decode(id_token, await self._key_set(refetch=True), algorithms=algorithms)
-            claims = CodeIDToken(token.claims, token.header, {"iss": {"essential": True, "values": [self.issuer]}},
+            # Authlib checks `aud` only when told which values to expect.
+            expected = {"iss": {"essential": True, "values": [self.issuer]},
+                        "aud": {"essential": True, "values": [self.client_id]}}
+            claims = CodeIDToken(token.claims, token.header, expected,
                                  {"nonce": nonce, "client_id": self.client_id, "access_token": access_token})
             claims.validate(leeway=60)
         except (JoseError, AuthlibBaseError, ValueError) as exc:
@@ -253,7 +261,8 @@ class Provider:
         """A token of the service's own audience for the person of `access_token` (RFC 8693)."""
         answer = await self._token_request(
             TOKEN_EXCHANGE, subject_token=access_token, subject_token_type=ACCESS_TOKEN,
-            requested_token_type=ACCESS_TOKEN, audience=self.audience_template.format(service=service))
+            requested_token_type=ACCESS_TOKEN, audience=self.audience_template.format(service=service),
+            **({"scope": self.exchange_scope} if self.exchange_scope else {}))
         return str(answer["access_token"]), time.time() + float(answer.get("expires_in", 60))
 
     async def logout_url(self, grant: ProviderGrant, post_logout_redirect_uri: str) -> str:

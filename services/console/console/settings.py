@@ -34,6 +34,9 @@ class ConsoleSettings(ServiceSettings):
     console_oidc_client_id: str = "townflow-console"
     console_oidc_client_secret: SecretStr | None = None  # a confidential client's
     console_oidc_scope: str = "openid"
+    # The scope a token exchange asks for: Keycloak's optional client scope that holds the services'
+    # audiences (`openid townflow-services`); empty: the scope of the token exchanged.
+    console_oidc_exchange_scope: str = ""
     # The ID token's claims naming the staff member (their id in the town's staff file), the town
     # (its code; none for county staff) and the roles; the services read the same claims
     # (TOWNFLOW_JWT_STAFF_ID_CLAIM) from the exchanged tokens.
