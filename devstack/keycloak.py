@@ -10,13 +10,16 @@ the `staff_id`, `town` and `roles` claims in the ID and access tokens."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
+import time
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -25,11 +28,11 @@ from typing import Any
 
 import httpx
 
-from townflow_shared.county import County
+from townflow_shared.county import County, load_county
 
 from .kafka import CACHE
 from .processes import Child, free_port, wait_until
-from .stack import SERVICES
+from .stack import SERVICES, ServiceProcess, Stack
 
 KEYCLOAK_VERSION = "26.7.3"
 DIST_URL = ("https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist/"
@@ -252,6 +255,8 @@ class Keycloak:
     port: int = 0
     child: Child | None = None
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
+    launched_at: float = 0.0
+    start_seconds: float = 0.0  # from launch until its discovery document answered
 
     @property
     def url(self) -> str:
@@ -285,10 +290,12 @@ class Keycloak:
             str(home / "bin" / "kc.sh"), "start", "--optimized", "--http-enabled=true",
             "--http-host=127.0.0.1", f"--http-port={self.port}", "--hostname-strict=false",
         ], log=self.workdir / "keycloak.log", env=env, cwd=self.workdir).start()
+        self.launched_at = time.monotonic()
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> Keycloak:
         wait_until(self._ready, timeout, f"Keycloak on port {self.port}")
+        self.start_seconds = time.monotonic() - self.launched_at
         return self
 
     def _ready(self) -> bool:
@@ -317,12 +324,50 @@ class Keycloak:
             console = admin.get(f"/{REALM}/clients", params={"clientId": CONSOLE_CLIENT}).json()[0]["id"]
             _created(admin.put(f"/{REALM}/clients/{console}/optional-client-scopes/{scope}"))
 
-    def stop(self) -> None:
-        if self.child is not None:
-            self.child.stop(timeout=30)
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to its process group (kc.sh and the JVM it starts: processes.Child gives the child
+        a group of its own), SIGKILL to what is left after `timeout`."""
+        if self.child is None or self.child.proc is None:
+            return
+        proc, group = self.child.proc, self.child.proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        try:  # kc.sh reaped (poll), then no JVM left in the group
+            wait_until(lambda: proc.poll() is not None and not _group_alive(group), timeout, "Keycloak to stop")
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            proc.wait()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _created(answer: httpx.Response) -> None:
     if not answer.is_success:
         raise RuntimeError(f"Keycloak refused {answer.request.method} {answer.request.url.path}: "
                            f"{answer.status_code} {answer.text[:500]}")
+
+
+def start_stack_on_keycloak(stack: Stack, keycloak: Keycloak, county_dir: Path, password: str) -> ServiceProcess:
+    """Start `stack` (not started yet) with Keycloak as the county's provider: the services verify
+    its tokens (its JWKS and issuer, their own audiences, the `staff_id` claim) and the console
+    signs staff in there. Keycloak starts while Kafka and PostgreSQL do; the realm is made once the
+    console has its address. The console is returned."""
+    keycloak.launch()
+    stack.extra_env |= {"TOWNFLOW_JWT_JWKS_URL": keycloak.jwks_url, "TOWNFLOW_JWT_ISSUER": keycloak.issuer,
+                        "TOWNFLOW_JWT_STAFF_ID_CLAIM": "staff_id"}
+    stack.start_infra()
+    keycloak.wait_ready()
+    stack.start_services()
+    secret = secrets.token_urlsafe(24)
+    console = stack.start_console(
+        console_oidc_issuer=keycloak.issuer, console_oidc_client_id=CONSOLE_CLIENT, console_oidc_client_secret=secret,
+        console_oidc_staff_id_claim="staff_id", console_oidc_exchange_scope=f"openid {SERVICES_SCOPE}")
+    keycloak.add_realm(county_realm(load_county(county_dir), console.url, secret, password))
+    return console

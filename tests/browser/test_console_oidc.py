@@ -12,7 +12,6 @@ import html
 import json
 import re
 import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +21,9 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from devstack.demo_accounts import DEMO_PASSWORD
-from devstack.keycloak import CONSOLE_CLIENT, SERVICES_SCOPE, Keycloak, audience_of, county_realm
+from devstack.keycloak import CONSOLE_CLIENT, SERVICES_SCOPE, Keycloak, audience_of, start_stack_on_keycloak
 from devstack.stack import Stack
 from tests.conftest import QINGHE, http_client
-from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from .conftest import PATIENCE_MS, assert_accessible, file_at_the_window
@@ -41,8 +39,11 @@ class OidcStack:
     stack: Stack
     keycloak: Keycloak
     console_url: str
-    console_secret: str
-    keycloak_seconds: float  # from launch to its discovery document answering
+
+    @property
+    def console_secret(self) -> str:
+        assert self.stack.console is not None
+        return self.stack.console.env["TOWNFLOW_CONSOLE_OIDC_CLIENT_SECRET"]
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +51,9 @@ def oidc() -> Iterator[OidcStack]:
     stack = Stack.in_temp_dir(test_clock=True, kafka_heap="384m", extra_env={"TOWNFLOW_TOWN_DIR": str(DEMO_COUNTY_DIR)})
     keycloak = Keycloak(stack.workdir / "keycloak")
     try:
-        started = time.monotonic()
-        keycloak.launch()  # Keycloak starts while Kafka and PostgreSQL do
-        stack.extra_env |= {"TOWNFLOW_JWT_JWKS_URL": keycloak.jwks_url, "TOWNFLOW_JWT_ISSUER": keycloak.issuer,
-                            "TOWNFLOW_JWT_STAFF_ID_CLAIM": "staff_id"}
-        stack.start_infra()
-        keycloak.wait_ready()
-        keycloak_seconds = time.monotonic() - started
-        print(f"Keycloak answered {keycloak_seconds:.1f} s after its launch")
-        stack.start_services()
-        secret = secrets.token_urlsafe(24)
-        console = stack.start_console(
-            console_oidc_issuer=keycloak.issuer, console_oidc_client_id=CONSOLE_CLIENT,
-            console_oidc_client_secret=secret, console_oidc_staff_id_claim="staff_id",
-            console_oidc_exchange_scope=f"openid {SERVICES_SCOPE}")
-        # The realm names the console's address (its redirect URIs): made once the console has its port.
-        keycloak.add_realm(county_realm(load_county(DEMO_COUNTY_DIR), console.url, secret, DEMO_PASSWORD))
-        yield OidcStack(stack, keycloak, console.url, secret, keycloak_seconds)
+        console = start_stack_on_keycloak(stack, keycloak, DEMO_COUNTY_DIR, DEMO_PASSWORD)
+        print(f"Keycloak answered {keycloak.start_seconds:.1f} s after its launch")
+        yield OidcStack(stack, keycloak, console.url)
     except BaseException:
         for child in [keycloak.child, *(p.child for p in stack.all_replicas()),
                       stack.console.child if stack.console else None]:
