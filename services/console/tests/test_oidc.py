@@ -5,29 +5,37 @@ The real Keycloak in Chromium: tests/browser/test_console_oidc.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from fastapi import Request
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from console.oidc import (
+    _REQUEST,
     AsyncOAuth2Client,
     ClaimNames,
     PendingCodec,
     PendingSignIn,
     Provider,
+    ProviderTokens,
     ProviderUnavailable,
+    SignedIn,
     SignInRefused,
     person_from_claims,
 )
+from console.session import ProviderGrant, Session, SessionCodec
 from console.settings import ConsoleSettings
+from console.web import SignInNeeded
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 
@@ -194,8 +202,6 @@ async def test_a_service_s_token_is_exchanged_for_its_audience_alone() -> None:
 
 
 async def test_rp_initiated_logout_names_the_session_s_id_token_and_the_way_back() -> None:
-    from console.session import ProviderGrant
-
     url = httpx.URL(await _provider(FakeProvider()).logout_url(ProviderGrant("the-id-token", "rt"),
                                                                "https://zwt/signin"))
     assert url.path == "/realms/townflow/logout"
@@ -205,3 +211,85 @@ async def test_rp_initiated_logout_names_the_session_s_id_token_and_the_way_back
 
 def test_the_claims_to_read_are_settings() -> None:
     assert json.dumps(ClaimNames().__dict__) == '{"staff_id": "sub", "town": "town", "roles": "roles"}'
+
+
+class CountingProvider:
+    """The provider's refresh and exchange as ProviderTokens calls them, counted; `refused` makes
+    the refresh fail as a provider does once its session ended."""
+
+    def __init__(self) -> None:
+        self.refreshes: list[str] = []
+        self.exchanges: list[tuple[str, str]] = []
+        self.refused = False
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        self.refreshes.append(refresh_token)
+        await asyncio.sleep(0)  # the other calls of the page arrive meanwhile
+        if self.refused:
+            raise SignInRefused("统一身份认证拒绝了这次登录，请重新登录。")
+        return {"access_token": f"at{len(self.refreshes)}", "expires_in": 300, "refresh_token": f"rt{len(self.refreshes)}"}
+
+    async def exchange(self, access_token: str, service: str) -> tuple[str, float]:
+        self.exchanges.append((access_token, service))
+        return f"{service}-token-from-{access_token}", time.time() + 300
+
+
+PERSON = person_from_claims({"staff_id": "s010", "town": QINGHE, "roles": ["clerk", "staff"]}, KEYCLOAK, COUNTY)
+GRANT = ProviderGrant("id-token", "rt0")
+
+
+def _request(session: Session) -> Request:
+    codec = SessionCodec(b"k" * 32, 3600)
+    app = SimpleNamespace(state=SimpleNamespace(console=SimpleNamespace(codec=codec)))
+    return Request({"type": "http", "method": "GET", "path": "/tasks", "query_string": b"", "headers": [],
+                    "scheme": "http", "server": ("console", 80), "app": app,
+                    "state": {"session": session, "session_changed": False}})
+
+
+async def _token_in(request: Request, tokens: ProviderTokens, service: str) -> str:
+    entered = _REQUEST.set(request)
+    try:
+        return await tokens.token_for(PERSON, service)
+    finally:
+        _REQUEST.reset(entered)
+
+
+async def test_the_sign_in_s_access_token_is_exchanged_once_per_service_then_kept() -> None:
+    provider = CountingProvider()
+    tokens = ProviderTokens(provider)  # type: ignore[arg-type]
+    tokens.signed_in(SignedIn(PERSON, GRANT, "at-sign-in", time.time() + 300))
+    request = _request(Session(person=PERSON, expires=time.time() + 3600, provider=GRANT))
+    assert await _token_in(request, tokens, "intake") == "intake-token-from-at-sign-in"
+    assert await _token_in(request, tokens, "intake") == "intake-token-from-at-sign-in"
+    assert (provider.refreshes, provider.exchanges) == ([], [("at-sign-in", "intake")])
+
+
+async def test_an_expired_access_token_is_refreshed_once_for_a_page_s_calls_and_the_new_refresh_token_kept() -> None:
+    provider = CountingProvider()
+    tokens = ProviderTokens(provider)  # type: ignore[arg-type]
+    request = _request(Session(person=PERSON, expires=time.time() + 3600, provider=GRANT))
+    entered = _REQUEST.set(request)
+    try:
+        got = await asyncio.gather(*(tokens.token_for(PERSON, s) for s in ("intake", "dispatch", "appraisal")))
+    finally:
+        _REQUEST.reset(entered)
+    assert got == ["intake-token-from-at1", "dispatch-token-from-at1", "appraisal-token-from-at1"]
+    assert provider.refreshes == ["rt0"]
+    assert request.state.session.provider == ProviderGrant("id-token", "rt1") and request.state.session_changed
+
+
+async def test_a_refresh_the_provider_refuses_ends_the_console_s_session_too() -> None:
+    provider = CountingProvider()
+    provider.refused = True
+    tokens = ProviderTokens(provider)  # type: ignore[arg-type]
+    request = _request(Session(person=PERSON, expires=time.time() + 3600, provider=GRANT))
+    with pytest.raises(SignInNeeded) as needed:
+        await _token_in(request, tokens, "dispatch")
+    assert needed.value.next_path == "/tasks"
+    assert request.state.session.person is None and request.state.session_changed
+
+
+async def test_a_local_account_s_session_gets_no_provider_token() -> None:
+    tokens = ProviderTokens(CountingProvider())  # type: ignore[arg-type]
+    with pytest.raises(SignInNeeded):
+        await _token_in(_request(Session(person=PERSON, expires=time.time() + 3600)), tokens, "intake")
