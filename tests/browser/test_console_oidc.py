@@ -88,6 +88,10 @@ async def test_a_clerk_signs_in_at_the_provider_works_and_signs_out_there(browse
         # Back in the console as 刘明 of 青禾镇, the staff file's name for the staff id of the token.
         await page.wait_for_url(f"{oidc.console_url}/intake")
         await expect(page.locator("form.who")).to_contain_text("青禾镇 · 刘明")
+        # The session keeps the ID and refresh tokens: every cookie still fits the 4096 bytes a browser keeps.
+        sizes = {c["name"]: len(c["name"]) + len(c["value"]) for c in await context.cookies(oidc.console_url)}
+        print(f"the console's cookies after a sign-in at the provider: {sizes}")
+        assert sizes and max(sizes.values()) < 4096, sizes
         # Real work: intake takes the filing (a token exchanged for intake's audience) and the
         # receipt shows its ticket; 我的任务 lists dispatch's tasks (one for dispatch's).
         ticket, _ = await file_at_the_window(page)
