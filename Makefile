@@ -63,10 +63,11 @@ kafka-jars: $(STAMP)
 	$(PY) -c "from devstack.kafka import kafka_jars; print('kafka jars:', kafka_jars())"
 
 # Keycloak, the county's OIDC provider of the console's sign-in test and of `make up OIDC=1`: its
-# distribution from Maven Central (SHA-1 checked) into the cache once, built there for loopback. It
-# runs on a JDK of Java 21 or newer (JAVA_HOME, or the newest under /usr/lib/jvm; Debian's 17 is too old).
+# distribution from Maven Central (SHA-1 checked) into the cache once, built there for loopback, and
+# started once for its class archive (a faster start). It runs on a JDK of Java 21 or newer
+# (JAVA_HOME, or the newest under /usr/lib/jvm; Debian's 17 is too old).
 keycloak: $(STAMP)
-	$(PY) -c "from devstack.keycloak import keycloak_home; print('keycloak:', keycloak_home())"
+	$(PY) -c "from devstack.keycloak import install; print('keycloak:', install())"
 
 # REPLICAS=2 runs two replicas of every service (REPLICAS=2,dispatch=3 per service); env TOWNFLOW_REPLICAS too.
 # OIDC=1: staff sign in at a local Keycloak (docs/security-oidc.md), without the demo scenario.
