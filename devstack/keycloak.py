@@ -43,8 +43,8 @@ DIST_URL = ("https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist/"
 DIST_SHA1 = "1e21a7f572581692aacb379dbba8413f99b67208"
 JAVA_MIN = 21  # Keycloak 26 runs on Java 21 or newer; Debian 12's default JDK is 17
 # Built into the server once (`kc.sh build`), so each start skips Quarkus' 20 s re-augmentation:
-# an in-memory database and a local cache (no cluster discovery), as a test or `make up` needs.
-BUILD_OPTIONS = ("--db=dev-mem", "--cache=local")
+# an in-memory database, as a test or `make up` needs.
+BUILD_OPTIONS = ("--db=dev-mem",)
 # A class-data-sharing archive of Keycloak's classes (made by the JVM at the end of the first run
 # that finds none: `install` runs one) and the client compiler alone (C1), for a Keycloak that
 # lives minutes: CPU to answer its discovery document, measured 4 times each on the 2-core machine
@@ -100,6 +100,7 @@ def keycloak_home() -> Path:
         subprocess.run([str(home / "bin" / "kc.sh"), "build", *BUILD_OPTIONS], check=True, capture_output=True,
                        env={**os.environ, "JAVA_HOME": str(java_home())})
         built.write_text(" ".join(BUILD_OPTIONS))
+        (home / ARCHIVE).unlink(missing_ok=True)  # of the previous build's classes
     return home
 
 
@@ -313,6 +314,7 @@ class Keycloak:
         self.child = Child("keycloak", [
             str(home / "bin" / "kc.sh"), "start", "--optimized", "--http-enabled=true",
             "--http-host=127.0.0.1", f"--http-port={self.port}", "--hostname-strict=false",
+            "--cache=local",  # one node: no cluster discovery, and nothing listening beyond loopback
         ], log=self.workdir / "keycloak.log", env=env, cwd=self.workdir).start()
         self.launched_at = time.monotonic()
         return self
