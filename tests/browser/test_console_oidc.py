@@ -101,7 +101,10 @@ async def test_a_clerk_signs_in_at_the_provider_works_and_signs_out_there(browse
         await expect(page.locator(".error")).to_have_count(0)
 
         # 退出 ends the provider's session too (RP-initiated logout), back to the sign-in page.
-        await page.get_by_role("button", name="退出").click()
+        end_session = re.compile(re.escape(oidc.keycloak.issuer) + r"/protocol/openid-connect/logout\?.*")
+        async with page.expect_request(end_session) as logout:
+            await page.get_by_role("button", name="退出").click()
+        assert {"id_token_hint", "post_logout_redirect_uri"} <= set(httpx.URL((await logout.value).url).params)
         await page.wait_for_url(re.compile(re.escape(oidc.console_url) + r"/signin\b.*"))
         await page.goto("/tasks")
         await page.wait_for_url(re.compile(r".*/signin\?next=/tasks$"))
