@@ -19,7 +19,10 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi import Request
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
+from pydantic import SecretStr
 
+from console.accounts import Accounts
+from console.app import Console, create_app
 from console.oidc import (
     _REQUEST,
     AsyncOAuth2Client,
@@ -27,13 +30,15 @@ from console.oidc import (
     PendingCodec,
     PendingSignIn,
     Provider,
+    ProviderSignIn,
     ProviderTokens,
     ProviderUnavailable,
     SignedIn,
     SignInRefused,
     person_from_claims,
 )
-from console.session import ProviderGrant, Session, SessionCodec
+from console.services import Services
+from console.session import COOKIE, ProviderGrant, Session, SessionCodec
 from console.settings import ConsoleSettings
 from console.web import SignInNeeded
 from townflow_shared.county import load_county
@@ -293,3 +298,52 @@ async def test_a_local_account_s_session_gets_no_provider_token() -> None:
     tokens = ProviderTokens(CountingProvider())  # type: ignore[arg-type]
     with pytest.raises(SignInNeeded):
         await _token_in(_request(Session(person=PERSON, expires=time.time() + 3600)), tokens, "intake")
+
+
+async def test_the_console_signs_a_person_in_at_the_provider_calls_a_service_with_an_exchanged_token_and_signs_out_there(
+) -> None:
+    """The whole way through the console app (its routes, session and token source), the provider
+    and the services played by MockTransports."""
+    fake, seen = FakeProvider(), []
+    settings = ConsoleSettings(town_dir=DEMO_COUNTY_DIR, console_session_secret=SecretStr("s" * 32),
+                               console_oidc_issuer=ISSUER, console_oidc_client_secret=SecretStr("s3cret"),
+                               console_oidc_staff_id_claim="staff_id")
+    app = create_app(settings)
+    county = load_county(DEMO_COUNTY_DIR)
+    codec = SessionCodec(b"s" * 32, 3600)
+    provider = _provider(fake)
+    oidc = ProviderSignIn(provider, ProviderTokens(provider), PendingCodec(b"s" * 32), KEYCLOAK, None)
+
+    def service(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[])
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(service)) as services_client:
+        urls = {s: f"http://{s}.test" for s in ("intake", "dispatch", "enforcement", "appraisal")}
+        app.state.console = Console(settings, county, Accounts(county),
+                                    Services(urls, oidc.tokens, services_client, county), codec, oidc)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                                     base_url="http://console.test") as browser:
+            page = await browser.get("/signin")
+            assert "使用统一身份认证登录" in page.text and 'type="password"' not in page.text
+            to_provider = await browser.get("/signin/oidc", params={"next": "/tasks"})
+            assert to_provider.status_code == 303
+            asked = httpx.URL(to_provider.headers["location"]).params
+            now = int(time.time())
+            fake.id_claims = {"iss": ISSUER, "aud": "townflow-console", "azp": "townflow-console", "sub": "f4346a65",
+                              "nonce": asked["nonce"], "iat": now, "exp": now + 300, "staff_id": "s010",
+                              "town": QINGHE, "roles": ["clerk", "staff"]}
+            back = await browser.get("/signin/oidc/callback", params={"state": asked["state"], "code": "the-code"})
+            assert (back.status_code, back.headers["location"]) == (303, "/tasks")
+            assert fake.sent[0]["code_verifier"]  # the verifier of the challenge sent, from the pending cookie
+            await browser.get("/tasks")
+            assert seen and seen[0].headers["Authorization"] == "Bearer at-exchange"
+            assert fake.sent[1]["audience"] == f"townflow-{seen[0].url.host.removesuffix('.test')}"
+            session = codec.decode(browser.cookies[COOKIE].strip('"'))
+            assert session is not None and session.person is not None and session.person.name == "刘明"
+            out = await browser.post("/signout", data={"csrf": session.csrf})
+            ended = httpx.URL(out.headers["location"])
+            assert (ended.path, ended.params["id_token_hint"]) == ("/realms/townflow/logout", session.provider.id_token
+                                                                    if session.provider else None)
+            signed_out = await browser.get("/tasks")
+            assert (signed_out.status_code, signed_out.headers["location"]) == (303, "/signin?next=/tasks")
