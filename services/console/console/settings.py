@@ -38,8 +38,8 @@ class ConsoleSettings(ServiceSettings):
     # audiences (`openid townflow-services`); empty: the scope of the token exchanged.
     console_oidc_exchange_scope: str = ""
     # The ID token's claims naming the staff member (their id in the town's staff file), the town
-    # (its code; none for county staff) and the roles; the services read the same claims
-    # (TOWNFLOW_JWT_STAFF_ID_CLAIM) from the exchanged tokens.
+    # (its code; none for county staff) and the roles; the services read the staff id from the
+    # exchanged tokens' TOWNFLOW_JWT_STAFF_ID_CLAIM, the town and roles from `town` and `roles`.
     console_oidc_staff_id_claim: str = "sub"
     console_oidc_town_claim: str = "town"
     console_oidc_roles_claim: str = "roles"

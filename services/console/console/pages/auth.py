@@ -37,7 +37,7 @@ async def sign_in_page(request: Request, next: str = "/") -> Response:
 async def sign_in(request: Request) -> Response:
     form = await checked_form(request)
     if console_of(request).oidc is not None:  # the county's provider signs its staff in (pages/oidc.py)
-        return render(request, "signin.html", 403, next="/", login="", error=None, provider=True)
+        return render(request, "signin.html", 403, next="/", login="", error="请使用统一身份认证登录。", provider=True)
     login, password = str(form.get("login", "")).strip(), str(form.get("password", ""))
     person = await console_of(request).accounts.sign_in(login, password) if login and password else None
     next_path = _local(str(form.get("next", "/")))
