@@ -41,6 +41,8 @@ from townflow_shared.auth import ROLES
 from townflow_shared.county import County
 
 from .accounts import Person
+from .errors import ServiceError
+from .services import SERVICE_NAMES
 from .session import ProviderGrant, Session
 from .settings import ConsoleSettings
 from .web import SignInNeeded, console_of, start_session
@@ -323,7 +325,8 @@ class ProviderTokens:
             del self._exchanged[key]
 
     async def token_for(self, person: Person, service: str) -> str:
-        """The token; a person whose session the provider ended signs in again (SignInNeeded)."""
+        """The token; a person whose session the provider ended signs in again (SignInNeeded); a
+        provider away or refusing the exchange is the page's `ServiceError`, as a service away is."""
         request = _REQUEST.get()
         if request is None:
             raise SignInNeeded("/")
@@ -332,6 +335,8 @@ class ProviderTokens:
         except SessionEnded:
             start_session(request, console_of(request).codec.new())
             raise SignInNeeded(request.url.path) from None
+        except ProviderUnavailable as exc:
+            raise ServiceError(0, "暂时无法连接统一身份认证，请稍后再试。") from exc
 
     async def _token_for(self, request: Request, person: Person, service: str) -> str:
         session: Session | None = getattr(request.state, "session", None)
@@ -341,11 +346,18 @@ class ProviderTokens:
         kept = self._exchanged.get((grant.id_token, service))
         if kept is not None and kept[1] > time.time() + EARLY_SECONDS:
             return kept[0]
-        access_token = await self._access_token(grant, request)
         try:
-            exchanged = await self.provider.exchange(access_token, service)
-        except SignInRefused as exc:
-            raise SessionEnded(str(exc)) from exc
+            exchanged = await self.provider.exchange(await self._access_token(grant, request), service)
+        except SignInRefused:
+            # Perhaps an access token of a session the provider has ended since: a refresh tells
+            # (SessionEnded when it is refused too); refused again after one, the provider will not
+            # issue this service's tokens (its configuration), which signing in again would not mend.
+            self._access.pop(grant.id_token, None)
+            try:
+                exchanged = await self.provider.exchange(await self._access_token(grant, request), service)
+            except SignInRefused as exc:
+                raise ServiceError(403, f"统一身份认证未发放访问{SERVICE_NAMES[service]}服务的凭据，"
+                                        "请联系县里的系统管理员。") from exc
         self._keep(self._exchanged, (grant.id_token, service), exchanged)
         return exchanged[0]
 

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from console.accounts import Accounts
 from console.app import Console, create_app
+from console.errors import ServiceError
 from console.oidc import (
     _REQUEST,
     AsyncOAuth2Client,
@@ -226,6 +227,8 @@ class CountingProvider:
         self.refreshes: list[str] = []
         self.exchanges: list[tuple[str, str]] = []
         self.refused = False
+        self.exchanges_refused = 0  # the next this many exchanges are refused
+        self.away = False
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         self.refreshes.append(refresh_token)
@@ -236,6 +239,11 @@ class CountingProvider:
 
     async def exchange(self, access_token: str, service: str) -> tuple[str, float]:
         self.exchanges.append((access_token, service))
+        if self.away:
+            raise ProviderUnavailable("connection refused")
+        if self.exchanges_refused:
+            self.exchanges_refused -= 1
+            raise SignInRefused("统一身份认证拒绝了这次登录，请重新登录。")
         return f"{service}-token-from-{access_token}", time.time() + 300
 
 
@@ -347,3 +355,36 @@ async def test_the_console_signs_a_person_in_at_the_provider_calls_a_service_wit
                                                                     if session.provider else None)
             signed_out = await browser.get("/tasks")
             assert (signed_out.status_code, signed_out.headers["location"]) == (303, "/signin?next=/tasks")
+
+
+async def test_an_exchange_refused_is_tried_once_more_after_a_refresh() -> None:
+    """An access token of a session the provider ended since is refused; the refresh tells whether
+    the session lives on (here it does: the page goes on)."""
+    provider = CountingProvider()
+    provider.exchanges_refused = 1
+    tokens = ProviderTokens(provider)  # type: ignore[arg-type]
+    tokens.signed_in(SignedIn(PERSON, GRANT, "at-sign-in", time.time() + 300))
+    request = _request(Session(person=PERSON, expires=time.time() + 3600, provider=GRANT))
+    assert await _token_in(request, tokens, "intake") == "intake-token-from-at1"
+    assert provider.exchanges == [("at-sign-in", "intake"), ("at1", "intake")] and provider.refreshes == ["rt0"]
+
+
+async def test_an_exchange_refused_after_a_refresh_too_is_the_page_s_refusal_not_a_sign_in_loop() -> None:
+    provider = CountingProvider()
+    provider.exchanges_refused = 2
+    tokens = ProviderTokens(provider)  # type: ignore[arg-type]
+    request = _request(Session(person=PERSON, expires=time.time() + 3600, provider=GRANT))
+    with pytest.raises(ServiceError) as refused:
+        await _token_in(request, tokens, "enforcement")
+    assert refused.value.message == "统一身份认证未发放访问执法服务的凭据，请联系县里的系统管理员。"
+    assert request.state.session.person == PERSON  # still signed in
+
+
+async def test_a_provider_away_is_the_page_s_refusal() -> None:
+    provider = CountingProvider()
+    provider.away = True
+    tokens = ProviderTokens(provider)  # type: ignore[arg-type]
+    tokens.signed_in(SignedIn(PERSON, GRANT, "at-sign-in", time.time() + 300))
+    with pytest.raises(ServiceError) as refused:
+        await _token_in(_request(Session(person=PERSON, expires=time.time() + 3600, provider=GRANT)), tokens, "intake")
+    assert refused.value.status == 0 and "统一身份认证" in refused.value.message
