@@ -67,7 +67,8 @@ kafka-jars: $(STAMP)
 # started once for its class archive (a faster start). It runs on a JDK of Java 21 or newer
 # (JAVA_HOME, or the newest under /usr/lib/jvm; Debian's 17 is too old).
 keycloak: $(STAMP)
-	$(PY) -c "from devstack.keycloak import install; print('keycloak:', install())"
+	@$(PY) -c "from devstack.keycloak import install; print('keycloak:', install())" || echo "Keycloak not \
+	  installed (see above): the console's OIDC sign-in test (tests/browser/test_console_oidc.py) and make up OIDC=1 fail"
 
 # REPLICAS=2 runs two replicas of every service (REPLICAS=2,dispatch=3 per service); env TOWNFLOW_REPLICAS too.
 # OIDC=1: staff sign in at a local Keycloak (docs/security-oidc.md), without the demo scenario.

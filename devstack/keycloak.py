@@ -106,6 +106,7 @@ def keycloak_home() -> Path:
 
 def install() -> Path:
     """`make keycloak`: downloaded, unpacked, built, and its class archive made by one run."""
+    java_home()  # no JDK to run it: say so before 176 MB are fetched
     home = keycloak_home()
     if not (home / ARCHIVE).exists():
         with tempfile.TemporaryDirectory(prefix="townflow-keycloak-") as workdir:
