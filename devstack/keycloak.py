@@ -68,10 +68,9 @@ def audience_of(service: str) -> str:
     return f"townflow-{service}"
 
 
-def java_home() -> Path:
-    """A JDK of Java 21 or newer: JAVA_HOME when it is one, else the newest under /usr/lib/jvm."""
+def java_home(jvm: Path = Path("/usr/lib/jvm")) -> Path:
+    """A JDK of Java 21 or newer: JAVA_HOME when it is one, else the newest under `jvm`."""
     candidates = [Path(os.environ["JAVA_HOME"])] if os.environ.get("JAVA_HOME") else []
-    jvm = Path("/usr/lib/jvm")
     if jvm.is_dir():
         candidates += sorted((p for p in jvm.iterdir() if not p.is_symlink()), key=_java_version, reverse=True)
     for home in candidates:
