@@ -69,6 +69,7 @@ async def _sign_in_at_keycloak(page: Page, oidc: OidcStack, login: str) -> None:
     """From the console's sign-in page through Keycloak's own, back into the console."""
     await page.get_by_role("link", name="使用统一身份认证登录").click()
     await page.wait_for_url(re.compile(re.escape(oidc.keycloak.issuer) + r"/protocol/openid-connect/auth\b.*"))
+    await expect(page).to_have_title(re.compile(r"^登录到 禾川县统一身份认证"))  # in Chinese (the realm's locale)
     await page.locator("#username").fill(login)
     await page.locator("#password").fill(DEMO_PASSWORD)
     await page.locator("#kc-login").click()
