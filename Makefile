@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars prometheus asyncapi-parser axe-core chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
+.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-install: $(STAMP) kafka-jars prometheus asyncapi-parser axe-core chromium fault-tools
+install: $(STAMP) kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools
 
 # Prometheus and promtool from Debian's packages: `make up` runs Prometheus, `make test` checks
 # the alert rules with promtool. Installed when missing and we may (root with apt-get).
@@ -62,10 +62,19 @@ fault-tools:
 kafka-jars: $(STAMP)
 	$(PY) -c "from devstack.kafka import kafka_jars; print('kafka jars:', kafka_jars())"
 
+# Keycloak, the county's OIDC provider of the console's sign-in test and of `make up OIDC=1`: its
+# distribution from Maven Central (SHA-1 checked) into the cache once, built there for loopback, and
+# started once for its class archive (a faster start). It runs on a JDK of Java 21 or newer
+# (JAVA_HOME, or the newest under /usr/lib/jvm; Debian's 17 is too old).
+keycloak: $(STAMP)
+	@$(PY) -c "from devstack.keycloak import install; print('keycloak:', install())" || echo "Keycloak not \
+	  installed (see above): the console's OIDC sign-in test (tests/browser/test_console_oidc.py) and make up OIDC=1 fail"
+
 # REPLICAS=2 runs two replicas of every service (REPLICAS=2,dispatch=3 per service); env TOWNFLOW_REPLICAS too.
+# OIDC=1: staff sign in at a local Keycloak (docs/security-oidc.md), without the demo scenario.
 REPLICAS ?=
 up: install
-	$(PY) -m devstack up $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(TOWN_DIR),--town-dir $(TOWN_DIR))
+	$(PY) -m devstack up $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(TOWN_DIR),--town-dir $(TOWN_DIR)) $(if $(OIDC),--oidc)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shared services devstack tests bench docs/subscriber conftest.py

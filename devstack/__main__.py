@@ -18,6 +18,7 @@ from pathlib import Path
 
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
+from .keycloak import Keycloak, start_stack_on_keycloak
 from .stack import REPO, SERVICES, Stack
 
 STATE = REPO / ".stack" / "state.json"
@@ -50,12 +51,20 @@ def up(args: argparse.Namespace) -> int:
                                          "TOWNFLOW_TOWN_DIR": str(args.town_dir)})
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    keycloak: Keycloak | None = None
     try:
-        print("starting Kafka (KRaft) and PostgreSQL ...", flush=True)
-        stack.start_infra()
-        print("starting intake, dispatch, enforcement, appraisal and the console ...", flush=True)
-        stack.start_services()
-        console = stack.start_console()
+        if args.oidc:
+            from .demo_accounts import DEMO_PASSWORD
+
+            print("starting Keycloak, Kafka (KRaft), PostgreSQL, the four services and the console ...", flush=True)
+            keycloak = Keycloak(stack.workdir / "keycloak")
+            console = start_stack_on_keycloak(stack, keycloak, args.town_dir, DEMO_PASSWORD)
+        else:
+            print("starting Kafka (KRaft) and PostgreSQL ...", flush=True)
+            stack.start_infra()
+            print("starting intake, dispatch, enforcement, appraisal and the console ...", flush=True)
+            stack.start_services()
+            console = stack.start_console()
         stack.write_state(STATE)
         from .observe import start_observability
 
@@ -74,9 +83,15 @@ def up(args: argparse.Namespace) -> int:
         print(f"  traces      {traces.endpoint}/api/traces?service=intake  (one trace: {traces.endpoint}/api/traces/<trace id>)")
         print(f"  logs        {stack.workdir / 'logs'}")
         print(f"  towns       {args.town_dir}")
-        print(f"  tokens      {sys.executable} -m devstack token s007 command_centre --town 321003104"
-              "  (a town's staff; the county's: token c002 county_reader, token c001 county_admin)")
-        if not args.no_demo:
+        if keycloak is not None:
+            print(f"  keycloak    {keycloak.issuer}  (admin console: {keycloak.url}/admin, admin / "
+                  f"{keycloak.admin_password}; staff sign in there with the demo accounts below)")
+        else:
+            print(f"  tokens      {sys.executable} -m devstack token s007 command_centre --town 321003104"
+                  "  (a town's staff; the county's: token c002 county_reader, token c001 county_admin)")
+        # The demo scenario calls the services with the stand-in issuer's tokens, which a stack on
+        # Keycloak does not accept.
+        if not args.no_demo and keycloak is None:
             from .demo import run_demo
 
             print("\nrunning the demo scenario ...", flush=True)
@@ -89,6 +104,8 @@ def up(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop
         print("\nstopping ...", flush=True)
+        if keycloak is not None:
+            keycloak.stop()
         stack.stop()
         traces.stop()
         STATE.unlink(missing_ok=True)
@@ -222,6 +239,8 @@ def main() -> int:
     p_up = sub.add_parser("up", help="run Kafka, PostgreSQL and the four services until Ctrl-C")
     p_up.add_argument("--no-demo", action="store_true", help="start empty, without the demo scenario")
     p_up.add_argument("--test-clock", action="store_true", help="enable POST /v1/admin/clock")
+    p_up.add_argument("--oidc", action="store_true",
+                      help="staff sign in at a local Keycloak (the county's OIDC provider; no demo scenario)")
     p_up.add_argument("--replicas", type=parse_replicas, default=parse_replicas(os.environ.get("TOWNFLOW_REPLICAS", "1")),
                       help="replicas of every service (2), or per service (2,dispatch=3); env TOWNFLOW_REPLICAS")
     p_up.add_argument("--town-dir", type=Path, default=Path(os.environ.get("TOWNFLOW_TOWN_DIR", DEMO_COUNTY_DIR)),

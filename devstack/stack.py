@@ -155,6 +155,7 @@ class Stack:
         self.kafka_heap = kafka_heap
         self.issuer = LocalIssuer()
         self.citizen_ref_key = citizen_ref_key or secrets.token_urlsafe(32)
+        self.console_state_key = secrets.token_urlsafe(32)
         self.kafka = None
         self.postgres = None
         self.replicas = {}
@@ -259,13 +260,14 @@ class Stack:
             process.start(wait=False)
             process.wait_ready()
 
-    def start_console(self) -> ServiceProcess:
+    def start_console(self, **settings: str) -> ServiceProcess:
         """The staff console on the first replica of each service, signing its tokens with the
         stand-in issuer's key (the services verify them from its JWKS, as they would the county's
-        OIDC issuer's); started once, returned when ready."""
+        OIDC issuer's); started once, returned when ready. `settings` are more of its own
+        (`console_oidc_issuer="…"`: TOWNFLOW_CONSOLE_OIDC_ISSUER)."""
         if self.console is not None and self.console.running:
             return self.console
-        self.console = self.console_replica()
+        self.console = self.console_replica(**settings)
         self.wait_ready_on_own_port(self.console.start(wait=False))
         return self.console
 
@@ -285,6 +287,8 @@ class Stack:
             "TOWNFLOW_CONSOLE_SIGNING_KID": self.issuer.signing_kid,
             "TOWNFLOW_CONSOLE_TOKEN_ISSUER": self.issuer.url,
             "TOWNFLOW_DATABASE_URL": self.postgres.dsn(CONSOLE_DATABASE),
+            # Every replica the same: a sign-in at the county's provider may come back to another one.
+            "TOWNFLOW_CONSOLE_OIDC_STATE_KEY": self.console_state_key,
         } | {k: v for k, v in self.extra_env.items() if k in ("TOWNFLOW_TOWN_DIR", "TOWNFLOW_OTLP_ENDPOINT",
                                                             "OTEL_BSP_SCHEDULE_DELAY")}
         env |= {f"TOWNFLOW_{k.upper()}": v for k, v in settings.items()}

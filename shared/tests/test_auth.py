@@ -41,3 +41,20 @@ async def test_a_token_verified_before_is_refused_once_it_expires(monkeypatch: p
 async def test_a_token_under_another_secret_is_refused() -> None:
     with pytest.raises(jwt.PyJWTError):
         await _verifier(secret="x" * 32).verify(issue_token(SECRET, "s010", ["clerk"]))
+
+
+async def test_the_staff_id_comes_from_the_configured_claim() -> None:
+    """A provider whose `sub` is its own user id (Keycloak's UUID) names the staff member in a claim
+    of its own: the principal is that staff id, never the UUID."""
+    verifier = _verifier(secret=SECRET, staff_id_claim="staff_id")
+    token = issue_token(SECRET, "f4346a65-5c3b-47b3-a08a-4290e081e662", ["clerk"], staff_id="s010", town="321003104")
+    principal = await verifier.verify(token)
+    assert (principal.sub, principal.town) == ("s010", "321003104")
+
+
+@pytest.mark.parametrize("staff_id", [None, "", 7])
+async def test_a_token_without_a_staff_id_in_the_configured_claim_is_refused(staff_id: object) -> None:
+    claims = {} if staff_id is None else {"staff_id": staff_id}
+    token = issue_token(SECRET, "f4346a65-5c3b-47b3-a08a-4290e081e662", ["clerk"], **claims)
+    with pytest.raises(jwt.InvalidTokenError):
+        await _verifier(secret=SECRET, staff_id_claim="staff_id").verify(token)

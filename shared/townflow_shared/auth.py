@@ -82,6 +82,10 @@ class TokenRules:
     jwks_url: str | None = None     # RS256 / ES256 keys of an OIDC issuer
     issuer: str | None = None       # required `iss`, when set
     audience: str | None = None     # required `aud`, when set (the service's own)
+    # The claim naming the staff member (their id in the town's staff file): `sub` when the provider's
+    # subject is the staff id; a provider whose `sub` is its own user id (Keycloak's UUID) maps the
+    # staff id into a claim of its own, e.g. `staff_id` (docs/security-oidc.md).
+    staff_id_claim: str = "sub"
     jwks_cache_seconds: int = 300
     # A token naming an unknown key id fetches the key set again, at most this often: a rotated
     # key is found, and a stream of made-up key ids cannot hammer the issuer.
@@ -126,7 +130,8 @@ class TokenVerifier:
             key = (await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)).key
         else:
             raise jwt.InvalidAlgorithmError(f"tokens signed with {algorithm!r} are not accepted here")
-        required = ["sub", "exp", *(["iss"] if self.rules.issuer else []), *(["aud"] if self.rules.audience else [])]
+        required = ["sub", self.rules.staff_id_claim, "exp", *(["iss"] if self.rules.issuer else []),
+                    *(["aud"] if self.rules.audience else [])]
         claims = jwt.decode(token, key, algorithms=[algorithm], audience=self.rules.audience,
                             issuer=self.rules.issuer,
                             options={"require": required, "verify_aud": self.rules.audience is not None})
@@ -136,7 +141,10 @@ class TokenVerifier:
         town = claims.get("town")
         if town is not None and not isinstance(town, str):
             raise jwt.InvalidTokenError("town must be a town code")
-        return Principal(sub=str(claims["sub"]), roles=frozenset(roles), town=town), float(claims["exp"])
+        staff_id = claims[self.rules.staff_id_claim]
+        if not isinstance(staff_id, str) or not staff_id:
+            raise jwt.InvalidTokenError(f"{self.rules.staff_id_claim} must be a staff id")
+        return Principal(sub=staff_id, roles=frozenset(roles), town=town), float(claims["exp"])
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

@@ -65,6 +65,7 @@ class ServiceRuntime:
         self.tokens = TokenVerifier(TokenRules(
             secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
             jwks_url=settings.jwt_jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+            staff_id_claim=settings.jwt_staff_id_claim,
             jwks_cache_seconds=settings.jwt_jwks_cache_seconds, jwks_refetch_seconds=settings.jwt_jwks_refetch_seconds))
         self.migrations = migrations
         self.handlers: dict[type[Envelope], Registered] = {}

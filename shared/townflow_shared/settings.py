@@ -59,6 +59,7 @@ class ServiceSettings(BaseSettings):
     jwt_jwks_refetch_seconds: float = 30
     jwt_issuer: str | None = None             # required `iss`, when set
     jwt_audience: str | None = None           # required `aud`, when set: the service's own
+    jwt_staff_id_claim: str = "sub"           # the claim holding the staff id (Keycloak: `staff_id`)
     test_clock: bool = False
     outbox_relay: bool = True
     outbox_batch_size: int = 500

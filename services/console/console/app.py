@@ -1,13 +1,14 @@
-"""The console's wiring: settings, the county's accounts, the token signer, the services' client,
-its database (sessions, failed sign-ins), the session cookie, the security headers, the pages. No
-rules here, and none in the console but its own sign-in's (rules.py): it shows what the services
-answer and posts to their APIs."""
+"""The console's wiring: settings, the county's accounts (or its OIDC provider), the token signer,
+the services' client, its database (sessions, failed sign-ins), the session cookie, the security
+headers, the pages. No rules here, and none in the console but its own sign-in's (rules.py): it
+shows what the services answer and posts to their APIs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -35,10 +36,11 @@ from townflow_shared.telemetry import setup_tracing
 from . import error_pages
 from .accounts import Accounts
 from .names import CountyNames
-from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake, merge, status, tasks
+from .oidc import ProviderSignIn, RequestContext
+from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake, merge, oidc, status, tasks
 from .pages import county as county_page
 from .pages import suspensions as suspension_pages
-from .services import Services
+from .services import Services, TokenSource
 from .session import COOKIE, Session, SessionStore, anonymous_cookie, anonymous_from, looks_like_id
 from .settings import ConsoleSettings
 from .sign_in import FailureStore, Limits
@@ -60,6 +62,7 @@ class Console:
     services: Services
     sessions: SessionStore
     failures: Callable[[], AbstractAsyncContextManager[FailureStore]]  # one transaction each
+    oidc: ProviderSignIn | None = None  # the county's OIDC provider signs staff in; None: local accounts
 
     @property
     def limits(self) -> Limits:
@@ -140,6 +143,8 @@ class SessionMiddleware:
                     morsel["max-age"] = int(self.lifetime_seconds)
                 morsel["secure"] = self.secure
                 MutableHeaders(scope=message).append("set-cookie", morsel.OutputString())
+            elif message["type"] == "http.response.start" and state.get("session_updated") and session_id:
+                await sessions().update(session_id, state["session"])
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
@@ -151,7 +156,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     county = load_county(settings.town_dir)  # a wrong file (or account) fails start-up here
     setup_tracing(settings.service_name, settings.otlp_endpoint)
-    signer = token_signer(settings)
+    state_key = (settings.console_oidc_state_key.get_secret_value().encode() if settings.console_oidc_state_key
+                 else secrets.token_bytes(32))
+    provider = ProviderSignIn.of(settings, state_key) if settings.console_oidc_issuer else None
+    tokens: TokenSource = provider.tokens if provider is not None else token_signer(settings)
     urls = {"intake": settings.intake_url, "dispatch": settings.dispatch_url,
             "enforcement": settings.enforcement_url, "appraisal": settings.appraisal_url}
 
@@ -169,16 +177,18 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             sessions = PgSessions(pool, settings.console_session_idle_minutes * 60,
                                   settings.console_session_hours * 3600)
             async with httpx.AsyncClient(timeout=settings.service_timeout_seconds) as client:
-                app.state.console = Console(settings, county, Accounts(county), Services(urls, signer, client, county),
-                                            sessions, database.units_of_work(SignInFailures))
+                app.state.console = Console(settings, county, Accounts(county), Services(urls, tokens, client, county),
+                                            sessions, database.units_of_work(SignInFailures), provider)
                 app.state.pool = pool
                 yield
         finally:
+            if provider is not None:
+                await provider.provider.aclose()
             await pool.close()
 
     app = FastAPI(title="Townflow console", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    for module in (auth, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin, county_page,
+    for module in (auth, oidc, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin, county_page,
                    suspension_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -224,6 +234,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     async def no_such_action(request: Request, exc: NoSuchAction) -> HTMLResponse:
         return render(request, "refused.html", 404, title="没有这个操作", message="没有这个操作。")
 
+    if provider is not None:
+        app.add_middleware(RequestContext)  # the provider's tokens are the session's (oidc.py)
     app.add_middleware(SessionMiddleware, secure=settings.console_cookie_secure,
                        lifetime_seconds=settings.console_session_hours * 3600)
     # Hostile input, refused as in every service, but as a Chinese page.

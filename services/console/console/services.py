@@ -5,7 +5,7 @@ turned into a `ServiceError` the pages show in plain words next to the field it 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from opentelemetry import propagate, trace
@@ -17,16 +17,22 @@ from .accounts import Person
 from .errors import ServiceError, refusal
 from .metrics import SERVICE_CALLS, SERVICE_DURATION
 from .names import CountyNames, TownNames
-from .tokens import TokenSigner
 
 SERVICES = ("intake", "dispatch", "enforcement", "appraisal")
 
 
+class TokenSource(Protocol):
+    """Where the person's token for a service comes from: the console's own signer (tokens.py) or
+    the county's OIDC provider by token exchange (oidc.py)."""
+
+    async def token_for(self, person: Person, service: str) -> str: ...
+
+
 class Services:
-    def __init__(self, urls: dict[str, str], signer: TokenSigner, client: httpx.AsyncClient,
+    def __init__(self, urls: dict[str, str], tokens: TokenSource, client: httpx.AsyncClient,
                  county: County | None = None) -> None:
         self._urls = urls
-        self._signer = signer
+        self._tokens = tokens
         self._client = client
         self.names = CountyNames(county) if county is not None else None
 
@@ -53,7 +59,7 @@ class Services:
                     headers: dict[str, str] | None = None, stream: bool = False) -> httpx.Response:
         sent = dict(headers or {})
         if person is not None:
-            sent["Authorization"] = f"Bearer {self._signer.token_for(person, service)}"
+            sent["Authorization"] = f"Bearer {await self._tokens.token_for(person, service)}"
         query = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
         started = time.perf_counter()
         status = "unreachable"

@@ -34,12 +34,22 @@ def new_token() -> str:
 
 
 @dataclass(frozen=True)
+class ProviderGrant:
+    """Of a sign-in at the county's OIDC provider (oidc.py): the ID token, which RP-initiated logout
+    names, and the refresh token, which brings new access tokens while the person works."""
+
+    id_token: str
+    refresh_token: str
+
+
+@dataclass(frozen=True)
 class Session:
     """What a request knows of its session. Kept as a plain dataclass: every field is stored with
     a signed-in session (`session_data`), so a field added here (a provider's ID token) persists."""
 
     csrf: str = field(default_factory=new_token)
     person: Person | None = None
+    provider: ProviderGrant | None = None  # signed in at the county's OIDC provider; None: a local account
 
 
 def session_data(session: Session) -> dict[str, Any]:
@@ -51,9 +61,9 @@ def session_data(session: Session) -> dict[str, Any]:
 
 
 def session_from(data: dict[str, Any]) -> Session:
-    person = data.get("person")
-    return Session(**{**data, "person": replace(Person(**person), roles=frozenset(person["roles"]))
-                      if person else None})
+    person, provider = data.get("person"), data.get("provider")
+    return Session(**{**data, "person": replace(Person(**person), roles=frozenset(person["roles"])) if person else None,
+                      "provider": ProviderGrant(**provider) if provider else None})
 
 
 def id_hash(session_id: str) -> bytes:
@@ -88,6 +98,10 @@ class SessionStore(Protocol):
 
     async def end(self, session_id: str) -> None:
         """Sign-out: the session ends for every replica at once."""
+
+    async def update(self, session_id: str, session: Session) -> None:
+        """The same session with new data (the provider's renewed refresh token): its id stays, so
+        the person's other requests in flight keep theirs."""
 
 
 def csrf_matches(session: Session, given: object) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from townflow_shared.settings import ServiceSettings
 
 
@@ -25,6 +27,26 @@ class ConsoleSettings(ServiceSettings):
     console_token_issuer: str | None = None
     console_audience_template: str = "townflow-{service}"  # each service its own audience
     console_token_ttl_seconds: int = 900
+    # Sign-in through the county's OIDC provider (docs/security-oidc.md). Its issuer unset: local
+    # accounts only. Set: staff sign in there (authorization code with PKCE), and the console calls
+    # each service with a token of that service's audience, exchanged at the provider (RFC 8693).
+    console_oidc_issuer: str | None = None  # e.g. https://sso.county.example/realms/townflow
+    console_oidc_client_id: str = "townflow-console"
+    console_oidc_client_secret: SecretStr | None = None  # a confidential client's
+    console_oidc_scope: str = "openid"
+    # The scope a token exchange asks for: Keycloak's optional client scope that holds the services'
+    # audiences (`openid townflow-services`); empty: the scope of the token exchanged.
+    console_oidc_exchange_scope: str = ""
+    # The ID token's claims naming the staff member (their id in the town's staff file), the town
+    # (its code; none for county staff) and the roles; the services read the staff id from the
+    # exchanged tokens' TOWNFLOW_JWT_STAFF_ID_CLAIM, the town and roles from `town` and `roles`.
+    console_oidc_staff_id_claim: str = "sub"
+    console_oidc_town_claim: str = "town"
+    console_oidc_roles_claim: str = "roles"
+    # The key of the pending sign-in's cookie (state, nonce and PKCE verifier between the redirect
+    # and the provider's answer, encrypted): every replica the same, since the answer may reach
+    # another one. Unset: a random key per process (one replica, or sign-ins begun elsewhere fail).
+    console_oidc_state_key: SecretStr | None = None
     # Sessions live in the console's own database (TOWNFLOW_DATABASE_URL), so every replica sees a
     # sign-out at once (issue #28): one ends after this long without a request of the person's, and
     # this long after sign-in whatever happens (等保 2.0 level 3: 登录连接超时自动退出).

@@ -39,6 +39,10 @@ class PgSessions(SessionStore):
         await self.pool.execute("UPDATE sessions SET ended_at = now() WHERE id_hash = $1 AND ended_at IS NULL",
                                 id_hash(session_id))
 
+    async def update(self, session_id: str, session: Session) -> None:
+        await self.pool.execute("UPDATE sessions SET data = $2 WHERE id_hash = $1 AND ended_at IS NULL",
+                                id_hash(session_id), session_data(session))
+
 
 class SignInFailures:
     """Failed sign-ins per subject (`login:…`, `address:…`). `for_update` locks the subjects' rows

@@ -30,7 +30,7 @@ class TokenSigner:
     ttl_seconds: int
     _cache: dict[tuple[str, str | None, str], tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
 
-    def token_for(self, person: Person, service: str) -> str:
+    async def token_for(self, person: Person, service: str) -> str:
         key = (person.sub, person.town, service)
         cached = self._cache.get(key)
         if cached is not None and cached[1] > time.time() + 60:

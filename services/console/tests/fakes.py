@@ -51,6 +51,10 @@ class FakeSessions:
         if (row := self.rows.get(id_hash(session_id))) is not None:
             row.ended = True
 
+    async def update(self, session_id: str, session: Session) -> None:
+        if (row := self.rows.get(id_hash(session_id))) is not None and not row.ended:
+            row.session = session
+
 
 class FakeFailures:
     def __init__(self, clock: FakeClock) -> None:

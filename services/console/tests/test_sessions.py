@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -200,7 +201,9 @@ async def test_every_console_answer_carries_the_security_headers(console: Setup)
 async def test_a_secure_cookie_brings_strict_transport_security_and_the_cookie_is_secure() -> None:
     settings = ConsoleSettings(town_dir=DEMO_COUNTY_DIR, jwt_secret=SecretStr("unit-test-secret-of-32-bytes-at-least"),
                                console_cookie_secure=True)
-    transport = httpx.ASGITransport(app=create_app(settings))
+    app = create_app(settings)
+    app.state.console = SimpleNamespace(oidc=None)  # all the sign-in page reads of it (no database here)
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as browser:
         got = await browser.get("/signin")
     assert got.headers["strict-transport-security"] == "max-age=31536000"

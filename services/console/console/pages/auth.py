@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..metrics import SIGN_INS
+from ..oidc import signed_out_at
 from ..session import Session
 from ..sign_in import Refused, check_sign_in
 from ..web import checked_form, console_of, render, session_of, start_session, visible_pages
@@ -30,12 +31,15 @@ async def home(request: Request) -> Response:
 
 @router.get("/signin", response_class=HTMLResponse)
 async def sign_in_page(request: Request, next: str = "/") -> Response:
-    return render(request, "signin.html", next=_local(next), login="", error=None)
+    return render(request, "signin.html", next=_local(next), login="", error=None,
+                  provider=console_of(request).oidc is not None)
 
 
 @router.post("/signin", response_class=HTMLResponse)
 async def sign_in(request: Request) -> Response:
     form = await checked_form(request)
+    if console_of(request).oidc is not None:  # the county's provider signs its staff in (pages/oidc.py)
+        return render(request, "signin.html", 403, next="/", login="", error="请使用统一身份认证登录。", provider=True)
     login, password = str(form.get("login", "")).strip(), str(form.get("password", ""))
     next_path = _local(str(form.get("next", "/")))
     console = console_of(request)
@@ -58,9 +62,11 @@ async def sign_in(request: Request) -> Response:
 
 @router.post("/signout")
 async def sign_out(request: Request) -> Response:
-    """退出: the session ends on every replica. Nobody signed in (the session ended already):
-    straight to the sign-in page, with no form to check."""
-    if session_of(request).person is not None:
-        await checked_form(request)
-        start_session(request, Session())
-    return RedirectResponse("/signin", status_code=303)
+    """退出: the session ends on every replica (and at the county's provider, for a sign-in there).
+    Nobody signed in (the session ended already): straight to the sign-in page, no form to check."""
+    ended = session_of(request)
+    if ended.person is None:
+        return RedirectResponse("/signin", status_code=303)
+    await checked_form(request)
+    start_session(request, Session())
+    return RedirectResponse(await signed_out_at(request, ended), status_code=303)
