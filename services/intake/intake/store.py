@@ -67,6 +67,10 @@ class IntakeStore(Protocol):
     async def holders_of(self, request_id: uuid.UUID) -> list[Row]: ...
     async def record_personal_data_read(self, read: dict[str, Any]) -> None: ...
     async def personal_data_reads(self, town_codes: list[str], since: datetime | None, until: datetime | None, staff_id: str | None, limit: int, offset: int) -> list[Row]: ...
+    async def requests_to_reseal(self, key_id: str, after: uuid.UUID | None, limit: int, every: bool) -> list[Row]: ...
+    async def save_resealed(self, rows: list[dict[str, Any]]) -> None: ...
+    async def personal_data_due(self, closed_before: datetime, limit: int) -> list[Row]: ...
+    async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None: ...
 
 
 class UnitOfWork(Protocol):
@@ -394,6 +398,54 @@ class PgStore(PgAnswers):
             "  AND ($4::text IS NULL OR staff_id = $4)"
             " ORDER BY read_at DESC, seq DESC LIMIT $5 OFFSET $6",
             town_codes, since, until, staff_id, limit, offset)
+
+
+    # --- the citizen's personal data at rest (issue #28 item 7, personal_data.py) ---------------
+    async def requests_to_reseal(self, key_id: str, after: uuid.UUID | None, limit: int,
+                                 every: bool) -> list[Row]:
+        """The next `limit` matters after `after` (by request id) whose personal data is not sealed
+        under `key_id` (`every`: all that still hold some, for a new lookup key), locked; rows another
+        transaction holds are skipped, and found by the next pass."""
+        return await self.conn.fetch(
+            "SELECT request_id, citizen_name, citizen_phone, citizen_id_number, citizen_name_enc, citizen_phone_enc,"
+            " citizen_id_number_enc, citizen_key_id, personal_data_erased_at FROM requests"
+            " WHERE ($2::uuid IS NULL OR request_id > $2) AND personal_data_erased_at IS NULL"
+            "  AND ($4 OR citizen_key_id IS DISTINCT FROM $1)"
+            " ORDER BY request_id LIMIT $3 FOR UPDATE SKIP LOCKED", key_id, after, limit, every)
+
+
+    async def save_resealed(self, rows: list[dict[str, Any]]) -> None:
+        """Each matter's personal columns as `Keyring.resealed` made them, in one statement (see `_as_json`)."""
+        await self.conn.execute(
+            "UPDATE requests r SET citizen_name = s.citizen_name, citizen_phone = s.citizen_phone,"
+            " citizen_id_number = s.citizen_id_number, citizen_name_enc = s.citizen_name_enc,"
+            " citizen_phone_enc = s.citizen_phone_enc, citizen_id_number_enc = s.citizen_id_number_enc,"
+            " citizen_phone_hash = s.citizen_phone_hash, citizen_key_id = s.citizen_key_id"
+            " FROM jsonb_populate_recordset(NULL::requests, $1::text::jsonb) AS s"
+            " WHERE r.request_id = s.request_id", _as_json(rows))
+
+
+    async def personal_data_due(self, closed_before: datetime, limit: int) -> list[Row]:
+        """Up to `limit` matters closed before `closed_before` (a merged matter: when its primary was)
+        whose personal data is still kept, locked; rows another transaction holds are skipped (another
+        replica's batch), so replicas share the work."""
+        return await self.conn.fetch(
+            "SELECT r.request_id, r.description, r.location FROM requests r"
+            " WHERE r.personal_data_erased_at IS NULL"
+            "  AND ((r.status = 'closed' AND r.status_at < $1)"
+            "       OR r.merged_into IN (SELECT p.request_id FROM requests p WHERE p.status = 'closed' AND p.status_at < $1))"
+            " LIMIT $2 FOR UPDATE OF r SKIP LOCKED", closed_before, limit)
+
+
+    async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None:
+        """Blank the personal columns of these matters, their free text as given (masked), in one statement."""
+        await self.conn.execute(
+            "UPDATE requests r SET citizen_name = '', citizen_phone = NULL, citizen_id_number = NULL,"
+            " citizen_name_enc = NULL, citizen_phone_enc = NULL, citizen_id_number_enc = NULL,"
+            " citizen_phone_hash = NULL, citizen_key_id = NULL, personal_data_erased_at = $2,"
+            " description = e.description, location = e.location"
+            " FROM jsonb_to_recordset($1::text::jsonb) AS e(request_id uuid, description text, location text)"
+            " WHERE r.request_id = e.request_id", _as_json(rows), at)
 
 
 class PgUnitOfWork:

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 from intake import flows
+from intake.personal_data import Keyring
 from intake.settings import IntakeSettings
 from intake.store import IntakeStore, Row, UnitOfWork
 from townflow_shared.clock import Clock
@@ -26,6 +27,9 @@ from townflow_shared.settings import DEMO_COUNTY_DIR
 
 COUNTY = load_county(DEMO_COUNTY_DIR)
 CITIZEN_KEY = b"unit-test-citizen-key"
+# Fixed test keys (32 and 16 bytes): the unit tier's keyring seals as the service's does.
+DATA_KEYS = {"k1": "aes-256-gcm:" + "A" * 43 + "=", "sm4": "sm4-gcm:" + "B" * 22 + "=="}
+KEYRING = Keyring(DATA_KEYS, "k1", b"unit-test-lookup-key")
 
 
 @dataclass
@@ -222,6 +226,35 @@ class FakeStore:
         found.sort(key=lambda r: (r["read_at"], r["seq"]), reverse=True)
         return found[offset:offset + limit]
 
+    async def requests_to_reseal(self, key_id: str, after: uuid.UUID | None, limit: int, every: bool) -> list[Row]:
+        found = sorted((r for r in self.tables.requests.values()
+                        if (after is None or r["request_id"] > after) and r.get("personal_data_erased_at") is None
+                        and (every or r.get("citizen_key_id") != key_id)), key=lambda r: r["request_id"])
+        return [dict(r) for r in found[:limit]]
+
+    async def save_resealed(self, rows: list[dict[str, Any]]) -> None:
+        for columns in rows:
+            row = self._by_id(columns["request_id"])
+            if row is not None:
+                row |= columns
+
+    async def personal_data_due(self, closed_before: datetime, limit: int) -> list[Row]:
+        def closed_before_cutoff(r: Row | None) -> bool:
+            return r is not None and r["status"] == "closed" and r["status_at"] < closed_before
+
+        return [dict(r) for r in self.tables.requests.values() if r.get("personal_data_erased_at") is None and (
+            closed_before_cutoff(r) or (r["merged_into"] is not None and closed_before_cutoff(self._by_id(r["merged_into"]))))
+        ][:limit]
+
+    async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None:
+        for erased in rows:
+            row = self._by_id(erased["request_id"])
+            if row is not None:
+                row |= {"citizen_name": "", "citizen_phone": None, "citizen_id_number": None,
+                        "citizen_name_enc": None, "citizen_phone_enc": None, "citizen_id_number_enc": None,
+                        "citizen_phone_hash": None, "citizen_key_id": None, "personal_data_erased_at": at,
+                        "description": erased["description"], "location": erased["location"]}
+
 
 class FakeUnitOfWork:
     """One transaction over the fake's tables: kept on success, undone on a refusal."""
@@ -273,8 +306,8 @@ def deps(database: FakeDatabase, now: datetime, county: County = COUNTY,
     """Intake's Deps on the fake database, a clock fixed at `now` and the demo county."""
     clock = fixed_clock(now)
     return flows.Deps(settings=IntakeSettings(), county=county, clock=clock, unit_of_work=database.unit_of_work,
-                      filing_writer=flows.filing_writer(database.unit_of_work, clock),
-                      citizen_ref_key=citizen_ref_key)
+                      filing_writer=flows.filing_writer(database.unit_of_work, clock, KEYRING),
+                      citizen_ref_key=citizen_ref_key, keyring=KEYRING)
 
 
 _checked: IntakeStore = FakeStore(Tables())  # mypy: the fake has the real store's shape
