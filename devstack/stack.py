@@ -3,6 +3,7 @@ one or more replicas (same database, same consumer group, a port and a log file 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -133,6 +134,10 @@ class Stack:
     kafka_heap: str
     issuer: LocalIssuer  # signs the staff tokens; the services verify them from its JWKS
     citizen_ref_key: str
+    # Intake's keys of the citizen's personal data at rest, new for each stack (personal_data.py).
+    data_keys: dict[str, str]
+    data_key_id: str
+    lookup_key: str
     kafka: Kafka | None
     postgres: Postgres | None
     replica_count: dict[str, int]
@@ -154,6 +159,9 @@ class Stack:
         self.kafka_heap = kafka_heap
         self.issuer = LocalIssuer()
         self.citizen_ref_key = citizen_ref_key or secrets.token_urlsafe(32)
+        self.data_key_id = "stack-1"
+        self.data_keys = {self.data_key_id: "aes-256-gcm:" + base64.b64encode(secrets.token_bytes(32)).decode()}
+        self.lookup_key = secrets.token_urlsafe(32)
         self.kafka = None
         self.postgres = None
         self.replicas = {}
@@ -214,6 +222,9 @@ class Stack:
         }
         if name == "intake":
             env["TOWNFLOW_CITIZEN_REF_KEY"] = self.citizen_ref_key
+            env["TOWNFLOW_INTAKE_DATA_KEYS"] = json.dumps(self.data_keys)
+            env["TOWNFLOW_INTAKE_DATA_KEY_ID"] = self.data_key_id
+            env["TOWNFLOW_INTAKE_LOOKUP_KEY"] = self.lookup_key
         if self.test_clock:
             env["TOWNFLOW_TEST_CLOCK"] = "1"
         return env | self.extra_env

@@ -28,7 +28,7 @@ from townflow_shared.settings import DEMO_COUNTY_DIR
 COUNTY = load_county(DEMO_COUNTY_DIR)
 CITIZEN_KEY = b"unit-test-citizen-key"
 # Fixed test keys (32 and 16 bytes): the unit tier's keyring seals as the service's does.
-DATA_KEYS = {"k1": "aes-256-gcm:" + "A" * 43 + "=", "sm4": "sm4-gcm:" + "B" * 22 + "=="}
+DATA_KEYS = {"k1": "aes-256-gcm:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", "sm4": "sm4-gcm:ZWZnaGlqa2xtbm9wcXJzdA=="}
 KEYRING = Keyring(DATA_KEYS, "k1", b"unit-test-lookup-key")
 
 
