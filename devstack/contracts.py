@@ -11,18 +11,15 @@ contract test (shared/tests/test_contracts.py) reports it instead.
 from __future__ import annotations
 
 import argparse
-import base64
 import importlib
 import json
-import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
 
 from townflow_shared.contracts import current_schemas, grown_snapshot, tolerant_enums_of
 
-from .stack import REPO, SERVICES
+from .stack import REPO, SERVICES, without_intake_keys_use_throwaway_ones
 
 ASYNCAPI = REPO / "docs" / "asyncapi"
 SNAPSHOTS = REPO / "docs" / "contracts"
@@ -30,12 +27,7 @@ SNAPSHOTS = REPO / "docs" / "contracts"
 
 def asyncapi_documents() -> dict[str, str]:
     documents = {}
-    # Intake does not start without the keys of the citizen's data; a document needs none: throwaway
-    # ones, for this process only, unless the environment names keys already.
-    if not any(name.startswith("TOWNFLOW_INTAKE_") and "KEY" in name for name in os.environ):
-        os.environ |= {
-            "TOWNFLOW_INTAKE_DATA_KEYS": json.dumps({"doc": "aes-256-gcm:" + base64.b64encode(secrets.token_bytes(32)).decode()}),
-            "TOWNFLOW_INTAKE_DATA_KEY_ID": "doc", "TOWNFLOW_INTAKE_LOOKUP_KEY": secrets.token_urlsafe(32)}
+    without_intake_keys_use_throwaway_ones()
     for service in SERVICES:
         runtime = importlib.import_module(f"{service}.app").create_runtime()
         spec: Any = runtime.asyncapi()

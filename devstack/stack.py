@@ -36,6 +36,22 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def intake_key_env() -> dict[str, str]:
+    """New keys of intake's sealed personal data (intake/personal_data.py), as its settings take them:
+    one set per stack; a process that only builds intake's runtime (its documents, its topics) takes
+    throwaway ones."""
+    return {"TOWNFLOW_INTAKE_DATA_KEYS": json.dumps({"stack-1": "aes-256-gcm:" + base64.b64encode(
+                secrets.token_bytes(32)).decode()}),
+            "TOWNFLOW_INTAKE_DATA_KEY_ID": "stack-1", "TOWNFLOW_INTAKE_LOOKUP_KEY": secrets.token_urlsafe(32)}
+
+
+def without_intake_keys_use_throwaway_ones() -> None:
+    """Before building intake's runtime in a process that serves nothing (intake refuses to start
+    without keys): throwaway keys, unless the environment names some."""
+    if not any(name in os.environ for name in intake_key_env()):
+        os.environ.update(intake_key_env())
+
+
 def replica_counts(replicas: int | Mapping[str, int]) -> dict[str, int]:
     """How many replicas of each service: one number for all, or per service (the rest get 1)."""
     if isinstance(replicas, int):
@@ -134,10 +150,7 @@ class Stack:
     kafka_heap: str
     issuer: LocalIssuer  # signs the staff tokens; the services verify them from its JWKS
     citizen_ref_key: str
-    # Intake's keys of the citizen's personal data at rest, new for each stack (personal_data.py).
-    data_keys: dict[str, str]
-    data_key_id: str
-    lookup_key: str
+    intake_keys: dict[str, str]  # intake's keys of the citizen's personal data, new for each stack
     kafka: Kafka | None
     postgres: Postgres | None
     replica_count: dict[str, int]
@@ -159,9 +172,7 @@ class Stack:
         self.kafka_heap = kafka_heap
         self.issuer = LocalIssuer()
         self.citizen_ref_key = citizen_ref_key or secrets.token_urlsafe(32)
-        self.data_key_id = "stack-1"
-        self.data_keys = {self.data_key_id: "aes-256-gcm:" + base64.b64encode(secrets.token_bytes(32)).decode()}
-        self.lookup_key = secrets.token_urlsafe(32)
+        self.intake_keys = intake_key_env()
         self.kafka = None
         self.postgres = None
         self.replicas = {}
@@ -222,9 +233,7 @@ class Stack:
         }
         if name == "intake":
             env["TOWNFLOW_CITIZEN_REF_KEY"] = self.citizen_ref_key
-            env["TOWNFLOW_INTAKE_DATA_KEYS"] = json.dumps(self.data_keys)
-            env["TOWNFLOW_INTAKE_DATA_KEY_ID"] = self.data_key_id
-            env["TOWNFLOW_INTAKE_LOOKUP_KEY"] = self.lookup_key
+            env |= self.intake_keys
         if self.test_clock:
             env["TOWNFLOW_TEST_CLOCK"] = "1"
         return env | self.extra_env
