@@ -7,8 +7,13 @@ release before did. The variants take turns, round after round, in a shuffled or
 moment of the shared machine falls on all of them; each round's ratio to the clear variant is
 taken, and the median of those rounds reported.
 
-Without HTTP, token, validation and the group-commit queue in front, the batch is the denominator
-at its smallest, so the share measured here is an upper bound of the share in the service.
+Two measures of each turn: filings per second (wall clock), and the CPU a filing costs — this
+process's and its PostgreSQL backend's, from /proc. On a shared machine whose other users come and
+go, the wall clock mostly measures them; the CPU per filing is what bounds intake's throughput when
+it is busy (its replicas are CPU-bound at the knee, docs/benchmarks.md), and barely moves with the
+neighbours. Without HTTP, token, validation and the group-commit queue in front, the batch is the
+denominator at its smallest, so either share measured here is an upper bound of the share in the
+service.
 
     python -m bench.sealing [--rounds 12] [--batches 10] [--batch 50] [--preload 20000]
 """
@@ -38,6 +43,8 @@ from intake.store import PgUnitOfWork
 from townflow_shared.county import load_county
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR
+
+from .procstats import cpu_seconds
 
 COUNTY = load_county(DEMO_COUNTY_DIR)
 TOWN = COUNTY.towns["321003104"]
@@ -76,15 +83,18 @@ def filings(n: int, seed: int) -> list[flows.Filing]:
     return batch
 
 
-async def one_turn(pool: asyncpg.Pool, sealer: Any, batches: int, size: int, day: int, seed: int) -> float:
-    """Filings per second over `batches` batches of `size`, each in its own transaction."""
+async def one_turn(conn: asyncpg.Connection, backend: int, sealer: Any, batches: int, size: int, day: int,
+                   seed: int) -> tuple[float, float]:
+    """Filings per second over `batches` batches of `size`, each in its own transaction, and the CPU
+    microseconds a filing cost (this process and the connection's backend)."""
     work = [filings(size, seed * 1000 + b) for b in range(batches)]
     now = START + timedelta(days=day)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time() + cpu_seconds(backend)
     for batch in work:
-        async with pool.acquire() as conn, conn.transaction():
+        async with conn.transaction():
             await flows.file_requests(PgUnitOfWork(conn), batch, now, sealer)
-    return batches * size / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() + cpu_seconds(backend) - cpu0
+    return batches * size / wall, cpu / (batches * size) * 1e6
 
 
 def sealing_cpu_microseconds(sealer: Any, n: int = 5000) -> float:
@@ -100,40 +110,50 @@ async def run(rounds: int, batches: int, size: int, preload: int, workdir: Path)
     postgres = Postgres(workdir / "postgres").start()
     try:
         postgres.create_database("sealing")
-        pool = await create_pool(postgres.dsn("sealing"), min_size=1, max_size=2)
+        pool = await create_pool(postgres.dsn("sealing"), min_size=1, max_size=1)
         try:
             await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
-            # A town's table as it is after some weeks, planned on its statistics: on an empty one the
-            # first rounds are faster than the later ones (duplicate candidates fill up to their cap).
-            for b in range(0, preload, size * 10):
-                await one_turn(pool, SEALERS["clear"], 10, size, b // (size * 10) % 7, -1 - b)
-            await pool.execute("ANALYZE")
-            rates: dict[str, list[float]] = {name: [] for name in SEALERS}
-            day = 7
-            for r in range(rounds):
-                order = list(SEALERS)
-                random.shuffle(order)
-                for name in order:
-                    rates[name].append(await one_turn(pool, SEALERS[name], batches, size, day, day))
-                    day += 1
-                print(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {rates[n][-1]:.0f}/s" for n in SEALERS),
-                      flush=True)
+            async with pool.acquire() as conn:  # one connection: its backend's CPU is the database's share
+                backend = await conn.fetchval("SELECT pg_backend_pid()")
+                # A town's table as it is after some weeks, planned on its statistics: on an empty one
+                # the first rounds are faster than the later ones (duplicate candidates fill up to their cap).
+                for b in range(0, preload, size * 10):
+                    await one_turn(conn, backend, SEALERS["clear"], 10, size, b // (size * 10) % 7, -1 - b)
+                await conn.execute("ANALYZE")
+                rates: dict[str, list[float]] = {name: [] for name in SEALERS}
+                cpu: dict[str, list[float]] = {name: [] for name in SEALERS}
+                day = 7
+                for r in range(rounds):
+                    order = list(SEALERS)
+                    random.shuffle(order)
+                    for name in order:
+                        rate, us = await one_turn(conn, backend, SEALERS[name], batches, size, day, day)
+                        rates[name].append(rate)
+                        cpu[name].append(us)
+                        day += 1
+                    print(f"round {r + 1}/{rounds}: " + ", ".join(
+                        f"{n} {rates[n][-1]:.0f}/s {cpu[n][-1]:.0f} us" for n in SEALERS), flush=True)
         finally:
             await pool.close()
     finally:
         postgres.stop()
-    medians = {name: statistics.median(v) for name, v in rates.items()}
-    # Each round's variants ran within seconds of each other: the median of the rounds' own ratios
-    # leaves out what the shared machine did between rounds.
-    paired = {n: statistics.median(a / c for a, c in zip(rates[n], rates["clear"], strict=True))
-              for n in SEALERS if n != "clear"}
+
+    def paired(series: dict[str, list[float]]) -> dict[str, float]:
+        """Each round's variants ran within seconds of each other: the median of the rounds' own
+        ratios to the clear variant leaves out what the shared machine did between rounds."""
+        return {n: round(statistics.median(a / c for a, c in zip(series[n], series["clear"], strict=True)), 3)
+                for n in SEALERS if n != "clear"}
+
     return {
         "at": datetime.now(UTC).isoformat(timespec="seconds"), "rounds": rounds, "batches": batches, "batch": size,
         "preload": preload,
-        "filings_per_second_median": {n: round(v, 1) for n, v in medians.items()},
-        "ratio_to_clear": {n: round(v, 3) for n, v in paired.items()},
+        "filings_per_second_median": {n: round(statistics.median(v), 1) for n, v in rates.items()},
+        "throughput_ratio_to_clear": paired(rates),
+        "cpu_us_per_filing_median": {n: round(statistics.median(v), 1) for n, v in cpu.items()},
+        "cpu_ratio_to_clear": paired(cpu),
         "sealing_cpu_us_per_filing": {n: round(sealing_cpu_microseconds(s), 1) for n, s in SEALERS.items()},
         "rates": {n: [round(x, 1) for x in v] for n, v in rates.items()},
+        "cpu_us": {n: [round(x, 1) for x in v] for n, v in cpu.items()},
     }
 
 
@@ -150,7 +170,7 @@ def main() -> None:
         result = asyncio.run(run(args.rounds, args.batches, args.batch, args.preload, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps({k: v for k, v in result.items() if k != "rates"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("rates", "cpu_us")}, indent=2))
     out = Path(__file__).with_name("results") / f"sealing-ab-{result['at'][:10].replace('-', '')}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"written to {out}")
