@@ -210,3 +210,18 @@ async def test_re_encrypt_moves_every_matter_to_the_current_key_the_clear_ones_t
     assert (await flows.reseal(db.unit_of_work, rotated, 10)).moved == 0  # nothing left: a second run is a no-op
     without_k1 = Keyring({"k2": rotated.keys["k2"].algorithm + ":" + base64.b64encode(b"\x07" * 32).decode()}, "k2", LOOKUP)
     assert (await flows.reseal(db.unit_of_work, without_k1, 10)).moved == 0
+
+
+def test_the_service_refuses_to_start_without_its_keys_before_it_opens_anything() -> None:
+    from intake.app import create_runtime
+
+    with pytest.raises(KeysMissing, match="TOWNFLOW_INTAKE_DATA_KEYS"):
+        create_runtime(IntakeSettings(intake_data_keys=None, intake_data_key_id=None, intake_lookup_key=None))
+
+
+@pytest.mark.parametrize("algorithm", ["aes-256-gcm", "sm4-gcm"])
+def test_a_new_key_is_one_the_keyring_takes(algorithm: personal_data.Algorithm) -> None:
+    spec = personal_data.new_key_spec(algorithm)
+    ring = Keyring({"n": spec}, "n", LOOKUP)
+    assert ring.current.algorithm == algorithm and spec != personal_data.new_key_spec(algorithm)
+    assert repr(ring.current) == f"DataKey(key_id='n', algorithm='{algorithm}')"  # a key is never in a log line
