@@ -55,9 +55,9 @@ START = datetime(2027, 1, 4, 1, 0, tzinfo=UTC)
 class InTheClear:
     """The release before: the citizen's columns as typed, nothing sealed, no hash, no key id."""
 
-    def sealed_columns(self, request_id: uuid.UUID, name: str, phone: str | None,
-                       id_number: str | None) -> dict[str, Any]:
-        return {"citizen_name": name, "citizen_phone": phone, "citizen_id_number": id_number}
+    def sealed(self, request_id: uuid.UUID, town_code: str, name: str, phone: str | None,
+               id_number: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        return {"citizen_name": name, "citizen_phone": phone, "citizen_id_number": id_number}, None
 
 
 SEALERS: dict[str, Any] = {
@@ -102,7 +102,7 @@ def sealing_cpu_microseconds(sealer: Any, n: int = 5000) -> float:
     rid = uuid.uuid4()
     t0 = time.perf_counter()
     for i in range(n):
-        sealer.sealed_columns(rid, f"压测群众{i}", "13900000000", "32100319900101123X" if i % 2 else None)
+        sealer.sealed(rid, TOWN.code, f"压测群众{i}", "13900000000", "32100319900101123X" if i % 2 else None)
     return (time.perf_counter() - t0) / n * 1e6
 
 

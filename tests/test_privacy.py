@@ -67,8 +67,9 @@ async def test_intake_keeps_the_citizen_sealed_and_its_clerk_reads_it(
     holds no name, phone or id number; a clerk's status read opens them."""
     phone, id_number = "139 8765 4321", "32100319880808765X"
     ticket = await file_matter(intake, citizen={"name": NAME, "phone": phone, "id_number": id_number})
-    row = await databases["intake"].fetchval("SELECT requests::text FROM requests WHERE ticket_no = $1",
-                                             ticket["ticket_no"])
+    row = await databases["intake"].fetchval(
+        "SELECT r::text || c::text FROM requests r JOIN request_citizens c USING (request_id) WHERE ticket_no = $1",
+        ticket["ticket_no"])
     for secret in (NAME, phone, "13987654321", id_number, "8765X"):
         assert secret not in row
     assert "v1:stack-1:aes-256-gcm:" in row

@@ -220,6 +220,8 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
             filed_at=row["filed_at"].isoformat(), rating=row["rating"],
             timeline=_steps(await uow.store.timeline_of(row["request_id"])))
         followed = row
+        sees_citizen = by_token and actor is not None and actor.has_any(SEES_PERSONAL_DATA)
+        sealed = await uow.store.sealed_citizen(row["request_id"]) if sees_citizen else None
         if row["merged_into"]:  # 重复件: the citizen follows the primary's progress (no one's personal data)
             primary = present(await uow.store.request_by_id(row["merged_into"]), "a merged matter's primary")
             status.status = primary["status"]
@@ -228,10 +230,10 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
                 timeline=_steps(await uow.store.timeline_of(primary["request_id"])))
             followed = primary
         await tell_the_citizen(deps, uow, status, followed)
-    if by_token and actor is not None and actor.has_any(SEES_PERSONAL_DATA):
+    if sees_citizen and actor is not None:
         status.description = row["description"]
         status.location = row["location"]
-        citizen = deps.keyring.citizen_of(row)
+        citizen = deps.keyring.citizen_of(row, sealed)
         if citizen is not None:  # None: erased after the retention period, nothing personal to record
             status.citizen = models.CitizenSeen(name=citizen.name, phone=citizen.phone, id_number=citizen.id_number)
             await record_status_read(deps, actor, row)
@@ -423,7 +425,8 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
         town = town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=CODES["matter.not_found"])
         holders = await uow.store.holders_of(row["request_id"])
         basis = rules.citizen_basis(actor, town, [_holder(h) for h in holders])
-        citizen = deps.keyring.citizen_of(row) if basis is not None else None
+        citizen = deps.keyring.citizen_of(row, await uow.store.sealed_citizen(row["request_id"])) \
+            if basis is not None else None
         if citizen is not None:  # an erased citizen is no personal data read
             await uow.store.record_personal_data_read({
                 "town_code": town.code, "read_at": deps.clock.now(), "staff_id": actor.sub, "basis": basis,
@@ -561,7 +564,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
         [f.town.code for f in filings], [f.citizen_ref for f in filings], [f.item.code for f in filings],
         [now - timedelta(days=f.town.rules.intake.repeat_filing_window_days) for f in filings])
     in_this_batch: Counter[tuple[str, str, str]] = Counter()
-    rows, outgoing = [], []
+    rows, citizens, outgoing = [], [], []
     answers: list[Answer] = []
     for filing, day, earlier_filings in zip(filings, days, earlier, strict=True):
         town = filing.town
@@ -575,12 +578,14 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
         ticket_no = rules.ticket_number(town.code, day, sequence)  # the ticket names its town
         access_code = rules.new_access_code()
         fields = filing.fields
+        in_requests, citizen = sealer.sealed(request_id, town.code, fields["citizen_name"], fields["citizen_phone"],
+                                             fields["citizen_id_number"])
+        if citizen is not None:
+            citizens.append(citizen)
         rows.append({
             "request_id": request_id, "ticket_no": ticket_no, "access_code": access_code,
             "item_code": filing.item.code, "colour": colour,
-            **{k: v for k, v in fields.items() if k not in personal_data.PLAINTEXT_COLUMNS},
-            **sealer.sealed_columns(request_id, fields["citizen_name"], fields["citizen_phone"],
-                                    fields["citizen_id_number"]),
+            **{k: v for k, v in fields.items() if k not in personal_data.PLAINTEXT_COLUMNS}, **in_requests,
             "citizen_ref": filing.citizen_ref, "filed_by": filing.filed_by,
             "filed_at": now, "status": "filed", "status_at": now, "trace_headers": filing.trace_headers,
         })
@@ -601,7 +606,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
                                 "access_code": access_code, "colour": colour, "status": "filed",
                                 **receipt_facts(town, filing.item, colour, now)}
         answers.append((201, body))
-    await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings])
+    await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings], citizens)
     duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
     for (_, answer), found in zip(answers, duplicates, strict=True):
         answer["possible_duplicates"] = found
@@ -795,7 +800,8 @@ async def erase_expired_personal_data(deps: Deps) -> int:
             due = await uow.store.personal_data_due(closed_before, deps.settings.intake_erasure_batch_size)
             if due:
                 await uow.store.erase_personal_data([
-                    {"request_id": r["request_id"], "description": mask_personal_numbers(r["description"]),
+                    {"request_id": r["request_id"], "town_code": r["town_code"],
+                     "description": mask_personal_numbers(r["description"]),
                      "location": mask_personal_numbers(r["location"])} for r in due], now)
         erased += len(due)
         if len(due) < deps.settings.intake_erasure_batch_size:
@@ -828,7 +834,7 @@ async def reseal(unit_of_work: UnitOfWorkFactory, keyring: Keyring, batch_size: 
                 sealed = []
                 for row in rows:
                     try:
-                        if (columns := keyring.resealed(row)) is not None:
+                        if (columns := keyring.resealed(row, row if row["sealed"] is not None else None)) is not None:
                             sealed.append(columns)
                     except personal_data.UnreadableValue as exc:
                         if row["request_id"] not in done.unreadable:

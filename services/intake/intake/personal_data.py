@@ -39,10 +39,14 @@ TAG_BYTES = 16
 VERSION = "v1"
 KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")  # no ':' — it separates the parts of a sealed value
 
-# The columns a matter's personal data lives in, sealed, and the plaintext ones they replace.
+# The plaintext columns of `requests` the releases before wrote, and the sealed ones of
+# `request_citizens` (migration 011) that replace them; a row of `requests` this release writes
+# holds BLANK in them (`citizen_name` is NOT NULL: '' there, which the previous release shows as an
+# empty name).
 NAME, PHONE, ID_NUMBER = "citizen_name", "citizen_phone", "citizen_id_number"
 PLAINTEXT_COLUMNS = (NAME, PHONE, ID_NUMBER)
-SEALED_COLUMNS = {NAME: "citizen_name_enc", PHONE: "citizen_phone_enc", ID_NUMBER: "citizen_id_number_enc"}
+BLANK: dict[str, Any] = {NAME: "", PHONE: None, ID_NUMBER: None}
+SEALED_COLUMNS = {NAME: "name_enc", PHONE: "phone_enc", ID_NUMBER: "id_number_enc"}
 
 
 class KeysMissing(RuntimeError):
@@ -63,10 +67,11 @@ class Citizen:
 
 
 class CitizenSealer(Protocol):
-    """What the filing writer needs: the personal columns of a new matter's row."""
+    """What the filing writer needs: a new matter's personal columns in `requests`, and its row of
+    `request_citizens` (None: none, as the release before wrote it)."""
 
-    def sealed_columns(self, request_id: uuid.UUID, name: str, phone: str | None,
-                       id_number: str | None) -> dict[str, Any]: ...
+    def sealed(self, request_id: uuid.UUID, town_code: str, name: str, phone: str | None,
+               id_number: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]: ...
 
 
 def associated_data(request_id: uuid.UUID | str, column: str, key_id: str, algorithm: str) -> bytes:
@@ -197,34 +202,37 @@ class Keyring:
             return None
         return hmac.digest(self.lookup_key, b"phone:" + normalise_phone(phone).encode(), "sha256").hex()
 
-    def sealed_columns(self, request_id: uuid.UUID, name: str, phone: str | None,
-                       id_number: str | None) -> dict[str, Any]:
-        """A matter's personal columns as stored: sealed, its phone's hash, the key they are under;
-        the plaintext columns blank (`citizen_name` is NOT NULL in the schema the previous release
-        reads: '' there, which it shows as an empty name)."""
-        values = {NAME: name, PHONE: phone, ID_NUMBER: id_number}
+    def citizen_row(self, request_id: uuid.UUID, town_code: str, name: str, phone: str | None,
+                    id_number: str | None) -> dict[str, Any]:
+        """A matter's row of `request_citizens`: its values sealed, its phone's hash, the key."""
         rid = str(request_id)
-        return {NAME: "", PHONE: None, ID_NUMBER: None,
+        values = {NAME: name, PHONE: phone, ID_NUMBER: id_number}
+        return {"request_id": request_id, "town_code": town_code,
                 **{SEALED_COLUMNS[c]: self.seal(v, rid, c) if v is not None else None for c, v in values.items()},
-                "citizen_phone_hash": self.phone_hash(phone), "citizen_key_id": self.current.key_id}
+                "phone_hash": self.phone_hash(phone), "key_id": self.current.key_id, "erased_at": None}
 
-    def citizen_of(self, row: Mapping[str, Any]) -> Citizen | None:
-        """The citizen of a stored matter: opened from the sealed columns, or the plaintext of a row
-        the previous release filed (until `python -m intake data re-encrypt` seals it); None once
-        erased after the retention period."""
-        if row.get("personal_data_erased_at") is not None:
+    def sealed(self, request_id: uuid.UUID, town_code: str, name: str, phone: str | None,
+               id_number: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The filing writer's: the plaintext columns blank, the citizen sealed beside them."""
+        return BLANK, self.citizen_row(request_id, town_code, name, phone, id_number)
+
+    def citizen_of(self, request: Mapping[str, Any], sealed: Mapping[str, Any] | None) -> Citizen | None:
+        """The citizen of a stored matter (`request`, its `request_citizens` row or None): opened from
+        the sealed row, or the plaintext of a matter the previous release filed (until `python -m
+        intake data re-encrypt` seals it); None once erased after the retention period."""
+        if sealed is None:  # filed by the previous release: still in the clear
+            return Citizen(request[NAME], request[PHONE], request[ID_NUMBER])
+        if sealed["erased_at"] is not None:
             return None
-        if row.get("citizen_key_id") is None:  # filed by the previous release: still in the clear
-            return Citizen(row[NAME], row[PHONE], row[ID_NUMBER])
-        opened = {c: self.open(row[s], row["request_id"], c) if row.get(s) is not None else None
+        opened = {c: self.open(sealed[s], request["request_id"], c) if sealed[s] is not None else None
                   for c, s in SEALED_COLUMNS.items()}
         return Citizen(opened[NAME] or "", opened[PHONE], opened[ID_NUMBER])
 
-    def resealed(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
-        """A stored matter's personal columns under the current key (and the current lookup key), for
+    def resealed(self, request: Mapping[str, Any], sealed: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """A stored matter's `request_citizens` row under the current key (and lookup key), for
         `re-encrypt`; None for an erased one."""
-        citizen = self.citizen_of(row)
+        citizen = self.citizen_of(request, sealed)
         if citizen is None:
             return None
-        return {"request_id": row["request_id"],
-                **self.sealed_columns(row["request_id"], citizen.name, citizen.phone, citizen.id_number)}
+        return self.citizen_row(request["request_id"], request["town_code"], citizen.name, citizen.phone,
+                                citizen.id_number)

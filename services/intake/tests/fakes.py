@@ -46,6 +46,7 @@ class Tables:
     answers: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by request id
     task_holders: dict[str, dict[str, Any]] = field(default_factory=dict)
     personal_data_reads: list[dict[str, Any]] = field(default_factory=list)
+    citizens: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_citizens, by request id
 
 
 class FakeStore:
@@ -84,7 +85,9 @@ class FakeStore:
             self.tables.keys[(town, scope, key)] |= {"status": status, "response": copy.deepcopy(response)}
 
     async def insert_requests(self, rows: list[dict[str, Any]], first_step: str,
-                              details: list[dict[str, Any]]) -> None:
+                              details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None:
+        for citizen in citizens or []:
+            self.tables.citizens[citizen["request_id"]] = dict(citizen)
         for row, detail in zip(rows, details, strict=True):
             stored = {"town_code": row["ticket_no"].split("-", 1)[0], "rating": None, "rated_at": None,
                       "merged_into": None, "merged_at": None, "completed_at": None, **row}
@@ -226,23 +229,35 @@ class FakeStore:
         found.sort(key=lambda r: (r["read_at"], r["seq"]), reverse=True)
         return found[offset:offset + limit]
 
-    async def requests_to_reseal(self, key_id: str, after: uuid.UUID | None, limit: int, every: bool) -> list[Row]:
-        found = sorted((r for r in self.tables.requests.values()
-                        if (after is None or r["request_id"] > after) and r.get("personal_data_erased_at") is None
-                        and (every or r.get("citizen_key_id") != key_id)), key=lambda r: r["request_id"])
-        return [dict(r) for r in found[:limit]]
+    async def sealed_citizen(self, request_id: uuid.UUID) -> Row | None:
+        return self.tables.citizens.get(request_id)
 
-    async def save_resealed(self, rows: list[dict[str, Any]]) -> None:
-        for columns in rows:
-            row = self._by_id(columns["request_id"])
+    async def requests_to_reseal(self, key_id: str, after: uuid.UUID | None, limit: int, every: bool) -> list[Row]:
+        def due(r: dict[str, Any]) -> bool:
+            c = self.tables.citizens.get(r["request_id"])
+            return c is None or (c["erased_at"] is None and (every or c["key_id"] != key_id))
+
+        found = sorted((r for r in self.tables.requests.values()
+                        if (after is None or r["request_id"] > after) and due(r)), key=lambda r: r["request_id"])
+        return [{**r, **(self.tables.citizens.get(r["request_id"]) or {}),
+                 "sealed": r["request_id"] if r["request_id"] in self.tables.citizens else None}
+                for r in found[:limit]]
+
+    async def save_resealed(self, citizens: list[dict[str, Any]]) -> None:
+        for citizen in citizens:
+            self.tables.citizens[citizen["request_id"]] = dict(citizen)
+            row = self._by_id(citizen["request_id"])
             if row is not None:
-                row |= columns
+                row |= {"citizen_name": "", "citizen_phone": None, "citizen_id_number": None}
+
+    def _erased(self, request_id: uuid.UUID) -> bool:
+        return (self.tables.citizens.get(request_id) or {}).get("erased_at") is not None
 
     async def personal_data_due(self, closed_before: datetime, limit: int) -> list[Row]:
         def closed_before_cutoff(r: Row | None) -> bool:
             return r is not None and r["status"] == "closed" and r["status_at"] < closed_before
 
-        return [dict(r) for r in self.tables.requests.values() if r.get("personal_data_erased_at") is None and (
+        return [dict(r) for r in self.tables.requests.values() if not self._erased(r["request_id"]) and (
             closed_before_cutoff(r) or (r["merged_into"] is not None and closed_before_cutoff(self._by_id(r["merged_into"]))))
         ][:limit]
 
@@ -251,9 +266,10 @@ class FakeStore:
             row = self._by_id(erased["request_id"])
             if row is not None:
                 row |= {"citizen_name": "", "citizen_phone": None, "citizen_id_number": None,
-                        "citizen_name_enc": None, "citizen_phone_enc": None, "citizen_id_number_enc": None,
-                        "citizen_phone_hash": None, "citizen_key_id": None, "personal_data_erased_at": at,
                         "description": erased["description"], "location": erased["location"]}
+            self.tables.citizens[erased["request_id"]] = {
+                "request_id": erased["request_id"], "town_code": erased["town_code"], "name_enc": None,
+                "phone_enc": None, "id_number_enc": None, "phone_hash": None, "key_id": None, "erased_at": at}
 
 
 class FakeUnitOfWork:

@@ -106,10 +106,11 @@ def test_new_values_go_under_the_current_key_and_old_ones_still_open() -> None:
     sealed_after = rotated.seal("赵六", ROW, "citizen_name")
     assert Keyring.key_id_of(sealed_before) == "k1" and Keyring.key_id_of(sealed_after) == "k2"
     assert rotated.open(sealed_before, ROW, "citizen_name") == rotated.open(sealed_after, ROW, "citizen_name") == "赵六"
-    row = {"request_id": ROW, **old.sealed_columns(ROW, "赵六", "13800000000", None), "personal_data_erased_at": None}
-    moved = rotated.resealed(row)
-    assert moved is not None and moved["citizen_key_id"] == "k2" and Keyring.key_id_of(moved["citizen_name_enc"]) == "k2"
-    assert rotated.citizen_of({**row, **moved}) == personal_data.Citizen("赵六", "13800000000", None)
+    request = {"request_id": ROW, "town_code": "321003104", **personal_data.BLANK}
+    citizen = old.citizen_row(ROW, "321003104", "赵六", "13800000000", None)
+    moved = rotated.resealed(request, citizen)
+    assert moved is not None and moved["key_id"] == "k2" and Keyring.key_id_of(moved["name_enc"]) == "k2"
+    assert rotated.citizen_of(request, moved) == personal_data.Citizen("赵六", "13800000000", None)
 
 
 @pytest.mark.parametrize("typed", ["13800000000", "138 0000 0000", "138-0000-0000", "+86 138 0000 0000", "8613800000000"])
@@ -121,15 +122,15 @@ def test_the_phones_lookup_hash_is_the_same_however_it_is_typed(typed: str) -> N
 
 
 def test_a_matters_columns_hold_no_plaintext_and_a_legacy_or_erased_row_reads_as_it_is() -> None:
-    columns = KEYRING.sealed_columns(ROW, "测试群众", "13800000000", "32100319900101123X")
-    assert (columns["citizen_name"], columns["citizen_phone"], columns["citizen_id_number"]) == ("", None, None)
-    assert not any(secret in str(v) for v in columns.values() for secret in ("测试群众", "13800000000", "1123X"))
-    row = {"request_id": ROW, "personal_data_erased_at": None, **columns}
-    assert KEYRING.citizen_of(row) == personal_data.Citizen("测试群众", "13800000000", "32100319900101123X")
-    legacy = {"request_id": ROW, "citizen_name": "老群众", "citizen_phone": None, "citizen_id_number": "X",
-              "citizen_key_id": None, "personal_data_erased_at": None}
-    assert KEYRING.citizen_of(legacy) == personal_data.Citizen("老群众", None, "X")
-    assert KEYRING.citizen_of({**row, "personal_data_erased_at": NOW}) is None
+    in_requests, citizen = KEYRING.sealed(ROW, "321003104", "测试群众", "13800000000", "32100319900101123X")
+    assert in_requests == {"citizen_name": "", "citizen_phone": None, "citizen_id_number": None}
+    assert citizen is not None and citizen["key_id"] == "k1" and citizen["phone_hash"] == KEYRING.phone_hash("13800000000")
+    assert not any(secret in str(v) for v in citizen.values() for secret in ("测试群众", "13800000000", "1123X"))
+    request = {"request_id": ROW, **in_requests}
+    assert KEYRING.citizen_of(request, citizen) == personal_data.Citizen("测试群众", "13800000000", "32100319900101123X")
+    legacy = {"request_id": ROW, "citizen_name": "老群众", "citizen_phone": None, "citizen_id_number": "X"}
+    assert KEYRING.citizen_of(legacy, None) == personal_data.Citizen("老群众", None, "X")
+    assert KEYRING.citizen_of(request, {**citizen, "erased_at": NOW}) is None
 
 
 @pytest.mark.parametrize(("settings", "named"), [
@@ -161,9 +162,10 @@ def test_the_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 async def test_a_filing_keeps_no_plaintext_and_its_reader_sees_the_citizen() -> None:
     db = FakeDatabase()
     ticket = await file(db, citizen={"name": "测试群众", "phone": "+86 138-0000-0000", "id_number": "32100319900101123X"})
-    row = request(db, ticket)
-    assert not any(s in str(v) for v in row.values() for s in ("测试群众", "138-0000", "13800000000", "1123X"))
-    assert row["citizen_phone_hash"] == KEYRING.phone_hash("13800000000") and row["citizen_key_id"] == "k1"
+    row, citizen = request(db, ticket), db.tables.citizens[uuid.UUID(ticket["request_id"])]
+    assert not any(s in str(v) for v in [*row.values(), *citizen.values()]
+                   for s in ("测试群众", "138-0000", "13800000000", "1123X"))
+    assert citizen["phone_hash"] == KEYRING.phone_hash("13800000000") and citizen["key_id"] == "k1"
     await follow(db, flows.follow_task_dispatched, household_dispatched(ticket["request_id"], minutes(1)))
     assert (await matter(db, HOLDER)).citizen is not None
     assert (await matter(db, HOLDER)).citizen.phone == "+86 138-0000-0000"  # type: ignore[union-attr]  # as typed
@@ -184,29 +186,30 @@ async def test_erasure_blanks_old_closed_matters_only_and_keeps_them() -> None:
     await follow(db, flows.follow_task_verified, _closed(old["request_id"], NOW - timedelta(days=retention + 1)))
     await follow(db, flows.follow_task_verified, _closed(recent["request_id"], NOW - timedelta(days=retention - 1)))
     assert await flows.erase_expired_personal_data(deps(db, NOW)) == 1
-    erased = request(db, old)
-    assert erased["personal_data_erased_at"] == NOW and erased["status"] == "closed"
-    assert (erased["citizen_name"], erased["citizen_name_enc"], erased["citizen_phone_hash"]) == ("", None, None)
+    erased, erased_citizen = request(db, old), db.tables.citizens[uuid.UUID(old["request_id"])]
+    assert erased_citizen["erased_at"] == NOW and erased["status"] == "closed"
+    assert (erased["citizen_name"], erased_citizen["name_enc"], erased_citizen["phone_hash"]) == ("", None, None)
     assert "13912345678" not in erased["description"]
-    assert KEYRING.citizen_of(erased) is None
+    assert KEYRING.citizen_of(erased, erased_citizen) is None
     for kept in (recent, still_open):
-        assert KEYRING.citizen_of(request(db, kept)) is not None
+        assert KEYRING.citizen_of(request(db, kept), db.tables.citizens[uuid.UUID(kept["request_id"])]) is not None
     assert await flows.erase_expired_personal_data(deps(db, NOW)) == 0
 
 
 async def test_re_encrypt_moves_every_matter_to_the_current_key_the_clear_ones_too() -> None:
     db = FakeDatabase()
     sealed, legacy = await file(db), await file(db)
-    request(db, legacy).update({"citizen_name": "老群众", "citizen_phone": "13700000000", "citizen_id_number": None,
-                                "citizen_name_enc": None, "citizen_phone_enc": None, "citizen_key_id": None})
+    request(db, legacy).update({"citizen_name": "老群众", "citizen_phone": "13700000000", "citizen_id_number": None})
+    del db.tables.citizens[uuid.UUID(legacy["request_id"])]  # as the previous release filed it: in the clear
     rotated = keyring("k2", k2="aes-256-gcm:" + base64.b64encode(b"\x07" * 32).decode())
     lines: list[str] = []
     done = await flows.reseal(db.unit_of_work, rotated, 1, report=lines.append)
     assert (done.moved, done.unreadable, len(lines)) == (2, set(), 2)
     for ticket, name in ((sealed, "测试群众"), (legacy, "老群众")):
-        row = request(db, ticket)
-        assert row["citizen_key_id"] == "k2" and row["citizen_name"] == ""
-        assert rotated.citizen_of(row) is not None and rotated.citizen_of(row).name == name  # type: ignore[union-attr]
+        row, citizen = request(db, ticket), db.tables.citizens[uuid.UUID(ticket["request_id"])]
+        assert citizen["key_id"] == "k2" and row["citizen_name"] == ""
+        opened = rotated.citizen_of(row, citizen)
+        assert opened is not None and opened.name == name
     assert (await flows.reseal(db.unit_of_work, rotated, 10)).moved == 0  # nothing left: a second run is a no-op
     without_k1 = Keyring({"k2": rotated.keys["k2"].algorithm + ":" + base64.b64encode(b"\x07" * 32).decode()}, "k2", LOOKUP)
     assert (await flows.reseal(db.unit_of_work, without_k1, 10)).moved == 0
