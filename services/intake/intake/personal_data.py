@@ -5,9 +5,10 @@ looks a citizen up. No I/O: the bootstrap builds the `Keyring` from settings onc
 handlers seal and open with it, store.py moves the sealed text.
 
 A sealed value is text, `v1:<key id>:<algorithm>:<base64 of nonce, ciphertext and tag>`: it names
-what opens it, so values under several keys and both
-algorithms live side by side. Its associated data binds it to its row and column (and to the key
-id and algorithm it names), so a value copied into another matter or column does not open.
+what opens it, so values under several keys and both algorithms live side by side. Its associated
+data binds it to its matter (the request id) and field (`citizen_name`, `citizen_phone`,
+`citizen_id_number`), and to the key id and algorithm it names, so a value copied into another
+matter or field does not open.
 """
 
 from __future__ import annotations
