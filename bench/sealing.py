@@ -16,6 +16,7 @@ denominator at its smallest, so either share measured here is an upper bound of 
 service.
 
     python -m bench.sealing [--rounds 12] [--batches 10] [--batch 50] [--preload 20000]
+                                    (writes bench/results/sealing-ab-<time>.json)
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps({k: v for k, v in result.items() if k not in ("rates", "cpu_us")}, indent=2))
-    out = Path(__file__).with_name("results") / f"sealing-ab-{result['at'][:10].replace('-', '')}.json"
+    out = Path(__file__).with_name("results") / f"sealing-ab-{result['at'][:19].replace('-', '').replace(':', '')}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"written to {out}")
 
