@@ -52,7 +52,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, UnknownMemberIdError
 from pydantic import ValidationError
 
-from devstack.stack import REPO, SERVICES, ServiceProcess, Stack
+from devstack.stack import REPO, SERVICES, ServiceProcess, Stack, without_intake_keys_use_throwaway_ones
 from townflow_shared.county import load_county
 from townflow_shared.events import TOPICS
 from townflow_shared.kafka import topic_partitions
@@ -115,6 +115,7 @@ class Size:
 
 
 def consumed_topics() -> dict[str, list[str]]:
+    without_intake_keys_use_throwaway_ones()
     return {s: [t.topic for t in importlib.import_module(f"{s}.app").create_runtime().handlers] for s in SERVICES}
 
 

@@ -3,6 +3,7 @@ one or more replicas (same database, same consumer group, a port and a log file 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -34,6 +35,22 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def intake_key_env() -> dict[str, str]:
+    """New keys of intake's sealed personal data (intake/personal_data.py), as its settings take them:
+    one set per stack; a process that only builds intake's runtime (its documents, its topics) takes
+    throwaway ones."""
+    return {"TOWNFLOW_INTAKE_DATA_KEYS": json.dumps({"stack-1": "aes-256-gcm:" + base64.b64encode(
+                secrets.token_bytes(32)).decode()}),
+            "TOWNFLOW_INTAKE_DATA_KEY_ID": "stack-1", "TOWNFLOW_INTAKE_LOOKUP_KEY": secrets.token_urlsafe(32)}
+
+
+def without_intake_keys_use_throwaway_ones() -> None:
+    """Before building intake's runtime in a process that serves nothing (intake refuses to start
+    without keys): throwaway keys, unless the environment names some."""
+    if not any(name in os.environ for name in intake_key_env()):
+        os.environ.update(intake_key_env())
 
 
 def replica_counts(replicas: int | Mapping[str, int]) -> dict[str, int]:
@@ -134,6 +151,7 @@ class Stack:
     kafka_heap: str
     issuer: LocalIssuer  # signs the staff tokens; the services verify them from its JWKS
     citizen_ref_key: str
+    intake_keys: dict[str, str]  # intake's keys of the citizen's personal data, new for each stack
     kafka: Kafka | None
     postgres: Postgres | None
     replica_count: dict[str, int]
@@ -156,6 +174,7 @@ class Stack:
         self.issuer = LocalIssuer()
         self.citizen_ref_key = citizen_ref_key or secrets.token_urlsafe(32)
         self.console_state_key = secrets.token_urlsafe(32)
+        self.intake_keys = intake_key_env()
         self.kafka = None
         self.postgres = None
         self.replicas = {}
@@ -216,6 +235,7 @@ class Stack:
         }
         if name == "intake":
             env["TOWNFLOW_CITIZEN_REF_KEY"] = self.citizen_ref_key
+            env |= self.intake_keys
         if self.test_clock:
             env["TOWNFLOW_TEST_CLOCK"] = "1"
         return env | self.extra_env

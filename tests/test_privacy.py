@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 
+import asyncpg
 from aiokafka import ConsumerRecord
 
 from townflow_shared.events import TOPICS
@@ -58,3 +59,19 @@ async def test_no_personal_data_on_any_topic(intake: Api, dispatch: Api, bootstr
             text = value.decode(errors="replace")
             assert NAME not in text, (topic, record.offset)
     assert scanned >= 6  # our three filings and their dispatches at least
+
+
+async def test_intake_keeps_the_citizen_sealed_and_its_clerk_reads_it(
+        intake: Api, databases: dict[str, asyncpg.Pool]) -> None:
+    """Issue #28 item 7 through the whole service (its keys from the stack): the row a filing leaves
+    holds no name, phone or id number; a clerk's status read opens them."""
+    phone, id_number = "139 8765 4321", "32100319880808765X"
+    ticket = await file_matter(intake, citizen={"name": NAME, "phone": phone, "id_number": id_number})
+    row = await databases["intake"].fetchval(
+        "SELECT r::text || c::text FROM requests r JOIN request_citizens c USING (request_id) WHERE ticket_no = $1",
+        ticket["ticket_no"])
+    for secret in (NAME, phone, "13987654321", id_number, "8765X"):
+        assert secret not in row
+    assert "v1:stack-1:aes-256-gcm:" in row
+    whole = (await intake.call("GET", f"/v1/requests/{ticket['ticket_no']}", as_=CLERK)).json()
+    assert whole["citizen"] == {"name": NAME, "phone": phone, "id_number": id_number}

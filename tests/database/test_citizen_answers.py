@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from intake import flows
 from intake.app import MIGRATIONS
+from intake.personal_data import Keyring, new_key_spec
 from intake.store import PgUnitOfWork
 from townflow_shared.county import load_county
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
@@ -16,6 +17,8 @@ from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from ..conftest import BAILU, QINGHE
 
+# The keyring intake seals the citizen with (its keys are the stack's in production; new ones here).
+KEYRING = Keyring({"k1": new_key_spec()}, "k1", b"database-tier-lookup-key")
 COUNTY = load_county(DEMO_COUNTY_DIR)
 FILED = datetime.fromisoformat("2027-01-05T10:00:00+08:00")
 
@@ -35,7 +38,7 @@ async def test_each_part_of_the_answer_is_the_newest_events_and_only_the_towns(f
     try:
         await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
         async with pool.acquire() as conn, conn.transaction():
-            (answer,) = await flows.file_requests(PgUnitOfWork(conn), [_filing()], FILED)
+            (answer,) = await flows.file_requests(PgUnitOfWork(conn), [_filing()], FILED, KEYRING)
         assert isinstance(answer, tuple)
         request_id = answer[1]["request_id"]
         qinghe, bailu = COUNTY.towns[QINGHE], COUNTY.towns[BAILU]

@@ -11,6 +11,7 @@ from pathlib import Path
 from devstack.postgres import Postgres
 from intake import flows
 from intake.app import MIGRATIONS
+from intake.personal_data import Keyring, new_key_spec
 from intake.store import PgUnitOfWork
 from townflow_shared.county import load_county
 from townflow_shared.db import SHARED_MIGRATIONS, migrate
@@ -19,6 +20,8 @@ from townflow_shared.settings import DEMO_COUNTY_DIR
 from ..conftest import BAILU, QINGHE
 from .db_tools import database_before
 
+# The keyring intake seals the citizen with (its keys are the stack's in production; new ones here).
+KEYRING = Keyring({"k1": new_key_spec()}, "k1", b"database-tier-lookup-key")
 
 def _filing(town_code: str, key: str | None = None, fingerprint: str = "f") -> flows.Filing:
     town = load_county(DEMO_COUNTY_DIR).towns[town_code]
@@ -50,7 +53,7 @@ async def test_the_migration_gives_a_one_town_databases_rows_their_town(postgres
         assert await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS], default_town=None) == [
             "intake/005_towns.sql", "intake/006_rolling_from_one_town.sql",  # a no-op: no legacy town
             "intake/007_duplicates.sql", "intake/008_citizen_answers.sql", "intake/009_matter_reads.sql",
-            "intake/010_access_code_addresses.sql"]
+            "intake/010_access_code_addresses.sql", "intake/011_sealed_personal_data.sql"]
         assert {r["town_code"] for r in await pool.fetch("SELECT town_code FROM requests")} == {QINGHE}
         assert [tuple(r) for r in await pool.fetch("SELECT town_code, day, last FROM ticket_sequences")] == [
             (QINGHE, date(2027, 1, 5), 2)]
@@ -58,7 +61,7 @@ async def test_the_migration_gives_a_one_town_databases_rows_their_town(postgres
         async with pool.acquire() as conn, conn.transaction():
             answers = await flows.file_requests(
                 PgUnitOfWork(conn), [_filing(QINGHE), _filing(BAILU), _filing(QINGHE, key="old-key"), _filing(BAILU, key="old-key")],
-                datetime.fromisoformat("2027-01-05T10:00:00+08:00"))
+                datetime.fromisoformat("2027-01-05T10:00:00+08:00"), KEYRING)
         tickets = [a[1]["ticket_no"] for a in answers if isinstance(a, tuple)]
         assert tickets == [f"{QINGHE}-20270105-00003", f"{BAILU}-20270105-00001", old_answer["ticket_no"],
                            f"{BAILU}-20270105-00002"]  # the old key is 青禾镇's s010's, not 白鹭镇's

@@ -1,6 +1,6 @@
-"""Intake's bootstrap: settings, county, clock, database, the unit of work and the filing writer
-built once into `Deps`, handed to the event handlers and the routes; subscribers, HTTP routes.
-No rules here."""
+"""Intake's bootstrap: settings, county, clock, database, the keyring of the citizen's personal
+data, the unit of work and the filing writer built once into `Deps`, handed to the event handlers,
+the routes and the erasure loop; subscribers, HTTP routes. No rules here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from townflow_shared import events
 from townflow_shared.db import OUTAGES
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, flows, handlers, store
+from . import api, flows, handlers, scheduled, store
+from .personal_data import Keyring
 from .settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -20,15 +21,19 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
     settings = settings or IntakeSettings()
+    # First: without its keys intake does not start (KeysMissing names the setting), rather than
+    # write a citizen's data in the clear or serve matters it cannot open.
+    keyring = Keyring.from_settings(settings)
     runtime = ServiceRuntime(settings, MIGRATIONS)
     unit_of_work = store.unit_of_work(runtime.database)
     key = settings.citizen_ref_key
-    runtime.deps = flows.Deps(
+    runtime.deps = deps = flows.Deps(
         settings=settings, county=runtime.county, clock=runtime.clock, unit_of_work=unit_of_work,
-        filing_writer=flows.filing_writer(unit_of_work, runtime.clock, shared_failures=OUTAGES),
-        citizen_ref_key=key.get_secret_value().encode() if key is not None else None)
+        filing_writer=flows.filing_writer(unit_of_work, runtime.clock, keyring, shared_failures=OUTAGES),
+        citizen_ref_key=key.get_secret_value().encode() if key is not None else None, keyring=keyring)
     for event_type, handler in handlers.HANDLERS:
         runtime.on(event_type)(handler)
+    runtime.every(scheduled.erasure_loop(deps))
     runtime.publishes(events.RequestFiled, events.RequestRated, events.RequestMerged)
     return runtime
 

@@ -15,10 +15,11 @@ of a county (SPEC §8): each is numbered, counted for the repeat rule and keyed 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +37,8 @@ from townflow_shared.scope import town_of_event, town_of_new_record, town_of_rec
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import CatalogItem, Town
 
-from . import models, rules
+from . import models, personal_data, rules
+from .personal_data import CitizenSealer, Keyring
 from .refusals import CODES
 from .settings import IntakeSettings
 from .store import IntakeStore, Row, UnitOfWork, UnitOfWorkFactory
@@ -81,16 +83,18 @@ class Deps:
     unit_of_work: UnitOfWorkFactory
     filing_writer: GroupCommit[Filing, Answer]  # the service's one writer of filings
     citizen_ref_key: bytes | None  # the HMAC key of `citizen_ref`; filing refuses with 503 without it
+    keyring: Keyring  # seals and opens the citizen's personal data at rest (personal_data.py)
 
 
-def filing_writer(unit_of_work: UnitOfWorkFactory, clock: Clock,
+def filing_writer(unit_of_work: UnitOfWorkFactory, clock: Clock, sealer: CitizenSealer,
                   shared_failures: tuple[type[Exception], ...] = ()) -> GroupCommit[Filing, Answer]:
-    """The writer of filings: the filings that wait together, in one unit of work. A failure in
-    `shared_failures` (the bootstrap gives the database's outages) answers the whole batch at once."""
+    """The writer of filings: the filings that wait together, in one unit of work, their citizens
+    sealed by `sealer` (the keyring). A failure in `shared_failures` (the bootstrap gives the
+    database's outages) answers the whole batch at once."""
 
     async def write(filings: Sequence[Filing]) -> list[Answer | BaseException]:
         async with unit_of_work() as uow:
-            return await file_requests(uow, filings, clock.now())
+            return await file_requests(uow, filings, clock.now(), sealer)
 
     return GroupCommit(write, shared_failures=shared_failures)
 
@@ -205,12 +209,19 @@ async def check_access_code(deps: Deps, ticket_no: str, code: str, proof: Citize
         attacked = rules.under_attack(recent, allowed)
         if attacked and tail is None:
             raise CODES["ticket.more_proof_needed"]("contact_tail")
-        issued = await uow.store.access_proof_of(ticket_no)
-        if issued is not None and rules.codes_match(issued.code, given) and (
-                not attacked or rules.codes_match(rules.contact_tail(issued.phone, issued.id_number), tail or "")):
+        issued = await uow.store.request_by_ticket(ticket_no)
+        if issued is not None and rules.codes_match(issued["access_code"], given) and (
+                not attacked or await _contact_tail_matches(deps, uow.store, issued, tail or "")):
             return
         await uow.store.save_wrong_code(ticket_no, rules.WrongCode(now, address), now - rules.CODE_GUESS_WINDOW)
     raise CODES["ticket.not_found"]()
+
+
+async def _contact_tail_matches(deps: Deps, store: IntakeStore, request: Row, tail: str) -> bool:
+    """The last four of the phone (else the id number) the citizen gave, opened from its sealed row
+    (the plaintext of a matter the previous release filed); an erased citizen has none to match."""
+    citizen = deps.keyring.citizen_of(request, await store.sealed_citizen(request["request_id"]))
+    return citizen is not None and rules.codes_match(rules.contact_tail(citizen.phone, citizen.id_number), tail)
 
 
 def _steps(rows: list[Row]) -> list[models.Step]:
@@ -241,6 +252,8 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
             filed_at=row["filed_at"].isoformat(), rating=row["rating"],
             timeline=_steps(await uow.store.timeline_of(row["request_id"])))
         followed = row
+        sees_citizen = by_token and actor is not None and actor.has_any(SEES_PERSONAL_DATA)
+        sealed = await uow.store.sealed_citizen(row["request_id"]) if sees_citizen else None
         if row["merged_into"]:  # 重复件: the citizen follows the primary's progress (no one's personal data)
             primary = present(await uow.store.request_by_id(row["merged_into"]), "a merged matter's primary")
             status.status = primary["status"]
@@ -249,12 +262,13 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
                 timeline=_steps(await uow.store.timeline_of(primary["request_id"])))
             followed = primary
         await tell_the_citizen(deps, uow, status, followed)
-    if by_token and actor is not None and actor.has_any(SEES_PERSONAL_DATA):
-        status.citizen = models.CitizenSeen(name=row["citizen_name"], phone=row["citizen_phone"],
-                                            id_number=row["citizen_id_number"])
+    if sees_citizen and actor is not None:
         status.description = row["description"]
         status.location = row["location"]
-        await record_status_read(deps, actor, row)
+        citizen = deps.keyring.citizen_of(row, sealed)
+        if citizen is not None:  # None: erased after the retention period, nothing personal to record
+            status.citizen = models.CitizenSeen(name=citizen.name, phone=citizen.phone, id_number=citizen.id_number)
+            await record_status_read(deps, actor, row)
     return status
 
 
@@ -443,14 +457,16 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
         town = town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=CODES["matter.not_found"])
         holders = await uow.store.holders_of(row["request_id"])
         basis = rules.citizen_basis(actor, town, [_holder(h) for h in holders])
-        if basis is not None:
+        citizen = deps.keyring.citizen_of(row, await uow.store.sealed_citizen(row["request_id"])) \
+            if basis is not None else None
+        if citizen is not None:  # an erased citizen is no personal data read
             await uow.store.record_personal_data_read({
                 "town_code": town.code, "read_at": deps.clock.now(), "staff_id": actor.sub, "basis": basis,
                 "request_id": row["request_id"], "ticket_no": row["ticket_no"], "task_id": command.task_id})
     item = town.catalog.get(row["item_code"])
     village = town.villages.get(row["village"])
     # Free text as the events carry it (a phone typed into it masked), unless the caller sees the citizen.
-    shown = _as_is if basis is not None else mask_personal_numbers
+    shown = _as_is if citizen is not None else mask_personal_numbers
     return models.Matter(
         ticket_no=row["ticket_no"], request_id=str(row["request_id"]), town_code=town.code,
         status=row["status"], colour=row["colour"], channel=row["channel"], item_code=row["item_code"],
@@ -458,8 +474,8 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
         village_name=village.name if village else None, description=shown(row["description"]),
         location=shown(row["location"]), target=row["target"], filed_by=row["filed_by"],
         proxy_agent_id=row["proxy_agent_id"], filed_at=row["filed_at"].astimezone(town.calendar.tz).isoformat(),
-        citizen=models.MatterCitizen(name=row["citizen_name"], phone=row["citizen_phone"])
-        if basis is not None else None, citizen_seen_as=basis)
+        citizen=models.MatterCitizen(name=citizen.name, phone=citizen.phone) if citizen is not None else None,
+        citizen_seen_as=basis if citizen is not None else None)
 
 
 async def personal_data_reads(deps: Deps, actor: Principal, command: ReadRecord) -> models.PersonalDataReads:
@@ -516,8 +532,8 @@ def _key_reused(fingerprint: str, answer: Answer | BaseException, first_fingerpr
     return answer
 
 
-async def file_requests(uow: UnitOfWork, filings: Sequence[Filing],
-                        now: datetime) -> list[Answer | BaseException]:
+async def file_requests(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
+                        sealer: CitizenSealer) -> list[Answer | BaseException]:
     """Every filing's answer, in order: replayed for a known Idempotency-Key, else a new request."""
     answers: list[Answer | BaseException | None] = [None] * len(filings)
     keys = await _claim_keys(uow.store, filings)
@@ -525,7 +541,7 @@ async def file_requests(uow: UnitOfWork, filings: Sequence[Filing],
         answers[i] = _key_reused(filings[i].fingerprint, answer, fingerprint)
     new = [i for i in range(len(filings)) if answers[i] is None and i not in keys.repeated]
     if new:
-        answers_of_new = await _file_new(uow, [filings[i] for i in new], now)
+        answers_of_new = await _file_new(uow, [filings[i] for i in new], now, sealer)
         for i, answer in zip(new, answers_of_new, strict=True):
             answers[i] = answer
     for i, first in keys.repeated.items():  # after their first, whose answer they repeat
@@ -568,9 +584,10 @@ async def _claim_keys(store: IntakeStore, filings: Sequence[Filing]) -> _Keys:
     return _Keys(replayed, repeated, stored)
 
 
-async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -> list[Answer]:
+async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
+                    sealer: CitizenSealer) -> list[Answer]:
     """New requests: gap-free tickets of each town, then repeat counts within each town that see
-    every committed filing, the rows, the events."""
+    every committed filing, the rows (the citizen sealed), the events."""
     days = [filing.town.calendar.local(now).date() for filing in filings]
     wanted = Counter((filing.town.code, day) for filing, day in zip(filings, days, strict=True))
     last = await uow.store.claim_tickets(dict(wanted))
@@ -579,7 +596,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -
         [f.town.code for f in filings], [f.citizen_ref for f in filings], [f.item.code for f in filings],
         [now - timedelta(days=f.town.rules.intake.repeat_filing_window_days) for f in filings])
     in_this_batch: Counter[tuple[str, str, str]] = Counter()
-    rows, outgoing = [], []
+    rows, citizens, outgoing = [], [], []
     answers: list[Answer] = []
     for filing, day, earlier_filings in zip(filings, days, earlier, strict=True):
         town = filing.town
@@ -593,9 +610,14 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -
         ticket_no = rules.ticket_number(town.code, day, sequence)  # the ticket names its town
         access_code = rules.new_access_code()
         fields = filing.fields
+        in_requests, citizen = sealer.sealed(request_id, town.code, fields["citizen_name"], fields["citizen_phone"],
+                                             fields["citizen_id_number"])
+        if citizen is not None:
+            citizens.append(citizen)
         rows.append({
             "request_id": request_id, "ticket_no": ticket_no, "access_code": access_code,
-            "item_code": filing.item.code, "colour": colour, **fields,
+            "item_code": filing.item.code, "colour": colour,
+            **{k: v for k, v in fields.items() if k not in personal_data.PLAINTEXT_COLUMNS}, **in_requests,
             "citizen_ref": filing.citizen_ref, "filed_by": filing.filed_by,
             "filed_at": now, "status": "filed", "status_at": now, "trace_headers": filing.trace_headers,
         })
@@ -616,7 +638,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime) -
                                 "access_code": access_code, "colour": colour, "status": "filed",
                                 **receipt_facts(town, filing.item, colour, now)}
         answers.append((201, body))
-    await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings])
+    await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings], citizens)
     duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
     for (_, answer), found in zip(answers, duplicates, strict=True):
         answer["possible_duplicates"] = found
@@ -794,3 +816,68 @@ async def follow_task_merged(deps: Deps, uow: UnitOfWork, event: events.TaskMerg
     only who may see its citizen changes; the timeline has its own merge steps."""
     town, d = town_of_event(deps.county, event.town_code), event.data
     await hold_task(uow, town, d.task_id, d.request_id, d.at, d.status)
+
+
+# --- the citizen's personal data at rest (issue #28 item 7, personal_data.py) ---------------------
+async def erase_expired_personal_data(deps: Deps) -> int:
+    """Erase the personal data of every matter closed longer ago than the retention period (a
+    merged matter: its primary's closure), a batch per transaction: the sealed and plaintext
+    columns blanked, a phone or id number typed into its free text masked; the matter, its
+    timeline and its `citizen_ref` (a keyed pseudonym the topics keep anyway) stay. How many."""
+    now = deps.clock.now()
+    closed_before = now - timedelta(days=deps.settings.intake_personal_data_retention_days)
+    erased = 0
+    while True:
+        async with deps.unit_of_work() as uow:
+            due = await uow.store.personal_data_due(closed_before, deps.settings.intake_erasure_batch_size)
+            if due:
+                await uow.store.erase_personal_data([
+                    {"request_id": r["request_id"], "town_code": r["town_code"],
+                     "description": mask_personal_numbers(r["description"]),
+                     "location": mask_personal_numbers(r["location"])} for r in due], now)
+        erased += len(due)
+        if len(due) < deps.settings.intake_erasure_batch_size:
+            return erased
+
+
+@dataclass
+class Resealing:
+    """What `reseal` did: matters moved to the current key, and those it could not open."""
+
+    moved: int = 0
+    unreadable: set[uuid.UUID] = dataclasses.field(default_factory=set)
+
+
+async def reseal(unit_of_work: UnitOfWorkFactory, keyring: Keyring, batch_size: int, *, every: bool = False,
+                 report: Callable[[str], None] = lambda _: None) -> Resealing:
+    """`python -m intake data re-encrypt`: seal every matter's personal data under the current key
+    (`every`: every matter's, for a new lookup key), the rows the previous release filed in the
+    clear too, a batch per transaction in request-id order, while the service runs. Resumable: what
+    is done is what the rows say, so a stopped run starts again where the data shows it. Passes
+    until one moves nothing (a row another transaction held, or one a previous-release replica
+    filed behind the pass, is taken by the next). A value that does not open (its key no longer
+    configured) is reported and left; the others go on."""
+    done = Resealing()
+    while True:
+        moved, after = 0, None
+        while True:
+            async with unit_of_work() as uow:
+                rows = await uow.store.requests_to_reseal(keyring.current.key_id, after, batch_size, every)
+                sealed = []
+                for row in rows:
+                    try:
+                        if (columns := keyring.resealed(row, row if row["sealed"] is not None else None)) is not None:
+                            sealed.append(columns)
+                    except personal_data.UnreadableValue as exc:
+                        if row["request_id"] not in done.unreadable:
+                            report(f"left as it is: {exc}")
+                        done.unreadable.add(row["request_id"])
+                if sealed:
+                    await uow.store.save_resealed(sealed)
+            if not rows:
+                break
+            after, moved = rows[-1]["request_id"], moved + len(sealed)
+            report(f"{done.moved + moved} matters sealed under {keyring.current.key_id}")
+        done.moved += moved
+        if every or moved == 0:
+            return done

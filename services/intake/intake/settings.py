@@ -8,3 +8,16 @@ class IntakeSettings(ServiceSettings):
     http_port: int = 8001
     # Key of the HMAC that turns a citizen's id number (or phone) into `citizen_ref`.
     citizen_ref_key: SecretStr | None = None
+    # The citizen's personal data at rest (personal_data.py, docs/security-encryption.md): every key
+    # values may be sealed under, as JSON {"<key id>": "<algorithm>:<base64 key>"}; the id of the one
+    # new values are sealed under; the HMAC key of the phone's lookup hash. Intake does not start
+    # without all three.
+    intake_data_keys: SecretStr | None = None
+    intake_data_key_id: str | None = None
+    intake_lookup_key: SecretStr | None = None
+    # A matter's personal data is erased this many days after it closed (the matter itself is kept);
+    # the erasure wakes every `intake_erasure_seconds`, a batch per transaction.
+    intake_personal_data_retention_days: int = 365
+    intake_erasure_seconds: float = 3600.0
+    intake_erasure_batch_size: int = 500
+

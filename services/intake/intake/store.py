@@ -7,7 +7,6 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -20,15 +19,6 @@ from townflow_shared.outbox import enqueue
 from .rules import WrongCode
 
 Row = Mapping[str, Any]  # an asyncpg.Record, or a dict in the unit tests' fake
-
-
-@dataclass(frozen=True)
-class AccessProof:
-    """What a citizen's read is checked against: the access code, and the contact they gave."""
-
-    code: str
-    phone: str | None
-    id_number: str | None
 
 
 def _as_json(rows: list[dict[str, Any]]) -> str:
@@ -53,7 +43,7 @@ class IntakeStore(Protocol):
     async def repeat_counts(self, town_codes: list[str], citizen_refs: list[str], item_codes: list[str], since: list[datetime]) -> list[int]: ...
     async def claim_idempotency_keys(self, keys: list[tuple[str, str, str, str]]) -> dict[tuple[str, str, str], Row]: ...
     async def save_idempotent_responses(self, answers: list[tuple[str, str, str, int, dict[str, Any]]]) -> None: ...
-    async def insert_requests(self, rows: list[dict[str, Any]], first_step: str, details: list[dict[str, Any]]) -> None: ...
+    async def insert_requests(self, rows: list[dict[str, Any]], first_step: str, details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None: ...
     async def add_timeline(self, request_id: uuid.UUID, at: datetime, step: str, detail: dict[str, Any], event_id: uuid.UUID | None) -> None: ...
     async def step_and_status(self, town_code: str, request_id: uuid.UUID, at: datetime, step: str, detail: dict[str, Any], event_id: uuid.UUID | None) -> Row | None: ...
     async def link_task(self, task_id: str, request_id: uuid.UUID) -> list[Row]: ...
@@ -62,7 +52,6 @@ class IntakeStore(Protocol):
     async def set_status(self, request_id: uuid.UUID, status: str, at: datetime, completed_at: datetime | None = None) -> None: ...
     async def wrong_codes_for_update(self, ticket_no: str) -> list[WrongCode]: ...
     async def save_wrong_code(self, ticket_no: str, wrong: WrongCode, since: datetime) -> None: ...
-    async def access_proof_of(self, ticket_no: str) -> AccessProof | None: ...
     async def request_by_ticket(self, ticket_no: str) -> Row | None: ...
     async def request_for_update(self, ticket_no: str) -> Row | None: ...
     async def timeline_of(self, request_id: uuid.UUID) -> list[Row]: ...
@@ -79,6 +68,11 @@ class IntakeStore(Protocol):
     async def holders_of(self, request_id: uuid.UUID) -> list[Row]: ...
     async def record_personal_data_read(self, read: dict[str, Any]) -> None: ...
     async def personal_data_reads(self, town_codes: list[str], since: datetime | None, until: datetime | None, staff_id: str | None, limit: int, offset: int) -> list[Row]: ...
+    async def sealed_citizen(self, request_id: uuid.UUID) -> Row | None: ...
+    async def requests_to_reseal(self, key_id: str, after: uuid.UUID | None, limit: int, every: bool) -> list[Row]: ...
+    async def save_resealed(self, citizens: list[dict[str, Any]]) -> None: ...
+    async def personal_data_due(self, closed_before: datetime, limit: int) -> list[Row]: ...
+    async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None: ...
 
 
 class UnitOfWork(Protocol):
@@ -203,19 +197,22 @@ class PgStore(PgAnswers):
 
 
     async def insert_requests(self, rows: list[dict[str, Any]], first_step: str,
-                              details: list[dict[str, Any]]) -> None:
-        """New requests, each with the first step of its timeline, in one statement (see `_as_json`)."""
+                              details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None:
+        """New requests, each with the first step of its timeline and its sealed citizen (a row of
+        `request_citizens`, personal_data.py), in one statement (see `_as_json`)."""
         columns = ", ".join(rows[0])
         await self.conn.execute(
             f"WITH r AS (INSERT INTO requests ({columns})"  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
             f"  SELECT {columns} FROM jsonb_populate_recordset(NULL::requests, $1::text::jsonb)"
-            "  RETURNING request_id, filed_at)"
+            "  RETURNING request_id, filed_at),"
+            " c AS (INSERT INTO request_citizens"
+            "  SELECT * FROM jsonb_populate_recordset(NULL::request_citizens, $4::text::jsonb))"
             " INSERT INTO timeline (request_id, at, step, detail)"
             " SELECT r.request_id, r.filed_at, $2::text, d.detail"
             " FROM r JOIN jsonb_to_recordset($3::text::jsonb) AS d(request_id uuid, detail jsonb) USING (request_id)",
             _as_json(rows), first_step,
             _as_json([{"request_id": row["request_id"], "detail": detail}
-                      for row, detail in zip(rows, details, strict=True)]))
+                      for row, detail in zip(rows, details, strict=True)]), _as_json(citizens or []))
 
 
     async def add_timeline(self, request_id: uuid.UUID, at: datetime, step: str,
@@ -292,12 +289,6 @@ class PgStore(PgAnswers):
             " || coalesce((SELECT jsonb_agg(jsonb_build_object('at', f, 'address', '')) FROM unnest(failures) f), '[]')"
             " || jsonb_build_array(jsonb_build_object('at', $2::timestamptz, 'address', $3::text))) AS w"
             " WHERE (w->>'at')::timestamptz > $4) WHERE ticket_no = $1", ticket_no, wrong.at, wrong.address, since)
-
-
-    async def access_proof_of(self, ticket_no: str) -> AccessProof | None:
-        row = await self.conn.fetchrow(
-            "SELECT access_code, citizen_phone, citizen_id_number FROM requests WHERE ticket_no = $1", ticket_no)
-        return AccessProof(row["access_code"], row["citizen_phone"], row["citizen_id_number"]) if row else None
 
 
     async def request_by_ticket(self, ticket_no: str) -> Row | None:
@@ -421,6 +412,73 @@ class PgStore(PgAnswers):
             town_codes, since, until, staff_id, limit, offset)
 
 
+    # --- the citizen's personal data at rest (issue #28 item 7, personal_data.py) ---------------
+    async def sealed_citizen(self, request_id: uuid.UUID) -> Row | None:
+        """A matter's row of `request_citizens`; None for one the previous release filed in the clear."""
+        return await self.conn.fetchrow("SELECT * FROM request_citizens WHERE request_id = $1", request_id)
+
+
+    async def requests_to_reseal(self, key_id: str, after: uuid.UUID | None, limit: int,
+                                 every: bool) -> list[Row]:
+        """The next `limit` matters after `after` (by request id) whose citizen is in the clear or not
+        sealed under `key_id` (`every`: every matter not erased, for a new lookup key), each with its
+        sealed row's columns (`sealed` NULL: none), locked; rows another transaction holds are
+        skipped, and found by the next pass."""
+        return await self.conn.fetch(
+            "SELECT r.request_id, r.town_code, r.citizen_name, r.citizen_phone, r.citizen_id_number,"
+            " c.request_id AS sealed, c.name_enc, c.phone_enc, c.id_number_enc, c.key_id, c.erased_at"
+            " FROM requests r LEFT JOIN request_citizens c ON c.request_id = r.request_id"
+            " WHERE ($2::uuid IS NULL OR r.request_id > $2) AND c.erased_at IS NULL"
+            "  AND (c.request_id IS NULL OR $4 OR c.key_id IS DISTINCT FROM $1)"
+            " ORDER BY r.request_id LIMIT $3 FOR UPDATE OF r SKIP LOCKED", key_id, after, limit, every)
+
+
+    async def save_resealed(self, citizens: list[dict[str, Any]]) -> None:
+        """Each matter's `request_citizens` row as `Keyring.resealed` made it, and its plaintext
+        columns in `requests` blanked, in one statement (see `_as_json`)."""
+        await self.conn.execute(
+            "WITH s AS (SELECT * FROM jsonb_populate_recordset(NULL::request_citizens, $1::text::jsonb)),"
+            " blank AS (UPDATE requests r SET citizen_name = '', citizen_phone = NULL, citizen_id_number = NULL"
+            "  FROM s WHERE r.request_id = s.request_id"
+            "   AND (r.citizen_name <> '' OR r.citizen_phone IS NOT NULL OR r.citizen_id_number IS NOT NULL))"
+            " INSERT INTO request_citizens SELECT * FROM s"
+            " ON CONFLICT (request_id) DO UPDATE SET name_enc = EXCLUDED.name_enc, phone_enc = EXCLUDED.phone_enc,"
+            " id_number_enc = EXCLUDED.id_number_enc, phone_hash = EXCLUDED.phone_hash, key_id = EXCLUDED.key_id",
+            _as_json(citizens))
+
+
+    async def personal_data_due(self, closed_before: datetime, limit: int) -> list[Row]:
+        """Up to `limit` matters closed before `closed_before` (a merged matter: when its primary was)
+        whose personal data is still kept, locked; rows another transaction holds are skipped (another
+        replica's batch), so replicas share the work. Two index scans, not one OR over the table: the
+        closed matters through `requests_closed`, the merged ones (few) through `requests_followers`."""
+        return await self.conn.fetch(
+            "SELECT r.request_id, r.town_code, r.description, r.location FROM requests r"
+            " WHERE r.request_id IN ("
+            "  (SELECT x.request_id FROM requests x WHERE x.status = 'closed' AND x.status_at < $1"
+            "    AND NOT EXISTS (SELECT FROM request_citizens c WHERE c.request_id = x.request_id AND c.erased_at IS NOT NULL)"
+            "    ORDER BY x.status_at LIMIT $2)"
+            "  UNION ALL"
+            "  (SELECT f.request_id FROM requests f JOIN requests p ON p.request_id = f.merged_into"
+            "    WHERE f.merged_into IS NOT NULL AND p.status = 'closed' AND p.status_at < $1"
+            "     AND NOT EXISTS (SELECT FROM request_citizens c WHERE c.request_id = f.request_id AND c.erased_at IS NOT NULL)"
+            "    LIMIT $2))"
+            " LIMIT $2 FOR UPDATE OF r SKIP LOCKED", closed_before, limit)
+
+
+    async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None:
+        """Blank these matters' citizens (sealed and plaintext) and set their free text as given
+        (masked), marking them erased, in one statement."""
+        await self.conn.execute(
+            "WITH e AS (SELECT * FROM jsonb_to_recordset($1::text::jsonb)"
+            "  AS e(request_id uuid, town_code text, description text, location text)),"
+            " r AS (UPDATE requests r SET citizen_name = '', citizen_phone = NULL, citizen_id_number = NULL,"
+            "  description = e.description, location = e.location FROM e WHERE r.request_id = e.request_id)"
+            " INSERT INTO request_citizens (request_id, town_code, erased_at) SELECT request_id, town_code, $2 FROM e"
+            " ON CONFLICT (request_id) DO UPDATE SET name_enc = NULL, phone_enc = NULL, id_number_enc = NULL,"
+            " phone_hash = NULL, key_id = NULL, erased_at = EXCLUDED.erased_at", _as_json(rows), at)
+
+
 class PgUnitOfWork:
     """The unit of work on an open transaction: a route's own, or the consumer's (its inbox row)."""
 
@@ -448,5 +506,5 @@ async def claim_tickets(conn: asyncpg.Connection, wanted: dict[tuple[str, date],
 
 
 async def insert_requests(conn: asyncpg.Connection, rows: list[dict[str, Any]], first_step: str,
-                          details: list[dict[str, Any]]) -> None:
-    await PgStore(conn).insert_requests(rows, first_step, details)
+                          details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None:
+    await PgStore(conn).insert_requests(rows, first_step, details, citizens)

@@ -17,9 +17,10 @@ from datetime import date, datetime
 from typing import Any
 
 from intake import flows
+from intake.personal_data import Keyring
 from intake.rules import WrongCode
 from intake.settings import IntakeSettings
-from intake.store import AccessProof, IntakeStore, Row, UnitOfWork
+from intake.store import IntakeStore, Row, UnitOfWork
 from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
 from townflow_shared.events import Envelope
@@ -27,6 +28,9 @@ from townflow_shared.settings import DEMO_COUNTY_DIR
 
 COUNTY = load_county(DEMO_COUNTY_DIR)
 CITIZEN_KEY = b"unit-test-citizen-key"
+# Fixed test keys (32 and 16 bytes): the unit tier's keyring seals as the service's does.
+DATA_KEYS = {"k1": "aes-256-gcm:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", "sm4": "sm4-gcm:ZWZnaGlqa2xtbm9wcXJzdA=="}
+KEYRING = Keyring(DATA_KEYS, "k1", b"unit-test-lookup-key")
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Tables:
     answers: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by request id
     task_holders: dict[str, dict[str, Any]] = field(default_factory=dict)
     personal_data_reads: list[dict[str, Any]] = field(default_factory=list)
+    citizens: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_citizens, by request id
 
 
 class FakeStore:
@@ -81,7 +86,9 @@ class FakeStore:
             self.tables.keys[(town, scope, key)] |= {"status": status, "response": copy.deepcopy(response)}
 
     async def insert_requests(self, rows: list[dict[str, Any]], first_step: str,
-                              details: list[dict[str, Any]]) -> None:
+                              details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None:
+        for citizen in citizens or []:
+            self.tables.citizens[citizen["request_id"]] = dict(citizen)
         for row, detail in zip(rows, details, strict=True):
             stored = {"town_code": row["ticket_no"].split("-", 1)[0], "rating": None, "rated_at": None,
                       "merged_into": None, "merged_at": None, "completed_at": None, **row}
@@ -127,10 +134,6 @@ class FakeStore:
     async def save_wrong_code(self, ticket_no: str, wrong: WrongCode, since: datetime) -> None:
         kept = [w for w in self.tables.wrong_codes.get(ticket_no, []) if w.at > since]
         self.tables.wrong_codes[ticket_no] = [*kept, wrong]
-
-    async def access_proof_of(self, ticket_no: str) -> AccessProof | None:
-        row = self.tables.requests.get(ticket_no)
-        return None if row is None else AccessProof(row["access_code"], row["citizen_phone"], row["citizen_id_number"])
 
     async def request_by_ticket(self, ticket_no: str) -> Row | None:
         return self.tables.requests.get(ticket_no)
@@ -224,6 +227,48 @@ class FakeStore:
         found.sort(key=lambda r: (r["read_at"], r["seq"]), reverse=True)
         return found[offset:offset + limit]
 
+    async def sealed_citizen(self, request_id: uuid.UUID) -> Row | None:
+        return self.tables.citizens.get(request_id)
+
+    async def requests_to_reseal(self, key_id: str, after: uuid.UUID | None, limit: int, every: bool) -> list[Row]:
+        def due(r: dict[str, Any]) -> bool:
+            c = self.tables.citizens.get(r["request_id"])
+            return c is None or (c["erased_at"] is None and (every or c["key_id"] != key_id))
+
+        found = sorted((r for r in self.tables.requests.values()
+                        if (after is None or r["request_id"] > after) and due(r)), key=lambda r: r["request_id"])
+        return [{**r, **(self.tables.citizens.get(r["request_id"]) or {}),
+                 "sealed": r["request_id"] if r["request_id"] in self.tables.citizens else None}
+                for r in found[:limit]]
+
+    async def save_resealed(self, citizens: list[dict[str, Any]]) -> None:
+        for citizen in citizens:
+            self.tables.citizens[citizen["request_id"]] = dict(citizen)
+            row = self._by_id(citizen["request_id"])
+            if row is not None:
+                row |= {"citizen_name": "", "citizen_phone": None, "citizen_id_number": None}
+
+    def _erased(self, request_id: uuid.UUID) -> bool:
+        return (self.tables.citizens.get(request_id) or {}).get("erased_at") is not None
+
+    async def personal_data_due(self, closed_before: datetime, limit: int) -> list[Row]:
+        def closed_before_cutoff(r: Row | None) -> bool:
+            return r is not None and r["status"] == "closed" and r["status_at"] < closed_before
+
+        return [dict(r) for r in self.tables.requests.values() if not self._erased(r["request_id"]) and (
+            closed_before_cutoff(r) or (r["merged_into"] is not None and closed_before_cutoff(self._by_id(r["merged_into"]))))
+        ][:limit]
+
+    async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None:
+        for erased in rows:
+            row = self._by_id(erased["request_id"])
+            if row is not None:
+                row |= {"citizen_name": "", "citizen_phone": None, "citizen_id_number": None,
+                        "description": erased["description"], "location": erased["location"]}
+            self.tables.citizens[erased["request_id"]] = {
+                "request_id": erased["request_id"], "town_code": erased["town_code"], "name_enc": None,
+                "phone_enc": None, "id_number_enc": None, "phone_hash": None, "key_id": None, "erased_at": at}
+
 
 class FakeUnitOfWork:
     """One transaction over the fake's tables: kept on success, undone on a refusal."""
@@ -275,8 +320,8 @@ def deps(database: FakeDatabase, now: datetime, county: County = COUNTY,
     """Intake's Deps on the fake database, a clock fixed at `now` and the demo county."""
     clock = fixed_clock(now)
     return flows.Deps(settings=IntakeSettings(), county=county, clock=clock, unit_of_work=database.unit_of_work,
-                      filing_writer=flows.filing_writer(database.unit_of_work, clock),
-                      citizen_ref_key=citizen_ref_key)
+                      filing_writer=flows.filing_writer(database.unit_of_work, clock, KEYRING),
+                      citizen_ref_key=citizen_ref_key, keyring=KEYRING)
 
 
 _checked: IntakeStore = FakeStore(Tables())  # mypy: the fake has the real store's shape
