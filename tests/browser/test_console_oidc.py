@@ -76,7 +76,8 @@ async def _sign_in_at_keycloak(page: Page, oidc: OidcStack, login: str) -> None:
 
 
 async def test_a_clerk_signs_in_at_the_provider_works_and_signs_out_there(browser: Browser, oidc: OidcStack) -> None:
-    context = await browser.new_context(base_url=oidc.console_url, locale="zh-CN")
+    # axe-core is injected as an inline script: the context bypasses the CSP (tests/browser/conftest.py).
+    context = await browser.new_context(base_url=oidc.console_url, locale="zh-CN", bypass_csp=True)
     context.set_default_timeout(PATIENCE_MS)
     try:
         page = await context.new_page()
@@ -118,7 +119,8 @@ async def test_a_clerk_signs_in_at_the_provider_works_and_signs_out_there(browse
 
 async def test_a_sign_in_that_did_not_start_here_is_refused(browser: Browser, oidc: OidcStack) -> None:
     """A callback without this browser's pending sign-in (a forged or replayed `state`): no session."""
-    context = await browser.new_context(base_url=oidc.console_url, locale="zh-CN")
+    # axe-core is injected as an inline script: the context bypasses the CSP (tests/browser/conftest.py).
+    context = await browser.new_context(base_url=oidc.console_url, locale="zh-CN", bypass_csp=True)
     try:
         page = await context.new_page()
         answer = await page.goto("/signin/oidc/callback?state=forged&code=whatever")
