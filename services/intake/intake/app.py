@@ -29,7 +29,8 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
     key = settings.citizen_ref_key
     runtime.deps = deps = flows.Deps(
         settings=settings, county=runtime.county, clock=runtime.clock, unit_of_work=unit_of_work,
-        filing_writer=flows.filing_writer(unit_of_work, runtime.clock, keyring, shared_failures=OUTAGES),
+        filing_writer=flows.filing_writer(unit_of_work, runtime.clock, keyring, shared_failures=OUTAGES,
+                                          code_length=settings.intake_access_code_length),
         citizen_ref_key=key.get_secret_value().encode() if key is not None else None, keyring=keyring)
     for event_type, handler in handlers.HANDLERS:
         runtime.on(event_type)(handler)

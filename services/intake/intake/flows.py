@@ -87,14 +87,15 @@ class Deps:
 
 
 def filing_writer(unit_of_work: UnitOfWorkFactory, clock: Clock, sealer: CitizenSealer,
-                  shared_failures: tuple[type[Exception], ...] = ()) -> GroupCommit[Filing, Answer]:
+                  shared_failures: tuple[type[Exception], ...] = (),
+                  code_length: int = rules.ACCESS_CODE_LENGTH) -> GroupCommit[Filing, Answer]:
     """The writer of filings: the filings that wait together, in one unit of work, their citizens
-    sealed by `sealer` (the keyring). A failure in `shared_failures` (the bootstrap gives the
-    database's outages) answers the whole batch at once."""
+    sealed by `sealer` (the keyring), their access codes `code_length` long. A failure in
+    `shared_failures` (the bootstrap gives the database's outages) answers the whole batch at once."""
 
     async def write(filings: Sequence[Filing]) -> list[Answer | BaseException]:
         async with unit_of_work() as uow:
-            return await file_requests(uow, filings, clock.now(), sealer)
+            return await file_requests(uow, filings, clock.now(), sealer, code_length)
 
     return GroupCommit(write, shared_failures=shared_failures)
 
@@ -533,7 +534,8 @@ def _key_reused(fingerprint: str, answer: Answer | BaseException, first_fingerpr
 
 
 async def file_requests(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
-                        sealer: CitizenSealer) -> list[Answer | BaseException]:
+                        sealer: CitizenSealer, code_length: int = rules.ACCESS_CODE_LENGTH,
+                        ) -> list[Answer | BaseException]:
     """Every filing's answer, in order: replayed for a known Idempotency-Key, else a new request."""
     answers: list[Answer | BaseException | None] = [None] * len(filings)
     keys = await _claim_keys(uow.store, filings)
@@ -541,7 +543,7 @@ async def file_requests(uow: UnitOfWork, filings: Sequence[Filing], now: datetim
         answers[i] = _key_reused(filings[i].fingerprint, answer, fingerprint)
     new = [i for i in range(len(filings)) if answers[i] is None and i not in keys.repeated]
     if new:
-        answers_of_new = await _file_new(uow, [filings[i] for i in new], now, sealer)
+        answers_of_new = await _file_new(uow, [filings[i] for i in new], now, sealer, code_length)
         for i, answer in zip(new, answers_of_new, strict=True):
             answers[i] = answer
     for i, first in keys.repeated.items():  # after their first, whose answer they repeat
@@ -585,7 +587,7 @@ async def _claim_keys(store: IntakeStore, filings: Sequence[Filing]) -> _Keys:
 
 
 async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
-                    sealer: CitizenSealer) -> list[Answer]:
+                    sealer: CitizenSealer, code_length: int) -> list[Answer]:
     """New requests: gap-free tickets of each town, then repeat counts within each town that see
     every committed filing, the rows (the citizen sealed), the events."""
     days = [filing.town.calendar.local(now).date() for filing in filings]
@@ -608,7 +610,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
         in_this_batch[repeat_key] += 1
         request_id = uuid.uuid4()
         ticket_no = rules.ticket_number(town.code, day, sequence)  # the ticket names its town
-        access_code = rules.new_access_code()
+        access_code = rules.new_access_code(code_length)
         fields = filing.fields
         in_requests, citizen = sealer.sealed(request_id, town.code, fields["citizen_name"], fields["citizen_phone"],
                                              fields["citizen_id_number"])

@@ -84,8 +84,8 @@ CONTACT_TAIL_PATTERN = r"^\s*[0-9Xx]{4}\s*$"
 _CONTACT_TAIL = re.compile(CONTACT_TAIL_PATTERN)
 
 
-def new_access_code() -> str:
-    return "".join(secrets.choice(ACCESS_CODE_ALPHABET) for _ in range(ACCESS_CODE_LENGTH))
+def new_access_code(length: int = ACCESS_CODE_LENGTH) -> str:
+    return "".join(secrets.choice(ACCESS_CODE_ALPHABET) for _ in range(length))
 
 
 def normalise_access_code(code: str) -> str | None:

@@ -1,4 +1,4 @@
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 
 from townflow_shared.settings import ServiceSettings
 
@@ -8,6 +8,10 @@ class IntakeSettings(ServiceSettings):
     http_port: int = 8001
     # Key of the HMAC that turns a citizen's id number (or phone) into `citizen_ref`.
     citizen_ref_key: SecretStr | None = None
+    # How long new access codes are: 9 (the odds in docs/security-sessions.md), or 6 while a release
+    # before v1.2 still runs beside this one, since it refuses a 9-character code as malformed. Codes
+    # of either length are accepted whatever this says.
+    intake_access_code_length: int = 9
     # The citizen's personal data at rest (personal_data.py, docs/security-encryption.md): every key
     # values may be sealed under, as JSON {"<key id>": "<algorithm>:<base64 key>"}; the id of the one
     # new values are sealed under; the HMAC key of the phone's lookup hash. Intake does not start
@@ -21,3 +25,9 @@ class IntakeSettings(ServiceSettings):
     intake_erasure_seconds: float = 3600.0
     intake_erasure_batch_size: int = 500
 
+    @field_validator("intake_access_code_length")
+    @classmethod
+    def _a_length_codes_are_read_in(cls, length: int) -> int:
+        if length not in (6, 9):
+            raise ValueError("TOWNFLOW_INTAKE_ACCESS_CODE_LENGTH is 9, or 6 while a v1.1 replica runs beside this release")
+        return length
