@@ -180,11 +180,15 @@ class Database:
         return transaction(self.pool)
 
     def units_of_work(self, over: Callable[[asyncpg.Connection], U]) -> Callable[[], AbstractAsyncContextManager[U]]:
-        """A service's real units of work: each one is `over(conn)` on a transaction of its own."""
+        """A service's real units of work: each one is `over(conn)` on a transaction of its own,
+        which commits the request's audit record with its change (audit_trail.seal)."""
+        from .audit_trail import committed, seal
 
         @asynccontextmanager
         async def unit_of_work() -> AsyncIterator[U]:
             async with self.transaction() as conn:
                 yield over(conn)
+                sealed = await seal(conn)
+            committed(sealed)
 
         return unit_of_work

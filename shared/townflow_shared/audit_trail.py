@@ -1,0 +1,380 @@
+"""The audit trail's machinery (issue #28; the rules are in audit.py): recording every
+state-changing request of a service, in the transaction of its change; the read the auditor
+searches; `python -m <service> audit verify|prune`.
+
+How a request is recorded, whatever the route (so a new route cannot forget):
+- `AuditMiddleware` opens a `Pending` record for each request: the method, the route, the client
+  address, X-Forwarded-For; `note_actor` (auth.py) adds the caller once its token is read.
+- The transaction a command handler commits (`seal`, called by each service's unit of work just
+  before COMMIT) appends the pending record with outcome `ok`: the change and its record commit
+  together or not at all.
+- A refused request's transaction rolled back: the middleware appends the record with the
+  refusal's code in a small transaction of its own, after the answer is known; so does a request
+  whose handler committed nothing (a read-only POST such as a what-if).
+- A read of a citizen's personal data (a GET) is recorded the same way once the read says so
+  (`note_read`).
+
+The auditor's route is audit_api.py.
+
+Appending takes the chain's head row (`audit_head`, one row, FOR UPDATE): two replicas writing at
+once take turns for the last statements of their transactions, so the chain has no fork. The
+records also leave through the outbox on the service's audit topic (`<service>.audit.recorded.v1`)
+for the county's SIEM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from opentelemetry import trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import audit
+from .audit import OK, STATE_CHANGING, Break, Entry, Record
+from .clock import Clock
+from .db import OUTAGES, Database, create_pool
+from .events import AUDIT_TYPES, AuditRecordedData, new_event
+from .outbox import enqueue
+
+if TYPE_CHECKING:
+    from .audit_api import AuditQuery
+    from .auth import Principal
+    from .county import County
+    from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+# A refusal's problem document is small; more than this is not one of ours.
+_PROBLEM_BYTES = 16_384
+_FORWARDED_MAX = 200  # X-Forwarded-For as it came, cut: a header is the caller's to fill
+
+
+@dataclass
+class Pending:
+    """One request's record in the making (see the module's docstring)."""
+
+    service: str
+    clock: Clock
+    home: str  # the town code of events with no town of their own: the county's, or the only town's
+    scope: Scope  # the request's; its route and path parameters are known once it is routed
+    wanted: bool  # state-changing, or a read that turned out to show personal data
+    actor: Principal | None = None
+    action: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    written: bool = False
+
+    def entry(self, outcome: str) -> Entry:
+        route = self.scope.get("route")
+        named: str | None = (getattr(route, "openapi_extra", None) or {}).get("x-audit-action")
+        template: str = getattr(route, "path", self.scope["path"])
+        derived = audit.action_of(self.scope["method"], template, named)
+        params = self.scope.get("path_params") or {}
+        target_id = self.target_id or (str(params.get(derived.target_param, "")) if derived.target_param else "")
+        client = self.scope.get("client")
+        headers = dict(self.scope.get("headers") or [])
+        actor = self.actor
+        return Entry(
+            service=self.service, at=self.clock.now(), actor=actor.sub if actor else "",
+            roles=tuple(sorted(actor.roles)) if actor else (), town=actor.town if actor else None,
+            action=self.action or derived.code, target_type=self.target_type or derived.target_type,
+            target_id=target_id[:200], outcome=outcome, client=client[0] if client else "",
+            forwarded_for=headers.get(b"x-forwarded-for", b"").decode("latin-1")[:_FORWARDED_MAX],
+            correlation_id=_trace_id())
+
+
+def _trace_id() -> str:
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else ""
+
+
+_pending: ContextVar[Pending | None] = ContextVar("townflow_audit_pending", default=None)
+
+
+def note_actor(principal: Principal) -> None:
+    """The caller of the current request (auth.py, once the token is verified)."""
+    pending = _pending.get()
+    if pending is not None:
+        pending.actor = principal
+
+
+def note_read(action: str, target_type: str, target_id: str) -> None:
+    """The current read showed a citizen's personal data: record it (in the read's transaction,
+    when it has one that commits after this; else once the answer is sent)."""
+    pending = _pending.get()
+    if pending is not None:
+        pending.wanted, pending.action, pending.target_type, pending.target_id = True, action, target_type, target_id
+
+
+def name_target(target_type: str, target_id: str) -> None:
+    """The record a creating request made (a filing's ticket number), known only in its handler."""
+    pending = _pending.get()
+    if pending is not None:
+        pending.target_type, pending.target_id = target_type, target_id
+
+
+def pending() -> Pending | None:
+    """The current request's record, for a command written in another task's transaction
+    (intake's group commit of filings): that task puts it in its `batch`."""
+    return _pending.get()
+
+
+async def seal(conn: asyncpg.Connection) -> list[Pending]:
+    """Append the current request's record (and those of a `batch`) in the caller's open
+    transaction, just before it commits: outcome `ok`. Call `committed` with the answer once it
+    has; nothing when no record is pending or it was written already."""
+    waiting = [p for p in (_pending.get(), *(_batch.get() or ())) if p is not None and p.wanted and not p.written]
+    if not waiting:
+        return []
+    unique = list({id(p): p for p in waiting}.values())
+    await append(conn, unique[0].service, unique[0].home, [p.entry(OK) for p in unique])
+    return unique
+
+
+def committed(sealed: Sequence[Pending]) -> None:
+    """The transaction that sealed these committed: the middleware writes them no more."""
+    for one in sealed:
+        one.written = True
+
+
+_batch: ContextVar[list[Pending] | None] = ContextVar("townflow_audit_batch", default=None)
+
+
+@contextmanager
+def batch() -> Iterator[list[Pending]]:
+    """For a writer that commits other requests' commands in its own task (intake's group commit
+    of filings): the records put in the list it yields are sealed with its transaction, and the
+    record of the request that happened to start the task is not (it is in the list if its
+    command is in the batch)."""
+    held: list[Pending] = []
+    request, batched = _pending.set(None), _batch.set(held)
+    try:
+        yield held
+    finally:
+        _batch.reset(batched)
+        _pending.reset(request)
+
+
+_HEAD = "SELECT seq, hash FROM audit_head FOR UPDATE"
+_ADD = (
+    "WITH added AS (INSERT INTO audit_log (seq, at, actor, roles, town_code, action, target_type, target_id,"
+    " outcome, client, forwarded_for, correlation_id, detail, prev_hash, hash)"
+    " SELECT seq, at, actor, string_to_array(roles, ' '), town_code, action, target_type, target_id, outcome,"
+    " client, forwarded_for, correlation_id, detail, prev_hash, hash FROM unnest($1::bigint[], $2::timestamptz[],"
+    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::text[], $13::jsonb[], $14::text[], $15::text[]) AS r(seq, at, actor, roles, town_code, action, target_type,"
+    " target_id, outcome, client, forwarded_for, correlation_id, detail, prev_hash, hash))"
+    " UPDATE audit_head SET seq = $16, hash = $17")
+
+
+async def append(conn: asyncpg.Connection, service: str, home: str, entries: Sequence[Entry]) -> list[Record]:
+    """Chain `entries` after the head, store them and put them in the outbox, in the caller's
+    transaction. The head row stays locked until it commits: concurrent writers take turns."""
+    head = await conn.fetchrow(_HEAD)
+    records = audit.chained(entries, head["seq"], head["hash"])
+    columns: list[list[Any]] = [[] for _ in range(15)]
+    for r in records:
+        for column, value in zip(columns, (
+                r.seq, r.at, r.actor, " ".join(r.roles), r.town, r.action, r.target_type, r.target_id, r.outcome,
+                r.client, r.forwarded_for, r.correlation_id, dict(r.detail), r.prev_hash, r.hash), strict=True):
+            column.append(value)
+    await conn.execute(_ADD, *columns, records[-1].seq, records[-1].hash)
+    event_type = AUDIT_TYPES.get(service)
+    if event_type is not None:
+        await enqueue(conn, *(new_event(
+            event_type, AuditRecordedData(**_record_fields(r)), source=service, town_code=r.town or home,
+            subject=str(r.seq), correlation_id=r.correlation_id, time=r.at) for r in records))
+    return records
+
+
+def _record_fields(record: Record) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in Record.__dataclass_fields__} | {
+        "roles": list(record.roles), "detail": dict(record.detail)}
+
+
+class AuditMiddleware:
+    """Opens each request's `Pending` record and, after the answer, writes what no transaction
+    of the request did: a refusal (with its code), an error, a state-changing request that
+    committed nothing. Plain ASGI, like the service's other middlewares."""
+
+    def __init__(self, app: ASGIApp, service: str, database: Database, clock: Clock, home: str) -> None:
+        self.app = app
+        self.service, self.database, self.clock, self.home = service, database, clock, home
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        record = Pending(self.service, self.clock, self.home, scope, wanted=scope["method"] in STATE_CHANGING)
+        token = _pending.set(record)
+        status, problem = 500, bytearray()
+
+        async def send_noting_outcome(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and status >= 400 and len(problem) < _PROBLEM_BYTES:
+                problem.extend(message.get("body", b"")[:_PROBLEM_BYTES])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_outcome)
+        except BaseException:
+            await self._write_outcome(record, "error")
+            raise
+        finally:
+            _pending.reset(token)
+        if status >= 400:
+            await self._write_outcome(record, _code_of(bytes(problem)) or f"http.{status}")
+        elif record.wanted and not record.written:
+            await self._write_outcome(record, OK)
+
+    async def _write_outcome(self, record: Pending, outcome: str) -> None:
+        # A read is recorded only when it showed personal data (`note_read`); a request no route
+        # took (a mistyped URL's 404) acted on nothing.
+        if not record.wanted or record.scope.get("route") is None:
+            return
+        if not self.database.opened:  # an app built without starting (the unit tests' fakes): no database
+            return
+        try:
+            async with self.database.transaction() as conn:
+                await append(conn, self.service, self.home, [record.entry(outcome)])
+            record.written = True
+        except OUTAGES as exc:  # the database away: the request's own answer says so already
+            log.warning("audit record of %s %s not written: %s", record.scope["method"], record.scope["path"], exc)
+
+
+def _code_of(body: bytes) -> str | None:
+    try:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
+# --- the auditor's search ------------------------------------------------------------------------
+_SEARCH = (
+    "SELECT seq, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
+    " correlation_id, prev_hash, hash FROM audit_log"
+    " WHERE ($1::text[] IS NULL OR town_code = ANY($1)) AND ($2::text IS NULL OR actor = $2)"
+    " AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR action LIKE $4 || '%')"
+    " AND ($5::text IS NULL OR target_id = $5) AND ($6::text IS NULL OR outcome = $6)"
+    " AND ($7::timestamptz IS NULL OR at >= $7) AND ($8::timestamptz IS NULL OR at < $8)"
+    " AND ($9::bigint IS NULL OR seq < $9) AND action <> $10"
+    " ORDER BY seq DESC LIMIT $11")
+
+
+async def search(pool: asyncpg.Pool, towns: Sequence[str] | None, query: AuditQuery) -> list[asyncpg.Record]:
+    """Records matching `query` in `towns` (None: every record, the county auditor's), newest first."""
+    exact, prefix = (None, query.action) if query.action and query.action.endswith(".") else (query.action, None)
+    return await pool.fetch(_SEARCH, list(towns) if towns is not None else None, query.actor, exact, prefix,
+                            query.target, query.outcome, query.since, query.until, query.before,
+                            audit.PRUNE_ACTION if query.action != audit.PRUNE_ACTION else "", query.limit + 1)
+
+
+# --- verify and prune ---------------------------------------------------------------------------
+_BATCH = 5000  # rows per fetch while walking a chain: memory stays flat over a county-year
+
+
+async def _records(conn: asyncpg.Connection, service: str) -> AsyncIterator[Record]:
+    async for r in conn.cursor(
+            "SELECT seq, at, actor, roles, town_code, action, target_type, target_id, outcome, client,"
+            " forwarded_for, correlation_id, detail, prev_hash, hash FROM audit_log ORDER BY seq", prefetch=_BATCH):
+        yield Record(service=service, at=r["at"], actor=r["actor"], roles=tuple(r["roles"]), town=r["town_code"],
+                     action=r["action"], target_type=r["target_type"], target_id=r["target_id"], outcome=r["outcome"],
+                     client=r["client"], forwarded_for=r["forwarded_for"], correlation_id=r["correlation_id"],
+                     detail=r["detail"], seq=r["seq"], prev_hash=r["prev_hash"], hash=r["hash"])
+
+
+async def verify_chain(conn: asyncpg.Connection, service: str) -> Break | None:
+    """The first break of the service's chain, or None: one snapshot, streamed oldest first."""
+    check = audit.ChainCheck()
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        head = await conn.fetchrow("SELECT seq, hash FROM audit_head")
+        async for record in _records(conn, service):
+            if check.feed(record) is not None:
+                break
+    return check.end(head["seq"], head["hash"])
+
+
+@dataclass(frozen=True)
+class Pruned:
+    count: int
+    through_seq: int | None
+    checkpoint: Record | None = field(default=None)
+
+
+async def prune(conn: asyncpg.Connection, service: str, home: str, now: datetime, retention_days: int) -> Pruned:
+    """Delete the records older than the retention (the oldest, by number) and append the
+    checkpoint that vouches for the new oldest one, in one transaction."""
+    cutoff = audit.retention_cutoff(now, retention_days)
+    async with conn.transaction():
+        await conn.execute(_HEAD)  # no record is appended meanwhile
+        last = await conn.fetchrow(
+            "SELECT seq, hash FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log WHERE at < $1)", cutoff)
+        if last is None:
+            return Pruned(0, None)
+        await conn.execute("SELECT set_config('townflow.audit_prune', 'on', true)")  # the trigger lets it delete
+        count = int((await conn.execute("DELETE FROM audit_log WHERE seq <= $1", last["seq"])).split()[-1])
+        await conn.execute("SELECT set_config('townflow.audit_prune', '', true)")
+        through = Record(service=service, at=now, actor="", roles=(), town=None, action="", target_type="",
+                         target_id="", outcome="", client="", forwarded_for="", correlation_id="",
+                         seq=last["seq"], hash=last["hash"])
+        [mark] = await append(conn, service, home, [audit.checkpoint(service, now, through, count, cutoff)])
+    return Pruned(count, last["seq"], mark)
+
+
+def home_of(county: County) -> str:
+    """The town code of an audit event that has no town: the county's code, or the only town's."""
+    return county.info.code if county.info is not None else next(iter(county.towns))
+
+
+def main(argv: Sequence[str], settings: ServiceSettings) -> int:
+    """`python -m <service> audit verify|prune`: exit 0 when the chain holds (or was pruned), 1
+    naming the first broken record."""
+    parser = argparse.ArgumentParser(prog=f"python -m {settings.service_name} audit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("verify", help="recompute the audit chain; name the first broken record")
+    sub.add_parser("prune", help=f"delete records older than TOWNFLOW_AUDIT_RETENTION_DAYS "
+                                 f"(at least {audit.MIN_RETENTION_DAYS}) behind a checkpoint")
+    args = parser.parse_args(list(argv))
+    return asyncio.run(_run(args.command, settings))
+
+
+async def _run(command: str, settings: ServiceSettings) -> int:
+    from .county import load_county
+
+    pool = await create_pool(settings.database_url.get_secret_value(), 1, 2, service=settings.service_name)
+    try:
+        async with pool.acquire() as conn:
+            now = await Clock().database_now(conn)
+            if command == "verify":
+                broken = await verify_chain(conn, settings.service_name)
+                if broken is not None:
+                    print(f"audit chain of {settings.service_name} broken at record {broken.seq}: {broken.reason}")
+                    return 1
+                print(f"audit chain of {settings.service_name} holds")
+                return 0
+            result = await prune(conn, settings.service_name, home_of(load_county(settings.town_dir)),
+                                 now, settings.audit_retention_days)
+            print(f"pruned {result.count} audit records of {settings.service_name}"
+                  + (f" through {result.through_seq}" if result.through_seq else ""))
+            return 0
+    finally:
+        await pool.close()
+
+
+def cli(settings: ServiceSettings) -> None:
+    """For a service's `__main__`: runs `audit ...` and exits when those are its arguments."""
+    if sys.argv[1:2] == ["audit"]:
+        sys.exit(main(sys.argv[2:], settings))
