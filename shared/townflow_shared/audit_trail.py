@@ -77,7 +77,7 @@ class Pending:
     def entry(self, outcome: str) -> Entry:
         route = self.scope.get("route")
         named: str | None = (getattr(route, "openapi_extra", None) or {}).get("x-audit-action")
-        template: str = getattr(route, "path", self.scope["path"])
+        template = str(getattr(route, "path", None) or self.scope["path"])
         derived = audit.action_of(self.scope["method"], template, named)
         params = self.scope.get("path_params") or {}
         target_id = self.target_id or (str(params.get(derived.target_param, "")) if derived.target_param else "")

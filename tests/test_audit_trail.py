@@ -1,0 +1,75 @@
+"""The audit trail on the running stack (issue #28): a staff action, a refusal and a read of a
+citizen's personal data each leave a record the auditor finds through the service's API, and a
+CloudEvent on the service's audit topic; neither carries the citizen's name or phone. Only an
+auditor (and the roles that hold every role) reads the trail; the access matrix holds the towns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devstack.stack import Stack
+
+from .conftest import CLERK, Api, eventually, file_matter, task_of
+from .kafka_tools import event_of, wait_for_record
+
+AUDITOR = ("a900", "auditor")
+NAME = "审计测试群众"
+
+
+async def _records(api: Api, **query: str) -> list[dict[str, Any]]:
+    response = await api.call("GET", "/v1/audit", as_=AUDITOR, params=query)
+    assert response.status_code == 200, response.text
+    return list(response.json()["records"])
+
+
+async def test_a_staff_action_its_refusal_and_a_personal_data_read_are_recorded_and_published(
+        stack: Stack, intake: Api, dispatch: Api, bootstrap: str) -> None:
+    phone = "13912340077"
+    ticket = await file_matter(intake, citizen={"name": NAME, "phone": phone})
+    task = await task_of(dispatch, ticket["request_id"])
+    holder = (task["assignee"], "staff")
+    accepted = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/accept", as_=holder,
+                                   headers={"X-Forwarded-For": "192.0.2.44"})
+    assert accepted.status_code == 200, accepted.text
+    again = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/accept", as_=holder)
+    assert again.status_code == 409, again.text
+    matter = await intake.call("GET", f"/v1/tasks/{task['task_id']}/matter", as_=holder)
+    assert matter.json()["citizen"]["name"] == NAME
+
+    filed = await _records(intake, target=ticket["ticket_no"], action="request.create")
+    assert [(r["actor"], r["roles"], r["outcome"]) for r in filed] == [(CLERK[0], ["clerk"], "ok")]
+    on_task = await _records(dispatch, target=task["task_id"])
+    assert [(r["action"], r["actor"], r["outcome"]) for r in on_task] == [
+        ("task.accept", task["assignee"], again.json()["code"]), ("task.accept", task["assignee"], "ok")]
+    ok = on_task[1]
+    assert ok["forwarded_for"] == "192.0.2.44" and ok["client"] and len(ok["correlation_id"]) == 32
+    read = await _records(intake, target=ticket["ticket_no"], action="matter.citizen_read")
+    assert [(r["actor"], r["target_type"]) for r in read] == [(task["assignee"], "request")]
+    assert await _records(dispatch, actor=task["assignee"], action="task.", target=task["task_id"]) == on_task
+
+    # The same record on dispatch's audit topic, as a CloudEvent, for the county's SIEM.
+    record = await wait_for_record(bootstrap, "dispatch.audit.recorded.v1",
+                                   lambda r: event_of(r)["data"]["hash"] == ok["hash"])
+    headers = {k: v.decode() for k, v in record.headers or ()}
+    assert headers["ce_type"] == "dispatch.audit.recorded" and headers["ce_specversion"] == "1.0"
+    assert record.key == b"dispatch"
+    assert event_of(record)["data"]["seq"] == ok["seq"]
+    # No personal data in any record of the matter, stored or published.
+    published = await eventually(lambda: _published(bootstrap, read[0]["hash"]), what="the read's record")
+    for text in (str(filed), str(on_task), str(read), published):
+        assert NAME not in text and phone not in text
+
+
+async def _published(bootstrap: str, record_hash: str) -> str:
+    record = await wait_for_record(bootstrap, "intake.audit.recorded.v1",
+                                   lambda r: event_of(r)["data"]["hash"] == record_hash)
+    return bytes(record.value or b"").decode()
+
+
+async def test_only_an_auditor_reads_the_trail(intake: Api) -> None:
+    assert (await intake.call("GET", "/v1/audit")).status_code == 401
+    for who in (CLERK, ("s030", "command_centre"), ("s032", "appraisal_admin")):
+        assert (await intake.call("GET", "/v1/audit", as_=who)).status_code == 403, who
+    # admin holds every role, and the county's reader reads everything (SPEC §6, §8)
+    for who in (("s000", "admin"), ("c002", "county_reader")):
+        assert (await intake.call("GET", "/v1/audit", as_=who)).status_code == 200, who
