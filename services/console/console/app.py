@@ -31,7 +31,7 @@ from townflow_shared.telemetry import setup_tracing
 from . import error_pages
 from .accounts import Accounts
 from .names import CountyNames
-from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake, merge, status, tasks
+from .pages import alerts, appraisal, audit, auth, board, bulletin, enforcement, intake, merge, status, tasks
 from .pages import county as county_page
 from .pages import suspensions as suspension_pages
 from .services import Services
@@ -137,7 +137,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app = FastAPI(title="Townflow console", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     for module in (auth, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin, county_page,
-                   suspension_pages):
+                   suspension_pages, audit):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     error_pages.install(app)
