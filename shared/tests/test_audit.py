@@ -95,7 +95,8 @@ def test_a_missing_beginning_needs_a_checkpoint() -> None:
 def test_a_prune_leaves_a_checkpoint_that_vouches_for_the_new_oldest_record() -> None:
     records = _chain(5)
     cutoff = AT + timedelta(minutes=2)
-    mark = audit.chained([audit.checkpoint("dispatch", AT + timedelta(days=200), records[1], 2, cutoff)],
+    mark = audit.chained([audit.checkpoint("dispatch", AT + timedelta(days=200), records[1].seq, records[1].hash, 2,
+                                           cutoff)],
                          records[-1].seq, records[-1].hash)
     kept = [*records[2:], *mark]
     assert mark[0].action == audit.PRUNE_ACTION and mark[0].detail["through_seq"] == 2

@@ -157,12 +157,13 @@ def retention_cutoff(now: datetime, retention_days: int) -> datetime:
     return now - timedelta(days=retention_days)
 
 
-def checkpoint(service: str, now: datetime, through: Record, pruned: int, cutoff: datetime) -> Entry:
+def checkpoint(service: str, now: datetime, through_seq: int, through_hash: str, pruned: int,
+               cutoff: datetime) -> Entry:
     """The record a prune appends: the last pruned record's number and hash, so the chain's new
     oldest record can still be verified (`verify`)."""
     return Entry(service=service, at=now, actor=service, roles=(), town=None, action=PRUNE_ACTION,
-                 target_type="audit_log", target_id=str(through.seq), outcome=OK, client="", forwarded_for="",
-                 correlation_id="", detail={"through_seq": through.seq, "through_hash": through.hash,
+                 target_type="audit_log", target_id=str(through_seq), outcome=OK, client="", forwarded_for="",
+                 correlation_id="", detail={"through_seq": through_seq, "through_hash": through_hash,
                                             "pruned": pruned, "before": _utc(cutoff)})
 
 

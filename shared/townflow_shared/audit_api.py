@@ -32,13 +32,14 @@ class AuditQuery(BaseModel):
     town: str | None = Field(None, pattern="^[0-9]{9}$", description="the caller's town (county auditors)")
     since: datetime | None = Field(None, description="from this instant (RFC 3339 with offset)")
     until: datetime | None = Field(None, description="before this instant")
-    before: int | None = Field(None, ge=1, description="records numbered below this (the next page)")
+    before: int | None = Field(None, ge=1, description="records written before this one (`next_before`: the next page)")
     limit: int = Field(100, ge=1, le=PAGE_MAX)
 
 
 class AuditRecordView(BaseModel):
     service: str
-    seq: int
+    id: int = Field(description="the order records were written in, the pages' cursor")
+    seq: int | None = Field(description="its place in the chain; null until sealed (within seconds)")
     at: str = Field(description="RFC 3339 on the county's clock")
     actor: str
     roles: list[str]
@@ -50,8 +51,8 @@ class AuditRecordView(BaseModel):
     client: str
     forwarded_for: str
     correlation_id: str
-    prev_hash: str
-    hash: str
+    prev_hash: str | None
+    hash: str | None
 
 
 class AuditPage(BaseModel):
@@ -75,12 +76,12 @@ def audit_router(service: str) -> APIRouter:
         rows = await search(request.app.state.runtime.database.pool, towns, query)
         tz = next(iter(county.towns.values())).calendar.tz  # a county's towns keep one clock
         shown = [AuditRecordView(
-            service=service, seq=r["seq"], at=r["at"].astimezone(tz).isoformat(), actor=r["actor"],
+            service=service, id=r["id"], seq=r["seq"], at=r["at"].astimezone(tz).isoformat(), actor=r["actor"],
             roles=list(r["roles"]), town=r["town_code"], action=r["action"], target_type=r["target_type"],
             target_id=r["target_id"], outcome=r["outcome"], client=r["client"], forwarded_for=r["forwarded_for"],
             correlation_id=r["correlation_id"], prev_hash=r["prev_hash"], hash=r["hash"]) for r in rows[:query.limit]]
         more = len(rows) > query.limit
-        return AuditPage(records=shown, next_before=shown[-1].seq if more else None)
+        return AuditPage(records=shown, next_before=shown[-1].id if more else None)
 
     return router
 

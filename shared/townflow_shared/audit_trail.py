@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,6 @@ class Pending:
 
     service: str
     clock: Clock
-    home: str  # the town code of events with no town of their own: the county's, or the only town's
     scope: Scope  # the request's; its route and path parameters are known once it is routed
     wanted: bool  # state-changing, or a read that turned out to show personal data
     actor: Principal | None = None
@@ -129,22 +129,25 @@ def pending() -> Pending | None:
     return _pending.get()
 
 
-async def seal(conn: asyncpg.Connection) -> list[Pending]:
-    """Append the current request's record (and those of a `batch`) in the caller's open
+async def record_pending(conn: asyncpg.Connection) -> list[Pending]:
+    """Write the current request's record (and those of a `batch`) in the caller's open
     transaction, just before it commits: outcome `ok`. Call `committed` with the answer once it
     has; nothing when no record is pending or it was written already."""
     waiting = [p for p in (_pending.get(), *(_batch.get() or ())) if p is not None and p.wanted and not p.written]
     if not waiting:
         return []
     unique = list({id(p): p for p in waiting}.values())
-    await append(conn, unique[0].service, unique[0].home, [p.entry(OK) for p in unique])
+    await write_records(conn, [p.entry(OK) for p in unique])
     return unique
 
 
-def committed(sealed: Sequence[Pending]) -> None:
-    """The transaction that sealed these committed: the middleware writes them no more."""
-    for one in sealed:
+def committed(written: Sequence[Pending]) -> None:
+    """The transaction that wrote these committed: the middleware writes them no more, and the
+    sealing pass is woken to chain them."""
+    for one in written:
         one.written = True
+    if written and _written is not None:
+        _written.set()
 
 
 _batch: ContextVar[list[Pending] | None] = ContextVar("townflow_audit_batch", default=None)
@@ -153,7 +156,7 @@ _batch: ContextVar[list[Pending] | None] = ContextVar("townflow_audit_batch", de
 @contextmanager
 def batch() -> Iterator[list[Pending]]:
     """For a writer that commits other requests' commands in its own task (intake's group commit
-    of filings): the records put in the list it yields are sealed with its transaction, and the
+    of filings): the records put in the list it yields are written with its transaction, and the
     record of the request that happened to start the task is not (it is in the list if its
     command is in the batch)."""
     held: list[Pending] = []
@@ -165,30 +168,54 @@ def batch() -> Iterator[list[Pending]]:
         _pending.reset(request)
 
 
-_HEAD = "SELECT seq, hash FROM audit_head FOR UPDATE"
 _ADD = (
-    "WITH added AS (INSERT INTO audit_log (seq, at, actor, roles, town_code, action, target_type, target_id,"
-    " outcome, client, forwarded_for, correlation_id, detail, prev_hash, hash)"
-    " SELECT seq, at, actor, string_to_array(roles, ' '), town_code, action, target_type, target_id, outcome,"
-    " client, forwarded_for, correlation_id, detail, prev_hash, hash FROM unnest($1::bigint[], $2::timestamptz[],"
-    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
-    " $12::text[], $13::jsonb[], $14::text[], $15::text[]) AS r(seq, at, actor, roles, town_code, action, target_type,"
-    " target_id, outcome, client, forwarded_for, correlation_id, detail, prev_hash, hash))"
-    " UPDATE audit_head SET seq = $16, hash = $17")
+    "INSERT INTO audit_log (at, actor, roles, town_code, action, target_type, target_id, outcome, client,"
+    " forwarded_for, correlation_id, detail)"
+    " SELECT at, actor, string_to_array(roles, ' '), town_code, action, target_type, target_id, outcome, client,"
+    " forwarded_for, correlation_id, detail FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],"
+    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[])"
+    " AS r(at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
+    " correlation_id, detail)")
 
 
-async def append(conn: asyncpg.Connection, service: str, home: str, entries: Sequence[Entry]) -> list[Record]:
-    """Chain `entries` after the head, store them and put them in the outbox, in the caller's
-    transaction. The head row stays locked until it commits: concurrent writers take turns."""
-    head = await conn.fetchrow(_HEAD)
-    records = audit.chained(entries, head["seq"], head["hash"])
-    columns: list[list[Any]] = [[] for _ in range(15)]
-    for r in records:
+async def write_records(conn: asyncpg.Connection, entries: Sequence[Entry]) -> None:
+    """Write `entries` in the caller's transaction, in one statement and without a lock: they
+    commit with the change they record, and are chained moments later (`seal`)."""
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    for e in entries:
         for column, value in zip(columns, (
-                r.seq, r.at, r.actor, " ".join(r.roles), r.town, r.action, r.target_type, r.target_id, r.outcome,
-                r.client, r.forwarded_for, r.correlation_id, dict(r.detail), r.prev_hash, r.hash), strict=True):
+                e.at, e.actor, " ".join(e.roles), e.town, e.action, e.target_type, e.target_id, e.outcome,
+                e.client, e.forwarded_for, e.correlation_id, dict(e.detail)), strict=True):
             column.append(value)
-    await conn.execute(_ADD, *columns, records[-1].seq, records[-1].hash)
+    await conn.execute(_ADD, *columns)
+
+
+_HEAD = "SELECT seq, hash FROM audit_head FOR UPDATE"
+SEAL_BATCH = 2000  # records chained in one transaction: a burst is sealed in a few
+
+
+def _entry(service: str, r: Any) -> Entry:
+    return Entry(service=service, at=r["at"], actor=r["actor"], roles=tuple(r["roles"]), town=r["town_code"],
+                 action=r["action"], target_type=r["target_type"], target_id=r["target_id"], outcome=r["outcome"],
+                 client=r["client"], forwarded_for=r["forwarded_for"], correlation_id=r["correlation_id"],
+                 detail=r["detail"])
+
+
+async def _seal_locked(conn: asyncpg.Connection, service: str, home: str, limit: int) -> list[Record]:
+    """Chain up to `limit` unsealed records after the head, which the caller's transaction holds."""
+    head = await conn.fetchrow(_HEAD)
+    rows = await conn.fetch(
+        "SELECT id, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
+        " correlation_id, detail FROM audit_log WHERE seq IS NULL ORDER BY id LIMIT $1", limit)
+    if not rows:
+        return []
+    records = audit.chained([_entry(service, r) for r in rows], head["seq"], head["hash"])
+    await conn.execute(
+        "WITH sealed AS (UPDATE audit_log SET seq = u.seq, prev_hash = u.prev_hash, hash = u.hash"
+        " FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS u(id, seq, prev_hash, hash)"
+        " WHERE audit_log.id = u.id) UPDATE audit_head SET seq = $5, hash = $6",
+        [r["id"] for r in rows], [r.seq for r in records], [r.prev_hash for r in records], [r.hash for r in records],
+        records[-1].seq, records[-1].hash)
     event_type = AUDIT_TYPES.get(service)
     if event_type is not None:
         await enqueue(conn, *(new_event(
@@ -202,21 +229,51 @@ def _record_fields(record: Record) -> dict[str, Any]:
         "roles": list(record.roles), "detail": dict(record.detail)}
 
 
+async def seal(conn: asyncpg.Connection, service: str, home: str, limit: int = SEAL_BATCH) -> list[Record]:
+    """Chain the records written since the last seal, oldest written first, and put them in the
+    outbox for the audit topic, in one transaction. The head row is locked only for this: two
+    replicas' passes take turns, and no command waits for it."""
+    async with conn.transaction():
+        return await _seal_locked(conn, service, home, limit)
+
+
+_written: asyncio.Event | None = None  # set when a transaction with records commits: the pass runs at once
+SEAL_SECONDS = 1.0  # and at least this often (another replica's records, a missed wake-up)
+
+
+def sealing_loop(service: str, database: Database, home: str) -> Callable[[Any], Awaitable[None]]:
+    """The background pass of a service (runtime.py): seals what was written, at once when this
+    replica wrote something, else every SEAL_SECONDS."""
+
+    async def sealing_loop(_: Any) -> None:
+        global _written
+        _written = written = asyncio.Event()
+        while True:
+            written.clear()
+            async with database.pool.acquire() as conn:
+                sealed = await seal(conn, service, home)
+            if len(sealed) < SEAL_BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(written.wait(), SEAL_SECONDS)
+
+    return sealing_loop
+
+
 class AuditMiddleware:
     """Opens each request's `Pending` record and, after the answer, writes what no transaction
     of the request did: a refusal (with its code), an error, a state-changing request that
     committed nothing. Plain ASGI, like the service's other middlewares."""
 
-    def __init__(self, app: ASGIApp, service: str, database: Database, clock: Clock, home: str) -> None:
+    def __init__(self, app: ASGIApp, service: str, database: Database, clock: Clock) -> None:
         self.app = app
-        self.service, self.database, self.clock, self.home = service, database, clock, home
+        self.service, self.database, self.clock = service, database, clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        record = Pending(self.service, self.clock, self.home, scope, wanted=scope["method"] in STATE_CHANGING)
-        token = _pending.set(record)
+        this = Pending(self.service, self.clock, scope, wanted=scope["method"] in STATE_CHANGING)
+        token = _pending.set(this)
         status, problem = 500, bytearray()
 
         async def send_noting_outcome(message: Message) -> None:
@@ -230,28 +287,28 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, send_noting_outcome)
         except BaseException:
-            await self._write_outcome(record, "error")
+            await self._write_outcome(this, "error")
             raise
         finally:
             _pending.reset(token)
         if status >= 400:
-            await self._write_outcome(record, _code_of(bytes(problem)) or f"http.{status}")
-        elif record.wanted and not record.written:
-            await self._write_outcome(record, OK)
+            await self._write_outcome(this, _code_of(bytes(problem)) or f"http.{status}")
+        elif this.wanted and not this.written:
+            await self._write_outcome(this, OK)
 
-    async def _write_outcome(self, record: Pending, outcome: str) -> None:
+    async def _write_outcome(self, this: Pending, outcome: str) -> None:
         # A read is recorded only when it showed personal data (`note_read`); a request no route
         # took (a mistyped URL's 404) acted on nothing.
-        if not record.wanted or record.scope.get("route") is None:
+        if not this.wanted or this.scope.get("route") is None:
             return
         if not self.database.opened:  # an app built without starting (the unit tests' fakes): no database
             return
         try:
             async with self.database.transaction() as conn:
-                await append(conn, self.service, self.home, [record.entry(outcome)])
-            record.written = True
+                await write_records(conn, [this.entry(outcome)])
+            committed([this])
         except OUTAGES as exc:  # the database away: the request's own answer says so already
-            log.warning("audit record of %s %s not written: %s", record.scope["method"], record.scope["path"], exc)
+            log.warning("audit record of %s %s not written: %s", this.scope["method"], this.scope["path"], exc)
 
 
 def _code_of(body: bytes) -> str | None:
@@ -264,18 +321,19 @@ def _code_of(body: bytes) -> str | None:
 
 # --- the auditor's search ------------------------------------------------------------------------
 _SEARCH = (
-    "SELECT seq, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
+    "SELECT id, seq, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
     " correlation_id, prev_hash, hash FROM audit_log"
     " WHERE ($1::text[] IS NULL OR town_code = ANY($1)) AND ($2::text IS NULL OR actor = $2)"
     " AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR action LIKE $4 || '%')"
     " AND ($5::text IS NULL OR target_id = $5) AND ($6::text IS NULL OR outcome = $6)"
     " AND ($7::timestamptz IS NULL OR at >= $7) AND ($8::timestamptz IS NULL OR at < $8)"
-    " AND ($9::bigint IS NULL OR seq < $9) AND action <> $10"
-    " ORDER BY seq DESC LIMIT $11")
+    " AND ($9::bigint IS NULL OR id < $9) AND action <> $10"
+    " ORDER BY id DESC LIMIT $11")
 
 
 async def search(pool: asyncpg.Pool, towns: Sequence[str] | None, query: AuditQuery) -> list[asyncpg.Record]:
-    """Records matching `query` in `towns` (None: every record, the county auditor's), newest first."""
+    """Records matching `query` in `towns` (None: every record, the county auditor's), newest
+    written first; a prune's checkpoints only when asked for by their action."""
     exact, prefix = (None, query.action) if query.action and query.action.endswith(".") else (query.action, None)
     return await pool.fetch(_SEARCH, list(towns) if towns is not None else None, query.actor, exact, prefix,
                             query.target, query.outcome, query.since, query.until, query.before,
@@ -286,23 +344,25 @@ async def search(pool: asyncpg.Pool, towns: Sequence[str] | None, query: AuditQu
 _BATCH = 5000  # rows per fetch while walking a chain: memory stays flat over a county-year
 
 
-async def _records(conn: asyncpg.Connection, service: str) -> AsyncIterator[Record]:
+async def _sealed(conn: asyncpg.Connection, service: str) -> AsyncIterator[Record]:
     async for r in conn.cursor(
-            "SELECT seq, at, actor, roles, town_code, action, target_type, target_id, outcome, client,"
-            " forwarded_for, correlation_id, detail, prev_hash, hash FROM audit_log ORDER BY seq", prefetch=_BATCH):
-        yield Record(service=service, at=r["at"], actor=r["actor"], roles=tuple(r["roles"]), town=r["town_code"],
-                     action=r["action"], target_type=r["target_type"], target_id=r["target_id"], outcome=r["outcome"],
-                     client=r["client"], forwarded_for=r["forwarded_for"], correlation_id=r["correlation_id"],
-                     detail=r["detail"], seq=r["seq"], prev_hash=r["prev_hash"], hash=r["hash"])
+            "SELECT seq, prev_hash, hash, at, actor, roles, town_code, action, target_type, target_id, outcome, client,"
+            " forwarded_for, correlation_id, detail FROM audit_log WHERE seq IS NOT NULL ORDER BY seq", prefetch=_BATCH):
+        yield Record(**_fields(_entry(service, r)), seq=r["seq"], prev_hash=r["prev_hash"], hash=r["hash"])
+
+
+def _fields(entry: Entry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in Entry.__dataclass_fields__}
 
 
 async def verify_chain(conn: asyncpg.Connection, service: str) -> Break | None:
-    """The first break of the service's chain, or None: one snapshot, streamed oldest first."""
+    """The first break of the service's chain, or None: one snapshot, streamed oldest first.
+    Records not sealed yet (written in the last moments) are not part of it."""
     check = audit.ChainCheck()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         head = await conn.fetchrow("SELECT seq, hash FROM audit_head")
-        async for record in _records(conn, service):
-            if check.feed(record) is not None:
+        async for one in _sealed(conn, service):
+            if check.feed(one) is not None:
                 break
     return check.end(head["seq"], head["hash"])
 
@@ -311,15 +371,14 @@ async def verify_chain(conn: asyncpg.Connection, service: str) -> Break | None:
 class Pruned:
     count: int
     through_seq: int | None
-    checkpoint: Record | None = field(default=None)
 
 
 async def prune(conn: asyncpg.Connection, service: str, home: str, now: datetime, retention_days: int) -> Pruned:
-    """Delete the records older than the retention (the oldest, by number) and append the
+    """Delete the sealed records older than the retention (the oldest, by number) and seal the
     checkpoint that vouches for the new oldest one, in one transaction."""
     cutoff = audit.retention_cutoff(now, retention_days)
     async with conn.transaction():
-        await conn.execute(_HEAD)  # no record is appended meanwhile
+        await _seal_locked(conn, service, home, SEAL_BATCH)  # takes the head: no pass seals meanwhile
         last = await conn.fetchrow(
             "SELECT seq, hash FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log WHERE at < $1)", cutoff)
         if last is None:
@@ -327,11 +386,9 @@ async def prune(conn: asyncpg.Connection, service: str, home: str, now: datetime
         await conn.execute("SELECT set_config('townflow.audit_prune', 'on', true)")  # the trigger lets it delete
         count = int((await conn.execute("DELETE FROM audit_log WHERE seq <= $1", last["seq"])).split()[-1])
         await conn.execute("SELECT set_config('townflow.audit_prune', '', true)")
-        through = Record(service=service, at=now, actor="", roles=(), town=None, action="", target_type="",
-                         target_id="", outcome="", client="", forwarded_for="", correlation_id="",
-                         seq=last["seq"], hash=last["hash"])
-        [mark] = await append(conn, service, home, [audit.checkpoint(service, now, through, count, cutoff)])
-    return Pruned(count, last["seq"], mark)
+        await write_records(conn, [audit.checkpoint(service, now, last["seq"], last["hash"], count, cutoff)])
+        await _seal_locked(conn, service, home, SEAL_BATCH)
+    return Pruned(count, last["seq"])
 
 
 def home_of(county: County) -> str:

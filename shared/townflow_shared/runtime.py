@@ -90,8 +90,9 @@ class ServiceRuntime:
         self.database = db.Database()  # the pool, opened in start()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
-        if self.service in AUDIT_TYPES:  # every service's audit trail leaves on its own topic
+        if self.service in AUDIT_TYPES:  # every service's audit trail, chained and sent on its own topic
             self.publishes(AUDIT_TYPES[self.service])
+            self.every(audit_trail.sealing_loop(self.service, self.database, audit_trail.home_of(self.county)))
 
     @property
     def town(self) -> Town:
@@ -353,7 +354,7 @@ class ServiceRuntime:
             app.include_router(router)
         # Every request's audit record (issue #28), inside the guard: what it refuses reached no route.
         app.add_middleware(audit_trail.AuditMiddleware, service=self.service, database=self.database,
-                           clock=self.clock, home=audit_trail.home_of(self.county))
+                           clock=self.clock)
         mount_common(app, self.service, self.settings.test_clock, EdgeLimits.of(self.settings))
         return app
 

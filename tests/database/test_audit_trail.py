@@ -1,7 +1,8 @@
-"""The audit trail on PostgreSQL (005_audit.sql, townflow_shared.audit_trail): two replicas
-appending at once keep one unbroken chain; a record updated or deleted behind the service's back
-is named by verify; prune leaves a checkpoint verify accepts; a request's record commits with its
-change or not at all; the auditor's search filters and pages."""
+"""The audit trail on PostgreSQL (005_audit.sql, townflow_shared.audit_trail): records written by
+many transactions at once and sealed by two replicas' passes at once make one unbroken chain; a
+record updated or deleted behind the service's back is named by verify; prune leaves a checkpoint
+verify accepts; a request's record commits with its change or not at all; the auditor's search
+filters and pages."""
 
 from __future__ import annotations
 
@@ -41,9 +42,19 @@ def _entry(n: int, at: datetime = T0, **changes: Any) -> audit.Entry:
         correlation_id=f"{n:032x}"), **changes)
 
 
-async def _append(pool: asyncpg.Pool, *entries: audit.Entry) -> list[audit.Record]:
+async def _write(pool: asyncpg.Pool, *entries: audit.Entry) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        return await audit_trail.append(conn, "dispatch", HOME, entries)
+        await audit_trail.write_records(conn, entries)
+
+
+async def _seal(pool: asyncpg.Pool, limit: int = audit_trail.SEAL_BATCH) -> int:
+    async with pool.acquire() as conn:
+        return len(await audit_trail.seal(conn, "dispatch", HOME, limit))
+
+
+async def _append(pool: asyncpg.Pool, *entries: audit.Entry) -> None:
+    await _write(pool, *entries)
+    await _seal(pool)
 
 
 async def _verify(pool: asyncpg.Pool) -> audit.Break | None:
@@ -51,11 +62,16 @@ async def _verify(pool: asyncpg.Pool) -> audit.Break | None:
         return await audit_trail.verify_chain(conn, "dispatch")
 
 
-async def test_two_replicas_appending_at_once_keep_one_unbroken_chain(pool: asyncpg.Pool, fresh_database: str) -> None:
+async def test_two_replicas_writing_and_sealing_at_once_keep_one_unbroken_chain(
+        pool: asyncpg.Pool, fresh_database: str) -> None:
     other = await create_pool(fresh_database, min_size=1, max_size=8)  # the second replica's pool
     try:
-        await asyncio.gather(*(_append(pool if n % 2 else other, _entry(n)) for n in range(200)),
-                             _append(pool, _entry(900), _entry(901), _entry(902)))
+        async def sealing_while_written() -> None:
+            while await pool.fetchval("SELECT count(*) FROM audit_log") < 203 or await _seal(pool, 7):
+                await asyncio.gather(_seal(pool, 7), _seal(other, 5))
+
+        await asyncio.gather(*(_write(pool if n % 2 else other, _entry(n)) for n in range(200)),
+                             _write(pool, _entry(900), _entry(901), _entry(902)), sealing_while_written())
     finally:
         await other.close()
     seqs = [r["seq"] for r in await pool.fetch("SELECT seq FROM audit_log ORDER BY seq")]
@@ -72,6 +88,8 @@ async def test_an_update_or_delete_is_refused_and_one_done_anyway_is_named_by_ve
     async with pool.acquire() as conn:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("UPDATE audit_log SET outcome = 'ok' WHERE seq = 2")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):  # sealed once, never again
+            await conn.execute("UPDATE audit_log SET hash = NULL, seq = NULL WHERE seq = 2")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("DELETE FROM audit_log WHERE seq = 2")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
@@ -119,7 +137,7 @@ def _request(method: str, path: str, service: str = "dispatch") -> audit_trail.P
 
     scope = {"type": "http", "method": method, "path": path, "route": Route(), "path_params": {"task_id": "t-1"},
              "client": ("10.1.2.3", 5555), "headers": [(b"x-forwarded-for", b"192.0.2.7")]}
-    pending = audit_trail.Pending(service, Clock(), HOME, scope, wanted=True)
+    pending = audit_trail.Pending(service, Clock(), scope, wanted=True)
     pending.actor = Principal(sub="s007", roles=frozenset({"staff"}), town=QINGHE)
     return pending
 

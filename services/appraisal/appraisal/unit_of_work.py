@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Protocol
 
-from townflow_shared.audit_trail import committed, seal
+from townflow_shared.audit_trail import committed, record_pending
 from townflow_shared.db import Database
 from townflow_shared.events import Envelope
 from townflow_shared.outbox import enqueue
@@ -62,9 +62,9 @@ class PostgresUnitOfWork:
             if kind is None:
                 if self._events:
                     await enqueue(self._conn, *self._events)
-                sealed = await seal(self._conn)  # the request's audit record, with its change
+                written = await record_pending(self._conn)  # the request's audit record, with its change
                 await self._transaction.commit()
-                committed(sealed)
+                committed(written)
             else:
                 await self._transaction.rollback()
         finally:
