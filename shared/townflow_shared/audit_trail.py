@@ -1,25 +1,24 @@
 """The audit trail's machinery (issue #28; the rules are in audit.py): recording every
-state-changing request of a service, in the transaction of its change; the read the auditor
-searches; `python -m <service> audit verify|prune`.
+state-changing request of a service in the transaction of its change, chaining the records, the
+auditor's search, `python -m <service> audit verify|prune` (docs/security-audit.md).
 
 How a request is recorded, whatever the route (so a new route cannot forget):
 - `AuditMiddleware` opens a `Pending` record for each request: the method, the route, the client
   address, X-Forwarded-For; `note_actor` (auth.py) adds the caller once its token is read.
-- The transaction a command handler commits (`seal`, called by each service's unit of work just
-  before COMMIT) appends the pending record with outcome `ok`: the change and its record commit
-  together or not at all.
-- A refused request's transaction rolled back: the middleware appends the record with the
-  refusal's code in a small transaction of its own, after the answer is known; so does a request
-  whose handler committed nothing (a read-only POST such as a what-if).
+- The transaction a command handler commits (`record_pending`, called by each service's unit of
+  work just before COMMIT) writes the pending record with outcome `ok`: the change and its record
+  commit together or not at all. One INSERT, no lock.
+- A refused request's transaction rolled back: the middleware writes the record with the
+  refusal's code in a small transaction of its own, after the answer is known; so it does for a
+  request whose handler committed nothing (a read-only POST such as a what-if).
 - A read of a citizen's personal data (a GET) is recorded the same way once the read says so
   (`note_read`).
 
-The auditor's route is audit_api.py.
-
-Appending takes the chain's head row (`audit_head`, one row, FOR UPDATE): two replicas writing at
-once take turns for the last statements of their transactions, so the chain has no fork. The
-records also leave through the outbox on the service's audit topic (`<service>.audit.recorded.v1`)
-for the county's SIEM.
+The sealing pass (`sealing_loop`, one per replica) chains what was written: it takes the chain's
+head row (`audit_head`, FOR UPDATE), so two replicas' passes take turns and the chain has no fork,
+while no command ever waits for the head. It also puts the sealed records in the outbox for the
+service's audit topic (`<service>.audit.recorded.v1`), for the county's SIEM. The auditor's route
+is audit_api.py.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class Filing:
     citizen_ref: str
     fields: dict[str, Any]  # the request's columns that come from the body as they are
     trace_headers: dict[str, str]
-    audit: audit_trail.Pending | None = None  # the filing request's audit record, sealed with the batch
+    audit: audit_trail.Pending | None = None  # the filing request's audit record, written with the batch
 
     @property
     def scope_and_key(self) -> tuple[str, str, str] | None:
