@@ -14,12 +14,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
 from townflow_shared import audit, audit_trail
 from townflow_shared.audit_api import AuditQuery
 from townflow_shared.auth import Principal
 from townflow_shared.clock import Clock
 from townflow_shared.db import SHARED_MIGRATIONS, Database, create_pool, migrate
+from townflow_shared.settings import DEMO_COUNTY_DIR, ServiceSettings
 
 from ..conftest import QINGHE
 
@@ -181,3 +183,34 @@ async def test_the_auditors_search_filters_and_pages_newest_first(pool: asyncpg.
     assert await found(until=T0 + timedelta(hours=2)) == [2, 1]
     assert await found(outcome="case.not_found") == [11]
     assert await found([QINGHE], limit=20) == list(range(10, 0, -1))
+
+
+def test_the_command_line_verifies_prunes_and_names_the_broken_record(fresh_database: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m <service> audit verify|prune`, as an operator runs it (audit_trail.main)."""
+    settings = ServiceSettings(service_name="dispatch", database_url=SecretStr(fresh_database),
+                               town_dir=DEMO_COUNTY_DIR, audit_retention_days=365)
+
+    async def made() -> None:
+        pool = await create_pool(fresh_database, min_size=1, max_size=2)
+        await migrate(pool, [SHARED_MIGRATIONS])
+        await _append(pool, *(_entry(n, at=datetime.now(UTC) - timedelta(days=400 - n)) for n in range(4)))
+        await pool.close()
+
+    asyncio.run(made())
+    assert audit_trail.main(["verify"], settings) == 0
+    assert "holds" in capsys.readouterr().out
+    assert audit_trail.main(["prune"], settings) == 0
+    assert "pruned 4 audit records of dispatch through 4" in capsys.readouterr().out  # all 4 past 365 days
+    assert audit_trail.main(["verify"], settings) == 0
+
+    async def tampered() -> None:
+        conn = await asyncpg.connect(fresh_database)
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        await conn.execute("UPDATE audit_log SET detail = '{\"through_seq\": 3, \"through_hash\": \"x\"}'")
+        await conn.close()
+
+    asyncio.run(tampered())
+    capsys.readouterr()
+    assert audit_trail.main(["verify"], settings) == 1
+    assert "audit chain of dispatch broken at record 5" in capsys.readouterr().out
