@@ -5,6 +5,7 @@ auditor (and the roles that hold every role) reads the trail; the access matrix 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from devstack.stack import Stack
@@ -73,3 +74,13 @@ async def test_only_an_auditor_reads_the_trail(intake: Api) -> None:
     # admin holds every role, and the county's reader reads everything (SPEC §6, §8)
     for who in (("s000", "admin"), ("c002", "county_reader")):
         assert (await intake.call("GET", "/v1/audit", as_=who)).status_code == 200, who
+
+
+async def test_a_creation_is_recorded_with_what_it_made(enforcement: Api) -> None:
+    """A POST to a collection names the record it made (the random plan), not the collection."""
+    made = await enforcement.call("POST", "/v1/random-plans", as_=("s026", "officer"), json={
+        "targets": [f"T{n}-{uuid.uuid4().hex[:6]}" for n in range(4)], "sample_size": 2, "seed": 11})
+    assert made.status_code == 201, made.text
+    found = await _records(enforcement, target=made.json()["plan_id"])
+    assert [(r["action"], r["target_type"], r["actor"], r["outcome"]) for r in found] == [
+        ("random_plan.create", "random_plan", "s026", "ok")]
