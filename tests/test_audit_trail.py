@@ -6,11 +6,14 @@ auditor (and the roles that hold every role) reads the trail; the access matrix 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devstack.stack import Stack
+from townflow_shared import audit_trail
+from townflow_shared.db import create_pool
 
-from .conftest import CLERK, Api, eventually, file_matter, task_of
+from .conftest import CLERK, Api, eventually, file_matter, set_clocks, task_of
 from .kafka_tools import event_of, wait_for_record
 
 AUDITOR = ("a900", "auditor")
@@ -84,3 +87,27 @@ async def test_a_creation_is_recorded_with_what_it_made(enforcement: Api) -> Non
     found = await _records(enforcement, target=made.json()["plan_id"])
     assert [(r["action"], r["target_type"], r["actor"], r["outcome"]) for r in found] == [
         ("random_plan.create", "random_plan", "s026", "ok")]
+
+
+async def test_what_is_past_the_retention_is_pruned_behind_a_checkpoint_and_the_chain_holds(
+        stack: Stack, dispatch: Api) -> None:
+    """The services prune on their own (hourly, and when the clock jumps): 400 days on, every
+    record of before is gone behind a checkpoint, and verify still finds the chain whole."""
+    refused = await dispatch.call("POST", f"/v1/tasks/{uuid.uuid4()}/accept", as_=("s014", "staff"))
+    assert refused.status_code == 404  # a refusal: a record of this test's own
+    later = datetime.now(UTC) + timedelta(days=400)
+    await set_clocks(stack, later.isoformat())
+
+    async def checkpoint() -> list[dict[str, Any]] | None:
+        return await _records(dispatch, action="audit.prune", since=(later - timedelta(minutes=1)).isoformat()) or None
+
+    [mark] = await eventually(checkpoint, what="dispatch's prune 400 days on")
+    assert mark["target_type"] == "audit_log" and mark["actor"] == "dispatch" and mark["hash"]
+    assert await _records(dispatch, until=(later - timedelta(days=180)).isoformat()) == []
+    assert stack.postgres is not None
+    pool = await create_pool(stack.postgres.dsn("dispatch"), 1, 1)  # with the services' JSON codecs
+    try:
+        async with pool.acquire() as conn:
+            assert await audit_trail.verify_chain(conn, "dispatch") is None
+    finally:
+        await pool.close()

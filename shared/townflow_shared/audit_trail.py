@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -243,17 +243,34 @@ _written: asyncio.Event | None = None  # set when a transaction with records com
 SEAL_SECONDS = 1.0  # and at least this often (another replica's records, a missed wake-up)
 
 
-def sealing_loop(service: str, database: Database, home: str) -> Callable[[Any], Awaitable[None]]:
+PRUNE_EVERY = timedelta(hours=1)  # how often a replica prunes what is past the retention
+
+
+def sealing_loop(service: str, database: Database, home: str, clock: Clock,
+                 retention_days: int) -> Callable[[Any], Awaitable[None]]:
     """The background pass of a service (runtime.py): seals what was written, at once when this
-    replica wrote something, else every SEAL_SECONDS."""
+    replica wrote something, else every SEAL_SECONDS; and prunes what is past the retention
+    (`prune`) every PRUNE_EVERY, a failed prune logged and tried again next time, never in the
+    way of the sealing."""
 
     async def sealing_loop(_: Any) -> None:
         global _written
         _written = written = asyncio.Event()
+        next_prune: datetime | None = None
         while True:
             written.clear()
             async with database.pool.acquire() as conn:
                 sealed = await seal(conn, service, home)
+                now = clock.now()
+                # due, or the clock was moved back (a test clock given back to the real one)
+                if next_prune is None or not next_prune - PRUNE_EVERY <= now < next_prune:
+                    next_prune = now + PRUNE_EVERY
+                    try:
+                        await prune(conn, service, home, now, retention_days)
+                    except OUTAGES:
+                        raise  # the database away: the runtime's guard waits it out
+                    except Exception:
+                        log.exception("pruning %s's audit trail failed; trying again in %s", service, PRUNE_EVERY)
             if len(sealed) < SEAL_BATCH:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(written.wait(), SEAL_SECONDS)

@@ -92,7 +92,8 @@ class ServiceRuntime:
         self._subscribed = False
         if self.service in AUDIT_TYPES:  # every service's audit trail, chained and sent on its own topic
             self.publishes(AUDIT_TYPES[self.service])
-            self.every(audit_trail.sealing_loop(self.service, self.database, audit_trail.home_of(self.county)))
+            self.every(audit_trail.sealing_loop(self.service, self.database, audit_trail.home_of(self.county),
+                                                self.clock, settings.audit_retention_days))
 
     @property
     def town(self) -> Town:
