@@ -111,3 +111,14 @@ async def test_what_is_past_the_retention_is_pruned_behind_a_checkpoint_and_the_
             assert await audit_trail.verify_chain(conn, "dispatch") is None
     finally:
         await pool.close()
+
+
+async def test_a_citizens_refused_rating_is_one_record_of_its_refusal(intake: Api) -> None:
+    """The wrong code is counted (and committed) before the refusal: that is not the rating's record."""
+    ticket = await file_matter(intake)
+    wrong = "A" * 6 if ticket["access_code"] != "A" * 6 else "B" * 6
+    for code in (wrong, ticket["access_code"]):  # a wrong code; the right one before the matter is done
+        await intake.call("POST", f"/v1/requests/{ticket['ticket_no']}/rating", params={"code": code},
+                          json={"rating": "satisfied"})
+    found = await _records(intake, target=ticket["ticket_no"], action="request.rating")
+    assert [(r["actor"], r["outcome"]) for r in found] == [("", "rating.not_completed"), ("", "ticket.not_found")]

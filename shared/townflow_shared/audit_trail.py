@@ -131,7 +131,9 @@ def pending() -> Pending | None:
 async def record_pending(conn: asyncpg.Connection) -> list[Pending]:
     """Write the current request's record (and those of a `batch`) in the caller's open
     transaction, just before it commits: outcome `ok`. Call `committed` with the answer once it
-    has; nothing when no record is pending or it was written already."""
+    has; nothing when no record is pending or it was written already, or in a `preliminary` step."""
+    if _preliminary.get():
+        return []
     waiting = [p for p in (_pending.get(), *(_batch.get() or ())) if p is not None and p.wanted and not p.written]
     if not waiting:
         return []
@@ -150,6 +152,20 @@ def committed(written: Sequence[Pending]) -> None:
 
 
 _batch: ContextVar[list[Pending] | None] = ContextVar("townflow_audit_batch", default=None)
+_preliminary: ContextVar[bool] = ContextVar("townflow_audit_preliminary", default=False)
+
+
+@contextmanager
+def preliminary() -> Iterator[None]:
+    """A transaction a command commits before its own (intake counts a wrong access code, and
+    commits it, before the refusal): not the command's record, which its own transaction writes,
+    or the middleware with the refusal's code."""
+    token = _preliminary.set(True)
+    try:
+        yield
+    finally:
+        _preliminary.reset(token)
+
 
 
 @contextmanager
@@ -279,9 +295,10 @@ def sealing_loop(service: str, database: Database, home: str, clock: Clock,
 
 
 class AuditMiddleware:
-    """Opens each request's `Pending` record and, after the answer, writes what no transaction
-    of the request did: a refusal (with its code), an error, a state-changing request that
-    committed nothing. Plain ASGI, like the service's other middlewares."""
+    """Opens each request's `Pending` record and writes what no transaction of the request did —
+    a refusal (with its code), an error, a state-changing request that committed nothing — before
+    the answer leaves: whoever is told the outcome can find its record. Plain ASGI, like the
+    service's other middlewares."""
 
     def __init__(self, app: ASGIApp, service: str, database: Database, clock: Clock) -> None:
         self.app = app
@@ -293,33 +310,43 @@ class AuditMiddleware:
             return
         this = Pending(self.service, self.clock, scope, wanted=scope["method"] in STATE_CHANGING)
         token = _pending.set(this)
-        status, problem = 500, bytearray()
+        held: list[Message] = []  # a refusal's answer, until its code is read and recorded
+        problem = bytearray()
 
-        async def send_noting_outcome(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body" and status >= 400 and len(problem) < _PROBLEM_BYTES:
-                problem.extend(message.get("body", b"")[:_PROBLEM_BYTES])
+        async def send_once_recorded(message: Message) -> None:
+            recorded = this.wanted and scope.get("route") is not None
+            if message["type"] == "http.response.start" and recorded:
+                if message["status"] < 400:
+                    if not this.written:
+                        await self._write(this, OK)
+                else:
+                    held.append(message)
+                    return
+            elif held:
+                held.append(message)
+                if len(problem) < _PROBLEM_BYTES:
+                    problem.extend(message.get("body", b"")[:_PROBLEM_BYTES])
+                if message.get("more_body", False):
+                    return
+                await self._write(this, _code_of(bytes(problem)) or f"http.{held[0]['status']}")
+                for one in held:
+                    await send(one)
+                held.clear()
+                return
             await send(message)
 
         try:
-            await self.app(scope, receive, send_noting_outcome)
+            await self.app(scope, receive, send_once_recorded)
         except BaseException:
-            await self._write_outcome(this, "error")
+            if this.wanted and scope.get("route") is not None:
+                await self._write(this, "error")
             raise
         finally:
             _pending.reset(token)
-        if status >= 400:
-            await self._write_outcome(this, _code_of(bytes(problem)) or f"http.{status}")
-        elif this.wanted and not this.written:
-            await self._write_outcome(this, OK)
 
-    async def _write_outcome(self, this: Pending, outcome: str) -> None:
-        # A read is recorded only when it showed personal data (`note_read`); a request no route
-        # took (a mistyped URL's 404) acted on nothing.
-        if not this.wanted or this.scope.get("route") is None:
-            return
+    async def _write(self, this: Pending, outcome: str) -> None:
+        """One record in a transaction of its own. A read is recorded only when it showed personal
+        data (`note_read`); a request no route took (a mistyped URL's 404) acted on nothing."""
         if not self.database.opened:  # an app built without starting (the unit tests' fakes): no database
             return
         try:

@@ -292,7 +292,8 @@ async def record_answer(uow: UnitOfWork, town: Town, request_id: str, at: dateti
 async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> models.Rated:
     """The citizen rates the outcome: once, after completion, with the ticket's access code. A
     merged matter's outcome is its primary's (SPEC §10)."""
-    await check_access_code(deps, command.ticket_no, command.code)  # before any row is locked
+    with audit_trail.preliminary():  # the rating's own transaction, or its refusal, is what is recorded
+        await check_access_code(deps, command.ticket_no, command.code)  # before any row is locked
     now = deps.clock.now()
     async with deps.unit_of_work() as uow:
         row = await uow.store.request_for_update(command.ticket_no)
