@@ -46,6 +46,7 @@ from .clock import Clock
 from .db import OUTAGES, Database, create_pool
 from .events import AUDIT_TYPES, AuditRecordedData, new_event
 from .outbox import enqueue
+from .problems import DATABASE_UNAVAILABLE
 
 if TYPE_CHECKING:
     from .audit_api import AuditQuery
@@ -294,6 +295,12 @@ def sealing_loop(service: str, database: Database, home: str, clock: Clock,
     return sealing_loop
 
 
+# A refusal's record waits for its answer at most this long: a database that hangs (a partition)
+# delays the answer by no more, and the answer says what happened.
+WRITE_SECONDS = 2.0
+_DATABASE_AWAY = DATABASE_UNAVAILABLE.name  # the answer already says the database is away
+
+
 class AuditMiddleware:
     """Opens each request's `Pending` record and writes what no transaction of the request did —
     a refusal (with its code), an error, a state-changing request that committed nothing — before
@@ -349,8 +356,12 @@ class AuditMiddleware:
         data (`note_read`); a request no route took (a mistyped URL's 404) acted on nothing."""
         if not self.database.opened:  # an app built without starting (the unit tests' fakes): no database
             return
+        if outcome == _DATABASE_AWAY:
+            log.warning("audit record of %s %s not written: the database is away", this.scope["method"],
+                        this.scope["path"])
+            return
         try:
-            async with self.database.transaction() as conn:
+            async with asyncio.timeout(WRITE_SECONDS), self.database.transaction() as conn:
                 await write_records(conn, [this.entry(outcome)])
             committed([this])
         except OUTAGES as exc:  # the database away: the request's own answer says so already
