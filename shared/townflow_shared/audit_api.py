@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from .audit_trail import search
 from .auth import Principal, require
 from .county import County
+from .db import Database
 from .problems import AUTHENTICATED, INVALID, TOWN_NOT_FOUND, TOWN_NOT_SERVED, responses
 from .scope import towns_to_read
 
@@ -60,21 +61,20 @@ class AuditPage(BaseModel):
     next_before: int | None = Field(description="`before` of the next page; null on the last")
 
 
-def audit_router(service: str) -> APIRouter:
-    """GET /v1/audit of a service: the auditor's search of its chain."""
+def audit_router(service: str, database: Database, county: County) -> APIRouter:
+    """GET /v1/audit of a service: the auditor's search of its chain, on the service's database."""
     router = APIRouter(tags=["audit"])
+    tz = next(iter(county.towns.values())).calendar.tz  # a county's towns keep one clock
 
     @router.get("/v1/audit", response_model=AuditPage, responses=responses(
         *AUTHENTICATED, TOWN_NOT_SERVED, TOWN_NOT_FOUND, INVALID))
-    async def audit_records(request: Request, principal: Annotated[Principal, Depends(require(*AUDITORS))],
+    async def audit_records(principal: Annotated[Principal, Depends(require(*AUDITORS))],
                             query: Annotated[AuditQuery, Query()]) -> AuditPage:
         """The audit trail of this service (auditors only): a town's auditor reads the records of
         its town's staff; the county's (no town) every record, or `town`'s."""
-        county: County = request.app.state.county
         towns = None if principal.county_wide and query.town is None else [
             t.code for t in towns_to_read(county, principal, query.town)]
-        rows = await search(request.app.state.runtime.database.pool, towns, query)
-        tz = next(iter(county.towns.values())).calendar.tz  # a county's towns keep one clock
+        rows = await search(database.pool, towns, query)
         shown = [AuditRecordView(
             service=service, id=r["id"], seq=r["seq"], at=r["at"].astimezone(tz).isoformat(), actor=r["actor"],
             roles=list(r["roles"]), town=r["town_code"], action=r["action"], target_type=r["target_type"],

@@ -351,7 +351,7 @@ class ServiceRuntime:
         app.state.deps = self.deps
         app.state.tokens = self.tokens
         app.state.county = self.county
-        for router in [*routers, audit_api.audit_router(self.service)]:
+        for router in [*routers, audit_api.audit_router(self.service, self.database, self.county)]:
             app.include_router(router)
         # Every request's audit record (issue #28), inside the guard: what it refuses reached no route.
         app.add_middleware(audit_trail.AuditMiddleware, service=self.service, database=self.database,
