@@ -5,12 +5,13 @@ auditor (and the roles that hold every role) reads the trail; the access matrix 
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devstack.stack import Stack
-from townflow_shared import audit_trail
+from townflow_shared import audit, audit_trail
 from townflow_shared.db import create_pool
 
 from .conftest import CLERK, Api, eventually, file_matter, set_clocks, task_of
@@ -122,3 +123,30 @@ async def test_a_citizens_refused_rating_is_one_record_of_its_refusal(intake: Ap
                           json={"rating": "satisfied"})
     found = await _records(intake, target=ticket["ticket_no"], action="request.rating")
     assert [(r["actor"], r["outcome"]) for r in found] == [("", "rating.not_completed"), ("", "ticket.not_found")]
+
+
+async def test_every_state_changing_route_of_every_service_is_recorded(stack: Stack) -> None:
+    """Walk each service's OpenAPI document: every POST, PUT, PATCH and DELETE, called without a
+    token and with made-up ids, leaves its record (the refusal: 401, or 404/422 for the id) under
+    the action its route names — no route can be added unrecorded."""
+    checked = 0
+    for service in ("intake", "dispatch", "enforcement", "appraisal"):
+        api = Api(stack, service)
+        spec = (await api.call("GET", "/openapi.json")).json()
+        for path, operations in spec["paths"].items():
+            for method, operation in operations.items():
+                if method.upper() not in audit.STATE_CHANGING:
+                    continue
+                action = audit.action_of(method.upper(), path, operation.get("x-audit-action"))
+                marker = f"t{uuid.uuid4().hex[:12]}"  # every path parameter: this call's own
+                called = "".join(marker if part.startswith("{") else part for part in re.split(r"(\{[^}]+\})", path))
+                # A route of no id: its record is the newest of its action (written before the answer).
+                newest = await _records(api, action=action.code, limit="1")
+                answer = await api.call(method.upper(), called, json={})  # 401, or 404/422 for the made-up id
+                assert 400 <= answer.status_code < 500, (service, method, path, answer.status_code)
+                found = await _records(api, action=action.code, limit="1",
+                                       **({"target": marker} if action.target_param else {}))
+                assert found and found != newest, (service, method, path)
+                assert (found[0]["outcome"], found[0]["actor"]) == (answer.json()["code"], ""), (service, path)
+                checked += 1
+    assert checked >= 25
