@@ -38,8 +38,11 @@ async def test_a_staff_action_its_refusal_and_a_personal_data_read_are_recorded_
     assert accepted.status_code == 200, accepted.text
     again = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/accept", as_=holder)
     assert again.status_code == 409, again.text
-    matter = await intake.call("GET", f"/v1/tasks/{task['task_id']}/matter", as_=holder)
-    assert matter.json()["citizen"]["name"] == NAME
+    async def citizen_shown() -> dict[str, Any] | None:  # once intake has followed the task's dispatch
+        matter = (await intake.call("GET", f"/v1/tasks/{task['task_id']}/matter", as_=holder)).json()
+        return matter.get("citizen")
+
+    assert (await eventually(citizen_shown, what="the citizen to the task's holder"))["name"] == NAME
 
     async def sealed() -> list[dict[str, Any]] | None:  # chained by the services' sealing pass, within a second
         found = await _records(dispatch, target=task["task_id"])
