@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -45,6 +45,7 @@ from .audit import OK, STATE_CHANGING, Break, Entry, Record
 from .clock import Clock
 from .db import OUTAGES, Database, create_pool
 from .events import AUDIT_TYPES, AuditRecordedData, new_event
+from .metrics import AUDIT_UNSEALED, AUDIT_UNSEALED_AGE
 from .outbox import enqueue
 from .problems import DATABASE_UNAVAILABLE
 
@@ -446,6 +447,14 @@ async def prune(conn: asyncpg.Connection, service: str, home: str, now: datetime
         await write_records(conn, [audit.checkpoint(service, now, last["seq"], last["hash"], count, cutoff)])
         await _seal_locked(conn, service, home, SEAL_BATCH)
     return Pruned(count, last["seq"])
+
+
+async def refresh_audit_gauges(pool: asyncpg.Pool, service: str) -> None:
+    """The unsealed backlog and its age: group-wide, set by the replica that reports for the service."""
+    stats = await pool.fetchrow("SELECT count(*) AS n, min(at) AS oldest FROM audit_log WHERE seq IS NULL")
+    AUDIT_UNSEALED.labels(service).set(stats["n"])
+    oldest = stats["oldest"]
+    AUDIT_UNSEALED_AGE.labels(service).set(max(0.0, (datetime.now(UTC) - oldest).total_seconds()) if oldest else 0)
 
 
 def home_of(county: County) -> str:

@@ -34,7 +34,7 @@ from .guards import EdgeLimits
 from .http import mount_common
 from .kafka import committed_outbox_ids, create_broker, create_producer, ensure_topics, relay_transactional_id
 from .lag import measure_lag_forever
-from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED_ROWS
+from .metrics import AUDIT_UNSEALED, AUDIT_UNSEALED_AGE, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED_ROWS
 from .offsets import OffsetCommitter
 from .outbox import OutboxRelay, refresh_outbox_gauges
 from .retry import Retrying
@@ -94,6 +94,8 @@ class ServiceRuntime:
             self.publishes(AUDIT_TYPES[self.service])
             self.every(audit_trail.sealing_loop(self.service, self.database, audit_trail.home_of(self.county),
                                                 self.clock, settings.audit_retention_days))
+            self.reports(lambda pool: audit_trail.refresh_audit_gauges(pool, self.service),
+                         AUDIT_UNSEALED, AUDIT_UNSEALED_AGE)
 
     @property
     def town(self) -> Town:
