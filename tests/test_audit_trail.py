@@ -153,3 +153,12 @@ async def test_every_state_changing_route_of_every_service_is_recorded(stack: St
                 assert (found[0]["outcome"], found[0]["actor"]) == (answer.json()["code"], ""), (service, path)
                 checked += 1
     assert checked >= 25
+
+
+async def test_a_read_only_post_is_recorded_once_it_is_answered(appraisal: Api) -> None:
+    """A what-if changes nothing (a read-only transaction): its record is the middleware's."""
+    answer = await appraisal.call("POST", "/v1/what-if", as_=("s032", "appraisal_admin"),
+                                  json={"period": "2026-11", "rules": {"weights": {"response": 0.6}}})
+    assert answer.status_code == 200, answer.text
+    found = await _records(appraisal, action="what_if.run", actor="s032", limit="1")
+    assert [(r["target_type"], r["outcome"]) for r in found] == [("what_if", "ok")]

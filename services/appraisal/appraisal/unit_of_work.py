@@ -62,7 +62,8 @@ class PostgresUnitOfWork:
             if kind is None:
                 if self._events:
                     await enqueue(self._conn, *self._events)
-                written = await record_pending(self._conn)  # the request's audit record, with its change
+                # the request's audit record, with its change (a read-only one, a what-if: the middleware's)
+                written = [] if self.readonly else await record_pending(self._conn)
                 await self._transaction.commit()
                 committed(written)
             else:
