@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,9 +59,13 @@ def _utc(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # microseconds: PostgreSQL keeps them
 
 
+_HASHED = ("service", "at", "actor", "roles", "town", "action", "target_type", "target_id", "outcome", "client",
+           "forwarded_for", "correlation_id", "detail")  # Entry's fields, with `seq` beside them
+
+
 def canonical(entry: Entry, seq: int) -> str:
     """The bytes a record's hash covers: sorted keys, no spaces, UTF-8, the time in UTC."""
-    values = {name: value for name, value in asdict(entry).items() if name not in ("prev_hash", "hash")}
+    values = {name: getattr(entry, name) for name in _HASHED}
     values |= {"seq": seq, "at": _utc(entry.at), "roles": sorted(entry.roles), "detail": dict(entry.detail)}
     return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -76,13 +80,10 @@ def chained(entries: Iterable[Entry], head_seq: int, head_hash: str) -> list[Rec
     for entry in entries:
         head_seq += 1
         record_hash = chain_hash(entry, head_seq, head_hash)
-        records.append(Record(**_fields(entry), seq=head_seq, prev_hash=head_hash, hash=record_hash))
+        records.append(Record(**{name: getattr(entry, name) for name in _HASHED}, seq=head_seq, prev_hash=head_hash,
+                              hash=record_hash))
         head_hash = record_hash
     return records
-
-
-def _fields(entry: Entry) -> dict[str, Any]:
-    return {name: getattr(entry, name) for name in Entry.__dataclass_fields__}
 
 
 @dataclass(frozen=True)

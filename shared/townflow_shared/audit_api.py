@@ -40,7 +40,7 @@ class AuditQuery(BaseModel):
 class AuditRecordView(BaseModel):
     service: str
     id: int = Field(description="the order records were written in, the pages' cursor")
-    seq: int | None = Field(description="its place in the chain; null until sealed (within seconds)")
+    seq: int | None = Field(description="its place in the chain; null until sealed (within a second)")
     at: str = Field(description="RFC 3339 on the county's clock")
     actor: str
     roles: list[str]

@@ -186,7 +186,7 @@ def batch() -> Iterator[list[Pending]]:
 
 
 _ADD = (
-    "INSERT INTO audit_log (at, actor, roles, town_code, action, target_type, target_id, outcome, client,"
+    "INSERT INTO audit_pending (at, actor, roles, town_code, action, target_type, target_id, outcome, client,"
     " forwarded_for, correlation_id, detail)"
     " SELECT at, actor, string_to_array(roles, ' '), town_code, action, target_type, target_id, outcome, client,"
     " forwarded_for, correlation_id, detail FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],"
@@ -196,8 +196,9 @@ _ADD = (
 
 
 async def write_records(conn: asyncpg.Connection, entries: Sequence[Entry]) -> None:
-    """Write `entries` in the caller's transaction, in one statement and without a lock: they
-    commit with the change they record, and are chained moments later (`seal`)."""
+    """Write `entries` in the caller's transaction, in one statement, without a lock, into a table
+    with one index (`audit_pending`): they commit with the change they record, and are chained
+    into `audit_log` moments later (`seal`)."""
     columns: list[list[Any]] = [[] for _ in range(12)]
     for e in entries:
         for column, value in zip(columns, (
@@ -219,19 +220,34 @@ def _entry(service: str, r: Any) -> Entry:
 
 
 async def _seal_locked(conn: asyncpg.Connection, service: str, home: str, limit: int) -> list[Record]:
-    """Chain up to `limit` unsealed records after the head, which the caller's transaction holds."""
+    """Move up to `limit` pending records, oldest written first, into the chain after the head,
+    which the caller's transaction holds; and into the outbox for the audit topic."""
     head = await conn.fetchrow(_HEAD)
-    rows = await conn.fetch(
-        "SELECT id, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
-        " correlation_id, detail FROM audit_log WHERE seq IS NULL ORDER BY id LIMIT $1", limit)
-    if not rows:
+    await conn.execute("SELECT set_config('townflow.audit_seal', 'on', true)")  # the trigger lets them go
+    taken = await conn.fetch(
+        "DELETE FROM audit_pending WHERE id IN (SELECT id FROM audit_pending ORDER BY id LIMIT $1)"
+        " RETURNING id, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
+        " correlation_id, detail", limit)
+    await conn.execute("SELECT set_config('townflow.audit_seal', '', true)")
+    if not taken:
         return []
+    rows = sorted(taken, key=lambda r: r["id"])  # RETURNING keeps no order
     records = audit.chained([_entry(service, r) for r in rows], head["seq"], head["hash"])
     await conn.execute(
-        "WITH sealed AS (UPDATE audit_log SET seq = u.seq, prev_hash = u.prev_hash, hash = u.hash"
-        " FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS u(id, seq, prev_hash, hash)"
-        " WHERE audit_log.id = u.id) UPDATE audit_head SET seq = $5, hash = $6",
-        [r["id"] for r in rows], [r.seq for r in records], [r.prev_hash for r in records], [r.hash for r in records],
+        "WITH sealed AS (INSERT INTO audit_log (seq, id, at, actor, roles, town_code, action, target_type,"
+        " target_id, outcome, client, forwarded_for, correlation_id, detail, prev_hash, hash)"
+        " SELECT seq, id, at, actor, string_to_array(roles, ' '), town_code, action, target_type, target_id,"
+        " outcome, client, forwarded_for, correlation_id, detail, prev_hash, hash FROM unnest($1::bigint[],"
+        " $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
+        " $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::text[], $16::text[])"
+        " AS r(seq, id, at, actor, roles, town_code, action, target_type, target_id, outcome, client,"
+        " forwarded_for, correlation_id, detail, prev_hash, hash))"
+        " UPDATE audit_head SET seq = $17, hash = $18",
+        [r.seq for r in records], [row["id"] for row in rows], [r.at for r in records], [r.actor for r in records],
+        [" ".join(r.roles) for r in records], [r.town for r in records], [r.action for r in records],
+        [r.target_type for r in records], [r.target_id for r in records], [r.outcome for r in records],
+        [r.client for r in records], [r.forwarded_for for r in records], [r.correlation_id for r in records],
+        [dict(r.detail) for r in records], [r.prev_hash for r in records], [r.hash for r in records],
         records[-1].seq, records[-1].hash)
     event_type = AUDIT_TYPES.get(service)
     if event_type is not None:
@@ -251,7 +267,7 @@ async def seal(conn: asyncpg.Connection, service: str, home: str, limit: int = S
     outbox for the audit topic, in one transaction. The head row is locked only for this: two
     replicas' passes take turns, and no command waits for it."""
     # Most passes find nothing: asked first without the lock, which would write the head's row.
-    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_log WHERE seq IS NULL)"):
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_pending)"):
         return []
     async with conn.transaction():
         return await _seal_locked(conn, service, home, limit)
@@ -380,7 +396,7 @@ def _code_of(body: bytes) -> str | None:
 # --- the auditor's search ------------------------------------------------------------------------
 _SEARCH = (
     "SELECT id, seq, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
-    " correlation_id, prev_hash, hash FROM audit_log"
+    " correlation_id, prev_hash, hash FROM audit_records"
     " WHERE ($1::text[] IS NULL OR town_code = ANY($1)) AND ($2::text IS NULL OR actor = $2)"
     " AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR action LIKE $4 || '%')"
     " AND ($5::text IS NULL OR target_id = $5) AND ($6::text IS NULL OR outcome = $6)"
@@ -405,7 +421,7 @@ _BATCH = 5000  # rows per fetch while walking a chain: memory stays flat over a 
 async def _sealed(conn: asyncpg.Connection, service: str) -> AsyncIterator[Record]:
     async for r in conn.cursor(
             "SELECT seq, prev_hash, hash, at, actor, roles, town_code, action, target_type, target_id, outcome, client,"
-            " forwarded_for, correlation_id, detail FROM audit_log WHERE seq IS NOT NULL ORDER BY seq", prefetch=_BATCH):
+            " forwarded_for, correlation_id, detail FROM audit_log ORDER BY seq", prefetch=_BATCH):
         yield Record(**_fields(_entry(service, r)), seq=r["seq"], prev_hash=r["prev_hash"], hash=r["hash"])
 
 
@@ -415,7 +431,7 @@ def _fields(entry: Entry) -> dict[str, Any]:
 
 async def verify_chain(conn: asyncpg.Connection, service: str) -> Break | None:
     """The first break of the service's chain, or None: one snapshot, streamed oldest first.
-    Records not sealed yet (written in the last moments) are not part of it."""
+    Records not sealed yet (written in the last moments, in audit_pending) are not part of it."""
     check = audit.ChainCheck()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         head = await conn.fetchrow("SELECT seq, hash FROM audit_head")
@@ -451,7 +467,7 @@ async def prune(conn: asyncpg.Connection, service: str, home: str, now: datetime
 
 async def refresh_audit_gauges(pool: asyncpg.Pool, service: str) -> None:
     """The unsealed backlog and its age: group-wide, set by the replica that reports for the service."""
-    stats = await pool.fetchrow("SELECT count(*) AS n, min(at) AS oldest FROM audit_log WHERE seq IS NULL")
+    stats = await pool.fetchrow("SELECT count(*) AS n, min(at) AS oldest FROM audit_pending")
     AUDIT_UNSEALED.labels(service).set(stats["n"])
     oldest = stats["oldest"]
     AUDIT_UNSEALED_AGE.labels(service).set(max(0.0, (datetime.now(UTC) - oldest).total_seconds()) if oldest else 0)

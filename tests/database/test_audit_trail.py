@@ -87,11 +87,13 @@ async def test_two_replicas_writing_and_sealing_at_once_keep_one_unbroken_chain(
 
 async def test_an_update_or_delete_is_refused_and_one_done_anyway_is_named_by_verify(pool: asyncpg.Pool) -> None:
     await _append(pool, *(_entry(n) for n in range(5)))
+    await _write(pool, _entry(9))  # and one waiting to be sealed: as guarded
     async with pool.acquire() as conn:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("UPDATE audit_log SET outcome = 'ok' WHERE seq = 2")
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):  # sealed once, never again
-            await conn.execute("UPDATE audit_log SET hash = NULL, seq = NULL WHERE seq = 2")
+        for changed in ("UPDATE audit_pending SET actor = 's999'", "DELETE FROM audit_pending", "TRUNCATE audit_pending"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(changed)
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("DELETE FROM audit_log WHERE seq = 2")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
@@ -161,7 +163,7 @@ async def test_a_requests_record_commits_with_its_change_or_not_at_all(pool: asy
         audit_trail._pending.reset(token)
     assert committed.written
     rows = await pool.fetch("SELECT actor, roles, town_code, action, target_type, target_id, outcome, client,"
-                            " forwarded_for FROM audit_log")
+                            " forwarded_for FROM audit_pending")  # committed; sealed by the next pass
     assert [dict(r) for r in rows] == [{
         "actor": "s007", "roles": ["staff"], "town_code": QINGHE, "action": "task.accept", "target_type": "task",
         "target_id": "t-1", "outcome": "ok", "client": "10.1.2.3", "forwarded_for": "192.0.2.7"}]
