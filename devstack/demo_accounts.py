@@ -15,7 +15,7 @@ DEMO_PASSWORD = "hechuan-2026"  # noqa: S105 - the documented password of the de
 PREFIXES = {"qinghe": "qh", "bailu": "bl", "shiqiao": "sq"}
 # Who `make up` lists (the others sign in the same way: qh-<staff id>).
 SHOWN = ("qh-s010", "qh-s035", "qh-s036", "qh-s030", "qh-s049", "qh-s026", "qh-s032", "qh-s002", "bl-s030",
-         "c001", "c002")
+         "c001", "c002", "c004")
 
 
 def write_demo_accounts(county_dir: Path = DEMO_COUNTY_DIR) -> None:

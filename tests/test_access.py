@@ -14,7 +14,7 @@ from .conftest import COMMAND, Api, file_matter, set_clocks, task_of
 from .test_enforcement import file_for, inspection_with, new_target
 
 ROLES = ("clerk", "proxy_agent", "village_station", "command_centre", "staff", "module_leader",
-         "officer", "appraisal_admin")
+         "officer", "appraisal_admin", "auditor")
 ANY = frozenset(ROLES)
 HOLDERS = frozenset({"staff", "module_leader", "officer", "command_centre"})
 READ_TASKS = HOLDERS | {"appraisal_admin"}
@@ -73,6 +73,8 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("appraisal", "POST", "/v1/seconded-scores", frozenset({"appraisal_admin"})),
     ("appraisal", "POST", "/v1/what-if", frozenset({"appraisal_admin"})),
     ("appraisal", "GET", "/v1/bulletin", APPRAISAL_READ),  # and the county's roles, in a county
+    # the audit trail (issue #28): its auditor's
+    *((service, "GET", "/v1/audit", frozenset({"auditor"})) for service in ("intake", "dispatch", "enforcement", "appraisal")),
 ]
 
 

@@ -66,6 +66,8 @@ ENF_LEADER = Caller("enforcement leader", "s006", ("staff", "module_leader", "of
 APPRAISER = Caller("appraisal office", "s032", ("staff", "appraisal_admin"))
 READER = Caller("county_reader", "c002", ("county_reader",), county=True)
 COUNTY_ADMIN = Caller("county_admin", "c001", ("county_admin",), county=True)
+TOWN_AUDITOR = Caller("town auditor", "a104", ("auditor",))  # 等保's 审计管理员 of 青禾镇
+COUNTY_AUDITOR = Caller("county auditor", "a100", ("auditor",), county=True)
 NO_TOKEN = Caller("no token", token=False)
 CITIZEN = Caller("citizen with the code", token=False, code="right")
 STRANGER = Caller("a wrong code", token=False, code="wrong")
@@ -76,7 +78,12 @@ STRANGER = Caller("a wrong code", token=False, code="wrong")
 # that takes a token also answers 401 without one (added below).
 Route = tuple[str, str, str]
 Expected = tuple[int, int] | int
+# The audit trail (issue #28): every service's, for its auditors; ?town= (a town's auditor its own).
+AUDIT_READERS: dict[Caller, Expected] = {
+    TOWN_AUDITOR: (200, 404), COUNTY_AUDITOR: (200, 200), COMMAND: (403, 403), APPRAISER: (403, 403),
+    READER: (200, 200), COUNTY_ADMIN: (200, 200)}
 MATRIX: dict[Route, dict[Caller, Expected]] = {
+    **{(service, "GET", "/v1/audit"): AUDIT_READERS for service in ("intake", "dispatch", "enforcement", "appraisal")},
     # intake
     ("intake", "POST", "/v1/requests"): {  # the body names the town filed in
         CLERK: (201, 403), COMMAND: (201, 403), OFFICER: (403, 403), READER: (403, 403),
@@ -337,6 +344,8 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call(f"/v1/tasks/{r['task_id']}/matter", who={"assignee": r["assignee"]})
         case "/v1/personal-data-reads":
             return Call(route[2], params={**by_town, "period": PERIOD})
+        case "/v1/audit":
+            return Call(route[2], params=by_town)
         case "/v1/requests/{ticket_no}/merge":
             return Call(f"/v1/requests/{r['ticket_no']}/merge", json={"into": r["into"]})
         case "/v1/requests/{ticket_no}/unmerge":

@@ -109,6 +109,8 @@ async def test_metrics_are_scraped_from_live_services(stack: Stack, intake: Api,
     assert any('route="/v1/requests"' in k for k in _samples(intake_text, "townflow_http_request_duration_seconds_count"))
     assert _samples(intake_text, "townflow_outbox_backlog")
     assert _samples(intake_text, "townflow_outbox_oldest_age_seconds")
+    assert _samples(intake_text, "townflow_audit_unsealed")  # the audit trail's backlog (issue #28)
+    assert any('topic="intake.audit.recorded.v1"' in k and v >= 1 for k, v in published.items())
 
     dispatch_text = await scrape("dispatch")
     consumed = _samples(dispatch_text, "townflow_events_consumed_total")

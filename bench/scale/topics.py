@@ -10,15 +10,17 @@ from collections.abc import Callable, Iterable, Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from townflow_shared import lag
-from townflow_shared.events import TOPICS, Envelope
+from townflow_shared.events import AUDIT_TYPES, TOPICS, Envelope
 from townflow_shared.kafka import topic_partitions
 from townflow_shared.outbox import message_headers
 
-# What each service consumes (its handlers.register): appraisal every topic but its own, intake
+# What each service consumes (its handlers.register): appraisal every topic but its own and the
+# audit trails (the county's SIEM reads those), intake
 # the task steps and inspections of its requests, dispatch filings and inspections, enforcement
 # dispatched tasks.
 CONSUMED: dict[str, list[str]] = {
-    "appraisal": [t for t in TOPICS if not t.startswith("appraisal.")],
+    "appraisal": [t for t in TOPICS if not t.startswith("appraisal.")
+                  and t not in {a.topic for a in AUDIT_TYPES.values()}],
     "intake": ["dispatch.task.dispatched.v1", "dispatch.task.accepted.v1", "dispatch.task.returned.v1",
                "dispatch.task.supervised.v1", "dispatch.task.extended.v1", "dispatch.task.completed.v1",
                "dispatch.task.verified.v1", "enforcement.inspection.done.v1"],

@@ -30,7 +30,7 @@ def test_the_demo_county_has_three_towns_within_its_code() -> None:
         QINGHE: "青禾镇", BAILU: "白鹭镇", SHIQIAO: "石桥镇"}
     assert county.only_town is None
     roles = sorted(role for person in county.info.staff for role in person.roles)
-    assert roles == ["county_admin", "county_reader", "county_reader"]
+    assert roles == ["auditor", "county_admin", "county_reader", "county_reader"]  # auditor: issue #28
 
 
 def test_every_department_a_town_names_is_a_county_department() -> None:
@@ -137,7 +137,7 @@ def _edit(path: Path, change: Callable[[Any], object]) -> None:
     ("county.yaml", lambda d: d["staff"][1].update(roles=["county_reader", "town_admin"]),
      r"county\.yaml: field staff\.1\.roles\.1: "),
     ("county.yaml", lambda d: d["staff"].append({"id": "c001", "name": "重名", "roles": ["county_reader"]}),
-     r"county\.yaml: field staff\.3\.id: duplicate 'c001'"),
+     r"county\.yaml: field staff\.4\.id: duplicate 'c001'"),
     ("county.yaml", lambda d: d.update(code="32100"),
      r"county\.yaml: field code: "),
     ("county.yaml", lambda d: d.update(holidays=["2026-02-30"]),

@@ -25,6 +25,9 @@ SPEC_TOPICS = {
     "intake.request.merged.v1", "dispatch.task.merged.v1", "dispatch.task.callback.v1",
     # issue #27: 挂起
     "dispatch.task.suspended.v1", "dispatch.task.resumed.v1",
+    # issue #28: each service's audit trail
+    "intake.audit.recorded.v1", "dispatch.audit.recorded.v1", "enforcement.audit.recorded.v1",
+    "appraisal.audit.recorded.v1",
 }
 NOW = datetime(2026, 11, 23, 1, 15, 2, tzinfo=UTC)
 

@@ -22,6 +22,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 
+from .audit_trail import note_actor
 from .problems import AUTH_NOT_CONFIGURED, ROLE_MISSING, TOKEN_INVALID, TOKEN_MISSING, TOKEN_WITHOUT_TOWN
 
 ROLES = frozenset({
@@ -30,6 +31,9 @@ ROLES = frozenset({
     # County roles (SPEC §8): a county department reads every town; the county's admin reads and
     # acts in every town.
     "county_reader", "county_admin",
+    # Reads the audit trail and nothing else (等保 2.0's 审计管理员, kept apart from the roles
+    # that act or read matters): with a town claim its town's records, without one the county's.
+    "auditor",
 })
 ASYMMETRIC = ("RS256", "ES256")
 _bearer = HTTPBearer(auto_error=False)
@@ -50,7 +54,8 @@ class Principal(BaseModel):
 
     @property
     def county_wide(self) -> bool:
-        return bool(self.roles & {"county_admin", "county_reader"})
+        """Reads every town: the county roles, and an auditor with no town (the county's)."""
+        return bool(self.roles & {"county_admin", "county_reader"}) or (self.town is None and "auditor" in self.roles)
 
     def may_read(self, town: str) -> bool:
         """A town's records: its own staff, and the county roles."""
@@ -171,6 +176,7 @@ async def optional_principal(
         if only is None:  # a county: a town's staff must say which town
             raise TOKEN_WITHOUT_TOWN(headers=_CHALLENGE)
         principal = principal.model_copy(update={"town": only.code})  # a one-town deployment
+    note_actor(principal)  # the audit record of this request names its caller
     return principal
 
 

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from .town import Account, Town, TownConfigError, _read, _Strict, _validate, known_zone, load_town
 
-CountyRole = Literal["county_admin", "county_reader"]
+CountyRole = Literal["county_admin", "county_reader", "auditor"]
 
 
 class Department(_Strict):

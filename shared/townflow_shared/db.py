@@ -180,11 +180,15 @@ class Database:
         return transaction(self.pool)
 
     def units_of_work(self, over: Callable[[asyncpg.Connection], U]) -> Callable[[], AbstractAsyncContextManager[U]]:
-        """A service's real units of work: each one is `over(conn)` on a transaction of its own."""
+        """A service's real units of work: each one is `over(conn)` on a transaction of its own,
+        which commits the request's audit record with its change (audit_trail.record_pending)."""
+        from .audit_trail import committed, record_pending
 
         @asynccontextmanager
         async def unit_of_work() -> AsyncIterator[U]:
             async with self.transaction() as conn:
                 yield over(conn)
+                written = await record_pending(conn)
+            committed(written)
 
         return unit_of_work

@@ -438,12 +438,85 @@ class AlertRaised(Envelope):
     data: AlertRaisedData
 
 
+# --- the audit trail (issue #28): every service's own topic, one chain each ----------------------
+class AuditRecordedData(EventData):
+    """One record of a service's audit chain (townflow_shared.audit): who, what, to what, with
+    what outcome, when, from where; never a citizen's personal data. A SIEM recomputes `hash`
+    from the other fields and `prev_hash` (docs/security-audit.md)."""
+
+    seq: int
+    prev_hash: str
+    hash: str
+    service: str
+    at: datetime
+    actor: str
+    roles: list[str]
+    town: str | None = None
+    action: str
+    target_type: str
+    target_id: str
+    outcome: str
+    client: str
+    forwarded_for: str
+    correlation_id: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditRecorded(Envelope):
+    """A record of a service's audit trail. Keyed by the service: its chain stays in order on one
+    partition."""
+
+    data: AuditRecordedData
+
+    @property
+    def key(self) -> str:
+        return self.source
+
+
+class IntakeAuditRecorded(AuditRecorded):
+    """A record of intake's audit trail (docs/security-audit.md)."""
+
+    topic: ClassVar[str] = "intake.audit.recorded.v1"
+    type: Literal["intake.audit.recorded"] = "intake.audit.recorded"
+    version: Literal[1] = 1
+
+
+class DispatchAuditRecorded(AuditRecorded):
+    """A record of dispatch's audit trail (docs/security-audit.md)."""
+
+    topic: ClassVar[str] = "dispatch.audit.recorded.v1"
+    type: Literal["dispatch.audit.recorded"] = "dispatch.audit.recorded"
+    version: Literal[1] = 1
+
+
+class EnforcementAuditRecorded(AuditRecorded):
+    """A record of enforcement's audit trail (docs/security-audit.md)."""
+
+    topic: ClassVar[str] = "enforcement.audit.recorded.v1"
+    type: Literal["enforcement.audit.recorded"] = "enforcement.audit.recorded"
+    version: Literal[1] = 1
+
+
+class AppraisalAuditRecorded(AuditRecorded):
+    """A record of appraisal's audit trail (docs/security-audit.md)."""
+
+    topic: ClassVar[str] = "appraisal.audit.recorded.v1"
+    type: Literal["appraisal.audit.recorded"] = "appraisal.audit.recorded"
+    version: Literal[1] = 1
+
+
+AUDIT_TYPES: dict[str, type[AuditRecorded]] = {
+    "intake": IntakeAuditRecorded, "dispatch": DispatchAuditRecorded,
+    "enforcement": EnforcementAuditRecorded, "appraisal": AppraisalAuditRecorded}
+
+
 EVENT_TYPES: tuple[type[Envelope], ...] = (
     RequestFiled, RequestRated, RequestMerged,
     TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended,
     TaskVerified, TaskMerged, TaskCallback, TaskSuspended, TaskResumed,
     InspectionDone, CaseUpdated, PlanPublished,
     ScoreUpdated, AlertRaised,
+    *AUDIT_TYPES.values(),
 )
 TOPICS: dict[str, type[Envelope]] = {event.topic: event for event in EVENT_TYPES}
 

@@ -33,6 +33,13 @@ OUTBOX_BACKLOG = gauge("townflow_outbox_backlog", "Events written to the outbox 
                        "service")
 OUTBOX_OLDEST_AGE = gauge("townflow_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event",
                           "service")
+# The audit trail (audit_trail.py): records written and not yet chained. A backlog that grows, or
+# an oldest record older than seconds, means the sealing pass stalls: records are then protected
+# by the trigger alone.
+AUDIT_UNSEALED = gauge("townflow_audit_unsealed", "Audit records written and not yet sealed into the chain",
+                       "service")
+AUDIT_UNSEALED_AGE = gauge("townflow_audit_unsealed_oldest_age_seconds",
+                           "Age of the oldest audit record not yet sealed", "service")
 OUTBOX_ERRORS = counter("townflow_outbox_relay_errors_total", "Relay cycles that failed and will be retried",
                         "service")
 DLQ_MESSAGES = counter("townflow_dlq_messages_total",

@@ -21,20 +21,20 @@ from faststream.middlewares import AckPolicy
 from prometheus_client import Gauge
 from pydantic import Field, SkipValidation, TypeAdapter
 
-from . import db
+from . import audit_api, audit_trail, db
 from .auth import TokenRules, TokenVerifier
 from .clock import Clock, follow_database_clock
 from .consumer import BatchConsumer, DeadLetters, Handler, OutboxDeadLetters, Registered
 from .county import County, load_county
 from .db import OUTAGES
 from .dlq import Rejected, describe
-from .events import TOPICS, Envelope, dlq_topic
+from .events import AUDIT_TYPES, TOPICS, Envelope, dlq_topic
 from .group_gauges import GroupGauges, Refresh
 from .guards import EdgeLimits
 from .http import mount_common
 from .kafka import committed_outbox_ids, create_broker, create_producer, ensure_topics, relay_transactional_id
 from .lag import measure_lag_forever
-from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED_ROWS
+from .metrics import AUDIT_UNSEALED, AUDIT_UNSEALED_AGE, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED_ROWS
 from .offsets import OffsetCommitter
 from .outbox import OutboxRelay, refresh_outbox_gauges
 from .retry import Retrying
@@ -91,6 +91,12 @@ class ServiceRuntime:
         self.database = db.Database()  # the pool, opened in start()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
+        if self.service in AUDIT_TYPES:  # every service's audit trail, chained and sent on its own topic
+            self.publishes(AUDIT_TYPES[self.service])
+            self.every(audit_trail.sealing_loop(self.service, self.database, audit_trail.home_of(self.county),
+                                                self.clock, settings.audit_retention_days))
+            self.reports(lambda pool: audit_trail.refresh_audit_gauges(pool, self.service),
+                         AUDIT_UNSEALED, AUDIT_UNSEALED_AGE)
 
     @property
     def town(self) -> Town:
@@ -348,8 +354,11 @@ class ServiceRuntime:
         app.state.deps = self.deps
         app.state.tokens = self.tokens
         app.state.county = self.county
-        for router in routers:
+        for router in [*routers, audit_api.audit_router(self.service, self.database, self.county)]:
             app.include_router(router)
+        # Every request's audit record (issue #28), inside the guard: what it refuses reached no route.
+        app.add_middleware(audit_trail.AuditMiddleware, service=self.service, database=self.database,
+                           clock=self.clock)
         mount_common(app, self.service, self.settings.test_clock, EdgeLimits.of(self.settings))
         return app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_TOWN_DIR = Path(__file__).with_name("demo_town")
@@ -53,6 +53,9 @@ class ServiceSettings(BaseSettings):
     kafka_password: SecretStr | None = None
     town_dir: Path = DEMO_TOWN_DIR  # one town's folder, or a county's (county.yaml + a folder per town)
     legacy_town_code: str | None = None  # a county upgraded from a one-town database: that town's code
+    # The audit trail (issue #28) keeps records this many days, then `audit prune` removes them
+    # behind a checkpoint; under 180 days (网络安全法 §21, 等保 2.0) is refused at start-up.
+    audit_retention_days: int = Field(default=180, ge=180)
     jwt_secret: SecretStr | None = None       # HS256, for local runs
     jwt_jwks_url: str | None = None           # an OIDC issuer's keys (RS256/ES256), production
     jwt_jwks_cache_seconds: int = 300

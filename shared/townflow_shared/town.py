@@ -21,7 +21,7 @@ from .events import Colour
 
 Role = Literal[
     "clerk", "proxy_agent", "village_station", "command_centre", "staff", "module_leader",
-    "officer", "appraisal_admin", "admin",
+    "officer", "appraisal_admin", "admin", "auditor",
 ]
 ModuleKind = Literal["module", "centre", "enforcement", "seconded", "command"]
 ItemKind = Literal["service", "enforcement", "territorial"]

@@ -158,7 +158,7 @@ class People:
         await page.get_by_label("账号").fill(login)
         await page.get_by_label("密码").fill(DEMO_PASSWORD)
         await page.get_by_role("button", name="登录").click()
-        await page.wait_for_url(re.compile(r".*/(board|intake|tasks|enforcement|appraisal|county)\b.*"))
+        await page.wait_for_url(re.compile(r".*/(board|intake|tasks|enforcement|appraisal|county|audit)\b.*"))
         return page
 
     async def close(self) -> None:

@@ -215,8 +215,9 @@ READ_PAGE = """() => {
           ...[...document.querySelectorAll('[placeholder], [title], [aria-label], [alt]')].flatMap(
               e => attrs.map(a => e.getAttribute(a)).filter(Boolean))];
 }"""
-# The demo accounts of docs/console.md: every role of a town, and the county's two.
-ROLES = ("qh-s010", "qh-s035", "qh-s036", "qh-s030", "qh-s049", "qh-s026", "qh-s032", "qh-s002", "c001", "c002")
+# The demo accounts of docs/console.md: every role of a town, and the county's three.
+ROLES = ("qh-s010", "qh-s035", "qh-s036", "qh-s030", "qh-s049", "qh-s026", "qh-s032", "qh-s002", "c001", "c002",
+         "c004")
 
 
 async def _a_matter_in_every_state(county_stack: Stack) -> dict[str, Any]:
@@ -295,7 +296,8 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
     pages = ["/board", *(f"/board/tasks/{t}" for t in made["tasks"]), "/intake", "/tasks", f"/tasks/{made['tasks'][0]}",
              "/enforcement",
              *(f"/enforcement/inspections/{i}" for i in made["inspections"]), f"/enforcement/cases/{made['case']}",
-             "/enforcement/alerts", "/appraisal", "/county", "/suspensions", f"/tasks/{made['tasks'][-1]}/suspension"]
+             "/enforcement/alerts", "/appraisal", "/county", "/suspensions", f"/tasks/{made['tasks'][-1]}/suspension",
+             "/audit"]
     found: dict[str, list[str]] = {}
     inaccessible: dict[str, list[str]] = {}  # item 9: axe-core on every page as each role
     axe_seconds = 0.0

@@ -1,7 +1,8 @@
 """`python -m appraisal` runs the service; `python -m appraisal rebuild --into DSN [--compare]`
 replays every topic into an empty database (see rebuild.py); `python -m appraisal what-if
 --rules FILE --period YYYY-MM [--town CODE]` prints a month's figures under other rules beside the
-live ones (see whatif.py)."""
+live ones (see whatif.py); `python -m appraisal audit verify|prune` checks or prunes its audit
+trail (townflow_shared.audit_trail)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import asyncio
 import sys
 from typing import Any
 
+from townflow_shared import audit_trail
 from townflow_shared.logs import serve, setup_logging
 
 from .settings import AppraisalSettings
 
 
 def main() -> None:
+    audit_trail.cli(AppraisalSettings())  # `python -m appraisal audit verify|prune`
     parser = argparse.ArgumentParser(prog="python -m appraisal")
     sub = parser.add_subparsers(dest="command")
     p_rebuild = sub.add_parser("rebuild", help="replay every topic into an empty database")

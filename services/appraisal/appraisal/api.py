@@ -117,7 +117,8 @@ async def post_seconded_score(body: models.SecondedScore, deps: Deps, principal:
 
 
 @router.post("/v1/what-if", response_model=models.WhatIfResult, response_model_exclude_unset=True,
-             responses=responses(*CALLER, *ONE_TOWN, *MONTH, CODES["whatif.rule_invalid"]))
+             responses=responses(*CALLER, *ONE_TOWN, *MONTH, CODES["whatif.rule_invalid"]),
+             openapi_extra={"x-audit-action": "what_if.run"})  # a POST that changes nothing: the audit's name
 async def what_if(body: models.WhatIf, deps: Deps, principal: Admin, town: TownCode = None) -> dict[str, object]:
     """Every figure of a month under other rules, beside the live ones, subject by subject; the
     live figures are only read (SPEC §10)."""

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Protocol
 
+from townflow_shared.audit_trail import committed, record_pending
 from townflow_shared.db import Database
 from townflow_shared.events import Envelope
 from townflow_shared.outbox import enqueue
@@ -61,7 +62,10 @@ class PostgresUnitOfWork:
             if kind is None:
                 if self._events:
                     await enqueue(self._conn, *self._events)
+                # the request's audit record, with its change (a read-only one, a what-if: the middleware's)
+                written = [] if self.readonly else await record_pending(self._conn)
                 await self._transaction.commit()
+                committed(written)
             else:
                 await self._transaction.rollback()
         finally:

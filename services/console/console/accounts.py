@@ -41,7 +41,8 @@ class Person:
 
     @property
     def county_wide(self) -> bool:
-        return bool(self.roles & {"county_admin", "county_reader"})
+        """As auth.Principal.county_wide: the county roles, and an auditor with no town."""
+        return bool(self.roles & {"county_admin", "county_reader"}) or (self.town is None and "auditor" in self.roles)
 
 
 @dataclass(frozen=True)

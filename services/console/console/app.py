@@ -37,7 +37,20 @@ from . import error_pages
 from .accounts import Accounts
 from .names import CountyNames
 from .oidc import ProviderSignIn, RequestContext
-from .pages import alerts, appraisal, auth, board, bulletin, enforcement, intake, merge, oidc, status, tasks
+from .pages import (
+    alerts,
+    appraisal,
+    audit,
+    auth,
+    board,
+    bulletin,
+    enforcement,
+    intake,
+    merge,
+    oidc,
+    status,
+    tasks,
+)
 from .pages import county as county_page
 from .pages import suspensions as suspension_pages
 from .services import Services, TokenSource
@@ -188,8 +201,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="Townflow console", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    for module in (auth, oidc, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin, county_page,
-                   suspension_pages):
+    for module in (auth, oidc, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin,
+                   county_page, suspension_pages, audit):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     error_pages.install(app)

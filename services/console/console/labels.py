@@ -51,8 +51,31 @@ SUBJECT_TYPES = {"staff": "个人", "module": "模块", "village": "村（社区
 ROLES = {
     "clerk": "窗口人员", "proxy_agent": "代办员", "village_station": "村便民服务站", "command_centre": "指挥中心",
     "staff": "岗位人员", "module_leader": "模块长", "officer": "执法人员", "appraisal_admin": "绩效督查室",
-    "admin": "管理员", "county_reader": "县级部门", "county_admin": "县级管理员",
+    "admin": "管理员", "county_reader": "县级部门", "county_admin": "县级管理员", "auditor": "审计员",
 }
+# The audit trail's actions (townflow_shared.audit.action_of names them after the services' routes;
+# console/tests/test_audit_page.py holds this table to every route that changes state).
+AUDIT_ACTIONS = {
+    "request.create": "受理登记", "request.rating": "群众评价", "request.merge": "合并重复件",
+    "request.unmerge": "撤销合并", "matter.citizen_read": "查看群众姓名电话", "request.citizen_read": "查看群众姓名电话（办理进度）",
+    "task.accept": "签收", "task.complete": "办结", "task.return": "退回", "task.redispatch": "改派",
+    "task.extend": "申请延期", "task.extension.approve": "批准延期", "task.extension.refuse": "不批准延期",
+    "task.suspend": "申请挂起", "task.suspension.approve": "批准挂起", "task.suspension.refuse": "不批准挂起",
+    "task.resume": "恢复办理", "task.verify": "核查", "task.callback": "回访", "staff.off_post": "离岗登记",
+    "inspection.start": "开始检查", "inspection.result": "录入检查结果", "case.steps": "案件办理",
+    "case.extension": "案件延期", "random_plan.create": "双随机抽查", "seconded_score.create": "派驻机构评分",
+    "what_if.run": "考核规则试算", "admin.clock": "调整测试时钟", "audit.prune": "清理过期审计记录",
+}
+AUDIT_TARGETS = {
+    "request": "受理件", "task": "任务", "staff": "人员", "inspection": "检查", "case": "案件",
+    "random_plan": "抽查计划", "seconded_score": "派驻机构评分", "what_if": "试算", "admin": "系统",
+    "audit_log": "审计记录",
+}
+AUDIT_OUTCOMES = {"ok": "成功", "error": "出错"}  # any other outcome is a refusal's code: 已拒绝
+
+
+def audit_outcome(outcome: str) -> str:
+    return AUDIT_OUTCOMES.get(outcome, "已拒绝")
 TASK_KINDS = {"service": "服务事项", "enforcement": "执法事项", "joint_visit": "联合踏勘"}
 ASSIGNED_VIA = {"A": "A岗", "B": "B岗", "leader": "模块长", "command_centre": "指挥中心指派"}
 EXTENSION_STATUSES = {"pending": "待审批", "approved": "已批准", "refused": "未批准"}

@@ -102,3 +102,7 @@ class CountyNames:
 
     def of(self, town_code: str | None) -> TownNames:
         return self._towns.get(town_code or "", self._county)
+
+    def towns(self) -> list[TownNames]:
+        """Every town's names (the audit page finds a person by name in any of them)."""
+        return list(self._towns.values())

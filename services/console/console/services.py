@@ -5,6 +5,7 @@ turned into a `ServiceError` the pages show in plain words next to the field it 
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import httpx
@@ -19,6 +20,8 @@ from .metrics import SERVICE_CALLS, SERVICE_DURATION
 from .names import CountyNames, TownNames
 
 SERVICES = ("intake", "dispatch", "enforcement", "appraisal")
+# The address of the browser whose page is calling, set by `web.guard` for the request.
+browser_address: ContextVar[str | None] = ContextVar("console_browser_address", default=None)
 
 
 class TokenSource(Protocol):
@@ -58,6 +61,8 @@ class Services:
                     params: dict[str, Any] | None = None, json: Any = None,
                     headers: dict[str, str] | None = None, stream: bool = False) -> httpx.Response:
         sent = dict(headers or {})
+        if address := browser_address.get():  # the services' audit records say where the person sat
+            sent.setdefault("X-Forwarded-For", address)
         if person is not None:
             sent["Authorization"] = f"Bearer {await self._tokens.token_for(person, service)}"
         query = {k: v for k, v in (params or {}).items() if v is not None and v != ""}

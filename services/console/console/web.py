@@ -19,6 +19,7 @@ from . import labels
 from .accounts import Person
 from .metrics import CSRF_REFUSED
 from .names import TownNames
+from .services import browser_address
 from .session import Session, csrf_matches
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ PAGES = (
     Page("appraisal", "绩效考核", "/appraisal", frozenset({"appraisal_admin", "command_centre", "module_leader"})),
     Page("county", "全县排名", "/county", frozenset({"county_reader", "county_admin"})),
     Page("suspensions", "挂起审批", "/suspensions", frozenset({"command_centre"})),
+    Page("audit", "审计", "/audit", frozenset({"auditor"})),
 )
 BY_KEY = {p.key: p for p in PAGES}
 
@@ -120,6 +122,7 @@ def guard(request: Request, page: str, acting: bool = False) -> Person:
     person = session_of(request).person
     if person is None:
         raise SignInNeeded(request.url.path)
+    browser_address.set(request.client.host if request.client else None)  # for the services' audit records
     if BY_KEY[page] not in visible_pages(person) or (acting and not person.has_any(BY_KEY[page].roles)):
         raise Forbidden()
     return person

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from townflow_shared import events, scope
+from townflow_shared import audit_trail, events, scope
 from townflow_shared.auth import Principal
 from townflow_shared.checks import present
 from townflow_shared.deadlines import DueBatch
@@ -320,6 +320,7 @@ async def publish_plan(deps: Deps, actor: Principal, command: PublishPlan) -> mo
     drawn = rules.draw_plan(command.targets, command.sample_size, command.seed, officers)
     now = deps.clock.now()
     plan_id = uuid.uuid4()
+    audit_trail.name_target("random_plan", str(plan_id))  # the audit record names the plan it made
     targets = [events.PlannedTarget(target=t, officers=o) for t, o in drawn]
     async with deps.transactions.writing() as work:
         await work.store.save_plan(town.code, plan_id, command.seed, command.sample_size,

@@ -2,7 +2,8 @@
 matter's personal data under the current key (TOWNFLOW_INTAKE_DATA_KEY_ID) while the service runs;
 `python -m intake data erase` erases now what the retention period lets go; `python -m intake data
 new-key [--algorithm sm4-gcm]` prints a key for TOWNFLOW_INTAKE_DATA_KEYS
-(docs/security-encryption.md)."""
+(docs/security-encryption.md). `python -m intake audit verify|prune` checks or prunes its
+audit trail (townflow_shared.audit_trail)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import argparse
 import asyncio
 import sys
 
+from townflow_shared import audit_trail
 from townflow_shared.logs import serve, setup_logging
 
 from .settings import IntakeSettings
 
 
 def main() -> None:
+    audit_trail.cli(IntakeSettings())  # `python -m intake audit verify|prune`
     parser = argparse.ArgumentParser(prog="python -m intake")
     sub = parser.add_subparsers(dest="command")
     data = sub.add_parser("data", help="the citizen's personal data at rest").add_subparsers(dest="action",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from townflow_shared import events, promises
+from townflow_shared import audit_trail, events, promises
 from townflow_shared.auth import Principal
 from townflow_shared.checks import present
 from townflow_shared.clock import Clock
@@ -66,6 +66,7 @@ class Filing:
     citizen_ref: str
     fields: dict[str, Any]  # the request's columns that come from the body as they are
     trace_headers: dict[str, str]
+    audit: audit_trail.Pending | None = None  # the filing request's audit record, written with the batch
 
     @property
     def scope_and_key(self) -> tuple[str, str, str] | None:
@@ -94,8 +95,14 @@ def filing_writer(unit_of_work: UnitOfWorkFactory, clock: Clock, sealer: Citizen
     `shared_failures` (the bootstrap gives the database's outages) answers the whole batch at once."""
 
     async def write(filings: Sequence[Filing]) -> list[Answer | BaseException]:
-        async with unit_of_work() as uow:
-            return await file_requests(uow, filings, clock.now(), sealer, code_length)
+        with audit_trail.batch() as audited:
+            async with unit_of_work() as uow:
+                answers = await file_requests(uow, filings, clock.now(), sealer, code_length)
+                for filing, answer in zip(filings, answers, strict=True):
+                    if filing.audit is not None and not isinstance(answer, BaseException):
+                        filing.audit.target_type, filing.audit.target_id = "request", str(answer[1].get("ticket_no", ""))
+                        audited.append(filing.audit)
+            return answers
 
     return GroupCommit(write, shared_failures=shared_failures)
 
@@ -170,7 +177,7 @@ async def file_request(deps: Deps, actor: Principal, command: FileMatter) -> Ans
         fingerprint=hashlib.sha256(body.model_dump_json(exclude={"town_code"}).encode()).hexdigest(),
         item=item, requested_colour=body.colour,
         citizen_ref=rules.citizen_ref(deps.citizen_ref_key, body.citizen.id_number, body.citizen.phone),
-        fields=fields, trace_headers=current_trace_headers())
+        fields=fields, trace_headers=current_trace_headers(), audit=audit_trail.pending())
     # Written with the filings that arrive meanwhile, in one transaction (see file_requests).
     return await deps.filing_writer.submit(filing)
 
@@ -325,7 +332,8 @@ async def record_answer(uow: UnitOfWork, town: Town, request_id: str, at: dateti
 async def rate(deps: Deps, actor: Principal | None, command: RateMatter) -> models.Rated:
     """The citizen rates the outcome: once, after completion, with the ticket's access code. A
     merged matter's outcome is its primary's (SPEC §10)."""
-    await check_access_code(deps, command.ticket_no, command.code, command.proof)  # before any row is locked
+    with audit_trail.preliminary():  # the rating's own transaction, or its refusal, is what is recorded
+        await check_access_code(deps, command.ticket_no, command.code, command.proof)  # before any row is locked
     now = deps.clock.now()
     async with deps.unit_of_work() as uow:
         row = await uow.store.request_for_update(command.ticket_no)
@@ -461,6 +469,7 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
         citizen = deps.keyring.citizen_of(row, await uow.store.sealed_citizen(row["request_id"])) \
             if basis is not None else None
         if citizen is not None:  # an erased citizen is no personal data read
+            audit_trail.note_read("matter.citizen_read", "request", row["ticket_no"])
             await uow.store.record_personal_data_read({
                 "town_code": town.code, "read_at": deps.clock.now(), "staff_id": actor.sub, "basis": basis,
                 "request_id": row["request_id"], "ticket_no": row["ticket_no"], "task_id": command.task_id})
@@ -503,6 +512,7 @@ async def personal_data_reads(deps: Deps, actor: Principal, command: ReadRecord)
 async def record_status_read(deps: Deps, actor: Principal, row: Row) -> None:
     """A staff token's status read that carried the citizen's personal data (SEES_PERSONAL_DATA),
     recorded like the matter's (`rules.status_reader_role` names the role)."""
+    audit_trail.note_read("request.citizen_read", "request", row["ticket_no"])
     async with deps.unit_of_work() as uow:
         await uow.store.record_personal_data_read({
             "town_code": row["town_code"], "read_at": deps.clock.now(), "staff_id": actor.sub,
