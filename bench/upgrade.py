@@ -326,10 +326,15 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
     rng = random.Random(seed)  # noqa: S311 - the rollout's plan must replay from its printed seed
     old_tree = source_tree(old)
     versions = Versions(old, old_tree, current_version())
+    town_dir = size.town_dir
+    if town_dir is not None and Path(town_dir) == DEMO_COUNTY_DIR:
+        # The demo county as the previous release ships it: a county gives staff a role the new
+        # release brings (the auditor) once no old replica is left, since an old one refuses the role.
+        town_dir = str(old_tree / DEMO_COUNTY_DIR.relative_to(REPO))
     # As docs/operations.md tells a county rolling from a release before v1.2: new access codes stay 6
     # characters long while old replicas run (they refuse a 9-character one as malformed).
     stack = Stack.in_temp_dir(kafka_heap="384m", replicas=size.replicas, extra_env=(
-        {"TOWNFLOW_INTAKE_ACCESS_CODE_LENGTH": "6"} | ({"TOWNFLOW_TOWN_DIR": size.town_dir} if size.town_dir else {})))
+        {"TOWNFLOW_INTAKE_ACCESS_CODE_LENGTH": "6"} | ({"TOWNFLOW_TOWN_DIR": town_dir} if town_dir else {})))
     began = time.monotonic()
     phases: dict[str, float] = {}
 

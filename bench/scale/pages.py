@@ -29,6 +29,8 @@ from .reads import MissingParameter, summary_ms
 NOT_PAGES = {
     "/": "redirects to the person's first page, which is timed as itself",
     "/healthz": "probe", "/readyz": "probe", "/metrics": "Prometheus",
+    "/signin/oidc": "redirects to the county's OIDC provider (this harness signs in with local accounts)",
+    "/signin/oidc/callback": "the provider's answer to a sign-in begun there",
 }
 CITIZEN = "citizen"  # no sign-in: /signin and /status are for anyone
 WITHOUT_MATTER = "without the matter"
@@ -81,6 +83,10 @@ VISITS: dict[str, list[Visit]] = {
     "/county": [Visit("county", query={"period": "period"})],
     "/suspensions": [Visit("command_centre")],
     "/tasks/{task_id}/suspension": [Visit("assignee")],
+    # The auditor's search of the four services' audit trails (issue #28): the newest records, and
+    # the export.
+    "/audit": [Visit("auditor")],
+    "/audit.csv": [Visit("auditor")],
 }
 
 
@@ -160,6 +166,7 @@ def personas(county: County, town_code: str, assignee: str) -> dict[str, str | N
     county_login = {a.staff: a.login for a in county.info.accounts}
     logins["county"] = county_login[_narrowest([(s.id, list(s.roles)) for s in county.info.staff],
                                                "county_reader")]
+    logins["auditor"] = county_login[_narrowest([(s.id, list(s.roles)) for s in county.info.staff], "auditor")]
     logins[CITIZEN] = None
     return logins
 

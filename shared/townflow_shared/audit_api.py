@@ -3,7 +3,6 @@ service (runtime.py). The records are written by audit_trail.py."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -15,6 +14,7 @@ from .county import County
 from .db import Database
 from .problems import AUTHENTICATED, INVALID, TOWN_NOT_FOUND, TOWN_NOT_SERVED, responses
 from .scope import towns_to_read
+from .types import Instant
 
 AUDITORS = ("auditor",)
 PAGE_MAX = 500
@@ -31,8 +31,8 @@ class AuditQuery(BaseModel):
                                description="the id of what was acted on (a task, a ticket number, a case)")
     outcome: str | None = Field(None, max_length=100, pattern="^[a-z0-9_.]+$", description="`ok` or a refusal's code")
     town: str | None = Field(None, pattern="^[0-9]{9}$", description="the caller's town (county auditors)")
-    since: datetime | None = Field(None, description="from this instant (RFC 3339 with offset)")
-    until: datetime | None = Field(None, description="before this instant")
+    since: Instant | None = Field(None, description="from this instant (RFC 3339 with offset)")
+    until: Instant | None = Field(None, description="before this instant")
     before: int | None = Field(None, ge=1, description="records written before this one (`next_before`: the next page)")
     limit: int = Field(100, ge=1, le=PAGE_MAX)
 

@@ -74,7 +74,10 @@ OLD_ACCESS_CODE_LENGTH = 6
 # What `normalise_access_code` takes (the OpenAPI document says so too): the code's characters, in
 # either case, with spaces or dashes between them and whitespace around them, as a citizen may type it.
 _CODE_CHARACTERS = ACCESS_CODE_ALPHABET + "".join(c.lower() for c in ACCESS_CODE_ALPHABET if c.isalpha())
-ACCESS_CODE_PATTERN = rf"^\s*[{_CODE_CHARACTERS}][{_CODE_CHARACTERS} -]{{4,14}}[{_CODE_CHARACTERS}]\s*$"
+# Exactly 6 or 9 of them, at most one space or dash between two: the pattern says no more and no less
+# than what is read, so a client (and a generator drawing from it) can tell a code before it calls.
+_C = f"[{_CODE_CHARACTERS}]"
+ACCESS_CODE_PATTERN = rf"^\s*(?:(?:{_C}[ -]?){{8}}|(?:{_C}[ -]?){{5}}){_C}\s*$"
 _ACCESS_CODE = re.compile(ACCESS_CODE_PATTERN)
 CODE_GUESS_WINDOW = timedelta(hours=1)
 # The "something more" a ticket under attack asks for: the last four characters of the phone the
