@@ -37,6 +37,7 @@ PAGES = [
     "GET /status", "POST /status", "GET /enforcement", "GET /enforcement/inspections/{inspection_id}",
     "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
     "GET /appraisal/bulletin", "GET /county", "GET /suspensions", "GET /tasks/{task_id}/suspension",
+    "GET /audit", "GET /audit.csv",
 ]
 STAGES = ["empty", "one_month", "all_months"]
 
@@ -91,8 +92,9 @@ def test_every_console_page_is_timed_in_every_stage_as_its_person(result: dict[s
     logins = {t["who"]: t["login"] for t in result["pages"]["all_months"].values()}
     assert logins["citizen"] is None
     # The generated towns' staff sign in as t<nnn>-<staff id>, the county's by their id.
-    assert all(login.startswith("t000-s") for who, login in logins.items() if who not in ("citizen", "county"))
-    assert logins["county"].startswith("c")
+    assert all(login.startswith("t000-s") for who, login in logins.items()
+               if who not in ("citizen", "county", "auditor"))
+    assert logins["county"].startswith("c") and logins["auditor"].startswith("c")  # the county's auditor
 
 
 @pytest.mark.timeout(660)
