@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -14,6 +16,8 @@ from typing import TypeVar
 import asyncpg
 
 from .checks import present
+
+log = logging.getLogger(__name__)
 
 SHARED_MIGRATIONS = Path(str(resources.files("townflow_shared") / "migrations"))
 # A database that is away, restarting or read-only (a managed PostgreSQL's failover): what the
@@ -131,15 +135,35 @@ async def migrate(pool: asyncpg.Pool, folders: Sequence[Path], default_town: str
                     name = f"{folder.parent.name}/{path.name}"
                     if name in done:
                         continue
-                    async with conn.transaction():
-                        await conn.execute(path.read_text(encoding="utf-8"))
-                        await conn.execute("INSERT INTO schema_migrations(name) VALUES ($1)", name)
+                    await _apply(conn, path.read_text(encoding="utf-8"), name)
                     applied.append(name)
         finally:
             await conn.execute("SELECT set_config('townflow.default_town', '', false)")
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
             await conn.execute(LIMITS_BACK)
     return applied
+
+
+# A migration runs while the previous release's replicas work on the same database (a rolling
+# upgrade), and PostgreSQL may end it as a deadlock's victim: seen once in the upgrade test, a new
+# replica's CREATE TRIGGER against an old replica's reads. Its transaction rolled back whole, so it
+# is applied again after a pause, a few times, before start-up fails.
+MIGRATION_TRIES = 5
+
+
+async def _apply(conn: asyncpg.Connection, sql: str, name: str) -> None:
+    for attempt in range(1, MIGRATION_TRIES + 1):
+        try:
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations(name) VALUES ($1)", name)
+            return
+        except asyncpg.exceptions.DeadlockDetectedError:
+            if attempt == MIGRATION_TRIES:
+                raise
+            log.warning("migration %s lost a deadlock (try %d of %d); applying it again", name, attempt,
+                        MIGRATION_TRIES)
+            await asyncio.sleep(0.2 * 2 ** attempt)
 
 
 NO_LIMITS = "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
