@@ -18,6 +18,7 @@ from .types import Instant
 
 AUDITORS = ("auditor",)
 PAGE_MAX = 500
+BIGINT_MAX = 2**63 - 1  # a record id is a bigint: a larger `before` is no id (422), not an overflow (500)
 
 
 class AuditQuery(BaseModel):
@@ -33,7 +34,7 @@ class AuditQuery(BaseModel):
     town: str | None = Field(None, pattern="^[0-9]{9}$", description="the caller's town (county auditors)")
     since: Instant | None = Field(None, description="from this instant (RFC 3339 with offset)")
     until: Instant | None = Field(None, description="before this instant")
-    before: int | None = Field(None, ge=1, description="records written before this one (`next_before`: the next page)")
+    before: int | None = Field(None, ge=1, le=BIGINT_MAX, description="records written before this one (`next_before`: the next page)")
     limit: int = Field(100, ge=1, le=PAGE_MAX)
 
 
