@@ -1,6 +1,7 @@
-"""Personal numbers typed into free text (SPEC §6.1): a clerk writes "联系电话 139 1234 5678" into a
-description, and every county subscriber would read it. Events that leave a service carry such
-text masked (`139****5678`); the service's own database keeps it whole.
+"""Personal numbers typed into free text (SPEC §6.1): a clerk writes "联系电话" and the citizen's mobile
+number into a description, and every county subscriber would read it. Events that leave a service
+carry such text masked (the first three and last four digits kept, the middle four as `****`); the
+service's own database keeps it whole.
 
 Masked: mainland mobile numbers (with or without +86, spaces or dashes), landlines with an area
 code, and 18-character resident id numbers. Enterprise credit codes and our own ids are not free

@@ -197,7 +197,7 @@ class Keyring:
 
     # --- a matter's citizen ---------------------------------------------------------------------
     def phone_hash(self, phone: str | None) -> str | None:
-        """HMAC-SHA256 of the normalised phone (`+86 138-0000-0000` is `13800000000`): what a lookup
+        """HMAC-SHA256 of the normalised phone (the `+86` prefix, spaces and dashes dropped): what a lookup
         by phone compares, so the phone itself need never be opened or indexed."""
         if not phone:
             return None
