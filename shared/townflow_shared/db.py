@@ -47,6 +47,9 @@ MIGRATION_LOCK = 72_410_001
 RELAY_LOCK = 72_410_002
 # One replica of a service reports the group-wide gauges (group_gauges.py):
 GAUGE_REPORTER_LOCK = 72_410_003
+# Appraisal's figures of one town-month are read and published by one transaction at a time (the
+# month's hash is the second key; the two-key form's space is apart from the one-key form's):
+FIGURES_LOCK = 72_410_004
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

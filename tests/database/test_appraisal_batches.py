@@ -5,8 +5,10 @@ only, however many months the database holds (issue #16)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -233,3 +235,57 @@ async def test_suspensions_count_once_per_task_in_the_totals_and_the_suspension_
     assert await pool.fetchval("SELECT sum(c_suspended) FROM task_facts") == 2
     assert await pool.fetchval(
         "SELECT suspended FROM subject_totals WHERE subject_type = 'staff' AND subject_id = 's014'") == 2
+
+
+async def test_two_batches_of_one_villages_month_publish_its_figures_in_the_order_they_read_them(
+        pool: asyncpg.Pool) -> None:
+    """Two replicas' batches touch village V02 through different matters: A changes its totals
+    (a new matter dispatched), B only touches them (a rating it already had, applied again: no
+    task's facts or contribution change, so no row of task_facts or subject_totals is locked). B must wait for A's commit
+    before it reads the month's figures, so the row it puts in the outbox comes after A's and
+    carries figures that count A's matter: the rolling upgrade once saw the topic get them the
+    other way round."""
+    start = datetime.fromisoformat("2035-05-06T09:00:00+08:00")
+    first = matter(start)
+    await apply(pool, first)
+    rated_again = next(e for e in first if isinstance(e, events.RequestRated))
+    second = matter(start + timedelta(hours=2))[:2]  # filed and dispatched: V02's dispatched count + 1
+    batches = flows.Batches(COUNTY, publishing=True)
+    database = Database()
+    database.use(pool)
+    deps = flows.Deps(settings=AppraisalSettings(), county=COUNTY, clock=Clock(), database=database,
+                      unit_of_work=unit_of_work.postgres(database), batches=batches, workbooks=Workbooks())
+    handler_of = dict(handlers.HANDLERS)
+    outbox = ("SELECT id, payload FROM outbox WHERE topic = $1 AND key = 'village:V02' ORDER BY id")
+
+    async def batch_b(conn: asyncpg.Connection) -> None:
+        async with conn.transaction(), batches.scope(conn):
+            await handler_of[type(rated_again)](conn, rated_again, deps)
+
+    async with pool.acquire() as a, pool.acquire() as b:
+        b_pid = await b.fetchval("SELECT pg_backend_pid()")
+        before = await a.fetchval("SELECT coalesce(max(id), 0) FROM outbox")  # the pool has two connections
+        async with a.transaction():
+            async with batches.scope(a):
+                for event in second:
+                    await handler_of[type(event)](a, event, deps)
+            b_done = asyncio.create_task(batch_b(b))
+            # pg_locks is read live (pg_stat_activity would be a snapshot within A's transaction)
+            await _until(lambda: a.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)", b_pid), b_done)
+        await asyncio.wait_for(b_done, 10)
+    rows = [r for r in await pool.fetch(outbox, events.ScoreUpdated.topic) if r["id"] > before]
+    assert len(rows) == 2, rows
+    a_row, b_row = (json.loads(r["payload"])["data"] for r in rows)
+    assert str(rated_again.id) in b_row["cause_event_ids"]  # B's row is the later one
+    assert str(second[-1].id) in a_row["cause_event_ids"]
+    village = {f["subject_id"]: f for f in (await figures(pool, "2035-05"))["village"]}["V02"]
+    assert (b_row["rates"], b_row["points"]) == (village["rates"], village["points"])
+
+
+async def _until(condition: Callable[[], Awaitable[bool | None]], running: asyncio.Task[None]) -> None:
+    """Wait until `condition` holds; fail if `running` ends first (it did not wait) or in 10 s."""
+    async with asyncio.timeout(10):
+        while not await condition():
+            assert not running.done(), "batch B did not wait for batch A's commit"
+            await asyncio.sleep(0.02)

@@ -137,7 +137,15 @@ async def _figures_changed(conn: asyncpg.Connection, changed: dict[SubjectKey, l
     """Alerts due to the changed staff, raised once per level; with `publishing`, score.updated
     for every changed subject (once per batch, with the figures after all of it) and
     alert.raised, through the outbox."""
-    totals = await _totals_of_months(conn, {(town, period) for town, _, _, period in changed})
+    months = {(town, period) for town, _, _, period in changed}
+    if publishing:
+        # Two replicas' batches may touch one subject (a village, a module) through different
+        # tasks, and a batch that changes none of its totals takes no row lock on it. Without this
+        # lock both read the figures, and the one that read first may commit last: its older
+        # figures would reach the topic after the newer ones (seen in the rolling upgrade).
+        # Held to the commit, it makes each month's score.updated rows leave in the order read.
+        await store.lock_months(conn, months)
+    totals = await _totals_of_months(conn, months)
     of_subject = {(code, t.subject_type, t.subject_id, period): t
                   for (code, period), subjects in totals.items() for t in subjects}
     ordered = sorted(changed.items(), key=lambda kv: (min(c.order for c in kv[1]), kv[0]))

@@ -12,6 +12,8 @@ from typing import Any, Protocol, TypeAlias
 
 import asyncpg
 
+from townflow_shared.db import FIGURES_LOCK
+
 from .facts import FactBatch, MatterKey, TaskKey
 
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -216,6 +218,13 @@ async def set_contributions(conn: asyncpg.Connection,
 
 
 # --- figures ----------------------------------------------------------------------------------
+async def lock_months(conn: asyncpg.Connection, months: Iterable[tuple[str, str]]) -> None:
+    """Wait for, then hold until the commit, each (town_code, period)'s figures lock, in one
+    order so two transactions never wait for each other."""
+    for town_code, period in sorted(set(months)):
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", FIGURES_LOCK, f"{town_code} {period}")
+
+
 async def month_totals(db: Db, months: Iterable[tuple[str, str]]) -> list[asyncpg.Record]:
     """Every subject's totals of each (town_code, period): the rows of those months only."""
     month_list = sorted(set(months))
