@@ -7,6 +7,7 @@ import logging
 
 from opentelemetry import trace
 
+from . import audit_trail
 from .settings import ServiceSettings
 
 
@@ -40,3 +41,10 @@ def serve(app_factory: str, settings: ServiceSettings) -> None:
     uvicorn.run(app_factory, factory=True, host=settings.http_host, port=settings.http_port,
                 log_config=None, access_log=False, http="h11", forwarded_allow_ips=settings.http_forwarded_allow_ips,
                 h11_max_incomplete_event_size=settings.http_max_head_bytes)
+
+
+def run_service(app_factory: str, settings: ServiceSettings) -> None:
+    """The whole `python -m <service>` of a service with no commands of its own: `audit
+    verify|prune` when those are the arguments (townflow_shared.audit_trail), else the service."""
+    audit_trail.cli(settings)
+    serve(app_factory, settings)

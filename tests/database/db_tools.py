@@ -1,16 +1,30 @@
-"""A database as it was before a change, to test that change's migration on rows written before it."""
+"""Databases for the tests of this tier: one migrated to the end for a test's pool, or one as it was
+before a change, to test that change's migration on rows written before it."""
 
 from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 
 from devstack.postgres import Postgres
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+
+
+@asynccontextmanager
+async def migrated(dsn: str, *migrations: Path, max_size: int = 2) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the database `dsn` with the shared migrations and then `migrations` (a service's
+    folder) applied, closed after."""
+    pool = await create_pool(dsn, min_size=1, max_size=max_size)
+    try:
+        await migrate(pool, [SHARED_MIGRATIONS, *migrations])
+        yield pool
+    finally:
+        await pool.close()
 
 
 async def database_before(postgres: Postgres, migrations: Path, before: str, tmp_path: Path) -> asyncpg.Pool:

@@ -24,6 +24,7 @@ from townflow_shared.db import SHARED_MIGRATIONS, Database, create_pool, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR, ServiceSettings
 
 from ..conftest import QINGHE
+from .db_tools import migrated
 
 T0 = datetime(2027, 3, 31, 15, 0, tzinfo=UTC)
 HOME = "321003"
@@ -31,10 +32,8 @@ HOME = "321003"
 
 @pytest.fixture
 async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(fresh_database, min_size=1, max_size=8)
-    await migrate(p, [SHARED_MIGRATIONS])
-    yield p
-    await p.close()
+    async with migrated(fresh_database, max_size=8) as p:
+        yield p
 
 
 def _entry(n: int, at: datetime = T0, **changes: Any) -> audit.Entry:

@@ -16,21 +16,19 @@ from intake import flows
 from intake.app import MIGRATIONS
 from intake.store import PgStore, PgUnitOfWork
 from townflow_shared.county import load_county
-from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.events import TaskDispatchedData
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from ..conftest import BAILU, QINGHE
+from .db_tools import migrated
 
 T0 = datetime(2027, 3, 31, 15, 0, tzinfo=UTC)  # 23:00 on 31 March in the towns
 
 
 @pytest.fixture
 async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(fresh_database, min_size=1, max_size=2)
-    await migrate(p, [SHARED_MIGRATIONS, MIGRATIONS])
-    yield p
-    await p.close()
+    async with migrated(fresh_database, MIGRATIONS) as p:
+        yield p
 
 
 def _read(town: str, staff: str, at: datetime, ticket: str) -> dict[str, object]:

@@ -25,11 +25,11 @@ from intake.settings import IntakeSettings
 from intake.store import PgUnitOfWork
 from townflow_shared.clock import Clock
 from townflow_shared.county import load_county
-from townflow_shared.db import SHARED_MIGRATIONS, Database, create_pool, migrate
+from townflow_shared.db import SHARED_MIGRATIONS, Database, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from ..conftest import QINGHE
-from .db_tools import database_before
+from .db_tools import database_before, migrated
 
 COUNTY = load_county(DEMO_COUNTY_DIR)
 NOW = datetime.fromisoformat("2027-06-01T10:00:00+08:00")
@@ -41,10 +41,8 @@ NAME, ID_NUMBER = "测试群众甲", "32100319900101123X"
 
 @pytest.fixture
 async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(fresh_database, min_size=1, max_size=3)
-    await migrate(p, [SHARED_MIGRATIONS, MIGRATIONS])
-    yield p
-    await p.close()
+    async with migrated(fresh_database, MIGRATIONS, max_size=3) as p:
+        yield p
 
 
 def _filing(phone: str, *, name: str = NAME, id_number: str | None = None,

@@ -21,6 +21,7 @@ from dispatch import rules
 from dispatch.app import MIGRATIONS
 from dispatch.store import (
     TaskSearch,
+    list_tasks,
     off_post_now,
     open_task_loads,
     pending_extensions,
@@ -110,6 +111,23 @@ async def test_each_filter_finds_its_tasks_and_pages_follow_one_another(pool: as
         assert page_total == total == 5
         paged += page
     assert paged == whole
+
+
+async def test_the_plain_list_reads_through_the_same_filters_newest_first(pool: asyncpg.Pool) -> None:
+    """GET /v1/tasks (no page, no total): the search's WHERE clause, a matter's tasks by its id."""
+    day = NOW - timedelta(days=1)
+    first = await add_task(pool, ticket="321003104-20270103-00001", at=day)
+    await add_task(pool, ticket="321003104-20270103-00002", at=day + timedelta(hours=1), colour="red")
+    await add_task(pool, town=OTHER, ticket="321003112-20270103-00001", at=day + timedelta(hours=2))
+    request_id = await pool.fetchval("SELECT request_id FROM tasks WHERE task_id = $1", first)
+
+    async def listed(search: TaskSearch, limit: int = 10) -> list[str]:
+        return [r["ticket_no"][-1:] for r in await list_tasks(pool, [TOWN], search, now=NOW, limit=limit)]
+
+    assert await listed(TaskSearch()) == ["2", "1"]
+    assert await listed(TaskSearch(), limit=1) == ["2"]
+    assert await listed(TaskSearch(request_id=request_id)) == ["1"]
+    assert await listed(TaskSearch(colour="red", overdue=False)) == ["2"]
 
 
 async def test_pending_extensions_of_the_town_oldest_first(pool: asyncpg.Pool) -> None:

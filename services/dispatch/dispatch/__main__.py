@@ -1,16 +1,13 @@
 """`python -m dispatch` runs the service; `python -m dispatch audit verify|prune` checks or prunes its
 audit trail (townflow_shared.audit_trail)."""
 
-from townflow_shared import audit_trail
-from townflow_shared.logs import serve
+from townflow_shared.logs import run_service
 
 from .settings import DispatchSettings
 
 
 def main() -> None:
-    settings = DispatchSettings()
-    audit_trail.cli(settings)  # `python -m dispatch audit verify|prune`
-    serve("dispatch.app:create_app", settings)
+    run_service("dispatch.app:create_app", DispatchSettings())
 
 
 if __name__ == "__main__":

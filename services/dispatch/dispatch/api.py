@@ -212,8 +212,9 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT,
 ) -> list[TaskView]:
     """The caller's town's tasks; the county roles see every town's, or `town`'s."""
-    return await flows.list_tasks(deps, principal, flows.TaskFilter(
-        town, assignee, module, status, colour, overdue, request_id, limit))
+    return await flows.list_tasks(deps, principal, town, flows.TaskSearch(
+        assignee=assignee, module=module, status=status, colour=colour, overdue=overdue,
+        request_id=request_id), limit)
 
 
 @router.get("/v1/task-search", response_model=TaskPage, responses=responses(*TOWNS_READ))

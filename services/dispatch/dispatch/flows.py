@@ -54,7 +54,7 @@ from .models import (
 )
 from .refusals import CODES
 from .settings import DispatchSettings
-from .store import Row, UnitOfWork, UnitOfWorkFactory
+from .store import Row, TaskSearch, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -659,30 +659,18 @@ async def complete_inspected(deps: Deps, uow: UnitOfWork, event: events.Inspecti
 PAGE_DEFAULT, PAGE_MAX = 200, 1000
 
 
-@dataclass(frozen=True)
-class TaskFilter:
-    town: str | None = None
-    assignee: str | None = None
-    module: str | None = None
-    status: str | None = None
-    colour: str | None = None
-    overdue: bool | None = None
-    request_id: uuid.UUID | None = None
-    limit: int = PAGE_DEFAULT
-
-
 def _tz(deps: Deps, code: str) -> tzinfo:
     town = deps.county.town(code)
     return town.calendar.tz if town else UTC
 
 
-async def list_tasks(deps: Deps, actor: Principal, query: TaskFilter) -> list[TaskView]:
-    """The caller's town's tasks; the county roles see every town's, or `town`'s."""
-    towns = [t.code for t in towns_to_read(deps.county, actor, query.town)]
+async def list_tasks(deps: Deps, actor: Principal, town: str | None, search: TaskSearch,
+                     limit: int = PAGE_DEFAULT) -> list[TaskView]:
+    """The caller's town's newest tasks that `search` finds; the county roles see every town's, or
+    `town`'s."""
+    towns = [t.code for t in towns_to_read(deps.county, actor, town)]
     now = deps.clock.now()
-    rows = await store.list_tasks(deps.database.pool, towns, now=now, assignee=query.assignee, module=query.module,
-                                  status=query.status, colour=query.colour, overdue=query.overdue,
-                                  request_id=query.request_id, limit=query.limit)
+    rows = await store.list_tasks(deps.database.pool, towns, search, now=now, limit=limit)
     return [TaskView.of(r, now, _tz(deps, r["town_code"])) for r in rows]
 
 
@@ -743,9 +731,9 @@ async def search_tasks(deps: Deps, actor: Principal, query: TaskQuery) -> TaskPa
     the search and filters find, with the total."""
     towns = [t.code for t in towns_to_read(deps.county, actor, query.town)]
     now = deps.clock.now()
-    search = store.TaskSearch(q=query.q, item=query.item, village=query.village, assignee=query.assignee,
-                              module=query.module, status=query.status, colour=query.colour, phase=query.phase,
-                              overdue=query.overdue, reopened=query.reopened)
+    search = TaskSearch(q=query.q, item=query.item, village=query.village, assignee=query.assignee,
+                        module=query.module, status=query.status, colour=query.colour, phase=query.phase,
+                        overdue=query.overdue, reopened=query.reopened)
     rows, total = await store.search_tasks(deps.database.pool, towns, search, now=now, offset=query.offset,
                                            limit=query.limit)
     return TaskPage(total=total, offset=query.offset, limit=query.limit,

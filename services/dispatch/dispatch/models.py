@@ -238,44 +238,43 @@ class TaskDetail(TaskView):
     callbacks: list[CallbackSeen]
 
 
-class Accepted(Answer):
+class TaskChanged(Answer):
+    """The answer to a change of one task: the task, then what the change made of it."""
+
     task_id: uuid.UUID
+
+
+class Accepted(TaskChanged):
     status: Literal["accepted"] = "accepted"
     accepted_at: datetime
     in_time: bool = Field(description="accepted by respond_by")
 
 
-class Completed(Answer):
-    task_id: uuid.UUID
+class Completed(TaskChanged):
     status: Literal["completed"] = "completed"
     on_time: bool
 
 
-class Returned(Answer):
-    task_id: uuid.UUID
+class Returned(TaskChanged):
     status: Literal["returned"] = "returned"
 
 
-class ExtensionAsked(Answer):
-    task_id: uuid.UUID
+class ExtensionAsked(TaskChanged):
     extension_id: uuid.UUID
     status: Literal["pending"] = "pending"
 
 
-class ExtensionDecided(Answer):
-    task_id: uuid.UUID
+class ExtensionDecided(TaskChanged):
     status: Literal["approved", "refused"]
     resolve_by: datetime | None = Field(default=None, description="the new deadline, when approved")
 
 
-class SuspensionAsked(Answer):
-    task_id: uuid.UUID
+class SuspensionAsked(TaskChanged):
     suspension_id: uuid.UUID
     status: Literal["pending"] = "pending"
 
 
-class SuspensionDecided(Answer):
-    task_id: uuid.UUID
+class SuspensionDecided(TaskChanged):
     status: Literal["suspended", "refused"]
 
 

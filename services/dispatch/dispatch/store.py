@@ -85,48 +85,19 @@ async def update_task(conn: asyncpg.Connection, task_id: uuid.UUID, **fields: An
     await conn.execute(f"UPDATE tasks SET {sets} WHERE task_id = $1", task_id, *fields.values())  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
 
 
-async def list_tasks(db: Db, towns: Sequence[str], *, now: datetime, assignee: str | None = None, module: str | None = None,
-                     status: str | None = None, colour: str | None = None, overdue: bool | None = None,
-                     request_id: uuid.UUID | None = None, limit: int = 200) -> list[asyncpg.Record]:
-    where, args = [], []
-
-    def add(sql: str, value: Any) -> None:
-        args.append(value)
-        where.append(sql.format(f"${len(args)}"))
-
-    # One town as an equality: with `= ANY` of one element the town's index could not give the
-    # order, so every task the town ever had was sorted for the page (13,000 tasks: 10 ms, 0.4 ms
-    # as an equality; /v1/tasks p50 11 → 21 ms between one and twelve months held). Several towns
-    # walk tasks_newest (migration 009) and stop at the page (60 towns' year: 148 → 0.5 ms).
-    if len(towns) == 1:
-        add("town_code = {}", towns[0])
-    else:
-        add("town_code = ANY({})", list(towns))
-    if assignee:
-        add("assignee = {}", assignee)
-    if module:
-        add("lead_module = {}", module)
-    if status:
-        add("status = {}", status)
-    if colour:
-        add("colour = {}", colour)
-    if request_id:
-        add("request_id = {}", request_id)
-    if overdue is not None:
-        args.append(list(OPEN_STATUSES))
-        args.append(now)
-        clause = f"(status = ANY(${len(args) - 1}) AND resolve_by < ${len(args)})"
-        where.append(clause if overdue else f"NOT {clause}")
-    args.append(limit)
-    sql = "SELECT * FROM tasks"
-    sql += " WHERE " + " AND ".join(where)  # the town is always one of them
-    sql += f" ORDER BY dispatched_at DESC LIMIT ${len(args)}"
-    return await db.fetch(sql, *args)
+async def list_tasks(db: Db, towns: Sequence[str], search: TaskSearch, *, now: datetime,
+                     limit: int) -> list[asyncpg.Record]:
+    """The newest `limit` tasks `search` finds (GET /v1/tasks: no page, no total)."""
+    where, args = task_search_where(towns, search, now)
+    return await db.fetch(
+        f"SELECT * FROM tasks WHERE {where} ORDER BY dispatched_at DESC LIMIT ${len(args) + 1}",  # noqa: S608 - the clause is task_search_where's: column names and constants, every value bound
+        *args, limit)
 
 
 @dataclass(frozen=True)
 class TaskSearch:
-    """A task list's search and filters as the store reads them (flows builds it from TaskQuery)."""
+    """A task list's search and filters as the store reads them: flows builds it from TaskQuery
+    (GET /v1/task-search), the route of GET /v1/tasks from its parameters."""
 
     q: str | None = None
     item: str | None = None
@@ -138,6 +109,7 @@ class TaskSearch:
     phase: str | None = None
     overdue: bool | None = None
     reopened: bool | None = None
+    request_id: uuid.UUID | None = None
 
 
 def task_search_where(towns: Sequence[str], search: TaskSearch, now: datetime) -> tuple[str, list[Any]]:
@@ -151,7 +123,11 @@ def task_search_where(towns: Sequence[str], search: TaskSearch, now: datetime) -
         args.append(value)
         where.append(sql.format(f"${len(args)}"))
 
-    if len(towns) == 1:  # an equality: the town's indexes give the order (see list_tasks)
+    # One town as an equality: with `= ANY` of one element the town's index could not give the
+    # order, so every task the town ever had was sorted for the page (13,000 tasks: 10 ms, 0.4 ms
+    # as an equality; /v1/tasks p50 11 → 21 ms between one and twelve months held). Several towns
+    # walk tasks_newest (migration 009) and stop at the page (60 towns' year: 148 → 0.5 ms).
+    if len(towns) == 1:
         add("town_code = {}", towns[0])
     else:
         add("town_code = ANY({})", list(towns))
@@ -165,7 +141,8 @@ def task_search_where(towns: Sequence[str], search: TaskSearch, now: datetime) -
         else:
             add("(location ILIKE {0} OR target ILIKE {0})", "%" + rules.like_pattern(search.q) + "%")
     for column, value in (("item_code", search.item), ("village", search.village), ("assignee", search.assignee),
-                          ("lead_module", search.module), ("status", search.status), ("colour", search.colour)):
+                          ("lead_module", search.module), ("status", search.status), ("colour", search.colour),
+                          ("request_id", search.request_id)):
         if value:
             add(f"{column} = {{}}", value)
     if search.phase:
