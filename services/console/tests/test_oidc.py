@@ -45,7 +45,7 @@ from console.web import SignInNeeded
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 
-from .fakes import FakeClock, FakeFailures, FakeSessions
+from .fakes import FakeClock, FakeFailures, FakeRecords, FakeSessions
 
 COUNTY = load_county(DEMO_COUNTY_DIR)
 KEYCLOAK = ClaimNames(staff_id="staff_id")
@@ -321,6 +321,7 @@ async def test_the_console_signs_a_person_in_at_the_provider_calls_a_service_wit
     county = load_county(DEMO_COUNTY_DIR)
     clock = FakeClock()
     sessions = FakeSessions(clock)
+    records = FakeRecords(clock)
     provider = _provider(fake)
     oidc = ProviderSignIn(provider, ProviderTokens(provider), PendingCodec(b"s" * 32), KEYCLOAK, None)
 
@@ -332,7 +333,7 @@ async def test_the_console_signs_a_person_in_at_the_provider_calls_a_service_wit
         urls = {s: f"http://{s}.test" for s in ("intake", "dispatch", "enforcement", "appraisal")}
         app.state.console = Console(settings, county, Accounts(county),
                                     Services(urls, oidc.tokens, services_client, county), sessions,
-                                    FakeFailures(clock).unit_of_work, oidc)
+                                    FakeFailures(clock).unit_of_work, records, oidc)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
                                      base_url="http://console.test") as browser:
             page = await browser.get("/signin")
