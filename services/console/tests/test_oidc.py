@@ -338,6 +338,8 @@ async def test_the_console_signs_a_person_in_at_the_provider_calls_a_service_wit
                                      base_url="http://console.test") as browser:
             page = await browser.get("/signin")
             assert "使用统一身份认证登录" in page.text and 'type="password"' not in page.text
+            forged = await browser.get("/signin/oidc/callback", params={"state": "forged", "code": "stolen"})
+            assert forged.status_code == 401  # no sign-in of this state began here: refused, and recorded
             to_provider = await browser.get("/signin/oidc", params={"next": "/tasks"})
             assert to_provider.status_code == 303
             asked = httpx.URL(to_provider.headers["location"]).params
@@ -359,6 +361,10 @@ async def test_the_console_signs_a_person_in_at_the_provider_calls_a_service_wit
                                                                     if session.provider else None)
             signed_out = await browser.get("/tasks")
             assert (signed_out.status_code, signed_out.headers["location"]) == (303, "/signin?next=/tasks")
+    # The audit trail: the sign-in at the provider and the sign-out, with who.
+    assert [(r.action, r.outcome, r.actor, r.target_id) for r in records.records + sessions.records] == [
+        ("session.oidc_sign_in", "sign_in.oidc_refused", "", ""), ("session.oidc_sign_in", "ok", "s010", "s010"),
+        ("session.sign_out", "ok", "s010", "s010")]
 
 
 async def test_an_exchange_refused_is_tried_once_more_after_a_refresh() -> None:
