@@ -294,7 +294,7 @@ class Stack:
     def console_replica(self, index: int = 0, **settings: str) -> ServiceProcess:
         """A console process (not started) on the console's database, as `start_console` runs it:
         another replica of it when `index` > 0 (its own port and log); `settings` as TOWNFLOW_*."""
-        assert self.postgres is not None, "start_infra first"
+        assert self.postgres is not None and self.kafka is not None, "start_infra first"
         key_file = self.workdir / "console-signing-key.pem"
         key_file.write_text(self.issuer.signing_key_pem())
         os.chmod(key_file, 0o600)
@@ -307,6 +307,9 @@ class Stack:
             "TOWNFLOW_CONSOLE_SIGNING_KID": self.issuer.signing_kid,
             "TOWNFLOW_CONSOLE_TOKEN_ISSUER": self.issuer.url,
             "TOWNFLOW_DATABASE_URL": self.postgres.dsn(CONSOLE_DATABASE),
+            # Its audit trail's topic (console.audit.recorded.v1), through its outbox as the services'.
+            "TOWNFLOW_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+            "TOWNFLOW_OUTBOX_POLL_SECONDS": "0.5",
             # Every replica the same: a sign-in at the county's provider may come back to another one.
             "TOWNFLOW_CONSOLE_OIDC_STATE_KEY": self.console_state_key,
         } | {k: v for k, v in self.extra_env.items() if k in ("TOWNFLOW_TOWN_DIR", "TOWNFLOW_OTLP_ENDPOINT",

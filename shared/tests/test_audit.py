@@ -129,11 +129,3 @@ def test_a_route_names_its_action_and_target(method: str, template: str, named: 
                                              expected: tuple[str, str, str | None]) -> None:
     assert audit.action_of(method, template, named) == audit.Action(*expected)
 
-
-def test_a_sign_in_is_a_record_of_the_login_never_the_password() -> None:
-    refused = audit.sign_in("console", AT, "qh-s010", "signin.wrong_password", client="10.0.0.9")
-    assert (refused.action, refused.target_type, refused.target_id, refused.actor, refused.outcome) == (
-        "session.sign_in", "account", "qh-s010", "", "signin.wrong_password")
-    accepted = audit.sign_in("console", AT, "qh-s010", "ok", client="10.0.0.9", sub="s010", roles=["clerk", "staff"],
-                             town="321003104")
-    assert (accepted.actor, accepted.roles, accepted.town) == ("s010", ("clerk", "staff"), "321003104")

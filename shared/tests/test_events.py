@@ -27,7 +27,7 @@ SPEC_TOPICS = {
     "dispatch.task.suspended.v1", "dispatch.task.resumed.v1",
     # issue #28: each service's audit trail
     "intake.audit.recorded.v1", "dispatch.audit.recorded.v1", "enforcement.audit.recorded.v1",
-    "appraisal.audit.recorded.v1",
+    "appraisal.audit.recorded.v1", "console.audit.recorded.v1",
 }
 NOW = datetime(2026, 11, 23, 1, 15, 2, tzinfo=UTC)
 

@@ -198,15 +198,3 @@ def action_of(method: str, template: str, named: str | None = None) -> Action:
     verb = ".".join(rest) if rest else _BY_METHOD.get(method, method.lower())
     return Action(named or f"{target_type}.{verb}", target_type, param)
 
-
-SIGN_IN_ACTION = "session.sign_in"
-
-
-def sign_in(service: str, at: datetime, login: str, outcome: str, *, client: str, forwarded_for: str = "",
-            correlation_id: str = "", sub: str = "", roles: Iterable[str] = (), town: str | None = None) -> Entry:
-    """A sign-in, accepted (`ok`, with who signed in) or refused (the refusal's code, e.g.
-    `signin.wrong_password`, `signin.locked`): the record the console appends to its chain
-    (`audit_trail.append`) once it has a database. The login is a staff account's, never a citizen's."""
-    return Entry(service=service, at=at, actor=sub, roles=tuple(sorted(roles)), town=town, action=SIGN_IN_ACTION,
-                 target_type="account", target_id=login[:200], outcome=outcome, client=client,
-                 forwarded_for=forwarded_for[:200], correlation_id=correlation_id)

@@ -3,8 +3,11 @@ service (runtime.py). The records are written by audit_trail.py."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import tzinfo
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
@@ -75,15 +78,22 @@ def audit_router(service: str, database: Database, county: County) -> APIRouter:
         its town's staff; the county's (no town) every record, or `town`'s."""
         towns = None if principal.county_wide and query.town is None else [
             t.code for t in towns_to_read(county, principal, query.town)]
-        rows = await search(database.pool, towns, query)
-        shown = [AuditRecordView(
-            service=service, id=r["id"], seq=r["seq"], at=r["at"].astimezone(tz).isoformat(), actor=r["actor"],
-            roles=list(r["roles"]), town=r["town_code"], action=r["action"], target_type=r["target_type"],
-            target_id=r["target_id"], outcome=r["outcome"], client=r["client"], forwarded_for=r["forwarded_for"],
-            correlation_id=r["correlation_id"], prev_hash=r["prev_hash"], hash=r["hash"]) for r in rows[:query.limit]]
-        more = len(rows) > query.limit
-        return AuditPage(records=shown, next_before=shown[-1].id if more else None)
+        return await search_page(database.pool, service, towns, query, tz)
 
     return router
+
+
+async def search_page(pool: asyncpg.Pool, service: str, towns: Sequence[str] | None, query: AuditQuery,
+                      tz: tzinfo) -> AuditPage:
+    """A page of the service's records for `query` in `towns` (None: every town's), times on the
+    county's clock: what GET /v1/audit answers, and what the console reads of its own trail."""
+    rows = await search(pool, towns, query)
+    shown = [AuditRecordView(
+        service=service, id=r["id"], seq=r["seq"], at=r["at"].astimezone(tz).isoformat(), actor=r["actor"],
+        roles=list(r["roles"]), town=r["town_code"], action=r["action"], target_type=r["target_type"],
+        target_id=r["target_id"], outcome=r["outcome"], client=r["client"], forwarded_for=r["forwarded_for"],
+        correlation_id=r["correlation_id"], prev_hash=r["prev_hash"], hash=r["hash"]) for r in rows[:query.limit]]
+    more = len(rows) > query.limit
+    return AuditPage(records=shown, next_before=shown[-1].id if more else None)
 
 

@@ -505,9 +505,19 @@ class AppraisalAuditRecorded(AuditRecorded):
     version: Literal[1] = 1
 
 
+class ConsoleAuditRecorded(AuditRecorded):
+    """A record of the console's audit trail: sign-ins, their failures and locks, sign-outs and
+    sessions that ended (docs/security-audit.md)."""
+
+    topic: ClassVar[str] = "console.audit.recorded.v1"
+    type: Literal["console.audit.recorded"] = "console.audit.recorded"
+    version: Literal[1] = 1
+
+
 AUDIT_TYPES: dict[str, type[AuditRecorded]] = {
     "intake": IntakeAuditRecorded, "dispatch": DispatchAuditRecorded,
-    "enforcement": EnforcementAuditRecorded, "appraisal": AppraisalAuditRecorded}
+    "enforcement": EnforcementAuditRecorded, "appraisal": AppraisalAuditRecorded,
+    "console": ConsoleAuditRecorded}
 
 
 EVENT_TYPES: tuple[type[Envelope], ...] = (

@@ -171,3 +171,35 @@ async def people(browser: Browser, console_url: str) -> AsyncIterator[People]:
     crowd = People(browser, console_url)
     yield crowd
     await crowd.close()
+
+
+def an_address() -> str:
+    """An address of the test's own (TEST-NET-2), so no other test's failures count against it."""
+    return f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+
+
+class Visitors:
+    """Browser contexts of the test's own, each from an address and on a console replica."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.contexts: list[BrowserContext] = []
+
+    async def at(self, base_url: str, address: str | None = None) -> Page:
+        context = await self.browser.new_context(  # axe-core is injected as an inline script: see conftest
+            base_url=base_url, locale="zh-CN", bypass_csp=True,
+            extra_http_headers={"X-Forwarded-For": address or an_address()})
+        context.set_default_timeout(PATIENCE_MS)
+        self.contexts.append(context)
+        return await context.new_page()
+
+    async def close(self) -> None:
+        for context in self.contexts:
+            await context.close()
+
+
+@pytest.fixture
+async def visitors(browser: Browser) -> AsyncIterator[Visitors]:
+    crowd = Visitors(browser)
+    yield crowd
+    await crowd.close()

@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import asyncpg
 
+from console import session_audit
 from console.accounts import Person
-from console.app import MIGRATIONS
+from console.app import ALL_MIGRATIONS
 from console.session import Session, id_hash
 from console.store import PgSessions, SignInFailures
 from townflow_shared import db
@@ -20,7 +21,8 @@ CLERK = Person("qh-s010", "s010", "刘明", frozenset({"staff", "clerk"}), "3210
 
 async def _pool(dsn: str) -> asyncpg.Pool:
     pool = await db.create_pool(dsn, 1, 4, service="console")
-    assert await db.migrate(pool, [MIGRATIONS]) == ["console/001_sessions.sql"]
+    applied = await db.migrate(pool, ALL_MIGRATIONS)
+    assert "console/001_sessions.sql" in applied and "townflow_shared/005_audit.sql" in applied
     return pool
 
 
@@ -49,7 +51,7 @@ async def test_a_session_ends_on_sign_out_and_after_its_idle_time_or_lifetime(fr
         assert await sessions.resume(other, activity=True) is None
 
         third = await sessions.begin(session)
-        await sessions.end(third)
+        await sessions.end(third, session_audit.SIGN_OUT, session_audit.NOWHERE)
         assert await sessions.resume(third, activity=True) is None
     finally:
         await pool.close()

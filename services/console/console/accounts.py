@@ -74,6 +74,11 @@ class Accounts:
     def knows(self, login: str) -> bool:
         return login in self._by_login
 
+    def holder(self, login: str) -> Person | None:
+        """Whose account `login` is (the audit trail names it), unchecked: no sign-in."""
+        account = self._by_login.get(login)
+        return account.person if account is not None else None
+
     def people(self) -> list[Person]:
         return [a.person for a in self._by_login.values()]
 

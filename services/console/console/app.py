@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,11 +26,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from townflow_shared import db
+from townflow_shared import audit_trail, db
+from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
+from townflow_shared.events import ConsoleAuditRecorded, dlq_topic
+from townflow_shared.group_gauges import GroupGauges
 from townflow_shared.guards import EdgeLimits, InputGuard
 from townflow_shared.http import PAGE_POLICY, RedMetricsMiddleware, SecurityHeaders
-from townflow_shared.metrics import REGISTRY
+from townflow_shared.kafka import committed_outbox_ids, create_producer, ensure_topics, relay_transactional_id
+from townflow_shared.metrics import (
+    AUDIT_UNSEALED,
+    AUDIT_UNSEALED_AGE,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PARKED_ROWS,
+    REGISTRY,
+)
+from townflow_shared.outbox import OutboxRelay, refresh_outbox_gauges
+from townflow_shared.retry import backoff_delay
 from townflow_shared.telemetry import setup_tracing
 
 from . import error_pages
@@ -55,14 +68,21 @@ from .pages import county as county_page
 from .pages import suspensions as suspension_pages
 from .services import Services, TokenSource
 from .session import COOKIE, Session, SessionStore, anonymous_cookie, anonymous_from, looks_like_id
+from .session_audit import NOWHERE, SIGN_OUT
 from .settings import ConsoleSettings
 from .sign_in import FailureStore, Limits
-from .store import PgSessions, SignInFailures
+from .store import AuditRecords, PgSessions, SignInFailures
 from .tokens import TokenSigner
 from .web import CsrfRefused, Forbidden, NoSuchAction, SignInNeeded, render
 
 STATIC = Path(__file__).with_name("static")
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The shared tables first (the outbox, the audit trail's chain: 005_audit.sql), then the console's.
+ALL_MIGRATIONS = (db.SHARED_MIGRATIONS, MIGRATIONS)
+log = logging.getLogger(__name__)
+# How often a replica records the sessions that ran out (idle or lifetime) since: a timeout's
+# record is at most this late, and carries the moment it ran out.
+EXPIRY_SECONDS = 30.0
 
 
 @dataclass
@@ -75,6 +95,7 @@ class Console:
     services: Services
     sessions: SessionStore
     failures: Callable[[], AbstractAsyncContextManager[FailureStore]]  # one transaction each
+    records: AuditRecords  # the audit records that have no other transaction (a provider's sign-in)
     oidc: ProviderSignIn | None = None  # the county's OIDC provider signs staff in; None: local accounts
 
     @property
@@ -143,7 +164,7 @@ class SessionMiddleware:
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start" and state.get("session_changed"):
                 if session_id is not None:
-                    await sessions().end(session_id)
+                    await sessions().end(session_id, *state.get("session_ending", (SIGN_OUT, NOWHERE)))
                 new: Session = state["session"]
                 signed_in = new.person is not None
                 jar = SimpleCookie()
@@ -161,6 +182,45 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+RELAY_FINISH_SECONDS = 5.0  # as a service's (runtime.py)
+
+
+def _kept_running(name: str, settings: ConsoleSettings, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    """A background loop of the console, started again after an error (the database or Kafka
+    away) with back-off, as a service's background loops are (runtime.ServiceRuntime._guard)."""
+
+    async def kept() -> None:
+        attempts = 0
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempts += 1
+                delay = backoff_delay(attempts, settings.retry_base_seconds, settings.retry_max_seconds)
+                log.warning("background task %s failed (%s: %s); restarting in %.1fs", name, type(exc).__name__,
+                            exc, delay)
+                await asyncio.sleep(delay)
+
+    return asyncio.create_task(kept(), name=name)
+
+
+async def _end_expired_sessions(sessions: SessionStore) -> None:
+    while True:
+        await sessions.end_expired()
+        await asyncio.sleep(EXPIRY_SECONDS)
+
+
+async def _relay(settings: ConsoleSettings, relay: OutboxRelay) -> None:
+    """The console's topic (the services make it too, with every topic of the contract), then its
+    outbox relay: the same delivery as every topic's (outbox.py)."""
+    topic = ConsoleAuditRecorded.topic
+    await ensure_topics(settings, [topic, dlq_topic(topic)], settings.kafka_partitions)
+    await relay.run()
 
 
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
@@ -183,18 +243,52 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                                     limits=db.SessionLimits(settings.db_idle_in_transaction_seconds,
                                                             settings.db_lock_timeout_seconds,
                                                             settings.db_statement_timeout_seconds))
+        tasks: list[asyncio.Task[None]] = []
+        relay: OutboxRelay | None = None
         try:
-            await db.migrate(pool, [MIGRATIONS])
+            await db.migrate(pool, ALL_MIGRATIONS)
             database = db.Database()
             database.use(pool)
             sessions = PgSessions(pool, settings.console_session_idle_minutes * 60,
                                   settings.console_session_hours * 3600)
+            clock = Clock()
+            async with pool.acquire() as conn:
+                await clock.follow(conn)  # the prune's "now": the database's, as the services'
+            # The console's audit chain, as a service's: sealed (and pruned) by every replica in
+            # turn, published on console.audit.recorded.v1 by the outbox relay.
+            home = audit_trail.home_of(county)
+            tasks.append(_kept_running("audit-sealing", settings, lambda: audit_trail.sealing_loop(
+                settings.service_name, database, home, clock, settings.audit_retention_days)(None)))
+            tasks.append(_kept_running("session-expiry", settings, lambda: _end_expired_sessions(sessions)))
+            gauges = GroupGauges(lambda: pool, settings.group_gauges_seconds)
+            gauges.add(lambda p: audit_trail.refresh_audit_gauges(p, settings.service_name),
+                       AUDIT_UNSEALED, AUDIT_UNSEALED_AGE)
+            gauges.add(lambda p: refresh_outbox_gauges(p, settings.service_name),
+                       OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED_ROWS)
+            tasks.append(asyncio.create_task(gauges.run(), name="group-gauges"))
+            if settings.outbox_relay:
+                relay = OutboxRelay(
+                    settings.service_name, pool, lambda: create_producer(settings, relay_transactional_id(settings)),
+                    lambda topics, depth: committed_outbox_ids(settings, topics, depth),
+                    batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
+                    takeover_seconds=settings.outbox_takeover_seconds)
+                tasks.append(_kept_running("outbox-relay", settings, lambda: _relay(settings, relay)))
             async with httpx.AsyncClient(timeout=settings.service_timeout_seconds) as client:
                 app.state.console = Console(settings, county, Accounts(county), Services(urls, tokens, client, county),
-                                            sessions, database.units_of_work(SignInFailures), provider)
+                                            sessions, database.units_of_work(SignInFailures), AuditRecords(pool),
+                                            provider)
                 app.state.pool = pool
                 yield
         finally:
+            if relay is not None:
+                relay.finish()  # the cycle under way ends (outbox.OutboxRelay.finish says why)
+                with contextlib.suppress(TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(tasks[-1]), RELAY_FINISH_SECONDS)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             if provider is not None:
                 await provider.provider.aclose()
             await pool.close()

@@ -65,13 +65,26 @@ AUDIT_ACTIONS = {
     "inspection.start": "开始检查", "inspection.result": "录入检查结果", "case.steps": "案件办理",
     "case.extension": "案件延期", "random_plan.create": "双随机抽查", "seconded_score.create": "派驻机构评分",
     "what_if.run": "考核规则试算", "admin.clock": "调整测试时钟", "audit.prune": "清理过期审计记录",
+    # the console's own (session_audit.py; console/tests/test_audit_page.py holds them to its actions)
+    "session.sign_in": "登录（本地账号）", "session.oidc_sign_in": "登录（统一身份认证）",
+    "session.account_lock": "账号因登录失败暂停登录", "session.address_lock": "地址因登录失败暂停登录",
+    "session.sign_out": "退出登录", "session.idle_timeout": "会话闲置超时结束",
+    "session.lifetime_end": "会话到达最长时长结束", "session.provider_end": "统一身份认证会话已结束",
 }
 AUDIT_TARGETS = {
     "request": "受理件", "task": "任务", "staff": "人员", "inspection": "检查", "case": "案件",
     "random_plan": "抽查计划", "seconded_score": "派驻机构评分", "what_if": "试算", "admin": "系统",
-    "audit_log": "审计记录",
+    "audit_log": "审计记录", "account": "账号", "address": "客户端地址",
 }
-AUDIT_OUTCOMES = {"ok": "成功", "error": "出错"}  # any other outcome is a refusal's code: 已拒绝
+# Which system a record is of: the four services' and the console's own chain.
+AUDIT_SYSTEMS = {"intake": "受理", "dispatch": "派单", "enforcement": "执法", "appraisal": "考核", "console": "工作台"}
+AUDIT_OUTCOMES = {
+    "ok": "成功", "error": "出错",
+    # a refused sign-in's, in the console's chain (session_audit.py)
+    "sign_in.wrong_password": "口令错误", "sign_in.unknown_account": "账号不存在",
+    "sign_in.account_waiting": "账号暂停登录中，已拒绝", "sign_in.address_waiting": "地址暂停登录中，已拒绝",
+    "sign_in.oidc_refused": "统一身份认证未通过", "sign_in.oidc_unavailable": "统一身份认证无法连接",
+}  # any other outcome is a refusal's code: 已拒绝
 
 
 def audit_outcome(outcome: str) -> str:

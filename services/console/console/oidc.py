@@ -44,6 +44,7 @@ from .accounts import Person
 from .errors import ServiceError
 from .services import SERVICE_NAMES
 from .session import ProviderGrant, Session
+from .session_audit import PROVIDER_END
 from .settings import ConsoleSettings
 from .web import SignInNeeded, console_of, start_session
 
@@ -333,7 +334,7 @@ class ProviderTokens:
         try:
             return await self._token_for(request, person, service)
         except SessionEnded:
-            start_session(request, Session())
+            start_session(request, Session(), ending=PROVIDER_END)
             raise SignInNeeded(request.url.path) from None
         except ProviderUnavailable as exc:
             raise ServiceError(0, "暂时无法连接统一身份认证，请稍后再试。") from exc

@@ -20,9 +20,12 @@ import hmac
 import re
 import secrets
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .accounts import Person
+
+if TYPE_CHECKING:
+    from .session_audit import Where
 
 COOKIE = "tf_session"
 ANONYMOUS = "a."  # the cookie of a session without a person: this, then its CSRF token
@@ -96,8 +99,13 @@ class SessionStore(Protocol):
         """The session, unless it ended or ran out (idle or lifetime); `activity`: the request is
         the person's own, so the idle time starts again (a page's background refresh is not)."""
 
-    async def end(self, session_id: str) -> None:
-        """Sign-out: the session ends for every replica at once."""
+    async def end(self, session_id: str, action: str, where: Where) -> None:
+        """Sign-out (`action` says which kind, for the audit trail): the session ends for every
+        replica at once."""
+
+    async def end_expired(self) -> int:
+        """Record the end of every session past its idle time or lifetime (`resume` refuses them
+        already); how many."""
 
     async def update(self, session_id: str, session: Session) -> None:
         """The same session with new data (the provider's renewed refresh token): its id stays, so

@@ -15,7 +15,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from starlette.datastructures import FormData
 
-from . import labels
+from . import labels, session_audit
 from .accounts import Person
 from .metrics import CSRF_REFUSED
 from .names import TownNames
@@ -94,12 +94,14 @@ def session_of(request: Request) -> Session:
     return request.state.session  # type: ignore[no-any-return]
 
 
-def start_session(request: Request, session: Session) -> None:
+def start_session(request: Request, session: Session, ending: str = session_audit.SIGN_OUT) -> None:
     """The one way a session begins (sign-in with a person, sign-out with none): with the answer,
-    the request's old session ends on every replica and the new one is stored under a new id,
-    written to the cookie (app.SessionMiddleware)."""
+    the request's old session ends on every replica — recorded as `ending` in the audit trail,
+    when a person had signed in — and the new one is stored under a new id, written to the
+    cookie (app.SessionMiddleware)."""
     request.state.session = session
     request.state.session_changed = True
+    request.state.session_ending = (ending, session_audit.Where.of(request))
 
 
 # A county department reads the county's board, appraisal and town ranking; the county's admin

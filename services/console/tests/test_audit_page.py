@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from appraisal.app import create_app as appraisal_app
 from appraisal.settings import AppraisalSettings
-from console import labels
+from console import labels, session_audit
 from devstack.stack import intake_key_env
 from dispatch.app import create_app as dispatch_app
 from dispatch.settings import DispatchSettings
@@ -41,3 +41,10 @@ def test_every_action_a_route_records_has_its_chinese_name_and_target() -> None:
 
 def test_an_outcome_reads_as_a_word() -> None:
     assert [labels.audit_outcome(o) for o in ("ok", "task.not_assignee", "error")] == ["成功", "已拒绝", "出错"]
+
+
+def test_every_action_and_outcome_of_the_consoles_own_trail_has_its_chinese_name() -> None:
+    assert set(session_audit.ACTIONS) - set(labels.AUDIT_ACTIONS) == set(), "name them in console/labels.py"
+    assert set(session_audit.OUTCOMES) - set(labels.AUDIT_OUTCOMES) == set(), "name them in console/labels.py"
+    assert {"account", "address"} <= set(labels.AUDIT_TARGETS) and "console" in labels.AUDIT_SYSTEMS
+    assert labels.audit_outcome(session_audit.WRONG_PASSWORD) == "口令错误"

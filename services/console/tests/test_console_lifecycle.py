@@ -22,7 +22,7 @@ from console.tokens import TokenSigner
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
-from .fakes import FakeClock, FakeFailures, FakeSessions
+from .fakes import FakeClock, FakeFailures, FakeRecords, FakeSessions
 
 A, B, C = "321003104-20261201-00001", "321003104-20261201-00002", "321003104-20261201-00003"
 COMMAND = Person("qh-s030", "s030", "指挥员", frozenset({"staff", "command_centre"}), "321003104", "青禾镇")
@@ -60,7 +60,7 @@ async def _console(answer: httpx.Response | Callable[[httpx.Request], httpx.Resp
         urls = {s: f"http://{s}.test" for s in ("intake", "dispatch", "enforcement", "appraisal")}
         app.state.console = Console(settings, county, Accounts(county),
                                     Services(urls, signer, services_client, county), sessions,
-                                    FakeFailures(clock).unit_of_work)
+                                    FakeFailures(clock).unit_of_work, FakeRecords(clock))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
                                      base_url="http://console.test",
                                      cookies={COOKIE: session_id}) as browser:

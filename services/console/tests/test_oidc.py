@@ -45,7 +45,7 @@ from console.web import SignInNeeded
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 
-from .fakes import FakeClock, FakeFailures, FakeSessions
+from .fakes import FakeClock, FakeFailures, FakeRecords, FakeSessions
 
 COUNTY = load_county(DEMO_COUNTY_DIR)
 KEYCLOAK = ClaimNames(staff_id="staff_id")
@@ -321,6 +321,7 @@ async def test_the_console_signs_a_person_in_at_the_provider_calls_a_service_wit
     county = load_county(DEMO_COUNTY_DIR)
     clock = FakeClock()
     sessions = FakeSessions(clock)
+    records = FakeRecords(clock)
     provider = _provider(fake)
     oidc = ProviderSignIn(provider, ProviderTokens(provider), PendingCodec(b"s" * 32), KEYCLOAK, None)
 
@@ -332,11 +333,13 @@ async def test_the_console_signs_a_person_in_at_the_provider_calls_a_service_wit
         urls = {s: f"http://{s}.test" for s in ("intake", "dispatch", "enforcement", "appraisal")}
         app.state.console = Console(settings, county, Accounts(county),
                                     Services(urls, oidc.tokens, services_client, county), sessions,
-                                    FakeFailures(clock).unit_of_work, oidc)
+                                    FakeFailures(clock).unit_of_work, records, oidc)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
                                      base_url="http://console.test") as browser:
             page = await browser.get("/signin")
             assert "使用统一身份认证登录" in page.text and 'type="password"' not in page.text
+            forged = await browser.get("/signin/oidc/callback", params={"state": "forged", "code": "stolen"})
+            assert forged.status_code == 401  # no sign-in of this state began here: refused, and recorded
             to_provider = await browser.get("/signin/oidc", params={"next": "/tasks"})
             assert to_provider.status_code == 303
             asked = httpx.URL(to_provider.headers["location"]).params
@@ -358,6 +361,10 @@ async def test_the_console_signs_a_person_in_at_the_provider_calls_a_service_wit
                                                                     if session.provider else None)
             signed_out = await browser.get("/tasks")
             assert (signed_out.status_code, signed_out.headers["location"]) == (303, "/signin?next=/tasks")
+    # The audit trail: the sign-in at the provider and the sign-out, with who.
+    assert [(r.action, r.outcome, r.actor, r.target_id) for r in records.records + sessions.records] == [
+        ("session.oidc_sign_in", "sign_in.oidc_refused", "", ""), ("session.oidc_sign_in", "ok", "s010", "s010"),
+        ("session.sign_out", "ok", "s010", "s010")]
 
 
 async def test_an_exchange_refused_is_tried_once_more_after_a_refresh() -> None:

@@ -25,7 +25,7 @@ from devstack.demo_accounts import DEMO_PASSWORD, _logins
 from townflow_shared.county import load_county
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
-from .fakes import FakeClock, FakeFailures, FakeSessions
+from .fakes import FakeClock, FakeFailures, FakeRecords, FakeSessions
 
 CLERK = "qh-s010"
 
@@ -35,6 +35,7 @@ class Setup:
     clock: FakeClock
     sessions: FakeSessions
     failures: FakeFailures
+    records: FakeRecords
     app: object
 
     def browser(self, address: str = "10.0.0.1") -> httpx.AsyncClient:
@@ -49,14 +50,14 @@ async def console() -> AsyncIterator[Setup]:
     app = create_app(settings)
     county = load_county(DEMO_COUNTY_DIR)
     clock = FakeClock()
-    setup = Setup(clock, FakeSessions(clock), FakeFailures(clock), app)
+    setup = Setup(clock, FakeSessions(clock), FakeFailures(clock), FakeRecords(clock), app)
     answer = httpx.MockTransport(lambda request: httpx.Response(200, json=[]))
     async with httpx.AsyncClient(transport=answer) as client:
         signer = TokenSigner("unit-test-secret-of-32-bytes-at-least", "HS256", kid=None, issuer=None,
                              audience_template="townflow-{service}", ttl_seconds=60)
         urls = {s: f"http://{s}.test" for s in ("intake", "dispatch", "enforcement", "appraisal")}
         app.state.console = Console(settings, county, Accounts(county), Services(urls, signer, client, county),
-                                    setup.sessions, setup.failures.unit_of_work)
+                                    setup.sessions, setup.failures.unit_of_work, setup.records)
         yield setup
 
 
@@ -153,10 +154,32 @@ async def test_unknown_logins_are_counted_and_answered_alike_and_never_named_in_
             assert (await _sign_in(browser, login="Secret-Typed-In-Login-Box")).status_code == 401
         assert (await _sign_in(browser, login="Secret-Typed-In-Login-Box")).status_code == 429
         await _sign_in(browser, password="wrong-for-a-known-one")
-    logged = caplog.text
-    assert "Secret-Typed" not in logged and "wrong-for" not in logged and DEMO_PASSWORD not in logged
-    assert "sign_in.account_locked account=-" in logged and "sign_in.refused_locked account=-" in logged
-    assert f"sign_in.failed account={CLERK}" in logged
+    logged, recorded = caplog.text, repr(console.failures.records)
+    for text in (logged, recorded):
+        assert "Secret-Typed" not in text and "wrong-for" not in text and DEMO_PASSWORD not in text
+    assert "session.account_lock ok account=-" in logged and "sign_in.account_waiting account=-" in logged
+    assert f"session.sign_in sign_in.wrong_password account={CLERK}" in logged
+    # The audit trail: each failure, the lock it caused, the attempt refused unchecked; the
+    # unknown login named by nothing, the known account by its login and its holder's town.
+    assert [(r.action, r.outcome, r.target_id, r.actor, r.town) for r in console.failures.records] == [
+        *[("session.sign_in", "sign_in.unknown_account", "", "", None)] * 5, ("session.account_lock", "ok", "", "", None),
+        ("session.sign_in", "sign_in.account_waiting", "", "", None),
+        ("session.sign_in", "sign_in.wrong_password", CLERK, "", "321003104")]
+    assert {r.client for r in console.failures.records} == {"10.0.0.1"}
+    assert console.failures.records[5].detail == {"wait_seconds": 15 * 60}
+
+
+async def test_a_sign_in_and_its_sign_out_are_recorded_with_who_and_from_where(console: Setup) -> None:
+    async with console.browser("10.0.0.7") as browser:
+        assert (await _sign_in(browser)).status_code == 303
+        page = await browser.get("/intake")
+        await browser.post("/signout", data={"csrf": page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]})
+    signed_in, = console.failures.records
+    signed_out, = console.sessions.records
+    assert (signed_in.action, signed_in.outcome, signed_in.target_id, signed_in.actor, signed_in.roles,
+            signed_in.client) == ("session.sign_in", "ok", CLERK, "s010", ("clerk", "staff"), "10.0.0.7")
+    assert (signed_out.action, signed_out.target_id, signed_out.actor, signed_out.town, signed_out.client) == (
+        "session.sign_out", CLERK, "s010", "321003104", "10.0.0.7")
 
 
 def test_the_failure_wait_counts_from_the_failure_that_made_the_number() -> None:

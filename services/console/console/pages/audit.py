@@ -1,7 +1,9 @@
-"""审计 (issue #28): the auditor searches the four services' audit trails at once — by person, by
-what was acted on (a ticket number, a task), by action, by date — and exports what was found as
+"""审计 (issue #28): the auditor searches the four services' audit trails and the console's own
+(sign-ins, their failures and locks, sign-outs, sessions' ends) at once — by person, by what was
+acted on (a ticket number, a task, an account), by action, by date — and exports what was found as
 CSV. Each service answers for its own trail (GET /v1/audit) and decides whose records the person
-reads: a town's auditor its town's, the county's every town's."""
+reads: a town's auditor its town's, the county's every town's; the console reads its own from its
+database under the same rule (`_console_records`)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from townflow_shared.audit_api import PAGE_MAX, AuditQuery, search_page
 
 from .. import labels
 from ..accounts import Person
 from ..errors import ServiceError
-from ..services import SERVICE_NAMES, SERVICES
+from ..services import SERVICES
+from ..session_audit import SERVICE as CONSOLE
 from ..web import console_of, guard, render
 
 router = APIRouter()
@@ -78,7 +84,8 @@ async def _search(request: Request, person: Person, query: dict[str, Any], limit
                 break
         return found
 
-    answers = await asyncio.gather(*(of(s) for s in SERVICES), return_exceptions=True)
+    answers = await asyncio.gather(*(of(s) for s in SERVICES), _console_records(request, person, query, limit),
+                                   return_exceptions=True)
     records = [r for a in answers if isinstance(a, list) for r in a]
     errors = [a for a in answers if isinstance(a, ServiceError)]
     for answer in answers:
@@ -88,12 +95,36 @@ async def _search(request: Request, person: Person, query: dict[str, Any], limit
     return records, errors
 
 
+async def _console_records(request: Request, person: Person, query: dict[str, Any], limit: int,
+                           ) -> list[dict[str, Any]]:
+    """The console's own records for `query`, as a service's GET /v1/audit would answer them: a
+    town's auditor reads the records about its town's accounts, the county's every one (the
+    address locks and unknown logins, which name no town, included)."""
+    console = console_of(request)
+    town: str | None = query["town"] or person.town
+    towns = None if person.county_wide and not query["town"] else [town] if town else []
+    tz = next(iter(console.county.towns.values())).calendar.tz  # a county's towns keep one clock
+    found: list[dict[str, Any]] = []
+    before = None
+    while len(found) < limit:
+        try:
+            asked = AuditQuery(**{**query, "before": before, "limit": min(PAGE_MAX, limit - len(found))})
+        except ValidationError as exc:
+            raise ServiceError(422, "审计查询条件有误，请检查后重试。") from exc
+        page = await search_page(request.app.state.pool, CONSOLE, towns, asked, tz)
+        found += [r.model_dump() for r in page.records]
+        before = page.next_before
+        if before is None:
+            break
+    return found
+
+
 @router.get("/audit", response_class=HTMLResponse)
 async def audit_page(request: Request) -> Response:
     person = guard(request, "audit")
     records, errors = await _search(request, person, _query(request, person), PAGE)
     return render(request, "audit.html", title="审计", records=records, errors=errors, form=dict(request.query_params),
-                  actions=labels.AUDIT_ACTIONS, services=SERVICE_NAMES, export=request.url.query)
+                  actions=labels.AUDIT_ACTIONS, services=labels.AUDIT_SYSTEMS, export=request.url.query)
 
 
 COLUMNS = ("时间", "系统", "人员", "姓名", "角色", "镇", "操作", "操作代码", "对象类型", "对象", "结果", "结果代码",
@@ -116,7 +147,7 @@ async def audit_export(request: Request) -> Response:
         for r in records:
             here = names.of(r["town"]) if names is not None else None
             writer.writerow((
-                here.when(r["at"]) if here else r["at"], SERVICE_NAMES.get(r["service"], r["service"]), r["actor"],
+                here.when(r["at"]) if here else r["at"], labels.AUDIT_SYSTEMS.get(r["service"], r["service"]), r["actor"],
                 here.staff(r["actor"]) if here and r["actor"] else "",
                 "、".join(labels.ROLES.get(role, role) for role in r["roles"]), here.town(r["town"]) if here else "",
                 labels.AUDIT_ACTIONS.get(r["action"], r["action"]), r["action"],

@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ..metrics import SIGN_INS
 from ..oidc import signed_out_at
 from ..session import Session
+from ..session_audit import Where
 from ..sign_in import Refused, check_sign_in
 from ..web import checked_form, console_of, render, session_of, start_session, visible_pages
 
@@ -43,8 +44,8 @@ async def sign_in(request: Request) -> Response:
     login, password = str(form.get("login", "")).strip(), str(form.get("password", ""))
     next_path = _local(str(form.get("next", "/")))
     console = console_of(request)
-    address = request.client.host if request.client is not None else "unknown"
-    outcome = (await check_sign_in(console.accounts, console.failures, console.limits, login, password, address)
+    outcome = (await check_sign_in(console.accounts, console.failures, console.limits, login, password,
+                                   Where.of(request))
                if login and password else Refused())
     if isinstance(outcome, Refused):
         SIGN_INS.labels("refused" if outcome.wait_seconds is None else "waiting").inc()

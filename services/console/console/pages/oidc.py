@@ -8,6 +8,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from .. import session_audit
 from ..metrics import SIGN_INS
 from ..oidc import (
     CALLBACK,
@@ -18,6 +19,7 @@ from ..oidc import (
     SignInRefused,
 )
 from ..session import Session
+from ..session_audit import Account, Where
 from ..web import console_of, render, start_session
 from .auth import _local
 
@@ -52,6 +54,12 @@ async def from_provider(request: Request, state: str = "", code: str = "", error
         return RedirectResponse("/signin", status_code=303)
     oidc = console.oidc
     pending = oidc.pending.decode(request.cookies.get(PENDING_COOKIE))
+    where = Where.of(request)
+
+    async def audit(outcome: str, account: Account = Account()) -> None:  # noqa: B008 - a frozen nobody
+        await console.records.write(lambda at: [session_audit.record(session_audit.OIDC_SIGN_IN, at, account, where,
+                                                                     outcome)])
+
     response: Response
     try:
         if pending is None or not state or state != pending.state:
@@ -63,14 +71,17 @@ async def from_provider(request: Request, state: str = "", code: str = "", error
     except SignInRefused as exc:
         SIGN_INS.labels("refused").inc()
         log.info("OIDC sign-in refused: %s", exc)
+        await audit(session_audit.OIDC_REFUSED)
         response = render(request, "signin.html", 401, next=pending.next_path if pending else "/", login="",
                           error=exc.message, provider=True)
     except ProviderUnavailable as exc:
         log.warning("OIDC provider unavailable: %s", exc)
+        await audit(session_audit.OIDC_UNAVAILABLE)
         response = render(request, "signin.html", 503, next=pending.next_path if pending else "/", login="",
                           error=UNAVAILABLE, provider=True)
     else:
         SIGN_INS.labels("ok").inc()
+        await audit(session_audit.OK, Account.of(signed.person, signed_in=True))
         oidc.tokens.signed_in(signed)
         start_session(request, Session(person=signed.person, provider=signed.grant))
         response = RedirectResponse(pending.next_path if pending else "/", status_code=303)
