@@ -9,7 +9,9 @@ setting of the product).
         --variant off=.:off [--rounds 2] [-- bench's arguments]
 
 Prints each run's sustained rate (and p99) at every ramp step and the main run, and each
-round's ratios to the first variant; writes bench/results/audit-cost-<time>.json.
+round's ratios to the first variant — of the knee, and of the CPU a matter costs the whole
+machine in the main run (services, Kafka, PostgreSQL's backends), which moves far less with the
+shared machine's neighbours; writes bench/results/audit-cost-<time>.json.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def one_run(name: str, tree: Path, audit_off: bool, bench_args: list[str]) -> di
     main = result["main"]
     return {"variant": name, "file": written.name, "steps": steps,
             "main": (main["offered_rate"], main["sustained_throughput"], main["latency_ms"]["p99"]),
+            "cpu_ms_per_matter": main.get("cpu_ms_per_matter"),
+            "cpu_ms_by_process": {n: round(1000 * r["cpu_cores"] / max(main["sustained_throughput"], 1e-9), 2)
+                                  for n, r in result["resources"].items()},
             "knee": max(s[1] for s in steps) if steps else None, "bare_chain": result["bare_chain"]["throughput"],
             "bare_http": result["bare_http"]["throughput"]}
 
@@ -68,18 +73,27 @@ def main() -> None:
         for name, tree, off in variants:
             runs.append(one_run(name, tree, off, bench_args) | {"round": r + 1})
             last = runs[-1]
-            print(f"round {r + 1} {name}: steps {last['steps']} main {last['main']} knee {last['knee']}", flush=True)
+            print(f"round {r + 1} {name}: steps {last['steps']} main {last['main']} knee {last['knee']} "
+                  f"CPU {last['cpu_ms_per_matter']} ms a matter", flush=True)
     first = variants[0][0]
-    ratios: dict[str, list[float]] = {}
-    for r in range(1, args.rounds + 1):
-        base = next(x for x in runs if x["round"] == r and x["variant"] == first)
-        for x in runs:
-            if x["round"] == r and x["variant"] != first and base["knee"]:
-                ratios.setdefault(x["variant"], []).append(round(x["knee"] / base["knee"], 3))
+
+    def paired(measure: str) -> dict[str, list[float]]:
+        """Each round's ratio of a variant to the first variant's run of the same round."""
+        ratios: dict[str, list[float]] = {}
+        for r in range(1, args.rounds + 1):
+            base = next(x for x in runs if x["round"] == r and x["variant"] == first)
+            for x in runs:
+                if x["round"] == r and x["variant"] != first and base[measure] and x[measure]:
+                    ratios.setdefault(x["variant"], []).append(round(x[measure] / base[measure], 3))
+        return ratios
+
+    knee, cpu = paired("knee"), paired("cpu_ms_per_matter")
     result = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "bench_args": bench_args,
               "variants": {n: f"{t}{' (audit writes off)' if o else ''}" for n, t, o in variants}, "runs": runs,
-              f"knee_ratio_to_{first}": ratios,
-              f"knee_ratio_to_{first}_median": {n: statistics.median(v) for n, v in ratios.items()}}
+              f"knee_ratio_to_{first}": knee,
+              f"knee_ratio_to_{first}_median": {n: statistics.median(v) for n, v in knee.items()},
+              f"cpu_per_matter_ratio_to_{first}": cpu,
+              f"cpu_per_matter_ratio_to_{first}_median": {n: statistics.median(v) for n, v in cpu.items()}}
     out = RESULTS / f"audit-cost-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))

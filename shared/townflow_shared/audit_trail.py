@@ -402,13 +402,19 @@ _SEARCH = (
     " ORDER BY id DESC LIMIT $11")
 
 
+def search_statement(towns: Sequence[str] | None, query: AuditQuery) -> tuple[str, list[Any]]:
+    """The statement `search` runs and its arguments (bench/scale EXPLAINs the same)."""
+    exact, prefix = (None, query.action) if query.action and query.action.endswith(".") else (query.action, None)
+    return _SEARCH, [list(towns) if towns is not None else None, query.actor, exact, prefix, query.target,
+                     query.outcome, query.since, query.until, query.before,
+                     audit.PRUNE_ACTION if query.action != audit.PRUNE_ACTION else "", query.limit + 1]
+
+
 async def search(pool: asyncpg.Pool, towns: Sequence[str] | None, query: AuditQuery) -> list[asyncpg.Record]:
     """Records matching `query` in `towns` (None: every record, the county auditor's), newest
     written first; a prune's checkpoints only when asked for by their action."""
-    exact, prefix = (None, query.action) if query.action and query.action.endswith(".") else (query.action, None)
-    return await pool.fetch(_SEARCH, list(towns) if towns is not None else None, query.actor, exact, prefix,
-                            query.target, query.outcome, query.since, query.until, query.before,
-                            audit.PRUNE_ACTION if query.action != audit.PRUNE_ACTION else "", query.limit + 1)
+    statement, arguments = search_statement(towns, query)
+    return await pool.fetch(statement, *arguments)
 
 
 # --- verify and prune ---------------------------------------------------------------------------
