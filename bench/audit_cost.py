@@ -42,7 +42,12 @@ def python_path(tree: Path, audit_off: bool) -> str:
 def one_run(name: str, tree: Path, audit_off: bool, bench_args: list[str]) -> dict[str, Any]:
     before = set(RESULTS.glob("2*.json"))
     env = os.environ | {"PYTHONPATH": python_path(tree, audit_off)}
-    subprocess.run([sys.executable, "-m", "bench", *bench_args], env=env, cwd=HERE.parent, check=True)
+    for attempt in range(3):  # a stack that did not start in time on the busy machine is started again
+        if subprocess.run([sys.executable, "-m", "bench", *bench_args], env=env, cwd=HERE.parent).returncode == 0:
+            break
+        print(f"{name}: bench failed (attempt {attempt + 1}); again", flush=True)
+    else:
+        raise RuntimeError(f"{name}: bench failed three times")
     [written] = set(RESULTS.glob("2*.json")) - before
     result = json.loads(written.read_text())
     steps = [(s["offered_rate"], s["sustained_throughput"], s["latency_ms"]["p99"]) for s in result["ramp"]]
