@@ -151,12 +151,14 @@ async def caught_up(stack: Stack, timeout: float) -> float:
     return await wait_for_groups(stack.kafka.bootstrap, list(CONSUMED), timeout, report=log)
 
 
-async def audit_sealed(stack: Stack, timeout: float) -> None:
-    """The history's audit records chained by the services' sealing passes and published."""
+async def audit_sealed(stack: Stack, timeout: float) -> dict[str, int]:
+    """The history's audit records chained by the services' sealing passes and published: each
+    service's chain's length."""
     assert stack.postgres is not None
     started = time.monotonic()
     chains = await auditing.wait_sealed({s: stack.postgres.dsn(s) for s in auditing.AUDITED}, timeout, report=log)
     log(f"audit records sealed and published in {time.monotonic() - started:.0f}s; the chains: {chains}")
+    return chains
 
 
 def monthly_counts(total: int, months: int) -> list[int]:
@@ -185,7 +187,7 @@ async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town
                 if i == 0:
                     log(f"{month:%Y-%m} loaded; waiting for every consumer")
                     log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s")
-                    await audit_sealed(stack, args.timeout_hours * 3600)
+                    chains = await audit_sealed(stack, args.timeout_hours * 3600)
                     log("every read and page with one month held")
                     await stages.measure("one_month")
                     if len(months) > 1:
@@ -196,12 +198,13 @@ async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town
     if len(months) > 1:
         log("every month loaded; waiting for every consumer")
         log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s")
-        await audit_sealed(stack, args.timeout_hours * 3600)
+        chains = await audit_sealed(stack, args.timeout_hours * 3600)
         log("every read and page with every month held")
         await stages.measure("all_months")
     else:
         stages.same_as("all_months", "one_month")
-    return loader.summary() | {"seconds_to_caught_up": round(time.monotonic() - loader.started, 1)}
+    return loader.summary() | {"seconds_to_caught_up": round(time.monotonic() - loader.started, 1),
+                               "audit_chains": chains}
 
 
 async def replay_both_ways(stack: Stack) -> dict[str, Any]:
