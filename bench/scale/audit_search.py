@@ -90,7 +90,8 @@ async def explain(stack: Stack, values: dict[str, str]) -> dict[str, Any]:
         try:
             for name, wanted in {"newest": {}, **auditing.searches(service)}.items():
                 query = AuditQuery.model_validate({k: values[v] for k, v in wanted.items()})
-                statement, arguments = audit_trail.search_statement(None, query)
+                statement, arguments = audit_trail.search_statement(
+                    None, query, await audit_trail.narrow_range(conn, query))
                 rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {statement}", *arguments)
                 plan = [r[0] for r in rows]
                 plans[f"{service} [{name}]"] = plan
