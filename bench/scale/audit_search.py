@@ -20,21 +20,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
 from devstack.county_gen import make_county
+from devstack.postgres import Postgres
 from devstack.stack import Stack
 from townflow_shared import audit_trail
 from townflow_shared.audit import Entry
 from townflow_shared.audit_api import AuditQuery
 from townflow_shared.county import load_county
+from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+from townflow_shared.town import Town
 
 from . import auditing, history, reads, settle
 from .__main__ import (
@@ -59,17 +65,14 @@ def as_town(entry: Entry, base: str, town: str, n: int) -> Entry:
                    correlation_id=f"{int(entry.correlation_id, 16) ^ n:032x}")
 
 
-async def load(stack: Stack, towns: list[str], months: list[history.TownMonth]) -> dict[str, Any]:
-    assert stack.postgres is not None
-    county = load_county(stack.workdir / "county")
-    first = county.towns[towns[0]]
-    loaded = dict.fromkeys(auditing.AUDITED, 0)
+async def load(dsns: dict[str, str], first: Town, towns: list[str], months: list[history.TownMonth]) -> dict[str, Any]:
+    loaded = dict.fromkeys(dsns, 0)
     started = time.monotonic()
-    conns = {s: await asyncpg.connect(stack.postgres.dsn(s)) for s in auditing.AUDITED}
+    conns = {s: await asyncpg.connect(dsn) for s, dsn in dsns.items()}
     try:
         for month in months:
             by_service = auditing.entries(first, month)
-            for service in auditing.AUDITED:
+            for service in dsns:
                 rows = [e if n == 0 else as_town(e, towns[0], code, n)
                         for n, code in enumerate(towns) for e in by_service.get(service, [])]
                 rows.sort(key=lambda e: e.at)  # written in the order they were made, across the county
@@ -120,8 +123,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.start_infra()
         start_services(stack, list(auditing.AUDITED))
         log(f"a county-year's audit records: {args.towns} towns")
-        loaded = await load(stack, towns, months)
         assert stack.postgres is not None
+        loaded = await load({s: stack.postgres.dsn(s) for s in auditing.AUDITED}, first_town, towns, months)
         settled = await settle.settle([stack.postgres.dsn(s) for s in auditing.AUDITED], args.quiet_wait, report=log)
         log("the searches' plans")
         plans = await explain(stack, values)
@@ -146,6 +149,61 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.stop()
 
 
+async def database_only(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """`--database-only`: one service's county-year in a PostgreSQL of its own (no Kafka, no
+    service, no HTTP), each search timed as `audit_trail.search` runs it — the range's count
+    and the statement — and, once, as the release before ran it (newest first whatever the
+    range), with EXPLAIN ANALYZE: the database's share of a search, apart from a busy machine's
+    HTTP and scheduling."""
+    service = args.database_only
+    towns = make_county(folder / "county", args.towns)
+    first_town = load_county(folder / "county").towns[towns[0]]
+    firsts = history.months(args.last_month, args.months)
+    counts = monthly_counts(args.matters_per_town, args.months)
+    log(f"the first town's history, {args.months} months of {args.matters_per_town:,} matters")
+    months = [history.town_month(first_town, m, counts[i], args.seed, ends_history=i == len(firsts) - 1)
+              for i, m in enumerate(firsts)]
+    values = read_values(months[0])
+    postgres = Postgres(folder / "postgres").start()
+    try:
+        postgres.create_database(service)
+        pool = await create_pool(postgres.dsn(service), 1, 2)
+        try:
+            await migrate(pool, [SHARED_MIGRATIONS])
+            log(f"{service}'s audit records of a county: {args.towns} towns")
+            loaded = await load({service: postgres.dsn(service)}, first_town, towns, months)
+            async with pool.acquire() as conn:
+                await conn.execute("VACUUM (ANALYZE) audit_log")
+            timed: dict[str, Any] = {}
+            searches = {"newest": {}, **auditing.searches(service)}
+            queries = {n: AuditQuery.model_validate({k: values[v] for k, v in w.items()}) for n, w in searches.items()}
+            samples: dict[str, list[float]] = {n: [] for n in queries}
+            for _ in range(args.repetitions):  # round by round, as reads.time_reads
+                for name, query in queries.items():
+                    started = time.perf_counter()
+                    await audit_trail.search(pool, None, query)
+                    samples[name].append(1000 * (time.perf_counter() - started))
+            async with pool.acquire() as conn:
+                for name, query in queries.items():
+                    statement, arguments = audit_trail.search_statement(None, query)  # newest first, always
+                    before = await conn.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {statement}", *arguments)
+                    in_range = await audit_trail.narrow_range(conn, query)
+                    timed[name] = reads.summary_ms(samples[name]) | {
+                        "read_through_time_index": in_range,
+                        "release_before_ms": float(before[-1][0].split(":")[1].split()[0])}
+                    log(f"  {service} [{name}]: p50 {timed[name]['p50']} ms, p95 {timed[name]['p95']} ms"
+                        f"{' (through the time index)' if in_range else ''}; the release before's statement "
+                        f"{timed[name]['release_before_ms']} ms")
+        finally:
+            await pool.close()
+    finally:
+        postgres.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"at": datetime.now(UTC).isoformat(timespec="seconds"), "database_only": service,
+            "size": {"towns": args.towns, "matters_per_town": args.matters_per_town, "months": args.months},
+            "loaded": loaded, "searches": timed, "slowest_p95_ms": max(t["p95"] for t in timed.values())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scale.audit_search")
     parser.add_argument("--towns", type=int, default=60)
@@ -155,8 +213,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--repetitions", type=int, default=50)
     parser.add_argument("--quiet-wait", type=float, default=120.0)
+    parser.add_argument("--database-only", choices=auditing.AUDITED, metavar="SERVICE",
+                        help="one service's records in a PostgreSQL of its own, searched without HTTP")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    if args.database_only:
+        folder = Path(tempfile.mkdtemp(prefix="townflow-audit-search-"))
+        folder.chmod(0o755)  # PostgreSQL (as `postgres` when we are root) must traverse it
+        result = asyncio.run(database_only(args, folder))
+    else:
+        result = asyncio.run(run(args))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"audit-search-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
