@@ -37,7 +37,8 @@ PAGES = [
     "GET /status", "POST /status", "GET /enforcement", "GET /enforcement/inspections/{inspection_id}",
     "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
     "GET /appraisal/bulletin", "GET /county", "GET /suspensions", "GET /tasks/{task_id}/suspension",
-    "GET /audit", "GET /audit.csv",
+    "GET /audit", "GET /audit (person)", "GET /audit (matter)", "GET /audit (action)", "GET /audit (week)",
+    "GET /audit.csv",
 ]
 STAGES = ["empty", "one_month", "all_months"]
 
@@ -124,7 +125,9 @@ def test_a_console_page_without_a_caller_fails_the_run(tmp_path: Path, monkeypat
 
     make_county(tmp_path, 1)
     routes = pages.console_get_routes(tmp_path)
-    values = {"task_id": "t", "inspection_id": "i", "case_id": "c", "period": "2026-10", "matter_off": "off"}
+    values = {"task_id": "t", "inspection_id": "i", "case_id": "c", "period": "2026-10", "matter_off": "off",
+              "audit_actor": "s", "ticket_no": "n", "audit_action_dispatch": "task.accept", "audit_from": "2026-10-08",
+              "audit_to": "2026-10-14"}
     matters = [{"ticket_no": f"n{i}", "code": f"k{i}"} for i in range(3)]
     loads = {load.name.removeprefix("console "): load for load in pages.page_loads(routes, values, matters)}
     assert set(loads) == set(PAGES)
@@ -152,6 +155,11 @@ def test_health_replay_and_loading_figures_are_reported(result: dict[str, Any]) 
     assert replay["bare"]["messages"] >= result["loading"]["events"]
     assert replay["rebuild"]["replayed"] >= result["loading"]["events"]
     assert result["loading"]["matters"] == 2 * 60
+    # The history's requests' audit records, each chained by its service's sealing pass (the
+    # harness's own requests may have added a few).
+    assert positive(result["loading"]["audit_records"])
+    assert sum(result["loading"]["audit_chains"].values()) >= result["loading"]["audit_records"]
+    assert set(result["targets"]["audit_search_p95_le_100ms"]) >= {"pass", "worst_p95_ms", "records"}
     assert positive(result["loading"]["events"])
     assert all(isinstance(t["pass"], bool) for t in result["targets"].values())  # two months: all measured
 

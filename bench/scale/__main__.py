@@ -28,12 +28,13 @@ from townflow_shared.county import load_county
 from townflow_shared.town import Town
 
 from .. import __main__ as bench_main
-from . import history, pages, reads, replay, report, settle
+from . import auditing, history, pages, reads, replay, report, settle
 from .loading import CONNECTIONS, Loader
 from .topics import CONSUMED, move_group_to_end, wait_for_groups
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 VERDICTS = {True: "pass", False: "FAIL", None: "not measured at this size"}
+AUDIT_RETENTION_DAYS = 400
 ACTING_ON_HISTORY = ["dispatch", "enforcement"]  # stopped while the history is written (loaders.py)
 
 
@@ -63,7 +64,7 @@ def read_values(first: history.TownMonth) -> dict[str, str]:
     task = next(e for e in matter.events if e.type == "dispatch.task.dispatched").data
     inspection = next(e for e in matter.events if e.type == "enforcement.inspection.done").data
     case = next(e for e in matter.events if e.type == "enforcement.case.updated").data
-    return {
+    values = {
         "town": first.town_code, "period": f"{first.month:%Y-%m}", "pool": "50000.00", "group_by": "staff",
         "ticket_no": matter.ticket_no, "code": matter.access_code, "task_id": task.task_id,  # type: ignore[attr-defined]
         "inspection_id": inspection.inspection_id, "case_id": case.case_id,  # type: ignore[attr-defined]
@@ -76,6 +77,7 @@ def read_values(first: history.TownMonth) -> dict[str, str]:
         "search_colour": "red", "search_status": "returned", "search_open": "open", "search_ended": "ended",
         "search_yes": "true",
     }
+    return values | auditing.search_values(first, values)
 
 
 async def time_every_read(stack: Stack, values: dict[str, str], repetitions: int) -> dict[str, dict[str, Any]]:
@@ -149,6 +151,16 @@ async def caught_up(stack: Stack, timeout: float) -> float:
     return await wait_for_groups(stack.kafka.bootstrap, list(CONSUMED), timeout, report=log)
 
 
+async def audit_sealed(stack: Stack, timeout: float) -> dict[str, int]:
+    """The history's audit records chained by the services' sealing passes and published: each
+    service's chain's length."""
+    assert stack.postgres is not None
+    started = time.monotonic()
+    chains = await auditing.wait_sealed({s: stack.postgres.dsn(s) for s in auditing.AUDITED}, timeout, report=log)
+    log(f"audit records sealed and published in {time.monotonic() - started:.0f}s; the chains: {chains}")
+    return chains
+
+
 def monthly_counts(total: int, months: int) -> list[int]:
     return [total // months + (1 if i < total % months else 0) for i in range(months)]
 
@@ -174,8 +186,9 @@ async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town
                     await loader.write(town, month, counts[i], args.seed, ends_history=i == len(months) - 1)
                 if i == 0:
                     log(f"{month:%Y-%m} loaded; waiting for every consumer")
-                    log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s; "
-                        "every read and page with one month held")
+                    log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s")
+                    chains = await audit_sealed(stack, args.timeout_hours * 3600)
+                    log("every read and page with one month held")
                     await stages.measure("one_month")
                     if len(months) > 1:
                         pause_acting_on_history(stack)
@@ -184,12 +197,14 @@ async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town
             await pool.close()
     if len(months) > 1:
         log("every month loaded; waiting for every consumer")
-        log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s; "
-            "every read and page with every month held")
+        log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s")
+        chains = await audit_sealed(stack, args.timeout_hours * 3600)
+        log("every read and page with every month held")
         await stages.measure("all_months")
     else:
         stages.same_as("all_months", "one_month")
-    return loader.summary() | {"seconds_to_caught_up": round(time.monotonic() - loader.started, 1)}
+    return loader.summary() | {"seconds_to_caught_up": round(time.monotonic() - loader.started, 1),
+                               "audit_chains": chains}
 
 
 async def replay_both_ways(stack: Stack) -> dict[str, Any]:
@@ -209,6 +224,9 @@ async def scale(args: argparse.Namespace) -> dict[str, Any]:
     folder = stack.workdir / "county"
     make_county(folder, args.towns)
     stack.extra_env["TOWNFLOW_TOWN_DIR"] = str(folder)
+    # A county that keeps its audit trail a year (the least is 180 days): the history's oldest
+    # months are not pruned behind a checkpoint while the run goes on.
+    stack.extra_env["TOWNFLOW_AUDIT_RETENTION_DAYS"] = str(AUDIT_RETENTION_DAYS)
     county = load_county(folder)
     towns = list(county.towns.values())
     months = history.months(args.last_month, args.months)

@@ -14,7 +14,7 @@ import asyncpg
 
 from townflow_shared.town import Town
 
-from . import history, loaders
+from . import auditing, history, loaders
 from .history import Matter, TownMonth
 from .topics import HistoryProducer
 
@@ -29,6 +29,7 @@ class Loader:
         self.total_matters = total_matters
         self.report = report
         self.matters = 0
+        self.audit_records = 0
         self.started = time.monotonic()
         self.seconds = {"generating": 0.0, "loading_and_producing": 0.0}
         self.busy = {"intake": 0.0, "topics": 0.0, "dispatch": 0.0, "enforcement": 0.0}  # summed over connections
@@ -75,6 +76,9 @@ class Loader:
         await asyncio.gather(self._intake_then_topics(month),
                              self._in("dispatch", town, month.matters, loaders.load_dispatch),
                              self._in("enforcement", town, month.matters, loaders.load_enforcement))
+        # The staff's and citizens' requests' audit records, by the product's writer; each service's
+        # sealing pass chains them (dispatch's and enforcement's once they run again).
+        self.audit_records += await auditing.write(self.pools, auditing.entries(town, month))
         async with self.pools["enforcement"].acquire() as conn:
             await loaders.load_plan(conn, town, month.plan)
         self.seconds["generating"] += generated - started
@@ -88,7 +92,7 @@ class Loader:
 
     def summary(self) -> dict[str, Any]:
         busy = sum(self.seconds.values())
-        return {"matters": self.matters, "events": self.producer.produced,
+        return {"matters": self.matters, "events": self.producer.produced, "audit_records": self.audit_records,
                 "seconds_generating": round(self.seconds["generating"], 1),
                 "seconds_loading_and_producing": round(self.seconds["loading_and_producing"], 1),
                 "busy_seconds_by_destination": {k: round(v, 1) for k, v in self.busy.items()},

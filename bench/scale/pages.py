@@ -83,9 +83,12 @@ VISITS: dict[str, list[Visit]] = {
     "/county": [Visit("county", query={"period": "period"})],
     "/suspensions": [Visit("command_centre")],
     "/tasks/{task_id}/suspension": [Visit("assignee")],
-    # The auditor's search of the four services' audit trails (issue #28): the newest records, and
-    # the export.
-    "/audit": [Visit("auditor")],
+    # The auditor's search of the four services' audit trails (issue #28): the newest records, by
+    # person, matter, action, a week (the history's oldest), and the export.
+    "/audit": [Visit("auditor"), Visit("auditor", query={"actor": "audit_actor"}, label="person"),
+               Visit("auditor", query={"target": "ticket_no"}, label="matter"),
+               Visit("auditor", query={"action": "audit_action_dispatch"}, label="action"),
+               Visit("auditor", query={"from": "audit_from", "to": "audit_to"}, label="week")],
     "/audit.csv": [Visit("auditor")],
 }
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from . import auditing
+
 # Not reads of the data: health is timed on its own, the documents describe the API.
 SKIPPED = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/asyncapi.json"}
 
@@ -32,6 +34,11 @@ SEARCHES: dict[tuple[str, str], dict[str, dict[str, str]]] = {
         "second page": {"offset": "search_offset"},
     },
 }
+
+
+# The auditor's searches of each service's audit trail (issue #28), by person, matter, action and
+# date range (auditing.py: the records of the history's requests).
+SEARCHES |= {(service, "/v1/audit"): auditing.searches(service) for service in auditing.AUDITED}
 
 
 @dataclass(frozen=True)

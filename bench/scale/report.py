@@ -1,4 +1,4 @@
-"""The targets of issues #16 and #17 judged against a run's figures (reported, never asserted), and the plot."""
+"""The targets of issues #16, #17 and #28 judged against a run's figures (reported, never asserted), and the plot."""
 
 from __future__ import annotations
 
@@ -54,6 +54,19 @@ def matter_on_the_task_page(result: dict[str, Any]) -> dict[str, Any]:
             "added": added, "target_ms": MATTER_ADDS_MS}
 
 
+AUDIT_SEARCH_P95_MS = 100.0  # issue #28: an auditor's search over a county-year of actions
+
+
+def audit_searches(result: dict[str, Any]) -> dict[str, Any]:
+    """Every auditor's search of a service's trail (`GET /v1/audit`: the newest, by person,
+    matter, action, a week) within the target with every month's records held and sealed; the
+    trails' size says at which volume (a county-year is about 4.5 million records)."""
+    timed = {n: t["p95"] for n, t in result["reads"]["all_months"].items() if t["path"] == "/v1/audit"}
+    return {"pass": bool(timed) and all(v <= AUDIT_SEARCH_P95_MS for v in timed.values()),
+            "worst_p95_ms": max(timed.values(), default=None), "records": result["loading"].get("audit_chains"),
+            "target_ms": AUDIT_SEARCH_P95_MS}
+
+
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     loaded = result["reads"]["all_months"]
     one = result["reads"]["one_month"]
@@ -76,6 +89,7 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
         "rebuild_ge_10pct_of_bare": {"pass": share >= REBUILD_SHARE_OF_BARE, "share": round(share, 4)},
         "console_page_p95_le_300ms": console_pages(result),
         "matter_adds_le_20ms_to_task_page_p95": matter_on_the_task_page(result),
+        "audit_search_p95_le_100ms": audit_searches(result),
     }
 
 

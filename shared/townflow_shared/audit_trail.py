@@ -14,9 +14,9 @@ How a request is recorded, whatever the route (so a new route cannot forget):
 - A read of a citizen's personal data (a GET) is recorded the same way once the read says so
   (`note_read`).
 
-The sealing pass (`sealing_loop`, one per replica) chains what was written: it takes the chain's
-head row (`audit_head`, FOR UPDATE), so two replicas' passes take turns and the chain has no fork,
-while no command ever waits for the head. It also puts the sealed records in the outbox for the
+The sealing pass (`sealing_loop`, one per replica, every SEAL_SECONDS) chains what was written:
+it takes the chain's head row (`audit_head`, FOR UPDATE), so two replicas' passes take turns and
+the chain has no fork, while no command ever waits for the head. It also puts the sealed records in the outbox for the
 service's audit topic (`<service>.audit.recorded.v1`), for the county's SIEM. The auditor's route
 is audit_api.py.
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import sys
@@ -145,12 +144,10 @@ async def record_pending(conn: asyncpg.Connection) -> list[Pending]:
 
 
 def committed(written: Sequence[Pending]) -> None:
-    """The transaction that wrote these committed: the middleware writes them no more, and the
-    sealing pass is woken to chain them."""
+    """The transaction that wrote these committed: the middleware writes them no more. The
+    sealing pass chains them on its next round (within SEAL_SECONDS)."""
     for one in written:
         one.written = True
-    if written and _written is not None:
-        _written.set()
 
 
 _batch: ContextVar[list[Pending] | None] = ContextVar("townflow_audit_batch", default=None)
@@ -273,8 +270,12 @@ async def seal(conn: asyncpg.Connection, service: str, home: str, limit: int = S
         return await _seal_locked(conn, service, home, limit)
 
 
-_written: asyncio.Event | None = None  # set when a transaction with records commits: the pass runs at once
-SEAL_SECONDS = 1.0  # and at least this often (another replica's records, a missed wake-up)
+# How often a replica's pass runs; at once again while a pass finds a full batch (a backlog). Not
+# woken by each commit: under load that was a sealing transaction (the head's lock, an outbox
+# insert, a commit's fsync, and a relay cycle for the audit topic) for nearly every audited
+# request, 11 % of enforcement's CPU at 150 matters/s (py-spy, docs/benchmarks.md#audit-cost).
+# On a timer one pass takes a second's records, whatever the rate.
+SEAL_SECONDS = 1.0
 
 
 PRUNE_EVERY = timedelta(hours=1)  # how often a replica prunes what is past the retention
@@ -282,17 +283,14 @@ PRUNE_EVERY = timedelta(hours=1)  # how often a replica prunes what is past the 
 
 def sealing_loop(service: str, database: Database, home: str, clock: Clock,
                  retention_days: int) -> Callable[[Any], Awaitable[None]]:
-    """The background pass of a service (runtime.py): seals what was written, at once when this
-    replica wrote something, else every SEAL_SECONDS; and prunes what is past the retention
+    """The background pass of a service (runtime.py): seals what was written every SEAL_SECONDS
+    (at once again after a full batch); and prunes what is past the retention
     (`prune`) every PRUNE_EVERY, a failed prune logged and tried again next time, never in the
     way of the sealing."""
 
     async def sealing_loop(_: Any) -> None:
-        global _written
-        _written = written = asyncio.Event()
         next_prune: datetime | None = None
         while True:
-            written.clear()
             async with database.pool.acquire() as conn:
                 sealed = await seal(conn, service, home)
                 now = clock.now()
@@ -306,8 +304,7 @@ def sealing_loop(service: str, database: Database, home: str, clock: Clock,
                     except Exception:
                         log.exception("pruning %s's audit trail failed; trying again in %s", service, PRUNE_EVERY)
             if len(sealed) < SEAL_BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(written.wait(), SEAL_SECONDS)
+                await asyncio.sleep(SEAL_SECONDS)
 
     return sealing_loop
 
@@ -394,24 +391,53 @@ def _code_of(body: bytes) -> str | None:
 
 
 # --- the auditor's search ------------------------------------------------------------------------
-_SEARCH = (
-    "SELECT id, seq, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
-    " correlation_id, prev_hash, hash FROM audit_records"
-    " WHERE ($1::text[] IS NULL OR town_code = ANY($1)) AND ($2::text IS NULL OR actor = $2)"
+_COLUMNS = ("id, seq, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
+            " correlation_id, prev_hash, hash")
+_MATCHING = (
+    " FROM audit_records WHERE ($1::text[] IS NULL OR town_code = ANY($1)) AND ($2::text IS NULL OR actor = $2)"
     " AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR action LIKE $4 || '%')"
     " AND ($5::text IS NULL OR target_id = $5) AND ($6::text IS NULL OR outcome = $6)"
     " AND ($7::timestamptz IS NULL OR at >= $7) AND ($8::timestamptz IS NULL OR at < $8)"
-    " AND ($9::bigint IS NULL OR id < $9) AND action <> $10"
-    " ORDER BY id DESC LIMIT $11")
+    " AND ($9::bigint IS NULL OR id < $9) AND action <> $10")
+_SEARCH = f"SELECT {_COLUMNS}{_MATCHING} ORDER BY id DESC LIMIT $11"
+# A date range is read through the time index, then ordered (OFFSET 0 keeps the order and limit
+# out of the planning of the read): PostgreSQL does not know that ids grow with time, and for
+# "newest first, 100" it walks back from the newest record, expecting a range's records among the
+# newest — for a week of the oldest month of a county-year, through 2 million records (seconds).
+# Only when the range holds fewer than RANGE_ROWS: a wider one is read newest first as any search.
+_SEARCH_IN_RANGE = f"SELECT * FROM (SELECT {_COLUMNS}{_MATCHING} OFFSET 0) r ORDER BY id DESC LIMIT $11"  # noqa: S608 - constants
+_RANGE_ROWS = (
+    "SELECT count(*) FROM (SELECT 1 FROM audit_records WHERE ($1::timestamptz IS NULL OR at >= $1)"
+    " AND ($2::timestamptz IS NULL OR at < $2) LIMIT $3) r")
+RANGE_ROWS = 100_000  # a county-week of dispatch's records is about 45,000
+
+
+def search_statement(towns: Sequence[str] | None, query: AuditQuery,
+                     in_range: bool = False) -> tuple[str, list[Any]]:
+    """The statement `search` runs and its arguments (bench/scale EXPLAINs the same): newest
+    first, or through the date range's records (`in_range`)."""
+    exact, prefix = (None, query.action) if query.action and query.action.endswith(".") else (query.action, None)
+    return _SEARCH_IN_RANGE if in_range else _SEARCH, [
+        list(towns) if towns is not None else None, query.actor, exact, prefix, query.target, query.outcome,
+        query.since, query.until, query.before, audit.PRUNE_ACTION if query.action != audit.PRUNE_ACTION else "",
+        query.limit + 1]
 
 
 async def search(pool: asyncpg.Pool, towns: Sequence[str] | None, query: AuditQuery) -> list[asyncpg.Record]:
     """Records matching `query` in `towns` (None: every record, the county auditor's), newest
     written first; a prune's checkpoints only when asked for by their action."""
-    exact, prefix = (None, query.action) if query.action and query.action.endswith(".") else (query.action, None)
-    return await pool.fetch(_SEARCH, list(towns) if towns is not None else None, query.actor, exact, prefix,
-                            query.target, query.outcome, query.since, query.until, query.before,
-                            audit.PRUNE_ACTION if query.action != audit.PRUNE_ACTION else "", query.limit + 1)
+    async with pool.acquire() as conn:
+        statement, arguments = search_statement(towns, query, await narrow_range(conn, query))
+        return await conn.fetch(statement, *arguments)
+
+
+async def narrow_range(conn: asyncpg.Connection, query: AuditQuery) -> bool:
+    """Whether the query's date range holds fewer than RANGE_ROWS records (counted on the time
+    index, up to that many): then it is read through that index."""
+    if query.since is None and query.until is None:
+        return False
+    held = await conn.fetchval(_RANGE_ROWS, query.since, query.until, RANGE_ROWS)
+    return bool(held < RANGE_ROWS)
 
 
 # --- verify and prune ---------------------------------------------------------------------------
