@@ -93,8 +93,7 @@ async def explain(stack: Stack, values: dict[str, str]) -> dict[str, Any]:
         try:
             for name, wanted in {"newest": {}, **auditing.searches(service)}.items():
                 query = AuditQuery.model_validate({k: values[v] for k, v in wanted.items()})
-                statement, arguments = audit_trail.search_statement(
-                    None, query, await audit_trail.narrow_range(conn, query))
+                statement, arguments = audit_trail.search_statement(None, query)
                 rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {statement}", *arguments)
                 plan = [r[0] for r in rows]
                 plans[f"{service} [{name}]"] = plan
@@ -151,10 +150,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def database_only(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """`--database-only`: one service's county-year in a PostgreSQL of its own (no Kafka, no
-    service, no HTTP), each search timed as `audit_trail.search` runs it — the range's count
-    and the statement — and, once, as the release before ran it (newest first whatever the
-    range), with EXPLAIN ANALYZE: the database's share of a search, apart from a busy machine's
-    HTTP and scheduling."""
+    service, no HTTP), each search timed as `audit_trail.search` runs it, and its plan (EXPLAIN
+    ANALYZE): the database's share of a search, apart from a busy machine's HTTP and scheduling."""
     service = args.database_only
     towns = make_county(folder / "county", args.towns)
     first_town = load_county(folder / "county").towns[towns[0]]
@@ -185,15 +182,10 @@ async def database_only(args: argparse.Namespace, folder: Path) -> dict[str, Any
                     samples[name].append(1000 * (time.perf_counter() - started))
             async with pool.acquire() as conn:
                 for name, query in queries.items():
-                    statement, arguments = audit_trail.search_statement(None, query)  # newest first, always
-                    before = await conn.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {statement}", *arguments)
-                    in_range = await audit_trail.narrow_range(conn, query)
-                    timed[name] = reads.summary_ms(samples[name]) | {
-                        "read_through_time_index": in_range,
-                        "release_before_ms": float(before[-1][0].split(":")[1].split()[0])}
-                    log(f"  {service} [{name}]: p50 {timed[name]['p50']} ms, p95 {timed[name]['p95']} ms"
-                        f"{' (through the time index)' if in_range else ''}; the release before's statement "
-                        f"{timed[name]['release_before_ms']} ms")
+                    statement, arguments = audit_trail.search_statement(None, query)
+                    plan = [r[0] for r in await conn.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {statement}", *arguments)]
+                    timed[name] = reads.summary_ms(samples[name]) | {"plan": plan}
+                    log(f"  {service} [{name}]: p50 {timed[name]['p50']} ms, p95 {timed[name]['p95']} ms")
         finally:
             await pool.close()
     finally:

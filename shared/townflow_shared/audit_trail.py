@@ -393,30 +393,26 @@ def _code_of(body: bytes) -> str | None:
 # --- the auditor's search ------------------------------------------------------------------------
 _COLUMNS = ("id, seq, at, actor, roles, town_code, action, target_type, target_id, outcome, client, forwarded_for,"
             " correlation_id, prev_hash, hash")
-_MATCHING = (
+_FILTERS = (
     " FROM audit_records WHERE ($1::text[] IS NULL OR town_code = ANY($1)) AND ($2::text IS NULL OR actor = $2)"
     " AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR action LIKE $4 || '%')"
     " AND ($5::text IS NULL OR target_id = $5) AND ($6::text IS NULL OR outcome = $6)"
-    " AND ($7::timestamptz IS NULL OR at >= $7) AND ($8::timestamptz IS NULL OR at < $8)"
-    " AND ($9::bigint IS NULL OR id < $9) AND action <> $10")
-_SEARCH = f"SELECT {_COLUMNS}{_MATCHING} ORDER BY id DESC LIMIT $11"
-# A date range is read through the time index, then ordered (OFFSET 0 keeps the order and limit
-# out of the planning of the read): PostgreSQL does not know that ids grow with time, and for
-# "newest first, 100" it walks back from the newest record, expecting a range's records among the
-# newest — for a week of the oldest month of a county-year, through 2 million records (seconds).
-# Only when the range holds fewer than RANGE_ROWS: a wider one is read newest first as any search.
-_SEARCH_IN_RANGE = f"SELECT * FROM (SELECT {_COLUMNS}{_MATCHING} OFFSET 0) r ORDER BY id DESC LIMIT $11"  # noqa: S608 - constants
-_RANGE_ROWS = (
-    "SELECT count(*) FROM (SELECT 1 FROM audit_records WHERE ($1::timestamptz IS NULL OR at >= $1)"
-    " AND ($2::timestamptz IS NULL OR at < $2) LIMIT $3) r")
-RANGE_ROWS = 100_000  # a county-week of dispatch's records is about 45,000
+    " AND ($7::timestamptz IS NULL OR at >= $7) AND ($8::timestamptz IS NULL OR at < $8) AND action <> $10")
+_SEARCH = f"SELECT {_COLUMNS}{_FILTERS} AND ($9::bigint IS NULL OR id < $9) ORDER BY id DESC LIMIT $11"
+# A date range is read newest first by time, backwards along the time index from the range's end:
+# a page costs its own records, wherever the range lies in the year. Ordered by id, as the other
+# searches are, PostgreSQL (not knowing that ids grow with time) walked back from the newest
+# record to the range: for a week of a county-year's oldest month, millions of rows, seconds.
+# The page after record $9 holds what comes after it in that order (its time bounds the scan).
+_AFTER = (" AND ($9::bigint IS NULL OR (at <= (SELECT at FROM audit_records WHERE id = $9)"
+          " AND (at, id) < (SELECT at, id FROM audit_records WHERE id = $9)))")
+_SEARCH_IN_RANGE = f"SELECT {_COLUMNS}{_FILTERS}{_AFTER} ORDER BY at DESC, id DESC LIMIT $11"
 
 
-def search_statement(towns: Sequence[str] | None, query: AuditQuery,
-                     in_range: bool = False) -> tuple[str, list[Any]]:
-    """The statement `search` runs and its arguments (bench/scale EXPLAINs the same): newest
-    first, or through the date range's records (`in_range`)."""
+def search_statement(towns: Sequence[str] | None, query: AuditQuery) -> tuple[str, list[Any]]:
+    """The statement `search` runs and its arguments (bench/scale EXPLAINs the same)."""
     exact, prefix = (None, query.action) if query.action and query.action.endswith(".") else (query.action, None)
+    in_range = query.since is not None or query.until is not None
     return _SEARCH_IN_RANGE if in_range else _SEARCH, [
         list(towns) if towns is not None else None, query.actor, exact, prefix, query.target, query.outcome,
         query.since, query.until, query.before, audit.PRUNE_ACTION if query.action != audit.PRUNE_ACTION else "",
@@ -425,19 +421,10 @@ def search_statement(towns: Sequence[str] | None, query: AuditQuery,
 
 async def search(pool: asyncpg.Pool, towns: Sequence[str] | None, query: AuditQuery) -> list[asyncpg.Record]:
     """Records matching `query` in `towns` (None: every record, the county auditor's), newest
-    written first; a prune's checkpoints only when asked for by their action."""
-    async with pool.acquire() as conn:
-        statement, arguments = search_statement(towns, query, await narrow_range(conn, query))
-        return await conn.fetch(statement, *arguments)
-
-
-async def narrow_range(conn: asyncpg.Connection, query: AuditQuery) -> bool:
-    """Whether the query's date range holds fewer than RANGE_ROWS records (counted on the time
-    index, up to that many): then it is read through that index."""
-    if query.since is None and query.until is None:
-        return False
-    held = await conn.fetchval(_RANGE_ROWS, query.since, query.until, RANGE_ROWS)
-    return bool(held < RANGE_ROWS)
+    first: by time within a date range, else as written; a prune's checkpoints only when asked
+    for by their action."""
+    statement, arguments = search_statement(towns, query)
+    return await pool.fetch(statement, *arguments)
 
 
 # --- verify and prune ---------------------------------------------------------------------------

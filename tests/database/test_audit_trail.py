@@ -186,29 +186,28 @@ async def test_the_auditors_search_filters_and_pages_newest_first(pool: asyncpg.
     assert await found([QINGHE], limit=20) == list(range(10, 0, -1))
 
 
-async def test_a_date_range_is_read_through_the_time_index_when_narrow_with_the_same_answer(
-        pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A narrow range is read through the time index, then ordered (PostgreSQL would walk back from
-    the newest record): the same records in the same order, newest written first — a record
-    written late with an early time included — and a pending one among them; a wide range
-    (RANGE_ROWS or more) is read newest first."""
+async def test_a_date_range_is_read_newest_first_by_time_and_paged_without_gap_or_overlap(
+        pool: asyncpg.Pool) -> None:
+    """A date range is read by time, newest first (backwards along the time index: a page costs
+    its own records wherever the range lies): a record written late with an early time stands at
+    its time, a pending one among the sealed; the page after a record goes on from it."""
     await _append(pool, *(_entry(n, at=T0 + timedelta(hours=n)) for n in range(8)),
-                  _entry(8, at=T0 + timedelta(hours=2, minutes=30)))  # written last, timed among the first
+                  _entry(8, at=T0 + timedelta(hours=2, minutes=30)),  # written late, timed among the first
+                  _entry(10, at=T0 + timedelta(hours=3)))  # the same time as task-3, written later
     await _write(pool, _entry(9, at=T0 + timedelta(hours=3, minutes=30)))  # not sealed yet
-    monkeypatch.setattr(audit_trail, "RANGE_ROWS", 6)  # the range holds 5
     week = AuditQuery(since=T0 + timedelta(hours=2), until=T0 + timedelta(hours=5))
-    async with pool.acquire() as conn:
-        assert await audit_trail.narrow_range(conn, week)
-        assert not await audit_trail.narrow_range(conn, AuditQuery(since=T0))  # 10 records: wide
-        assert not await audit_trail.narrow_range(conn, AuditQuery(actor="s001"))  # no range
-        answers = []
-        for in_range in (True, False):
-            statement, arguments = audit_trail.search_statement(None, week, in_range)
-            answers.append([r["target_id"] for r in await conn.fetch(statement, *arguments)])
-    assert answers[0] == answers[1] == ["task-9", "task-8", "task-4", "task-3", "task-2"]
-    assert [r["target_id"] for r in await audit_trail.search(pool, None, week)] == answers[0]
-    page = week.model_copy(update={"limit": 2, "actor": None})
-    assert [r["target_id"] for r in await audit_trail.search(pool, None, page)] == ["task-9", "task-8", "task-4"]
+    in_order = ["task-4", "task-9", "task-10", "task-3", "task-8", "task-2"]
+    assert [r["target_id"] for r in await audit_trail.search(pool, None, week)] == in_order
+    pages, before = [], None
+    while True:
+        rows = await audit_trail.search(pool, None, week.model_copy(update={"limit": 2, "before": before}))
+        pages.append([r["target_id"] for r in rows[:2]])
+        if len(rows) <= 2:
+            break
+        before = rows[1]["id"]
+    assert pages == [in_order[0:2], in_order[2:4], in_order[4:6]]
+    assert [r["target_id"] for r in await audit_trail.search(
+        pool, None, week.model_copy(update={"actor": "s002"}))] == ["task-9", "task-2"]
 
 
 def test_the_command_line_verifies_prunes_and_names_the_broken_record(fresh_database: str,
