@@ -103,6 +103,10 @@ SHARED = {
     "town.required": "须指明是哪个镇",
     "service.database_unavailable": "系统暂时不可用，请稍后再试",
     "clock.out_of_range": "测试时钟不能调到这个时间",
+    "photo.too_large": "照片太大了（不能超过 {limit} 字节），请缩小后再传",
+    "photo.not_a_photo": "这不是照片（只收 JPEG、PNG、WebP 或 HEIC 格式）",
+    "photo.damaged": "照片已损坏或没有传完整，请重新拍摄或选择",
+    "photo.too_many_pixels": "照片像素太多（不能超过 {limit} 像素），请缩小后再传",
 }
 
 # 受理 (intake): filing, a citizen's matter by ticket and access code, its rating, 重复件 merges.
