@@ -22,12 +22,15 @@ import io
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pillow_heif
 from PIL import Image, ImageOps
 
 from .problems import SHARED
+
+if TYPE_CHECKING:
+    from .settings import ServiceSettings
 
 pillow_heif.register_heif_opener()  # HEIC (iPhones' default since iOS 11) opens through Pillow
 
@@ -56,6 +59,12 @@ class PhotoLimits:
     max_side: int
     thumbnail_side: int
     quality: int
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> PhotoLimits:
+        return cls(max_bytes=settings.photo_max_bytes, max_pixels=settings.photo_max_pixels,
+                   max_side=settings.photo_max_side, thumbnail_side=settings.photo_thumbnail_side,
+                   quality=settings.photo_quality)
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ def _capture_facts(image: Image.Image) -> tuple[str | None, tuple[float, float] 
         exif = image.getexif()
         detail = exif.get_ifd(_EXIF_IFD)
         gps = exif.get_ifd(_GPS_IFD)
-    except Exception:  # noqa: BLE001 - any malformed EXIF is metadata we do without
+    except Exception:  # any malformed EXIF is metadata we do without
         return None, None
     return _captured_at(detail), _position(gps)
 

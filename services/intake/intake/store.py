@@ -73,6 +73,10 @@ class IntakeStore(Protocol):
     async def save_resealed(self, citizens: list[dict[str, Any]]) -> None: ...
     async def personal_data_due(self, closed_before: datetime, limit: int) -> list[Row]: ...
     async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None: ...
+    async def insert_attachments(self, rows: list[dict[str, Any]]) -> None: ...
+    async def attachments_of(self, request_id: uuid.UUID) -> list[Row]: ...
+    async def attachment_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None: ...
+    async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]: ...
 
 
 class UnitOfWork(Protocol):
@@ -477,6 +481,28 @@ class PgStore(PgAnswers):
             " INSERT INTO request_citizens (request_id, town_code, erased_at) SELECT request_id, town_code, $2 FROM e"
             " ON CONFLICT (request_id) DO UPDATE SET name_enc = NULL, phone_enc = NULL, id_number_enc = NULL,"
             " phone_hash = NULL, key_id = NULL, erased_at = EXCLUDED.erased_at", _as_json(rows), at)
+
+
+    async def insert_attachments(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(
+                "INSERT INTO attachments SELECT * FROM jsonb_populate_recordset(NULL::attachments, $1::text::jsonb)",
+                _as_json(rows))
+
+    async def attachments_of(self, request_id: uuid.UUID) -> list[Row]:
+        return list(await self.conn.fetch(
+            "SELECT attachment_id, kind, seq, content_type, bytes, sha256, width, height"
+            " FROM attachments WHERE request_id = $1 ORDER BY seq", request_id))
+
+    async def attachment_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        return await self.conn.fetchrow(
+            "SELECT attachment_id, kind, content_type, stored_key, thumbnail_key FROM attachments"
+            " WHERE request_id = $1 AND attachment_id = $2", request_id, attachment_id)
+
+    async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        rows = await self.conn.fetch("SELECT attachment_id FROM attachments WHERE attachment_id = ANY($1::uuid[])",
+                                     attachment_ids)
+        return {row["attachment_id"] for row in rows}
 
 
 class PgUnitOfWork:
