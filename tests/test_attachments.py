@@ -57,7 +57,7 @@ def objects_of(stack: Stack) -> ObjectStore:
 
 async def file_with_photos(intake: Api, photos: list[bytes], as_: tuple[str, ...] = CLERK,
                            **overrides: Any) -> Any:
-    return await intake.call("POST", "/v1/requests/with-photos", as_=as_,
+    return await intake.call("POST", "/v1/filings", as_=as_,
                              data={"filing": json.dumps(filing(**overrides), ensure_ascii=False)},
                              files=[("photos", (f"p{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)])
 

@@ -66,12 +66,12 @@ AUDIT_ACTIONS = {
     "case.extension": "案件延期", "random_plan.create": "双随机抽查", "seconded_score.create": "派驻机构评分",
     "what_if.run": "考核规则试算", "admin.clock": "调整测试时钟", "audit.prune": "清理过期审计记录",
     # Photos (issue #29): a filing with photos, and each read of a photo.
-    "request.with_photos": "带照片受理登记", "attachment.read": "查看照片",
+    "filing.create": "带照片受理登记", "attachment.read": "查看照片",
 }
 AUDIT_TARGETS = {
     "request": "受理件", "task": "任务", "staff": "人员", "inspection": "检查", "case": "案件",
     "random_plan": "抽查计划", "seconded_score": "派驻机构评分", "what_if": "试算", "admin": "系统",
-    "audit_log": "审计记录", "attachment": "照片",
+    "audit_log": "审计记录", "attachment": "照片", "filing": "受理件（带照片）",
 }
 AUDIT_OUTCOMES = {"ok": "成功", "error": "出错"}  # any other outcome is a refusal's code: 已拒绝
 

@@ -76,7 +76,7 @@ async def file_request(
 PHOTO_FILE = "a photo (JPEG, PNG, WebP or HEIC), as the phone took it: checked, turned upright and stripped of its metadata here"
 
 
-@router.post("/v1/requests/with-photos", status_code=201, response_model=models.Filed, responses=responses(
+@router.post("/v1/filings", status_code=201, response_model=models.Filed, responses=responses(
     *FILING_REFUSALS, photo_rules.TOO_LARGE, photo_rules.NOT_A_PHOTO, photo_rules.DAMAGED, photo_rules.TOO_MANY_PIXELS,
     CODES["attachment.too_many"], CODES["attachment.storage_unavailable"], problems.BODY_TOO_LARGE))
 async def file_request_with_photos(
@@ -92,7 +92,8 @@ async def file_request_with_photos(
     naming it (`photos[1]`). The photos are stored cleaned, and the filing's event carries their
     references and digests, never their bytes."""
     if refusal := await guards.json_refusal(filing.encode(), guards.EdgeLimits.of(deps.settings)):
-        raise refusal
+        # The multipart body is well-formed: its `filing` field is what is not JSON (422, named).
+        raise problems.MALFORMED("filing") if refusal.code is problems.MALFORMED_JSON else refusal
     try:
         body = models.FileRequest.model_validate_json(filing)
     except ValidationError as error:  # answered as a JSON body's errors are, under `filing`
