@@ -140,6 +140,10 @@ async def test_bad_photos_are_refused_with_their_code_and_field_and_nothing_is_s
         422, "attachment.too_many", "photos")
     bad_filing = await file_with_photos(intake, [phone_photo()], citizen={"name": "测试群众", "phone": "12"})
     assert bad_filing.status_code == 422 and bad_filing.json()["field"].startswith("filing.citizen")
+    not_json = await intake.call("POST", "/v1/filings", as_=CLERK, data={"filing": "{not json"},
+                                 files=[("photos", ("p.jpg", phone_photo(64, 48), "image/jpeg"))])
+    assert (not_json.status_code, not_json.json()["code"], not_json.json()["field"]) == (
+        422, "value.malformed", "filing")
     assert await _bucket_size(stack) == before
 
 
