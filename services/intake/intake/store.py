@@ -471,13 +471,16 @@ class PgStore(PgAnswers):
 
 
     async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None:
-        """Blank these matters' citizens (sealed and plaintext) and set their free text as given
-        (masked), marking them erased, in one statement."""
+        """Blank these matters' citizens (sealed and plaintext) and their photos' positions and
+        capture times, and set their free text as given (masked), marking them erased, in one statement."""
         await self.conn.execute(
             "WITH e AS (SELECT * FROM jsonb_to_recordset($1::text::jsonb)"
             "  AS e(request_id uuid, town_code text, description text, location text)),"
             " r AS (UPDATE requests r SET citizen_name = '', citizen_phone = NULL, citizen_id_number = NULL,"
-            "  description = e.description, location = e.location FROM e WHERE r.request_id = e.request_id)"
+            "  description = e.description, location = e.location FROM e WHERE r.request_id = e.request_id),"
+            # Where and when the matter's photos were taken (a photo at home): the citizen's too.
+            " a AS (UPDATE attachments a SET latitude = NULL, longitude = NULL, captured_at = NULL"
+            "  FROM e WHERE a.request_id = e.request_id)"
             " INSERT INTO request_citizens (request_id, town_code, erased_at) SELECT request_id, town_code, $2 FROM e"
             " ON CONFLICT (request_id) DO UPDATE SET name_enc = NULL, phone_enc = NULL, id_number_enc = NULL,"
             " phone_hash = NULL, key_id = NULL, erased_at = EXCLUDED.erased_at", _as_json(rows), at)

@@ -266,6 +266,9 @@ class FakeStore:
             if row is not None:
                 row |= {"citizen_name": "", "citizen_phone": None, "citizen_id_number": None,
                         "description": erased["description"], "location": erased["location"]}
+            for attachment in self.tables.attachments.values():
+                if attachment["request_id"] == erased["request_id"]:
+                    attachment |= {"latitude": None, "longitude": None, "captured_at": None}
             self.tables.citizens[erased["request_id"]] = {
                 "request_id": erased["request_id"], "town_code": erased["town_code"], "name_enc": None,
                 "phone_enc": None, "id_number_enc": None, "phone_hash": None, "key_id": None, "erased_at": at}
