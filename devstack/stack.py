@@ -231,7 +231,8 @@ class Stack:
         self.kafka = Kafka(self.workdir / "kafka", heap=self.kafka_heap).start()
         self.postgres = Postgres(self.workdir / "postgres", [*SERVICES, CONSOLE_DATABASE]).start()
         if self.s3 is not None:
-            self.s3_bucket = self.s3.bucket(f"townflow-{self.workdir.name.lower().replace('_', '-')}")
+            # Named after the stack's folder (townflow-<random>): S3 bucket names are lower case, no `_`.
+            self.s3_bucket = self.s3.bucket(self.workdir.name.lower().replace("_", "-"))
         return self
 
     def service_env(self, name: str) -> dict[str, str]:
