@@ -234,8 +234,9 @@ class Stack:
             "TOWNFLOW_LAG_SECONDS": "5",
             # An idle consumer's long poll held 2 s at the broker, not 0.5: a record still comes back
             # as soon as it is there (fetch_min_bytes 1), but an idle stack (most of a test's life)
-            # spends 6.6 % of a core instead of 8.3 % (the broker 2.3 % instead of 3.0, each service
-            # 0.8 % instead of 1.0; measured over 90 s), and `make test` starts some twenty stacks.
+            # spends 6.3-6.6 % of a core instead of 7.1-8.3 % (twice each over 90 s, the machine
+            # shared: the broker 2.3-2.5 % instead of 3.0-3.3, the four services 3.4-3.5 % instead of
+            # 3.5-4.3), and `make test` starts some twenty stacks.
             "TOWNFLOW_KAFKA_FETCH_MAX_WAIT_MS": "2000",
         }
         if name == "intake":
