@@ -167,7 +167,7 @@ class BrokerClassArchive:
     fast starts of the tests (TOWNFLOW_KAFKA_FAST_START): the JVM maps the classes in instead of
     loading and verifying them from the jars. Measured on the 2-core machine: the broker's CPU until
     its port opens 1.9 s instead of 3.1, the storage tool's format 0.7 s instead of 1.8 (with C1
-    and the serial collector as well). `make test` starts some twenty brokers.
+    and the serial collector as well). `make test` starts eleven brokers (ten stacks, and the chaos run's restart).
 
     No archive yet: the broker writes one as it exits (-XX:ArchiveClassesAtExit, the classes it
     loaded while it ran), into its own folder; `keep` moves it into the cache, so the next brokers
