@@ -2,6 +2,12 @@
 # database and stack tiers). Both install what is missing first (a virtualenv, the Python packages,
 # Kafka's jars), on a fresh machine too.
 PYTHON ?= python3
+# Bytecode is written (into the clone's __pycache__ folders, which git ignores) even where the shell
+# says not to (PYTHONDONTWRITEBYTECODE): `make test` starts a hundred Python processes from the same
+# sources (every replica of every stack, the previous release's too), and each compiled them all
+# again: 0.28 s of CPU per service start (1.28 s instead of 1.00, measured), and pytest rewrote
+# every test module's asserts in every lane.
+unexport PYTHONDONTWRITEBYTECODE
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed

@@ -53,11 +53,12 @@ def otlp() -> Iterator[OtlpReceiver]:
     receiver.stop()
 
 
-def _session_stack(otlp: OtlpReceiver, s3: SeaweedFS | None = None, **env: str) -> Iterator[Stack]:
-    """A started stack with the test clock, tracing to the session's receiver; stopped after.
-    With `s3`, intake stores photos there, in a bucket of the stack's own."""
-    s = Stack.in_temp_dir(test_clock=True, kafka_heap="384m", extra_env={
-        "TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200", **env})
+def _session_stack(otlp: OtlpReceiver | None, s3: SeaweedFS | None = None, **env: str) -> Iterator[Stack]:
+    """A started stack with the test clock, tracing to the session's receiver (None: its services
+    export no spans); stopped after. With `s3`, intake stores photos there, in a bucket of the
+    stack's own."""
+    tracing = {"TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"} if otlp else {}
+    s = Stack.in_temp_dir(test_clock=True, kafka_heap="384m", extra_env={**tracing, **env})
     if s3 is not None:
         s.use_s3(s3)
     _STACKS.append(s)
@@ -91,10 +92,18 @@ def stack(otlp: OtlpReceiver, s3_server: SeaweedFS) -> Iterator[Stack]:
     yield from _session_stack(otlp, s3_server)
 
 
+def _reads_spans_of(fixture: str, session: pytest.Session) -> bool:
+    """Whether a test of the session reads the spans (asks for `otlp`) of the stack `fixture`."""
+    return any({"otlp", fixture} <= set(getattr(item, "fixturenames", ())) for item in session.items)
+
+
 @pytest.fixture(scope="session")
-def county_stack(otlp: OtlpReceiver) -> Iterator[Stack]:
+def county_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """The demo county (禾川县: 青禾镇 321003104, 白鹭镇 321003107, 石桥镇 321003112) on a stack of
-    its own, started once for the session when a test asks for it (SPEC §8)."""
+    its own, started once for the session when a test asks for it (SPEC §8). Its services export
+    spans only when a test of the session reads them (the console's trace, in tests/browser): in
+    the lane of the shared stacks none does, and exporting costs a fifth more of the services' CPU."""
+    otlp = request.getfixturevalue("otlp") if _reads_spans_of("county_stack", request.session) else None
     yield from _session_stack(otlp, TOWNFLOW_TOWN_DIR=str(DEMO_COUNTY_DIR))
 
 
