@@ -291,9 +291,12 @@ def sealing_loop(service: str, database: Database, home: str, clock: Clock,
     async def sealing_loop(_: Any) -> None:
         next_prune: datetime | None = None
         while True:
+            # the time read before the seal: every record written before it is sealed by this pass,
+            # then pruned with the others if it is past the retention (a record sealed after the
+            # prune would stay until the next, an hour on: the test clock's jump made that visible)
+            now = clock.now()
             async with database.pool.acquire() as conn:
                 sealed = await seal(conn, service, home)
-                now = clock.now()
                 # due, or the clock was moved back (a test clock given back to the real one)
                 if next_prune is None or not next_prune - PRUNE_EVERY <= now < next_prune:
                     next_prune = now + PRUNE_EVERY
