@@ -55,6 +55,19 @@ class Envelope(BaseModel):
 
 
 # --- intake ---------------------------------------------------------------------------------
+class AttachmentRef(EventData):
+    """A photo (or, later, evidence) a record carries, by reference (issue #29): the bytes are in
+    the owning service's object store and read through its API, never on a topic. `sha256` is the
+    stored copy's (what a reader fetches, and can check); `original_sha256` the uploaded file's."""
+
+    attachment_id: str
+    kind: Literal["photo"]
+    content_type: str = Field(description="of the stored copy: image/jpeg")
+    size: int = Field(description="bytes of the stored copy")
+    sha256: str = Field(description="hex SHA-256 of the stored copy")
+    original_sha256: str = Field(description="hex SHA-256 of the file as uploaded (not kept)")
+
+
 class RequestFiledData(EventData):
     request_id: str
     ticket_no: str
@@ -69,6 +82,8 @@ class RequestFiledData(EventData):
     proxy_agent_id: str | None = None
     village_record_id: str | None = None
     filed_at: datetime
+    attachments: list[AttachmentRef] = Field(default_factory=list, description=(
+        "the photos filed with the matter, by reference; none for most filings"))
 
 
 class RequestFiled(Envelope):
