@@ -65,6 +65,15 @@ def as_town(entry: Entry, base: str, town: str, n: int) -> Entry:
                    correlation_id=f"{int(entry.correlation_id, 16) ^ n:032x}")
 
 
+def first_towns_history(args: argparse.Namespace, first_town: Town) -> list[history.TownMonth]:
+    """The first town's months, whose records every town's copy is made of."""
+    firsts = history.months(args.last_month, args.months)
+    counts = monthly_counts(args.matters_per_town, args.months)
+    log(f"the first town's history, {args.months} months of {args.matters_per_town:,} matters")
+    return [history.town_month(first_town, m, counts[i], args.seed, ends_history=i == len(firsts) - 1)
+            for i, m in enumerate(firsts)]
+
+
 async def load(dsns: dict[str, str], first: Town, towns: list[str], months: list[history.TownMonth]) -> dict[str, Any]:
     loaded = dict.fromkeys(dsns, 0)
     started = time.monotonic()
@@ -112,11 +121,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stack.extra_env["TOWNFLOW_AUDIT_RETENTION_DAYS"] = str(AUDIT_RETENTION_DAYS)
     county = load_county(folder)
     first_town = county.towns[towns[0]]
-    firsts = history.months(args.last_month, args.months)
-    counts = monthly_counts(args.matters_per_town, args.months)
-    log(f"the first town's history, {args.months} months of {args.matters_per_town:,} matters")
-    months = [history.town_month(first_town, m, counts[i], args.seed, ends_history=i == len(firsts) - 1)
-              for i, m in enumerate(firsts)]
+    months = first_towns_history(args, first_town)
     values = read_values(months[0])
     try:
         stack.start_infra()
@@ -155,11 +160,7 @@ async def database_only(args: argparse.Namespace, folder: Path) -> dict[str, Any
     service = args.database_only
     towns = make_county(folder / "county", args.towns)
     first_town = load_county(folder / "county").towns[towns[0]]
-    firsts = history.months(args.last_month, args.months)
-    counts = monthly_counts(args.matters_per_town, args.months)
-    log(f"the first town's history, {args.months} months of {args.matters_per_town:,} matters")
-    months = [history.town_month(first_town, m, counts[i], args.seed, ends_history=i == len(firsts) - 1)
-              for i, m in enumerate(firsts)]
+    months = first_towns_history(args, first_town)
     values = read_values(months[0])
     postgres = Postgres(folder / "postgres").start()
     try:
