@@ -302,20 +302,8 @@ class ServiceRuntime:
         log.info("%s started (%d objects out of the collector's sight)", self.service, freeze_what_lives_for_good())
 
     async def _guard(self, task: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
-        """Keep a background loop alive through errors, waiting out an outage with back-off."""
-        retrying = Retrying(f"{self.service}.{task.__name__}", self.settings.retry_base_seconds,
-                            self.settings.retry_max_seconds)
-        while True:
-            try:
-                await task(self)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = retrying.failed(exc)
-                report = log.warning if isinstance(exc, OUTAGES) else log.exception
-                report("background task %s failed (%s); restarting in %.1fs", task.__name__, describe(exc), delay)
-                await asyncio.sleep(delay)
+        await keep_alive(f"{self.service}.{task.__name__}", lambda: task(self), self.settings.retry_base_seconds,
+                         self.settings.retry_max_seconds)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -378,3 +366,21 @@ def freeze_what_lives_for_good() -> int:
 async def _records_undecoded(message: KafkaMessage) -> None:
     """FastStream would JSON-decode the whole batch at once; the BatchConsumer does it per record."""
     return None
+
+
+async def keep_alive(name: str, run: Callable[[], Awaitable[None]], base_seconds: float,
+                     max_seconds: float) -> None:
+    """Keep a background loop alive through errors, waiting out an outage with back-off (a
+    service's loops, and the console's)."""
+    retrying = Retrying(name, base_seconds, max_seconds)
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            delay = retrying.failed(exc)
+            report = log.warning if isinstance(exc, OUTAGES) else log.exception
+            report("background task %s failed (%s); restarting in %.1fs", name, describe(exc), delay)
+            await asyncio.sleep(delay)

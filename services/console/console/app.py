@@ -43,7 +43,7 @@ from townflow_shared.metrics import (
     REGISTRY,
 )
 from townflow_shared.outbox import OutboxRelay, refresh_outbox_gauges
-from townflow_shared.retry import backoff_delay
+from townflow_shared.runtime import keep_alive
 from townflow_shared.telemetry import setup_tracing
 
 from . import error_pages
@@ -188,25 +188,9 @@ RELAY_FINISH_SECONDS = 5.0  # as a service's (runtime.py)
 
 
 def _kept_running(name: str, settings: ConsoleSettings, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
-    """A background loop of the console, started again after an error (the database or Kafka
-    away) with back-off, as a service's background loops are (runtime.ServiceRuntime._guard)."""
-
-    async def kept() -> None:
-        attempts = 0
-        while True:
-            try:
-                await run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                attempts += 1
-                delay = backoff_delay(attempts, settings.retry_base_seconds, settings.retry_max_seconds)
-                log.warning("background task %s failed (%s: %s); restarting in %.1fs", name, type(exc).__name__,
-                            exc, delay)
-                await asyncio.sleep(delay)
-
-    return asyncio.create_task(kept(), name=name)
+    """A background loop of the console, kept alive as a service's are (runtime.keep_alive)."""
+    return asyncio.create_task(keep_alive(f"console.{name}", run, settings.retry_base_seconds,
+                                          settings.retry_max_seconds), name=name)
 
 
 async def _end_expired_sessions(sessions: SessionStore) -> None:
