@@ -22,7 +22,13 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-install: $(STAMP) kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools
+install: $(STAMP) kafka-jars seaweedfs keycloak prometheus asyncapi-parser axe-core chromium fault-tools
+
+# SeaweedFS, the S3-compatible server of `make up` and the stack tests (photos, docs/attachments.md):
+# built once from the Go module proxy into ~/.cache/townflow, its source checked against the module
+# hash pinned in devstack/s3.py (minutes on two cores the first time). Needs Go 1.26 or newer.
+seaweedfs: $(STAMP)
+	$(PY) -c "from devstack.s3 import weed_binary; print('seaweedfs:', weed_binary())"
 
 # Prometheus and promtool from Debian's packages: `make up` runs Prometheus, `make test` checks
 # the alert rules with promtool. Installed when missing and we may (root with apt-get).

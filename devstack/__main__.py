@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from .keycloak import Keycloak, start_stack_on_keycloak
+from .s3 import SeaweedFS
 from .stack import REPO, SERVICES, Stack
 
 STATE = REPO / ".stack" / "state.json"
@@ -52,7 +54,12 @@ def up(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     keycloak: Keycloak | None = None
+    # The S3 server of intake's photos (issue #29), beside the stack's folder (it outlives the
+    # services, which stop first).
+    s3 = SeaweedFS(Path(tempfile.mkdtemp(prefix="townflow-s3-")))
     try:
+        print("starting SeaweedFS (S3) ...", flush=True)
+        stack.use_s3(s3.start())
         if args.oidc:
             from .demo_accounts import DEMO_PASSWORD
 
@@ -73,6 +80,7 @@ def up(args: argparse.Namespace) -> int:
         print("\nTownflow is up:")
         print(f"  kafka       {stack.kafka.bootstrap}")
         print(f"  postgresql  127.0.0.1:{stack.postgres.port} (databases: {', '.join(stack.services)})")
+        print(f"  s3          {s3.endpoint}  (SeaweedFS; bucket {stack.s3_bucket}, photos: docs/attachments.md)")
         for name, process in stack.services.items():
             print(f"  {name:<11} {process.url}  (OpenAPI: {process.url}/docs, metrics: {process.url}/metrics)")
             for more in stack.replicas[name][1:]:
@@ -107,6 +115,8 @@ def up(args: argparse.Namespace) -> int:
         if keycloak is not None:
             keycloak.stop()
         stack.stop()
+        s3.stop()
+        shutil.rmtree(s3.workdir, ignore_errors=True)
         traces.stop()
         STATE.unlink(missing_ok=True)
         shutil.rmtree(REQUESTS, ignore_errors=True)

@@ -154,7 +154,10 @@ def pinned_dependencies(read: Callable[[str], str | None]) -> dict[str, list[str
 
 
 def dependency_differences(entry: Release) -> list[str]:
-    """What the release's services pin differently from the current tree (empty: the same)."""
+    """What the release's services pin that the current tree's virtualenv does not hold (empty: it
+    runs there). A package only the current tree pins is no difference: the release never imports
+    it (photos brought Pillow and boto3, which v1.1.0's code does not know); a pin the release has
+    and the tree changed or dropped is."""
     def current(path: str) -> str | None:
         file = REPO / path
         return file.read_text(encoding="utf-8") if file.exists() else None
@@ -162,10 +165,17 @@ def dependency_differences(entry: Release) -> list[str]:
     theirs = pinned_dependencies(lambda path: show(entry.commit, path))
     ours = pinned_dependencies(current)
     differences = []
+    held = {pin for package in PACKAGES for pin in ours[package]}  # one virtualenv holds every package's pins
     for package in PACKAGES:
-        for pin in sorted(set(theirs[package]) ^ set(ours[package])):
-            differences.append(f"{package}: {'-' if pin in theirs[package] else '+'} {pin}")
+        for pin in sorted(set(theirs[package]) - held):
+            differences.append(f"{package}: {pin} (the current tree: {_same_name(pin, ours[package]) or 'none'})")
     return differences
+
+
+def _same_name(pin: str, pins: list[str]) -> str | None:
+    """The pin of the same package among `pins` (`pillow==13.0.0` for `pillow==12.0.0`)."""
+    name = pin.split("==", 1)[0].split("[", 1)[0].strip().lower()
+    return next((p for p in pins if p.split("==", 1)[0].split("[", 1)[0].strip().lower() == name), None)
 
 
 def source_tree(entry: Release, cache: Path = RELEASES_CACHE) -> Path:

@@ -20,6 +20,7 @@ from .issuer import LocalIssuer, audience_of
 from .kafka import Kafka
 from .postgres import Postgres
 from .processes import Child, free_port, holds_port, port_open, wait_until
+from .s3 import SeaweedFS
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES: dict[str, int] = {"intake": 8001, "dispatch": 8002, "enforcement": 8003, "appraisal": 8004}
@@ -159,6 +160,10 @@ class Stack:
     extra_children: list[Child]
     extra_env: dict[str, str]
     console: ServiceProcess | None
+    # The S3 server whose bucket of this stack's own holds intake's photos; None: intake runs
+    # without photos (a fault test's or the bench's stack, which file none).
+    s3: SeaweedFS | None
+    s3_bucket: str | None
     # How each service is launched, when not `python -m <name>` (the profiler wraps it).
     service_argv: Callable[[str], list[str]] | None
 
@@ -182,6 +187,14 @@ class Stack:
         self.extra_env = dict(extra_env or {})
         self.console = None
         self.service_argv = service_argv
+        self.s3 = None
+        self.s3_bucket = None
+
+    def use_s3(self, server: SeaweedFS) -> Stack:
+        """Store photos on `server` (started), in a bucket of this stack's own, made by start_infra:
+        one server may serve several stacks, as one county cloud serves several deployments."""
+        self.s3 = server
+        return self
 
     @property
     def services(self) -> dict[str, ServiceProcess]:
@@ -217,6 +230,9 @@ class Stack:
         self.issuer.start()
         self.kafka = Kafka(self.workdir / "kafka", heap=self.kafka_heap).start()
         self.postgres = Postgres(self.workdir / "postgres", [*SERVICES, CONSOLE_DATABASE]).start()
+        if self.s3 is not None:
+            # Named after the stack's folder (townflow-<random>): S3 bucket names are lower case, no `_`.
+            self.s3_bucket = self.s3.bucket(self.workdir.name.lower().replace("_", "-"))
         return self
 
     def service_env(self, name: str) -> dict[str, str]:
@@ -242,6 +258,8 @@ class Stack:
         if name == "intake":
             env["TOWNFLOW_CITIZEN_REF_KEY"] = self.citizen_ref_key
             env |= self.intake_keys
+            if self.s3 is not None and self.s3_bucket is not None:
+                env |= self.s3.env(self.s3_bucket)
         if self.test_clock:
             env["TOWNFLOW_TEST_CLOCK"] = "1"
         return env | self.extra_env

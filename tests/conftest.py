@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import ssl
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import httpx
 import pytest
 
+from devstack.s3 import SeaweedFS
 from devstack.stack import Stack
 from devstack.traces import OtlpReceiver
 from townflow_shared.settings import DEMO_COUNTY_DIR
@@ -49,11 +53,14 @@ def otlp() -> Iterator[OtlpReceiver]:
     receiver.stop()
 
 
-def _session_stack(otlp: OtlpReceiver | None, **env: str) -> Iterator[Stack]:
+def _session_stack(otlp: OtlpReceiver | None, s3: SeaweedFS | None = None, **env: str) -> Iterator[Stack]:
     """A started stack with the test clock, tracing to the session's receiver (None: its services
-    export no spans); stopped after."""
+    export no spans); stopped after. With `s3`, intake stores photos there, in a bucket of the
+    stack's own."""
     tracing = {"TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"} if otlp else {}
     s = Stack.in_temp_dir(test_clock=True, kafka_heap="384m", extra_env={**tracing, **env})
+    if s3 is not None:
+        s.use_s3(s3)
     _STACKS.append(s)
     try:
         s.start_infra()
@@ -70,8 +77,19 @@ def _session_stack(otlp: OtlpReceiver | None, **env: str) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def stack(otlp: OtlpReceiver) -> Iterator[Stack]:
-    yield from _session_stack(otlp)
+def s3_server() -> Iterator[SeaweedFS]:
+    """The session's one S3 server (SeaweedFS, issue #29): started once, a bucket per stack on it."""
+    server = SeaweedFS(Path(tempfile.mkdtemp(prefix="townflow-s3-")))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack(otlp: OtlpReceiver, s3_server: SeaweedFS) -> Iterator[Stack]:
+    yield from _session_stack(otlp, s3_server)
 
 
 def _reads_spans_of(fixture: str, session: pytest.Session) -> bool:

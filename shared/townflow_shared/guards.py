@@ -61,6 +61,8 @@ class EdgeLimits:
     max_json_members: int
     body_timeout_seconds: float
     max_url_length: int
+    # A multipart body (photos: the only uploads) may be this large; 0: as large as any body.
+    max_upload_bytes: int = 0
 
     @classmethod
     def defaults(cls) -> EdgeLimits:
@@ -73,7 +75,7 @@ class EdgeLimits:
         return cls(max_body_bytes=settings.http_max_body_bytes, max_json_depth=settings.http_max_json_depth,
                    max_json_members=settings.http_max_json_members,
                    body_timeout_seconds=settings.http_body_timeout_seconds,
-                   max_url_length=settings.http_max_url_length)
+                   max_url_length=settings.http_max_url_length, max_upload_bytes=settings.http_max_upload_bytes)
 
 
 # A field named in a refusal is cut to this: a 500 KB key is not echoed back.
@@ -141,6 +143,8 @@ class InputGuard:
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[Refusal | None, list[Message] | None]:
         """The body's messages (to hand on), or the refusal; (None, None) when the caller left."""
         limit = self.limits.max_body_bytes
+        if _is_multipart(scope):
+            limit = max(limit, self.limits.max_upload_bytes)
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             # Before reading a byte: uvicorn drains what follows without handing it to us.
@@ -282,6 +286,10 @@ def _is_json(scope: Scope) -> bool:
     content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
     main, _, sub = content_type.partition("/")
     return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+def _is_multipart(scope: Scope) -> bool:
+    return (_header(scope, b"content-type") or "").lower().startswith("multipart/form-data")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

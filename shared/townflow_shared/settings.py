@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     http_max_json_members: int = 20_000
     http_body_timeout_seconds: float = 10.0
     http_max_url_length: int = 8192
+    # A multipart body (photos) may be this large: 0, as large as any body (a service that takes
+    # no photos); intake's default lets in the most photos an item allows at photo_max_bytes each.
+    http_max_upload_bytes: int = 0
     http_max_head_bytes: int = 2 * 1_048_576
     # Which peers' X-Forwarded-For names the client (comma-separated addresses or CIDRs, `*` for
     # any): the ingress in front of the console, the console in front of intake. The per-address
@@ -85,6 +88,22 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = 500
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
+    # The object store (townflow_shared.objects, docs/attachments.md): an S3 endpoint, the
+    # deployment's one bucket and its credentials; without an endpoint the service runs and
+    # refuses photos (503), every other route as before.
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    # Photos (townflow_shared.photos): the largest upload taken, in bytes and in pixels (a
+    # decompression bomb is refused on its header); the stored copy's longest side, its
+    # thumbnail's and their JPEG quality (82: a 12 MP photo at 2048 px in about 400 KB).
+    photo_max_bytes: int = 15_000_000
+    photo_max_pixels: int = 50_000_000
+    photo_max_side: int = 2048
+    photo_thumbnail_side: int = 320
+    photo_quality: int = 82
     # Waiting out an outage (SPEC §6.1): back-off from base, doubling, capped, with full jitter.
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 10.0

@@ -137,6 +137,8 @@ class CatalogItem(_Strict):
     delegated: bool = True
     department: str | None = None
     joint_units: list[str] = []
+    # Photos a filing of this item may carry (issue #29; FixMyStreet takes three); 0: none.
+    photos_max: int = Field(default=3, ge=0, le=9)
 
     @field_validator("time_limit")
     @classmethod
@@ -165,6 +167,9 @@ class IntakeRules(_Strict):
     duplicate_window_days: int = Field(default=7, ge=1)
     # How alike two normalised locations must be (character-bigram Dice, 0–1; containment is 1).
     duplicate_location_similarity: float = Field(default=0.5, gt=0, le=1)
+    # Whether a citizen with the ticket's access code sees the matter's photos (issue #29): a
+    # town decides, since a photo of a neighbour's extension shows more than the citizen's own matter.
+    citizen_sees_photos: bool = False
 
 
 class DispatchRules(_Strict):

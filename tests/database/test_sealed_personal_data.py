@@ -197,6 +197,11 @@ async def test_erasure_blanks_the_personal_data_of_old_closed_matters_only(pool:
     await close(recent_closed, 29)
     await pool.execute("UPDATE requests SET merged_into = $2 WHERE request_id = $1", follower, old_closed)
     await pool.execute("UPDATE requests SET merged_into = $2 WHERE request_id = $1", follower_of_recent, recent_closed)
+    for request_id in (old_closed, recent_closed):  # a photo each, with where it was taken (issue #29)
+        await pool.execute(
+            "INSERT INTO attachments SELECT $1, $2, town_code, 'photo', 1, 'image/jpeg', 100, 'x', 10, 10, 'k', 'kt',"
+            " 'jpeg', 200, 'y', '2026-11-09T08:15:30', 30.83, 106.92, 's010', $3 FROM requests WHERE request_id = $2",
+            uuid.uuid4(), request_id, NOW)
     database = Database()
     database.use(pool)
     clock = Clock()
@@ -218,6 +223,10 @@ async def test_erasure_blanks_the_personal_data_of_old_closed_matters_only(pool:
         assert KEYRING.citizen_of(rows[kept], sealed[kept]) is not None and sealed[kept]["erased_at"] is None
         assert "1391234567" in rows[kept]["description"]
     assert await pool.fetchval("SELECT count(*) FROM timeline WHERE request_id = $1", old_closed) == 1
+    # A photo's position and capture time are the citizen's too: gone with the rest, the photo kept.
+    positions = {r["request_id"]: tuple(r)[1:] for r in await pool.fetch(
+        "SELECT request_id, latitude, longitude, captured_at FROM attachments")}
+    assert positions == {old_closed: (None, None, None), recent_closed: (30.83, 106.92, "2026-11-09T08:15:30")}
     assert await flows.erase_expired_personal_data(deps) == 0
 
 

@@ -70,11 +70,14 @@ AUDIT_ACTIONS = {
     "session.account_lock": "账号因登录失败暂停登录", "session.address_lock": "地址因登录失败暂停登录",
     "session.sign_out": "退出登录", "session.idle_timeout": "会话闲置超时结束",
     "session.lifetime_end": "会话到达最长时长结束", "session.provider_end": "统一身份认证会话已结束",
+    # Photos (issue #29): a filing with photos, and each read of a photo.
+    "filing.create": "带照片受理登记", "attachment.read": "查看照片",
 }
 AUDIT_TARGETS = {
     "request": "受理件", "task": "任务", "staff": "人员", "inspection": "检查", "case": "案件",
     "random_plan": "抽查计划", "seconded_score": "派驻机构评分", "what_if": "试算", "admin": "系统",
-    "audit_log": "审计记录", "account": "账号", "address": "客户端地址",
+    "audit_log": "审计记录", "account": "账号", "address": "客户端地址", "attachment": "照片",
+    "filing": "受理件（带照片）",
 }
 # Which system a record is of: the four services' and the console's own chain.
 AUDIT_SYSTEMS = {"intake": "受理", "dispatch": "派单", "enforcement": "执法", "appraisal": "考核", "console": "工作台"}

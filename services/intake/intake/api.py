@@ -7,17 +7,21 @@ county_admin names it), a ticket number names its town, the catalog is a town's.
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
-from townflow_shared import problems
+from townflow_shared import guards, problems
+from townflow_shared import photos as photo_rules
 from townflow_shared.auth import Principal, optional_principal, require
 from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN
 
-from . import flows, models
+from . import attachments, flows, models
 from .flows import FILERS, MATTER_READERS, MERGERS, READ_RECORD_READERS, Deps
 from .refusals import CODES
 
@@ -50,10 +54,13 @@ def citizen_proof(request: Request, contact_tail: str | None) -> flows.CitizenPr
 TicketInPath = Annotated[models.TicketNumber, Path()]
 
 
-@router.post("/v1/requests", status_code=201, response_model=models.Filed, responses=responses(
+FILING_REFUSALS = (
     *STAFF, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED, problems.INVALID, CODES["item.unknown"], CODES["filing.village_unknown"],
     CODES["filing.channel_field_missing"], CODES["filing.proxy_agent_unknown"], CODES["filing.target_missing"], CODES["citizen.contact_missing"], CODES["citizen.phone_malformed"],
-    CODES["citizen.id_number_malformed"], CODES["idempotency.key_reused"], CODES["filing.citizen_ref_key_unset"]))
+    CODES["citizen.id_number_malformed"], CODES["idempotency.key_reused"], CODES["filing.citizen_ref_key_unset"])
+
+
+@router.post("/v1/requests", status_code=201, response_model=models.Filed, responses=responses(*FILING_REFUSALS))
 async def file_request(
     body: models.FileRequest,
     deps: Dependencies,
@@ -64,6 +71,64 @@ async def file_request(
     repeat. The same Idempotency-Key with the same body answers as the first time."""
     status, answer = await flows.file_request(deps, principal, flows.FileMatter(body, idempotency_key))
     return JSONResponse(answer, status_code=status)
+
+
+PHOTO_FILE = "a photo (JPEG, PNG, WebP or HEIC), as the phone took it: checked, turned upright and stripped of its metadata here"
+
+
+@router.post("/v1/filings", status_code=201, response_model=models.Filed, responses=responses(
+    *FILING_REFUSALS, photo_rules.TOO_LARGE, photo_rules.NOT_A_PHOTO, photo_rules.DAMAGED, photo_rules.TOO_MANY_PIXELS,
+    CODES["attachment.too_many"], CODES["attachment.storage_unavailable"], problems.BODY_TOO_LARGE))
+async def file_request_with_photos(
+    deps: Dependencies,
+    principal: Annotated[Principal, Depends(require(*FILERS))],
+    request: Request,
+    filing: Annotated[str, Form(max_length=65536, description="the filing, as the JSON body of `POST /v1/requests`")],
+    photos: Annotated[list[UploadFile], File(description=PHOTO_FILE + "; up to the item's `photos_max`")],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JSONResponse:
+    """File a citizen's matter with photos of it (issue #29), as multipart/form-data: `filing`
+    and one `photos` part per photo. Answered as `POST /v1/requests`; a photo at fault is a 422
+    naming it (`photos[1]`). The photos are stored cleaned, and the filing's event carries their
+    references and digests, never their bytes."""
+    if refusal := await guards.json_refusal(filing.encode(), guards.EdgeLimits.of(deps.settings)):
+        # The multipart body is well-formed: its `filing` field is what is not JSON (422, named).
+        raise problems.MALFORMED("filing") if refusal.code is problems.MALFORMED_JSON else refusal
+    try:
+        body = models.FileRequest.model_validate_json(filing)
+    except ValidationError as error:  # answered as a JSON body's errors are, under `filing`
+        raise RequestValidationError([{**e, "loc": ("body", "filing", *e["loc"])}
+                                      for e in error.errors(include_url=False)]) from None
+    files = tuple([await photo.read() for photo in photos])
+    status, answer = await attachments.file_with_photos(
+        deps, principal, attachments.FileWithPhotos(flows.FileMatter(body, idempotency_key), files))
+    return JSONResponse(answer, status_code=status)
+
+
+@router.get("/v1/requests/{ticket_no}/photos/{attachment_id}", response_class=Response, responses={
+    200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "the photo as stored: a JPEG without metadata"},
+    **responses(*ACCESS_CODE, problems.TOKEN_INVALID, problems.TOKEN_WITHOUT_TOWN, problems.AUTH_NOT_CONFIGURED,
+                CODES["attachment.not_found"], CODES["attachment.storage_unavailable"])},
+    openapi_extra={"security": [{}]})
+async def read_photo(
+    ticket_no: TicketInPath,
+    attachment_id: uuid.UUID,
+    deps: Dependencies,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+    request: Request,
+    variant: Annotated[Literal["photo", "thumbnail"], Query(description="the photo (≤ 2048 px) or its thumbnail")] = "photo",
+    code: Annotated[str | None, Query(max_length=24, json_schema_extra=models.AccessCodeSchema,
+                                      description=CODE_QUERY + "; where the town shows citizens their photos")] = None,
+    contact_tail: ContactTail = None,
+) -> Response:
+    """A photo of a matter, for the town's staff who read matters, or for the citizen with the
+    access code where the town shows citizens their photos; every read recorded. Streamed from
+    here: no URL to the object store is handed out."""
+    data, content_type = await attachments.read_photo(deps, principal, attachments.ReadPhoto(
+        ticket_no, attachment_id, variant, code, citizen_proof(request, contact_tail)))
+    return Response(data, media_type=content_type, headers={
+        "Cache-Control": "private, no-store", "Content-Disposition": "inline", "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/v1/requests/{ticket_no}", response_model=models.RequestStatus, response_model_exclude_unset=True,

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from townflow_shared import events
 from townflow_shared.db import OUTAGES
+from townflow_shared.objects import ObjectStore
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, flows, handlers, scheduled, store
@@ -31,10 +32,12 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
         settings=settings, county=runtime.county, clock=runtime.clock, unit_of_work=unit_of_work,
         filing_writer=flows.filing_writer(unit_of_work, runtime.clock, keyring, shared_failures=OUTAGES,
                                           code_length=settings.intake_access_code_length),
-        citizen_ref_key=key.get_secret_value().encode() if key is not None else None, keyring=keyring)
+        citizen_ref_key=key.get_secret_value().encode() if key is not None else None, keyring=keyring,
+        objects=ObjectStore.from_settings(settings))
     for event_type, handler in handlers.HANDLERS:
         runtime.on(event_type)(handler)
     runtime.every(scheduled.erasure_loop(deps))
+    runtime.every(scheduled.photo_sweep_loop(deps))
     runtime.publishes(events.RequestFiled, events.RequestRated, events.RequestMerged)
     return runtime
 

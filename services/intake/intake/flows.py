@@ -31,6 +31,7 @@ from townflow_shared.clock import Clock
 from townflow_shared.county import County
 from townflow_shared.events import new_event
 from townflow_shared.group_commit import GroupCommit
+from townflow_shared.objects import ObjectStore
 from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.problems import TOWN_REQUIRED
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
@@ -67,6 +68,10 @@ class Filing:
     fields: dict[str, Any]  # the request's columns that come from the body as they are
     trace_headers: dict[str, str]
     audit: audit_trail.Pending | None = None  # the filing request's audit record, written with the batch
+    # A filing with photos (attachments.py): its id, chosen before its objects were put under it,
+    # and its attachments' rows, written with it.
+    request_id: uuid.UUID | None = None
+    attachments: tuple[dict[str, Any], ...] = ()
 
     @property
     def scope_and_key(self) -> tuple[str, str, str] | None:
@@ -85,6 +90,7 @@ class Deps:
     filing_writer: GroupCommit[Filing, Answer]  # the service's one writer of filings
     citizen_ref_key: bytes | None  # the HMAC key of `citizen_ref`; filing refuses with 503 without it
     keyring: Keyring  # seals and opens the citizen's personal data at rest (personal_data.py)
+    objects: ObjectStore | None = None  # the deployment's bucket (photos); None: photos are refused
 
 
 def filing_writer(unit_of_work: UnitOfWorkFactory, clock: Clock, sealer: CitizenSealer,
@@ -157,6 +163,12 @@ def filer_scope(principal: Principal) -> str:
 async def file_request(deps: Deps, actor: Principal, command: FileMatter) -> Answer:
     """File a citizen's matter in the caller's town (a county_admin names it): (status, body) as
     first answered, for a repeated Idempotency-Key too."""
+    # Written with the filings that arrive meanwhile, in one transaction (see file_requests).
+    return await deps.filing_writer.submit(validated_filing(deps, actor, command))
+
+
+def validated_filing(deps: Deps, actor: Principal, command: FileMatter) -> Filing:
+    """The filing in its town, checked against the town's records, ready for the filing writer."""
     body = command.request
     town = town_of_new_record(deps.county, actor, body.town_code)
     item = town.catalog.get(body.item_code)
@@ -178,8 +190,7 @@ async def file_request(deps: Deps, actor: Principal, command: FileMatter) -> Ans
         item=item, requested_colour=body.colour,
         citizen_ref=rules.citizen_ref(deps.citizen_ref_key, body.citizen.id_number, body.citizen.phone),
         fields=fields, trace_headers=current_trace_headers(), audit=audit_trail.pending())
-    # Written with the filings that arrive meanwhile, in one transaction (see file_requests).
-    return await deps.filing_writer.submit(filing)
+    return filing
 
 
 def _wrong_codes_per_hour(county: County, ticket_no: str) -> int:
@@ -270,6 +281,11 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
                 timeline=_steps(await uow.store.timeline_of(primary["request_id"])))
             followed = primary
         await tell_the_citizen(deps, uow, status, followed)
+        if by_token or (town is not None and town.rules.intake.citizen_sees_photos):
+            if photos := await uow.store.attachments_of(row["request_id"]):
+                status.photos = [models.PhotoSeen(
+                    attachment_id=str(p["attachment_id"]), content_type=p["content_type"], size=p["bytes"],
+                    width=p["width"], height=p["height"], sha256=p["sha256"]) for p in photos]
     if sees_citizen and actor is not None:
         status.description = row["description"]
         status.location = row["location"]
@@ -609,6 +625,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
         [now - timedelta(days=f.town.rules.intake.repeat_filing_window_days) for f in filings])
     in_this_batch: Counter[tuple[str, str, str]] = Counter()
     rows, citizens, outgoing = [], [], []
+    attachments: list[dict[str, Any]] = []
     answers: list[Answer] = []
     for filing, day, earlier_filings in zip(filings, days, earlier, strict=True):
         town = filing.town
@@ -618,7 +635,8 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
         colour = rules.colour_for(filing.requested_colour, filing.item,
                                   earlier_filings + in_this_batch[repeat_key], town.rules.intake)
         in_this_batch[repeat_key] += 1
-        request_id = uuid.uuid4()
+        request_id = filing.request_id or uuid.uuid4()
+        attachments.extend({**row, "request_id": request_id} for row in filing.attachments)
         ticket_no = rules.ticket_number(town.code, day, sequence)  # the ticket names its town
         access_code = rules.new_access_code(code_length)
         fields = filing.fields
@@ -643,7 +661,8 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
                 village=fields["village"], location=mask_personal_numbers(fields["location"]),
                 target=fields["target"],
                 citizen_ref=filing.citizen_ref, proxy_agent_id=fields["proxy_agent_id"],
-                village_record_id=fields["village_record_id"], filed_at=now),
+                village_record_id=fields["village_record_id"], filed_at=now,
+                attachments=[attachment_ref(row) for row in filing.attachments]),
             source="intake", town_code=town.code, subject=str(request_id),
             correlation_id=str(request_id), time=now))
         body: dict[str, Any] = {"request_id": str(request_id), "ticket_no": ticket_no,
@@ -651,6 +670,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
                                 **receipt_facts(town, filing.item, colour, now)}
         answers.append((201, body))
     await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings], citizens)
+    await uow.store.insert_attachments(attachments)
     duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
     for (_, answer), found in zip(answers, duplicates, strict=True):
         answer["possible_duplicates"] = found
@@ -660,6 +680,13 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
     if saved:
         await uow.store.save_idempotent_responses(saved)
     return answers
+
+
+def attachment_ref(row: dict[str, Any]) -> events.AttachmentRef:
+    """What the topic carries of a photo (issue #29): never its bytes, its keys or its position."""
+    return events.AttachmentRef(attachment_id=str(row["attachment_id"]), kind=row["kind"],
+                                content_type=row["content_type"], size=row["bytes"], sha256=row["sha256"],
+                                original_sha256=row["original_sha256"])
 
 
 async def possible_duplicates(store: IntakeStore, filings: Sequence[Filing],

@@ -172,6 +172,18 @@ class CitizenSeen(BaseModel):
     id_number: str | None
 
 
+class PhotoSeen(BaseModel):
+    """A photo filed with the matter (issue #29): read it at
+    `/v1/requests/{ticket_no}/photos/{attachment_id}` (`?variant=thumbnail` for its thumbnail)."""
+
+    attachment_id: str
+    content_type: str
+    size: int
+    width: int
+    height: int
+    sha256: str
+
+
 class RequestStatus(BaseModel):
     """A matter's status timeline. `merged_into` only for a merged matter; `citizen`,
     `description` and `location` only for a token that sees personal data (clerk, command centre)."""
@@ -203,6 +215,8 @@ class RequestStatus(BaseModel):
     citizen: CitizenSeen | None = None
     description: str | None = None
     location: str | None = None
+    photos: list[PhotoSeen] | None = Field(default=None, description=(
+        "the photos filed with it: for the town's staff, and for the citizen where the town shows them"))
 
 
 class RatingBody(Command):

@@ -73,6 +73,10 @@ class IntakeStore(Protocol):
     async def save_resealed(self, citizens: list[dict[str, Any]]) -> None: ...
     async def personal_data_due(self, closed_before: datetime, limit: int) -> list[Row]: ...
     async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None: ...
+    async def insert_attachments(self, rows: list[dict[str, Any]]) -> None: ...
+    async def attachments_of(self, request_id: uuid.UUID) -> list[Row]: ...
+    async def attachment_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None: ...
+    async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]: ...
 
 
 class UnitOfWork(Protocol):
@@ -467,16 +471,41 @@ class PgStore(PgAnswers):
 
 
     async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None:
-        """Blank these matters' citizens (sealed and plaintext) and set their free text as given
-        (masked), marking them erased, in one statement."""
+        """Blank these matters' citizens (sealed and plaintext) and their photos' positions and
+        capture times, and set their free text as given (masked), marking them erased, in one statement."""
         await self.conn.execute(
             "WITH e AS (SELECT * FROM jsonb_to_recordset($1::text::jsonb)"
             "  AS e(request_id uuid, town_code text, description text, location text)),"
             " r AS (UPDATE requests r SET citizen_name = '', citizen_phone = NULL, citizen_id_number = NULL,"
-            "  description = e.description, location = e.location FROM e WHERE r.request_id = e.request_id)"
+            "  description = e.description, location = e.location FROM e WHERE r.request_id = e.request_id),"
+            # Where and when the matter's photos were taken (a photo at home): the citizen's too.
+            " a AS (UPDATE attachments a SET latitude = NULL, longitude = NULL, captured_at = NULL"
+            "  FROM e WHERE a.request_id = e.request_id)"
             " INSERT INTO request_citizens (request_id, town_code, erased_at) SELECT request_id, town_code, $2 FROM e"
             " ON CONFLICT (request_id) DO UPDATE SET name_enc = NULL, phone_enc = NULL, id_number_enc = NULL,"
             " phone_hash = NULL, key_id = NULL, erased_at = EXCLUDED.erased_at", _as_json(rows), at)
+
+
+    async def insert_attachments(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(
+                "INSERT INTO attachments SELECT * FROM jsonb_populate_recordset(NULL::attachments, $1::text::jsonb)",
+                _as_json(rows))
+
+    async def attachments_of(self, request_id: uuid.UUID) -> list[Row]:
+        return list(await self.conn.fetch(
+            "SELECT attachment_id, kind, seq, content_type, bytes, sha256, width, height"
+            " FROM attachments WHERE request_id = $1 ORDER BY seq", request_id))
+
+    async def attachment_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        return await self.conn.fetchrow(
+            "SELECT attachment_id, kind, content_type, stored_key, thumbnail_key FROM attachments"
+            " WHERE request_id = $1 AND attachment_id = $2", request_id, attachment_id)
+
+    async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        rows = await self.conn.fetch("SELECT attachment_id FROM attachments WHERE attachment_id = ANY($1::uuid[])",
+                                     attachment_ids)
+        return {row["attachment_id"] for row in rows}
 
 
 class PgUnitOfWork:

@@ -48,6 +48,7 @@ class Tables:
     task_holders: dict[str, dict[str, Any]] = field(default_factory=dict)
     personal_data_reads: list[dict[str, Any]] = field(default_factory=list)
     citizens: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_citizens, by request id
+    attachments: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
 
 
 class FakeStore:
@@ -265,9 +266,27 @@ class FakeStore:
             if row is not None:
                 row |= {"citizen_name": "", "citizen_phone": None, "citizen_id_number": None,
                         "description": erased["description"], "location": erased["location"]}
+            for attachment in self.tables.attachments.values():
+                if attachment["request_id"] == erased["request_id"]:
+                    attachment |= {"latitude": None, "longitude": None, "captured_at": None}
             self.tables.citizens[erased["request_id"]] = {
                 "request_id": erased["request_id"], "town_code": erased["town_code"], "name_enc": None,
                 "phone_enc": None, "id_number_enc": None, "phone_hash": None, "key_id": None, "erased_at": at}
+
+    async def insert_attachments(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.tables.attachments[row["attachment_id"]] = dict(row)
+
+    async def attachments_of(self, request_id: uuid.UUID) -> list[Row]:
+        return sorted((a for a in self.tables.attachments.values() if a["request_id"] == request_id),
+                      key=lambda a: a["seq"])
+
+    async def attachment_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        found = self.tables.attachments.get(attachment_id)
+        return found if found is not None and found["request_id"] == request_id else None
+
+    async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        return set(attachment_ids) & set(self.tables.attachments)
 
 
 class FakeUnitOfWork:
@@ -325,3 +344,31 @@ def deps(database: FakeDatabase, now: datetime, county: County = COUNTY,
 
 
 _checked: IntakeStore = FakeStore(Tables())  # mypy: the fake has the real store's shape
+
+
+class FakeObjects:
+    """The object store in memory (townflow_shared.objects.ObjectStore's calls); `down` makes every
+    call fail as an unreachable S3 does."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            from townflow_shared.objects import StoreUnavailable
+
+            raise StoreUnavailable("the fake store is down")
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._check()
+        self.objects[key] = data
+
+    async def get(self, key: str) -> bytes:
+        self._check()
+        return self.objects[key]
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        self._check()
+        for key in keys:
+            self.objects.pop(key, None)

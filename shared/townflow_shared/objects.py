@@ -1,0 +1,122 @@
+"""The object store (S3, the interface every county's government cloud offers; SeaweedFS in local
+runs and tests): one thin adapter over boto3, the one place a service touches S3. Photos and evidence
+live here, one bucket per deployment, under keys by town and matter (`object_key`); their records and
+every rule about who may read them stay in the owning service's database and code.
+
+boto3 is blocking: each call runs in a worker thread (`asyncio.to_thread`). A filing with photos
+makes a few calls, each of a few hundred kilobytes, so a thread per call costs nothing that matters,
+and AWS's own client (botocore underneath, released in step with it) is the best-kept S3 client
+there is for Python (docs/attachments.md says more)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from .settings import ServiceSettings
+
+
+class StoreUnavailable(Exception):
+    """The object store did not answer, or refused the call (a network fault, wrong credentials,
+    no bucket): the caller refuses with 503, never half-stores."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    last_modified: datetime
+
+
+def object_key(town_code: str, matter_id: uuid.UUID | str, attachment_id: uuid.UUID | str, variant: str) -> str:
+    """Where an attachment's bytes live: by town, then matter, so one town's or one matter's
+    objects are one prefix (an erasure or an export lists a prefix, not the bucket)."""
+    return f"towns/{town_code}/matters/{matter_id}/{attachment_id}/{variant}"
+
+
+def attachment_of(key: str) -> str | None:
+    """The attachment id in a key `object_key` made; None for a key it did not make."""
+    parts = key.split("/")
+    return parts[4] if len(parts) == 6 and parts[0] == "towns" and parts[2] == "matters" else None
+
+
+class ObjectStore:
+    """One bucket on one S3 endpoint. Thread-safe: boto3's clients are."""
+
+    def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, region: str = "us-east-1",
+                 timeout_seconds: float = 10.0) -> None:
+        self.bucket = bucket
+        # Path-style addressing: a county's S3 (and SeaweedFS) is on its own host name, without
+        # wildcard DNS for bucket sub-domains. Standard retries: a few, with back-off, then StoreUnavailable.
+        self._client: Any = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+            region_name=region, config=Config(
+                s3={"addressing_style": "path"}, signature_version="s3v4",
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=min(timeout_seconds, 3.0), read_timeout=timeout_seconds))
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> ObjectStore | None:
+        """The store the settings name; None when they name none (the service runs without photos)."""
+        if not settings.s3_endpoint or not settings.s3_bucket:
+            return None
+        if settings.s3_access_key is None or settings.s3_secret_key is None:
+            raise ValueError("TOWNFLOW_S3_ACCESS_KEY and TOWNFLOW_S3_SECRET_KEY are required with TOWNFLOW_S3_ENDPOINT")
+        return cls(settings.s3_endpoint, settings.s3_bucket, settings.s3_access_key.get_secret_value(),
+                   settings.s3_secret_key.get_secret_value(), settings.s3_region)
+
+    async def _call(self, operation: str, **params: Any) -> Any:
+        try:
+            return await asyncio.to_thread(getattr(self._client, operation), Bucket=self.bucket, **params)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise KeyError(params.get("Key")) from None
+            raise StoreUnavailable(f"{operation}: {error.response.get('Error', {}).get('Code')}") from error
+        except BotoCoreError as error:
+            raise StoreUnavailable(f"{operation}: {type(error).__name__}") from error
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await self._call("put_object", Key=key, Body=data, ContentType=content_type)
+
+    async def get(self, key: str) -> bytes:
+        """The object's bytes (photos are small: a stored copy is a few hundred kilobytes);
+        KeyError when there is none."""
+        answer = await self._call("get_object", Key=key)
+        return await asyncio.to_thread(answer["Body"].read)  # type: ignore[no-any-return]
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Remove the objects (one that is not there is no error), up to 1000 per call as S3 takes them."""
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            answer = await self._call("delete_objects", Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+            if answer.get("Errors"):
+                raise StoreUnavailable(f"delete_objects: {answer['Errors'][0].get('Code')}")
+
+    async def listed(self, prefix: str, after: str | None = None, limit: int = 1000) -> list[StoredObject]:
+        """Up to `limit` objects under `prefix` in key order, after the key `after` (a page at a time)."""
+        params: dict[str, Any] = {"Prefix": prefix, "MaxKeys": limit}
+        if after:
+            params["StartAfter"] = after
+        answer = await self._call("list_objects_v2", **params)
+        return [StoredObject(o["Key"], o["LastModified"]) for o in answer.get("Contents", [])]
+
+    def signed_url(self, key: str, seconds: int) -> str:
+        """A URL that reads one object for `seconds`, for someone the service already allowed;
+        signed locally, no call to S3."""
+        return str(self._client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                                       ExpiresIn=seconds))
+
+    async def ensure_bucket(self) -> None:
+        """Create the deployment's bucket when it is not there (local runs; a county's cloud creates it)."""
+        try:
+            await self._call("head_bucket")
+        except (StoreUnavailable, KeyError):
+            await self._call("create_bucket")
