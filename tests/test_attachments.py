@@ -80,7 +80,7 @@ async def test_photos_are_stored_clean_and_the_event_carries_their_digests(
     objects = objects_of(stack)
     stored = [await objects.get(row["stored_key"]) for row in rows]
     for data, row in zip(stored, rows, strict=True):
-        assert row["stored_key"].startswith(f"towns/{filed['ticket_no'][:9]}/matters/{filed['request_id']}/")
+        assert row["stored_key"].startswith(f"intake/towns/{filed['ticket_no'][:9]}/matters/{filed['request_id']}/")
         image = Image.open(io.BytesIO(data))
         assert image.format == "JPEG" and len(image.getexif()) == 0 and "exif" not in image.info
         assert b"TestPhone" not in data and b"GPS" not in data
@@ -119,7 +119,7 @@ async def test_photos_are_stored_clean_and_the_event_carries_their_digests(
 
 
 async def _bucket_size(stack: Stack) -> int:
-    return len(await objects_of(stack).listed("towns/", limit=1000))
+    return len(await objects_of(stack).listed("intake/towns/", limit=1000))
 
 
 async def test_bad_photos_are_refused_with_their_code_and_field_and_nothing_is_stored(
@@ -171,7 +171,7 @@ async def test_the_sweep_removes_an_object_no_record_owns_and_keeps_the_recorded
     assert response.status_code == 201, response.text
     filed = response.json()
     objects = objects_of(stack)
-    orphan = object_key(filed["ticket_no"][:9], uuid.uuid4(), uuid.uuid4(), "photo.jpg")
+    orphan = object_key("intake", filed["ticket_no"][:9], uuid.uuid4(), uuid.uuid4(), "photo.jpg")
     await objects.put(orphan, b"left by a filing that never committed", "image/jpeg")
     assert stack.postgres is not None
     database = db.Database()
@@ -181,6 +181,6 @@ async def test_the_sweep_removes_an_object_no_record_owns_and_keeps_the_recorded
         await attachments.sweep_orphans(objects, store.unit_of_work(database), datetime.now(UTC) + timedelta(minutes=5))
     finally:
         await database.pool.close()
-    left = {o.key for o in await objects.listed(f"towns/{filed['ticket_no'][:9]}/matters/", limit=1000)}
+    left = {o.key for o in await objects.listed(f"intake/towns/{filed['ticket_no'][:9]}/matters/", limit=1000)}
     assert orphan not in left
-    assert any(key.startswith(f"towns/{filed['ticket_no'][:9]}/matters/{filed['request_id']}/") for key in left)
+    assert any(key.startswith(f"intake/towns/{filed['ticket_no'][:9]}/matters/{filed['request_id']}/") for key in left)

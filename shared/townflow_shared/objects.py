@@ -36,16 +36,18 @@ class StoredObject:
     last_modified: datetime
 
 
-def object_key(town_code: str, matter_id: uuid.UUID | str, attachment_id: uuid.UUID | str, variant: str) -> str:
-    """Where an attachment's bytes live: by town, then matter, so one town's or one matter's
-    objects are one prefix (an erasure or an export lists a prefix, not the bucket)."""
-    return f"towns/{town_code}/matters/{matter_id}/{attachment_id}/{variant}"
+def object_key(owner: str, town_code: str, matter_id: uuid.UUID | str, attachment_id: uuid.UUID | str,
+               variant: str) -> str:
+    """Where an attachment's bytes live: under the service that owns it (its orphan sweep lists only
+    its own), then by town and matter, so one town's or one matter's objects are one prefix (an
+    erasure or an export lists a prefix, not the bucket). The matter is the request id everywhere."""
+    return f"{owner}/towns/{town_code}/matters/{matter_id}/{attachment_id}/{variant}"
 
 
 def attachment_of(key: str) -> str | None:
     """The attachment id in a key `object_key` made; None for a key it did not make."""
     parts = key.split("/")
-    return parts[4] if len(parts) == 6 and parts[0] == "towns" and parts[2] == "matters" else None
+    return parts[5] if len(parts) == 7 and parts[1] == "towns" and parts[3] == "matters" else None
 
 
 class ObjectStore:

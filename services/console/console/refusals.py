@@ -107,6 +107,9 @@ SHARED = {
     "photo.not_a_photo": "这不是照片，请用手机拍摄的照片（常见照片格式均可）",
     "photo.damaged": "照片已损坏或没有传完整，请重新拍摄或选择",
     "photo.too_many_pixels": "照片像素太多（不能超过 {limit} 像素），请缩小后再传",
+    "attachment.too_many": "这里最多只能附 {limit} 张照片",
+    "attachment.storage_unavailable": "照片暂时无法保存，请稍后再试，或先不附照片提交",
+    "attachment.not_found": "没有找到这张照片",
 }
 
 # 受理 (intake): filing, a citizen's matter by ticket and access code, its rating, 重复件 merges.
@@ -126,9 +129,6 @@ INTAKE = {
     "ticket.too_many_wrong_codes": "从这里输错查询码的次数太多，请稍后再试",
     "ticket.more_proof_needed": "这个受理编号近期被多次试错查询码，为保护您的信息，请同时填写受理时所留手机号的后四位（未留手机号的填身份证号后四位）",
     "ticket.contact_tail_malformed": "应为手机号（或身份证号）的后四位",
-    "attachment.too_many": "这类事项最多只能附 {limit} 张照片",
-    "attachment.storage_unavailable": "照片暂时无法保存，请稍后再试，或先不附照片提交",
-    "attachment.not_found": "没有找到这张照片",
     "rating.already_given": "这件事已经评价过了，每件事只能评价一次",
     "rating.not_completed": "办结后才能评价（现在{status}）",
     "merge.ticket_not_found": "没有受理编号为 {ticket} 的事项",

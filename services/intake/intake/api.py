@@ -78,7 +78,7 @@ PHOTO_FILE = "a photo (JPEG, PNG, WebP or HEIC), as the phone took it: checked, 
 
 @router.post("/v1/filings", status_code=201, response_model=models.Filed, responses=responses(
     *FILING_REFUSALS, photo_rules.TOO_LARGE, photo_rules.NOT_A_PHOTO, photo_rules.DAMAGED, photo_rules.TOO_MANY_PIXELS,
-    CODES["attachment.too_many"], CODES["attachment.storage_unavailable"], problems.BODY_TOO_LARGE))
+    attachments.TOO_MANY, attachments.STORAGE_UNAVAILABLE, problems.BODY_TOO_LARGE))
 async def file_request_with_photos(
     deps: Dependencies,
     principal: Annotated[Principal, Depends(require(*FILERS))],
@@ -109,7 +109,7 @@ async def file_request_with_photos(
     200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
           "description": "the photo as stored: a JPEG without metadata"},
     **responses(*ACCESS_CODE, problems.TOKEN_INVALID, problems.TOKEN_WITHOUT_TOWN, problems.AUTH_NOT_CONFIGURED,
-                CODES["attachment.not_found"], CODES["attachment.storage_unavailable"])},
+                attachments.NOT_FOUND, attachments.STORAGE_UNAVAILABLE)},
     openapi_extra={"security": [{}]})
 async def read_photo(
     ticket_no: TicketInPath,

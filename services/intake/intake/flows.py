@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from townflow_shared import audit_trail, events, promises
+from townflow_shared.attachments import reference as attachment_ref
 from townflow_shared.auth import Principal
 from townflow_shared.checks import present
 from townflow_shared.clock import Clock
@@ -680,13 +681,6 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
     if saved:
         await uow.store.save_idempotent_responses(saved)
     return answers
-
-
-def attachment_ref(row: dict[str, Any]) -> events.AttachmentRef:
-    """What the topic carries of a photo (issue #29): never its bytes, its keys or its position."""
-    return events.AttachmentRef(attachment_id=str(row["attachment_id"]), kind=row["kind"],
-                                content_type=row["content_type"], size=row["bytes"], sha256=row["sha256"],
-                                original_sha256=row["original_sha256"])
 
 
 async def possible_duplicates(store: IntakeStore, filings: Sequence[Filing],

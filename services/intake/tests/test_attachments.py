@@ -50,7 +50,7 @@ async def test_photos_are_stored_recorded_and_referenced_by_the_filings_event() 
     assert status == 201
     rows = sorted(db.tables.attachments.values(), key=lambda r: r["seq"])
     assert [r["request_id"] for r in rows] == [uuid.UUID(answer["request_id"])] * 2
-    assert all(r["stored_key"].startswith(f"towns/{QINGHE}/matters/{answer['request_id']}/") for r in rows)
+    assert all(r["stored_key"].startswith(f"intake/towns/{QINGHE}/matters/{answer['request_id']}/") for r in rows)
     assert set(objects.objects) == {k for r in rows for k in (r["stored_key"], r["thumbnail_key"])}
     (filed,) = db.published
     assert isinstance(filed, events.RequestFiled)

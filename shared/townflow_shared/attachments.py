@@ -1,0 +1,163 @@
+"""What every service that takes photos does with them (issue #29): intake's on a filing, dispatch's
+on a completion and a closure check, enforcement's as evidence. The rules of a photo itself are in
+`photos` (plain functions over bytes); this is the I/O around them, written once.
+
+Nothing is half-stored. Photos are cleaned first, then put in the object store under their owner's
+keys, then recorded in the owner's transaction. So a record always has its objects; what can be
+left is an object without a record: a command refused after the put (`forget` removes its objects
+at once), or one whose transaction failed or whose caller went away (the outcome unknown: the
+transaction may yet have commit). Those `sweep_orphans` removes, once older than any command takes
+to commit. Each service sweeps only its own prefix (`owner`): one bucket serves the deployment, and
+another service's objects are no orphans of this one's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .events import AttachmentRef
+from .objects import ObjectStore, StoreUnavailable, attachment_of, object_key
+from .photos import CleanPhoto, PhotoLimits, clean_photo
+from .problems import SHARED, FieldError, Refusal, invalid
+
+log = logging.getLogger(__name__)
+
+TOO_MANY = SHARED["attachment.too_many"]
+STORAGE_UNAVAILABLE = SHARED["attachment.storage_unavailable"]
+NOT_FOUND = SHARED["attachment.not_found"]
+# Photos are cleaned in worker threads, at most this many at once in a replica: each holds a
+# decoded image (a 12 MP JPEG decodes at a quarter, a PNG whole), and a replica has a core or two.
+_CLEANING = asyncio.Semaphore(2)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One cleaned photo's place and digests: what its owner records (with who, when and why) and
+    what its events carry (`reference`)."""
+
+    attachment_id: uuid.UUID
+    seq: int
+    photo: CleanPhoto
+    stored_key: str
+    thumbnail_key: str
+    sha256: str  # of the stored copy
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return self.stored_key, self.thumbnail_key
+
+    def columns(self, town_code: str, kind: str, uploaded_by: str, uploaded_at: datetime) -> dict[str, Any]:
+        """The attachment's columns, as every owner's attachments table names them; the capture
+        time and position read from the original stay in the owner's database, never on a topic."""
+        latitude, longitude = self.photo.position or (None, None)
+        return {
+            "attachment_id": self.attachment_id, "town_code": town_code, "kind": kind, "seq": self.seq,
+            "content_type": self.photo.content_type, "bytes": len(self.photo.stored), "sha256": self.sha256,
+            "width": self.photo.width, "height": self.photo.height, "stored_key": self.stored_key,
+            "thumbnail_key": self.thumbnail_key, "original_type": self.photo.original_type,
+            "original_bytes": self.photo.original_bytes, "original_sha256": self.photo.original_sha256,
+            "captured_at": self.photo.captured_at, "latitude": latitude, "longitude": longitude,
+            "uploaded_by": uploaded_by, "uploaded_at": uploaded_at}
+
+
+def reference(row: Mapping[str, Any]) -> AttachmentRef:
+    """What a topic carries of an attachment (from its columns): never its bytes, keys or position."""
+    return AttachmentRef(attachment_id=str(row["attachment_id"]), kind=row["kind"], content_type=row["content_type"],
+                         size=row["bytes"], sha256=row["sha256"], original_sha256=row["original_sha256"])
+
+
+async def cleaned(photos: Sequence[bytes], limits: PhotoLimits, field: str = "photos") -> list[CleanPhoto]:
+    """Every photo cleaned, or one 422 naming each photo at fault (`photos[0]`, `photos[2]`)."""
+    async def one(index: int, data: bytes) -> CleanPhoto | FieldError:
+        async with _CLEANING:
+            try:
+                return await asyncio.to_thread(clean_photo, data, limits, f"{field}[{index}]")
+            except Refusal as refusal:
+                return refusal.code.error(refusal.field or field, **refusal.params)
+
+    results = await asyncio.gather(*(one(i, data) for i, data in enumerate(photos)))
+    errors = [r for r in results if isinstance(r, FieldError)]
+    if errors:
+        raise invalid(errors)
+    return [r for r in results if isinstance(r, CleanPhoto)]
+
+
+def placed(owner: str, town_code: str, matter_id: uuid.UUID | str, photos: Sequence[CleanPhoto],
+           first_seq: int = 1) -> list[Stored]:
+    """Each photo's attachment id and keys (by owner, town and matter), numbered from `first_seq`."""
+    out = []
+    for seq, photo in enumerate(photos, first_seq):
+        attachment_id = uuid.uuid4()
+        out.append(Stored(attachment_id, seq, photo,
+                          object_key(owner, town_code, matter_id, attachment_id, "photo.jpg"),
+                          object_key(owner, town_code, matter_id, attachment_id, "thumbnail.jpg"),
+                          hashlib.sha256(photo.stored).hexdigest()))
+    return out
+
+
+async def put(objects: ObjectStore | None, stored: Sequence[Stored]) -> None:
+    """Every object of the photos put (the copy and its thumbnail), or none left behind and a 503."""
+    if objects is None:
+        raise STORAGE_UNAVAILABLE()
+    puts = [(s.stored_key, s.photo.stored) for s in stored] + [(s.thumbnail_key, s.photo.thumbnail) for s in stored]
+    outcomes = await asyncio.gather(*(objects.put(key, data, "image/jpeg") for key, data in puts),
+                                    return_exceptions=True)
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    if failed:
+        log.warning("photos not stored: %s", failed[0])
+        await forget(objects, [key for s in stored for key in s.keys])
+        raise STORAGE_UNAVAILABLE()
+
+
+async def forget(objects: ObjectStore, keys: Sequence[str]) -> None:
+    """Remove the objects of photos no record owns; what fails here, the sweep removes later."""
+    try:
+        await objects.delete(list(keys))
+    except StoreUnavailable as error:
+        log.warning("photos not recorded left for the orphan sweep: %s", error)
+
+
+async def read(objects: ObjectStore | None, key: str, attachment_id: uuid.UUID | str) -> bytes:
+    """An attachment's bytes: 503 when the store does not answer, 404 for a record without its
+    object (removed outside the service: the put comes before the record)."""
+    if objects is None:
+        raise STORAGE_UNAVAILABLE()
+    try:
+        return await objects.get(key)
+    except StoreUnavailable:
+        raise STORAGE_UNAVAILABLE() from None
+    except KeyError:
+        log.error("attachment %s has a record and no object", attachment_id)
+        raise NOT_FOUND() from None
+
+
+async def sweep_orphans(objects: ObjectStore, owner: str, known: Callable[[list[uuid.UUID]], Awaitable[set[uuid.UUID]]],
+                        older_than: datetime, page: int = 1000) -> int:
+    """Remove `owner`'s attachment objects last written before `older_than` that no record owns
+    (`known` answers which of a page's ids are recorded, in one query); how many were removed."""
+    removed, after, prefix = 0, None, f"{owner}/towns/"
+    while listed := await objects.listed(prefix, after, page):
+        after = listed[-1].key
+        old: dict[str, uuid.UUID] = {}
+        for stored in listed:
+            found = attachment_of(stored.key)
+            if found is not None and stored.last_modified < older_than:
+                try:
+                    old[stored.key] = uuid.UUID(found)
+                except ValueError:
+                    continue  # not a key `object_key` made
+        if not old:
+            continue
+        recorded = await known(sorted(set(old.values())))
+        orphans = [key for key, attachment_id in old.items() if attachment_id not in recorded]
+        if orphans:
+            await objects.delete(orphans)
+            removed += len(orphans)
+    return removed
