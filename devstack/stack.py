@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 SERVICES: dict[str, int] = {"intake": 8001, "dispatch": 8002, "enforcement": 8003, "appraisal": 8004}
 CONSOLE_PORT = 8000  # the staff console (SPEC §9): no consumer; it calls the four services
 CONSOLE_DATABASE = "console"  # its own database: sessions and failed sign-ins (issue #28)
+# The services that take photos (issue #29): each gets the stack's S3 bucket, under keys of its own.
+PHOTO_TAKERS = ("intake", "dispatch", "enforcement")
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -160,8 +162,8 @@ class Stack:
     extra_children: list[Child]
     extra_env: dict[str, str]
     console: ServiceProcess | None
-    # The S3 server whose bucket of this stack's own holds intake's photos; None: intake runs
-    # without photos (a fault test's or the bench's stack, which file none).
+    # The S3 server whose bucket of this stack's own holds the photos; None: the services run
+    # without photos (a fault test's or the bench's stack, which take none).
     s3: SeaweedFS | None
     s3_bucket: str | None
     # How each service is launched, when not `python -m <name>` (the profiler wraps it).
@@ -258,8 +260,8 @@ class Stack:
         if name == "intake":
             env["TOWNFLOW_CITIZEN_REF_KEY"] = self.citizen_ref_key
             env |= self.intake_keys
-            if self.s3 is not None and self.s3_bucket is not None:
-                env |= self.s3.env(self.s3_bucket)
+        if name in PHOTO_TAKERS and self.s3 is not None and self.s3_bucket is not None:
+            env |= self.s3.env(self.s3_bucket)
         if self.test_clock:
             env["TOWNFLOW_TEST_CLOCK"] = "1"
         return env | self.extra_env
