@@ -127,8 +127,8 @@ async def _form_json(deps: Deps, model: type[Body], field: str, text: str) -> Bo
                                       for e in error.errors(include_url=False)]) from None
 
 
-async def _read_all(photos: list[UploadFile]) -> tuple[bytes, ...]:
-    return tuple([await photo.read() for photo in photos])
+async def _read_all(photos: list[UploadFile] | None) -> tuple[bytes, ...]:
+    return tuple([await photo.read() for photo in photos or []])
 
 
 COMPLETION_REFUSALS = (*AS_ASSIGNEE, CODES["task.reply_blank"], CODES["task.completion_photo_required"], problems.INVALID)
@@ -143,7 +143,8 @@ async def complete_with_photos(
     principal: Holder,
     completion: Annotated[str, Form(max_length=65536, description="the completion, as the JSON body of "
                                     "`POST /v1/tasks/{task_id}/complete`")],
-    photos: Annotated[list[UploadFile], File(description=PHOTO_FILE + "; 处置后照片")],
+    # Optional here, so an item that needs an after photo refuses its absence with its own code.
+    photos: Annotated[list[UploadFile] | None, File(description=PHOTO_FILE + "; 处置后照片")] = None,
 ) -> Completed:
     """办结 with the after photos (处置后照片, issue #29), as multipart/form-data: `completion` and
     one `photos` part per photo. Answered as `POST /v1/tasks/{task_id}/complete`; a photo at fault
@@ -245,7 +246,7 @@ async def verify_with_photos(
     principal: CommandCentre,
     verification: Annotated[str, Form(max_length=65536, description="the check, as the JSON body of "
                                       "`POST /v1/tasks/{task_id}/verify`")],
-    photos: Annotated[list[UploadFile], File(description=PHOTO_FILE + "; the command centre's own, at the check")],
+    photos: Annotated[list[UploadFile] | None, File(description=PHOTO_FILE + "; the command centre's own, at the check")] = None,
 ) -> TaskView:
     """核查结案 with the command centre's own photos of the check (issue #29), as
     multipart/form-data: `verification` and one `photos` part per photo. Answered as
