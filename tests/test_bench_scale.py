@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench.scale.reads import SEARCHES
+from bench.scale.reads import NOT_WALKED, SEARCHES
 from devstack.stack import REPO
 
 # Every read endpoint the services had when the harness was written; the harness finds them in
@@ -69,6 +69,8 @@ def test_every_read_endpoint_is_timed_in_every_stage(result: dict[str, Any]) -> 
     for stage in STAGES:
         timed = result["reads"][stage]
         assert expected <= set(timed), f"{stage}: missing {sorted(expected - set(timed))}"
+        # A read listed as not walked, with its reason (reads.NOT_WALKED), is not timed.
+        assert not {f"{service} GET {path}" for service, path in NOT_WALKED} & set(timed)
         for name, figures in timed.items():
             assert all(positive(figures[p]) for p in ("p50", "p95", "p99", "n")), (stage, name, figures)
 
