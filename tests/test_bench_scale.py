@@ -21,7 +21,7 @@ READS = {
     "intake": ["/metrics", "/readyz", "/v1/catalog", "/v1/personal-data-reads", "/v1/requests/{ticket_no}",
                "/v1/requests/{ticket_no}/photos/{attachment_id}", "/v1/tasks/{task_id}/matter"],
     "dispatch": ["/metrics", "/readyz", "/v1/board", "/v1/extensions", "/v1/holders", "/v1/suspensions",
-                 "/v1/task-search", "/v1/tasks", "/v1/tasks/{task_id}"],
+                 "/v1/task-search", "/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/photos/{attachment_id}"],
     "enforcement": ["/metrics", "/readyz", "/v1/cases", "/v1/cases/{case_id}", "/v1/inspections",
                     "/v1/inspections/{inspection_id}", "/v1/plans", "/v1/plans/{plan_id}"],
     "appraisal": ["/metrics", "/readyz", "/v1/alerts", "/v1/bonus", "/v1/county/rankings", "/v1/rankings",
