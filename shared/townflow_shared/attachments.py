@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from .events import AttachmentRef
-from .objects import ObjectStore, StoreUnavailable, attachment_of, object_key
+from .objects import ObjectExists, ObjectStore, StoreUnavailable, attachment_of, object_key
 from .photos import CleanPhoto, PhotoLimits, clean_photo
 from .problems import SHARED, FieldError, Refusal, invalid
 
@@ -102,17 +102,23 @@ def placed(owner: str, town_code: str, matter_id: uuid.UUID | str, photos: Seque
     return out
 
 
-async def put(objects: ObjectStore | None, stored: Sequence[Stored]) -> None:
-    """Every object of the photos put (the copy and its thumbnail), or none left behind and a 503."""
+async def put(objects: ObjectStore | None, stored: Sequence[Stored], *, once: bool = False) -> None:
+    """Every object of the photos put (the copy and its thumbnail), or none left behind and a 503.
+    `once`: write-once (evidence): the store refuses to replace an object already under a key
+    (`ObjectStore.put_once`), and such an object, not this call's, is never removed here."""
     if objects is None:
         raise STORAGE_UNAVAILABLE()
+    write = objects.put_once if once else objects.put
     puts = [(s.stored_key, s.photo.stored) for s in stored] + [(s.thumbnail_key, s.photo.thumbnail) for s in stored]
-    outcomes = await asyncio.gather(*(objects.put(key, data, "image/jpeg") for key, data in puts),
+    outcomes = await asyncio.gather(*(write(key, data, "image/jpeg") for key, data in puts),
                                     return_exceptions=True)
     failed = [o for o in outcomes if isinstance(o, BaseException)]
     if failed:
         log.warning("photos not stored: %s", failed[0])
-        await forget(objects, [key for s in stored for key in s.keys])
+        # A put that failed may have stored its object all the same (a time-out): removed too. One
+        # the store refused because an object was there already is someone else's: left alone.
+        await forget(objects, [key for (key, _), outcome in zip(puts, outcomes, strict=True)
+                               if not isinstance(outcome, ObjectExists)])
         raise STORAGE_UNAVAILABLE()
 
 

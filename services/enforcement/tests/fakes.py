@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from enforcement.store import Row, Store
+from enforcement.store import EvidenceOf, Row, Store
 from enforcement.unit_of_work import UnitOfWork
 from townflow_shared.events import Envelope
 
@@ -24,6 +24,7 @@ class FakeStore:
         self.cases: dict[uuid.UUID, dict[str, Any]] = {}
         self.case_step_rows: list[dict[str, Any]] = []
         self.plan_rows: dict[uuid.UUID, dict[str, Any]] = {}
+        self.evidence: dict[uuid.UUID, dict[str, Any]] = {}
 
     # --- inspections and their needs
     async def inspection(self, inspection_id: uuid.UUID, *, lock: bool = False) -> Row | None:
@@ -140,6 +141,23 @@ class FakeStore:
 
     async def counts(self) -> list[Row]:
         return []
+
+    # --- evidence (write-once: as the table's trigger, a row once in is never replaced)
+    async def insert_evidence(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for row in rows:
+            assert row["attachment_id"] not in self.evidence, "evidence is write-once"
+            self.evidence[row["attachment_id"]] = dict(row)
+
+    async def evidence_of_each(self, column: EvidenceOf, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
+        return {i: sorted((e for e in self.evidence.values() if e[column] == i), key=lambda e: e["seq"])
+                for i in record_ids}
+
+    async def evidence_item(self, column: EvidenceOf, record_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        row = self.evidence.get(attachment_id)
+        return row if row is not None and row[column] == record_id else None
+
+    async def known_evidence(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        return {i for i in attachment_ids if i in self.evidence}
 
 
 class FakeUnitOfWork:
