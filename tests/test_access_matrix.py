@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from devstack.stack import Stack
 from dispatch.rules import OPEN_STATUSES
@@ -178,6 +180,20 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("enforcement", "POST", "/v1/inspections/{inspection_id}/result"): {
         OFFICER: (200, 403), ENF_LEADER: (200, 403), OFF_TEAM: (403, 403), COMMAND: (403, 403),
         READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    # evidence (执法全过程记录): recorded by the team (or 执法队长) on a started inspection, by whoever takes
+    # a case's steps on a case; read by whoever reads the record
+    ("enforcement", "POST", "/v1/inspections/{inspection_id}/evidence"): {
+        OFFICER: (201, 403), ENF_LEADER: (201, 403), OFF_TEAM: (403, 403), COMMAND: (403, 403),
+        READER: (403, 403), COUNTY_ADMIN: (201, 201)},
+    ("enforcement", "GET", "/v1/inspections/{inspection_id}/evidence/{attachment_id}"): {
+        OFFICER: (200, 404), COMMAND: (200, 404), STATION: (403, 403), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200)},
+    ("enforcement", "POST", "/v1/cases/{case_id}/evidence"): {
+        OFFICER: (201, 403), ENF_LEADER: (201, 403), COMMAND: (403, 403), READER: (403, 403),
+        COUNTY_ADMIN: (201, 201)},
+    ("enforcement", "GET", "/v1/cases/{case_id}/evidence/{attachment_id}"): {
+        OFFICER: (200, 404), COMMAND: (200, 404), STATION: (403, 403), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200)},
     ("enforcement", "GET", "/v1/cases"): {
         OFFICER: (200, 404), APPRAISER: (200, 404), STATION: (403, 403), READER: (200, 200),
         COUNTY_ADMIN: (200, 200)},
@@ -276,6 +292,8 @@ class Call:
     json: Any = None
     who: dict[str, str] = field(default_factory=dict)  # the record's own people, for `{assignee}`
     code: str | None = None  # the ticket's access code, for the citizen
+    data: dict[str, str] | None = None  # a multipart body's fields (with `files`)
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None  # its files (evidence photos)
 
 
 SUSPENSION = {"category": "awaiting_citizen", "reason": "等待群众补正材料"}
@@ -318,6 +336,8 @@ class TownRecords:
     plan: dict[str, Any]
     fresh: dict[str, list[dict[str, Any]]]
     others: dict[str, dict[str, Any]]  # one record of each other kind, for the rows refused
+    # A piece of evidence on `started` and on `case`: {"inspection": attachment id, "case": …}.
+    evidence: dict[str, str] = field(default_factory=dict)
 
 
     def record(self, kind: str, fresh: bool) -> dict[str, Any]:
@@ -393,6 +413,15 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call(f"/v1/inspections/{r['inspection_id']}/result", json=_violation(r))
         case "/v1/cases/{case_id}":
             return Call(f"/v1/cases/{r['case_id']}")
+        case "/v1/inspections/{inspection_id}/evidence":
+            # The town's started inspection (its team s026, s027): evidence leaves it started.
+            return Call(f"/v1/inspections/{r['started_id']}/evidence", data={"note": "现场照片"}, files=[PHOTO_PART])
+        case "/v1/cases/{case_id}/evidence":
+            return Call(f"/v1/cases/{r['case_id']}/evidence", data={"note": "调查取证照片"}, files=[PHOTO_PART])
+        case "/v1/inspections/{inspection_id}/evidence/{attachment_id}":
+            return Call(f"/v1/inspections/{r['started_id']}/evidence/{r['inspection_evidence']}")
+        case "/v1/cases/{case_id}/evidence/{attachment_id}":
+            return Call(f"/v1/cases/{r['case_id']}/evidence/{r['case_evidence']}")
         case "/v1/cases/{case_id}/steps":
             return Call(f"/v1/cases/{r['case_id']}/steps", json={"step": "investigated", "note": "已调查取证"})
         case "/v1/cases/{case_id}/extension":
@@ -419,6 +448,15 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
         case "/v1/admin/clock":
             return Call("/v1/admin/clock", json={"advance": "PT0S"})
     raise AssertionError(f"no request for {route}: add one")
+
+
+def _photo() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(out, "JPEG")
+    return out.getvalue()
+
+
+PHOTO_PART = ("photos", ("evidence.jpg", _photo(), "image/jpeg"))
 
 
 def _violation(inspection: dict[str, Any]) -> dict[str, Any]:
@@ -557,10 +595,15 @@ async def _make_town(county: County, code: str) -> TownRecords:
     rest = iter(made[7:])
     plan = await county.ok("enforcement", "POST", "/v1/random-plans", json={
         "targets": ["A", "B", "C"], "sample_size": 1, "seed": 1, "town_code": code}, **enforcer)
+    on_inspection = await county.ok("enforcement", "POST", f"/v1/inspections/{shared_started['inspection_id']}/evidence",
+                                    data={"note": "现场照片"}, files=[PHOTO_PART], **enforcer)
+    on_case = await county.ok("enforcement", "POST", f"/v1/cases/{shared_case['case_id']}/evidence",
+                              data={"note": "调查取证照片"}, files=[PHOTO_PART], **enforcer)
     return TownRecords(code, matter=shared_task, task=shared_task, planned=shared_planned, started=shared_started,
                        case=shared_case, plan=plan,
                        fresh={kind: [next(rest) for _ in range(n)] for kind, n in fresh.items()},
-                       others=other_records)
+                       others=other_records, evidence={"inspection": on_inspection["evidence"][0]["attachment_id"],
+                                                       "case": on_case["evidence"][0]["attachment_id"]})
 
 
 @pytest.fixture(scope="module")
@@ -623,7 +666,8 @@ async def test_role_and_town_matrix(county: County, towns: dict[str, TownRecords
         record = town.record(kind, fresh=row.expected < 300)
     else:  # a read, or an action that makes a record of its own
         record = {**town.task, "inspection_id": town.planned["inspection_id"], "case_id": town.case["case_id"],
-                  "plan_id": town.plan["plan_id"]}
+                  "plan_id": town.plan["plan_id"], "started_id": town.started["inspection_id"],
+                  "inspection_evidence": town.evidence["inspection"], "case_evidence": town.evidence["case"]}
     call = _request(row.route, town, record)
     caller = row.caller
     params = dict(call.params)
@@ -631,7 +675,8 @@ async def test_role_and_town_matrix(county: County, towns: dict[str, TownRecords
         assert call.code is not None
         params["code"] = call.code if caller.code == "right" else _another(call.code)
     sub = call.who[caller.sub[1:-1]] if caller.sub.startswith("{") else caller.sub
-    response = await county.call(row.route[0], row.route[1], call.path, params=params, json=call.json,
+    body: dict[str, Any] = {"data": call.data, "files": call.files} if call.files else {"json": call.json}
+    response = await county.call(row.route[0], row.route[1], call.path, params=params, **body,
                                  sub=sub if caller.token else None, roles=caller.roles,
                                  town=None if caller.county else OWN)
     assert response.status_code == row.expected, response.text
