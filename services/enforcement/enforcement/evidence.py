@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -92,8 +92,8 @@ async def _inspection_target(deps: Deps, store: Store, actor: Principal, inspect
     if refusal := rules.inspection_evidence_error(row["status"]):
         raise refusal
     needs = (await store.needs_of_each([row["inspection_id"]]))[row["inspection_id"]]
-    # The matter its keys name: the inspection's first matter (综合查一次 joins several, and a
-    # planned 双随机 visit has none: then the inspection's own id), as its events' correlation.
+    # The matter its keys name: the inspection's first matter (综合查一次 joins several), as its
+    # events' correlation; an inspection whose needs name none: its own id.
     request_id = next((str(n["request_id"]) for n in needs if n["request_id"]), None)
     recorded = (await store.evidence_of_each("inspection_id", [row["inspection_id"]]))[row["inspection_id"]]
     return _Target(town, "inspection_id", row["inspection_id"], request_id or str(row["inspection_id"]), request_id,
@@ -143,7 +143,8 @@ async def record_case_evidence(deps: Deps, actor: Principal, command: RecordCase
 
 
 # --- recording, once for both -------------------------------------------------------------------
-async def _record(deps: Deps, actor: Principal, target: Any, photos: Sequence[bytes], note: str) -> _Target:
+async def _record(deps: Deps, actor: Principal, target: Callable[[UnitOfWork], Awaitable[_Target]],
+                  photos: Sequence[bytes], note: str) -> _Target:
     """Check the caller and the record (before a photo is looked at), clean the photos, put them
     write-once, then record them and their event in one transaction, the record checked again
     under its lock (it may have moved on meanwhile). The puts come before the transaction, as
