@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +35,17 @@ STORAGE_UNAVAILABLE = SHARED["attachment.storage_unavailable"]
 NOT_FOUND = SHARED["attachment.not_found"]
 # Photos are cleaned in worker threads, at most this many at once in a replica: each holds a
 # decoded image (a 12 MP JPEG decodes at a quarter, a PNG whole), and a replica has a core or two.
-_CLEANING = asyncio.Semaphore(2)
+# One semaphore per event loop: a replica has one, but a semaphore a loop waited on is bound to it,
+# and unit tests run each command on a loop of its own (asyncio.run).
+CLEANING_AT_ONCE = 2
+_CLEANING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _cleaning() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    if (semaphore := _CLEANING.get(loop)) is None:
+        semaphore = _CLEANING[loop] = asyncio.Semaphore(CLEANING_AT_ONCE)
+    return semaphore
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ def reference(row: Mapping[str, Any]) -> AttachmentRef:
 async def cleaned(photos: Sequence[bytes], limits: PhotoLimits, field: str = "photos") -> list[CleanPhoto]:
     """Every photo cleaned, or one 422 naming each photo at fault (`photos[0]`, `photos[2]`)."""
     async def one(index: int, data: bytes) -> CleanPhoto | FieldError:
-        async with _CLEANING:
+        async with _cleaning():
             try:
                 return await asyncio.to_thread(clean_photo, data, limits, f"{field}[{index}]")
             except Refusal as refusal:
