@@ -127,7 +127,8 @@ async def put(objects: ObjectStore | None, stored: Sequence[Stored], *, once: bo
     if failed:
         log.warning("photos not stored: %s", failed[0])
         # A put that failed may have stored its object all the same (a time-out): removed too. One
-        # the store refused because an object was there already is someone else's: left alone.
+        # the store refused because an object was there already is someone else's: left alone (or
+        # this call's own, when a retry followed a put whose answer was lost: the sweep removes it).
         await forget(objects, [key for (key, _), outcome in zip(puts, outcomes, strict=True)
                                if not isinstance(outcome, ObjectExists)])
         raise STORAGE_UNAVAILABLE()
