@@ -18,10 +18,12 @@ from . import auditing
 SKIPPED = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/asyncapi.json"}
 # Reads not walked, each with its reason.
 NOT_WALKED: dict[tuple[str, str], str] = {
-    # Evidence photos (issue #29) stream their bytes from S3: the bench's stack runs without an
+    # Photos and evidence (issue #29) stream their bytes from S3: the bench's stack runs without an
     # object store (every such read would time a 503), and a county-year made from events has no
-    # photos. What grows with the data is the record's list of evidence, which the inspection's and
-    # the case's own reads (walked) answer; the bytes' read is one row by its key and one S3 get.
+    # photos. What grows with the data is a record's list of them, which the record's own read
+    # (walked) answers; the bytes' read is one row by its key and one S3 get.
+    ("intake", "/v1/requests/{ticket_no}/photos/{attachment_id}"):
+        "streams a photo from S3; the bench runs without an object store",
     ("enforcement", "/v1/inspections/{inspection_id}/evidence/{attachment_id}"):
         "streams a photo from S3; the bench runs without an object store",
     ("enforcement", "/v1/cases/{case_id}/evidence/{attachment_id}"):
