@@ -27,7 +27,7 @@ from townflow_shared.objects import ObjectStore, StoreUnavailable, attachment_of
 PHOTO_EVERY = 5  # one filing in this many carries a photo
 # The chaos stack's orphan sweep: every few seconds, for objects older than a filing takes to commit
 # even through a fault (a database stopped for the incident's seconds, then its retries).
-SWEEP_ENV = {"TOWNFLOW_INTAKE_PHOTO_SWEEP_SECONDS": "5", "TOWNFLOW_INTAKE_PHOTO_ORPHAN_GRACE_SECONDS": "60"}
+SWEEP_ENV = {"TOWNFLOW_PHOTO_SWEEP_SECONDS": "5", "TOWNFLOW_PHOTO_ORPHAN_GRACE_SECONDS": "60"}
 
 
 def _photo() -> bytes:

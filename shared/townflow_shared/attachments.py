@@ -19,14 +19,18 @@ import logging
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .events import AttachmentRef
 from .objects import ObjectExists, ObjectStore, StoreUnavailable, attachment_of, object_key
 from .photos import CleanPhoto, PhotoLimits, clean_photo
 from .problems import SHARED, FieldError, Refusal, invalid
+
+if TYPE_CHECKING:
+    from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +160,24 @@ async def read(objects: ObjectStore | None, key: str, attachment_id: uuid.UUID |
         raise NOT_FOUND() from None
 
 
+class _KnowsAttachments(Protocol):
+    async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]: ...
+
+
+class _UnitOfWork(Protocol):
+    @property
+    def store(self) -> _KnowsAttachments: ...
+
+
+def known_in(unit_of_work: Callable[[], AbstractAsyncContextManager[_UnitOfWork]]
+             ) -> Callable[[list[uuid.UUID]], Awaitable[set[uuid.UUID]]]:
+    """`sweep_orphans`'s `known` for a service whose unit of work's store answers `known_attachments`."""
+    async def known(attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        async with unit_of_work() as uow:
+            return await uow.store.known_attachments(attachment_ids)
+    return known
+
+
 async def sweep_orphans(objects: ObjectStore, owner: str, known: Callable[[list[uuid.UUID]], Awaitable[set[uuid.UUID]]],
                         older_than: datetime, page: int = 1000) -> int:
     """Remove `owner`'s attachment objects last written before `older_than` that no record owns
@@ -179,3 +201,16 @@ async def sweep_orphans(objects: ObjectStore, owner: str, known: Callable[[list[
             await objects.delete(orphans)
             removed += len(orphans)
     return removed
+
+
+async def sweep_forever(owner: str, sweep: Callable[[datetime], Awaitable[int]], settings: ServiceSettings) -> None:
+    """A service's orphan sweep for its life: `sweep(older_than)` every `photo_sweep_seconds` on the
+    wall clock, not the service's (a test moves that one): an object's age is the object store's own
+    clock. Replicas may sweep at once; removing an orphan twice is no harm."""
+    while True:
+        try:
+            if removed := await sweep(datetime.now(UTC) - timedelta(seconds=settings.photo_orphan_grace_seconds)):
+                log.info("%s: removed %d objects no record owns", owner, removed)
+        except StoreUnavailable as error:
+            log.warning("%s's orphan sweep: the object store did not answer: %s", owner, error)
+        await asyncio.sleep(settings.photo_sweep_seconds)

@@ -104,6 +104,11 @@ class ServiceSettings(BaseSettings):
     photo_max_side: int = 2048
     photo_thumbnail_side: int = 320
     photo_quality: int = 82
+    # Each service's orphan sweep of its own objects (townflow_shared.attachments): it wakes every
+    # `photo_sweep_seconds` and removes objects that have had no record for `photo_orphan_grace_seconds`
+    # (far longer than a filing, completion or recording takes to commit).
+    photo_sweep_seconds: float = 3600.0
+    photo_orphan_grace_seconds: float = 3600.0
     # Waiting out an outage (SPEC §6.1): back-off from base, doubling, capped, with full jitter.
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 10.0

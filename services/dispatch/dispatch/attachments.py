@@ -13,7 +13,6 @@ of from `dispatch.task.completed`: `object_key("dispatch", town, request_id, att
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -65,7 +64,4 @@ async def forget(objects: ObjectStore | None, placed: Sequence[shared.Stored]) -
 async def sweep_orphans(objects: ObjectStore, unit_of_work: UnitOfWorkFactory, older_than: datetime,
                         page: int = 1000) -> int:
     """Remove dispatch's attachment objects last written before `older_than` that no record owns."""
-    async def known(attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        async with unit_of_work() as uow:
-            return await uow.store.known_attachments(attachment_ids)
-    return await shared.sweep_orphans(objects, OWNER, known, older_than, page)
+    return await shared.sweep_orphans(objects, OWNER, shared.known_in(unit_of_work), older_than, page)

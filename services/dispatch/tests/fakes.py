@@ -13,8 +13,8 @@ from typing import Any
 
 from dispatch.rules import OPEN_STATUSES
 from dispatch.store import Row, TaskStore, UnitOfWork, UnitOfWorkFactory
+from shared.tests.fake_objects import FakeObjects  # noqa: F401 - the tests import it from here
 from townflow_shared.events import Envelope, RequestFiledData
-from townflow_shared.objects import StoreUnavailable
 
 # The columns a new task row gets from the database's defaults (migrations 002, 004, 008).
 _DEFAULTS: dict[str, Any] = {
@@ -207,29 +207,3 @@ class FakeUnitOfWork:
 
     def types_published(self) -> list[str]:
         return [e.type for e in self.published]
-
-
-class FakeObjects:
-    """The object store in memory (townflow_shared.objects.ObjectStore's calls); `down` makes every
-    call fail as an unreachable S3 does."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise StoreUnavailable("the fake store is down")
-
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        self._check()
-        self.objects[key] = data
-
-    async def get(self, key: str) -> bytes:
-        self._check()
-        return self.objects[key]
-
-    async def delete(self, keys: Sequence[str]) -> None:
-        self._check()
-        for key in keys:
-            self.objects.pop(key, None)

@@ -3,16 +3,13 @@ service's clock; the evidence objects' orphan sweep (issue #29) on the wall cloc
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from townflow_shared import attachments as shared_attachments
 from townflow_shared.clock import Clock
 from townflow_shared.deadlines import drain_due
-from townflow_shared.objects import StoreUnavailable
 from townflow_shared.town import EnforcementRules
 
 from . import evidence, flows
@@ -41,21 +38,13 @@ def case_deadline_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
 
 
 def evidence_sweep_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
-    """The orphan sweep of enforcement's objects (evidence.sweep_orphans), for the service's life."""
+    """The orphan sweep of enforcement's objects (evidence.sweep_orphans), for the service's life:
+    it removes only objects no evidence row records."""
 
     async def evidence_sweep_loop(_: object) -> None:
-        """Wakes every `enforcement_evidence_sweep_seconds` on the wall clock, not the service's (a
-        test moves that one): an object's age is the object store's own clock. It removes only
-        objects no evidence row records; replicas may sweep at once, removing an orphan twice is
-        no harm."""
-        log = logging.getLogger(__name__)
-        while deps.objects is not None:
-            grace = timedelta(seconds=deps.settings.enforcement_evidence_orphan_grace_seconds)
-            try:
-                if removed := await evidence.sweep_orphans(deps.objects, deps, datetime.now(UTC) - grace):
-                    log.info("removed %d evidence objects no recording recorded", removed)
-            except StoreUnavailable as error:
-                log.warning("evidence sweep: the object store did not answer: %s", error)
-            await asyncio.sleep(deps.settings.enforcement_evidence_sweep_seconds)
+        if (objects := deps.objects) is not None:
+            await shared_attachments.sweep_forever(
+                "enforcement", lambda older_than: evidence.sweep_orphans(objects, deps, older_than),
+                deps.settings)
 
     return evidence_sweep_loop

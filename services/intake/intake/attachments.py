@@ -113,7 +113,4 @@ async def read_photo(deps: Deps, actor: Principal | None, command: ReadPhoto) ->
 async def sweep_orphans(objects: ObjectStore, unit_of_work: UnitOfWorkFactory, older_than: datetime,
                         page: int = 1000) -> int:
     """Remove intake's attachment objects last written before `older_than` that no record owns."""
-    async def known(attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        async with unit_of_work() as uow:
-            return await uow.store.known_attachments(attachment_ids)
-    return await shared.sweep_orphans(objects, OWNER, known, older_than, page)
+    return await shared.sweep_orphans(objects, OWNER, shared.known_in(unit_of_work), older_than, page)

@@ -25,12 +25,8 @@ class IntakeSettings(ServiceSettings):
     intake_erasure_seconds: float = 3600.0
     intake_erasure_batch_size: int = 500
     # Photos on a filing (docs/attachments.md): the multipart body may carry an item's most photos
-    # (photos_max, at most 9) at photo_max_bytes each, with room for the form; the orphan sweep
-    # wakes every `intake_photo_sweep_seconds` and removes objects that have had no record for
-    # `intake_photo_orphan_grace_seconds` (far longer than a filing takes to commit).
+    # (photos_max, at most 9) at photo_max_bytes each, with room for the form.
     http_max_upload_bytes: int = 48_000_000
-    intake_photo_sweep_seconds: float = 3600.0
-    intake_photo_orphan_grace_seconds: float = 3600.0
 
     @field_validator("intake_access_code_length")
     @classmethod

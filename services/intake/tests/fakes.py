@@ -21,6 +21,7 @@ from intake.personal_data import Keyring
 from intake.rules import WrongCode
 from intake.settings import IntakeSettings
 from intake.store import IntakeStore, Row, UnitOfWork
+from shared.tests.fake_objects import FakeObjects  # noqa: F401 - the tests import it from here
 from townflow_shared.clock import Clock
 from townflow_shared.county import County, load_county
 from townflow_shared.events import Envelope
@@ -360,31 +361,3 @@ def deps(database: FakeDatabase, now: datetime, county: County = COUNTY,
 
 
 _checked: IntakeStore = FakeStore(Tables())  # mypy: the fake has the real store's shape
-
-
-class FakeObjects:
-    """The object store in memory (townflow_shared.objects.ObjectStore's calls); `down` makes every
-    call fail as an unreachable S3 does."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            from townflow_shared.objects import StoreUnavailable
-
-            raise StoreUnavailable("the fake store is down")
-
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        self._check()
-        self.objects[key] = data
-
-    async def get(self, key: str) -> bytes:
-        self._check()
-        return self.objects[key]
-
-    async def delete(self, keys: Sequence[str]) -> None:
-        self._check()
-        for key in keys:
-            self.objects.pop(key, None)
