@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .processes import Child, free_port, port_open, wait_until
+from .processes import Child, free_port, wait_for_port
 
 POM = Path(__file__).with_name("kafka-pom.xml")
 KAFKA_VERSION = "4.0.2"
@@ -137,12 +137,7 @@ class Kafka:
         return BrokerClassArchive(CACHE / f"kafka-{KAFKA_VERSION}", self.workdir)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        def ready() -> bool:
-            assert self.child is not None
-            self.child.check_alive()
-            return port_open(self.port)
-
-        wait_until(ready, timeout, f"Kafka on port {self.port}")
+        wait_for_port(self.child, self.port, timeout, f"Kafka on port {self.port}")
 
     @property
     def running(self) -> bool:

@@ -96,6 +96,16 @@ def holds_port(pid: int, port: int) -> bool:
     return False
 
 
+def wait_for_port(child: Child | None, port: int, timeout: float, what: str) -> None:
+    """Until something listens on `port`; at once an error if `child`, which should, has died."""
+    def listening() -> bool:
+        assert child is not None
+        child.check_alive()
+        return port_open(port)
+
+    wait_until(listening, timeout, what)
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .kafka import CACHE
-from .processes import Child, free_port, port_open, wait_until
+from .processes import Child, free_port, wait_for_port, wait_until
 
 MODULE = "github.com/seaweedfs/seaweedfs"
 # A pseudo-version of SeaweedFS's main branch, the one the module proxy serves; its module hash as
@@ -119,12 +119,7 @@ class SeaweedFS:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        def ready() -> bool:
-            assert self.child is not None
-            self.child.check_alive()
-            return port_open(self.s3_port)
-
-        wait_until(ready, timeout, f"SeaweedFS's S3 on port {self.s3_port}")
+        wait_for_port(self.child, self.s3_port, timeout, f"SeaweedFS's S3 on port {self.s3_port}")
 
     def env(self, bucket: str) -> dict[str, str]:
         """A service's settings for this server and `bucket`."""

@@ -50,6 +50,23 @@ def grainy_photo(width: int = 1200, height: int = 900) -> bytes:
     return out.getvalue()
 
 
+def clean_copy(data: bytes) -> Image.Image:
+    """A stored copy as it must be: a JPEG with nothing left of the phone's metadata (model, GPS)."""
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "JPEG" and len(image.getexif()) == 0 and "exif" not in image.info
+    assert b"TestPhone" not in data and b"GPS" not in data
+    return image
+
+
+async def reads_recorded(api: Api, attachment_id: object, action: str, count: int = 2) -> list[dict[str, Any]]:
+    """The service's audit records of the reads of a photo, once there are `count` of them."""
+    async def recorded() -> list[dict[str, Any]] | None:
+        found = (await api.call("GET", "/v1/audit", as_=AUDITOR, params={
+            "target": str(attachment_id), "action": action})).json()["records"]
+        return found if len(found) == count else None
+    return await eventually(recorded, what=f"{count} {action} records in {api.service}'s audit trail")
+
+
 def objects_of(stack: Stack) -> ObjectStore:
     assert stack.s3 is not None and stack.s3_bucket is not None
     return ObjectStore(stack.s3.endpoint, stack.s3_bucket, stack.s3.access_key, stack.s3.secret_key)
@@ -81,9 +98,7 @@ async def test_photos_are_stored_clean_and_the_event_carries_their_digests(
     stored = [await objects.get(row["stored_key"]) for row in rows]
     for data, row in zip(stored, rows, strict=True):
         assert row["stored_key"].startswith(f"intake/towns/{filed['ticket_no'][:9]}/matters/{filed['request_id']}/")
-        image = Image.open(io.BytesIO(data))
-        assert image.format == "JPEG" and len(image.getexif()) == 0 and "exif" not in image.info
-        assert b"TestPhone" not in data and b"GPS" not in data
+        clean_copy(data)
         assert hashlib.sha256(data).hexdigest() == row["sha256"]
     assert Image.open(io.BytesIO(stored[0])).size == (480, 640)  # turned upright
     record = await wait_for_record(bootstrap, "intake.request.filed.v1", about(filed["request_id"]))
@@ -105,13 +120,7 @@ async def test_photos_are_stored_clean_and_the_event_carries_their_digests(
     thumbnail = await intake.call("GET", path, as_=COMMAND, params={"variant": "thumbnail"})
     assert thumbnail.status_code == 200 and max(Image.open(io.BytesIO(thumbnail.content)).size) == 320
 
-    async def recorded() -> list[dict[str, Any]] | None:
-        answer = await intake.call("GET", "/v1/audit", as_=AUDITOR, params={
-            "target": str(rows[0]["attachment_id"]), "action": "attachment.read"})
-        found = answer.json()["records"]
-        return found if len(found) == 2 else None
-
-    reads = await eventually(recorded, what="the two photo reads in the audit trail")
+    reads = await reads_recorded(intake, rows[0]["attachment_id"], "attachment.read")
     assert {(r["actor"], r["target_type"]) for r in reads} == {(COMMAND[0], "attachment")}
     # The staff's status view lists the photos, by reference.
     status = (await intake.call("GET", f"/v1/requests/{filed['ticket_no']}", as_=COMMAND)).json()

@@ -20,7 +20,7 @@ from devstack.stack import Stack
 
 from .conftest import COMMAND, Api, eventually, file_matter, status_of, task_of
 from .kafka_tools import about, event_of, wait_for_record
-from .test_attachments import AUDITOR, BAILU, objects_of, phone_photo
+from .test_attachments import BAILU, clean_copy, objects_of, phone_photo, reads_recorded
 
 DONE = {"resolution": "已现场处置", "reply": "已为您处置完毕，现场照片见附件。"}
 
@@ -59,8 +59,7 @@ async def test_after_photos_are_stored_clean_and_the_citizen_reads_them_through_
     for data, row in zip(stored, rows, strict=True):
         assert row["stored_key"] == (f"dispatch/towns/{ticket['ticket_no'][:9]}/matters/{ticket['request_id']}/"
                                      f"{row['attachment_id']}/photo.jpg")
-        image = Image.open(io.BytesIO(data))
-        assert image.format == "JPEG" and len(image.getexif()) == 0 and b"TestPhone" not in data
+        clean_copy(data)
     assert Image.open(io.BytesIO(stored[0])).size == (480, 640)  # turned upright
 
     record = await wait_for_record(bootstrap, "dispatch.task.completed.v1", about(ticket["request_id"]))
@@ -82,11 +81,7 @@ async def test_after_photos_are_stored_clean_and_the_citizen_reads_them_through_
     other_town = await dispatch.of_town(BAILU).call("GET", path, as_=COMMAND)
     assert (other_town.status_code, other_town.json()["code"]) == (404, "task.not_found")
 
-    async def recorded() -> list[dict[str, Any]] | None:
-        found = (await dispatch.call("GET", "/v1/audit", as_=AUDITOR, params={
-            "target": str(rows[0]["attachment_id"]), "action": "attachment.read"})).json()["records"]
-        return found if len(found) == 2 else None
-    await eventually(recorded, what="dispatch's two photo reads in its audit trail")
+    await reads_recorded(dispatch, rows[0]["attachment_id"], "attachment.read")
 
     # The citizen sees the after photos on the status page, and reads them through intake.
     status = await status_of(intake, ticket, "completed")

@@ -22,7 +22,7 @@ from intake import rules as intake_rules
 from townflow_shared import events
 from townflow_shared.events import Envelope, EventData, new_event
 from townflow_shared.photos import CleanPhoto, PhotoLimits, clean_photo
-from townflow_shared.settings import ServiceSettings
+from townflow_shared.settings import PhotoTakingSettings
 from townflow_shared.town import CatalogItem, Town
 
 # How often each turn of a matter happens: a plausible county, not any real one.
@@ -68,7 +68,7 @@ def bench_photo() -> CleanPhoto:
     scene = small.filter(ImageFilter.GaussianBlur(1.5)).resize((4032, 3024))
     out = io.BytesIO()
     scene.save(out, "JPEG", quality=90)
-    return clean_photo(out.getvalue(), PhotoLimits.of(ServiceSettings()))
+    return clean_photo(out.getvalue(), PhotoLimits.of(PhotoTakingSettings()))
 
 
 def photo_ids(request_id: str, first: bool = False) -> tuple[uuid.UUID, ...]:

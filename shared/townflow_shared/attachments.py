@@ -24,19 +24,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import photos as photo_rules
 from .events import AttachmentRef
 from .objects import ObjectExists, ObjectStore, StoreUnavailable, attachment_of, object_key
 from .photos import CleanPhoto, PhotoLimits, clean_photo
-from .problems import SHARED, FieldError, Refusal, invalid
+from .problems import BODY_TOO_LARGE, SHARED, FieldError, Refusal, invalid
 
 if TYPE_CHECKING:
-    from .settings import ServiceSettings
+    from .settings import PhotoTakingSettings
 
 log = logging.getLogger(__name__)
 
 TOO_MANY = SHARED["attachment.too_many"]
 STORAGE_UNAVAILABLE = SHARED["attachment.storage_unavailable"]
 NOT_FOUND = SHARED["attachment.not_found"]
+# What a route that takes photos may refuse, besides its own command's refusals.
+PHOTO_REFUSALS = (photo_rules.TOO_LARGE, photo_rules.NOT_A_PHOTO, photo_rules.DAMAGED, photo_rules.TOO_MANY_PIXELS, TOO_MANY,
+                  STORAGE_UNAVAILABLE, BODY_TOO_LARGE)
+PHOTO_FILE = ("a photo (JPEG, PNG, WebP or HEIC), as the phone took it: checked, turned upright and stripped of "
+              "its metadata here")
 # Photos are cleaned in worker threads, at most this many at once in a replica: each holds a
 # decoded image (a 12 MP JPEG decodes at a quarter, a PNG whole), and a replica has a core or two.
 # One semaphore per event loop: a replica has one, but a semaphore a loop waited on is bound to it,
@@ -203,14 +209,21 @@ async def sweep_orphans(objects: ObjectStore, owner: str, known: Callable[[list[
     return removed
 
 
-async def sweep_forever(owner: str, sweep: Callable[[datetime], Awaitable[int]], settings: ServiceSettings) -> None:
-    """A service's orphan sweep for its life: `sweep(older_than)` every `photo_sweep_seconds` on the
-    wall clock, not the service's (a test moves that one): an object's age is the object store's own
-    clock. Replicas may sweep at once; removing an orphan twice is no harm."""
-    while True:
-        try:
-            if removed := await sweep(datetime.now(UTC) - timedelta(seconds=settings.photo_orphan_grace_seconds)):
-                log.info("%s: removed %d objects no record owns", owner, removed)
-        except StoreUnavailable as error:
-            log.warning("%s's orphan sweep: the object store did not answer: %s", owner, error)
-        await asyncio.sleep(settings.photo_sweep_seconds)
+def sweep_loop(owner: str, objects: ObjectStore | None, known: Callable[[list[uuid.UUID]], Awaitable[set[uuid.UUID]]],
+               settings: PhotoTakingSettings) -> Callable[[object], Awaitable[None]]:
+    """A service's orphan sweep for its life (runtime.every): `sweep_orphans` of its own prefix every
+    `photo_sweep_seconds` on the wall clock, not the service's (a test moves that one): an object's
+    age is the object store's own clock. Replicas may sweep at once; removing an orphan twice is no
+    harm. Nothing runs without an object store."""
+
+    async def photo_sweep(_: object) -> None:
+        while objects is not None:
+            older_than = datetime.now(UTC) - timedelta(seconds=settings.photo_orphan_grace_seconds)
+            try:
+                if removed := await sweep_orphans(objects, owner, known, older_than):
+                    log.info("%s: removed %d objects no record owns", owner, removed)
+            except StoreUnavailable as error:
+                log.warning("%s's orphan sweep: the object store did not answer: %s", owner, error)
+            await asyncio.sleep(settings.photo_sweep_seconds)
+
+    return photo_sweep

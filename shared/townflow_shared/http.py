@@ -8,18 +8,19 @@ import inspect
 import sys
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import problems
 from .auth import Principal, require
 from .db import OUTAGES
-from .guards import EdgeLimits, InputGuard
+from .guards import EdgeLimits, InputGuard, json_refusal
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
 from .problems import (
     CLOCK_OUT_OF_RANGE,
@@ -32,6 +33,9 @@ from .types import FIRST_YEAR, LAST_YEAR, Command, Instant, StrictBool
 
 if TYPE_CHECKING:
     from .runtime import ServiceRuntime
+    from .settings import ServiceSettings
+
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
 
 def runtime_of(request: Request) -> ServiceRuntime:
@@ -250,3 +254,16 @@ def mount_common(app: FastAPI, service: str, with_test_clock: bool, limits: Edge
     app.add_middleware(InputGuard, limits=limits)
     app.add_middleware(SecurityHeaders)  # outside the guard: its refusals carry the headers too
     app.add_middleware(RedMetricsMiddleware, service=service)
+
+
+async def form_json(settings: ServiceSettings, model: type[BodyModel], field: str, text: str) -> BodyModel:
+    """A multipart form's JSON field (a filing, a completion sent with photos) as the JSON route's
+    body: refused as that body would be, its fields named under the form field's (`completion.reply`)."""
+    if refusal := await json_refusal(text.encode(), EdgeLimits.of(settings)):
+        # The multipart body is well-formed: its JSON field is what is not JSON (422, named).
+        raise problems.MALFORMED(field) if refusal.code is problems.MALFORMED_JSON else refusal
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as error:
+        raise RequestValidationError([{**e, "loc": ("body", field, *e["loc"])}
+                                      for e in error.errors(include_url=False)]) from None

@@ -22,7 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
-    from .settings import ServiceSettings
+    from .settings import PhotoTakingSettings
 
 
 class StoreUnavailable(Exception):
@@ -71,7 +71,7 @@ class ObjectStore:
                 connect_timeout=min(timeout_seconds, 3.0), read_timeout=timeout_seconds))
 
     @classmethod
-    def from_settings(cls, settings: ServiceSettings) -> ObjectStore | None:
+    def from_settings(cls, settings: PhotoTakingSettings) -> ObjectStore | None:
         """The store the settings name; None when they name none (the service runs without photos)."""
         if not settings.s3_endpoint or not settings.s3_bucket:
             return None

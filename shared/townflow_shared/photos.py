@@ -30,7 +30,7 @@ from PIL import Image, ImageOps
 from .problems import SHARED
 
 if TYPE_CHECKING:
-    from .settings import ServiceSettings
+    from .settings import PhotoTakingSettings
 
 pillow_heif.register_heif_opener()  # HEIC (iPhones' default since iOS 11) opens through Pillow
 
@@ -61,7 +61,7 @@ class PhotoLimits:
     quality: int
 
     @classmethod
-    def of(cls, settings: ServiceSettings) -> PhotoLimits:
+    def of(cls, settings: PhotoTakingSettings) -> PhotoLimits:
         return cls(max_bytes=settings.photo_max_bytes, max_pixels=settings.photo_max_pixels,
                    max_side=settings.photo_max_side, thumbnail_side=settings.photo_thumbnail_side,
                    quality=settings.photo_quality)

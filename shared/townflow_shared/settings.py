@@ -32,7 +32,7 @@ class ServiceSettings(BaseSettings):
     http_body_timeout_seconds: float = 10.0
     http_max_url_length: int = 8192
     # A multipart body (photos) may be this large: 0, as large as any body (a service that takes
-    # no photos); intake's default lets in the most photos an item allows at photo_max_bytes each.
+    # no photos; PhotoTakingSettings for one that does).
     http_max_upload_bytes: int = 0
     http_max_head_bytes: int = 2 * 1_048_576
     # Which peers' X-Forwarded-For names the client (comma-separated addresses or CIDRs, `*` for
@@ -88,6 +88,16 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = 500
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
+    # Waiting out an outage (SPEC §6.1): back-off from base, doubling, capped, with full jitter.
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 10.0
+    kafka_dlq_retention_ms: int = 30 * 24 * 3600 * 1000  # event topics keep everything (-1); .dlq topics 30 days
+    kafka_max_message_bytes: int = 1_048_576  # largest record the relay sends; keep ≤ the broker's message.max.bytes
+
+
+class PhotoTakingSettings(ServiceSettings):
+    """A service that takes photos (intake, dispatch, enforcement: townflow_shared.attachments)."""
+
     # The object store (townflow_shared.objects, docs/attachments.md): an S3 endpoint, the
     # deployment's one bucket and its credentials; without an endpoint the service runs and
     # refuses photos (503), every other route as before.
@@ -104,13 +114,11 @@ class ServiceSettings(BaseSettings):
     photo_max_side: int = 2048
     photo_thumbnail_side: int = 320
     photo_quality: int = 82
-    # Each service's orphan sweep of its own objects (townflow_shared.attachments): it wakes every
-    # `photo_sweep_seconds` and removes objects that have had no record for `photo_orphan_grace_seconds`
-    # (far longer than a filing, completion or recording takes to commit).
+    # Its multipart body may carry nine photos at photo_max_bytes each, with room for the form.
+    http_max_upload_bytes: int = 48_000_000
+    # Its orphan sweep of its own objects wakes every `photo_sweep_seconds` and removes those that
+    # have had no record for `photo_orphan_grace_seconds` (far longer than a command takes to commit).
     photo_sweep_seconds: float = 3600.0
     photo_orphan_grace_seconds: float = 3600.0
-    # Waiting out an outage (SPEC §6.1): back-off from base, doubling, capped, with full jitter.
-    retry_base_seconds: float = 0.5
-    retry_max_seconds: float = 10.0
-    kafka_dlq_retention_ms: int = 30 * 24 * 3600 * 1000  # event topics keep everything (-1); .dlq topics 30 days
-    kafka_max_message_bytes: int = 1_048_576  # largest record the relay sends; keep ≤ the broker's message.max.bytes
+
+

@@ -5,17 +5,16 @@ in, one command handler (or read) of flows.py, its response model out."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
 
-from townflow_shared import guards, problems
-from townflow_shared import photos as photo_rules
+from townflow_shared import attachments as shared_attachments
+from townflow_shared import problems
 from townflow_shared.auth import Principal, require
 from townflow_shared.events import Colour
+from townflow_shared.http import form_json
 from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 from townflow_shared.views import record_id
@@ -107,24 +106,8 @@ async def complete(task_id: TaskId, body: Resolution, deps: Dependencies, princi
 # Photos of a step (issue #29), as multipart/form-data: the step's JSON in a field, one `photos`
 # part per photo. Refused as the step's JSON route refuses (fields under the form field's name),
 # and as every service refuses photos (townflow_shared.photos, townflow_shared.attachments).
-PHOTO_REFUSALS = (photo_rules.TOO_LARGE, photo_rules.NOT_A_PHOTO, photo_rules.DAMAGED, photo_rules.TOO_MANY_PIXELS,
-                  attachments.TOO_MANY, attachments.STORAGE_UNAVAILABLE, problems.BODY_TOO_LARGE)
-PHOTO_FILE = ("a photo (JPEG, PNG, WebP or HEIC), as the phone took it: checked, turned upright and stripped of "
-              "its metadata here; up to the item's `photos_max` (the task's read says it, 3 by default)")
-Body = TypeVar("Body", bound=BaseModel)
-
-
-async def _form_json(deps: Deps, model: type[Body], field: str, text: str) -> Body:
-    """A multipart form's JSON field as the JSON route's body: refused as that body would be, its
-    fields named under the form field's (`completion.reply`)."""
-    if refusal := await guards.json_refusal(text.encode(), guards.EdgeLimits.of(deps.settings)):
-        # The multipart body is well-formed: its JSON field is what is not JSON (422, named).
-        raise problems.MALFORMED(field) if refusal.code is problems.MALFORMED_JSON else refusal
-    try:
-        return model.model_validate_json(text)
-    except ValidationError as error:
-        raise RequestValidationError([{**e, "loc": ("body", field, *e["loc"])}
-                                      for e in error.errors(include_url=False)]) from None
+PHOTO_REFUSALS = shared_attachments.PHOTO_REFUSALS
+PHOTO_FILE = (shared_attachments.PHOTO_FILE + "; up to the item's `photos_max` (the task's read says it, 3 by default)")
 
 
 async def _read_all(photos: list[UploadFile] | None) -> tuple[bytes, ...]:
@@ -150,7 +133,7 @@ async def complete_with_photos(
     one `photos` part per photo. Answered as `POST /v1/tasks/{task_id}/complete`; a photo at fault
     is a 422 naming it (`photos[1]`). The photos are stored cleaned, listed on the task's read, and
     `dispatch.task.completed` carries their references and digests, never their bytes."""
-    body = await _form_json(deps, Resolution, "completion", completion)
+    body = await form_json(deps.settings, Resolution, "completion", completion)
     return await flows.complete_task(deps, principal, flows.CompleteTask(
         task_id, body.resolution, body.reply, await _read_all(photos)))
 
@@ -251,7 +234,7 @@ async def verify_with_photos(
     """核查结案 with the command centre's own photos of the check (issue #29), as
     multipart/form-data: `verification` and one `photos` part per photo. Answered as
     `POST /v1/tasks/{task_id}/verify`; `dispatch.task.verified` carries the photos' references."""
-    body = await _form_json(deps, Verification, "verification", verification)
+    body = await form_json(deps.settings, Verification, "verification", verification)
     return await flows.verify_task(deps, principal, flows.VerifyTask(
         task_id, body.passed, body.note, await _read_all(photos)))
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from townflow_shared import attachments as shared_attachments
 from townflow_shared import events
 from townflow_shared.objects import ObjectStore
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, handlers, metrics, scheduled
+from . import api, attachments, handlers, metrics, scheduled
 from .flows import Deps
 from .settings import DispatchSettings
 from .store import units_of_work
@@ -28,7 +29,8 @@ def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     for event_type, handler in handlers.HANDLERS:
         runtime.on(event_type)(handler)
     runtime.every(scheduled.supervision_loop(deps))
-    runtime.every(scheduled.photo_sweep_loop(deps))
+    runtime.every(shared_attachments.sweep_loop(attachments.OWNER, deps.objects,
+                                                shared_attachments.known_in(deps.unit_of_work), settings))
     runtime.reports(lambda pool: metrics.refresh_gauges(pool, list(deps.county.towns), deps.clock.now()),
                     *metrics.GAUGES)
     runtime.publishes(events.TaskDispatched, events.TaskAccepted, events.TaskReturned, events.TaskSupervised,

@@ -8,12 +8,11 @@ from typing import Any
 
 import asyncpg
 
-from townflow_shared import attachments as shared_attachments
 from townflow_shared.clock import Clock
 from townflow_shared.deadlines import drain_due
 from townflow_shared.town import Town
 
-from . import attachments, flows
+from . import flows
 from .flows import Deps
 from .store import PgUnitOfWork
 
@@ -36,15 +35,3 @@ def supervision_loop(deps: Deps) -> Callable[[Any], Awaitable[None]]:
             await deps.clock.wait_moved(deps.settings.supervision_seconds)
 
     return supervision_loop
-
-
-def photo_sweep_loop(deps: Deps) -> Callable[[Any], Awaitable[None]]:
-    """The orphan sweep of dispatch's photo objects (attachments.sweep_orphans), for the service's life."""
-
-    async def photo_sweep_loop(_: Any) -> None:
-        if (objects := deps.objects) is not None:
-            await shared_attachments.sweep_forever(
-                "dispatch", lambda older_than: attachments.sweep_orphans(objects, deps.unit_of_work, older_than),
-                deps.settings)
-
-    return photo_sweep_loop

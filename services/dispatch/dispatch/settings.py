@@ -1,14 +1,10 @@
-from townflow_shared.settings import ServiceSettings
+from townflow_shared.settings import PhotoTakingSettings
 
 
-class DispatchSettings(ServiceSettings):
+class DispatchSettings(PhotoTakingSettings):
     service_name: str = "dispatch"
     http_port: int = 8002
     # How often supervision (督办) checks deadlines; a moved test clock wakes it at once.
     supervision_seconds: float = 10.0
     # Tasks supervision claims per transaction; a wake-up takes batch after batch until none is due.
     supervision_batch_size: int = 500
-    # Photos of a task (docs/attachments.md): the multipart body of a completion or a closure check
-    # may carry an item's most photos (task_photos_max, at most 9) at photo_max_bytes each, with room
-    # for the form.
-    http_max_upload_bytes: int = 48_000_000

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from townflow_shared import photos as photo_rules
+from townflow_shared import attachments as shared_attachments
 from townflow_shared import problems
 from townflow_shared.auth import Principal, require
 from townflow_shared.events import CaseStep
@@ -103,8 +103,7 @@ async def record_result(inspection_id: InspectionId, body: models.ResultIn, deps
 PHOTO_FILE = ("an evidence photo (JPEG, PNG, WebP or HEIC), as the phone took it: checked, turned upright and "
               "stripped of its metadata here, then stored write-once")
 # The refusals of any evidence upload: the photos, and the store.
-PHOTOS = (photo_rules.TOO_LARGE, photo_rules.NOT_A_PHOTO, photo_rules.DAMAGED, photo_rules.TOO_MANY_PIXELS,
-          evidence.TOO_MANY, evidence.STORAGE_UNAVAILABLE, problems.BODY_TOO_LARGE)
+PHOTOS = shared_attachments.PHOTO_REFUSALS
 Photos = Annotated[list[UploadFile], File(description=PHOTO_FILE + "; up to 9 in one upload")]
 EvidenceNote = Annotated[str, Form(max_length=2000, pattern=NO_NUL_PATTERN,
                                    description="what the photos show (not on any event)")]

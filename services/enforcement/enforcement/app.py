@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from townflow_shared import attachments as shared_attachments
 from townflow_shared.events import (
     CaseUpdated,
     EvidenceRecorded,
@@ -18,7 +19,7 @@ from townflow_shared.events import (
 from townflow_shared.objects import ObjectStore
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, handlers, metrics, scheduled
+from . import api, evidence, handlers, metrics, scheduled
 from .deps import Deps
 from .settings import EnforcementSettings
 from .unit_of_work import PostgresTransactions
@@ -34,7 +35,7 @@ def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntim
     runtime.deps = deps
     runtime.on(TaskDispatched)(handlers.task_dispatched)
     runtime.every(scheduled.case_deadline_loop(deps))
-    runtime.every(scheduled.evidence_sweep_loop(deps))
+    runtime.every(shared_attachments.sweep_loop(evidence.OWNER, deps.objects, evidence.known_evidence(deps), settings))
     towns = list(deps.county.towns.values())
     runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns, deps.clock.now()), *metrics.GAUGES)
     runtime.publishes(InspectionDone, CaseUpdated, PlanPublished, EvidenceRecorded)

@@ -210,10 +210,15 @@ async def read_evidence(deps: Deps, actor: Principal, command: ReadEvidence) -> 
 
 
 # --- the orphan sweep ---------------------------------------------------------------------------
-async def sweep_orphans(objects: ObjectStore, deps: Deps, older_than: datetime, page: int = 1000) -> int:
-    """Remove enforcement's objects last written before `older_than` that no evidence row owns
-    (a recording whose transaction failed): never an object a row records."""
+def known_evidence(deps: Deps) -> Callable[[list[uuid.UUID]], Awaitable[set[uuid.UUID]]]:
+    """Which of the ids an evidence row records: the sweep's `known`."""
     async def known(attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         async with deps.transactions.reading() as work:
             return await work.store.known_evidence(attachment_ids)
-    return await shared.sweep_orphans(objects, OWNER, known, older_than, page)
+    return known
+
+
+async def sweep_orphans(objects: ObjectStore, deps: Deps, older_than: datetime, page: int = 1000) -> int:
+    """Remove enforcement's objects last written before `older_than` that no evidence row owns
+    (a recording whose transaction failed): never an object a row records."""
+    return await shared.sweep_orphans(objects, OWNER, known_evidence(deps), older_than, page)

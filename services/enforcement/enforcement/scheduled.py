@@ -7,12 +7,11 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 
-from townflow_shared import attachments as shared_attachments
 from townflow_shared.clock import Clock
 from townflow_shared.deadlines import drain_due
 from townflow_shared.town import EnforcementRules
 
-from . import evidence, flows
+from . import flows
 from .deps import Deps
 from .store import PgStore
 
@@ -35,16 +34,3 @@ def case_deadline_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
             await deps.clock.wait_moved(deps.settings.case_deadline_seconds)
 
     return case_deadline_loop
-
-
-def evidence_sweep_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
-    """The orphan sweep of enforcement's objects (evidence.sweep_orphans), for the service's life:
-    it removes only objects no evidence row records."""
-
-    async def evidence_sweep_loop(_: object) -> None:
-        if (objects := deps.objects) is not None:
-            await shared_attachments.sweep_forever(
-                "enforcement", lambda older_than: evidence.sweep_orphans(objects, deps, older_than),
-                deps.settings)
-
-    return evidence_sweep_loop

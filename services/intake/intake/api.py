@@ -11,13 +11,12 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
-from townflow_shared import guards, problems
-from townflow_shared import photos as photo_rules
+from townflow_shared import attachments as shared_attachments
+from townflow_shared import problems
 from townflow_shared.auth import Principal, optional_principal, require
+from townflow_shared.http import form_json
 from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN
 
@@ -73,12 +72,11 @@ async def file_request(
     return JSONResponse(answer, status_code=status)
 
 
-PHOTO_FILE = "a photo (JPEG, PNG, WebP or HEIC), as the phone took it: checked, turned upright and stripped of its metadata here"
+PHOTO_FILE, PHOTO_REFUSALS = shared_attachments.PHOTO_FILE, shared_attachments.PHOTO_REFUSALS
 
 
 @router.post("/v1/filings", status_code=201, response_model=models.Filed, responses=responses(
-    *FILING_REFUSALS, photo_rules.TOO_LARGE, photo_rules.NOT_A_PHOTO, photo_rules.DAMAGED, photo_rules.TOO_MANY_PIXELS,
-    attachments.TOO_MANY, attachments.STORAGE_UNAVAILABLE, problems.BODY_TOO_LARGE))
+    *FILING_REFUSALS, *PHOTO_REFUSALS))
 async def file_request_with_photos(
     deps: Dependencies,
     principal: Annotated[Principal, Depends(require(*FILERS))],
@@ -91,14 +89,7 @@ async def file_request_with_photos(
     and one `photos` part per photo. Answered as `POST /v1/requests`; a photo at fault is a 422
     naming it (`photos[1]`). The photos are stored cleaned, and the filing's event carries their
     references and digests, never their bytes."""
-    if refusal := await guards.json_refusal(filing.encode(), guards.EdgeLimits.of(deps.settings)):
-        # The multipart body is well-formed: its `filing` field is what is not JSON (422, named).
-        raise problems.MALFORMED("filing") if refusal.code is problems.MALFORMED_JSON else refusal
-    try:
-        body = models.FileRequest.model_validate_json(filing)
-    except ValidationError as error:  # answered as a JSON body's errors are, under `filing`
-        raise RequestValidationError([{**e, "loc": ("body", "filing", *e["loc"])}
-                                      for e in error.errors(include_url=False)]) from None
+    body = await form_json(deps.settings, models.FileRequest, "filing", filing)
     files = tuple([await photo.read() for photo in photos])
     status, answer = await attachments.file_with_photos(
         deps, principal, attachments.FileWithPhotos(flows.FileMatter(body, idempotency_key), files))

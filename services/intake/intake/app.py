@@ -8,12 +8,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from townflow_shared import attachments as shared_attachments
 from townflow_shared import events
 from townflow_shared.db import OUTAGES
 from townflow_shared.objects import ObjectStore
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, flows, handlers, scheduled, store
+from . import api, attachments, flows, handlers, scheduled, store
 from .personal_data import Keyring
 from .settings import IntakeSettings
 
@@ -37,7 +38,8 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
     for event_type, handler in handlers.HANDLERS:
         runtime.on(event_type)(handler)
     runtime.every(scheduled.erasure_loop(deps))
-    runtime.every(scheduled.photo_sweep_loop(deps))
+    runtime.every(shared_attachments.sweep_loop(attachments.OWNER, deps.objects,
+                                                shared_attachments.known_in(deps.unit_of_work), settings))
     runtime.publishes(events.RequestFiled, events.RequestRated, events.RequestMerged)
     return runtime
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from townflow_shared import attachments as shared_attachments
-
-from . import attachments, flows
+from . import flows
 from .flows import Deps
 
 
@@ -23,15 +21,3 @@ def erasure_loop(deps: Deps) -> Callable[[Any], Awaitable[None]]:
             await deps.clock.wait_moved(deps.settings.intake_erasure_seconds)
 
     return erasure_loop
-
-
-def photo_sweep_loop(deps: Deps) -> Callable[[Any], Awaitable[None]]:
-    """The orphan sweep of intake's photo objects (attachments.sweep_orphans), for the service's life."""
-
-    async def photo_sweep_loop(_: Any) -> None:
-        if (objects := deps.objects) is not None:
-            await shared_attachments.sweep_forever(
-                "intake", lambda older_than: attachments.sweep_orphans(objects, deps.unit_of_work, older_than),
-                deps.settings)
-
-    return photo_sweep_loop

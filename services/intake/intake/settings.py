@@ -1,9 +1,9 @@
 from pydantic import SecretStr, field_validator
 
-from townflow_shared.settings import ServiceSettings
+from townflow_shared.settings import PhotoTakingSettings
 
 
-class IntakeSettings(ServiceSettings):
+class IntakeSettings(PhotoTakingSettings):
     service_name: str = "intake"
     http_port: int = 8001
     # Key of the HMAC that turns a citizen's id number (or phone) into `citizen_ref`.
@@ -24,9 +24,6 @@ class IntakeSettings(ServiceSettings):
     intake_personal_data_retention_days: int = 365
     intake_erasure_seconds: float = 3600.0
     intake_erasure_batch_size: int = 500
-    # Photos on a filing (docs/attachments.md): the multipart body may carry an item's most photos
-    # (photos_max, at most 9) at photo_max_bytes each, with room for the form.
-    http_max_upload_bytes: int = 48_000_000
 
     @field_validator("intake_access_code_length")
     @classmethod
