@@ -104,7 +104,7 @@ def county_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     spans only when a test of the session reads them (the console's trace, in tests/browser): in
     the lane of the shared stacks none does, and exporting costs a fifth more of the services' CPU."""
     otlp = request.getfixturevalue("otlp") if _reads_spans_of("county_stack", request.session) else None
-    yield from _session_stack(otlp, TOWNFLOW_TOWN_DIR=str(DEMO_COUNTY_DIR))
+    yield from _session_stack(otlp, request.getfixturevalue("s3_server"), TOWNFLOW_TOWN_DIR=str(DEMO_COUNTY_DIR))
 
 
 QINGHE, BAILU, SHIQIAO = "321003104", "321003107", "321003112"

@@ -27,6 +27,7 @@ TICKET = "321003104-20200101-99999"  # the demo town's, never issued
 # (service, method, path, roles admitted; None = public with the ticket's access code)
 MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("intake", "POST", "/v1/requests", frozenset({"clerk", "proxy_agent", "village_station", "command_centre"})),
+    ("intake", "POST", "/v1/filings", frozenset({"clerk", "proxy_agent", "village_station", "command_centre"})),
     ("intake", "GET", "/v1/catalog", ANY),
     ("intake", "POST", f"/v1/requests/{TICKET}/merge", frozenset({"command_centre"})),
     ("intake", "POST", f"/v1/requests/{TICKET}/unmerge", frozenset({"command_centre"})),
@@ -99,6 +100,7 @@ async def test_every_route_of_every_service_is_in_the_matrix(stack: Stack) -> No
     listed = {(s, m, p.split("?")[0].replace(FAKE, "{}").replace(TICKET, "{}").replace("s999", "{}"))
               for s, m, p, _ in MATRIX}
     public = {"/healthz", "/readyz", "/metrics", "/v1/admin/clock", "/v1/requests/{}", "/v1/requests/{}/rating",
+              "/v1/requests/{}/photos/{}",
               "/v1/plans/{}"}
     for service in stack.services:
         spec = (await Api(stack, service).call("GET", "/openapi.json")).json()

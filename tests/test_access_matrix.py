@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
+import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from devstack.stack import Stack
 from dispatch.rules import OPEN_STATUSES
@@ -35,6 +38,16 @@ NOW = "2026-12-08T09:00:00+08:00"  # a Tuesday in both towns; no other county te
 PERIOD = "2026-12"
 OWN, OTHER = QINGHE, BAILU  # the callers are 青禾镇's staff: their own town, and another
 NOT_SERVED_BY_THE_MATRIX = {"/healthz", "/readyz", "/metrics"}  # health and metrics: no town, no token
+
+
+def _jpeg() -> bytes:
+    """A small real photo, for the routes that take photos."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 140, 60)).save(out, "JPEG")
+    return out.getvalue()
+
+
+PHOTO = _jpeg()
 
 
 # --- who calls ---------------------------------------------------------------------------------
@@ -91,6 +104,14 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("intake", "GET", "/v1/requests/{ticket_no}"): {  # by token, without the code
         CLERK: (200, 404), COMMAND: (200, 404), OFFICER: (404, 404), READER: (200, 200),
         COUNTY_ADMIN: (200, 200), CITIZEN: (200, 200), STRANGER: (404, 404)},
+    ("intake", "POST", "/v1/filings"): {  # with photos (issue #29): as POST /v1/requests
+        CLERK: (201, 403), COMMAND: (201, 403), OFFICER: (403, 403), READER: (403, 403),
+        COUNTY_ADMIN: (201, 201)},
+    # A matter's photo: whoever reads its matter or files; the citizen with the code where the town
+    # shows citizens their photos (青禾镇 does, 白鹭镇 does not); else as a photo that does not exist.
+    ("intake", "GET", "/v1/requests/{ticket_no}/photos/{attachment_id}"): {
+        CLERK: (200, 404), OFFICER: (200, 404), STATION: (200, 404), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200), CITIZEN: (200, 404), STRANGER: (404, 404), NO_TOKEN: (404, 404)},
     ("intake", "POST", "/v1/requests/{ticket_no}/rating"): {  # only the citizen's code rates
         CITIZEN: (200, 200), STRANGER: (404, 404), CLERK: (422, 422), COUNTY_ADMIN: (422, 422)},
     ("intake", "POST", "/v1/requests/{ticket_no}/merge"): {  # 重复件: the command centre merges
@@ -228,7 +249,8 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
         TOWN_ADMIN: 200, COUNTY_ADMIN: 200, CLERK: 403, READER: 403}
        for service in ("intake", "dispatch", "enforcement", "appraisal")},
 }
-PUBLIC = {("intake", "GET", "/v1/requests/{ticket_no}"), ("intake", "POST", "/v1/requests/{ticket_no}/rating")}
+PUBLIC = {("intake", "GET", "/v1/requests/{ticket_no}"), ("intake", "POST", "/v1/requests/{ticket_no}/rating"),
+          ("intake", "GET", "/v1/requests/{ticket_no}/photos/{attachment_id}")}
 for _route, _row in MATRIX.items():
     if _route not in PUBLIC:
         _row.setdefault(NO_TOKEN, (401, 401) if any(isinstance(e, tuple) for e in _row.values()) else 401)
@@ -276,6 +298,8 @@ class Call:
     json: Any = None
     who: dict[str, str] = field(default_factory=dict)  # the record's own people, for `{assignee}`
     code: str | None = None  # the ticket's access code, for the citizen
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None  # a multipart body's files
+    data: dict[str, str] | None = None  # and its other fields
 
 
 SUSPENSION = {"category": "awaiting_citizen", "reason": "等待群众补正材料"}
@@ -316,6 +340,7 @@ class TownRecords:
     started: dict[str, Any]
     case: dict[str, Any]
     plan: dict[str, Any]
+    photographed: dict[str, Any]  # a matter filed with a photo: its ticket, code and the photo's id
     fresh: dict[str, list[dict[str, Any]]]
     others: dict[str, dict[str, Any]]  # one record of each other kind, for the rows refused
 
@@ -338,6 +363,12 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call("/v1/requests", json=filing(town_code=code))
         case "/v1/requests/{ticket_no}":
             return Call(f"/v1/requests/{r['ticket_no']}", code=r["access_code"])
+        case "/v1/filings":
+            return Call("/v1/filings", data={"filing": json.dumps(filing(town_code=code))},
+                        files=[("photos", ("photo.jpg", PHOTO, "image/jpeg"))])
+        case "/v1/requests/{ticket_no}/photos/{attachment_id}":
+            p = town.photographed if town else {}
+            return Call(f"/v1/requests/{p['ticket_no']}/photos/{p['attachment_id']}", code=p["access_code"])
         case "/v1/requests/{ticket_no}/rating":
             return Call(f"/v1/requests/{r['ticket_no']}/rating", json={"rating": "satisfied"}, code=r["access_code"])
         case "/v1/tasks/{task_id}/matter":
@@ -468,6 +499,12 @@ async def _make_town(county: County, code: str) -> TownRecords:
         body = filing(item_code=item, town_code=code, **({"target": target} if target else {}))
         return dict(await county.ok("intake", "POST", "/v1/requests", json=body, **clerk))
 
+    async def photographed() -> dict[str, Any]:
+        filed = await county.ok("intake", "POST", "/v1/filings", data={"filing": json.dumps(filing(town_code=code))},
+                                files=[("photos", ("photo.jpg", PHOTO, "image/jpeg"))], **clerk)
+        status = await county.ok("intake", "GET", f"/v1/requests/{filed['ticket_no']}", **clerk)
+        return {**filed, "attachment_id": status["photos"][0]["attachment_id"]}
+
     async def task_of(matter: dict[str, Any]) -> dict[str, Any]:
         async def found() -> dict[str, Any] | None:
             tasks = await county.ok("dispatch", "GET", "/v1/tasks", params={"request_id": matter["request_id"]},
@@ -558,7 +595,7 @@ async def _make_town(county: County, code: str) -> TownRecords:
     plan = await county.ok("enforcement", "POST", "/v1/random-plans", json={
         "targets": ["A", "B", "C"], "sample_size": 1, "seed": 1, "town_code": code}, **enforcer)
     return TownRecords(code, matter=shared_task, task=shared_task, planned=shared_planned, started=shared_started,
-                       case=shared_case, plan=plan,
+                       case=shared_case, plan=plan, photographed=await photographed(),
                        fresh={kind: [next(rest) for _ in range(n)] for kind, n in fresh.items()},
                        others=other_records)
 
@@ -632,6 +669,7 @@ async def test_role_and_town_matrix(county: County, towns: dict[str, TownRecords
         params["code"] = call.code if caller.code == "right" else _another(call.code)
     sub = call.who[caller.sub[1:-1]] if caller.sub.startswith("{") else caller.sub
     response = await county.call(row.route[0], row.route[1], call.path, params=params, json=call.json,
+                                 files=call.files, data=call.data,
                                  sub=sub if caller.token else None, roles=caller.roles,
                                  town=None if caller.county else OWN)
     assert response.status_code == row.expected, response.text

@@ -22,14 +22,16 @@ from typing import Any
 import httpx
 
 from devstack.county_gen import make_county
+from devstack.s3 import SeaweedFS
 from devstack.stack import SERVICES, Stack
 from townflow_shared import db
 from townflow_shared.county import load_county
+from townflow_shared.objects import ObjectStore
 from townflow_shared.town import Town
 
 from .. import __main__ as bench_main
 from . import auditing, history, pages, reads, replay, report, settle
-from .loading import CONNECTIONS, Loader
+from .loading import CONNECTIONS, Loader, Photos
 from .topics import CONSUMED, move_group_to_end, wait_for_groups
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -77,6 +79,11 @@ def read_values(first: history.TownMonth) -> dict[str, str]:
         "search_colour": "red", "search_status": "returned", "search_open": "open", "search_ended": "ended",
         "search_yes": "true",
     }
+    # A matter filed with photos (issue #29), for the photo's read: its ticket there, not the one above.
+    photographed = next(m for m in first.matters if m.photos)
+    photo_route = "intake /v1/requests/{ticket_no}/photos/{attachment_id}"
+    values |= {f"{photo_route}:ticket_no": photographed.ticket_no, f"{photo_route}:code": photographed.access_code,
+               "attachment_id": str(photographed.photos[0])}
     return values | auditing.search_values(first, values)
 
 
@@ -178,7 +185,10 @@ async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town
     counts = monthly_counts(args.matters_per_town, args.months)
     pools = {name: await db.create_pool(stack.postgres.dsn(name), 1, CONNECTIONS + 1)
              for name in ("intake", "dispatch", "enforcement")}
-    loader = Loader(stack.kafka.bootstrap, pools, len(towns) * args.matters_per_town, report=log)
+    assert stack.s3 is not None and stack.s3_bucket is not None
+    photos = Photos(ObjectStore(stack.s3.endpoint, stack.s3_bucket, stack.s3.access_key, stack.s3.secret_key),
+                    {towns[0].code})
+    loader = Loader(stack.kafka.bootstrap, pools, len(towns) * args.matters_per_town, photos, report=log)
     try:
         async with loader:
             for i, month in enumerate(months):
@@ -221,6 +231,8 @@ async def replay_both_ways(stack: Stack) -> dict[str, Any]:
 
 async def scale(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack.in_temp_dir(kafka_heap=args.kafka_heap)
+    s3 = SeaweedFS(stack.workdir / "s3")  # the photos' (issue #29), stopped with the stack
+    stack.use_s3(s3)
     folder = stack.workdir / "county"
     make_county(folder, args.towns)
     stack.extra_env["TOWNFLOW_TOWN_DIR"] = str(folder)
@@ -237,6 +249,7 @@ async def scale(args: argparse.Namespace) -> dict[str, Any]:
     loads = pages.page_loads(pages.console_get_routes(folder), values, citizens(first))
     logins = pages.personas(county, values["town"], values["subject_id"])
     try:
+        s3.start()
         stack.start_infra()
         start_services(stack, list(SERVICES))
         log(f"console started at {stack.start_console().url}")  # start_console returns a running one as is
@@ -260,6 +273,7 @@ async def scale(args: argparse.Namespace) -> dict[str, Any]:
         }
     finally:
         stack.stop()
+        s3.stop()
 
 
 def previous_month() -> date:

@@ -5,17 +5,24 @@ models, envelope builder and deadline rules, deterministic from a seed. Pure: no
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from PIL import Image, ImageFilter
+
 from dispatch import rules as dispatch_rules
 from enforcement import rules as enforcement_rules
 from intake import rules as intake_rules
 from townflow_shared import events
 from townflow_shared.events import Envelope, EventData, new_event
+from townflow_shared.photos import CleanPhoto, PhotoLimits, clean_photo
+from townflow_shared.settings import ServiceSettings
 from townflow_shared.town import CatalogItem, Town
 
 # How often each turn of a matter happens: a plausible county, not any real one.
@@ -33,15 +40,51 @@ CHANNELS = ["window", "window", "window", "online", "hotline", "self_service"]
 CASE_STEPS = [("investigated", 3), ("reviewed", 10), ("decided", 20), ("closed", 30)]  # days after filing
 
 
+# Photos on a filing (issue #29): one matter in PHOTO_SHARE is filed with one or two, decided by
+# its request id (not the history's random stream, so the same seed gives the same history as
+# before photos). Every photo is the same cleaned phone photo (`bench_photo`), under its own id.
+PHOTO_SHARE = 10
+
+
 @dataclass(frozen=True)
 class Matter:
-    """One matter's history in publishing order, and what only intake keeps (the access code)."""
+    """One matter's history in publishing order, and what only intake keeps (the access code, the
+    ids of the photos filed with it)."""
 
     town_code: str
     request_id: str
     ticket_no: str
     access_code: str
     events: list[Envelope]
+    photos: tuple[uuid.UUID, ...] = ()
+
+
+@functools.cache
+def bench_photo() -> CleanPhoto:
+    """A phone photo's size (4032 × 3024, a textured scene: not a flat colour a JPEG shrinks to
+    nothing), cleaned as the services clean one: what every generated photo stores."""
+    rng = random.Random(29)  # noqa: S311 - a reproducible picture, not a secret
+    small = Image.frombytes("RGB", (504, 378), bytes(rng.randrange(256) for _ in range(504 * 378 * 3)))
+    scene = small.filter(ImageFilter.GaussianBlur(1.5)).resize((4032, 3024))
+    out = io.BytesIO()
+    scene.save(out, "JPEG", quality=90)
+    return clean_photo(out.getvalue(), PhotoLimits.of(ServiceSettings()))
+
+
+def photo_ids(request_id: str) -> tuple[uuid.UUID, ...]:
+    """The ids of the photos filed with the matter: none for most, one or two for one in PHOTO_SHARE."""
+    n = int(request_id[:8], 16)
+    if n % PHOTO_SHARE:
+        return ()
+    return tuple(uuid.uuid5(uuid.NAMESPACE_URL, f"townflow-bench/{request_id}/{seq}")
+                 for seq in range(1, 2 + (n // PHOTO_SHARE) % 2))
+
+
+def photo_ref(attachment_id: uuid.UUID) -> events.AttachmentRef:
+    photo = bench_photo()
+    return events.AttachmentRef(attachment_id=str(attachment_id), kind="photo", content_type=photo.content_type,
+                                size=len(photo.stored), sha256=hashlib.sha256(photo.stored).hexdigest(),
+                                original_sha256=photo.original_sha256)
 
 
 def months(last: date, count: int) -> list[date]:
@@ -109,15 +152,17 @@ class _MatterWriter:
         colour = item.default_colour if self.rng.random() > 0.1 else self.pick([("orange", 0.7), ("red", 0.3)])
         target = f"SITE-{self.rng.randrange(400):03d}" if item.task_kind != "service" else None
         village = self.rng.choice(self.villages)
+        photos = photo_ids(request_id)
         filed = self.emit(events.RequestFiled, events.RequestFiledData(
             request_id=request_id, ticket_no=ticket_no, channel=self.rng.choice(CHANNELS), item_code=item.code,
             colour=colour, description="压测事项", village=village, location=f"{village}-{self.rng.randrange(90)}号",
-            target=target, citizen_ref=f"{self.rng.getrandbits(256):064x}", filed_at=filed_at),
+            target=target, citizen_ref=f"{self.rng.getrandbits(256):064x}", filed_at=filed_at,
+            attachments=[photo_ref(p) for p in photos]),
             source="intake", subject=request_id, request_id=request_id, at=filed_at)
         self.task_life(filed, item, filed_at + timedelta(seconds=2))
         # Intake's own alphabet: a code it would never issue (one with an L) is refused as malformed.
         code = "".join(self.rng.choices(intake_rules.ACCESS_CODE_ALPHABET, k=intake_rules.ACCESS_CODE_LENGTH))
-        return Matter(self.town.code, request_id, ticket_no, code, self.events)
+        return Matter(self.town.code, request_id, ticket_no, code, self.events, photos)
 
     def dispatched(self, filed: Envelope, item: CatalogItem, at: datetime, *, assignee: str, via: str,
                    redispatch_of: str | None = None, invalid_return: bool | None = None) -> Envelope:

@@ -23,9 +23,10 @@ from enforcement import store as enforcement_store
 from intake import store as intake_store
 from townflow_shared import events
 from townflow_shared.events import Envelope
+from townflow_shared.objects import object_key
 from townflow_shared.town import Town
 
-from .history import Matter, TownMonth
+from .history import Matter, TownMonth, bench_photo
 
 FILED_BY = "s010"  # the 便民服务中心 clerk who filed them; no citizen's data: names are placeholders
 
@@ -54,6 +55,26 @@ async def load_intake(conn: asyncpg.Connection, month: TownMonth) -> None:
         details.append({"channel": d.channel})
     if rows:
         await intake_store.insert_requests(conn, rows, "filed", details)
+    await intake_store.PgStore(conn).insert_attachments(
+        [photo_row(month.town_code, matter, attachment_id, seq) for matter in month.matters
+         for seq, attachment_id in enumerate(matter.photos, 1)])
+
+
+def photo_row(town_code: str, matter: Matter, attachment_id: uuid.UUID, seq: int) -> dict[str, Any]:
+    """A photo filed with the matter, as intake records it (issue #29): the bench's one cleaned
+    photo, without a capture time or position."""
+    photo = bench_photo()
+    d: events.RequestFiledData = matter.events[0].data  # type: ignore[assignment]
+    ref = next(a for a in d.attachments if a.attachment_id == str(attachment_id))
+    return {
+        "attachment_id": attachment_id, "request_id": uuid.UUID(matter.request_id), "town_code": town_code,
+        "kind": "photo", "seq": seq, "content_type": ref.content_type, "bytes": ref.size, "sha256": ref.sha256,
+        "width": photo.width, "height": photo.height,
+        "stored_key": object_key("intake", town_code, matter.request_id, attachment_id, "photo.jpg"),
+        "thumbnail_key": object_key("intake", town_code, matter.request_id, attachment_id, "thumbnail.jpg"),
+        "original_type": photo.original_type, "original_bytes": photo.original_bytes,
+        "original_sha256": photo.original_sha256, "captured_at": None, "latitude": None, "longitude": None,
+        "uploaded_by": FILED_BY, "uploaded_at": d.filed_at}
 
 
 def _task_row(town: Town, event: Envelope, ticket_no: str) -> dict[str, Any]:

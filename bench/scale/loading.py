@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from townflow_shared.objects import ObjectStore
 from townflow_shared.town import Town
 
 from . import auditing, history, loaders
@@ -19,13 +20,37 @@ from .history import Matter, TownMonth
 from .topics import HistoryProducer
 
 CONNECTIONS = 4  # per database written row by row
+PUTS = 8  # objects put at once
+
+
+class Photos:
+    """The objects of the history's photos, put for the towns whose pages and reads the run times
+    (the first town): a county-year's photos of every town would be tens of gigabytes of the same
+    picture, while their records, which the reads search, are in intake's database for every town."""
+
+    def __init__(self, objects: ObjectStore, towns: set[str]) -> None:
+        self.objects, self.towns, self.put = objects, towns, 0
+
+    async def write(self, month: TownMonth) -> None:
+        if month.town_code not in self.towns:
+            return
+        photo, gate = history.bench_photo(), asyncio.Semaphore(PUTS)
+
+        async def put(key: str, data: bytes) -> None:
+            async with gate:
+                await self.objects.put(key, data, photo.content_type)
+        rows = [loaders.photo_row(month.town_code, m, a, seq) for m in month.matters for seq, a in enumerate(m.photos, 1)]
+        await asyncio.gather(*(put(r["stored_key"], photo.stored) for r in rows),
+                             *(put(r["thumbnail_key"], photo.thumbnail) for r in rows))
+        self.put += len(rows)
 
 
 class Loader:
     def __init__(self, bootstrap: str, pools: Mapping[str, asyncpg.Pool], total_matters: int,
-                 report: Callable[[str], None] = print) -> None:
+                 photos: Photos | None = None, report: Callable[[str], None] = print) -> None:
         self.producer = HistoryProducer(bootstrap)
         self.pools = pools
+        self.photos = photos
         self.total_matters = total_matters
         self.report = report
         self.matters = 0
@@ -46,6 +71,8 @@ class Loader:
         # Intake's requests first: its consumer steps a request's timeline only once the
         # request is there (an event for a request it does not know is not its town's matter).
         started = time.monotonic()
+        if self.photos is not None:  # put before recorded, as intake does
+            await self.photos.write(month)
         async with self.pools["intake"].acquire() as conn, conn.transaction():
             await loaders.load_intake(conn, month)
         loaded = time.monotonic()
@@ -93,6 +120,7 @@ class Loader:
     def summary(self) -> dict[str, Any]:
         busy = sum(self.seconds.values())
         return {"matters": self.matters, "events": self.producer.produced, "audit_records": self.audit_records,
+                "photo_objects_put": 2 * self.photos.put if self.photos else 0,
                 "seconds_generating": round(self.seconds["generating"], 1),
                 "seconds_loading_and_producing": round(self.seconds["loading_and_producing"], 1),
                 "busy_seconds_by_destination": {k: round(v, 1) for k, v in self.busy.items()},

@@ -71,7 +71,8 @@ def summary_ms(samples: list[float]) -> dict[str, float]:
 async def read_routes(client: httpx.AsyncClient, service: str, base: str,
                       values: Mapping[str, str]) -> list[Read]:
     """Every GET route of the service's OpenAPI document, each with realistic parameters from
-    `values` (by parameter name); optional parameters without a value are left out."""
+    `values` (by route and parameter, by service and parameter, or by parameter name); optional
+    parameters without a value are left out."""
     document = (await client.get(f"{base}/openapi.json")).raise_for_status().json()
     reads = []
     for path, operations in sorted(document["paths"].items()):
@@ -82,7 +83,9 @@ async def read_routes(client: httpx.AsyncClient, service: str, base: str,
             name, where = parameter["name"], parameter["in"]
             if where not in ("path", "query"):
                 continue
-            value = values.get(f"{service}:{name}", values.get(name))
+            # The route's own value first (`intake /v1/requests/{ticket_no}/photos/{attachment_id}:ticket_no`),
+            # then the service's, then the name's.
+            value = values.get(f"{service} {path}:{name}", values.get(f"{service}:{name}", values.get(name)))
             if value is None:
                 if parameter.get("required") or where == "path":
                     raise MissingParameter(f"{service} GET {path}: no value for {where} parameter {name!r}")
