@@ -72,8 +72,8 @@ AUDIT_ACTIONS = {
     "session.lifetime_end": "会话到达最长时长结束", "session.provider_end": "统一身份认证会话已结束",
     # Photos (issue #29): a filing with photos, and each read of a photo.
     "filing.create": "带照片受理登记", "attachment.read": "查看照片",
-    # … a completion or closure check with photos (dispatch), evidence (enforcement): their routes' actions.
-    "task.completions": "带照片办结", "task.verifications": "带照片核查", "inspection.evidence": "上传检查证据",
+    # … evidence of an inspection or a case (enforcement): its routes' actions.
+    "inspection.evidence": "上传检查证据",
     "case.evidence": "上传案件证据",
 }
 AUDIT_TARGETS = {
@@ -95,9 +95,9 @@ AUDIT_OUTCOMES = {
 
 def audit_outcome(outcome: str) -> str:
     return AUDIT_OUTCOMES.get(outcome, "已拒绝")
-# Whose photos they are (issue #29): the citizen's at filing, the handler's on completion (dispatch's
-# `stage`), the command centre's at the closure check.
-PHOTO_STAGES = {"before": "反映问题时的照片", "after": "办理后的照片", "check": "核查时的照片"}
+# When a photo was taken (issue #29; a `stage` of intake's status view and of dispatch's task read):
+# at filing, by the task's holder on completion (处置后照片), by the command centre at the closure check.
+PHOTO_STAGES = {"filed": "反映问题时的照片", "after": "办理后的照片", "check": "核查时的照片"}
 TASK_KINDS = {"service": "服务事项", "enforcement": "执法事项", "joint_visit": "联合踏勘"}
 ASSIGNED_VIA = {"A": "A岗", "B": "B岗", "leader": "模块长", "command_centre": "指挥中心指派"}
 EXTENSION_STATUSES = {"pending": "待审批", "approved": "已批准", "refused": "未批准"}

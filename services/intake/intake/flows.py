@@ -248,11 +248,6 @@ def _steps(rows: list[Row]) -> list[models.Step]:
     return [models.Step(at=t["at"].isoformat(), step=t["step"], detail=t["detail"]) for t in rows]
 
 
-def _photos_seen(rows: list[Row]) -> list[models.PhotoSeen]:
-    return [models.PhotoSeen(attachment_id=str(p["attachment_id"]), content_type=p["content_type"], size=p["bytes"],
-                             width=p["width"], height=p["height"], sha256=p["sha256"]) for p in rows]
-
-
 async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) -> models.RequestStatus:
     """The status timeline. Ticket numbers are guessable: without the access code (or a token that
     reads the ticket's town) the answer is `ticket.not_found`, the same as for a ticket that does
@@ -289,7 +284,9 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
         await tell_the_citizen(deps, uow, status, followed)
         if by_token or (town is not None and town.rules.intake.citizen_sees_photos):
             if photos := await uow.store.attachments_of(row["request_id"]):
-                status.photos = _photos_seen(photos)
+                status.photos = [models.PhotoSeen(
+                    attachment_id=str(p["attachment_id"]), content_type=p["content_type"], size=p["bytes"],
+                    width=p["width"], height=p["height"], sha256=p["sha256"]) for p in photos]
     if sees_citizen and actor is not None:
         status.description = row["description"]
         status.location = row["location"]
@@ -485,7 +482,7 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
             raise CODES["matter.not_found"]()
         town = town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=CODES["matter.not_found"])
         holders = await uow.store.holders_of(row["request_id"])
-        photos = await uow.store.attachments_of(row["request_id"])
+        filed_photos = await uow.store.attachments_of(row["request_id"])  # issue #29: whoever reads the matter sees them
         basis = rules.citizen_basis(actor, town, [_holder(h) for h in holders])
         citizen = deps.keyring.citizen_of(row, await uow.store.sealed_citizen(row["request_id"])) \
             if basis is not None else None
@@ -506,7 +503,9 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
         location=shown(row["location"]), target=row["target"], filed_by=row["filed_by"],
         proxy_agent_id=row["proxy_agent_id"], filed_at=row["filed_at"].astimezone(town.calendar.tz).isoformat(),
         citizen=models.MatterCitizen(name=citizen.name, phone=citizen.phone) if citizen is not None else None,
-        citizen_seen_as=basis if citizen is not None else None, photos=_photos_seen(photos))
+        citizen_seen_as=basis if citizen is not None else None, photos=[models.PhotoSeen(
+            attachment_id=str(p["attachment_id"]), content_type=p["content_type"], size=p["bytes"], width=p["width"],
+            height=p["height"], sha256=p["sha256"]) for p in filed_photos])
 
 
 async def personal_data_reads(deps: Deps, actor: Principal, command: ReadRecord) -> models.PersonalDataReads:

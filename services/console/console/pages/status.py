@@ -46,7 +46,7 @@ async def _thumbnails(request: Request, ticket: str, code: str, tail: str,
     services = console_of(request).services
     inline = await asyncio.gather(*(inline_thumbnail(services, ticket, str(p["attachment_id"]), code, tail,
                                                      _citizen(request)) for p in photos))
-    return [{**p, "stage": p.get("stage") or "before", "inline": src} for p, src in zip(photos, inline, strict=True) if src is not None]
+    return [{**p, "stage": p.get("stage") or "filed", "inline": src} for p, src in zip(photos, inline, strict=True) if src is not None]
 
 
 async def _page(request: Request, ticket: str, code: str, tail: str, view: dict[str, Any] | None,
