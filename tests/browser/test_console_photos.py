@@ -1,0 +1,159 @@
+"""Issue #29 in a real browser against the real stack (its S3 server, SeaweedFS): a clerk files with
+a phone photo chosen in the form's file input (a JPEG with EXIF GPS, made here), the browser makes
+it smaller before it goes (what was uploaded is not the file chosen), the matter's task page shows
+its thumbnail and the full photo opens, served without any metadata; a file that is no photo is
+refused in Chinese beside the field; the citizen sees the photo with the access code; axe-core and
+the no-English check pass on every new page."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import uuid
+
+import asyncpg
+import pytest
+from PIL import Image
+from playwright.async_api import Page, Request, expect
+
+from devstack.stack import Stack
+from tests.conftest import QINGHE, Api, task_of
+
+from .conftest import People, a_phone, assert_accessible
+from .test_console_words import READ_PAGE, english_on
+
+pytestmark = pytest.mark.stack
+WIDE, HIGH = 3200, 2400  # a phone's photo, larger than the 2048 px the browser makes it
+
+
+def phone_photo() -> bytes:
+    """A JPEG as a phone writes it: the camera, the time and the GPS position where it was taken, and
+    orientation 6 (to be turned 90° clockwise: the scene is upright as 2400 wide and 3200 high)."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "TestPhone"
+    exif.get_ifd(0x8769)[0x9003] = "2026:11:09 08:15:30"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2], gps[3], gps[4] = "N", (30.0, 49.0, 52.0), "E", (106.0, 55.0, 16.0)
+    scene = Image.linear_gradient("L").resize((WIDE, HIGH)).convert("RGB")
+    grain = Image.effect_noise((WIDE, HIGH), 40).convert("RGB")  # a photo's grain: no tiny file
+    out = io.BytesIO()
+    Image.blend(scene, grain, 0.3).save(out, "JPEG", quality=95, exif=exif)
+    return out.getvalue()
+
+
+async def _no_english(page: Page, where: str) -> None:
+    assert not (found := english_on(await page.evaluate(READ_PAGE))), f"{where}: {found}"
+
+
+async def _checked(page: Page, where: str) -> None:
+    await assert_accessible(page, where)
+    await _no_english(page, where)
+
+
+async def _fill_the_filing(clerk: Page, location: str) -> None:
+    await clerk.goto("/intake?item=S001")
+    await clerk.locator("textarea[name=description]").fill("村口路灯杆倾斜，附现场照片")
+    await clerk.locator("select[name=village]").select_option("V01")
+    await clerk.locator("input[name=location]").fill(location)
+    await clerk.locator("input[name='citizen.name']").fill("拍照群众")
+    await clerk.locator("input[name='citizen.phone']").fill(a_phone())
+
+
+async def test_a_photo_filed_at_the_window_is_made_smaller_shown_to_staff_and_to_the_citizen(
+        people: People, county_stack: Stack) -> None:
+    assert county_stack.postgres is not None
+    photo = phone_photo()
+    # The clerk's browser enforces the console's Content-Security-Policy: the resizing script runs
+    # as a file of the console's, never inline.
+    clerk = await people.signed_in("qh-s010", enforce_csp=True)
+    uploads: list[int] = []
+
+    def sent(request: Request) -> None:
+        if request.method == "POST" and request.url.split("?")[0].endswith("/intake"):
+            uploads.append(len(request.post_data_buffer or b""))
+    clerk.on("request", sent)
+
+    location = f"青禾村路灯{uuid.uuid4().int % 10**8:08d}号"
+    await _fill_the_filing(clerk, location)
+    await expect(clerk.get_by_test_id("photos-hint")).to_have_text(re.compile("本事项最多可附 3 张照片"))
+    await clerk.locator("input[name=photos]").set_input_files(
+        [{"name": "IMG_0001.JPG", "mimeType": "image/jpeg", "buffer": photo}])
+    await clerk.get_by_role("button", name="受理并出具回执").click()
+    await expect(clerk.get_by_role("heading", name=re.compile("受理回执"))).to_be_visible()
+    await expect(clerk.get_by_test_id("photo-count")).to_have_text(re.compile("^1 张"))
+    ticket, code = await clerk.get_by_test_id("ticket").inner_text(), await clerk.get_by_test_id("code").inner_text()
+
+    # Made smaller in the browser: what went up is far smaller than the photo chosen, and intake's
+    # digest of the file it received is not the chosen file's.
+    (uploaded,) = uploads
+    assert uploaded < len(photo) / 2, (uploaded, len(photo))
+    intake_db = await asyncpg.connect(county_stack.postgres.dsn("intake"))
+    try:
+        request_id = await intake_db.fetchval("SELECT request_id FROM requests WHERE ticket_no = $1", ticket)
+        (stored,) = await intake_db.fetch(
+            "SELECT attachment_id, original_sha256, width, height FROM attachments WHERE request_id = $1", request_id)
+    finally:
+        await intake_db.close()
+    assert stored["original_sha256"] != hashlib.sha256(photo).hexdigest()
+    # Turned upright in the browser by its orientation (6), at most 2048 px on its longer side.
+    assert (stored["width"], stored["height"]) == (1536, 2048), dict(stored)
+
+    # The command centre's task page: the thumbnail, and the full photo on a tap.
+    task = await task_of(Api(county_stack, "dispatch", QINGHE), str(request_id))
+    board = await people.signed_in("qh-s030")
+    await board.goto(f"/board/tasks/{task['task_id']}")
+    thumbnail = board.get_by_test_id("matter-photos").get_by_test_id("thumbnail")
+    await expect(thumbnail).to_have_count(1)
+    assert await thumbnail.evaluate("img => img.complete && img.naturalWidth") > 0  # the bytes came
+    await _checked(board, "the task page with the matter's photo")
+    async with board.context.expect_page() as opened:
+        await board.get_by_test_id("matter-photos").get_by_test_id("photo-link").click()
+    full = await opened.value
+    await full.wait_for_load_state()
+    href = await board.get_by_test_id("matter-photos").get_by_test_id("photo-link").get_attribute("href")
+    assert href == f"/photos/requests/{ticket}/{stored['attachment_id']}" and full.url.endswith(href)
+    served = await board.request.get(href)
+    assert served.status == 200 and served.headers["content-type"] == "image/jpeg"
+    assert served.headers["cache-control"] == "private, no-store"
+    body = await served.body()
+    assert b"Exif" not in body and b"TestPhone" not in body  # no metadata: no GPS, no camera
+    image = Image.open(io.BytesIO(body))
+    assert not image.getexif() and image.size == (1536, 2048)
+
+    # The assignee's own task page shows it too.
+    holder = await people.signed_in(f"qh-{task['assignee']}")
+    await holder.goto(f"/tasks/{task['task_id']}")
+    await expect(holder.get_by_test_id("matter-photos").get_by_test_id("thumbnail")).to_have_count(1)
+    await _checked(holder, "the assignee's task page with the matter's photo")
+
+    # A file that is no photo: refused in Chinese beside the field, the rest of the form kept.
+    await _fill_the_filing(clerk, f"{location}乙")
+    await clerk.locator("input[name=photos]").set_input_files(
+        [{"name": "说明.txt", "mimeType": "text/plain", "buffer": "这不是照片".encode()}])
+    await clerk.get_by_role("button", name="受理并出具回执").click()
+    beside = clerk.locator('.field-error[data-field="photos[0]"]')
+    await expect(beside).to_have_text("第1张照片：这不是照片，请用手机拍摄的照片（常见照片格式均可）")
+    await expect(clerk.get_by_test_id("photos-again")).to_be_visible()
+    await expect(clerk.locator("input[name=location]")).to_have_value(f"{location}乙")
+    checker = await people.signed_in("qh-s010")  # axe is injected as a script: a context that lets it
+    await checker.goto("/intake?item=S001")
+    await _checked(checker, "the filing form with its photo input")
+    await _no_english(clerk, "the filing form with a photo refused")
+
+    # The citizen, with the access code (the town shows citizens their photos).
+    citizen = await people.anonymous(phone=True)
+    await citizen.goto(f"/status?ticket={ticket}")
+    await citizen.locator("input[name=code]").fill(code)
+    await citizen.get_by_role("button", name="查询").click()
+    shown = citizen.get_by_test_id("photos-filed").get_by_test_id("thumbnail")
+    await expect(shown).to_have_count(1)
+    assert await shown.evaluate("img => img.complete && img.naturalWidth") > 0
+    assert code not in (await shown.get_attribute("src") or "")
+    await _checked(citizen, "the citizen's status page with the matter's photo")
+    async with citizen.context.expect_page() as opened:
+        await citizen.get_by_test_id("photo-link").click()
+    tapped = await opened.value
+    await tapped.wait_for_load_state()
+    assert code not in tapped.url
+    assert await tapped.evaluate("document.contentType") == "image/jpeg"
