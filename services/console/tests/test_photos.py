@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import jwt
 
+from console.accounts import Person
 from console.errors import label
 
 from .test_citizen_answer import CLERK, FILED, FORM, HOLDER, QINGHE, STATUS, TICKET
@@ -210,3 +211,123 @@ async def test_the_citizen_sees_the_photos_with_the_access_code_never_in_an_addr
     # No address the console called on the citizen's behalf is logged with the code? It is a query to
     # intake (as the status read's), never a page's address.
     assert all(r.headers.get("Authorization") is None for r in seen)
+
+
+# --- against dispatch's and enforcement's photo routes (dispatch-photos, enforcement-evidence) ------
+AFTER_ID = "7d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
+INSPECTION_ID = "11111111-2222-4333-8444-555555555555"
+TASK = {"task_id": TASK_ID, "ticket_no": TICKET, "town_code": QINGHE, "status": "accepted", "colour": "yellow",
+        "item_code": "S001", "kind": "service", "post": "P01", "assignee": "s017", "assigned_via": "A",
+        "respond_by": None, "resolve_by": None, "overdue": False, "reopen_count": 0, "village": "V01",
+        "location": "青禾村五组", "supervisions": [], "extensions": [], "callbacks": []}
+AFTER = {**SEEN, "attachment_id": AFTER_ID, "stage": "after", "uploaded_by": "s017",
+         "uploaded_at": "2026-12-08T10:00:00+08:00"}
+
+
+def _dispatch_with_photos(task: dict[str, Any], answer_post: httpx.Response | None = None) -> Any:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return answer_post or httpx.Response(200, json={"task_id": TASK_ID, "status": "completed"})
+        if request.url.path == f"/v1/tasks/{TASK_ID}":
+            return httpx.Response(200, json=task)
+        return _matter_and_photo(request)
+    return answer
+
+
+async def test_the_task_page_completes_with_after_photos_when_dispatch_takes_them() -> None:
+    seen: list[httpx.Request] = []
+    task = {**TASK, "photos": [], "photos_max": 3, "completion_photo_required": True}
+    async for browser, csrf in _console(_dispatch_with_photos(task), seen, HOLDER):
+        page = (await browser.get(f"/tasks/{TASK_ID}")).text
+        done = await browser.post(f"/tasks/{TASK_ID}/complete", files=[("photos", ("after.jpg", JPEG, "image/jpeg"))],
+                                  data={"csrf": csrf, "from": "task", "resolution": "已扶正", "reply": "路灯杆已扶正加固。"})
+    form = page[page.index('data-testid="complete-form"'):]
+    assert 'enctype="multipart/form-data"' in page and re.search(r'<input type="file" name="photos"[^>]* required>', form)
+    assert "本事项办结须附至少 1 张处置后照片，最多 3 张" in form
+    assert done.status_code == 303 and done.headers["location"] == f"/tasks/{TASK_ID}?done=complete"
+    (sent,) = [r for r in seen if r.method == "POST"]
+    assert sent.url.path == f"/v1/tasks/{TASK_ID}/completions"
+    parts = _parts(sent)
+    assert json.loads(parts["completion"][0][1]) == {"resolution": "已扶正", "reply": "路灯杆已扶正加固。"}
+    assert parts["photos"] == [("after.jpg", JPEG)]
+
+
+async def test_a_refused_completion_shows_beside_its_fields_on_the_task_page() -> None:
+    refused = problem(422, "request.invalid", errors=[{"code": "photo.damaged", "field": "photos[0]"},
+                                                      {"code": "task.reply_blank", "field": "completion.reply"}])
+    task = {**TASK, "photos": [], "photos_max": 3}
+    async for browser, csrf in _console(_dispatch_with_photos(task, refused), [], HOLDER):
+        got = await browser.post(f"/tasks/{TASK_ID}/complete", files=[("photos", ("after.jpg", JPEG, "image/jpeg"))],
+                                 data={"csrf": csrf, "from": "task", "resolution": "已扶正", "reply": " "})
+    assert got.status_code == 422
+    assert '<span class="field-error" role="alert" data-field="photos[0]">第1张照片：照片已损坏' in got.text
+    assert '<span class="field-error" role="alert" data-field="reply">给群众的答复：' in got.text
+    assert ">已扶正</textarea>" in got.text  # what was typed is kept
+
+
+async def test_without_dispatchs_photos_the_task_page_completes_as_before() -> None:
+    seen: list[httpx.Request] = []
+    async for browser, csrf in _console(_dispatch_with_photos(TASK), seen, HOLDER):
+        page = (await browser.get(f"/tasks/{TASK_ID}")).text
+        await browser.post(f"/tasks/{TASK_ID}/complete", data={"csrf": csrf, "from": "task", "resolution": "已办",
+                                                                "reply": "已办理。"})
+    assert 'data-testid="complete-form"' in page and 'name="photos"' not in page
+    (sent,) = [r for r in seen if r.method == "POST"]
+    assert sent.url.path == f"/v1/tasks/{TASK_ID}/complete" and json.loads(sent.content)["reply"] == "已办理。"
+
+
+async def test_the_closure_check_shows_before_and_after_side_by_side_and_takes_its_own_photos() -> None:
+    seen: list[httpx.Request] = []
+    task = {**TASK, "status": "completed", "photos": [AFTER], "photos_max": 3, "reply": "路灯杆已扶正加固。"}
+    async for browser, csrf in _console(_dispatch_with_photos(task), seen, COMMAND):
+        page = (await browser.get(f"/board/tasks/{TASK_ID}")).text
+        thumb = await browser.get(f"/photos/tasks/{TASK_ID}/{AFTER_ID}?variant=thumbnail")
+        checked = await browser.post(f"/board/tasks/{TASK_ID}/verify", files=[("photos", ("check.jpg", JPEG, "image/jpeg"))],
+                                     data={"csrf": csrf, "from": "task", "passed": "yes", "note": "现场已核实"})
+    compared = page[page.index('data-testid="photo-comparison"'):page.index('data-testid="verify-form"')]
+    assert compared.index('data-testid="compare-filed"') < compared.index('data-testid="compare-after"')
+    assert f'src="/photos/requests/{TICKET}/{PHOTO_ID}?variant=thumbnail"' in compared
+    assert f'src="/photos/tasks/{TASK_ID}/{AFTER_ID}?variant=thumbnail"' in compared
+    assert "反映问题时的照片" in compared and "办理后的照片" in compared
+    assert thumb.status_code == 404  # the fake dispatch has no such photo: shown as a page, asked of dispatch
+    asked = [r for r in seen if r.url.path == f"/v1/tasks/{TASK_ID}/photos/{AFTER_ID}"]
+    assert len(asked) == 1 and asked[0].url.params["variant"] == "thumbnail" and asked[0].url.host == "dispatch.test"
+    assert checked.status_code == 303
+    (sent,) = [r for r in seen if r.method == "POST"]
+    assert sent.url.path == f"/v1/tasks/{TASK_ID}/verifications"
+    parts = _parts(sent)
+    assert json.loads(parts["verification"][0][1]) == {"passed": True, "note": "现场已核实"}
+    assert parts["photos"] == [("check.jpg", JPEG)]
+
+
+def _inspection(evidence: list[dict[str, Any]] | None) -> Any:
+    inspection = {"inspection_id": INSPECTION_ID, "town_code": QINGHE, "target": "91320000MA1TEST01X",
+                  "status": "done", "units": [], "created_at": "2026-12-07T08:00:00+08:00", "started_at": None,
+                  "started_by": None, "finished_at": None, "officers": [], "present_units": [], "findings": [],
+                  "visits_saved": 0, "assigned_officers": [], "needs": []}
+    if evidence is not None:
+        inspection["evidence"] = evidence
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201, json={"evidence": []})
+        return httpx.Response(200, json=inspection)
+    return answer
+
+
+async def test_an_inspection_takes_evidence_photos_with_a_note_where_enforcement_lists_them() -> None:
+    officer = Person("qh-s026", "s026", "执法员", frozenset({"staff", "officer"}), QINGHE, "青禾镇")
+    seen: list[httpx.Request] = []
+    async for browser, csrf in _console(_inspection([{**SEEN, "note": "消防通道堆放杂物"}]), seen, officer):
+        page = (await browser.get(f"/enforcement/inspections/{INSPECTION_ID}")).text
+        sent = await browser.post(f"/enforcement/inspections/{INSPECTION_ID}/evidence",
+                                  files=[("photos", ("e.jpg", JPEG, "image/jpeg"))], data={"csrf": csrf, "note": "北侧"})
+    assert f'src="/photos/inspections/{INSPECTION_ID}/{PHOTO_ID}?variant=thumbnail"' in page
+    assert 'data-testid="evidence-form"' in page and "消防通道堆放杂物" in page
+    assert sent.status_code == 303
+    (posted,) = [r for r in seen if r.method == "POST"]
+    assert posted.url.path == f"/v1/inspections/{INSPECTION_ID}/evidence"
+    assert _parts(posted) == {"note": [(None, "北侧".encode())], "photos": [("e.jpg", JPEG)]}
+    async for browser, _ in _console(_inspection(None), [], officer):
+        before = (await browser.get(f"/enforcement/inspections/{INSPECTION_ID}")).text
+    assert 'data-testid="evidence"' not in before  # an enforcement without evidence: nothing shown
