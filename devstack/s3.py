@@ -134,6 +134,7 @@ class SeaweedFS:
     def bucket(self, name: str, timeout: float = 60.0) -> str:
         """Create the bucket `name` (a stack's, one per deployment), once S3 answers; its name."""
         import asyncio
+        from concurrent.futures import ThreadPoolExecutor
 
         from townflow_shared.objects import ObjectStore, StoreUnavailable
 
@@ -142,8 +143,9 @@ class SeaweedFS:
         def created() -> bool:
             assert self.child is not None
             self.child.check_alive()
-            try:
-                asyncio.run(store.ensure_bucket())
+            try:  # in a thread of its own: a caller inside an event loop (bench-scale's) cannot asyncio.run
+                with ThreadPoolExecutor(1) as one:
+                    one.submit(asyncio.run, store.ensure_bucket()).result()
             except StoreUnavailable:  # the filer behind the gateway is not up yet
                 return False
             return True

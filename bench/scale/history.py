@@ -71,10 +71,11 @@ def bench_photo() -> CleanPhoto:
     return clean_photo(out.getvalue(), PhotoLimits.of(ServiceSettings()))
 
 
-def photo_ids(request_id: str) -> tuple[uuid.UUID, ...]:
-    """The ids of the photos filed with the matter: none for most, one or two for one in PHOTO_SHARE."""
+def photo_ids(request_id: str, first: bool = False) -> tuple[uuid.UUID, ...]:
+    """The ids of the photos filed with the matter: none for most, one or two for one in PHOTO_SHARE
+    and for a town-month's `first` matter (so a small run's first month has one to read)."""
     n = int(request_id[:8], 16)
-    if n % PHOTO_SHARE:
+    if n % PHOTO_SHARE and not first:
         return ()
     return tuple(uuid.uuid5(uuid.NAMESPACE_URL, f"townflow-bench/{request_id}/{seq}")
                  for seq in range(1, 2 + (n // PHOTO_SHARE) % 2))
@@ -152,7 +153,7 @@ class _MatterWriter:
         colour = item.default_colour if self.rng.random() > 0.1 else self.pick([("orange", 0.7), ("red", 0.3)])
         target = f"SITE-{self.rng.randrange(400):03d}" if item.task_kind != "service" else None
         village = self.rng.choice(self.villages)
-        photos = photo_ids(request_id)
+        photos = photo_ids(request_id, first=sum(self.sequence.values()) == 1)
         filed = self.emit(events.RequestFiled, events.RequestFiledData(
             request_id=request_id, ticket_no=ticket_no, channel=self.rng.choice(CHANNELS), item_code=item.code,
             colour=colour, description="压测事项", village=village, location=f"{village}-{self.rng.randrange(90)}号",
