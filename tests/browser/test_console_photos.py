@@ -1,6 +1,7 @@
 """Issue #29 in a real browser against the real stack (its S3 server, SeaweedFS): a clerk files with
 a phone photo chosen in the form's file input (a JPEG with EXIF GPS, made here), the browser makes
-it smaller before it goes (what was uploaded is not the file chosen), the matter's task page shows
+it smaller and upright before it goes (what was uploaded is not the file chosen, yet intake still
+reads when and where it was taken), the matter's task page shows
 its thumbnail and the full photo opens, served without any metadata; a file that is no photo is
 refused in Chinese beside the field; the citizen sees the photo with the access code; axe-core and
 the no-English check pass on every new page."""
@@ -94,10 +95,16 @@ async def test_a_photo_filed_at_the_window_is_made_smaller_shown_to_staff_and_to
     try:
         request_id = await intake_db.fetchval("SELECT request_id FROM requests WHERE ticket_no = $1", ticket)
         (stored,) = await intake_db.fetch(
-            "SELECT attachment_id, original_sha256, width, height FROM attachments WHERE request_id = $1", request_id)
+            "SELECT attachment_id, original_sha256, original_bytes, width, height, captured_at, latitude, longitude"
+            " FROM attachments WHERE request_id = $1", request_id)
     finally:
         await intake_db.close()
     assert stored["original_sha256"] != hashlib.sha256(photo).hexdigest()
+    assert stored["original_bytes"] < len(photo) / 2  # what intake received: the copy
+    # When and where it was taken still reached intake (the EXIF carried onto the smaller copy), kept
+    # in its database alone.
+    assert stored["captured_at"] == "2026-11-09T08:15:30"  # as the camera wrote it, read by intake
+    assert (round(stored["latitude"], 4), round(stored["longitude"], 4)) == (30.8311, 106.9211)
     # Turned upright in the browser by its orientation (6), at most 2048 px on its longer side.
     assert (stored["width"], stored["height"]) == (1536, 2048), dict(stored)
 

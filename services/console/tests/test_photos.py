@@ -65,6 +65,7 @@ async def test_the_filing_form_takes_photos_from_the_camera_made_smaller_by_its_
     assert '<script src="/static/photos.js" defer></script>' in page and "<script>" not in page  # no inline script
     assert script.status_code == 200 and "createImageBitmap" in script.text and "imageOrientation" in script.text
     assert "2048" in script.text and "0.85" in script.text and '"image/jpeg"' in script.text
+    assert "0x0112" in script.text  # the original's EXIF goes on the copy, its orientation 1
 
 
 async def test_a_filing_with_photos_goes_to_intakes_multipart_filing_with_its_json_and_each_photo() -> None:

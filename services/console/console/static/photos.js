@@ -1,8 +1,9 @@
 // Photos chosen in a form (issue #29) are made smaller in the browser before they are sent, so a
 // village station's 4G connection carries a filing: each photo turned upright by its EXIF
 // orientation and re-encoded as a JPEG at most 2048 px on its longer side, quality 0.85 (a 12 MP
-// phone photo of 5 MB becomes about 0.5 MB). The service still checks, cleans and strips every
-// photo: this only saves the upload. Progressive enhancement: without this script, or in a browser
+// phone photo of 5 MB becomes about 0.5 MB), a JPEG's EXIF carried over (orientation 1) so the
+// service still reads when and where it was taken. The service still checks, cleans and strips
+// every photo: this only saves the upload. Progressive enhancement: without this script, or in a browser
 // that cannot decode a photo (HEIC outside Safari) or replace a file input's files, the photo is
 // sent as chosen. A file, not inline: the console's Content-Security-Policy runs no inline script.
 (function () {
@@ -16,10 +17,59 @@
     return (name.replace(/\.[^.]*$/, "") || "photo") + ".jpg";
   }
 
+  // The original JPEG's EXIF segment (APP1), its orientation set to 1 (the copy is upright already),
+  // or null. Carried onto the copy so intake still learns when and where the photo was taken: it
+  // keeps that in its own database and stores the photo without any metadata.
+  function exifOf(buffer) {
+    var bytes = new DataView(buffer);
+    if (bytes.byteLength < 4 || bytes.getUint16(0) !== 0xFFD8) return null;
+    var at = 2;
+    while (at + 10 <= bytes.byteLength) {
+      var marker = bytes.getUint16(at);
+      if ((marker & 0xFF00) !== 0xFF00 || marker === 0xFFDA) return null;  // the image data: no EXIF before it
+      var length = bytes.getUint16(at + 2);
+      if (marker === 0xFFE1 && bytes.getUint32(at + 4) === 0x45786966 && bytes.getUint16(at + 8) === 0) {
+        var segment = buffer.slice(at, at + 2 + length);
+        upright(new DataView(segment), 10);  // the TIFF header follows "Exif\0\0"
+        return segment;
+      }
+      at += 2 + length;
+    }
+    return null;
+  }
+
+  // IFD0's Orientation (tag 0x0112) set to 1, so nothing turns the upright copy again.
+  function upright(view, tiff) {
+    var little = view.getUint16(tiff) === 0x4949;
+    var ifd = tiff + view.getUint32(tiff + 4, little);
+    if (ifd + 2 > view.byteLength) return;
+    for (var i = 0, n = view.getUint16(ifd, little); i < n; i++) {
+      var entry = ifd + 2 + i * 12;
+      if (entry + 12 > view.byteLength) return;
+      if (view.getUint16(entry, little) === 0x0112) view.setUint16(entry + 8, 1, little);
+    }
+  }
+
+  // The copy with the EXIF segment put after its JFIF header (or its start of image).
+  function withExif(blob, exif) {
+    if (!exif) return Promise.resolve(blob);
+    return blob.slice(0, 6).arrayBuffer().then(function (head) {
+      var view = new DataView(head);
+      var at = view.getUint16(2) === 0xFFE0 ? 4 + view.getUint16(4) : 2;
+      return new Blob([blob.slice(0, at), exif, blob.slice(at)], {type: "image/jpeg"});
+    }).catch(function () { return blob; });
+  }
+
+  function exifOfFile(file) {
+    if (file.type !== "image/jpeg" || !file.arrayBuffer) return Promise.resolve(null);
+    return file.arrayBuffer().then(exifOf).catch(function () { return null; });
+  }
+
   // One photo made smaller, or the file itself when it cannot be or need not be.
   function smaller(file) {
     if (file.type && file.type.indexOf("image/") !== 0) return Promise.resolve(file);
-    return createImageBitmap(file, {imageOrientation: "from-image"}).then(function (bitmap) {
+    return Promise.all([createImageBitmap(file, {imageOrientation: "from-image"}), exifOfFile(file)]).then(function (got) {
+      var bitmap = got[0], exif = got[1];
       var scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
       var canvas = document.createElement("canvas");
       canvas.width = Math.max(1, Math.round(bitmap.width * scale));
@@ -29,12 +79,14 @@
       context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
       if (bitmap.close) bitmap.close();
       return new Promise(function (resolve) {
-        canvas.toBlob(function (blob) {
-          // A photo already small (and upright) is sent as it is when the copy would be no smaller.
-          resolve(blob && blob.size < file.size
-            ? new File([blob], jpegName(file.name), {type: "image/jpeg", lastModified: file.lastModified})
-            : file);
-        }, "image/jpeg", QUALITY);
+        canvas.toBlob(resolve, "image/jpeg", QUALITY);
+      }).then(function (blob) {
+        return blob ? withExif(blob, exif) : null;
+      }).then(function (copy) {
+        // A photo already small (and upright) is sent as it is when the copy would be no smaller.
+        return copy && copy.size < file.size
+          ? new File([copy], jpegName(file.name), {type: "image/jpeg", lastModified: file.lastModified})
+          : file;
       });
     }).catch(function () { return file; });
   }
