@@ -5,7 +5,7 @@ While matters are filed (each with an Idempotency-Key, retried on either intake 
 acknowledges it), with two replicas of every service: kill -9 single replicas at random moments and
 start them again; make one service's database read-only the way a managed failover does, then stop
 PostgreSQL; stop the Kafka broker; inject malformed and schema-invalid messages into every consumed
-topic; rewind one consumer group to offset zero so whole topics are delivered again; pause (SIGSTOP)
+topic; stop the S3 server while one filing in five carries a photo; rewind one consumer group to offset zero so whole topics are delivered again; pause (SIGSTOP)
 each service's replica holding its outbox relay (appraisal: consumer partitions), cut one off from
 PostgreSQL and one from Kafka while it runs, and run one dispatch replica's own clock 5 minutes
 ahead (bench.faults; docs/benchmarks.md). Then it checks, from what each service holds and what
@@ -17,12 +17,14 @@ every `.dlq` topic holds:
 - every replica of every service ready within 30 s of each fault's end;
 - appraisal's figures identical after a full replay;
 - work filed through the live replicas while a replica is paused or cut off on its topic within
-  10 s of its 201, none lost or doubled; each supervision level published once, never early.
+  10 s of its 201, none lost or doubled; each supervision level published once, never early;
+- no photo lost once its filing was acknowledged, no object without a record left (photo_faults).
 
     python -m bench.chaos [--seed N] [--matters 2000] [--rate 10] [--replicas 2]
                           [--incident-seconds 20] [--broker-stop-seconds 30] [--kills 8]
-                          [--faults kill,database,poison,broker,rewind,pause,partition,skew]
+                          [--faults kill,database,poison,broker,s3,rewind,pause,partition,skew]
                           [--pause-seconds 45] [--partition-seconds 45] [--clock-ahead-seconds 300]
+                          [--s3-stop-seconds 30]
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, UnknownMemberIdError
 from pydantic import ValidationError
 
+from devstack.s3 import SeaweedFS
 from devstack.stack import REPO, SERVICES, ServiceProcess, Stack, without_intake_keys_use_throwaway_ones
 from townflow_shared.county import load_county
 from townflow_shared.events import TOPICS
@@ -75,12 +78,13 @@ from .faults import (
     resume,
     skew_unavailable,
 )
+from .photo_faults import SWEEP_ENV, PhotoFilings, judge_photos
 from .town_staff import StaffReport, staff_at_work
 
 RESULTS = Path(__file__).with_name("results")
 READY_WITHIN = 30.0
 # Every kind of fault, in the order `--faults` names them.
-FAULTS = ("kill", "database", "poison", "broker", "rewind", "pause", "partition", "skew")
+FAULTS = ("kill", "database", "poison", "broker", "s3", "rewind", "pause", "partition", "skew")
 ON_TOPIC_WITHIN = 10.0  # work acknowledged during a pause or partition is on its topic within this
 LINGER = 8.0            # after a paused replica resumes: what it sends late is watched this long too
 Faults = list[dict[str, Any]]
@@ -95,6 +99,7 @@ class Size:
     replicas: int = 2
     incident_seconds: float = 20.0     # a database read-only, then PostgreSQL stopped, each this long
     broker_stop_seconds: float = 30.0
+    s3_stop_seconds: float = 30.0      # the S3 server (SeaweedFS) stopped this long, photos being filed
     kills: int = 8                     # kill -9 of single replicas, spread over the services
     read_only_database: str | None = None  # whose database fails over; None: chosen by the seed
     town_dir: str | None = None        # a town's or a county's folder (TOWNFLOW_TOWN_DIR); None: the demo town
@@ -160,11 +165,13 @@ def filing_body(filer: Filer, n: int, target: str | None = None) -> dict[str, An
 
 async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, acknowledged: dict[str, str],
                         receipts: dict[str, tuple[str, str]] | None = None, give_up_after: float = 300.0,
-                        answered: Callable[[str, httpx.Response | httpx.HTTPError], None] | None = None) -> None:
+                        answered: Callable[[str, httpx.Response | httpx.HTTPError], None] | None = None,
+                        photos: PhotoFilings | None = None) -> None:
     """File `count` matters at `rate`, the towns in turn; each retried with its Idempotency-Key, on
     the intake replicas in turn, until one answers 201 (a client behind a load balancer does the same).
     `receipts` keeps each matter's ticket number and access code, for the citizen's rating;
-    `answered(url, answer)` sees every attempt's answer (or error), e.g. to judge the statuses."""
+    `answered(url, answer)` sees every attempt's answer (or error), e.g. to judge the statuses;
+    with `photos`, the filings it takes carry a photo (`POST /v1/filings`)."""
     towns = filers(stack)
     intakes = stack.replicas["intake"]
     receipts = {} if receipts is None else receipts
@@ -174,21 +181,33 @@ async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, ackn
         clerk = filer.headers
         body = filing_body(filer, n)
         key = f"{prefix}-{n}"
+        with_photo = photos is not None and photos.takes(n)
         deadline = time.monotonic() + give_up_after
         attempt = 0
         while time.monotonic() < deadline:
             url = intakes[(n + attempt) % len(intakes)].url
             attempt += 1
             try:
-                response = await client.post(f"{url}/v1/requests", json=body,
-                                             headers={**clerk, "Idempotency-Key": key})
+                headers = {**clerk, "Idempotency-Key": key}
+                if with_photo:
+                    assert photos is not None
+                    response = await client.post(f"{url}/v1/filings", data={"filing": json.dumps(body)},
+                                                 files=photos.files(), headers=headers)
+                else:
+                    response = await client.post(f"{url}/v1/requests", json=body, headers=headers)
                 if answered is not None:
                     answered(url, response)
                 if response.status_code == 201:
                     filed = response.json()
                     acknowledged[key] = filed["request_id"]
                     receipts[filed["request_id"]] = (filed["ticket_no"], filed["access_code"])
+                    if with_photo:
+                        assert photos is not None
+                        photos.filed[filed["request_id"]] = len(photos.files())
                     return
+                if with_photo and response.status_code == 503:
+                    assert photos is not None
+                    photos.refused_unavailable += 1
             except httpx.HTTPError as exc:
                 if answered is not None:
                     answered(url, exc)
@@ -239,7 +258,7 @@ async def database_read_only(stack: Stack, name: str, seconds: float) -> dict[st
             "ready_after_s": await ready_after(stack, ended)}
 
 
-async def stopped(stack: Stack, fault: str, stop: Callable[[], None], start: Callable[[], None],
+async def stopped(stack: Stack, fault: str, stop: Callable[[], None], start: Callable[[], object],
                   seconds: float) -> dict[str, Any]:
     """A part of the stack stopped for `seconds`, then started again (`start` returns once it
     answers); the fault with how long the services took to be ready after it."""
@@ -258,6 +277,24 @@ async def broker_stopped(stack: Stack, seconds: float) -> dict[str, Any]:
     return await stopped(stack, "broker stopped", stack.stop_kafka, stack.start_kafka, seconds)
 
 
+async def object_store_stopped(work: Work, size: Size) -> dict[str, Any]:
+    """The S3 server stopped for `s3_stop_seconds` while, besides the load's, photos are filed at
+    `probe_rate` (each retried until acknowledged): some are refused while it is down (503), none
+    is lost. What the photos became is judged after the run (photo_faults.judge_photos)."""
+    stack, photos, server = work.stack, work.photos, work.stack.s3
+    assert server is not None and photos is not None
+    probe, count = PhotoFilings(every=1), max(1, round(size.s3_stop_seconds * size.probe_rate))
+    filing = asyncio.create_task(file_steadily(stack, f"s3-{work.seed}", count, size.probe_rate, work.acknowledged,
+                                               receipts=work.receipts, photos=probe))
+    entry = await stopped(stack, "object store stopped", server.stop, server.start, size.s3_stop_seconds)
+    await filing
+    photos.filed |= probe.filed
+    photos.refused_unavailable += probe.refused_unavailable
+    return entry | {"photo_filings_during": count, "acknowledged": len(probe.filed),
+                    "refused_while_down": probe.refused_unavailable,
+                    "passed": len(probe.filed) == count and probe.refused_unavailable > 0}
+
+
 # --- faults that stop a replica without killing it (bench.faults) ---------------------------------
 @dataclass
 class Work:
@@ -271,6 +308,7 @@ class Work:
     staff: StaffReport
     netcut: NetCut | None = None
     filed: int = 0  # numbers the faults' filings across the run
+    photos: PhotoFilings | None = None  # the run's filings with photos, when the S3 server is a fault
 
 
 # Where the work acknowledged during a fault of each service shows it got through: a filing's
@@ -599,6 +637,8 @@ def fault_plan(rng: random.Random, stack: Stack, size: Size, seed: int = 0) -> l
         steps.insert(rng.randint(0, first_half), ("poison",))
     if "broker" in wanted:
         steps.insert(rng.randint(0, len(steps)), ("broker",))
+    if "s3" in wanted:
+        steps.insert(random.Random(f"{seed}-s3").randint(0, len(steps)), ("s3",))  # noqa: S311 - replayable
     held = random.Random(f"{seed}-held")  # noqa: S311 - replayable from the printed seed
     extra: list[tuple[str, ...]] = []
     if "pause" in wanted:
@@ -801,6 +841,9 @@ async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng:
                        postgres_stopped(stack, size.incident_seconds)]
         elif kind == "broker":
             entries = [broker_stopped(stack, size.broker_stop_seconds)]
+        elif kind == "s3":
+            assert work is not None
+            entries = [object_store_stopped(work, size)]
         elif kind == "rewind":
             entries = [rewind_group(stack, step[1], consumed[step[1]])]
         elif kind == "poison":
@@ -834,10 +877,16 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
     own = stack is None
     stack = stack or Stack.in_temp_dir(kafka_heap="384m", replicas=size.replicas, extra_env=(
         {"TOWNFLOW_TOWN_DIR": size.town_dir} if size.town_dir else {}))
+    photos = PhotoFilings() if "s3" in size.faults else None
+    if own and photos is not None:
+        stack.use_s3(SeaweedFS(stack.workdir / "s3"))
+        stack.extra_env |= SWEEP_ENV
     faults: Faults = []
     netcut: NetCut | None = None
     try:
         if own:
+            if stack.s3 is not None:
+                stack.s3.start()
             stack.start_infra()
             for name in SERVICES:
                 stack.add_service(name)
@@ -857,13 +906,13 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         acknowledged: dict[str, str] = {}
         receipts: dict[str, tuple[str, str]] = {}
         load = asyncio.create_task(file_steadily(stack, f"chaos-{seed}", size.matters, size.rate, acknowledged,
-                                                 receipts=receipts))
+                                                 receipts=receipts, photos=photos))
         # Meanwhile each town's own staff work its matters: the events after filing go through the faults too.
         load_done, staff = asyncio.Event(), StaffReport()
         work = asyncio.create_task(staff_at_work(stack, towns_of(stack), receipts, load_done, staff))
         plan = fault_plan(rng, stack, size, seed)
         poison = await run_faults(stack, plan, size, rng, seed, consumed, faults,
-                                  Work(stack, seed, acknowledged, receipts, staff, netcut))
+                                  Work(stack, seed, acknowledged, receipts, staff, netcut, photos=photos))
         await load
         load_done.set()
         load_acknowledged = sum(1 for key in acknowledged if key.startswith(f"chaos-{seed}-"))
@@ -873,6 +922,8 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         settled = await settle(stack, consumed, size.settle_seconds)
         report = await check(stack, acknowledged, poison, consumed)
         report["load_acknowledged"] = load_acknowledged
+        if photos is not None:
+            report |= await judge_photos(stack, photos)
         await dead_lettered_during(stack, faults)
         identical, replay_log = await asyncio.to_thread(replay_identical, stack)
         slowest = max((f.get("ready_after_s", 0) for f in faults), default=0)
@@ -892,6 +943,7 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
                             and report["valid_events_dead_lettered"] == 0
                             and slowest <= READY_WITHIN and identical and settled
                             and staff_worked and not staff.refused
+                            and report.get("photos_lost", 0) == 0 and report.get("photo_orphans_left", 0) == 0
                             and all(f.get("passed", True) for f in faults))
         if not identical:
             report["replay_log"] = replay_log
@@ -899,6 +951,8 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
     finally:
         if own:
             stack.stop()
+            if stack.s3 is not None:
+                stack.s3.stop()
         if netcut is not None:
             netcut.close()
 
@@ -924,6 +978,7 @@ SIZE_FLAGS: dict[str, str] = {
     "replicas": "replicas of every service",
     "incident_seconds": "how long a database is read-only, then how long PostgreSQL is stopped",
     "broker_stop_seconds": "how long the broker is stopped",
+    "s3_stop_seconds": "how long the S3 server is stopped while photos are filed",
     "kills": "kill -9 of single replicas",
     "pause_seconds": "how long the holder of a relay (appraisal: of partitions) is paused (SIGSTOP)",
     "partition_seconds": "how long a replica is cut off from PostgreSQL, then one from Kafka",

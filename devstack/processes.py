@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -16,8 +17,34 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
+# Listening ports are chosen below the kernel's range for outgoing connections: a port the kernel
+# hands out (bind to 0) comes from that range, and a server that binds it seconds later (Keycloak
+# takes 15 s) can find it taken as the source port of some client's connection (seen in `make test`).
+_LISTEN_PORTS = range(10_000, 32_768)
+
+
+def _outgoing_ports() -> range:
+    try:
+        low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return range(32_768, 61_000)
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free to listen on now, outside the range of outgoing connections' ports."""
+    outgoing, pick = _outgoing_ports(), random.SystemRandom()
+    for _ in range(200):
+        port = pick.choice(_LISTEN_PORTS)
+        if port in outgoing:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a machine whose outgoing range covers ours: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -102,7 +102,8 @@ def county_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """The demo county (禾川县: 青禾镇 321003104, 白鹭镇 321003107, 石桥镇 321003112) on a stack of
     its own, started once for the session when a test asks for it (SPEC §8). Its services export
     spans only when a test of the session reads them (the console's trace, in tests/browser): in
-    the lane of the shared stacks none does, and exporting costs a fifth more of the services' CPU."""
+    the lane of the shared stacks none does, and exporting costs a fifth more of the services' CPU.
+    It stores photos on the session's S3 server (issue #29: the access matrix reads and takes them)."""
     otlp = request.getfixturevalue("otlp") if _reads_spans_of("county_stack", request.session) else None
     yield from _session_stack(otlp, request.getfixturevalue("s3_server"), TOWNFLOW_TOWN_DIR=str(DEMO_COUNTY_DIR))
 

@@ -40,16 +40,6 @@ OWN, OTHER = QINGHE, BAILU  # the callers are 青禾镇's staff: their own town,
 NOT_SERVED_BY_THE_MATRIX = {"/healthz", "/readyz", "/metrics"}  # health and metrics: no town, no token
 
 
-def _jpeg() -> bytes:
-    """A small real photo, for the routes that take photos."""
-    out = io.BytesIO()
-    Image.new("RGB", (64, 48), (90, 140, 60)).save(out, "JPEG")
-    return out.getvalue()
-
-
-PHOTO = _jpeg()
-
-
 # --- who calls ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Caller:
@@ -101,17 +91,18 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("intake", "POST", "/v1/requests"): {  # the body names the town filed in
         CLERK: (201, 403), COMMAND: (201, 403), OFFICER: (403, 403), READER: (403, 403),
         COUNTY_ADMIN: (201, 201)},
+    ("intake", "POST", "/v1/filings"): {  # a filing with photos (issue #29): as /v1/requests
+        CLERK: (201, 403), COMMAND: (201, 403), OFFICER: (403, 403), READER: (403, 403),
+        COUNTY_ADMIN: (201, 201)},
+    # A photo of the matter (here its task's after photo, known from dispatch's event): the town's
+    # staff who read matters or file them; the citizen's code where the town shows photos (青禾镇
+    # does, 白鹭镇 does not); anyone else 404, as for a photo that does not exist.
+    ("intake", "GET", "/v1/requests/{ticket_no}/photos/{attachment_id}"): {
+        CLERK: (200, 404), COMMAND: (200, 404), STAFF: (200, 404), STATION: (200, 404), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200), CITIZEN: (200, 404), STRANGER: (404, 404), NO_TOKEN: (404, 404)},
     ("intake", "GET", "/v1/requests/{ticket_no}"): {  # by token, without the code
         CLERK: (200, 404), COMMAND: (200, 404), OFFICER: (404, 404), READER: (200, 200),
         COUNTY_ADMIN: (200, 200), CITIZEN: (200, 200), STRANGER: (404, 404)},
-    ("intake", "POST", "/v1/filings"): {  # with photos (issue #29): as POST /v1/requests
-        CLERK: (201, 403), COMMAND: (201, 403), OFFICER: (403, 403), READER: (403, 403),
-        COUNTY_ADMIN: (201, 201)},
-    # A matter's photo: whoever reads its matter or files; the citizen with the code where the town
-    # shows citizens their photos (青禾镇 does, 白鹭镇 does not); else as a photo that does not exist.
-    ("intake", "GET", "/v1/requests/{ticket_no}/photos/{attachment_id}"): {
-        CLERK: (200, 404), OFFICER: (200, 404), STATION: (200, 404), READER: (200, 200),
-        COUNTY_ADMIN: (200, 200), CITIZEN: (200, 404), STRANGER: (404, 404), NO_TOKEN: (404, 404)},
     ("intake", "POST", "/v1/requests/{ticket_no}/rating"): {  # only the citizen's code rates
         CITIZEN: (200, 200), STRANGER: (404, 404), CLERK: (422, 422), COUNTY_ADMIN: (422, 422)},
     ("intake", "POST", "/v1/requests/{ticket_no}/merge"): {  # 重复件: the command centre merges
@@ -136,6 +127,9 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("dispatch", "POST", "/v1/tasks/{task_id}/complete"): {
         ASSIGNEE: (200, 403), POST_LEADER: (200, 403), STAFF: (403, 403), STATION: (403, 403),
         READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "POST", "/v1/tasks/{task_id}/completions"): {  # /complete with after photos (issue #29)
+        ASSIGNEE: (200, 403), POST_LEADER: (200, 403), STAFF: (403, 403), STATION: (403, 403),
+        READER: (403, 403), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "POST", "/v1/tasks/{task_id}/return"): {
         ASSIGNEE: (200, 403), STAFF: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "POST", "/v1/tasks/{task_id}/extend"): {
@@ -149,6 +143,8 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("dispatch", "POST", "/v1/tasks/{task_id}/extension/refuse"): {
         COMMAND: (200, 403), STAFF: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "POST", "/v1/tasks/{task_id}/verify"): {
+        COMMAND: (200, 403), ASSIGNEE: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "POST", "/v1/tasks/{task_id}/verifications"): {  # /verify with the check's photos
         COMMAND: (200, 403), ASSIGNEE: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "POST", "/v1/tasks/{task_id}/callback"): {  # 回访 after closure: the command centre
         COMMAND: (200, 403), ASSIGNEE: (403, 403), READER: (403, 403), COUNTY_ADMIN: (200, 200)},
@@ -166,6 +162,9 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("dispatch", "GET", "/v1/holders"): {  # ?town=: the redispatch picker's holders and loads
         COMMAND: (200, 404), STAFF: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "GET", "/v1/tasks/{task_id}"): {
+        COMMAND: (200, 404), STAFF: (200, 404), APPRAISER: (200, 404), TOWN_ADMIN: (200, 404),
+        STATION: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "GET", "/v1/tasks/{task_id}/photos/{attachment_id}"): {  # whoever reads the task
         COMMAND: (200, 404), STAFF: (200, 404), APPRAISER: (200, 404), TOWN_ADMIN: (200, 404),
         STATION: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "GET", "/v1/board"): {  # ?town=
@@ -298,8 +297,18 @@ class Call:
     json: Any = None
     who: dict[str, str] = field(default_factory=dict)  # the record's own people, for `{assignee}`
     code: str | None = None  # the ticket's access code, for the citizen
-    files: list[tuple[str, tuple[str, bytes, str]]] | None = None  # a multipart body's files
-    data: dict[str, str] | None = None  # and its other fields
+    data: dict[str, str] | None = None  # a multipart form's fields (with `files`: its photos)
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None
+
+
+def _photo() -> bytes:
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((64, 48)).convert("RGB").save(out, "JPEG")
+    return out.getvalue()
+
+
+PHOTOS = [("photos", ("p.jpg", _photo(), "image/jpeg"))]
+DONE = {"resolution": "已办结", "reply": "已为您办理完毕。"}
 
 
 SUSPENSION = {"category": "awaiting_citizen", "reason": "等待群众补正材料"}
@@ -311,12 +320,14 @@ KIND_OF: dict[Route, str] = {
     ("dispatch", "POST", "/v1/tasks/{task_id}/callback"): "closed_task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/accept"): "task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/complete"): "task",
+    ("dispatch", "POST", "/v1/tasks/{task_id}/completions"): "task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/return"): "task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/extend"): "task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/redispatch"): "returned_task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/extension/approve"): "extending_task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/extension/refuse"): "extending_task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/verify"): "completed_task",
+    ("dispatch", "POST", "/v1/tasks/{task_id}/verifications"): "completed_task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/suspend"): "task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/suspension/approve"): "suspending_task",
     ("dispatch", "POST", "/v1/tasks/{task_id}/suspension/refuse"): "suspending_task",
@@ -340,7 +351,6 @@ class TownRecords:
     started: dict[str, Any]
     case: dict[str, Any]
     plan: dict[str, Any]
-    photographed: dict[str, Any]  # a matter filed with a photo: its ticket, code and the photo's id
     fresh: dict[str, list[dict[str, Any]]]
     others: dict[str, dict[str, Any]]  # one record of each other kind, for the rows refused
 
@@ -364,11 +374,21 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
         case "/v1/requests/{ticket_no}":
             return Call(f"/v1/requests/{r['ticket_no']}", code=r["access_code"])
         case "/v1/filings":
-            return Call("/v1/filings", data={"filing": json.dumps(filing(town_code=code))},
-                        files=[("photos", ("photo.jpg", PHOTO, "image/jpeg"))])
+            return Call("/v1/filings", data={"filing": json.dumps(filing(town_code=code), ensure_ascii=False)},
+                        files=PHOTOS)
         case "/v1/requests/{ticket_no}/photos/{attachment_id}":
-            p = town.photographed if town else {}
-            return Call(f"/v1/requests/{p['ticket_no']}/photos/{p['attachment_id']}", code=p["access_code"])
+            photo = r["photographed"]
+            return Call(f"/v1/requests/{photo['ticket_no']}/photos/{photo['attachment_id']}", code=photo["access_code"])
+        case "/v1/tasks/{task_id}/photos/{attachment_id}":
+            photo = r["photographed"]
+            return Call(f"/v1/tasks/{photo['task_id']}/photos/{photo['attachment_id']}",
+                        params={"variant": "thumbnail"})
+        case "/v1/tasks/{task_id}/completions":
+            return Call(f"/v1/tasks/{r['task_id']}/completions", data={"completion": json.dumps(DONE, ensure_ascii=False)},
+                        files=PHOTOS, who={"assignee": r["assignee"]})
+        case "/v1/tasks/{task_id}/verifications":
+            return Call(f"/v1/tasks/{r['task_id']}/verifications", files=PHOTOS, who={"assignee": r["assignee"]},
+                        data={"verification": json.dumps({"passed": True, "note": "核查通过"}, ensure_ascii=False)})
         case "/v1/requests/{ticket_no}/rating":
             return Call(f"/v1/requests/{r['ticket_no']}/rating", json={"rating": "satisfied"}, code=r["access_code"])
         case "/v1/tasks/{task_id}/matter":
@@ -499,12 +519,6 @@ async def _make_town(county: County, code: str) -> TownRecords:
         body = filing(item_code=item, town_code=code, **({"target": target} if target else {}))
         return dict(await county.ok("intake", "POST", "/v1/requests", json=body, **clerk))
 
-    async def photographed() -> dict[str, Any]:
-        filed = await county.ok("intake", "POST", "/v1/filings", data={"filing": json.dumps(filing(town_code=code))},
-                                files=[("photos", ("photo.jpg", PHOTO, "image/jpeg"))], **clerk)
-        status = await county.ok("intake", "GET", f"/v1/requests/{filed['ticket_no']}", **clerk)
-        return {**filed, "attachment_id": status["photos"][0]["attachment_id"]}
-
     async def task_of(matter: dict[str, Any]) -> dict[str, Any]:
         async def found() -> dict[str, Any] | None:
             tasks = await county.ok("dispatch", "GET", "/v1/tasks", params={"request_id": matter["request_id"]},
@@ -546,6 +560,17 @@ async def _make_town(county: County, code: str) -> TownRecords:
                         **command)
         return pair
 
+    async def photographed() -> dict[str, Any]:
+        """A task completed with an after photo (issue #29), once intake shows the photo too."""
+        t = await task()
+        await county.ok("dispatch", "POST", f"/v1/tasks/{t['task_id']}/completions", files=PHOTOS,
+                        data={"completion": json.dumps(DONE, ensure_ascii=False)}, **leader)
+
+        async def shown() -> str | None:
+            view = await county.ok("intake", "GET", f"/v1/requests/{t['ticket_no']}", **clerk)
+            return next((p["attachment_id"] for p in view.get("photos") or [] if p["stage"] == "after"), None)
+        return {**t, "attachment_id": await eventually(shown, what=f"intake to show {t['ticket_no']}'s after photo")}
+
     async def closed_task() -> dict[str, Any]:
         t = await task("complete")
         await county.ok("dispatch", "POST", f"/v1/tasks/{t['task_id']}/verify", json={"passed": True, "note": "核查通过"},
@@ -578,7 +603,8 @@ async def _make_town(county: County, code: str) -> TownRecords:
         "extending_task": functools.partial(task, "extend"), "completed_task": functools.partial(task, "complete"),
         "completed_matter": completed_matter, "planned": planned, "started": started, "case": case,
         "duplicate": duplicate, "merged": merged, "closed_task": closed_task,
-        "suspending_task": functools.partial(task, "suspend"), "suspended_task": suspended_task}
+        "suspending_task": functools.partial(task, "suspend"), "suspended_task": suspended_task,
+        "photographed": photographed}
     gate = asyncio.Semaphore(6)  # the machine is small: a few matters in flight per town
 
     async def one(kind: str) -> dict[str, Any]:
@@ -586,16 +612,16 @@ async def _make_town(county: County, code: str) -> TownRecords:
             return await makers[kind]()
 
     shared = ["task", "planned", "started", "case"]
-    others = ["duplicate", "merged", "closed_task"]
+    others = ["duplicate", "merged", "closed_task", "photographed"]
     made = await asyncio.gather(*(one(k) for k in shared + others),
                                 *(one(k) for k, n in fresh.items() for _ in range(n)))
     shared_task, shared_planned, shared_started, shared_case = made[:4]
-    other_records = dict(zip(others, made[4:7], strict=True))
-    rest = iter(made[7:])
+    other_records = dict(zip(others, made[4:4 + len(others)], strict=True))
+    rest = iter(made[4 + len(others):])
     plan = await county.ok("enforcement", "POST", "/v1/random-plans", json={
         "targets": ["A", "B", "C"], "sample_size": 1, "seed": 1, "town_code": code}, **enforcer)
     return TownRecords(code, matter=shared_task, task=shared_task, planned=shared_planned, started=shared_started,
-                       case=shared_case, plan=plan, photographed=await photographed(),
+                       case=shared_case, plan=plan,
                        fresh={kind: [next(rest) for _ in range(n)] for kind, n in fresh.items()},
                        others=other_records)
 
@@ -660,7 +686,7 @@ async def test_role_and_town_matrix(county: County, towns: dict[str, TownRecords
         record = town.record(kind, fresh=row.expected < 300)
     else:  # a read, or an action that makes a record of its own
         record = {**town.task, "inspection_id": town.planned["inspection_id"], "case_id": town.case["case_id"],
-                  "plan_id": town.plan["plan_id"]}
+                  "plan_id": town.plan["plan_id"], "photographed": town.others["photographed"]}
     call = _request(row.route, town, record)
     caller = row.caller
     params = dict(call.params)
@@ -669,7 +695,7 @@ async def test_role_and_town_matrix(county: County, towns: dict[str, TownRecords
         params["code"] = call.code if caller.code == "right" else _another(call.code)
     sub = call.who[caller.sub[1:-1]] if caller.sub.startswith("{") else caller.sub
     response = await county.call(row.route[0], row.route[1], call.path, params=params, json=call.json,
-                                 files=call.files, data=call.data,
+                                 data=call.data, files=call.files,
                                  sub=sub if caller.token else None, roles=caller.roles,
                                  town=None if caller.county else OWN)
     assert response.status_code == row.expected, response.text

@@ -1,6 +1,6 @@
 """`make chaos` at a reduced size, on the demo county, on a stack of its own with two replicas of every service: kill -9
 of single replicas, a database failover to read-only then PostgreSQL stopped, the broker stopped,
-poison messages and a full redelivery under load; nothing lost, nothing counted twice, every poison
+poison messages, the S3 server stopped while photos are filed, and a full redelivery under load; nothing lost, nothing counted twice, every poison
 message dead-lettered once per consuming service and no valid event dead-lettered, every replica
 back within 30 s of each fault's end, replay identical. And two faults of a replica that stops
 without dying: intake's relay holder paused (SIGSTOP) for 12 s while matters are filed through the
@@ -19,7 +19,7 @@ from bench.chaos import FAULTS, DeadLetter, Size, judge_dead_letters, run_chaos
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 # On the demo county (three towns filing in turn): the deployment shape SPEC §8 asks for.
-SIZE = Size(matters=90, rate=3.0, replicas=2, incident_seconds=5.0, broker_stop_seconds=8.0, kills=4,
+SIZE = Size(matters=90, rate=3.0, replicas=2, incident_seconds=5.0, broker_stop_seconds=8.0, s3_stop_seconds=6.0, kills=4,
             settle_seconds=120.0, town_dir=str(DEMO_COUNTY_DIR),
             faults=tuple(f for f in FAULTS if f != "partition"), pause_seconds=12.0, pause_services=("intake",),
             skew_tasks=3, skew_window_seconds=10.0)
@@ -30,7 +30,8 @@ async def test_faults_under_load_lose_nothing_and_count_nothing_twice() -> None:
     seed = random.SystemRandom().randrange(2**31)
     print(f"chaos seed {seed} (replay: python -m bench.chaos --seed {seed} --matters {SIZE.matters} --rate {SIZE.rate}"
           f" --replicas {SIZE.replicas} --incident-seconds {SIZE.incident_seconds}"
-          f" --broker-stop-seconds {SIZE.broker_stop_seconds} --kills {SIZE.kills} --county"
+          f" --broker-stop-seconds {SIZE.broker_stop_seconds} --s3-stop-seconds {SIZE.s3_stop_seconds}"
+          f" --kills {SIZE.kills} --county"
           f" --faults {','.join(SIZE.faults)} --pause-seconds {SIZE.pause_seconds} --pause-services intake"
           f" --skew-tasks {SIZE.skew_tasks} --skew-window-seconds {SIZE.skew_window_seconds})")
     report = await run_chaos(seed, size=SIZE)
@@ -43,6 +44,12 @@ async def test_faults_under_load_lose_nothing_and_count_nothing_twice() -> None:
     skewed = [f for f in report["faults"] if f["fault"] == "clock ahead"]
     assert len(skewed) == 1 and skewed[0]["replica_clock_ahead_s"] > 250, skewed
     assert skewed[0]["levels_published"] == skewed[0]["levels_due"] == 9 and skewed[0]["published_early"] == 0, skewed
+    # The S3 server stopped while photos were filed: some refused while it was down, every one
+    # acknowledged in the end, each photo stored as recorded, no object without a record left.
+    [store] = [f for f in report["faults"] if f["fault"] == "object store stopped"]
+    assert store["refused_while_down"] > 0 and store["acknowledged"] == store["photo_filings_during"], store
+    assert report["photo_filings_acknowledged"] >= store["acknowledged"] + SIZE.matters // 5, report
+    assert (report["photos_lost"], report["photo_orphans_left"]) == (0, 0), report
 
 
 def test_a_dead_letter_written_twice_is_caught_and_one_row_sent_twice_is_the_relays_redelivery() -> None:

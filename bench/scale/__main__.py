@@ -24,7 +24,7 @@ import httpx
 from devstack.county_gen import make_county
 from devstack.s3 import SeaweedFS
 from devstack.stack import SERVICES, Stack
-from townflow_shared import db
+from townflow_shared import db, events
 from townflow_shared.county import load_county
 from townflow_shared.objects import ObjectStore
 from townflow_shared.town import Town
@@ -79,11 +79,16 @@ def read_values(first: history.TownMonth) -> dict[str, str]:
         "search_colour": "red", "search_status": "returned", "search_open": "open", "search_ended": "ended",
         "search_yes": "true",
     }
-    # A matter filed with photos (issue #29), for the photo's read: its ticket there, not the one above.
-    photographed = next(m for m in first.matters if m.photos)
-    photo_route = "intake /v1/requests/{ticket_no}/photos/{attachment_id}"
-    values |= {f"{photo_route}:ticket_no": photographed.ticket_no, f"{photo_route}:code": photographed.access_code,
-               "attachment_id": str(photographed.photos[0])}
+    # A matter filed with photos and completed with an after photo (issue #29), for the photos' reads:
+    # its ticket and task there, not the ones above.
+    photographed, completion = next((m, e) for m in first.matters for e in m.events
+                                    if m.photos and isinstance(e, events.TaskCompleted) and e.data.attachments)
+    intake_photo, task_photo = ("intake /v1/requests/{ticket_no}/photos/{attachment_id}",
+                                "dispatch /v1/tasks/{task_id}/photos/{attachment_id}")
+    values |= {f"{intake_photo}:ticket_no": photographed.ticket_no, f"{intake_photo}:code": photographed.access_code,
+               f"{intake_photo}:attachment_id": str(photographed.photos[0]),
+               f"{task_photo}:task_id": completion.data.task_id,
+               f"{task_photo}:attachment_id": completion.data.attachments[0].attachment_id}
     return values | auditing.search_values(first, values)
 
 

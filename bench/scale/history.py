@@ -73,12 +73,17 @@ def bench_photo() -> CleanPhoto:
 
 def photo_ids(request_id: str, first: bool = False) -> tuple[uuid.UUID, ...]:
     """The ids of the photos filed with the matter: none for most, one or two for one in PHOTO_SHARE
-    and for a town-month's `first` matter (so a small run's first month has one to read)."""
+    and for the `first` the caller names."""
     n = int(request_id[:8], 16)
     if n % PHOTO_SHARE and not first:
         return ()
     return tuple(uuid.uuid5(uuid.NAMESPACE_URL, f"townflow-bench/{request_id}/{seq}")
                  for seq in range(1, 2 + (n // PHOTO_SHARE) % 2))
+
+
+def after_photo_id(request_id: str) -> uuid.UUID:
+    """The after photo (处置后照片) of a matter filed with photos: its holder photographs the fix."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"townflow-bench/{request_id}/after")
 
 
 def photo_ref(attachment_id: uuid.UUID) -> events.AttachmentRef:
@@ -117,6 +122,8 @@ class _MatterWriter:
         self.weights = [1.0 if i.task_kind == "service" else 0.35 if i.task_kind == "enforcement" else 0.25
                         for i in items]
         self.sequence: dict[date, int] = {}
+        self.photographed = False  # the current matter was filed with photos
+        self.service_photographed = False  # a service matter of the town-month was
         self.cases = 0
         self.events: list[Envelope] = []
 
@@ -153,7 +160,10 @@ class _MatterWriter:
         colour = item.default_colour if self.rng.random() > 0.1 else self.pick([("orange", 0.7), ("red", 0.3)])
         target = f"SITE-{self.rng.randrange(400):03d}" if item.task_kind != "service" else None
         village = self.rng.choice(self.villages)
-        photos = photo_ids(request_id, first=sum(self.sequence.values()) == 1)
+        # The town-month's first service matter has photos whatever its id: a small run has one to read.
+        photos = photo_ids(request_id, first=not self.service_photographed and item.task_kind == "service")
+        self.service_photographed |= bool(photos) and item.task_kind == "service"
+        self.photographed = bool(photos)  # its completion carries an after photo too
         filed = self.emit(events.RequestFiled, events.RequestFiledData(
             request_id=request_id, ticket_no=ticket_no, channel=self.rng.choice(CHANNELS), item_code=item.code,
             colour=colour, description="压测事项", village=village, location=f"{village}-{self.rng.randrange(90)}号",
@@ -242,9 +252,12 @@ class _MatterWriter:
 
     def complete_and_verify(self, task: Envelope, start: datetime, resolve_by: datetime, done_at: datetime) -> None:
         t: events.TaskDispatchedData = task.data  # type: ignore[assignment]
+        # A matter filed with photos is completed with an after photo (处置后照片) of the fix.
+        after = [photo_ref(after_photo_id(t.request_id))] if self.photographed else []
         completed = self.task_event(events.TaskCompleted, events.TaskCompletedData(
             task_id=t.task_id, request_id=t.request_id, by=t.assignee, resolution="已办结", completed_at=done_at,
-            on_time=dispatch_rules.is_on_time(done_at, resolve_by), reply="已为您办理完毕。"), task, done_at)
+            on_time=dispatch_rules.is_on_time(done_at, resolve_by), reply="已为您办理完毕。", attachments=after),
+            task, done_at)
         checked_at = done_at + timedelta(hours=2)
         if self.rng.random() < REWORK:
             self.task_event(events.TaskVerified, events.TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=False,

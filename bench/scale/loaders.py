@@ -157,6 +157,29 @@ async def load_dispatch(conn: asyncpg.Connection, town: Town, matters: Sequence[
             if isinstance(event, events.TaskCompleted) and event.data.reply is not None:
                 await dispatch_store.save_reply(conn, town.code, uuid.UUID(event.data.task_id), event.data.reply,
                                                 event.data.completed_at)
+        await dispatch_store.add_attachments(conn, after_photo_rows(town.code, matter))
+
+
+def after_photo_rows(town_code: str, matter: Matter) -> list[dict[str, Any]]:
+    """The after photos of the matter's completions, as dispatch records them (issue #29)."""
+    photo, rows = bench_photo(), []
+    for event in matter.events:
+        if not isinstance(event, events.TaskCompleted):
+            continue
+        d = event.data
+        for seq, ref in enumerate(d.attachments, 1):
+            rows.append({
+                "attachment_id": uuid.UUID(ref.attachment_id), "town_code": town_code, "kind": "photo", "seq": seq,
+                "content_type": ref.content_type, "bytes": ref.size, "sha256": ref.sha256, "width": photo.width,
+                "height": photo.height,
+                "stored_key": object_key("dispatch", town_code, matter.request_id, ref.attachment_id, "photo.jpg"),
+                "thumbnail_key": object_key("dispatch", town_code, matter.request_id, ref.attachment_id,
+                                            "thumbnail.jpg"),
+                "original_type": photo.original_type, "original_bytes": photo.original_bytes,
+                "original_sha256": photo.original_sha256, "captured_at": None, "latitude": None, "longitude": None,
+                "uploaded_by": d.by, "uploaded_at": d.completed_at, "task_id": uuid.UUID(d.task_id),
+                "request_id": uuid.UUID(matter.request_id), "stage": "after"})
+    return rows
 
 
 async def _load_inspection(conn: asyncpg.Connection, town: Town, done: events.InspectionDone,

@@ -24,7 +24,8 @@ PUTS = 8  # objects put at once
 
 
 class Photos:
-    """The objects of the history's photos, put for the towns whose pages and reads the run times
+    """The objects of the history's photos (intake's of the filings, dispatch's of the completions),
+    put for the towns whose pages and reads the run times
     (the first town): a county-year's photos of every town would be tens of gigabytes of the same
     picture, while their records, which the reads search, are in intake's database for every town."""
 
@@ -40,6 +41,7 @@ class Photos:
             async with gate:
                 await self.objects.put(key, data, photo.content_type)
         rows = [loaders.photo_row(month.town_code, m, a, seq) for m in month.matters for seq, a in enumerate(m.photos, 1)]
+        rows += [row for m in month.matters for row in loaders.after_photo_rows(month.town_code, m)]
         await asyncio.gather(*(put(r["stored_key"], photo.stored) for r in rows),
                              *(put(r["thumbnail_key"], photo.thumbnail) for r in rows))
         self.put += len(rows)

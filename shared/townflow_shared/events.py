@@ -213,6 +213,10 @@ class TaskCompletedData(EventData):
     # v1.2, optional: the answer to the citizen (答复: what was done or why not), personal numbers
     # masked. Absent from v1.1 events; new completions always carry it.
     reply: str | None = Field(default=None, description="the answer to the citizen (答复), personal numbers masked")
+    # Issue #29, optional: the holder's after photos (处置后照片), by reference; none from an
+    # inspection, none before this release.
+    attachments: list[AttachmentRef] = Field(default_factory=list, description=(
+        "the after photos (处置后照片) taken at completion, by reference; none for most completions"))
 
 
 class TaskCompleted(Envelope):
@@ -247,6 +251,9 @@ class TaskVerifiedData(EventData):
     at: datetime
     # v1.2, optional: a failed check's rework deadline (the date the citizen is now promised).
     resolve_by: datetime | None = Field(default=None, description="when failed: the rework's deadline")
+    # Issue #29, optional: the command centre's own photos at the check, by reference.
+    attachments: list[AttachmentRef] = Field(default_factory=list, description=(
+        "the command centre's photos taken at the closure check (核查), by reference; none for most checks"))
 
 
 class TaskVerified(Envelope):

@@ -139,6 +139,11 @@ class CatalogItem(_Strict):
     joint_units: list[str] = []
     # Photos a filing of this item may carry (issue #29; FixMyStreet takes three); 0: none.
     photos_max: int = Field(default=3, ge=0, le=9)
+    # Photos of a task of this item at each step after the filing (issue #29): the holder's after
+    # photos at completion (处置后照片), the command centre's at the closure check (核查); at least
+    # one of the after photos when the item needs the work seen done (a repaired road, a cleared site).
+    task_photos_max: int = Field(default=3, ge=1, le=9)
+    completion_photo_required: bool = False
 
     @field_validator("time_limit")
     @classmethod

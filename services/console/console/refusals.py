@@ -151,6 +151,7 @@ DISPATCH = {
     "task.not_assignee": "只有承办人或其模块长可以办理这个任务",
     "task.status_forbids": "任务现在{status}，不能这样办理",
     "task.reply_blank": "请填写给群众的答复（办理结果或不能办理的原因），不能只有空格",
+    "task.completion_photo_required": "这类事项办结时须上传至少一张处置后照片",
     "task.return_window_closed": "退回期限已过（截至 {closes_at}），不能再退回",
     "extension.too_late": "延期须在办理时限（{resolve_by}）之前申请",
     "extension.already_pending": "这个任务已有一份待审批的延期申请",

@@ -5,18 +5,22 @@ in, one command handler (or read) of flows.py, its response model out."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 
-from townflow_shared import problems
+from townflow_shared import guards, problems
+from townflow_shared import photos as photo_rules
 from townflow_shared.auth import Principal, require
 from townflow_shared.events import Colour
 from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 from townflow_shared.views import record_id
 
-from . import flows
+from . import attachments, flows
 from .flows import PAGE_DEFAULT, PAGE_MAX, Deps
 from .models import (
     Accepted,
@@ -91,10 +95,64 @@ async def accept(task_id: TaskId, deps: Dependencies, principal: Holder) -> Acce
 
 
 @router.post("/v1/tasks/{task_id}/complete", response_model=Completed,
-             responses=responses(*AS_ASSIGNEE, CODES["task.reply_blank"], problems.INVALID))
+             responses=responses(*AS_ASSIGNEE, CODES["task.reply_blank"], CODES["task.completion_photo_required"],
+                                 problems.INVALID))
 async def complete(task_id: TaskId, body: Resolution, deps: Dependencies, principal: Holder) -> Completed:
-    """办结 with the answer to the citizen (`reply`), which intake shows on the citizen's status page."""
+    """办结 with the answer to the citizen (`reply`), which intake shows on the citizen's status page.
+    An item that needs the work seen done is completed with photos, at `/completions`
+    (`task.completion_photo_required` here)."""
     return await flows.complete_task(deps, principal, flows.CompleteTask(task_id, body.resolution, body.reply))
+
+
+# Photos of a step (issue #29), as multipart/form-data: the step's JSON in a field, one `photos`
+# part per photo. Refused as the step's JSON route refuses (fields under the form field's name),
+# and as every service refuses photos (townflow_shared.photos, townflow_shared.attachments).
+PHOTO_REFUSALS = (photo_rules.TOO_LARGE, photo_rules.NOT_A_PHOTO, photo_rules.DAMAGED, photo_rules.TOO_MANY_PIXELS,
+                  attachments.TOO_MANY, attachments.STORAGE_UNAVAILABLE, problems.BODY_TOO_LARGE)
+PHOTO_FILE = ("a photo (JPEG, PNG, WebP or HEIC), as the phone took it: checked, turned upright and stripped of "
+              "its metadata here; up to the item's `photos_max` (the task's read says it, 3 by default)")
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def _form_json(deps: Deps, model: type[Body], field: str, text: str) -> Body:
+    """A multipart form's JSON field as the JSON route's body: refused as that body would be, its
+    fields named under the form field's (`completion.reply`)."""
+    if refusal := await guards.json_refusal(text.encode(), guards.EdgeLimits.of(deps.settings)):
+        # The multipart body is well-formed: its JSON field is what is not JSON (422, named).
+        raise problems.MALFORMED(field) if refusal.code is problems.MALFORMED_JSON else refusal
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as error:
+        raise RequestValidationError([{**e, "loc": ("body", field, *e["loc"])}
+                                      for e in error.errors(include_url=False)]) from None
+
+
+async def _read_all(photos: list[UploadFile] | None) -> tuple[bytes, ...]:
+    return tuple([await photo.read() for photo in photos or []])
+
+
+COMPLETION_REFUSALS = (*AS_ASSIGNEE, CODES["task.reply_blank"], CODES["task.completion_photo_required"], problems.INVALID)
+
+
+@router.post("/v1/tasks/{task_id}/completions", response_model=Completed,
+             responses=responses(*COMPLETION_REFUSALS, *PHOTO_REFUSALS),
+             openapi_extra={"x-audit-action": "task.complete"})
+async def complete_with_photos(
+    task_id: TaskId,
+    deps: Dependencies,
+    principal: Holder,
+    completion: Annotated[str, Form(max_length=65536, description="the completion, as the JSON body of "
+                                    "`POST /v1/tasks/{task_id}/complete`")],
+    # Optional here, so an item that needs an after photo refuses its absence with its own code.
+    photos: Annotated[list[UploadFile] | None, File(description=PHOTO_FILE + "; 处置后照片")] = None,
+) -> Completed:
+    """办结 with the after photos (处置后照片, issue #29), as multipart/form-data: `completion` and
+    one `photos` part per photo. Answered as `POST /v1/tasks/{task_id}/complete`; a photo at fault
+    is a 422 naming it (`photos[1]`). The photos are stored cleaned, listed on the task's read, and
+    `dispatch.task.completed` carries their references and digests, never their bytes."""
+    body = await _form_json(deps, Resolution, "completion", completion)
+    return await flows.complete_task(deps, principal, flows.CompleteTask(
+        task_id, body.resolution, body.reply, await _read_all(photos)))
 
 
 @router.post("/v1/tasks/{task_id}/return", response_model=Returned,
@@ -179,6 +237,25 @@ async def verify(task_id: TaskId, body: Verification, deps: Dependencies, princi
     return await flows.verify_task(deps, principal, flows.VerifyTask(task_id, body.passed, body.note))
 
 
+@router.post("/v1/tasks/{task_id}/verifications", response_model=TaskView,
+             responses=responses(*ON_TASK, CODES["task.status_forbids"], problems.INVALID, *PHOTO_REFUSALS),
+             openapi_extra={"x-audit-action": "task.verify"})
+async def verify_with_photos(
+    task_id: TaskId,
+    deps: Dependencies,
+    principal: CommandCentre,
+    verification: Annotated[str, Form(max_length=65536, description="the check, as the JSON body of "
+                                      "`POST /v1/tasks/{task_id}/verify`")],
+    photos: Annotated[list[UploadFile] | None, File(description=PHOTO_FILE + "; the command centre's own, at the check")] = None,
+) -> TaskView:
+    """核查结案 with the command centre's own photos of the check (issue #29), as
+    multipart/form-data: `verification` and one `photos` part per photo. Answered as
+    `POST /v1/tasks/{task_id}/verify`; `dispatch.task.verified` carries the photos' references."""
+    body = await _form_json(deps, Verification, "verification", verification)
+    return await flows.verify_task(deps, principal, flows.VerifyTask(
+        task_id, body.passed, body.note, await _read_all(photos)))
+
+
 @router.post("/v1/tasks/{task_id}/callback", response_model=TaskView, responses=responses(
     *ON_TASK, CODES["callback.task_not_closed"], CODES["callback.already_given"], CODES["callback.rating_required"], CODES["callback.rating_unexpected"]))
 async def callback(task_id: TaskId, body: Callback, deps: Dependencies, principal: CommandCentre) -> TaskView:
@@ -242,6 +319,24 @@ async def holders(deps: Dependencies, principal: CommandCentre, town: Town = Non
 @router.get("/v1/tasks/{task_id}", response_model=TaskDetail, responses=responses(*CALLER, CODES["task.not_found"]))
 async def get_task(task_id: TaskId, deps: Dependencies, principal: Reader) -> TaskDetail:
     return await flows.get_task(deps, principal, task_id)
+
+
+@router.get("/v1/tasks/{task_id}/photos/{attachment_id}", response_class=Response, responses={
+    200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "the photo as stored: a JPEG without metadata"},
+    **responses(*CALLER, CODES["task.not_found"], attachments.NOT_FOUND, attachments.STORAGE_UNAVAILABLE)})
+async def read_photo(
+    task_id: TaskId,
+    attachment_id: uuid.UUID,
+    deps: Dependencies,
+    principal: Reader,
+    variant: Annotated[Literal["photo", "thumbnail"], Query(description="the photo (≤ 2048 px) or its thumbnail")] = "photo",
+) -> Response:
+    """A photo of the task (its after photos, the closure check's), for whoever reads the task;
+    every read recorded. Streamed from here: no URL to the object store is handed out."""
+    data, content_type = await flows.read_photo(deps, principal, flows.ReadPhoto(task_id, attachment_id, variant))
+    return Response(data, media_type=content_type, headers={
+        "Cache-Control": "private, no-store", "Content-Disposition": "inline", "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/v1/board", response_model=Board, responses=responses(*TOWNS_READ))

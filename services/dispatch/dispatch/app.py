@@ -1,5 +1,5 @@
-"""Dispatch's bootstrap: settings, county, clock, database and unit of work built once into its
-`Deps`, handed by name to the event handlers, the supervision loop and the routes. No rules here."""
+"""Dispatch's bootstrap: settings, county, clock, database, unit of work and object store built
+once into its `Deps`, handed by name to the event handlers, the loops and the routes. No rules here."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from townflow_shared import events
+from townflow_shared.objects import ObjectStore
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers, metrics, scheduled
@@ -22,11 +23,12 @@ def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
     settings = settings or DispatchSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)  # the process: start/stop, consumer, relay, loops
     deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
-                unit_of_work=units_of_work(runtime.database))
+                unit_of_work=units_of_work(runtime.database), objects=ObjectStore.from_settings(settings))
     runtime.deps = deps
     for event_type, handler in handlers.HANDLERS:
         runtime.on(event_type)(handler)
     runtime.every(scheduled.supervision_loop(deps))
+    runtime.every(scheduled.photo_sweep_loop(deps))
     runtime.reports(lambda pool: metrics.refresh_gauges(pool, list(deps.county.towns), deps.clock.now()),
                     *metrics.GAUGES)
     runtime.publishes(events.TaskDispatched, events.TaskAccepted, events.TaskReturned, events.TaskSupervised,

@@ -10,24 +10,28 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, Literal
 
-from townflow_shared import events
+from townflow_shared import attachments as shared_attachments
+from townflow_shared import audit_trail, events
 from townflow_shared.auth import Principal
 from townflow_shared.clock import Clock
 from townflow_shared.county import County
 from townflow_shared.db import Database
 from townflow_shared.deadlines import DueBatch
 from townflow_shared.dlq import Rejected
+from townflow_shared.events import AttachmentRef, EventData, new_event
 from townflow_shared.events import Envelope as _Envelope
-from townflow_shared.events import EventData, new_event
+from townflow_shared.objects import ObjectStore
+from townflow_shared.photos import PhotoLimits
 from townflow_shared.privacy import mask_personal_numbers
+from townflow_shared.problems import Refusal
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import Town
 from townflow_shared.views import plain
 
-from . import rules, store
+from . import attachments, rules, store
 from .models import (
     Accepted,
     Board,
@@ -41,6 +45,7 @@ from .models import (
     OffPostRegistered,
     PendingExtension,
     PendingSuspension,
+    PhotoSeen,
     Returned,
     SupervisionSeen,
     SuspensionAsked,
@@ -68,6 +73,7 @@ class Deps:
     clock: Clock
     database: Database  # the reads' pool; changes go through `unit_of_work`
     unit_of_work: UnitOfWorkFactory
+    objects: ObjectStore | None = None  # the deployment's bucket (photos); None: photos are refused
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -81,6 +87,7 @@ class CompleteTask:
     task_id: uuid.UUID
     resolution: str
     reply: str  # 答复: the answer to the citizen, what was done or why not
+    photos: tuple[bytes, ...] = ()  # 处置后照片: as uploaded, cleaned before they are stored
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,7 @@ class VerifyTask:
     task_id: uuid.UUID
     passed: bool
     note: str = ""
+    photos: tuple[bytes, ...] = ()  # the command centre's own, taken at the check
 
 
 @dataclass(frozen=True)
@@ -217,14 +225,41 @@ async def accept_task(deps: Deps, actor: Principal, command: AcceptTask) -> Acce
                     in_time=now <= task["respond_by"])
 
 
+async def _photos_stored(deps: Deps, actor: Principal, task_id: uuid.UUID, action: str,
+                         photos: tuple[bytes, ...]) -> list[shared_attachments.Stored]:
+    """A step's photos (issue #29) put in the bucket before its transaction, once the caller may
+    take the step: who may act, the task's status, the item's count. Cleaning and storing take
+    seconds, so no lock is held meanwhile; the step's transaction checks all again and records
+    them (townflow_shared.attachments: nothing half-stored)."""
+    if not photos:
+        return []
+    async with deps.unit_of_work() as uow:
+        if action == "complete":
+            task, town = await _task_to_act_on(uow, deps, actor, task_id, action)
+        else:
+            task, town = await _locked_task(uow, deps, actor, task_id)
+            _allowed(action, task)
+    return await attachments.stored(deps.objects, PhotoLimits.of(deps.settings), town, task, photos)
+
+
 async def complete_task(deps: Deps, actor: Principal, command: CompleteTask) -> Completed:
+    """办结, with the after photos (处置后照片) where the holder took some, or the item needs them."""
     if refusal := rules.reply_refusal(command.reply):
         raise refusal
+    placed = await _photos_stored(deps, actor, command.task_id, "complete", command.photos)
     now = deps.clock.now()
-    async with deps.unit_of_work() as uow:
-        task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "complete")
-        on_time = await finish_task(uow, town, task, by=actor.sub, resolution=command.resolution,
-                                    reply=command.reply, now=now)
+    try:
+        async with deps.unit_of_work() as uow:
+            task, town = await _task_to_act_on(uow, deps, actor, command.task_id, "complete")
+            if refusal := rules.completion_photo_refusal(town, task["item_code"], len(placed)):
+                raise refusal
+            recorded = attachments.rows(placed, town.code, task, "after", actor.sub, now)
+            await uow.store.add_attachments(recorded)
+            on_time = await finish_task(uow, town, task, by=actor.sub, resolution=command.resolution,
+                                        reply=command.reply, now=now, photos=attachments.references(recorded))
+    except Refusal:  # not written: its photos have no record, and never will
+        await attachments.forget(deps.objects, placed)
+        raise
     return Completed(task_id=command.task_id, on_time=on_time)
 
 
@@ -385,11 +420,24 @@ async def pending_suspensions(deps: Deps, actor: Principal, town: str | None, li
 
 
 async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> TaskView:
-    """核查结案: passed closes the task; failed sends it back to the same assignee as rework."""
+    """核查结案: passed closes the task; failed sends it back to the same assignee as rework. The
+    command centre's own photos of the check (issue #29) are kept with it, whichever way it went."""
+    placed = await _photos_stored(deps, actor, command.task_id, "verify", command.photos)
+    try:
+        return await _verify(deps, actor, command, placed)
+    except Refusal:  # not written: its photos have no record, and never will
+        await attachments.forget(deps.objects, placed)
+        raise
+
+
+async def _verify(deps: Deps, actor: Principal, command: VerifyTask,
+                  placed: list[shared_attachments.Stored]) -> TaskView:
     now = deps.clock.now()
     async with deps.unit_of_work() as uow:
         task, town = await _locked_task(uow, deps, actor, command.task_id)
         _allowed("verify", task)
+        recorded = attachments.rows(placed, town.code, task, "check", actor.sub, now)
+        await uow.store.add_attachments(recorded)
         resolve_by = None
         if command.passed:
             await uow.store.update_task(task["task_id"], status="closed")
@@ -402,7 +450,8 @@ async def verify_task(deps: Deps, actor: Principal, command: VerifyTask) -> Task
                 next_supervision_at=await _next_supervision_after_change(uow, town, task["task_id"], now, resolve_by))
         await uow.publish(task_event(town, events.TaskVerified, events.TaskVerifiedData(
             task_id=str(task["task_id"]), request_id=str(task["request_id"]), passed=command.passed,
-            note=command.note, by=actor.sub, at=now, resolve_by=resolve_by), task["task_id"], task["request_id"], now))
+            note=command.note, by=actor.sub, at=now, resolve_by=resolve_by,
+            attachments=attachments.references(recorded)), task["task_id"], task["request_id"], now))
         return await _task_now(uow, task["task_id"], now, town)
 
 
@@ -495,9 +544,11 @@ async def dispatch_matter(uow: UnitOfWork, town: Town, matter: Matter, *,
 
 
 async def finish_task(uow: UnitOfWork, town: Town, task: Row, *, by: str, resolution: str, reply: str,
-                      now: datetime, inspection_id: str | None = None, causation_id: Any = None) -> bool:
+                      now: datetime, inspection_id: str | None = None, causation_id: Any = None,
+                      photos: Sequence[AttachmentRef] = ()) -> bool:
     """The task completed (办结) by its assignee or by an inspection, with its answer to the
-    citizen (kept whole here, masked on the topic); whether it was on time."""
+    citizen (kept whole here, masked on the topic) and its after photos by reference; whether it
+    was on time."""
     on_time = rules.is_on_time(now, task["resolve_by"])
     await uow.store.save_reply(town.code, task["task_id"], reply, now)
     # An inspection's result is its own closure check (核查): such tasks close at once.
@@ -510,7 +561,7 @@ async def finish_task(uow: UnitOfWork, town: Town, task: Row, *, by: str, resolu
         # Free text leaves dispatch masked, as the filing's description leaves intake: a phone
         # typed into the resolution or repeated in the answer must not reach subscribers.
         resolution=mask_personal_numbers(resolution), completed_at=now, on_time=on_time,
-        inspection_id=inspection_id, reply=mask_personal_numbers(reply)),
+        inspection_id=inspection_id, reply=mask_personal_numbers(reply), attachments=list(photos)),
         task["task_id"], task["request_id"], now, causation_id)]
     if inspection_id:
         outgoing.append(task_event(town, events.TaskVerified, events.TaskVerifiedData(
@@ -693,7 +744,36 @@ async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDeta
         "callbacks": [CallbackSeen(reached=c["reached"], rating=c["rating"], note=c["note"], by=c["by"],
                                    at=c["at"].astimezone(tz), reopened=c["reopened"])
                       for c in await store.callbacks_of(pool, task_id)],
+        "photos": [PhotoSeen(attachment_id=p["attachment_id"], stage=p["stage"], content_type=p["content_type"],
+                             size=p["bytes"], width=p["width"], height=p["height"], sha256=p["sha256"],
+                             uploaded_by=p["uploaded_by"], uploaded_at=p["uploaded_at"].astimezone(tz))
+                   for p in await store.attachments_of(pool, task_id)],
+        "photos_max": rules.task_photos_max(town, task["item_code"]),
+        "completion_photo_required": rules.completion_photo_required(town, task["item_code"]),
     })
+
+
+@dataclass(frozen=True)
+class ReadPhoto:
+    task_id: uuid.UUID
+    attachment_id: uuid.UUID
+    variant: Literal["photo", "thumbnail"]
+
+
+async def read_photo(deps: Deps, actor: Principal, command: ReadPhoto) -> tuple[bytes, str]:
+    """A task's photo (or its thumbnail) and its content type, for whoever reads the task; another
+    town's is `task.not_found`, as for a task that does not exist. Each read is recorded."""
+    pool = deps.database.pool
+    task = await store.task(pool, command.task_id)
+    if task is None:
+        raise CODES["task.not_found"]()
+    town_of_record(deps.county, actor, task["town_code"], acting=False, not_found=CODES["task.not_found"])
+    row = await store.attachment_of(pool, command.task_id, command.attachment_id)
+    if row is None:
+        raise attachments.NOT_FOUND()
+    audit_trail.note_read("attachment.read", "attachment", str(command.attachment_id))
+    key = row["thumbnail_key"] if command.variant == "thumbnail" else row["stored_key"]
+    return await shared_attachments.read(deps.objects, key, command.attachment_id), row["content_type"]
 
 
 def _suspension_seen(row: Row) -> dict[str, Any]:

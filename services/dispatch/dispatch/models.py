@@ -229,13 +229,33 @@ class SuspensionSeen(Answer):
     resolve_by_after: datetime | None = Field(description="the deadline it got on resumption")
 
 
+class PhotoSeen(Answer):
+    """A photo of the task (issue #29), by reference: read it at
+    `/v1/tasks/{task_id}/photos/{attachment_id}` (`?variant=thumbnail` for its thumbnail)."""
+
+    attachment_id: uuid.UUID
+    stage: Literal["after", "check"] = Field(description=(
+        "after: the holder's at completion (处置后照片); check: the command centre's at the closure check (核查)"))
+    content_type: str
+    size: int = Field(description="bytes of the stored copy")
+    width: int
+    height: int
+    sha256: str = Field(description="hex SHA-256 of the stored copy")
+    uploaded_by: str
+    uploaded_at: datetime
+
+
 class TaskDetail(TaskView):
-    """A task with its supervisions, extension requests, suspensions and callbacks."""
+    """A task with its supervisions, extension requests, suspensions, callbacks and photos."""
 
     supervisions: list[SupervisionSeen]
     extensions: list[ExtensionSeen]
     suspensions: list[SuspensionSeen] = []
     callbacks: list[CallbackSeen]
+    photos: list[PhotoSeen] = Field(default=[], description="its photos, oldest first (issue #29)")
+    photos_max: int = Field(default=3, description="how many photos a completion or a closure check may carry")
+    completion_photo_required: bool = Field(default=False, description=(
+        "its item needs at least one after photo to be completed (`task.completion_photo_required`)"))
 
 
 class TaskChanged(Answer):

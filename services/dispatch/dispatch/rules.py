@@ -73,6 +73,29 @@ def reply_refusal(reply: str) -> Refusal | None:
     return None if reply.strip() else CODES["task.reply_blank"]("reply")
 
 
+# Photos of a task's steps (issue #29): a task outlives its item in the town's files, and then takes
+# as many as an item does by default and needs none.
+DEFAULT_TASK_PHOTOS_MAX: int = CatalogItem.model_fields["task_photos_max"].default
+
+
+def task_photos_max(town: Town, item_code: str) -> int:
+    """How many photos a completion or a closure check of a task of this item may carry."""
+    item = town.catalog.get(item_code)
+    return item.task_photos_max if item is not None else DEFAULT_TASK_PHOTOS_MAX
+
+
+def completion_photo_required(town: Town, item_code: str) -> bool:
+    item = town.catalog.get(item_code)
+    return item is not None and item.completion_photo_required
+
+
+def completion_photo_refusal(town: Town, item_code: str, photos: int) -> Refusal | None:
+    """None unless the item needs the work seen done (处置后照片) and the completion has no photo."""
+    if photos == 0 and completion_photo_required(town, item_code):
+        return CODES["task.completion_photo_required"]("photos", item_code=item_code)
+    return None
+
+
 # An inspection completes the tasks it covered: the citizen's answer says what it found.
 INSPECTION_REPLIES = {
     "compliant": "经现场检查，未发现违法违规行为。",

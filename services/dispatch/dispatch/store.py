@@ -418,6 +418,34 @@ async def pending_suspensions(db: Db, towns: Sequence[str], limit: int) -> list[
         list(towns), limit)
 
 
+# --- photos of a task (issue #29) ----------------------------------------------------------------
+async def add_attachments(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """A step's photo rows in one statement (times and ids as PostgreSQL reads them back)."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO attachments SELECT * FROM jsonb_populate_recordset(NULL::attachments, $1::text::jsonb)",
+            json.dumps(list(rows), default=str, ensure_ascii=False))
+
+
+async def known_attachments(conn: asyncpg.Connection, attachment_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    rows = await conn.fetch("SELECT attachment_id FROM attachments WHERE attachment_id = ANY($1::uuid[])",
+                            list(attachment_ids))
+    return {row["attachment_id"] for row in rows}
+
+
+async def attachments_of(db: Db, task_id: uuid.UUID) -> list[asyncpg.Record]:
+    """A task's photos, by reference (never their position or keys), in the order they were taken."""
+    return await db.fetch(
+        "SELECT attachment_id, stage, seq, content_type, bytes, sha256, width, height, uploaded_by, uploaded_at"
+        " FROM attachments WHERE task_id = $1 ORDER BY uploaded_at, seq", task_id)
+
+
+async def attachment_of(db: Db, task_id: uuid.UUID, attachment_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        "SELECT attachment_id, content_type, stored_key, thumbnail_key FROM attachments"
+        " WHERE task_id = $1 AND attachment_id = $2", task_id, attachment_id)
+
+
 # --- the unit of work ---------------------------------------------------------------------------
 Row: TypeAlias = Mapping[str, Any]  # a stored row by column name (asyncpg's Record, a dict in the fakes)
 
@@ -458,6 +486,8 @@ class TaskStore(Protocol):
                              at: datetime) -> uuid.UUID | None: ...
     async def open_suspension(self, task_id: uuid.UUID, status: str) -> Row | None: ...
     async def update_suspension(self, suspension_id: uuid.UUID, **fields: Any) -> None: ...
+    async def add_attachments(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
+    async def known_attachments(self, attachment_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]: ...
 
 
 class UnitOfWork(Protocol):
@@ -555,6 +585,12 @@ class PgTaskStore:
 
     async def update_suspension(self, suspension_id: uuid.UUID, **fields: Any) -> None:
         await update_suspension(self.conn, suspension_id, **fields)
+
+    async def add_attachments(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        await add_attachments(self.conn, rows)
+
+    async def known_attachments(self, attachment_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        return await known_attachments(self.conn, attachment_ids)
 
 
 class PgUnitOfWork:

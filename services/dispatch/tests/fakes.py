@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from dispatch.rules import OPEN_STATUSES
 from dispatch.store import Row, TaskStore, UnitOfWork, UnitOfWorkFactory
 from townflow_shared.events import Envelope, RequestFiledData
+from townflow_shared.objects import StoreUnavailable
 
 # The columns a new task row gets from the database's defaults (migrations 002, 004, 008).
 _DEFAULTS: dict[str, Any] = {
@@ -36,6 +37,7 @@ class FakeTaskStore:
         self.merges: dict[uuid.UUID, dict[str, Any]] = {}
         self.replies: dict[uuid.UUID, dict[str, Any]] = {}
         self.suspensions: dict[uuid.UUID, dict[str, Any]] = {}
+        self.attachments: dict[uuid.UUID, dict[str, Any]] = {}
         self._ids = itertools.count(1)
 
     async def record_matter(self, town_code: str, data: RequestFiledData, event_id: uuid.UUID,
@@ -160,6 +162,14 @@ class FakeTaskStore:
     async def update_suspension(self, suspension_id: uuid.UUID, **fields: Any) -> None:
         self.suspensions[suspension_id].update(fields)
 
+    async def add_attachments(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for row in rows:
+            assert row["attachment_id"] not in self.attachments  # the primary key
+            self.attachments[row["attachment_id"]] = dict(row)
+
+    async def known_attachments(self, attachment_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        return set(attachment_ids) & set(self.attachments)
+
 
 class FakeUnitOfWork:
     """The tables and the outbox; a unit that raises leaves both as they were (its rollback)."""
@@ -197,3 +207,29 @@ class FakeUnitOfWork:
 
     def types_published(self) -> list[str]:
         return [e.type for e in self.published]
+
+
+class FakeObjects:
+    """The object store in memory (townflow_shared.objects.ObjectStore's calls); `down` makes every
+    call fail as an unreachable S3 does."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("the fake store is down")
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._check()
+        self.objects[key] = data
+
+    async def get(self, key: str) -> bytes:
+        self._check()
+        return self.objects[key]
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        self._check()
+        for key in keys:
+            self.objects.pop(key, None)

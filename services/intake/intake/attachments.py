@@ -9,7 +9,10 @@ once, and the sweep removes what no record owns.
 A photo is read through intake, as the matter is: the town's staff who read matters, or the
 citizen with the ticket's access code where the town shows citizens their photos. Each read is
 recorded in the audit trail; the bytes are streamed back, so no URL that works without intake's
-check is ever handed out."""
+check is ever handed out. So are the after photos of the matter's task (处置后照片), which intake
+knows by the references `dispatch.task.completed` carried: their objects are dispatch's, read at
+the key the bucket's layout makes known (`object_key(DISPATCH, town, request id, attachment id,
+variant)`, the contract docs/attachments.md states)."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from typing import Literal
 from townflow_shared import attachments as shared
 from townflow_shared import audit_trail
 from townflow_shared.auth import Principal
-from townflow_shared.objects import ObjectStore
+from townflow_shared.objects import ObjectStore, object_key
 from townflow_shared.photos import PhotoLimits
 from townflow_shared.problems import Refusal
 
@@ -32,6 +35,7 @@ from .flows import Answer, CitizenProof, Deps, FileMatter
 from .store import UnitOfWorkFactory
 
 OWNER = "intake"  # the prefix of intake's objects in the deployment's bucket
+DISPATCH = "dispatch"  # the prefix of the task photos' objects: dispatch's, read here by their key
 # Who of the town's staff sees a matter's photos: whoever reads its matter, and those who file.
 PHOTO_READERS = (*flows.MATTER_READERS, *flows.FILERS)
 TOO_MANY, STORAGE_UNAVAILABLE, NOT_FOUND = shared.TOO_MANY, shared.STORAGE_UNAVAILABLE, shared.NOT_FOUND
@@ -92,10 +96,17 @@ async def read_photo(deps: Deps, actor: Principal | None, command: ReadPhoto) ->
     async with deps.unit_of_work() as uow:
         request = await uow.store.request_by_ticket(command.ticket_no)
         row = await uow.store.attachment_of(request["request_id"], command.attachment_id) if request else None
-    if row is None:
+        after = (await uow.store.task_photo_of(request["request_id"], command.attachment_id)
+                 if request and row is None else None)
+    if row is not None:
+        key = row["thumbnail_key"] if command.variant == "thumbnail" else row["stored_key"]
+    elif after is not None:
+        key = object_key(DISPATCH, after["town_code"], after["request_id"], after["attachment_id"],
+                         f"{command.variant}.jpg")
+        row = after
+    else:
         raise shared.NOT_FOUND()
     audit_trail.note_read("attachment.read", "attachment", str(command.attachment_id))
-    key = row["thumbnail_key"] if command.variant == "thumbnail" else row["stored_key"]
     return await shared.read(deps.objects, key, command.attachment_id), row["content_type"]
 
 

@@ -283,10 +283,18 @@ async def read_status(deps: Deps, actor: Principal | None, command: ReadStatus) 
             followed = primary
         await tell_the_citizen(deps, uow, status, followed)
         if by_token or (town is not None and town.rules.intake.citizen_sees_photos):
-            if photos := await uow.store.attachments_of(row["request_id"]):
-                status.photos = [models.PhotoSeen(
-                    attachment_id=str(p["attachment_id"]), content_type=p["content_type"], size=p["bytes"],
-                    width=p["width"], height=p["height"], sha256=p["sha256"]) for p in photos]
+            # The filing's photos, then its task's after photos (issue #29), oldest first.
+            photos = [models.PhotoSeen(
+                attachment_id=str(p["attachment_id"]), content_type=p["content_type"], size=p["bytes"],
+                width=p["width"], height=p["height"], sha256=p["sha256"])
+                for p in await uow.store.attachments_of(row["request_id"])]
+            photos += [models.PhotoSeen(
+                attachment_id=str(p["attachment_id"]), stage=p["stage"], content_type=p["content_type"],
+                size=p["bytes"], sha256=p["sha256"], taken_at=p["taken_at"].astimezone(town.calendar.tz).isoformat()
+                if town is not None else p["taken_at"].isoformat())
+                for p in await uow.store.task_photos_of(row["request_id"])]
+            if photos:
+                status.photos = photos
     if sees_citizen and actor is not None:
         status.description = row["description"]
         status.location = row["location"]
@@ -796,6 +804,12 @@ async def follow_task_completed(deps: Deps, uow: UnitOfWork, event: events.TaskC
                       status="completed", completed_at=d.completed_at)
     await record_answer(uow, town, d.request_id, d.completed_at, reply=d.reply)  # none from v1.1
     await hold_task(uow, town, d.task_id, d.request_id, d.completed_at, "completed")
+    # The after photos (处置后照片, issue #29), by reference: the objects stay dispatch's.
+    await uow.store.record_task_photos(town.code, uuid.UUID(d.request_id), [
+        {"attachment_id": uuid.UUID(ref.attachment_id), "request_id": uuid.UUID(d.request_id), "town_code": town.code,
+         "task_id": d.task_id, "stage": "after", "seq": seq, "content_type": ref.content_type, "bytes": ref.size,
+         "sha256": ref.sha256, "original_sha256": ref.original_sha256, "taken_at": d.completed_at,
+         "event_id": event.id} for seq, ref in enumerate(d.attachments, 1)])
 
 
 async def follow_task_verified(deps: Deps, uow: UnitOfWork, event: events.TaskVerified) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -173,15 +173,19 @@ class CitizenSeen(BaseModel):
 
 
 class PhotoSeen(BaseModel):
-    """A photo filed with the matter (issue #29): read it at
-    `/v1/requests/{ticket_no}/photos/{attachment_id}` (`?variant=thumbnail` for its thumbnail)."""
+    """A photo of the matter (issue #29): filed with it, or taken when its task was completed.
+    Read it at `/v1/requests/{ticket_no}/photos/{attachment_id}` (`?variant=thumbnail` for its
+    thumbnail)."""
 
     attachment_id: str
+    stage: Literal["filed", "after"] = Field(default="filed", description=(
+        "filed: taken at filing; after: by the task's holder when it was completed (处置后照片)"))
     content_type: str
     size: int
-    width: int
-    height: int
-    sha256: str
+    width: int | None = Field(default=None, description="of a filed photo (an after photo is known by reference)")
+    height: int | None = None
+    sha256: str = Field(description="hex SHA-256 of the stored copy: what a reader fetches, and can check")
+    taken_at: str | None = Field(default=None, description="an after photo's completion time, in the town's time zone")
 
 
 class RequestStatus(BaseModel):
@@ -216,7 +220,8 @@ class RequestStatus(BaseModel):
     description: str | None = None
     location: str | None = None
     photos: list[PhotoSeen] | None = Field(default=None, description=(
-        "the photos filed with it: for the town's staff, and for the citizen where the town shows them"))
+        "its photos — filed with it, then its task's after photos (处置后照片) — for the town's staff, and "
+        "for the citizen where the town shows them"))
 
 
 class RatingBody(Command):

@@ -77,6 +77,9 @@ class IntakeStore(Protocol):
     async def attachments_of(self, request_id: uuid.UUID) -> list[Row]: ...
     async def attachment_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None: ...
     async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]: ...
+    async def record_task_photos(self, town_code: str, request_id: uuid.UUID, rows: list[dict[str, Any]]) -> None: ...
+    async def task_photos_of(self, request_id: uuid.UUID) -> list[Row]: ...
+    async def task_photo_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None: ...
 
 
 class UnitOfWork(Protocol):
@@ -506,6 +509,25 @@ class PgStore(PgAnswers):
         rows = await self.conn.fetch("SELECT attachment_id FROM attachments WHERE attachment_id = ANY($1::uuid[])",
                                      attachment_ids)
         return {row["attachment_id"] for row in rows}
+
+    async def record_task_photos(self, town_code: str, request_id: uuid.UUID, rows: list[dict[str, Any]]) -> None:
+        """The after photos a completion referenced, for a matter of the town filed here (else
+        none: not ours); each once, whatever the redeliveries."""
+        if rows:
+            await self.conn.execute(
+                "INSERT INTO task_photos SELECT p.* FROM jsonb_populate_recordset(NULL::task_photos, $1::text::jsonb) p"
+                " WHERE EXISTS (SELECT 1 FROM requests r WHERE r.request_id = $2 AND r.town_code = $3)"
+                " ON CONFLICT (attachment_id) DO NOTHING", _as_json(rows), request_id, town_code)
+
+    async def task_photos_of(self, request_id: uuid.UUID) -> list[Row]:
+        return list(await self.conn.fetch(
+            "SELECT attachment_id, stage, content_type, bytes, sha256, taken_at FROM task_photos"
+            " WHERE request_id = $1 ORDER BY taken_at, seq", request_id))
+
+    async def task_photo_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        return await self.conn.fetchrow(
+            "SELECT attachment_id, town_code, request_id, content_type FROM task_photos"
+            " WHERE request_id = $1 AND attachment_id = $2", request_id, attachment_id)
 
 
 class PgUnitOfWork:

@@ -49,6 +49,7 @@ class Tables:
     personal_data_reads: list[dict[str, Any]] = field(default_factory=list)
     citizens: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_citizens, by request id
     attachments: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
+    task_photos: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
 
 
 class FakeStore:
@@ -287,6 +288,21 @@ class FakeStore:
 
     async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         return set(attachment_ids) & set(self.tables.attachments)
+
+    async def record_task_photos(self, town_code: str, request_id: uuid.UUID, rows: list[dict[str, Any]]) -> None:
+        request = self._by_id(request_id)
+        if request is None or request["town_code"] != town_code:
+            return
+        for row in rows:
+            self.tables.task_photos.setdefault(row["attachment_id"], dict(row))
+
+    async def task_photos_of(self, request_id: uuid.UUID) -> list[Row]:
+        return sorted((p for p in self.tables.task_photos.values() if p["request_id"] == request_id),
+                      key=lambda p: (p["taken_at"], p["seq"]))
+
+    async def task_photo_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        found = self.tables.task_photos.get(attachment_id)
+        return found if found is not None and found["request_id"] == request_id else None
 
 
 class FakeUnitOfWork:

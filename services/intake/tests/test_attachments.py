@@ -124,3 +124,58 @@ async def test_where_the_town_does_not_show_photos_the_citizens_code_reads_none(
     refusal = await refused(_read(db, objects, answer["ticket_no"], row["attachment_id"], None, answer["access_code"]))
     assert refusal.code.name == "attachment.not_found"
     assert (await _read(db, objects, answer["ticket_no"], row["attachment_id"], BAILU_COMMAND))[1] == "image/jpeg"
+
+
+# --- the after photos of the matter's task (issue #29): known by reference, read by their key ---------
+def _after_photo(objects: FakeObjects, town: str, request_id: str) -> tuple[events.AttachmentRef, bytes]:
+    """An after photo as dispatch stores it (its prefix, the bucket's layout) and references it."""
+    from townflow_shared.objects import object_key
+
+    attachment_id, data = uuid.uuid4(), photo(64, 48)
+    for variant in ("photo", "thumbnail"):
+        objects.objects[object_key("dispatch", town, request_id, attachment_id, f"{variant}.jpg")] = data + variant.encode()
+    stored = data + b"photo"
+    return events.AttachmentRef(attachment_id=str(attachment_id), kind="photo", content_type="image/jpeg",
+                                size=len(stored), sha256=hashlib.sha256(stored).hexdigest(),
+                                original_sha256=hashlib.sha256(data).hexdigest()), stored
+
+
+def _completed_with(request_id: str, refs: list[events.AttachmentRef], town: str = QINGHE) -> events.TaskCompleted:
+    from services.intake.tests.test_flows import event, minutes
+
+    return event(events.TaskCompleted, events.TaskCompletedData(  # type: ignore[no-any-return]
+        task_id="a-task", request_id=request_id, by="s017", resolution="已处置", completed_at=minutes(30), on_time=True,
+        reply="已为您处置完毕。", attachments=refs), town, minutes(30))
+
+
+async def test_the_after_photos_of_a_completion_are_listed_and_read_by_the_citizen_with_the_code() -> None:
+    from services.intake.tests.test_flows import follow
+
+    db, objects = FakeDatabase(), FakeObjects()
+    _, answer = await file_with(db, objects, [photo()])
+    ref, stored = _after_photo(objects, QINGHE, answer["request_id"])
+    completed = _completed_with(answer["request_id"], [ref])
+    await follow(db, flows.follow_task_completed, completed, completed)  # redelivered: recorded once
+    assert len(db.tables.task_photos) == 1
+    status = await flows.read_status(intake_deps(db, objects), None, flows.ReadStatus(
+        answer["ticket_no"], answer["access_code"], flows.CitizenProof("10.0.0.1", None)))
+    assert [(p.stage, p.attachment_id) for p in status.photos or []] == [
+        ("filed", str(next(iter(db.tables.attachments)))), ("after", ref.attachment_id)]
+    assert status.photos and status.photos[1].sha256 == ref.sha256 and status.photos[1].width is None
+    read = await _read(db, objects, answer["ticket_no"], uuid.UUID(ref.attachment_id), None, answer["access_code"])
+    assert read == (stored, "image/jpeg")
+    thumbnail = await attachments.read_photo(intake_deps(db, objects), COMMAND, attachments.ReadPhoto(
+        answer["ticket_no"], uuid.UUID(ref.attachment_id), "thumbnail", None))
+    assert thumbnail[0].endswith(b"thumbnail")
+    refusal = await refused(_read(db, objects, answer["ticket_no"], uuid.UUID(ref.attachment_id), BAILU_COMMAND))
+    assert refusal.code.name == "attachment.not_found"
+
+
+async def test_a_completion_of_another_towns_matter_records_no_photo_here() -> None:
+    from services.intake.tests.test_flows import follow
+
+    db, objects = FakeDatabase(), FakeObjects()
+    _, answer = await file_with(db, objects, [])
+    ref, _ = _after_photo(objects, BAILU, answer["request_id"])
+    await follow(db, flows.follow_task_completed, _completed_with(answer["request_id"], [ref], town=BAILU))
+    assert db.tables.task_photos == {}
