@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import uuid
 
@@ -19,7 +20,7 @@ from PIL import Image
 from playwright.async_api import Page, Request, expect
 
 from devstack.stack import Stack
-from tests.conftest import QINGHE, Api, task_of
+from tests.conftest import QINGHE, Api, eventually, filing, task_of
 
 from .conftest import People, a_phone, assert_accessible
 from .test_console_words import READ_PAGE, english_on
@@ -166,3 +167,71 @@ async def test_a_photo_filed_at_the_window_is_made_smaller_shown_to_staff_and_to
     await tapped.wait_for_load_state()
     assert code not in tapped.url
     assert await tapped.evaluate("document.contentType") == "image/jpeg"
+
+
+def small_photo(shade: int) -> bytes:
+    """A small JPEG of one shade (the after and check photos need no size of their own)."""
+    out = io.BytesIO()
+    Image.new("RGB", (640, 480), (shade, 120, 60)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+async def test_the_after_photo_is_taken_on_the_task_page_and_checked_beside_the_filings(
+        people: People, county_stack: Stack) -> None:
+    """Dispatch's photos (after photos on completion, the command centre's at the check) in the
+    console: the assignee completes from the task page with a photo, the command centre sees the
+    filing's and the after photo side by side and checks with one of its own, the citizen sees the
+    after photo too."""
+    intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
+    filed = await intake.call("POST", "/v1/filings", as_=("s010", "clerk"), files=[
+        ("photos", ("before.jpg", small_photo(30), "image/jpeg"))], data={"filing": json.dumps(
+            filing(location=f"青禾村{uuid.uuid4().int % 10**8:08d}号路灯"), ensure_ascii=False)})
+    assert filed.status_code == 201, filed.text
+    ticket, code = filed.json()["ticket_no"], filed.json()["access_code"]
+    task = await task_of(dispatch, filed.json()["request_id"])
+    tid, assignee = task["task_id"], task["assignee"]
+    accepted = await dispatch.call("POST", f"/v1/tasks/{tid}/accept", as_=(assignee, "staff"))
+    assert accepted.status_code == 200, accepted.text
+
+    holder = await people.signed_in(f"qh-{assignee}")
+    await holder.goto(f"/tasks/{tid}")
+    form = holder.get_by_test_id("complete-form")
+    await form.locator("textarea[name=resolution]").fill("已更换灯泡")
+    await form.locator("textarea[name=reply]").fill("路灯已修好，请您查看。")
+    await form.locator("input[name=photos]").set_input_files(
+        [{"name": "after.jpg", "mimeType": "image/jpeg", "buffer": small_photo(200)}])
+    await _checked(holder, "the task page's completion form with its photo input")
+    await form.get_by_role("button", name="办结").click()
+    await holder.wait_for_url(re.compile(rf".*/tasks/{tid}\?done=complete$"))
+    after = holder.get_by_test_id("photos-after").get_by_test_id("thumbnail")
+    await expect(after).to_have_count(1)
+    assert await after.evaluate("img => img.complete && img.naturalWidth") > 0
+
+    board = await people.signed_in("qh-s030")
+    await board.goto(f"/board/tasks/{tid}")
+    compared = board.get_by_test_id("photo-comparison")
+    for side in ("compare-filed", "compare-after"):
+        shown = compared.get_by_test_id(side).get_by_test_id("thumbnail")
+        await expect(shown).to_have_count(1)
+        assert await shown.evaluate("img => img.complete && img.naturalWidth") > 0, side
+    await _checked(board, "the closure check with before and after side by side")
+    verify = board.get_by_test_id("verify-form")
+    await verify.locator("input[name=note]").fill("现场核实，路灯正常")
+    await verify.locator("input[name=photos]").set_input_files(
+        [{"name": "check.jpg", "mimeType": "image/jpeg", "buffer": small_photo(120)}])
+    await verify.get_by_role("button", name="提交核查").click()
+    await expect(board.get_by_test_id("task-status")).to_have_text("已结案")
+    await expect(board.get_by_test_id("photos-check").get_by_test_id("thumbnail")).to_have_count(1)
+    await _checked(board, "a closed task with its check photo")
+
+    citizen = await people.anonymous(phone=True)
+
+    async def after_photo_shown() -> bool | None:
+        await citizen.goto(f"/status?ticket={ticket}")
+        await citizen.locator("input[name=code]").fill(code)
+        await citizen.get_by_role("button", name="查询").click()
+        await expect(citizen.get_by_test_id("status")).to_be_visible()
+        return await citizen.get_by_test_id("photos-after").count() == 1 or None
+    await eventually(after_photo_shown, what="intake to list the after photo")
+    await expect(citizen.get_by_test_id("photos-filed").get_by_test_id("thumbnail")).to_have_count(1)
+    await _checked(citizen, "the citizen's status page with the filing's and the after photo")
