@@ -303,7 +303,7 @@ async def test_the_closure_check_shows_before_and_after_side_by_side_and_takes_i
 
 def _inspection(evidence: list[dict[str, Any]] | None) -> Any:
     inspection = {"inspection_id": INSPECTION_ID, "town_code": QINGHE, "target": "91320000MA1TEST01X",
-                  "status": "done", "units": [], "created_at": "2026-12-07T08:00:00+08:00", "started_at": None,
+                  "status": "started", "units": [], "created_at": "2026-12-07T08:00:00+08:00", "started_at": None,
                   "started_by": None, "finished_at": None, "officers": [], "present_units": [], "findings": [],
                   "visits_saved": 0, "assigned_officers": [], "needs": []}
     if evidence is not None:
@@ -319,12 +319,14 @@ def _inspection(evidence: list[dict[str, Any]] | None) -> Any:
 async def test_an_inspection_takes_evidence_photos_with_a_note_where_enforcement_lists_them() -> None:
     officer = Person("qh-s026", "s026", "执法员", frozenset({"staff", "officer"}), QINGHE, "青禾镇")
     seen: list[httpx.Request] = []
-    async for browser, csrf in _console(_inspection([{**SEEN, "note": "消防通道堆放杂物"}]), seen, officer):
+    evidence = {**SEEN, "note": "消防通道堆放杂物", "step": None, "uploaded_by": "s026",
+                "uploaded_at": "2026-12-07T01:30:00+00:00"}
+    async for browser, csrf in _console(_inspection([evidence]), seen, officer):
         page = (await browser.get(f"/enforcement/inspections/{INSPECTION_ID}")).text
         sent = await browser.post(f"/enforcement/inspections/{INSPECTION_ID}/evidence",
                                   files=[("photos", ("e.jpg", JPEG, "image/jpeg"))], data={"csrf": csrf, "note": "北侧"})
     assert f'src="/photos/inspections/{INSPECTION_ID}/{PHOTO_ID}?variant=thumbnail"' in page
-    assert 'data-testid="evidence-form"' in page and "消防通道堆放杂物" in page
+    assert 'data-testid="evidence-form"' in page and "2026-12-07 09:30：消防通道堆放杂物" in page
     assert sent.status_code == 303
     (posted,) = [r for r in seen if r.method == "POST"]
     assert posted.url.path == f"/v1/inspections/{INSPECTION_ID}/evidence"

@@ -118,8 +118,10 @@ async def _evidence_sent(request: Request, person: Person, path: str) -> Service
     form = await checked_form(request)
     photos = await chosen_photos(form)
     try:
-        await console_of(request).services.call(person, "enforcement", "POST", path, files=photos,
-                                                data={"note": str(form.get("note", ""))})
+        data = {"note": str(form.get("note", ""))}
+        if step := str(form.get("step", "")):  # a case's: the step the photos document (else its current)
+            data["step"] = step
+        await console_of(request).services.call(person, "enforcement", "POST", path, files=photos, data=data)
     except ServiceError as exc:
         return exc
     return None
