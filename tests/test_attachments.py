@@ -83,7 +83,10 @@ async def test_photos_are_stored_clean_and_the_event_carries_their_digests(
         assert row["stored_key"].startswith(f"intake/towns/{filed['ticket_no'][:9]}/matters/{filed['request_id']}/")
         image = Image.open(io.BytesIO(data))
         assert image.format == "JPEG" and len(image.getexif()) == 0 and "exif" not in image.info
-        assert b"TestPhone" not in data and b"GPS" not in data
+        # Metadata is in the segments before the image data: the grainy photo's compressed grain may
+        # hold any three bytes ("GPS" about once in ten runs), which says nothing of metadata.
+        header = data[:data.index(b"\xff\xda")]
+        assert b"TestPhone" not in header and b"GPS" not in header and b"Exif" not in header
         assert hashlib.sha256(data).hexdigest() == row["sha256"]
     assert Image.open(io.BytesIO(stored[0])).size == (480, 640)  # turned upright
     record = await wait_for_record(bootstrap, "intake.request.filed.v1", about(filed["request_id"]))
@@ -180,7 +183,9 @@ async def test_the_matter_in_front_of_its_handler_lists_its_photos_which_the_han
         return answer.json() if answer.status_code == 200 else None
     photos = (await eventually(matter, what="intake to follow the dispatch"))["photos"]
     status = (await intake.call("GET", f"/v1/requests/{filed['ticket_no']}", as_=COMMAND)).json()
-    assert photos == status["photos"] and len(photos) == 2  # in the order filed, as the status view lists them
+    # In the order filed, as the status view lists them (which leaves out what is not set).
+    assert [(p["attachment_id"], p["sha256"], p["stage"]) for p in photos] == [
+        (p["attachment_id"], p["sha256"], "filed") for p in status["photos"]] and len(photos) == 2
     read = await intake.call("GET", f"/v1/requests/{filed['ticket_no']}/photos/{photos[1]['attachment_id']}",
                              as_=holder, params={"variant": "thumbnail"})
     assert read.status_code == 200 and read.headers["cache-control"] == "private, no-store"
