@@ -198,6 +198,20 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("enforcement", "POST", "/v1/inspections/{inspection_id}/result"): {
         OFFICER: (200, 403), ENF_LEADER: (200, 403), OFF_TEAM: (403, 403), COMMAND: (403, 403),
         READER: (403, 403), COUNTY_ADMIN: (200, 200)},
+    # evidence (执法全过程记录): recorded by the team (or 执法队长) on a started inspection, by whoever takes
+    # a case's steps on a case; read by whoever reads the record
+    ("enforcement", "POST", "/v1/inspections/{inspection_id}/evidence"): {
+        OFFICER: (201, 403), ENF_LEADER: (201, 403), OFF_TEAM: (403, 403), COMMAND: (403, 403),
+        READER: (403, 403), COUNTY_ADMIN: (201, 201)},
+    ("enforcement", "GET", "/v1/inspections/{inspection_id}/evidence/{attachment_id}"): {
+        OFFICER: (200, 404), COMMAND: (200, 404), STATION: (403, 403), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200)},
+    ("enforcement", "POST", "/v1/cases/{case_id}/evidence"): {
+        OFFICER: (201, 403), ENF_LEADER: (201, 403), COMMAND: (403, 403), READER: (403, 403),
+        COUNTY_ADMIN: (201, 201)},
+    ("enforcement", "GET", "/v1/cases/{case_id}/evidence/{attachment_id}"): {
+        OFFICER: (200, 404), COMMAND: (200, 404), STATION: (403, 403), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200)},
     ("enforcement", "GET", "/v1/cases"): {
         OFFICER: (200, 404), APPRAISER: (200, 404), STATION: (403, 403), READER: (200, 200),
         COUNTY_ADMIN: (200, 200)},
@@ -353,6 +367,8 @@ class TownRecords:
     plan: dict[str, Any]
     fresh: dict[str, list[dict[str, Any]]]
     others: dict[str, dict[str, Any]]  # one record of each other kind, for the rows refused
+    # A piece of evidence on `started` and on `case`: {"inspection": attachment id, "case": …}.
+    evidence: dict[str, str] = field(default_factory=dict)
 
 
     def record(self, kind: str, fresh: bool) -> dict[str, Any]:
@@ -444,6 +460,15 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call(f"/v1/inspections/{r['inspection_id']}/result", json=_violation(r))
         case "/v1/cases/{case_id}":
             return Call(f"/v1/cases/{r['case_id']}")
+        case "/v1/inspections/{inspection_id}/evidence":
+            # The town's started inspection (its team s026, s027): evidence leaves it started.
+            return Call(f"/v1/inspections/{r['started_id']}/evidence", data={"note": "现场照片"}, files=[PHOTO_PART])
+        case "/v1/cases/{case_id}/evidence":
+            return Call(f"/v1/cases/{r['case_id']}/evidence", data={"note": "调查取证照片"}, files=[PHOTO_PART])
+        case "/v1/inspections/{inspection_id}/evidence/{attachment_id}":
+            return Call(f"/v1/inspections/{r['started_id']}/evidence/{r['inspection_evidence']}")
+        case "/v1/cases/{case_id}/evidence/{attachment_id}":
+            return Call(f"/v1/cases/{r['case_id']}/evidence/{r['case_evidence']}")
         case "/v1/cases/{case_id}/steps":
             return Call(f"/v1/cases/{r['case_id']}/steps", json={"step": "investigated", "note": "已调查取证"})
         case "/v1/cases/{case_id}/extension":
@@ -470,6 +495,9 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
         case "/v1/admin/clock":
             return Call("/v1/admin/clock", json={"advance": "PT0S"})
     raise AssertionError(f"no request for {route}: add one")
+
+
+PHOTO_PART = PHOTOS[0]
 
 
 def _violation(inspection: dict[str, Any]) -> dict[str, Any]:
@@ -620,10 +648,15 @@ async def _make_town(county: County, code: str) -> TownRecords:
     rest = iter(made[4 + len(others):])
     plan = await county.ok("enforcement", "POST", "/v1/random-plans", json={
         "targets": ["A", "B", "C"], "sample_size": 1, "seed": 1, "town_code": code}, **enforcer)
+    on_inspection = await county.ok("enforcement", "POST", f"/v1/inspections/{shared_started['inspection_id']}/evidence",
+                                    data={"note": "现场照片"}, files=[PHOTO_PART], **enforcer)
+    on_case = await county.ok("enforcement", "POST", f"/v1/cases/{shared_case['case_id']}/evidence",
+                              data={"note": "调查取证照片"}, files=[PHOTO_PART], **enforcer)
     return TownRecords(code, matter=shared_task, task=shared_task, planned=shared_planned, started=shared_started,
                        case=shared_case, plan=plan,
                        fresh={kind: [next(rest) for _ in range(n)] for kind, n in fresh.items()},
-                       others=other_records)
+                       others=other_records, evidence={"inspection": on_inspection["evidence"][0]["attachment_id"],
+                                                       "case": on_case["evidence"][0]["attachment_id"]})
 
 
 @pytest.fixture(scope="module")
@@ -686,7 +719,9 @@ async def test_role_and_town_matrix(county: County, towns: dict[str, TownRecords
         record = town.record(kind, fresh=row.expected < 300)
     else:  # a read, or an action that makes a record of its own
         record = {**town.task, "inspection_id": town.planned["inspection_id"], "case_id": town.case["case_id"],
-                  "plan_id": town.plan["plan_id"], "photographed": town.others["photographed"]}
+                  "plan_id": town.plan["plan_id"], "photographed": town.others["photographed"],
+                  "started_id": town.started["inspection_id"],
+                  "inspection_evidence": town.evidence["inspection"], "case_evidence": town.evidence["case"]}
     call = _request(row.route, town, record)
     caller = row.caller
     params = dict(call.params)

@@ -28,6 +28,8 @@ SPEC_TOPICS = {
     # issue #28: each service's audit trail
     "intake.audit.recorded.v1", "dispatch.audit.recorded.v1", "enforcement.audit.recorded.v1",
     "appraisal.audit.recorded.v1", "console.audit.recorded.v1",
+    # issue #29: evidence on inspections and cases (执法全过程记录)
+    "enforcement.evidence.recorded.v1",
 }
 NOW = datetime(2026, 11, 23, 1, 15, 2, tzinfo=UTC)
 

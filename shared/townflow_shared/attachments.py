@@ -17,13 +17,14 @@ import asyncio
 import hashlib
 import logging
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .events import AttachmentRef
-from .objects import ObjectStore, StoreUnavailable, attachment_of, object_key
+from .objects import ObjectExists, ObjectStore, StoreUnavailable, attachment_of, object_key
 from .photos import CleanPhoto, PhotoLimits, clean_photo
 from .problems import SHARED, FieldError, Refusal, invalid
 
@@ -34,7 +35,17 @@ STORAGE_UNAVAILABLE = SHARED["attachment.storage_unavailable"]
 NOT_FOUND = SHARED["attachment.not_found"]
 # Photos are cleaned in worker threads, at most this many at once in a replica: each holds a
 # decoded image (a 12 MP JPEG decodes at a quarter, a PNG whole), and a replica has a core or two.
-_CLEANING = asyncio.Semaphore(2)
+# One semaphore per event loop: a replica has one, but a semaphore a loop waited on is bound to it,
+# and unit tests run each command on a loop of its own (asyncio.run).
+CLEANING_AT_ONCE = 2
+_CLEANING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _cleaning() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    if (semaphore := _CLEANING.get(loop)) is None:
+        semaphore = _CLEANING[loop] = asyncio.Semaphore(CLEANING_AT_ONCE)
+    return semaphore
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ def reference(row: Mapping[str, Any]) -> AttachmentRef:
 async def cleaned(photos: Sequence[bytes], limits: PhotoLimits, field: str = "photos") -> list[CleanPhoto]:
     """Every photo cleaned, or one 422 naming each photo at fault (`photos[0]`, `photos[2]`)."""
     async def one(index: int, data: bytes) -> CleanPhoto | FieldError:
-        async with _CLEANING:
+        async with _cleaning():
             try:
                 return await asyncio.to_thread(clean_photo, data, limits, f"{field}[{index}]")
             except Refusal as refusal:
@@ -102,17 +113,24 @@ def placed(owner: str, town_code: str, matter_id: uuid.UUID | str, photos: Seque
     return out
 
 
-async def put(objects: ObjectStore | None, stored: Sequence[Stored]) -> None:
-    """Every object of the photos put (the copy and its thumbnail), or none left behind and a 503."""
+async def put(objects: ObjectStore | None, stored: Sequence[Stored], *, once: bool = False) -> None:
+    """Every object of the photos put (the copy and its thumbnail), or none left behind and a 503.
+    `once`: write-once (evidence): the store refuses to replace an object already under a key
+    (`ObjectStore.put_once`), and such an object, not this call's, is never removed here."""
     if objects is None:
         raise STORAGE_UNAVAILABLE()
+    write = objects.put_once if once else objects.put
     puts = [(s.stored_key, s.photo.stored) for s in stored] + [(s.thumbnail_key, s.photo.thumbnail) for s in stored]
-    outcomes = await asyncio.gather(*(objects.put(key, data, "image/jpeg") for key, data in puts),
+    outcomes = await asyncio.gather(*(write(key, data, "image/jpeg") for key, data in puts),
                                     return_exceptions=True)
     failed = [o for o in outcomes if isinstance(o, BaseException)]
     if failed:
         log.warning("photos not stored: %s", failed[0])
-        await forget(objects, [key for s in stored for key in s.keys])
+        # A put that failed may have stored its object all the same (a time-out): removed too. One
+        # the store refused because an object was there already is someone else's: left alone (or
+        # this call's own, when a retry followed a put whose answer was lost: the sweep removes it).
+        await forget(objects, [key for (key, _), outcome in zip(puts, outcomes, strict=True)
+                               if not isinstance(outcome, ObjectExists)])
         raise STORAGE_UNAVAILABLE()
 
 

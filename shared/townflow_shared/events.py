@@ -399,6 +399,28 @@ class CaseUpdated(Envelope):
     data: CaseUpdatedData
 
 
+class EvidenceRecordedData(EventData):
+    """Evidence photos recorded on an inspection (during its visit) or on a case's step
+    (执法全过程记录, issue #29), by reference: what a county department keeps to check, later, that
+    the evidence it reads through enforcement is what was recorded (`sha256` of the bytes read back).
+    Never the bytes, their keys, a URL, the note or where and when the photo was taken."""
+
+    inspection_id: str | None = Field(None, description="the inspection the evidence is on (else case_id)")
+    case_id: str | None = Field(None, description="the case the evidence is on (else inspection_id)")
+    step: CaseStep | None = Field(None, description="the case's step it documents (a case's evidence only)")
+    request_id: str | None = Field(None, description="the matter, when the record has one")
+    evidence: list[AttachmentRef] = Field(description="each photo, by reference and digest, as recorded (write-once)")
+    recorded_by: str = Field(description="the officer's staff id")
+    recorded_at: datetime
+
+
+class EvidenceRecorded(Envelope):
+    topic: ClassVar[str] = "enforcement.evidence.recorded.v1"
+    type: Literal["enforcement.evidence.recorded"] = "enforcement.evidence.recorded"
+    version: Literal[1] = 1
+    data: EvidenceRecordedData
+
+
 class PlannedTarget(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     target: str
@@ -546,7 +568,7 @@ EVENT_TYPES: tuple[type[Envelope], ...] = (
     RequestFiled, RequestRated, RequestMerged,
     TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended,
     TaskVerified, TaskMerged, TaskCallback, TaskSuspended, TaskResumed,
-    InspectionDone, CaseUpdated, PlanPublished,
+    InspectionDone, CaseUpdated, PlanPublished, EvidenceRecorded,
     ScoreUpdated, AlertRaised,
     *AUDIT_TYPES.values(),
 )

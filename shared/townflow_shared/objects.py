@@ -30,6 +30,11 @@ class StoreUnavailable(Exception):
     no bucket): the caller refuses with 503, never half-stores."""
 
 
+class ObjectExists(Exception):
+    """A write-once put (`put_once`) found an object under its key already: the store refused to
+    replace it (412). The object there is not the caller's to remove."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str
@@ -81,12 +86,20 @@ class ObjectStore:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise KeyError(params.get("Key")) from None
+            if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise ObjectExists(params.get("Key")) from None
             raise StoreUnavailable(f"{operation}: {error.response.get('Error', {}).get('Code')}") from error
         except BotoCoreError as error:
             raise StoreUnavailable(f"{operation}: {type(error).__name__}") from error
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await self._call("put_object", Key=key, Body=data, ContentType=content_type)
+
+    async def put_once(self, key: str, data: bytes, content_type: str) -> None:
+        """Put an object that can never be replaced through this call: S3's conditional write
+        (`If-None-Match: *`), so the store itself refuses a second put to the key (412:
+        ObjectExists), even one racing this. Evidence (enforcement) is written this way."""
+        await self._call("put_object", Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
 
     async def get(self, key: str) -> bytes:
         """The object's bytes (photos are small: a stored copy is a few hundred kilobytes);

@@ -72,9 +72,8 @@ AUDIT_ACTIONS = {
     "session.lifetime_end": "会话到达最长时长结束", "session.provider_end": "统一身份认证会话已结束",
     # Photos (issue #29): a filing with photos, and each read of a photo.
     "filing.create": "带照片受理登记", "attachment.read": "查看照片",
-    # … evidence of an inspection or a case (enforcement): its routes' actions.
-    "inspection.evidence": "上传检查证据",
-    "case.evidence": "上传案件证据",
+    # Evidence (执法全过程记录): recorded on an inspection or a case's step, and each read of it.
+    "inspection.evidence": "记录检查证据", "case.evidence": "记录案件证据", "evidence.read": "查看执法证据",
 }
 AUDIT_TARGETS = {
     "request": "受理件", "task": "任务", "staff": "人员", "inspection": "检查", "case": "案件",

@@ -181,6 +181,8 @@ ENFORCEMENT = {
     "inspection.not_planned": "这次检查已经开始（现在{status}），不能再次开始",
     "inspection.not_started": "请先开始检查，再提交检查结果（现在{status}）",
     "inspection.not_officer": "您不是这次检查的执法人员；只有检查组成员或执法队负责人可以提交结果",
+    "inspection.evidence_not_officer": "您不是这次检查的执法人员；只有检查组成员或执法队负责人可以记录执法证据",
+    "inspection.evidence_not_open": "检查开始后、提交结果前才能记录执法证据（现在{status}）；结果提交后的证据请记录在案件上",
     "inspection.poster_not_named": "提交人须是本次结果中列明的执法人员之一（或执法队负责人）",
     "inspection.unknown_staff": "不是本镇的工作人员：{staff}",
     "inspection.too_few_certified": "至少需要 {required} 名持执法证的执法人员（现在 {certified} 名）",
@@ -196,6 +198,7 @@ ENFORCEMENT = {
     "case.closed": "案件已结案",
     "case.step_out_of_order": "案件现在是“{current}”，下一步应为“{expected}”，不能直接“{requested}”",
     "case.step_unknown": "没有这个办案步骤",
+    "case.evidence_step_not_reached": "案件现在是“{current}”，证据只能记录在已办步骤或下一步骤（{steps}），不能记录在“{requested}”",
     "case.transfer_by_finding_only": "只有检查结论为“移交县级部门”或“移送司法机关”的案件才能移送",
     "case.decision_missing": "作出决定时须填写处罚决定",
     "case.decided": "案件已“{step}”，不能再延长期限",
@@ -250,6 +253,7 @@ _VALUE_TABLES: dict[str, Mapping[str, str]] = {
 _CODE_VALUE_TABLES: dict[str, dict[str, Mapping[str, str]]] = {
     "case.step_out_of_order": {"current": labels.CASE_STEPS, "expected": labels.CASE_STEPS,
                                "requested": labels.CASE_STEPS},
+    "case.evidence_step_not_reached": {"current": labels.CASE_STEPS, "requested": labels.CASE_STEPS},
 }
 _INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 

@@ -4,16 +4,19 @@ Adapters only: validate (models.py) → a flow or a query → the answer."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi.responses import Response
 
+from townflow_shared import photos as photo_rules
 from townflow_shared import problems
 from townflow_shared.auth import Principal, require
+from townflow_shared.events import CaseStep
 from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 
-from . import flows, models, queries
+from . import evidence, flows, models, queries
 from .deps import Deps
 from .refusals import CODES
 
@@ -96,6 +99,54 @@ async def record_result(inspection_id: InspectionId, body: models.ResultIn, deps
     return await flows.record_result(deps, principal, flows.RecordResult(inspection_id, body))
 
 
+# --- evidence (执法全过程记录, issue #29) ----------------------------------------------------------
+PHOTO_FILE = ("an evidence photo (JPEG, PNG, WebP or HEIC), as the phone took it: checked, turned upright and "
+              "stripped of its metadata here, then stored write-once")
+# The refusals of any evidence upload: the photos, and the store.
+PHOTOS = (photo_rules.TOO_LARGE, photo_rules.NOT_A_PHOTO, photo_rules.DAMAGED, photo_rules.TOO_MANY_PIXELS,
+          evidence.TOO_MANY, evidence.STORAGE_UNAVAILABLE, problems.BODY_TOO_LARGE)
+Photos = Annotated[list[UploadFile], File(description=PHOTO_FILE + "; up to 9 in one upload")]
+EvidenceNote = Annotated[str, Form(max_length=2000, pattern=NO_NUL_PATTERN,
+                                   description="what the photos show (not on any event)")]
+Variant = Annotated[Literal["photo", "thumbnail"], Query(description="the photo (≤ 2048 px) or its thumbnail")]
+AttachmentId = Annotated[uuid.UUID, Path(description="the evidence's attachment id, as the record lists it")]
+# The bytes as stored: a JPEG without metadata, never cached, never a URL to the bucket.
+EVIDENCE_READ: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                       "description": "the evidence as stored: a JPEG without metadata"}}
+
+
+def _photo_answer(data: bytes, content_type: str) -> Response:
+    return Response(data, media_type=content_type, headers={
+        "Cache-Control": "private, no-store", "Content-Disposition": "inline", "X-Content-Type-Options": "nosniff"})
+
+
+async def _read_all(photos: list[UploadFile]) -> tuple[bytes, ...]:
+    return tuple([await photo.read() for photo in photos])
+
+
+@router.post("/v1/inspections/{inspection_id}/evidence", status_code=201, response_model=models.Inspection,
+             responses=responses(*ON_INSPECTION, CODES["inspection.evidence_not_officer"],
+                                 CODES["inspection.evidence_not_open"], *PHOTOS))
+async def record_inspection_evidence(inspection_id: InspectionId, deps: Wired, principal: Officer, photos: Photos,
+                                     note: EvidenceNote = "") -> models.Inspection:
+    """Evidence photos taken during the visit (执法全过程记录), as multipart/form-data: one `photos`
+    part per photo and a `note`; by one of the inspection's team or the enforcement module's leader,
+    while it is started. Stored cleaned and write-once; the inspection is answered with its
+    evidence, and `enforcement.evidence.recorded` carries their digests."""
+    return await evidence.record_inspection_evidence(deps, principal, evidence.RecordInspectionEvidence(
+        inspection_id, await _read_all(photos), note))
+
+
+@router.get("/v1/inspections/{inspection_id}/evidence/{attachment_id}", response_class=Response,
+            responses={**EVIDENCE_READ, **responses(*CALLER, CODES["inspection.not_found"], evidence.NOT_FOUND,
+                                                    evidence.STORAGE_UNAVAILABLE)})
+async def read_inspection_evidence(inspection_id: InspectionId, attachment_id: AttachmentId, deps: Wired,
+                                   principal: Reader, variant: Variant = "photo") -> Response:
+    """A piece of the inspection's evidence, for whoever reads the inspection; every read recorded."""
+    return _photo_answer(*await evidence.read_evidence(deps, principal, evidence.ReadEvidence(
+        "inspection", inspection_id, attachment_id, variant)))
+
+
 @router.get("/v1/cases", response_model=list[models.Case], responses=responses(*LISTED, CODES["case.not_found"]))
 async def list_cases(deps: Wired, principal: Reader, step: Filter = None, overdue: bool | None = None,
                      inspection_id: uuid.UUID | None = None, town: Town = None,
@@ -116,6 +167,32 @@ async def get_case(case_id: CaseId, deps: Wired, principal: Reader) -> models.Ca
 async def add_step(case_id: CaseId, body: models.StepIn, deps: Wired, principal: Officer) -> models.CaseWithSteps:
     return await flows.take_case_step(deps, principal, flows.TakeCaseStep(
         case_id, body.step, decision=body.decision, note=body.note))
+
+
+@router.post("/v1/cases/{case_id}/evidence", status_code=201, response_model=models.CaseWithSteps,
+             responses=responses(*ON_CASE, CODES["case.transferred"], CODES["case.closed"], CODES["case.step_unknown"],
+                                 CODES["case.evidence_step_not_reached"], *PHOTOS))
+async def record_case_evidence(case_id: CaseId, deps: Wired, principal: Officer, photos: Photos,
+                               note: EvidenceNote = "",
+                               step: Annotated[CaseStep | None, Form(description=(
+                                   "the step the photos document: one the case has taken or its next; "
+                                   "its current step when not given"))] = None) -> models.CaseWithSteps:
+    """Evidence photos documenting a case's step (执法全过程记录), as multipart/form-data: one
+    `photos` part per photo, a `note` and the `step`; by whoever takes the case's steps. Stored
+    cleaned and write-once; the case is answered with its evidence, and
+    `enforcement.evidence.recorded` carries their digests."""
+    return await evidence.record_case_evidence(deps, principal, evidence.RecordCaseEvidence(
+        case_id, await _read_all(photos), note, step))
+
+
+@router.get("/v1/cases/{case_id}/evidence/{attachment_id}", response_class=Response,
+            responses={**EVIDENCE_READ, **responses(*CALLER, CODES["case.not_found"], evidence.NOT_FOUND,
+                                                    evidence.STORAGE_UNAVAILABLE)})
+async def read_case_evidence(case_id: CaseId, attachment_id: AttachmentId, deps: Wired, principal: Reader,
+                             variant: Variant = "photo") -> Response:
+    """A piece of the case's evidence, for whoever reads the case; every read recorded."""
+    return _photo_answer(*await evidence.read_evidence(deps, principal, evidence.ReadEvidence(
+        "case", case_id, attachment_id, variant)))
 
 
 @router.post("/v1/cases/{case_id}/extension", response_model=models.Case,

@@ -1,6 +1,6 @@
-"""Enforcement's bootstrap: settings, county, clock, database and the units of work, built once
-into `Deps` and handed by name to the event handlers, the deadline loop and the routes. The
-runtime is only the process's life cycle (start/stop, consumer, outbox relay, loops)."""
+"""Enforcement's bootstrap: settings, county, clock, database, the units of work and the object
+store (evidence), built once into `Deps` and handed by name to the event handlers, the loops and
+the routes. The runtime is only the process's life cycle (start/stop, consumer, outbox relay, loops)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.events import CaseUpdated, InspectionDone, PlanPublished, TaskDispatched
+from townflow_shared.events import (
+    CaseUpdated,
+    EvidenceRecorded,
+    InspectionDone,
+    PlanPublished,
+    TaskDispatched,
+)
+from townflow_shared.objects import ObjectStore
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers, metrics, scheduled
@@ -23,13 +30,14 @@ def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntim
     settings = settings or EnforcementSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)
     deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
-                transactions=PostgresTransactions(runtime.database))
+                transactions=PostgresTransactions(runtime.database), objects=ObjectStore.from_settings(settings))
     runtime.deps = deps
     runtime.on(TaskDispatched)(handlers.task_dispatched)
     runtime.every(scheduled.case_deadline_loop(deps))
+    runtime.every(scheduled.evidence_sweep_loop(deps))
     towns = list(deps.county.towns.values())
     runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns, deps.clock.now()), *metrics.GAUGES)
-    runtime.publishes(InspectionDone, CaseUpdated, PlanPublished)
+    runtime.publishes(InspectionDone, CaseUpdated, PlanPublished, EvidenceRecorded)
     return runtime
 
 

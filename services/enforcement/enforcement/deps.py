@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from townflow_shared.clock import Clock
 from townflow_shared.county import County
 from townflow_shared.db import Database
+from townflow_shared.objects import ObjectStore
 
 from .settings import EnforcementSettings
 from .unit_of_work import Transactions
@@ -20,3 +21,4 @@ class Deps:
     clock: Clock  # the one "now" (a test moves it)
     database: Database  # the pool (the deadline loop drains in batches of its own transactions)
     transactions: Transactions  # units of work on the database
+    objects: ObjectStore | None = None  # the deployment's bucket (evidence); None: evidence is refused (503)

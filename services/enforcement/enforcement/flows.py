@@ -249,9 +249,7 @@ async def take_case_step(deps: Deps, actor: Principal, command: TakeCaseStep) ->
         await work.store.set_case(row["case_id"], **fields)
         await work.store.add_case_step(row["town_code"], row["case_id"], command.step, now, actor.sub, command.note)
         await case_event(work, row, command.step, now, decision=command.decision)
-        updated = present(await work.store.case(row["case_id"]), "the case")
-        steps = await work.store.case_steps(row["case_id"])
-        return queries.case_with_steps(deps, updated, steps)
+        return await queries.case_view(deps, work.store, present(await work.store.case(row["case_id"]), "the case"))
 
 
 @dataclass(frozen=True)

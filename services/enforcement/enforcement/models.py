@@ -128,6 +128,24 @@ class FindingOut(BaseModel):
     rectify_by: date | None = None
 
 
+class Evidence(BaseModel):
+    """A piece of evidence (执法全过程记录, issue #29) as a record lists it: by reference and digest,
+    written once. Its bytes: `GET …/evidence/{attachment_id}` (each read recorded)."""
+
+    attachment_id: uuid.UUID
+    step: str | None = Field(description="the case's step it documents (a case's evidence only)")
+    note: str
+    content_type: str = Field(description="of the stored copy: image/jpeg")
+    size: int = Field(description="bytes of the stored copy")
+    width: int
+    height: int
+    sha256: str = Field(description="hex SHA-256 of the stored copy, as recorded: what a reader checks the bytes against")
+    original_sha256: str = Field(description="hex SHA-256 of the file as uploaded (not kept)")
+    captured_at: str | None = Field(description="when the photo was taken, as the camera wrote it (EXIF), if it did")
+    uploaded_by: str
+    uploaded_at: Moment
+
+
 class Inspection(BaseModel):
     """综合查一次: one visit to a target by every unit its needs call for."""
 
@@ -146,6 +164,7 @@ class Inspection(BaseModel):
     visits_saved: int
     assigned_officers: list[str]
     needs: list[Need]
+    evidence: list[Evidence] = Field(description="photos recorded during its visit, in the order recorded")
 
 
 class InspectionDone(Inspection):
@@ -183,6 +202,7 @@ class Case(BaseModel):
 
 class CaseWithSteps(Case):
     steps: list[CaseStepOut]
+    evidence: list[Evidence] = Field(description="photos documenting its steps, in the order recorded")
 
 
 class Plan(BaseModel):

@@ -47,14 +47,22 @@ def _listed(deps: Deps, actor: Principal, town: str | None) -> str | None:
 
 
 # --- inspections --------------------------------------------------------------------------------
+def evidence_answers(rows: Sequence[Row], town: Town) -> list[models.Evidence]:
+    """A record's evidence as its read view lists it: by reference and digest."""
+    return [models.Evidence.model_validate(in_town_time(r, town) | {"size": r["bytes"]}) for r in rows]
+
+
 async def inspection_answers(deps: Deps, store: Store, rows: Sequence[Row]) -> list[models.Inspection]:
-    """Inspections as answered, each with its needs (all of them read in one round trip)."""
-    needs = await store.needs_of_each([r["inspection_id"] for r in rows])
+    """Inspections as answered, each with its needs and its evidence (each read in one round trip)."""
+    ids = [r["inspection_id"] for r in rows]
+    needs = await store.needs_of_each(ids)
+    evidence = await store.evidence_of_each("inspection_id", ids)
     answers = []
     for row in rows:
         town = _stored_town(deps, row, CODES["inspection.not_found"])
         answers.append(models.Inspection.model_validate(
-            in_town_time(row, town) | {"needs": [in_town_time(n, town) for n in needs[row["inspection_id"]]]}))
+            in_town_time(row, town) | {"needs": [in_town_time(n, town) for n in needs[row["inspection_id"]]],
+                                       "evidence": evidence_answers(evidence[row["inspection_id"]], town)}))
     return answers
 
 
@@ -133,9 +141,16 @@ def case_answer(deps: Deps, row: Row) -> models.Case:
     return models.Case.model_validate(_case_fields(deps, row)[0])
 
 
-def case_with_steps(deps: Deps, row: Row, steps: Sequence[Row]) -> models.CaseWithSteps:
+def case_with_steps(deps: Deps, row: Row, steps: Sequence[Row], evidence: Sequence[Row]) -> models.CaseWithSteps:
     fields, town = _case_fields(deps, row)
-    return models.CaseWithSteps.model_validate(fields | {"steps": [in_town_time(s, town) for s in steps]})
+    return models.CaseWithSteps.model_validate(fields | {"steps": [in_town_time(s, town) for s in steps],
+                                                         "evidence": evidence_answers(evidence, town)})
+
+
+async def case_view(deps: Deps, store: Store, row: Row) -> models.CaseWithSteps:
+    """A case with its steps and its evidence, as its read view answers it."""
+    evidence = await store.evidence_of_each("case_id", [row["case_id"]])
+    return case_with_steps(deps, row, await store.case_steps(row["case_id"]), evidence[row["case_id"]])
 
 
 @dataclass(frozen=True)
@@ -158,9 +173,9 @@ async def list_cases(deps: Deps, actor: Principal, query: CaseFilter) -> list[mo
 
 
 async def get_case(deps: Deps, actor: Principal, case_id: str) -> models.CaseWithSteps:
-    async with deps.transactions.reading() as work:
+    async with deps.transactions.reading(snapshot=True) as work:  # its steps and evidence as of one moment
         row = _readable(deps, actor, await work.store.case(record_id(case_id, CODES["case.not_found"])), CODES["case.not_found"])
-        return case_with_steps(deps, row, await work.store.case_steps(row["case_id"]))
+        return await case_view(deps, work.store, row)
 
 
 # --- plans --------------------------------------------------------------------------------------

@@ -143,6 +143,45 @@ def result_poster_error(principal: Principal, *, assigned: Sequence[str], named:
     return CODES["inspection.poster_not_named"]("officers", officer=principal.sub)
 
 
+def evidence_taker_error(principal: Principal, *, team: Sequence[str], town: Town) -> Refusal | None:
+    """Who records an inspection's evidence (执法全过程记录): whoever may post its result, one of
+    its team or the enforcement module's leader (or an admin). An inspection started before teams
+    were recorded has none: then any officer of its town (the route admits officers alone, and the
+    caller acts in `town`, checked before)."""
+    if principal.roles & {"admin", "county_admin"} or principal.sub in enforcement_leaders(town):
+        return None
+    if not team or principal.sub in team:
+        return None
+    return CODES["inspection.evidence_not_officer"](officer=principal.sub, officers=", ".join(team))
+
+
+def inspection_evidence_error(status: str) -> Refusal | None:
+    """Evidence is recorded during the visit: once started, until its result is recorded (the
+    result is signed on the evidence then recorded; what is gathered after goes on its cases)."""
+    if status != "started":
+        return CODES["inspection.evidence_not_open"](status=status)
+    return None
+
+
+def evidence_step(current: str, taken: Sequence[str], requested: str | None) -> tuple[str, Refusal | None]:
+    """The case step a piece of evidence documents, and the refusal if it may not: a step the
+    case has taken or the one it works towards (the next), the current one when none is named;
+    none on a closed case or one transferred away."""
+    if current == "transferred":
+        return current, CODES["case.transferred"]()
+    if current == "closed":
+        return current, CODES["case.closed"]()
+    step = requested or current
+    if step not in CASE_STEPS:
+        return step, CODES["case.step_unknown"]("step", step=step)
+    open_steps = [s for s in CASE_STEPS if s in taken or s == current]
+    open_steps.append(CASE_STEPS[CASE_STEPS.index(current) + 1])
+    if step not in open_steps:
+        return step, CODES["case.evidence_step_not_reached"]("step", current=current, requested=step,
+                                                             steps=open_steps)
+    return step, None
+
+
 def transfer_destination(outcome: str, item: CatalogItem) -> str | None:
     """not_delegated goes back to the county department that keeps the power; criminal to the
     judicial organs (行刑衔接)."""

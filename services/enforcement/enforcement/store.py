@@ -3,10 +3,11 @@ and `Store`, their shape, which the unit tests' fake store has too (mypy checks 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 import asyncpg
 
@@ -47,6 +48,10 @@ class Store(Protocol):
     async def plan(self, plan_id: uuid.UUID) -> Row | None: ...
     async def plans(self, town_code: str | None, limit: int) -> list[Row]: ...
     async def counts(self) -> list[Row]: ...
+    async def insert_evidence(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
+    async def evidence_of_each(self, column: EvidenceOf, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Row]]: ...
+    async def evidence_item(self, column: EvidenceOf, record_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None: ...
+    async def known_evidence(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]: ...
 
 
 # A filter of a list: the clause given its placeholder (`$n`), and the value (None: not filtered).
@@ -66,6 +71,22 @@ def _newest(table: str, newest_by: str, filters: Sequence[Filter], limit: int) -
     args.append(limit)
     sql = f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608 - table, columns and clauses are this module's own; every value is a bound parameter
     return sql + f" ORDER BY {newest_by} DESC LIMIT ${len(args)}", args
+
+
+# What a record's evidence is listed by: an inspection's or a case's (the two columns of `evidence`).
+EvidenceOf: TypeAlias = Literal["inspection_id", "case_id"]
+# A record's evidence as its read view shows it (never its keys or where it was taken), and one
+# piece with its keys to read its bytes: an inspection's, or a case's.
+_EVIDENCE_SHOWN = ("SELECT attachment_id, inspection_id, case_id, step, note, kind, seq, content_type, bytes, sha256,"
+                   " width, height, original_sha256, captured_at, uploaded_by, uploaded_at FROM evidence")
+_EVIDENCE_OF_EACH = {
+    "inspection_id": _EVIDENCE_SHOWN + " WHERE inspection_id = ANY($1::uuid[]) ORDER BY inspection_id, seq",
+    "case_id": _EVIDENCE_SHOWN + " WHERE case_id = ANY($1::uuid[]) ORDER BY case_id, seq"}
+_EVIDENCE_ITEM = {
+    "inspection_id": "SELECT attachment_id, content_type, stored_key, thumbnail_key FROM evidence"
+                     " WHERE inspection_id = $1 AND attachment_id = $2",
+    "case_id": "SELECT attachment_id, content_type, stored_key, thumbnail_key FROM evidence"
+               " WHERE case_id = $1 AND attachment_id = $2"}
 
 
 def _town(p: str) -> str:
@@ -236,3 +257,28 @@ class PgStore:
             " UNION ALL SELECT town_code, 0, count(*) FILTER (WHERE warned_at IS NOT NULL AND overdue_at IS NULL),"
             "  count(*) FILTER (WHERE overdue_at IS NOT NULL) FROM cases"
             "  WHERE step IN ('filed', 'investigated', 'reviewed') GROUP BY town_code) AS c GROUP BY town_code")
+
+    # --- evidence (write-once: rows are inserted, never changed or removed) ------------------------
+    async def insert_evidence(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The rows in one statement (no pipeline: see shared/tests/test_no_statement_pipelines.py)."""
+        if rows:
+            await self.conn.execute(
+                "INSERT INTO evidence SELECT * FROM jsonb_populate_recordset(NULL::evidence, $1::text::jsonb)",
+                json.dumps([dict(r) for r in rows], default=str, ensure_ascii=False))
+
+    async def evidence_of_each(self, column: EvidenceOf, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
+        """The evidence of several inspections (`column` inspection_id) or cases (case_id), in one
+        round trip, each record's in the order recorded."""
+        found: dict[uuid.UUID, list[Row]] = {i: [] for i in record_ids}
+        for row in await self.conn.fetch(_EVIDENCE_OF_EACH[column], record_ids):
+            found[row[column]].append(row)
+        return found
+
+    async def evidence_item(self, column: EvidenceOf, record_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        """One piece of a record's evidence with its keys (to read its bytes); None if not the record's."""
+        return await self.conn.fetchrow(_EVIDENCE_ITEM[column], record_id, attachment_id)
+
+    async def known_evidence(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        rows = await self.conn.fetch("SELECT attachment_id FROM evidence WHERE attachment_id = ANY($1::uuid[])",
+                                     attachment_ids)
+        return {row["attachment_id"] for row in rows}

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from enforcement.store import Row, Store
+from enforcement.store import EvidenceOf, Row, Store
 from enforcement.unit_of_work import UnitOfWork
 from townflow_shared.events import Envelope
+from townflow_shared.objects import ObjectExists, StoredObject, StoreUnavailable
 
 
 class FakeStore:
@@ -24,6 +25,7 @@ class FakeStore:
         self.cases: dict[uuid.UUID, dict[str, Any]] = {}
         self.case_step_rows: list[dict[str, Any]] = []
         self.plan_rows: dict[uuid.UUID, dict[str, Any]] = {}
+        self.evidence: dict[uuid.UUID, dict[str, Any]] = {}
 
     # --- inspections and their needs
     async def inspection(self, inspection_id: uuid.UUID, *, lock: bool = False) -> Row | None:
@@ -141,6 +143,23 @@ class FakeStore:
     async def counts(self) -> list[Row]:
         return []
 
+    # --- evidence (write-once: as the table's trigger, a row once in is never replaced)
+    async def insert_evidence(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for row in rows:
+            assert row["attachment_id"] not in self.evidence, "evidence is write-once"
+            self.evidence[row["attachment_id"]] = dict(row)
+
+    async def evidence_of_each(self, column: EvidenceOf, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
+        return {i: sorted((e for e in self.evidence.values() if e[column] == i), key=lambda e: e["seq"])
+                for i in record_ids}
+
+    async def evidence_item(self, column: EvidenceOf, record_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        row = self.evidence.get(attachment_id)
+        return row if row is not None and row[column] == record_id else None
+
+    async def known_evidence(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        return {i for i in attachment_ids if i in self.evidence}
+
 
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore, published: list[Envelope]) -> None:
@@ -175,3 +194,45 @@ class FakeTransactions:
     @asynccontextmanager
     async def reading(self, *, snapshot: bool = False) -> AsyncIterator[UnitOfWork]:
         yield FakeUnitOfWork(self.store, [])
+
+
+class FakeObjects:
+    """The object store in memory, with S3's conditional write (`put_once` refuses a key that has
+    an object, as SeaweedFS does with 412); `down` makes every call fail as an unreachable S3
+    does; `after_put` runs after each put (a test changes the world between put and record)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.written: dict[str, datetime] = {}
+        self.down = False
+        self.after_put: Callable[[], None] | None = None
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("the fake store is down")
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._check()
+        self.objects[key], self.written[key] = data, datetime.now(UTC)
+        if self.after_put is not None:
+            self.after_put()
+
+    async def put_once(self, key: str, data: bytes, content_type: str) -> None:
+        self._check()
+        if key in self.objects:
+            raise ObjectExists(key)
+        await self.put(key, data, content_type)
+
+    async def get(self, key: str) -> bytes:
+        self._check()
+        return self.objects[key]
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        self._check()
+        for key in keys:
+            self.objects.pop(key, None)
+
+    async def listed(self, prefix: str, after: str | None = None, limit: int = 1000) -> list[StoredObject]:
+        self._check()
+        keys = sorted(k for k in self.objects if k.startswith(prefix) and (after is None or k > after))
+        return [StoredObject(k, self.written[k]) for k in keys[:limit]]
