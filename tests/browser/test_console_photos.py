@@ -23,7 +23,7 @@ from devstack.stack import Stack
 from tests.conftest import QINGHE, Api, eventually, filing, task_of
 
 from .conftest import People, a_phone, assert_accessible
-from .test_console_words import READ_PAGE, english_on
+from .test_console_words import READ_PAGE, _planned, english_on
 
 pytestmark = pytest.mark.stack
 WIDE, HIGH = 3200, 2400  # a phone's photo, larger than the 2048 px the browser makes it
@@ -236,3 +236,40 @@ async def test_the_after_photo_is_taken_on_the_task_page_and_checked_beside_the_
     await eventually(after_photo_shown, what="intake to list the after photo")
     await expect(citizen.get_by_test_id("photos-filed").get_by_test_id("thumbnail")).to_have_count(1)
     await _checked(citizen, "the citizen's status page with the filing's and the after photo")
+
+
+async def test_an_officer_records_evidence_on_the_inspection_page(people: People, county_stack: Stack) -> None:
+    """Enforcement's evidence (执法全过程记录) in the console: on a started inspection's page an officer
+    of its team uploads a photo with a note; it is listed with who took it, and opens in full."""
+    intake, enforcement = Api(county_stack, "intake", QINGHE), Api(county_stack, "enforcement", QINGHE)
+    target = f"91321003MA{uuid.uuid4().hex[:8].upper()}"
+    filed = await intake.call("POST", "/v1/requests", as_=("s010", "clerk"), json=filing(
+        channel="hotline", item_code="E003", description="消防通道堵塞", village="V02", location="东湖村工业园",
+        target=target))
+    assert filed.status_code == 201, filed.text
+    inspection = await _planned(enforcement, target)
+    iid = inspection["inspection_id"]
+    started = await enforcement.call("POST", f"/v1/inspections/{iid}/start", as_=("s026", "officer"),
+                                     json={"officers": ["s026", "s027"]})
+    assert started.status_code == 200, started.text
+
+    officer = await people.signed_in("qh-s026", phone=True)
+    await officer.goto(f"/enforcement/inspections/{iid}")
+    await expect(officer.get_by_test_id("evidence")).to_contain_text("尚无证据照片")
+    form = officer.get_by_test_id("evidence-form")
+    await form.locator("input[name=photos]").set_input_files(
+        [{"name": "scene.jpg", "mimeType": "image/jpeg", "buffer": small_photo(90)}])
+    await form.locator("input[name=note]").fill("北侧消防通道堆放纸箱")
+    await _checked(officer, "the inspection page's evidence form")
+    await form.get_by_role("button", name="上传证据").click()
+    shown = officer.get_by_test_id("evidence-photos").get_by_test_id("thumbnail")
+    await expect(shown).to_have_count(1)
+    assert await shown.evaluate("img => img.complete && img.naturalWidth") > 0
+    await expect(officer.get_by_test_id("evidence-notes")).to_contain_text("北侧消防通道堆放纸箱")
+    await expect(officer.get_by_test_id("evidence-notes")).to_contain_text("程刚")
+    await _checked(officer, "the inspection page with its evidence")
+    href = await officer.get_by_test_id("evidence-photos").get_by_test_id("photo-link").get_attribute("href")
+    assert href is not None and href.startswith(f"/photos/inspections/{iid}/")
+    served = await officer.request.get(href)
+    assert served.status == 200 and served.headers["cache-control"] == "private, no-store"
+    assert Image.open(io.BytesIO(await served.body())).size == (640, 480)
