@@ -61,6 +61,7 @@ from .pages import (
     intake,
     merge,
     oidc,
+    photos,
     status,
     tasks,
 )
@@ -279,7 +280,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="Townflow console", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    for module in (auth, oidc, board, merge, tasks, intake, status, enforcement, alerts, appraisal, bulletin,
+    for module in (auth, oidc, board, merge, tasks, intake, status, photos, enforcement, alerts, appraisal, bulletin,
                    county_page, suspension_pages, audit):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

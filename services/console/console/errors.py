@@ -4,6 +4,7 @@ none, under the page's line. No English sentence of a service is ever shown."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,8 +24,10 @@ FIELD_LABELS = {
     "to": "离岗结束", "officers": "执法人员", "present_units": "到场单位", "findings": "检查结果",
     "step": "步骤", "decision": "处罚决定", "pool": "奖金总额", "period": "月份", "sample_size": "抽取数量",
     "into": "主件受理编号", "ticket_no": "受理编号", "reached": "回访情况", "format": "格式",
-    "ticket": "受理编号", "unit": "派驻机构",
+    "ticket": "受理编号", "unit": "派驻机构", "photos": "照片",
 }
+# A photo of a multipart form, as a service names it: `photos[1]` is the second photo chosen.
+_PHOTO = re.compile(r"photos\[(\d+)\]")
 # A field that names no input of a form: what it says is the page's, not a field's.
 _WHOLE = frozenset({"body", "query", "path", "Idempotency-Key"})
 
@@ -56,6 +59,8 @@ class ServiceError(Exception):
 
 
 def label(field: str) -> str | None:
+    if photo := _PHOTO.fullmatch(field):
+        return f"第{int(photo.group(1)) + 1}张照片"
     return FIELD_LABELS.get(field) or FIELD_LABELS.get(field.split(".")[0])
 
 
@@ -76,9 +81,14 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def refusal(response: httpx.Response, town: TownNames | None = None) -> ServiceError:
+def refusal(response: httpx.Response, town: TownNames | None = None, under: str | None = None) -> ServiceError:
     """The service's answer ≥ 400 as the page shows it; `town`'s names of its codes (units, staff,
-    villages…) and its clock, for the params."""
+    villages…) and its clock, for the params. `under`: the multipart field that held the command's
+    JSON (`filing`): a field named under it is the form's own input (`filing.village` → `village`)."""
+
+    def own(field: str) -> str:
+        return field.removeprefix(f"{under}.") if under else field
+
     status = response.status_code
     names, zone = (town.flat(), town.zone) if town is not None else ({}, None)
     message = status_line(status, response.headers.get("Retry-After"))
@@ -95,7 +105,7 @@ def refusal(response: httpx.Response, town: TownNames | None = None) -> ServiceE
     loose: list[str] = []  # words of errors that name no input of a form
     errors = [e for e in body.get("errors") or () if isinstance(e, dict) and isinstance(e.get("code"), str)]
     for error in errors:
-        field = str(error.get("field") or "")
+        field = own(str(error.get("field") or ""))
         its = _mapping(error.get("params"))
         said = words(error["code"], its, status=status, field=field or None, names=names, zone=zone)
         suggestions += _suggested(its)
@@ -103,7 +113,7 @@ def refusal(response: httpx.Response, town: TownNames | None = None) -> ServiceE
             fields.setdefault(field, beside(field, said))
         else:
             loose.append(said)
-    named = body.get("field") if isinstance(body.get("field"), str) else None
+    named = own(body["field"]) if isinstance(body.get("field"), str) else None
     if named and named not in _WHOLE and named not in fields:
         fields[named] = beside(named, words(code, params, status=status, field=named, names=names, zone=zone))
     detail = None

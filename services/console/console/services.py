@@ -46,20 +46,27 @@ class Services:
 
     async def call(self, person: Person | None, service: str, method: str, path: str, *,
                    params: dict[str, Any] | None = None, json: Any = None,
-                   headers: dict[str, str] | None = None) -> Any:
-        """The service's JSON answer; `ServiceError` for any 4xx/5xx or when it cannot be reached."""
-        response = await self._send(person, service, method, path, params=params, json=json, headers=headers)
+                   headers: dict[str, str] | None = None, data: dict[str, str] | None = None,
+                   files: list[tuple[str, tuple[str, bytes, str]]] | None = None, under: str | None = None) -> Any:
+        """The service's JSON answer; `ServiceError` for any 4xx/5xx or when it cannot be reached.
+        `data` and `files`: a multipart body (photos: `files` as httpx takes them); `under`, the
+        multipart field holding the command's JSON, whose refusals name fields under it
+        (`filing.item_code`): the page shows them beside its own inputs (`item_code`)."""
+        response = await self._send(person, service, method, path, params=params, json=json, headers=headers,
+                                    data=data, files=files, under=under)
         return response.json() if response.content else None
 
-    async def download(self, person: Person, service: str, path: str, *,
-                       params: dict[str, Any] | None = None) -> httpx.Response:
+    async def download(self, person: Person | None, service: str, path: str, *,
+                       params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
         """A file the service answers, headers read and body not: the page streams it on and
         closes it (a monthly spreadsheet need not sit in the console's memory)."""
-        return await self._send(person, service, "GET", path, params=params, stream=True)
+        return await self._send(person, service, "GET", path, params=params, headers=headers, stream=True)
 
     async def _send(self, person: Person | None, service: str, method: str, path: str, *,
                     params: dict[str, Any] | None = None, json: Any = None,
-                    headers: dict[str, str] | None = None, stream: bool = False) -> httpx.Response:
+                    headers: dict[str, str] | None = None, stream: bool = False,
+                    data: dict[str, str] | None = None, files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+                    under: str | None = None) -> httpx.Response:
         sent = dict(headers or {})
         if address := browser_address.get():  # the services' audit records say where the person sat
             sent.setdefault("X-Forwarded-For", address)
@@ -74,7 +81,7 @@ class Services:
             propagate.inject(sent)  # the service's server span continues this trace
             try:
                 request = self._client.build_request(method, self._urls[service] + path, params=query, json=json,
-                                                     headers=sent)
+                                                     data=data, files=files, headers=sent)
                 response = await self._client.send(request, stream=stream)
             except httpx.HTTPError as exc:
                 span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
@@ -88,7 +95,7 @@ class Services:
                 if stream:  # the refusal's words are in the body: read it, then let the connection go
                     await response.aread()
                     await response.aclose()
-                raise refusal(response, self.names_for(person))
+                raise refusal(response, self.names_for(person), under)
             return response
 
 

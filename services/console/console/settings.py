@@ -18,6 +18,9 @@ class ConsoleSettings(ServiceSettings):
     enforcement_url: str = "http://127.0.0.1:8003"
     appraisal_url: str = "http://127.0.0.1:8004"
     service_timeout_seconds: float = 10.0
+    # A form with photos (issue #29) may be this large: the photos as chosen, when no script made them
+    # smaller first (a browser without it), up to the most an item takes; intake's own limit.
+    http_max_upload_bytes: int = 48_000_000
     # The token signer (local runs and tests): a private key whose public half the services' JWKS
     # holds (RS256/ES256), with its key id and the issuer the services expect; without a key file,
     # HS256 with TOWNFLOW_JWT_SECRET. A county puts the console behind its OIDC provider instead.

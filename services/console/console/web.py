@@ -3,7 +3,7 @@ CSRF check of a posted form, and rendering a template with the navigation."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,8 +43,20 @@ def when(context: Context, value: object, town: str | None = None) -> str:
     return names_in(context, town).when(value)
 
 
+def photo_address(kind: str, owner: str, attachment_id: str, variant: str = "photo") -> str:
+    """The console's address of a photo (pages/photos.py): of a matter (`requests`, by ticket), a
+    task, an inspection or a case; what pages link to and show, never the object store's."""
+    return f"/photos/{kind}/{owner}/{attachment_id}" + ("?variant=thumbnail" if variant == "thumbnail" else "")
+
+
+def photo_href(kind: str, owner: str) -> Callable[[dict[str, Any], str], str]:
+    """In a template: `photo_href('requests', ticket)` for `photo_strip`, the address of each photo listed."""
+    return lambda photo, variant: photo_address(kind, owner, str(photo["attachment_id"]), variant)
+
+
 templates.env.globals["N"] = names_in
 templates.env.globals["when"] = when
+templates.env.globals["photo_href"] = photo_href
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,16 @@ def guard(request: Request, page: str, acting: bool = False) -> Person:
     browser_address.set(request.client.host if request.client else None)  # for the services' audit records
     if BY_KEY[page] not in visible_pages(person) or (acting and not person.has_any(BY_KEY[page].roles)):
         raise Forbidden()
+    return person
+
+
+def signed_in(request: Request) -> Person:
+    """The signed-in person, whatever their roles: for what the service itself decides on (a photo
+    of a matter: intake answers whoever may read it, and 404 to anyone else)."""
+    person = session_of(request).person
+    if person is None:
+        raise SignInNeeded(request.url.path)
+    browser_address.set(request.client.host if request.client else None)
     return person
 
 

@@ -490,6 +490,7 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
             raise CODES["matter.not_found"]()
         town = town_of_record(deps.county, actor, row["town_code"], acting=False, not_found=CODES["matter.not_found"])
         holders = await uow.store.holders_of(row["request_id"])
+        filed_photos = await uow.store.attachments_of(row["request_id"])  # issue #29: whoever reads the matter sees them
         basis = rules.citizen_basis(actor, town, [_holder(h) for h in holders])
         citizen = deps.keyring.citizen_of(row, await uow.store.sealed_citizen(row["request_id"])) \
             if basis is not None else None
@@ -510,7 +511,9 @@ async def read_matter(deps: Deps, actor: Principal, command: ReadMatter) -> mode
         location=shown(row["location"]), target=row["target"], filed_by=row["filed_by"],
         proxy_agent_id=row["proxy_agent_id"], filed_at=row["filed_at"].astimezone(town.calendar.tz).isoformat(),
         citizen=models.MatterCitizen(name=citizen.name, phone=citizen.phone) if citizen is not None else None,
-        citizen_seen_as=basis if citizen is not None else None)
+        citizen_seen_as=basis if citizen is not None else None, photos=[models.PhotoSeen(
+            attachment_id=str(p["attachment_id"]), content_type=p["content_type"], size=p["bytes"], width=p["width"],
+            height=p["height"], sha256=p["sha256"]) for p in filed_photos])
 
 
 async def personal_data_reads(deps: Deps, actor: Principal, command: ReadRecord) -> models.PersonalDataReads:

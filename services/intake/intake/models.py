@@ -296,6 +296,8 @@ class Matter(BaseModel):
     citizen: MatterCitizen | None = None
     citizen_seen_as: SeenAs | None = Field(
         default=None, description="why the caller sees the citizen")
+    photos: list[PhotoSeen] = Field(default_factory=list, description=(
+        "the photos filed with it (issue #29), which whoever reads the matter may read"))
 
 
 # The months appraisal's periods have (2000-01 to 2100-12): a year 0 month is refused, never a 500.

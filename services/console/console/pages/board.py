@@ -6,6 +6,7 @@ callback (回访). Merging duplicates is pages/merge.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ from ..charts import stacked_bars
 from ..errors import ServiceError
 from ..names import TownNames
 from ..web import acting_form, checked_form, console_of, guard, render
+from .intake import chosen_photos
 
 router = APIRouter()
 STATUS_ORDER = ("dispatched", "accepted", "rework", "suspended", "completed", "returned", "closed", "redispatched")
@@ -320,9 +322,15 @@ async def act(request: Request, task_id: str, action: str) -> Response:
                 "note": str(form.get("note", ""))}
     else:
         body = {"note": str(form.get("note", ""))} if form.get("note") else None
+    photos = await chosen_photos(form) if action == "verify" else []
     try:
-        await console_of(request).services.call(person, "dispatch", "POST", f"/v1/tasks/{task_id}{ACTIONS[action]}",
-                                                json=body)
+        if photos:  # 核查结案 with the command centre's own photos: dispatch's multipart check
+            await console_of(request).services.call(
+                person, "dispatch", "POST", f"/v1/tasks/{task_id}/verifications", files=photos,
+                data={"verification": json.dumps(body, ensure_ascii=False)}, under="verification")
+        else:
+            await console_of(request).services.call(person, "dispatch", "POST",
+                                                    f"/v1/tasks/{task_id}{ACTIONS[action]}", json=body)
     except ServiceError as exc:
         if form.get("from") == "task":
             return await task_view(request, person, task_id, exc, {k: str(v) for k, v in form.items()})

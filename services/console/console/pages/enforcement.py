@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ..accounts import Person
 from ..errors import ServiceError
 from ..web import acting_form, checked_form, console_of, guard, render
+from .intake import chosen_photos
 
 router = APIRouter()
 
@@ -111,6 +112,29 @@ async def result(request: Request, inspection_id: str) -> Response:
     return RedirectResponse(f"/enforcement/inspections/{inspection_id}", status_code=303)
 
 
+async def _evidence_sent(request: Request, person: Person, path: str) -> ServiceError | None:
+    """Evidence photos and their note posted on to enforcement's multipart route (issue #29);
+    its refusal, or None."""
+    form = await checked_form(request)
+    photos = await chosen_photos(form)
+    try:
+        data = {"note": str(form.get("note", ""))}
+        if step := str(form.get("step", "")):  # a case's: the step the photos document (else its current)
+            data["step"] = step
+        await console_of(request).services.call(person, "enforcement", "POST", path, files=photos, data=data)
+    except ServiceError as exc:
+        return exc
+    return None
+
+
+@router.post("/enforcement/inspections/{inspection_id}/evidence", response_class=HTMLResponse)
+async def inspection_evidence(request: Request, inspection_id: str) -> Response:
+    person = guard(request, "enforcement", acting=True)
+    if error := await _evidence_sent(request, person, f"/v1/inspections/{inspection_id}/evidence"):
+        return await _inspection_view(request, person, inspection_id, error)
+    return RedirectResponse(f"/enforcement/inspections/{inspection_id}", status_code=303)
+
+
 @router.get("/enforcement/cases/{case_id}", response_class=HTMLResponse)
 async def case_page(request: Request, case_id: str) -> Response:
     return await _case_view(request, guard(request, "enforcement"), case_id)
@@ -133,6 +157,11 @@ async def _case_view(request: Request, person: Person, case_id: str, error: Serv
 
 @router.post("/enforcement/cases/{case_id}/{action}", response_class=HTMLResponse)
 async def case_action(request: Request, case_id: str, action: str) -> Response:
+    if action == "evidence":  # photos (issue #29): a multipart form of its own
+        person = guard(request, "enforcement", acting=True)
+        if error := await _evidence_sent(request, person, f"/v1/cases/{case_id}/evidence"):
+            return await _case_view(request, person, case_id, error)
+        return RedirectResponse(f"/enforcement/cases/{case_id}", status_code=303)
     person, form = await acting_form(request, "enforcement", action, ("steps", "extension"))
     if action == "steps":
         body = {k: str(form.get(k, "")) or None for k in ("step", "decision", "note")}

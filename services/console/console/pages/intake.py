@@ -3,6 +3,7 @@ town's catalog to search, and a printable receipt with the ticket number and acc
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -10,6 +11,7 @@ import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
+from starlette.datastructures import FormData, UploadFile
 
 from ..accounts import Person
 from ..errors import ServiceError
@@ -30,7 +32,7 @@ def _default_channel(person: Person) -> str:
 
 
 async def _form_page(request: Request, person: Person, form: dict[str, str], error: ServiceError | None = None,
-                     q: str = "") -> Response:
+                     q: str = "", photos_sent: int = 0) -> Response:
     console = console_of(request)
     # County roles pick the town (the first by default): the catalog and villages are the town's.
     town_code = person.town or form.get("town_code") or next(iter(console.county.towns))
@@ -51,7 +53,12 @@ async def _form_page(request: Request, person: Person, form: dict[str, str], err
     suggestions = [{"code": c, "name": town.catalog[c].name} for c in (error.suggestions if error else [])
                    if town is not None and c in town.catalog]
     status = 200 if error is None else (error.status if error.status >= 400 else 502)
+    # How many photos each item takes (the town's catalog.yaml; intake checks it): the form says the
+    # chosen item's, and its script (static/photos.js) follows the item typed.
+    photos_max = {code: item.photos_max for code, item in town.catalog.items()} if town is not None else {}
     return render(request, "intake.html", status, title="窗口受理", form=form, error=error, q=q,
+                  photos_max=photos_max, photos_max_json=json.dumps(photos_max, separators=(",", ":")),
+                  photos_sent=photos_sent,
                   catalog=catalog, catalog_shown=catalog_shown, catalog_error=catalog_error, suggestions=suggestions,
                   villages=town.info.villages if town else [],
                   towns=[(t.code, t.info.name) for t in console.county.towns.values()] if not person.town else [],
@@ -77,18 +84,37 @@ def _filing(form: dict[str, str], person: Person) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
+async def chosen_photos(posted: FormData, field: str = "photos") -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The photos a form's file input sent, as a multipart call passes them on: in the order chosen
+    (a refusal's `photos[1]` is the second), under the service's field name. An input left empty
+    sends one nameless, empty part: no photo. The type the browser claims is passed on as it came;
+    the service sniffs the bytes and believes nothing else."""
+    photos = []
+    for part in posted.getlist(field):
+        if isinstance(part, UploadFile) and part.filename:
+            photos.append(("photos", (part.filename, await part.read(), part.content_type or "application/octet-stream")))
+    return photos
+
+
 @router.post("/intake", response_class=HTMLResponse)
 async def file(request: Request) -> Response:
     person = guard(request, "intake", acting=True)
     posted = await checked_form(request)
     form = {k: str(posted.get(k, "")).strip() for k in (*FIELDS, "idempotency_key")}
+    photos = await chosen_photos(posted)
+    services = console_of(request).services
+    # The form's own key: a double click or a reload files the matter once (the same receipt).
+    key = {"Idempotency-Key": form["idempotency_key"] or uuid.uuid4().hex}
     try:
-        # The form's own key: a double click or a reload files the matter once (the same receipt).
-        filed = await console_of(request).services.call(
-            person, "intake", "POST", "/v1/requests", json=_filing(form, person),
-            headers={"Idempotency-Key": form["idempotency_key"] or uuid.uuid4().hex})
-    except ServiceError as exc:
-        return await _form_page(request, person, form, exc)
+        if photos:  # intake's multipart filing: the filing's JSON and each photo, checked and stored together
+            filed = await services.call(person, "intake", "POST", "/v1/filings", headers=key, files=photos,
+                                        data={"filing": json.dumps(_filing(form, person), ensure_ascii=False)},
+                                        under="filing")
+        else:
+            filed = await services.call(person, "intake", "POST", "/v1/requests", json=_filing(form, person),
+                                        headers=key)
+    except ServiceError as exc:  # a browser keeps no file chosen in a page sent back: the form says so
+        return await _form_page(request, person, form, exc, photos_sent=len(photos))
     town_code = filed["ticket_no"].split("-")[0]  # a ticket number starts with its town's code
     here = console_of(request).names.of(town_code)
     address = status_address(request, filed["ticket_no"])
@@ -99,7 +125,8 @@ async def file(request: Request) -> Response:
     department = filed.get("department") or (here.unit(item.lead_module) if item is not None else None)
     return render(request, "receipt.html", 201, title="受理回执", filed=filed, form=form, town_code=town_code,
                   item_name=here.item(form["item_code"]), town_name=here.town(town_code), department=department,
-                  status_address=address, qr=qr_svg(address), slip=request.query_params.get("slip") == "1")
+                  status_address=address, qr=qr_svg(address), slip=request.query_params.get("slip") == "1",
+                  photo_count=len(photos))
 
 
 def status_address(request: Request, ticket_no: str) -> str:

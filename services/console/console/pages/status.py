@@ -6,6 +6,7 @@ asks for the last four of the citizen's phone too, and the form then has the fie
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from ..errors import ServiceError, beside
 from ..refusals import status_line, words
 from ..web import checked_form, console_of, render
+from .photos import inline_thumbnail, refused, streamed
 
 router = APIRouter()
 
@@ -34,11 +36,25 @@ async def _lookup(request: Request, ticket: str, code: str,
         return None, exc
 
 
-def _page(request: Request, ticket: str, code: str, tail: str, view: dict[str, Any] | None,
-          error: ServiceError | None, rated: bool = False) -> Response:
+async def _thumbnails(request: Request, ticket: str, code: str, tail: str,
+                      view: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The matter's photos that intake lists to the citizen (where the town shows them), each with
+    its thumbnail inline: read with the code here, since the code is never put in an address."""
+    photos = [p for p in (view or {}).get("photos") or () if isinstance(p, dict) and p.get("attachment_id")]
+    if not photos:
+        return []
+    services = console_of(request).services
+    inline = await asyncio.gather(*(inline_thumbnail(services, ticket, str(p["attachment_id"]), code, tail,
+                                                     _citizen(request)) for p in photos))
+    return [{**p, "stage": p.get("stage") or "filed", "inline": src} for p, src in zip(photos, inline, strict=True) if src is not None]
+
+
+async def _page(request: Request, ticket: str, code: str, tail: str, view: dict[str, Any] | None,
+                error: ServiceError | None, rated: bool = False) -> Response:
     status = 200 if error is None else (error.status if error.status >= 400 else 502)
+    photos = await _thumbnails(request, ticket, code, tail, view)
     return render(request, "status.html", status, title="办事进度", ticket=ticket, code=code, contact_tail=tail,
-                  view=view, error=error, rated=rated)
+                  view=view, error=error, rated=rated, photos=photos)
 
 
 def _asked(form: Any) -> tuple[str, str, str]:
@@ -48,7 +64,7 @@ def _asked(form: Any) -> tuple[str, str, str]:
 
 @router.get("/status", response_class=HTMLResponse)
 async def status_page(request: Request, ticket: str = "") -> Response:
-    return _page(request, ticket, "", "", None, None)
+    return await _page(request, ticket, "", "", None, None)
 
 
 @router.post("/status", response_class=HTMLResponse)
@@ -56,10 +72,10 @@ async def status_lookup(request: Request) -> Response:
     form = await checked_form(request)
     ticket, code, tail = _asked(form)
     if not ticket:
-        return _page(request, ticket, code, tail, None,
+        return await _page(request, ticket, code, tail, None,
                      ServiceError(422, status_line(422), {"ticket": beside("ticket", words("value.missing"))}))
     view, error = await _lookup(request, ticket, code, tail)
-    return _page(request, ticket, code, tail, view, error)
+    return await _page(request, ticket, code, tail, view, error)
 
 
 @router.post("/status/rating", response_class=HTMLResponse)
@@ -75,4 +91,19 @@ async def rate(request: Request) -> Response:
     except ServiceError as exc:
         rating_error = exc
     view, error = await _lookup(request, ticket, code, tail)
-    return _page(request, ticket, code, tail, view, rating_error or error, rated=rating_error is None)
+    return await _page(request, ticket, code, tail, view, rating_error or error, rated=rating_error is None)
+
+
+@router.post("/status/photo")
+async def status_photo(request: Request) -> Response:
+    """The full photo the citizen tapped, read with the access code posted beside it (a form, so
+    the code stays out of the address); intake checks the code as for the status."""
+    form = await checked_form(request)
+    ticket, code, tail = _asked(form)
+    attachment_id = str(form.get("photo", "")).strip()
+    try:
+        return await streamed(console_of(request).services, None, "intake",
+                              f"/v1/requests/{ticket}/photos/{attachment_id}",
+                              {"variant": "photo", "code": code, "contact_tail": tail}, _citizen(request))
+    except ServiceError as exc:
+        return refused(request, exc)

@@ -3,6 +3,7 @@ off-post registration (离岗登记); a module leader sees the module's tasks to
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..accounts import Person
 from ..errors import ServiceError
 from ..web import acting_form, checked_form, console_of, guard, render
 from .board import status_of, task_with_matter
+from .intake import chosen_photos
 
 router = APIRouter()
 ACTIONS = ("accept", "complete", "return", "extend")
@@ -71,16 +73,23 @@ async def tasks_export(request: Request) -> Response:
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
-async def task_page(request: Request, task_id: str, matter: str | None = None) -> Response:
+async def task_page(request: Request, task_id: str, matter: str | None = None, done: str | None = None) -> Response:
     """One task with its matter: what the citizen asked, and (for its assignee while it is theirs
-    and open, and its module leader) the citizen's name and phone, as intake decides."""
-    person = guard(request, "tasks")
+    and open, and its module leader) the citizen's name and phone, as intake decides; its photos,
+    and the completion form with the after photos (处置后照片) when dispatch takes them."""
+    return await _task_view(request, guard(request, "tasks"), task_id, matter, done=done)
+
+
+async def _task_view(request: Request, person: Person, task_id: str, matter: str | None = None,
+                     error: ServiceError | None = None, form: dict[str, str] | None = None,
+                     done: str | None = None, photos_sent: int = 0) -> Response:
     try:
         task, the_matter, matter_error = await task_with_matter(request, person, task_id, matter)
     except ServiceError as exc:
         return render(request, "refused.html", status_of(exc), title="任务", message=exc.page_line)
-    return render(request, "task.html", title=f"任务 {task['ticket_no']}", task=task, matter=the_matter,
-                  matter_error=matter_error, matter_shown=matter != "off")
+    return render(request, "task.html", 200 if error is None else status_of(error), title=f"任务 {task['ticket_no']}",
+                  task=task, matter=the_matter, matter_error=matter_error, matter_shown=matter != "off",
+                  action_error=error, form=form or {}, done=done, photos_sent=photos_sent)
 
 
 def _local_time(value: str, zone: tzinfo) -> str:
@@ -116,9 +125,20 @@ async def act(request: Request, task_id: str, action: str) -> Response:
         "return": {"reason": str(form.get("reason", ""))},
         "extend": {"days": str(form.get("days", "")), "reason": str(form.get("reason", ""))},
     }[action]
+    photos = await chosen_photos(form) if action == "complete" else []
+    services = console_of(request).services
     try:
-        await console_of(request).services.call(person, "dispatch", "POST", f"/v1/tasks/{task_id}/{action}", json=body)
+        if photos:  # 办结 with the after photos (处置后照片): dispatch's multipart completion
+            await services.call(person, "dispatch", "POST", f"/v1/tasks/{task_id}/completions", files=photos,
+                                data={"completion": json.dumps(body, ensure_ascii=False)}, under="completion")
+        else:
+            await services.call(person, "dispatch", "POST", f"/v1/tasks/{task_id}/{action}", json=body)
     except ServiceError as exc:
+        if form.get("from") == "task":  # the task's own page: the refusal beside its form
+            return await _task_view(request, person, task_id, error=exc, photos_sent=len(photos),
+                                    form={k: str(form.get(k, "")) for k in ("resolution", "reply")})
         return await _page(request, person, exc.status if exc.status >= 400 else 502,
                            action_error={"task_id": task_id, "action": action, "error": exc})
+    if form.get("from") == "task":
+        return RedirectResponse(f"/tasks/{task_id}?done={action}", status_code=303)
     return RedirectResponse(f"/tasks?done={action}", status_code=303)
