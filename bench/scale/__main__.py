@@ -87,7 +87,7 @@ def read_values(first: history.TownMonth) -> dict[str, str]:
                                 "dispatch /v1/tasks/{task_id}/photos/{attachment_id}")
     values |= {f"{intake_photo}:ticket_no": photographed.ticket_no, f"{intake_photo}:code": photographed.access_code,
                f"{intake_photo}:attachment_id": str(photographed.photos[0]),
-               f"{task_photo}:task_id": completion.data.task_id,
+               f"{task_photo}:task_id": completion.data.task_id, "photo_task_id": completion.data.task_id,
                f"{task_photo}:attachment_id": completion.data.attachments[0].attachment_id}
     return values | auditing.search_values(first, values)
 
