@@ -316,6 +316,8 @@ async def task_of(dispatch: Api, request_id: str, status: str | None = None) -> 
     """The newest task of a matter, once dispatch has created it (and it has `status`)."""
     async def find() -> dict[str, Any] | None:
         response = await dispatch.call("GET", "/v1/tasks", as_=COMMAND, params={"request_id": request_id})
+        if response.status_code != 200:  # a test of an outage polls through it (503): waited out
+            return None
         tasks = response.json()
         if tasks and (status is None or tasks[0]["status"] == status):
             return dict(tasks[0])
@@ -329,6 +331,8 @@ async def status_of(intake: Api, ticket: dict[str, Any], status: str) -> dict[st
     async def find() -> dict[str, Any] | None:
         response = await intake.call("GET", f"/v1/requests/{ticket['ticket_no']}",
                                      params={"code": ticket["access_code"]})
+        if response.status_code != 200:  # an outage's 503, waited out
+            return None
         view = response.json()
         return dict(view) if view.get("status") == status else None
 

@@ -32,7 +32,8 @@ READS = {
 # vanished fails here.
 PAGES = [
     "GET /signin", "GET /board", "GET /board/live", "GET /board/tasks/{task_id}",
-    "GET /board/tasks/{task_id} (without the matter)", "GET /board/export.csv", "GET /tasks", "GET /tasks/{task_id}",
+    "GET /board/tasks/{task_id} (without the matter)", "GET /board/tasks/{task_id} (with photos)",
+    "GET /board/export.csv", "GET /tasks", "GET /tasks/{task_id}",
     "GET /tasks/export.csv", "GET /intake",
     "GET /status", "POST /status", "GET /enforcement", "GET /enforcement/inspections/{inspection_id}",
     "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
@@ -129,11 +130,12 @@ def test_a_console_page_without_a_caller_fails_the_run(tmp_path: Path, monkeypat
     routes = pages.console_get_routes(tmp_path)
     values = {"task_id": "t", "inspection_id": "i", "case_id": "c", "period": "2026-10", "matter_off": "off",
               "audit_actor": "s", "ticket_no": "n", "audit_action_dispatch": "task.accept", "audit_from": "2026-10-08",
-              "audit_to": "2026-10-14"}
+              "audit_to": "2026-10-14", "photo_task_id": "p"}
     matters = [{"ticket_no": f"n{i}", "code": f"k{i}"} for i in range(3)]
     loads = {load.name.removeprefix("console "): load for load in pages.page_loads(routes, values, matters)}
     assert set(loads) == set(PAGES)
     assert loads["GET /board/tasks/{task_id} (without the matter)"].params == {"matter": "off"}
+    assert loads["GET /board/tasks/{task_id} (with photos)"].url == "/board/tasks/p"  # the photographed task
     # Each citizen's lookup is another matter (intake's wrong-code guard is per ticket).
     assert loads["POST /status"].forms == [{"ticket": f"n{i}", "code": f"k{i}"} for i in range(3)]
     with pytest.raises(MissingParameter, match="period"):
