@@ -233,8 +233,9 @@ class Stack:
         self.kafka = Kafka(self.workdir / "kafka", heap=self.kafka_heap).start()
         self.postgres = Postgres(self.workdir / "postgres", [*SERVICES, CONSOLE_DATABASE]).start()
         if self.s3 is not None:
-            # Named after the stack's folder (townflow-<random>): S3 bucket names are lower case, no `_`.
-            self.s3_bucket = self.s3.bucket(self.workdir.name.lower().replace("_", "-"))
+            # Named after the stack's folder (townflow-<random>): S3 bucket names are lower case, no
+            # `_`, and end in a letter or digit (a folder's random part may end in `_`).
+            self.s3_bucket = self.s3.bucket(self.workdir.name.lower().replace("_", "-").rstrip("-"))
         return self
 
     def service_env(self, name: str) -> dict[str, str]:

@@ -3,6 +3,7 @@ what the stored copy keeps (pixels, upright) and what it loses (every piece of m
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import random
@@ -155,3 +156,21 @@ def test_a_photo_over_the_byte_limit_is_refused_before_it_is_read() -> None:
     small = PhotoLimits(max_bytes=1000, max_pixels=10**6, max_side=2048, thumbnail_side=320, quality=82)
     refusal = _refusal(_encode(_picture(200, 200), "PNG"), small)
     assert refusal.code.name == "photo.too_large" and refusal.params["limit"] == 1000
+
+
+def test_a_photo_of_fine_detail_is_stored_within_the_byte_budget() -> None:
+    """Noise encodes large at quality 82: the quality steps down until the copy fits, and a
+    smooth photo keeps the set quality (its copy is the same as without a budget)."""
+    rng = random.Random(7)
+    noisy = Image.frombytes("RGB", (1600, 1200), rng.randbytes(1600 * 1200 * 3))
+    out = io.BytesIO()
+    noisy.save(out, "JPEG", quality=95)
+    unbounded = clean_photo(out.getvalue(), dataclasses.replace(LIMITS, max_stored_bytes=10**9))
+    budget = len(unbounded.stored) * 7 // 10
+    bounded = clean_photo(out.getvalue(), dataclasses.replace(LIMITS, max_stored_bytes=budget))
+    assert len(bounded.stored) <= budget < len(unbounded.stored)
+    assert Image.open(io.BytesIO(bounded.stored)).size == (1600, 1200)  # the pixels kept, the quality lowered
+    smooth = io.BytesIO()
+    Image.linear_gradient("L").resize((1600, 1200)).convert("RGB").save(smooth, "JPEG")
+    assert clean_photo(smooth.getvalue(), LIMITS).stored == clean_photo(
+        smooth.getvalue(), dataclasses.replace(LIMITS, max_stored_bytes=10**9)).stored

@@ -59,12 +59,13 @@ class PhotoLimits:
     max_side: int
     thumbnail_side: int
     quality: int
+    max_stored_bytes: int = 600_000
 
     @classmethod
     def of(cls, settings: PhotoTakingSettings) -> PhotoLimits:
         return cls(max_bytes=settings.photo_max_bytes, max_pixels=settings.photo_max_pixels,
                    max_side=settings.photo_max_side, thumbnail_side=settings.photo_thumbnail_side,
-                   quality=settings.photo_quality)
+                   quality=settings.photo_quality, max_stored_bytes=settings.photo_max_stored_bytes)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,13 @@ def clean_photo(data: bytes, limits: PhotoLimits, field: str = "photos") -> Clea
     stored_image = _rgb(upright)
     stored_image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
     stored = _jpeg(stored_image, limits.quality)
+    # A photo of fine detail (gravel, foliage, a crowd) encodes large at the set quality: the quality
+    # is lowered in steps until the copy fits the byte budget (a 4G connection, a county's storage),
+    # not below 50; a copy still over it is kept (the budget is a goal, not a refusal).
+    quality = limits.quality
+    while len(stored) > limits.max_stored_bytes and quality - 10 >= 50:
+        quality -= 10
+        stored = _jpeg(stored_image, quality)
     thumbnail_image = stored_image.copy()
     thumbnail_image.thumbnail((limits.thumbnail_side, limits.thumbnail_side), Image.Resampling.LANCZOS)
     return CleanPhoto(

@@ -114,6 +114,7 @@ class PhotoTakingSettings(ServiceSettings):
     photo_max_side: int = 2048
     photo_thumbnail_side: int = 320
     photo_quality: int = 82
+    photo_max_stored_bytes: int = 600_000  # the stored copy's byte budget: the quality steps down to meet it
     # Its multipart body may carry nine photos at photo_max_bytes each, with room for the form.
     http_max_upload_bytes: int = 48_000_000
     # Its orphan sweep of its own objects wakes every `photo_sweep_seconds` and removes those that
