@@ -95,17 +95,13 @@ async def read_photo(deps: Deps, actor: Principal | None, command: ReadPhoto) ->
         await flows.check_access_code(deps, command.ticket_no, command.code, command.proof)
     async with deps.unit_of_work() as uow:
         request = await uow.store.request_by_ticket(command.ticket_no)
-        row = await uow.store.attachment_of(request["request_id"], command.attachment_id) if request else None
-        after = (await uow.store.task_photo_of(request["request_id"], command.attachment_id)
-                 if request and row is None else None)
-    if row is not None:
-        key = row["thumbnail_key"] if command.variant == "thumbnail" else row["stored_key"]
-    elif after is not None:
-        key = object_key(DISPATCH, after["town_code"], after["request_id"], after["attachment_id"],
-                         f"{command.variant}.jpg")
-        row = after
-    else:
+        row = await uow.store.photo_of(request["request_id"], command.attachment_id) if request else None
+    if row is None:
         raise shared.NOT_FOUND()
+    if row["owner"] == OWNER:
+        key = row["thumbnail_key"] if command.variant == "thumbnail" else row["stored_key"]
+    else:  # a task's after photo: dispatch's object, where the bucket's layout puts it
+        key = object_key(DISPATCH, row["town_code"], row["request_id"], row["attachment_id"], f"{command.variant}.jpg")
     audit_trail.note_read("attachment.read", "attachment", str(command.attachment_id))
     return await shared.read(deps.objects, key, command.attachment_id), row["content_type"]
 

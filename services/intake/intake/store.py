@@ -75,11 +75,12 @@ class IntakeStore(Protocol):
     async def erase_personal_data(self, rows: list[dict[str, Any]], at: datetime) -> None: ...
     async def insert_attachments(self, rows: list[dict[str, Any]]) -> None: ...
     async def attachments_of(self, request_id: uuid.UUID) -> list[Row]: ...
-    async def attachment_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None: ...
+    async def photo_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        """A photo of the matter: filed here (its keys), or a task's after photo dispatch keeps (its
+        `owner` is dispatch, no keys here); None for neither."""
     async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]: ...
     async def record_task_photos(self, town_code: str, request_id: uuid.UUID, rows: list[dict[str, Any]]) -> None: ...
     async def task_photos_of(self, request_id: uuid.UUID) -> list[Row]: ...
-    async def task_photo_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None: ...
 
 
 class UnitOfWork(Protocol):
@@ -500,10 +501,13 @@ class PgStore(PgAnswers):
             "SELECT attachment_id, kind, seq, content_type, bytes, sha256, width, height"
             " FROM attachments WHERE request_id = $1 ORDER BY seq", request_id))
 
-    async def attachment_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+    async def photo_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        # One round trip for both kinds of photo a matter shows.
         return await self.conn.fetchrow(
-            "SELECT attachment_id, kind, content_type, stored_key, thumbnail_key FROM attachments"
-            " WHERE request_id = $1 AND attachment_id = $2", request_id, attachment_id)
+            "SELECT attachment_id, town_code, request_id, content_type, stored_key, thumbnail_key,"
+            " 'intake' AS owner FROM attachments WHERE request_id = $1 AND attachment_id = $2"
+            " UNION ALL SELECT attachment_id, town_code, request_id, content_type, NULL, NULL, 'dispatch'"
+            " FROM task_photos WHERE request_id = $1 AND attachment_id = $2", request_id, attachment_id)
 
     async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         rows = await self.conn.fetch("SELECT attachment_id FROM attachments WHERE attachment_id = ANY($1::uuid[])",
@@ -524,10 +528,6 @@ class PgStore(PgAnswers):
             "SELECT attachment_id, stage, content_type, bytes, sha256, taken_at FROM task_photos"
             " WHERE request_id = $1 ORDER BY taken_at, seq", request_id))
 
-    async def task_photo_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
-        return await self.conn.fetchrow(
-            "SELECT attachment_id, town_code, request_id, content_type FROM task_photos"
-            " WHERE request_id = $1 AND attachment_id = $2", request_id, attachment_id)
 
 
 class PgUnitOfWork:

@@ -283,9 +283,13 @@ class FakeStore:
         return sorted((a for a in self.tables.attachments.values() if a["request_id"] == request_id),
                       key=lambda a: a["seq"])
 
-    async def attachment_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
-        found = self.tables.attachments.get(attachment_id)
-        return found if found is not None and found["request_id"] == request_id else None
+    async def photo_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
+        filed, after = self.tables.attachments.get(attachment_id), self.tables.task_photos.get(attachment_id)
+        if filed is not None and filed["request_id"] == request_id:
+            return {**filed, "owner": "intake"}
+        if after is not None and after["request_id"] == request_id:
+            return {**after, "stored_key": None, "thumbnail_key": None, "owner": "dispatch"}
+        return None
 
     async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         return set(attachment_ids) & set(self.tables.attachments)
@@ -301,9 +305,6 @@ class FakeStore:
         return sorted((p for p in self.tables.task_photos.values() if p["request_id"] == request_id),
                       key=lambda p: (p["taken_at"], p["seq"]))
 
-    async def task_photo_of(self, request_id: uuid.UUID, attachment_id: uuid.UUID) -> Row | None:
-        found = self.tables.task_photos.get(attachment_id)
-        return found if found is not None and found["request_id"] == request_id else None
 
 
 class FakeUnitOfWork:
