@@ -17,7 +17,7 @@ import uuid
 import asyncpg
 import pytest
 from PIL import Image
-from playwright.async_api import Page, Request, expect
+from playwright.async_api import Locator, Page, Request, expect
 
 from devstack.stack import Stack
 from tests.conftest import QINGHE, Api, eventually, filing, task_of
@@ -42,6 +42,13 @@ def phone_photo() -> bytes:
     out = io.BytesIO()
     Image.blend(scene, grain, 0.3).save(out, "JPEG", quality=95, exif=exif)
     return out.getvalue()
+
+
+async def _loaded(image: Locator) -> None:
+    """Until the browser has the image's bytes: a thumbnail loads after its page, later on a busy
+    machine; one that never loads fails here (the wait's timeout)."""
+    handle = await image.element_handle()
+    await image.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=handle)
 
 
 async def _no_english(page: Page, where: str) -> None:
@@ -115,7 +122,7 @@ async def test_a_photo_filed_at_the_window_is_made_smaller_shown_to_staff_and_to
     await board.goto(f"/board/tasks/{task['task_id']}")
     thumbnail = board.get_by_test_id("matter-photos").get_by_test_id("thumbnail")
     await expect(thumbnail).to_have_count(1)
-    assert await thumbnail.evaluate("img => img.complete && img.naturalWidth") > 0  # the bytes came
+    await _loaded(thumbnail)  # the bytes came
     await _checked(board, "the task page with the matter's photo")
     async with board.context.expect_page() as opened:
         await board.get_by_test_id("matter-photos").get_by_test_id("photo-link").click()
@@ -159,7 +166,7 @@ async def test_a_photo_filed_at_the_window_is_made_smaller_shown_to_staff_and_to
     await citizen.get_by_role("button", name="查询").click()
     shown = citizen.get_by_test_id("photos-filed").get_by_test_id("thumbnail")
     await expect(shown).to_have_count(1)
-    assert await shown.evaluate("img => img.complete && img.naturalWidth") > 0
+    await _loaded(shown)
     assert code not in (await shown.get_attribute("src") or "")
     await _checked(citizen, "the citizen's status page with the matter's photo")
     async with citizen.context.expect_page() as opened:
@@ -206,7 +213,7 @@ async def test_the_after_photo_is_taken_on_the_task_page_and_checked_beside_the_
     await holder.wait_for_url(re.compile(rf".*/tasks/{tid}\?done=complete$"))
     after = holder.get_by_test_id("photos-after").get_by_test_id("thumbnail")
     await expect(after).to_have_count(1)
-    assert await after.evaluate("img => img.complete && img.naturalWidth") > 0
+    await _loaded(after)
 
     board = await people.signed_in("qh-s030")
     await board.goto(f"/board/tasks/{tid}")
@@ -214,7 +221,7 @@ async def test_the_after_photo_is_taken_on_the_task_page_and_checked_beside_the_
     for side in ("compare-filed", "compare-after"):
         shown = compared.get_by_test_id(side).get_by_test_id("thumbnail")
         await expect(shown).to_have_count(1)
-        assert await shown.evaluate("img => img.complete && img.naturalWidth") > 0, side
+        await _loaded(shown)
     await _checked(board, "the closure check with before and after side by side")
     verify = board.get_by_test_id("verify-form")
     await verify.locator("input[name=note]").fill("现场核实，路灯正常")
@@ -264,7 +271,7 @@ async def test_an_officer_records_evidence_on_the_inspection_page(people: People
     await form.get_by_role("button", name="上传证据").click()
     shown = officer.get_by_test_id("evidence-photos").get_by_test_id("thumbnail")
     await expect(shown).to_have_count(1)
-    assert await shown.evaluate("img => img.complete && img.naturalWidth") > 0
+    await _loaded(shown)
     await expect(officer.get_by_test_id("evidence-notes")).to_contain_text("北侧消防通道堆放纸箱")
     await expect(officer.get_by_test_id("evidence-notes")).to_contain_text("程刚")
     await _checked(officer, "the inspection page with its evidence")
