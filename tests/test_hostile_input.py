@@ -74,11 +74,13 @@ def head(method: str, path: str, **headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+PROBES = 60  # at the least, whatever the time: a p95 of fewer says little
+
 # The prober is a process of its own: in this one, building and sending the hostile body would
 # hold the GIL and be measured as the service's slowness.
 _PROBER = r"""
 import json, socket, sys, time
-port, seconds = int(sys.argv[1]), float(sys.argv[2])
+port, seconds, at_least = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 with socket.create_connection(("127.0.0.1", port)) as s:
     def probe():
@@ -91,7 +93,9 @@ with socket.create_connection(("127.0.0.1", port)) as s:
     probe()
     print("ready", flush=True)
     times, until = [], time.monotonic() + seconds
-    while time.monotonic() < until:
+    # Both: the whole time the refusal may take, and enough probes for a p95 however slow the
+    # machine is (a busy one stretched 10 ms sleeps until 1.5 s held 49).
+    while time.monotonic() < until or len(times) < at_least:
         times.append(probe())
         time.sleep(0.01)
 print(json.dumps(times), flush=True)
@@ -102,7 +106,7 @@ async def healthz_while(service: ServiceProcess, refusal: Callable[[], Awaitable
                         seconds: float = 1.5) -> tuple[T, list[float]]:
     """Run `refusal` while another process probes the service's /healthz every 10 ms; its result
     and the probes' times (ms) over `seconds` from just before it starts."""
-    prober = await asyncio.create_subprocess_exec(sys.executable, "-c", _PROBER, str(service.port), str(seconds),
+    prober = await asyncio.create_subprocess_exec(sys.executable, "-c", _PROBER, str(service.port), str(seconds), str(PROBES),
                                                   stdout=asyncio.subprocess.PIPE)
     assert prober.stdout is not None
     assert await prober.stdout.readline() == b"ready\n"
@@ -114,7 +118,7 @@ async def healthz_while(service: ServiceProcess, refusal: Callable[[], Awaitable
 
 def healthz_p95(probes: list[float]) -> float:
     """The probes' 95th percentile (of about 150, the eighth slowest)."""
-    assert len(probes) >= 50, f"the prober measured too little: {len(probes)} probes"
+    assert len(probes) >= PROBES, f"the prober measured too little: {len(probes)} probes"
     return statistics.quantiles(probes, n=20, method="inclusive")[-1]
 
 

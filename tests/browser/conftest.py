@@ -3,6 +3,7 @@ install`), against the session's demo-county stack with the console started besi
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -174,8 +175,10 @@ async def people(browser: Browser, console_url: str) -> AsyncIterator[People]:
 
 
 def an_address() -> str:
-    """An address of the test's own (TEST-NET-2), so no other test's failures count against it."""
-    return f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    """An address of the test's own (in IPv6's documentation prefix), so no other test's failures
+    count against it: 250 of TEST-NET-2 collided often enough, a sprayer's 20 failures locking
+    another test's visitor out (and the other way round)."""
+    return str(ipaddress.IPv6Address((0x20010DB8 << 96) | uuid.uuid4().int >> 32))
 
 
 class Visitors:
