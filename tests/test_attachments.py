@@ -75,6 +75,25 @@ def objects_of(stack: Stack) -> ObjectStore:
     return ObjectStore(stack.s3.endpoint, stack.s3_bucket, stack.s3.access_key, stack.s3.secret_key)
 
 
+async def stored_clean(stack: Stack, rows: list[asyncpg.Record]) -> list[bytes]:
+    """The stored copy of each photo row: each a clean copy whose digest is the row's."""
+    objects = objects_of(stack)
+    stored = [await objects.get(row["stored_key"]) for row in rows]
+    for data, row in zip(stored, rows, strict=True):
+        clean_copy(data)
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+    return stored
+
+
+def assert_references(refs: list[dict[str, Any]], rows: list[asyncpg.Record], stored: list[bytes],
+                      originals: list[bytes]) -> None:
+    """An event's photo references name the rows, in order, with the digests of the stored copies
+    and of the originals uploaded."""
+    assert [r["attachment_id"] for r in refs] == [str(row["attachment_id"]) for row in rows]
+    assert [r["sha256"] for r in refs] == [hashlib.sha256(d).hexdigest() for d in stored]
+    assert [r["original_sha256"] for r in refs] == [hashlib.sha256(o).hexdigest() for o in originals]
+
+
 async def file_with_photos(intake: Api, photos: list[bytes], as_: tuple[str, ...] = CLERK,
                            **overrides: Any) -> Any:
     return await intake.call("POST", "/v1/filings", as_=as_,
@@ -97,18 +116,13 @@ async def test_photos_are_stored_clean_and_the_event_carries_their_digests(
     assert len(rows) == 2
     # What the original said stays in intake's database alone.
     assert rows[0]["latitude"] is not None and rows[0]["captured_at"] == "2026-11-09T08:15:30"
-    objects = objects_of(stack)
-    stored = [await objects.get(row["stored_key"]) for row in rows]
-    for data, row in zip(stored, rows, strict=True):
+    for row in rows:
         assert row["stored_key"].startswith(f"intake/towns/{filed['ticket_no'][:9]}/matters/{filed['request_id']}/")
-        clean_copy(data)
-        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+    stored = await stored_clean(stack, rows)
     assert Image.open(io.BytesIO(stored[0])).size == (480, 640)  # turned upright
     record = await wait_for_record(bootstrap, "intake.request.filed.v1", about(filed["request_id"]))
     refs = event_of(record)["data"]["attachments"]
-    assert [r["attachment_id"] for r in refs] == [str(row["attachment_id"]) for row in rows]
-    assert [r["original_sha256"] for r in refs] == [hashlib.sha256(o).hexdigest() for o in originals]
-    assert [r["sha256"] for r in refs] == [hashlib.sha256(d).hexdigest() for d in stored]
+    assert_references(refs, rows, stored, originals)
     assert [(r["kind"], r["content_type"], r["size"]) for r in refs] == [
         ("photo", "image/jpeg", len(d)) for d in stored]
     # References only: no bytes, no key, no URL, no position on the topic.

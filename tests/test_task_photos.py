@@ -20,7 +20,7 @@ from devstack.stack import Stack
 
 from .conftest import COMMAND, Api, eventually, file_matter, status_of, task_of
 from .kafka_tools import about, event_of, wait_for_record
-from .test_attachments import BAILU, clean_copy, objects_of, phone_photo, reads_recorded
+from .test_attachments import BAILU, assert_references, phone_photo, reads_recorded, stored_clean
 
 DONE = {"resolution": "已现场处置", "reply": "已为您处置完毕，现场照片见附件。"}
 
@@ -54,19 +54,15 @@ async def test_after_photos_are_stored_clean_and_the_citizen_reads_them_through_
     assert [(r["stage"], r["seq"], r["uploaded_by"]) for r in rows] == [("after", 1, task["assignee"]),
                                                                          ("after", 2, task["assignee"])]
     assert rows[0]["latitude"] is not None  # what the original said stays in dispatch's database
-    objects = objects_of(stack)
-    stored = [await objects.get(r["stored_key"]) for r in rows]
-    for data, row in zip(stored, rows, strict=True):
+    for row in rows:
         assert row["stored_key"] == (f"dispatch/towns/{ticket['ticket_no'][:9]}/matters/{ticket['request_id']}/"
                                      f"{row['attachment_id']}/photo.jpg")
-        clean_copy(data)
+    stored = await stored_clean(stack, rows)
     assert Image.open(io.BytesIO(stored[0])).size == (480, 640)  # turned upright
 
     record = await wait_for_record(bootstrap, "dispatch.task.completed.v1", about(ticket["request_id"]))
     refs = event_of(record)["data"]["attachments"]
-    assert [r["attachment_id"] for r in refs] == [str(r["attachment_id"]) for r in rows]
-    assert [r["sha256"] for r in refs] == [hashlib.sha256(d).hexdigest() for d in stored]
-    assert [r["original_sha256"] for r in refs] == [hashlib.sha256(o).hexdigest() for o in originals]
+    assert_references(refs, rows, stored, originals)
     assert "towns/" not in record.value.decode() and "latitude" not in record.value.decode()
 
     # The task's read lists them; dispatch serves them to whoever reads the task, each read recorded.

@@ -1,22 +1,22 @@
 """Input types for request models at the edge, shared by every service so hostile input gets the
 same answer everywhere: strict numbers and booleans (no `"seed": false` taken as 0), instants with
-an offset within the years the calendar knows, money with bounded digits, identifiers without
-invisible or direction-control characters (one enterprise must not become two for 多头检查).
+an offset and days within the years the calendar knows, money with bounded digits, identifiers
+without invisible or direction-control characters (one enterprise must not become two for 多头检查).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, get_args
+from typing import Annotated, TypeVar, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
-from .problems import INVISIBLE, NOT_DATETIME, OUT_OF_RANGE
+from .problems import INVISIBLE, NOT_DATE, NOT_DATETIME, OUT_OF_RANGE, Code
 
-# The years an instant may fall in: the calendar's arithmetic (working hours, holidays, windows of
+# The years an instant or a day may fall in: the calendar's arithmetic (working hours, holidays, windows of
 # 60 days) stays far from datetime's limits, so year 9999 or 0001 is a refusal, never a 500.
 FIRST_YEAR, LAST_YEAR = 2000, 2100
 
@@ -32,7 +32,10 @@ StrictBool = Annotated[bool, Strict()]
 StrictFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 
-def _within_years(value: datetime) -> datetime:
+_Dated = TypeVar("_Dated", bound=date)  # a day, or an instant (a datetime is a date)
+
+
+def _within_years(value: _Dated) -> _Dated:
     if not FIRST_YEAR <= value.year <= LAST_YEAR:
         raise OUT_OF_RANGE.pydantic(min=f"{FIRST_YEAR}-01-01", max=f"{LAST_YEAR}-12-31")
     return value
@@ -44,20 +47,28 @@ def _within_years(value: datetime) -> datetime:
 DAY_PATTERN = "^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 INSTANT_PATTERN = (DAY_PATTERN[:-1] + "[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]+)?"
                    "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
-_DATE_TEXT = re.compile(r"^[0-9]{4}-")
 
 
-def _dated_text(value: object) -> object:
-    # Only a text that begins with its date: pydantic would also read 1700000000 and "1700000000"
-    # as moments, which the document does not allow.
-    if not isinstance(value, datetime) and not (isinstance(value, str) and _DATE_TEXT.match(value)):
-        raise NOT_DATETIME.pydantic()
-    return value
+def _written_as(parsed: type, text: re.Pattern[str], refusal: Code) -> BeforeValidator:
+    """Only a value already `parsed` or a text of the form the document gives; anything else is
+    `refusal`. Pydantic alone would also read a number (1700000000, "1700000000") as a moment or a
+    day, and a midnight date and time as a day, which the documents do not allow."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, parsed) and not (isinstance(value, str) and text.match(value)):
+            raise refusal.pydantic()
+        return value
+
+    return BeforeValidator(check)
 
 
-Instant = Annotated[AwareDatetime, BeforeValidator(_dated_text), AfterValidator(_within_years),
-                    Field(json_schema_extra={"pattern": INSTANT_PATTERN})]
+# An instant's text begins with its date (the rest is pydantic's to read); a day's is the date alone.
+Instant = Annotated[AwareDatetime, _written_as(datetime, re.compile(r"^[0-9]{4}-"), NOT_DATETIME),
+                    AfterValidator(_within_years), Field(json_schema_extra={"pattern": INSTANT_PATTERN})]
 """A moment with its UTC offset, between 2000 and 2100."""
+Day = Annotated[date, _written_as(date, re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), NOT_DATE),
+                AfterValidator(_within_years), Field(json_schema_extra={"pattern": DAY_PATTERN})]
+"""A calendar day (YYYY-MM-DD), between 2000 and 2100."""
 
 # Money (a bonus pool): yuan with fen, up to a billion; no NaN, no Infinity, no 1E+999999.
 Money = Annotated[Decimal, Field(max_digits=12, decimal_places=2, allow_inf_nan=False, ge=0)]

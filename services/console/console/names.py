@@ -16,37 +16,27 @@ from . import labels
 from .times import shown
 
 
+class Names(dict[str, str]):
+    """Codes of one kind by name; called with a code, its name, or the code as it came when the
+    configuration does not know it (none: an empty text)."""
+
+    def __call__(self, code: str | None) -> str:
+        return self.get(code or "", code or "")
+
+
 @dataclass(frozen=True)
 class TownNames:
-    """One town's codes by name (a county role's: the names every town gives alike) and its clock.
-    A code the configuration does not know is shown as it came."""
+    """One town's codes by name (a county role's: the names every town gives alike) and its clock:
+    `here.item("S001")`, `here.staff(staff_id)`."""
 
     zone: tzinfo
-    items: dict[str, str] = field(default_factory=dict)
-    villages: dict[str, str] = field(default_factory=dict)
-    staff_names: dict[str, str] = field(default_factory=dict)
-    posts: dict[str, str] = field(default_factory=dict)
-    units: dict[str, str] = field(default_factory=dict)  # modules and seconded units, then county departments
-    towns: dict[str, str] = field(default_factory=dict)
+    item: Names = field(default_factory=Names)
+    village: Names = field(default_factory=Names)
+    staff: Names = field(default_factory=Names)
+    post: Names = field(default_factory=Names)
+    unit: Names = field(default_factory=Names)  # modules and seconded units, then county departments
+    town: Names = field(default_factory=Names)
     limits: dict[str, str] = field(default_factory=dict)  # an item's time limit, as its catalog gives it
-
-    def item(self, code: str | None) -> str:
-        return self.items.get(code or "", code or "")
-
-    def village(self, code: str | None) -> str:
-        return self.villages.get(code or "", code or "")
-
-    def staff(self, staff_id: str | None) -> str:
-        return self.staff_names.get(staff_id or "", staff_id or "")
-
-    def post(self, code: str | None) -> str:
-        return self.posts.get(code or "", code or "")
-
-    def unit(self, code: str | None) -> str:
-        return self.units.get(code or "", code or "")
-
-    def town(self, code: str | None) -> str:
-        return self.towns.get(code or "", code or "")
 
     def subject(self, kind: str, code: str | None) -> str:
         """An appraisal subject (SUBJECT_TYPES): a staff member, a module or seconded unit, a village."""
@@ -62,43 +52,43 @@ class TownNames:
     def flat(self) -> dict[str, str]:
         """Every code → name, for a refusal's params (which do not say what kind of code they carry):
         the town's staff win over a unit or item of the same spelling."""
-        return {**self.units, **self.posts, **self.villages, **self.items, **self.staff_names, **self.towns}
+        return {**self.unit, **self.post, **self.village, **self.item, **self.staff, **self.town}
 
 
-def _town_names(town: Town, county: County, towns: dict[str, str]) -> TownNames:
+def _town_names(town: Town, county: County, towns: Names) -> TownNames:
     departments = {d.code: d.name for d in county.info.departments} if county.info else {}
     return TownNames(
         zone=ZoneInfo(town.info.timezone),
-        items={i.code: i.name for i in town.catalog.values()},
-        villages={v.code: v.name for v in town.info.villages},
-        staff_names={s.id: s.name for s in town.staff.values()},
-        posts={p.code: p.name for p in town.posts.values() if p.name},
-        units={**departments, **{m.code: m.name for m in town.modules.values()}},
-        towns=towns,
+        item=Names({i.code: i.name for i in town.catalog.values()}),
+        village=Names({v.code: v.name for v in town.info.villages}),
+        staff=Names({s.id: s.name for s in town.staff.values()}),
+        post=Names({p.code: p.name for p in town.posts.values() if p.name}),
+        unit=Names({**departments, **{m.code: m.name for m in town.modules.values()}}),
+        town=towns,
         limits={i.code: labels.time_limit(i.time_limit) for i in town.catalog.values()})
 
 
-def _shared(per_town: list[dict[str, str]]) -> dict[str, str]:
+def _shared(per_town: list[Names]) -> Names:
     """A code only where every town that has it names it alike (module codes, say): never a staff
     id or a village code, which name different people and places in each town."""
     seen: dict[str, set[str]] = {}
     for names in per_town:
         for code, name in names.items():
             seen.setdefault(code, set()).add(name)
-    return {code: next(iter(found)) for code, found in seen.items() if len(found) == 1}
+    return Names({code: next(iter(found)) for code, found in seen.items() if len(found) == 1})
 
 
 class CountyNames:
     """Every town's names, by town code; `of(None)` is the county's (a county role's pages)."""
 
     def __init__(self, county: County) -> None:
-        towns = {code: town.info.name for code, town in county.towns.items()}
+        towns = Names({code: town.info.name for code, town in county.towns.items()})
         self._towns = {code: _town_names(town, county, towns) for code, town in county.towns.items()}
         zone = county.info.timezone if county.info else next(iter(county.towns.values())).info.timezone
         each = list(self._towns.values())
         self._county = TownNames(
-            zone=ZoneInfo(zone), items=_shared([t.items for t in each]), posts=_shared([t.posts for t in each]),
-            units=_shared([t.units for t in each]), towns=towns, limits={})
+            zone=ZoneInfo(zone), item=_shared([t.item for t in each]), post=_shared([t.post for t in each]),
+            unit=_shared([t.unit for t in each]), town=towns, limits={})
 
     def of(self, town_code: str | None) -> TownNames:
         return self._towns.get(town_code or "", self._county)

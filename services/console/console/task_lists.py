@@ -86,9 +86,9 @@ def choices(request: Request, town: str | None) -> dict[str, list[tuple[str, str
     return {
         "status": list(labels.TASK_STATUSES.items()),
         "colour": list(labels.COLOURS.items()),
-        "item": sorted(names.items.items()),
-        "village": sorted(names.villages.items()),
-        "assignee": sorted(names.staff_names.items()),
+        "item": sorted(names.item.items()),
+        "village": sorted(names.village.items()),
+        "assignee": sorted(names.staff.items()),
         "module": sorted((m.code, m.name) for m in here.modules.values()) if here else [],
     }
 

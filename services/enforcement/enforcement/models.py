@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from townflow_shared.events import CaseStep, Outcome, PlannedTarget
-from townflow_shared.problems import NOT_DATE, OUT_OF_RANGE
 from townflow_shared.types import (
-    DAY_PATTERN,
-    FIRST_YEAR,
-    LAST_YEAR,
     TOWN_CODE_PATTERN,
     Command,
+    Day,
     Identifier,
     StrictInt,
     Text,
 )
 
-_DAY_TEXT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-
-
-def _day_text(value: object) -> object:
-    # Only YYYY-MM-DD, as the document says: pydantic would also read 1577836800 or a midnight
-    # date and time as a day.
-    if not isinstance(value, date) and not (isinstance(value, str) and _DAY_TEXT.match(value)):
-        raise NOT_DATE.pydantic()
-    return value
-
-
-def _within_years(value: date) -> date:
-    if not FIRST_YEAR <= value.year <= LAST_YEAR:
-        raise OUT_OF_RANGE.pydantic(min=f"{FIRST_YEAR}-01-01", max=f"{LAST_YEAR}-12-31")
-    return value
-
-
-Day = Annotated[date, BeforeValidator(_day_text), AfterValidator(_within_years),
-                Field(json_schema_extra={"pattern": DAY_PATTERN})]
 Note = Annotated[Text, Field(max_length=2000)]
 # A team is a handful of officers; 20 is far above any visit and keeps a body small.
 MAX_TEAM = 20

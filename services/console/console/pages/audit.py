@@ -61,7 +61,7 @@ def _person_id(request: Request, text: str) -> str | None:
         return None
     names = console_of(request).services.names
     if names is not None:
-        ids = {sid for town in names.towns() for sid, name in town.staff_names.items() if name == text}
+        ids = {sid for town in names.towns() for sid, name in town.staff.items() if name == text}
         if len(ids) == 1:
             return ids.pop()
     return text
