@@ -36,8 +36,10 @@ import importlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -77,6 +79,7 @@ from .faults import (
     relay_holder,
     resume,
     skew_unavailable,
+    waits_now,
 )
 from .photo_faults import SWEEP_ENV, PhotoFilings, judge_photos
 from .town_staff import StaffReport, staff_at_work
@@ -226,17 +229,22 @@ async def file_steadily(stack: Stack, prefix: str, count: int, rate: float, ackn
 async def ready_after(stack: Stack, since: float, timeout: float = 180.0) -> float:
     """Seconds from `since` (a fault's end) until every replica of every service answers /readyz."""
     async with httpx.AsyncClient(timeout=2) as client:
-        async def ready(url: str) -> bool:
+        async def not_ready(process: ServiceProcess) -> dict[str, str] | None:
+            """None when ready, else what its checks say."""
             try:
-                return (await client.get(f"{url}/readyz")).status_code == 200
-            except httpx.HTTPError:
-                return False
+                answer = await client.get(f"{process.url}/readyz")
+            except httpx.HTTPError as exc:
+                return {"readyz": type(exc).__name__}
+            return None if answer.status_code == 200 else answer.json().get("checks", {})
 
+        waiting: dict[str, dict[str, str]] = {}
         while time.monotonic() - since < timeout:
-            answers = await asyncio.gather(*(ready(p.url) for p in stack.all_replicas()))
-            if all(answers):
+            answers = await asyncio.gather(*(not_ready(p) for p in stack.all_replicas()))
+            waiting = {p.label: a for p, a in zip(stack.all_replicas(), answers, strict=True) if a is not None}
+            if not waiting:
                 return round(time.monotonic() - since, 2)
             await asyncio.sleep(0.2)
+    print(f"  not ready {timeout:g} s after the fault: {waiting}", flush=True)  # what the report's inf stands for
     return float("inf")
 
 
@@ -419,6 +427,14 @@ async def pause_holder(stack: Stack, name: str, rng: random.Random,
     return None
 
 
+async def _waits_at(when: float, dsn: str) -> list[dict[str, Any]] | str:
+    await asyncio.sleep(max(0.0, when - time.time()))
+    try:
+        return await waits_now(dsn)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"not read: {type(exc).__name__}"
+
+
 async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: random.Random,
                      size: Size) -> dict[str, Any]:
     """`fault` ("pause", "partition from postgresql", "partition from kafka") of the replica of
@@ -460,10 +476,15 @@ async def held_fault(work: Work, fault: str, name: str, seconds: float, rng: ran
                   "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")}
         through = [p for p in stack.replicas["enforcement" if name == "enforcement" else "intake"] if p is not victim]
         misses: Counter[str] = Counter()
+        # Halfway through: who waits on whom in the service's database (when work did not go
+        # through the live replicas, what held it).
+        midway = asyncio.create_task(_waits_at(started + seconds / 2, stack.postgres.dsn(name)))
         try:
             await file_during(work, kind, through, started + seconds, size.probe_rate, probes, misses=misses)
             await asyncio.sleep(max(0.0, started + seconds - time.time()))
+            entry["waits_midway"] = await midway
         finally:
+            midway.cancel()
             if fault == "pause":
                 resume(victim)
             else:
@@ -868,6 +889,14 @@ async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng:
     return poison
 
 
+def keep_logs(stack: Stack) -> None:
+    """A failed or interrupted run's replica logs, kept where the stack's folder (removed when it
+    stops) cannot take them along: what an SRE reads to find out why."""
+    kept = Path(tempfile.gettempdir()) / f"townflow-chaos-logs-{stack.workdir.name}"
+    shutil.copytree(stack.workdir / "logs", kept, dirs_exist_ok=True)
+    print(f"  the replicas' logs are kept in {kept}", flush=True)
+
+
 async def run_chaos(seed: int, matters: int | None = None, rate: float | None = None, stack: Stack | None = None,
                     size: Size | None = None) -> dict[str, Any]:
     size = size or Size()
@@ -883,6 +912,7 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         stack.extra_env |= SWEEP_ENV
     faults: Faults = []
     netcut: NetCut | None = None
+    report: dict[str, Any] | None = None
     try:
         if own:
             if stack.s3 is not None:
@@ -950,6 +980,8 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         return report
     finally:
         if own:
+            if not (report or {}).get("passed"):
+                keep_logs(stack)
             stack.stop()
             if stack.s3 is not None:
                 stack.s3.stop()

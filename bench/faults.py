@@ -106,6 +106,25 @@ async def relay_holder(stack: Stack, name: str, conn: asyncpg.Connection | None 
     return None
 
 
+async def waits_now(dsn: str) -> list[dict[str, Any]]:
+    """Who waits in a database now and on whom (a replica paused or cut off while holding a lock
+    shows here as the blocker, in state `idle in transaction` or `active` with a client wait):
+    what a fault's report says when work through the live replicas did not go through."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [dict(r) for r in await conn.fetch(
+            "SELECT w.application_name AS waiting, w.wait_event_type || ':' || w.wait_event AS waits_on,"
+            "  round(extract(epoch FROM now() - w.query_start)::numeric, 1)::float AS for_s, left(w.query, 160) AS query,"
+            "  b.application_name AS blocker, b.state AS blocker_state,"
+            "  coalesce(b.wait_event_type || ':' || b.wait_event, '') AS blocker_waits_on,"
+            "  left(b.query, 160) AS blocker_query"
+            " FROM pg_stat_activity w CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocking(pid)"
+            " JOIN pg_stat_activity b ON b.pid = blocking.pid"
+            " WHERE w.datname = current_database() ORDER BY for_s DESC LIMIT 10")]
+    finally:
+        await conn.close()
+
+
 async def partition_owners(stack: Stack, name: str) -> dict[str, int]:
     """The replicas of `name` (by label) with consumer partitions assigned, and how many each (from
     the lag each replica reports for its own partitions)."""
