@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-faults stack-lane-fuzz stack-lane-third lint typecheck unit kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
+.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
 
 # The packages go in with uv (from PyPI, pinned here), not pip: a fresh clone's install took 48 s
 # of two cores with pip (its own upgrade, resolving, compiling every package's bytecode), 11 s with
@@ -119,10 +119,8 @@ test-db: $(STAMP)
 # and the rolling upgrade, and the rest, which share the session's stacks. One lane alone waits more
 # than it computes (0.56 of a core busy, measured); the three together keep about 1.6 of two cores
 # busy, so they overlap their waits, not their work. STACK_LANES=1 runs them one after the other.
-STACK_LANES ?= 4
-FAULT_STACKS := tests/test_resilience.py tests/test_database_incidents.py
-FUZZ_STACKS := tests/test_fuzz.py tests/test_bench_scale.py
-OWN_STACKS := $(FAULT_STACKS) $(FUZZ_STACKS)
+STACK_LANES ?= 3
+OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_incidents.py tests/test_bench_scale.py
 # The console in Chromium (Keycloak for its OIDC sign-in too) and the rolling upgrade: a lane of their
 # own (their stacks are their own), with the county-year plan check (PostgreSQL alone): the faults'
 # lane, with the bench-scale smoke run, ended last (10 min 37 s against this one's 9 min 3 s; with the
@@ -130,16 +128,13 @@ OWN_STACKS := $(FAULT_STACKS) $(FUZZ_STACKS)
 THIRD_LANE := tests/browser tests/test_upgrade.py
 test-stack: install
 	$(UV) -r bench/requirements.txt
-	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-faults stack-lane-fuzz stack-lane-third
+	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-own stack-lane-third
 
 stack-lane-shared:
 	$(PY) -m pytest -q tests --ignore=tests/database $(addprefix --ignore=,$(OWN_STACKS) $(THIRD_LANE))
 
-stack-lane-faults:
-	$(PY) -m pytest -q -p no:cacheprovider $(FAULT_STACKS)
-
-stack-lane-fuzz:
-	$(PY) -m pytest -q -p no:cacheprovider $(FUZZ_STACKS)
+stack-lane-own:
+	$(PY) -m pytest -q -p no:cacheprovider $(OWN_STACKS)
 
 stack-lane-third:
 	$(PY) -m pytest -q -p no:cacheprovider $(THIRD_LANE) $(DB_AT_SCALE)
