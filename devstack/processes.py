@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import pwd
 import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,12 +33,36 @@ def _outgoing_ports() -> range:
     return range(low, high + 1)
 
 
+# Ports handed out in the last minute, by any process of this machine (make test's lanes pick
+# side by side): a port free when picked is bound only when its server has started, seconds later,
+# and two lanes picking the same one in between made one server fail to bind (seen in make test).
+_HANDED_OUT = Path(tempfile.gettempdir()) / "townflow-ports-handed-out"
+_HELD_SECONDS = 60.0
+
+
 def free_port() -> int:
-    """A port free to listen on now, outside the range of outgoing connections' ports."""
+    """A port free to listen on now, outside the range of outgoing connections' ports, and not
+    handed out to another server of this machine that may not have bound it yet."""
+    with open(_HANDED_OUT, "a+") as ledger:
+        fcntl.flock(ledger, fcntl.LOCK_EX)  # released as the file closes
+        ledger.seek(0)
+        now = time.time()
+        recent = {int(port): float(at) for port, at in
+                  (line.split() for line in ledger.read().splitlines() if line.count(" ") == 1)
+                  if now - float(at) < _HELD_SECONDS}
+        port = _bindable_port(set(recent))
+        recent[port] = now
+        ledger.seek(0)
+        ledger.truncate()
+        ledger.write("".join(f"{p} {at}\n" for p, at in recent.items()))
+        return port
+
+
+def _bindable_port(taken: set[int]) -> int:
     outgoing, pick = _outgoing_ports(), random.SystemRandom()
     for _ in range(200):
         port = pick.choice(_LISTEN_PORTS)
-        if port in outgoing:
+        if port in outgoing or port in taken:
             continue
         with socket.socket() as s:
             try:

@@ -5,6 +5,7 @@ that lost its preferred port to one starts again on a free port. No stack: small
 from __future__ import annotations
 
 import http.server
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from devstack.processes import free_port, holds_port
-from devstack.stack import ServiceProcess, Stack
+from devstack.stack import REPO, ServiceProcess, Stack
 
 # A stand-in for a service: answers /readyz 200 on TOWNFLOW_HTTP_PORT after SLOW_START seconds.
 _SERVICE = r"""
@@ -97,3 +98,14 @@ def test_a_service_on_its_own_port_is_ready(tmp_path: Path) -> None:
         assert not holds_port(process.pid, free_port())
     finally:
         process.stop()
+
+
+def test_processes_picking_ports_side_by_side_never_get_the_same_one() -> None:
+    """Two processes (make test's lanes) each pick 150 ports and bind none of them yet, as servers
+    still starting have not: 300 random picks of ~22,000 ports would repeat one most times (the
+    birthday bound: 86 %), so without the ledger of ports handed out this fails."""
+    pick = "from devstack.processes import free_port; print(*(free_port() for _ in range(150)))"
+    lanes = [subprocess.Popen([sys.executable, "-c", pick], stdout=subprocess.PIPE, text=True, cwd=REPO)
+             for _ in range(2)]
+    picked = [int(port) for lane in lanes for port in lane.communicate(timeout=60)[0].split()]
+    assert len(picked) == 300 and len(set(picked)) == 300
