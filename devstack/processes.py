@@ -36,7 +36,7 @@ def _outgoing_ports() -> range:
 # Ports handed out in the last minute, by any process of this machine (make test's lanes pick
 # side by side): a port free when picked is bound only when its server has started, seconds later,
 # and two lanes picking the same one in between made one server fail to bind (seen in make test).
-_HANDED_OUT = Path(tempfile.gettempdir()) / "townflow-ports-handed-out"
+_HANDED_OUT = Path(tempfile.gettempdir()) / f"townflow-ports-handed-out-{os.getuid()}"  # a user's own: /tmp is shared
 _HELD_SECONDS = 60.0
 
 
