@@ -76,6 +76,17 @@ def head(method: str, path: str, **headers: str) -> bytes:
 
 PROBES = 60  # at the least, whatever the time: a p95 of fewer says little
 
+async def assert_answered_at_once(url: str, path: str, elapsed: float, what: object = None,
+                                  control: bytes = b"{}", content_type: str = "application/json") -> None:
+    """A hostile body's refusal came within a second — or, on a machine so busy that a harmless
+    body to the same route (`control`, measured at once after) takes longer, within twice that:
+    the ratio within one run (make test's lanes once kept dispatch 3 s from answering anything)."""
+    if elapsed < SECOND:
+        return
+    _, harmless = await post(url, path, control, content_type)
+    assert elapsed < 2 * harmless, (what, path, elapsed, harmless)
+
+
 # The prober is a process of its own: in this one, building and sending the hostile body would
 # hold the GIL and be measured as the service's slowness.
 _PROBER = r"""
@@ -150,7 +161,7 @@ async def test_a_10_mb_body_to_the_citizens_rating_is_refused_413_at_once_while_
     assert len(members) > 8 * MiB
     (response, elapsed), probes = await healthz_while(intake, lambda: post(intake.url, RATING, members))
     refused(response, 413, "request.body_too_large")
-    assert elapsed < SECOND
+    await assert_answered_at_once(intake.url, RATING, elapsed)
     await assert_healthz_stayed_fast(intake, probes)
 
 
@@ -205,7 +216,7 @@ async def test_json_nested_1000_deep_is_a_422_on_every_post_route_of_every_servi
             response, elapsed = await post(service.url, path, nested)
             document = refused(response, 422, "request.body_too_deep")
             assert document["params"] == {"limit": 32}
-            assert elapsed < SECOND, (name, path, elapsed)
+            await assert_answered_at_once(service.url, path, elapsed, name)
 
 
 async def test_a_body_of_too_many_members_under_the_size_limit_is_refused_before_it_is_parsed(
@@ -215,7 +226,7 @@ async def test_a_body_of_too_many_members_under_the_size_limit_is_refused_before
     assert len(many) < MiB
     (response, elapsed), probes = await healthz_while(intake, lambda: post(intake.url, RATING, many))
     refused(response, 422, "request.body_too_many_members")
-    assert elapsed < SECOND
+    await assert_answered_at_once(intake.url, RATING, elapsed)
     # The control: as many bytes, read and refused the same way, but one member (a long string).
     few = json.dumps({"targets": "x" * (len(many) - 16)}).encode()
     await assert_healthz_stayed_fast(intake, probes, lambda: post(intake.url, RATING, few))
@@ -235,7 +246,7 @@ async def test_values_json_allows_and_the_services_cannot_hold_are_422_naming_th
         stack: Stack, body: bytes, code: str, field: str) -> None:
     response, elapsed = await post(stack.services["intake"].url, RATING, body)
     refused(response, 422, code, field)
-    assert elapsed < SECOND
+    await assert_answered_at_once(stack.services["intake"].url, RATING, elapsed)
 
 
 async def test_broken_json_is_a_400(stack: Stack) -> None:
@@ -273,7 +284,8 @@ async def test_the_console_refuses_the_same_input_as_the_services_as_chinese_pag
     response, elapsed = await post(console.url, "/signin", b"login=" + b"a" * (2 * MiB),
                                    content_type="application/x-www-form-urlencoded")
     page(response, 413, "提交的内容太多了")
-    assert elapsed < SECOND
+    await assert_answered_at_once(console.url, "/signin", elapsed, control=b"login=a",
+                                  content_type="application/x-www-form-urlencoded")
     response, _ = await post(console.url, "/signin", b"[" * 1000 + b"]" * 1000)
     page(response, 422, "层级太多")
     # httpx will not send a URL this long: written by hand.
