@@ -52,8 +52,7 @@ def free_port() -> int:
                   if now - float(at) < _HELD_SECONDS}
         port = _bindable_port(set(recent))
         recent[port] = now
-        ledger.seek(0)
-        ledger.truncate()
+        ledger.truncate(0)  # "a+" writes at the end, which is now the start
         ledger.write("".join(f"{p} {at}\n" for p, at in recent.items()))
         return port
 

@@ -25,6 +25,7 @@ RATING = "/v1/requests/T00000000/rating"  # the citizen's rating: no token neede
 MiB = 1_048_576
 SECOND = 1.0
 HEALTHZ_MS = 50.0
+PROBES = 60  # /healthz probes at the least, whatever the time: a p95 of fewer says little
 T = TypeVar("T")
 
 
@@ -73,8 +74,6 @@ def head(method: str, path: str, **headers: str) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
-
-PROBES = 60  # at the least, whatever the time: a p95 of fewer says little
 
 async def assert_answered_at_once(url: str, path: str, elapsed: float, what: object = None,
                                   control: bytes = b"{}", content_type: str = "application/json") -> None:
@@ -128,7 +127,7 @@ async def healthz_while(service: ServiceProcess, refusal: Callable[[], Awaitable
 
 
 def healthz_p95(probes: list[float]) -> float:
-    """The probes' 95th percentile (of about 150, the eighth slowest)."""
+    """The probes' 95th percentile (of 60 to about 150, the fourth to the eighth slowest)."""
     assert len(probes) >= PROBES, f"the prober measured too little: {len(probes)} probes"
     return statistics.quantiles(probes, n=20, method="inclusive")[-1]
 
