@@ -36,10 +36,8 @@ import importlib
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -73,6 +71,7 @@ from .faults import (
     ahead_env,
     arrived_all,
     judge,
+    keep_logs,
     partition_owners,
     partition_unavailable,
     pause,
@@ -889,14 +888,6 @@ async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng:
     return poison
 
 
-def keep_logs(stack: Stack) -> None:
-    """A failed or interrupted run's replica logs, kept where the stack's folder (removed when it
-    stops) cannot take them along: what an SRE reads to find out why."""
-    kept = Path(tempfile.gettempdir()) / f"townflow-chaos-logs-{stack.workdir.name}"
-    shutil.copytree(stack.workdir / "logs", kept, dirs_exist_ok=True)
-    print(f"  the replicas' logs are kept in {kept}", flush=True)
-
-
 async def run_chaos(seed: int, matters: int | None = None, rate: float | None = None, stack: Stack | None = None,
                     size: Size | None = None) -> dict[str, Any]:
     size = size or Size()
@@ -981,7 +972,7 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
     finally:
         if own:
             if not (report or {}).get("passed"):
-                keep_logs(stack)
+                keep_logs(stack, "chaos")
             stack.stop()
             if stack.s3 is not None:
                 stack.s3.stop()

@@ -29,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -384,3 +385,11 @@ def judge(probes: list[Probe], seen: Arrivals, within: float) -> dict[str, Any]:
         "doubled_on_topic": sum(n - 1 for n in seen.outbox_ids.values() if n > 1),
         "messages_watched": sum(seen.outbox_ids.values()),
     }
+
+
+def keep_logs(stack: Stack, run: str) -> None:
+    """A failed or interrupted run's replica logs, kept where the stack's folder (removed when it
+    stops) cannot take them along: what an SRE reads to find out why. `run`: chaos, upgrade."""
+    kept = Path(tempfile.gettempdir()) / f"townflow-{run}-logs-{stack.workdir.name}"
+    shutil.copytree(stack.workdir / "logs", kept, dirs_exist_ok=True)
+    print(f"  the replicas' logs are kept in {kept}", flush=True)

@@ -36,6 +36,9 @@ class StaffReport:
     problems: Counter[str] = field(default_factory=Counter)  # "action status code": the refusal's own code
     to_rate: dict[str, str] = field(default_factory=dict)  # request_id → town, completed but not rated yet
     leave_alone: set[str] = field(default_factory=set)  # targets whose tasks are left to supervision (督办)
+    # "action status replica: body" of every 5xx but 503 (which replica, and what it said, is where an
+    # SRE starts reading its log)
+    server_errors: list[str] = field(default_factory=list)
 
 
 def problem_code(response: httpx.Response) -> str:
@@ -90,6 +93,8 @@ class TownDesk:
             return None
         if response.status_code == 409 and done_by and done_by in response.text:
             return {}
+        if response.status_code >= 500 and response.status_code != 503:
+            self.report.server_errors.append(f"{action} {response.status_code} {url}: {response.text[:200]}")
         if response.status_code >= 300:
             self.report.tried_again[f"{action} {response.status_code}"] += 1
             self.report.problems[f"{action} {response.status_code} {problem_code(response)}"] += 1

@@ -53,6 +53,7 @@ from townflow_shared.outbox import OUTBOX_SERVICE_HEADER
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from .chaos import check, consumed_topics, file_steadily, settle, towns_of, write_report
+from .faults import keep_logs
 from .town_staff import StaffReport, staff_at_work
 
 READY_WITHIN = 60.0
@@ -341,6 +342,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
     def phase(name: str) -> None:
         phases[name] = round(time.monotonic() - began - sum(phases.values()), 1)
 
+    report: dict[str, Any] | None = None
     try:
         stack.start_infra()
         for name in SERVICES:
@@ -397,7 +399,8 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
             "staff_actions": dict(staff.done), "staff_refused": staff.refused[:20],
             "staff_refused_count": len(staff.refused), "staff_tried_again": dict(staff.tried_again),
             "staff_answers_tried_again": dict(staff.problems),
-            "staff_failures": staff_failures, "left_unrated": len(staff.to_rate),
+            "staff_failures": staff_failures, "staff_server_errors": staff.server_errors[:20],
+            "left_unrated": len(staff.to_rate),
         }
         report["passed"] = (forward and back and settled and report["matters_acknowledged"] == filed
                             and report["lost_in_dispatch"] == 0 and report["counted_twice_in_dispatch"] == 0
@@ -408,6 +411,8 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
                             and staff_worked)
         return report
     finally:
+        if not (report or {}).get("passed"):
+            keep_logs(stack, "upgrade")
         stack.stop()
 
 

@@ -52,7 +52,7 @@ def shots(url: str, stack: Stack, filed: list[dict[str, Any]]) -> None:
     inspection = _api(stack, "enforcement", "/v1/inspections", ("s026", "officer"), status="done")[0]
     case = _api(stack, "enforcement", "/v1/cases", ("s026", "officer"))[0]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium-headless-shell", headless=True, args=CHROMIUM_ARGS)
 
         def person(login: str | None, phone: bool = False) -> Page:
             context = browser.new_context(base_url=url, locale="zh-CN", viewport=PHONE if phone else DESKTOP,

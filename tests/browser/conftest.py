@@ -16,7 +16,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from devstack.demo_accounts import DEMO_PASSWORD
 from devstack.stack import Stack
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path("/usr/bin/chromium-headless-shell")  # Debian's; `make chromium` says why this one
 # Deque's axe-core from npm at the version of axe/package-lock.json (`make axe-core`: npm ci).
 AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 # What fails a page: WCAG 2.1 A and AA (contrast 4.5:1 for text) and axe's best practices, at impact
@@ -45,7 +45,7 @@ def console_url(county_stack: Stack) -> str:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Missing is a failure, not a skip: `make install` installs it (as root: apt-get install chromium)."""
-    assert CHROMIUM.exists(), "Debian's chromium is not installed: apt-get install chromium fonts-noto-cjk"
+    assert CHROMIUM.exists(), "Debian's chromium-headless-shell is not installed: apt-get install chromium-headless-shell fonts-noto-cjk"
     return str(CHROMIUM)
 
 
