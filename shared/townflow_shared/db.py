@@ -38,6 +38,11 @@ OUTAGES: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
 )
+# A transaction PostgreSQL undid to let another through: a deadlock's victim (a rolling upgrade's
+# migration against a rating, seen once as a 500) or a serialization conflict. Nothing of it was
+# kept and sending it again is safe: an HTTP request is answered 503 `service.busy`; a consumer's
+# batch is tried again, as any batch that is not poison.
+ROLLED_BACK: tuple[type[Exception], ...] = (asyncpg.exceptions.TransactionRollbackError,)
 # PostgreSQL advisory lock ids, all in one place so no two uses ever take the same one (each
 # service has its own database; 72_410 keeps clear of other applications' small ids).
 # Two replicas must not migrate the same database at once:

@@ -19,13 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import problems
 from .auth import Principal, require
-from .db import OUTAGES
+from .db import OUTAGES, ROLLED_BACK
 from .guards import EdgeLimits, InputGuard, json_refusal
 from .metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
 from .problems import (
     CLOCK_OUT_OF_RANGE,
     DATABASE_UNAVAILABLE,
     ROLE_MISSING,
+    SERVICE_BUSY,
     TOKEN_INVALID,
     TOKEN_MISSING,
 )
@@ -243,11 +244,18 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 RETRY_AFTER_SECONDS = 5
 
 
+async def _rolled_back(request: Request, exc: Exception) -> JSONResponse:
+    """Undone to let another request through (db.ROLLED_BACK): nothing kept, to be sent again at once."""
+    return SERVICE_BUSY(headers={"Retry-After": "1"}).response()
+
+
 def mount_common(app: FastAPI, service: str, with_test_clock: bool, limits: EdgeLimits | None = None) -> None:
     """What every service answers besides its own routes, and the guard before them all."""
     problems.install(app)
     for outage in OUTAGES:
         app.add_exception_handler(outage, _database_unavailable)
+    for rolled_back in ROLLED_BACK:
+        app.add_exception_handler(rolled_back, _rolled_back)
     app.include_router(ops)
     if with_test_clock:
         app.include_router(test_clock)

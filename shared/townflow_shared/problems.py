@@ -244,6 +244,7 @@ TOWN_NOT_FOUND = SHARED["town.not_found"]
 TOWN_NOT_YOURS = SHARED["town.not_yours"]
 TOWN_REQUIRED = SHARED["town.required"]
 DATABASE_UNAVAILABLE = SHARED["service.database_unavailable"]
+SERVICE_BUSY = SHARED["service.busy"]
 CLOCK_OUT_OF_RANGE = SHARED["clock.out_of_range"]
 
 
@@ -361,7 +362,7 @@ def responses(*codes: Code) -> dict[int | str, dict[str, Any]]:
 
 
 # What any route may answer whatever it does: the edge's own refusals.
-COMMON = (MALFORMED_JSON, BODY_TOO_SLOW, BODY_TOO_LARGE, URI_TOO_LONG, DATABASE_UNAVAILABLE)
+COMMON = (MALFORMED_JSON, BODY_TOO_SLOW, BODY_TOO_LARGE, URI_TOO_LONG, DATABASE_UNAVAILABLE, SERVICE_BUSY)
 
 
 # What a route that reads a bearer token may answer besides (auth.require, auth.optional_principal).

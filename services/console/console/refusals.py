@@ -102,6 +102,7 @@ SHARED = {
     "town.not_yours": "这是{town}的事务，您只能办理本镇的事务",
     "town.required": "须指明是哪个镇",
     "service.database_unavailable": "系统暂时不可用，请稍后再试",
+    "service.busy": "系统繁忙，本次操作未生效，请再提交一次",
     "clock.out_of_range": "测试时钟不能调到这个时间",
     "photo.too_large": "照片太大了（不能超过 {limit} 字节），请缩小后再传",
     "photo.not_a_photo": "这不是照片，请用手机拍摄的照片（常见照片格式均可）",
