@@ -128,18 +128,20 @@ OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_in
 # lane, with the bench-scale smoke run, ended last (10 min 37 s against this one's 9 min 3 s; with the
 # check here, 10 min 6 s against 9 min 45 s).
 THIRD_LANE := tests/browser tests/test_upgrade.py
+# Each lane ends with its slowest tests (setup, call and teardown apart): where a lane's time goes.
+SLOWEST := --durations=8 --durations-min=5
 test-stack: install
 	$(UV) -r bench/requirements.txt
 	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-own stack-lane-third
 
 stack-lane-shared:
-	$(PY) -m pytest -q tests --ignore=tests/database $(addprefix --ignore=,$(OWN_STACKS) $(THIRD_LANE))
+	$(PY) -m pytest -q $(SLOWEST) tests --ignore=tests/database $(addprefix --ignore=,$(OWN_STACKS) $(THIRD_LANE))
 
 stack-lane-own:
-	$(PY) -m pytest -q -p no:cacheprovider $(OWN_STACKS)
+	$(PY) -m pytest -q $(SLOWEST) -p no:cacheprovider $(OWN_STACKS)
 
 stack-lane-third:
-	$(PY) -m pytest -q -p no:cacheprovider $(THIRD_LANE) $(DB_AT_SCALE)
+	$(PY) -m pytest -q $(SLOWEST) -p no:cacheprovider $(THIRD_LANE) $(DB_AT_SCALE)
 
 # Everything at once: lint, types, the unit and database tiers beside the stack's three lanes. The
 # lanes leave 15-20 % of the two cores idle while they wait on brokers and browsers, and the fast
