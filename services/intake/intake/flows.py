@@ -34,7 +34,7 @@ from townflow_shared.events import new_event
 from townflow_shared.group_commit import GroupCommit
 from townflow_shared.objects import ObjectStore
 from townflow_shared.privacy import mask_personal_numbers
-from townflow_shared.problems import TOWN_REQUIRED
+from townflow_shared.problems import TOWN_REQUIRED, Refusal
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import CatalogItem, Town
@@ -175,13 +175,18 @@ def validated_filing(deps: Deps, actor: Principal, command: FileMatter) -> Filin
     item = town.catalog.get(body.item_code)
     if item is None:
         raise rules.unknown_item(body.item_code, town)
-    if refusal := rules.filing_refusal(town=town, item=item, village=body.village, target=body.target,
+    place = rules.placed(town=town, item=item, village=body.village,
+                         point=(body.point.longitude, body.point.latitude) if body.point else None)
+    if isinstance(place, Refusal):
+        raise place
+    if refusal := rules.filing_refusal(town=town, item=item, village=place.village, target=body.target,
                                        proxy_agent_id=body.proxy_agent_id):
         raise refusal
     if deps.citizen_ref_key is None:
         raise CODES["filing.citizen_ref_key_unset"]()
-    fields = body.model_dump(include={"channel", "description", "village", "location", "target",
+    fields = body.model_dump(include={"channel", "description", "location", "target",
                                       "proxy_agent_id", "village_record_id"})
+    fields |= {"village": place.village, "point": place.point, "grid_cell": place.cell}
     fields |= {"citizen_name": body.citizen.name, "citizen_phone": body.citizen.phone,
                "citizen_id_number": body.citizen.id_number}
     filing = Filing(
@@ -656,10 +661,13 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
                                              fields["citizen_id_number"])
         if citizen is not None:
             citizens.append(citizen)
+        point, cell = fields.get("point"), fields.get("grid_cell")  # a filing made without them: no place
         rows.append({
             "request_id": request_id, "ticket_no": ticket_no, "access_code": access_code,
             "item_code": filing.item.code, "colour": colour,
-            **{k: v for k, v in fields.items() if k not in personal_data.PLAINTEXT_COLUMNS}, **in_requests,
+            **{k: v for k, v in fields.items() if k not in (*personal_data.PLAINTEXT_COLUMNS, "point")}, **in_requests,
+            "grid_cell": cell,
+            "point": f"SRID=4326;POINT({point[0]!r} {point[1]!r})" if point else None,  # PostGIS's EWKT
             "citizen_ref": filing.citizen_ref, "filed_by": filing.filed_by,
             "filed_at": now, "status": "filed", "status_at": now, "trace_headers": filing.trace_headers,
         })
@@ -674,11 +682,14 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
                 target=fields["target"],
                 citizen_ref=filing.citizen_ref, proxy_agent_id=fields["proxy_agent_id"],
                 village_record_id=fields["village_record_id"], filed_at=now,
-                attachments=[attachment_ref(row) for row in filing.attachments]),
+                attachments=[attachment_ref(row) for row in filing.attachments],
+                point=events.Position(longitude=point[0], latitude=point[1]) if point else None,
+                grid_cell=cell),
             source="intake", town_code=town.code, subject=str(request_id),
             correlation_id=str(request_id), time=now))
         body: dict[str, Any] = {"request_id": str(request_id), "ticket_no": ticket_no,
                                 "access_code": access_code, "colour": colour, "status": "filed",
+                                "village": fields["village"], "grid_cell": cell,
                                 **receipt_facts(town, filing.item, colour, now)}
         answers.append((201, body))
     await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings], citizens)

@@ -1,0 +1,59 @@
+"""Place on PostgreSQL with PostGIS (issue #30): a filing's point stored as a geography with its grid
+cell, and the open matters of the same item within the town's distance found on the GiST index."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from intake import flows, rules
+from intake.app import MIGRATIONS
+from intake.personal_data import Keyring, new_key_spec
+from intake.store import PgUnitOfWork
+from townflow_shared.county import load_county
+from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
+from townflow_shared.settings import DEMO_COUNTY_DIR
+
+from ..conftest import QINGHE
+
+KEYRING = Keyring({"k1": new_key_spec()}, "k1", b"database-tier-lookup-key")
+COUNTY = load_county(DEMO_COUNTY_DIR)
+FILED = datetime.fromisoformat("2027-01-05T10:00:00+08:00")
+ROAD = (119.305, 32.42)  # 青禾村 (V01), its first grid cell
+METRE = 1 / 111_320  # of latitude, in degrees
+
+
+def _filing(n: int, item: str = "T001", point: tuple[float, float] | None = ROAD, location: str = "") -> flows.Filing:
+    town = COUNTY.towns[QINGHE]
+    placed = rules.placed(town=town, item=town.catalog[item], village=None if point else "V01", point=point)
+    assert isinstance(placed, rules.Placed)
+    return flows.Filing(
+        town=town, filed_by="s010", filer_scope="s010", idempotency_key=None, fingerprint=f"f{n}",
+        item=town.catalog[item], requested_colour=None, citizen_ref=f"{n:064d}", trace_headers={},
+        fields={"channel": "window", "description": f"第{n}件", "village": placed.village,
+                "location": location or f"村道第{n}处", "target": None, "proxy_agent_id": None,
+                "village_record_id": None, "citizen_name": f"群众{n}", "citizen_phone": "13800000000",
+                "citizen_id_number": None, "point": placed.point, "grid_cell": placed.cell})
+
+
+async def _file(pool: Any, *filings: flows.Filing, at: datetime = FILED) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn, conn.transaction():
+        answers = await flows.file_requests(PgUnitOfWork(conn), filings, at, KEYRING)
+    return [a[1] for a in answers if isinstance(a, tuple)]
+
+
+async def test_a_point_is_stored_as_a_geography_with_its_grid_cell(fresh_database: str) -> None:
+    pool = await create_pool(fresh_database)
+    try:
+        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+        (placed, plain) = await _file(pool, _filing(1), _filing(2, point=None))
+        assert (placed["village"], placed["grid_cell"]) == ("V01", "321003104001001")
+        rows = {r["ticket_no"]: r for r in await pool.fetch(
+            "SELECT ticket_no, grid_cell, ST_X(point::geometry) AS lon, ST_Y(point::geometry) AS lat,"
+            " ST_SRID(point::geometry) AS srid FROM requests")}
+        assert tuple(rows[placed["ticket_no"]].values())[1:] == ("321003104001001", *ROAD, 4326)
+        assert tuple(rows[plain["ticket_no"]].values())[1:] == (None, None, None, None)
+        # The row reads whole as before (asyncpg reads the geography column as text).
+        assert (await pool.fetchrow("SELECT * FROM requests WHERE ticket_no = $1", placed["ticket_no"]))["point"]
+    finally:
+        await pool.close()
