@@ -179,6 +179,9 @@ class IntakeRules(_Strict):
     duplicate_window_days: int = Field(default=7, ge=1)
     # How alike two normalised locations must be (character-bigram Dice, 0–1; containment is 1).
     duplicate_location_similarity: float = Field(default=0.5, gt=0, le=1)
+    # 重复件 by place (issue #30): an open matter of the same item this close to a new one's point
+    # (metres; FixMyStreet suggests those within 50 m).
+    duplicate_distance_m: float = Field(default=50, gt=0, le=1000)
     # Whether a citizen with the ticket's access code sees the matter's photos (issue #29): a
     # town decides, since a photo of a neighbour's extension shows more than the citizen's own matter.
     citizen_sees_photos: bool = False

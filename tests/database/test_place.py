@@ -3,7 +3,7 @@ cell, and the open matters of the same item within the town's distance found on 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from intake import flows, rules
@@ -55,5 +55,46 @@ async def test_a_point_is_stored_as_a_geography_with_its_grid_cell(fresh_databas
         assert tuple(rows[plain["ticket_no"]].values())[1:] == (None, None, None, None)
         # The row reads whole as before (asyncpg reads the geography column as text).
         assert (await pool.fetchrow("SELECT * FROM requests WHERE ticket_no = $1", placed["ticket_no"]))["point"]
+    finally:
+        await pool.close()
+
+
+def _north(metres: float) -> tuple[float, float]:
+    return ROAD[0], ROAD[1] + metres * METRE
+
+
+async def test_an_open_matter_of_the_item_within_50_m_is_a_nearby_duplicate(fresh_database: str) -> None:
+    pool = await create_pool(fresh_database)
+    try:
+        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+        # Locations that read nothing alike: only the points make them duplicates.
+        (first,) = await _file(pool, _filing(1, location="村道东头"))
+        (other_item,) = await _file(pool, _filing(2, item="T002", point=_north(10), location="垃圾房"))
+        (near,) = await _file(pool, _filing(3, point=_north(30), location="小卖部门口"), at=FILED + timedelta(minutes=1))
+        assert [(d["ticket_no"], d["reason"]) for d in near["possible_duplicates"]] == [(first["ticket_no"], "nearby")]
+        assert 29.5 <= near["possible_duplicates"][0]["distance_m"] <= 30.5  # metres on the spheroid
+        (far,) = await _file(pool, _filing(4, point=_north(-60), location="桥头"), at=FILED + timedelta(minutes=2))
+        assert far["possible_duplicates"] == []  # 60 m from the first, 90 m from the second
+        # A closed matter is no duplicate.
+        await pool.execute("UPDATE requests SET status = 'closed' WHERE ticket_no = $1", first["ticket_no"])
+        (again,) = await _file(pool, _filing(5, point=_north(5), location="路中间"), at=FILED + timedelta(minutes=3))
+        assert [(d["ticket_no"], d["reason"]) for d in again["possible_duplicates"]] == [(near["ticket_no"], "nearby")]
+        assert other_item["ticket_no"] not in {d["ticket_no"] for d in again["possible_duplicates"]}
+    finally:
+        await pool.close()
+
+
+async def test_the_nearby_search_is_answered_from_the_gist_index(fresh_database: str) -> None:
+    pool = await create_pool(fresh_database)
+    try:
+        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+        await _file(pool, *(_filing(n, point=_north(n * 7)) for n in range(1, 40)))
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("ANALYZE requests")
+            await conn.execute("SET LOCAL enable_seqscan = off")  # a few rows: the planner would read them all
+            plan = "\n".join(r[0] for r in await conn.fetch(
+                "EXPLAIN SELECT ticket_no FROM requests r WHERE r.point IS NOT NULL"
+                " AND ST_DWithin(r.point, ST_GeogFromText('SRID=4326;POINT(119.305 32.42)'), 50)"))
+        assert "requests_point" in plan, plan
     finally:
         await pool.close()

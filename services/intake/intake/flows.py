@@ -708,18 +708,20 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
 async def possible_duplicates(store: IntakeStore, filings: Sequence[Filing],
                               request_ids: list[uuid.UUID], now: datetime) -> list[list[dict[str, Any]]]:
     """重复件 (SPEC §10): for each new filing, the open matters of its town that may be the same
-    one (same target, or same item and village with a similar location), newest first, at most
+    one (same target, same item within the town's distance, or same item and village with a similar
+    location), newest first, at most
     rules.DUPLICATE_HINTS_MAX of them. Only what the filer needs to decide: no location text or
     personal data (a proxy agent files too)."""
     since = [now - timedelta(days=f.town.rules.intake.duplicate_window_days) for f in filings]
+    within = [f.town.rules.intake.duplicate_distance_m for f in filings]
     found: list[list[dict[str, Any]]] = [[] for _ in filings]
     for row in await store.duplicate_candidates(request_ids, since, rules.OPEN_STATUSES,
-                                                rules.DUPLICATE_CANDIDATES_PER_KIND):
+                                                rules.DUPLICATE_CANDIDATES_PER_KIND, within):
         if len(found[row["n"] - 1]) == rules.DUPLICATE_HINTS_MAX:
             continue  # the rows come newest first: this filing's hints are complete
         filing = filings[row["n"] - 1]
         candidate = rules.Candidate(row["ticket_no"], row["item_code"], row["village"], row["location"],
-                                    row["target"])
+                                    row["target"], row["distance_m"])
         why = rules.duplicate_reason(candidate, item_code=filing.item.code, village=filing.fields["village"],
                                      location=filing.fields["location"], target=filing.fields["target"],
                                      rules=filing.town.rules.intake)
@@ -728,7 +730,8 @@ async def possible_duplicates(store: IntakeStore, filings: Sequence[Filing],
                 "ticket_no": row["ticket_no"], "item_code": row["item_code"], "village": row["village"],
                 "status": row["status"],
                 "filed_at": row["filed_at"].astimezone(filing.town.calendar.tz).isoformat(), "reason": why[0],
-                "location_similarity": why[1]})
+                "location_similarity": why[1],
+                "distance_m": None if row["distance_m"] is None else round(row["distance_m"], 1)})
     return found
 
 

@@ -337,16 +337,21 @@ class Candidate:
     village: str
     location: str
     target: str | None
+    distance_m: float | None = None  # from the new filing's point, when both have one
 
 
 def duplicate_reason(candidate: Candidate, *, item_code: str, village: str, location: str,
                      target: str | None, rules: IntakeRules) -> tuple[str, float] | None:
     """Why `candidate` may be the same matter as a new filing, with the location similarity:
-    `same_target` (one enterprise or site), else `similar_location` (same item, same village, a
-    location at least as alike as the town's rule). None when it is not a likely duplicate."""
+    `same_target` (one enterprise or site), else `nearby` (same item, its point within the town's
+    distance of the new one's), else `similar_location` (same item, same village, a location at
+    least as alike as the town's rule). None when it is not a likely duplicate."""
     similarity = round(location_similarity(candidate.location, location), 2)
     if target is not None and candidate.target == target:
         return "same_target", similarity
+    if (candidate.item_code == item_code and candidate.distance_m is not None
+            and candidate.distance_m <= rules.duplicate_distance_m):
+        return "nearby", similarity
     if (candidate.item_code == item_code and candidate.village == village
             and similarity >= rules.duplicate_location_similarity):
         return "similar_location", similarity

@@ -56,7 +56,7 @@ class IntakeStore(Protocol):
     async def request_for_update(self, ticket_no: str) -> Row | None: ...
     async def timeline_of(self, request_id: uuid.UUID) -> list[Row]: ...
     async def save_rating(self, request_id: uuid.UUID, rating: str, rated_at: datetime) -> None: ...
-    async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime], open_statuses: Sequence[str], per_kind: int) -> list[Row]: ...
+    async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime], open_statuses: Sequence[str], per_kind: int, within_m: list[float]) -> list[Row]: ...
     async def merge_side_for_update(self, ticket_no: str) -> Row | None: ...
     async def set_merged_into(self, request_id: uuid.UUID, into: uuid.UUID | None, at: datetime | None) -> None: ...
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None: ...
@@ -321,31 +321,42 @@ class PgStore(PgAnswers):
 
 
     async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime],
-                                   open_statuses: Sequence[str], per_kind: int) -> list[Row]:
+                                   open_statuses: Sequence[str], per_kind: int, within_m: list[float]) -> list[Row]:
         """For each new request (`n`, from 1, in the order given), the open, unmerged matters of its
-        town filed since its `since` with its item in its village, or with its target: one round trip
-        for a batch of filings. The filings of the same batch see each other.
+        town filed since its `since` with its item in its village, with its target, or with its item
+        within its `within_m` metres (both placed, issue #30), each with `distance_m` between the
+        two points (NULL unless both have one): one round trip for a batch of filings. The filings
+        of the same batch see each other.
 
         At most the `per_kind` newest of each kind: each is an index scan backwards from now that
         stops there, so a filing costs the same however many matters a busy item and village hold
-        (issue #16: unbounded, a town's week of one item made every filing slower than the last)."""
+        (issue #16: unbounded, a town's week of one item made every filing slower than the last).
+        The nearby ones come off the GiST index of `point` (ST_DWithin on geography: metres)."""
         return await self.conn.fetch(
-            "SELECT f.n, c.* FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS f(request_id, since, n)"
+            "SELECT f.n, c.*, ST_Distance(c.point, new.point) AS distance_m"
+            " FROM unnest($1::uuid[], $2::timestamptz[], $5::float8[]) WITH ORDINALITY AS f(request_id, since, within_m, n)"
             " JOIN requests new ON new.request_id = f.request_id"
             " CROSS JOIN LATERAL ("
-            "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
+            "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at, r.point FROM requests r"
             "   WHERE r.town_code = new.town_code AND r.item_code = new.item_code AND r.village = new.village"
             "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
             "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
             "   ORDER BY r.filed_at DESC LIMIT $4)"
             "  UNION"
-            "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
+            "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at, r.point FROM requests r"
             "   WHERE new.target IS NOT NULL AND r.town_code = new.town_code AND r.target = new.target"
+            "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
+            "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
+            "   ORDER BY r.filed_at DESC LIMIT $4)"
+            "  UNION"
+            "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at, r.point FROM requests r"
+            "   WHERE new.point IS NOT NULL AND r.point IS NOT NULL AND ST_DWithin(r.point, new.point, f.within_m)"
+            "    AND r.town_code = new.town_code AND r.item_code = new.item_code"
             "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
             "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
             "   ORDER BY r.filed_at DESC LIMIT $4)) AS c"
             " ORDER BY f.n, c.filed_at DESC, c.ticket_no DESC",
-            request_ids, since, list(open_statuses), per_kind)
+            request_ids, since, list(open_statuses), per_kind, within_m)
 
 
     async def merge_side_for_update(self, ticket_no: str) -> Row | None:

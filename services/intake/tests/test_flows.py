@@ -748,3 +748,18 @@ def test_a_filing_names_its_village_or_a_point() -> None:
         filing(village=None)
     with pytest.raises(ValueError, match="less than or equal to 90"):
         filing(point={"longitude": 119.3, "latitude": 119.3})
+
+
+async def test_a_filing_30_m_from_an_open_one_of_its_item_names_it_nearby() -> None:
+    db = FakeDatabase()
+    metre = 1 / 111_320  # of latitude, in degrees
+    first = await file(db, item_code="T001", village=None, location="村道东头",
+                       point={"longitude": 119.305, "latitude": 32.42})
+    near = await file(db, item_code="T001", village=None, location="小卖部门口",
+                      point={"longitude": 119.305, "latitude": 32.42 + 30 * metre})
+    [hint] = near["possible_duplicates"]
+    assert (hint["ticket_no"], hint["reason"]) == (first["ticket_no"], "nearby")
+    assert 29.5 <= hint["distance_m"] <= 30.5
+    far = await file(db, item_code="T001", village=None, location="桥头",
+                     point={"longitude": 119.305, "latitude": 32.42 - 80 * metre})
+    assert far["possible_duplicates"] == []

@@ -391,3 +391,17 @@ def test_the_refusals_of_a_point() -> None:
     unmapped = TOWN.model_copy(update={"places": None})
     assert _point_refused(town=unmapped, point=IN_V01_CELL_1) == ("filing.point_no_map", "point", 409)
     assert _point_refused(point=None) == ("filing.village_missing", "village", 422)
+
+
+def test_an_open_matter_of_the_same_item_within_the_towns_distance_is_nearby() -> None:
+    def reason(item: str, distance: float | None, location: str = "南塘村口") -> str | None:
+        why = rules.duplicate_reason(rules.Candidate("t", item, "V02", location, None, distance), item_code="T001",
+                                     village="V01", location="青禾村五组", target=None, rules=IntakeRules())
+        return why[0] if why else None
+
+    assert IntakeRules().duplicate_distance_m == 50
+    assert reason("T001", 30.0) == "nearby"
+    assert reason("T001", 50.0) == "nearby"
+    assert reason("T001", 50.1) is None
+    assert reason("T002", 10.0) is None  # another item at the same spot is another matter
+    assert reason("T001", None) is None  # one of the two has no point
