@@ -763,3 +763,12 @@ async def test_a_filing_30_m_from_an_open_one_of_its_item_names_it_nearby() -> N
     far = await file(db, item_code="T001", village=None, location="桥头",
                      point={"longitude": 119.305, "latitude": 32.42 - 80 * metre})
     assert far["possible_duplicates"] == []
+
+
+async def test_the_status_a_citizen_or_clerk_reads_never_shows_the_point() -> None:
+    db = FakeDatabase()
+    ticket = await file(db, item_code="T001", village=None, point={"longitude": 119.305, "latitude": 32.42})
+    for actor, code in ((None, ticket["access_code"]), (CLERK, None)):
+        view = await flows.read_status(deps(db, NOW), actor, flows.ReadStatus(ticket["ticket_no"], code))
+        shown = view.model_dump_json()
+        assert "119.305" not in shown and "32.42" not in shown and "point" not in view.model_dump()
