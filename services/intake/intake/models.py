@@ -114,10 +114,12 @@ class FileRequest(Command):
     channel: Channel
     item_code: Identifier = Field(min_length=1, max_length=40)
     description: Text = Field(min_length=1, max_length=2000)
-    village: Identifier40 | None = Field(
-        default=None, description="the village's code; may be left out when a point is given (found from it)")
     point: GeoPoint | None = Field(
         default=None, description="where the matter is (located items only): the village and grid cell are found from it")
+    # Validated when absent too, after `point`: without a point the village is required (`_placed`).
+    village: Identifier40 | None = Field(
+        default=None, validate_default=True,
+        description="the village's code; may be left out when a point is given (found from it)")
     location: Text = Field(min_length=1, max_length=200)
     target: Identifier64 | None = Field(
         default=None,
@@ -131,11 +133,12 @@ class FileRequest(Command):
         default=None,
         description="the town filed in: required of county_admin in a county; a town's staff file in their own town")
 
-    @model_validator(mode="after")
-    def _placed(self) -> FileRequest:
-        if not self.village and self.point is None:
+    @field_validator("village")
+    @classmethod
+    def _placed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("point") is None and "point" in info.data:
             raise CODES["filing.village_missing"].pydantic()
-        return self
+        return value
 
     @field_validator(*CHANNEL_FIELDS.values())
     @classmethod
