@@ -49,12 +49,13 @@ async def test_a_point_is_stored_as_a_geography_with_its_grid_cell(fresh_databas
         (placed, plain) = await _file(pool, _filing(1), _filing(2, point=None))
         assert (placed["village"], placed["grid_cell"]) == ("V01", "321003104001001")
         rows = {r["ticket_no"]: r for r in await pool.fetch(
-            "SELECT ticket_no, grid_cell, ST_X(point::geometry) AS lon, ST_Y(point::geometry) AS lat,"
-            " ST_SRID(point::geometry) AS srid FROM requests")}
-        assert tuple(rows[placed["ticket_no"]].values())[1:] == ("321003104001001", *ROAD, 4326)
-        assert tuple(rows[plain["ticket_no"]].values())[1:] == (None, None, None, None)
-        # The row reads whole as before (asyncpg reads the geography column as text).
-        assert (await pool.fetchrow("SELECT * FROM requests WHERE ticket_no = $1", placed["ticket_no"]))["point"]
+            "SELECT r.ticket_no, p.grid_cell, p.item_code, ST_X(p.point::geometry) AS lon, ST_Y(p.point::geometry) AS lat,"
+            " ST_SRID(p.point::geometry) AS srid FROM requests r LEFT JOIN request_places p USING (request_id)")}
+        assert tuple(rows[placed["ticket_no"]].values())[1:] == ("321003104001001", "T001", *ROAD, 4326)
+        assert tuple(rows[plain["ticket_no"]].values())[1:] == (None, None, None, None, None)
+        # The place is a table beside the request (its columns unchanged: the previous release's cached
+        # statements stay valid), read whole as text by asyncpg.
+        assert (await pool.fetchrow("SELECT * FROM request_places"))["point"]
     finally:
         await pool.close()
 
@@ -90,11 +91,11 @@ async def test_the_nearby_search_is_answered_from_the_gist_index(fresh_database:
         await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
         await _file(pool, *(_filing(n, point=_north(n * 7)) for n in range(1, 40)))
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("ANALYZE requests")
+            await conn.execute("ANALYZE request_places")
             await conn.execute("SET LOCAL enable_seqscan = off")  # a few rows: the planner would read them all
             plan = "\n".join(r[0] for r in await conn.fetch(
-                "EXPLAIN SELECT ticket_no FROM requests r WHERE r.point IS NOT NULL"
-                " AND ST_DWithin(r.point, ST_GeogFromText('SRID=4326;POINT(119.305 32.42)'), 50)"))
-        assert "requests_point" in plan, plan
+                "EXPLAIN SELECT request_id FROM request_places p"
+                " WHERE ST_DWithin(p.point, ST_GeogFromText('SRID=4326;POINT(119.305 32.42)'), 50)"))
+        assert "request_places_point" in plan, plan
     finally:
         await pool.close()

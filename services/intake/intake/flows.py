@@ -642,6 +642,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
         [now - timedelta(days=f.town.rules.intake.repeat_filing_window_days) for f in filings])
     in_this_batch: Counter[tuple[str, str, str]] = Counter()
     rows, citizens, outgoing = [], [], []
+    places: list[dict[str, Any]] = []  # request_places: the filings with a point (issue #30)
     attachments: list[dict[str, Any]] = []
     answers: list[Answer] = []
     for filing, day, earlier_filings in zip(filings, days, earlier, strict=True):
@@ -662,12 +663,15 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
         if citizen is not None:
             citizens.append(citizen)
         point, cell = fields.get("point"), fields.get("grid_cell")  # a filing made without them: no place
+        if point is not None:
+            places.append({"request_id": request_id, "town_code": town.code, "item_code": filing.item.code,
+                           "filed_at": now, "point": f"SRID=4326;POINT({point[0]!r} {point[1]!r})",  # EWKT
+                           "grid_cell": cell})
         rows.append({
             "request_id": request_id, "ticket_no": ticket_no, "access_code": access_code,
             "item_code": filing.item.code, "colour": colour,
-            **{k: v for k, v in fields.items() if k not in (*personal_data.PLAINTEXT_COLUMNS, "point")}, **in_requests,
-            "grid_cell": cell,
-            "point": f"SRID=4326;POINT({point[0]!r} {point[1]!r})" if point else None,  # PostGIS's EWKT
+            **{k: v for k, v in fields.items()
+               if k not in (*personal_data.PLAINTEXT_COLUMNS, "point", "grid_cell")}, **in_requests,
             "citizen_ref": filing.citizen_ref, "filed_by": filing.filed_by,
             "filed_at": now, "status": "filed", "status_at": now, "trace_headers": filing.trace_headers,
         })
@@ -692,7 +696,8 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
                                 "village": fields["village"], "grid_cell": cell,
                                 **receipt_facts(town, filing.item, colour, now)}
         answers.append((201, body))
-    await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings], citizens)
+    await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings], citizens,
+                                    places)
     await uow.store.insert_attachments(attachments)
     duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
     for (_, answer), found in zip(answers, duplicates, strict=True):

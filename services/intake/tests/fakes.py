@@ -66,6 +66,7 @@ class Tables:
     citizens: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_citizens, by request id
     attachments: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
     task_photos: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
+    places: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_places, by request id
 
 
 class FakeStore:
@@ -73,6 +74,10 @@ class FakeStore:
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
+
+    def _point(self, request_id: uuid.UUID) -> str | None:
+        place = self.tables.places.get(request_id)
+        return place["point"] if place else None
 
     def _by_id(self, request_id: uuid.UUID) -> dict[str, Any] | None:
         return next((r for r in self.tables.requests.values() if r["request_id"] == request_id), None)
@@ -104,9 +109,12 @@ class FakeStore:
             self.tables.keys[(town, scope, key)] |= {"status": status, "response": copy.deepcopy(response)}
 
     async def insert_requests(self, rows: list[dict[str, Any]], first_step: str,
-                              details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None:
+                              details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None,
+                              places: list[dict[str, Any]] | None = None) -> None:
         for citizen in citizens or []:
             self.tables.citizens[citizen["request_id"]] = dict(citizen)
+        for place in places or []:
+            self.tables.places[place["request_id"]] = dict(place)
         for row, detail in zip(rows, details, strict=True):
             stored = {"town_code": row["ticket_no"].split("-", 1)[0], "rating": None, "rated_at": None,
                       "merged_into": None, "merged_at": None, "completed_at": None, **row}
@@ -174,7 +182,7 @@ class FakeStore:
             new = self._by_id(request_id)
             if new is None:
                 continue
-            distance = functools.partial(_metres_between, new.get("point"))
+            distance = functools.partial(_metres_between, self._point(request_id))
             others = sorted((r for r in self.tables.requests.values()
                              if r["town_code"] == new["town_code"] and r["request_id"] != request_id
                              and r["filed_at"] >= at and r["status"] in open_statuses and r["merged_into"] is None),
@@ -182,12 +190,12 @@ class FakeStore:
             same_place = [r for r in others if (r["item_code"], r["village"]) == (new["item_code"], new["village"])]
             same_target = [r for r in others if new["target"] is not None and r["target"] == new["target"]]
             nearby = [r for r in others if r["item_code"] == new["item_code"]
-                      and (d := distance(r.get("point"))) is not None and d <= radius]
+                      and (d := distance(self._point(r["request_id"]))) is not None and d <= radius]
             chosen = {r["ticket_no"]: r for r in [*same_place[:per_kind], *same_target[:per_kind], *nearby[:per_kind]]}
             for r in sorted(chosen.values(), key=lambda r: (r["filed_at"], r["ticket_no"]), reverse=True):
                 found.append({"n": n, **{k: r[k] for k in ("ticket_no", "item_code", "village", "location", "target",
                                                            "status", "filed_at")},
-                              "distance_m": distance(r.get("point"))})
+                              "distance_m": distance(self._point(r["request_id"]))})
         return found
 
     async def merge_side_for_update(self, ticket_no: str) -> Row | None:
