@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
+.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools postgis contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
 
 # The packages go in with uv (from PyPI, pinned here), not pip: a fresh clone's install took 48 s
 # of two cores with pip (its own upgrade, resolving, compiling every package's bytecode), 11 s with
@@ -28,7 +28,7 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(UV) -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-install: $(STAMP) kafka-jars seaweedfs keycloak prometheus asyncapi-parser axe-core chromium fault-tools
+install: $(STAMP) kafka-jars seaweedfs keycloak prometheus asyncapi-parser axe-core chromium fault-tools postgis
 
 # SeaweedFS, the S3-compatible server of `make up` and the stack tests (photos, docs/attachments.md):
 # built once from the Go module proxy into ~/.cache/townflow, its source checked against the module
@@ -69,6 +69,15 @@ chromium:
 	  command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	  --no-install-recommends chromium-headless-shell fonts-noto-cjk >/dev/null; } || \
 	  echo "chromium not installed (apt-get install chromium-headless-shell fonts-noto-cjk): the console's browser tests fail"
+
+# PostGIS from Debian's packages, for the PostgreSQL 15 that devstack runs: intake's matters have a
+# position (issue #30, docs/place.md) and its migration 014 creates the extension. Installed when
+# missing and we may (root with apt-get).
+postgis:
+	@test -e /usr/share/postgresql/15/extension/postgis.control || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends postgresql-15-postgis-3 >/dev/null; } || \
+	  echo "postgis not installed (apt-get install postgresql-15-postgis-3): intake's migrations fail"
 
 # Debian's libfaketime (one replica's own clock runs ahead: the clock-skew fault of `make chaos` and
 # of test_resilience) and nftables (a replica cut off from PostgreSQL or Kafka: `make chaos`).
@@ -112,7 +121,7 @@ unit: test-unit
 # database: tests/database/ on one PostgreSQL of the session, a fresh database per test, no Kafka;
 # the one that loads a county-year of tasks (half a minute) runs in the lane of the browser.
 DB_AT_SCALE := tests/database/test_task_lists.py::test_a_county_year_every_search_and_filter_on_an_index_within_budget
-test-db: $(STAMP)
+test-db: $(STAMP) postgis
 	$(PY) -m pytest -q -p no:cacheprovider tests/database --deselect $(DB_AT_SCALE)
 
 # stack: tests/ on Kafka, PostgreSQL and the services (and the console in a browser). The bench's

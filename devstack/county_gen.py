@@ -13,6 +13,7 @@ import yaml
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 COUNTY_CODE = "321003"
+QINGHE_CODE = "321003104"
 
 
 def town_code(n: int) -> str:
@@ -33,6 +34,11 @@ def make_county(folder: Path, towns: int) -> list[str]:
         info["code"], info["name"] = town_code(n), f"第{n + 1}镇"
         (town / "town.yaml").write_text(yaml.safe_dump(info, allow_unicode=True), encoding="utf-8")
         # Console logins name one person in the county: town n's are t<n>-<staff id> (qh- in 青禾镇).
+        # Its places (issue #30) are 青禾镇's, under its own code: the boundary, the grid codes, the
+        # cells its posts hold.
+        for name in ("town.geojson", "grid.geojson", "posts.yaml"):
+            path = town / name
+            path.write_text(path.read_text(encoding="utf-8").replace(QINGHE_CODE, town_code(n)), encoding="utf-8")
         accounts = town / "accounts.yaml"
         accounts.write_text(accounts.read_text(encoding="utf-8").replace("login: qh-", f"login: t{n:03d}-"),
                             encoding="utf-8")

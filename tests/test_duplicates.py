@@ -30,7 +30,7 @@ def target() -> str:
 def hint(ticket: dict[str, Any], item: str, village: str, status: str, filed_at: str, reason: str,
          similarity: float) -> dict[str, Any]:
     return {"ticket_no": ticket["ticket_no"], "item_code": item, "village": village, "status": status,
-            "filed_at": filed_at, "reason": reason, "location_similarity": similarity}
+            "filed_at": filed_at, "reason": reason, "location_similarity": similarity, "distance_m": None}
 
 
 def task_event_of(task: dict[str, Any]) -> Any:

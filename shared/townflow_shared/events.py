@@ -68,6 +68,14 @@ class AttachmentRef(EventData):
     original_sha256: str = Field(description="hex SHA-256 of the file as uploaded (not kept)")
 
 
+class Position(EventData):
+    """A matter's position, WGS 84 (issue #30): where a located item's matter is (a road, a stall, a
+    site), never a person's home: only located items take one, a person's own matters none."""
+
+    longitude: float
+    latitude: float
+
+
 class RequestFiledData(EventData):
     request_id: str
     ticket_no: str
@@ -84,6 +92,9 @@ class RequestFiledData(EventData):
     filed_at: datetime
     attachments: list[AttachmentRef] = Field(default_factory=list, description=(
         "the photos filed with the matter, by reference; none for most filings"))
+    point: Position | None = Field(default=None, description="where the matter is (located items only; issue #30)")
+    grid_cell: str | None = Field(default=None, description=(
+        "the grid cell (单元网格) the point is in: 15 digits, GB/T 30428"))
 
 
 class RequestFiled(Envelope):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .calendar import TimeLimit, WorkCalendar
 from .events import Colour
+from .place import PlaceError, TownPlaces, has_places, load_places
 
 Role = Literal[
     "clerk", "proxy_agent", "village_station", "command_centre", "staff", "module_leader",
@@ -121,6 +122,9 @@ class Post(_Strict):
     a_holder: str
     b_holder: str
     load_cap: int | None = Field(default=None, ge=1)
+    # The grid cells (15-digit codes of grid.geojson) this post holds, 网格员/包村干部: a located
+    # territorial matter in one of them comes to this post before its item's (issue #30).
+    cells: list[str] = []
 
 
 class CatalogItem(_Strict):
@@ -137,6 +141,9 @@ class CatalogItem(_Strict):
     delegated: bool = True
     department: str | None = None
     joint_units: list[str] = []
+    # A matter of this item happens at a place (a broken road, a stall on the pavement, a site to
+    # visit) and may carry a point; a person's own service matter does not: its place is a home.
+    located: bool = False
     # Photos a filing of this item may carry (issue #29; FixMyStreet takes three); 0: none.
     photos_max: int = Field(default=3, ge=0, le=9)
     # Photos of a task of this item at each step after the filing (issue #29): the holder's after
@@ -172,6 +179,9 @@ class IntakeRules(_Strict):
     duplicate_window_days: int = Field(default=7, ge=1)
     # How alike two normalised locations must be (character-bigram Dice, 0–1; containment is 1).
     duplicate_location_similarity: float = Field(default=0.5, gt=0, le=1)
+    # 重复件 by place (issue #30): an open matter of the same item this close to a new one's point
+    # (metres; FixMyStreet suggests those within 50 m).
+    duplicate_distance_m: float = Field(default=50, gt=0, le=1000)
     # Whether a citizen with the ticket's access code sees the matter's photos (issue #29): a
     # town decides, since a photo of a neighbour's extension shows more than the citizen's own matter.
     citizen_sees_photos: bool = False
@@ -278,8 +288,10 @@ class Town(_Strict):
     catalog: dict[str, CatalogItem]
     rules: Rules
     accounts: dict[str, Account] = {}  # console sign-ins by login (optional accounts.yaml)
+    places: TownPlaces | None = None  # boundary, villages, grid cells (optional GeoJSON files, place.py)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
+    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,),
+                              arbitrary_types_allowed=True)
 
     @property
     def code(self) -> str:
@@ -305,6 +317,11 @@ class Town(_Strict):
 
     def load_cap(self, post: Post) -> int:
         return post.load_cap or self.rules.dispatch.default_load_cap
+
+    @cached_property
+    def cell_posts(self) -> dict[str, Post]:
+        """The post holding each grid cell that posts.yaml gives one."""
+        return {cell: post for post in self.posts.values() for cell in post.cells}
 
 
 FILES = ("town.yaml", "modules.yaml", "staff.yaml", "posts.yaml", "catalog.yaml", "rules.yaml")
@@ -417,5 +434,19 @@ def load_town(folder: Path | str, *, county_holidays: Iterable[date] = (),
              f"{where}.department", "an enforcement item names the county department it came from")
     for i, account in enumerate(accounts.values()):
         need(account.staff in staff, accounts_path, f"accounts.{i}.staff", f"unknown staff id {account.staff!r}")
+    places = None
+    if has_places(folder):
+        try:
+            places = load_places(folder, info.code, [v.code for v in info.villages])
+        except PlaceError as exc:
+            raise TownConfigError(str(exc)) from exc
+    held: dict[str, str] = {}
+    for i, post in enumerate(posts.values()):
+        for j, cell in enumerate(post.cells):
+            need(places is not None and cell in places.cells, p["posts.yaml"], f"posts.{i}.cells.{j}",
+                 f"unknown grid cell {cell!r} (grid.geojson)")
+            need(cell not in held, p["posts.yaml"], f"posts.{i}.cells.{j}",
+                 f"grid cell {cell} is held by post {held.get(cell)!r} already")
+            held[cell] = post.code
     return Town(info=info, modules=modules, staff=staff, posts=posts, catalog=catalog, rules=rules,
-                accounts=accounts)
+                accounts=accounts, places=places)

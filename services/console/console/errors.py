@@ -24,7 +24,8 @@ FIELD_LABELS = {
     "to": "离岗结束", "officers": "执法人员", "present_units": "到场单位", "findings": "检查结果",
     "step": "步骤", "decision": "处罚决定", "pool": "奖金总额", "period": "月份", "sample_size": "抽取数量",
     "into": "主件受理编号", "ticket_no": "受理编号", "reached": "回访情况", "format": "格式",
-    "ticket": "受理编号", "unit": "派驻机构", "photos": "照片",
+    "ticket": "受理编号", "unit": "派驻机构", "photos": "照片", "point": "位置",
+    "point.longitude": "经度", "point.latitude": "纬度",
 }
 # A photo of a multipart form, as a service names it: `photos[1]` is the second photo chosen.
 _PHOTO = re.compile(r"photos\[(\d+)\]")

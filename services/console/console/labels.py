@@ -27,7 +27,8 @@ TIMELINE_STEPS = {
 # Where a citizen's matter is (intake's `stage`), as the status page tells the citizen.
 CITIZEN_STAGES = {"received": "已受理，正在分派承办部门", "handling": "正在办理", "answered": "已办结并答复，待核查",
                   "closed": "已办结", "suspended": "暂停办理，等待补正材料或其他单位答复"}
-DUPLICATE_REASONS = {"same_target": "同一检查对象", "similar_location": "同一事项、同村、地点相近"}
+DUPLICATE_REASONS = {"same_target": "同一检查对象", "nearby": "同一事项、位置相近",
+                     "similar_location": "同一事项、同村、地点相近"}
 CHANNELS = {
     "window": "窗口", "proxy": "代办员代办", "village_station": "村便民服务站", "hotline": "热线",
     "online": "网上", "self_service": "自助终端",

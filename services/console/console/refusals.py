@@ -117,6 +117,11 @@ SHARED = {
 INTAKE = {
     "item.unknown": "本镇事项目录中没有“{item}”，请从目录中选择",
     "filing.village_unknown": "本镇没有这个村（社区），请从列表中选择",
+    "filing.point_not_located": "这类事项不需要定位（涉及个人事务，位置可能是住所），请不要标注位置",
+    "filing.point_outside_town": "标注的位置不在{town}范围内，请重新选点",
+    "filing.point_no_map": "{town}尚未配置村界和网格，暂不能按位置受理，请选择村（社区）",
+    "filing.village_contradicts_point": "标注的位置在另一个村（社区），请核对所选的村或重新选点",
+    "filing.village_missing": "请选择村（社区），或在地图上标注位置",
     "filing.channel_field_missing": "“{channel}”渠道必须填写",
     "filing.proxy_agent_unknown": "{agent} 不是本镇的代办员",
     "filing.target_missing": "这类事项必须填写检查对象（企业统一社会信用代码或场所编号）",

@@ -120,3 +120,17 @@ async def test_the_completion_form_sends_the_reply_to_dispatch() -> None:
     assert got.status_code == 303
     (sent,) = [r for r in seen if r.url.path == f"/v1/tasks/{task_id}/complete"]
     assert json.loads(sent.content) == {"resolution": "已登记", "reply": "已为您办理完毕。"}
+
+
+async def test_the_receipt_says_a_nearby_duplicate_and_its_distance_in_chinese() -> None:
+    """Issue #30: a hint of reason `nearby` reads as words and metres, not the reason's code."""
+    hints = [{"ticket_no": f"{QINGHE}-20261207-00002", "item_code": "T001", "village": "V01", "status": "dispatched",
+              "filed_at": "2026-12-07T08:00:00+08:00", "reason": "nearby", "location_similarity": 0.0,
+              "distance_m": 29.6},
+             {"ticket_no": f"{QINGHE}-20261207-00003", "item_code": "T001", "village": "V01", "status": "dispatched",
+              "filed_at": "2026-12-07T08:00:00+08:00", "reason": "similar_location", "location_similarity": 0.75}]
+    async for browser, csrf in _console(_filed({**FILED, "possible_duplicates": hints}), [], CLERK):
+        got = await browser.post("/intake", data={"csrf": csrf, **FORM})
+    assert got.status_code == 201, got.text
+    assert "<td>同一事项、位置相近</td>" in got.text and "<td>相距 30 米</td>" in got.text
+    assert "<td>75%</td>" in got.text and "nearby" not in got.text

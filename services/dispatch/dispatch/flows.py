@@ -663,7 +663,8 @@ async def dispatch_filed(deps: Deps, uow: UnitOfWork, event: events.RequestFiled
     now = deps.clock.now()
     await uow.store.record_matter(town.code, d, event.id, now)
     matter = Matter(uuid.UUID(d.request_id), d.ticket_no, d.item_code, d.colour, d.village, d.location, d.target)
-    task_id = await dispatch_matter(uow, town, matter, now=now, causation_id=event.id)
+    post = rules.post_of_matter(town, town.catalog[d.item_code], d.grid_cell)
+    task_id = await dispatch_matter(uow, town, matter, now=now, post_code=post.code, causation_id=event.id)
     merge = await uow.store.merge_state(matter.request_id)
     if merge is not None and merge["merged"]:  # the merge reached us before the filing did
         task = await uow.store.task_for_update(task_id)

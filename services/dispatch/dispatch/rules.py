@@ -29,6 +29,17 @@ class Assignment:
     via: AssignedVia
 
 
+def post_of_matter(town: Town, item: CatalogItem, grid_cell: str | None) -> Post:
+    """The post a new matter goes to: a located territorial matter in a grid cell that a post holds
+    goes to that post (属地管理: the cell's 网格员 or 包村干部, issue #30); every other matter to its
+    item's post. Enforcement and joint visits keep theirs: they need certified officers or units."""
+    if item.kind == "territorial" and item.located and grid_cell is not None:
+        held_by = town.cell_posts.get(grid_cell)
+        if held_by is not None:
+            return held_by
+    return town.posts[item.post]
+
+
 def assign(post: Post, town: Town, unavailable: set[str]) -> Assignment:
     """A holder unless off-post or at the load cap, then B under the same test, else the
     module leader (A/B岗互为备岗)."""

@@ -46,13 +46,14 @@ class World:
         self.deps = Deps(settings=DispatchSettings(), county=COUNTY, clock=self.clock, database=Database(),
                          unit_of_work=self.uow.factory())
 
-    async def file(self, item_code: str = "S002", town: str = QINGHE, colour: str = "yellow") -> uuid.UUID:
+    async def file(self, item_code: str = "S002", town: str = QINGHE, colour: str = "yellow",
+                   grid_cell: str | None = None) -> uuid.UUID:
         """A matter filed in `town`, dispatched as the consumer would: the new task's id."""
         request_id = uuid.uuid4()
         event = new_event(events.RequestFiled, events.RequestFiledData(
             request_id=str(request_id), ticket_no=f"T-{request_id.hex[:6]}", channel="window", item_code=item_code,
             colour=colour, description="d", village="v", location="l", citizen_ref="x" * 64,  # type: ignore[arg-type]
-            filed_at=self.clock.now()), source="intake", town_code=town, subject=str(request_id),
+            filed_at=self.clock.now(), grid_cell=grid_cell), source="intake", town_code=town, subject=str(request_id),
             correlation_id=str(request_id), time=self.clock.now())
         async with self.deps.unit_of_work() as uow:
             await flows.dispatch_filed(self.deps, uow, event)  # type: ignore[arg-type]
@@ -455,3 +456,14 @@ async def test_a_merge_of_a_suspended_task_keeps_it_suspended_when_undone(world:
                                  into_request_id=uuid.uuid4(), now=world.clock.now())
     assert world.task(task_id)["status"] == "suspended"
     assert (await flows.resume_task(world.deps, CENTRE, flows.ResumeTask(task_id))).status == "dispatched"
+
+
+# --- routing by grid cell (issue #30) --------------------------------------------------------------
+async def test_a_territorial_matter_in_a_held_cell_goes_to_the_cells_post(world: World) -> None:
+    held = "321003104001003"  # 青禾村's, held by the 网格员 of 青禾村 and 东湖村 (posts.yaml)
+    task = world.task(await world.file("T001", grid_cell=held))
+    assert (task["post"], task["assignee"]) == ("grid-qinghe-donghu", "s033")
+    # A cell no post holds, no cell, or an enforcement item: the item's own post.
+    assert world.task(await world.file("T001", grid_cell="321003104005001"))["post"] == "infrastructure"
+    assert world.task(await world.file("T001"))["post"] == "infrastructure"
+    assert world.task(await world.file("E001", grid_cell=held))["post"] == "enforcement-city"

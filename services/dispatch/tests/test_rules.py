@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from dispatch import rules
 from dispatch.models import Resolution
 from townflow_shared.auth import Principal
-from townflow_shared.settings import DEMO_TOWN_DIR
+from townflow_shared.county import load_county
+from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 from townflow_shared.town import DispatchRules, load_town
 from townflow_shared.types import NOT_BLANK_PATTERN
 
@@ -257,3 +258,14 @@ def test_a_task_is_suspended_only_while_open(status: str, ok: bool) -> None:
 def test_a_suspended_task_is_neither_open_nor_overdue() -> None:
     assert "suspended" not in rules.OPEN_STATUSES
     assert not rules.is_overdue("suspended", at(2026, 11, 1), at(2026, 12, 1))
+
+
+def test_a_located_territorial_item_goes_to_the_post_of_its_cell() -> None:
+    town = load_county(DEMO_COUNTY_DIR).towns["321003107"]  # 白鹭镇: the 网格员 of 鹭洲村 holds its cells
+    road, dispute, stall = town.catalog["T001"], town.catalog["T004"], town.catalog["E001"]
+    luzhou, hubin = "321003107001002", "321003107002002"
+    assert rules.post_of_matter(town, road, luzhou).code == "grid-luzhou"
+    assert rules.post_of_matter(town, road, hubin).code == road.post  # no post holds 湖滨村's cells
+    assert rules.post_of_matter(town, road, None).code == road.post
+    assert not dispute.located and rules.post_of_matter(town, dispute, luzhou).code == dispute.post
+    assert rules.post_of_matter(town, stall, luzhou).code == stall.post  # enforcement keeps its officers

@@ -56,7 +56,9 @@ TicketInPath = Annotated[models.TicketNumber, Path()]
 FILING_REFUSALS = (
     *STAFF, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_YOURS, problems.TOWN_REQUIRED, problems.INVALID, CODES["item.unknown"], CODES["filing.village_unknown"],
     CODES["filing.channel_field_missing"], CODES["filing.proxy_agent_unknown"], CODES["filing.target_missing"], CODES["citizen.contact_missing"], CODES["citizen.phone_malformed"],
-    CODES["citizen.id_number_malformed"], CODES["idempotency.key_reused"], CODES["filing.citizen_ref_key_unset"])
+    CODES["citizen.id_number_malformed"], CODES["idempotency.key_reused"], CODES["filing.citizen_ref_key_unset"],
+    CODES["filing.point_not_located"], CODES["filing.point_outside_town"], CODES["filing.point_no_map"],
+    CODES["filing.village_contradicts_point"], CODES["filing.village_missing"])
 
 
 @router.post("/v1/requests", status_code=201, response_model=models.Filed, responses=responses(*FILING_REFUSALS))

@@ -34,7 +34,7 @@ from townflow_shared.events import new_event
 from townflow_shared.group_commit import GroupCommit
 from townflow_shared.objects import ObjectStore
 from townflow_shared.privacy import mask_personal_numbers
-from townflow_shared.problems import TOWN_REQUIRED
+from townflow_shared.problems import TOWN_REQUIRED, Refusal
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import CatalogItem, Town
@@ -175,13 +175,18 @@ def validated_filing(deps: Deps, actor: Principal, command: FileMatter) -> Filin
     item = town.catalog.get(body.item_code)
     if item is None:
         raise rules.unknown_item(body.item_code, town)
-    if refusal := rules.filing_refusal(town=town, item=item, village=body.village, target=body.target,
+    place = rules.placed(town=town, item=item, village=body.village,
+                         point=(body.point.longitude, body.point.latitude) if body.point else None)
+    if isinstance(place, Refusal):
+        raise place
+    if refusal := rules.filing_refusal(town=town, item=item, village=place.village, target=body.target,
                                        proxy_agent_id=body.proxy_agent_id):
         raise refusal
     if deps.citizen_ref_key is None:
         raise CODES["filing.citizen_ref_key_unset"]()
-    fields = body.model_dump(include={"channel", "description", "village", "location", "target",
+    fields = body.model_dump(include={"channel", "description", "location", "target",
                                       "proxy_agent_id", "village_record_id"})
+    fields |= {"village": place.village, "point": place.point, "grid_cell": place.cell}
     fields |= {"citizen_name": body.citizen.name, "citizen_phone": body.citizen.phone,
                "citizen_id_number": body.citizen.id_number}
     filing = Filing(
@@ -637,6 +642,7 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
         [now - timedelta(days=f.town.rules.intake.repeat_filing_window_days) for f in filings])
     in_this_batch: Counter[tuple[str, str, str]] = Counter()
     rows, citizens, outgoing = [], [], []
+    places: list[dict[str, Any]] = []  # request_places: the filings with a point (issue #30)
     attachments: list[dict[str, Any]] = []
     answers: list[Answer] = []
     for filing, day, earlier_filings in zip(filings, days, earlier, strict=True):
@@ -656,10 +662,16 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
                                              fields["citizen_id_number"])
         if citizen is not None:
             citizens.append(citizen)
+        point, cell = fields.get("point"), fields.get("grid_cell")  # a filing made without them: no place
+        if point is not None:
+            places.append({"request_id": request_id, "town_code": town.code, "item_code": filing.item.code,
+                           "filed_at": now, "point": f"SRID=4326;POINT({point[0]!r} {point[1]!r})",  # EWKT
+                           "grid_cell": cell})
         rows.append({
             "request_id": request_id, "ticket_no": ticket_no, "access_code": access_code,
             "item_code": filing.item.code, "colour": colour,
-            **{k: v for k, v in fields.items() if k not in personal_data.PLAINTEXT_COLUMNS}, **in_requests,
+            **{k: v for k, v in fields.items()
+               if k not in (*personal_data.PLAINTEXT_COLUMNS, "point", "grid_cell")}, **in_requests,
             "citizen_ref": filing.citizen_ref, "filed_by": filing.filed_by,
             "filed_at": now, "status": "filed", "status_at": now, "trace_headers": filing.trace_headers,
         })
@@ -674,14 +686,18 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
                 target=fields["target"],
                 citizen_ref=filing.citizen_ref, proxy_agent_id=fields["proxy_agent_id"],
                 village_record_id=fields["village_record_id"], filed_at=now,
-                attachments=[attachment_ref(row) for row in filing.attachments]),
+                attachments=[attachment_ref(row) for row in filing.attachments],
+                point=events.Position(longitude=point[0], latitude=point[1]) if point else None,
+                grid_cell=cell),
             source="intake", town_code=town.code, subject=str(request_id),
             correlation_id=str(request_id), time=now))
         body: dict[str, Any] = {"request_id": str(request_id), "ticket_no": ticket_no,
                                 "access_code": access_code, "colour": colour, "status": "filed",
+                                "village": fields["village"], "grid_cell": cell,
                                 **receipt_facts(town, filing.item, colour, now)}
         answers.append((201, body))
-    await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings], citizens)
+    await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings], citizens,
+                                    places)
     await uow.store.insert_attachments(attachments)
     duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
     for (_, answer), found in zip(answers, duplicates, strict=True):
@@ -697,18 +713,20 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
 async def possible_duplicates(store: IntakeStore, filings: Sequence[Filing],
                               request_ids: list[uuid.UUID], now: datetime) -> list[list[dict[str, Any]]]:
     """重复件 (SPEC §10): for each new filing, the open matters of its town that may be the same
-    one (same target, or same item and village with a similar location), newest first, at most
+    one (same target, same item within the town's distance, or same item and village with a similar
+    location), newest first, at most
     rules.DUPLICATE_HINTS_MAX of them. Only what the filer needs to decide: no location text or
     personal data (a proxy agent files too)."""
     since = [now - timedelta(days=f.town.rules.intake.duplicate_window_days) for f in filings]
+    within = [f.town.rules.intake.duplicate_distance_m for f in filings]
     found: list[list[dict[str, Any]]] = [[] for _ in filings]
     for row in await store.duplicate_candidates(request_ids, since, rules.OPEN_STATUSES,
-                                                rules.DUPLICATE_CANDIDATES_PER_KIND):
+                                                rules.DUPLICATE_CANDIDATES_PER_KIND, within):
         if len(found[row["n"] - 1]) == rules.DUPLICATE_HINTS_MAX:
             continue  # the rows come newest first: this filing's hints are complete
         filing = filings[row["n"] - 1]
         candidate = rules.Candidate(row["ticket_no"], row["item_code"], row["village"], row["location"],
-                                    row["target"])
+                                    row["target"], row["distance_m"])
         why = rules.duplicate_reason(candidate, item_code=filing.item.code, village=filing.fields["village"],
                                      location=filing.fields["location"], target=filing.fields["target"],
                                      rules=filing.town.rules.intake)
@@ -717,7 +735,8 @@ async def possible_duplicates(store: IntakeStore, filings: Sequence[Filing],
                 "ticket_no": row["ticket_no"], "item_code": row["item_code"], "village": row["village"],
                 "status": row["status"],
                 "filed_at": row["filed_at"].astimezone(filing.town.calendar.tz).isoformat(), "reason": why[0],
-                "location_similarity": why[1]})
+                "location_similarity": why[1],
+                "distance_m": None if row["distance_m"] is None else round(row["distance_m"], 1)})
     return found
 
 

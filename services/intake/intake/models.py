@@ -94,16 +94,32 @@ class Citizen(Command):
 CHANNEL_FIELDS = {"proxy": "proxy_agent_id", "village_station": "village_record_id"}
 
 
+class GeoPoint(Command):
+    """A position in WGS 84 (the phone's, or picked on the map; CGCS2000 agrees with it to a few
+    centimetres). Only a located item's matter takes one: it is where the matter is (a broken road,
+    a stall), never a person's home, which is why a person's own service matter takes none."""
+
+    longitude: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    latitude: float = Field(ge=-90, le=90, allow_inf_nan=False)
+
+
 class FileRequest(Command):
-    model_config = ConfigDict(json_schema_extra={"allOf": [
-        {"if": {"required": ["channel"], "properties": {"channel": {"const": channel}}},
-         "then": _required_string(field, pattern=NOT_BLANK_PATTERN)}
-        for channel, field in CHANNEL_FIELDS.items()]})
+    model_config = ConfigDict(json_schema_extra={
+        "allOf": [{"if": {"required": ["channel"], "properties": {"channel": {"const": channel}}},
+                   "then": _required_string(field, pattern=NOT_BLANK_PATTERN)}
+                  for channel, field in CHANNEL_FIELDS.items()],
+        # The village, or a point to find it from (`filing.village_missing`).
+        "anyOf": [_required_string("village"), {"required": ["point"], "properties": {"point": {"type": "object"}}}]})
 
     channel: Channel
     item_code: Identifier = Field(min_length=1, max_length=40)
     description: Text = Field(min_length=1, max_length=2000)
-    village: Identifier = Field(min_length=1, max_length=40)
+    point: GeoPoint | None = Field(
+        default=None, description="where the matter is (located items only): the village and grid cell are found from it")
+    # Validated when absent too, after `point`: without a point the village is required (`_placed`).
+    village: Identifier40 | None = Field(
+        default=None, validate_default=True,
+        description="the village's code; may be left out when a point is given (found from it)")
     location: Text = Field(min_length=1, max_length=200)
     target: Identifier64 | None = Field(
         default=None,
@@ -116,6 +132,13 @@ class FileRequest(Command):
     town_code: TownCode | None = Field(
         default=None,
         description="the town filed in: required of county_admin in a county; a town's staff file in their own town")
+
+    @field_validator("village")
+    @classmethod
+    def _placed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("point") is None and "point" in info.data:
+            raise CODES["filing.village_missing"].pydantic()
+        return value
 
     @field_validator(*CHANNEL_FIELDS.values())
     @classmethod
@@ -132,8 +155,10 @@ class PossibleDuplicate(BaseModel):
     village: str
     status: str
     filed_at: str
-    reason: str = Field(description="same_target, or similar_location (same item and village)")
+    reason: str = Field(description="same_target, nearby (same item, within the town's distance), or similar_location"
+                                    " (same item and village)")
     location_similarity: float
+    distance_m: float | None = Field(default=None, description="metres between the two points, when both have one")
 
 
 class Filed(BaseModel):
@@ -142,6 +167,9 @@ class Filed(BaseModel):
     access_code: str
     colour: Colour
     status: str
+    # Issue #30: where the matter was placed (absent for a filing without a point).
+    village: str | None = Field(default=None, description="the village filed in: as given, or found from the point")
+    grid_cell: str | None = Field(default=None, description="the grid cell (15-digit GB/T 30428 code) the point is in")
     # Issue #27, for the receipt (absent from an answer replayed from the previous release).
     filed_at: str | None = Field(default=None, description="when it was filed, in the town's time zone")
     promised_by: str | None = Field(default=None, description="the date it is promised by (the dispatch rules' deadline)")

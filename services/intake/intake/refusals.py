@@ -9,7 +9,9 @@ The statuses say whose the fault is. 422: the input is not what the OpenAPI docu
 can tell before it calls). 404: the matter the path names is not there. 409: a request as the
 document allows that the town's records refuse: a body naming what the town does not have (an
 item, a village, a proxy agent, a matter to merge into), an item that needs a target, a key used
-with another body, matters that cannot merge.
+with another body, matters that cannot merge. A point the town's map refuses (outside the town, in
+another village than the one given, on an item that takes none) is a 422 too: the point or the
+village is the input at fault, as the filing form marks it.
 """
 
 from townflow_shared.problems import Catalogue

@@ -182,6 +182,36 @@ def closest_items(query: str, town: Town, limit: int = 3) -> list[CatalogItem]:
     return [item for item in ranked[:limit] if score(item) > 0.2]
 
 
+@dataclass(frozen=True)
+class Placed:
+    """Where a filing is: its village, and from its point (if any) the grid cell."""
+
+    village: str
+    cell: str | None = None
+    point: tuple[float, float] | None = None  # (longitude, latitude), WGS 84
+
+
+def placed(*, town: Town, item: CatalogItem, village: str | None,
+           point: tuple[float, float] | None) -> Placed | Refusal:
+    """The filing's village and grid cell (issue #30), or the refusal of its point: only a located
+    item takes one (a person's own matter would be placed at a home), inside the town's map, in the
+    village given if one is. Without a point, the village as given (the request model needs one)."""
+    if point is None:
+        if village is None:
+            return CODES["filing.village_missing"]("village")
+        return Placed(village)
+    if not item.located:
+        return CODES["filing.point_not_located"]("point", item=item.code)
+    if town.places is None:
+        return CODES["filing.point_no_map"]("point", town=town.info.name)
+    found = town.places.locate(*point)
+    if found is None:
+        return CODES["filing.point_outside_town"]("point", town=town.info.name)
+    if village is not None and village != found.village:
+        return CODES["filing.village_contradicts_point"]("village", village=village, located=found.village)
+    return Placed(found.village, found.cell, point)
+
+
 def filing_refusal(*, town: Town, item: CatalogItem, village: str, target: str | None,
                    proxy_agent_id: str | None) -> Refusal | None:
     """Why the town refuses a filing its request model took (409), or None: what it names that
@@ -307,16 +337,21 @@ class Candidate:
     village: str
     location: str
     target: str | None
+    distance_m: float | None = None  # from the new filing's point, when both have one
 
 
 def duplicate_reason(candidate: Candidate, *, item_code: str, village: str, location: str,
                      target: str | None, rules: IntakeRules) -> tuple[str, float] | None:
     """Why `candidate` may be the same matter as a new filing, with the location similarity:
-    `same_target` (one enterprise or site), else `similar_location` (same item, same village, a
-    location at least as alike as the town's rule). None when it is not a likely duplicate."""
+    `same_target` (one enterprise or site), else `nearby` (same item, its point within the town's
+    distance of the new one's), else `similar_location` (same item, same village, a location at
+    least as alike as the town's rule). None when it is not a likely duplicate."""
     similarity = round(location_similarity(candidate.location, location), 2)
     if target is not None and candidate.target == target:
         return "same_target", similarity
+    if (candidate.item_code == item_code and candidate.distance_m is not None
+            and candidate.distance_m <= rules.duplicate_distance_m):
+        return "nearby", similarity
     if (candidate.item_code == item_code and candidate.village == village
             and similarity >= rules.duplicate_location_similarity):
         return "similar_location", similarity

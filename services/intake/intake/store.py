@@ -43,7 +43,7 @@ class IntakeStore(Protocol):
     async def repeat_counts(self, town_codes: list[str], citizen_refs: list[str], item_codes: list[str], since: list[datetime]) -> list[int]: ...
     async def claim_idempotency_keys(self, keys: list[tuple[str, str, str, str]]) -> dict[tuple[str, str, str], Row]: ...
     async def save_idempotent_responses(self, answers: list[tuple[str, str, str, int, dict[str, Any]]]) -> None: ...
-    async def insert_requests(self, rows: list[dict[str, Any]], first_step: str, details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None: ...
+    async def insert_requests(self, rows: list[dict[str, Any]], first_step: str, details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None, places: list[dict[str, Any]] | None = None) -> None: ...
     async def add_timeline(self, request_id: uuid.UUID, at: datetime, step: str, detail: dict[str, Any], event_id: uuid.UUID | None) -> None: ...
     async def step_and_status(self, town_code: str, request_id: uuid.UUID, at: datetime, step: str, detail: dict[str, Any], event_id: uuid.UUID | None) -> Row | None: ...
     async def link_task(self, task_id: str, request_id: uuid.UUID) -> list[Row]: ...
@@ -56,7 +56,7 @@ class IntakeStore(Protocol):
     async def request_for_update(self, ticket_no: str) -> Row | None: ...
     async def timeline_of(self, request_id: uuid.UUID) -> list[Row]: ...
     async def save_rating(self, request_id: uuid.UUID, rating: str, rated_at: datetime) -> None: ...
-    async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime], open_statuses: Sequence[str], per_kind: int) -> list[Row]: ...
+    async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime], open_statuses: Sequence[str], per_kind: int, within_m: list[float]) -> list[Row]: ...
     async def merge_side_for_update(self, ticket_no: str) -> Row | None: ...
     async def set_merged_into(self, request_id: uuid.UUID, into: uuid.UUID | None, at: datetime | None) -> None: ...
     async def request_by_id(self, request_id: uuid.UUID) -> Row | None: ...
@@ -205,22 +205,29 @@ class PgStore(PgAnswers):
 
 
     async def insert_requests(self, rows: list[dict[str, Any]], first_step: str,
-                              details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None:
-        """New requests, each with the first step of its timeline and its sealed citizen (a row of
-        `request_citizens`, personal_data.py), in one statement (see `_as_json`)."""
+                              details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None,
+                              places: list[dict[str, Any]] | None = None) -> None:
+        """New requests, each with the first step of its timeline, its sealed citizen (a row of
+        `request_citizens`, personal_data.py) and its place if it has a point (a row of
+        `request_places`, its point as EWKT), in one statement (see `_as_json`)."""
         columns = ", ".join(rows[0])
         await self.conn.execute(
             f"WITH r AS (INSERT INTO requests ({columns})"  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
             f"  SELECT {columns} FROM jsonb_populate_recordset(NULL::requests, $1::text::jsonb)"
             "  RETURNING request_id, filed_at),"
             " c AS (INSERT INTO request_citizens"
-            "  SELECT * FROM jsonb_populate_recordset(NULL::request_citizens, $4::text::jsonb))"
+            "  SELECT * FROM jsonb_populate_recordset(NULL::request_citizens, $4::text::jsonb)),"
+            # After its request: the foreign key is checked at the statement's end, when both are in.
+            " p AS (INSERT INTO request_places (request_id, town_code, item_code, filed_at, point, grid_cell)"
+            "  SELECT request_id, town_code, item_code, filed_at, point, grid_cell"
+            "  FROM jsonb_populate_recordset(NULL::request_places, $5::text::jsonb))"
             " INSERT INTO timeline (request_id, at, step, detail)"
             " SELECT r.request_id, r.filed_at, $2::text, d.detail"
             " FROM r JOIN jsonb_to_recordset($3::text::jsonb) AS d(request_id uuid, detail jsonb) USING (request_id)",
             _as_json(rows), first_step,
             _as_json([{"request_id": row["request_id"], "detail": detail}
-                      for row, detail in zip(rows, details, strict=True)]), _as_json(citizens or []))
+                      for row, detail in zip(rows, details, strict=True)]), _as_json(citizens or []),
+            _as_json(places or []))
 
 
     async def add_timeline(self, request_id: uuid.UUID, at: datetime, step: str,
@@ -321,31 +328,48 @@ class PgStore(PgAnswers):
 
 
     async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime],
-                                   open_statuses: Sequence[str], per_kind: int) -> list[Row]:
+                                   open_statuses: Sequence[str], per_kind: int, within_m: list[float]) -> list[Row]:
         """For each new request (`n`, from 1, in the order given), the open, unmerged matters of its
-        town filed since its `since` with its item in its village, or with its target: one round trip
-        for a batch of filings. The filings of the same batch see each other.
+        town filed since its `since` with its item in its village, with its target, or with its item
+        within its `within_m` metres (both placed, issue #30), each with `distance_m` between the
+        two points (NULL unless both have one): one round trip for a batch of filings. The filings
+        of the same batch see each other.
 
         At most the `per_kind` newest of each kind: each is an index scan backwards from now that
         stops there, so a filing costs the same however many matters a busy item and village hold
-        (issue #16: unbounded, a town's week of one item made every filing slower than the last)."""
+        (issue #16: unbounded, a town's week of one item made every filing slower than the last).
+        The nearby ones come off the GiST index of `point` (ST_DWithin on geography: metres)."""
         return await self.conn.fetch(
-            "SELECT f.n, c.* FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS f(request_id, since, n)"
+            "SELECT f.n, c.ticket_no, c.item_code, c.village, c.location, c.target, c.status, c.filed_at,"
+            "  ST_Distance(cp.point, np.point) AS distance_m"
+            " FROM unnest($1::uuid[], $2::timestamptz[], $5::float8[]) WITH ORDINALITY AS f(request_id, since, within_m, n)"
             " JOIN requests new ON new.request_id = f.request_id"
+            " LEFT JOIN request_places np ON np.request_id = new.request_id"
             " CROSS JOIN LATERAL ("
-            "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
+            "  (SELECT r.request_id, r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at"
+            "   FROM requests r"
             "   WHERE r.town_code = new.town_code AND r.item_code = new.item_code AND r.village = new.village"
             "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
             "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
             "   ORDER BY r.filed_at DESC LIMIT $4)"
             "  UNION"
-            "  (SELECT r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at FROM requests r"
+            "  (SELECT r.request_id, r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at"
+            "   FROM requests r"
             "   WHERE new.target IS NOT NULL AND r.town_code = new.town_code AND r.target = new.target"
             "    AND r.filed_at >= f.since AND r.request_id <> new.request_id"
             "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
-            "   ORDER BY r.filed_at DESC LIMIT $4)) AS c"
+            "   ORDER BY r.filed_at DESC LIMIT $4)"
+            "  UNION"
+            "  (SELECT r.request_id, r.ticket_no, r.item_code, r.village, r.location, r.target, r.status, r.filed_at"
+            "   FROM request_places p JOIN requests r ON r.request_id = p.request_id"
+            "   WHERE np.point IS NOT NULL AND ST_DWithin(p.point, np.point, f.within_m)"
+            "    AND p.town_code = new.town_code AND p.item_code = new.item_code"
+            "    AND p.filed_at >= f.since AND p.request_id <> new.request_id"
+            "    AND r.status = ANY($3::text[]) AND r.merged_into IS NULL"
+            "   ORDER BY p.filed_at DESC LIMIT $4)) AS c"
+            " LEFT JOIN request_places cp ON cp.request_id = c.request_id"
             " ORDER BY f.n, c.filed_at DESC, c.ticket_no DESC",
-            request_ids, since, list(open_statuses), per_kind)
+            request_ids, since, list(open_statuses), per_kind, within_m)
 
 
     async def merge_side_for_update(self, ticket_no: str) -> Row | None:

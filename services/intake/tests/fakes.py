@@ -9,6 +9,9 @@ builds intake's `Deps` on it with a fixed clock and the demo county. No I/O anyw
 from __future__ import annotations
 
 import copy
+import functools
+import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -28,6 +31,18 @@ from townflow_shared.events import Envelope
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 COUNTY = load_county(DEMO_COUNTY_DIR)
+_EWKT = re.compile(r"^SRID=4326;POINT\((\S+) (\S+)\)$")
+
+
+def _metres_between(a: str | None, b: str | None) -> float | None:
+    """What PostGIS's ST_Distance on geography answers for two EWKT points, near enough for a fake
+    (haversine on a sphere of the earth's mean radius); None unless both are points."""
+    if a is None or b is None:
+        return None
+    (lon1, lat1), (lon2, lat2) = ((math.radians(float(v)) for v in _EWKT.fullmatch(p).groups())  # type: ignore[union-attr]
+                                  for p in (a, b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
 CITIZEN_KEY = b"unit-test-citizen-key"
 # Fixed test keys (32 and 16 bytes): the unit tier's keyring seals as the service's does.
 DATA_KEYS = {"k1": "aes-256-gcm:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", "sm4": "sm4-gcm:ZWZnaGlqa2xtbm9wcXJzdA=="}
@@ -51,6 +66,7 @@ class Tables:
     citizens: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_citizens, by request id
     attachments: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
     task_photos: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
+    places: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_places, by request id
 
 
 class FakeStore:
@@ -58,6 +74,10 @@ class FakeStore:
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
+
+    def _point(self, request_id: uuid.UUID) -> str | None:
+        place = self.tables.places.get(request_id)
+        return place["point"] if place else None
 
     def _by_id(self, request_id: uuid.UUID) -> dict[str, Any] | None:
         return next((r for r in self.tables.requests.values() if r["request_id"] == request_id), None)
@@ -89,9 +109,12 @@ class FakeStore:
             self.tables.keys[(town, scope, key)] |= {"status": status, "response": copy.deepcopy(response)}
 
     async def insert_requests(self, rows: list[dict[str, Any]], first_step: str,
-                              details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None:
+                              details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None,
+                              places: list[dict[str, Any]] | None = None) -> None:
         for citizen in citizens or []:
             self.tables.citizens[citizen["request_id"]] = dict(citizen)
+        for place in places or []:
+            self.tables.places[place["request_id"]] = dict(place)
         for row, detail in zip(rows, details, strict=True):
             stored = {"town_code": row["ticket_no"].split("-", 1)[0], "rating": None, "rated_at": None,
                       "merged_into": None, "merged_at": None, "completed_at": None, **row}
@@ -153,22 +176,26 @@ class FakeStore:
             row |= {"rating": rating, "rated_at": rated_at}
 
     async def duplicate_candidates(self, request_ids: list[uuid.UUID], since: list[datetime],
-                                   open_statuses: Sequence[str], per_kind: int) -> list[Row]:
+                                   open_statuses: Sequence[str], per_kind: int, within_m: list[float]) -> list[Row]:
         found: list[Row] = []
-        for n, (request_id, at) in enumerate(zip(request_ids, since, strict=True), start=1):
+        for n, (request_id, at, radius) in enumerate(zip(request_ids, since, within_m, strict=True), start=1):
             new = self._by_id(request_id)
             if new is None:
                 continue
+            distance = functools.partial(_metres_between, self._point(request_id))
             others = sorted((r for r in self.tables.requests.values()
                              if r["town_code"] == new["town_code"] and r["request_id"] != request_id
                              and r["filed_at"] >= at and r["status"] in open_statuses and r["merged_into"] is None),
                             key=lambda r: (r["filed_at"], r["ticket_no"]), reverse=True)
             same_place = [r for r in others if (r["item_code"], r["village"]) == (new["item_code"], new["village"])]
             same_target = [r for r in others if new["target"] is not None and r["target"] == new["target"]]
-            chosen = {r["ticket_no"]: r for r in [*same_place[:per_kind], *same_target[:per_kind]]}
+            nearby = [r for r in others if r["item_code"] == new["item_code"]
+                      and (d := distance(self._point(r["request_id"]))) is not None and d <= radius]
+            chosen = {r["ticket_no"]: r for r in [*same_place[:per_kind], *same_target[:per_kind], *nearby[:per_kind]]}
             for r in sorted(chosen.values(), key=lambda r: (r["filed_at"], r["ticket_no"]), reverse=True):
                 found.append({"n": n, **{k: r[k] for k in ("ticket_no", "item_code", "village", "location", "target",
-                                                           "status", "filed_at")}})
+                                                           "status", "filed_at")},
+                              "distance_m": distance(self._point(r["request_id"]))})
         return found
 
     async def merge_side_for_update(self, ticket_no: str) -> Row | None:

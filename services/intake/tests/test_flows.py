@@ -721,3 +721,54 @@ async def test_a_staff_tokens_status_read_with_the_citizen_is_recorded_and_the_c
     assert [(r["staff_id"], r["basis"], r["ticket_no"], r["read_at"]) for r in db.tables.personal_data_reads] == [
         ("s010", "clerk", ticket["ticket_no"], minutes(5)), ("s030", "command_centre", ticket["ticket_no"], minutes(5)),
         ("c001", "county_admin", ticket["ticket_no"], minutes(5))]
+
+
+# --- place (issue #30) ----------------------------------------------------------------------------
+async def test_a_filing_with_a_point_is_placed_and_says_so_on_the_topic() -> None:
+    db = FakeDatabase()
+    answer = await file(db, item_code="T001", village=None, point={"longitude": 119.305, "latitude": 32.42})
+    assert (answer["village"], answer["grid_cell"]) == ("V01", "321003104001001")
+    filed = db.published[0]
+    assert isinstance(filed, events.RequestFiled)
+    assert filed.data.village == "V01" and filed.data.grid_cell == "321003104001001"
+    assert filed.data.point == events.Position(longitude=119.305, latitude=32.42)
+    plain = await file(db)
+    assert (plain["village"], plain["grid_cell"]) == ("V01", None)
+    assert isinstance(db.published[1], events.RequestFiled) and db.published[1].data.point is None
+
+
+async def test_a_point_on_a_persons_own_matter_is_refused() -> None:
+    refused = await refusal_of(flows.file_request(deps(FakeDatabase(), NOW), CLERK, flows.FileMatter(
+        filing(point={"longitude": 119.305, "latitude": 32.42}), None)))
+    assert (_code(refused), refused.status) == (("filing.point_not_located", "point"), 422)
+
+
+def test_a_filing_names_its_village_or_a_point() -> None:
+    with pytest.raises(ValueError, match=r"filing\.village_missing"):
+        filing(village=None)
+    with pytest.raises(ValueError, match="less than or equal to 90"):
+        filing(point={"longitude": 119.3, "latitude": 119.3})
+
+
+async def test_a_filing_30_m_from_an_open_one_of_its_item_names_it_nearby() -> None:
+    db = FakeDatabase()
+    metre = 1 / 111_320  # of latitude, in degrees
+    first = await file(db, item_code="T001", village=None, location="村道东头",
+                       point={"longitude": 119.305, "latitude": 32.42})
+    near = await file(db, item_code="T001", village=None, location="小卖部门口",
+                      point={"longitude": 119.305, "latitude": 32.42 + 30 * metre})
+    [hint] = near["possible_duplicates"]
+    assert (hint["ticket_no"], hint["reason"]) == (first["ticket_no"], "nearby")
+    assert 29.5 <= hint["distance_m"] <= 30.5
+    far = await file(db, item_code="T001", village=None, location="桥头",
+                     point={"longitude": 119.305, "latitude": 32.42 - 80 * metre})
+    assert far["possible_duplicates"] == []
+
+
+async def test_the_status_a_citizen_or_clerk_reads_never_shows_the_point() -> None:
+    db = FakeDatabase()
+    ticket = await file(db, item_code="T001", village=None, point={"longitude": 119.305, "latitude": 32.42})
+    for actor, code in ((None, ticket["access_code"]), (CLERK, None)):
+        view = await flows.read_status(deps(db, NOW), actor, flows.ReadStatus(ticket["ticket_no"], code))
+        shown = view.model_dump_json()
+        assert "119.305" not in shown and "32.42" not in shown and "point" not in view.model_dump()

@@ -358,3 +358,50 @@ def test_a_tasks_newer_status_wins_and_a_tie_goes_further_along() -> None:
     assert rules.newer_task_status("accepted", t, "completed", t)
     assert not rules.newer_task_status("completed", t, "dispatched", t)
     assert [h.open for h in (HELD, replace(HELD, status="merged"))] == [True, False]
+
+
+# --- place (issue #30) ----------------------------------------------------------------------------
+# 青禾镇 spans 119.30–119.36 E, 32.38–32.425 N (devstack/place_gen.py): 青禾村 (V01) its north-west.
+IN_V01_CELL_1 = (119.305, 32.42)
+
+
+def test_a_point_places_a_located_matter_in_its_village_and_cell() -> None:
+    road = TOWN.catalog["T001"]
+    assert road.located
+    assert rules.placed(town=TOWN, item=road, village=None, point=IN_V01_CELL_1) == rules.Placed(
+        "V01", "321003104001001", IN_V01_CELL_1)
+    assert rules.placed(town=TOWN, item=road, village="V01", point=IN_V01_CELL_1) == rules.Placed(
+        "V01", "321003104001001", IN_V01_CELL_1)
+    assert rules.placed(town=TOWN, item=road, village="V03", point=None) == rules.Placed("V03")
+
+
+def _point_refused(**given: Any) -> tuple[str, str | None, int]:
+    found = rules.placed(**{"town": TOWN, "item": TOWN.catalog["T001"], "village": None, **given})
+    assert isinstance(found, Refusal)
+    return found.code.name, found.field, found.status
+
+
+def test_the_refusals_of_a_point() -> None:
+    # A person's own matter takes no point: its place would be a home.
+    assert not TOWN.catalog["S001"].located
+    assert _point_refused(item=TOWN.catalog["S001"], point=IN_V01_CELL_1) == ("filing.point_not_located", "point", 422)
+    assert _point_refused(point=(119.37, 32.40)) == ("filing.point_outside_town", "point", 422)  # 白鹭镇's
+    assert _point_refused(point=(32.42, 119.305)) == ("filing.point_outside_town", "point", 422)  # latitude first
+    assert _point_refused(village="V02", point=IN_V01_CELL_1) == ("filing.village_contradicts_point", "village", 422)
+    unmapped = TOWN.model_copy(update={"places": None})
+    assert _point_refused(town=unmapped, point=IN_V01_CELL_1) == ("filing.point_no_map", "point", 409)
+    assert _point_refused(point=None) == ("filing.village_missing", "village", 422)
+
+
+def test_an_open_matter_of_the_same_item_within_the_towns_distance_is_nearby() -> None:
+    def reason(item: str, distance: float | None, location: str = "南塘村口") -> str | None:
+        why = rules.duplicate_reason(rules.Candidate("t", item, "V02", location, None, distance), item_code="T001",
+                                     village="V01", location="青禾村五组", target=None, rules=IntakeRules())
+        return why[0] if why else None
+
+    assert IntakeRules().duplicate_distance_m == 50
+    assert reason("T001", 30.0) == "nearby"
+    assert reason("T001", 50.0) == "nearby"
+    assert reason("T001", 50.1) is None
+    assert reason("T002", 10.0) is None  # another item at the same spot is another matter
+    assert reason("T001", None) is None  # one of the two has no point
