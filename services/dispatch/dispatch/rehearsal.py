@@ -41,14 +41,15 @@ import random
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
 from townflow_shared import scoring
+from townflow_shared.auth import Principal
 from townflow_shared.calendar import WorkCalendar
 from townflow_shared.town import Post, Town, TownConfigError, load_town
 
@@ -616,3 +617,73 @@ def compare(history: History, real: Town, layout: Town, *, times: Times = "drawn
         recorded=figures(as_was, real, history.start, history.end).get(town, empty),
         same_assignee=round(same / len(twin), 4) if twin else 1.0,
         worse=what_got_worse(real_figures, alternative_figures))
+
+
+# --- who may, and how it is shown ------------------------------------------------------------------
+def may_rehearse(principal: Principal, town: Town) -> bool:
+    """The appraisal office (考核办) and the town's party secretary (党委书记), who decide a reform;
+    admins as always."""
+    if principal.roles & {"admin", "county_admin", "appraisal_admin"}:
+        return True
+    return principal.town == town.code and principal.sub == town.info.party_secretary
+
+
+def period_of_days(first: date, last: date, town: Town) -> tuple[datetime, datetime]:
+    """[start, end) of the days `first` to `last` (both included) in the town's time zone."""
+    tz = town.calendar.tz
+    return (datetime.combine(first, time(0), tzinfo=tz),
+            datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz))
+
+
+def as_plain(comparison: Comparison) -> dict[str, Any]:
+    """The comparison as JSON-ready data: every subject of either layout, side by side."""
+    def seen(f: Figures | None) -> dict[str, Any] | None:
+        if f is None:
+            return None
+        data = asdict(f)
+        data["busiest_day"] = f.busiest_day.isoformat() if f.busiest_day else None
+        return data
+
+    subjects = sorted(set(comparison.real) | set(comparison.alternative), key=lambda s: (KINDS.index(s[0]), s[1]))
+    return {
+        "town_code": comparison.town_code, "from": comparison.start.isoformat(), "to": comparison.end.isoformat(),
+        "times": comparison.times, "seed": comparison.seed, "matters": comparison.matters,
+        "same_assignee": comparison.same_assignee, "recorded": seen(comparison.recorded),
+        "subjects": [{"kind": kind, "id": ident, "real": seen(comparison.real.get((kind, ident))),
+                      "alternative": seen(comparison.alternative.get((kind, ident)))} for kind, ident in subjects],
+        "worse": comparison.worse,
+    }
+
+
+KINDS: tuple[Kind, ...] = ("town", "module", "post", "staff")
+
+
+def as_table(comparison: Comparison) -> str:
+    """The comparison as a plain-text table: one line per subject, the real layout's figures and the
+    alternative's side by side."""
+    def rate(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1%}"
+
+    def cells(f: Figures | None) -> list[str]:
+        if f is None:
+            return ["—"] * 8
+        return [str(f.handled), f"{f.busiest_day_tasks}", str(f.most_open),
+                "—" if f.wait_to_accept_hours is None else f"{f.wait_to_accept_hours:.1f}",
+                rate(f.response), rate(f.resolution), f"{f.overdue}/{f.escalated}",
+                "—" if f.composite is None else f"{f.composite:.1f} {f.points:g}"]
+
+    head = ["subject", "handled", "peak day", "most open", "wait h", "响应率", "办结率", "overdue/esc", "composite pts"]
+    data = as_plain(comparison)
+    lines = [f"rehearsal of town {comparison.town_code}, {comparison.start:%Y-%m-%d} to {comparison.end:%Y-%m-%d}"
+             f" (exclusive), {comparison.matters} matters, times {comparison.times}, seed {comparison.seed}",
+             f"twin check: the real layout's rehearsal gave {comparison.same_assignee:.1%} of tasks their real"
+             f" assignee; recorded 响应率 {rate(comparison.recorded.response)}, 办结率"
+             f" {rate(comparison.recorded.resolution)}, overdue {comparison.recorded.overdue}",
+             "", "  ".join(head[:1] + [f"{h} (real → alt)" for h in head[1:]])]
+    for subject in data["subjects"]:
+        real = cells(comparison.real.get((subject["kind"], subject["id"])))
+        alternative = cells(comparison.alternative.get((subject["kind"], subject["id"])))
+        lines.append("  ".join([f"{subject['kind']} {subject['id']}"] +
+                               [a if a == b else f"{a} → {b}" for a, b in zip(real, alternative, strict=True)]))
+    lines += ["", "what got worse:"] + [f"  - {w}" for w in comparison.worse or ["nothing"]]
+    return "\n".join(lines)
