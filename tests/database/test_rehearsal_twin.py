@@ -8,12 +8,18 @@ rehearsed through the command the API runs, which reads and never writes."""
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+import json
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import yaml
@@ -217,7 +223,8 @@ async def test_the_towns_own_layout_rehearsed_is_the_month_that_happened(fresh_d
         await pool.close()
 
 
-async def test_a_merged_layout_is_rehearsed_through_the_command_and_nothing_is_written(fresh_database: str) -> None:
+async def test_a_merged_layout_is_rehearsed_through_the_command_and_nothing_is_written(
+        fresh_database: str, tmp_path: Path) -> None:
     pool, deps = await a_month(fresh_database)
     try:
         before = await pool.fetchval("SELECT count(*) FROM tasks"), await pool.fetchval("SELECT count(*) FROM outbox")
@@ -250,5 +257,17 @@ async def test_a_merged_layout_is_rehearsed_through_the_command_and_nothing_is_w
                 assert refusal.code.name == refused
             else:
                 raise AssertionError(f"{refused} expected")
+
+        # The CLI: the same comparison, as JSON and as a table.
+        (tmp_path / "posts.yaml").write_text(merged(TOWN)["posts.yaml"], encoding="utf-8")
+        command = [sys.executable, "-m", "dispatch", "rehearse", "--town", QINGHE, "--from", str(FIRST), "--to",
+                   str(LAST), "--layout", str(tmp_path), "--times", "replayed", "--as-of", AS_OF.isoformat()]
+        env = {**os.environ, "TOWNFLOW_DATABASE_URL": fresh_database, "TOWNFLOW_TOWN_DIR": str(DEMO_COUNTY_DIR)}
+        printed = await asyncio.to_thread(subprocess.run, [*command, "--json"], env=env, capture_output=True,
+                                          text=True, timeout=120, check=True)
+        assert json.loads(printed.stdout) == json.loads(json.dumps(rehearsal.as_plain(comparison)))
+        table = (await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=120,
+                                         check=True)).stdout
+        assert "module org" in table and "what got worse:" in table
     finally:
         await pool.close()

@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from dispatch import rehearsal, rules
+from dispatch.models import Rehearsal, RehearsalRequest
 from dispatch.rehearsal import History, OffPost, PastMatter, PastTask
 from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import Town, TownConfigError, load_town
@@ -128,3 +130,17 @@ def test_a_wrong_layout_file_is_named_with_its_field() -> None:
         layout(posts_yaml={"posts": posts})
     with pytest.raises(TownConfigError, match=r"^town.yaml: not a file of a layout"):
         rehearsal.alternative_town(TOWN, {"town.yaml": "info: {}"})
+
+
+def test_the_comparison_is_what_the_api_answers_and_a_request_names_its_files() -> None:
+    comparison = rehearsal.compare(morning(), TOWN, merged("stability", "social"), times="replayed")
+    answer = Rehearsal.model_validate(rehearsal.as_plain(comparison))
+    assert (answer.subjects[0].kind, answer.subjects[0].id) == ("town", TOWN.code)
+    (stability,) = [s for s in answer.subjects if (s.kind, s.id) == ("module", "stability")]
+    assert stability.real is not None and stability.alternative is None
+    assert "module stability" in rehearsal.as_table(comparison)
+    request = RehearsalRequest.model_validate({"from": "2026-11-01", "to": "2026-11-30",
+                                               "files": {"posts.yaml": "posts: []"}})
+    assert (request.times, request.seed) == ("drawn", 0)
+    with pytest.raises(ValidationError):
+        RehearsalRequest.model_validate({"from": "2026-11-01", "to": "2026-11-30", "files": {"town.yaml": ""}})
