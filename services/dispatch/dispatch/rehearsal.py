@@ -20,10 +20,10 @@ registrations and the open tasks the rehearsal has given them by then. The holde
 (when accepted, when completed, its approved extensions and suspensions) is
 - `replayed`: the task's own, as it happened (moments shifted with the task if it moved); or
 - `drawn`: one real handling drawn from history, measured in working time from the dispatch on the
-  town's calendar: the assignee's own for that item where there are at least `MIN_OWN` of them, else
-  the item's, else the module's (of the post's module in the real layout), else any. A pool is a
-  deck shuffled by the seed and dealt without replacement (reshuffled when empty), so a pool drawn
-  as often as it was filled gives back its own month exactly.
+  town's calendar: the assignee's own for that item where they have one, else the item's, else the
+  module's (of the post's module in the real layout), else any. A pool is a deck shuffled by the
+  seed and dealt without replacement (reshuffled when empty), so a pool drawn as often as it was
+  filled gives back its own month exactly (see _Decks).
 A task that was returned (退回) or merged (重复件) in reality is returned or merged at the same
 working-time offset whoever holds it, and the command centre's redispatch follows after the real
 gap: to the person it named where the layout still has them, else by the rules on the post it
@@ -58,9 +58,10 @@ from .store import PeriodRows, Row
 
 HOUR = timedelta(hours=1)
 Times = Literal["replayed", "drawn"]
-# A person's own handlings of an item are their pool once there are this many; fewer say too
-# little about them, and the item's pool (everyone's) is drawn from instead.
-MIN_OWN = 3
+# A person's own handlings of an item are their pool once there are this many (else the item's,
+# everyone's): one is enough — the twin check is closest when each person's own month is dealt back
+# to them, and a person's one handling of an item still says more about them than the item's pool.
+MIN_OWN = 1
 # The files of a layout: everything of a town but its identity, villages and calendar (town.yaml).
 LAYOUT_FILES = ("modules.yaml", "posts.yaml", "staff.yaml", "rules.yaml", "catalog.yaml")
 
@@ -267,10 +268,13 @@ def layout_files(folder: Path) -> dict[str, str]:
 
 # --- the replay --------------------------------------------------------------------------------
 class _Decks:
-    """Pools of real handlings, dealt without replacement in the seed's order."""
+    """Pools of real handlings, dealt without replacement. Each pool's deck is shuffled by the seed
+    and the pool's own name, and dealt in arrival order: a pool the alternative layout does not touch
+    deals the same handlings to the same tasks as on the real layout (common random numbers), so
+    the two columns differ by what the layout changed, not by the draw."""
 
     def __init__(self, history: History, real: Town, seed: int) -> None:
-        self.random = random.Random(seed)  # noqa: S311 - a reproducible draw, not a secret
+        self.seed = seed
         self.pools: dict[tuple[str, ...], list[Handling]] = defaultdict(list)
         calendar = real.calendar
         for matter in history.matters:
@@ -294,7 +298,8 @@ class _Decks:
             deck = self.decks.get(key)
             if not deck:
                 deck = self.decks[key] = list(pool)
-                self.random.shuffle(deck)
+                shuffle = random.Random(f"{self.seed}:{'/'.join(key)}")  # noqa: S311 - a reproducible draw, not a secret
+                shuffle.shuffle(deck)
             return deck.pop()
         return None
 
