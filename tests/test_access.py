@@ -57,6 +57,7 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/suspension/refuse", frozenset({"command_centre"})),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/resume", HOLDERS),
     ("dispatch", "GET", "/v1/suspensions", frozenset({"command_centre"})),
+    ("dispatch", "POST", "/v1/rehearsals", READ_TASKS),  # the party secretary is a staff member: flows decide
     ("enforcement", "GET", "/v1/inspections", ENF_READ),
     ("enforcement", "GET", "/v1/inspections/alerts", ENF_READ),
     ("enforcement", "GET", f"/v1/inspections/{FAKE}", ENF_READ),

@@ -161,6 +161,9 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
         COMMAND: (200, 404), STAFF: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     ("dispatch", "GET", "/v1/holders"): {  # ?town=: the redispatch picker's holders and loads
         COMMAND: (200, 404), STAFF: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
+    ("dispatch", "POST", "/v1/rehearsals"): {  # ?town=: read-only; the appraisal office and the party secretary
+        APPRAISER: (200, 404), COMMAND: (403, 404), STAFF: (403, 404), READER: (403, 403),
+        COUNTY_ADMIN: (200, 200)},
     ("dispatch", "GET", "/v1/tasks/{task_id}"): {
         COMMAND: (200, 404), STAFF: (200, 404), APPRAISER: (200, 404), TOWN_ADMIN: (200, 404),
         STATION: (403, 403), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
@@ -480,6 +483,9 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call(f"/v1/plans/{r['plan_id']}")
         case "/v1/scores" | "/v1/rates" | "/v1/rankings" | "/v1/alerts":
             return Call(route[2], params={**by_town, "period": PERIOD})
+        case "/v1/rehearsals":  # a day of the town on another load cap
+            return Call("/v1/rehearsals", params=by_town, json={"from": f"{PERIOD}-01", "to": f"{PERIOD}-01",
+                                                                "files": {"rules.yaml": "dispatch: {default_load_cap: 5}"}})
         case "/v1/what-if":
             return Call("/v1/what-if", params=by_town, json={"period": PERIOD, "rules": {"weights": {"response": 0.6}}})
         case "/v1/bulletin":

@@ -179,6 +179,9 @@ DISPATCH = {
     "staff.not_found": "本镇没有工号为 {staff_id} 的工作人员",
     "off_post.not_permitted": "只有本人、其模块长或指挥中心可以登记离岗",
     "off_post.ends_before_start": "离岗结束时间须晚于开始时间",
+    "rehearsal.not_permitted": "只有考核办或本镇党委书记可以进行改革演练",
+    "rehearsal.layout_invalid": "布局文件有误：{problem}",
+    "rehearsal.period_invalid": "演练时段须结束于开始之后，且不超过 62 天",
 }
 
 # 执法 (enforcement): inspections (综合查一次), cases and their deadlines, random plans.

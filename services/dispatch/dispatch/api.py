@@ -19,7 +19,7 @@ from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 from townflow_shared.views import record_id
 
-from . import attachments, flows
+from . import attachments, flows, rehearsal
 from .flows import PAGE_DEFAULT, PAGE_MAX, Deps
 from .models import (
     Accepted,
@@ -36,6 +36,8 @@ from .models import (
     PendingExtension,
     PendingSuspension,
     Redispatch,
+    Rehearsal,
+    RehearsalRequest,
     Resolution,
     Returned,
     ReturnReason,
@@ -56,6 +58,10 @@ READERS = (*POST_HOLDERS, "appraisal_admin")
 Holder = Annotated[Principal, Depends(require(*POST_HOLDERS))]
 CommandCentre = Annotated[Principal, Depends(require("command_centre"))]
 Reader = Annotated[Principal, Depends(require(*READERS))]
+# A rehearsal's callers: the appraisal office, or the party secretary (a staff member the town's
+# files name, whatever their roles: flows.rehearse checks which).
+Rehearser = Annotated[Principal, Depends(require("appraisal_admin", "staff", "module_leader", "officer",
+                                                 "command_centre"))]
 
 
 async def _deps(request: Request) -> Deps:
@@ -327,3 +333,21 @@ async def board(deps: Dependencies, principal: CommandCentre, town: Town = None)
     """The command centre's live board of its town (the county roles: every town, or `town`):
     counts by colour × status, overdue, escalated, returned."""
     return await flows.board(deps, principal, town)
+
+
+@router.post("/v1/rehearsals", response_model=Rehearsal, response_model_by_alias=True,
+             responses=responses(*CALLER, problems.TOWN_NOT_SERVED, problems.TOWN_NOT_FOUND, problems.TOWN_REQUIRED,
+                                 CODES["rehearsal.not_permitted"], CODES["rehearsal.period_invalid"],
+                                 CODES["rehearsal.layout_invalid"], problems.INVALID),
+             openapi_extra={"x-audit-action": "rehearsal.run"})  # a POST that changes nothing: the audit's name
+async def rehearse(body: RehearsalRequest, deps: Dependencies, principal: Rehearser,
+                   town: Town = None) -> dict[str, object]:
+    """改革演练 (issue #32): the town's (a county role names it, `?town=`) period (`from`–`to`, days in its time zone, at most 62)
+    replayed on its own layout and on the one `files` make (`posts.yaml`, `modules.yaml`,
+    `staff.yaml`, `rules.yaml`, `catalog.yaml` as YAML text; the others stay the town's), each
+    person, post and module side by side. For the appraisal office and the town's party secretary;
+    it reads, and writes nothing. A wrong file is `rehearsal.layout_invalid` naming the file
+    (`files.posts.yaml`) with the field in `detail`. See docs/rehearsal.md."""
+    comparison = await flows.rehearse(deps, principal, flows.Rehearse(
+        town, body.from_, body.to, {str(name): text for name, text in body.files.items()}, body.times, body.seed))
+    return rehearsal.as_plain(comparison)

@@ -5,12 +5,15 @@ run the same flows inside their own transaction; the reads the routes answer are
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any, Literal
+
+import asyncpg
 
 from townflow_shared import attachments as shared_attachments
 from townflow_shared import audit_trail, events
@@ -25,13 +28,13 @@ from townflow_shared.events import Envelope as _Envelope
 from townflow_shared.objects import ObjectStore
 from townflow_shared.photos import PhotoLimits
 from townflow_shared.privacy import mask_personal_numbers
-from townflow_shared.problems import Refusal
+from townflow_shared.problems import TOWN_REQUIRED, Refusal
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
-from townflow_shared.town import Town
+from townflow_shared.town import Town, TownConfigError
 from townflow_shared.views import plain
 
-from . import attachments, rules, store
+from . import attachments, rehearsal, rules, store
 from .models import (
     Accepted,
     Board,
@@ -801,6 +804,51 @@ async def board(deps: Deps, actor: Principal, town: str | None) -> Board:
     return Board(at=now, counts=counts, overdue=brief(await store.overdue_tasks(pool, towns, now)),
                  escalated=brief(await store.escalated_tasks(pool, towns)),
                  returned=brief(await store.returned_queue(pool, towns)))
+
+
+# --- 演练: a past period on another layout (issue #32) ---------------------------------------------
+@dataclass(frozen=True)
+class Rehearse:
+    town: str | None
+    first: date  # the period's first and last days, in the town's time zone
+    last: date
+    files: Mapping[str, str]  # the layout's files that change (name → YAML text); the others stay the town's
+    times: rehearsal.Times = "drawn"
+    seed: int = 0
+
+
+REHEARSAL_DAYS_MAX = 62  # two months: what the console waits for stays a few seconds
+
+
+async def rehearse(deps: Deps, actor: Principal, command: Rehearse) -> rehearsal.Comparison:
+    """The town's period replayed on its own layout and on the one `files` make, side by side; for
+    the appraisal office and the town's party secretary. Reads only (rehearsal_of)."""
+    towns = towns_to_read(deps.county, actor, command.town)
+    if len(towns) != 1:
+        raise TOWN_REQUIRED("town", towns=sorted(t.code for t in towns))
+    town = towns[0]
+    if not rehearsal.may_rehearse(actor, town):
+        raise CODES["rehearsal.not_permitted"]()
+    if not command.first <= command.last or (command.last - command.first).days >= REHEARSAL_DAYS_MAX:
+        raise CODES["rehearsal.period_invalid"]("to")
+    try:
+        layout = rehearsal.alternative_town(town, command.files)
+    except TownConfigError as exc:
+        name = str(exc).split(":", 1)[0]
+        raise CODES["rehearsal.layout_invalid"](f"files.{name}", problem=str(exc)) from None
+    start, end = rehearsal.period_of_days(command.first, command.last, town)
+    return await rehearsal_of(deps.database.pool, town, layout, start, end, deps.clock.now(),
+                              times=command.times, seed=command.seed)
+
+
+async def rehearsal_of(pool: asyncpg.Pool, town: Town, layout: Town, start: datetime, end: datetime, as_of: datetime,
+                       *, times: rehearsal.Times, seed: int) -> rehearsal.Comparison:
+    """The rehearsal of [start, end) as stored by `as_of`: one read-only snapshot, then the replay
+    in a worker thread (a town-month is about a second of CPU the event loop must not wait on)."""
+    async with pool.acquire() as conn:
+        rows = await store.period_rows(conn, town.code, start, end, as_of)
+    history = rehearsal.history_of(rows, town.code, start, end, as_of)
+    return await asyncio.to_thread(rehearsal.compare, history, town, layout, times=times, seed=seed)
 
 
 # --- the task lists (issue #27) ------------------------------------------------------------------

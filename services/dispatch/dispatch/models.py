@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -416,3 +416,54 @@ class HolderSeen(Answer):
     cap: int | None = Field(description="the post's load cap; none for the module's leader")
     off_post: bool = Field(description="registered off post now")
     takes_next: bool = Field(description="the one a new task of the post would go to now")
+
+
+# --- 演练 (issue #32): a past period on another layout --------------------------------------------
+LayoutFile = Literal["modules.yaml", "posts.yaml", "staff.yaml", "rules.yaml", "catalog.yaml"]
+
+
+class RehearsalRequest(Command):
+    """A rehearsal: the period (its first and last days, in the town's time zone) and the layout's
+    files that change, each as its YAML text (the others stay the town's)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: date = Field(alias="from")
+    to: date
+    files: Annotated[dict[LayoutFile, Annotated[str, Field(max_length=1_000_000)]], Field(min_length=1)]
+    times: Literal["drawn", "replayed"] = "drawn"
+    seed: Annotated[StrictInt, Field(ge=0, le=2**31)] = 0
+
+
+class RehearsalFigures(Answer):
+    handled: int
+    busiest_day: date | None
+    busiest_day_tasks: int
+    most_open: int
+    wait_to_accept_hours: float | None
+    response: float | None
+    resolution: float | None
+    satisfaction: float | None
+    overdue: int
+    escalated: int
+    composite: float | None
+    points: float
+
+
+class RehearsalSubject(Answer):
+    kind: Literal["town", "module", "post", "staff"]
+    id: str
+    real: RehearsalFigures | None        # the real layout, rehearsed the same way
+    alternative: RehearsalFigures | None
+
+
+class Rehearsal(Answer):
+    town_code: str
+    from_: datetime = Field(alias="from")
+    to: datetime                          # the end of the period (exclusive)
+    times: Literal["drawn", "replayed"]
+    seed: int
+    matters: int
+    same_assignee: float                  # the twin check: tasks the real layout's rehearsal gave as they were
+    recorded: RehearsalFigures            # the town's period as it happened
+    subjects: list[RehearsalSubject]
+    worse: list[str]

@@ -214,6 +214,50 @@ async def off_post_now(db: Db, towns: Sequence[str], now: datetime) -> set[tuple
     return {(r["town_code"], r["staff_id"]) for r in rows}
 
 
+@dataclass(frozen=True)
+class PeriodRows:
+    """What a rehearsal (rehearsal.py) reads of a town's period: the tasks of the matters that
+    arrived in it (every task of each, a redispatch after its return), what happened to them, and
+    the town's off-post registrations."""
+
+    tasks: list[asyncpg.Record]
+    supervisions: list[asyncpg.Record]
+    extensions: list[asyncpg.Record]
+    suspensions: list[asyncpg.Record]
+    callbacks: list[asyncpg.Record]
+    off_post: list[asyncpg.Record]
+
+
+async def period_rows(conn: asyncpg.Connection, town_code: str, start: datetime, end: datetime,
+                      as_of: datetime) -> PeriodRows:
+    """A town's period for a rehearsal, in one read-only transaction (one snapshot of it all): a
+    rehearsal never writes."""
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        # A matter's first task is the one no redispatch made; it arrived when that was dispatched.
+        tasks = await conn.fetch(
+            "SELECT task_id, request_id, item_code, colour, village, post, assignee, assigned_via, dispatched_at,"
+            " respond_by, resolve_by, accepted_at, completed_at, returned_at, merged_at, on_time, rework_count,"
+            " reopen_count, redispatch_of FROM tasks WHERE town_code = $1 AND request_id IN ("
+            "   SELECT request_id FROM tasks WHERE town_code = $1 AND redispatch_of IS NULL"
+            "   AND dispatched_at >= $2 AND dispatched_at < $3)"
+            " ORDER BY dispatched_at, task_id", town_code, start, end)
+        ids = [t["task_id"] for t in tasks]
+        return PeriodRows(
+            tasks=tasks,
+            supervisions=await conn.fetch("SELECT task_id, level FROM supervisions WHERE task_id = ANY($1)"
+                                          " AND at <= $2", ids, as_of),
+            extensions=await conn.fetch("SELECT task_id, days, decided_at FROM extensions WHERE task_id = ANY($1)"
+                                        " AND status = 'approved' AND decided_at <= $2 ORDER BY decided_at", ids, as_of),
+            suspensions=await conn.fetch(
+                "SELECT task_id, decided_at, resumed_at FROM suspensions WHERE task_id = ANY($1)"
+                " AND status IN ('suspended', 'resumed') AND decided_at <= $2 ORDER BY decided_at", ids, as_of),
+            callbacks=await conn.fetch(
+                "SELECT DISTINCT ON (task_id) task_id, rating FROM callbacks WHERE task_id = ANY($1) AND reached"
+                " AND at <= $2 ORDER BY task_id, at DESC", ids, as_of),
+            off_post=await conn.fetch("SELECT staff_id, from_at, to_at FROM off_post WHERE town_code = $1"
+                                      " AND to_at > $2 AND from_at < $3", town_code, start, as_of))
+
+
 async def board_counts(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
     return await db.fetch("SELECT colour, status, count(*) AS n FROM tasks WHERE town_code = ANY($1)"
                           " GROUP BY colour, status", list(towns))

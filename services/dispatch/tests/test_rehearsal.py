@@ -1,0 +1,146 @@
+"""The rehearsal engine without I/O (issue #32): a hand-made morning of 青禾镇's mediation post
+replayed on the town's own layout, on a layout whose two modules are merged and on one with
+another load cap; what each person gets is what rules.assign says."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from dispatch import rehearsal, rules
+from dispatch.models import Rehearsal, RehearsalRequest
+from dispatch.rehearsal import History, OffPost, PastMatter, PastTask
+from townflow_shared.settings import DEMO_TOWN_DIR
+from townflow_shared.town import Town, TownConfigError, load_town
+
+TOWN = load_town(DEMO_TOWN_DIR)
+TZ = ZoneInfo("Asia/Shanghai")
+MONDAY = datetime(2026, 11, 23, 9, tzinfo=TZ)  # a working Monday
+
+
+def mediation(n: int, at: datetime, assignee: str, via: str, completed: datetime | None,
+              levels: frozenset[str] = frozenset()) -> PastMatter:
+    due = rules.deadlines("yellow", TOWN.catalog["T004"], at, TOWN.calendar, TOWN.rules.dispatch)
+    return PastMatter(f"m{n}", "T004", "yellow", "V01", (PastTask(
+        task_id=f"t{n}", post="mediation", assignee=assignee, via=via, dispatched_at=at, respond_by=due.respond_by,
+        resolve_by=due.resolve_by, accepted_at=at + timedelta(minutes=20) if completed else None,
+        completed_at=completed, returned_at=None, merged_at=None,
+        on_time=None if completed is None else completed <= due.resolve_by, levels=levels),))
+
+
+def morning() -> History:
+    """Three matters: the first while both holders are on post; the next two while both are away,
+    so the module leader takes them (A/B岗互为备岗, then the leader)."""
+    matters = (mediation(1, MONDAY, "s017", "A", MONDAY + timedelta(hours=6)),
+               mediation(2, MONDAY + timedelta(hours=1), "s004", "leader", MONDAY + timedelta(hours=2)),
+               mediation(3, MONDAY + timedelta(hours=2), "s004", "leader", None,  # never done: supervised
+                         frozenset({"reminder", "overdue", "escalated"})))
+    away = (OffPost("s017", MONDAY + timedelta(minutes=30), MONDAY + timedelta(hours=3)),
+            OffPost("s018", MONDAY + timedelta(minutes=30), MONDAY + timedelta(hours=3)))
+    return History(TOWN.code, MONDAY.replace(day=1, hour=0), MONDAY.replace(day=30, hour=23),
+                   MONDAY + timedelta(days=40), matters, away)
+
+
+def layout(**files: Any) -> Town:
+    return rehearsal.alternative_town(TOWN, {name.replace("_", "."): yaml.safe_dump(content, allow_unicode=True)
+                                            for name, content in files.items()})
+
+
+def merged(gone: str, into: str) -> Town:
+    """The town with module `gone` merged into `into` (大部制): its posts, staff and items move."""
+    def moved(rows: list[dict[str, Any]], *fields: str) -> list[dict[str, Any]]:
+        return [row | {f: into for f in fields if row.get(f) == gone} for row in rows]
+
+    return layout(
+        modules_yaml={"modules": [m.model_dump(mode="json") for m in TOWN.modules.values() if m.code != gone]},
+        posts_yaml={"posts": moved([p.model_dump(mode="json") for p in TOWN.posts.values()], "module")},
+        staff_yaml={"staff": moved([s.model_dump(mode="json") for s in TOWN.staff.values()], "module")},
+        catalog_yaml={"items": [i | {"cooperating_modules": [into if m == gone else m for m in i["cooperating_modules"]],
+                                     "joint_units": [into if m == gone else m for m in i["joint_units"]]}
+                                for i in moved([i.model_dump(mode="json") for i in TOWN.catalog.values()],
+                                               "lead_module")]})
+
+
+def assignees(runs: list[rehearsal.TaskRun]) -> list[str]:
+    return [r.assignee for r in sorted(runs, key=lambda r: r.dispatched_at)]
+
+
+def test_the_towns_own_layout_replayed_gives_every_matter_its_real_assignee_and_figures() -> None:
+    history = morning()
+    runs = rehearsal.rehearse(history, TOWN, TOWN, times="replayed")
+    assert assignees(runs) == ["s017", "s004", "s004"]
+    real = rehearsal.figures(rehearsal.recorded(history, TOWN), TOWN, history.start, history.end)
+    assert rehearsal.figures(runs, TOWN, history.start, history.end) == real
+    town = real[("town", TOWN.code)]
+    assert (town.handled, town.busiest_day_tasks, town.most_open) == (3, 3, 2)  # m2 was done as m3 came
+    assert town.response == pytest.approx(2 / 3) and town.resolution == pytest.approx(2 / 3)
+    assert (town.overdue, town.escalated) == (1, 1)
+
+
+def test_merging_stability_into_social_gives_the_leaders_matters_to_socials_leader() -> None:
+    alternative = merged("stability", "social")
+    assert alternative.posts["mediation"].module == "social" and "stability" not in alternative.modules
+    runs = rehearsal.rehearse(morning(), alternative, TOWN, times="replayed")
+    # The holders are the same people; with both away the leader of the post's module takes it.
+    assert assignees(runs) == ["s017", TOWN.modules["social"].leader, TOWN.modules["social"].leader] == [
+        "s017", "s002", "s002"]
+    comparison = rehearsal.compare(morning(), TOWN, alternative, times="replayed")
+    assert ("module", "stability") in comparison.real and ("module", "stability") not in comparison.alternative
+    assert comparison.alternative[("module", "social")].handled == 3
+    assert comparison.alternative[("staff", "s002")].most_open == 1  # m2 was done before m3 came
+    assert comparison.same_assignee == 1.0
+
+
+def test_a_load_cap_of_one_sends_the_second_matter_to_the_b_holder() -> None:
+    history = History(TOWN.code, MONDAY - timedelta(days=1), MONDAY + timedelta(days=1), MONDAY + timedelta(days=3), (
+        mediation(1, MONDAY, "s017", "A", MONDAY + timedelta(hours=5)),
+        mediation(2, MONDAY + timedelta(hours=1), "s017", "A", MONDAY + timedelta(hours=2)),
+        mediation(3, MONDAY + timedelta(hours=6), "s017", "A", None)))
+    capped = layout(rules_yaml={"dispatch": {"default_load_cap": 1}})
+    runs = rehearsal.rehearse(history, capped, TOWN, times="replayed")
+    assert assignees(runs) == ["s017", "s018", "s017"]  # the third came after the first was done
+
+
+def test_a_task_left_open_past_its_deadline_is_overdue_then_escalated_as_supervision_would_send() -> None:
+    history = morning()
+    (third,) = [r for r in rehearsal.rehearse(history, TOWN, TOWN, times="replayed") if r.request_id == "m3"]
+    moments = rules.supervision_moments(third.dispatched_at, third.resolve_by, TOWN.rules.dispatch)
+    assert moments["escalated"] < history.as_of and third.levels == {"reminder", "overdue", "escalated"}
+    cut = History(history.town_code, history.start, history.end, moments["overdue"] + timedelta(minutes=1),
+                  history.matters, history.off_post)
+    (early,) = [r for r in rehearsal.rehearse(cut, TOWN, TOWN, times="replayed") if r.request_id == "m3"]
+    assert early.levels == {"reminder", "overdue"}
+
+
+def test_drawn_times_are_the_same_for_a_seed() -> None:
+    history = morning()
+    first = rehearsal.compare(history, TOWN, merged("stability", "social"), seed=7)
+    assert first == rehearsal.compare(history, TOWN, merged("stability", "social"), seed=7)
+
+
+def test_a_wrong_layout_file_is_named_with_its_field() -> None:
+    posts = [p.model_dump(mode="json") for p in TOWN.posts.values()]
+    posts[0]["a_holder"] = "s999"
+    with pytest.raises(TownConfigError, match=r"^posts.yaml: field posts.0.a_holder: unknown staff id 's999'"):
+        layout(posts_yaml={"posts": posts})
+    with pytest.raises(TownConfigError, match=r"^town.yaml: not a file of a layout"):
+        rehearsal.alternative_town(TOWN, {"town.yaml": "info: {}"})
+
+
+def test_the_comparison_is_what_the_api_answers_and_a_request_names_its_files() -> None:
+    comparison = rehearsal.compare(morning(), TOWN, merged("stability", "social"), times="replayed")
+    answer = Rehearsal.model_validate(rehearsal.as_plain(comparison))
+    assert (answer.subjects[0].kind, answer.subjects[0].id) == ("town", TOWN.code)
+    (stability,) = [s for s in answer.subjects if (s.kind, s.id) == ("module", "stability")]
+    assert stability.real is not None and stability.alternative is None
+    assert "module stability" in rehearsal.as_table(comparison)
+    request = RehearsalRequest.model_validate({"from": "2026-11-01", "to": "2026-11-30",
+                                               "files": {"posts.yaml": "posts: []"}})
+    assert (request.times, request.seed) == ("drawn", 0)
+    with pytest.raises(ValidationError):
+        RehearsalRequest.model_validate({"from": "2026-11-01", "to": "2026-11-30", "files": {"town.yaml": ""}})
