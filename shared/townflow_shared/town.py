@@ -373,8 +373,11 @@ def _items(raw: Any, key: str, model: type[BaseModel], path: Path, id_field: str
 
 
 def load_town(folder: Path | str, *, county_holidays: Iterable[date] = (),
-              county_adjusted_working_days: Iterable[date] = (), county_code: str | None = None) -> Town:
+              county_adjusted_working_days: Iterable[date] = (), county_code: str | None = None,
+              places: TownPlaces | None = None) -> Town:
     """Read and cross-check the town's YAML files; raise TownConfigError on the first problem.
+    `places`: the town's map when the folder has no GeoJSON of its own (a rehearsal's layout, whose
+    posts may hold the town's grid cells).
 
     In a county (see county.py) the county's holidays and adjusted working days apply to every
     town, its own add to them, and the town's code lies within the county's."""
@@ -434,7 +437,6 @@ def load_town(folder: Path | str, *, county_holidays: Iterable[date] = (),
              f"{where}.department", "an enforcement item names the county department it came from")
     for i, account in enumerate(accounts.values()):
         need(account.staff in staff, accounts_path, f"accounts.{i}.staff", f"unknown staff id {account.staff!r}")
-    places = None
     if has_places(folder):
         try:
             places = load_places(folder, info.code, [v.code for v in info.villages])

@@ -145,6 +145,7 @@ class PastMatter:
     colour: str
     village: str
     tasks: tuple[PastTask, ...]  # in the order they were dispatched (a redispatch follows a return)
+    grid_cell: str | None = None  # where dispatch knows it (issue #30): routes a territorial matter to its cell's post
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def alternative_town(real: Town, files: Mapping[str, str]) -> Town:
             (root / name).write_text(text if text is not None else yaml.safe_dump(content, allow_unicode=True),
                                      encoding="utf-8")
         try:
-            return load_town(root)
+            return load_town(root, places=real.places)  # the town's own map: a layout moves posts, not land
         except TownConfigError as exc:  # name the file as the caller knows it, not the scratch folder
             raise TownConfigError(str(exc).replace(f"{root}/", "")) from None
 
@@ -304,12 +305,12 @@ class _Decks:
         return None
 
 
-def _post_for(town: Town, item_code: str, named: str | None) -> Post:
-    """The post a task of the item goes to on this layout: the one the command centre named where
-    the layout has it, else the item's."""
+def _post_for(town: Town, matter: PastMatter, named: str | None) -> Post:
+    """The post a task of the matter goes to on this layout: the one the command centre named where
+    the layout has it, else the one dispatch's own rule gives (its cell's post, else its item's)."""
     if named is not None and named in town.posts:
         return town.posts[named]
-    return town.posts[town.catalog[item_code].post]
+    return rules.post_of_matter(town, town.catalog[matter.item_code], matter.grid_cell)
 
 
 def _off_post(history: History) -> dict[str, list[tuple[datetime, datetime]]]:
@@ -360,10 +361,10 @@ def rehearse(history: History, layout: Town, real: Town, *, times: Times = "draw
         matter, index, previous = payload.matter, payload.index, payload.previous
         past = matter.tasks[index]
         if index and past.via == "command_centre" and past.assignee in layout.staff:
-            post = _post_for(layout, matter.item_code, past.post)
+            post = _post_for(layout, matter, past.post)
             assignment = rules.Assignment(past.assignee, "command_centre")
         else:
-            post = _post_for(layout, matter.item_code, past.post if index else None)
+            post = _post_for(layout, matter, past.post if index else None)
             cap = layout.load_cap(post)
             unavailable = {s for s in (post.a_holder, post.b_holder)
                            if loads[s] >= cap or any(a <= moment < b for a, b in off.get(s, ()))}
