@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from townflow_shared.retry import Retrying, backoff_delay
+from townflow_shared.retry import STALE_AFTER_SECONDS, Retrying, backoff_delay
 
 
 def test_the_ceiling_doubles_from_the_base_up_to_the_cap() -> None:
@@ -39,4 +39,22 @@ def test_retrying_says_why_until_an_attempt_succeeds() -> None:
     assert state.status().startswith("retrying for") and "2 attempts" in state.status()
     assert "ConnectionRefusedError" in state.status()
     state.succeeded()
+    assert state.status() == "ok" and state.attempts == 0
+
+
+def test_retrying_ends_when_what_it_retried_left_the_replica() -> None:
+    state = Retrying("test-retry", 0.5, 10)
+    state.failed(ConnectionRefusedError("refused"))
+    state.left()  # its partitions went to another replica during the outage
+    assert state.status() == "ok" and state.attempts == 0
+
+
+def test_retrying_is_over_once_no_attempt_failed_for_twice_the_longest_wait() -> None:
+    state = Retrying("test-retry", 0.5, 10)
+    state.failed(ConnectionRefusedError("refused"))
+    assert state.status().startswith("retrying for")
+    assert state.last is not None
+    state.last -= 2 * 10 + STALE_AFTER_SECONDS - 0.1  # the latest failure just within a retry loop's time
+    assert state.status().startswith("retrying for")
+    state.last -= 0.2  # past it: whatever retried has stopped
     assert state.status() == "ok" and state.attempts == 0

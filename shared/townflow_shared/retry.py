@@ -22,6 +22,11 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     return max((rng or random).uniform(0, ceiling), base / 10)
 
 
+# How much longer than twice the longest wait an attempt may take before a retrying state with no
+# new failure is taken for over (longer than any statement's limit of the settings' defaults).
+STALE_AFTER_SECONDS = 60.0
+
+
 class Retrying:
     """Whether a service's consumer is waiting out an error, since when, and why."""
 
@@ -31,13 +36,15 @@ class Retrying:
         self.cap = cap
         self.attempts = 0
         self.since: float | None = None
+        self.last: float | None = None  # when the latest attempt failed
         self.reason = ""
 
     def failed(self, exc: BaseException) -> float:
         """Record a failed attempt; the seconds to wait before the next."""
         self.attempts += 1
+        self.last = time.monotonic()
         if self.since is None:
-            self.since = time.monotonic()
+            self.since = self.last
         self.reason = describe(exc)
         CONSUMER_RETRIES.labels(self.service, type(exc).__name__).inc()
         CONSUMER_RETRYING.labels(self.service).set(1)
@@ -45,11 +52,24 @@ class Retrying:
 
     def succeeded(self) -> None:
         if self.since is not None:
-            self.attempts, self.since, self.reason = 0, None, ""
+            self.attempts, self.since, self.last, self.reason = 0, None, None, ""
             CONSUMER_RETRYING.labels(self.service).set(0)
 
+    def left(self) -> None:
+        """What was retried is no longer this replica's (its partitions went to another while it
+        waited): nothing is retried here, so nothing keeps the replica from being ready. Without it,
+        a replica whose partitions all moved during an outage said "retrying" until the next batch
+        it was given — never, if it was given none."""
+        self.succeeded()
+
     def status(self) -> str:
-        """`ok`, or what `/readyz` says while retrying."""
-        if self.since is None:
+        """`ok`, or what `/readyz` says while retrying. A retry loop fails again within `cap`
+        seconds of waiting and an attempt's own time (a statement's limit, 30 s by default); no
+        failure in STALE_AFTER_SECONDS more than twice `cap` means no loop is retrying any more,
+        however it ended (a safety net beside `left`)."""
+        if self.since is None or self.last is None:
+            return "ok"
+        if time.monotonic() - self.last > 2 * self.cap + STALE_AFTER_SECONDS:
+            self.succeeded()
             return "ok"
         return f"retrying for {time.monotonic() - self.since:.0f}s ({self.attempts} attempts): {self.reason}"[:300]

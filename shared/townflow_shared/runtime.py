@@ -213,11 +213,14 @@ class ServiceRuntime:
                     # them (issue #26); it rejoins when this batch is done.
                     continue
                 if outage:
-                    return  # revoked meanwhile: their new owner has the records
+                    self.retrying.left()  # revoked meanwhile: their new owner has the records
+                    return
                 try:
                     await message.nack()  # rewinds every partition of the batch to its first record
                 except Exception as seek_failed:  # partitions revoked meanwhile: their new owner has them
                     log.info("batch not rewound: %s", describe(seek_failed))
+                if not _still_assigned(consumer, records):
+                    self.retrying.left()
                 return
             self.retrying.succeeded()
             # Committed up to the last record handled: a transaction marker after it stays below the
