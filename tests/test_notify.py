@@ -1,0 +1,167 @@
+"""Notify on the real stack (issue #31): Kafka, PostgreSQL, intake, dispatch and notify, sending to
+the real local receivers (devstack/receivers.py: DingTalk and WeCom robots that check the request as
+the vendors document it, aiosmtpd for e-mail). No message leaves the machine."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devstack.receivers import Receivers
+from devstack.stack import Stack
+from townflow_shared.settings import DEMO_TOWN_DIR
+
+from .conftest import COMMAND, Api, eventually, file_matter, task_of
+from .kafka_tools import produce, read_all
+
+DUTY_SECRET = "SEC" + secrets.token_hex(16)
+BURST_SECRET = "SEC" + secrets.token_hex(16)
+# S001 (newborn registration) goes to the household post, A holder s049 (廖凡); S002 (medical
+# insurance) to social-security, s010 then s011: each post's people on a robot of their own.
+NOTIFY_YAML = f"""
+robots:
+  - {{name: duty, kind: dingtalk, secret: {DUTY_SECRET},
+     url: "${{TOWNFLOW_RECEIVERS_URL}}/robot/send?access_token=duty-token"}}
+  - {{name: burst, kind: dingtalk, secret: {BURST_SECRET},
+     url: "${{TOWNFLOW_RECEIVERS_URL}}/robot/send?access_token=burst-token"}}
+  - {{name: centre, kind: wecom, url: "${{TOWNFLOW_RECEIVERS_URL}}/cgi-bin/webhook/send?key=centre-key"}}
+default_channels: [{{robot: centre}}]
+people:
+  - {{staff: s049, channels: [{{robot: duty}}, {{email: s049@qinghe.example.cn}}]}}
+  - {{staff: s010, channels: [{{robot: burst}}]}}
+  - {{staff: s011, channels: [{{robot: burst}}]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def notify_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    town = tmp_path_factory.mktemp("town")
+    for f in DEMO_TOWN_DIR.iterdir():
+        (town / f.name).write_bytes(f.read_bytes())
+    (town / "notify.yaml").write_text(NOTIFY_YAML, encoding="utf-8")
+    stack = Stack.in_temp_dir(kafka_heap="384m", extra_env={
+        "TOWNFLOW_TOWN_DIR": str(town), "TOWNFLOW_SEND_RETRY_BASE_SECONDS": "0.5",
+        "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2"})
+    receivers = Receivers(stack.workdir, dingtalk={"duty-token": DUTY_SECRET, "burst-token": BURST_SECRET},
+                          wecom=["centre-key"]).start()
+    stack.use_receivers(receivers)
+    try:
+        stack.start_infra()
+        stack.start_services(["intake", "dispatch", "notify"])
+        yield stack
+    finally:
+        stack.stop()
+        receivers.stop()
+
+
+def receivers_of(stack: Stack) -> Receivers:
+    assert stack.receivers is not None
+    return stack.receivers
+
+
+async def received(stack: Stack) -> dict[str, list[dict[str, Any]]]:
+    return await asyncio.to_thread(receivers_of(stack).received)
+
+
+async def deliveries(stack: Stack, **params: Any) -> list[dict[str, Any]]:
+    response = await Api(stack, "notify").call("GET", "/v1/deliveries", as_=COMMAND, params=params)
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+async def dingtalk_about(stack: Stack, task_id: str) -> list[dict[str, Any]]:
+    return [m for m in (await received(stack))["dingtalk"] if task_id in m["text"]]
+
+
+async def test_a_dispatched_task_reaches_its_assignees_dingtalk_robot_signed_and_their_mail(
+        notify_stack: Stack) -> None:
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    assert task["assignee"] == "s049"
+    [message] = await eventually(lambda: dingtalk_about(notify_stack, task["task_id"]), what="the robot's message")
+    assert message["access_token"] == "duty-token" and message["title"] == "新任务：新生儿落户"
+    mails = await eventually(lambda: _mails_about(notify_stack, task["task_id"]), what="the e-mail")
+    assert [(m["to"], m["subject"]) for m in mails] == [(["s049@qinghe.example.cn"], "新任务：新生儿落户")]
+    assert not [r for r in (await received(notify_stack))["refused"] if r["where"] == "dingtalk:duty-token"]
+    log = await deliveries(notify_stack, recipient="s049")
+    mine = [d for d in log if d["event_type"] == "dispatch.task.dispatched" and d["status"] == "sent"]
+    assert {d["channel"] for d in mine} >= {"robot:321003104/duty", "email:s049@qinghe.example.cn"}
+
+
+async def _mails_about(stack: Stack, task_id: str) -> list[dict[str, Any]]:
+    return [m for m in (await received(stack))["email"] if task_id in m["text"]]
+
+
+async def test_an_event_delivered_twice_sends_one_message(notify_stack: Stack) -> None:
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    await eventually(lambda: dingtalk_about(notify_stack, task["task_id"]), what="the first message")
+    assert notify_stack.kafka is not None
+    bootstrap = notify_stack.kafka.bootstrap
+    [record] = [r for r in await read_all(bootstrap, "dispatch.task.dispatched.v1") if task["task_id"].encode() in r.value]
+    # The same record again, as a producer's retry or a rewound consumer would deliver it.
+    await produce(bootstrap, record.topic, record.value, record.key)
+    await eventually(lambda: _duplicates_seen(notify_stack), what="notify to skip the duplicate")
+    await asyncio.sleep(2)  # several of the sender's wake-ups
+    assert len(await dingtalk_about(notify_stack, task["task_id"])) == 1
+    assert len(await _mails_about(notify_stack, task["task_id"])) == 1
+
+
+async def _duplicates_seen(stack: Stack) -> bool:
+    response = await Api(stack, "notify").call("GET", "/metrics")
+    return any(line.startswith("townflow_inbox_duplicates_total") and 'topic="dispatch.task.dispatched.v1"' in line
+               and not line.rstrip().endswith(" 0.0") for line in response.text.splitlines())
+
+
+async def test_a_receiver_down_gets_the_message_once_it_is_back_and_nothing_is_dead_lettered(
+        notify_stack: Stack) -> None:
+    receivers = receivers_of(notify_stack)
+    receivers.stop()
+    try:
+        ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+        task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+
+        async def failing() -> list[dict[str, Any]]:
+            return [d for d in await deliveries(notify_stack, recipient="s049", status="pending")
+                    if d["attempts"] >= 2 and d["last_error"]]
+
+        waiting = await eventually(failing, what="the deliveries to fail and wait")
+        assert {d["channel"] for d in waiting} == {"robot:321003104/duty", "email:s049@qinghe.example.cn"}
+    finally:
+        receivers.start()
+    [message] = await eventually(lambda: dingtalk_about(notify_stack, task["task_id"]), what="the message, later")
+    assert message["title"] == "新任务：新生儿落户"
+    await eventually(lambda: _mails_about(notify_stack, task["task_id"]), what="the e-mail, later")
+    assert notify_stack.kafka is not None
+    dead = await read_all(notify_stack.kafka.bootstrap, "dispatch.task.dispatched.v1.dlq")
+    assert not [r for r in dead if task["task_id"].encode() in r.value]
+
+
+async def test_a_burst_beyond_a_robots_minute_becomes_one_digest(notify_stack: Stack) -> None:
+    """Notify catching up after a stop with 25 tasks for one robot: 20 messages in the minute at
+    most (the receiver refuses the 21st as DingTalk does), the excess in one digest."""
+    notify = notify_stack.services["notify"]
+    notify.stop()
+    try:
+        tickets = await asyncio.gather(*(file_matter(Api(notify_stack, "intake"), item_code="S002")
+                                         for _ in range(25)))
+        for ticket in tickets:
+            await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    finally:
+        notify.start()
+
+    async def all_sent() -> list[dict[str, Any]]:
+        log = [d for d in await deliveries(notify_stack, limit=1000) if d["channel"] == "robot:321003104/burst"]
+        return log if len(log) == 25 and all(d["status"] == "sent" for d in log) else []
+
+    log = await eventually(all_sent, timeout=60, what="the burst's deliveries to be sent")
+    messages = [m for m in (await received(notify_stack))["dingtalk"] if m["access_token"] == "burst-token"]
+    digests = [m for m in messages if m["title"].startswith("汇总提醒")]
+    assert len(messages) <= 20 and len(digests) == 1
+    folded = [d for d in log if d["in_digest"]]
+    assert digests[0]["title"] == f"汇总提醒：{len(folded)} 条通知" and len(messages) - 1 + len(folded) == 25
+    assert not [r for r in (await received(notify_stack))["refused"] if r["where"] == "dingtalk:burst-token"]
