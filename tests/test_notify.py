@@ -16,7 +16,7 @@ from devstack.stack import Stack
 from townflow_shared.settings import DEMO_TOWN_DIR
 
 from .conftest import COMMAND, Api, eventually, file_matter, task_of
-from .kafka_tools import produce, read_all
+from .kafka_tools import event_of, produce, read_all
 
 DUTY_SECRET = "SEC" + secrets.token_hex(16)
 BURST_SECRET = "SEC" + secrets.token_hex(16)
@@ -165,3 +165,31 @@ async def test_a_burst_beyond_a_robots_minute_becomes_one_digest(notify_stack: S
     folded = [d for d in log if d["in_digest"]]
     assert digests[0]["title"] == f"汇总提醒：{len(folded)} 条通知" and len(messages) - 1 + len(folded) == 25
     assert not [r for r in (await received(notify_stack))["refused"] if r["where"] == "dingtalk:burst-token"]
+
+
+async def test_a_returned_task_reaches_the_command_centre_on_duty_in_their_wecom_group(notify_stack: Stack) -> None:
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    response = await Api(notify_stack, "dispatch").call("POST", f"/v1/tasks/{task['task_id']}/return",
+                                                        as_=("s049", "staff"), json={"reason": "不属本岗职责"})
+    assert response.status_code == 200, response.text
+
+    async def wecom_about() -> list[dict[str, Any]]:
+        return [m for m in (await received(notify_stack))["wecom"] if task["task_id"] in m["content"]]
+
+    # s030 and s031 are on duty (town.yaml); neither is listed in notify.yaml: the town's default, WeCom.
+    messages = await eventually(lambda: _at_least(wecom_about, 2), what="the command centre's messages")
+    assert len(messages) == 2 and all("不属本岗职责" in m["content"] and m["key"] == "centre-key" for m in messages)
+    log = await deliveries(notify_stack, event_id=await _returned_event_id(notify_stack, task["task_id"]))
+    assert sorted(d["recipient"] for d in log) == ["s030", "s031"]
+
+
+async def _at_least(read: Any, count: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = await read()
+    return found if len(found) >= count else []
+
+
+async def _returned_event_id(stack: Stack, task_id: str) -> str:
+    assert stack.kafka is not None
+    [record] = [r for r in await read_all(stack.kafka.bootstrap, "dispatch.task.returned.v1") if task_id.encode() in r.value]
+    return str(event_of(record)["id"])
