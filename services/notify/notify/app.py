@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.events import PlanPublished, TaskDispatched, TaskReturned, TaskSupervised
+from townflow_shared.events import PlanPublished, TaskCallback, TaskDispatched, TaskReturned, TaskSupervised
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers, scheduled
@@ -28,6 +28,7 @@ def create_runtime(settings: NotifySettings | None = None) -> ServiceRuntime:
     runtime.on(TaskDispatched)(handlers.task_dispatched)
     runtime.on(TaskSupervised)(handlers.task_supervised)
     runtime.on(TaskReturned)(handlers.task_returned)
+    runtime.on(TaskCallback)(handlers.task_called_back)
     runtime.on(PlanPublished)(handlers.plan_published)
     runtime.every(scheduled.sender_loop(deps))
     return runtime

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from townflow_shared.events import Envelope, PlanPublished, TaskDispatched, TaskReturned, TaskSupervised
+from townflow_shared.events import (
+    Envelope,
+    PlanPublished,
+    TaskCallback,
+    TaskDispatched,
+    TaskReturned,
+    TaskSupervised,
+)
 from townflow_shared.scope import town_of_event
 
 from . import rules
@@ -39,6 +46,13 @@ async def task_returned(deps: Deps, store: Store, event: TaskReturned) -> None:
     town = town_of_event(deps.county, event.town_code)
     task = await store.known_task(event.data.task_id)
     await _record(deps, store, event, rules.returned_notices(event.data, task, town))
+
+
+async def task_called_back(deps: Deps, store: Store, event: TaskCallback) -> None:
+    town = town_of_event(deps.county, event.town_code)
+    if event.data.reopened:
+        task = await store.known_task(event.data.task_id)
+        await _record(deps, store, event, rules.reopened_notices(event.data, task, town))
 
 
 async def plan_published(deps: Deps, store: Store, event: PlanPublished) -> None:

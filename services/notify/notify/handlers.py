@@ -12,4 +12,5 @@ from .store import PgStore
 task_dispatched = policy("task_dispatched", flows.task_dispatched, PgStore)
 task_supervised = policy("task_supervised", flows.task_supervised, PgStore)
 task_returned = policy("task_returned", flows.task_returned, PgStore)
+task_called_back = policy("task_called_back", flows.task_called_back, PgStore)
 plan_published = policy("plan_published", flows.plan_published, PgStore)

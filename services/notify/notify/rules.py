@@ -5,6 +5,7 @@ no clock reads.
 - supervision by level: reminder → the assignee; overdue → the assignee and the leader of the
   post's module; escalated → also the command centre on duty and the party secretary;
 - a task returned → the command centre on duty;
+- a task reopened by an unsatisfied callback (重办) → its assignee;
 - a random inspection plan published → each officer, with the targets they visit.
 """
 
@@ -17,6 +18,7 @@ from datetime import datetime
 from townflow_shared.events import (
     PlanPublishedData,
     SupervisionLevel,
+    TaskCallbackData,
     TaskDispatchedData,
     TaskReturnedData,
     TaskSupervisedData,
@@ -142,6 +144,22 @@ def returned_notices(data: TaskReturnedData, task: KnownTask | None, town: Town)
         "请在镇务通改派。",
     ])
     return [Notice(r, title, text) for r in dict.fromkeys(town.info.command_centre_duty)]
+
+
+def reopened_notices(data: TaskCallbackData, task: KnownTask | None, town: Town) -> list[Notice]:
+    """重办: an unsatisfied callback reopens the task for the same assignee. Only a task notify saw
+    dispatched has one it knows of (the callback names none)."""
+    if not data.reopened or task is None:
+        return []
+    title = f"重办：{_item(town, task.item_code)}"
+    text = "\n".join([
+        f"### {title}",
+        f"- 地点：{_village(town, task.village)} {task.location}",
+        f"- 回访意见：{data.note or '不满意'}",
+        *([f"- 办结时限：{_local(town, data.resolve_by)}"] if data.resolve_by else []),
+        f"- 任务号：{data.task_id}",
+    ])
+    return [Notice(task.assignee, title, text)]
 
 
 def plan_notices(data: PlanPublishedData, town: Town) -> list[Notice]:

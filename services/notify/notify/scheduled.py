@@ -66,13 +66,13 @@ class Sender:
                     await PgStore(conn).release_channel(channel, self.holder)
         return sent
 
-    async def _delays(self, rows: Sequence[asyncpg.Record]) -> list[float]:
+    def _delays(self, rows: Sequence[asyncpg.Record]) -> list[float]:
         return [rules.retry_delay(r["attempts"] + 1, self.settings.send_retry_base_seconds,
                                   self.settings.send_retry_max_seconds) for r in rows]
 
     async def _failed(self, rows: Sequence[asyncpg.Record], why: str) -> None:
         async with self.pool.acquire() as conn:
-            await PgStore(conn).mark_failed([r["id"] for r in rows], why, await self._delays(rows))
+            await PgStore(conn).mark_failed([r["id"] for r in rows], why, self._delays(rows))
 
     async def _sent(self, ids: Sequence[int], channel: str, *, robot: bool, in_digest: bool = False) -> None:
         async with self.pool.acquire() as conn:

@@ -18,7 +18,15 @@ from townflow_shared.clock import Clock
 from townflow_shared.county import load_county
 from townflow_shared.db import Database
 from townflow_shared.dlq import Rejected
-from townflow_shared.events import TaskDispatched, TaskReturned, TaskReturnedData, TaskSupervised, new_event
+from townflow_shared.events import (
+    TaskCallback,
+    TaskCallbackData,
+    TaskDispatched,
+    TaskReturned,
+    TaskReturnedData,
+    TaskSupervised,
+    new_event,
+)
 from townflow_shared.settings import DEMO_TOWN_DIR
 
 COUNTY = load_county(DEMO_TOWN_DIR)
@@ -82,3 +90,16 @@ def test_an_escalation_of_a_known_task_reaches_the_whole_ladder() -> None:
 def test_an_event_of_a_town_not_served_is_poison() -> None:
     with pytest.raises(Rejected):
         asyncio.run(flows.task_dispatched(DEPS, FakeStore(), event(TaskDispatched, dispatched(), "999999999")))  # type: ignore[arg-type]
+
+
+def test_a_reopened_task_tells_its_assignee_and_a_satisfied_callback_nobody() -> None:
+    store = FakeStore()
+    asyncio.run(flows.task_dispatched(DEPS, store, event(TaskDispatched, dispatched())))  # type: ignore[arg-type]
+    for reopened in (False, True):
+        callback = TaskCallback.model_validate(event(TaskCallback, TaskCallbackData(  # type: ignore[attr-defined]
+            task_id="t1", request_id="r1", reached=True, rating="unsatisfied" if reopened else "satisfied",
+            note="路灯仍不亮" if reopened else "", by="s030", at=AT, reopened=reopened,
+            resolve_by=AT if reopened else None)).model_dump())
+        asyncio.run(flows.task_called_back(DEPS, store, callback))
+        told = [(r, store.deliveries[(e, r, c)].title) for e, r, c in store.deliveries if e == callback.id]
+        assert told == ([("s010", "重办：城乡居民医保参保")] if reopened else [])
