@@ -15,7 +15,7 @@ from devstack.receivers import Receivers
 from devstack.stack import Stack
 from townflow_shared.settings import DEMO_TOWN_DIR
 
-from .conftest import COMMAND, Api, eventually, file_matter, task_of
+from .conftest import COMMAND, Api, eventually, file_matter, set_clocks, task_of
 from .kafka_tools import event_of, produce, read_all
 
 DUTY_SECRET = "SEC" + secrets.token_hex(16)
@@ -43,7 +43,7 @@ def notify_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for f in DEMO_TOWN_DIR.iterdir():
         (town / f.name).write_bytes(f.read_bytes())
     (town / "notify.yaml").write_text(NOTIFY_YAML, encoding="utf-8")
-    stack = Stack.in_temp_dir(kafka_heap="384m", extra_env={
+    stack = Stack.in_temp_dir(kafka_heap="384m", test_clock=True, extra_env={
         "TOWNFLOW_TOWN_DIR": str(town), "TOWNFLOW_SEND_RETRY_BASE_SECONDS": "0.5",
         "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2"})
     receivers = Receivers(stack.workdir, dingtalk={"duty-token": DUTY_SECRET, "burst-token": BURST_SECRET},
@@ -193,3 +193,39 @@ async def _returned_event_id(stack: Stack, task_id: str) -> str:
     assert stack.kafka is not None
     [record] = [r for r in await read_all(stack.kafka.bootstrap, "dispatch.task.returned.v1") if task_id.encode() in r.value]
     return str(event_of(record)["id"])
+
+
+async def test_supervision_climbs_the_towns_ladder_each_level_to_its_people(notify_stack: Stack) -> None:
+    await set_clocks(notify_stack, "2026-11-23T10:00:00+08:00")  # Monday
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    await set_clocks(notify_stack, "2026-12-14T10:00:00+08:00")  # every level due: caught up at once
+    assert notify_stack.kafka is not None
+
+    async def levels() -> dict[str, str]:
+        found = {event_of(r)["data"]["level"]: str(event_of(r)["id"])
+                 for r in await read_all(notify_stack.kafka.bootstrap, "dispatch.task.supervised.v1")  # type: ignore[union-attr]
+                 if task["task_id"].encode() in r.value}
+        return found if len(found) == 3 else {}
+
+    event_ids = await eventually(levels, what="the three levels")
+
+    async def told(level: str) -> set[str]:
+        return {d["recipient"] for d in await deliveries(notify_stack, event_id=event_ids[level])}
+
+    # The post (household) is the police station's, led by s048; s030 and s031 are on duty, s000 is secretary.
+    assert await eventually(lambda: told("reminder"), what="the reminder's people") == {"s049"}
+    assert await eventually(lambda: told("overdue"), what="the overdue notice's people") == {"s049", "s048"}
+    assert await eventually(lambda: _at_least_people(told, "escalated", 5), what="the escalation's people") == {
+        "s049", "s048", "s030", "s031", "s000"}
+
+    async def reminders() -> list[dict[str, Any]]:
+        return [m for m in await dingtalk_about(notify_stack, task["task_id"]) if m["title"].startswith("催办提醒")]
+
+    [reminder] = await eventually(reminders, what="the reminder on the assignee's robot")
+    assert (reminder["access_token"], reminder["title"]) == ("duty-token", "催办提醒：新生儿落户")
+
+
+async def _at_least_people(told: Any, level: str, count: int) -> set[str]:
+    found: set[str] = await told(level)
+    return found if len(found) >= count else set()
