@@ -15,7 +15,7 @@ from devstack.receivers import Receivers
 from devstack.stack import Stack
 from townflow_shared.settings import DEMO_TOWN_DIR
 
-from .conftest import COMMAND, Api, eventually, file_matter, set_clocks, task_of
+from .conftest import COMMAND, Api, eventually, file_matter, http_client, set_clocks, task_of
 from .kafka_tools import event_of, produce, read_all
 
 DUTY_SECRET = "SEC" + secrets.token_hex(16)
@@ -43,7 +43,8 @@ def notify_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for f in DEMO_TOWN_DIR.iterdir():
         (town / f.name).write_bytes(f.read_bytes())
     (town / "notify.yaml").write_text(NOTIFY_YAML, encoding="utf-8")
-    stack = Stack.in_temp_dir(kafka_heap="384m", test_clock=True, extra_env={
+    # Two replicas of notify: each event's deliveries recorded and sent once whichever replica has it.
+    stack = Stack.in_temp_dir(kafka_heap="384m", test_clock=True, replicas={"notify": 2}, extra_env={
         "TOWNFLOW_TOWN_DIR": str(town), "TOWNFLOW_SEND_RETRY_BASE_SECONDS": "0.5",
         "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2"})
     receivers = Receivers(stack.workdir, dingtalk={"duty-token": DUTY_SECRET, "burst-token": BURST_SECRET},
@@ -112,9 +113,14 @@ async def test_an_event_delivered_twice_sends_one_message(notify_stack: Stack) -
 
 
 async def _duplicates_seen(stack: Stack) -> bool:
-    response = await Api(stack, "notify").call("GET", "/metrics")
-    return any(line.startswith("townflow_inbox_duplicates_total") and 'topic="dispatch.task.dispatched.v1"' in line
-               and not line.rstrip().endswith(" 0.0") for line in response.text.splitlines())
+    """A notify replica's inbox skipped a redelivered dispatch (whichever replica reads its partition)."""
+    for replica in stack.replicas["notify"]:
+        async with http_client(base_url=replica.url, timeout=10) as http:
+            text = (await http.get("/metrics")).text
+        if any(line.startswith("townflow_inbox_duplicates_total") and 'topic="dispatch.task.dispatched.v1"' in line
+               and not line.rstrip().endswith(" 0.0") for line in text.splitlines()):
+            return True
+    return False
 
 
 async def test_a_receiver_down_gets_the_message_once_it_is_back_and_nothing_is_dead_lettered(
@@ -142,17 +148,21 @@ async def test_a_receiver_down_gets_the_message_once_it_is_back_and_nothing_is_d
 
 
 async def test_a_burst_beyond_a_robots_minute_becomes_one_digest(notify_stack: Stack) -> None:
-    """Notify catching up after a stop with 25 tasks for one robot: 20 messages in the minute at
-    most (the receiver refuses the 21st as DingTalk does), the excess in one digest."""
-    notify = notify_stack.services["notify"]
-    notify.stop()
+    """Notify's two replicas catching up after a stop with 25 tasks for one robot: 20 messages in
+    the minute at most (the receiver refuses the 21st as DingTalk does), the excess in one digest."""
+    replicas = notify_stack.replicas["notify"]
+    for replica in replicas:
+        replica.stop()
     try:
         tickets = await asyncio.gather(*(file_matter(Api(notify_stack, "intake"), item_code="S002")
                                          for _ in range(25)))
         for ticket in tickets:
             await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
     finally:
-        notify.start()
+        for replica in replicas:
+            replica.start(wait=False)
+        for replica in replicas:
+            replica.wait_ready()
 
     async def all_sent() -> list[dict[str, Any]]:
         log = [d for d in await deliveries(notify_stack, limit=1000) if d["channel"] == "robot:321003104/burst"]
