@@ -20,6 +20,7 @@ from .kafka_tools import event_of, produce, read_all
 
 DUTY_SECRET = "SEC" + secrets.token_hex(16)
 BURST_SECRET = "SEC" + secrets.token_hex(16)
+FEED_SECRET = secrets.token_hex(16)
 # S001 (newborn registration) goes to the household post, A holder s049 (廖凡); S002 (medical
 # insurance) to social-security, s010 then s011: each post's people on a robot of their own.
 NOTIFY_YAML = f"""
@@ -29,11 +30,13 @@ robots:
   - {{name: burst, kind: dingtalk, secret: {BURST_SECRET},
      url: "${{TOWNFLOW_RECEIVERS_URL}}/robot/send?access_token=burst-token"}}
   - {{name: centre, kind: wecom, url: "${{TOWNFLOW_RECEIVERS_URL}}/cgi-bin/webhook/send?key=centre-key"}}
+  - {{name: police-feed, kind: webhook, secret: {FEED_SECRET}, url: "${{TOWNFLOW_RECEIVERS_URL}}/webhook/police-feed"}}
 default_channels: [{{robot: centre}}]
 people:
   - {{staff: s049, channels: [{{robot: duty}}, {{email: s049@qinghe.example.cn}}]}}
   - {{staff: s010, channels: [{{robot: burst}}]}}
   - {{staff: s011, channels: [{{robot: burst}}]}}
+  - {{staff: s048, channels: [{{robot: police-feed}}]}}
 """
 
 
@@ -48,7 +51,7 @@ def notify_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "TOWNFLOW_TOWN_DIR": str(town), "TOWNFLOW_SEND_RETRY_BASE_SECONDS": "0.5",
         "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2"})
     receivers = Receivers(stack.workdir, dingtalk={"duty-token": DUTY_SECRET, "burst-token": BURST_SECRET},
-                          wecom=["centre-key"]).start()
+                          wecom=["centre-key"], webhooks={"police-feed": FEED_SECRET}).start()
     stack.use_receivers(receivers)
     try:
         stack.start_infra()
@@ -242,6 +245,12 @@ async def test_supervision_climbs_the_towns_ladder_each_level_to_its_people(noti
 
     [reminder] = await eventually(reminders, what="the reminder on the assignee's robot")
     assert (reminder["access_token"], reminder["title"]) == ("duty-token", "催办提醒：新生儿落户")
+
+    async def to_the_leader() -> list[str]:  # the station leader's signed webhook (checked by the receiver)
+        titles = [m["title"] for m in (await received(notify_stack))["webhook"] if task["task_id"] in m["text"]]
+        return sorted(titles) if len(titles) >= 2 else []
+
+    assert await eventually(to_the_leader, what="the leader's webhook") == ["升级督办：新生儿落户", "已超期：新生儿落户"]
 
 
 async def _at_least_people(told: Any, level: str, count: int) -> set[str]:
