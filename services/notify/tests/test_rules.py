@@ -136,3 +136,19 @@ def test_a_secret_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("DUTY_SECRET", "SECabc")
     robot = load_contacts(folder, TOWN).robot("duty")
     assert robot is not None and robot.secret == "SECabc"
+
+
+def test_a_vendors_error_code_is_a_failure_named_and_its_zero_a_success() -> None:
+    import httpx
+
+    from notify.senders import SendFailed, _cut, _vendor_answer
+
+    _vendor_answer(httpx.Response(200, json={"errcode": 0, "errmsg": "ok"}))
+    for answer, why in [(httpx.Response(200, json={"errcode": 310000, "errmsg": "sign not match"}),
+                         "errcode 310000: sign not match"),
+                        (httpx.Response(503, text="busy"), "HTTP 503"),
+                        (httpx.Response(200, text="<html>"), "the answer is not JSON")]:
+        with pytest.raises(SendFailed, match=why):
+            _vendor_answer(answer)
+    cut = _cut("汇" * 2000, 4096)  # 3 bytes a character: WeCom's 4096-byte limit, cut between characters
+    assert len(cut.encode()) <= 4096 and cut == "汇" * 1365
