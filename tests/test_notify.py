@@ -121,6 +121,17 @@ async def test_an_event_delivered_twice_sends_one_message(notify_stack: Stack) -
     assert len(await _mails_about(notify_stack, task["task_id"])) == 1
 
 
+async def _gauge(stack: Stack, series: str) -> float:
+    """The series' value on the replica that reports the group's gauges (0: none reports it yet)."""
+    for replica in stack.replicas["notify"]:
+        async with http_client(base_url=replica.url, timeout=10) as http:
+            text = (await http.get("/metrics")).text
+        for line in text.splitlines():
+            if line.startswith(series + " ") and float(line.rsplit(" ", 1)[1]) > 0:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def _duplicates_seen(stack: Stack) -> bool:
     """A notify replica's inbox skipped a redelivered dispatch (whichever replica reads its partition)."""
     for replica in stack.replicas["notify"]:
@@ -146,6 +157,8 @@ async def test_a_receiver_down_gets_the_message_once_it_is_back_and_nothing_is_d
 
         waiting = await eventually(failing, what="the deliveries to fail and wait")
         assert {d["channel"] for d in waiting} == {"robot:321003104/duty", "email:s049@qinghe.example.cn"}
+        await eventually(lambda: _gauge(notify_stack, 'townflow_notify_deliveries_failing{town="321003104"}'),
+                         what="the failing gauge (for an alert)")
     finally:
         receivers.start()
     [message] = await eventually(lambda: dingtalk_about(notify_stack, task["task_id"]), what="the message, later")

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from townflow_shared.events import PlanPublished, TaskCallback, TaskDispatched, TaskReturned, TaskSupervised
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, handlers, scheduled
+from . import api, handlers, metrics, scheduled
 from .contacts import load_all_contacts
 from .deps import Deps
 from .settings import NotifySettings
@@ -31,6 +31,8 @@ def create_runtime(settings: NotifySettings | None = None) -> ServiceRuntime:
     runtime.on(TaskCallback)(handlers.task_called_back)
     runtime.on(PlanPublished)(handlers.plan_published)
     runtime.every(scheduled.sender_loop(deps))
+    towns = list(deps.county.towns)
+    runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns), *metrics.GAUGES)
     return runtime
 
 

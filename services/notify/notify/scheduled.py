@@ -26,6 +26,7 @@ from townflow_shared.outbox import relay_holder
 
 from . import rules
 from .deps import Deps
+from .metrics import MESSAGES
 from .senders import RobotSender, SendFailed, send_email
 from .store import PgStore
 
@@ -70,11 +71,13 @@ class Sender:
         return [rules.retry_delay(r["attempts"] + 1, self.settings.send_retry_base_seconds,
                                   self.settings.send_retry_max_seconds) for r in rows]
 
-    async def _failed(self, rows: Sequence[asyncpg.Record], why: str) -> None:
+    async def _failed(self, rows: Sequence[asyncpg.Record], why: str, kind: str = "robot") -> None:
+        MESSAGES.labels(kind, "failed").inc()
         async with self.pool.acquire() as conn:
             await PgStore(conn).mark_failed([r["id"] for r in rows], why, self._delays(rows))
 
     async def _sent(self, ids: Sequence[int], channel: str, *, robot: bool, in_digest: bool = False) -> None:
+        MESSAGES.labels(channel.partition(":")[0], "digest" if in_digest else "sent").inc()
         async with self.pool.acquire() as conn:
             await PgStore(conn).mark_sent(ids, channel, robot=robot, in_digest=in_digest)
 
@@ -135,7 +138,7 @@ class Sender:
             try:
                 await send(row)
             except SendFailed as exc:
-                await self._failed(rows[position:], str(exc))
+                await self._failed(rows[position:], str(exc), channel.partition(":")[0])
                 return sent
             await self._sent([row["id"]], channel, robot=False)
             sent += 1

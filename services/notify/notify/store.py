@@ -103,6 +103,14 @@ class PgStore:
             " FROM unnest($1::bigint[], $3::float8[]) AS f(id, delay) WHERE d.id = f.id AND d.status = 'pending'",
             list(ids), error[:1000], list(delays))
 
+    async def waiting(self) -> dict[str, tuple[int, int, float]]:
+        """(waiting, failing, the oldest one's age in seconds) by town with any waiting."""
+        rows = await self.conn.fetch(
+            "SELECT town_code, count(*) AS waiting, count(*) FILTER (WHERE attempts > 0) AS failing,"
+            " extract(epoch FROM now() - min(created_at))::float8 AS oldest"
+            " FROM deliveries WHERE status = 'pending' GROUP BY town_code")
+        return {r["town_code"]: (r["waiting"], r["failing"], r["oldest"]) for r in rows}
+
     async def prune_robot_messages(self) -> None:
         await self.conn.execute("DELETE FROM robot_messages WHERE sent_at < now() - interval '10 minutes'")
 
