@@ -1,5 +1,6 @@
-"""`python -m notify` runs the service; `python -m notify audit verify|prune` is not offered: notify
-keeps no audit trail of its own (its delivery log is its record, GET /v1/deliveries)."""
+"""`python -m notify` runs the service; `python -m notify audit verify|prune` checks or prunes its
+audit trail (townflow_shared.audit_trail) as every service's. What it sent, to whom and why not is
+its delivery log (GET /v1/deliveries)."""
 
 from townflow_shared.logs import run_service
 
