@@ -11,7 +11,7 @@ unexport PYTHONDONTWRITEBYTECODE
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console
+PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console services/notify
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
 .PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools postgis contracts bench bench-scale chaos upgrade-test fuzz screenshots clean

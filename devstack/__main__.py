@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from .keycloak import Keycloak, start_stack_on_keycloak
+from .receivers import Receivers
 from .s3 import SeaweedFS
 from .stack import REPO, SERVICES, Stack
 
@@ -54,6 +56,7 @@ def up(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     keycloak: Keycloak | None = None
+    receivers: Receivers | None = None
     # The S3 server of intake's photos (issue #29), beside the stack's folder (it outlives the
     # services, which stop first).
     s3 = SeaweedFS(Path(tempfile.mkdtemp(prefix="townflow-s3-")))
@@ -69,8 +72,14 @@ def up(args: argparse.Namespace) -> int:
         else:
             print("starting Kafka (KRaft) and PostgreSQL ...", flush=True)
             stack.start_infra()
-            print("starting intake, dispatch, enforcement, appraisal and the console ...", flush=True)
-            stack.start_services()
+            # Notify's receivers first (devstack/receivers.py: robots and SMTP, nothing leaves the
+            # machine), with the secret the demo county's notify.yaml names.
+            secret = "SEC" + secrets.token_hex(16)
+            stack.extra_env["QINGHE_COMMAND_ROBOT_SECRET"] = secret
+            receivers = Receivers(stack.workdir, dingtalk={"qinghe-command": secret}, wecom=["qinghe-staff"]).start()
+            stack.use_receivers(receivers)
+            print("starting intake, dispatch, enforcement, appraisal, notify and the console ...", flush=True)
+            stack.start_services([*SERVICES, "notify"])
             console = stack.start_console()
         stack.write_state(STATE)
         from .observe import start_observability
@@ -88,6 +97,8 @@ def up(args: argparse.Namespace) -> int:
         print(f"  {'console':<11} {console.url}  (sign in with the demo accounts below; metrics: {console.url}/metrics)")
         for line in observers:
             print(f"  {line}")
+        if receivers is not None:
+            print(f"  receivers   {receivers.url}/received  (what notify sent: robots, webhooks, e-mail; docs/notify.md)")
         print(f"  traces      {traces.endpoint}/api/traces?service=intake  (one trace: {traces.endpoint}/api/traces/<trace id>)")
         print(f"  logs        {stack.workdir / 'logs'}")
         print(f"  towns       {args.town_dir}")
@@ -115,6 +126,8 @@ def up(args: argparse.Namespace) -> int:
         if keycloak is not None:
             keycloak.stop()
         stack.stop()
+        if receivers is not None:
+            receivers.stop()
         s3.stop()
         shutil.rmtree(s3.workdir, ignore_errors=True)
         traces.stop()

@@ -19,7 +19,7 @@ from typing import Any
 
 from townflow_shared.contracts import current_schemas, grown_snapshot, tolerant_enums_of
 
-from .stack import REPO, SERVICES, without_intake_keys_use_throwaway_ones
+from .stack import ALL_SERVICES, REPO, without_intake_keys_use_throwaway_ones
 
 ASYNCAPI = REPO / "docs" / "asyncapi"
 SNAPSHOTS = REPO / "docs" / "contracts"
@@ -28,7 +28,7 @@ SNAPSHOTS = REPO / "docs" / "contracts"
 def asyncapi_documents() -> dict[str, str]:
     documents = {}
     without_intake_keys_use_throwaway_ones()
-    for service in SERVICES:
+    for service in ALL_SERVICES:
         runtime = importlib.import_module(f"{service}.app").create_runtime()
         spec: Any = runtime.asyncapi()
         documents[service] = json.dumps(spec.to_jsonable(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"

@@ -15,15 +15,23 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .issuer import LocalIssuer, audience_of
 from .kafka import Kafka
 from .postgres import Postgres
 from .processes import Child, free_port, holds_port, port_open, wait_until
+
+if TYPE_CHECKING:
+    from .receivers import Receivers
 from .s3 import SeaweedFS
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES: dict[str, int] = {"intake": 8001, "dispatch": 8002, "enforcement": 8003, "appraisal": 8004}
+# Services that only subscribe (issue #31): started when asked for (`start_services(["notify"])`,
+# `make up`), so every other stack, and the previous releases the upgrade test runs, stay as they were.
+SUBSCRIBERS: dict[str, int] = {"notify": 8005}
+ALL_SERVICES: dict[str, int] = {**SERVICES, **SUBSCRIBERS}
 CONSOLE_PORT = 8000  # the staff console (SPEC §9): no consumer; it calls the four services
 CONSOLE_DATABASE = "console"  # its own database: sessions and failed sign-ins (issue #28)
 # The services that take photos (issue #29): each gets the stack's S3 bucket, under keys of its own.
@@ -59,11 +67,11 @@ def without_intake_keys_use_throwaway_ones() -> None:
 def replica_counts(replicas: int | Mapping[str, int]) -> dict[str, int]:
     """How many replicas of each service: one number for all, or per service (the rest get 1)."""
     if isinstance(replicas, int):
-        counts = dict.fromkeys(SERVICES, replicas)
-    elif unknown := set(replicas) - set(SERVICES):
+        counts = dict.fromkeys(ALL_SERVICES, replicas)
+    elif unknown := set(replicas) - set(ALL_SERVICES):
         raise ValueError(f"unknown services: {sorted(unknown)}")
     else:
-        counts = {name: replicas.get(name, 1) for name in SERVICES}
+        counts = {name: replicas.get(name, 1) for name in ALL_SERVICES}
     if bad := {name: n for name, n in counts.items() if n < 1}:
         raise ValueError(f"every service needs at least one replica: {bad}")
     return counts
@@ -103,7 +111,7 @@ class ServiceProcess:
         env = {**os.environ, **self.env, **{f"TOWNFLOW_{k.upper()}": v for k, v in overrides.items()}}
         if self.tree is not None:  # ahead of the virtualenv's editable install of this repository
             env["PYTHONPATH"] = os.pathsep.join(str(self.tree / p) for p in (
-                "shared", *(f"services/{name}" for name in (*SERVICES, "console"))))
+                "shared", *(f"services/{name}" for name in (*ALL_SERVICES, "console"))))
         self.child = Child(self.label, self.argv or [sys.executable, "-m", self.name], log=self.log, env=env,
                            cwd=self.tree or REPO).start()
         if wait:
@@ -166,6 +174,8 @@ class Stack:
     # without photos (a fault test's or the bench's stack, which take none).
     s3: SeaweedFS | None
     s3_bucket: str | None
+    # notify's local receivers (robots, webhooks, SMTP): None, notify runs without them.
+    receivers: Receivers | None
     # How each service is launched, when not `python -m <name>` (the profiler wraps it).
     service_argv: Callable[[str], list[str]] | None
 
@@ -191,6 +201,12 @@ class Stack:
         self.service_argv = service_argv
         self.s3 = None
         self.s3_bucket = None
+        self.receivers = None
+
+    def use_receivers(self, receivers: Receivers) -> Stack:
+        """Point notify at these local receivers (started by the caller)."""
+        self.receivers = receivers
+        return self
 
     def use_s3(self, server: SeaweedFS) -> Stack:
         """Store photos on `server` (started), in a bucket of this stack's own, made by start_infra:
@@ -224,7 +240,7 @@ class Stack:
               town: str | None = None) -> str:
         """A staff token for one service (its audience), or for every service when None; with a
         `town` claim for a town's staff in a county (county roles need none)."""
-        audience = audience_of(service) if service else [audience_of(s) for s in SERVICES]
+        audience = audience_of(service) if service else [audience_of(s) for s in ALL_SERVICES]
         claims = {"town": town} if town else {}
         return self.issuer.token(sub, roles, audience, ttl_seconds, **claims)
 
@@ -265,6 +281,10 @@ class Stack:
             env |= self.s3.env(self.s3_bucket)
         if self.test_clock:
             env["TOWNFLOW_TEST_CLOCK"] = "1"
+        if name == "notify":
+            env["TOWNFLOW_SEND_POLL_SECONDS"] = "0.5"
+            if self.receivers is not None:
+                env |= self.receivers.notify_env()
         return env | self.extra_env
 
     def add_service(self, name: str) -> ServiceProcess:
@@ -276,7 +296,10 @@ class Stack:
     def add_replica(self, name: str) -> ServiceProcess:
         """One more replica of `name` (not started): same database and consumer group, its own port."""
         index = len(self.replicas.setdefault(name, []))
-        default = SERVICES[name]
+        if name in SUBSCRIBERS and index == 0:  # its database made when first asked for
+            self._postgres.create_database(name)
+            self._postgres.databases.append(name)
+        default = ALL_SERVICES[name]
         port = default if self.preferred_ports and index == 0 and not port_open(default) else free_port()
         process = ServiceProcess(name, port, self.service_env(name) | {"TOWNFLOW_HTTP_PORT": str(port)},
                                  self.workdir / "logs" / f"{name}-{index}.log",
@@ -407,7 +430,7 @@ class Stack:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({
             "kafka": self.kafka.bootstrap,
-            "postgres": {name: self.postgres.dsn(name) for name in (*SERVICES, CONSOLE_DATABASE)},
+            "postgres": {name: self.postgres.dsn(name) for name in (*SERVICES, *self.replicas, CONSOLE_DATABASE)},
             "services": {name: p.url for name, p in self.services.items()},
             "console": self.console.url if self.console is not None else None,
             "replicas": {name: [{"index": p.index, "url": p.url, "pid": p.pid, "log": str(p.log)}

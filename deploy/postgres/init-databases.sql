@@ -4,3 +4,4 @@ CREATE DATABASE dispatch;
 CREATE DATABASE enforcement;
 CREATE DATABASE appraisal;
 CREATE DATABASE console;
+CREATE DATABASE notify;

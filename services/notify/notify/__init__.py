@@ -1,0 +1,1 @@
+"""Townflow Notify: staff told, where they already are, of what the events ask of them."""

@@ -1,0 +1,125 @@
+"""Every SQL statement of notify, named, over asyncpg. `Store` is what the flows see (the unit
+tests hand them a fake one); the sender loop and the log's reads use `PgStore` directly."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+import asyncpg
+
+from .rules import Delivery, KnownTask
+
+
+class Store(Protocol):
+    async def remember_task(self, town_code: str, task: KnownTask) -> None: ...
+
+    async def known_task(self, task_id: str) -> KnownTask | None: ...
+
+    async def add_deliveries(self, event_id: uuid.UUID, event_type: str, town_code: str,
+                             deliveries: Sequence[Delivery]) -> None: ...
+
+
+class PgStore:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def remember_task(self, town_code: str, task: KnownTask) -> None:
+        await self.conn.execute(
+            "INSERT INTO known_tasks (task_id, town_code, assignee, post, item_code, village, location)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO UPDATE SET assignee = EXCLUDED.assignee,"
+            " post = EXCLUDED.post", task.task_id, town_code, task.assignee, task.post, task.item_code,
+            task.village, task.location)
+
+    async def known_task(self, task_id: str) -> KnownTask | None:
+        row = await self.conn.fetchrow(
+            "SELECT task_id, assignee, post, item_code, village, location FROM known_tasks WHERE task_id = $1",
+            task_id)
+        return KnownTask(**dict(row)) if row else None
+
+    async def add_deliveries(self, event_id: uuid.UUID, event_type: str, town_code: str,
+                             deliveries: Sequence[Delivery]) -> None:
+        """One statement; a delivery already recorded (the same event again) is left as it is."""
+        if not deliveries:
+            return
+        await self.conn.execute(
+            "INSERT INTO deliveries (event_id, event_type, town_code, recipient, channel, title, body)"
+            " SELECT $1, $2, $3, d.recipient, d.channel, d.title, d.body"
+            " FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS d(recipient, channel, title, body)"
+            " ON CONFLICT (event_id, recipient, channel) DO NOTHING",
+            event_id, event_type, town_code, [d.recipient for d in deliveries], [d.channel for d in deliveries],
+            [d.title for d in deliveries], [d.text for d in deliveries])
+
+    # --- the sender ---------------------------------------------------------------------------
+    async def claim_channels(self, holder: str, lease_seconds: float, limit: int) -> list[str]:
+        """The channels with deliveries due that no other replica holds, leased to `holder`: an
+        INSERT … ON CONFLICT DO UPDATE … WHERE takes each lease row's lock, so of two replicas
+        one gets a channel and the other sees it taken."""
+        rows = await self.conn.fetch(
+            "WITH due AS (SELECT DISTINCT channel FROM deliveries"
+            "  WHERE status = 'pending' AND next_attempt_at <= now() LIMIT $3)"
+            " INSERT INTO channel_leases AS lease (channel, holder, until)"
+            " SELECT channel, $1, now() + make_interval(secs => $2) FROM due"
+            " ON CONFLICT (channel) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until"
+            " WHERE lease.until < now() OR lease.holder = EXCLUDED.holder"
+            " RETURNING channel", holder, lease_seconds, limit)
+        return [r["channel"] for r in rows]
+
+    async def release_channel(self, channel: str, holder: str) -> None:
+        await self.conn.execute("DELETE FROM channel_leases WHERE channel = $1 AND holder = $2", channel, holder)
+
+    async def still_held(self, channel: str, holder: str) -> bool:
+        """The lease is ours and not run out (a replica paused past its lease sends nothing more)."""
+        return bool(await self.conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM channel_leases WHERE channel = $1 AND holder = $2 AND until > now())",
+            channel, holder))
+
+    async def due_on(self, channel: str, limit: int) -> list[asyncpg.Record]:
+        return await self.conn.fetch(
+            "SELECT id, title, body, attempts, town_code FROM deliveries"
+            " WHERE channel = $1 AND status = 'pending' AND next_attempt_at <= now() ORDER BY id LIMIT $2",
+            channel, limit)
+
+    async def robot_messages_in_last_minute(self, channel: str) -> int:
+        return int(await self.conn.fetchval(
+            "SELECT count(*) FROM robot_messages WHERE channel = $1 AND sent_at > now() - interval '60 seconds'",
+            channel))
+
+    async def mark_sent(self, ids: Sequence[int], channel: str, *, robot: bool, in_digest: bool = False) -> None:
+        """The deliveries `ids` went out (in one message when `in_digest`); a robot's message counted."""
+        async with self.conn.transaction():
+            await self.conn.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1, in_digest = $2,"
+                " last_error = NULL WHERE id = ANY($1::bigint[]) AND status = 'pending'", list(ids), in_digest)
+            if robot:
+                await self.conn.execute("INSERT INTO robot_messages (channel) VALUES ($1)", channel)
+
+    async def mark_failed(self, ids: Sequence[int], error: str, delays: Sequence[float]) -> None:
+        """An attempt failed: tried again after each one's delay, the reason kept for the log."""
+        await self.conn.execute(
+            "UPDATE deliveries AS d SET attempts = d.attempts + 1, last_error = $2,"
+            " next_attempt_at = now() + make_interval(secs => f.delay)"
+            " FROM unnest($1::bigint[], $3::float8[]) AS f(id, delay) WHERE d.id = f.id AND d.status = 'pending'",
+            list(ids), error[:1000], list(delays))
+
+    async def waiting(self) -> dict[str, tuple[int, int, float]]:
+        """(waiting, failing, the oldest one's age in seconds) by town with any waiting."""
+        rows = await self.conn.fetch(
+            "SELECT town_code, count(*) AS waiting, count(*) FILTER (WHERE attempts > 0) AS failing,"
+            " extract(epoch FROM now() - min(created_at))::float8 AS oldest"
+            " FROM deliveries WHERE status = 'pending' GROUP BY town_code")
+        return {r["town_code"]: (r["waiting"], r["failing"], r["oldest"]) for r in rows}
+
+    async def prune_robot_messages(self) -> None:
+        await self.conn.execute("DELETE FROM robot_messages WHERE sent_at < now() - interval '10 minutes'")
+
+    # --- the delivery log ---------------------------------------------------------------------
+    async def deliveries(self, towns: Sequence[str], status: str | None, event_id: uuid.UUID | None,
+                         recipient: str | None, limit: int) -> list[asyncpg.Record]:
+        return await self.conn.fetch(
+            "SELECT id, event_id, event_type, town_code, recipient, channel, title, status, attempts, last_error,"
+            " created_at, next_attempt_at, sent_at, in_digest FROM deliveries"
+            " WHERE town_code = ANY($1::text[]) AND ($2::text IS NULL OR status = $2)"
+            " AND ($3::uuid IS NULL OR event_id = $3) AND ($4::text IS NULL OR recipient = $4)"
+            " ORDER BY id DESC LIMIT $5", list(towns), status, event_id, recipient, limit)

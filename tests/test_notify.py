@@ -1,0 +1,271 @@
+"""Notify on the real stack (issue #31): Kafka, PostgreSQL, intake, dispatch and notify, sending to
+the real local receivers (devstack/receivers.py: DingTalk and WeCom robots that check the request as
+the vendors document it, aiosmtpd for e-mail). No message leaves the machine."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devstack.receivers import Receivers
+from devstack.stack import Stack
+from townflow_shared.settings import DEMO_TOWN_DIR
+
+from .conftest import COMMAND, Api, eventually, file_matter, http_client, set_clocks, task_of
+from .kafka_tools import event_of, produce, read_all
+
+DUTY_SECRET = "SEC" + secrets.token_hex(16)
+BURST_SECRET = "SEC" + secrets.token_hex(16)
+FEED_SECRET = secrets.token_hex(16)
+# S001 (newborn registration) goes to the household post, A holder s049 (廖凡); S002 (medical
+# insurance) to social-security, s010 then s011: each post's people on a robot of their own.
+NOTIFY_YAML = f"""
+robots:
+  - {{name: duty, kind: dingtalk, secret: {DUTY_SECRET},
+     url: "${{TOWNFLOW_RECEIVERS_URL}}/robot/send?access_token=duty-token"}}
+  - {{name: burst, kind: dingtalk, secret: {BURST_SECRET},
+     url: "${{TOWNFLOW_RECEIVERS_URL}}/robot/send?access_token=burst-token"}}
+  - {{name: centre, kind: wecom, url: "${{TOWNFLOW_RECEIVERS_URL}}/cgi-bin/webhook/send?key=centre-key"}}
+  - {{name: police-feed, kind: webhook, secret: {FEED_SECRET}, url: "${{TOWNFLOW_RECEIVERS_URL}}/webhook/police-feed"}}
+default_channels: [{{robot: centre}}]
+people:
+  - {{staff: s049, channels: [{{robot: duty}}, {{email: s049@qinghe.example.cn}}]}}
+  - {{staff: s010, channels: [{{robot: burst}}]}}
+  - {{staff: s011, channels: [{{robot: burst}}]}}
+  - {{staff: s048, channels: [{{robot: police-feed}}]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def notify_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    town = tmp_path_factory.mktemp("town")
+    for f in DEMO_TOWN_DIR.iterdir():
+        (town / f.name).write_bytes(f.read_bytes())
+    (town / "notify.yaml").write_text(NOTIFY_YAML, encoding="utf-8")
+    # Two replicas of notify: each event's deliveries recorded and sent once whichever replica has it.
+    stack = Stack.in_temp_dir(kafka_heap="384m", test_clock=True, replicas={"notify": 2}, extra_env={
+        "TOWNFLOW_TOWN_DIR": str(town), "TOWNFLOW_SEND_RETRY_BASE_SECONDS": "0.5",
+        "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2"})
+    receivers = Receivers(stack.workdir, dingtalk={"duty-token": DUTY_SECRET, "burst-token": BURST_SECRET},
+                          wecom=["centre-key"], webhooks={"police-feed": FEED_SECRET}).start()
+    stack.use_receivers(receivers)
+    try:
+        stack.start_infra()
+        stack.start_services(["intake", "dispatch", "notify"])
+        yield stack
+    finally:
+        stack.stop()
+        receivers.stop()
+
+
+def receivers_of(stack: Stack) -> Receivers:
+    assert stack.receivers is not None
+    return stack.receivers
+
+
+async def received(stack: Stack) -> dict[str, list[dict[str, Any]]]:
+    return await asyncio.to_thread(receivers_of(stack).received)
+
+
+async def deliveries(stack: Stack, **params: Any) -> list[dict[str, Any]]:
+    response = await Api(stack, "notify").call("GET", "/v1/deliveries", as_=COMMAND, params=params)
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+async def dingtalk_about(stack: Stack, task_id: str) -> list[dict[str, Any]]:
+    return [m for m in (await received(stack))["dingtalk"] if task_id in m["text"]]
+
+
+async def test_a_dispatched_task_reaches_its_assignees_dingtalk_robot_signed_and_their_mail(
+        notify_stack: Stack) -> None:
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    assert task["assignee"] == "s049"
+    [message] = await eventually(lambda: dingtalk_about(notify_stack, task["task_id"]), what="the robot's message")
+    assert message["access_token"] == "duty-token" and message["title"] == "新任务：新生儿落户"
+    mails = await eventually(lambda: _mails_about(notify_stack, task["task_id"]), what="the e-mail")
+    assert [(m["to"], m["subject"]) for m in mails] == [(["s049@qinghe.example.cn"], "新任务：新生儿落户")]
+    assert not [r for r in (await received(notify_stack))["refused"] if r["where"] == "dingtalk:duty-token"]
+
+
+    async def logged_sent() -> set[str]:  # recorded just after the receiver took it
+        log = await deliveries(notify_stack, recipient="s049", status="sent")
+        channels = {d["channel"] for d in log if d["event_type"] == "dispatch.task.dispatched"}
+        return channels if len(channels) >= 2 else set()
+
+    assert await eventually(logged_sent, what="the log to say sent") == {
+        "robot:321003104/duty", "email:s049@qinghe.example.cn"}
+
+
+async def _mails_about(stack: Stack, task_id: str) -> list[dict[str, Any]]:
+    return [m for m in (await received(stack))["email"] if task_id in m["text"]]
+
+
+async def test_an_event_delivered_twice_sends_one_message(notify_stack: Stack) -> None:
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    await eventually(lambda: dingtalk_about(notify_stack, task["task_id"]), what="the first message")
+    assert notify_stack.kafka is not None
+    bootstrap = notify_stack.kafka.bootstrap
+    [record] = [r for r in await read_all(bootstrap, "dispatch.task.dispatched.v1") if task["task_id"].encode() in r.value]
+    # The same record again, as a producer's retry or a rewound consumer would deliver it.
+    await produce(bootstrap, record.topic, record.value, record.key)
+    await eventually(lambda: _duplicates_seen(notify_stack), what="notify to skip the duplicate")
+    await asyncio.sleep(2)  # several of the sender's wake-ups
+    assert len(await dingtalk_about(notify_stack, task["task_id"])) == 1
+    assert len(await _mails_about(notify_stack, task["task_id"])) == 1
+
+
+async def _gauge(stack: Stack, series: str) -> float:
+    """The series' value on the replica that reports the group's gauges (0: none reports it yet)."""
+    for replica in stack.replicas["notify"]:
+        async with http_client(base_url=replica.url, timeout=10) as http:
+            text = (await http.get("/metrics")).text
+        for line in text.splitlines():
+            if line.startswith(series + " ") and float(line.rsplit(" ", 1)[1]) > 0:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _duplicates_seen(stack: Stack) -> bool:
+    """A notify replica's inbox skipped a redelivered dispatch (whichever replica reads its partition)."""
+    for replica in stack.replicas["notify"]:
+        async with http_client(base_url=replica.url, timeout=10) as http:
+            text = (await http.get("/metrics")).text
+        if any(line.startswith("townflow_inbox_duplicates_total") and 'topic="dispatch.task.dispatched.v1"' in line
+               and not line.rstrip().endswith(" 0.0") for line in text.splitlines()):
+            return True
+    return False
+
+
+async def test_a_receiver_down_gets_the_message_once_it_is_back_and_nothing_is_dead_lettered(
+        notify_stack: Stack) -> None:
+    receivers = receivers_of(notify_stack)
+    receivers.stop()
+    try:
+        ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+        task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+
+        async def failing() -> list[dict[str, Any]]:
+            return [d for d in await deliveries(notify_stack, recipient="s049", status="pending")
+                    if d["attempts"] >= 2 and d["last_error"]]
+
+        waiting = await eventually(failing, what="the deliveries to fail and wait")
+        assert {d["channel"] for d in waiting} == {"robot:321003104/duty", "email:s049@qinghe.example.cn"}
+        await eventually(lambda: _gauge(notify_stack, 'townflow_notify_deliveries_failing{town="321003104"}'),
+                         what="the failing gauge (for an alert)")
+    finally:
+        receivers.start()
+    [message] = await eventually(lambda: dingtalk_about(notify_stack, task["task_id"]), what="the message, later")
+    assert message["title"] == "新任务：新生儿落户"
+    await eventually(lambda: _mails_about(notify_stack, task["task_id"]), what="the e-mail, later")
+    assert notify_stack.kafka is not None
+    dead = await read_all(notify_stack.kafka.bootstrap, "dispatch.task.dispatched.v1.dlq")
+    assert not [r for r in dead if task["task_id"].encode() in r.value]
+
+
+async def test_a_burst_beyond_a_robots_minute_becomes_one_digest(notify_stack: Stack) -> None:
+    """Notify catching up after a stop with 25 tasks for one robot: 20 messages in the minute at
+    most (the receiver refuses the 21st as DingTalk does), the excess in one digest. One replica
+    catches up (all 25 in one batch: a second one joining would split them across a rebalance and
+    let singles trickle out first); the other starts again once they are sent."""
+    first, second = notify_stack.replicas["notify"]
+    for replica in (first, second):
+        replica.stop()
+    try:
+        tickets = await asyncio.gather(*(file_matter(Api(notify_stack, "intake"), item_code="S002")
+                                         for _ in range(25)))
+        for ticket in tickets:
+            await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+        first.start()
+
+        async def all_sent() -> list[dict[str, Any]]:
+            log = [d for d in await deliveries(notify_stack, limit=1000) if d["channel"] == "robot:321003104/burst"]
+            return log if len(log) == 25 and all(d["status"] == "sent" for d in log) else []
+
+        log = await eventually(all_sent, timeout=60, what="the burst's deliveries to be sent")
+    finally:
+        if not first.running:
+            first.start()
+        second.start()
+    messages = [m for m in (await received(notify_stack))["dingtalk"] if m["access_token"] == "burst-token"]
+    digests = [m for m in messages if m["title"].startswith("汇总提醒")]
+    assert len(messages) <= 20 and len(digests) == 1
+    folded = [d for d in log if d["in_digest"]]
+    assert digests[0]["title"] == f"汇总提醒：{len(folded)} 条通知" and len(messages) - 1 + len(folded) == 25
+    assert not [r for r in (await received(notify_stack))["refused"] if r["where"] == "dingtalk:burst-token"]
+
+
+async def test_a_returned_task_reaches_the_command_centre_on_duty_in_their_wecom_group(notify_stack: Stack) -> None:
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    response = await Api(notify_stack, "dispatch").call("POST", f"/v1/tasks/{task['task_id']}/return",
+                                                        as_=("s049", "staff"), json={"reason": "不属本岗职责"})
+    assert response.status_code == 200, response.text
+
+    async def wecom_about() -> list[dict[str, Any]]:
+        return [m for m in (await received(notify_stack))["wecom"] if task["task_id"] in m["content"]]
+
+    # s030 and s031 are on duty (town.yaml); neither is listed in notify.yaml: the town's default, WeCom.
+    messages = await eventually(lambda: _at_least(wecom_about, 2), what="the command centre's messages")
+    assert len(messages) == 2 and all("不属本岗职责" in m["content"] and m["key"] == "centre-key" for m in messages)
+    log = await deliveries(notify_stack, event_id=await _returned_event_id(notify_stack, task["task_id"]))
+    assert sorted(d["recipient"] for d in log) == ["s030", "s031"]
+
+
+async def _at_least(read: Any, count: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = await read()
+    return found if len(found) >= count else []
+
+
+async def _returned_event_id(stack: Stack, task_id: str) -> str:
+    assert stack.kafka is not None
+    [record] = [r for r in await read_all(stack.kafka.bootstrap, "dispatch.task.returned.v1") if task_id.encode() in r.value]
+    return str(event_of(record)["id"])
+
+
+async def test_supervision_climbs_the_towns_ladder_each_level_to_its_people(notify_stack: Stack) -> None:
+    await set_clocks(notify_stack, "2026-11-23T10:00:00+08:00")  # Monday
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    await set_clocks(notify_stack, "2026-12-14T10:00:00+08:00")  # every level due: caught up at once
+    assert notify_stack.kafka is not None
+
+    async def levels() -> dict[str, str]:
+        found = {event_of(r)["data"]["level"]: str(event_of(r)["id"])
+                 for r in await read_all(notify_stack.kafka.bootstrap, "dispatch.task.supervised.v1")  # type: ignore[union-attr]
+                 if task["task_id"].encode() in r.value}
+        return found if len(found) == 3 else {}
+
+    event_ids = await eventually(levels, what="the three levels")
+
+    async def told(level: str) -> set[str]:
+        return {d["recipient"] for d in await deliveries(notify_stack, event_id=event_ids[level])}
+
+    # The post (household) is the police station's, led by s048; s030 and s031 are on duty, s000 is secretary.
+    assert await eventually(lambda: told("reminder"), what="the reminder's people") == {"s049"}
+    assert await eventually(lambda: told("overdue"), what="the overdue notice's people") == {"s049", "s048"}
+    assert await eventually(lambda: _at_least_people(told, "escalated", 5), what="the escalation's people") == {
+        "s049", "s048", "s030", "s031", "s000"}
+
+    async def reminders() -> list[dict[str, Any]]:
+        return [m for m in await dingtalk_about(notify_stack, task["task_id"]) if m["title"].startswith("催办提醒")]
+
+    [reminder] = await eventually(reminders, what="the reminder on the assignee's robot")
+    assert (reminder["access_token"], reminder["title"]) == ("duty-token", "催办提醒：新生儿落户")
+
+    async def to_the_leader() -> list[str]:  # the station leader's signed webhook (checked by the receiver)
+        titles = [m["title"] for m in (await received(notify_stack))["webhook"] if task["task_id"] in m["text"]]
+        return sorted(titles) if len(titles) >= 2 else []
+
+    assert await eventually(to_the_leader, what="the leader's webhook") == ["升级督办：新生儿落户", "已超期：新生儿落户"]
+
+
+async def _at_least_people(told: Any, level: str, count: int) -> set[str]:
+    found: set[str] = await told(level)
+    return found if len(found) >= count else set()
