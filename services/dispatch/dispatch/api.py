@@ -294,12 +294,16 @@ async def list_tasks(
         "the tasks of matters in this grid cell (单元网格, 15 digits; issue #30)"))] = None,
     bbox: Annotated[str | None, Query(pattern=BOX_PATTERN, description="the tasks of matters whose point is in this box: west,south,east,north (WGS 84 degrees)")] = None,
     located: Annotated[bool | None, Query(description="with a point (or without)")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_NUL_PATTERN, description=(
+        "as the task search's: a ticket number's beginning or part, else text of the location or target"))] = None,
+    reopened: bool | None = None,
 ) -> list[TaskView]:
     """The caller's town's tasks, newest dispatched first, each with its matter's point and grid
     cell where it has one (the map, issue #30); the county roles see every town's, or `town`'s."""
     return await flows.list_tasks(deps, principal, town, flows.TaskSearch(
         assignee=assignee, module=module, status=status, colour=colour, overdue=overdue,
-        request_id=request_id, item=item, village=village, phase=phase, cell=cell, box=_box(bbox), located=located), limit)
+        request_id=request_id, item=item, village=village, phase=phase, cell=cell, box=_box(bbox), located=located,
+        q=q, reopened=reopened), limit)
 
 
 @router.get("/v1/task-search", response_model=TaskPage, responses=responses(*TOWNS_READ))
