@@ -82,6 +82,7 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("appraisal", "POST", "/v1/seconded-scores", frozenset({"appraisal_admin"})),
     ("appraisal", "POST", "/v1/what-if", frozenset({"appraisal_admin"})),
     ("appraisal", "GET", "/v1/bulletin", APPRAISAL_READ),  # and the county's roles, in a county
+    ("appraisal", "GET", "/v1/hotspots", APPRAISAL_READ),  # as the bulletin (issue #30)
     # the audit trail (issue #28): its auditor's
     *((service, "GET", "/v1/audit", frozenset({"auditor"})) for service in ("intake", "dispatch", "enforcement", "appraisal")),
 ]

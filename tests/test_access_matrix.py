@@ -258,6 +258,9 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("appraisal", "GET", "/v1/bulletin"): {
         APPRAISER: (200, 404), COMMAND: (200, 404), MODULE_LEADER: (200, 404), STAFF: (403, 403),
         READER: (200, 200), COUNTY_ADMIN: (200, 200)},
+    ("appraisal", "GET", "/v1/hotspots"): {  # as the bulletin, whose sheet 热点网格 it is (issue #30)
+        APPRAISER: (200, 404), COMMAND: (200, 404), MODULE_LEADER: (200, 404), STAFF: (403, 403),
+        READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     ("appraisal", "POST", "/v1/seconded-scores"): {
         APPRAISER: (201, 403), COMMAND: (403, 403), READER: (403, 403), COUNTY_ADMIN: (201, 201)},
     # the test clock (mounted with TOWNFLOW_TEST_CLOCK=1 only): admin
@@ -481,7 +484,7 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
                                                   "seed": 7, "town_code": code})
         case "/v1/plans/{plan_id}":
             return Call(f"/v1/plans/{r['plan_id']}")
-        case "/v1/scores" | "/v1/rates" | "/v1/rankings" | "/v1/alerts":
+        case "/v1/scores" | "/v1/rates" | "/v1/rankings" | "/v1/alerts" | "/v1/hotspots":
             return Call(route[2], params={**by_town, "period": PERIOD})
         case "/v1/rehearsals":  # a day of the town on another load cap
             return Call("/v1/rehearsals", params=by_town, json={"from": f"{PERIOD}-01", "to": f"{PERIOD}-01",

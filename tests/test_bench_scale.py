@@ -24,7 +24,7 @@ READS = {
                  "/v1/task-search", "/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/photos/{attachment_id}"],
     "enforcement": ["/metrics", "/readyz", "/v1/cases", "/v1/cases/{case_id}", "/v1/inspections",
                     "/v1/inspections/{inspection_id}", "/v1/plans", "/v1/plans/{plan_id}"],
-    "appraisal": ["/metrics", "/readyz", "/v1/alerts", "/v1/bonus", "/v1/county/rankings", "/v1/rankings",
+    "appraisal": ["/metrics", "/readyz", "/v1/alerts", "/v1/bonus", "/v1/county/rankings", "/v1/hotspots", "/v1/rankings",
                   "/v1/rates", "/v1/scores", "/v1/scores/{subject_type}/{subject_id}/{period}/ledger"],
 }
 # Every page of the console a person loads (issue #17), as the harness names them: the harness
@@ -39,7 +39,7 @@ PAGES = [
     "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
     "GET /appraisal/bulletin", "GET /county", "GET /suspensions", "GET /tasks/{task_id}/suspension",
     "GET /audit", "GET /audit (person)", "GET /audit (matter)", "GET /audit (action)", "GET /audit (week)",
-    "GET /audit.csv",
+    "GET /audit.csv", "GET /map", "GET /hotspots",
 ]
 STAGES = ["empty", "one_month", "all_months"]
 

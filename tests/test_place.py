@@ -5,11 +5,13 @@ the post holding its cell, and the citizen's status never shows the point."""
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from devstack.stack import Stack
 
-from .conftest import CLERK, Api, file_matter, filing, status_of, task_of
+from .conftest import CLERK, COMMAND, Api, eventually, file_matter, filing, status_of, task_of
 
 METRE = 1 / 111_320  # of latitude, in degrees
 # 青禾镇's 青禾村 (V01), its first grid cell: 119.30–119.31 E, 32.41375–32.425 N (devstack/place_gen.py).
@@ -60,3 +62,47 @@ async def test_the_refusals_of_a_point(stack: Stack, intake: Api) -> None:
     assert await refusal(intake, item_code="T001", village="V02", point=spot) == (
         422, "filing.village_contradicts_point", "village")
     assert await refusal(intake, item_code="T001", village=None) == (422, "filing.village_missing", "village")
+
+
+SECOND_CELL = "321003104001002"  # 青禾村's second cell: 119.31–119.32 E, 32.41375–32.425 N
+APPRAISER = ("s032", "appraisal_admin")
+
+
+async def test_dispatch_lists_the_task_with_its_point_and_cell_and_the_hotspots_count_it(
+        stack: Stack, intake: Api, dispatch: Api, appraisal: Api) -> None:
+    spot = {"longitude": round(random.uniform(119.3115, 119.3185), 6),
+            "latitude": round(random.uniform(32.4150, 32.4200), 6)}
+    filed = await file_matter(intake, item_code="T002", village=None, location="垃圾房旁", point=spot)
+    period = datetime.fromisoformat(filed["filed_at"]).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+
+    async def cell_count() -> int:
+        answer = await appraisal.call("GET", "/v1/hotspots", as_=APPRAISER, params={"period": period})
+        assert answer.status_code == 200, answer.text
+        return sum(i["count"] for c in answer.json()["cells"] if c["grid_cell"] == SECOND_CELL
+                   for i in c["items"] if i["item_code"] == "T002")
+
+    task = await task_of(dispatch, filed["request_id"])
+    assert (task["point"], task["grid_cell"]) == (spot, SECOND_CELL)
+
+    async def listed(**params: Any) -> set[str]:
+        answer = await dispatch.call("GET", "/v1/tasks", as_=COMMAND, params={"limit": 1000, **params})
+        assert answer.status_code == 200, answer.text
+        return {t["task_id"] for t in answer.json()}
+
+    assert task["task_id"] in await listed(cell=SECOND_CELL, phase="open", located="true")
+    assert task["task_id"] not in await listed(cell=CELL)
+    box = f"{spot['longitude'] - 0.0001},{spot['latitude'] - 0.0001},{spot['longitude'] + 0.0001},{spot['latitude'] + 0.0001}"
+    assert task["task_id"] in await listed(bbox=box)
+    assert task["task_id"] not in await listed(located="false")
+    assert (await dispatch.call("GET", "/v1/tasks", as_=COMMAND, params={"bbox": "east"})).status_code == 422
+
+    # Appraisal counts it in its cell's month by item; the next filing there counts once more.
+    before = await eventually(cell_count, what="the hotspots counting the matter")
+    assert before >= 1
+    await file_matter(intake, item_code="T002", village=None, location="垃圾房旁", point=north(spot, 5))
+
+    async def counted_again() -> int | None:
+        now = await cell_count()
+        return now if now >= before + 1 else None
+
+    assert await eventually(counted_again, what="the second filing counted") >= before + 1

@@ -78,6 +78,10 @@ def read_values(first: history.TownMonth) -> dict[str, str]:
         "search_village": task.village, "search_item": task.item_code,  # type: ignore[attr-defined]
         "search_colour": "red", "search_status": "returned", "search_open": "open", "search_ended": "ended",
         "search_yes": "true",
+        # Place (issue #30): the map's page of a town's open located tasks, and a located matter's cell.
+        "map_limit": "1000",
+        "search_cell": next((m.events[0].data.grid_cell for m in first.matters  # type: ignore[attr-defined]
+                             if m.events[0].data.grid_cell), f"{first.town_code}001001"),  # type: ignore[attr-defined]
     }
     # A matter filed with photos and completed with an after photo (issue #29), for the photos' reads:
     # its ticket and task there, not the ones above.

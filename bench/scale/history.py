@@ -81,6 +81,30 @@ def photo_ids(request_id: str, first: bool = False) -> tuple[uuid.UUID, ...]:
                  for seq in range(1, 2 + (n // PHOTO_SHARE) % 2))
 
 
+def matter_place(town: Town, item: CatalogItem, village: str, request_id: str) -> tuple[events.Position, str] | None:
+    """Where a located matter is (issue #30): a point in one of its village's grid cells, both
+    decided by its request id (not the history's random stream, so the same seed gives the same
+    history as before points); None for an item that is not located or a town without places."""
+    places = town.places
+    if not item.located or places is None:
+        return None
+    number = places.numbers[village]
+    cells = sorted(c for c in places.cells if c[9:12] == number)
+    if not cells:
+        return None
+    digest = hashlib.sha256(f"townflow-bench/{request_id}/place".encode()).digest()
+    cell = cells[digest[0] % len(cells)]
+    west, south, east, north = places.cells[cell].bounds
+    u, v = int.from_bytes(digest[1:5]) / 2**32, int.from_bytes(digest[5:9]) / 2**32
+    # Inside the cell's box, away from its edges (a point on a border would be the neighbour's).
+    longitude = round(west + (east - west) * (0.05 + 0.9 * u), 6)
+    latitude = round(south + (north - south) * (0.05 + 0.9 * v), 6)
+    located = places.locate(longitude, latitude)
+    if located is None or located.village != village or located.cell is None:
+        return None  # a cell that is not a box: the matter goes without a point
+    return events.Position(longitude=longitude, latitude=latitude), located.cell
+
+
 def after_photo_id(request_id: str) -> uuid.UUID:
     """The after photo (处置后照片) of a matter filed with photos: its holder photographs the fix."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"townflow-bench/{request_id}/after")
@@ -164,18 +188,20 @@ class _MatterWriter:
         photos = photo_ids(request_id, first=not self.service_photographed and item.task_kind == "service")
         self.service_photographed |= bool(photos) and item.task_kind == "service"
         self.photographed = bool(photos)  # its completion carries an after photo too
+        place = matter_place(self.town, item, village, request_id)
         filed = self.emit(events.RequestFiled, events.RequestFiledData(
             request_id=request_id, ticket_no=ticket_no, channel=self.rng.choice(CHANNELS), item_code=item.code,
             colour=colour, description="压测事项", village=village, location=f"{village}-{self.rng.randrange(90)}号",
             target=target, citizen_ref=f"{self.rng.getrandbits(256):064x}", filed_at=filed_at,
-            attachments=[photo_ref(p) for p in photos]),
+            attachments=[photo_ref(p) for p in photos], point=place[0] if place else None,
+            grid_cell=place[1] if place else None),
             source="intake", subject=request_id, request_id=request_id, at=filed_at)
         self.task_life(filed, item, filed_at + timedelta(seconds=2))
         # Intake's own alphabet: a code it would never issue (one with an L) is refused as malformed.
         code = "".join(self.rng.choices(intake_rules.ACCESS_CODE_ALPHABET, k=intake_rules.ACCESS_CODE_LENGTH))
         return Matter(self.town.code, request_id, ticket_no, code, self.events, photos)
 
-    def dispatched(self, filed: Envelope, item: CatalogItem, at: datetime, *, assignee: str, via: str,
+    def dispatched(self, filed: Envelope, item: CatalogItem, at: datetime, *, post: str, assignee: str, via: str,
                    redispatch_of: str | None = None, invalid_return: bool | None = None) -> Envelope:
         d: events.RequestFiledData = filed.data  # type: ignore[assignment]
         deadlines = dispatch_rules.deadlines(d.colour, item, at, self.town.calendar, self.town.rules.dispatch)
@@ -183,24 +209,25 @@ class _MatterWriter:
         return self.emit(events.TaskDispatched, events.TaskDispatchedData(
             task_id=task_id, request_id=d.request_id, item_code=item.code, kind=item.task_kind, colour=d.colour,
             village=d.village, location=d.location, target=d.target, lead_module=item.lead_module,
-            cooperating_modules=item.cooperating_modules, post=item.post, assignee=assignee,
+            cooperating_modules=item.cooperating_modules, post=post, assignee=assignee,
             assigned_via=via, respond_by=deadlines.respond_by, resolve_by=deadlines.resolve_by,  # type: ignore[arg-type]
             dispatched_at=at, redispatch_of=redispatch_of, invalid_return=invalid_return),
             source="dispatch", subject=task_id, request_id=d.request_id, at=at, cause=filed)
 
     def task_life(self, filed: Envelope, item: CatalogItem, at: datetime) -> None:
-        post = self.town.posts[item.post]
+        post = dispatch_rules.post_of_matter(self.town, item, filed.data.grid_cell)  # type: ignore[attr-defined]
         draw = self.rng.random()
         assignee, via = ((post.a_holder, "A") if draw < 0.90 else (post.b_holder, "B") if draw < 0.98
                          else (self.town.modules[post.module].leader, "leader"))
-        task = self.dispatched(filed, item, at, assignee=assignee, via=via)
+        task = self.dispatched(filed, item, at, post=post.code, assignee=assignee, via=via)
         if item.task_kind == "service" and self.rng.random() < RETURNED:
             returned_at = at + timedelta(minutes=self.rng.randrange(5, 90))
             t: events.TaskDispatchedData = task.data  # type: ignore[assignment]
             self.emit(events.TaskReturned, events.TaskReturnedData(task_id=t.task_id, request_id=t.request_id, by=assignee,
                                                      reason="不属本岗职责", returned_at=returned_at),
                       source="dispatch", subject=t.task_id, request_id=t.request_id, at=returned_at)
-            task = self.dispatched(filed, item, returned_at + timedelta(minutes=20), assignee=post.b_holder,
+            task = self.dispatched(filed, item, returned_at + timedelta(minutes=20), post=post.code,
+                                   assignee=post.b_holder,
                                    via="command_centre", redispatch_of=t.task_id,
                                    invalid_return=self.rng.random() < 0.5)
         self.work(task, item)

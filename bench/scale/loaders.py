@@ -41,9 +41,13 @@ def slice_key(matter: Matter) -> str:
 
 async def load_intake(conn: asyncpg.Connection, month: TownMonth) -> None:
     """Each matter's request row and first timeline step, as intake's filing writes them."""
-    rows, details = [], []
+    rows, details, places = [], [], []
     for matter in month.matters:
         d: events.RequestFiledData = matter.events[0].data  # type: ignore[assignment]
+        if d.point is not None:  # a located matter's place (issue #30), as intake's filing writes it
+            places.append({"request_id": uuid.UUID(d.request_id), "town_code": month.town_code,
+                           "item_code": d.item_code, "filed_at": d.filed_at, "grid_cell": d.grid_cell,
+                           "point": f"SRID=4326;POINT({d.point.longitude!r} {d.point.latitude!r})"})
         rows.append({
             "request_id": uuid.UUID(d.request_id), "ticket_no": d.ticket_no, "access_code": matter.access_code,
             "item_code": d.item_code, "colour": d.colour, "channel": d.channel, "description": d.description,
@@ -54,7 +58,7 @@ async def load_intake(conn: asyncpg.Connection, month: TownMonth) -> None:
         })
         details.append({"channel": d.channel})
     if rows:
-        await intake_store.insert_requests(conn, rows, "filed", details)
+        await intake_store.insert_requests(conn, rows, "filed", details, places=places)
     await intake_store.PgStore(conn).insert_attachments(
         [photo_row(month.town_code, matter, attachment_id, seq) for matter in month.matters
          for seq, attachment_id in enumerate(matter.photos, 1)])

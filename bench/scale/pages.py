@@ -90,6 +90,9 @@ VISITS: dict[str, list[Visit]] = {
     "/appraisal/bulletin": [Visit("appraisal_office", query={"period": "period"})],
     "/county": [Visit("county", query={"period": "period"})],
     "/suspensions": [Visit("command_centre")],
+    # Place (issue #30): the town's map with its open located matters, and the month's hotspots.
+    "/map": [Visit("command_centre")],
+    "/hotspots": [Visit("command_centre", query={"period": "period"})],
     "/tasks/{task_id}/suspension": [Visit("assignee")],
     # The auditor's search of the four services' audit trails (issue #28): the newest records, by
     # person, matter, action, a week (the history's oldest), and the export.

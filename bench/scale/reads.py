@@ -41,6 +41,11 @@ SEARCHES: dict[tuple[str, str], dict[str, dict[str, str]]] = {
         "reopened": {"reopened": "search_yes"},
         "second page": {"offset": "search_offset"},
     },
+    # Place (issue #30): the 地图 page's read (a town's open located tasks, up to 1,000) and a cell's.
+    ("dispatch", "/v1/tasks"): {
+        "map": {"located": "search_yes", "phase": "search_open", "limit": "map_limit"},
+        "cell open": {"cell": "search_cell", "phase": "search_open"},
+    },
 }
 
 

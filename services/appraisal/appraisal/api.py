@@ -82,6 +82,14 @@ async def bonus(deps: Deps, principal: BonusReader,
     return await flows.bonus(deps, principal, flows.BonusOf(town, period, pool))
 
 
+@router.get("/v1/hotspots", response_model=models.Hotspots, responses=responses(*CALLER, *ONE_TOWN, *MONTH))
+async def hotspots(deps: Deps, principal: BulletinReader, period: Period = None,
+                   town: TownCode = None) -> dict[str, object]:
+    """热点 (issue #30): a town's month's located matters per grid cell and item, busiest first, and
+    the cells that rose most over the month before; as the monthly bulletin's sheet 热点网格."""
+    return await flows.hotspots(deps, principal, flows.MonthOf(town, period))
+
+
 @router.get("/v1/alerts", response_model=list[models.Alert], responses=responses(*CALLER, *ONE_TOWN, *MONTH))
 async def alerts(deps: Deps, principal: Reader, period: Period = None, town: TownCode = None,
                  staff_id: Annotated[Identifier | None, Query()] = None) -> list[dict[str, object]]:

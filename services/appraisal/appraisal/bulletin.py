@@ -58,9 +58,11 @@ def _rates_sheet(name: str, lead: tuple[str, ...], figs: Sequence[rules.Figures]
 
 
 def sheets(town: Town, period: str, figures: Mapping[rules.SubjectType, list[rules.Figures]],
-           alerts: Sequence[Mapping[str, Any]], pool: Decimal | None, with_bonus: bool = True) -> list[Sheet]:
+           alerts: Sequence[Mapping[str, Any]], pool: Decimal | None, with_bonus: bool = True,
+           cells: Sequence[rules.CellMonth] = ()) -> list[Sheet]:
     """The bulletin's sheets: every figure as stored, names from the town's configuration; the
-    bonus split only for those who may read it (`with_bonus`, as `GET /v1/bonus`)."""
+    hotspots of the town's grid cells (`cells`, issue #30); the bonus split only for those who may
+    read it (`with_bonus`, as `GET /v1/bonus`)."""
     villages = {v.code: v.name for v in town.info.villages}
     result = [
         _rates_sheet("按模块", ("模块代码", "模块"), figures["module"],
@@ -82,9 +84,27 @@ def sheets(town: Town, period: str, figures: Mapping[rules.SubjectType, list[rul
         (a["staff_id"], town.staff[a["staff_id"]].name if a["staff_id"] in town.staff else None,
          levels.get(a["level"], a["level"]), "；".join(a["reasons"]),
          a["raised_at"].astimezone(town.calendar.tz).strftime("%Y-%m-%d %H:%M")) for a in alerts]))
+    result.append(hotspot_sheet(town, cells))
     if with_bonus:
         result.append(_bonus_sheet(town, figures["staff"], pool))
     return result
+
+
+def hotspot_sheet(town: Town, cells: Sequence[rules.CellMonth]) -> Sheet:
+    """热点网格 (issue #30): each grid cell's located matters this month and the month before, busiest
+    first, its three most frequent items by name, and the place among the cells that rose most."""
+    villages = {v.code: v.name for v in town.info.villages}
+    rose = {c.cell: place for place, c in enumerate(rules.rising(cells), 1)}
+
+    def village(cell: str) -> str | None:
+        code = town.places.village_of_cell(cell) if town.places else None
+        return villages.get(code or "", code)
+
+    def items(c: rules.CellMonth) -> str:
+        return "；".join(f"{town.catalog[i].name if i in town.catalog else i} {n}" for i, n in c.items[:3])
+
+    return Sheet("热点网格", ("网格编码", "村社区", "本月件数", "上月件数", "增减", "上升位次", "主要事项"),
+                 [(c.cell, village(c.cell), c.count, c.previous, c.rise, rose.get(c.cell), items(c)) for c in cells])
 
 
 def _name(town: Town, villages: Mapping[str, str], f: rules.Figures) -> str | None:

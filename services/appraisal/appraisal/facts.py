@@ -89,6 +89,7 @@ class OfficerPoints:
 @dataclass
 class FactBatch:
     filed: dict[MatterKey, tuple[str, datetime]] = field(default_factory=dict)
+    located: dict[MatterKey, tuple[str, str, str]] = field(default_factory=dict)  # period, grid cell, item (#30)
     rated: dict[MatterKey, tuple[str, datetime, uuid.UUID]] = field(default_factory=dict)
     called_back: dict[MatterKey, tuple[str, datetime, uuid.UUID]] = field(default_factory=dict)
     dispatched: dict[TaskKey, dict[str, Any]] = field(default_factory=dict)
@@ -116,6 +117,10 @@ class FactBatch:
     # --- matters ---------------------------------------------------------------------------
     def matter_filed(self, key: MatterKey, village: str, filed_at: datetime) -> None:
         self.filed[key] = (village, filed_at)
+
+    def matter_located(self, key: MatterKey, period: str, cell: str, item_code: str) -> None:
+        """Where a located matter was filed, for the hotspots (issue #30)."""
+        self.located[key] = (period, cell, item_code)
 
     def matter_rated(self, key: MatterKey, rating: str, rated_at: datetime, cause: Cause) -> None:
         self.rated[key] = (rating, rated_at, cause.event.id)  # a later rating replaces an earlier one

@@ -455,6 +455,26 @@ async def bonus(deps: Deps, actor: Principal, query: BonusOf) -> dict[str, Any]:
             "total": str(sum(shares.values(), Decimal(0))), "shares": rows}
 
 
+async def cell_months(db: store.AppraisalStore, town: Town, period: str) -> list[rules.CellMonth]:
+    """The town's month's located matters per cell (and the month before's), as the rules count them."""
+    rows = await db.cell_counts(town.code, [period, rules.previous_period(period)])
+    return rules.hotspots(period, ((r["period"], r["grid_cell"], r["item_code"], r["n"]) for r in rows))
+
+
+async def hotspots(deps: Deps, actor: Principal, query: MonthOf) -> dict[str, Any]:
+    """热点: a town's month's located matters per grid cell and item, and the cells that rose most."""
+    town = _one_town(deps, actor, query.town)
+    period = _period(deps, town, query.period)
+    async with deps.unit_of_work(readonly=True) as uow:
+        cells = await cell_months(uow.store, town, period)
+    places = town.places
+    return {"town_code": town.code, "period": period, "previous_period": rules.previous_period(period),
+            "cells": [{"grid_cell": c.cell, "village": places.village_of_cell(c.cell) if places else None,
+                       "count": c.count, "previous": c.previous, "rise": c.rise,
+                       "items": [{"item_code": i, "count": n} for i, n in c.items]} for c in cells],
+            "rising": [c.cell for c in rules.rising(cells)]}
+
+
 async def alerts(deps: Deps, actor: Principal, query: AlertsOf) -> list[dict[str, Any]]:
     town = _one_town(deps, actor, query.town)
     async with deps.unit_of_work(readonly=True) as uow:
@@ -521,8 +541,9 @@ async def bulletin(deps: Deps, actor: Principal, query: BulletinOf) -> BulletinF
         if not any(figures.values()):
             raise CODES["period.no_figures"]("period", period=period)
         raised = [dict(a) for a in await uow.store.alerts(town.code, period, None)]
+        cells = await cell_months(uow.store, town, period)
     with_bonus = actor.has_any(BONUS_READERS, reading=True)  # the leaders get the rest
-    sheets = monthly.sheets(town, period, figures, raised, query.pool, with_bonus)
+    sheets = monthly.sheets(town, period, figures, raised, query.pool, with_bonus, cells)
     if query.file_format == "csv":
         content = await asyncio.to_thread(monthly.to_csv, sheets)  # the csv module writes in C
         media_type = monthly.CSV

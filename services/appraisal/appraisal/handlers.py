@@ -27,8 +27,12 @@ def _open(conn: asyncpg.Connection, event: Envelope, deps: Deps) -> tuple[Town, 
 
 async def request_filed(conn: asyncpg.Connection, event: events.RequestFiled, deps: Deps) -> None:
     town = town_of_event(deps.county, event.town_code)
-    deps.batches.of(conn).matter_filed((town.code, event.data.request_id), event.data.village,
-                                       event.data.filed_at)
+    d = event.data
+    batch = deps.batches.of(conn)
+    batch.matter_filed((town.code, d.request_id), d.village, d.filed_at)
+    if d.grid_cell is not None:  # a located matter in a cell: counted in its cell's hotspots
+        batch.matter_located((town.code, d.request_id), rules.period_of(d.filed_at, town.calendar.tz),
+                             d.grid_cell, d.item_code)
 
 
 async def request_rated(conn: asyncpg.Connection, event: events.RequestRated, deps: Deps) -> None:

@@ -315,6 +315,33 @@ class Bonus(BaseModel):
     shares: list[Share]
 
 
+class CellItem(BaseModel):
+    item_code: str
+    count: int
+
+
+class CellHotspot(BaseModel):
+    """A grid cell's located matters of the month, the month before, and by item."""
+
+    grid_cell: str = Field(description="15 digits, GB/T 30428")
+    village: str | None = Field(description="the village the cell is in (town.yaml's code)")
+    count: int
+    previous: int = Field(description="the month before's")
+    rise: int = Field(description="count − previous")
+    items: list[CellItem] = Field(description="this month's by item, most first")
+
+
+class Hotspots(BaseModel):
+    """热点 (issue #30): a town's month's located matters per grid cell (busiest first) and the cells
+    that rose most over the month before (每月一题 picks its problems from where and what)."""
+
+    town_code: str
+    period: str
+    previous_period: str
+    cells: list[CellHotspot]
+    rising: list[str] = Field(description="the codes of the cells that rose most, the largest rise first")
+
+
 class Alert(BaseModel):
     staff_id: str
     period: str

@@ -238,3 +238,51 @@ def county_rankings(towns: Sequence[TownFigures]) -> dict[str, object]:
     orders = {name: [code for code, _ in sorted(ranked[name].items(), key=lambda kv: (kv[1], kv[0]))]
               for name in COUNTY_MEASURES}
     return {"towns": rows, "rankings": orders}
+
+
+# --- hotspots (热点, issue #30) --------------------------------------------------------------------
+# How many of the cells that rose most a hotspot table names (每月一题 picks from the top few).
+RISING_CELLS = 5
+
+
+def previous_period(period: str) -> str:
+    """The month before `period` (YYYY-MM)."""
+    year, month = int(period[:4]), int(period[5:7])
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+@dataclass(frozen=True)
+class CellMonth:
+    """A grid cell's located matters of a month, the month before, and by item (most first)."""
+
+    cell: str
+    count: int
+    previous: int
+    items: tuple[tuple[str, int], ...]
+
+    @property
+    def rise(self) -> int:
+        return self.count - self.previous
+
+
+def hotspots(period: str, counts: Iterable[tuple[str, str, str, int]]) -> list[CellMonth]:
+    """Every cell with a matter in `period` or the month before, from (period, cell, item, n)
+    counts: the busiest first (then by code), each with its items by count (then by code)."""
+    before = previous_period(period)
+    now: dict[str, dict[str, int]] = {}
+    previous: dict[str, int] = {}
+    for month, cell, item, n in counts:
+        if month == period:
+            now.setdefault(cell, {})[item] = now.get(cell, {}).get(item, 0) + n
+        elif month == before:
+            previous[cell] = previous.get(cell, 0) + n
+    cells = [CellMonth(cell, sum(now.get(cell, {}).values()), previous.get(cell, 0),
+                       tuple(sorted(now.get(cell, {}).items(), key=lambda kv: (-kv[1], kv[0]))))
+             for cell in set(now) | set(previous)]
+    return sorted(cells, key=lambda c: (-c.count, c.cell))
+
+
+def rising(cells: Iterable[CellMonth], size: int = RISING_CELLS) -> list[CellMonth]:
+    """The cells that rose most over the month before (a rise of at least one), the largest rise
+    first, then the busier, then by code."""
+    return sorted((c for c in cells if c.rise > 0), key=lambda c: (-c.rise, -c.count, c.cell))[:size]

@@ -42,6 +42,12 @@ async def record_matters(conn: asyncpg.Connection, batch: FactBatch) -> None:
             " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])"
             " ON CONFLICT (town_code, request_id) DO UPDATE SET village = EXCLUDED.village, filed_at = EXCLUDED.filed_at",
             *_columns([(*k, *v) for k, v in sorted(batch.filed.items())], 4))
+    if batch.located:
+        await conn.execute(
+            "INSERT INTO located_matters (town_code, request_id, period, grid_cell, item_code)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+            " ON CONFLICT (town_code, request_id) DO NOTHING",  # a filing's place never changes
+            *_columns([(*k, *v) for k, v in sorted(batch.located.items())], 5))
     if batch.rated:
         await conn.execute(
             "INSERT INTO matter_facts (town_code, request_id, rating, rated_at, rated_event)"
@@ -318,6 +324,14 @@ async def alerts(db: Db, town_code: str, period: str | None, staff_id: str | Non
         " AND ($3::text IS NULL OR staff_id = $3) ORDER BY raised_at, staff_id, level", town_code, period, staff_id)
 
 
+async def cell_counts(db: Db, town_code: str, periods: Sequence[str]) -> list[asyncpg.Record]:
+    """Located matters filed in the town's `periods`, by month, grid cell and item (the hotspots)."""
+    return await db.fetch(
+        "SELECT period, grid_cell, item_code, count(*)::int AS n FROM located_matters"
+        " WHERE town_code = $1 AND period = ANY($2::text[]) GROUP BY period, grid_cell, item_code",
+        town_code, list(periods))
+
+
 async def post_seconded_score(conn: asyncpg.Connection, town_code: str, unit: str, period: str, score: float,
                               by: str, at: datetime) -> None:
     await conn.execute(
@@ -359,6 +373,7 @@ class AppraisalStore(Protocol):
                                      period: str) -> Sequence[Row]: ...
     async def alerts(self, town_code: str, period: str | None, staff_id: str | None) -> Sequence[Row]: ...
     async def seconded_scores(self, town_code: str, period: str) -> dict[str, float]: ...
+    async def cell_counts(self, town_code: str, periods: Sequence[str]) -> Sequence[Row]: ...
     async def post_seconded_score(self, town_code: str, unit: str, period: str, score: float, by: str,
                                   at: datetime) -> None: ...
 
@@ -394,6 +409,9 @@ class Store:
 
     async def seconded_scores(self, town_code: str, period: str) -> dict[str, float]:
         return await seconded_scores(self.conn, town_code, period)
+
+    async def cell_counts(self, town_code: str, periods: Sequence[str]) -> Sequence[Row]:
+        return await cell_counts(self.conn, town_code, periods)
 
     async def post_seconded_score(self, town_code: str, unit: str, period: str, score: float, by: str,
                                   at: datetime) -> None:

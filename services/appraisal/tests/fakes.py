@@ -30,6 +30,7 @@ class FakeStore:
     inspections: list[dict[str, Any]] = field(default_factory=list)
     raised: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    located: list[dict[str, Any]] = field(default_factory=list)  # town_code, period, grid_cell, item_code
 
     async def month_totals(self, months: Iterable[tuple[str, str]]) -> Sequence[store.Row]:
         wanted = set(months)
@@ -69,6 +70,14 @@ class FakeStore:
 
     async def seconded_scores(self, town_code: str, period: str) -> dict[str, float]:
         return {unit: row["score"] for (town, unit, p), row in self.scores.items() if (town, p) == (town_code, period)}
+
+    async def cell_counts(self, town_code: str, periods: Sequence[str]) -> Sequence[store.Row]:
+        counts: dict[tuple[str, str, str], int] = {}
+        for m in self.located:
+            if m["town_code"] == town_code and m["period"] in periods:
+                key = (m["period"], m["grid_cell"], m["item_code"])
+                counts[key] = counts.get(key, 0) + 1
+        return [{"period": p, "grid_cell": c, "item_code": i, "n": n} for (p, c, i), n in counts.items()]
 
     async def post_seconded_score(self, town_code: str, unit: str, period: str, score: float, by: str,
                                   at: datetime) -> None:

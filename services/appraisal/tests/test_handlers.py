@@ -14,7 +14,15 @@ from appraisal.facts import FactBatch
 from appraisal.flows import Deps
 from townflow_shared.county import load_county
 from townflow_shared.dlq import Rejected
-from townflow_shared.events import TaskCompleted, TaskCompletedData, TaskReturned, TaskReturnedData, new_event
+from townflow_shared.events import (
+    RequestFiled,
+    RequestFiledData,
+    TaskCompleted,
+    TaskCompletedData,
+    TaskReturned,
+    TaskReturnedData,
+    new_event,
+)
 from townflow_shared.settings import DEMO_TOWN_DIR
 
 from .fakes import FakeUnits, deps
@@ -63,3 +71,23 @@ async def test_a_completion_goes_into_its_transactions_batch() -> None:
     await handlers.task_completed(CONN, event, d)
     assert [c.event.id for c in batch.task_causes[(QINGHE, "t1")]] == [event.id]
     assert batch.task_events[(QINGHE, "t1")].request_id == "r1"
+
+
+def filed(point: bool, filed_at: datetime = AT) -> Any:
+    data = RequestFiledData.model_validate({
+        "request_id": "r1", "ticket_no": f"{QINGHE}-20280803-00001", "channel": "window", "item_code": "T001",
+        "colour": "yellow", "description": "路面破损", "village": "V01", "location": "村道", "citizen_ref": "0" * 64,
+        "filed_at": filed_at, **({"point": {"longitude": 119.305, "latitude": 32.42},
+                                  "grid_cell": "321003104001001"} if point else {})})
+    return new_event(RequestFiled, data, source="intake", town_code=QINGHE, subject="r1", correlation_id="r1",
+                     time=filed_at)
+
+
+async def test_a_located_filing_is_counted_in_its_cell_in_the_towns_month() -> None:
+    d, batch = with_open_batch()
+    await handlers.request_filed(CONN, filed(point=True, filed_at=datetime(2028, 7, 31, 17, tzinfo=UTC)), d)
+    # 01:00 on 1 August in the town's time zone: August's, not July's.
+    assert batch.located == {(QINGHE, "r1"): ("2028-08", "321003104001001", "T001")}
+    d, batch = with_open_batch()
+    await handlers.request_filed(CONN, filed(point=False), d)
+    assert batch.located == {} and (QINGHE, "r1") in batch.filed

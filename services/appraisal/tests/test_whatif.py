@@ -71,7 +71,7 @@ def test_the_bulletin_workbook_and_csv_hold_the_same_sheets() -> None:
     alerts = [{"staff_id": "s020", "level": "reminder", "reasons": ["3 overdue"],
                "raised_at": datetime.fromisoformat("2028-08-20T09:00:00+08:00")}]
     sheets = bulletin.sheets(TOWN, "2028-08", _figures(), alerts, Decimal("1000.00"))
-    assert [s.name for s in sheets] == ["按模块", "按村社区", "按人员", "红黑榜", "预警", "奖金分配"]
+    assert [s.name for s in sheets] == ["按模块", "按村社区", "按人员", "红黑榜", "预警", "热点网格", "奖金分配"]
     book = load_workbook(io.BytesIO(bulletin.to_xlsx("t", datetime(2028, 9, 1), sheets)))
     assert book.sheetnames == [s.name for s in sheets]
     staff = book["按人员"]

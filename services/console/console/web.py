@@ -76,6 +76,8 @@ PAGES = (
     Page("appraisal", "绩效考核", "/appraisal", frozenset({"appraisal_admin", "command_centre", "module_leader"})),
     Page("county", "全县排名", "/county", frozenset({"county_reader", "county_admin"})),
     Page("suspensions", "挂起审批", "/suspensions", frozenset({"command_centre"})),
+    Page("map", "地图", "/map", frozenset({"command_centre"})),  # issue #30
+    Page("hotspots", "热点", "/hotspots", frozenset({"appraisal_admin", "command_centre", "module_leader"})),
     Page("audit", "审计", "/audit", frozenset({"auditor"})),
 )
 BY_KEY = {p.key: p for p in PAGES}

@@ -87,6 +87,22 @@ Town = Annotated[str | None, Query(json_schema_extra={"pattern": TOWN_CODE_PATTE
 # A filter of free text (an assignee, a module, a status): anything but NUL, which the edge refuses.
 Filter = Annotated[str | None, Query(pattern=NO_NUL_PATTERN)]
 
+BOX_PATTERN = r"^-?[0-9]+(\.[0-9]+)?(,-?[0-9]+(\.[0-9]+)?){3}$"
+
+
+def _box(bbox: str | None) -> tuple[float, float, float, float] | None:
+    """`west,south,east,north` (the pattern checked it) as a box in WGS 84's range: corners given
+    the other way round are taken as meant, degrees beyond the world's edge are at its edge."""
+    if bbox is None:
+        return None
+    x1, y1, x2, y2 = (float(v) for v in bbox.split(","))
+    def lon(x: float) -> float:
+        return min(max(x, -180.0), 180.0)
+    def lat(y: float) -> float:
+        return min(max(y, -90.0), 90.0)
+    return lon(min(x1, x2)), lat(min(y1, y2)), lon(max(x1, x2)), lat(max(y1, y2))
+
+
 # What every route may answer about its caller, and every route on one task about the task.
 CALLER = problems.AUTHENTICATED  # the refusals of any route that reads a token
 ON_TASK = (*CALLER, CODES["task.not_found"], problems.TOWN_NOT_YOURS)
@@ -276,11 +292,24 @@ async def list_tasks(
     overdue: bool | None = None,
     request_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT,
+    item: Filter = None,
+    village: Filter = None,
+    phase: Annotated[Literal["open", "ended"] | None, Query(
+        description="open (在办) or ended (已结), as the task search's")] = None,
+    cell: Annotated[str | None, Query(pattern=r"^[0-9]{15}$", description=(
+        "the tasks of matters in this grid cell (单元网格, 15 digits; issue #30)"))] = None,
+    bbox: Annotated[str | None, Query(pattern=BOX_PATTERN, description="the tasks of matters whose point is in this box: west,south,east,north (WGS 84 degrees)")] = None,
+    located: Annotated[bool | None, Query(description="with a point (or without)")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_NUL_PATTERN, description=(
+        "as the task search's: a ticket number's beginning or part, else text of the location or target"))] = None,
+    reopened: bool | None = None,
 ) -> list[TaskView]:
-    """The caller's town's tasks; the county roles see every town's, or `town`'s."""
+    """The caller's town's tasks, newest dispatched first, each with its matter's point and grid
+    cell where it has one (the map, issue #30); the county roles see every town's, or `town`'s."""
     return await flows.list_tasks(deps, principal, town, flows.TaskSearch(
         assignee=assignee, module=module, status=status, colour=colour, overdue=overdue,
-        request_id=request_id), limit)
+        request_id=request_id, item=item, village=village, phase=phase, cell=cell, box=_box(bbox), located=located,
+        q=q, reopened=reopened), limit)
 
 
 @router.get("/v1/task-search", response_model=TaskPage, responses=responses(*TOWNS_READ))

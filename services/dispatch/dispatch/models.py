@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
+from townflow_shared.events import AssignedVia, Colour, Position, Rating, SupervisionLevel
 from townflow_shared.types import (
     IDENTIFIER_CHECKS,
     NOT_BLANK_PATTERN,
@@ -176,6 +176,9 @@ class TaskView(Answer):
     reopen_count: int
     called_back: bool
     overdue: bool = Field(description="open and past resolve_by")
+    point: Position | None = Field(default=None, description=(
+        "where the matter is (a located item's, WGS 84; issue #30); on the task lists, not on one task's read"))
+    grid_cell: str | None = Field(default=None, description="the grid cell (单元网格) of the point: 15 digits")
 
     @classmethod
     def of(cls, task: Row, now: datetime, tz: tzinfo) -> TaskView:
@@ -186,6 +189,9 @@ def task_view(task: Row, now: datetime, tz: tzinfo) -> dict[str, Any]:
     """A stored task as its view's members (the stored trace context is not one of them)."""
     view = plain(task, tz)
     view.pop("trace_headers", None)
+    if "longitude" in view:  # a task list's row: its matter's place joined (store.TASKS_WITH_PLACES)
+        longitude, latitude = view.pop("longitude"), view.pop("latitude")
+        view["point"] = {"longitude": longitude, "latitude": latitude} if longitude is not None else None
     view["overdue"] = rules.is_overdue(task["status"], task["resolve_by"], now)
     return view
 

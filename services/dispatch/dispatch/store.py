@@ -31,6 +31,11 @@ async def record_matter(conn: asyncpg.Connection, town_code: str, data: RequestF
         uuid.UUID(data.request_id), data.ticket_no, data.item_code, data.colour, data.village,
         data.location, data.target, data.filed_at, received_at, event_id, town_code,
     )
+    if data.point is not None:  # a located matter's point and cell (issue #30; migration 014)
+        await conn.execute(
+            "INSERT INTO matter_places (request_id, point, grid_cell)"
+            " VALUES ($1, ST_SetSRID(ST_MakePoint($2, $3), 4326)::geography, $4) ON CONFLICT (request_id) DO NOTHING",
+            uuid.UUID(data.request_id), data.point.longitude, data.point.latitude, data.grid_cell)
 
 
 async def matter_count(db: Db) -> int:
@@ -85,12 +90,18 @@ async def update_task(conn: asyncpg.Connection, task_id: uuid.UUID, **fields: An
     await conn.execute(f"UPDATE tasks SET {sets} WHERE task_id = $1", task_id, *fields.values())  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
 
 
+# A task list's rows: the task, and its matter's point and grid cell where it has one (issue #30).
+# `tasks` keeps its columns (the previous release's cached `SELECT *`); the place is joined.
+TASKS_WITH_PLACES = ("SELECT tasks.*, ST_X(p.point::geometry) AS longitude, ST_Y(p.point::geometry) AS latitude,"
+                     " p.grid_cell FROM tasks LEFT JOIN matter_places p USING (request_id)")
+
+
 async def list_tasks(db: Db, towns: Sequence[str], search: TaskSearch, *, now: datetime,
                      limit: int) -> list[asyncpg.Record]:
     """The newest `limit` tasks `search` finds (GET /v1/tasks: no page, no total)."""
     where, args = task_search_where(towns, search, now)
     return await db.fetch(
-        f"SELECT * FROM tasks WHERE {where} ORDER BY dispatched_at DESC LIMIT ${len(args) + 1}",  # noqa: S608 - the clause is task_search_where's: column names and constants, every value bound
+        f"{TASKS_WITH_PLACES} WHERE {where} ORDER BY dispatched_at DESC LIMIT ${len(args) + 1}",
         *args, limit)
 
 
@@ -110,6 +121,9 @@ class TaskSearch:
     overdue: bool | None = None
     reopened: bool | None = None
     request_id: uuid.UUID | None = None
+    cell: str | None = None  # a grid cell's 15-digit code (issue #30)
+    box: tuple[float, float, float, float] | None = None  # west, south, east, north (WGS 84)
+    located: bool | None = None  # has a point (or not)
 
 
 def task_search_where(towns: Sequence[str], search: TaskSearch, now: datetime) -> tuple[str, list[Any]]:
@@ -153,6 +167,16 @@ def task_search_where(towns: Sequence[str], search: TaskSearch, now: datetime) -
         where.append(clause if search.overdue else f"NOT {clause}")
     if search.reopened is not None:
         where.append("reopen_count > 0" if search.reopened else "reopen_count = 0")
+    # Place (issue #30): as a matter's place, not columns of `tasks`, so the clause stays one of
+    # `tasks` alone (the count and the plans' tests read it so) and the cell's or box's index answers.
+    if search.cell:
+        add("request_id IN (SELECT request_id FROM matter_places WHERE grid_cell = {})", search.cell)
+    if search.box:
+        add("request_id IN (SELECT request_id FROM matter_places"
+            " WHERE point && ST_MakeEnvelope(({0}::float8[])[1], ({0}::float8[])[2], ({0}::float8[])[3], ({0}::float8[])[4], 4326)::geography)", list(search.box))
+    if search.located is not None:
+        where.append(("" if search.located else "NOT ") + "EXISTS (SELECT FROM matter_places p"
+                     " WHERE p.request_id = tasks.request_id)")
     return " AND ".join(where), args
 
 
@@ -173,7 +197,7 @@ async def search_tasks(db: Db, towns: Sequence[str], search: TaskSearch, *, now:
         # reopened; tests/database/test_task_lists.py).
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         rows = await conn.fetch(
-            f"SELECT * FROM tasks WHERE {where} ORDER BY dispatched_at DESC, task_id DESC"  # noqa: S608 - the clause is task_search_where's: column names and constants, every value bound
+            f"{TASKS_WITH_PLACES} WHERE {where} ORDER BY dispatched_at DESC, task_id DESC"
             f" OFFSET ${n + 1} LIMIT ${n + 2}", *args, offset, limit)
         total = await conn.fetchval(f"SELECT count(*) FROM tasks WHERE {where}", *args)  # noqa: S608 - as above
     return rows, int(total)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from dispatch import rules
+from dispatch import api, rules
 from dispatch.models import TaskQuery
 from dispatch.store import TaskSearch, task_search_where
 from townflow_shared.county import load_county
@@ -92,6 +92,25 @@ def test_several_towns_a_ticket_prefix_and_the_negative_filters() -> None:
     assert args == [towns, "321003104-20261123%", NOW]
     assert task_search_where(towns[:1], TaskSearch(q="1123-00002"), NOW) == (
         "town_code = $1 AND replace(ticket_no, '-', '') LIKE $2", ["321003104", "%112300002%"])
+
+
+def test_place_filters_read_the_matters_place_and_leave_the_clause_one_of_tasks() -> None:
+    where, args = task_search_where(["321003104"], TaskSearch(
+        cell="321003104001001", box=(119.3, 32.41, 119.31, 32.43), located=True), NOW)
+    assert where == (
+        "town_code = $1 AND request_id IN (SELECT request_id FROM matter_places WHERE grid_cell = $2)"
+        " AND request_id IN (SELECT request_id FROM matter_places WHERE point && ST_MakeEnvelope(($3::float8[])[1],"
+        " ($3::float8[])[2], ($3::float8[])[3], ($3::float8[])[4], 4326)::geography)"
+        " AND EXISTS (SELECT FROM matter_places p WHERE p.request_id = tasks.request_id)")
+    assert args == ["321003104", "321003104001001", [119.3, 32.41, 119.31, 32.43]]
+    assert task_search_where(["321003104"], TaskSearch(located=False), NOW)[0].endswith(
+        "AND NOT EXISTS (SELECT FROM matter_places p WHERE p.request_id = tasks.request_id)")
+
+
+def test_a_box_is_taken_as_meant_and_kept_in_the_world() -> None:
+    assert api._box(None) is None
+    assert api._box("119.31,32.43,119.3,32.41") == (119.3, 32.41, 119.31, 32.43)
+    assert api._box("-200,-95,200,95") == (-180.0, -90.0, 180.0, 90.0)
 
 
 def test_each_posts_holders_in_the_order_dispatch_tries_them_and_who_takes_the_next() -> None:

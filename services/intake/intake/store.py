@@ -581,5 +581,6 @@ async def claim_tickets(conn: asyncpg.Connection, wanted: dict[tuple[str, date],
 
 
 async def insert_requests(conn: asyncpg.Connection, rows: list[dict[str, Any]], first_step: str,
-                          details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None) -> None:
-    await PgStore(conn).insert_requests(rows, first_step, details, citizens)
+                          details: list[dict[str, Any]], citizens: list[dict[str, Any]] | None = None,
+                          places: list[dict[str, Any]] | None = None) -> None:
+    await PgStore(conn).insert_requests(rows, first_step, details, citizens, places)

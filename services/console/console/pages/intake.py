@@ -13,13 +13,15 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from starlette.datastructures import FormData, UploadFile
 
+from .. import town_map
 from ..accounts import Person
 from ..errors import ServiceError
 from ..web import checked_form, console_of, guard, render
 
 router = APIRouter()
 FIELDS = ("channel", "item_code", "description", "village", "location", "target", "colour",
-          "citizen.name", "citizen.phone", "citizen.id_number", "proxy_agent_id", "village_record_id", "town_code")
+          "citizen.name", "citizen.phone", "citizen.id_number", "proxy_agent_id", "village_record_id", "town_code",
+          "point.longitude", "point.latitude")
 
 
 def _default_channel(person: Person) -> str:
@@ -61,6 +63,10 @@ async def _form_page(request: Request, person: Person, form: dict[str, str], err
                   photos_sent=photos_sent,
                   catalog=catalog, catalog_shown=catalog_shown, catalog_error=catalog_error, suggestions=suggestions,
                   villages=town.info.villages if town else [],
+                  # The point picker (issue #30): the town's map, where it has one (static/picker.js).
+                  picker=town_map.town_map(town.places, {v.code: v.name for v in town.info.villages})
+                  if town is not None and town.places is not None else None,
+                  picker_name=f"{town.info.name}地图" if town is not None else "",
                   towns=[(t.code, t.info.name) for t in console.county.towns.values()] if not person.town else [],
                   idempotency_key=form.get("idempotency_key") or uuid.uuid4().hex,
                   slip=request.query_params.get("slip") == "1")
@@ -79,9 +85,27 @@ def _filing(form: dict[str, str], person: Person) -> dict[str, Any]:
                                                              "location", "target", "colour", "proxy_agent_id",
                                                              "village_record_id")}
     body["citizen"] = {k: v for k, v in citizen.items() if v is not None}
+    if point := point_of(form):
+        body["point"] = point
     if not person.town:
         body["town_code"] = form.get("town_code") or None
     return {k: v for k, v in body.items() if v is not None}
+
+
+def point_of(form: dict[str, str]) -> dict[str, Any] | None:
+    """The point picked (issue #30) as intake takes it; a number typed wrong goes as typed, so
+    intake's refusal names its field (point.longitude, point.latitude) beside the input."""
+    given = {k: form.get(f"point.{k}", "").strip() for k in ("longitude", "latitude")}
+    if not any(given.values()):
+        return None
+
+    def number(text: str) -> float | str:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    return {k: number(v) for k, v in given.items()}
 
 
 async def chosen_photos(posted: FormData, field: str = "photos") -> list[tuple[str, tuple[str, bytes, str]]]:
