@@ -66,6 +66,7 @@ from .pages import (
     tasks,
 )
 from .pages import county as county_page
+from .pages import rehearsal as rehearsal_page
 from .pages import suspensions as suspension_pages
 from .services import Services, TokenSource
 from .session import COOKIE, Session, SessionStore, anonymous_cookie, anonymous_from, looks_like_id
@@ -283,6 +284,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     for module in (auth, oidc, board, merge, tasks, intake, status, photos, enforcement, alerts, appraisal, bulletin,
                    county_page, suspension_pages, audit):
         app.include_router(module.router)
+    app.include_router(rehearsal_page.router)  # 改革预演 (issue #32)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     error_pages.install(app)
 
