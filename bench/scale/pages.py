@@ -93,6 +93,8 @@ VISITS: dict[str, list[Visit]] = {
     # Place (issue #30): the town's map with its open located matters, and the month's hotspots.
     "/map": [Visit("command_centre")],
     "/hotspots": [Visit("command_centre", query={"period": "period"})],
+    # 改革预演 (issue #32): the form, prefilled with the town's own layout files.
+    "/rehearsal": [Visit("appraisal_office")],
     "/tasks/{task_id}/suspension": [Visit("assignee")],
     # The auditor's search of the four services' audit trails (issue #28): the newest records, by
     # person, matter, action, a week (the history's oldest), and the export.

@@ -326,6 +326,23 @@ class Town(_Strict):
 
 FILES = ("town.yaml", "modules.yaml", "staff.yaml", "posts.yaml", "catalog.yaml", "rules.yaml")
 OPTIONAL_FILES = ("rules.yaml", "accounts.yaml")  # absent: the defaults; no console sign-ins
+# The files of a layout (a reform rehearsal's, issue #32): everything of a town but its identity,
+# villages and calendar (town.yaml).
+LAYOUT_FILES = ("modules.yaml", "posts.yaml", "staff.yaml", "rules.yaml", "catalog.yaml")
+
+
+def town_files(town: Town) -> dict[str, str]:
+    """The town's files as YAML text, from what was loaded (comments are not kept): what a rehearsal
+    starts a layout from, in dispatch and on the console's page."""
+    parts: dict[str, Any] = {
+        "town.yaml": town.info.model_dump(mode="json"),
+        "modules.yaml": {"modules": [m.model_dump(mode="json") for m in town.modules.values()]},
+        "staff.yaml": {"staff": [s.model_dump(mode="json") for s in town.staff.values()]},
+        "posts.yaml": {"posts": [p.model_dump(mode="json") for p in town.posts.values()]},
+        "catalog.yaml": {"items": [i.model_dump(mode="json") for i in town.catalog.values()]},
+        "rules.yaml": town.rules.model_dump(mode="json"),
+    }
+    return {name: yaml.safe_dump(content, allow_unicode=True, sort_keys=False) for name, content in parts.items()}
 
 
 # PyYAML's safe loader in libyaml's C where the wheel has it: a county of 60 towns' files took a

@@ -67,6 +67,7 @@ from .pages import (
 )
 from .pages import county as county_page
 from .pages import place as place_pages
+from .pages import rehearsal as rehearsal_page
 from .pages import suspensions as suspension_pages
 from .services import Services, TokenSource
 from .session import COOKIE, Session, SessionStore, anonymous_cookie, anonymous_from, looks_like_id
@@ -285,6 +286,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                    county_page, suspension_pages, audit):
         app.include_router(module.router)
     app.include_router(place_pages.router)  # the map and the hotspots (issue #30)
+    app.include_router(rehearsal_page.router)  # 改革预演 (issue #32)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     error_pages.install(app)
 

@@ -26,6 +26,9 @@ FIELD_LABELS = {
     "into": "主件受理编号", "ticket_no": "受理编号", "reached": "回访情况", "format": "格式",
     "ticket": "受理编号", "unit": "派驻机构", "photos": "照片", "point": "位置",
     "point.longitude": "经度", "point.latitude": "纬度",
+    # 改革预演: a layout's files (dispatch names a wrong one `files.posts.yaml`), the draw of handling times
+    "files": "布局文件", "files.modules.yaml": "模块文件", "files.posts.yaml": "岗位文件", "files.staff.yaml": "人员文件",
+    "files.rules.yaml": "规则文件", "files.catalog.yaml": "事项目录文件", "seed": "随机种子", "times": "办理时长",
 }
 # A photo of a multipart form, as a service names it: `photos[1]` is the second photo chosen.
 _PHOTO = re.compile(r"photos\[(\d+)\]")

@@ -65,7 +65,7 @@ AUDIT_ACTIONS = {
     "task.resume": "恢复办理", "task.verify": "核查", "task.callback": "回访", "staff.off_post": "离岗登记",
     "inspection.start": "开始检查", "inspection.result": "录入检查结果", "case.steps": "案件办理",
     "case.extension": "案件延期", "random_plan.create": "双随机抽查", "seconded_score.create": "派驻机构评分",
-    "what_if.run": "考核规则试算", "rehearsal.run": "改革演练", "admin.clock": "调整测试时钟", "audit.prune": "清理过期审计记录",
+    "what_if.run": "考核规则试算", "rehearsal.run": "改革预演", "admin.clock": "调整测试时钟", "audit.prune": "清理过期审计记录",
     # the console's own (session_audit.py; console/tests/test_audit_page.py holds them to its actions)
     "session.sign_in": "登录（本地账号）", "session.oidc_sign_in": "登录（统一身份认证）",
     "session.account_lock": "账号因登录失败暂停登录", "session.address_lock": "地址因登录失败暂停登录",
@@ -78,7 +78,7 @@ AUDIT_ACTIONS = {
 }
 AUDIT_TARGETS = {
     "request": "受理件", "task": "任务", "staff": "人员", "inspection": "检查", "case": "案件",
-    "random_plan": "抽查计划", "seconded_score": "派驻机构评分", "what_if": "试算", "rehearsal": "改革演练",
+    "random_plan": "抽查计划", "seconded_score": "派驻机构评分", "what_if": "试算", "rehearsal": "改革预演",
     "admin": "系统",
     "audit_log": "审计记录", "account": "账号", "address": "客户端地址", "attachment": "照片",
     "filing": "受理件（带照片）",

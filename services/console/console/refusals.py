@@ -179,8 +179,8 @@ DISPATCH = {
     "staff.not_found": "本镇没有工号为 {staff_id} 的工作人员",
     "off_post.not_permitted": "只有本人、其模块长或指挥中心可以登记离岗",
     "off_post.ends_before_start": "离岗结束时间须晚于开始时间",
-    "rehearsal.not_permitted": "只有考核办或本镇党委书记可以进行改革演练",
-    "rehearsal.layout_invalid": "布局文件有误：{problem}",
+    "rehearsal.not_permitted": "只有考核办或本镇党委书记可以进行改革预演",
+    "rehearsal.layout_invalid": "有误，出错位置：{at}",
     "rehearsal.period_invalid": "演练时段须结束于开始之后，且不超过 62 天",
 }
 
@@ -240,7 +240,9 @@ WORDS: dict[str, str] = {**SHARED, **INTAKE, **DISPATCH, **ENFORCEMENT, **APPRAI
 
 # Params a code carries that its English template does not name (the raise sites pass them for
 # the console): the catalogue test accepts a Chinese placeholder that is here.
-KNOWN_PARAMS: dict[str, frozenset[str]] = {}
+KNOWN_PARAMS: dict[str, frozenset[str]] = {
+    "rehearsal.layout_invalid": frozenset({"at"}),  # the field within the file; `problem` is English
+}
 
 
 # --- params in words ------------------------------------------------------------------------------
@@ -263,6 +265,8 @@ _CODE_VALUE_TABLES: dict[str, dict[str, Mapping[str, str]]] = {
     "case.step_out_of_order": {"current": labels.CASE_STEPS, "expected": labels.CASE_STEPS,
                                "requested": labels.CASE_STEPS},
     "case.evidence_step_not_reached": {"current": labels.CASE_STEPS, "requested": labels.CASE_STEPS},
+    # No field named: the file is no YAML (or not a file of a layout).
+    "rehearsal.layout_invalid": {"at": {"": "文件格式（请检查缩进、冒号和引号）"}},
 }
 _INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 

@@ -15,6 +15,8 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from starlette.datastructures import FormData
 
+from townflow_shared.county import County
+
 from . import labels, session_audit
 from .accounts import Person
 from .metrics import CSRF_REFUSED
@@ -79,6 +81,7 @@ PAGES = (
     Page("map", "地图", "/map", frozenset({"command_centre"})),  # issue #30
     Page("hotspots", "热点", "/hotspots", frozenset({"appraisal_admin", "command_centre", "module_leader"})),
     Page("audit", "审计", "/audit", frozenset({"auditor"})),
+    Page("rehearsal", "改革预演", "/rehearsal", frozenset({"appraisal_admin"})),  # and the party secretary
 )
 BY_KEY = {p.key: p for p in PAGES}
 
@@ -123,14 +126,22 @@ def start_session(request: Request, session: Session, ending: str = session_audi
 COUNTY_READER_PAGES = frozenset({"board", "appraisal", "county"})
 
 
-def visible_pages(person: Person | None) -> list[Page]:
+def party_secretary(person: Person, county: County | None) -> bool:
+    """The town's party secretary (党委书记, named in town.yaml), who may rehearse a reform of the
+    town's layout whatever their roles (dispatch's rehearsal.may_rehearse)."""
+    town = county.towns.get(person.town or "") if county is not None else None
+    return town is not None and town.info.party_secretary == person.sub
+
+
+def visible_pages(person: Person | None, county: County | None = None) -> list[Page]:
     if person is None:
         return []
     if "county_admin" in person.roles:
         return list(PAGES)
     if "county_reader" in person.roles:
         return [p for p in PAGES if p.key in COUNTY_READER_PAGES]
-    return [p for p in PAGES if p.key != "county" and person.has_any(p.roles)]
+    return [p for p in PAGES if p.key != "county" and (
+        person.has_any(p.roles) or (p.key == "rehearsal" and party_secretary(person, county)))]
 
 
 def guard(request: Request, page: str, acting: bool = False) -> Person:
@@ -139,7 +150,7 @@ def guard(request: Request, page: str, acting: bool = False) -> Person:
     if person is None:
         raise SignInNeeded(request.url.path)
     browser_address.set(request.client.host if request.client else None)  # for the services' audit records
-    if BY_KEY[page] not in visible_pages(person) or (acting and not person.has_any(BY_KEY[page].roles)):
+    if BY_KEY[page] not in visible_pages(person, console_of(request).county) or (acting and not person.has_any(BY_KEY[page].roles)):
         raise Forbidden()
     return person
 
@@ -177,6 +188,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     # No session on the quiet paths (/static/…): their refusal pages are drawn signed out.
     session: Session | None = getattr(request.state, "session", None)
     person = session.person if session is not None else None
+    county = console_of(request).county if person is not None else None  # the party secretary's page
     return templates.TemplateResponse(request, template, {
-        "person": person, "csrf": session.csrf if session is not None else "", "pages": visible_pages(person),
+        "person": person, "csrf": session.csrf if session is not None else "", "pages": visible_pages(person, county),
         "path": request.url.path, **context}, status_code=status_code)

@@ -371,7 +371,7 @@ async def board(deps: Dependencies, principal: CommandCentre, town: Town = None)
              openapi_extra={"x-audit-action": "rehearsal.run"})  # a POST that changes nothing: the audit's name
 async def rehearse(body: RehearsalRequest, deps: Dependencies, principal: Rehearser,
                    town: Town = None) -> dict[str, object]:
-    """改革演练 (issue #32): the town's (a county role names it, `?town=`) period (`from`–`to`, days in its time zone, at most 62)
+    """改革预演 (issue #32): the town's (a county role names it, `?town=`) period (`from`–`to`, days in its time zone, at most 62)
     replayed on its own layout and on the one `files` make (`posts.yaml`, `modules.yaml`,
     `staff.yaml`, `rules.yaml`, `catalog.yaml` as YAML text; the others stay the town's), each
     person, post and module side by side. For the appraisal office and the town's party secretary;

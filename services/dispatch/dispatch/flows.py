@@ -834,8 +834,10 @@ async def rehearse(deps: Deps, actor: Principal, command: Rehearse) -> rehearsal
     try:
         layout = rehearsal.alternative_town(town, command.files)
     except TownConfigError as exc:
-        name = str(exc).split(":", 1)[0]
-        raise CODES["rehearsal.layout_invalid"](f"files.{name}", problem=str(exc)) from None
+        name, _, rest = str(exc).partition(": ")
+        # The field within the file (`posts.3.b_holder`) for the console; "" when the file is no YAML.
+        at = rest.removeprefix("field ").partition(": ")[0] if rest.startswith("field ") else ""
+        raise CODES["rehearsal.layout_invalid"](f"files.{name}", problem=str(exc), at=at) from None
     start, end = rehearsal.period_of_days(command.first, command.last, town)
     return await rehearsal_of(deps.database.pool, town, layout, start, end, deps.clock.now(),
                               times=command.times, seed=command.seed)

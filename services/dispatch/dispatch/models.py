@@ -462,6 +462,17 @@ class RehearsalSubject(Answer):
     alternative: RehearsalFigures | None
 
 
+class RehearsalWorse(Answer):
+    """A figure the alternative makes worse: a rate that drops (fractions) or a count that rises;
+    `real` is null for a subject only the alternative has."""
+
+    kind: Literal["town", "module", "post", "staff"]
+    id: str
+    figure: Literal["response", "resolution", "satisfaction", "overdue", "escalated", "most_open"]
+    real: float | None
+    alternative: float
+
+
 class Rehearsal(Answer):
     town_code: str
     from_: datetime = Field(alias="from")
@@ -472,4 +483,4 @@ class Rehearsal(Answer):
     same_assignee: float                  # the twin check: tasks the real layout's rehearsal gave as they were
     recorded: RehearsalFigures            # the town's period as it happened
     subjects: list[RehearsalSubject]
-    worse: list[str]
+    worse: list[RehearsalWorse]          # the largest first

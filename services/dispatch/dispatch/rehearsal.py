@@ -46,12 +46,10 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from townflow_shared import scoring
 from townflow_shared.auth import Principal
 from townflow_shared.calendar import WorkCalendar
-from townflow_shared.town import Post, Town, TownConfigError, load_town
+from townflow_shared.town import LAYOUT_FILES, Post, Town, TownConfigError, load_town, town_files
 
 from . import rules
 from .store import PeriodRows, Row
@@ -62,8 +60,6 @@ Times = Literal["replayed", "drawn"]
 # everyone's): one is enough — the twin check is closest when each person's own month is dealt back
 # to them, and a person's one handling of an item still says more about them than the item's pool.
 MIN_OWN = 1
-# The files of a layout: everything of a town but its identity, villages and calendar (town.yaml).
-LAYOUT_FILES = ("modules.yaml", "posts.yaml", "staff.yaml", "rules.yaml", "catalog.yaml")
 
 
 # --- what the history holds ----------------------------------------------------------------------
@@ -239,20 +235,10 @@ def alternative_town(real: Town, files: Mapping[str, str]) -> Town:
     unknown = sorted(set(files) - set(LAYOUT_FILES))
     if unknown:
         raise TownConfigError(f"{unknown[0]}: not a file of a layout (one of {', '.join(LAYOUT_FILES)})")
-    parts = {
-        "town.yaml": real.info.model_dump(mode="json"),
-        "modules.yaml": {"modules": [m.model_dump(mode="json") for m in real.modules.values()]},
-        "staff.yaml": {"staff": [s.model_dump(mode="json") for s in real.staff.values()]},
-        "posts.yaml": {"posts": [p.model_dump(mode="json") for p in real.posts.values()]},
-        "catalog.yaml": {"items": [i.model_dump(mode="json") for i in real.catalog.values()]},
-        "rules.yaml": real.rules.model_dump(mode="json"),
-    }
     with tempfile.TemporaryDirectory(prefix="rehearsal-") as folder:
         root = Path(folder)
-        for name, content in parts.items():
-            text = files.get(name)
-            (root / name).write_text(text if text is not None else yaml.safe_dump(content, allow_unicode=True),
-                                     encoding="utf-8")
+        for name, text in (town_files(real) | dict(files)).items():
+            (root / name).write_text(text, encoding="utf-8")
         try:
             return load_town(root, places=real.places)  # the town's own map: a layout moves posts, not land
         except TownConfigError as exc:  # name the file as the caller knows it, not the scratch folder
@@ -577,32 +563,53 @@ class Comparison:
     alternative: dict[tuple[Kind, str], Figures]
     recorded: Figures                             # the town's month as it happened
     same_assignee: float                          # share of tasks the real layout's rehearsal gave as it was
-    worse: list[str]
+    worse: list[Worse]
 
 
 RATES = (("response", "响应率"), ("resolution", "办结率"), ("satisfaction", "满意率"))
+COUNTS = (("overdue", "逾期"), ("escalated", "升级督办"), ("most_open", "同时在办"))
+
+
+@dataclass(frozen=True)
+class Worse:
+    """One figure the alternative makes worse for one subject: a rate (a fraction) that drops, or a
+    count that rises; `real` is None for a subject only the alternative has (a new post or module).
+    Codes, not words: the console names the subject and the figure, the CLI prints `text`."""
+
+    kind: Kind
+    id: str
+    figure: str                  # a key of RATES or COUNTS
+    real: float | None
+    alternative: float
+
+    @property
+    def text(self) -> str:
+        label = dict(RATES + COUNTS)[self.figure]
+        shown = (lambda v: f"{v:.1%}") if self.figure in dict(RATES) else (lambda v: f"{v:g}")
+        if self.real is None:
+            return f"{self.kind} {self.id} (new): {label} {shown(self.alternative)}"
+        return f"{self.kind} {self.id}: {label} {shown(self.real)} → {shown(self.alternative)}"
 
 
 def what_got_worse(real: Mapping[tuple[Kind, str], Figures], alternative: Mapping[tuple[Kind, str], Figures],
-                   limit: int = 10) -> list[str]:
+                   limit: int = 10) -> list[Worse]:
     """The subjects whose figures the alternative makes worse, the largest changes first."""
-    found: list[tuple[float, str]] = []
+    found: list[tuple[float, Worse]] = []
     for subject in sorted(set(real) & set(alternative)):
         before, after = real[subject], alternative[subject]
-        name = f"{subject[0]} {subject[1]}"
-        for key, label in RATES:
+        for key, _ in RATES:
             b, a = getattr(before, key), getattr(after, key)
             if b is not None and a is not None and a < b - 0.005:
-                found.append(((b - a) * 100, f"{name}: {label} {b:.1%} → {a:.1%}"))
-        for key, label in (("overdue", "逾期"), ("escalated", "升级督办"), ("most_open", "同时在办")):
+                found.append(((b - a) * 100, Worse(*subject, key, b, a)))
+        for key, _ in COUNTS:
             b, a = getattr(before, key), getattr(after, key)
             if a > b:
-                found.append((float(a - b), f"{name}: {label} {b} → {a}"))
+                found.append((float(a - b), Worse(*subject, key, b, a)))
     for subject in sorted(set(alternative) - set(real)):
         if alternative[subject].overdue:
-            found.append((float(alternative[subject].overdue), f"{subject[0]} {subject[1]} (new): 逾期 "
-                          f"{alternative[subject].overdue}"))
-    return [text for _, text in sorted(found, key=lambda f: -f[0])[:limit]]
+            found.append((float(alternative[subject].overdue), Worse(*subject, "overdue", None,
+                                                                     alternative[subject].overdue)))
+    return [worse for _, worse in sorted(found, key=lambda f: -f[0])[:limit]]
 
 
 def compare(history: History, real: Town, layout: Town, *, times: Times = "drawn", seed: int = 0) -> Comparison:
@@ -657,7 +664,7 @@ def as_plain(comparison: Comparison) -> dict[str, Any]:
         "same_assignee": comparison.same_assignee, "recorded": seen(comparison.recorded),
         "subjects": [{"kind": kind, "id": ident, "real": seen(comparison.real.get((kind, ident))),
                       "alternative": seen(comparison.alternative.get((kind, ident)))} for kind, ident in subjects],
-        "worse": comparison.worse,
+        "worse": [asdict(w) for w in comparison.worse],
     }
 
 
@@ -691,5 +698,5 @@ def as_table(comparison: Comparison) -> str:
         alternative = cells(comparison.alternative.get((subject["kind"], subject["id"])))
         lines.append("  ".join([f"{subject['kind']} {subject['id']}"] +
                                [a if a == b else f"{a} → {b}" for a, b in zip(real, alternative, strict=True)]))
-    lines += ["", "what got worse:"] + [f"  - {w}" for w in comparison.worse or ["nothing"]]
+    lines += ["", "what got worse:"] + ([f"  - {w.text}" for w in comparison.worse] or ["  - nothing"])
     return "\n".join(lines)

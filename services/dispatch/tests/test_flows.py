@@ -467,3 +467,19 @@ async def test_a_territorial_matter_in_a_held_cell_goes_to_the_cells_post(world:
     assert world.task(await world.file("T001", grid_cell="321003104005001"))["post"] == "infrastructure"
     assert world.task(await world.file("T001"))["post"] == "infrastructure"
     assert world.task(await world.file("E001", grid_cell=held))["post"] == "enforcement-city"
+
+
+# --- 演练 (issue #32): refusals the console shows beside its fields -------------------------------
+async def test_a_wrong_layout_file_is_refused_naming_the_file_and_the_field_within_it(world: World) -> None:
+    appraisal = Principal(sub="s032", roles=frozenset({"appraisal_admin"}), town=QINGHE)
+    day = MONDAY_9.date()
+    wrong = await refused("rehearsal.layout_invalid", flows.rehearse(world.deps, appraisal, flows.Rehearse(
+        None, day, day, {"posts.yaml": "posts:\n  - {code: x, name: 岗, module: nowhere, a_holder: s017}\n"})))
+    assert (wrong.field, wrong.params["at"]) == ("files.posts.yaml", "posts.0.b_holder")  # a B holder is required
+    no_yaml = await refused("rehearsal.layout_invalid", flows.rehearse(world.deps, appraisal, flows.Rehearse(
+        None, day, day, {"staff.yaml": "staff: [\n"})))
+    assert (no_yaml.field, no_yaml.params["at"]) == ("files.staff.yaml", "")
+    await refused("rehearsal.period_invalid", flows.rehearse(world.deps, appraisal, flows.Rehearse(
+        None, day, day - timedelta(days=1), {"staff.yaml": ""})))
+    await refused("rehearsal.not_permitted", flows.rehearse(world.deps, staff("s017"), flows.Rehearse(
+        None, day, day, {"staff.yaml": ""})))

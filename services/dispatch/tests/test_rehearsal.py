@@ -144,3 +144,16 @@ def test_the_comparison_is_what_the_api_answers_and_a_request_names_its_files() 
     assert (request.times, request.seed) == ("drawn", 0)
     with pytest.raises(ValidationError):
         RehearsalRequest.model_validate({"from": "2026-11-01", "to": "2026-11-30", "files": {"town.yaml": ""}})
+
+
+def test_what_got_worse_names_subject_and_figure_by_code_the_largest_first() -> None:
+    def fig(response: float, overdue: int) -> rehearsal.Figures:
+        return rehearsal.Figures(4, None, 0, 1, None, response, None, None, overdue, 0, None, 0.0)
+
+    real = {("post", "mediation"): fig(0.9, 1), ("staff", "s017"): fig(0.8, 0)}
+    alternative = {("post", "mediation"): fig(0.6, 1), ("staff", "s017"): fig(0.8, 2), ("module", "new"): fig(1, 3)}
+    worse = rehearsal.what_got_worse(real, alternative)
+    assert [(w.kind, w.id, w.figure, w.real, w.alternative) for w in worse] == [
+        ("post", "mediation", "response", 0.9, 0.6), ("module", "new", "overdue", None, 3),
+        ("staff", "s017", "overdue", 0, 2)]
+    assert worse[0].text == "post mediation: 响应率 90.0% → 60.0%" and worse[1].text == "module new (new): 逾期 3"

@@ -22,7 +22,7 @@ def _local(path: str | None) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request) -> Response:
-    pages = visible_pages(session_of(request).person)
+    pages = visible_pages(session_of(request).person, console_of(request).county)
     if session_of(request).person is None:
         return RedirectResponse("/signin", status_code=303)
     if not pages:
