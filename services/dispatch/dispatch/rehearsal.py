@@ -181,6 +181,7 @@ def history_of(rows: PeriodRows, town_code: str, start: datetime, end: datetime,
         first = rows_of_matter[0]
         matters.append(PastMatter(
             request_id=str(request_id), item_code=first["item_code"], colour=first["colour"], village=first["village"],
+            grid_cell=rows.cells.get(request_id),
             tasks=tuple(PastTask(
                 task_id=str(r["task_id"]), post=r["post"], assignee=r["assignee"], via=r["assigned_via"],
                 dispatched_at=r["dispatched_at"], respond_by=r["respond_by"], resolve_by=r["resolve_by"],

@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias
 
@@ -250,6 +250,7 @@ class PeriodRows:
     suspensions: list[asyncpg.Record]
     callbacks: list[asyncpg.Record]
     off_post: list[asyncpg.Record]
+    cells: dict[Any, str] = field(default_factory=dict)  # request_id → grid cell, where dispatch knows it (#30)
 
 
 async def period_rows(conn: asyncpg.Connection, town_code: str, start: datetime, end: datetime,
@@ -279,7 +280,10 @@ async def period_rows(conn: asyncpg.Connection, town_code: str, start: datetime,
                 "SELECT DISTINCT ON (task_id) task_id, rating FROM callbacks WHERE task_id = ANY($1) AND reached"
                 " AND at <= $2 ORDER BY task_id, at DESC", ids, as_of),
             off_post=await conn.fetch("SELECT staff_id, from_at, to_at FROM off_post WHERE town_code = $1"
-                                      " AND to_at > $2 AND from_at < $3", town_code, start, as_of))
+                                      " AND to_at > $2 AND from_at < $3", town_code, start, as_of),
+            cells={r["request_id"]: r["grid_cell"] for r in await conn.fetch(
+                "SELECT request_id, grid_cell FROM matter_places WHERE request_id = ANY($1) AND grid_cell IS NOT NULL",
+                list({t["request_id"] for t in tasks}))})
 
 
 async def board_counts(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
