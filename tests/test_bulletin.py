@@ -53,7 +53,7 @@ async def test_the_monthly_bulletin_as_a_workbook_and_as_csv(
     assert got.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     assert got.headers["content-disposition"] == f'attachment; filename="bulletin-321003104-{PERIOD}.xlsx"'
     book = load_workbook(io.BytesIO(got.content))
-    assert book.sheetnames == ["按模块", "按村社区", "按人员", "红黑榜", "预警", "奖金分配"]
+    assert book.sheetnames == ["按模块", "按村社区", "按人员", "红黑榜", "预警", "热点网格", "奖金分配"]
 
     def values(sheet: str) -> list[list[object]]:
         return [[c.value for c in r] for r in book[sheet].iter_rows()]

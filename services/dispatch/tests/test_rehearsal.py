@@ -157,3 +157,20 @@ def test_what_got_worse_names_subject_and_figure_by_code_the_largest_first() -> 
         ("post", "mediation", "response", 0.9, 0.6), ("module", "new", "overdue", None, 3),
         ("staff", "s017", "overdue", 0, 2)]
     assert worse[0].text == "post mediation: 响应率 90.0% → 60.0%" and worse[1].text == "module new (new): 逾期 3"
+
+
+def test_a_located_road_matter_goes_to_its_cells_post_and_to_its_items_once_a_layout_gives_the_cell_up() -> None:
+    # 农村道路破损报修 in 青禾村's first cell: dispatch sent it to the cell's 网格员 (s033), as rules.post_of_matter says.
+    cell = "321003104001001"
+    due = rules.deadlines("yellow", TOWN.catalog["T001"], MONDAY, TOWN.calendar, TOWN.rules.dispatch)
+    road = PastMatter("m1", "T001", "yellow", "V01", (PastTask(
+        task_id="t1", post="grid-qinghe-donghu", assignee="s033", via="A", dispatched_at=MONDAY,
+        respond_by=due.respond_by, resolve_by=due.resolve_by, accepted_at=None, completed_at=None,
+        returned_at=None, merged_at=None, on_time=None),), grid_cell=cell)
+    history = History(TOWN.code, MONDAY - timedelta(days=1), MONDAY + timedelta(days=1), MONDAY + timedelta(days=3),
+                      (road,))
+    assert assignees(rehearsal.rehearse(history, TOWN, TOWN, times="replayed")) == ["s033"]
+    without_cells = layout(posts_yaml={"posts": [p.model_dump(mode="json") | {"cells": []}
+                                                 for p in TOWN.posts.values()]})
+    [run] = rehearsal.rehearse(history, without_cells, TOWN, times="replayed")
+    assert (run.post, run.assignee) == ("infrastructure", TOWN.posts["infrastructure"].a_holder)
