@@ -57,6 +57,8 @@ from .faults import keep_logs
 from .town_staff import StaffReport, staff_at_work
 
 READY_WITHIN = 60.0
+# How long a replica out of the rotation keeps answering before SIGTERM (deploy/k8s: preStop sleep 5).
+LEAVE_ROTATION_SECONDS = 1.0
 T = TypeVar("T")
 STAFF_WORK = ("accept", "complete", "verify", "rate", "start", "result")
 
@@ -194,6 +196,10 @@ async def replace(stack: Stack, versions: Versions, position: int, name: str, tr
         return step
     ready = time.monotonic()
     rotation[position] = new
+    # Out of the rotation first, then stopped, as deploy/k8s's preStop pause does: a request that
+    # picked the old replica just before still reaches it (stopped at once, its connection was
+    # closed under such a rating once: a ReadError).
+    await asyncio.sleep(LEAVE_ROTATION_SECONDS)
     await asyncio.to_thread(old.stop)
     step |= {"ready_in_s": round(ready - began, 2), "old_stopped_in_s": round(time.monotonic() - ready, 2),
              "now": versions.running(stack, name)}

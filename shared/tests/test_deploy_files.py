@@ -33,6 +33,10 @@ def test_each_service_has_a_deployment_a_service_a_configmap_and_probes(service:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert docs["Deployment"]["spec"]["replicas"] >= 2
+    # Leaves the Service's endpoints before SIGTERM closes its connections, within the grace period.
+    pause = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep" and 0 < int(pause[1]) < docs["Deployment"]["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"]
     secrets = {e["name"] for e in container["env"] if "valueFrom" in e}
     assert "TOWNFLOW_DATABASE_URL" in secrets  # credentials never in the ConfigMap
     # Production tokens come from the county's OIDC issuer, each service its own audience; no
