@@ -12,10 +12,10 @@ from intake.app import MIGRATIONS
 from intake.personal_data import Keyring, new_key_spec
 from intake.store import PgUnitOfWork
 from townflow_shared.county import load_county
-from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from ..conftest import BAILU, QINGHE
+from .db_tools import migrated
 
 # The keyring intake seals the citizen with (its keys are the stack's in production; new ones here).
 KEYRING = Keyring({"k1": new_key_spec()}, "k1", b"database-tier-lookup-key")
@@ -34,9 +34,7 @@ def _filing() -> flows.Filing:
 
 
 async def test_each_part_of_the_answer_is_the_newest_events_and_only_the_towns(fresh_database: str) -> None:
-    pool = await create_pool(fresh_database)
-    try:
-        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+    async with migrated(fresh_database, MIGRATIONS) as pool:
         async with pool.acquire() as conn, conn.transaction():
             (answer,) = await flows.file_requests(PgUnitOfWork(conn), [_filing()], FILED, KEYRING)
         assert isinstance(answer, tuple)
@@ -63,16 +61,10 @@ async def test_each_part_of_the_answer_is_the_newest_events_and_only_the_towns(f
         assert (row["promised_by"], row["promised_at"]) == (later(100), later(3))
         assert row["town_code"] == QINGHE
         assert await pool.fetchval("SELECT count(*) FROM request_answers") == 1
-    finally:
-        await pool.close()
 
 
 async def test_a_matter_never_filed_here_gets_no_answer_row(fresh_database: str) -> None:
-    pool = await create_pool(fresh_database)
-    try:
-        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+    async with migrated(fresh_database, MIGRATIONS) as pool:
         async with pool.acquire() as conn, conn.transaction():
             await flows.record_answer(PgUnitOfWork(conn), COUNTY.towns[QINGHE], str(uuid.uuid4()), FILED, reply="答复")
         assert await pool.fetchval("SELECT count(*) FROM request_answers") == 0
-    finally:
-        await pool.close()

@@ -11,10 +11,10 @@ from intake.app import MIGRATIONS
 from intake.personal_data import Keyring, new_key_spec
 from intake.store import PgUnitOfWork
 from townflow_shared.county import load_county
-from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from ..conftest import QINGHE
+from .db_tools import migrated
 
 KEYRING = Keyring({"k1": new_key_spec()}, "k1", b"database-tier-lookup-key")
 COUNTY = load_county(DEMO_COUNTY_DIR)
@@ -43,9 +43,7 @@ async def _file(pool: Any, *filings: flows.Filing, at: datetime = FILED) -> list
 
 
 async def test_a_point_is_stored_as_a_geography_with_its_grid_cell(fresh_database: str) -> None:
-    pool = await create_pool(fresh_database)
-    try:
-        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+    async with migrated(fresh_database, MIGRATIONS) as pool:
         (placed, plain) = await _file(pool, _filing(1), _filing(2, point=None))
         assert (placed["village"], placed["grid_cell"]) == ("V01", "321003104001001")
         rows = {r["ticket_no"]: r for r in await pool.fetch(
@@ -56,8 +54,6 @@ async def test_a_point_is_stored_as_a_geography_with_its_grid_cell(fresh_databas
         # The place is a table beside the request (its columns unchanged: the previous release's cached
         # statements stay valid), read whole as text by asyncpg.
         assert (await pool.fetchrow("SELECT * FROM request_places"))["point"]
-    finally:
-        await pool.close()
 
 
 def _north(metres: float) -> tuple[float, float]:
@@ -65,9 +61,7 @@ def _north(metres: float) -> tuple[float, float]:
 
 
 async def test_an_open_matter_of_the_item_within_50_m_is_a_nearby_duplicate(fresh_database: str) -> None:
-    pool = await create_pool(fresh_database)
-    try:
-        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+    async with migrated(fresh_database, MIGRATIONS) as pool:
         # Locations that read nothing alike: only the points make them duplicates.
         (first,) = await _file(pool, _filing(1, location="村道东头"))
         (other_item,) = await _file(pool, _filing(2, item="T002", point=_north(10), location="垃圾房"))
@@ -81,14 +75,10 @@ async def test_an_open_matter_of_the_item_within_50_m_is_a_nearby_duplicate(fres
         (again,) = await _file(pool, _filing(5, point=_north(5), location="路中间"), at=FILED + timedelta(minutes=3))
         assert [(d["ticket_no"], d["reason"]) for d in again["possible_duplicates"]] == [(near["ticket_no"], "nearby")]
         assert other_item["ticket_no"] not in {d["ticket_no"] for d in again["possible_duplicates"]}
-    finally:
-        await pool.close()
 
 
 async def test_the_nearby_search_is_answered_from_the_gist_index(fresh_database: str) -> None:
-    pool = await create_pool(fresh_database)
-    try:
-        await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
+    async with migrated(fresh_database, MIGRATIONS) as pool:
         await _file(pool, *(_filing(n, point=_north(n * 7)) for n in range(1, 40)))
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("ANALYZE request_places")
@@ -97,5 +87,3 @@ async def test_the_nearby_search_is_answered_from_the_gist_index(fresh_database:
                 "EXPLAIN SELECT request_id FROM request_places p"
                 " WHERE ST_DWithin(p.point, ST_GeogFromText('SRID=4326;POINT(119.305 32.42)'), 50)"))
         assert "request_places_point" in plan, plan
-    finally:
-        await pool.close()
