@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,6 +96,13 @@ class Versions:
     started_wall: float = field(default_factory=time.time)  # the same moment, as Kafka's timestamps count
     steps: list[dict[str, Any]] = field(default_factory=list)
     every: list[ServiceProcess] = field(default_factory=list)  # every replica started, retired ones too
+    # label → [started, stopped or None] (seconds from `started`) of each replica of the release
+    release_alive: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def beside_release(self, name: str, t: float) -> bool:
+        """Whether a replica of service `name` of the release ran at `t` (seconds from `started`)."""
+        return any(label.startswith(f"{name}-") and begun <= t and (ended is None or t <= ended)
+                   for label, (begun, ended) in self.release_alive.items() if begun is not None)
 
     def next_index(self, name: str) -> int:
         return 1 + max(p.index for p in self.every if p.name == name)
@@ -201,6 +208,10 @@ async def replace(stack: Stack, versions: Versions, position: int, name: str, tr
     # closed under such a rating once: a ReadError).
     await asyncio.sleep(LEAVE_ROTATION_SECONDS)
     await asyncio.to_thread(old.stop)
+    if versions.of(old) != versions.new:
+        versions.release_alive.setdefault(old.label, [0.0, None])[1] = versions.at()
+    if versions.of(new) != versions.new:
+        versions.release_alive[new.label] = [step["t_s"], None]
     step |= {"ready_in_s": round(ready - began, 2), "old_stopped_in_s": round(time.monotonic() - ready, 2),
              "now": versions.running(stack, name)}
     versions.steps.append(step)
@@ -252,7 +263,16 @@ async def watched(awaitable: Awaitable[T], seconds: float, what: str) -> T:
     return await task
 
 
-async def relay_order(bootstrap: str, since: float = 0.0) -> dict[str, dict[str, Any]]:
+# A key's rows out of order that the previous release may cause and the current tree cannot prevent:
+# v1.1 appraisal writes a town-month's figures without FIGURES_LOCK (db.py), so beside a replica of
+# it two transactions may write one subject's score at once and commit in the other order (seen
+# once, 2 of ~1,000 rows). Counted apart while a release replica of appraisal runs, not failed.
+UNSERIALIZED_BY_THE_RELEASE = ("appraisal",)
+
+
+async def relay_order(bootstrap: str, since: float = 0.0,
+                      beside_release: Callable[[str, float], bool] = lambda _s, _t: False,
+                      ) -> dict[str, dict[str, Any]]:
     """Per service, read back from its topics (read committed): how many messages the relays of the
     release and of the current tree published (the current tree's carry `x-outbox-service`), how
     often a partition passed from one version's relay to the other's (the two taking turns), rows
@@ -292,6 +312,12 @@ async def relay_order(bootstrap: str, since: float = 0.0) -> dict[str, dict[str,
                         counts["sent_again"] += 1
                         named.setdefault(service, {}).setdefault("sent_again_rows", []).append(
                             f"{tp.topic}[{tp.partition}] row {row}: {sent[tp][row]}, then {at}")
+                    elif row < key_highest and service in UNSERIALIZED_BY_THE_RELEASE and beside_release(
+                            service, record.timestamp / 1000 - since):
+                        counts["out_of_order_beside_the_release"] += 1
+                        named.setdefault(service, {}).setdefault("out_of_order_beside_the_release_rows", []).append(
+                            f"{tp.topic}[{tp.partition}] key {(record.key or b'').decode(errors='replace')} row {row}"
+                            f" at {at}, after row {key_highest} ({sent[tp][key_highest]})")
                     elif row < key_highest:
                         counts["out_of_order"] += 1
                         named.setdefault(service, {}).setdefault("out_of_order_rows", []).append(
@@ -306,7 +332,7 @@ async def relay_order(bootstrap: str, since: float = 0.0) -> dict[str, dict[str,
     finally:
         await consumer.stop()
     keys = ("published_by_release", "published_by_current", "turns", "sent_again", "out_of_order",
-            "overtaken_by_another_key")
+            "out_of_order_beside_the_release", "overtaken_by_another_key")
     return {service: {k: counts[k] for k in keys} | {k: v[:20] for k, v in named.get(service, {}).items()}
             for service, counts in sorted(found.items())}
 
@@ -357,6 +383,7 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
                 process.tree = old_tree
         stack.start_services()
         versions.every += list(stack.all_replicas())
+        versions.release_alive |= {p.label: [0.0, None] for p in stack.all_replicas()}
         print(f"  every replica at {old}: {stack.workdir}", flush=True)
         phase("stack_started_s")
         plan = rollout_plan(rng, stack, size)
@@ -389,7 +416,8 @@ async def run_upgrade(seed: int, old: Release, size: Size | None = None) -> dict
         print(f"  phases: {phases}", flush=True)
         report = await check(stack, acknowledged, [], consumed)
         assert stack.kafka is not None
-        relays = await relay_order(stack.kafka.bootstrap, since=versions.started_wall)
+        relays = await relay_order(stack.kafka.bootstrap, since=versions.started_wall,
+                                   beside_release=versions.beside_release)
         print(f"  relays: {relays}", flush=True)
         staff_failures = staff_failed(staff)
         staff_worked = all(staff.done[a] > 0 for a in STAFF_WORK)
