@@ -151,12 +151,17 @@ async def test_a_receiver_down_gets_the_message_once_it_is_back_and_nothing_is_d
         ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
         task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
 
-        async def failing() -> list[dict[str, Any]]:
-            return [d for d in await deliveries(notify_stack, recipient="s049", status="pending")
-                    if d["attempts"] >= 2 and d["last_error"]]
+        both = {"robot:321003104/duty", "email:s049@qinghe.example.cn"}
 
-        waiting = await eventually(failing, what="the deliveries to fail and wait")
-        assert {d["channel"] for d in waiting} == {"robot:321003104/duty", "email:s049@qinghe.example.cn"}
+        async def failing() -> list[dict[str, Any]] | None:
+            # Each channel is sent by its own lease, so one may have failed twice before the other
+            # has once (seen in make test): waited for until both have.
+            found = [d for d in await deliveries(notify_stack, recipient="s049", status="pending")
+                     if d["attempts"] >= 2 and d["last_error"]]
+            return found if {d["channel"] for d in found} == both else None
+
+        waiting = await eventually(failing, what="the deliveries on both channels to fail and wait")
+        assert {d["channel"] for d in waiting} == both
         await eventually(lambda: _gauge(notify_stack, 'townflow_notify_deliveries_failing{town="321003104"}'),
                          what="the failing gauge (for an alert)")
     finally:
