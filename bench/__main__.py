@@ -25,7 +25,7 @@ from devstack.stack import Stack
 
 from .bare_chain import run_bare_chain
 from .bare_http import run_bare_http
-from .load import Run, measure
+from .load import Run, measure, village_points
 from .privacy import scan_topics
 from .procstats import cpu_seconds, peak_rss_mib, tree_cpu_seconds
 
@@ -43,6 +43,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack.in_temp_dir(kafka_heap="512m")
     stack.extra_env.update(args.env)
     towns: list[str] | None = None
+    points = village_points() if args.points else None
     if args.towns > 1:  # a county of N towns, filed across all of them (SPEC §7.1, §8)
         towns = make_county(stack.workdir / "county", args.towns)
         stack.extra_env["TOWNFLOW_TOWN_DIR"] = str(stack.workdir / "county")
@@ -54,7 +55,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 } | {"kafka": stack.kafka.child.proc.pid}  # type: ignore[union-attr]
         ramp = []
         for rate in [float(r) for r in args.ramp.split(",") if r]:
-            step = await measure(stack, args.step_matters, rate, settle_seconds=60, towns=towns)
+            step = await measure(stack, args.step_matters, rate, settle_seconds=60, towns=towns, points=points)
             ramp.append(step.summary())
             print(f"ramp {rate:>6.0f}/s offered: {ramp[-1]['sustained_throughput']}/s sustained, "
                   f"p99 {ramp[-1]['latency_ms']['p99']} ms", flush=True)
@@ -64,7 +65,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         postmaster = stack.postgres.child.proc.pid  # type: ignore[union-attr]
         cpu_before = {n: cpu_seconds(p) for n, p in pids.items()} | {"postgres": tree_cpu_seconds(postmaster)}
         t0 = time.monotonic()
-        main: Run = await measure(stack, args.matters, args.rate, settle_seconds=300, towns=towns)
+        main: Run = await measure(stack, args.matters, args.rate, settle_seconds=300, towns=towns, points=points)
         elapsed = time.monotonic() - t0
         used = {n: cpu_seconds(p) - cpu_before[n] for n, p in pids.items()} | {
             "postgres": tree_cpu_seconds(postmaster) - cpu_before["postgres"]}
@@ -83,7 +84,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         best = max(s["sustained_throughput"] for s in [*ramp, summary])
         return {
             "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-            "settings": args.env, "towns": args.towns,
+            "settings": args.env, "towns": args.towns, "points": args.points,
             "ramp": ramp, "main": summary, "resources": resources, "bare_chain": bare,
             "privacy_scan": privacy,
             # Our best sustained rate (the main run is held to its offered rate) against the bare chain.
@@ -143,6 +144,8 @@ def main() -> None:
     parser.add_argument("--ramp", default="50,100,150,200,250,300,350", help="offered rates of the ramp steps")
     parser.add_argument("--step-matters", type=int, default=1500)
     parser.add_argument("--bare-messages", type=int, default=20_000)
+    parser.add_argument("--points", action="store_true",
+                        help="file the located items (four matters in ten) with a point in their village (issue #30)")
     parser.add_argument("--towns", type=int, default=1,
                         help="1: the demo town; N: a county of N towns (copies of 青禾镇), filed across all")
     parser.add_argument("--env", type=_setting, action="append", default=[], metavar="TOWNFLOW_X=VALUE",

@@ -6,7 +6,10 @@ trail as it is there, or with its writes switched off (bench/audit_off: measurin
 setting of the product).
 
     python -m bench.audit_cost --variant main=/path/to/tree-at-main --variant change=. \\
-        --variant off=.:off [--rounds 2] [-- bench's arguments]
+        --variant off=.:off [--variant points=.:points] [--rounds 2] [-- bench's arguments]
+
+A variant spelt `TREE:points` files the located matters with a point (`python -m bench --points`):
+what a point costs the knee (issue #30's target: at most 5 %).
 
 Prints each run's sustained rate (and p99) at every ramp step and the main run, and each
 round's ratios to the first variant — of the knee, and of the CPU a matter costs the whole
@@ -40,6 +43,7 @@ def python_path(tree: Path, audit_off: bool) -> str:
 
 
 def one_run(name: str, tree: Path, audit_off: bool, bench_args: list[str]) -> dict[str, Any]:
+    """One `python -m bench` of a variant; its result file's figures."""
     before = set(RESULTS.glob("2*.json"))
     env = os.environ | {"PYTHONPATH": python_path(tree, audit_off)}
     for attempt in range(3):  # a stack that did not start in time on the busy machine is started again
@@ -70,13 +74,13 @@ def main() -> None:
     variants = []
     for text in args.variant:
         name, _, spec = text.partition("=")
-        tree, _, off = spec.partition(":")
-        variants.append((name, Path(tree).resolve(), off == "off"))
+        tree, *flags = spec.split(":")
+        variants.append((name, Path(tree).resolve(), "off" in flags, ["--points"] if "points" in flags else []))
     bench_args = args.bench_args or DEFAULT_BENCH
     runs: list[dict[str, Any]] = []
     for r in range(args.rounds):
-        for name, tree, off in variants:
-            runs.append(one_run(name, tree, off, bench_args) | {"round": r + 1})
+        for name, tree, off, extra in variants:
+            runs.append(one_run(name, tree, off, bench_args + extra) | {"round": r + 1})
             last = runs[-1]
             print(f"round {r + 1} {name}: steps {last['steps']} main {last['main']} knee {last['knee']} "
                   f"CPU {last['cpu_ms_per_matter']} ms a matter", flush=True)
@@ -94,7 +98,8 @@ def main() -> None:
 
     knee, cpu = paired("knee"), paired("cpu_ms_per_matter")
     result = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "bench_args": bench_args,
-              "variants": {n: f"{t}{' (audit writes off)' if o else ''}" for n, t, o in variants}, "runs": runs,
+              "variants": {n: f"{t}{' (audit writes off)' if o else ''}{' (with points)' if e else ''}"
+                           for n, t, o, e in variants}, "runs": runs,
               f"knee_ratio_to_{first}": knee,
               f"knee_ratio_to_{first}_median": {n: statistics.median(v) for n, v in knee.items()},
               f"cpu_per_matter_ratio_to_{first}": cpu,

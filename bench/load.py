@@ -17,11 +17,36 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from devstack.stack import Stack
+from townflow_shared.settings import DEMO_TOWN_DIR
+from townflow_shared.town import load_town
 
 # A realistic morning: mostly service items, some territorial, one in ten needs an inspection.
 MIX = [("S001", None), ("S002", None), ("S010", None), ("S007", None), ("T001", None), ("T002", None),
        ("S003", None), ("T005", None), ("S011", None), ("E001", "SITE")]
+LOCATED = {"T001", "T002", "T005", "E001"}  # `located: true` in the demo catalog
 VILLAGES = ["V01", "V02", "V03", "V04", "V05", "V06"]
+
+
+def village_points(count: int = 64) -> dict[str, list[tuple[float, float]]]:
+    """Points spread over each village of the demo town (issue #30: what filing with a point costs),
+    decided by their index, so every run files the same places. A county's towns are copies of the
+    demo town's map, so the same points lie in each of them."""
+    places = load_town(DEMO_TOWN_DIR).places
+    assert places is not None, "the demo town has a map"
+    points: dict[str, list[tuple[float, float]]] = {}
+    for village, shape in places.villages.items():
+        west, south, east, north = shape.bounds
+        found: list[tuple[float, float]] = []
+        for n in itertools.count():  # a regular scatter over the box, kept where it lies in the village
+            if len(found) == count or n > 50 * count:
+                break
+            u, v = (n * 0.618034) % 1, (n * 0.754878) % 1
+            point = (round(west + (east - west) * u, 6), round(south + (north - south) * v, 6))
+            located = places.locate(*point)
+            if located is not None and located.village == village:
+                found.append(point)
+        points[village] = found
+    return points
 
 
 @dataclass
@@ -97,10 +122,13 @@ async def complete_inspections(stack: Stack, stop: asyncio.Event, towns: list[st
 
 
 async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurrency: int = 64,
-                       towns: list[str] | None = None) -> None:
+                       towns: list[str] | None = None, points: dict[str, list[tuple[float, float]]] | None = None,
+                       ) -> None:
     """aiohttp, not httpx, here: the load generator shares the machine's two cores with the
     system it measures, and aiohttp's client costs about half the CPU per request. Across a county
-    (`towns`), the county's admin files into each town in turn."""
+    (`towns`), the county's admin files into each town in turn. With `points` (village_points), the
+    located items of the mix (T001, T002, T005, E001: four matters in ten) are filed with a point in
+    their village."""
     filer = stack.token("intake", "c001", ["county_admin"]) if towns else stack.token("intake", "s010", ["clerk"])
     clerk = {"Authorization": f"Bearer {filer}"}
     url = f"{stack.services['intake'].url}/v1/requests"
@@ -115,6 +143,10 @@ async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurre
                     "location": "bench", "citizen": {"name": "压测", "phone": f"139{n % 10**8:08d}"}}
             if target:
                 body["target"] = f"{target}-{n % 50}"
+            if points and item in LOCATED:
+                spots = points[VILLAGES[n % 6]]
+                longitude, latitude = spots[(n // 6) % len(spots)]
+                body["point"] = {"longitude": longitude, "latitude": latitude}
             if towns:
                 body["town_code"] = towns[n % len(towns)]
             async with gate:
@@ -139,14 +171,14 @@ async def file_at_rate(stack: Stack, run: Run, count: int, rate: float, concurre
 
 
 async def measure(stack: Stack, count: int, rate: float, settle_seconds: float = 120.0,
-                  towns: list[str] | None = None) -> Run:
+                  towns: list[str] | None = None, points: dict[str, list[tuple[float, float]]] | None = None) -> Run:
     assert stack.kafka is not None
     run = Run(offered_rate=rate)
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_scores(stack.kafka.bootstrap, run, stop))
     inspector = asyncio.create_task(complete_inspections(stack, stop, towns))
     await asyncio.sleep(2)  # the score watcher joins its group
-    await file_at_rate(stack, run, count, rate, towns=towns)
+    await file_at_rate(stack, run, count, rate, towns=towns, points=points)
     deadline = time.monotonic() + settle_seconds
     while time.monotonic() < deadline and len([r for r in run.sent if r in run.scored]) < len(run.sent):
         await asyncio.sleep(0.5)
