@@ -3,11 +3,17 @@ name, so a new route cannot reach the auditor as a code."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+import pytest
 from pydantic import SecretStr
 
 from appraisal.app import create_app as appraisal_app
 from appraisal.settings import AppraisalSettings
 from console import labels, session_audit
+from console.errors import ServiceError
+from console.pages.audit import _Merge
 from devstack.stack import intake_key_env
 from dispatch.app import create_app as dispatch_app
 from dispatch.settings import DispatchSettings
@@ -48,3 +54,44 @@ def test_every_action_and_outcome_of_the_consoles_own_trail_has_its_chinese_name
     assert set(session_audit.OUTCOMES) - set(labels.AUDIT_OUTCOMES) == set(), "name them in console/labels.py"
     assert {"account", "address"} <= set(labels.AUDIT_TARGETS) and "console" in labels.AUDIT_SYSTEMS
     assert labels.audit_outcome(session_audit.WRONG_PASSWORD) == "口令错误"
+
+
+def _trail(ats: list[str], page: int, fail_after: int | None = None) -> Any:
+    """A trail of records at `ats` (newest first) served `page` at a time, as GET /v1/audit pages;
+    refused (as a service's refusal) after `fail_after` pages."""
+    served: list[int] = []
+
+    async def fetch(before: int | None, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        if fail_after is not None and len(served) == fail_after:
+            raise ServiceError(502, "审计记录暂时读不到")
+        start = before or 0
+        records = [{"at": at, "n": start + i} for i, at in enumerate(ats[start:start + min(page, limit)])]
+        served.append(len(records))
+        end = start + len(records)
+        return records, end if end < len(ats) else None
+
+    fetch.served = served  # type: ignore[attr-defined]
+    return fetch
+
+
+async def test_the_export_merges_the_trails_newest_first_a_page_of_each_at_a_time() -> None:
+    one = _trail(["2026-12-07T10:00:05+08:00", "2026-12-07T10:00:03+08:00", "2026-12-07T10:00:01+08:00"], page=2)
+    two = _trail(["2026-12-07T02:00:04+00:00", "2026-12-07T02:00:02+00:00"], page=2)  # UTC: 10:00:04 in the town
+    three = _trail([], page=2)
+    merge = _Merge([one, two, three], limit=100)
+    await merge.fill()
+    assert one.served == [2] and two.served == [2] and three.served == [0]  # the first page of each, no more
+    got = [datetime.fromisoformat(r["at"]).second async for r in merge.records()]
+    assert got == [5, 4, 3, 2, 1]
+    assert one.served == [2, 1] and two.served == [2]
+
+
+async def test_the_export_takes_at_most_the_limit_of_each_trail_and_a_late_refusal_is_raised() -> None:
+    many = _trail([f"2026-12-07T10:00:{59 - s:02d}+08:00" for s in range(50)], page=10)
+    merge = _Merge([many], limit=25)
+    assert len([r async for r in merge.records()]) == 25
+    refused = _Merge([_trail([f"2026-12-07T10:00:{59 - s:02d}+08:00" for s in range(30)], page=10, fail_after=1)],
+                     limit=100)
+    await refused.fill()
+    with pytest.raises(ServiceError):
+        [r async for r in refused.records()]
