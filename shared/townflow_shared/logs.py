@@ -3,6 +3,7 @@ events and requests may hold what must not reach a log line."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from opentelemetry import trace
@@ -43,8 +44,22 @@ def serve(app_factory: str, settings: ServiceSettings) -> None:
                 h11_max_incomplete_event_size=settings.http_max_head_bytes)
 
 
-def run_service(app_factory: str, settings: ServiceSettings) -> None:
-    """The whole `python -m <service>` of a service with no commands of its own: `audit
-    verify|prune` when those are the arguments (townflow_shared.audit_trail), else the service."""
+def run_service(app_factory: str, settings: ServiceSettings,
+                parser: argparse.ArgumentParser | None = None) -> argparse.Namespace | None:
+    """`python -m <service>`: `audit verify|prune` when those are the arguments
+    (townflow_shared.audit_trail); else, with `parser` (a service's own commands, subparsers under
+    `command`), the arguments of a command given, logging set up for a command line; else the
+    service, and None once it has stopped."""
     audit_trail.cli(settings)
+    if parser is not None and (args := parser.parse_args()).command is not None:
+        setup_logging(settings.service_name, "WARNING")
+        return args
     serve(app_factory, settings)
+    return None
+
+
+def comparison_options(command: argparse.ArgumentParser) -> None:
+    """The options every "beside the live figures" command shares (appraisal's what-if, dispatch's
+    rehearse): which town, and JSON (what the API answers) instead of a table."""
+    command.add_argument("--town", help="the town's code (a county deployment's towns; default: the only one)")
+    command.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")

@@ -11,14 +11,12 @@ import asyncio
 import sys
 from typing import Any
 
-from townflow_shared import audit_trail
-from townflow_shared.logs import serve, setup_logging
+from townflow_shared.logs import comparison_options, run_service
 
 from .settings import AppraisalSettings
 
 
 def main() -> None:
-    audit_trail.cli(AppraisalSettings())  # `python -m appraisal audit verify|prune`
     parser = argparse.ArgumentParser(prog="python -m appraisal")
     sub = parser.add_subparsers(dest="command")
     p_rebuild = sub.add_parser("rebuild", help="replay every topic into an empty database")
@@ -28,14 +26,10 @@ def main() -> None:
     p_what_if = sub.add_parser("what-if", help="a month's figures under other rules, beside the live ones")
     p_what_if.add_argument("--rules", required=True, help="a YAML file: rules.yaml's appraisal section, or part of it")
     p_what_if.add_argument("--period", required=True, help="YYYY-MM")
-    p_what_if.add_argument("--town", help="the town's code (a county deployment's towns; default: the only one)")
-    p_what_if.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")
-    args = parser.parse_args()
+    comparison_options(p_what_if)
     settings = AppraisalSettings()
-    if args.command is None:
-        serve("appraisal.app:create_app", settings)
+    if (args := run_service("appraisal.app:create_app", settings, parser)) is None:
         return
-    setup_logging(settings.service_name, "WARNING")
     if args.command == "what-if":
         import yaml
 
