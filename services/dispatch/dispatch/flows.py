@@ -799,7 +799,8 @@ async def board(deps: Deps, actor: Principal, town: str | None) -> Board:
     def brief(rows: Sequence[Row]) -> list[BoardTask]:
         return [BoardTask(task_id=t["task_id"], town_code=t["town_code"], ticket_no=t["ticket_no"],
                           colour=t["colour"], assignee=t["assignee"], status=t["status"],
-                          resolve_by=t["resolve_by"].astimezone(_tz(deps, t["town_code"]))) for t in rows]
+                          resolve_by=t["resolve_by"].astimezone(_tz(deps, t["town_code"])),
+                          filed_photo=t["filed_photo"], after_photo=t["after_photo"]) for t in rows]
 
     return Board(at=now, counts=counts, overdue=brief(await store.overdue_tasks(pool, towns, now)),
                  escalated=brief(await store.escalated_tasks(pool, towns)),
