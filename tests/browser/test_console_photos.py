@@ -225,7 +225,8 @@ async def test_the_after_photo_is_taken_on_the_task_page_and_checked_beside_the_
 
     board = await people.signed_in("qh-s030")
     # The board's closure checks: before and after beside the ticket, each read once although the
-    # live part is swapped in every 2 s (photos are no-store and each read is audited).
+    # live part is swapped in every 2 s (photos are no-store and each read is audited): the browser
+    # keeps the images of its page by address (HTML's list of available images), measured here.
     reads: list[str] = []
     board.on("request", lambda r: reads.append(r.url) if "/photos/" in r.url else None)
     await board.goto("/board")
