@@ -739,6 +739,7 @@ async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDeta
     tz = town.calendar.tz
     return TaskDetail.model_validate(task_view(task, deps.clock.now(), tz) | {
         "reply": await store.reply_of(pool, task_id),
+        "grid_cell": await store.grid_cell_of(pool, task["request_id"]),
         "supervisions": [SupervisionSeen(level=s["level"], at=s["at"].astimezone(tz), notified=s["notified"])
                          for s in await store.supervision_levels(pool, task_id)],
         "extensions": [ExtensionSeen(days=e["days"], status=e["status"], reason=e["reason"])

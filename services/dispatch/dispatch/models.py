@@ -178,7 +178,8 @@ class TaskView(Answer):
     overdue: bool = Field(description="open and past resolve_by")
     point: Position | None = Field(default=None, description=(
         "where the matter is (a located item's, WGS 84; issue #30); on the task lists, not on one task's read"))
-    grid_cell: str | None = Field(default=None, description="the grid cell (单元网格) of the point: 15 digits")
+    grid_cell: str | None = Field(default=None, description=(
+        "the grid cell (单元网格) of the point: 15 digits; on the task lists and on one task's read"))
     filed_photo: uuid.UUID | None = Field(default=None, description=(
         "on the task lists (issue #29): the filing's first photo, intake's (`GET /v1/requests/{ticket_no}/photos/"
         "{attachment_id}`); none when the matter was filed without photos"))

@@ -463,6 +463,13 @@ async def save_reply(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUI
 async def reply_of(db: Db, task_id: uuid.UUID) -> str | None:
     value = await db.fetchval("SELECT reply FROM task_replies WHERE task_id = $1", task_id)
     return str(value) if value is not None else None
+
+
+async def grid_cell_of(db: Db, request_id: uuid.UUID) -> str | None:
+    """The grid cell of a matter's point (issue #30: one task's read); None without a point or cell."""
+    value = await db.fetchval("SELECT grid_cell FROM matter_places WHERE request_id = $1", request_id)
+    return str(value) if value is not None else None
+
 # --- 挂起: suspensions (migration 011) ------------------------------------------------------------
 async def add_suspension(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, category: str,
                          reason: str, by: str, at: datetime) -> uuid.UUID | None:
