@@ -126,8 +126,9 @@ class SeaweedFS:
         return {"TOWNFLOW_S3_ENDPOINT": self.endpoint, "TOWNFLOW_S3_BUCKET": bucket,
                 "TOWNFLOW_S3_ACCESS_KEY": self.access_key, "TOWNFLOW_S3_SECRET_KEY": self.secret_key}
 
-    def bucket(self, name: str, timeout: float = 60.0) -> str:
-        """Create the bucket `name` (a stack's, one per deployment), once S3 answers; its name."""
+    def bucket(self, name: str, timeout: float = 60.0, object_lock: bool = False) -> str:
+        """Create the bucket `name` (a stack's, one per deployment; with `object_lock`, one with
+        Object Lock on, for evidence), once S3 answers; its name."""
         import asyncio
         from concurrent.futures import ThreadPoolExecutor
 
@@ -140,7 +141,7 @@ class SeaweedFS:
             self.child.check_alive()
             try:  # in a thread of its own: a caller inside an event loop (bench-scale's) cannot asyncio.run
                 with ThreadPoolExecutor(1) as one:
-                    one.submit(asyncio.run, store.ensure_bucket()).result()
+                    one.submit(asyncio.run, store.ensure_bucket(object_lock)).result()
             except StoreUnavailable:  # the filer behind the gateway is not up yet
                 return False
             return True

@@ -174,6 +174,10 @@ class Stack:
     # without photos (a fault test's or the bench's stack, which take none).
     s3: SeaweedFS | None
     s3_bucket: str | None
+    # Enforcement's evidence in a bucket of its own under Object Lock (docs/attachments.md), when
+    # asked by use_s3(evidence_lock_days=…); None: evidence in the stack's one bucket, written once.
+    s3_evidence_bucket: str | None
+    evidence_lock_days: int | None
     # notify's local receivers (robots, webhooks, SMTP): None, notify runs without them.
     receivers: Receivers | None
     # How each service is launched, when not `python -m <name>` (the profiler wraps it).
@@ -201,6 +205,8 @@ class Stack:
         self.service_argv = service_argv
         self.s3 = None
         self.s3_bucket = None
+        self.s3_evidence_bucket = None
+        self.evidence_lock_days = None
         self.receivers = None
 
     def use_receivers(self, receivers: Receivers) -> Stack:
@@ -208,10 +214,13 @@ class Stack:
         self.receivers = receivers
         return self
 
-    def use_s3(self, server: SeaweedFS) -> Stack:
+    def use_s3(self, server: SeaweedFS, evidence_lock_days: int | None = None) -> Stack:
         """Store photos on `server` (started), in a bucket of this stack's own, made by start_infra:
-        one server may serve several stacks, as one county cloud serves several deployments."""
+        one server may serve several stacks, as one county cloud serves several deployments. With
+        `evidence_lock_days`, enforcement's evidence goes to a second bucket, made with Object Lock
+        on, each object retained that many days in COMPLIANCE mode."""
         self.s3 = server
+        self.evidence_lock_days = evidence_lock_days
         return self
 
     @property
@@ -252,6 +261,8 @@ class Stack:
             # Named after the stack's folder (townflow-<random>): S3 bucket names are lower case, no
             # `_`, and end in a letter or digit (a folder's random part may end in `_`).
             self.s3_bucket = self.s3.bucket(self.workdir.name.lower().replace("_", "-").rstrip("-"))
+            if self.evidence_lock_days:
+                self.s3_evidence_bucket = self.s3.bucket(f"{self.s3_bucket}-evidence", object_lock=True)
         return self
 
     def service_env(self, name: str) -> dict[str, str]:
@@ -279,6 +290,9 @@ class Stack:
             env |= self.intake_keys
         if name in PHOTO_TAKERS and self.s3 is not None and self.s3_bucket is not None:
             env |= self.s3.env(self.s3_bucket)
+            if name == "enforcement" and self.s3_evidence_bucket is not None:
+                env |= {"TOWNFLOW_S3_EVIDENCE_BUCKET": self.s3_evidence_bucket,
+                        "TOWNFLOW_S3_EVIDENCE_RETENTION_DAYS": str(self.evidence_lock_days)}
         if self.test_clock:
             env["TOWNFLOW_TEST_CLOCK"] = "1"
         if name == "notify":

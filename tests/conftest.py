@@ -53,14 +53,16 @@ def otlp() -> Iterator[OtlpReceiver]:
     receiver.stop()
 
 
-def _session_stack(otlp: OtlpReceiver | None, s3: SeaweedFS | None = None, **env: str) -> Iterator[Stack]:
+def _session_stack(otlp: OtlpReceiver | None, s3: SeaweedFS | None = None, evidence_lock_days: int | None = None,
+                   **env: str) -> Iterator[Stack]:
     """A started stack with the test clock, tracing to the session's receiver (None: its services
     export no spans); stopped after. With `s3`, intake stores photos there, in a bucket of the
-    stack's own."""
+    stack's own (and enforcement its evidence in a second one under Object Lock, with
+    `evidence_lock_days`)."""
     tracing = {"TOWNFLOW_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"} if otlp else {}
     s = Stack.in_temp_dir(test_clock=True, kafka_heap="384m", extra_env={**tracing, **env})
     if s3 is not None:
-        s.use_s3(s3)
+        s.use_s3(s3, evidence_lock_days)
     _STACKS.append(s)
     try:
         s.start_infra()
@@ -89,7 +91,10 @@ def s3_server() -> Iterator[SeaweedFS]:
 
 @pytest.fixture(scope="session")
 def stack(otlp: OtlpReceiver, s3_server: SeaweedFS) -> Iterator[Stack]:
-    yield from _session_stack(otlp, s3_server)
+    """The session's stack. Its evidence is in a bucket of its own under Object Lock (a day's
+    retention: tests/test_evidence.py); the demo county's (county_stack) in its one bucket: both
+    ways a county may keep evidence run."""
+    yield from _session_stack(otlp, s3_server, evidence_lock_days=1)
 
 
 def _reads_spans_of(fixture: str, session: pytest.Session) -> bool:

@@ -8,25 +8,40 @@ nothing left in the bucket."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from PIL import Image
 
 from devstack.stack import Stack
-from townflow_shared.objects import ObjectExists
+from townflow_shared.attachments import sweep_orphans
+from townflow_shared.objects import ObjectExists, ObjectStore, object_key
 
 from .conftest import COMMAND, Api, set_clocks
 from .kafka_tools import event_of, wait_for_record
-from .test_attachments import BAILU, clean_copy, objects_of, phone_photo, reads_recorded
+from .test_attachments import BAILU, clean_copy, phone_photo, reads_recorded
 from .test_enforcement import CERTIFIED, OFFICER, file_for, inspection_with, new_target
 
 OFF_TEAM = ("s028", "officer")  # an officer of the town, not on the inspection
 LEADER = ("s006", "module_leader", "officer")  # 执法队长
+
+
+def evidence_objects_of(stack: Stack) -> ObjectStore:
+    """Where the stack keeps evidence, as enforcement writes it: its bucket under Object Lock with the
+    stack's retention (the session's stack), else its one bucket."""
+    assert stack.s3 is not None and stack.s3_bucket is not None
+    return ObjectStore(stack.s3.endpoint, stack.s3_evidence_bucket or stack.s3_bucket, stack.s3.access_key,
+                       stack.s3.secret_key, retention_days=stack.evidence_lock_days)
 
 
 def _parts(photos: list[bytes], **fields: str) -> dict[str, Any]:
@@ -59,7 +74,7 @@ async def _checked_from_the_topic(stack: Stack, bootstrap: str, enforcement: Api
     recorded = event_of(found)
     refs = recorded["data"]["evidence"]
     assert [r["attachment_id"] for r in refs] == [str(row["attachment_id"]) for row in rows]
-    objects = objects_of(stack)
+    objects = evidence_objects_of(stack)
     for ref, row in zip(refs, rows, strict=True):
         read = await enforcement.call("GET", f"/v1/{record}s/{record_id}/evidence/{ref['attachment_id']}", as_=COMMAND)
         assert read.status_code == 200, read.text
@@ -157,7 +172,7 @@ async def test_case_evidence_documents_a_step_and_cannot_be_overwritten(
 
     # Write-once: the store refuses a second put to the evidence's key, the bytes and their
     # recorded digest hold; the row cannot be changed or removed either.
-    objects = objects_of(stack)
+    objects = evidence_objects_of(stack)
     with pytest.raises(ObjectExists):
         await objects.put_once(row["stored_key"], phone_photo(64, 48), "image/jpeg")
     assert hashlib.sha256(await objects.get(row["stored_key"])).hexdigest() == row["sha256"]
@@ -174,7 +189,7 @@ async def test_case_evidence_documents_a_step_and_cannot_be_overwritten(
 
 
 async def _enforcement_objects(stack: Stack) -> int:
-    return len(await objects_of(stack).listed("enforcement/towns/", limit=1000))
+    return len(await evidence_objects_of(stack).listed("enforcement/towns/", limit=1000))
 
 
 async def test_bad_photos_are_refused_with_their_code_and_field_and_nothing_is_stored(
@@ -200,3 +215,78 @@ async def test_bad_photos_are_refused_with_their_code_and_field_and_nothing_is_s
     assert (none.status_code, none.json()["field"]) == (422, "photos")
     assert await _enforcement_objects(stack) == before
     assert await _rows(databases, "inspection_id", inspection["inspection_id"]) == []
+
+
+def _s3_client(stack: Stack) -> Any:
+    """A plain boto3 client with the bucket's own credentials (an owner of it): what someone holding
+    them could do outside Townflow."""
+    assert stack.s3 is not None
+    return boto3.session.Session().client(
+        "s3", endpoint_url=stack.s3.endpoint, aws_access_key_id=stack.s3.access_key,
+        aws_secret_access_key=stack.s3.secret_key, region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+
+
+async def test_evidence_under_object_lock_cannot_be_deleted_by_the_buckets_owner_and_orphans_are_only_hidden(
+        stack: Stack, intake: Api, dispatch: Api, enforcement: Api, databases: dict[str, asyncpg.Pool]) -> None:
+    """The session's stack keeps evidence in a bucket of its own under Object Lock (issue #29 item
+    4): each object is retained in COMPLIANCE mode, so the store itself refuses to delete its
+    version or shorten its retention, even to the bucket's owner; a delete without a version only
+    hides it behind a marker, and the recorded bytes stay. The orphan sweep's delete is such a
+    marker: an orphan leaves the listing, its bytes stay until the retention ends."""
+    assert stack.s3_evidence_bucket is not None and stack.evidence_lock_days == 1
+    await set_clocks(stack, "2026-11-23T09:00:00+08:00")
+    inspection, _ = await _started(intake, dispatch, enforcement)
+    response = await enforcement.call("POST", f"/v1/inspections/{inspection['inspection_id']}/evidence",
+                                      as_=OFFICER, **_parts([phone_photo(320, 240)], note="现场照片"))
+    assert response.status_code == 201, response.text
+    (row,) = await _rows(databases, "inspection_id", inspection["inspection_id"])
+    key, bucket, s3 = row["stored_key"], stack.s3_evidence_bucket, _s3_client(stack)
+    assert stack.s3_bucket is not None
+    with pytest.raises(KeyError):  # in the evidence bucket, not the deployment's
+        await ObjectStore(stack.s3.endpoint, stack.s3_bucket, stack.s3.access_key, stack.s3.secret_key).get(key)
+    for stored in (key, row["thumbnail_key"]):
+        retention = await asyncio.to_thread(s3.get_object_retention, Bucket=bucket, Key=stored)
+        until = retention["Retention"]["RetainUntilDate"]
+        assert retention["Retention"]["Mode"] == "COMPLIANCE"
+        assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(days=1), until
+    (version,) = (await asyncio.to_thread(s3.list_object_versions, Bucket=bucket, Prefix=key))["Versions"]
+
+    def refused(call: Callable[..., Any], key: str = key, **params: Any) -> str:
+        with pytest.raises(ClientError) as caught:
+            call(Bucket=bucket, Key=key, **params)
+        return str(caught.value.response["Error"]["Code"])
+
+    # The store refuses: deleting the version (with or without the governance bypass), shortening
+    # its retention or turning it into governance mode.
+    assert await asyncio.to_thread(refused, s3.delete_object, VersionId=version["VersionId"]) == "AccessDenied"
+    assert await asyncio.to_thread(refused, s3.delete_object, VersionId=version["VersionId"],
+                                   BypassGovernanceRetention=True) == "AccessDenied"
+    soon = {"Mode": "COMPLIANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(minutes=1)}
+    assert await asyncio.to_thread(refused, s3.put_object_retention, VersionId=version["VersionId"],
+                                   Retention=soon) == "AccessDenied"
+    batch = await asyncio.to_thread(s3.delete_objects, Bucket=bucket, Delete={
+        "Objects": [{"Key": key, "VersionId": version["VersionId"]}]})
+    assert [e["Code"] for e in batch.get("Errors", [])] == ["AccessDenied"]
+    # Written once there too: a second conditional put is refused.
+    with pytest.raises(ObjectExists):
+        await evidence_objects_of(stack).put_once(key, phone_photo(64, 48), "image/jpeg")
+    # A delete without a version is a marker: the key reads as gone, the version's bytes are the
+    # recorded ones (a county restores it by removing the marker).
+    await asyncio.to_thread(s3.delete_object, Bucket=bucket, Key=key)
+    kept = await asyncio.to_thread(s3.get_object, Bucket=bucket, Key=key, VersionId=version["VersionId"])
+    assert hashlib.sha256(await asyncio.to_thread(kept["Body"].read)).hexdigest() == row["sha256"]
+
+    # The orphan sweep in that bucket: an object no row records (a recording whose transaction
+    # failed) is hidden behind a marker; its version stays, locked, until its retention ends.
+    orphan = object_key("enforcement", inspection["town_code"], uuid.uuid4(), uuid.uuid4(), "photo.jpg")
+    await evidence_objects_of(stack).put_once(orphan, phone_photo(64, 48), "image/jpeg")
+
+    async def known(ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        return {r["attachment_id"] for r in await databases["enforcement"].fetch(
+            "SELECT attachment_id FROM evidence WHERE attachment_id = ANY($1)", ids)}
+    await sweep_orphans(evidence_objects_of(stack), "enforcement", known, datetime.now(UTC) + timedelta(minutes=1))
+    listed = [o.key for o in await evidence_objects_of(stack).listed("enforcement/towns/", limit=1000)]
+    assert orphan not in listed and row["thumbnail_key"] in listed  # the recorded thumbnail was no orphan
+    (locked,) = (await asyncio.to_thread(s3.list_object_versions, Bucket=bucket, Prefix=orphan))["Versions"]
+    assert await asyncio.to_thread(refused, s3.delete_object, orphan, VersionId=locked["VersionId"]) == "AccessDenied"

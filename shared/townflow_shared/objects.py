@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -59,8 +59,12 @@ class ObjectStore:
     """One bucket on one S3 endpoint. Thread-safe: boto3's clients are."""
 
     def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, region: str = "us-east-1",
-                 timeout_seconds: float = 10.0) -> None:
+                 timeout_seconds: float = 10.0, retention_days: int | None = None) -> None:
         self.bucket = bucket
+        # A bucket created with Object Lock (enforcement's evidence bucket, when a county has one):
+        # each `put_once` is retained in COMPLIANCE mode this many days, which no credentials can
+        # shorten or delete before (docs/attachments.md#object-lock-a-bucket-of-its-own-for-evidence).
+        self.retention_days = retention_days
         # Path-style addressing: a county's S3 (and SeaweedFS) is on its own host name, without
         # wildcard DNS for bucket sub-domains. Standard retries: a few, with back-off, then StoreUnavailable.
         self._client: Any = boto3.session.Session().client(
@@ -71,14 +75,17 @@ class ObjectStore:
                 connect_timeout=min(timeout_seconds, 3.0), read_timeout=timeout_seconds))
 
     @classmethod
-    def from_settings(cls, settings: PhotoTakingSettings) -> ObjectStore | None:
-        """The store the settings name; None when they name none (the service runs without photos)."""
-        if not settings.s3_endpoint or not settings.s3_bucket:
+    def from_settings(cls, settings: PhotoTakingSettings, bucket: str | None = None,
+                      retention_days: int | None = None) -> ObjectStore | None:
+        """The store the settings name (on `bucket` in place of the deployment's, with its
+        retention); None when they name none (the service runs without photos)."""
+        bucket = bucket or settings.s3_bucket
+        if not settings.s3_endpoint or not bucket:
             return None
         if settings.s3_access_key is None or settings.s3_secret_key is None:
             raise ValueError("TOWNFLOW_S3_ACCESS_KEY and TOWNFLOW_S3_SECRET_KEY are required with TOWNFLOW_S3_ENDPOINT")
-        return cls(settings.s3_endpoint, settings.s3_bucket, settings.s3_access_key.get_secret_value(),
-                   settings.s3_secret_key.get_secret_value(), settings.s3_region)
+        return cls(settings.s3_endpoint, bucket, settings.s3_access_key.get_secret_value(),
+                   settings.s3_secret_key.get_secret_value(), settings.s3_region, retention_days=retention_days)
 
     async def _call(self, operation: str, **params: Any) -> Any:
         try:
@@ -98,8 +105,14 @@ class ObjectStore:
     async def put_once(self, key: str, data: bytes, content_type: str) -> None:
         """Put an object that can never be replaced through this call: S3's conditional write
         (`If-None-Match: *`), so the store itself refuses a second put to the key (412:
-        ObjectExists), even one racing this. Evidence (enforcement) is written this way."""
-        await self._call("put_object", Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
+        ObjectExists), even one racing this. Evidence (enforcement) is written this way. On a store
+        with a retention, the object is also locked in COMPLIANCE mode until then (the date on this
+        machine's clock: the lock counts in days, a clock's skew is nothing to it)."""
+        lock: dict[str, Any] = {}
+        if self.retention_days:
+            lock = {"ObjectLockMode": "COMPLIANCE",
+                    "ObjectLockRetainUntilDate": datetime.now(UTC) + timedelta(days=self.retention_days)}
+        await self._call("put_object", Key=key, Body=data, ContentType=content_type, IfNoneMatch="*", **lock)
 
     async def get(self, key: str) -> bytes:
         """The object's bytes (photos are small: a stored copy is a few hundred kilobytes);
@@ -129,9 +142,11 @@ class ObjectStore:
         return str(self._client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
                                                        ExpiresIn=seconds))
 
-    async def ensure_bucket(self) -> None:
-        """Create the deployment's bucket when it is not there (local runs; a county's cloud creates it)."""
+    async def ensure_bucket(self, object_lock: bool = False) -> None:
+        """Create the deployment's bucket when it is not there (local runs; a county's cloud creates
+        it); with `object_lock`, as a bucket with Object Lock on (S3 turns it on at creation only,
+        and versioning with it)."""
         try:
             await self._call("head_bucket")
         except (StoreUnavailable, KeyError):
-            await self._call("create_bucket")
+            await self._call("create_bucket", **({"ObjectLockEnabledForBucket": True} if object_lock else {}))

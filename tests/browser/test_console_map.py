@@ -67,6 +67,15 @@ async def test_a_point_picked_on_the_map_is_on_the_map_in_its_cell_and_opens_its
     await point.click()
     await board.wait_for_url(re.compile(r".*/board/tasks/[0-9a-f-]{36}$"))
     await expect(board.get_by_text(ticket).first).to_be_visible()
+    # The task page names its grid cell beside the place (dispatch's cell of the matter), and its
+    # link shows the map of that cell's matters alone.
+    await expect(board.get_by_test_id("grid-cell")).to_have_text(re.compile(rf"^青禾村网格003（{CELL}）"))
+    await assert_accessible(board, "the task page with its grid cell")
+    await board.get_by_test_id("grid-cell-map").click()
+    await board.wait_for_url(re.compile(rf".*/map\?town=321003104&cell={CELL}$"))
+    await expect(board.get_by_test_id("map-cell")).to_contain_text(f"青禾村网格003（{CELL}）")
+    await expect(point).to_have_count(1)
+    assert {await p.get_attribute("data-cell") for p in await board.get_by_test_id("map-point").all()} == {CELL}
 
     row = board.locator(f"tr[data-cell='{CELL}'] [data-testid=cell-count]")
     for _ in range(40):  # appraisal counts it from the same event

@@ -202,7 +202,15 @@ async def test_the_after_photo_is_taken_on_the_task_page_and_checked_beside_the_
     assert accepted.status_code == 200, accepted.text
 
     holder = await people.signed_in(f"qh-{assignee}")
-    await holder.goto(f"/tasks/{tid}")
+    # 我的任务: the matter's photo beside its row (dispatch's list read names it), opening the task.
+    await holder.goto(f"/tasks?q={ticket}")
+    listed = holder.locator(f"#task-{tid}").get_by_test_id("list-thumbnail-filed")
+    await expect(listed).to_have_count(1)
+    await _loaded(listed)
+    assert "反映问题时的照片" in (await listed.get_attribute("alt") or "")
+    assert await holder.locator(f"#task-{tid}").get_by_test_id("list-thumbnail-after").count() == 0
+    await listed.click()
+    await holder.wait_for_url(re.compile(rf".*/tasks/{tid}$"))
     form = holder.get_by_test_id("complete-form")
     await form.locator("textarea[name=resolution]").fill("已更换灯泡")
     await form.locator("textarea[name=reply]").fill("路灯已修好，请您查看。")
@@ -216,7 +224,34 @@ async def test_the_after_photo_is_taken_on_the_task_page_and_checked_beside_the_
     await _loaded(after)
 
     board = await people.signed_in("qh-s030")
-    await board.goto(f"/board/tasks/{tid}")
+    # The board's closure checks: before and after beside the ticket, each read once although the
+    # live part is swapped in every 2 s (photos are no-store and each read is audited): the browser
+    # keeps the images of its page by address (HTML's list of available images), measured here.
+    reads: list[str] = []
+    board.on("request", lambda r: reads.append(r.url) if "/photos/" in r.url else None)
+    await board.goto("/board")
+    row = board.locator(f"#check-{tid}")
+    for stage in ("filed", "after"):
+        shown = row.get_by_test_id(f"list-thumbnail-{stage}")
+        await expect(shown).to_have_count(1)
+        await _loaded(shown)
+        assert await shown.locator("xpath=..").get_attribute("href") == f"/board/tasks/{tid}"
+    await _checked(board, "the board with the closure check's thumbnails")
+    read_before = len(reads)
+    for _ in range(2):  # two swaps of the live part: the row is a new element each time
+        await row.evaluate("e => { e.dataset.swapped = 'not yet'; }")
+        await board.wait_for_function(
+            "id => { const r = document.getElementById(id); return r !== null && r.dataset.swapped === undefined; }",
+            arg=f"check-{tid}", timeout=15_000)
+    for stage in ("filed", "after"):
+        await _loaded(row.get_by_test_id(f"list-thumbnail-{stage}"))
+    assert len(reads) == read_before, reads[read_before:]
+    # The task search's list too, and a thumbnail opens the task.
+    await board.goto(f"/board?q={ticket}")
+    found = board.locator(f"#found-{tid}").get_by_test_id("list-thumbnail-after")
+    await _loaded(found)
+    await found.click()
+    await board.wait_for_url(re.compile(rf".*/board/tasks/{tid}$"))
     compared = board.get_by_test_id("photo-comparison")
     for side in ("compare-filed", "compare-after"):
         shown = compared.get_by_test_id(side).get_by_test_id("thumbnail")

@@ -130,6 +130,30 @@ async def test_the_plain_list_reads_through_the_same_filters_newest_first(pool: 
     assert await listed(TaskSearch(colour="red", overdue=False)) == ["2"]
 
 
+async def test_the_lists_carry_the_filings_first_photo_and_the_tasks_first_after_photo(pool: asyncpg.Pool) -> None:
+    """Thumbnails in the lists (issue #29): each row names its matter's first filed photo (recorded
+    from the filing's event) and its task's first after photo, in the list's one statement; a row
+    without photos names none."""
+    day = NOW - timedelta(days=1)
+    shown = await add_task(pool, ticket="321003104-20270103-00001", at=day, status="completed")
+    await add_task(pool, ticket="321003104-20270103-00002", at=day + timedelta(hours=1))
+    filed, first_after, second_after = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await pool.execute("INSERT INTO matter_photos (request_id, first_photo)"
+                       " SELECT request_id, $2 FROM tasks WHERE task_id = $1", shown, filed)
+    for attachment_id, seq, stage in ((second_after, 2, "after"), (first_after, 1, "after"), (uuid.uuid4(), 1, "check")):
+        await pool.execute(
+            "INSERT INTO attachments (attachment_id, town_code, kind, seq, content_type, bytes, sha256, width, height,"
+            " stored_key, thumbnail_key, original_type, original_bytes, original_sha256, uploaded_by, uploaded_at,"
+            " task_id, request_id, stage) SELECT $1, town_code, 'photo', $2, 'image/jpeg', 1, 'x', 1, 1, 'k', 't',"
+            " 'jpeg', 1, 'x', 's049', $3, task_id, request_id, $4 FROM tasks WHERE task_id = $5",
+            attachment_id, seq, NOW - timedelta(hours=1 if stage == "after" else 0), stage, shown)
+    rows, _ = await search_tasks(pool, [TOWN], TaskSearch(), now=NOW, offset=0, limit=10)
+    photos = {r["ticket_no"][-1:]: (r["filed_photo"], r["after_photo"]) for r in rows}
+    assert photos == {"1": (filed, first_after), "2": (None, None)}
+    (row,) = await list_tasks(pool, [TOWN], TaskSearch(status="completed"), now=NOW, limit=10)
+    assert (row["filed_photo"], row["after_photo"]) == (filed, first_after)
+
+
 async def test_pending_extensions_of_the_town_oldest_first(pool: asyncpg.Pool) -> None:
     first = await add_task(pool, ticket="321003104-20261224-00001", at=NOW - timedelta(days=2))
     second = await add_task(pool, ticket="321003104-20261224-00002", at=NOW - timedelta(days=1))

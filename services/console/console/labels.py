@@ -98,6 +98,12 @@ def audit_outcome(outcome: str) -> str:
     return AUDIT_OUTCOMES.get(outcome, "已拒绝")
 # When a photo was taken (issue #29; a `stage` of intake's status view and of dispatch's task read):
 # at filing, by the task's holder on completion (处置后照片), by the command centre at the closure check.
+def cell_name(village: str, cell: str) -> str:
+    """A grid cell's name as the console says it: its village's name and the cell's own 3 digits
+    (the last of its 15-digit code), `青禾村网格003`; the GeoJSON gives cells codes, not names."""
+    return f"{village}网格{cell[-3:]}"
+
+
 PHOTO_STAGES = {"filed": "反映问题时的照片", "after": "办理后的照片", "check": "核查时的照片"}
 TASK_KINDS = {"service": "服务事项", "enforcement": "执法事项", "joint_visit": "联合踏勘"}
 ASSIGNED_VIA = {"A": "A岗", "B": "B岗", "leader": "模块长", "command_centre": "指挥中心指派"}

@@ -739,6 +739,7 @@ async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDeta
     tz = town.calendar.tz
     return TaskDetail.model_validate(task_view(task, deps.clock.now(), tz) | {
         "reply": await store.reply_of(pool, task_id),
+        "grid_cell": await store.grid_cell_of(pool, task["request_id"]),
         "supervisions": [SupervisionSeen(level=s["level"], at=s["at"].astimezone(tz), notified=s["notified"])
                          for s in await store.supervision_levels(pool, task_id)],
         "extensions": [ExtensionSeen(days=e["days"], status=e["status"], reason=e["reason"])
@@ -799,7 +800,8 @@ async def board(deps: Deps, actor: Principal, town: str | None) -> Board:
     def brief(rows: Sequence[Row]) -> list[BoardTask]:
         return [BoardTask(task_id=t["task_id"], town_code=t["town_code"], ticket_no=t["ticket_no"],
                           colour=t["colour"], assignee=t["assignee"], status=t["status"],
-                          resolve_by=t["resolve_by"].astimezone(_tz(deps, t["town_code"]))) for t in rows]
+                          resolve_by=t["resolve_by"].astimezone(_tz(deps, t["town_code"])),
+                          filed_photo=t["filed_photo"], after_photo=t["after_photo"]) for t in rows]
 
     return Board(at=now, counts=counts, overdue=brief(await store.overdue_tasks(pool, towns, now)),
                  escalated=brief(await store.escalated_tasks(pool, towns)),

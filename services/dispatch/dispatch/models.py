@@ -178,7 +178,13 @@ class TaskView(Answer):
     overdue: bool = Field(description="open and past resolve_by")
     point: Position | None = Field(default=None, description=(
         "where the matter is (a located item's, WGS 84; issue #30); on the task lists, not on one task's read"))
-    grid_cell: str | None = Field(default=None, description="the grid cell (单元网格) of the point: 15 digits")
+    grid_cell: str | None = Field(default=None, description=(
+        "the grid cell (单元网格) of the point: 15 digits; on the task lists and on one task's read"))
+    filed_photo: uuid.UUID | None = Field(default=None, description=(
+        "on the task lists (issue #29): the filing's first photo, intake's (`GET /v1/requests/{ticket_no}/photos/"
+        "{attachment_id}`); none when the matter was filed without photos"))
+    after_photo: uuid.UUID | None = Field(default=None, description=(
+        "on the task lists: the task's first after photo (`GET /v1/tasks/{id}/photos/{attachment_id}`)"))
 
     @classmethod
     def of(cls, task: Row, now: datetime, tz: tzinfo) -> TaskView:
@@ -338,6 +344,8 @@ class BoardTask(Answer):
     assignee: str
     status: str
     resolve_by: datetime
+    filed_photo: uuid.UUID | None = Field(default=None, description="the filing's first photo, as on the task lists")
+    after_photo: uuid.UUID | None = Field(default=None, description="the task's first after photo, as on the task lists")
 
 
 class Board(Answer):

@@ -36,6 +36,10 @@ async def record_matter(conn: asyncpg.Connection, town_code: str, data: RequestF
             "INSERT INTO matter_places (request_id, point, grid_cell)"
             " VALUES ($1, ST_SetSRID(ST_MakePoint($2, $3), 4326)::geography, $4) ON CONFLICT (request_id) DO NOTHING",
             uuid.UUID(data.request_id), data.point.longitude, data.point.latitude, data.grid_cell)
+    if data.attachments:  # the filing's first photo, for the lists' thumbnails (issue #29; migration 015)
+        await conn.execute("INSERT INTO matter_photos (request_id, first_photo) VALUES ($1, $2)"
+                           " ON CONFLICT (request_id) DO NOTHING",
+                           uuid.UUID(data.request_id), uuid.UUID(data.attachments[0].attachment_id))
 
 
 async def matter_count(db: Db) -> int:
@@ -90,10 +94,15 @@ async def update_task(conn: asyncpg.Connection, task_id: uuid.UUID, **fields: An
     await conn.execute(f"UPDATE tasks SET {sets} WHERE task_id = $1", task_id, *fields.values())  # noqa: S608 - column names are this module's own keywords; every value is a bound parameter
 
 
-# A task list's rows: the task, and its matter's point and grid cell where it has one (issue #30).
-# `tasks` keeps its columns (the previous release's cached `SELECT *`); the place is joined.
-TASKS_WITH_PLACES = ("SELECT tasks.*, ST_X(p.point::geometry) AS longitude, ST_Y(p.point::geometry) AS latitude,"
-                     " p.grid_cell FROM tasks LEFT JOIN matter_places p USING (request_id)")
+# A task list's rows: the task, its matter's point and grid cell where it has one (issue #30), and
+# the ids of the thumbnails the lists show (issue #29): the filing's first photo (intake's) and the
+# task's first after photo. `tasks` keeps its columns (the previous release's cached `SELECT *`);
+# the rest is joined, each by its key's index, for the page's rows alone (no read per row after).
+TASKS_LISTED = ("SELECT tasks.*, ST_X(p.point::geometry) AS longitude, ST_Y(p.point::geometry) AS latitude,"
+                " p.grid_cell, f.first_photo AS filed_photo,"
+                " (SELECT a.attachment_id FROM attachments a WHERE a.task_id = tasks.task_id AND a.stage = 'after'"
+                "  ORDER BY a.uploaded_at, a.seq LIMIT 1) AS after_photo"
+                " FROM tasks LEFT JOIN matter_places p USING (request_id) LEFT JOIN matter_photos f USING (request_id)")
 
 
 async def list_tasks(db: Db, towns: Sequence[str], search: TaskSearch, *, now: datetime,
@@ -101,7 +110,7 @@ async def list_tasks(db: Db, towns: Sequence[str], search: TaskSearch, *, now: d
     """The newest `limit` tasks `search` finds (GET /v1/tasks: no page, no total)."""
     where, args = task_search_where(towns, search, now)
     return await db.fetch(
-        f"{TASKS_WITH_PLACES} WHERE {where} ORDER BY dispatched_at DESC LIMIT ${len(args) + 1}",
+        f"{TASKS_LISTED} WHERE {where} ORDER BY dispatched_at DESC LIMIT ${len(args) + 1}",
         *args, limit)
 
 
@@ -197,7 +206,7 @@ async def search_tasks(db: Db, towns: Sequence[str], search: TaskSearch, *, now:
         # reopened; tests/database/test_task_lists.py).
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         rows = await conn.fetch(
-            f"{TASKS_WITH_PLACES} WHERE {where} ORDER BY dispatched_at DESC, task_id DESC"
+            f"{TASKS_LISTED} WHERE {where} ORDER BY dispatched_at DESC, task_id DESC"
             f" OFFSET ${n + 1} LIMIT ${n + 2}", *args, offset, limit)
         total = await conn.fetchval(f"SELECT count(*) FROM tasks WHERE {where}", *args)  # noqa: S608 - as above
     return rows, int(total)
@@ -293,18 +302,18 @@ async def board_counts(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
 
 async def overdue_tasks(db: Db, towns: Sequence[str], now: datetime) -> list[asyncpg.Record]:
     return await db.fetch(
-        "SELECT * FROM tasks WHERE town_code = ANY($3) AND status = ANY($1) AND resolve_by < $2 ORDER BY resolve_by",
+        f"{TASKS_LISTED} WHERE town_code = ANY($3) AND status = ANY($1) AND resolve_by < $2 ORDER BY resolve_by",
         list(OPEN_STATUSES), now, list(towns))
 
 
 async def escalated_tasks(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
     return await db.fetch(
-        "SELECT t.* FROM tasks t JOIN supervisions s ON s.task_id = t.task_id AND s.level = 'escalated'"
-        " WHERE t.town_code = ANY($2) AND t.status = ANY($1) ORDER BY s.at", list(OPEN_STATUSES), list(towns))
+        f"{TASKS_LISTED} JOIN supervisions s ON s.task_id = tasks.task_id AND s.level = 'escalated'"
+        " WHERE tasks.town_code = ANY($2) AND tasks.status = ANY($1) ORDER BY s.at", list(OPEN_STATUSES), list(towns))
 
 
 async def returned_queue(db: Db, towns: Sequence[str]) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT * FROM tasks WHERE town_code = ANY($1) AND status = 'returned'"
+    return await db.fetch(f"{TASKS_LISTED} WHERE town_code = ANY($1) AND status = 'returned'"
                           " ORDER BY returned_at", list(towns))
 
 
@@ -454,6 +463,13 @@ async def save_reply(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUI
 async def reply_of(db: Db, task_id: uuid.UUID) -> str | None:
     value = await db.fetchval("SELECT reply FROM task_replies WHERE task_id = $1", task_id)
     return str(value) if value is not None else None
+
+
+async def grid_cell_of(db: Db, request_id: uuid.UUID) -> str | None:
+    """The grid cell of a matter's point (issue #30: one task's read); None without a point or cell."""
+    value = await db.fetchval("SELECT grid_cell FROM matter_places WHERE request_id = $1", request_id)
+    return str(value) if value is not None else None
+
 # --- 挂起: suspensions (migration 011) ------------------------------------------------------------
 async def add_suspension(conn: asyncpg.Connection, town_code: str, task_id: uuid.UUID, category: str,
                          reason: str, by: str, at: datetime) -> uuid.UUID | None:

@@ -16,7 +16,6 @@ from townflow_shared.events import (
     PlanPublished,
     TaskDispatched,
 )
-from townflow_shared.objects import ObjectStore
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, evidence, handlers, metrics, scheduled
@@ -31,7 +30,7 @@ def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntim
     settings = settings or EnforcementSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)
     deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
-                transactions=PostgresTransactions(runtime.database), objects=ObjectStore.from_settings(settings))
+                transactions=PostgresTransactions(runtime.database), objects=evidence.evidence_store(settings))
     runtime.deps = deps
     runtime.on(TaskDispatched)(handlers.task_dispatched)
     runtime.every(scheduled.case_deadline_loop(deps))

@@ -21,4 +21,6 @@ class Deps:
     clock: Clock  # the one "now" (a test moves it)
     database: Database  # the pool (the deadline loop drains in batches of its own transactions)
     transactions: Transactions  # units of work on the database
-    objects: ObjectStore | None = None  # the deployment's bucket (evidence); None: evidence is refused (503)
+    # Where evidence is kept (evidence.evidence_store): the deployment's bucket, or one of its own
+    # under Object Lock; None: evidence is refused (503).
+    objects: ObjectStore | None = None

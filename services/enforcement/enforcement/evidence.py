@@ -35,6 +35,7 @@ from . import models, queries, rules
 from .deps import Deps
 from .flows import event
 from .refusals import CODES
+from .settings import EnforcementSettings
 from .store import EvidenceOf, Row, Store
 from .unit_of_work import UnitOfWork
 
@@ -207,6 +208,16 @@ async def read_evidence(deps: Deps, actor: Principal, command: ReadEvidence) -> 
     audit_trail.note_read("evidence.read", "attachment", str(command.attachment_id))
     key = item["thumbnail_key"] if command.variant == "thumbnail" else item["stored_key"]
     return await shared.read(deps.objects, key, command.attachment_id), item["content_type"]
+
+
+# --- where evidence is kept ---------------------------------------------------------------------
+def evidence_store(settings: EnforcementSettings) -> ObjectStore | None:
+    """The store evidence is written to and read from: a bucket of its own under Object Lock, each
+    object retained in COMPLIANCE mode, when the county has one (`TOWNFLOW_S3_EVIDENCE_BUCKET`);
+    else the deployment's bucket, where it is written once and nothing more (docs/attachments.md)."""
+    if settings.s3_evidence_bucket:
+        return ObjectStore.from_settings(settings, settings.s3_evidence_bucket, settings.s3_evidence_retention_days)
+    return ObjectStore.from_settings(settings)
 
 
 # --- the orphan sweep ---------------------------------------------------------------------------

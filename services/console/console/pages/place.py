@@ -5,6 +5,7 @@ by item, the cells that rose most — as a table and as the cells shaded on the 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,6 +20,7 @@ router = APIRouter()
 # A town's open located matters drawn at most (dispatch's largest list): a busy town has a few
 # hundred open at a time; past this the page says how many it left out.
 MAP_MAX = 1000
+CELL_CODE = re.compile(r"\d{15}")  # a grid cell's code (GB/T 30428: district 6, town 3, village 3, cell 3)
 
 
 def _town_code(request: Request, person: Person) -> str:
@@ -29,7 +31,7 @@ def _town_code(request: Request, person: Person) -> str:
 
 def marker_label(ticket_no: str, item: str, colour: str, village: str, cell: str | None) -> str:
     """A point's name for a screen reader (and its tooltip): what, how urgent, where."""
-    where = f"{village}网格{cell[-3:]}" if cell else village
+    where = labels.cell_name(village, cell) if cell else village
     return f"{ticket_no} {item}（{labels.COLOURS.get(colour, colour)}色，{where}）"
 
 
@@ -49,11 +51,18 @@ async def map_page(request: Request) -> Response:
     context: dict[str, Any] = {"town": town_code if person.county_wide else "", "wanted": wanted,
                                "choices": task_lists.choices(request, town_code), "phases": task_lists.PHASES,
                                "towns": [(t.code, t.info.name) for t in console.county.towns.values()]
-                               if person.county_wide else [], "error": None, "drawn": None, "tasks": []}
+                               if person.county_wide else [], "error": None, "drawn": None, "tasks": [],
+                               "cell": "", "cell_name": ""}
     if town is None or town.places is None:
         return render(request, "map.html", title="地图", **context)
     params = wanted.params(town_code if person.county_wide else None, 0, MAP_MAX)
     params.pop("offset")
+    # One grid cell's matters (the task page's link): dispatch filters by the cell's code.
+    cell = request.query_params.get("cell", "")
+    if CELL_CODE.fullmatch(cell) and cell in town.places.cells:
+        params["cell"] = context["cell"] = cell
+        context["cell_name"] = labels.cell_name(_names(request, town_code).get(
+            town.places.village_of_cell(cell) or "", ""), cell)
     try:
         tasks = await console.services.call(person, "dispatch", "GET", "/v1/tasks",
                                             params=params | {"located": "true"})
