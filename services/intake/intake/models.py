@@ -132,6 +132,8 @@ class FileRequest(Command):
     town_code: TownCode | None = Field(
         default=None,
         description="the town filed in: required of county_admin in a county; a town's staff file in their own town")
+    sms_opt_out: bool = Field(default=False, description=(
+        "不接收短信: the citizen wants no SMS about this matter (none at filing, completion or for the callback)"))
 
     @field_validator("village")
     @classmethod
