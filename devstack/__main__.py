@@ -76,7 +76,9 @@ def up(args: argparse.Namespace) -> int:
             # machine), with the secret the demo county's notify.yaml names.
             secret = "SEC" + secrets.token_hex(16)
             stack.extra_env["QINGHE_COMMAND_ROBOT_SECRET"] = secret
-            receivers = Receivers(stack.workdir, dingtalk={"qinghe-command": secret}, wecom=["qinghe-staff"]).start()
+            # The SMS gateway stand-in too: intake texts the citizens through it (docs/notify.md).
+            receivers = Receivers(stack.workdir, dingtalk={"qinghe-command": secret}, wecom=["qinghe-staff"],
+                                  sms=("LTAI-townflow-demo", "SMS" + secrets.token_hex(16))).start()
             stack.use_receivers(receivers)
             print("starting intake, dispatch, enforcement, appraisal, notify and the console ...", flush=True)
             stack.start_services([*SERVICES, "notify"])

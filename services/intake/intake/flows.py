@@ -907,6 +907,28 @@ async def follow_task_merged(deps: Deps, uow: UnitOfWork, event: events.TaskMerg
     await hold_task(uow, town, d.task_id, d.request_id, d.at, d.status)
 
 
+# --- citizens' SMS (issue #31 item 3, sms.py): the delivery log ------------------------------------
+async def sms_log(deps: Deps, actor: Principal, ticket_no: str) -> list[models.SmsMessage]:
+    """The SMS sent (or held, or skipped) to a matter's citizen, oldest first, for the town's
+    clerks and command centre: what and when, never the phone or the text."""
+    town = deps.county.town(rules.town_of_ticket(ticket_no))
+    if town is None or not actor.may_read(town.code):  # another town's: not found, as one that is not there
+        raise CODES["sms.ticket_not_found"]("ticket_no", ticket=ticket_no)
+    async with deps.unit_of_work() as uow:
+        row = await uow.store.request_by_ticket(ticket_no)
+        if row is None:
+            raise CODES["sms.ticket_not_found"]("ticket_no", ticket=ticket_no)
+        messages = await uow.store.sms_of(row["request_id"])
+    tz = town.calendar.tz
+
+    def local(moment: datetime | None) -> str | None:
+        return moment.astimezone(tz).isoformat() if moment is not None else None
+
+    return [models.SmsMessage(kind=m["kind"], status=m["status"], created_at=m["created_at"].astimezone(tz).isoformat(),
+                              hold_until=local(m["hold_until"]), attempts=m["attempts"], last_error=m["last_error"],
+                              sent_at=local(m["sent_at"])) for m in messages]
+
+
 # --- the citizen's personal data at rest (issue #28 item 7, personal_data.py) ---------------------
 async def erase_expired_personal_data(deps: Deps) -> int:
     """Erase the personal data of every matter closed longer ago than the retention period (a

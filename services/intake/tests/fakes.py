@@ -340,7 +340,11 @@ class FakeStore:
 
     async def enqueue_sms(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
-            self.tables.sms.setdefault((row["source_id"], row["kind"]), {**row, "status": "pending"})
+            self.tables.sms.setdefault((row["source_id"], row["kind"]), {
+                **row, "status": "pending", "attempts": 0, "last_error": None, "sent_at": None})
+
+    async def sms_of(self, request_id: uuid.UUID) -> list[Row]:
+        return [row for row in self.tables.sms.values() if row["request_id"] == request_id]
 
     async def sms_recipient(self, town_code: str, request_id: uuid.UUID) -> Row | None:
         row = self._by_id(request_id)

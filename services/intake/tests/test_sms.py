@@ -22,8 +22,9 @@ from intake import flows, gateway, rules
 from intake.scheduled import SmsSender
 from intake.settings import IntakeSettings
 from services.intake.tests.fakes import KEYRING, FakeDatabase, deps
-from services.intake.tests.test_flows import CLERK, NOW, answered, completed, filing
+from services.intake.tests.test_flows import BAILU_COMMAND, CLERK, NOW, answered, completed, filing
 from townflow_shared.db import Database
+from townflow_shared.problems import Refusal
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PHONE = "13812345678"
@@ -266,3 +267,14 @@ async def test_no_mobile_an_erased_citizen_and_a_rated_matter_are_skipped_with_w
     await InMemorySender(at(day, FakeDatabase()), erased, provider).send_one(message_row())
     assert [c[1][1:3] for s in (landline, rated, erased) for c in s.calls] == [
         ("skipped", "no mobile number"), ("skipped", "already rated"), ("skipped", "personal data erased")]
+
+
+async def test_the_sms_log_is_the_towns_own_and_says_no_phone() -> None:
+    db = FakeDatabase()
+    ticket = await file_with(sms_deps(db))
+    [logged] = await flows.sms_log(sms_deps(db), CLERK, ticket["ticket_no"])
+    assert (logged.kind, logged.status, logged.attempts) == ("filed", "pending", 0)
+    for who, number in ((BAILU_COMMAND, ticket["ticket_no"]), (CLERK, ticket["ticket_no"][:-1] + "9")):
+        with pytest.raises(Refusal) as refused:
+            await flows.sms_log(sms_deps(db), who, number)
+        assert (refused.value.code.name, refused.value.field) == ("sms.ticket_not_found", "ticket_no")
