@@ -100,7 +100,7 @@ def up(args: argparse.Namespace) -> int:
         for line in observers:
             print(f"  {line}")
         if receivers is not None:
-            print(f"  receivers   {receivers.url}/received  (what notify sent: robots, webhooks, e-mail; docs/notify.md)")
+            print(f"  receivers   {receivers.url}/received  (what notify sent: robots, webhooks, e-mail; the citizens' SMS from intake; docs/notify.md)")
         print(f"  traces      {traces.endpoint}/api/traces?service=intake  (one trace: {traces.endpoint}/api/traces/<trace id>)")
         print(f"  logs        {stack.workdir / 'logs'}")
         print(f"  towns       {args.town_dir}")
