@@ -373,8 +373,12 @@ async def test_quiet_hours_hold_a_yellow_matters_sms_until_eight_and_not_a_red_o
     held = await file_for(notify_stack, yellow)
     await file_for(notify_stack, red, colour="red", location="青禾村七组")
     await eventually(lambda: texts_to(notify_stack, red), what="the red matter's SMS at 22:00")
-    [waiting] = await sms_log(notify_stack, held["ticket_no"])
-    assert (waiting["status"], waiting["hold_until"], waiting["attempts"]) == ("pending", "2026-12-08T08:00:00+08:00", 0)
+
+    async def waiting() -> list[dict[str, Any]]:
+        return [m for m in await sms_log(notify_stack, held["ticket_no"]) if m["hold_until"] is not None]
+
+    [logged] = await eventually(waiting, what="the yellow matter's SMS held")
+    assert (logged["status"], logged["hold_until"], logged["attempts"]) == ("pending", "2026-12-08T08:00:00+08:00", 0)
     assert await texts_to(notify_stack, yellow) == []
     await set_clocks(notify_stack, "2026-12-08T08:00:00+08:00")
     await eventually(lambda: texts_to(notify_stack, yellow), what="the held SMS at 08:00")

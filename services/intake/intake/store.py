@@ -584,13 +584,14 @@ class PgStore(PgAnswers):
     async def claim_sms(self, holder: str, lease_seconds: float, town_now: datetime, limit: int) -> list[Row]:
         """Messages due that no replica holds, leased to `holder` (SKIP LOCKED: two replicas never
         take one row; a lease run out, a replica killed mid-send, frees it). The back-off runs on
-        the database's clock, the holds (quiet hours, the callback's day) on the town's."""
-        return list(await self.conn.fetch(
+        the database's clock, the holds (quiet hours, the callback's day) on the town's. Oldest
+        first (RETURNING keeps no order of its own)."""
+        return sorted(await self.conn.fetch(
             "UPDATE sms_outbox SET lease_holder = $1, lease_until = now() + make_interval(secs => $2)"
             " WHERE id IN (SELECT id FROM sms_outbox WHERE status = 'pending' AND next_attempt_at <= now()"
             "  AND (hold_until IS NULL OR hold_until <= $3) AND (lease_until IS NULL OR lease_until < now())"
             "  ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)"
-            " RETURNING *", holder, lease_seconds, town_now, limit))
+            " RETURNING *", holder, lease_seconds, town_now, limit), key=lambda row: row["id"])
 
     async def sms_still_held(self, message_id: int, holder: str) -> bool:
         """The lease is ours and not run out (a replica paused past it sends nothing more)."""
