@@ -514,8 +514,3 @@ def short_param(text: str, limit: int = SMS_PARAM_MAX) -> str:
     """A template variable within the provider's limit: cut with … past it."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def sms_retry_delay(attempts: int, base_seconds: float, max_seconds: float) -> float:
-    """After the `attempts`-th failed send: base, doubling, at most max (never given up)."""
-    return min(max_seconds, base_seconds * 2 ** max(0, attempts - 1))

@@ -15,6 +15,7 @@ from townflow_shared.db import OUTAGES, Database
 from townflow_shared.dlq import describe
 from townflow_shared.outbox import relay_holder
 from townflow_shared.privacy import mask_personal_numbers
+from townflow_shared.retry import backoff_delay
 
 from . import flows, gateway, rules
 from .flows import Deps
@@ -82,10 +83,12 @@ class SmsSender:
         return sent
 
     async def _retry(self, row: Mapping[str, Any], why: str) -> None:
-        delay = rules.sms_retry_delay(row["attempts"] + 1, self.settings.sms_retry_base_seconds,
-                                      self.settings.sms_retry_max_seconds)
+        # The shared back-off (full jitter): the messages that failed together while the gateway was
+        # down are not all tried again at the same instant it comes back.
+        delay = backoff_delay(row["attempts"] + 1, self.settings.sms_retry_base_seconds,
+                              self.settings.sms_retry_max_seconds)
         why = mask_personal_numbers(why)
-        log.warning("SMS message %s (%s) waits %.0f s: %s", row["id"], row["kind"], delay, why)
+        log.warning("SMS message %s (%s) waits %.1f s: %s", row["id"], row["kind"], delay, why)
         await self._store(lambda s: s.sms_retry(row["id"], why, delay))
 
     async def _end(self, row: Mapping[str, Any], status: str, why: str, attempted: bool = False) -> None:

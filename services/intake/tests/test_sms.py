@@ -66,10 +66,6 @@ def test_a_long_reply_is_cut_to_the_providers_variable_length() -> None:
     assert len(cut) == rules.SMS_PARAM_MAX and cut.endswith("…")
 
 
-def test_the_retry_delay_doubles_to_its_ceiling() -> None:
-    assert [rules.sms_retry_delay(n, 2, 30) for n in (1, 2, 3, 4, 5, 9)] == [2, 4, 8, 16, 30, 30]
-
-
 def test_the_gateways_settings_are_all_given_or_none() -> None:
     assert not IntakeSettings().sms_enabled and IntakeSettings().sms_template("filed") is None
     with pytest.raises(ValueError, match="TOWNFLOW_SMS_ACCESS_KEY_SECRET"):
