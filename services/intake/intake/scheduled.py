@@ -13,6 +13,7 @@ import httpx
 
 from townflow_shared.db import OUTAGES, Database
 from townflow_shared.dlq import describe
+from townflow_shared.metrics import counter
 from townflow_shared.outbox import relay_holder
 from townflow_shared.privacy import mask_personal_numbers
 from townflow_shared.retry import backoff_delay
@@ -22,6 +23,10 @@ from .flows import Deps
 from .store import PgStore
 
 log = logging.getLogger(__name__)
+# Counted by the replica that decided: each message's sending, holding (quiet hours), retrying (the
+# gateway down or refusing), failing for good or skipping, by its kind (filed, completed, callback).
+SMS = counter("townflow_intake_sms_total", "Citizens' SMS by kind and outcome (sent, held, retried, failed, skipped)",
+              "kind", "outcome")
 
 
 def erasure_loop(deps: Deps) -> Callable[[Any], Awaitable[None]]:
@@ -89,10 +94,12 @@ class SmsSender:
                               self.settings.sms_retry_max_seconds)
         why = mask_personal_numbers(why)
         log.warning("SMS message %s (%s) waits %.1f s: %s", row["id"], row["kind"], delay, why)
+        SMS.labels(row["kind"], "retried").inc()
         await self._store(lambda s: s.sms_retry(row["id"], why, delay))
 
     async def _end(self, row: Mapping[str, Any], status: str, why: str, attempted: bool = False) -> None:
         log.info("SMS message %s (%s) %s: %s", row["id"], row["kind"], status, why)
+        SMS.labels(row["kind"], status).inc()
         await self._store(lambda s: s.sms_ended(row["id"], status, why, attempted))
 
     async def send_one(self, row: Mapping[str, Any]) -> int:
@@ -118,6 +125,7 @@ class SmsSender:
         held = rules.quiet_until(town.calendar.local(self.deps.clock.now()), row["red"])
         if held is not None:
             await self._store(lambda s: s.sms_hold(row["id"], held, "quiet hours: held until 08:00"))
+            SMS.labels(row["kind"], "held").inc()
             return 0
         if not await self._store(lambda s: s.sms_still_held(row["id"], self.holder)):
             return 0  # this replica was paused past its lease: another one has it now
@@ -137,6 +145,7 @@ class SmsSender:
         now = self.deps.clock.now()
         await self._store(lambda s: s.sms_sent(row["id"], outcome.biz_id, now))
         log.info("SMS message %s (%s) sent", row["id"], row["kind"])
+        SMS.labels(row["kind"], "sent").inc()
         return 1
 
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from intake import flows, gateway, rules
-from intake.scheduled import SmsSender
+from intake.scheduled import SMS, SmsSender
 from intake.settings import IntakeSettings
 from services.intake.tests.fakes import KEYRING, FakeDatabase, deps
 from services.intake.tests.test_flows import BAILU_COMMAND, CLERK, NOW, answered, completed, filing
@@ -209,7 +209,10 @@ async def test_the_sender_sends_the_opened_phone_and_records_the_providers_id(ca
     sender = InMemorySender(at(local(9, 0).astimezone(UTC), FakeDatabase()), store, provider)
     assert await sender.send_one(message_row()) == 1
     assert seen[0]["PhoneNumbers"] == PHONE and json.loads(seen[0]["TemplateParam"])["ticket"] == "T1"
-    assert [c[0] for c in store.calls] == ["sms_sent"] and store.calls[0][1][1] == "biz-1"
+    before = SMS.labels("filed", "sent")._value.get()
+    assert await sender.send_one(message_row()) == 1
+    assert SMS.labels("filed", "sent")._value.get() == before + 1
+    assert [c[0] for c in store.calls] == ["sms_sent", "sms_sent"] and store.calls[0][1][1] == "biz-1"
     assert PHONE not in caplog.text and "1234-5678" not in caplog.text
 
 
