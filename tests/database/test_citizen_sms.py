@@ -67,6 +67,12 @@ async def test_two_replicas_never_lease_one_message_and_a_lease_run_out_frees_it
         assert await PgStore(b).claim_sms("replica-b", 60, NOW, 10) == []  # both held
         assert await PgStore(a).sms_still_held(first[0]["id"], "replica-a")
         assert not await PgStore(a).sms_still_held(first[0]["id"], "replica-b")
+        assert not await PgStore(a).sms_still_held(first[0]["id"], "replica-a", 120)  # not for a call that long
+        await PgStore(b).sms_release([second[0]["id"]], "replica-a")  # not a's to give back
+        assert await PgStore(b).claim_sms("replica-c", 60, NOW, 10) == []
+        await PgStore(b).sms_release([second[0]["id"]], "replica-b")  # given back untried: due at once
+        [back] = await PgStore(b).claim_sms("replica-b", 60, NOW, 10)
+        assert back["id"] == second[0]["id"] and back["attempts"] == 0
         # replica-a is killed mid-send: once its lease has run out, b takes the message over.
         await a.execute("UPDATE sms_outbox SET lease_until = now() - interval '1 second' WHERE id = $1", first[0]["id"])
         [taken] = await PgStore(b).claim_sms("replica-b", 60, NOW, 10)

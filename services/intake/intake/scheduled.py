@@ -42,6 +42,10 @@ def erasure_loop(deps: Deps) -> Callable[[Any], Awaitable[None]]:
     return erasure_loop
 
 
+class GatewayDown(Exception):
+    """The gateway did not answer a message: the rest of the wake-up's messages are not tried."""
+
+
 class SmsSender:
     """Sends what `sms_outbox` holds (docs/notify.md "Citizens' SMS"). Each wake-up leases the
     messages due (store.claim_sms: no two replicas take one row), and for each: the citizen's
@@ -76,9 +80,12 @@ class SmsSender:
     async def send_rows(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """The leased messages, one by one; how many were sent."""
         sent = 0
-        for row in rows:
+        for position, row in enumerate(rows):
             try:
                 sent += await self.send_one(row)
+            except GatewayDown:  # the rest would wait on it one timeout each: they go back, due now
+                await self._release([r["id"] for r in rows[position + 1:]])
+                break
             except OUTAGES:
                 raise
             except Exception as exc:  # one message's bug never stops the others; its text masked
@@ -86,6 +93,10 @@ class SmsSender:
                           mask_personal_numbers(str(exc)))
                 await self._retry(row, f"{type(exc).__name__}")
         return sent
+
+    async def _release(self, message_ids: list[int]) -> None:
+        if message_ids:
+            await self._store(lambda s: s.sms_release(message_ids, self.holder))
 
     async def _retry(self, row: Mapping[str, Any], why: str) -> None:
         # The shared back-off (full jitter): the messages that failed together while the gateway was
@@ -127,14 +138,15 @@ class SmsSender:
             await self._store(lambda s: s.sms_hold(row["id"], held, "quiet hours: held until 08:00"))
             SMS.labels(row["kind"], "held").inc()
             return 0
-        if not await self._store(lambda s: s.sms_still_held(row["id"], self.holder)):
+        # Held for one more call at least: a lease that ran out mid-call would let another replica send it too.
+        if not await self._store(lambda s: s.sms_still_held(row["id"], self.holder, self.settings.sms_timeout_seconds)):
             return 0  # this replica was paused past its lease: another one has it now
         try:
             outcome = await gateway.send(self.client, self.gateway, phone, row["template"], dict(row["params"]),
                                          str(row["id"]))
         except gateway.Unavailable as exc:
             await self._retry(row, f"gateway unavailable: {exc}")
-            return 0
+            raise GatewayDown from None
         if isinstance(outcome, gateway.Refused):
             why = f"{outcome.code}: {outcome.message}"
             if outcome.final:

@@ -593,11 +593,19 @@ class PgStore(PgAnswers):
             "  ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)"
             " RETURNING *", holder, lease_seconds, town_now, limit), key=lambda row: row["id"])
 
-    async def sms_still_held(self, message_id: int, holder: str) -> bool:
-        """The lease is ours and not run out (a replica paused past it sends nothing more)."""
+    async def sms_still_held(self, message_id: int, holder: str, for_seconds: float = 0) -> bool:
+        """The lease is ours for `for_seconds` more at least (a replica paused past it sends nothing more)."""
         return bool(await self.conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM sms_outbox WHERE id = $1 AND lease_holder = $2 AND lease_until > now()"
-            " AND status = 'pending')", message_id, holder))
+            "SELECT EXISTS (SELECT 1 FROM sms_outbox WHERE id = $1 AND lease_holder = $2"
+            " AND lease_until > now() + make_interval(secs => $3) AND status = 'pending')",
+            message_id, holder, for_seconds))
+
+    async def sms_release(self, message_ids: list[int], holder: str) -> None:
+        """Leased messages given back untried (the gateway is down): due again at once."""
+        if message_ids:
+            await self.conn.execute(
+                "UPDATE sms_outbox SET lease_holder = NULL, lease_until = NULL"
+                " WHERE id = ANY($1::bigint[]) AND lease_holder = $2", message_ids, holder)
 
     async def sms_sent(self, message_id: int, provider_id: str, at: datetime) -> None:
         await self.conn.execute(

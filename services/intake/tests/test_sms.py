@@ -162,7 +162,7 @@ class FakeSmsStore:
     async def sealed_citizen(self, request_id: uuid.UUID) -> dict[str, Any] | None:
         return self.sealed
 
-    async def sms_still_held(self, message_id: int, holder: str) -> bool:
+    async def sms_still_held(self, message_id: int, holder: str, for_seconds: float = 0) -> bool:
         return True
 
     def __getattr__(self, name: str) -> Any:  # sms_sent, sms_retry, sms_ended, sms_hold: recorded
@@ -277,3 +277,18 @@ async def test_the_sms_log_is_the_towns_own_and_says_no_phone() -> None:
         with pytest.raises(Refusal) as refused:
             await flows.sms_log(sms_deps(db), who, number)
         assert (refused.value.code.name, refused.value.field) == ("sms.ticket_not_found", "ticket_no")
+
+
+async def test_a_gateway_that_does_not_answer_is_called_once_a_wake_up_the_rest_given_back() -> None:
+    calls: list[httpx.Request] = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    store = store_with()
+    sender = InMemorySender(at(local(9, 0).astimezone(UTC), FakeDatabase()), store, down)
+    rows = [message_row() | {"id": n} for n in (7, 8, 9)]
+    assert await sender.send_rows(rows) == 0
+    assert len(calls) == 1
+    assert [(name, args[0]) for name, args in store.calls] == [("sms_retry", 7), ("sms_release", [8, 9])]
