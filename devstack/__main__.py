@@ -76,7 +76,9 @@ def up(args: argparse.Namespace) -> int:
             # machine), with the secret the demo county's notify.yaml names.
             secret = "SEC" + secrets.token_hex(16)
             stack.extra_env["QINGHE_COMMAND_ROBOT_SECRET"] = secret
-            receivers = Receivers(stack.workdir, dingtalk={"qinghe-command": secret}, wecom=["qinghe-staff"]).start()
+            # The SMS gateway stand-in too: intake texts the citizens through it (docs/notify.md).
+            receivers = Receivers(stack.workdir, dingtalk={"qinghe-command": secret}, wecom=["qinghe-staff"],
+                                  sms=("LTAI-townflow-demo", "SMS" + secrets.token_hex(16))).start()
             stack.use_receivers(receivers)
             print("starting intake, dispatch, enforcement, appraisal, notify and the console ...", flush=True)
             stack.start_services([*SERVICES, "notify"])
@@ -98,7 +100,7 @@ def up(args: argparse.Namespace) -> int:
         for line in observers:
             print(f"  {line}")
         if receivers is not None:
-            print(f"  receivers   {receivers.url}/received  (what notify sent: robots, webhooks, e-mail; docs/notify.md)")
+            print(f"  receivers   {receivers.url}/received  (what notify sent: robots, webhooks, e-mail; the citizens' SMS from intake; docs/notify.md)")
         print(f"  traces      {traces.endpoint}/api/traces?service=intake  (one trace: {traces.endpoint}/api/traces/<trace id>)")
         print(f"  logs        {stack.workdir / 'logs'}")
         print(f"  towns       {args.town_dir}")

@@ -12,13 +12,20 @@ machines, and no message may leave the machine.
   past 20 messages a minute.
 - `/webhook/<name>`: a generic signed webhook: `X-Townflow-Signature: sha256=<hex HMAC-SHA256 of
   the body>`; 204, or 401.
+- `/sms/send`: an SMS provider's gateway, for intake's citizens' SMS (issue #31 item 3), checking a
+  request as Alibaba Cloud's SendSms does: the V3 signature (ACS3-HMAC-SHA256 over the canonical
+  request, recomputed here independently of intake's adapter) by a known access key id, its time
+  within 15 minutes, its nonce never seen before, the body's SHA-256; then the sign name, the
+  template code, every variable of the template (a reply within 35 characters) and a mainland
+  mobile number. It answers with the provider's codes (`OK` and a BizId, `SignatureDoesNotMatch`,
+  `isv.SMS_TEMPLATE_ILLEGAL`, `isv.TEMPLATE_MISSING_PARAMETERS`, `isv.MOBILE_NUMBER_ILLEGAL`, …).
 - SMTP on its own port: aiosmtpd, a real SMTP server (aio-libs), keeping each mail.
 
 `GET /received` answers what arrived (and what was refused, with why) as JSON; the state lives in
 this process: a test stops it to make every receiver "down" and starts it again on the same ports.
 
     python -m devstack.receivers --http-port 8025 --smtp-port 8026 --dingtalk TOKEN=SECRET --wecom KEY \
-        --webhook NAME=SECRET
+        --webhook NAME=SECRET --sms KEY_ID=SECRET --sms-sign 青禾镇人民政府
 """
 
 from __future__ import annotations
@@ -29,12 +36,16 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import signal
 import sys
 import time
+import urllib.parse
 import urllib.request
+import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -48,12 +59,29 @@ if TYPE_CHECKING:  # the server's packages are imported by the process that serv
 
 PER_MINUTE = 20  # both vendors' documented limit for one robot
 HOUR_MS = 3600 * 1000
+# The SMS gateway's approved templates (a provider's console holds them): code -> text, whose
+# ${name}s are the variables a request must give. Intake is started with these codes.
+SMS_TEMPLATES = {
+    "SMS_TF_FILED": "您的诉求已受理，编号${ticket}，查询码${code}，办理进度：${url}",
+    "SMS_TF_COMPLETED": "您的诉求${ticket}已办结：${reply}",
+    "SMS_TF_CALLBACK": "您的诉求${ticket}已办结，请对办理结果作出评价：${url}",
+}
+SMS_TEMPLATE_OF = {"filed": "SMS_TF_FILED", "completed": "SMS_TF_COMPLETED", "callback": "SMS_TF_CALLBACK"}
+SMS_VARIABLE_MAX = {"reply": 35}  # a variable's length limit (a link's is the provider's own)
+SMS_WINDOW_SECONDS = 15 * 60
+_VARIABLE = re.compile(r"\$\{(\w+)\}")
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
+_AUTHORIZATION = re.compile(r"^ACS3-HMAC-SHA256 Credential=([^,]+),SignedHeaders=([^,]+),Signature=([0-9a-f]{64})$")
 
 
 class Received:
-    def __init__(self, dingtalk: dict[str, str], wecom: set[str], webhooks: dict[str, str]) -> None:
+    def __init__(self, dingtalk: dict[str, str], wecom: set[str], webhooks: dict[str, str],
+                 sms_keys: dict[str, str] | None = None, sms_signs: set[str] | None = None) -> None:
         self.dingtalk, self.wecom, self.webhooks = dingtalk, wecom, webhooks
-        self.messages: dict[str, list[dict[str, Any]]] = {"dingtalk": [], "wecom": [], "webhook": [], "email": []}
+        self.sms_keys, self.sms_signs = sms_keys or {}, sms_signs or set()
+        self.sms_nonces: set[str] = set()
+        self.messages: dict[str, list[dict[str, Any]]] = {"dingtalk": [], "wecom": [], "webhook": [], "email": [],
+                                                          "sms": []}
         self.refused: list[dict[str, Any]] = []
         self.minute: dict[str, deque[float]] = {}
 
@@ -81,8 +109,83 @@ def dingtalk_expected_sign(secret: str, timestamp: str) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
+def sms_expected_signature(secret: str, method: str, path: str, query: Mapping[str, str],
+                           headers: Mapping[str, str], signed: Sequence[str], body: bytes) -> str:
+    """The provider's side of the V3 signature (ACS3-HMAC-SHA256): the canonical request (method,
+    path, the query sorted and percent-encoded, each signed header as `name:value` on its line, the
+    signed headers' names, the body's hex SHA-256), its hex SHA-256 after the algorithm's name,
+    signed with HMAC-SHA256 by the access key secret, in hex."""
+    def encode(text: str) -> str:
+        return urllib.parse.quote(text, safe="-_.~")
+
+    canonical = "\n".join([
+        method, path or "/", "&".join(f"{encode(k)}={encode(v)}" for k, v in sorted(query.items())),
+        "".join(f"{name}:{headers.get(name, '').strip()}\n" for name in signed), ";".join(signed),
+        hashlib.sha256(body).hexdigest()])
+    to_sign = "ACS3-HMAC-SHA256\n" + hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+
+
 def app_of(received: Received) -> web.Application:
     from aiohttp import web
+
+    def sms_refused(code: str, message: str, status: int = 200) -> web.Response:
+        received.refused.append({"where": "sms", "why": message, "code": code})
+        return web.json_response({"Code": code, "Message": message, "RequestId": str(uuid.uuid4())}, status=status)
+
+    async def sms(request: web.Request) -> web.Response:
+        body = await request.read()
+        found = _AUTHORIZATION.match(request.headers.get("Authorization", ""))
+        if found is None:
+            return sms_refused("IncompleteSignature", "the Authorization header is not ACS3-HMAC-SHA256", 400)
+        key_id, signed, given = found.group(1), found.group(2).split(";"), found.group(3)
+        secret = received.sms_keys.get(key_id)
+        if secret is None:
+            return sms_refused("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        if not {"host", "x-acs-action", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"} <= set(signed):
+            return sms_refused("IncompleteSignature", "the host, action, date, nonce and body hash must be signed", 400)
+        try:
+            stamped = datetime.strptime(headers.get("x-acs-date", ""), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return sms_refused("InvalidTimeStamp.Format", "x-acs-date is not YYYY-MM-DDThh:mm:ssZ", 400)
+        if abs(time.time() - stamped.timestamp()) > SMS_WINDOW_SECONDS:
+            return sms_refused("InvalidTimeStamp.Expired", "the request's time is more than 15 minutes off", 400)
+        if headers.get("x-acs-content-sha256") != hashlib.sha256(body).hexdigest():
+            return sms_refused("SignatureDoesNotMatch", "x-acs-content-sha256 is not the body's", 400)
+        expected = sms_expected_signature(secret, request.method, request.path, request.query, headers, signed, body)
+        if not hmac.compare_digest(given, expected):
+            return sms_refused("SignatureDoesNotMatch", "Specified signature is not matched with our calculation.", 403)
+        nonce = headers.get("x-acs-signature-nonce", "")
+        if not nonce or nonce in received.sms_nonces:
+            return sms_refused("SignatureNonceUsed", "Specified signature nonce was used already.", 400)
+        received.sms_nonces.add(nonce)
+        if headers.get("x-acs-action") != "SendSms":
+            return sms_refused("InvalidAction.NotFound", "Specified api is not found", 404)
+        try:
+            sent = json.loads(body)
+            params = json.loads(sent.get("TemplateParam") or "{}")
+        except (ValueError, AttributeError):
+            return sms_refused("isv.INVALID_JSON_PARAM", "the body or TemplateParam is not JSON")
+        if sent.get("SignName") not in received.sms_signs:
+            return sms_refused("isv.SMS_SIGNATURE_ILLEGAL", "the sign name is not approved")
+        template = SMS_TEMPLATES.get(str(sent.get("TemplateCode")))
+        if template is None:
+            return sms_refused("isv.SMS_TEMPLATE_ILLEGAL", "the template code is not approved")
+        missing = [name for name in _VARIABLE.findall(template) if not isinstance(params.get(name), str) or not params[name]]
+        if missing:
+            return sms_refused("isv.TEMPLATE_MISSING_PARAMETERS", f"missing: {', '.join(missing)}")
+        if any(len(params[name]) > limit for name, limit in SMS_VARIABLE_MAX.items() if name in params):
+            return sms_refused("isv.PARAM_LENGTH_LIMIT", "a variable is longer than its limit")
+        phone = str(sent.get("PhoneNumbers", ""))
+        if not _MOBILE.fullmatch(phone):
+            return sms_refused("isv.MOBILE_NUMBER_ILLEGAL", "the number is not a mainland mobile number")
+        biz_id = uuid.uuid4().hex
+        received.messages["sms"].append({
+            "phone": phone, "sign_name": sent["SignName"], "template": sent["TemplateCode"], "params": params,
+            "text": f"【{sent['SignName']}】" + _VARIABLE.sub(lambda m: params[m.group(1)], template),
+            "out_id": sent.get("OutId"), "biz_id": biz_id, "at": time.time()})
+        return web.json_response({"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": str(uuid.uuid4())})
 
     async def dingtalk(request: web.Request) -> web.Response:
         token = request.query.get("access_token", "")
@@ -143,6 +246,7 @@ def app_of(received: Received) -> web.Application:
     app.router.add_post("/robot/send", dingtalk)
     app.router.add_post("/cgi-bin/webhook/send", wecom)
     app.router.add_post("/webhook/{name}", webhook)
+    app.router.add_post("/sms/send", sms)
     app.router.add_get("/received", everything)
     return app
 
@@ -168,7 +272,8 @@ async def serve(args: argparse.Namespace) -> None:
     from aiosmtpd.smtp import SMTP
 
     received = Received(dict(pair.split("=", 1) for pair in args.dingtalk), set(args.wecom),
-                        dict(pair.split("=", 1) for pair in args.webhook))
+                        dict(pair.split("=", 1) for pair in args.webhook),
+                        dict(pair.split("=", 1) for pair in args.sms), set(args.sms_sign))
     runner = web.AppRunner(app_of(received), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.http_port).start()
@@ -189,14 +294,19 @@ class Receivers:
     `start` is every receiver down, then back, on the same ports)."""
 
     def __init__(self, workdir: Path, *, dingtalk: Mapping[str, str] = {}, wecom: Sequence[str] = (),
-                 webhooks: Mapping[str, str] = {}) -> None:
+                 webhooks: Mapping[str, str] = {}, sms: tuple[str, str] | None = None,
+                 sms_sign: str = "青禾镇人民政府") -> None:
+        """`sms`: the (access key id, secret) the SMS gateway knows, and intake is given; None: no
+        SMS gateway here, and intake sends none."""
         self.workdir = workdir
+        self.sms, self.sms_sign = sms, sms_sign
         self.http_port, self.smtp_port = free_port(), free_port()
         self.argv = [sys.executable, "-m", "devstack.receivers", "--http-port", str(self.http_port),
                      "--smtp-port", str(self.smtp_port),
                      *(a for token, secret in dingtalk.items() for a in ("--dingtalk", f"{token}={secret}")),
                      *(a for key in wecom for a in ("--wecom", key)),
-                     *(a for name, secret in webhooks.items() for a in ("--webhook", f"{name}={secret}"))]
+                     *(a for name, secret in webhooks.items() for a in ("--webhook", f"{name}={secret}")),
+                     *(("--sms", f"{sms[0]}={sms[1]}", "--sms-sign", sms_sign) if sms is not None else ())]
         self.child: Child | None = None
 
     @property
@@ -219,6 +329,15 @@ class Receivers:
             found: dict[str, list[dict[str, Any]]] = json.load(answer)
             return found
 
+    def intake_env(self) -> dict[str, str]:
+        """What intake is started with: the SMS gateway here, its key pair, sign name and
+        templates (none when this runs no SMS gateway)."""
+        if self.sms is None:
+            return {}
+        return {"TOWNFLOW_SMS_URL": f"{self.url}/sms/send", "TOWNFLOW_SMS_ACCESS_KEY_ID": self.sms[0],
+                "TOWNFLOW_SMS_ACCESS_KEY_SECRET": self.sms[1], "TOWNFLOW_SMS_SIGN_NAME": self.sms_sign,
+                **{f"TOWNFLOW_SMS_TEMPLATE_{kind.upper()}": code for kind, code in SMS_TEMPLATE_OF.items()}}
+
     def notify_env(self) -> dict[str, str]:
         """What notify is started with: the SMTP relay, and the receivers' address for the
         `${TOWNFLOW_RECEIVERS_URL}` of a town's notify.yaml."""
@@ -233,6 +352,8 @@ def main() -> None:
     parser.add_argument("--dingtalk", action="append", default=[], help="ACCESS_TOKEN=SECRET of a robot")
     parser.add_argument("--wecom", action="append", default=[], help="KEY of a robot")
     parser.add_argument("--webhook", action="append", default=[], help="NAME=SECRET of a webhook")
+    parser.add_argument("--sms", action="append", default=[], help="ACCESS_KEY_ID=SECRET of the SMS gateway")
+    parser.add_argument("--sms-sign", action="append", default=[], help="an approved SMS sign name (签名)")
     asyncio.run(serve(parser.parse_args()))
 
 

@@ -295,6 +295,8 @@ class Stack:
                         "TOWNFLOW_S3_EVIDENCE_RETENTION_DAYS": str(self.evidence_lock_days)}
         if self.test_clock:
             env["TOWNFLOW_TEST_CLOCK"] = "1"
+        if name == "intake" and self.receivers is not None:  # the SMS gateway stand-in, when it runs one
+            env |= {"TOWNFLOW_SMS_POLL_SECONDS": "0.5", **self.receivers.intake_env()}
         if name == "notify":
             env["TOWNFLOW_SEND_POLL_SECONDS"] = "0.5"
             if self.receivers is not None:

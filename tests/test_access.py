@@ -33,6 +33,7 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | None]] = [
     ("intake", "POST", f"/v1/requests/{TICKET}/unmerge", frozenset({"command_centre"})),
     ("intake", "GET", f"/v1/tasks/{FAKE}/matter", HOLDERS | {"clerk", "appraisal_admin"}),
     ("intake", "GET", "/v1/personal-data-reads", frozenset({"appraisal_admin"})),
+    ("intake", "GET", f"/v1/requests/{TICKET}/sms", frozenset({"clerk", "command_centre"})),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/accept", HOLDERS),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/complete", HOLDERS),
     ("dispatch", "POST", f"/v1/tasks/{FAKE}/completions", HOLDERS),

@@ -118,6 +118,11 @@ MATRIX: dict[Route, dict[Caller, Expected]] = {
     ("intake", "GET", "/v1/personal-data-reads"): {
         APPRAISER: (200, 404), COMMAND: (403, 403), STAFF: (403, 403), READER: (200, 200),
         COUNTY_ADMIN: (200, 200)},
+    # The SMS sent to a matter's citizen (issue #31): what and when, never the phone; the town's
+    # clerks and command centre, another town's matter not found.
+    ("intake", "GET", "/v1/requests/{ticket_no}/sms"): {
+        CLERK: (200, 404), COMMAND: (200, 404), STAFF: (403, 403), OFFICER: (403, 403), READER: (200, 200),
+        COUNTY_ADMIN: (200, 200)},
     ("intake", "GET", "/v1/catalog"): {
         CLERK: (200, 404), OFFICER: (200, 404), READER: (200, 200), COUNTY_ADMIN: (200, 200)},
     # dispatch: a task's assignee or its post's module leader acts on it; the command centre steers
@@ -395,6 +400,8 @@ def _request(route: Route, town: TownRecords | None, record: dict[str, Any] | No
             return Call("/v1/requests", json=filing(town_code=code))
         case "/v1/requests/{ticket_no}":
             return Call(f"/v1/requests/{r['ticket_no']}", code=r["access_code"])
+        case "/v1/requests/{ticket_no}/sms":
+            return Call(f"/v1/requests/{r['ticket_no']}/sms")
         case "/v1/filings":
             return Call("/v1/filings", data={"filing": json.dumps(filing(town_code=code), ensure_ascii=False)},
                         files=PHOTOS)

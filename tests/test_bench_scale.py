@@ -19,6 +19,7 @@ from devstack.stack import REPO
 # the OpenAPI documents, so one it forgot (or one that vanished from a document) fails here.
 READS = {
     "intake": ["/metrics", "/readyz", "/v1/catalog", "/v1/personal-data-reads", "/v1/requests/{ticket_no}",
+               "/v1/requests/{ticket_no}/sms",
                "/v1/requests/{ticket_no}/photos/{attachment_id}", "/v1/tasks/{task_id}/matter"],
     "dispatch": ["/metrics", "/readyz", "/v1/board", "/v1/extensions", "/v1/holders", "/v1/suspensions",
                  "/v1/task-search", "/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/photos/{attachment_id}"],

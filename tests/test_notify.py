@@ -1,6 +1,8 @@
 """Notify on the real stack (issue #31): Kafka, PostgreSQL, intake, dispatch and notify, sending to
 the real local receivers (devstack/receivers.py: DingTalk and WeCom robots that check the request as
-the vendors document it, aiosmtpd for e-mail). No message leaves the machine."""
+the vendors document it, aiosmtpd for e-mail). No message leaves the machine. The citizens' SMS from
+intake (item 3) on the same stack, through the receivers' SMS gateway stand-in, which checks each
+request's signature, template and number as a provider does."""
 
 from __future__ import annotations
 
@@ -15,12 +17,23 @@ from devstack.receivers import Receivers
 from devstack.stack import Stack
 from townflow_shared.settings import DEMO_TOWN_DIR
 
-from .conftest import COMMAND, Api, eventually, file_matter, http_client, set_clocks, task_of
+from .conftest import (
+    CLERK,
+    COMMAND,
+    Api,
+    advance_clocks,
+    eventually,
+    file_matter,
+    http_client,
+    set_clocks,
+    task_of,
+)
 from .kafka_tools import event_of, produce, read_all
 
 DUTY_SECRET = "SEC" + secrets.token_hex(16)
 BURST_SECRET = "SEC" + secrets.token_hex(16)
 FEED_SECRET = secrets.token_hex(16)
+SMS_KEY = ("LTAI-test-" + secrets.token_hex(4), secrets.token_hex(16))
 # S001 (newborn registration) goes to the household post, A holder s049 (廖凡); S002 (medical
 # insurance) to social-security, s010 then s011: each post's people on a robot of their own.
 NOTIFY_YAML = f"""
@@ -49,9 +62,10 @@ def notify_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # Two replicas of notify: each event's deliveries recorded and sent once whichever replica has it.
     stack = Stack.in_temp_dir(kafka_heap="384m", test_clock=True, replicas={"notify": 2}, extra_env={
         "TOWNFLOW_TOWN_DIR": str(town), "TOWNFLOW_SEND_RETRY_BASE_SECONDS": "0.5",
-        "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2"})
+        "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2", "TOWNFLOW_SMS_RETRY_BASE_SECONDS": "0.5",
+        "TOWNFLOW_SMS_RETRY_MAX_SECONDS": "2", "TOWNFLOW_SMS_STATUS_URL": "https://zwt.example.cn/status"})
     receivers = Receivers(stack.workdir, dingtalk={"duty-token": DUTY_SECRET, "burst-token": BURST_SECRET},
-                          wecom=["centre-key"], webhooks={"police-feed": FEED_SECRET}).start()
+                          wecom=["centre-key"], webhooks={"police-feed": FEED_SECRET}, sms=SMS_KEY).start()
     stack.use_receivers(receivers)
     try:
         stack.start_infra()
@@ -277,3 +291,114 @@ async def test_supervision_climbs_the_towns_ladder_each_level_to_its_people(noti
 async def _at_least_people(told: Any, level: str, count: int) -> set[str]:
     found: set[str] = await told(level)
     return found if len(found) >= count else set()
+
+
+
+# --- citizens' SMS from intake (issue #31 item 3) ---------------------------------------------------
+# Each test sets the town's clock (10:00 on a Monday, or 22:00 for quiet hours); the module's
+# fixture puts every clock back after it.
+DAY, NIGHT = "2026-12-07T10:00:00+08:00", "2026-12-07T22:00:00+08:00"
+
+
+def a_phone() -> str:
+    return f"139{secrets.randbelow(10**8):08d}"
+
+
+async def file_for(stack: Stack, phone: str, **overrides: Any) -> dict[str, Any]:
+    return await file_matter(Api(stack, "intake"), citizen={"name": "测试群众", "phone": phone}, **overrides)
+
+
+async def texts_to(stack: Stack, phone: str, count: int = 1) -> list[dict[str, Any]]:
+    found = [m for m in (await received(stack))["sms"] if m["phone"] == phone]
+    return found if len(found) >= count else []
+
+
+async def sms_log(stack: Stack, ticket_no: str) -> list[dict[str, Any]]:
+    response = await Api(stack, "intake").call("GET", f"/v1/requests/{ticket_no}/sms", as_=CLERK)
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+async def test_a_filing_texts_the_citizen_the_ticket_the_code_and_the_status_page(notify_stack: Stack) -> None:
+    await set_clocks(notify_stack, DAY)
+    phone = a_phone()
+    ticket = await file_for(notify_stack, "+86 " + phone[:3] + "-" + phone[3:7] + "-" + phone[7:])  # as typed
+    [text] = await eventually(lambda: texts_to(notify_stack, phone), what="the filing's SMS at the gateway")
+    assert text["template"] == "SMS_TF_FILED" and text["sign_name"] == "青禾镇人民政府"
+    assert text["params"] == {"ticket": ticket["ticket_no"], "code": ticket["access_code"],
+                              "url": f"https://zwt.example.cn/status?ticket={ticket['ticket_no']}"}
+    [logged] = await eventually(lambda: _sent(notify_stack, ticket["ticket_no"]), what="the log to say sent")
+    assert logged["kind"] == "filed" and logged["attempts"] == 1
+    assert not [r for r in (await received(notify_stack))["refused"] if r["where"] == "sms"]
+
+
+async def _sent(stack: Stack, ticket_no: str, count: int = 1) -> list[dict[str, Any]]:
+    sent = [m for m in await sms_log(stack, ticket_no) if m["status"] == "sent"]
+    return sent if len(sent) >= count else []
+
+
+async def test_completion_texts_the_reply_and_a_day_later_the_callback_invitation(notify_stack: Stack) -> None:
+    await set_clocks(notify_stack, DAY)
+    phone = a_phone()
+    ticket = await file_for(notify_stack, phone, item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    holder = (task["assignee"], "staff")
+    dispatch = Api(notify_stack, "dispatch")
+    assert (await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/accept", as_=holder)).status_code == 200
+    response = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/complete", as_=holder,
+                                   json={"resolution": "办结", "reply": "户口已登记，请携带身份证到派出所窗口领取户口簿。"})
+    assert response.status_code == 200, response.text
+    texts = await eventually(lambda: texts_to(notify_stack, phone, 2), what="the completion's SMS")
+    assert [t["template"] for t in texts] == ["SMS_TF_FILED", "SMS_TF_COMPLETED"]
+    assert texts[1]["params"]["reply"] == "户口已登记，请携带身份证到派出所窗口领取户口簿。"
+    callback = [m for m in await sms_log(notify_stack, ticket["ticket_no"]) if m["kind"] == "callback"]
+    assert [(m["status"], m["hold_until"]) for m in callback] == [("pending", "2026-12-08T10:00:00+08:00")]
+    await advance_clocks(notify_stack, "PT25H")  # the next day, 11:00
+    texts = await eventually(lambda: texts_to(notify_stack, phone, 3), what="the callback invitation")
+    assert texts[2]["template"] == "SMS_TF_CALLBACK" and texts[2]["params"]["url"].endswith(ticket["ticket_no"])
+
+
+async def test_a_citizen_who_opted_out_is_sent_nothing(notify_stack: Stack) -> None:
+    await set_clocks(notify_stack, DAY)
+    quiet, other = a_phone(), a_phone()
+    ticket = await file_for(notify_stack, quiet, sms_opt_out=True)
+    await file_for(notify_stack, other)
+    await eventually(lambda: texts_to(notify_stack, other), what="the next filing's SMS (sent after)")
+    assert await texts_to(notify_stack, quiet) == [] and await sms_log(notify_stack, ticket["ticket_no"]) == []
+
+
+async def test_quiet_hours_hold_a_yellow_matters_sms_until_eight_and_not_a_red_ones(notify_stack: Stack) -> None:
+    await set_clocks(notify_stack, NIGHT)
+    yellow, red = a_phone(), a_phone()
+    held = await file_for(notify_stack, yellow)
+    await file_for(notify_stack, red, colour="red", location="青禾村七组")
+    await eventually(lambda: texts_to(notify_stack, red), what="the red matter's SMS at 22:00")
+
+    async def waiting() -> list[dict[str, Any]]:
+        return [m for m in await sms_log(notify_stack, held["ticket_no"]) if m["hold_until"] is not None]
+
+    [logged] = await eventually(waiting, what="the yellow matter's SMS held")
+    assert (logged["status"], logged["hold_until"], logged["attempts"]) == ("pending", "2026-12-08T08:00:00+08:00", 0)
+    assert await texts_to(notify_stack, yellow) == []
+    await set_clocks(notify_stack, "2026-12-08T08:00:00+08:00")
+    await eventually(lambda: texts_to(notify_stack, yellow), what="the held SMS at 08:00")
+
+
+async def test_a_gateway_down_gets_the_sms_once_it_is_back_and_only_once(notify_stack: Stack) -> None:
+    await set_clocks(notify_stack, DAY)
+    receivers = receivers_of(notify_stack)
+    phone = a_phone()
+    receivers.stop()
+    try:
+        ticket = await file_for(notify_stack, phone)
+
+        async def failing() -> list[dict[str, Any]]:
+            return [m for m in await sms_log(notify_stack, ticket["ticket_no"])
+                    if m["status"] == "pending" and m["attempts"] >= 2 and "gateway unavailable" in (m["last_error"] or "")]
+
+        await eventually(failing, what="the SMS to fail twice and wait")
+    finally:
+        receivers.start()
+    await eventually(lambda: _sent(notify_stack, ticket["ticket_no"]), what="the SMS, later")
+    await asyncio.sleep(2)  # several of the sender's wake-ups
+    assert len(await texts_to(notify_stack, phone)) == 1

@@ -149,6 +149,7 @@ INTAKE = {
     "unmerge.not_merged": "该件没有合并，无需撤销",
     "unmerge.primary_closed": "主件 {primary} 已结案，合并不能撤销",
     "matter.not_found": "没有找到这件事项（刚派出的任务请稍后刷新）",
+    "sms.ticket_not_found": "本镇没有受理编号为 {ticket} 的事项，查不到它的短信记录",
 }
 
 # 派单 (dispatch): tasks, returns and redispatch, extensions, verification, callbacks, off-post.

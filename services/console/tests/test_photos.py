@@ -334,3 +334,18 @@ async def test_an_inspection_takes_evidence_photos_with_a_note_where_enforcement
     async for browser, _ in _console(_inspection(None), [], officer):
         before = (await browser.get(f"/enforcement/inspections/{INSPECTION_ID}")).text
     assert 'data-testid="evidence"' not in before  # an enforcement without evidence: nothing shown
+
+
+async def test_the_filing_forms_no_sms_box_sends_sms_opt_out_and_leaves_it_out_unticked() -> None:
+    """不接收短信 (issue #31): ticked, the filing carries `sms_opt_out: true`; unticked, no such
+    field at all (the body a previous release of intake takes too)."""
+    async for browser, _csrf in _console(_filing_answer(), [], CLERK):
+        page = (await browser.get("/intake")).text
+    assert '<input type="checkbox" name="sms_opt_out" value="1"> 不接收短信' in page
+    for ticked, expected in (({"sms_opt_out": "1"}, True), ({}, None)):
+        seen: list[httpx.Request] = []
+        async for browser, csrf in _console(_filing_answer(), seen, CLERK):
+            got = await browser.post("/intake", data={"csrf": csrf, **FORM, **ticked})
+        assert got.status_code == 201, got.text
+        (sent,) = [r for r in seen if r.method == "POST"]
+        assert json.loads(sent.content).get("sms_opt_out") is expected

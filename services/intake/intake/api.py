@@ -215,3 +215,14 @@ async def personal_data_reads(
 ) -> models.PersonalDataReads:
     """Who read citizens' personal data (the appraisal office): newest first, a page at a time."""
     return await flows.personal_data_reads(deps, principal, flows.ReadRecord(town, period, staff, limit, offset))
+
+
+@router.get("/v1/requests/{ticket_no}/sms", response_model=list[models.SmsMessage], responses=responses(
+    *STAFF, problems.INVALID, CODES["sms.ticket_not_found"]))
+async def sms_log(deps: Dependencies, ticket_no: TicketInPath,
+                  principal: Annotated[Principal, Depends(require(*flows.READ_BY_TOKEN))],
+                  ) -> list[models.SmsMessage]:
+    """The SMS to the matter's citizen (issue #31): each message's kind, status, attempts and why it
+    waits, failed or was skipped, for the town's clerks and command centre. Never the phone or the
+    text (the status page shows the citizen what the texts said)."""
+    return await flows.sms_log(deps, principal, ticket_no)

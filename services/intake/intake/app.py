@@ -38,6 +38,8 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
     for event_type, handler in handlers.HANDLERS:
         runtime.on(event_type)(handler)
     runtime.every(scheduled.erasure_loop(deps))
+    if settings.sms_enabled:  # a deployment without the gateway's settings sends no SMS (docs/notify.md)
+        runtime.every(scheduled.sms_loop(deps, runtime.database))
     runtime.every(shared_attachments.sweep_loop(attachments.OWNER, deps.objects,
                                                 shared_attachments.known_in(deps.unit_of_work), settings))
     runtime.publishes(events.RequestFiled, events.RequestRated, events.RequestMerged)

@@ -39,7 +39,7 @@ from townflow_shared.scope import town_of_event, town_of_new_record, town_of_rec
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import CatalogItem, Town
 
-from . import models, personal_data, rules
+from . import models, personal_data, rules, sms
 from .personal_data import CitizenSealer, Keyring
 from .refusals import CODES
 from .settings import IntakeSettings
@@ -73,6 +73,11 @@ class Filing:
     # and its attachments' rows, written with it.
     request_id: uuid.UUID | None = None
     attachments: tuple[dict[str, Any], ...] = ()
+    # Citizens' SMS (issue #31): the citizen's choice at filing (不接收短信), and the filing's message
+    # (None: opted out, or the deployment sends none) with the status page's address.
+    sms_opt_out: bool = False
+    sms_template: str | None = None
+    status_url: str = ""
 
     @property
     def scope_and_key(self) -> tuple[str, str, str] | None:
@@ -192,10 +197,15 @@ def validated_filing(deps: Deps, actor: Principal, command: FileMatter) -> Filin
     filing = Filing(
         town=town, filed_by=actor.sub, filer_scope=filer_scope(actor), idempotency_key=command.idempotency_key,
         # The key is the town's already: named or not, a retry is the same filing.
-        fingerprint=hashlib.sha256(body.model_dump_json(exclude={"town_code"}).encode()).hexdigest(),
+        # `sms_opt_out` left out unless set: a body the previous release fingerprinted is the same filing.
+        fingerprint=hashlib.sha256(body.model_dump_json(
+            exclude={"town_code"} if body.sms_opt_out else {"town_code", "sms_opt_out"}).encode()).hexdigest(),
         item=item, requested_colour=body.colour,
         citizen_ref=rules.citizen_ref(deps.citizen_ref_key, body.citizen.id_number, body.citizen.phone),
-        fields=fields, trace_headers=current_trace_headers(), audit=audit_trail.pending())
+        fields=fields, trace_headers=current_trace_headers(), audit=audit_trail.pending(),
+        sms_opt_out=body.sms_opt_out,
+        sms_template=None if body.sms_opt_out else deps.settings.sms_template("filed"),
+        status_url=deps.settings.sms_status_url)
     return filing
 
 
@@ -643,6 +653,8 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
     in_this_batch: Counter[tuple[str, str, str]] = Counter()
     rows, citizens, outgoing = [], [], []
     places: list[dict[str, Any]] = []  # request_places: the filings with a point (issue #30)
+    sms_choices: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []  # the filings' SMS (issue #31), sent by the sender loop
     attachments: list[dict[str, Any]] = []
     answers: list[Answer] = []
     for filing, day, earlier_filings in zip(filings, days, earlier, strict=True):
@@ -696,8 +708,15 @@ async def _file_new(uow: UnitOfWork, filings: Sequence[Filing], now: datetime,
                                 "village": fields["village"], "grid_cell": cell,
                                 **receipt_facts(town, filing.item, colour, now)}
         answers.append((201, body))
+        sms_choices.append({"request_id": request_id, "town_code": town.code, "opted_out": filing.sms_opt_out})
+        if filing.sms_template is not None:
+            messages.append(sms.message(
+                request_id, town.code, "filed", request_id, filing.sms_template, colour, now,
+                {"ticket": ticket_no, "code": access_code, "url": sms.status_address(filing.status_url, ticket_no)}))
     await uow.store.insert_requests(rows, "filed", [{"channel": f.fields["channel"]} for f in filings], citizens,
                                     places)
+    await uow.store.save_sms_choices(sms_choices)
+    await uow.store.enqueue_sms(messages)
     await uow.store.insert_attachments(attachments)
     duplicates = await possible_duplicates(uow.store, filings, [row["request_id"] for row in rows], now)
     for (_, answer), found in zip(answers, duplicates, strict=True):
@@ -823,6 +842,7 @@ async def follow_task_completed(deps: Deps, uow: UnitOfWork, event: events.TaskC
                       status="completed", completed_at=d.completed_at)
     await record_answer(uow, town, d.request_id, d.completed_at, reply=d.reply)  # none from v1.1
     await hold_task(uow, town, d.task_id, d.request_id, d.completed_at, "completed")
+    await sms.queue_completion(deps.settings, uow, town, d, event.id)
     # The after photos (处置后照片, issue #29), by reference: the objects stay dispatch's.
     await uow.store.record_task_photos(town.code, uuid.UUID(d.request_id), [
         {"attachment_id": uuid.UUID(ref.attachment_id), "request_id": uuid.UUID(d.request_id), "town_code": town.code,
@@ -885,6 +905,28 @@ async def follow_task_merged(deps: Deps, uow: UnitOfWork, event: events.TaskMerg
     only who may see its citizen changes; the timeline has its own merge steps."""
     town, d = town_of_event(deps.county, event.town_code), event.data
     await hold_task(uow, town, d.task_id, d.request_id, d.at, d.status)
+
+
+# --- citizens' SMS (issue #31 item 3, sms.py): the delivery log ------------------------------------
+async def sms_log(deps: Deps, actor: Principal, ticket_no: str) -> list[models.SmsMessage]:
+    """The SMS sent (or held, or skipped) to a matter's citizen, oldest first, for the town's
+    clerks and command centre: what and when, never the phone or the text."""
+    town = deps.county.town(rules.town_of_ticket(ticket_no))
+    if town is None or not actor.may_read(town.code):  # another town's: not found, as one that is not there
+        raise CODES["sms.ticket_not_found"]("ticket_no", ticket=ticket_no)
+    async with deps.unit_of_work() as uow:
+        row = await uow.store.request_by_ticket(ticket_no)
+        if row is None:
+            raise CODES["sms.ticket_not_found"]("ticket_no", ticket=ticket_no)
+        messages = await uow.store.sms_of(row["request_id"])
+    tz = town.calendar.tz
+
+    def local(moment: datetime | None) -> str | None:
+        return moment.astimezone(tz).isoformat() if moment is not None else None
+
+    return [models.SmsMessage(kind=m["kind"], status=m["status"], created_at=m["created_at"].astimezone(tz).isoformat(),
+                              hold_until=local(m["hold_until"]), attempts=m["attempts"], last_error=m["last_error"],
+                              sent_at=local(m["sent_at"])) for m in messages]
 
 
 # --- the citizen's personal data at rest (issue #28 item 7, personal_data.py) ---------------------

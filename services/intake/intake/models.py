@@ -132,6 +132,8 @@ class FileRequest(Command):
     town_code: TownCode | None = Field(
         default=None,
         description="the town filed in: required of county_admin in a county; a town's staff file in their own town")
+    sms_opt_out: bool = Field(default=False, description=(
+        "不接收短信: the citizen wants no SMS about this matter (none at filing, completion or for the callback)"))
 
     @field_validator("village")
     @classmethod
@@ -350,3 +352,19 @@ class PersonalDataRead(BaseModel):
 class PersonalDataReads(BaseModel):
     reads: list[PersonalDataRead]
     next_offset: int | None = Field(description="the next page's offset; null on the last page")
+
+
+# --- citizens' SMS (issue #31 item 3) ---------------------------------------------------------------
+class SmsMessage(BaseModel):
+    """One SMS to the matter's citizen, as the delivery log keeps it: never the phone or the text."""
+
+    kind: Literal["filed", "completed", "callback"] = Field(description=(
+        "filed: the ticket and access code; completed: the reply in short; callback: the invitation to rate it"))
+    status: Literal["pending", "sent", "failed", "skipped"] = Field(description=(
+        "pending: waits (quiet hours, the callback's day, a gateway down); failed: the number refused for good; "
+        "skipped: no mobile number, personal data erased, or already rated"))
+    created_at: str = Field(description="when it was queued, in the town's time zone")
+    hold_until: str | None = Field(default=None, description="held until then (quiet hours, the callback's day)")
+    attempts: int
+    last_error: str | None = Field(default=None, description="why it waits, failed or was skipped")
+    sent_at: str | None = None

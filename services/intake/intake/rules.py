@@ -479,3 +479,38 @@ def status_reader_role(actor: Principal) -> str:
         if role in actor.roles:
             return role
     return "admin"  # has_any admits no one else
+
+
+# --- citizens' SMS (issue #31 item 3, docs/notify.md "Citizens' SMS") -----------------------------
+# Quiet hours on the town's clock: from 21:00 until 08:00 only a red matter's messages go out; the
+# others wait for 08:00.
+QUIET_FROM, QUIET_UNTIL = 21, 8
+# What a provider's template variable holds at most (the providers cap each variable; 35 is Alibaba
+# Cloud's for a notification): the reply is cut to it, the whole answer is on the status page.
+SMS_PARAM_MAX = 35
+# A mainland mobile number as the gateways take it (PhoneNumbers): 11 digits, 1 and 3-9 first.
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
+
+
+def quiet_until(local_now: datetime, red: bool) -> datetime | None:
+    """When a message may go, if not now: None for a red matter's, or outside quiet hours; else the
+    next 08:00 of the town (`local_now` is the town's local time, and so is the answer)."""
+    if red or QUIET_UNTIL <= local_now.hour < QUIET_FROM:
+        return None
+    morning = local_now.replace(hour=QUIET_UNTIL, minute=0, second=0, microsecond=0)
+    return morning if local_now.hour < QUIET_UNTIL else morning + timedelta(days=1)
+
+
+def mobile_number(phone: str | None) -> str | None:
+    """The citizen's phone as an SMS gateway takes it (a leading +86 dropped, spaces and dashes
+    gone), or None when it is no mainland mobile number (a landline, or none given)."""
+    if not phone:
+        return None
+    digits = normalise_phone(phone)
+    return digits if _MOBILE.fullmatch(digits) else None
+
+
+def short_param(text: str, limit: int = SMS_PARAM_MAX) -> str:
+    """A template variable within the provider's limit: cut with … past it."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"

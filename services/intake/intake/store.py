@@ -81,6 +81,12 @@ class IntakeStore(Protocol):
     async def known_attachments(self, attachment_ids: list[uuid.UUID]) -> set[uuid.UUID]: ...
     async def record_task_photos(self, town_code: str, request_id: uuid.UUID, rows: list[dict[str, Any]]) -> None: ...
     async def task_photos_of(self, request_id: uuid.UUID) -> list[Row]: ...
+    async def save_sms_choices(self, rows: list[dict[str, Any]]) -> None: ...
+    async def enqueue_sms(self, rows: list[dict[str, Any]]) -> None: ...
+    async def sms_of(self, request_id: uuid.UUID) -> list[Row]: ...
+    async def sms_recipient(self, town_code: str, request_id: uuid.UUID) -> Row | None:
+        """The matter's ticket, colour, rating and SMS choice (`opted_out` None: filed before the
+        choice existed); None for no matter of the town."""
 
 
 class UnitOfWork(Protocol):
@@ -551,6 +557,82 @@ class PgStore(PgAnswers):
         return list(await self.conn.fetch(
             "SELECT attachment_id, stage, content_type, bytes, sha256, taken_at FROM task_photos"
             " WHERE request_id = $1 ORDER BY taken_at, seq", request_id))
+
+    # --- citizens' SMS (issue #31): the choice and the messages, written in the filing's or the
+    # consumed event's transaction; the sender's own statements below.
+    async def save_sms_choices(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(
+                "INSERT INTO request_sms SELECT * FROM jsonb_populate_recordset(NULL::request_sms, $1::text::jsonb)"
+                " ON CONFLICT DO NOTHING", _as_json(rows))
+
+    async def enqueue_sms(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(
+                "INSERT INTO sms_outbox (request_id, town_code, kind, source_id, template, params, red,"
+                " created_at, hold_until)"
+                " SELECT request_id, town_code, kind, source_id, template, params, red, created_at, hold_until"
+                " FROM jsonb_populate_recordset(NULL::sms_outbox, $1::text::jsonb)"
+                " ON CONFLICT (source_id, kind) DO NOTHING", _as_json(rows))
+
+    async def sms_recipient(self, town_code: str, request_id: uuid.UUID) -> Row | None:
+        return await self.conn.fetchrow(
+            "SELECT r.ticket_no, r.colour, r.rating, s.opted_out FROM requests r"
+            " LEFT JOIN request_sms s USING (request_id) WHERE r.request_id = $1 AND r.town_code = $2",
+            request_id, town_code)
+
+    async def claim_sms(self, holder: str, lease_seconds: float, town_now: datetime, limit: int) -> list[Row]:
+        """Messages due that no replica holds, leased to `holder` (SKIP LOCKED: two replicas never
+        take one row; a lease run out, a replica killed mid-send, frees it). The back-off runs on
+        the database's clock, the holds (quiet hours, the callback's day) on the town's. Oldest
+        first (RETURNING keeps no order of its own)."""
+        return sorted(await self.conn.fetch(
+            "UPDATE sms_outbox SET lease_holder = $1, lease_until = now() + make_interval(secs => $2)"
+            " WHERE id IN (SELECT id FROM sms_outbox WHERE status = 'pending' AND next_attempt_at <= now()"
+            "  AND (hold_until IS NULL OR hold_until <= $3) AND (lease_until IS NULL OR lease_until < now())"
+            "  ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            " RETURNING *", holder, lease_seconds, town_now, limit), key=lambda row: row["id"])
+
+    async def sms_still_held(self, message_id: int, holder: str, for_seconds: float = 0) -> bool:
+        """The lease is ours for `for_seconds` more at least (a replica paused past it sends nothing more)."""
+        return bool(await self.conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM sms_outbox WHERE id = $1 AND lease_holder = $2"
+            " AND lease_until > now() + make_interval(secs => $3) AND status = 'pending')",
+            message_id, holder, for_seconds))
+
+    async def sms_release(self, message_ids: list[int], holder: str) -> None:
+        """Leased messages given back untried (the gateway is down): due again at once."""
+        if message_ids:
+            await self.conn.execute(
+                "UPDATE sms_outbox SET lease_holder = NULL, lease_until = NULL"
+                " WHERE id = ANY($1::bigint[]) AND lease_holder = $2", message_ids, holder)
+
+    async def sms_sent(self, message_id: int, provider_id: str, at: datetime) -> None:
+        await self.conn.execute(
+            "UPDATE sms_outbox SET status = 'sent', provider_id = $2, sent_at = $3, attempts = attempts + 1,"
+            " last_error = NULL, lease_holder = NULL, lease_until = NULL WHERE id = $1", message_id, provider_id, at)
+
+    async def sms_ended(self, message_id: int, status: str, why: str, attempted: bool) -> None:
+        """Failed for good (the number refused) or skipped (opted out, no mobile, erased, rated)."""
+        await self.conn.execute(
+            "UPDATE sms_outbox SET status = $2, last_error = $3, attempts = attempts + $4::int,"
+            " lease_holder = NULL, lease_until = NULL WHERE id = $1", message_id, status, why, int(attempted))
+
+    async def sms_retry(self, message_id: int, why: str, delay_seconds: float) -> None:
+        await self.conn.execute(
+            "UPDATE sms_outbox SET attempts = attempts + 1, last_error = $2,"
+            " next_attempt_at = now() + make_interval(secs => $3), lease_holder = NULL, lease_until = NULL"
+            " WHERE id = $1", message_id, why, delay_seconds)
+
+    async def sms_hold(self, message_id: int, until: datetime, why: str) -> None:
+        await self.conn.execute(
+            "UPDATE sms_outbox SET hold_until = $2, last_error = $3, lease_holder = NULL, lease_until = NULL"
+            " WHERE id = $1", message_id, until, why)
+
+    async def sms_of(self, request_id: uuid.UUID) -> list[Row]:
+        return list(await self.conn.fetch(
+            "SELECT id, kind, status, created_at, hold_until, attempts, last_error, sent_at FROM sms_outbox"
+            " WHERE request_id = $1 ORDER BY id", request_id))
 
 
 

@@ -67,6 +67,8 @@ class Tables:
     attachments: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
     task_photos: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
     places: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_places, by request id
+    sms_choices: dict[uuid.UUID, bool] = field(default_factory=dict)  # request_sms: opted out, by request id
+    sms: dict[tuple[uuid.UUID, str], dict[str, Any]] = field(default_factory=dict)  # sms_outbox, by (source, kind)
 
 
 class FakeStore:
@@ -331,6 +333,25 @@ class FakeStore:
     async def task_photos_of(self, request_id: uuid.UUID) -> list[Row]:
         return sorted((p for p in self.tables.task_photos.values() if p["request_id"] == request_id),
                       key=lambda p: (p["taken_at"], p["seq"]))
+
+    async def save_sms_choices(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.tables.sms_choices.setdefault(row["request_id"], row["opted_out"])
+
+    async def enqueue_sms(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.tables.sms.setdefault((row["source_id"], row["kind"]), {
+                **row, "status": "pending", "attempts": 0, "last_error": None, "sent_at": None})
+
+    async def sms_of(self, request_id: uuid.UUID) -> list[Row]:
+        return [row for row in self.tables.sms.values() if row["request_id"] == request_id]
+
+    async def sms_recipient(self, town_code: str, request_id: uuid.UUID) -> Row | None:
+        row = self._by_id(request_id)
+        if row is None or row["town_code"] != town_code:
+            return None
+        return {"ticket_no": row["ticket_no"], "colour": row["colour"], "rating": row["rating"],
+                "opted_out": self.tables.sms_choices.get(request_id)}
 
 
 

@@ -21,7 +21,7 @@ from ..web import checked_form, console_of, guard, render
 router = APIRouter()
 FIELDS = ("channel", "item_code", "description", "village", "location", "target", "colour",
           "citizen.name", "citizen.phone", "citizen.id_number", "proxy_agent_id", "village_record_id", "town_code",
-          "point.longitude", "point.latitude")
+          "point.longitude", "point.latitude", "sms_opt_out")
 
 
 def _default_channel(person: Person) -> str:
@@ -87,6 +87,8 @@ def _filing(form: dict[str, str], person: Person) -> dict[str, Any]:
     body["citizen"] = {k: v for k, v in citizen.items() if v is not None}
     if point := point_of(form):
         body["point"] = point
+    if form.get("sms_opt_out"):  # 不接收短信 (issue #31): left out otherwise, as the previous release takes it
+        body["sms_opt_out"] = True
     if not person.town:
         body["town_code"] = form.get("town_code") or None
     return {k: v for k, v in body.items() if v is not None}
