@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from townflow_shared.county import load_county
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.town import Town, town_files
 
+from ..procstats import tree_cpu_seconds
 from . import history, loaders, settle
 from .__main__ import RESULTS, log, monthly_counts
 from .loading import CONNECTIONS, in_slices
@@ -98,20 +100,30 @@ async def load(pool: asyncpg.Pool, towns: list[Town], month: date, matters: int,
     return {"rows": rows, "seconds": round(took, 1), "seconds_generating": round(generating, 1)}
 
 
+def postmaster_cpu(postgres: Postgres) -> Callable[[], float]:
+    """CPU seconds of the cluster's postmaster and its backends so far (the postmaster's pid from its
+    pid file: as root the cluster runs under runuser)."""
+    pid = int((postgres.workdir / "data" / "postmaster.pid").read_text().split()[0])
+    return lambda: tree_cpu_seconds(pid)
+
+
 async def timed_county(pool: asyncpg.Pool, layouts: dict[str, tuple[Town, Town]], first: date, last: date,
-                       as_of: datetime, seed: int) -> dict[str, Any]:
-    """One county rehearsal through flows.county_rehearsal: wall and CPU seconds, how busy the
-    machine was meanwhile, each town's seconds, the county's sums."""
-    before, cpu, began = settle.cpu_times(), time.process_time(), time.perf_counter()
+                       as_of: datetime, seed: int, database_cpu: Callable[[], float]) -> dict[str, Any]:
+    """One county rehearsal through flows.county_rehearsal: wall and CPU seconds (this process's and
+    PostgreSQL's: on a shared machine the CPU it needed is the figure other tenants do not move),
+    how busy the machine was meanwhile, each town's seconds, the county's sums."""
+    before, cpu, db_cpu, began = settle.cpu_times(), time.process_time(), database_cpu(), time.perf_counter()
     done = await flows.county_rehearsal(pool, layouts, first, last, as_of, times="drawn", seed=seed)
-    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    wall, cpu, db_cpu = time.perf_counter() - began, time.process_time() - cpu, database_cpu() - db_cpu
     busy = settle.busy_share(before, settle.cpu_times())
     towns = sorted(seconds for _, seconds in done)
     comparisons = [comparison for comparison, _ in done]
     total = rehearsal.county_total(comparisons)
-    log(f"  {total['matters']:,} matters of {len(done)} towns in {wall:.1f}s (this process's CPU {cpu:.1f}s,"
-        f" the machine {busy:.0%} busy); a town p50 {towns[len(towns) // 2]:.2f}s, slowest {towns[-1]:.2f}s")
-    return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "machine_busy_share": round(busy, 3),
+    log(f"  {total['matters']:,} matters of {len(done)} towns in {wall:.1f}s (CPU: this process {cpu:.1f}s,"
+        f" PostgreSQL {db_cpu:.1f}s; the machine {busy:.0%} busy, load {os.getloadavg()[0]:.1f});"
+        f" a town p50 {towns[len(towns) // 2]:.2f}s, slowest {towns[-1]:.2f}s")
+    return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "database_cpu_seconds": round(db_cpu, 2),
+            "machine_busy_share": round(busy, 3),
             "load_average": os.getloadavg(), "town_seconds": {c.town_code: round(s, 3) for c, s in done},
             "town_p50_seconds": round(towns[len(towns) // 2], 3), "town_max_seconds": round(towns[-1], 3),
             "total": total}
@@ -165,7 +177,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             quiet = await settle.quiet(args.quiet_wait, report=log)
             reads = await read_only(pool, towns, first, last, as_of)
             log(f"  the reads alone: {reads:.1f}s")
-            runs = [await timed_county(pool, layouts, first, last, as_of, args.seed) for _ in range(args.repetitions)]
+            runs = [await timed_county(pool, layouts, first, last, as_of, args.seed, postmaster_cpu(postgres))
+                    for _ in range(args.repetitions)]
         finally:
             await pool.close()
         cli = command(postgres.dsn("dispatch"), county_dir, layouts_dir, first, last, as_of, args.seed)

@@ -164,13 +164,25 @@ class History:
 
 
 def history_of(rows: PeriodRows, town_code: str, start: datetime, end: datetime, as_of: datetime) -> History:
-    """The period as store.period_rows read it."""
+    """The period as store.period_rows read it, every moment in the period's own time zone
+    (`start`'s, the town's): the database gives UTC, the calendar the town's zone, and comparing
+    moments of two zones asks each for its offset — a third of a rehearsal's time, in the heap,
+    the sorts and every max and min. One zone throughout, the same moments compare directly."""
+    tz = start.tzinfo
+
+    def local(moment: datetime) -> datetime:
+        return moment.astimezone(tz)
+
+    def by(moment: datetime | None) -> datetime | None:
+        return None if moment is None or moment > as_of else moment.astimezone(tz)
+
     def by_task(records: Iterable[Row]) -> dict[object, list[Row]]:
         found: dict[object, list[Row]] = defaultdict(list)
         for r in records:
             found[r["task_id"]].append(r)
         return found
 
+    as_of = local(as_of)
     levels, extensions, suspensions = by_task(rows.supervisions), by_task(rows.extensions), by_task(rows.suspensions)
     ratings = {r["task_id"]: r["rating"] for r in rows.callbacks}
     tasks_of: dict[object, list[Row]] = defaultdict(list)
@@ -184,21 +196,16 @@ def history_of(rows: PeriodRows, town_code: str, start: datetime, end: datetime,
             grid_cell=rows.cells.get(request_id),
             tasks=tuple(PastTask(
                 task_id=str(r["task_id"]), post=r["post"], assignee=r["assignee"], via=r["assigned_via"],
-                dispatched_at=r["dispatched_at"], respond_by=r["respond_by"], resolve_by=r["resolve_by"],
-                accepted_at=_by(r["accepted_at"], as_of), completed_at=_by(r["completed_at"], as_of),
-                returned_at=_by(r["returned_at"], as_of), merged_at=_by(r["merged_at"], as_of),
+                dispatched_at=local(r["dispatched_at"]), respond_by=local(r["respond_by"]),
+                resolve_by=local(r["resolve_by"]), accepted_at=by(r["accepted_at"]),
+                completed_at=by(r["completed_at"]), returned_at=by(r["returned_at"]), merged_at=by(r["merged_at"]),
                 on_time=r["on_time"], reworks=r["rework_count"], reopens=r["reopen_count"],
-                extensions=tuple((e["decided_at"], e["days"]) for e in extensions[r["task_id"]]),
-                suspensions=tuple((s["decided_at"], _by(s["resumed_at"], as_of)) for s in suspensions[r["task_id"]]),
+                extensions=tuple((local(e["decided_at"]), e["days"]) for e in extensions[r["task_id"]]),
+                suspensions=tuple((local(s["decided_at"]), by(s["resumed_at"])) for s in suspensions[r["task_id"]]),
                 levels=frozenset(s["level"] for s in levels[r["task_id"]]), rating=ratings.get(r["task_id"]))
                 for r in rows_of_matter)))
     return History(town_code=town_code, start=start, end=end, as_of=as_of, matters=tuple(matters),
-                   off_post=tuple(OffPost(o["staff_id"], o["from_at"], o["to_at"]) for o in rows.off_post))
-
-
-def _by(moment: datetime | None, as_of: datetime) -> datetime | None:
-    """A moment that had happened by `as_of`; None for one after it."""
-    return moment if moment is not None and moment <= as_of else None
+                   off_post=tuple(OffPost(o["staff_id"], local(o["from_at"]), local(o["to_at"])) for o in rows.off_post))
 
 
 # --- what a rehearsal (or the real month) gives each task ------------------------------------------
