@@ -115,6 +115,19 @@ class WorkCalendar:
             cursor = datetime.combine(day, time(0), tzinfo=self.tz)
         raise ValueError("no working time found within ten years")
 
+    def until_working(self, moment: datetime) -> timedelta:
+        """How long from `moment` until working time runs again: zero within working hours, the
+        night or the weekend ahead outside them."""
+        local = self.local(moment)
+        day = local.date()
+        for _ in range(_MAX_DAYS):
+            if self.is_working_day(day):
+                for begin, end in self.periods:
+                    if local < datetime.combine(day, end, tzinfo=self.tz):
+                        return max(datetime.combine(day, begin, tzinfo=self.tz) - local, timedelta(0))
+            day += timedelta(days=1)
+        raise ValueError("no working time found within ten years")
+
     def deadline(self, start: datetime, limit: TimeLimit | str) -> datetime:
         if isinstance(limit, str):
             limit = TimeLimit.parse(limit)

@@ -67,7 +67,10 @@ MIN_OWN = 1
 class Offset:
     """A moment after a task's dispatch, as working time on the town's calendar plus the clock time
     past that (an acceptance at 18:00 is the day's working time and half an hour): placed after
-    another dispatch it falls at the same working moment, and after its own it is exact."""
+    another dispatch it falls at the same working moment, and after its own it is exact. The clock
+    time past is off-hours time, so placed elsewhere it stays within the off-hours ahead of that
+    working moment: a Saturday acceptance of a task dispatched on Friday afternoon, dealt to a
+    Tuesday afternoon's, is accepted before Wednesday's opening, not two days into the week."""
 
     working: timedelta
     extra: timedelta
@@ -78,7 +81,8 @@ class Offset:
         return cls(working, end - calendar.add_working_hours(start, working / HOUR))
 
     def after(self, start: datetime, calendar: WorkCalendar) -> datetime:
-        return max(start, calendar.add_working_hours(start, self.working / HOUR) + self.extra)
+        worked = calendar.add_working_hours(start, self.working / HOUR)
+        return max(start, worked + (min(self.extra, calendar.until_working(worked)) if self.extra else self.extra))
 
 
 @dataclass(frozen=True)
@@ -278,14 +282,15 @@ class _Decks:
                 handling = handlings[task.task_id]
                 post = real.posts.get(task.post)
                 module = post.module if post else "?"
-                for key in (("own", task.assignee, matter.item_code), ("item", matter.item_code),
-                            ("module", module), ("any",)):
+                for key in (("own", task.assignee, matter.item_code, matter.colour),
+                            ("item", matter.item_code, matter.colour), ("module", module, matter.colour),
+                            ("any", matter.colour), ("any",)):
                     self.pools[key].append(handling)
         self.decks: dict[tuple[str, ...], list[Handling]] = {}
 
-    def draw(self, assignee: str, item: str, module: str | None) -> Handling | None:
-        own = ("own", assignee, item)
-        for key in (own, ("item", item), ("module", module or "?"), ("any",)):
+    def draw(self, assignee: str, item: str, colour: str, module: str | None) -> Handling | None:
+        own = ("own", assignee, item, colour)
+        for key in (own, ("item", item, colour), ("module", module or "?", colour), ("any", colour), ("any",)):
             pool = self.pools.get(key)
             if not pool or (key == own and len(pool) < MIN_OWN):
                 continue
@@ -374,8 +379,8 @@ def rehearse(history: History, layout: Town, real: Town, *, times: Times = "draw
         own = known[past.task_id]
         handling = own
         if decks is not None and own.ended_by is None:
-            handling = decks.draw(assignment.assignee, matter.item_code, layout.posts[post.code].module
-                                  if post.code in layout.posts else None) or own
+            handling = decks.draw(assignment.assignee, matter.item_code, matter.colour,
+                                  layout.posts[post.code].module if post.code in layout.posts else None) or own
         run = _run(matter, post, assignment, moment, handling, layout, history.as_of)
         if previous is not None:
             previous.superseded = True
