@@ -20,8 +20,9 @@ registrations and the open tasks the rehearsal has given them by then. The holde
 (when accepted, when completed, its approved extensions and suspensions) is
 - `replayed`: the task's own, as it happened (moments shifted with the task if it moved); or
 - `drawn`: one real handling drawn from history, measured in working time from the dispatch on the
-  town's calendar: the assignee's own for that item where they have one, else the item's, else the
-  module's (of the post's module in the real layout), else any. A pool is a deck shuffled by the
+  town's calendar, of a matter of the same colour (a red matter's hour is not a yellow one's day):
+  the assignee's own for that item where they have one, else the item's, else the module's (of the
+  post's module in the real layout), else any of the colour, else any. A pool is a deck shuffled by the
   seed and dealt without replacement (reshuffled when empty), so a pool drawn as often as it was
   filled gives back its own month exactly (see _Decks).
 A task that was returned (退回) or merged (重复件) in reality is returned or merged at the same
@@ -32,7 +33,10 @@ extensions and suspensions follow rules.py on the layout's rules and the town's 
 
 Limits (docs/rehearsal.md): reworks (返工) and reopenings (重办) keep their real outcome; a
 citizen's rating is the callback's where dispatch has one (intake's ratings are not dispatch's);
-tasks dispatched before the period and still open count in nobody's load."""
+tasks dispatched before the period and still open count in nobody's load.
+
+A county (`--town all`, county_layouts, county_total) is its towns rehearsed one by one and summed:
+counts add, a rate is the summed counts' rate."""
 
 from __future__ import annotations
 
