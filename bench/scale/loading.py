@@ -47,6 +47,27 @@ class Photos:
         self.put += len(rows)
 
 
+async def in_slices(pool: asyncpg.Pool, town: Town, matters: Sequence[Matter],
+                    load: Callable[[asyncpg.Connection, Town, Sequence[Matter]], Awaitable[None]]) -> float:
+    """`matters` through `load` in slices on CONNECTIONS connections at once: the loaders write row
+    by row (the services' store functions), so it is round trips that take the time. The seconds
+    the connections were busy, summed."""
+    busy = 0.0
+
+    async def one_slice(part: Sequence[Matter]) -> None:
+        nonlocal busy
+        started = time.monotonic()
+        async with pool.acquire() as conn, conn.transaction():
+            await load(conn, town, part)
+        busy += time.monotonic() - started
+
+    slices: list[list[Matter]] = [[] for _ in range(CONNECTIONS)]
+    for matter in matters:
+        slices[zlib.crc32(loaders.slice_key(matter).encode()) % CONNECTIONS].append(matter)
+    await asyncio.gather(*(one_slice(part) for part in slices))
+    return busy
+
+
 class Loader:
     def __init__(self, bootstrap: str, pools: Mapping[str, asyncpg.Pool], total_matters: int,
                  photos: Photos | None = None, report: Callable[[str], None] = print) -> None:
@@ -84,18 +105,7 @@ class Loader:
 
     async def _in(self, service: str, town: Town, matters: Sequence[Matter],
                   load: Callable[[asyncpg.Connection, Town, Sequence[Matter]], Awaitable[None]]) -> None:
-        """`matters` through `load` in slices on CONNECTIONS connections at once: the loaders
-        write row by row (the services' store functions), so it is round trips that take the time."""
-        async def one_slice(part: Sequence[Matter]) -> None:
-            started = time.monotonic()
-            async with self.pools[service].acquire() as conn, conn.transaction():
-                await load(conn, town, part)
-            self.busy[service] += time.monotonic() - started
-
-        slices: list[list[Matter]] = [[] for _ in range(CONNECTIONS)]
-        for matter in matters:
-            slices[zlib.crc32(loaders.slice_key(matter).encode()) % CONNECTIONS].append(matter)
-        await asyncio.gather(*(one_slice(part) for part in slices))
+        self.busy[service] += await in_slices(self.pools[service], town, matters, load)
 
     async def write(self, town: Town, first_day: date, count: int, seed: int, ends_history: bool) -> None:
         """Generate one town-month and write it into every database it belongs in and onto the topics."""

@@ -119,3 +119,32 @@ def test_holiday_and_adjusted_days_from_the_state_council_notice() -> None:
     assert CAL.is_working_day(date(2026, 2, 28))  # Saturday, 调休
     assert not CAL.is_working_day(date(2026, 5, 5))
     assert CAL.is_working_day(date(2026, 5, 9))
+
+
+@pytest.mark.parametrize(("moment", "wait"), [
+    (at(2026, 11, 20, 10), timedelta(0)),                              # within the morning's hours
+    (at(2026, 11, 20, 12), timedelta(hours=2)),                        # the lunch break to 14:00
+    (at(2026, 11, 20, 18), timedelta(days=2, hours=14, minutes=30)),   # Friday evening to Monday 08:30
+    (at(2026, 11, 23, 7), timedelta(hours=1, minutes=30)),             # Monday before opening
+])
+def test_until_working_is_the_off_hours_ahead(moment: datetime, wait: timedelta) -> None:
+    assert CAL.until_working(moment) == wait
+
+
+@given(st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)),
+       st.integers(min_value=0, max_value=60 * 24 * 40))
+def test_whole_days_passed_in_one_step_give_what_period_by_period_gives(start: datetime, minutes: int) -> None:
+    """add_working_hours and working_time_between step over whole working days at once: the same
+    as summing each day's periods, and each the inverse of the other."""
+    start = start.replace(tzinfo=TZ)
+    end = CAL.add_working_hours(start, minutes / 60)
+    assert CAL.working_time_between(start, end) == timedelta(minutes=minutes)
+    whole_days, day = timedelta(0), start.date()
+    while day <= end.date():
+        if CAL.is_working_day(day):
+            for begin, close in CAL.periods:
+                lo = max(start, datetime.combine(day, begin, tzinfo=TZ))
+                hi = min(end, datetime.combine(day, close, tzinfo=TZ))
+                whole_days += max(hi - lo, timedelta(0))
+        day += timedelta(days=1)
+    assert whole_days == timedelta(minutes=minutes)

@@ -7,6 +7,7 @@ window). Holidays and adjusted working days (调休) come from town.yaml.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -50,6 +51,12 @@ class WorkCalendar:
             if start >= end:
                 raise ValueError(f"working period {start}-{end} ends before it starts")
 
+    @functools.cached_property
+    def _day_length(self) -> timedelta:
+        """A working day's hours: its periods' lengths summed (on the clock, as the periods are read)."""
+        return sum((datetime.combine(date.min, end) - datetime.combine(date.min, begin) for begin, end in self.periods),
+                   timedelta(0))
+
     def is_working_day(self, day: date) -> bool:
         if day in self.adjusted_working_days:
             return True
@@ -89,6 +96,13 @@ class WorkCalendar:
         day = cursor.date()
         for _ in range(_MAX_DAYS):
             if self.is_working_day(day):
+                # A whole working day the time runs past is passed in one step (a rehearsal adds
+                # weeks of working hours thousands of times); the same sum as period by period.
+                if cursor.time() == time(0) and remaining > self._day_length:
+                    remaining -= self._day_length
+                    day += timedelta(days=1)
+                    cursor = datetime.combine(day, time(0), tzinfo=self.tz)
+                    continue
                 for begin, end in self.periods:
                     seg_start = max(cursor, datetime.combine(day, begin, tzinfo=self.tz))
                     seg_end = datetime.combine(day, end, tzinfo=self.tz)
@@ -99,6 +113,19 @@ class WorkCalendar:
                     remaining -= seg_end - seg_start
             day += timedelta(days=1)
             cursor = datetime.combine(day, time(0), tzinfo=self.tz)
+        raise ValueError("no working time found within ten years")
+
+    def until_working(self, moment: datetime) -> timedelta:
+        """How long from `moment` until working time runs again: zero within working hours, the
+        night or the weekend ahead outside them."""
+        local = self.local(moment)
+        day = local.date()
+        for _ in range(_MAX_DAYS):
+            if self.is_working_day(day):
+                for begin, end in self.periods:
+                    if local < datetime.combine(day, end, tzinfo=self.tz):
+                        return max(datetime.combine(day, begin, tzinfo=self.tz) - local, timedelta(0))
+            day += timedelta(days=1)
         raise ValueError("no working time found within ten years")
 
     def deadline(self, start: datetime, limit: TimeLimit | str) -> datetime:
@@ -114,9 +141,13 @@ class WorkCalendar:
         """Working time inside [start, end); zero when end is not after start."""
         a, b = self.local(start), self.local(end)
         total = timedelta(0)
-        day = a.date()
-        while day <= b.date():
+        day, first, last = a.date(), a.date(), b.date()
+        while day <= last:
             if self.is_working_day(day):
+                if first < day < last:  # a whole day between the two: its working hours, in one step
+                    total += self._day_length
+                    day += timedelta(days=1)
+                    continue
                 for begin, close in self.periods:
                     lo = max(a, datetime.combine(day, begin, tzinfo=self.tz))
                     hi = min(b, datetime.combine(day, close, tzinfo=self.tz))

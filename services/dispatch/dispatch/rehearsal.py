@@ -20,8 +20,9 @@ registrations and the open tasks the rehearsal has given them by then. The holde
 (when accepted, when completed, its approved extensions and suspensions) is
 - `replayed`: the task's own, as it happened (moments shifted with the task if it moved); or
 - `drawn`: one real handling drawn from history, measured in working time from the dispatch on the
-  town's calendar: the assignee's own for that item where they have one, else the item's, else the
-  module's (of the post's module in the real layout), else any. A pool is a deck shuffled by the
+  town's calendar, of a matter of the same colour (a red matter's hour is not a yellow one's day):
+  the assignee's own for that item where they have one, else the item's, else the module's (of the
+  post's module in the real layout), else any of the colour, else any. A pool is a deck shuffled by the
   seed and dealt without replacement (reshuffled when empty), so a pool drawn as often as it was
   filled gives back its own month exactly (see _Decks).
 A task that was returned (退回) or merged (重复件) in reality is returned or merged at the same
@@ -32,7 +33,10 @@ extensions and suspensions follow rules.py on the layout's rules and the town's 
 
 Limits (docs/rehearsal.md): reworks (返工) and reopenings (重办) keep their real outcome; a
 citizen's rating is the callback's where dispatch has one (intake's ratings are not dispatch's);
-tasks dispatched before the period and still open count in nobody's load."""
+tasks dispatched before the period and still open count in nobody's load.
+
+A county (`--town all`, county_layouts, county_total) is its towns rehearsed one by one and summed:
+counts add, a rate is the summed counts' rate."""
 
 from __future__ import annotations
 
@@ -67,7 +71,10 @@ MIN_OWN = 1
 class Offset:
     """A moment after a task's dispatch, as working time on the town's calendar plus the clock time
     past that (an acceptance at 18:00 is the day's working time and half an hour): placed after
-    another dispatch it falls at the same working moment, and after its own it is exact."""
+    another dispatch it falls at the same working moment, and after its own it is exact. The clock
+    time past is off-hours time, so placed elsewhere it stays within the off-hours ahead of that
+    working moment: a Saturday acceptance of a task dispatched on Friday afternoon, dealt to a
+    Tuesday afternoon's, is accepted before Wednesday's opening, not two days into the week."""
 
     working: timedelta
     extra: timedelta
@@ -78,7 +85,8 @@ class Offset:
         return cls(working, end - calendar.add_working_hours(start, working / HOUR))
 
     def after(self, start: datetime, calendar: WorkCalendar) -> datetime:
-        return max(start, calendar.add_working_hours(start, self.working / HOUR) + self.extra)
+        worked = calendar.add_working_hours(start, self.working / HOUR)
+        return max(start, worked + (min(self.extra, calendar.until_working(worked)) if self.extra else self.extra))
 
 
 @dataclass(frozen=True)
@@ -164,13 +172,25 @@ class History:
 
 
 def history_of(rows: PeriodRows, town_code: str, start: datetime, end: datetime, as_of: datetime) -> History:
-    """The period as store.period_rows read it."""
+    """The period as store.period_rows read it, every moment in the period's own time zone
+    (`start`'s, the town's): the database gives UTC, the calendar the town's zone, and comparing
+    moments of two zones asks each for its offset — a third of a rehearsal's time, in the heap,
+    the sorts and every max and min. One zone throughout, the same moments compare directly."""
+    tz = start.tzinfo
+
+    def local(moment: datetime) -> datetime:
+        return moment.astimezone(tz)
+
+    def by(moment: datetime | None) -> datetime | None:
+        return None if moment is None or moment > as_of else moment.astimezone(tz)
+
     def by_task(records: Iterable[Row]) -> dict[object, list[Row]]:
         found: dict[object, list[Row]] = defaultdict(list)
         for r in records:
             found[r["task_id"]].append(r)
         return found
 
+    as_of = local(as_of)
     levels, extensions, suspensions = by_task(rows.supervisions), by_task(rows.extensions), by_task(rows.suspensions)
     ratings = {r["task_id"]: r["rating"] for r in rows.callbacks}
     tasks_of: dict[object, list[Row]] = defaultdict(list)
@@ -184,21 +204,16 @@ def history_of(rows: PeriodRows, town_code: str, start: datetime, end: datetime,
             grid_cell=rows.cells.get(request_id),
             tasks=tuple(PastTask(
                 task_id=str(r["task_id"]), post=r["post"], assignee=r["assignee"], via=r["assigned_via"],
-                dispatched_at=r["dispatched_at"], respond_by=r["respond_by"], resolve_by=r["resolve_by"],
-                accepted_at=_by(r["accepted_at"], as_of), completed_at=_by(r["completed_at"], as_of),
-                returned_at=_by(r["returned_at"], as_of), merged_at=_by(r["merged_at"], as_of),
+                dispatched_at=local(r["dispatched_at"]), respond_by=local(r["respond_by"]),
+                resolve_by=local(r["resolve_by"]), accepted_at=by(r["accepted_at"]),
+                completed_at=by(r["completed_at"]), returned_at=by(r["returned_at"]), merged_at=by(r["merged_at"]),
                 on_time=r["on_time"], reworks=r["rework_count"], reopens=r["reopen_count"],
-                extensions=tuple((e["decided_at"], e["days"]) for e in extensions[r["task_id"]]),
-                suspensions=tuple((s["decided_at"], _by(s["resumed_at"], as_of)) for s in suspensions[r["task_id"]]),
+                extensions=tuple((local(e["decided_at"]), e["days"]) for e in extensions[r["task_id"]]),
+                suspensions=tuple((local(s["decided_at"]), by(s["resumed_at"])) for s in suspensions[r["task_id"]]),
                 levels=frozenset(s["level"] for s in levels[r["task_id"]]), rating=ratings.get(r["task_id"]))
                 for r in rows_of_matter)))
     return History(town_code=town_code, start=start, end=end, as_of=as_of, matters=tuple(matters),
-                   off_post=tuple(OffPost(o["staff_id"], o["from_at"], o["to_at"]) for o in rows.off_post))
-
-
-def _by(moment: datetime | None, as_of: datetime) -> datetime | None:
-    """A moment that had happened by `as_of`; None for one after it."""
-    return moment if moment is not None and moment <= as_of else None
+                   off_post=tuple(OffPost(o["staff_id"], local(o["from_at"]), local(o["to_at"])) for o in rows.off_post))
 
 
 # --- what a rehearsal (or the real month) gives each task ------------------------------------------
@@ -261,25 +276,25 @@ class _Decks:
     deals the same handlings to the same tasks as on the real layout (common random numbers), so
     the two columns differ by what the layout changed, not by the draw."""
 
-    def __init__(self, history: History, real: Town, seed: int) -> None:
+    def __init__(self, history: History, real: Town, seed: int, handlings: Mapping[str, Handling]) -> None:
         self.seed = seed
         self.pools: dict[tuple[str, ...], list[Handling]] = defaultdict(list)
-        calendar = real.calendar
         for matter in history.matters:
             for task in matter.tasks:
                 if task.returned_at or task.merged_at:
                     continue  # a return or a merge is the matter's, replayed as it was
-                handling = task.handling(calendar)
+                handling = handlings[task.task_id]
                 post = real.posts.get(task.post)
                 module = post.module if post else "?"
-                for key in (("own", task.assignee, matter.item_code), ("item", matter.item_code),
-                            ("module", module), ("any",)):
+                for key in (("own", task.assignee, matter.item_code, matter.colour),
+                            ("item", matter.item_code, matter.colour), ("module", module, matter.colour),
+                            ("any", matter.colour), ("any",)):
                     self.pools[key].append(handling)
         self.decks: dict[tuple[str, ...], list[Handling]] = {}
 
-    def draw(self, assignee: str, item: str, module: str | None) -> Handling | None:
-        own = ("own", assignee, item)
-        for key in (own, ("item", item), ("module", module or "?"), ("any",)):
+    def draw(self, assignee: str, item: str, colour: str, module: str | None) -> Handling | None:
+        own = ("own", assignee, item, colour)
+        for key in (own, ("item", item, colour), ("module", module or "?", colour), ("any", colour), ("any",)):
             pool = self.pools.get(key)
             if not pool or (key == own and len(pool) < MIN_OWN):
                 continue
@@ -322,10 +337,19 @@ class _LoadChange:
     change: int
 
 
-def rehearse(history: History, layout: Town, real: Town, *, times: Times = "drawn", seed: int = 0) -> list[TaskRun]:
-    """Every task of the period's matters as `layout` would have routed and handled them."""
+def handlings(history: History, real: Town) -> dict[str, Handling]:
+    """Each task's real handling, by task id: measured once on the calendar (working time between
+    moments is a rehearsal's costliest sum) for both layouts' rehearsals."""
+    return {task.task_id: task.handling(real.calendar) for matter in history.matters for task in matter.tasks}
+
+
+def rehearse(history: History, layout: Town, real: Town, *, times: Times = "drawn", seed: int = 0,
+             real_handlings: Mapping[str, Handling] | None = None) -> list[TaskRun]:
+    """Every task of the period's matters as `layout` would have routed and handled them
+    (`real_handlings`: handlings(history, real), when the caller has them already)."""
     calendar = layout.calendar
-    decks = _Decks(history, real, seed) if times == "drawn" else None
+    known = real_handlings if real_handlings is not None else handlings(history, real)
+    decks = _Decks(history, real, seed, known) if times == "drawn" else None
     off = _off_post(history)
     loads: dict[str, int] = defaultdict(int)
     # (moment, kind, order, payload): at one moment loads change (0) before a routing (1) reads them.
@@ -356,11 +380,11 @@ def rehearse(history: History, layout: Town, real: Town, *, times: Times = "draw
             unavailable = {s for s in (post.a_holder, post.b_holder)
                            if loads[s] >= cap or any(a <= moment < b for a, b in off.get(s, ()))}
             assignment = rules.assign(post, layout, unavailable)
-        own = past.handling(real.calendar)
+        own = known[past.task_id]
         handling = own
         if decks is not None and own.ended_by is None:
-            handling = decks.draw(assignment.assignee, matter.item_code, layout.posts[post.code].module
-                                  if post.code in layout.posts else None) or own
+            handling = decks.draw(assignment.assignee, matter.item_code, matter.colour,
+                                  layout.posts[post.code].module if post.code in layout.posts else None) or own
         run = _run(matter, post, assignment, moment, handling, layout, history.as_of)
         if previous is not None:
             previous.superseded = True
@@ -514,32 +538,45 @@ def _subjects(run: TaskRun, town_code: str) -> list[tuple[Kind, str]]:
 
 def figures(runs: Sequence[TaskRun], layout: Town, start: datetime, end: datetime) -> dict[tuple[Kind, str], Figures]:
     """Each subject's figures over the tasks dispatched in [start, end)."""
-    tz = layout.calendar.tz
+    return _figures(runs, layout, start, end)[0]
+
+
+def _figures(runs: Sequence[TaskRun], layout: Town, start: datetime,
+             end: datetime) -> tuple[dict[tuple[Kind, str], Figures], scoring.Counts]:
+    """figures(), and the town's appraisal counts. What a task gives — its fact, its points, its
+    wait, its day — is worked out once, not once for each of its four subjects (town, module, post,
+    person): that was most of a rehearsal's time. The sums run in the same order as before, so the
+    figures are the same to the last digit."""
+    tz, calendar, appraisal = layout.calendar.tz, layout.calendar, layout.rules.appraisal
     period = start.astimezone(tz).strftime("%Y-%m")
     mine = [r for r in runs if start <= r.dispatched_at < end]
-    by_subject: dict[tuple[Kind, str], list[TaskRun]] = defaultdict(list)
-    for run in mine:
+    facts = [task_fact(r, layout, period) for r in mine]
+    points = [[e.points for e in scoring.ledger([fact], [], layout, appraisal)] for fact in facts]
+    waits = [None if r.accepted_at is None else calendar.working_time_between(r.dispatched_at, r.accepted_at) / HOUR
+             for r in mine]
+    days_of = [r.dispatched_at.astimezone(tz).date() for r in mine]
+    by_subject: dict[tuple[Kind, str], list[int]] = defaultdict(list)
+    for index, run in enumerate(mine):
         for subject in _subjects(run, layout.code):
-            by_subject[subject].append(run)
+            by_subject[subject].append(index)
     result = {}
     for subject, theirs in sorted(by_subject.items()):
-        facts = [task_fact(r, layout, period) for r in theirs]
-        counts = scoring.counts(facts)
+        counts = scoring.counts(facts[i] for i in theirs)
         rates = scoring.rates(counts)
         days: dict[date, int] = defaultdict(int)
-        for r in theirs:
-            days[r.dispatched_at.astimezone(tz).date()] += 1
+        for i in theirs:
+            days[days_of[i]] += 1
         busiest = max(sorted(days), key=lambda d: days[d]) if days else None
-        waits = [layout.calendar.working_time_between(r.dispatched_at, r.accepted_at) / HOUR
-                 for r in theirs if r.accepted_at is not None]
+        their_waits = [wait for i in theirs if (wait := waits[i]) is not None]
         result[subject] = Figures(
             handled=counts.dispatched, busiest_day=busiest, busiest_day_tasks=days[busiest] if busiest else 0,
-            most_open=_most_open(theirs), wait_to_accept_hours=round(sum(waits) / len(waits), 2) if waits else None,
+            most_open=_most_open(mine[i] for i in theirs),
+            wait_to_accept_hours=round(sum(their_waits) / len(their_waits), 2) if their_waits else None,
             response=rates["response"], resolution=rates["resolution"], satisfaction=rates["satisfaction"],
-            overdue=counts.overdue, escalated=counts.escalated,
-            composite=scoring.composite(rates, layout.rules.appraisal),
-            points=round(sum(e.points for e in scoring.ledger(facts, [], layout, layout.rules.appraisal)), 4))
-    return result
+            overdue=counts.overdue, escalated=counts.escalated, composite=scoring.composite(rates, appraisal),
+            points=round(sum(p for i in theirs for p in points[i]), 4))
+    town = by_subject.get(("town", layout.code), [])
+    return result, scoring.counts(facts[i] for i in town)
 
 
 def _most_open(runs: Iterable[TaskRun]) -> int:
@@ -565,6 +602,13 @@ class Comparison:
     recorded: Figures                             # the town's month as it happened
     same_assignee: float                          # share of tasks the real layout's rehearsal gave as it was
     worse: list[Worse]
+    # The town's appraisal counts of each side ("recorded", "real", "alternative"): what a county's
+    # totals add up (a rate of the county is its summed counts' rate, not a mean of the towns' rates).
+    counts: dict[str, scoring.Counts] = field(default_factory=dict)
+
+    def town(self, side: str) -> Figures | None:
+        """The town's own line of a side ("recorded", "real", "alternative")."""
+        return self.recorded if side == "recorded" else getattr(self, side).get(("town", self.town_code))
 
 
 RATES = (("response", "响应率"), ("resolution", "办结率"), ("satisfaction", "满意率"))
@@ -617,20 +661,74 @@ def compare(history: History, real: Town, layout: Town, *, times: Times = "drawn
     """The period rehearsed on the real layout and on `layout`, side by side, with the month as
     recorded and how closely the real layout's rehearsal reproduced its assignees (the twin check)."""
     as_was = recorded(history, real)
-    twin = rehearse(history, real, real, times=times, seed=seed)
-    alternative = rehearse(history, layout, real, times=times, seed=seed)
+    known = handlings(history, real)
+    twin = rehearse(history, real, real, times=times, seed=seed, real_handlings=known)
+    alternative = rehearse(history, layout, real, times=times, seed=seed, real_handlings=known)
     key = {(r.request_id, r.dispatched_at): r.assignee for r in as_was}
     same = sum(key.get((r.request_id, r.dispatched_at)) == r.assignee for r in twin)
-    real_figures = figures(twin, real, history.start, history.end)
-    alternative_figures = figures(alternative, layout, history.start, history.end)
+    real_figures, real_counts = _figures(twin, real, history.start, history.end)
+    alternative_figures, alternative_counts = _figures(alternative, layout, history.start, history.end)
+    recorded_figures, recorded_counts = _figures(as_was, real, history.start, history.end)
     town: tuple[Kind, str] = ("town", real.code)
     empty = Figures(0, None, 0, 0, None, None, None, None, 0, 0, None, 0.0)
     return Comparison(
         town_code=real.code, start=history.start, end=history.end, times=times, seed=seed,
         matters=len(history.matters), real=real_figures, alternative=alternative_figures,
-        recorded=figures(as_was, real, history.start, history.end).get(town, empty),
+        recorded=recorded_figures.get(town, empty),
         same_assignee=round(same / len(twin), 4) if twin else 1.0,
-        worse=what_got_worse(real_figures, alternative_figures))
+        worse=what_got_worse(real_figures, alternative_figures),
+        counts={"recorded": recorded_counts, "real": real_counts, "alternative": alternative_counts})
+
+
+# --- a county: each town rehearsed on its own, and the sums ---------------------------------------
+SIDES = ("recorded", "real", "alternative")
+
+
+def county_layouts(towns: Mapping[str, Town], folder: Path) -> dict[str, tuple[Town, Town]]:
+    """Every town of the county with the layout it is rehearsed on: the files in `folder`/<town
+    code>/ where the town has such a folder, else the files at `folder`'s top (one change made in
+    every town alike), else the town's own layout (its columns then differ only by nothing). A
+    wrong file raises TownConfigError naming the town."""
+    everywhere = {name: (folder / name).read_text(encoding="utf-8") for name in LAYOUT_FILES
+                  if (folder / name).exists()}
+    own_folders = {code for code in towns if (folder / code).is_dir()}
+    if not everywhere and not own_folders:
+        raise TownConfigError(f"{folder}: no layout file found (any of {', '.join(LAYOUT_FILES)}, at its top or in"
+                              f" a folder named by a town's code)")
+    layouts = {}
+    for code, town in sorted(towns.items()):
+        files = layout_files(folder / code) if code in own_folders else everywhere
+        try:
+            layouts[code] = (town, alternative_town(town, files) if files else town)
+        except TownConfigError as exc:
+            raise TownConfigError(f"town {code}: {exc}") from None
+    return layouts
+
+
+def _summed(counts: Iterable[scoring.Counts]) -> scoring.Counts:
+    total = scoring.Counts()
+    for c in counts:
+        for name, value in asdict(c).items():
+            setattr(total, name, getattr(total, name) + value)
+    return total
+
+
+def county_total(comparisons: Sequence[Comparison]) -> dict[str, Any]:
+    """The county's month, each side summed over its towns: counts and points add; a rate is the
+    summed counts' rate (a town of 2,000 tasks weighs twice one of 1,000). Most-open and the
+    busiest day are a subject's own and have no county sum; the twin's share of real assignees is
+    given as the lowest town's."""
+    def side(name: str) -> dict[str, Any]:
+        counts = _summed(c.counts[name] for c in comparisons)
+        rates = scoring.rates(counts)
+        points = sum(town.points for c in comparisons if (town := c.town(name)) is not None)
+        return {"handled": counts.dispatched, "response": rates["response"], "resolution": rates["resolution"],
+                "satisfaction": rates["satisfaction"], "overdue": counts.overdue, "escalated": counts.escalated,
+                "points": round(points, 4)}
+
+    return {"towns": len(comparisons), "matters": sum(c.matters for c in comparisons),
+            "lowest_same_assignee": min((c.same_assignee for c in comparisons), default=1.0)} | {
+        name: side(name) for name in SIDES}
 
 
 # --- who may, and how it is shown ------------------------------------------------------------------
@@ -700,4 +798,42 @@ def as_table(comparison: Comparison) -> str:
         lines.append("  ".join([f"{subject['kind']} {subject['id']}"] +
                                [a if a == b else f"{a} → {b}" for a, b in zip(real, alternative, strict=True)]))
     lines += ["", "what got worse:"] + ([f"  - {w.text}" for w in comparison.worse] or ["  - nothing"])
+    return "\n".join(lines)
+
+
+def county_plain(comparisons: Sequence[Comparison]) -> dict[str, Any]:
+    """A county's rehearsal as JSON-ready data: each town's comparison as the API answers it, and the sums."""
+    return {"towns": [as_plain(c) for c in comparisons], "total": county_total(comparisons)}
+
+
+def county_table(comparisons: Sequence[Comparison]) -> str:
+    """A county's rehearsal as a plain-text table: one line per town (its own subject's figures,
+    real → alt where they differ), then the county's sums."""
+    def rate(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1%}"
+
+    def cells(f: Mapping[str, Any] | Figures | None) -> list[str]:
+        if f is None:
+            return ["—"] * 4
+        get = f.get if isinstance(f, Mapping) else lambda key: getattr(f, key)
+        return [str(get("handled")), rate(get("response")), rate(get("resolution")),
+                f"{get('overdue')}/{get('escalated')}"]
+
+    def line(name: str, matters: int, twin: float, real: list[str], alternative: list[str]) -> str:
+        return "  ".join([name, str(matters), f"{twin:.1%}"] +
+                         [a if a == b else f"{a} → {b}" for a, b in zip(real, alternative, strict=True)])
+
+    total = county_total(comparisons)
+    first = comparisons[0] if comparisons else None
+    lines = [f"rehearsal of {total['towns']} towns, {total['matters']} matters"
+             + (f", {first.start:%Y-%m-%d} to {first.end:%Y-%m-%d} (exclusive), times {first.times}, seed {first.seed}"
+                if first else ""),
+             "", "town  matters  twin (real assignee)  handled (real → alt)  响应率  办结率  overdue/esc"]
+    for c in comparisons:
+        lines.append(line(c.town_code, c.matters, c.same_assignee, cells(c.town("real")), cells(c.town("alternative"))))
+    lines.append(line("county", total["matters"], total["lowest_same_assignee"], cells(total["real"]),
+                      cells(total["alternative"])))
+    recorded = total["recorded"]
+    lines += ["", f"recorded: 响应率 {rate(recorded['response'])}, 办结率 {rate(recorded['resolution'])},"
+                  f" overdue {recorded['overdue']} (the county line's twin is its lowest town's)"]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ another load cap; what each person gets is what rules.assign says."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,8 @@ from pydantic import ValidationError
 from dispatch import rehearsal, rules
 from dispatch.models import Rehearsal, RehearsalRequest
 from dispatch.rehearsal import History, OffPost, PastMatter, PastTask
-from townflow_shared.settings import DEMO_TOWN_DIR
+from townflow_shared.county import load_county
+from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 from townflow_shared.town import Town, TownConfigError, load_town
 
 TOWN = load_town(DEMO_TOWN_DIR)
@@ -130,6 +132,31 @@ def test_a_wrong_layout_file_is_named_with_its_field() -> None:
         layout(posts_yaml={"posts": posts})
     with pytest.raises(TownConfigError, match=r"^town.yaml: not a file of a layout"):
         rehearsal.alternative_town(TOWN, {"town.yaml": "info: {}"})
+
+
+def test_a_countys_layouts_are_each_towns_folder_else_the_common_files_and_a_wrong_one_names_its_town(
+        tmp_path: Path) -> None:
+    towns = load_county(DEMO_COUNTY_DIR).towns
+    with pytest.raises(TownConfigError, match="no layout file found"):
+        rehearsal.county_layouts(towns, tmp_path)
+    capped = TOWN.rules.model_dump(mode="json")
+    capped["dispatch"]["default_load_cap"] = 1
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(capped, allow_unicode=True), encoding="utf-8")
+    (tmp_path / TOWN.code).mkdir()
+    (tmp_path / TOWN.code / "modules.yaml").write_text("modules: [", encoding="utf-8")
+    with pytest.raises(TownConfigError, match=rf"^town {TOWN.code}: modules.yaml"):
+        rehearsal.county_layouts(towns, tmp_path)
+    posts = {"posts": [p.model_dump(mode="json") | {"load_cap": 2} for p in TOWN.posts.values()]}
+    (tmp_path / TOWN.code / "modules.yaml").unlink()
+    (tmp_path / TOWN.code / "posts.yaml").write_text(yaml.safe_dump(posts, allow_unicode=True), encoding="utf-8")
+    layouts = rehearsal.county_layouts(towns, tmp_path)
+    assert set(layouts) == set(towns) and len(towns) == 3
+    for code, (real, layout) in layouts.items():
+        assert real is towns[code]
+        if code == TOWN.code:  # its folder's files, not the common ones
+            assert layout.load_cap(layout.posts["mediation"]) == 2 and layout.rules == real.rules
+        else:
+            assert layout.rules.dispatch.default_load_cap == 1 and layout.posts == real.posts
 
 
 def test_the_comparison_is_what_the_api_answers_and_a_request_names_its_files() -> None:
