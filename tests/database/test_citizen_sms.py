@@ -14,12 +14,15 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from intake import flows
+from intake import flows, sms
 from intake.app import MIGRATIONS
+from intake.settings import IntakeSettings
 from intake.store import PgStore, PgUnitOfWork
+from townflow_shared import events
 
+from ..conftest import QINGHE
 from .db_tools import migrated
-from .test_sealed_personal_data import KEYRING, NOW, _filing
+from .test_sealed_personal_data import COUNTY, KEYRING, NOW, _filing
 
 PHONE = "13912345678"
 
@@ -98,3 +101,29 @@ async def test_a_held_message_waits_for_the_towns_clock(pool: asyncpg.Pool) -> N
         assert again["id"] == row["id"] and again["attempts"] == 0
         [logged] = await store.sms_of(uuid.UUID(str(row["request_id"])))
         assert logged["last_error"] == "quiet hours: held until 08:00"
+
+
+async def test_the_primarys_completion_texts_each_merged_citizen_once_per_event_kind_and_matter(
+        pool: asyncpg.Pool) -> None:
+    """重复件 (016): one event and kind queue a message per matter, the primary's and each merged
+    one's (not one who opted out); the event delivered again adds none."""
+    primary, duplicate, quiet = await _file(pool, _texted(PHONE), _texted("13900000002"),
+                                            _texted("13900000003", opt_out=True))
+    settings = IntakeSettings(sms_url="http://gateway.test/", sms_access_key_id="LTAI-test",
+                              sms_access_key_secret="secret", sms_sign_name="青禾镇",
+                              sms_template_completed="SMS_DONE", sms_template_callback="SMS_CALLBACK",
+                              sms_status_url="https://zwt.example/status")
+    async with pool.acquire() as conn:
+        for merged in (duplicate, quiet):
+            await PgStore(conn).set_merged_into(uuid.UUID(str(merged["request_id"])),
+                                                uuid.UUID(str(primary["request_id"])), NOW)
+    done = events.TaskCompletedData(task_id="T-1", request_id=str(primary["request_id"]), by="s017",
+                                    resolution="已办结", completed_at=NOW + timedelta(hours=1), on_time=True,
+                                    reply="路灯已修复")
+    event_id = uuid.uuid4()
+    for _ in range(2):
+        async with pool.acquire() as conn, conn.transaction():
+            await sms.queue_completion(settings, PgUnitOfWork(conn), COUNTY.towns[QINGHE], done, event_id)
+    rows = await pool.fetch("SELECT request_id, kind, params FROM sms_outbox WHERE source_id = $1", event_id)
+    assert sorted((str(r["request_id"]), r["kind"], r["params"]["ticket"]) for r in rows) == sorted(
+        (str(t["request_id"]), kind, t["ticket_no"]) for t in (primary, duplicate) for kind in ("callback", "completed"))
