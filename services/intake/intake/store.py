@@ -630,6 +630,17 @@ class PgStore(PgAnswers):
             "UPDATE sms_outbox SET hold_until = $2, last_error = $3, lease_holder = NULL, lease_until = NULL"
             " WHERE id = $1", message_id, until, why)
 
+    async def sms_waiting(self, town_now: datetime) -> dict[str, tuple[int, int, float]]:
+        """(due and not sent, of which failed at least once, how long the oldest has been due in
+        seconds) by town with any. A held message (quiet hours, the callback's day) is due from
+        its `hold_until`: held on purpose, it does not count as waiting before."""
+        rows = await self.conn.fetch(
+            "SELECT town_code, count(*) AS waiting, count(*) FILTER (WHERE attempts > 0) AS failing,"
+            " greatest(0, extract(epoch FROM $1 - min(greatest(created_at, hold_until))))::float8 AS oldest"
+            " FROM sms_outbox WHERE status = 'pending' AND (hold_until IS NULL OR hold_until <= $1)"
+            " GROUP BY town_code", town_now)
+        return {r["town_code"]: (r["waiting"], r["failing"], r["oldest"]) for r in rows}
+
     async def sms_of(self, request_id: uuid.UUID) -> list[Row]:
         return list(await self.conn.fetch(
             "SELECT id, kind, status, created_at, hold_until, attempts, last_error, sent_at FROM sms_outbox"
