@@ -135,9 +135,9 @@ async def test_an_event_delivered_twice_sends_one_message(notify_stack: Stack) -
     assert len(await _mails_about(notify_stack, task["task_id"])) == 1
 
 
-async def _gauge(stack: Stack, series: str) -> float:
+async def _gauge(stack: Stack, series: str, service: str = "notify") -> float:
     """The series' value on the replica that reports the group's gauges (0: none reports it yet)."""
-    for replica in stack.replicas["notify"]:
+    for replica in stack.replicas[service]:
         async with http_client(base_url=replica.url, timeout=10) as http:
             text = (await http.get("/metrics")).text
         for line in text.splitlines():
@@ -397,6 +397,8 @@ async def test_a_gateway_down_gets_the_sms_once_it_is_back_and_only_once(notify_
                     if m["status"] == "pending" and m["attempts"] >= 2 and "gateway unavailable" in (m["last_error"] or "")]
 
         await eventually(failing, what="the SMS to fail twice and wait")
+        await eventually(lambda: _gauge(notify_stack, 'townflow_intake_sms_failing{town="321003104"}', "intake"),
+                         what="intake's failing gauge (for TownflowIntakeSmsWaiting)")
     finally:
         receivers.start()
     await eventually(lambda: _sent(notify_stack, ticket["ticket_no"]), what="the SMS, later")

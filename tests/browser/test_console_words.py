@@ -124,6 +124,8 @@ async def test_every_page_shows_a_matters_times_on_the_towns_clock(people: Peopl
     await expect(board.get_by_test_id("resolve-by")).to_have_text(local(task["resolve_by"]))
     await expect(board.get_by_test_id("callbacks")).to_contain_text("2026-12-07 08:50")
     await expect(board.get_by_test_id("matter-filed-at")).to_have_text("2026-12-07 08:12")
+    # 短信记录: intake answered the command centre's token (this stack sends no SMS: none listed, no refusal).
+    await expect(board.get_by_test_id("sms-log")).to_contain_text("无（群众选择不接收短信，或本县未开通短信）")
     assert set(await _times_in(board, "main")) <= deadlines | {"2026-12-07 08:50", "2026-12-07 08:12"}
     await assert_accessible(board, "a task called back")
 

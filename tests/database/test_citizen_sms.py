@@ -14,12 +14,16 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from intake import flows
+from intake import flows, metrics, sms
 from intake.app import MIGRATIONS
+from intake.settings import IntakeSettings
 from intake.store import PgStore, PgUnitOfWork
+from townflow_shared import events
+from townflow_shared.metrics import REGISTRY
 
+from ..conftest import QINGHE
 from .db_tools import migrated
-from .test_sealed_personal_data import KEYRING, NOW, _filing
+from .test_sealed_personal_data import COUNTY, KEYRING, NOW, _filing
 
 PHONE = "13912345678"
 
@@ -98,3 +102,56 @@ async def test_a_held_message_waits_for_the_towns_clock(pool: asyncpg.Pool) -> N
         assert again["id"] == row["id"] and again["attempts"] == 0
         [logged] = await store.sms_of(uuid.UUID(str(row["request_id"])))
         assert logged["last_error"] == "quiet hours: held until 08:00"
+
+
+async def test_the_primarys_completion_texts_each_merged_citizen_once_per_event_kind_and_matter(
+        pool: asyncpg.Pool) -> None:
+    """重复件 (016): one event and kind queue a message per matter, the primary's and each merged
+    one's (not one who opted out); the event delivered again adds none."""
+    primary, duplicate, quiet = await _file(pool, _texted(PHONE), _texted("13900000002"),
+                                            _texted("13900000003", opt_out=True))
+    settings = IntakeSettings(sms_url="http://gateway.test/", sms_access_key_id="LTAI-test",
+                              sms_access_key_secret="secret", sms_sign_name="青禾镇",
+                              sms_template_completed="SMS_DONE", sms_template_callback="SMS_CALLBACK",
+                              sms_status_url="https://zwt.example/status")
+    async with pool.acquire() as conn:
+        for merged in (duplicate, quiet):
+            await PgStore(conn).set_merged_into(uuid.UUID(str(merged["request_id"])),
+                                                uuid.UUID(str(primary["request_id"])), NOW)
+    done = events.TaskCompletedData(task_id="T-1", request_id=str(primary["request_id"]), by="s017",
+                                    resolution="已办结", completed_at=NOW + timedelta(hours=1), on_time=True,
+                                    reply="路灯已修复")
+    event_id = uuid.uuid4()
+    for _ in range(2):
+        async with pool.acquire() as conn, conn.transaction():
+            await sms.queue_completion(settings, PgUnitOfWork(conn), COUNTY.towns[QINGHE], done, event_id)
+    rows = await pool.fetch("SELECT request_id, kind, params FROM sms_outbox WHERE source_id = $1", event_id)
+    assert sorted((str(r["request_id"]), r["kind"], r["params"]["ticket"]) for r in rows) == sorted(
+        (str(t["request_id"]), kind, t["ticket_no"]) for t in (primary, duplicate) for kind in ("callback", "completed"))
+
+
+async def test_the_gauges_count_what_is_due_and_not_sent_per_town_and_how_long_the_oldest_waited(
+        pool: asyncpg.Pool) -> None:
+    """For the alert (TownflowIntakeSmsWaiting): a message held (quiet hours, the callback's day) is
+    not waiting before its hold ends; one sent is not waiting; a failed attempt makes one failing."""
+    await _file(pool, _texted(PHONE), _texted("13900000004"), _texted("13900000005"), _texted("13900000006"))
+    later = NOW + timedelta(minutes=15)
+    async with pool.acquire() as conn:
+        store = PgStore(conn)
+        failed, held, sent, due = await store.claim_sms("replica-a", 60, NOW, 10)
+        await store.sms_retry(failed["id"], "gateway unavailable: ConnectError", 1)
+        await store.sms_hold(held["id"], NOW + timedelta(minutes=10), "quiet hours: held until 08:00")
+        await store.sms_sent(sent["id"], "biz-1", NOW)
+        await store.sms_release([due["id"]], "replica-a")
+        assert await store.sms_waiting(NOW) == {QINGHE: (2, 1, 0.0)}
+    await metrics.refresh_gauges(pool, [QINGHE, "321003107"], later)
+    assert {(name, town): REGISTRY.get_sample_value(name, {"town": town})
+            for name in ("townflow_intake_sms_waiting", "townflow_intake_sms_failing",
+                         "townflow_intake_sms_oldest_waiting_seconds") for town in (QINGHE, "321003107")} == {
+        ("townflow_intake_sms_waiting", QINGHE): 3,  # the held one is due since NOW + 10 min
+        ("townflow_intake_sms_failing", QINGHE): 1,
+        ("townflow_intake_sms_oldest_waiting_seconds", QINGHE): 15 * 60,
+        ("townflow_intake_sms_waiting", "321003107"): 0,
+        ("townflow_intake_sms_failing", "321003107"): 0,
+        ("townflow_intake_sms_oldest_waiting_seconds", "321003107"): 0,
+    }

@@ -134,3 +134,27 @@ def stopped_deadline(task: Mapping[str, Any]) -> str | None:
         return "已暂停计时"
     shown = f"{max(hours, 0):.2f}".rstrip("0").rstrip(".")  # 16, 2.5, 0.25: never an exponent
     return f"已暂停计时（剩余 {shown} 个工作小时）"
+
+
+# 短信记录 (issue #31): intake's log of the SMS to a matter's citizen, in words. Why one was not sent is
+# intake's `last_error` (skipped) or the provider's code (failed for good: the number refused).
+SMS_KINDS = {"filed": "受理短信", "completed": "办结短信", "callback": "回访邀请"}
+SMS_NOT_SENT = {"already rated": "群众已评价", "personal data erased": "群众个人信息已按期删除",
+                "no mobile number": "未留手机号码", "no such matter in a town served": "本镇无此诉求",
+                "isv.MOBILE_NUMBER_ILLEGAL": "号码无效", "isv.BLACK_KEY_CONTROL_LIMIT": "号码被短信平台列入黑名单",
+                "isv.MOBILE_COUNT_OVER_LIMIT": "号码数量超过短信平台的限制"}
+
+
+def sms_status(message: Mapping[str, Any]) -> str:
+    """A message's status as the log says it: 已发送, 等待发送 (with the tries so far, when the
+    gateway was down or refused), 静默时段暂缓 (quiet hours: held until 08:00), 未发送：why."""
+    status, why = message.get("status"), str(message.get("last_error") or "")
+    if status == "sent":
+        return "已发送"
+    if status == "pending":
+        if message.get("hold_until") and why.startswith("quiet hours"):
+            return "静默时段暂缓"
+        attempts = message.get("attempts") or 0
+        return f"等待发送（已尝试 {attempts} 次）" if attempts else "等待发送"
+    reason = SMS_NOT_SENT.get(why) or SMS_NOT_SENT.get(why.split(":", 1)[0])
+    return f"未发送：{reason or ('短信平台拒收' if status == 'failed' else '其他原因')}"

@@ -14,7 +14,7 @@ from townflow_shared.db import OUTAGES
 from townflow_shared.objects import ObjectStore
 from townflow_shared.runtime import ServiceRuntime
 
-from . import api, attachments, flows, handlers, scheduled, store
+from . import api, attachments, flows, handlers, metrics, scheduled, store
 from .personal_data import Keyring
 from .settings import IntakeSettings
 
@@ -40,6 +40,8 @@ def create_runtime(settings: IntakeSettings | None = None) -> ServiceRuntime:
     runtime.every(scheduled.erasure_loop(deps))
     if settings.sms_enabled:  # a deployment without the gateway's settings sends no SMS (docs/notify.md)
         runtime.every(scheduled.sms_loop(deps, runtime.database))
+        towns = list(deps.county.towns)
+        runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns, deps.clock.now()), *metrics.GAUGES)
     runtime.every(shared_attachments.sweep_loop(attachments.OWNER, deps.objects,
                                                 shared_attachments.known_in(deps.unit_of_work), settings))
     runtime.publishes(events.RequestFiled, events.RequestRated, events.RequestMerged)

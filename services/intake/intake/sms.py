@@ -1,8 +1,9 @@
 """Citizens' SMS (issue #31 item 3): what is queued, in the transaction that learns of it. The
 filing's message is queued by the filing writer (flows._file_new); the completion's and the
 callback invitation's by the consumer of `dispatch.task.completed` (flows.follow_task_completed),
-each once per (source, kind) whichever replica or however often the event comes. The sender loop
-(scheduled.SmsSender) sends them. No phone here: the sender opens it from the sealed citizen."""
+for the matter and each one merged into it, each once per (source, kind, matter) whichever replica
+or however often the event comes. The sender loop (scheduled.SmsSender) sends them. No phone
+here: the sender opens it from the sealed citizen."""
 
 from __future__ import annotations
 
@@ -37,21 +38,22 @@ def message(request_id: uuid.UUID, town_code: str, kind: str, source_id: uuid.UU
 async def queue_completion(settings: IntakeSettings, uow: UnitOfWork, town: Town,
                            completed: events.TaskCompletedData, event_id: uuid.UUID) -> None:
     """The completion's SMS (the answer, in short) and the callback invitation (回访: rate it on
-    the status page), `sms_callback_after_hours` later. Nothing for a citizen who opted out, for a
-    matter filed before the choice existed, or when the deployment sends no SMS."""
+    the status page), `sms_callback_after_hours` later, to the matter's citizen and to the citizen
+    of each matter merged into it (重复件: theirs follows the primary's outcome, and they rate their
+    own ticket), each with their own ticket. Nothing for a citizen who opted out, for a matter filed
+    before the choice existed, or when the deployment sends no SMS."""
     if not settings.sms_enabled:
         return
-    request_id = uuid.UUID(completed.request_id)
-    recipient = await uow.store.sms_recipient(town.code, request_id)
-    if recipient is None or recipient["opted_out"] is not False:
-        return
-    ticket, colour, at = recipient["ticket_no"], recipient["colour"], completed.completed_at
+    at, reply = completed.completed_at, rules.short_param(completed.reply or NO_REPLY)
+    completion, callback = settings.sms_template("completed"), settings.sms_template("callback")
     queued = []
-    if (template := settings.sms_template("completed")) is not None:
-        queued.append(message(request_id, town.code, "completed", event_id, template, colour, at,
-                              {"ticket": ticket, "reply": rules.short_param(completed.reply or NO_REPLY)}))
-    if (template := settings.sms_template("callback")) is not None:
-        queued.append(message(request_id, town.code, "callback", event_id, template, colour, at,
-                              {"ticket": ticket, "url": status_address(settings.sms_status_url, ticket)},
-                              hold_until=at + timedelta(hours=settings.sms_callback_after_hours)))
+    for recipient in await uow.store.sms_recipients(town.code, uuid.UUID(completed.request_id)):
+        request_id, ticket, colour = recipient["request_id"], recipient["ticket_no"], recipient["colour"]
+        if completion is not None:
+            queued.append(message(request_id, town.code, "completed", event_id, completion, colour, at,
+                                  {"ticket": ticket, "reply": reply}))
+        if callback is not None:
+            queued.append(message(request_id, town.code, "callback", event_id, callback, colour, at,
+                                  {"ticket": ticket, "url": status_address(settings.sms_status_url, ticket)},
+                                  hold_until=at + timedelta(hours=settings.sms_callback_after_hours)))
     await uow.store.enqueue_sms(queued)

@@ -84,9 +84,10 @@ class IntakeStore(Protocol):
     async def save_sms_choices(self, rows: list[dict[str, Any]]) -> None: ...
     async def enqueue_sms(self, rows: list[dict[str, Any]]) -> None: ...
     async def sms_of(self, request_id: uuid.UUID) -> list[Row]: ...
-    async def sms_recipient(self, town_code: str, request_id: uuid.UUID) -> Row | None:
-        """The matter's ticket, colour, rating and SMS choice (`opted_out` None: filed before the
-        choice existed); None for no matter of the town."""
+    async def sms_recipients(self, town_code: str, request_id: uuid.UUID) -> list[Row]:
+        """The town's matter and those merged into it (重复件), each one whose citizen is texted
+        (chose to be at filing: not opted out, nor filed before the choice existed): its id, ticket
+        and colour; the matter's own first."""
 
 
 class UnitOfWork(Protocol):
@@ -573,13 +574,13 @@ class PgStore(PgAnswers):
                 " created_at, hold_until)"
                 " SELECT request_id, town_code, kind, source_id, template, params, red, created_at, hold_until"
                 " FROM jsonb_populate_recordset(NULL::sms_outbox, $1::text::jsonb)"
-                " ON CONFLICT (source_id, kind) DO NOTHING", _as_json(rows))
+                " ON CONFLICT (source_id, kind, request_id) DO NOTHING", _as_json(rows))
 
-    async def sms_recipient(self, town_code: str, request_id: uuid.UUID) -> Row | None:
-        return await self.conn.fetchrow(
-            "SELECT r.ticket_no, r.colour, r.rating, s.opted_out FROM requests r"
-            " LEFT JOIN request_sms s USING (request_id) WHERE r.request_id = $1 AND r.town_code = $2",
-            request_id, town_code)
+    async def sms_recipients(self, town_code: str, request_id: uuid.UUID) -> list[Row]:
+        return list(await self.conn.fetch(
+            "SELECT r.request_id, r.ticket_no, r.colour FROM requests r JOIN request_sms s USING (request_id)"
+            " WHERE (r.request_id = $1 OR r.merged_into = $1) AND r.town_code = $2 AND NOT s.opted_out"
+            " ORDER BY r.request_id <> $1, r.ticket_no", request_id, town_code))
 
     async def claim_sms(self, holder: str, lease_seconds: float, town_now: datetime, limit: int) -> list[Row]:
         """Messages due that no replica holds, leased to `holder` (SKIP LOCKED: two replicas never
@@ -628,6 +629,17 @@ class PgStore(PgAnswers):
         await self.conn.execute(
             "UPDATE sms_outbox SET hold_until = $2, last_error = $3, lease_holder = NULL, lease_until = NULL"
             " WHERE id = $1", message_id, until, why)
+
+    async def sms_waiting(self, town_now: datetime) -> dict[str, tuple[int, int, float]]:
+        """(due and not sent, of which failed at least once, how long the oldest has been due in
+        seconds) by town with any. A held message (quiet hours, the callback's day) is due from
+        its `hold_until`: held on purpose, it does not count as waiting before."""
+        rows = await self.conn.fetch(
+            "SELECT town_code, count(*) AS waiting, count(*) FILTER (WHERE attempts > 0) AS failing,"
+            " greatest(0, extract(epoch FROM $1 - min(greatest(created_at, hold_until))))::float8 AS oldest"
+            " FROM sms_outbox WHERE status = 'pending' AND (hold_until IS NULL OR hold_until <= $1)"
+            " GROUP BY town_code", town_now)
+        return {r["town_code"]: (r["waiting"], r["failing"], r["oldest"]) for r in rows}
 
     async def sms_of(self, request_id: uuid.UUID) -> list[Row]:
         return list(await self.conn.fetch(

@@ -68,7 +68,7 @@ class Tables:
     task_photos: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # by attachment id
     places: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # request_places, by request id
     sms_choices: dict[uuid.UUID, bool] = field(default_factory=dict)  # request_sms: opted out, by request id
-    sms: dict[tuple[uuid.UUID, str], dict[str, Any]] = field(default_factory=dict)  # sms_outbox, by (source, kind)
+    sms: dict[tuple[uuid.UUID, str, uuid.UUID], dict[str, Any]] = field(default_factory=dict)  # sms_outbox, by (source, kind, request)
 
 
 class FakeStore:
@@ -340,18 +340,18 @@ class FakeStore:
 
     async def enqueue_sms(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
-            self.tables.sms.setdefault((row["source_id"], row["kind"]), {
+            self.tables.sms.setdefault((row["source_id"], row["kind"], row["request_id"]), {
                 **row, "status": "pending", "attempts": 0, "last_error": None, "sent_at": None})
 
     async def sms_of(self, request_id: uuid.UUID) -> list[Row]:
         return [row for row in self.tables.sms.values() if row["request_id"] == request_id]
 
-    async def sms_recipient(self, town_code: str, request_id: uuid.UUID) -> Row | None:
-        row = self._by_id(request_id)
-        if row is None or row["town_code"] != town_code:
-            return None
-        return {"ticket_no": row["ticket_no"], "colour": row["colour"], "rating": row["rating"],
-                "opted_out": self.tables.sms_choices.get(request_id)}
+    async def sms_recipients(self, town_code: str, request_id: uuid.UUID) -> list[Row]:
+        matters = sorted((r for r in self.tables.requests.values()
+                          if request_id in (r["request_id"], r["merged_into"]) and r["town_code"] == town_code
+                          and self.tables.sms_choices.get(r["request_id"]) is False),
+                         key=lambda r: (r["request_id"] != request_id, r["ticket_no"]))
+        return [{"request_id": r["request_id"], "ticket_no": r["ticket_no"], "colour": r["colour"]} for r in matters]
 
 
 

@@ -22,7 +22,7 @@ from intake import flows, gateway, rules
 from intake.scheduled import SMS, SmsSender
 from intake.settings import IntakeSettings
 from services.intake.tests.fakes import KEYRING, FakeDatabase, deps
-from services.intake.tests.test_flows import BAILU_COMMAND, CLERK, NOW, answered, completed, filing
+from services.intake.tests.test_flows import BAILU_COMMAND, CLERK, COMMAND, NOW, answered, completed, filing
 from townflow_shared.db import Database
 from townflow_shared.problems import Refusal
 
@@ -141,11 +141,32 @@ async def test_the_completion_queues_the_reply_and_a_callback_invitation_a_day_l
     for _ in range(2):  # delivered twice: one message of each kind
         async with db.unit_of_work() as uow:
             await flows.follow_task_completed(d, uow, done)
-    kinds = {kind: row for (_, kind), row in db.tables.sms.items()}
+    kinds = {kind: row for (_, kind, _), row in db.tables.sms.items()}
     assert sorted(kinds) == ["callback", "completed", "filed"] and len(db.tables.sms) == 3
     assert kinds["completed"]["params"] == {"ticket": ticket["ticket_no"], "reply": rules.short_param(reply)}
     assert kinds["callback"]["hold_until"] == NOW + timedelta(hours=25)
     assert kinds["callback"]["params"]["url"].endswith(f"?ticket={ticket['ticket_no']}")
+
+
+async def test_the_citizens_of_merged_matters_are_texted_the_primarys_completion_each_once() -> None:
+    """重复件: each merged matter's citizen gets the primary's answer and an invitation to rate their
+    own ticket; one who opted out, and a matter unmerged before the completion, get nothing."""
+    db = FakeDatabase()
+    d = sms_deps(db)
+    primary, duplicate, quiet, unmerged = (await file_with(d), await file_with(d),
+                                           await file_with(d, sms_opt_out=True), await file_with(d))
+    for ticket in (duplicate, quiet, unmerged):
+        await flows.merge(d, COMMAND, flows.MergeMatter(ticket["ticket_no"], primary["ticket_no"]))
+    await flows.unmerge(d, COMMAND, flows.UnmergeMatter(unmerged["ticket_no"]))
+    done = answered(primary["request_id"], NOW + timedelta(hours=1), "路灯已修复")
+    for _ in range(2):  # delivered twice: one message of each kind per matter
+        async with db.unit_of_work() as uow:
+            await flows.follow_task_completed(d, uow, done)
+    after = sorted((row["params"]["ticket"], kind) for (source, kind, _), row in db.tables.sms.items()
+                   if source == done.id)
+    assert after == sorted((t["ticket_no"], kind) for t in (primary, duplicate) for kind in ("callback", "completed"))
+    [theirs] = [r for r in db.tables.sms.values() if r["kind"] == "completed" and r["params"]["ticket"] == duplicate["ticket_no"]]
+    assert theirs["request_id"] == uuid.UUID(duplicate["request_id"]) and theirs["params"]["reply"] == "路灯已修复"
 
 
 # --- the sender -------------------------------------------------------------------------------------

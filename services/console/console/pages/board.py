@@ -265,16 +265,39 @@ async def task_matter(request: Request, person: Person, task_id: str,
     return found, None
 
 
+# Who intake shows a matter's SMS log to (`GET /v1/requests/{ticket_no}/sms`: the town's clerks and
+# command centre); anyone else's page does not ask.
+SMS_LOG_READERS = frozenset({"clerk", "command_centre"})
+
+
+async def sms_log(request: Request, person: Person, matter: dict[str, Any] | None) -> dict[str, Any] | None:
+    """短信记录: the SMS to the matter's citizen as intake logs them (kind, status, times; never the
+    phone or the text), for those intake shows them to; `error` when intake refuses."""
+    if matter is None or not person.roles & SMS_LOG_READERS:
+        return None
+    try:
+        messages = await console_of(request).services.call(person, "intake", "GET",
+                                                           f"/v1/requests/{matter['ticket_no']}/sms")
+    except ServiceError as exc:
+        return {"messages": [], "error": exc}
+    return {"messages": messages, "error": None}
+
+
 async def task_with_matter(request: Request, person: Person, task_id: str, panel: str | None
-                           ) -> tuple[dict[str, Any], dict[str, Any] | None, ServiceError | None]:
-    """The task from dispatch and its matter from intake, asked at once (the matter adds no wait
-    of its own to the page); `ServiceError` when dispatch refuses the task."""
-    task, (matter, matter_error) = await asyncio.gather(
+                           ) -> tuple[dict[str, Any], dict[str, Any] | None, ServiceError | None, dict[str, Any] | None]:
+    """The task from dispatch, and from intake its matter then the matter's SMS log, asked at once
+    (intake's two reads add no wait to dispatch's); `ServiceError` when dispatch refuses the task."""
+
+    async def from_intake() -> tuple[dict[str, Any] | None, ServiceError | None, dict[str, Any] | None]:
+        matter, matter_error = await task_matter(request, person, task_id, panel)
+        return matter, matter_error, await sms_log(request, person, matter)
+
+    task, (matter, matter_error, sms) = await asyncio.gather(
         console_of(request).services.call(person, "dispatch", "GET", f"/v1/tasks/{task_id}"),
-        task_matter(request, person, task_id, panel), return_exceptions=True)
+        from_intake(), return_exceptions=True)
     if isinstance(task, BaseException):
         raise task
-    return task, matter, matter_error
+    return task, matter, matter_error, sms
 
 
 @router.get("/board/tasks/{task_id}", response_class=HTMLResponse)
@@ -287,7 +310,7 @@ async def task_view(request: Request, person: Person, task_id: str, error: Servi
                     matter_panel: str | None = None) -> Response:
     services = console_of(request).services
     try:
-        task, the_matter, matter_error = await task_with_matter(request, person, task_id, matter_panel)
+        task, the_matter, matter_error, sms = await task_with_matter(request, person, task_id, matter_panel)
     except ServiceError as exc:
         return render(request, "refused.html", status_of(exc), title="任务", message=exc.page_line)
     primary, primary_error = None, None
@@ -301,7 +324,7 @@ async def task_view(request: Request, person: Person, task_id: str, error: Servi
     return render(request, "board_task.html", 200 if error is None else status_of(error),
                   title=f"任务 {task['ticket_no']}", task=task, action_error=error, primary=primary,
                   primary_error=primary_error, form=form or {}, done=done, matter=the_matter,
-                  matter_error=matter_error, matter_shown=matter_panel != "off")
+                  matter_error=matter_error, matter_shown=matter_panel != "off", sms=sms)
 
 
 ACTIONS = {"redispatch": "/redispatch", "verify": "/verify", "approve": "/extension/approve",

@@ -84,11 +84,11 @@ async def _task_view(request: Request, person: Person, task_id: str, matter: str
                      error: ServiceError | None = None, form: dict[str, str] | None = None,
                      done: str | None = None, photos_sent: int = 0) -> Response:
     try:
-        task, the_matter, matter_error = await task_with_matter(request, person, task_id, matter)
+        task, the_matter, matter_error, sms = await task_with_matter(request, person, task_id, matter)
     except ServiceError as exc:
         return render(request, "refused.html", status_of(exc), title="任务", message=exc.page_line)
     return render(request, "task.html", 200 if error is None else status_of(error), title=f"任务 {task['ticket_no']}",
-                  task=task, matter=the_matter, matter_error=matter_error, matter_shown=matter != "off",
+                  task=task, matter=the_matter, matter_error=matter_error, matter_shown=matter != "off", sms=sms,
                   action_error=error, form=form or {}, done=done, photos_sent=photos_sent)
 
 
