@@ -13,7 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -52,6 +56,25 @@ def start_services(stack: Stack, names: list[str], timeout: float = 600.0) -> No
 
 def log(line: str) -> None:
     print(f"{datetime.now(UTC):%H:%M:%S} {line}", flush=True)
+
+
+def in_temp_folder(prefix: str, run: Callable[[Path], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """A database-only bench's run in a folder of its own (its PostgreSQL cluster), removed after."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(folder, 0o755)  # noqa: S103 - PostgreSQL (as `postgres` when we are root) must traverse it
+    try:
+        return asyncio.run(run(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_result(kind: str, result: dict[str, Any]) -> Path:
+    """bench/results/<kind>-<time>.json."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    log(f"written {out}")
+    return out
 
 
 def citizens(first: history.TownMonth) -> list[dict[str, str]]:

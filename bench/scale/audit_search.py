@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import replace
@@ -45,12 +43,13 @@ from townflow_shared.town import Town
 from . import auditing, history, reads, settle
 from .__main__ import (
     AUDIT_RETENTION_DAYS,
-    RESULTS,
+    in_temp_folder,
     log,
     monthly_counts,
     previous_month,
     read_values,
     start_services,
+    write_result,
 )
 
 
@@ -210,15 +209,11 @@ def main() -> None:
                         help="one service's records in a PostgreSQL of its own, searched without HTTP")
     args = parser.parse_args()
     if args.database_only:
-        folder = Path(tempfile.mkdtemp(prefix="townflow-audit-search-"))
-        folder.chmod(0o755)  # PostgreSQL (as `postgres` when we are root) must traverse it
-        result = asyncio.run(database_only(args, folder))
+        result = in_temp_folder("townflow-audit-search-", lambda folder: database_only(args, folder))
     else:
         result = asyncio.run(run(args))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"audit-search-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    log(f"slowest search p95 {result['slowest_p95_ms']} ms; wrote {out}")
+    write_result("audit-search", result)
+    log(f"slowest search p95 {result['slowest_p95_ms']} ms")
 
 
 if __name__ == "__main__":

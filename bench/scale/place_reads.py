@@ -21,12 +21,7 @@ random every round:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -46,7 +41,7 @@ from intake.app import MIGRATIONS as INTAKE_MIGRATIONS
 from intake.store import PgStore
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 
-from .__main__ import RESULTS, log
+from .__main__ import in_temp_folder, log, write_result
 from .reads import summary_ms
 
 NOW = datetime(2027, 1, 5, 2, 0, tzinfo=UTC)  # the year ends here
@@ -213,16 +208,7 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=50)
     parser.add_argument("--seed", type=int, default=30)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="townflow-place-"))
-    os.chmod(folder, 0o755)  # noqa: S103 - PostgreSQL (as `postgres` when we are root) must traverse it
-    try:
-        result = asyncio.run(run(args, folder))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"place-reads-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    log(f"written {out}")
+    write_result("place-reads", in_temp_folder("townflow-place-", lambda folder: run(args, folder)))
 
 
 if __name__ == "__main__":

@@ -21,13 +21,9 @@ no off-post registrations, suspensions or callbacks (its ratings are the citizen
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -47,7 +43,7 @@ from townflow_shared.town import Town, town_files
 
 from ..procstats import tree_cpu_seconds
 from . import history, loaders, settle
-from .__main__ import RESULTS, log, monthly_counts
+from .__main__ import in_temp_folder, log, monthly_counts, write_result
 from .loading import CONNECTIONS, in_slices
 
 MERGED, INTO = "econ", "org"  # 经济发展办公室 into 组织建设办公室
@@ -210,18 +206,10 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=120.0,
                         help="longest wait for the machine to be under 30%% busy before timing (0: none)")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="townflow-rehearsal-"))
-    os.chmod(folder, 0o755)  # noqa: S103 - PostgreSQL (as `postgres` when we are root) must traverse it
-    try:
-        result = asyncio.run(run(args, folder))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"rehearsal-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    result = in_temp_folder("townflow-rehearsal-", lambda folder: run(args, folder))
+    write_result("rehearsal", result)
     for name, passed in result["targets"].items():
         log(f"target {name}: {'pass' if passed else 'FAIL'}")
-    log(f"written {out}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ all at the same instant."""
 
 from __future__ import annotations
 
+import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 
+from .db import OUTAGES
 from .dlq import describe
 from .metrics import CONSUMER_RETRIES, CONSUMER_RETRYING
 
@@ -20,6 +23,24 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
         raise ValueError("attempts count from 1")
     ceiling = min(cap, base * 2 ** min(attempt - 1, 30))
     return max((rng or random).uniform(0, ceiling), base / 10)
+
+
+log = logging.getLogger(__name__)
+
+
+async def keep_sending(send_due: Callable[[], Awaitable[int]], idle: Callable[[], Awaitable[object]],
+                       what: str) -> None:
+    """A sender's loop (notify's messages, intake's SMS): sends what is due, and waits `idle` only
+    when a wake-up sent nothing, so a backlog goes out at once; the database away is waited out
+    (never given up on: what is due stays due), anything else ends the loop for its runner."""
+    while True:
+        try:
+            sent = await send_due()
+        except OUTAGES as exc:
+            log.warning("%s waits out an outage: %s", what, describe(exc))
+            sent = 0
+        if not sent:
+            await idle()
 
 
 # How much longer than twice the longest wait an attempt may take before a retrying state with no

@@ -12,11 +12,10 @@ import asyncpg
 import httpx
 
 from townflow_shared.db import OUTAGES, Database
-from townflow_shared.dlq import describe
 from townflow_shared.metrics import counter
 from townflow_shared.outbox import relay_holder
 from townflow_shared.privacy import mask_personal_numbers
-from townflow_shared.retry import backoff_delay
+from townflow_shared.retry import backoff_delay, keep_sending
 
 from . import flows, gateway, rules
 from .flows import Deps
@@ -167,14 +166,8 @@ def sms_loop(deps: Deps, database: Database) -> Callable[[Any], Awaitable[None]]
         a test moves the clock)."""
         sender = SmsSender(deps, database)
         try:
-            while True:
-                try:
-                    sent = await sender.send_due()
-                except OUTAGES as exc:
-                    log.warning("the SMS sender waits out an outage: %s", describe(exc))
-                    sent = 0
-                if not sent:
-                    await deps.clock.wait_moved(deps.settings.sms_poll_seconds)
+            await keep_sending(sender.send_due, lambda: deps.clock.wait_moved(deps.settings.sms_poll_seconds),
+                               "the SMS sender")
         finally:
             await sender.client.aclose()
 
