@@ -105,10 +105,10 @@ class Handling:
 
 
 @dataclass(frozen=True)
-class PastTask:
-    """One real task of a matter, as dispatch stored it."""
+class Placed:
+    """Where a task went and when, what the recorded task and its rehearsed run both say (the twin
+    check compares them field by field)."""
 
-    task_id: str
     post: str
     assignee: str
     via: str
@@ -117,6 +117,13 @@ class PastTask:
     resolve_by: datetime
     accepted_at: datetime | None
     completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PastTask(Placed):
+    """One real task of a matter, as dispatch stored it."""
+
+    task_id: str
     returned_at: datetime | None
     merged_at: datetime | None
     on_time: bool | None
@@ -217,23 +224,17 @@ def history_of(rows: PeriodRows, town_code: str, start: datetime, end: datetime,
 
 
 # --- what a rehearsal (or the real month) gives each task ------------------------------------------
-@dataclass
-class TaskRun:
+@dataclass(frozen=True)
+class TaskRun(Placed):
+    """A task as a rehearsal placed and handled it (or as it happened: `recorded`)."""
+
     request_id: str
     item_code: str
     colour: str
     village: str
-    post: str
     module: str | None
-    assignee: str
-    via: str
-    dispatched_at: datetime
-    respond_by: datetime
-    resolve_by: datetime
-    accepted_at: datetime | None
-    completed_at: datetime | None
-    open_spans: list[tuple[datetime, datetime]]  # when it counted among the assignee's open tasks
-    levels: set[str] = field(default_factory=set)
+    open_spans: tuple[tuple[datetime, datetime], ...]  # when it counted among the assignee's open tasks
+    levels: frozenset[str] = frozenset()
     extensions: int = 0
     suspensions: int = 0
     reworks: int = 0
@@ -328,7 +329,6 @@ class _Routing:
 
     matter: PastMatter
     index: int
-    previous: TaskRun | None
 
 
 @dataclass(frozen=True)
@@ -362,14 +362,14 @@ def rehearse(history: History, layout: Town, real: Town, *, times: Times = "draw
         heapq.heappush(queue, (moment, kind, order, payload))
 
     for matter in history.matters:
-        push(matter.tasks[0].dispatched_at, 1, _Routing(matter, 0, None))
+        push(matter.tasks[0].dispatched_at, 1, _Routing(matter, 0))
     runs: list[TaskRun] = []
     while queue:
         moment, _, _, payload = heapq.heappop(queue)
         if isinstance(payload, _LoadChange):
             loads[payload.staff] += payload.change
             continue
-        matter, index, previous = payload.matter, payload.index, payload.previous
+        matter, index = payload.matter, payload.index
         past = matter.tasks[index]
         if index and past.via == "command_centre" and past.assignee in layout.staff:
             post = _post_for(layout, matter, past.post)
@@ -385,22 +385,22 @@ def rehearse(history: History, layout: Town, real: Town, *, times: Times = "draw
         if decks is not None and own.ended_by is None:
             handling = decks.draw(assignment.assignee, matter.item_code, matter.colour,
                                   layout.posts[post.code].module if post.code in layout.posts else None) or own
-        run = _run(matter, post, assignment, moment, handling, layout, history.as_of)
-        if previous is not None:
-            previous.superseded = True
+        # Returned with a redispatch to come: superseded by it (the queue routes every task it holds).
+        redispatched = handling.ended_by == "returned" and index + 1 < len(matter.tasks)
+        run = _run(matter, post, assignment, moment, handling, layout, history.as_of, superseded=redispatched)
         runs.append(run)
         for start, stop in run.open_spans:
             push(start, 0, _LoadChange(run.assignee, 1))
             push(stop, 0, _LoadChange(run.assignee, -1))
-        if handling.ended_by == "returned" and index + 1 < len(matter.tasks):
+        if redispatched:
             gap = Offset.between(past.returned_at, matter.tasks[index + 1].dispatched_at, real.calendar)  # type: ignore[arg-type]
             returned_at = own.ended.after(moment, calendar)  # type: ignore[union-attr]
-            push(gap.after(returned_at, calendar), 1, _Routing(matter, index + 1, run))
+            push(gap.after(returned_at, calendar), 1, _Routing(matter, index + 1))
     return runs
 
 
 def _run(matter: PastMatter, post: Post, assignment: rules.Assignment, dispatched_at: datetime,
-         handling: Handling, layout: Town, as_of: datetime) -> TaskRun:
+         handling: Handling, layout: Town, as_of: datetime, *, superseded: bool) -> TaskRun:
     """One task's course from its dispatch: its deadlines on the layout's rules, the handling's
     moments placed on the calendar, the supervision levels due while it was open."""
     calendar, dispatch_rules = layout.calendar, layout.rules.dispatch
@@ -458,9 +458,9 @@ def _run(matter: PastMatter, post: Post, assignment: rules.Assignment, dispatche
         request_id=matter.request_id, item_code=matter.item_code, colour=matter.colour, village=matter.village,
         post=post.code, module=post.module, assignee=assignment.assignee, via=assignment.via,
         dispatched_at=dispatched_at, respond_by=due.respond_by, resolve_by=resolve_by, accepted_at=accepted,
-        completed_at=completed, open_spans=[(a, b) for a, b in spans if b > a], levels=levels,
+        completed_at=completed, open_spans=tuple((a, b) for a, b in spans if b > a), levels=frozenset(levels),
         extensions=extensions, suspensions=suspensions, reworks=handling.reworks, reopens=handling.reopens,
-        on_time=on_time, merged=handling.ended_by == "merged", rating=last.rating)
+        on_time=on_time, superseded=superseded, merged=handling.ended_by == "merged", rating=last.rating)
 
 
 def recorded(history: History, real: Town) -> list[TaskRun]:
@@ -483,7 +483,7 @@ def recorded(history: History, real: Town) -> list[TaskRun]:
                 village=matter.village, post=task.post, module=post.module if post else None,
                 assignee=task.assignee, via=task.via, dispatched_at=task.dispatched_at, respond_by=task.respond_by,
                 resolve_by=task.resolve_by, accepted_at=task.accepted_at, completed_at=task.completed_at,
-                open_spans=[(a, b) for a, b in spans if b > a], levels=set(task.levels),
+                open_spans=tuple((a, b) for a, b in spans if b > a), levels=task.levels,
                 extensions=len(task.extensions), suspensions=len(task.suspensions), reworks=task.reworks,
                 reopens=task.reopens, on_time=task.on_time, superseded=index + 1 < len(matter.tasks),
                 merged=task.merged_at is not None, rating=matter.tasks[-1].rating))
