@@ -178,10 +178,10 @@ class PgStore:
 
     # --- the delivery log ---------------------------------------------------------------------
     async def deliveries(self, towns: Sequence[str], status: str | None, event_id: uuid.UUID | None,
-                         recipient: str | None, limit: int) -> list[asyncpg.Record]:
+                         recipient: str | None, limit: int, offset: int = 0) -> list[asyncpg.Record]:
         return await self.conn.fetch(
             "SELECT id, event_id, event_type, town_code, recipient, channel, title, status, attempts, last_error,"
             " created_at, next_attempt_at, sent_at, in_digest FROM deliveries"
             " WHERE town_code = ANY($1::text[]) AND ($2::text IS NULL OR status = $2)"
             " AND ($3::uuid IS NULL OR event_id = $3) AND ($4::text IS NULL OR recipient = $4)"
-            " ORDER BY id DESC LIMIT $5", list(towns), status, event_id, recipient, limit)
+            " ORDER BY id DESC LIMIT $5 OFFSET $6", list(towns), status, event_id, recipient, limit, offset)
