@@ -7,6 +7,7 @@ request's signature, template and number as a provider does."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -430,19 +431,24 @@ async def test_extension_and_suspension_requests_reach_the_command_centre_on_dut
     suspend = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/suspend", as_=holder,
                                   json={"category": "awaiting_citizen", "reason": "等群众补正材料"})
     assert suspend.status_code == 202, suspend.text
-    # s030 and s031 are on duty, both on the town's default WeCom robot: two messages per request.
-    asked = await eventually(lambda: _at_least(lambda: _wecom_about(notify_stack, task["task_id"], "延期申请"), 2),
-                             what="the extension request's messages")
-    assert len(asked) == 2 and all("2 个工作日" in m["content"] and "13912345678" not in m["content"] for m in asked)
-    suspended = await eventually(
-        lambda: _at_least(lambda: _wecom_about(notify_stack, task["task_id"], "挂起申请"), 2),
-        what="the suspension request's messages")
-    assert all("等待申请人补正材料" in m["content"] for m in suspended)
-    for topic in ("dispatch.extension.requested.v1", "dispatch.suspension.requested.v1"):
-        [event_id] = await _event_ids(notify_stack, topic, task["task_id"])
-        log = await eventually(lambda: _at_least(lambda: deliveries(notify_stack, event_id=event_id), 2),  # noqa: B023
-                               what=f"the log of {topic}")
-        assert sorted(d["recipient"] for d in log) == ["s030", "s031"]
+    # s030 and s031 are on duty, both on the town's default WeCom robot: one message each per request.
+    # That robot may have had its minute filled by the supervision test's escalations just before:
+    # then a request's message goes folded into its digest (汇总提醒, titles only), so what is
+    # checked is the log (each sent, alone or folded) and the robot's messages by title.
+    for topic, title in (("dispatch.extension.requested.v1", "延期申请：新生儿落户"),
+                         ("dispatch.suspension.requested.v1", "挂起申请：新生儿落户")):
+        [event_id] = await eventually(lambda: _event_ids(notify_stack, topic, task["task_id"]),  # noqa: B023
+                                      what=f"the event on {topic}")
+
+        async def all_sent() -> list[dict[str, Any]]:
+            log = await deliveries(notify_stack, event_id=event_id)  # noqa: B023
+            return log if len(log) == 2 and all(d["status"] == "sent" for d in log) else []
+
+        log = await eventually(all_sent, timeout=90, what=f"the command centre's messages of {topic}")
+        assert sorted((d["recipient"], d["title"]) for d in log) == [("s030", title), ("s031", title)]
+        assert [m for m in (await received(notify_stack))["wecom"] if title in m["content"]]
+    alone = [m for m in (await received(notify_stack))["wecom"] if task["task_id"] in m["content"]]
+    assert all("13912345678" not in m["content"] for m in alone)  # the reason left dispatch masked
 
 
 async def _event_ids(stack: Stack, topic: str, needle: str) -> list[str]:
@@ -458,14 +464,20 @@ async def test_the_daily_digest_lists_a_persons_open_tasks_once_a_day_on_two_rep
         return [m for m in (await received(notify_stack))["email"]
                 if m["to"] == ["s012@qinghe.example.cn"] and m["subject"].startswith("每日待办")]
 
-    [mail] = await eventually(digests, what="s012's digest")
+    mails = await eventually(digests, what="s012's digest")
     respond_by = task["respond_by"][:16].replace("T", " ")  # the town's time, as dispatch answers it
-    assert task["task_id"] in mail["text"] and "【待签收】就业失业登记" in mail["text"]
-    assert f"签收时限 {respond_by}" in mail["text"]
+    assert all(task["task_id"] in m["text"] and "【待签收】就业失业登记" in m["text"] for m in mails)
+    assert all(f"签收时限 {respond_by}" in m["text"] for m in mails)
     await asyncio.sleep(3)  # three passes of each replica's digest loop
-    assert len(await digests()) == 1
+    # One digest a day: the module's other tests set the first notify replica's test clock only, so
+    # the two replicas may see two days (the other one's is the real one): never two of one day.
+    days = [DIGEST_DAY.search(m["text"]).group(1) for m in await digests()]  # type: ignore[union-attr]
+    assert len(days) == len(set(days)) <= 2, days
     log = [d for d in await deliveries(notify_stack, recipient="s012") if d["event_type"] == "notify.digest.daily"]
-    assert [(d["channel"], d["status"]) for d in log] == [("email:s012@qinghe.example.cn", "sent")]
+    assert [(d["channel"], d["status"]) for d in log] == [("email:s012@qinghe.example.cn", "sent")] * len(days)
+
+
+DIGEST_DAY = re.compile(r"截至 (\d{4}-\d{2}-\d{2}) ")
 
 
 async def test_a_case_near_its_legal_limit_and_past_it_reaches_its_officers(notify_stack: Stack) -> None:

@@ -168,17 +168,18 @@ async def record_due_digests(deps: Deps) -> int:
     """One pass of the daily digest: in each town, every person with something open whose digest
     time has come today and who has no digest of today yet gets one, recorded as deliveries (the
     sender loop sends them). One transaction per town: the digest's key (town, person, day) and
-    its deliveries commit together, so of two replicas one records it. One town's failure never
-    stops the others. The number of digests recorded."""
-    now = deps.clock.now()
+    its deliveries commit together, so of two replicas one records it. Which day it is and whose
+    time has come is the database's clock (shared work, townflow_shared.clock), never a replica's
+    own. One town's failure never stops the others. The number of digests recorded."""
     recorded = 0
     for code, contacts in deps.contacts.items():
         town = deps.county.town(code)
         if town is None:
             continue
         try:
-            day = digest.digest_day(now, town)
             async with transaction(deps.database.pool) as conn:
+                now = await deps.clock.database_now(conn)
+                day = digest.digest_day(now, town)
                 store = PgStore(conn)
                 due = digest.due_for_digest(await store.undigested_people(code, day), now, town, contacts)
                 if not due:
