@@ -4,7 +4,9 @@ demo accounts in Debian's Chromium (CJK fonts from fonts-noto-cjk) and saves eac
 
 from __future__ import annotations
 
+import secrets
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -14,7 +16,8 @@ from townflow_shared.settings import DEMO_COUNTY_DIR
 
 from .demo import COMMAND, QINGHE, run_demo
 from .demo_accounts import DEMO_PASSWORD
-from .stack import REPO, Stack
+from .receivers import Receivers
+from .stack import REPO, SERVICES, Stack
 
 OUT = REPO / "docs" / "console"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -33,16 +36,34 @@ def _api(stack: Stack, service: str, path: str, who: tuple[str, ...], **params: 
 
 def main() -> int:
     stack = Stack.in_temp_dir(extra_env={"TOWNFLOW_TOWN_DIR": str(DEMO_COUNTY_DIR)})
+    receivers = None
     try:
-        print("starting the stack and the console ...", flush=True)
+        print("starting the stack, notify and its receivers, and the console ...", flush=True)
         stack.start_infra()
-        stack.start_services()
+        # Notify as `make up` runs it (its delivery log is a page: 消息记录), sending to the local receivers.
+        secret = "SEC" + secrets.token_hex(16)
+        stack.extra_env["QINGHE_COMMAND_ROBOT_SECRET"] = secret
+        receivers = Receivers(stack.workdir, dingtalk={"qinghe-command": secret}, wecom=["qinghe-staff"]).start()
+        stack.use_receivers(receivers)
+        stack.start_services([*SERVICES, "notify"])
         console = stack.start_console()
         filed = run_demo(stack)
         shots(console.url, stack, filed)
     finally:
         stack.stop()
+        if receivers is not None:
+            receivers.stop()
     return 0
+
+
+def _wait_for_sent_messages(stack: Stack, timeout: float = 60.0) -> None:
+    """Until notify has sent what the demo's events asked (its log then shows 已发送, not 未发送)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = _api(stack, "notify", "/v1/deliveries", COMMAND, limit=50)
+        if log and all(d["status"] == "sent" for d in log):
+            return
+        time.sleep(1)
 
 
 def shots(url: str, stack: Stack, filed: list[dict[str, Any]]) -> None:
@@ -92,6 +113,8 @@ def shots(url: str, stack: Stack, filed: list[dict[str, Any]]) -> None:
         save(holder, "/tasks", "tasks")
         save(holder, f"/tasks/{open_task['task_id']}", "task")  # the matter and its citizen, for 回访
         save(command, "/suspensions", "suspensions")
+        _wait_for_sent_messages(stack)
+        save(command, "/deliveries", "deliveries")
         citizen = person(None, phone=True)
         citizen.goto("/status")
         citizen.locator("input[name=ticket]").fill(filed[0]["ticket_no"])

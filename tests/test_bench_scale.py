@@ -40,7 +40,7 @@ PAGES = [
     "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
     "GET /appraisal/bulletin", "GET /county", "GET /suspensions", "GET /tasks/{task_id}/suspension",
     "GET /audit", "GET /audit (person)", "GET /audit (matter)", "GET /audit (action)", "GET /audit (week)",
-    "GET /audit.csv", "GET /map", "GET /hotspots", "GET /rehearsal",
+    "GET /audit.csv", "GET /map", "GET /hotspots", "GET /rehearsal", "GET /deliveries",
 ]
 STAGES = ["empty", "one_month", "all_months"]
 

@@ -7,6 +7,7 @@ request's signature, template and number as a provider does."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -34,8 +35,12 @@ DUTY_SECRET = "SEC" + secrets.token_hex(16)
 BURST_SECRET = "SEC" + secrets.token_hex(16)
 FEED_SECRET = secrets.token_hex(16)
 SMS_KEY = ("LTAI-test-" + secrets.token_hex(4), secrets.token_hex(16))
+OFFICERS_SECRET = secrets.token_hex(16)
 # S001 (newborn registration) goes to the household post, A holder s049 (廖凡); S002 (medical
-# insurance) to social-security, s010 then s011: each post's people on a robot of their own.
+# insurance) to social-security, s010 then s011: each post's people on a robot of their own. The
+# officer s026 has a signed webhook of their own; s027, the other officer, the town's default. Only
+# s012 (employment, S010) gets a daily digest, due from 00:00: whatever a test clock says, their
+# first open task brings the day's digest, and no other test's messages are joined by digests.
 NOTIFY_YAML = f"""
 robots:
   - {{name: duty, kind: dingtalk, secret: {DUTY_SECRET},
@@ -44,12 +49,16 @@ robots:
      url: "${{TOWNFLOW_RECEIVERS_URL}}/robot/send?access_token=burst-token"}}
   - {{name: centre, kind: wecom, url: "${{TOWNFLOW_RECEIVERS_URL}}/cgi-bin/webhook/send?key=centre-key"}}
   - {{name: police-feed, kind: webhook, secret: {FEED_SECRET}, url: "${{TOWNFLOW_RECEIVERS_URL}}/webhook/police-feed"}}
+  - {{name: officers, kind: webhook, secret: {OFFICERS_SECRET}, url: "${{TOWNFLOW_RECEIVERS_URL}}/webhook/officers"}}
 default_channels: [{{robot: centre}}]
+digest_at: null
 people:
   - {{staff: s049, channels: [{{robot: duty}}, {{email: s049@qinghe.example.cn}}]}}
   - {{staff: s010, channels: [{{robot: burst}}]}}
   - {{staff: s011, channels: [{{robot: burst}}]}}
   - {{staff: s048, channels: [{{robot: police-feed}}]}}
+  - {{staff: s026, channels: [{{robot: officers}}]}}
+  - {{staff: s012, channels: [{{email: s012@qinghe.example.cn}}], digest_at: "00:00"}}
 """
 
 
@@ -63,13 +72,15 @@ def notify_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack.in_temp_dir(kafka_heap="384m", test_clock=True, replicas={"notify": 2}, extra_env={
         "TOWNFLOW_TOWN_DIR": str(town), "TOWNFLOW_SEND_RETRY_BASE_SECONDS": "0.5",
         "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2", "TOWNFLOW_SMS_RETRY_BASE_SECONDS": "0.5",
-        "TOWNFLOW_SMS_RETRY_MAX_SECONDS": "2", "TOWNFLOW_SMS_STATUS_URL": "https://zwt.example.cn/status"})
+        "TOWNFLOW_SMS_RETRY_MAX_SECONDS": "2", "TOWNFLOW_SMS_STATUS_URL": "https://zwt.example.cn/status",
+        "TOWNFLOW_DIGEST_POLL_SECONDS": "1"})
     receivers = Receivers(stack.workdir, dingtalk={"duty-token": DUTY_SECRET, "burst-token": BURST_SECRET},
-                          wecom=["centre-key"], webhooks={"police-feed": FEED_SECRET}, sms=SMS_KEY).start()
+                          wecom=["centre-key"], webhooks={"police-feed": FEED_SECRET, "officers": OFFICERS_SECRET},
+                          sms=SMS_KEY).start()
     stack.use_receivers(receivers)
     try:
         stack.start_infra()
-        stack.start_services(["intake", "dispatch", "notify"])
+        stack.start_services(["intake", "dispatch", "enforcement", "notify"])
         yield stack
     finally:
         stack.stop()
@@ -404,3 +415,115 @@ async def test_a_gateway_down_gets_the_sms_once_it_is_back_and_only_once(notify_
     await eventually(lambda: _sent(notify_stack, ticket["ticket_no"]), what="the SMS, later")
     await asyncio.sleep(2)  # several of the sender's wake-ups
     assert len(await texts_to(notify_stack, phone)) == 1
+
+
+# --- staff: a holder's requests, the daily digest, a case near its limit (issue #31) ------------------
+async def _wecom_about(stack: Stack, task_id: str, title: str) -> list[dict[str, Any]]:
+    return [m for m in (await received(stack))["wecom"] if task_id in m["content"] and title in m["content"]]
+
+
+async def test_extension_and_suspension_requests_reach_the_command_centre_on_duty(notify_stack: Stack) -> None:
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    dispatch = Api(notify_stack, "dispatch")
+    holder = ("s049", "staff")
+    extend = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/extend", as_=holder,
+                                 json={"days": 2, "reason": "需补充材料，电话13912345678"})
+    assert extend.status_code == 202, extend.text
+    suspend = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/suspend", as_=holder,
+                                  json={"category": "awaiting_citizen", "reason": "等群众补正材料"})
+    assert suspend.status_code == 202, suspend.text
+    # s030 and s031 are on duty, both on the town's default WeCom robot: one message each per request.
+    # That robot may have had its minute filled by the supervision test's escalations just before:
+    # then a request's message goes folded into its digest (汇总提醒, titles only), so what is
+    # checked is the log (each sent, alone or folded) and the robot's messages by title.
+    for topic, title in (("dispatch.extension.requested.v1", "延期申请：新生儿落户"),
+                         ("dispatch.suspension.requested.v1", "挂起申请：新生儿落户")):
+        [event_id] = await eventually(lambda: _event_ids(notify_stack, topic, task["task_id"]),  # noqa: B023
+                                      what=f"the event on {topic}")
+
+        async def all_sent() -> list[dict[str, Any]]:
+            log = await deliveries(notify_stack, event_id=event_id)  # noqa: B023
+            return log if len(log) == 2 and all(d["status"] == "sent" for d in log) else []
+
+        log = await eventually(all_sent, timeout=90, what=f"the command centre's messages of {topic}")
+        assert sorted((d["recipient"], d["title"]) for d in log) == [("s030", title), ("s031", title)]
+        assert [m for m in (await received(notify_stack))["wecom"] if title in m["content"]]
+    alone = [m for m in (await received(notify_stack))["wecom"] if task["task_id"] in m["content"]]
+    assert all("13912345678" not in m["content"] for m in alone)  # the reason left dispatch masked
+
+
+async def _event_ids(stack: Stack, topic: str, needle: str) -> list[str]:
+    assert stack.kafka is not None
+    return [str(event_of(r)["id"]) for r in await read_all(stack.kafka.bootstrap, topic) if needle.encode() in r.value]
+
+async def test_the_daily_digest_lists_a_persons_open_tasks_once_a_day_on_two_replicas(notify_stack: Stack) -> None:
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S010")
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+    assert task["assignee"] == "s012"
+
+    async def digests() -> list[dict[str, Any]]:
+        return [m for m in (await received(notify_stack))["email"]
+                if m["to"] == ["s012@qinghe.example.cn"] and m["subject"].startswith("每日待办")]
+
+    mails = await eventually(digests, what="s012's digest")
+    respond_by = task["respond_by"][:16].replace("T", " ")  # the town's time, as dispatch answers it
+    assert all(task["task_id"] in m["text"] and "【待签收】就业失业登记" in m["text"] for m in mails)
+    assert all(f"签收时限 {respond_by}" in m["text"] for m in mails)
+    await asyncio.sleep(3)  # three passes of each replica's digest loop
+    # One digest a day: the module's other tests set the first notify replica's test clock only, so
+    # the two replicas may see two days (the other one's is the real one): never two of one day.
+    days = [DIGEST_DAY.search(m["text"]).group(1) for m in await digests()]  # type: ignore[union-attr]
+    assert len(days) == len(set(days)) <= 2, days
+    log = [d for d in await deliveries(notify_stack, recipient="s012") if d["event_type"] == "notify.digest.daily"]
+    assert [(d["channel"], d["status"]) for d in log] == [("email:s012@qinghe.example.cn", "sent")] * len(days)
+
+
+DIGEST_DAY = re.compile(r"截至 (\d{4}-\d{2}-\d{2}) ")
+
+
+async def test_a_case_near_its_legal_limit_and_past_it_reaches_its_officers(notify_stack: Stack) -> None:
+    """Last in the module: it moves the clocks 91 days on (the case's decision limit is 90 days)."""
+    await set_clocks(notify_stack, "2027-03-01T09:00:00+08:00")
+    enforcement = Api(notify_stack, "enforcement")
+    target = f"91321003MA{secrets.token_hex(4).upper()}"
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="E001", target=target)
+    task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
+
+    async def planned() -> dict[str, Any] | None:
+        rows = (await enforcement.call("GET", "/v1/inspections", as_=OFFICER,
+                                       params={"target": target, "status": "planned"})).json()
+        return next((r for r in rows if r["needs"]), None)
+
+    inspection = await eventually(planned, what="the planned inspection")
+    path = f"/v1/inspections/{inspection['inspection_id']}"
+    assert (await enforcement.call("POST", f"{path}/start", as_=OFFICER, json={"officers": OFFICERS})).status_code == 200
+    result = await enforcement.call("POST", f"{path}/result", as_=OFFICER, json={
+        "officers": OFFICERS, "present_units": inspection["units"],
+        "findings": [{"task_id": task["task_id"], "outcome": "violation"}]})
+    assert result.status_code == 200, result.text
+    [case_id] = [str(c) for c in result.json()["cases"]]
+
+    async def to_s026(title: str) -> list[dict[str, Any]]:
+        return [m for m in (await received(notify_stack))["webhook"] if case_id in m["text"] and m["title"].startswith(title)]
+
+    await set_clocks(notify_stack, "2027-05-01T09:00:00+08:00")  # day 61: near the limit
+    [near] = await eventually(lambda: to_s026("案件临近办案期限"), what="the officer's warning")
+    assert "占道经营查处" in near["title"] and "2027-05-30 09:00" in near["text"]  # the limit, in the town's time
+    await set_clocks(notify_stack, "2027-06-01T09:00:00+08:00")  # day 92: past it
+    await eventually(lambda: to_s026("案件已超办案期限"), what="the officer's overdue notice")
+
+    async def told() -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for event_id in await _event_ids(notify_stack, "enforcement.case.flagged.v1", case_id):
+            for d in await deliveries(notify_stack, event_id=event_id):
+                found.setdefault(d["title"].split("：")[0], set()).add(d["recipient"])
+        return found if len(found) == 2 and all(len(r) == 2 for r in found.values()) else {}
+
+    assert await eventually(told, what="both officers told of both flags") == {
+        "案件临近办案期限": {"s026", "s027"}, "案件已超办案期限": {"s026", "s027"}}
+    assert len(await to_s026("案件临近办案期限")) == 1  # one message per case and flag
+
+
+OFFICER = ("s026", "officer")
+OFFICERS = ["s026", "s027"]

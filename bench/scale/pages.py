@@ -90,6 +90,7 @@ VISITS: dict[str, list[Visit]] = {
     "/appraisal/bulletin": [Visit("appraisal_office", query={"period": "period"})],
     "/county": [Visit("county", query={"period": "period"})],
     "/suspensions": [Visit("command_centre")],
+    "/deliveries": [Visit("command_centre")],  # notify's delivery log (issue #31)
     # Place (issue #30): the town's map with its open located matters, and the month's hotspots.
     "/map": [Visit("command_centre")],
     "/hotspots": [Visit("command_centre", query={"period": "period"})],

@@ -30,6 +30,8 @@ SPEC_TOPICS = {
     "appraisal.audit.recorded.v1", "console.audit.recorded.v1",
     # issue #29: evidence on inspections and cases (执法全过程记录)
     "enforcement.evidence.recorded.v1",
+    # issue #31: what notify tells the command centre and the officers
+    "dispatch.extension.requested.v1", "dispatch.suspension.requested.v1", "enforcement.case.flagged.v1",
 }
 NOW = datetime(2026, 11, 23, 1, 15, 2, tzinfo=UTC)
 

@@ -365,6 +365,50 @@ class TaskResumed(Envelope):
     data: TaskResumedData
 
 
+class ExtensionRequestedData(EventData):
+    """延期申请: a post holder asked the command centre to extend a task's deadline by `days` working
+    days (issue #31: the command centre is told). The decision follows as `dispatch.task.extended`
+    (approved) or nothing on a topic (refused). `reason` has phone and id numbers masked."""
+
+    extension_id: str
+    task_id: str
+    request_id: str
+    days: int
+    reason: str
+    requested_by: str = Field(description="the staff id of the holder who asked")
+    requested_at: datetime
+    resolve_by: datetime = Field(description="the task's deadline when asked (before any extension)")
+
+
+class ExtensionRequested(Envelope):
+    topic: ClassVar[str] = "dispatch.extension.requested.v1"
+    type: Literal["dispatch.extension.requested"] = "dispatch.extension.requested"
+    version: Literal[1] = 1
+    data: ExtensionRequestedData
+
+
+class SuspensionRequestedData(EventData):
+    """挂起申请: a post holder asked the command centre to suspend a task while waiting on the citizen
+    or a third party (issue #31: the command centre is told). An approval follows as
+    `dispatch.task.suspended`. `reason` has phone and id numbers masked."""
+
+    suspension_id: str
+    task_id: str
+    request_id: str
+    category: SuspensionCategory
+    reason: str
+    requested_by: str = Field(description="the staff id of the holder who asked")
+    requested_at: datetime
+    resolve_by: datetime = Field(description="the task's deadline when asked")
+
+
+class SuspensionRequested(Envelope):
+    topic: ClassVar[str] = "dispatch.suspension.requested.v1"
+    type: Literal["dispatch.suspension.requested"] = "dispatch.suspension.requested"
+    version: Literal[1] = 1
+    data: SuspensionRequestedData
+
+
 # --- enforcement ----------------------------------------------------------------------------
 class Finding(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -408,6 +452,35 @@ class CaseUpdated(Envelope):
     type: Literal["enforcement.case.updated"] = "enforcement.case.updated"
     version: Literal[1] = 1
     data: CaseUpdatedData
+
+
+CaseFlag = Literal["warning", "overdue"]
+
+
+class CaseFlaggedData(EventData):
+    """An undecided case reached a threshold of its legal decision limit (行政处罚法 art. 60: 90 days,
+    one 30-day extension): `warning` on the town's warning day (day 60: the limit is near),
+    `overdue` once past the limit. One event per case and flag, from enforcement's deadline loop
+    (issue #31: the case's officers are told)."""
+
+    case_id: str
+    task_id: str
+    request_id: str
+    item_code: str
+    target: str
+    officers: list[str] = Field(description="the staff ids of the officers of the inspection that filed the case")
+    flag: CaseFlag
+    filed_at: datetime
+    decision_due: datetime = Field(description="the legal decision limit (extended, when the case was)")
+    extended: bool
+    at: datetime = Field(description="when the flag was set")
+
+
+class CaseFlagged(Envelope):
+    topic: ClassVar[str] = "enforcement.case.flagged.v1"
+    type: Literal["enforcement.case.flagged"] = "enforcement.case.flagged"
+    version: Literal[1] = 1
+    data: CaseFlaggedData
 
 
 class EvidenceRecordedData(EventData):
@@ -578,8 +651,8 @@ AUDIT_TYPES: dict[str, type[AuditRecorded]] = {
 EVENT_TYPES: tuple[type[Envelope], ...] = (
     RequestFiled, RequestRated, RequestMerged,
     TaskDispatched, TaskAccepted, TaskReturned, TaskSupervised, TaskCompleted, TaskExtended,
-    TaskVerified, TaskMerged, TaskCallback, TaskSuspended, TaskResumed,
-    InspectionDone, CaseUpdated, PlanPublished, EvidenceRecorded,
+    TaskVerified, TaskMerged, TaskCallback, TaskSuspended, TaskResumed, ExtensionRequested, SuspensionRequested,
+    InspectionDone, CaseUpdated, PlanPublished, EvidenceRecorded, CaseFlagged,
     ScoreUpdated, AlertRaised,
     *AUDIT_TYPES.values(),
 )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from devstack.demo_accounts import DEMO_PASSWORD
+from devstack.receivers import Receivers
 from devstack.stack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium-headless-shell")  # Debian's; `make chromium` says why this one
@@ -38,8 +40,19 @@ expect.set_options(timeout=PATIENCE_MS)
 
 
 @pytest.fixture(scope="session")
-def console_url(county_stack: Stack) -> str:
-    return county_stack.start_console().url
+def console_url(county_stack: Stack) -> Iterator[str]:
+    """The console, started once notify runs beside the services (issue #31: the command centre's
+    消息记录 reads notify's log, so the console is given notify's address), sending to the local
+    receivers with the secret the demo county's notify.yaml names, as `make up` does."""
+    secret = "SEC" + secrets.token_hex(16)
+    county_stack.extra_env["QINGHE_COMMAND_ROBOT_SECRET"] = secret
+    receivers = Receivers(county_stack.workdir, dingtalk={"qinghe-command": secret}, wecom=["qinghe-staff"]).start()
+    county_stack.use_receivers(receivers)
+    try:
+        county_stack.start_services(["notify"])
+        yield county_stack.start_console().url
+    finally:
+        receivers.stop()
 
 
 @pytest.fixture(scope="session")

@@ -299,7 +299,7 @@ async def test_no_page_of_any_role_shows_an_english_word(people: People, county_
              "/enforcement",
              *(f"/enforcement/inspections/{i}" for i in made["inspections"]), f"/enforcement/cases/{made['case']}",
              "/enforcement/alerts", "/appraisal", "/county", "/suspensions", f"/tasks/{made['tasks'][-1]}/suspension",
-             "/audit", "/map", "/hotspots", "/rehearsal"]
+             "/audit", "/map", "/hotspots", "/rehearsal", "/deliveries"]
     found: dict[str, list[str]] = {}
     inaccessible: dict[str, list[str]] = {}  # item 9: axe-core on every page as each role
     axe_seconds = 0.0

@@ -16,7 +16,7 @@ import asyncpg
 from devstack.postgres import Postgres
 from enforcement import flows, rules, scheduled
 from enforcement.app import MIGRATIONS
-from enforcement.store import PgStore
+from enforcement.unit_of_work import PostgresUnitOfWork
 from townflow_shared.clock import Clock
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.settings import DEMO_TOWN_DIR
@@ -81,9 +81,9 @@ async def test_two_passes_at_once_share_the_cases_and_set_each_flag_once(fresh_d
             rows = await insert_cases(conn, filed)
         async with pool.acquire() as a, pool.acquire() as b:
             async with a.transaction():
-                first = await flows.flag_due_cases(PgStore(a), LIMITS_OF, NOW, 200)
+                first = await flows.flag_due_cases(PostgresUnitOfWork(a), LIMITS_OF, NOW, 200)
                 async with b.transaction():  # skips a's rows instead of waiting for them
-                    second = await asyncio.wait_for(flows.flag_due_cases(PgStore(b), LIMITS_OF, NOW, 200), timeout=10)
+                    second = await asyncio.wait_for(flows.flag_due_cases(PostgresUnitOfWork(b), LIMITS_OF, NOW, 200), timeout=10)
             assert first.claimed == second.claimed == 200
         clock = Clock()
         clock.set(NOW)

@@ -4,6 +4,7 @@ is sent nothing (and nothing is counted against its messages)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -87,5 +88,43 @@ async def test_a_robot_whose_minute_is_full_is_sent_nothing(fresh_database: str)
         row = await pool.fetchrow("SELECT status, attempts FROM deliveries")
         assert (row["status"], row["attempts"]) == ("pending", 0)  # waiting for the minute, not failed
         assert await pool.fetchval("SELECT count(*) FROM channel_leases") == 0  # given back
+    finally:
+        await pool.close()
+
+
+async def test_two_replicas_record_one_digest_per_person_and_day_of_open_items_only(fresh_database: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from notify.digest import DIGEST_EVENT_TYPE, KnownCase
+    from notify.rules import KnownTask
+    from notify.scheduled import record_due_digests
+
+    pool = await _pool(fresh_database)
+    try:
+        database = Database()
+        database.use(pool)
+        clock = Clock()
+        morning = datetime(2026, 11, 24, 1, tzinfo=UTC)  # 09:00 in the town: past the default 08:30
+        clock.set(morning)
+        deps = Deps(settings=NotifySettings(), county=load_county(DEMO_TOWN_DIR), clock=clock, database=database,
+                    contacts={TOWN: TownContacts(people=[  # type: ignore[list-item]
+                        {"staff": p, "channels": [{"email": f"{p}@qinghe.example.cn"}]} for p in ("s010", "s011", "s026")])})
+        async with pool.acquire() as conn:
+            store = PgStore(conn)
+            due = morning + timedelta(days=1)
+            await store.remember_task(TOWN, KnownTask("t1", "s010", "social-security", "S002", "V01", "l", "accepted",
+                                                      None, due))
+            await store.remember_task(TOWN, KnownTask("t2", "s011", "social-security", "S002", "V01", "l", "dispatched",
+                                                      morning, due))
+            await store.set_task_state("t2", "closed")  # completed: s011 has nothing open
+            await store.remember_case(TOWN, KnownCase("c1", "E001", "91321003MA0001", ("s026",), due))
+        counts = await asyncio.gather(*(record_due_digests(deps) for _ in range(4)))
+        assert sum(counts) == 2  # s010 and s026, once each, whichever pass came first
+        assert await record_due_digests(deps) == 0
+        rows = await pool.fetch("SELECT recipient, channel FROM deliveries WHERE event_type = $1 ORDER BY recipient",
+                                DIGEST_EVENT_TYPE)
+        assert [r["recipient"] for r in rows] == ["s010", "s026"]
+        clock.set(morning + timedelta(days=1))  # the next day: the next digest
+        assert await record_due_digests(deps) == 2
     finally:
         await pool.close()

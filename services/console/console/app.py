@@ -66,6 +66,7 @@ from .pages import (
     tasks,
 )
 from .pages import county as county_page
+from .pages import deliveries as deliveries_page
 from .pages import place as place_pages
 from .pages import rehearsal as rehearsal_page
 from .pages import suspensions as suspension_pages
@@ -221,7 +222,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     provider = ProviderSignIn.of(settings, state_key) if settings.console_oidc_issuer else None
     tokens: TokenSource = provider.tokens if provider is not None else token_signer(settings)
     urls = {"intake": settings.intake_url, "dispatch": settings.dispatch_url,
-            "enforcement": settings.enforcement_url, "appraisal": settings.appraisal_url}
+            "enforcement": settings.enforcement_url, "appraisal": settings.appraisal_url,
+            "notify": settings.notify_url}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -287,6 +289,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(place_pages.router)  # the map and the hotspots (issue #30)
     app.include_router(rehearsal_page.router)  # 改革预演 (issue #32)
+    app.include_router(deliveries_page.router)  # 消息记录 (issue #31)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     error_pages.install(app)
 

@@ -158,3 +158,48 @@ def sms_status(message: Mapping[str, Any]) -> str:
         return f"等待发送（已尝试 {attempts} 次）" if attempts else "等待发送"
     reason = SMS_NOT_SENT.get(why) or SMS_NOT_SENT.get(why.split(":", 1)[0])
     return f"未发送：{reason or ('短信平台拒收' if status == 'failed' else '其他原因')}"
+
+
+# --- 消息记录 (issue #31): notify's delivery log in words ----------------------------------------
+# What a message was about: the event that made it (notify's delivery log names the event's type).
+DELIVERY_EVENTS = {
+    "dispatch.task.dispatched": "派单", "dispatch.task.supervised": "督办", "dispatch.task.returned": "退回",
+    "dispatch.task.callback": "回访重办", "dispatch.extension.requested": "延期申请",
+    "dispatch.suspension.requested": "挂起申请", "enforcement.plan.published": "抽查计划",
+    "enforcement.case.flagged": "案件期限", "notify.digest.daily": "每日待办",
+}
+DELIVERY_FILTERS = {"": "全部", "sent": "已发送", "pending": "未发送"}
+# Why a message waits, from the sender's own words (notify/senders.py): the start of the reason.
+_WAIT_REASONS = (
+    (re.compile(r"^errcode (\d+)"), "机器人拒收（错误码 {0}）"),
+    (re.compile(r"^HTTP (\d+)"), "接收方返回错误（{0}）"),
+    (re.compile(r"^the answer is not JSON"), "接收方的应答无法识别"),
+    (re.compile(r"^no SMTP server is set"), "未配置邮件服务器"),
+    (re.compile(r"^no robot "), "镇里的消息配置中没有这个机器人"),
+    (re.compile(r"^SMTP\w*Error|^SMTP"), "邮件服务器拒收"),
+    (re.compile(r"^(Connect|Read|Write|Pool)?Timeout|^ConnectTimeout|^ReadTimeout"), "接收方无应答（超时）"),
+    (re.compile(r"^(ConnectError|ConnectionRefusedError|OSError|RemoteProtocolError|gaierror)"), "无法连接接收方"),
+)
+
+
+def delivery_status(entry: Mapping[str, Any]) -> str:
+    """已发送, 并入汇总 (sent folded into a robot's digest), 等待重试 (a failed attempt), 等待发送."""
+    if entry.get("status") == "sent":
+        return "并入汇总" if entry.get("in_digest") else "已发送"
+    return "等待重试" if entry.get("attempts") else "等待发送"
+
+
+def delivery_channel(channel: str) -> str:
+    """A delivery's channel in words: a work group's robot, or e-mail (addresses and robot names are
+    configuration, not words)."""
+    return {"robot": "工作群机器人", "email": "电子邮件"}.get(channel.partition(":")[0], "其他")
+
+
+def wait_reason(text: str | None) -> str:
+    """Why a message waits, in words; a reason the console does not know: 发送失败."""
+    if not text:
+        return ""
+    for pattern, words in _WAIT_REASONS:
+        if match := pattern.match(text):
+            return words.format(*match.groups())
+    return "发送失败，将自动重试"

@@ -19,7 +19,7 @@ from .errors import ServiceError, refusal
 from .metrics import SERVICE_CALLS, SERVICE_DURATION
 from .names import CountyNames, TownNames
 
-SERVICES = ("intake", "dispatch", "enforcement", "appraisal")
+SERVICES = ("intake", "dispatch", "enforcement", "appraisal")  # whose audit trails the auditor searches
 # The address of the browser whose page is calling, set by `web.guard` for the request.
 browser_address: ContextVar[str | None] = ContextVar("console_browser_address", default=None)
 
@@ -99,4 +99,4 @@ class Services:
             return response
 
 
-SERVICE_NAMES = {"intake": "受理", "dispatch": "派单", "enforcement": "执法", "appraisal": "考核"}
+SERVICE_NAMES = {"intake": "受理", "dispatch": "派单", "enforcement": "执法", "appraisal": "考核", "notify": "消息"}

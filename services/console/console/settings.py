@@ -1,4 +1,4 @@
-"""The console's settings (`TOWNFLOW_*`): where the four services answer, how the console signs the
+"""The console's settings (`TOWNFLOW_*`): where the services answer (and notify), how the console signs the
 tokens it presents to them, its sessions and how it meets failed sign-ins."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ class ConsoleSettings(ServiceSettings):
     dispatch_url: str = "http://127.0.0.1:8002"
     enforcement_url: str = "http://127.0.0.1:8003"
     appraisal_url: str = "http://127.0.0.1:8004"
+    notify_url: str = "http://127.0.0.1:8005"  # its delivery log (消息记录, issue #31)
     service_timeout_seconds: float = 10.0
     # A form with photos (issue #29) may be this large: the photos as chosen, when no script made them
     # smaller first (a browser without it), up to the most an item takes; intake's own limit.

@@ -78,6 +78,7 @@ PAGES = (
     Page("appraisal", "绩效考核", "/appraisal", frozenset({"appraisal_admin", "command_centre", "module_leader"})),
     Page("county", "全县排名", "/county", frozenset({"county_reader", "county_admin"})),
     Page("suspensions", "挂起审批", "/suspensions", frozenset({"command_centre"})),
+    Page("deliveries", "消息记录", "/deliveries", frozenset({"command_centre"})),  # issue #31: notify's log
     Page("map", "地图", "/map", frozenset({"command_centre"})),  # issue #30
     Page("hotspots", "热点", "/hotspots", frozenset({"appraisal_admin", "command_centre", "module_leader"})),
     Page("audit", "审计", "/audit", frozenset({"auditor"})),

@@ -57,7 +57,7 @@ async def _console(answer: httpx.Response | Callable[[httpx.Request], httpx.Resp
     async with httpx.AsyncClient(transport=httpx.MockTransport(fake_service)) as services_client:
         signer = TokenSigner(SECRET, "HS256", kid=None, issuer=None, audience_template="townflow-{service}",
                              ttl_seconds=60)
-        urls = {s: f"http://{s}.test" for s in ("intake", "dispatch", "enforcement", "appraisal")}
+        urls = {s: f"http://{s}.test" for s in ("intake", "dispatch", "enforcement", "appraisal", "notify")}
         app.state.console = Console(settings, county, Accounts(county),
                                     Services(urls, signer, services_client, county), sessions,
                                     FakeFailures(clock).unit_of_work, FakeRecords(clock))

@@ -35,7 +35,8 @@ def create_runtime(settings: DispatchSettings | None = None) -> ServiceRuntime:
                     *metrics.GAUGES)
     runtime.publishes(events.TaskDispatched, events.TaskAccepted, events.TaskReturned, events.TaskSupervised,
                       events.TaskCompleted, events.TaskExtended, events.TaskVerified, events.TaskMerged,
-                      events.TaskCallback, events.TaskSuspended, events.TaskResumed)
+                      events.TaskCallback, events.TaskSuspended, events.TaskResumed,
+                      events.ExtensionRequested, events.SuspensionRequested)
     return runtime
 
 

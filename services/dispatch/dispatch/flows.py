@@ -127,7 +127,7 @@ class Decide:
 @dataclass(frozen=True)
 class RequestSuspension:
     task_id: uuid.UUID
-    category: str
+    category: events.SuspensionCategory
     reason: str
 
 
@@ -314,6 +314,11 @@ async def request_extension(deps: Deps, actor: Principal, command: RequestExtens
                                                      actor.sub, now)
         if extension_id is None:
             raise CODES["extension.already_pending"]()
+        # Published so that the command centre is told (notify, issue #31), not only shown it on its list.
+        await uow.publish(task_event(town, events.ExtensionRequested, events.ExtensionRequestedData(
+            extension_id=str(extension_id), task_id=str(task["task_id"]), request_id=str(task["request_id"]),
+            days=command.days, reason=mask_personal_numbers(command.reason), requested_by=actor.sub,
+            requested_at=now, resolve_by=task["resolve_by"]), task["task_id"], task["request_id"], now))
     return ExtensionAsked(task_id=command.task_id, extension_id=extension_id)
 
 
@@ -356,6 +361,11 @@ async def request_suspension(deps: Deps, actor: Principal, command: RequestSuspe
                                                        command.reason, actor.sub, now)
         if suspension_id is None:
             raise CODES["suspension.already_asked"]()
+        await uow.publish(task_event(town, events.SuspensionRequested, events.SuspensionRequestedData(
+            suspension_id=str(suspension_id), task_id=str(task["task_id"]), request_id=str(task["request_id"]),
+            category=command.category, reason=mask_personal_numbers(command.reason),  # a holder may quote a phone
+            requested_by=actor.sub, requested_at=now, resolve_by=task["resolve_by"]),
+            task["task_id"], task["request_id"], now))
     return SuspensionAsked(task_id=command.task_id, suspension_id=suspension_id)
 
 

@@ -213,6 +213,9 @@ async def test_an_extension_asked_approved_and_refused(world: World) -> None:
     due = world.task(task_id)["resolve_by"]
     asked = await flows.request_extension(world.deps, staff("s010"), flows.RequestExtension(task_id, 2, "需补充材料"))
     assert asked.status == "pending"
+    requested = world.uow.published[-1]  # the command centre is told of the request (notify, issue #31)
+    assert requested.type == "dispatch.extension.requested" and requested.data.days == 2  # type: ignore[attr-defined]
+    assert requested.data.resolve_by == due and requested.key == requested.correlation_id  # type: ignore[attr-defined]
     await refused("extension.already_pending", flows.request_extension(
         world.deps, staff("s010"), flows.RequestExtension(task_id, 1, "再来")))
     approved = await flows.decide_extension(world.deps, CENTRE, flows.Decide(task_id, True, "同意"))
@@ -364,8 +367,12 @@ async def test_a_suspension_stops_the_deadline_and_resumes_with_the_working_time
     asked = await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(
         task_id, "awaiting_citizen", "等群众补正材料，电话13912345678"))
     assert asked.status == "pending" and world.task(task_id)["status"] == "dispatched"
+    requested = world.uow.published[-1]
+    assert requested.type == "dispatch.suspension.requested" and requested.data.requested_by == "s010"  # type: ignore[attr-defined]
+    assert "13912345678" not in requested.data.reason  # type: ignore[attr-defined]
     await refused("suspension.already_asked", flows.request_suspension(
         world.deps, staff("s010"), flows.RequestSuspension(task_id, "awaiting_citizen", "再问一次")))
+    assert world.uow.types_published().count("dispatch.suspension.requested") == 1  # a refusal publishes nothing
     world.later(hours=1)  # approved Monday 10:00: 2 h + 3.5 h that day and 7 h on Tuesday left
     decided = await flows.decide_suspension(world.deps, CENTRE, flows.Decide(task_id, True, "同意"))
     assert decided.status == "suspended"
@@ -401,7 +408,8 @@ async def test_a_suspension_refused_changes_nothing_and_may_be_asked_again(world
         task_id, "awaiting_third_party", "等县自然资源局答复"))
     refused_ = await flows.decide_suspension(world.deps, CENTRE, flows.Decide(task_id, False, "自行协调"))
     assert refused_.status == "refused" and world.task(task_id)["status"] == "dispatched"
-    assert world.uow.types_published() == ["dispatch.task.dispatched"]  # requests and refusals stay in dispatch
+    # A request is published (the command centre is told); a refusal stays inside dispatch.
+    assert world.uow.types_published() == ["dispatch.task.dispatched", "dispatch.suspension.requested"]
     await refused("suspension.none_pending", flows.decide_suspension(
         world.deps, CENTRE, flows.Decide(task_id, True)))
     assert (await flows.request_suspension(world.deps, staff("s010"), flows.RequestSuspension(

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from townflow_shared import attachments as shared_attachments
 from townflow_shared.events import (
+    CaseFlagged,
     CaseUpdated,
     EvidenceRecorded,
     InspectionDone,
@@ -37,7 +38,7 @@ def create_runtime(settings: EnforcementSettings | None = None) -> ServiceRuntim
     runtime.every(shared_attachments.sweep_loop(evidence.OWNER, deps.objects, evidence.known_evidence(deps), settings))
     towns = list(deps.county.towns.values())
     runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns, deps.clock.now()), *metrics.GAUGES)
-    runtime.publishes(InspectionDone, CaseUpdated, PlanPublished, EvidenceRecorded)
+    runtime.publishes(InspectionDone, CaseUpdated, PlanPublished, EvidenceRecorded, CaseFlagged)
     return runtime
 
 

@@ -275,15 +275,18 @@ async def extend_case(deps: Deps, actor: Principal, command: ExtendCase) -> mode
         return queries.case_answer(deps, present(await work.store.case(row["case_id"]), "the extended case"))
 
 
-async def flag_due_cases(store: Store, limits_of: Mapping[str, EnforcementRules], now: datetime,
+async def flag_due_cases(work: UnitOfWork, limits_of: Mapping[str, EnforcementRules], now: datetime,
                          limit: int) -> DueBatch:
     """Flag up to `limit` undecided cases of every town past day 60 (warning) or past their
     decision limit (overdue), each by its town's limits (`limits_of` by town code), earliest due
-    first, and move each case's next due moment on. Each flag once: the claim locks the rows
-    (another replica skips them) and a flag already set keeps its time. A case of a town no longer
-    served fails alone (logged) and is tried again next pass."""
+    first, and move each case's next due moment on. Each flag once, with one `case.flagged` event
+    in the same transaction (its officers are told: notify): the claim locks the rows (another
+    replica skips them) and a flag already set keeps its time. A case of a town no longer served
+    fails alone (logged) and is tried again next pass."""
+    store = work.store
     claimed = await store.claim_due_cases(list(limits_of), now, limit)
     flags: list[tuple[uuid.UUID, bool, bool, datetime | None]] = []
+    flagged_events: list[_Envelope] = []
     flagged = failed = 0
     for case in claimed:
         try:
@@ -292,12 +295,18 @@ async def flag_due_cases(store: Store, limits_of: Mapping[str, EnforcementRules]
             due = rules.case_flags_due(case["filed_at"], case["extended"], done, now, limits)
             flags.append((case["case_id"], "warning" in due, "overdue" in due,
                           rules.next_case_flag_at(case["filed_at"], case["extended"], done | set(due), limits)))
+            flagged_events += [event(case["town_code"], events.CaseFlagged, events.CaseFlaggedData(
+                case_id=str(case["case_id"]), task_id=case["task_id"], request_id=case["request_id"],
+                item_code=case["item_code"], target=case["target"], officers=list(case["officers"]), flag=flag,
+                filed_at=case["filed_at"], decision_due=rules.decision_due(case["filed_at"], case["extended"], limits),
+                extended=case["extended"], at=now), case["case_id"], case["request_id"], now) for flag in due]
             flagged += len(due)
         except Exception:  # one bad row never stops the rest
             log.exception("deadline check of case %s failed; it is tried again next pass", case["case_id"])
             failed += 1
     if flags:
         await store.set_case_flags(flags, now)
+        await work.publish(*flagged_events)
     return DueBatch(len(claimed), flagged, failed)
 
 

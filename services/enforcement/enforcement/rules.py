@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from townflow_shared.auth import Principal
+from townflow_shared.events import CaseFlag
 from townflow_shared.problems import FieldError, Refusal
 from townflow_shared.town import CatalogItem, EnforcementRules, Town
 
@@ -225,7 +226,7 @@ def extension_error(filed_at: datetime, extended: bool, now: datetime, rules: En
 _INSTANT = timedelta(microseconds=1)
 
 
-def case_flag_moments(filed_at: datetime, extended: bool, rules: EnforcementRules) -> dict[str, datetime]:
+def case_flag_moments(filed_at: datetime, extended: bool, rules: EnforcementRules) -> dict[CaseFlag, datetime]:
     """The first instant each flag holds: the day-60 warning, and past the decision limit."""
     return {
         "warning": filed_at + timedelta(days=rules.decision_warning_day),
@@ -247,7 +248,7 @@ def case_flag(filed_at: datetime, extended: bool, decided: bool, now: datetime,
 
 
 def case_flags_due(filed_at: datetime, extended: bool, flagged: Collection[str], now: datetime,
-                   rules: EnforcementRules) -> list[str]:
+                   rules: EnforcementRules) -> list[CaseFlag]:
     """Flags that hold by `now` and are not yet set (an overdue case is also past its warning)."""
     moments = case_flag_moments(filed_at, extended, rules)
     return [flag for flag, moment in moments.items() if moment <= now and flag not in flagged]

@@ -13,15 +13,15 @@ from townflow_shared.town import EnforcementRules
 
 from . import flows
 from .deps import Deps
-from .store import PgStore
+from .unit_of_work import PostgresUnitOfWork
 
 
 async def flag_all_due(pool: asyncpg.Pool, limits_of: Mapping[str, EnforcementRules], clock: Clock,
                        batch_size: int) -> int:
     """Set every case flag due now in every town, each by its town's limits (`limits_of` by town
-    code; see townflow_shared.deadlines); how many."""
+    code; see townflow_shared.deadlines), each with its `case.flagged` event; how many."""
     return await drain_due(pool, clock, lambda conn, now, limit: flows.flag_due_cases(
-        PgStore(conn), limits_of, now, limit), batch_size)
+        PostgresUnitOfWork(conn), limits_of, now, limit), batch_size)
 
 
 def case_deadline_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:

@@ -212,13 +212,15 @@ class PgStore:
 
     async def claim_due_cases(self, towns: Sequence[str], now: datetime, limit: int) -> list[Row]:
         """Up to `limit` undecided cases of the served `towns` with a deadline flag due by `now`,
-        earliest first, locked for this transaction. SKIP LOCKED: another replica's pass takes the
+        earliest first, with their inspection's officers (told of the flag), locked for this transaction. SKIP LOCKED: another replica's pass takes the
         next ones instead of waiting. Only served towns: a town gone from the county's files would
         keep the oldest due rows and fill every batch with cases that cannot be worked."""
         return await self.conn.fetch(
-            "SELECT case_id, town_code, filed_at, extended, warned_at, overdue_at FROM cases"
-            " WHERE step IN ('filed', 'investigated', 'reviewed') AND next_flag_at <= $1 AND town_code = ANY($3)"
-            " ORDER BY next_flag_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit, list(towns))
+            "SELECT c.case_id, c.town_code, c.task_id, c.request_id, c.item_code, c.target, c.filed_at, c.extended,"
+            " c.warned_at, c.overdue_at, coalesce(i.officers, '{}') AS officers"
+            " FROM cases c JOIN inspections i ON i.inspection_id = c.inspection_id"
+            " WHERE c.step IN ('filed', 'investigated', 'reviewed') AND c.next_flag_at <= $1 AND c.town_code = ANY($3)"
+            " ORDER BY c.next_flag_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED", now, limit, list(towns))
 
     async def set_case_flags(self, flags: Sequence[tuple[uuid.UUID, bool, bool, datetime | None]],
                              at: datetime) -> None:

@@ -114,7 +114,8 @@ class FakeStore:
         return sorted(rows, key=lambda c: c["filed_at"], reverse=True)[:limit]
 
     async def claim_due_cases(self, towns: Sequence[str], now: datetime, limit: int) -> list[Row]:
-        rows = [c for c in self.cases.values() if c["step"] in ("filed", "investigated", "reviewed")
+        rows = [c | {"officers": self.inspections[c["inspection_id"]]["officers"] or []}
+                for c in self.cases.values() if c["step"] in ("filed", "investigated", "reviewed")
                 and c["next_flag_at"] is not None and c["next_flag_at"] <= now and c["town_code"] in towns]
         return sorted(rows, key=lambda c: c["next_flag_at"])[:limit]
 

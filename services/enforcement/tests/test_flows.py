@@ -375,11 +375,24 @@ def test_the_deadline_loop_warns_on_day_60() -> None:
     world = World()
     case_id = uuid.UUID(world.case())
     limits = {QINGHE: COUNTY.towns[QINGHE].rules.enforcement}
-    batch = run(flows.flag_due_cases(world.store, limits, NOW + timedelta(days=60), 100))
+    batch = run(flag_due(world, limits, NOW + timedelta(days=60)))
     assert (batch.claimed, batch.done) == (1, 1)
     assert world.store.cases[case_id]["warned_at"] == NOW + timedelta(days=60)
     answer = queries.case_answer(world.deps, world.store.cases[case_id])
     assert answer.flag == "ok"  # the clock still says day 0
+    [warned] = world.transactions.published[-1:]  # its officers are told (notify, issue #31)
+    assert warned.type == "enforcement.case.flagged" and warned.subject == str(case_id)
+    assert warned.data.flag == "warning" and warned.data.decision_due == NOW + timedelta(days=90)  # type: ignore[attr-defined]
+    assert warned.data.officers == world.store.inspections[world.store.cases[case_id]["inspection_id"]]["officers"]  # type: ignore[attr-defined]
+    assert run(flag_due(world, limits, NOW + timedelta(days=61))).claimed == 0  # once per case and flag
+    overdue = run(flag_due(world, limits, NOW + timedelta(days=91)))
+    assert overdue.done == 1 and world.transactions.published[-1].data.flag == "overdue"  # type: ignore[attr-defined]
+    assert [e.type for e in world.transactions.published].count("enforcement.case.flagged") == 2
+
+
+async def flag_due(world: World, limits: dict[str, Any], now: datetime) -> Any:
+    async with world.transactions.writing() as work:
+        return await flows.flag_due_cases(work, limits, now, 100)
 
 
 # --- random plans ----------------------------------------------------------------------------------

@@ -56,10 +56,12 @@ async def list_deliveries(deps: Wired, principal: CommandCentre,
                           event_id: uuid.UUID | None = None,
                           recipient: Annotated[str | None, Query(pattern=NO_NUL_PATTERN, max_length=64)] = None,
                           town: Annotated[str | None, Query(json_schema_extra={"pattern": TOWN_CODE_PATTERN})] = None,
-                          limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[DeliveryEntry]:
+                          limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+                          offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[DeliveryEntry]:
     """The newest first: the caller's town; county roles every town, or `town`. `pending` with
-    attempts and `last_error`: a receiver that is down, tried again at `next_attempt_at`."""
+    attempts and `last_error`: a receiver that is down, tried again at `next_attempt_at`. `offset`
+    skips the newest ones (the console's pages)."""
     towns = [t.code for t in towns_to_read(deps.county, principal, town)]
     async with deps.database.pool.acquire() as conn:
-        rows = await PgStore(conn).deliveries(towns, status, event_id, recipient, limit)
+        rows = await PgStore(conn).deliveries(towns, status, event_id, recipient, limit, offset)
     return [DeliveryEntry(**dict(row)) for row in rows]

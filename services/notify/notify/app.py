@@ -8,7 +8,24 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.events import PlanPublished, TaskCallback, TaskDispatched, TaskReturned, TaskSupervised
+from townflow_shared.events import (
+    CaseFlagged,
+    CaseUpdated,
+    ExtensionRequested,
+    PlanPublished,
+    SuspensionRequested,
+    TaskAccepted,
+    TaskCallback,
+    TaskCompleted,
+    TaskDispatched,
+    TaskExtended,
+    TaskMerged,
+    TaskResumed,
+    TaskReturned,
+    TaskSupervised,
+    TaskSuspended,
+    TaskVerified,
+)
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers, metrics, scheduled
@@ -30,7 +47,20 @@ def create_runtime(settings: NotifySettings | None = None) -> ServiceRuntime:
     runtime.on(TaskReturned)(handlers.task_returned)
     runtime.on(TaskCallback)(handlers.task_called_back)
     runtime.on(PlanPublished)(handlers.plan_published)
+    runtime.on(ExtensionRequested)(handlers.extension_requested)
+    runtime.on(SuspensionRequested)(handlers.suspension_requested)
+    runtime.on(CaseFlagged)(handlers.case_flagged)
+    # The daily digest's knowledge of what is open and due: the tasks' and cases' later events.
+    runtime.on(TaskAccepted)(handlers.task_accepted)
+    runtime.on(TaskCompleted)(handlers.task_completed)
+    runtime.on(TaskExtended)(handlers.task_extended)
+    runtime.on(TaskVerified)(handlers.task_verified)
+    runtime.on(TaskMerged)(handlers.task_merged)
+    runtime.on(TaskSuspended)(handlers.task_suspended)
+    runtime.on(TaskResumed)(handlers.task_resumed)
+    runtime.on(CaseUpdated)(handlers.case_updated)
     runtime.every(scheduled.sender_loop(deps))
+    runtime.every(scheduled.digest_loop(deps))
     towns = list(deps.county.towns)
     runtime.reports(lambda pool: metrics.refresh_gauges(pool, towns), *metrics.GAUGES)
     return runtime

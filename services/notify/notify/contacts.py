@@ -10,14 +10,17 @@ tests); one that is not set fails start-up, naming it.
       - {name: duty-group, kind: dingtalk, url: "https://oapi.dingtalk.com/robot/send?access_token=…",
          secret: "${QINGHE_DUTY_SECRET}"}
     default_channels: [{robot: duty-group}]   # anyone not listed below
+    digest_at: "08:30"            # the daily digest, town-local (quoted: YAML reads 10:30 as a number); null: none
     people:
       - {staff: s030, channels: [{robot: duty-group}, {email: s030@town.example.gov.cn}]}
+      - {staff: s031, channels: [{robot: duty-group}], digest_at: "07:45"}   # their own hour; false: none
 """
 
 from __future__ import annotations
 
 import os
 import re
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -33,6 +36,14 @@ RobotKind = Literal["dingtalk", "wecom", "webhook"]
 VENDOR_PER_MINUTE = 20
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# A town-local time of day, "HH:MM" (a string: unquoted, YAML 1.1 reads 10:30 as 630).
+_TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+DEFAULT_DIGEST_AT = "08:30"
+
+
+def time_of_day(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
 
 
 class Robot(_Strict):
@@ -73,12 +84,31 @@ class Endpoint(_Strict):
 class Person(_Strict):
     staff: str
     channels: list[Endpoint] = Field(min_length=1)
+    # Their daily digest's time, town-local; unset: the town's; false: no digest for them.
+    digest_at: str | Literal[False] | None = None
+
+    @field_validator("digest_at")
+    @classmethod
+    def _time_of_day(cls, value: str | Literal[False] | None) -> str | Literal[False] | None:
+        return _checked_time(value)
+
+
+def _checked_time(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(_TIME_OF_DAY, value):
+        raise ValueError('a time of day is "HH:MM", quoted')
+    return value
 
 
 class TownContacts(_Strict):
     robots: list[Robot] = Field(default_factory=list)
     default_channels: list[Endpoint] = Field(default_factory=list)
     people: list[Person] = Field(default_factory=list)
+    digest_at: str | None = DEFAULT_DIGEST_AT  # the daily digest's time, town-local; None: no digest
+
+    @field_validator("digest_at")
+    @classmethod
+    def _time_of_day(cls, value: str | None) -> str | None:
+        return _checked_time(value)  # type: ignore[no-any-return]
 
     @field_validator("robots")
     @classmethod
@@ -94,6 +124,13 @@ class TownContacts(_Strict):
             if person.staff == staff_id:
                 return [e.channel(town_code) for e in person.channels]
         return [e.channel(town_code) for e in self.default_channels]
+
+    def digest_time_of(self, staff_id: str) -> time | None:
+        """When `staff_id`'s daily digest is due, town-local: their own time, else the town's;
+        None: they get none."""
+        person = next((p for p in self.people if p.staff == staff_id), None)
+        chosen = person.digest_at if person is not None and person.digest_at is not None else self.digest_at
+        return time_of_day(chosen) if chosen else None
 
     def robot(self, name: str) -> Robot | None:
         return next((r for r in self.robots if r.name == name), None)

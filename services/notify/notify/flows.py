@@ -1,24 +1,37 @@
 """Notify's flows: an event becomes deliveries, recorded in the consumer's one transaction with
 the event's inbox row, so however often the event arrives (a redelivery, a rewind, another
-replica) its deliveries are recorded once. Sending is the sender loop's (scheduled.py)."""
+replica) its deliveries are recorded once. Sending is the sender loop's (scheduled.py). The task's
+and case's other events keep what notify knows of their state and deadlines (the daily digest)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from townflow_shared.events import (
+    CaseFlagged,
+    CaseUpdated,
     Envelope,
+    ExtensionRequested,
     PlanPublished,
+    SuspensionRequested,
+    TaskAccepted,
     TaskCallback,
+    TaskCompleted,
     TaskDispatched,
+    TaskExtended,
+    TaskMerged,
+    TaskResumed,
     TaskReturned,
     TaskSupervised,
+    TaskSuspended,
+    TaskVerified,
 )
 from townflow_shared.scope import town_of_event
 
 from . import rules
 from .contacts import NO_CONTACTS
 from .deps import Deps
+from .digest import KnownCase
 from .store import Store
 
 
@@ -45,6 +58,7 @@ async def task_supervised(deps: Deps, store: Store, event: TaskSupervised) -> No
 async def task_returned(deps: Deps, store: Store, event: TaskReturned) -> None:
     town = town_of_event(deps.county, event.town_code)
     task = await store.known_task(event.data.task_id)
+    await store.set_task_state(event.data.task_id, "closed")  # the redispatch is a new task
     await _record(deps, store, event, rules.returned_notices(event.data, task, town))
 
 
@@ -52,9 +66,68 @@ async def task_called_back(deps: Deps, store: Store, event: TaskCallback) -> Non
     town = town_of_event(deps.county, event.town_code)
     if event.data.reopened:
         task = await store.known_task(event.data.task_id)
+        await store.set_task_state(event.data.task_id, "rework", event.data.resolve_by)
         await _record(deps, store, event, rules.reopened_notices(event.data, task, town))
 
 
 async def plan_published(deps: Deps, store: Store, event: PlanPublished) -> None:
     town = town_of_event(deps.county, event.town_code)
     await _record(deps, store, event, rules.plan_notices(event.data, town))
+
+
+async def extension_requested(deps: Deps, store: Store, event: ExtensionRequested) -> None:
+    town = town_of_event(deps.county, event.town_code)
+    task = await store.known_task(event.data.task_id)
+    await _record(deps, store, event, rules.extension_requested_notices(event.data, task, town))
+
+
+async def suspension_requested(deps: Deps, store: Store, event: SuspensionRequested) -> None:
+    town = town_of_event(deps.county, event.town_code)
+    task = await store.known_task(event.data.task_id)
+    await _record(deps, store, event, rules.suspension_requested_notices(event.data, task, town))
+
+
+async def case_flagged(deps: Deps, store: Store, event: CaseFlagged) -> None:
+    town = town_of_event(deps.county, event.town_code)
+    data = event.data
+    await store.remember_case(town.code, KnownCase(data.case_id, data.item_code, data.target,
+                                                   tuple(rules.case_recipients(data, town)), data.decision_due))
+    await _record(deps, store, event, rules.case_flagged_notices(data, town))
+
+
+# --- what the digest knows: each task's and case's state, from their later events ------------------
+async def task_accepted(deps: Deps, store: Store, event: TaskAccepted) -> None:
+    await store.set_task_state(event.data.task_id, "accepted")
+
+
+async def task_completed(deps: Deps, store: Store, event: TaskCompleted) -> None:
+    await store.set_task_state(event.data.task_id, "closed")
+
+
+async def task_extended(deps: Deps, store: Store, event: TaskExtended) -> None:
+    await store.set_task_state(event.data.task_id, None, event.data.resolve_by)
+
+
+async def task_verified(deps: Deps, store: Store, event: TaskVerified) -> None:
+    """A failed closure check sends the task back to its holder as rework (重办)."""
+    if not event.data.passed:
+        await store.set_task_state(event.data.task_id, "rework", event.data.resolve_by)
+
+
+async def task_merged(deps: Deps, store: Store, event: TaskMerged) -> None:
+    data = event.data
+    state = rules.state_after(data.status) if data.reversed else "closed"
+    await store.set_task_state(data.task_id, state, data.resolve_by, data.respond_by)
+
+
+async def task_suspended(deps: Deps, store: Store, event: TaskSuspended) -> None:
+    await store.set_task_state(event.data.task_id, "suspended")  # no deadline runs: out of the digest
+
+
+async def task_resumed(deps: Deps, store: Store, event: TaskResumed) -> None:
+    await store.set_task_state(event.data.task_id, rules.state_after(event.data.status), event.data.resolve_by)
+
+
+async def case_updated(deps: Deps, store: Store, event: CaseUpdated) -> None:
+    if event.data.step in ("decided", "closed", "transferred"):
+        await store.close_case(event.data.case_id)

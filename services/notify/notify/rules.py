@@ -4,9 +4,10 @@ no clock reads.
 - a task dispatched (new, or redispatched after a return) → its assignee;
 - supervision by level: reminder → the assignee; overdue → the assignee and the leader of the
   post's module; escalated → also the command centre on duty and the party secretary;
-- a task returned → the command centre on duty;
+- a task returned, an extension or a suspension asked for → the command centre on duty;
 - a task reopened by an unsatisfied callback (重办) → its assignee;
-- a random inspection plan published → each officer, with the targets they visit.
+- a random inspection plan published → each officer, with the targets they visit;
+- a case near its legal decision limit (day 60) or past it → the officers of its inspection.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from townflow_shared.events import (
+    CaseFlaggedData,
+    ExtensionRequestedData,
     PlanPublishedData,
     SupervisionLevel,
+    SuspensionRequestedData,
     TaskCallbackData,
     TaskDispatchedData,
     TaskReturnedData,
@@ -29,6 +33,8 @@ from .contacts import TownContacts
 
 COLOUR = {"red": "红", "orange": "橙", "yellow": "黄"}
 LEVEL = {"reminder": "催办提醒", "overdue": "已超期", "escalated": "升级督办"}
+SUSPENSION_CATEGORY = {"awaiting_citizen": "等待申请人补正材料", "awaiting_third_party": "等待其他单位答复"}
+CASE_FLAG = {"warning": "案件临近办案期限", "overdue": "案件已超办案期限"}
 # A digest lists this many of the notices it folds by title; the rest are counted.
 DIGEST_LISTED = 30
 
@@ -45,7 +51,8 @@ class Notice:
 @dataclass(frozen=True)
 class KnownTask:
     """What notify remembers of a dispatched task: who holds it and what it is, for the later
-    events (supervision, a return) that name only the task."""
+    events (supervision, a return) that name only the task; its state and deadlines, kept by the
+    task's later events, for the daily digest."""
 
     task_id: str
     assignee: str
@@ -53,6 +60,9 @@ class KnownTask:
     item_code: str
     village: str
     location: str
+    state: str = "dispatched"  # dispatched (待签收), accepted, rework, suspended, closed
+    respond_by: datetime | None = None
+    resolve_by: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -65,39 +75,46 @@ class Delivery:
     text: str
 
 
-def _name(town: Town, staff_id: str) -> str:
+def staff_name(town: Town, staff_id: str) -> str:
     person = town.staff.get(staff_id)
     return f"{person.name}（{staff_id}）" if person else staff_id
 
 
-def _local(town: Town, moment: datetime) -> str:
+def local_time(town: Town, moment: datetime) -> str:
     return moment.astimezone(town.calendar.tz).strftime("%Y-%m-%d %H:%M")
 
 
-def _item(town: Town, code: str) -> str:
+def item_name(town: Town, code: str) -> str:
     item = town.catalog.get(code)
     return item.name if item else code
 
 
-def _village(town: Town, code: str) -> str:
+def village_name(town: Town, code: str) -> str:
     village = town.villages.get(code)
     return village.name if village else code
 
 
 def known_task(data: TaskDispatchedData) -> KnownTask:
-    return KnownTask(data.task_id, data.assignee, data.post, data.item_code, data.village, data.location)
+    return KnownTask(data.task_id, data.assignee, data.post, data.item_code, data.village, data.location,
+                     "dispatched", data.respond_by, data.resolve_by)
+
+
+def state_after(status: str) -> str:
+    """A task's state in notify's memory for a status dispatch names (a merge undone, a resumption):
+    a status it does not know, or one that leaves the holder nothing to do, is closed."""
+    return status if status in ("dispatched", "accepted", "rework") else "closed"
 
 
 def dispatched_notices(data: TaskDispatchedData, town: Town) -> list[Notice]:
     """To the assignee: a new task, or one redispatched to them after a return (改派)."""
     what = "改派任务" if data.redispatch_of else "新任务"
-    title = f"{what}：{_item(town, data.item_code)}"
+    title = f"{what}：{item_name(town, data.item_code)}"
     text = "\n".join([
         f"### {title}（{COLOUR[data.colour]}色）",
-        f"- 地点：{_village(town, data.village)} {data.location}",
+        f"- 地点：{village_name(town, data.village)} {data.location}",
         *([f"- 对象：{data.target}"] if data.target else []),
-        f"- 签收时限：{_local(town, data.respond_by)}",
-        f"- 办结时限：{_local(town, data.resolve_by)}",
+        f"- 签收时限：{local_time(town, data.respond_by)}",
+        f"- 办结时限：{local_time(town, data.resolve_by)}",
         f"- 任务号：{data.task_id}",
         "",
         "请登录镇务通签收。",
@@ -122,22 +139,22 @@ def supervision_recipients(level: SupervisionLevel, task: KnownTask | None, noti
 
 
 def supervised_notices(data: TaskSupervisedData, task: KnownTask | None, town: Town) -> list[Notice]:
-    title = f"{LEVEL[data.level]}：{_item(town, task.item_code) if task else '任务'}"
+    title = f"{LEVEL[data.level]}：{item_name(town, task.item_code) if task else '任务'}"
     lines = [f"### {title}"]
     if task is not None:
-        lines += [f"- 承办人：{_name(town, task.assignee)}",
-                  f"- 地点：{_village(town, task.village)} {task.location}"]
-    lines += [f"- 任务号：{data.task_id}", f"- 时间：{_local(town, data.at)}"]
+        lines += [f"- 承办人：{staff_name(town, task.assignee)}",
+                  f"- 地点：{village_name(town, task.village)} {task.location}"]
+    lines += [f"- 任务号：{data.task_id}", f"- 时间：{local_time(town, data.at)}"]
     text = "\n".join(lines)
     return [Notice(r, title, text) for r in supervision_recipients(data.level, task, data.notified, town)]
 
 
 def returned_notices(data: TaskReturnedData, task: KnownTask | None, town: Town) -> list[Notice]:
     """To the command centre on duty: a returned task waits for them to redispatch it."""
-    title = f"任务退回：{_item(town, task.item_code) if task else data.task_id}"
+    title = f"任务退回：{item_name(town, task.item_code) if task else data.task_id}"
     text = "\n".join([
         f"### {title}",
-        f"- 退回人：{_name(town, data.by)}",
+        f"- 退回人：{staff_name(town, data.by)}",
         f"- 理由：{data.reason}",
         f"- 任务号：{data.task_id}",
         "",
@@ -146,17 +163,71 @@ def returned_notices(data: TaskReturnedData, task: KnownTask | None, town: Town)
     return [Notice(r, title, text) for r in dict.fromkeys(town.info.command_centre_duty)]
 
 
+def _to_command_centre(town: Town, title: str, lines: Sequence[str]) -> list[Notice]:
+    text = "\n".join([f"### {title}", *lines])
+    return [Notice(r, title, text) for r in dict.fromkeys(town.info.command_centre_duty)]
+
+
+def extension_requested_notices(data: ExtensionRequestedData, task: KnownTask | None, town: Town) -> list[Notice]:
+    """To the command centre on duty: a holder asks for more days; approve or refuse it."""
+    return _to_command_centre(town, f"延期申请：{item_name(town, task.item_code) if task else data.task_id}", [
+        f"- 申请人：{staff_name(town, data.requested_by)}",
+        f"- 延期：{data.days} 个工作日",
+        f"- 理由：{data.reason}",
+        f"- 现办结时限：{local_time(town, data.resolve_by)}",
+        f"- 任务号：{data.task_id}",
+        "",
+        "请在镇务通审批。",
+    ])
+
+
+def suspension_requested_notices(data: SuspensionRequestedData, task: KnownTask | None,
+                                 town: Town) -> list[Notice]:
+    """To the command centre on duty: a holder asks to suspend (挂起) a task; approve or refuse it."""
+    return _to_command_centre(town, f"挂起申请：{item_name(town, task.item_code) if task else data.task_id}", [
+        f"- 申请人：{staff_name(town, data.requested_by)}",
+        f"- 类别：{SUSPENSION_CATEGORY[data.category]}",
+        f"- 理由：{data.reason}",
+        f"- 现办结时限：{local_time(town, data.resolve_by)}",
+        f"- 任务号：{data.task_id}",
+        "",
+        "请在镇务通审批。",
+    ])
+
+
+def case_flagged_notices(data: CaseFlaggedData, town: Town) -> list[Notice]:
+    """To the officers of the case's inspection: its decision limit is near (the town's warning
+    day), or passed. A case whose inspection named none tells the enforcement module's leader."""
+    title = f"{CASE_FLAG[data.flag]}：{item_name(town, data.item_code)}"
+    text = "\n".join([
+        f"### {title}",
+        f"- 对象：{data.target}",
+        f"- 立案时间：{local_time(town, data.filed_at)}",
+        f"- 作出决定期限：{local_time(town, data.decision_due)}{'（已延长）' if data.extended else ''}",
+        f"- 案件号：{data.case_id}",
+        "",
+        "请及时作出处理决定。" if data.flag == "warning" else "已超过法定期限，请立即处理并说明原因。",
+    ])
+    return [Notice(r, title, text) for r in case_recipients(data, town)]
+
+
+def case_recipients(data: CaseFlaggedData, town: Town) -> list[str]:
+    """The officers of the case's inspection, each once; none named: the enforcement module's leader."""
+    officers = data.officers or [m.leader for m in town.modules.values() if m.kind == "enforcement"]
+    return list(dict.fromkeys(officers))
+
+
 def reopened_notices(data: TaskCallbackData, task: KnownTask | None, town: Town) -> list[Notice]:
     """重办: an unsatisfied callback reopens the task for the same assignee. Only a task notify saw
     dispatched has one it knows of (the callback names none)."""
     if not data.reopened or task is None:
         return []
-    title = f"重办：{_item(town, task.item_code)}"
+    title = f"重办：{item_name(town, task.item_code)}"
     text = "\n".join([
         f"### {title}",
-        f"- 地点：{_village(town, task.village)} {task.location}",
+        f"- 地点：{village_name(town, task.village)} {task.location}",
         f"- 回访意见：{data.note or '不满意'}",
-        *([f"- 办结时限：{_local(town, data.resolve_by)}"] if data.resolve_by else []),
+        *([f"- 办结时限：{local_time(town, data.resolve_by)}"] if data.resolve_by else []),
         f"- 任务号：{data.task_id}",
     ])
     return [Notice(task.assignee, title, text)]

@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from townflow_shared.db import OUTAGES
+from townflow_shared.db import OUTAGES, transaction
 from townflow_shared.dlq import describe
 from townflow_shared.outbox import relay_holder
 
-from . import rules
+from . import digest, rules
 from .deps import Deps
 from .metrics import MESSAGES
 from .senders import RobotSender, SendFailed, send_email
@@ -162,3 +162,51 @@ def sender_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
             await sender.robots.close()
 
     return sender_loop
+
+
+async def record_due_digests(deps: Deps) -> int:
+    """One pass of the daily digest: in each town, every person with something open whose digest
+    time has come today and who has no digest of today yet gets one, recorded as deliveries (the
+    sender loop sends them). One transaction per town: the digest's key (town, person, day) and
+    its deliveries commit together, so of two replicas one records it. Which day it is and whose
+    time has come is the database's clock (shared work, townflow_shared.clock), never a replica's
+    own. One town's failure never stops the others. The number of digests recorded."""
+    recorded = 0
+    for code, contacts in deps.contacts.items():
+        town = deps.county.town(code)
+        if town is None:
+            continue
+        try:
+            async with transaction(deps.database.pool) as conn:
+                now = await deps.clock.database_now(conn)
+                day = digest.digest_day(now, town)
+                store = PgStore(conn)
+                due = digest.due_for_digest(await store.undigested_people(code, day), now, town, contacts)
+                if not due:
+                    continue
+                claimed = await store.claim_digests(code, day, due)
+                items = await store.open_items(code, claimed)
+                for person in claimed:
+                    notice = digest.daily_digest(person, items, town, now)
+                    if notice is not None:
+                        await store.add_deliveries(digest.digest_event_id(code, person, day), digest.DIGEST_EVENT_TYPE,
+                                                   code, rules.deliveries_of([notice], contacts, code))
+                recorded += len(claimed)
+        except OUTAGES:
+            raise
+        except Exception:  # one town's bug never stops the others
+            log.exception("the daily digest of town %s failed; tried again next pass", code)
+    return recorded
+
+
+def digest_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
+    async def digest_loop(_: object) -> None:
+        """Wakes every `digest_poll_seconds`, or at once when a test moves the clock."""
+        while True:
+            try:
+                await record_due_digests(deps)
+            except OUTAGES as exc:
+                log.warning("the daily digest waits out an outage: %s", describe(exc))
+            await deps.clock.wait_moved(deps.settings.digest_poll_seconds)
+
+    return digest_loop

@@ -27,3 +27,6 @@ class NotifySettings(ServiceSettings):
     # A receiver that is down: tried again after base, doubling, at most max (never given up on).
     send_retry_base_seconds: float = 2.0
     send_retry_max_seconds: float = 300.0
+    # The daily digest's loop: looks this often (and at once when a test moves the clock) for the
+    # people whose digest time has come today (each town's notify.yaml, `digest_at`).
+    digest_poll_seconds: float = 60.0

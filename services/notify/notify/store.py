@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Protocol
 
 import asyncpg
 
+from .digest import KnownCase, OpenItems
 from .rules import Delivery, KnownTask
 
 
@@ -16,6 +18,13 @@ class Store(Protocol):
     async def remember_task(self, town_code: str, task: KnownTask) -> None: ...
 
     async def known_task(self, task_id: str) -> KnownTask | None: ...
+
+    async def set_task_state(self, task_id: str, state: str | None, resolve_by: datetime | None = None,
+                             respond_by: datetime | None = None) -> None: ...
+
+    async def remember_case(self, town_code: str, case: KnownCase) -> None: ...
+
+    async def close_case(self, case_id: str) -> None: ...
 
     async def add_deliveries(self, event_id: uuid.UUID, event_type: str, town_code: str,
                              deliveries: Sequence[Delivery]) -> None: ...
@@ -27,16 +36,69 @@ class PgStore:
 
     async def remember_task(self, town_code: str, task: KnownTask) -> None:
         await self.conn.execute(
-            "INSERT INTO known_tasks (task_id, town_code, assignee, post, item_code, village, location)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO UPDATE SET assignee = EXCLUDED.assignee,"
-            " post = EXCLUDED.post", task.task_id, town_code, task.assignee, task.post, task.item_code,
-            task.village, task.location)
+            "INSERT INTO known_tasks (task_id, town_code, assignee, post, item_code, village, location, state,"
+            " respond_by, resolve_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (task_id) DO UPDATE SET assignee = EXCLUDED.assignee, post = EXCLUDED.post,"
+            " state = EXCLUDED.state, respond_by = EXCLUDED.respond_by, resolve_by = EXCLUDED.resolve_by",
+            task.task_id, town_code, task.assignee, task.post, task.item_code, task.village, task.location,
+            task.state, task.respond_by, task.resolve_by)
 
     async def known_task(self, task_id: str) -> KnownTask | None:
         row = await self.conn.fetchrow(
-            "SELECT task_id, assignee, post, item_code, village, location FROM known_tasks WHERE task_id = $1",
-            task_id)
+            "SELECT task_id, assignee, post, item_code, village, location, state, respond_by, resolve_by"
+            " FROM known_tasks WHERE task_id = $1", task_id)
         return KnownTask(**dict(row)) if row else None
+
+    async def set_task_state(self, task_id: str, state: str | None, resolve_by: datetime | None = None,
+                             respond_by: datetime | None = None) -> None:
+        """What a later event of the task changed (None: unchanged); a task notify never saw: nothing."""
+        await self.conn.execute(
+            "UPDATE known_tasks SET state = coalesce($2, state), resolve_by = coalesce($3, resolve_by),"
+            " respond_by = coalesce($4, respond_by) WHERE task_id = $1", task_id, state, resolve_by, respond_by)
+
+    async def remember_case(self, town_code: str, case: KnownCase) -> None:
+        """A flagged case (its later flag, or an extension, may move its limit); a decided one stays closed."""
+        await self.conn.execute(
+            "INSERT INTO known_cases (case_id, town_code, item_code, target, officers, decision_due)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id) DO UPDATE SET officers = EXCLUDED.officers,"
+            " decision_due = EXCLUDED.decision_due", case.case_id, town_code, case.item_code, case.target,
+            list(case.officers), case.decision_due)
+
+    async def close_case(self, case_id: str) -> None:
+        await self.conn.execute("UPDATE known_cases SET open = false WHERE case_id = $1", case_id)
+
+    # --- the daily digest -----------------------------------------------------------------------
+    async def undigested_people(self, town_code: str, day: date) -> list[str]:
+        """Who has a task or case open in the town and no digest of `day` yet."""
+        rows = await self.conn.fetch(
+            "WITH open_people AS (SELECT assignee AS person FROM known_tasks"
+            "  WHERE town_code = $1 AND state IN ('dispatched', 'accepted', 'rework')"
+            " UNION SELECT unnest(officers) FROM known_cases WHERE town_code = $1 AND open)"
+            " SELECT person FROM open_people WHERE NOT EXISTS"
+            " (SELECT 1 FROM digests d WHERE d.town_code = $1 AND d.recipient = person AND d.day = $2)",
+            town_code, day)
+        return [r["person"] for r in rows]
+
+    async def open_items(self, town_code: str, people: Sequence[str]) -> OpenItems:
+        """The open tasks and cases of `people` in the town."""
+        tasks = await self.conn.fetch(
+            "SELECT task_id, assignee, post, item_code, village, location, state, respond_by, resolve_by"
+            " FROM known_tasks WHERE town_code = $1 AND state IN ('dispatched', 'accepted', 'rework')"
+            " AND assignee = ANY($2::text[])", town_code, list(people))
+        cases = await self.conn.fetch(
+            "SELECT case_id, item_code, target, officers, decision_due FROM known_cases"
+            " WHERE town_code = $1 AND open AND officers && $2::text[]", town_code, list(people))
+        return OpenItems([KnownTask(**dict(r)) for r in tasks],
+                         [KnownCase(r["case_id"], r["item_code"], r["target"], tuple(r["officers"]), r["decision_due"])
+                          for r in cases])
+
+    async def claim_digests(self, town_code: str, day: date, people: Sequence[str]) -> list[str]:
+        """Of `people`, those whose digest of `day` this transaction records: the key (town, person,
+        day) lets one replica record each, whichever comes first."""
+        rows = await self.conn.fetch(
+            "INSERT INTO digests (town_code, recipient, day) SELECT $1, unnest($3::text[]), $2"
+            " ON CONFLICT DO NOTHING RETURNING recipient", town_code, day, list(people))
+        return [r["recipient"] for r in rows]
 
     async def add_deliveries(self, event_id: uuid.UUID, event_type: str, town_code: str,
                              deliveries: Sequence[Delivery]) -> None:
@@ -116,10 +178,10 @@ class PgStore:
 
     # --- the delivery log ---------------------------------------------------------------------
     async def deliveries(self, towns: Sequence[str], status: str | None, event_id: uuid.UUID | None,
-                         recipient: str | None, limit: int) -> list[asyncpg.Record]:
+                         recipient: str | None, limit: int, offset: int = 0) -> list[asyncpg.Record]:
         return await self.conn.fetch(
             "SELECT id, event_id, event_type, town_code, recipient, channel, title, status, attempts, last_error,"
             " created_at, next_attempt_at, sent_at, in_digest FROM deliveries"
             " WHERE town_code = ANY($1::text[]) AND ($2::text IS NULL OR status = $2)"
             " AND ($3::uuid IS NULL OR event_id = $3) AND ($4::text IS NULL OR recipient = $4)"
-            " ORDER BY id DESC LIMIT $5", list(towns), status, event_id, recipient, limit)
+            " ORDER BY id DESC LIMIT $5 OFFSET $6", list(towns), status, event_id, recipient, limit, offset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import pytest
 from notify import flows, rules
 from notify.contacts import Endpoint, TownContacts
 from notify.deps import Deps
+from notify.digest import KnownCase
 from notify.settings import NotifySettings
 from services.notify.tests.test_rules import AT, dispatched
 from townflow_shared.clock import Clock
@@ -19,12 +21,20 @@ from townflow_shared.county import load_county
 from townflow_shared.db import Database
 from townflow_shared.dlq import Rejected
 from townflow_shared.events import (
+    TaskAccepted,
+    TaskAcceptedData,
     TaskCallback,
     TaskCallbackData,
+    TaskCompleted,
+    TaskCompletedData,
     TaskDispatched,
+    TaskExtended,
+    TaskExtendedData,
     TaskReturned,
     TaskReturnedData,
     TaskSupervised,
+    TaskVerified,
+    TaskVerifiedData,
     new_event,
 )
 from townflow_shared.settings import DEMO_TOWN_DIR
@@ -37,12 +47,27 @@ class FakeStore:
     def __init__(self) -> None:
         self.tasks: dict[str, rules.KnownTask] = {}
         self.deliveries: dict[tuple[uuid.UUID, str, str], rules.Delivery] = {}
+        self.cases: dict[str, KnownCase] = {}
+        self.closed: set[str] = set()
 
     async def remember_task(self, town_code: str, task: rules.KnownTask) -> None:
         self.tasks[task.task_id] = task
 
     async def known_task(self, task_id: str) -> rules.KnownTask | None:
         return self.tasks.get(task_id)
+
+    async def set_task_state(self, task_id: str, state: str | None, resolve_by: datetime | None = None,
+                             respond_by: datetime | None = None) -> None:
+        if (task := self.tasks.get(task_id)) is not None:
+            self.tasks[task_id] = dataclasses.replace(task, state=state or task.state,
+                                                      resolve_by=resolve_by or task.resolve_by,
+                                                      respond_by=respond_by or task.respond_by)
+
+    async def remember_case(self, town_code: str, case: KnownCase) -> None:
+        self.cases[case.case_id] = case
+
+    async def close_case(self, case_id: str) -> None:
+        self.closed.add(case_id)
 
     async def add_deliveries(self, event_id: uuid.UUID, event_type: str, town_code: str,
                              deliveries: Sequence[rules.Delivery]) -> None:
@@ -103,3 +128,25 @@ def test_a_reopened_task_tells_its_assignee_and_a_satisfied_callback_nobody() ->
         asyncio.run(flows.task_called_back(DEPS, store, callback))
         told = [(r, store.deliveries[(e, r, c)].title) for e, r, c in store.deliveries if e == callback.id]
         assert told == ([("s010", "重办：城乡居民医保参保")] if reopened else [])
+
+
+def test_the_tasks_later_events_keep_its_state_for_the_digest() -> None:
+    store = FakeStore()
+    asyncio.run(flows.task_dispatched(DEPS, store, event(TaskDispatched, dispatched())))  # type: ignore[arg-type]
+    assert (store.tasks["t1"].state, store.tasks["t1"].resolve_by) == ("dispatched", AT)
+    later = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    steps: list[tuple[object, object, str]] = [
+        (flows.task_accepted, event(TaskAccepted, TaskAcceptedData(task_id="t1", request_id="r1", by="s010",
+                                                                   accepted_at=AT)), "accepted"),
+        (flows.task_extended, event(TaskExtended, TaskExtendedData(task_id="t1", request_id="r1", days=5, reason="r",
+                                                                   approved_by="s030", resolve_by=later)), "accepted"),
+        (flows.task_completed, event(TaskCompleted, TaskCompletedData(
+            task_id="t1", request_id="r1", by="s010", resolution="ok", completed_at=AT, on_time=True)), "closed"),
+        (flows.task_verified, event(TaskVerified, TaskVerifiedData(task_id="t1", request_id="r1", passed=False,
+                                                                   note="没修好", by="s030", at=AT,
+                                                                   resolve_by=later)), "rework"),
+    ]
+    for flow, happened, state in steps:
+        asyncio.run(flow(DEPS, store, happened))  # type: ignore[operator]
+        assert store.tasks["t1"].state == state
+    assert store.tasks["t1"].resolve_by == later

@@ -10,7 +10,15 @@ import pytest
 from notify import rules
 from notify.contacts import Endpoint, TownContacts, load_contacts
 from notify.senders import dingtalk_sign
-from townflow_shared.events import PlannedTarget, PlanPublishedData, TaskDispatchedData, TaskSupervisedData
+from townflow_shared.events import (
+    CaseFlaggedData,
+    ExtensionRequestedData,
+    PlannedTarget,
+    PlanPublishedData,
+    SuspensionRequestedData,
+    TaskDispatchedData,
+    TaskSupervisedData,
+)
 from townflow_shared.settings import DEMO_TOWN_DIR
 from townflow_shared.town import TownConfigError, load_town
 
@@ -152,3 +160,29 @@ def test_a_vendors_error_code_is_a_failure_named_and_its_zero_a_success() -> Non
             _vendor_answer(answer)
     cut = _cut("汇" * 2000, 4096)  # 3 bytes a character: WeCom's 4096-byte limit, cut between characters
     assert len(cut.encode()) <= 4096 and cut == "汇" * 1365
+
+
+def test_an_extension_or_suspension_request_tells_the_command_centre_on_duty() -> None:
+    task = rules.known_task(dispatched())
+    extension = ExtensionRequestedData(extension_id="e1", task_id="t1", request_id="r1", days=2, reason="需补充材料",
+                                       requested_by="s010", requested_at=AT, resolve_by=AT)
+    notices = rules.extension_requested_notices(extension, task, TOWN)
+    assert [n.recipient for n in notices] == ["s030", "s031"]  # command_centre_duty in town.yaml
+    assert notices[0].title == "延期申请：城乡居民医保参保"
+    assert "2 个工作日" in notices[0].text and "2026-11-23 09:00" in notices[0].text
+    suspension = SuspensionRequestedData(suspension_id="x1", task_id="t9", request_id="r9",
+                                         category="awaiting_citizen", reason="等补正", requested_by="s010",
+                                         requested_at=AT, resolve_by=AT)
+    [first, _] = rules.suspension_requested_notices(suspension, None, TOWN)  # a task notify never saw: its id
+    assert first.title == "挂起申请：t9" and "等待申请人补正材料" in first.text
+
+
+def test_a_flagged_case_tells_its_officers_or_else_the_enforcement_leader() -> None:
+    data = CaseFlaggedData(case_id="c1", task_id="t1", request_id="r1", item_code="E003", target="91321003MA0001",
+                           officers=["s026", "s027", "s026"], flag="warning", filed_at=AT, decision_due=AT,
+                           extended=False, at=AT)
+    notices = rules.case_flagged_notices(data, TOWN)
+    assert [n.recipient for n in notices] == ["s026", "s027"]
+    assert notices[0].title.startswith("案件临近办案期限：") and "91321003MA0001" in notices[0].text
+    overdue = rules.case_flagged_notices(data.model_copy(update={"flag": "overdue", "officers": []}), TOWN)
+    assert [(n.recipient, n.title.split("：")[0]) for n in overdue] == [("s006", "案件已超办案期限")]
