@@ -309,6 +309,27 @@ async def object_store_stopped(work: Work, size: Size) -> dict[str, Any]:
                     "passed": len(probe.filed) == count and probe.refused_unavailable > 0}
 
 
+async def receivers_down(work: Work, size: Size) -> dict[str, Any]:
+    """Notify's receivers stopped (every webhook refuses connections) for `receivers_down_seconds`
+    while matters are filed at `probe_rate`, and longer if need be until notify has failed to send
+    at least once (the fault bites; at most 60 s more); then back. Whether what waited arrived, once,
+    is judged after the run (NotifyChaos.judge)."""
+    stack, notify = work.stack, work.notify
+    assert notify is not None
+    probes: list[Probe] = []
+    await asyncio.to_thread(notify.receivers.stop)
+    started = time.monotonic()
+    await file_during(work, "filing", stack.replicas["intake"], time.time() + size.receivers_down_seconds,
+                      size.probe_rate, probes)
+    deadline = time.monotonic() + 60
+    while not (failing := await notify.failing(stack)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    down = time.monotonic() - started
+    await asyncio.to_thread(notify.receivers.start)
+    return {"fault": "receivers down", "seconds": size.receivers_down_seconds, "down_s": round(down, 1),
+            "filed_during": len(probes), "failing_when_back": failing, "passed": failing > 0}
+
+
 # --- faults that stop a replica without killing it (bench.faults) ---------------------------------
 @dataclass
 class Work:
@@ -885,8 +906,8 @@ async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng:
         elif kind == "rewind":
             entries = [rewind_group(stack, step[1], consumed[step[1]])]
         elif kind == "receivers":
-            assert work is not None and work.notify is not None
-            entries = [work.notify.receivers_down(stack, size.receivers_down_seconds)]
+            assert work is not None
+            entries = [receivers_down(work, size)]
         elif kind == "poison":
             poison = await inject_poison(stack.kafka.bootstrap, sorted({t for ts in consumed.values() for t in ts}), seed)
             faults.append({"fault": "poison", "messages": len(poison)})

@@ -66,7 +66,7 @@ async def test_faults_under_load_lose_nothing_and_count_nothing_twice() -> None:
     killed = [f["replica"] for f in report["faults"] if f["fault"] == "kill -9"]
     assert len([r for r in killed if r.startswith("notify-")]) == SIZE.notify_kills, killed
     [outage] = [f for f in report["faults"] if f["fault"] == "receivers down"]
-    assert outage["seconds"] == SIZE.receivers_down_seconds, outage
+    assert outage["down_s"] >= SIZE.receivers_down_seconds and outage["failing_when_back"] > 0, outage
 
 
 def test_a_dead_letter_written_twice_is_caught_and_one_row_sent_twice_is_the_relays_redelivery() -> None:
