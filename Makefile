@@ -175,7 +175,8 @@ bench-scale: install
 # Faults under load on two replicas of every service: kill -9 of single replicas, a database made
 # read-only (a failover) then PostgreSQL stopped, the broker stopped, poison messages, redelivery,
 # each service's relay holder paused 45 s, a replica cut off from PostgreSQL and one from Kafka,
-# one dispatch replica's clock 5 minutes ahead. CHAOS_ARGS="--matters 300 --incident-seconds 5"
+# one dispatch replica's clock 5 minutes ahead; notify's replicas killed, its group rewound, its
+# receivers down then back (every message once, none lost). CHAOS_ARGS="--matters 300 --incident-seconds 5"
 # for a short run; "--faults pause,partition,skew" for only those (docs/benchmarks.md).
 chaos: install
 	$(PY) -m bench.chaos $(CHAOS_ARGS)

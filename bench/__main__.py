@@ -2,11 +2,13 @@
 fixed offered rate and measure sustained throughput and latency from filing to the first
 appraisal.score.updated, each service's CPU and peak memory, and — in the same run, on the same
 broker and database — two yardsticks: a bare aiokafka chain of the same hop count, and a bare
-HTTP app writing one row per request (the floor of the first hop alone). Writes
-bench/results/<time>.json and .png.
+HTTP app writing one row per request (the floor of the first hop alone). Notify joins after the
+ramp and is measured in the main run (dispatch → the assignee's mail accepted by the local SMTP
+receiver), then a burst of tasks to one town's robots (bench/notify_bench.py; `--no-notify` runs
+without it). Writes bench/results/<time>.json and .png.
 
     python -m bench [--matters 20000] [--rate 50] [--ramp 50,100,...,350] [--step-matters 1500]
-                     [--env TOWNFLOW_X=VALUE ...]
+                     [--env TOWNFLOW_X=VALUE ...] [--no-notify] [--notify-replicas 1] [--burst 500]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from devstack.stack import Stack
 from .bare_chain import run_bare_chain
 from .bare_http import run_bare_http
 from .load import Run, measure, village_points
+from .notify_bench import NotifyBench
 from .privacy import scan_topics
 from .procstats import cpu_seconds, peak_rss_mib, tree_cpu_seconds
 
@@ -47,7 +50,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if args.towns > 1:  # a county of N towns, filed across all of them (SPEC §7.1, §8)
         towns = make_county(stack.workdir / "county", args.towns)
         stack.extra_env["TOWNFLOW_TOWN_DIR"] = str(stack.workdir / "county")
+    notify: NotifyBench | None = None
     try:
+        if not args.no_notify:  # its town files and receivers before any service reads the town
+            notify = NotifyBench.prepare(stack)
         stack.start_infra()
         stack.start_services()
         assert stack.kafka is not None and stack.postgres is not None
@@ -59,6 +65,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ramp.append(step.summary())
             print(f"ramp {rate:>6.0f}/s offered: {ramp[-1]['sustained_throughput']}/s sustained, "
                   f"p99 {ramp[-1]['latency_ms']['p99']} ms", flush=True)
+        # Notify joins now, at the topics' ends: the ramp ran without it, as it always has.
+        notify_pids: dict[str, int] = {}
+        if notify is not None:
+            await notify.join(stack, args.notify_replicas)
+            notify_pids = notify.pids(stack)
+            pids |= notify_pids
         # PostgreSQL's backends too: what a matter costs the whole machine, which bounds the knee
         # when the cores are full, and moves far less with the shared machine's neighbours than
         # the knee itself (bench/audit_cost.py compares it).
@@ -72,8 +84,22 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         resources = {n: {"cpu_cores": round(used[n] / elapsed, 2)} | (
             {"peak_rss_mib": round(peak_rss_mib(pids[n]), 1)} if n in pids else {}) for n in used}
         summary = main.summary()
-        summary["cpu_ms_per_matter"] = round(1000 * sum(used.values()) / max(summary["scored"], 1), 2)
+        # Without notify's processes, so it compares with the runs before notify was measured;
+        # what notify (and its receivers) cost is its own figure.
+        summary["cpu_ms_per_matter"] = round(1000 * sum(v for n, v in used.items() if n not in notify_pids)
+                                             / max(summary["scored"], 1), 2)
+        if notify_pids:
+            summary["notify_cpu_ms_per_matter"] = round(
+                1000 * sum(used[n] for n in notify_pids) / max(summary["scored"], 1), 2)
         print(f"main run: {summary}", flush=True)
+        notified: dict[str, Any] | None = None
+        burst: dict[str, Any] | None = None
+        if notify is not None:
+            notified = await notify.latencies(stack, main)
+            print(f"notify, dispatch → the assignee's mail accepted: {notified}", flush=True)
+            if args.burst:
+                burst = await notify.burst(stack, args.burst, county=args.towns > 1)
+                print(f"notify, a burst of {args.burst} tasks to one town's robots: {burst}", flush=True)
         privacy = await scan_topics(stack.kafka.bootstrap, ["压测"])
         print(f"privacy scan of every topic: {privacy}", flush=True)
         bare = await run_bare_chain(stack.kafka.bootstrap, args.bare_messages)
@@ -93,10 +119,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             # filing capacity the rest of Townflow leaves.
             "bare_http": bare_http,
             "ratio_to_bare_http": round(best / bare_http["throughput"], 4) if bare_http["throughput"] else None,
+            "notify": notified, "notify_burst": burst,
             "latencies_ms": main.latencies_ms(),
         }
     finally:
         stack.stop()
+        if notify is not None:
+            notify.stop()
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -148,6 +177,11 @@ def main() -> None:
                         help="file the located items (four matters in ten) with a point in their village (issue #30)")
     parser.add_argument("--towns", type=int, default=1,
                         help="1: the demo town; N: a county of N towns (copies of 青禾镇), filed across all")
+    parser.add_argument("--no-notify", action="store_true",
+                        help="run without notify (it joins after the ramp and is measured in the main run)")
+    parser.add_argument("--notify-replicas", type=int, default=1, help="notify's replicas in the main run")
+    parser.add_argument("--burst", type=int, default=500,
+                        help="tasks filed at once to one town's robots after the main run (0: none)")
     parser.add_argument("--env", type=_setting, action="append", default=[], metavar="TOWNFLOW_X=VALUE",
                         help="a service setting for this run (repeatable), e.g. TOWNFLOW_KAFKA_FETCH_MIN_BYTES=65536")
     args = parser.parse_args()

@@ -18,13 +18,16 @@ every `.dlq` topic holds:
 - appraisal's figures identical after a full replay;
 - work filed through the live replicas while a replica is paused or cut off on its topic within
   10 s of its 201, none lost or doubled; each supervision level published once, never early;
-- no photo lost once its filing was acknowledged, no object without a record left (photo_faults).
+- no photo lost once its filing was acknowledged, no object without a record left (photo_faults);
+- notify (two replicas, sending to the local receivers; its own faults: kill -9 of its replicas,
+  its group rewound, the receivers down then back): every message arrived once, none lost
+  (bench/notify_chaos.py).
 
     python -m bench.chaos [--seed N] [--matters 2000] [--rate 10] [--replicas 2]
                           [--incident-seconds 20] [--broker-stop-seconds 30] [--kills 8]
-                          [--faults kill,database,poison,broker,s3,rewind,pause,partition,skew]
+                          [--faults kill,database,poison,broker,s3,rewind,pause,partition,skew,receivers]
                           [--pause-seconds 45] [--partition-seconds 45] [--clock-ahead-seconds 300]
-                          [--s3-stop-seconds 30]
+                          [--s3-stop-seconds 30] [--notify-kills 2] [--receivers-down-seconds 20] [--no-notify]
 """
 
 from __future__ import annotations
@@ -80,13 +83,14 @@ from .faults import (
     skew_unavailable,
     waits_now,
 )
+from .notify_chaos import NotifyChaos, notify_steps
 from .photo_faults import SWEEP_ENV, PhotoFilings, judge_photos
 from .town_staff import StaffReport, staff_at_work
 
 RESULTS = Path(__file__).with_name("results")
 READY_WITHIN = 30.0
 # Every kind of fault, in the order `--faults` names them.
-FAULTS = ("kill", "database", "poison", "broker", "s3", "rewind", "pause", "partition", "skew")
+FAULTS = ("kill", "database", "poison", "broker", "s3", "rewind", "pause", "partition", "skew", "receivers")
 ON_TOPIC_WITHIN = 10.0  # work acknowledged during a pause or partition is on its topic within this
 LINGER = 8.0            # after a paused replica resumes: what it sends late is watched this long too
 Faults = list[dict[str, Any]]
@@ -115,15 +119,18 @@ class Size:
     clock_ahead_seconds: float = 300.0  # one dispatch replica's own clock runs this far ahead, all run long
     skew_tasks: int = 6                # tasks whose supervision ladder the clock-skew check watches
     skew_window_seconds: float = 30.0  # their (compressed) resolution window
+    notify: bool = True                # notify's replicas and the local receivers in the run (bench/notify_chaos.py)
+    notify_kills: int = 2              # kill -9 of notify's replicas (besides `kills`, which are the four services')
+    receivers_down_seconds: float = 20.0  # the receivers stopped this long (fault "receivers"), then back
 
     @property
     def duration(self) -> float:
         return self.matters / self.rate
 
 
-def consumed_topics() -> dict[str, list[str]]:
+def consumed_topics(names: tuple[str, ...] = tuple(SERVICES)) -> dict[str, list[str]]:
     without_intake_keys_use_throwaway_ones()
-    return {s: [t.topic for t in importlib.import_module(f"{s}.app").create_runtime().handlers] for s in SERVICES}
+    return {s: [t.topic for t in importlib.import_module(f"{s}.app").create_runtime().handlers] for s in names}
 
 
 @dataclass(frozen=True)
@@ -302,6 +309,27 @@ async def object_store_stopped(work: Work, size: Size) -> dict[str, Any]:
                     "passed": len(probe.filed) == count and probe.refused_unavailable > 0}
 
 
+async def receivers_down(work: Work, size: Size) -> dict[str, Any]:
+    """Notify's receivers stopped (every webhook refuses connections) for `receivers_down_seconds`
+    while matters are filed at `probe_rate`, and longer if need be until notify has failed to send
+    at least once (the fault bites; at most 60 s more); then back. Whether what waited arrived, once,
+    is judged after the run (NotifyChaos.judge)."""
+    stack, notify = work.stack, work.notify
+    assert notify is not None
+    probes: list[Probe] = []
+    await asyncio.to_thread(notify.receivers.stop)
+    started = time.monotonic()
+    await file_during(work, "filing", stack.replicas["intake"], time.time() + size.receivers_down_seconds,
+                      size.probe_rate, probes)
+    deadline = time.monotonic() + 60
+    while not (failing := await notify.failing(stack)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    down = time.monotonic() - started
+    await asyncio.to_thread(notify.receivers.start)
+    return {"fault": "receivers down", "seconds": size.receivers_down_seconds, "down_s": round(down, 1),
+            "filed_during": len(probes), "failing_when_back": failing, "passed": failing > 0}
+
+
 # --- faults that stop a replica without killing it (bench.faults) ---------------------------------
 @dataclass
 class Work:
@@ -316,6 +344,7 @@ class Work:
     netcut: NetCut | None = None
     filed: int = 0  # numbers the faults' filings across the run
     photos: PhotoFilings | None = None  # the run's filings with photos, when the S3 server is a fault
+    notify: NotifyChaos | None = None  # notify's receivers and its kills, when the run has notify
 
 
 # Where the work acknowledged during a fault of each service shows it got through: a filing's
@@ -671,8 +700,16 @@ def fault_plan(rng: random.Random, stack: Stack, size: Size, seed: int = 0) -> l
         extra.append(("skew",))
     for step in extra:
         steps.insert(held.randint(0, len(steps)), step)
+    with_notify = "notify" in stack.replicas
+    if with_notify:  # its own generators: the other faults stay where the seed puts them without notify
+        placed = random.Random(f"{seed}-notify-at")  # noqa: S311 - replayable from the printed seed
+        for step in notify_steps(seed, size.notify_kills if "kill" in wanted else 0, len(stack.replicas["notify"]),
+                                 "receivers" in wanted):
+            steps.insert(placed.randint(0, len(steps)), step)
     if "rewind" in wanted:
         steps.append(("rewind", "dispatch"))
+        if with_notify:  # every event delivered to notify again: no message sent twice
+            steps.append(("rewind", "notify"))
     return steps
 
 
@@ -855,6 +892,8 @@ async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng:
         kind = step[0]
         entries: list[Awaitable[dict[str, Any]]] = []
         if kind == "kill":
+            if step[1] == "notify" and work is not None and work.notify is not None:
+                work.notify.killed()  # a message sent twice right after this is the edge docs/notify.md names
             entries = [kill_replica(stack, step[1], int(step[2]), rng)]
         elif kind == "database":
             entries = [database_read_only(stack, step[1], size.incident_seconds),
@@ -866,6 +905,9 @@ async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng:
             entries = [object_store_stopped(work, size)]
         elif kind == "rewind":
             entries = [rewind_group(stack, step[1], consumed[step[1]])]
+        elif kind == "receivers":
+            assert work is not None
+            entries = [receivers_down(work, size)]
         elif kind == "poison":
             poison = await inject_poison(stack.kafka.bootstrap, sorted({t for ts in consumed.values() for t in ts}), seed)
             faults.append({"fault": "poison", "messages": len(poison)})
@@ -903,13 +945,16 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         stack.extra_env |= SWEEP_ENV
     faults: Faults = []
     netcut: NetCut | None = None
+    notify: NotifyChaos | None = None
     report: dict[str, Any] | None = None
     try:
         if own:
             if stack.s3 is not None:
                 stack.s3.start()
+            if size.notify:  # the town files with a notify.yaml each, and the receivers, before any service
+                notify = NotifyChaos.prepare(stack)
             stack.start_infra()
-            for name in SERVICES:
+            for name in (*SERVICES, "notify") if notify is not None else SERVICES:
                 stack.add_service(name)
             if "partition" in size.faults and partition_unavailable() is None:
                 # Every replica in a cgroup of its own from its first start: any may come to hold the relay.
@@ -922,8 +967,11 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
                 # One dispatch replica's own clock runs ahead for the whole run (restarts after a kill too).
                 stack.replica("dispatch", skewed_replica(seed, stack)).env.update(ahead_env(size.clock_ahead_seconds))
             stack.start_services()
+            if notify is not None:  # once the four are ready: ten processes waiting at once on a
+                # busy machine for the broker's group coordinator took over the 60 s allowed
+                stack.start_services(["notify"])
         assert stack.kafka is not None
-        consumed = consumed_topics()
+        consumed = consumed_topics((*SERVICES, "notify") if notify is not None else tuple(SERVICES))
         acknowledged: dict[str, str] = {}
         receipts: dict[str, tuple[str, str]] = {}
         load = asyncio.create_task(file_steadily(stack, f"chaos-{seed}", size.matters, size.rate, acknowledged,
@@ -933,7 +981,8 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         work = asyncio.create_task(staff_at_work(stack, towns_of(stack), receipts, load_done, staff))
         plan = fault_plan(rng, stack, size, seed)
         poison = await run_faults(stack, plan, size, rng, seed, consumed, faults,
-                                  Work(stack, seed, acknowledged, receipts, staff, netcut, photos=photos))
+                                  Work(stack, seed, acknowledged, receipts, staff, netcut, photos=photos,
+                                       notify=notify))
         await load
         load_done.set()
         load_acknowledged = sum(1 for key in acknowledged if key.startswith(f"chaos-{seed}-"))
@@ -945,6 +994,9 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
         report["load_acknowledged"] = load_acknowledged
         if photos is not None:
             report |= await judge_photos(stack, photos)
+        if notify is not None:
+            report["notify"] = await notify.judge(stack)
+            print(f"  notify: {report['notify']}", flush=True)
         await dead_lettered_during(stack, faults)
         identical, replay_log = await asyncio.to_thread(replay_identical, stack)
         slowest = max((f.get("ready_after_s", 0) for f in faults), default=0)
@@ -965,6 +1017,7 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
                             and slowest <= READY_WITHIN and identical and settled
                             and staff_worked and not staff.refused
                             and report.get("photos_lost", 0) == 0 and report.get("photo_orphans_left", 0) == 0
+                            and report.get("notify", {}).get("passed", True)
                             and all(f.get("passed", True) for f in faults))
         if not identical:
             report["replay_log"] = replay_log
@@ -976,6 +1029,8 @@ async def run_chaos(seed: int, matters: int | None = None, rate: float | None = 
             stack.stop()
             if stack.s3 is not None:
                 stack.s3.stop()
+            if notify is not None:
+                notify.stop()
         if netcut is not None:
             netcut.close()
 
@@ -1008,6 +1063,8 @@ SIZE_FLAGS: dict[str, str] = {
     "clock_ahead_seconds": "how far one dispatch replica's own clock runs ahead",
     "skew_tasks": "tasks whose (compressed) supervision ladder the clock check watches",
     "skew_window_seconds": "their resolution window: the three levels fall due within it",
+    "notify_kills": "kill -9 of notify's replicas",
+    "receivers_down_seconds": "how long notify's receivers are stopped (fault receivers)",
 }
 
 
@@ -1021,6 +1078,7 @@ def main() -> None:
     parser.add_argument("--read-only-database", choices=list(SERVICES), default=None,
                         help="whose database fails over (default: chosen by the seed)")
     parser.add_argument("--county", action="store_true", help="run the demo county (three towns) instead of one town")
+    parser.add_argument("--no-notify", action="store_true", help="run without notify and its receivers")
     parser.add_argument("--faults", type=fault_kinds, default=default.faults,
                         help=f"the kinds of fault, comma-separated (default: all of {','.join(FAULTS)})")
     parser.add_argument("--pause-services", type=service_names, default=default.pause_services,
@@ -1031,7 +1089,8 @@ def main() -> None:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     size = Size(**{name: getattr(args, name) for name in SIZE_FLAGS}, read_only_database=args.read_only_database,
                 town_dir=str(DEMO_COUNTY_DIR) if args.county else None, faults=args.faults,
-                pause_services=args.pause_services, partition_services=args.partition_services)
+                pause_services=args.pause_services, partition_services=args.partition_services,
+                notify=not args.no_notify)
     print(f"chaos seed {seed} (replay with --seed {seed})", flush=True)
     report = asyncio.run(run_chaos(seed, size=size))
     sys.exit(write_report("chaos", report, ("faults", "replay_log")))

@@ -23,6 +23,8 @@ machines, and no message may leave the machine.
 
 `GET /received` answers what arrived (and what was refused, with why) as JSON; the state lives in
 this process: a test stops it to make every receiver "down" and starts it again on the same ports.
+With `--journal FILE` every message accepted is also appended to FILE (a JSON line, written before
+the answer), so what arrived is known across such a stop (`make chaos`, bench/notify_chaos.py).
 
     python -m devstack.receivers --http-port 8025 --smtp-port 8026 --dingtalk TOKEN=SECRET --wecom KEY \
         --webhook NAME=SECRET --sms KEY_ID=SECRET --sms-sign 青禾镇人民政府
@@ -76,7 +78,8 @@ _AUTHORIZATION = re.compile(r"^ACS3-HMAC-SHA256 Credential=([^,]+),SignedHeaders
 
 class Received:
     def __init__(self, dingtalk: dict[str, str], wecom: set[str], webhooks: dict[str, str],
-                 sms_keys: dict[str, str] | None = None, sms_signs: set[str] | None = None) -> None:
+                 sms_keys: dict[str, str] | None = None, sms_signs: set[str] | None = None,
+                 journal: Path | None = None) -> None:
         self.dingtalk, self.wecom, self.webhooks = dingtalk, wecom, webhooks
         self.sms_keys, self.sms_signs = sms_keys or {}, sms_signs or set()
         self.sms_nonces: set[str] = set()
@@ -84,6 +87,14 @@ class Received:
                                                           "sms": []}
         self.refused: list[dict[str, Any]] = []
         self.minute: dict[str, deque[float]] = {}
+        self.journal = journal.open("a", encoding="utf-8") if journal is not None else None
+
+    def accept(self, kind: str, message: dict[str, Any]) -> None:
+        """A message taken: kept, and journalled (flushed) before the sender hears it was taken."""
+        self.messages[kind].append(message)
+        if self.journal is not None:
+            self.journal.write(json.dumps({"kind": kind, **message}, ensure_ascii=False) + "\n")
+            self.journal.flush()
 
     def within_limit(self, robot: str) -> bool:
         """One more message to `robot` in its sliding minute, or False past the limit."""
@@ -181,7 +192,7 @@ def app_of(received: Received) -> web.Application:
         if not _MOBILE.fullmatch(phone):
             return sms_refused("isv.MOBILE_NUMBER_ILLEGAL", "the number is not a mainland mobile number")
         biz_id = uuid.uuid4().hex
-        received.messages["sms"].append({
+        received.accept("sms", {
             "phone": phone, "sign_name": sent["SignName"], "template": sent["TemplateCode"], "params": params,
             "text": f"【{sent['SignName']}】" + _VARIABLE.sub(lambda m: params[m.group(1)], template),
             "out_id": sent.get("OutId"), "biz_id": biz_id, "at": time.time()})
@@ -205,8 +216,8 @@ def app_of(received: Received) -> web.Application:
             return received.refuse(f"dingtalk:{token}", "markdown message needs title and text", 400105)
         if not received.within_limit(f"dingtalk:{token}"):
             return received.refuse(f"dingtalk:{token}", "send too fast, exceed 20 times per minute", 130101)
-        received.messages["dingtalk"].append({"access_token": token, "title": markdown["title"],
-                                              "text": markdown["text"], "at": time.time()})
+        received.accept("dingtalk", {"access_token": token, "title": markdown["title"], "text": markdown["text"],
+                                     "at": time.time()})
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     async def wecom(request: web.Request) -> web.Response:
@@ -222,7 +233,7 @@ def app_of(received: Received) -> web.Application:
             return received.refuse(f"wecom:{key}", "content exceed max length", 40058)
         if not received.within_limit(f"wecom:{key}"):
             return received.refuse(f"wecom:{key}", "api freq out of limit", 45009)
-        received.messages["wecom"].append({"key": key, "content": content, "at": time.time()})
+        received.accept("wecom", {"key": key, "content": content, "at": time.time()})
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     async def webhook(request: web.Request) -> web.Response:
@@ -236,7 +247,7 @@ def app_of(received: Received) -> web.Application:
         if not hmac.compare_digest(request.headers.get("X-Townflow-Signature", ""), expected):
             received.refused.append({"where": f"webhook:{name}", "why": "bad signature"})
             return web.Response(status=401)
-        received.messages["webhook"].append({"name": name, **json.loads(body), "at": time.time()})
+        received.accept("webhook", {"name": name, **json.loads(body), "at": time.time()})
         return web.Response(status=204)
 
     async def everything(_: web.Request) -> web.Response:
@@ -261,7 +272,7 @@ class Mailbox:
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         mail = message_from_bytes(content, policy=policy.default)
         body = mail.get_body(("plain",)) if isinstance(mail, EmailMessage) else None
-        self.received.messages["email"].append({
+        self.received.accept("email", {
             "from": envelope.mail_from, "to": list(envelope.rcpt_tos), "subject": str(mail["Subject"]),
             "text": body.get_content() if body is not None else "", "at": time.time()})
         return "250 Message accepted for delivery"
@@ -273,7 +284,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     received = Received(dict(pair.split("=", 1) for pair in args.dingtalk), set(args.wecom),
                         dict(pair.split("=", 1) for pair in args.webhook),
-                        dict(pair.split("=", 1) for pair in args.sms), set(args.sms_sign))
+                        dict(pair.split("=", 1) for pair in args.sms), set(args.sms_sign), args.journal)
     runner = web.AppRunner(app_of(received), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.http_port).start()
@@ -295,18 +306,21 @@ class Receivers:
 
     def __init__(self, workdir: Path, *, dingtalk: Mapping[str, str] = {}, wecom: Sequence[str] = (),
                  webhooks: Mapping[str, str] = {}, sms: tuple[str, str] | None = None,
-                 sms_sign: str = "青禾镇人民政府") -> None:
+                 sms_sign: str = "青禾镇人民政府", journal: bool = False) -> None:
         """`sms`: the (access key id, secret) the SMS gateway knows, and intake is given; None: no
         SMS gateway here, and intake sends none."""
         self.workdir = workdir
         self.sms, self.sms_sign = sms, sms_sign
+        # What arrived across stops (`journalled`): the process's own state dies with it.
+        self.journal_path = workdir / "receivers.jsonl" if journal else None
         self.http_port, self.smtp_port = free_port(), free_port()
         self.argv = [sys.executable, "-m", "devstack.receivers", "--http-port", str(self.http_port),
                      "--smtp-port", str(self.smtp_port),
                      *(a for token, secret in dingtalk.items() for a in ("--dingtalk", f"{token}={secret}")),
                      *(a for key in wecom for a in ("--wecom", key)),
                      *(a for name, secret in webhooks.items() for a in ("--webhook", f"{name}={secret}")),
-                     *(("--sms", f"{sms[0]}={sms[1]}", "--sms-sign", sms_sign) if sms is not None else ())]
+                     *(("--sms", f"{sms[0]}={sms[1]}", "--sms-sign", sms_sign) if sms is not None else ()),
+                     *(("--journal", str(self.journal_path)) if self.journal_path is not None else ())]
         self.child: Child | None = None
 
     @property
@@ -338,6 +352,13 @@ class Receivers:
                 "TOWNFLOW_SMS_ACCESS_KEY_SECRET": self.sms[1], "TOWNFLOW_SMS_SIGN_NAME": self.sms_sign,
                 **{f"TOWNFLOW_SMS_TEMPLATE_{kind.upper()}": code for kind, code in SMS_TEMPLATE_OF.items()}}
 
+    def journalled(self) -> list[dict[str, Any]]:
+        """Every message accepted since the journal began, across stops, each with its `kind`."""
+        if self.journal_path is None or not self.journal_path.exists():
+            return []
+        lines = self.journal_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]  # a line cut by a kill is left out
+
     def notify_env(self) -> dict[str, str]:
         """What notify is started with: the SMTP relay, and the receivers' address for the
         `${TOWNFLOW_RECEIVERS_URL}` of a town's notify.yaml."""
@@ -354,6 +375,7 @@ def main() -> None:
     parser.add_argument("--webhook", action="append", default=[], help="NAME=SECRET of a webhook")
     parser.add_argument("--sms", action="append", default=[], help="ACCESS_KEY_ID=SECRET of the SMS gateway")
     parser.add_argument("--sms-sign", action="append", default=[], help="an approved SMS sign name (签名)")
+    parser.add_argument("--journal", type=Path, default=None, help="append every message accepted to this file")
     asyncio.run(serve(parser.parse_args()))
 
 

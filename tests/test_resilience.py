@@ -6,7 +6,11 @@ back within 30 s of each fault's end, replay identical. And two faults of a repl
 without dying: intake's relay holder paused (SIGSTOP) for 12 s while matters are filed through the
 other replica — each on its topic within 10 s of its 201, none doubled; and one dispatch replica's
 own clock 5 minutes ahead all run long — a compressed supervision ladder published level by
-level, never early, never twice. (The network partitions run in `make chaos` only.)"""
+level, never early, never twice. Notify runs there too (two replicas, the local receivers, each
+person on a signed webhook of their own): one of its replicas killed -9, its group rewound, the
+receivers down 5 s then back — every message arrived once by its delivery id, none lost (a repeat
+right after a kill, the edge docs/notify.md names, counted apart). (The network partitions run in
+`make chaos` only.)"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from townflow_shared.settings import DEMO_COUNTY_DIR
 SIZE = Size(matters=90, rate=3.0, replicas=2, incident_seconds=5.0, broker_stop_seconds=8.0, s3_stop_seconds=6.0, kills=4,
             settle_seconds=120.0, town_dir=str(DEMO_COUNTY_DIR),
             faults=tuple(f for f in FAULTS if f != "partition"), pause_seconds=12.0, pause_services=("intake",),
-            skew_tasks=3, skew_window_seconds=10.0)
+            skew_tasks=3, skew_window_seconds=10.0, notify_kills=1, receivers_down_seconds=5.0)
 
 
 @pytest.mark.timeout(900)
@@ -33,7 +37,8 @@ async def test_faults_under_load_lose_nothing_and_count_nothing_twice() -> None:
           f" --broker-stop-seconds {SIZE.broker_stop_seconds} --s3-stop-seconds {SIZE.s3_stop_seconds}"
           f" --kills {SIZE.kills} --county"
           f" --faults {','.join(SIZE.faults)} --pause-seconds {SIZE.pause_seconds} --pause-services intake"
-          f" --skew-tasks {SIZE.skew_tasks} --skew-window-seconds {SIZE.skew_window_seconds})")
+          f" --skew-tasks {SIZE.skew_tasks} --skew-window-seconds {SIZE.skew_window_seconds}"
+          f" --notify-kills {SIZE.notify_kills} --receivers-down-seconds {SIZE.receivers_down_seconds})")
     report = await run_chaos(seed, size=SIZE)
     assert report["passed"], json.dumps({k: v for k, v in report.items() if k != "replay_log"},
                                         ensure_ascii=False, indent=1)
@@ -50,6 +55,18 @@ async def test_faults_under_load_lose_nothing_and_count_nothing_twice() -> None:
     assert store["refused_while_down"] > 0 and store["acknowledged"] == store["photo_filings_during"], store
     assert report["photo_filings_acknowledged"] >= store["acknowledged"] + SIZE.matters // 5, report
     assert (report["photos_lost"], report["photo_orphans_left"]) == (0, 0), report
+    # Notify through its own faults: every dispatch recorded, every message arrived, none twice
+    # (but the kill's edge, counted apart), the receivers' outage seen and waited out.
+    notify = report["notify"]
+    assert notify["passed"] and notify["dispatched_events"] > 0 and notify["messages_arrived"] > 0, notify
+    assert (notify["not_recorded"], notify["left_waiting"], notify["lost"]) == (0, 0, 0), notify
+    assert notify["duplicated"] == notify["resent_after_a_kill"], notify
+    rewound = [f["service"] for f in report["faults"] if f["fault"] == "redeliver from offset 0"]
+    assert rewound == ["dispatch", "notify"], rewound
+    killed = [f["replica"] for f in report["faults"] if f["fault"] == "kill -9"]
+    assert len([r for r in killed if r.startswith("notify-")]) == SIZE.notify_kills, killed
+    [outage] = [f for f in report["faults"] if f["fault"] == "receivers down"]
+    assert outage["down_s"] >= SIZE.receivers_down_seconds and outage["failing_when_back"] > 0, outage
 
 
 def test_a_dead_letter_written_twice_is_caught_and_one_row_sent_twice_is_the_relays_redelivery() -> None:

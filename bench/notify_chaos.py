@@ -1,0 +1,169 @@
+"""Notify in `make chaos` (issue #31): two replicas of notify beside the other services, sending to
+the local receivers (devstack/receivers.py) through the same faults, and three of its own — kill -9
+of notify replicas, its consumer group rewound to offset 0 (every event delivered again), and the
+receivers down for a while, then back.
+
+Every member of staff of every town is on a signed webhook of their own (`/webhook/<town>-<staff>`):
+the webhook's body carries the delivery's `id`, so the receiver can tell a message sent twice, and
+one per person keeps most messages singles under the 20-a-minute limit every robot kind is held to
+(what exceeds it goes in a digest, whose body carries the id of the first delivery it folds and
+whose title the number folded). The receivers journal what they accept (`--journal`), so what
+arrived is known across their stop.
+
+At the end, with the receivers back and notify's deliveries all sent (waited for):
+
+- every `dispatch.task.dispatched` event of the run (by event id) has its assignee's delivery
+  recorded in notify's database (`not_recorded`: an event lost between the topic and notify);
+- no delivery is left waiting (`left_waiting`: lost once the receiver is back);
+- every delivery sent on its own arrived (`lost`: its id never reached the receiver), and the
+  digests' counts add up to the deliveries marked folded (`digest_count_short`);
+- no id arrived twice (`duplicated`). A repeat can be the at-least-once edge docs/notify.md
+  names: a replica killed after the receiver took a message and before it recorded it. Such a
+  repeat is counted apart (`resent_after_a_kill`: its first arrival within `KILL_EDGE_SECONDS`
+  before a kill -9 of a notify replica, its second after that kill) and does not fail the run; any
+  other repeat does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+
+from devstack.receivers import Receivers
+from devstack.stack import Stack
+from townflow_shared.settings import DEMO_TOWN_DIR
+
+from .notify_bench import DIGEST, read_topic, town_folders
+
+DISPATCHED = "dispatch.task.dispatched.v1"
+# A replica killed this soon after a receiver took a message may not have recorded it yet (the
+# record is one UPDATE a few milliseconds after the answer; a loaded machine stretches that).
+KILL_EDGE_SECONDS = 2.0
+
+
+@dataclass
+class NotifyChaos:
+    receivers: Receivers
+    towns: list[str]
+    kills: list[float] = field(default_factory=list)  # when a notify replica was killed (epoch seconds)
+
+    @classmethod
+    def prepare(cls, stack: Stack) -> NotifyChaos:
+        """Before any service is added: the stack's own copy of its town or county folder with a
+        notify.yaml per town (a webhook per person), and the receivers started."""
+        source = Path(stack.extra_env.get("TOWNFLOW_TOWN_DIR") or DEMO_TOWN_DIR)
+        town_dir = stack.workdir / "towns"
+        shutil.copytree(source, town_dir)
+        stack.extra_env["TOWNFLOW_TOWN_DIR"] = str(town_dir)
+        secret = secrets.token_hex(16)
+        webhooks, codes = {}, []
+        for folder in town_folders(town_dir):
+            code = str(yaml.safe_load((folder / "town.yaml").read_text(encoding="utf-8"))["code"])
+            staff = [s["id"] for s in yaml.safe_load((folder / "staff.yaml").read_text(encoding="utf-8"))["staff"]]
+            contacts = {
+                "robots": [{"name": s, "kind": "webhook", "secret": secret,
+                            "url": f"${{TOWNFLOW_RECEIVERS_URL}}/webhook/{code}-{s}"} for s in staff],
+                "people": [{"staff": s, "channels": [{"robot": s}]} for s in staff]}
+            (folder / "notify.yaml").write_text(yaml.safe_dump(contacts, allow_unicode=True), encoding="utf-8")
+            webhooks |= {f"{code}-{s}": secret for s in staff}
+            codes.append(code)
+        receivers = Receivers(stack.workdir, webhooks=webhooks, journal=True).start()
+        stack.use_receivers(receivers)
+        return cls(receivers, codes)
+
+    async def failing(self, stack: Stack) -> int:
+        """Deliveries waiting after a failed attempt (0 while notify's database cannot be read)."""
+        return int(await _fetchval(stack, "SELECT count(*) FROM deliveries WHERE status = 'pending' AND attempts > 0")
+                   or 0)
+
+    def killed(self) -> None:
+        self.kills.append(time.time())
+
+    async def sent_all(self, stack: Stack, timeout: float) -> bool:
+        """Every delivery sent (a receiver that was down is tried again with back-off, up to 5 minutes)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            waiting = await _fetchval(stack, "SELECT count(*) FROM deliveries WHERE status = 'pending'")
+            if waiting == 0:
+                return True
+            print(f"  waiting for notify to send: {waiting}", flush=True)
+            await asyncio.sleep(3)
+        return False
+
+    async def judge(self, stack: Stack, timeout: float = 360.0) -> dict[str, Any]:
+        assert stack.kafka is not None and stack.postgres is not None
+        settled = await self.sent_all(stack, timeout)
+        conn = await asyncpg.connect(stack.postgres.dsn("notify"))
+        try:
+            rows = await conn.fetch("SELECT id, event_id::text, status, in_digest FROM deliveries")
+        finally:
+            await conn.close()
+        dispatched = {e["id"] for e in await read_topic(stack.kafka.bootstrap, DISPATCHED)
+                      if e.get("type") == "dispatch.task.dispatched" and e.get("town_code") in self.towns}
+        recorded = {r["event_id"] for r in rows}
+        arrivals: dict[int, list[float]] = {}
+        digests: dict[int, int] = {}
+        for message in self.receivers.journalled():
+            if message.get("kind") != "webhook":
+                continue
+            arrivals.setdefault(int(message["id"]), []).append(float(message["at"]))
+            if found := DIGEST.search(message["title"]):
+                digests[int(message["id"])] = max(digests.get(int(message["id"]), 0), int(found.group(1)))
+        singles = [r["id"] for r in rows if r["status"] == "sent" and not r["in_digest"]]
+        folded = sum(1 for r in rows if r["in_digest"])
+        repeats = {i: sorted(at) for i, at in arrivals.items() if len(at) > 1}
+        at_a_kill = {i for i, at in repeats.items() if any(
+            at[0] <= k <= at[0] + KILL_EDGE_SECONDS and at[-1] > k for k in self.kills)}
+        report = {
+            "receivers": "a signed webhook per person; ids from the receivers' journal",
+            "dispatched_events": len(dispatched), "deliveries": len(rows),
+            "not_recorded": len(dispatched - recorded),
+            "left_waiting": sum(1 for r in rows if r["status"] != "sent"),
+            "sent_singly": len(singles), "folded_in_digests": folded, "digests": len(digests),
+            "messages_arrived": sum(len(a) for a in arrivals.values()),
+            "lost": sum(1 for i in singles if i not in arrivals),
+            "digest_count_short": max(0, folded - sum(digests.values())),
+            "duplicated": sum(len(at) - 1 for at in repeats.values()),
+            "resent_after_a_kill": sum(len(repeats[i]) - 1 for i in at_a_kill),
+            "notify_kills": len(self.kills), "sent_all": settled,
+        }
+        report["passed"] = bool(
+            settled and dispatched and report["not_recorded"] == 0 and report["left_waiting"] == 0
+            and report["lost"] == 0 and report["digest_count_short"] == 0
+            and report["duplicated"] == report["resent_after_a_kill"])
+        return report
+
+    def stop(self) -> None:
+        self.receivers.stop()
+
+
+async def _fetchval(stack: Stack, query: str) -> Any:
+    assert stack.postgres is not None
+    try:
+        conn = await asyncpg.connect(stack.postgres.dsn("notify"))
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
+
+
+def notify_steps(seed: int, kills: int, replicas: int, receivers_down: bool) -> list[tuple[str, ...]]:
+    """Notify's own faults, from a generator of their own (the other faults of a seed stay where
+    they were): `kills` kill -9 of its replicas, the receivers down."""
+    rng = random.Random(f"{seed}-notify")  # noqa: S311 - replayable from the printed seed
+    steps: list[tuple[str, ...]] = [("kill", "notify", str(rng.randrange(replicas))) for _ in range(kills)]
+    if receivers_down:
+        steps.insert(rng.randint(0, len(steps)), ("receivers",))
+    return steps
+
