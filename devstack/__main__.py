@@ -63,23 +63,23 @@ def up(args: argparse.Namespace) -> int:
     try:
         print("starting SeaweedFS (S3) ...", flush=True)
         stack.use_s3(s3.start())
+        # Notify's receivers first (devstack/receivers.py: robots and SMTP, nothing leaves the
+        # machine), with the secret the demo county's notify.yaml names.
+        secret = "SEC" + secrets.token_hex(16)
+        stack.extra_env["QINGHE_COMMAND_ROBOT_SECRET"] = secret
+        # The SMS gateway stand-in too: intake texts the citizens through it (docs/notify.md).
+        receivers = Receivers(stack.workdir, dingtalk={"qinghe-command": secret}, wecom=["qinghe-staff"],
+                              sms=("LTAI-townflow-demo", "SMS" + secrets.token_hex(16))).start()
+        stack.use_receivers(receivers)
         if args.oidc:
             from .demo_accounts import DEMO_PASSWORD
 
-            print("starting Keycloak, Kafka (KRaft), PostgreSQL, the four services and the console ...", flush=True)
+            print("starting Keycloak, Kafka (KRaft), PostgreSQL, the services, notify and the console ...", flush=True)
             keycloak = Keycloak(stack.workdir / "keycloak")
-            console = start_stack_on_keycloak(stack, keycloak, args.town_dir, DEMO_PASSWORD)
+            console = start_stack_on_keycloak(stack, keycloak, args.town_dir, DEMO_PASSWORD, [*SERVICES, "notify"])
         else:
             print("starting Kafka (KRaft) and PostgreSQL ...", flush=True)
             stack.start_infra()
-            # Notify's receivers first (devstack/receivers.py: robots and SMTP, nothing leaves the
-            # machine), with the secret the demo county's notify.yaml names.
-            secret = "SEC" + secrets.token_hex(16)
-            stack.extra_env["QINGHE_COMMAND_ROBOT_SECRET"] = secret
-            # The SMS gateway stand-in too: intake texts the citizens through it (docs/notify.md).
-            receivers = Receivers(stack.workdir, dingtalk={"qinghe-command": secret}, wecom=["qinghe-staff"],
-                                  sms=("LTAI-townflow-demo", "SMS" + secrets.token_hex(16))).start()
-            stack.use_receivers(receivers)
             print("starting intake, dispatch, enforcement, appraisal, notify and the console ...", flush=True)
             stack.start_services([*SERVICES, "notify"])
             console = stack.start_console()

@@ -33,7 +33,7 @@ from townflow_shared.county import County, load_county
 
 from .kafka import CACHE
 from .processes import Child, free_port, wait_until
-from .stack import SERVICES, ServiceProcess, Stack
+from .stack import SERVICES, SUBSCRIBERS, ServiceProcess, Stack
 
 KEYCLOAK_VERSION = "26.7.3"
 DIST_URL = ("https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist/"
@@ -62,6 +62,10 @@ CONSOLE_CLIENT = "townflow-console"
 # The optional client scope that adds the services' audiences: asked for only in a token exchange,
 # so the console's own access token is accepted by no service, an exchanged one by its service alone.
 SERVICES_SCOPE = "townflow-services"
+
+
+# Every deployable the console calls with a person's token: the four services and notify (消息记录).
+AUDIENCES = (*SERVICES, *SUBSCRIBERS)
 
 
 def audience_of(service: str) -> str:
@@ -223,7 +227,7 @@ def services_scope() -> dict[str, Any]:
                 {"name": f"audience {service}", "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
                  "config": {"included.client.audience": audience_of(service), "access.token.claim": "true",
                             "id.token.claim": "false", "introspection.token.claim": "true"}}
-                for service in SERVICES]}
+                for service in AUDIENCES]}
 
 
 def county_realm(county: County, console_url: str, console_secret: str, password: str) -> dict[str, Any]:
@@ -252,7 +256,7 @@ def county_realm(county: County, console_url: str, console_secret: str, password
     }
     services = [{"clientId": audience_of(service), "name": f"镇务通{service}", "enabled": True, "bearerOnly": True,
                  "publicClient": False, "standardFlowEnabled": False, "directAccessGrantsEnabled": False}
-                for service in SERVICES]
+                for service in AUDIENCES]
     credential = _password_credential(password)
     users = [{"username": u.login, "enabled": True, "emailVerified": True, "firstName": u.name[1:] or u.name,
               "lastName": u.name[:1], "email": f"{u.login}@hechuan.example",
@@ -380,8 +384,10 @@ def _created(answer: httpx.Response) -> None:
                            f"{answer.status_code} {answer.text[:500]}")
 
 
-def start_stack_on_keycloak(stack: Stack, keycloak: Keycloak, county_dir: Path, password: str) -> ServiceProcess:
-    """Start `stack` (not started yet) with Keycloak as the county's provider: the services verify
+def start_stack_on_keycloak(stack: Stack, keycloak: Keycloak, county_dir: Path, password: str,
+                            services: list[str] | None = None) -> ServiceProcess:
+    """Start `stack` (not started yet; `services`: the four, or those named) with Keycloak as the
+    county's provider: the services verify
     its tokens (its JWKS and issuer, their own audiences, the `staff_id` claim) and the console
     signs staff in there. Keycloak starts while Kafka and PostgreSQL do; the realm is made once the
     console has its address. The console is returned."""
@@ -390,7 +396,7 @@ def start_stack_on_keycloak(stack: Stack, keycloak: Keycloak, county_dir: Path, 
                         "TOWNFLOW_JWT_STAFF_ID_CLAIM": "staff_id"}
     stack.start_infra()
     keycloak.wait_ready()
-    stack.start_services()
+    stack.start_services(services)
     secret = secrets.token_urlsafe(24)
     console = stack.start_console(
         console_oidc_issuer=keycloak.issuer, console_oidc_client_id=CONSOLE_CLIENT, console_oidc_client_secret=secret,

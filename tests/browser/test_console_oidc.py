@@ -193,3 +193,6 @@ async def test_an_exchanged_token_is_its_service_s_alone(oidc: OidcStack) -> Non
     assert answers == {(holder, service): 200 if holder == service else 401 for holder, service in answers}
     assert {service: await _status(oidc, service, tokens["access_token"]) for service in PROTECTED} == dict.fromkeys(
         PROTECTED, 401)
+    # Notify too (the console reads its delivery log, 消息记录, with the person's token): an audience of its own.
+    notify = _claims(await _exchanged(oidc, tokens["access_token"], "notify"))
+    assert (notify["aud"], notify["staff_id"]) == ("townflow-notify", "s000")
