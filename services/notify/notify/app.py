@@ -8,24 +8,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from townflow_shared.events import (
-    CaseFlagged,
-    CaseUpdated,
-    ExtensionRequested,
-    PlanPublished,
-    SuspensionRequested,
-    TaskAccepted,
-    TaskCallback,
-    TaskCompleted,
-    TaskDispatched,
-    TaskExtended,
-    TaskMerged,
-    TaskResumed,
-    TaskReturned,
-    TaskSupervised,
-    TaskSuspended,
-    TaskVerified,
-)
 from townflow_shared.runtime import ServiceRuntime
 
 from . import api, handlers, metrics, scheduled
@@ -42,23 +24,8 @@ def create_runtime(settings: NotifySettings | None = None) -> ServiceRuntime:
     deps = Deps(settings=settings, county=runtime.county, clock=runtime.clock, database=runtime.database,
                 contacts=load_all_contacts(settings.town_dir, runtime.county))  # a wrong notify.yaml fails here
     runtime.deps = deps
-    runtime.on(TaskDispatched)(handlers.task_dispatched)
-    runtime.on(TaskSupervised)(handlers.task_supervised)
-    runtime.on(TaskReturned)(handlers.task_returned)
-    runtime.on(TaskCallback)(handlers.task_called_back)
-    runtime.on(PlanPublished)(handlers.plan_published)
-    runtime.on(ExtensionRequested)(handlers.extension_requested)
-    runtime.on(SuspensionRequested)(handlers.suspension_requested)
-    runtime.on(CaseFlagged)(handlers.case_flagged)
-    # The daily digest's knowledge of what is open and due: the tasks' and cases' later events.
-    runtime.on(TaskAccepted)(handlers.task_accepted)
-    runtime.on(TaskCompleted)(handlers.task_completed)
-    runtime.on(TaskExtended)(handlers.task_extended)
-    runtime.on(TaskVerified)(handlers.task_verified)
-    runtime.on(TaskMerged)(handlers.task_merged)
-    runtime.on(TaskSuspended)(handlers.task_suspended)
-    runtime.on(TaskResumed)(handlers.task_resumed)
-    runtime.on(CaseUpdated)(handlers.case_updated)
+    for event_type, handler in handlers.HANDLERS:
+        runtime.on(event_type)(handler)
     runtime.every(scheduled.sender_loop(deps))
     runtime.every(scheduled.digest_loop(deps))
     towns = list(deps.county.towns)

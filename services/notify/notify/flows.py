@@ -5,7 +5,8 @@ and case's other events keep what notify knows of their state and deadlines (the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 from townflow_shared.events import (
     CaseFlagged,
@@ -27,11 +28,13 @@ from townflow_shared.events import (
     TaskVerified,
 )
 from townflow_shared.scope import town_of_event
+from townflow_shared.town import Town
 
 from . import rules
 from .contacts import NO_CONTACTS
 from .deps import Deps
 from .digest import KnownCase
+from .rules import KnownTask
 from .store import Store
 
 
@@ -49,10 +52,25 @@ async def task_dispatched(deps: Deps, store: Store, event: TaskDispatched) -> No
     await _record(deps, store, event, rules.dispatched_notices(event.data, town))
 
 
-async def task_supervised(deps: Deps, store: Store, event: TaskSupervised) -> None:
+class _OfTask(Protocol):
+    @property
+    def task_id(self) -> str: ...
+
+
+D = TypeVar("D", bound=_OfTask)
+
+
+async def _about_task(deps: Deps, store: Store, event: Envelope, data: D,
+                      notices: Callable[[D, KnownTask | None, Town], Sequence[rules.Notice]]) -> None:
+    """An event naming a task: whom `notices` names are told, with what notify remembers of the
+    task (its item, holder and deadlines; None for a task dispatched before notify ran)."""
     town = town_of_event(deps.county, event.town_code)
-    task = await store.known_task(event.data.task_id)
-    await _record(deps, store, event, rules.supervised_notices(event.data, task, town))
+    task = await store.known_task(data.task_id)
+    await _record(deps, store, event, notices(data, task, town))
+
+
+async def task_supervised(deps: Deps, store: Store, event: TaskSupervised) -> None:
+    await _about_task(deps, store, event, event.data, rules.supervised_notices)
 
 
 async def task_returned(deps: Deps, store: Store, event: TaskReturned) -> None:
@@ -76,15 +94,11 @@ async def plan_published(deps: Deps, store: Store, event: PlanPublished) -> None
 
 
 async def extension_requested(deps: Deps, store: Store, event: ExtensionRequested) -> None:
-    town = town_of_event(deps.county, event.town_code)
-    task = await store.known_task(event.data.task_id)
-    await _record(deps, store, event, rules.extension_requested_notices(event.data, task, town))
+    await _about_task(deps, store, event, event.data, rules.extension_requested_notices)
 
 
 async def suspension_requested(deps: Deps, store: Store, event: SuspensionRequested) -> None:
-    town = town_of_event(deps.county, event.town_code)
-    task = await store.known_task(event.data.task_id)
-    await _record(deps, store, event, rules.suspension_requested_notices(event.data, task, town))
+    await _about_task(deps, store, event, event.data, rules.suspension_requested_notices)
 
 
 async def case_flagged(deps: Deps, store: Store, event: CaseFlagged) -> None:

@@ -4,24 +4,30 @@ names are the inbox's (`notify.<name>`): renaming one would record every event's
 
 from __future__ import annotations
 
-from townflow_shared.consumer import policy
+from townflow_shared import events
+from townflow_shared.consumer import Handler, policy
 
 from . import flows
 from .store import PgStore
 
-task_dispatched = policy("task_dispatched", flows.task_dispatched, PgStore)
-task_supervised = policy("task_supervised", flows.task_supervised, PgStore)
-task_returned = policy("task_returned", flows.task_returned, PgStore)
-task_called_back = policy("task_called_back", flows.task_called_back, PgStore)
-plan_published = policy("plan_published", flows.plan_published, PgStore)
-extension_requested = policy("extension_requested", flows.extension_requested, PgStore)
-suspension_requested = policy("suspension_requested", flows.suspension_requested, PgStore)
-case_flagged = policy("case_flagged", flows.case_flagged, PgStore)
-task_accepted = policy("task_accepted", flows.task_accepted, PgStore)
-task_completed = policy("task_completed", flows.task_completed, PgStore)
-task_extended = policy("task_extended", flows.task_extended, PgStore)
-task_verified = policy("task_verified", flows.task_verified, PgStore)
-task_merged = policy("task_merged", flows.task_merged, PgStore)
-task_suspended = policy("task_suspended", flows.task_suspended, PgStore)
-task_resumed = policy("task_resumed", flows.task_resumed, PgStore)
-case_updated = policy("case_updated", flows.case_updated, PgStore)
+# (event type, the inbox's name, the flow): app.py registers each. The first eight tell people;
+# the rest keep what notify knows of a task's or case's state and deadlines (the daily digest).
+HANDLERS: tuple[tuple[type[events.Envelope], Handler], ...] = tuple(
+    (event_type, policy(name, flow, PgStore)) for event_type, name, flow in (
+        (events.TaskDispatched, "task_dispatched", flows.task_dispatched),
+        (events.TaskSupervised, "task_supervised", flows.task_supervised),
+        (events.TaskReturned, "task_returned", flows.task_returned),
+        (events.TaskCallback, "task_called_back", flows.task_called_back),
+        (events.PlanPublished, "plan_published", flows.plan_published),
+        (events.ExtensionRequested, "extension_requested", flows.extension_requested),
+        (events.SuspensionRequested, "suspension_requested", flows.suspension_requested),
+        (events.CaseFlagged, "case_flagged", flows.case_flagged),
+        (events.TaskAccepted, "task_accepted", flows.task_accepted),
+        (events.TaskCompleted, "task_completed", flows.task_completed),
+        (events.TaskExtended, "task_extended", flows.task_extended),
+        (events.TaskVerified, "task_verified", flows.task_verified),
+        (events.TaskMerged, "task_merged", flows.task_merged),
+        (events.TaskSuspended, "task_suspended", flows.task_suspended),
+        (events.TaskResumed, "task_resumed", flows.task_resumed),
+        (events.CaseUpdated, "case_updated", flows.case_updated),
+    ))
