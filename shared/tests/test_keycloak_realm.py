@@ -62,7 +62,7 @@ def test_the_services_audiences_are_in_an_optional_scope_one_mapper_each() -> No
     scope = services_scope()
     assert scope["name"] == SERVICES_SCOPE
     assert sorted(m["config"]["included.client.audience"] for m in scope["protocolMappers"]) == [
-        "townflow-appraisal", "townflow-dispatch", "townflow-enforcement", "townflow-intake"]
+        "townflow-appraisal", "townflow-dispatch", "townflow-enforcement", "townflow-intake", "townflow-notify"]
     services = {c["clientId"] for c in REALM["clients"] if c.get("bearerOnly")}
     assert services == {m["config"]["included.client.audience"] for m in scope["protocolMappers"]}
 
