@@ -20,11 +20,11 @@ registrations and the open tasks the rehearsal has given them by then. The holde
 (when accepted, when completed, its approved extensions and suspensions) is
 - `replayed`: the task's own, as it happened (moments shifted with the task if it moved); or
 - `drawn`: one real handling drawn from history, measured in working time from the dispatch on the
-  town's calendar, of a matter of the same colour (a red matter's hour is not a yellow one's day):
-  the assignee's own for that item where they have one, else the item's, else the module's (of the
-  post's module in the real layout), else any of the colour, else any. A pool is a deck shuffled by the
-  seed and dealt without replacement (reshuffled when empty), so a pool drawn as often as it was
-  filled gives back its own month exactly (see _Decks).
+  town's calendar (on the clock against a clock-hour window: Offset), of a matter of the same colour
+  (a red matter's hour is not a yellow one's day): the assignee's own for that item where they have
+  one, else the item's, else the module's (of the post's module in the real layout), else any of the
+  colour, else any. A pool is a deck shuffled by the seed and dealt without replacement (reshuffled
+  when empty), so a pool drawn as often as it was filled gives back its own month exactly (see _Decks).
 A task that was returned (退回) or merged (重复件) in reality is returned or merged at the same
 working-time offset whoever holds it, and the command centre's redispatch follows after the real
 gap: to the person it named where the layout still has them, else by the rules on the post it
