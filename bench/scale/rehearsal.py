@@ -15,7 +15,13 @@ appraisal office would. What bench-scale's history does not hold the rehearsal l
 no off-post registrations, suspensions or callbacks (its ratings are the citizens', intake's).
 
     python -m bench.scale.rehearsal [--towns 60] [--matters 65000] [--month 2026-11] [--repetitions 3]
-                                    (bench/results/rehearsal-<time>.json)
+                                    [--twin-seeds 5] (bench/results/rehearsal-<time>.json)
+
+`--twin-seeds N` also rehearses the first town on its own layout with seeds 1..N and logs its twin
+check: the recorded and the drawn 响应率, 办结率 and overdue, and the 响应率 of each colour
+(docs/rehearsal.md's figures for bench-scale's town-month of 1,083 matters come from `--towns 2
+--matters 2166 --repetitions 1 --quiet-wait 0 --twin-seeds 5`, seconds; the full county's first town
+has 1,084).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from devstack.county_gen import make_county
 from devstack.postgres import Postgres
 from dispatch import flows, rehearsal, store
 from dispatch.app import MIGRATIONS as DISPATCH_MIGRATIONS
+from townflow_shared import scoring
 from townflow_shared.county import load_county
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 from townflow_shared.town import Town, town_files
@@ -136,6 +143,39 @@ async def read_only(pool: asyncpg.Pool, towns: list[Town], first: date, last: da
     return time.perf_counter() - began
 
 
+def twin_check(history: rehearsal.History, town: Town, seeds: int) -> dict[str, Any]:
+    """The town's month rehearsed on its own layout, drawn with seeds 1..`seeds`, beside the month as
+    recorded: the town's 响应率, 办结率 and overdue, and the 响应率 of each colour (a window of clock
+    hours and one of working days are placed differently; docs/rehearsal.md's twin check)."""
+    period = history.start.astimezone(town.calendar.tz).strftime("%Y-%m")
+
+    def figures(runs: list[rehearsal.TaskRun]) -> dict[str, Any]:
+        facts = [(r.colour, rehearsal.task_fact(r, town, period)) for r in runs
+                 if history.start <= r.dispatched_at < history.end]
+        counts = scoring.counts(f for _, f in facts)
+        rates = scoring.rates(counts)
+        return {"response": rates["response"], "resolution": rates["resolution"], "overdue": counts.overdue,
+                "handled": counts.dispatched,
+                "response_by_colour": {colour: scoring.rates(scoring.counts(f for c, f in facts if c == colour))[
+                    "response"] for colour in ("red", "orange", "yellow")}}
+
+    def line(name: str, f: dict[str, Any]) -> str:
+        colours = " ".join(f"{c} {v:.1%}" for c, v in f["response_by_colour"].items() if v is not None)
+        return (f"    {name}: 响应率 {f['response']:.1%} 办结率 {f['resolution']:.1%} overdue {f['overdue']}"
+                f" of {f['handled']} ({colours})")
+
+    known = rehearsal.handlings(history, town)
+    found = {"town": town.code, "matters": len(history.matters),
+             "recorded": figures(rehearsal.recorded(history, town)),
+             "drawn": {seed: figures(rehearsal.rehearse(history, town, town, times="drawn", seed=seed,
+                                                        real_handlings=known)) for seed in range(1, seeds + 1)}}
+    log(f"  the twin of town {town.code} ({len(history.matters):,} matters):")
+    log(line("recorded", found["recorded"]))
+    for seed, drawn in found["drawn"].items():
+        log(line(f"drawn, seed {seed}", drawn))
+    return found
+
+
 def command(dsn: str, county_dir: Path, layouts: Path, first: date, last: date, as_of: datetime,
             seed: int) -> dict[str, Any]:
     """`python -m dispatch rehearse --town all` in a process of its own, as an operator runs it."""
@@ -173,6 +213,13 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             quiet = await settle.quiet(args.quiet_wait, report=log)
             reads = await read_only(pool, towns, first, last, as_of)
             log(f"  the reads alone: {reads:.1f}s")
+            twin = None
+            if args.twin_seeds:
+                start, end = rehearsal.period_of_days(first, last, towns[0])
+                async with pool.acquire() as conn:
+                    rows = await store.period_rows(conn, towns[0].code, start, end, as_of)
+                twin = twin_check(rehearsal.history_of(rows, towns[0].code, start, end, as_of), towns[0],
+                                  args.twin_seeds)
             runs = [await timed_county(pool, layouts, first, last, as_of, args.seed, postmaster_cpu(postgres))
                     for _ in range(args.repetitions)]
         finally:
@@ -187,7 +234,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "cpus": os.cpu_count(), "loaded": loaded, "quiet_before": quiet,
             "layouts_seconds": round(layouts_seconds, 2), "reads_alone_seconds": round(reads, 2),
             "runs": runs, "best_seconds": best["seconds"], "median_seconds": sorted(r["seconds"] for r in runs)[len(runs) // 2],
-            "command": cli,
+            "command": cli, "twin": twin,
             "targets": {"county_month_le_60s": best["seconds"] <= 60,
                         "town_month_le_3s": max(r["town_max_seconds"] for r in runs) <= 3}}
 
@@ -203,6 +250,8 @@ def main() -> None:
     parser.add_argument("--month", type=_month, default=date(2026, 11, 1), help="YYYY-MM (default 2026-11)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--repetitions", type=int, default=3, help="county rehearsals timed")
+    parser.add_argument("--twin-seeds", type=int, default=0,
+                        help="the first town's twin check, drawn with seeds 1..N (0: none)")
     parser.add_argument("--quiet-wait", type=float, default=120.0,
                         help="longest wait for the machine to be under 30%% busy before timing (0: none)")
     args = parser.parse_args()

@@ -206,19 +206,21 @@ async def test_the_towns_own_layout_rehearsed_is_the_month_that_happened(fresh_d
         assert rehearsal.figures(replayed, TOWN, past.start, past.end) == rehearsal.figures(
             real, TOWN, past.start, past.end)
 
-        # Handlings drawn from history: the month's rates within 2 points.
-        began = time.perf_counter()
-        comparison = rehearsal.compare(past, TOWN, TOWN, times="drawn", seed=1)
-        took = time.perf_counter() - began
-        recorded, twin = comparison.recorded, comparison.real[("town", QINGHE)]
-        assert recorded.handled == twin.handled
-        for name in ("response", "resolution"):
-            assert abs(getattr(recorded, name) - getattr(twin, name)) <= 0.02, (name, recorded, twin)
-        assert abs(recorded.overdue - twin.overdue) / recorded.handled <= 0.02, (recorded, twin)
-        print(f"\ntwin check, {len(past.matters)} matters: recorded 响应率 {recorded.response:.1%} 办结率"
-              f" {recorded.resolution:.1%} overdue {recorded.overdue}; drawn (seed 1) {twin.response:.1%}"
-              f" {twin.resolution:.1%} {twin.overdue}; same assignee {comparison.same_assignee:.1%};"
-              f" compare (two rehearsals) {took:.2f} s")
+        # Handlings drawn from history: the month's rates within 2 points, for each of five seeds (a
+        # seed's luck of the draw is not what the check passes on).
+        for seed in range(1, 6):
+            began = time.perf_counter()
+            comparison = rehearsal.compare(past, TOWN, TOWN, times="drawn", seed=seed)
+            took = time.perf_counter() - began
+            recorded, twin = comparison.recorded, comparison.real[("town", QINGHE)]
+            assert recorded.handled == twin.handled
+            for name in ("response", "resolution"):
+                assert abs(getattr(recorded, name) - getattr(twin, name)) <= 0.02, (seed, name, recorded, twin)
+            assert abs(recorded.overdue - twin.overdue) / recorded.handled <= 0.02, (seed, recorded, twin)
+            print(f"\ntwin check, {len(past.matters)} matters: recorded 响应率 {recorded.response:.1%} 办结率"
+                  f" {recorded.resolution:.1%} overdue {recorded.overdue}; drawn (seed {seed}) {twin.response:.1%}"
+                  f" {twin.resolution:.1%} {twin.overdue}; same assignee {comparison.same_assignee:.1%};"
+                  f" compare (two rehearsals) {took:.2f} s")
     finally:
         await pool.close()
 

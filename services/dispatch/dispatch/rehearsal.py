@@ -20,11 +20,11 @@ registrations and the open tasks the rehearsal has given them by then. The holde
 (when accepted, when completed, its approved extensions and suspensions) is
 - `replayed`: the task's own, as it happened (moments shifted with the task if it moved); or
 - `drawn`: one real handling drawn from history, measured in working time from the dispatch on the
-  town's calendar, of a matter of the same colour (a red matter's hour is not a yellow one's day):
-  the assignee's own for that item where they have one, else the item's, else the module's (of the
-  post's module in the real layout), else any of the colour, else any. A pool is a deck shuffled by the
-  seed and dealt without replacement (reshuffled when empty), so a pool drawn as often as it was
-  filled gives back its own month exactly (see _Decks).
+  town's calendar (on the clock against a clock-hour window: Offset), of a matter of the same colour
+  (a red matter's hour is not a yellow one's day): the assignee's own for that item where they have
+  one, else the item's, else the module's (of the post's module in the real layout), else any of the
+  colour, else any. A pool is a deck shuffled by the seed and dealt without replacement (reshuffled
+  when empty), so a pool drawn as often as it was filled gives back its own month exactly (see _Decks).
 A task that was returned (退回) or merged (重复件) in reality is returned or merged at the same
 working-time offset whoever holds it, and the command centre's redispatch follows after the real
 gap: to the person it named where the layout still has them, else by the rules on the post it
@@ -74,17 +74,25 @@ class Offset:
     another dispatch it falls at the same working moment, and after its own it is exact. The clock
     time past is off-hours time, so placed elsewhere it stays within the off-hours ahead of that
     working moment: a Saturday acceptance of a task dispatched on Friday afternoon, dealt to a
-    Tuesday afternoon's, is accepted before Wednesday's opening, not two days into the week."""
+    Tuesday afternoon's, is accepted before Wednesday's opening, not two days into the week.
+
+    Against a window of clock hours (red's hour, orange's four: rules.in_clock_hours) a moment is
+    read on the clock, `clock` after the dispatch: twenty minutes after a red matter came at 10:00
+    are twenty minutes after one that came at 17:50 too, not the next morning's first twenty
+    working minutes, and a night's acceptance of a night's matter stays an hour's."""
 
     working: timedelta
     extra: timedelta
+    clock: timedelta
 
     @classmethod
     def between(cls, start: datetime, end: datetime, calendar: WorkCalendar) -> Offset:
         working = calendar.working_time_between(start, end)
-        return cls(working, end - calendar.add_working_hours(start, working / HOUR))
+        return cls(working, end - calendar.add_working_hours(start, working / HOUR), end - start)
 
-    def after(self, start: datetime, calendar: WorkCalendar) -> datetime:
+    def after(self, start: datetime, calendar: WorkCalendar, *, on_the_clock: bool = False) -> datetime:
+        if on_the_clock:
+            return start + self.clock
         worked = calendar.add_working_hours(start, self.working / HOUR)
         return max(start, worked + (min(self.extra, calendar.until_working(worked)) if self.extra else self.extra))
 
@@ -102,6 +110,9 @@ class Handling:
     reworks: int = 0
     reopens: int = 0
     on_time: bool | None = None            # the real completion's, kept when reworked or reopened
+    # Whether its own task's respond and resolve windows ran in clock hours: dealt to a task whose
+    # window does too, that window's moments are placed on the clock (Offset.clock).
+    in_clock_hours: tuple[bool, bool] = (False, False)
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,7 @@ class PastTask(Placed):
     levels: frozenset[str] = frozenset()   # supervision levels sent
     rating: str | None = None              # a reached callback's
 
-    def handling(self, calendar: WorkCalendar) -> Handling:
+    def handling(self, calendar: WorkCalendar, in_clock_hours: tuple[bool, bool] = (False, False)) -> Handling:
         def at(moment: datetime | None) -> Offset | None:
             return None if moment is None else Offset.between(self.dispatched_at, moment, calendar)
 
@@ -146,7 +157,7 @@ class PastTask(Placed):
                              for when, days in self.extensions),
             suspensions=tuple((Offset.between(self.dispatched_at, s, calendar), at(r)) for s, r in self.suspensions),
             reworks=self.reworks, reopens=self.reopens,
-            on_time=self.on_time if self.reworks or self.reopens else None)
+            on_time=self.on_time if self.reworks or self.reopens else None, in_clock_hours=in_clock_hours)
 
 
 @dataclass(frozen=True)
@@ -340,7 +351,14 @@ class _LoadChange:
 def handlings(history: History, real: Town) -> dict[str, Handling]:
     """Each task's real handling, by task id: measured once on the calendar (working time between
     moments is a rehearsal's costliest sum) for both layouts' rehearsals."""
-    return {task.task_id: task.handling(real.calendar) for matter in history.matters for task in matter.tasks}
+    found = {}
+    for matter in history.matters:
+        item = real.catalog.get(matter.item_code)
+        clock = (False, False) if item is None else rules.in_clock_hours(
+            matter.colour, item, real.rules.dispatch)  # type: ignore[arg-type]
+        for task in matter.tasks:
+            found[task.task_id] = task.handling(real.calendar, clock)
+    return found
 
 
 def rehearse(history: History, layout: Town, real: Town, *, times: Times = "drawn", seed: int = 0,
@@ -406,11 +424,19 @@ def _run(matter: PastMatter, post: Post, assignment: rules.Assignment, dispatche
     calendar, dispatch_rules = layout.calendar, layout.rules.dispatch
     item = layout.catalog[matter.item_code]
     due = rules.deadlines(matter.colour, item, dispatched_at, calendar, dispatch_rules)  # type: ignore[arg-type]
+    # A window of clock hours here and where the handling was measured: its moments on the clock.
+    respond_clock, resolve_clock = (
+        own and here for own, here in zip(handling.in_clock_hours, rules.in_clock_hours(
+            matter.colour, item, dispatch_rules), strict=True))  # type: ignore[arg-type]
 
-    def at(offset: Offset | None) -> datetime | None:
-        return None if offset is None else offset.after(dispatched_at, calendar)
+    def at(offset: Offset | None, on_the_clock: bool = resolve_clock) -> datetime | None:
+        return None if offset is None else offset.after(dispatched_at, calendar, on_the_clock=on_the_clock)
 
-    accepted, completed, ended = at(handling.accepted), at(handling.completed), at(handling.ended)
+    # A return or a merge keeps its working time (the return window is working hours; the
+    # redispatch is placed from it the same way in rehearse()).
+    accepted, completed, ended = at(handling.accepted, respond_clock), at(handling.completed), at(handling.ended, False)
+    if accepted is not None and completed is not None and accepted > completed:
+        accepted = completed  # the acceptance on the clock, the completion in working time: none is done unaccepted
     if accepted is not None and accepted > as_of:
         accepted = None
     if completed is not None and (completed > as_of or (ended is not None and completed > ended)):
@@ -419,9 +445,9 @@ def _run(matter: PastMatter, post: Post, assignment: rules.Assignment, dispatche
     # The changes of its window, in time order: extensions move the deadline, suspensions stop it.
     changes: list[tuple[datetime, int, datetime | None]] = []  # (when, extension days or 0, resumed)
     for offset, days in handling.extensions:
-        changes.append((offset.after(dispatched_at, calendar), days, None))
+        changes.append((offset.after(dispatched_at, calendar, on_the_clock=resolve_clock), days, None))
     for suspended, resumption in handling.suspensions:
-        changes.append((suspended.after(dispatched_at, calendar), 0, at(resumption)))
+        changes.append((suspended.after(dispatched_at, calendar, on_the_clock=resolve_clock), 0, at(resumption)))
     window_start, resolve_by = dispatched_at, due.resolve_by
     cursor, spans, levels = dispatched_at, [], set[str]()
     extensions = suspensions = 0

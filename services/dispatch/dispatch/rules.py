@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from townflow_shared import promises
 from townflow_shared.auth import Principal
-from townflow_shared.calendar import WorkCalendar
+from townflow_shared.calendar import TimeLimit, WorkCalendar
 from townflow_shared.events import AssignedVia, Colour, Rating, SupervisionLevel
 from townflow_shared.problems import Refusal
 from townflow_shared.town import CatalogItem, DispatchRules, Post, Town
@@ -62,6 +62,16 @@ def deadlines(colour: Colour, item: CatalogItem, start: datetime, calendar: Work
     # The resolution deadline is the one intake promises the citizen on the receipt (promises.py).
     return Deadlines(calendar.deadline(start, rules.respond_by[colour]),
                      promises.resolve_by(colour, item, start, calendar, rules))
+
+
+def in_clock_hours(colour: Colour, item: CatalogItem, rules: DispatchRules) -> tuple[bool, bool]:
+    """Whether deadlines() gives the respond and the resolve window in clock hours (`Nh`: red's hour
+    and day, orange's four hours) rather than working time; the resolve window is clock hours only
+    when every limit it is the sooner of is (promises.resolve_by). The rehearsal measures a handling
+    against such a window on the clock."""
+    resolve_limits = {"red": (rules.resolve_by_red,), "orange": (item.time_limit, rules.resolve_by_orange_cap)}
+    return (TimeLimit.parse(rules.respond_by[colour]).unit == "h",
+            all(TimeLimit.parse(limit).unit == "h" for limit in resolve_limits.get(colour, (item.time_limit,))))
 
 
 def may_act(principal: Principal, assignee: str, post: Post | None, town: Town) -> bool:

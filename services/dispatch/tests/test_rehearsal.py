@@ -201,3 +201,31 @@ def test_a_located_road_matter_goes_to_its_cells_post_and_to_its_items_once_a_la
                                                  for p in TOWN.posts.values()]})
     [run] = rehearsal.rehearse(history, without_cells, TOWN, times="replayed")
     assert (run.post, run.assignee) == ("infrastructure", TOWN.posts["infrastructure"].a_holder)
+
+
+def test_a_drawn_handling_of_a_clock_hour_window_keeps_its_clock_time_dealt_to_a_matter_come_after_hours() -> None:
+    # Two red matters of one post (red answers within the hour, on the clock): one at 10:00 accepted in
+    # 15 minutes, one at 17:50 (after the 17:30 close) accepted in 25. Whichever handling a seed deals to
+    # the evening one, it is accepted within its hour: a quarter of an hour on the clock, not the next
+    # morning's first fifteen working minutes.
+    def flood(n: int, at: datetime, accepted_in: timedelta) -> PastMatter:
+        due = rules.deadlines("red", TOWN.catalog["T003"], at, TOWN.calendar, TOWN.rules.dispatch)
+        return PastMatter(f"m{n}", "T003", "red", "V01", (PastTask(
+            task_id=f"t{n}", post="flood-emergency", assignee=TOWN.posts["flood-emergency"].a_holder, via="A",
+            dispatched_at=at, respond_by=due.respond_by, resolve_by=due.resolve_by, accepted_at=at + accepted_in,
+            completed_at=at + 4 * accepted_in, returned_at=None, merged_at=None, on_time=True),))
+
+    evening = MONDAY.replace(hour=17, minute=50)
+    history = History(TOWN.code, MONDAY.replace(hour=0), MONDAY + timedelta(days=1), MONDAY + timedelta(days=3), (
+        flood(1, MONDAY.replace(hour=10), timedelta(minutes=15)), flood(2, evening, timedelta(minutes=25))))
+    assert rules.in_clock_hours("red", TOWN.catalog["T003"], TOWN.rules.dispatch) == (True, True)
+    assert rules.in_clock_hours("orange", TOWN.catalog["T003"], TOWN.rules.dispatch) == (True, False)  # 24h or 3wd
+    assert rules.in_clock_hours("yellow", TOWN.catalog["T003"], TOWN.rules.dispatch) == (False, True)
+    waits = set()
+    for seed in range(8):
+        runs = rehearsal.rehearse(history, TOWN, TOWN, times="drawn", seed=seed)
+        assert all(r.accepted_at is not None and r.accepted_at <= r.respond_by for r in runs), seed
+        (late,) = [r for r in runs if r.request_id == "m2"]
+        assert late.completed_at is not None and late.completed_at <= late.resolve_by
+        waits.add(late.accepted_at - evening)  # type: ignore[operator]
+    assert waits == {timedelta(minutes=15), timedelta(minutes=25)}  # some seed dealt it the morning's handling
