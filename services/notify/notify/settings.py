@@ -1,4 +1,4 @@
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from townflow_shared.settings import ServiceSettings
 
@@ -25,7 +25,7 @@ class NotifySettings(ServiceSettings):
     send_per_channel: int = 10
     send_timeout_seconds: float = 5.0
     send_channels_per_wake: int = 50
-    send_concurrency: int = 8
+    send_concurrency: int = Field(default=8, ge=1)
     # A receiver that is down: tried again after base, doubling, at most max (never given up on).
     send_retry_base_seconds: float = 2.0
     send_retry_max_seconds: float = 300.0
