@@ -4,10 +4,10 @@ of notify replicas, its consumer group rewound to offset 0 (every event delivere
 receivers down for a while, then back.
 
 Every member of staff of every town is on a signed webhook of their own (`/webhook/<town>-<staff>`):
-the webhook's body carries the delivery's `id`, so the receiver can tell a message sent twice, and
-one per person keeps most messages singles under the 20-a-minute limit every robot kind is held to
-(what exceeds it goes in a digest, whose body carries the id of the first delivery it folds and
-whose title the number folded). The receivers journal what they accept (`--journal`), so what
+the webhook's body carries the delivery's `id`, so the receiver can tell a message sent twice (a
+webhook has no per-minute limit unless its `per_minute` sets one, so each delivery is a message of
+its own; were one set, what exceeds it would go in a digest, whose body carries the id of the first
+delivery it folds and whose title the number folded). The receivers journal what they accept (`--journal`), so what
 arrived is known across their stop.
 
 At the end, with the receivers back and notify's deliveries all sent (waited for):

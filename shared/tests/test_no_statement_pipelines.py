@@ -15,7 +15,7 @@ PIPELINES = {"executemany", "copy_records_to_table", "copy_to_table", "copy_from
 
 def _product_modules() -> list[Path]:
     found = [p for p in (ROOT / "shared" / "townflow_shared").rglob("*.py")]
-    for service in ("intake", "dispatch", "enforcement", "appraisal", "console"):
+    for service in ("intake", "dispatch", "enforcement", "appraisal", "console", "notify"):
         found += (ROOT / "services" / service / service).rglob("*.py")
     return found
 

@@ -1,6 +1,7 @@
 """Notify's deliveries on PostgreSQL alone: recorded once per event, person and channel however
 often the event is handled; one replica at a time sends to a channel; a robot whose minute is full
-is sent nothing (and nothing is counted against its messages)."""
+is sent nothing (and nothing is counted against its messages); channels sent to at once, each
+channel's messages one at a time, and a channel's wake-up recorded in one statement."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from notify.deps import Deps
 from notify.rules import Delivery
 from notify.scheduled import Sender
 from notify.settings import NotifySettings
-from notify.store import PgStore
+from notify.store import ChannelOutcome, PgStore
 from townflow_shared.clock import Clock
 from townflow_shared.county import load_county
 from townflow_shared.db import SHARED_MIGRATIONS, Database, create_pool, migrate
@@ -55,13 +56,14 @@ async def test_one_replica_at_a_time_sends_to_a_channel(fresh_database: str) -> 
                                        [Delivery("s010", ROBOT, "新任务", "…")])
             assert await store.claim_channels("replica-a", 60, 10) == [ROBOT]
             assert await store.claim_channels("replica-b", 60, 10) == []  # held by a
-            assert await store.still_held(ROBOT, "replica-a") and not await store.still_held(ROBOT, "replica-b")
+            assert len(await store.due_while_held(ROBOT, "replica-a", 60, 10)) == 1
+            assert await store.due_while_held(ROBOT, "replica-b", 60, 10) == []
             await store.release_channel(ROBOT, "replica-a")
             assert await store.claim_channels("replica-b", 60, 10) == [ROBOT]
             # b stops mid-wake-up (killed): once its lease has run out, a takes the channel over.
             await conn.execute("UPDATE channel_leases SET until = now() - interval '1 second'")
             assert await store.claim_channels("replica-a", 60, 10) == [ROBOT]
-            assert not await store.still_held(ROBOT, "replica-b")
+            assert await store.due_while_held(ROBOT, "replica-b", 60, 10) == []
     finally:
         await pool.close()
 
@@ -127,4 +129,84 @@ async def test_two_replicas_record_one_digest_per_person_and_day_of_open_items_o
         clock.set(morning + timedelta(days=1))  # the next day: the next digest
         assert await record_due_digests(deps) == 2
     finally:
+        await pool.close()
+
+
+async def test_a_channels_wake_up_is_recorded_in_one_statement(fresh_database: str) -> None:
+    pool = await _pool(fresh_database)
+    try:
+        async with pool.acquire() as conn:
+            store = PgStore(conn)
+            await store.add_deliveries(uuid.uuid4(), "dispatch.task.dispatched", TOWN, [
+                Delivery(f"s0{n}", ROBOT, f"新任务{n}", "…") for n in range(10, 15)])
+            assert await store.claim_channels("replica-a", 60, 10) == [ROBOT]
+            ids = [r["id"] for r in await store.due_while_held(ROBOT, "replica-a", 60, 10)]
+            outcome = ChannelOutcome(sent=ids[:3], in_digest=[False, True, True], robot_messages=2,
+                                     failed=ids[3:], delays=[5.0, 50.0], error="HTTP 503")
+            statements: list[str] = []
+            conn.add_query_logger(lambda record: statements.append(record.query))
+            await store.record_sends(ROBOT, "replica-a", outcome)
+            await asyncio.sleep(0.1)  # asyncpg calls its query loggers soon after, not at once
+            # asyncpg's own look-ups of the array types aside: one statement touches notify's tables.
+            assert len([q for q in statements if "deliveries" in q or "channel_leases" in q]) == 1
+            rows = {r["id"]: r for r in await conn.fetch(
+                "SELECT id, status, attempts, in_digest, last_error,"
+                " extract(epoch FROM next_attempt_at - now())::float8 AS wait FROM deliveries")}
+            assert [(rows[i]["status"], rows[i]["in_digest"], rows[i]["attempts"]) for i in ids[:3]] == [
+                ("sent", False, 1), ("sent", True, 1), ("sent", True, 1)]
+            assert [(rows[i]["status"], rows[i]["last_error"], rows[i]["attempts"]) for i in ids[3:]] == [
+                ("pending", "HTTP 503", 1), ("pending", "HTTP 503", 1)]
+            assert 4 < rows[ids[3]]["wait"] <= 5 and 49 < rows[ids[4]]["wait"] <= 50
+            assert await conn.fetchval("SELECT count(*) FROM robot_messages WHERE channel = $1", ROBOT) == 2
+            assert await conn.fetchval("SELECT count(*) FROM channel_leases") == 0  # given back
+    finally:
+        await pool.close()
+
+
+async def test_channels_are_sent_to_at_once_and_each_channels_messages_one_at_a_time(fresh_database: str) -> None:
+    """Three signed webhooks of no per-minute limit, ten messages each, against a real HTTP server
+    that takes a while to answer: the channels overlap, one channel's messages never do."""
+    busy: dict[str, int] = {}
+    most = {"total": 0, "one_channel": 0}
+    arrived: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        path = head.split(b" ")[1].decode()
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        busy[path] = busy.get(path, 0) + 1
+        most["total"] = max(most["total"], sum(busy.values()))
+        most["one_channel"] = max(most["one_channel"], busy[path])
+        await asyncio.sleep(0.02)
+        busy[path] -= 1
+        arrived.append(path)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = await _pool(fresh_database)
+    try:
+        database = Database()
+        database.use(pool)
+        robots = [Robot(name=f"feed{n}", kind="webhook", url=f"http://127.0.0.1:{port}/feed{n}", secret="k")
+                  for n in range(3)]
+        deps = Deps(settings=NotifySettings(send_concurrency=3), county=load_county(DEMO_TOWN_DIR), clock=Clock(),
+                    database=database, contacts={TOWN: TownContacts(robots=robots)})
+        async with pool.acquire() as conn:
+            await PgStore(conn).add_deliveries(uuid.uuid4(), "dispatch.task.dispatched", TOWN, [
+                Delivery(f"s0{n}", f"robot:{TOWN}/{robot.name}", "新任务", "…")
+                for robot in robots for n in range(10, 20)])
+        sender = Sender(deps, holder="replica-a")
+        try:
+            assert await sender.send_due() == 30  # no per-minute limit on a webhook: no digest
+        finally:
+            await sender.robots.close()
+        assert sorted(arrived) == sorted(f"/feed{n}" for n in range(3) for _ in range(10))
+        assert most["one_channel"] == 1 and most["total"] > 1
+        assert await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent' AND NOT in_digest") == 30
+    finally:
+        server.close()
         await pool.close()

@@ -32,8 +32,10 @@ from townflow_shared.town import Town, TownConfigError, _read, _Strict, _validat
 
 FILE = "notify.yaml"
 RobotKind = Literal["dingtalk", "wecom", "webhook"]
-# DingTalk and WeCom allow a robot 20 messages a minute (more is refused with an error code).
+# DingTalk and WeCom allow a robot 20 messages a minute (more is refused with an error code). A
+# generic webhook is the county's own receiver: no vendor's limit, so none unless it sets one.
 VENDOR_PER_MINUTE = 20
+VENDOR_KINDS = ("dingtalk", "wecom")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # A town-local time of day, "HH:MM" (a string: unquoted, YAML 1.1 reads 10:30 as 630).
@@ -52,7 +54,9 @@ class Robot(_Strict):
     url: str = Field(pattern=r"^https?://")
     # DingTalk's 加签 secret (SEC…), the webhook's HMAC key; WeCom's key is in its URL.
     secret: str | None = None
-    per_minute: int = Field(default=VENDOR_PER_MINUTE, ge=1, le=VENDOR_PER_MINUTE)
+    # Messages in any minute: a vendor's robot at most (and by default) its 20; a webhook none
+    # unless set (a receiver of the county's own that wants one).
+    per_minute: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _signed(self) -> Robot:
@@ -60,7 +64,15 @@ class Robot(_Strict):
             raise ValueError(f"a {self.kind} robot needs its secret (messages are signed)")
         if self.kind == "wecom" and not parse_qs(urlsplit(self.url).query).get("key"):
             raise ValueError("a WeCom robot's url carries its key (…/cgi-bin/webhook/send?key=…)")
+        if self.kind in VENDOR_KINDS and self.per_minute is not None and self.per_minute > VENDOR_PER_MINUTE:
+            raise ValueError(f"per_minute: a {self.kind} robot takes at most {VENDOR_PER_MINUTE} messages a minute")
         return self
+
+    def minute_limit(self) -> int | None:
+        """What it may be sent in any minute; None: no limit."""
+        if self.per_minute is None and self.kind in VENDOR_KINDS:
+            return VENDOR_PER_MINUTE
+        return self.per_minute
 
 
 class Endpoint(_Strict):

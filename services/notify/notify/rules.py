@@ -264,11 +264,13 @@ class RobotSends:
     folded: list[int]   # deliveries folded into one digest message (empty: no digest)
 
 
-def robot_sends(due: Sequence[int], sent_in_window: int, per_minute: int) -> RobotSends:
+def robot_sends(due: Sequence[int], sent_in_window: int, per_minute: int | None) -> RobotSends:
     """What a robot is sent now, its limit kept: `sent_in_window` messages went to it in the last
     minute. All due deliveries fit: each its own message. More: the budget less one in their own
     messages and the rest folded into one digest, so nothing waits for later minutes. None fits:
-    nothing now."""
+    nothing now. No limit (`per_minute` None): each its own message."""
+    if per_minute is None:
+        return RobotSends(list(due), [])
     budget = per_minute - sent_in_window
     if budget <= 0 or not due:
         return RobotSends([], [])

@@ -2,13 +2,19 @@
 
 Each wake-up leases the channels with deliveries due (store.claim_channels: no two replicas send to
 one channel at once, so a delivery is sent by one replica and a robot's per-minute count is
-exact), sends, records each outcome, and gives the leases back. A receiver that is down makes its
+exact) and sends to up to `send_concurrency` of them at once, each channel's messages one after
+another. Per channel, two statements: its due deliveries read while renewing its lease
+(store.due_while_held), and what happened recorded with the lease given back
+(store.record_sends); e-mail goes through one SMTP session per channel. A message is sent only
+while the lease has a call's time left (the replica's own monotonic clock, which runs on through
+a pause), so a replica paused past its lease sends nothing more. A receiver that is down makes its
 deliveries wait with back-off (rules.retry_delay), forever: an outage, never a dead letter, and the
 log says why. One channel's failure never stops the others (per item, as dispatch's loops).
 
-At-least-once at the receiver's edge: a replica killed after a receiver took a message and before
-it recorded so sends that one message again when its lease runs out; a robot cannot tell (the
-generic webhook carries the delivery's id for that).
+At-least-once at the receiver's edge: a replica killed after a receiver took messages and before
+it recorded them (the end of that channel's wake-up: at most `send_per_channel` messages, or a
+robot's minute) sends those again when its lease runs out; a robot cannot tell (the generic
+webhook carries the delivery's id for that).
 """
 
 from __future__ import annotations
@@ -17,22 +23,34 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
 from townflow_shared.db import OUTAGES, transaction
 from townflow_shared.dlq import describe
 from townflow_shared.outbox import relay_holder
+from townflow_shared.retry import keep_sending
 
 from . import digest, rules
 from .deps import Deps
 from .metrics import MESSAGES
-from .senders import RobotSender, SendFailed, send_email
-from .store import PgStore
+from .senders import RobotSender, SendFailed, SmtpSession
+from .store import ChannelOutcome, PgStore
 
 log = logging.getLogger(__name__)
-# Due deliveries read for one robot at a wake-up: what exceeds its minute is folded into one digest.
+# Due deliveries read for a robot with a limit at a wake-up: what exceeds its minute is folded into one digest.
 ROBOT_FOLD_MAX = 1000
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message to a channel: a delivery alone, or a digest folding several (the first's id)."""
+
+    ids: list[int]
+    title: str
+    text: str
+    digest: bool = False
 
 
 class Sender:
@@ -47,117 +65,122 @@ class Sender:
         return self.deps.database.pool
 
     async def send_due(self) -> int:
-        """One wake-up: every channel this replica could lease; the number of deliveries sent."""
+        """One wake-up: every channel this replica could lease, `send_concurrency` at a time; the
+        number of deliveries sent."""
         async with self.pool.acquire() as conn:
             store = PgStore(conn)
             channels = await store.claim_channels(self.holder, self.settings.send_lease_seconds,
                                                   self.settings.send_channels_per_wake)
             if channels:
                 await store.prune_robot_messages()
-        sent = 0
-        for channel in channels:
-            try:
-                sent += await self.send_channel(channel)
-            except OUTAGES:
-                raise
-            except Exception:  # one channel's bug never stops the others
-                log.exception("sending to %s failed", channel)
-            finally:
-                async with self.pool.acquire() as conn:
-                    await PgStore(conn).release_channel(channel, self.holder)
-        return sent
+        gate = asyncio.Semaphore(self.settings.send_concurrency)
+
+        async def one(channel: str) -> int:
+            async with gate:
+                try:
+                    return await self.send_channel(channel)
+                except OUTAGES:
+                    raise
+                except Exception:  # one channel's bug never stops the others
+                    log.exception("sending to %s failed", channel)
+                    async with self.pool.acquire() as conn:
+                        await PgStore(conn).release_channel(channel, self.holder)
+                    return 0
+
+        results = await asyncio.gather(*(one(c) for c in channels), return_exceptions=True)
+        for result in results:  # the database away: after every channel's end, the loop waits it out
+            if isinstance(result, BaseException):
+                raise result
+        return sum(r for r in results if isinstance(r, int))
 
     def _delays(self, rows: Sequence[asyncpg.Record]) -> list[float]:
         return [rules.retry_delay(r["attempts"] + 1, self.settings.send_retry_base_seconds,
                                   self.settings.send_retry_max_seconds) for r in rows]
 
-    async def _failed(self, rows: Sequence[asyncpg.Record], why: str, kind: str = "robot") -> None:
-        MESSAGES.labels(kind, "failed").inc()
-        async with self.pool.acquire() as conn:
-            await PgStore(conn).mark_failed([r["id"] for r in rows], why, self._delays(rows))
-
-    async def _sent(self, ids: Sequence[int], channel: str, *, robot: bool, in_digest: bool = False) -> None:
-        MESSAGES.labels(channel.partition(":")[0], "digest" if in_digest else "sent").inc()
-        async with self.pool.acquire() as conn:
-            await PgStore(conn).mark_sent(ids, channel, robot=robot, in_digest=in_digest)
-
-    async def _held(self, channel: str) -> bool:
-        async with self.pool.acquire() as conn:
-            return await PgStore(conn).still_held(channel, self.holder)
-
     async def send_channel(self, channel: str) -> int:
+        """The channel's due messages, one after another, and one statement recording them; the
+        number of deliveries sent."""
         kind, _, where = channel.partition(":")
-        if kind == "email":
-            return await self._send_each(channel, lambda row: send_email(
-                self.settings, where, row["title"], row["body"]))
-        town_code, _, name = where.partition("/")
-        contacts = self.deps.contacts.get(town_code)
-        robot = contacts.robot(name) if contacts is not None else None
+        robot = None
+        limit = self.settings.send_per_channel
+        if kind == "robot":
+            town_code, _, name = where.partition("/")
+            contacts = self.deps.contacts.get(town_code)
+            robot = contacts.robot(name) if contacts is not None else None
+            if robot is not None and robot.minute_limit() is not None:
+                limit = ROBOT_FOLD_MAX
+        started = time.monotonic()
         async with self.pool.acquire() as conn:
-            store = PgStore(conn)
-            rows = await store.due_on(channel, ROBOT_FOLD_MAX)
-            in_window = await store.robot_messages_in_last_minute(channel)
-        if robot is None:
-            await self._failed(rows, f"no robot {name!r} in town {town_code}'s notify.yaml")
-            return 0
-        plan = rules.robot_sends([r["id"] for r in rows], in_window, robot.per_minute)
+            rows = await PgStore(conn).due_while_held(channel, self.holder, self.settings.send_lease_seconds, limit)
+        # The last moment a call may start and still end inside the lease just renewed.
+        last_start = started + self.settings.send_lease_seconds - self.settings.send_timeout_seconds
+        outcome = ChannelOutcome()
+        if rows and kind == "robot" and robot is None:
+            town_code, _, name = where.partition("/")
+            self._fail(outcome, rows, f"no robot {name!r} in town {town_code}'s notify.yaml")
+        elif rows and robot is not None:
+            messages = self._robot_messages(rows, robot.minute_limit())
+            await self._send(kind, outcome, rows, messages, last_start, lambda m: self.robots.send(
+                robot, m.ids[0], m.title, m.text, int(time.time() * 1000)))
+        elif rows:
+            session = SmtpSession(self.settings)
+            try:
+                await self._send(kind, outcome, rows, [Message([r["id"]], r["title"], r["body"]) for r in rows],
+                                 last_start, lambda m: session.send(where, m.title, m.text))
+            finally:
+                await session.close()
+        async with self.pool.acquire() as conn:
+            await PgStore(conn).record_sends(channel, self.holder, outcome)
+        if outcome.failed:
+            MESSAGES.labels(kind, "failed").inc()
+        return len(outcome.sent)
+
+    def _robot_messages(self, rows: Sequence[asyncpg.Record], per_minute: int | None) -> list[Message]:
+        """The robot's messages now: its limit kept (rules.robot_sends), at most `send_per_channel`
+        singles a wake-up (more: the rest wait for the next one, unfolded)."""
+        plan = rules.robot_sends([r["id"] for r in rows], int(rows[0]["in_window"]), per_minute)
         by_id = {r["id"]: r for r in rows}
         cap = self.settings.send_per_channel
-        # More singles than one wake-up sends: the rest wait for the next one, unfolded.
         singles, folded = (plan.singles[:cap], []) if len(plan.singles) > cap else (plan.singles, plan.folded)
-        sent = 0
-        for position, delivery_id in enumerate(singles):
-            row = by_id[delivery_id]
-            if not await self._held(channel):
-                return sent
-            try:
-                await self.robots.send(robot, delivery_id, row["title"], row["body"], int(time.time() * 1000))
-            except SendFailed as exc:  # the receiver is down: this and the rest wait
-                await self._failed([by_id[i] for i in [*singles[position:], *folded]], str(exc))
-                return sent
-            await self._sent([delivery_id], channel, robot=True)
-            sent += 1
-        if folded and await self._held(channel):
+        messages = [Message([i], by_id[i]["title"], by_id[i]["body"]) for i in singles]
+        if folded:
             title, text = rules.digest([by_id[i]["title"] for i in folded])
-            try:
-                await self.robots.send(robot, folded[0], title, text, int(time.time() * 1000))
-            except SendFailed as exc:
-                await self._failed([by_id[i] for i in folded], str(exc))
-                return sent
-            await self._sent(folded, channel, robot=True, in_digest=True)
-            sent += len(folded)
-        return sent
+            messages.append(Message(folded, title, text, digest=True))
+        return messages
 
-    async def _send_each(self, channel: str, send: Callable[[asyncpg.Record], Awaitable[None]]) -> int:
-        async with self.pool.acquire() as conn:
-            rows = await PgStore(conn).due_on(channel, self.settings.send_per_channel)
-        sent = 0
-        for position, row in enumerate(rows):
-            if not await self._held(channel):
-                return sent
+    async def _send(self, kind: str, outcome: ChannelOutcome, rows: Sequence[asyncpg.Record], messages: Sequence[Message],
+                    last_start: float, send: Callable[[Message], Awaitable[None]]) -> None:
+        """Each message in turn while the lease lasts; the first failure makes it and the rest wait
+        (the receiver is down: no use trying the others now)."""
+        by_id = {r["id"]: r for r in rows}
+        for position, message in enumerate(messages):
+            if time.monotonic() > last_start:
+                return  # the rest wait for the next lease, untried
             try:
-                await send(row)
+                await send(message)
             except SendFailed as exc:
-                await self._failed(rows[position:], str(exc), channel.partition(":")[0])
-                return sent
-            await self._sent([row["id"]], channel, robot=False)
-            sent += 1
-        return sent
+                self._fail(outcome, [by_id[i] for m in messages[position:] for i in m.ids], str(exc))
+                return
+            outcome.sent += message.ids
+            outcome.in_digest += [message.digest] * len(message.ids)
+            if kind == "robot":  # a robot's minute counts its messages
+                outcome.robot_messages += 1
+            MESSAGES.labels(kind, "digest" if message.digest else "sent").inc()
+
+    def _fail(self, outcome: ChannelOutcome, rows: Sequence[asyncpg.Record], why: str) -> None:
+        outcome.failed += [r["id"] for r in rows]
+        outcome.delays += self._delays(rows)
+        outcome.error = why
 
 
 def sender_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
     async def sender_loop(_: object) -> None:
-        """Wakes every `send_poll_seconds` (sooner again while a wake-up sent something)."""
+        """Wakes every `send_poll_seconds` (at once again while a wake-up sent something, or when a
+        test moves the clock)."""
         sender = Sender(deps)
         try:
-            while True:
-                try:
-                    sent = await sender.send_due()
-                except OUTAGES as exc:
-                    log.warning("the sender waits out an outage: %s", describe(exc))
-                    sent = 0
-                if not sent:
-                    await asyncio.sleep(deps.settings.send_poll_seconds)
+            await keep_sending(sender.send_due, lambda: deps.clock.wait_moved(deps.settings.send_poll_seconds),
+                               "the sender")
         finally:
             await sender.robots.close()
 

@@ -9,7 +9,7 @@
 - A generic webhook: JSON with the delivery's id, title and text, `X-Townflow-Signature:
   sha256=<hex HMAC-SHA256(key=secret, msg=body)>`; any 2xx is success. The id lets a receiver drop
   a message sent twice (a replica that died between sending and recording it).
-- E-mail over SMTP with the stdlib's smtplib, in a thread.
+- E-mail over SMTP with the stdlib's smtplib, in a thread: one session per channel and wake-up.
 """
 
 from __future__ import annotations
@@ -96,26 +96,59 @@ class RobotSender:
             raise SendFailed(f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__) from exc
 
 
-async def send_email(settings: NotifySettings, to: str, title: str, text: str) -> None:
-    """One e-mail through the deployment's SMTP relay (blocking smtplib, in a thread)."""
-    host = settings.smtp_host
-    if not host:
-        raise SendFailed("no SMTP server is set (TOWNFLOW_SMTP_HOST)")
-    message = EmailMessage()
-    message["From"] = settings.smtp_from
-    message["To"] = to
-    message["Subject"] = title
-    message.set_content(text)
+class SmtpSession:
+    """One channel's mail of a wake-up through one SMTP session with the deployment's relay
+    (blocking smtplib, in a thread): connected at the first message, closed by `close` (and after a
+    failure, so a broken session is never reused). A session per channel rather than per message:
+    connect, EHLO, STARTTLS and login once, not for every mail."""
 
-    def send() -> None:
-        with smtplib.SMTP(host, settings.smtp_port, timeout=settings.send_timeout_seconds) as smtp:
+    def __init__(self, settings: NotifySettings) -> None:
+        self.settings = settings
+        self.smtp: smtplib.SMTP | None = None
+
+    def _connect(self, host: str) -> smtplib.SMTP:
+        settings = self.settings
+        smtp = smtplib.SMTP(host, settings.smtp_port, timeout=settings.send_timeout_seconds)
+        try:
             if settings.smtp_starttls:
                 smtp.starttls()
             if settings.smtp_username and settings.smtp_password:
                 smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
-            smtp.send_message(message)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
 
+    async def send(self, to: str, title: str, text: str) -> None:
+        host = self.settings.smtp_host
+        if not host:
+            raise SendFailed("no SMTP server is set (TOWNFLOW_SMTP_HOST)")
+        message = EmailMessage()
+        message["From"] = self.settings.smtp_from
+        message["To"] = to
+        message["Subject"] = title
+        message.set_content(text)
+
+        def send() -> None:
+            if self.smtp is None:
+                self.smtp = self._connect(host)
+            self.smtp.send_message(message)
+
+        try:
+            await asyncio.to_thread(send)
+        except (smtplib.SMTPException, OSError) as exc:
+            await self.close()
+            raise SendFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+    async def close(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            await asyncio.to_thread(_quit, smtp)
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """QUIT, or just the socket closed when the session is broken (what was sent is sent)."""
     try:
-        await asyncio.to_thread(send)
-    except (smtplib.SMTPException, OSError) as exc:
-        raise SendFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()

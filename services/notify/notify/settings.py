@@ -1,4 +1,4 @@
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from townflow_shared.settings import ServiceSettings
 
@@ -14,16 +14,18 @@ class NotifySettings(ServiceSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
-    # The sender loop: wakes this often (and at once when the consumer records a delivery on this
-    # replica); claims the channels with messages due for `send_lease_seconds` (two replicas never
-    # send to one channel at once, so a robot's per-minute count is exact); at most
-    # `send_per_channel` messages per channel per wake-up, each within `send_timeout_seconds`, so a
-    # wake-up ends well inside its lease.
+    # The sender loop: wakes this often (at once again while a wake-up sent something); claims at
+    # most `send_channels_per_wake` channels with messages due for `send_lease_seconds` (two
+    # replicas never send to one channel at once, so a robot's per-minute count is exact) and sends
+    # to `send_concurrency` of them at once; at most `send_per_channel` messages per channel per
+    # wake-up, each within `send_timeout_seconds`, so a channel's turn ends well inside its lease
+    # (renewed when the turn begins).
     send_poll_seconds: float = 1.0
     send_lease_seconds: float = 60.0
     send_per_channel: int = 10
     send_timeout_seconds: float = 5.0
     send_channels_per_wake: int = 50
+    send_concurrency: int = Field(default=8, ge=1)
     # A receiver that is down: tried again after base, doubling, at most max (never given up on).
     send_retry_base_seconds: float = 2.0
     send_retry_max_seconds: float = 300.0

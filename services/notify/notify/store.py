@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
 
@@ -12,6 +13,18 @@ import asyncpg
 
 from .digest import KnownCase, OpenItems
 from .rules import Delivery, KnownTask
+
+
+@dataclass
+class ChannelOutcome:
+    """One channel's wake-up, recorded in one statement (PgStore.record_sends)."""
+
+    sent: list[int] = field(default_factory=list)        # deliveries that went out
+    in_digest: list[bool] = field(default_factory=list)  # each: folded into a digest
+    robot_messages: int = 0                              # messages a robot was sent (its minute's count)
+    failed: list[int] = field(default_factory=list)      # deliveries that wait again
+    delays: list[float] = field(default_factory=list)    # each one's seconds to wait
+    error: str = ""                                      # why they wait
 
 
 class Store(Protocol):
@@ -131,39 +144,37 @@ class PgStore:
     async def release_channel(self, channel: str, holder: str) -> None:
         await self.conn.execute("DELETE FROM channel_leases WHERE channel = $1 AND holder = $2", channel, holder)
 
-    async def still_held(self, channel: str, holder: str) -> bool:
-        """The lease is ours and not run out (a replica paused past its lease sends nothing more)."""
-        return bool(await self.conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM channel_leases WHERE channel = $1 AND holder = $2 AND until > now())",
-            channel, holder))
-
-    async def due_on(self, channel: str, limit: int) -> list[asyncpg.Record]:
+    async def due_while_held(self, channel: str, holder: str, lease_seconds: float,
+                             limit: int) -> list[asyncpg.Record]:
+        """The channel's deliveries due, oldest first, each with `in_window` (the messages its robot
+        was sent in the last minute), if the lease is still ours: renewed then for a whole lease,
+        so the channel's sends of this wake-up fit in it however long it waited for its turn. Not
+        ours any more (run out, taken over): nothing. One statement."""
         return await self.conn.fetch(
-            "SELECT id, title, body, attempts, town_code FROM deliveries"
-            " WHERE channel = $1 AND status = 'pending' AND next_attempt_at <= now() ORDER BY id LIMIT $2",
-            channel, limit)
+            "WITH held AS (UPDATE channel_leases SET until = now() + make_interval(secs => $3)"
+            "  WHERE channel = $1 AND holder = $2 AND until > now() RETURNING channel)"
+            " SELECT d.id, d.title, d.body, d.attempts, d.town_code,"
+            " (SELECT count(*) FROM robot_messages r WHERE r.channel = $1"
+            "  AND r.sent_at > now() - interval '60 seconds') AS in_window"
+            " FROM held JOIN deliveries d ON d.channel = held.channel"
+            " WHERE d.status = 'pending' AND d.next_attempt_at <= now() ORDER BY d.id LIMIT $4",
+            channel, holder, lease_seconds, limit)
 
-    async def robot_messages_in_last_minute(self, channel: str) -> int:
-        return int(await self.conn.fetchval(
-            "SELECT count(*) FROM robot_messages WHERE channel = $1 AND sent_at > now() - interval '60 seconds'",
-            channel))
-
-    async def mark_sent(self, ids: Sequence[int], channel: str, *, robot: bool, in_digest: bool = False) -> None:
-        """The deliveries `ids` went out (in one message when `in_digest`); a robot's message counted."""
-        async with self.conn.transaction():
-            await self.conn.execute(
-                "UPDATE deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1, in_digest = $2,"
-                " last_error = NULL WHERE id = ANY($1::bigint[]) AND status = 'pending'", list(ids), in_digest)
-            if robot:
-                await self.conn.execute("INSERT INTO robot_messages (channel) VALUES ($1)", channel)
-
-    async def mark_failed(self, ids: Sequence[int], error: str, delays: Sequence[float]) -> None:
-        """An attempt failed: tried again after each one's delay, the reason kept for the log."""
+    async def record_sends(self, channel: str, holder: str, outcome: ChannelOutcome) -> None:
+        """What a wake-up did on the channel, in one statement: the deliveries sent (each alone, or
+        folded into a digest), the robot's messages counted for its minute, the failed ones
+        waiting their delays with the reason kept, and the lease given back."""
         await self.conn.execute(
-            "UPDATE deliveries AS d SET attempts = d.attempts + 1, last_error = $2,"
-            " next_attempt_at = now() + make_interval(secs => f.delay)"
-            " FROM unnest($1::bigint[], $3::float8[]) AS f(id, delay) WHERE d.id = f.id AND d.status = 'pending'",
-            list(ids), error[:1000], list(delays))
+            "WITH sent AS (UPDATE deliveries AS d SET status = 'sent', sent_at = now(), attempts = d.attempts + 1,"
+            "  in_digest = s.in_digest, last_error = NULL FROM unnest($1::bigint[], $2::bool[]) AS s(id, in_digest)"
+            "  WHERE d.id = s.id AND d.status = 'pending'),"
+            " failed AS (UPDATE deliveries AS d SET attempts = d.attempts + 1, last_error = $5,"
+            "  next_attempt_at = now() + make_interval(secs => f.delay)"
+            "  FROM unnest($3::bigint[], $4::float8[]) AS f(id, delay) WHERE d.id = f.id AND d.status = 'pending'),"
+            " counted AS (INSERT INTO robot_messages (channel) SELECT $6 FROM generate_series(1, $7))"
+            " DELETE FROM channel_leases WHERE channel = $6 AND holder = $8",
+            outcome.sent, outcome.in_digest, outcome.failed, outcome.delays, outcome.error[:1000] or None,
+            channel, outcome.robot_messages, holder)
 
     async def waiting(self) -> dict[str, tuple[int, int, float]]:
         """(waiting, failing, the oldest one's age in seconds) by town with any waiting."""

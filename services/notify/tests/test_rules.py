@@ -93,6 +93,27 @@ def test_a_robots_limit_is_kept_by_folding_the_excess_into_one_digest(due: int, 
     assert plan.singles + plan.folded == (list(range(due)) if singles or folded else [])
 
 
+def test_a_robot_without_a_limit_is_sent_each_delivery_alone() -> None:
+    plan = rules.robot_sends(list(range(500)), 480, None)
+    assert (plan.singles, plan.folded) == (list(range(500)), [])
+
+
+def test_only_the_vendors_robots_are_held_to_20_a_minute() -> None:
+    from pydantic import ValidationError
+
+    from notify.contacts import Robot
+
+    dingtalk = Robot(name="d", kind="dingtalk", url="http://x/send?access_token=t", secret="SECx")
+    wecom = Robot(name="w", kind="wecom", url="http://x/send?key=k")
+    assert dingtalk.minute_limit() == wecom.minute_limit() == 20
+    assert Robot(name="d", kind="dingtalk", url="http://x/send", secret="S", per_minute=5).minute_limit() == 5
+    with pytest.raises(ValidationError, match="at most 20"):
+        Robot(name="w", kind="wecom", url="http://x/send?key=k", per_minute=21)
+    # The county's own receiver: no vendor's limit, unless it sets one (any).
+    assert Robot(name="h", kind="webhook", url="http://x/hook", secret="k").minute_limit() is None
+    assert Robot(name="h", kind="webhook", url="http://x/hook", secret="k", per_minute=600).minute_limit() == 600
+
+
 def test_a_digest_lists_what_it_folds() -> None:
     title, text = rules.digest([f"新任务：{i}" for i in range(40)])
     assert title == "汇总提醒：40 条通知"
