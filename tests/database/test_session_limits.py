@@ -122,6 +122,9 @@ async def test_a_holder_stopped_mid_pipeline_keeps_its_lock_past_every_limit(fre
         holder = threading.Thread(target=asyncio.run, args=(hold(),))
         holder.start()
         assert await asyncio.to_thread(mid_pipeline.wait, 10)
+        # Its backend waits for the rest, `active` on ClientRead, as one stopped mid-prepare (below):
+        # what the stuck-session reaper ends.
+        assert await _until(lambda: _mid_statement(setup, f"holder pid {os.getpid()}")) < 2
         started = time.monotonic()
         await peer.execute("UPDATE held SET id = 1 WHERE id = 1")  # waits for the holder's row
         waited = time.monotonic() - started
@@ -167,12 +170,17 @@ def _stopped_mid_prepare(dsn: str) -> Iterator[int]:
         process.wait(10)
 
 
-async def _stuck(watcher: asyncpg.Pool, pid: int) -> asyncpg.Record | None:
-    """The stopped process's backend once it is waiting mid-statement for its client."""
+async def _mid_statement(watcher: asyncpg.Pool, application_name: str) -> asyncpg.Record | None:
+    """The backend of `application_name` while it waits mid-statement for its client."""
     row: asyncpg.Record | None = await watcher.fetchrow(
         "SELECT pid, state, wait_event, query FROM pg_stat_activity WHERE application_name = $1"
-        " AND state = 'active' AND wait_event = 'ClientRead'", f"stuck pid {pid}")
+        " AND state = 'active' AND wait_event = 'ClientRead'", application_name)
     return row
+
+
+async def _stuck(watcher: asyncpg.Pool, pid: int) -> asyncpg.Record | None:
+    """The stopped process's backend once it is waiting mid-statement for its client."""
+    return await _mid_statement(watcher, f"stuck pid {pid}")
 
 
 def _as_role(dsn: str, role: str) -> str:
