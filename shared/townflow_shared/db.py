@@ -128,6 +128,7 @@ END_STUCK_SESSIONS = (
     " pg_terminate_backend(pid) AS ended"
     " FROM pg_stat_activity"
     " WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()"
+    " AND backend_type = 'client backend'"
     " AND state = 'active' AND wait_event_type = 'Client' AND wait_event = 'ClientRead'"
     " AND state_change < clock_timestamp() - make_interval(secs => $1)")
 
