@@ -1,8 +1,9 @@
 """No product code pipelines statements (asyncpg's `executemany`, COPY): a backend waiting for the
 rest of a pipeline is out of reach of `idle_in_transaction_session_timeout`, so a replica paused
-mid-pipeline keeps every lock its transaction took until it resumes (intake's `_as_json` says how
-this was found and measured). Each statement is one message; many rows go in one statement
-(`unnest`, `jsonb_populate_recordset`)."""
+mid-pipeline keeps every lock its transaction took until a peer's stuck-session reaper ends its
+session (db.END_STUCK_SESSIONS, 5 s) — a window as wide as the pipeline, where one statement leaves
+only its prepare (intake's `_as_json` says how this was found and measured). Each statement is one
+message; many rows go in one statement (`unnest`, `jsonb_populate_recordset`)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from typing import TypeVar
 import asyncpg
 
 from .checks import present
+from .metrics import STUCK_SESSIONS_ENDED
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,57 @@ def session_settings(service: str, limits: SessionLimits) -> dict[str, str]:
         if seconds is not None:
             settings[name] = str(int(seconds * 1000))
     return settings
+
+
+# A session mid-protocol: it has sent part of an extended-query exchange (asyncpg's Parse/Describe
+# and Flush of a statement it has not prepared on that connection yet, or a pipeline's first
+# Bind/Execute) and its backend waits for the rest (`active`, waiting on ClientRead). Neither
+# idle_in_transaction_session_timeout (it is not idle) nor statement_timeout (nothing runs) ends
+# it, and it keeps every lock its transaction took. A healthy client sends the rest within a
+# round trip; one that has not for `$1` seconds is stopped (SIGSTOP, a frozen VM, a stalled loop)
+# and is ended with its transaction. `state_change` moves with every message the backend reads,
+# so it says how long the client has sent nothing. Only the sessions of our own role in our own
+# database: PostgreSQL 15 lets a role end its own sessions without superuser.
+END_STUCK_SESSIONS = (
+    "SELECT pid, application_name, left(query, 200) AS query,"
+    " extract(epoch FROM clock_timestamp() - state_change)::float8 AS stuck_seconds,"
+    " pg_terminate_backend(pid) AS ended"
+    " FROM pg_stat_activity"
+    " WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()"
+    " AND backend_type = 'client backend'"
+    " AND state = 'active' AND wait_event_type = 'Client' AND wait_event = 'ClientRead'"
+    " AND state_change < clock_timestamp() - make_interval(secs => $1)")
+
+
+async def end_stuck_sessions(conn: asyncpg.Connection, stuck_seconds: float) -> list[asyncpg.Record]:
+    """End the sessions of this service stuck mid-protocol longer than `stuck_seconds`; which."""
+    ended: list[asyncpg.Record] = await conn.fetch(END_STUCK_SESSIONS, stuck_seconds)
+    for r in ended:
+        log.warning("ended session %s (%s): it had waited %.1fs mid-statement for its client, holding its"
+                    " transaction's locks; query: %s", r["pid"], r["application_name"], r["stuck_seconds"],
+                    r["query"])
+    return ended
+
+
+def reaper_interval(stuck_seconds: float) -> float:
+    """How often a replica looks for stuck sessions: a fifth of the limit, so one is ended within
+    1.2 × the limit, and no more often than 5 times a second."""
+    return max(0.2, stuck_seconds / 5)
+
+
+async def end_stuck_sessions_forever(dsn: str, service: str, limits: SessionLimits, stuck_seconds: float) -> None:
+    """Every replica's reaper of stuck sessions (END_STUCK_SESSIONS), on a connection of its own:
+    the pool's may all be waiting for the very lock a stuck session holds."""
+    conn = await asyncpg.connect(dsn, server_settings=session_settings(service, limits))
+    try:
+        while True:
+            ended = await end_stuck_sessions(conn, stuck_seconds)
+            if ended:
+                STUCK_SESSIONS_ENDED.labels(service).inc(len(ended))
+            await asyncio.sleep(reaper_interval(stuck_seconds))
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.close(timeout=1)
 
 
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, *,

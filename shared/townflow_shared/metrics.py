@@ -70,6 +70,9 @@ OUTBOX_PARKED = counter("townflow_outbox_parked_total",
                         "service", "topic")
 OUTBOX_PARKED_ROWS = gauge("townflow_outbox_parked_rows",
                            "Rows waiting in outbox_parked for an operator (re-publish or discard)", "service")
+STUCK_SESSIONS_ENDED = counter("townflow_db_stuck_sessions_ended_total",
+                               "Sessions of the service ended because their client stopped mid-statement"
+                               " (db.END_STUCK_SESSIONS): a replica paused or stalled", "service")
 TOPIC_RETENTION_MS = gauge("townflow_topic_retention_ms",
                            "retention.ms of a contract topic as read from the broker at start-up (-1: forever)",
                            "service", "topic")

@@ -70,6 +70,8 @@ class ServiceRuntime:
         self.migrations = migrations
         self.handlers: dict[type[Envelope], Registered] = {}
         self.background: list[Callable[[ServiceRuntime], Awaitable[None]]] = [follow_database_clock()]
+        if settings.db_stuck_session_seconds > 0:
+            self.background.append(end_stuck_sessions)
         self._closing: list[Callable[[], None]] = []
         self.transaction_scope: Callable[[asyncpg.Connection], AbstractAsyncContextManager[None]] = (
             lambda conn: contextlib.nullcontext())
@@ -268,9 +270,7 @@ class ServiceRuntime:
         setup_tracing(self.service, self.settings.otlp_endpoint)
         pool = await db.create_pool(self.settings.database_url.get_secret_value(),
                                     self.settings.db_pool_min, self.settings.db_pool_max, service=self.service,
-                                    limits=db.SessionLimits(self.settings.db_idle_in_transaction_seconds,
-                                                            self.settings.db_lock_timeout_seconds,
-                                                            self.settings.db_statement_timeout_seconds))
+                                    limits=session_limits(self.settings))
         self.database.use(pool)
         applied = await db.migrate(pool, [db.SHARED_MIGRATIONS, self.migrations],
                                    default_town=self.town_of_old_rows)
@@ -352,6 +352,20 @@ class ServiceRuntime:
                            clock=self.clock)
         mount_common(app, self.service, self.settings.test_clock, EdgeLimits.of(self.settings))
         return app
+
+
+def session_limits(settings: ServiceSettings) -> db.SessionLimits:
+    """What PostgreSQL lets each session of a service hold or wait for (db.SessionLimits)."""
+    return db.SessionLimits(settings.db_idle_in_transaction_seconds, settings.db_lock_timeout_seconds,
+                            settings.db_statement_timeout_seconds)
+
+
+async def end_stuck_sessions(runtime: ServiceRuntime) -> None:
+    """Every replica ends the service's sessions stuck mid-statement (db.END_STUCK_SESSIONS): a
+    paused peer's, holding its transaction's locks out of reach of the session's timeouts."""
+    settings = runtime.settings
+    await db.end_stuck_sessions_forever(settings.database_url.get_secret_value(), runtime.service,
+                                        session_limits(settings), settings.db_stuck_session_seconds)
 
 
 def freeze_what_lives_for_good() -> int:

@@ -45,6 +45,10 @@ class ServiceSettings(BaseSettings):
     # A transaction left open this long without a statement is ended by PostgreSQL, with its locks:
     # what frees the relay lock and claimed rows of a paused or cut-off replica (db.session_settings).
     db_idle_in_transaction_seconds: float = 5.0
+    # A session that has waited this long mid-statement for its client (paused between a Parse and
+    # its Sync, where neither timeout reaches) is ended by the service's replicas (db.END_STUCK_SESSIONS).
+    # 0: never.
+    db_stuck_session_seconds: float = 5.0
     db_lock_timeout_seconds: float = 10.0
     db_statement_timeout_seconds: float = 30.0
     kafka_bootstrap: str = "127.0.0.1:9092"

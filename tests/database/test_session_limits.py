@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
 from townflow_shared import db
@@ -118,6 +122,9 @@ async def test_a_holder_stopped_mid_pipeline_keeps_its_lock_past_every_limit(fre
         holder = threading.Thread(target=asyncio.run, args=(hold(),))
         holder.start()
         assert await asyncio.to_thread(mid_pipeline.wait, 10)
+        # Its backend waits for the rest, `active` on ClientRead, as one stopped mid-prepare (below):
+        # what the stuck-session reaper ends.
+        assert await _until(lambda: _mid_statement(setup, f"holder pid {os.getpid()}")) < 2
         started = time.monotonic()
         await peer.execute("UPDATE held SET id = 1 WHERE id = 1")  # waits for the holder's row
         waited = time.monotonic() - started
@@ -127,3 +134,135 @@ async def test_a_holder_stopped_mid_pipeline_keeps_its_lock_past_every_limit(fre
     finally:
         await setup.close()
         await peer.close()
+
+
+# A client that stops mid-prepare, as intake-0 did in the reduced chaos run (its backend held the
+# town's ticket_sequences row, `active`, waiting on ClientRead): in a transaction under the
+# service's limits it locks the row, then prepares a statement new to its connection (asyncpg
+# sends Parse/Describe and a Flush, no Sync, and waits for the description) and the process
+# stops itself right after sending it, before reading the answer.
+_STOPS_MID_PREPARE = """
+import asyncio, os, signal, sys
+import asyncpg
+
+async def main(dsn):
+    conn = await asyncpg.connect(dsn, server_settings={
+        "application_name": f"stuck pid {os.getpid()}",
+        "idle_in_transaction_session_timeout": "500", "statement_timeout": "500"})
+    await conn.execute("BEGIN")
+    await conn.execute("SELECT * FROM held WHERE id = 1 FOR UPDATE")
+    # Runs once the fetch below has written its Parse/Describe/Flush and waits for the reply.
+    asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGSTOP)
+    await conn.fetch("SELECT count(*) FROM held WHERE id = $1", 1)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@contextlib.contextmanager
+def _stopped_mid_prepare(dsn: str) -> Iterator[int]:
+    """A process stopped mid-prepare holding `held` row 1 through `dsn`; its pid, killed after."""
+    process = subprocess.Popen([sys.executable, "-c", _STOPS_MID_PREPARE, dsn])
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+async def _mid_statement(watcher: asyncpg.Pool, application_name: str) -> asyncpg.Record | None:
+    """The backend of `application_name` while it waits mid-statement for its client."""
+    row: asyncpg.Record | None = await watcher.fetchrow(
+        "SELECT pid, state, wait_event, query FROM pg_stat_activity WHERE application_name = $1"
+        " AND state = 'active' AND wait_event = 'ClientRead'", application_name)
+    return row
+
+
+async def _stuck(watcher: asyncpg.Pool, pid: int) -> asyncpg.Record | None:
+    """The stopped process's backend once it is waiting mid-statement for its client."""
+    return await _mid_statement(watcher, f"stuck pid {pid}")
+
+
+def _as_role(dsn: str, role: str) -> str:
+    return dsn.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+
+
+async def _service_role(setup: asyncpg.Pool) -> str:
+    """A role like a service's own in production: it logs in and may use `held`, no superuser, no
+    pg_signal_backend."""
+    role = f"svc_{uuid.uuid4().hex[:8]}"
+    await setup.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER")
+    await setup.execute(f"GRANT SELECT, UPDATE ON held TO {role}")
+    assert not await setup.fetchval("SELECT rolsuper OR pg_has_role(oid, 'pg_signal_backend', 'member')"
+                                    " FROM pg_roles WHERE rolname = $1", role)
+    return role
+
+
+async def test_a_holder_stopped_mid_prepare_is_ended_by_a_replica_of_its_service(fresh_database: str) -> None:
+    """The blind spot of the session's timeouts, and what closes it: a replica of the same service
+    (same role, no superuser) ends the stuck session within TOWNFLOW_DB_STUCK_SESSION_SECONDS."""
+    stuck_seconds = 1.0
+    setup = await db.create_pool(fresh_database, 1, 1)
+    try:
+        await setup.execute("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1)")
+        service = _as_role(fresh_database, await _service_role(setup))
+        peer = await db.create_pool(service, 1, 1, service="peer", limits=SessionLimits(lock_seconds=8))
+        try:
+            with _stopped_mid_prepare(service) as pid:
+                assert await _until(lambda: _stuck(setup, pid)) < 5
+                await asyncio.sleep(1)  # twice its idle and statement limits: neither ended it
+                assert await _stuck(setup, pid) is not None
+                reaper = asyncio.create_task(db.end_stuck_sessions_forever(
+                    service, "reaper", SessionLimits(), stuck_seconds))
+                try:
+                    started = time.monotonic()
+                    await peer.execute("UPDATE held SET id = 1 WHERE id = 1")  # waited for the stuck row
+                    waited = time.monotonic() - started
+                finally:
+                    reaper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reaper
+                assert waited < stuck_seconds + db.reaper_interval(stuck_seconds) + 1, waited
+                assert await _stuck(setup, pid) is None
+        finally:
+            await peer.close()
+    finally:
+        await setup.close()
+
+
+async def test_only_stuck_sessions_of_the_service_are_ended(fresh_database: str) -> None:
+    """Healthy sessions — idle, idle in a transaction, running a long statement — and another
+    role's stuck session are left alone; the rule's limit is measured from the last message."""
+    setup = await db.create_pool(fresh_database, 1, 1)
+    try:
+        await setup.execute("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1)")
+        role = await _service_role(setup)
+        service = _as_role(fresh_database, role)
+        healthy = await db.create_pool(service, 3, 3, service="healthy")
+        reaper = await asyncpg.connect(service)
+        try:
+            idle_in_transaction = await healthy.acquire()
+            await idle_in_transaction.execute("BEGIN")
+            await idle_in_transaction.execute("SELECT * FROM held")
+            sleeping = asyncio.create_task(healthy.execute("SELECT pg_sleep(2)"))
+            with _stopped_mid_prepare(fresh_database) as pid:  # the superuser's, not the service's
+                await _until(lambda: _stuck(setup, pid))
+                await asyncio.sleep(1)
+                assert await db.end_stuck_sessions(reaper, 0.5) == []
+                assert await _stuck(setup, pid) is not None
+            await sleeping
+            assert await idle_in_transaction.fetchval("SELECT count(*) FROM held") == 1
+            await idle_in_transaction.execute("COMMIT")
+            await healthy.release(idle_in_transaction)
+            with _stopped_mid_prepare(service) as pid:  # the service's own: ended, not before its time
+                await _until(lambda: _stuck(setup, pid))
+                assert await db.end_stuck_sessions(reaper, 5) == []
+                await asyncio.sleep(0.6)
+                ended = await db.end_stuck_sessions(reaper, 0.5)
+                assert [(r["application_name"], r["ended"]) for r in ended] == [(f"stuck pid {pid}", True)]
+                assert await healthy.fetchval("SELECT 1") == 1  # the healthy pool's sessions live on
+        finally:
+            await reaper.close()
+            await healthy.close()
+    finally:
+        await setup.close()

@@ -43,7 +43,7 @@ from townflow_shared.metrics import (
     REGISTRY,
 )
 from townflow_shared.outbox import OutboxRelay, refresh_outbox_gauges
-from townflow_shared.runtime import keep_alive
+from townflow_shared.runtime import keep_alive, session_limits
 from townflow_shared.telemetry import setup_tracing
 
 from . import error_pages
@@ -229,9 +229,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await db.create_pool(settings.database_url.get_secret_value(), settings.db_pool_min,
                                     settings.db_pool_max, service=settings.service_name,
-                                    limits=db.SessionLimits(settings.db_idle_in_transaction_seconds,
-                                                            settings.db_lock_timeout_seconds,
-                                                            settings.db_statement_timeout_seconds))
+                                    limits=session_limits(settings))
         tasks: list[asyncio.Task[None]] = []
         relay: OutboxRelay | None = None
         try:
@@ -249,6 +247,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             tasks.append(_kept_running("audit-sealing", settings, lambda: audit_trail.sealing_loop(
                 settings.service_name, database, home, clock, settings.audit_retention_days)(None)))
             tasks.append(_kept_running("session-expiry", settings, lambda: _end_expired_sessions(sessions)))
+            if settings.db_stuck_session_seconds > 0:  # a paused console replica's locks, as a service's
+                tasks.append(_kept_running("stuck-sessions", settings, lambda: db.end_stuck_sessions_forever(
+                    settings.database_url.get_secret_value(), settings.service_name, session_limits(settings),
+                    settings.db_stuck_session_seconds)))
             gauges = GroupGauges(lambda: pool, settings.group_gauges_seconds)
             gauges.add(lambda p: audit_trail.refresh_audit_gauges(p, settings.service_name),
                        AUDIT_UNSEALED, AUDIT_UNSEALED_AGE)

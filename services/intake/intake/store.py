@@ -31,8 +31,10 @@ def _as_json(rows: list[dict[str, Any]]) -> str:
     A replica paused mid-pipeline (SIGSTOP, a frozen VM) after `claim_tickets` kept the town's day
     row locked for as long as it stayed paused, and every other replica's filings waited on it
     (measured: an 8 s stop held the lock 8 s under a 2 s idle timeout; stopped between statements,
-    the session was ended after 2 s). One statement per message leaves no such window: between
-    statements the session is idle in transaction and PostgreSQL ends it."""
+    the session was ended after 2 s). One statement per message narrows the window to a prepare
+    (asyncpg's Parse/Describe/Flush of a statement new to the connection, the same wait: seen in
+    `repeat_counts`), which the replicas' stuck-session reaper closes (db.END_STUCK_SESSIONS, 5 s);
+    and it is one round trip instead of one per row."""
     return json.dumps(rows, default=str, ensure_ascii=False)
 
 
