@@ -55,7 +55,7 @@ async def test_the_migration_gives_a_one_town_databases_rows_their_town(postgres
             "intake/007_duplicates.sql", "intake/008_citizen_answers.sql", "intake/009_matter_reads.sql",
             "intake/010_access_code_addresses.sql", "intake/011_sealed_personal_data.sql",
             "intake/012_attachments.sql", "intake/013_task_photos.sql", "intake/014_place.sql",
-            "intake/015_citizen_sms.sql"]
+            "intake/015_citizen_sms.sql", "intake/016_merged_citizens_sms.sql"]
         assert {r["town_code"] for r in await pool.fetch("SELECT town_code FROM requests")} == {QINGHE}
         assert [tuple(r) for r in await pool.fetch("SELECT town_code, day, last FROM ticket_sequences")] == [
             (QINGHE, date(2027, 1, 5), 2)]
