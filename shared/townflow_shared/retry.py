@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from .db import OUTAGES
 from .dlq import describe
@@ -41,6 +42,26 @@ async def keep_sending(send_due: Callable[[], Awaitable[int]], idle: Callable[[]
             sent = 0
         if not sent:
             await idle()
+
+
+class Sender(Protocol):
+    async def send_due(self) -> int: ...
+    async def close(self) -> None: ...
+
+
+def sending_loop(make: Callable[[], Sender], wait: Callable[[float], Awaitable[object]], poll_seconds: float,
+                 what: str) -> Callable[[object], Awaitable[None]]:
+    """A runtime loop around a sender made when the loop starts (`keep_sending`): it waits
+    `wait(poll_seconds)` when a wake-up sent nothing (the clock's `wait_moved`: at once again when a
+    test moves the clock), and closes the sender when it stops."""
+    async def loop(_: object) -> None:
+        sender = make()
+        try:
+            await keep_sending(sender.send_due, lambda: wait(poll_seconds), what)
+        finally:
+            await sender.close()
+
+    return loop
 
 
 # How much longer than twice the longest wait an attempt may take before a retrying state with no

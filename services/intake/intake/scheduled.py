@@ -15,7 +15,7 @@ from townflow_shared.db import OUTAGES, Database
 from townflow_shared.metrics import counter
 from townflow_shared.outbox import relay_holder
 from townflow_shared.privacy import mask_personal_numbers
-from townflow_shared.retry import backoff_delay, keep_sending
+from townflow_shared.retry import backoff_delay, sending_loop
 
 from . import flows, gateway, rules
 from .flows import Deps
@@ -69,6 +69,9 @@ class SmsSender:
     async def _store(self, work: Callable[[PgStore], Awaitable[Any]]) -> Any:
         async with self.database.pool.acquire() as conn:
             return await work(PgStore(conn))
+
+    async def close(self) -> None:
+        await self.client.aclose()
 
     async def send_due(self) -> int:
         """One wake-up: the messages this replica could lease; how many were sent."""
@@ -161,14 +164,7 @@ class SmsSender:
 
 
 def sms_loop(deps: Deps, database: Database) -> Callable[[Any], Awaitable[None]]:
-    async def sms_loop(_: Any) -> None:
-        """Wakes every `sms_poll_seconds` (at once again while a wake-up sent something, or when
-        a test moves the clock)."""
-        sender = SmsSender(deps, database)
-        try:
-            await keep_sending(sender.send_due, lambda: deps.clock.wait_moved(deps.settings.sms_poll_seconds),
-                               "the SMS sender")
-        finally:
-            await sender.client.aclose()
-
-    return sms_loop
+    """Wakes every `sms_poll_seconds` (at once again while a wake-up sent something, or when a test
+    moves the clock)."""
+    return sending_loop(lambda: SmsSender(deps, database), deps.clock.wait_moved, deps.settings.sms_poll_seconds,
+                        "the SMS sender")

@@ -30,7 +30,7 @@ import asyncpg
 from townflow_shared.db import OUTAGES, transaction
 from townflow_shared.dlq import describe
 from townflow_shared.outbox import relay_holder
-from townflow_shared.retry import keep_sending
+from townflow_shared.retry import sending_loop
 
 from . import digest, rules
 from .deps import Deps
@@ -63,6 +63,9 @@ class Sender:
     @property
     def pool(self) -> asyncpg.Pool:
         return self.deps.database.pool
+
+    async def close(self) -> None:
+        await self.robots.close()
 
     async def send_due(self) -> int:
         """One wake-up: every channel this replica could lease, `send_concurrency` at a time; the
@@ -174,17 +177,9 @@ class Sender:
 
 
 def sender_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
-    async def sender_loop(_: object) -> None:
-        """Wakes every `send_poll_seconds` (at once again while a wake-up sent something, or when a
-        test moves the clock)."""
-        sender = Sender(deps)
-        try:
-            await keep_sending(sender.send_due, lambda: deps.clock.wait_moved(deps.settings.send_poll_seconds),
-                               "the sender")
-        finally:
-            await sender.robots.close()
-
-    return sender_loop
+    """Wakes every `send_poll_seconds` (at once again while a wake-up sent something, or when a
+    test moves the clock)."""
+    return sending_loop(lambda: Sender(deps), deps.clock.wait_moved, deps.settings.send_poll_seconds, "the sender")
 
 
 async def record_due_digests(deps: Deps) -> int:
