@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := shared services/intake services/dispatch services/enforcement services/appraisal services/console services/notify
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools postgis contracts bench bench-scale chaos upgrade-test fuzz screenshots clean
+.PHONY: install up test test-unit test-db test-stack stack-lane-shared stack-lane-own stack-lane-third lint typecheck unit kafka-jars keycloak prometheus asyncapi-parser axe-core chromium fault-tools postgis contracts bench bench-scale bench-rehearsal chaos upgrade-test fuzz screenshots clean
 
 # The packages go in with uv (from PyPI, pinned here), not pip: a fresh clone's install took 48 s
 # of two cores with pip (its own upgrade, resolving, compiling every package's bytecode), 11 s with
@@ -171,6 +171,12 @@ bench: install
 bench-scale: install
 	$(UV) -r bench/requirements.txt
 	$(PY) -m bench.scale $(SCALE_ARGS)
+
+# The reform rehearsal of a full county-month (60 towns, 65,000 matters of bench-scale's history in
+# dispatch's database), real layout and a merged-module one, timed (issue #32: <= 60 s; a town-month
+# <= 3 s); a few minutes. REHEARSAL_ARGS="--towns 2 --matters 2166 --twin-seeds 5" for the twin alone.
+bench-rehearsal: install
+	$(PY) -m bench.scale.rehearsal $(REHEARSAL_ARGS)
 
 # Faults under load on two replicas of every service: kill -9 of single replicas, a database made
 # read-only (a failover) then PostgreSQL stopped, the broker stopped, poison messages, redelivery,
