@@ -141,7 +141,7 @@ async def test_an_event_delivered_twice_sends_one_message(notify_stack: Stack) -
     # The same record again, as a producer's retry or a rewound consumer would deliver it.
     await produce(bootstrap, record.topic, record.value, record.key)
     await eventually(lambda: _duplicates_seen(notify_stack), what="notify to skip the duplicate")
-    await asyncio.sleep(2)  # several of the sender's wake-ups
+    await passes_go_by(notify_stack, 'townflow_sender_passes_total{sender="notify"}')
     assert len(await dingtalk_about(notify_stack, task["task_id"])) == 1
     assert len(await _mails_about(notify_stack, task["task_id"])) == 1
 
@@ -155,6 +155,28 @@ async def _gauge(stack: Stack, series: str, service: str = "notify") -> float:
             if line.startswith(series + " ") and float(line.rsplit(" ", 1)[1]) > 0:
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def _passes(stack: Stack, series: str, service: str) -> list[float]:
+    """Each replica's count of `series` (a loop's passes) on its /metrics."""
+    counts = []
+    for replica in stack.replicas[service]:
+        async with http_client(base_url=replica.url, timeout=10) as http:
+            text = (await http.get("/metrics")).text
+        counts.append(next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                            if line.startswith(series + " ")), 0.0))
+    return counts
+
+
+async def passes_go_by(stack: Stack, series: str, service: str = "notify", passes: int = 3) -> None:
+    """Until every replica's loop has made `passes` more passes: what it would have done more (a
+    second message, a second digest) it has had the chance to do, waited for as a condition."""
+    before = await _passes(stack, series, service)
+
+    async def gone_by() -> bool:
+        return all(now >= then + passes for now, then in zip(await _passes(stack, series, service), before, strict=True))
+
+    await eventually(gone_by, what=f"{passes} passes of {series} on every {service} replica")
 
 
 async def _duplicates_seen(stack: Stack) -> bool:
@@ -445,7 +467,7 @@ async def test_a_gateway_down_gets_the_sms_once_it_is_back_and_only_once(notify_
     finally:
         receivers.start()
     await eventually(lambda: _sent(notify_stack, ticket["ticket_no"]), what="the SMS, later")
-    await asyncio.sleep(2)  # several of the sender's wake-ups
+    await passes_go_by(notify_stack, 'townflow_sender_passes_total{sender="sms"}', "intake")
     assert len(await texts_to(notify_stack, phone)) == 1
 
 
@@ -471,7 +493,7 @@ async def test_the_daily_digest_lists_a_persons_open_tasks_once_a_day_on_two_rep
     respond_by = task["respond_by"][:16].replace("T", " ")  # the town's time, as dispatch answers it
     assert all(task["task_id"] in m["text"] and "【待签收】就业失业登记" in m["text"] for m in mails)
     assert all(f"签收时限 {respond_by}" in m["text"] for m in mails)
-    await asyncio.sleep(3)  # three passes of each replica's digest loop
+    await passes_go_by(notify_stack, "townflow_notify_digest_passes_total")
     # One digest a day: the module's other tests set the first notify replica's test clock only, so
     # the two replicas may see two days (the other one's is the real one): never two of one day.
     days = [DIGEST_DAY.search(m["text"]).group(1) for m in await digests()]  # type: ignore[union-attr]

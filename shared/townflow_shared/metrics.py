@@ -44,6 +44,10 @@ OUTBOX_ERRORS = counter("townflow_outbox_relay_errors_total", "Relay cycles that
                         "service")
 DLQ_MESSAGES = counter("townflow_dlq_messages_total",
                        "Messages sent to a dead-letter topic, by original topic", "service", "topic")
+# Each pass of a sender loop (retry.keep_sending: notify's messages, intake's SMS), each replica its
+# own: a test waits for passes rather than for a time when it shows that nothing more is sent.
+SENDER_PASSES = counter("townflow_sender_passes_total", "Passes of a sender loop (a wake-up that sent or found nothing)",
+                        "sender")
 CONSUMER_RETRIES = counter("townflow_consumer_retries_total",
                            "Consumed batches that failed for a reason other than poison and will be retried, by error type",
                            "service", "error")

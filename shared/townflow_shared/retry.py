@@ -14,7 +14,7 @@ from typing import Protocol
 
 from .db import OUTAGES
 from .dlq import describe
-from .metrics import CONSUMER_RETRIES, CONSUMER_RETRYING
+from .metrics import CONSUMER_RETRIES, CONSUMER_RETRYING, SENDER_PASSES
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -31,15 +31,18 @@ log = logging.getLogger(__name__)
 
 async def keep_sending(send_due: Callable[[], Awaitable[int]], idle: Callable[[], Awaitable[object]],
                        what: str) -> None:
-    """A sender's loop (notify's messages, intake's SMS): sends what is due, and waits `idle` only
-    when a wake-up sent nothing, so a backlog goes out at once; the database away is waited out
-    (never given up on: what is due stays due), anything else ends the loop for its runner."""
+    """A sender's loop (`what`: "notify", its messages; "sms", intake's): sends what is due, and waits
+    `idle` only when a wake-up sent nothing, so a backlog goes out at once; the database away is
+    waited out (never given up on: what is due stays due), anything else ends the loop for its
+    runner. Each pass counts in `townflow_sender_passes_total{sender=what}`."""
+    passes = SENDER_PASSES.labels(what)
     while True:
         try:
             sent = await send_due()
         except OUTAGES as exc:
-            log.warning("%s waits out an outage: %s", what, describe(exc))
+            log.warning("the %s sender waits out an outage: %s", what, describe(exc))
             sent = 0
+        passes.inc()
         if not sent:
             await idle()
 

@@ -167,4 +167,4 @@ def sms_loop(deps: Deps, database: Database) -> Callable[[Any], Awaitable[None]]
     """Wakes every `sms_poll_seconds` (at once again while a wake-up sent something, or when a test
     moves the clock)."""
     return sending_loop(lambda: SmsSender(deps, database), deps.clock.wait_moved, deps.settings.sms_poll_seconds,
-                        "the SMS sender")
+                        "sms")

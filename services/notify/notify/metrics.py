@@ -17,6 +17,8 @@ OLDEST_WAITING = gauge("townflow_notify_oldest_waiting_seconds", "Age of the old
                        "town")
 GAUGES = (WAITING, FAILING, OLDEST_WAITING)
 # Counted by the replica that sent (or tried): messages by kind of channel and outcome.
+# Each pass of this replica's digest loop: a test waits for passes, not for a time, to see no second digest.
+DIGEST_PASSES = counter("townflow_notify_digest_passes_total", "Passes of the daily digest's loop")
 MESSAGES = counter("townflow_notify_messages_total", "Messages sent or failed, by channel kind and outcome",
                    "kind", "outcome")
 

@@ -34,7 +34,7 @@ from townflow_shared.retry import sending_loop
 
 from . import digest, rules
 from .deps import Deps
-from .metrics import MESSAGES
+from .metrics import DIGEST_PASSES, MESSAGES
 from .senders import RobotSender, SendFailed, SmtpSession
 from .store import ChannelOutcome, PgStore
 
@@ -179,7 +179,7 @@ class Sender:
 def sender_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
     """Wakes every `send_poll_seconds` (at once again while a wake-up sent something, or when a
     test moves the clock)."""
-    return sending_loop(lambda: Sender(deps), deps.clock.wait_moved, deps.settings.send_poll_seconds, "the sender")
+    return sending_loop(lambda: Sender(deps), deps.clock.wait_moved, deps.settings.send_poll_seconds, "notify")
 
 
 async def record_due_digests(deps: Deps) -> int:
@@ -220,11 +220,13 @@ async def record_due_digests(deps: Deps) -> int:
 def digest_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:
     async def digest_loop(_: object) -> None:
         """Wakes every `digest_poll_seconds`, or at once when a test moves the clock."""
+        passes = DIGEST_PASSES
         while True:
             try:
                 await record_due_digests(deps)
             except OUTAGES as exc:
                 log.warning("the daily digest waits out an outage: %s", describe(exc))
+            passes.inc()
             await deps.clock.wait_moved(deps.settings.digest_poll_seconds)
 
     return digest_loop
