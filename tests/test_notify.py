@@ -281,6 +281,48 @@ async def _returned_event_id(stack: Stack, task_id: str) -> str:
     return str(event_of(record)["id"])
 
 
+async def test_a_task_redispatched_after_its_return_reaches_its_new_holder_as_redispatched(
+        notify_stack: Stack) -> None:
+    dispatch = Api(notify_stack, "dispatch")
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(dispatch, ticket["request_id"])
+    returned = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/return", as_=("s049", "staff"),
+                                   json={"reason": "不属本岗职责"})
+    assert returned.status_code == 200, returned.text
+    redispatched = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/redispatch", as_=COMMAND,
+                                       json={"assignee": "s048"})
+    assert redispatched.status_code == 201, redispatched.text
+    new_task = redispatched.json()["task_id"]
+
+    async def to_s048() -> list[dict[str, Any]]:  # the station leader's signed webhook
+        return [m for m in (await received(notify_stack))["webhook"] if new_task in m["text"]]
+
+    [message] = await eventually(to_s048, what="the new holder's message")
+    assert message["title"] == "改派任务：新生儿落户" and message["name"] == "police-feed"
+
+
+async def test_an_unsatisfied_callback_reopens_the_task_and_its_holder_is_told(notify_stack: Stack) -> None:
+    dispatch = Api(notify_stack, "dispatch")
+    ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
+    task = await task_of(dispatch, ticket["request_id"])
+    holder = ("s049", "staff")
+    completed = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/complete", as_=holder,
+                                    json={"resolution": "已办理", "reply": "已为您办理完毕。"})
+    assert completed.status_code == 200, completed.text
+    verified = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/verify", as_=COMMAND,
+                                   json={"passed": True, "note": "核实"})
+    assert verified.status_code == 200, verified.text
+    called = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/callback", as_=COMMAND,
+                                 json={"reached": True, "rating": "unsatisfied", "note": "材料仍未办好"})
+    assert called.status_code == 200 and called.json()["status"] == "rework", called.text
+
+    async def reopened() -> list[dict[str, Any]]:  # s049's mail (their robot may be busy with others)
+        return [m for m in await _mails_about(notify_stack, task["task_id"]) if m["subject"].startswith("重办")]
+
+    [mail] = await eventually(reopened, what="the holder's 重办 mail")
+    assert mail["subject"] == "重办：新生儿落户" and "材料仍未办好" in mail["text"]
+
+
 async def test_extension_and_suspension_requests_reach_the_command_centre_on_duty(notify_stack: Stack) -> None:
     ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
     task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
