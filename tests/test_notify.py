@@ -323,6 +323,36 @@ async def test_an_unsatisfied_callback_reopens_the_task_and_its_holder_is_told(n
     assert mail["subject"] == "重办：新生儿落户" and "材料仍未办好" in mail["text"]
 
 
+async def test_a_random_inspection_plan_reaches_each_of_its_officers_with_their_targets(notify_stack: Stack) -> None:
+    targets = [f"91321003MA{secrets.token_hex(4).upper()}" for _ in range(6)]
+    published = await Api(notify_stack, "enforcement").call(
+        "POST", "/v1/random-plans", as_=OFFICER, json={"targets": targets, "sample_size": 3, "seed": 11})
+    assert published.status_code == 201, published.text
+    plan_id = str(published.json()["plan_id"])
+    assert notify_stack.kafka is not None
+    [record] = await eventually(lambda: _records_with(notify_stack, "enforcement.plan.published.v1", plan_id),
+                                what="the plan's event")
+    event = event_of(record)
+    theirs: dict[str, list[str]] = {}
+    for planned in event["data"]["targets"]:
+        for officer in planned["officers"]:
+            theirs.setdefault(officer, []).append(planned["target"])
+
+    async def all_sent() -> list[dict[str, Any]]:
+        log = await deliveries(notify_stack, event_id=str(event["id"]))
+        return log if len(log) == len(theirs) and all(d["status"] == "sent" for d in log) else []
+
+    # Each officer once, on their own channel (s026's webhook, the others the town's WeCom robot).
+    log = await eventually(all_sent, timeout=90, what="each officer's plan message")
+    assert sorted((d["recipient"], d["title"]) for d in log) == sorted(
+        (officer, f"抽查计划：{len(t)} 个对象") for officer, t in theirs.items())
+
+
+async def _records_with(stack: Stack, topic: str, needle: str) -> list[Any]:
+    assert stack.kafka is not None
+    return [r for r in await read_all(stack.kafka.bootstrap, topic) if needle.encode() in r.value]
+
+
 async def test_extension_and_suspension_requests_reach_the_command_centre_on_duty(notify_stack: Stack) -> None:
     ticket = await file_matter(Api(notify_stack, "intake"), item_code="S001")
     task = await task_of(Api(notify_stack, "dispatch"), ticket["request_id"])
