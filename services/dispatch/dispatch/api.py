@@ -92,7 +92,10 @@ BOX_PATTERN = r"^-?[0-9]+(\.[0-9]+)?(,-?[0-9]+(\.[0-9]+)?){3}$"
 
 def _box(bbox: str | None) -> tuple[float, float, float, float] | None:
     """`west,south,east,north` (the pattern checked it) as a box in WGS 84's range: corners given
-    the other way round are taken as meant, degrees beyond the world's edge are at its edge."""
+    the other way round are taken as meant, degrees beyond the world's edge are at its edge. A box
+    of half the world or more in either direction is refused (422 `value.out_of_range`, `bbox`): its
+    sides would join antipodal points (pole to pole, or 180° along the equator), which a geography
+    envelope cannot hold (PostGIS fails the query) — and no town's map asks for one."""
     if bbox is None:
         return None
     x1, y1, x2, y2 = (float(v) for v in bbox.split(","))
@@ -100,7 +103,11 @@ def _box(bbox: str | None) -> tuple[float, float, float, float] | None:
         return min(max(x, -180.0), 180.0)
     def lat(y: float) -> float:
         return min(max(y, -90.0), 90.0)
-    return lon(min(x1, x2)), lat(min(y1, y2)), lon(max(x1, x2)), lat(max(y1, y2))
+    west, south, east, north = lon(min(x1, x2)), lat(min(y1, y2)), lon(max(x1, x2)), lat(max(y1, y2))
+    if east - west >= 180 or north - south >= 180:
+        raise problems.OUT_OF_RANGE("bbox", min=0, max=180,
+                                    detail="a box less than 180 degrees wide and tall: west,south,east,north")
+    return west, south, east, north
 
 
 # What every route may answer about its caller, and every route on one task about the task.

@@ -13,7 +13,7 @@ from dispatch import api, rules
 from dispatch.models import TaskQuery
 from dispatch.store import TaskSearch, task_search_where
 from townflow_shared.county import load_county
-from townflow_shared.problems import field_error
+from townflow_shared.problems import Refusal, field_error
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 NOW = datetime(2026, 11, 23, 1, tzinfo=UTC)
@@ -110,7 +110,16 @@ def test_place_filters_read_the_matters_place_and_leave_the_clause_one_of_tasks(
 def test_a_box_is_taken_as_meant_and_kept_in_the_world() -> None:
     assert api._box(None) is None
     assert api._box("119.31,32.43,119.3,32.41") == (119.3, 32.41, 119.31, 32.43)
-    assert api._box("-200,-95,200,95") == (-180.0, -90.0, 180.0, 90.0)
+    assert api._box("170,80,200,95") == (170.0, 80.0, 180.0, 90.0)  # past the world's edge: at it
+
+
+def test_a_box_of_half_the_world_or_more_is_refused_naming_it() -> None:
+    """Its sides would join antipodal points, which PostGIS cannot make a geography envelope of (the
+    fuzzer's box answered 500)."""
+    for box in ("-200,-95,200,95", "-170,0,10,5", "61703676.5,-3764318158013206346,6702193756055920891935.7,576438"):
+        with pytest.raises(Refusal) as refused:
+            api._box(box)
+        assert (refused.value.code.name, refused.value.field, refused.value.code.status) == ("value.out_of_range", "bbox", 422)
 
 
 def test_each_posts_holders_in_the_order_dispatch_tries_them_and_who_takes_the_next() -> None:
