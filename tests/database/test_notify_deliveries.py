@@ -1,12 +1,15 @@
 """Notify's deliveries on PostgreSQL alone: recorded once per event, person and channel however
 often the event is handled; one replica at a time sends to a channel; a robot whose minute is full
 is sent nothing (and nothing is counted against its messages); channels sent to at once, each
-channel's messages one at a time, and a channel's wake-up recorded in one statement."""
+channel's messages one at a time, each message recorded sent before the next is sent (one
+statement by primary key), and a wake-up's failures recorded with its lease given back in one."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -16,7 +19,7 @@ from notify.deps import Deps
 from notify.rules import Delivery
 from notify.scheduled import Sender
 from notify.settings import NotifySettings
-from notify.store import ChannelOutcome, PgStore
+from notify.store import Failed, PgStore
 from townflow_shared.clock import Clock
 from townflow_shared.county import load_county
 from townflow_shared.db import SHARED_MIGRATIONS, Database, create_pool, migrate
@@ -132,7 +135,24 @@ async def test_two_replicas_record_one_digest_per_person_and_day_of_open_items_o
         await pool.close()
 
 
-async def test_a_channels_wake_up_is_recorded_in_one_statement(fresh_database: str) -> None:
+async def _statements(conn: asyncpg.Connection, work: Callable[[], Awaitable[None]]) -> list[str]:
+    """The statements `work` ran on `conn` that touch notify's tables (asyncpg's own look-ups of
+    the array types aside)."""
+    statements: list[str] = []
+
+    def log(record: asyncpg.connection.LoggedQuery) -> None:
+        statements.append(record.query)
+
+    conn.add_query_logger(log)
+    try:
+        await work()
+        await asyncio.sleep(0.1)  # asyncpg calls its query loggers soon after, not at once
+    finally:
+        conn.remove_query_logger(log)
+    return [q for q in statements if any(t in q for t in ("deliveries", "channel_leases", "robot_messages"))]
+
+
+async def test_a_message_is_recorded_in_one_statement_and_a_wake_ups_end_in_one(fresh_database: str) -> None:
     pool = await _pool(fresh_database)
     try:
         async with pool.acquire() as conn:
@@ -141,14 +161,15 @@ async def test_a_channels_wake_up_is_recorded_in_one_statement(fresh_database: s
                 Delivery(f"s0{n}", ROBOT, f"新任务{n}", "…") for n in range(10, 15)])
             assert await store.claim_channels("replica-a", 60, 10) == [ROBOT]
             ids = [r["id"] for r in await store.due_while_held(ROBOT, "replica-a", 60, 10)]
-            outcome = ChannelOutcome(sent=ids[:3], in_digest=[False, True, True], robot_messages=2,
-                                     failed=ids[3:], delays=[5.0, 50.0], error="HTTP 503")
-            statements: list[str] = []
-            conn.add_query_logger(lambda record: statements.append(record.query))
-            await store.record_sends(ROBOT, "replica-a", outcome)
-            await asyncio.sleep(0.1)  # asyncpg calls its query loggers soon after, not at once
-            # asyncpg's own look-ups of the array types aside: one statement touches notify's tables.
-            assert len([q for q in statements if "deliveries" in q or "channel_leases" in q]) == 1
+            # A message alone, then a digest folding two: each one statement, counted for the robot's minute.
+            assert len(await _statements(conn, lambda: store.record_sent(ids[:1], False, ROBOT))) == 1
+            assert len(await _statements(conn, lambda: store.record_sent(ids[1:3], True, ROBOT))) == 1
+            assert await conn.fetchval("SELECT count(*) FROM robot_messages WHERE channel = $1", ROBOT) == 2
+            await store.record_sent(ids[:1], False, ROBOT)  # recorded again: the delivery stays as it was
+            await store.record_sent([], False, None)  # an e-mail's is counted against nothing
+            assert await conn.fetchval("SELECT count(*) FROM robot_messages") == 3
+            failed = Failed(ids[3:], [5.0, 50.0], "HTTP 503")
+            assert len(await _statements(conn, lambda: store.release_channel(ROBOT, "replica-a", failed))) == 1
             rows = {r["id"]: r for r in await conn.fetch(
                 "SELECT id, status, attempts, in_digest, last_error,"
                 " extract(epoch FROM next_attempt_at - now())::float8 AS wait FROM deliveries")}
@@ -157,8 +178,74 @@ async def test_a_channels_wake_up_is_recorded_in_one_statement(fresh_database: s
             assert [(rows[i]["status"], rows[i]["last_error"], rows[i]["attempts"]) for i in ids[3:]] == [
                 ("pending", "HTTP 503", 1), ("pending", "HTTP 503", 1)]
             assert 4 < rows[ids[3]]["wait"] <= 5 and 49 < rows[ids[4]]["wait"] <= 50
-            assert await conn.fetchval("SELECT count(*) FROM robot_messages WHERE channel = $1", ROBOT) == 2
             assert await conn.fetchval("SELECT count(*) FROM channel_leases") == 0  # given back
+    finally:
+        await pool.close()
+
+
+async def _webhook_turn(dsn: str, pool: asyncpg.Pool, answers: list[int]) -> tuple[int, list[tuple[int, list[str]]]]:
+    """One wake-up of a sender on a signed webhook with five deliveries due, against a real HTTP
+    server answering `answers` in turn (200 after them). At each arrival, before answering, the
+    server reads the deliveries' statuses (by id) on a connection of its own. The number sent, and
+    each arrival's delivery id with the statuses it saw."""
+    observer = await asyncpg.connect(dsn)
+    seen: list[tuple[int, list[str]]] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        delivery_id = json.loads(await reader.readexactly(length))["id"]
+        seen.append((delivery_id, [r["status"] for r in await observer.fetch("SELECT status FROM deliveries ORDER BY id")]))
+        status = answers[len(seen) - 1] if len(seen) <= len(answers) else 200
+        writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        database = Database()
+        database.use(pool)
+        robot = Robot(name="feed", kind="webhook", url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/feed",
+                      secret="k")
+        deps = Deps(settings=NotifySettings(), county=load_county(DEMO_TOWN_DIR), clock=Clock(), database=database,
+                    contacts={TOWN: TownContacts(robots=[robot])})
+        async with pool.acquire() as conn:
+            await PgStore(conn).add_deliveries(uuid.uuid4(), "dispatch.task.dispatched", TOWN, [
+                Delivery(f"s0{n}", f"robot:{TOWN}/feed", "新任务", "…") for n in range(10, 15)])
+        sender = Sender(deps, holder="replica-a")
+        try:
+            return await sender.send_due(), seen
+        finally:
+            await sender.close()
+    finally:
+        server.close()
+        await observer.close()
+
+
+async def test_each_message_is_recorded_sent_before_the_next_is_sent(fresh_database: str) -> None:
+    pool = await _pool(fresh_database)
+    try:
+        sent, seen = await _webhook_turn(fresh_database, pool, [])
+        assert sent == 5
+        assert [i for i, _ in seen] == [r["id"] for r in await pool.fetch("SELECT id FROM deliveries ORDER BY id")]
+        # Each message arrives with those before it already recorded sent, seen from elsewhere: a
+        # replica killed while one is in flight would send again that one only.
+        assert [statuses for _, statuses in seen] == [["sent"] * n + ["pending"] * (5 - n) for n in range(5)]
+    finally:
+        await pool.close()
+
+
+async def test_a_wake_up_whose_second_send_fails_leaves_the_first_sent_and_the_rest_waiting(
+        fresh_database: str) -> None:
+    pool = await _pool(fresh_database)
+    try:
+        sent, seen = await _webhook_turn(fresh_database, pool, [200, 503])
+        assert sent == 1 and len(seen) == 2  # the rest are not tried: the receiver is down
+        rows = await pool.fetch("SELECT status, attempts, last_error, next_attempt_at > now() AS later"
+                                " FROM deliveries ORDER BY id")
+        assert [tuple(r) for r in rows] == [("sent", 1, None, False)] + [("pending", 1, "HTTP 503", True)] * 4
+        assert await pool.fetchval("SELECT count(*) FROM robot_messages") == 1  # the one message sent
+        assert await pool.fetchval("SELECT count(*) FROM channel_leases") == 0  # given back
     finally:
         await pool.close()
 

@@ -3,18 +3,20 @@
 Each wake-up leases the channels with deliveries due (store.claim_channels: no two replicas send to
 one channel at once, so a delivery is sent by one replica and a robot's per-minute count is
 exact) and sends to up to `send_concurrency` of them at once, each channel's messages one after
-another. Per channel, two statements: its due deliveries read while renewing its lease
-(store.due_while_held), and what happened recorded with the lease given back
-(store.record_sends); e-mail goes through one SMTP session per channel. A message is sent only
-while the lease has a call's time left (the replica's own monotonic clock, which runs on through
-a pause), so a replica paused past its lease sends nothing more. A receiver that is down makes its
-deliveries wait with back-off (rules.retry_delay), forever: an outage, never a dead letter, and the
-log says why. One channel's failure never stops the others (per item, as dispatch's loops).
+another. Per channel: its due deliveries read while renewing its lease (store.due_while_held),
+each message the receiver took recorded at once, before the next is sent (store.record_sent, one
+statement by primary key), and at the end the failed ones' waits recorded with the lease given
+back (store.release_channel); e-mail goes through one SMTP session per channel. A message is sent
+only while the lease has a call's time left (the replica's own monotonic clock, which runs on
+through a pause), so a replica paused past its lease sends nothing more. A receiver that is down
+makes its deliveries wait with back-off (rules.retry_delay), forever: an outage, never a dead
+letter, and the log says why. One channel's failure never stops the others (per item, as
+dispatch's loops).
 
-At-least-once at the receiver's edge: a replica killed after a receiver took messages and before
-it recorded them (the end of that channel's wake-up: at most `send_per_channel` messages, or a
-robot's minute) sends those again when its lease runs out; a robot cannot tell (the generic
-webhook carries the delivery's id for that).
+At-least-once at the receiver's edge: a replica killed after a receiver took a message and before
+it recorded it (a few milliseconds, one UPDATE) sends that one message again when its lease runs
+out: at most one message per channel, the one in flight. A robot cannot tell (the generic webhook
+carries the delivery's id for that).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from . import digest, rules
 from .deps import Deps
 from .metrics import DIGEST_PASSES, MESSAGES
 from .senders import RobotSender, SendFailed, SmtpSession
-from .store import ChannelOutcome, PgStore
+from .store import Failed, PgStore
 
 log = logging.getLogger(__name__)
 # Due deliveries read for a robot with a limit at a wake-up: what exceeds its minute is folded into one digest.
@@ -101,8 +103,8 @@ class Sender:
                                   self.settings.send_retry_max_seconds) for r in rows]
 
     async def send_channel(self, channel: str) -> int:
-        """The channel's due messages, one after another, and one statement recording them; the
-        number of deliveries sent."""
+        """The channel's due messages, one after another, each recorded as soon as the receiver took
+        it; then the failed ones recorded with the lease given back. The number of deliveries sent."""
         kind, _, where = channel.partition(":")
         robot = None
         limit = self.settings.send_per_channel
@@ -117,26 +119,33 @@ class Sender:
             rows = await PgStore(conn).due_while_held(channel, self.holder, self.settings.send_lease_seconds, limit)
         # The last moment a call may start and still end inside the lease just renewed.
         last_start = started + self.settings.send_lease_seconds - self.settings.send_timeout_seconds
-        outcome = ChannelOutcome()
+
+        async def record_sent(message: Message) -> None:
+            counted = channel if kind == "robot" else None  # a robot's minute counts its messages
+            async with self.pool.acquire() as conn:
+                await PgStore(conn).record_sent(message.ids, message.digest, counted)
+
+        failed = Failed()
+        sent = 0
         if rows and kind == "robot" and robot is None:
             town_code, _, name = where.partition("/")
-            self._fail(outcome, rows, f"no robot {name!r} in town {town_code}'s notify.yaml")
+            self._fail(failed, rows, f"no robot {name!r} in town {town_code}'s notify.yaml")
         elif rows and robot is not None:
             messages = self._robot_messages(rows, robot.minute_limit())
-            await self._send(kind, outcome, rows, messages, last_start, lambda m: self.robots.send(
-                robot, m.ids[0], m.title, m.text, int(time.time() * 1000)))
+            sent = await self._send(kind, failed, rows, messages, last_start, lambda m: self.robots.send(
+                robot, m.ids[0], m.title, m.text, int(time.time() * 1000)), record_sent)
         elif rows:
             session = SmtpSession(self.settings)
             try:
-                await self._send(kind, outcome, rows, [Message([r["id"]], r["title"], r["body"]) for r in rows],
-                                 last_start, lambda m: session.send(where, m.title, m.text))
+                sent = await self._send(kind, failed, rows, [Message([r["id"]], r["title"], r["body"]) for r in rows],
+                                        last_start, lambda m: session.send(where, m.title, m.text), record_sent)
             finally:
                 await session.close()
         async with self.pool.acquire() as conn:
-            await PgStore(conn).record_sends(channel, self.holder, outcome)
-        if outcome.failed:
+            await PgStore(conn).release_channel(channel, self.holder, failed)
+        if failed.ids:
             MESSAGES.labels(kind, "failed").inc()
-        return len(outcome.sent)
+        return sent
 
     def _robot_messages(self, rows: Sequence[asyncpg.Record], per_minute: int | None) -> list[Message]:
         """The robot's messages now: its limit kept (rules.robot_sends), at most `send_per_channel`
@@ -151,29 +160,32 @@ class Sender:
             messages.append(Message(folded, title, text, digest=True))
         return messages
 
-    async def _send(self, kind: str, outcome: ChannelOutcome, rows: Sequence[asyncpg.Record], messages: Sequence[Message],
-                    last_start: float, send: Callable[[Message], Awaitable[None]]) -> None:
-        """Each message in turn while the lease lasts; the first failure makes it and the rest wait
-        (the receiver is down: no use trying the others now)."""
+    async def _send(self, kind: str, failed: Failed, rows: Sequence[asyncpg.Record], messages: Sequence[Message],
+                    last_start: float, send: Callable[[Message], Awaitable[None]],
+                    record_sent: Callable[[Message], Awaitable[None]]) -> int:
+        """Each message in turn while the lease lasts, recorded sent before the next one goes (a
+        replica killed mid-turn sends again only the message in flight, not the turn's); the first
+        failure makes it and the rest wait (the receiver is down: no use trying the others now).
+        The number of deliveries sent."""
         by_id = {r["id"]: r for r in rows}
+        sent = 0
         for position, message in enumerate(messages):
             if time.monotonic() > last_start:
-                return  # the rest wait for the next lease, untried
+                break  # the rest wait for the next lease, untried
             try:
                 await send(message)
             except SendFailed as exc:
-                self._fail(outcome, [by_id[i] for m in messages[position:] for i in m.ids], str(exc))
-                return
-            outcome.sent += message.ids
-            outcome.in_digest += [message.digest] * len(message.ids)
-            if kind == "robot":  # a robot's minute counts its messages
-                outcome.robot_messages += 1
+                self._fail(failed, [by_id[i] for m in messages[position:] for i in m.ids], str(exc))
+                break
+            await record_sent(message)
+            sent += len(message.ids)
             MESSAGES.labels(kind, "digest" if message.digest else "sent").inc()
+        return sent
 
-    def _fail(self, outcome: ChannelOutcome, rows: Sequence[asyncpg.Record], why: str) -> None:
-        outcome.failed += [r["id"] for r in rows]
-        outcome.delays += self._delays(rows)
-        outcome.error = why
+    def _fail(self, failed: Failed, rows: Sequence[asyncpg.Record], why: str) -> None:
+        failed.ids += [r["id"] for r in rows]
+        failed.delays += self._delays(rows)
+        failed.error = why
 
 
 def sender_loop(deps: Deps) -> Callable[[object], Awaitable[None]]:

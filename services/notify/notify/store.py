@@ -16,15 +16,13 @@ from .rules import Delivery, KnownTask
 
 
 @dataclass
-class ChannelOutcome:
-    """One channel's wake-up, recorded in one statement (PgStore.record_sends)."""
+class Failed:
+    """A channel's deliveries that wait again after its wake-up (the failed one and those behind
+    it), recorded as its lease is given back (PgStore.release_channel)."""
 
-    sent: list[int] = field(default_factory=list)        # deliveries that went out
-    in_digest: list[bool] = field(default_factory=list)  # each: folded into a digest
-    robot_messages: int = 0                              # messages a robot was sent (its minute's count)
-    failed: list[int] = field(default_factory=list)      # deliveries that wait again
-    delays: list[float] = field(default_factory=list)    # each one's seconds to wait
-    error: str = ""                                      # why they wait
+    ids: list[int] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)  # each one's seconds to wait
+    error: str = ""                                     # why they wait
 
 
 class Store(Protocol):
@@ -141,8 +139,16 @@ class PgStore:
             " RETURNING channel", holder, lease_seconds, limit)
         return [r["channel"] for r in rows]
 
-    async def release_channel(self, channel: str, holder: str) -> None:
-        await self.conn.execute("DELETE FROM channel_leases WHERE channel = $1 AND holder = $2", channel, holder)
+    async def release_channel(self, channel: str, holder: str, failed: Failed | None = None) -> None:
+        """The end of a channel's wake-up, in one statement: the failed deliveries waiting their
+        delays with the reason kept, and the lease given back."""
+        failed = failed or Failed()
+        await self.conn.execute(
+            "WITH failed AS (UPDATE deliveries AS d SET attempts = d.attempts + 1, last_error = $3,"
+            "  next_attempt_at = now() + make_interval(secs => f.delay)"
+            "  FROM unnest($1::bigint[], $2::float8[]) AS f(id, delay) WHERE d.id = f.id AND d.status = 'pending')"
+            " DELETE FROM channel_leases WHERE channel = $4 AND holder = $5",
+            failed.ids, failed.delays, failed.error[:1000] or None, channel, holder)
 
     async def due_while_held(self, channel: str, holder: str, lease_seconds: float,
                              limit: int) -> list[asyncpg.Record]:
@@ -160,21 +166,16 @@ class PgStore:
             " WHERE d.status = 'pending' AND d.next_attempt_at <= now() ORDER BY d.id LIMIT $4",
             channel, holder, lease_seconds, limit)
 
-    async def record_sends(self, channel: str, holder: str, outcome: ChannelOutcome) -> None:
-        """What a wake-up did on the channel, in one statement: the deliveries sent (each alone, or
-        folded into a digest), the robot's messages counted for its minute, the failed ones
-        waiting their delays with the reason kept, and the lease given back."""
+    async def record_sent(self, ids: Sequence[int], in_digest: bool, robot_channel: str | None) -> None:
+        """One message the receiver took, recorded before the channel's next is sent (a replica
+        killed mid-turn then sends again only the message in flight): its deliveries sent (one
+        alone, or those a digest folds) and, to a robot, the message counted for its minute. One
+        statement, by primary key: a round trip per message is what the narrower repeat costs."""
         await self.conn.execute(
-            "WITH sent AS (UPDATE deliveries AS d SET status = 'sent', sent_at = now(), attempts = d.attempts + 1,"
-            "  in_digest = s.in_digest, last_error = NULL FROM unnest($1::bigint[], $2::bool[]) AS s(id, in_digest)"
-            "  WHERE d.id = s.id AND d.status = 'pending'),"
-            " failed AS (UPDATE deliveries AS d SET attempts = d.attempts + 1, last_error = $5,"
-            "  next_attempt_at = now() + make_interval(secs => f.delay)"
-            "  FROM unnest($3::bigint[], $4::float8[]) AS f(id, delay) WHERE d.id = f.id AND d.status = 'pending'),"
-            " counted AS (INSERT INTO robot_messages (channel) SELECT $6 FROM generate_series(1, $7))"
-            " DELETE FROM channel_leases WHERE channel = $6 AND holder = $8",
-            outcome.sent, outcome.in_digest, outcome.failed, outcome.delays, outcome.error[:1000] or None,
-            channel, outcome.robot_messages, holder)
+            "WITH counted AS (INSERT INTO robot_messages (channel) SELECT $3::text WHERE $3::text IS NOT NULL)"
+            " UPDATE deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1, in_digest = $2,"
+            "  last_error = NULL WHERE id = ANY($1::bigint[]) AND status = 'pending'",
+            list(ids), in_digest, robot_channel)
 
     async def waiting(self) -> dict[str, tuple[int, int, float]]:
         """(waiting, failing, the oldest one's age in seconds) by town with any waiting."""
