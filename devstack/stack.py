@@ -163,25 +163,26 @@ class Stack:
     issuer: LocalIssuer  # signs the staff tokens; the services verify them from its JWKS
     citizen_ref_key: str
     intake_keys: dict[str, str]  # intake's keys of the citizen's personal data, new for each stack
-    kafka: Kafka | None
-    postgres: Postgres | None
     replica_count: dict[str, int]
     replicas: dict[str, list[ServiceProcess]]
     extra_children: list[Child]
     extra_env: dict[str, str]
-    console: ServiceProcess | None
-    # The S3 server whose bucket of this stack's own holds the photos; None: the services run
-    # without photos (a fault test's or the bench's stack, which take none).
-    s3: SeaweedFS | None
-    s3_bucket: str | None
-    # Enforcement's evidence in a bucket of its own under Object Lock (docs/attachments.md), when
-    # asked by use_s3(evidence_lock_days=…); None: evidence in the stack's one bucket, written once.
-    s3_evidence_bucket: str | None
-    evidence_lock_days: int | None
-    # notify's local receivers (robots, webhooks, SMTP): None, notify runs without them.
-    receivers: Receivers | None
     # How each service is launched, when not `python -m <name>` (the profiler wraps it).
     service_argv: Callable[[str], list[str]] | None
+    # Started later, None until then.
+    kafka: Kafka | None = None
+    postgres: Postgres | None = None
+    console: ServiceProcess | None = None
+    # The S3 server whose bucket of this stack's own holds the photos; None: the services run
+    # without photos (a fault test's or the bench's stack, which take none).
+    s3: SeaweedFS | None = None
+    s3_bucket: str | None = None
+    # Enforcement's evidence in a bucket of its own under Object Lock (docs/attachments.md), when
+    # asked by use_s3(evidence_lock_days=…); None: evidence in the stack's one bucket, written once.
+    s3_evidence_bucket: str | None = None
+    evidence_lock_days: int | None = None
+    # notify's local receivers (robots, webhooks, SMTP): None, notify runs without them.
+    receivers: Receivers | None = None
 
     def __init__(self, workdir: Path, *, replicas: int | Mapping[str, int] = 1, test_clock: bool = False,
                  preferred_ports: bool = False, kafka_heap: str = "512m",
@@ -196,18 +197,10 @@ class Stack:
         self.citizen_ref_key = citizen_ref_key or secrets.token_urlsafe(32)
         self.console_state_key = secrets.token_urlsafe(32)
         self.intake_keys = intake_key_env()
-        self.kafka = None
-        self.postgres = None
         self.replicas = {}
         self.extra_children = []
         self.extra_env = dict(extra_env or {})
-        self.console = None
         self.service_argv = service_argv
-        self.s3 = None
-        self.s3_bucket = None
-        self.s3_evidence_bucket = None
-        self.evidence_lock_days = None
-        self.receivers = None
 
     def use_receivers(self, receivers: Receivers) -> Stack:
         """Point notify at these local receivers (started by the caller)."""

@@ -7,10 +7,11 @@ import asyncio
 import inspect
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Form, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -262,6 +263,17 @@ def mount_common(app: FastAPI, service: str, with_test_clock: bool, limits: Edge
     app.add_middleware(InputGuard, limits=limits)
     app.add_middleware(SecurityHeaders)  # outside the guard: its refusals carry the headers too
     app.add_middleware(RedMetricsMiddleware, service=service)
+
+
+def json_form_field(what: str, route: str) -> Any:
+    """A multipart form's JSON field (read with form_json), documented as the body of the JSON route
+    it stands for."""
+    return Form(max_length=65536, description=f"{what}, as the JSON body of `{route}`")
+
+
+async def read_files(files: Sequence[UploadFile] | None) -> tuple[bytes, ...]:
+    """A multipart form's file parts (photos), whole: the edge has bounded the body already."""
+    return tuple([await file.read() for file in files or ()])
 
 
 async def form_json(settings: ServiceSettings, model: type[BodyModel], field: str, text: str) -> BodyModel:

@@ -28,6 +28,18 @@ class Cause:
 
 
 @dataclass
+class Tally:
+    """Facts of one kind about a task: how many the batch brings, and the first, which the ledger
+    names (the statements add the count and keep the event already stored)."""
+    count: int = 0
+    first_event: uuid.UUID | None = None
+
+    def add(self, cause: Cause) -> None:
+        self.count += 1
+        self.first_event = self.first_event or cause.event.id
+
+
+@dataclass
 class TaskEvents:
     """What a batch's accepted, completed, supervised, extended, verified and redispatched events
     say about one task, folded as the one-by-one statements would: the earliest acceptance and
@@ -36,17 +48,14 @@ class TaskEvents:
     request_id: str
     accepted_at: datetime | None = None
     accepted_event: uuid.UUID | None = None
-    completions: int = 0
+    completions: Tally = field(default_factory=Tally)
     first_completed_at: datetime | None = None
     last_completed_at: datetime | None = None
     last_on_time: bool | None = None
-    completed_event: uuid.UUID | None = None
     overdue_event: uuid.UUID | None = None
     escalated_event: uuid.UUID | None = None
-    extensions: int = 0
-    extended_event: uuid.UUID | None = None
-    failed_checks: int = 0
-    rework_event: uuid.UUID | None = None
+    extensions: Tally = field(default_factory=Tally)
+    failed_checks: Tally = field(default_factory=Tally)  # the first failed check's event is the rework's
     invalid_return_event: uuid.UUID | None = None  # the command centre marked its return invalid
 
 
@@ -60,10 +69,8 @@ class TaskLifecycle:
     merge_at: datetime | None = None
     merge_event: uuid.UUID | None = None
     passed_checks: int = 0
-    reopens: int = 0
-    reopen_event: uuid.UUID | None = None
-    suspensions: int = 0
-    suspended_event: uuid.UUID | None = None
+    reopens: Tally = field(default_factory=Tally)
+    suspensions: Tally = field(default_factory=Tally)
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,19 @@ class FactBatch:
         self.task_causes.setdefault(key, []).append(cause)
 
     def _events_of(self, key: TaskKey, request_id: str) -> TaskEvents:
-        return self.task_events.setdefault(key, TaskEvents(request_id))
+        found = self.task_events.get(key)  # not setdefault: made once, not for every fact
+        if found is None:
+            found = self.task_events[key] = TaskEvents(request_id)
+        return found
+
+    def _task_fact(self, key: TaskKey, request_id: str, cause: Cause) -> TaskEvents:
+        """The task's row, for a fact its event brings: the event is a cause of the task's figures."""
+        self.touches_task(key, cause)
+        return self._events_of(key, request_id)
+
+    def _lifecycle_fact(self, key: TaskKey, request_id: str, cause: Cause) -> TaskLifecycle:
+        self._task_fact(key, request_id, cause)  # record_task_events makes the task's row from its first fact
+        return self.lifecycles.setdefault(key, TaskLifecycle(request_id))
 
     # --- matters ---------------------------------------------------------------------------
     def matter_filed(self, key: MatterKey, village: str, filed_at: datetime) -> None:
@@ -140,76 +159,52 @@ class FactBatch:
         self.touches_task(key, cause)
 
     def return_invalid(self, key: TaskKey, request_id: str, cause: Cause) -> None:
-        self._events_of(key, request_id).invalid_return_event = cause.event.id
-        self.touches_task(key, cause)
+        self._task_fact(key, request_id, cause).invalid_return_event = cause.event.id
 
     def task_known(self, key: TaskKey, request_id: str) -> None:
         """Facts of a task may arrive before its dispatch: its row exists from the first of them."""
         self._events_of(key, request_id)
 
     def task_accepted(self, key: TaskKey, request_id: str, at: datetime, cause: Cause) -> None:
-        e = self._events_of(key, request_id)
+        e = self._task_fact(key, request_id, cause)
         e.accepted_at = at if e.accepted_at is None else min(e.accepted_at, at)
         e.accepted_event = e.accepted_event or cause.event.id
-        self.touches_task(key, cause)
 
     def task_completed(self, key: TaskKey, request_id: str, at: datetime, on_time: bool, cause: Cause) -> None:
-        e = self._events_of(key, request_id)
-        e.completions += 1
+        e = self._task_fact(key, request_id, cause)
+        e.completions.add(cause)
         e.first_completed_at = at if e.first_completed_at is None else min(e.first_completed_at, at)
         if e.last_completed_at is None or at >= e.last_completed_at:
             e.last_completed_at, e.last_on_time = at, on_time
-        e.completed_event = e.completed_event or cause.event.id
-        self.touches_task(key, cause)
 
     def task_overdue(self, key: TaskKey, request_id: str, cause: Cause) -> None:
-        e = self._events_of(key, request_id)
+        e = self._task_fact(key, request_id, cause)
         e.overdue_event = e.overdue_event or cause.event.id
-        self.touches_task(key, cause)
 
     def task_escalated(self, key: TaskKey, request_id: str, cause: Cause) -> None:
-        e = self._events_of(key, request_id)
+        e = self._task_fact(key, request_id, cause)
         e.escalated_event = e.escalated_event or cause.event.id
-        self.touches_task(key, cause)
 
     def task_extended(self, key: TaskKey, request_id: str, cause: Cause) -> None:
-        e = self._events_of(key, request_id)
-        e.extensions += 1
-        e.extended_event = e.extended_event or cause.event.id
-        self.touches_task(key, cause)
+        self._task_fact(key, request_id, cause).extensions.add(cause)
 
     def check_failed(self, key: TaskKey, request_id: str, cause: Cause) -> None:
-        e = self._events_of(key, request_id)
-        e.failed_checks += 1
-        e.rework_event = e.rework_event or cause.event.id
-        self.touches_task(key, cause)
-
-    def _lifecycle_of(self, key: TaskKey, request_id: str) -> TaskLifecycle:
-        self._events_of(key, request_id)  # record_task_events makes the task's row from its first fact
-        return self.lifecycles.setdefault(key, TaskLifecycle(request_id))
+        self._task_fact(key, request_id, cause).failed_checks.add(cause)
 
     def task_merged(self, key: TaskKey, request_id: str, merged: bool, at: datetime, cause: Cause) -> None:
-        life = self._lifecycle_of(key, request_id)
+        life = self._lifecycle_fact(key, request_id, cause)
         if life.merge_at is None or at >= life.merge_at:
             life.merged, life.merge_at, life.merge_event = merged, at, cause.event.id
-        self.touches_task(key, cause)
 
     def check_passed(self, key: TaskKey, request_id: str, cause: Cause) -> None:
-        self._lifecycle_of(key, request_id).passed_checks += 1
-        self.touches_task(key, cause)
+        self._lifecycle_fact(key, request_id, cause).passed_checks += 1
 
     def task_reopened(self, key: TaskKey, request_id: str, cause: Cause) -> None:
-        life = self._lifecycle_of(key, request_id)
-        life.reopens += 1
-        life.reopen_event = life.reopen_event or cause.event.id
-        self.touches_task(key, cause)
+        self._lifecycle_fact(key, request_id, cause).reopens.add(cause)
 
     def task_suspended(self, key: TaskKey, request_id: str, cause: Cause) -> None:
         """挂起: each approved suspension added; the first for the ledger."""
-        life = self._lifecycle_of(key, request_id)
-        life.suspensions += 1
-        life.suspended_event = life.suspended_event or cause.event.id
-        self.touches_task(key, cause)
+        self._lifecycle_fact(key, request_id, cause).suspensions.add(cause)
 
     # --- inspections -----------------------------------------------------------------------
     def inspection_done(self, fact: InspectionFact, points: dict[str, OfficerPoints],

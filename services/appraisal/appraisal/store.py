@@ -81,10 +81,10 @@ async def record_task_events(conn: asyncpg.Connection, batch: FactBatch) -> None
     (topics are consumed side by side), one already known folds the batch's facts into its own."""
     if not batch.task_events:
         return
-    rows = [(town, task, e.request_id, e.accepted_at, e.accepted_event, e.completions, e.first_completed_at,
-             e.last_completed_at, e.last_on_time, e.completed_event, e.overdue_event, e.escalated_event,
-             e.extensions, e.extended_event, e.failed_checks, e.rework_event, e.invalid_return_event is not None,
-             e.invalid_return_event)
+    rows = [(town, task, e.request_id, e.accepted_at, e.accepted_event, e.completions.count, e.first_completed_at,
+             e.last_completed_at, e.last_on_time, e.completions.first_event, e.overdue_event, e.escalated_event,
+             e.extensions.count, e.extensions.first_event, e.failed_checks.count, e.failed_checks.first_event,
+             e.invalid_return_event is not None, e.invalid_return_event)
             for (town, task), e in sorted(batch.task_events.items())]
     await conn.execute(
         "INSERT INTO task_facts AS t (town_code, task_id, request_id, accepted_at, accepted_event, completions,"
@@ -135,8 +135,8 @@ async def record_lifecycles(conn: asyncpg.Connection, batch: FactBatch) -> None:
             "  $8::uuid[], $9::int[], $10::uuid[]) AS l(town_code, task_id, merged, merge_at, merge_event,"
             "  passed_checks, reopens, reopen_event, suspensions, suspended_event)"
             " WHERE t.town_code = l.town_code AND t.task_id = l.task_id",
-            *_columns([(town, task, x.merged, x.merge_at, x.merge_event, x.passed_checks, x.reopens, x.reopen_event,
-                        x.suspensions, x.suspended_event)
+            *_columns([(town, task, x.merged, x.merge_at, x.merge_event, x.passed_checks, x.reopens.count,
+                        x.reopens.first_event, x.suspensions.count, x.suspensions.first_event)
                        for (town, task), x in sorted(batch.lifecycles.items())], 10))
     if batch.called_back:
         await conn.execute(

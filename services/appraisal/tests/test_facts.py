@@ -24,11 +24,11 @@ def test_completions_fold_to_the_latest_ones_timeliness_and_the_first_ones_event
     for event in (late, early, same_moment):  # arrival order, not time order
         batch.task_completed(KEY, "r1", event.data.completed_at, event.data.on_time, batch.cause(event, {}))
     folded = batch.task_events[KEY]
-    assert folded.completions == 3
+    assert folded.completions.count == 3
     assert folded.first_completed_at == early.data.completed_at
     assert folded.last_completed_at == late.data.completed_at
     assert folded.last_on_time is True  # of two at the latest moment, the one handled last
-    assert folded.completed_event == late.id  # the first handled names the completion in the ledger
+    assert folded.completions.first_event == late.id  # the first handled names the completion in the ledger
     assert [c.event.id for c in batch.task_causes[KEY]] == [late.id, early.id, same_moment.id]
 
 
@@ -76,7 +76,7 @@ def test_callback_ratings_fold_to_the_latest_and_reopenings_add_up() -> None:
     batch.task_reopened(KEY, "r1", batch.cause(reopen2, {}))
     batch.check_passed(KEY, "r1", batch.cause(reopen2, {}))
     life = batch.lifecycles[KEY]
-    assert (life.reopens, life.reopen_event, life.passed_checks) == (2, reopen1.id, 1)
+    assert (life.reopens.count, life.reopens.first_event, life.passed_checks) == (2, reopen1.id, 1)
 
 
 def test_suspensions_add_up_and_the_first_one_stands_for_the_ledger() -> None:
@@ -85,5 +85,5 @@ def test_suspensions_add_up_and_the_first_one_stands_for_the_ledger() -> None:
     batch.task_suspended(KEY, "r1", batch.cause(first, {}))
     batch.task_suspended(KEY, "r1", batch.cause(second, {}))
     life = batch.lifecycles[KEY]
-    assert (life.suspensions, life.suspended_event) == (2, first.id)
+    assert (life.suspensions.count, life.suspensions.first_event) == (2, first.id)
     assert KEY in batch.task_events and len(batch.task_causes[KEY]) == 2

@@ -7,14 +7,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from townflow_shared import attachments as shared_attachments
 from townflow_shared import problems
 from townflow_shared.auth import Principal, require
 from townflow_shared.events import Colour
-from townflow_shared.http import form_json
+from townflow_shared.http import form_json, json_form_field, read_files
 from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 from townflow_shared.views import record_id
@@ -139,10 +139,6 @@ PHOTO_REFUSALS = shared_attachments.PHOTO_REFUSALS
 PHOTO_FILE = (shared_attachments.PHOTO_FILE + "; up to the item's `photos_max` (the task's read says it, 3 by default)")
 
 
-async def _read_all(photos: list[UploadFile] | None) -> tuple[bytes, ...]:
-    return tuple([await photo.read() for photo in photos or []])
-
-
 COMPLETION_REFUSALS = (*AS_ASSIGNEE, CODES["task.reply_blank"], CODES["task.completion_photo_required"], problems.INVALID)
 
 
@@ -153,8 +149,7 @@ async def complete_with_photos(
     task_id: TaskId,
     deps: Dependencies,
     principal: Holder,
-    completion: Annotated[str, Form(max_length=65536, description="the completion, as the JSON body of "
-                                    "`POST /v1/tasks/{task_id}/complete`")],
+    completion: Annotated[str, json_form_field("the completion", "POST /v1/tasks/{task_id}/complete")],
     # Optional here, so an item that needs an after photo refuses its absence with its own code.
     photos: Annotated[list[UploadFile] | None, File(description=PHOTO_FILE + "; 处置后照片")] = None,
 ) -> Completed:
@@ -164,7 +159,7 @@ async def complete_with_photos(
     `dispatch.task.completed` carries their references and digests, never their bytes."""
     body = await form_json(deps.settings, Resolution, "completion", completion)
     return await flows.complete_task(deps, principal, flows.CompleteTask(
-        task_id, body.resolution, body.reply, await _read_all(photos)))
+        task_id, body.resolution, body.reply, await read_files(photos)))
 
 
 @router.post("/v1/tasks/{task_id}/return", response_model=Returned,
@@ -256,8 +251,7 @@ async def verify_with_photos(
     task_id: TaskId,
     deps: Dependencies,
     principal: CommandCentre,
-    verification: Annotated[str, Form(max_length=65536, description="the check, as the JSON body of "
-                                      "`POST /v1/tasks/{task_id}/verify`")],
+    verification: Annotated[str, json_form_field("the check", "POST /v1/tasks/{task_id}/verify")],
     photos: Annotated[list[UploadFile] | None, File(description=PHOTO_FILE + "; the command centre's own, at the check")] = None,
 ) -> TaskView:
     """核查结案 with the command centre's own photos of the check (issue #29), as
@@ -265,7 +259,7 @@ async def verify_with_photos(
     `POST /v1/tasks/{task_id}/verify`; `dispatch.task.verified` carries the photos' references."""
     body = await form_json(deps.settings, Verification, "verification", verification)
     return await flows.verify_task(deps, principal, flows.VerifyTask(
-        task_id, body.passed, body.note, await _read_all(photos)))
+        task_id, body.passed, body.note, await read_files(photos)))
 
 
 @router.post("/v1/tasks/{task_id}/callback", response_model=TaskView, responses=responses(

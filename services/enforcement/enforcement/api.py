@@ -13,6 +13,7 @@ from townflow_shared import attachments as shared_attachments
 from townflow_shared import problems
 from townflow_shared.auth import Principal, require
 from townflow_shared.events import CaseStep
+from townflow_shared.http import read_files
 from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN, TOWN_CODE_PATTERN
 
@@ -119,10 +120,6 @@ def _photo_answer(data: bytes, content_type: str) -> Response:
         "Cache-Control": "private, no-store", "Content-Disposition": "inline", "X-Content-Type-Options": "nosniff"})
 
 
-async def _read_all(photos: list[UploadFile]) -> tuple[bytes, ...]:
-    return tuple([await photo.read() for photo in photos])
-
-
 @router.post("/v1/inspections/{inspection_id}/evidence", status_code=201, response_model=models.Inspection,
              responses=responses(*ON_INSPECTION, CODES["inspection.evidence_not_officer"],
                                  CODES["inspection.evidence_not_open"], *PHOTOS))
@@ -133,7 +130,7 @@ async def record_inspection_evidence(inspection_id: InspectionId, deps: Wired, p
     while it is started. Stored cleaned and write-once; the inspection is answered with its
     evidence, and `enforcement.evidence.recorded` carries their digests."""
     return await evidence.record_inspection_evidence(deps, principal, evidence.RecordInspectionEvidence(
-        inspection_id, await _read_all(photos), note))
+        inspection_id, await read_files(photos), note))
 
 
 @router.get("/v1/inspections/{inspection_id}/evidence/{attachment_id}", response_class=Response,
@@ -181,7 +178,7 @@ async def record_case_evidence(case_id: CaseId, deps: Wired, principal: Officer,
     cleaned and write-once; the case is answered with its evidence, and
     `enforcement.evidence.recorded` carries their digests."""
     return await evidence.record_case_evidence(deps, principal, evidence.RecordCaseEvidence(
-        case_id, await _read_all(photos), note, step))
+        case_id, await read_files(photos), note, step))
 
 
 @router.get("/v1/cases/{case_id}/evidence/{attachment_id}", response_class=Response,

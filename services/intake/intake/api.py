@@ -10,13 +10,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Header, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from townflow_shared import attachments as shared_attachments
 from townflow_shared import problems
 from townflow_shared.auth import Principal, optional_principal, require
-from townflow_shared.http import form_json
+from townflow_shared.http import form_json, json_form_field, read_files
 from townflow_shared.problems import responses
 from townflow_shared.types import NO_NUL_PATTERN
 
@@ -83,7 +83,7 @@ async def file_request_with_photos(
     deps: Dependencies,
     principal: Annotated[Principal, Depends(require(*FILERS))],
     request: Request,
-    filing: Annotated[str, Form(max_length=65536, description="the filing, as the JSON body of `POST /v1/requests`")],
+    filing: Annotated[str, json_form_field("the filing", "POST /v1/requests")],
     photos: Annotated[list[UploadFile], File(description=PHOTO_FILE + "; up to the item's `photos_max`")],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> JSONResponse:
@@ -92,9 +92,8 @@ async def file_request_with_photos(
     naming it (`photos[1]`). The photos are stored cleaned, and the filing's event carries their
     references and digests, never their bytes."""
     body = await form_json(deps.settings, models.FileRequest, "filing", filing)
-    files = tuple([await photo.read() for photo in photos])
     status, answer = await attachments.file_with_photos(
-        deps, principal, attachments.FileWithPhotos(flows.FileMatter(body, idempotency_key), files))
+        deps, principal, attachments.FileWithPhotos(flows.FileMatter(body, idempotency_key), await read_files(photos)))
     return JSONResponse(answer, status_code=status)
 
 
