@@ -9,23 +9,22 @@ from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from appraisal import handlers as appraisal_handlers
+from dispatch import handlers as dispatch_handlers
+from intake import handlers as intake_handlers
 from townflow_shared import lag
-from townflow_shared.events import AUDIT_TYPES, TOPICS, Envelope
+from townflow_shared.events import Envelope, TaskDispatched
 from townflow_shared.kafka import topic_partitions
 from townflow_shared.outbox import message_headers
 
-# What each service consumes (its handlers.register): appraisal every topic but its own and the
-# audit trails (the county's SIEM reads those), intake
-# the task steps and inspections of its requests, dispatch filings and inspections, enforcement
-# dispatched tasks.
+# What each service consumes: the topics of its own handler table (what its runtime subscribes
+# to), so a topic added for another consumer (notify's) is never waited on for the wrong group.
+# Enforcement registers its one handler in app.py.
 CONSUMED: dict[str, list[str]] = {
-    "appraisal": [t for t in TOPICS if not t.startswith("appraisal.")
-                  and t not in {a.topic for a in AUDIT_TYPES.values()}],
-    "intake": ["dispatch.task.dispatched.v1", "dispatch.task.accepted.v1", "dispatch.task.returned.v1",
-               "dispatch.task.supervised.v1", "dispatch.task.extended.v1", "dispatch.task.completed.v1",
-               "dispatch.task.verified.v1", "enforcement.inspection.done.v1"],
-    "dispatch": ["intake.request.filed.v1", "enforcement.inspection.done.v1"],
-    "enforcement": ["dispatch.task.dispatched.v1"],
+    "appraisal": [event.topic for event, _ in appraisal_handlers.HANDLERS],
+    "intake": [event.topic for event, _ in intake_handlers.HANDLERS],
+    "dispatch": [event.topic for event, _ in dispatch_handlers.HANDLERS],
+    "enforcement": [TaskDispatched.topic],
 }
 
 
