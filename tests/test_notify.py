@@ -31,7 +31,14 @@ from .conftest import (
     task_of,
     town_dir_of,
 )
-from .kafka_tools import event_of, place_group_at_the_ends, produce, read_all, topics_consumed_by
+from .kafka_tools import (
+    event_of,
+    group_caught_up,
+    place_group_at_the_ends,
+    produce,
+    read_all,
+    topics_consumed_by,
+)
 
 DUTY_SECRET = "SEC" + secrets.token_hex(16)
 BURST_SECRET = "SEC" + secrets.token_hex(16)
@@ -79,12 +86,11 @@ HOLDERS = ("s049", "s010", "s011", "s012")
 @pytest.fixture(scope="module")
 async def notify_stack(stack: Stack) -> AsyncIterator[Stack]:
     """The session's stack, with notify and its receivers for this module: notify.yaml added to the
-    stack's town, notify's group placed at the ends of its topics (it joins a running town: the
-    session's earlier events are not its to tell), two notify replicas (each event's deliveries
-    recorded and sent once whichever replica has it), intake started again with the receivers' SMS
-    gateway. After the module, notify is stopped and dropped, intake runs as it did, the receivers
-    and notify.yaml are gone: the session's other modules see the stack they saw before. Started
-    here, not with the session: notify would tell and intake text every other test's matters."""
+    stack's town, two notify replicas (each event's deliveries recorded and sent once whichever
+    replica has it), intake started again with the receivers' SMS gateway. After the module, notify
+    is stopped and dropped, intake runs as it did, the receivers and notify.yaml are gone: the
+    session's other modules see the stack they saw before. Started here, not with the session:
+    notify would tell and intake text every other module's matters, at a cost to all of them."""
     contacts = town_dir_of(stack) / "notify.yaml"
     intake = stack.services["intake"]
     as_found = dict(intake.env)
@@ -92,48 +98,79 @@ async def notify_stack(stack: Stack) -> AsyncIterator[Stack]:
                           wecom=["centre-key"], webhooks={"police-feed": FEED_SECRET, "officers": OFFICERS_SECRET},
                           sms=SMS_KEY)
     try:
-        await _free(stack)
+        completed = await _free(stack)
         contacts.write_text(NOTIFY_YAML, encoding="utf-8")
         stack.use_receivers(await asyncio.to_thread(receivers.start))
-        assert stack.kafka is not None
-        await place_group_at_the_ends(stack.kafka.bootstrap, "notify", topics_consumed_by("notify"))
+        await asyncio.gather(_start_notify(stack), _intake_texting(stack, completed))
+        yield stack
+    finally:
+        stack.use_receivers(None)
+        await asyncio.gather(asyncio.to_thread(stack.remove_service, "notify"), _intake_as(intake, as_found),
+                             _free(stack))
+        receivers.stop()
+        contacts.unlink(missing_ok=True)
+
+
+async def _free(stack: Stack) -> set[str]:
+    """Every open task of HOLDERS completed by its holder (their ids are returned): before the
+    module, each is under the load cap and takes the module's tasks; after it, the module leaves
+    them so."""
+    dispatch = Api(stack, "dispatch")
+
+    async def open_tasks(staff_id: str, status: str) -> list[dict[str, Any]]:
+        listed = await dispatch.call("GET", "/v1/tasks", as_=COMMAND,
+                                     params={"assignee": staff_id, "status": status, "limit": 1000})
+        assert listed.status_code == 200, listed.text
+        return list(listed.json())
+
+    async def complete(task: dict[str, Any]) -> str:
+        done = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/complete", as_=(task["assignee"], "staff"),
+                                   json={"resolution": "已办结", "reply": "已为您办理完毕。"})
+        assert done.status_code == 200, done.text
+        return str(task["task_id"])
+
+    found = await asyncio.gather(*(open_tasks(s, status) for s in HOLDERS for status in OPEN_STATUSES))
+    return set(await asyncio.gather(*(complete(task) for tasks in found for task in tasks)))
+
+
+async def _start_notify(stack: Stack) -> None:
+    """Notify's two replicas, its group first placed at the ends of its topics: it joins a running
+    town, and the session's earlier events are not its to tell."""
+    assert stack.kafka is not None
+    await place_group_at_the_ends(stack.kafka.bootstrap, "notify", topics_consumed_by("notify"))
+
+    def start() -> None:
         stack.add_service("notify")
         stack.add_replica("notify")
         for replica in stack.replicas["notify"]:
             replica.env |= NOTIFY_SETTINGS
-        intake.env |= stack.service_env("intake") | SMS_SETTINGS  # the stack's intake env, with the gateway now
-        await asyncio.to_thread(_restart, intake)
-        await asyncio.to_thread(stack.start_services, ["notify"])
-        yield stack
-    finally:
-        await asyncio.to_thread(stack.remove_service, "notify")
-        stack.use_receivers(None)
-        if intake.env != as_found:
-            intake.env = as_found
-            await asyncio.to_thread(_restart, intake)
-        receivers.stop()
-        contacts.unlink(missing_ok=True)
-        await _free(stack)
+        stack.start_services(["notify"])
+
+    await asyncio.to_thread(start)
 
 
-def _restart(process: ServiceProcess) -> None:
-    process.stop()
-    process.start()
+async def _intake_texting(stack: Stack, completed: set[str]) -> None:
+    """Intake started again with the receivers' SMS gateway, once the intake without one has handled
+    the completions of `completed`: those matters are other modules', and their citizens are not
+    the module's to text (nor are their numbers all mobile ones the gateway takes)."""
+    assert stack.kafka is not None
+    bootstrap, topic = stack.kafka.bootstrap, "dispatch.task.completed.v1"
+
+    async def published() -> bool:
+        return completed <= {event_of(r)["data"]["task_id"] for r in await read_all(bootstrap, topic)}
+
+    await eventually(published, what="the completions on their topic")
+    await eventually(lambda: group_caught_up(bootstrap, "intake", [topic]), what="intake to handle them")
+    intake = stack.services["intake"]
+    await _intake_as(intake, intake.env | stack.service_env("intake") | SMS_SETTINGS)
 
 
-async def _free(stack: Stack) -> None:
-    """Every open task of HOLDERS completed by its holder: before the module, each is under the load
-    cap and takes the module's tasks; after it, the module leaves them so."""
-    dispatch = Api(stack, "dispatch")
-    for staff_id in HOLDERS:
-        for status in OPEN_STATUSES:
-            listed = await dispatch.call("GET", "/v1/tasks", as_=COMMAND,
-                                         params={"assignee": staff_id, "status": status, "limit": 1000})
-            assert listed.status_code == 200, listed.text
-            for task in listed.json():
-                done = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/complete", as_=(staff_id, "staff"),
-                                           json={"resolution": "已办结", "reply": "已为您办理完毕。"})
-                assert done.status_code == 200, done.text
+async def _intake_as(intake: ServiceProcess, env: dict[str, str]) -> None:
+    """Intake started again with `env`, unless it runs with it."""
+    if intake.env != env:
+        intake.env = env
+        await asyncio.to_thread(intake.stop)
+        await asyncio.to_thread(intake.start)
 
 
 def receivers_of(stack: Stack) -> Receivers:
