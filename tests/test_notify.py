@@ -144,6 +144,8 @@ async def _start_notify(stack: Stack) -> None:
         stack.add_replica("notify")
         for replica in stack.replicas["notify"]:
             replica.env |= NOTIFY_SETTINGS
+            # No test reads notify's spans; exporting costs a fifth more of a service's CPU (conftest).
+            replica.env.pop("TOWNFLOW_OTLP_ENDPOINT", None)
         stack.start_services(["notify"])
 
     await asyncio.to_thread(start)
