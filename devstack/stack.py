@@ -202,8 +202,9 @@ class Stack:
         self.extra_env = dict(extra_env or {})
         self.service_argv = service_argv
 
-    def use_receivers(self, receivers: Receivers) -> Stack:
-        """Point notify at these local receivers (started by the caller)."""
+    def use_receivers(self, receivers: Receivers | None) -> Stack:
+        """Point notify and intake's SMS at these local receivers (started by the caller); None: at
+        none. For the replicas added (or whose env is taken again, `service_env`) after."""
         self.receivers = receivers
         return self
 
@@ -316,6 +317,12 @@ class Stack:
         self.replicas[name].append(process)
         self.replica_count[name] = max(self.replica_count[name], index + 1)
         return process
+
+    def remove_service(self, name: str) -> None:
+        """Stop every replica of `name` and drop them (its database stays): a subscriber started for
+        a while on a running stack (a test module's notify) leaves `services` as it found it."""
+        for process in self.replicas.pop(name, []):
+            process.stop()
 
     def start_services(self, names: list[str] | None = None) -> Stack:
         """Start every replica of the services (all four by default), then wait until all are ready."""

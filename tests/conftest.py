@@ -25,7 +25,7 @@ import pytest
 from devstack.s3 import SeaweedFS
 from devstack.stack import Stack
 from devstack.traces import OtlpReceiver
-from townflow_shared.settings import DEMO_COUNTY_DIR
+from townflow_shared.settings import DEMO_COUNTY_DIR, DEMO_TOWN_DIR
 
 T = TypeVar("T")
 # Every broker a stack test starts (its own and the bench's it runs) compiles with C1 alone: about half
@@ -90,11 +90,20 @@ def s3_server() -> Iterator[SeaweedFS]:
 
 
 @pytest.fixture(scope="session")
-def stack(otlp: OtlpReceiver, s3_server: SeaweedFS) -> Iterator[Stack]:
+def stack(otlp: OtlpReceiver, s3_server: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The session's stack. Its evidence is in a bucket of its own under Object Lock (a day's
     retention: tests/test_evidence.py); the demo county's (county_stack) in its one bucket: both
-    ways a county may keep evidence run."""
-    yield from _session_stack(otlp, s3_server, evidence_lock_days=1)
+    ways a county may keep evidence run. Its town is a copy of the demo town's folder
+    (`town_dir_of`), so a module may add a file of the town that only a service it starts reads
+    (tests/test_notify.py: notify.yaml, and notify)."""
+    town = tmp_path_factory.mktemp("town")
+    shutil.copytree(DEMO_TOWN_DIR, town, dirs_exist_ok=True)
+    yield from _session_stack(otlp, s3_server, evidence_lock_days=1, TOWNFLOW_TOWN_DIR=str(town))
+
+
+def town_dir_of(stack: Stack) -> Path:
+    """The folder of the stack's town (or county) files, as its services read them."""
+    return Path(stack.extra_env.get("TOWNFLOW_TOWN_DIR", DEMO_TOWN_DIR))
 
 
 def _reads_spans_of(fixture: str, session: pytest.Session) -> bool:

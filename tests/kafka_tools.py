@@ -38,6 +38,21 @@ async def read_all(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Co
         await consumer.stop()
 
 
+async def place_group_at_the_ends(bootstrap: str, group: str, topics: list[str]) -> None:
+    """Commit `group`'s offsets at the ends of `topics` as they stand now, before the group first
+    runs: a service that joins a running system then handles what comes after it joined (a group
+    new to a topic starts at its earliest record, the whole history)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        partitions = await topic_partitions(bootstrap, topics)
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
 async def wait_for_record(bootstrap: str, topic: str, match: Callable[[ConsumerRecord], bool],
                           timeout: float = 30.0) -> ConsumerRecord:
     """The first record on `topic` (from the beginning) that `match` accepts."""

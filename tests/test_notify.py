@@ -1,5 +1,6 @@
-"""Notify on the real stack (issue #31): Kafka, PostgreSQL, intake, dispatch and notify, sending to
-the real local receivers (devstack/receivers.py: DingTalk and WeCom robots that check the request as
+"""Notify on the real stack (issue #31): the session's Kafka, PostgreSQL, intake, dispatch and
+enforcement, with two notify replicas started for this module (`notify_stack`), sending to the real
+local receivers (devstack/receivers.py: DingTalk and WeCom robots that check the request as
 the vendors document it, aiosmtpd for e-mail). No message leaves the machine. The citizens' SMS from
 intake (item 3) on the same stack, through the receivers' SMS gateway stand-in, which checks each
 request's signature, template and number as a provider does."""
@@ -9,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from devstack.receivers import Receivers
-from devstack.stack import Stack
-from townflow_shared.settings import DEMO_TOWN_DIR
+from devstack.stack import ServiceProcess, Stack
+from dispatch.rules import OPEN_STATUSES
 
 from .conftest import (
     CLERK,
@@ -28,8 +29,16 @@ from .conftest import (
     http_client,
     set_clocks,
     task_of,
+    town_dir_of,
 )
-from .kafka_tools import event_of, produce, read_all
+from .kafka_tools import (
+    event_of,
+    group_caught_up,
+    place_group_at_the_ends,
+    produce,
+    read_all,
+    topics_consumed_by,
+)
 
 DUTY_SECRET = "SEC" + secrets.token_hex(16)
 BURST_SECRET = "SEC" + secrets.token_hex(16)
@@ -62,29 +71,108 @@ people:
 """
 
 
+# The module's settings beyond the stack's: quick retries and digest passes for notify, quick
+# retries and the status page's address (the filing's SMS links to it) for intake.
+NOTIFY_SETTINGS = {"TOWNFLOW_SEND_RETRY_BASE_SECONDS": "0.5", "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2",
+                   "TOWNFLOW_DIGEST_POLL_SECONDS": "1"}
+SMS_SETTINGS = {"TOWNFLOW_SMS_RETRY_BASE_SECONDS": "0.5", "TOWNFLOW_SMS_RETRY_MAX_SECONDS": "2",
+                "TOWNFLOW_SMS_STATUS_URL": "https://zwt.example.cn/status"}
+# Whom the module's tasks go to (S001's household post, S002's social security, S010's employment)
+# and the tests expect: the session's other modules leave them open tasks (S001 is every default
+# filing), and at a load cap of 20 the next task would go to the B holder or the module's leader.
+HOLDERS = ("s049", "s010", "s011", "s012")
+
+
 @pytest.fixture(scope="module")
-def notify_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    town = tmp_path_factory.mktemp("town")
-    for f in DEMO_TOWN_DIR.iterdir():
-        (town / f.name).write_bytes(f.read_bytes())
-    (town / "notify.yaml").write_text(NOTIFY_YAML, encoding="utf-8")
-    # Two replicas of notify: each event's deliveries recorded and sent once whichever replica has it.
-    stack = Stack.in_temp_dir(kafka_heap="384m", test_clock=True, replicas={"notify": 2}, extra_env={
-        "TOWNFLOW_TOWN_DIR": str(town), "TOWNFLOW_SEND_RETRY_BASE_SECONDS": "0.5",
-        "TOWNFLOW_SEND_RETRY_MAX_SECONDS": "2", "TOWNFLOW_SMS_RETRY_BASE_SECONDS": "0.5",
-        "TOWNFLOW_SMS_RETRY_MAX_SECONDS": "2", "TOWNFLOW_SMS_STATUS_URL": "https://zwt.example.cn/status",
-        "TOWNFLOW_DIGEST_POLL_SECONDS": "1"})
+async def notify_stack(stack: Stack) -> AsyncIterator[Stack]:
+    """The session's stack, with notify and its receivers for this module: notify.yaml added to the
+    stack's town, two notify replicas (each event's deliveries recorded and sent once whichever
+    replica has it), intake started again with the receivers' SMS gateway. After the module, notify
+    is stopped and dropped, intake runs as it did, the receivers and notify.yaml are gone: the
+    session's other modules see the stack they saw before. Started here, not with the session:
+    notify would tell and intake text every other module's matters, at a cost to all of them."""
+    contacts = town_dir_of(stack) / "notify.yaml"
+    intake = stack.services["intake"]
+    as_found = dict(intake.env)
     receivers = Receivers(stack.workdir, dingtalk={"duty-token": DUTY_SECRET, "burst-token": BURST_SECRET},
                           wecom=["centre-key"], webhooks={"police-feed": FEED_SECRET, "officers": OFFICERS_SECRET},
-                          sms=SMS_KEY).start()
-    stack.use_receivers(receivers)
+                          sms=SMS_KEY)
     try:
-        stack.start_infra()
-        stack.start_services(["intake", "dispatch", "enforcement", "notify"])
+        completed = await _free(stack)
+        contacts.write_text(NOTIFY_YAML, encoding="utf-8")
+        stack.use_receivers(await asyncio.to_thread(receivers.start))
+        await asyncio.gather(_start_notify(stack), _intake_texting(stack, completed))
         yield stack
     finally:
-        stack.stop()
+        stack.use_receivers(None)
+        await asyncio.gather(asyncio.to_thread(stack.remove_service, "notify"), _intake_as(intake, as_found),
+                             _free(stack))
         receivers.stop()
+        contacts.unlink(missing_ok=True)
+
+
+async def _free(stack: Stack) -> set[str]:
+    """Every open task of HOLDERS completed by its holder (their ids are returned): before the
+    module, each is under the load cap and takes the module's tasks; after it, the module leaves
+    them so."""
+    dispatch = Api(stack, "dispatch")
+
+    async def open_tasks(staff_id: str, status: str) -> list[dict[str, Any]]:
+        listed = await dispatch.call("GET", "/v1/tasks", as_=COMMAND,
+                                     params={"assignee": staff_id, "status": status, "limit": 1000})
+        assert listed.status_code == 200, listed.text
+        return list(listed.json())
+
+    async def complete(task: dict[str, Any]) -> str:
+        done = await dispatch.call("POST", f"/v1/tasks/{task['task_id']}/complete", as_=(task["assignee"], "staff"),
+                                   json={"resolution": "已办结", "reply": "已为您办理完毕。"})
+        assert done.status_code == 200, done.text
+        return str(task["task_id"])
+
+    found = await asyncio.gather(*(open_tasks(s, status) for s in HOLDERS for status in OPEN_STATUSES))
+    return set(await asyncio.gather(*(complete(task) for tasks in found for task in tasks)))
+
+
+async def _start_notify(stack: Stack) -> None:
+    """Notify's two replicas, its group first placed at the ends of its topics: it joins a running
+    town, and the session's earlier events are not its to tell."""
+    assert stack.kafka is not None
+    await place_group_at_the_ends(stack.kafka.bootstrap, "notify", topics_consumed_by("notify"))
+
+    def start() -> None:
+        stack.add_service("notify")
+        stack.add_replica("notify")
+        for replica in stack.replicas["notify"]:
+            replica.env |= NOTIFY_SETTINGS
+            # No test reads notify's spans; exporting costs a fifth more of a service's CPU (conftest).
+            replica.env.pop("TOWNFLOW_OTLP_ENDPOINT", None)
+        stack.start_services(["notify"])
+
+    await asyncio.to_thread(start)
+
+
+async def _intake_texting(stack: Stack, completed: set[str]) -> None:
+    """Intake started again with the receivers' SMS gateway, once the intake without one has handled
+    the completions of `completed`: those matters are other modules', and their citizens are not
+    the module's to text (nor are their numbers all mobile ones the gateway takes)."""
+    assert stack.kafka is not None
+    bootstrap, topic = stack.kafka.bootstrap, "dispatch.task.completed.v1"
+
+    async def published() -> bool:
+        return completed <= {event_of(r)["data"]["task_id"] for r in await read_all(bootstrap, topic)}
+
+    await eventually(published, what="the completions on their topic")
+    await eventually(lambda: group_caught_up(bootstrap, "intake", [topic]), what="intake to handle them")
+    intake = stack.services["intake"]
+    await _intake_as(intake, intake.env | stack.service_env("intake") | SMS_SETTINGS)
+
+
+async def _intake_as(intake: ServiceProcess, env: dict[str, str]) -> None:
+    """Intake started again with `env`, unless it runs with it."""
+    if intake.env != env:
+        intake.env = env
+        await asyncio.to_thread(intake.stop)
+        await asyncio.to_thread(intake.start)
 
 
 def receivers_of(stack: Stack) -> Receivers:
@@ -366,7 +454,7 @@ async def test_extension_and_suspension_requests_reach_the_command_centre_on_dut
     assert suspend.status_code == 202, suspend.text
     # s030 and s031 are on duty, both on the town's default WeCom robot: one message each per request.
     # Before the supervision test here: its move of the clock three weeks on escalates every open task
-    # of the module at once, which fills that robot's minute. Should the minute be full all the same
+    # of the stack (the session's other modules' too) at once, which fills that robot's minute. Should the minute be full all the same
     # (another order), a request's message goes folded into its digest (汇总提醒, titles only) when
     # the minute ends, so what is checked is the log (each sent, alone or folded) and the titles.
     for topic, title in (("dispatch.extension.requested.v1", "延期申请：新生儿落户"),
@@ -432,8 +520,8 @@ async def _at_least_people(told: Any, level: str, count: int) -> set[str]:
 
 
 # --- citizens' SMS from intake (issue #31 item 3) ---------------------------------------------------
-# Each test sets the town's clock (10:00 on a Monday, or 22:00 for quiet hours); the module's
-# fixture puts every clock back after it.
+# Each test sets the town's clock (10:00 on a Monday, or 22:00 for quiet hours); conftest's
+# `_clocks_as_found` puts every clock back after it.
 DAY, NIGHT = "2026-12-07T10:00:00+08:00", "2026-12-07T22:00:00+08:00"
 
 
