@@ -283,8 +283,16 @@ async def stopped(stack: Stack, fault: str, stop: Callable[[], None], start: Cal
     return {"fault": fault, "seconds": seconds, "ready_after_s": await ready_after(stack, ended)}
 
 
-async def postgres_stopped(stack: Stack, seconds: float) -> dict[str, Any]:
-    return await stopped(stack, "postgresql stopped", stack.stop_postgres, stack.start_postgres, seconds)
+async def postgres_stopped(stack: Stack, seconds: float, stopped_at: Callable[[], None] | None = None) -> dict[str, Any]:
+    """`stopped_at` is told the moment PostgreSQL is down (notify's judge: a message a receiver took
+    just before, while the database was shutting down, could not be recorded and is sent again once
+    the database is back)."""
+    def stop() -> None:
+        stack.stop_postgres()
+        if stopped_at is not None:
+            stopped_at()
+
+    return await stopped(stack, "postgresql stopped", stop, stack.start_postgres, seconds)
 
 
 async def broker_stopped(stack: Stack, seconds: float) -> dict[str, Any]:
@@ -897,7 +905,8 @@ async def run_faults(stack: Stack, plan: list[tuple[str, ...]], size: Size, rng:
             entries = [kill_replica(stack, step[1], int(step[2]), rng)]
         elif kind == "database":
             entries = [database_read_only(stack, step[1], size.incident_seconds),
-                       postgres_stopped(stack, size.incident_seconds)]
+                       postgres_stopped(stack, size.incident_seconds,
+                                        work.notify.database_away if work is not None and work.notify else None)]
         elif kind == "broker":
             entries = [broker_stopped(stack, size.broker_stop_seconds)]
         elif kind == "s3":

@@ -23,7 +23,11 @@ At the end, with the receivers back and notify's deliveries all sent (waited for
   in flight on each channel. Such a repeat is counted apart (`resent_after_a_kill`: its first
   arrival within `KILL_EDGE_SECONDS` before a kill -9 of a notify replica, its second after that
   kill) and does not fail the run unless one kill has more than one such id on a channel
-  (`resent_per_kill_and_channel_most`); any other repeat fails it.
+  (`resent_per_kill_and_channel_most`). The same edge has a second cause: PostgreSQL stopped
+  after the receiver took a message and before its record was written (the record fails, the
+  message is sent again once the database is back) — its first arrival within the same seconds
+  before PostgreSQL was down, its second after; counted with the kills' (each stop an edge of
+  its own, one id per stop and channel at most). Any other repeat fails the run.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class NotifyChaos:
     receivers: Receivers
     towns: list[str]
     kills: list[float] = field(default_factory=list)  # when a notify replica was killed (epoch seconds)
+    database_stops: list[float] = field(default_factory=list)  # when PostgreSQL was stopped (epoch seconds)
 
     @classmethod
     def prepare(cls, stack: Stack) -> NotifyChaos:
@@ -90,6 +95,10 @@ class NotifyChaos:
 
     def killed(self) -> None:
         self.kills.append(time.time())
+
+    def database_away(self) -> None:
+        """PostgreSQL has just stopped: a message taken in the seconds before could not be recorded."""
+        self.database_stops.append(time.time())
 
     async def sent_all(self, stack: Stack, timeout: float) -> bool:
         """Every delivery sent (a receiver that was down is tried again with back-off, up to 5 minutes)."""
@@ -126,7 +135,8 @@ class NotifyChaos:
         singles = [r["id"] for r in rows if r["status"] == "sent" and not r["in_digest"]]
         folded = sum(1 for r in rows if r["in_digest"])
         repeats = {i: sorted(at) for i, at in arrivals.items() if len(at) > 1}
-        at_a_kill = {i: k for i, at in repeats.items() if (k := _kill_edge(at, self.kills)) is not None}
+        at_a_kill = {i: k for i, at in repeats.items()
+                     if (k := _kill_edge(at, self.kills + self.database_stops)) is not None}
         # A kill repeats at most the message in flight on each channel: one id per kill and channel.
         in_flight = max(Counter((k, channels[i]) for i, k in at_a_kill.items()).values(), default=0)
         report = {
@@ -141,7 +151,7 @@ class NotifyChaos:
             "duplicated": sum(len(at) - 1 for at in repeats.values()),
             "resent_after_a_kill": sum(len(repeats[i]) - 1 for i in at_a_kill),
             "resent_per_kill_and_channel_most": in_flight,
-            "notify_kills": len(self.kills), "sent_all": settled,
+            "notify_kills": len(self.kills), "database_stops": len(self.database_stops), "sent_all": settled,
         }
         report["passed"] = bool(
             settled and dispatched and report["not_recorded"] == 0 and report["left_waiting"] == 0

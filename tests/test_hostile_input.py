@@ -147,8 +147,11 @@ async def assert_healthz_stayed_fast(service: ServiceProcess, probes: list[float
     during = healthz_p95(probes)
     if during < HEALTHZ_MS:
         return
-    _, quiet = await healthz_while(service, control)
-    assert during < 2 * healthz_p95(quiet), {"during": probes, "nothing_hostile": quiet}
+    # The control twice, the slower kept: one 1.5 s sample of a machine this busy can fall in a
+    # quiet moment (a fresh clone's run saw p95 60-73 ms during, from other lanes' bursts).
+    quiet = [await healthz_while(service, control) for _ in range(2)]
+    slower = max((healthz_p95(times) for _, times in quiet))
+    assert during < 2 * slower, {"during": probes, "nothing_hostile": [times for _, times in quiet]}
 
 
 # --- the size of a body -----------------------------------------------------------------------
