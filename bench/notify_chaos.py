@@ -20,14 +20,13 @@ At the end, with the receivers back and notify's deliveries all sent (waited for
 - no id arrived twice (`duplicated`). A repeat can be the at-least-once edge docs/notify.md
   names: a replica killed after the receiver took a message and before it recorded it. Each
   message is recorded before the channel's next is sent, so a kill repeats at most the one message
-  in flight on each channel. Such a repeat is counted apart (`resent_after_a_kill`: its first
-  arrival within `KILL_EDGE_SECONDS` before a kill -9 of a notify replica, its second after that
-  kill) and does not fail the run unless one kill has more than one such id on a channel
-  (`resent_per_kill_and_channel_most`). The same edge has a second cause: PostgreSQL stopped
-  after the receiver took a message and before its record was written (the record fails, the
-  message is sent again once the database is back) — its first arrival within the same seconds
-  before PostgreSQL was down, its second after; counted with the kills' (each stop an edge of
-  its own, one id per stop and channel at most). Any other repeat fails the run.
+  in flight on each channel. Such a repeat is counted apart (`resent_at_an_edge`: its first
+  arrival within `EDGE_SECONDS` before the edge, its second after) and does not fail the run
+  unless one edge has more than one such id on a channel (`resent_per_edge_and_channel_most`).
+  The edge has two causes, counted each on its own: a kill -9 of a notify replica
+  (`resent_after_a_kill`), and PostgreSQL stopped after the receiver took a message and before
+  its record was written — the record fails, the message is sent again once the database is back
+  (`resent_after_a_database_stop`). Any other repeat fails the run.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ from .notify_bench import DIGEST, read_topic, town_folders
 DISPATCHED = "dispatch.task.dispatched.v1"
 # A replica killed this soon after a receiver took a message may not have recorded it yet (the
 # record is one UPDATE a few milliseconds after the answer; a loaded machine stretches that).
-KILL_EDGE_SECONDS = 2.0
+EDGE_SECONDS = 2.0
 
 
 @dataclass
@@ -135,10 +134,14 @@ class NotifyChaos:
         singles = [r["id"] for r in rows if r["status"] == "sent" and not r["in_digest"]]
         folded = sum(1 for r in rows if r["in_digest"])
         repeats = {i: sorted(at) for i, at in arrivals.items() if len(at) > 1}
-        at_a_kill = {i: k for i, at in repeats.items()
-                     if (k := _kill_edge(at, self.kills + self.database_stops)) is not None}
-        # A kill repeats at most the message in flight on each channel: one id per kill and channel.
-        in_flight = max(Counter((k, channels[i]) for i, k in at_a_kill.items()).values(), default=0)
+        edges = [(at, "kill") for at in self.kills] + [(at, "database stop") for at in self.database_stops]
+        at_an_edge = {i: e for i, at in repeats.items() if (e := edge_of(at, edges)) is not None}
+        # An edge repeats at most the message in flight on each channel: one id per edge and channel.
+        in_flight = max(Counter((e, channels[i]) for i, e in at_an_edge.items()).values(), default=0)
+
+        def resent(cause: str | None = None) -> int:
+            return sum(len(repeats[i]) - 1 for i, (_, c) in at_an_edge.items() if cause in (None, c))
+
         report = {
             "receivers": "a signed webhook per person; ids from the receivers' journal",
             "dispatched_events": len(dispatched), "deliveries": len(rows),
@@ -149,14 +152,15 @@ class NotifyChaos:
             "lost": sum(1 for i in singles if i not in arrivals),
             "digest_count_short": max(0, folded - sum(digests.values())),
             "duplicated": sum(len(at) - 1 for at in repeats.values()),
-            "resent_after_a_kill": sum(len(repeats[i]) - 1 for i in at_a_kill),
-            "resent_per_kill_and_channel_most": in_flight,
+            "resent_at_an_edge": resent(), "resent_after_a_kill": resent("kill"),
+            "resent_after_a_database_stop": resent("database stop"),
+            "resent_per_edge_and_channel_most": in_flight,
             "notify_kills": len(self.kills), "database_stops": len(self.database_stops), "sent_all": settled,
         }
         report["passed"] = bool(
             settled and dispatched and report["not_recorded"] == 0 and report["left_waiting"] == 0
             and report["lost"] == 0 and report["digest_count_short"] == 0
-            and report["duplicated"] == report["resent_after_a_kill"]
+            and report["duplicated"] == report["resent_at_an_edge"]
             and in_flight <= 1)
         return report
 
@@ -164,11 +168,12 @@ class NotifyChaos:
         self.receivers.stop()
 
 
-def _kill_edge(arrivals: list[float], kills: list[float]) -> float | None:
-    """The kill -9 a repeat (its arrival times, in order) is the edge of: the first within
-    KILL_EDGE_SECONDS after its first arrival and before its last; none, any other repeat."""
-    return next((k for k in sorted(kills) if arrivals[0] <= k <= arrivals[0] + KILL_EDGE_SECONDS
-                 and arrivals[-1] > k), None)
+def edge_of(arrivals: list[float], edges: list[tuple[float, str]]) -> tuple[float, str] | None:
+    """The edge (a kill -9 or a stop of PostgreSQL: its time and cause) a repeat (its arrival
+    times, in order) is the repeat of: the first within EDGE_SECONDS after its first arrival and
+    before its last; none, any other repeat."""
+    return next(((at, cause) for at, cause in sorted(edges) if arrivals[0] <= at <= arrivals[0] + EDGE_SECONDS
+                 and arrivals[-1] > at), None)
 
 
 async def _fetchval(stack: Stack, query: str) -> Any:

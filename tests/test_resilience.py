@@ -20,6 +20,7 @@ import random
 import pytest
 
 from bench.chaos import FAULTS, DeadLetter, Size, judge_dead_letters, run_chaos
+from bench.notify_chaos import edge_of
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 # On the demo county (three towns filing in turn): the deployment shape SPEC §8 asks for.
@@ -56,11 +57,11 @@ async def test_faults_under_load_lose_nothing_and_count_nothing_twice() -> None:
     assert report["photo_filings_acknowledged"] >= store["acknowledged"] + SIZE.matters // 5, report
     assert (report["photos_lost"], report["photo_orphans_left"]) == (0, 0), report
     # Notify through its own faults: every dispatch recorded, every message arrived, none twice
-    # (but the kill's edge, counted apart), the receivers' outage seen and waited out.
+    # (but the edge of a kill or of PostgreSQL's stop, counted apart), the receivers' outage seen and waited out.
     notify = report["notify"]
     assert notify["passed"] and notify["dispatched_events"] > 0 and notify["messages_arrived"] > 0, notify
     assert (notify["not_recorded"], notify["left_waiting"], notify["lost"]) == (0, 0, 0), notify
-    assert notify["duplicated"] == notify["resent_after_a_kill"], notify
+    assert notify["duplicated"] == notify["resent_at_an_edge"], notify
     rewound = [f["service"] for f in report["faults"] if f["fault"] == "redeliver from offset 0"]
     assert rewound == ["dispatch", "notify"], rewound
     killed = [f["replica"] for f in report["faults"] if f["fault"] == "kill -9"]
@@ -81,3 +82,13 @@ def test_a_dead_letter_written_twice_is_caught_and_one_row_sent_twice_is_the_rel
     written_twice = judge_dead_letters([letter("7"), letter("9")], [poison], consumed)
     assert (written_twice["dead_letters_duplicated_count"], written_twice["dead_letters_redelivered_by_the_relay"]) \
         == (1, 0)
+
+
+def test_a_notify_repeat_is_an_edge_only_when_its_first_arrival_came_just_before_a_kill_or_a_database_stop() -> None:
+    edges = [(100.0, "kill"), (200.0, "database stop")]
+    assert edge_of([99.0, 130.0], edges) == (100.0, "kill")
+    assert edge_of([198.5, 230.0], edges) == (200.0, "database stop")
+    # First arrived too long before the kill, or both before it, or with no edge near: a real duplicate.
+    assert edge_of([90.0, 130.0], edges) is None
+    assert edge_of([99.0, 99.5], edges) is None
+    assert edge_of([150.0, 160.0], edges) is None
