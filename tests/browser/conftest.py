@@ -175,6 +175,14 @@ class People:
         await page.wait_for_url(re.compile(r".*/(board|intake|tasks|enforcement|appraisal|county|audit)\b.*"))
         return page
 
+    async def followed(self, login: str, start: str, link: str) -> Page:
+        """`login` signed in, on a page reached as its readers reach it: the link named `link` of
+        the page `start`, followed."""
+        page = await self.signed_in(login)
+        await page.goto(start)
+        await page.get_by_role("link", name=link).click()
+        return page
+
     async def close(self) -> None:
         for context in self.contexts:
             await context.close()

@@ -46,9 +46,7 @@ async def test_the_command_centre_reads_what_notify_sent_in_words_on_the_towns_c
                      and d["event_type"] == "dispatch.task.dispatched"), None)
 
     delivery = await eventually(sent, what="the assignee's message, sent")
-    board = await people.signed_in("qh-s030")
-    await board.goto("/board")
-    await board.get_by_role("link", name="消息记录").click()
+    board = await people.followed("qh-s030", "/board", "消息记录")
     row = board.locator(f"#delivery-{delivery['id']}")
     await expect(row).to_contain_text("新任务：新生儿落户")
     await expect(row).to_contain_text("派单")

@@ -203,9 +203,7 @@ async def test_officers_see_an_enterprise_inspected_by_two_units_with_the_propos
         target=target))).status_code == 201
     proposed = await _planned(Api(county_stack, "enforcement", QINGHE), target)
 
-    officer = await people.signed_in("qh-s026")
-    await officer.goto("/enforcement")
-    await officer.get_by_role("link", name="多头检查提醒").click()
+    officer = await people.followed("qh-s026", "/enforcement", "多头检查提醒")
     alert = officer.locator(f"[data-target='{target}']")
     await expect(alert).to_contain_text("县应急管理局")
     await expect(alert).to_contain_text("县市场监督管理局")
