@@ -23,8 +23,9 @@ READS = {
                "/v1/requests/{ticket_no}/photos/{attachment_id}", "/v1/tasks/{task_id}/matter"],
     "dispatch": ["/metrics", "/readyz", "/v1/board", "/v1/extensions", "/v1/holders", "/v1/suspensions",
                  "/v1/task-search", "/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/photos/{attachment_id}"],
-    "enforcement": ["/metrics", "/readyz", "/v1/cases", "/v1/cases/{case_id}", "/v1/inspections",
-                    "/v1/inspections/{inspection_id}", "/v1/plans", "/v1/plans/{plan_id}"],
+    "enforcement": ["/metrics", "/readyz", "/v1/cases", "/v1/cases/{case_id}", "/v1/cases/{case_id}/evidence/{attachment_id}",
+                    "/v1/inspections", "/v1/inspections/{inspection_id}",
+                    "/v1/inspections/{inspection_id}/evidence/{attachment_id}", "/v1/plans", "/v1/plans/{plan_id}"],
     "appraisal": ["/metrics", "/readyz", "/v1/alerts", "/v1/bonus", "/v1/county/rankings", "/v1/hotspots", "/v1/rankings",
                   "/v1/rates", "/v1/scores", "/v1/scores/{subject_type}/{subject_id}/{period}/ledger"],
 }
@@ -37,12 +38,15 @@ PAGES = [
     "GET /board/export.csv", "GET /tasks", "GET /tasks/{task_id}",
     "GET /tasks/export.csv", "GET /intake",
     "GET /status", "POST /status", "GET /enforcement", "GET /enforcement/inspections/{inspection_id}",
-    "GET /enforcement/cases/{case_id}", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
+    "GET /enforcement/inspections/{inspection_id} (with photos)", "GET /enforcement/cases/{case_id}",
+    "GET /enforcement/cases/{case_id} (with photos)", "GET /enforcement/alerts", "GET /appraisal", "GET /appraisal/bonus.csv",
     "GET /appraisal/bulletin", "GET /county", "GET /suspensions", "GET /tasks/{task_id}/suspension",
     "GET /audit", "GET /audit (person)", "GET /audit (matter)", "GET /audit (action)", "GET /audit (week)",
     "GET /audit.csv", "GET /map", "GET /hotspots", "GET /rehearsal", "GET /deliveries",
 ]
 STAGES = ["empty", "one_month", "all_months"]
+DOWNLOADS = ["GET /board/export.csv", "GET /tasks/export.csv", "GET /appraisal/bonus.csv", "GET /audit.csv"]
+MAP_BACKLOG = 20  # open located matters filed for the map before the last stage: small, the run stays short
 
 
 def positive(value: Any) -> bool:
@@ -55,6 +59,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     run = subprocess.run(
         [sys.executable, "-m", "bench.scale", "--towns", "2", "--matters-per-town", "60", "--months", "2",
          "--repetitions", "3", "--health-samples", "10", "--timeout-hours", "0.1", "--quiet-wait", "0",
+         "--map-backlog", str(MAP_BACKLOG),
          "--results", str(out),
          "--no-plot"],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
@@ -122,6 +127,46 @@ def test_loaded_console_pages_answer_200(result: dict[str, Any]) -> None:
     assert set(matter["added"]) == {"one_month", "all_months"} and matter["target_ms"] == 20.0
 
 
+@pytest.mark.timeout(660)
+def test_downloads_are_judged_by_their_first_byte_with_their_whole_length_beside(result: dict[str, Any]) -> None:
+    for stage in STAGES:
+        for page in DOWNLOADS:
+            figures = result["pages"][stage][f"console {page}"]
+            assert figures["download"] and figures["judged"] == "time to first byte", (stage, page)
+            whole = figures["to_last_byte"]
+            assert whole["n"] == figures["n"] and whole["p50"] >= figures["p50"], (stage, page, figures)
+            assert figures["bytes"] > 0 and figures["rows"] >= 1 and positive(figures["rows_per_s"]), (stage, page)
+        assert not result["pages"][stage]["console GET /board"].get("download")
+    downloads = result["targets"]["console_page_p95_le_300ms"]["downloads"]
+    for stage in ("one_month", "all_months"):
+        assert set(downloads[stage]) == {f"console {page}" for page in DOWNLOADS}
+        audit = downloads[stage]["console GET /audit.csv"]
+        assert audit["rows"] > 1 and audit["last_byte_p95_ms"] >= 0  # the trail's records, the header first
+
+
+@pytest.mark.timeout(660)
+def test_the_map_is_timed_with_the_backlog_filed_before_the_last_stage(result: dict[str, Any]) -> None:
+    backlog = result["map_backlog"]
+    assert backlog["filed"] == MAP_BACKLOG and backlog["town"] == result["read_parameters"]["town"]
+    assert backlog["open_located_tasks_in_town"] >= MAP_BACKLOG
+    drawn = backlog["points_drawn"]
+    assert set(drawn) == set(STAGES)
+    # Drawn on the map: every open located task of the town, the backlog's among them (the map
+    # draws up to 1,000); filed after the first month's timings, so only the last stage has them.
+    assert drawn["all_months"] == min(backlog["open_located_tasks_in_town"], 1000)
+    assert drawn["all_months"] >= drawn["one_month"] + MAP_BACKLOG
+    assert drawn["empty"] == 0
+
+
+@pytest.mark.timeout(660)
+def test_inspections_and_cases_with_evidence_show_their_photos(result: dict[str, Any]) -> None:
+    for stage in ("one_month", "all_months"):
+        for page in ("inspections/{inspection_id}", "cases/{case_id}"):
+            figures = result["pages"][stage][f"console GET /enforcement/{page} (with photos)"]
+            assert figures["shown"]["thumbnail"] >= 1, (stage, page, figures)
+    assert result["loading"]["photo_objects_put"] > 0
+
+
 def test_a_console_page_without_a_caller_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bench.scale import pages
     from bench.scale.reads import MissingParameter
@@ -131,12 +176,16 @@ def test_a_console_page_without_a_caller_fails_the_run(tmp_path: Path, monkeypat
     routes = pages.console_get_routes(tmp_path)
     values = {"task_id": "t", "inspection_id": "i", "case_id": "c", "period": "2026-10", "matter_off": "off",
               "audit_actor": "s", "ticket_no": "n", "audit_action_dispatch": "task.accept", "audit_from": "2026-10-08",
-              "audit_to": "2026-10-14", "photo_task_id": "p"}
+              "audit_to": "2026-10-14", "photo_task_id": "p", "photo_inspection_id": "pi", "photo_case_id": "pc"}
     matters = [{"ticket_no": f"n{i}", "code": f"k{i}"} for i in range(3)]
     loads = {load.name.removeprefix("console "): load for load in pages.page_loads(routes, values, matters)}
     assert set(loads) == set(PAGES)
     assert loads["GET /board/tasks/{task_id} (without the matter)"].params == {"matter": "off"}
     assert loads["GET /board/tasks/{task_id} (with photos)"].url == "/board/tasks/p"  # the photographed task
+    assert loads["GET /enforcement/inspections/{inspection_id} (with photos)"].url == "/enforcement/inspections/pi"
+    assert loads["GET /enforcement/cases/{case_id} (with photos)"].url == "/enforcement/cases/pc"
+    # One place says what a download is (timed to its first byte): the console's CSV routes.
+    assert sorted(name for name, load in loads.items() if load.download) == sorted(DOWNLOADS)
     # Each citizen's lookup is another matter (intake's wrong-code guard is per ticket).
     assert loads["POST /status"].forms == [{"ticket": f"n{i}", "code": f"k{i}"} for i in range(3)]
     with pytest.raises(MissingParameter, match="period"):
@@ -156,9 +205,16 @@ def test_health_replay_and_loading_figures_are_reported(result: dict[str, Any]) 
         assert health["while"].split(" GET ")[1].startswith("/v1/")
     replay = result["replay"]
     assert positive(replay["bare"]["rate"]) and positive(replay["rebuild"]["rate"])
-    # The whole history at least (dispatch's supervision may add a level between the two reads).
-    assert replay["bare"]["messages"] >= result["loading"]["events"]
-    assert replay["rebuild"]["replayed"] >= result["loading"]["events"]
+    # The whole history on appraisal's topics at least (dispatch's supervision may add a level
+    # between the two reads; evidence's topic is for a county department's subscriber, not appraisal's).
+    from bench.scale.topics import CONSUMED
+
+    by_topic = result["loading"]["events_by_topic"]
+    assert sum(by_topic.values()) == result["loading"]["events"]
+    assert "enforcement.evidence.recorded.v1" in by_topic  # the history's evidence photos (issue #29)
+    on_appraisals = sum(n for topic, n in by_topic.items() if topic in CONSUMED["appraisal"])
+    assert replay["bare"]["messages"] >= on_appraisals
+    assert replay["rebuild"]["replayed"] >= on_appraisals
     assert result["loading"]["matters"] == 2 * 60
     # The history's requests' audit records, each chained by its service's sealing pass (the
     # harness's own requests may have added a few).

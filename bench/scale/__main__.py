@@ -1,11 +1,14 @@
 """`make bench-scale` (SPEC §7.1, issues #16 and #17): what grows with the data. A county-year of
 matters is generated (history.py), put on the real topics and into the databases (loaders.py,
 topics.py); every read endpoint of the services and every page of the staff console (pages.py)
-is timed on the empty system, with one month held and with every month held; `/healthz` while
-each service's heaviest read runs; appraisal's rebuild against a bare consumer of the same
-topics. Writes bench/results/scale-<time>.json and .png.
+is timed on the empty system, with one month held and with every month held (a download by its
+first byte, its whole length reported beside it; the last stage with a backlog of open located
+matters filed for the map: backlog.py); `/healthz` while each service's heaviest read runs;
+appraisal's rebuild against a bare consumer of the same topics. Writes
+bench/results/scale-<time>.json and .png.
 
     python -m bench.scale [--towns 60] [--matters-per-town 13000] [--months 12] [--seed 2026]
+                          [--map-backlog 1000]
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ from townflow_shared.objects import ObjectStore
 from townflow_shared.town import Town
 
 from .. import __main__ as bench_main
-from . import auditing, history, pages, reads, replay, report, settle
+from . import auditing, backlog, history, pages, reads, replay, report, settle
 from .loading import CONNECTIONS, Loader, Photos
 from .topics import CONSUMED, move_group_to_end, wait_for_groups
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 VERDICTS = {True: "pass", False: "FAIL", None: "not measured at this size"}
 AUDIT_RETENTION_DAYS = 400
+MAP_PAGE = "console GET /map"
 ACTING_ON_HISTORY = ["dispatch", "enforcement"]  # stopped while the history is written (loaders.py)
 
 
@@ -85,7 +89,11 @@ def citizens(first: history.TownMonth) -> list[dict[str, str]]:
 def read_values(first: history.TownMonth) -> dict[str, str]:
     """Realistic parameters for every read, by parameter name, from the first town's first month
     (known before anything is loaded: the history is the same for the same seed)."""
-    matter = next(m for m in first.matters if any(e.type == "enforcement.case.updated" for e in m.events))
+    with_case = [m for m in first.matters if any(isinstance(e, events.CaseUpdated) for e in m.events)]
+    # A matter with a case but no evidence photos (issue #29) where the month has one (a small run
+    # may have only the one case, which carries evidence): the pages without photos.
+    matter = next((m for m in with_case if not any(isinstance(e, events.EvidenceRecorded) for e in m.events)),
+                  with_case[0])
     task = next(e for e in matter.events if e.type == "dispatch.task.dispatched").data
     inspection = next(e for e in matter.events if e.type == "enforcement.inspection.done").data
     case = next(e for e in matter.events if e.type == "enforcement.case.updated").data
@@ -116,6 +124,18 @@ def read_values(first: history.TownMonth) -> dict[str, str]:
                f"{intake_photo}:attachment_id": str(photographed.photos[0]),
                f"{task_photo}:task_id": completion.data.task_id, "photo_task_id": completion.data.task_id,
                f"{task_photo}:attachment_id": completion.data.attachments[0].attachment_id}
+    # An inspection and a case with evidence photos (issue #29): their pages and their evidence's reads.
+    on_inspection = next(e.data for m in first.matters for e in m.events
+                         if isinstance(e, events.EvidenceRecorded) and e.data.inspection_id)
+    on_case = next(e.data for m in first.matters for e in m.events
+                   if isinstance(e, events.EvidenceRecorded) and e.data.case_id)
+    inspection_evidence, case_evidence = ("enforcement /v1/inspections/{inspection_id}/evidence/{attachment_id}",
+                                          "enforcement /v1/cases/{case_id}/evidence/{attachment_id}")
+    values |= {"photo_inspection_id": str(on_inspection.inspection_id), "photo_case_id": str(on_case.case_id),
+               f"{inspection_evidence}:inspection_id": str(on_inspection.inspection_id),
+               f"{inspection_evidence}:attachment_id": on_inspection.evidence[0].attachment_id,
+               f"{case_evidence}:case_id": str(on_case.case_id),
+               f"{case_evidence}:attachment_id": on_case.evidence[0].attachment_id}
     return values | auditing.search_values(first, values)
 
 
@@ -144,6 +164,7 @@ class Stages:
     logins: dict[str, str | None]
     repetitions: int
     quiet_wait: float
+    map_backlog: dict[str, Any] = field(default_factory=dict)  # filed before the last stage (backlog.py)
     reads: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     pages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     settled: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -200,6 +221,19 @@ async def audit_sealed(stack: Stack, timeout: float) -> dict[str, int]:
     return chains
 
 
+async def file_map_backlog(stack: Stack, town: Town, args: argparse.Namespace) -> dict[str, Any]:
+    """The town's backlog of open located matters, filed through intake by its clerk (backlog.py),
+    before the last stage's timings: the map is timed with them on it."""
+    if not args.map_backlog:
+        return {"town": town.code, "filed": 0}
+    assert stack.postgres is not None
+    clerk = min((len(s.roles), s.id) for s in town.staff.values() if "clerk" in s.roles)[1]
+    token = stack.token("intake", clerk, town.staff[clerk].roles, town=town.code)
+    log(f"a backlog of {args.map_backlog:,} open located matters for the map, filed in {town.code}")
+    return await backlog.file_backlog(stack.services["intake"].url, token, town, args.map_backlog, args.seed,
+                                      stack.postgres.dsn("dispatch"), args.timeout_hours * 3600, report=log)
+
+
 def monthly_counts(total: int, months: int) -> list[int]:
     return [total // months + (1 if i < total % months else 0) for i in range(months)]
 
@@ -230,6 +264,8 @@ async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town
                     log(f"{month:%Y-%m} loaded; waiting for every consumer")
                     log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s")
                     chains = await audit_sealed(stack, args.timeout_hours * 3600)
+                    if len(months) == 1:  # the last stage
+                        stages.map_backlog = await file_map_backlog(stack, towns[0], args)
                     log("every read and page with one month held")
                     await stages.measure("one_month")
                     if len(months) > 1:
@@ -241,6 +277,7 @@ async def write_history(stack: Stack, args: argparse.Namespace, towns: list[Town
         log("every month loaded; waiting for every consumer")
         log(f"caught up in {await caught_up(stack, args.timeout_hours * 3600):.0f}s")
         chains = await audit_sealed(stack, args.timeout_hours * 3600)
+        stages.map_backlog = await file_map_backlog(stack, towns[0], args)
         log("every read and page with every month held")
         await stages.measure("all_months")
     else:
@@ -301,6 +338,9 @@ async def scale(args: argparse.Namespace) -> dict[str, Any]:
             "pages": stages.pages, "settled_before": stages.settled,
             "page_logins": logins, "console_routes_not_pages": pages.NOT_PAGES,
             "health_under_load": health, "quiet_before_health": quiet,
+            # The open points the map drew at each stage (the last with the backlog on it).
+            "map_backlog": stages.map_backlog | {"points_drawn": {
+                stage: timed[MAP_PAGE]["shown"][pages.MAP_POINT] for stage, timed in stages.pages.items()}},
             "replay": await replay_both_ways(stack),
         }
     finally:
@@ -328,6 +368,8 @@ def main() -> None:
     parser.add_argument("--health-samples", type=int, default=300, help="/healthz calls under load per service")
     parser.add_argument("--quiet-wait", type=float, default=300.0,
                         help="longest wait, before each stage, for the machine to be under 30%% busy (0: none)")
+    parser.add_argument("--map-backlog", type=int, default=1000,
+                        help="open located matters filed in the first town before the last stage (the map's backlog)")
     parser.add_argument("--kafka-heap", default="1g")
     parser.add_argument("--timeout-hours", type=float, default=8.0, help="longest wait for the consumers")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and the plot go")

@@ -4,7 +4,8 @@ left in each service's audit trail, and how they get there.
 
 `entries` derives them from a town-month's events (history.py), one record per request a person
 made — a filing, an accept and the citizen's data shown to its holder, a completion, a check, an
-extension asked and approved, an inspection started and its result, a case's step, a rating —
+extension asked and approved, an inspection started and its result, a case's step, evidence
+photos recorded, a rating —
 and none for what the services did on their own (a dispatch, a supervision, a task completed by
 its inspection). Pure: no I/O.
 
@@ -95,6 +96,9 @@ def entries(town: Town, month: TownMonth) -> dict[str, list[Entry]]:
                       trace[::-1])
             trail.add("enforcement", d.finished_at, d.officers[0], "inspection.result", "inspection",
                       d.inspection_id, trace)
+        elif isinstance(d, events.EvidenceRecordedData):  # photos on an inspection, or on a case's step
+            kind, record = ("case", d.case_id) if d.case_id else ("inspection", d.inspection_id)
+            trail.add("enforcement", d.recorded_at, d.recorded_by, f"{kind}.evidence", kind, str(record), trace)
         elif isinstance(d, events.CaseUpdatedData) and d.step != "filed":  # a violation's filing is automatic
             officer = (officers_of.get(d.task_id) or [duty])[0]
             trail.add("enforcement", d.at, officer, "case.steps", "case", d.case_id, trace)

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from uuid import UUID
 
 from PIL import Image, ImageFilter
 
@@ -44,6 +45,11 @@ CASE_STEPS = [("investigated", 3), ("reviewed", 10), ("decided", 20), ("closed",
 # its request id (not the history's random stream, so the same seed gives the same history as
 # before photos). Every photo is the same cleaned phone photo (`bench_photo`), under its own id.
 PHOTO_SHARE = 10
+# Evidence photos (issue #29, 执法全过程记录): one inspection in EVIDENCE_SHARE has one or two
+# photos taken during its visit, decided by its id as a filing's are; a case opened by such an
+# inspection has one or two documenting its filing (立案) too. The town-month's first case always
+# does: a small run has evidence to read.
+EVIDENCE_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -71,14 +77,25 @@ def bench_photo() -> CleanPhoto:
     return clean_photo(out.getvalue(), PhotoLimits.of(PhotoTakingSettings()))
 
 
+def _ids(owner: str, share: int, first: bool, tag: str = "") -> tuple[uuid.UUID, ...]:
+    """Photo ids of a record, from its id: none for most, one or two for one in `share` and for
+    the `first` the caller names."""
+    n = int(owner[:8], 16)
+    if n % share and not first:
+        return ()
+    return tuple(uuid.uuid5(uuid.NAMESPACE_URL, f"townflow-bench/{owner}/{tag}{seq}")
+                 for seq in range(1, 2 + (n // share) % 2))
+
+
 def photo_ids(request_id: str, first: bool = False) -> tuple[uuid.UUID, ...]:
     """The ids of the photos filed with the matter: none for most, one or two for one in PHOTO_SHARE
     and for the `first` the caller names."""
-    n = int(request_id[:8], 16)
-    if n % PHOTO_SHARE and not first:
-        return ()
-    return tuple(uuid.uuid5(uuid.NAMESPACE_URL, f"townflow-bench/{request_id}/{seq}")
-                 for seq in range(1, 2 + (n // PHOTO_SHARE) % 2))
+    return _ids(request_id, PHOTO_SHARE, first)
+
+
+def evidence_ids(record_id: str, first: bool = False) -> tuple[uuid.UUID, ...]:
+    """The ids of an inspection's (or case's) evidence photos: one in EVIDENCE_SHARE, and `first`."""
+    return _ids(record_id, EVIDENCE_SHARE, first, "evidence/")
 
 
 def matter_place(town: Town, item: CatalogItem, village: str, request_id: str) -> tuple[events.Position, str] | None:
@@ -155,12 +172,13 @@ class _MatterWriter:
         return uuid.UUID(int=self.rng.getrandbits(128), version=4)
 
     def emit(self, event_type: type[Envelope], data: EventData, *, source: str, subject: str, request_id: str,
-             at: datetime, cause: Envelope | None = None) -> Envelope:
+             at: datetime, cause: Envelope | None = None, event_id: UUID | None = None) -> Envelope:
         # new_event draws a fresh uuid4; the history must be the same for the same seed, so the id
-        # is replaced by one from the seeded generator.
+        # is replaced by one from the seeded generator (or the caller's: an event added to the
+        # history later, whose id is not drawn from it, so the draws after it stay as they were).
         event = new_event(event_type, data, source=source, town_code=self.town.code, subject=subject,
                           correlation_id=request_id, time=at, causation_id=cause.id if cause else None)
-        event = event.model_copy(update={"id": self.uuid()})
+        event = event.model_copy(update={"id": event_id or self.uuid()})
         self.events.append(event)
         return event
 
@@ -310,6 +328,9 @@ class _MatterWriter:
         # Every town-month holds at least one case, so a case can be read at every size.
         outcome: events.Outcome = self.pick(OUTCOMES) if self.cases else "violation"
         rectify_by = (done_at + timedelta(days=15)).date() if outcome == "rectify" else None
+        opens_case = outcome in ("violation", "not_delegated", "criminal")
+        photographed = self.evidence(inspection_id, t.request_id, officers[0], done_at - timedelta(minutes=40),
+                                     first=opens_case and not self.cases)
         done = self.emit(events.InspectionDone, events.InspectionDoneData(
             inspection_id=inspection_id, target=t.target or t.location, task_ids=[t.task_id],
             units=enforcement_rules.need_units(item), officers=officers,
@@ -324,12 +345,28 @@ class _MatterWriter:
         self.task_event(events.TaskVerified, events.TaskVerifiedData(task_id=t.task_id, request_id=t.request_id, passed=True,
                                                        note=f"verified by inspection {inspection_id}", by=by,
                                                        at=done_at), task, done_at, completed)
-        if outcome in ("violation", "not_delegated", "criminal"):
-            self.case(t, inspection_id, outcome, item, done_at, done)
+        if opens_case:
+            self.case(t, inspection_id, outcome, item, done_at, done, officers[0] if photographed else None)
         self.rate(t.request_id, done_at + timedelta(days=1))
 
+    def evidence(self, record_id: str, request_id: str, by: str, at: datetime, first: bool = False,
+                 step: events.CaseStep | None = None) -> bool:
+        """Evidence photos on an inspection (during its visit) or on a case's `step`, for one
+        record in EVIDENCE_SHARE and the `first`: whether there are any. Recorded as enforcement
+        records them (`enforcement.evidence.recorded`), under an id from the record's, not drawn."""
+        photos = evidence_ids(record_id, first)
+        if photos:
+            self.emit(events.EvidenceRecorded, events.EvidenceRecordedData(
+                inspection_id=None if step else record_id, case_id=record_id if step else None, step=step,
+                request_id=request_id, evidence=[photo_ref(p) for p in photos], recorded_by=by, recorded_at=at),
+                source="enforcement", subject=record_id, request_id=request_id, at=at,
+                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"townflow-bench/{record_id}/evidence"))
+        return bool(photos)
+
     def case(self, t: events.TaskDispatchedData, inspection_id: str, outcome: str, item: CatalogItem, filed_at: datetime,
-             cause: Envelope) -> None:
+             cause: Envelope, photographer: str | None = None) -> None:
+        """A case opened by an inspection's finding; `photographer`: the officer who documents its
+        filing with photos (its inspection had evidence)."""
         case_id = str(self.uuid())
         self.cases += 1
 
@@ -339,6 +376,9 @@ class _MatterWriter:
                       source="enforcement", subject=case_id, request_id=t.request_id, at=at, cause=cause)
 
         step("filed", filed_at)
+        if photographer is not None:
+            self.evidence(case_id, t.request_id, photographer, filed_at + timedelta(minutes=10), first=True,
+                          step="filed")
         if outcome != "violation":
             step("transferred", filed_at, transferred_to=item.department if outcome == "not_delegated" else "县公安局")
             return

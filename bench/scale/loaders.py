@@ -21,7 +21,7 @@ from dispatch import store as dispatch_store
 from enforcement import rules as enforcement_rules
 from enforcement import store as enforcement_store
 from intake import store as intake_store
-from townflow_shared import events
+from townflow_shared import attachments, events
 from townflow_shared.events import Envelope
 from townflow_shared.objects import object_key
 from townflow_shared.town import Town
@@ -186,6 +186,25 @@ def after_photo_rows(town_code: str, matter: Matter) -> list[dict[str, Any]]:
     return rows
 
 
+def evidence_rows(town_code: str, matter: Matter) -> list[dict[str, Any]]:
+    """The evidence photos of the matter's inspections and cases (issue #29), as enforcement records
+    them (evidence.evidence_row): under the matter's keys, numbered by record."""
+    photo, rows = bench_photo(), []
+    for event in matter.events:
+        if not isinstance(event, events.EvidenceRecorded):
+            continue
+        d = event.data
+        for seq, ref in enumerate(d.evidence, 1):
+            attachment_id = uuid.UUID(ref.attachment_id)
+            stored = attachments.Stored(
+                attachment_id, seq, photo, object_key("enforcement", town_code, matter.request_id, attachment_id, "photo.jpg"),
+                object_key("enforcement", town_code, matter.request_id, attachment_id, "thumbnail.jpg"), ref.sha256)
+            rows.append(stored.columns(town_code, "photo", d.recorded_by, d.recorded_at) | {
+                "inspection_id": d.inspection_id, "case_id": d.case_id, "step": d.step, "matter_id": matter.request_id,
+                "note": "现场照片"})
+    return rows
+
+
 async def _load_inspection(conn: asyncpg.Connection, town: Town, done: events.InspectionDone,
                            dispatched: dict[str, events.TaskDispatched]) -> None:
     d = done.data
@@ -236,6 +255,7 @@ async def load_enforcement(conn: asyncpg.Connection, town: Town, matters: Sequen
             await _load_inspection(conn, town, done, dispatched)
         if cases:
             await _load_case(conn, town, cases, inspections[0], dispatched)
+        await enforcement_store.PgStore(conn).insert_evidence(evidence_rows(town.code, matter))
 
 
 async def load_plan(conn: asyncpg.Connection, town: Town, plan: Envelope) -> None:

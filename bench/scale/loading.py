@@ -24,7 +24,8 @@ PUTS = 8  # objects put at once
 
 
 class Photos:
-    """The objects of the history's photos (intake's of the filings, dispatch's of the completions),
+    """The objects of the history's photos (intake's of the filings, dispatch's of the completions,
+    enforcement's evidence),
     put for the towns whose pages and reads the run times
     (the first town): a county-year's photos of every town would be tens of gigabytes of the same
     picture, while their records, which the reads search, are in intake's database for every town."""
@@ -42,6 +43,7 @@ class Photos:
                 await self.objects.put(key, data, photo.content_type)
         rows = [loaders.photo_row(month.town_code, m, a, seq) for m in month.matters for seq, a in enumerate(m.photos, 1)]
         rows += [row for m in month.matters for row in loaders.after_photo_rows(month.town_code, m)]
+        rows += [row for m in month.matters for row in loaders.evidence_rows(month.town_code, m)]
         await asyncio.gather(*(put(r["stored_key"], photo.stored) for r in rows),
                              *(put(r["thumbnail_key"], photo.thumbnail) for r in rows))
         self.put += len(rows)
@@ -131,7 +133,8 @@ class Loader:
 
     def summary(self) -> dict[str, Any]:
         busy = sum(self.seconds.values())
-        return {"matters": self.matters, "events": self.producer.produced, "audit_records": self.audit_records,
+        return {"matters": self.matters, "events": self.producer.produced,
+                "events_by_topic": dict(sorted(self.producer.by_topic.items())), "audit_records": self.audit_records,
                 "photo_objects_put": 2 * self.photos.put if self.photos else 0,
                 "seconds_generating": round(self.seconds["generating"], 1),
                 "seconds_loading_and_producing": round(self.seconds["loading_and_producing"], 1),

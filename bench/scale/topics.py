@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -35,6 +36,7 @@ class HistoryProducer:
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                                          linger_ms=50, max_batch_size=1 << 20, max_request_size=4 << 20)
         self.produced = 0
+        self.by_topic: Counter[str] = Counter()  # not every topic is appraisal's (the replay's)
 
     async def __aenter__(self) -> HistoryProducer:
         await self.producer.start()
@@ -53,6 +55,7 @@ class HistoryProducer:
             # where they build theirs: a replay finds each event's town without parsing it.
             headers = [(k, v.encode()) for k, v in message_headers({}, value, {}).items()]
             futures.append(await self.producer.send(e.topic, value=value, key=e.key.encode(), headers=headers))
+            self.by_topic[e.topic] += 1
         await asyncio.gather(*futures)
         self.produced += len(futures)
 
