@@ -4,7 +4,7 @@ quartiles of those ratios — the figure an A/B gives on a shared machine, where
 by more than any change does. Runs in turn (A B A B) give A/A and B/B ratios too: the spread a
 change has to stand out of.
 
-    python -m bench.scale.compare bench/results/scale-A.json bench/results/scale-B.json [...]
+    python -m bench.scale.compare bench/results/scale-A.json bench/results/scale-B.json [...] [--leave-out audit]
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ def quartiles(values: list[float]) -> dict[str, float]:
     return {"median": round(median, 3), "q1": round(q1, 3), "q3": round(q3, 3)}
 
 
-def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """`other` against `base` over the timings both have."""
+def ratios(base: dict[str, Any], other: dict[str, Any], leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`other` against `base` over the timings both have, but those whose name holds a `leave_out`."""
     a, b = timed(base), timed(other)
-    common = sorted(set(a) & set(b))
+    common = sorted(k for k in set(a) & set(b) if not any(word in k[2] for word in leave_out))
     by = {p: [b[k][p] / a[k][p] for k in common if a[k][p] > 0] for p in ("p50", "p95")}
     worst = sorted(((b[k]["p95"] / a[k]["p95"], k) for k in common if a[k]["p95"] > 0), reverse=True)[:5]
     return {"common": len(common), "p50": quartiles(by["p50"]), "p95": quartiles(by["p95"]),
@@ -49,11 +49,13 @@ def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", type=Path, help="bench-scale result JSONs; the first is the base")
+    parser.add_argument("--leave-out", action="append", default=[], metavar="WORD",
+                        help="leave out the reads and pages whose name holds WORD (e.g. audit: what one variant has nothing of)")
     args = parser.parse_args()
     if len(args.results) < 2:
         parser.error("give at least two results")
     base, *others = [(p, json.loads(p.read_text())) for p in args.results]
-    print(json.dumps([{"base": str(base[0]), "other": str(path), **ratios(base[1], result)} for path, result in others],
+    print(json.dumps([{"base": str(base[0]), "other": str(path), **ratios(base[1], result, tuple(args.leave_out))} for path, result in others],
                      indent=2, ensure_ascii=False))
 
 
