@@ -16,7 +16,14 @@ from pydantic import (
 )
 
 from townflow_shared.events import Channel, Colour, Rating
-from townflow_shared.types import IDENTIFIER_CHECKS, NOT_BLANK_PATTERN, Command, Identifier, Text
+from townflow_shared.types import (
+    IDENTIFIER_CHECKS,
+    NOT_BLANK_PATTERN,
+    TOWN_CODE_PATTERN,
+    Command,
+    Identifier,
+    Text,
+)
 
 from .refusals import CODES
 from .rules import (
@@ -30,7 +37,6 @@ from .rules import (
 # Every pattern, bound and "required when" below is in the OpenAPI document as the server checks
 # it, so what the schemas allow is accepted and what they do not is refused with a 422. (An exact
 # length beside a pattern: Python's `$` also matches before a final newline, the others' do not.)
-TOWN_CODE_PATTERN = r"^[0-9]{9}$"  # the county's 6 digits and the town's 3
 TownCode = Annotated[str, Field(pattern=TOWN_CODE_PATTERN, min_length=9, max_length=9,
                                 description="a town's 9-digit code")]
 TicketNumber = Annotated[str, Field(
