@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from . import labels
 from .accounts import Person
+from .errors import ServiceError
 from .names import TownNames
 from .web import console_of
 
@@ -98,17 +99,37 @@ HEADERS = ["受理编号", "颜色", "事项", "村（社区）", "位置", "对
 
 
 async def export(request: Request, person: Person, wanted: TaskList, town: str | None, filename: str) -> Response:
-    """Every task of the filtered list (up to EXPORT_MAX), newest first, as a spreadsheet."""
+    """Every task of the filtered list (up to EXPORT_MAX), newest first, as a spreadsheet, streamed
+    page by page as dispatch answers: its first byte comes after dispatch's first page, however long
+    the list (a town's 1,000 open tasks were 200 ms to a first byte when the file was made whole).
+    A refusal of the first page is raised (the caller's refusal page); one later, with the file
+    under way, ends it with a line saying it is incomplete, as the audit's export does."""
     services = console_of(request).services
-    names = console_of(request).names
-    tasks: list[dict[str, Any]] = []
-    while len(tasks) < EXPORT_MAX:
-        found = await services.call(person, "dispatch", "GET", "/v1/task-search",
-                                    params=wanted.params(town, len(tasks), EXPORT_PAGE))
-        tasks += found["tasks"]
-        if len(tasks) >= found["total"] or not found["tasks"]:
-            break
-    return csv_response(rows(tasks[:EXPORT_MAX], names.of), filename)
+    names_of = console_of(request).names.of
+
+    async def page_at(offset: int) -> dict[str, Any]:
+        return await services.call(person, "dispatch", "GET", "/v1/task-search",
+                                   params=wanted.params(town, offset, EXPORT_PAGE))
+
+    first = await page_at(0)
+
+    async def lines() -> AsyncIterator[str]:
+        yield "\ufeff" + csv_line(HEADERS)
+        found, sent = first, 0
+        while True:
+            page = found["tasks"][:EXPORT_MAX - sent]
+            yield "".join(csv_line([cell(c) for c in line]) for line in rows(page, names_of))
+            sent += len(page)
+            if not page or sent >= min(found["total"], EXPORT_MAX):
+                return
+            try:
+                found = await page_at(sent)
+            except ServiceError as error:
+                yield csv_line([f"（导出未完成：{error.page_line}）"])
+                return
+
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def rows(tasks: Iterable[Mapping[str, Any]], names_of: Any) -> Iterable[list[str]]:
@@ -128,10 +149,8 @@ def cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def csv_response(lines: Iterable[list[str]], filename: str) -> Response:
+def csv_line(values: Iterable[Any]) -> str:
+    """One spreadsheet line (csv's quoting, its \\r\\n ending)."""
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(HEADERS)
-    writer.writerows([cell(c) for c in line] for line in lines)
-    return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    csv.writer(out).writerow(values)
+    return out.getvalue()

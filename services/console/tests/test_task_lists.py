@@ -99,6 +99,33 @@ async def test_the_spreadsheet_opens_in_excel_with_every_page_of_the_list() -> N
     assert all(q["colour"] == ["red"] for q in searches(seen))
 
 
+def refusing_from(offset_refused: int, total: int) -> object:
+    """dispatch's task search answering its pages until `offset_refused`, then 503."""
+    answer = dispatch(total)
+
+    def refusing(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/task-search" and int(request.url.params.get("offset", "0")) >= offset_refused:
+            return problem(503, "service.unavailable")
+        return answer(request)  # type: ignore[operator]
+    return refusing
+
+
+async def test_a_refusal_after_the_first_page_ends_the_streamed_spreadsheet_saying_it_is_incomplete() -> None:
+    seen: list[httpx.Request] = []
+    async for browser, _ in _console(refusing_from(200, 450), seen, COMMAND):  # type: ignore[arg-type]
+        got = await browser.get("/board/export.csv")
+    assert got.status_code == 200  # under way when dispatch refused: the file says so at its end
+    lines = list(csv.reader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert len(lines) == 1 + 200 + 1 and lines[-1][0].startswith("（导出未完成：")
+    assert [q["offset"] for q in searches(seen)] == [["0"], ["200"]]
+
+
+async def test_a_refusal_of_the_first_page_is_the_refusal_page_not_a_spreadsheet() -> None:
+    async for browser, _ in _console(refusing_from(0, 450), [], COMMAND):  # type: ignore[arg-type]
+        got = await browser.get("/board/export.csv")
+    assert got.status_code == 503 and got.headers["content-type"].startswith("text/html")
+
+
 def test_a_cell_that_excel_would_run_stays_text() -> None:
     assert [cell(t) for t in ("=1+1", "+86", "-", "@x", "青禾", "")] == ["'=1+1", "'+86", "'-", "'@x", "青禾", ""]
 

@@ -8,10 +8,8 @@ database under the same rule (`_console_records`)."""
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -26,6 +24,7 @@ from ..accounts import Person
 from ..errors import ServiceError
 from ..services import SERVICES
 from ..session_audit import SERVICE as CONSOLE
+from ..task_lists import csv_line
 from ..web import console_of, guard, render
 
 router = APIRouter()
@@ -194,18 +193,13 @@ async def audit_export(request: Request) -> Response:
         return render(request, "refused.html", 502, title="审计", message=error.page_line)
     names = console_of(request).services.names
 
-    def line(values: Iterable[Any]) -> str:
-        out = io.StringIO()
-        csv.writer(out).writerow(values)
-        return out.getvalue()
-
     async def rows() -> AsyncIterator[str]:
-        yield "\ufeff" + line(COLUMNS)
+        yield "\ufeff" + csv_line(COLUMNS)
         batch: list[str] = []
         try:
             async for r in merge.records():
                 here = names.of(r["town"]) if names is not None else None
-                batch.append(line((
+                batch.append(csv_line((
                     here.when(r["at"]) if here else r["at"], labels.AUDIT_SYSTEMS.get(r["service"], r["service"]),
                     r["actor"], here.staff(r["actor"]) if here and r["actor"] else "",
                     "、".join(labels.ROLES.get(role, role) for role in r["roles"]), here.town(r["town"]) if here else "",
@@ -217,7 +211,7 @@ async def audit_export(request: Request) -> Response:
                     yield "".join(batch)
                     batch.clear()
         except ServiceError as error:
-            batch.append(line((f"（导出未完成：{error.page_line}）",)))
+            batch.append(csv_line((f"（导出未完成：{error.page_line}）",)))
         yield "".join(batch)
 
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
