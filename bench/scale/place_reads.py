@@ -7,10 +7,14 @@ each read timed as the product's own store function runs it, round by round, and
 The county-year: `--towns` towns of `--matters-per-town` matters over 365 days, 40 items of which
 16 located (`--located-share` 0.4), 20 villages of 4 grid cells each; a located matter's point
 uniform in its cell (a town 0.06° × 0.045°, about 5.6 × 5 km, as the demo towns); one in ten
-open, as tests/database/test_task_lists.py's year. The reads, each for a town and point drawn at
-random every round:
+open, as tests/database/test_task_lists.py's year. And one hotspot a town, where a real year
+clusters (a road that keeps breaking): every matter of one located item (I000, a fortieth of the
+town's) within 30 m of one point, half of them open — so a filing there finds a dozen open matters
+of its item within 50 m, and the nearby read returns and measures the rows a cluster holds, which
+the uniform points never do. The reads, each for a town and point drawn at random every round:
 - intake `duplicate_candidates` of one just-filed located matter (its three kinds, the nearby
-  one within 50 m on the GiST index): what a filing with a point pays for its 重复件 hints;
+  one within 50 m on the GiST index): what a filing with a point pays for its 重复件 hints; and
+  the same for a filing at the town's hotspot;
 - dispatch `list_tasks` open and located, up to 1,000 (the 地图 page's one read), and by a cell;
 - appraisal `cell_counts` of a month and the month before, folded by `rules.hotspots` (热点).
 
@@ -67,14 +71,24 @@ SELECT t.code AS town_code, t.i, n,
        (n / 7) % 20 AS village, (n / 3) % 4 AS cell,
        ('x' || substr(md5('x' || t.i || '-' || n), 1, 8))::bit(32)::bigint / 4294967296.0 AS u,
        ('x' || substr(md5('y' || t.i || '-' || n), 1, 8))::bit(32)::bigint / 4294967296.0 AS v,
-       n % 10 = 9 AS open
+       n % 40 = 0 AS hot,
+       CASE WHEN n % 40 = 0 THEN (n / 40) % 2 = 0 ELSE n % 10 = 9 END AS open
   FROM unnest($1::text[]) WITH ORDINALITY AS t(code, i)
  CROSS JOIN generate_series(1, $3::int) AS n
 """
-# A village is a strip 1/20 of the town wide, its 4 cells stacked north to south in it.
-POINT = (f"ST_SetSRID(ST_MakePoint(119.0 + (m.i % 10) * 0.1 + (m.village + m.u) * {TOWN_SPAN[0]} / 20,"
-         f" 32.0 + (m.i / 10) * 0.1 + (m.cell + m.v) * {TOWN_SPAN[1]} / 4), 4326)::geography")
-CELL = "m.town_code || lpad((m.village + 1)::text, 3, '0') || lpad((m.cell + 1)::text, 3, '0')"
+# A village is a strip 1/20 of the town wide, its 4 cells stacked north to south in it. The
+# hotspot: the middle of the town's first cell, each of its matters within ±0.0002° (about 19 m of
+# longitude and 22 of latitude: inside 30 m) of it.
+HOT_SPREAD = 0.0004
+POINT = (f"ST_SetSRID(ST_MakePoint(119.0 + (m.i % 10) * 0.1"
+         f" + CASE WHEN m.hot THEN 0.5 * {TOWN_SPAN[0]} / 20 + (m.u - 0.5) * {HOT_SPREAD}"
+         f" ELSE (m.village + m.u) * {TOWN_SPAN[0]} / 20 END,"
+         f" 32.0 + (m.i / 10) * 0.1"
+         f" + CASE WHEN m.hot THEN 0.5 * {TOWN_SPAN[1]} / 4 + (m.v - 0.5) * {HOT_SPREAD}"
+         f" ELSE (m.cell + m.v) * {TOWN_SPAN[1]} / 4 END), 4326)::geography")
+CELL = ("m.town_code || CASE WHEN m.hot THEN '001001'"
+        " ELSE lpad((m.village + 1)::text, 3, '0') || lpad((m.cell + 1)::text, 3, '0') END")
+HOT_ITEM = "I000"
 
 LOAD_INTAKE = f"""
 WITH m AS ({MATTERS})
@@ -145,15 +159,23 @@ PERIOD = "2026-12"  # the hotspots' month: the year's last whole one
 
 async def one_round(pools: dict[str, asyncpg.Pool], town: str, rng: random.Random,
                     samples: dict[str, list[float]]) -> int:
-    """Each read once for `town`; how many open matters of the item the filing found within 50 m."""
-    # A just-filed located matter of the town's last month (its open neighbours of its item).
-    new = await pools["intake"].fetchval(
-        "SELECT request_id FROM request_places WHERE town_code = $1 AND filed_at > $2"
-        " ORDER BY md5(request_id::text || $3) LIMIT 1", town, NOW - timedelta(days=30), str(rng.random()))
-    async with pools["intake"].acquire() as conn:
-        found = await timed("intake: 重复件 of a filing with a point (within 50 m)", lambda: PgStore(conn).duplicate_candidates(
-            [new], [NOW - timedelta(days=DUPLICATE_WINDOW_DAYS)], intake_rules.OPEN_STATUSES,
-            intake_rules.DUPLICATE_CANDIDATES_PER_KIND, [WITHIN_M]), samples)
+    """Each read once for `town`; how many open matters of its item the filing at the town's hotspot
+    found within 50 m (the filing anywhere else finds none: the points are uniform)."""
+    found_at_hotspot = 0
+    # A just-filed located matter of the town's last month (its open neighbours of its item), one
+    # anywhere and one at the hotspot (its item's).
+    for name, hot in (("intake: 重复件 of a filing with a point (within 50 m)", False),
+                      ("intake: 重复件 of a filing at a hotspot (a dozen within 50 m)", True)):
+        new = await pools["intake"].fetchval(
+            "SELECT request_id FROM request_places WHERE town_code = $1 AND filed_at > $2"
+            " AND (item_code = $4) = $5 ORDER BY md5(request_id::text || $3) LIMIT 1",
+            town, NOW - timedelta(days=30), str(rng.random()), HOT_ITEM, hot)
+        async with pools["intake"].acquire() as conn:
+            found = await timed(name, lambda conn=conn, new=new: PgStore(conn).duplicate_candidates(
+                [new], [NOW - timedelta(days=DUPLICATE_WINDOW_DAYS)], intake_rules.OPEN_STATUSES,
+                intake_rules.DUPLICATE_CANDIDATES_PER_KIND, [WITHIN_M]), samples)
+        if hot:
+            found_at_hotspot = sum(1 for r in found if r["distance_m"] is not None and r["distance_m"] <= WITHIN_M)
     await timed("dispatch: 地图, a town's open located tasks", lambda: list_tasks(
         pools["dispatch"], [town], TaskSearch(phase="open", located=True), now=NOW, limit=1000), samples)
     cell = f"{town}{rng.randint(1, 20):03d}{rng.randint(1, 4):03d}"
@@ -166,7 +188,7 @@ async def one_round(pools: dict[str, asyncpg.Pool], town: str, rng: random.Rando
         return appraisal_rules.hotspots(PERIOD, ((r["period"], r["grid_cell"], r["item_code"], r["n"]) for r in rows))
 
     await timed("appraisal: 热点, a town's month by cell and item", hotspots, samples)
-    return sum(1 for r in found if r["distance_m"] is not None and r["distance_m"] <= WITHIN_M)
+    return found_at_hotspot
 
 
 async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -192,7 +214,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         return {"at": datetime.now(UTC).isoformat(timespec="seconds"), "database_only": True,
                 "size": {"towns": args.towns, "matters_per_town": args.matters_per_town,
                          "located_share": args.located_share},
-                "loaded": loaded, "reads": result, "nearby_matters_found": nearby_found,
+                "loaded": loaded, "reads": result, "nearby_matters_found_at_hotspots": nearby_found,
                 "slowest_p95_ms": max(s["p95"] for s in result.values())}
     finally:
         for pool in pools.values():
