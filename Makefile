@@ -30,6 +30,11 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 
 install: $(STAMP) kafka-jars seaweedfs keycloak prometheus asyncapi-parser axe-core chromium fault-tools postgis
 
+# Debian's packages (prometheus, chromium, postgis, fault-tools) are installed where missing by
+# apt-get, which takes dpkg's lock: `make test` checks the tools side by side, so each apt-get waits
+# its turn on one lock instead of failing on dpkg's.
+APT_GET := flock /tmp/townflow-apt.lock apt-get
+
 # SeaweedFS, the S3-compatible server of `make up` and the stack tests (photos, docs/attachments.md):
 # built once from the Go module proxy into ~/.cache/townflow, its source checked against the module
 # hash pinned in devstack/s3.py (minutes on two cores the first time). Needs Go 1.26 or newer.
@@ -40,7 +45,7 @@ seaweedfs: $(STAMP)
 # the alert rules with promtool. Installed when missing and we may (root with apt-get).
 prometheus:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends prometheus \
 	  >/dev/null; } || echo "prometheus not installed (apt-get install prometheus): its checks are skipped"
 
 # The AsyncAPI initiative's parser, from npm into shared/tests/asyncapi/node_modules at the versions of
@@ -66,7 +71,7 @@ $(AXE_CORE): tests/browser/axe/package-lock.json
 # outside) and `make screenshots`. Installed when missing and we may (root with apt-get).
 chromium:
 	@{ test -x /usr/bin/chromium-headless-shell && test -d /usr/share/fonts/opentype/noto; } || { [ "$$(id -u)" = 0 ] && \
-	  command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  command -v apt-get >/dev/null && $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq \
 	  --no-install-recommends chromium-headless-shell fonts-noto-cjk >/dev/null; } || \
 	  echo "chromium not installed (apt-get install chromium-headless-shell fonts-noto-cjk): the console's browser tests fail"
 
@@ -75,7 +80,7 @@ chromium:
 # missing and we may (root with apt-get).
 postgis:
 	@test -e /usr/share/postgresql/15/extension/postgis.control || { [ "$$(id -u)" = 0 ] && \
-	  command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  command -v apt-get >/dev/null && $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq \
 	  --no-install-recommends postgresql-15-postgis-3 >/dev/null; } || \
 	  echo "postgis not installed (apt-get install postgresql-15-postgis-3): intake's migrations fail"
 
@@ -84,8 +89,8 @@ postgis:
 # Installed when missing and we may (root with apt-get).
 fault-tools:
 	@{ test -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 && command -v nft >/dev/null; } || \
-	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime nftables >/dev/null; } || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && $(APT_GET) update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends faketime nftables >/dev/null; } || \
 	  echo "faketime/nftables not installed (apt-get install faketime nftables): the clock-skew and partition faults fail"
 
 kafka-jars: $(STAMP)
@@ -113,7 +118,7 @@ typecheck: $(STAMP)
 
 # The tests in three tiers (the root conftest.py marks each test with its tier):
 # unit: rules and command handlers, no I/O (a network connection fails the test), in seconds;
-test-unit: $(STAMP) asyncapi-parser
+test-unit: $(STAMP) asyncapi-parser prometheus
 	$(PY) -m pytest -q shared/tests services
 
 unit: test-unit
@@ -156,8 +161,11 @@ stack-lane-third:
 # lanes leave 15-20 % of the two cores idle while they wait on brokers and browsers, and the fast
 # tiers (mypy's cold run in a fresh clone the longest, about a minute) fit in it, where one after the
 # other they added their whole time to the run. A failure anywhere fails the run once the jobs
-# running end; `make test-unit` alone answers in seconds.
-test: install
+# running end; `make test-unit` alone answers in seconds. The tools past the virtualenv are checked
+# (installed where missing) in the same jobs, each before the tier that needs it, so lint, types and
+# the fast tiers start while npm installs the AsyncAPI parser and the stack's tools are looked for
+# (in a fresh clone, 20-25 s that came before everything).
+test: $(STAMP)
 	$(MAKE) --no-print-directory -j5 --output-sync=target lint typecheck test-unit test-db test-stack
 
 # The benchmark (minutes): figures and a plot under bench/results/. BENCH_ARGS=--matters 2000 for a short run.
