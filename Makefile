@@ -28,7 +28,9 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(UV) -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-install: $(STAMP) kafka-jars seaweedfs keycloak prometheus asyncapi-parser axe-core chromium fault-tools postgis
+# What the stack's tests need besides the virtualenv (not npm's AsyncAPI parser: the unit tier's).
+STACK_TOOLS := kafka-jars seaweedfs keycloak prometheus axe-core chromium fault-tools postgis
+install: $(STAMP) $(STACK_TOOLS) asyncapi-parser
 
 # Debian's packages (prometheus, chromium, postgis, fault-tools) are installed where missing by
 # apt-get, which takes dpkg's lock: `make test` checks the tools side by side, so each apt-get waits
@@ -144,7 +146,7 @@ OWN_STACKS := tests/test_resilience.py tests/test_fuzz.py tests/test_database_in
 THIRD_LANE := tests/browser tests/test_upgrade.py
 # Each lane ends with its slowest tests (setup, call and teardown apart): where a lane's time goes.
 SLOWEST := --durations=8 --durations-min=5
-test-stack: install
+test-stack: $(STAMP) $(STACK_TOOLS)
 	$(UV) -r bench/requirements.txt
 	$(MAKE) --no-print-directory -j$(STACK_LANES) --output-sync=target stack-lane-shared stack-lane-own stack-lane-third
 
