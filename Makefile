@@ -28,9 +28,11 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	$(UV) -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $(STAMP)
 
-# What the stack's tests need besides the virtualenv (not npm's AsyncAPI parser: the unit tier's).
-STACK_TOOLS := kafka-jars seaweedfs keycloak prometheus axe-core chromium fault-tools postgis
-install: $(STAMP) $(STACK_TOOLS) asyncapi-parser
+# What the stack's tests need besides the virtualenv (not npm's AsyncAPI parser: the unit tier's),
+# and what only its browser lane needs (npm took 11 s for axe-core in a fresh clone, before every lane).
+STACK_TOOLS := kafka-jars seaweedfs prometheus fault-tools postgis
+BROWSER_TOOLS := keycloak axe-core chromium
+install: $(STAMP) $(STACK_TOOLS) $(BROWSER_TOOLS) asyncapi-parser
 
 # Debian's packages (prometheus, chromium, postgis, fault-tools) are installed where missing by
 # apt-get, which takes dpkg's lock: `make test` checks the tools side by side, so each apt-get waits
@@ -55,7 +57,7 @@ prometheus:
 ASYNCAPI_PARSER := shared/tests/asyncapi/node_modules/.package-lock.json
 asyncapi-parser: $(ASYNCAPI_PARSER)
 $(ASYNCAPI_PARSER): shared/tests/asyncapi/package-lock.json
-	@if command -v npm >/dev/null; then npm ci --prefix shared/tests/asyncapi --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	@if command -v npm >/dev/null; then npm ci --prefer-offline --prefix shared/tests/asyncapi --no-audit --no-fund --ignore-scripts --loglevel=error; \
 	  else echo "npm not installed (apt-get install nodejs npm): the AsyncAPI validation is skipped"; fi
 
 # Deque's axe-core, from npm into tests/browser/axe/node_modules at the version of its package-lock.json:
@@ -63,7 +65,7 @@ $(ASYNCAPI_PARSER): shared/tests/asyncapi/package-lock.json
 AXE_CORE := tests/browser/axe/node_modules/.package-lock.json
 axe-core: $(AXE_CORE)
 $(AXE_CORE): tests/browser/axe/package-lock.json
-	@if command -v npm >/dev/null; then npm ci --prefix tests/browser/axe --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	@if command -v npm >/dev/null; then npm ci --prefer-offline --prefix tests/browser/axe --no-audit --no-fund --ignore-scripts --loglevel=error; \
 	  else echo "npm not installed (apt-get install nodejs npm): the console's browser tests fail"; fi
 
 # Debian's Chromium, its headless shell (the browser without its windowing layer, which Playwright
@@ -156,7 +158,7 @@ stack-lane-shared:
 stack-lane-own:
 	$(PY) -m pytest -q $(SLOWEST) -p no:cacheprovider $(OWN_STACKS)
 
-stack-lane-third:
+stack-lane-third: $(BROWSER_TOOLS)
 	$(PY) -m pytest -q $(SLOWEST) -p no:cacheprovider $(THIRD_LANE) $(DB_AT_SCALE)
 
 # Everything at once: lint, types, the unit and database tiers beside the stack's three lanes. The
