@@ -57,3 +57,11 @@ def _older(migrations: Path, before: str, tmp_path: Path) -> Path:
         if path.name < before:
             shutil.copy(path, folder / path.name)
     return folder
+
+
+def plan_nodes(plan: dict[str, object]) -> list[dict[str, object]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan, the root first."""
+    nodes = [plan]
+    for child in plan.get("Plans", []):  # type: ignore[union-attr]
+        nodes += plan_nodes(child)
+    return nodes

@@ -25,7 +25,7 @@ from townflow_shared.db import SHARED_MIGRATIONS, Database, create_pool, migrate
 from townflow_shared.settings import DEMO_COUNTY_DIR, ServiceSettings
 
 from ..conftest import QINGHE
-from .db_tools import migrated
+from .db_tools import migrated, plan_nodes
 
 T0 = datetime(2027, 3, 31, 15, 0, tzinfo=UTC)
 HOME = "321003"
@@ -242,12 +242,6 @@ def test_the_command_line_verifies_prunes_and_names_the_broken_record(fresh_data
     assert "audit chain of dispatch broken at record 5" in capsys.readouterr().out
 
 
-def _scans(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
-    """Every node of an EXPLAIN (FORMAT JSON) plan as (node type, relation read)."""
-    return [(plan["Node Type"], plan.get("Relation Name")),
-            *(scan for child in plan.get("Plans", []) for scan in _scans(child))]
-
-
 async def test_a_date_range_reads_the_records_waiting_to_be_sealed_by_time_however_large_their_table_grew(
         pool: asyncpg.Pool) -> None:
     """A burst through audit_pending (the sealer down a while, a history loaded) leaves the table as
@@ -265,7 +259,7 @@ async def test_a_date_range_reads_the_records_waiting_to_be_sealed_by_time_howev
     a_week_before = AuditQuery(since=T0 - timedelta(days=7), until=T0)
     statement, arguments = audit_trail.search_statement(None, a_week_before)
     explained = await pool.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *arguments)  # the pool decodes JSON
-    plan = explained[0]["Plan"]
-    assert ("Seq Scan", "audit_pending") not in _scans(plan), json.dumps(plan, indent=1)
-    assert any(relation == "audit_pending" for _, relation in _scans(plan))
+    scans = [(node["Node Type"], node.get("Relation Name")) for node in plan_nodes(explained[0]["Plan"])]
+    assert ("Seq Scan", "audit_pending") not in scans, json.dumps(explained, indent=1)
+    assert any(relation == "audit_pending" for _, relation in scans)
     assert await audit_trail.search(pool, None, a_week_before) == []

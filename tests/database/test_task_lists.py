@@ -30,7 +30,7 @@ from dispatch.store import (
 )
 from townflow_shared.db import SHARED_MIGRATIONS, create_pool, migrate
 
-from .db_tools import database_before
+from .db_tools import database_before, plan_nodes
 
 NOW = datetime.fromisoformat("2027-01-04T10:00:00+08:00")
 TOWN, OTHER = "321003104", "321003112"
@@ -223,13 +223,6 @@ SEARCHES: dict[str, TaskSearch] = {
     "reopened": TaskSearch(reopened=True),
     "a village's red overdue": TaskSearch(village="V03", colour="red", overdue=True),
 }
-
-
-def plan_nodes(plan: dict[str, object]) -> list[dict[str, object]]:
-    nodes = [plan]
-    for child in plan.get("Plans", []):  # type: ignore[union-attr]
-        nodes += plan_nodes(child)
-    return nodes
 
 
 async def explained(pool: asyncpg.Pool, sql: str, args: list[object]) -> tuple[set[str], float]:
