@@ -68,7 +68,8 @@ SELECT t.code AS town_code, t.i, n,
        $2::timestamptz - (n * interval '365 days' / $3::int) AS at,
        'I' || lpad((n % 40)::text, 3, '0') AS item_code,
        (n % 40) < $4::int AS located,
-       (n / 7) % 20 AS village, (n / 3) % 4 AS cell,
+       CASE WHEN n % 40 = 0 THEN 0 ELSE (n / 7) % 20 END AS village,  -- the hotspot's in the first cell
+       CASE WHEN n % 40 = 0 THEN 0 ELSE (n / 3) % 4 END AS cell,
        ('x' || substr(md5('x' || t.i || '-' || n), 1, 8))::bit(32)::bigint / 4294967296.0 AS u,
        ('x' || substr(md5('y' || t.i || '-' || n), 1, 8))::bit(32)::bigint / 4294967296.0 AS v,
        n % 40 = 0 AS hot,
@@ -76,18 +77,16 @@ SELECT t.code AS town_code, t.i, n,
   FROM unnest($1::text[]) WITH ORDINALITY AS t(code, i)
  CROSS JOIN generate_series(1, $3::int) AS n
 """
-# A village is a strip 1/20 of the town wide, its 4 cells stacked north to south in it. The
-# hotspot: the middle of the town's first cell, each of its matters within ±0.0002° (about 19 m of
-# longitude and 22 of latitude: inside 30 m) of it.
+# A village is a strip 1/20 of the town wide, its 4 cells stacked north to south in it. A hotspot
+# matter (in the town's first cell) stands within ±0.0002° (about 19 m of longitude and 22 of
+# latitude: inside 30 m) of the cell's middle instead of anywhere in it.
 HOT_SPREAD = 0.0004
+SPREAD = f"CASE WHEN m.hot THEN 0.5 + ({{0}} - 0.5) * {HOT_SPREAD} / {{1}} ELSE {{0}} END"
 POINT = (f"ST_SetSRID(ST_MakePoint(119.0 + (m.i % 10) * 0.1"
-         f" + CASE WHEN m.hot THEN 0.5 * {TOWN_SPAN[0]} / 20 + (m.u - 0.5) * {HOT_SPREAD}"
-         f" ELSE (m.village + m.u) * {TOWN_SPAN[0]} / 20 END,"
-         f" 32.0 + (m.i / 10) * 0.1"
-         f" + CASE WHEN m.hot THEN 0.5 * {TOWN_SPAN[1]} / 4 + (m.v - 0.5) * {HOT_SPREAD}"
-         f" ELSE (m.cell + m.v) * {TOWN_SPAN[1]} / 4 END), 4326)::geography")
-CELL = ("m.town_code || CASE WHEN m.hot THEN '001001'"
-        " ELSE lpad((m.village + 1)::text, 3, '0') || lpad((m.cell + 1)::text, 3, '0') END")
+         f" + (m.village + {SPREAD.format('m.u', TOWN_SPAN[0] / 20)}) * {TOWN_SPAN[0]} / 20,"
+         f" 32.0 + (m.i / 10) * 0.1 + (m.cell + {SPREAD.format('m.v', TOWN_SPAN[1] / 4)}) * {TOWN_SPAN[1]} / 4),"
+         f" 4326)::geography")
+CELL = "m.town_code || lpad((m.village + 1)::text, 3, '0') || lpad((m.cell + 1)::text, 3, '0')"
 HOT_ITEM = "I000"
 
 LOAD_INTAKE = f"""
