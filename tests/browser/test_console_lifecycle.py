@@ -310,7 +310,8 @@ async def b_holder_of(dispatch: Api, post: str) -> str:
 async def test_a_returned_task_shows_its_reason_and_is_redispatched_from_the_picker(
         people: People, county_stack: Stack) -> None:
     """The board lists a returned task with its reason; the command centre picks the post's B
-    holder by name (with their load) instead of typing an id, and the task is theirs."""
+    holder by name (with their load) instead of typing an id, and the task is theirs. The board's
+    refresh never sweeps the choice away before 改派 is pressed."""
     intake, dispatch = Api(county_stack, "intake", QINGHE), Api(county_stack, "dispatch", QINGHE)
     task = await returned_task(intake, dispatch, "不属本岗职责，应由村镇规划建设站办理")
     b_holder = await b_holder_of(dispatch, task["post"])
@@ -323,6 +324,12 @@ async def test_a_returned_task_shows_its_reason_and_is_redispatched_from_the_pic
     await expect(picker.locator(f"option[value='assignee:{b_holder}']")).to_contain_text(re.compile(r"B岗 · 在办\d+"))
     await assert_accessible(board, "a returned task and its picker")
     await picker.select_option(f"assignee:{b_holder}")
+    # The live part refreshes every 2 s; the choice stays until 改派 is pressed, even once focus left it.
+    await board.get_by_role("heading", name="指挥中心 · 实时看板").click()
+    for _ in range(2):  # the second fetch starts only after the first's answer was swapped in or kept out
+        async with board.expect_response(lambda r: "/board/live" in r.url):
+            pass
+    await expect(picker).to_have_value(f"assignee:{b_holder}")
     await row.get_by_role("button", name="改派").click()
     await expect(board.get_by_role("status")).to_have_text("已提交。")
     await expect(board.locator(f"#returned-{task['task_id']}")).to_have_count(0)
