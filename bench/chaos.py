@@ -283,14 +283,16 @@ async def stopped(stack: Stack, fault: str, stop: Callable[[], None], start: Cal
     return {"fault": fault, "seconds": seconds, "ready_after_s": await ready_after(stack, ended)}
 
 
-async def postgres_stopped(stack: Stack, seconds: float, stopped_at: Callable[[], None] | None = None) -> dict[str, Any]:
-    """`stopped_at` is told the moment PostgreSQL is down (notify's judge: a message a receiver took
-    just before, while the database was shutting down, could not be recorded and is sent again once
-    the database is back)."""
+async def postgres_stopped(stack: Stack, seconds: float,
+                           stopped: Callable[[float, float], None] | None = None) -> dict[str, Any]:
+    """`stopped` is told when PostgreSQL's stop began and when it was down (notify's judge: a
+    message a receiver took just before, or while the database was shutting down, could not be
+    recorded and is sent again once the database is back)."""
     def stop() -> None:
+        began = time.time()
         stack.stop_postgres()
-        if stopped_at is not None:
-            stopped_at()
+        if stopped is not None:
+            stopped(began, time.time())
 
     return await stopped(stack, "postgresql stopped", stop, stack.start_postgres, seconds)
 

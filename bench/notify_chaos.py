@@ -24,9 +24,10 @@ At the end, with the receivers back and notify's deliveries all sent (waited for
   arrival within `EDGE_SECONDS` before the edge, its second after) and does not fail the run
   unless one edge has more than one such id on a channel (`resent_per_edge_and_channel_most`).
   The edge has two causes, counted each on its own: a kill -9 of a notify replica
-  (`resent_after_a_kill`), and PostgreSQL stopped after the receiver took a message and before
-  its record was written — the record fails, the message is sent again once the database is back
-  (`resent_after_a_database_stop`). Any other repeat fails the run.
+  (`resent_after_a_kill`), and PostgreSQL stopped (from the moment its stop began to the moment it
+  was down) after the receiver took a message and before its record was written — the record
+  fails, the message is sent again once the database is back (`resent_after_a_database_stop`).
+  Any other repeat fails the run, listed with its arrival times (`repeats_unexplained`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class NotifyChaos:
     receivers: Receivers
     towns: list[str]
     kills: list[float] = field(default_factory=list)  # when a notify replica was killed (epoch seconds)
-    database_stops: list[float] = field(default_factory=list)  # when PostgreSQL was stopped (epoch seconds)
+    # When PostgreSQL's stop began and when it was down (epoch seconds): a fast shutdown cuts the
+    # clients first, then writes its checkpoint, seconds on a loaded machine, before it is down.
+    database_stops: list[tuple[float, float]] = field(default_factory=list)
 
     @classmethod
     def prepare(cls, stack: Stack) -> NotifyChaos:
@@ -95,9 +98,10 @@ class NotifyChaos:
     def killed(self) -> None:
         self.kills.append(time.time())
 
-    def database_away(self) -> None:
-        """PostgreSQL has just stopped: a message taken in the seconds before could not be recorded."""
-        self.database_stops.append(time.time())
+    def database_away(self, began: float, down: float) -> None:
+        """PostgreSQL stopped between `began` and `down`: a message taken in the seconds before, or
+        while it was stopping, could not be recorded."""
+        self.database_stops.append((began, down))
 
     async def sent_all(self, stack: Stack, timeout: float) -> bool:
         """Every delivery sent (a receiver that was down is tried again with back-off, up to 5 minutes)."""
@@ -134,8 +138,11 @@ class NotifyChaos:
         singles = [r["id"] for r in rows if r["status"] == "sent" and not r["in_digest"]]
         folded = sum(1 for r in rows if r["in_digest"])
         repeats = {i: sorted(at) for i, at in arrivals.items() if len(at) > 1}
-        edges = [(at, "kill") for at in self.kills] + [(at, "database stop") for at in self.database_stops]
+        edges = [(at, at, "kill") for at in self.kills] + [(b, e, "database stop") for b, e in self.database_stops]
         at_an_edge = {i: e for i, at in repeats.items() if (e := edge_of(at, edges)) is not None}
+        # Any other repeat fails the run: its arrivals beside the edges say where to look.
+        unexplained = [{"id": i, "channel": channels[i], "arrived": [round(a, 2) for a in at]}
+                       for i, at in sorted(repeats.items()) if i not in at_an_edge]
         # An edge repeats at most the message in flight on each channel: one id per edge and channel.
         in_flight = max(Counter((e, channels[i]) for i, e in at_an_edge.items()).values(), default=0)
 
@@ -156,6 +163,8 @@ class NotifyChaos:
             "resent_after_a_database_stop": resent("database stop"),
             "resent_per_edge_and_channel_most": in_flight,
             "notify_kills": len(self.kills), "database_stops": len(self.database_stops), "sent_all": settled,
+            "edges": [{"cause": c, "from": round(b, 2), "to": round(e, 2)} for b, e, c in sorted(edges)],
+            "repeats_unexplained": unexplained[:20],
         }
         report["passed"] = bool(
             settled and dispatched and report["not_recorded"] == 0 and report["left_waiting"] == 0
@@ -168,12 +177,13 @@ class NotifyChaos:
         self.receivers.stop()
 
 
-def edge_of(arrivals: list[float], edges: list[tuple[float, str]]) -> tuple[float, str] | None:
-    """The edge (a kill -9 or a stop of PostgreSQL: its time and cause) a repeat (its arrival
-    times, in order) is the repeat of: the first within EDGE_SECONDS after its first arrival and
-    before its last; none, any other repeat."""
-    return next(((at, cause) for at, cause in sorted(edges) if arrivals[0] <= at <= arrivals[0] + EDGE_SECONDS
-                 and arrivals[-1] > at), None)
+def edge_of(arrivals: list[float], edges: list[tuple[float, float, str]]) -> tuple[float, float, str] | None:
+    """The edge (a kill -9 at an instant, or PostgreSQL's stop from its beginning to the moment it
+    was down: from, to and cause) a repeat (its arrival times, in order) is the repeat of: the first
+    whose span its first arrival fell in, or came at most EDGE_SECONDS before, and that ended before
+    its last arrival; none, any other repeat."""
+    return next(((began, ended, cause) for began, ended, cause in sorted(edges)
+                 if began - EDGE_SECONDS <= arrivals[0] <= ended and arrivals[-1] > ended), None)
 
 
 async def _fetchval(stack: Stack, query: str) -> Any:

@@ -85,10 +85,14 @@ def test_a_dead_letter_written_twice_is_caught_and_one_row_sent_twice_is_the_rel
 
 
 def test_a_notify_repeat_is_an_edge_only_when_its_first_arrival_came_just_before_a_kill_or_a_database_stop() -> None:
-    edges = [(100.0, "kill"), (200.0, "database stop")]
-    assert edge_of([99.0, 130.0], edges) == (100.0, "kill")
-    assert edge_of([198.5, 230.0], edges) == (200.0, "database stop")
-    # First arrived too long before the kill, or both before it, or with no edge near: a real duplicate.
+    edges = [(100.0, 100.0, "kill"), (200.0, 204.0, "database stop")]  # PostgreSQL took 4 s to stop
+    assert edge_of([99.0, 130.0], edges) == (100.0, 100.0, "kill")
+    assert edge_of([198.5, 230.0], edges) == (200.0, 204.0, "database stop")
+    assert edge_of([202.5, 230.0], edges) == (200.0, 204.0, "database stop")  # taken while it was stopping
+    # First arrived too long before the kill, or both before it (or before the database was down),
+    # or after the database was down, or with no edge near: a real duplicate.
     assert edge_of([90.0, 130.0], edges) is None
     assert edge_of([99.0, 99.5], edges) is None
+    assert edge_of([202.5, 203.5], edges) is None
+    assert edge_of([204.5, 230.0], edges) is None
     assert edge_of([150.0, 160.0], edges) is None
