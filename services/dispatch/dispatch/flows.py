@@ -33,7 +33,7 @@ from townflow_shared.problems import TOWN_REQUIRED, Refusal
 from townflow_shared.scope import town_of_event, town_of_new_record, town_of_record, towns_to_read
 from townflow_shared.telemetry import current_trace_headers, link_to
 from townflow_shared.town import Town, TownConfigError
-from townflow_shared.views import plain
+from townflow_shared.views import in_town_time
 
 from . import attachments, rehearsal, rules, store
 from .models import (
@@ -429,7 +429,7 @@ async def resume_task(deps: Deps, actor: Principal, command: ResumeTask) -> Task
 async def pending_suspensions(deps: Deps, actor: Principal, town: str | None, limit: int) -> list[PendingSuspension]:
     """The command centre's pending suspension requests of its town (county roles: every town, or `town`)."""
     towns = [t.code for t in towns_to_read(deps.county, actor, town)]
-    return [PendingSuspension.model_validate(plain(r, _tz(deps, r["town_code"])))
+    return [PendingSuspension.model_validate(in_town_time(r, _tz(deps, r["town_code"])))
             for r in await store.pending_suspensions(deps.database.pool, towns, limit)]
 
 
@@ -755,7 +755,7 @@ async def get_task(deps: Deps, actor: Principal, task_id: uuid.UUID) -> TaskDeta
                          for s in await store.supervision_levels(pool, task_id)],
         "extensions": [ExtensionSeen(days=e["days"], status=e["status"], reason=e["reason"])
                        for e in await store.extensions_of(pool, task_id)],
-        "suspensions": [SuspensionSeen.model_validate(plain(_suspension_seen(x), tz))
+        "suspensions": [SuspensionSeen.model_validate(in_town_time(_suspension_seen(x), tz))
                         for x in await store.suspensions_of(pool, task_id)],
         "callbacks": [CallbackSeen(reached=c["reached"], rating=c["rating"], note=c["note"], by=c["by"],
                                    at=c["at"].astimezone(tz), reopened=c["reopened"])
@@ -905,7 +905,7 @@ async def pending_extensions(deps: Deps, actor: Principal, town: str | None) -> 
     """The extension requests waiting for the command centre's decision, oldest first."""
     towns = [t.code for t in towns_to_read(deps.county, actor, town)]
     rows = await store.pending_extensions(deps.database.pool, towns, PENDING_EXTENSIONS_MAX)
-    return [PendingExtension.model_validate(plain(r, _tz(deps, r["town_code"]))) for r in rows]
+    return [PendingExtension.model_validate(in_town_time(r, _tz(deps, r["town_code"]))) for r in rows]
 
 
 async def holders(deps: Deps, actor: Principal, town: str | None) -> list[HolderSeen]:

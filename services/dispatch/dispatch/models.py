@@ -27,7 +27,7 @@ from townflow_shared.types import (
     StrictInt,
     Text,
 )
-from townflow_shared.views import plain
+from townflow_shared.views import in_town_time
 
 from . import rules
 from .refusals import CODES
@@ -193,7 +193,7 @@ class TaskView(Answer):
 
 def task_view(task: Row, now: datetime, tz: tzinfo) -> dict[str, Any]:
     """A stored task as its view's members (the stored trace context is not one of them)."""
-    view = plain(task, tz)
+    view = in_town_time(task, tz)
     view.pop("trace_headers", None)
     if "longitude" in view:  # a task list's row: its matter's place joined (store.TASKS_WITH_PLACES)
         longitude, latitude = view.pop("longitude"), view.pop("latitude")
