@@ -284,15 +284,15 @@ async def stopped(stack: Stack, fault: str, stop: Callable[[], None], start: Cal
 
 
 async def postgres_stopped(stack: Stack, seconds: float,
-                           stopped: Callable[[float, float], None] | None = None) -> dict[str, Any]:
-    """`stopped` is told when PostgreSQL's stop began and when it was down (notify's judge: a
+                           on_stop: Callable[[float, float], None] | None = None) -> dict[str, Any]:
+    """`on_stop` is told when PostgreSQL's stop began and when it was down (notify's judge: a
     message a receiver took just before, or while the database was shutting down, could not be
     recorded and is sent again once the database is back)."""
     def stop() -> None:
         began = time.time()
         stack.stop_postgres()
-        if stopped is not None:
-            stopped(began, time.time())
+        if on_stop is not None:
+            on_stop(began, time.time())
 
     return await stopped(stack, "postgresql stopped", stop, stack.start_postgres, seconds)
 
