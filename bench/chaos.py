@@ -275,12 +275,17 @@ async def database_read_only(stack: Stack, name: str, seconds: float) -> dict[st
 async def stopped(stack: Stack, fault: str, stop: Callable[[], None], start: Callable[[], object],
                   seconds: float) -> dict[str, Any]:
     """A part of the stack stopped for `seconds`, then started again (`start` returns once it
-    answers); the fault with how long the services took to be ready after it."""
+    answers); the fault with how long stopping it took (PostgreSQL's fast shutdown writes a
+    checkpoint once its clients are cut: the span of notify's database edge) and how long the
+    services took to be ready after it."""
+    began = time.monotonic()
     await asyncio.to_thread(stop)
+    stopping = time.monotonic() - began
     await asyncio.sleep(seconds)
     await asyncio.to_thread(start)
     ended = time.monotonic()
-    return {"fault": fault, "seconds": seconds, "ready_after_s": await ready_after(stack, ended)}
+    return {"fault": fault, "seconds": seconds, "stopping_s": round(stopping, 2),
+            "ready_after_s": await ready_after(stack, ended)}
 
 
 async def postgres_stopped(stack: Stack, seconds: float,
