@@ -15,6 +15,7 @@ from .audit_trail import search
 from .auth import Principal, require
 from .county import County
 from .db import Database
+from .events import AuditFacts
 from .problems import AUTHENTICATED, INVALID, TOWN_NOT_FOUND, TOWN_NOT_SERVED, responses
 from .scope import towns_to_read
 from .types import Instant
@@ -41,21 +42,11 @@ class AuditQuery(BaseModel):
     limit: int = Field(100, ge=1, le=PAGE_MAX)
 
 
-class AuditRecordView(BaseModel):
+class AuditRecordView(AuditFacts):
     service: str
     id: int = Field(description="the order records were written in, the pages' cursor")
     seq: int | None = Field(description="its place in the chain; null until sealed (within a second)")
     at: str = Field(description="RFC 3339 on the county's clock")
-    actor: str
-    roles: list[str]
-    town: str | None
-    action: str
-    target_type: str
-    target_id: str
-    outcome: str
-    client: str
-    forwarded_for: str
-    correlation_id: str
     prev_hash: str | None
     hash: str | None
 

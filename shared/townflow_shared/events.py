@@ -567,16 +567,10 @@ class AlertRaised(Envelope):
 
 
 # --- the audit trail (issue #28): every service's own topic, one chain each ----------------------
-class AuditRecordedData(EventData):
-    """One record of a service's audit chain (townflow_shared.audit): who, what, to what, with
-    what outcome, when, from where; never a citizen's personal data. A SIEM recomputes `hash`
-    from the other fields and `prev_hash` (docs/security-audit.md)."""
+class AuditFacts(EventData):
+    """What an audit record says, in its event and in the auditor's read (audit_api): who (with
+    which roles, in which town), did what to what, with what outcome, from where."""
 
-    seq: int
-    prev_hash: str
-    hash: str
-    service: str
-    at: datetime
     actor: str
     roles: list[str]
     town: str | None = None
@@ -587,6 +581,18 @@ class AuditRecordedData(EventData):
     client: str
     forwarded_for: str
     correlation_id: str
+
+
+class AuditRecordedData(AuditFacts):
+    """One record of a service's audit chain (townflow_shared.audit): its facts, when, and its
+    place in the chain; never a citizen's personal data. A SIEM recomputes `hash` from the other
+    fields and `prev_hash` (docs/security-audit.md)."""
+
+    seq: int
+    prev_hash: str
+    hash: str
+    service: str
+    at: datetime
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
