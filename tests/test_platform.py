@@ -3,6 +3,7 @@ kill, dead letters, and exactly-once effects under redelivery."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -206,6 +207,30 @@ async def test_health_readiness_and_metrics_answer_without_a_token(stack: Stack)
         metrics = await api.call("GET", "/metrics")
         assert metrics.status_code == 200
         assert "townflow_http_requests_total" in metrics.text
+
+
+async def test_an_idle_keep_alive_connection_outlasts_the_consoles_and_the_default_client_pools(stack: Stack) -> None:
+    """A service keeps an idle connection longer than a client in front of it keeps one (httpx's
+    default pool: 5 s; the console's: 15 s, below the services' 75: test_console_settings), so the
+    client drops it first. Were the two equal (uvicorn's default is 5 s too), a request sent as the
+    server closes it dies unread: a 502."""
+    host, port = stack.services["dispatch"].url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+
+    async def healthz() -> None:
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # closed: IncompleteReadError
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        await reader.readexactly(length)
+
+    try:
+        await healthz()
+        await asyncio.sleep(5.5)  # idle past httpx's default pool expiry: the idle time is what is tested
+        await healthz()  # on the same connection, still open
+    finally:
+        writer.close()
 
 
 async def test_calls_without_a_valid_token_are_401_and_with_the_wrong_role_403(intake: Api) -> None:

@@ -41,7 +41,8 @@ def serve(app_factory: str, settings: ServiceSettings) -> None:
     # caller sees as a reset: a buffer larger than any URL we answer 414 to (guards.InputGuard).
     uvicorn.run(app_factory, factory=True, host=settings.http_host, port=settings.http_port,
                 log_config=None, access_log=False, http="h11", forwarded_allow_ips=settings.http_forwarded_allow_ips,
-                h11_max_incomplete_event_size=settings.http_max_head_bytes)
+                h11_max_incomplete_event_size=settings.http_max_head_bytes,
+                timeout_keep_alive=settings.http_keep_alive_seconds)
 
 
 def run_service(app_factory: str, settings: ServiceSettings,

@@ -35,6 +35,12 @@ class ServiceSettings(BaseSettings):
     # no photos; PhotoTakingSettings for one that does).
     http_max_upload_bytes: int = 0
     http_max_head_bytes: int = 2 * 1_048_576
+    # An idle keep-alive connection is closed after this long: longer than any client in front of
+    # it keeps one idle (the console's `service_keep_alive_seconds`, 15; nginx's upstream keepalive,
+    # 60), so the client always closes first. Equal timeouts (uvicorn's and httpx's defaults are
+    # both 5 s) race: the server closes a connection the client has just sent a request on, and the
+    # person sees a 502 for a request that was never read.
+    http_keep_alive_seconds: int = 75
     # Which peers' X-Forwarded-For names the client (comma-separated addresses or CIDRs, `*` for
     # any): the ingress in front of the console, the console in front of intake. The per-address
     # limits (sign-in failures, wrong access codes) count the address found this way.

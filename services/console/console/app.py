@@ -264,7 +264,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                     batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
                     takeover_seconds=settings.outbox_takeover_seconds)
                 tasks.append(_kept_running("outbox-relay", settings, lambda: _relay(settings, relay)))
-            async with httpx.AsyncClient(timeout=settings.service_timeout_seconds) as client:
+            async with httpx.AsyncClient(timeout=settings.service_timeout_seconds, limits=httpx.Limits(
+                    keepalive_expiry=settings.service_keep_alive_seconds)) as client:
                 app.state.console = Console(settings, county, Accounts(county), Services(urls, tokens, client, county),
                                             sessions, database.units_of_work(SignInFailures), AuditRecords(pool),
                                             provider)

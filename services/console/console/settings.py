@@ -19,6 +19,9 @@ class ConsoleSettings(ServiceSettings):
     appraisal_url: str = "http://127.0.0.1:8004"
     notify_url: str = "http://127.0.0.1:8005"  # its delivery log (消息记录, issue #31)
     service_timeout_seconds: float = 10.0
+    # The console's connections to the services are dropped after this long idle: below the
+    # services' `http_keep_alive_seconds` (75), so a service never closes one the console is using.
+    service_keep_alive_seconds: float = 15.0
     # A form with photos (issue #29) may be this large: the photos as chosen, when no script made them
     # smaller first (a browser without it), up to the most an item takes; intake's own limit.
     http_max_upload_bytes: int = 48_000_000

@@ -18,8 +18,9 @@ from console.session import (
     session_data,
     session_from,
 )
+from console.settings import ConsoleSettings
 from townflow_shared.county import load_county
-from townflow_shared.settings import DEMO_COUNTY_DIR
+from townflow_shared.settings import DEMO_COUNTY_DIR, ServiceSettings
 
 CLERK = Person("qh-s010", "s010", "刘明", frozenset({"staff", "clerk"}), "321003104", "青禾镇")
 
@@ -73,3 +74,9 @@ async def test_sign_in_with_the_demo_password_and_only_with_it() -> None:
     assert await accounts.sign_in("qh-s010", "wrong") is None
     assert await accounts.sign_in("nobody", "hechuan-2026") is None  # checked against a dummy hash all the same
     assert time.perf_counter() - started > 0.01
+
+
+def test_the_console_drops_an_idle_connection_to_a_service_before_the_service_does() -> None:
+    """The console's pool lets an idle connection go before a service closes it (settings.py), or a
+    page's request may be sent on a connection the service is closing: a 502 nobody caused."""
+    assert ConsoleSettings().service_keep_alive_seconds < ServiceSettings().http_keep_alive_seconds
