@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -217,7 +218,13 @@ def sweep_loop(owner: str, objects: ObjectStore | None, known: Callable[[list[uu
     harm. Nothing runs without an object store."""
 
     async def photo_sweep(_: object) -> None:
-        while objects is not None:
+        if objects is None:
+            return
+        # The first sweep at a random moment of the first interval, not at start: a start (a replica
+        # restarted on a loaded machine) does not wait on S3 (nor make its client: objects.py), and
+        # replicas started together do not sweep in step.
+        await asyncio.sleep(random.uniform(0, settings.photo_sweep_seconds))  # noqa: S311 - not a secret
+        while True:
             older_than = datetime.now(UTC) - timedelta(seconds=settings.photo_orphan_grace_seconds)
             try:
                 if removed := await sweep_orphans(objects, owner, known, older_than):

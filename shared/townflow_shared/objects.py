@@ -11,14 +11,13 @@ there is for Python (docs/attachments.md says more)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
@@ -65,14 +64,30 @@ class ObjectStore:
         # each `put_once` is retained in COMPLIANCE mode this many days, which no credentials can
         # shorten or delete before (docs/attachments.md#object-lock-a-bucket-of-its-own-for-evidence).
         self.retention_days = retention_days
-        # Path-style addressing: a county's S3 (and SeaweedFS) is on its own host name, without
-        # wildcard DNS for bucket sub-domains. Standard retries: a few, with back-off, then StoreUnavailable.
-        self._client: Any = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-            region_name=region, config=Config(
-                s3={"addressing_style": "path"}, signature_version="s3v4",
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=min(timeout_seconds, 3.0), read_timeout=timeout_seconds))
+        self._client_options: dict[str, Any] = {
+            "endpoint_url": endpoint, "aws_access_key_id": access_key, "aws_secret_access_key": secret_key,
+            "region_name": region}
+        self._timeout_seconds = timeout_seconds
+        self._client_lock = threading.Lock()
+        self._made: Any = None
+
+    def _client(self) -> Any:
+        """boto3's S3 client, made at the first call, in the worker thread that call runs in:
+        importing boto3 and building the client take about half a second of CPU (0.47 s measured),
+        which a service's start, and a replica restarted on a loaded machine, need not pay before
+        its first photo. Path-style addressing: a county's S3 (and SeaweedFS) is on its own host
+        name, without wildcard DNS for bucket sub-domains. Standard retries: a few, with back-off,
+        then StoreUnavailable."""
+        with self._client_lock:
+            if self._made is None:
+                import boto3  # on first use (above)
+                from botocore.config import Config
+
+                self._made = boto3.session.Session().client("s3", **self._client_options, config=Config(
+                    s3={"addressing_style": "path"}, signature_version="s3v4",
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=min(self._timeout_seconds, 3.0), read_timeout=self._timeout_seconds))
+            return self._made
 
     @classmethod
     def from_settings(cls, settings: PhotoTakingSettings, bucket: str | None = None,
@@ -89,7 +104,7 @@ class ObjectStore:
 
     async def _call(self, operation: str, **params: Any) -> Any:
         try:
-            return await asyncio.to_thread(getattr(self._client, operation), Bucket=self.bucket, **params)
+            return await asyncio.to_thread(lambda: getattr(self._client(), operation)(Bucket=self.bucket, **params))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise KeyError(params.get("Key")) from None
@@ -135,12 +150,6 @@ class ObjectStore:
             params["StartAfter"] = after
         answer = await self._call("list_objects_v2", **params)
         return [StoredObject(o["Key"], o["LastModified"]) for o in answer.get("Contents", [])]
-
-    def signed_url(self, key: str, seconds: int) -> str:
-        """A URL that reads one object for `seconds`, for someone the service already allowed;
-        signed locally, no call to S3."""
-        return str(self._client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
-                                                       ExpiresIn=seconds))
 
     async def ensure_bucket(self, object_lock: bool = False) -> None:
         """Create the deployment's bucket when it is not there (local runs; a county's cloud creates
