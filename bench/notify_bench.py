@@ -106,7 +106,8 @@ class NotifyBench:
             shutil.copytree(DEMO_TOWN_DIR, town_dir)
             stack.extra_env["TOWNFLOW_TOWN_DIR"] = str(town_dir)
         secret = "SEC" + secrets.token_hex(16)
-        codes, burst = [], []
+        codes: list[str] = []
+        burst: list[str] = []
         for folder in town_folders(town_dir):
             code = str(yaml.safe_load((folder / "town.yaml").read_text(encoding="utf-8"))["code"])
             contacts, burst = notify_yaml(folder, code, secret)
@@ -202,7 +203,7 @@ class NotifyBench:
         mine = [r for r in recorded if r["event_id"] in event_times]
         to_recorded = [1000 * (r["created"] - event_times[r["event_id"]]) for r in mine]
         to_sent = [1000 * (r["sent"] - r["created"]) for r in mine if r["sent"] is not None]
-        result = {"channel": "e-mail: aiosmtpd, one SMTP session per channel and wake-up (no per-minute limit)",
+        result: dict[str, Any] = {"channel": "e-mail: aiosmtpd, one SMTP session per channel and wake-up (no per-minute limit)",
                   "tasks": len(tasks), "arrived": len(arrived), "missing": len(tasks) - len(arrived),
                   "mails_doubled": doubled,
                   "dispatched_to_accepted_ms": percentiles(from_dispatch),
@@ -272,10 +273,10 @@ class NotifyBench:
         for (kind, (messages, where, head)), channel in zip(robots.items(), channels, strict=True):
             row = rows.get(channel)
             digests = [m for m in messages if DIGEST.search(head(m))]
-            folded = sum(int(DIGEST.search(head(m)).group(1)) for m in digests)  # type: ignore[union-attr]
+            folded: int = sum(int(found.group(1)) for m in digests if (found := DIGEST.search(head(m))) is not None)
             refused = [r for r in received["refused"] if r["where"] == where]
             most = max_in_window([m["at"] for m in messages], 60.0)
-            entry = {"owed": row["owed"] if row else 0, "sent": row["sent"] if row else 0,
+            entry: dict[str, Any] = {"owed": row["owed"] if row else 0, "sent": row["sent"] if row else 0,
                      "messages": len(messages), "singles": len(messages) - len(digests), "digests": len(digests),
                      "folded_in_digests": folded, "most_in_any_60s": most, "refused": len(refused),
                      "all_sent_after_s": round(row["last"].timestamp() - began, 1) if row and row["last"] else None}

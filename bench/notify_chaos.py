@@ -75,7 +75,8 @@ class NotifyChaos:
         shutil.copytree(source, town_dir)
         stack.extra_env["TOWNFLOW_TOWN_DIR"] = str(town_dir)
         secret = secrets.token_hex(16)
-        webhooks, codes = {}, []
+        webhooks: dict[str, str] = {}
+        codes: list[str] = []
         for folder in town_folders(town_dir):
             code = str(yaml.safe_load((folder / "town.yaml").read_text(encoding="utf-8"))["code"])
             staff = [s["id"] for s in yaml.safe_load((folder / "staff.yaml").read_text(encoding="utf-8"))["staff"]]
@@ -146,9 +147,6 @@ class NotifyChaos:
         # An edge repeats at most the message in flight on each channel: one id per edge and channel.
         in_flight = max(Counter((e, channels[i]) for i, e in at_an_edge.items()).values(), default=0)
 
-        def resent(cause: str | None = None) -> int:
-            return sum(len(repeats[i]) - 1 for i, (_, c) in at_an_edge.items() if cause in (None, c))
-
         report = {
             "receivers": "a signed webhook per person; ids from the receivers' journal",
             "dispatched_events": len(dispatched), "deliveries": len(rows),
@@ -159,8 +157,9 @@ class NotifyChaos:
             "lost": sum(1 for i in singles if i not in arrivals),
             "digest_count_short": max(0, folded - sum(digests.values())),
             "duplicated": sum(len(at) - 1 for at in repeats.values()),
-            "resent_at_an_edge": resent(), "resent_after_a_kill": resent("kill"),
-            "resent_after_a_database_stop": resent("database stop"),
+            "resent_at_an_edge": resent_at_edges(repeats, at_an_edge),
+            "resent_after_a_kill": resent_at_edges(repeats, at_an_edge, "kill"),
+            "resent_after_a_database_stop": resent_at_edges(repeats, at_an_edge, "database stop"),
             "resent_per_edge_and_channel_most": in_flight,
             "notify_kills": len(self.kills), "database_stops": len(self.database_stops), "sent_all": settled,
             "edges": [{"cause": c, "from": round(b, 2), "to": round(e, 2)} for b, e, c in sorted(edges)],
@@ -184,6 +183,13 @@ def edge_of(arrivals: list[float], edges: list[tuple[float, float, str]]) -> tup
     its last arrival; none, any other repeat."""
     return next(((began, ended, cause) for began, ended, cause in sorted(edges)
                  if began - EDGE_SECONDS <= arrivals[0] <= ended and arrivals[-1] > ended), None)
+
+
+def resent_at_edges(repeats: dict[int, list[float]], at_an_edge: dict[int, tuple[float, float, str]],
+                    cause: str | None = None) -> int:
+    """The arrivals after the first of the messages repeated at an edge (`edge_of`): of any edge,
+    or of those of `cause`."""
+    return sum(len(repeats[i]) - 1 for i, (_, _, c) in at_an_edge.items() if cause in (None, c))
 
 
 async def _fetchval(stack: Stack, query: str) -> Any:

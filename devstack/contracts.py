@@ -71,8 +71,8 @@ def main() -> int:
     if stale and args.check:
         print("stale, run `python -m devstack.contracts`:", *stale, sep="\n  ")
         return 1
-    for path in stale:
-        print(f"wrote {path}")
+    for written in stale:
+        print(f"wrote {written}")
     return 0
 
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import httpx
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, ViewportSize, sync_playwright
 
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
@@ -22,8 +22,8 @@ from .stack import REPO, SERVICES, Stack
 OUT = REPO / "docs" / "console"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic", "--no-first-run", "--font-render-hinting=none"]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 def _api(stack: Stack, service: str, path: str, who: tuple[str, ...], **params: Any) -> Any:

@@ -353,7 +353,7 @@ class Stack:
         (`console_oidc_issuer="…"`: TOWNFLOW_CONSOLE_OIDC_ISSUER)."""
         if self.console is not None and self.console.running:
             return self.console
-        self.console = self.console_replica(**settings)
+        self.console = self.console_replica(0, **settings)
         self.wait_ready_on_own_port(self.console.start(wait=False))
         return self.console
 

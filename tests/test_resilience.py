@@ -20,7 +20,7 @@ import random
 import pytest
 
 from bench.chaos import FAULTS, DeadLetter, Size, judge_dead_letters, run_chaos
-from bench.notify_chaos import edge_of
+from bench.notify_chaos import edge_of, resent_at_edges
 from townflow_shared.settings import DEMO_COUNTY_DIR
 
 # On the demo county (three towns filing in turn): the deployment shape SPEC §8 asks for.
@@ -96,3 +96,8 @@ def test_a_notify_repeat_is_an_edge_only_when_its_first_arrival_came_just_before
     assert edge_of([202.5, 203.5], edges) is None
     assert edge_of([204.5, 230.0], edges) is None
     assert edge_of([150.0, 160.0], edges) is None
+    # What the report counts of them: the arrivals after the first, per edge's cause.
+    repeats = {1: [99.0, 130.0], 2: [198.5, 230.0, 231.0], 3: [150.0, 160.0]}
+    at_an_edge = {i: e for i, at in repeats.items() if (e := edge_of(at, edges)) is not None}
+    assert (resent_at_edges(repeats, at_an_edge), resent_at_edges(repeats, at_an_edge, "kill"),
+            resent_at_edges(repeats, at_an_edge, "database stop")) == (3, 1, 2)

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -62,7 +62,7 @@ def log(line: str) -> None:
     print(f"{datetime.now(UTC):%H:%M:%S} {line}", flush=True)
 
 
-def in_temp_folder(prefix: str, run: Callable[[Path], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+def in_temp_folder(prefix: str, run: Callable[[Path], Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
     """A database-only bench's run in a folder of its own (its PostgreSQL cluster), removed after."""
     folder = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(folder, 0o755)  # noqa: S103 - PostgreSQL (as `postgres` when we are root) must traverse it

@@ -25,6 +25,7 @@ the uniform points never do. The reads, each for a town and point drawn at rando
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -170,9 +171,9 @@ async def one_round(pools: dict[str, asyncpg.Pool], town: str, rng: random.Rando
             " AND (item_code = $4) = $5 ORDER BY md5(request_id::text || $3) LIMIT 1",
             town, NOW - timedelta(days=30), str(rng.random()), HOT_ITEM, hot)
         async with pools["intake"].acquire() as conn:
-            found = await timed(name, lambda conn=conn, new=new: PgStore(conn).duplicate_candidates(
-                [new], [NOW - timedelta(days=DUPLICATE_WINDOW_DAYS)], intake_rules.OPEN_STATUSES,
-                intake_rules.DUPLICATE_CANDIDATES_PER_KIND, [WITHIN_M]), samples)
+            found = await timed(name, functools.partial(
+                PgStore(conn).duplicate_candidates, [new], [NOW - timedelta(days=DUPLICATE_WINDOW_DAYS)],
+                intake_rules.OPEN_STATUSES, intake_rules.DUPLICATE_CANDIDATES_PER_KIND, [WITHIN_M]), samples)
         if hot:
             found_at_hotspot = sum(1 for r in found if r["distance_m"] is not None and r["distance_m"] <= WITHIN_M)
     await timed("dispatch: 地图, a town's open located tasks", lambda: list_tasks(
