@@ -270,6 +270,13 @@ async def a_county_year(pool: asyncpg.Pool) -> None:
         print(f"  {name}: page {page_ms:.1f} ms {sorted(page_scans)}; total {count_ms:.1f} ms {sorted(count_scans)}")
         assert not any(s.startswith("Seq Scan") for s in page_scans | count_scans), (name, page_scans, count_scans)
         if page_ms + count_ms > BUDGET_MS:
+            # Over once: timed twice more, the best of three kept. On a shared machine one execution
+            # can wait on its neighbours (a ticket's sequence: 144 ms once beside make test's lanes,
+            # on a machine twice as slow as usual); a plan over budget is over every time.
+            for _ in range(2):
+                page_ms = min(page_ms, (await explained(pool, page_sql, [*args, 0, 50]))[1])
+                count_ms = min(count_ms, (await explained(pool, count_sql, args))[1])
+        if page_ms + count_ms > BUDGET_MS:
             slow[name] = round(page_ms + count_ms, 1)
         # As the service runs it, for the record (prepared statements, planned each time: see
         # store.search_tasks). Not asserted: on a shared machine the client's clock measures the
