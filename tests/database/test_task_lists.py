@@ -272,7 +272,7 @@ async def a_county_year(pool: asyncpg.Pool) -> None:
         if page_ms + count_ms > BUDGET_MS:
             # Over once: timed twice more, the best of three kept. On a shared machine one execution
             # can wait on its neighbours (a ticket's sequence: 144 ms once beside make test's lanes,
-            # on a machine twice as slow as usual); a plan over budget is over every time.
+            # 20 ms alone on the same machine); a plan over budget is over every time.
             for _ in range(2):
                 page_ms = min(page_ms, (await explained(pool, page_sql, [*args, 0, 50]))[1])
                 count_ms = min(count_ms, (await explained(pool, count_sql, args))[1])
