@@ -119,8 +119,8 @@ lint: $(STAMP)
 
 # The product's packages (pyproject.toml's files), then the dev stack and the benchmarks (which the
 # tests run: the chaos harness, bench-scale's smoke run) in a run of their own: in one run with the
-# services' source trees mypy takes `dispatch` (and the others) for two modules and reports what they
-# hold as missing; apart, each run finds one.
+# services' source trees mypy reports the services' submodules missing where bench imports them
+# (`dispatch.rules`, ...); apart, both runs pass.
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy devstack bench

@@ -176,7 +176,11 @@ class NotifyChaos:
         self.receivers.stop()
 
 
-def edge_of(arrivals: list[float], edges: list[tuple[float, float, str]]) -> tuple[float, float, str] | None:
+# An edge notify may repeat a message across: from, to (the same instant for a kill) and its cause.
+Edge = tuple[float, float, str]
+
+
+def edge_of(arrivals: list[float], edges: list[Edge]) -> Edge | None:
     """The edge (a kill -9 at an instant, or PostgreSQL's stop from its beginning to the moment it
     was down: from, to and cause) a repeat (its arrival times, in order) is the repeat of: the first
     whose span its first arrival fell in, or came at most EDGE_SECONDS before, and that ended before
@@ -185,7 +189,7 @@ def edge_of(arrivals: list[float], edges: list[tuple[float, float, str]]) -> tup
                  if began - EDGE_SECONDS <= arrivals[0] <= ended and arrivals[-1] > ended), None)
 
 
-def resent_at_edges(repeats: dict[int, list[float]], at_an_edge: dict[int, tuple[float, float, str]],
+def resent_at_edges(repeats: dict[int, list[float]], at_an_edge: dict[int, Edge],
                     cause: str | None = None) -> int:
     """The arrivals after the first of the messages repeated at an edge (`edge_of`): of any edge,
     or of those of `cause`."""
